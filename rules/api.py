@@ -1,0 +1,111 @@
+"""The one contract between the data plane and detection.
+
+Everything that inspects frames -- the rule engine, a trivial predicate used by
+tests, the forward-everything default -- is an *Inspector*: frame bytes plus a
+`FrameMeta` in, a `Result` out.  No sockets, no clocks, no globals: the time of
+a frame is `meta.ts`, taken from the ring header live or from the pcap record
+offline, so replay, fuzzing and the live bridge run the same code.
+
+The bridge only looks at `Result.verdict` (and sends `Result.inject`); it never
+interprets events.  Inspectors are built *inside* each worker process by a
+factory (see `bridge.hook`), because hyperscan databases and scratch space do
+not cross a fork or a pickle.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class Verdict(enum.IntEnum):
+    """What happens to one frame.  Ordered: a larger value wins when combined."""
+
+    FORWARD = 0
+    DROP = 1
+    REJECT = 2  # drop, and send what Result.inject holds (TCP RST / ICMP unreachable)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameMeta:
+    """What the capture layer knows about a frame besides its bytes."""
+
+    ts: float                    # seconds since the epoch, from the ring header or the pcap record
+    iface: str                   # interface the frame was read on ("" in replay without one)
+    vlan: tuple[int, ...] = ()   # VLAN ids the kernel stripped (outermost first); in-band tags stay in the bytes
+    pcap_cnt: int = 0            # 1-based packet number in replay; 0 live
+    tpid: tuple[int, ...] = ()   # TPIDs of `vlan` (0x8100, 0x88a8), same order
+
+
+@dataclass(frozen=True, slots=True)
+class Inject:
+    """A frame the inspector wants sent (reject).  `back` means out of the
+    interface the triggering frame arrived on; otherwise out of its peer."""
+
+    frame: bytes
+    back: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    verdict: Verdict
+    events: tuple[Any, ...] = ()     # rules.events dataclasses (Alert, Drop, DecoderEvent, ...)
+    reason: str = ""                 # why dropped: "rule", "flow", "decoder", "policy:<name>", ...
+    inject: tuple[Inject, ...] = ()
+
+
+FORWARD = Result(Verdict.FORWARD)
+DROP_BY_HOOK = Result(Verdict.DROP, reason="hook")
+
+
+@runtime_checkable
+class Inspector(Protocol):
+    def inspect(self, frame: bytes | memoryview, meta: FrameMeta) -> Result:
+        """Decide one frame.  Must never raise on any input bytes."""
+
+    def tick(self, now: float) -> tuple[Any, ...]:
+        """Advance time with no frame (flow timeouts); returns events."""
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start (decoder events, flows, alerts, ...)."""
+
+
+@dataclass(slots=True)
+class ForwardAll:
+    """The default hook when no rules are configured: every frame forwards."""
+
+    seen: int = 0
+
+    def inspect(self, frame: bytes | memoryview, meta: FrameMeta) -> Result:
+        self.seen += 1
+        return FORWARD
+
+    def tick(self, now: float) -> tuple[Any, ...]:
+        return ()
+
+    def stats(self) -> dict[str, int]:
+        return {"inspected": self.seen}
+
+
+@dataclass(slots=True)
+class PredicateInspector:
+    """Drop every frame for which `predicate(frame, meta)` is true.
+
+    The simplest real hook: tests and the lab use it to prove that drop works
+    end to end before (and independently of) the rule engine."""
+
+    predicate: Any
+    counters: dict[str, int] = field(default_factory=lambda: {"inspected": 0, "dropped": 0})
+
+    def inspect(self, frame: bytes | memoryview, meta: FrameMeta) -> Result:
+        self.counters["inspected"] += 1
+        if self.predicate(frame, meta):
+            self.counters["dropped"] += 1
+            return DROP_BY_HOOK
+        return FORWARD
+
+    def tick(self, now: float) -> tuple[Any, ...]:
+        return ()
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.counters)
