@@ -1,0 +1,93 @@
+"""A parsed rule: what `rules.parser` produces and `rules.engine` consumes.
+
+The parser turns text into a `Rule` whose options are already compiled into
+the pieces the engine needs, so the engine never looks at option text:
+
+- header sets (`src`, `dst`: AddrSet; `sport`, `dport`: PortSet) with
+  `contains(ipver, addr)` / `contains(port)`;
+- `checks`: cheap per-packet predicates `f(pkt) -> bool` (dsize, ttl, flags,
+  itype, flow direction/state, flowbits isset, ...), cheapest first;
+- `payload`: the ordered content/pcre/isdataat/byte_test chain, evaluated by
+  `payload.match(buf) -> bool` with relative-match backtracking;
+- `fast_pattern`: the literal the prefilter (hyperscan) looks for, or None
+  when the rule has no content (it is then evaluated on every packet of its
+  group); `fast_pattern_nocase` when that literal is caseless;
+- post-match state operations (`flowbits` set/unset/toggle, `noalert`,
+  `threshold`, `detection_filter`) applied by the engine after a match.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+# Suricata's default action order: the highest-ranked matching action decides.
+ACTION_RANK = {"pass": 3, "drop": 2, "reject": 1, "rejectsrc": 1, "rejectdst": 1, "rejectboth": 1, "alert": 0}
+ACTIONS = tuple(ACTION_RANK)
+
+
+class AddrSet(Protocol):
+    def contains(self, ipver: int, addr: int) -> bool: ...
+
+
+class PortSet(Protocol):
+    def contains(self, port: int) -> bool: ...
+
+
+class PayloadChain(Protocol):
+    def match(self, buf: bytes | memoryview) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """threshold / detection_filter: type is limit|threshold|both (detection_filter: 'df')."""
+
+    type: str
+    track: str        # by_src | by_dst | by_rule | by_both
+    count: int
+    seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowbitOp:
+    cmd: str          # set | unset | toggle | isset | isnotset | noalert
+    names: tuple[str, ...] = ()   # `a|b` on isset means any, `a&b` means all (Suricata 7)
+    any_of: bool = False
+
+
+@dataclass(slots=True)
+class Rule:
+    action: str
+    proto: str                       # ip | tcp | udp | icmp | icmpv6? (as written; "tcp-pkt" etc. not supported)
+    src: AddrSet
+    sport: PortSet
+    direction: str                   # "->" or "<>"
+    dst: AddrSet
+    dport: PortSet
+    sid: int
+    gid: int = 1
+    rev: int = 0
+    msg: str = ""
+    classtype: str | None = None
+    category: str = ""               # classtype's description, from classification.config
+    priority: int = 3                # explicit priority, else the classtype's, else 3
+    references: tuple[str, ...] = ()
+    metadata: tuple[str, ...] = ()
+    target: str | None = None        # src_ip | dest_ip
+    ip_protos: frozenset[int] | None = None   # IP protocol numbers the header admits (None: any IP)
+    checks: list[Callable[[Any], bool]] = field(default_factory=list)
+    payload: PayloadChain | None = None
+    fast_pattern: bytes | None = None
+    fast_pattern_nocase: bool = False
+    flow_to_server: bool | None = None        # flow:to_server -> True, to_client -> False, None: either
+    flowbits: tuple[FlowbitOp, ...] = ()      # post-match ops only (set/unset/toggle/noalert); isset/isnotset are in checks
+    noalert: bool = False
+    threshold: Threshold | None = None
+    detection_filter: Threshold | None = None
+    options: tuple[tuple[str, Any], ...] = ()  # (keyword, parsed spec) in order, for reporting/debugging
+    text: str = ""                   # the rule as written (one logical line)
+    file: str = ""
+    line: int = 0
+
+    @property
+    def rank(self) -> int:
+        return ACTION_RANK[self.action]
