@@ -1,0 +1,324 @@
+"""A three-namespace lab for ipsbridge: client <-> bridge(eth0, eth1) <-> server.
+
+    client ns                 bridge ns                    server ns
+    veth0 198.51.100.1/24 --- eth0   [ipsbridge]   eth1 --- veth0 198.51.100.2/24
+          2001:db8::1/64                                          2001:db8::2/64
+
+Namespaces, links, addresses and MTUs are made through netlink (pyroute2);
+processes started in the lab are tracked and killed by PID at teardown.
+Names carry the owner's PID (`<prefix>-<pid>-<rand>-c`), so two runs never
+collide and `cleanup_stale()` can remove what a crashed run left behind.
+
+Used by the demo and benchmark (netns-lab/lab.py) and by tests/lab (fixture
+`lab` in tests/lab/conftest.py).  Documentation addresses only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from pyroute2 import NetNS, netns
+
+REPO = Path(__file__).resolve().parent.parent
+
+CLIENT4, SERVER4, PREFIX4 = "198.51.100.1", "198.51.100.2", 24
+CLIENT6, SERVER6, PREFIX6 = "2001:db8::1", "2001:db8::2", 64
+
+_NAME_RE = re.compile(r"^(?P<prefix>[a-z0-9]+)-(?P<pid>\d+)-(?P<rand>[0-9a-f]+)-(?P<role>[a-z0-9]+)$")
+
+
+class LabError(RuntimeError):
+    """The lab could not be built or a step in it failed (never a skip)."""
+
+
+def _run(argv: list[str], *, check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise LabError(f"{' '.join(argv)} -> exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+    return proc
+
+
+class BridgeProc:
+    """`ipsbridge run` inside the bridge namespace, with its stderr log collected."""
+
+    def __init__(self, lab: "Lab", args: list[str], *, stats_json: str, ready_timeout: float = 20.0):
+        self.lab = lab
+        self.args = args
+        self.stats_json = stats_json
+        self.lines: list[str] = []
+        self.stdout_lines: list[str] = []
+        self._ready = threading.Event()
+        self.proc = lab.spawn(
+            "bridge",
+            sys.executable, "-m", "bridge", "run", *args, "--stats-json", stats_json,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+        )
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.lines, True), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout_lines, False), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        deadline = time.monotonic() + ready_timeout
+        while not self._ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self._join_pumps()
+                state = f"exited with {self.proc.returncode}" if self.proc.poll() is not None else "not ready in time"
+                self.kill()
+                raise LabError(f"ipsbridge run {' '.join(args)}: {state}\n--- log ---\n" + self.log())
+
+    def _pump(self, stream, sink: list[str], watch_ready: bool) -> None:
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+            if watch_ready and '"ready"' in line:
+                try:
+                    if json.loads(line).get("event") == "ready":
+                        self._ready.set()
+                except ValueError:
+                    pass
+
+    def _join_pumps(self) -> None:
+        for t in self._threads:
+            t.join(timeout=2)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def events(self, name: str) -> list[dict]:
+        out = []
+        for line in list(self.lines):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if obj.get("event") == name:
+                out.append(obj)
+        return out
+
+    def log(self) -> str:
+        return "\n".join(self.lines + self.stdout_lines)
+
+    def stop(self, timeout: float = 20.0) -> dict:
+        """SIGTERM, wait, and return the final totals (the --stats-json file)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise LabError("ipsbridge did not stop within %.0fs of SIGTERM\n%s" % (timeout, self.log()))
+        self._join_pumps()
+        if self.proc.returncode != 0:
+            raise LabError(f"ipsbridge exited with {self.proc.returncode}\n{self.log()}")
+        try:
+            with open(self.stats_json) as fh:
+                return json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise LabError(f"no final totals in {self.stats_json}: {exc}\n{self.log()}") from exc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+class Lab:
+    """Build with `with Lab() as lab:` (or up()/down()); always torn down."""
+
+    ROLES = ("client", "bridge", "server")
+
+    def __init__(self, prefix: str = "ipsb", *, mtu: int = 1500, client_mtu: int | None = None,
+                 server_mtu: int | None = None, offloads: bool = False, ipv6: bool = True):
+        if not re.fullmatch(r"[a-z0-9]{1,8}", prefix):
+            raise ValueError("prefix: 1-8 lowercase letters/digits")
+        self.prefix = prefix
+        self.tag = f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.ns = {role: f"{self.tag}-{role[0]}" for role in self.ROLES}
+        self.client, self.bridge, self.server = (self.ns[r] for r in self.ROLES)
+        self.client_mtu = client_mtu or mtu
+        self.server_mtu = server_mtu or mtu
+        self.offloads = offloads
+        self.ipv6 = ipv6
+        self.procs: list[subprocess.Popen] = []
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.tag}-"))
+        self._made: list[str] = []
+
+    # -- build / teardown -------------------------------------------------
+    def up(self) -> "Lab":
+        try:
+            for name in self.ns.values():
+                netns.create(name)
+                self._made.append(name)
+            self._veth("client", "veth0", "bridge", "eth0", self.client_mtu)
+            self._veth("server", "veth0", "bridge", "eth1", self.server_mtu)
+            self._addr("client", "veth0", CLIENT4, PREFIX4)
+            self._addr("server", "veth0", SERVER4, PREFIX4)
+            if self.ipv6:
+                for role in ("client", "server"):  # no DAD delay, no router solicitations noise
+                    self.sysctl(role, "net.ipv6.conf.veth0.accept_dad", "0")
+                self._addr("client", "veth0", CLIENT6, PREFIX6)
+                self._addr("server", "veth0", SERVER6, PREFIX6)
+            for role in self.ROLES:
+                self.run(role, "ip", "link", "set", "lo", "up")
+            if not self.offloads:
+                # veth fills no checksum for locally generated frames (CHECKSUM_PARTIAL);
+                # the bridge fixes those, but keep the lab's senders honest and the
+                # bridged ports free of GRO/TSO as a deployment would be.
+                for role, ifname in (("client", "veth0"), ("server", "veth0"), ("bridge", "eth0"), ("bridge", "eth1")):
+                    self.set_offloads(role, ifname, on=False)
+        except Exception:
+            self.down()
+            raise
+        return self
+
+    def _veth(self, role_a: str, name_a: str, role_b: str, name_b: str, mtu: int) -> None:
+        with NetNS(self.ns[role_a]) as ipr:
+            ipr.link("add", ifname=name_a, kind="veth", peer={"ifname": name_b, "net_ns_fd": self.ns[role_b]})
+            idx = ipr.link_lookup(ifname=name_a)[0]
+            ipr.link("set", index=idx, mtu=mtu, state="up")
+        with NetNS(self.ns[role_b]) as ipr:
+            idx = ipr.link_lookup(ifname=name_b)[0]
+            ipr.link("set", index=idx, mtu=mtu, state="up")
+
+    def _addr(self, role: str, ifname: str, address: str, prefixlen: int) -> None:
+        with NetNS(self.ns[role]) as ipr:
+            idx = ipr.link_lookup(ifname=ifname)[0]
+            ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
+
+    def down(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs.clear()
+        for name in self._made:
+            _kill_ns_pids(name)
+            try:
+                netns.remove(name)
+            except OSError:
+                pass
+        self._made.clear()
+
+    def __enter__(self) -> "Lab":
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    # -- running things ---------------------------------------------------
+    def run(self, role: str, *argv: str, check: bool = True, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+        return _run(["ip", "netns", "exec", self.ns[role], *argv], check=check, timeout=timeout, **kw)
+
+    def spawn(self, role: str, *argv: str, **popen_kw) -> subprocess.Popen:
+        """Start a process in a namespace; it is killed (by PID, with its group) at teardown."""
+        popen_kw.setdefault("stdout", subprocess.DEVNULL)
+        popen_kw.setdefault("stderr", subprocess.DEVNULL)
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns[role], *argv], start_new_session=True, **popen_kw)
+        self.procs.append(proc)
+        return proc
+
+    def python(self, role: str, code: str, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a Python snippet in a namespace (with the repo on sys.path)."""
+        return self.run(role, sys.executable, "-c", code, *args, timeout=timeout, check=check,
+                        env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    def start_bridge(self, *args: str, ready_timeout: float = 20.0) -> BridgeProc:
+        """`ipsbridge run ARGS` in the bridge namespace, e.g. start_bridge("--bridge", "eth0:eth1")."""
+        stats = self.workdir / f"totals-{len(self.procs)}.json"
+        return BridgeProc(self, list(args), stats_json=str(stats), ready_timeout=ready_timeout)
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.workdir / name
+        path.write_text(text)
+        return path
+
+    # -- knobs ----------------------------------------------------------------
+    def sysctl(self, role: str, key: str, value: str) -> None:
+        self.run(role, "sysctl", "-q", "-w", f"{key}={value}")
+
+    def set_link(self, role: str, ifname: str, *, up: bool) -> None:
+        with NetNS(self.ns[role]) as ipr:
+            idx = ipr.link_lookup(ifname=ifname)[0]
+            ipr.link("set", index=idx, state="up" if up else "down")
+
+    def set_mtu(self, role: str, ifname: str, mtu: int) -> None:
+        with NetNS(self.ns[role]) as ipr:
+            idx = ipr.link_lookup(ifname=ifname)[0]
+            ipr.link("set", index=idx, mtu=mtu)
+
+    def set_offloads(self, role: str, ifname: str, *, on: bool) -> None:
+        """GRO/GSO/TSO and checksum offloads, through ethtool in the namespace."""
+        state = "on" if on else "off"
+        self.run(role, "ethtool", "-K", ifname, "rx", state, "tx", state, "tso", state,
+                 "gso", state, "gro", state, check=False)
+
+    def add_vlan(self, vid: int, *, proto: str = "802.1Q", parent: str = "veth0",
+                 addr4: tuple[str, str] | None = None, addr6: tuple[str, str] | None = None) -> str:
+        """A VLAN sub-interface `parent.vid` on the client and the server (802.1Q or 802.1ad),
+        optionally addressed (client address, server address).  Returns its name."""
+        name = f"{parent}.{vid}" if len(f"{parent}.{vid}") <= 15 else f"v{vid}"
+        for role, idx in (("client", 0), ("server", 1)):
+            self.run(role, "ip", "link", "add", "link", parent, "name", name, "type", "vlan",
+                     "protocol", proto, "id", str(vid))
+            self.run(role, "ip", "link", "set", name, "up")
+            if not self.offloads:
+                self.set_offloads(role, name, on=False)
+            if addr4:
+                self.run(role, "ip", "addr", "add", f"{addr4[idx]}/24", "dev", name)
+            if addr6:
+                self.sysctl(role, f"net.ipv6.conf.{name.replace('.', '/')}.accept_dad", "0")
+                self.run(role, "ip", "addr", "add", f"{addr6[idx]}/64", "dev", name)
+        return name
+
+    def ping(self, role: str, dest: str, *, count: int = 3, size: int | None = None,
+             interval: float = 0.2, timeout: float = 30, check: bool = True, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        argv = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "2", *extra]
+        if size is not None:
+            argv += ["-s", str(size)]
+        return self.run(role, *argv, dest, check=check, timeout=timeout)
+
+
+def _kill_ns_pids(name: str) -> None:
+    proc = _run(["ip", "netns", "pids", name], check=False)
+    for pid in proc.stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def cleanup_stale(prefix: str | None = None, *, all_owners: bool = False) -> list[str]:
+    """Remove lab namespaces whose owning process is gone (or all of them).
+
+    Kills what still runs inside them first.  Returns the names removed."""
+    removed = []
+    for name in netns.listnetns():
+        m = _NAME_RE.match(name)
+        if not m or (prefix and m["prefix"] != prefix):
+            continue
+        if not all_owners and Path(f"/proc/{m['pid']}").exists():
+            continue
+        _kill_ns_pids(name)
+        try:
+            netns.remove(name)
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
