@@ -1,0 +1,257 @@
+"""AF_PACKET sockets for the bridge: constants, ring geometry and socket set-up.
+
+Python's `socket` module exposes AF_PACKET but almost none of the SOL_PACKET
+options, so the values from <linux/if_packet.h> are defined here.
+
+Set-up order matters (see /work/shared/notes/afpacket-facts.md):
+
+    socket(AF_PACKET, SOCK_RAW, 0)      protocol 0: receive nothing until bind
+    PACKET_VERSION                      TPACKET_V2 inline, V3 only for IDS
+    PACKET_RESERVE = 4                  headroom in front of the MAC header for a VLAN tag
+    PACKET_RX_RING                      the mmap ring
+    PACKET_IGNORE_OUTGOING              when the kernel has it (4.20+)
+    PACKET_QDISC_BYPASS                 optional
+    SO_RCVBUF                           buffer-size, when not 0
+    bind((ifname, ETH_P_ALL))
+    PACKET_ADD_MEMBERSHIP promisc       unless disable-promisc
+    PACKET_FANOUT                       last: binding after joining fails with EINVAL
+
+The ring is only *configured* here; it is mmapped by the process that reads it
+(`bridge.ring`), so the supervisor can create every socket in a fixed order
+and fork workers that inherit them.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import socket
+import struct
+from dataclasses import dataclass
+
+from conf.model import Interface
+
+# <linux/if_ether.h>
+ETH_P_ALL = 0x0003
+ETH_HLEN = 14
+VLAN_HLEN = 4
+ETH_P_8021Q = 0x8100
+ETH_P_8021AD = 0x88A8
+
+# <linux/socket.h>
+SOL_PACKET = 263
+
+# <linux/if_packet.h>: socket options
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_DROP_MEMBERSHIP = 2
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_AUXDATA = 8
+PACKET_VERSION = 10
+PACKET_RESERVE = 12
+PACKET_TX_RING = 13
+PACKET_FANOUT = 18
+PACKET_QDISC_BYPASS = 20
+PACKET_IGNORE_OUTGOING = 23
+
+PACKET_MR_PROMISC = 1
+
+# sll_pkttype
+PACKET_HOST = 0
+PACKET_BROADCAST = 1
+PACKET_MULTICAST = 2
+PACKET_OTHERHOST = 3
+PACKET_OUTGOING = 4
+
+TPACKET_V1 = 0
+TPACKET_V2 = 1
+TPACKET_V3 = 2
+
+# fanout modes and flags
+PACKET_FANOUT_HASH = 0
+PACKET_FANOUT_LB = 1
+PACKET_FANOUT_CPU = 2
+PACKET_FANOUT_ROLLOVER = 3
+PACKET_FANOUT_RND = 4
+PACKET_FANOUT_QM = 5
+PACKET_FANOUT_FLAG_ROLLOVER = 0x1000
+PACKET_FANOUT_FLAG_UNIQUEID = 0x2000
+PACKET_FANOUT_FLAG_DEFRAG = 0x8000
+
+FANOUT_MODES = {
+    "cluster_flow": PACKET_FANOUT_HASH,
+    "cluster_round_robin": PACKET_FANOUT_LB,
+    "cluster_cpu": PACKET_FANOUT_CPU,
+    "cluster_rollover": PACKET_FANOUT_ROLLOVER,
+    "cluster_random": PACKET_FANOUT_RND,
+    "cluster_qm": PACKET_FANOUT_QM,
+}
+
+# tp_status bits (RX)
+TP_STATUS_KERNEL = 0x0
+TP_STATUS_USER = 0x1
+TP_STATUS_COPY = 0x2
+TP_STATUS_LOSING = 0x4
+TP_STATUS_CSUMNOTREADY = 0x8
+TP_STATUS_VLAN_VALID = 0x10
+TP_STATUS_BLK_TMO = 0x20
+TP_STATUS_VLAN_TPID_VALID = 0x40
+TP_STATUS_CSUM_VALID = 0x80
+
+TPACKET_ALIGNMENT = 16
+
+# struct sizes
+SOCKADDR_LL_LEN = 20          # struct sockaddr_ll
+TPACKET2_HDR_LEN = 32         # struct tpacket2_hdr (incl. 4 bytes padding)
+TPACKET3_HDR_LEN = 48         # struct tpacket3_hdr (incl. 8 bytes padding)
+TPACKET_BLOCK_DESC_LEN = 48   # struct tpacket_block_desc (version, offset_to_priv, tpacket_hdr_v1)
+
+SIOCGIFMTU = 0x8921
+
+VLAN_HEADROOM = 4             # PACKET_RESERVE: room to put one stripped tag back in place
+
+
+def tpacket_align(x: int) -> int:
+    return (x + TPACKET_ALIGNMENT - 1) & ~(TPACKET_ALIGNMENT - 1)
+
+
+# tp_hdrlen as the kernel computes it: aligned header + sockaddr_ll
+TPACKET2_HDRLEN = tpacket_align(TPACKET2_HDR_LEN) + SOCKADDR_LL_LEN
+TPACKET3_HDRLEN = tpacket_align(TPACKET3_HDR_LEN) + SOCKADDR_LL_LEN
+
+
+def fanout_arg(cluster_id: int, cluster_type: str, *, defrag: bool, rollover: bool) -> bytes:
+    """The PACKET_FANOUT option value: group id in the low 16 bits, mode|flags above.
+
+    Packed as an unsigned int: with the defrag flag the value does not fit a
+    signed int, which `setsockopt(..., int)` would reject."""
+    try:
+        mode = FANOUT_MODES[cluster_type]
+    except KeyError:
+        raise ValueError(f"cluster-type {cluster_type!r}: expected one of {', '.join(FANOUT_MODES)}") from None
+    if not 0 <= cluster_id <= 0xFFFF:
+        raise ValueError(f"cluster-id {cluster_id}: must be 0..65535")
+    flags = (PACKET_FANOUT_FLAG_DEFRAG if defrag else 0) | (PACKET_FANOUT_FLAG_ROLLOVER if rollover else 0)
+    return struct.pack("=I", cluster_id | ((mode | flags) << 16))
+
+
+@dataclass(frozen=True, slots=True)
+class RingGeometry:
+    """Sizes of one RX ring.  Frames never straddle blocks."""
+
+    version: int
+    block_size: int
+    block_nr: int
+    frame_size: int
+    frame_nr: int
+    block_timeout: int = 0     # ms, V3 only
+
+    @property
+    def size(self) -> int:
+        return self.block_size * self.block_nr
+
+    def req(self) -> bytes:
+        if self.version == TPACKET_V3:
+            # struct tpacket_req3: block_size, block_nr, frame_size, frame_nr,
+            # retire_blk_tov, sizeof_priv, feature_req_word
+            return struct.pack("=7I", self.block_size, self.block_nr, self.frame_size,
+                               self.frame_nr, self.block_timeout, 0, 0)
+        return struct.pack("=4I", self.block_size, self.block_nr, self.frame_size, self.frame_nr)
+
+
+def ring_geometry(iface: Interface, mtu: int, page_size: int = 4096) -> RingGeometry:
+    """Frame size from the MTU: header, sockaddr_ll, alignment, the reserve, the
+    Ethernet header and one in-band VLAN tag.  Larger frames (GRO, defrag) arrive
+    truncated (tp_snaplen < tp_len) and are counted, never forwarded cut."""
+    v3 = iface.tpacket_v3 and iface.copy_mode is None
+    hdrlen = TPACKET3_HDRLEN if v3 else TPACKET2_HDRLEN
+    netoff = tpacket_align(hdrlen + 16) + VLAN_HEADROOM   # what tpacket_rcv uses for a 14-byte MAC header
+    needed = netoff + mtu + VLAN_HEADROOM                # MAC header is inside netoff; room for one in-band tag
+    if needed <= page_size:
+        frame_size = 1 << (needed - 1).bit_length()      # a power of two divides the page: no waste
+        block_size = page_size
+    else:
+        frame_size = tpacket_align(needed)
+        block_size = -(-frame_size * 4 // page_size) * page_size
+    if v3:
+        block_size = max(iface.block_size, block_size)
+        if block_size % page_size:
+            raise ValueError(f"block-size {iface.block_size}: must be a multiple of the page size ({page_size})")
+        block_nr = max(2, -(-iface.ring_size * frame_size // block_size))
+        per_block = block_size // frame_size
+        return RingGeometry(TPACKET_V3, block_size, block_nr, frame_size, per_block * block_nr,
+                            iface.block_timeout)
+    per_block = block_size // frame_size
+    block_nr = max(1, -(-iface.ring_size // per_block))
+    return RingGeometry(TPACKET_V2, block_size, block_nr, frame_size, per_block * block_nr)
+
+
+def get_mtu(ifname: str) -> int:
+    """The interface MTU through SIOCGIFMTU (works in any network namespace, unlike /sys)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifr = struct.pack("16si", ifname.encode()[:15], 0)
+        out = fcntl.ioctl(s.fileno(), SIOCGIFMTU, ifr)
+    return struct.unpack_from("16si", out)[1]
+
+
+@dataclass(slots=True)
+class PacketSocket:
+    """One configured AF_PACKET socket (not yet mmapped)."""
+
+    sock: socket.socket
+    iface: str
+    ifindex: int
+    geometry: RingGeometry
+    ignore_outgoing: bool       # PACKET_IGNORE_OUTGOING took effect; else skip PACKET_OUTGOING in the ring
+    mtu: int
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None) -> PacketSocket:
+    """Create, configure, bind and join the fanout group, in the order the kernel needs."""
+    name = iface.interface
+    try:
+        ifindex = socket.if_nametoindex(name)
+    except OSError:
+        raise OSError(errno.ENODEV, f"interface {name!r} does not exist in this network namespace") from None
+    if mtu is None:
+        mtu = get_mtu(name)
+    geo = ring_geometry(iface, mtu)
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        s.setsockopt(SOL_PACKET, PACKET_VERSION, geo.version)
+        s.setsockopt(SOL_PACKET, PACKET_RESERVE, VLAN_HEADROOM)
+        s.setsockopt(SOL_PACKET, PACKET_RX_RING, geo.req())
+        ignore_outgoing = True
+        try:
+            s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:
+            ignore_outgoing = False          # old kernel: the ring reader skips PACKET_OUTGOING frames
+        if iface.qdisc_bypass:
+            s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        if iface.buffer_size:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, iface.buffer_size)
+        s.bind((name, ETH_P_ALL))
+        if not iface.disable_promisc:
+            mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
+            s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        s.setsockopt(SOL_PACKET, PACKET_FANOUT,
+                     fanout_arg(cluster_id, iface.cluster_type, defrag=iface.defrag, rollover=iface.rollover))
+    except BaseException:
+        s.close()
+        raise
+    return PacketSocket(s, name, ifindex, geo, ignore_outgoing, mtu)
+
+
+def read_statistics(sock: socket.socket) -> tuple[int, int]:
+    """(tp_packets, tp_drops) since the previous read: the kernel resets them on
+    each read, and tp_packets already includes tp_drops.  Callers accumulate."""
+    try:
+        raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+    except OSError:
+        return 0, 0
+    return struct.unpack("=II", raw)

@@ -1,0 +1,150 @@
+"""The mmapped RX rings: walking ready slots, handing them back, VLAN re-insertion.
+
+Both ring versions yield the same tuple per frame, with offsets absolute in the
+ring's memoryview (no copies):
+
+    (status, tp_len, snaplen, mac, net, sec, nsec, vlan_tci, vlan_tpid, pkttype)
+
+Rules kept here:
+  * read a slot's status word before anything else in the slot, and stop at the
+    first slot the kernel still owns -- never scan past it;
+  * hand a slot (V2) or a block (V3) back by writing TP_STATUS_KERNEL only after
+    the consumer is done with it (the generator resumes after the consumer's
+    loop body, so the release happens after the frame was forwarded or dropped).
+
+Layouts (<linux/if_packet.h>, native byte order):
+
+    tpacket2_hdr: tp_status u32, tp_len u32, tp_snaplen u32, tp_mac u16, tp_net u16,
+                  tp_sec u32, tp_nsec u32, tp_vlan_tci u16, tp_vlan_tpid u16, 4 pad
+    tpacket3_hdr: tp_next_offset u32, tp_sec u32, tp_nsec u32, tp_snaplen u32, tp_len u32,
+                  tp_status u32, tp_mac u16, tp_net u16, hv1 {tp_rxhash u32, tp_vlan_tci u32,
+                  tp_vlan_tpid u16, pad u16}, 8 pad
+    tpacket_block_desc: version u32, offset_to_priv u32, bh1 {block_status u32, num_pkts u32,
+                  offset_to_first_pkt u32, blk_len u32, seq_num u64, ts_first, ts_last}
+
+With TPACKET_V2/V3 the struct sockaddr_ll follows the aligned header in the
+frame; its sll_pkttype byte (offset 10) tells PACKET_OUTGOING frames apart.
+"""
+from __future__ import annotations
+
+import mmap
+import struct
+from typing import Iterator
+
+from bridge.afpacket import (
+    ETH_P_8021Q,
+    TPACKET2_HDR_LEN,
+    TPACKET3_HDR_LEN,
+    TPACKET_V3,
+    PacketSocket,
+    RingGeometry,
+    tpacket_align,
+)
+
+V2_HDR = struct.Struct("=IIIHHIIHH")
+V3_HDR = struct.Struct("=IIIIIIHHIIH")
+BLOCK_HDR = struct.Struct("=III")          # block_status, num_pkts, offset_to_first_pkt (at offset 8)
+U32 = struct.Struct("=I")
+TAG = struct.Struct("!HH")
+
+SLL_PKTTYPE_V2 = tpacket_align(TPACKET2_HDR_LEN) + 10
+SLL_PKTTYPE_V3 = tpacket_align(TPACKET3_HDR_LEN) + 10
+
+_STATUS_USER = 0x1
+
+
+def insert_vlan(buf: memoryview | bytearray, mac: int, tpid: int, tci: int) -> int:
+    """Put a stripped VLAN tag back in place, in front of the EtherType.
+
+    Moves the 12 MAC address bytes 4 bytes back (into the PACKET_RESERVE
+    headroom) and writes TPID + TCI where they were.  `tci` is written as is:
+    priority bits are kept and a priority-only tag (tci 0) stays a tag.
+    Returns the new start of the frame (mac - 4)."""
+    start = mac - 4
+    buf[start:start + 12] = bytes(buf[mac:mac + 12])   # 12-byte temporary: overlapping move
+    TAG.pack_into(buf, start + 12, tpid or ETH_P_8021Q, tci)
+    return start
+
+
+class V2Ring:
+    """TPACKET_V2: one status word per frame; frames are contiguous because the
+    frame size divides the block size."""
+
+    def __init__(self, ps: PacketSocket):
+        g: RingGeometry = ps.geometry
+        self.mm = mmap.mmap(ps.fileno(), g.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.view = memoryview(self.mm)
+        self.frame_size = g.frame_size
+        self.frame_nr = g.frame_nr
+        self.head = 0
+
+    def frames(self) -> Iterator[tuple]:
+        """Yield every ready frame, at most one full turn of the ring."""
+        view = self.view
+        fs = self.frame_size
+        n = self.frame_nr
+        i = self.head
+        unpack = V2_HDR.unpack_from
+        release = U32.pack_into
+        try:
+            for _ in range(n):
+                off = i * fs
+                status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid = unpack(view, off)
+                if not status & _STATUS_USER:
+                    break
+                yield (status, tp_len, snaplen, off + mac, off + net, sec, nsec, tci, tpid,
+                       view[off + SLL_PKTTYPE_V2])
+                release(view, off, 0)
+                i += 1
+                if i == n:
+                    i = 0
+        finally:
+            self.head = i
+
+    def pending(self) -> bool:
+        return bool(U32.unpack_from(self.view, self.head * self.frame_size)[0] & _STATUS_USER)
+
+
+class V3Ring:
+    """TPACKET_V3 (IDS only): the kernel hands over whole blocks, closed when full
+    or when block-timeout expires; the block goes back in one write."""
+
+    def __init__(self, ps: PacketSocket):
+        g: RingGeometry = ps.geometry
+        self.mm = mmap.mmap(ps.fileno(), g.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.view = memoryview(self.mm)
+        self.block_size = g.block_size
+        self.block_nr = g.block_nr
+        self.head = 0
+
+    def frames(self) -> Iterator[tuple]:
+        view = self.view
+        bs = self.block_size
+        n = self.block_nr
+        b = self.head
+        unpack = V3_HDR.unpack_from
+        try:
+            for _ in range(n):
+                boff = b * bs
+                status, num, first = BLOCK_HDR.unpack_from(view, boff + 8)
+                if not status & _STATUS_USER:
+                    break
+                off = boff + first
+                for _k in range(num):
+                    (nxt, sec, nsec, snaplen, tp_len, st, mac, net, _hash, tci, tpid) = unpack(view, off)
+                    yield (st, tp_len, snaplen, off + mac, off + net, sec, nsec, tci & 0xFFFF, tpid,
+                           view[off + SLL_PKTTYPE_V3])
+                    off += nxt
+                U32.pack_into(view, boff + 8, 0)
+                b += 1
+                if b == n:
+                    b = 0
+        finally:
+            self.head = b
+
+    def pending(self) -> bool:
+        return bool(U32.unpack_from(self.view, self.head * self.block_size + 8)[0] & _STATUS_USER)
+
+
+def open_ring(ps: PacketSocket) -> V2Ring | V3Ring:
+    return V3Ring(ps) if ps.geometry.version == TPACKET_V3 else V2Ring(ps)

@@ -1,0 +1,87 @@
+"""Per-worker, per-interface counters and how they add up.
+
+Accounting (per interface, for the frames *received* on it):
+
+    ips:  received == forwarded + sum(dropped) + sum(send_errors)
+    tap:  received == forwarded + sum(dropped) + sum(send_errors)   (dropped only "truncated")
+    ids:  received == inspected
+
+`forwarded` counts frames sent out of the *peer* interface, reported under the
+interface they were received on.  Frames the kernel flags PACKET_OUTGOING
+(host-originated, only seen when PACKET_IGNORE_OUTGOING is missing) are counted
+in `ignored_outgoing` and are not part of `received`.  Injected frames
+(reject) are counted in `injected` / `inject_errors`, outside the equation.
+`kernel_packets` / `kernel_drops` are PACKET_STATISTICS, accumulated (the
+kernel resets them on each read; tp_packets includes tp_drops).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+SCALARS = (
+    "received", "forwarded", "inspected", "ignored_outgoing", "oversize", "csum_filled",
+    "csum_unfixable", "vlan_reinserted", "kernel_packets", "kernel_drops", "inspector_errors",
+    "injected", "inject_errors", "link_errors",
+)
+MAPS = ("dropped", "would_drop", "send_errors")
+
+
+class Counters:
+    """Counters of one interface in one worker.  Plain attributes: cheap to bump per frame."""
+
+    __slots__ = SCALARS + MAPS
+
+    def __init__(self) -> None:
+        for name in SCALARS:
+            setattr(self, name, 0)
+        for name in MAPS:
+            setattr(self, name, {})
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {name: getattr(self, name) for name in SCALARS}
+        for name in MAPS:
+            d[name] = dict(getattr(self, name))
+        return d
+
+
+def bump(d: dict[str, int], key: str, n: int = 1) -> None:
+    d[key] = d.get(key, 0) + n
+
+
+def empty() -> dict[str, Any]:
+    return Counters().as_dict()
+
+
+def merge(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Add `other` to `into` (numbers add, nested dicts add key by key); returns `into`."""
+    for key, value in other.items():
+        if isinstance(value, dict):
+            merge(into.setdefault(key, {}), value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            into[key] = into.get(key, 0) + value
+        else:
+            into.setdefault(key, value)
+    return into
+
+
+def unaccounted(c: dict[str, Any]) -> int:
+    """received minus everything that explains it (0 when every frame is accounted for).
+    For IDS-only interfaces use received - inspected instead."""
+    return (c["received"] - c["forwarded"] - sum(c["dropped"].values())
+            - sum(c["send_errors"].values()))
+
+
+def rates(now: dict[str, dict], before: dict[str, dict], elapsed: float) -> dict[str, dict[str, float]]:
+    """Per-interface per-second rates of the main counters between two totals."""
+    out: dict[str, dict[str, float]] = {}
+    if elapsed <= 0:
+        return out
+    for iface, c in now.items():
+        b = before.get(iface, {})
+        out[iface] = {
+            f"{k}_per_s": round((c.get(k, 0) - b.get(k, 0)) / elapsed, 1)
+            for k in ("received", "forwarded", "kernel_drops")
+        }
+        out[iface]["dropped_per_s"] = round(
+            (sum(c.get("dropped", {}).values()) - sum(b.get("dropped", {}).values())) / elapsed, 1)
+    return out

@@ -1,0 +1,324 @@
+"""The supervisor: creates every socket in a fixed order, forks the workers,
+logs `ready`, periodic `stats` and final `totals`.
+
+Pairing.  For a bridged pair A<->B with `threads: N` the supervisor opens
+A0..A(N-1) (each joins A's fanout group, in that order) and then B0..B(N-1);
+worker i inherits Ai and Bi, so it holds slot i in both groups and sees both
+directions of the flows that hash to slot i.  IDS interfaces (no copy-mode) get
+N single-socket workers.  After the fork every worker closes the sockets that
+are not its own, and the supervisor closes all of them: a socket stays in its
+fanout group only while its worker lives.
+
+Logging: structlog JSON lines on stderr, configured once per process.
+    {"event": "ready", ...}    once, when every worker has mapped its rings, built
+                               its inspector and entered its poll loop
+    {"event": "stats", ...}    every config.stats_interval seconds (0: off)
+    {"event": "totals", ...}   at exit (also written to `stats_json`)
+
+Exit: SIGINT/SIGTERM -> workers stop, report final counters (after a last
+PACKET_STATISTICS read) -> totals -> 0.  A worker that dies unexpectedly is
+logged (`worker_died`, with its exit code), the bridge shuts down and the exit
+status is 1: its fanout slots are gone and restarting it would have to rejoin
+both groups in the same order (not implemented).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import multiprocessing.connection as mpc
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import structlog
+
+from bridge import afpacket as afp
+from bridge.stats import empty, merge, rates
+from bridge.worker import PortSpec, WorkerSpec, worker_main
+
+SHUTDOWN_TIMEOUT = 5.0
+
+
+def configure_logging() -> None:
+    """JSON lines with ISO timestamps on stderr; once per process."""
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+class SetupError(Exception):
+    pass
+
+
+def plan(config) -> list[tuple[str, list]]:
+    """Groups of interfaces in socket-creation order: ("pair", [A, B]) or ("ids", [A])."""
+    groups: list[tuple[str, list]] = []
+    seen: set[str] = set()
+    by_name = {i.interface: i for i in config.af_packet}
+    for iface in config.af_packet:
+        if iface.interface in seen:
+            continue
+        if iface.copy_mode:
+            peer = by_name.get(iface.copy_iface or "")
+            if peer is None:
+                raise SetupError(f"{iface.interface}: copy-iface {iface.copy_iface!r} is not an af-packet entry")
+            if peer.copy_iface != iface.interface or not peer.copy_mode:
+                raise SetupError(f"{iface.interface} <-> {peer.interface}: both entries need copy-mode and "
+                                 f"copy-iface pointing at each other")
+            if peer.threads != iface.threads:
+                raise SetupError(f"{iface.interface} ({iface.threads} threads) <-> {peer.interface} "
+                                 f"({peer.threads} threads): threads must be equal or they cannot peer")
+            seen.update((iface.interface, peer.interface))
+            groups.append(("pair", [iface, peer]))
+        else:
+            seen.add(iface.interface)
+            groups.append(("ids", [iface]))
+    return groups
+
+
+def cluster_ids(config) -> dict[str, int]:
+    """Configured cluster-ids; missing ones get 99, 98, ... (Suricata's scheme), skipping used ids."""
+    used = {i.cluster_id for i in config.af_packet if i.cluster_id is not None}
+    out: dict[str, int] = {}
+    nxt = 99
+    for i in config.af_packet:
+        if i.cluster_id is not None:
+            out[i.interface] = i.cluster_id
+            continue
+        while nxt in used:
+            nxt -= 1
+        out[i.interface] = nxt
+        used.add(nxt)
+    return out
+
+
+def build_workers(config) -> list[WorkerSpec]:
+    """Open every socket in the pairing order and describe the workers (nothing forked yet)."""
+    ids = cluster_ids(config)
+    specs: list[WorkerSpec] = []
+    opened: list[afp.PacketSocket] = []
+    try:
+        for kind, ifaces in plan(config):
+            n = ifaces[0].threads
+            per_iface: list[list[afp.PacketSocket]] = []
+            for iface in ifaces:
+                socks = []
+                for _ in range(n):
+                    try:
+                        ps = afp.open_socket(iface, ids[iface.interface])
+                    except OSError as e:
+                        raise SetupError(f"{iface.interface}: cannot open the AF_PACKET socket: {e}") from e
+                    opened.append(ps)
+                    socks.append(ps)
+                per_iface.append(socks)
+            if kind == "pair":
+                a, b = ifaces
+                if per_iface[0][0].mtu != per_iface[1][0].mtu:
+                    structlog.get_logger("ipsbridge").warning(
+                        "mtu_mismatch", interfaces=[a.interface, b.interface],
+                        mtu=[per_iface[0][0].mtu, per_iface[1][0].mtu],
+                        hint="frames larger than the smaller MTU fail with EMSGSIZE (counted as oversize)")
+                for slot in range(n):
+                    specs.append(WorkerSpec(
+                        index=len(specs), label=f"{a.interface}:{b.interface}", slot=slot,
+                        sockets=[per_iface[0][slot], per_iface[1][slot]],
+                        ports=[PortSpec(0, a.copy_mode, 1), PortSpec(1, b.copy_mode, 0)]))
+            else:
+                for slot in range(n):
+                    specs.append(WorkerSpec(index=len(specs), label=ifaces[0].interface, slot=slot,
+                                            sockets=[per_iface[0][slot]], ports=[PortSpec(0, None, None)]))
+    except BaseException:
+        for ps in opened:
+            ps.close()
+        raise
+    return specs
+
+
+class Supervisor:
+    def __init__(self, config, stats_json: str | None):
+        self.config = config
+        self.stats_json = stats_json
+        self.log = structlog.get_logger("ipsbridge")
+        self.stop_signal: int | None = None
+        self.procs: list[multiprocessing.Process] = []
+        self.conns: dict[Any, int] = {}            # connection -> worker index
+        self.latest: dict[int, dict] = {}          # worker index -> {iface: counters}
+        self.inspector: dict[int, dict] = {}
+        self.final: set[int] = set()
+        self.ready: set[int] = set()
+        self.pids: dict[int, int] = {}
+        self.specs: list[WorkerSpec] = []
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> None:
+        self.specs = build_workers(self.config)
+        all_fds = [ps.fileno() for spec in self.specs for ps in spec.sockets]
+        ctx = multiprocessing.get_context("fork")
+        for spec in self.specs:
+            mine = {ps.fileno() for ps in spec.sockets}
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=worker_main, name=f"ipsbridge-w{spec.index}",
+                            args=(spec, self.config, w, [fd for fd in all_fds if fd not in mine]),
+                            daemon=False)
+            p.start()
+            w.close()
+            self.procs.append(p)
+            self.pids[spec.index] = p.pid
+            self.conns[r] = spec.index
+        for spec in self.specs:
+            for ps in spec.sockets:
+                ps.close()
+
+    def on_signal(self, signum, frame) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+
+    # ------------------------------------------------------------------ loop
+    def handle(self, conn) -> None:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            del self.conns[conn]
+            return
+        kind, index, pid = msg[0], msg[1], msg[2]
+        if kind == "ready":
+            self.ready.add(index)
+        elif kind in ("stats", "final"):
+            self.latest[index] = msg[3]
+            self.inspector[index] = msg[4]
+            if kind == "final":
+                self.final.add(index)
+        elif kind == "error":
+            self.log.error("worker_setup_failed", worker=index, pid=pid, error=msg[3])
+
+    def dead_worker(self) -> tuple[int, int] | None:
+        for spec, p in zip(self.specs, self.procs):
+            if spec.index not in self.final and not p.is_alive():
+                return spec.index, p.exitcode
+        return None
+
+    def totals(self) -> dict[str, Any]:
+        interfaces: dict[str, dict] = {}
+        for iface in self.config.af_packet:
+            interfaces[iface.interface] = empty()
+        workers = []
+        insp: dict[str, int] = {}
+        for spec in self.specs:
+            counters = self.latest.get(spec.index, {})
+            for name, c in counters.items():
+                merge(interfaces.setdefault(name, empty()), c)
+            merge(insp, self.inspector.get(spec.index, {}))
+            workers.append({"worker": spec.index, "pid": self.pids.get(spec.index), "label": spec.label,
+                            "slot": spec.slot, "interfaces": counters})
+        return {"interfaces": interfaces, "workers": workers, "inspector": insp}
+
+    def run(self) -> int:
+        try:
+            self.start()
+        except SetupError as e:
+            self.log.error("setup_failed", error=str(e))
+            return 1
+        old = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        status = 0
+        try:
+            status = self.loop()
+        finally:
+            self.shutdown()
+            for s, h in old.items():
+                signal.signal(s, h)
+        if status == 0 and self.dead_worker_at_exit:
+            status = 1
+        totals = self.totals()
+        self.log.info("totals", **totals)
+        if self.stats_json:
+            tmp = self.stats_json + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(totals, f, indent=2, sort_keys=True)
+            os.replace(tmp, self.stats_json)
+        return status
+
+    dead_worker_at_exit = False
+
+    def loop(self) -> int:
+        interval = self.config.stats_interval or 0
+        announced = False
+        t0 = time.monotonic()
+        next_stats = t0 + interval if interval else None
+        prev, prev_t = {}, t0
+        while self.stop_signal is None:
+            waitables = list(self.conns) + [p.sentinel for p in self.procs]
+            for obj in mpc.wait(waitables, timeout=0.5):
+                if obj in self.conns:
+                    self.handle(obj)
+            # messages first, then deaths: a worker's last words arrive before its sentinel
+            dead = self.dead_worker()
+            if dead is not None:
+                while any(c.poll() for c in list(self.conns)):
+                    for c in list(self.conns):
+                        if c.poll():
+                            self.handle(c)
+                dead = self.dead_worker()
+            if dead is not None:
+                idx, code = dead
+                spec = self.specs[idx]
+                self.log.error("worker_died", worker=idx, pid=self.pids[idx], label=spec.label,
+                               slot=spec.slot, exit_code=code,
+                               action="shutting the bridge down (its fanout slots are gone)")
+                self.dead_worker_at_exit = True
+                return 1
+            if not announced and len(self.ready) == len(self.specs):
+                announced = True
+                self.log.info("ready", workers=len(self.specs), pids=[p.pid for p in self.procs],
+                              interfaces=[i.interface for i in self.config.af_packet],
+                              pairs=sorted({s.label for s in self.specs}))
+            now = time.monotonic()
+            if next_stats is not None and now >= next_stats:
+                next_stats = now + interval
+                cur = self.totals()["interfaces"]
+                self.log.info("stats", uptime=round(now - t0, 1), interfaces=cur,
+                              rates=rates(cur, prev, now - prev_t))
+                prev, prev_t = cur, now
+        self.log.info("stopping", signal=signal.Signals(self.stop_signal).name)
+        return 0
+
+    def shutdown(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                try:
+                    os.kill(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+        while self.conns and time.monotonic() < deadline:
+            for obj in mpc.wait(list(self.conns), timeout=0.2):
+                self.handle(obj)
+        for p in self.procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                self.log.error("worker_kill", pid=p.pid, reason="no exit after SIGTERM")
+                p.kill()
+                p.join(1)
+        missing = [s.index for s in self.specs if s.index not in self.final]
+        if missing:
+            self.log.warning("final_counters_missing", workers=missing,
+                             note="totals use the last periodic report of these workers")
+
+
+def run(config, *, stats_json: str | None = None) -> int:
+    """Run the bridge until SIGINT/SIGTERM.  0 on a clean stop, 1 on a setup
+    failure or a worker that died."""
+    configure_logging()
+    return Supervisor(config, stats_json).run()

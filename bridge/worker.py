@@ -1,0 +1,333 @@
+"""One worker process: drains its rings, asks the inspector, forwards or drops.
+
+A worker of a bridged pair A<->B owns socket i on A and socket i on B (same
+fanout slot in both groups, so both directions of a flow meet here); an IDS
+worker owns one socket and never forwards.  Sockets are created and joined by
+the supervisor before the fork; the worker mmaps their rings, builds its
+Inspector (hyperscan state does not survive a fork) and loops:
+
+    poll(all sockets, 200 ms) -> drain every ring until the first kernel-owned slot
+
+Per frame (received on port P, peer Q):
+  1. PACKET_OUTGOING frames (only present without PACKET_IGNORE_OUTGOING): skip, count.
+  2. TP_STATUS_CSUMNOTREADY: fill the TCP/UDP/ICMP checksum in place.  On veth
+     and in VMs, frames generated on the same host carry CHECKSUM_PARTIAL: the
+     checksum field holds only the pseudo-header sum and the receiver would drop
+     the frame (ping works, TCP never connects).
+  3. inspector.inspect(frame, FrameMeta(ts, iface, vlan, 0, tpid)); an exception
+     counts `inspector_errors` and the frame is forwarded (fail-open, in ips and
+     tap alike: a bug in a rule plug-in must not black-hole the link; the counter
+     makes it visible).
+  4. ips: DROP/REJECT -> count dropped[reason] (and send Result.inject);
+     tap: count would_drop[reason], forward anyway; IDS: stop here.
+  5. Put a stripped VLAN tag back (in the 4 reserved bytes before tp_mac), then
+     `send` a memoryview slice of the ring on Q's socket: no copy.
+
+Send errors are counted by errno name: EMSGSIZE (larger than the peer MTU) also
+counts `oversize` and is never retried; ENOBUFS/EAGAIN are retried 3 times with
+a short wait for POLLOUT; ENETDOWN/ENXIO (peer link down) are counted and the
+worker continues.  Link down/up: poll reports POLLERR, the worker reads
+SO_ERROR (which clears it) and keeps polling; the kernel re-hooks the socket
+when the link comes back.  An interface that is deleted and re-created needs a
+new socket: not handled (the worker keeps running and sees nothing).
+
+Counters are sent to the supervisor over a pipe about once a second and at exit
+(after a last PACKET_STATISTICS read).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from bridge import afpacket as afp
+from bridge.afpacket import PacketSocket
+from bridge.ring import insert_vlan, open_ring
+from bridge.stats import Counters, bump
+from rules.api import FORWARD, FrameMeta, Verdict
+from rules.checksum import fill_l4_checksum
+
+REPORT_INTERVAL = 1.0
+POLL_MS = 200
+SEND_TRIES = 3
+
+_CSUMNOTREADY = afp.TP_STATUS_CSUMNOTREADY
+_VLAN_VALID = afp.TP_STATUS_VLAN_VALID
+_TPID_VALID = afp.TP_STATUS_VLAN_TPID_VALID
+_OUTGOING = afp.PACKET_OUTGOING
+_RETRY_ERRNOS = (errno.ENOBUFS, errno.EAGAIN)
+
+
+@dataclass(slots=True)
+class PortSpec:
+    """A socket a worker reads from, and where its frames go."""
+
+    sock: int                  # index into WorkerSpec.sockets
+    mode: str | None           # "ips" | "tap" | None (IDS)
+    peer: int | None           # index of the socket frames are sent on
+
+
+@dataclass(slots=True)
+class WorkerSpec:
+    index: int
+    label: str                 # "eth0:eth1" or "eth2" (IDS)
+    slot: int                  # fanout slot (thread number) in every group it joined
+    sockets: list[PacketSocket]
+    ports: list[PortSpec]
+    pid: int = 0
+
+
+def errno_name(code: int) -> str:
+    return errno.errorcode.get(code, f"E{code}")
+
+
+@dataclass(slots=True)
+class _Port:
+    name: str
+    ps: PacketSocket
+    ring: Any
+    mode: str | None
+    peer: socket.socket | None
+    counters: Counters = field(default_factory=Counters)
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, config, conn):
+        self.spec = spec
+        self.config = config
+        self.conn = conn
+        self.log = structlog.get_logger("ipsbridge.worker").bind(worker=spec.index, pid=os.getpid())
+        self.stop = False
+        self.last_ts = 0.0
+        self.last_ts_mono = time.monotonic()
+        self.eve = None
+        self.eve_failed = False
+        self.ports: list[_Port] = []
+        for p in spec.ports:
+            ps = spec.sockets[p.sock]
+            peer = spec.sockets[p.peer].sock if p.peer is not None else None
+            self.ports.append(_Port(ps.iface, ps, open_ring(ps), p.mode, peer))
+        from bridge.hook import build_inspector
+
+        self.inspector = build_inspector(config)
+
+    # ---------------------------------------------------------------- main loop
+    def run(self) -> None:
+        poller = select.poll()
+        by_fd = {}
+        for port in self.ports:
+            poller.register(port.ps.fileno(), select.POLLIN | select.POLLERR)
+            by_fd[port.ps.fileno()] = port
+        self.conn.send(("ready", self.spec.index, os.getpid()))
+        next_report = time.monotonic() + REPORT_INTERVAL
+        while not self.stop:
+            try:
+                events = poller.poll(POLL_MS)
+            except InterruptedError:
+                events = []
+            for fd, ev in events:
+                if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                    port = by_fd[fd]
+                    port.counters.link_errors += 1
+                    try:   # reading SO_ERROR clears it; the kernel re-hooks the socket on link up
+                        port.ps.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    except OSError:
+                        pass
+                    if ev & select.POLLNVAL:
+                        time.sleep(POLL_MS / 1000)   # never spin on a dead descriptor
+            for port in self.ports:
+                self.drain(port)
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + REPORT_INTERVAL
+                self.tick(now)
+                self.report("stats")
+        for port in self.ports:
+            self.drain(port)
+        self.report("final")
+
+    def tick(self, mono_now: float) -> None:
+        """Advance the inspector's clock: the latest frame time, moved on by the
+        wall time elapsed since that frame (so flows still time out on an idle link)."""
+        if not self.last_ts:
+            return
+        now = self.last_ts + (mono_now - self.last_ts_mono)
+        try:
+            events = self.inspector.tick(now)
+        except Exception:
+            self.ports[0].counters.inspector_errors += 1
+            return
+        if events and self.config.eve_log:
+            self.write_events(events)
+
+    def report(self, kind: str) -> None:
+        for port in self.ports:
+            pk, dr = afp.read_statistics(port.ps.sock)
+            port.counters.kernel_packets += pk
+            port.counters.kernel_drops += dr
+        try:
+            insp = dict(self.inspector.stats())
+        except Exception:
+            insp = {}
+        payload = {port.name: port.counters.as_dict() for port in self.ports}
+        try:
+            self.conn.send((kind, self.spec.index, os.getpid(), payload, insp))
+        except (BrokenPipeError, OSError):
+            self.stop = True    # supervisor gone: nothing left to report to
+
+    # ---------------------------------------------------------------- frames
+    def drain(self, port: _Port) -> None:
+        c = port.counters
+        ring = port.ring
+        view = ring.view
+        iface = port.name
+        mode = port.mode
+        peer = port.peer
+        skip_outgoing = not port.ps.ignore_outgoing
+        inspect = self.inspector.inspect
+        eve = self.config.eve_log
+        before = c.received
+        ts = 0.0
+        for (status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid, pkttype) in ring.frames():
+            if skip_outgoing and pkttype == _OUTGOING:
+                c.ignored_outgoing += 1
+                continue
+            c.received += 1
+            ts = sec + nsec * 1e-9
+            try:
+                end = mac + snaplen
+                frame = view[mac:end]
+                if status & _CSUMNOTREADY:
+                    if fill_l4_checksum(frame, net - mac):
+                        c.csum_filled += 1
+                    else:
+                        c.csum_unfixable += 1
+                if status & _VLAN_VALID:
+                    tpid = tpid if status & _TPID_VALID else afp.ETH_P_8021Q
+                    meta = FrameMeta(ts, iface, (tci & 0x0FFF,), 0, (tpid,))
+                else:
+                    meta = FrameMeta(ts, iface)
+                try:
+                    result = inspect(frame, meta)
+                except Exception:
+                    c.inspector_errors += 1
+                    result = FORWARD
+                c.inspected += 1
+                if result.events and eve:
+                    self.write_events(result.events)
+                if mode is None:
+                    continue
+                if result.verdict != Verdict.FORWARD:
+                    reason = result.reason or "rule"
+                    if mode == "ips":
+                        bump(c.dropped, reason)
+                        if result.inject:
+                            self.inject(port, result.inject)
+                        continue
+                    bump(c.would_drop, reason)
+                if snaplen < tp_len:       # cut by the ring (GRO/defrag super-frame): never forward a cut frame
+                    bump(c.dropped, "truncated")
+                    c.oversize += 1
+                    continue
+                if status & _VLAN_VALID:
+                    out = view[insert_vlan(view, mac, tpid, tci):end]
+                    c.vlan_reinserted += 1
+                else:
+                    out = frame
+                err = self.send(peer, out)
+                if err:
+                    bump(c.send_errors, errno_name(err))
+                    if err == errno.EMSGSIZE:
+                        c.oversize += 1
+                else:
+                    c.forwarded += 1
+            except Exception:       # a bug here must not stop the bridge: account the frame as dropped
+                bump(c.dropped, "internal")
+        if c.received != before:
+            self.last_ts = ts
+            self.last_ts_mono = time.monotonic()
+
+    @staticmethod
+    def send(sock: socket.socket, data) -> int:
+        """Send one frame; 0 on success, else the errno (after bounded retries)."""
+        for attempt in range(SEND_TRIES):
+            try:
+                sock.send(data, socket.MSG_DONTWAIT)
+                return 0
+            except OSError as e:
+                code = e.errno or errno.EIO
+                if code in _RETRY_ERRNOS and attempt + 1 < SEND_TRIES:
+                    p = select.poll()
+                    p.register(sock.fileno(), select.POLLOUT)
+                    p.poll(1)
+                    continue
+                return code
+        return errno.EAGAIN
+
+    def inject(self, port: _Port, injects) -> None:
+        c = port.counters
+        for inj in injects:
+            sock = port.ps.sock if inj.back else port.peer
+            if sock is None:
+                continue
+            if self.send(sock, inj.frame):
+                c.inject_errors += 1
+            else:
+                c.injected += 1
+
+    def write_events(self, events) -> None:
+        if self.eve is None:
+            if self.eve_failed:
+                return
+            try:
+                from rules.eve import EveWriter
+
+                self.eve = EveWriter(self.config.eve_log)
+            except Exception as e:       # module missing or unusable: warn once, keep bridging
+                self.eve_failed = True
+                self.log.warning("eve_disabled", path=self.config.eve_log, error=repr(e))
+                return
+        try:
+            self.eve.write(events)
+        except Exception as e:
+            self.eve_failed = True
+            self.eve = None
+            self.log.warning("eve_disabled", path=self.config.eve_log, error=repr(e))
+
+
+def worker_main(spec: WorkerSpec, config, conn, foreign_fds: list[int]) -> None:
+    """Entry point in the forked child."""
+    for fd in foreign_fds:        # other workers' sockets: holding them would keep dead slots in the groups
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    w_stop = {"worker": None}
+
+    def on_signal(signum, frame):
+        if w_stop["worker"] is not None:
+            w_stop["worker"].stop = True
+        else:
+            os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        worker = Worker(spec, config, conn)
+    except Exception as e:
+        structlog.get_logger("ipsbridge.worker").error(
+            "worker_setup_failed", worker=spec.index, label=spec.label, error=repr(e))
+        try:
+            conn.send(("error", spec.index, os.getpid(), repr(e)))
+        except OSError:
+            pass
+        os._exit(3)
+    w_stop["worker"] = worker
+    worker.run()
