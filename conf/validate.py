@@ -1,0 +1,192 @@
+"""Static refusals: setups that cannot work, found before any socket is opened.
+
+`validate(config)` looks only at the Config (no kernel, no files other than the
+rule files named in it) and returns every `Problem` it finds, so an operator
+fixes them all in one go instead of one per start.  Live checks (interfaces
+that exist, MTU, offloads, capabilities) live in `bridge.syscheck`.
+
+A `Problem` prints as ONE line naming the place, the key and the fix:
+
+    ipsbridge.yaml:14: eth0: threads: 2 here but 4 on its peer eth1 (copy-iface) -- fix: set the same 'threads' on both interfaces
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+
+from conf.model import CLUSTER_TYPES, Config, Interface
+
+IFNAMSIZ = 16  # kernel limit including the trailing NUL: names have at most 15 characters
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the configuration or the system, with its fix."""
+
+    where: str                 # interface name, or section ("stream", "vars", "system", ...)
+    key: str                   # the YAML key (Suricata spelling) or check name; "" when none
+    message: str
+    fix: str
+    file: str | None = None    # YAML file, when the problem comes from one
+    line: int = 0              # 1-based line in that file, 0 when unknown
+    severity: str = "error"    # "error" refuses to start; "warning" is reported by `check`
+
+    def __str__(self) -> str:
+        prefix = ""
+        if self.file:
+            prefix = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        key = f"{self.key}: " if self.key else ""
+        return f"{prefix}{self.where}: {key}{self.message} -- fix: {self.fix}"
+
+
+class ConfigError(Exception):
+    """The configuration does not parse or has wrong keys/types; `.problems` lists each."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean 'x'?)' or '' -- appended to messages about unknown names."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _problem(config: Config, iface: Interface | None, where: str, key: str, message: str,
+             fix: str, severity: str = "error") -> Problem:
+    file = None if config.source == "<command line>" else config.source
+    line = iface.line if iface is not None else 0
+    return Problem(where, key, message, fix, file, line, severity)
+
+
+def validate(config: Config) -> list[Problem]:
+    """Every static reason the configuration cannot run as written (empty list: fine)."""
+    out: list[Problem] = []
+    p = lambda *a, **k: out.append(_problem(config, *a, **k))  # noqa: E731
+
+    if not config.af_packet:
+        p(None, "af-packet", "", "no interface configured",
+          "give --bridge IFACE:IFACE or --ids IFACE, or add an 'af-packet:' entry with 'interface:'")
+
+    by_name: dict[str, Interface] = {}
+    for it in config.af_packet:
+        if it.interface in by_name:
+            p(it, it.interface, "interface", "listed twice in af-packet",
+              "keep a single af-packet entry per interface")
+        by_name.setdefault(it.interface, it)
+        name = it.interface
+        if not name or len(name) >= IFNAMSIZ or "/" in name or any(c.isspace() for c in name) \
+                or name in (".", ".."):
+            p(it, name or "<empty>", "interface",
+              f"'{name}' is not a valid Linux interface name (at most {IFNAMSIZ - 1} characters, "
+              "no '/' or spaces)", "use the name shown by 'ip link'")
+        if not isinstance(it.threads, int) or it.threads < 1:
+            p(it, name, "threads", f"{it.threads!r} is not a positive thread count",
+              "set 'threads' to 1 or more, or 'auto' (one per CPU)")
+        if it.cluster_type not in CLUSTER_TYPES:
+            p(it, name, "cluster-type", f"unknown value '{it.cluster_type}'"
+              + did_you_mean(it.cluster_type, CLUSTER_TYPES),
+              "use one of " + ", ".join(CLUSTER_TYPES))
+        if it.cluster_id is not None and not (0 <= it.cluster_id <= 0xFFFF):
+            p(it, name, "cluster-id", f"{it.cluster_id} is outside 0..65535",
+              "pick a fanout group id between 0 and 65535")
+        if it.copy_mode not in ("ips", "tap", None):
+            p(it, name, "copy-mode", f"unknown value '{it.copy_mode}'"
+              + did_you_mean(it.copy_mode, ("ips", "tap", "none")),
+              "use 'ips' (drop what rules drop), 'tap' (forward everything, alert only) or leave it out (IDS)")
+        for key in ("ring_size", "block_size", "block_timeout"):
+            value = getattr(it, key)
+            if not isinstance(value, int) or value < 1:
+                dashed = key.replace("_", "-")
+                p(it, name, dashed, f"{value!r} must be a positive integer",
+                  f"set '{dashed}' to a positive integer or remove it for the default")
+        if it.buffer_size < 0:
+            p(it, name, "buffer-size", f"{it.buffer_size} is negative",
+              "set 'buffer-size' to 0 (kernel default) or a byte count")
+        if it.tpacket_v3 and it.block_size % os.sysconf("SC_PAGE_SIZE"):
+            p(it, name, "block-size", f"{it.block_size} is not a multiple of the page size "
+              f"({os.sysconf('SC_PAGE_SIZE')})", "use a multiple of the page size, e.g. 32768")
+
+    seen_ids: dict[int, Interface] = {}
+    for it in config.af_packet:
+        if it.cluster_id is None:
+            continue
+        other = seen_ids.get(it.cluster_id)
+        if other is not None and other.interface != it.interface:
+            p(it, it.interface, "cluster-id",
+              f"{it.cluster_id} is also used by {other.interface} (a fanout group belongs to one interface)",
+              "give every interface its own 'cluster-id'")
+        seen_ids.setdefault(it.cluster_id, it)
+
+    position = {id(it): i for i, it in enumerate(config.af_packet)}
+    for it in config.af_packet:
+        name = it.interface
+        inline = it.copy_mode in ("ips", "tap")
+        if it.copy_mode and not it.copy_iface:
+            p(it, name, "copy-mode", f"'{it.copy_mode}' set but no copy-iface",
+              "add 'copy-iface: PEER' naming the interface frames are forwarded to, or remove 'copy-mode'")
+        if it.copy_iface and not it.copy_mode:
+            p(it, name, "copy-iface", f"'{it.copy_iface}' set but no copy-mode, so nothing is forwarded",
+              "add 'copy-mode: ips' (or 'tap') or remove 'copy-iface'")
+        if it.copy_iface:
+            peer = by_name.get(it.copy_iface)
+            if it.copy_iface == name:
+                p(it, name, "copy-iface", "points at the interface itself",
+                  "name the other port of the bridge in 'copy-iface'")
+            elif peer is None:
+                p(it, name, "copy-iface", f"peer '{it.copy_iface}' has no af-packet entry",
+                  f"add an af-packet entry for {it.copy_iface} with 'copy-iface: {name}' "
+                  f"and the same copy-mode")
+            else:
+                if peer.copy_iface != name:
+                    back = f"'{peer.copy_iface}'" if peer.copy_iface else "nothing"
+                    p(it, name, "copy-iface", f"peer {peer.interface} points back at {back}, not {name}",
+                      f"set 'copy-iface: {name}' on {peer.interface}")
+                first = position[id(it)] < position[id(peer)]  # report a pair mismatch once
+                if peer.threads != it.threads and first:
+                    p(it, name, "threads",
+                      f"{it.threads} here but {peer.threads} on its peer {peer.interface} (copy-iface); "
+                      "worker i must own both directions of its flows",
+                      "set the same 'threads' on both interfaces")
+                if peer.copy_mode != it.copy_mode and peer.copy_mode and it.copy_mode and first:
+                    p(it, name, "copy-mode", f"'{it.copy_mode}' here but '{peer.copy_mode}' on its peer "
+                      f"{peer.interface}", "set the same 'copy-mode' on both interfaces")
+                if peer.cluster_type != it.cluster_type and first:
+                    p(it, name, "cluster-type", f"'{it.cluster_type}' here but '{peer.cluster_type}' on "
+                      f"its peer {peer.interface}; the two directions of a flow would land on "
+                      "different workers", "set the same 'cluster-type' on both interfaces")
+        if inline and not it.use_mmap:
+            p(it, name, "use-mmap", f"off, but copy-mode '{it.copy_mode}' forwards through the mmap ring",
+              "set 'use-mmap: yes' (the default) on inline interfaces")
+        if inline and it.tpacket_v3:
+            # The loader forces V2 with a warning; only a Config built in code reaches here.
+            p(it, name, "tpacket-v3", "on an inline interface: frames wait up to block-timeout ms "
+              "before they are forwarded", "set 'tpacket-v3: no' (V2) on ips/tap interfaces")
+        if inline and it.bpf_filter:
+            p(it, name, "bpf-filter", "set on an inline interface: frames it does not match are "
+              "never read, so they are never forwarded (silent blackhole)",
+              "remove 'bpf-filter' from ips/tap interfaces; use 'pass' rules to skip inspection")
+
+    if config.stats_interval < 0:
+        p(None, "ipsbridge", "stats-interval", f"{config.stats_interval} is negative",
+          "set 'stats-interval' to seconds between stats lines, or 0 to turn them off")
+    if config.verdict_hook is not None and ":" not in config.verdict_hook:
+        p(None, "ipsbridge", "verdict-hook", f"'{config.verdict_hook}' is not 'module:factory'",
+          "write it as 'package.module:function'")
+
+    for rel in config.rule_files:
+        path = rule_path(config, rel)
+        if not os.path.isfile(path):
+            p(None, "rule-files", rel, f"file not found: {path}",
+              "fix the name, or set 'default-rule-path' to the directory holding it")
+    if config.classification_file and not os.path.isfile(config.classification_file):
+        p(None, "classification-file", "", f"file not found: {config.classification_file}",
+          "point 'classification-file' at a classification.config, or remove it for the built-in one")
+    return out
+
+
+def rule_path(config: Config, name: str) -> str:
+    """Where a `rule-files` entry is read from: absolute as-is, else under default-rule-path."""
+    return name if os.path.isabs(name) else os.path.join(config.default_rule_path, name)
