@@ -1,0 +1,666 @@
+"""Frame decoder: Ethernet bytes in, `Packet`s out (sans-I/O, hot path).
+
+`decode(frame, meta, opts)` returns the outermost packet first, then one packet
+per tunnel layer (GRE, VXLAN, IP-in-IP) decoded from the tunnel payload; each
+inner packet points at its carrier through `outer`.  Usually a 1-tuple.
+
+Rules of the road:
+- Never raises on any bytes.  Malformed or truncated input becomes decoder
+  events on the packet (`pkt.events`), named as Suricata's event table names
+  them ("decoder.ipv4.trunc_pkt"; the `decode-event:` keyword value is the
+  part after "decoder.").  Fields decoded before the problem stay valid.
+- Zero copies: one memoryview over the frame; `payload` and `tcp_opts` are
+  slices of it.  Inner packets share the outer frame: their `l3_off`/`l4_off`
+  are offsets into the same buffer, so `rules.checksum` helpers work on them.
+- Lengths are checked explicitly, so the common path raises nothing; the
+  try/except in `decode` is only a last safety net (event "decoder.internal").
+
+Field conventions (see rules/packet.py for the slots):
+- `ip_off` is the whole 16-bit IPv4 flags+offset word, as BSD's `ip_off`:
+  flags (RB 0x8000, DF 0x4000, MF 0x2000) and the 13-bit offset in 8-byte
+  units (`ip_off & 0x1fff`).  IPv6 fragments are mapped onto the same layout
+  (offset from the fragment header, MF from its M bit); `ip_id` is the IPv4
+  identification or the IPv6 fragment header identification.
+- `length` is the number of bytes this packet covers (whole frame for the
+  outermost one, the tunnelled frame/datagram for inner ones).
+- `csum_ok`: None when not checked (validation off, fragments, truncated),
+  else False when the IPv4 header checksum or the TCP/UDP/ICMP(v6) checksum
+  is wrong.  Keywords that need one of the two alone (`ipv4-csum`) can call
+  `rules.checksum.ipv4_header_ok(pkt.frame, pkt.l3_off)` themselves.
+
+Fragment reassembly is not done here.  Hook: a packet with `frag` True has
+`ipver`, `src`, `dst`, `proto`, `ip_id` and `ip_off` set and its fragment data
+in `payload` (L4 fields only on the first fragment).  A defragmenter (a later
+`rules/defrag.py`) keyed on (ipver, src, dst, proto, ip_id, vlan) can collect
+those and feed the rebuilt datagram back through `decode_ip()` below, which
+decodes an IP packet that has no link layer.
+"""
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+from rules.api import FrameMeta
+from rules.packet import (
+    IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet,
+)
+
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+ETH_P_8021Q = 0x8100
+ETH_P_8021AD = 0x88A8
+ETH_P_QINQ = 0x9100        # pre-standard QinQ TPID
+ETH_P_TEB = 0x6558         # transparent Ethernet bridging (GRE)
+ETH_P_PPP = 0x880B         # PPP in GRE version 1 (PPTP)
+
+VLAN_MAX_LAYERS = 3        # as Suricata: a fourth tag is "vlan.too_many_layers"
+
+_IPPROTO_IPIP = 4
+_IPPROTO_IPV6 = 41
+_IPV6_EXT = frozenset((0, 43, 44, 51, 60))      # hop-by-hop, routing, fragment, AH, dest options
+_IPPROTO_NONE = 59
+
+_u16 = struct.Struct("!H").unpack_from
+_u32 = struct.Struct("!I").unpack_from
+_ip4 = struct.Struct("!BBHHHBBHII").unpack_from          # ver/ihl tos len id off ttl proto csum src dst
+_ip6 = struct.Struct("!IHBBQQQQ").unpack_from           # vtcfl plen nh hlim src(2x64) dst(2x64)
+_tcp = struct.Struct("!HHIIBBH").unpack_from            # sport dport seq ack off flags win
+_udp = struct.Struct("!HHH").unpack_from                # sport dport len
+_icmp = struct.Struct("!BBHHH").unpack_from             # type code csum id seq
+_vlan = struct.Struct("!HH").unpack_from                # tci, next ethertype
+
+_EMPTY = memoryview(b"")
+
+_PROTO_NAMES = {IPPROTO_TCP: "TCP", IPPROTO_UDP: "UDP", IPPROTO_ICMP: "ICMP", IPPROTO_ICMPV6: "IPv6-ICMP"}
+
+# ICMPv4 types Suricata knows (RFC 792/950), with the highest valid code per type.
+_ICMP4_MAX_CODE = {0: 0, 3: 15, 4: 0, 5: 3, 8: 0, 9: 16, 10: 0, 11: 1, 12: 2,
+                   13: 0, 14: 0, 15: 0, 16: 0, 17: 0, 18: 0}
+_ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
+_ICMP4_IDSEQ = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
+_ICMP6_ECHO = frozenset((128, 129))
+_ICMP6_ERR_MAX_CODE = {1: 6, 2: 0, 3: 1, 4: 2}      # unreachable, too big, time exceeded, parameter
+_ICMP6_ERRORS = frozenset(_ICMP6_ERR_MAX_CODE)
+_ICMP6_EXPERIMENTAL = frozenset((100, 101, 200, 201))
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    vxlan_enabled: bool = True
+    vxlan_ports: tuple[int, ...] = (4789,)
+    gre_enabled: bool = True
+    checksum_validation: bool = True
+    max_tunnel_depth: int = 3      # tunnel layers decoded below the outermost packet
+
+    @classmethod
+    def from_config(cls, config) -> "DecodeOptions":
+        """From a `conf.model.Config`: `decoder.*` and `stream.checksum-validation`."""
+        dec = getattr(config, "decoder", None)
+        stream = getattr(config, "stream", None)
+        kw = {}
+        if dec is not None:
+            kw["vxlan_enabled"] = bool(dec.vxlan_enabled)
+            kw["vxlan_ports"] = tuple(int(p) for p in dec.vxlan_ports)
+            kw["gre_enabled"] = bool(dec.gre_enabled)
+        if stream is not None:
+            kw["checksum_validation"] = bool(stream.checksum_validation)
+        return cls(**kw)
+
+
+DEFAULT_OPTIONS = DecodeOptions()
+
+
+def ip_text(ipver: int, addr: int) -> str:
+    """Render an address kept as an int ("198.51.100.1", "2001:db8::1")."""
+    if ipver == 4:
+        return str(ipaddress.IPv4Address(addr))
+    if ipver == 6:
+        return str(ipaddress.IPv6Address(addr))
+    return ""
+
+
+def proto_name(proto: int) -> str:
+    return _PROTO_NAMES.get(proto) or str(proto)
+
+
+def _ev(pkt: Packet, name: str) -> None:
+    pkt.events = pkt.events + (name,)
+
+
+def _fold_ok(total: int) -> bool:
+    # one's complement sum of 16-bit words == value mod 0xFFFF (2**16 = 1 mod 0xFFFF);
+    # a correct checksum makes the folded sum 0xFFFF, i.e. 0 mod 0xFFFF.
+    return total % 0xFFFF == 0
+
+
+def _l4_csum_ok(mv: memoryview, pkt: Packet, l4: int, l4_len: int) -> bool | None:
+    """Validate the TCP/UDP/ICMP(v6) checksum of the L4 segment at [l4, l4+l4_len).
+
+    Same result as `rules.checksum.l4_checksum_ok` (tested), but one big-int
+    conversion instead of a struct unpack per word, and it follows IPv6
+    extension headers (the pseudo-header uses the upper-layer protocol)."""
+    proto = pkt.proto
+    seg = mv[l4:l4 + l4_len]
+    if pkt.ipver == 4:
+        if proto == IPPROTO_UDP and seg[6] == 0 and seg[7] == 0:
+            return True            # UDP over IPv4: checksum optional
+        pseudo = 0 if proto == IPPROTO_ICMP else pkt.src + pkt.dst + proto + l4_len
+    else:
+        pseudo = pkt.src + pkt.dst + proto + l4_len
+    n = int.from_bytes(seg, "big")
+    if l4_len & 1:
+        n <<= 8
+    if n == 0 and pseudo == 0:
+        return False               # an all-zero sum is never a valid checksum
+    return _fold_ok(n + pseudo)
+
+
+def decode(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = DEFAULT_OPTIONS) -> tuple[Packet, ...]:
+    """Decode one Ethernet frame.  Never raises."""
+    mv = frame if type(frame) is memoryview else memoryview(frame)
+    out: list[Packet] = []
+    try:
+        _decode_eth(mv, 0, len(mv), meta, opts, out, None, meta.vlan, 0)
+    except Exception:              # a decoder bug, never expected: keep what was decoded
+        if not out:
+            p = _new(mv, 0, len(mv), meta, None, meta.vlan)
+            out.append(p)
+        _ev(out[-1], "decoder.internal")
+    return tuple(out)
+
+
+def decode_ip(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = DEFAULT_OPTIONS) -> tuple[Packet, ...]:
+    """Decode a bare IP packet (no link layer): raw pcaps, defragmented datagrams."""
+    mv = frame if type(frame) is memoryview else memoryview(frame)
+    out: list[Packet] = []
+    try:
+        pkt = _new(mv, 0, len(mv), meta, None, meta.vlan)
+        out.append(pkt)
+        if len(mv) and mv[0] >> 4 == 6:
+            pkt.eth_type = ETH_P_IPV6
+            _decode_ipv6(mv, 0, len(mv), pkt, meta, opts, out, 0)
+        else:
+            pkt.eth_type = ETH_P_IP
+            _decode_ipv4(mv, 0, len(mv), pkt, meta, opts, out, 0)
+    except Exception:
+        _ev(out[-1], "decoder.internal")
+    return tuple(out)
+
+
+def _new(mv, start: int, end: int, meta: FrameMeta, outer, vlan) -> Packet:
+    pkt = Packet()
+    pkt.ts = meta.ts
+    pkt.iface = meta.iface
+    pkt.pcap_cnt = meta.pcap_cnt
+    pkt.vlan = vlan
+    pkt.frame = mv
+    pkt.length = end - start
+    pkt.outer = outer
+    return pkt
+
+
+def _decode_eth(mv, off: int, end: int, meta, opts, out, outer, vlan, depth: int) -> None:
+    pkt = _new(mv, off, end, meta, outer, vlan)
+    out.append(pkt)
+    if end - off < 14:
+        _ev(pkt, "decoder.ethernet.pkt_too_small")
+        return
+    etype, = _u16(mv, off + 12)
+    off += 14
+    if etype == ETH_P_8021Q or etype == ETH_P_8021AD or etype == ETH_P_QINQ:
+        tags = list(vlan)
+        while etype == ETH_P_8021Q or etype == ETH_P_8021AD or etype == ETH_P_QINQ:
+            if end - off < 4:
+                pkt.vlan = tuple(tags)
+                pkt.eth_type = etype
+                _ev(pkt, "decoder.vlan.header_too_small")
+                return
+            tci, etype = _vlan(mv, off)
+            tags.append(tci & 0x0FFF)
+            off += 4
+            if len(tags) > VLAN_MAX_LAYERS:
+                pkt.vlan = tuple(tags)
+                pkt.eth_type = etype
+                _ev(pkt, "decoder.vlan.too_many_layers")
+                return
+        pkt.vlan = tuple(tags)
+    pkt.eth_type = etype
+    pkt.l3_off = off
+    if etype == ETH_P_IP:
+        _decode_ipv4(mv, off, end, pkt, meta, opts, out, depth)
+    elif etype == ETH_P_IPV6:
+        _decode_ipv6(mv, off, end, pkt, meta, opts, out, depth)
+    else:                          # ARP and anything else: no IP, body as payload
+        pkt.payload = mv[off:end]
+
+
+def _decode_ipv4(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> None:
+    pkt.l3_off = off
+    avail = end - off
+    if avail < 20:
+        _ev(pkt, "decoder.ipv4.pkt_too_small")
+        return
+    vhl, _tos, ip_len, ip_id, ip_off, ttl, proto, _csum, src, dst = _ip4(mv, off)
+    if vhl >> 4 != 4:
+        _ev(pkt, "decoder.ipv4.wrong_ip_version")
+        return
+    hlen = (vhl & 0x0F) << 2
+    if hlen < 20:
+        _ev(pkt, "decoder.ipv4.hlen_too_small")
+        return
+    if ip_len < hlen:
+        _ev(pkt, "decoder.ipv4.iplen_smaller_than_hlen")
+        return
+    if hlen > avail:
+        _ev(pkt, "decoder.ipv4.hlen_too_small")
+        return
+    pkt.ipver = 4
+    pkt.src = src
+    pkt.dst = dst
+    pkt.proto = proto
+    pkt.ttl = ttl
+    pkt.ip_id = ip_id
+    pkt.ip_len = ip_len
+    pkt.ip_off = ip_off
+    if ip_len > avail:
+        _ev(pkt, "decoder.ipv4.trunc_pkt")
+        ip_end = end
+        complete = False
+    else:
+        ip_end = off + ip_len
+        complete = True
+    if hlen > 20:
+        _ipv4_options(mv, off + 20, off + hlen, pkt)
+    l4 = off + hlen
+    pkt.l4_off = l4
+    if opts.checksum_validation and complete:
+        # same result as rules.checksum.ipv4_header_ok, without a per-word unpack
+        n = int.from_bytes(mv[off:off + hlen], "big")
+        pkt.csum_ok = n != 0 and n % 0xFFFF == 0
+    if ip_off & 0x3FFF:
+        pkt.frag = True
+        if ip_off & 0x1FFF:        # later fragment: no L4 header here
+            pkt.payload = mv[l4:ip_end]
+            return
+        complete = False           # first fragment: the L4 checksum covers the whole datagram
+    _decode_l4(mv, l4, ip_end, pkt, proto, meta, opts, out, depth, complete)
+
+
+def _ipv4_options(mv, off: int, end: int, pkt: Packet) -> None:
+    seen = set()
+    while off < end:
+        kind = mv[off]
+        if kind == 0:              # end of option list
+            return
+        if kind == 1:              # no-op
+            off += 1
+            continue
+        if off + 1 >= end:
+            _ev(pkt, "decoder.ipv4.opt_malformed")
+            return
+        olen = mv[off + 1]
+        if olen < 2 or off + olen > end:
+            _ev(pkt, "decoder.ipv4.opt_invalid_len")
+            return
+        if kind in seen:
+            _ev(pkt, "decoder.ipv4.opt_duplicate")
+        seen.add(kind)
+        off += olen
+
+
+def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> None:
+    pkt.l3_off = off
+    avail = end - off
+    if avail < 40:
+        _ev(pkt, "decoder.ipv6.pkt_too_small")
+        return
+    vtcfl, plen, nh, hlim, s_hi, s_lo, d_hi, d_lo = _ip6(mv, off)
+    if vtcfl >> 28 != 6:
+        _ev(pkt, "decoder.ipv6.wrong_ip_version")
+        return
+    pkt.ipver = 6
+    pkt.src = (s_hi << 64) | s_lo
+    pkt.dst = (d_hi << 64) | d_lo
+    pkt.ttl = hlim
+    pkt.ip_len = plen + 40
+    pkt.proto = nh
+    if plen + 40 > avail:
+        _ev(pkt, "decoder.ipv6.trunc_pkt")
+        ip_end = end
+        complete = False
+    else:
+        ip_end = off + 40 + plen
+        complete = True
+    cur = off + 40
+    if nh in _IPV6_EXT:
+        seen = 0
+        while nh in _IPV6_EXT:
+            if ip_end - cur < 8:
+                pkt.proto = nh
+                pkt.l4_off = cur
+                _ev(pkt, "decoder.ipv6.trunc_exthdr")
+                return
+            nxt = mv[cur]
+            if nh == 44:                                   # fragment
+                hlen = 8
+                fo, = _u16(mv, cur + 2)
+                ident, = _u32(mv, cur + 4)
+                if seen & (1 << 44 % 32):
+                    _ev(pkt, "decoder.ipv6.exthdr_dupl_fh")
+                if mv[cur + 1] != 0 or fo & 0x0006:
+                    _ev(pkt, "decoder.ipv6.fh_non_zero_reserved_field")
+                # same layout as the IPv4 word: MF 0x2000, 13-bit offset in 8-byte units
+                pkt.ip_off = (fo >> 3) | (0x2000 if fo & 1 else 0)
+                pkt.ip_id = ident
+                if fo & 0xFFF9 == 0:
+                    _ev(pkt, "decoder.ipv6.exthdr_useless_fh")   # atomic fragment
+                else:
+                    pkt.frag = True
+            elif nh == 51:                                 # AH: length in 4-byte units, minus 2
+                hlen = (mv[cur + 1] + 2) << 2
+                if seen & (1 << 51 % 32):
+                    _ev(pkt, "decoder.ipv6.exthdr_dupl_ah")
+            else:
+                hlen = (mv[cur + 1] + 1) << 3
+                if nh == 43 and mv[cur + 2] == 0:
+                    _ev(pkt, "decoder.ipv6.rh_type_0")
+            if cur + hlen > ip_end:
+                pkt.proto = nh
+                pkt.l4_off = cur
+                _ev(pkt, "decoder.ipv6.trunc_exthdr")
+                return
+            seen |= 1 << nh % 32
+            cur += hlen
+            nh = nxt
+        pkt.proto = nh
+    pkt.l4_off = cur
+    if nh == _IPPROTO_NONE:
+        if cur < ip_end:
+            _ev(pkt, "decoder.ipv6.data_after_none_header")
+        return
+    if pkt.frag:
+        if pkt.ip_off & 0x1FFF:    # later fragment
+            pkt.payload = mv[cur:ip_end]
+            return
+        complete = False
+    _decode_l4(mv, cur, ip_end, pkt, nh, meta, opts, out, depth, complete)
+
+
+def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, depth: int, complete: bool) -> None:
+    avail = end - l4
+    if proto == IPPROTO_TCP:
+        if avail < 20:
+            _ev(pkt, "decoder.tcp.pkt_too_small")
+            return
+        sport, dport, seq, ack, doff, flags, win = _tcp(mv, l4)
+        pkt.sport = sport
+        pkt.dport = dport
+        pkt.seq = seq
+        pkt.ack = ack
+        pkt.tcp_flags = flags
+        pkt.win = win
+        hlen = (doff >> 4) << 2
+        if hlen < 20:
+            _ev(pkt, "decoder.tcp.hlen_too_small")
+            return
+        if hlen > avail:
+            _ev(pkt, "decoder.tcp.hlen_too_small")
+            return
+        if hlen > 20:
+            opts_mv = mv[l4 + 20:l4 + hlen]
+            pkt.tcp_opts = opts_mv
+            _tcp_options(opts_mv, pkt)
+        pkt.payload = mv[l4 + hlen:end]
+    elif proto == IPPROTO_UDP:
+        if avail < 8:
+            _ev(pkt, "decoder.udp.hlen_too_small")
+            return
+        sport, dport, ulen = _udp(mv, l4)
+        pkt.sport = sport
+        pkt.dport = dport
+        if ulen < 8:
+            _ev(pkt, "decoder.udp.len_invalid")
+            return
+        if ulen > avail:
+            if complete:
+                _ev(pkt, "decoder.udp.pkt_too_small")
+                return
+            pend = end             # truncated capture or first fragment: take what is there
+        else:
+            if ulen != avail and complete:
+                _ev(pkt, "decoder.udp.len_invalid")     # bytes after the datagram inside the IP packet
+                complete = False
+            pend = l4 + ulen
+        pkt.payload = mv[l4 + 8:pend]
+        if dport in opts.vxlan_ports and opts.vxlan_enabled:
+            _vxlan(mv, l4 + 8, pend, pkt, meta, opts, out, depth)
+    elif proto == IPPROTO_ICMP:
+        if pkt.ipver == 6:
+            _ev(pkt, "decoder.ipv6.icmpv4")
+        _icmpv4(mv, l4, end, pkt)
+    elif proto == IPPROTO_ICMPV6:
+        if pkt.ipver == 4:
+            _ev(pkt, "decoder.ipv4.icmpv6")
+        _icmpv6(mv, l4, end, pkt)
+    elif proto == IPPROTO_GRE:
+        _gre(mv, l4, end, pkt, meta, opts, out, depth)
+        return
+    elif proto == _IPPROTO_IPIP or proto == _IPPROTO_IPV6:
+        pkt.payload = mv[l4:end]
+        _tunnel(mv, l4, end, ETH_P_IP if proto == _IPPROTO_IPIP else ETH_P_IPV6, pkt, meta, opts, out, depth)
+        return
+    else:
+        pkt.payload = mv[l4:end]
+        return
+    if opts.checksum_validation and complete and pkt.csum_ok is not False:
+        ok = _l4_csum_ok(mv, pkt, l4, avail)
+        if ok is not None:
+            pkt.csum_ok = ok
+
+
+def _tcp_options(o: memoryview, pkt: Packet) -> None:
+    i = 0
+    n = len(o)
+    seen = 0
+    while i < n:
+        kind = o[i]
+        if kind == 0:
+            return
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= n:
+            _ev(pkt, "decoder.tcp.opt_invalid_len")
+            return
+        olen = o[i + 1]
+        if olen < 2 or i + olen > n:
+            _ev(pkt, "decoder.tcp.opt_invalid_len")
+            return
+        bit = 1 << (kind & 63)
+        if seen & bit and kind < 64:
+            _ev(pkt, "decoder.tcp.opt_duplicate")
+        seen |= bit
+        i += olen
+
+
+def _icmpv4(mv, l4: int, end: int, pkt: Packet) -> None:
+    avail = end - l4
+    if avail < 8:
+        if avail >= 2:
+            pkt.icmp_type = mv[l4]
+            pkt.icmp_code = mv[l4 + 1]
+        _ev(pkt, "decoder.icmpv4.pkt_too_small")
+        return
+    itype, code, _c, ident, seq = _icmp(mv, l4)
+    pkt.icmp_type = itype
+    pkt.icmp_code = code
+    pkt.payload = mv[l4 + 8:end]
+    maxcode = _ICMP4_MAX_CODE.get(itype)
+    if maxcode is None:
+        _ev(pkt, "decoder.icmpv4.unknown_type")
+        return
+    if code > maxcode:
+        _ev(pkt, "decoder.icmpv4.unknown_code")
+    if itype in _ICMP4_IDSEQ:
+        pkt.icmp_id = ident
+        pkt.icmp_seq = seq
+    elif itype in _ICMP4_ERRORS:
+        inner = end - (l4 + 8)
+        if inner < 20:
+            _ev(pkt, "decoder.icmpv4.ipv4_trunc_pkt")
+        elif mv[l4 + 8] >> 4 != 4:
+            _ev(pkt, "decoder.icmpv4.ipv4_unknown_ver")
+
+
+def _icmpv6(mv, l4: int, end: int, pkt: Packet) -> None:
+    avail = end - l4
+    if avail < 8:
+        if avail >= 2:
+            pkt.icmp_type = mv[l4]
+            pkt.icmp_code = mv[l4 + 1]
+        _ev(pkt, "decoder.icmpv6.pkt_too_small")
+        return
+    itype, code, _c, ident, seq = _icmp(mv, l4)
+    pkt.icmp_type = itype
+    pkt.icmp_code = code
+    pkt.payload = mv[l4 + 8:end]
+    if itype in _ICMP6_ECHO:
+        pkt.icmp_id = ident
+        pkt.icmp_seq = seq
+        if code != 0:
+            _ev(pkt, "decoder.icmpv6.unknown_code")
+    elif itype in _ICMP6_ERRORS:
+        if code > _ICMP6_ERR_MAX_CODE[itype]:
+            _ev(pkt, "decoder.icmpv6.unknown_code")
+        inner = end - (l4 + 8)
+        if inner < 40:
+            _ev(pkt, "decoder.icmpv6.ipv6_trunc_pkt")
+        elif mv[l4 + 8] >> 4 != 6:
+            _ev(pkt, "decoder.icmpv6.ipv6_unknown_version")
+    elif itype in _ICMP6_EXPERIMENTAL:
+        _ev(pkt, "decoder.icmpv6.experimentation_type")
+    elif itype == 0 or 5 <= itype <= 99 or 102 <= itype <= 126 or 162 <= itype <= 199 or 202 <= itype <= 254:
+        _ev(pkt, "decoder.icmpv6.unassigned_type")
+
+
+def _gre(mv, l4: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> None:
+    avail = end - l4
+    if avail < 4:
+        _ev(pkt, "decoder.gre.pkt_too_small")
+        pkt.payload = mv[l4:end]
+        return
+    flags, ptype = _vlan(mv, l4)
+    ver = flags & 0x0007
+    hlen = 4
+    if ver == 0:
+        if flags & 0x0700:                                 # recursion control
+            _ev(pkt, "decoder.gre.version0_recur")
+        if flags & 0x00F8:
+            _ev(pkt, "decoder.gre.version0_flags")
+        if flags & 0xC000:                                 # checksum and/or routing: csum + offset
+            hlen += 4
+        if flags & 0x2000:                                 # key
+            hlen += 4
+        if flags & 0x1000:                                 # sequence
+            hlen += 4
+        if hlen > avail:
+            _ev(pkt, "decoder.gre.version0_hdr_too_big")
+            pkt.payload = mv[l4:end]
+            return
+        if flags & 0x4000:                                 # source route entries, up to a null SRE
+            while True:
+                if l4 + hlen + 4 > end:
+                    _ev(pkt, "decoder.gre.version0_hdr_too_big")
+                    pkt.payload = mv[l4:end]
+                    return
+                af, = _u16(mv, l4 + hlen)
+                sre_len = mv[l4 + hlen + 3]
+                hlen += 4 + sre_len
+                if af == 0 and sre_len == 0:
+                    break
+            if hlen > avail:
+                _ev(pkt, "decoder.gre.version0_hdr_too_big")
+                pkt.payload = mv[l4:end]
+                return
+    elif ver == 1:
+        if flags & 0x8000:
+            _ev(pkt, "decoder.gre.version1_chksum")
+        if flags & 0x4000:
+            _ev(pkt, "decoder.gre.version1_route")
+        if flags & 0x0800:
+            _ev(pkt, "decoder.gre.version1_ssr")
+        if flags & 0x0700:
+            _ev(pkt, "decoder.gre.version1_recur")
+        if flags & 0x0078:
+            _ev(pkt, "decoder.gre.version1_flags")
+        if ptype != ETH_P_PPP:
+            _ev(pkt, "decoder.gre.version1_wrong_protocol")
+        if not flags & 0x2000:
+            _ev(pkt, "decoder.gre.version1_no_key")
+        else:
+            hlen += 4                                      # payload length + call id
+        if flags & 0x1000:
+            hlen += 4
+        if flags & 0x0080:                                 # acknowledgment number
+            hlen += 4
+        if hlen > avail:
+            _ev(pkt, "decoder.gre.version1_hdr_too_big")
+            pkt.payload = mv[l4:end]
+            return
+    else:
+        _ev(pkt, "decoder.gre.wrong_version")
+        pkt.payload = mv[l4:end]
+        return
+    inner = l4 + hlen
+    pkt.payload = mv[inner:end]
+    if not opts.gre_enabled:
+        return
+    if ver == 1:
+        if ptype != ETH_P_PPP or inner >= end:
+            return
+        # PPP: optional address/control (ff 03), then a 1- or 2-byte protocol field
+        if end - inner >= 2 and mv[inner] == 0xFF and mv[inner + 1] == 0x03:
+            inner += 2
+        if inner >= end:
+            return
+        if mv[inner] & 1:
+            pproto = mv[inner]
+            inner += 1
+        elif end - inner >= 2:
+            pproto, = _u16(mv, inner)
+            inner += 2
+        else:
+            return
+        if pproto == 0x21:
+            _tunnel(mv, inner, end, ETH_P_IP, pkt, meta, opts, out, depth)
+        elif pproto == 0x57:
+            _tunnel(mv, inner, end, ETH_P_IPV6, pkt, meta, opts, out, depth)
+        return
+    if ptype == ETH_P_IP or ptype == ETH_P_IPV6 or ptype == ETH_P_TEB:
+        _tunnel(mv, inner, end, ptype, pkt, meta, opts, out, depth)
+
+
+def _vxlan(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> None:
+    # 8-byte header: flags (I bit 0x08 = VNI valid), 3 reserved, VNI (24 bits), 1 reserved
+    if end - off < 8 + 14 or not mv[off] & 0x08:
+        return                     # not VXLAN (or nothing inside): an ordinary UDP payload
+    _tunnel(mv, off + 8, end, ETH_P_TEB, pkt, meta, opts, out, depth)
+
+
+def _tunnel(mv, off: int, end: int, kind: int, outer: Packet, meta, opts, out, depth: int) -> None:
+    if depth >= opts.max_tunnel_depth:
+        _ev(outer, "decoder.too_many_layers")
+        return
+    depth += 1
+    if kind == ETH_P_TEB:
+        _decode_eth(mv, off, end, meta, opts, out, outer, outer.vlan, depth)
+        return
+    pkt = _new(mv, off, end, meta, outer, outer.vlan)
+    out.append(pkt)
+    pkt.eth_type = kind
+    if kind == ETH_P_IP:
+        _decode_ipv4(mv, off, end, pkt, meta, opts, out, depth)
+    else:
+        _decode_ipv6(mv, off, end, pkt, meta, opts, out, depth)
