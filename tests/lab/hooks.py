@@ -1,0 +1,80 @@
+"""Verdict-hook factories for the lab tests (`verdict-hook: tests.lab.hooks:NAME`).
+
+Each factory takes the Config and returns an Inspector, built inside every
+worker process.  Parameters come from environment variables, because the
+hook string is all the config carries:
+
+    IPSB_DROP_UDP_PORT   UDP destination port dropped by drop_udp_port (default 9999)
+    IPSB_DROP_TCP_PORT   TCP destination port dropped by drop_tcp_port (default 9998)
+
+The predicates parse the Ethernet/IPv4/IPv6 headers with struct on the
+memoryview the bridge passes (no copies; in-band VLAN tags are skipped).
+"""
+from __future__ import annotations
+
+import os
+import struct
+
+from rules.api import ForwardAll, PredicateInspector
+
+_IPPROTO_TCP = 6
+_IPPROTO_UDP = 17
+
+
+def _l4_dport(frame, proto_wanted: int) -> int | None:
+    """Destination port of a TCP/UDP packet in an Ethernet frame, else None."""
+    try:
+        off = 12
+        etype, = struct.unpack_from("!H", frame, off)
+        while etype in (0x8100, 0x88A8):
+            off += 4
+            etype, = struct.unpack_from("!H", frame, off)
+        l3 = off + 2
+        if etype == 0x0800:
+            ihl = (frame[l3] & 0x0F) * 4
+            if frame[l3 + 9] != proto_wanted:
+                return None
+            frag, = struct.unpack_from("!H", frame, l3 + 6)
+            if frag & 0x1FFF:
+                return None
+            l4 = l3 + ihl
+        elif etype == 0x86DD:
+            if frame[l3 + 6] != proto_wanted:
+                return None
+            l4 = l3 + 40
+        else:
+            return None
+        return struct.unpack_from("!H", frame, l4 + 2)[0]
+    except (IndexError, struct.error):
+        return None
+
+
+def drop_udp_port(config):
+    port = int(os.environ.get("IPSB_DROP_UDP_PORT", "9999"))
+    return PredicateInspector(lambda frame, meta: _l4_dport(frame, _IPPROTO_UDP) == port)
+
+
+def drop_tcp_port(config):
+    port = int(os.environ.get("IPSB_DROP_TCP_PORT", "9998"))
+    return PredicateInspector(lambda frame, meta: _l4_dport(frame, _IPPROTO_TCP) == port)
+
+
+def forward_all(config):
+    return ForwardAll()
+
+
+class _Raising:
+    """Raises on every frame: the worker must count inspector_errors and keep forwarding."""
+
+    def inspect(self, frame, meta):
+        raise RuntimeError("hook failure (test)")
+
+    def tick(self, now):
+        return ()
+
+    def stats(self):
+        return {}
+
+
+def raising(config):
+    return _Raising()
