@@ -1,0 +1,190 @@
+"""`ipsbridge run` and `ipsbridge check`.
+
+run:   build the Config (file and/or quick flags) -> static refusals (conf.validate)
+       -> live refusals (bridge.syscheck.startup_problems) -> bridge.supervisor.run.
+       Any refusal: one line per problem on stderr, exit 2.
+check: the same configuration plus every live check (offloads, kernel bridge
+       or bond, addresses, ip_forward, link state, capabilities, AF_PACKET
+       features); prints each problem with its fix.  Exit 0 nothing to report,
+       1 problems found, 2 the configuration does not parse.  --fix turns
+       offloads off.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import structlog
+
+RUN_EPILOG = """\
+quick form and config file:
+  --bridge A:B and --ids IFACE add interfaces to those of -c FILE; --threads
+  and --cluster-type override that key on every interface (file and quick);
+  --mode applies to the --bridge pairs; -S replaces the file's rule-files;
+  --eve, --stats-interval and --verdict-hook override its ipsbridge section.
+
+examples:
+  ipsbridge run --bridge eth0:eth1 -S /etc/ipsbridge/local.rules
+  ipsbridge run --bridge eth0:eth1 --mode tap --threads 2 --eve /var/log/ipsbridge/eve.json
+  ipsbridge run --bridge eth0:eth1 --bridge eth2:eth3 --ids eth4
+  ipsbridge run -c /etc/ipsbridge/ipsbridge.yaml --stats-json /run/ipsbridge/totals.json
+
+exit status: 0 clean stop (SIGINT/SIGTERM); 1 runtime failure; 2 configuration refused.
+"""
+
+CHECK_EPILOG = """\
+checks: the configuration (same rules as 'run'), then in the current network
+namespace: interfaces exist and are Ethernet, peers have the same MTU, links
+are up, GRO/LRO/TSO/GSO and checksum offloads are off, no inline port is
+enslaved to a kernel bridge or bond or carries an IP address, ip_forward is 0,
+CAP_NET_RAW and CAP_NET_ADMIN are held, TPACKET_V2/V3 and PACKET_FANOUT work.
+
+examples:
+  ipsbridge check -c /etc/ipsbridge/ipsbridge.yaml
+  ipsbridge check --bridge eth0:eth1 --fix
+  ip netns exec lab ipsbridge check --bridge eth0:eth1
+
+exit status: 0 nothing to report; 1 problems found; 2 the configuration does not parse.
+"""
+
+
+def _threads(text: str) -> str:
+    if text.strip().lower() == "auto" or (text.strip().isdigit() and int(text) > 0):
+        return text.strip().lower()
+    raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer or 'auto'")
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("configuration")
+    g.add_argument("-c", "--config", metavar="FILE",
+                   help="YAML configuration (suricata.yaml shape: af-packet, vars, rule-files, ...)")
+    g.add_argument("--bridge", metavar="A:B", action="append", default=[],
+                   help="bridge interfaces A and B (repeatable); each gets a peered af-packet entry")
+    g.add_argument("--ids", metavar="IFACE", action="append", default=[],
+                   help="inspect IFACE without forwarding (repeatable; IDS only)")
+    g.add_argument("--mode", choices=("ips", "tap"), default=None,
+                   help="for --bridge: 'ips' forwards what rules do not drop, 'tap' forwards "
+                   "everything and only alerts (default: ips)")
+    g.add_argument("--threads", metavar="N", type=_threads, default=None,
+                   help="workers per interface, or 'auto' for one per CPU (default: 1; "
+                   "overrides the file's 'threads' when given)")
+    from conf.model import CLUSTER_TYPES
+    g.add_argument("--cluster-type", choices=CLUSTER_TYPES, default=None,
+                   help="fanout mode (default: cluster_flow, a symmetric flow hash)")
+    g.add_argument("-S", "--rules", metavar="FILE", action="append", default=[],
+                   help="rule file (repeatable); replaces the file's rule-files")
+
+
+def register(subparsers) -> None:
+    run = subparsers.add_parser(
+        "run", help="run the bridge",
+        description="Bridge interfaces through paired AF_PACKET sockets and inspect every frame "
+        "with the configured rules.  Refuses to start (exit 2) on a setup that cannot work.",
+        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_config_options(run)
+    out = run.add_argument_group("output")
+    out.add_argument("--eve", metavar="FILE", help="write alerts and drops as EVE JSON lines to FILE")
+    out.add_argument("--stats-interval", metavar="SEC", type=float, default=None,
+                     help="seconds between stats log lines, 0 for none (default: 8)")
+    out.add_argument("--stats-json", metavar="FILE",
+                     help="write the final counters as JSON to FILE at shutdown")
+    out.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                     help="structlog level on stderr (default: info)")
+    run.add_argument("--verdict-hook", metavar="MODULE:FACTORY",
+                     help="advanced/testing: build each worker's inspector with MODULE.FACTORY(config) "
+                     "instead of the rule engine")
+    run.set_defaults(func=cmd_run)
+
+    check = subparsers.add_parser(
+        "check", help="check the configuration and this host for an inline bridge",
+        description="Validate the configuration and the live system (interfaces, offloads, kernel "
+        "bridges, addresses, ip_forward, capabilities) and print each problem with its fix.",
+        epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_config_options(check)
+    check.add_argument("--fix", action="store_true",
+                       help="turn offending offloads off (pyroute2 Ethtool, else 'ethtool -K'), then re-check")
+    check.set_defaults(func=cmd_check)
+
+
+def configure_logging(level: str = "info") -> None:
+    """structlog JSON lines on stderr, same shape as the supervisor's, at LEVEL."""
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _print(problems, prefix: str = "") -> None:
+    for p in problems:
+        tag = prefix or ("warning: " if p.severity == "warning" else "error: ")
+        print(f"{tag}{p}", file=sys.stderr)
+
+
+def _build(args):
+    import conf
+
+    try:
+        return conf.from_args(args), None
+    except conf.ConfigError as exc:
+        return None, exc.problems
+
+
+def cmd_run(args) -> int:
+    configure_logging(args.log_level)
+    config, problems = _build(args)
+    if problems:
+        _print(problems)
+        return 2
+    import conf
+    from bridge import syscheck
+
+    problems = conf.validate(config)
+    problems += syscheck.startup_problems(config)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        _print(errors, "refused: ")
+        return 2
+    _print([p for p in problems if p.severity != "error"])
+    from bridge import supervisor
+
+    return supervisor.run(config, stats_json=args.stats_json)
+
+
+def cmd_check(args) -> int:
+    configure_logging("warning")
+    config, problems = _build(args)
+    if problems:
+        _print(problems)
+        return 2
+    import conf
+    from bridge import syscheck
+
+    static = conf.validate(config)
+    live = syscheck.system_problems(config)
+    if args.fix:
+        for iface in config.af_packet:
+            if any(p.where == iface.interface and p.key == "offloads" and p.severity == "error" for p in live):
+                how, left = syscheck.fix_offloads(iface.interface)
+                status = "fixed" if not left.on else "still on: " + ", ".join(sorted(left.on))
+                print(f"fix: {iface.interface}: offloads turned off via {how} ({status})")
+        live = syscheck.system_problems(config)
+    problems = static + live
+    for p in problems:
+        print(("warning: " if p.severity == "warning" else "error: ") + str(p))
+    names = ", ".join(i.interface for i in config.af_packet) or "no interfaces"
+    if problems:
+        errors = sum(p.severity == "error" for p in problems)
+        print(f"check: {errors} error(s), {len(problems) - errors} warning(s) for {names}")
+        return 1
+    print(f"check: OK ({names})")
+    return 0
