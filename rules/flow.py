@@ -1,0 +1,348 @@
+"""Flow table: symmetric flow lookup, direction, TCP session state, timeouts.
+
+Sans-I/O: time comes only from packet timestamps (`pkt.ts`) and from the `now`
+passed to `expire(now)` (the engine calls it from `Inspector.tick`).  No
+clocks, no randomness: flow ids derive from the key and the first timestamp,
+so a replay gives the same ids every time.
+
+Semantics follow Suricata 7 (behaviour, not code):
+- Direction: the side that sent the first packet is the client, except that a
+  TCP SYN+ACK seen first makes its *receiver* the client (the SYN was missed).
+- TCP: SYN -> syn_sent, SYN+ACK -> syn_recv, ACK from the client ->
+  established; a FIN -> closing, FINs from both sides or an RST -> closed.
+  `flow.established` (the property used by `flow:established`) stays true
+  through closing/closed once the handshake completed, as Suricata keeps
+  FLOW_PKT_ESTABLISHED for the FIN-WAIT/CLOSE-WAIT states.
+- Midstream (`stream.midstream`): off (the default) -> a TCP flow whose first
+  packet is not a SYN gets no session and never becomes established, so
+  `flow:established` rules never match it; a later SYN starts the session.  On
+  -> a first packet with ACK (no SYN) is picked up as established at once, its
+  sender taken as the client (Suricata does not guess from ports); a first
+  SYN+ACK is picked up in syn_recv with its receiver as the client.
+- `stream.async-oneside`: the client's ACK completes the session from
+  syn_sent even when the SYN+ACK was never seen (one direction routed around).
+- UDP, ICMP and other IP protocols: established once packets went both ways.
+- A SYN on a closed TCP flow starts a new flow (port reuse): the old one ends.
+- Timeouts per protocol and state are Suricata's `flow-timeouts` defaults;
+  `memcap` is a number of flows.  At the memcap the least recently active flow
+  is evicted and the table enters emergency mode (emergency timeouts) until
+  `expire` brings it under (100 - emergency_recovery)% of the memcap.
+
+Stream reassembly will attach per flow in `flow.reassembly` (left None here):
+the stream layer (a later issue) creates it when a TCP session starts
+(`flow.tcp_session` true) and feeds it each packet after `lookup`, using
+`pkt.to_server` to pick the direction; `expire` returns flows whose state it
+must release.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from rules.packet import (
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TH_ACK, TH_FIN, TH_RST, TH_SYN, Flow, Packet,
+)
+
+_IPPROTO_SCTP = 132
+_FLOW_ID_MASK = (1 << 51) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class FlowTimeouts:
+    """Seconds of inactivity after which a flow in that state expires."""
+
+    new: float
+    established: float
+    closed: float
+    emergency_new: float
+    emergency_established: float
+    emergency_closed: float
+
+
+# Suricata 7's suricata.yaml `flow-timeouts:` defaults.
+DEFAULT_TIMEOUTS: dict[str, FlowTimeouts] = {
+    "default": FlowTimeouts(30, 300, 0, 10, 100, 0),
+    "tcp": FlowTimeouts(60, 600, 60, 5, 100, 10),
+    "udp": FlowTimeouts(30, 300, 0, 10, 100, 0),
+    "icmp": FlowTimeouts(30, 300, 0, 10, 100, 0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSettings:
+    midstream: bool = False
+    async_oneside: bool = False
+    memcap: int = 65536                    # maximum number of flows held at once
+    emergency_recovery: int = 30           # percent of memcap freed before leaving emergency mode
+    timeouts: dict[str, FlowTimeouts] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
+
+    @classmethod
+    def coerce(cls, config_like: Any = None) -> "FlowSettings":
+        """Settings from None (defaults), a FlowSettings, a `conf.model.Config`
+        (its `stream`, and `flow`/`flow_timeouts` if present), a `Stream`, or a
+        mapping with Suricata's keys (dashes or underscores)."""
+        if config_like is None:
+            return cls()
+        if isinstance(config_like, cls):
+            return config_like
+        if isinstance(config_like, dict):
+            d = {k.replace("-", "_"): v for k, v in config_like.items()}
+            return cls(**{k: v for k, v in d.items() if k in cls.__slots__})
+        kw: dict[str, Any] = {}
+        src = getattr(config_like, "stream", config_like)
+        for name in ("midstream", "async_oneside"):
+            if hasattr(src, name):
+                kw[name] = bool(getattr(src, name))
+        flow = getattr(config_like, "flow", None)
+        for name in ("memcap", "emergency_recovery"):
+            v = getattr(flow, name, None) if flow is not None else getattr(config_like, name, None)
+            if isinstance(v, int) and not isinstance(v, bool):
+                kw[name] = v
+        t = getattr(config_like, "flow_timeouts", None)
+        if isinstance(t, dict):
+            merged = dict(DEFAULT_TIMEOUTS)
+            merged.update(t)
+            kw["timeouts"] = merged
+        return cls(**kw)
+
+
+class TrackedFlow(Flow):
+    """A `Flow` with the table's own bookkeeping (still a `rules.packet.Flow`)."""
+
+    __slots__ = ("tcp_session", "was_established", "fin_toserver", "fin_toclient", "midstream", "timeouts")
+
+    def __init__(self, key, flow_id: int, ts: float) -> None:
+        Flow.__init__(self, key, flow_id, ts)
+        self.tcp_session = False      # TCP only: the stream engine tracks this session
+        self.was_established = False
+        self.fin_toserver = False
+        self.fin_toclient = False
+        self.midstream = False        # picked up without seeing the SYN
+        self.timeouts = DEFAULT_TIMEOUTS["default"]
+
+    @property
+    def established(self) -> bool:
+        s = self.state
+        return s == "established" or (self.was_established and (s == "closing" or s == "closed"))
+
+
+def flow_id_for(key: tuple, ts: float) -> int:
+    """Positive 51-bit id (fits a JSON double exactly), from the key and first timestamp."""
+    h = hashlib.blake2b(repr((key, round(ts * 1_000_000))).encode(), digest_size=8).digest()
+    return (int.from_bytes(h, "big") & _FLOW_ID_MASK) or 1
+
+
+class FlowTable:
+    def __init__(self, config_like: Any = None) -> None:
+        self.settings = s = FlowSettings.coerce(config_like)
+        self._flows: OrderedDict[tuple, TrackedFlow] = OrderedDict()   # least recently active first
+        self._ended: list[TrackedFlow] = []    # evicted / replaced since the last expire()
+        self._to_tcp = s.timeouts.get("tcp", DEFAULT_TIMEOUTS["tcp"])
+        self._to_udp = s.timeouts.get("udp", DEFAULT_TIMEOUTS["udp"])
+        self._to_icmp = s.timeouts.get("icmp", DEFAULT_TIMEOUTS["icmp"])
+        self._to_default = s.timeouts.get("default", DEFAULT_TIMEOUTS["default"])
+        self.emergency = False
+        self.created = 0
+        self.expired = 0
+        self.evicted = 0
+        self.memcap_hits = 0
+        self.midstream_pickups = 0
+        self.tcp_reuse = 0
+        self.emergency_entered = 0
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    # ------------------------------------------------------------------ lookup
+    def lookup(self, pkt: Packet) -> TrackedFlow | None:
+        """Find or create the flow of `pkt`; sets `pkt.flow` and `pkt.to_server`.
+        Non-IP packets get None."""
+        ipver = pkt.ipver
+        if not ipver:
+            return None
+        proto = pkt.proto
+        src = pkt.src
+        dst = pkt.dst
+        if proto == IPPROTO_TCP or proto == IPPROTO_UDP or proto == _IPPROTO_SCTP:
+            sp = pkt.sport
+            dp = pkt.dport
+        elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+            sp = dp = pkt.icmp_id if pkt.icmp_id >= 0 else 0     # echo id keeps pings apart
+        else:
+            sp = dp = 0
+        if src < dst or (src == dst and sp <= dp):
+            key = (ipver, proto, src, sp, dst, dp, pkt.vlan)
+        else:
+            key = (ipver, proto, dst, dp, src, sp, pkt.vlan)
+        flows = self._flows
+        flow = flows.get(key)
+        if flow is None:
+            flow = self._create(key, pkt, src, sp, dst, dp)
+        else:
+            flows.move_to_end(key)
+            if (proto == IPPROTO_TCP and flow.state == "closed"
+                    and pkt.tcp_flags & (TH_SYN | TH_ACK) == TH_SYN):
+                del flows[key]          # a new connection on the same ports
+                self._ended.append(flow)
+                self.tcp_reuse += 1
+                flow = self._create(key, pkt, src, sp, dst, dp)
+        to_server = flow.cli == src and flow.cli_port == sp
+        pkt.flow = flow
+        pkt.to_server = to_server
+        if pkt.ts > flow.last_ts:
+            flow.last_ts = pkt.ts
+        if to_server:
+            flow.pkts_toserver += 1
+            flow.bytes_toserver += pkt.length
+        else:
+            flow.pkts_toclient += 1
+            flow.bytes_toclient += pkt.length
+        if proto == IPPROTO_TCP:
+            self._tcp_update(flow, pkt, to_server)
+        elif flow.state == "new" and flow.pkts_toserver and flow.pkts_toclient:
+            flow.state = "established"
+            flow.was_established = True
+        return flow
+
+    def _create(self, key, pkt: Packet, src, sp, dst, dp) -> TrackedFlow:
+        flows = self._flows
+        if len(flows) >= self.settings.memcap:
+            self.memcap_hits += 1
+            if not self.emergency:
+                self.emergency = True
+                self.emergency_entered += 1
+            _, old = flows.popitem(last=False)        # least recently active
+            self._ended.append(old)
+            self.evicted += 1
+        flow = TrackedFlow(key, flow_id_for(key, pkt.ts), pkt.ts)
+        proto = pkt.proto
+        flow.ipver = pkt.ipver
+        flow.proto = proto
+        flow.vlan = pkt.vlan
+        if proto == IPPROTO_TCP and pkt.tcp_flags & (TH_SYN | TH_ACK) == (TH_SYN | TH_ACK):
+            src, sp, dst, dp = dst, dp, src, sp          # the SYN+ACK's receiver sent the SYN
+        flow.cli, flow.cli_port, flow.srv, flow.srv_port = src, sp, dst, dp
+        if proto == IPPROTO_TCP:
+            flow.timeouts = self._to_tcp
+        elif proto == IPPROTO_UDP:
+            flow.timeouts = self._to_udp
+        elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+            flow.timeouts = self._to_icmp
+        else:
+            flow.timeouts = self._to_default
+        flows[key] = flow
+        self.created += 1
+        return flow
+
+    def _tcp_update(self, flow: TrackedFlow, pkt: Packet, to_server: bool) -> None:
+        flags = pkt.tcp_flags
+        state = flow.state
+        if not flow.tcp_session:
+            syn_ack = flags & (TH_SYN | TH_ACK)
+            if syn_ack == TH_SYN and not flags & TH_RST:
+                flow.tcp_session = True
+                flow.state = "syn_sent"
+                if not to_server:       # the SYN came from the side we had as server
+                    flow.cli, flow.srv = flow.srv, flow.cli
+                    flow.cli_port, flow.srv_port = flow.srv_port, flow.cli_port
+                    pkt.to_server = True
+                    flow.pkts_toserver, flow.pkts_toclient = flow.pkts_toclient, flow.pkts_toserver
+                    flow.bytes_toserver, flow.bytes_toclient = flow.bytes_toclient, flow.bytes_toserver
+            elif self.settings.midstream and syn_ack & TH_ACK and not flags & TH_RST:
+                flow.tcp_session = True
+                flow.midstream = True
+                self.midstream_pickups += 1
+                if syn_ack == TH_SYN | TH_ACK:
+                    flow.state = "syn_recv"
+                else:
+                    flow.state = "established"
+                    flow.was_established = True
+                    if flags & TH_FIN:
+                        flow.state = "closing"
+                        flow.fin_toserver = True
+            return
+        if flags & TH_RST:
+            flow.state = "closed"
+            return
+        if state == "syn_sent":
+            if flags & (TH_SYN | TH_ACK) == TH_SYN | TH_ACK and not to_server:
+                flow.state = "syn_recv"
+            elif (flags & (TH_SYN | TH_ACK) == TH_ACK and to_server and self.settings.async_oneside):
+                flow.state = "established"
+                flow.was_established = True
+        elif state == "syn_recv":
+            if flags & (TH_SYN | TH_ACK) == TH_ACK and to_server:
+                flow.state = "established"
+                flow.was_established = True
+                if flags & TH_FIN:
+                    flow.fin_toserver = True
+                    flow.state = "closing"
+        elif state == "established" or state == "closing":
+            if flags & TH_FIN:
+                if to_server:
+                    flow.fin_toserver = True
+                else:
+                    flow.fin_toclient = True
+                flow.state = "closed" if flow.fin_toserver and flow.fin_toclient else "closing"
+
+    # ------------------------------------------------------------------ time
+    def timeout_of(self, flow: TrackedFlow) -> float:
+        t = flow.timeouts
+        s = flow.state
+        if self.emergency:
+            if s == "established" or s == "closing":
+                return t.emergency_established
+            return t.emergency_closed if s == "closed" else t.emergency_new
+        if s == "established" or s == "closing":
+            return t.established
+        return t.closed if s == "closed" else t.new
+
+    def _min_timeout(self) -> float:
+        vals = []
+        for t in (self._to_tcp, self._to_udp, self._to_icmp, self._to_default):
+            if self.emergency:
+                vals += [t.emergency_new, t.emergency_established]
+            else:
+                vals += [t.new, t.established]
+        tcp = self._to_tcp
+        vals.append(tcp.emergency_closed if self.emergency else tcp.closed)
+        return min(vals)
+
+    def expire(self, now: float) -> list[TrackedFlow]:
+        """Remove and return flows idle longer than their state's timeout at
+        packet time `now`, plus flows evicted or replaced since the last call."""
+        ended = self._ended
+        self._ended = []
+        flows = self._flows
+        floor = self._min_timeout()
+        dead = []
+        for key, flow in flows.items():         # least recently active first
+            idle = now - flow.last_ts
+            if idle > self.timeout_of(flow):
+                dead.append(key)
+            elif idle <= floor:
+                break                           # everything after is at least as fresh
+        for key in dead:
+            ended.append(flows.pop(key))
+        self.expired += len(dead)
+        if self.emergency and len(flows) <= self.settings.memcap * (100 - self.settings.emergency_recovery) // 100:
+            self.emergency = False
+        return ended
+
+    def flows(self) -> list[TrackedFlow]:
+        return list(self._flows.values())
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "flow.created": self.created,
+            "flow.active": len(self._flows),
+            "flow.expired": self.expired,
+            "flow.evicted": self.evicted,
+            "flow.memcap_hits": self.memcap_hits,
+            "flow.midstream_pickups": self.midstream_pickups,
+            "flow.tcp_reuse": self.tcp_reuse,
+            "flow.emergency_entered": self.emergency_entered,
+            "flow.emergency": int(self.emergency),
+        }
