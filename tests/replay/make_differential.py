@@ -203,7 +203,9 @@ def udp(cap, src, dst, sport, dport, data=b"", vlan=None, dt=0.01, at=None, rev=
 def icmp4(cap, src, dst, type=8, code=0, id=0, seq=0, data=b"", vlan=None, dt=0.01, at=None, rev=False, **ipkw):
     from scapy.layers.inet import ICMP
 
-    return cap.add(l2(vlan, rev) / ip(src, dst, **ipkw) / ICMP(type=type, code=code, id=id, seq=seq) / data, dt, at)
+    # timestamp fields pinned: scapy fills them from the clock otherwise
+    icmp = ICMP(type=type, code=code, id=id, seq=seq, ts_ori=0, ts_rx=0, ts_tx=0)
+    return cap.add(l2(vlan, rev) / ip(src, dst, **ipkw) / icmp / data, dt, at)
 
 
 # ---------------------------------------------------------------- scenarios
@@ -333,7 +335,7 @@ def s_ip_icmp(cap: Capture):
     # port unreachable quoting a UDP datagram
     inner = bytes(IP(src=C2, dst=S1, id=1) / UDP(sport=5555, dport=33434) / b"probe")
     icmp4(cap, S1, C2, type=3, code=3, data=inner, ttl=60, rev=True)
-    icmp4(cap, C2, S2, type=13, code=0, id=5, seq=7, data=b"\x00" * 12, ttl=1)
+    icmp4(cap, C2, S2, type=13, code=0, id=5, seq=7, ttl=1)
     udp(cap, C1, S1, 42000, 9999, b"ttl one", ttl=1)
     udp(cap, C3, C3, 42001, 9999, b"same", ttl=64)
     udp(cap, C1, S3, 42002, 9999, b"ttl15", ttl=15)
