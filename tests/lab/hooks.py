@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import struct
 
-from rules.api import ForwardAll, PredicateInspector
+from rules.api import FORWARD, ForwardAll, PredicateInspector
 
 _IPPROTO_TCP = 6
 _IPPROTO_UDP = 17
@@ -78,3 +78,29 @@ class _Raising:
 
 def raising(config):
     return _Raising()
+
+
+MARKER_ETHERTYPE = 0x88B5
+
+
+class _MarkerCounter:
+    """Forwards everything; counts frames of the lab's marker EtherType (stats()["marker"])."""
+
+    def __init__(self):
+        self.counters = {"inspected": 0, "marker": 0}
+
+    def inspect(self, frame, meta):
+        self.counters["inspected"] += 1
+        if frame[12] == MARKER_ETHERTYPE >> 8 and frame[13] == MARKER_ETHERTYPE & 0xFF:
+            self.counters["marker"] += 1
+        return FORWARD
+
+    def tick(self, now):
+        return ()
+
+    def stats(self):
+        return dict(self.counters)
+
+
+def count_marker(config):
+    return _MarkerCounter()
