@@ -135,12 +135,13 @@ def _fold_ok(total: int) -> bool:
     return total % 0xFFFF == 0
 
 
-def _l4_csum_ok(mv: memoryview, pkt: Packet, l4: int, l4_len: int) -> bool | None:
+def _l4_csum_ok(mv: memoryview, pkt: Packet, l4: int, l4_len: int, pdst: int | None) -> bool | None:
     """Validate the TCP/UDP/ICMP(v6) checksum of the L4 segment at [l4, l4+l4_len).
 
     Same result as `rules.checksum.l4_checksum_ok` (tested), but one big-int
     conversion instead of a struct unpack per word, and it follows IPv6
-    extension headers (the pseudo-header uses the upper-layer protocol)."""
+    extension headers (the pseudo-header uses the upper-layer protocol and,
+    behind a routing header with segments left, the final destination `pdst`)."""
     proto = pkt.proto
     seg = mv[l4:l4 + l4_len]
     if pkt.ipver == 4:
@@ -148,7 +149,7 @@ def _l4_csum_ok(mv: memoryview, pkt: Packet, l4: int, l4_len: int) -> bool | Non
             return True            # UDP over IPv4: checksum optional
         pseudo = 0 if proto == IPPROTO_ICMP else pkt.src + pkt.dst + proto + l4_len
     else:
-        pseudo = pkt.src + pkt.dst + proto + l4_len
+        pseudo = pkt.src + (pkt.dst if pdst is None else pdst) + proto + l4_len
     n = int.from_bytes(seg, "big")
     if l4_len & 1:
         n <<= 8
@@ -334,6 +335,7 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
         ip_end = off + 40 + plen
         complete = True
     cur = off + 40
+    pdst = None                    # final destination from a routing header, for the L4 checksum
     if nh in _IPV6_EXT:
         seen = 0
         while nh in _IPV6_EXT:
@@ -364,6 +366,13 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
                     _ev(pkt, "decoder.ipv6.exthdr_dupl_ah")
             else:
                 hlen = (mv[cur + 1] + 1) << 3
+                if nh == 43 and cur + hlen <= ip_end and mv[cur + 3]:     # segments left
+                    rtype = mv[cur + 2]
+                    if rtype == 0 or rtype == 2:           # address list: the last one is final
+                        if hlen >= 24:
+                            pdst = int.from_bytes(mv[cur + hlen - 16:cur + hlen], "big")
+                    elif rtype == 4 and hlen >= 24:        # segment routing: segment list[0] is final
+                        pdst = int.from_bytes(mv[cur + 8:cur + 24], "big")
                 if nh == 43 and mv[cur + 2] == 0:
                     _ev(pkt, "decoder.ipv6.rh_type_0")
             if cur + hlen > ip_end:
@@ -385,10 +394,11 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
             pkt.payload = mv[cur:ip_end]
             return
         complete = False
-    _decode_l4(mv, cur, ip_end, pkt, nh, meta, opts, out, depth, complete)
+    _decode_l4(mv, cur, ip_end, pkt, nh, meta, opts, out, depth, complete, pdst)
 
 
-def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, depth: int, complete: bool) -> None:
+def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, depth: int, complete: bool,
+               pdst: int | None = None) -> None:
     avail = end - l4
     if proto == IPPROTO_TCP:
         if avail < 20:
@@ -455,7 +465,7 @@ def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, 
         pkt.payload = mv[l4:end]
         return
     if opts.checksum_validation and complete and pkt.csum_ok is not False:
-        ok = _l4_csum_ok(mv, pkt, l4, avail)
+        ok = _l4_csum_ok(mv, pkt, l4, avail, pdst)
         if ok is not None:
             pkt.csum_ok = ok
 

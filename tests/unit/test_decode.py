@@ -1,0 +1,476 @@
+"""Decoder round trips: frames built with scapy, decoded, every field checked.
+
+Truncated copies of every frame, at every length, must decode without an
+exception and say what was wrong through decoder events."""
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
+from scapy.layers.inet6 import (
+    ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6DestUnreach, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
+)
+from scapy.layers.ipsec import AH
+from scapy.layers.l2 import ARP, GRE, Dot1AD, Dot1Q, Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
+
+from rules.api import FrameMeta
+from rules.checksum import ipv4_header_ok, l4_checksum_ok
+from rules.decode import DecodeOptions, decode, decode_ip, ip_text, proto_name
+from rules.packet import TH_ACK, TH_PSH, TH_SYN, Packet
+
+C4, S4 = "198.51.100.1", "198.51.100.2"
+I4, J4 = "203.0.113.1", "203.0.113.2"
+C6, S6 = "2001:db8::1", "2001:db8::2"
+META = FrameMeta(ts=1700000000.25, iface="eth0", pcap_cnt=7)
+ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+CSUM = DecodeOptions(checksum_validation=True)
+NOCSUM = DecodeOptions(checksum_validation=False)
+
+
+def a4(s: str) -> int:
+    return int(ipaddress.IPv4Address(s))
+
+
+def a6(s: str) -> int:
+    return int(ipaddress.IPv6Address(s))
+
+
+def one(frame, opts=CSUM, meta=META) -> Packet:
+    pkts = decode(bytes(frame), meta, opts)
+    assert len(pkts) == 1, [p.events for p in pkts]
+    return pkts[0]
+
+
+# ---------------------------------------------------------------- plain layers
+
+def test_tcp4_with_options_every_field():
+    opts = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (11, 22)), ("NOP", None), ("WScale", 7)]
+    frame = bytes(ETH / IP(src=C4, dst=S4, ttl=61, id=4242) /
+                  TCP(sport=40000, dport=443, seq=1000, ack=2000, flags="PA", window=5000, options=opts) / b"hello")
+    p = one(frame)
+    assert (p.ts, p.iface, p.pcap_cnt, p.vlan) == (META.ts, "eth0", 7, ())
+    assert p.length == len(frame) and p.eth_type == 0x0800 and p.l3_off == 14
+    assert (p.ipver, p.src, p.dst, p.proto, p.ttl, p.ip_id) == (4, a4(C4), a4(S4), 6, 61, 4242)
+    assert p.ip_len == len(frame) - 14 and p.frag is False and p.ip_off == 0
+    assert p.l4_off == 34
+    assert (p.sport, p.dport, p.seq, p.ack, p.win) == (40000, 443, 1000, 2000, 5000)
+    assert p.tcp_flags == TH_PSH | TH_ACK
+    assert bytes(p.tcp_opts) == bytes(TCP(options=opts))[20:]
+    assert isinstance(p.tcp_opts, memoryview) and isinstance(p.payload, memoryview)
+    assert bytes(p.payload) == b"hello"
+    assert p.csum_ok is True and p.events == () and p.outer is None
+    assert (p.icmp_type, p.icmp_code, p.icmp_id, p.icmp_seq) == (-1, -1, -1, -1)
+
+
+def test_payload_excludes_ethernet_padding():
+    frame = bytes(ETH / IP(src=C4, dst=S4) / TCP(sport=1, dport=2, flags="S"))
+    assert len(frame) == 54
+    padded = frame + b"\x00" * 6            # 60-byte minimum frame
+    p = one(padded)
+    assert bytes(p.payload) == b"" and p.events == () and p.csum_ok is True
+    assert p.length == 60 and p.ip_len == 40
+
+
+def test_payload_is_a_view_not_a_copy():
+    buf = bytearray(bytes(ETH / IP(src=C4, dst=S4) / UDP(sport=1, dport=2) / b"abcd"))
+    (p,) = decode(buf, META, NOCSUM)
+    buf[-1] = ord("Z")
+    assert bytes(p.payload) == b"abcZ"
+
+
+def test_udp4():
+    p = one(ETH / IP(src=C4, dst=S4) / UDP(sport=5353, dport=53) / b"query")
+    assert (p.proto, p.sport, p.dport, bytes(p.payload), p.csum_ok) == (17, 5353, 53, b"query", True)
+    assert p.l4_off == 34 and p.events == ()
+
+
+def test_udp4_zero_checksum_is_valid():
+    raw = bytearray(bytes(ETH / IP(src=C4, dst=S4) / UDP(sport=1, dport=2) / b"x"))
+    raw[40:42] = b"\x00\x00"
+    assert one(raw).csum_ok is True
+
+
+@pytest.mark.parametrize("itype,code,has_idseq", [(8, 0, True), (0, 0, True), (13, 0, True), (3, 3, False), (11, 0, False)],
+                         ids=["echo-request", "echo-reply", "timestamp", "port-unreach", "ttl-exceeded"])
+def test_icmp4(itype, code, has_idseq):
+    body = bytes(IP(src=S4, dst=C4) / UDP(sport=1, dport=2)) if not has_idseq else b"ping-data"
+    p = one(ETH / IP(src=C4, dst=S4) / ICMP(type=itype, code=code, id=77, seq=5) / body)
+    assert (p.proto, p.icmp_type, p.icmp_code) == (1, itype, code)
+    assert (p.icmp_id, p.icmp_seq) == ((77, 5) if has_idseq else (-1, -1))
+    assert (p.sport, p.dport) == (0, 0)
+    assert bytes(p.payload).endswith(body) and p.csum_ok is True and p.events == ()
+    assert p.l4_off == 34 and len(p.payload) == p.ip_len - 20 - 8
+
+
+def test_icmp4_unknown_type_and_code():
+    assert "decoder.icmpv4.unknown_type" in one(ETH / IP(src=C4, dst=S4) / ICMP(type=99)).events
+    assert "decoder.icmpv4.unknown_code" in one(ETH / IP(src=C4, dst=S4) / ICMP(type=3, code=42)).events
+
+
+def test_icmp4_error_with_truncated_inner_header():
+    p = one(ETH / IP(src=C4, dst=S4) / ICMP(type=3, code=1) / b"\x45\x00")
+    assert "decoder.icmpv4.ipv4_trunc_pkt" in p.events
+
+
+def test_arp_has_no_ip():
+    frame = bytes(Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=C4, pdst=S4))
+    p = one(frame)
+    assert (p.eth_type, p.ipver, p.proto, p.src, p.dst) == (0x0806, 0, 0, 0, 0)
+    assert bytes(p.payload) == frame[14:] and p.events == ()
+
+
+def test_unknown_ethertype():
+    p = one(Ether(type=0x88B5) / b"local experimental")
+    assert (p.eth_type, p.ipver) == (0x88B5, 0) and bytes(p.payload) == b"local experimental"
+
+
+# ---------------------------------------------------------------- VLAN
+
+@pytest.mark.parametrize("layers,ids", [
+    ([Dot1Q(vlan=100)], (100,)),
+    ([Dot1AD(vlan=10), Dot1Q(vlan=20)], (10, 20)),
+    ([Dot1Q(vlan=10), Dot1Q(vlan=20)], (10, 20)),
+], ids=["802.1q", "802.1ad-qinq", "double-8021q"])
+def test_vlan_tags(layers, ids):
+    f = ETH
+    for layer in layers:
+        f = f / layer
+    p = one(f / IP(src=C4, dst=S4) / TCP(sport=1, dport=2))
+    assert p.vlan == ids and p.eth_type == 0x0800 and p.l3_off == 14 + 4 * len(ids)
+    assert (p.ipver, p.sport, p.dport, p.csum_ok) == (4, 1, 2, True)
+
+
+def test_ring_vlan_comes_first():
+    meta = FrameMeta(ts=1.0, iface="eth1", vlan=(5,), tpid=(0x8100,))
+    p = one(ETH / Dot1Q(vlan=7) / IP(src=C4, dst=S4) / UDP(), meta=meta)
+    assert p.vlan == (5, 7)
+
+
+def test_vlan_too_many_layers():
+    f = ETH / Dot1Q(vlan=1) / Dot1Q(vlan=2) / Dot1Q(vlan=3) / Dot1Q(vlan=4) / IP(src=C4, dst=S4) / UDP()
+    p = one(f)
+    assert "decoder.vlan.too_many_layers" in p.events and p.ipver == 0
+
+
+# ---------------------------------------------------------------- IPv4 details
+
+def test_ipv4_options():
+    p = one(ETH / IP(src=C4, dst=S4, options=[IPOption_RR(routers=["203.0.113.9"])]) / TCP(sport=1, dport=2))
+    assert p.l4_off == 14 + 28 and (p.sport, p.dport) == (1, 2) and p.events == () and p.csum_ok is True
+
+
+def test_ipv4_bad_option_length():
+    raw = bytearray(bytes(ETH / IP(src=C4, dst=S4, options=[IPOption_RR(routers=["203.0.113.9"])]) / TCP()))
+    raw[14 + 21] = 40                      # option length past the header
+    p = one(raw, NOCSUM)
+    assert "decoder.ipv4.opt_invalid_len" in p.events
+    assert p.sport == 20 and p.dport == 80     # the rest still decodes
+
+
+def test_ipv4_bad_header_checksum():
+    raw = bytearray(bytes(ETH / IP(src=C4, dst=S4) / TCP(sport=1, dport=2)))
+    raw[24] ^= 0xFF
+    p = one(raw)
+    assert p.csum_ok is False and not ipv4_header_ok(raw, 14)
+    assert one(raw, NOCSUM).csum_ok is None
+
+
+def test_tcp_bad_checksum():
+    raw = bytearray(bytes(ETH / IP(src=C4, dst=S4) / TCP(sport=1, dport=2) / b"data"))
+    raw[-1] ^= 1
+    assert one(raw).csum_ok is False
+    assert l4_checksum_ok(raw, 14) is False
+
+
+@pytest.mark.parametrize("frag,flags,expect_l4", [(0, "MF", True), (185, "MF", False), (185, 0, False)],
+                         ids=["first", "middle", "last"])
+def test_ipv4_fragments(frag, flags, expect_l4):
+    f = IP(src=C4, dst=S4, id=999, frag=frag, flags=flags, proto=6) / Raw(bytes(TCP(sport=1234, dport=80)) + b"x" * 16)
+    p = one(ETH / f)
+    assert p.frag is True and p.ip_id == 999
+    assert p.ip_off & 0x1FFF == frag and bool(p.ip_off & 0x2000) == (flags == "MF")
+    if expect_l4:
+        assert (p.sport, p.dport) == (1234, 80) and bytes(p.payload) == b"x" * 16
+    else:
+        assert (p.sport, p.dport) == (0, 0) and len(p.payload) == 36
+    assert p.csum_ok in (True, None)       # header checked; no L4 checksum on fragments
+    assert p.events == ()
+
+
+def test_ipv4_df_flag_is_not_a_fragment():
+    p = one(ETH / IP(src=C4, dst=S4, flags="DF") / TCP())
+    assert p.frag is False and p.ip_off == 0x4000
+
+
+@pytest.mark.parametrize("mutate,event", [
+    (lambda b: b.__setitem__(14, 0x55), "decoder.ipv4.wrong_ip_version"),
+    (lambda b: b.__setitem__(14, 0x44), "decoder.ipv4.hlen_too_small"),
+    (lambda b: b.__setitem__(slice(16, 18), b"\x00\x10"), "decoder.ipv4.iplen_smaller_than_hlen"),
+    (lambda b: b.__setitem__(slice(16, 18), b"\x05\xdc"), "decoder.ipv4.trunc_pkt"),
+    (lambda b: b.__setitem__(46, 0x40), "decoder.tcp.hlen_too_small"),
+    (lambda b: b.__setitem__(46, 0xF0), "decoder.tcp.hlen_too_small"),
+], ids=["version", "ihl", "totlen<hlen", "totlen>frame", "tcp-doff<5", "tcp-doff>len"])
+def test_ipv4_tcp_header_errors(mutate, event):
+    raw = bytearray(bytes(ETH / IP(src=C4, dst=S4) / TCP(sport=1, dport=2)))
+    mutate(raw)
+    p = one(raw)
+    assert event in p.events
+
+
+def test_udp_length_errors():
+    raw = bytearray(bytes(ETH / IP(src=C4, dst=S4) / UDP(sport=1, dport=2) / b"abcdef"))
+    raw[38:40] = b"\x00\x04"
+    assert "decoder.udp.len_invalid" in one(raw).events
+    raw[38:40] = b"\x00\x40"
+    assert "decoder.udp.pkt_too_small" in one(raw).events
+
+
+def test_icmpv6_in_ipv4_event():
+    p = one(ETH / IP(src=C4, dst=S4, proto=58) / bytes(ICMPv6EchoRequest()), NOCSUM)
+    assert "decoder.ipv4.icmpv6" in p.events
+
+
+# ---------------------------------------------------------------- IPv6
+
+def test_tcp6_every_field():
+    frame = bytes(ETH / IPv6(src=C6, dst=S6, hlim=33) / TCP(sport=5555, dport=22, seq=7, ack=9, flags="S", window=100))
+    p = one(frame)
+    assert (p.eth_type, p.ipver, p.src, p.dst, p.proto, p.ttl) == (0x86DD, 6, a6(C6), a6(S6), 6, 33)
+    assert p.ip_len == len(frame) - 14 and p.l3_off == 14 and p.l4_off == 54
+    assert (p.sport, p.dport, p.seq, p.ack, p.win, p.tcp_flags) == (5555, 22, 7, 9, 100, TH_SYN)
+    assert p.csum_ok is True and p.events == () and p.frag is False
+
+
+@pytest.mark.parametrize("exts,l4_extra", [
+    ([IPv6ExtHdrHopByHop()], 8),
+    ([IPv6ExtHdrHopByHop(), IPv6ExtHdrDestOpt()], 16),
+    ([IPv6ExtHdrRouting(type=2, addresses=["2001:db8::9"])], 24),
+    ([IPv6ExtHdrDestOpt(), IPv6ExtHdrRouting(type=2, addresses=["2001:db8::9"]), IPv6ExtHdrDestOpt()], 40),
+], ids=["hbh", "hbh+dst", "routing", "dst+rh+dst"])
+def test_ipv6_extension_headers(exts, l4_extra):
+    f = IPv6(src=C6, dst=S6)
+    for e in exts:
+        f = f / e
+    p = one(ETH / f / UDP(sport=1, dport=53) / b"dns")
+    assert (p.proto, p.sport, p.dport, bytes(p.payload)) == (17, 1, 53, b"dns")
+    assert p.l4_off == 54 + l4_extra and p.frag is False
+    assert p.csum_ok is True and p.events == ()
+
+
+def test_ipv6_ah():
+    inner = bytes(UDP(sport=1, dport=2) / b"x")
+    f = IPv6(src=C6, dst=S6) / AH(nh=17, payloadlen=4, spi=1, seq=1, icv=b"\x00" * 12) / Raw(inner)
+    p = one(ETH / f, NOCSUM)
+    assert (p.proto, p.sport, p.dport) == (17, 1, 2) and p.l4_off == 54 + 24 and p.events == ()
+
+
+def test_ipv6_bad_l4_checksum_behind_ext_header():
+    raw = bytearray(bytes(ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / UDP(sport=1, dport=2) / b"abc"))
+    raw[-1] ^= 0x10
+    assert one(raw).csum_ok is False
+
+
+@pytest.mark.parametrize("offset,m,expect_l4", [(0, 1, True), (10, 1, False), (10, 0, False)],
+                         ids=["first", "middle", "last"])
+def test_ipv6_fragments(offset, m, expect_l4):
+    f = IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(offset=offset, m=m, id=0xABCDEF, nh=6) / \
+        Raw(bytes(TCP(sport=1, dport=2)) + b"y" * 8)
+    p = one(ETH / f)
+    assert p.frag is True and p.proto == 6 and p.ip_id == 0xABCDEF
+    assert p.ip_off & 0x1FFF == offset and bool(p.ip_off & 0x2000) == bool(m)
+    assert p.l4_off == 62
+    if expect_l4:
+        assert (p.sport, p.dport, bytes(p.payload)) == (1, 2, b"y" * 8)
+    else:
+        assert (p.sport, p.dport) == (0, 0) and len(p.payload) == 28
+    assert p.csum_ok is None
+
+
+def test_ipv6_rh0_and_atomic_fragment_events():
+    p = one(ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrRouting(type=0, addresses=["2001:db8::9"]) / UDP(), NOCSUM)
+    assert "decoder.ipv6.rh_type_0" in p.events
+    p = one(ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(offset=0, m=0) / UDP(), NOCSUM)
+    assert "decoder.ipv6.exthdr_useless_fh" in p.events and p.frag is False
+
+
+@pytest.mark.parametrize("layer,itype,idseq", [
+    (ICMPv6EchoRequest(id=3, seq=4, data=b"abc"), 128, (3, 4)),
+    (ICMPv6EchoReply(id=3, seq=4, data=b"abc"), 129, (3, 4)),
+    (ICMPv6DestUnreach(code=4) / IPv6(src=S6, dst=C6) / UDP(), 1, (-1, -1)),
+], ids=["echo-request", "echo-reply", "dest-unreach"])
+def test_icmpv6(layer, itype, idseq):
+    p = one(ETH / IPv6(src=C6, dst=S6) / layer)
+    assert (p.proto, p.icmp_type, (p.icmp_id, p.icmp_seq)) == (58, itype, idseq)
+    assert p.csum_ok is True and p.events == ()
+
+
+def test_ipv6_wrong_version_and_trunc():
+    raw = bytearray(bytes(ETH / IPv6(src=C6, dst=S6) / UDP()))
+    raw[14] = 0x40
+    assert "decoder.ipv6.wrong_ip_version" in one(raw).events
+    raw = bytearray(bytes(ETH / IPv6(src=C6, dst=S6) / UDP()))
+    raw[18:20] = b"\x01\x00"
+    assert "decoder.ipv6.trunc_pkt" in one(raw).events
+
+
+# ---------------------------------------------------------------- tunnels
+
+def _inner_tcp():
+    return IP(src=I4, dst=J4, ttl=9) / TCP(sport=1111, dport=80, flags="A") / b"inner"
+
+
+@pytest.mark.parametrize("gre", [GRE(), GRE(key_present=1, key=5, seqnum_present=1, sequence_number=9),
+                                 GRE(chksum_present=1)],
+                         ids=["plain", "key+seq", "checksum"])
+def test_gre_ipv4(gre):
+    frame = bytes(ETH / Dot1Q(vlan=3) / IP(src=C4, dst=S4) / gre / _inner_tcp())
+    outer, inner = decode(frame, META, CSUM)
+    assert (outer.proto, outer.src, outer.events) == (47, a4(C4), ())
+    assert inner.outer is outer and inner.frame is outer.frame
+    assert (inner.ts, inner.pcap_cnt, inner.iface, inner.vlan) == (META.ts, 7, "eth0", (3,))
+    assert (inner.eth_type, inner.ipver, inner.src, inner.dst, inner.ttl) == (0x0800, 4, a4(I4), a4(J4), 9)
+    assert (inner.sport, inner.dport, bytes(inner.payload)) == (1111, 80, b"inner")
+    assert inner.csum_ok is True and inner.events == ()
+    assert bytes(outer.payload) == bytes(_inner_tcp())
+
+
+def test_gre_ipv6_inner():
+    frame = bytes(ETH / IP(src=C4, dst=S4) / GRE(proto=0x86DD) / IPv6(src=C6, dst=S6) / UDP(sport=1, dport=2))
+    outer, inner = decode(frame, META, CSUM)
+    assert (inner.ipver, inner.src, inner.sport, inner.dport, inner.csum_ok) == (6, a6(C6), 1, 2, True)
+
+
+def test_gre_transparent_ethernet():
+    frame = bytes(ETH / IP(src=C4, dst=S4) / GRE(proto=0x6558) / ETH / Dot1Q(vlan=44) / _inner_tcp())
+    outer, inner = decode(frame, META, CSUM)
+    assert inner.vlan == (44,) and inner.l3_off == 14 + 20 + 4 + 14 + 4
+    assert (inner.src, inner.sport) == (a4(I4), 1111) and inner.outer is outer
+
+
+def test_gre_v1_pptp_ppp_ipv4():
+    ppp = b"\xff\x03\x00\x21" + bytes(_inner_tcp())
+    gre = struct.pack("!HHHH", 0x2001, 0x880B, len(ppp), 77)
+    frame = bytes(ETH / IP(src=C4, dst=S4, proto=47) / Raw(gre + ppp))
+    outer, inner = decode(frame, META, CSUM)
+    assert outer.events == () and (inner.src, inner.sport) == (a4(I4), 1111)
+
+
+def test_gre_disabled_and_bad_version():
+    frame = bytes(ETH / IP(src=C4, dst=S4) / GRE() / _inner_tcp())
+    assert len(decode(frame, META, DecodeOptions(gre_enabled=False))) == 1
+    raw = bytearray(frame)
+    raw[35] = 0x05                           # version 5
+    p = one(raw, NOCSUM)
+    assert "decoder.gre.wrong_version" in p.events
+
+
+def test_vxlan():
+    frame = bytes(ETH / IP(src=C4, dst=S4) / UDP(sport=40000, dport=4789) / VXLAN(vni=42) / ETH / _inner_tcp())
+    outer, inner = decode(frame, META, CSUM)
+    assert (outer.proto, outer.dport, outer.csum_ok) == (17, 4789, True)
+    assert inner.outer is outer and inner.eth_type == 0x0800
+    assert (inner.src, inner.dst, inner.sport, inner.dport, bytes(inner.payload)) == (a4(I4), a4(J4), 1111, 80, b"inner")
+    assert inner.l3_off == 14 + 20 + 8 + 8 + 14
+
+
+def test_vxlan_ports_and_switch():
+    frame = bytes(ETH / IP(src=C4, dst=S4) / UDP(sport=1, dport=8472) / VXLAN(vni=1) / ETH / _inner_tcp())
+    assert len(decode(frame, META, DecodeOptions())) == 1
+    assert len(decode(frame, META, DecodeOptions(vxlan_ports=(8472,)))) == 2
+    assert len(decode(frame, META, DecodeOptions(vxlan_ports=(8472,), vxlan_enabled=False))) == 1
+
+
+def test_tunnel_depth_limit():
+    f = _inner_tcp()
+    for _ in range(5):
+        f = IP(src=C4, dst=S4) / GRE() / f
+    pkts = decode(bytes(ETH / f), META, DecodeOptions(max_tunnel_depth=2))
+    assert len(pkts) == 3
+    assert "decoder.too_many_layers" in pkts[-1].events
+
+
+def test_ip_in_ip():
+    outer, inner = decode(bytes(ETH / IP(src=C4, dst=S4) / _inner_tcp()), META, CSUM)
+    assert outer.proto == 4 and (inner.src, inner.sport, inner.outer) == (a4(I4), 1111, outer)
+
+
+def test_decode_ip_without_link_layer():
+    (p,) = decode_ip(bytes(IPv6(src=C6, dst=S6) / UDP(sport=3, dport=4)), META)
+    assert (p.ipver, p.l3_off, p.sport, p.dport, p.csum_ok) == (6, 0, 3, 4, True)
+
+
+# ---------------------------------------------------------------- helpers
+
+def test_ip_text_and_proto_name():
+    assert ip_text(4, a4(C4)) == C4 and ip_text(6, a6(C6)) == C6 and ip_text(0, 0) == ""
+    assert [proto_name(n) for n in (6, 17, 1, 58, 47)] == ["TCP", "UDP", "ICMP", "IPv6-ICMP", "47"]
+
+
+def test_options_from_config():
+    from conf.model import Config, Decoder, Stream
+    cfg = Config(decoder=Decoder(vxlan_enabled=False, vxlan_ports=(4789, 8472), gre_enabled=False),
+                 stream=Stream(checksum_validation=False))
+    o = DecodeOptions.from_config(cfg)
+    assert (o.vxlan_enabled, o.vxlan_ports, o.gre_enabled, o.checksum_validation) == (False, (4789, 8472), False, False)
+
+
+# ---------------------------------------------------------------- checksum agreement
+
+CSUM_FRAMES = {
+    "tcp4": ETH / IP(src=C4, dst=S4) / TCP(sport=1, dport=2) / b"odd",
+    "udp4": ETH / IP(src=C4, dst=S4) / UDP(sport=1, dport=2) / b"even",
+    "icmp4": ETH / IP(src=C4, dst=S4) / ICMP() / b"abc",
+    "tcp6": ETH / IPv6(src=C6, dst=S6) / TCP(sport=1, dport=2) / b"odd",
+    "udp6": ETH / IPv6(src=C6, dst=S6) / UDP(sport=1, dport=2) / b"xy",
+    "icmp6": ETH / IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(data=b"abc"),
+}
+
+
+@pytest.mark.parametrize("name", list(CSUM_FRAMES))
+def test_checksum_agrees_with_rules_checksum(name):
+    raw = bytearray(bytes(CSUM_FRAMES[name]))
+    for i in range(14 + 8, len(raw)):       # flip each byte after the IP addresses start
+        mutated = bytearray(raw)
+        mutated[i] ^= 0x5A
+        p = decode(bytes(mutated), META, CSUM)[0]
+        if p.events or p.csum_ok is None:
+            continue
+        want = l4_checksum_ok(mutated, 14)
+        hdr = ipv4_header_ok(mutated, 14) if p.ipver == 4 else True
+        assert p.csum_ok == (bool(want) and hdr), (name, i)
+
+
+# ---------------------------------------------------------------- truncation sweep
+
+TRUNC_FRAMES = {
+    "tcp4-opts": ETH / IP(src=C4, dst=S4, options=[IPOption_RR()]) / TCP(options=[("MSS", 1460), ("WScale", 2)]) / b"data",
+    "udp4": ETH / IP(src=C4, dst=S4) / UDP() / b"data",
+    "icmp4": ETH / IP(src=C4, dst=S4) / ICMP() / b"data",
+    "arp": ETH / ARP(),
+    "qinq": ETH / Dot1AD(vlan=1) / Dot1Q(vlan=2) / IP(src=C4, dst=S4) / UDP(),
+    "tcp6-ext": ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(m=1) / TCP() / b"x",
+    "icmp6": ETH / IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(data=b"abc"),
+    "gre": ETH / IP(src=C4, dst=S4) / GRE(key_present=1) / IP(src=I4, dst=J4) / TCP(),
+    "vxlan": ETH / IP(src=C4, dst=S4) / UDP(dport=4789) / VXLAN() / ETH / IP(src=I4, dst=J4) / TCP(),
+}
+
+
+@pytest.mark.parametrize("name", list(TRUNC_FRAMES))
+def test_truncated_at_every_length_gives_events(name):
+    raw = bytes(TRUNC_FRAMES[name])
+    full = decode(raw, META, CSUM)
+    assert all(p.events == () for p in full), [p.events for p in full]
+    for n in range(len(raw)):
+        pkts = decode(raw[:n], META, CSUM)
+        assert pkts and isinstance(pkts[0], Packet)
+        events = [e for p in pkts for e in p.events]
+        if name == "arp" and n >= 14:
+            continue                          # ARP body is not validated
+        assert events, (name, n)
+        assert all(e.startswith("decoder.") for e in events)
+        assert "decoder.internal" not in events
