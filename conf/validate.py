@@ -130,7 +130,7 @@ def validate(config: Config) -> list[Problem]:
         if it.copy_iface and not it.copy_mode:
             p(it, name, "copy-iface", f"'{it.copy_iface}' set but no copy-mode, so nothing is forwarded",
               "add 'copy-mode: ips' (or 'tap') or remove 'copy-iface'")
-        if it.copy_iface:
+        if it.copy_iface and it.copy_mode:  # without copy-mode, the one problem above says it all
             peer = by_name.get(it.copy_iface)
             if it.copy_iface == name:
                 p(it, name, "copy-iface", "points at the interface itself",
