@@ -318,3 +318,48 @@ def test_ready_once_stats_lines_and_totals_event(lab):
     assert final["interfaces"] == totals["interfaces"]
     assert {w["worker"] for w in totals["workers"]} == {0, 1}
     assert all(json.dumps(w["pid"]).isdigit() for w in totals["workers"])
+
+
+# ------------------------------------------------------------------ VLAN tags stripped by the kernel
+SEND_TAGGED = r"""
+from scapy.all import Dot1Q, Ether, IP, Raw, UDP, sendp
+eth = dict(dst="02:00:00:00:00:02", src="02:00:00:00:00:01")
+ip = IP(src="203.0.113.1", dst="203.0.113.2") / UDP(sport=1111, dport=2222)
+sendp([
+    Ether(**eth) / Dot1Q(vlan=100, prio=5) / ip / Raw(b"tag-100-prio-5"),
+    Ether(**eth) / Dot1Q(vlan=0, prio=3) / ip / Raw(b"prio-only"),
+    Ether(**eth, type=0x88A8) / Dot1Q(vlan=300) / Dot1Q(vlan=400) / ip / Raw(b"qinq-300-400"),
+    Ether(**eth) / Dot1Q(vlan=100) / ip / Raw(b"full-size" + b"x" * (1500 - 20 - 8 - 9)),
+], iface="veth0", verbose=False)
+"""
+
+
+def test_vlan_tags_are_put_back_with_tpid_and_priority(lab):
+    bridge = start(lab)
+    pcap = str(lab.workdir / "server.pcap")
+    cap = lab.spawn("server", "tcpdump", "-U", "-n", "-i", "veth0", "-w", pcap, "udp and port 2222 or vlan",
+                    stderr=subprocess.PIPE, text=True)
+    if "listening" not in cap.stderr.readline():
+        raise netnslab.LabError("tcpdump did not start")
+    lab.python("client", SEND_TAGGED)
+    lab.ping("client", SERVER4, count=1)
+    totals = bridge.stop()
+    cap.terminate()
+    cap.wait(timeout=10)
+    from scapy.all import rdpcap
+
+    got = {}
+    for pkt in rdpcap(pcap):
+        raw = bytes(pkt)
+        for marker in (b"tag-100-prio-5", b"prio-only", b"qinq-300-400", b"full-size"):
+            if marker in raw:
+                got[marker] = raw[12:20].hex()
+    assert got == {
+        b"tag-100-prio-5": "8100a06408004500",   # TPID 0x8100, PCP 5, VID 100
+        b"prio-only": "8100600008004500",        # tci 0 with PCP 3: still a tag
+        b"qinq-300-400": "88a8012c81000190",     # 802.1ad outer tag back in front of the inner one
+        b"full-size": "8100006408004500",        # 1518 bytes: one 0x8100 tag over the MTU is allowed
+    }
+    eth0 = totals["interfaces"]["eth0"]
+    assert eth0["vlan_reinserted"] >= 4
+    assert_accounted(totals)
