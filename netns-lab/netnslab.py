@@ -322,3 +322,136 @@ def cleanup_stale(prefix: str | None = None, *, all_owners: bool = False) -> lis
         except OSError:
             pass
     return removed
+
+
+# -- traffic helpers ------------------------------------------------------------
+# Added for netns-lab/lab.py (demo, bench) and tests/lab: small Python programs
+# run inside the namespaces with real sockets.  Listeners print "listening" once
+# bound, so callers never race the first packet.
+
+TCP_SINK = r"""
+import hashlib, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+s = socket.socket(fam)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, port)); s.listen(1); s.settimeout(120)
+print("listening", flush=True)
+c, _ = s.accept(); c.settimeout(120)
+h = hashlib.sha256(); n = 0
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    h.update(d); n += len(d)
+c.sendall(b"k")
+c.close()
+print(n, h.hexdigest(), flush=True)
+"""
+
+TCP_SOURCE = r"""
+import hashlib, os, socket, sys, time
+host, port, size, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+data = os.urandom(size)
+s = socket.create_connection((host, port), timeout=120)
+print("connected", flush=True)
+if rate <= 0:
+    s.sendall(data)
+else:                                   # paced: 64 KiB chunks at `rate` bytes/s
+    t0, off, chunk = time.monotonic(), 0, 65536
+    while off < size:
+        s.sendall(data[off:off + chunk]); off += chunk
+        ahead = off / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+s.close()
+print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
+"""
+
+UDP_COUNT = r"""
+import select, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+data = socket.socket(fam, socket.SOCK_DGRAM)
+data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+data.bind((host, port))
+done = socket.socket(fam, socket.SOCK_DGRAM)
+done.bind((host, port + 1))          # the sender's end marker
+print("listening", flush=True)
+seen, total, finished = set(), 0, False
+while True:
+    r, _, _ = select.select([data, done], [], [], 0.5 if finished else 60)
+    if not r:
+        break
+    if done in r:
+        done.recv(64); finished = True
+    if data in r:
+        seen.add(data.recv(4096)); total += 1
+print(len(seen), total, flush=True)
+"""
+
+UDP_SEND = r"""
+import socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+for i in range(n):
+    s.sendto(b"dgram-%06d" % i, (host, port))
+    if i % 50 == 49:
+        time.sleep(0.005)
+for _ in range(3):
+    s.sendto(b"end", (host, port + 1))
+"""
+
+
+def spawn_listener(lab: Lab, role: str, code: str, *args: str, ready: str = "listening") -> subprocess.Popen:
+    """Start a Python snippet in a namespace and wait until it prints READY."""
+    proc = lab.spawn(role, sys.executable, "-c", code, *args, stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    line = proc.stdout.readline()
+    if line.strip() != ready:
+        proc.kill()
+        raise LabError(f"{role} helper did not start: {line!r} {proc.stderr.read()}")
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> str:
+    """Wait for a helper; its stdout (stripped).  Non-zero exit raises LabError."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise LabError(f"helper still running after {timeout:.0f}s: {out!r} {err!r}")
+    if proc.returncode != 0:
+        raise LabError(f"helper exit {proc.returncode}: {err}")
+    return out.strip()
+
+
+class TcpTransfer:
+    """A client -> server TCP transfer of `size` random bytes, running in the
+    background; `result()` returns (sent "N sha256", received "N sha256")."""
+
+    def __init__(self, lab: Lab, host: str, size: int, *, port: int = 5001, rate: float = 0,
+                 src: str = "client", dst: str = "server"):
+        self.sink = spawn_listener(lab, dst, TCP_SINK, host, str(port))
+        self.source = spawn_listener(lab, src, TCP_SOURCE, host, str(port), str(size), str(rate),
+                                     ready="connected")
+
+    def result(self, timeout: float = 120) -> tuple[str, str]:
+        sent = finish(self.source, timeout)
+        return sent, finish(self.sink, timeout)
+
+
+def tcp_transfer(lab: Lab, host: str, size: int, **kw) -> tuple[str, str]:
+    return TcpTransfer(lab, host, size, **kw).result()
+
+
+def udp_burst(lab: Lab, host: str, port: int, n: int) -> tuple[int, int]:
+    """Send n datagrams client -> host:port; returns (distinct arrived, total arrived)."""
+    recv = spawn_listener(lab, "server", UDP_COUNT, host, str(port))
+    lab.python("client", UDP_SEND, host, str(port), str(n))
+    distinct, total = map(int, finish(recv).split())
+    return distinct, total

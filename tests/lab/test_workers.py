@@ -1,0 +1,116 @@
+"""Multi-worker pinning: with N workers per interface (fanout cluster_flow on
+both eth0 and eth1, joined in the same order), every flow -- both directions --
+is inspected by exactly one worker process, and the flows are spread over more
+than one worker.
+
+A recording verdict hook (tests.lab.flowhooks:record_flows) writes, per worker
+PID, which flow it saw on which interface; many UDP request/response flows with
+distinct source ports (IPv4 and IPv6) cross the bridge.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+
+import pytest
+
+from tests.lab.flowhooks import flow_key
+from netnslab import CLIENT4, CLIENT6, SERVER4, SERVER6, finish, spawn_listener
+
+pytestmark = pytest.mark.lab
+
+SERVER_PORT = 7100
+
+ECHO_SERVER = r"""
+import select, socket, sys
+s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s4.bind((sys.argv[1], int(sys.argv[3])))
+s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s6.bind((sys.argv[2], int(sys.argv[3])))
+print("listening", flush=True)
+n, started = 0, False
+while True:
+    r, _, _ = select.select([s4, s6], [], [], 2.0 if started else 60)
+    if not r:
+        break
+    for s in r:
+        data, peer = s.recvfrom(2048)
+        s.sendto(b"re:" + data, peer); n += 1; started = True
+print(n, flush=True)
+"""
+
+CLIENTS = r"""
+import select, socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+src, dst, port, flows, rounds, base = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+socks = []
+for i in range(flows):
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.bind((src, base + i)); s.settimeout(5)
+    socks.append(s)
+answered = 0
+for r in range(rounds):
+    for i, s in enumerate(socks):
+        s.sendto(b"flow %d round %d" % (i, r), (dst, port))
+    for i, s in enumerate(socks):
+        try:
+            if s.recv(2048) == b"re:flow %d round %d" % (i, r):
+                answered += 1
+        except socket.timeout:
+            pass
+print(answered, flush=True)
+"""
+
+
+def read_flow_logs(directory) -> dict[int, dict[str, dict[str, int]]]:
+    logs = {}
+    for name in os.listdir(directory):
+        if name.startswith("flows-") and name.endswith(".json"):
+            with open(os.path.join(directory, name)) as fh:
+                obj = json.load(fh)
+            logs[obj["pid"]] = obj["flows"]
+    return logs
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+def test_every_flow_pinned_to_one_worker(lab, tmp_path, monkeypatch, threads):
+    flows4, flows6, rounds = 64, 16, 4
+    logdir = tmp_path / "flows"
+    logdir.mkdir()
+    monkeypatch.setenv("IPSB_FLOWLOG_DIR", str(logdir))
+    bridge = lab.start_bridge("--bridge", "eth0:eth1", "--threads", str(threads),
+                              "--stats-interval", "0", "--verdict-hook", "tests.lab.flowhooks:record_flows")
+    server = spawn_listener(lab, "server", ECHO_SERVER, SERVER4, SERVER6, str(SERVER_PORT))
+    ans4 = lab.python("client", CLIENTS, CLIENT4, SERVER4, str(SERVER_PORT), str(flows4), str(rounds), "41000")
+    ans6 = lab.python("client", CLIENTS, CLIENT6, SERVER6, str(SERVER_PORT), str(flows6), str(rounds), "42000")
+    echoed = int(finish(server))
+    totals = bridge.stop()
+
+    assert int(ans4.stdout) == flows4 * rounds, "IPv4 requests without an answer"
+    assert int(ans6.stdout) == flows6 * rounds, "IPv6 requests without an answer"
+    assert echoed == (flows4 + flows6) * rounds
+
+    worker_pids = {w["pid"] for w in totals["workers"]}
+    assert len(worker_pids) == threads, totals["workers"]
+    logs = read_flow_logs(logdir)
+    assert set(logs) <= worker_pids, (set(logs), worker_pids)
+
+    expected = {netnslab_flow(CLIENT4, 41000 + i, SERVER4) for i in range(flows4)}
+    expected |= {netnslab_flow(CLIENT6, 42000 + i, SERVER6) for i in range(flows6)}
+    owners: dict[str, set[int]] = {key: set() for key in expected}
+    for pid, flows in logs.items():
+        for key, per_iface in flows.items():
+            if key in owners:
+                owners[key].add(pid)
+    split = {k: sorted(v) for k, v in owners.items() if len(v) != 1}
+    assert not split, f"flows seen by zero or several workers: {split}"
+    for pid, flows in logs.items():
+        for key in expected & set(flows):
+            # both directions on the one owner: requests on eth0, answers on eth1, all of them
+            assert flows[key] == {"eth0": rounds, "eth1": rounds}, (pid, key, flows[key])
+    busy = {next(iter(v)) for v in owners.values()}
+    assert len(busy) > 1, f"all {len(expected)} flows landed on one worker out of {threads}"
+
+
+def netnslab_flow(client: str, sport: int, server: str) -> str:
+    return flow_key(17, ipaddress.ip_address(client).packed, sport,
+                    ipaddress.ip_address(server).packed, SERVER_PORT)
