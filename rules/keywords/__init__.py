@@ -1,0 +1,61 @@
+"""The keyword table: every rule option ipsbridge understands, in one place.
+
+One module per keyword family (as Suricata has one detect-*.c per keyword);
+each module defines `Keyword` entries (parse function + value mode + quoting
++ negation flags, see `_base.Keyword`) and this dict lists them.  A keyword
+missing here makes the rule fail with "unsupported keyword 'x'" -- never
+silently ignored.  Adding a keyword: one new module, one line below.
+"""
+from __future__ import annotations
+
+from rules.keywords import (buffers, byte_ops, content, dsize, flow, flowbits, icmp, ip, isdataat, meta,
+                            pcre, tcp, threshold)
+from rules.keywords._base import Keyword
+
+REGISTRY: dict[str, Keyword] = {
+    # meta
+    "msg": meta.msg,
+    "sid": meta.sid,
+    "rev": meta.rev,
+    "gid": meta.gid,
+    "classtype": meta.classtype,
+    "priority": meta.priority,
+    "reference": meta.reference,
+    "metadata": meta.metadata,
+    "target": meta.target,
+    # payload: content and its modifiers
+    "content": content.content,
+    "nocase": content.nocase,
+    "depth": content.depth,
+    "offset": content.offset,
+    "distance": content.distance,
+    "within": content.within,
+    "startswith": content.startswith,
+    "endswith": content.endswith,
+    "fast_pattern": content.fast_pattern,
+    "rawbytes": content.rawbytes,
+    "pkt_data": buffers.pkt_data,
+    # payload: other inspections
+    "pcre": pcre.pcre,
+    "isdataat": isdataat.isdataat,
+    "byte_test": byte_ops.byte_test,
+    "byte_jump": byte_ops.byte_jump,
+    "dsize": dsize.dsize,
+    # header / state
+    "flow": flow.flow,
+    "flags": tcp.flags,
+    "ttl": ip.ttl,
+    "ip_proto": ip.ip_proto,
+    "sameip": ip.sameip,
+    "itype": icmp.itype,
+    "icode": icmp.icode,
+    "icmp_id": icmp.icmp_id,
+    "icmp_seq": icmp.icmp_seq,
+    # post-match
+    "flowbits": flowbits.flowbits,
+    "noalert": flowbits.noalert,
+    "threshold": threshold.threshold,
+    "detection_filter": threshold.detection_filter,
+}
+
+__all__ = ["REGISTRY", "Keyword"]

@@ -1,0 +1,312 @@
+"""Address and port sets of a rule header, compiled to integer intervals.
+
+Grammar (Suricata's): ``any``, an IPv4/IPv6 address, CIDR (``/len`` or an
+IPv4 netmask), a range ``a-b``, a variable ``$NAME`` (address-groups /
+port-groups of the config, expanded recursively), a list ``[x, y, ...]``
+(nested), and ``!`` in front of any of these.  Inside a list the negated
+members are subtracted from the union of the positive ones; a list with only
+negated members starts from everything (so ``!1.2.3.4`` is every IPv4 address
+but one *and* every IPv6 address, as in Suricata).
+
+Ports are the same with ``N``, ``a:b``, ``a:``, ``:b`` over 0..65535.
+
+Sets are kept as sorted, merged, inclusive ``(lo, hi)`` tuples per IP version;
+`contains` is a bisect (or a frozenset lookup for short port lists), so the
+engine never touches `ipaddress` objects on the hot path.
+"""
+from __future__ import annotations
+
+import ipaddress
+from bisect import bisect_right
+from typing import Callable, Iterable
+
+from rules.errors import RuleError
+
+V4_MAX = (1 << 32) - 1
+V6_MAX = (1 << 128) - 1
+PORT_MAX = 65535
+
+Intervals = tuple[tuple[int, int], ...]
+
+
+def _merge(iv: Iterable[tuple[int, int]]) -> Intervals:
+    out: list[list[int]] = []
+    for lo, hi in sorted(iv):
+        if out and lo <= out[-1][1] + 1:
+            if hi > out[-1][1]:
+                out[-1][1] = hi
+        else:
+            out.append([lo, hi])
+    return tuple((a, b) for a, b in out)
+
+
+def _subtract(a: Intervals, b: Intervals) -> Intervals:
+    out: list[tuple[int, int]] = []
+    for lo, hi in a:
+        cur = lo
+        for blo, bhi in b:
+            if bhi < cur or blo > hi:
+                continue
+            if blo > cur:
+                out.append((cur, blo - 1))
+            cur = max(cur, bhi + 1)
+            if cur > hi:
+                break
+        if cur <= hi:
+            out.append((cur, hi))
+    return tuple(out)
+
+
+def _contains(starts: tuple[int, ...], iv: Intervals, x: int) -> bool:
+    i = bisect_right(starts, x) - 1
+    return i >= 0 and x <= iv[i][1]
+
+
+class AddrSet:
+    """Compiled address set: `contains(ipver, addr)` with addr an int."""
+
+    __slots__ = ("v4", "v6", "_s4", "_s6", "is_any", "text")
+
+    def __init__(self, v4: Intervals, v6: Intervals, text: str = "") -> None:
+        self.v4 = v4
+        self.v6 = v6
+        self._s4 = tuple(lo for lo, _ in v4)
+        self._s6 = tuple(lo for lo, _ in v6)
+        self.is_any = v4 == ((0, V4_MAX),) and v6 == ((0, V6_MAX),)
+        self.text = text
+
+    def contains(self, ipver: int, addr: int) -> bool:
+        if self.is_any:
+            return True
+        if ipver == 4:
+            return _contains(self._s4, self.v4, addr)
+        if ipver == 6:
+            return _contains(self._s6, self.v6, addr)
+        return False
+
+    def __repr__(self) -> str:
+        return f"AddrSet({self.text!r})"
+
+
+class PortSet:
+    """Compiled port set: `contains(port)`."""
+
+    __slots__ = ("iv", "_starts", "_small", "is_any", "text")
+
+    def __init__(self, iv: Intervals, text: str = "") -> None:
+        self.iv = iv
+        self._starts = tuple(lo for lo, _ in iv)
+        self.is_any = iv == ((0, PORT_MAX),)
+        n = sum(hi - lo + 1 for lo, hi in iv)
+        self._small = frozenset(p for lo, hi in iv for p in range(lo, hi + 1)) if n <= 256 else None
+        self.text = text
+
+    def contains(self, port: int) -> bool:
+        if self.is_any:
+            return True
+        if self._small is not None:
+            return port in self._small
+        return _contains(self._starts, self.iv, port)
+
+    def __repr__(self) -> str:
+        return f"PortSet({self.text!r})"
+
+
+# ---------------------------------------------------------------------------
+# generic list grammar shared by addresses and ports
+
+
+class _Err(Exception):
+    """Internal: message + offset in the text being parsed."""
+
+    def __init__(self, msg: str, pos: int) -> None:
+        self.msg = msg
+        self.pos = pos
+
+
+class _ListParser:
+    """Recursive descent over ``!``, ``[...]``, ``$VAR`` and leaf tokens.
+
+    A value is a tuple of interval tuples (one per "dimension": v4, v6 for
+    addresses; one for ports), so union/difference work component-wise."""
+
+    def __init__(self, text: str, universe: tuple[Intervals, ...], leaf: Callable[[str], tuple[Intervals, ...]],
+                 resolve: Callable[[str, int], tuple[Intervals, ...]]) -> None:
+        self.s = text
+        self.i = 0
+        self.universe = universe
+        self.leaf = leaf
+        self.resolve = resolve
+
+    def ws(self) -> None:
+        while self.i < len(self.s) and self.s[self.i] in " \t":
+            self.i += 1
+
+    def parse(self) -> tuple[Intervals, ...]:
+        self.ws()
+        v = self.expr()
+        self.ws()
+        if self.i != len(self.s):
+            raise _Err(f"unexpected '{self.s[self.i]}'", self.i)
+        return v
+
+    def expr(self) -> tuple[Intervals, ...]:
+        self.ws()
+        if self.i < len(self.s) and self.s[self.i] == "!":
+            start = self.i
+            self.i += 1
+            inner = self.expr()
+            return self._complement(inner, start)
+        return self.item()
+
+    def _complement(self, v, pos):
+        return tuple(_subtract(u, x) for u, x in zip(self.universe, v))
+
+    def item(self) -> tuple[Intervals, ...]:
+        s = self.s
+        if self.i >= len(s):
+            raise _Err("missing value", self.i)
+        c = s[self.i]
+        if c == "[":
+            open_at = self.i
+            self.i += 1
+            pos: list[tuple[Intervals, ...]] = []
+            neg: list[tuple[Intervals, ...]] = []
+            while True:
+                self.ws()
+                if self.i >= len(s):
+                    raise _Err("unterminated list: missing ']'", open_at)
+                if s[self.i] == "]":
+                    if not pos and not neg:
+                        raise _Err("empty list", open_at)
+                    raise _Err("list ends with ','", self.i)
+                negated = s[self.i] == "!"
+                v = self.expr()
+                (neg if negated else pos).append(v)
+                self.ws()
+                if self.i >= len(s):
+                    raise _Err("unterminated list: missing ']'", open_at)
+                if s[self.i] == ",":
+                    self.i += 1
+                    continue
+                if s[self.i] == "]":
+                    self.i += 1
+                    break
+                raise _Err(f"expected ',' or ']' in list, found '{s[self.i]}'", self.i)
+            # negated members were complemented by expr(); undo to subtract them
+            base = [tuple(_merge(x for v in pos for x in v[d])) for d in range(len(self.universe))] if pos \
+                else list(self.universe)
+            for v in neg:
+                removed = [_subtract(u, x) for u, x in zip(self.universe, v)]
+                base = [_subtract(b, r) for b, r in zip(base, removed)]
+            return tuple(base)
+        start = self.i
+        while self.i < len(s) and s[self.i] not in ",] \t[!":
+            self.i += 1
+        tok = s[start:self.i]
+        if not tok:
+            raise _Err(f"unexpected '{c}'", start)
+        if tok == "any":
+            return self.universe
+        if tok.startswith("$"):
+            return self.resolve(tok[1:], start)
+        try:
+            return self.leaf(tok)
+        except ValueError as e:
+            raise _Err(str(e), start) from None
+
+
+def _addr_leaf(tok: str) -> tuple[Intervals, Intervals]:
+    if "-" in tok and "/" not in tok:
+        a, _, b = tok.partition("-")
+        try:
+            lo, hi = ipaddress.ip_address(a), ipaddress.ip_address(b)
+        except ValueError:
+            raise ValueError(f"bad address range '{tok}'") from None
+        if lo.version != hi.version:
+            raise ValueError(f"address range '{tok}' mixes IPv4 and IPv6")
+        if int(lo) > int(hi):
+            raise ValueError(f"address range '{tok}' is reversed")
+        iv = ((int(lo), int(hi)),)
+        return (iv, ()) if lo.version == 4 else ((), iv)
+    try:
+        net = ipaddress.ip_network(tok, strict=False)
+    except ValueError:
+        if "/" in tok:
+            raise ValueError(f"bad CIDR '{tok}'") from None
+        raise ValueError(f"bad address '{tok}'") from None
+    iv = ((int(net.network_address), int(net.broadcast_address)),)
+    return (iv, ()) if net.version == 4 else ((), iv)
+
+
+def _port_num(t: str, tok: str) -> int:
+    if not t.isdigit():
+        raise ValueError(f"bad port '{tok}'")
+    n = int(t)
+    if n > PORT_MAX:
+        raise ValueError(f"port {n} out of range (0-65535)")
+    return n
+
+
+def _port_leaf(tok: str) -> tuple[Intervals]:
+    if ":" in tok:
+        a, _, b = tok.partition(":")
+        if not a and not b:
+            raise ValueError(f"bad port range '{tok}'")
+        lo = _port_num(a, tok) if a else 0
+        hi = _port_num(b, tok) if b else PORT_MAX
+        if lo > hi:
+            raise ValueError(f"port range '{tok}' is reversed")
+        return (((lo, hi),),)
+    n = _port_num(tok, tok)
+    return (((n, n),),)
+
+
+def _compile(text: str, col: int, *, universe, leaf, groups: dict[str, str], kind: str,
+             keyword: str | None, other: dict, stack: tuple[str, ...] = ()):
+    def resolve(name: str, pos: int):
+        if name not in groups:
+            okind = "port" if kind == "address" else "address"
+            raise _Err(f"unknown {kind} variable '${name}'"
+                       + (f" (it is {'a port' if okind == 'port' else 'an address'} variable)" if name in other else ""), pos)
+        if name in stack:
+            raise _Err("variable cycle: " + " -> ".join("$" + n for n in (*stack, name)), pos)
+        try:
+            return _compile(str(groups[name]), 0, universe=universe, leaf=leaf, groups=groups, kind=kind,
+                            keyword=keyword, other=other, stack=(*stack, name))
+        except RuleError as e:
+            raise _Err(f"in ${name}: {e.message}", pos) from None
+
+    try:
+        v = _ListParser(text, universe, leaf, resolve).parse()
+    except _Err as e:
+        raise RuleError(e.msg, column=col + e.pos, keyword=keyword) from None
+    return v
+
+
+def parse_addr(text: str, *, vars: dict | None = None, column: int = 1, keyword: str | None = None) -> AddrSet:
+    """Compile an address expression; `column` is where `text` starts in the
+    rule line (1-based), so errors point at the offending token."""
+    vars = vars or {}
+    groups = vars.get("address-groups") or {}
+    universe = (((0, V4_MAX),), ((0, V6_MAX),))
+    v4, v6 = _compile(text, column, universe=universe, leaf=_addr_leaf, groups=groups, kind="address",
+                      keyword=keyword, other=vars.get("port-groups") or {})
+    if not v4 and not v6:
+        raise RuleError(f"address set '{text}' is empty (everything is negated)", column=column, keyword=keyword)
+    return AddrSet(v4, v6, text)
+
+
+def parse_ports(text: str, *, vars: dict | None = None, column: int = 1, keyword: str | None = None) -> PortSet:
+    vars = vars or {}
+    groups = vars.get("port-groups") or {}
+    universe = (((0, PORT_MAX),),)
+    (iv,) = _compile(text, column, universe=universe, leaf=_port_leaf, groups=groups, kind="port",
+                     keyword=keyword, other=vars.get("address-groups") or {})
+    if not iv:
+        raise RuleError(f"port set '{text}' is empty (everything is negated)", column=column, keyword=keyword)
+    return PortSet(iv, text)
+
+
+ANY_ADDR = AddrSet(((0, V4_MAX),), ((0, V6_MAX),), "any")
+ANY_PORT = PortSet(((0, PORT_MAX),), "any")

@@ -1,0 +1,154 @@
+"""What every keyword module shares: the `Keyword` table entry, the parse
+context `Ctx` the parser hands to each keyword, and small value parsers.
+
+A keyword module exposes one `Keyword` per keyword name; the table in
+`rules/keywords/__init__.py` lists them all.  `Keyword.parse(value, ctx)`
+validates the value and records its effect on the rule being built through
+`ctx` (a check, a payload item, a Rule field).  Errors go through
+`ctx.error(...)` so they carry the exact column.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rules.errors import RuleError
+
+# value modes
+NONE = "none"            # bare keyword: `nocase;`
+REQUIRED = "required"    # `sid:1;`
+OPTIONAL = "optional"    # `fast_pattern;` or `fast_pattern:only;`
+
+
+@dataclass(frozen=True, slots=True)
+class Keyword:
+    name: str
+    parse: Callable[[str | None, "Ctx"], Any]
+    value: str = REQUIRED
+    quotes: str = "no"           # "mandatory" | "optional" | "no": surrounding quotes
+    negation: bool = False       # `keyword:!value` allowed
+
+
+@dataclass(slots=True)
+class Ctx:
+    """Parse state of one rule: what keywords read and write."""
+
+    vars: dict
+    classification: dict          # name -> (description, priority)
+    file: str = ""
+    line: int = 1
+    # set by the parser for each option
+    keyword: str = ""
+    column: int = 0               # 1-based column of the value (or of the keyword when no value)
+    negated: bool = False
+    # rule being built
+    fields: dict = field(default_factory=dict)    # Rule field name -> value
+    checks: list = field(default_factory=list)    # (cost, order, fn)
+    items: list = field(default_factory=list)     # payload items in order
+    flowbits: list = field(default_factory=list)  # post-match FlowbitOp
+    options: list = field(default_factory=list)   # (keyword, spec)
+    ip_protos: frozenset | None = None
+    proto: str = ""
+    seen: set = field(default_factory=set)         # keywords seen (for "only once" rules)
+
+    def error(self, message: str, at: int = 0, *, unsupported: str | None = None) -> RuleError:
+        return RuleError(message, file=self.file, line=self.line, column=self.column + at,
+                         keyword=self.keyword, unsupported=unsupported)
+
+    def add_check(self, fn: Callable[[Any], bool], cost: int = 1) -> None:
+        self.checks.append((cost, len(self.checks), fn))
+
+    def once(self) -> None:
+        if self.keyword in self.seen:
+            raise self.error(f"'{self.keyword}' can only be used once per rule")
+        self.seen.add(self.keyword)
+
+    def last_content(self):
+        from rules.payload import Content
+        if not self.items or not isinstance(self.items[-1], Content):
+            raise self.error(f"'{self.keyword}' needs a preceding content")
+        return self.items[-1]
+
+
+def unescape(value: str) -> str:
+    """`\\;` `\\"` `\\\\` (and `\\:`/`\\,`) become the bare character."""
+    if "\\" not in value:
+        return value
+    out = []
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\" and i + 1 < len(value):
+            out.append(value[i + 1])
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def parse_int(text: str, ctx: Ctx, *, lo: int | None = None, hi: int | None = None, what: str = "value",
+              at: int = 0) -> int:
+    t = text.strip()
+    lead = len(text) - len(text.lstrip())
+    try:
+        if t.lower().startswith(("0x", "-0x")):
+            n = int(t, 16)
+        else:
+            if not t.lstrip("-+").isdigit():
+                raise ValueError
+            n = int(t, 10)
+    except ValueError:
+        raise ctx.error(f"{what} '{t}' is not a number", at + lead) from None
+    if lo is not None and n < lo or hi is not None and n > hi:
+        rng = f"{lo if lo is not None else ''}..{hi if hi is not None else ''}"
+        raise ctx.error(f"{what} {n} out of range ({rng})", at + lead)
+    return n
+
+
+def split_commas(value: str) -> list[tuple[str, int]]:
+    """Split on commas, returning (stripped part, offset of the part in value)."""
+    out = []
+    pos = 0
+    for part in value.split(","):
+        lead = len(part) - len(part.lstrip())
+        out.append((part.strip(), pos + lead))
+        pos += len(part) + 1
+    return out
+
+
+def parse_uint_cmp(value: str, ctx: Ctx, *, hi: int, what: str) -> tuple[str, Callable[[int], bool]]:
+    """Suricata's integer comparison forms: ``N``, ``=N``, ``!N``, ``!=N``,
+    ``<N``, ``<=N``, ``>N``, ``>=N`` and the exclusive ranges ``A<>B`` / ``A-B``.
+    Returns (normalised text, predicate)."""
+    v = value.strip()
+    lead = len(value) - len(value.lstrip())
+
+    def num(t: str, at: int) -> int:
+        return parse_int(t, ctx, lo=0, hi=hi, what=what, at=lead + at)
+
+    if not v:
+        raise ctx.error(f"{what}: missing value")
+    for sep in ("<>", "-"):
+        if sep in v and not v.startswith(("<", ">", "!", "=")):
+            a, _, b = v.partition(sep)
+            lo_, hi_ = num(a, 0), num(b, len(a) + len(sep))
+            if lo_ >= hi_:
+                raise ctx.error(f"{what}: range {lo_}{sep}{hi_} is empty (the bounds are exclusive)", lead)
+            return f"{lo_}<>{hi_}", (lambda x, a=lo_, b=hi_: a < x < b)
+    for op in ("<=", ">=", "!=", "<", ">", "=", "!"):
+        if v.startswith(op):
+            n = num(v[len(op):], len(op))
+            if op == "<":
+                return f"<{n}", (lambda x, n=n: x < n)
+            if op == "<=":
+                return f"<={n}", (lambda x, n=n: x <= n)
+            if op == ">":
+                return f">{n}", (lambda x, n=n: x > n)
+            if op == ">=":
+                return f">={n}", (lambda x, n=n: x >= n)
+            if op in ("!", "!="):
+                return f"!{n}", (lambda x, n=n: x != n)
+            return f"{n}", (lambda x, n=n: x == n)
+    n = num(v, 0)
+    return f"{n}", (lambda x, n=n: x == n)

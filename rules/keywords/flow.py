@@ -1,0 +1,65 @@
+"""flow: direction (to_server / from_client, to_client / from_server) and
+state (established, not_established, stateless).
+
+Direction is not a check here: it sets `Rule.flow_to_server`, which the engine
+compares with `pkt.to_server`.  State becomes a check on `pkt.flow.state`
+(a packet without a flow is never established).  ``no_stream`` is accepted
+(we always match packets); ``only_stream``, ``only_frag``, ``no_frag`` are
+unsupported."""
+from __future__ import annotations
+
+from rules.keywords._base import REQUIRED, Ctx, Keyword, split_commas
+
+_DIR = {"to_server": True, "from_client": True, "to_client": False, "from_server": False}
+_STATE = ("established", "not_established", "stateless")
+
+
+def _established(p) -> bool:
+    f = p.flow
+    return f is not None and f.state == "established"
+
+
+def _not_established(p) -> bool:
+    f = p.flow
+    return f is None or f.state != "established"
+
+
+def _flow(value: str, ctx: Ctx):
+    ctx.once()
+    direction = None
+    state = None
+    stream = None
+    opts = []
+    for p, at in split_commas(value):
+        if not p:
+            raise ctx.error("empty flow option", at)
+        if p in _DIR:
+            if direction is not None:
+                raise ctx.error(f"flow: '{p}' contradicts or repeats an earlier direction", at)
+            direction = _DIR[p]
+        elif p in _STATE:
+            if state is not None:
+                raise ctx.error(f"flow: '{p}' contradicts or repeats '{state}'", at)
+            state = p
+        elif p in ("no_stream", "only_stream"):
+            if stream is not None:
+                raise ctx.error(f"flow: '{p}' contradicts or repeats '{stream}'", at)
+            stream = p
+            if p == "only_stream":
+                raise ctx.error("unsupported flow option 'only_stream' (no stream reassembly yet)", at,
+                                unsupported="flow:only_stream")
+        elif p in ("only_frag", "no_frag"):
+            raise ctx.error(f"unsupported flow option '{p}'", at, unsupported=f"flow:{p}")
+        else:
+            raise ctx.error(f"unknown flow option '{p}' (expected to_server, to_client, from_server, "
+                            "from_client, established, not_established, stateless, no_stream)", at)
+        opts.append(p)
+    ctx.fields["flow_to_server"] = direction
+    if state == "established":
+        ctx.add_check(_established, cost=1)
+    elif state == "not_established":
+        ctx.add_check(_not_established, cost=1)
+    return tuple(opts)
+
+
+flow = Keyword("flow", _flow, REQUIRED)

@@ -1,0 +1,102 @@
+"""pcre:"/regex/flags" on the packet payload, run with Python's `re` on bytes.
+
+Flags i s m x map to re flags; R makes the search start at the end of the
+previous match (and ``^`` anchor there, as in Suricata); A anchors at the
+start; B (rawbytes) and O (match-limit override) are accepted with no effect.
+The HTTP/buffer flags (U, P, H, ...) select app-layer buffers ipsbridge does
+not have yet -> "unsupported pcre modifier".  A few PCRE-only spellings are
+translated (``(?<name>``, ``\\z``, ``\\Z``, ``\\x{..}``, ``\\Q..\\E``, ``\\e``, ``\\h``);
+anything Python's `re` still refuses is reported as unsupported pcre syntax.
+"""
+from __future__ import annotations
+
+import re
+
+from rules.keywords._base import REQUIRED, Ctx, Keyword
+from rules.payload import Pcre
+
+_FLAGS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE, "x": re.VERBOSE}
+_NOOP = {"B", "O"}
+# Suricata modifiers that pick an app-layer buffer or change PCRE semantics we do not emulate
+_UNSUPPORTED = set("UPHDMCSYVWQIKGEJ")
+
+
+def translate(body: str) -> str:
+    out = []
+    i = 0
+    n = len(body)
+    while i < n:
+        c = body[i]
+        if c == "\\" and i + 1 < n:
+            d = body[i + 1]
+            if d == "z":
+                out.append(r"\Z")
+            elif d == "Z":
+                out.append(r"(?=\n?\Z)")
+            elif d == "e":
+                out.append(r"\x1b")
+            elif d == "h":
+                out.append(r"[ \t]")
+            elif d == "x" and i + 2 < n and body[i + 2] == "{":
+                end = body.find("}", i + 3)
+                if end < 0:
+                    out.append(body[i:i + 2])
+                else:
+                    out.append(r"\x%02x" % int(body[i + 3:end] or "0", 16))
+                    i = end + 1
+                    continue
+            elif d == "Q":
+                end = body.find(r"\E", i + 2)
+                lit = body[i + 2:] if end < 0 else body[i + 2:end]
+                out.append(re.escape(lit))
+                i = n if end < 0 else end + 2
+                continue
+            else:
+                out.append(body[i:i + 2])
+            i += 2
+            continue
+        if body.startswith("(?<", i) and i + 3 < n and body[i + 3] not in "=!":
+            out.append("(?P<")
+            i += 3
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _pcre(value: str, ctx: Ctx):
+    v = value
+    if not v.startswith("/"):
+        raise ctx.error("pcre must look like \"/regex/flags\"")
+    end = v.rfind("/")
+    if end == 0:
+        raise ctx.error("pcre is missing its closing '/'")
+    body, mods = v[1:end], v[end + 1:]
+    flags = 0
+    relative = anchored = False
+    for k, m in enumerate(mods):
+        at = end + 1 + k
+        if m in _FLAGS:
+            flags |= _FLAGS[m]
+        elif m == "R":
+            relative = True
+        elif m == "A":
+            anchored = True
+        elif m in _NOOP:
+            pass
+        elif m in _UNSUPPORTED:
+            raise ctx.error(f"unsupported pcre modifier '{m}'", at, unsupported=f"pcre-modifier:{m}")
+        else:
+            raise ctx.error(f"unknown pcre modifier '{m}'", at)
+    if not body:
+        raise ctx.error("pcre regex is empty", 1)
+    try:
+        rx = re.compile(translate(body).encode("latin-1", "backslashreplace"), flags)
+    except (re.error, OverflowError, ValueError, RecursionError) as e:
+        raise ctx.error(f"unsupported pcre syntax (Python re: {e})", 1, unsupported="pcre-syntax") from None
+    p = Pcre(regex=rx, source=v, negated=ctx.negated, relative=relative, anchored=anchored)
+    ctx.items.append(p)
+    return p
+
+
+pcre = Keyword("pcre", _pcre, REQUIRED, quotes="mandatory", negation=True)

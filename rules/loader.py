@@ -1,0 +1,177 @@
+"""Load rule files: every rule that parses becomes a `Rule`, every one that
+does not becomes a `RuleError` (file, line, column) -- loading goes on past
+failures unless `strict`.
+
+- ``#`` comment lines and commented-out rules are skipped; a line ending in
+  ``\\`` continues on the next one (error columns are mapped back to the
+  physical line the offending character is on);
+- rule paths are relative to `Config.default_rule_path`;
+- a second rule with the same (gid, sid) is an error for the later one;
+- `unsupported` counts, per missing feature (keyword, ``proto:http``,
+  ``pcre-modifier:U``, ...), the rules that need it.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from rules import classification as _classification
+from rules.errors import RuleError
+from rules.parser import DEFAULT_VARS, parse_rule
+from rules.rule import Rule
+
+_COMMENTED_RULE = re.compile(r"#+\s*(alert|drop|pass|reject|rejectsrc|rejectdst|rejectboth)\s")
+_SID = re.compile(r"[;(]\s*sid\s*:")
+
+
+@dataclass(slots=True)
+class LoadResult:
+    rules: list[Rule] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)
+    unsupported: Counter = field(default_factory=Counter)
+    files: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "total": 0, "loaded": 0, "failed": 0, "unsupported": 0, "invalid": 0, "commented": 0})
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def logical_lines(text: str) -> Iterable[tuple[str, int, list[tuple[int, int, int]]]]:
+    """(logical line, first physical line number, segments) where segments map
+    offsets in the logical line back to (offset, physical line, column offset)."""
+    buf = ""
+    segs: list[tuple[int, int, int]] = []
+    first = 0
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.rstrip("\r")
+        if not segs:
+            first = no
+        segs.append((len(buf), no, 0))
+        if line.endswith("\\") and not line.endswith("\\\\"):
+            buf += line[:-1]
+            continue
+        buf += line
+        yield buf, first, segs
+        buf, segs = "", []
+    if segs:
+        yield buf, first, segs
+
+
+def _map_column(segs: list[tuple[int, int, int]], col: int) -> tuple[int, int]:
+    off = max(col - 1, 0)
+    line, base, c0 = segs[0][1], segs[0][0], segs[0][2]
+    for start, no, cofs in segs:
+        if start <= off:
+            line, base, c0 = no, start, cofs
+    return line, off - base + c0 + 1
+
+
+def load(paths: str | Path | Iterable[str | Path] | None = None, *, config=None, strict: bool = False) -> LoadResult:
+    """Load rule files (`paths`, else `config.rule_files`)."""
+    result = LoadResult()
+    vars = DEFAULT_VARS if config is None else config.vars
+    base = Path(config.default_rule_path) if config is not None else Path(".")
+    if paths is None:
+        paths = list(config.rule_files) if config is not None else []
+    elif isinstance(paths, (str, Path)):
+        paths = [paths]
+
+    cls_path = Path(config.classification_file) if config is not None and config.classification_file \
+        else _classification.default_path()
+    try:
+        classes = _classification.load(cls_path)
+    except RuleError as e:
+        if strict:
+            raise
+        result.errors.append(e)
+        classes = {}
+
+    seen: dict[tuple[int, int], Rule] = {}
+    for p in paths:
+        path = Path(p)
+        if not path.is_absolute():
+            path = base / path
+        fname = str(path)
+        result.files.append(fname)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            err = RuleError(f"cannot read rule file: {e.strerror}", file=fname, line=0, column=0)
+            if strict:
+                raise err from None
+            result.errors.append(err)
+            continue
+        for logical, lineno, segs in logical_lines(text):
+            s = logical.strip()
+            if not s:
+                continue
+            if s.startswith("#"):
+                if _COMMENTED_RULE.match(s):
+                    result.counts["commented"] += 1
+                continue
+            result.counts["total"] += 1
+            try:
+                rule = parse_rule(logical, file=fname, line=lineno, vars=vars, classification=classes)
+            except RuleError as e:
+                e.file = fname
+                e.line, e.column = _map_column(segs, e.column) if e.column else (lineno, 0)
+                _fail(result, e, strict)
+                continue
+            except Exception as e:  # a parser bug must not take the whole load down
+                err = RuleError(f"internal error while parsing: {type(e).__name__}: {e}", file=fname,
+                                line=lineno, column=1)
+                _fail(result, err, strict)
+                continue
+            key = (rule.gid, rule.sid)
+            if key in seen:
+                prev = seen[key]
+                m = _SID.search(logical)
+                col = m.end() - 3 if m else 1
+                ln, c = _map_column(segs, col)
+                err = RuleError(f"duplicate sid {rule.sid} (gid {rule.gid}): already defined at "
+                                f"{prev.file}:{prev.line}", file=fname, line=ln, column=c, keyword="sid")
+                _fail(result, err, strict)
+                continue
+            seen[key] = rule
+            result.rules.append(rule)
+            result.counts["loaded"] += 1
+    return result
+
+
+def _fail(result: LoadResult, err: RuleError, strict: bool) -> None:
+    if strict:
+        raise err
+    result.errors.append(err)
+    result.counts["failed"] += 1
+    if err.unsupported:
+        result.counts["unsupported"] += 1
+        for m in err.missing:
+            result.unsupported[m] += 1
+    else:
+        result.counts["invalid"] += 1
+
+
+def format_report(result: LoadResult, *, verbose: bool = False, top: int = 15) -> str:
+    """Per-rule errors (real mistakes always; unsupported ones with `verbose`)
+    and a summary with the most-needed missing features."""
+    lines = []
+    for e in result.errors:
+        if verbose or not e.unsupported:
+            lines.append(str(e))
+    c = result.counts
+    total = c["total"]
+    pct = (100.0 * c["loaded"] / total) if total else 0.0
+    lines.append(f"loaded {c['loaded']} of {total} rules ({pct:.1f}%) from {len(result.files)} file(s); "
+                 f"{c['failed']} failed: {c['invalid']} invalid, {c['unsupported']} unsupported"
+                 + (f"; {c['commented']} commented out" if c["commented"] else ""))
+    if result.unsupported:
+        most = ", ".join(f"{k} ({n})" for k, n in result.unsupported.most_common(top))
+        lines.append(f"top unsupported: {most}")
+        if not verbose:
+            lines.append("(use --verbose to list every unsupported rule)")
+    return "\n".join(lines)

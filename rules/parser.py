@@ -1,0 +1,290 @@
+"""Suricata rule text -> `Rule`.
+
+``action proto src sport direction dst dport (keyword:value; keyword; ...)``
+
+The header is split on whitespace outside ``[...]``; addresses and ports are
+compiled by `rules.addr`.  Options are split at the first ``;`` not escaped by
+``\\`` (so ``\\;`` and ``\\"`` may appear in values); each keyword is looked up
+in the one table `rules.keywords.REGISTRY`, whose entry says whether a value
+is required, whether quotes are mandatory and whether ``!`` may prefix it, and
+compiles the value.  Every keyword missing from the table fails the rule with
+"unsupported keyword 'x'" at its column (all missing ones are listed in
+`RuleError.missing` so the loader can count them).
+
+Columns in errors are 1-based positions in `text` as given (the loader maps
+them back to physical lines for rules continued with a trailing ``\\``).
+"""
+from __future__ import annotations
+
+from rules import addr as _addr
+from rules import classification as _classification
+from rules.errors import RuleError
+from rules.keywords import REGISTRY
+from rules.keywords._base import NONE, REQUIRED, Ctx
+from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
+from rules.payload import Content, PayloadChain, choose_fast_pattern
+from rules.rule import ACTION_RANK, Rule
+
+# Suricata's suricata.yaml defaults, used when no config is given.
+DEFAULT_VARS: dict[str, dict[str, str]] = {
+    "address-groups": {
+        "HOME_NET": "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]",
+        "EXTERNAL_NET": "!$HOME_NET",
+        "HTTP_SERVERS": "$HOME_NET",
+        "SMTP_SERVERS": "$HOME_NET",
+        "SQL_SERVERS": "$HOME_NET",
+        "DNS_SERVERS": "$HOME_NET",
+        "TELNET_SERVERS": "$HOME_NET",
+        "AIM_SERVERS": "$EXTERNAL_NET",
+        "DC_SERVERS": "$HOME_NET",
+        "DNP3_SERVER": "$HOME_NET",
+        "DNP3_CLIENT": "$HOME_NET",
+        "MODBUS_CLIENT": "$HOME_NET",
+        "MODBUS_SERVER": "$HOME_NET",
+        "ENIP_CLIENT": "$HOME_NET",
+        "ENIP_SERVER": "$HOME_NET",
+    },
+    "port-groups": {
+        "HTTP_PORTS": "80",
+        "SHELLCODE_PORTS": "!80",
+        "ORACLE_PORTS": "1521",
+        "SSH_PORTS": "22",
+        "DNP3_PORTS": "20000",
+        "MODBUS_PORTS": "502",
+        "FILE_DATA_PORTS": "[$HTTP_PORTS,110,143]",
+        "FTP_PORTS": "21",
+        "GENEVE_PORTS": "6081",
+        "VXLAN_PORTS": "4789",
+        "TEREDO_PORTS": "3544",
+    },
+}
+
+# header protocol -> IP protocol numbers (None: any IP packet)
+PROTOS: dict[str, frozenset[int] | None] = {
+    "ip": None,
+    "ipv4": None,
+    "ipv6": None,
+    "tcp": frozenset({IPPROTO_TCP}),
+    "udp": frozenset({IPPROTO_UDP}),
+    "icmp": frozenset({IPPROTO_ICMP, IPPROTO_ICMPV6}),   # Suricata: icmp covers ICMPv4 and ICMPv6
+    "icmpv4": frozenset({IPPROTO_ICMP}),
+    "icmpv6": frozenset({IPPROTO_ICMPV6}),
+    "sctp": frozenset({132}),
+}
+# valid Suricata protocols ipsbridge cannot run yet
+APP_LAYER = frozenset({
+    "http", "http1", "http2", "ftp", "ftp-data", "tls", "ssl", "smb", "dcerpc", "dns", "smtp", "imap",
+    "pop3", "ssh", "enip", "dnp3", "modbus", "nfs", "ntp", "tftp", "ike", "ikev2", "krb5", "dhcp", "snmp",
+    "sip", "rfb", "mqtt", "pgsql", "quic", "telnet", "rdp", "bittorrent-dht", "websocket", "ldap",
+    "template", "cip", "dnp3", "nfs3", "x509",
+})
+PACKET_VARIANTS = frozenset({"tcp-pkt", "tcp-stream", "udp-pkt", "pkthdr"})
+
+_WS = " \t\r\n"
+
+
+def _split_header(header: str) -> list[tuple[str, int]]:
+    """Whitespace-separated tokens (ignoring whitespace inside [...]) with 0-based offsets."""
+    toks = []
+    i, n = 0, len(header)
+    while i < n:
+        while i < n and header[i] in _WS:
+            i += 1
+        if i >= n:
+            break
+        start = i
+        depth = 0
+        while i < n and (depth > 0 or header[i] not in _WS):
+            if header[i] == "[":
+                depth += 1
+            elif header[i] == "]":
+                depth -= 1
+            i += 1
+        toks.append((header[start:i], start))
+    return toks
+
+
+def split_options(body: str, base: int) -> list[tuple[str, str | None, int, int]]:
+    """(name, raw value or None, name column, value column); `base` is the
+    1-based column of body[0].  Raises RuleError with file/line unset."""
+    out = []
+    i, n = 0, len(body)
+    while True:
+        while i < n and body[i] in _WS:
+            i += 1
+        if i >= n:
+            return out
+        start = i
+        while i < n and body[i] not in ":;" + _WS:
+            i += 1
+        name = body[start:i]
+        if not name:
+            raise RuleError(f"expected a keyword, found '{body[i]}'", column=base + i)
+        j = i
+        while j < n and body[j] in _WS:
+            j += 1
+        if j < n and body[j] == ";":
+            out.append((name, None, base + start, base + start))
+            i = j + 1
+            continue
+        if j < n and body[j] == ":":
+            k = j + 1
+            while k < n:
+                c = body[k]
+                if c == "\\":
+                    k += 2
+                    continue
+                if c == ";":
+                    break
+                k += 1
+            if k >= n:
+                raise RuleError(f"option '{name}' is not terminated by ';'", column=base + n, keyword=name)
+            out.append((name, body[j + 1:k], base + start, base + j + 1))
+            i = k + 1
+            continue
+        if j >= n:
+            raise RuleError(f"option '{name}' is not terminated by ';'", column=base + n, keyword=name)
+        raise RuleError(f"expected ':' or ';' after keyword '{name}', found '{body[j]}'", column=base + j,
+                        keyword=name)
+
+
+def _err(e: RuleError, file: str, line: int) -> RuleError:
+    e.file = file
+    e.line = line
+    return e
+
+
+def parse_rule(text: str, *, file: str = "", line: int = 1, vars: dict | None = None,
+               classification: dict | None = None) -> Rule:
+    """Parse one logical rule line.  `vars` are the config's address-groups /
+    port-groups (default: Suricata's suricata.yaml values); `classification`
+    maps classtype -> (description, priority) (default: conf/classification.config)."""
+    try:
+        return _parse(text, file, line, DEFAULT_VARS if vars is None else vars, classification)
+    except RuleError as e:
+        raise _err(e, file, line) from None
+
+
+def _parse(text: str, file: str, line: int, vars: dict, classification: dict | None) -> Rule:
+    if classification is None:
+        path = _classification.default_path()
+        classification = _classification.load(path) if path.exists() else {}
+    stripped = text.strip()
+    if not stripped:
+        raise RuleError("empty rule", column=1)
+    lead = len(text) - len(text.lstrip())
+    if stripped.startswith("#"):
+        raise RuleError("not a rule: the line is a comment", column=lead + 1)
+    paren = text.find("(")
+    end = len(text.rstrip())
+    if paren < 0:
+        raise RuleError("missing '(' before the rule options", column=end + 1)
+    if text[end - 1] != ")":
+        raise RuleError("missing ')' at the end of the rule", column=end + 1)
+    toks = _split_header(text[:paren])
+    names = ("action", "protocol", "source address", "source port", "direction", "destination address",
+             "destination port")
+    if len(toks) < 7:
+        raise RuleError(f"incomplete rule header: missing {names[len(toks)]} "
+                        "(expected 'action proto src sport -> dst dport')", column=paren + 1)
+    if len(toks) > 7:
+        raise RuleError(f"unexpected '{toks[7][0]}' after the destination port in the rule header",
+                        column=toks[7][1] + 1)
+    (action, a_at), (proto, p_at), (src, s_at), (sport, sp_at), (direction, d_at), (dst, t_at), (dport, dp_at) = toks
+    if action not in ACTION_RANK:
+        if action == "config":
+            raise RuleError("unsupported action 'config'", column=a_at + 1, unsupported="action:config")
+        raise RuleError(f"unknown action '{action}' (expected {', '.join(ACTION_RANK)})", column=a_at + 1)
+    proto_l = proto.lower()
+    if proto_l not in PROTOS:
+        if proto_l in APP_LAYER:
+            raise RuleError(f"unsupported protocol '{proto}' (app-layer)", column=p_at + 1,
+                            unsupported=f"proto:{proto_l}")
+        if proto_l in PACKET_VARIANTS:
+            raise RuleError(f"unsupported protocol '{proto}'", column=p_at + 1, unsupported=f"proto:{proto_l}")
+        raise RuleError(f"unknown protocol '{proto}' (expected ip, tcp, udp, icmp, icmpv6, ...)", column=p_at + 1)
+    if direction not in ("->", "<>"):
+        hint = "; write '->' and swap source and destination" if direction == "<-" else ""
+        raise RuleError(f"invalid direction '{direction}' (expected '->' or '<>'){hint}", column=d_at + 1)
+    src_set = _addr.parse_addr(src, vars=vars, column=s_at + 1)
+    sport_set = _addr.parse_ports(sport, vars=vars, column=sp_at + 1)
+    dst_set = _addr.parse_addr(dst, vars=vars, column=t_at + 1)
+    dport_set = _addr.parse_ports(dport, vars=vars, column=dp_at + 1)
+
+    body = text[paren + 1:end - 1]
+    opts = split_options(body, paren + 2)
+    missing = []
+    for name, _, col, _ in opts:
+        if name.lower() not in REGISTRY and name.lower() not in missing:
+            missing.append(name.lower())
+    if missing:
+        first = next(o for o in opts if o[0].lower() == missing[0])
+        raise RuleError(f"unsupported keyword '{first[0]}'", column=first[2], keyword=first[0],
+                        unsupported=missing[0], missing=tuple(missing))
+
+    ctx = Ctx(vars=vars, classification=classification, file=file, line=line, proto=proto_l,
+              ip_protos=PROTOS[proto_l])
+    for name, raw, ncol, vcol in opts:
+        kname = name.lower()
+        kw = REGISTRY[kname]
+        ctx.keyword = name
+        ctx.negated = False
+        if raw is None:
+            if kw.value == REQUIRED:
+                raise RuleError(f"'{name}' needs a value ({name}:...;)", column=ncol, keyword=name)
+            ctx.column = ncol
+            spec = kw.parse(None, ctx)
+            ctx.options.append((kname, spec))
+            continue
+        if kw.value == NONE:
+            raise RuleError(f"'{name}' takes no value", column=vcol, keyword=name)
+        col = vcol + (len(raw) - len(raw.lstrip()))
+        value = raw.strip()
+        if kw.negation and value.startswith("!"):
+            ctx.negated = True
+            value = value[1:]
+            col += 1 + (len(value) - len(value.lstrip()))
+            value = value.lstrip()
+        if kw.quotes == "mandatory" or (kw.quotes == "optional" and value.startswith('"')):
+            if len(value) < 2 or value[0] != '"' or value[-1] != '"' or value[-2:] == '\\"' and len(value) == 2:
+                raise RuleError(f"the value of '{name}' must be in double quotes", column=col, keyword=name)
+            value = value[1:-1]
+            col += 1
+        if not value and kw.value == REQUIRED:
+            raise RuleError(f"'{name}' needs a value", column=col, keyword=name)
+        ctx.column = col
+        spec = kw.parse(value, ctx)
+        ctx.options.append((kname, spec))
+
+    f = ctx.fields
+    if "sid" not in f:
+        raise RuleError("rule has no sid", column=paren + 1, keyword="sid")
+    checks = [fn for _, _, fn in sorted(ctx.checks, key=lambda c: (c[0], c[1]))]
+    if proto_l == "ipv4":
+        checks.insert(0, lambda p: p.ipver == 4)
+    elif proto_l == "ipv6":
+        checks.insert(0, lambda p: p.ipver == 6)
+    payload = None
+    fp = None
+    fp_nocase = False
+    if ctx.items:
+        payload = PayloadChain(ctx.items)
+        chosen = choose_fast_pattern(ctx.items)
+        if chosen is not None and not chosen.negated:
+            fp = chosen.pattern
+            if chosen.fast_pattern_chop:
+                o, ln = chosen.fast_pattern_chop
+                fp = fp[o:o + ln]
+            fp_nocase = chosen.nocase
+    priority = f.get("priority", f.get("_class_priority", 3))
+    return Rule(
+        action=action, proto=proto_l, src=src_set, sport=sport_set, direction=direction, dst=dst_set,
+        dport=dport_set, sid=f["sid"], gid=f.get("gid", 1), rev=f.get("rev", 0), msg=f.get("msg", ""),
+        classtype=f.get("classtype"), category=f.get("category", ""), priority=priority,
+        references=tuple(f.get("references", ())), metadata=tuple(f.get("metadata", ())),
+        target=f.get("target"), ip_protos=ctx.ip_protos, checks=checks, payload=payload,
+        fast_pattern=fp, fast_pattern_nocase=fp_nocase, flow_to_server=f.get("flow_to_server"),
+        flowbits=tuple(ctx.flowbits), noalert=bool(f.get("noalert", False)),
+        threshold=f.get("threshold"), detection_filter=f.get("detection_filter"),
+        options=tuple(ctx.options), text=stripped, file=file, line=line,
+    )

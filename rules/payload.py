@@ -1,0 +1,330 @@
+"""The payload chain: content / pcre / isdataat / byte_test / byte_jump in rule order.
+
+`PayloadChain.match(buf)` walks the items left to right keeping the end of the
+previous match (`prev`), which relative items (distance/within, pcre ``R``,
+``isdataat:N,relative``, ``byte_test ... relative``) are measured from.  When a
+relative item fails, the content (or pcre) before it is retried at its next
+occurrence -- the same backtracking Suricata's content inspection does -- with
+a step budget so a hostile payload cannot make it run away.
+
+Windows, as Suricata computes them:
+- absolute content: ``[offset, offset + depth)``;
+- relative content: starts at ``prev + distance`` (clamped at 0) and, with
+  ``within``, ends at ``prev + distance + within``;
+- ``startswith`` is depth = len(pattern) at 0; ``endswith`` anchors the end of
+  the match at the end of the buffer;
+- a negated item never moves ``prev``; nor do isdataat and byte_test.
+
+Caseless contents are looked up in ``buf.lower()``, computed at most once per
+`match` call and only when a caseless item is reached (ASCII folding, as
+Suricata's nocase).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Suricata bounds recursive content inspection too (inspection-recursion-limit).
+STEP_BUDGET = 3000
+
+
+@dataclass(slots=True)
+class Content:
+    pattern: bytes
+    negated: bool = False
+    nocase: bool = False
+    offset: int | None = None
+    depth: int | None = None
+    distance: int | None = None
+    within: int | None = None
+    startswith: bool = False
+    endswith: bool = False
+    fast_pattern: bool = False
+    fast_pattern_only: bool = False
+    fast_pattern_chop: tuple[int, int] | None = None
+    rawbytes: bool = False
+    text: str = ""                 # as written, for messages
+    column: int = 0
+    lpattern: bytes = b""          # pattern.lower() when nocase
+
+    @property
+    def relative(self) -> bool:
+        return self.distance is not None or self.within is not None
+
+
+@dataclass(slots=True)
+class Pcre:
+    regex: "re.Pattern[bytes]"
+    source: str
+    negated: bool = False
+    relative: bool = False
+    anchored: bool = False
+
+
+@dataclass(slots=True)
+class IsDataAt:
+    n: int
+    negated: bool = False
+    relative: bool = False
+
+
+@dataclass(slots=True)
+class ByteTest:
+    nbytes: int
+    op: str                        # < > = <= >= & ^
+    negated: bool
+    value: int
+    offset: int
+    relative: bool = False
+    little: bool = False
+    base: int | None = None        # None: binary; 8/10/16: ASCII string
+    bitmask: int | None = None
+
+
+@dataclass(slots=True)
+class ByteJump:
+    nbytes: int
+    offset: int
+    relative: bool = False
+    little: bool = False
+    base: int | None = None
+    multiplier: int = 1
+    align: bool = False
+    from_beginning: bool = False
+    from_end: bool = False
+    post_offset: int = 0
+    bitmask: int | None = None
+
+
+Item = Content | Pcre | IsDataAt | ByteTest | ByteJump
+
+
+def _read_int(buf: bytes, start: int, nbytes: int, little: bool, base: int | None) -> int | None:
+    if start < 0 or start + nbytes > len(buf):
+        return None
+    raw = buf[start:start + nbytes]
+    if base is None:
+        return int.from_bytes(raw, "little" if little else "big")
+    try:
+        txt = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    # Suricata converts the longest leading run of digits valid in the base
+    i = 0
+    digits = "0123456789abcdefABCDEF"[: {8: 8, 10: 10, 16: 22}[base]]
+    while i < len(txt) and txt[i] in digits:
+        i += 1
+    if i == 0:
+        return None
+    return int(txt[:i], base)
+
+
+def _mask(val: int, mask: int | None) -> int:
+    if mask is None:
+        return val
+    val &= mask
+    shift = (mask & -mask).bit_length() - 1 if mask else 0
+    return val >> shift
+
+
+def _compare(op: str, val: int, ref: int) -> bool:
+    if op == "=":
+        return val == ref
+    if op == "<":
+        return val < ref
+    if op == ">":
+        return val > ref
+    if op == "<=":
+        return val <= ref
+    if op == ">=":
+        return val >= ref
+    if op == "&":
+        return (val & ref) != 0
+    if op == "^":
+        return (val ^ ref) != 0
+    raise ValueError(op)
+
+
+def _is_relative(it: Item) -> bool:
+    return it.relative  # every item type has it (Content as a property)
+
+
+class PayloadChain:
+    """Ordered payload items; `match(buf)` is what the engine calls."""
+
+    __slots__ = ("items", "_next_rel", "_any_nocase")
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = tuple(items)
+        self._next_rel = tuple(i + 1 < len(items) and _is_relative(items[i + 1]) for i in range(len(items)))
+        self._any_nocase = any(isinstance(i, Content) and i.nocase for i in items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"PayloadChain({list(self.items)!r})"
+
+    def match(self, buf: bytes | memoryview) -> bool:
+        if not isinstance(buf, bytes):
+            buf = bytes(buf)
+        if not buf:
+            return False   # Suricata does not run payload inspection on an empty payload
+        state = [STEP_BUDGET, None]   # steps left, lowered buffer
+        try:
+            return self._m(0, buf, 0, state)
+        except RecursionError:
+            return False
+
+    def _lower(self, buf: bytes, state: list) -> bytes:
+        low = state[1]
+        if low is None:
+            low = state[1] = buf.lower()
+        return low
+
+    def _m(self, i: int, buf: bytes, prev: int, state: list) -> bool:
+        items = self.items
+        while True:
+            if i == len(items):
+                return True
+            state[0] -= 1
+            if state[0] < 0:
+                return False
+            it = items[i]
+            t = type(it)
+            if t is Content:
+                return self._content(i, it, buf, prev, state)
+            if t is Pcre:
+                return self._pcre(i, it, buf, prev, state)
+            if t is IsDataAt:
+                pos = (prev + it.n) if it.relative else it.n
+                if (pos < len(buf)) == it.negated:
+                    return False
+                i += 1
+                continue
+            if t is ByteTest:
+                start = (prev if it.relative else 0) + it.offset
+                val = _read_int(buf, start, it.nbytes, it.little, it.base)
+                if val is None:
+                    return False
+                ok = _compare(it.op, _mask(val, it.bitmask), it.value)
+                if ok == it.negated:
+                    return False
+                i += 1
+                continue
+            if t is ByteJump:
+                start = (prev if it.relative else 0) + it.offset
+                val = _read_int(buf, start, it.nbytes, it.little, it.base)
+                if val is None:
+                    return False
+                val = _mask(val, it.bitmask) * it.multiplier
+                if it.align and val % 4:
+                    val += 4 - val % 4
+                if it.from_end:
+                    pos = len(buf) + val + it.post_offset
+                elif it.from_beginning:
+                    pos = val + it.post_offset
+                else:
+                    pos = start + it.nbytes + val + it.post_offset
+                if pos < 0 or pos > len(buf):
+                    return False
+                prev = pos
+                i += 1
+                continue
+            raise TypeError(f"unknown payload item {it!r}")
+
+    def _window(self, it: Content, n: int, prev: int) -> tuple[int, int]:
+        if it.distance is not None or it.within is not None:
+            dist = it.distance or 0
+            start = prev + dist
+            end = n if it.within is None else min(n, prev + dist + it.within)
+            if start < 0:
+                start = 0
+        else:
+            start = it.offset or 0
+            end = n if it.depth is None else min(n, start + it.depth)
+        return start, end
+
+    def _content(self, i: int, it: Content, buf: bytes, prev: int, state: list) -> bool:
+        n = len(buf)
+        start, end = self._window(it, n, prev)
+        if it.nocase:
+            hay, pat = self._lower(buf, state), it.lpattern
+        else:
+            hay, pat = buf, it.pattern
+        plen = len(pat)
+        if it.endswith:
+            pos = n - plen
+            found = end == n and pos >= start and hay[pos:n] == pat
+            if it.negated:
+                return not found and self._m(i + 1, buf, prev, state)
+            return found and self._m(i + 1, buf, pos + plen, state)
+        pos = hay.find(pat, start, end) if end - start >= plen else -1
+        if it.negated:
+            return pos < 0 and self._m(i + 1, buf, prev, state)
+        retry = self._next_rel[i]
+        while pos >= 0:
+            if self._m(i + 1, buf, pos + plen, state):
+                return True
+            if not retry or state[0] < 0:
+                return False
+            pos = hay.find(pat, pos + 1, end)
+        return False
+
+    def _pcre(self, i: int, it: Pcre, buf: bytes, prev: int, state: list) -> bool:
+        base = prev if it.relative else 0
+        view = memoryview(buf)[base:] if base else buf
+        rx = it.regex
+        m = rx.match(view) if it.anchored else rx.search(view)
+        if it.negated:
+            return m is None and self._m(i + 1, buf, prev, state)
+        retry = self._next_rel[i]
+        while m is not None:
+            if self._m(i + 1, buf, base + m.end(), state):
+                return True
+            if not retry or it.anchored or state[0] < 0:
+                return False
+            nxt = m.start() + 1
+            if nxt > len(view):
+                return False
+            m = rx.search(view, nxt)
+        return False
+
+
+def pattern_strength(pat: bytes) -> int:
+    """Byte-diversity score used to break fast_pattern length ties (first
+    occurrence of a letter scores 3, of another printable byte or 0x00/0x01/0xff
+    4, of anything else 6; a repeated byte 1)."""
+    seen: set[int] = set()
+    s = 0
+    for b in pat:
+        if b in seen:
+            s += 1
+            continue
+        seen.add(b)
+        if (65 <= b <= 90) or (97 <= b <= 122):
+            s += 3
+        elif 32 <= b <= 126 or b in (0, 1, 255):
+            s += 4
+        else:
+            s += 6
+    return s
+
+
+def choose_fast_pattern(items: list[Item]) -> Content | None:
+    """The content the prefilter should look for: the explicit `fast_pattern`,
+    else the longest positive content (ties: highest pattern strength, then
+    the first in the rule).  Negated contents are only candidates when the rule
+    has no positive one."""
+    contents = [c for c in items if isinstance(c, Content)]
+    for c in contents:
+        if c.fast_pattern:
+            return c
+    pos = [c for c in contents if not c.negated]
+    cands = pos or contents
+    best = None
+    for c in cands:
+        key = (len(c.pattern), pattern_strength(c.pattern))
+        if best is None or key > best[0]:
+            best = (key, c)
+    return best[1] if best else None
