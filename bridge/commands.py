@@ -70,8 +70,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
                    help="workers per interface, or 'auto' for one per CPU (default: 1; "
                    "overrides the file's 'threads' when given)")
     from conf.model import CLUSTER_TYPES
-    g.add_argument("--cluster-type", choices=CLUSTER_TYPES, default=None,
-                   help="fanout mode (default: cluster_flow, a symmetric flow hash)")
+    g.add_argument("--cluster-type", choices=CLUSTER_TYPES, default=None, metavar="TYPE",
+                   help="fanout mode: " + ", ".join(CLUSTER_TYPES) +
+                   " (default: cluster_flow, a symmetric flow hash)")
     g.add_argument("-S", "--rules", metavar="FILE", action="append", default=[],
                    help="rule file (repeatable); replaces the file's rule-files")
 
