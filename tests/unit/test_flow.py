@@ -1,0 +1,316 @@
+"""Flow table: keys, direction, TCP states, midstream, timeouts by packet time,
+eviction at the memcap and reproducible flow ids.  Packets are real frames
+(scapy) through the real decoder, so these tests also pin the interface the
+engine uses: decode() then lookup()."""
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
+from scapy.layers.l2 import ARP, Dot1Q, Ether
+
+from conf.model import Config, Stream
+from rules.api import FrameMeta
+from rules.decode import DecodeOptions, decode
+from rules.flow import DEFAULT_TIMEOUTS, FlowSettings, FlowTable, flow_id_for
+from rules.packet import Flow
+
+C4, S4 = "198.51.100.1", "198.51.100.2"
+C6, S6 = "2001:db8::1", "2001:db8::2"
+ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+OPTS = DecodeOptions(checksum_validation=False)
+
+
+def pkt(layers, ts=100.0, vlan=()):
+    return decode(bytes(ETH / layers), FrameMeta(ts=ts, iface="eth0", vlan=vlan), OPTS)[0]
+
+
+def tcp(flags, a=C4, b=S4, sport=40000, dport=80, ts=100.0, data=b"", vlan=()):
+    return pkt(IP(src=a, dst=b) / TCP(sport=sport, dport=dport, flags=flags) / data, ts=ts, vlan=vlan)
+
+
+def c2s(flags, ts=100.0, data=b""):
+    return tcp(flags, C4, S4, 40000, 80, ts, data)
+
+
+def s2c(flags, ts=100.0, data=b""):
+    return tcp(flags, S4, C4, 80, 40000, ts, data)
+
+
+# ---------------------------------------------------------------- keys and direction
+
+def test_both_directions_share_one_flow():
+    t = FlowTable()
+    p1, p2 = c2s("S"), s2c("SA")
+    f1, f2 = t.lookup(p1), t.lookup(p2)
+    assert f1 is f2 and isinstance(f1, Flow) and p1.flow is f1 and p2.flow is f1
+    assert (p1.to_server, p2.to_server) == (True, False)
+    assert (f1.cli_port, f1.srv_port, f1.ipver, f1.proto) == (40000, 80, 4, 6)
+    assert t.stats()["flow.created"] == 1 and len(t) == 1
+
+
+@pytest.mark.parametrize("other", [
+    lambda: tcp("S", sport=40001),
+    lambda: tcp("S", dport=81),
+    lambda: tcp("S", b="198.51.100.3"),
+    lambda: tcp("S", vlan=(10,)),
+    lambda: pkt(IP(src=C4, dst=S4) / UDP(sport=40000, dport=80)),
+], ids=["sport", "dport", "address", "vlan", "proto"])
+def test_key_parts_separate_flows(other):
+    t = FlowTable()
+    assert t.lookup(c2s("S")) is not t.lookup(other())
+
+
+def test_in_band_vlan_is_part_of_the_key():
+    t = FlowTable()
+    a = decode(bytes(ETH / Dot1Q(vlan=5) / IP(src=C4, dst=S4) / UDP(sport=1, dport=2)), FrameMeta(1.0, "e"), OPTS)[0]
+    b = decode(bytes(ETH / Dot1Q(vlan=5) / IP(src=S4, dst=C4) / UDP(sport=2, dport=1)), FrameMeta(2.0, "e"), OPTS)[0]
+    c = decode(bytes(ETH / Dot1Q(vlan=6) / IP(src=S4, dst=C4) / UDP(sport=2, dport=1)), FrameMeta(2.0, "e"), OPTS)[0]
+    assert t.lookup(a) is t.lookup(b) is not t.lookup(c)
+    assert a.flow.vlan == (5,)
+
+
+def test_same_address_both_sides_split_by_port():
+    t = FlowTable()
+    a = tcp("S", C4, C4, 1000, 2000)
+    b = tcp("SA", C4, C4, 2000, 1000)
+    assert t.lookup(a) is t.lookup(b)
+    assert (a.to_server, b.to_server) == (True, False) and a.flow.state == "syn_recv"
+
+
+def test_non_ip_has_no_flow():
+    t = FlowTable()
+    p = pkt(ARP(psrc=C4, pdst=S4))
+    assert t.lookup(p) is None and p.flow is None and len(t) == 0
+
+
+def test_first_packet_sender_is_client_for_udp():
+    t = FlowTable()
+    first = pkt(IP(src=S4, dst=C4) / UDP(sport=53, dport=5353))
+    t.lookup(first)
+    assert first.to_server and first.flow.cli_port == 53
+
+
+def test_syn_ack_first_marks_the_other_side_client():
+    t = FlowTable()
+    p = s2c("SA")
+    t.lookup(p)
+    f = p.flow
+    assert p.to_server is False and (f.cli_port, f.srv_port) == (40000, 80)
+    q = c2s("A")
+    t.lookup(q)
+    assert q.to_server is True
+
+
+def test_ipv6_and_icmp_echo_ids():
+    t = FlowTable()
+    req = pkt(IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=9, seq=1))
+    rep = pkt(IPv6(src=S6, dst=C6) / ICMPv6EchoReply(id=9, seq=1))
+    other = pkt(IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=10, seq=1))
+    assert t.lookup(req) is t.lookup(rep) is not t.lookup(other)
+    assert (req.to_server, rep.to_server) == (True, False) and req.flow.ipver == 6
+
+
+# ---------------------------------------------------------------- TCP states
+
+def run(table, packets, established=None):
+    states = []
+    for p in packets:
+        table.lookup(p)
+        states.append(p.flow.state)
+        if established is not None:
+            established.append(p.flow.established)
+    return states
+
+
+def test_tcp_handshake_and_close():
+    t = FlowTable()
+    pkts = [c2s("S", 1), s2c("SA", 2), c2s("A", 3), c2s("PA", 4, b"GET"), s2c("FA", 5), c2s("FA", 6), s2c("A", 7)]
+    est = []
+    assert run(t, pkts, est) == ["syn_sent", "syn_recv", "established", "established", "closing", "closed", "closed"]
+    f = pkts[0].flow
+    assert est == [False, False, True, True, True, True, True]   # flow:established holds through the close
+    assert [p.to_server for p in pkts] == [True, False, True, True, False, True, False]
+    assert (f.pkts_toserver, f.pkts_toclient) == (4, 3)
+    assert f.bytes_toserver == sum(p.length for p in pkts if p.to_server)
+    assert f.bytes_toclient == sum(p.length for p in pkts if not p.to_server)
+    assert (f.first_ts, f.last_ts) == (1, 7) and f.reassembly is None
+
+
+def test_rst_closes():
+    t = FlowTable()
+    est = []
+    assert run(t, [c2s("S"), s2c("RA")], est) == ["syn_sent", "closed"]
+    assert est == [False, False]                  # never established: closed is not established
+
+
+def test_tcp_port_reuse_after_close_starts_a_new_flow():
+    t = FlowTable()
+    first = [c2s("S", 1), s2c("RA", 2)]
+    run(t, first)
+    again = c2s("S", 3)
+    t.lookup(again)
+    assert again.flow is not first[0].flow and again.flow.state == "syn_sent"
+    assert [f is first[0].flow for f in t.expire(3)] == [True]
+    assert t.stats()["flow.tcp_reuse"] == 1
+
+
+def test_midstream_off_never_established():
+    t = FlowTable({"midstream": False})
+    pkts = [c2s("PA", 1, b"x"), s2c("A", 2), c2s("PA", 3, b"y"), s2c("PA", 4, b"z")]
+    est = []
+    assert run(t, pkts, est) == ["new"] * 4 and est == [False] * 4
+    assert not pkts[-1].flow.established and not pkts[-1].flow.tcp_session
+    assert t.stats()["flow.midstream_pickups"] == 0
+
+
+def test_midstream_off_syn_ack_first_never_established():
+    t = FlowTable()
+    assert run(t, [s2c("SA"), c2s("A"), c2s("PA", data=b"x")]) == ["new"] * 3
+
+
+def test_midstream_on_picks_up_established():
+    t = FlowTable(Config(stream=Stream(midstream=True)))
+    assert t.settings.midstream is True
+    pkts = [s2c("PA", 1, b"data"), c2s("A", 2)]
+    assert run(t, pkts) == ["established", "established"]
+    f = pkts[0].flow
+    assert f.established and f.midstream and f.tcp_session
+    assert pkts[0].to_server is True and f.cli_port == 80      # the first sender is taken as client
+    assert t.stats()["flow.midstream_pickups"] == 1
+
+
+def test_midstream_on_syn_ack_first():
+    t = FlowTable({"midstream": True})
+    pkts = [s2c("SA", 1), c2s("A", 2)]
+    assert run(t, pkts) == ["syn_recv", "established"]
+    assert [p.to_server for p in pkts] == [False, True]
+
+
+def test_late_syn_starts_the_session_and_sets_the_client():
+    t = FlowTable()
+    pkts = [s2c("A", 1), c2s("S", 2), s2c("SA", 3), c2s("A", 4)]
+    assert run(t, pkts) == ["new", "syn_sent", "syn_recv", "established"]
+    f = pkts[1].flow
+    assert (f.cli_port, f.srv_port) == (40000, 80)
+    assert [p.to_server for p in pkts[1:]] == [True, False, True]
+
+
+def test_async_oneside():
+    only_client = [c2s("S", 1), c2s("A", 2), c2s("PA", 3, b"x")]
+    assert run(FlowTable(), only_client) == ["syn_sent"] * 3
+    only_client = [c2s("S", 1), c2s("A", 2), c2s("PA", 3, b"x")]
+    assert run(FlowTable({"async-oneside": True}), only_client) == ["syn_sent", "established", "established"]
+
+
+# ---------------------------------------------------------------- UDP / ICMP
+
+def test_udp_established_once_both_ways():
+    t = FlowTable()
+    q1 = pkt(IP(src=C4, dst=S4) / UDP(sport=5000, dport=53))
+    q2 = pkt(IP(src=C4, dst=S4) / UDP(sport=5000, dport=53))
+    r = pkt(IP(src=S4, dst=C4) / UDP(sport=53, dport=5000))
+    assert run(t, [q1, q2, r]) == ["new", "new", "established"]
+    assert q1.flow.established
+
+
+def test_icmp_established_once_both_ways():
+    t = FlowTable()
+    a = pkt(IP(src=C4, dst=S4) / ICMP(type=8, id=1))
+    b = pkt(IP(src=S4, dst=C4) / ICMP(type=0, id=1))
+    assert run(t, [a, b]) == ["new", "established"]
+
+
+# ---------------------------------------------------------------- time
+
+def test_timeouts_by_packet_time():
+    t = FlowTable()
+    u = pkt(IP(src=C4, dst=S4) / UDP(sport=1, dport=2), ts=1000.0)
+    tc = c2s("S", 1000.0)
+    t.lookup(u)
+    t.lookup(tc)
+    assert t.expire(1000.0 + DEFAULT_TIMEOUTS["udp"].new) == []          # not more than the timeout
+    gone = t.expire(1000.0 + DEFAULT_TIMEOUTS["udp"].new + 0.5)
+    assert gone == [u.flow] and len(t) == 1
+    assert t.expire(1000.0 + DEFAULT_TIMEOUTS["tcp"].new + 0.5) == [tc.flow]
+    assert t.stats()["flow.expired"] == 2 and t.stats()["flow.active"] == 0
+
+
+def test_established_tcp_lives_longer():
+    t = FlowTable()
+    run(t, [c2s("S", 0), s2c("SA", 0), c2s("A", 0)])
+    assert t.expire(DEFAULT_TIMEOUTS["tcp"].new + 1) == []
+    assert len(t.expire(DEFAULT_TIMEOUTS["tcp"].established + 1)) == 1
+
+
+def test_closed_tcp_uses_closed_timeout():
+    t = FlowTable()
+    run(t, [c2s("S", 0), s2c("RA", 0)])
+    assert t.expire(DEFAULT_TIMEOUTS["tcp"].closed) == []
+    assert len(t.expire(DEFAULT_TIMEOUTS["tcp"].closed + 1)) == 1
+
+
+def test_activity_refreshes_the_flow():
+    t = FlowTable()
+    run(t, [pkt(IP(src=C4, dst=S4) / UDP(sport=1, dport=2), ts=0)])
+    run(t, [pkt(IP(src=S4, dst=C4) / UDP(sport=2, dport=1), ts=250)])
+    assert t.expire(290) == []                    # established (300 s) since the reply at 250
+    assert len(t.expire(551)) == 1
+
+
+def test_expire_looks_past_a_long_lived_flow():
+    # an idle established TCP flow (600 s) in front must not shield a timed-out UDP flow behind it
+    t = FlowTable()
+    run(t, [c2s("S", 0), s2c("SA", 0), c2s("A", 0)])
+    udp = pkt(IP(src=C4, dst=S4) / UDP(sport=3, dport=4), ts=1)
+    run(t, [udp])
+    assert t.expire(40) == [udp.flow] and len(t) == 1
+
+
+# ---------------------------------------------------------------- memcap
+
+def test_eviction_at_memcap_oldest_idle_first():
+    t = FlowTable(FlowSettings(memcap=3))
+    ps = [pkt(IP(src=C4, dst=S4) / UDP(sport=1000 + i, dport=53), ts=float(i)) for i in range(3)]
+    run(t, ps)
+    run(t, [pkt(IP(src=S4, dst=C4) / UDP(sport=53, dport=1000), ts=5.0)])    # flow 0 active again
+    newcomer = pkt(IP(src=C4, dst=S4) / UDP(sport=2000, dport=53), ts=6.0)
+    t.lookup(newcomer)
+    s = t.stats()
+    assert len(t) == 3 and s["flow.evicted"] == 1 and s["flow.memcap_hits"] == 1 and s["flow.emergency"] == 1
+    ended = t.expire(6.0)
+    assert ended == [ps[1].flow]                 # the least recently active one
+    assert {f.cli_port for f in t.flows()} == {1000, 1002, 2000}
+
+
+def test_emergency_mode_uses_short_timeouts_then_recovers():
+    t = FlowTable(FlowSettings(memcap=2))
+    run(t, [pkt(IP(src=C4, dst=S4) / UDP(sport=i, dport=53), ts=0.0) for i in (1, 2, 3)])
+    assert t.emergency
+    gone = t.expire(DEFAULT_TIMEOUTS["udp"].emergency_new + 1)    # 11 s: expired only in emergency
+    assert len(gone) == 3 and not t.emergency                     # 1 evicted + 2 timed out
+    assert t.stats()["flow.emergency_entered"] == 1
+
+
+# ---------------------------------------------------------------- ids
+
+def test_flow_ids_are_deterministic_and_51_bit():
+    def ids():
+        t = FlowTable()
+        out = []
+        for i in range(50):
+            p = pkt(IP(src=C4, dst=S4) / UDP(sport=1000 + i, dport=53), ts=1.5 + i)
+            out.append(t.lookup(p).flow_id)
+        return out
+    a, b = ids(), ids()
+    assert a == b and len(set(a)) == 50
+    assert all(0 < i < 2 ** 51 for i in a)
+    assert flow_id_for((4, 17, 1, 2, 3, 4, ()), 1.0) != flow_id_for((4, 17, 1, 2, 3, 4, ()), 2.0)
+
+
+def test_settings_from_config_and_mapping():
+    s = FlowSettings.coerce(Config(stream=Stream(midstream=True, async_oneside=True)))
+    assert (s.midstream, s.async_oneside, s.memcap) == (True, True, 65536)
+    s = FlowSettings.coerce({"midstream": True, "memcap": 10})
+    assert (s.midstream, s.memcap) == (True, 10)
+    assert FlowSettings.coerce(None) == FlowSettings()
