@@ -67,28 +67,30 @@ def insert_vlan(buf: memoryview | bytearray, mac: int, tpid: int, tci: int) -> i
 
 
 class V2Ring:
-    """TPACKET_V2: one status word per frame; frames are contiguous because the
-    frame size divides the block size."""
+    """TPACKET_V2: one status word per frame.  Frames never straddle a block, so
+    with jumbo frames (frame size not dividing the block) there is a gap at the
+    end of each block: slot offsets are precomputed."""
 
-    def __init__(self, ps: PacketSocket):
-        g: RingGeometry = ps.geometry
-        self.mm = mmap.mmap(ps.fileno(), g.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self.view = memoryview(self.mm)
+    def __init__(self, view: memoryview, g: RingGeometry):
+        self.view = view
         self.frame_size = g.frame_size
         self.frame_nr = g.frame_nr
+        per_block = g.block_size // g.frame_size
+        self.offsets = [(i // per_block) * g.block_size + (i % per_block) * g.frame_size
+                        for i in range(g.frame_nr)]
         self.head = 0
 
     def frames(self) -> Iterator[tuple]:
         """Yield every ready frame, at most one full turn of the ring."""
         view = self.view
-        fs = self.frame_size
+        offsets = self.offsets
         n = self.frame_nr
         i = self.head
         unpack = V2_HDR.unpack_from
         release = U32.pack_into
         try:
             for _ in range(n):
-                off = i * fs
+                off = offsets[i]
                 status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid = unpack(view, off)
                 if not status & _STATUS_USER:
                     break
@@ -102,17 +104,15 @@ class V2Ring:
             self.head = i
 
     def pending(self) -> bool:
-        return bool(U32.unpack_from(self.view, self.head * self.frame_size)[0] & _STATUS_USER)
+        return bool(U32.unpack_from(self.view, self.offsets[self.head])[0] & _STATUS_USER)
 
 
 class V3Ring:
     """TPACKET_V3 (IDS only): the kernel hands over whole blocks, closed when full
     or when block-timeout expires; the block goes back in one write."""
 
-    def __init__(self, ps: PacketSocket):
-        g: RingGeometry = ps.geometry
-        self.mm = mmap.mmap(ps.fileno(), g.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        self.view = memoryview(self.mm)
+    def __init__(self, view: memoryview, g: RingGeometry):
+        self.view = view
         self.block_size = g.block_size
         self.block_nr = g.block_nr
         self.head = 0
@@ -147,4 +147,10 @@ class V3Ring:
 
 
 def open_ring(ps: PacketSocket) -> V2Ring | V3Ring:
-    return V3Ring(ps) if ps.geometry.version == TPACKET_V3 else V2Ring(ps)
+    """mmap the socket's RX ring (MAP_SHARED) and wrap it.  The rings take any
+    writable buffer, so tests can drive them with a bytearray."""
+    g = ps.geometry
+    mm = mmap.mmap(ps.fileno(), g.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    ring = (V3Ring if g.version == TPACKET_V3 else V2Ring)(memoryview(mm), g)
+    ring.mm = mm
+    return ring

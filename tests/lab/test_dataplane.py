@@ -363,3 +363,16 @@ def test_vlan_tags_are_put_back_with_tpid_and_priority(lab):
     eth0 = totals["interfaces"]["eth0"]
     assert eth0["vlan_reinserted"] >= 4
     assert_accounted(totals)
+
+
+def test_jumbo_mtu_9000_tcp_and_full_size_ping(lab_factory):
+    """Jumbo frames: ring slots no longer divide a block (gap per block)."""
+    lab = lab_factory(mtu=9000)
+    bridge = start(lab)
+    lab.ping("client", SERVER4, count=3, size=9000 - 28, extra=("-M", "do"))
+    sent, received = tcp_transfer(lab, SERVER4, 4 * 1024 * 1024)
+    totals = bridge.stop()
+    assert sent == received
+    eth0 = totals["interfaces"]["eth0"]
+    assert eth0["oversize"] == 0 and eth0["dropped"] == {}
+    assert_accounted(totals)

@@ -1,0 +1,144 @@
+"""Ring walking, VLAN re-insertion and option packing on byte literals (no kernel)."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from bridge import afpacket as afp
+from bridge.ring import SLL_PKTTYPE_V2, V2_HDR, V3_HDR, V2Ring, V3Ring, insert_vlan
+from conf.model import Interface
+
+FRAME = bytes.fromhex("020000000002" "020000000001" "0800") + b"payload!"
+
+
+# ------------------------------------------------------------------ VLAN re-insertion
+@pytest.mark.parametrize(
+    "tpid,tci,want",
+    [
+        (0x8100, 0xA064, "8100a064"),      # PCP 5, VID 100
+        (0x8100, 0x0000, "81000000"),      # priority-only tag with tci 0 is still a tag
+        (0x88A8, 0x012C, "88a8012c"),      # 802.1ad outer tag
+        (0, 0x0064, "81000064"),           # no TPID known: 0x8100
+    ],
+    ids=["pcp5-vid100", "tci0", "qinq-outer", "default-tpid"],
+)
+def test_insert_vlan_moves_macs_back_and_writes_the_tag(tpid, tci, want):
+    buf = bytearray(b"\xee" * 4 + FRAME)          # 4 reserved bytes in front of tp_mac
+    view = memoryview(buf)
+    start = insert_vlan(view, 4, tpid, tci)
+    assert start == 0
+    out = bytes(buf)
+    assert out[:12] == FRAME[:12]
+    assert out[12:16].hex() == want
+    assert out[16:] == FRAME[12:]
+
+
+# ------------------------------------------------------------------ fanout / geometry
+def test_fanout_arg_packs_unsigned_with_flags():
+    arg = afp.fanout_arg(99, "cluster_flow", defrag=True, rollover=False)
+    assert struct.unpack("=I", arg)[0] == 99 | (0x8000 << 16)
+    arg = afp.fanout_arg(7, "cluster_qm", defrag=False, rollover=True)
+    assert struct.unpack("=I", arg)[0] == 7 | ((5 | 0x1000) << 16)
+
+
+def test_fanout_arg_refuses_unknown_type():
+    with pytest.raises(ValueError, match="cluster-type"):
+        afp.fanout_arg(1, "cluster_bogus", defrag=False, rollover=False)
+
+
+@pytest.mark.parametrize("mtu", [576, 1500, 4000, 9000], ids=lambda m: f"mtu{m}")
+def test_v2_geometry_fits_mtu_plus_tag(mtu):
+    g = afp.ring_geometry(Interface("eth0", copy_mode="ips", copy_iface="eth1"), mtu)
+    assert g.version == afp.TPACKET_V2
+    assert g.block_size % 4096 == 0 and g.block_size >= g.frame_size
+    assert g.frame_size % afp.TPACKET_ALIGNMENT == 0
+    assert g.frame_nr >= 2048
+    macoff = afp.tpacket_align(afp.TPACKET2_HDRLEN + 16) + afp.VLAN_HEADROOM - afp.ETH_HLEN
+    assert g.frame_size - macoff >= mtu + afp.ETH_HLEN + afp.VLAN_HLEN
+
+
+def test_v3_only_for_ids():
+    inline = afp.ring_geometry(Interface("eth0", copy_mode="ips", copy_iface="eth1", tpacket_v3=True), 1500)
+    ids = afp.ring_geometry(Interface("eth0", tpacket_v3=True, block_size=65536, block_timeout=5), 1500)
+    assert inline.version == afp.TPACKET_V2
+    assert ids.version == afp.TPACKET_V3 and ids.block_size == 65536
+    assert struct.unpack("=7I", ids.req())[4] == 5
+
+
+# ------------------------------------------------------------------ V2 ring walking
+def v2_ring(frames: list[tuple[int, bytes]], nslots: int = 4, frame_size: int = 256):
+    """A fake ring: slot i holds (status, frame bytes) at tp_mac = 80."""
+    buf = bytearray(nslots * frame_size)
+    for i, (status, data) in enumerate(frames):
+        off = i * frame_size
+        V2_HDR.pack_into(buf, off, status, len(data), len(data), 80, 94, 1700000000 + i, 500, 0x0064, 0x8100)
+        buf[off + SLL_PKTTYPE_V2] = afp.PACKET_HOST
+        buf[off + 80:off + 80 + len(data)] = data
+    g = afp.RingGeometry(afp.TPACKET_V2, nslots * frame_size, 1, frame_size, nslots)
+    return buf, V2Ring(memoryview(buf), g)
+
+
+def test_v2_yields_ready_frames_and_hands_slots_back():
+    buf, ring = v2_ring([(afp.TP_STATUS_USER | afp.TP_STATUS_VLAN_VALID, FRAME), (afp.TP_STATUS_USER, FRAME)])
+    seen = []
+    for status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid, pkttype in ring.frames():
+        seen.append((status, bytes(ring.view[mac:mac + snaplen]), sec, tci, tpid, pkttype))
+    assert [s[1] for s in seen] == [FRAME, FRAME]
+    assert seen[0][0] & afp.TP_STATUS_VLAN_VALID and seen[0][3] == 0x64 and seen[0][4] == 0x8100
+    assert seen[1][2] == 1700000001
+    assert struct.unpack_from("=I", buf, 0)[0] == afp.TP_STATUS_KERNEL
+    assert struct.unpack_from("=I", buf, 256)[0] == afp.TP_STATUS_KERNEL
+    assert ring.head == 2
+
+
+def test_v2_stops_at_first_kernel_slot_and_never_scans_past_it():
+    # slot 1 is still the kernel's; slot 2 looks ready but must not be read yet
+    buf, ring = v2_ring([(afp.TP_STATUS_USER, FRAME), (afp.TP_STATUS_KERNEL, b""), (afp.TP_STATUS_USER, FRAME)])
+    assert len(list(ring.frames())) == 1
+    assert ring.head == 1
+    assert struct.unpack_from("=I", buf, 512)[0] == afp.TP_STATUS_USER
+
+
+def test_v2_slots_skip_the_gap_at_the_end_of_a_block():
+    g = afp.ring_geometry(Interface("eth0", copy_mode="ips", copy_iface="eth1"), 9000)
+    ring = V2Ring(memoryview(bytearray(g.size)), g)
+    per_block = g.block_size // g.frame_size
+    assert ring.offsets[per_block] == g.block_size
+    assert max(ring.offsets) + g.frame_size <= g.size
+
+
+def test_v2_wraps_around():
+    buf, ring = v2_ring([(afp.TP_STATUS_USER, FRAME)] * 4)
+    ring.head = 3
+    assert len(list(ring.frames())) == 4       # 3, 0, 1, 2: one full turn, no more
+    assert ring.head == 3
+
+
+def test_v2_slot_released_only_after_consumer_is_done():
+    buf, ring = v2_ring([(afp.TP_STATUS_USER, FRAME)])
+    it = ring.frames()
+    next(it)
+    assert struct.unpack_from("=I", buf, 0)[0] == afp.TP_STATUS_USER   # still ours while in use
+    assert list(it) == []
+    assert struct.unpack_from("=I", buf, 0)[0] == afp.TP_STATUS_KERNEL
+
+
+# ------------------------------------------------------------------ V3 blocks
+def test_v3_walks_a_block_and_hands_it_back():
+    bs = 4096
+    buf = bytearray(2 * bs)
+    first = 48
+    off = first
+    for i in range(3):
+        nxt = 128 if i < 2 else 0
+        V3_HDR.pack_into(buf, off, nxt, 1700000000, i, len(FRAME), len(FRAME), afp.TP_STATUS_USER,
+                         68, 82, 0, 0, 0)
+        buf[off + 68:off + 68 + len(FRAME)] = FRAME
+        off += nxt
+    struct.pack_into("=III", buf, 8, afp.TP_STATUS_USER, 3, first)
+    ring = V3Ring(memoryview(buf), afp.RingGeometry(afp.TPACKET_V3, bs, 2, 2048, 4))
+    got = [(nsec, bytes(ring.view[mac:mac + snap])) for _s, _l, snap, mac, _n, _sec, nsec, *_ in ring.frames()]
+    assert got == [(0, FRAME), (1, FRAME), (2, FRAME)]
+    assert struct.unpack_from("=I", buf, 8)[0] == afp.TP_STATUS_KERNEL
+    assert ring.head == 1
