@@ -22,6 +22,8 @@ Semantics follow Suricata 7 (behaviour, not code):
 - `stream.async-oneside`: the client's ACK completes the session from
   syn_sent even when the SYN+ACK was never seen (one direction routed around).
 - UDP, ICMP and other IP protocols: established once packets went both ways.
+- Non-first IP fragments carry no ports, so they get no flow (None) until a
+  defragmenter rebuilds the datagram; first fragments use their ports.
 - A SYN on a closed TCP flow starts a new flow (port reuse): the old one ends.
 - Timeouts per protocol and state are Suricata's `flow-timeouts` defaults;
   `memcap` is a number of flows.  At the memcap the least recently active flow
@@ -160,8 +162,8 @@ class FlowTable:
         """Find or create the flow of `pkt`; sets `pkt.flow` and `pkt.to_server`.
         Non-IP packets get None."""
         ipver = pkt.ipver
-        if not ipver:
-            return None
+        if not ipver or (pkt.frag and pkt.ip_off & 0x1FFF):
+            return None             # non-IP, or a non-first fragment (no ports: see below)
         proto = pkt.proto
         src = pkt.src
         dst = pkt.dst

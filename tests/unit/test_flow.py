@@ -84,6 +84,14 @@ def test_non_ip_has_no_flow():
     assert t.lookup(p) is None and p.flow is None and len(t) == 0
 
 
+def test_later_fragments_have_no_flow_first_fragment_does():
+    t = FlowTable()
+    first = pkt(IP(src=C4, dst=S4, flags="MF", id=5) / UDP(sport=1, dport=2) / (b"x" * 16))
+    later = pkt(IP(src=C4, dst=S4, frag=3, id=5, proto=17) / (b"y" * 8))
+    assert t.lookup(first) is not None and first.flow.cli_port == 1
+    assert t.lookup(later) is None and later.flow is None and len(t) == 1
+
+
 def test_first_packet_sender_is_client_for_udp():
     t = FlowTable()
     first = pkt(IP(src=S4, dst=C4) / UDP(sport=53, dport=5353))
