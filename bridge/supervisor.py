@@ -222,7 +222,8 @@ class Supervisor:
                 merge(interfaces.setdefault(name, empty()), c)
             merge(insp, self.inspector.get(spec.index, {}))
             workers.append({"worker": spec.index, "pid": self.pids.get(spec.index), "label": spec.label,
-                            "slot": spec.slot, "interfaces": counters})
+                            "slot": spec.slot, "interfaces": counters,
+                            "inspector": self.inspector.get(spec.index, {})})
         return {"interfaces": interfaces, "workers": workers, "inspector": insp}
 
     def run(self) -> int:

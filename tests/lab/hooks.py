@@ -104,3 +104,53 @@ class _MarkerCounter:
 
 def count_marker(config):
     return _MarkerCounter()
+
+
+class _FlowRecorder:
+    """Forwards everything; stats() names every IPv4/IPv6 TCP/UDP flow seen, direction-free
+    ("flow:<lo addr:port>-<hi addr:port>/<proto>" -> frames) plus per-direction counts, so a
+    test can check that both directions of each flow met in one worker."""
+
+    def __init__(self):
+        self.counters = {"inspected": 0}
+
+    def inspect(self, frame, meta):
+        self.counters["inspected"] += 1
+        try:
+            off = 12
+            etype, = struct.unpack_from("!H", frame, off)
+            while etype in (0x8100, 0x88A8):
+                off += 4
+                etype, = struct.unpack_from("!H", frame, off)
+            l3 = off + 2
+            if etype == 0x0800:
+                proto = frame[l3 + 9]
+                src, dst = bytes(frame[l3 + 12:l3 + 16]).hex(), bytes(frame[l3 + 16:l3 + 20]).hex()
+                l4 = l3 + (frame[l3] & 0x0F) * 4
+            elif etype == 0x86DD:
+                proto = frame[l3 + 6]
+                src, dst = bytes(frame[l3 + 8:l3 + 24]).hex(), bytes(frame[l3 + 24:l3 + 40]).hex()
+                l4 = l3 + 40
+            else:
+                return FORWARD
+            if proto not in (_IPPROTO_TCP, _IPPROTO_UDP):
+                return FORWARD
+            sport, dport = struct.unpack_from("!HH", frame, l4)
+        except (IndexError, struct.error):
+            return FORWARD
+        a, b = f"{src}:{sport}", f"{dst}:{dport}"
+        key = f"flow:{min(a, b)}-{max(a, b)}/{proto}"
+        self.counters[key] = self.counters.get(key, 0) + 1
+        side = f"dir:{meta.iface}:{key}"
+        self.counters[side] = self.counters.get(side, 0) + 1
+        return FORWARD
+
+    def tick(self, now):
+        return ()
+
+    def stats(self):
+        return dict(self.counters)
+
+
+def record_flows(config):
+    return _FlowRecorder()

@@ -376,3 +376,25 @@ def test_jumbo_mtu_9000_tcp_and_full_size_ping(lab_factory):
     eth0 = totals["interfaces"]["eth0"]
     assert eth0["oversize"] == 0 and eth0["dropped"] == {}
     assert_accounted(totals)
+
+
+# ------------------------------------------------------------------ peering of workers
+def test_two_workers_see_both_directions_of_each_flow(lab):
+    """threads: 2 -> worker i holds slot i in both fanout groups: every TCP flow
+    (both directions) is seen by exactly one worker."""
+    bridge = start(lab, "--threads", "2", "--verdict-hook", f"{HOOKS}:record_flows")
+    for _ in range(12):
+        sent, received = tcp_transfer(lab, SERVER4, 64 * 1024)
+        assert sent == received
+    totals = bridge.stop()
+    assert_accounted(totals)
+    owners: dict[str, set[int]] = {}
+    for w in totals["workers"]:
+        for key in w["inspector"]:
+            if key.startswith("flow:") and key.endswith("/6"):
+                owners.setdefault(key, set()).add(w["worker"])
+                assert w["inspector"][f"dir:eth0:{key}"] > 0 and w["inspector"][f"dir:eth1:{key}"] > 0
+    assert len(owners) == 12
+    assert all(len(ws) == 1 for ws in owners.values()), owners
+    used = {next(iter(ws)) for ws in owners.values()}
+    assert used == {0, 1}, "12 flows all hashed to one worker"
