@@ -161,6 +161,35 @@ def cmd_run(args) -> int:
     return supervisor.run(config, stats_json=args.stats_json)
 
 
+MAX_RULE_ERRORS = 20
+
+
+def _rule_problems(config) -> list:
+    """Load the configured rules as the workers will; each broken rule is a problem."""
+    if not config.rule_files:
+        return []
+    from conf import Problem
+    from rules.loader import load
+
+    result = load(config=config)
+    fix = "correct or comment out the rule; 'ipsbridge rules check FILE' explains each one"
+    broken = [e for e in result.errors if not getattr(e, "unsupported", None)]
+    out = [Problem("rules", "", str(e), fix) for e in broken[:MAX_RULE_ERRORS]]
+    if len(broken) > MAX_RULE_ERRORS:
+        out.append(Problem("rules", "", f"... and {len(broken) - MAX_RULE_ERRORS} more rule errors", fix))
+    unsupported = [e for e in result.errors if getattr(e, "unsupported", None)]
+    if 0 < len(unsupported) <= MAX_RULE_ERRORS:
+        out += [Problem("rules", "", f"{e} (not loaded)", "check the spelling; if it is valid Suricata, "
+                        "ipsbridge does not support it yet", severity="warning") for e in unsupported]
+    elif unsupported:
+        top = ", ".join(f"{k} ({n})" for k, n in result.unsupported.most_common(5))
+        out.append(Problem("rules", "", f"{len(unsupported)} rules use features ipsbridge does not "
+                           f"support and are not loaded: {top}",
+                           "expected for large rule sets; 'ipsbridge rules check' lists them",
+                           severity="warning"))
+    return out
+
+
 def cmd_check(args) -> int:
     configure_logging("warning")
     config, problems = _build(args)
@@ -171,6 +200,8 @@ def cmd_check(args) -> int:
     from bridge import syscheck
 
     static = conf.validate(config)
+    if not any(p.where in ("rule-files", "classification-file") for p in static):
+        static += _rule_problems(config)
     live = syscheck.system_problems(config)
     if args.fix:
         for iface in config.af_packet:

@@ -172,3 +172,17 @@ def test_tpacket_v3_is_probed_for_ids_interfaces(lab):
     path = lab.write("v3.yaml", "af-packet:\n  - {interface: eth0, tpacket-v3: yes}\n")
     proc = check(lab, "-c", str(path))
     assert proc.returncode == 0 and "check: OK (eth0)" in proc.stdout, proc.stdout
+
+
+def test_broken_and_unsupported_rules_are_reported(lab):
+    rules = lab.write("t.rules", 'drop udp any any -> any 9999 (msg:"ok"; sid:1000001;)\n'
+                                 'drop udp any any -> any 99999 (msg:"bad port"; sid:1000002;)\n'
+                                 'alert tcp any any -> any any (msg:"typo"; conten:"x"; sid:1000003;)\n')
+    proc = check(lab, *BRIDGE, "-S", str(rules))
+    assert_reports(proc, f"error: rules: {rules}:2:25: port 99999 out of range")
+    assert_reports(proc, f"warning: rules: {rules}:3:", "'conten'", "(not loaded)")
+
+
+def test_shipped_example_config_checks_clean(lab):
+    proc = check(lab, "-c", str(netnslab.REPO / "conf" / "ipsbridge.yaml"))
+    assert_clean(proc)

@@ -270,6 +270,28 @@ def test_shipped_example_config_loads_and_validates():
     assert conf.validate(c) == []
 
 
+def test_shipped_example_rules_and_classification_load_without_errors():
+    from rules.loader import load as load_rules
+
+    c = conf.load_file(os.path.join(REPO, "conf", "ipsbridge.yaml"))
+    result = load_rules(config=c)
+    assert result.errors == [] and len(result.rules) == 5
+    assert all(r.sid >= 1000000 for r in result.rules)
+    assert {r.action for r in result.rules} == {"drop", "alert"}
+
+
+def test_classification_file_has_the_et_open_names_and_priorities():
+    entries = {}
+    with open(os.path.join(REPO, "conf", "classification.config")) as fh:
+        for line in fh:
+            if line.startswith("config classification:"):
+                name, desc, prio = line.split(":", 1)[1].strip().split(",")
+                entries[name] = (desc, int(prio))
+    assert entries["trojan-activity"] == ("A Network Trojan was detected", 1)
+    assert entries["bad-unknown"] == ("Potentially Bad Traffic", 2)
+    assert entries["tcp-connection"][1] == 4 and len(entries) == 43
+
+
 # ------------------------------------------------------------------ parse errors
 @pytest.mark.parametrize("text,where,key,fragment", [
     ("af-packet:\n  - interface: eth0\n    thread: 2\n", "eth0", "thread", "did you mean 'threads'?"),
