@@ -398,3 +398,32 @@ def test_two_workers_see_both_directions_of_each_flow(lab):
     assert all(len(ws) == 1 for ws in owners.values()), owners
     used = {next(iter(ws)) for ws in owners.values()}
     assert used == {0, 1}, "12 flows all hashed to one worker"
+
+
+def test_worker_death_is_logged_and_bridge_exits_1(lab):
+    import os
+    import signal
+
+    bridge = start(lab, "--threads", "2")
+    (ready,) = bridge.events("ready")
+    victim = ready["pids"][1]
+    os.kill(victim, signal.SIGKILL)
+    assert bridge.proc.wait(timeout=30) == 1
+    bridge._join_pumps()
+    (died,) = bridge.events("worker_died")
+    assert died["pid"] == victim and died["exit_code"] == -signal.SIGKILL and died["worker"] == 1
+    (final,) = bridge.events("totals")
+    assert len(final["workers"]) == 2
+
+
+def test_link_flap_resumes_forwarding(lab):
+    bridge = start(lab)
+    lab.ping("client", SERVER4, count=2)
+    lab.set_link("bridge", "eth1", up=False)
+    assert lab.ping("client", SERVER4, count=3, check=False).returncode != 0
+    lab.set_link("bridge", "eth1", up=True)
+    lab.ping("client", SERVER4, count=3, extra=("-w", "20"))
+    totals = bridge.stop()
+    eth0 = totals["interfaces"]["eth0"]
+    assert eth0["send_errors"].get("ENETDOWN", 0) >= 1
+    assert_accounted(totals)
