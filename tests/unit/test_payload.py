@@ -1,0 +1,144 @@
+"""Payload chain semantics: windows, relative matching, backtracking, nocase,
+negation, pcre, isdataat, byte_test/byte_jump, and the fast pattern choice."""
+import pytest
+
+from rules.parser import parse_rule
+from rules.payload import Content, PayloadChain, choose_fast_pattern, pattern_strength
+
+
+def rule(opts):
+    return parse_rule(f"alert tcp any any -> any any ({opts} sid:1;)", classification={})
+
+
+def chain(opts):
+    return rule(opts).payload
+
+
+CASES = [
+    # (id, options, buffer, expected)
+    ("plain-hit", 'content:"abc";', b"xxabcxx", True),
+    ("plain-miss", 'content:"abc";', b"xxabxcx", False),
+    ("case-sensitive", 'content:"abc";', b"ABC", False),
+    ("nocase", 'content:"abc"; nocase;', b"xxABCxx", True),
+    ("nocase-hex", 'content:"|41 42|c"; nocase;', b"abC", True),
+    ("hex-mixed", 'content:"a|00 ff|b";', b"_a\x00\xffb_", True),
+    ("hex-no-spaces", 'content:"|0d0a0d0a|";', b"GET\r\n\r\n", True),
+    ("escaped-quote", 'content:"say \\"hi\\"";', b'say "hi"', True),
+    ("escaped-semicolon", 'content:"a\\;b";', b"a;b", True),
+    ("escaped-backslash", 'content:"a\\\\b";', b"a\\b", True),
+    ("depth-in", 'content:"abc"; depth:5;', b"xxabc", True),
+    ("depth-out", 'content:"abc"; depth:4;', b"xxabc", False),
+    ("offset-in", 'content:"abc"; offset:2;', b"xxabc", True),
+    ("offset-out", 'content:"abc"; offset:3;', b"xxabc", False),
+    ("offset-depth-window", 'content:"abc"; offset:2; depth:3;', b"xxabcx", True),
+    ("offset-depth-window-miss", 'content:"abc"; offset:1; depth:3;', b"xxabcx", False),
+    ("startswith-hit", 'content:"GET"; startswith;', b"GET /", True),
+    ("startswith-miss", 'content:"GET"; startswith;', b" GET /", False),
+    ("endswith-hit", 'content:"|0d 0a|"; endswith;', b"a\r\n", True),
+    ("endswith-miss", 'content:"|0d 0a|"; endswith;', b"a\r\nb", False),
+    ("distance-0", 'content:"ab"; content:"cd"; distance:0;', b"abcd", True),
+    ("distance-order", 'content:"ab"; content:"cd"; distance:0;', b"cdab", False),
+    ("distance-2", 'content:"ab"; content:"cd"; distance:2;', b"abxxcd", True),
+    ("distance-2-too-close", 'content:"ab"; content:"cd"; distance:2;', b"abxcd", False),
+    ("distance-negative", 'content:"abcd"; content:"bc"; distance:-3; within:2;', b"abcd", True),
+    ("within-hit", 'content:"ab"; content:"cd"; within:4;', b"abxxcd", True),
+    ("within-miss", 'content:"ab"; content:"cd"; within:3;', b"abxxcd", False),
+    ("distance-within-window", 'content:"ab"; content:"cd"; distance:1; within:3;', b"abxcd", True),
+    ("distance-within-window-edge", 'content:"ab"; content:"cd"; distance:1; within:3;', b"abxxcd", True),
+    ("distance-within-window-miss", 'content:"ab"; content:"cd"; distance:1; within:3;', b"abxxxcd", False),
+    # backtracking: the first "ab" has no "cd" right after, the second one does
+    ("backtrack", 'content:"ab"; content:"cd"; within:2;', b"abxx abcd", True),
+    ("backtrack-3-levels", 'content:"a"; content:"b"; within:1; content:"c"; within:1;',
+     b"ab ab abd abc", True),
+    ("no-backtrack-needed-abs", 'content:"ab"; content:"zz";', b"zzab", True),
+    ("negated-absent", 'content:"ab"; content:!"cd";', b"abxx", True),
+    ("negated-present", 'content:"ab"; content:!"cd";', b"abcd", False),
+    ("negated-relative-window", 'content:"ab"; content:!"cd"; within:2;', b"abxxcd", True),
+    ("negated-relative-backtracks", 'content:"ab"; content:!"cd"; within:2;', b"abcd abxx", True),
+    ("negated-only", 'content:!"evil";', b"good", True),
+    ("negated-only-present", 'content:!"evil";', b"so evil", False),
+    ("empty-buffer-never-matches", 'content:!"evil";', b"", False),
+    ("pcre", 'pcre:"/fo+bar/";', b"xxfooooobar", True),
+    ("pcre-i", 'pcre:"/FOO/i";', b"foo", True),
+    ("pcre-s", 'pcre:"/a.b/s";', b"a\nb", True),
+    ("pcre-no-s", 'pcre:"/a.b/";', b"a\nb", False),
+    ("pcre-m", 'pcre:"/^b$/m";', b"a\nb\nc", True),
+    ("pcre-x", 'pcre:"/a b c/x";', b"abc", True),
+    ("pcre-negated", 'pcre:!"/evil/";', b"good", True),
+    ("pcre-R-after", 'content:"key="; pcre:"/^\\d+/R";', b"key=123", True),
+    ("pcre-R-anchor-at-prev-end", 'content:"key="; pcre:"/^\\d+/R";', b"key=x123", False),
+    ("pcre-R-backtracks-content", 'content:"k="; pcre:"/^\\d/R";', b"k=x k=1", True),
+    ("content-after-pcre", 'pcre:"/a+/"; content:"b"; distance:0; within:1;', b"xaaab", True),
+    ("pcre-A", 'pcre:"/abc/A";', b"xabc", False),
+    ("pcre-named-group", 'pcre:"/(?<x>ab)c/";', b"abc", True),
+    ("pcre-\\z", 'pcre:"/abc\\z/";', b"abc", True),
+    ("isdataat-abs", 'isdataat:3;', b"abcd", True),
+    ("isdataat-abs-miss", 'isdataat:4;', b"abcd", False),
+    ("isdataat-negated", 'isdataat:!4;', b"abcd", True),
+    ("isdataat-relative", 'content:"ab"; isdataat:1,relative;', b"abcd", True),
+    ("isdataat-relative-miss", 'content:"ab"; isdataat:2,relative;', b"abcd", False),
+    ("isdataat-relative-negated", 'content:"cd"; isdataat:!1,relative;', b"abcd", True),
+    ("byte_test-eq", 'byte_test:2,=,258,0;', b"\x01\x02", True),
+    ("byte_test-little", 'byte_test:2,=,513,0,little;', b"\x01\x02", True),
+    ("byte_test-gt", 'byte_test:1,>,10,1;', b"\x00\x0b", True),
+    ("byte_test-not-gt", 'byte_test:1,!>,10,1;', b"\x00\x0b", False),
+    ("byte_test-and", 'byte_test:1,&,0x80,0;', b"\x81", True),
+    ("byte_test-short-buffer", 'byte_test:4,>,0,0;', b"\x01\x02", False),
+    ("byte_test-string-dec", 'byte_test:3,>=,100,0,string,dec;', b"123x", True),
+    ("byte_test-string-hex", 'byte_test:2,=,255,0,string,hex;', b"ff", True),
+    ("byte_test-string-not-digits", 'byte_test:2,=,1,0,string,dec;', b"xx", False),
+    ("byte_test-relative", 'content:"LEN"; byte_test:1,=,5,0,relative;', b"LEN\x05", True),
+    ("byte_test-bitmask", 'byte_test:1,=,3,0,bitmask 0xf0;', b"\x3a", True),
+    ("byte_jump", 'byte_jump:1,0; content:"X"; within:1;', b"\x02abX", True),
+    ("byte_jump-miss", 'byte_jump:1,0; content:"X"; within:1;', b"\x01abX", False),
+    ("byte_jump-relative", 'content:"L"; byte_jump:1,0,relative; content:"Z"; within:1;', b"L\x01.Z", True),
+    ("byte_jump-out-of-range", 'byte_jump:1,0; content:"X";', b"\xffabX", False),
+    ("byte_jump-from_beginning", 'byte_jump:1,0,from_beginning; content:"X"; within:1;', b"\x03abX", True),
+]
+
+
+@pytest.mark.parametrize("opts,buf,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_payload_match(opts, buf, expected):
+    assert chain(opts).match(buf) is expected
+
+
+def test_memoryview_input():
+    assert chain('content:"abc";').match(memoryview(b"xxabc"))
+
+
+def test_backtracking_is_bounded():
+    # a pathological chain on a long run of 'a' ends (no match) instead of exploding
+    c = chain('content:"a"; content:"a"; distance:0; content:"a"; distance:0; content:"b"; distance:0;')
+    assert c.match(b"a" * 3000) is False
+
+
+FP = [
+    ("longest", 'content:"ab"; content:"abcdef"; content:"xyz";', b"abcdef", False),
+    ("explicit", 'content:"ab"; fast_pattern; content:"abcdef";', b"ab", False),
+    ("nocase-flag", 'content:"abcdef"; nocase;', b"abcdef", True),
+    ("chop", 'content:"abcdef"; fast_pattern:2,3;', b"cde", False),
+    ("only", 'content:"abcdef"; fast_pattern:only;', b"abcdef", False),
+    ("positive-over-negated", 'content:!"longer-negated"; content:"pos";', b"pos", False),
+    ("negated-only-none", 'content:!"neg";', None, False),
+    ("tie-strength", 'content:"aaaa"; content:"abcd";', b"abcd", False),
+    ("tie-first", 'content:"abcd"; content:"efgh";', b"abcd", False),
+    ("no-content", 'pcre:"/x/";', None, False),
+]
+
+
+@pytest.mark.parametrize("opts,fp,nocase", [c[1:] for c in FP], ids=[c[0] for c in FP])
+def test_fast_pattern(opts, fp, nocase):
+    r = rule(opts)
+    assert r.fast_pattern == fp
+    assert r.fast_pattern_nocase is nocase
+
+
+def test_pattern_strength_prefers_diverse_bytes():
+    assert pattern_strength(b"abcd") > pattern_strength(b"aaaa")
+    assert pattern_strength(b"\x90\x91") > pattern_strength(b"ab")
+
+
+def test_choose_fast_pattern_direct():
+    a, b = Content(b"xx"), Content(b"yyy")
+    assert choose_fast_pattern([a, b]) is b
+    assert PayloadChain([a]).match(b"axx")
