@@ -1,0 +1,471 @@
+"""Every keyword in the table: what it accepts, what it refuses (with the
+column), and how its check behaves on hand-built Packet/Flow objects."""
+import pytest
+
+from rules.errors import RuleError
+from rules.keywords import REGISTRY
+from rules.packet import Flow, Packet
+from rules.parser import parse_rule
+from rules.rule import FlowbitOp, Threshold
+
+CLS = {"trojan-activity": ("A Network Trojan was detected", 1), "misc-activity": ("Misc activity", 3)}
+
+
+def rule(opts, header="alert ip any any -> any any"):
+    return parse_rule(f"{header} ({opts} sid:1;)", classification=CLS, file="t.rules", line=7)
+
+
+def pkt(**kw):
+    p = Packet()
+    p.ipver = 4
+    p.proto = 6
+    for k, v in kw.items():
+        if k == "payload":
+            v = memoryview(v)
+        setattr(p, k, v)
+    return p
+
+
+def flow(state="established", bits=()):
+    f = Flow(("k",), 1, 0.0)
+    f.state = state
+    f.flowbits = set(bits)
+    return f
+
+
+def passes(r, p):
+    return all(c(p) for c in r.checks)
+
+
+def err(opts, header="alert ip any any -> any any"):
+    text = f"{header} ({opts} sid:1;)"
+    with pytest.raises(RuleError) as ei:
+        parse_rule(text, classification=CLS, file="t.rules", line=7)
+    return ei.value, text
+
+
+def test_registry_entries_are_named_consistently():
+    for name, kw in REGISTRY.items():
+        assert kw.name == name
+
+
+# ---------------------------------------------------------------- meta
+def test_meta_keywords():
+    r = rule('msg:"hello \\"world\\" \\; ok"; rev:4; gid:3; classtype:trojan-activity; '
+             'reference:cve,2021-44228; reference:url,example.org/a,b; metadata:former_category X, created_at 2020; '
+             'target:dest_ip;')
+    assert r.msg == 'hello "world" ; ok'
+    assert (r.sid, r.rev, r.gid) == (1, 4, 3)
+    assert r.classtype == "trojan-activity" and r.category == "A Network Trojan was detected"
+    assert r.priority == 1
+    assert r.references == ("cve,2021-44228", "url,example.org/a,b")
+    assert r.metadata == ("former_category X", "created_at 2020")
+    assert r.target == "dest_ip"
+
+
+def test_priority_overrides_classtype_in_any_order():
+    assert rule("priority:2; classtype:trojan-activity;").priority == 2
+    assert rule("classtype:trojan-activity; priority:2;").priority == 2
+    assert rule("").priority == 3
+    assert rule("classtype:misc-activity;").priority == 3
+
+
+def test_unquoted_msg_is_accepted():
+    assert rule("msg:plain words;").msg == "plain words"
+
+
+@pytest.mark.parametrize("opts,msg,needle", [
+    ("classtype:nope;", "unknown classtype 'nope'", "nope"),
+    ("sid:abc;", "sid 'abc' is not a number", "abc"),
+    ("sid:0;", "sid 0 out of range", "0;"),
+    ("rev:-1;", "rev -1 out of range", "-1"),
+    ("priority:0;", "priority 0 out of range", "0;"),
+    ("target:both;", "target must be src_ip or dest_ip", "both"),
+    ("reference:cve;", "reference must be 'type,value'", "cve;"),
+    ("msg:\"a\"; msg:\"b\";", "'msg' can only be used once", '"b"'),
+], ids=["classtype-unknown", "sid-nan", "sid-zero", "rev-negative", "priority-zero", "target-bad",
+        "reference-no-value", "msg-twice"])
+def test_meta_errors(opts, msg, needle):
+    e, text = err(opts)
+    assert msg in e.message
+    assert e.column == text.index(needle, text.index("(")) + 1 + (1 if needle.startswith('"') else 0)
+    assert (e.file, e.line) == ("t.rules", 7)
+
+
+def test_missing_sid():
+    with pytest.raises(RuleError, match="rule has no sid"):
+        parse_rule('alert ip any any -> any any (msg:"x";)', classification=CLS)
+
+
+# ---------------------------------------------------------------- dsize / ttl / itype / icode (uint forms)
+UINT = [
+    ("dsize:10;", "payload", [(b"x" * 10, True), (b"x" * 9, False)]),
+    ("dsize:>10;", "payload", [(b"x" * 11, True), (b"x" * 10, False)]),
+    ("dsize:<3;", "payload", [(b"xx", True), (b"xxx", False)]),
+    ("dsize:>=3;", "payload", [(b"xxx", True), (b"xx", False)]),
+    ("dsize:<=3;", "payload", [(b"xxx", True), (b"xxxx", False)]),
+    ("dsize:!3;", "payload", [(b"xx", True), (b"xxx", False)]),
+    ("dsize:2<>5;", "payload", [(b"xxx", True), (b"xx", False), (b"xxxxx", False)]),
+    ("dsize:2-5;", "payload", [(b"xxxx", True), (b"xxxxx", False)]),
+    ("ttl:64;", "ttl", [(64, True), (63, False)]),
+    ("ttl:<5;", "ttl", [(4, True), (5, False)]),
+    ("ttl:>200;", "ttl", [(201, True), (200, False)]),
+    ("ttl:1-3;", "ttl", [(2, True), (1, False), (3, False)]),
+    ("itype:8;", "icmp_type", [(8, True), (0, False), (-1, False)]),
+    ("itype:>30;", "icmp_type", [(31, True), (30, False)]),
+    ("itype:3<>6;", "icmp_type", [(4, True), (6, False)]),
+    ("icode:0;", "icmp_code", [(0, True), (1, False), (-1, False)]),
+    ("icmp_id:1234;", "icmp_id", [(1234, True), (1, False)]),
+    ("icmp_seq:7;", "icmp_seq", [(7, True), (8, False)]),
+]
+
+
+@pytest.mark.parametrize("opts,field,cases", UINT, ids=[u[0] for u in UINT])
+def test_integer_keywords(opts, field, cases):
+    r = rule(opts)
+    for value, expected in cases:
+        assert passes(r, pkt(**{field: value})) is expected, (opts, value)
+
+
+def test_ttl_needs_ip():
+    r = rule("ttl:0;")
+    assert not passes(r, pkt(ipver=0, ttl=0))
+
+
+@pytest.mark.parametrize("opts,msg,needle", [
+    ("dsize:abc;", "dsize 'abc' is not a number", "abc"),
+    ("dsize:70000;", "dsize 70000 out of range", "70000"),
+    ("dsize:5<>5;", "range 5<>5 is empty", "5<>5"),
+    ("ttl:256;", "ttl 256 out of range", "256"),
+    ("ttl:<x;", "ttl 'x' is not a number", "x;"),
+    ("itype:300;", "itype 300 out of range", "300"),
+    ("icmp_id:-1;", "icmp_id -1 out of range", "-1"),
+    ("dsize:1; dsize:2;", "'dsize' can only be used once", "2;"),
+], ids=["dsize-nan", "dsize-big", "dsize-empty-range", "ttl-big", "ttl-nan", "itype-big", "icmp_id-neg",
+        "dsize-twice"])
+def test_integer_errors(opts, msg, needle):
+    e, text = err(opts)
+    assert msg in e.message
+    assert e.column == text.index(needle, text.index("(")) + 1
+
+
+# ---------------------------------------------------------------- flags
+FLAGS = [
+    ("flags:S;", [(0x02, True), (0x12, False), (0x00, False)]),
+    ("flags:SA;", [(0x12, True), (0x02, False)]),
+    ("flags:S+;", [(0x02, True), (0x12, True), (0x10, False)]),
+    ("flags:+S;", [(0x12, True)]),
+    ("flags:*SF;", [(0x01, True), (0x02, True), (0x10, False)]),
+    ("flags:!SF;", [(0x02, True), (0x03, False), (0x00, True)]),
+    ("flags:0;", [(0x00, True), (0x10, False)]),
+    ("flags:S,CE;", [(0x02, True), (0xC2, True), (0x12, False)]),
+    ("flags:S,12;", [(0xC2, True)]),
+    ("flags:A+,U;", [(0x30, True), (0x10, True)]),
+    ("flags:FPU;", [(0x29, True), (0x28, False)]),
+    ("flags:CE;", [(0xC0, True), (0x40, False)]),
+    ("flags:R;", [(0x04, True)]),
+]
+
+
+@pytest.mark.parametrize("opts,cases", FLAGS, ids=[f[0] for f in FLAGS])
+def test_flags(opts, cases):
+    r = rule(opts, header="alert tcp any any -> any any")
+    for bits, expected in cases:
+        assert passes(r, pkt(tcp_flags=bits)) is expected, (opts, hex(bits))
+
+
+def test_flags_only_match_tcp():
+    r = rule("flags:S;")
+    assert not passes(r, pkt(proto=17, tcp_flags=0x02))
+
+
+@pytest.mark.parametrize("opts,msg,needle", [
+    ("flags:SX;", "unknown TCP flag 'X'", "X;"),
+    ("flags:SS;", "flag 'S' given twice", "S;"),
+    ("flags:+*S;", "only one of the modifiers", "*S"),
+    ("flags:0S;", "cannot be combined", "0S"),
+    ("flags:,C;", "needs at least one flag", ",C"),
+], ids=["unknown", "twice", "two-modifiers", "zero-and-flag", "empty"])
+def test_flags_errors(opts, msg, needle):
+    e, text = err(opts)
+    assert msg in e.message
+    assert e.column == text.index(needle, text.index("(")) + 1
+
+
+# ---------------------------------------------------------------- flow
+def test_flow_direction_sets_the_rule_field():
+    assert rule("flow:to_server;").flow_to_server is True
+    assert rule("flow:from_client;").flow_to_server is True
+    assert rule("flow:to_client;").flow_to_server is False
+    assert rule("flow:from_server;").flow_to_server is False
+    assert rule("flow:established;").flow_to_server is None
+
+
+@pytest.mark.parametrize("opts,state,expected", [
+    ("flow:established,to_server;", "established", True),
+    ("flow:established,to_server;", "syn_sent", False),
+    ("flow:established;", None, False),
+    ("flow:not_established;", "new", True),
+    ("flow:not_established;", "established", False),
+    ("flow:not_established;", None, True),
+    ("flow:stateless;", None, True),
+    ("flow:to_client,no_stream;", "new", True),
+], ids=["est-yes", "est-no", "est-noflow", "notest-new", "notest-est", "notest-noflow", "stateless",
+        "no_stream"])
+def test_flow_state(opts, state, expected):
+    p = pkt(flow=None if state is None else flow(state))
+    assert passes(rule(opts), p) is expected
+
+
+@pytest.mark.parametrize("opts,msg,needle,unsupported", [
+    ("flow:to_server,to_client;", "contradicts", "to_client", None),
+    ("flow:established,not_established;", "contradicts", "not_established", None),
+    ("flow:established,stateless;", "contradicts", "stateless", None),
+    ("flow:sideways;", "unknown flow option 'sideways'", "sideways", None),
+    ("flow:only_stream;", "unsupported flow option 'only_stream'", "only_stream", "flow:only_stream"),
+    ("flow:to_server,,established;", "empty flow option", ",established", None),
+], ids=["dir-contradiction", "state-contradiction", "stateless-contradiction", "unknown", "only_stream",
+        "empty"])
+def test_flow_errors(opts, msg, needle, unsupported):
+    e, text = err(opts)
+    assert msg in e.message
+    assert e.unsupported == unsupported
+    assert e.column == text.index(needle, text.index("(")) + 1
+
+
+# ---------------------------------------------------------------- ip_proto / sameip / header protos
+@pytest.mark.parametrize("opts,proto,expected", [
+    ("ip_proto:47;", 47, True), ("ip_proto:47;", 6, False), ("ip_proto:gre;", 47, True),
+    ("ip_proto:!6;", 17, True), ("ip_proto:!tcp;", 6, False), ("ip_proto:<10;", 6, True),
+    ("ip_proto:>10;", 6, False), ("ip_proto:ipv6-icmp;", 58, True),
+], ids=["num", "num-miss", "name", "not", "not-name", "lt", "gt", "icmpv6-name"])
+def test_ip_proto(opts, proto, expected):
+    assert passes(rule(opts), pkt(proto=proto)) is expected
+
+
+def test_ip_proto_narrows_ip_protos():
+    assert rule("ip_proto:47;").ip_protos == frozenset({47})
+    assert rule("ip_proto:!47;").ip_protos is None
+    e, _ = err("ip_proto:17;", header="alert tcp any any -> any any")
+    assert "contradicts" in e.message
+
+
+def test_ip_proto_errors():
+    e, text = err("ip_proto:bogus;")
+    assert "unknown ip_proto 'bogus'" in e.message and e.column == text.index("bogus") + 1
+    e, text = err("ip_proto:300;")
+    assert "out of range" in e.message and e.column == text.index("300") + 1
+
+
+def test_sameip():
+    r = rule("sameip;")
+    assert passes(r, pkt(src=5, dst=5))
+    assert not passes(r, pkt(src=5, dst=6))
+    assert not passes(r, pkt(ipver=0))
+
+
+@pytest.mark.parametrize("proto,protos", [
+    ("ip", None), ("tcp", {6}), ("udp", {17}), ("icmp", {1, 58}), ("icmpv4", {1}), ("icmpv6", {58}),
+    ("sctp", {132}), ("ipv4", None), ("ipv6", None), ("TCP", {6}),
+])
+def test_header_protocols(proto, protos):
+    r = rule("", header=f"alert {proto} any any -> any any")
+    assert r.ip_protos == (None if protos is None else frozenset(protos))
+
+
+def test_ipv4_ipv6_protocols_check_the_version():
+    assert passes(rule("", header="alert ipv6 any any -> any any"), pkt(ipver=6))
+    assert not passes(rule("", header="alert ipv6 any any -> any any"), pkt(ipver=4))
+    assert passes(rule("", header="alert ipv4 any any -> any any"), pkt(ipver=4))
+
+
+# ---------------------------------------------------------------- threshold / detection_filter
+@pytest.mark.parametrize("opts,field,expected", [
+    ("threshold:type limit, track by_src, count 1, seconds 60;", "threshold", Threshold("limit", "by_src", 1, 60)),
+    ("threshold: count 5, seconds 10, type both, track by_dst;", "threshold", Threshold("both", "by_dst", 5, 10)),
+    ("threshold:type threshold,track by_rule,count 3,seconds 1;", "threshold",
+     Threshold("threshold", "by_rule", 3, 1)),
+    ("threshold:type limit, track by_both, count 1, seconds 5;", "threshold", Threshold("limit", "by_both", 1, 5)),
+    ("detection_filter:track by_src, count 10, seconds 60;", "detection_filter", Threshold("df", "by_src", 10, 60)),
+], ids=["limit", "any-order", "by_rule", "by_both", "detection_filter"])
+def test_threshold(opts, field, expected):
+    assert getattr(rule(opts), field) == expected
+
+
+@pytest.mark.parametrize("opts,msg,needle", [
+    ("threshold:type limit, track by_src, count 1;", "missing seconds", "type"),
+    ("threshold:type sometimes, track by_src, count 1, seconds 1;", "threshold type must be", "sometimes"),
+    ("threshold:type limit, track by_src, count 0, seconds 1;", "count 0 out of range", "0,"),
+    ("threshold:type limit, track by_src, count 1, seconds 1, color red;", "unknown threshold option 'color'",
+     "color"),
+    ("threshold:type limit, type both, track by_src, count 1, seconds 1;", "'type' given twice", "type both"),
+    ("detection_filter:track by_rule, count 1, seconds 1;", "track must be by_src, by_dst", "by_rule"),
+    ("detection_filter:type limit, track by_src, count 1, seconds 1;", "unknown detection_filter option 'type'",
+     "type"),
+], ids=["missing", "bad-type", "zero-count", "unknown-option", "twice", "df-by_rule", "df-type"])
+def test_threshold_errors(opts, msg, needle):
+    e, text = err(opts)
+    assert msg in e.message
+    assert e.column == text.index(needle, text.index("(")) + 1
+
+
+# ---------------------------------------------------------------- flowbits / noalert
+def test_flowbits_post_match_ops():
+    r = rule("flowbits:set,a; flowbits:unset,b; flowbits:toggle,c; flowbits:noalert;")
+    assert r.flowbits == (FlowbitOp("set", ("a",)), FlowbitOp("unset", ("b",)), FlowbitOp("toggle", ("c",)),
+                          FlowbitOp("noalert"))
+    assert r.noalert and r.checks == []
+
+
+@pytest.mark.parametrize("opts,bits,expected", [
+    ("flowbits:isset,a;", {"a"}, True),
+    ("flowbits:isset,a;", set(), False),
+    ("flowbits:isset,a;", None, False),
+    ("flowbits:isnotset,a;", {"b"}, True),
+    ("flowbits:isnotset,a;", {"a"}, False),
+    ("flowbits:isnotset,a;", None, True),
+    ("flowbits:isset,a|b;", {"b"}, True),
+    ("flowbits:isset,a|b;", {"c"}, False),
+    ("flowbits:isset,a&b;", {"a"}, False),
+    ("flowbits:isset,a&b;", {"a", "b"}, True),
+    ("flowbits:isnotset,a|b;", {"a"}, True),
+    ("flowbits:isnotset,a&b;", {"a"}, False),
+], ids=["isset", "isset-no", "isset-noflow", "isnotset", "isnotset-no", "isnotset-noflow", "any-of",
+        "any-of-no", "all-of-no", "all-of", "isnotset-any", "isnotset-all"])
+def test_flowbits_checks(opts, bits, expected):
+    r = rule(opts)
+    assert r.flowbits == ()
+    p = pkt(flow=None if bits is None else flow(bits=bits))
+    assert passes(r, p) is expected
+
+
+@pytest.mark.parametrize("opts,msg,needle", [
+    ("flowbits:sett,a;", "unknown flowbits command 'sett'", "sett"),
+    ("flowbits:set;", "flowbits set needs a name", "set"),
+    ("flowbits:set,a|b;", "flowbits set takes a single name", "a|b"),
+    ("flowbits:isset,a b;", "bad flowbit name 'a b'", "a b"),
+    ("flowbits:isset,a|b&c;", "cannot mix", "a|b"),
+    ("flowbits:noalert,x;", "takes no name", "noalert"),
+], ids=["unknown-cmd", "no-name", "set-list", "bad-name", "mixed", "noalert-name"])
+def test_flowbits_errors(opts, msg, needle):
+    e, text = err(opts)
+    assert msg in e.message
+    assert e.column == text.index(needle, text.index("(")) + 1
+
+
+def test_noalert_keyword():
+    assert rule("noalert;").noalert is True
+
+
+# ---------------------------------------------------------------- content & friends (parse side)
+@pytest.mark.parametrize("opts,msg,needle", [
+    ('content:"";', "'content' needs a value", '"";'),
+    ('content:"a|4|";', "odd number of hex digits", "4|"),
+    ('content:"a|41 4|";', "odd number of hex digits", "4|\""),
+    ('content:"a|4g|";', "invalid character 'g' in hex", "g|"),
+    ('content:"a|41";', "unterminated hex part", "|41"),
+    ('content:"a\\x41";', "invalid escape '\\x'", "\\x"),
+    ('content:"a"b";', "unescaped '\"' inside content", '"b"'),
+    ("content:abc;", "must be in double quotes", "abc"),
+    ('nocase;', "'nocase' needs a preceding content", "nocase"),
+    ('pcre:"/a/"; nocase;', "'nocase' needs a preceding content", "nocase"),
+    ('content:"a"; nocase; nocase;', "nocase given twice", "nocase; nocase"),
+    ('content:"abcd"; depth:3;', "depth 3 is smaller than the content length 4", "3;"),
+    ('content:"abcd"; within:3;', "within 3 is smaller than the content length 4", "3;"),
+    ('content:"a"; depth:5; distance:1;', "(relative) cannot be combined with offset/depth", "1;"),
+    ('content:"a"; within:5; offset:1;', "(absolute) cannot be combined with distance/within", "1;"),
+    ('content:"a"; depth:5; depth:6;', "depth given twice", "6"),
+    ('content:"a"; offset:x;', "offset 'x' is not a number", "x;"),
+    ('content:"a"; offset:1; startswith;', "startswith cannot be combined", "startswith"),
+    ('content:"a"; fast_pattern; content:"b"; fast_pattern;', "fast_pattern can only be set on one content",
+     "fast_pattern;", ),
+    ('content:"abc"; fast_pattern:2,5;', "goes past the end", "2,5"),
+    ('content:"abc"; fast_pattern:x;', "fast_pattern takes no value, 'only', or 'offset,length'", "x;"),
+    ('content:"a"; nocase:1;', "'nocase' takes no value", "1;"),
+    ('content;', "'content' needs a value", "content;"),
+], ids=["empty", "odd-hex", "odd-hex-2", "bad-hex", "unterminated-hex", "bad-escape", "inner-quote",
+        "unquoted", "nocase-alone", "nocase-after-pcre", "nocase-twice", "depth-short", "within-short",
+        "relative-after-absolute", "absolute-after-relative", "depth-twice", "offset-nan",
+        "startswith-with-offset", "fast_pattern-twice", "fast_pattern-chop-range", "fast_pattern-bad",
+        "bare-with-value", "value-missing"])
+def test_content_errors(opts, msg, needle):
+    e, text = err(opts)
+    assert msg in e.message, e.message
+    idx = text.index(needle, text.index("("))
+    if needle == "fast_pattern;":
+        idx = text.rindex(needle)
+    if needle == "nocase; nocase":
+        idx += len("nocase; ")
+    if needle == '"";':
+        idx += 1
+    assert e.column == idx + 1
+
+
+def test_content_negation_and_modifiers_recorded():
+    r = rule('content:!"abc"; nocase; offset:1; depth:10; content:"x"; distance:-2; within:4; rawbytes; pkt_data;')
+    a, b = r.payload.items
+    assert a.negated and a.nocase and (a.offset, a.depth) == (1, 10)
+    assert not b.negated and (b.distance, b.within) == (-2, 4) and b.rawbytes
+
+
+@pytest.mark.parametrize("opts,msg,unsupported,needle", [
+    ('pcre:"/a/U";', "unsupported pcre modifier 'U'", "pcre-modifier:U", "U\""),
+    ('pcre:"/a/H";', "unsupported pcre modifier 'H'", "pcre-modifier:H", "H\""),
+    ('pcre:"/a/iZ";', "unknown pcre modifier 'Z'", None, "Z\""),
+    ('pcre:"a";', "pcre must look like", None, 'a"'),
+    ('pcre:"/a";', "missing its closing '/'", None, '/a"'),
+    ('pcre:"/(?<=a+)b/";', "unsupported pcre syntax", "pcre-syntax", "(?<="),
+], ids=["U", "H", "unknown", "no-slash", "unclosed", "python-re-refuses"])
+def test_pcre_errors(opts, msg, unsupported, needle):
+    e, text = err(opts)
+    assert msg in e.message
+    assert e.unsupported == unsupported
+    assert e.column == text.index(needle, text.index("(")) + 1
+
+
+def test_pcre_accepted_noop_flags():
+    r = rule('pcre:"/abc/BO";')
+    assert r.payload.match(b"xabc")
+
+
+@pytest.mark.parametrize("opts,msg,needle", [
+    ("isdataat:x;", "isdataat position 'x' is not a number", "x;"),
+    ("isdataat:1,sideways;", "unknown isdataat option 'sideways'", "sideways"),
+    ("byte_test:1,=,1;", "byte_test needs at least", "1,=,1"),
+    ("byte_test:1,~,1,0;", "unknown byte_test operator '~'", "~"),
+    ("byte_test:9,=,1,0;", "at most 8 bytes", "9,"),
+    ("byte_test:1,=,1,0,dec;", "need 'string'", "1,=,1,0,dec"),
+    ("byte_test:1,=,1,0,middle;", "unknown byte_test option 'middle'", "middle"),
+    ("byte_test:1,=,1,0,big,little;", "endianness given twice", "little"),
+    ("byte_test:4,=,1,0,relative,dce;", "unsupported byte_test option 'dce'", "dce"),
+    ("byte_jump:1;", "byte_jump needs at least", "1;"),
+    ("byte_jump:1,0,from_beginning,from_end;", "exclude each other", "1,0"),
+    ("byte_jump:1,0,sideways;", "unknown byte_jump option 'sideways'", "sideways"),
+], ids=["isdataat-nan", "isdataat-opt", "bt-short", "bt-op", "bt-9-bytes", "bt-dec-without-string",
+        "bt-unknown-opt", "bt-endian-twice", "bt-dce", "bj-short", "bj-from-both", "bj-unknown"])
+def test_payload_keyword_errors(opts, msg, needle):
+    e, text = err(opts)
+    assert msg in e.message
+    assert e.column == text.index(needle, text.index("(")) + 1
+
+
+def test_byte_test_not_equal_forms():
+    assert rule("byte_test:1,!=,5,0;").payload.match(b"\x04")
+    assert not rule("byte_test:1,!,5,0;").payload.match(b"\x05")
+
+
+# ---------------------------------------------------------------- unsupported keywords
+@pytest.mark.parametrize("kw", ["http.uri", "http_uri", "file_data", "dns.query", "byte_extract:1,0,x",
+                                "stream_size:server,>,1", "flowint:a,+,1", "tls.sni", "xbits:set,a,track ip_src"])
+def test_unsupported_keywords_fail_the_rule_at_their_column(kw):
+    e, text = err(f'content:"a"; {kw};')
+    name = kw.split(":")[0]
+    assert e.message == f"unsupported keyword '{name}'"
+    assert e.unsupported == name and e.keyword == name
+    assert e.column == text.index(name) + 1
+    assert str(e) == f"t.rules:7:{e.column}: unsupported keyword '{name}' (keyword '{name}')"
+
+
+def test_all_unsupported_keywords_are_listed():
+    e, _ = err('http.method; content:"GET"; http.uri; content:"/x"; byte_extract:1,0,v; http.method;')
+    assert e.missing == ("http.method", "http.uri", "byte_extract")
