@@ -164,6 +164,19 @@ def validate(config: Config) -> list[Problem]:
             # The loader forces V2 with a warning; only a Config built in code reaches here.
             p(it, name, "tpacket-v3", "on an inline interface: frames wait up to block-timeout ms "
               "before they are forwarded", "set 'tpacket-v3: no' (V2) on ips/tap interfaces")
+        if inline and it.defrag:
+            # The loader turns defrag off on inline interfaces; only a Config built in code reaches here.
+            p(it, name, "defrag", "on an inline interface: reassembled datagrams larger than the MTU "
+              "cannot be forwarded, so fragmented traffic would be lost",
+              "set 'defrag: no' on ips/tap interfaces")
+        if inline and it.rollover:
+            p(it, name, "rollover", "on an inline interface: frames of one flow may reach a worker "
+              "that does not own the flow", "set 'rollover: no' on ips/tap interfaces "
+              "(raise ring-size or threads instead)", severity="warning")
+        if inline and it.cluster_type in ("cluster_round_robin", "cluster_random", "cluster_rollover"):
+            p(it, name, "cluster-type", f"'{it.cluster_type}' on an inline interface spreads the packets "
+              "of one flow over several workers: flow state (TCP, flowbits, thresholds) is split",
+              "use 'cluster_flow' (default) on ips/tap interfaces", severity="warning")
         if inline and it.bpf_filter:
             p(it, name, "bpf-filter", "set on an inline interface: frames it does not match are "
               "never read, so they are never forwarded (silent blackhole)",

@@ -138,3 +138,19 @@ def test_clean_setup_is_not_refused(rlab):
     totals = bridge.stop()
     assert isinstance(totals, dict)
     assert "refused" not in bridge.log()
+
+
+@pytest.mark.parametrize("how", ["quick-form", "yaml-defrag-yes"])
+def test_inline_defrag_is_forced_off_so_fragments_pass(lab, how):
+    """With the fanout defrag flag the kernel hands over reassembled datagrams larger than
+    the MTU, which cannot be forwarded: conf turns defrag off on ips/tap interfaces."""
+    if how == "quick-form":
+        bridge = lab.start_bridge("--bridge", "eth0:eth1")
+    else:
+        path = lab.write("defrag.yaml", yaml_pair(eth0="defrag: yes\n", eth1="defrag: yes\n"))
+        bridge = lab.start_bridge("-c", str(path))
+        assert len(bridge.events("config_defrag_forced_off")) == 2
+    lab.ping("client", netnslab.SERVER4, count=2, size=4000)  # 3 fragments each way; raises on loss
+    totals = bridge.stop()
+    oversize = sum(w["interfaces"][p]["oversize"] for w in totals["workers"] for p in ("eth0", "eth1"))
+    assert oversize == 0, totals

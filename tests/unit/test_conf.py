@@ -56,10 +56,21 @@ def test_interface_defaults_and_auto_cluster_ids():
     c = load(pair())
     eth0, eth1 = c.af_packet
     assert (eth0.threads, eth0.cluster_type, eth0.use_mmap, eth0.tpacket_v3, eth0.defrag) == \
-        (1, "cluster_flow", True, False, True)
+        (1, "cluster_flow", True, False, False)
     assert (eth0.cluster_id, eth1.cluster_id) == (99, 98)
     assert eth0.line == 2 and eth1.line == 6  # pair() leaves an empty line after each entry
     assert conf.validate(c) == []
+
+
+def test_defrag_defaults_on_for_ids_and_off_inline():
+    with capture_logs() as logs:
+        c = load(pair().replace("af-packet:\n", "af-packet:\n  - interface: eth2\n"))
+    assert [(i.interface, i.defrag) for i in c.af_packet] == [("eth2", True), ("eth0", False), ("eth1", False)]
+    assert logs == [], "left at its default, defrag needs no warning"
+    with capture_logs() as logs:
+        c = load(pair(eth0="    defrag: yes\n"))
+    assert c.af_packet[0].defrag is False
+    assert [(e["event"], e["where"]) for e in logs] == [("config_defrag_forced_off", "eth0")]
 
 
 def test_auto_cluster_ids_skip_explicit_ones():
@@ -254,6 +265,8 @@ def test_suricata_style_file_loads_with_one_warning_per_unused_section():
                             ("stream", "reassembly"), ("decoder", "teredo")}
     forced = [e for e in logs if e["event"] == "config_tpacket_v3_forced_off"]
     assert [e["where"] for e in forced] == ["eth0", "eth1"]
+    forced = [e for e in logs if e["event"] == "config_defrag_forced_off"]
+    assert [e["where"] for e in forced] == ["eth0"]
     eth0, eth1 = c.af_packet
     assert (eth0.threads, eth0.cluster_id, eth1.cluster_id) == (2, 97, 96)
     assert eth0.tpacket_v3 is False and eth1.tpacket_v3 is False
@@ -405,9 +418,25 @@ def test_refusal_line_format_matches_the_documented_example():
 
 
 def test_tpacket_v3_inline_built_in_code_is_refused():
-    c = Config(af_packet=[Interface("eth0", copy_mode="ips", copy_iface="eth1", tpacket_v3=True, cluster_id=1),
-                          Interface("eth1", copy_mode="ips", copy_iface="eth0", cluster_id=2)])
+    c = Config(af_packet=[Interface("eth0", copy_mode="ips", copy_iface="eth1", tpacket_v3=True, cluster_id=1,
+                                    defrag=False),
+                          Interface("eth1", copy_mode="ips", copy_iface="eth0", cluster_id=2, defrag=False)])
     assert [(p.where, p.key) for p in conf.validate(c)] == [("eth0", "tpacket-v3")]
+
+
+def test_defrag_inline_built_in_code_is_refused():
+    c = Config(af_packet=[Interface("eth0", copy_mode="ips", copy_iface="eth1", cluster_id=1),
+                          Interface("eth1", copy_mode="ips", copy_iface="eth0", cluster_id=2, defrag=False)])
+    assert [(p.where, p.key, p.severity) for p in conf.validate(c)] == [("eth0", "defrag", "error")]
+
+
+@pytest.mark.parametrize("extra,key", [
+    ("    rollover: yes\n", "rollover"),
+    ("    cluster-type: cluster_round_robin\n", "cluster-type"),
+], ids=["rollover", "round-robin"])
+def test_flow_splitting_on_inline_is_a_warning(extra, key):
+    problems = refusals(pair(eth0=extra, eth1=extra))
+    assert {(p.where, p.key, p.severity) for p in problems} == {("eth0", key, "warning"), ("eth1", key, "warning")}
 
 
 def test_tpacket_v3_on_ids_interface_is_kept():
