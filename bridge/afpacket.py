@@ -211,6 +211,14 @@ class PacketSocket:
         self.sock.close()
 
 
+def inline_defrag_allowed(iface: Interface) -> bool:
+    """The fanout defrag flag on a forwarding socket would hand the ring one
+    reassembled datagram instead of its fragments: larger than the MTU it can
+    never be sent (EMSGSIZE), so fragmented traffic would be black-holed.  It
+    is honoured only on IDS interfaces; the supervisor warns when it is ignored."""
+    return iface.copy_mode is None
+
+
 def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None) -> PacketSocket:
     """Create, configure, bind and join the fanout group, in the order the kernel needs."""
     name = iface.interface
@@ -240,7 +248,8 @@ def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None) ->
             mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
             s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         s.setsockopt(SOL_PACKET, PACKET_FANOUT,
-                     fanout_arg(cluster_id, iface.cluster_type, defrag=iface.defrag, rollover=iface.rollover))
+                     fanout_arg(cluster_id, iface.cluster_type,
+                                defrag=iface.defrag and inline_defrag_allowed(iface), rollover=iface.rollover))
     except BaseException:
         s.close()
         raise

@@ -108,6 +108,12 @@ def cluster_ids(config) -> dict[str, int]:
 def build_workers(config) -> list[WorkerSpec]:
     """Open every socket in the pairing order and describe the workers (nothing forked yet)."""
     ids = cluster_ids(config)
+    ignored = [i.interface for i in config.af_packet if i.defrag and not afp.inline_defrag_allowed(i)]
+    if ignored:
+        structlog.get_logger("ipsbridge").info(
+            "defrag_ignored_inline", interfaces=ignored,
+            reason="the fanout defrag flag hands the ring reassembled datagrams that cannot be forwarded; "
+                   "fragments are forwarded as they are (set defrag: no to silence this)")
     specs: list[WorkerSpec] = []
     opened: list[afp.PacketSocket] = []
     try:

@@ -427,3 +427,15 @@ def test_link_flap_resumes_forwarding(lab):
     eth0 = totals["interfaces"]["eth0"]
     assert eth0["send_errors"].get("ENETDOWN", 0) >= 1
     assert_accounted(totals)
+
+
+@pytest.mark.parametrize("host", [SERVER4, SERVER6], ids=["v4", "v6"])
+def test_fragmented_datagrams_cross(lab, host):
+    """3000-byte pings are fragmented by the sender; the fragments must be forwarded as
+    they are (the fanout defrag flag is not used on forwarding sockets)."""
+    bridge = start(lab)
+    lab.ping("client", host, count=3, size=3000)
+    totals = bridge.stop()
+    eth0 = totals["interfaces"]["eth0"]
+    assert eth0["oversize"] == 0 and eth0["dropped"] == {}
+    assert_accounted(totals)
