@@ -287,6 +287,29 @@ class Lab:
                 self.run(role, "ip", "addr", "add", f"{addr6[idx]}/64", "dev", name)
         return name
 
+    def add_vlan_tap(self, name: str, tags: list[tuple[int, int]], *,
+                     addr4: tuple[str, str] | None = None, addr6: tuple[str, str] | None = None,
+                     prefix4: int = 28, mtu: int = 1500, parent: str = "veth0") -> str:
+        """A VLAN end point `name` on the client and the server: a tap device whose
+        frames cross `parent` with the tag stack `tags` ([(tpid, vid), ...], outer
+        first, e.g. [(0x88a8, 200), (0x8100, 300)]).  Works without the 8021q module;
+        the taggers are lab processes (killed at teardown).  Returns `name`."""
+        spec = ",".join(f"{tpid:04x}:{vid}" for tpid, vid in tags)
+        for role, idx in (("client", 0), ("server", 1)):
+            spawn_listener(self, role, VLAN_SHIM, name, parent, spec)
+            self.run(role, "ip", "link", "set", name, "mtu", str(mtu), "up")
+            if addr4:
+                self.run(role, "ip", "addr", "add", f"{addr4[idx]}/{prefix4}", "dev", name)
+            if addr6:
+                self.sysctl(role, f"net.ipv6.conf.{name}.accept_dad", "0")
+                self.run(role, "ip", "addr", "add", f"{addr6[idx]}/64", "dev", name)
+        return name
+
+    @staticmethod
+    def has_8021q() -> bool:
+        """Whether this kernel can make VLAN sub-interfaces (`ip link add ... type vlan`)."""
+        return Path("/proc/net/vlan").exists()
+
     def ping(self, role: str, dest: str, *, count: int = 3, size: int | None = None,
              interval: float = 0.2, timeout: float = 30, check: bool = True, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         argv = ["ping", "-n", "-c", str(count), "-i", str(interval), "-W", "2", *extra]
@@ -455,3 +478,58 @@ def udp_burst(lab: Lab, host: str, port: int, n: int) -> tuple[int, int]:
     lab.python("client", UDP_SEND, host, str(port), str(n))
     distinct, total = map(int, finish(recv).split())
     return distinct, total
+
+
+# -- VLAN end points without the kernel's 8021q module -------------------------
+# Some kernels (this lab's among them) are built without CONFIG_VLAN_8021Q and
+# without bridge VLAN filtering, so `ip link add ... type vlan` fails.  A tap
+# device plus a small user-space tagger gives the namespace a real IP stack on a
+# VLAN all the same: frames from the tap get the tag stack pushed and go out of
+# the parent with a packet socket; tagged frames arriving on the parent (the
+# kernel reports the stripped outer tag in PACKET_AUXDATA) that match the stack
+# exactly are untagged and handed to the tap.
+
+VLAN_SHIM = r"""
+import errno, fcntl, os, select, socket, struct, sys
+TUNSETIFF, IFF_TAP, IFF_NO_PI = 0x400454CA, 0x0002, 0x1000
+SOL_PACKET, PACKET_AUXDATA, VLAN_VALID, TPID_VALID = 263, 8, 0x10, 0x40
+name, parent = sys.argv[1], sys.argv[2]
+tags = [(int(t, 16), int(v)) for t, v in (x.split(":") for x in sys.argv[3].split(","))]
+hdr = b"".join(struct.pack("!HH", tpid, vid) for tpid, vid in tags)
+tap = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(tap, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+s.bind((parent, 3))
+print("listening", flush=True)
+while True:
+    r, _, _ = select.select([tap, s], [], [])
+    if tap in r:
+        f = os.read(tap, 65536)
+        try:
+            s.send(f[:12] + hdr + f[12:])
+        except OSError as e:
+            print("send", errno.errorcode.get(e.errno, e.errno), file=sys.stderr, flush=True)
+    if s in r:
+        data, anc, _flags, addr = s.recvmsg(65536, socket.CMSG_SPACE(20))
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        for level, kind, cdata in anc:
+            if level == SOL_PACKET and kind == PACKET_AUXDATA:
+                status, _l, _s, _m, _n, tci, tpid = struct.unpack("=IIIHHHH", cdata[:20])
+                if status & VLAN_VALID:
+                    tpid = tpid if status & TPID_VALID else 0x8100
+                    data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
+        off = 12
+        for tpid, vid in tags:
+            if len(data) < off + 4:
+                break
+            t, tci = struct.unpack_from("!HH", data, off)
+            if t != tpid or tci & 0x0FFF != vid:
+                break
+            off += 4
+        else:
+            os.write(tap, data[:12] + data[off:])
+"""
+
+
