@@ -349,8 +349,6 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
                 hlen = 8
                 fo, = _u16(mv, cur + 2)
                 ident, = _u32(mv, cur + 4)
-                if seen & (1 << 44 % 32):
-                    _ev(pkt, "decoder.ipv6.exthdr_dupl_fh")
                 if mv[cur + 1] != 0 or fo & 0x0006:
                     _ev(pkt, "decoder.ipv6.fh_non_zero_reserved_field")
                 # same layout as the IPv4 word: MF 0x2000, 13-bit offset in 8-byte units
@@ -400,6 +398,7 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
 def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, depth: int, complete: bool,
                pdst: int | None = None) -> None:
     avail = end - l4
+    csum_len = avail
     if proto == IPPROTO_TCP:
         if avail < 20:
             _ev(pkt, "decoder.tcp.pkt_too_small")
@@ -412,8 +411,8 @@ def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, 
         pkt.tcp_flags = flags
         pkt.win = win
         hlen = (doff >> 4) << 2
-        if hlen < 20:
-            _ev(pkt, "decoder.tcp.hlen_too_small")
+        if hlen < 20:              # Suricata reports a data offset below 5 this way
+            _ev(pkt, "decoder.tcp.invalid_optlen")
             return
         if hlen > avail:
             _ev(pkt, "decoder.tcp.hlen_too_small")
@@ -439,9 +438,7 @@ def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, 
                 return
             pend = end             # truncated capture or first fragment: take what is there
         else:
-            if ulen != avail and complete:
-                _ev(pkt, "decoder.udp.len_invalid")     # bytes after the datagram inside the IP packet
-                complete = False
+            csum_len = ulen        # bytes after the datagram inside the IP packet: ignored, as Suricata
             pend = l4 + ulen
         pkt.payload = mv[l4 + 8:pend]
         if dport in opts.vxlan_ports and opts.vxlan_enabled:
@@ -465,7 +462,7 @@ def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, 
         pkt.payload = mv[l4:end]
         return
     if opts.checksum_validation and complete and pkt.csum_ok is not False:
-        ok = _l4_csum_ok(mv, pkt, l4, avail, pdst)
+        ok = _l4_csum_ok(mv, pkt, l4, csum_len, pdst)
         if ok is not None:
             pkt.csum_ok = ok
 
@@ -563,6 +560,7 @@ def _gre(mv, l4: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> Non
         return
     flags, ptype = _vlan(mv, l4)
     ver = flags & 0x0007
+    clean = pkt.events             # a malformed GRE header: report it, do not decode inside
     hlen = 4
     if ver == 0:
         if flags & 0x0700:                                 # recursion control
@@ -625,7 +623,7 @@ def _gre(mv, l4: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> Non
         return
     inner = l4 + hlen
     pkt.payload = mv[inner:end]
-    if not opts.gre_enabled:
+    if not opts.gre_enabled or pkt.events is not clean:
         return
     if ver == 1:
         if ptype != ETH_P_PPP or inner >= end:
@@ -660,6 +658,8 @@ def _vxlan(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> 
 
 
 def _tunnel(mv, off: int, end: int, kind: int, outer: Packet, meta, opts, out, depth: int) -> None:
+    if off >= end:
+        return                     # an empty tunnel carries no packet
     if depth >= opts.max_tunnel_depth:
         _ev(outer, "decoder.too_many_layers")
         return
