@@ -61,8 +61,8 @@ def decode_content(value: str, ctx: Ctx) -> bytes:
             continue
         if c == '"':
             raise ctx.error("unescaped '\"' inside content (write \\\")", i)
-        if ord(c) > 255:
-            out.extend(c.encode("utf-8"))
+        if ord(c) > 127:   # rule files are UTF-8: the bytes on the wire are the encoded ones
+            out.extend(c.encode("utf-8", "surrogatepass"))
         else:
             out.append(ord(c))
         i += 1

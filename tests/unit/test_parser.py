@@ -1,0 +1,322 @@
+"""Rule grammar: header, option splitting, escapes, comments, multi-line
+rules, and every parser error with its exact file:line:column; plus the
+loader (duplicates, strict mode, paths, report)."""
+import textwrap
+
+import pytest
+
+from conf.model import Config
+from rules.errors import RuleError
+from rules.loader import format_report, load, logical_lines
+from rules.parser import DEFAULT_VARS, parse_rule, split_options
+
+CLS = {"trojan-activity": ("A Network Trojan was detected", 1)}
+
+
+def parse(text, **kw):
+    kw.setdefault("classification", CLS)
+    return parse_rule(text, **kw)
+
+
+def perr(text):
+    with pytest.raises(RuleError) as ei:
+        parse(text, file="x.rules", line=12)
+    return ei.value
+
+
+# ---------------------------------------------------------------- header
+def test_full_rule():
+    r = parse('drop tcp $HOME_NET [1024:,!2000] -> $EXTERNAL_NET $HTTP_PORTS (msg:"m"; sid:9; rev:2;)',
+              file="a.rules", line=3)
+    assert (r.action, r.proto, r.direction, r.sid, r.rev, r.gid) == ("drop", "tcp", "->", 9, 2, 1)
+    assert r.src.contains(4, 0xC0A80001) and not r.dst.contains(4, 0xC0A80001)
+    assert r.sport.contains(1024) and not r.sport.contains(2000) and r.dport.contains(80)
+    assert (r.file, r.line) == ("a.rules", 3)
+    assert r.text.startswith("drop tcp")
+    assert r.rank == 2
+
+
+@pytest.mark.parametrize("action", ["alert", "pass", "drop", "reject", "rejectsrc", "rejectdst", "rejectboth"])
+def test_actions(action):
+    assert parse(f"{action} ip any any -> any any (sid:1;)").action == action
+
+
+def test_bidirectional_and_spaces_in_lists():
+    r = parse("alert udp [198.51.100.1, 198.51.100.2]  any <> any [53, 5353]   (sid:1;)")
+    assert r.direction == "<>"
+    assert r.src.contains(4, int.from_bytes(bytes([198, 51, 100, 2]), "big"))
+    assert r.dport.contains(5353)
+
+
+def test_leading_whitespace_and_tabs():
+    r = parse("\t  alert\ttcp any any -> any any\t(sid:1;)  ")
+    assert r.sid == 1
+
+
+def test_default_vars_are_suricatas():
+    assert DEFAULT_VARS["address-groups"]["EXTERNAL_NET"] == "!$HOME_NET"
+    r = parse("alert tcp $EXTERNAL_NET any -> $HOME_NET any (sid:1;)")
+    assert r.dst.contains(4, 0x0A000001) and not r.src.contains(4, 0x0A000001)
+
+
+def test_custom_vars():
+    v = {"address-groups": {"LAB": "198.51.100.0/24"}, "port-groups": {"P": "8080"}}
+    r = parse("alert tcp $LAB any -> any $P (sid:1;)", vars=v)
+    assert r.dport.contains(8080) and not r.dport.contains(80)
+    with pytest.raises(RuleError, match=r"unknown address variable '\$HOME_NET'"):
+        parse("alert tcp $HOME_NET any -> any any (sid:1;)", vars=v)
+
+
+H = "alert tcp any any -> any any"
+HEADER_ERRORS = [
+    ("bad-action", "alrt tcp any any -> any any (sid:1;)", "unknown action 'alrt'", "alrt", None),
+    ("config-action", "config tcp any any -> any any (sid:1;)", "unsupported action 'config'", "config",
+     "action:config"),
+    ("app-proto", "alert http any any -> any any (sid:1;)", "unsupported protocol 'http' (app-layer)", "http",
+     "proto:http"),
+    ("pkt-proto", "alert tcp-pkt any any -> any any (sid:1;)", "unsupported protocol 'tcp-pkt'", "tcp-pkt",
+     "proto:tcp-pkt"),
+    ("unknown-proto", "alert tpc any any -> any any (sid:1;)", "unknown protocol 'tpc'", "tpc", None),
+    ("bad-direction", "alert tcp any any <- any any (sid:1;)", "invalid direction '<-'", "<-", None),
+    ("bad-direction-2", "alert tcp any any => any any (sid:1;)", "invalid direction '=>'", "=>", None),
+    ("short-header", "alert tcp any any -> any (sid:1;)", "missing destination port", "(", None),
+    ("long-header", "alert tcp any any -> any any any (sid:1;)", "unexpected 'any' after the destination port",
+     "any (", None),
+    ("bad-src", "alert tcp 1.2.3/8 any -> any any (sid:1;)", "bad CIDR '1.2.3/8'", "1.2.3/8", None),
+    ("bad-dport", "alert tcp any any -> any 70000 (sid:1;)", "port 70000 out of range", "70000", None),
+    ("dst-var", "alert tcp any any -> $NOPE any (sid:1;)", "unknown address variable '$NOPE'", "$NOPE", None),
+    ("negated-any", "alert tcp !any any -> any any (sid:1;)", "is empty", "!any", None),
+    ("no-paren", "alert tcp any any -> any any sid:1;", "missing '(' before the rule options", None, None),
+    ("no-close", "alert tcp any any -> any any (sid:1;", "missing ')' at the end of the rule", None, None),
+    ("empty", "   ", "empty rule", None, None),
+    ("comment", "# alert tcp any any -> any any (sid:1;)", "not a rule: the line is a comment", "#", None),
+]
+
+
+@pytest.mark.parametrize("text,msg,needle,unsupported", [h[1:] for h in HEADER_ERRORS],
+                         ids=[h[0] for h in HEADER_ERRORS])
+def test_header_errors(text, msg, needle, unsupported):
+    e = perr(text)
+    assert msg in e.message
+    assert e.unsupported == unsupported
+    assert (e.file, e.line) == ("x.rules", 12)
+    if needle is None:
+        expected = len(text.rstrip()) + 1
+    elif needle == "any (":
+        expected = text.rindex("any (") + 1
+    else:
+        expected = text.index(needle) + 1
+    if text.strip() == "":
+        expected = 1
+    assert e.column == expected
+
+
+# ---------------------------------------------------------------- options
+def test_split_options_escapes_and_columns():
+    body = 'msg:"a\\;b"; content:"x\\\\"; nocase ;sid : 1;'
+    opts = split_options(body, 10)
+    assert [(n, v) for n, v, _, _ in opts] == [("msg", '"a\\;b"'), ("content", '"x\\\\"'), ("nocase", None),
+                                                ("sid", " 1")]
+    assert opts[1][2] == 10 + body.index("content")
+    assert opts[1][3] == 10 + body.index('"x')
+
+
+def test_escapes_in_values():
+    r = parse(f'{H} (msg:"semi\\; quote\\" back\\\\slash"; content:"a\\;b\\"c\\\\d\\:e"; sid:1;)')
+    assert r.msg == 'semi; quote" back\\slash'
+    assert r.payload.items[0].pattern == b'a;b"c\\d:e'
+
+
+def test_parenthesis_inside_values():
+    r = parse(f'{H} (msg:"(x) ) ("; content:")("; sid:1;)')
+    assert r.msg == "(x) ) (" and r.payload.items[0].pattern == b")("
+
+
+def test_whitespace_around_options_and_values():
+    r = parse(f'{H} (  msg : "spaced" ;content:  "a" ;  nocase ;   sid:  5 ;  )')
+    assert r.msg == "spaced" and r.sid == 5 and r.payload.items[0].nocase
+
+
+def test_keyword_names_are_case_insensitive():
+    r = parse(f'{H} (MSG:"x"; Content:"a"; NOCASE; SID:3;)')
+    assert r.sid == 3 and r.payload.items[0].nocase
+
+
+def test_options_recorded_in_order():
+    r = parse(f'{H} (msg:"x"; content:"a"; nocase; sid:3;)')
+    assert [k for k, _ in r.options] == ["msg", "content", "nocase", "sid"]
+
+
+OPTION_ERRORS = [
+    ("missing-final-semicolon", f'{H} (msg:"x"; sid:1)', "option 'sid' is not terminated by ';'", ")"),
+    ("missing-semicolon-bare", f'{H} (msg:"x"; nocase)', "option 'nocase' is not terminated by ';'", ")"),
+    ("escaped-final-semicolon", f'{H} (msg:"x\\;)', "option 'msg' is not terminated by ';'", ")"),
+    ("junk-after-keyword", f'{H} (msg "x"; sid:1;)', "expected ':' or ';' after keyword 'msg', found '\"'",
+     '"x"'),
+    ("stray-colon", f'{H} (:x; sid:1;)', "expected a keyword, found ':'", ":x"),
+    ("no-sid", f'{H} (msg:"x";)', "rule has no sid", "("),
+    ("unsupported", f'{H} (msg:"x"; http.uri; sid:1;)', "unsupported keyword 'http.uri'", "http.uri"),
+    ("unknown-keyword", f'{H} (msg:"x"; bogus_kw:1; sid:1;)', "unsupported keyword 'bogus_kw'", "bogus_kw"),
+    ("unquoted-content", f'{H} (content:abc; sid:1;)', "the value of 'content' must be in double quotes", "abc"),
+    ("half-quoted", f'{H} (content:"abc; sid:1;)', "the value of 'content' must be in double quotes", '"abc'),
+    ("negated-not-allowed", f'{H} (sid:!1;)', "sid '!1' is not a number", "!1"),
+]
+
+
+@pytest.mark.parametrize("text,msg,needle", [o[1:] for o in OPTION_ERRORS], ids=[o[0] for o in OPTION_ERRORS])
+def test_option_errors(text, msg, needle):
+    e = perr(text)
+    assert msg in e.message
+    assert e.column == text.rindex(needle) + 1 if needle == ")" else e.column == text.index(needle) + 1
+    assert str(e).startswith(f"x.rules:12:{e.column}: ")
+
+
+def test_unicode_content_is_utf8():
+    r = parse(f'{H} (content:"é"; sid:1;)')
+    assert r.payload.items[0].pattern == "é".encode()
+
+
+def test_classification_default_file_used_when_none(tmp_path, monkeypatch):
+    from rules import classification
+    f = tmp_path / "classification.config"
+    f.write_text("# c\nconfig classification: my-class,My Class,2\n")
+    monkeypatch.setattr(classification, "default_path", lambda: f)
+    r = parse_rule(f"{H} (classtype:my-class; sid:1;)")
+    assert (r.category, r.priority) == ("My Class", 2)
+
+
+def test_classification_file_errors(tmp_path):
+    from rules import classification
+    with pytest.raises(RuleError) as ei:
+        classification.parse("config classification: a,b,x\n", file="c.config")
+    assert "priority 'x' is not a number" in str(ei.value) and ei.value.line == 1
+    with pytest.raises(RuleError, match="expected 'config classification"):
+        classification.parse("\n\nbogus\n")
+    with pytest.raises(RuleError, match="cannot read classification file"):
+        classification.load(tmp_path / "missing.config")
+
+
+# ---------------------------------------------------------------- loader
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text).lstrip("\n"))
+    return p
+
+
+def cfg(tmp_path, **kw):
+    c = tmp_path / "classification.config"
+    c.write_text("config classification: trojan-activity,A Network Trojan was detected,1\n")
+    return Config(vars=DEFAULT_VARS, default_rule_path=str(tmp_path), classification_file=str(c), **kw)
+
+
+def test_loader_comments_blank_lines_and_commented_rules(tmp_path):
+    write(tmp_path, "a.rules", """
+        # a comment
+        #alert tcp any any -> any any (sid:100;)
+
+        alert tcp any any -> any any (msg:"one"; sid:1;)
+          # indented comment
+        alert udp any any -> any any (msg:"two"; sid:2;)
+    """)
+    r = load(["a.rules"], config=cfg(tmp_path))
+    assert [x.sid for x in r.rules] == [1, 2]
+    assert [x.line for x in r.rules] == [4, 6]
+    assert r.counts["commented"] == 1 and r.counts["total"] == 2 and r.ok
+
+
+def test_loader_multiline_rules_map_columns_to_physical_lines(tmp_path):
+    write(tmp_path, "m.rules", """
+        alert tcp any any -> any any ( \\
+            msg:"multi"; \\
+            content:"abc"; \\
+            sid:7;)
+        alert tcp any any -> any any ( \\
+            msg:"bad"; \\
+            content:"x"; bogus:1; \\
+            sid:8;)
+    """)
+    r = load(["m.rules"], config=cfg(tmp_path))
+    assert [x.sid for x in r.rules] == [7]
+    assert r.rules[0].line == 1 and r.rules[0].payload.items[0].pattern == b"abc"
+    (e,) = r.errors
+    assert (e.line, e.column) == (7, len('    content:"x"; ') + 1)
+    assert e.message == "unsupported keyword 'bogus'"
+
+
+def test_logical_lines_segments():
+    out = list(logical_lines("a \\\nb\nc\n"))
+    assert [(t, n) for t, n, _ in out] == [("a b", 1), ("c", 3)]
+
+
+def test_loader_reports_errors_and_continues(tmp_path):
+    write(tmp_path, "e.rules", """
+        alert tcp any any -> any any (msg:"ok"; sid:1;)
+        alert tcp any any -> any 99999 (msg:"bad port"; sid:2;)
+        alert http any any -> any any (msg:"app"; sid:3;)
+        alert tcp any any -> any any (msg:"unsup"; http.uri; content:"x"; sid:4;)
+        alert tcp any any -> any any (msg:"ok2"; sid:5;)
+    """)
+    r = load("e.rules", config=cfg(tmp_path))
+    assert [x.sid for x in r.rules] == [1, 5]
+    assert [(e.line, e.column) for e in r.errors] == [(2, 26), (3, 7), (4, 44)]
+    assert r.counts == {"total": 5, "loaded": 2, "failed": 3, "unsupported": 2, "invalid": 1, "commented": 0}
+    assert r.unsupported == {"proto:http": 1, "http.uri": 1}
+    rep = format_report(r)
+    assert f"{tmp_path}/e.rules:2:26: port 99999 out of range (0-65535)" in rep
+    assert "http.uri" in rep and "unsupported keyword" not in rep     # unsupported details only with verbose
+    assert "loaded 2 of 5 rules (40.0%) from 1 file(s); 3 failed: 1 invalid, 2 unsupported" in rep
+    assert "top unsupported: proto:http (1), http.uri (1)" in rep
+    vrep = format_report(r, verbose=True)
+    assert f"{tmp_path}/e.rules:4:44: unsupported keyword 'http.uri' (keyword 'http.uri')" in vrep
+
+
+def test_loader_strict_raises_first_error(tmp_path):
+    write(tmp_path, "s.rules", """
+        alert tcp any any -> any any (sid:1;)
+        alert tcp any any -> any any (sid:1)
+        alert tcp any any -> any 99999 (sid:3;)
+    """)
+    with pytest.raises(RuleError) as ei:
+        load(["s.rules"], config=cfg(tmp_path), strict=True)
+    assert ei.value.line == 2 and "not terminated" in ei.value.message
+
+
+def test_loader_duplicate_sid(tmp_path):
+    write(tmp_path, "d.rules", """
+        alert tcp any any -> any any (msg:"first"; sid:10;)
+        alert tcp any any -> any any (msg:"other gid"; gid:2; sid:10;)
+        alert tcp any any -> any any (msg:"dup"; sid:10;)
+    """)
+    r = load(["d.rules"], config=cfg(tmp_path))
+    assert [(x.gid, x.sid) for x in r.rules] == [(1, 10), (2, 10)]
+    (e,) = r.errors
+    assert e.line == 3 and e.column == len('alert tcp any any -> any any (msg:"dup"; ') + 1
+    assert f"duplicate sid 10 (gid 1): already defined at {tmp_path}/d.rules:1" in e.message
+
+
+def test_loader_missing_file_and_rule_files_from_config(tmp_path):
+    write(tmp_path, "one.rules", 'alert tcp any any -> any any (sid:1;)\n')
+    c = cfg(tmp_path, rule_files=["one.rules", "missing.rules"])
+    r = load(config=c)
+    assert [x.sid for x in r.rules] == [1]
+    (e,) = r.errors
+    assert "cannot read rule file" in e.message and e.file.endswith("missing.rules")
+
+
+def test_loader_missing_classification_file_is_reported(tmp_path):
+    write(tmp_path, "c.rules", 'alert tcp any any -> any any (classtype:trojan-activity; sid:1;)\n')
+    c = Config(default_rule_path=str(tmp_path), classification_file=str(tmp_path / "nope.config"))
+    r = load(["c.rules"], config=c)
+    assert "cannot read classification file" in r.errors[0].message
+    assert "unknown classtype 'trojan-activity'" in r.errors[1].message
+
+
+def test_loader_internal_errors_do_not_abort(tmp_path, monkeypatch):
+    import rules.loader as loader
+    write(tmp_path, "i.rules", 'alert tcp any any -> any any (sid:1;)\n')
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("bug")
+    monkeypatch.setattr(loader, "parse_rule", boom)
+    r = load(["i.rules"], config=cfg(tmp_path))
+    assert "internal error while parsing: ZeroDivisionError: bug" in r.errors[0].message
