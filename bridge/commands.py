@@ -155,7 +155,10 @@ def cmd_run(args) -> int:
     if errors:
         _print(errors, "refused: ")
         return 2
-    _print([p for p in problems if p.severity != "error"])
+    log = structlog.get_logger("ipsbridge")
+    for p in problems:  # warnings only: errors returned above
+        log.warning("config_problem", where=p.where, key=p.key, message=p.message, fix=p.fix,
+                    file=p.file, line=p.line)
     from bridge import supervisor
 
     return supervisor.run(config, stats_json=args.stats_json)

@@ -58,6 +58,8 @@ def _problem(config: Config, iface: Interface | None, where: str, key: str, mess
              fix: str, severity: str = "error") -> Problem:
     file = None if config.source == "<command line>" else config.source
     line = iface.line if iface is not None else 0
+    if iface is not None and not line:
+        file = None  # an interface made by --bridge/--ids on top of -c FILE: not from the file
     return Problem(where, key, message, fix, file, line, severity)
 
 
@@ -177,6 +179,10 @@ def validate(config: Config) -> list[Problem]:
             p(it, name, "cluster-type", f"'{it.cluster_type}' on an inline interface spreads the packets "
               "of one flow over several workers: flow state (TCP, flowbits, thresholds) is split",
               "use 'cluster_flow' (default) on ips/tap interfaces", severity="warning")
+        if inline and it.disable_promisc:
+            p(it, name, "disable-promisc", "on an inline interface: only frames addressed to this "
+              "port's own MAC would be read, everything else would be silently lost",
+              "set 'disable-promisc: no' (the default) on ips/tap interfaces")
         if inline and it.bpf_filter:
             p(it, name, "bpf-filter", "set on an inline interface: frames it does not match are "
               "never read, so they are never forwarded (silent blackhole)",

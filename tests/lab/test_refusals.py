@@ -68,6 +68,8 @@ YAML_CASES = [
      ("eth0: copy-mode: 'ips' set but no copy-iface", "copy-iface: PEER")),
     ("ips-without-mmap", yaml_pair(eth1="use-mmap: no\n"),
      ("eth1: use-mmap: off, but copy-mode 'ips'", "use-mmap: yes")),
+    ("no-promisc-inline", yaml_pair(eth1="disable-promisc: yes\n"),
+     ("eth1: disable-promisc: on an inline interface", "disable-promisc: no")),
     ("bpf-filter-inline", yaml_pair(eth0="bpf-filter: tcp port 80\n"),
      ("eth0: bpf-filter:", "silent blackhole")),
 ]

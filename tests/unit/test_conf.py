@@ -388,6 +388,8 @@ REFUSALS = [
      "eth0", "copy-iface", "'eth1' set but no copy-mode", "add 'copy-mode: ips'"),
     ("ips-without-mmap", pair(eth0="    use-mmap: no\n"),
      "eth0", "use-mmap", "off, but copy-mode 'ips'", "set 'use-mmap: yes'"),
+    ("no-promisc-inline", pair(eth1="    disable-promisc: yes\n"),
+     "eth1", "disable-promisc", "silently lost", "set 'disable-promisc: no'"),
     ("bpf-on-inline", pair(eth1="    bpf-filter: tcp\n"),
      "eth1", "bpf-filter", "silent blackhole", "remove 'bpf-filter' from ips/tap interfaces"),
     ("mixed-copy-mode", pair(eth1="    copy-mode: tap\n").replace("copy-mode: ips\n    copy-iface: eth0\n    copy-mode: tap",
