@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Install what ipsbridge, its tests and the netns lab need, on Debian bookworm, as root.
+#
+#   bash netns-lab/install.sh                  # system tools + `pip install -e .[test]`
+#   bash netns-lab/install.sh --with-suricata  # also Suricata 7 (bookworm-backports), for the benchmark
+#
+# Idempotent: packages already present are not fetched again.  Quiet unless
+# something fails; then it says what and exits non-zero.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WITH_SURICATA=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-suricata) WITH_SURICATA=1 ;;
+        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+die() { echo "install.sh: $*" >&2; exit 1; }
+step() { [ -t 1 ] && echo "install.sh: $*" || true; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (apt-get, network namespaces)"
+command -v apt-get >/dev/null || die "apt-get not found: this script targets Debian bookworm"
+PY="${PYTHON:-python3}"
+command -v "$PY" >/dev/null || die "$PY not found"
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$PY is $("$PY" -V 2>&1); ipsbridge needs Python >= 3.11"
+
+export DEBIAN_FRONTEND=noninteractive
+APT_LOG="$(mktemp)"
+trap 'rm -f "$APT_LOG"' EXIT
+apt_quiet() {
+    if ! apt-get -qq -o=Dpkg::Use-Pty=0 "$@" >"$APT_LOG" 2>&1; then
+        cat "$APT_LOG" >&2
+        die "apt-get $* failed"
+    fi
+}
+
+missing() {   # print the packages of "$@" that are not installed
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+    done
+}
+
+PKGS=(iproute2 ethtool iputils-ping iperf3 tcpdump procps)
+mapfile -t NEED < <(missing "${PKGS[@]}")
+if [ "${#NEED[@]}" -gt 0 ]; then
+    step "apt-get install ${NEED[*]}"
+    apt_quiet update
+    apt_quiet install -y --no-install-recommends "${NEED[@]}"
+fi
+
+if [ "$WITH_SURICATA" -eq 1 ] && [ ! -x /usr/bin/suricata ]; then
+    step "suricata from bookworm-backports"
+    LIST=/etc/apt/sources.list.d/bookworm-backports.list
+    if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo "deb http://deb.debian.org/debian bookworm-backports main" >"$LIST"
+    fi
+    apt_quiet update
+    apt_quiet install -y --no-install-recommends -t bookworm-backports suricata
+    /usr/bin/suricata -V >/dev/null 2>&1 || die "suricata installed but does not run"
+fi
+
+step "pip install -e $REPO[test]"
+PIP_LOG="$(mktemp)"
+trap 'rm -f "$APT_LOG" "$PIP_LOG"' EXIT
+if ! "$PY" -m pip install -q --disable-pip-version-check --no-input -e "$REPO[test]" >"$PIP_LOG" 2>&1; then
+    cat "$PIP_LOG" >&2
+    die "pip install -e $REPO[test] failed"
+fi
+
+for tool in ip ethtool ping iperf3 tcpdump; do
+    command -v "$tool" >/dev/null || die "$tool still missing after install"
+done
+"$PY" -c 'import pyroute2, yaml, structlog, hyperscan, pytest, scapy' 2>/dev/null \
+    || die "Python dependencies missing after pip install (pyroute2 pyyaml structlog hyperscan pytest scapy)"
