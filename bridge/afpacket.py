@@ -22,10 +22,13 @@ and fork workers that inherit them.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
+import shutil
 import socket
 import struct
+import subprocess
 from dataclasses import dataclass
 
 from conf.model import Interface
@@ -106,6 +109,7 @@ TPACKET3_HDR_LEN = 48         # struct tpacket3_hdr (incl. 8 bytes padding)
 TPACKET_BLOCK_DESC_LEN = 48   # struct tpacket_block_desc (version, offset_to_priv, tpacket_hdr_v1)
 
 SIOCGIFMTU = 0x8921
+SO_ATTACH_FILTER = 26
 
 VLAN_HEADROOM = 4             # PACKET_RESERVE: room to put one stripped tag back in place
 
@@ -211,6 +215,32 @@ class PacketSocket:
         self.sock.close()
 
 
+def compile_bpf(expr: str) -> bytes:
+    """Compile a capture filter to classic BPF with `tcpdump -ddd` (libpcap's
+    compiler, Ethernet link type); returns the packed struct sock_filter array.
+    Raises ValueError with tcpdump's message when the expression is wrong."""
+    tcpdump = shutil.which("tcpdump")
+    if tcpdump is None:
+        raise ValueError("bpf-filter needs tcpdump (libpcap's filter compiler) on PATH")
+    proc = subprocess.run([tcpdump, "-ddd", "-y", "EN10MB", expr], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise ValueError(f"bpf-filter {expr!r}: {proc.stderr.strip() or 'tcpdump failed'}")
+    lines = proc.stdout.split("\n")
+    n = int(lines[0])
+    out = bytearray()
+    for line in lines[1:n + 1]:
+        code, jt, jf, k = (int(x) for x in line.split())
+        out += struct.pack("=HBBI", code, jt, jf, k)
+    return bytes(out)
+
+
+def attach_bpf(sock: socket.socket, program: bytes) -> None:
+    """SO_ATTACH_FILTER: the kernel copies the program, the buffer may go afterwards."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    fprog = struct.pack("HL", len(program) // 8, ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
 def inline_defrag_allowed(iface: Interface) -> bool:
     """The fanout defrag flag on a forwarding socket would hand the ring one
     reassembled datagram instead of its fragments: larger than the MTU it can
@@ -219,8 +249,10 @@ def inline_defrag_allowed(iface: Interface) -> bool:
     return iface.copy_mode is None
 
 
-def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None) -> PacketSocket:
-    """Create, configure, bind and join the fanout group, in the order the kernel needs."""
+def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None,
+                bpf: bytes | None = None) -> PacketSocket:
+    """Create, configure, bind and join the fanout group, in the order the kernel needs.
+    `bpf` (from compile_bpf) is attached before bind, so no unfiltered frame gets in."""
     name = iface.interface
     try:
         ifindex = socket.if_nametoindex(name)
@@ -243,6 +275,8 @@ def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None) ->
             s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         if iface.buffer_size:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, iface.buffer_size)
+        if bpf:
+            attach_bpf(s, bpf)
         s.bind((name, ETH_P_ALL))
         if not iface.disable_promisc:
             mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")

@@ -122,9 +122,18 @@ def build_workers(config) -> list[WorkerSpec]:
             per_iface: list[list[afp.PacketSocket]] = []
             for iface in ifaces:
                 socks = []
+                bpf = None
+                if iface.bpf_filter:
+                    if iface.copy_mode:   # conf.validate refuses this; never black-hole inline traffic
+                        raise SetupError(f"{iface.interface}: bpf-filter on an ips/tap interface would drop "
+                                         f"every frame it does not match")
+                    try:
+                        bpf = afp.compile_bpf(iface.bpf_filter)
+                    except ValueError as e:
+                        raise SetupError(f"{iface.interface}: {e}") from e
                 for _ in range(n):
                     try:
-                        ps = afp.open_socket(iface, ids[iface.interface])
+                        ps = afp.open_socket(iface, ids[iface.interface], bpf=bpf)
                     except OSError as e:
                         raise SetupError(f"{iface.interface}: cannot open the AF_PACKET socket: {e}") from e
                     opened.append(ps)

@@ -439,3 +439,32 @@ def test_fragmented_datagrams_cross(lab, host):
     eth0 = totals["interfaces"]["eth0"]
     assert eth0["oversize"] == 0 and eth0["dropped"] == {}
     assert_accounted(totals)
+
+
+IDS_V3_YAML = """\
+af-packet:
+  - interface: eth0
+    threads: 2
+    tpacket-v3: yes
+    block-size: 65536
+    block-timeout: 10
+    bpf-filter: "ether proto 0x88b5"
+ipsbridge:
+  verdict-hook: tests.lab.hooks:count_marker
+  stats-interval: 0
+"""
+
+
+def test_ids_tpacket_v3_with_bpf_filter(lab):
+    """IDS interface with a TPACKET_V3 ring (blocks) and a BPF filter: exactly the
+    marker frames are received and inspected, none forwarded."""
+    conf = lab.write("ids-v3.yaml", IDS_V3_YAML)
+    bridge = lab.start_bridge("-c", str(conf))
+    lab.python("client", SEND_MARKERS, "200", str(MARKER_ETHERTYPE), timeout=120)
+    lab.ping("client", SERVER4, count=2, check=False)
+    totals = bridge.stop()
+    eth0 = totals["interfaces"]["eth0"]
+    assert totals["inspector"]["marker"] == 200
+    assert eth0["received"] == eth0["inspected"] == 200      # the filter let nothing else in
+    assert eth0["forwarded"] == 0
+    assert eth0["kernel_packets"] == 200
