@@ -1,0 +1,204 @@
+"""Candidate selection: which rules can apply to a packet, cheaply.
+
+Two stages, so the per-packet cost follows what the packet can match rather
+than the size of the rule set:
+
+1. Grouping by header.  Rules are indexed per IP protocol number (a rule's
+   `ip_protos`; `ip` rules join every protocol) and, for TCP/UDP/SCTP, by port:
+   a rule with a destination port set other than `any` is keyed on the
+   packet's destination port; a rule with `any` there but a source port set is
+   keyed on the source port; the rest (both `any`, or `<>` rules, whose ports
+   may sit on either side) are in the protocol's always-group.  Port sets are
+   cut into elementary segments at every rule boundary, so one group per
+   segment holds exactly the rules whose port set covers it; groups are built
+   lazily on first use and cached per port.
+2. Inside a group, rules with a fast pattern are reached through a single
+   hyperscan block-mode database holding every distinct fast pattern of the
+   rule set (literal bytes escaped, caseless per pattern, SINGLEMATCH): one
+   scan of the payload gives the pattern ids present, and each group maps a
+   pattern id to its rules.  Rules without a fast pattern are always
+   candidates of their group.
+
+The hyperscan database and scratch are compiled in the process that uses them
+(they do not pickle, nor survive a fork safely): build the index inside the
+worker.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from typing import Any, Iterable
+
+try:
+    import hyperscan as _hs
+except ImportError:                       # pragma: no cover - hyperscan is a hard dependency in practice
+    _hs = None
+
+PORT_PROTOS = frozenset((6, 17, 132))
+PORT_MAX = 65535
+
+
+class PatternDB:
+    """Distinct (literal, caseless) fast patterns -> ids; `scan(data)` returns the ids present."""
+
+    def __init__(self, patterns: list[tuple[bytes, bool]]) -> None:
+        self.patterns = patterns
+        self._db = None
+        self._scratch = None
+        self._fallback = None
+        if not patterns:
+            return
+        if _hs is None:
+            self._fallback = [(p.lower() if nc else p, nc) for p, nc in patterns]
+            return
+        exprs = [b"".join(b"\\x%02x" % c for c in p) for p, _ in patterns]
+        flags = [_hs.HS_FLAG_SINGLEMATCH | (_hs.HS_FLAG_CASELESS if nc else 0) for _, nc in patterns]
+        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
+        self._db = db
+        self._scratch = _hs.Scratch(db)
+
+    def __len__(self) -> int:
+        return len(self.patterns)
+
+    def scan(self, data: bytes) -> set[int]:
+        found: set[int] = set()
+        if self._db is not None:
+            add = found.add
+
+            def on_match(pid, start, end, flags, ctx):
+                add(pid)
+                return False
+
+            self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
+        elif self._fallback is not None:
+            low = data.lower()
+            for i, (p, nc) in enumerate(self._fallback):
+                if p in (low if nc else data):
+                    found.add(i)
+        return found
+
+
+class Group:
+    """Rules of one header group: `plain` always apply, `by_pid` through the prefilter."""
+
+    __slots__ = ("plain", "by_pid", "size")
+
+    def __init__(self, sigs: Iterable[Any]) -> None:
+        plain = []
+        by_pid: dict[int, list] = {}
+        n = 0
+        for s in sigs:
+            n += 1
+            if s.pid < 0:
+                plain.append(s)
+            else:
+                by_pid.setdefault(s.pid, []).append(s)
+        self.plain = tuple(plain)
+        self.by_pid = {k: tuple(v) for k, v in by_pid.items()}
+        self.size = n
+
+
+_EMPTY = Group(())
+
+
+class _PortIndex:
+    """Rules keyed on one port side; one Group per elementary port segment."""
+
+    __slots__ = ("sigs", "side", "bounds", "_seg", "_port")
+
+    def __init__(self, sigs: list, side: str) -> None:
+        self.sigs = sigs
+        self.side = side                   # "dport" | "sport"
+        b = {0}
+        for s in sigs:
+            for lo, hi in getattr(s.rule, side).iv:
+                b.add(lo)
+                if hi < PORT_MAX:
+                    b.add(hi + 1)
+        self.bounds = sorted(b)
+        self._seg: dict[int, Group] = {}
+        self._port: dict[int, Group] = {}
+
+    def group(self, port: int) -> Group:
+        g = self._port.get(port)
+        if g is not None:
+            return g
+        seg = bisect_right(self.bounds, port) - 1
+        g = self._seg.get(seg)
+        if g is None:
+            rep = self.bounds[seg]
+            side = self.side
+            g = Group(s for s in self.sigs if getattr(s.rule, side).contains(rep))
+            if not g.size:
+                g = _EMPTY
+            self._seg[seg] = g
+        self._port[port] = g
+        return g
+
+
+class _ProtoIndex:
+    __slots__ = ("always", "by_dport", "by_sport", "ports")
+
+    def __init__(self, sigs: list, ports: bool) -> None:
+        self.ports = ports
+        if not ports:
+            self.always = Group(sigs)
+            self.by_dport = self.by_sport = None
+            return
+        always, dk, sk = [], [], []
+        for s in sigs:
+            r = s.rule
+            d_any = getattr(r.dport, "is_any", False) or not hasattr(r.dport, "iv")
+            s_any = getattr(r.sport, "is_any", False) or not hasattr(r.sport, "iv")
+            if r.direction != "->" or (d_any and s_any):
+                always.append(s)
+            elif not d_any:
+                dk.append(s)
+            else:
+                sk.append(s)
+        self.always = Group(always)
+        self.by_dport = _PortIndex(dk, "dport") if dk else None
+        self.by_sport = _PortIndex(sk, "sport") if sk else None
+
+
+class RuleIndex:
+    """`groups(pkt)` -> the Groups whose rules can apply to the packet's header;
+    `pattern_db` is shared by all groups."""
+
+    def __init__(self, sigs: list) -> None:
+        self.sigs = sigs
+        pats: dict[tuple[bytes, bool], int] = {}
+        for s in sigs:
+            fp = s.rule.fast_pattern
+            if fp:
+                key = (bytes(fp).lower() if s.rule.fast_pattern_nocase else bytes(fp), bool(s.rule.fast_pattern_nocase))
+                s.pid = pats.setdefault(key, len(pats))
+            else:
+                s.pid = -1
+        self.pattern_db = PatternDB(list(pats))
+        self._protos: dict[int, _ProtoIndex] = {}
+
+    def _proto(self, proto: int) -> _ProtoIndex:
+        idx = self._protos.get(proto)
+        if idx is None:
+            sel = [s for s in self.sigs if s.rule.ip_protos is None or proto in s.rule.ip_protos]
+            idx = _ProtoIndex(sel, proto in PORT_PROTOS)
+            self._protos[proto] = idx
+        return idx
+
+    def groups(self, proto: int, sport: int, dport: int) -> list[Group]:
+        idx = self._proto(proto)
+        out = [idx.always] if idx.always.size else []
+        if idx.ports:
+            if idx.by_dport is not None:
+                g = idx.by_dport.group(dport)
+                if g.size:
+                    out.append(g)
+            if idx.by_sport is not None:
+                g = idx.by_sport.group(sport)
+                if g.size:
+                    out.append(g)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        return {"prefilter.patterns": len(self.pattern_db), "prefilter.proto_groups": len(self._protos)}
