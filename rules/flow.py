@@ -20,7 +20,12 @@ Semantics follow Suricata 7 (behaviour, not code):
   sender taken as the client (Suricata does not guess from ports); a first
   SYN+ACK is picked up in syn_recv with its receiver as the client.
 - `stream.async-oneside`: the client's ACK completes the session from
-  syn_sent even when the SYN+ACK was never seen (one direction routed around).
+  syn_sent even when the SYN+ACK was never seen (one direction routed around),
+  and a first SYN+ACK is picked up as with midstream.
+- `flow.established` is what `flow:established` must read (not `state`): it
+  turns true from the packet *after* the one completing the handshake (or the
+  pickup), and for UDP/ICMP on the first packet of the second direction --
+  checked packet by packet against Suricata 7.0.10 on crafted pcaps.
 - UDP, ICMP and other IP protocols: established once packets went both ways.
 - Non-first IP fragments carry no ports, so they get no flow (None) until a
   defragmenter rebuilds the datagram; first fragments use their ports.
@@ -113,12 +118,12 @@ class FlowSettings:
 class TrackedFlow(Flow):
     """A `Flow` with the table's own bookkeeping (still a `rules.packet.Flow`)."""
 
-    __slots__ = ("tcp_session", "was_established", "fin_toserver", "fin_toclient", "midstream", "timeouts")
+    __slots__ = ("tcp_session", "est_after", "fin_toserver", "fin_toclient", "midstream", "timeouts")
 
     def __init__(self, key, flow_id: int, ts: float) -> None:
         Flow.__init__(self, key, flow_id, ts)
         self.tcp_session = False      # TCP only: the stream engine tracks this session
-        self.was_established = False
+        self.est_after = -1           # packet count after which packets are "established"; -1 never
         self.fin_toserver = False
         self.fin_toclient = False
         self.midstream = False        # picked up without seeing the SYN
@@ -126,8 +131,14 @@ class TrackedFlow(Flow):
 
     @property
     def established(self) -> bool:
-        s = self.state
-        return s == "established" or (self.was_established and (s == "closing" or s == "closed"))
+        """What `flow:established` sees for the packet just looked up.
+
+        True from the packet *after* the one that completed the TCP handshake
+        (or the midstream pickup) on, through closing and closed, as Suricata
+        flags packets; for UDP/ICMP from the first packet of the second
+        direction on."""
+        e = self.est_after
+        return e >= 0 and self.pkts_toserver + self.pkts_toclient > e
 
 
 def flow_id_for(key: tuple, ts: float) -> int:
@@ -205,7 +216,7 @@ class FlowTable:
             self._tcp_update(flow, pkt, to_server)
         elif flow.state == "new" and flow.pkts_toserver and flow.pkts_toclient:
             flow.state = "established"
-            flow.was_established = True
+            flow.est_after = flow.pkts_toserver + flow.pkts_toclient - 1     # this packet included
         return flow
 
     def _create(self, key, pkt: Packet, src, sp, dst, dp) -> TrackedFlow:
@@ -223,8 +234,11 @@ class FlowTable:
         flow.ipver = pkt.ipver
         flow.proto = proto
         flow.vlan = pkt.vlan
-        if proto == IPPROTO_TCP and pkt.tcp_flags & (TH_SYN | TH_ACK) == (TH_SYN | TH_ACK):
-            src, sp, dst, dp = dst, dp, src, sp          # the SYN+ACK's receiver sent the SYN
+        if (proto == IPPROTO_TCP and (self.settings.midstream or self.settings.async_oneside)
+                and pkt.tcp_flags & (TH_SYN | TH_ACK | TH_RST) == (TH_SYN | TH_ACK)):
+            # picked up at the SYN+ACK: its receiver sent the SYN.  Without midstream or
+            # async-oneside there is no session and Suricata keeps the first sender as client.
+            src, sp, dst, dp = dst, dp, src, sp
         flow.cli, flow.cli_port, flow.srv, flow.srv_port = src, sp, dst, dp
         if proto == IPPROTO_TCP:
             flow.timeouts = self._to_tcp
@@ -252,7 +266,8 @@ class FlowTable:
                     pkt.to_server = True
                     flow.pkts_toserver, flow.pkts_toclient = flow.pkts_toclient, flow.pkts_toserver
                     flow.bytes_toserver, flow.bytes_toclient = flow.bytes_toclient, flow.bytes_toserver
-            elif self.settings.midstream and syn_ack & TH_ACK and not flags & TH_RST:
+            elif syn_ack & TH_ACK and not flags & TH_RST and (
+                    self.settings.midstream or (syn_ack == TH_SYN | TH_ACK and self.settings.async_oneside)):
                 flow.tcp_session = True
                 flow.midstream = True
                 self.midstream_pickups += 1
@@ -260,10 +275,13 @@ class FlowTable:
                     flow.state = "syn_recv"
                 else:
                     flow.state = "established"
-                    flow.was_established = True
+                    flow.est_after = flow.pkts_toserver + flow.pkts_toclient          # from the next packet
                     if flags & TH_FIN:
                         flow.state = "closing"
-                        flow.fin_toserver = True
+                        if to_server:
+                            flow.fin_toserver = True
+                        else:
+                            flow.fin_toclient = True
             return
         if flags & TH_RST:
             flow.state = "closed"
@@ -273,11 +291,11 @@ class FlowTable:
                 flow.state = "syn_recv"
             elif (flags & (TH_SYN | TH_ACK) == TH_ACK and to_server and self.settings.async_oneside):
                 flow.state = "established"
-                flow.was_established = True
+                flow.est_after = flow.pkts_toserver + flow.pkts_toclient          # from the next packet
         elif state == "syn_recv":
             if flags & (TH_SYN | TH_ACK) == TH_ACK and to_server:
                 flow.state = "established"
-                flow.was_established = True
+                flow.est_after = flow.pkts_toserver + flow.pkts_toclient          # from the next packet
                 if flags & TH_FIN:
                     flow.fin_toserver = True
                     flow.state = "closing"

@@ -99,8 +99,17 @@ def test_first_packet_sender_is_client_for_udp():
     assert first.to_server and first.flow.cli_port == 53
 
 
-def test_syn_ack_first_marks_the_other_side_client():
+def test_syn_ack_first_without_pickup_keeps_first_sender_as_client():
+    # no session (midstream and async-oneside off): Suricata keeps the first sender as client
     t = FlowTable()
+    p = s2c("SA")
+    t.lookup(p)
+    assert p.to_server is True and p.flow.cli_port == 80 and p.flow.state == "new"
+
+
+@pytest.mark.parametrize("setting", ["midstream", "async_oneside"])
+def test_syn_ack_first_marks_the_other_side_client(setting):
+    t = FlowTable({setting: True})
     p = s2c("SA")
     t.lookup(p)
     f = p.flow
@@ -137,7 +146,8 @@ def test_tcp_handshake_and_close():
     est = []
     assert run(t, pkts, est) == ["syn_sent", "syn_recv", "established", "established", "closing", "closed", "closed"]
     f = pkts[0].flow
-    assert est == [False, False, True, True, True, True, True]   # flow:established holds through the close
+    # not on the ACK completing the handshake, then through the close (as Suricata flags packets)
+    assert est == [False, False, False, True, True, True, True]
     assert [p.to_server for p in pkts] == [True, False, True, True, False, True, False]
     assert (f.pkts_toserver, f.pkts_toclient) == (4, 3)
     assert f.bytes_toserver == sum(p.length for p in pkts if p.to_server)
@@ -181,9 +191,10 @@ def test_midstream_on_picks_up_established():
     t = FlowTable(Config(stream=Stream(midstream=True)))
     assert t.settings.midstream is True
     pkts = [s2c("PA", 1, b"data"), c2s("A", 2)]
-    assert run(t, pkts) == ["established", "established"]
+    est = []
+    assert run(t, pkts, est) == ["established", "established"]
     f = pkts[0].flow
-    assert f.established and f.midstream and f.tcp_session
+    assert est == [False, True] and f.midstream and f.tcp_session
     assert pkts[0].to_server is True and f.cli_port == 80      # the first sender is taken as client
     assert t.stats()["flow.midstream_pickups"] == 1
 
@@ -208,7 +219,9 @@ def test_async_oneside():
     only_client = [c2s("S", 1), c2s("A", 2), c2s("PA", 3, b"x")]
     assert run(FlowTable(), only_client) == ["syn_sent"] * 3
     only_client = [c2s("S", 1), c2s("A", 2), c2s("PA", 3, b"x")]
-    assert run(FlowTable({"async-oneside": True}), only_client) == ["syn_sent", "established", "established"]
+    est = []
+    assert run(FlowTable({"async-oneside": True}), only_client, est) == ["syn_sent", "established", "established"]
+    assert est == [False, False, True]
 
 
 # ---------------------------------------------------------------- UDP / ICMP
@@ -218,8 +231,9 @@ def test_udp_established_once_both_ways():
     q1 = pkt(IP(src=C4, dst=S4) / UDP(sport=5000, dport=53))
     q2 = pkt(IP(src=C4, dst=S4) / UDP(sport=5000, dport=53))
     r = pkt(IP(src=S4, dst=C4) / UDP(sport=53, dport=5000))
-    assert run(t, [q1, q2, r]) == ["new", "new", "established"]
-    assert q1.flow.established
+    est = []
+    assert run(t, [q1, q2, r], est) == ["new", "new", "established"]
+    assert est == [False, False, True]            # the first reply already counts
 
 
 def test_icmp_established_once_both_ways():
@@ -322,3 +336,51 @@ def test_settings_from_config_and_mapping():
     s = FlowSettings.coerce({"midstream": True, "memcap": 10})
     assert (s.midstream, s.memcap) == (True, 10)
     assert FlowSettings.coerce(None) == FlowSettings()
+
+
+# ---------------------------------------------------------------- agreement with Suricata
+# The scenarios below were written to one pcap and run through Suricata 7.0.10
+# with `flow:established`, `flow:to_server` and `flow:to_client` rules, once per
+# setting.  Per packet: "E" established or "-", then "S" to_server / "C" to_client.
+
+def _scenarios():
+    def c(f, sp, d=b"", seq=0, ack=0):
+        return IP(src=C4, dst=S4) / TCP(sport=sp, dport=80, flags=f, seq=seq, ack=ack) / d
+
+    def s(f, sp, d=b"", seq=0, ack=0):
+        return IP(src=S4, dst=C4) / TCP(sport=80, dport=sp, flags=f, seq=seq, ack=ack) / d
+
+    def u(a, b, sp, dp):
+        return IP(src=a, dst=b) / UDP(sport=sp, dport=dp) / b"q"
+    return [
+        c("S", 40000, seq=1000), s("SA", 40000, seq=5000, ack=1001), c("A", 40000, seq=1001, ack=5001),
+        c("PA", 40000, b"GET", 1001, 5001), s("FA", 40000, seq=5001, ack=1004), c("FA", 40000, seq=1004, ack=5002),
+        s("A", 40000, seq=5002, ack=1005),
+        c("PA", 40001, b"x", 1, 1), s("A", 40001, seq=1, ack=2), c("PA", 40001, b"y", 2, 1),
+        s("SA", 40002, seq=5000, ack=1001), c("A", 40002, seq=1001, ack=5001), c("PA", 40002, b"z", 1001, 5001),
+        u(C4, S4, 5000, 53), u(C4, S4, 5000, 53), u(S4, C4, 53, 5000), u(C4, S4, 5000, 53),
+        s("A", 40004, seq=9, ack=9), c("S", 40004, seq=1000), s("SA", 40004, seq=5000, ack=1001),
+        c("A", 40004, seq=1001, ack=5001), c("PA", 40004, b"a", 1001, 5001), s("A", 40004, seq=5001, ack=1002),
+        c("S", 40005, seq=1000), c("A", 40005, seq=1001, ack=5001), c("PA", 40005, b"a", 1001, 5001),
+        c("PA", 40005, b"b", 1002, 5001),
+        c("S", 40003, seq=1), s("RA", 40003, seq=0, ack=2),
+    ]
+
+
+SURICATA_FLOW = {
+    "defaults": ({}, "-S-C-SESECESEC-S-C-S-S-C-C-S-SECES-S-S-C-SESEC-S-S-S-S-S-C"),
+    "midstream": ({"midstream": True}, "-S-C-SESECESEC-SECES-C-SES-S-SECES-SECESECECES-S-S-S-S-S-C"),
+    "async_oneside": ({"async_oneside": True}, "-S-C-SESECESEC-S-C-S-C-SES-S-SECES-S-S-C-SESEC-S-SESES-S-C"),
+}
+
+
+@pytest.mark.parametrize("name", list(SURICATA_FLOW))
+def test_established_and_direction_match_suricata(name):
+    settings, expected = SURICATA_FLOW[name]
+    t = FlowTable(settings)
+    got = ""
+    for i, layers in enumerate(_scenarios()):
+        p = pkt(layers, ts=1000.0 + i)
+        t.lookup(p)
+        got += ("E" if p.flow.established else "-") + ("S" if p.to_server else "C")
+    assert got == expected
