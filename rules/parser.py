@@ -70,6 +70,7 @@ PROTOS: dict[str, frozenset[int] | None] = {
     "icmpv4": frozenset({IPPROTO_ICMP}),
     "icmpv6": frozenset({IPPROTO_ICMPV6}),
     "sctp": frozenset({132}),
+    "pkthdr": None,          # any packet, whatever its protocol (decoder-event rules)
 }
 # valid Suricata protocols ipsbridge cannot run yet
 APP_LAYER = frozenset({
@@ -78,7 +79,7 @@ APP_LAYER = frozenset({
     "sip", "rfb", "mqtt", "pgsql", "quic", "telnet", "rdp", "bittorrent-dht", "websocket", "ldap",
     "template", "cip", "dnp3", "nfs3", "x509",
 })
-PACKET_VARIANTS = frozenset({"tcp-pkt", "tcp-stream", "udp-pkt", "pkthdr"})
+PACKET_VARIANTS = frozenset({"tcp-pkt", "tcp-stream", "udp-pkt"})
 
 _WS = " \t\r\n"
 

@@ -8,8 +8,8 @@ silently ignored.  Adding a keyword: one new module, one line below.
 """
 from __future__ import annotations
 
-from rules.keywords import (buffers, byte_ops, content, dsize, flow, flowbits, icmp, ip, isdataat, meta,
-                            pcre, tcp, threshold)
+from rules.keywords import (buffers, byte_ops, content, dsize, events, flow, flowbits, icmp, ip, isdataat,
+                            meta, pcre, tcp, threshold)
 from rules.keywords._base import Keyword
 
 REGISTRY: dict[str, Keyword] = {
@@ -51,6 +51,7 @@ REGISTRY: dict[str, Keyword] = {
     "icode": icmp.icode,
     "icmp_id": icmp.icmp_id,
     "icmp_seq": icmp.icmp_seq,
+    "decode-event": events.decode_event,
     # post-match
     "flowbits": flowbits.flowbits,
     "noalert": flowbits.noalert,

@@ -469,3 +469,22 @@ def test_unsupported_keywords_fail_the_rule_at_their_column(kw):
 def test_all_unsupported_keywords_are_listed():
     e, _ = err('http.method; content:"GET"; http.uri; content:"/x"; byte_extract:1,0,v; http.method;')
     assert e.missing == ("http.method", "http.uri", "byte_extract")
+
+
+# ---------------------------------------------------------------- decode-event / pkthdr
+@pytest.mark.parametrize("opts,events,expected", [
+    ("decode-event:ipv4.trunc_pkt;", ("decoder.ipv4.trunc_pkt",), True),
+    ("decode-event:ipv4.trunc_pkt;", ("decoder.ipv4.opt_invalid",), False),
+    ("decode-event:ipv4.trunc_pkt;", (), False),
+    ("decode-event:too_many_layers;", ("decoder.too_many_layers",), True),
+    ("decode-event: IPv6.PKT_TOO_SMALL ;", ("decoder.ipv6.pkt_too_small",), True),
+], ids=["hit", "other-event", "clean", "single-name", "case-and-space"])
+def test_decode_event(opts, events, expected):
+    r = rule(opts, header="alert pkthdr any any -> any any")
+    assert r.ip_protos is None
+    assert passes(r, pkt(events=events)) is expected
+
+
+def test_decode_event_bad_name():
+    e, text = err("decode-event:ipv4..x;")
+    assert "bad decoder event name 'ipv4..x'" in e.message and e.column == text.index("ipv4..x") + 1
