@@ -45,7 +45,8 @@ examples:
   ipsbridge check --bridge eth0:eth1 --fix
   ip netns exec lab ipsbridge check --bridge eth0:eth1
 
-exit status: 0 nothing to report; 1 problems found; 2 the configuration does not parse.
+exit status: 0 nothing to report; 1 anything reported (errors or warnings);
+2 the configuration does not parse.
 """
 
 

@@ -141,6 +141,30 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
 
 
+def _construct_include(loader: _Loader, node: yaml.Node):
+    """Suricata's `key: !include other.yaml` (path relative to the including file)."""
+    name = loader.construct_scalar(node)
+    path = name if os.path.isabs(name) else os.path.join(loader.base_dir, name)
+    if loader.depth > 8:
+        raise yaml.constructor.ConstructorError(None, None, f"!include nested too deep at {name}",
+                                                node.start_mark)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise yaml.constructor.ConstructorError(None, None, f"!include {name}: {exc.strerror}",
+                                                node.start_mark) from None
+    inner = _Loader(text)
+    inner.base_dir, inner.depth, inner.duplicates = os.path.dirname(path), loader.depth + 1, []
+    try:
+        return inner.get_single_data()
+    finally:
+        inner.dispose()
+
+
+_Loader.add_constructor("!include", _construct_include)
+
+
 class _Parser:
     """Turns the YAML tree into a Config, collecting Problems."""
 
@@ -438,7 +462,11 @@ class _Parser:
                        "start the file with 'af-packet:' and the other sections", 1)
             return config
         for key in doc:
-            if key not in TOP_LEVEL:
+            if key == "include":
+                self.warn("config_section_ignored", "include", "", doc.line_of(key),
+                          reason="top-level 'include:' files are not read; use 'KEY: !include FILE' "
+                          "for a section, or copy its content into this file")
+            elif key not in TOP_LEVEL:
                 self.warn("config_section_ignored", str(key), "", doc.line_of(key),
                           reason="not used by ipsbridge")
         L = doc.line_of
@@ -544,7 +572,7 @@ def load_text(text: str, source: str = "<string>", base_dir: str | None = None) 
     """Parse YAML text (suricata.yaml shape) into a Config; ConfigError lists every problem."""
     base_dir = base_dir or os.getcwd()
     loader = _Loader(text)
-    loader.duplicates = []
+    loader.duplicates, loader.base_dir, loader.depth = [], base_dir, 0
     try:
         doc = loader.get_single_data()
     except yaml.YAMLError as exc:

@@ -275,6 +275,20 @@ def test_suricata_style_file_loads_with_one_warning_per_unused_section():
     assert c.vars["address-groups"]["HOME_NET"] == "[198.51.100.0/24]"
 
 
+def test_section_include_is_read_relative_to_the_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "afp.yaml").write_text("- interface: eth3\n  threads: 3\n")
+    main = tmp_path / "main.yaml"
+    main.write_text("%YAML 1.1\n---\naf-packet: !include sub/afp.yaml\n")
+    c = conf.load_file(str(main))
+    assert [(i.interface, i.threads) for i in c.af_packet] == [("eth3", 3)]
+    main.write_text("af-packet: !include nope.yaml\n")
+    with pytest.raises(ConfigError) as info:
+        conf.load_file(str(main))
+    (p,) = info.value.problems
+    assert p.line == 1 and "!include nope.yaml" in p.message
+
+
 def test_shipped_example_config_loads_and_validates():
     with capture_logs() as logs:
         c = conf.load_file(os.path.join(REPO, "conf", "ipsbridge.yaml"))
