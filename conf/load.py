@@ -365,6 +365,8 @@ class _Parser:
                            "write one 'NAME: value' per line", raw.line_of(group))
                 continue
             for name, value in section.items():
+                if isinstance(value, list):  # unquoted [a, b] is a YAML list: mean the same group
+                    value = "[" + ",".join(str(v) for v in value) + "]"
                 text = self.as_str(f"vars.{group}", name, value, section.line_of(name))
                 if text is not None:
                     out[group][str(name)] = text

@@ -86,12 +86,14 @@ def test_vars_user_values_override_per_key():
           port-groups:
             HTTP_PORTS: "[80,8080]"
             ORACLE_PORTS: 1522
+            SSH_PORTS: [22, 2222]
         """)
     assert c.vars["address-groups"]["HOME_NET"] == "[198.51.100.0/24]"
     assert c.vars["address-groups"]["HTTP_SERVERS"] == "$HOME_NET"
     assert c.vars["port-groups"]["HTTP_PORTS"] == "[80,8080]"
     assert c.vars["port-groups"]["ORACLE_PORTS"] == "1522"
-    assert c.vars["port-groups"]["SSH_PORTS"] == "22"
+    assert c.vars["port-groups"]["SSH_PORTS"] == "[22,2222]", "an unquoted YAML list means the group"
+    assert c.vars["port-groups"]["FTP_PORTS"] == "21"
 
 
 def test_default_entry_is_inherited_and_overridden():
