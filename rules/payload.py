@@ -197,8 +197,9 @@ class PayloadChain:
             if t is Pcre:
                 return self._pcre(i, it, buf, prev, state)
             if t is IsDataAt:
-                pos = (prev + it.n) if it.relative else it.n
-                if (pos < len(buf)) == it.negated:
+                # Suricata: absolute N needs a byte at offset N; relative N needs N bytes after prev
+                ok = (prev + it.n <= len(buf)) if it.relative else (it.n < len(buf))
+                if ok == it.negated:
                     return False
                 i += 1
                 continue
