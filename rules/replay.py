@@ -1,0 +1,359 @@
+"""`ipsbridge replay`: run the bridge's Engine.inspect over capture files.
+
+The same `rules.engine.Engine` the workers use, fed from pcap/pcapng records:
+`FrameMeta(ts=record time, iface=pcapng interface name or "", pcap_cnt=1-based
+position in the whole stream)`.  Several files or a directory are one stream
+(a TCP session may continue from one file into the next).
+
+Outputs: EVE JSON (`--eve`, written fresh), `--write-pass` / `--write-drop`
+pcaps split by the engine's verdict (FORWARD vs DROP/REJECT, whatever the
+mode, so tap/ids runs show what ips would drop), a summary on stdout, progress
+on stderr when it is a terminal.
+
+`--workers N` spreads packets over N processes by a symmetric flow hash
+(addresses, ports, protocol; the outer header of a tunnelled frame), each
+worker reading the files itself and inspecting only its share; the parent
+merges EVE lines in pcap_cnt order.  Alerts are the same as with one worker
+because flows never span workers -- except that threshold/detection_filter
+state tracked by_src/by_dst/by_rule is per worker, as it is per Engine.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+import multiprocessing as mp
+import os
+import struct
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from rules.api import FrameMeta, Verdict
+from rules.events import Alert, DecoderEvent, Drop
+from rules.pcap import PcapError, PcapWriter, iter_pcaps
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+TICK_EVERY = 1.0          # seconds of packet time between Engine.tick calls
+
+
+# ---------------------------------------------------------------------- flow hash
+def flow_hash(frame: bytes) -> int:
+    """Symmetric hash of a frame's outer flow (sorted endpoints, protocol); 0 for non-IP."""
+    try:
+        n = len(frame)
+        off = 12
+        et = struct.unpack_from("!H", frame, off)[0]
+        while et in (0x8100, 0x88A8, 0x9100) and off + 6 <= n:
+            off += 4
+            et = struct.unpack_from("!H", frame, off)[0]
+        off += 2
+        if et == 0x0800:
+            ihl = (frame[off] & 0x0F) * 4
+            proto = frame[off + 9]
+            a, b = frame[off + 12:off + 16], frame[off + 16:off + 20]
+            frag = struct.unpack_from("!H", frame, off + 6)[0] & 0x3FFF
+            l4 = off + ihl if not frag else -1
+        elif et == 0x86DD:
+            proto = frame[off + 6]
+            a, b = frame[off + 8:off + 24], frame[off + 24:off + 40]
+            l4 = off + 40
+        else:
+            return 0
+        pa = pb = 0
+        if proto in (6, 17, 132) and l4 >= 0 and l4 + 4 <= n:
+            pa, pb = struct.unpack_from("!HH", frame, l4)
+        ea, eb = (bytes(a), pa), (bytes(b), pb)
+        lo, hi = (ea, eb) if ea <= eb else (eb, ea)
+        h = 2166136261
+        for byte in lo[0] + lo[1].to_bytes(2, "big") + hi[0] + hi[1].to_bytes(2, "big") + bytes((proto,)):
+            h = ((h ^ byte) * 16777619) & 0xFFFFFFFF
+        return h
+    except (IndexError, struct.error):
+        return 0
+
+
+# ---------------------------------------------------------------------- one worker
+@dataclass
+class Totals:
+    packets: int = 0
+    bytes: int = 0
+    alerts: Counter = field(default_factory=Counter)          # sid -> n
+    drops_by_sid: Counter = field(default_factory=Counter)
+    drops_by_reason: Counter = field(default_factory=Counter)
+    decoder: Counter = field(default_factory=Counter)
+    msgs: dict = field(default_factory=dict)
+    dropped: list = field(default_factory=list)               # pcap_cnt of frames with verdict != FORWARD
+    stats: Counter = field(default_factory=Counter)
+    warnings: list = field(default_factory=list)
+
+    def merge(self, o: "Totals") -> None:
+        self.packets += o.packets
+        self.bytes += o.bytes
+        self.alerts.update(o.alerts)
+        self.drops_by_sid.update(o.drops_by_sid)
+        self.drops_by_reason.update(o.drops_by_reason)
+        self.decoder.update(o.decoder)
+        self.msgs.update(o.msgs)
+        self.dropped.extend(o.dropped)
+        self.stats.update(o.stats)
+
+
+def _engine(rules_paths, config, mode):
+    from rules import loader
+    from rules.engine import Engine
+
+    res = loader.load(rules_paths, config=config)
+    return Engine(res.rules, config=config, mode=mode, rules_failed=len(res.errors))
+
+
+def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_writer=None,
+               drop_writer=None, on_warning=None) -> Totals:
+    """Inspect every record of `pcaps` (one stream).  `share=(i, n)` keeps only
+    the frames whose flow hash falls to worker i of n.  `eve_sink(cnt, events)`
+    receives each packet's events."""
+    from rules.eve import dumps  # noqa: F401  (imported here so workers import lazily)
+
+    t = Totals()
+    stream = iter_pcaps(pcaps, with_iface=True, on_warning=on_warning)
+    last_tick = None
+    inspect = engine.inspect
+    for cnt, (ts, data, _src, iface) in enumerate(stream, 1):
+        if share is not None and flow_hash(data) % share[1] != share[0]:
+            continue
+        t.packets += 1
+        t.bytes += len(data)
+        if last_tick is None:
+            last_tick = ts
+        elif ts - last_tick >= TICK_EVERY:
+            engine.tick(ts)
+            last_tick = ts
+        r = inspect(data, FrameMeta(ts=ts, iface=iface, pcap_cnt=cnt))
+        if r.verdict != Verdict.FORWARD:
+            t.dropped.append(cnt)
+            if drop_writer is not None:
+                drop_writer.write(ts, data)
+        elif pass_writer is not None:
+            pass_writer.write(ts, data)
+        if r.events:
+            for e in r.events:
+                if isinstance(e, Alert):
+                    t.alerts[e.sid] += 1
+                    t.msgs[e.sid] = e.msg
+                elif isinstance(e, Drop):
+                    t.drops_by_reason[e.reason] += 1
+                    if e.sid:
+                        t.drops_by_sid[e.sid] += 1
+                elif isinstance(e, DecoderEvent):
+                    t.decoder[e.name] += 1
+            if eve_sink is not None:
+                eve_sink(cnt, r.events)
+        if progress is not None:
+            progress(stream, t.packets)
+    t.warnings = list(stream.warnings)
+    t.stats.update(engine.stats())
+    return t
+
+
+def _worker(args) -> Totals:
+    i, n, rules_paths, config_path, mode, pcaps, eve_tmp = args
+    from rules.eve import dumps
+
+    config = _load_config(config_path)
+    engine = _engine(rules_paths, config, mode)
+    out = open(eve_tmp, "w") if eve_tmp else None
+
+    def sink(cnt, events):
+        for e in events:
+            out.write(f"{cnt}\t{dumps(e)}\n")
+
+    try:
+        return run_stream(engine, pcaps, eve_sink=sink if out else None, share=(i, n), on_warning=lambda m: None)
+    finally:
+        if out:
+            out.close()
+
+
+def _load_config(path):
+    from conf.model import Config
+
+    if not path:
+        c = Config()
+        c.default_rule_path = os.getcwd()
+        return c
+    from conf.load import load_file
+
+    return load_file(path)
+
+
+# ---------------------------------------------------------------------- command
+class _Progress:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, stream, packets: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.5:
+            return
+        self.last = now
+        el = max(now - self.start, 1e-9)
+        tot = stream.total_bytes or 1
+        sys.stderr.write(f"\r{stream.bytes_read / 1e6:.1f}/{tot / 1e6:.1f} MB ({100 * stream.bytes_read / tot:.0f}%) "
+                         f"{packets} packets {packets / el:.0f} pkt/s ")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\n")
+
+
+def format_summary(t: Totals, elapsed: float, mode: str, workers: int) -> str:
+    lines = [f"packets: {t.packets} ({t.bytes} bytes)", f"mode: {mode}, workers: {workers}"]
+    lines.append(f"alerts: {sum(t.alerts.values())}")
+    for sid, n in sorted(t.alerts.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"  {n:>8}  sid {sid}: {t.msgs.get(sid, '')}")
+    nd = len(t.dropped)
+    lines.append(f"dropped frames: {nd}" + (" (verdicts; not enforced in this mode)" if mode != "ips" else ""))
+    if t.drops_by_reason:
+        lines.append("  by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(t.drops_by_reason.items())))
+    for sid, n in sorted(t.drops_by_sid.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"  {n:>8}  sid {sid}: {t.msgs.get(sid, '')}")
+    lines.append(f"decoder events: {sum(t.decoder.values())}")
+    for name, n in sorted(t.decoder.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"  {n:>8}  {name}")
+    lines.append(f"flows: {t.stats.get('flow.created', 0)}")
+    if t.stats.get("engine.errors"):
+        lines.append(f"engine errors: {t.stats['engine.errors']}")
+    rate = t.packets / elapsed if elapsed > 0 else 0.0
+    lines.append(f"elapsed: {elapsed:.3f} s, {rate:.0f} pkt/s")
+    return "\n".join(lines)
+
+
+def cmd_replay(args) -> int:
+    from conf.validate import ConfigError
+    from rules import loader
+    from rules.eve import EveWriter, dumps
+
+    t0 = time.monotonic()
+    try:
+        config = _load_config(args.config)
+    except ConfigError as e:
+        print(f"ipsbridge replay: configuration refused:\n{e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"ipsbridge replay: cannot read {args.config}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    rules_paths = [os.path.abspath(p) for p in (args.rules or [])]
+    if not rules_paths:
+        from conf.validate import rule_path
+
+        rules_paths = [rule_path(config, p) for p in config.rule_files]
+    if not rules_paths:
+        print("ipsbridge replay: no rules: give -r/--rules FILE or rule-files in the config", file=sys.stderr)
+        return EXIT_USAGE
+    res = loader.load(rules_paths, config=config)
+    if res.errors:
+        print(loader.format_report(res), file=sys.stderr)
+        if args.strict:
+            return EXIT_USAGE
+    if not res.rules:
+        print("ipsbridge replay: no rule loaded", file=sys.stderr)
+        return EXIT_USAGE if args.strict else EXIT_FAIL
+    mode = args.mode or "ips"
+    workers = max(1, int(args.workers or 1))
+    try:
+        pcaps = iter_pcaps(args.pcap).files
+    except PcapError as e:
+        print(f"ipsbridge replay: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if not pcaps:
+        print("ipsbridge replay: no capture files found", file=sys.stderr)
+        return EXIT_USAGE
+    pcaps = [str(p) for p in pcaps]
+    if args.eve:
+        with open(args.eve, "w"):
+            pass                               # a fresh file per replay
+    eve = EveWriter(args.eve) if args.eve else None
+    progress = _Progress() if sys.stderr.isatty() else None
+    try:
+        if workers == 1:
+            from rules.engine import Engine
+
+            engine = Engine(res.rules, config=config, mode=mode, rules_failed=len(res.errors))
+            pw = PcapWriter(args.write_pass) if args.write_pass else None
+            dw = PcapWriter(args.write_drop) if args.write_drop else None
+            sink = (lambda cnt, events: eve.write(events)) if eve else None
+            try:
+                totals = run_stream(engine, pcaps, eve_sink=sink, progress=progress, pass_writer=pw,
+                                    drop_writer=dw)
+            finally:
+                for w in (pw, dw):
+                    if w is not None:
+                        w.close()
+        else:
+            totals = _run_workers(workers, rules_paths, args.config, mode, pcaps, eve, args)
+    except PcapError as e:
+        if progress:
+            progress.done()
+        print(f"ipsbridge replay: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    finally:
+        if eve is not None:
+            eve.close()
+    if progress:
+        progress.done()
+    print(format_summary(totals, time.monotonic() - t0, mode, workers))
+    return EXIT_OK
+
+
+def _run_workers(n, rules_paths, config_path, mode, pcaps, eve, args) -> Totals:
+    tmpdir = tempfile.mkdtemp(prefix="ipsbridge-replay-")
+    tmps = [os.path.join(tmpdir, f"w{i}.eve") if eve else None for i in range(n)]
+    ctx = mp.get_context("spawn")          # hyperscan state is built inside each worker
+    try:
+        with ctx.Pool(n) as pool:
+            parts = pool.map(_worker, [(i, n, rules_paths, config_path, mode, pcaps, tmps[i]) for i in range(n)])
+        totals = Totals()
+        for p in parts:
+            totals.merge(p)
+        totals.stats["flow.created"] = sum(p.stats.get("flow.created", 0) for p in parts)
+        for w in parts[0].warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        if eve is not None:
+            files = [open(t) for t in tmps]
+            try:
+                def keyed(f):
+                    for line in f:
+                        cnt, _, rest = line.partition("\t")
+                        yield int(cnt), rest
+                batch = []
+                for _cnt, line in heapq.merge(*(keyed(f) for f in files), key=lambda kv: kv[0]):
+                    batch.append(line)
+                    if len(batch) >= 1024:
+                        eve.write_lines(batch)
+                        batch = []
+                eve.write_lines(batch)
+            finally:
+                for f in files:
+                    f.close()
+        if args.write_pass or args.write_drop:
+            dropped = set(totals.dropped)
+            pw = PcapWriter(args.write_pass) if args.write_pass else None
+            dw = PcapWriter(args.write_drop) if args.write_drop else None
+            try:
+                for cnt, (ts, data, _s) in enumerate(iter_pcaps(pcaps, on_warning=lambda m: None), 1):
+                    w = dw if cnt in dropped else pw
+                    if w is not None:
+                        w.write(ts, data)
+            finally:
+                for w in (pw, dw):
+                    if w is not None:
+                        w.close()
+        totals.dropped.sort()
+        return totals
+    finally:
+        for t in tmps:
+            if t and os.path.exists(t):
+                os.unlink(t)
+        os.rmdir(tmpdir)
