@@ -28,12 +28,11 @@ Field conventions (see rules/packet.py for the slots):
   is wrong.  Keywords that need one of the two alone (`ipv4-csum`) can call
   `rules.checksum.ipv4_header_ok(pkt.frame, pkt.l3_off)` themselves.
 
-Fragment reassembly is not done here.  Hook: a packet with `frag` True has
+Fragment reassembly is not done by `decode`: a packet with `frag` True has
 `ipver`, `src`, `dst`, `proto`, `ip_id` and `ip_off` set and its fragment data
-in `payload` (L4 fields only on the first fragment).  A defragmenter (a later
-`rules/defrag.py`) keyed on (ipver, src, dst, proto, ip_id, vlan) can collect
-those and feed the rebuilt datagram back through `decode_ip()` below, which
-decodes an IP packet that has no link layer.
+in `payload` (L4 fields only on the first fragment).  `Defragmenter` at the end
+of this module (stateful, to move to rules/defrag.py) collects fragments and
+hands back the rebuilt datagram, which `decode_ip()` decodes like any frame.
 """
 from __future__ import annotations
 
@@ -42,6 +41,7 @@ import struct
 from dataclasses import dataclass
 
 from rules.api import FrameMeta
+from rules.checksum import inet_checksum
 from rules.packet import (
     IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet,
 )
@@ -674,3 +674,172 @@ def _tunnel(mv, off: int, end: int, kind: int, outer: Packet, meta, opts, out, d
         _decode_ipv4(mv, off, end, pkt, meta, opts, out, depth)
     else:
         _decode_ipv6(mv, off, end, pkt, meta, opts, out, depth)
+
+
+# ---------------------------------------------------------------------------
+# IP fragment reassembly
+#
+# Stateful (unlike `decode`), still sans-I/O: time comes from packet stamps and
+# `expire(now)`.  The engine feeds every packet with `frag` set to `add()`; when
+# a datagram completes, `add()` returns it as bytes (a bare IP packet) and
+# `reassembled()` decodes it like any frame (`decode_ip`), with the ts, iface,
+# VLANs and tunnel parent of the fragment that completed it.  The fragments
+# themselves still go through detection and forwarding one by one (inline, a
+# verdict on the reassembled datagram is a verdict on its last fragment).
+#
+# Overlaps: the data that arrived first wins ("first" policy) and the fragment
+# that overlaps gets "decoder.ipv4.frag_overlap" / "decoder.ipv6.frag_overlap".
+# Suricata's default policy is "bsd"; per-host policies are not modelled.
+# ---------------------------------------------------------------------------
+
+class _FragTracker:
+    __slots__ = ("first_ts", "frags", "total", "header", "nh_off", "nh", "hlen", "nbytes")
+
+    def __init__(self, ts: float) -> None:
+        self.first_ts = ts
+        self.frags: list[tuple[int, int, bytes]] = []   # (start, end, data) in arrival order
+        self.total = -1            # datagram payload length, known once the last fragment arrived
+        self.header = None         # IPv4 header / IPv6 unfragmentable part, from the offset-0 fragment
+        self.nh_off = 0            # IPv6: offset in `header` of the next-header byte to patch
+        self.nh = 0                # IPv6: next header of the fragmentable part
+        self.hlen = 0
+        self.nbytes = 0
+
+
+def _ipv6_frag_header(mv, l3: int, end: int) -> tuple[int, int] | None:
+    """(offset of the fragment header, offset of the next-header byte naming it)."""
+    nh_at = l3 + 6
+    nh = mv[nh_at]
+    cur = l3 + 40
+    while nh in _IPV6_EXT:
+        if cur + 8 > end:
+            return None
+        if nh == 44:
+            return cur, nh_at
+        hlen = (mv[cur + 1] + 2) << 2 if nh == 51 else (mv[cur + 1] + 1) << 3
+        nh_at = cur
+        nh = mv[cur]
+        cur += hlen
+    return None
+
+
+class Defragmenter:
+    def __init__(self, timeout: float = 60.0, max_trackers: int = 65535, max_frags_per_datagram: int = 256) -> None:
+        self.timeout = timeout
+        self.max_trackers = max_trackers
+        self.max_frags = max_frags_per_datagram
+        self._trackers: dict[tuple, _FragTracker] = {}   # insertion order = oldest first
+        self.counters = {"defrag.fragments": 0, "defrag.reassembled": 0, "defrag.overlaps": 0,
+                         "defrag.timeouts": 0, "defrag.evicted": 0, "defrag.too_large": 0,
+                         "defrag.too_many_frags": 0}
+
+    def __len__(self) -> int:
+        return len(self._trackers)
+
+    def add(self, pkt: Packet) -> bytes | None:
+        """Take one fragment; the reassembled IP datagram when it completes."""
+        if not pkt.frag or not pkt.ipver:
+            return None
+        mv = pkt.frame
+        l3 = pkt.l3_off
+        ip_end = l3 + pkt.ip_len
+        if ip_end > len(mv):
+            return None                                  # truncated: cannot contribute
+        c = self.counters
+        c["defrag.fragments"] += 1
+        v4 = pkt.ipver == 4
+        if v4:
+            hlen = (mv[l3] & 0x0F) << 2
+            data_start = l3 + hlen
+            key = (4, pkt.src, pkt.dst, pkt.ip_id, pkt.proto, pkt.vlan)
+        else:
+            where = _ipv6_frag_header(mv, l3, ip_end)
+            if where is None:
+                return None
+            fh, nh_at = where
+            data_start = fh + 8
+            key = (6, pkt.src, pkt.dst, pkt.ip_id, 0, pkt.vlan)
+        start = (pkt.ip_off & 0x1FFF) << 3
+        data = bytes(mv[data_start:ip_end])
+        end = start + len(data)
+        more = pkt.ip_off & 0x2000
+        ver = "ipv4" if v4 else "ipv6"
+        if more and len(data) & 7 and not v4:
+            _ev(pkt, "decoder.ipv6.frag_invalid_length")
+        tr = self._trackers.get(key)
+        if tr is None:
+            if len(self._trackers) >= self.max_trackers:
+                oldest = next(iter(self._trackers))
+                del self._trackers[oldest]
+                c["defrag.evicted"] += 1
+            tr = self._trackers[key] = _FragTracker(pkt.ts)
+        limit = 65535 - (((mv[l3] & 0x0F) << 2) if v4 else 0)
+        if end > limit:
+            _ev(pkt, f"decoder.{ver}.frag_pkt_too_large")
+            c["defrag.too_large"] += 1
+            del self._trackers[key]
+            return None
+        if len(tr.frags) >= self.max_frags:
+            c["defrag.too_many_frags"] += 1
+            del self._trackers[key]
+            return None
+        for s, e, _d in tr.frags:
+            if start < e and end > s:
+                _ev(pkt, f"decoder.{ver}.frag_overlap")
+                c["defrag.overlaps"] += 1
+                break
+        tr.frags.append((start, end, data))
+        if not more:
+            tr.total = end
+        if start == 0 and tr.header is None:
+            if v4:
+                tr.header = bytes(mv[l3:data_start])
+            else:
+                tr.header = bytes(mv[l3:fh])
+                tr.nh_off = nh_at - l3
+                tr.nh = mv[fh]
+        if tr.total < 0 or tr.header is None:
+            return None
+        covered = 0                                      # does the union of fragments cover [0, total)?
+        for s, e, _d in sorted(tr.frags):
+            if s > covered:
+                return None
+            if e > covered:
+                covered = e
+        if covered < tr.total:
+            return None
+        buf = bytearray(tr.total)
+        for s, e, d in reversed(tr.frags):               # earlier arrivals written last: first wins
+            if s < tr.total:
+                buf[s:min(e, tr.total)] = d[:tr.total - s]
+        del self._trackers[key]
+        c["defrag.reassembled"] += 1
+        hdr = bytearray(tr.header)
+        if v4:
+            struct.pack_into("!H", hdr, 2, len(hdr) + tr.total)
+            hdr[6] &= 0x40                               # keep DF, clear MF and the offset
+            hdr[7] = 0
+            hdr[10] = hdr[11] = 0
+            struct.pack_into("!H", hdr, 10, inet_checksum(hdr))
+        else:
+            struct.pack_into("!H", hdr, 4, len(hdr) - 40 + tr.total)
+            hdr[tr.nh_off] = tr.nh
+        return bytes(hdr + buf)
+
+    def reassembled(self, data: bytes, pkt: Packet, opts: DecodeOptions = DEFAULT_OPTIONS) -> tuple[Packet, ...]:
+        """Decode a datagram returned by `add`, as seen with `pkt` (the last fragment)."""
+        meta = FrameMeta(ts=pkt.ts, iface=pkt.iface, vlan=pkt.vlan, pcap_cnt=pkt.pcap_cnt)
+        pkts = decode_ip(data, meta, opts)
+        pkts[0].outer = pkt.outer
+        return pkts
+
+    def expire(self, now: float) -> int:
+        """Drop datagrams whose first fragment is older than the timeout; how many."""
+        dead = [k for k, t in self._trackers.items() if now - t.first_ts > self.timeout]
+        for k in dead:
+            del self._trackers[k]
+        self.counters["defrag.timeouts"] += len(dead)
+        return len(dead)
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.counters, **{"defrag.active": len(self._trackers)})

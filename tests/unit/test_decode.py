@@ -564,3 +564,87 @@ def test_events_match_suricata(name):
     frame, expected = SURICATA_EVENTS[name]
     got = {e.removeprefix("decoder.") for p in decode(frame, META, NOCSUM) for e in p.events}
     assert got == expected
+
+
+# ---------------------------------------------------------------- fragment reassembly
+
+from scapy.layers.inet import fragment  # noqa: E402
+from scapy.layers.inet6 import fragment6  # noqa: E402
+
+from rules.decode import Defragmenter  # noqa: E402
+
+
+def _frags(frames, meta=META):
+    return [decode(bytes(f), meta, CSUM)[0] for f in frames]
+
+
+@pytest.mark.parametrize("order", ["in-order", "reversed", "last-first"])
+def test_defrag_ipv4(order):
+    body = bytes(range(256)) * 8
+    dgram = IP(src=C4, dst=S4, id=321) / TCP(sport=1234, dport=80, flags="PA") / body
+    pieces = [ETH / f for f in fragment(dgram, fragsize=512)]
+    assert len(pieces) == 5
+    if order == "reversed":
+        pieces.reverse()
+    elif order == "last-first":
+        pieces = pieces[-1:] + pieces[:-1]
+    d = Defragmenter()
+    results = [d.add(p) for p in _frags(pieces)]
+    assert results[:-1] == [None] * 4 and results[-1] is not None and len(d) == 0
+    (p,) = d.reassembled(results[-1], _frags(pieces[-1:])[0], CSUM)
+    assert (p.src, p.dst, p.ip_id, p.frag, p.ip_off) == (a4(C4), a4(S4), 321, False, 0)
+    assert (p.sport, p.dport, bytes(p.payload)) == (1234, 80, body)
+    assert p.csum_ok is True and p.events == () and p.vlan == () and p.ts == META.ts
+    assert d.stats()["defrag.reassembled"] == 1
+
+
+def test_defrag_ipv6_behind_hop_by_hop():
+    body = b"v6-" * 500
+    dgram = IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(id=77) / UDP(sport=5, dport=6) / body
+    pieces = [ETH / f for f in fragment6(dgram, 600)]
+    assert len(pieces) >= 3
+    d = Defragmenter()
+    out = [d.add(p) for p in _frags(reversed(pieces))]
+    assert out[-1] is not None and all(o is None for o in out[:-1])
+    (p,) = d.reassembled(out[-1], _frags(pieces[:1])[0], CSUM)
+    assert (p.ipver, p.proto, p.sport, p.dport, bytes(p.payload), p.frag) == (6, 17, 5, 6, body, False)
+    assert p.csum_ok is True and p.events == ()
+
+
+def test_defrag_overlap_first_wins_and_is_reported():
+    def frag(off8, data, mf):
+        return ETH / IP(src=C4, dst=S4, id=9, proto=17, frag=off8, flags="MF" if mf else 0) / Raw(data)
+    udp = bytes(UDP(sport=1, dport=2, len=8 + 24))[:8]
+    d = Defragmenter()
+    a, b, c = _frags([frag(0, udp + b"A" * 16, True), frag(2, b"B" * 16, True), frag(3, b"C" * 8, False)])
+    assert d.add(a) is None and d.add(b) is None
+    assert "decoder.ipv4.frag_overlap" in b.events
+    whole = d.add(c)
+    assert "decoder.ipv4.frag_overlap" in c.events
+    (p,) = d.reassembled(whole, c, NOCSUM)
+    assert bytes(p.payload) == b"A" * 16 + b"B" * 8      # first arrival wins on both overlaps
+    assert d.stats()["defrag.overlaps"] == 2
+
+
+def test_defrag_missing_piece_times_out():
+    pieces = fragment(IP(src=C4, dst=S4, id=5) / UDP() / (b"x" * 1000), fragsize=256)
+    d = Defragmenter(timeout=60)
+    for p in _frags([ETH / f for f in pieces[:-2] + pieces[-1:]]):
+        assert d.add(p) is None
+    assert len(d) == 1 and d.expire(META.ts + 60) == 0 and d.expire(META.ts + 61) == 1
+    assert len(d) == 0 and d.stats()["defrag.timeouts"] == 1
+
+
+def test_defrag_too_large():
+    last = ETH / IP(src=C4, dst=S4, id=8, proto=17, frag=8190) / Raw(b"z" * 64)
+    (p,) = _frags([last])
+    d = Defragmenter()
+    assert d.add(p) is None and "decoder.ipv4.frag_pkt_too_large" in p.events and len(d) == 0
+
+
+def test_defrag_ignores_non_fragments_and_tracker_limit():
+    d = Defragmenter(max_trackers=2)
+    assert d.add(one(ETH / IP(src=C4, dst=S4) / UDP())) is None
+    for i in range(3):
+        d.add(one(ETH / IP(src=C4, dst=S4, id=i, flags="MF", proto=17) / Raw(b"x" * 16), NOCSUM))
+    assert len(d) == 2 and d.stats()["defrag.evicted"] == 1

@@ -13,7 +13,7 @@ from scapy.layers.l2 import ARP, GRE, Dot1AD, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 
 from rules.api import FrameMeta
-from rules.decode import DecodeOptions, decode
+from rules.decode import DecodeOptions, Defragmenter, decode
 from rules.flow import FlowTable
 
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
@@ -29,9 +29,16 @@ SEEDS = [bytes(f) for f in (
     ETH / IP(src=C4, dst=S4) / GRE(key_present=1, chksum_present=1) / IP(src=C4, dst=S4) / TCP(),
     ETH / IP(src=C4, dst=S4) / GRE(proto=0x6558) / ETH / IPv6(src=C6, dst=S6) / UDP(),
     ETH / IP(src=C4, dst=S4) / UDP(dport=4789) / VXLAN() / ETH / Dot1Q(vlan=9) / IP(src=C4, dst=S4) / TCP(),
+    ETH / IP(src=C4, dst=S4, id=1, flags="MF", proto=17) / (b"a" * 16),
+    ETH / IP(src=C4, dst=S4, id=1, frag=2, proto=17) / (b"b" * 16),
+    ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(id=1, m=1, nh=17) / (b"c" * 16),
+    ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(id=1, offset=2, nh=17) / (b"d" * 16),
 )]
 META = FrameMeta(ts=1.0, iface="eth0", vlan=(7,))
 OPTS = [DecodeOptions(), DecodeOptions(checksum_validation=False, max_tunnel_depth=1)]
+
+
+DEFRAG = Defragmenter(max_trackers=64)       # shared across examples: state carries over, as live
 
 
 def check(frame: bytes) -> None:
@@ -48,6 +55,11 @@ def check(frame: bytes) -> None:
             if p.ipver:
                 assert p.ipver in (4, 6) and 0 <= p.sport < 65536 and 0 <= p.dport < 65536
             table.lookup(p)         # whatever the decoder made, the flow table takes it
+            whole = DEFRAG.add(p)   # and the defragmenter
+            if whole is not None:
+                for q in DEFRAG.reassembled(whole, p, opts):
+                    assert "decoder.internal" not in q.events
+                    table.lookup(q)
 
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
