@@ -316,9 +316,10 @@ class Engine:
             acting = act == "drop" or act in _REJECT
             if acting:
                 if act in _REJECT:
-                    if pkt.outer is None and not injects:
+                    # drop outranks reject: a reject answers only when it decides the packet
+                    if top.rank == s.rank and pkt.outer is None and not injects:
                         injects.extend(_reject_frames(pkt, act))
-                    v = Verdict.REJECT
+                    v = Verdict.REJECT if top.rank == s.rank else Verdict.DROP
                 else:
                     v = Verdict.DROP
                 if verdict == Verdict.FORWARD:

@@ -1,0 +1,259 @@
+"""Engine verdicts, flow marking, flowbits, thresholds, candidate selection, robustness."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from scapy.all import ICMP, IP, TCP, UDP, Ether, IPv6
+
+from rules.api import FrameMeta, Verdict
+from rules.checksum import l4_checksum_ok, ipv4_header_ok
+from rules.engine import Engine
+from rules.events import Alert, Drop
+from rules.parser import parse_rule
+
+C, S = "198.51.100.1", "198.51.100.2"
+
+
+def eng(*texts, mode="ips", **kw):
+    return Engine([parse_rule(t) for t in texts], mode=mode, **kw)
+
+
+def fr(l4, src=C, dst=S):
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IP(src=src, dst=dst) / l4)
+
+
+class Feed:
+    def __init__(self, engine):
+        self.e = engine
+        self.n = 0
+
+    def __call__(self, frame, ts=None):
+        self.n += 1
+        return self.e.inspect(frame, FrameMeta(ts=1000.0 + self.n if ts is None else ts, iface="", pcap_cnt=self.n))
+
+
+def alerts(r):
+    return sorted((e.sid, e.action) for e in r.events if isinstance(e, Alert))
+
+
+def drops(r):
+    return [e.reason for e in r.events if isinstance(e, Drop)]
+
+
+def tcp_session(feed, sport, dport, data_c2s):
+    feed(fr(TCP(sport=sport, dport=dport, flags="S", seq=100)))
+    feed(fr(TCP(sport=dport, dport=sport, flags="SA", seq=500, ack=101), src=S, dst=C))
+    feed(fr(TCP(sport=sport, dport=dport, flags="A", seq=101, ack=501)))
+    return feed(fr(TCP(sport=sport, dport=dport, flags="PA", seq=101, ack=501) / data_c2s))
+
+
+ACTIONS = [
+    'pass udp any any -> any 7000 (msg:"pass"; content:"X"; sid:1;)',
+    'drop udp any any -> any 7000 (msg:"drop"; content:"X"; sid:2;)',
+    'reject udp any any -> any 7000 (msg:"reject"; content:"X"; sid:3;)',
+    'alert udp any any -> any 7000 (msg:"alert"; content:"X"; sid:4;)',
+]
+
+
+@pytest.mark.parametrize("present,verdict,expected", [
+    ((1, 2, 3, 4), Verdict.FORWARD, []),
+    ((2, 3, 4), Verdict.DROP, [(2, "blocked"), (3, "blocked"), (4, "allowed")]),
+    ((3, 4), Verdict.REJECT, [(3, "blocked"), (4, "allowed")]),
+    ((4,), Verdict.FORWARD, [(4, "allowed")]),
+    ((1, 4), Verdict.FORWARD, []),
+], ids=["pass-wins", "drop-beats-reject", "reject-beats-alert", "alert-only", "pass-suppresses-alert"])
+def test_action_order(present, verdict, expected):
+    e = eng(*[ACTIONS[i - 1] for i in present])
+    r = Feed(e)(fr(UDP(sport=1111, dport=7000) / b"aXb"))
+    assert r.verdict == verdict
+    assert alerts(r) == expected
+    if verdict != Verdict.FORWARD:
+        assert drops(r) == ["rule"]
+
+
+def test_ids_and_tap_compute_drop_but_say_allowed():
+    for mode in ("ids", "tap"):
+        e = eng(ACTIONS[1], mode=mode)
+        r = Feed(e)(fr(UDP(sport=1, dport=7000) / b"X"))
+        assert r.verdict == Verdict.DROP
+        assert alerts(r) == [(2, "allowed")]
+        assert drops(r) == []          # no EVE drop record where nothing is dropped
+
+
+def test_tcp_payload_drop_marks_flow_and_later_packets_drop_with_reason_flow():
+    e = eng('drop tcp any any -> any 80 (msg:"bad"; flow:to_server; content:"bad"; sid:10;)',
+            'alert tcp any any -> any any (msg:"every data"; dsize:>0; sid:11;)')
+    f = Feed(e)
+    r = tcp_session(f, 40000, 80, b"bad stuff")
+    assert r.verdict == Verdict.DROP and alerts(r) == [(10, "blocked"), (11, "allowed")]
+    r = f(fr(TCP(sport=80, dport=40000, flags="PA", seq=501, ack=110) / b"reply", src=S, dst=C))
+    assert r.verdict == Verdict.DROP and r.reason == "flow" and alerts(r) == [] and drops(r) == ["flow"]
+    # another flow is untouched
+    r = tcp_session(f, 40001, 80, b"fine")
+    assert r.verdict == Verdict.FORWARD and alerts(r) == [(11, "allowed")]
+    assert e.stats()["drops.flow"] == 1
+
+
+def test_udp_drop_is_per_packet_like_suricata():
+    e = eng('drop udp any any -> any 7001 (msg:"D"; content:"D"; sid:20;)')
+    f = Feed(e)
+    assert f(fr(UDP(sport=5, dport=7001) / b"D")).verdict == Verdict.DROP
+    assert f(fr(UDP(sport=5, dport=7001) / b"A")).verdict == Verdict.FORWARD
+
+
+def test_tcp_pass_on_payload_skips_rest_of_flow():
+    e = eng('pass tcp any any -> any 80 (msg:"trusted"; content:"TRUSTED"; sid:30;)',
+            'alert tcp any any -> any 80 (msg:"evil"; content:"evil"; sid:31;)')
+    f = Feed(e)
+    r = tcp_session(f, 40100, 80, b"TRUSTED evil")
+    assert r.verdict == Verdict.FORWARD and alerts(r) == []
+    before = e.stats()["detect.evaluated"]
+    r = f(fr(TCP(sport=40100, dport=80, flags="PA", seq=113, ack=501) / b"evil again"))
+    assert alerts(r) == [] and e.stats()["detect.evaluated"] == before
+    r = tcp_session(f, 40101, 80, b"evil")
+    assert alerts(r) == [(31, "allowed")]
+
+
+def test_flowbits_across_packets_and_same_packet_order():
+    e = eng('alert udp any any -> any 9001 (msg:"check"; content:"CHK"; flowbits:isset,b; sid:41;)',
+            'alert udp any any -> any 9001 (msg:"set"; content:"SET"; flowbits:set,b; flowbits:noalert; sid:40;)',
+            'alert udp any 9001 -> any any (msg:"reply"; flowbits:isset,b; sid:42;)',
+            'alert udp any any -> any 9001 (msg:"unset"; content:"UN"; flowbits:unset,b; flowbits:noalert; sid:43;)')
+    f = Feed(e)
+    assert alerts(f(fr(UDP(sport=1, dport=9001) / b"CHK"))) == []
+    assert alerts(f(fr(UDP(sport=1, dport=9001) / b"SET"))) == []
+    assert alerts(f(fr(UDP(sport=9001, dport=1) / b"r", src=S, dst=C))) == [(42, "allowed")]
+    assert alerts(f(fr(UDP(sport=1, dport=9001) / b"CHK"))) == [(41, "allowed")]
+    assert alerts(f(fr(UDP(sport=1, dport=9001) / b"UN"))) == []
+    assert alerts(f(fr(UDP(sport=1, dport=9001) / b"CHK"))) == []
+    # set and check in one packet: the setter is ordered before the reader (rule 41 is written first)
+    assert alerts(f(fr(UDP(sport=1, dport=9001) / b"SET CHK"))) == [(41, "allowed")]
+    # another flow has no bits
+    assert alerts(f(fr(UDP(sport=2, dport=9001) / b"CHK"))) == []
+
+
+@pytest.mark.parametrize("opt,times,expect", [
+    ("threshold:type limit, track by_src, count 2, seconds 10", [0, 1, 2, 3, 11, 12, 13], [1, 1, 0, 0, 1, 1, 0]),
+    ("threshold:type threshold, track by_src, count 3, seconds 5", [0, 1, 2, 3, 4, 5, 20], [0, 0, 1, 0, 0, 1, 0]),
+    ("threshold:type both, track by_src, count 2, seconds 10", [0, 1, 2, 3, 11, 12], [0, 1, 0, 0, 0, 1]),
+    ("detection_filter:track by_src, count 2, seconds 5", [0, 1, 2, 3, 10, 11, 12], [0, 0, 1, 1, 0, 0, 1]),
+], ids=["limit", "threshold", "both", "detection_filter"])
+def test_thresholds_by_packet_time(opt, times, expect):
+    e = eng(f'alert udp any any -> any 5000 (msg:"t"; {opt}; sid:50;)')
+    f = Feed(e)
+    got = [len(alerts(f(fr(UDP(sport=1000 + i, dport=5000) / b"x"), ts=100.0 + t))) for i, t in enumerate(times)]
+    assert got == expect
+
+
+def test_threshold_tracks_sources_apart_and_drop_still_applies():
+    e = eng('drop udp any any -> any 5006 (msg:"d"; threshold:type limit, track by_src, count 1, seconds 60; sid:51;)')
+    f = Feed(e)
+    r1 = f(fr(UDP(sport=1, dport=5006) / b"x"))
+    r2 = f(fr(UDP(sport=2, dport=5006) / b"x"))
+    r3 = f(fr(UDP(sport=3, dport=5006) / b"x", src="198.51.100.9"))
+    assert [len(alerts(r)) for r in (r1, r2, r3)] == [1, 0, 1]
+    assert [r.verdict for r in (r1, r2, r3)] == [Verdict.DROP] * 3
+
+
+def test_candidate_selection_port_rule_never_evaluated_on_other_port():
+    calls = []
+    e = eng('alert udp any any -> any 80 (msg:"http"; sid:60;)', 'alert tcp any any -> any 53 (msg:"t53"; sid:61;)',
+            'alert udp any 80 -> any any (msg:"from 80"; sid:62;)')
+    e.sigs[0].rule.checks.append(lambda p: calls.append(p.dport) or True)
+    f = Feed(e)
+    for i in range(20):
+        f(fr(UDP(sport=3000 + i, dport=53) / b"q"))
+    assert calls == [] and e.stats()["detect.evaluated"] == 0
+    assert alerts(f(fr(UDP(sport=3000, dport=80) / b"q"))) == [(60, "allowed")]
+    assert calls == [80]
+
+
+def test_content_rule_not_evaluated_without_its_pattern():
+    e = eng(*[f'alert tcp any any -> any any (msg:"r{i}"; content:"needle{i:04d}"; sid:{100 + i};)' for i in range(500)])
+    f = Feed(e)
+    r = f(fr(TCP(sport=1, dport=2, flags="PA") / b"haystack with NEEDLE0007 and needle0042"))
+    assert alerts(r) == [(142, "allowed")]
+    assert e.stats()["detect.evaluated"] == 1
+
+
+def test_bidirectional_rule_matches_both_ways():
+    e = eng('alert udp 203.0.113.9 7777 <> any any (msg:"bi"; sid:70;)')
+    f = Feed(e)
+    assert alerts(f(fr(UDP(sport=7777, dport=1) / b"a", src="203.0.113.9", dst=S))) == [(70, "allowed")]
+    assert alerts(f(fr(UDP(sport=1, dport=7777) / b"a", src=S, dst="203.0.113.9"))) == [(70, "allowed")]
+    assert alerts(f(fr(UDP(sport=1, dport=7777) / b"a", src=S, dst="203.0.113.8"))) == []
+
+
+def test_reject_tcp_builds_valid_rst_both_ways():
+    e = eng('rejectboth tcp any any -> any 80 (msg:"rej"; content:"rej"; sid:80;)')
+    f = Feed(e)
+    r = tcp_session(f, 40200, 80, b"rej this")
+    assert r.verdict == Verdict.REJECT and len(r.inject) == 2
+    back, fwd = r.inject
+    assert back.back and not fwd.back
+    pb = Ether(back.frame)
+    assert pb[IP].src == S and pb[IP].dst == C and pb[TCP].flags == "RA"
+    assert pb[TCP].seq == 501 and pb[TCP].ack == 101 + len(b"rej this")
+    assert pb.dst == "02:00:00:00:00:01"
+    pf = Ether(fwd.frame)
+    assert pf[IP].src == C and pf[TCP].dport == 80 and pf[TCP].seq == 101 + len(b"rej this")
+    for inj in r.inject:
+        assert ipv4_header_ok(inj.frame, 14) and l4_checksum_ok(inj.frame, 14) is True
+
+
+def test_reject_udp_sends_icmp_port_unreachable():
+    e = eng('reject udp any any -> any 6004 (msg:"rej"; content:"rej"; sid:81;)')
+    r = Feed(e)(fr(UDP(sport=45004, dport=6004) / b"rej udp"))
+    assert r.verdict == Verdict.REJECT and len(r.inject) == 1
+    p = Ether(r.inject[0].frame)
+    assert p[IP].dst == C and p[ICMP].type == 3 and p[ICMP].code == 3
+    assert l4_checksum_ok(r.inject[0].frame, 14) is True
+
+
+def test_ipv6_rules_and_reject():
+    e = eng('reject udp any any -> 2001:db8::/32 53 (msg:"v6"; sid:82;)')
+    frame = bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=1, dport=53) / b"q")
+    r = Feed(e)(frame)
+    assert r.verdict == Verdict.REJECT
+    assert l4_checksum_ok(r.inject[0].frame, 14) is True
+
+
+def test_exception_policy_counts_and_decides():
+    class Boom:
+        def __call__(self, p):
+            raise RuntimeError("keyword bug")
+
+    for policy, verdict in (("auto", Verdict.FORWARD), ("drop-packet", Verdict.DROP), ("drop-flow", Verdict.DROP)):
+        from conf.model import Config
+
+        e = Engine([parse_rule('alert udp any any -> any any (msg:"x"; sid:90;)')], config=Config(exception_policy=policy))
+        e.sigs[0].rule.checks.append(Boom())
+        f = Feed(e)
+        r = f(fr(UDP(sport=1, dport=2) / b"x"))
+        assert r.verdict == verdict and e.stats()["engine.errors"] == 1
+        if policy == "drop-flow":
+            e.sigs[0].rule.checks.pop()
+            r = f(fr(UDP(sport=1, dport=2) / b"x"))
+            assert r.verdict == Verdict.DROP and r.reason == "flow"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_engine_never_raises_on_garbage(data):
+    e = GARBAGE_ENGINE
+    r = e.inspect(data, FrameMeta(ts=1.0, iface=""))
+    assert r.verdict in (Verdict.FORWARD, Verdict.DROP, Verdict.REJECT)
+    assert e.stats()["engine.errors"] == 0
+
+
+GARBAGE_ENGINE = eng('alert ip any any -> any any (msg:"any"; sid:1;)',
+                     'drop tcp any any -> any any (msg:"c"; content:"ab"; sid:2;)',
+                     'reject udp any any -> any any (msg:"u"; content:"ab"; nocase; sid:3;)')
+
+
+def test_tick_expires_flows():
+    e = eng('alert udp any any -> any 1 (msg:"x"; sid:1;)')
+    Feed(e)(fr(UDP(sport=5, dport=1)), ts=10.0)
+    assert e.stats()["flow.active"] == 1
+    e.tick(10.0 + 1000)
+    assert e.stats()["flow.active"] == 0
