@@ -154,3 +154,35 @@ class _FlowRecorder:
 
 def record_flows(config):
     return _FlowRecorder()
+
+
+class _RejectMarker:
+    """REJECT marker frames: each is dropped, a copy with EtherType+1 is injected back out of
+    the ingress port, and a rules.events.Stats event is returned (so EVE output is exercised)."""
+
+    def __init__(self):
+        self.counters = {"inspected": 0, "rejected": 0}
+
+    def inspect(self, frame, meta):
+        from rules.api import Inject, Result, Verdict
+        from rules.events import Stats
+
+        self.counters["inspected"] += 1
+        if frame[12] == MARKER_ETHERTYPE >> 8 and frame[13] == MARKER_ETHERTYPE & 0xFF:
+            self.counters["rejected"] += 1
+            reply = bytearray(frame)
+            reply[0:6], reply[6:12] = frame[6:12], frame[0:6]
+            struct.pack_into("!H", reply, 12, MARKER_ETHERTYPE + 1)
+            return Result(Verdict.REJECT, events=(Stats(meta.ts, (("rejected", 1),)),), reason="hook",
+                          inject=(Inject(bytes(reply), back=True),))
+        return FORWARD
+
+    def tick(self, now):
+        return ()
+
+    def stats(self):
+        return dict(self.counters)
+
+
+def reject_marker(config):
+    return _RejectMarker()

@@ -468,3 +468,23 @@ def test_ids_tpacket_v3_with_bpf_filter(lab):
     assert eth0["received"] == eth0["inspected"] == 200      # the filter let nothing else in
     assert eth0["forwarded"] == 0
     assert eth0["kernel_packets"] == 200
+
+
+def test_reject_injects_back_and_writes_eve(lab):
+    eve = lab.workdir / "eve.json"
+    bridge = start(lab, "--verdict-hook", f"{HOOKS}:reject_marker", "--eve", str(eve))
+    back = lab.spawn("client", sys.executable, "-c", CAPTURE, str(MARKER_ETHERTYPE + 1),
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert back.stdout.readline().strip() == "listening"
+    fwd = MarkerCapture(lab)
+    lab.python("client", SEND_MARKERS, "20", str(MARKER_ETHERTYPE), timeout=120)
+    lab.ping("client", SERVER4, count=1)
+    totals = bridge.stop()
+    assert fwd.stop() == []                                  # rejected: never reached the server
+    back.terminate()
+    assert sorted(int(x) for x in finish(back).split()) == list(range(20))
+    eth0 = totals["interfaces"]["eth0"]
+    assert eth0["dropped"] == {"hook": 20} and eth0["injected"] == 20 and eth0["inject_errors"] == 0
+    lines = [json.loads(x) for x in eve.read_text().splitlines()]
+    assert len(lines) == 20 and all(x["event_type"] == "stats" for x in lines)
+    assert_accounted(totals)
