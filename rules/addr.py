@@ -267,8 +267,11 @@ def _compile(text: str, col: int, *, universe, leaf, groups: dict[str, str], kin
     def resolve(name: str, pos: int):
         if name not in groups:
             okind = "port" if kind == "address" else "address"
-            raise _Err(f"unknown {kind} variable '${name}'"
-                       + (f" (it is {'a port' if okind == 'port' else 'an address'} variable)" if name in other else ""), pos)
+            if name in other:
+                hint = f" (it is {'a port' if okind == 'port' else 'an address'} variable)"
+            else:
+                hint = f" (define it under vars: {kind}-groups: in the config)"
+            raise _Err(f"unknown {kind} variable '${name}'{hint}", pos)
         if name in stack:
             raise _Err("variable cycle: " + " -> ".join("$" + n for n in (*stack, name)), pos)
         try:

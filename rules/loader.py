@@ -7,6 +7,7 @@ failures unless `strict`.
   physical line the offending character is on);
 - rule paths are relative to `Config.default_rule_path`;
 - a second rule with the same (gid, sid) is an error for the later one;
+- a config with no vars at all gets Suricata's default vars (said in `notes`);
 - `unsupported` counts, per missing feature (keyword, ``proto:http``,
   ``pcre-modifier:U``, ...), the rules that need it.
 """
@@ -33,6 +34,7 @@ class LoadResult:
     errors: list[RuleError] = field(default_factory=list)
     unsupported: Counter = field(default_factory=Counter)
     files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # things the operator should know (defaults applied)
     counts: dict[str, int] = field(default_factory=lambda: {
         "total": 0, "loaded": 0, "failed": 0, "unsupported": 0, "invalid": 0, "commented": 0})
 
@@ -75,6 +77,10 @@ def load(paths: str | Path | Iterable[str | Path] | None = None, *, config=None,
     """Load rule files (`paths`, else `config.rule_files`)."""
     result = LoadResult()
     vars = DEFAULT_VARS if config is None else config.vars
+    if config is not None and not any((config.vars or {}).get(k) for k in ("address-groups", "port-groups")):
+        vars = DEFAULT_VARS
+        result.notes.append("no vars configured: using Suricata's default address-groups/port-groups "
+                            "(HOME_NET = [192.168.0.0/16,10.0.0.0/8,172.16.0.0/12])")
     base = Path(config.default_rule_path) if config is not None else Path(".")
     if paths is None:
         paths = list(config.rule_files) if config is not None else []
@@ -159,7 +165,7 @@ def _fail(result: LoadResult, err: RuleError, strict: bool) -> None:
 def format_report(result: LoadResult, *, verbose: bool = False, top: int = 15) -> str:
     """Per-rule errors (real mistakes always; unsupported ones with `verbose`)
     and a summary with the most-needed missing features."""
-    lines = []
+    lines = [f"note: {n}" for n in result.notes]
     for e in result.errors:
         if verbose or not e.unsupported:
             lines.append(str(e))

@@ -320,3 +320,16 @@ def test_loader_internal_errors_do_not_abort(tmp_path, monkeypatch):
     monkeypatch.setattr(loader, "parse_rule", boom)
     r = load(["i.rules"], config=cfg(tmp_path))
     assert "internal error while parsing: ZeroDivisionError: bug" in r.errors[0].message
+
+
+def test_loader_config_without_vars_uses_suricata_defaults_and_says_so(tmp_path):
+    write(tmp_path, "v.rules", 'alert tcp $EXTERNAL_NET any -> $HOME_NET $HTTP_PORTS (sid:1;)\n')
+    r = load(["v.rules"], config=Config(default_rule_path=str(tmp_path)))
+    assert [x.sid for x in r.rules] == [1]
+    assert "no vars configured" in format_report(r)
+    c = Config(default_rule_path=str(tmp_path), vars={"address-groups": {"HOME_NET": "198.51.100.0/24"},
+                                                      "port-groups": {}})
+    r = load(["v.rules"], config=c)
+    assert "unknown address variable '$EXTERNAL_NET' (define it under vars: address-groups: in the config)" \
+        in r.errors[0].message
+    assert not r.notes
