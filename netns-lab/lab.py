@@ -336,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:                 # everything after 'bench' belongs to bench.py
+        import bench
+
+        return bench.main(argv[1:])
     args = build_parser().parse_args(argv)
     if os.geteuid() != 0:
         print("lab.py: needs root (network namespaces, AF_PACKET)", file=sys.stderr)
