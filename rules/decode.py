@@ -687,9 +687,13 @@ def _tunnel(mv, off: int, end: int, kind: int, outer: Packet, meta, opts, out, d
 # themselves still go through detection and forwarding one by one (inline, a
 # verdict on the reassembled datagram is a verdict on its last fragment).
 #
-# Overlaps: the data that arrived first wins ("first" policy) and the fragment
-# that overlaps gets "decoder.ipv4.frag_overlap" / "decoder.ipv6.frag_overlap".
-# Suricata's default policy is "bsd"; per-host policies are not modelled.
+# Overlaps follow what Suricata 7's default ("bsd") policy produces, checked on
+# crafted pcaps: a fragment starting at or after an overlapping earlier one is
+# trimmed on the left (dropped if contained); one starting before an earlier one
+# and covering it replaces it; one starting before and ending inside it is kept,
+# and the datagram is then laid out in offset order (the higher offset wins
+# there).  The overlapping fragment gets "decoder.ipv4.frag_overlap" /
+# "decoder.ipv6.frag_overlap".  Per-host policies are not modelled.
 # ---------------------------------------------------------------------------
 
 class _FragTracker:
@@ -697,7 +701,7 @@ class _FragTracker:
 
     def __init__(self, ts: float) -> None:
         self.first_ts = ts
-        self.frags: list[tuple[int, int, bytes]] = []   # (start, end, data) in arrival order
+        self.frags: list[list] = []    # [start, end, data, ltrim, skipped] in arrival order
         self.total = -1            # datagram payload length, known once the last fragment arrived
         self.header = None         # IPv4 header / IPv6 unfragmentable part, from the offset-0 fragment
         self.nh_off = 0            # IPv6: offset in `header` of the next-header byte to patch
@@ -783,12 +787,26 @@ class Defragmenter:
             c["defrag.too_many_frags"] += 1
             del self._trackers[key]
             return None
-        for s, e, _d in tr.frags:
-            if start < e and end > s:
-                _ev(pkt, f"decoder.{ver}.frag_overlap")
-                c["defrag.overlaps"] += 1
-                break
-        tr.frags.append((start, end, data))
+        ltrim = 0
+        keep = True
+        overlap = False
+        for f in tr.frags:
+            ps, pe = f[0], f[1]
+            if f[4] or start >= pe or end <= ps:
+                continue
+            overlap = True
+            if ps <= start:
+                if end <= pe:
+                    keep = False                         # nothing new: the earlier data stands
+                    break
+                ltrim = max(ltrim, pe - start)
+            elif end >= pe:
+                f[4] = True                              # covered by a fragment starting before it
+        if overlap:
+            _ev(pkt, f"decoder.{ver}.frag_overlap")
+            c["defrag.overlaps"] += 1
+        if keep:
+            tr.frags.append([start, end, data, ltrim, False])
         if not more:
             tr.total = end
         if start == 0 and tr.header is None:
@@ -800,18 +818,22 @@ class Defragmenter:
                 tr.nh = mv[fh]
         if tr.total < 0 or tr.header is None:
             return None
+        live = sorted((f for f in tr.frags if not f[4]), key=lambda f: f[0])   # stable: arrival order on ties
         covered = 0                                      # does the union of fragments cover [0, total)?
-        for s, e, _d in sorted(tr.frags):
-            if s > covered:
+        for f in live:
+            if f[0] + f[3] > covered:
                 return None
-            if e > covered:
-                covered = e
+            if f[1] > covered:
+                covered = f[1]
         if covered < tr.total:
             return None
         buf = bytearray(tr.total)
-        for s, e, d in reversed(tr.frags):               # earlier arrivals written last: first wins
-            if s < tr.total:
-                buf[s:min(e, tr.total)] = d[:tr.total - s]
+        total = tr.total
+        for s, e, d, lt, _skip in live:                  # offset order: a higher offset overwrites
+            lo = s + lt
+            hi = min(e, total)
+            if lo < hi:
+                buf[lo:hi] = d[lt:hi - s]
         del self._trackers[key]
         c["defrag.reassembled"] += 1
         hdr = bytearray(tr.header)

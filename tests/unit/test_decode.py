@@ -611,7 +611,30 @@ def test_defrag_ipv6_behind_hop_by_hop():
     assert p.csum_ok is True and p.events == ()
 
 
-def test_defrag_overlap_first_wins_and_is_reported():
+def _udp_frag(ident, off8, data, mf):
+    return ETH / IP(src=C4, dst=S4, id=ident, proto=17, frag=off8, flags="MF" if mf else 0) / Raw(data)
+
+
+_UDP_HDR = bytes(UDP(sport=1, dport=2, len=40, chksum=0))[:8]
+
+
+# Overlap cases run through Suricata 7.0.10 (default policy) with one content
+# rule per candidate layout; the expected payload is the one that alerted.
+@pytest.mark.parametrize("frags,expected", [
+    ([(1, b"B" * 24, True), (0, _UDP_HDR + b"A" * 16, True), (4, b"C" * 8, False)], b"B" * 24 + b"C" * 8),
+    ([(2, b"B" * 8, True), (1, b"A" * 24, True), (0, _UDP_HDR, True), (4, b"C" * 8, False)], b"A" * 24 + b"C" * 8),
+], ids=["later-lower-offset-partial", "later-covering"])
+def test_defrag_overlaps_as_suricata(frags, expected):
+    d = Defragmenter()
+    pkts = _frags([_udp_frag(80, *f) for f in frags])
+    out = [d.add(p) for p in pkts]
+    assert out[-1] is not None
+    (p,) = d.reassembled(out[-1], pkts[-1], NOCSUM)
+    assert bytes(p.payload) == expected
+    assert any("decoder.ipv4.frag_overlap" in q.events for q in pkts)
+
+
+def test_defrag_overlap_trimmed_and_reported():
     def frag(off8, data, mf):
         return ETH / IP(src=C4, dst=S4, id=9, proto=17, frag=off8, flags="MF" if mf else 0) / Raw(data)
     udp = bytes(UDP(sport=1, dport=2, len=8 + 24))[:8]
@@ -622,7 +645,7 @@ def test_defrag_overlap_first_wins_and_is_reported():
     whole = d.add(c)
     assert "decoder.ipv4.frag_overlap" in c.events
     (p,) = d.reassembled(whole, c, NOCSUM)
-    assert bytes(p.payload) == b"A" * 16 + b"B" * 8      # first arrival wins on both overlaps
+    assert bytes(p.payload) == b"A" * 16 + b"B" * 8      # b trimmed behind a, c contained in b
     assert d.stats()["defrag.overlaps"] == 2
 
 
