@@ -142,3 +142,167 @@ def test_v3_walks_a_block_and_hands_it_back():
     assert got == [(0, FRAME), (1, FRAME), (2, FRAME)]
     assert struct.unpack_from("=I", buf, 8)[0] == afp.TP_STATUS_KERNEL
     assert ring.head == 1
+
+
+# ------------------------------------------------------------------ the worker's per-frame path, with fakes
+import errno as _errno  # noqa: E402
+
+from bridge.worker import Worker, _Port  # noqa: E402
+from conf.model import Config  # noqa: E402
+from rules.api import DROP_BY_HOOK, FORWARD, ForwardAll, Result, Verdict  # noqa: E402
+
+UDP_FRAME = bytes.fromhex(
+    "020000000002" "020000000001" "0800"
+    "45000021000100004011" "0000" "cb007101" "cb007102"     # IPv4 203.0.113.1 -> .2, UDP, len 33
+    "04d2162e000d" "1234"                                  # UDP 1234 -> 5678, len 13, partial csum
+) + b"hello"
+
+
+class FakeSock:
+    def __init__(self, fail=()):
+        self.sent: list[bytes] = []
+        self.fail = list(fail)
+
+    def send(self, data, flags=0):
+        if self.fail:
+            raise OSError(self.fail.pop(0), "fake")
+        self.sent.append(bytes(data))
+        return len(data)
+
+    def fileno(self):
+        return -1
+
+
+class FakePS:
+    def __init__(self, ignore_outgoing=True):
+        self.ignore_outgoing = ignore_outgoing
+
+
+def make_worker(inspector=None):
+    w = Worker.__new__(Worker)
+    w.inspector = inspector or ForwardAll()
+    w.config = Config()
+    w.last_ts = 0.0
+    w.last_ts_mono = 0.0
+    w.eve = None
+    w.eve_failed = False
+    return w
+
+
+def port_with(frames, mode="ips", peer=None, ignore_outgoing=True, pkttype=afp.PACKET_HOST, vlan=(0, 0)):
+    buf, ring = v2_ring([(s, d) for s, d in frames])
+    for i in range(len(frames)):
+        buf[i * 256 + SLL_PKTTYPE_V2] = pkttype
+        struct.pack_into("=HH", buf, i * 256 + 24, *vlan)
+    return _Port("eth0", FakePS(ignore_outgoing), ring, mode, peer or FakeSock())
+
+
+def test_forward_counts_and_sends_a_slice():
+    peer = FakeSock()
+    port = port_with([(afp.TP_STATUS_USER, FRAME)] * 3, peer=peer)
+    make_worker().drain(port)
+    c = port.counters
+    assert (c.received, c.forwarded, c.inspected) == (3, 3, 3)
+    assert peer.sent == [FRAME] * 3
+
+
+def test_outgoing_frames_skipped_without_ignore_outgoing():
+    port = port_with([(afp.TP_STATUS_USER, FRAME)] * 2, ignore_outgoing=False, pkttype=afp.PACKET_OUTGOING)
+    make_worker().drain(port)
+    assert port.counters.ignored_outgoing == 2 and port.counters.received == 0
+
+
+def test_vlan_tag_reinserted_before_send():
+    peer = FakeSock()
+    port = port_with([(afp.TP_STATUS_USER | afp.TP_STATUS_VLAN_VALID | afp.TP_STATUS_VLAN_TPID_VALID, FRAME)],
+                     peer=peer, vlan=(0xA064, 0x88A8))
+    seen = []
+
+    class Spy(ForwardAll):
+        def inspect(self, frame, meta):
+            seen.append((bytes(frame), meta.vlan, meta.tpid))
+            return FORWARD
+
+    make_worker(Spy()).drain(port)
+    assert seen == [(FRAME, (100,), (0x88A8,))]          # the inspector sees the untagged frame
+    assert peer.sent == [FRAME[:12] + bytes.fromhex("88a8a064") + FRAME[12:]]
+    assert port.counters.vlan_reinserted == 1
+
+
+def test_checksum_filled_for_csumnotready():
+    peer = FakeSock()
+    port = port_with([(afp.TP_STATUS_USER | afp.TP_STATUS_CSUMNOTREADY, UDP_FRAME)], peer=peer)
+    make_worker().drain(port)
+    from rules.checksum import l4_checksum_ok
+
+    assert port.counters.csum_filled == 1
+    assert l4_checksum_ok(peer.sent[0], 14) is True
+
+
+@pytest.mark.parametrize("mode", ["ips", "tap", None], ids=["ips", "tap", "ids"])
+def test_verdicts_per_mode(mode):
+    peer = FakeSock()
+    port = port_with([(afp.TP_STATUS_USER, FRAME)] * 2, mode=mode, peer=peer)
+
+    class DropFirst(ForwardAll):
+        def inspect(self, frame, meta):
+            self.seen += 1
+            return DROP_BY_HOOK if self.seen == 1 else Result(Verdict.FORWARD)
+
+    make_worker(DropFirst()).drain(port)
+    c = port.counters
+    assert c.received == c.inspected == 2
+    if mode == "ips":
+        assert c.dropped == {"hook": 1} and c.forwarded == 1 and len(peer.sent) == 1
+    elif mode == "tap":
+        assert c.would_drop == {"hook": 1} and c.forwarded == 2 and c.dropped == {}
+    else:
+        assert c.forwarded == 0 and peer.sent == []
+
+
+def test_inspector_exception_forwards_and_counts():
+    class Boom(ForwardAll):
+        def inspect(self, frame, meta):
+            raise ValueError("bug")
+
+    port = port_with([(afp.TP_STATUS_USER, FRAME)])
+    make_worker(Boom()).drain(port)
+    assert port.counters.inspector_errors == 1 and port.counters.forwarded == 1
+
+
+@pytest.mark.parametrize(
+    "fail,sent,errors,oversize",
+    [
+        ([_errno.EMSGSIZE], 0, {"EMSGSIZE": 1}, 1),                         # never retried
+        ([_errno.ENOBUFS], 1, {}, 0),                                       # retried, then sent
+        ([_errno.ENOBUFS] * 3, 0, {"ENOBUFS": 1}, 0),                       # bounded: 3 tries
+        ([_errno.ENETDOWN], 0, {"ENETDOWN": 1}, 0),
+    ],
+    ids=["emsgsize", "enobufs-retry", "enobufs-gives-up", "enetdown"],
+)
+def test_send_errors_counted_by_errno(fail, sent, errors, oversize, monkeypatch):
+    import select as _select
+
+    class NoPoll:
+        def register(self, *a):
+            pass
+
+        def poll(self, *a):
+            return []
+
+    monkeypatch.setattr(_select, "poll", NoPoll)
+    peer = FakeSock(fail)
+    port = port_with([(afp.TP_STATUS_USER, FRAME)], peer=peer)
+    make_worker().drain(port)
+    c = port.counters
+    assert len(peer.sent) == sent and c.send_errors == errors and c.oversize == oversize
+    assert c.received == c.forwarded + sum(c.send_errors.values())
+
+
+def test_truncated_frame_is_never_forwarded():
+    buf, ring = v2_ring([(afp.TP_STATUS_USER, FRAME)])
+    struct.pack_into("=I", buf, 4, 65000)             # tp_len > tp_snaplen: cut by the ring
+    peer = FakeSock()
+    port = _Port("eth0", FakePS(), ring, "ips", peer)
+    make_worker().drain(port)
+    assert peer.sent == [] and port.counters.dropped == {"truncated": 1} and port.counters.oversize == 1
