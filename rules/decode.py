@@ -203,7 +203,15 @@ def _new(mv, start: int, end: int, meta: FrameMeta, outer, vlan) -> Packet:
 
 
 def _decode_eth(mv, off: int, end: int, meta, opts, out, outer, vlan, depth: int) -> None:
-    pkt = _new(mv, off, end, meta, outer, vlan)
+    pkt = Packet()                 # _new() inlined: this is every frame's first step
+    pkt.ts = meta.ts
+    pkt.iface = meta.iface
+    pkt.pcap_cnt = meta.pcap_cnt
+    pkt.vlan = vlan
+    pkt.frame = mv
+    pkt.length = end - off
+    if outer is not None:
+        pkt.outer = outer
     out.append(pkt)
     if end - off < 14:
         _ev(pkt, "decoder.ethernet.pkt_too_small")
