@@ -24,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes, frames spread by a symmetric flow hash (default: 1)")
     p.add_argument("--strict", action="store_true", help="exit 2 when any rule fails to load")
-    p.add_argument("pcap", nargs="+", metavar="PCAP|DIR")
+    p.add_argument("pcap", nargs="*", metavar="PCAP|DIR",
+                   help="capture files or directories (a trailing capture after -r is taken as one)")
     p.set_defaults(func=_replay)
 
     r = sub.add_parser("rules", help="rule-file tools", description="Rule-file tools.")

@@ -230,6 +230,20 @@ def format_summary(t: Totals, elapsed: float, mode: str, workers: int) -> str:
     return "\n".join(lines)
 
 
+def _is_capture(path: str) -> bool:
+    if os.path.isdir(path):
+        return True
+    if path.endswith((".pcap", ".pcapng", ".cap")):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+                    b"\x0a\x0d\x0d\x0a")
+
+
 def cmd_replay(args) -> int:
     from conf.validate import ConfigError
     from rules import loader
@@ -244,7 +258,17 @@ def cmd_replay(args) -> int:
     except OSError as e:
         print(f"ipsbridge replay: cannot read {args.config}: {e.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    rules_paths = [os.path.abspath(p) for p in (args.rules or [])]
+    rules_list = list(args.rules or [])
+    pcap_args = list(args.pcap or [])
+    if not pcap_args:
+        # `-r a.rules b.rules capture.pcap`: -r takes several files, so the captures land in it
+        while rules_list and _is_capture(rules_list[-1]):
+            pcap_args.insert(0, rules_list.pop())
+    if not pcap_args:
+        print("ipsbridge replay: no capture given (PCAP|DIR ...)", file=sys.stderr)
+        return EXIT_USAGE
+    args.pcap = pcap_args
+    rules_paths = [os.path.abspath(p) for p in rules_list]
     if not rules_paths:
         from conf.validate import rule_path
 
