@@ -8,8 +8,8 @@ silently ignored.  Adding a keyword: one new module, one line below.
 """
 from __future__ import annotations
 
-from rules.keywords import (buffers, byte_ops, content, dsize, events, flow, flowbits, icmp, ip, isdataat,
-                            meta, pcre, tcp, threshold)
+from rules.keywords import (buffers, byte_ops, content, dsize, events, flow, flowbits, icmp, ip, ipfields,
+                            isdataat, meta, pcre, tcp, threshold)
 from rules.keywords._base import Keyword
 
 REGISTRY: dict[str, Keyword] = {
@@ -47,6 +47,13 @@ REGISTRY: dict[str, Keyword] = {
     "ttl": ip.ttl,
     "ip_proto": ip.ip_proto,
     "sameip": ip.sameip,
+    "id": ipfields.id_,
+    "fragbits": ipfields.fragbits,
+    "fragoffset": ipfields.fragoffset,
+    "ipopts": ipfields.ipopts,
+    "seq": ipfields.seq,
+    "ack": ipfields.ack,
+    "window": ipfields.window,
     "itype": icmp.itype,
     "icode": icmp.icode,
     "icmp_id": icmp.icmp_id,

@@ -499,7 +499,8 @@ def test_header_keywords_agree_with_suricata(tmp_path):
     import shutil
     import subprocess
 
-    from scapy.all import GRE, ICMP, IP, TCP, UDP, Ether, ICMPv6EchoRequest, IPv6, Raw, wrpcap
+    from scapy.all import (GRE, ICMP, IP, TCP, UDP, Ether, ICMPv6EchoRequest, IPOption_NOP, IPOption_RR, IPv6, Raw,
+                           wrpcap)
 
     from rules.api import FrameMeta
     from rules.decode import decode
@@ -512,8 +513,15 @@ def test_header_keywords_agree_with_suricata(tmp_path):
         p = Ether() / IP(src=a, **ip) / UDP(sport=1111, dport=2222)
         return p / Raw(b"x" * n) if n else p
 
-    def tcp(flags):
-        return Ether() / IP(src=a) / TCP(sport=3333, dport=4444, flags=flags, seq=1000)
+    def tcp(flags, **kw):
+        kw.setdefault("seq", 1000)
+        return Ether() / IP(src=a) / TCP(sport=3333, dport=4444, flags=flags, **kw)
+
+    def frag(off):
+        return Ether() / IP(src=a, frag=off, proto=17) / Raw(b"x" * 16)
+
+    def opts(*o):
+        return Ether() / IP(src=a, options=list(o)) / UDP()
 
     v6 = dict(src="2001:db8::1")
     cases = [
@@ -541,6 +549,24 @@ def test_header_keywords_agree_with_suricata(tmp_path):
         ("flags-FPU", "tcp", "flags:FPU;", tcp("FPU")),
         ("ipv6-proto", "ipv6", "ttl:64;", Ether() / IPv6(hlim=64, **v6) / UDP()),
         ("ipv4-proto-on-v6", "ipv4", "ttl:64;", Ether() / IPv6(hlim=64, **v6) / UDP()),
+        ("id", "ip", "id:4321;", udp(1, id=4321)), ("id-no", "ip", "id:4321;", udp(1, id=4320)),
+        ("seq", "tcp", "seq:1000;", tcp("A")), ("seq-no", "tcp", "seq:999;", tcp("A")),
+        ("ack", "tcp", "ack:77;", tcp("A", ack=77)), ("window", "tcp", "window:512;", tcp("A", window=512)),
+        ("window-not", "tcp", "window:!512;", tcp("A", window=513)),
+        ("window-not-eq", "tcp", "window:!512;", tcp("A", window=512)),
+        ("fragbits-D", "ip", "fragbits:D;", udp(1, flags="DF")), ("fragbits-D-none", "ip", "fragbits:D;", udp(1)),
+        ("fragbits-M+", "ip", "fragbits:M+;", udp(1, flags="MF")),
+        ("fragbits-anyMD", "ip", "fragbits:*MD;", udp(1, flags="DF")),
+        ("fragbits-notD", "ip", "fragbits:!D;", udp(1)), ("fragbits-notD-set", "ip", "fragbits:!D;", udp(1, flags="DF")),
+        ("fragbits-R", "ip", "fragbits:R;", udp(1, flags="evil")),
+        ("fragoffset-0-first", "ip", "fragoffset:0;", udp(8, flags="MF")),
+        ("fragoffset-units", "ip", "fragoffset:185;", frag(185)), ("fragoffset-not-bytes", "ip", "fragoffset:1480;", frag(185)),
+        ("fragoffset-gt", "ip", "fragoffset:>0;", frag(185)), ("fragoffset-lt", "ip", "fragoffset:<186;", frag(185)),
+        ("ipopts-rr", "ip", "ipopts:rr;", opts(IPOption_RR())),
+        ("ipopts-nop", "ip", "ipopts:nop;", opts(IPOption_NOP(), IPOption_RR())),
+        ("ipopts-rr-after-nop", "ip", "ipopts:rr;", opts(IPOption_NOP(), IPOption_RR())),
+        ("ipopts-eol-padding", "ip", "ipopts:eol;", opts(IPOption_RR())),
+        ("ipopts-lsrr-absent", "ip", "ipopts:lsrr;", opts(IPOption_RR())),
     ]
     texts, frames, ours = [], [], set()
     for i, (cid, proto, opts, p) in enumerate(cases):
@@ -572,3 +598,29 @@ def test_header_keywords_agree_with_suricata(tmp_path):
              if ((i + 1) in theirs) != ((i + 1) in ours)]
     assert diffs == [], "case, suricata, ours"
     assert len(ours) >= 20
+
+
+# ---------------------------------------------------------------- id / seq / ack / window / frag* / ipopts (parse side)
+@pytest.mark.parametrize("opts,msg,needle", [
+    ("id:70000;", "id 70000 out of range", "70000"),
+    ("seq:x;", "seq 'x' is not a number", "x;"),
+    ("window:!x;", "window 'x' is not a number", "x;"),
+    ("fragbits:MX;", "unknown fragbit 'X'", "X;"),
+    ("fragbits:MM;", "fragbit 'M' given twice", "M;"),
+    ("fragbits:+;", "needs at least one", "+;"),
+    ("fragoffset:<x;", "fragoffset 'x' is not a number", "x;"),
+    ("ipopts:bogus;", "unknown ipopts 'bogus'", "bogus"),
+], ids=["id-range", "seq-nan", "window-nan", "fragbits-unknown", "fragbits-twice", "fragbits-empty",
+        "fragoffset-nan", "ipopts-unknown"])
+def test_ipfields_errors(opts, msg, needle):
+    e, text = err(opts)
+    assert msg in e.message
+    assert e.column == text.index(needle, text.index("(")) + 1
+
+
+def test_ipopts_any_matches_any_option_and_survives_truncation():
+    r = rule("ipopts:any;")
+    hdr = bytes([0x46, 0, 0, 24, 0, 0, 0, 0, 64, 17, 0, 0]) + bytes(8)
+    assert passes(r, pkt(frame=hdr + bytes([7, 3, 4, 0]), l3_off=0))
+    assert not passes(r, pkt(frame=hdr[:20], l3_off=0))
+    assert passes(rule("ipopts:lsrr;"), pkt(frame=hdr + bytes([7, 40]), l3_off=0)) is False   # bad length: stop
