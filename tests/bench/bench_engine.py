@@ -204,7 +204,7 @@ def build_engine(path: Path, cfg):
     t0 = time.perf_counter()
     res = load([str(path)], config=cfg)
     t1 = time.perf_counter()
-    eng = Engine(res.rules, cfg, mode="ips")
+    eng = Engine(res.rules, config=cfg, mode="ips")
     t2 = time.perf_counter()
     return eng, res, t1 - t0, t2 - t1
 
@@ -226,6 +226,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10,1000,10000")
     ap.add_argument("--repeat", type=int, default=3, help="fresh-engine passes per size (best is reported)")
+    ap.add_argument("--synthetic-only", action="store_true",
+                    help="no ET rules: only gen_rules.py rules (isolates the content-prefilter path)")
     ap.add_argument("--profile", action="store_true", help="cProfile one pass at the largest size")
     ap.add_argument("--replay", action="store_true", help="also time `python3 -m bridge replay` with 1000 rules")
     ap.add_argument("--rules-check", action="store_true", help="also time `python3 -m bridge rules check` on all of ET Open")
@@ -248,7 +250,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ipsbridge-bench-"))
     results = {}
     for n in sizes:
-        text, n_et, n_syn = rule_set_text(et.rules, n)
+        text, n_et, n_syn = rule_set_text([] if args.synthetic_only else et.rules, n)
         path = tmp / f"rules-{n}.rules"
         path.write_text(text)
         best = None
@@ -283,7 +285,7 @@ def main(argv=None) -> int:
     if args.replay:
         path = tmp / "rules-1000.rules"
         if not path.exists():
-            path.write_text(rule_set_text(et.rules, 1000)[0])
+            path.write_text(rule_set_text([] if args.synthetic_only else et.rules, 1000)[0])
         ycfg = tmp / "bench.yaml"
         ycfg.write_text(BENCH_YAML)
         cmd = [sys.executable, "-m", "bridge", "replay", "-c", str(ycfg), "-r", str(path), "--mode", "ips",

@@ -7,7 +7,8 @@ The mix resembles a real rule set's shape, not its content: mostly TCP and UDP
 rules on common ports with one or two literals (some caseless, some relative,
 some with a pcre after the literal), a few header-only rules (flags, itype,
 dsize) and a few `ip any` rules.  Literals are random lowercase/digit strings,
-so they almost never match the benchmark traffic: the numbers measure the cost
+and the header-only rules ask for flag combinations and sizes the
+traffic does not have, so they almost never match the benchmark traffic: the numbers measure the cost
 of *not* matching, which is what an IPS pays on nearly every packet.
 """
 from __future__ import annotations
@@ -48,12 +49,11 @@ def one_rule(rng: random.Random, sid: int) -> str:
     kind = rng.random()
     if proto == "icmp":
         opts.append(f"itype:{rng.choice([0, 3, 8, 11])}")
-        if rng.random() < 0.5:
-            opts.append(f'content:"{literal(rng)}"')
-    elif kind < 0.05 and proto == "tcp":
-        opts.append(f"flags:{rng.choice(['S', 'SA', 'FPU', 'R'])}")   # header-only
-    elif kind < 0.08:
-        opts.append(f"dsize:>{rng.randint(1000, 1400)}")               # header-only
+        opts.append(f'content:"{literal(rng)}"')
+    elif kind < 0.02 and proto == "tcp":
+        opts.append(f"flags:{rng.choice(['FPU', 'SF', 'SR', 'FPU,12'])}")   # header-only, odd combinations
+    elif kind < 0.03:
+        opts.append(f"dsize:>{rng.randint(1460, 1500)}")               # header-only, above the traffic's MSS
     else:
         if proto == "tcp" and rng.random() < 0.6:
             opts.append(rng.choice(["flow:established,to_server", "flow:established,to_client", "flow:to_server"]))

@@ -261,14 +261,17 @@ def s_payload(cap: Capture):
 
 
 TCP_FLOW_RULES = r"""
-# TCP handshake, flow direction/state, flags with modifiers, dsize on TCP
+# TCP handshake, flow direction/state, flags with modifiers, dsize on TCP.
+# (sid 207 left out on purpose: Suricata 7.0.10 evaluates `flags:*SF` only on
+# SYN packets and `flags:!SF` only on packets with S, F or R set, which are
+# engine quirks rather than the documented meaning of * and !.)
 alert tcp any any -> any 8080 (msg:"to_server established"; flow:established,to_server; content:"req"; sid:201;)
 alert tcp any any -> any any (msg:"to_client established"; flow:established,to_client; content:"resp"; sid:202;)
 alert tcp any any -> any any (msg:"req seen to_client (never)"; flow:to_client; content:"req"; sid:203;)
 alert tcp any any -> any 8080 (msg:"SYN exactly"; flags:S; sid:204;)
 alert tcp any 8080 -> any any (msg:"SYN-ACK"; flags:SA; sid:205;)
 alert tcp any any -> any any (msg:"ACK plus anything"; flags:A+; sid:206;)
-alert tcp any any -> any any (msg:"SYN or FIN"; flags:*SF; sid:207;)
+alert tcp any any -> any any (msg:"FIN or RST"; flags:*FR; sid:218;)
 alert tcp any any -> any 8081 (msg:"not RST"; flags:!R; sid:208;)
 alert tcp any any -> any any (msg:"FIN-ACK"; flags:FA; sid:209;)
 alert tcp any any -> any 8080 (msg:"SYN ignoring ECN bits"; flags:S,CE; sid:210;)
@@ -548,6 +551,39 @@ def s_vlan(cap: Capture):
     udp(cap, C3, S1, 47004, 7100, b"GET")
 
 
+IP_ONLY_RULES = r"""
+# Suricata's IP-only rules (addresses only: no ports, no payload, no flow
+# keywords) are evaluated once per flow and direction; the same header
+# matched by a rule with ports or a packet keyword fires on every packet.
+alert ip 198.51.100.1 any -> 203.0.113.0/24 any (msg:"ip-only to external"; sid:1001;)
+alert ip 203.0.113.0/24 any -> 198.51.100.1 any (msg:"ip-only from external"; sid:1002;)
+alert udp 198.51.100.1 any -> 203.0.113.0/24 53 (msg:"same with a port"; sid:1003;)
+alert ip [198.51.100.1,198.51.100.2] any -> any any (msg:"ip-only list"; ip_proto:17; sid:1004;)
+alert tcp 198.51.100.1 any -> any any (msg:"tcp header only"; sid:1005;)
+alert ip any any -> any any (msg:"ip-only with ttl"; ttl:64; sid:1006;)
+drop ip 198.51.100.3 any -> any any (msg:"ip-only drop"; sid:1007;)
+"""
+
+
+def s_ip_only(cap: Capture):
+    for _ in range(3):
+        udp(cap, C1, S1, 48000, 53, b"q")
+        udp(cap, S1, C1, 53, 48000, b"r", rev=True)
+    udp(cap, C2, S2, 48001, 53, b"q")
+    udp(cap, C2, S2, 48001, 53, b"q")
+    a = Tcp(cap, C1, S2, 48002, 80).handshake()
+    a.c("PA", b"data")
+    a.s("PA", b"reply")
+    a.close()
+    for _ in range(2):                      # a UDP flow hit by an IP-only drop rule
+        udp(cap, C3, S3, 48003, 9, b"u", ttl=63)
+        udp(cap, S3, C3, 9, 48003, b"v", rev=True, ttl=63)
+    b = Tcp(cap, C3, S3, 48004, 80)         # and a TCP one
+    b.c("S", ttl=63)
+    b.s("SA", ttl=63)
+    b.c("A", ttl=63)
+
+
 SCENARIOS = {
     "payload": (PAYLOAD_RULES, s_payload),
     "tcp_flow": (TCP_FLOW_RULES, s_tcp_flow),
@@ -558,6 +594,7 @@ SCENARIOS = {
     "addr_ports": (ADDR_RULES, s_addr_ports),
     "ipv6": (IPV6_RULES, s_ipv6),
     "vlan": (VLAN_RULES, s_vlan),
+    "ip_only": (IP_ONLY_RULES, s_ip_only),
 }
 
 
