@@ -228,7 +228,7 @@ class Supervisor:
     def totals(self) -> dict[str, Any]:
         interfaces: dict[str, dict] = {}
         for iface in self.config.af_packet:
-            interfaces[iface.interface] = empty()
+            interfaces[iface.interface] = {"mode": iface.copy_mode or "ids", **empty()}
         workers = []
         insp: dict[str, int] = {}
         for spec in self.specs:
