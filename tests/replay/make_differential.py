@@ -584,6 +584,77 @@ def s_ip_only(cap: Capture):
     b.c("A", ttl=63)
 
 
+FRAG_RULES = r"""
+# IP fragments: rules see the reassembled datagram (IPv4 and IPv6, in order and out of order)
+alert udp any any -> any 7200 (msg:"content across fragments"; content:"BOUNDARY"; sid:1101;)
+alert udp any any -> any 7200 (msg:"content in last fragment"; content:"TAILMARK"; sid:1102;)
+alert udp any any -> any 7200 (msg:"dsize of the datagram"; dsize:>1000; sid:1103;)
+alert icmp any any -> any any (msg:"big echo"; itype:8; content:"ECHOEND"; sid:1104;)
+drop udp any any -> any 7201 (msg:"drop fragmented"; content:"BAD"; sid:1105;)
+"""
+
+
+def _frag4(cap, pkt, size, order=None):
+    from scapy.layers.inet import fragment
+
+    frags = fragment(pkt, fragsize=size)
+    for i in (order or range(len(frags))):
+        cap.add(l2() / frags[i])
+
+
+def _frag6(cap, pkt, size, order=None):
+    from scapy.layers.inet6 import IPv6ExtHdrFragment, fragment6
+
+    frags = fragment6(pkt, size)
+    for i in (order or range(len(frags))):
+        cap.add(l2() / frags[i])
+
+
+def s_fragments(cap: Capture):
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
+
+    body = b"A" * 500 + b"BOUND" + b"ARY" + b"B" * 700 + b"TAILMARK"
+    _frag4(cap, IP(src=C1, dst=S1, id=101) / UDP(sport=49000, dport=7200) / body, 504)
+    _frag4(cap, IP(src=C1, dst=S1, id=102) / UDP(sport=49001, dport=7200) / body, 504, order=[2, 0, 1])
+    _frag4(cap, IP(src=C1, dst=S1, id=103) / ICMP(type=8, id=9, seq=1) / (b"p" * 1600 + b"ECHOEND"), 800)
+    _frag4(cap, IP(src=C2, dst=S1, id=104) / UDP(sport=49002, dport=7201) / (b"x" * 900 + b"BAD"), 400)
+    udp(cap, C1, S1, 49003, 7200, b"small BOUNDARY")
+    _frag6(cap, IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(id=201) / UDP(sport=49004, dport=7200) / body, 600)
+    _frag6(cap, IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(id=202) / UDP(sport=49005, dport=7200) / body, 600,
+           order=[1, 2, 0])
+
+
+TUNNEL_RULES = r"""
+# rules match the inner packet of GRE and VXLAN encapsulation
+alert udp any any -> any 53 (msg:"inner udp content"; content:"inner-dns"; sid:1201;)
+alert tcp any any -> any 80 (msg:"inner tcp syn"; flags:S; sid:1202;)
+alert icmp 198.51.100.0/24 any -> any any (msg:"inner icmp from home"; itype:8; sid:1203;)
+alert ip any any -> any any (msg:"outer gre"; ip_proto:47; sid:1204;)
+drop udp any any -> any 53 (msg:"drop inner"; content:"drop-me"; sid:1205;)
+"""
+
+
+def s_tunnels(cap: Capture):
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.l2 import GRE, Ether
+    from scapy.layers.vxlan import VXLAN
+
+    outer_a, outer_b = "203.0.113.100", "203.0.113.101"
+    inner_udp = IP(src=C1, dst=S1, id=1) / UDP(sport=49100, dport=53) / b"inner-dns query"
+    inner_tcp = IP(src=C1, dst=S1, id=1) / TCP(sport=49101, dport=80, flags="S", seq=1)
+    inner_icmp = IP(src=C2, dst=S2, id=1) / ICMP(type=8, id=3, seq=1) / b"tunneled"
+    for inner in (inner_udp, inner_tcp, inner_icmp):
+        cap.add(l2() / IP(src=outer_a, dst=outer_b, id=7) / GRE(proto=0x0800) / inner)
+    for inner in (inner_udp, inner_tcp, inner_icmp):
+        cap.add(l2() / IP(src=outer_a, dst=outer_b, id=8) / UDP(sport=49999, dport=4789) / VXLAN(vni=42)
+                / Ether(src=CMAC, dst=SMAC) / inner)
+    drop_inner = IP(src=C3, dst=S1, id=1) / UDP(sport=49102, dport=53) / b"drop-me"
+    cap.add(l2() / IP(src=outer_a, dst=outer_b, id=9) / GRE(proto=0x0800) / drop_inner)
+    cap.add(l2() / IP(src=outer_a, dst=outer_b, id=10) / UDP(sport=49998, dport=4789) / VXLAN(vni=42)
+            / Ether(src=CMAC, dst=SMAC) / drop_inner)
+
+
 SCENARIOS = {
     "payload": (PAYLOAD_RULES, s_payload),
     "tcp_flow": (TCP_FLOW_RULES, s_tcp_flow),
@@ -595,24 +666,52 @@ SCENARIOS = {
     "ipv6": (IPV6_RULES, s_ipv6),
     "vlan": (VLAN_RULES, s_vlan),
     "ip_only": (IP_ONLY_RULES, s_ip_only),
+    "fragments": (FRAG_RULES, s_fragments),
+    "tunnels": (TUNNEL_RULES, s_tunnels),
 }
 
 
 # ---------------------------------------------------------------- EVE reading (shared with the test)
-def eve_decisions(lines) -> dict:
+def eve_decisions(lines, by_ts: dict[str, int] | None = None) -> dict:
     """(alerts, drops) from EVE JSON lines: alerts as sorted [pcap_cnt, sid, action],
-    drops as the sorted pcap_cnt of every `drop` event."""
+    drops as the sorted pcap_cnt of every `drop` event.
+
+    Suricata logs events of pseudo-packets (a datagram rebuilt from IP
+    fragments, a packet decoded from a tunnel) without pcap_cnt; `by_ts` maps
+    their timestamp, which is the frame's that completed them, back to that
+    frame's pcap_cnt (every frame of a scenario has a distinct timestamp)."""
     alerts, drops = set(), set()
+
+    def cnt(ev):
+        if "pcap_cnt" in ev:
+            return int(ev["pcap_cnt"])
+        if by_ts is not None and ev.get("timestamp", "")[:26] in by_ts:
+            return by_ts[ev["timestamp"][:26]]
+        raise ValueError(f"event without pcap_cnt: {ev}")
+
     for line in lines:
         line = line.strip()
         if not line:
             continue
         ev = json.loads(line)
         if ev.get("event_type") == "alert":
-            alerts.add((int(ev["pcap_cnt"]), int(ev["alert"]["signature_id"]), ev["alert"]["action"]))
+            alerts.add((cnt(ev), int(ev["alert"]["signature_id"]), ev["alert"]["action"]))
         elif ev.get("event_type") == "drop":
-            drops.add(int(ev["pcap_cnt"]))
+            drops.add(cnt(ev))
     return {"alerts": [list(a) for a in sorted(alerts)], "drops": sorted(drops)}
+
+
+def frame_times(pcap: Path) -> dict[str, int]:
+    """EVE-style timestamp (UTC, microseconds) -> pcap_cnt, for the frames of `pcap`."""
+    import datetime
+
+    from scapy.utils import rdpcap
+
+    out = {}
+    for i, p in enumerate(rdpcap(str(pcap)), 1):
+        ts = datetime.datetime.fromtimestamp(float(p.time), datetime.timezone.utc)
+        out[ts.strftime("%Y-%m-%dT%H:%M:%S.%f")] = i
+    return out
 
 
 def run_suricata(name: str, workdir: Path) -> dict:
@@ -635,7 +734,7 @@ def run_suricata(name: str, workdir: Path) -> dict:
         sys.exit(f"suricata did not load every rule of {name}.rules:\n{text}")
     eve = logdir / "eve.json"
     lines = eve.read_text().splitlines() if eve.exists() else []
-    res = eve_decisions(lines)
+    res = eve_decisions(lines, by_ts=frame_times(pcap))
     res["rules_loaded"] = loaded[0].split("processed. ", 1)[-1].strip()
     return res
 
@@ -670,7 +769,9 @@ def main(argv=None) -> int:
     expected["command"] = ("suricata -r NAME.pcap -S NAME.rules --simulate-ips -k none --runmode single "
                            "-c <make_differential.suricata_yaml> -l DIR")
     expected["format"] = ("alerts: [pcap_cnt, signature_id, alert.action]; drops: pcap_cnt of each "
-                          "event_type=drop (EVE drop logger with flows: all)")
+                          "event_type=drop (EVE drop logger with flows: all); events of Suricata's "
+                          "pseudo-packets (defragmented datagrams, tunnel inner packets) carry no "
+                          "pcap_cnt and are given the pcap_cnt of the frame with the same timestamp")
     with tempfile.TemporaryDirectory(prefix="differential-") as tmp:
         for name in names:
             res = run_suricata(name, Path(tmp))
