@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from rules.keywords._base import REQUIRED, Ctx, Keyword
-from rules.payload import Pcre
+from rules.payload import Content, Pcre
 
 _FLAGS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE, "x": re.VERBOSE}
 _NOOP = {"B", "O"}
@@ -90,6 +90,9 @@ def _pcre(value: str, ctx: Ctx):
             raise ctx.error(f"unknown pcre modifier '{m}'", at)
     if not body:
         raise ctx.error("pcre regex is empty", 1)
+    if relative and not any(isinstance(i, (Content, Pcre)) for i in ctx.items):
+        # Suricata refuses this too (byte_jump/isdataat do not count as a match)
+        raise ctx.error("pcre with R (relative) needs a content or pcre before it")
     try:
         rx = re.compile(translate(body).encode("latin-1", "backslashreplace"), flags)
     except (re.error, OverflowError, ValueError, RecursionError) as e:

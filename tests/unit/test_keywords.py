@@ -415,7 +415,8 @@ def test_content_negation_and_modifiers_recorded():
     ('pcre:"a";', "pcre must look like", None, 'a"'),
     ('pcre:"/a";', "missing its closing '/'", None, '/a"'),
     ('pcre:"/(?<=a+)b/";', "unsupported pcre syntax", "pcre-syntax", "(?<="),
-], ids=["U", "H", "unknown", "no-slash", "unclosed", "python-re-refuses"])
+    ('byte_jump:1,0; pcre:"/^X/R";', "pcre with R (relative) needs a content or pcre before it", None, '/^X'),
+], ids=["U", "H", "unknown", "no-slash", "unclosed", "python-re-refuses", "R-without-match"])
 def test_pcre_errors(opts, msg, unsupported, needle):
     e, text = err(opts)
     assert msg in e.message
@@ -592,6 +593,7 @@ def test_header_keywords_agree_with_suricata(tmp_path):
                           "-r", str(tmp_path / "p.pcap"), "-l", str(tmp_path), "-k", "none", "--runmode", "single"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "error parsing signature" not in out.stderr + out.stdout, out.stderr[-3000:]
     theirs = {json.loads(x)["alert"]["signature_id"] for x in (tmp_path / "eve.json").read_text().splitlines()
               if '"event_type":"alert"' in x}
     diffs = [(cid, (i + 1) in theirs, (i + 1) in ours) for i, (cid, *_) in enumerate(cases)

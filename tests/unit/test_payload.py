@@ -95,6 +95,31 @@ CASES = [
     ("byte_jump-relative", 'content:"L"; byte_jump:1,0,relative; content:"Z"; within:1;', b"L\x01.Z", True),
     ("byte_jump-out-of-range", 'byte_jump:1,0; content:"X";', b"\xffabX", False),
     ("byte_jump-from_beginning", 'byte_jump:1,0,from_beginning; content:"X"; within:1;', b"\x03abX", True),
+    # trickier combinations, all held to Suricata by test_cases_agree_with_suricata
+    ("negated-then-relative", 'content:"a"; content:!"b"; within:1; content:"c"; distance:0;', b"axc", True),
+    ("negated-then-relative-2", 'content:"a"; content:!"b"; within:1; content:"c"; within:1;', b"axc", False),
+    ("nocase-relative-backtrack", 'content:"ab"; nocase; content:"CD"; nocase; within:2;', b"AB.. aBcd", True),
+    ("endswith-relative", 'content:"a"; content:"z"; distance:0; endswith;', b"a..z", True),
+    ("endswith-relative-miss", 'content:"a"; content:"z"; distance:0; endswith;', b"a..z.", False),
+    ("endswith-whole", 'content:"abc"; startswith; endswith;', b"abc", True),
+    ("endswith-whole-miss", 'content:"abc"; startswith; endswith;', b"abcd", False),
+    ("absolute-after-relative", 'content:"x"; content:"y"; distance:0; content:"a"; depth:1;', b"axy", True),
+    ("offset-past-end", 'content:"a"; offset:10;', b"aaaa", False),
+    ("distance-past-end", 'content:"a"; content:"b"; distance:10;', b"ab", False),
+    ("within-only-first", 'content:"b"; within:3;', b"xxb", True),
+    ("within-only-first-miss", 'content:"b"; within:3;', b"xxxb", False),
+    ("distance-only-first", 'content:"b"; distance:2;', b"xbxb", True),
+    ("pcre-relative-distance", 'content:"a"; pcre:"/^b/R"; content:"c"; distance:0; within:1;', b"abc", True),
+    ("pcre-relative-then-miss", 'content:"a"; pcre:"/^b/R"; content:"c"; distance:0; within:1;', b"abxc", False),
+    ("isdataat-after-negated", 'content:"ab"; content:!"zz"; isdataat:1,relative;', b"abc", True),
+    ("byte_test-relative-negative-offset", 'content:"LEN"; byte_test:1,=,0x4e,-1,relative;', b"LEN\x05", True),
+    ("byte_jump-then-pcre", 'content:"|02|"; byte_jump:1,-1,relative; pcre:"/^X/R";', b"\x02abX", True),
+    ("byte_jump-post_offset", 'byte_jump:1,0,post_offset -1; content:"b"; within:1;', b"\x02abX", True),
+    ("byte_jump-multiplier", 'byte_jump:1,0,multiplier 2; content:"X"; within:1;', b"\x01abX", True),
+    ("byte_jump-string", 'byte_jump:1,0,string,dec; content:"X"; within:1;', b"2abX", True),
+    ("content-hex-nocase-mixed", 'content:"|48|ello"; nocase;', b"hELLO", True),
+    ("repeated-pattern-overlap", 'content:"aa"; content:"aa"; distance:0; within:2;', b"aaaa", True),
+    ("repeated-pattern-overlap-miss", 'content:"aa"; content:"aa"; distance:0; within:2;', b"aaa", False),
 ]
 
 
@@ -168,6 +193,7 @@ def test_cases_agree_with_suricata(tmp_path):
                           "-r", str(tmp_path / "p.pcap"), "-l", str(tmp_path), "-k", "none", "--runmode", "single"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "error parsing signature" not in out.stderr + out.stdout, out.stderr[-3000:]
     hits = set()
     for line in (tmp_path / "eve.json").read_text().splitlines():
         ev = json.loads(line)
