@@ -655,6 +655,24 @@ def s_tunnels(cap: Capture):
             / Ether(src=CMAC, dst=SMAC) / drop_inner)
 
 
+MIDSTREAM_RULES = r"""
+# TCP sessions picked up without their handshake, with stream.midstream: false
+alert tcp any any -> any 7300 (msg:"data of a midstream session"; content:"mid"; sid:1301;)
+alert tcp any any -> any 7300 (msg:"established midstream"; flow:established; content:"mid"; sid:1302;)
+alert tcp any any -> any 7300 (msg:"ack only"; flags:A; sid:1303;)
+alert tcp any any -> any 7301 (msg:"normal session"; flow:established,to_server; content:"full"; sid:1304;)
+"""
+
+
+def s_midstream(cap: Capture):
+    a = Tcp(cap, C1, S1, 49200, 7300)      # no handshake
+    a.c("PA", b"mid one")
+    a.s("A")
+    a.c("PA", b"mid two")
+    b = Tcp(cap, C2, S1, 49201, 7301).handshake()
+    b.c("PA", b"full data")
+
+
 SCENARIOS = {
     "payload": (PAYLOAD_RULES, s_payload),
     "tcp_flow": (TCP_FLOW_RULES, s_tcp_flow),
@@ -668,6 +686,7 @@ SCENARIOS = {
     "ip_only": (IP_ONLY_RULES, s_ip_only),
     "fragments": (FRAG_RULES, s_fragments),
     "tunnels": (TUNNEL_RULES, s_tunnels),
+    "midstream": (MIDSTREAM_RULES, s_midstream),
 }
 
 
