@@ -23,10 +23,13 @@ tests/replay/differential):
   alerts of every other match on the packet (pass itself logs nothing);
 - drop/reject drop the packet; alert rules matching alongside still log
   (action "allowed"), drop/reject rules log "blocked" (ips mode only);
-- drop, reject and pass apply to the *flow* only when the match was on TCP
-  payload (Suricata's stream match): later packets of that flow are dropped
-  (reason "flow") or pass without detection.  Header-only matches and UDP
-  matches act on the packet alone;
+- IP-only rules (header plus ip_proto/flowbits/metadata, no payload or packet
+  keyword) are evaluated on the first packet of each flow direction only, as
+  Suricata's IP-only signatures are;
+- drop, reject and pass apply to the *flow* when the rule is IP-only or the
+  match was on TCP payload (Suricata's stream match): later packets of that
+  flow, both directions, are dropped (reason "flow") or pass without
+  detection.  Other matches (packet keywords, UDP payload) act on the packet;
 - threshold (limit/threshold/both, by_src/by_dst/by_rule/by_both) suppresses
   alerts but not the rule's action; detection_filter suppresses the match
   itself until the count is exceeded within the window.  Windows are packet
@@ -51,12 +54,17 @@ MODES = ("ips", "tap", "ids")
 _REJECT = frozenset(("reject", "rejectsrc", "rejectdst", "rejectboth"))
 _FB_SET = frozenset(("set", "unset", "toggle"))
 _order_key = attrgetter("order")
+# keywords that keep a rule "IP-only" (Suricata's SIGMATCH_IPONLY_COMPAT family plus pure metadata)
+IPONLY_KEYWORDS = frozenset((
+    "msg", "sid", "rev", "gid", "classtype", "priority", "reference", "metadata", "target",
+    "ip_proto", "flowbits", "noalert", "threshold", "detection_filter",
+))
 
 
 class _Sig:
     """A rule as the engine runs it (Rule has fixed slots; engine data lives here)."""
 
-    __slots__ = ("rule", "order", "pid", "rank", "ports", "fb_ops", "has_payload")
+    __slots__ = ("rule", "order", "pid", "rank", "ports", "fb_ops", "has_payload", "iponly", "flow_action")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -67,6 +75,12 @@ class _Sig:
         self.ports = ports
         self.fb_ops = tuple(op for op in rule.flowbits if op.cmd in _FB_SET)
         self.has_payload = rule.payload is not None
+        # header-only rules: evaluated on the first packet of each flow direction, as Suricata's
+        # IP-only signatures are, and their drop/pass holds for the whole flow
+        self.iponly = (rule.payload is None and rule.flow_to_server is None
+                       and all(name in IPONLY_KEYWORDS for name, _ in rule.options))
+        # drop/reject/pass act on the flow for IP-only rules and for matches on TCP payload
+        self.flow_action = self.iponly
 
 
 def _flowbits_class(rule: Rule) -> int:
@@ -252,8 +266,11 @@ class Engine:
         c["detect.evaluated"] += len(cands)
         ipver, src, dst, sp, dp = pkt.ipver, pkt.src, pkt.dst, pkt.sport, pkt.dport
         to_server = pkt.to_server
+        first_in_dir = flow is None or (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1
         matches = []
         for s in cands:
+            if s.iponly and not first_in_dir:
+                continue
             r = s.rule
             fts = r.flow_to_server
             if fts is not None and (flow is None or to_server != fts):
@@ -303,7 +320,8 @@ class Engine:
         top = matches[0]                  # sorted by action rank first
         info = None
         if top.rank == ACTION_RANK["pass"]:
-            if flow is not None and pkt.proto == IPPROTO_TCP and top.has_payload and not flow.dropped:
+            if flow is not None and (top.flow_action or (pkt.proto == IPPROTO_TCP and top.has_payload)) \
+                    and not flow.dropped:
                 flow.action_pass = True
             self._count("detect.pass")
             return Verdict.FORWARD, 0
@@ -325,8 +343,8 @@ class Engine:
                 if verdict == Verdict.FORWARD:
                     sid = r.sid
                 verdict = max(verdict, v)
-                if flow is not None and pkt.proto == IPPROTO_TCP and s.has_payload and not flow.dropped \
-                        and not flow.action_pass:
+                if flow is not None and (s.flow_action or (pkt.proto == IPPROTO_TCP and s.has_payload)) \
+                        and not flow.dropped and not flow.action_pass:
                     flow.dropped = "rule"
             if r.noalert:
                 continue

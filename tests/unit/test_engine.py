@@ -257,3 +257,16 @@ def test_tick_expires_flows():
     assert e.stats()["flow.active"] == 1
     e.tick(10.0 + 1000)
     assert e.stats()["flow.active"] == 0
+
+
+def test_ip_only_rule_runs_once_per_flow_direction_and_its_drop_holds_the_flow():
+    e = eng('alert udp 198.51.100.1 any -> any 53 (msg:"hdr"; sid:100;)',
+            'alert udp any any -> any 53 (msg:"ttl"; ttl:64; sid:101;)',
+            'drop ip 198.51.100.3 any -> any any (msg:"ip-only drop"; sid:102;)')
+    f = Feed(e)
+    got = [alerts(f(fr(UDP(sport=4000, dport=53) / b"q"))) for _ in range(3)]
+    assert got == [[(100, "allowed"), (101, "allowed")], [(101, "allowed")], [(101, "allowed")]]
+    r1 = f(fr(UDP(sport=9, dport=9) / b"u", src="198.51.100.3"))
+    r2 = f(fr(UDP(sport=9, dport=9) / b"v", src=S, dst="198.51.100.3"))     # reply direction
+    assert r1.verdict == Verdict.DROP and alerts(r1) == [(102, "blocked")]
+    assert r2.verdict == Verdict.DROP and r2.reason == "flow" and alerts(r2) == []
