@@ -27,6 +27,11 @@ Semantics follow Suricata 7 (behaviour, not code):
   pickup), and for UDP/ICMP on the first packet of the second direction --
   checked packet by packet against Suricata 7.0.10 on crafted pcaps.
 - UDP, ICMP and other IP protocols: established once packets went both ways.
+- ICMP: keyed on the type and its counterpart (echo request/reply share a
+  flow whatever the echo id; `cli_port`/`srv_port` hold those types).  An
+  ICMPv4 destination unreachable joins the flow of the UDP/TCP packet it quotes
+  if that flow exists (not counted, no state change); other ICMPv4 errors get
+  no flow.  ICMPv6 errors are ordinary ICMPv6 flows (Suricata 7 behaviour).
 - Non-first IP fragments carry no ports, so they get no flow (None) until a
   defragmenter rebuilds the datagram; first fragments use their ports.
 - A SYN on a closed TCP flow starts a new flow (port reuse): the old one ends.
@@ -44,6 +49,7 @@ must release.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +59,14 @@ from rules.packet import (
 )
 
 _IPPROTO_SCTP = 132
+_u32x2 = struct.Struct("!II").unpack_from
+_u16x2 = struct.Struct("!HH").unpack_from
+# ICMP flows are keyed on (type, counterpart type) like Suricata, so a request and
+# its reply share a flow and the echo id does not split it; 255 = no counterpart.
+_ICMP4_PAIR = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17, 10: 9, 9: 10}
+_ICMP6_PAIR = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 139: 140, 140: 139,
+               144: 145, 145: 144, 146: 147, 147: 146, 130: 131, 131: 130}
+_ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
 _FLOW_ID_MASK = (1 << 51) - 1
 
 
@@ -182,7 +196,15 @@ class FlowTable:
             sp = pkt.sport
             dp = pkt.dport
         elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
-            sp = dp = pkt.icmp_id if pkt.icmp_id >= 0 else 0     # echo id keeps pings apart
+            itype = pkt.icmp_type
+            if itype < 0:
+                return None         # truncated ICMP header
+            if proto == IPPROTO_ICMP:
+                if itype in _ICMP4_ERRORS:
+                    return self._icmp_error(pkt)
+                sp, dp = itype, _ICMP4_PAIR.get(itype, 255)
+            else:
+                sp, dp = itype, _ICMP6_PAIR.get(itype, 255)
         else:
             sp = dp = 0
         if src < dst or (src == dst and sp <= dp):
@@ -217,6 +239,33 @@ class FlowTable:
         elif flow.state == "new" and flow.pkts_toserver and flow.pkts_toclient:
             flow.state = "established"
             flow.est_after = flow.pkts_toserver + flow.pkts_toclient - 1     # this packet included
+        return flow
+
+    def _icmp_error(self, pkt: Packet) -> TrackedFlow | None:
+        """ICMPv4 destination unreachable joins the flow of the packet it quotes,
+        when that flow exists and the quote holds the whole UDP (8) or TCP (20)
+        header; other ICMPv4 errors, and unmatched ones, get no flow (Suricata 7).
+        The error is not counted in the flow and does not change its state."""
+        if pkt.icmp_type != 3:
+            return None
+        q = pkt.payload
+        n = len(q)
+        if n < 20 or q[0] >> 4 != 4:
+            return None
+        hl = (q[0] & 0x0F) << 2
+        proto = q[9]
+        if hl < 20 or n < hl + (20 if proto == IPPROTO_TCP else 8) or proto not in (IPPROTO_TCP, IPPROTO_UDP):
+            return None
+        src, dst = _u32x2(q, 12)
+        sp, dp = _u16x2(q, hl)
+        if src < dst or (src == dst and sp <= dp):
+            key = (4, proto, src, sp, dst, dp, pkt.vlan)
+        else:
+            key = (4, proto, dst, dp, src, sp, pkt.vlan)
+        flow = self._flows.get(key)
+        if flow is not None:
+            pkt.flow = flow
+            pkt.to_server = flow.cli == pkt.src
         return flow
 
     def _create(self, key, pkt: Packet, src, sp, dst, dp) -> TrackedFlow:

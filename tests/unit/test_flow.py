@@ -119,13 +119,46 @@ def test_syn_ack_first_marks_the_other_side_client(setting):
     assert q.to_server is True
 
 
-def test_ipv6_and_icmp_echo_ids():
+def test_icmp_flows_keyed_on_type_pair_not_echo_id():
+    # Suricata 7.0.10 (EVE flow_id): request/reply share a flow, a second echo id
+    # joins it, a timestamp request is another flow; the same for ICMPv6.
     t = FlowTable()
-    req = pkt(IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=9, seq=1))
-    rep = pkt(IPv6(src=S6, dst=C6) / ICMPv6EchoReply(id=9, seq=1))
-    other = pkt(IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=10, seq=1))
-    assert t.lookup(req) is t.lookup(rep) is not t.lookup(other)
-    assert (req.to_server, rep.to_server) == (True, False) and req.flow.ipver == 6
+    req = pkt(IP(src=C4, dst=S4) / ICMP(type=8, id=1, seq=1))
+    rep = pkt(IP(src=S4, dst=C4) / ICMP(type=0, id=1, seq=1))
+    req2 = pkt(IP(src=C4, dst=S4) / ICMP(type=8, id=2, seq=1))
+    tstamp = pkt(IP(src=C4, dst=S4) / ICMP(type=13, id=1))
+    assert t.lookup(req) is t.lookup(rep) is t.lookup(req2) is not t.lookup(tstamp)
+    assert (req.to_server, rep.to_server, req2.to_server) == (True, False, True)
+    r6 = pkt(IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=9, seq=1))
+    p6 = pkt(IPv6(src=S6, dst=C6) / ICMPv6EchoReply(id=9, seq=1))
+    o6 = pkt(IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=10, seq=1))
+    assert t.lookup(r6) is t.lookup(p6) is t.lookup(o6)
+    assert (r6.to_server, p6.to_server) == (True, False) and r6.flow.ipver == 6
+
+
+def test_icmp_errors_join_the_quoted_flow_or_none():
+    # Each case checked against Suricata 7.0.10's EVE flow_id and direction.
+    t = FlowTable()
+    u = IP(src=C4, dst=S4) / UDP(sport=1000, dport=53) / b"q"
+    tc = IP(src=C4, dst=S4) / TCP(sport=2000, dport=80, flags="S")
+    udp_pkt, tcp_pkt = pkt(u), pkt(tc)
+    t.lookup(udp_pkt)
+    t.lookup(tcp_pkt)
+    unreach = pkt(IP(src=S4, dst=C4) / ICMP(type=3, code=3) / bytes(u)[:28])
+    assert t.lookup(unreach) is udp_pkt.flow and unreach.to_server is False
+    assert udp_pkt.flow.pkts_toclient == 0 and udp_pkt.flow.state == "new"     # not counted
+    same_dir = pkt(IP(src=C4, dst=S4) / ICMP(type=3, code=3) / bytes(u)[:28])
+    assert t.lookup(same_dir) is udp_pkt.flow and same_dir.to_server is True
+    short_udp = pkt(IP(src=S4, dst=C4) / ICMP(type=3, code=3) / bytes(u)[:27])
+    assert t.lookup(short_udp) is None and short_udp.flow is None
+    tcp_8 = pkt(IP(src=S4, dst=C4) / ICMP(type=3, code=13) / bytes(tc)[:28])
+    tcp_20 = pkt(IP(src=S4, dst=C4) / ICMP(type=3, code=13) / bytes(tc)[:40])
+    assert t.lookup(tcp_8) is None and t.lookup(tcp_20) is tcp_pkt.flow
+    ttl = pkt(IP(src="203.0.113.7", dst=C4) / ICMP(type=11) / bytes(u)[:28])
+    assert t.lookup(ttl) is None
+    unknown = pkt(IP(src=S4, dst=C4) / ICMP(type=3, code=3) / bytes(IP(src=C4, dst=S4) / UDP(sport=9, dport=9)))
+    assert t.lookup(unknown) is None
+    assert len(t) == 2
 
 
 # ---------------------------------------------------------------- TCP states
@@ -237,10 +270,13 @@ def test_udp_established_once_both_ways():
 
 
 def test_icmp_established_once_both_ways():
+    # Suricata: the first reply and everything after it is established
     t = FlowTable()
     a = pkt(IP(src=C4, dst=S4) / ICMP(type=8, id=1))
     b = pkt(IP(src=S4, dst=C4) / ICMP(type=0, id=1))
-    assert run(t, [a, b]) == ["new", "established"]
+    c = pkt(IP(src=C4, dst=S4) / ICMP(type=8, id=2))
+    est = []
+    assert run(t, [a, b, c], est) == ["new", "established", "established"] and est == [False, True, True]
 
 
 # ---------------------------------------------------------------- time
