@@ -113,7 +113,7 @@ def _info(pkt: Packet) -> PacketInfo:
 
 class Engine:
     def __init__(self, rules, *, config: Any = None, mode: str = "ips", decoder_policy: str | None = None,
-                 rules_failed: int = 0) -> None:
+                 rules_failed: int = 0, midstream_policy: str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.mode = mode
@@ -130,6 +130,7 @@ class Engine:
         if decoder_policy is None:
             decoder_policy = getattr(getattr(config, "decoder", None), "policy", None) or "forward"
         self.decoder_policy = decoder_policy
+        self.midstream_policy = self._midstream_policy(config, midstream_policy)
         self._thresh: dict[tuple, list] = {}       # (kind, gid, sid, key) -> [first_ts, count]
         self._scan = self.index.pattern_db.scan
         self.c: dict[str, int] = {
@@ -138,6 +139,21 @@ class Engine:
             "rules.loaded": len(sigs), "rules.failed": rules_failed,
         }
         self._cur: tuple = ()
+
+    def _midstream_policy(self, config, given: str | None) -> str:
+        """What happens to TCP packets of flows without a session (midstream, stream.midstream off).
+        Suricata: stream.midstream-policy, else exception-policy; "auto" is drop-flow inline and
+        ignore otherwise.  Without a config the engine is lenient (ignore)."""
+        if given is None:
+            if config is None:
+                return "ignore"
+            stream = getattr(config, "stream", None)
+            if stream is not None and getattr(stream, "midstream", False):
+                return "ignore"
+            given = getattr(stream, "midstream_policy", None) or getattr(config, "exception_policy", "auto") or "auto"
+        if given == "auto":
+            return "drop-flow" if self.mode == "ips" else "ignore"
+        return given
 
     # ------------------------------------------------------------------ Inspector
     def inspect(self, frame, meta: FrameMeta) -> Result:
@@ -202,7 +218,8 @@ class Engine:
         events: list = []
         injects: list = []
         drop_pkt = None
-        for pkt in pkts:
+        npk = len(pkts)
+        for i, pkt in enumerate(pkts):
             if pkt.events:
                 c["decoder.packets_with_events"] += 1
                 info = _info(pkt)
@@ -222,7 +239,26 @@ class Engine:
                     break
                 if flow.action_pass:
                     continue
-            v, sid = self._detect(pkt, flow, events, injects)
+                if (pkt.proto == IPPROTO_TCP and self.midstream_policy != "ignore"
+                        and not getattr(flow, "tcp_session", True)):
+                    # a TCP flow the stream engine does not track (picked up midstream with
+                    # stream.midstream off): Suricata's midstream exception policy decides
+                    pol = self.midstream_policy
+                    if pol in ("drop-flow", "drop-packet"):
+                        if pol == "drop-flow":
+                            flow.dropped = "policy:midstream"
+                        if verdict == Verdict.FORWARD:
+                            reason, drop_pkt = "policy:midstream", pkt
+                        verdict = max(verdict, Verdict.DROP)
+                        break
+                    if pol == "pass-flow":
+                        flow.action_pass = True
+                        continue
+                    if pol == "pass-packet":
+                        continue
+            # a tunnel carrier is not flow-tracked by Suricata: its IP-only rules run every time
+            carrier = i + 1 < npk and pkts[i + 1].outer is pkt
+            v, sid = self._detect(pkt, None if carrier else flow, events, injects)
             if v != Verdict.FORWARD:
                 if verdict == Verdict.FORWARD or reason != "rule":
                     reason, drop_sid, drop_pkt = "rule", sid, pkt

@@ -270,3 +270,23 @@ def test_ip_only_rule_runs_once_per_flow_direction_and_its_drop_holds_the_flow()
     r2 = f(fr(UDP(sport=9, dport=9) / b"v", src=S, dst="198.51.100.3"))     # reply direction
     assert r1.verdict == Verdict.DROP and alerts(r1) == [(102, "blocked")]
     assert r2.verdict == Verdict.DROP and r2.reason == "flow" and alerts(r2) == []
+
+
+def test_midstream_flow_follows_exception_policy_inline_only():
+    from conf.model import Config
+
+    rules = ['alert tcp any any -> any 7300 (msg:"mid"; content:"mid"; sid:110;)']
+    data = fr(TCP(sport=5000, dport=7300, flags="PA", seq=1, ack=1) / b"mid data")
+    e = Engine([parse_rule(t) for t in rules], config=Config(), mode="ips")
+    f = Feed(e)
+    r = f(data)
+    assert r.verdict == Verdict.DROP and r.reason == "policy:midstream" and alerts(r) == []
+    r = f(fr(TCP(sport=7300, dport=5000, flags="A", seq=1, ack=9), src=S, dst=C))
+    assert r.verdict == Verdict.DROP and r.reason == "flow"
+    e = Engine([parse_rule(t) for t in rules], config=Config(), mode="ids")
+    assert alerts(Feed(e)(data)) == [(110, "allowed")]
+    cfg = Config()
+    cfg.stream.midstream = True
+    e = Engine([parse_rule(t) for t in rules], config=cfg, mode="ips")
+    r = Feed(e)(data)
+    assert r.verdict == Verdict.FORWARD and alerts(r) == [(110, "allowed")]
