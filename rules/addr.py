@@ -216,7 +216,32 @@ class _ListParser:
             raise _Err(str(e), start) from None
 
 
+def _v4_fast(tok: str) -> int | None:
+    """Dotted-quad to int without ipaddress (the common case); None: let
+    ipaddress decide (and word the error)."""
+    parts = tok.split(".")
+    if len(parts) != 4:
+        return None
+    n = 0
+    for p in parts:
+        if not p.isdigit() or len(p) > 3 or (len(p) > 1 and p[0] == "0"):
+            return None
+        v = int(p)
+        if v > 255:
+            return None
+        n = (n << 8) | v
+    return n
+
+
 def _addr_leaf(tok: str) -> tuple[Intervals, Intervals]:
+    addr, slash, plen = tok.partition("/")
+    if ":" not in tok and "-" not in tok:
+        a = _v4_fast(addr)
+        if a is not None and (not slash or (plen.isdigit() and len(plen) <= 2 and int(plen) <= 32)):
+            bits = int(plen) if slash else 32
+            mask = ((1 << 32) - 1) ^ ((1 << (32 - bits)) - 1)
+            lo = a & mask
+            return (((lo, lo | ((1 << (32 - bits)) - 1)),), ())
     if "-" in tok and "/" not in tok:
         a, _, b = tok.partition("-")
         try:
@@ -287,9 +312,18 @@ def _compile(text: str, col: int, *, universe, leaf, groups: dict[str, str], kin
     return v
 
 
-def parse_addr(text: str, *, vars: dict | None = None, column: int = 1, keyword: str | None = None) -> AddrSet:
+def parse_addr(text: str, *, vars: dict | None = None, column: int = 1, keyword: str | None = None,
+               cache: dict | None = None) -> AddrSet:
     """Compile an address expression; `column` is where `text` starts in the
-    rule line (1-based), so errors point at the offending token."""
+    rule line (1-based), so errors point at the offending token.  `cache`
+    (one dict per load, same vars) shares compiled sets between rules."""
+    if cache is not None:
+        hit = cache.get(("a", text))
+        if hit is not None:
+            return hit
+        s = parse_addr(text, vars=vars, column=column, keyword=keyword)
+        cache[("a", text)] = s
+        return s
     vars = vars or {}
     groups = vars.get("address-groups") or {}
     universe = (((0, V4_MAX),), ((0, V6_MAX),))
@@ -300,7 +334,15 @@ def parse_addr(text: str, *, vars: dict | None = None, column: int = 1, keyword:
     return AddrSet(v4, v6, text)
 
 
-def parse_ports(text: str, *, vars: dict | None = None, column: int = 1, keyword: str | None = None) -> PortSet:
+def parse_ports(text: str, *, vars: dict | None = None, column: int = 1, keyword: str | None = None,
+                cache: dict | None = None) -> PortSet:
+    if cache is not None:
+        hit = cache.get(("p", text))
+        if hit is not None:
+            return hit
+        s = parse_ports(text, vars=vars, column=column, keyword=keyword)
+        cache[("p", text)] = s
+        return s
     vars = vars or {}
     groups = vars.get("port-groups") or {}
     universe = (((0, PORT_MAX),),)

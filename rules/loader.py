@@ -98,6 +98,7 @@ def load(paths: str | Path | Iterable[str | Path] | None = None, *, config=None,
         classes = {}
 
     seen: dict[tuple[int, int], Rule] = {}
+    cache: dict = {}     # compiled header sets shared by the rules of this load
     for p in paths:
         path = Path(p)
         if not path.is_absolute():
@@ -122,7 +123,8 @@ def load(paths: str | Path | Iterable[str | Path] | None = None, *, config=None,
                 continue
             result.counts["total"] += 1
             try:
-                rule = parse_rule(logical, file=fname, line=lineno, vars=vars, classification=classes)
+                rule = parse_rule(logical, file=fname, line=lineno, vars=vars, classification=classes,
+                                  cache=cache)
             except RuleError as e:
                 e.file = fname
                 e.line, e.column = _map_column(segs, e.column) if e.column else (lineno, 0)

@@ -156,17 +156,19 @@ def _err(e: RuleError, file: str, line: int) -> RuleError:
 
 
 def parse_rule(text: str, *, file: str = "", line: int = 1, vars: dict | None = None,
-               classification: dict | None = None) -> Rule:
+               classification: dict | None = None, cache: dict | None = None) -> Rule:
     """Parse one logical rule line.  `vars` are the config's address-groups /
     port-groups (default: Suricata's suricata.yaml values); `classification`
-    maps classtype -> (description, priority) (default: conf/classification.config)."""
+    maps classtype -> (description, priority) (default: conf/classification.config);
+    `cache` is a dict shared by the rules of one load (same vars) so equal
+    header fields compile once."""
     try:
-        return _parse(text, file, line, DEFAULT_VARS if vars is None else vars, classification)
+        return _parse(text, file, line, DEFAULT_VARS if vars is None else vars, classification, cache)
     except RuleError as e:
         raise _err(e, file, line) from None
 
 
-def _parse(text: str, file: str, line: int, vars: dict, classification: dict | None) -> Rule:
+def _parse(text: str, file: str, line: int, vars: dict, classification: dict | None, cache: dict | None) -> Rule:
     if classification is None:
         path = _classification.default_path()
         classification = _classification.load(path) if path.exists() else {}
@@ -207,10 +209,10 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
     if direction not in ("->", "<>"):
         hint = "; write '->' and swap source and destination" if direction == "<-" else ""
         raise RuleError(f"invalid direction '{direction}' (expected '->' or '<>'){hint}", column=d_at + 1)
-    src_set = _addr.parse_addr(src, vars=vars, column=s_at + 1)
-    sport_set = _addr.parse_ports(sport, vars=vars, column=sp_at + 1)
-    dst_set = _addr.parse_addr(dst, vars=vars, column=t_at + 1)
-    dport_set = _addr.parse_ports(dport, vars=vars, column=dp_at + 1)
+    src_set = _addr.parse_addr(src, vars=vars, column=s_at + 1, cache=cache)
+    sport_set = _addr.parse_ports(sport, vars=vars, column=sp_at + 1, cache=cache)
+    dst_set = _addr.parse_addr(dst, vars=vars, column=t_at + 1, cache=cache)
+    dport_set = _addr.parse_ports(dport, vars=vars, column=dp_at + 1, cache=cache)
 
     body = text[paren + 1:end - 1]
     opts = split_options(body, paren + 2)

@@ -134,3 +134,25 @@ def test_port_errors(text, msg, col):
 def test_large_port_sets_use_intervals():
     s = parse_ports("[1:60000,!443]")
     assert s.contains(1) and s.contains(60000) and not s.contains(443) and not s.contains(60001)
+
+
+def test_cache_shares_compiled_sets_and_never_caches_errors():
+    cache = {}
+    a = parse_addr("$HOME_NET", vars=VARS, cache=cache)
+    assert parse_addr("$HOME_NET", vars=VARS, cache=cache) is a
+    assert parse_ports("$HTTP_PORTS", vars=VARS, cache=cache) is parse_ports("$HTTP_PORTS", vars=VARS, cache=cache)
+    for _ in range(2):
+        with pytest.raises(RuleError):
+            parse_addr("$NOPE", vars=VARS, cache=cache, column=5)
+
+
+@pytest.mark.parametrize("tok", ["010.1.1.1", "1.2.3.256", "1.2.3", "1.2.3.4/", "1.2.3.4/033", "1.2.3.4/x"])
+def test_fast_ipv4_path_defers_odd_spellings_to_ipaddress(tok):
+    with pytest.raises(RuleError):
+        parse_addr(tok)
+
+
+def test_fast_ipv4_path_matches_ipaddress():
+    for tok in ["0.0.0.0/0", "10.0.0.0/8", "192.168.1.77/24", "255.255.255.255", "1.2.3.4/32", "1.2.3.4/31"]:
+        net = ipaddress.ip_network(tok, strict=False)
+        assert parse_addr(tok).v4 == ((int(net.network_address), int(net.broadcast_address)),)
