@@ -281,9 +281,14 @@ def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None,
         if not iface.disable_promisc:
             mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
             s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-        s.setsockopt(SOL_PACKET, PACKET_FANOUT,
-                     fanout_arg(cluster_id, iface.cluster_type,
-                                defrag=iface.defrag and inline_defrag_allowed(iface), rollover=iface.rollover))
+        try:
+            s.setsockopt(SOL_PACKET, PACKET_FANOUT,
+                         fanout_arg(cluster_id, iface.cluster_type,
+                                    defrag=iface.defrag and inline_defrag_allowed(iface), rollover=iface.rollover))
+        except OSError as e:
+            raise OSError(e.errno, f"joining fanout group cluster-id {cluster_id} ({iface.cluster_type}) failed: "
+                          f"{e.strerror}; another process (a second ipsbridge or Suricata?) may use this "
+                          f"cluster-id with other settings, or the group is full -- pick another cluster-id") from e
     except BaseException:
         s.close()
         raise

@@ -33,6 +33,10 @@ new socket: not handled (the worker keeps running and sees nothing).
 
 Counters are sent to the supervisor over a pipe about once a second and at exit
 (after a last PACKET_STATISTICS read).
+
+The frame handed to the inspector is a memoryview of the ring slot; the slot
+goes back to the kernel as soon as the frame is done, so an inspector that keeps
+bytes beyond `inspect()` (stream reassembly) must copy them.
 """
 from __future__ import annotations
 
@@ -151,6 +155,11 @@ class Worker:
                 self.report("stats")
         for port in self.ports:
             self.drain(port)
+        if self.eve is not None:
+            try:
+                self.eve.close()
+            except Exception:
+                pass
         self.report("final")
 
     def tick(self, mono_now: float) -> None:
