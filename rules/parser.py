@@ -249,7 +249,8 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
             col += 1 + (len(value) - len(value.lstrip()))
             value = value.lstrip()
         if kw.quotes == "mandatory" or (kw.quotes == "optional" and value.startswith('"')):
-            if len(value) < 2 or value[0] != '"' or value[-1] != '"' or value[-2:] == '\\"' and len(value) == 2:
+            trailing = len(value) - 1 - len(value[:-1].rstrip("\\"))   # backslashes before the last quote
+            if len(value) < 2 or value[0] != '"' or value[-1] != '"' or trailing % 2:
                 raise RuleError(f"the value of '{name}' must be in double quotes", column=col, keyword=name)
             value = value[1:-1]
             col += 1

@@ -333,3 +333,18 @@ def test_loader_config_without_vars_uses_suricata_defaults_and_says_so(tmp_path)
     assert "unknown address variable '$EXTERNAL_NET' (define it under vars: address-groups: in the config)" \
         in r.errors[0].message
     assert not r.notes
+
+
+@pytest.mark.parametrize("opt,ok", [
+    ('msg:"abc\\"";', True),          # escaped quote inside, real closing quote
+    ('msg:"abc\\\\";', True),         # escaped backslash, then the closing quote
+    ('content:"abc\\";', False),      # the only closing quote is escaped
+    ('content:"\\";', False),
+], ids=["escaped-inner-quote", "escaped-backslash-before-quote", "escaped-closing-quote", "lone-escaped-quote"])
+def test_closing_quote_must_not_be_escaped(opt, ok):
+    text = f"{H} ({opt} sid:1;)"
+    if ok:
+        parse(text)
+    else:
+        e = perr(text)
+        assert "must be in double quotes" in e.message and e.column == text.index('"') + 1
