@@ -6,7 +6,8 @@ failures unless `strict`.
   ``\\`` continues on the next one (error columns are mapped back to the
   physical line the offending character is on);
 - rule paths are relative to `Config.default_rule_path`;
-- a second rule with the same (gid, sid) is an error for the later one;
+- a second rule with the same (gid, sid) replaces the first when its rev is
+  higher (as Suricata does; a warning says so), else it is an error;
 - a config with no vars at all gets Suricata's default vars (said in `notes`);
 - `unsupported` counts, per missing feature (keyword, ``proto:http``,
   ``pcre-modifier:U``, ...), the rules that need it.
@@ -35,8 +36,9 @@ class LoadResult:
     unsupported: Counter = field(default_factory=Counter)
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)   # things the operator should know (defaults applied)
+    warnings: list[RuleError] = field(default_factory=list)   # e.g. a rule replaced by a higher rev
     counts: dict[str, int] = field(default_factory=lambda: {
-        "total": 0, "loaded": 0, "failed": 0, "unsupported": 0, "invalid": 0, "commented": 0})
+        "total": 0, "loaded": 0, "failed": 0, "unsupported": 0, "invalid": 0, "commented": 0, "replaced": 0})
 
     @property
     def ok(self) -> bool:
@@ -141,8 +143,18 @@ def load(paths: str | Path | Iterable[str | Path] | None = None, *, config=None,
                 m = _SID.search(logical)
                 col = m.end() - 3 if m else 1
                 ln, c = _map_column(segs, col)
+                if rule.rev > prev.rev:
+                    # Suricata keeps the higher revision; say so instead of doing it silently
+                    result.rules[result.rules.index(prev)] = rule
+                    seen[key] = rule
+                    result.counts["replaced"] += 1
+                    result.warnings.append(RuleError(
+                        f"sid {rule.sid} (gid {rule.gid}) rev {prev.rev} at {prev.file}:{prev.line} is replaced by "
+                        f"this rev {rule.rev}", file=fname, line=ln, column=c, keyword="sid"))
+                    continue
                 err = RuleError(f"duplicate sid {rule.sid} (gid {rule.gid}): already defined at "
-                                f"{prev.file}:{prev.line}", file=fname, line=ln, column=c, keyword="sid")
+                                f"{prev.file}:{prev.line} with rev {prev.rev} (rev {rule.rev} here is not higher)",
+                                file=fname, line=ln, column=c, keyword="sid")
                 _fail(result, err, strict)
                 continue
             seen[key] = rule
@@ -168,6 +180,7 @@ def format_report(result: LoadResult, *, verbose: bool = False, top: int = 15) -
     """Per-rule errors (real mistakes always; unsupported ones with `verbose`)
     and a summary with the most-needed missing features."""
     lines = [f"note: {n}" for n in result.notes]
+    lines += [f"{w} [warning]" for w in result.warnings]
     for e in result.errors:
         if verbose or not e.unsupported:
             lines.append(str(e))
@@ -176,6 +189,7 @@ def format_report(result: LoadResult, *, verbose: bool = False, top: int = 15) -
     pct = (100.0 * c["loaded"] / total) if total else 0.0
     lines.append(f"loaded {c['loaded']} of {total} rules ({pct:.1f}%) from {len(result.files)} file(s); "
                  f"{c['failed']} failed: {c['invalid']} invalid, {c['unsupported']} unsupported"
+                 + (f"; {c['replaced']} replaced by a higher rev" if c["replaced"] else "")
                  + (f"; {c['commented']} commented out" if c["commented"] else ""))
     if result.unsupported:
         most = ", ".join(f"{k} ({n})" for k, n in result.unsupported.most_common(top))

@@ -259,7 +259,8 @@ def test_loader_reports_errors_and_continues(tmp_path):
     r = load("e.rules", config=cfg(tmp_path))
     assert [x.sid for x in r.rules] == [1, 5]
     assert [(e.line, e.column) for e in r.errors] == [(2, 26), (3, 7), (4, 44)]
-    assert r.counts == {"total": 5, "loaded": 2, "failed": 3, "unsupported": 2, "invalid": 1, "commented": 0}
+    assert r.counts == {"total": 5, "loaded": 2, "failed": 3, "unsupported": 2, "invalid": 1, "commented": 0,
+                        "replaced": 0}
     assert r.unsupported == {"proto:http": 1, "http.uri": 1}
     rep = format_report(r)
     assert f"{tmp_path}/e.rules:2:26: port 99999 out of range (0-65535)" in rep
@@ -283,15 +284,22 @@ def test_loader_strict_raises_first_error(tmp_path):
 
 def test_loader_duplicate_sid(tmp_path):
     write(tmp_path, "d.rules", """
-        alert tcp any any -> any any (msg:"first"; sid:10;)
+        alert tcp any any -> any any (msg:"first"; sid:10; rev:2;)
         alert tcp any any -> any any (msg:"other gid"; gid:2; sid:10;)
-        alert tcp any any -> any any (msg:"dup"; sid:10;)
+        alert tcp any any -> any any (msg:"dup"; sid:10; rev:2;)
+        alert tcp any any -> any any (msg:"newer"; sid:10; rev:3;)
+        alert tcp any any -> any any (msg:"older"; sid:10; rev:1;)
     """)
     r = load(["d.rules"], config=cfg(tmp_path))
-    assert [(x.gid, x.sid) for x in r.rules] == [(1, 10), (2, 10)]
-    (e,) = r.errors
-    assert e.line == 3 and e.column == len('alert tcp any any -> any any (msg:"dup"; ') + 1
-    assert f"duplicate sid 10 (gid 1): already defined at {tmp_path}/d.rules:1" in e.message
+    assert [(x.gid, x.sid, x.msg) for x in r.rules] == [(1, 10, "newer"), (2, 10, "other gid")]
+    e1, e2 = r.errors
+    assert e1.line == 3 and e1.column == len('alert tcp any any -> any any (msg:"dup"; ') + 1
+    assert f"duplicate sid 10 (gid 1): already defined at {tmp_path}/d.rules:1 with rev 2" in e1.message
+    assert e2.line == 5 and "with rev 3 (rev 1 here is not higher)" in e2.message
+    (w,) = r.warnings
+    assert w.line == 4 and f"rev 2 at {tmp_path}/d.rules:1 is replaced by this rev 3" in w.message
+    assert "[warning]" in format_report(r)
+    assert (r.counts["loaded"], r.counts["failed"], r.counts["replaced"], r.counts["total"]) == (2, 2, 1, 5)
 
 
 def test_loader_missing_file_and_rule_files_from_config(tmp_path):
