@@ -34,6 +34,9 @@ Semantics follow Suricata 7 (behaviour, not code):
   no flow.  ICMPv6 errors are ordinary ICMPv6 flows (Suricata 7 behaviour).
 - Non-first IP fragments carry no ports, so they get no flow (None) until a
   defragmenter rebuilds the datagram; first fragments use their ports.
+- A TCP packet whose checksum the decoder found wrong (`csum_ok` False, only
+  when checksum validation is on) is counted but does not move the session
+  state, as Suricata's stream engine skips it.
 - A SYN on a closed TCP flow starts a new flow (port reuse): the old one ends.
 - Timeouts per protocol and state are Suricata's `flow-timeouts` defaults;
   `memcap` is a number of flows.  At the memcap the least recently active flow
@@ -235,7 +238,8 @@ class FlowTable:
             flow.pkts_toclient += 1
             flow.bytes_toclient += pkt.length
         if proto == IPPROTO_TCP:
-            self._tcp_update(flow, pkt, to_server)
+            if pkt.csum_ok is not False:     # Suricata's stream ignores bad-checksum segments
+                self._tcp_update(flow, pkt, to_server)
         elif flow.state == "new" and flow.pkts_toserver and flow.pkts_toclient:
             flow.state = "established"
             flow.est_after = flow.pkts_toserver + flow.pkts_toclient - 1     # this packet included

@@ -206,6 +206,19 @@ def test_tcp_port_reuse_after_close_starts_a_new_flow():
     assert t.stats()["flow.tcp_reuse"] == 1
 
 
+def test_bad_checksum_segment_does_not_move_the_state():
+    # Suricata 7.0.10 with -k all: a bad-checksum SYN+ACK leaves the session unestablished
+    def checked(layers):
+        return decode(bytes(ETH / layers), FrameMeta(ts=1.0, iface="eth0"), DecodeOptions(checksum_validation=True))[0]
+    t = FlowTable()
+    syn = checked(IP(src=C4, dst=S4) / TCP(sport=40000, dport=80, flags="S"))
+    bad = checked(IP(src=S4, dst=C4) / TCP(sport=80, dport=40000, flags="SA", chksum=0x1234))
+    good = checked(IP(src=S4, dst=C4) / TCP(sport=80, dport=40000, flags="SA"))
+    assert (syn.csum_ok, bad.csum_ok, good.csum_ok) == (True, False, True)
+    assert run(t, [syn, bad, good]) == ["syn_sent", "syn_sent", "syn_recv"]
+    assert syn.flow.pkts_toclient == 2
+
+
 def test_midstream_off_never_established():
     t = FlowTable({"midstream": False})
     pkts = [c2s("PA", 1, b"x"), s2c("A", 2), c2s("PA", 3, b"y"), s2c("PA", 4, b"z")]
