@@ -673,6 +673,51 @@ def s_midstream(cap: Capture):
     b.c("PA", b"full data")
 
 
+MORE_RULES = r"""
+# byte_jump, startswith/endswith, pkt_data, and IP/TCP header fields
+# (ipopts:any left out: Suricata 7.0.10 does not match it on a record-route packet)
+alert udp any any -> any 7400 (msg:"byte_jump relative"; content:"LEN"; byte_jump:2,0,relative; content:"END"; within:3; sid:1401;)
+alert udp any any -> any 7400 (msg:"byte_jump absolute then within"; byte_jump:1,0; content:"Z"; within:1; sid:1402;)
+alert udp any any -> any 7400 (msg:"byte_jump string dec"; content:"n="; byte_jump:2,0,relative,string,dec; content:"X"; within:1; sid:1403;)
+alert udp any any -> any 7400 (msg:"byte_jump multiplier"; byte_jump:1,0,multiplier 2; content:"M"; within:1; sid:1404;)
+alert udp any any -> any 7400 (msg:"byte_jump from_beginning"; byte_jump:1,0,from_beginning; content:"F"; within:1; sid:1405;)
+alert udp any any -> any 7400 (msg:"byte_jump post_offset"; byte_jump:1,0,post_offset 1; content:"P"; within:1; sid:1406;)
+alert udp any any -> any 7400 (msg:"byte_jump little endian"; byte_jump:2,0,little; content:"L"; within:1; sid:1407;)
+alert udp any any -> any 7400 (msg:"startswith"; content:"GET"; startswith; sid:1408;)
+alert udp any any -> any 7400 (msg:"endswith"; content:"END"; endswith; sid:1409;)
+alert udp any any -> any 7400 (msg:"pkt_data"; pkt_data; content:"abc"; sid:1410;)
+alert udp any any -> any 7400 (msg:"byte_jump hex string"; content:"h="; byte_jump:2,0,relative,string,hex; content:"H"; within:1; sid:1411;)
+alert ip any any -> any 7401 (msg:"ip id"; id:4242; sid:1412;)
+alert tcp any any -> any 7401 (msg:"DF set"; fragbits:D; sid:1413;)
+alert tcp any any -> any 7401 (msg:"not DF"; fragbits:!D; sid:1414;)
+alert tcp any any -> any 7401 (msg:"seq"; seq:12345; sid:1415;)
+alert tcp any any -> any any (msg:"ack"; ack:12346; sid:1416;)
+alert tcp any any -> any 7401 (msg:"window"; window:65535; sid:1417;)
+alert tcp any any -> any 7401 (msg:"window not 1024"; window:!1024; flags:S; sid:1418;)
+alert udp any any -> any 7402 (msg:"record route"; ipopts:rr; sid:1419;)
+"""
+
+
+def s_more(cap: Capture):
+    from scapy.layers.inet import IP, IPOption_RR, TCP, UDP
+
+    for data in [b"LEN\x00\x05xxxxxEND", b"LEN\x00\x04xxxxxEND", b"\x03abcZ", b"\x03abZc",
+                 b"n=03abcX", b"n=3 abcX", b"\x02abcdM", b"\x02abM", b"\x04abcF", b"\x04abcdF",
+                 b"\x02abPc", b"\x02abcP", b"\x03\x00abcL", b"\x00\x03abcL", b"GET /", b"x GET /",
+                 b"the END", b"the END.", b"xxabcxx", b"h=0aabcdefghijH", b"h=0Aabcdefghij H"]:
+        udp(cap, C1, S1, 49300, 7400, data)
+    for i, (flags, seq, ack, win, ipid, df) in enumerate([
+            ("S", 12345, 0, 65535, 4242, True), ("S", 1, 0, 1024, 1, False),
+            ("S", 12345, 0, 1024, 4242, False), ("S", 7, 0, 8192, 2, True)]):
+        cap.add(l2() / IP(src=C1, dst=S1, id=ipid, flags="DF" if df else 0)
+                / TCP(sport=49310 + i, dport=7401, flags=flags, seq=seq, ack=ack, window=win))
+        cap.add(l2(rev=True) / IP(src=S1, dst=C1, id=ipid, flags="DF" if df else 0)
+                / TCP(sport=7401, dport=49310 + i, flags="SA", seq=999, ack=seq + 1, window=win))
+    cap.add(l2() / IP(src=C1, dst=S1, id=3, options=[IPOption_RR(routers=["203.0.113.254"])])
+            / UDP(sport=49320, dport=7402) / b"rr")
+    cap.add(l2() / IP(src=C1, dst=S1, id=4) / UDP(sport=49321, dport=7402) / b"none")
+
+
 SCENARIOS = {
     "payload": (PAYLOAD_RULES, s_payload),
     "tcp_flow": (TCP_FLOW_RULES, s_tcp_flow),
@@ -687,6 +732,7 @@ SCENARIOS = {
     "fragments": (FRAG_RULES, s_fragments),
     "tunnels": (TUNNEL_RULES, s_tunnels),
     "midstream": (MIDSTREAM_RULES, s_midstream),
+    "more_keywords": (MORE_RULES, s_more),
 }
 
 
