@@ -148,9 +148,7 @@ def _startswith(value, ctx: Ctx):
 
 def _endswith(value, ctx: Ctx):
     c = ctx.last_content()
-    if c.endswith:
-        raise ctx.error("endswith given twice for the same content")
-    c.endswith = True
+    c.endswith = True                 # repeating it changes nothing (Suricata accepts it)
     return True
 
 

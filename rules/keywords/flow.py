@@ -25,25 +25,27 @@ def _not_established(p) -> bool:
 
 
 def _flow(value: str, ctx: Ctx):
-    ctx.once()
-    direction = None
-    state = None
-    stream = None
+    # flow may repeat (Suricata accepts it): all its options add up, and a
+    # contradiction with an earlier flow keyword is an error like one within it
+    direction = ctx.fields.get("flow_to_server")
+    state = ctx.fields.get("_flow_state")
+    stream = ctx.fields.get("_flow_stream")
+    prev_state = state
     opts = []
     for p, at in split_commas(value):
         if not p:
             raise ctx.error("empty flow option", at)
         if p in _DIR:
-            if direction is not None:
-                raise ctx.error(f"flow: '{p}' contradicts or repeats an earlier direction", at)
+            if direction is not None and direction != _DIR[p]:
+                raise ctx.error(f"flow: '{p}' contradicts an earlier direction", at)
             direction = _DIR[p]
         elif p in _STATE:
-            if state is not None:
-                raise ctx.error(f"flow: '{p}' contradicts or repeats '{state}'", at)
+            if state is not None and state != p:
+                raise ctx.error(f"flow: '{p}' contradicts '{state}'", at)
             state = p
         elif p in ("no_stream", "only_stream"):
-            if stream is not None:
-                raise ctx.error(f"flow: '{p}' contradicts or repeats '{stream}'", at)
+            if stream is not None and stream != p:
+                raise ctx.error(f"flow: '{p}' contradicts '{stream}'", at)
             stream = p
             if p == "only_stream":
                 raise ctx.error("unsupported flow option 'only_stream' (no stream reassembly yet)", at,
@@ -55,6 +57,10 @@ def _flow(value: str, ctx: Ctx):
                             "from_client, established, not_established, stateless, no_stream)", at)
         opts.append(p)
     ctx.fields["flow_to_server"] = direction
+    ctx.fields["_flow_state"] = state
+    ctx.fields["_flow_stream"] = stream
+    if state == prev_state:
+        return tuple(opts)
     if state == "established":
         ctx.add_check(_established, cost=1)
     elif state == "not_established":

@@ -1,7 +1,8 @@
 """flowbits and noalert.
 
 ``flowbits:isset,a`` / ``isnotset,a`` are checks on pkt.flow.flowbits (``a|b``:
-any of them, ``a&b``: all of them); set / unset / toggle / noalert are
+any of them, ``a&b``: all of them); set / unset / toggle (``a|b``: each
+name) / noalert are
 post-match operations the engine applies (Rule.flowbits).  Without a flow
 nothing is set, so isset fails and isnotset holds."""
 from __future__ import annotations
@@ -19,8 +20,6 @@ def _names(text: str, at: int, ctx: Ctx, cmd: str) -> tuple[tuple[str, ...], boo
     if "|" in text and "&" in text:
         raise ctx.error("flowbits: cannot mix '|' and '&'", at)
     sep = "|" if "|" in text else "&"
-    if sep in text and cmd not in ("isset", "isnotset"):
-        raise ctx.error(f"flowbits {cmd} takes a single name", at)
     names = []
     pos = at
     for part in text.split(sep):

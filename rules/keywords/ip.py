@@ -17,7 +17,7 @@ PROTO_NAMES = {
 
 
 def _ttl(value: str, ctx: Ctx):
-    ctx.once()
+    # may repeat: every ttl condition must hold (as in Suricata)
     text, pred = parse_uint_cmp(value, ctx, hi=255, what="ttl")
     ctx.add_check(lambda p, pred=pred: p.ipver != 0 and pred(p.ttl), cost=1)
     return text
@@ -37,9 +37,6 @@ def _ip_proto(value: str, ctx: Ctx):
     else:
         raise ctx.error(f"unknown ip_proto '{v}' (use a number 0-255 or a protocol name)", lead)
     if op == "":
-        ctx.ip_protos = frozenset({n}) if ctx.ip_protos is None else ctx.ip_protos & {n}
-        if not ctx.ip_protos:
-            raise ctx.error(f"ip_proto {n} contradicts the rule's protocol")
         pred = lambda x, n=n: x == n
     elif op == "!":
         pred = lambda x, n=n: x != n
@@ -47,12 +44,18 @@ def _ip_proto(value: str, ctx: Ctx):
         pred = lambda x, n=n: x < n
     else:
         pred = lambda x, n=n: x > n
+    if ctx.ip_protos is not None:
+        left = frozenset(x for x in ctx.ip_protos if pred(x))
+        if not left:
+            raise ctx.error(f"ip_proto:{op}{n} contradicts the rule's protocol '{ctx.proto}'")
+        ctx.ip_protos = left
+    elif op == "":
+        ctx.ip_protos = frozenset({n})
     ctx.add_check(lambda p, pred=pred: p.ipver != 0 and pred(p.proto), cost=0)
     return f"{op}{n}"
 
 
 def _sameip(value, ctx: Ctx):
-    ctx.once()
     ctx.add_check(lambda p: p.ipver != 0 and p.src == p.dst, cost=0)
     return True
 

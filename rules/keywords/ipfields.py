@@ -47,9 +47,7 @@ def _fragbits(value: str, ctx: Ctx):
     for k, ch in enumerate(value.strip()):
         u = ch.upper()
         if u in _FRAGBITS:
-            if bits & _FRAGBITS[u]:
-                raise ctx.error(f"fragbit '{ch}' given twice", lead + k)
-            bits |= _FRAGBITS[u]
+            bits |= _FRAGBITS[u]      # repeated bit: harmless, accepted as Suricata does
         elif ch in "+*!":
             if mod is not None:
                 raise ctx.error("only one of the modifiers + * ! may be used", lead + k)

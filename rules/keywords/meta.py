@@ -40,7 +40,7 @@ def _classtype(value: str, ctx: Ctx):
 
 def _priority(value: str, ctx: Ctx):
     ctx.once()
-    n = parse_int(value, ctx, lo=1, hi=255, what="priority")
+    n = parse_int(value, ctx, lo=0, hi=255, what="priority")
     ctx.fields["priority"] = n
     return n
 
@@ -71,7 +71,7 @@ def _target(value: str, ctx: Ctx):
     return v
 
 
-msg = Keyword("msg", _msg, REQUIRED, quotes="optional")
+msg = Keyword("msg", _msg, REQUIRED, quotes="mandatory")   # Suricata refuses an unquoted msg
 sid = Keyword("sid", _int_field("sid", 1))
 rev = Keyword("rev", _int_field("rev", 0))
 gid = Keyword("gid", _int_field("gid", 0))

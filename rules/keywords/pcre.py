@@ -87,7 +87,7 @@ def _pcre(value: str, ctx: Ctx):
         elif m in _UNSUPPORTED:
             raise ctx.error(f"unsupported pcre modifier '{m}'", at, unsupported=f"pcre-modifier:{m}")
         else:
-            raise ctx.error(f"unknown pcre modifier '{m}'", at)
+            raise ctx.error(f"unsupported pcre modifier '{m}'", at, unsupported=f"pcre-modifier:{m}")
     if not body:
         raise ctx.error("pcre regex is empty", 1)
     if relative and not any(isinstance(i, (Content, Pcre)) for i in ctx.items):

@@ -18,9 +18,7 @@ def _bits(text: str, at: int, ctx: Ctx, allow_mod: bool):
     for k, ch in enumerate(text):
         u = ch.upper()
         if u in _BITS:
-            if bits & _BITS[u]:
-                raise ctx.error(f"flag '{ch}' given twice", at + k)
-            bits |= _BITS[u]
+            bits |= _BITS[u]          # a repeated flag is harmless (Suricata accepts it too)
         elif ch == "0":
             zero = True
         elif ch in "+*!" and allow_mod:

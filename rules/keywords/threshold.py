@@ -27,12 +27,12 @@ def _parse(value: str, ctx: Ctx, *, with_type: bool, tracks: tuple[str, ...]) ->
             got[key] = val
         elif key == "track":
             if val not in tracks:
-                unsup = val in ("by_flow", "by_rule", "by_both")
+                unsup = val == "by_flow"      # valid in Suricata 7, not tracked here
                 raise ctx.error(f"{ctx.keyword} track must be {', '.join(tracks)}, not '{val}'", vat,
                                 unsupported=f"{ctx.keyword}:track {val}" if unsup else None)
             got[key] = val
         else:
-            got[key] = parse_int(val, ctx, lo=1 if key == "count" else 0, hi=(1 << 31) - 1, what=key, at=vat)
+            got[key] = parse_int(val, ctx, lo=0, hi=(1 << 31) - 1, what=key, at=vat)
     missing = [k for k in allowed if k not in got]
     if missing:
         raise ctx.error(f"{ctx.keyword} is missing {', '.join(missing)}")
@@ -40,13 +40,20 @@ def _parse(value: str, ctx: Ctx, *, with_type: bool, tracks: tuple[str, ...]) ->
                      seconds=int(got["seconds"]))
 
 
+def _exclusive(ctx: Ctx) -> None:
+    if "threshold" in ctx.fields or "detection_filter" in ctx.fields:
+        raise ctx.error("threshold and detection_filter cannot be used in the same rule")
+
+
 def _threshold(value: str, ctx: Ctx):
+    _exclusive(ctx)
     t = _parse(value, ctx, with_type=True, tracks=("by_src", "by_dst", "by_rule", "by_both"))
     ctx.fields["threshold"] = t
     return t
 
 
 def _detection_filter(value: str, ctx: Ctx):
+    _exclusive(ctx)
     t = _parse(value, ctx, with_type=False, tracks=("by_src", "by_dst"))
     ctx.fields["detection_filter"] = t
     return t

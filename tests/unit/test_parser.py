@@ -356,3 +356,60 @@ def test_closing_quote_must_not_be_escaped(opt, ok):
     else:
         e = perr(text)
         assert "must be in double quotes" in e.message and e.column == text.index('"') + 1
+
+
+# Rules Suricata refuses must be refused here and the other way round.  The
+# only exceptions are deliberate: self-contradictory or misspelt values that
+# Suricata lets through, and unknown classtypes (refused by design here).
+STRICTER = {
+    "flags:0S;", "byte_test:1,=,1,0,big,little;", "pcre:\"/a/iZ\";", "classtype:nope;", "fragbits:MX;",
+}
+VALIDATION = [
+    'content:"a"; depth:5; distance:1;', 'content:"a"; within:5; offset:1;', 'content:"abcd"; depth:3;',
+    'content:"abcd"; within:3;', 'content:"a"; nocase; nocase;', 'nocase;', 'content:"a|4|";', 'content:"a\\x41";',
+    'content:"";', 'content:abc;', 'content:"a"; fast_pattern; content:"b"; fast_pattern;',
+    'content:"abc"; fast_pattern:2,5;', 'content:"a"; offset:1; startswith;', 'flow:to_server,to_client;',
+    'flow:established,not_established;', 'flow:established,stateless;', 'flow:sideways;', 'flags:SX;', 'flags:SS;',
+    'flags:+*S;', 'flags:0S;', 'flags:S,CE;', 'flags:A+,U;', 'dsize:5<>5;', 'dsize:70000;', 'dsize:2<>5;',
+    'dsize:!3;', 'ttl:256;', 'ttl:1-3;', 'itype:300;', 'icmp_id:-1;', 'threshold:type limit, track by_src, count 1;',
+    'threshold:type limit, track by_src, count 0, seconds 1;', 'detection_filter:track by_rule, count 1, seconds 1;',
+    'threshold:type limit, track by_src, count 1, seconds 60; detection_filter:track by_src, count 1, seconds 1;',
+    'flowbits:sett,a;', 'flowbits:set;', 'flowbits:set,a|b;', 'flowbits:isset,a|b;', 'flowbits:isset,a&b;',
+    'flowbits:noalert,x;', 'flowbits:noalert;', 'ip_proto:bogus;', 'ip_proto:300;', 'ip_proto:!6;', 'ip_proto:gre;',
+    'byte_test:1,=,1;', 'byte_test:9,=,1,0;', 'byte_test:1,=,1,0,dec;', 'byte_test:1,=,1,0,big,little;',
+    'byte_test:1,!=,5,0;', 'byte_test:1,!,5,0;', 'byte_jump:1;', 'byte_jump:1,0,from_beginning,from_end;',
+    'isdataat:x;', 'isdataat:!1,relative;', 'pcre:"/a/iZ";', 'pcre:"a";', 'byte_jump:1,0; pcre:"/^X/R";',
+    'classtype:nope;', 'sid:0;', 'priority:0;', 'target:both;', 'reference:cve;', 'msg:"a"; msg:"b";',
+    'id:70000;', 'fragbits:MX;', 'fragbits:MM;', 'ipopts:bogus;', 'window:!5;', 'dsize:1; dsize:2;',
+    'ttl:1; ttl:2;', 'flow:to_server; flow:established;', 'sameip; sameip;', 'content:"a"; depth:5; depth:6;',
+    'content:"a"; endswith; endswith;', 'content:"a"; distance:-5;', 'content:"a"; within:0;',
+    'decode-event:ipv4.trunc_pkt;', 'msg:plain words;', 'content:"a"; rawbytes;', 'flowbits:set,a b;',
+    'http.uri; content:"a";', 'pcre:"/a/U";', 'flow:only_stream;',
+]
+
+
+def test_validation_agrees_with_suricata(tmp_path):
+    import re
+    import shutil
+    import subprocess
+
+    exe = shutil.which("suricata")
+    assert exe, "suricata (7.0.10) must be installed for the differential validation test"
+    texts = [f"{H} ({o} sid:{i + 1}; rev:1;)" for i, o in enumerate(VALIDATION)]
+    (tmp_path / "r.rules").write_text("\n".join(texts) + "\n")
+    out = subprocess.run([exe, "-T", "-c", "/etc/suricata/suricata.yaml", "-S", str(tmp_path / "r.rules"),
+                          "-l", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    refused = {int(m.group(1)) for m in re.finditer(r"from file \S+ at line (\d+)", out.stderr + out.stdout)}
+    assert refused, out.stderr[-2000:]
+    diffs = []
+    for i, text in enumerate(texts):
+        try:
+            parse(text)
+            ours = True
+        except RuleError as e:
+            # an unsupported feature is not a verdict on validity: it counts as "Suricata would accept"
+            ours = e.unsupported is not None
+        theirs = (i + 1) not in refused
+        if ours != theirs and not (VALIDATION[i] in STRICTER and theirs and not ours):
+            diffs.append((VALIDATION[i], theirs, ours))
+    assert diffs == [], "option, suricata accepts, we accept"
