@@ -6,6 +6,9 @@ than one worker.
 A recording verdict hook (tests.lab.flowhooks:record_flows) writes, per worker
 PID, which flow it saw on which interface; many UDP request/response flows with
 distinct source ports (IPv4 and IPv6) cross the bridge.
+
+Also: a worker whose ring overflowed under a flood forwards again as soon as
+the flood stops.
 """
 from __future__ import annotations
 
@@ -114,3 +117,39 @@ def test_every_flow_pinned_to_one_worker(lab, tmp_path, monkeypatch, threads):
 def netnslab_flow(client: str, sport: int, server: str) -> str:
     return flow_key(17, ipaddress.ip_address(client).packed, sport,
                     ipaddress.ip_address(server).packed, SERVER_PORT)
+
+
+FLOOD = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((sys.argv[1], 9))              # discard port: nobody listens, the server answers nothing
+end, n = time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < end:
+    for _ in range(256):
+        try:
+            s.send(b"x" * 18); n += 1     # 64-byte frames
+        except OSError:
+            pass
+print(n, flush=True)
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_forwarding_resumes_after_ring_overflow(lab, threads):
+    """A flood of 64-byte frames faster than the workers can drain overflows the
+    rings (kernel_drops, counted).  Once it stops, the next frames must be
+    forwarded at once: the worker's ring position must stay in step with the
+    kernel's however many frames the kernel dropped."""
+    bridge = lab.start_bridge("--bridge", "eth0:eth1", "--threads", str(threads), "--stats-interval", "0")
+    lab.ping("client", SERVER4, count=2)
+    lab.python("client", FLOOD, SERVER4, "3", timeout=60)
+    after = lab.ping("client", SERVER4, count=5, interval=0.2, check=False)
+    totals = bridge.stop()
+    eth0 = totals["interfaces"]["eth0"]
+    assert eth0["kernel_drops"] > 0, f"the flood did not overflow the ring: {eth0}"
+    assert "5 packets transmitted, 5 received" in after.stdout, (
+        f"no forwarding after the ring overflowed: {after.stdout.splitlines()[-2:]} "
+        f"eth0 received={eth0['received']} kernel_packets={eth0['kernel_packets']} "
+        f"kernel_drops={eth0['kernel_drops']} (frames the kernel queued that the worker never read: "
+        f"{eth0['kernel_packets'] - eth0['kernel_drops'] - eth0['received'] - eth0['ignored_outgoing']})")
+    assert eth0["received"] == eth0["forwarded"]
