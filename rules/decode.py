@@ -29,10 +29,12 @@ Field conventions (see rules/packet.py for the slots):
   `rules.checksum.ipv4_header_ok(pkt.frame, pkt.l3_off)` themselves.
 
 Fragment reassembly is not done by `decode`: a packet with `frag` True has
-`ipver`, `src`, `dst`, `proto`, `ip_id` and `ip_off` set and its fragment data
-in `payload` (L4 fields only on the first fragment).  `Defragmenter` at the end
-of this module (stateful, to move to rules/defrag.py) collects fragments and
-hands back the rebuilt datagram, which `decode_ip()` decodes like any frame.
+`ipver`, `src`, `dst`, `proto`, `ip_id` and `ip_off` set, and, as in Suricata
+(checked on crafted pcaps), nothing past the IP layer: ports 0, empty payload,
+and for IPv6 `proto` 44 (the fragment header) -- unless
+`DecodeOptions.l4_in_first_fragment`.  `Defragmenter` at the end of this module
+(stateful, to move to rules/defrag.py) collects fragments and hands back the
+rebuilt datagram, which `decode_ip()` decodes like any frame.
 """
 from __future__ import annotations
 
@@ -93,6 +95,10 @@ class DecodeOptions:
     gre_enabled: bool = True
     checksum_validation: bool = True
     max_tunnel_depth: int = 3      # tunnel layers decoded below the outermost packet
+    # False (Suricata): no fragment is decoded past the IP layer -- ports 0, empty payload,
+    # IPv6 proto 44 -- so only the reassembled datagram (Defragmenter) is matched on L4.
+    # True: the first fragment's L4 header and partial payload are decoded too.
+    l4_in_first_fragment: bool = False
 
     @classmethod
     def from_config(cls, config) -> "DecodeOptions":
@@ -290,9 +296,8 @@ def _decode_ipv4(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
         pkt.csum_ok = n != 0 and n % 0xFFFF == 0
     if ip_off & 0x3FFF:
         pkt.frag = True
-        if ip_off & 0x1FFF:        # later fragment: no L4 header here
-            pkt.payload = mv[l4:ip_end]
-            return
+        if ip_off & 0x1FFF or not opts.l4_in_first_fragment:
+            return                 # no L4 header here (or not looked at, as Suricata): no ports, no payload
         complete = False           # first fragment: the L4 checksum covers the whole datagram
     _decode_l4(mv, l4, ip_end, pkt, proto, meta, opts, out, depth, complete)
 
@@ -366,6 +371,11 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
                     _ev(pkt, "decoder.ipv6.exthdr_useless_fh")   # atomic fragment
                 else:
                     pkt.frag = True
+                    if not opts.l4_in_first_fragment:
+                        # Suricata stops at the fragment header: proto 44, no ports, no payload
+                        pkt.proto = 44
+                        pkt.l4_off = cur + 8
+                        return
             elif nh == 51:                                 # AH: length in 4-byte units, minus 2
                 hlen = (mv[cur + 1] + 2) << 2
                 if seen & (1 << 51 % 32):
@@ -397,7 +407,6 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
         return
     if pkt.frag:
         if pkt.ip_off & 0x1FFF:    # later fragment
-            pkt.payload = mv[cur:ip_end]
             return
         complete = False
     _decode_l4(mv, cur, ip_end, pkt, nh, meta, opts, out, depth, complete, pdst)

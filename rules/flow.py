@@ -32,8 +32,8 @@ Semantics follow Suricata 7 (behaviour, not code):
   ICMPv4 destination unreachable joins the flow of the UDP/TCP packet it quotes
   if that flow exists (not counted, no state change); other ICMPv4 errors get
   no flow.  ICMPv6 errors are ordinary ICMPv6 flows (Suricata 7 behaviour).
-- Non-first IP fragments carry no ports, so they get no flow (None) until a
-  defragmenter rebuilds the datagram; first fragments use their ports.
+- IP fragments get no flow (None), as in Suricata; the datagram rebuilt by
+  `rules.decode.Defragmenter` does.
 - A TCP packet whose checksum the decoder found wrong (`csum_ok` False, only
   when checksum validation is on) is counted but does not move the session
   state, as Suricata's stream engine skips it.
@@ -190,8 +190,8 @@ class FlowTable:
         """Find or create the flow of `pkt`; sets `pkt.flow` and `pkt.to_server`.
         Non-IP packets get None."""
         ipver = pkt.ipver
-        if not ipver or (pkt.frag and pkt.ip_off & 0x1FFF):
-            return None             # non-IP, or a non-first fragment (no ports: see below)
+        if not ipver or pkt.frag:
+            return None             # non-IP, or a fragment (no flow in Suricata either)
         proto = pkt.proto
         src = pkt.src
         dst = pkt.dst

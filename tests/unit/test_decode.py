@@ -187,19 +187,29 @@ def test_tcp_bad_checksum():
     assert l4_checksum_ok(raw, 14) is False
 
 
-@pytest.mark.parametrize("frag,flags,expect_l4", [(0, "MF", True), (185, "MF", False), (185, 0, False)],
+@pytest.mark.parametrize("frag,flags,first", [(0, "MF", True), (185, "MF", False), (185, 0, False)],
                          ids=["first", "middle", "last"])
-def test_ipv4_fragments(frag, flags, expect_l4):
+def test_ipv4_fragments_like_suricata(frag, flags, first):
+    # Suricata 7.0.10 on a crafted first fragment: proto UDP, ports 0, no payload match, no flow
     f = IP(src=C4, dst=S4, id=999, frag=frag, flags=flags, proto=6) / Raw(bytes(TCP(sport=1234, dport=80)) + b"x" * 16)
     p = one(ETH / f)
-    assert p.frag is True and p.ip_id == 999
+    assert p.frag is True and p.ip_id == 999 and p.proto == 6 and p.l4_off == 34
     assert p.ip_off & 0x1FFF == frag and bool(p.ip_off & 0x2000) == (flags == "MF")
+    assert (p.sport, p.dport, p.tcp_flags, len(p.payload)) == (0, 0, 0, 0)
+    assert p.csum_ok is True and p.events == ()        # the IP header checksum only
+
+
+@pytest.mark.parametrize("frag,flags,expect_l4", [(0, "MF", True), (185, "MF", False), (185, 0, False)],
+                         ids=["first", "middle", "last"])
+def test_ipv4_fragments_with_l4_in_first(frag, flags, expect_l4):
+    f = IP(src=C4, dst=S4, id=999, frag=frag, flags=flags, proto=6) / Raw(bytes(TCP(sport=1234, dport=80)) + b"x" * 16)
+    p = one(ETH / f, DecodeOptions(l4_in_first_fragment=True))
+    assert p.frag is True and p.ip_id == 999
     if expect_l4:
         assert (p.sport, p.dport) == (1234, 80) and bytes(p.payload) == b"x" * 16
     else:
-        assert (p.sport, p.dport) == (0, 0) and len(p.payload) == 36
-    assert p.csum_ok in (True, None)       # header checked; no L4 checksum on fragments
-    assert p.events == ()
+        assert (p.sport, p.dport, len(p.payload)) == (0, 0, 0)
+    assert p.csum_ok is True and p.events == ()
 
 
 def test_ipv4_df_flag_is_not_a_fragment():
@@ -281,18 +291,21 @@ def test_ipv6_bad_l4_checksum_behind_ext_header():
 
 @pytest.mark.parametrize("offset,m,expect_l4", [(0, 1, True), (10, 1, False), (10, 0, False)],
                          ids=["first", "middle", "last"])
-def test_ipv6_fragments(offset, m, expect_l4):
-    f = IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(offset=offset, m=m, id=0xABCDEF, nh=6) / \
+@pytest.mark.parametrize("l4_first", [False, True], ids=["suricata", "l4-in-first"])
+def test_ipv6_fragments(offset, m, expect_l4, l4_first):
+    f = IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(offset=offset, m=m, id=0xABCDEF, nh=6) / \
         Raw(bytes(TCP(sport=1, dport=2)) + b"y" * 8)
-    p = one(ETH / f)
-    assert p.frag is True and p.proto == 6 and p.ip_id == 0xABCDEF
+    p = one(ETH / f, DecodeOptions(l4_in_first_fragment=l4_first))
+    assert p.frag is True and p.ip_id == 0xABCDEF
     assert p.ip_off & 0x1FFF == offset and bool(p.ip_off & 0x2000) == bool(m)
-    assert p.l4_off == 62
-    if expect_l4:
-        assert (p.sport, p.dport, bytes(p.payload)) == (1, 2, b"y" * 8)
+    assert p.l4_off == 70 and p.csum_ok is None and p.events == ()
+    if not l4_first:
+        # Suricata 7.0.10 reports such a packet as proto IPv6-Frag (44), no ports
+        assert (p.proto, p.sport, p.dport, len(p.payload)) == (44, 0, 0, 0)
+    elif expect_l4:
+        assert (p.proto, p.sport, p.dport, bytes(p.payload)) == (6, 1, 2, b"y" * 8)
     else:
-        assert (p.sport, p.dport) == (0, 0) and len(p.payload) == 28
-    assert p.csum_ok is None
+        assert (p.proto, p.sport, p.dport, len(p.payload)) == (6, 0, 0, 0)
 
 
 def test_ipv6_rh0_and_atomic_fragment_events():
