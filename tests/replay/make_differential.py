@@ -88,6 +88,9 @@ def suricata_yaml(rule_dir: Path, rules_file: str) -> str:
         "logging": {"default-log-level": "notice",
                     "outputs": [{"console": {"enabled": True}}]},
         "stream": STREAM,
+        # Suricata keeps at most 15 alerts per packet by default (the highest
+        # ranked); our engine has no cap, so the cap is lifted for comparison.
+        "packet-alert-max": 255,   # the largest value Suricata 7 accepts
         "exception-policy": "auto",
         "pcap-file": {"checksum-checks": "auto"},
     }
@@ -718,6 +721,54 @@ def s_more(cap: Capture):
     cap.add(l2() / IP(src=C1, dst=S1, id=4) / UDP(sport=49321, dport=7402) / b"none")
 
 
+def random_payload_rules(seed: int = 11, count: int = 400) -> str:
+    """Seeded random content chains over a small alphabet, so that most rules
+    match some of the random_payload packets and edge cases (overlaps, window
+    ends, repeated literals) come up by themselves."""
+    import random
+
+    rng = random.Random(seed)
+    alpha = "abcab0 "
+    lines = ["# seeded random content chains (make_differential.random_payload_rules) on UDP payloads"]
+    for i in range(count):
+        opts = []
+        for j in range(rng.choice([1, 1, 2, 2, 3])):
+            lit = "".join(rng.choice(alpha) for _ in range(rng.randint(1, 3)))
+            neg = "!" if (j > 0 and rng.random() < 0.15) else ""
+            opts.append(f'content:{neg}"{lit}"')
+            if rng.random() < 0.25:
+                opts.append("nocase")
+            r = rng.random()
+            if j == 0:
+                if r < 0.3:
+                    opts.append(f"offset:{rng.randint(0, 6)}")
+                if r < 0.15 or 0.3 <= r < 0.5:
+                    opts.append(f"depth:{rng.randint(len(lit), len(lit) + 8)}")
+            else:
+                if r < 0.4:
+                    opts.append(f"distance:{rng.randint(-3, 4)}")
+                if r < 0.2 or 0.4 <= r < 0.6:
+                    opts.append(f"within:{rng.randint(len(lit), len(lit) + 6)}")
+        r = rng.random()
+        if r < 0.15:
+            opts.append(f"isdataat:{'!' if rng.random() < 0.4 else ''}{rng.randint(1, 4)},relative")
+        elif r < 0.25:
+            opts.append(f'pcre:"/{rng.choice(["[ab]{2}", "b0", "a.b", "c?a"])}/R"')
+        elif r < 0.3:
+            opts.append(f"dsize:>{rng.randint(3, 12)}")
+        lines.append(f"alert udp any any -> any 7500 (msg:\"random {i}\"; {'; '.join(opts)}; sid:{10000 + i};)")
+    return "\n".join(lines) + "\n"
+
+
+def s_random_payload(cap: Capture):
+    import random
+
+    rng = random.Random(12)
+    for i in range(100):
+        data = bytes(rng.choice(b"abcAB0 ") for _ in range(rng.randint(0, 24)))
+        udp(cap, C1, S1, 50000 + i, 7500, data)
+
+
 SCENARIOS = {
     "payload": (PAYLOAD_RULES, s_payload),
     "tcp_flow": (TCP_FLOW_RULES, s_tcp_flow),
@@ -733,6 +784,7 @@ SCENARIOS = {
     "tunnels": (TUNNEL_RULES, s_tunnels),
     "midstream": (MIDSTREAM_RULES, s_midstream),
     "more_keywords": (MORE_RULES, s_more),
+    "random_payload": (random_payload_rules(), s_random_payload),
 }
 
 
