@@ -101,6 +101,23 @@ def signature_order(rules: list[Rule]) -> list[Rule]:
     return sorted(rules, key=lambda r: (-ACTION_RANK[r.action], _flowbits_class(r), r.priority, idx[id(r)]))
 
 
+def _header_ok(s: _Sig, pkt: Packet) -> bool:
+    """flow:to_server/to_client, then addresses and ports of the rule header (`<>`: either way round)."""
+    r = s.rule
+    fts = r.flow_to_server
+    if fts is not None and (pkt.flow is None or pkt.to_server != fts):
+        return False
+    ipver, src, dst = pkt.ipver, pkt.src, pkt.dst
+    ports = s.ports and pkt.proto in PORT_PROTOS
+    if r.src.contains(ipver, src) and r.dst.contains(ipver, dst) and (
+            not ports or (r.sport.contains(pkt.sport) and r.dport.contains(pkt.dport))):
+        return True
+    if r.direction == "->":
+        return False
+    return r.src.contains(ipver, dst) and r.dst.contains(ipver, src) and (
+        not ports or (r.sport.contains(pkt.dport) and r.dport.contains(pkt.sport)))
+
+
 def _info(pkt: Packet) -> PacketInfo:
     f = pkt.flow
     return PacketInfo(
@@ -282,25 +299,31 @@ class Engine:
         buf = bytes(payload) if len(payload) else b""
         cands: list = []
         found = None
+        hdr_ok = _header_ok
+        nsrc = 0
         for g in groups:
-            if g.plain:
-                cands.extend(g.plain)
+            for rep, sigs in g.plain_hdr:
+                if hdr_ok(rep, pkt):
+                    nsrc += 1
+                    cands.extend(sigs)
             if g.by_pid and buf:
                 if found is None:
                     found = self._scan(buf)
                 if found:
-                    get = g.by_pid.get
+                    get = g.pid_hdr.get
                     for pid in found:
                         hit = get(pid)
                         if hit:
-                            cands.extend(hit)
+                            for rep, sigs in hit:
+                                if hdr_ok(rep, pkt):
+                                    nsrc += 1
+                                    cands.extend(sigs)
         if not cands:
             return Verdict.FORWARD, 0
-        if len(cands) > 1:
+        if nsrc > 1:
             cands.sort(key=_order_key)
         c = self.c
         c["detect.evaluated"] += len(cands)
-        ipver, src, dst, sp, dp = pkt.ipver, pkt.src, pkt.dst, pkt.sport, pkt.dport
         to_server = pkt.to_server
         first_in_dir = flow is None or (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1
         matches = []
@@ -308,22 +331,6 @@ class Engine:
             if s.iponly and not first_in_dir:
                 continue
             r = s.rule
-            fts = r.flow_to_server
-            if fts is not None and (flow is None or to_server != fts):
-                continue
-            if r.direction == "->":
-                if not (r.src.contains(ipver, src) and r.dst.contains(ipver, dst)):
-                    continue
-                if s.ports and pkt.proto in PORT_PROTOS and not (r.sport.contains(sp) and r.dport.contains(dp)):
-                    continue
-            else:
-                fwd = r.src.contains(ipver, src) and r.dst.contains(ipver, dst) and (
-                    not s.ports or pkt.proto not in PORT_PROTOS or (r.sport.contains(sp) and r.dport.contains(dp)))
-                if not fwd:
-                    rev = r.src.contains(ipver, dst) and r.dst.contains(ipver, src) and (
-                        not s.ports or pkt.proto not in PORT_PROTOS or (r.sport.contains(dp) and r.dport.contains(sp)))
-                    if not rev:
-                        continue
             ok = True
             for chk in r.checks:
                 if not chk(pkt):

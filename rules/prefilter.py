@@ -78,10 +78,37 @@ class PatternDB:
         return found
 
 
-class Group:
-    """Rules of one header group: `plain` always apply, `by_pid` through the prefilter."""
+def _set_key(x) -> Any:
+    if hasattr(x, "v4"):
+        return ("a", x.v4, x.v6)
+    if hasattr(x, "iv"):
+        return ("p", x.iv)
+    return ("o", id(x))
 
-    __slots__ = ("plain", "by_pid", "size")
+
+def header_key(sig) -> tuple:
+    """Rules with equal keys accept exactly the same packet headers."""
+    r = sig.rule
+    return (r.direction, getattr(sig, "ports", True), r.flow_to_server, _set_key(r.src), _set_key(r.sport),
+            _set_key(r.dst), _set_key(r.dport))
+
+
+def _buckets(sigs) -> tuple:
+    b: dict[tuple, list] = {}
+    for s in sigs:
+        b.setdefault(header_key(s), []).append(s)
+    return tuple((v[0], tuple(v)) for v in b.values())
+
+
+class Group:
+    """Rules of one header group: `plain` always apply, `by_pid` through the prefilter.
+
+    `plain_hdr` (and `pid_hdr` per pattern id) hold the rules bucketed by
+    identical header (direction, flow direction, address and port sets): a packet's header is checked once per bucket, not
+    once per rule -- rule sets reuse a handful of $HOME_NET/$EXTERNAL_NET/any
+    combinations, so this keeps the header cost flat as rules are added."""
+
+    __slots__ = ("plain", "plain_hdr", "by_pid", "pid_hdr", "size")
 
     def __init__(self, sigs: Iterable[Any]) -> None:
         plain = []
@@ -94,7 +121,9 @@ class Group:
             else:
                 by_pid.setdefault(s.pid, []).append(s)
         self.plain = tuple(plain)
+        self.plain_hdr = _buckets(plain)
         self.by_pid = {k: tuple(v) for k, v in by_pid.items()}
+        self.pid_hdr = {k: _buckets(v) for k, v in by_pid.items()}   # same buckets per pattern id
         self.size = n
 
 
