@@ -769,6 +769,48 @@ def s_random_payload(cap: Capture):
         udp(cap, C1, S1, 50000 + i, 7500, data)
 
 
+PCRE_RULES = r"""
+# PCRE syntax and semantics that differ between PCRE and other regex engines
+# (modifiers D, E, G left out: D is an HTTP modifier in Suricata, and our
+# engine does not support E and G yet)
+alert udp any any -> any 7600 (msg:"dollar before final newline"; pcre:"/end$/"; sid:1601;)
+alert udp any any -> any 7600 (msg:"multiline caret"; pcre:"/^two/m"; sid:1603;)
+alert udp any any -> any 7600 (msg:"caret no m"; pcre:"/^two/"; sid:1604;)
+alert udp any any -> any 7600 (msg:"hex escape"; pcre:"/\x41\x42/"; sid:1605;)
+alert udp any any -> any 7600 (msg:"posix class"; pcre:"/^[[:digit:]]{3}/"; sid:1606;)
+alert udp any any -> any 7600 (msg:"brace without min"; pcre:"/ab{,2}c/"; sid:1607;)
+alert udp any any -> any 7600 (msg:"quote meta"; pcre:"/\Qa.b\E/"; sid:1608;)
+alert udp any any -> any 7600 (msg:"named group"; pcre:"/(?<n>xy)z/"; sid:1609;)
+alert udp any any -> any 7600 (msg:"possessive"; pcre:"/a++b/"; sid:1610;)
+alert udp any any -> any 7600 (msg:"h escape"; pcre:"/a\hb/"; sid:1611;)
+alert udp any any -> any 7600 (msg:"x extended"; pcre:"/a b c/x"; sid:1612;)
+alert udp any any -> any 7600 (msg:"A anchored"; pcre:"/two/A"; sid:1613;)
+alert udp any any -> any 7600 (msg:"negated pcre"; content:"one"; pcre:!"/two/"; sid:1616;)
+alert udp any any -> any 7600 (msg:"backreference"; pcre:"/(ab)\1/"; sid:1617;)
+alert udp any any -> any 7600 (msg:"lookahead"; pcre:"/a(?=bc)/"; sid:1618;)
+alert udp any any -> any 7600 (msg:"unicode-ish byte"; pcre:"/\xff\xfe/"; sid:1619;)
+alert udp any any -> any 7600 (msg:"dot no newline"; pcre:"/one.two/"; sid:1620;)
+alert udp any any -> any 7600 (msg:"Z anchor"; pcre:"/end\Z/"; sid:1621;)
+alert udp any any -> any 7600 (msg:"z anchor"; pcre:"/end\z/"; sid:1622;)
+alert udp any any -> any 7600 (msg:"word boundary"; pcre:"/\bone\b/"; sid:1623;)
+alert udp any any -> any 7600 (msg:"inline flag"; pcre:"/(?i)ONE/"; sid:1624;)
+alert udp any any -> any 7600 (msg:"R after content"; content:"one"; pcre:"/^\s*two/R"; sid:1625;)
+alert udp any any -> any 7600 (msg:"class with escape"; pcre:"/[\d\-]{5}/"; sid:1626;)
+alert udp any any -> any 7600 (msg:"B rawbytes"; pcre:"/abc/B"; sid:1627;)
+alert udp any any -> any 7600 (msg:"octal"; pcre:"/\101/"; sid:1628;)
+alert udp any any -> any 7600 (msg:"slash escaped"; pcre:"/a\/b/"; sid:1629;)
+alert udp any any -> any 7600 (msg:"semicolon escaped"; pcre:"/a\;b/"; sid:1630;)
+"""
+
+
+def s_pcre(cap: Capture):
+    for data in [b"the end", b"the end\n", b"the end\n\n", b"one\ntwo", b"two one", b"ABC", b"123-x",
+                 b"12a", b"abc", b"ac", b"abbbc", b"abbc", b"a.b", b"axb", b"xyz", b"aaab", b"a\tb",
+                 b"a b", b"abc two", b"abab", b"abc\xff\xfe", b"one two", b"one\ntwo", b"onetwo",
+                 b"ONE", b"one  two", b"12-34", b"A", b"a/b", b"a;b", b"none two"]:
+        udp(cap, C1, S1, 49400, 7600, data)
+
+
 SCENARIOS = {
     "payload": (PAYLOAD_RULES, s_payload),
     "tcp_flow": (TCP_FLOW_RULES, s_tcp_flow),
@@ -785,6 +827,7 @@ SCENARIOS = {
     "midstream": (MIDSTREAM_RULES, s_midstream),
     "more_keywords": (MORE_RULES, s_more),
     "random_payload": (random_payload_rules(), s_random_payload),
+    "pcre": (PCRE_RULES, s_pcre),
 }
 
 
