@@ -132,7 +132,8 @@ def proto_name(proto: int) -> str:
 
 
 def _ev(pkt: Packet, name: str) -> None:
-    pkt.events = pkt.events + (name,)
+    if name not in pkt.events:
+        pkt.events = pkt.events + (name,)
 
 
 def _fold_ok(total: int) -> bool:
@@ -396,6 +397,12 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
                 pkt.l4_off = cur
                 _ev(pkt, "decoder.ipv6.trunc_exthdr")
                 return
+            if nh == 0 or nh == 60:
+                _ipv6_options(mv, cur + 2, cur + hlen, pkt, nh == 0)
+                if nh == 0 and seen & 1:
+                    _ev(pkt, "decoder.ipv6.exthdr_dupl_hh")
+            elif nh == 43 and seen & (1 << 43 % 32):
+                _ev(pkt, "decoder.ipv6.exthdr_dupl_rh")
             seen |= 1 << nh % 32
             cur += hlen
             nh = nxt
@@ -410,6 +417,30 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
             return
         complete = False
     _decode_l4(mv, cur, ip_end, pkt, nh, meta, opts, out, depth, complete, pdst)
+
+
+_IPV6_KNOWN_OPTS = frozenset((0x05, 0xC2, 0xC9))     # router alert, jumbo payload, home address
+
+
+def _ipv6_options(mv, off: int, end: int, pkt: Packet, hop: bool) -> None:
+    """Check the TLV options of a hop-by-hop or destination options header."""
+    only_padding = True
+    while off < end:
+        t = mv[off]
+        if t == 0:                 # Pad1
+            off += 1
+            continue
+        if off + 1 >= end or off + 2 + mv[off + 1] > end:
+            _ev(pkt, "decoder.ipv6.exthdr_invalid_optlen")
+            return
+        olen = mv[off + 1]
+        if t != 1:                 # not PadN (Suricata 7 does not flag a zero-length PadN here)
+            only_padding = False
+            if t not in _IPV6_KNOWN_OPTS:
+                _ev(pkt, "decoder.ipv6.hopopts_unknown_opt" if hop else "decoder.ipv6.dstopts_unknown_opt")
+        off += 2 + olen
+    if only_padding:
+        _ev(pkt, "decoder.ipv6.hopopts_only_padding" if hop else "decoder.ipv6.dstopts_only_padding")
 
 
 def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, depth: int, complete: bool,

@@ -11,7 +11,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
 from scapy.layers.inet6 import (
     ICMPv6EchoReply, ICMPv6EchoRequest, ICMPv6DestUnreach, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
-    IPv6ExtHdrHopByHop, IPv6ExtHdrRouting,
+    IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, RouterAlert, HBHOptUnknown,
 )
 from scapy.layers.ipsec import AH
 from scapy.layers.l2 import ARP, GRE, Dot1AD, Dot1Q, Ether
@@ -261,10 +261,10 @@ def test_tcp6_every_field():
 
 
 @pytest.mark.parametrize("exts,l4_extra", [
-    ([IPv6ExtHdrHopByHop()], 8),
-    ([IPv6ExtHdrHopByHop(), IPv6ExtHdrDestOpt()], 16),
+    ([IPv6ExtHdrHopByHop(options=[RouterAlert()])], 8),
+    ([IPv6ExtHdrHopByHop(options=[RouterAlert()]), IPv6ExtHdrDestOpt(options=[RouterAlert()])], 16),
     ([IPv6ExtHdrRouting(type=2, addresses=["2001:db8::9"])], 24),
-    ([IPv6ExtHdrDestOpt(), IPv6ExtHdrRouting(type=2, addresses=["2001:db8::9"]), IPv6ExtHdrDestOpt()], 40),
+    ([IPv6ExtHdrDestOpt(options=[RouterAlert()]), IPv6ExtHdrRouting(type=2, addresses=["2001:db8::9"]), IPv6ExtHdrDestOpt(options=[RouterAlert()])], 40),
 ], ids=["hbh", "hbh+dst", "routing", "dst+rh+dst"])
 def test_ipv6_extension_headers(exts, l4_extra):
     f = IPv6(src=C6, dst=S6)
@@ -284,7 +284,7 @@ def test_ipv6_ah():
 
 
 def test_ipv6_bad_l4_checksum_behind_ext_header():
-    raw = bytearray(bytes(ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / UDP(sport=1, dport=2) / b"abc"))
+    raw = bytearray(bytes(ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop(options=[RouterAlert()]) / UDP(sport=1, dport=2) / b"abc"))
     raw[-1] ^= 0x10
     assert one(raw).csum_ok is False
 
@@ -293,7 +293,7 @@ def test_ipv6_bad_l4_checksum_behind_ext_header():
                          ids=["first", "middle", "last"])
 @pytest.mark.parametrize("l4_first", [False, True], ids=["suricata", "l4-in-first"])
 def test_ipv6_fragments(offset, m, expect_l4, l4_first):
-    f = IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(offset=offset, m=m, id=0xABCDEF, nh=6) / \
+    f = IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop(options=[RouterAlert()]) / IPv6ExtHdrFragment(offset=offset, m=m, id=0xABCDEF, nh=6) / \
         Raw(bytes(TCP(sport=1, dport=2)) + b"y" * 8)
     p = one(ETH / f, DecodeOptions(l4_in_first_fragment=l4_first))
     assert p.frag is True and p.ip_id == 0xABCDEF
@@ -472,7 +472,7 @@ TRUNC_FRAMES = {
     "icmp4": ETH / IP(src=C4, dst=S4) / ICMP() / b"data",
     "arp": ETH / ARP(),
     "qinq": ETH / Dot1AD(vlan=1) / Dot1Q(vlan=2) / IP(src=C4, dst=S4) / UDP(),
-    "tcp6-ext": ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(m=1) / TCP() / b"x",
+    "tcp6-ext": ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop(options=[RouterAlert()]) / IPv6ExtHdrFragment(m=1) / TCP() / b"x",
     "icmp6": ETH / IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(data=b"abc"),
     "gre": ETH / IP(src=C4, dst=S4) / GRE(key_present=1) / IP(src=I4, dst=J4) / TCP(),
     "vxlan": ETH / IP(src=C4, dst=S4) / UDP(dport=4789) / VXLAN() / ETH / IP(src=I4, dst=J4) / TCP(),
@@ -551,6 +551,21 @@ SURICATA_EVENTS = {
                       {"ipv6.exthdr_useless_fh"}),
     "ip6_trunc_ext": (bytes(ETH / IPv6(src=C6, dst=S6, nh=0, plen=4) / b"\x11\x00\x00\x00"), {"ipv6.trunc_exthdr"}),
     "ip6_icmpv4": (bytes(ETH / IPv6(src=C6, dst=S6, nh=1) / ICMP()), {"ipv6.icmpv4"}),
+    "ip6_hbh_pad_only": (bytes(ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / UDP()), {"ipv6.hopopts_only_padding"}),
+    "ip6_dst_pad_only": (bytes(ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrDestOpt() / UDP()), {"ipv6.dstopts_only_padding"}),
+    "ip6_hbh_router_alert": (bytes(ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop(options=[RouterAlert()]) / UDP()),
+                             set()),
+    "ip6_hbh_unknown_opt": (bytes(ETH / IPv6(src=C6, dst=S6)
+                                  / IPv6ExtHdrHopByHop(options=[HBHOptUnknown(otype=0x3E, optdata=b"abcd")]) / UDP()),
+                            {"ipv6.hopopts_unknown_opt"}),
+    "ip6_dst_unknown_opt": (bytes(ETH / IPv6(src=C6, dst=S6)
+                                  / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=0x3E, optdata=b"abcd")]) / UDP()),
+                            {"ipv6.dstopts_unknown_opt"}),
+    "ip6_dupl_hh": (bytes(ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop(options=[RouterAlert()])
+                          / IPv6ExtHdrHopByHop(options=[RouterAlert()]) / UDP()), {"ipv6.exthdr_dupl_hh"}),
+    "ip6_two_dst": (bytes(ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrDestOpt(options=[RouterAlert()])
+                          / IPv6ExtHdrDestOpt(options=[RouterAlert()]) / UDP()), set()),
+    "ip6_unknown_nh": (bytes(ETH / IPv6(src=C6, dst=S6, nh=99) / (b"x" * 16)), set()),
     "ip6_none_data": (bytes(ETH / IPv6(src=C6, dst=S6, nh=59) / b"junk"), {"ipv6.data_after_none_header"}),
     "icmp6_small": (bytes(ETH / IPv6(src=C6, dst=S6, nh=58) / b"\x80\x00"), {"icmpv6.pkt_too_small"}),
     "icmp6_unassigned": (bytes(ETH / IPv6(src=C6, dst=S6, nh=58) / b"\x32\x00\x00\x00abcd"), {"icmpv6.unassigned_type"}),
@@ -613,7 +628,7 @@ def test_defrag_ipv4(order):
 
 def test_defrag_ipv6_behind_hop_by_hop():
     body = b"v6-" * 500
-    dgram = IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(id=77) / UDP(sport=5, dport=6) / body
+    dgram = IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop(options=[RouterAlert()]) / IPv6ExtHdrFragment(id=77) / UDP(sport=5, dport=6) / body
     pieces = [ETH / f for f in fragment6(dgram, 600)]
     assert len(pieces) >= 3
     d = Defragmenter()
