@@ -22,7 +22,11 @@ from rules.errors import RuleError
 from rules.keywords import REGISTRY
 from rules.keywords._base import NONE, REQUIRED, Ctx
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
+from rules.keywords.dns import dns_names, is_dns_request
 from rules.payload import Content, PayloadChain, choose_fast_pattern
+
+# sticky buffer -> extractor(payload) -> buffers to inspect
+EXTRACTORS = {"dns.query": dns_names}
 from rules.rule import ACTION_RANK, Rule
 
 # Suricata's suricata.yaml defaults, used when no config is given.
@@ -71,10 +75,11 @@ PROTOS: dict[str, frozenset[int] | None] = {
     "icmpv6": frozenset({IPPROTO_ICMPV6}),
     "sctp": frozenset({132}),
     "pkthdr": None,          # any packet, whatever its protocol (decoder-event rules)
+    "dns": frozenset({IPPROTO_UDP}),   # DNS requests over UDP (see rules/keywords/dns.py)
 }
 # valid Suricata protocols ipsbridge cannot run yet
 APP_LAYER = frozenset({
-    "http", "http1", "http2", "ftp", "ftp-data", "tls", "ssl", "smb", "dcerpc", "dns", "smtp", "imap",
+    "http", "http1", "http2", "ftp", "ftp-data", "tls", "ssl", "smb", "dcerpc", "smtp", "imap",
     "pop3", "ssh", "enip", "dnp3", "modbus", "nfs", "ntp", "tftp", "ike", "ikev2", "krb5", "dhcp", "snmp",
     "sip", "rfb", "mqtt", "pgsql", "quic", "telnet", "rdp", "bittorrent-dht", "websocket", "ldap",
     "template", "cip", "dnp3", "nfs3", "x509",
@@ -147,6 +152,50 @@ def split_options(body: str, base: int) -> list[tuple[str, str | None, int, int]
             raise RuleError(f"option '{name}' is not terminated by ';'", column=base + n, keyword=name)
         raise RuleError(f"expected ':' or ';' after keyword '{name}', found '{body[j]}'", column=base + j,
                         keyword=name)
+
+
+def _extractor(name: str, transforms: list | None):
+    extract = EXTRACTORS[name.split("#")[0]]
+    if not transforms:
+        return extract
+
+    def transformed(buf: bytes) -> list[bytes]:
+        out = []
+        for b in extract(buf):
+            for t in transforms:
+                b = t(b)
+            out.append(b)
+        return out
+    return transformed
+
+
+def _literal(c: Content, buffer: str) -> bytes | None:
+    lit = c.pattern
+    if c.fast_pattern_chop:
+        o, ln = c.fast_pattern_chop
+        lit = lit[o:o + ln]
+    if buffer.startswith("dns.query"):
+        # names are length-prefixed labels on the wire: only a dot-free piece is literally there
+        lit = max(lit.split(b"."), key=len)
+    return lit or None
+
+
+def _fast_pattern(pkt_items: list, subs: list) -> tuple[bytes | None, bool]:
+    """Explicit fast_pattern wherever it is, else the sticky buffers' choice
+    (app-layer buffers come first in Suricata), else the packet payload's."""
+    sticky = [(name, c) for name, _, sub in subs for c in sub.items if isinstance(c, Content)]
+    plain = [("pkt", c) for c in pkt_items if isinstance(c, Content)]
+    for name, c in sticky + plain:
+        if c.fast_pattern:
+            return (None, False) if c.negated else (_literal(c, name), c.nocase)
+    for group in (sticky, plain):
+        chosen = choose_fast_pattern([c for _, c in group])
+        if chosen is not None:
+            if chosen.negated:
+                return None, False
+            name = next(n for n, c in group if c is chosen)
+            return _literal(chosen, name), chosen.nocase
+    return None, False
 
 
 def _err(e: RuleError, file: str, line: int) -> RuleError:
@@ -268,18 +317,17 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         checks.insert(0, lambda p: p.ipver == 4)
     elif proto_l == "ipv6":
         checks.insert(0, lambda p: p.ipver == 6)
+    if proto_l == "dns":
+        checks.append(lambda p: is_dns_request(bytes(p.payload)))
     payload = None
     fp = None
     fp_nocase = False
-    if ctx.items:
-        payload = PayloadChain(ctx.items)
-        chosen = choose_fast_pattern(ctx.items)
-        if chosen is not None and not chosen.negated:
-            fp = chosen.pattern
-            if chosen.fast_pattern_chop:
-                o, ln = chosen.fast_pattern_chop
-                fp = fp[o:o + ln]
-            fp_nocase = chosen.nocase
+    pkt_items = ctx.buffers.get("pkt", ctx.items if ctx.buffer == "pkt" else [])
+    subs = [(name, _extractor(name, ctx.transforms.get(name)), PayloadChain(items))
+            for name, items in ctx.buffers.items() if name != "pkt" and items]
+    if pkt_items or subs:
+        payload = PayloadChain(pkt_items, subs)
+        fp, fp_nocase = _fast_pattern(pkt_items, subs)
     priority = f.get("priority", f.get("_class_priority", 3))
     return Rule(
         action=action, proto=proto_l, src=src_set, sport=sport_set, direction=direction, dst=dst_set,

@@ -96,7 +96,15 @@ class ByteJump:
     bitmask: int | None = None
 
 
-Item = Content | Pcre | IsDataAt | ByteTest | ByteJump
+@dataclass(slots=True)
+class BufSize:
+    """bsize: a condition on the whole (sticky) buffer's length; no position."""
+    pred: object
+    text: str = ""
+    relative: bool = False
+
+
+Item = Content | Pcre | IsDataAt | ByteTest | ByteJump | BufSize
 
 
 def _read_int(buf: bytes, start: int, nbytes: int, little: bool, base: int | None) -> int | None:
@@ -150,17 +158,23 @@ def _is_relative(it: Item) -> bool:
 
 
 class PayloadChain:
-    """Ordered payload items; `match(buf)` is what the engine calls."""
+    """Ordered payload items; `match(buf)` is what the engine calls.
 
-    __slots__ = ("items", "_next_rel", "_any_nocase")
+    `buffers` are sticky-buffer sub-chains: (name, extractor, chain), where
+    extractor(payload) returns the buffers to inspect (e.g. the DNS query
+    names); each sub-chain must match at least one of them.  Relative
+    positions never cross buffers, so each buffer is matched on its own."""
 
-    def __init__(self, items: list[Item]) -> None:
+    __slots__ = ("items", "_next_rel", "_any_nocase", "buffers")
+
+    def __init__(self, items: list[Item], buffers: list | tuple = ()) -> None:
+        self.buffers = tuple(buffers)
         self.items = tuple(items)
         self._next_rel = tuple(i + 1 < len(items) and _is_relative(items[i + 1]) for i in range(len(items)))
         self._any_nocase = any(isinstance(i, Content) and i.nocase for i in items)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.items) + sum(len(sub) for _, _, sub in self.buffers)
 
     def __repr__(self) -> str:
         return f"PayloadChain({list(self.items)!r})"
@@ -170,11 +184,19 @@ class PayloadChain:
             buf = bytes(buf)
         if not buf:
             return False   # Suricata does not run payload inspection on an empty payload
-        state = [STEP_BUDGET, None]   # steps left, lowered buffer
         try:
-            return self._m(0, buf, 0, state)
+            if self.items and not self._m(0, buf, 0, [STEP_BUDGET, None]):
+                return False
+            for _name, extract, sub in self.buffers:
+                if not any(sub._match_one(b) for b in extract(buf)):
+                    return False
+            return True
         except RecursionError:
             return False
+
+    def _match_one(self, buf: bytes) -> bool:
+        """Match this chain on one extracted buffer (which may be empty)."""
+        return self._m(0, buf, 0, [STEP_BUDGET, None])
 
     def _lower(self, buf: bytes, state: list) -> bytes:
         low = state[1]
@@ -210,6 +232,11 @@ class PayloadChain:
                     return False
                 ok = _compare(it.op, _mask(val, it.bitmask), it.value)
                 if ok == it.negated:
+                    return False
+                i += 1
+                continue
+            if t is BufSize:
+                if not it.pred(len(buf)):
                     return False
                 i += 1
                 continue

@@ -8,8 +8,8 @@ silently ignored.  Adding a keyword: one new module, one line below.
 """
 from __future__ import annotations
 
-from rules.keywords import (buffers, byte_ops, content, dsize, events, flow, flowbits, icmp, ip, ipfields,
-                            isdataat, meta, pcre, tcp, threshold)
+from rules.keywords import (bsize, buffers, byte_ops, content, dns, dsize, events, flow, flowbits, icmp, ip,
+                            ipfields, isdataat, meta, pcre, tcp, threshold, transforms)
 from rules.keywords._base import Keyword
 
 REGISTRY: dict[str, Keyword] = {
@@ -35,6 +35,11 @@ REGISTRY: dict[str, Keyword] = {
     "fast_pattern": content.fast_pattern,
     "rawbytes": content.rawbytes,
     "pkt_data": buffers.pkt_data,
+    # sticky buffers and their legacy modifiers
+    "dns.query": dns.dns_query_buffer,
+    "dns_query": dns.dns_query,
+    "bsize": bsize.bsize,
+    "dotprefix": transforms.dotprefix,
     # payload: other inspections
     "pcre": pcre.pcre,
     "isdataat": isdataat.isdataat,

@@ -44,7 +44,10 @@ class Ctx:
     # rule being built
     fields: dict = field(default_factory=dict)    # Rule field name -> value
     checks: list = field(default_factory=list)    # (cost, order, fn)
-    items: list = field(default_factory=list)     # payload items in order
+    items: list = field(default_factory=list)     # payload items in order, of the current buffer
+    buffer: str = "pkt"                            # current buffer: "pkt" or a sticky buffer ("dns.query")
+    buffers: dict = field(default_factory=dict)   # sticky buffer name -> its item list
+    transforms: dict = field(default_factory=dict)  # sticky buffer name -> [bytes -> bytes]
     flowbits: list = field(default_factory=list)  # post-match FlowbitOp
     options: list = field(default_factory=list)   # (keyword, spec)
     ip_protos: frozenset | None = None
@@ -63,11 +66,23 @@ class Ctx:
             raise self.error(f"'{self.keyword}' can only be used once per rule")
         self.seen.add(self.keyword)
 
+    def pkt_items(self) -> list:
+        return self.buffers.setdefault("pkt", self.items if self.buffer == "pkt" else [])
+
+    def switch(self, name: str) -> None:
+        """Make `name` the buffer later payload keywords apply to."""
+        self.pkt_items()
+        self.items = self.buffers.setdefault(name, [])
+        self.buffer = name
+
     def last_content(self):
         from rules.payload import Content
-        if not self.items or not isinstance(self.items[-1], Content):
-            raise self.error(f"'{self.keyword}' needs a preceding content")
-        return self.items[-1]
+        # the most recent content of the current buffer, even with other
+        # keywords (bsize, isdataat, ...) in between, as Suricata looks it up
+        for it in reversed(self.items):
+            if isinstance(it, Content):
+                return it
+        raise self.error(f"'{self.keyword}' needs a preceding content")
 
 
 def unescape(value: str) -> str:

@@ -1,13 +1,14 @@
-"""Buffer selection.  Only the packet payload exists here, so ``pkt_data``
-(back to the packet payload) is accepted and changes nothing; every sticky
-app-layer buffer (http.uri, dns.query, file_data, ...) is simply not in the
-table and fails as "unsupported keyword"."""
+"""Buffer selection: ``pkt_data`` goes back to the packet payload after a
+sticky buffer (dns.query, see dns.py).  Sticky buffers ipsbridge lacks
+(http.uri, file_data, ...) are not in the table and fail as "unsupported
+keyword"."""
 from __future__ import annotations
 
 from rules.keywords._base import NONE, Ctx, Keyword
 
 
 def _pkt_data(value, ctx: Ctx):
+    ctx.switch("pkt")
     return True
 
 

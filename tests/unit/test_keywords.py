@@ -463,7 +463,7 @@ def test_byte_test_not_equal_forms():
 
 
 # ---------------------------------------------------------------- unsupported keywords
-@pytest.mark.parametrize("kw", ["http.uri", "http_uri", "file_data", "dns.query", "byte_extract:1,0,x",
+@pytest.mark.parametrize("kw", ["http.uri", "http_uri", "file_data", "http.host", "byte_extract:1,0,x",
                                 "stream_size:server,>,1", "flowint:a,+,1", "tls.sni", "xbits:set,a,track ip_src"])
 def test_unsupported_keywords_fail_the_rule_at_their_column(kw):
     e, text = err(f'content:"a"; {kw};')
@@ -654,3 +654,124 @@ def test_flow_may_repeat_and_adds_up():
 def test_repeated_ttl_all_must_hold():
     r = rule("ttl:>5; ttl:<10;")
     assert passes(r, pkt(ttl=7)) and not passes(r, pkt(ttl=11)) and not passes(r, pkt(ttl=3))
+
+
+# ---------------------------------------------------------------- dns.query / dns_query / bsize / dotprefix
+def dns_msg(*names, qr=0, qtype=1):
+    import struct
+    out = struct.pack("!HHHHHH", 0x1234, 0x0100 | (0x8000 if qr else 0), len(names), 0, 0, 0)
+    for n in names:
+        out += b"".join(bytes([len(lab)]) + lab for lab in n.split(b".") if lab) + b"\0" + struct.pack("!HH", qtype, 1)
+    return out
+
+
+def test_dns_names_extractor():
+    from rules.keywords.dns import dns_names
+    assert dns_names(dns_msg(b"www.example.com")) == [b"www.example.com"]
+    assert dns_names(dns_msg(b"a.b", b"c.d")) == [b"a.b", b"c.d"]
+    assert dns_names(dns_msg(b"www.example.com", qr=1)) == []           # responses are not queries
+    assert dns_names(dns_msg(b"www.example.com")[:-3]) == []            # truncated question
+    assert dns_names(b"\x00" * 11) == []
+    ptr = dns_msg(b"www.example.com") + b"\xc0\x0c\x00\x01\x00\x01"  # second question points at the first
+    ptr = ptr[:4] + b"\x00\x02" + ptr[6:]
+    assert dns_names(ptr) == [b"www.example.com", b"www.example.com"]
+    loop = bytearray(dns_msg(b"a"))
+    loop[12:14] = b"\xc0\x0c"                                           # a pointer to itself
+    assert dns_names(bytes(loop)) == []
+
+
+DNS_CASES = [
+    ("endswith-nocase", 'dns.query; content:"evil.example"; nocase; endswith;', [b"WWW.EVIL.example"], True),
+    ("endswith-miss", 'dns.query; content:"evil.example"; endswith;', [b"evil.example.org"], False),
+    ("startswith", 'dns.query; content:"www."; startswith;', [b"www.a.b"], True),
+    ("bsize", 'dns.query; content:"ab.cd"; bsize:5;', [b"ab.cd"], True),
+    ("bsize-miss", 'dns.query; content:"ab.cd"; bsize:5;', [b"xab.cd"], False),
+    ("bsize-between", 'dns.query; content:"ab.cd"; bsize:>3; nocase;', [b"AB.CD"], True),
+    ("isdataat-end", 'dns.query; content:"ab.cd"; isdataat:!1,relative;', [b"x.ab.cd"], True),
+    ("isdataat-end-miss", 'dns.query; content:"ab.cd"; isdataat:!1,relative;', [b"ab.cde"], False),
+    ("dotprefix", 'dns.query; dotprefix; content:".ex.com"; endswith;', [b"ex.com"], True),
+    ("dotprefix-sub", 'dns.query; dotprefix; content:".ex.com"; endswith;', [b"a.ex.com"], True),
+    ("dotprefix-not-suffix", 'dns.query; dotprefix; content:".ex.com"; endswith;', [b"badex.com"], False),
+    ("dotprefix-after-content", 'dns.query; content:"rs-"; startswith; dotprefix; content:".rd.com"; endswith;',
+     [b"rs-1.rd.com"], True),
+    ("dotprefix-then-startswith", 'dns.query; dotprefix; content:"rs-"; startswith;', [b"rs-1.rd.com"], False),
+    ("any-question", 'dns.query; content:"two";', [b"one.x", b"two.x"], True),
+    ("legacy-name", 'dns_query; content:"a.b"; endswith;', [b"x.a.b"], True),
+    ("pkt_data-back", 'dns.query; content:"ab"; pkt_data; content:"|12 34|"; depth:2;', [b"ab"], True),
+    ("pcre-in-buffer", 'dns.query; pcre:"/^[a-z]{5}\\.com$/";', [b"abcde.com"], True),
+    ("pcre-in-buffer-miss", 'dns.query; pcre:"/^[a-z]{5}\\.com$/";', [b"abcdef.com"], False),
+]
+
+
+@pytest.mark.parametrize("opts,names,expected", [c[1:] for c in DNS_CASES], ids=[c[0] for c in DNS_CASES])
+def test_dns_query(opts, names, expected):
+    r = rule(opts, header="alert dns any any -> any any")
+    assert r.ip_protos == frozenset({17})
+    assert r.payload.match(dns_msg(*names)) is expected
+    assert r.payload.match(dns_msg(*names, qr=1)) is False       # never on responses
+
+
+def test_dns_fast_pattern_is_a_dot_free_piece_present_on_the_wire():
+    r = rule('dns.query; content:".drp.su"; nocase; endswith;', header="alert dns any any -> any any")
+    assert (r.fast_pattern, r.fast_pattern_nocase) == (b"drp", True)
+    assert r.fast_pattern in dns_msg(b"x.drp.su")
+    r = rule('dns.query; content:"a.longestlabel.b"; content:"zz"; fast_pattern;', header="alert dns any any -> any any")
+    assert r.fast_pattern == b"zz"
+    r = rule('content:"xyz"; dns.query; content:"ab.cd";', header="alert udp any any -> any any")
+    assert r.fast_pattern == b"ab"        # app-layer buffers first, as Suricata's fast pattern priority
+
+
+def test_dns_protocol_rule_needs_a_dns_request():
+    r = rule("dsize:>0;", header="alert dns any any -> any any")
+    assert passes(r, pkt(proto=17, payload=dns_msg(b"a.b")))
+    assert not passes(r, pkt(proto=17, payload=b"not dns at all"))
+
+
+@pytest.mark.parametrize("opts,header,msg,unsupported,needle", [
+    ("dns.query; content:\"a\";", "alert tcp any any -> any any", "over TCP", "dns.query:tcp", "dns.query"),
+    ("dns.query; content:\"a\";", "alert icmp any any -> any any", "needs UDP", None, "dns.query"),
+    ("bsize:5;", "alert udp any any -> any any", "bsize needs a sticky buffer", None, "5;"),
+    ("dotprefix;", "alert udp any any -> any any", "dotprefix needs a sticky buffer", None, "dotprefix"),
+    ("dns.query; bsize:x;", "alert udp any any -> any any", "bsize 'x' is not a number", None, "x;"),
+], ids=["tcp", "icmp", "bsize-pkt", "dotprefix-pkt", "bsize-nan"])
+def test_dns_errors(opts, header, msg, unsupported, needle):
+    e, text = err(opts, header=header)
+    assert msg in e.message and e.unsupported == unsupported
+    assert e.column == text.index(needle, text.index("(")) + 1
+
+
+def test_dns_rules_agree_with_suricata(tmp_path):
+    """Differential check of the DNS cases on real DNS-over-UDP packets with
+    Suricata 7.0.10 (`suricata -r`); requests and responses both sent."""
+    import json
+    import shutil
+    import subprocess
+
+    from scapy.all import IP, UDP, Ether, Raw, wrpcap
+
+    exe = shutil.which("suricata")
+    assert exe, "suricata (7.0.10) must be installed for the differential dns test"
+    texts, frames, ours = [], [], set()
+    for i, (cid, opts, names, _) in enumerate(DNS_CASES):
+        dst = f"198.51.100.{i + 10}"
+        text = f'alert dns any any -> {dst} any (msg:"{cid}"; {opts} sid:{i + 1};)'
+        texts.append(text)
+        req = Ether() / IP(src="198.51.100.1", dst=dst) / UDP(sport=40000 + i, dport=53) / Raw(dns_msg(*names))
+        rsp = Ether() / IP(src=dst, dst="198.51.100.1") / UDP(sport=53, dport=40000 + i) / Raw(dns_msg(*names, qr=1))
+        frames += [req, rsp]
+        r = parse_rule(text, classification={})
+        if r.payload.match(dns_msg(*names)) and all(c(pkt(proto=17, payload=dns_msg(*names))) for c in r.checks):
+            ours.add(i + 1)
+    (tmp_path / "r.rules").write_text("\n".join(texts) + "\n")
+    wrpcap(str(tmp_path / "p.pcap"), frames)
+    out = subprocess.run([exe, "-c", "/etc/suricata/suricata.yaml", "-S", str(tmp_path / "r.rules"),
+                          "-r", str(tmp_path / "p.pcap"), "-l", str(tmp_path), "-k", "none", "--runmode", "single"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "error parsing signature" not in out.stderr + out.stdout, out.stderr[-3000:]
+    theirs = {json.loads(x)["alert"]["signature_id"] for x in (tmp_path / "eve.json").read_text().splitlines()
+              if '"event_type":"alert"' in x}
+    diffs = [(cid, (i + 1) in theirs, (i + 1) in ours) for i, (cid, *_) in enumerate(DNS_CASES)
+             if ((i + 1) in theirs) != ((i + 1) in ours)]
+    assert diffs == [], "case, suricata, ours"
+    assert {i + 1 for i, c in enumerate(DNS_CASES) if c[3]} == ours

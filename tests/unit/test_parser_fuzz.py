@@ -29,7 +29,7 @@ def _sample_rules(n=400):
     step = max(1, len(lines) // n)
     picked = lines[::step][:n]
     # make sure packet-level rules (the ones that get far into option parsing) are well represented
-    picked += [s for s in lines if s.split(" ", 2)[1] in ("tcp", "udp", "ip", "icmp")][::20][:n]
+    picked += [s for s in lines if s.split(" ", 2)[1] in ("tcp", "udp", "ip", "icmp", "dns")][::20][:n]
     return picked
 
 
@@ -37,7 +37,8 @@ REAL = _sample_rules()
 SPECIALS = list(';:"\\|()[]!$,-<> \t#') + ["content:", "pcre:", "|", "\\;", "sid:1;", "$HOME_NET", "any",
                                    "nocase;", "depth:", "offset:", "distance:", "within:", "flags:", "dsize:",
                                    "byte_test:", "byte_jump:", "flowbits:", "threshold:", "isdataat:", "flow:",
-                                   "fast_pattern", "ttl:", "ip_proto:", "startswith;", "endswith;", "msg:"]
+                                   "fast_pattern", "ttl:", "ip_proto:", "startswith;", "endswith;", "msg:",
+                                   "dns.query;", "dotprefix;", "bsize:", "pkt_data;", "decode-event:"]
 
 
 def check(text):
@@ -89,7 +90,7 @@ def test_mutated_real_rules_only_raise_rule_error(text):
 
 
 @settings(max_examples=300 * SCALE, deadline=None)
-@given(st.sampled_from([s for s in REAL if " tcp " in s[:12] or " udp " in s[:12]]), st.binary(max_size=400))
+@given(st.sampled_from([s for s in REAL if s.split(" ", 2)[1] in ("tcp", "udp", "dns")]), st.binary(max_size=400))
 def test_payload_chains_never_raise(text, buf):
     r = check(text)
     if r is not None and r.payload is not None:
