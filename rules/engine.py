@@ -302,7 +302,8 @@ class Engine:
         hdr_ok = _header_ok
         nsrc = 0
         for g in groups:
-            for rep, sigs in g.plain_hdr:
+            idx = g.plain_idx
+            for rep, sigs in (g.plain_hdr if idx is None else idx.buckets(pkt.ipver, pkt.src, pkt.dst)):
                 if hdr_ok(rep, pkt):
                     nsrc += 1
                     cands.extend(sigs)

@@ -100,6 +100,93 @@ def _buckets(sigs) -> tuple:
     return tuple((v[0], tuple(v)) for v in b.values())
 
 
+_V4_SPAN = float(1 << 32)
+_V6_SPAN = float(1 << 128)
+
+
+def _coverage(a) -> float:
+    """Share of the address space an AddrSet covers (v4 share + v6 share, 0..2)."""
+    return (sum(hi - lo + 1 for lo, hi in a.v4) / _V4_SPAN) + (sum(hi - lo + 1 for lo, hi in a.v6) / _V6_SPAN)
+
+
+class _AddrSegments:
+    """Buckets keyed on one address side: one tuple per elementary address segment (per IP version)."""
+
+    __slots__ = ("buckets", "side", "bounds", "_seg")
+
+    def __init__(self, buckets: list, side: str) -> None:
+        self.buckets = buckets
+        self.side = side
+        self.bounds: dict[int, list[int]] = {}
+        for ver, attr, top in ((4, "v4", (1 << 32) - 1), (6, "v6", (1 << 128) - 1)):
+            b = {0}
+            for rep, _ in buckets:
+                for lo, hi in getattr(getattr(rep.rule, side), attr):
+                    b.add(lo)
+                    if hi < top:
+                        b.add(hi + 1)
+            self.bounds[ver] = sorted(b)
+        self._seg: dict[tuple[int, int], tuple] = {}
+
+    def lookup(self, ipver: int, addr: int) -> tuple:
+        bounds = self.bounds.get(ipver)
+        if bounds is None:
+            return ()
+        seg = bisect_right(bounds, addr) - 1
+        key = (ipver, seg)
+        hit = self._seg.get(key)
+        if hit is None:
+            rep_addr = bounds[seg]
+            side = self.side
+            hit = tuple(b for b in self.buckets if getattr(b[0].rule, side).contains(ipver, rep_addr))
+            self._seg[key] = hit
+        return hit
+
+
+class AddrIndex:
+    """Header buckets split by their most selective address side: a bucket whose
+    destination set is narrower than its source set is found through the
+    packet's destination address (and vice versa); broad or `<>` buckets are
+    always checked.  Reputation-style rule sets (thousands of IP-only rules,
+    one list of hosts each) then cost one lookup per packet, not one check
+    per rule."""
+
+    __slots__ = ("always", "by_src", "by_dst", "n")
+
+    BROAD = 0.25      # a side covering more than this share of the space is not worth indexing
+
+    def __init__(self, buckets) -> None:
+        always, src, dst = [], [], []
+        for b in buckets:
+            r = b[0].rule
+            if r.direction != "->" or not hasattr(r.src, "v4") or not hasattr(r.dst, "v4"):
+                always.append(b)
+                continue
+            cs, cd = _coverage(r.src), _coverage(r.dst)
+            if min(cs, cd) > self.BROAD:
+                always.append(b)
+            elif cd <= cs:
+                dst.append(b)
+            else:
+                src.append(b)
+        self.always = tuple(always)
+        self.by_src = _AddrSegments(src, "src") if src else None
+        self.by_dst = _AddrSegments(dst, "dst") if dst else None
+        self.n = len(always) + len(src) + len(dst)
+
+    def buckets(self, ipver: int, src: int, dst: int):
+        out = self.always
+        if self.by_dst is not None:
+            hit = self.by_dst.lookup(ipver, dst)
+            if hit:
+                out = out + hit
+        if self.by_src is not None:
+            hit = self.by_src.lookup(ipver, src)
+            if hit:
+                out = out + hit
+        return out
+
+
 class Group:
     """Rules of one header group: `plain` always apply, `by_pid` through the prefilter.
 
@@ -108,7 +195,7 @@ class Group:
     once per rule -- rule sets reuse a handful of $HOME_NET/$EXTERNAL_NET/any
     combinations, so this keeps the header cost flat as rules are added."""
 
-    __slots__ = ("plain", "plain_hdr", "by_pid", "pid_hdr", "size")
+    __slots__ = ("plain", "plain_hdr", "plain_idx", "by_pid", "pid_hdr", "size")
 
     def __init__(self, sigs: Iterable[Any]) -> None:
         plain = []
@@ -122,6 +209,7 @@ class Group:
                 by_pid.setdefault(s.pid, []).append(s)
         self.plain = tuple(plain)
         self.plain_hdr = _buckets(plain)
+        self.plain_idx = AddrIndex(self.plain_hdr) if len(self.plain_hdr) > 8 else None
         self.by_pid = {k: tuple(v) for k, v in by_pid.items()}
         self.pid_hdr = {k: _buckets(v) for k, v in by_pid.items()}   # same buckets per pattern id
         self.size = n
