@@ -6,7 +6,8 @@ For each contender: TCP throughput (iperf3, 1 stream), 64-byte-frame UDP
 (a tight Python UDP sender for the same time, 18-byte payloads: sent,
 delivered, loss; sender-bound near 100k pps on a small machine), RTT p50/p99 (500 pings at 2 ms),
 and CPU per frame of the forwarding process(es) (utime+stime from /proc over
-the frames the bridge ports received).  Prints a table and the ratios to the
+the frames the bridge ports received); RTT first, then TCP, then the UDP flood,
+then 5 pings to see that forwarding recovered from the flood.  Prints a table and the ratios to the
 kernel bridge, and the issue's targets next to them.  Asserts nothing: the
 numbers are the result.
 
@@ -284,6 +285,15 @@ def measure(lab, contender: Contender, seconds: int) -> dict:
         cpu = (c1 - c0) * 1e6 / frames if pids and frames else None
         return out, frames, cpu
 
+    ping = lab.run("client", "ping", "-n", "-i", "0.002", "-c", "500", "-W", "1", SERVER4,
+                   check=False, timeout=60)
+    rtts = sorted(float(x) * 1000 for x in re.findall(r"time=([\d.]+) ms", ping.stdout))
+    if len(rtts) < 100:
+        raise LabError(f"ping: only {len(rtts)} replies\n{ping.stdout[-500:]}")
+    res["rtt_replies"] = len(rtts)
+    res["rtt_p50_us"] = statistics.median(rtts)
+    res["rtt_p99_us"] = rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))]
+
     tcp, frames, cpu = run_with_cpu(lambda: iperf(lab, seconds))
     if "error" in tcp:
         raise LabError(f"iperf3 TCP: {tcp['error']}")
@@ -299,14 +309,9 @@ def measure(lab, contender: Contender, seconds: int) -> dict:
     res["udp_delivered_pps"] = delivered / secs
     res["udp_cpu_us_frame"] = cpu
 
-    ping = lab.run("client", "ping", "-n", "-i", "0.002", "-c", "500", "-W", "1", SERVER4,
-                   check=False, timeout=60)
-    rtts = sorted(float(x) * 1000 for x in re.findall(r"time=([\d.]+) ms", ping.stdout))
-    if len(rtts) < 100:
-        raise LabError(f"ping: only {len(rtts)} replies\n{ping.stdout[-500:]}")
-    res["rtt_replies"] = len(rtts)
-    res["rtt_p50_us"] = statistics.median(rtts)
-    res["rtt_p99_us"] = rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))]
+    after = lab.ping("client", SERVER4, count=5, interval=0.2, check=False)
+    m = re.search(r"(\d+) received", after.stdout)
+    res["after_flood"] = f"{m[1] if m else 0}/5"
     return res
 
 
@@ -320,7 +325,8 @@ def report(results: list[dict], seconds: int) -> None:
             ("UDP64 sent", "udp_sent", "d"), ("delivered", "udp_delivered", "d"),
             ("loss %", "udp_loss_pct", ".1f"), ("delivered pps", "udp_delivered_pps", ",.0f"),
             ("RTT p50 us", "rtt_p50_us", ".0f"), ("RTT p99 us", "rtt_p99_us", ".0f"),
-            ("CPU us/frame TCP", "tcp_cpu_us_frame", ".2f"), ("CPU us/frame UDP64", "udp_cpu_us_frame", ".2f")]
+            ("CPU us/frame TCP", "tcp_cpu_us_frame", ".2f"), ("CPU us/frame UDP64", "udp_cpu_us_frame", ".2f"),
+            ("pings after flood", "after_flood", "s")]
     rows = [[fmt(r.get(k), f) if k != "name" else r[k] for _, k, f in cols] for r in results]
     header = [c for c, _, _ in cols]
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
