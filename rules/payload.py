@@ -22,7 +22,7 @@ Suricata's nocase).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Suricata bounds recursive content inspection too (inspection-recursion-limit).
 STEP_BUDGET = 3000

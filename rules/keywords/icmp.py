@@ -2,7 +2,7 @@
 They only match ICMP/ICMPv6 packets (the decoder leaves -1 elsewhere)."""
 from __future__ import annotations
 
-from rules.keywords._base import REQUIRED, Ctx, Keyword, parse_int, parse_uint_cmp
+from rules.keywords._base import Ctx, Keyword, parse_int, parse_uint_cmp
 
 
 def _cmp_field(name: str):

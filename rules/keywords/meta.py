@@ -3,7 +3,7 @@
 They change how a match is reported, never whether it happens."""
 from __future__ import annotations
 
-from rules.keywords._base import OPTIONAL, REQUIRED, Ctx, Keyword, parse_int, split_commas, unescape
+from rules.keywords._base import REQUIRED, Ctx, Keyword, parse_int, split_commas, unescape
 
 U32 = (1 << 32) - 1
 

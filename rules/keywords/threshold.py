@@ -3,7 +3,7 @@
 The engine applies them (Rule.threshold / Rule.detection_filter)."""
 from __future__ import annotations
 
-from rules.keywords._base import REQUIRED, Ctx, Keyword, parse_int, split_commas
+from rules.keywords._base import Ctx, Keyword, parse_int, split_commas
 from rules.rule import Threshold
 
 
