@@ -11,6 +11,7 @@ anything Python's `re` still refuses is reported as unsupported pcre syntax.
 from __future__ import annotations
 
 import re
+import warnings
 
 from rules.keywords._base import REQUIRED, Ctx, Keyword
 from rules.payload import Content, Pcre
@@ -94,7 +95,10 @@ def _pcre(value: str, ctx: Ctx):
         # Suricata refuses this too (byte_jump/isdataat do not count as a match)
         raise ctx.error("pcre with R (relative) needs a content or pcre before it")
     try:
-        rx = re.compile(translate(body).encode("latin-1", "backslashreplace"), flags)
+        with warnings.catch_warnings():
+            # Python warns about PCRE-valid classes such as [--/] (future set syntax); PCRE reads them literally
+            warnings.simplefilter("ignore", FutureWarning)
+            rx = re.compile(translate(body).encode("latin-1", "backslashreplace"), flags)
     except (re.error, OverflowError, ValueError, RecursionError) as e:
         raise ctx.error(f"unsupported pcre syntax (Python re: {e})", 1, unsupported="pcre-syntax") from None
     p = Pcre(regex=rx, source=v, negated=ctx.negated, relative=relative, anchored=anchored)
