@@ -149,6 +149,7 @@ class Engine:
         self.decoder_policy = decoder_policy
         self.midstream_policy = self._midstream_policy(config, midstream_policy)
         self._thresh: dict[tuple, list] = {}       # (kind, gid, sid, key) -> [first_ts, count]
+        self._hdr_cache: dict[int, dict] = {}       # flow_id -> {(to_server, src, sport): Engine._plain(...)}
         self._scan = self.index.pattern_db.scan
         self.c: dict[str, int] = {
             "packets": 0, "alerts": 0, "drops": 0, "engine.errors": 0, "detect.evaluated": 0,
@@ -183,7 +184,11 @@ class Engine:
 
     def tick(self, now: float) -> tuple:
         try:
-            self.flows.expire(now)
+            cache = self._hdr_cache
+            for f in self.flows.expire(now):
+                cache.pop(f.flow_id, None)
+            if len(cache) > 4 * max(len(self.flows), 1024):     # evicted flows not yet reported: start over
+                cache.clear()
             if len(self._thresh) > 4096:
                 self._prune_thresholds(now)
         except Exception:
@@ -291,26 +296,45 @@ class Engine:
             return FORWARD
         return Result(verdict, tuple(events), reason, tuple(injects))
 
-    def _detect(self, pkt: Packet, flow, events: list, injects: list) -> tuple[Verdict, int]:
+    def _plain(self, pkt: Packet):
+        """(header-checked plain candidates, number of buckets they came from, groups with patterns)."""
         groups = self.index.groups(pkt.proto, pkt.sport, pkt.dport)
-        if not groups:
-            return Verdict.FORWARD, 0
-        payload = pkt.payload
-        buf = bytes(payload) if len(payload) else b""
-        cands: list = []
-        found = None
-        hdr_ok = _header_ok
+        plain: list = []
         nsrc = 0
+        hdr_ok = _header_ok
         for g in groups:
             idx = g.plain_idx
             for rep, sigs in (g.plain_hdr if idx is None else idx.buckets(pkt.ipver, pkt.src, pkt.dst)):
                 if hdr_ok(rep, pkt):
                     nsrc += 1
-                    cands.extend(sigs)
-            if g.by_pid and buf:
-                if found is None:
-                    found = self._scan(buf)
-                if found:
+                    plain.extend(sigs)
+        if nsrc > 1:
+            plain.sort(key=_order_key)
+        return tuple(plain), nsrc, tuple(g for g in groups if g.by_pid)
+
+    def _detect(self, pkt: Packet, flow, events: list, injects: list) -> tuple[Verdict, int]:
+        # everything decided by the header alone is the same for every packet of a flow
+        # direction: computed once per (flow, direction) and cached until the flow ends
+        if flow is not None:
+            per_flow = self._hdr_cache.get(flow.flow_id)
+            if per_flow is None:
+                per_flow = self._hdr_cache[flow.flow_id] = {}
+            # the orientation is part of the key: a late SYN may turn the flow round
+            key = (pkt.to_server, pkt.src, pkt.sport)
+            ent = per_flow.get(key)
+            if ent is None:
+                ent = per_flow[key] = self._plain(pkt)
+        else:
+            ent = self._plain(pkt)
+        plain, nsrc, pid_groups = ent
+        payload = pkt.payload
+        buf = bytes(payload) if len(payload) else b""
+        if pid_groups and buf:
+            cands = list(plain)
+            found = self._scan(buf)
+            if found:
+                hdr_ok = _header_ok
+                for g in pid_groups:
                     get = g.pid_hdr.get
                     for pid in found:
                         hit = get(pid)
@@ -319,9 +343,11 @@ class Engine:
                                 if hdr_ok(rep, pkt):
                                     nsrc += 1
                                     cands.extend(sigs)
+        else:
+            cands = plain
         if not cands:
             return Verdict.FORWARD, 0
-        if nsrc > 1:
+        if nsrc > 1 and cands is not plain:
             cands.sort(key=_order_key)
         c = self.c
         c["detect.evaluated"] += len(cands)

@@ -290,3 +290,15 @@ def test_midstream_flow_follows_exception_policy_inline_only():
     e = Engine([parse_rule(t) for t in rules], config=cfg, mode="ips")
     r = Feed(e)(data)
     assert r.verdict == Verdict.FORWARD and alerts(r) == [(110, "allowed")]
+
+
+def test_header_cache_is_per_flow_direction_and_dies_with_the_flow():
+    e = eng('alert udp 198.51.100.1 any -> any 53 (msg:"c2s"; ttl:64; sid:120;)',
+            'alert udp any 53 -> 198.51.100.1 any (msg:"s2c"; ttl:64; sid:121;)')
+    f = Feed(e)
+    for _ in range(2):
+        assert alerts(f(fr(UDP(sport=4000, dport=53) / b"q"), ts=10.0)) == [(120, "allowed")]
+        assert alerts(f(fr(UDP(sport=53, dport=4000) / b"r", src=S, dst=C), ts=10.0)) == [(121, "allowed")]
+    assert len(e._hdr_cache) == 1
+    e.tick(10.0 + 1000)
+    assert e._hdr_cache == {}
