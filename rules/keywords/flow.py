@@ -2,7 +2,8 @@
 state (established, not_established, stateless).
 
 Direction is not a check here: it sets `Rule.flow_to_server`, which the engine
-compares with `pkt.to_server`.  State becomes a check on `pkt.flow.state`
+compares with `pkt.to_server`.  State becomes a check on `pkt.flow.established` (the flow table decides
+when a session counts as established, as Suricata does)
 (a packet without a flow is never established).  ``no_stream`` is accepted
 (we always match packets); ``only_stream``, ``only_frag``, ``no_frag`` are
 unsupported."""
@@ -16,12 +17,12 @@ _STATE = ("established", "not_established", "stateless")
 
 def _established(p) -> bool:
     f = p.flow
-    return f is not None and f.state == "established"
+    return f is not None and f.established
 
 
 def _not_established(p) -> bool:
     f = p.flow
-    return f is None or f.state != "established"
+    return f is None or not f.established
 
 
 def _flow(value: str, ctx: Ctx):
