@@ -43,7 +43,7 @@ from typing import Any
 
 from rules.api import FORWARD, FrameMeta, Inject, Result, Verdict
 from rules.checksum import fill_l4_checksum, inet_checksum
-from rules.decode import DecodeOptions, decode
+from rules.decode import DecodeOptions, Defragmenter, decode
 from rules.events import Alert, DecoderEvent, Drop, PacketInfo
 from rules.flow import FlowTable
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TH_ACK, TH_FIN, TH_RST, TH_SYN, Packet
@@ -143,6 +143,7 @@ class Engine:
         self.index = RuleIndex(sigs)
         self.opts = DecodeOptions.from_config(config) if config is not None else DecodeOptions()
         self.flows = FlowTable(config)
+        self.defrag = Defragmenter()
         self.exception_policy = getattr(config, "exception_policy", "auto") or "auto"
         if decoder_policy is None:
             decoder_policy = getattr(getattr(config, "decoder", None), "policy", None) or "forward"
@@ -184,6 +185,7 @@ class Engine:
 
     def tick(self, now: float) -> tuple:
         try:
+            self.defrag.expire(now)
             cache = self._hdr_cache
             for f in self.flows.expire(now):
                 cache.pop(f.flow_id, None)
@@ -198,6 +200,7 @@ class Engine:
     def stats(self) -> dict[str, int]:
         out = dict(self.c)
         out.update(self.flows.stats())
+        out.update(self.defrag.stats())
         out.update(self.index.stats())
         return out
 
@@ -240,8 +243,18 @@ class Engine:
         events: list = []
         injects: list = []
         drop_pkt = None
-        npk = len(pkts)
-        for i, pkt in enumerate(pkts):
+        work = pkts
+        i = -1
+        while i + 1 < len(work):
+            i += 1
+            pkt = work[i]
+            if pkt.frag and pkt.ipver:
+                # fragments are inspected as they are (IP-level rules) and, once a datagram
+                # completes, the rebuilt datagram is inspected with the completing frame
+                data = self.defrag.add(pkt)
+                if data is not None:
+                    work = work + self.defrag.reassembled(data, pkt, self.opts)
+                    self._cur = work
             if pkt.events:
                 c["decoder.packets_with_events"] += 1
                 info = _info(pkt)
@@ -279,7 +292,7 @@ class Engine:
                     if pol == "pass-packet":
                         continue
             # a tunnel carrier is not flow-tracked by Suricata: its IP-only rules run every time
-            carrier = i + 1 < npk and pkts[i + 1].outer is pkt
+            carrier = i + 1 < len(work) and work[i + 1].outer is pkt
             v, sid = self._detect(pkt, None if carrier else flow, events, injects)
             if v != Verdict.FORWARD:
                 if verdict == Verdict.FORWARD or reason != "rule":

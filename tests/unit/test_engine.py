@@ -302,3 +302,17 @@ def test_header_cache_is_per_flow_direction_and_dies_with_the_flow():
     assert len(e._hdr_cache) == 1
     e.tick(10.0 + 1000)
     assert e._hdr_cache == {}
+
+
+def test_fragments_reassembled_and_matched_on_the_completing_frame():
+    from scapy.layers.inet import fragment
+
+    e = eng('drop udp any any -> any 7201 (msg:"frag"; content:"BOUNDARY"; sid:130;)')
+    dgram = IP(src=C, dst=S, id=77) / UDP(sport=1, dport=7201) / (b"a" * 20 + b"BOUNDARY" + b"b" * 40)
+    frags = fragment(dgram, fragsize=24)
+    assert len(frags) >= 3
+    f = Feed(e)
+    results = [f(bytes(Ether() / fr_)) for fr_ in frags]
+    assert [r.verdict for r in results] == [Verdict.FORWARD] * (len(frags) - 1) + [Verdict.DROP]
+    assert alerts(results[-1]) == [(130, "blocked")]
+    assert e.stats()["defrag.reassembled"] == 1
