@@ -78,6 +78,7 @@ PACKET_FANOUT_RND = 4
 PACKET_FANOUT_QM = 5
 PACKET_FANOUT_FLAG_ROLLOVER = 0x1000
 PACKET_FANOUT_FLAG_UNIQUEID = 0x2000
+PACKET_FANOUT_FLAG_IGNORE_OUTGOING = 0x4000   # kernel 6.9+: the per-socket option does not apply to fanout members
 PACKET_FANOUT_FLAG_DEFRAG = 0x8000
 
 FANOUT_MODES = {
@@ -123,7 +124,8 @@ TPACKET2_HDRLEN = tpacket_align(TPACKET2_HDR_LEN) + SOCKADDR_LL_LEN
 TPACKET3_HDRLEN = tpacket_align(TPACKET3_HDR_LEN) + SOCKADDR_LL_LEN
 
 
-def fanout_arg(cluster_id: int, cluster_type: str, *, defrag: bool, rollover: bool) -> bytes:
+def fanout_arg(cluster_id: int, cluster_type: str, *, defrag: bool, rollover: bool,
+               ignore_outgoing: bool = False) -> bytes:
     """The PACKET_FANOUT option value: group id in the low 16 bits, mode|flags above.
 
     Packed as an unsigned int: with the defrag flag the value does not fit a
@@ -134,7 +136,8 @@ def fanout_arg(cluster_id: int, cluster_type: str, *, defrag: bool, rollover: bo
         raise ValueError(f"cluster-type {cluster_type!r}: expected one of {', '.join(FANOUT_MODES)}") from None
     if not 0 <= cluster_id <= 0xFFFF:
         raise ValueError(f"cluster-id {cluster_id}: must be 0..65535")
-    flags = (PACKET_FANOUT_FLAG_DEFRAG if defrag else 0) | (PACKET_FANOUT_FLAG_ROLLOVER if rollover else 0)
+    flags = ((PACKET_FANOUT_FLAG_DEFRAG if defrag else 0) | (PACKET_FANOUT_FLAG_ROLLOVER if rollover else 0)
+             | (PACKET_FANOUT_FLAG_IGNORE_OUTGOING if ignore_outgoing else 0))
     return struct.pack("=I", cluster_id | ((mode | flags) << 16))
 
 
@@ -205,7 +208,7 @@ class PacketSocket:
     iface: str
     ifindex: int
     geometry: RingGeometry
-    ignore_outgoing: bool       # PACKET_IGNORE_OUTGOING took effect; else skip PACKET_OUTGOING in the ring
+    ignore_outgoing: bool       # the fanout group ignores outgoing frames (the ring reader still checks)
     mtu: int
 
     def fileno(self) -> int:
@@ -266,11 +269,10 @@ def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None,
         s.setsockopt(SOL_PACKET, PACKET_VERSION, geo.version)
         s.setsockopt(SOL_PACKET, PACKET_RESERVE, VLAN_HEADROOM)
         s.setsockopt(SOL_PACKET, PACKET_RX_RING, geo.req())
-        ignore_outgoing = True
         try:
             s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         except OSError:
-            ignore_outgoing = False          # old kernel: the ring reader skips PACKET_OUTGOING frames
+            pass                             # old kernel: the ring reader skips PACKET_OUTGOING frames
         if iface.qdisc_bypass:
             s.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         if iface.buffer_size:
@@ -281,11 +283,25 @@ def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None,
         if not iface.disable_promisc:
             mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
             s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-        try:
-            s.setsockopt(SOL_PACKET, PACKET_FANOUT,
-                         fanout_arg(cluster_id, iface.cluster_type,
-                                    defrag=iface.defrag and inline_defrag_allowed(iface), rollover=iface.rollover))
-        except OSError as e:
+        # PACKET_IGNORE_OUTGOING (above) is a property of the socket's own hook; a fanout member
+        # receives through the group's hook, which ignores outgoing frames only with the fanout
+        # flag (6.9+).  Without it, host-originated frames on a port (IPv6 ND, DHCP) reach the
+        # ring as PACKET_OUTGOING and would be forwarded to the peer: the ring reader skips them.
+        ignore_outgoing = False
+        defrag = iface.defrag and inline_defrag_allowed(iface)
+        last_error = None
+        for flag in (True, False):
+            try:
+                s.setsockopt(SOL_PACKET, PACKET_FANOUT,
+                             fanout_arg(cluster_id, iface.cluster_type, defrag=defrag,
+                                        rollover=iface.rollover, ignore_outgoing=flag))
+                ignore_outgoing = flag
+                last_error = None
+                break
+            except OSError as e:
+                last_error = e
+        if last_error is not None:
+            e = last_error
             raise OSError(e.errno, f"joining fanout group cluster-id {cluster_id} ({iface.cluster_type}) failed: "
                           f"{e.strerror}; another process (a second ipsbridge or Suricata?) may use this "
                           f"cluster-id with other settings, or the group is full -- pick another cluster-id") from e

@@ -106,6 +106,26 @@ class V2Ring:
     def pending(self) -> bool:
         return bool(U32.unpack_from(self.view, self.offsets[self.head])[0] & _STATUS_USER)
 
+    def skip_hole(self) -> int:
+        """Recovery, not the normal path: the slot at head is still the kernel's
+        but later slots are ready.  Seen on kernel 6.18 under overload while
+        forwarding (a slot the kernel accounted but left TP_STATUS_KERNEL): without
+        this the reader waits at the hole until the kernel laps the ring, and
+        the link stalls.  The caller only asks after the hole persisted (a
+        writer still copying into the slot takes microseconds).  Moves head to
+        the next ready slot; returns the number of slots skipped (0: none ready)."""
+        view, offsets, n, h = self.view, self.offsets, self.frame_nr, self.head
+        if U32.unpack_from(view, offsets[h])[0] & _STATUS_USER:
+            return 0
+        for k in range(1, n):
+            j = h + k
+            if j >= n:
+                j -= n
+            if U32.unpack_from(view, offsets[j])[0] & _STATUS_USER:
+                self.head = j
+                return k
+        return 0
+
 
 class V3Ring:
     """TPACKET_V3 (IDS only): the kernel hands over whole blocks, closed when full
@@ -144,6 +164,18 @@ class V3Ring:
 
     def pending(self) -> bool:
         return bool(U32.unpack_from(self.view, self.head * self.block_size + 8)[0] & _STATUS_USER)
+
+    def skip_hole(self) -> int:
+        """As V2Ring.skip_hole, per block."""
+        view, bs, n, h = self.view, self.block_size, self.block_nr, self.head
+        if U32.unpack_from(view, h * bs + 8)[0] & _STATUS_USER:
+            return 0
+        for k in range(1, n):
+            j = (h + k) % n
+            if U32.unpack_from(view, j * bs + 8)[0] & _STATUS_USER:
+                self.head = j
+                return k
+        return 0
 
 
 def open_ring(ps: PacketSocket) -> V2Ring | V3Ring:

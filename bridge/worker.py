@@ -9,7 +9,8 @@ Inspector (hyperscan state does not survive a fork) and loops:
     poll(all sockets, 200 ms) -> drain every ring until the first kernel-owned slot
 
 Per frame (received on port P, peer Q):
-  1. PACKET_OUTGOING frames (only present without PACKET_IGNORE_OUTGOING): skip, count.
+  1. PACKET_OUTGOING frames (host-originated on the port; the socket option
+     PACKET_IGNORE_OUTGOING does not apply to fanout members): skip, count.
   2. TP_STATUS_CSUMNOTREADY: fill the TCP/UDP/ICMP checksum in place.  On veth
      and in VMs, frames generated on the same host carry CHECKSUM_PARTIAL: the
      checksum field holds only the pseudo-header sum and the receiver would drop
@@ -60,6 +61,7 @@ from rules.checksum import fill_l4_checksum
 
 REPORT_INTERVAL = 1.0
 POLL_MS = 200
+HOLE_GRACE = 0.002          # s a kernel-owned head slot may block ready slots behind it before we skip it
 SEND_TRIES = 3
 
 _CSUMNOTREADY = afp.TP_STATUS_CSUMNOTREADY
@@ -100,6 +102,7 @@ class _Port:
     mode: str | None
     peer: socket.socket | None
     counters: Counters = field(default_factory=Counters)
+    stalled_since: float = 0.0
 
 
 class Worker:
@@ -136,7 +139,10 @@ class Worker:
                 events = poller.poll(POLL_MS)
             except InterruptedError:
                 events = []
+            readable = set()
             for fd, ev in events:
+                if ev & select.POLLIN:
+                    readable.add(fd)
                 if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
                     port = by_fd[fd]
                     port.counters.link_errors += 1
@@ -146,8 +152,21 @@ class Worker:
                         pass
                     if ev & select.POLLNVAL:
                         time.sleep(POLL_MS / 1000)   # never spin on a dead descriptor
+            stalled = False
             for port in self.ports:
-                self.drain(port)
+                if self.drain(port) or port.ps.fileno() not in readable:
+                    port.stalled_since = 0.0
+                    continue
+                # the kernel says frames are ready, yet the head slot is still the kernel's
+                stalled = True
+                now = time.monotonic()
+                if not port.stalled_since:
+                    port.stalled_since = now
+                elif now - port.stalled_since >= HOLE_GRACE:
+                    port.counters.ring_holes += port.ring.skip_hole()
+                    port.stalled_since = 0.0
+            if stalled:
+                time.sleep(0.0005)     # poll is level-triggered: do not spin while waiting out the grace
             now = time.monotonic()
             if now >= next_report:
                 next_report = now + REPORT_INTERVAL
@@ -192,17 +211,19 @@ class Worker:
             self.stop = True    # supervisor gone: nothing left to report to
 
     # ---------------------------------------------------------------- frames
-    def drain(self, port: _Port) -> None:
+    def drain(self, port: _Port) -> int:
+        """Process every ready frame of the port's ring; returns how many slots were consumed."""
         c = port.counters
         ring = port.ring
         view = ring.view
         iface = port.name
         mode = port.mode
         peer = port.peer
-        skip_outgoing = not port.ps.ignore_outgoing
+        skip_outgoing = True    # always: the socket option does not cover fanout members (see afpacket)
         inspect = self.inspector.inspect
         eve = self.config.eve_log
         before = c.received
+        before_out = c.ignored_outgoing
         ts = 0.0
         for (status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid, pkttype) in ring.frames():
             if skip_outgoing and pkttype == _OUTGOING:
@@ -262,6 +283,7 @@ class Worker:
         if c.received != before:
             self.last_ts = ts
             self.last_ts_mono = time.monotonic()
+        return c.received - before + c.ignored_outgoing - before_out
 
     @staticmethod
     def send(sock: socket.socket, data) -> int:

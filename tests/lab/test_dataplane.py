@@ -531,3 +531,43 @@ def test_two_pairs_and_an_ids_interface_in_one_bridge(lab):
     assert len(totals["workers"]) == 6
     labels = sorted(w["label"] for w in totals["workers"])
     assert labels == ["eth0:eth1"] * 2 + ["eth2:eth3"] * 2 + ["ids0"] * 2
+
+
+def test_host_originated_frames_on_a_port_are_not_forwarded(lab):
+    """Frames the bridge host itself sends on eth1 (IPv6 ND, DHCP, ...) reach the
+    ring as PACKET_OUTGOING -- the socket's PACKET_IGNORE_OUTGOING does not apply to
+    fanout members -- and must not be copied to eth0."""
+    bridge = start(lab)
+    cap = MarkerCapture(lab, "client")
+    lab.python("bridge", SEND_MARKERS.replace('iface="veth0"', 'iface="eth1"'), "20", str(MARKER_ETHERTYPE))
+    lab.ping("client", SERVER4, count=1)
+    totals = bridge.stop()
+    assert cap.stop() == []
+    assert_accounted(totals)
+
+
+def test_forwarding_continues_after_ring_overflow_and_every_frame_is_counted(lab):
+    """Overload: the ring overflows (kernel_drops); afterwards traffic flows at once,
+    and every frame the kernel accepted is received or counted as a ring hole."""
+    flood = r'''
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((sys.argv[1], 9))
+end = time.monotonic() + 3
+while time.monotonic() < end:
+    for _ in range(256):
+        try:
+            s.send(b"x" * 18)
+        except OSError:
+            pass
+'''
+    bridge = start(lab)
+    lab.ping("client", SERVER4, count=1)
+    lab.python("client", flood, SERVER4, timeout=60)
+    lab.ping("client", SERVER4, count=3, interval=0.2)
+    totals = bridge.stop()
+    eth0 = totals["interfaces"]["eth0"]
+    assert eth0["kernel_drops"] > 0, eth0
+    assert eth0["kernel_packets"] - eth0["kernel_drops"] == (
+        eth0["received"] + eth0["ignored_outgoing"] + eth0["ring_holes"]), eth0
+    assert_accounted(totals)

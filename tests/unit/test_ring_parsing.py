@@ -306,3 +306,13 @@ def test_truncated_frame_is_never_forwarded():
     port = _Port("eth0", FakePS(), ring, "ips", peer)
     make_worker().drain(port)
     assert peer.sent == [] and port.counters.dropped == {"truncated": 1} and port.counters.oversize == 1
+
+
+def test_skip_hole_moves_to_the_next_ready_slot_only_when_head_is_kernel_owned():
+    buf, ring = v2_ring([(afp.TP_STATUS_KERNEL, b""), (afp.TP_STATUS_KERNEL, b""), (afp.TP_STATUS_USER, FRAME)])
+    assert list(ring.frames()) == []           # stuck behind the kernel-owned head
+    assert ring.skip_hole() == 2 and ring.head == 2
+    assert len(list(ring.frames())) == 1
+    assert ring.skip_hole() == 0               # nothing ready anywhere: stay
+    buf, ring = v2_ring([(afp.TP_STATUS_USER, FRAME)])
+    assert ring.skip_hole() == 0 and ring.head == 0   # head ready: never skip
