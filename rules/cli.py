@@ -1,7 +1,6 @@
 """`ipsbridge replay` and `ipsbridge rules check`: the offline side of the engine."""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 

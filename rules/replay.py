@@ -20,7 +20,6 @@ state tracked by_src/by_dst/by_rule is per worker, as it is per Engine.
 from __future__ import annotations
 
 import heapq
-import json
 import multiprocessing as mp
 import os
 import struct
@@ -113,8 +112,6 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
     """Inspect every record of `pcaps` (one stream).  `share=(i, n)` keeps only
     the frames whose flow hash falls to worker i of n.  `eve_sink(cnt, events)`
     receives each packet's events."""
-    from rules.eve import dumps  # noqa: F401  (imported here so workers import lazily)
-
     t = Totals()
     stream = iter_pcaps(pcaps, with_iface=True, on_warning=on_warning)
     last_tick = None

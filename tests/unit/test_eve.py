@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 from rules.eve import EveWriter, to_eve, timestamp
 from rules.events import Alert, DecoderEvent, Drop, PacketInfo
@@ -55,5 +54,3 @@ def test_writer_appends_whole_lines(tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines) == 150
     assert all(json.loads(line)["timestamp"] for line in lines)
-    flags = os.open(path, os.O_RDONLY)
-    os.close(flags)
