@@ -130,7 +130,8 @@ def _info(pkt: Packet) -> PacketInfo:
 
 class Engine:
     def __init__(self, rules, *, config: Any = None, mode: str = "ips", decoder_policy: str | None = None,
-                 rules_failed: int = 0, midstream_policy: str | None = None) -> None:
+                 rules_failed: int = 0, midstream_policy: str | None = None,
+                 decoder_events: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.mode = mode
@@ -148,6 +149,9 @@ class Engine:
         if decoder_policy is None:
             decoder_policy = getattr(getattr(config, "decoder", None), "policy", None) or "forward"
         self.decoder_policy = decoder_policy
+        # decoder anomalies are always counted; as EVE events only on request (Suricata's
+        # default suricata.yaml logs no decode anomalies either)
+        self.decoder_events = decoder_events
         self.midstream_policy = self._midstream_policy(config, midstream_policy)
         self._thresh: dict[tuple, list] = {}       # (kind, gid, sid, key) -> [first_ts, count]
         self._hdr_cache: dict[int, dict] = {}       # flow_id -> {(to_server, src, sport): Engine._plain(...)}
@@ -257,10 +261,11 @@ class Engine:
                     self._cur = work
             if pkt.events:
                 c["decoder.packets_with_events"] += 1
-                info = _info(pkt)
                 for name in pkt.events:
                     self._count(name)
-                    events.append(DecoderEvent(info, name))
+                if self.decoder_events:
+                    info = _info(pkt)
+                    events.extend(DecoderEvent(info, name) for name in pkt.events)
                 if self.decoder_policy == "drop" and verdict == Verdict.FORWARD:
                     verdict, reason, drop_pkt = Verdict.DROP, "decoder", pkt
             if not pkt.ipver:

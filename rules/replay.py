@@ -216,8 +216,12 @@ def format_summary(t: Totals, elapsed: float, mode: str, workers: int) -> str:
         lines.append("  by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(t.drops_by_reason.items())))
     for sid, n in sorted(t.drops_by_sid.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {n:>8}  sid {sid}: {t.msgs.get(sid, '')}")
-    lines.append(f"decoder events: {sum(t.decoder.values())}")
-    for name, n in sorted(t.decoder.items(), key=lambda kv: (-kv[1], kv[0])):
+    dec = Counter(t.decoder)
+    for k, v in t.stats.items():
+        if k.startswith("decoder.") and k != "decoder.packets_with_events" and k not in dec:
+            dec[k] = v
+    lines.append(f"decoder events: {sum(dec.values())}")
+    for name, n in sorted(dec.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {n:>8}  {name}")
     lines.append(f"flows: {t.stats.get('flow.created', 0)}")
     if t.stats.get("engine.errors"):

@@ -248,7 +248,7 @@ def test_engine_never_raises_on_garbage(data):
 
 GARBAGE_ENGINE = eng('alert ip any any -> any any (msg:"any"; sid:1;)',
                      'drop tcp any any -> any any (msg:"c"; content:"ab"; sid:2;)',
-                     'reject udp any any -> any any (msg:"u"; content:"ab"; nocase; sid:3;)')
+                     'reject udp any any -> any any (msg:"u"; content:"ab"; nocase; sid:3;)', decoder_events=True)
 
 
 def test_tick_expires_flows():
@@ -316,3 +316,19 @@ def test_fragments_reassembled_and_matched_on_the_completing_frame():
     assert [r.verdict for r in results] == [Verdict.FORWARD] * (len(frags) - 1) + [Verdict.DROP]
     assert alerts(results[-1]) == [(130, "blocked")]
     assert e.stats()["defrag.reassembled"] == 1
+
+
+def test_decoder_events_counted_and_optionally_reported():
+    from rules.events import DecoderEvent
+
+    short = bytes(Ether() / IP(src=C, dst=S) / UDP(sport=1, dport=2) / b"xxxx")[:30]
+    quiet = eng('alert ip any any -> any any (msg:"x"; ttl:1; sid:1;)')
+    r = Feed(quiet)(short)
+    assert r.verdict == Verdict.FORWARD and r.events == ()
+    assert quiet.stats()["decoder.packets_with_events"] == 1
+    loud = eng('alert ip any any -> any any (msg:"x"; ttl:1; sid:1;)', decoder_events=True)
+    r = Feed(loud)(short)
+    assert [type(e) for e in r.events] == [DecoderEvent] and r.events[0].name.startswith("decoder.")
+    strict = eng('alert ip any any -> any any (msg:"x"; ttl:1; sid:1;)', decoder_policy="drop")
+    r = Feed(strict)(short)
+    assert r.verdict == Verdict.DROP and r.reason == "decoder"
