@@ -690,6 +690,7 @@ alert udp any any -> any 7400 (msg:"startswith"; content:"GET"; startswith; sid:
 alert udp any any -> any 7400 (msg:"endswith"; content:"END"; endswith; sid:1409;)
 alert udp any any -> any 7400 (msg:"pkt_data"; pkt_data; content:"abc"; sid:1410;)
 alert udp any any -> any 7400 (msg:"byte_jump hex string"; content:"h="; byte_jump:2,0,relative,string,hex; content:"H"; within:1; sid:1411;)
+alert udp any any -> any 7400 (msg:"byte_test string with trailing space"; content:"n="; byte_test:2,=,3,0,relative,string,dec; sid:1421;)
 alert ip any any -> any 7401 (msg:"ip id"; id:4242; sid:1412;)
 alert tcp any any -> any 7401 (msg:"DF set"; fragbits:D; sid:1413;)
 alert tcp any any -> any 7401 (msg:"not DF"; fragbits:!D; sid:1414;)
