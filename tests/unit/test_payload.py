@@ -112,6 +112,10 @@ CASES = [
     ("pcre-relative-distance", 'content:"a"; pcre:"/^b/R"; content:"c"; distance:0; within:1;', b"abc", True),
     ("pcre-relative-then-miss", 'content:"a"; pcre:"/^b/R"; content:"c"; distance:0; within:1;', b"abxc", False),
     ("isdataat-after-negated", 'content:"ab"; content:!"zz"; isdataat:1,relative;', b"abc", True),
+    # isdataat:!1,relative right after a content is that content's endswith
+    ("isdataat-end-after-negated", 'content:"ab "; content:!"bbb"; isdataat:!1,relative;', b"xxab bbbz", True),
+    ("isdataat-end-after-negated-miss", 'content:"ab "; content:!"bbb"; isdataat:!1,relative;', b"xxab bbb", False),
+    ("isdataat-end-is-endswith", 'content:"ab"; isdataat:!1,relative;', b"ab ab", True),
     ("byte_test-relative-negative-offset", 'content:"LEN"; byte_test:1,=,0x4e,-1,relative;', b"LEN\x05", True),
     ("byte_jump-then-pcre", 'content:"|02|"; byte_jump:1,-1,relative; pcre:"/^X/R";', b"\x02abX", True),
     ("byte_jump-post_offset", 'byte_jump:1,0,post_offset -1; content:"b"; within:1;', b"\x02abX", True),
