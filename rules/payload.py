@@ -107,24 +107,50 @@ class BufSize:
 Item = Content | Pcre | IsDataAt | ByteTest | ByteJump | BufSize
 
 
-def _read_int(buf: bytes, start: int, nbytes: int, little: bool, base: int | None) -> int | None:
+def _read_int(buf: bytes, start: int, nbytes: int, little: bool,
+              base: int | None) -> tuple[int, int] | None:
+    """(value, bytes consumed) of the integer at `start`, or None (no match).
+
+    Binary reads consume all `nbytes`.  With ``string`` Suricata converts the
+    `nbytes` characters as C's strtoull does: leading white space, an optional
+    sign (a minus wraps modulo 2**64), ``0x`` before hex digits, then the
+    longest run of digits valid in the base; nothing converted is no match.
+    byte_jump moves past the characters actually converted, not all `nbytes`
+    (checked with suricata -r: "3 " as 2 bytes of dec is 3 and consumes 1)."""
     if start < 0 or start + nbytes > len(buf):
         return None
     raw = buf[start:start + nbytes]
     if base is None:
-        return int.from_bytes(raw, "little" if little else "big")
-    try:
-        txt = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    # Suricata converts the longest leading run of digits valid in the base
+        return int.from_bytes(raw, "little" if little else "big"), nbytes
+    return _strtoull(raw, base)
+
+
+_SPACE = b" \t\n\v\f\r"
+_DIGITS = {8: b"01234567", 10: b"0123456789", 16: b"0123456789abcdefABCDEF"}
+_U64 = (1 << 64) - 1
+
+
+def _strtoull(raw: bytes, base: int) -> tuple[int, int] | None:
+    n = len(raw)
+    digits = _DIGITS[base]
     i = 0
-    digits = "0123456789abcdefABCDEF"[: {8: 8, 10: 10, 16: 22}[base]]
-    while i < len(txt) and txt[i] in digits:
+    while i < n and raw[i] in _SPACE:
         i += 1
-    if i == 0:
+    neg = False
+    if i < n and raw[i] in b"+-":
+        neg = raw[i] == 0x2D
+        i += 1
+    if base == 16 and raw[i:i + 2] in (b"0x", b"0X") and i + 2 < n and raw[i + 2] in digits:
+        i += 2
+    j = i
+    while j < n and raw[j] in digits:
+        j += 1
+    if j == i:
         return None
-    return int(txt[:i], base)
+    val = int(raw[i:j], base)
+    if val > _U64:
+        return None                # ERANGE: Suricata treats it as a failed conversion
+    return ((-val) & _U64 if neg else val), j
 
 
 def _mask(val: int, mask: int | None) -> int:
@@ -227,9 +253,10 @@ class PayloadChain:
                 continue
             if t is ByteTest:
                 start = (prev if it.relative else 0) + it.offset
-                val = _read_int(buf, start, it.nbytes, it.little, it.base)
-                if val is None:
+                got = _read_int(buf, start, it.nbytes, it.little, it.base)
+                if got is None:
                     return False
+                val = got[0]
                 ok = _compare(it.op, _mask(val, it.bitmask), it.value)
                 if ok == it.negated:
                     return False
@@ -242,9 +269,10 @@ class PayloadChain:
                 continue
             if t is ByteJump:
                 start = (prev if it.relative else 0) + it.offset
-                val = _read_int(buf, start, it.nbytes, it.little, it.base)
-                if val is None:
+                got = _read_int(buf, start, it.nbytes, it.little, it.base)
+                if got is None:
                     return False
+                val, used = got
                 val = _mask(val, it.bitmask) * it.multiplier
                 if it.align and val % 4:
                     val += 4 - val % 4
@@ -253,7 +281,7 @@ class PayloadChain:
                 elif it.from_beginning:
                     pos = val + it.post_offset
                 else:
-                    pos = start + it.nbytes + val + it.post_offset
+                    pos = start + used + val + it.post_offset
                 if pos < 0 or pos > len(buf):
                     return False
                 prev = pos
