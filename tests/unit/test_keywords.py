@@ -422,8 +422,9 @@ def test_content_negation_and_modifiers_recorded():
     ('pcre:"a";', "pcre must look like", None, 'a"'),
     ('pcre:"/a";', "missing its closing '/'", None, '/a"'),
     ('pcre:"/(?<=a+)b/";', "unsupported pcre syntax", "pcre-syntax", "(?<="),
+    ('pcre:"/[[:digits:]]/";', "unknown POSIX class name [:digits:]", "pcre-syntax", "[[:"),
     ('byte_jump:1,0; pcre:"/^X/R";', "pcre with R (relative) needs a content or pcre before it", None, '/^X'),
-], ids=["U", "H", "unknown", "no-slash", "unclosed", "python-re-refuses", "R-without-match"])
+], ids=["U", "H", "unknown", "no-slash", "unclosed", "python-re-refuses", "unknown-posix-class", "R-without-match"])
 def test_pcre_errors(opts, msg, unsupported, needle):
     e, text = err(opts)
     assert msg in e.message
