@@ -883,6 +883,57 @@ def s_random_header(cap: Capture):
         udp(cap, src, dst, sp, dp, b"h")
 
 
+def random_bytes_rules(seed: int = 31, count: int = 250) -> str:
+    """Seeded random byte_test / byte_jump / pcre / isdataat chains after a
+    content, over payloads of digits, a few letters and small binary bytes."""
+    import random
+
+    rng = random.Random(seed)
+    lines = ["# seeded random byte_test/byte_jump/pcre chains (make_differential.random_bytes_rules)"]
+    for i in range(count):
+        opts = [f'content:"{rng.choice(["a", "b", "1", "|00|", "|01|", "ab", "0"])}"']
+        for _ in range(rng.randint(1, 2)):
+            r = rng.random()
+            rel = ",relative" if rng.random() < 0.6 else ""
+            if r < 0.35:
+                n = rng.choice([1, 2, 3])
+                if rng.random() < 0.4:
+                    fmt, val = f",string,{rng.choice(['dec', 'hex'])}", rng.randint(0, 40)
+                else:
+                    fmt, val = (",little" if rng.random() < 0.3 else ""), rng.randint(0, 300)
+                op = rng.choice(["<", ">", "=", "!=", "<=", ">=", "&"])
+                opts.append(f"byte_test:{n},{op},{val},{rng.randint(-1, 3) if rel else rng.randint(0, 4)}{rel}{fmt}")
+            elif r < 0.65:
+                n = rng.choice([1, 2])
+                extra = ""
+                if rng.random() < 0.3:
+                    extra += f",multiplier {rng.randint(2, 3)}"
+                if rng.random() < 0.3:
+                    extra += f",post_offset {rng.randint(-2, 2)}"
+                if rng.random() < 0.2:
+                    extra += ",string,dec"
+                opts.append(f"byte_jump:{n},{rng.randint(0, 2)}{rel}{extra}")
+                opts.append(f'content:"{rng.choice(["a", "b", "1", "|00|"])}"')
+                opts.append(f"within:{rng.randint(1, 4)}")
+            elif r < 0.85:
+                rx = rng.choice(["^[0-9]", "a.?b", "^.{2}", "[ab]$", "\\x00", "b+"])
+                opts.append(f'pcre:"/{rx}/{rng.choice(["", "R", "Rs", "s"])}"')
+            else:
+                opts.append(f"isdataat:{'!' if rng.random() < 0.4 else ''}{rng.randint(1, 5)}{rel}")
+        lines.append(f"alert udp any any -> any 7700 (msg:\"bytes {i}\"; {'; '.join(opts)}; sid:{30000 + i};)")
+    return "\n".join(lines) + "\n"
+
+
+def s_random_bytes(cap: Capture):
+    import random
+
+    rng = random.Random(32)
+    alphabet = b"0123ab\x00\x01\x02\x05\x10 "
+    for i in range(100):
+        data = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 16)))
+        udp(cap, C1, S1, 51000 + i, 7700, data)
+
+
 SCENARIOS = {
     "payload": (PAYLOAD_RULES, s_payload),
     "tcp_flow": (TCP_FLOW_RULES, s_tcp_flow),
@@ -901,6 +952,7 @@ SCENARIOS = {
     "random_payload": (random_payload_rules(), s_random_payload),
     "pcre": (PCRE_RULES, s_pcre),
     "random_header": (random_header_rules(), s_random_header),
+    "random_bytes": (random_bytes_rules(), s_random_bytes),
 }
 
 
