@@ -7,7 +7,8 @@ Pure: no sockets, no clocks (time is `meta.ts` / `tick(now)`), no globals,
 no logging per packet.  `inspect` never raises: an exception inside is
 counted (`engine.errors`) and the frame follows `exception-policy`.
 
-Per decoded packet (outer first, then tunnelled ones): flow lookup; a flow
+Per decoded packet (the tunnelled packet or rebuilt datagram before the packet
+that carried it; a drop of the inner one drops the carrier uninspected): flow lookup; a flow
 already dropped drops the packet (reason "flow"); a passed flow skips
 detection; otherwise the candidate rules (`rules.prefilter`: header groups
 plus one hyperscan scan for the fast patterns) are evaluated in Suricata's
@@ -116,6 +117,20 @@ def _header_ok(s: _Sig, pkt: Packet) -> bool:
         return False
     return r.src.contains(ipver, dst) and r.dst.contains(ipver, src) and (
         not ports or (r.sport.contains(pkt.dport) and r.dport.contains(pkt.sport)))
+
+
+class _Decision:
+    """What one frame's packets decided so far (filled by Engine._visit)."""
+
+    __slots__ = ("verdict", "reason", "drop_sid", "drop_pkt", "events", "injects")
+
+    def __init__(self) -> None:
+        self.verdict = Verdict.FORWARD
+        self.reason = ""
+        self.drop_sid = 0
+        self.drop_pkt = None
+        self.events: list = []
+        self.injects: list = []
 
 
 def _info(pkt: Packet) -> PacketInfo:
@@ -241,68 +256,13 @@ class Engine:
         c["packets"] += 1
         pkts = decode(frame, meta, self.opts)
         self._cur = pkts
-        verdict = Verdict.FORWARD
-        reason = ""
-        drop_sid = 0
-        events: list = []
-        injects: list = []
-        drop_pkt = None
-        work = pkts
-        i = -1
-        while i + 1 < len(work):
-            i += 1
-            pkt = work[i]
-            if pkt.frag and pkt.ipver:
-                # fragments are inspected as they are (IP-level rules) and, once a datagram
-                # completes, the rebuilt datagram is inspected with the completing frame
-                data = self.defrag.add(pkt)
-                if data is not None:
-                    work = work + self.defrag.reassembled(data, pkt, self.opts)
-                    self._cur = work
-            if pkt.events:
-                c["decoder.packets_with_events"] += 1
-                for name in pkt.events:
-                    self._count(name)
-                if self.decoder_events:
-                    info = _info(pkt)
-                    events.extend(DecoderEvent(info, name) for name in pkt.events)
-                if self.decoder_policy == "drop" and verdict == Verdict.FORWARD:
-                    verdict, reason, drop_pkt = Verdict.DROP, "decoder", pkt
-            if not pkt.ipver:
-                continue
-            flow = self.flows.lookup(pkt)
-            if flow is not None:
-                if flow.dropped:
-                    if verdict == Verdict.FORWARD:
-                        reason, drop_pkt = "flow", pkt
-                    verdict = max(verdict, Verdict.DROP)
-                    break
-                if flow.action_pass:
-                    continue
-                if (pkt.proto == IPPROTO_TCP and self.midstream_policy != "ignore"
-                        and not getattr(flow, "tcp_session", True)):
-                    # a TCP flow the stream engine does not track (picked up midstream with
-                    # stream.midstream off): Suricata's midstream exception policy decides
-                    pol = self.midstream_policy
-                    if pol in ("drop-flow", "drop-packet"):
-                        if pol == "drop-flow":
-                            flow.dropped = "policy:midstream"
-                        if verdict == Verdict.FORWARD:
-                            reason, drop_pkt = "policy:midstream", pkt
-                        verdict = max(verdict, Verdict.DROP)
-                        break
-                    if pol == "pass-flow":
-                        flow.action_pass = True
-                        continue
-                    if pol == "pass-packet":
-                        continue
-            # a tunnel carrier is not flow-tracked by Suricata: its IP-only rules run every time
-            carrier = i + 1 < len(work) and work[i + 1].outer is pkt
-            v, sid = self._detect(pkt, None if carrier else flow, events, injects)
-            if v != Verdict.FORWARD:
-                if verdict == Verdict.FORWARD or reason != "rule":
-                    reason, drop_sid, drop_pkt = "rule", sid, pkt
-                verdict = max(v, verdict)
+        d = _Decision()
+        kids: dict[int, list] = {}
+        for p in pkts[1:]:
+            kids.setdefault(id(p.outer), []).append(p)
+        self._visit(pkts[0], kids, d)
+        verdict, reason, drop_sid, drop_pkt = d.verdict, d.reason, d.drop_sid, d.drop_pkt
+        events, injects = d.events, d.injects
         if verdict != Verdict.FORWARD:
             c["drops"] += 1
             self._count(f"drops.{reason}")
@@ -313,6 +273,76 @@ class Engine:
         if not events and verdict == Verdict.FORWARD:
             return FORWARD
         return Result(verdict, tuple(events), reason, tuple(injects))
+
+    def _visit(self, pkt: Packet, kids: dict, d: "_Decision") -> bool:
+        """Inspect `pkt` after the packets decoded out of it; True when it is dropped.
+
+        As Suricata runs the pseudo-packets a frame yields (the packet inside a
+        GRE/VXLAN carrier, the datagram rebuilt from fragments) through
+        detection before the packet that yielded them, and a drop of such a
+        pseudo-packet drops its carrier, which is then not inspected (checked
+        with suricata -r: no alert and no threshold count on the carrier)."""
+        c = self.c
+        tunnelled = kids.get(id(pkt), ())
+        inner = list(tunnelled)
+        if pkt.frag and pkt.ipver:
+            # fragments are inspected as they are (IP-level rules) and, once a datagram
+            # completes, the rebuilt datagram is inspected with the completing frame
+            data = self.defrag.add(pkt)
+            if data is not None:
+                more = self.defrag.reassembled(data, pkt, self.opts)
+                self._cur = self._cur + more
+                for p in more[1:]:
+                    kids.setdefault(id(p.outer), []).append(p)
+                inner.append(more[0])
+        if pkt.events:
+            c["decoder.packets_with_events"] += 1
+            for name in pkt.events:
+                self._count(name)
+            if self.decoder_events:
+                info = _info(pkt)
+                d.events.extend(DecoderEvent(info, name) for name in pkt.events)
+            if self.decoder_policy == "drop" and d.verdict == Verdict.FORWARD:
+                d.verdict, d.reason, d.drop_pkt = Verdict.DROP, "decoder", pkt
+        for p in inner:
+            if self._visit(p, kids, d):
+                return True
+        if not pkt.ipver:
+            return False
+        flow = self.flows.lookup(pkt)
+        if flow is not None:
+            if flow.dropped:
+                if d.verdict == Verdict.FORWARD:
+                    d.reason, d.drop_pkt = "flow", pkt
+                d.verdict = max(d.verdict, Verdict.DROP)
+                return True
+            if flow.action_pass:
+                return False
+            if (pkt.proto == IPPROTO_TCP and self.midstream_policy != "ignore"
+                    and not getattr(flow, "tcp_session", True)):
+                # a TCP flow the stream engine does not track (picked up midstream with
+                # stream.midstream off): Suricata's midstream exception policy decides
+                pol = self.midstream_policy
+                if pol in ("drop-flow", "drop-packet"):
+                    if pol == "drop-flow":
+                        flow.dropped = "policy:midstream"
+                    if d.verdict == Verdict.FORWARD:
+                        d.reason, d.drop_pkt = "policy:midstream", pkt
+                    d.verdict = max(d.verdict, Verdict.DROP)
+                    return True
+                if pol == "pass-flow":
+                    flow.action_pass = True
+                    return False
+                if pol == "pass-packet":
+                    return False
+        # a tunnel carrier is not flow-tracked by Suricata: its IP-only rules run every time
+        v, sid = self._detect(pkt, None if tunnelled else flow, d.events, d.injects)
+        if v == Verdict.FORWARD:
+            return False
+        if d.verdict == Verdict.FORWARD or d.reason != "rule":
+            d.reason, d.drop_sid, d.drop_pkt = "rule", sid, pkt
+        d.verdict = max(v, d.verdict)
+        return True
 
     def _plain(self, pkt: Packet):
         """(header-checked plain candidates, number of buckets they came from, groups with patterns)."""

@@ -318,6 +318,53 @@ def test_fragments_reassembled_and_matched_on_the_completing_frame():
     assert e.stats()["defrag.reassembled"] == 1
 
 
+def _gre(inner, ipid):
+    from scapy.layers.l2 import GRE
+
+    return bytes(Ether() / IP(src="203.0.113.100", dst="203.0.113.101", id=ipid) / GRE(proto=0x0800) / inner)
+
+
+def test_tunnelled_packet_inspected_before_its_carrier():
+    # Suricata runs the packet inside a GRE carrier through detection first: a rule
+    # that can match both (limited to one alert) fires on the inner packet
+    e = eng('alert ip any any -> any any (msg:"any"; ttl:64; '
+            'threshold:type limit, track by_rule, count 1, seconds 60; sid:140;)')
+    r = Feed(e)(_gre(IP(src=C, dst=S, ttl=64) / UDP(sport=1, dport=53) / b"q", 1))
+    import ipaddress
+
+    assert [(a.sid, a.pkt.src) for a in r.events if isinstance(a, Alert)] == [(140, int(ipaddress.ip_address(C)))]
+
+
+def test_carrier_of_a_dropped_inner_packet_is_not_inspected():
+    # the carrier of a dropped inner packet is dropped with it, uninspected: no alert and
+    # no threshold count for a rule on the outer GRE packet (as suricata -r behaves)
+    e = eng('drop udp any any -> any 53 (msg:"inner"; content:"drop-me"; sid:141;)',
+            'alert ip any any -> any any (msg:"outer"; ip_proto:47; sid:142;)',
+            'alert ip any any -> any any (msg:"outer 2nd"; ip_proto:47; '
+            'threshold:type threshold, track by_rule, count 2, seconds 60; sid:143;)')
+    f = Feed(e)
+    rs = [f(_gre(IP(src=C, dst=S) / UDP(sport=1 + i, dport=53) / data, i))
+          for i, data in enumerate([b"drop-me", b"hello", b"hello"])]
+    assert rs[0].verdict == Verdict.DROP and alerts(rs[0]) == [(141, "blocked")]
+    assert alerts(rs[1]) == [(142, "allowed")]
+    assert alerts(rs[2]) == [(142, "allowed"), (143, "allowed")]
+
+
+def test_fragment_completing_a_dropped_datagram_is_not_inspected():
+    from scapy.layers.inet import fragment
+
+    e = eng('drop udp any any -> any 7202 (msg:"dgram"; content:"BOUNDARY"; sid:144;)',
+            'alert ip any any -> any any (msg:"last fragment"; fragbits:!M; sid:145;)')
+    dgram = IP(src=C, dst=S, id=78) / UDP(sport=1, dport=7202) / (b"a" * 20 + b"BOUNDARY" + b"b" * 40)
+    f = Feed(e)
+    results = [f(bytes(Ether() / fr_)) for fr_ in fragment(dgram, fragsize=24)]
+    last = results[-1]
+    assert last.verdict == Verdict.DROP
+    # the rebuilt datagram (no MF) alerts; the completing fragment itself is not inspected
+    assert alerts(last) == [(144, "blocked"), (145, "allowed")]
+    assert len([a for a in last.events if isinstance(a, Alert) and a.sid == 145]) == 1
+
+
 def test_decoder_events_counted_and_optionally_reported():
     from rules.events import DecoderEvent
 
