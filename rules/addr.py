@@ -3,10 +3,16 @@
 Grammar (Suricata's): ``any``, an IPv4/IPv6 address, CIDR (``/len`` or an
 IPv4 netmask), a range ``a-b``, a variable ``$NAME`` (address-groups /
 port-groups of the config, expanded recursively), a list ``[x, y, ...]``
-(nested), and ``!`` in front of any of these.  Inside a list the negated
-members are subtracted from the union of the positive ones; a list with only
-negated members starts from everything (so ``!1.2.3.4`` is every IPv4 address
-but one *and* every IPv6 address, as in Suricata).
+(nested), and ``!`` in front of any of these.  As Suricata, negation works
+per IP family: ``!X`` complements X only in the families X names
+(``!1.2.3.4`` is every IPv4 address but one and no IPv6 address); inside a
+list, per family, the negated members are subtracted from the union of the
+positive ones, or from the whole family when the list has no positive member
+of that family (``[2001:db8::/32,!1.2.3.0/24]`` is that IPv6 block plus every
+IPv4 address outside 1.2.3.0/24).  A variable whose value starts with ``!``
+is a negated member where it is used (``[$EXTERNAL_NET,1.2.3.4]`` with
+``EXTERNAL_NET: !$HOME_NET`` is ``[!$HOME_NET,1.2.3.4]``).  All checked with
+suricata -r (tests/replay/differential random_header).
 
 Ports are the same with ``N``, ``a:b``, ``a:``, ``:b`` over 0..65535.
 
@@ -131,7 +137,7 @@ class _ListParser:
     addresses; one for ports), so union/difference work component-wise."""
 
     def __init__(self, text: str, universe: tuple[Intervals, ...], leaf: Callable[[str], tuple[Intervals, ...]],
-                 resolve: Callable[[str, int], tuple[Intervals, ...]]) -> None:
+                 resolve: Callable[[str, int, bool], tuple[Intervals, ...] | None]) -> None:
         self.s = text
         self.i = 0
         self.universe = universe
@@ -151,16 +157,30 @@ class _ListParser:
         return v
 
     def expr(self) -> tuple[Intervals, ...]:
+        negated, v = self.member()
+        return self._complement(v) if negated else v
+
+    def member(self) -> tuple[bool, tuple[Intervals, ...]]:
+        """(negated, set before negation) of one expression."""
         self.ws()
         if self.i < len(self.s) and self.s[self.i] == "!":
-            start = self.i
             self.i += 1
-            inner = self.expr()
-            return self._complement(inner, start)
-        return self.item()
+            return True, self.expr()
+        s = self.s
+        if s.startswith("$", self.i):
+            start = self.i
+            end = start + 1
+            while end < len(s) and s[end] not in ",] \t[!":
+                end += 1
+            got = self.resolve(s[start + 1:end], start, True)
+            if got is not None:                 # the variable's value is `!...`
+                self.i = end
+                return True, got
+        return False, self.item()
 
-    def _complement(self, v, pos):
-        return tuple(_subtract(u, x) for u, x in zip(self.universe, v))
+    def _complement(self, v):
+        # per family: a family the negated set does not name stays empty
+        return tuple(_subtract(u, x) if x else () for u, x in zip(self.universe, v))
 
     def item(self) -> tuple[Intervals, ...]:
         s = self.s
@@ -180,8 +200,7 @@ class _ListParser:
                     if not pos and not neg:
                         raise _Err("empty list", open_at)
                     raise _Err("list ends with ','", self.i)
-                negated = s[self.i] == "!"
-                v = self.expr()
+                negated, v = self.member()
                 (neg if negated else pos).append(v)
                 self.ws()
                 if self.i >= len(s):
@@ -193,13 +212,13 @@ class _ListParser:
                     self.i += 1
                     break
                 raise _Err(f"expected ',' or ']' in list, found '{s[self.i]}'", self.i)
-            # negated members were complemented by expr(); undo to subtract them
-            base = [tuple(_merge(x for v in pos for x in v[d])) for d in range(len(self.universe))] if pos \
-                else list(self.universe)
-            for v in neg:
-                removed = [_subtract(u, x) for u, x in zip(self.universe, v)]
-                base = [_subtract(b, r) for b, r in zip(base, removed)]
-            return tuple(base)
+            out = []
+            for d, u in enumerate(self.universe):
+                p = _merge(x for v in pos for x in v[d])
+                n = _merge(x for v in neg for x in v[d])
+                # per family: positives minus negatives; only negatives: the family minus them
+                out.append(_subtract(p if p else (u if n else ()), n))
+            return tuple(out)
         start = self.i
         while self.i < len(s) and s[self.i] not in ",] \t[!":
             self.i += 1
@@ -209,7 +228,7 @@ class _ListParser:
         if tok == "any":
             return self.universe
         if tok.startswith("$"):
-            return self.resolve(tok[1:], start)
+            return self.resolve(tok[1:], start, False)
         try:
             return self.leaf(tok)
         except ValueError as e:
@@ -289,7 +308,14 @@ def _port_leaf(tok: str) -> tuple[Intervals]:
 
 def _compile(text: str, col: int, *, universe, leaf, groups: dict[str, str], kind: str,
              keyword: str | None, other: dict, stack: tuple[str, ...] = ()):
-    def resolve(name: str, pos: int):
+    def resolve(name: str, pos: int, negated_only: bool = False):
+        """The variable's set; with `negated_only`, the set under its leading
+        `!` when its value is negated, else None."""
+        if negated_only:
+            text = str(groups.get(name, "")).strip()
+            if not text.startswith("!"):
+                return None
+            name_text = text[1:]
         if name not in groups:
             okind = "port" if kind == "address" else "address"
             if name in other:
@@ -300,7 +326,7 @@ def _compile(text: str, col: int, *, universe, leaf, groups: dict[str, str], kin
         if name in stack:
             raise _Err("variable cycle: " + " -> ".join("$" + n for n in (*stack, name)), pos)
         try:
-            return _compile(str(groups[name]), 0, universe=universe, leaf=leaf, groups=groups, kind=kind,
+            return _compile(name_text if negated_only else str(groups[name]), 0, universe=universe, leaf=leaf, groups=groups, kind=kind,
                             keyword=keyword, other=other, stack=(*stack, name))
         except RuleError as e:
             raise _Err(f"in ${name}: {e.message}", pos) from None
