@@ -11,8 +11,10 @@ positive ones, or from the whole family when the list has no positive member
 of that family (``[2001:db8::/32,!1.2.3.0/24]`` is that IPv6 block plus every
 IPv4 address outside 1.2.3.0/24).  A variable whose value starts with ``!``
 is a negated member where it is used (``[$EXTERNAL_NET,1.2.3.4]`` with
-``EXTERNAL_NET: !$HOME_NET`` is ``[!$HOME_NET,1.2.3.4]``).  All checked with
-suricata -r (tests/replay/differential random_header).
+``EXTERNAL_NET: !$HOME_NET`` is ``[!$HOME_NET,1.2.3.4]``), and nested lists
+are flattened into the enclosing one (``[a,[b,!c]]`` is ``[a,b,!c]``), while a
+negated list or variable is evaluated first and subtracted as one set.  All
+checked with suricata -r (tests/replay/differential random_header).
 
 Ports are the same with ``N``, ``a:b``, ``a:``, ``:b`` over 0..65535.
 
@@ -130,14 +132,21 @@ class _Err(Exception):
         self.pos = pos
 
 
+Entries = list[tuple[bool, tuple[Intervals, ...]]]
+
+
 class _ListParser:
     """Recursive descent over ``!``, ``[...]``, ``$VAR`` and leaf tokens.
 
     A value is a tuple of interval tuples (one per "dimension": v4, v6 for
-    addresses; one for ports), so union/difference work component-wise."""
+    addresses; one for ports), so union/difference work component-wise.
+    Parsing yields flat (negated, value) entries, as Suricata flattens nested
+    lists and variables into the list they appear in; a negated list or
+    variable is one negated entry (its own evaluated set); `evaluate` then
+    combines the entries per dimension."""
 
     def __init__(self, text: str, universe: tuple[Intervals, ...], leaf: Callable[[str], tuple[Intervals, ...]],
-                 resolve: Callable[[str, int, bool], tuple[Intervals, ...] | None]) -> None:
+                 resolve: Callable[[str, int], Entries]) -> None:
         self.s = text
         self.i = 0
         self.universe = universe
@@ -148,7 +157,7 @@ class _ListParser:
         while self.i < len(self.s) and self.s[self.i] in " \t":
             self.i += 1
 
-    def parse(self) -> tuple[Intervals, ...]:
+    def parse(self) -> Entries:
         self.ws()
         v = self.expr()
         self.ws()
@@ -156,33 +165,27 @@ class _ListParser:
             raise _Err(f"unexpected '{self.s[self.i]}'", self.i)
         return v
 
-    def expr(self) -> tuple[Intervals, ...]:
-        negated, v = self.member()
-        return self._complement(v) if negated else v
+    def evaluate(self, entries: Entries) -> tuple[Intervals, ...]:
+        """Per dimension: the positive entries minus the negated ones; with no
+        positive entry, the whole dimension minus the negated ones, but only
+        when some negated entry names that dimension (``!1.2.3.4`` holds no
+        IPv6 address, as in Suricata)."""
+        out = []
+        for d, u in enumerate(self.universe):
+            p = _merge(x for neg, v in entries if not neg for x in v[d])
+            n = _merge(x for neg, v in entries if neg for x in v[d])
+            out.append(_subtract(p if p else (u if n else ()), n))
+        return tuple(out)
 
-    def member(self) -> tuple[bool, tuple[Intervals, ...]]:
-        """(negated, set before negation) of one expression."""
+    def expr(self) -> Entries:
         self.ws()
         if self.i < len(self.s) and self.s[self.i] == "!":
             self.i += 1
-            return True, self.expr()
-        s = self.s
-        if s.startswith("$", self.i):
-            start = self.i
-            end = start + 1
-            while end < len(s) and s[end] not in ",] \t[!":
-                end += 1
-            got = self.resolve(s[start + 1:end], start, True)
-            if got is not None:                 # the variable's value is `!...`
-                self.i = end
-                return True, got
-        return False, self.item()
+            # a negated list or variable is evaluated as one set, then subtracted
+            return [(True, self.evaluate(self.expr()))]
+        return self.item()
 
-    def _complement(self, v):
-        # per family: a family the negated set does not name stays empty
-        return tuple(_subtract(u, x) if x else () for u, x in zip(self.universe, v))
-
-    def item(self) -> tuple[Intervals, ...]:
+    def item(self) -> Entries:
         s = self.s
         if self.i >= len(s):
             raise _Err("missing value", self.i)
@@ -190,18 +193,16 @@ class _ListParser:
         if c == "[":
             open_at = self.i
             self.i += 1
-            pos: list[tuple[Intervals, ...]] = []
-            neg: list[tuple[Intervals, ...]] = []
+            entries: Entries = []
             while True:
                 self.ws()
                 if self.i >= len(s):
                     raise _Err("unterminated list: missing ']'", open_at)
                 if s[self.i] == "]":
-                    if not pos and not neg:
+                    if not entries:
                         raise _Err("empty list", open_at)
                     raise _Err("list ends with ','", self.i)
-                negated, v = self.member()
-                (neg if negated else pos).append(v)
+                entries.extend(self.expr())
                 self.ws()
                 if self.i >= len(s):
                     raise _Err("unterminated list: missing ']'", open_at)
@@ -212,13 +213,7 @@ class _ListParser:
                     self.i += 1
                     break
                 raise _Err(f"expected ',' or ']' in list, found '{s[self.i]}'", self.i)
-            out = []
-            for d, u in enumerate(self.universe):
-                p = _merge(x for v in pos for x in v[d])
-                n = _merge(x for v in neg for x in v[d])
-                # per family: positives minus negatives; only negatives: the family minus them
-                out.append(_subtract(p if p else (u if n else ()), n))
-            return tuple(out)
+            return entries
         start = self.i
         while self.i < len(s) and s[self.i] not in ",] \t[!":
             self.i += 1
@@ -226,11 +221,11 @@ class _ListParser:
         if not tok:
             raise _Err(f"unexpected '{c}'", start)
         if tok == "any":
-            return self.universe
+            return [(False, self.universe)]
         if tok.startswith("$"):
-            return self.resolve(tok[1:], start, False)
+            return self.resolve(tok[1:], start)
         try:
-            return self.leaf(tok)
+            return [(False, self.leaf(tok))]
         except ValueError as e:
             raise _Err(str(e), start) from None
 
@@ -307,15 +302,8 @@ def _port_leaf(tok: str) -> tuple[Intervals]:
 
 
 def _compile(text: str, col: int, *, universe, leaf, groups: dict[str, str], kind: str,
-             keyword: str | None, other: dict, stack: tuple[str, ...] = ()):
-    def resolve(name: str, pos: int, negated_only: bool = False):
-        """The variable's set; with `negated_only`, the set under its leading
-        `!` when its value is negated, else None."""
-        if negated_only:
-            text = str(groups.get(name, "")).strip()
-            if not text.startswith("!"):
-                return None
-            name_text = text[1:]
+             keyword: str | None, other: dict, stack: tuple[str, ...] = (), entries: bool = False):
+    def resolve(name: str, pos: int) -> Entries:
         if name not in groups:
             okind = "port" if kind == "address" else "address"
             if name in other:
@@ -326,16 +314,17 @@ def _compile(text: str, col: int, *, universe, leaf, groups: dict[str, str], kin
         if name in stack:
             raise _Err("variable cycle: " + " -> ".join("$" + n for n in (*stack, name)), pos)
         try:
-            return _compile(name_text if negated_only else str(groups[name]), 0, universe=universe, leaf=leaf, groups=groups, kind=kind,
-                            keyword=keyword, other=other, stack=(*stack, name))
+            return _compile(str(groups[name]), 0, universe=universe, leaf=leaf, groups=groups, kind=kind,
+                            keyword=keyword, other=other, stack=(*stack, name), entries=True)
         except RuleError as e:
             raise _Err(f"in ${name}: {e.message}", pos) from None
 
     try:
-        v = _ListParser(text, universe, leaf, resolve).parse()
+        p = _ListParser(text, universe, leaf, resolve)
+        got = p.parse()
     except _Err as e:
         raise RuleError(e.msg, column=col + e.pos, keyword=keyword) from None
-    return v
+    return got if entries else p.evaluate(got)
 
 
 def parse_addr(text: str, *, vars: dict | None = None, column: int = 1, keyword: str | None = None,

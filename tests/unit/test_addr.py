@@ -42,6 +42,9 @@ def has(s, ip):
      ["198.51.100.1", "2001:db8:2::53"]),
     ("![198.51.100.0/24,203.0.113.9]", ["203.0.113.200"], ["198.51.100.1", "203.0.113.9", "2001:db8::1"]),
     ("[!198.51.100.0/24,203.0.113.9]", ["203.0.113.9"], ["203.0.113.200", "2001:db8::1"]),
+    # nested lists are flattened into the enclosing one; a negated list is evaluated, then subtracted
+    ("[198.51.100.5,[2001:db8::/32,!203.0.113.9]]", ["198.51.100.5", "2001:db8::1"], ["198.51.100.6"]),
+    ("![$EXTERNAL_NET,198.51.100.16/28]", ["2001:db8::1"], ["198.51.100.200", "198.51.100.17", "2001:db9::1"]),
     # a variable whose value is `!...` is a negated member of the list it is used in
     ("[$EXTERNAL_NET,203.0.113.9]", ["203.0.113.9", "2001:db9::1"], ["203.0.113.200", "198.51.100.1", "2001:db8::1"]),
     ("![198.51.100.0/24,2001:db8::/32]", ["203.0.113.1", "::1"], ["198.51.100.3", "2001:db8::5"]),
@@ -111,7 +114,8 @@ def test_address_error_column_is_offset_by_where_the_field_starts():
     ("$HTTP_PORTS", [80, 8080], [443]),
     ("[$HTTP_PORTS, $HIGH, !8080]", [80, 1024, 9000], [8080, 443]),
     ("[[80, 81], ![81]]", [80], [81]),
-    ("[[80, 81], [!81]]", [80, 81, 9], []),           # a nested [!81] alone is "all but 81"
+    # nested lists are flattened, as Suricata (suricata -r): [!81] subtracts 81 from the outer list
+    ("[[80, 81], [!81]]", [80], [81, 9]),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_port_sets(text, inside, outside):
     s = parse_ports(text, vars=VARS)
