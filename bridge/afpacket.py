@@ -8,7 +8,9 @@ Set-up order matters (see /work/shared/notes/afpacket-facts.md):
     socket(AF_PACKET, SOCK_RAW, 0)      protocol 0: receive nothing until bind
     PACKET_VERSION                      TPACKET_V2 inline, V3 only for IDS
     PACKET_RESERVE = 4                  headroom in front of the MAC header for a VLAN tag
+    PACKET_LOSS                         ips/tap with tx-ring: before any ring (EBUSY after)
     PACKET_RX_RING                      the mmap ring
+    PACKET_TX_RING                      ips/tap with tx-ring (default): frames sent to this port
     PACKET_IGNORE_OUTGOING              when the kernel has it (4.20+)
     PACKET_QDISC_BYPASS                 optional
     SO_RCVBUF                           buffer-size, when not 0
@@ -52,6 +54,7 @@ PACKET_AUXDATA = 8
 PACKET_VERSION = 10
 PACKET_RESERVE = 12
 PACKET_TX_RING = 13
+PACKET_LOSS = 14
 PACKET_FANOUT = 18
 PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
@@ -101,7 +104,14 @@ TP_STATUS_BLK_TMO = 0x20
 TP_STATUS_VLAN_TPID_VALID = 0x40
 TP_STATUS_CSUM_VALID = 0x80
 
+# tp_status bits (TX)
+TP_STATUS_AVAILABLE = 0x0
+TP_STATUS_SEND_REQUEST = 0x1
+TP_STATUS_SENDING = 0x2
+TP_STATUS_WRONG_FORMAT = 0x4
+
 TPACKET_ALIGNMENT = 16
+TX_RING_FRAMES = 256          # TX ring slots per sending socket (flushed at the end of every drain)
 
 # struct sizes
 SOCKADDR_LL_LEN = 20          # struct sockaddr_ll
@@ -192,6 +202,14 @@ def ring_geometry(iface: Interface, mtu: int, page_size: int = 4096) -> RingGeom
     return RingGeometry(TPACKET_V2, block_size, block_nr, frame_size, per_block * block_nr)
 
 
+def tx_ring_geometry(rx: RingGeometry, frames: int = TX_RING_FRAMES) -> RingGeometry:
+    """A V2 TX ring with the RX ring's frame and block size (a slot holds the
+    32-byte header, then MTU + Ethernet header + one tag)."""
+    per_block = rx.block_size // rx.frame_size
+    block_nr = max(1, -(-frames // per_block))
+    return RingGeometry(TPACKET_V2, rx.block_size, block_nr, rx.frame_size, per_block * block_nr)
+
+
 def get_mtu(ifname: str) -> int:
     """The interface MTU through SIOCGIFMTU (works in any network namespace, unlike /sys)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -210,6 +228,11 @@ class PacketSocket:
     geometry: RingGeometry
     ignore_outgoing: bool       # the fanout group ignores outgoing frames (the ring reader still checks)
     mtu: int
+    tx_geometry: RingGeometry | None = None   # PACKET_TX_RING, mapped right after the RX ring
+
+    @property
+    def mmap_size(self) -> int:
+        return self.geometry.size + (self.tx_geometry.size if self.tx_geometry else 0)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -268,7 +291,18 @@ def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None,
     try:
         s.setsockopt(SOL_PACKET, PACKET_VERSION, geo.version)
         s.setsockopt(SOL_PACKET, PACKET_RESERVE, VLAN_HEADROOM)
+        want_tx = iface.copy_mode is not None and geo.version != TPACKET_V3 and getattr(iface, "tx_ring", False)
+        if want_tx:
+            s.setsockopt(SOL_PACKET, PACKET_LOSS, 1)      # only before any ring exists
         s.setsockopt(SOL_PACKET, PACKET_RX_RING, geo.req())
+        tx_geo = None
+        if want_tx:
+            # before bind: setting a ring on a bound socket unhooks and re-hooks it, which
+            # would move it in its fanout group.  PACKET_LOSS: a frame the kernel refuses
+            # is skipped instead of blocking the ring for good (the sender checks lengths
+            # before queueing, so it is still counted)
+            tx_geo = tx_ring_geometry(geo)
+            s.setsockopt(SOL_PACKET, PACKET_TX_RING, tx_geo.req())
         try:
             s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         except OSError:
@@ -308,7 +342,7 @@ def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None,
     except BaseException:
         s.close()
         raise
-    return PacketSocket(s, name, ifindex, geo, ignore_outgoing, mtu)
+    return PacketSocket(s, name, ifindex, geo, ignore_outgoing, mtu, tx_geo)
 
 
 def read_statistics(sock: socket.socket) -> tuple[int, int]:

@@ -178,11 +178,60 @@ class V3Ring:
         return 0
 
 
+class TxRing:
+    """A TPACKET_V2 TX ring (PACKET_TX_RING): the sender copies a frame into the
+    slot at `head` (which must be TP_STATUS_AVAILABLE), writes tp_len, then
+    TP_STATUS_SEND_REQUEST; one send() then hands every requested slot to the
+    driver, in ring order, from the kernel's own head.  The kernel's head and
+    ours stay equal as long as slots are filled in order and unsent slots are
+    reclaimed from the first one on (see Worker.flush).  Frame data starts
+    right after the aligned header (no PACKET_TX_HAS_OFF)."""
+
+    DATA = tpacket_align(TPACKET2_HDR_LEN)
+
+    def __init__(self, view: memoryview, g: RingGeometry, sock):
+        self.view = view
+        self.sock = sock
+        self.frame_nr = g.frame_nr
+        per_block = g.block_size // g.frame_size
+        self.offsets = [(i // per_block) * g.block_size + (i % per_block) * g.frame_size
+                        for i in range(g.frame_nr)]
+        self.capacity = g.frame_size - self.DATA
+        self.head = 0          # next slot to fill
+        self.first = 0         # first slot queued since the last flush
+        self.queued = 0        # slots queued since the last flush
+        self.qbytes = 0        # their tp_len sum (send() returns the bytes it handed over)
+
+    def put(self, src, start: int, end: int) -> bool:
+        """Queue src[start:end]; False when the head slot is not free."""
+        view = self.view
+        off = self.offsets[self.head]
+        if U32.unpack_from(view, off)[0]:
+            return False
+        n = end - start
+        d = off + 32
+        view[d:d + n] = src[start:end]
+        U32.pack_into(view, off + 4, n)
+        U32.pack_into(view, off, 1)        # TP_STATUS_SEND_REQUEST, written last
+        self.head = h = self.head + 1
+        if h == self.frame_nr:
+            self.head = 0
+        self.queued += 1
+        self.qbytes += n
+        return True
+
+
 def open_ring(ps: PacketSocket) -> V2Ring | V3Ring:
     """mmap the socket's RX ring (MAP_SHARED) and wrap it.  The rings take any
-    writable buffer, so tests can drive them with a bytearray."""
+    writable buffer, so tests can drive them with a bytearray.  A socket with a
+    TX ring maps both (RX first, TX right after, one mapping as the kernel
+    requires); the TX ring is `ring.tx`, else None."""
     g = ps.geometry
-    mm = mmap.mmap(ps.fileno(), g.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-    ring = (V3Ring if g.version == TPACKET_V3 else V2Ring)(memoryview(mm), g)
+    tg = getattr(ps, "tx_geometry", None)
+    size = g.size + (tg.size if tg else 0)
+    mm = mmap.mmap(ps.fileno(), size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    whole = memoryview(mm)
+    ring = (V3Ring if g.version == TPACKET_V3 else V2Ring)(whole[:g.size] if tg else whole, g)
     ring.mm = mm
+    ring.tx = TxRing(whole[g.size:], tg, ps.sock) if tg else None
     return ring

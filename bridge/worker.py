@@ -22,9 +22,22 @@ Per frame (received on port P, peer Q):
   4. ips: DROP/REJECT -> count dropped[reason] (and send Result.inject);
      tap: count would_drop[reason], forward anyway; IDS: stop here.
   5. Put a stripped VLAN tag back (in the 4 reserved bytes before tp_mac), then
-     `send` a memoryview slice of the ring on Q's socket: no copy.
+     copy the frame into the next slot of Q's socket's TX ring (PACKET_TX_RING,
+     `tx-ring: yes`, the default) and mark it SEND_REQUEST; the queued slots go
+     out with one `send(b"")` at the end of the drain (or when half the TX ring
+     is queued).  That one syscall per batch instead of per frame is worth about
+     1.3x TCP throughput.  With `tx-ring: no`, one `send` of a memoryview slice
+     of the RX ring per frame.
 
-Send errors are counted by errno name: EMSGSIZE (larger than the peer MTU) also
+TX ring accounting (Worker.flush): send() returns the bytes of the frames it
+transmitted; a frame the kernel refuses (longer than the egress MTU, e.g. after
+the MTU was lowered at run time; PACKET_LOSS makes the kernel skip it instead of
+blocking the ring) is missing from that sum and is found by re-reading the MTU,
+then counted as EMSGSIZE/oversize like a plain send's error.  A failing send()
+leaves the failing frame and those after it queued: retried (ENOBUFS/EAGAIN),
+then reclaimed and counted under the errno.
+
+Plain-send errors (and the TX ring's, as above) are counted by errno name: EMSGSIZE (larger than the peer MTU) also
 counts `oversize` and is never retried; ENOBUFS/EAGAIN are retried 3 times with
 a short wait for POLLOUT; ENETDOWN/ENXIO (peer link down) are counted and the
 worker continues.  Link down/up: poll reports POLLERR, the worker reads
@@ -109,6 +122,7 @@ class _Port:
     peer: socket.socket | None
     counters: Counters = field(default_factory=Counters)
     stalled_since: float = 0.0
+    tx: Any = None             # the peer socket's TX ring (bridge.ring.TxRing) when it has one
 
 
 class Worker:
@@ -123,10 +137,20 @@ class Worker:
         self.eve = None
         self.eve_failed = False
         self.ports: list[_Port] = []
+        rings = {}
+        for p in spec.ports:
+            for k in (p.sock, p.peer):
+                if k is not None and k not in rings:
+                    rings[k] = open_ring(spec.sockets[k])
+        self.tx_by_sock = {}      # socket object -> its TX ring: a socket with one can only send through it
+        for k, ring in rings.items():
+            if ring.tx is not None:
+                self.tx_by_sock[spec.sockets[k].sock] = ring.tx
         for p in spec.ports:
             ps = spec.sockets[p.sock]
             peer = spec.sockets[p.peer].sock if p.peer is not None else None
-            self.ports.append(_Port(ps.iface, ps, open_ring(ps), p.mode, peer))
+            tx = rings[p.peer].tx if p.peer is not None else None
+            self.ports.append(_Port(ps.iface, ps, rings[p.sock], p.mode, peer, tx=tx))
         from bridge.hook import build_inspector
 
         self.inspector = build_inspector(config)
@@ -242,6 +266,11 @@ class Worker:
         mode = port.mode
         peer = port.peer
         send = peer.send if peer is not None else None
+        tx = port.tx
+        if tx is not None:
+            tx_put = tx.put
+            tx_cap = tx.capacity
+            tx_batch = tx.frame_nr // 2
         inspector = self.inspector
         forward_all = type(inspector) is ForwardAll
         inspect = inspector.inspect
@@ -301,8 +330,19 @@ class Worker:
                         c.oversize += 1
                         continue
                     if status & _VLAN_VALID:
-                        frame = view[insert_vlan(view, mac, tpid, tci):end]
+                        mac = insert_vlan(view, mac, tpid, tci)
+                        frame = view[mac:end]
                         c.vlan_reinserted += 1
+                    if tx is not None:
+                        if end - mac > tx_cap:     # larger than a slot: only after an MTU raise
+                            bump(c.send_errors, "EMSGSIZE")
+                            c.oversize += 1
+                        elif tx_put(view, mac, end) or (self.tx_wait(tx, c) and tx_put(view, mac, end)):
+                            if tx.queued >= tx_batch:
+                                forwarded += self.flush(tx, c)
+                        else:
+                            bump(c.send_errors, "ENOBUFS")   # every slot still owned by the driver
+                        continue
                     try:
                         send(frame, _DONTWAIT)
                         forwarded += 1
@@ -324,6 +364,8 @@ class Worker:
                     if i == n:
                         i = 0
         finally:
+            if tx is not None and tx.queued:    # flush at the end of every drain: no added latency
+                forwarded += self.flush(tx, c)
             ring.head = i
             c.received += received
             c.forwarded += forwarded
@@ -410,6 +452,117 @@ class Worker:
             self.last_ts_mono = time.monotonic()
         return c.received - before + c.ignored_outgoing - before_out
 
+    def flush(self, tx, c: Counters) -> int:
+        """Hand the queued TX slots to the kernel with one send(); returns how many
+        frames went out, and counts the others by errno on `c`.
+
+        send() on a TX ring returns the bytes of the frames it transmitted.  A
+        frame the kernel refuses (longer than the MTU, e.g. after the MTU was
+        lowered) is skipped (PACKET_LOSS) and missing from that sum: when the sum
+        falls short, the processed slots are checked against the current MTU and
+        the refused ones counted as EMSGSIZE.  A failing send() (ENOBUFS, link
+        down) leaves the frames from the failing one on as SEND_REQUEST: retried
+        SEND_TRIES times, then reclaimed and counted under the errno, and the
+        ring's head moved back to the first of them (the kernel's head is there)."""
+        queued, expected, first = tx.queued, tx.qbytes, tx.first
+        tx.queued = tx.qbytes = 0
+        tx.first = tx.head
+        if not queued:
+            return 0
+        sock = tx.sock
+        got = 0
+        code = 0
+        for attempt in range(SEND_TRIES):
+            if attempt:
+                p = select.poll()
+                p.register(sock.fileno(), select.POLLOUT)
+                p.poll(1)
+            try:
+                got += sock.send(b"", _DONTWAIT)
+                code = 0
+                break
+            except OSError as e:
+                code = e.errno or errno.EIO
+                if code not in _RETRY_ERRNOS:
+                    break
+        if not code and got == expected:
+            return queued
+        view, offsets, nr = tx.view, tx.offsets, tx.frame_nr
+        limit = None
+        sent = 0
+        for k in range(queued):
+            j = first + k
+            if j >= nr:
+                j -= nr
+            off = offsets[j]
+            status = U32.unpack_from(view, off)[0]
+            if status & afp.TP_STATUS_SEND_REQUEST:       # never handed over: the tail from here on
+                lost = queued - k
+                for k2 in range(k, queued):
+                    j2 = first + k2
+                    if j2 >= nr:
+                        j2 -= nr
+                    U32.pack_into(view, offsets[j2], 0)
+                bump(c.send_errors, errno_name(code or errno.EIO), lost)
+                if code == errno.EMSGSIZE:
+                    c.oversize += lost
+                tx.head = tx.first = j
+                return sent
+            if got != expected:
+                if limit is None:
+                    try:
+                        limit = afp.get_mtu(self.tx_iface(tx)) + afp.ETH_HLEN
+                    except OSError:
+                        limit = 1 << 30
+                n = U32.unpack_from(view, off + 4)[0]
+                if n > limit and not (n <= limit + afp.VLAN_HLEN and view[off + tx.DATA + 12] == 0x81
+                                      and view[off + tx.DATA + 13] == 0x00):
+                    bump(c.send_errors, "EMSGSIZE")
+                    c.oversize += 1
+                    continue
+            sent += 1
+        return sent
+
+    def tx_iface(self, tx) -> str:
+        for port in self.ports:
+            if port.ps.sock is tx.sock:
+                return port.ps.iface
+        for ps in self.spec.sockets:
+            if ps.sock is tx.sock:
+                return ps.iface
+        raise OSError(errno.ENODEV, "TX ring of an unknown socket")
+
+    def tx_wait(self, tx, c: Counters) -> bool:
+        """The head slot is not free: flush what is queued, wait (bounded) for the
+        driver to give the slot back; True when it is free."""
+        for attempt in range(SEND_TRIES):
+            if tx.queued:
+                c.forwarded += self.flush(tx, c)
+            if not U32.unpack_from(tx.view, tx.offsets[tx.head])[0]:
+                return True
+            p = select.poll()
+            p.register(tx.sock.fileno(), select.POLLOUT)
+            p.poll(1)
+        return False
+
+    def send_any(self, sock: socket.socket, data, c: Counters) -> int:
+        """send() for frames outside the ring walk (injected RST/ICMP): through
+        the socket's TX ring when it has one (plain send() would only flush it)."""
+        tx = self.tx_by_sock.get(sock)
+        if tx is None:
+            return self.send(sock, data)
+        n = len(data)
+        if n > tx.capacity:
+            return errno.EMSGSIZE
+        if tx.queued:      # forwarded frames queued before it go first, counted as forwarded
+            c.forwarded += self.flush(tx, c)
+        if not (tx.put(data, 0, n) or (self.tx_wait(tx, c) and tx.put(data, 0, n))):
+            return errno.ENOBUFS
+        scratch = Counters()     # the injected frame's failure is an inject error, not a send error
+        if self.flush(tx, scratch) == 1:
+            return 0
+        return errno.EIO
+
     @staticmethod
     def send(sock: socket.socket, data, first: int = 0) -> int:
         """Send one frame; 0 on success, else the errno (after bounded retries).
@@ -441,7 +594,7 @@ class Worker:
             sock = port.ps.sock if inj.back else port.peer
             if sock is None:
                 continue
-            if self.send(sock, inj.frame):
+            if self.send_any(sock, inj.frame, c):
                 c.inject_errors += 1
             else:
                 c.injected += 1

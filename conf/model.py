@@ -43,6 +43,7 @@ class Interface:
     checksum_checks: str = "kernel"        # auto | yes | no | kernel (Suricata's values)
     bpf_filter: str | None = None
     qdisc_bypass: bool = False
+    tx_ring: bool = True                   # ips/tap: send through a PACKET_TX_RING, one syscall per batch
     line: int = 0                          # YAML line of the entry, for messages
 
 
