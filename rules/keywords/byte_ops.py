@@ -39,8 +39,8 @@ def _base(st: dict, ctx: Ctx, nbytes: int) -> int | None:
     if st.get("base") and not st.get("string"):
         raise ctx.error("dec/hex/oct need 'string' before them")
     if st.get("string"):
-        if nbytes > 10:
-            raise ctx.error(f"{ctx.keyword} converts at most 10 bytes as a string")
+        if nbytes > 23:                # Suricata 7 accepts up to 23 characters (checked with suricata -T)
+            raise ctx.error(f"{ctx.keyword} converts at most 23 bytes as a string")
         return st.get("base", 10)
     if nbytes > 8:
         raise ctx.error(f"{ctx.keyword} reads at most 8 bytes without 'string'")
@@ -51,7 +51,7 @@ def _byte_test(value: str, ctx: Ctx):
     parts = split_commas(value)
     if len(parts) < 4:
         raise ctx.error("byte_test needs at least: bytes, operator, value, offset")
-    nbytes = parse_int(parts[0][0], ctx, lo=1, hi=10, what="byte count", at=parts[0][1])
+    nbytes = parse_int(parts[0][0], ctx, lo=1, hi=23, what="byte count", at=parts[0][1])
     op, op_at = parts[1]
     negated = op.startswith("!")
     if negated:
@@ -78,7 +78,7 @@ def _byte_jump(value: str, ctx: Ctx):
     parts = split_commas(value)
     if len(parts) < 2:
         raise ctx.error("byte_jump needs at least: bytes, offset")
-    nbytes = parse_int(parts[0][0], ctx, lo=1, hi=10, what="byte count", at=parts[0][1])
+    nbytes = parse_int(parts[0][0], ctx, lo=1, hi=23, what="byte count", at=parts[0][1])
     off = parse_int(parts[1][0], ctx, lo=-65535, hi=65535, what="byte_jump offset", at=parts[1][1])
     st: dict = {}
     item = ByteJump(nbytes=nbytes, offset=off)

@@ -443,6 +443,7 @@ def test_pcre_accepted_noop_flags():
     ("byte_test:1,=,1;", "byte_test needs at least", "1,=,1"),
     ("byte_test:1,~,1,0;", "unknown byte_test operator '~'", "~"),
     ("byte_test:9,=,1,0;", "at most 8 bytes", "9,"),
+    ("byte_test:24,=,1,0,string,dec;", "byte count 24 out of range (1..23)", "24,"),
     ("byte_test:1,=,1,0,dec;", "need 'string'", "1,=,1,0,dec"),
     ("byte_test:1,=,1,0,middle;", "unknown byte_test option 'middle'", "middle"),
     ("byte_test:1,=,1,0,big,little;", "endianness given twice", "little"),
@@ -450,7 +451,8 @@ def test_pcre_accepted_noop_flags():
     ("byte_jump:1;", "byte_jump needs at least", "1;"),
     ("byte_jump:1,0,from_beginning,from_end;", "exclude each other", "1,0"),
     ("byte_jump:1,0,sideways;", "unknown byte_jump option 'sideways'", "sideways"),
-], ids=["isdataat-nan", "isdataat-opt", "bt-short", "bt-op", "bt-9-bytes", "bt-dec-without-string",
+], ids=["isdataat-nan", "isdataat-opt", "bt-short", "bt-op", "bt-9-bytes", "bt-24-string-bytes",
+        "bt-dec-without-string",
         "bt-unknown-opt", "bt-endian-twice", "bt-dce", "bj-short", "bj-from-both", "bj-unknown"])
 def test_payload_keyword_errors(opts, msg, needle):
     e, text = err(opts)

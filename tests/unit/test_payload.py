@@ -134,6 +134,9 @@ CASES = [
     ("byte_test-string-hex-0x", 'content:"n="; byte_test:4,=,42,0,relative,string,hex;', b"n=0x2ab", True),
     ("byte_test-string-hex-0x-alone", 'content:"n="; byte_test:2,=,0,0,relative,string,hex;', b"n=0xzz", True),
     ("byte_test-string-non-ascii-after", 'byte_test:2,=,3,0,string,dec;', b"3\xff", True),
+    ("byte_test-string-20-bytes", 'byte_test:20,=,42,0,string,dec;', b"00000000000000000042", True),
+    ("byte_test-string-overflow", 'byte_test:20,>,0,0,string,dec;', b"99999999999999999999", False),
+    ("byte_jump-string-12-bytes", 'byte_jump:12,0,string,hex; content:"X"; within:1;', b"000000000002abX", True),
     ("byte_test-string-spaces-only", 'byte_test:2,=,0,0,string,dec;', b"  0", False),
     # PCRE syntax Python's re spells differently
     ("pcre-posix-class", 'pcre:"/^[[:digit:]]{3}/";', b"123-x", True),
