@@ -64,11 +64,13 @@ def _class_body(values: frozenset[int]) -> str:
     return "".join(out)
 
 
-def translate(body: str) -> str:
+def translate(body: str, multiline: bool = False) -> str:
     """PCRE spelling -> Python `re` spelling.  Tracks character classes, where
     PCRE differs again: POSIX ``[:name:]`` / ``[:^name:]`` (expanded to byte
     ranges), a literal ``[``, ``\\h`` as two members.  Outside classes, ``{,n}``
-    is literal text in PCRE2 10.42 (Suricata 7's) but a quantifier in Python."""
+    is literal text in PCRE2 10.42 (Suricata 7's) but a quantifier in Python.
+    With `multiline` (the m flag), ``^`` does not match after a newline that
+    ends the subject in PCRE (it does in Python)."""
     out = []
     i = 0
     n = len(body)
@@ -133,6 +135,10 @@ def translate(body: str) -> str:
                 out.append("\\]")
                 i += 1
             continue
+        if c == "^" and multiline:
+            out.append(r"(?:\A|(?<=\n)(?!\Z))")
+            i += 1
+            continue
         if c == "{" and body.startswith(",", i + 1):
             out.append("\\{")
             i += 1
@@ -179,7 +185,7 @@ def _pcre(value: str, ctx: Ctx):
         with warnings.catch_warnings():
             # Python warns about PCRE-valid classes such as [--/] (future set syntax); PCRE reads them literally
             warnings.simplefilter("ignore", FutureWarning)
-            rx = re.compile(translate(body).encode("latin-1", "backslashreplace"), flags)
+            rx = re.compile(translate(body, bool(flags & re.MULTILINE)).encode("latin-1", "backslashreplace"), flags)
     except (re.error, OverflowError, ValueError, RecursionError) as e:
         raise ctx.error(f"unsupported pcre syntax (Python re: {e})", 1, unsupported="pcre-syntax") from None
     p = Pcre(regex=rx, source=v, negated=ctx.negated, relative=relative, anchored=anchored)
