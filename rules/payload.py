@@ -310,10 +310,15 @@ class PayloadChain:
             hay, pat = buf, it.pattern
         plen = len(pat)
         if it.endswith:
+            if it.negated:
+                # one search, as Suricata inspects a negated content: only its first
+                # occurrence in the window is held to the end of the buffer (suricata -r:
+                # content:!"b"; endswith; matches "xbxb", whose first b is not at the end)
+                first = hay.find(pat, start, end) if end - start >= plen else -1
+                found = first >= 0 and first + plen == n
+                return not found and self._m(i + 1, buf, prev, state)
             pos = n - plen
             found = end == n and pos >= start and hay[pos:n] == pat
-            if it.negated:
-                return not found and self._m(i + 1, buf, prev, state)
             return found and self._m(i + 1, buf, pos + plen, state)
         pos = hay.find(pat, start, end) if end - start >= plen else -1
         if it.negated:
