@@ -512,7 +512,7 @@ class Worker:
                 if limit is None:
                     try:
                         limit = afp.get_mtu(self.tx_iface(tx)) + afp.ETH_HLEN
-                    except OSError:
+                    except Exception:      # never raise here: the batch would go uncounted
                         limit = 1 << 30
                 n = U32.unpack_from(view, off + 4)[0]
                 if n > limit and not (n <= limit + afp.VLAN_HLEN and view[off + tx.DATA + 12] == 0x81
@@ -527,7 +527,7 @@ class Worker:
         for port in self.ports:
             if port.ps.sock is tx.sock:
                 return port.ps.iface
-        for ps in self.spec.sockets:
+        for ps in getattr(getattr(self, "spec", None), "sockets", ()):
             if ps.sock is tx.sock:
                 return ps.iface
         raise OSError(errno.ENODEV, "TX ring of an unknown socket")
