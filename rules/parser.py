@@ -192,6 +192,12 @@ def _fast_pattern(pkt_items: list, subs: list) -> tuple[bytes | None, bool]:
         chosen = choose_fast_pattern([c for _, c in group])
         if chosen is not None:
             if chosen.negated:
+                # Suricata looks a negated fast pattern up with its offset/depth but
+                # not its endswith: found anywhere else, the rule does not match
+                # (suricata -r: content:!"a1"; endswith; fails on "a1a").  A relative
+                # negated content is never Suricata's fast pattern: it keeps endswith.
+                if not chosen.relative:
+                    chosen.endswith = False
                 return None, False
             name = next(n for n, c in group if c is chosen)
             return _literal(chosen, name), chosen.nocase

@@ -154,6 +154,12 @@ CASES = [
     ("negated-endswith-only-at-end", 'content:"a"; content:!"bb"; endswith;', b"a..bb", False),
     ("negated-endswith-absent", 'content:"a"; content:!"bb"; endswith;', b"a..b", True),
     ("negated-endswith-earlier-only", 'content:"a"; content:!"bb"; endswith;', b"abb..", True),
+    # a negated content that is the fast pattern: Suricata's pattern search ignores its endswith
+    ("negated-fp-endswith-ignored", 'content:!"a1"; endswith;', b"a1a", False),
+    ("negated-fp-endswith-absent", 'content:!"a1"; endswith;', b"xx", True),
+    ("negated-fp-isdataat-end", 'content:!"a1"; isdataat:!1,relative;', b"a1a", False),
+    ("negated-fp-endswith-with-pcre", 'pcre:"/x/"; content:!"a1"; endswith;', b"a1x", False),
+    ("negated-relative-endswith-kept", 'pcre:"/ba/"; content:!"ba"; distance:-2; within:6; endswith;', b"ba1", True),
     ("content-hex-nocase-mixed", 'content:"|48|ello"; nocase;', b"hELLO", True),
     ("repeated-pattern-overlap", 'content:"aa"; content:"aa"; distance:0; within:2;', b"aaaa", True),
     ("repeated-pattern-overlap-miss", 'content:"aa"; content:"aa"; distance:0; within:2;', b"aaa", False),
