@@ -196,7 +196,15 @@ class PayloadChain:
     def __init__(self, items: list[Item], buffers: list | tuple = ()) -> None:
         self.buffers = tuple(buffers)
         self.items = tuple(items)
-        self._next_rel = tuple(i + 1 < len(items) and _is_relative(items[i + 1]) for i in range(len(items)))
+        # retry a match at its next occurrence when the next item is relative, or the
+        # next content/pcre is: an absolute isdataat/byte_test in between does not end
+        # the dependency, an absolute content does (suricata -r: content:"b"; isdataat:3;
+        # content:!"1a"; distance:-2; tries the later "b"s; content:"1"; content:!"b1";
+        # startswith; isdataat:!3,relative; does not retry "1")
+        self._next_rel = tuple(
+            (i + 1 < len(items) and _is_relative(items[i + 1]))
+            or next((_is_relative(it) for it in items[i + 1:] if isinstance(it, (Content, Pcre))), False)
+            for i in range(len(items)))
         self._any_nocase = any(isinstance(i, Content) and i.nocase for i in items)
 
     def __len__(self) -> int:
