@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import errno as _errno
 import select as _select
-import struct
 
 import pytest
 
 from bridge import afpacket as afp
-from bridge import worker as worker_mod
 from bridge.ring import SLL_PKTTYPE_V2, V2_HDR, U32, TxRing, V2Ring
 from bridge.worker import Worker, _Port
 from conf.model import Config
