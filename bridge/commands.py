@@ -12,10 +12,11 @@ check: the same configuration plus every live check (offloads, kernel bridge
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 import structlog
+
+from bridge.logs import configure_logging
 
 RUN_EPILOG = """\
 quick form and config file:
@@ -107,23 +108,6 @@ def register(subparsers) -> None:
     check.add_argument("--fix", action="store_true",
                        help="turn offending offloads off (pyroute2 Ethtool, else 'ethtool -K'), then re-check")
     check.set_defaults(func=cmd_check)
-
-
-def configure_logging(level: str = "info") -> None:
-    """structlog JSON lines on stderr, same shape as the supervisor's, at LEVEL."""
-    if structlog.is_configured():
-        return
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
 
 
 def _print(problems, prefix: str = "") -> None:

@@ -24,39 +24,21 @@ both groups in the same order (not implemented).
 from __future__ import annotations
 
 import json
-import logging
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
 import signal
-import sys
 import time
 from typing import Any
 
 import structlog
 
 from bridge import afpacket as afp
+from bridge.logs import configure_logging
 from bridge.stats import empty, merge, rates
 from bridge.worker import PortSpec, WorkerSpec, worker_main
 
 SHUTDOWN_TIMEOUT = 5.0
-
-
-def configure_logging() -> None:
-    """JSON lines with ISO timestamps on stderr; once per process."""
-    if structlog.is_configured():
-        return
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=False,
-    )
 
 
 class SetupError(Exception):

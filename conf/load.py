@@ -36,41 +36,10 @@ import re
 import structlog
 import yaml
 
-from conf.model import Config, Decoder, Interface, Stream
+from conf.model import DEFAULT_ADDRESS_GROUPS, DEFAULT_PORT_GROUPS, Config, Decoder, Interface, Stream
 from conf.validate import ConfigError, Problem, did_you_mean
 
 log = structlog.get_logger("conf")
-
-DEFAULT_ADDRESS_GROUPS = {
-    "HOME_NET": "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]",
-    "EXTERNAL_NET": "!$HOME_NET",
-    "HTTP_SERVERS": "$HOME_NET",
-    "SMTP_SERVERS": "$HOME_NET",
-    "SQL_SERVERS": "$HOME_NET",
-    "DNS_SERVERS": "$HOME_NET",
-    "TELNET_SERVERS": "$HOME_NET",
-    "AIM_SERVERS": "$EXTERNAL_NET",   # as in Suricata's suricata.yaml
-    "DC_SERVERS": "$HOME_NET",
-    "DNP3_SERVER": "$HOME_NET",
-    "DNP3_CLIENT": "$HOME_NET",
-    "MODBUS_CLIENT": "$HOME_NET",
-    "MODBUS_SERVER": "$HOME_NET",
-    "ENIP_CLIENT": "$HOME_NET",
-    "ENIP_SERVER": "$HOME_NET",
-}
-DEFAULT_PORT_GROUPS = {
-    "HTTP_PORTS": "80",
-    "SHELLCODE_PORTS": "!80",
-    "ORACLE_PORTS": "1521",
-    "SSH_PORTS": "22",
-    "DNP3_PORTS": "20000",
-    "MODBUS_PORTS": "502",
-    "FILE_DATA_PORTS": "[$HTTP_PORTS,110,143]",
-    "FTP_PORTS": "21",
-    "GENEVE_PORTS": "6081",
-    "VXLAN_PORTS": "4789",
-    "TEREDO_PORTS": "3544",
-}
 
 # Top-level keys ipsbridge reads.  Everything else is a section of Suricata's
 # that ipsbridge does not use: accepted with one warning.

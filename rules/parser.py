@@ -16,51 +16,24 @@ them back to physical lines for rules continued with a trailing ``\\``).
 """
 from __future__ import annotations
 
+from conf.model import DEFAULT_ADDRESS_GROUPS, DEFAULT_PORT_GROUPS
 from rules import addr as _addr
 from rules import classification as _classification
 from rules.errors import RuleError
 from rules.keywords import REGISTRY
 from rules.keywords._base import NONE, REQUIRED, Ctx
-from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from rules.keywords.dns import dns_names, is_dns_request
+from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from rules.payload import Content, PayloadChain, choose_fast_pattern
+from rules.rule import ACTION_RANK, Rule
 
 # sticky buffer -> extractor(payload) -> buffers to inspect
 EXTRACTORS = {"dns.query": dns_names}
-from rules.rule import ACTION_RANK, Rule
 
 # Suricata's suricata.yaml defaults, used when no config is given.
 DEFAULT_VARS: dict[str, dict[str, str]] = {
-    "address-groups": {
-        "HOME_NET": "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]",
-        "EXTERNAL_NET": "!$HOME_NET",
-        "HTTP_SERVERS": "$HOME_NET",
-        "SMTP_SERVERS": "$HOME_NET",
-        "SQL_SERVERS": "$HOME_NET",
-        "DNS_SERVERS": "$HOME_NET",
-        "TELNET_SERVERS": "$HOME_NET",
-        "AIM_SERVERS": "$EXTERNAL_NET",
-        "DC_SERVERS": "$HOME_NET",
-        "DNP3_SERVER": "$HOME_NET",
-        "DNP3_CLIENT": "$HOME_NET",
-        "MODBUS_CLIENT": "$HOME_NET",
-        "MODBUS_SERVER": "$HOME_NET",
-        "ENIP_CLIENT": "$HOME_NET",
-        "ENIP_SERVER": "$HOME_NET",
-    },
-    "port-groups": {
-        "HTTP_PORTS": "80",
-        "SHELLCODE_PORTS": "!80",
-        "ORACLE_PORTS": "1521",
-        "SSH_PORTS": "22",
-        "DNP3_PORTS": "20000",
-        "MODBUS_PORTS": "502",
-        "FILE_DATA_PORTS": "[$HTTP_PORTS,110,143]",
-        "FTP_PORTS": "21",
-        "GENEVE_PORTS": "6081",
-        "VXLAN_PORTS": "4789",
-        "TEREDO_PORTS": "3544",
-    },
+    "address-groups": DEFAULT_ADDRESS_GROUPS,
+    "port-groups": DEFAULT_PORT_GROUPS,
 }
 
 # header protocol -> IP protocol numbers (None: any IP packet)
