@@ -119,6 +119,20 @@ def _header_ok(s: _Sig, pkt: Packet) -> bool:
         not ports or (r.sport.contains(pkt.dport) and r.dport.contains(pkt.sport)))
 
 
+def _header_rest(s: _Sig, pkt: Packet, fwd: bool, rev: bool) -> bool:
+    """`_header_ok` once the addresses are known to match forward (`fwd`) and/or, for `<>`
+    rules, reversed (`rev`): flow:to_server/to_client and the ports."""
+    r = s.rule
+    fts = r.flow_to_server
+    if fts is not None and (pkt.flow is None or pkt.to_server != fts):
+        return False
+    if not (s.ports and pkt.proto in PORT_PROTOS):
+        return True
+    if fwd and r.sport.contains(pkt.sport) and r.dport.contains(pkt.dport):
+        return True
+    return rev and r.sport.contains(pkt.dport) and r.dport.contains(pkt.sport)
+
+
 class _Decision:
     """What one frame's packets decided so far (filled by Engine._visit)."""
 
@@ -157,6 +171,7 @@ class Engine:
             s.order = i
         self.sigs = sigs
         self.index = RuleIndex(sigs)
+        self.index.warm()
         self.opts = DecodeOptions.from_config(config) if config is not None else DecodeOptions()
         self.flows = FlowTable(config)
         self.defrag = Defragmenter()
@@ -351,6 +366,14 @@ class Engine:
         nsrc = 0
         hdr_ok = _header_ok
         for g in groups:
+            pairs = g.plain_pairs
+            hit = None if pairs is None else pairs.lookup(pkt.ipver, pkt.src, pkt.dst)
+            if hit is not None:
+                for rep, sigs, fwd, rev, free in hit:
+                    if free or _header_rest(rep, pkt, fwd, rev):
+                        nsrc += 1
+                        plain.extend(sigs)
+                continue
             idx = g.plain_idx
             for rep, sigs in (g.plain_hdr if idx is None else idx.buckets(pkt.ipver, pkt.src, pkt.dst)):
                 if hdr_ok(rep, pkt):
@@ -358,7 +381,13 @@ class Engine:
                     plain.extend(sigs)
         if nsrc > 1:
             plain.sort(key=_order_key)
-        return tuple(plain), nsrc, tuple(g for g in groups if g.by_pid)
+        plain = tuple(plain)
+        # IP-only rules run on the first packet of a flow direction only: the later packets
+        # walk the candidates without them
+        later = tuple(s for s in plain if not s.iponly)
+        if len(later) == len(plain):
+            later = plain
+        return plain, nsrc, tuple(g for g in groups if g.by_pid), later
 
     def _detect(self, pkt: Packet, flow, events: list, injects: list) -> tuple[Verdict, int]:
         # everything decided by the header alone is the same for every packet of a flow
@@ -374,7 +403,14 @@ class Engine:
                 ent = per_flow[key] = self._plain(pkt)
         else:
             ent = self._plain(pkt)
-        plain, nsrc, pid_groups = ent
+        plain, nsrc, pid_groups, later = ent
+        to_server = pkt.to_server
+        first_in_dir = flow is None or (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1
+        # (skipped IP-only candidates still count as evaluated, as they always have)
+        skipped = 0
+        if not first_in_dir and later is not plain:
+            skipped = len(plain) - len(later)
+            plain = later
         payload = pkt.payload
         buf = bytes(payload) if len(payload) else b""
         if pid_groups and buf:
@@ -394,13 +430,13 @@ class Engine:
         else:
             cands = plain
         if not cands:
+            if skipped:
+                self.c["detect.evaluated"] += skipped
             return Verdict.FORWARD, 0
         if nsrc > 1 and cands is not plain:
             cands.sort(key=_order_key)
         c = self.c
-        c["detect.evaluated"] += len(cands)
-        to_server = pkt.to_server
-        first_in_dir = flow is None or (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1
+        c["detect.evaluated"] += len(cands) + skipped
         matches = []
         for s in cands:
             if s.iponly and not first_in_dir:

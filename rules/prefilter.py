@@ -187,6 +187,75 @@ class AddrIndex:
         return out
 
 
+class AddrPairIndex:
+    """Header buckets keyed on the packet's (source, destination) address pair.
+
+    The address bounds of every bucket's source and destination sets (per IP
+    version) cut each version's space into elementary segments; two bisects
+    give the packet's (source segment, destination segment), and for each
+    pair seen the buckets whose address sets accept it -- forward, or
+    reversed for `<>` buckets -- are computed once and remembered.  What is
+    left per bucket is the flow direction and the ports (`_header_rest`).
+    Replaces one address check per bucket (reputation lists: thousands of
+    IP-only rules, hundreds of distinct address sets) with one lookup."""
+
+    __slots__ = ("buckets", "index", "bounds", "_memo")
+
+    MEMO_MAX = 1 << 16          # distinct pairs remembered before starting over (bounded memory)
+
+    def __init__(self, buckets, index: "AddrIndex | None" = None) -> None:
+        self.buckets = buckets
+        self.index = index
+        self.bounds: dict[int, list[int]] = {}
+        for ver, attr, top in ((4, "v4", (1 << 32) - 1), (6, "v6", (1 << 128) - 1)):
+            b = {0}
+            for rep, _ in buckets:
+                r = rep.rule
+                for side in (r.src, r.dst):
+                    for lo, hi in getattr(side, attr):
+                        b.add(lo)
+                        if hi < top:
+                            b.add(hi + 1)
+            self.bounds[ver] = sorted(b)
+        self._memo: dict[tuple[int, int, int], tuple] = {}
+
+    @staticmethod
+    def usable(buckets) -> bool:
+        return all(hasattr(rep.rule.src, "v4") and hasattr(rep.rule.dst, "v4") for rep, _ in buckets)
+
+    def lookup(self, ipver: int, src: int, dst: int) -> tuple | None:
+        """((rep, sigs, forward_ok, reverse_ok, free), ...): the buckets whose address sets accept
+        the pair; `free` when neither flow direction nor ports need a check.  None for an IP
+        version other than 4 and 6 (the caller checks each bucket then)."""
+        bounds = self.bounds.get(ipver)
+        if bounds is None:
+            return None
+        si = bisect_right(bounds, src) - 1
+        di = bisect_right(bounds, dst) - 1
+        key = (ipver, si, di)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._pair(ipver, bounds[si], bounds[di])
+            if len(self._memo) >= self.MEMO_MAX:
+                self._memo.clear()
+            self._memo[key] = hit
+        return hit
+
+    def _pair(self, ipver: int, s: int, d: int) -> tuple:
+        cands = self.buckets if self.index is None else self.index.buckets(ipver, s, d)
+        out = []
+        for rep, sigs in cands:
+            r = rep.rule
+            fwd = r.src.contains(ipver, s) and r.dst.contains(ipver, d)
+            rev = r.direction != "->" and r.src.contains(ipver, d) and r.dst.contains(ipver, s)
+            if fwd or rev:
+                free = r.flow_to_server is None and (
+                    not getattr(rep, "ports", True)
+                    or (getattr(r.sport, "is_any", False) and getattr(r.dport, "is_any", False)))
+                out.append((rep, sigs, fwd, rev, free))
+        return tuple(out)
+
+
 class Group:
     """Rules of one header group: `plain` always apply, `by_pid` through the prefilter.
 
@@ -195,7 +264,7 @@ class Group:
     once per rule -- rule sets reuse a handful of $HOME_NET/$EXTERNAL_NET/any
     combinations, so this keeps the header cost flat as rules are added."""
 
-    __slots__ = ("plain", "plain_hdr", "plain_idx", "by_pid", "pid_hdr", "size")
+    __slots__ = ("plain", "plain_hdr", "plain_idx", "plain_pairs", "by_pid", "pid_hdr", "size")
 
     def __init__(self, sigs: Iterable[Any]) -> None:
         plain = []
@@ -210,6 +279,8 @@ class Group:
         self.plain = tuple(plain)
         self.plain_hdr = _buckets(plain)
         self.plain_idx = AddrIndex(self.plain_hdr) if len(self.plain_hdr) > 8 else None
+        self.plain_pairs = (AddrPairIndex(self.plain_hdr, self.plain_idx)
+                            if len(self.plain_hdr) > 2 and AddrPairIndex.usable(self.plain_hdr) else None)
         self.by_pid = {k: tuple(v) for k, v in by_pid.items()}
         self.pid_hdr = {k: _buckets(v) for k, v in by_pid.items()}   # same buckets per pattern id
         self.size = n
@@ -235,6 +306,22 @@ class _PortIndex:
         self.bounds = sorted(b)
         self._seg: dict[int, Group] = {}
         self._port: dict[int, Group] = {}
+
+    def warm(self) -> None:
+        """Build the Group of every port segment now (one sweep over the rules) rather than on
+        the first packet to each port."""
+        bounds = self.bounds
+        per: list[list] = [[] for _ in bounds]
+        side = self.side
+        for s in self.sigs:                       # signature order is kept within each segment
+            for lo, hi in getattr(s.rule, side).iv:
+                i = bisect_right(bounds, lo) - 1
+                while i < len(bounds) and bounds[i] <= hi:
+                    per[i].append(s)
+                    i += 1
+        for seg, sel in enumerate(per):
+            if seg not in self._seg:
+                self._seg[seg] = Group(sel) if sel else _EMPTY
 
     def group(self, port: int) -> Group:
         g = self._port.get(port)
@@ -302,6 +389,18 @@ class RuleIndex:
             idx = _ProtoIndex(sel, proto in PORT_PROTOS)
             self._protos[proto] = idx
         return idx
+
+    WARM_PROTOS = (6, 17, 1, 58)
+
+    def warm(self, protos: Iterable[int] = WARM_PROTOS) -> None:
+        """Build the indexes of `protos` (default TCP, UDP, ICMP, ICMPv6) and all their port
+        groups now: the first packets then pay no build cost (otherwise lazy, per protocol
+        and port segment)."""
+        for proto in protos:
+            idx = self._proto(proto)
+            for pi in (idx.by_dport, idx.by_sport):
+                if pi is not None:
+                    pi.warm()
 
     def groups(self, proto: int, sport: int, dport: int) -> list[Group]:
         idx = self._proto(proto)

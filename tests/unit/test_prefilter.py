@@ -84,3 +84,79 @@ def test_content_rules_reached_only_through_their_pattern():
 def test_same_pattern_shared_by_many_rules_has_one_id():
     sigs, idx = _index(*[f'alert tcp any any -> any {p} (msg:"x"; content:"shared"; sid:{p};)' for p in (1, 2, 3)])
     assert len(idx.pattern_db) == 1
+
+
+_ADDRS = ["any", "198.51.100.0/24", "!198.51.100.0/24", "[198.51.100.7,203.0.113.0/25]", "203.0.113.9",
+          "2001:db8::/32", "![2001:db8:1::/48,198.51.100.128/25]", "[198.51.100.0/26,2001:db8::5]"]
+_PORTS = ["any", "80", "[80,443]", "1024:", "!53", "[1:100,!50]"]
+
+
+def _random_rules(rng, n):
+    out = []
+    for i in range(n):
+        proto = rng.choice(["tcp", "udp", "ip", "icmp"])
+        sp = rng.choice(_PORTS) if proto in ("tcp", "udp") else "any"
+        dp = rng.choice(_PORTS) if proto in ("tcp", "udp") else "any"
+        opts = [f'msg:"r{i}"']
+        if proto == "tcp" and rng.random() < 0.3:
+            opts.append(rng.choice(["flow:to_server", "flow:to_client"]))
+        if rng.random() < 0.4:
+            opts.append(f'content:"{rng.choice(["abc", "xyz", "GET"])}"')
+        out.append(f'alert {proto} {rng.choice(_ADDRS)} {sp} {rng.choice(["->", "<>"])} '
+                   f'{rng.choice(_ADDRS)} {dp} ({"; ".join(opts)}; sid:{i + 1};)')
+    return out
+
+
+_V4 = [0xC6336400 + k for k in (0, 7, 9, 63, 64, 127, 128, 200, 255)] + [0xCB007109, 0xCB007180, 0x01020304]
+_V6 = [0x20010DB8 << 96, (0x20010DB8 << 96) + 5, (0x20010DB80001 << 80) + 1, 1]
+
+
+class _Pkt:
+    def __init__(self, rng):
+        self.ipver = rng.choice([4, 6])
+        pool = _V4 if self.ipver == 4 else _V6
+        self.src, self.dst = rng.choice(pool), rng.choice(pool)
+        self.proto = rng.choice([6, 17, 1])
+        self.sport, self.dport = rng.choice([0, 1, 50, 53, 80, 443, 1023, 1024, 40000]), rng.choice([50, 53, 80, 443, 2000])
+        self.flow = rng.choice([None, object()])
+        self.to_server = rng.choice([True, False])
+
+
+def test_addr_pair_index_agrees_with_the_header_check():
+    """The (source, destination) segment lookup plus the flow/port rest accepts exactly the
+    buckets the plain per-bucket header check accepts."""
+    import random
+
+    from rules.engine import _header_ok, _header_rest, _Sig
+    from rules.prefilter import AddrIndex, AddrPairIndex, _buckets
+
+    rng = random.Random(5)
+    for _ in range(20):
+        sigs = [_Sig(parse_rule(t)) for t in _random_rules(rng, 40)]
+        buckets = _buckets(sigs)
+        for idx in (None, AddrIndex(buckets)):
+            pairs = AddrPairIndex(buckets, idx)
+            for _ in range(200):
+                p = _Pkt(rng)
+                want = {id(rep) for rep, _ in buckets if _header_ok(rep, p)}
+                got = {id(rep) for rep, _, fwd, rev, free in pairs.lookup(p.ipver, p.src, p.dst)
+                       if free or _header_rest(rep, p, fwd, rev)}
+                assert got == want
+    assert AddrPairIndex(buckets).lookup(0, 1, 2) is None
+
+
+def test_warm_index_builds_the_same_groups_as_lazy_lookups():
+    import random
+
+    rng = random.Random(9)
+    texts = _random_rules(rng, 300)
+    _, lazy = _index(*texts)
+    _, warm = _index(*texts)
+    warm.warm()
+    for proto in (6, 17, 1, 58, 47):
+        for sport in (0, 1, 50, 53, 80, 443, 1023, 1024, 65535):
+            for dport in (0, 50, 53, 80, 100, 443, 2000, 65535):
+                a, b = lazy.groups(proto, sport, dport), warm.groups(proto, sport, dport)
+                assert [[s.rule.sid for s in g.plain] for g in a] == [[s.rule.sid for s in g.plain] for g in b]
+                assert [{k: [s.rule.sid for s in v] for k, v in g.by_pid.items()} for g in a] == \
+                       [{k: [s.rule.sid for s in v] for k, v in g.by_pid.items()} for g in b]
