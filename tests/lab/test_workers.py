@@ -29,15 +29,16 @@ ECHO_SERVER = r"""
 import select, socket, sys
 s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s4.bind((sys.argv[1], int(sys.argv[3])))
 s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s6.bind((sys.argv[2], int(sys.argv[3])))
+expected = int(sys.argv[4])
 print("listening", flush=True)
-n, started = 0, False
-while True:
-    r, _, _ = select.select([s4, s6], [], [], 2.0 if started else 60)
+n = 0
+while n < expected:                  # every request answered, or 60 s without one (a loss)
+    r, _, _ = select.select([s4, s6], [], [], 60)
     if not r:
         break
     for s in r:
         data, peer = s.recvfrom(2048)
-        s.sendto(b"re:" + data, peer); n += 1; started = True
+        s.sendto(b"re:" + data, peer); n += 1
 print(n, flush=True)
 """
 
@@ -82,7 +83,8 @@ def test_every_flow_pinned_to_one_worker(lab, tmp_path, monkeypatch, threads):
     monkeypatch.setenv("IPSB_FLOWLOG_DIR", str(logdir))
     bridge = lab.start_bridge("--bridge", "eth0:eth1", "--threads", str(threads),
                               "--stats-interval", "0", "--verdict-hook", "tests.lab.flowhooks:record_flows")
-    server = spawn_listener(lab, "server", ECHO_SERVER, SERVER4, SERVER6, str(SERVER_PORT))
+    server = spawn_listener(lab, "server", ECHO_SERVER, SERVER4, SERVER6, str(SERVER_PORT),
+                            str((flows4 + flows6) * rounds))
     ans4 = lab.python("client", CLIENTS, CLIENT4, SERVER4, str(SERVER_PORT), str(flows4), str(rounds), "41000")
     ans6 = lab.python("client", CLIENTS, CLIENT6, SERVER6, str(SERVER_PORT), str(flows6), str(rounds), "42000")
     echoed = int(finish(server))
