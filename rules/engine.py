@@ -419,14 +419,13 @@ class Engine:
             if found:
                 hdr_ok = _header_ok
                 for g in pid_groups:
-                    get = g.pid_hdr.get
-                    for pid in found:
-                        hit = get(pid)
-                        if hit:
-                            for rep, sigs in hit:
-                                if hdr_ok(rep, pkt):
-                                    nsrc += 1
-                                    cands.extend(sigs)
+                    pid_hdr = g.pid_hdr
+                    # the group's pattern ids among those found (keys view & set: a C loop over `found`)
+                    for pid in pid_hdr.keys() & found:
+                        for rep, sigs in pid_hdr[pid]:
+                            if hdr_ok(rep, pkt):
+                                nsrc += 1
+                                cands.extend(sigs)
         else:
             cands = plain
         if not cands:
