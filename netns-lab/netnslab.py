@@ -87,9 +87,14 @@ class BridgeProc:
                 except ValueError:
                     pass
 
-    def _join_pumps(self) -> None:
+    def _join_pumps(self, timeout: float = 15.0) -> None:
+        # The log lines after the exit (the "totals" event) are read by these
+        # threads; on a loaded machine 2 s per thread was not always enough to
+        # reach EOF.  They end as soon as the pipes close, so the bound is only
+        # an upper limit for a child that keeps stderr open.
+        deadline = time.monotonic() + timeout
         for t in self._threads:
-            t.join(timeout=2)
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
 
     @property
     def pid(self) -> int:
