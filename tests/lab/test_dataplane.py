@@ -205,6 +205,9 @@ CAPTURE = r"""
 import signal, socket, struct, sys
 etype = int(sys.argv[1])
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(etype))
+# The default receive buffer (212992) holds only ~240 small frames: a reader
+# descheduled on a busy machine during a 500-frame burst lost frames here.
+s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)   # SO_RCVBUFFORCE (root): past rmem_max
 s.bind(("veth0", etype))          # Python converts the bind protocol itself
 s.settimeout(0.2)
 seqs = []
