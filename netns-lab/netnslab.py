@@ -100,6 +100,23 @@ class BridgeProc:
     def pid(self) -> int:
         return self.proc.pid
 
+    def pause_workers(self) -> list[int]:
+        """SIGSTOP every worker (PIDs from the "ready" event): their rings fill
+        and the kernel drops, however fast or slow this machine is.  Always
+        follow with resume_workers()."""
+        (ready,) = self.events("ready")
+        pids = list(ready["pids"])
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        return pids
+
+    def resume_workers(self, pids: list[int]) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
     def events(self, name: str) -> list[dict]:
         out = []
         for line in list(self.lines):

@@ -587,17 +587,33 @@ def test_forwarding_continues_after_ring_overflow_and_every_frame_is_counted(lab
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.connect((sys.argv[1], 9))
+n, told = 0, False
 end = time.monotonic() + 3
 while time.monotonic() < end:
     for _ in range(256):
         try:
-            s.send(b"x" * 18)
+            s.send(b"x" * 18); n += 1
         except OSError:
             pass
+    if not told and n >= 4 * 2048:       # four rings' worth (ring-size 2048) sent
+        print("overflowing", flush=True); told = True
+print(n, flush=True)
 '''
     bridge = start(lab)
     lab.ping("client", SERVER4, count=1)
-    lab.python("client", flood, SERVER4, timeout=60)
+    # On a busy 2-core box the worker drained a 3 s flood as fast as the starved
+    # sender made it (kernel_drops 0, the test's premise not met).  Hold the
+    # workers while the first frames go in, so the ring overflows for sure, then
+    # let them run against the rest of the flood.
+    paused = bridge.pause_workers()
+    try:
+        sender = lab.spawn("client", sys.executable, "-c", flood, SERVER4, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        line = sender.stdout.readline()
+    finally:
+        bridge.resume_workers(paused)
+    assert line.strip() == "overflowing", (line, sender.stderr.read())
+    finish(sender, timeout=60)
     lab.ping("client", SERVER4, count=3, interval=0.2)
     totals = bridge.stop()
     eth0 = totals["interfaces"]["eth0"]

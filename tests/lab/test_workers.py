@@ -15,6 +15,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -125,13 +127,15 @@ FLOOD = r"""
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.connect((sys.argv[1], 9))              # discard port: nobody listens, the server answers nothing
-end, n = time.monotonic() + float(sys.argv[2]), 0
+end, n, told = time.monotonic() + float(sys.argv[2]), 0, False
 while time.monotonic() < end:
     for _ in range(256):
         try:
             s.send(b"x" * 18); n += 1     # 64-byte frames
         except OSError:
             pass
+    if not told and n >= 4 * 2048:       # four rings' worth (ring-size 2048) sent
+        print("overflowing", flush=True); told = True
 print(n, flush=True)
 """
 
@@ -144,7 +148,19 @@ def test_forwarding_resumes_after_ring_overflow(lab, threads):
     kernel's however many frames the kernel dropped."""
     bridge = lab.start_bridge("--bridge", "eth0:eth1", "--threads", str(threads), "--stats-interval", "0")
     lab.ping("client", SERVER4, count=2)
-    lab.python("client", FLOOD, SERVER4, "3", timeout=60)
+    # On a busy 2-core box the workers could drain the flood as fast as the
+    # starved sender made it (kernel_drops 0: the premise not met).  Hold them
+    # while the first frames go in, so the rings overflow for sure, then let
+    # them run against the rest of the flood.
+    paused = bridge.pause_workers()
+    try:
+        sender = lab.spawn("client", sys.executable, "-c", FLOOD, SERVER4, "3", stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        line = sender.stdout.readline()
+    finally:
+        bridge.resume_workers(paused)
+    assert line.strip() == "overflowing", (line, sender.stderr.read())
+    finish(sender, timeout=60)
     after = lab.ping("client", SERVER4, count=5, interval=0.2, check=False)
     totals = bridge.stop()
     eth0 = totals["interfaces"]["eth0"]
