@@ -55,6 +55,7 @@ MODES = ("ips", "tap", "ids")
 _REJECT = frozenset(("reject", "rejectsrc", "rejectdst", "rejectboth"))
 _FB_SET = frozenset(("set", "unset", "toggle"))
 _order_key = attrgetter("order")
+_SHORT_LOOP = 4       # up to this many short-pattern candidates: `bytes in` tests, else a short_db scan
 # keywords that keep a rule "IP-only" (Suricata's SIGMATCH_IPONLY_COMPAT family plus pure metadata)
 IPONLY_KEYWORDS = frozenset((
     "msg", "sid", "rev", "gid", "classtype", "priority", "reference", "metadata", "target",
@@ -65,12 +66,13 @@ IPONLY_KEYWORDS = frozenset((
 class _Sig:
     """A rule as the engine runs it (Rule has fixed slots; engine data lives here)."""
 
-    __slots__ = ("rule", "order", "pid", "rank", "ports", "fb_ops", "has_payload", "iponly", "flow_action")
+    __slots__ = ("rule", "order", "pid", "fp_short", "rank", "ports", "fb_ops", "has_payload", "iponly", "flow_action")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.order = 0
         self.pid = -1
+        self.fp_short = None          # (pattern, caseless, short id) of a 1-2 byte fast pattern (RuleIndex)
         self.rank = ACTION_RANK[rule.action]
         ports = rule.ip_protos is None or bool(rule.ip_protos & PORT_PROTOS)
         self.ports = ports
@@ -186,6 +188,8 @@ class Engine:
         self._thresh: dict[tuple, list] = {}       # (kind, gid, sid, key) -> [first_ts, count]
         self._hdr_cache: dict[int, dict] = {}       # flow_id -> {(to_server, src, sport): Engine._plain(...)}
         self._scan = self.index.pattern_db.scan
+        self._scan_short = self.index.short_db.scan
+        self._short_maps: dict[tuple, dict] = {}     # short-pattern candidates -> {short id: rules}
         self.c: dict[str, int] = {
             "packets": 0, "alerts": 0, "drops": 0, "engine.errors": 0, "detect.evaluated": 0,
             "detect.matched": 0, "decoder.packets_with_events": 0,
@@ -381,13 +385,29 @@ class Engine:
                     plain.extend(sigs)
         if nsrc > 1:
             plain.sort(key=_order_key)
+        # rules with a 1-2 byte fast pattern are candidates only when the payload holds it
+        short = tuple(s for s in plain if s.fp_short is not None)
+        if short:
+            plain = [s for s in plain if s.fp_short is None]
+            if len(short) > _SHORT_LOOP:          # many: one short_db scan, then id -> rules
+                key = tuple(s.order for s in short)
+                by_id = self._short_maps.get(key)
+                if by_id is None:                 # shared by every flow with this candidate set
+                    by_id = {}
+                    for s in short:
+                        by_id.setdefault(s.fp_short[2], []).append(s)
+                    by_id = {k: tuple(v) for k, v in by_id.items()}
+                    if len(self._short_maps) >= 4096:
+                        self._short_maps.clear()
+                    self._short_maps[key] = by_id
+                short = by_id
         plain = tuple(plain)
         # IP-only rules run on the first packet of a flow direction only: the later packets
         # walk the candidates without them
         later = tuple(s for s in plain if not s.iponly)
         if len(later) == len(plain):
             later = plain
-        return plain, nsrc, tuple(g for g in groups if g.by_pid), later
+        return plain, nsrc, tuple(g for g in groups if g.by_pid), later, short
 
     def _detect(self, pkt: Packet, flow, events: list, injects: list) -> tuple[Verdict, int]:
         # everything decided by the header alone is the same for every packet of a flow
@@ -403,7 +423,7 @@ class Engine:
                 ent = per_flow[key] = self._plain(pkt)
         else:
             ent = self._plain(pkt)
-        plain, nsrc, pid_groups, later = ent
+        plain, nsrc, pid_groups, later, short = ent
         to_server = pkt.to_server
         first_in_dir = flow is None or (flow.pkts_toserver if to_server else flow.pkts_toclient) == 1
         # (skipped IP-only candidates still count as evaluated, as they always have)
@@ -413,10 +433,32 @@ class Engine:
             plain = later
         payload = pkt.payload
         buf = bytes(payload) if len(payload) else b""
+        cands = plain
+        if short and buf:
+            extra = []
+            if type(short) is dict:
+                for spid in short.keys() & self._scan_short(buf):
+                    extra.extend(short[spid])
+            else:
+                low = None
+                for s in short:
+                    pat, nocase, _ = s.fp_short
+                    if nocase:
+                        if low is None:
+                            low = buf.lower()
+                        if pat in low:
+                            extra.append(s)
+                    elif pat in buf:
+                        extra.append(s)
+            if extra:
+                cands = list(plain)
+                cands.extend(extra)
+                nsrc += 2                         # merged out of order: sorted below
         if pid_groups and buf:
-            cands = list(plain)
             found = self._scan(buf)
             if found:
+                if cands is plain:
+                    cands = list(plain)
                 hdr_ok = _header_ok
                 for g in pid_groups:
                     pid_hdr = g.pid_hdr
@@ -426,8 +468,6 @@ class Engine:
                             if hdr_ok(rep, pkt):
                                 nsrc += 1
                                 cands.extend(sigs)
-        else:
-            cands = plain
         if not cands:
             if skipped:
                 self.c["detect.evaluated"] += skipped

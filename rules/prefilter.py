@@ -367,19 +367,36 @@ class _ProtoIndex:
 
 class RuleIndex:
     """`groups(pkt)` -> the Groups whose rules can apply to the packet's header;
-    `pattern_db` is shared by all groups."""
+    `pattern_db` is shared by all groups.  Rules whose fast pattern is SHORT bytes or
+    less are not in it: they are plain rules of their group with `fp_short` set to the
+    (pattern, caseless, id in `short_db`) the payload must contain."""
+
+    SHORT = 2
 
     def __init__(self, sigs: list) -> None:
         self.sigs = sigs
         pats: dict[tuple[bytes, bool], int] = {}
+        short: dict[tuple[bytes, bool], int] = {}
+        self.short = 0
         for s in sigs:
             fp = s.rule.fast_pattern
+            s.fp_short = None
             if fp:
                 key = (bytes(fp).lower() if s.rule.fast_pattern_nocase else bytes(fp), bool(s.rule.fast_pattern_nocase))
-                s.pid = pats.setdefault(key, len(pats))
+                if len(key[0]) <= self.SHORT:
+                    # a 1-2 byte pattern is in nearly every payload: in the main database it
+                    # costs a Python callback on every scan; the rule is a plain candidate of
+                    # its group instead, kept when the payload holds the pattern (engine: a
+                    # `bytes in` test, or `short_db` when the packet has many such rules)
+                    s.pid = -1
+                    s.fp_short = key + (short.setdefault(key, len(short)),)
+                    self.short += 1
+                else:
+                    s.pid = pats.setdefault(key, len(pats))
             else:
                 s.pid = -1
         self.pattern_db = PatternDB(list(pats))
+        self.short_db = PatternDB(list(short))
         self._protos: dict[int, _ProtoIndex] = {}
 
     def _proto(self, proto: int) -> _ProtoIndex:
@@ -417,4 +434,5 @@ class RuleIndex:
         return out
 
     def stats(self) -> dict[str, int]:
-        return {"prefilter.patterns": len(self.pattern_db), "prefilter.proto_groups": len(self._protos)}
+        return {"prefilter.patterns": len(self.pattern_db), "prefilter.short_pattern_rules": self.short,
+                "prefilter.proto_groups": len(self._protos)}
