@@ -72,9 +72,9 @@ class BridgeProc:
         deadline = time.monotonic() + ready_timeout
         while not self._ready.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self._join_pumps()
                 state = f"exited with {self.proc.returncode}" if self.proc.poll() is not None else "not ready in time"
-                self.kill()
+                self.kill()           # first: the pumps reach EOF only once it is gone
+                self._join_pumps()
                 raise LabError(f"ipsbridge run {' '.join(args)}: {state}\n--- log ---\n" + self.log())
 
     def _pump(self, stream, sink: list[str], watch_ready: bool) -> None:
