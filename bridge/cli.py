@@ -1,7 +1,7 @@
 """`ipsbridge` command line: one parser, sub-commands registered by the area that owns them.
 
     run, check        -> bridge.commands   (data plane, configuration, live system checks)
-    replay, rules     -> rules.cli         (offline engine on pcaps, rule-file checks)
+    replay, rules     -> bridge.offline    (offline engine on pcaps, rule-file checks)
 
 Each `register(subparsers)` adds its sub-commands with `set_defaults(func=...)`;
 `func(args) -> int` is the exit status.
@@ -37,10 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="ipsbridge 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     from bridge import commands
-    from rules import cli as rules_cli
+    from bridge import offline as offline_cli
 
     commands.register(sub)
-    rules_cli.register(sub)
+    offline_cli.register(sub)
     return parser
 
 

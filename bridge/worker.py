@@ -604,7 +604,7 @@ class Worker:
             if self.eve_failed:
                 return
             try:
-                from rules.eve import EveWriter
+                from bridge.eve import EveWriter
 
                 self.eve = EveWriter(self.config.eve_log)
             except Exception as e:       # module missing or unusable: warn once, keep bridging

@@ -32,8 +32,8 @@ Fragment reassembly is not done by `decode`: a packet with `frag` True has
 `ipver`, `src`, `dst`, `proto`, `ip_id` and `ip_off` set, and, as in Suricata
 (checked on crafted pcaps), nothing past the IP layer: ports 0, empty payload,
 and for IPv6 `proto` 44 (the fragment header) -- unless
-`DecodeOptions.l4_in_first_fragment`.  `Defragmenter` at the end of this module
-(stateful, to move to rules/defrag.py) collects fragments and hands back the
+`DecodeOptions.l4_in_first_fragment`.  `rules.defrag.Defragmenter`
+(the stateful defrag stage) collects fragments and hands back the
 rebuilt datagram, which `decode_ip()` decodes like any frame.
 """
 from __future__ import annotations
@@ -43,7 +43,6 @@ import struct
 from dataclasses import dataclass
 
 from rules.api import FrameMeta
-from rules.checksum import inet_checksum
 from rules.packet import (
     IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet,
 )
@@ -61,7 +60,7 @@ VLAN_MAX_LAYERS = 3        # as Suricata: a fourth tag is "vlan.too_many_layers"
 
 _IPPROTO_IPIP = 4
 _IPPROTO_IPV6 = 41
-_IPV6_EXT = frozenset((0, 43, 44, 51, 60))      # hop-by-hop, routing, fragment, AH, dest options
+IPV6_EXT_HEADERS = frozenset((0, 43, 44, 51, 60))      # hop-by-hop, routing, fragment, AH, dest options
 _IPPROTO_NONE = 59
 
 _u16 = struct.Struct("!H").unpack_from
@@ -131,7 +130,7 @@ def proto_name(proto: int) -> str:
     return _PROTO_NAMES.get(proto) or str(proto)
 
 
-def _ev(pkt: Packet, name: str) -> None:
+def add_event(pkt: Packet, name: str) -> None:
     if name not in pkt.events:
         pkt.events = pkt.events + (name,)
 
@@ -175,7 +174,7 @@ def decode(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = DEF
         if not out:
             p = _new(mv, 0, len(mv), meta, None, meta.vlan)
             out.append(p)
-        _ev(out[-1], "decoder.internal")
+        add_event(out[-1], "decoder.internal")
     return tuple(out)
 
 
@@ -193,7 +192,7 @@ def decode_ip(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = 
             pkt.eth_type = ETH_P_IP
             _decode_ipv4(mv, 0, len(mv), pkt, meta, opts, out, 0)
     except Exception:
-        _ev(out[-1], "decoder.internal")
+        add_event(out[-1], "decoder.internal")
     return tuple(out)
 
 
@@ -221,7 +220,7 @@ def _decode_eth(mv, off: int, end: int, meta, opts, out, outer, vlan, depth: int
         pkt.outer = outer
     out.append(pkt)
     if end - off < 14:
-        _ev(pkt, "decoder.ethernet.pkt_too_small")
+        add_event(pkt, "decoder.ethernet.pkt_too_small")
         return
     etype, = _u16(mv, off + 12)
     off += 14
@@ -231,7 +230,7 @@ def _decode_eth(mv, off: int, end: int, meta, opts, out, outer, vlan, depth: int
             if end - off < 4:
                 pkt.vlan = tuple(tags)
                 pkt.eth_type = etype
-                _ev(pkt, "decoder.vlan.header_too_small")
+                add_event(pkt, "decoder.vlan.header_too_small")
                 return
             tci, etype = _vlan(mv, off)
             tags.append(tci & 0x0FFF)
@@ -239,7 +238,7 @@ def _decode_eth(mv, off: int, end: int, meta, opts, out, outer, vlan, depth: int
             if len(tags) > VLAN_MAX_LAYERS:
                 pkt.vlan = tuple(tags)
                 pkt.eth_type = etype
-                _ev(pkt, "decoder.vlan.too_many_layers")
+                add_event(pkt, "decoder.vlan.too_many_layers")
                 return
         pkt.vlan = tuple(tags)
     pkt.eth_type = etype
@@ -256,21 +255,21 @@ def _decode_ipv4(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
     pkt.l3_off = off
     avail = end - off
     if avail < 20:
-        _ev(pkt, "decoder.ipv4.pkt_too_small")
+        add_event(pkt, "decoder.ipv4.pkt_too_small")
         return
     vhl, _tos, ip_len, ip_id, ip_off, ttl, proto, _csum, src, dst = _ip4(mv, off)
     if vhl >> 4 != 4:
-        _ev(pkt, "decoder.ipv4.wrong_ip_version")
+        add_event(pkt, "decoder.ipv4.wrong_ip_version")
         return
     hlen = (vhl & 0x0F) << 2
     if hlen < 20:
-        _ev(pkt, "decoder.ipv4.hlen_too_small")
+        add_event(pkt, "decoder.ipv4.hlen_too_small")
         return
     if ip_len < hlen:
-        _ev(pkt, "decoder.ipv4.iplen_smaller_than_hlen")
+        add_event(pkt, "decoder.ipv4.iplen_smaller_than_hlen")
         return
     if hlen > avail:
-        _ev(pkt, "decoder.ipv4.hlen_too_small")
+        add_event(pkt, "decoder.ipv4.hlen_too_small")
         return
     pkt.ipver = 4
     pkt.src = src
@@ -281,7 +280,7 @@ def _decode_ipv4(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
     pkt.ip_len = ip_len
     pkt.ip_off = ip_off
     if ip_len > avail:
-        _ev(pkt, "decoder.ipv4.trunc_pkt")
+        add_event(pkt, "decoder.ipv4.trunc_pkt")
         ip_end = end
         complete = False
     else:
@@ -313,14 +312,14 @@ def _ipv4_options(mv, off: int, end: int, pkt: Packet) -> None:
             off += 1
             continue
         if off + 1 >= end:
-            _ev(pkt, "decoder.ipv4.opt_malformed")
+            add_event(pkt, "decoder.ipv4.opt_malformed")
             return
         olen = mv[off + 1]
         if olen < 2 or off + olen > end:
-            _ev(pkt, "decoder.ipv4.opt_invalid_len")
+            add_event(pkt, "decoder.ipv4.opt_invalid_len")
             return
         if kind in seen:
-            _ev(pkt, "decoder.ipv4.opt_duplicate")
+            add_event(pkt, "decoder.ipv4.opt_duplicate")
         seen.add(kind)
         off += olen
 
@@ -329,11 +328,11 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
     pkt.l3_off = off
     avail = end - off
     if avail < 40:
-        _ev(pkt, "decoder.ipv6.pkt_too_small")
+        add_event(pkt, "decoder.ipv6.pkt_too_small")
         return
     vtcfl, plen, nh, hlim, s_hi, s_lo, d_hi, d_lo = _ip6(mv, off)
     if vtcfl >> 28 != 6:
-        _ev(pkt, "decoder.ipv6.wrong_ip_version")
+        add_event(pkt, "decoder.ipv6.wrong_ip_version")
         return
     pkt.ipver = 6
     pkt.src = (s_hi << 64) | s_lo
@@ -342,7 +341,7 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
     pkt.ip_len = plen + 40
     pkt.proto = nh
     if plen + 40 > avail:
-        _ev(pkt, "decoder.ipv6.trunc_pkt")
+        add_event(pkt, "decoder.ipv6.trunc_pkt")
         ip_end = end
         complete = False
     else:
@@ -350,13 +349,13 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
         complete = True
     cur = off + 40
     pdst = None                    # final destination from a routing header, for the L4 checksum
-    if nh in _IPV6_EXT:
+    if nh in IPV6_EXT_HEADERS:
         seen = 0
-        while nh in _IPV6_EXT:
+        while nh in IPV6_EXT_HEADERS:
             if ip_end - cur < 8:
                 pkt.proto = nh
                 pkt.l4_off = cur
-                _ev(pkt, "decoder.ipv6.trunc_exthdr")
+                add_event(pkt, "decoder.ipv6.trunc_exthdr")
                 return
             nxt = mv[cur]
             if nh == 44:                                   # fragment
@@ -364,12 +363,12 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
                 fo, = _u16(mv, cur + 2)
                 ident, = _u32(mv, cur + 4)
                 if mv[cur + 1] != 0 or fo & 0x0006:
-                    _ev(pkt, "decoder.ipv6.fh_non_zero_reserved_field")
+                    add_event(pkt, "decoder.ipv6.fh_non_zero_reserved_field")
                 # same layout as the IPv4 word: MF 0x2000, 13-bit offset in 8-byte units
                 pkt.ip_off = (fo >> 3) | (0x2000 if fo & 1 else 0)
                 pkt.ip_id = ident
                 if fo & 0xFFF9 == 0:
-                    _ev(pkt, "decoder.ipv6.exthdr_useless_fh")   # atomic fragment
+                    add_event(pkt, "decoder.ipv6.exthdr_useless_fh")   # atomic fragment
                 else:
                     pkt.frag = True
                     if not opts.l4_in_first_fragment:
@@ -380,7 +379,7 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
             elif nh == 51:                                 # AH: length in 4-byte units, minus 2
                 hlen = (mv[cur + 1] + 2) << 2
                 if seen & (1 << 51 % 32):
-                    _ev(pkt, "decoder.ipv6.exthdr_dupl_ah")
+                    add_event(pkt, "decoder.ipv6.exthdr_dupl_ah")
             else:
                 hlen = (mv[cur + 1] + 1) << 3
                 if nh == 43 and cur + hlen <= ip_end and mv[cur + 3]:     # segments left
@@ -391,18 +390,18 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
                     elif rtype == 4 and hlen >= 24:        # segment routing: segment list[0] is final
                         pdst = int.from_bytes(mv[cur + 8:cur + 24], "big")
                 if nh == 43 and mv[cur + 2] == 0:
-                    _ev(pkt, "decoder.ipv6.rh_type_0")
+                    add_event(pkt, "decoder.ipv6.rh_type_0")
             if cur + hlen > ip_end:
                 pkt.proto = nh
                 pkt.l4_off = cur
-                _ev(pkt, "decoder.ipv6.trunc_exthdr")
+                add_event(pkt, "decoder.ipv6.trunc_exthdr")
                 return
             if nh == 0 or nh == 60:
                 _ipv6_options(mv, cur + 2, cur + hlen, pkt, nh == 0)
                 if nh == 0 and seen & 1:
-                    _ev(pkt, "decoder.ipv6.exthdr_dupl_hh")
+                    add_event(pkt, "decoder.ipv6.exthdr_dupl_hh")
             elif nh == 43 and seen & (1 << 43 % 32):
-                _ev(pkt, "decoder.ipv6.exthdr_dupl_rh")
+                add_event(pkt, "decoder.ipv6.exthdr_dupl_rh")
             seen |= 1 << nh % 32
             cur += hlen
             nh = nxt
@@ -410,7 +409,7 @@ def _decode_ipv6(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
     pkt.l4_off = cur
     if nh == _IPPROTO_NONE:
         if cur < ip_end:
-            _ev(pkt, "decoder.ipv6.data_after_none_header")
+            add_event(pkt, "decoder.ipv6.data_after_none_header")
         return
     if pkt.frag:
         if pkt.ip_off & 0x1FFF:    # later fragment
@@ -431,16 +430,16 @@ def _ipv6_options(mv, off: int, end: int, pkt: Packet, hop: bool) -> None:
             off += 1
             continue
         if off + 1 >= end or off + 2 + mv[off + 1] > end:
-            _ev(pkt, "decoder.ipv6.exthdr_invalid_optlen")
+            add_event(pkt, "decoder.ipv6.exthdr_invalid_optlen")
             return
         olen = mv[off + 1]
         if t != 1:                 # not PadN (Suricata 7 does not flag a zero-length PadN here)
             only_padding = False
             if t not in _IPV6_KNOWN_OPTS:
-                _ev(pkt, "decoder.ipv6.hopopts_unknown_opt" if hop else "decoder.ipv6.dstopts_unknown_opt")
+                add_event(pkt, "decoder.ipv6.hopopts_unknown_opt" if hop else "decoder.ipv6.dstopts_unknown_opt")
         off += 2 + olen
     if only_padding:
-        _ev(pkt, "decoder.ipv6.hopopts_only_padding" if hop else "decoder.ipv6.dstopts_only_padding")
+        add_event(pkt, "decoder.ipv6.hopopts_only_padding" if hop else "decoder.ipv6.dstopts_only_padding")
 
 
 def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, depth: int, complete: bool,
@@ -449,7 +448,7 @@ def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, 
     csum_len = avail
     if proto == IPPROTO_TCP:
         if avail < 20:
-            _ev(pkt, "decoder.tcp.pkt_too_small")
+            add_event(pkt, "decoder.tcp.pkt_too_small")
             return
         sport, dport, seq, ack, doff, flags, win = _tcp(mv, l4)
         pkt.sport = sport
@@ -460,10 +459,10 @@ def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, 
         pkt.win = win
         hlen = (doff >> 4) << 2
         if hlen < 20:              # Suricata reports a data offset below 5 this way
-            _ev(pkt, "decoder.tcp.invalid_optlen")
+            add_event(pkt, "decoder.tcp.invalid_optlen")
             return
         if hlen > avail:
-            _ev(pkt, "decoder.tcp.hlen_too_small")
+            add_event(pkt, "decoder.tcp.hlen_too_small")
             return
         if hlen > 20:
             opts_mv = mv[l4 + 20:l4 + hlen]
@@ -472,17 +471,17 @@ def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, 
         pkt.payload = mv[l4 + hlen:end]
     elif proto == IPPROTO_UDP:
         if avail < 8:
-            _ev(pkt, "decoder.udp.hlen_too_small")
+            add_event(pkt, "decoder.udp.hlen_too_small")
             return
         sport, dport, ulen = _udp(mv, l4)
         pkt.sport = sport
         pkt.dport = dport
         if ulen < 8:
-            _ev(pkt, "decoder.udp.len_invalid")
+            add_event(pkt, "decoder.udp.len_invalid")
             return
         if ulen > avail:
             if complete:
-                _ev(pkt, "decoder.udp.pkt_too_small")
+                add_event(pkt, "decoder.udp.pkt_too_small")
                 return
             pend = end             # truncated capture or first fragment: take what is there
         else:
@@ -493,11 +492,11 @@ def _decode_l4(mv, l4: int, end: int, pkt: Packet, proto: int, meta, opts, out, 
             _vxlan(mv, l4 + 8, pend, pkt, meta, opts, out, depth)
     elif proto == IPPROTO_ICMP:
         if pkt.ipver == 6:
-            _ev(pkt, "decoder.ipv6.icmpv4")
+            add_event(pkt, "decoder.ipv6.icmpv4")
         _icmpv4(mv, l4, end, pkt)
     elif proto == IPPROTO_ICMPV6:
         if pkt.ipver == 4:
-            _ev(pkt, "decoder.ipv4.icmpv6")
+            add_event(pkt, "decoder.ipv4.icmpv6")
         _icmpv6(mv, l4, end, pkt)
     elif proto == IPPROTO_GRE:
         _gre(mv, l4, end, pkt, meta, opts, out, depth)
@@ -527,15 +526,15 @@ def _tcp_options(o: memoryview, pkt: Packet) -> None:
             i += 1
             continue
         if i + 1 >= n:
-            _ev(pkt, "decoder.tcp.opt_invalid_len")
+            add_event(pkt, "decoder.tcp.opt_invalid_len")
             return
         olen = o[i + 1]
         if olen < 2 or i + olen > n:
-            _ev(pkt, "decoder.tcp.opt_invalid_len")
+            add_event(pkt, "decoder.tcp.opt_invalid_len")
             return
         bit = 1 << (kind & 63)
         if seen & bit and kind < 64:
-            _ev(pkt, "decoder.tcp.opt_duplicate")
+            add_event(pkt, "decoder.tcp.opt_duplicate")
         seen |= bit
         i += olen
 
@@ -546,7 +545,7 @@ def _icmpv4(mv, l4: int, end: int, pkt: Packet) -> None:
         if avail >= 2:
             pkt.icmp_type = mv[l4]
             pkt.icmp_code = mv[l4 + 1]
-        _ev(pkt, "decoder.icmpv4.pkt_too_small")
+        add_event(pkt, "decoder.icmpv4.pkt_too_small")
         return
     itype, code, _c, ident, seq = _icmp(mv, l4)
     pkt.icmp_type = itype
@@ -554,19 +553,19 @@ def _icmpv4(mv, l4: int, end: int, pkt: Packet) -> None:
     pkt.payload = mv[l4 + 8:end]
     maxcode = _ICMP4_MAX_CODE.get(itype)
     if maxcode is None:
-        _ev(pkt, "decoder.icmpv4.unknown_type")
+        add_event(pkt, "decoder.icmpv4.unknown_type")
         return
     if code > maxcode:
-        _ev(pkt, "decoder.icmpv4.unknown_code")
+        add_event(pkt, "decoder.icmpv4.unknown_code")
     if itype in _ICMP4_IDSEQ:
         pkt.icmp_id = ident
         pkt.icmp_seq = seq
     elif itype in _ICMP4_ERRORS:
         inner = end - (l4 + 8)
         if inner < 20:
-            _ev(pkt, "decoder.icmpv4.ipv4_trunc_pkt")
+            add_event(pkt, "decoder.icmpv4.ipv4_trunc_pkt")
         elif mv[l4 + 8] >> 4 != 4:
-            _ev(pkt, "decoder.icmpv4.ipv4_unknown_ver")
+            add_event(pkt, "decoder.icmpv4.ipv4_unknown_ver")
 
 
 def _icmpv6(mv, l4: int, end: int, pkt: Packet) -> None:
@@ -575,7 +574,7 @@ def _icmpv6(mv, l4: int, end: int, pkt: Packet) -> None:
         if avail >= 2:
             pkt.icmp_type = mv[l4]
             pkt.icmp_code = mv[l4 + 1]
-        _ev(pkt, "decoder.icmpv6.pkt_too_small")
+        add_event(pkt, "decoder.icmpv6.pkt_too_small")
         return
     itype, code, _c, ident, seq = _icmp(mv, l4)
     pkt.icmp_type = itype
@@ -585,25 +584,25 @@ def _icmpv6(mv, l4: int, end: int, pkt: Packet) -> None:
         pkt.icmp_id = ident
         pkt.icmp_seq = seq
         if code != 0:
-            _ev(pkt, "decoder.icmpv6.unknown_code")
+            add_event(pkt, "decoder.icmpv6.unknown_code")
     elif itype in _ICMP6_ERRORS:
         if code > _ICMP6_ERR_MAX_CODE[itype]:
-            _ev(pkt, "decoder.icmpv6.unknown_code")
+            add_event(pkt, "decoder.icmpv6.unknown_code")
         inner = end - (l4 + 8)
         if inner < 40:
-            _ev(pkt, "decoder.icmpv6.ipv6_trunc_pkt")
+            add_event(pkt, "decoder.icmpv6.ipv6_trunc_pkt")
         elif mv[l4 + 8] >> 4 != 6:
-            _ev(pkt, "decoder.icmpv6.ipv6_unknown_version")
+            add_event(pkt, "decoder.icmpv6.ipv6_unknown_version")
     elif itype in _ICMP6_EXPERIMENTAL:
-        _ev(pkt, "decoder.icmpv6.experimentation_type")
+        add_event(pkt, "decoder.icmpv6.experimentation_type")
     elif itype == 0 or 5 <= itype <= 99 or 102 <= itype <= 126 or 162 <= itype <= 199 or 202 <= itype <= 254:
-        _ev(pkt, "decoder.icmpv6.unassigned_type")
+        add_event(pkt, "decoder.icmpv6.unassigned_type")
 
 
 def _gre(mv, l4: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> None:
     avail = end - l4
     if avail < 4:
-        _ev(pkt, "decoder.gre.pkt_too_small")
+        add_event(pkt, "decoder.gre.pkt_too_small")
         pkt.payload = mv[l4:end]
         return
     flags, ptype = _vlan(mv, l4)
@@ -612,9 +611,9 @@ def _gre(mv, l4: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> Non
     hlen = 4
     if ver == 0:
         if flags & 0x0700:                                 # recursion control
-            _ev(pkt, "decoder.gre.version0_recur")
+            add_event(pkt, "decoder.gre.version0_recur")
         if flags & 0x00F8:
-            _ev(pkt, "decoder.gre.version0_flags")
+            add_event(pkt, "decoder.gre.version0_flags")
         if flags & 0xC000:                                 # checksum and/or routing: csum + offset
             hlen += 4
         if flags & 0x2000:                                 # key
@@ -622,13 +621,13 @@ def _gre(mv, l4: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> Non
         if flags & 0x1000:                                 # sequence
             hlen += 4
         if hlen > avail:
-            _ev(pkt, "decoder.gre.version0_hdr_too_big")
+            add_event(pkt, "decoder.gre.version0_hdr_too_big")
             pkt.payload = mv[l4:end]
             return
         if flags & 0x4000:                                 # source route entries, up to a null SRE
             while True:
                 if l4 + hlen + 4 > end:
-                    _ev(pkt, "decoder.gre.version0_hdr_too_big")
+                    add_event(pkt, "decoder.gre.version0_hdr_too_big")
                     pkt.payload = mv[l4:end]
                     return
                 af, = _u16(mv, l4 + hlen)
@@ -637,24 +636,24 @@ def _gre(mv, l4: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> Non
                 if af == 0 and sre_len == 0:
                     break
             if hlen > avail:
-                _ev(pkt, "decoder.gre.version0_hdr_too_big")
+                add_event(pkt, "decoder.gre.version0_hdr_too_big")
                 pkt.payload = mv[l4:end]
                 return
     elif ver == 1:
         if flags & 0x8000:
-            _ev(pkt, "decoder.gre.version1_chksum")
+            add_event(pkt, "decoder.gre.version1_chksum")
         if flags & 0x4000:
-            _ev(pkt, "decoder.gre.version1_route")
+            add_event(pkt, "decoder.gre.version1_route")
         if flags & 0x0800:
-            _ev(pkt, "decoder.gre.version1_ssr")
+            add_event(pkt, "decoder.gre.version1_ssr")
         if flags & 0x0700:
-            _ev(pkt, "decoder.gre.version1_recur")
+            add_event(pkt, "decoder.gre.version1_recur")
         if flags & 0x0078:
-            _ev(pkt, "decoder.gre.version1_flags")
+            add_event(pkt, "decoder.gre.version1_flags")
         if ptype != ETH_P_PPP:
-            _ev(pkt, "decoder.gre.version1_wrong_protocol")
+            add_event(pkt, "decoder.gre.version1_wrong_protocol")
         if not flags & 0x2000:
-            _ev(pkt, "decoder.gre.version1_no_key")
+            add_event(pkt, "decoder.gre.version1_no_key")
         else:
             hlen += 4                                      # payload length + call id
         if flags & 0x1000:
@@ -662,11 +661,11 @@ def _gre(mv, l4: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> Non
         if flags & 0x0080:                                 # acknowledgment number
             hlen += 4
         if hlen > avail:
-            _ev(pkt, "decoder.gre.version1_hdr_too_big")
+            add_event(pkt, "decoder.gre.version1_hdr_too_big")
             pkt.payload = mv[l4:end]
             return
     else:
-        _ev(pkt, "decoder.gre.wrong_version")
+        add_event(pkt, "decoder.gre.wrong_version")
         pkt.payload = mv[l4:end]
         return
     inner = l4 + hlen
@@ -709,7 +708,7 @@ def _tunnel(mv, off: int, end: int, kind: int, outer: Packet, meta, opts, out, d
     if off >= end:
         return                     # an empty tunnel carries no packet
     if depth >= opts.max_tunnel_depth:
-        _ev(outer, "decoder.too_many_layers")
+        add_event(outer, "decoder.too_many_layers")
         return
     depth += 1
     if kind == ETH_P_TEB:
@@ -722,194 +721,3 @@ def _tunnel(mv, off: int, end: int, kind: int, outer: Packet, meta, opts, out, d
         _decode_ipv4(mv, off, end, pkt, meta, opts, out, depth)
     else:
         _decode_ipv6(mv, off, end, pkt, meta, opts, out, depth)
-
-
-# ---------------------------------------------------------------------------
-# IP fragment reassembly
-#
-# Stateful (unlike `decode`), still sans-I/O: time comes from packet stamps and
-# `expire(now)`.  The engine feeds every packet with `frag` set to `add()`; when
-# a datagram completes, `add()` returns it as bytes (a bare IP packet) and
-# `reassembled()` decodes it like any frame (`decode_ip`), with the ts, iface,
-# VLANs and tunnel parent of the fragment that completed it.  The fragments
-# themselves still go through detection and forwarding one by one (inline, a
-# verdict on the reassembled datagram is a verdict on its last fragment).
-#
-# Overlaps follow what Suricata 7's default ("bsd") policy produces, checked on
-# crafted pcaps: a fragment starting at or after an overlapping earlier one is
-# trimmed on the left (dropped if contained); one starting before an earlier one
-# and covering it replaces it; one starting before and ending inside it is kept,
-# and the datagram is then laid out in offset order (the higher offset wins
-# there).  The overlapping fragment gets "decoder.ipv4.frag_overlap" /
-# "decoder.ipv6.frag_overlap".  Per-host policies are not modelled.
-# ---------------------------------------------------------------------------
-
-class _FragTracker:
-    __slots__ = ("first_ts", "frags", "total", "header", "nh_off", "nh", "hlen", "nbytes")
-
-    def __init__(self, ts: float) -> None:
-        self.first_ts = ts
-        self.frags: list[list] = []    # [start, end, data, ltrim, skipped] in arrival order
-        self.total = -1            # datagram payload length, known once the last fragment arrived
-        self.header = None         # IPv4 header / IPv6 unfragmentable part, from the offset-0 fragment
-        self.nh_off = 0            # IPv6: offset in `header` of the next-header byte to patch
-        self.nh = 0                # IPv6: next header of the fragmentable part
-        self.hlen = 0
-        self.nbytes = 0
-
-
-def _ipv6_frag_header(mv, l3: int, end: int) -> tuple[int, int] | None:
-    """(offset of the fragment header, offset of the next-header byte naming it)."""
-    nh_at = l3 + 6
-    nh = mv[nh_at]
-    cur = l3 + 40
-    while nh in _IPV6_EXT:
-        if cur + 8 > end:
-            return None
-        if nh == 44:
-            return cur, nh_at
-        hlen = (mv[cur + 1] + 2) << 2 if nh == 51 else (mv[cur + 1] + 1) << 3
-        nh_at = cur
-        nh = mv[cur]
-        cur += hlen
-    return None
-
-
-class Defragmenter:
-    def __init__(self, timeout: float = 60.0, max_trackers: int = 65535, max_frags_per_datagram: int = 256) -> None:
-        self.timeout = timeout
-        self.max_trackers = max_trackers
-        self.max_frags = max_frags_per_datagram
-        self._trackers: dict[tuple, _FragTracker] = {}   # insertion order = oldest first
-        self.counters = {"defrag.fragments": 0, "defrag.reassembled": 0, "defrag.overlaps": 0,
-                         "defrag.timeouts": 0, "defrag.evicted": 0, "defrag.too_large": 0,
-                         "defrag.too_many_frags": 0}
-
-    def __len__(self) -> int:
-        return len(self._trackers)
-
-    def add(self, pkt: Packet) -> bytes | None:
-        """Take one fragment; the reassembled IP datagram when it completes."""
-        if not pkt.frag or not pkt.ipver:
-            return None
-        mv = pkt.frame
-        l3 = pkt.l3_off
-        ip_end = l3 + pkt.ip_len
-        if ip_end > len(mv):
-            return None                                  # truncated: cannot contribute
-        c = self.counters
-        c["defrag.fragments"] += 1
-        v4 = pkt.ipver == 4
-        if v4:
-            hlen = (mv[l3] & 0x0F) << 2
-            data_start = l3 + hlen
-            key = (4, pkt.src, pkt.dst, pkt.ip_id, pkt.proto, pkt.vlan)
-        else:
-            where = _ipv6_frag_header(mv, l3, ip_end)
-            if where is None:
-                return None
-            fh, nh_at = where
-            data_start = fh + 8
-            key = (6, pkt.src, pkt.dst, pkt.ip_id, 0, pkt.vlan)
-        start = (pkt.ip_off & 0x1FFF) << 3
-        data = bytes(mv[data_start:ip_end])
-        end = start + len(data)
-        more = pkt.ip_off & 0x2000
-        ver = "ipv4" if v4 else "ipv6"
-        if more and len(data) & 7 and not v4:
-            _ev(pkt, "decoder.ipv6.frag_invalid_length")
-        tr = self._trackers.get(key)
-        if tr is None:
-            if len(self._trackers) >= self.max_trackers:
-                oldest = next(iter(self._trackers))
-                del self._trackers[oldest]
-                c["defrag.evicted"] += 1
-            tr = self._trackers[key] = _FragTracker(pkt.ts)
-        limit = 65535 - (((mv[l3] & 0x0F) << 2) if v4 else 0)
-        if end > limit:
-            _ev(pkt, f"decoder.{ver}.frag_pkt_too_large")
-            c["defrag.too_large"] += 1
-            del self._trackers[key]
-            return None
-        if len(tr.frags) >= self.max_frags:
-            c["defrag.too_many_frags"] += 1
-            del self._trackers[key]
-            return None
-        ltrim = 0
-        keep = True
-        overlap = False
-        for f in tr.frags:
-            ps, pe = f[0], f[1]
-            if f[4] or start >= pe or end <= ps:
-                continue
-            overlap = True
-            if ps <= start:
-                if end <= pe:
-                    keep = False                         # nothing new: the earlier data stands
-                    break
-                ltrim = max(ltrim, pe - start)
-            elif end >= pe:
-                f[4] = True                              # covered by a fragment starting before it
-        if overlap:
-            _ev(pkt, f"decoder.{ver}.frag_overlap")
-            c["defrag.overlaps"] += 1
-        if keep:
-            tr.frags.append([start, end, data, ltrim, False])
-        if not more:
-            tr.total = end
-        if start == 0 and tr.header is None:
-            if v4:
-                tr.header = bytes(mv[l3:data_start])
-            else:
-                tr.header = bytes(mv[l3:fh])
-                tr.nh_off = nh_at - l3
-                tr.nh = mv[fh]
-        if tr.total < 0 or tr.header is None:
-            return None
-        live = sorted((f for f in tr.frags if not f[4]), key=lambda f: f[0])   # stable: arrival order on ties
-        covered = 0                                      # does the union of fragments cover [0, total)?
-        for f in live:
-            if f[0] + f[3] > covered:
-                return None
-            if f[1] > covered:
-                covered = f[1]
-        if covered < tr.total:
-            return None
-        buf = bytearray(tr.total)
-        total = tr.total
-        for s, e, d, lt, _skip in live:                  # offset order: a higher offset overwrites
-            lo = s + lt
-            hi = min(e, total)
-            if lo < hi:
-                buf[lo:hi] = d[lt:hi - s]
-        del self._trackers[key]
-        c["defrag.reassembled"] += 1
-        hdr = bytearray(tr.header)
-        if v4:
-            struct.pack_into("!H", hdr, 2, len(hdr) + tr.total)
-            hdr[6] &= 0x40                               # keep DF, clear MF and the offset
-            hdr[7] = 0
-            hdr[10] = hdr[11] = 0
-            struct.pack_into("!H", hdr, 10, inet_checksum(hdr))
-        else:
-            struct.pack_into("!H", hdr, 4, len(hdr) - 40 + tr.total)
-            hdr[tr.nh_off] = tr.nh
-        return bytes(hdr + buf)
-
-    def reassembled(self, data: bytes, pkt: Packet, opts: DecodeOptions = DEFAULT_OPTIONS) -> tuple[Packet, ...]:
-        """Decode a datagram returned by `add`, as seen with `pkt` (the last fragment)."""
-        meta = FrameMeta(ts=pkt.ts, iface=pkt.iface, vlan=pkt.vlan, pcap_cnt=pkt.pcap_cnt)
-        pkts = decode_ip(data, meta, opts)
-        pkts[0].outer = pkt.outer
-        return pkts
-
-    def expire(self, now: float) -> int:
-        """Drop datagrams whose first fragment is older than the timeout; how many."""
-        dead = [k for k, t in self._trackers.items() if now - t.first_ts > self.timeout]
-        for k in dead:
-            del self._trackers[k]
-        self.counters["defrag.timeouts"] += len(dead)
-        return len(dead)
-
-    def stats(self) -> dict[str, int]:
-        return dict(self.counters, **{"defrag.active": len(self._trackers)})

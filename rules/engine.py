@@ -44,7 +44,8 @@ from typing import Any
 
 from rules.api import FORWARD, FrameMeta, Inject, Result, Verdict
 from rules.checksum import fill_l4_checksum, inet_checksum
-from rules.decode import DecodeOptions, Defragmenter, decode
+from rules.decode import DecodeOptions, decode
+from rules.defrag import Defragmenter
 from rules.events import Alert, DecoderEvent, Drop, PacketInfo
 from rules.flow import FlowTable
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TH_ACK, TH_FIN, TH_RST, TH_SYN, Packet

@@ -1,4 +1,4 @@
-"""Events the engine reports: small frozen dataclasses, rendered by `rules.eve`.
+"""Events the engine reports: small frozen dataclasses, rendered by `bridge.eve`.
 
 They carry everything EVE needs (times, addresses as ints plus the IP version,
 the rule's identity), so an event can be logged long after its packet's

@@ -33,7 +33,7 @@ Semantics follow Suricata 7 (behaviour, not code):
   if that flow exists (not counted, no state change); other ICMPv4 errors get
   no flow.  ICMPv6 errors are ordinary ICMPv6 flows (Suricata 7 behaviour).
 - IP fragments get no flow (None), as in Suricata; the datagram rebuilt by
-  `rules.decode.Defragmenter` does.
+  `rules.defrag.Defragmenter` does.
 - A TCP packet whose checksum the decoder found wrong (`csum_ok` False, only
   when checksum validation is on) is counted but does not move the session
   state, as Suricata's stream engine skips it.

@@ -6,7 +6,7 @@ import argparse
 
 from scapy.all import IP, TCP, UDP, Ether, rdpcap, wrpcap, wrpcapng
 
-from rules.pcap import iter_pcaps
+from bridge.pcap import iter_pcaps
 
 C, S = "198.51.100.1", "198.51.100.2"
 MAC_C, MAC_S = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -157,7 +157,7 @@ def test_pcapng_input_and_in_process_call(replay, capsys):
     pcap = replay.tmp / "t.pcapng"
     wrpcapng(str(pcap), traffic())
     eve = replay.tmp / "eve.json"
-    from rules.replay import cmd_replay
+    from bridge.replay import cmd_replay
 
     args = argparse.Namespace(config=None, rules=[str(replay.rules(RULES))], eve=str(eve), mode="ips",
                               write_pass=None, write_drop=None, workers=1, strict=False, pcap=[str(pcap)])

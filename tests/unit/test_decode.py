@@ -599,7 +599,7 @@ def test_events_match_suricata(name):
 from scapy.layers.inet import fragment  # noqa: E402
 from scapy.layers.inet6 import fragment6  # noqa: E402
 
-from rules.decode import Defragmenter  # noqa: E402
+from rules.defrag import Defragmenter  # noqa: E402
 
 
 def _frags(frames, meta=META):

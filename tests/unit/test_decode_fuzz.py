@@ -13,7 +13,8 @@ from scapy.layers.l2 import ARP, GRE, Dot1AD, Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 
 from rules.api import FrameMeta
-from rules.decode import DecodeOptions, Defragmenter, decode
+from rules.decode import DecodeOptions, decode
+from rules.defrag import Defragmenter
 from rules.flow import FlowTable
 
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")

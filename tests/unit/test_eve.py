@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from rules.eve import EveWriter, to_eve, timestamp
+from bridge.eve import EveWriter, to_eve, timestamp
 from rules.events import Alert, DecoderEvent, Drop, PacketInfo
 
 P = PacketInfo(ts=1700000000.123456, iface="eth0", pcap_cnt=7, vlan=(10, 20), flow_id=123456789, ipver=4,

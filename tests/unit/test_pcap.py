@@ -6,7 +6,7 @@ import struct
 import pytest
 from scapy.all import IP, UDP, Ether, wrpcap, wrpcapng
 
-from rules.pcap import PcapError, PcapWriter, iter_pcaps, read_file
+from bridge.pcap import PcapError, PcapWriter, iter_pcaps, read_file
 
 
 def frames(n, base=1000.0):

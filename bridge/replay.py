@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from rules.api import FrameMeta, Verdict
 from rules.events import Alert, DecoderEvent, Drop
-from rules.pcap import PcapError, PcapWriter, iter_pcaps
+from bridge.pcap import PcapError, PcapWriter, iter_pcaps
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 TICK_EVERY = 1.0          # seconds of packet time between Engine.tick calls
@@ -155,7 +155,7 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
 
 def _worker(args) -> Totals:
     i, n, rules_paths, config_path, mode, pcaps, eve_tmp = args
-    from rules.eve import dumps
+    from bridge.eve import dumps
 
     config = _load_config(config_path)
     engine = _engine(rules_paths, config, mode)
@@ -248,7 +248,7 @@ def _is_capture(path: str) -> bool:
 def cmd_replay(args) -> int:
     from conf.validate import ConfigError
     from rules import loader
-    from rules.eve import EveWriter, dumps
+    from bridge.eve import EveWriter
 
     t0 = time.monotonic()
     try:

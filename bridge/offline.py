@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def _replay(args) -> int:
-    from rules.replay import cmd_replay
+    from bridge.replay import cmd_replay
 
     return cmd_replay(args)
 
@@ -49,7 +49,7 @@ def _rules_check(args) -> int:
     from conf.validate import ConfigError
     from rules import loader
     from rules.errors import RuleError
-    from rules.replay import _load_config
+    from bridge.replay import _load_config
 
     t0 = time.monotonic()
     try:
