@@ -157,9 +157,9 @@ def _rule_problems(config) -> list:
     if not config.rule_files:
         return []
     from conf import Problem
-    from rules.loader import load
+    from conf.build import load_rules
 
-    result = load(config=config)
+    result = load_rules(config)
     fix = "correct or comment out the rule; 'ipsbridge rules check FILE' explains each one"
     broken = [e for e in result.errors if not getattr(e, "unsupported", None)]
     out = [Problem("rules", "", str(e), fix) for e in broken[:MAX_RULE_ERRORS]]

@@ -20,7 +20,22 @@ def build_inspector(config: Config) -> Inspector:
         factory = getattr(importlib.import_module(module_name), attr)
         return factory(config)
     if config.rule_files:
-        from rules.engine import build
-
-        return build(config)
+        return build_engine(config)
     return ForwardAll()
+
+
+def build_engine(config: Config, *, mode: str | None = None, paths=None):
+    """The rule engine for `config`: its rule files (or `paths`) loaded, load errors logged
+    once, built with the config's engine settings for `mode` (default: the config's)."""
+    from conf.build import engine_settings, load_rules
+    from rules.engine import Engine
+
+    result = load_rules(config, paths)
+    if result.errors:
+        import structlog
+
+        log = structlog.get_logger("rules")
+        log.warning("rules_load_errors", failed=len(result.errors), loaded=len(result.rules),
+                    first=[str(e) for e in result.errors[:5]],
+                    unsupported=dict(sorted(result.unsupported.items())[:20]))
+    return Engine(result.rules, engine_settings(config, mode), rules_failed=len(result.errors))

@@ -46,10 +46,11 @@ def _replay(args) -> int:
 
 
 def _rules_check(args) -> int:
+    from bridge.replay import _load_config
+    from conf.build import load_rules
     from conf.validate import ConfigError
     from rules import loader
     from rules.errors import RuleError
-    from bridge.replay import _load_config
 
     t0 = time.monotonic()
     try:
@@ -63,7 +64,7 @@ def _rules_check(args) -> int:
     import os
 
     try:
-        res = loader.load([os.path.abspath(f) for f in args.files], config=config, strict=args.strict)
+        res = load_rules(config, [os.path.abspath(f) for f in args.files], strict=args.strict)
     except RuleError as e:
         print(str(e))
         print(f"stopped at the first failure (--strict); {time.monotonic() - t0:.3f} s")

@@ -100,11 +100,9 @@ class Totals:
 
 
 def _engine(rules_paths, config, mode):
-    from rules import loader
-    from rules.engine import Engine
+    from bridge.hook import build_engine
 
-    res = loader.load(rules_paths, config=config)
-    return Engine(res.rules, config=config, mode=mode, rules_failed=len(res.errors))
+    return build_engine(config, mode=mode, paths=rules_paths)
 
 
 def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_writer=None,
@@ -247,8 +245,9 @@ def _is_capture(path: str) -> bool:
 
 def cmd_replay(args) -> int:
     from conf.validate import ConfigError
-    from rules import loader
     from bridge.eve import EveWriter
+    from conf.build import engine_settings, load_rules
+    from rules import loader
 
     t0 = time.monotonic()
     try:
@@ -277,7 +276,7 @@ def cmd_replay(args) -> int:
     if not rules_paths:
         print("ipsbridge replay: no rules: give -r/--rules FILE or rule-files in the config", file=sys.stderr)
         return EXIT_USAGE
-    res = loader.load(rules_paths, config=config)
+    res = load_rules(config, rules_paths)
     if res.errors:
         print(loader.format_report(res), file=sys.stderr)
         if args.strict:
@@ -305,7 +304,7 @@ def cmd_replay(args) -> int:
         if workers == 1:
             from rules.engine import Engine
 
-            engine = Engine(res.rules, config=config, mode=mode, rules_failed=len(res.errors))
+            engine = Engine(res.rules, engine_settings(config, mode), rules_failed=len(res.errors))
             pw = PcapWriter(args.write_pass) if args.write_pass else None
             dw = PcapWriter(args.write_drop) if args.write_drop else None
             sink = (lambda cnt, events: eve.write(events)) if eve else None

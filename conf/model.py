@@ -10,39 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# suricata.yaml's default vars: the values a name takes when the config does
-# not set it (a config's own values replace these per name).  One copy, used by
-# the config loader and by the rule parser when it runs without a config.
-DEFAULT_ADDRESS_GROUPS = {
-    "HOME_NET": "[192.168.0.0/16,10.0.0.0/8,172.16.0.0/12]",
-    "EXTERNAL_NET": "!$HOME_NET",
-    "HTTP_SERVERS": "$HOME_NET",
-    "SMTP_SERVERS": "$HOME_NET",
-    "SQL_SERVERS": "$HOME_NET",
-    "DNS_SERVERS": "$HOME_NET",
-    "TELNET_SERVERS": "$HOME_NET",
-    "AIM_SERVERS": "$EXTERNAL_NET",   # as in Suricata's suricata.yaml
-    "DC_SERVERS": "$HOME_NET",
-    "DNP3_SERVER": "$HOME_NET",
-    "DNP3_CLIENT": "$HOME_NET",
-    "MODBUS_CLIENT": "$HOME_NET",
-    "MODBUS_SERVER": "$HOME_NET",
-    "ENIP_CLIENT": "$HOME_NET",
-    "ENIP_SERVER": "$HOME_NET",
-}
-DEFAULT_PORT_GROUPS = {
-    "HTTP_PORTS": "80",
-    "SHELLCODE_PORTS": "!80",
-    "ORACLE_PORTS": "1521",
-    "SSH_PORTS": "22",
-    "DNP3_PORTS": "20000",
-    "MODBUS_PORTS": "502",
-    "FILE_DATA_PORTS": "[$HTTP_PORTS,110,143]",
-    "FTP_PORTS": "21",
-    "GENEVE_PORTS": "6081",
-    "VXLAN_PORTS": "4789",
-    "TEREDO_PORTS": "3544",
-}
+from rules.settings import DEFAULT_ADDRESS_GROUPS, DEFAULT_PORT_GROUPS  # noqa: F401  (re-exported for conf)
 
 
 CLUSTER_TYPES = (

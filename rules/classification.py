@@ -1,8 +1,9 @@
 """classification.config: ``config classification: name,description,priority``.
 
 `load(path)` returns {name: (description, priority)}; a malformed line is a
-RuleError with its file and line.  `default_path()` is conf/classification.config
-in this repository (Config.classification_file overrides it)."""
+RuleError with its file and line.  Which file is the configuration's business
+(`classification-file`, default conf/classification.config): the rule loader
+is handed its path."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,9 +14,6 @@ Classification = dict[str, tuple[str, int]]
 
 _PREFIX = "config classification:"
 
-
-def default_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "conf" / "classification.config"
 
 
 def parse(text: str, *, file: str = "") -> Classification:

@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
 
 from rules.api import FrameMeta
+from rules.settings import DecodeOptions  # noqa: F401  (the decoder's settings; re-exported)
 from rules.packet import (
     IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet,
 )
@@ -85,33 +85,6 @@ _ICMP6_ECHO = frozenset((128, 129))
 _ICMP6_ERR_MAX_CODE = {1: 6, 2: 0, 3: 1, 4: 2}      # unreachable, too big, time exceeded, parameter
 _ICMP6_ERRORS = frozenset(_ICMP6_ERR_MAX_CODE)
 _ICMP6_EXPERIMENTAL = frozenset((100, 101, 200, 201))
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeOptions:
-    vxlan_enabled: bool = True
-    vxlan_ports: tuple[int, ...] = (4789,)
-    gre_enabled: bool = True
-    checksum_validation: bool = True
-    max_tunnel_depth: int = 3      # tunnel layers decoded below the outermost packet
-    # False (Suricata): no fragment is decoded past the IP layer -- ports 0, empty payload,
-    # IPv6 proto 44 -- so only the reassembled datagram (Defragmenter) is matched on L4.
-    # True: the first fragment's L4 header and partial payload are decoded too.
-    l4_in_first_fragment: bool = False
-
-    @classmethod
-    def from_config(cls, config) -> "DecodeOptions":
-        """From a `conf.model.Config`: `decoder.*` and `stream.checksum-validation`."""
-        dec = getattr(config, "decoder", None)
-        stream = getattr(config, "stream", None)
-        kw = {}
-        if dec is not None:
-            kw["vxlan_enabled"] = bool(dec.vxlan_enabled)
-            kw["vxlan_ports"] = tuple(int(p) for p in dec.vxlan_ports)
-            kw["gre_enabled"] = bool(dec.gre_enabled)
-        if stream is not None:
-            kw["checksum_validation"] = bool(stream.checksum_validation)
-        return cls(**kw)
 
 
 DEFAULT_OPTIONS = DecodeOptions()

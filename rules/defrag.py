@@ -24,6 +24,7 @@ from rules.api import FrameMeta
 from rules.checksum import inet_checksum
 from rules.decode import DEFAULT_OPTIONS, IPV6_EXT_HEADERS, DecodeOptions, add_event, decode_ip
 from rules.packet import Packet
+from rules.settings import DefragSettings
 
 class _FragTracker:
     __slots__ = ("first_ts", "frags", "total", "header", "nh_off", "nh", "hlen", "nbytes")
@@ -56,11 +57,20 @@ def _ipv6_frag_header(mv, l3: int, end: int) -> tuple[int, int] | None:
     return None
 
 
+MAX_FRAGS_PER_DATAGRAM = 256     # a datagram made of more fragments is given up (counted)
+
+
 class Defragmenter:
-    def __init__(self, timeout: float = 60.0, max_trackers: int = 65535, max_frags_per_datagram: int = 256) -> None:
-        self.timeout = timeout
-        self.max_trackers = max_trackers
-        self.max_frags = max_frags_per_datagram
+    """Datagrams in reassembly, at most `settings.trackers` at once and `settings.max_frags`
+    fragments held in all: past either bound the oldest datagram is given up (counted as
+    evicted), as Suricata reuses its oldest tracker."""
+
+    def __init__(self, settings: DefragSettings = DefragSettings(), decoder: DecodeOptions = DEFAULT_OPTIONS) -> None:  # noqa: B008
+        self.timeout = settings.timeout
+        self.max_trackers = settings.trackers
+        self.max_held = settings.max_frags
+        self.decoder = decoder
+        self.held = 0                                      # fragments held in all trackers
         self._trackers: dict[tuple, _FragTracker] = {}   # insertion order = oldest first
         self.counters = {"defrag.fragments": 0, "defrag.reassembled": 0, "defrag.overlaps": 0,
                          "defrag.timeouts": 0, "defrag.evicted": 0, "defrag.too_large": 0,
@@ -68,6 +78,20 @@ class Defragmenter:
 
     def __len__(self) -> int:
         return len(self._trackers)
+
+    def feed(self, pkt: Packet) -> tuple[Packet, ...]:
+        """Take one fragment; the decoded packets of the datagram it completes (outermost
+        first), or () while the datagram is incomplete."""
+        data = self.add(pkt)
+        return () if data is None else self.reassembled(data, pkt, self.decoder)
+
+    def _evict_oldest(self) -> None:
+        oldest = next(iter(self._trackers))
+        self._drop(oldest)
+        self.counters["defrag.evicted"] += 1
+
+    def _drop(self, key) -> None:
+        self.held -= len(self._trackers.pop(key).frags)
 
     def add(self, pkt: Packet) -> bytes | None:
         """Take one fragment; the reassembled IP datagram when it completes."""
@@ -102,19 +126,17 @@ class Defragmenter:
         tr = self._trackers.get(key)
         if tr is None:
             if len(self._trackers) >= self.max_trackers:
-                oldest = next(iter(self._trackers))
-                del self._trackers[oldest]
-                c["defrag.evicted"] += 1
+                self._evict_oldest()
             tr = self._trackers[key] = _FragTracker(pkt.ts)
         limit = 65535 - (((mv[l3] & 0x0F) << 2) if v4 else 0)
         if end > limit:
             add_event(pkt, f"decoder.{ver}.frag_pkt_too_large")
             c["defrag.too_large"] += 1
-            del self._trackers[key]
+            self._drop(key)
             return None
-        if len(tr.frags) >= self.max_frags:
+        if len(tr.frags) >= MAX_FRAGS_PER_DATAGRAM:
             c["defrag.too_many_frags"] += 1
-            del self._trackers[key]
+            self._drop(key)
             return None
         ltrim = 0
         keep = True
@@ -135,7 +157,13 @@ class Defragmenter:
             add_event(pkt, f"decoder.{ver}.frag_overlap")
             c["defrag.overlaps"] += 1
         if keep:
+            while self.held >= self.max_held:
+                evict_self = next(iter(self._trackers)) == key    # this datagram alone fills the budget
+                self._evict_oldest()
+                if evict_self:
+                    return None
             tr.frags.append([start, end, data, ltrim, False])
+            self.held += 1
         if not more:
             tr.total = end
         if start == 0 and tr.header is None:
@@ -163,7 +191,7 @@ class Defragmenter:
             hi = min(e, total)
             if lo < hi:
                 buf[lo:hi] = d[lt:hi - s]
-        del self._trackers[key]
+        self._drop(key)
         c["defrag.reassembled"] += 1
         hdr = bytearray(tr.header)
         if v4:
@@ -188,7 +216,7 @@ class Defragmenter:
         """Drop datagrams whose first fragment is older than the timeout; how many."""
         dead = [k for k, t in self._trackers.items() if now - t.first_ts > self.timeout]
         for k in dead:
-            del self._trackers[k]
+            self._drop(k)
         self.counters["defrag.timeouts"] += len(dead)
         return len(dead)
 

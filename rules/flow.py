@@ -39,7 +39,9 @@ Semantics follow Suricata 7 (behaviour, not code):
   state, as Suricata's stream engine skips it.
 - A SYN on a closed TCP flow starts a new flow (port reuse): the old one ends.
 - Timeouts per protocol and state are Suricata's `flow-timeouts` defaults;
-  `memcap` is a number of flows.  At the memcap the least recently active flow
+  `flow.memcap` (bytes) allows `FlowSettings.max_flows` flows (memcap over
+  the measured cost of one, `rules.settings.FLOW_BYTES`).  At the memcap the
+  least recently active flow
   is evicted and the table enters emergency mode (emergency timeouts) until
   `expire` brings it under (100 - emergency_recovery)% of the memcap.
 
@@ -54,12 +56,11 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any
 
 from rules.packet import (
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TH_ACK, TH_FIN, TH_RST, TH_SYN, Flow, Packet,
 )
+from rules.settings import DEFAULT_TIMEOUTS, FlowSettings, StreamSettings
 
 _IPPROTO_SCTP = 132
 _u32x2 = struct.Struct("!II").unpack_from
@@ -71,65 +72,6 @@ _ICMP6_PAIR = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 139: 
                144: 145, 145: 144, 146: 147, 147: 146, 130: 131, 131: 130}
 _ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
 _FLOW_ID_MASK = (1 << 51) - 1
-
-
-@dataclass(frozen=True, slots=True)
-class FlowTimeouts:
-    """Seconds of inactivity after which a flow in that state expires."""
-
-    new: float
-    established: float
-    closed: float
-    emergency_new: float
-    emergency_established: float
-    emergency_closed: float
-
-
-# Suricata 7's suricata.yaml `flow-timeouts:` defaults.
-DEFAULT_TIMEOUTS: dict[str, FlowTimeouts] = {
-    "default": FlowTimeouts(30, 300, 0, 10, 100, 0),
-    "tcp": FlowTimeouts(60, 600, 60, 5, 100, 10),
-    "udp": FlowTimeouts(30, 300, 0, 10, 100, 0),
-    "icmp": FlowTimeouts(30, 300, 0, 10, 100, 0),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class FlowSettings:
-    midstream: bool = False
-    async_oneside: bool = False
-    memcap: int = 65536                    # maximum number of flows held at once
-    emergency_recovery: int = 30           # percent of memcap freed before leaving emergency mode
-    timeouts: dict[str, FlowTimeouts] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
-
-    @classmethod
-    def coerce(cls, config_like: Any = None) -> "FlowSettings":
-        """Settings from None (defaults), a FlowSettings, a `conf.model.Config`
-        (its `stream`, and `flow`/`flow_timeouts` if present), a `Stream`, or a
-        mapping with Suricata's keys (dashes or underscores)."""
-        if config_like is None:
-            return cls()
-        if isinstance(config_like, cls):
-            return config_like
-        if isinstance(config_like, dict):
-            d = {k.replace("-", "_"): v for k, v in config_like.items()}
-            return cls(**{k: v for k, v in d.items() if k in cls.__slots__})
-        kw: dict[str, Any] = {}
-        src = getattr(config_like, "stream", config_like)
-        for name in ("midstream", "async_oneside"):
-            if hasattr(src, name):
-                kw[name] = bool(getattr(src, name))
-        flow = getattr(config_like, "flow", None)
-        for name in ("memcap", "emergency_recovery"):
-            v = getattr(flow, name, None) if flow is not None else getattr(config_like, name, None)
-            if isinstance(v, int) and not isinstance(v, bool):
-                kw[name] = v
-        t = getattr(config_like, "flow_timeouts", None)
-        if isinstance(t, dict):
-            merged = dict(DEFAULT_TIMEOUTS)
-            merged.update(t)
-            kw["timeouts"] = merged
-        return cls(**kw)
 
 
 class TrackedFlow(Flow):
@@ -165,8 +107,11 @@ def flow_id_for(key: tuple, ts: float) -> int:
 
 
 class FlowTable:
-    def __init__(self, config_like: Any = None) -> None:
-        self.settings = s = FlowSettings.coerce(config_like)
+    def __init__(self, settings: FlowSettings = FlowSettings(), stream: StreamSettings = StreamSettings()) -> None:  # noqa: B008
+        self.settings = s = settings
+        self.max_flows = s.max_flows
+        self.midstream = stream.midstream
+        self.async_oneside = stream.async_oneside
         self._flows: OrderedDict[tuple, TrackedFlow] = OrderedDict()   # least recently active first
         self._ended: list[TrackedFlow] = []    # evicted / replaced since the last expire()
         self._to_tcp = s.timeouts.get("tcp", DEFAULT_TIMEOUTS["tcp"])
@@ -274,7 +219,7 @@ class FlowTable:
 
     def _create(self, key, pkt: Packet, src, sp, dst, dp) -> TrackedFlow:
         flows = self._flows
-        if len(flows) >= self.settings.memcap:
+        if len(flows) >= self.max_flows:
             self.memcap_hits += 1
             if not self.emergency:
                 self.emergency = True
@@ -287,7 +232,7 @@ class FlowTable:
         flow.ipver = pkt.ipver
         flow.proto = proto
         flow.vlan = pkt.vlan
-        if (proto == IPPROTO_TCP and (self.settings.midstream or self.settings.async_oneside)
+        if (proto == IPPROTO_TCP and (self.midstream or self.async_oneside)
                 and pkt.tcp_flags & (TH_SYN | TH_ACK | TH_RST) == (TH_SYN | TH_ACK)):
             # picked up at the SYN+ACK: its receiver sent the SYN.  Without midstream or
             # async-oneside there is no session and Suricata keeps the first sender as client.
@@ -320,7 +265,7 @@ class FlowTable:
                     flow.pkts_toserver, flow.pkts_toclient = flow.pkts_toclient, flow.pkts_toserver
                     flow.bytes_toserver, flow.bytes_toclient = flow.bytes_toclient, flow.bytes_toserver
             elif syn_ack & TH_ACK and not flags & TH_RST and (
-                    self.settings.midstream or (syn_ack == TH_SYN | TH_ACK and self.settings.async_oneside)):
+                    self.midstream or (syn_ack == TH_SYN | TH_ACK and self.async_oneside)):
                 flow.tcp_session = True
                 flow.midstream = True
                 self.midstream_pickups += 1
@@ -342,7 +287,7 @@ class FlowTable:
         if state == "syn_sent":
             if flags & (TH_SYN | TH_ACK) == TH_SYN | TH_ACK and not to_server:
                 flow.state = "syn_recv"
-            elif (flags & (TH_SYN | TH_ACK) == TH_ACK and to_server and self.settings.async_oneside):
+            elif (flags & (TH_SYN | TH_ACK) == TH_ACK and to_server and self.async_oneside):
                 flow.state = "established"
                 flow.est_after = flow.pkts_toserver + flow.pkts_toclient          # from the next packet
         elif state == "syn_recv":
@@ -400,12 +345,9 @@ class FlowTable:
         for key in dead:
             ended.append(flows.pop(key))
         self.expired += len(dead)
-        if self.emergency and len(flows) <= self.settings.memcap * (100 - self.settings.emergency_recovery) // 100:
+        if self.emergency and len(flows) <= self.max_flows * (100 - self.settings.emergency_recovery) // 100:
             self.emergency = False
         return ended
-
-    def flows(self) -> list[TrackedFlow]:
-        return list(self._flows.values())
 
     def stats(self) -> dict[str, int]:
         return {

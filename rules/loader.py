@@ -5,10 +5,13 @@ failures unless `strict`.
 - ``#`` comment lines and commented-out rules are skipped; a line ending in
   ``\\`` continues on the next one (error columns are mapped back to the
   physical line the offending character is on);
-- rule paths are relative to `Config.default_rule_path`;
+- relative rule paths are taken from `base_dir` (the configuration's
+  `default-rule-path`);
 - a second rule with the same (gid, sid) replaces the first when its rev is
   higher (as Suricata does; a warning says so), else it is an error;
-- a config with no vars at all gets Suricata's default vars (said in `notes`);
+- without `vars`, Suricata's default vars are used (said in `notes`);
+- `classification_file` (the configuration's, read here at load time) gives
+  classtype descriptions and priorities; without it any classtype is unknown;
 - `unsupported` counts, per missing feature (keyword, ``proto:http``,
   ``pcre-modifier:U``, ...), the rules that need it.
 """
@@ -22,8 +25,9 @@ from typing import Iterable
 
 from rules import classification as _classification
 from rules.errors import RuleError
-from rules.parser import DEFAULT_VARS, parse_rule
+from rules.parser import parse_rule
 from rules.rule import Rule
+from rules.settings import DEFAULT_VARS
 
 _COMMENTED_RULE = re.compile(r"#+\s*(alert|drop|pass|reject|rejectsrc|rejectdst|rejectboth)\s")
 _SID = re.compile(r"[;(]\s*sid\s*:")
@@ -75,29 +79,27 @@ def _map_column(segs: list[tuple[int, int, int]], col: int) -> tuple[int, int]:
     return line, off - base + c0 + 1
 
 
-def load(paths: str | Path | Iterable[str | Path] | None = None, *, config=None, strict: bool = False) -> LoadResult:
-    """Load rule files (`paths`, else `config.rule_files`)."""
+def load(paths: str | Path | Iterable[str | Path] = (), *, vars: dict | None = None,
+         classification_file: str | Path | None = None, base_dir: str | Path = ".",
+         strict: bool = False) -> LoadResult:
+    """Load rule files; relative paths are taken from `base_dir`."""
     result = LoadResult()
-    vars = DEFAULT_VARS if config is None else config.vars
-    if config is not None and not any((config.vars or {}).get(k) for k in ("address-groups", "port-groups")):
+    if not vars or not any(vars.get(k) for k in ("address-groups", "port-groups")):
         vars = DEFAULT_VARS
         result.notes.append("no vars configured: using Suricata's default address-groups/port-groups "
                             "(HOME_NET = [192.168.0.0/16,10.0.0.0/8,172.16.0.0/12])")
-    base = Path(config.default_rule_path) if config is not None else Path(".")
-    if paths is None:
-        paths = list(config.rule_files) if config is not None else []
-    elif isinstance(paths, (str, Path)):
+    base = Path(base_dir)
+    if isinstance(paths, (str, Path)):
         paths = [paths]
 
-    cls_path = Path(config.classification_file) if config is not None and config.classification_file \
-        else _classification.default_path()
-    try:
-        classes = _classification.load(cls_path)
-    except RuleError as e:
-        if strict:
-            raise
-        result.errors.append(e)
-        classes = {}
+    classes: dict = {}
+    if classification_file is not None:
+        try:
+            classes = _classification.load(classification_file)
+        except RuleError as e:
+            if strict:
+                raise
+            result.errors.append(e)
 
     seen: dict[tuple[int, int], Rule] = {}
     cache: dict = {}     # compiled header sets shared by the rules of this load

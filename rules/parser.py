@@ -16,9 +16,7 @@ them back to physical lines for rules continued with a trailing ``\\``).
 """
 from __future__ import annotations
 
-from conf.model import DEFAULT_ADDRESS_GROUPS, DEFAULT_PORT_GROUPS
 from rules import addr as _addr
-from rules import classification as _classification
 from rules.errors import RuleError
 from rules.keywords import REGISTRY
 from rules.keywords._base import NONE, REQUIRED, Ctx
@@ -26,15 +24,11 @@ from rules.keywords.dns import dns_names, is_dns_request
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from rules.payload import Content, PayloadChain, choose_fast_pattern
 from rules.rule import ACTION_RANK, Rule
+from rules.settings import DEFAULT_VARS
 
 # sticky buffer -> extractor(payload) -> buffers to inspect
 EXTRACTORS = {"dns.query": dns_names}
 
-# Suricata's suricata.yaml defaults, used when no config is given.
-DEFAULT_VARS: dict[str, dict[str, str]] = {
-    "address-groups": DEFAULT_ADDRESS_GROUPS,
-    "port-groups": DEFAULT_PORT_GROUPS,
-}
 
 # header protocol -> IP protocol numbers (None: any IP packet)
 PROTOS: dict[str, frozenset[int] | None] = {
@@ -187,7 +181,8 @@ def parse_rule(text: str, *, file: str = "", line: int = 1, vars: dict | None = 
                classification: dict | None = None, cache: dict | None = None) -> Rule:
     """Parse one logical rule line.  `vars` are the config's address-groups /
     port-groups (default: Suricata's suricata.yaml values); `classification`
-    maps classtype -> (description, priority) (default: conf/classification.config);
+    maps classtype -> (description, priority) (default: none, so any classtype is
+    unknown -- the loader passes the configured classification.config);
     `cache` is a dict shared by the rules of one load (same vars) so equal
     header fields compile once."""
     try:
@@ -198,8 +193,7 @@ def parse_rule(text: str, *, file: str = "", line: int = 1, vars: dict | None = 
 
 def _parse(text: str, file: str, line: int, vars: dict, classification: dict | None, cache: dict | None) -> Rule:
     if classification is None:
-        path = _classification.default_path()
-        classification = _classification.load(path) if path.exists() else {}
+        classification = {}
     stripped = text.strip()
     if not stripped:
         raise RuleError("empty rule", column=1)
@@ -308,6 +302,15 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         payload = PayloadChain(pkt_items, subs)
         fp, fp_nocase = _fast_pattern(pkt_items, subs)
     priority = f.get("priority", f.get("_class_priority", 3))
+    used = [REGISTRY[name] for name, _ in ctx.options]
+    iponly = payload is None and f.get("flow_to_server") is None and all(kw.iponly for kw in used)
+    requires = {kw.requires for kw in used if kw.requires} | ({f["_require"]} if f.get("_require") else set())
+    if len(requires) > 1:
+        raise RuleError("the rule needs both the packet and the stream buffer (e.g. dsize with "
+                        "flow:only_stream); keep one", column=paren + 1)
+    sets = any(op.cmd in ("set", "unset", "toggle") for op in ctx.flowbits)
+    reads = bool(f.get("_flowbits_read"))
+    fb_class = (0 if not reads else 1) if sets else (2 if reads else 3)
     return Rule(
         action=action, proto=proto_l, src=src_set, sport=sport_set, direction=direction, dst=dst_set,
         dport=dport_set, sid=f["sid"], gid=f.get("gid", 1), rev=f.get("rev", 0), msg=f.get("msg", ""),
@@ -317,5 +320,6 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         fast_pattern=fp, fast_pattern_nocase=fp_nocase, flow_to_server=f.get("flow_to_server"),
         flowbits=tuple(ctx.flowbits), noalert=bool(f.get("noalert", False)),
         threshold=f.get("threshold"), detection_filter=f.get("detection_filter"),
+        iponly=iponly, require=requires.pop() if requires else "", flowbits_class=fb_class,
         options=tuple(ctx.options), text=stripped, file=file, line=line,
     )

@@ -13,7 +13,9 @@ the pieces the engine needs, so the engine never looks at option text:
   when the rule has no content (it is then evaluated on every packet of its
   group); `fast_pattern_nocase` when that literal is caseless;
 - post-match state operations (`flowbits` set/unset/toggle, `noalert`,
-  `threshold`, `detection_filter`) applied by the engine after a match.
+  `threshold`, `detection_filter`) applied by the engine after a match;
+- engine flags (`iponly`, `require`, `flowbits_class`) computed from the
+  keywords' table entries, so the engine keeps no keyword lists.
 """
 from __future__ import annotations
 
@@ -83,6 +85,10 @@ class Rule:
     noalert: bool = False
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None
+    # engine flags derived from the keywords' REGISTRY entries (rules.parser)
+    iponly: bool = False             # header plus IP-only keywords: decided once per flow direction
+    require: str = ""                # "packet" | "stream" | "": which buffer payload keywords inspect on TCP
+    flowbits_class: int = 3          # Suricata's ordering: 0 sets only, 1 sets and reads, 2 reads, 3 none
     options: tuple[tuple[str, Any], ...] = ()  # (keyword, parsed spec) in order, for reporting/debugging
     text: str = ""                   # the rule as written (one logical line)
     file: str = ""

@@ -2,7 +2,9 @@
 context `Ctx` the parser hands to each keyword, and small value parsers.
 
 A keyword module exposes one `Keyword` per keyword name; the table in
-`rules/keywords/__init__.py` lists them all.  `Keyword.parse(value, ctx)`
+`rules/keywords/__init__.py` lists them all.  Each entry also carries the
+flags the engine needs (`iponly`, `requires`), so the engine keeps no lists
+of keyword names of its own.  `Keyword.parse(value, ctx)`
 validates the value and records its effect on the rule being built through
 `ctx` (a check, a payload item, a Rule field).  Errors go through
 `ctx.error(...)` so they carry the exact column.
@@ -27,6 +29,11 @@ class Keyword:
     value: str = REQUIRED
     quotes: str = "no"           # "mandatory" | "optional" | "no": surrounding quotes
     negation: bool = False       # `keyword:!value` allowed
+    # engine flags, as Suricata's sigmatch table carries them:
+    iponly: bool = False         # a rule made only of such keywords (and a header) is IP-only:
+                                 # decided on the first packet of each flow direction, for the flow
+    requires: str = ""           # "packet": the rule inspects packet payloads, never the TCP stream
+                                 # "stream": only the reassembled stream; "": either, as the engine decides
 
 
 @dataclass(slots=True)

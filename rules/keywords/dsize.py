@@ -12,4 +12,4 @@ def _dsize(value: str, ctx: Ctx):
     return text
 
 
-dsize = Keyword("dsize", _dsize, REQUIRED)
+dsize = Keyword("dsize", _dsize, REQUIRED, requires="packet")   # Suricata: a dsize rule inspects packets, never the stream

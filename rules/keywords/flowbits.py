@@ -48,6 +48,8 @@ def _flowbits(value: str, ctx: Ctx):
         raise ctx.error(f"flowbits {cmd} needs a name")
     names, any_of = _names(rest, len(value) - len(rest) + (len(rest) - len(rest.lstrip())), ctx, cmd)
     op = FlowbitOp(cmd, names, any_of)
+    if cmd in ("isset", "isnotset"):
+        ctx.fields["_flowbits_read"] = True
     if cmd == "isset":
         if any_of:
             fn = lambda p, ns=names: p.flow is not None and any(n in p.flow.flowbits for n in ns)
@@ -70,5 +72,5 @@ def _noalert(value, ctx: Ctx):
     return True
 
 
-flowbits = Keyword("flowbits", _flowbits, REQUIRED)
-noalert = Keyword("noalert", _noalert, NONE)
+flowbits = Keyword("flowbits", _flowbits, REQUIRED, iponly=True)
+noalert = Keyword("noalert", _noalert, NONE, iponly=True)

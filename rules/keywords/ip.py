@@ -61,5 +61,5 @@ def _sameip(value, ctx: Ctx):
 
 
 ttl = Keyword("ttl", _ttl, REQUIRED)
-ip_proto = Keyword("ip_proto", _ip_proto, REQUIRED)
+ip_proto = Keyword("ip_proto", _ip_proto, REQUIRED, iponly=True)
 sameip = Keyword("sameip", _sameip, NONE)

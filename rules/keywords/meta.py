@@ -71,12 +71,12 @@ def _target(value: str, ctx: Ctx):
     return v
 
 
-msg = Keyword("msg", _msg, REQUIRED, quotes="mandatory")   # Suricata refuses an unquoted msg
-sid = Keyword("sid", _int_field("sid", 1))
-rev = Keyword("rev", _int_field("rev", 0))
-gid = Keyword("gid", _int_field("gid", 0))
-classtype = Keyword("classtype", _classtype)
-priority = Keyword("priority", _priority)
-reference = Keyword("reference", _reference)
-metadata = Keyword("metadata", _metadata)
-target = Keyword("target", _target)
+msg = Keyword("msg", _msg, REQUIRED, quotes="mandatory", iponly=True)   # Suricata refuses an unquoted msg
+sid = Keyword("sid", _int_field("sid", 1), iponly=True)
+rev = Keyword("rev", _int_field("rev", 0), iponly=True)
+gid = Keyword("gid", _int_field("gid", 0), iponly=True)
+classtype = Keyword("classtype", _classtype, iponly=True)
+priority = Keyword("priority", _priority, iponly=True)
+reference = Keyword("reference", _reference, iponly=True)
+metadata = Keyword("metadata", _metadata, iponly=True)
+target = Keyword("target", _target, iponly=True)

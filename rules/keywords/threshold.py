@@ -59,5 +59,5 @@ def _detection_filter(value: str, ctx: Ctx):
     return t
 
 
-threshold = Keyword("threshold", _threshold)
-detection_filter = Keyword("detection_filter", _detection_filter)
+threshold = Keyword("threshold", _threshold, iponly=True)
+detection_filter = Keyword("detection_filter", _detection_filter, iponly=True)

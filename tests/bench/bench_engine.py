@@ -184,10 +184,10 @@ def et_files() -> list[str]:
 
 
 def load_et(cfg):
-    from rules.loader import load
+    from conf.build import load_rules
 
     t0 = time.perf_counter()
-    res = load(et_files(), config=cfg)
+    res = load_rules(cfg, et_files())
     return res, time.perf_counter() - t0
 
 
@@ -200,13 +200,13 @@ def rule_set_text(et_rules, n: int) -> tuple[str, int, int]:
 
 
 def build_engine(path: Path, cfg):
+    from conf.build import engine_settings, load_rules
     from rules.engine import Engine
-    from rules.loader import load
 
     t0 = time.perf_counter()
-    res = load([str(path)], config=cfg)
+    res = load_rules(cfg, [str(path)])
     t1 = time.perf_counter()
-    eng = Engine(res.rules, config=cfg, mode="ips")
+    eng = Engine(res.rules, engine_settings(cfg, "ips"))
     t2 = time.perf_counter()
     return eng, res, t1 - t0, t2 - t1
 

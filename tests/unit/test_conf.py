@@ -300,10 +300,10 @@ def test_shipped_example_config_loads_and_validates():
 
 
 def test_shipped_example_rules_and_classification_load_without_errors():
-    from rules.loader import load as load_rules
+    from conf.build import load_rules
 
     c = conf.load_file(os.path.join(REPO, "conf", "ipsbridge.yaml"))
-    result = load_rules(config=c)
+    result = load_rules(c)
     assert result.errors == [] and len(result.rules) == 5
     assert all(r.sid >= 1000000 for r in result.rules)
     assert {r.action for r in result.rules} == {"drop", "alert"}

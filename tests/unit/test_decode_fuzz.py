@@ -15,6 +15,7 @@ from scapy.layers.vxlan import VXLAN
 from rules.api import FrameMeta
 from rules.decode import DecodeOptions, decode
 from rules.defrag import Defragmenter
+from rules.settings import DefragSettings
 from rules.flow import FlowTable
 
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
@@ -39,7 +40,7 @@ META = FrameMeta(ts=1.0, iface="eth0", vlan=(7,))
 OPTS = [DecodeOptions(), DecodeOptions(checksum_validation=False, max_tunnel_depth=1)]
 
 
-DEFRAG = Defragmenter(max_trackers=64)       # shared across examples: state carries over, as live
+DEFRAG = Defragmenter(DefragSettings(trackers=64))       # shared across examples: state carries over, as live
 
 
 def check(frame: bytes) -> None:

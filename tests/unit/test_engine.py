@@ -10,12 +10,13 @@ from rules.checksum import l4_checksum_ok, ipv4_header_ok
 from rules.engine import Engine
 from rules.events import Alert, Drop
 from rules.parser import parse_rule
+from rules.settings import EngineSettings, StreamSettings
 
 C, S = "198.51.100.1", "198.51.100.2"
 
 
 def eng(*texts, mode="ips", **kw):
-    return Engine([parse_rule(t) for t in texts], mode=mode, **kw)
+    return Engine([parse_rule(t) for t in texts], EngineSettings(mode=mode, **kw))
 
 
 def fr(l4, src=C, dst=S):
@@ -159,7 +160,7 @@ def test_candidate_selection_port_rule_never_evaluated_on_other_port():
     calls = []
     e = eng('alert udp any any -> any 80 (msg:"http"; sid:60;)', 'alert tcp any any -> any 53 (msg:"t53"; sid:61;)',
             'alert udp any 80 -> any any (msg:"from 80"; sid:62;)')
-    e.sigs[0].rule.checks.append(lambda p: calls.append(p.dport) or True)
+    e.detector.sigs[0].rule.checks.append(lambda p: calls.append(p.dport) or True)
     f = Feed(e)
     for i in range(20):
         f(fr(UDP(sport=3000 + i, dport=53) / b"q"))
@@ -223,18 +224,20 @@ def test_exception_policy_counts_and_decides():
         def __call__(self, p):
             raise RuntimeError("keyword bug")
 
-    for policy, verdict in (("auto", Verdict.FORWARD), ("drop-packet", Verdict.DROP), ("drop-flow", Verdict.DROP)):
-        from conf.model import Config
-
-        e = Engine([parse_rule('alert udp any any -> any any (msg:"x"; sid:90;)')], config=Config(exception_policy=policy))
-        e.sigs[0].rule.checks.append(Boom())
+    for policy, verdict in (("ignore", Verdict.FORWARD), ("pass-flow", Verdict.FORWARD),
+                            ("drop-packet", Verdict.DROP), ("drop-flow", Verdict.DROP)):
+        e = eng('alert udp any any -> any any (msg:"x"; sid:90;)', exception_policy=policy)
+        e.detector.sigs[0].rule.checks.append(Boom())
         f = Feed(e)
         r = f(fr(UDP(sport=1, dport=2) / b"x"))
         assert r.verdict == verdict and e.stats()["engine.errors"] == 1
-        if policy == "drop-flow":
-            e.sigs[0].rule.checks.pop()
+        if policy in ("drop-flow", "pass-flow"):
+            e.detector.sigs[0].rule.checks.pop()
             r = f(fr(UDP(sport=1, dport=2) / b"x"))
-            assert r.verdict == Verdict.DROP and r.reason == "flow"
+            if policy == "drop-flow":
+                assert r.verdict == Verdict.DROP and r.reason == "flow"
+            else:       # the flow left detection: the repaired rule does not alert on it
+                assert r.verdict == Verdict.FORWARD and alerts(r) == []
 
 
 @settings(max_examples=300, deadline=None)
@@ -273,21 +276,17 @@ def test_ip_only_rule_runs_once_per_flow_direction_and_its_drop_holds_the_flow()
 
 
 def test_midstream_flow_follows_exception_policy_inline_only():
-    from conf.model import Config
-
     rules = ['alert tcp any any -> any 7300 (msg:"mid"; content:"mid"; sid:110;)']
     data = fr(TCP(sport=5000, dport=7300, flags="PA", seq=1, ack=1) / b"mid data")
-    e = Engine([parse_rule(t) for t in rules], config=Config(), mode="ips")
+    e = Engine([parse_rule(t) for t in rules], EngineSettings.for_mode("ips"))
     f = Feed(e)
     r = f(data)
     assert r.verdict == Verdict.DROP and r.reason == "policy:midstream" and alerts(r) == []
     r = f(fr(TCP(sport=7300, dport=5000, flags="A", seq=1, ack=9), src=S, dst=C))
     assert r.verdict == Verdict.DROP and r.reason == "flow"
-    e = Engine([parse_rule(t) for t in rules], config=Config(), mode="ids")
+    e = Engine([parse_rule(t) for t in rules], EngineSettings.for_mode("ids"))
     assert alerts(Feed(e)(data)) == [(110, "allowed")]
-    cfg = Config()
-    cfg.stream.midstream = True
-    e = Engine([parse_rule(t) for t in rules], config=cfg, mode="ips")
+    e = Engine([parse_rule(t) for t in rules], EngineSettings(mode="ips", stream=StreamSettings(midstream=True)))
     r = Feed(e)(data)
     assert r.verdict == Verdict.FORWARD and alerts(r) == [(110, "allowed")]
 
@@ -299,9 +298,9 @@ def test_header_cache_is_per_flow_direction_and_dies_with_the_flow():
     for _ in range(2):
         assert alerts(f(fr(UDP(sport=4000, dport=53) / b"q"), ts=10.0)) == [(120, "allowed")]
         assert alerts(f(fr(UDP(sport=53, dport=4000) / b"r", src=S, dst=C), ts=10.0)) == [(121, "allowed")]
-    assert len(e._hdr_cache) == 1
+    assert len(e.detector._hdr_cache) == 1
     e.tick(10.0 + 1000)
-    assert e._hdr_cache == {}
+    assert e.detector._hdr_cache == {}
 
 
 def test_fragments_reassembled_and_matched_on_the_completing_frame():
@@ -376,9 +375,11 @@ def test_decoder_events_counted_and_optionally_reported():
     loud = eng('alert ip any any -> any any (msg:"x"; ttl:1; sid:1;)', decoder_events=True)
     r = Feed(loud)(short)
     assert [type(e) for e in r.events] == [DecoderEvent] and r.events[0].name.startswith("decoder.")
-    strict = eng('alert ip any any -> any any (msg:"x"; ttl:1; sid:1;)', decoder_policy="drop")
+    # dropping malformed packets is a rule's job, as in Suricata
+    name = r.events[0].name.removeprefix("decoder.")
+    strict = eng(f'drop pkthdr any any -> any any (msg:"bad"; decode-event:{name}; sid:2;)')
     r = Feed(strict)(short)
-    assert r.verdict == Verdict.DROP and r.reason == "decoder"
+    assert r.verdict == Verdict.DROP and r.reason == "rule" and alerts(r) == [(2, "blocked")]
 
 
 @pytest.mark.parametrize("extra", [0, 8], ids=["few-short-rules", "many-short-rules"])

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from conf.build import load_rules
 from conf.model import Config
 from rules.keywords import REGISTRY
-from rules.loader import format_report, load, logical_lines
-from rules.parser import DEFAULT_VARS, PROTOS
+from rules.loader import format_report, logical_lines
+from rules.parser import PROTOS
+from rules.settings import DEFAULT_VARS
 
 CORPUS = Path("/work/shared/corpus/rules")
 FILES = sorted(glob.glob(str(CORPUS / "et-open" / "*.rules")) + glob.glob(str(CORPUS / "suricata-7.0.10" / "*.rules")))
@@ -33,7 +35,7 @@ def option_names(rule_text: str) -> list[str]:
 def result():
     assert FILES, f"no rule files under {CORPUS}"
     cfg = Config(vars=DEFAULT_VARS, classification_file=str(CORPUS / "et-open" / "classification.config"))
-    return load(FILES, config=cfg)
+    return load_rules(cfg, FILES)
 
 
 def test_every_failure_is_an_unsupported_feature(result):

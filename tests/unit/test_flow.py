@@ -9,10 +9,10 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from conf.model import Config, Stream
 from rules.api import FrameMeta
 from rules.decode import DecodeOptions, decode
-from rules.flow import DEFAULT_TIMEOUTS, FlowSettings, FlowTable, flow_id_for
+from rules.flow import FlowTable, flow_id_for
+from rules.settings import DEFAULT_TIMEOUTS, FLOW_BYTES, FlowSettings, StreamSettings
 from rules.packet import Flow
 
 C4, S4 = "198.51.100.1", "198.51.100.2"
@@ -110,7 +110,7 @@ def test_syn_ack_first_without_pickup_keeps_first_sender_as_client():
 
 @pytest.mark.parametrize("setting", ["midstream", "async_oneside"])
 def test_syn_ack_first_marks_the_other_side_client(setting):
-    t = FlowTable({setting: True})
+    t = FlowTable(stream=StreamSettings(**{setting: True}))
     p = s2c("SA")
     t.lookup(p)
     f = p.flow
@@ -221,7 +221,7 @@ def test_bad_checksum_segment_does_not_move_the_state():
 
 
 def test_midstream_off_never_established():
-    t = FlowTable({"midstream": False})
+    t = FlowTable(stream=StreamSettings(midstream=False))
     pkts = [c2s("PA", 1, b"x"), s2c("A", 2), c2s("PA", 3, b"y"), s2c("PA", 4, b"z")]
     est = []
     assert run(t, pkts, est) == ["new"] * 4 and est == [False] * 4
@@ -235,8 +235,8 @@ def test_midstream_off_syn_ack_first_never_established():
 
 
 def test_midstream_on_picks_up_established():
-    t = FlowTable(Config(stream=Stream(midstream=True)))
-    assert t.settings.midstream is True
+    t = FlowTable(stream=StreamSettings(midstream=True))
+    assert t.midstream is True
     pkts = [s2c("PA", 1, b"data"), c2s("A", 2)]
     est = []
     assert run(t, pkts, est) == ["established", "established"]
@@ -247,7 +247,7 @@ def test_midstream_on_picks_up_established():
 
 
 def test_midstream_on_syn_ack_first():
-    t = FlowTable({"midstream": True})
+    t = FlowTable(stream=StreamSettings(midstream=True))
     pkts = [s2c("SA", 1), c2s("A", 2)]
     assert run(t, pkts) == ["syn_recv", "established"]
     assert [p.to_server for p in pkts] == [False, True]
@@ -267,7 +267,7 @@ def test_async_oneside():
     assert run(FlowTable(), only_client) == ["syn_sent"] * 3
     only_client = [c2s("S", 1), c2s("A", 2), c2s("PA", 3, b"x")]
     est = []
-    assert run(FlowTable({"async-oneside": True}), only_client, est) == ["syn_sent", "established", "established"]
+    assert run(FlowTable(stream=StreamSettings(async_oneside=True)), only_client, est) == ["syn_sent", "established", "established"]
     assert est == [False, False, True]
 
 
@@ -342,7 +342,7 @@ def test_expire_looks_past_a_long_lived_flow():
 # ---------------------------------------------------------------- memcap
 
 def test_eviction_at_memcap_oldest_idle_first():
-    t = FlowTable(FlowSettings(memcap=3))
+    t = FlowTable(FlowSettings(memcap=3 * FLOW_BYTES))
     ps = [pkt(IP(src=C4, dst=S4) / UDP(sport=1000 + i, dport=53), ts=float(i)) for i in range(3)]
     run(t, ps)
     run(t, [pkt(IP(src=S4, dst=C4) / UDP(sport=53, dport=1000), ts=5.0)])    # flow 0 active again
@@ -352,11 +352,11 @@ def test_eviction_at_memcap_oldest_idle_first():
     assert len(t) == 3 and s["flow.evicted"] == 1 and s["flow.memcap_hits"] == 1 and s["flow.emergency"] == 1
     ended = t.expire(6.0)
     assert ended == [ps[1].flow]                 # the least recently active one
-    assert {f.cli_port for f in t.flows()} == {1000, 1002, 2000}
+    assert {f.cli_port for f in t._flows.values()} == {1000, 1002, 2000}
 
 
 def test_emergency_mode_uses_short_timeouts_then_recovers():
-    t = FlowTable(FlowSettings(memcap=2))
+    t = FlowTable(FlowSettings(memcap=2 * FLOW_BYTES))
     run(t, [pkt(IP(src=C4, dst=S4) / UDP(sport=i, dport=53), ts=0.0) for i in (1, 2, 3)])
     assert t.emergency
     gone = t.expire(DEFAULT_TIMEOUTS["udp"].emergency_new + 1)    # 11 s: expired only in emergency
@@ -380,12 +380,9 @@ def test_flow_ids_are_deterministic_and_51_bit():
     assert flow_id_for((4, 17, 1, 2, 3, 4, ()), 1.0) != flow_id_for((4, 17, 1, 2, 3, 4, ()), 2.0)
 
 
-def test_settings_from_config_and_mapping():
-    s = FlowSettings.coerce(Config(stream=Stream(midstream=True, async_oneside=True)))
-    assert (s.midstream, s.async_oneside, s.memcap) == (True, True, 65536)
-    s = FlowSettings.coerce({"midstream": True, "memcap": 10})
-    assert (s.midstream, s.memcap) == (True, 10)
-    assert FlowSettings.coerce(None) == FlowSettings()
+def test_memcap_in_bytes_is_a_number_of_flows():
+    assert FlowSettings().max_flows == 128 * 1024 * 1024 // FLOW_BYTES
+    assert FlowSettings(memcap=10).max_flows == 1          # never zero: one flow at least
 
 
 # ---------------------------------------------------------------- agreement with Suricata
@@ -427,7 +424,7 @@ SURICATA_FLOW = {
 @pytest.mark.parametrize("name", list(SURICATA_FLOW))
 def test_established_and_direction_match_suricata(name):
     settings, expected = SURICATA_FLOW[name]
-    t = FlowTable(settings)
+    t = FlowTable(stream=StreamSettings(**settings))
     got = ""
     for i, layers in enumerate(_scenarios()):
         p = pkt(layers, ts=1000.0 + i)

@@ -5,10 +5,12 @@ import textwrap
 
 import pytest
 
+from conf.build import load_rules
 from conf.model import Config
 from rules.errors import RuleError
 from rules.loader import format_report, load, logical_lines
-from rules.parser import DEFAULT_VARS, parse_rule, split_options
+from rules.parser import parse_rule, split_options
+from rules.settings import DEFAULT_VARS
 
 CLS = {"trojan-activity": ("A Network Trojan was detected", 1)}
 
@@ -176,13 +178,17 @@ def test_unicode_content_is_utf8():
     assert r.payload.items[0].pattern == "é".encode()
 
 
-def test_classification_default_file_used_when_none(tmp_path, monkeypatch):
+def test_classification_comes_from_the_caller_never_from_a_file_of_its_own(tmp_path):
     from rules import classification
     f = tmp_path / "classification.config"
     f.write_text("# c\nconfig classification: my-class,My Class,2\n")
-    monkeypatch.setattr(classification, "default_path", lambda: f)
-    r = parse_rule(f"{H} (classtype:my-class; sid:1;)")
+    r = parse_rule(f"{H} (classtype:my-class; sid:1;)", classification=classification.load(f))
     assert (r.category, r.priority) == ("My Class", 2)
+    with pytest.raises(RuleError, match="unknown classtype 'my-class' \\(no classification file loaded\\)"):
+        parse_rule(f"{H} (classtype:my-class; sid:1;)")
+    write(tmp_path, "k.rules", f"{H} (classtype:my-class; sid:1;)\n")
+    r = load(["k.rules"], base_dir=tmp_path, classification_file=f)
+    assert r.ok and (r.rules[0].category, r.rules[0].priority) == ("My Class", 2)
 
 
 def test_classification_file_errors(tmp_path):
@@ -218,7 +224,7 @@ def test_loader_comments_blank_lines_and_commented_rules(tmp_path):
           # indented comment
         alert udp any any -> any any (msg:"two"; sid:2;)
     """)
-    r = load(["a.rules"], config=cfg(tmp_path))
+    r = load_rules(cfg(tmp_path), ["a.rules"])
     assert [x.sid for x in r.rules] == [1, 2]
     assert [x.line for x in r.rules] == [4, 6]
     assert r.counts["commented"] == 1 and r.counts["total"] == 2 and r.ok
@@ -235,7 +241,7 @@ def test_loader_multiline_rules_map_columns_to_physical_lines(tmp_path):
             content:"x"; bogus:1; \\
             sid:8;)
     """)
-    r = load(["m.rules"], config=cfg(tmp_path))
+    r = load_rules(cfg(tmp_path), ["m.rules"])
     assert [x.sid for x in r.rules] == [7]
     assert r.rules[0].line == 1 and r.rules[0].payload.items[0].pattern == b"abc"
     (e,) = r.errors
@@ -256,7 +262,7 @@ def test_loader_reports_errors_and_continues(tmp_path):
         alert tcp any any -> any any (msg:"unsup"; http.uri; content:"x"; sid:4;)
         alert tcp any any -> any any (msg:"ok2"; sid:5;)
     """)
-    r = load("e.rules", config=cfg(tmp_path))
+    r = load_rules(cfg(tmp_path), "e.rules")
     assert [x.sid for x in r.rules] == [1, 5]
     assert [(e.line, e.column) for e in r.errors] == [(2, 26), (3, 7), (4, 44)]
     assert r.counts == {"total": 5, "loaded": 2, "failed": 3, "unsupported": 2, "invalid": 1, "commented": 0,
@@ -278,7 +284,7 @@ def test_loader_strict_raises_first_error(tmp_path):
         alert tcp any any -> any 99999 (sid:3;)
     """)
     with pytest.raises(RuleError) as ei:
-        load(["s.rules"], config=cfg(tmp_path), strict=True)
+        load_rules(cfg(tmp_path), ["s.rules"], strict=True)
     assert ei.value.line == 2 and "not terminated" in ei.value.message
 
 
@@ -290,7 +296,7 @@ def test_loader_duplicate_sid(tmp_path):
         alert tcp any any -> any any (msg:"newer"; sid:10; rev:3;)
         alert tcp any any -> any any (msg:"older"; sid:10; rev:1;)
     """)
-    r = load(["d.rules"], config=cfg(tmp_path))
+    r = load_rules(cfg(tmp_path), ["d.rules"])
     assert [(x.gid, x.sid, x.msg) for x in r.rules] == [(1, 10, "newer"), (2, 10, "other gid")]
     e1, e2 = r.errors
     assert e1.line == 3 and e1.column == len('alert tcp any any -> any any (msg:"dup"; ') + 1
@@ -305,7 +311,7 @@ def test_loader_duplicate_sid(tmp_path):
 def test_loader_missing_file_and_rule_files_from_config(tmp_path):
     write(tmp_path, "one.rules", 'alert tcp any any -> any any (sid:1;)\n')
     c = cfg(tmp_path, rule_files=["one.rules", "missing.rules"])
-    r = load(config=c)
+    r = load_rules(c)
     assert [x.sid for x in r.rules] == [1]
     (e,) = r.errors
     assert "cannot read rule file" in e.message and e.file.endswith("missing.rules")
@@ -314,7 +320,7 @@ def test_loader_missing_file_and_rule_files_from_config(tmp_path):
 def test_loader_missing_classification_file_is_reported(tmp_path):
     write(tmp_path, "c.rules", 'alert tcp any any -> any any (classtype:trojan-activity; sid:1;)\n')
     c = Config(default_rule_path=str(tmp_path), classification_file=str(tmp_path / "nope.config"))
-    r = load(["c.rules"], config=c)
+    r = load_rules(c, ["c.rules"])
     assert "cannot read classification file" in r.errors[0].message
     assert "unknown classtype 'trojan-activity'" in r.errors[1].message
 
@@ -326,18 +332,18 @@ def test_loader_internal_errors_do_not_abort(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise ZeroDivisionError("bug")
     monkeypatch.setattr(loader, "parse_rule", boom)
-    r = load(["i.rules"], config=cfg(tmp_path))
+    r = load_rules(cfg(tmp_path), ["i.rules"])
     assert "internal error while parsing: ZeroDivisionError: bug" in r.errors[0].message
 
 
 def test_loader_config_without_vars_uses_suricata_defaults_and_says_so(tmp_path):
     write(tmp_path, "v.rules", 'alert tcp $EXTERNAL_NET any -> $HOME_NET $HTTP_PORTS (sid:1;)\n')
-    r = load(["v.rules"], config=Config(default_rule_path=str(tmp_path)))
+    r = load(["v.rules"], base_dir=tmp_path)
     assert [x.sid for x in r.rules] == [1]
     assert "no vars configured" in format_report(r)
     c = Config(default_rule_path=str(tmp_path), vars={"address-groups": {"HOME_NET": "198.51.100.0/24"},
                                                       "port-groups": {}})
-    r = load(["v.rules"], config=c)
+    r = load_rules(c, ["v.rules"])
     assert "unknown address variable '$EXTERNAL_NET' (define it under vars: address-groups: in the config)" \
         in r.errors[0].message
     assert not r.notes

@@ -127,7 +127,9 @@ def test_addr_pair_index_agrees_with_the_header_check():
     buckets the plain per-bucket header check accepts."""
     import random
 
-    from rules.engine import _header_ok, _header_rest, _Sig
+    from rules.detect import Sig as _Sig
+    from rules.detect import header_ok as _header_ok
+    from rules.detect import header_rest as _header_rest
     from rules.prefilter import AddrIndex, AddrPairIndex, _buckets
 
     rng = random.Random(5)

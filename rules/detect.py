@@ -1,0 +1,288 @@
+"""The detect stage: which rules match a packet, in Suricata's signature order.
+
+    detector = Detector(rules)
+    matches = detector.run(pkt, flow, buf, thresholds)
+
+`run` returns the matching signatures, highest-ranked first; it decides
+nothing about the packet (that is `rules.verdict`).  What it does:
+
+1. Candidates (`rules.prefilter`): the header groups of the packet's
+   protocol and ports, plus one hyperscan scan of the inspected buffer for
+   the fast patterns.  Everything decided by the header alone is computed
+   once per flow direction and cached until the flow ends.
+2. Evaluation in signature order -- action (pass, drop, reject, alert),
+   then flowbits (rules that only set bits before rules that set and read,
+   before rules that only read), then priority, then load order -- applying
+   flowbits set/unset/toggle as each rule matches, so a bit set by one rule is
+   seen by a later rule on the same packet.
+3. IP-only rules (header plus IP-only keywords, `Rule.iponly`) run on the
+   first packet of each flow direction only, as Suricata's IP-only
+   signatures do; detection_filter suppresses a match until its count is
+   exceeded in its window.
+
+The buffer is what the payload keywords inspect: the packet payload, or for a
+TCP packet the stream window the stream stage hands over (`rules.stream`).
+"""
+from __future__ import annotations
+
+from operator import attrgetter
+
+from rules.packet import Packet
+from rules.prefilter import PORT_PROTOS, RuleIndex
+from rules.rule import ACTION_RANK, Rule
+from rules.thresholds import Thresholds
+
+_FB_SET = frozenset(("set", "unset", "toggle"))
+_order_key = attrgetter("order")
+_SHORT_LOOP = 4       # up to this many short-pattern candidates: `bytes in` tests, else a short_db scan
+_SHORT_MAPS_MAX = 4096
+
+
+class Sig:
+    """A rule as the detect stage runs it (Rule has fixed slots; engine data lives here)."""
+
+    __slots__ = ("rule", "order", "pid", "fp_short", "rank", "ports", "fb_ops", "has_payload", "iponly",
+                 "packet_only")
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.order = 0
+        self.pid = -1
+        self.fp_short = None          # (pattern, caseless, short id) of a 1-2 byte fast pattern (RuleIndex)
+        self.rank = ACTION_RANK[rule.action]
+        self.ports = rule.ip_protos is None or bool(rule.ip_protos & PORT_PROTOS)
+        self.fb_ops = tuple(op for op in rule.flowbits if op.cmd in _FB_SET)
+        self.has_payload = rule.payload is not None
+        self.iponly = rule.iponly
+        self.packet_only = rule.require == "packet"
+
+
+def signature_order(rules: list[Rule]) -> list[Rule]:
+    """Suricata's evaluation order: action, flowbits, priority, then load order."""
+    idx = {id(r): i for i, r in enumerate(rules)}
+    return sorted(rules, key=lambda r: (-ACTION_RANK[r.action], r.flowbits_class, r.priority, idx[id(r)]))
+
+
+def header_ok(s: Sig, pkt: Packet) -> bool:
+    """flow:to_server/to_client, then addresses and ports of the rule header (`<>`: either way round)."""
+    r = s.rule
+    fts = r.flow_to_server
+    if fts is not None and (pkt.flow is None or pkt.to_server != fts):
+        return False
+    ipver, src, dst = pkt.ipver, pkt.src, pkt.dst
+    ports = s.ports and pkt.proto in PORT_PROTOS
+    if r.src.contains(ipver, src) and r.dst.contains(ipver, dst) and (
+            not ports or (r.sport.contains(pkt.sport) and r.dport.contains(pkt.dport))):
+        return True
+    if r.direction == "->":
+        return False
+    return r.src.contains(ipver, dst) and r.dst.contains(ipver, src) and (
+        not ports or (r.sport.contains(pkt.dport) and r.dport.contains(pkt.sport)))
+
+
+def header_rest(s: Sig, pkt: Packet, fwd: bool, rev: bool) -> bool:
+    """`header_ok` once the addresses are known to match forward (`fwd`) and/or, for `<>`
+    rules, reversed (`rev`): flow:to_server/to_client and the ports."""
+    r = s.rule
+    fts = r.flow_to_server
+    if fts is not None and (pkt.flow is None or pkt.to_server != fts):
+        return False
+    if not (s.ports and pkt.proto in PORT_PROTOS):
+        return True
+    if fwd and r.sport.contains(pkt.sport) and r.dport.contains(pkt.dport):
+        return True
+    return rev and r.sport.contains(pkt.dport) and r.dport.contains(pkt.sport)
+
+
+class Detector:
+    """Candidate selection and matching over one rule set.  Holds the prefilter databases
+    (built in the process that uses them) and the per-flow header cache."""
+
+    def __init__(self, rules) -> None:
+        sigs = [Sig(r) for r in signature_order(list(rules))]
+        for i, s in enumerate(sigs):
+            s.order = i
+        self.sigs = sigs
+        # `pkthdr` rules are the only ones a packet without a valid IP layer can match
+        # (decoder-event rules on truncated or unknown packets)
+        self.pkthdr = tuple(s for s in sigs if s.rule.proto == "pkthdr")
+        self.index = RuleIndex(sigs)
+        self.index.warm()
+        self._scan = self.index.pattern_db.scan
+        self._scan_short = self.index.short_db.scan
+        self._short_maps: dict[tuple, dict] = {}     # short-pattern candidates -> {short id: rules}
+        self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
+        self.evaluated = 0                            # rules whose checks ran (counter)
+
+    def forget(self, flow_id: int) -> None:
+        """The flow ended: its header cache goes."""
+        self._hdr_cache.pop(flow_id, None)
+
+    def trim(self, active_flows: int) -> None:
+        """Evicted flows not yet reported grew the cache: start over."""
+        if len(self._hdr_cache) > 4 * max(active_flows, 1024):
+            self._hdr_cache.clear()
+
+    def _plain(self, pkt: Packet):
+        """(header-checked plain candidates, number of buckets they came from, groups with
+        patterns, the candidates without IP-only rules, short-pattern candidates)."""
+        groups = self.index.groups(pkt.proto, pkt.sport, pkt.dport)
+        plain: list = []
+        nsrc = 0
+        hdr_ok = header_ok
+        for g in groups:
+            pairs = g.plain_pairs
+            hit = None if pairs is None else pairs.lookup(pkt.ipver, pkt.src, pkt.dst)
+            if hit is not None:
+                for rep, sigs, fwd, rev, free in hit:
+                    if free or header_rest(rep, pkt, fwd, rev):
+                        nsrc += 1
+                        plain.extend(sigs)
+                continue
+            idx = g.plain_idx
+            for rep, sigs in (g.plain_hdr if idx is None else idx.buckets(pkt.ipver, pkt.src, pkt.dst)):
+                if hdr_ok(rep, pkt):
+                    nsrc += 1
+                    plain.extend(sigs)
+        if nsrc > 1:
+            plain.sort(key=_order_key)
+        # rules with a 1-2 byte fast pattern are candidates only when the payload holds it
+        short = tuple(s for s in plain if s.fp_short is not None)
+        if short:
+            plain = [s for s in plain if s.fp_short is None]
+            if len(short) > _SHORT_LOOP:          # many: one short_db scan, then id -> rules
+                key = tuple(s.order for s in short)
+                by_id = self._short_maps.get(key)
+                if by_id is None:                 # shared by every flow with this candidate set
+                    by_id = {}
+                    for s in short:
+                        by_id.setdefault(s.fp_short[2], []).append(s)
+                    by_id = {k: tuple(v) for k, v in by_id.items()}
+                    if len(self._short_maps) >= _SHORT_MAPS_MAX:
+                        self._short_maps.clear()
+                    self._short_maps[key] = by_id
+                short = by_id
+        plain = tuple(plain)
+        # IP-only rules run on the first packet of a flow direction only: the later packets
+        # walk the candidates without them
+        later = tuple(s for s in plain if not s.iponly)
+        if len(later) == len(plain):
+            later = plain
+        return plain, nsrc, tuple(g for g in groups if g.by_pid), later, short
+
+    def run(self, pkt: Packet, flow, buf: bytes, thresholds: Thresholds, pkt_buf: bytes | None = None) -> list:
+        """The signatures matching `pkt`, in signature order.  `buf` is what payload keywords
+        inspect (the packet payload, or the TCP stream window); `pkt_buf`, when given, is the
+        packet payload that packet-only rules (dsize) inspect instead.  `flow` None: not flow
+        tracked (IP-only rules run every time)."""
+        if flow is not None:
+            per_flow = self._hdr_cache.get(flow.flow_id)
+            if per_flow is None:
+                per_flow = self._hdr_cache[flow.flow_id] = {}
+            # the orientation is part of the key: a late SYN may turn the flow round
+            key = (pkt.to_server, pkt.src, pkt.sport)
+            ent = per_flow.get(key)
+            if ent is None:
+                ent = per_flow[key] = self._plain(pkt)
+        else:
+            ent = self._plain(pkt)
+        plain, nsrc, pid_groups, later, short = ent
+        first_in_dir = flow is None or (flow.pkts_toserver if pkt.to_server else flow.pkts_toclient) == 1
+        # (skipped IP-only candidates still count as evaluated, as they always have)
+        skipped = 0
+        if not first_in_dir and later is not plain:
+            skipped = len(plain) - len(later)
+            plain = later
+        if pkt_buf is None:
+            pkt_buf = buf
+        scan = buf if len(buf) >= len(pkt_buf) else pkt_buf   # the stream window holds the packet's bytes
+        cands = plain
+        if short and scan:
+            extra = []
+            if type(short) is dict:
+                for spid in short.keys() & self._scan_short(scan):
+                    extra.extend(short[spid])
+            else:
+                low = None
+                for s in short:
+                    pat, nocase, _ = s.fp_short
+                    if nocase:
+                        if low is None:
+                            low = scan.lower()
+                        if pat in low:
+                            extra.append(s)
+                    elif pat in scan:
+                        extra.append(s)
+            if extra:
+                cands = list(plain)
+                cands.extend(extra)
+                nsrc += 2                         # merged out of order: sorted below
+        if pid_groups and scan:
+            found = self._scan(scan)
+            if found:
+                if cands is plain:
+                    cands = list(plain)
+                hdr_ok = header_ok
+                for g in pid_groups:
+                    pid_hdr = g.pid_hdr
+                    # the group's pattern ids among those found (keys view & set: a C loop over `found`)
+                    for pid in pid_hdr.keys() & found:
+                        for rep, sigs in pid_hdr[pid]:
+                            if hdr_ok(rep, pkt):
+                                nsrc += 1
+                                cands.extend(sigs)
+        if not cands:
+            self.evaluated += skipped
+            return []
+        if nsrc > 1 and cands is not plain:
+            cands.sort(key=_order_key)
+        self.evaluated += len(cands) + skipped
+        matches = []
+        for s in cands:
+            if s.iponly and not first_in_dir:
+                continue
+            r = s.rule
+            ok = True
+            for chk in r.checks:
+                if not chk(pkt):
+                    ok = False
+                    break
+            if not ok:
+                continue
+            if s.has_payload and not r.payload.match(pkt_buf if s.packet_only else buf):
+                continue
+            # matched: post-match flowbits at once (later rules on this packet see them)
+            if s.fb_ops and flow is not None:
+                bits = flow.flowbits
+                for op in s.fb_ops:
+                    if op.cmd == "set":
+                        bits.update(op.names)
+                    elif op.cmd == "unset":
+                        bits.difference_update(op.names)
+                    else:
+                        for n in op.names:
+                            if n in bits:
+                                bits.discard(n)
+                            else:
+                                bits.add(n)
+            if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
+                continue
+            matches.append(s)
+        return matches
+
+    def run_nonip(self, pkt: Packet, thresholds: Thresholds) -> list:
+        """The `pkthdr` rules matching a packet with no IP layer (header checks only: such a
+        packet has no addresses, ports or payload to inspect)."""
+        matches = []
+        self.evaluated += len(self.pkthdr)
+        for s in self.pkthdr:
+            r = s.rule
+            if s.has_payload or not all(chk(pkt) for chk in r.checks):
+                continue
+            if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
+                continue
+            matches.append(s)
+        return matches
+
+    def stats(self) -> dict[str, int]:
+        return self.index.stats()
