@@ -35,6 +35,7 @@ class FrameMeta:
     vlan: tuple[int, ...] = ()   # VLAN ids the kernel stripped (outermost first); in-band tags stay in the bytes
     pcap_cnt: int = 0            # 1-based packet number in replay; 0 live
     tpid: tuple[int, ...] = ()   # TPIDs of `vlan` (0x8100, 0x88a8), same order
+    linktype: int = 1            # pcap LINKTYPE_* of the frame's bytes (rules.decode.LINKTYPES); live: Ethernet
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,51 @@
-"""Frame decoder: Ethernet bytes in, `Packet`s out (sans-I/O, hot path).
+"""Frame decoder: link-layer frames in, `Packet`s out (sans-I/O, hot path).
 
 `decode(frame, meta, opts)` returns the outermost packet first, then one packet
 per tunnel layer (GRE, VXLAN, IP-in-IP) decoded from the tunnel payload; each
 inner packet points at its carrier through `outer`.  Usually a 1-tuple.
+
+Link types (`meta.linktype`, pcap's LINKTYPE_* numbers; the live bridge only
+ever sees Ethernet).  Every one lands in the same IPv4/IPv6 decoding, so every
+rule keyword works alike; what each header gives, as Suricata 7 reads it
+(src/decode-sll.c, decode-null.c, decode-raw.c; SLL2 from Suricata 8's
+decode-sll2.c, Suricata 7 refuses 276; LOOP is not read by Suricata at all):
+
+  link type          header                                   network layer
+  1   Ethernet       dst, src, ethertype (+ VLAN tags)        ethertype
+  113 Linux SLL      16 B: packet type, ARPHRD, address       protocol (bytes 14-15) as an ethertype,
+                     length, 8-byte address, protocol         VLAN tags decoded as on Ethernet
+  276 Linux SLL2     20 B: protocol, reserved, ifindex,       protocol (bytes 0-1), as SLL
+                     ARPHRD, packet type, address length,
+                     8-byte address
+  101 raw, 228 IPv4, none                                     the version nibble decides (Suricata's
+  229 IPv6                                                    DecodeRaw serves all three)
+  0   NULL           4-byte address family in the capturing   AF_INET 2 -> IPv4; AF_INET6 10 (Linux),
+                     machine's byte order: both accepted      23, 24, 26, 28, 30 (Windows, BSDs,
+                                                              Solaris, FreeBSD, macOS) -> IPv6
+  108 LOOP           the same 4 bytes, network byte order
+
+A link type `decode` does not know gives a packet with no IP layer (callers
+check `LINKTYPES` first: `bridge.pcap` refuses other files at open).  A
+non-IP protocol (ARP, an unknown ethertype or address family) is a packet
+with `ipver` 0, as on Ethernet: forwarded, never inspected, never an error.
+The SLL/SLL2 packet type (host, broadcast, multicast, otherhost, outgoing:
+the direction the capturing kernel saw the packet go) is read by
+`link_pkttype(frame, meta.linktype)`, for whoever reports it (replay's
+summary); it is not copied onto every Packet, since neither a rule keyword nor
+Suricata's decoders use it (Suricata reads it only live, to skip outgoing
+AF_PACKET frames, as `bridge.ring` does).
 
 Rules of the road:
 - Never raises on any bytes.  Malformed or truncated input becomes decoder
   events on the packet (`pkt.events`), named as Suricata's event table names
   them ("decoder.ipv4.trunc_pkt"; the `decode-event:` keyword value is the
   part after "decoder.").  Fields decoded before the problem stay valid.
+  Link headers: "decoder.sll.pkt_too_small" (< 16 bytes),
+  "decoder.sll2.pkt_too_small" (< 20, Suricata 8's name),
+  "decoder.ltnull.pkt_too_small" (< 4) and "decoder.ltnull.unsupported_type"
+  (NULL and LOOP), "decoder.ipv4.pkt_too_small" for a raw record under 20
+  bytes and "decoder.ipraw.invalid_ip_version" for a version nibble other
+  than 4 or 6 (Suricata's names, src/decode-events.c).
 - Zero copies: one memoryview over the frame; `payload` and `tcp_opts` are
   slices of it.  Inner packets share the outer frame: their `l3_off`/`l4_off`
   are offsets into the same buffer, so `rules.checksum` helpers work on them.
@@ -16,6 +53,10 @@ Rules of the road:
   try/except in `decode` is only a last safety net (event "decoder.internal").
 
 Field conventions (see rules/packet.py for the slots):
+- `l3_off` is where the network header starts in `frame` (14 on untagged
+  Ethernet, 16 on SLL, 20 on SLL2, 4 on NULL/LOOP, 0 on raw IP); `eth_type`
+  is the ethertype (SLL's protocol field; 0x0800/0x86DD for NULL and raw).
+  Only an Ethernet frame has MAC addresses at frame[0:12].
 - `ip_off` is the whole 16-bit IPv4 flags+offset word, as BSD's `ip_off`:
   flags (RB 0x8000, DF 0x4000, MF 0x2000) and the 13-bit offset in 8-byte
   units (`ip_off & 0x1fff`).  IPv6 fragments are mapped onto the same layout
@@ -58,6 +99,22 @@ ETH_P_PPP = 0x880B         # PPP in GRE version 1 (PPTP)
 
 VLAN_MAX_LAYERS = 3        # as Suricata: a fourth tag is "vlan.too_many_layers"
 
+# pcap link types (www.tcpdump.org/linktypes.html) that decode() reads
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+SLL_HEADER_LEN = 16
+SLL2_HEADER_LEN = 20
+_NULL_HEADER_LEN = 4
+AF_INET = 2
+AF_INET6_ALL = frozenset((10, 23, 24, 26, 28, 30))   # Linux, Winsock, BSD, Solaris, FreeBSD, Darwin
+
 _IPPROTO_IPIP = 4
 _IPPROTO_IPV6 = 41
 IPV6_EXT_HEADERS = frozenset((0, 43, 44, 51, 60))      # hop-by-hop, routing, fragment, AH, dest options
@@ -71,6 +128,7 @@ _tcp = struct.Struct("!HHIIBBH").unpack_from            # sport dport seq ack of
 _udp = struct.Struct("!HHH").unpack_from                # sport dport len
 _icmp = struct.Struct("!BBHHH").unpack_from             # type code csum id seq
 _vlan = struct.Struct("!HH").unpack_from                # tci, next ethertype
+_u32le = struct.Struct("<I").unpack_from
 
 _EMPTY = memoryview(b"")
 
@@ -138,11 +196,14 @@ def _l4_csum_ok(mv: memoryview, pkt: Packet, l4: int, l4_len: int, pdst: int | N
 
 
 def decode(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = DEFAULT_OPTIONS) -> tuple[Packet, ...]:
-    """Decode one Ethernet frame.  Never raises."""
+    """Decode one frame of link type `meta.linktype` (Ethernet by default).  Never raises."""
     mv = frame if type(frame) is memoryview else memoryview(frame)
     out: list[Packet] = []
     try:
-        _decode_eth(mv, 0, len(mv), meta, opts, out, None, meta.vlan, 0)
+        if meta.linktype == LINKTYPE_ETHERNET:     # every live frame: no table lookup on this path
+            _decode_eth(mv, 0, len(mv), meta, opts, out, None, meta.vlan, 0)
+        else:
+            _LINK_DECODERS.get(meta.linktype, _decode_unknown_link)(mv, meta, opts, out)
     except Exception:              # a decoder bug, never expected: keep what was decoded
         if not out:
             p = _new(mv, 0, len(mv), meta, None, meta.vlan)
@@ -222,6 +283,202 @@ def _decode_eth(mv, off: int, end: int, meta, opts, out, outer, vlan, depth: int
         _decode_ipv6(mv, off, end, pkt, meta, opts, out, depth)
     else:                          # ARP and anything else: no IP, body as payload
         pkt.payload = mv[off:end]
+
+
+# ---------------------------------------------------------------- other link types
+# Replay only (the bridge's ports are Ethernet): each makes the outermost Packet,
+# reads its link header and goes on in the same IPv4/IPv6 decoding as Ethernet.
+
+def _decode_sll(mv, meta, opts, out) -> None:
+    """LINKTYPE_LINUX_SLL: 16-byte cooked header, protocol (an ethertype) in bytes 14-15."""
+    end = len(mv)
+    pkt = _new(mv, 0, end, meta, None, meta.vlan)
+    out.append(pkt)
+    if end < SLL_HEADER_LEN:
+        add_event(pkt, "decoder.sll.pkt_too_small")
+        return
+    etype, = _u16(mv, 14)
+    _decode_ethertype(mv, SLL_HEADER_LEN, end, etype, pkt, meta, opts, out)
+
+
+def _decode_sll2(mv, meta, opts, out) -> None:
+    """LINKTYPE_LINUX_SLL2: 20-byte cooked header, protocol (an ethertype) first."""
+    end = len(mv)
+    pkt = _new(mv, 0, end, meta, None, meta.vlan)
+    out.append(pkt)
+    if end < SLL2_HEADER_LEN:
+        add_event(pkt, "decoder.sll2.pkt_too_small")
+        return
+    etype, = _u16(mv, 0)
+    _decode_ethertype(mv, SLL2_HEADER_LEN, end, etype, pkt, meta, opts, out)
+
+
+def _decode_ethertype(mv, off: int, end: int, etype: int, pkt: Packet, meta, opts, out) -> None:
+    """The network layer named by an ethertype at `off` (Suricata's DecodeNetworkLayer),
+    VLAN tags first.  `_decode_eth` does the same steps inline (a call there would cost
+    every Ethernet frame); keep the two in step."""
+    if etype == ETH_P_8021Q or etype == ETH_P_8021AD or etype == ETH_P_QINQ:
+        tags = list(pkt.vlan)
+        while etype == ETH_P_8021Q or etype == ETH_P_8021AD or etype == ETH_P_QINQ:
+            if end - off < 4:
+                pkt.vlan = tuple(tags)
+                pkt.eth_type = etype
+                add_event(pkt, "decoder.vlan.header_too_small")
+                return
+            tci, etype = _vlan(mv, off)
+            tags.append(tci & 0x0FFF)
+            off += 4
+            if len(tags) > VLAN_MAX_LAYERS:
+                pkt.vlan = tuple(tags)
+                pkt.eth_type = etype
+                add_event(pkt, "decoder.vlan.too_many_layers")
+                return
+        pkt.vlan = tuple(tags)
+    pkt.eth_type = etype
+    pkt.l3_off = off
+    if etype == ETH_P_IP:
+        _decode_ipv4(mv, off, end, pkt, meta, opts, out, 0)
+    elif etype == ETH_P_IPV6:
+        _decode_ipv6(mv, off, end, pkt, meta, opts, out, 0)
+    else:                          # ARP, CAN, 802.2 LLC, ...: no IP, body as payload
+        pkt.payload = mv[off:end]
+
+
+def _decode_raw(mv, meta, opts, out) -> None:
+    """LINKTYPE_RAW, _IPV4, _IPV6: no link header; the version nibble decides, as
+    Suricata's DecodeRaw (which serves all three) does."""
+    end = len(mv)
+    pkt = _new(mv, 0, end, meta, None, meta.vlan)
+    out.append(pkt)
+    if end < 20:                   # Suricata: shorter than any IPv4 header, whatever the version
+        add_event(pkt, "decoder.ipv4.pkt_too_small")
+        return
+    ver = mv[0] >> 4
+    if ver == 4:
+        pkt.eth_type = ETH_P_IP
+        _decode_ipv4(mv, 0, end, pkt, meta, opts, out, 0)
+    elif ver == 6:
+        pkt.eth_type = ETH_P_IPV6
+        _decode_ipv6(mv, 0, end, pkt, meta, opts, out, 0)
+    else:
+        add_event(pkt, "decoder.ipraw.invalid_ip_version")
+        pkt.payload = mv[0:end]
+
+
+def _decode_null(mv, meta, opts, out) -> None:
+    """LINKTYPE_NULL: a 4-byte address family in the byte order of the machine that
+    captured, so both orders are tried (the two never collide for these values)."""
+    end = len(mv)
+    pkt = _new(mv, 0, end, meta, None, meta.vlan)
+    out.append(pkt)
+    if end < _NULL_HEADER_LEN:
+        add_event(pkt, "decoder.ltnull.pkt_too_small")
+        return
+    family, = _u32le(mv, 0)
+    if family != AF_INET and family not in AF_INET6_ALL:
+        family, = _u32(mv, 0)
+    _decode_family(mv, family, end, pkt, meta, opts, out)
+
+
+def _decode_loop(mv, meta, opts, out) -> None:
+    """LINKTYPE_LOOP (OpenBSD): NULL's header in network byte order."""
+    end = len(mv)
+    pkt = _new(mv, 0, end, meta, None, meta.vlan)
+    out.append(pkt)
+    if end < _NULL_HEADER_LEN:
+        add_event(pkt, "decoder.ltnull.pkt_too_small")
+        return
+    family, = _u32(mv, 0)
+    _decode_family(mv, family, end, pkt, meta, opts, out)
+
+
+def _decode_family(mv, family: int, end: int, pkt: Packet, meta, opts, out) -> None:
+    off = _NULL_HEADER_LEN
+    pkt.l3_off = off
+    if family == AF_INET:
+        pkt.eth_type = ETH_P_IP
+        _decode_ipv4(mv, off, end, pkt, meta, opts, out, 0)
+    elif family in AF_INET6_ALL:
+        pkt.eth_type = ETH_P_IPV6
+        _decode_ipv6(mv, off, end, pkt, meta, opts, out, 0)
+    else:                          # AppleTalk, OSI, ...: no IP
+        add_event(pkt, "decoder.ltnull.unsupported_type")
+        pkt.payload = mv[off:end]
+
+
+def _decode_unknown_link(mv, meta, opts, out) -> None:
+    """A link type not in LINKTYPES: the caller's mistake, not the peer's; no IP layer."""
+    pkt = _new(mv, 0, len(mv), meta, None, meta.vlan)
+    out.append(pkt)
+    pkt.payload = mv
+
+
+# link type -> decoder of the outermost packet (Ethernet is decode()'s inline fast path)
+_LINK_DECODERS = {
+    LINKTYPE_NULL: _decode_null,
+    LINKTYPE_RAW: _decode_raw,
+    LINKTYPE_LOOP: _decode_loop,
+    LINKTYPE_LINUX_SLL: _decode_sll,
+    LINKTYPE_IPV4: _decode_raw,
+    LINKTYPE_IPV6: _decode_raw,
+    LINKTYPE_LINUX_SLL2: _decode_sll2,
+}
+LINKTYPES = frozenset((LINKTYPE_ETHERNET, *_LINK_DECODERS))    # what decode() reads
+
+# where the SLL/SLL2 packet type sits: link type -> (offset, struct)
+_PKTTYPE_AT = {LINKTYPE_LINUX_SLL: (0, _u16), LINKTYPE_LINUX_SLL2: (10, struct.Struct("!B").unpack_from)}
+
+
+def link_pkttype(frame: bytes | memoryview, linktype: int) -> int:
+    """The Linux packet type of an SLL/SLL2 frame (sll_pkttype: 0 host, 1 broadcast,
+    2 multicast, 3 otherhost, 4 outgoing, ...); -1 for other link types or a frame
+    too short to hold it."""
+    at = _PKTTYPE_AT.get(linktype)
+    if at is None or len(frame) < (SLL_HEADER_LEN if linktype == LINKTYPE_LINUX_SLL else SLL2_HEADER_LEN):
+        return -1
+    return at[1](frame, at[0])[0]
+
+
+def network_header(frame: bytes | memoryview, linktype: int) -> tuple[int, int]:
+    """(ethertype, offset) of the outermost network header of a frame, VLAN tags skipped;
+    ethertype 0 when the link header is short or names no protocol we read.  A light
+    read for callers that only need to find the IP header (replay's flow hash); no
+    validation past the link layer."""
+    n = len(frame)
+    if linktype == LINKTYPE_ETHERNET or linktype == LINKTYPE_LINUX_SLL or linktype == LINKTYPE_LINUX_SLL2:
+        if linktype == LINKTYPE_ETHERNET:
+            at, off = 12, 14
+        elif linktype == LINKTYPE_LINUX_SLL:
+            at, off = 14, SLL_HEADER_LEN
+        else:
+            at, off = 0, SLL2_HEADER_LEN
+        if n < off:
+            return 0, 0
+        etype, = _u16(frame, at)
+        depth = 0
+        while (etype == ETH_P_8021Q or etype == ETH_P_8021AD or etype == ETH_P_QINQ) and depth < VLAN_MAX_LAYERS:
+            if n - off < 4:
+                return 0, 0
+            etype, = _u16(frame, off + 2)
+            off += 4
+            depth += 1
+        return etype, off
+    if linktype == LINKTYPE_RAW or linktype == LINKTYPE_IPV4 or linktype == LINKTYPE_IPV6:
+        ver = frame[0] >> 4 if n else 0
+        return (ETH_P_IP if ver == 4 else ETH_P_IPV6 if ver == 6 else 0), 0
+    if linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
+        if n < _NULL_HEADER_LEN:
+            return 0, 0
+        if linktype == LINKTYPE_NULL:
+            family, = _u32le(frame, 0)
+            if family != AF_INET and family not in AF_INET6_ALL:
+                family, = _u32(frame, 0)
+        else:
+            family, = _u32(frame, 0)
+        if family == AF_INET:
+            return ETH_P_IP, _NULL_HEADER_LEN
+        return (ETH_P_IPV6 if family in AF_INET6_ALL else 0), _NULL_HEADER_LEN
+    return 0, 0
 
 
 def _decode_ipv4(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: int) -> None:
