@@ -1,21 +1,33 @@
-"""pcap and pcapng files: read (Ethernet frames with their times) and write.
+"""pcap and pcapng files: read (frames with their times and link types) and write.
 
-    for ts, frame, source in iter_pcaps(["a.pcap", "dir/"]): ...
+    for rec in iter_pcaps(["a.pcap", "dir/"]).records(): rec.ts, rec.data, rec.linktype, ...
 
 - pcap: both byte orders, microsecond (0xa1b2c3d4) and nanosecond
   (0xa1b23c4d) magics.
 - pcapng: Section Header (either byte order, several sections), Interface
   Description (linktype, `if_name`, `if_tsresol` in powers of 10 or 2),
   Enhanced Packet, Simple Packet and the obsolete Packet block; other blocks
-  are skipped.  Several interfaces are fine as long as they are Ethernet.
-- Link types other than Ethernet (1) stop with a `PcapError` naming the file,
-  the link type and the fix.
+  are skipped.  Each interface has its own link type, so one file may mix
+  link types; every record carries the link type it was captured with.
+- Link types: those `rules.decode` reads (`LINKTYPES`): Ethernet (1), Linux
+  cooked SLL (113) and SLL2 (276, what `tcpdump -i any` writes), raw IP (101,
+  228, 229), NULL (0) and LOOP (108).  Any other stops with a `PcapError`
+  naming the file, the link type's number and name, and what to do: a pcap at
+  its header, a pcapng at the first packet on such an interface (an interface
+  without packets is harmless).  `linktypes(path)` finds them without reading
+  the packets, so a command can refuse before it starts.
 - A truncated file (a record header or body cut short) ends the file at the
   last whole record with a warning (`on_warning(message)`), never a traceback.
 
 Several files, or a directory (its files sorted by name), are one continuous
 stream: `PcapStream` reads them in order and exposes `bytes_read` /
 `total_bytes` for progress.
+
+Writing: `PcapWriter` (classic pcap, one link type per file, as the format
+allows) and `PcapngWriter` (one Interface Description per link type, added as
+they first appear); `open_writer(path, linktypes)` picks by the file name
+(`.pcapng` -> pcapng) and refuses a classic pcap for records of several link
+types, naming them.
 """
 from __future__ import annotations
 
@@ -23,11 +35,27 @@ import os
 import struct
 import sys
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, NamedTuple
 
-LINKTYPE_ETHERNET = 1
-LINKTYPE_NAMES = {0: "NULL/loopback", 1: "Ethernet", 101: "raw IP", 113: "Linux cooked (SLL)",
-                  228: "raw IPv4", 229: "raw IPv6", 276: "Linux cooked v2 (SLL2)", 127: "802.11 radiotap"}
+from rules.decode import LINKTYPE_ETHERNET, LINKTYPES
+
+# LINKTYPE_* names (www.tcpdump.org/linktypes.html) for messages: what we read, and the
+# link types people most often meet in captures we do not read
+LINKTYPE_NAMES = {
+    0: "NULL, BSD loopback", 1: "ETHERNET", 6: "IEEE802_5, Token Ring", 8: "SLIP", 9: "PPP", 10: "FDDI",
+    50: "PPP_HDLC", 51: "PPP_ETHER, PPPoE", 101: "RAW, raw IP", 104: "C_HDLC, Cisco HDLC",
+    105: "IEEE802_11, 802.11 wireless", 107: "FRELAY, Frame Relay", 108: "LOOP, OpenBSD loopback",
+    109: "ENC, OpenBSD IPsec", 113: "LINUX_SLL, Linux cooked capture", 117: "PFLOG, pf log",
+    119: "IEEE802_11_PRISM, 802.11 with Prism header",
+    127: "IEEE802_11_RADIOTAP, 802.11 with radiotap header", 138: "APPLE_IP_OVER_IEEE1394",
+    143: "DOCSIS", 163: "IEEE802_11_AVS, 802.11 with AVS header", 187: "BLUETOOTH_HCI_H4",
+    189: "USB_LINUX", 192: "PPI, 802.11 with PPI header", 195: "IEEE802_15_4_WITHFCS", 197: "ERF",
+    201: "BLUETOOTH_HCI_H4_WITH_PHDR", 220: "USB_LINUX_MMAPPED", 227: "CAN_SOCKETCAN",
+    228: "IPV4, raw IPv4", 229: "IPV6, raw IPv6", 239: "NFLOG, Linux netfilter log", 249: "USBPCAP",
+    252: "WIRESHARK_UPPER_PDU", 253: "NETLINK", 254: "BLUETOOTH_LINUX_MONITOR", 258: "PKTAP, Apple",
+    276: "LINUX_SLL2, Linux cooked capture v2",
+    **{147 + i: f"USER{i}, private use" for i in range(16)},
+}
 
 _PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -40,15 +68,33 @@ class PcapError(Exception):
     """The file cannot be read as a capture we support (message says why and what to do)."""
 
 
+class Record(NamedTuple):
+    """One captured frame."""
+
+    ts: float          # seconds since the epoch
+    data: bytes        # the frame, from its link-layer header on
+    source: str        # the file it came from
+    iface: str         # pcapng interface name, or ""
+    linktype: int      # LINKTYPE_* of `data` (one of rules.decode.LINKTYPES)
+
+
 def _warn_default(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
 
 
+def linktype_name(linktype: int) -> str:
+    return LINKTYPE_NAMES.get(linktype, "unknown")
+
+
+def _supported() -> str:
+    return ", ".join(f"{lt} {LINKTYPE_NAMES[lt].split(',')[0]}" for lt in sorted(LINKTYPES))
+
+
 def _linktype_error(path: str, linktype: int, where: str = "") -> PcapError:
-    name = LINKTYPE_NAMES.get(linktype, "unknown")
-    return PcapError(f"{path}: link type {linktype} ({name}){where} is not supported: ipsbridge replays "
-                     "Ethernet captures only (LINKTYPE_ETHERNET = 1); capture on the bridge ports, "
-                     "or convert (e.g. tcprewrite --dlt=enet)")
+    return PcapError(f"{path}: link type {linktype} ({linktype_name(linktype)}){where} is not supported: "
+                     f"ipsbridge replays link types {_supported()}; capture again on an interface of one of "
+                     "those types (`tcpdump -i any` writes LINUX_SLL2), or convert the file if a tool can "
+                     "(e.g. tcprewrite --dlt=enet)")
 
 
 def _read_exact(f: BinaryIO, n: int) -> bytes:
@@ -56,8 +102,8 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
 
 
 def read_file(path: str | os.PathLike, on_warning: Callable[[str], None] | None = None,
-              progress: list | None = None) -> Iterator[tuple[float, bytes, str]]:
-    """(ts, frame, iface name or "") for every record of one pcap/pcapng file."""
+              progress: list | None = None) -> Iterator[Record]:
+    """Every record of one pcap/pcapng file."""
     warn = on_warning or _warn_default
     path = os.fspath(path)
     try:
@@ -82,8 +128,8 @@ def _read_pcap(f, path, magic, warn, progress):
     if len(rest) < 20:
         raise PcapError(f"{path}: truncated pcap global header")
     _vmaj, _vmin, _tz, _sig, _snap, linktype = struct.unpack(order + "HHiIII", rest)
-    linktype &= 0x0FFFFFFF
-    if linktype != LINKTYPE_ETHERNET:
+    linktype &= 0xFFFF                  # the upper bits say whether frames end with an FCS
+    if linktype not in LINKTYPES:
         raise _linktype_error(path, linktype)
     rec = struct.Struct(order + "IIII")
     n = 0
@@ -103,7 +149,7 @@ def _read_pcap(f, path, magic, warn, progress):
         n += 1
         if progress is not None:
             progress[0] += 16 + incl
-        yield sec + frac * unit, data, ""
+        yield Record(sec + frac * unit, data, path, "", linktype)
 
 
 def _tsresol(v: int) -> float:
@@ -196,10 +242,10 @@ def _read_pcapng(f, path, first4, warn, progress):
             if iface >= len(ifaces):
                 raise PcapError(f"{path}: packet refers to interface {iface}, which no interface block described")
             linktype, unit, name = ifaces[iface]
-            if linktype != LINKTYPE_ETHERNET:
+            if linktype not in LINKTYPES:
                 raise _linktype_error(path, linktype, f" on interface {iface} ({name or 'unnamed'})")
             n += 1
-            yield (ts_raw * unit if ts_raw is not None else 0.0), bytes(data), name
+            yield Record((ts_raw * unit if ts_raw is not None else 0.0), bytes(data), path, name, linktype)
         # other blocks (name resolution, statistics, custom, ...) are skipped
 
 
@@ -218,8 +264,9 @@ def expand(paths) -> list[Path]:
 
 
 class PcapStream:
-    """Several capture files as one stream of (ts, frame, source_file) -- or,
-    with `with_iface`, (ts, frame, source_file, iface)."""
+    """Several capture files as one stream.  `records()` yields `Record`s; iterating
+    yields the short form (ts, frame, source_file) -- or, with `with_iface`,
+    (ts, frame, source_file, iface)."""
 
     def __init__(self, paths, *, on_warning: Callable[[str], None] | None = None, with_iface: bool = False) -> None:
         self.files = expand([paths] if isinstance(paths, (str, os.PathLike)) else paths)
@@ -237,36 +284,117 @@ class PcapStream:
         self.warnings.append(msg)
         (self.on_warning or _warn_default)(msg)
 
-    def __iter__(self):
+    def records(self) -> Iterator[Record]:
         for p in self.files:
-            src = str(p)
-            for ts, data, iface in read_file(p, self._warn, self._progress):
-                if self.with_iface:
-                    yield ts, data, src, iface
-                else:
-                    yield ts, data, src
+            yield from read_file(p, self._warn, self._progress)
+
+    def __iter__(self):
+        for r in self.records():
+            if self.with_iface:
+                yield r.ts, r.data, r.source, r.iface
+            else:
+                yield r.ts, r.data, r.source
 
 
 def iter_pcaps(paths, *, on_warning: Callable[[str], None] | None = None, with_iface: bool = False) -> PcapStream:
     return PcapStream(paths, on_warning=on_warning, with_iface=with_iface)
 
 
-class PcapWriter:
-    """Classic pcap (microseconds, little endian, Ethernet) writer."""
+def linktypes(path: str | os.PathLike) -> set[int]:
+    """The link types the packets of one file were captured with, read from the headers
+    alone (a pcapng's blocks are walked, packet bodies skipped).  Raises `PcapError` for
+    a file that is not a capture or holds packets of a link type we do not read; a
+    truncated tail is left to the reader to report."""
+    path = os.fspath(path)
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise PcapError(f"{path}: cannot open: {e.strerror}") from None
+    with f:
+        head = f.read(24)
+        if head[:4] in _PCAP_MAGIC:
+            if len(head) < 24:
+                raise PcapError(f"{path}: truncated pcap global header")
+            order = _PCAP_MAGIC[head[:4]][0]
+            lt = struct.unpack_from(order + "I", head, 20)[0] & 0xFFFF
+            if lt not in LINKTYPES:
+                raise _linktype_error(path, lt)
+            return {lt}
+        if len(head) < 4 or struct.unpack_from("<I", head)[0] != _NG_SHB:
+            raise PcapError(f"{path}: not a pcap or pcapng file (magic {head[:4].hex()})")
+        f.seek(0)
+        return _pcapng_linktypes(f, path)
 
-    def __init__(self, path_or_file, *, snaplen: int = 262144, nano: bool = False) -> None:
+
+def _pcapng_linktypes(f, path: str) -> set[int]:
+    order = "<"
+    ifaces: list[tuple[int, str]] = []         # (linktype, name) of the current section
+    used: set[int] = set()
+    while True:
+        hdr = f.read(12)                       # type, length, and the first body word
+        if len(hdr) < 12:
+            return used
+        if struct.unpack_from("<I", hdr)[0] == _NG_SHB:
+            order = ">" if hdr[8:12] == b"\x1a\x2b\x3c\x4d" else "<"
+            ifaces = []
+        btype, blen = struct.unpack_from(order + "II", hdr)
+        if blen < 12 or blen % 4:
+            return used                        # corrupt: the reader stops here too, with a warning
+        if btype == 1:                         # IDB: link type (16 bits), then an option list
+            body = f.read(blen - 12)
+            lt = struct.unpack_from(order + "H", hdr, 8)[0]
+            name = ""
+            off = 4
+            while off + 4 <= len(body) - 4:
+                code, olen = struct.unpack_from(order + "HH", body, off)
+                if code == 0:
+                    break
+                if code == 2:
+                    name = body[off + 4:off + 4 + olen].rstrip(b"\x00").decode("utf-8", "replace")
+                off += 4 + ((olen + 3) & ~3)
+            ifaces.append((lt, name))
+            continue
+        if btype in (6, 2, 3):                 # packet blocks: which interface
+            if btype == 6:
+                iface = struct.unpack_from(order + "I", hdr, 8)[0]
+            elif btype == 2:
+                iface = struct.unpack_from(order + "H", hdr, 8)[0]
+            else:
+                iface = 0
+            if iface < len(ifaces):
+                lt, name = ifaces[iface]
+                if lt not in LINKTYPES:
+                    raise _linktype_error(path, lt, f" on interface {iface} ({name or 'unnamed'})")
+                used.add(lt)
+        f.seek(blen - 12, 1)
+
+
+class PcapWriter:
+    """Classic pcap writer (little endian, microseconds unless `nano`): one link type
+    per file, in the global header."""
+
+    def __init__(self, path_or_file, *, snaplen: int = 262144, nano: bool = False,
+                 linktype: int = LINKTYPE_ETHERNET) -> None:
         if isinstance(path_or_file, (str, os.PathLike)):
             self._f = open(path_or_file, "wb")
             self._own = True
+            self.name = os.fspath(path_or_file)
         else:
             self._f = path_or_file
             self._own = False
+            self.name = getattr(path_or_file, "name", "pcap")
         self.nano = nano
+        self.linktype = linktype
         magic = 0xA1B23C4D if nano else 0xA1B2C3D4
-        self._f.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, LINKTYPE_ETHERNET))
+        self._f.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
         self.count = 0
 
-    def write(self, ts: float, data: bytes | memoryview) -> None:
+    def write(self, ts: float, data: bytes | memoryview, linktype: int | None = None) -> None:
+        """Append a record; `linktype`, when given, must be the file's."""
+        if linktype is not None and linktype != self.linktype:
+            raise PcapError(f"{self.name}: a {linktype_name(linktype)} frame (link type {linktype}) cannot go "
+                            f"into a pcap file of link type {self.linktype} ({linktype_name(self.linktype)}): "
+                            "a pcap file holds one link type; write pcapng (a .pcapng name) instead")
         sec = int(ts)
         if self.nano:
             frac = int(round((ts - sec) * 1e9))
@@ -292,3 +420,65 @@ class PcapWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _ng_block(btype: int, body: bytes) -> bytes:
+    body += b"\x00" * (-len(body) % 4)
+    n = len(body) + 12
+    return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
+
+
+class PcapngWriter:
+    """pcapng writer (little endian, microsecond times): a Section Header, then an
+    Interface Description per link type when its first record comes, so one file can
+    hold frames of several link types, each record with its own."""
+
+    def __init__(self, path_or_file, *, snaplen: int = 262144) -> None:
+        if isinstance(path_or_file, (str, os.PathLike)):
+            self._f = open(path_or_file, "wb")
+            self._own = True
+        else:
+            self._f = path_or_file
+            self._own = False
+        self.snaplen = snaplen
+        self._iface: dict[int, int] = {}       # link type -> interface id
+        self._f.write(_ng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
+        self.count = 0
+
+    def write(self, ts: float, data: bytes | memoryview, linktype: int = LINKTYPE_ETHERNET) -> None:
+        iface = self._iface.get(linktype)
+        if iface is None:
+            iface = self._iface[linktype] = len(self._iface)
+            self._f.write(_ng_block(1, struct.pack("<HHI", linktype, 0, self.snaplen)))
+        units = round(ts * 1e6)
+        n = len(data)
+        self._f.write(_ng_block(6, struct.pack("<IIIII", iface, units >> 32, units & 0xFFFFFFFF, n, n)
+                                + bytes(data)))
+        self.count += 1
+
+    def close(self) -> None:
+        if self._own:
+            self._f.close()
+        else:
+            self._f.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_writer(path: str | os.PathLike, linktypes_in: dict[int, str]) -> PcapWriter | PcapngWriter:
+    """A writer for records of the link types in `linktypes_in` ({linktype: a file with
+    it}): pcapng when the name ends in .pcapng, else classic pcap, which has room for one
+    link type only -- several are refused here, before anything is written."""
+    if os.fspath(path).endswith(".pcapng"):
+        return PcapngWriter(path)
+    if len(linktypes_in) > 1:
+        mix = "; ".join(f"{lt} ({linktype_name(lt)}) in {src}" for lt, src in sorted(linktypes_in.items()))
+        raise PcapError(f"{os.fspath(path)}: the captures mix link types -- {mix} -- and a pcap file holds one "
+                        "link type: give a .pcapng name (one interface per link type), or replay the "
+                        "captures separately")
+    lt = next(iter(linktypes_in), LINKTYPE_ETHERNET)
+    return PcapWriter(path, linktype=lt)

@@ -2,20 +2,37 @@
 
 The same `rules.engine.Engine` the workers use, fed from pcap/pcapng records:
 `FrameMeta(ts=record time, iface=pcapng interface name or "", pcap_cnt=1-based
-position in the whole stream)`.  Several files or a directory are one stream
-(a TCP session may continue from one file into the next).
+position in the whole stream, linktype=the record's link type)`.  Several files
+or a directory are one stream (a TCP session may continue from one file into
+the next), and may mix link types: Ethernet, Linux cooked SLL/SLL2, raw IP,
+NULL/LOOP (`rules.decode.LINKTYPES`).  Before the first packet every file's
+link types are read from its headers (`bridge.pcap.linktypes`, a walk over a
+pcapng's blocks), so a capture of a link type we do not read is refused, exit
+2, before anything is inspected or written.
 
 Outputs: EVE JSON (`--eve`, written fresh), `--write-pass` / `--write-drop`
-pcaps split by the engine's verdict (FORWARD vs DROP/REJECT, whatever the
+captures split by the engine's verdict (FORWARD vs DROP/REJECT, whatever the
 mode, so tap/ids runs show what ips would drop), a summary on stdout, progress
-on stderr when it is a terminal.
+on stderr when it is a terminal.  The written records keep their bytes and
+link type: a `.pcapng` name gets pcapng (one interface per link type; note
+that libpcap, hence tcpdump and Suricata, reads only pcapng files with a
+single link type), any other name a classic pcap of the inputs' link type --
+refused at the start when the inputs mix link types.
+
+The summary counts packets per link type and, for Linux cooked captures, per
+packet type (host, broadcast, multicast, otherhost, outgoing: the direction
+the capturing kernel saw).  That is all the packet type is used for, as in
+Suricata, which ignores it when reading files: a `tcpdump -i any` capture on a
+router or bridge holds each forwarded packet twice, in and out, and both
+copies are inspected; the count explains the doubling.
 
 `--workers N` spreads packets over N processes by a symmetric flow hash
-(addresses, ports, protocol; the outer header of a tunnelled frame), each
-worker reading the files itself and inspecting only its share; the parent
-merges EVE lines in pcap_cnt order.  Alerts are the same as with one worker
-because flows never span workers -- except that threshold/detection_filter
-state tracked by_src/by_dst/by_rule is per worker, as it is per Engine.
+(addresses, ports, protocol; the outer header of a tunnelled frame; found
+through the record's link type), each worker reading the files itself and
+inspecting only its share; the parent merges EVE lines in pcap_cnt order.
+Alerts are the same as with one worker because flows never span workers --
+except that threshold/detection_filter state tracked by_src/by_dst/by_rule is
+per worker, as it is per Engine.
 """
 from __future__ import annotations
 
@@ -30,31 +47,33 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from rules.api import FrameMeta, Verdict
+from rules.decode import ETH_P_IP, ETH_P_IPV6, LINKTYPE_ETHERNET, link_pkttype, network_header
 from rules.events import Alert, DecoderEvent, Drop
-from bridge.pcap import PcapError, PcapWriter, iter_pcaps
+from bridge import afpacket as afp
+from bridge.pcap import PcapError, iter_pcaps, linktype_name, linktypes, open_writer
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 TICK_EVERY = 1.0          # seconds of packet time between Engine.tick calls
 
 
+# Linux packet types (sll_pkttype) by name, for the summary
+PKTTYPE_NAMES = {afp.PACKET_HOST: "host", afp.PACKET_BROADCAST: "broadcast", afp.PACKET_MULTICAST: "multicast",
+                 afp.PACKET_OTHERHOST: "otherhost", afp.PACKET_OUTGOING: "outgoing"}
+
+
 # ---------------------------------------------------------------------- flow hash
-def flow_hash(frame: bytes) -> int:
+def flow_hash(frame: bytes, linktype: int = LINKTYPE_ETHERNET) -> int:
     """Symmetric hash of a frame's outer flow (sorted endpoints, protocol); 0 for non-IP."""
     try:
         n = len(frame)
-        off = 12
-        et = struct.unpack_from("!H", frame, off)[0]
-        while et in (0x8100, 0x88A8, 0x9100) and off + 6 <= n:
-            off += 4
-            et = struct.unpack_from("!H", frame, off)[0]
-        off += 2
-        if et == 0x0800:
+        et, off = network_header(frame, linktype)
+        if et == ETH_P_IP:
             ihl = (frame[off] & 0x0F) * 4
             proto = frame[off + 9]
             a, b = frame[off + 12:off + 16], frame[off + 16:off + 20]
             frag = struct.unpack_from("!H", frame, off + 6)[0] & 0x3FFF
             l4 = off + ihl if not frag else -1
-        elif et == 0x86DD:
+        elif et == ETH_P_IPV6:
             proto = frame[off + 6]
             a, b = frame[off + 8:off + 24], frame[off + 24:off + 40]
             l4 = off + 40
@@ -82,6 +101,8 @@ class Totals:
     drops_by_sid: Counter = field(default_factory=Counter)
     drops_by_reason: Counter = field(default_factory=Counter)
     decoder: Counter = field(default_factory=Counter)
+    links: Counter = field(default_factory=Counter)           # link type -> packets
+    pkttypes: Counter = field(default_factory=Counter)        # SLL/SLL2 packet type -> packets
     msgs: dict = field(default_factory=dict)
     dropped: list = field(default_factory=list)               # pcap_cnt of frames with verdict != FORWARD
     stats: Counter = field(default_factory=Counter)
@@ -94,6 +115,8 @@ class Totals:
         self.drops_by_sid.update(o.drops_by_sid)
         self.drops_by_reason.update(o.drops_by_reason)
         self.decoder.update(o.decoder)
+        self.links.update(o.links)
+        self.pkttypes.update(o.pkttypes)
         self.msgs.update(o.msgs)
         self.dropped.extend(o.dropped)
         self.stats.update(o.stats)
@@ -109,28 +132,34 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
                drop_writer=None, on_warning=None) -> Totals:
     """Inspect every record of `pcaps` (one stream).  `share=(i, n)` keeps only
     the frames whose flow hash falls to worker i of n.  `eve_sink(cnt, events)`
-    receives each packet's events."""
+    receives each packet's events.  Writers get `write(ts, frame, linktype)`."""
     t = Totals()
-    stream = iter_pcaps(pcaps, with_iface=True, on_warning=on_warning)
+    stream = iter_pcaps(pcaps, on_warning=on_warning)
     last_tick = None
     inspect = engine.inspect
-    for cnt, (ts, data, _src, iface) in enumerate(stream, 1):
-        if share is not None and flow_hash(data) % share[1] != share[0]:
+    links = t.links
+    for cnt, (ts, data, _src, iface, lt) in enumerate(stream.records(), 1):
+        if share is not None and flow_hash(data, lt) % share[1] != share[0]:
             continue
         t.packets += 1
         t.bytes += len(data)
+        links[lt] += 1
+        if lt != LINKTYPE_ETHERNET:
+            pt = link_pkttype(data, lt)
+            if pt >= 0:
+                t.pkttypes[pt] += 1
         if last_tick is None:
             last_tick = ts
         elif ts - last_tick >= TICK_EVERY:
             engine.tick(ts)
             last_tick = ts
-        r = inspect(data, FrameMeta(ts=ts, iface=iface, pcap_cnt=cnt))
+        r = inspect(data, FrameMeta(ts=ts, iface=iface, pcap_cnt=cnt, linktype=lt))
         if r.verdict != Verdict.FORWARD:
             t.dropped.append(cnt)
             if drop_writer is not None:
-                drop_writer.write(ts, data)
+                drop_writer.write(ts, data, lt)
         elif pass_writer is not None:
-            pass_writer.write(ts, data)
+            pass_writer.write(ts, data, lt)
         if r.events:
             for e in r.events:
                 if isinstance(e, Alert):
@@ -205,6 +234,12 @@ class _Progress:
 
 def format_summary(t: Totals, elapsed: float, mode: str, workers: int) -> str:
     lines = [f"packets: {t.packets} ({t.bytes} bytes)", f"mode: {mode}, workers: {workers}"]
+    if t.links:
+        lines.append("link types: " + ", ".join(f"{lt} {linktype_name(lt).split(',')[0]} {n}"
+                                                for lt, n in sorted(t.links.items())))
+    if t.pkttypes:
+        lines.append("  Linux cooked packet types: " + ", ".join(
+            f"{PKTTYPE_NAMES.get(pt, pt)} {n}" for pt, n in sorted(t.pkttypes.items())))
     lines.append(f"alerts: {sum(t.alerts.values())}")
     for sid, n in sorted(t.alerts.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {n:>8}  sid {sid}: {t.msgs.get(sid, '')}")
@@ -295,6 +330,24 @@ def cmd_replay(args) -> int:
         print("ipsbridge replay: no capture files found", file=sys.stderr)
         return EXIT_USAGE
     pcaps = [str(p) for p in pcaps]
+    # every file's link types, from its headers: a capture we cannot read is refused (and a
+    # pcap output that cannot hold the inputs' link types) before anything is inspected
+    seen: dict[int, str] = {}                  # link type -> first file with it
+    pw = dw = None
+    try:
+        for p in pcaps:
+            for lt in sorted(linktypes(p)):
+                seen.setdefault(lt, p)
+        pw = open_writer(args.write_pass, seen) if args.write_pass else None
+        dw = open_writer(args.write_drop, seen) if args.write_drop else None
+    except PcapError as e:
+        if pw is not None:
+            pw.close()
+        print(f"ipsbridge replay: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"ipsbridge replay: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     if args.eve:
         with open(args.eve, "w"):
             pass                               # a fresh file per replay
@@ -305,18 +358,10 @@ def cmd_replay(args) -> int:
             from rules.engine import Engine
 
             engine = Engine(res.rules, engine_settings(config, mode), rules_failed=len(res.errors))
-            pw = PcapWriter(args.write_pass) if args.write_pass else None
-            dw = PcapWriter(args.write_drop) if args.write_drop else None
             sink = (lambda cnt, events: eve.write(events)) if eve else None
-            try:
-                totals = run_stream(engine, pcaps, eve_sink=sink, progress=progress, pass_writer=pw,
-                                    drop_writer=dw)
-            finally:
-                for w in (pw, dw):
-                    if w is not None:
-                        w.close()
+            totals = run_stream(engine, pcaps, eve_sink=sink, progress=progress, pass_writer=pw, drop_writer=dw)
         else:
-            totals = _run_workers(workers, rules_paths, args.config, mode, pcaps, eve, args)
+            totals = _run_workers(workers, rules_paths, args.config, mode, pcaps, eve, pw, dw)
     except PcapError as e:
         if progress:
             progress.done()
@@ -325,13 +370,16 @@ def cmd_replay(args) -> int:
     finally:
         if eve is not None:
             eve.close()
+        for w in (pw, dw):
+            if w is not None:
+                w.close()
     if progress:
         progress.done()
     print(format_summary(totals, time.monotonic() - t0, mode, workers))
     return EXIT_OK
 
 
-def _run_workers(n, rules_paths, config_path, mode, pcaps, eve, args) -> Totals:
+def _run_workers(n, rules_paths, config_path, mode, pcaps, eve, pw, dw) -> Totals:
     tmpdir = tempfile.mkdtemp(prefix="ipsbridge-replay-")
     tmps = [os.path.join(tmpdir, f"w{i}.eve") if eve else None for i in range(n)]
     ctx = mp.get_context("spawn")          # hyperscan state is built inside each worker
@@ -361,19 +409,12 @@ def _run_workers(n, rules_paths, config_path, mode, pcaps, eve, args) -> Totals:
             finally:
                 for f in files:
                     f.close()
-        if args.write_pass or args.write_drop:
+        if pw is not None or dw is not None:
             dropped = set(totals.dropped)
-            pw = PcapWriter(args.write_pass) if args.write_pass else None
-            dw = PcapWriter(args.write_drop) if args.write_drop else None
-            try:
-                for cnt, (ts, data, _s) in enumerate(iter_pcaps(pcaps, on_warning=lambda m: None), 1):
-                    w = dw if cnt in dropped else pw
-                    if w is not None:
-                        w.write(ts, data)
-            finally:
-                for w in (pw, dw):
-                    if w is not None:
-                        w.close()
+            for cnt, rec in enumerate(iter_pcaps(pcaps, on_warning=lambda m: None).records(), 1):
+                w = dw if cnt in dropped else pw
+                if w is not None:
+                    w.write(rec.ts, rec.data, rec.linktype)
         totals.dropped.sort()
         return totals
     finally:

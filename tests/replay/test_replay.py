@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from scapy.all import IP, TCP, UDP, Ether, rdpcap, wrpcap, wrpcapng
+from scapy.all import IP, LLC, SNAP, TCP, UDP, Dot11, Ether, RadioTap, rdpcap, wrpcap, wrpcapng
 
 from bridge.pcap import iter_pcaps
 
@@ -187,11 +187,17 @@ def test_truncated_pcap_warns_and_replays_whole_records(replay):
     assert "truncated" in proc.stderr and "packets: 13" in proc.stdout
 
 
-def test_non_ethernet_pcap_is_a_clear_error(replay):
+def test_raw_ip_pcap_replays_and_radiotap_is_refused_by_name(replay):
+    # every link type replay reads: tests/replay/test_replay_linktypes.py
     pcap = replay.tmp / "raw.pcap"
-    wrpcap(str(pcap), [IP(src=C, dst=S) / UDP()], linktype=101)
-    proc = replay.run("replay", "-r", str(replay.rules(RULES)), str(pcap), check=False)
-    assert proc.returncode == 1 and "link type 101" in proc.stderr and "Traceback" not in proc.stderr
+    wrpcap(str(pcap), [IP(src=C, dst=S) / UDP(sport=5000, dport=53) / b"bad"], linktype=101)
+    proc = replay.run("replay", "-r", str(replay.rules(RULES)), str(pcap))
+    assert "link types: 101 RAW 1" in proc.stdout and "sid 1003: bad dns" in proc.stdout
+    wifi = replay.tmp / "wifi.pcap"
+    wrpcap(str(wifi), [RadioTap() / Dot11(type=2) / LLC() / SNAP() / IP(src=C, dst=S) / UDP()])
+    proc = replay.run("replay", "-r", str(replay.rules(RULES)), str(wifi), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "link type 127 (IEEE802_11_RADIOTAP" in proc.stderr and "wifi.pcap" in proc.stderr
 
 
 def test_rules_check(replay):

@@ -1,4 +1,4 @@
-"""pcap / pcapng reading (orders, resolutions, interfaces, truncation) and writing."""
+"""pcap / pcapng reading (orders, resolutions, interfaces, link types, truncation) and writing."""
 from __future__ import annotations
 
 import struct
@@ -6,7 +6,7 @@ import struct
 import pytest
 from scapy.all import IP, UDP, Ether, wrpcap, wrpcapng
 
-from bridge.pcap import PcapError, PcapWriter, iter_pcaps, read_file
+from bridge.pcap import PcapError, PcapngWriter, PcapWriter, iter_pcaps, linktypes, open_writer, read_file
 
 
 def frames(n, base=1000.0):
@@ -72,11 +72,79 @@ def test_pcapng_two_interfaces_names_and_tsresol(tmp_path):
     assert got[1][0] == pytest.approx(1_500_000_001.0)
 
 
-def test_non_ethernet_linktype_is_a_clear_error(tmp_path):
-    p = tmp_path / "raw.pcap"
-    p.write_bytes(classic([(1.0, b"E" * 20)], linktype=101))
-    with pytest.raises(PcapError, match=r"link type 101 \(raw IP\).*Ethernet"):
-        list(iter_pcaps(p))
+@pytest.mark.parametrize("linktype", [0, 1, 101, 108, 113, 228, 229, 276])
+def test_every_link_type_we_decode_is_read_and_carried(tmp_path, linktype):
+    p = tmp_path / "x.pcap"
+    p.write_bytes(classic([(1.0, b"E" * 20), (2.0, b"F" * 24)], linktype=linktype))
+    recs = list(iter_pcaps(p).records())
+    assert [(r.ts, r.data, r.source, r.iface, r.linktype) for r in recs] == [
+        (1.0, b"E" * 20, str(p), "", linktype), (2.0, b"F" * 24, str(p), "", linktype)]
+    assert linktypes(p) == {linktype}
+    assert [d for _, d, _ in iter_pcaps(p)] == [b"E" * 20, b"F" * 24]      # the short form is unchanged
+
+
+def test_fcs_bits_above_the_link_type_are_ignored(tmp_path):
+    p = tmp_path / "x.pcap"
+    p.write_bytes(classic([(1.0, b"E" * 20)], linktype=0x1000_0000 | 113))     # F bit: frames carry an FCS
+    assert [r.linktype for r in iter_pcaps(p).records()] == [113]
+
+
+@pytest.mark.parametrize("linktype,name", [(127, "IEEE802_11_RADIOTAP"), (9, "PPP"), (4242, "unknown")])
+def test_unsupported_link_type_is_refused_with_its_name(tmp_path, linktype, name):
+    p = tmp_path / "wifi.pcap"
+    p.write_bytes(classic([(1.0, b"E" * 20)], linktype=linktype))
+    for read in (lambda: list(iter_pcaps(p)), lambda: linktypes(p)):
+        with pytest.raises(PcapError) as e:
+            read()
+        msg = str(e.value)
+        assert msg.startswith(f"{p}: link type {linktype} ({name}")
+        assert "113 LINUX_SLL" in msg and "276 LINUX_SLL2" in msg and "tcpdump -i any" in msg
+
+
+def _pcapng(*ifaces, packets) -> bytes:
+    """A pcapng section: interfaces [(linktype, name)], packets [(iface, µs, data)]."""
+    out = _blk(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    for lt, name in ifaces:
+        out += _blk(1, struct.pack("<HHI", lt, 0, 65535) + _opt(2, name.encode()) + _opt(0, b""))
+    for iface, us, data in packets:
+        out += _blk(6, struct.pack("<IIIII", iface, us >> 32, us & 0xFFFFFFFF, len(data), len(data)) + data)
+    return out
+
+
+def test_pcapng_mixes_link_types_per_interface(tmp_path):
+    p = tmp_path / "mix.pcapng"
+    p.write_bytes(_pcapng((1, "eth0"), (113, "any"), (101, "tun0"),
+                          packets=[(0, 1_000_000, b"A" * 14), (1, 2_000_000, b"B" * 16), (2, 3_000_000, b"C" * 20),
+                                   (1, 4_000_000, b"D" * 16)]))
+    recs = list(iter_pcaps(p).records())
+    assert [(r.data[:1], r.iface, r.linktype, r.ts) for r in recs] == [
+        (b"A", "eth0", 1, 1.0), (b"B", "any", 113, 2.0), (b"C", "tun0", 101, 3.0), (b"D", "any", 113, 4.0)]
+    assert linktypes(p) == {1, 101, 113}
+
+
+def test_pcapng_interface_of_an_unsupported_type_is_refused_when_used(tmp_path):
+    unused = tmp_path / "unused.pcapng"
+    unused.write_bytes(_pcapng((1, "eth0"), (127, "wlan0mon"), packets=[(0, 1, b"A" * 14)]))
+    assert [r.linktype for r in iter_pcaps(unused).records()] == [1] and linktypes(unused) == {1}
+    used = tmp_path / "used.pcapng"
+    used.write_bytes(_pcapng((1, "eth0"), (127, "wlan0mon"), packets=[(0, 1, b"A" * 14), (1, 2, b"R" * 30)]))
+    for read in (lambda: list(iter_pcaps(used)), lambda: linktypes(used)):
+        with pytest.raises(PcapError, match=r"used.pcapng: link type 127 \(IEEE802_11_RADIOTAP.* on interface 1 "
+                                            r"\(wlan0mon\) is not supported"):
+            read()
+
+
+def test_linktypes_of_a_big_endian_pcapng_and_of_junk(tmp_path):
+    shb = struct.pack(">II", 0x0A0D0D0A, 28) + struct.pack(">IHHq", 0x1A2B3C4D, 1, 0, -1) + struct.pack(">I", 28)
+    idb = struct.pack(">IIHHI", 1, 20, 276, 0, 0) + struct.pack(">I", 20)
+    epb = struct.pack(">IIIIIII", 6, 32 + 20, 0, 0, 1, 20, 20) + b"S" * 20 + struct.pack(">I", 32 + 20)
+    p = tmp_path / "be.pcapng"
+    p.write_bytes(shb + idb + epb)
+    assert linktypes(p) == {276} and [r.linktype for r in iter_pcaps(p).records()] == [276]
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"hello world, not a capture")
+    with pytest.raises(PcapError, match="not a pcap or pcapng"):
+        linktypes(junk)
 
 
 def test_not_a_capture(tmp_path):
@@ -127,6 +195,50 @@ def test_writer_round_trip(tmp_path):
     assert got[0][0] == 1234.5 and got[1][0] == pytest.approx(1236.0)
     from scapy.all import rdpcap
     assert len(rdpcap(str(p))) == 2
+
+
+@pytest.mark.parametrize("linktype", [113, 276, 101, 0])
+def test_writer_keeps_the_link_type(tmp_path, linktype):
+    p = tmp_path / "w.pcap"
+    with PcapWriter(p, linktype=linktype) as w:
+        w.write(5.25, b"\x00" * 40, linktype)
+        with pytest.raises(PcapError, match=r"a pcap file holds one link type"):
+            w.write(6.0, b"\x00" * 40, 1 if linktype != 1 else 113)
+    assert [(r.ts, r.linktype) for r in iter_pcaps(p).records()] == [(5.25, linktype)]
+    assert p.read_bytes()[20:24] == struct.pack("<I", linktype)
+
+
+def test_pcapng_writer_one_interface_per_link_type(tmp_path):
+    p = tmp_path / "w.pcapng"
+    with PcapngWriter(p) as w:
+        w.write(1.5, b"E" * 60, 1)
+        w.write(2.000001, b"S" * 44, 113)
+        w.write(3.0, b"E" * 61, 1)
+        w.write(4.0, b"R" * 20, 101)
+    recs = list(iter_pcaps(p).records())
+    assert [(r.data[:1], len(r.data), r.linktype) for r in recs] == [(b"E", 60, 1), (b"S", 44, 113), (b"E", 61, 1),
+                                                                      (b"R", 20, 101)]
+    assert [round(r.ts, 6) for r in recs] == [1.5, 2.000001, 3.0, 4.0]
+    assert linktypes(p) == {1, 113, 101}
+    raw = p.read_bytes()
+    assert raw.count(struct.pack("<IIHHI", 1, 20, 113, 0, 262144)) == 1       # one IDB per link type
+    from scapy.all import rdpcap
+    assert len(rdpcap(str(p))) == 4
+
+
+def test_open_writer_picks_the_format_and_refuses_a_mix_in_pcap(tmp_path):
+    with open_writer(tmp_path / "one.pcap", {113: "a.pcap"}) as w:
+        assert isinstance(w, PcapWriter) and w.linktype == 113
+    with open_writer(tmp_path / "none.pcap", {}) as w:
+        assert isinstance(w, PcapWriter) and w.linktype == 1
+    with open_writer(tmp_path / "mix.pcapng", {1: "a.pcap", 113: "b.pcap"}) as w:
+        assert isinstance(w, PcapngWriter)
+    with pytest.raises(PcapError) as e:
+        open_writer(tmp_path / "mix.pcap", {1: "a.pcap", 113: "b.pcap"})
+    assert str(e.value) == (f"{tmp_path / 'mix.pcap'}: the captures mix link types -- 1 (ETHERNET) in a.pcap; "
+                            "113 (LINUX_SLL, Linux cooked capture) in b.pcap -- and a pcap file holds one link type: "
+                            "give a .pcapng name (one interface per link type), or replay the captures separately")
+    assert not (tmp_path / "mix.pcap").exists()
 
 
 def test_missing_path():
