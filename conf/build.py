@@ -10,12 +10,13 @@ classification file and the rule directory as plain arguments.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-from conf.model import Config
-from conf.validate import rule_path
+from conf.model import POLICY_UNSET, STREAM_POLICIES, Config
+from conf.validate import ConfigError, master_policy, policy_problems, rule_path
 from rules import loader
-from rules.settings import DecodeOptions, EngineSettings, FlowSettings, StreamSettings, resolve_midstream_policy
+from rules.settings import EngineSettings, resolve_midstream_policy, resolve_policy
 
 # The classification.config shipped with ipsbridge (ET Open's), used when the
 # configuration names none.
@@ -32,25 +33,37 @@ def mode_of(config: Config) -> str:
     return "ids"
 
 
+def resolve_stream_policy(config: Config, key: str, mode: str) -> str:
+    """One of the stream exception policies (`key` as in suricata.yaml) resolved for `mode`, as
+    Suricata 7 does: a policy the file sets is taken as written (`auto`: drop-flow in ips mode
+    -- for midstream-policy only without midstream pick-up -- else ignore); one it leaves out
+    takes the master `exception-policy` (whose drop-packet/drop-flow mean ignore outside ips
+    mode, `master_policy`)."""
+    written = getattr(config.stream, STREAM_POLICIES[key])
+    value = written if written != POLICY_UNSET else master_policy(config.exception_policy, mode)
+    if key == "stream.midstream-policy":
+        return resolve_midstream_policy(value, mode, config.stream.midstream)
+    return resolve_policy(value, mode)
+
+
 def engine_settings(config: Config, mode: str | None = None) -> EngineSettings:
     """The engine's settings for `config` in `mode` (default: `mode_of(config)`), with every
-    `auto` exception policy resolved for that mode."""
+    exception policy resolved for that mode.  Raises ConfigError when a policy combination
+    cannot run in `mode` (Suricata refuses it too; `conf.validate.policy_problems`)."""
     mode = mode or mode_of(config)
-    st = config.stream
-    dec = config.decoder
-    stream = StreamSettings(
-        midstream=st.midstream, async_oneside=st.async_oneside, inline=st.inline,
-        midstream_policy=resolve_midstream_policy("auto", mode, st.midstream),
-    )
-    decoder = DecodeOptions(vxlan_enabled=dec.vxlan_enabled, vxlan_ports=tuple(dec.vxlan_ports),
-                            gre_enabled=dec.gre_enabled, checksum_validation=st.checksum_validation)
-    exception = config.exception_policy
+    problems = policy_problems(config, mode)
+    if problems:
+        raise ConfigError(problems)
+    stream = dataclasses.replace(config.stream, **{
+        field: resolve_stream_policy(config, key, mode) for key, field in STREAM_POLICIES.items()})
+    master = master_policy(config.exception_policy, mode)
     return EngineSettings(
         mode=mode,
-        # internal engine errors: the master switch when set explicitly, else fail open
-        exception_policy=exception if exception in ("drop-packet", "drop-flow", "pass-packet", "pass-flow")
+        # internal engine errors: the master switch when set to one of these, else fail open
+        # (Suricata has no such exception, so its `auto` does not apply)
+        exception_policy=master if master in ("drop-packet", "drop-flow", "pass-packet", "pass-flow")
         else "ignore",
-        decoder=decoder, flow=FlowSettings(), stream=stream,
+        decoder=config.decoder, flow=config.flow, stream=stream, defrag=config.defrag,
     )
 
 

@@ -5,12 +5,33 @@ them all.  Rules of the road:
 
 * A whole suricata.yaml loads: top-level sections ipsbridge does not use
   (outputs, app-layer, logging, detect, threading, ...) give ONE warning each.
-* Inside the sections ipsbridge reads (af-packet entries, vars, stream,
-  decoder, pcap-file, ipsbridge) an unknown key is an error with a
-  did-you-mean; keys Suricata knows but ipsbridge ignores (mmap-locked,
-  stream.reassembly, decoder.teredo, ...) give a warning.
+* Every key inside a section ipsbridge reads (af-packet entries, vars,
+  stream, flow, flow-timeouts, defrag, decoder, exception-policy, pcap-file,
+  ipsbridge) is either honoured -- it lands in the typed settings and has an
+  effect -- or judged by the `UNIMPLEMENTED` table below:
+    - `NoEffect`: Suricata's allocation/performance tuning with no
+      behavioural meaning here (hash-size, prealloc, mmap-locked, ...):
+      accepted with ONE warning, "no effect in ipsbridge: <why>";
+    - `Refused`: a key whose Suricata meaning changes what is forwarded,
+      dropped, detected or logged, which ipsbridge does not do: an error
+      naming file:line and what to use instead.  Values that mean what
+      ipsbridge does anyway (`stream.bypass: no`) are accepted silently, and
+      the value Suricata's stock suricata.yaml carries (`decoder.teredo`,
+      `defrag.memcap: 32mb`) is accepted with a warning saying what
+      ipsbridge does instead, so that stock file still loads.
+  A key Suricata does not know is an error with a did-you-mean.
 * Booleans take yes/no/true/false/on/off/1/0 like Suricata; `threads: auto` is
-  one thread per CPU.
+  one thread per CPU.  Sizes (memcaps, depth, chunk sizes) are Suricata's size
+  strings (`parse_size`).  Every number is bounded to what can work, and NaN
+  or infinity is refused wherever a number is read.
+* `stream.reassembly.randomize-chunk-size` (default yes) is applied here, once
+  per load, as Suricata does at start-up: each chunk size moves by up to
+  +/- randomize-chunk-range/2 percent.  The engine only sees the result;
+  `load_text(..., rng=random.Random(seed))` makes it reproducible.
+* Exception policies are kept as written (`auto` allowed; a specific policy
+  left out is `conf.model.POLICY_UNSET`: the master `exception-policy`
+  decides); `conf.build.engine_settings` resolves them for a mode.  The
+  combinations Suricata refuses are refused (`conf.validate.policy_problems`).
 * Relative `default-rule-path` and `classification-file` are taken relative to
   the directory of the YAML file (Suricata takes them relative to its working
   directory; ipsbridge's way lets a config directory be moved as a whole).
@@ -26,54 +47,299 @@ them all.  Rules of the road:
   MTU and cannot be sent on -- fragmented traffic would be lost (measured in
   the lab: a 4000-byte ping through the bridge fails with defrag on, passes
   with it off).
+
+Checked against Suricata 7.0 (main-7.0.x: suricata.yaml.in, stream-tcp.c,
+flow.c, defrag*.c, decode*.c, runmode-af-packet.c, source-pcap-file.c,
+util-misc.c, util-exception-policy.c).  Where ipsbridge is deliberately
+stricter: a size like "1x5mb" (Suricata's pattern lets any character stand
+for the decimal point) is refused; values Suricata warns about and replaces
+by its default (flow.emergency-recovery 0, a negative timeout) are refused;
+a randomized chunk size is kept within 1..65535 instead of wrapping around.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import random
 import re
+from dataclasses import dataclass
+from fractions import Fraction
 
 import structlog
 import yaml
 
-from conf.model import DEFAULT_ADDRESS_GROUPS, DEFAULT_PORT_GROUPS, Config, Decoder, Interface, Stream
-from conf.validate import ConfigError, Problem, did_you_mean
+from conf.model import (
+    DEFAULT_ADDRESS_GROUPS,
+    DEFAULT_PORT_GROUPS,
+    Config,
+    Interface,
+    stream_as_written,
+)
+from conf.validate import (
+    MAX_BLOCK_TIMEOUT,
+    MAX_RING_BYTES,
+    MAX_RING_FRAMES,
+    MAX_STATS_INTERVAL,
+    MAX_THREADS,
+    ConfigError,
+    Problem,
+    did_you_mean,
+    policy_problems,
+)
+from rules.settings import (
+    DEFAULT_TIMEOUTS,
+    POLICY_VALUES,
+    DecodeOptions,
+    DefragSettings,
+    FlowSettings,
+    FlowTimeouts,
+    StreamSettings,
+)
 
 log = structlog.get_logger("conf")
 
 # Top-level keys ipsbridge reads.  Everything else is a section of Suricata's
 # that ipsbridge does not use: accepted with one warning.
 TOP_LEVEL = ("af-packet", "vars", "default-rule-path", "rule-files", "classification-file",
-             "stream", "decoder", "exception-policy", "pcap-file", "ipsbridge", "outputs",
-             "default-log-dir")
+             "stream", "flow", "flow-timeouts", "defrag", "decoder", "exception-policy", "pcap-file",
+             "ipsbridge", "outputs", "default-log-dir")
 
 INTERFACE_KEYS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Interface)
                        if f.name != "line")
-# af-packet keys Suricata 7 knows that ipsbridge does not implement: warning, not error.
-INTERFACE_IGNORED = ("mmap-locked", "use-emergency-flush", "xdp-mode", "xdp-filter-file",
-                     "ebpf-lb-file", "ebpf-filter-file", "bypass", "pinned-maps",
-                     "pinned-maps-name", "xdp-cpu-redirect", "hash-mode", "vlan-hdr",
-                     "copy-flags")
-STREAM_KEYS = ("midstream", "async-oneside", "checksum-validation", "inline")
-STREAM_IGNORED = ("memcap", "memcap-policy", "reassembly", "bypass", "drop-invalid",
-                  "prealloc-sessions", "max-sessions", "max-synack-queued", "max-syn-queued",
-                  "wrong-thread", "liberal-timestamps", "midstream-policy", "reassembly-policy")
+STREAM_KEYS = ("memcap", "memcap-policy", "checksum-validation", "inline", "midstream",
+               "midstream-policy", "async-oneside", "drop-invalid", "reassembly")
+REASSEMBLY_KEYS = ("memcap", "memcap-policy", "depth", "toserver-chunk-size", "toclient-chunk-size",
+                   "randomize-chunk-size", "randomize-chunk-range", "raw")
+FLOW_KEYS = ("memcap", "emergency-recovery")
+TIMEOUT_PROTOS = tuple(DEFAULT_TIMEOUTS)                     # default, tcp, udp, icmp
+TIMEOUT_KEYS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(FlowTimeouts))
+DEFRAG_KEYS = ("timeout", "trackers", "max-frags")
 DECODER_KEYS = ("vxlan", "gre")
-DECODER_IGNORED = ("teredo", "geneve", "vntag", "erspan", "max-layers", "recursion-level",
-                   "ipv4", "ipv6")
 PCAP_FILE_KEYS = ("checksum-checks",)
-PCAP_FILE_IGNORED = ("buffer-size", "tenant-id", "delete-when-done", "recursive", "continuous",
-                     "bpf-filter")
 IPSBRIDGE_KEYS = ("eve-log", "stats-interval", "verdict-hook")
 VARS_KEYS = ("address-groups", "port-groups")
 
 CHECKSUM_CHECKS = ("auto", "yes", "no", "kernel")
 STREAM_INLINE = ("auto", "yes", "no")
-EXCEPTION_POLICIES = ("auto", "drop-packet", "drop-flow", "pass-packet", "pass-flow", "bypass",
-                      "reject", "ignore")
+EXCEPTION_POLICIES = POLICY_VALUES
 _TRUE = ("yes", "true", "on", "1", "y")
 _FALSE = ("no", "false", "off", "0", "n")
 _AUTO_CLUSTER_ID_START = 99
+
+# Bounds (Suricata's own where it has one).
+U16_MAX, U32_MAX, U64_MAX = 0xFFFF, 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF
+DEFRAG_TIMEOUT_RANGE = (1, 24 * 3600)        # Suricata refuses a defrag.timeout outside this
+MAX_CHUNK_RANGE = 99                         # randomize-chunk-range "must be lower than 100"
+DEFAULT_CHUNK_RANGE = 10
+STOCK_DEFRAG_MEMCAP = 32 * 1024 * 1024       # defrag.memcap in Suricata 7's stock suricata.yaml
+
+
+# --------------------------------------------------------------------------- sizes
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]{2,3})?\s*")
+_SIZE_UNITS = {"kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3}        # any case
+_SIZE_UNITS_IEC = {"KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3}  # exactly this case
+MEMCAP_FIX = "write a size above 0, e.g. 64mb (memcaps are byte limits; any size up to 2^64-1 is a valid bound)"
+SIZE_HELP = "write a byte count, or a number with kb, mb or gb (powers of 1024), e.g. 64mb or 1.5gb"
+
+
+def parse_size(value) -> Fraction:
+    """A Suricata size string ("64mb", "1 kb", "1.5MB", "1048576", "2GiB") as bytes, before
+    truncation to a whole number (callers compare it with their maximum first, as Suricata's
+    ParseSizeStringU16/U32/U64 do).  Units are powers of 1024: kb/mb/gb in any case, or
+    KiB/MiB/GiB exactly.  Raises ValueError on anything else (negative, NaN, inf, booleans)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{value!r} is not a size")
+    text = str(value)
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"'{text}' is not a size")
+    number, unit = Fraction(m.group(1)), m.group(2)
+    if unit is None:
+        return number
+    factor = _SIZE_UNITS.get(unit.lower()) or _SIZE_UNITS_IEC.get(unit)
+    if factor is None:
+        raise ValueError(f"'{text}' has an unknown unit '{unit}'")
+    return number * factor
+
+
+def format_size(n: int) -> str:
+    for unit, factor in (("gb", 1024 ** 3), ("mb", 1024 ** 2), ("kb", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
+
+
+def randomize_chunk(size: int, chunk_range: int, rng: random.Random) -> int:
+    """Suricata's start-up randomization of a reassembly chunk size: size moves by
+    size * (r - 0.5) * range / 100 for r uniform in [0, 1], truncated toward zero -- at most
+    range/2 percent either way -- and is kept within 1..65535."""
+    delta = int(size * (rng.random() - 0.5) * chunk_range / 100)
+    return min(U16_MAX, max(1, size + delta))
+
+
+# --------------------------------------------------------------------------- keys not implemented
+@dataclass(frozen=True, slots=True)
+class NoEffect:
+    """Suricata allocation/performance tuning with no behavioural meaning in ipsbridge:
+    accepted (its value still has to have the right shape) with one warning."""
+
+    why: str
+    shape: str = "any"            # bool | int | size | str | policy | any
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A Suricata key whose meaning ipsbridge does not implement.
+
+    A value in `honoured` means what ipsbridge does anyway: accepted silently (and with
+    `gate`, the other keys of the same mapping are then not judged: `enabled: no` makes
+    `ports` moot).  A value in `stock` is what Suricata's stock suricata.yaml carries:
+    accepted so that file loads, with a warning saying `instead` (silently when `instead`
+    is empty).  Any other value is refused with `message` and `fix`."""
+
+    message: str
+    fix: str
+    shape: str = "bool"
+    honoured: tuple = ()
+    stock: tuple = ()
+    instead: str = ""
+    gate: bool = False
+
+
+_EBPF = Refused("eBPF/XDP capture is not supported: ipsbridge reads frames through AF_PACKET rings only",
+                "remove the key", shape="any")
+_BYPASS = Refused("flow bypass is not implemented yet (a later release)", "remove the key or set it to no",
+                  honoured=(False,))
+_TUNNEL_PARENT = Refused("the carrier packet of an IP-in-IP tunnel is never flow-tracked in ipsbridge",
+                         "remove the key or set it to no", honoured=(False,))
+_BYPASSED_TIMEOUT = NoEffect("flow bypass is not implemented yet, so no flow is ever in the bypassed "
+                             "state", "int")
+_NO_CLOSED_STATE = NoEffect("UDP and ICMP flows have no closed state (Suricata 7 does not read this "
+                            "key either)", "int")
+
+
+def _tunnel_decoder(name: str, var: str) -> dict:
+    instead = f"ipsbridge does not decode {name}: packets on the {name} ports are inspected as plain UDP"
+    fix = f"set decoder.{name.lower()}.enabled: no (or keep Suricata's stock enabled: true, ports: ${var})"
+    return {
+        f"decoder.{name.lower()}.enabled": Refused(f"{name} decoding is not implemented", fix,
+                                                   honoured=(False,), stock=(True,), instead=instead,
+                                                   gate=True),
+        f"decoder.{name.lower()}.ports": Refused(f"{name} decoding is not implemented, so its ports cannot "
+                                                 "be chosen", fix, shape="str", stock=(f"${var}",)),
+    }
+
+
+# Every Suricata 7 key, inside a section ipsbridge reads, that ipsbridge does not implement,
+# by its dotted path ("af-packet.KEY" for interface entries).  A path with entries below it
+# ("decoder.vntag") is a mapping whose keys are judged one by one.
+UNIMPLEMENTED: dict[str, NoEffect | Refused] = {
+    # af-packet
+    "af-packet.mmap-locked": NoEffect("the rings are not locked in memory (mlock is a performance "
+                                      "setting)", "bool"),
+    "af-packet.use-emergency-flush": NoEffect("ipsbridge never flushes a ring unread: every frame is "
+                                              "inspected and overload shows in kernel_drops", "bool"),
+    "af-packet.v2-block-size": NoEffect("ipsbridge sizes TPACKET_V2 ring blocks from the MTU", "int"),
+    "af-packet.disable-hwtimestamp": NoEffect("ipsbridge always uses the kernel's software receive "
+                                              "timestamps", "bool"),
+    "af-packet.bypass": _BYPASS,
+    **{f"af-packet.{k}": _EBPF for k in ("xdp-mode", "xdp-filter-file", "ebpf-lb-file", "ebpf-filter-file",
+                                         "pinned-maps", "pinned-maps-name", "xdp-cpu-redirect",
+                                         "use-percpu-hash")},
+    # stream
+    "stream.bypass": _BYPASS,
+    "stream.prealloc-sessions": NoEffect("TCP sessions are allocated as flows appear, bounded by "
+                                         "flow.memcap and stream.memcap", "int"),
+    "stream.max-sessions": NoEffect("obsolete (Suricata 7 ignores it too): sessions are bounded by "
+                                    "flow.memcap and stream.memcap", "int"),
+    "stream.max-syn-queued": Refused("ipsbridge tracks the first handshake of a flow and does not queue "
+                                     "alternative SYN packets", "remove the key", shape="int"),
+    "stream.max-synack-queued": Refused("ipsbridge tracks the first handshake of a flow and does not "
+                                        "queue alternative SYN/ACK packets", "remove the key", shape="int"),
+    "stream.liberal-timestamps": Refused("ipsbridge does not validate TCP timestamps (no PAWS check, no "
+                                         "host OS policies)", "remove the key"),
+    "stream.reassembly.segment-prealloc": NoEffect("segments are allocated as they arrive, bounded by "
+                                                   "stream.reassembly.memcap", "int"),
+    "stream.reassembly.max-regions": NoEffect("allocation tuning of Suricata's streaming buffer", "int"),
+    "stream.reassembly.check-overlap-different-data": Refused(
+        "checking overlapping TCP segments for different data is not implemented", "remove the key"),
+    "stream.reassembly.urgent.policy": Refused(
+        "only 'inline' is implemented: urgent data stays part of the stream", "remove the key or set it "
+        "to inline", shape="str", honoured=("inline",)),
+    "stream.reassembly.urgent.oob-limit-policy": NoEffect("it only applies to urgent.policy: oob, which "
+                                                          "is not implemented", "str"),
+    # flow
+    "flow.memcap-policy": Refused("at flow.memcap ipsbridge evicts the oldest flow and enters emergency "
+                                  "mode, as Suricata's 'ignore'; no other exception policy is implemented "
+                                  "for it", "remove the key or set it to ignore", shape="policy",
+                                  honoured=("ignore",)),
+    "flow.hash-size": NoEffect("the flow table grows as needed; flow.memcap bounds it", "int"),
+    "flow.prealloc": NoEffect("flows are allocated as they appear", "int"),
+    "flow.managers": NoEffect("each worker expires its own flows: there are no flow manager threads", "int"),
+    "flow.recyclers": NoEffect("each worker frees its own flows: there are no flow recycler threads", "int"),
+    **{f"flow-timeouts.{proto}.{k}": _BYPASSED_TIMEOUT for proto in TIMEOUT_PROTOS
+       for k in ("bypassed", "emergency-bypassed")},
+    **{f"flow-timeouts.{proto}.{k}": _NO_CLOSED_STATE for proto in ("udp", "icmp")
+       for k in ("closed", "emergency-closed")},
+    # defrag
+    "defrag.memcap": Refused("a byte limit on IP reassembly is not implemented",
+                             "remove defrag.memcap (Suricata's stock 32mb is accepted) and bound reassembly "
+                             "with defrag.max-frags and defrag.trackers", shape="size",
+                             stock=(STOCK_DEFRAG_MEMCAP,),
+                             instead="ipsbridge bounds fragment memory by defrag.max-frags and "
+                             "defrag.trackers, not by bytes"),
+    "defrag.memcap-policy": Refused("ipsbridge has no defrag memcap, so no exception policy applies to it",
+                                    "remove the key or set it to ignore", shape="policy",
+                                    honoured=("ignore",)),
+    "defrag.hash-size": NoEffect("the tracker table grows as needed; defrag.trackers bounds it", "int"),
+    "defrag.prealloc": NoEffect("trackers are allocated as fragments arrive", "bool"),
+    "defrag.host-config": Refused("per-host defrag settings are not implemented",
+                                  "remove it; defrag.timeout applies to every host", shape="any"),
+    # decoder
+    **_tunnel_decoder("Teredo", "TEREDO_PORTS"),
+    **_tunnel_decoder("Geneve", "GENEVE_PORTS"),
+    "decoder.vntag.enabled": Refused("VN-Tag decoding is not implemented", "remove the key or set it to no",
+                                     honoured=(False,), gate=True),
+    "decoder.erspan.typeI.enabled": Refused("ERSPAN type I decoding is not implemented",
+                                            "remove the key or set it to no", honoured=(False,), gate=True),
+    "decoder.max-layers": Refused("a limit on the number of decoded layers is not implemented: ipsbridge "
+                                  "decodes at most 3 nested tunnels and 3 VLAN tags", "remove the key",
+                                  shape="int"),
+    "decoder.recursion-level.use-for-tracking": Refused(
+        "ipsbridge's flow key does not include the tunnel depth", "remove the key or set it to no",
+        honoured=(False,)),
+    "decoder.ipv4.ipip.enabled": Refused("ipsbridge always decodes IPv4-in-IPv4 tunnels",
+                                         "remove the key or set it to yes", honoured=(True,)),
+    "decoder.ipv4.ipip.track-parent-flow": _TUNNEL_PARENT,
+    "decoder.ipv6.ipip-ipv4.track-parent-flow": _TUNNEL_PARENT,
+    "decoder.ipv6.ipip-ipv6.track-parent-flow": _TUNNEL_PARENT,
+    # pcap-file (ipsbridge replay)
+    "pcap-file.buffer-size": NoEffect("replay reads capture files with buffered file I/O (and Suricata 7 "
+                                      "does not read pcap-file.buffer-size either)", "size"),
+    "pcap-file.delay": NoEffect("it tunes pcap-file.continuous, which ipsbridge does not have", "int"),
+    "pcap-file.poll-interval": NoEffect("it tunes pcap-file.continuous, which ipsbridge does not have", "int"),
+    "pcap-file.tenant-id": Refused("multi-tenancy is not implemented", "remove the key", shape="any"),
+    "pcap-file.delete-when-done": Refused("replay never deletes capture files", "remove the key or set it "
+                                          "to no", honoured=(False,)),
+    "pcap-file.recursive": Refused("replay reads only the files directly inside a directory",
+                                   "remove the key or set it to no, and give subdirectories as arguments",
+                                   honoured=(False,)),
+    "pcap-file.continuous": Refused("replay reads the files present when it starts and stops; watching a "
+                                    "directory is not implemented", "remove the key or set it to no",
+                                    honoured=(False,)),
+    "pcap-file.bpf-filter": Refused("replay has no BPF filter (and Suricata 7 takes the filter from its "
+                                    "command line, not from here)",
+                                    "remove the key; filter the capture first, e.g. tcpdump -r IN -w OUT "
+                                    "'FILTER'", shape="any"),
+}
+
+
+def _children(path: str) -> tuple[str, ...]:
+    """Names directly below `path` in UNIMPLEMENTED (leaves and mappings)."""
+    prefix = path + "."
+    return tuple(dict.fromkeys(k[len(prefix):].split(".")[0] for k in UNIMPLEMENTED if k.startswith(prefix)))
+
 
 
 # --------------------------------------------------------------------------- YAML with line numbers
@@ -137,10 +403,12 @@ _Loader.add_constructor("!include", _construct_include)
 class _Parser:
     """Turns the YAML tree into a Config, collecting Problems."""
 
-    def __init__(self, source: str, base_dir: str):
+    def __init__(self, source: str, base_dir: str, rng: random.Random | None = None):
         self.source = source
         self.base_dir = base_dir
+        self.rng = rng if rng is not None else random.Random()
         self.problems: list[Problem] = []
+        self.lines: dict[str, int] = {}
 
     # ---- reporting
     def error(self, where, key, message, fix, line=0):
@@ -149,17 +417,76 @@ class _Parser:
     def warn(self, event, where, key, line=0, **kw):
         log.warning(event, where=where, key=key, file=self.source, line=line, **kw)
 
-    def check_keys(self, where: str, mapping: _Map, known, ignored=()):
+    def check_keys(self, where: str, mapping: _Map, known, path: str | None = None):
+        """Unknown keys of `mapping` are errors with a did-you-mean; keys Suricata knows that
+        ipsbridge does not implement (UNIMPLEMENTED below `path`) are judged."""
+        path = where if path is None else path
+        others = _children(path)
+        gated = self.gate_closed(path, mapping)
         for key in mapping:
             if key in known:
                 continue
             line = mapping.line_of(key)
-            if key in ignored:
-                self.warn("config_key_ignored", where, key, line,
-                          reason="a Suricata setting ipsbridge does not use")
+            if key in others:
+                if not gated or f"{path}.{key}" in UNIMPLEMENTED and UNIMPLEMENTED[f"{path}.{key}"].gate:
+                    self.judge(where, f"{path}.{key}", key, mapping[key], line)
             else:
-                self.error(where, key, "unknown key" + did_you_mean(key, known),
+                self.error(where, key, "unknown key" + did_you_mean(key, tuple(known) + others),
                            "correct the spelling or remove the key", line)
+
+    def gate_closed(self, path: str, mapping: _Map) -> bool:
+        """A `gate` key of this mapping (`enabled`) holds a value that switches the feature off:
+        its sibling keys mean nothing then."""
+        for key, value in mapping.items():
+            spec = UNIMPLEMENTED.get(f"{path}.{key}")
+            if isinstance(spec, Refused) and spec.gate:
+                v = self.shaped(spec.shape, path, key, value, mapping.line_of(key), report=False)
+                if v is not None and v in spec.honoured:
+                    return True
+        return False
+
+    def judge(self, where: str, path: str, key: str, value, line: int) -> None:
+        """One key of UNIMPLEMENTED (or a mapping of them) as the table says."""
+        spec = UNIMPLEMENTED.get(path)
+        if spec is None:                                   # a mapping of judged keys
+            if not isinstance(value, _Map):
+                self.error(where, key, "must be a mapping", f"indent its keys under '{key}:'", line)
+                return
+            self.check_keys(f"{where}.{key}", value, (), path)
+            return
+        v = self.shaped(spec.shape, where, key, value, line)
+        if v is None and spec.shape != "any":
+            return                                         # wrong shape: already an error
+        if isinstance(spec, NoEffect):
+            self.warn("config_key_ignored", where, key, line, reason=f"no effect in ipsbridge: {spec.why}")
+        elif spec.shape != "any" and v in spec.honoured:
+            pass
+        elif spec.shape != "any" and v in spec.stock:
+            if spec.instead:
+                self.warn("config_key_stock_value", where, key, line,
+                          reason=f"{spec.instead}; accepted as Suricata's stock value, any other value is refused")
+        else:
+            self.error(where, key, spec.message, spec.fix, line)
+
+    def shaped(self, shape, where, key, value, line, report=True):
+        if not report:
+            saved, self.problems = self.problems, []
+            try:
+                return self.shaped(shape, where, key, value, line)
+            finally:
+                self.problems = saved
+        if shape == "bool":
+            return self.as_bool(where, key, value, line)
+        if shape == "int":
+            return self.as_int(where, key, value, line, minimum=0, maximum=U64_MAX)
+        if shape == "size":
+            return self.as_size(where, key, value, line, minimum=0, maximum=U64_MAX)
+        if shape == "str":
+            v = self.as_str(where, key, value, line)
+            return v.strip() if v is not None else None
+        if shape == "policy":
+            return self.as_policy(where, key, value, line)
+        return value
 
     # ---- typed values
     def as_bool(self, where, key, value, line):
@@ -172,7 +499,7 @@ class _Parser:
         self.error(where, key, f"{value!r} is not a boolean", "write yes or no", line)
         return None
 
-    def as_int(self, where, key, value, line, minimum=None):
+    def as_int(self, where, key, value, line, minimum=None, maximum=None, fix=None):
         if isinstance(value, int) and not isinstance(value, bool):
             result = value
         elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
@@ -182,18 +509,49 @@ class _Parser:
             return None
         if minimum is not None and result < minimum:
             self.error(where, key, f"{result} is below the minimum {minimum}",
-                       f"write a number of at least {minimum}", line)
+                       fix or f"write a number of at least {minimum}", line)
+            return None
+        if maximum is not None and result > maximum:
+            self.error(where, key, f"{result} is above the maximum {maximum}",
+                       fix or f"write a number of at most {maximum}", line)
             return None
         return result
 
-    def as_number(self, where, key, value, line):
+    def as_number(self, where, key, value, line, minimum=None, maximum=None, unit="seconds"):
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        try:
-            return float(str(value))
-        except ValueError:
-            self.error(where, key, f"{value!r} is not a number", "write a number of seconds", line)
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if number is None or not math.isfinite(number):
+            self.error(where, key, f"{value!r} is not a number", f"write a finite number of {unit}", line)
             return None
+        if minimum is not None and number < minimum or maximum is not None and number > maximum:
+            self.error(where, key, f"{value!r} is outside {minimum}..{maximum}",
+                       f"write a number of {unit} between {minimum} and {maximum}", line)
+            return None
+        return number
+
+    def as_size(self, where, key, value, line, minimum=0, maximum=U64_MAX, fix=None):
+        """A Suricata size string as a whole number of bytes within minimum..maximum."""
+        try:
+            size = parse_size(value)
+        except ValueError as exc:
+            self.error(where, key, str(exc), SIZE_HELP, line)
+            return None
+        if size > maximum:
+            self.error(where, key, f"{value!r} is above the maximum {maximum}",
+                       fix or f"write at most {format_size(maximum)}", line)
+            return None
+        result = int(size)
+        if result < minimum:
+            self.error(where, key, f"{value!r} is below the minimum {minimum}",
+                       fix or f"write at least {minimum}", line)
+            return None
+        return result
 
     def as_str(self, where, key, value, line, allow_none=False):
         if value is None and allow_none:
@@ -220,12 +578,22 @@ class _Parser:
             return None
         return text
 
+    def as_policy(self, where, key, value, line):
+        """An exception policy as written (Suricata's exact spelling)."""
+        if value == "rejectboth":
+            self.error(where, key, "'rejectboth' (a reset to both sides) is not implemented",
+                       "use reject (a reset or ICMP error to the sender of the packet)", line)
+            return None
+        return self.as_choice(where, key, value, line, EXCEPTION_POLICIES)
+
     def as_threads(self, where, key, value, line):
         if isinstance(value, str) and value.strip().lower() == "auto":
-            return os.cpu_count() or 1
+            return min(os.cpu_count() or 1, MAX_THREADS)
         if isinstance(value, int) and not isinstance(value, bool) or \
                 isinstance(value, str) and value.strip().isdigit():
-            return self.as_int(where, key, value, line, minimum=1)
+            return self.as_int(where, key, value, line, minimum=1, maximum=MAX_THREADS,
+                               fix=f"write 1..{MAX_THREADS}, or 'auto' (one per CPU); more workers "
+                               "than CPUs only add context switches")
         self.error(where, key, f"{value!r} is not a thread count",
                    "write a positive integer or 'auto' (one per CPU)", line)
         return None
@@ -233,6 +601,13 @@ class _Parser:
     def path(self, value: str) -> str:
         value = os.path.expanduser(value)
         return value if os.path.isabs(value) else os.path.normpath(os.path.join(self.base_dir, value))
+
+    def mapping(self, raw, where: str, line: int, hint: str):
+        """`raw` when it is a mapping (None when absent); an error otherwise."""
+        if raw is None or isinstance(raw, _Map):
+            return raw
+        self.error(where, "", "must be a mapping", hint, line)
+        return None
 
     # ---- sections
     def interface_entry(self, entry, index: int):
@@ -247,7 +622,7 @@ class _Parser:
                        "start the entry with '- interface: NAME'", entry.line)
             return None
         name = str(name)
-        self.check_keys(name, entry, INTERFACE_KEYS, INTERFACE_IGNORED)
+        self.check_keys(name, entry, INTERFACE_KEYS, "af-packet")
         values = {}
         for key, value in entry.items():
             if key not in INTERFACE_KEYS or key == "interface":
@@ -273,10 +648,22 @@ class _Parser:
                     continue
             elif key == "checksum-checks":
                 v = self.as_choice(name, key, value, line, CHECKSUM_CHECKS, bools=True)
-            elif key in ("ring-size", "block-size", "block-timeout"):
-                v = self.as_int(name, key, value, line, minimum=1)
+            elif key == "ring-size":
+                v = self.as_int(name, key, value, line, minimum=1, maximum=MAX_RING_FRAMES,
+                                fix=f"write at most {MAX_RING_FRAMES} frames: a ring must stay below "
+                                f"{format_size(MAX_RING_BYTES)} per socket (2048-byte frames at MTU 1500); "
+                                "the default 2048 is usually enough")
+            elif key == "block-size":
+                v = self.as_int(name, key, value, line, minimum=1, maximum=MAX_RING_BYTES,
+                                fix=f"write at most {MAX_RING_BYTES} bytes (a V3 block must fit in the ring)")
+            elif key == "block-timeout":
+                v = self.as_int(name, key, value, line, minimum=1, maximum=MAX_BLOCK_TIMEOUT,
+                                fix=f"write 1..{MAX_BLOCK_TIMEOUT} ms (a V3 block held longer only delays "
+                                "its frames)")
             elif key == "buffer-size":
-                v = self.as_int(name, key, value, line, minimum=0)
+                v = self.as_int(name, key, value, line, minimum=0, maximum=2 ** 31 - 1,
+                                fix="write a byte count below 2 GiB (SO_RCVBUF is an int), or 0 for the "
+                                "kernel default")
             else:  # the booleans
                 v = self.as_bool(name, key, value, line)
             if v is not None:
@@ -341,25 +728,145 @@ class _Parser:
                     out[group][str(name)] = text
         return out
 
-    def stream(self, raw, line) -> Stream:
-        stream = Stream()
-        if raw is None:
-            return stream
-        if not isinstance(raw, _Map):
-            self.error("stream", "", "must be a mapping", "indent its keys under 'stream:'", line)
-            return stream
-        self.check_keys("stream", raw, STREAM_KEYS, STREAM_IGNORED)
-        for key in ("midstream", "async-oneside", "checksum-validation"):
-            if key in raw:
-                v = self.as_bool("stream", key, raw[key], raw.line_of(key))
-                if v is not None:
-                    setattr(stream, key.replace("-", "_"), v)
-        if "inline" in raw:
-            v = self.as_choice("stream", "inline", raw["inline"], raw.line_of("inline"),
-                               STREAM_INLINE, bools=True)
+    def policy(self, where: str, raw: _Map, key: str, dotted: str, out: dict, field: str) -> None:
+        """An exception policy, stored as written; its line is kept for later refusals."""
+        if key in raw:
+            v = self.as_policy(where, key, raw[key], raw.line_of(key))
             if v is not None:
-                stream.inline = v
+                out[field] = v
+                self.lines[dotted] = raw.line_of(key)
+
+    def stream(self, raw, line, decode: dict) -> StreamSettings:
+        """stream.* and stream.reassembly.* -> StreamSettings (policies as written);
+        stream.checksum-validation goes to the decoder's options (`decode`)."""
+        kw: dict = {}
+        raw = self.mapping(raw, "stream", line, "indent its keys under 'stream:'")
+        reassembly = None
+        if raw is not None:
+            self.check_keys("stream", raw, STREAM_KEYS)
+            L = raw.line_of
+            if "memcap" in raw:
+                v = self.as_size("stream", "memcap", raw["memcap"], L("memcap"), minimum=1, fix=MEMCAP_FIX)
+                if v is not None:
+                    kw["memcap"] = v
+            for key in ("midstream", "async-oneside", "drop-invalid", "checksum-validation"):
+                if key in raw:
+                    v = self.as_bool("stream", key, raw[key], L(key))
+                    if v is not None:
+                        (decode if key == "checksum-validation" else kw)[key.replace("-", "_")] = v
+            if "inline" in raw:
+                v = self.as_choice("stream", "inline", raw["inline"], L("inline"), STREAM_INLINE, bools=True)
+                if v is not None:
+                    kw["inline"] = v
+            self.policy("stream", raw, "memcap-policy", "stream.memcap-policy", kw, "memcap_policy")
+            self.policy("stream", raw, "midstream-policy", "stream.midstream-policy", kw, "midstream_policy")
+            reassembly = self.mapping(raw.get("reassembly"), "stream.reassembly", L("reassembly"),
+                                      "indent its keys under 'reassembly:'")
+        randomize, chunk_range = True, DEFAULT_CHUNK_RANGE
+        if reassembly is not None:
+            where = "stream.reassembly"
+            self.check_keys(where, reassembly, REASSEMBLY_KEYS)
+            L = reassembly.line_of
+            if "memcap" in reassembly:
+                v = self.as_size(where, "memcap", reassembly["memcap"], L("memcap"), minimum=1,
+                                 fix=MEMCAP_FIX)
+                if v is not None:
+                    kw["reassembly_memcap"] = v
+            self.policy(where, reassembly, "memcap-policy", "stream.reassembly.memcap-policy", kw,
+                        "reassembly_memcap_policy")
+            if "depth" in reassembly:
+                v = self.as_size(where, "depth", reassembly["depth"], L("depth"), maximum=U32_MAX,
+                                 fix="write less than 4gb (Suricata keeps the depth in 32 bits), or 0 for "
+                                 "no limit")
+                if v is not None:
+                    kw["depth"] = v
+            for key in ("toserver-chunk-size", "toclient-chunk-size"):
+                if key in reassembly:
+                    v = self.as_size(where, key, reassembly[key], L(key), minimum=1, maximum=U16_MAX,
+                                     fix="write 1..65535 bytes (Suricata keeps chunk sizes in 16 bits)")
+                    if v is not None:
+                        kw[key.replace("-", "_")] = v
+            if "raw" in reassembly:
+                v = self.as_bool(where, "raw", reassembly["raw"], L("raw"))
+                if v is not None:
+                    kw["raw"] = v
+            if "randomize-chunk-size" in reassembly:
+                v = self.as_bool(where, "randomize-chunk-size", reassembly["randomize-chunk-size"],
+                                 L("randomize-chunk-size"))
+                randomize = v if v is not None else randomize
+            if "randomize-chunk-range" in reassembly:
+                v = self.as_size(where, "randomize-chunk-range", reassembly["randomize-chunk-range"],
+                                 L("randomize-chunk-range"), maximum=MAX_CHUNK_RANGE,
+                                 fix="write a percentage lower than 100 (default 10)")
+                chunk_range = v if v is not None else chunk_range
+        base = stream_as_written()
+        stream = dataclasses.replace(base, **kw)
+        if randomize:
+            stream = dataclasses.replace(
+                stream, toserver_chunk_size=randomize_chunk(stream.toserver_chunk_size, chunk_range, self.rng),
+                toclient_chunk_size=randomize_chunk(stream.toclient_chunk_size, chunk_range, self.rng))
         return stream
+
+    def flow(self, raw, line) -> dict:
+        kw: dict = {}
+        raw = self.mapping(raw, "flow", line, "indent its keys under 'flow:'")
+        if raw is None:
+            return kw
+        self.check_keys("flow", raw, FLOW_KEYS)
+        if "memcap" in raw:
+            v = self.as_size("flow", "memcap", raw["memcap"], raw.line_of("memcap"), minimum=1,
+                             fix=MEMCAP_FIX)
+            if v is not None:
+                kw["memcap"] = v
+        if "emergency-recovery" in raw:
+            v = self.as_int("flow", "emergency-recovery", raw["emergency-recovery"],
+                            raw.line_of("emergency-recovery"), minimum=1, maximum=100,
+                            fix="write a percentage between 1 and 100 (default 30)")
+            if v is not None:
+                kw["emergency_recovery"] = v
+        return kw
+
+    def flow_timeouts(self, raw, line) -> dict[str, FlowTimeouts] | None:
+        raw = self.mapping(raw, "flow-timeouts", line, "indent default, tcp, udp and icmp under it")
+        if raw is None:
+            return None
+        self.check_keys("flow-timeouts", raw, TIMEOUT_PROTOS)
+        out = dict(DEFAULT_TIMEOUTS)
+        for proto in TIMEOUT_PROTOS:
+            where = f"flow-timeouts.{proto}"
+            sub = self.mapping(raw.get(proto), where, raw.line_of(proto),
+                               f"indent new, established, ... under '{proto}:'")
+            if sub is None:
+                continue
+            known = tuple(k for k in TIMEOUT_KEYS if f"{where}.{k}" not in UNIMPLEMENTED)
+            self.check_keys(where, sub, known)
+            kw = {}
+            for key in known:
+                if key in sub:
+                    v = self.as_int(where, key, sub[key], sub.line_of(key), minimum=0, maximum=U32_MAX,
+                                    fix="write a whole number of seconds, 0 or more")
+                    if v is not None:
+                        kw[key.replace("-", "_")] = v
+            out[proto] = dataclasses.replace(out[proto], **kw)
+        return out
+
+    def defrag(self, raw, line) -> DefragSettings:
+        kw: dict = {}
+        raw = self.mapping(raw, "defrag", line, "indent its keys under 'defrag:'")
+        if raw is not None:
+            self.check_keys("defrag", raw, DEFRAG_KEYS)
+            if "timeout" in raw:
+                lo, hi = DEFRAG_TIMEOUT_RANGE
+                v = self.as_int("defrag", "timeout", raw["timeout"], raw.line_of("timeout"), minimum=lo,
+                                maximum=hi, fix=f"write {lo}..{hi} seconds (default 60)")
+                if v is not None:
+                    kw["timeout"] = v
+            for key in ("trackers", "max-frags"):
+                if key in raw:
+                    v = self.as_int("defrag", key, raw[key], raw.line_of(key), minimum=0, maximum=U32_MAX)
+                    if v:                       # 0: the default, as in Suricata
+                        kw[key.replace("-", "_")] = v
+        return DefragSettings(**kw)
 
     def ports(self, where, key, value, line, port_groups) -> tuple[int, ...] | None:
         seen = set()
@@ -392,16 +899,15 @@ class _Parser:
             return None
         return tuple(p for p in result if not (p in seen or seen.add(p)))
 
-    def decoder(self, raw, line, port_groups) -> Decoder:
-        decoder = Decoder()
-        decoder.vxlan_ports = self.ports("decoder.vxlan", "ports", "$VXLAN_PORTS", 0, port_groups) \
-            or decoder.vxlan_ports
+    def decoder(self, raw, line, port_groups, decode: dict) -> None:
+        """decoder.* into `decode` (DecodeOptions keyword arguments)."""
+        ports = self.ports("decoder.vxlan", "ports", "$VXLAN_PORTS", 0, port_groups)
+        if ports:
+            decode["vxlan_ports"] = ports
+        raw = self.mapping(raw, "decoder", line, "indent its keys under 'decoder:'")
         if raw is None:
-            return decoder
-        if not isinstance(raw, _Map):
-            self.error("decoder", "", "must be a mapping", "indent its keys under 'decoder:'", line)
-            return decoder
-        self.check_keys("decoder", raw, DECODER_KEYS, DECODER_IGNORED)
+            return
+        self.check_keys("decoder", raw, DECODER_KEYS)
         for proto, known in (("vxlan", ("enabled", "ports")), ("gre", ("enabled",))):
             sub = raw.get(proto)
             if sub is None:
@@ -415,12 +921,22 @@ class _Parser:
             if "enabled" in sub:
                 v = self.as_bool(where, "enabled", sub["enabled"], sub.line_of("enabled"))
                 if v is not None:
-                    setattr(decoder, f"{proto}_enabled", v)
+                    decode[f"{proto}_enabled"] = v
             if "ports" in sub:
                 v = self.ports(where, "ports", sub["ports"], sub.line_of("ports"), port_groups)
                 if v is not None:
-                    decoder.vxlan_ports = v
-        return decoder
+                    decode["vxlan_ports"] = v
+
+    def pcap_file(self, raw, line, config: Config) -> None:
+        raw = self.mapping(raw, "pcap-file", line, "indent 'checksum-checks:' under it")
+        if raw is None:
+            return
+        self.check_keys("pcap-file", raw, PCAP_FILE_KEYS)
+        if "checksum-checks" in raw:
+            v = self.as_choice("pcap-file", "checksum-checks", raw["checksum-checks"],
+                               raw.line_of("checksum-checks"), CHECKSUM_CHECKS, bools=True)
+            if v is not None:
+                config.pcap_file_checksum_checks = v
 
     def parse(self, doc) -> Config:
         config = Config(source=self.source)
@@ -463,24 +979,22 @@ class _Parser:
             v = self.as_str("classification-file", "", doc["classification-file"], L("classification-file"))
             if v is not None:
                 config.classification_file = self.path(v)
-        config.stream = self.stream(doc.get("stream"), L("stream"))
-        config.decoder = self.decoder(doc.get("decoder"), L("decoder"), config.vars["port-groups"])
+        decode: dict = {}
+        config.stream = self.stream(doc.get("stream"), L("stream"), decode)
+        self.decoder(doc.get("decoder"), L("decoder"), config.vars["port-groups"], decode)
+        config.decoder = DecodeOptions(**decode)
+        flow = self.flow(doc.get("flow"), L("flow"))
+        timeouts = self.flow_timeouts(doc.get("flow-timeouts"), L("flow-timeouts"))
+        if timeouts is not None:
+            flow["timeouts"] = timeouts
+        config.flow = FlowSettings(**flow)
+        config.defrag = self.defrag(doc.get("defrag"), L("defrag"))
         if "exception-policy" in doc:
-            v = self.as_choice("exception-policy", "", doc["exception-policy"], L("exception-policy"),
-                               EXCEPTION_POLICIES)
+            v = self.as_policy("exception-policy", "", doc["exception-policy"], L("exception-policy"))
             if v is not None:
                 config.exception_policy = v
-        pcap = doc.get("pcap-file")
-        if isinstance(pcap, _Map):
-            self.check_keys("pcap-file", pcap, PCAP_FILE_KEYS, PCAP_FILE_IGNORED)
-            if "checksum-checks" in pcap:
-                v = self.as_choice("pcap-file", "checksum-checks", pcap["checksum-checks"],
-                                   pcap.line_of("checksum-checks"), CHECKSUM_CHECKS, bools=True)
-                if v is not None:
-                    config.pcap_file_checksum_checks = v
-        elif pcap is not None:
-            self.error("pcap-file", "", "must be a mapping", "indent 'checksum-checks:' under it",
-                       L("pcap-file"))
+                self.lines["exception-policy"] = L("exception-policy")
+        self.pcap_file(doc.get("pcap-file"), L("pcap-file"), config)
         self.outputs(doc, config)
         own = doc.get("ipsbridge")
         if isinstance(own, _Map):
@@ -489,7 +1003,7 @@ class _Parser:
                 config.eve_log = self.as_str("ipsbridge", "eve-log", own["eve-log"], own.line_of("eve-log"))
             if "stats-interval" in own:
                 v = self.as_number("ipsbridge", "stats-interval", own["stats-interval"],
-                                   own.line_of("stats-interval"))
+                                   own.line_of("stats-interval"), minimum=0, maximum=MAX_STATS_INTERVAL)
                 if v is not None:
                     config.stats_interval = v
             if own.get("verdict-hook") is not None:
@@ -498,6 +1012,9 @@ class _Parser:
         elif own is not None:
             self.error("ipsbridge", "", "must be a mapping",
                        "indent eve-log, stats-interval and verdict-hook under 'ipsbridge:'", L("ipsbridge"))
+        config.lines = dict(self.lines)
+        if not self.problems:
+            self.problems += policy_problems(config)      # the combinations Suricata refuses in any mode
         assign_cluster_ids(config)
         return config
 
@@ -539,8 +1056,10 @@ def assign_cluster_ids(config: Config) -> None:
             next_id -= 1
 
 
-def load_text(text: str, source: str = "<string>", base_dir: str | None = None) -> Config:
-    """Parse YAML text (suricata.yaml shape) into a Config; ConfigError lists every problem."""
+def load_text(text: str, source: str = "<string>", base_dir: str | None = None, *,
+              rng: random.Random | None = None) -> Config:
+    """Parse YAML text (suricata.yaml shape) into a Config; ConfigError lists every problem.
+    `rng` draws the randomized reassembly chunk sizes (default: a fresh, system-seeded one)."""
     base_dir = base_dir or os.getcwd()
     loader = _Loader(text)
     loader.duplicates, loader.base_dir, loader.depth = [], base_dir, 0
@@ -556,7 +1075,7 @@ def load_text(text: str, source: str = "<string>", base_dir: str | None = None) 
                                    source, line)]) from None
     finally:
         loader.dispose()
-    parser = _Parser(source, base_dir)
+    parser = _Parser(source, base_dir, rng)
     for key, line in loader.duplicates:
         parser.error("yaml", key, "key given twice in the same mapping (the last one would win)",
                      "keep one of them", line)
@@ -566,7 +1085,7 @@ def load_text(text: str, source: str = "<string>", base_dir: str | None = None) 
     return config
 
 
-def load_file(path: str) -> Config:
+def load_file(path: str, *, rng: random.Random | None = None) -> Config:
     """Load a suricata.yaml-shaped file; ConfigError lists every problem with file and line."""
     try:
         with open(path, encoding="utf-8") as fh:
@@ -577,7 +1096,7 @@ def load_file(path: str) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem("config", "", f"{path} is not UTF-8 text ({exc.reason})",
                                    "give a YAML text file with -c", path)]) from None
-    return load_text(text, path, os.path.dirname(os.path.abspath(path)))
+    return load_text(text, path, os.path.dirname(os.path.abspath(path)), rng=rng)
 
 
 # --------------------------------------------------------------------------- quick form
@@ -615,14 +1134,14 @@ def from_args(args) -> Config:
     threads = g("threads")
     if isinstance(threads, str):
         if threads.strip().lower() == "auto":
-            threads = os.cpu_count() or 1
-        elif threads.strip().isdigit() and int(threads) > 0:
+            threads = min(os.cpu_count() or 1, MAX_THREADS)
+        elif threads.strip().isdigit() and 0 < int(threads) <= MAX_THREADS:
             threads = int(threads)
         else:
-            bad("--threads", threads, "is not a thread count", "give a positive integer or 'auto'")
+            bad("--threads", threads, "is not a thread count", f"give 1..{MAX_THREADS} or 'auto'")
             threads = None
-    elif threads is not None and threads < 1:
-        bad("--threads", threads, "is not a thread count", "give a positive integer or 'auto'")
+    elif threads is not None and not 0 < threads <= MAX_THREADS:
+        bad("--threads", threads, "is not a thread count", f"give 1..{MAX_THREADS} or 'auto'")
         threads = None
     cluster_type = g("cluster_type")
     if cluster_type is not None and cluster_type not in CLUSTER_TYPES:

@@ -5,13 +5,26 @@ Key names follow Suricata's suricata.yaml (`af-packet:` entries, `vars`,
 turned into underscores.  Defaults here are the documented defaults: a key
 left out of the YAML takes the value below (after the `- interface: default`
 entry, if any, has been applied).
+
+The engine's knobs are not described twice: `Config.stream`, `.decoder`,
+`.flow` and `.defrag` ARE the engine's frozen `rules.settings` objects, built
+by `conf.load` from the YAML.  One difference: the exception policies in
+`Config.stream` are kept as written (`auto` allowed, `POLICY_UNSET` when the
+file leaves them out, so that the master `exception-policy` decides); only
+`conf.build.engine_settings(config, mode)` resolves them for a mode.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rules.settings import DEFAULT_ADDRESS_GROUPS, DEFAULT_PORT_GROUPS  # noqa: F401  (re-exported for conf)
-
+from rules.settings import (  # noqa: F401  (DEFAULT_* re-exported for conf)
+    DEFAULT_ADDRESS_GROUPS,
+    DEFAULT_PORT_GROUPS,
+    DecodeOptions,
+    DefragSettings,
+    FlowSettings,
+    StreamSettings,
+)
 
 CLUSTER_TYPES = (
     "cluster_flow",         # PACKET_FANOUT_HASH (symmetric flow hash): default
@@ -22,6 +35,22 @@ CLUSTER_TYPES = (
     "cluster_random",       # PACKET_FANOUT_RND
 )
 COPY_MODES = ("ips", "tap", None)   # None: IDS only, never forward
+
+# A specific exception policy (stream.memcap-policy, ...) the file does not set: the master
+# `exception-policy` is its default, as Suricata's master switch.
+POLICY_UNSET = ""
+# The specific exception policies, by their suricata.yaml key, and the StreamSettings field
+# holding each (as written in Config, resolved in EngineSettings).
+STREAM_POLICIES = {
+    "stream.memcap-policy": "memcap_policy",
+    "stream.reassembly.memcap-policy": "reassembly_memcap_policy",
+    "stream.midstream-policy": "midstream_policy",
+}
+
+
+def stream_as_written() -> StreamSettings:
+    """StreamSettings defaults with every exception policy left to the master switch."""
+    return StreamSettings(**{f: POLICY_UNSET for f in STREAM_POLICIES.values()})
 
 
 @dataclass(slots=True)
@@ -51,21 +80,6 @@ class Interface:
 
 
 @dataclass(slots=True)
-class Stream:
-    midstream: bool = False
-    async_oneside: bool = False
-    checksum_validation: bool = True
-    inline: str = "auto"
-
-
-@dataclass(slots=True)
-class Decoder:
-    vxlan_enabled: bool = True
-    vxlan_ports: tuple[int, ...] = (4789,)
-    gre_enabled: bool = True
-
-
-@dataclass(slots=True)
 class Config:
     af_packet: list[Interface] = field(default_factory=list)
     vars: dict[str, dict[str, str]] = field(
@@ -74,14 +88,17 @@ class Config:
     default_rule_path: str = "."
     rule_files: list[str] = field(default_factory=list)
     classification_file: str | None = None  # None: conf/classification.config
-    stream: Stream = field(default_factory=Stream)
-    decoder: Decoder = field(default_factory=Decoder)
-    exception_policy: str = "auto"          # auto | drop-packet | drop-flow | pass-packet | pass-flow | ignore
+    stream: StreamSettings = field(default_factory=stream_as_written)   # policies as written
+    decoder: DecodeOptions = field(default_factory=DecodeOptions)       # with stream.checksum-validation
+    flow: FlowSettings = field(default_factory=FlowSettings)            # flow.*, flow-timeouts.*
+    defrag: DefragSettings = field(default_factory=DefragSettings)
+    exception_policy: str = "auto"          # the master switch, as written (rules.settings.POLICY_VALUES)
     pcap_file_checksum_checks: str = "auto"
     eve_log: str | None = None              # path of the EVE JSON file; None: no EVE output
     stats_interval: float = 8.0             # seconds between stats lines (0: off)
     verdict_hook: str | None = None         # "module:factory" building an Inspector in each worker
     source: str = "<command line>"          # file the config came from, for messages
+    lines: dict[str, int] = field(default_factory=dict)  # dotted key ("stream.memcap") -> YAML line
 
     def peer_of(self, iface: Interface) -> Interface | None:
         for other in self.af_packet:

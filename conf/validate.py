@@ -12,12 +12,19 @@ A `Problem` prints as ONE line naming the place, the key and the fix:
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import dataclass
 
-from conf.model import CLUSTER_TYPES, Config, Interface
+from conf.model import CLUSTER_TYPES, POLICY_UNSET, Config, Interface
 
 IFNAMSIZ = 16  # kernel limit including the trailing NUL: names have at most 15 characters
+# Bounds on numbers that could otherwise be accepted and then fail (or exhaust memory) at start.
+MAX_THREADS = 1024                 # workers per interface: far beyond any useful one-per-CPU count
+MAX_RING_BYTES = 1 << 30           # one socket's RX ring
+MAX_RING_FRAMES = MAX_RING_BYTES // 2048   # ring-size: 2048-byte frames (MTU 1500) in 1 GiB
+MAX_BLOCK_TIMEOUT = 60_000         # ms a V3 block may wait
+MAX_STATS_INTERVAL = 86_400.0      # seconds: one stats line a day
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +91,8 @@ def validate(config: Config) -> list[Problem]:
             p(it, name or "<empty>", "interface",
               f"'{name}' is not a valid Linux interface name (at most {IFNAMSIZ - 1} characters, "
               "no '/' or spaces)", "use the name shown by 'ip link'")
-        if not isinstance(it.threads, int) or it.threads < 1:
-            p(it, name, "threads", f"{it.threads!r} is not a positive thread count",
+        if not isinstance(it.threads, int) or not 1 <= it.threads <= MAX_THREADS:
+            p(it, name, "threads", f"{it.threads!r} is not a thread count (1..{MAX_THREADS})",
               "set 'threads' to 1 or more, or 'auto' (one per CPU)")
         if it.cluster_type not in CLUSTER_TYPES:
             p(it, name, "cluster-type", f"unknown value '{it.cluster_type}'"
@@ -104,6 +111,9 @@ def validate(config: Config) -> list[Problem]:
                 dashed = key.replace("_", "-")
                 p(it, name, dashed, f"{value!r} must be a positive integer",
                   f"set '{dashed}' to a positive integer or remove it for the default")
+        if isinstance(it.ring_size, int) and it.ring_size > MAX_RING_FRAMES:
+            p(it, name, "ring-size", f"{it.ring_size} frames would not fit in {MAX_RING_BYTES >> 30} GiB per "
+              "socket", f"set 'ring-size' to at most {MAX_RING_FRAMES} (the default 2048 is usually enough)")
         if it.buffer_size < 0:
             p(it, name, "buffer-size", f"{it.buffer_size} is negative",
               "set 'buffer-size' to 0 (kernel default) or a byte count")
@@ -188,9 +198,12 @@ def validate(config: Config) -> list[Problem]:
               "never read, so they are never forwarded (silent blackhole)",
               "remove 'bpf-filter' from ips/tap interfaces; use 'pass' rules to skip inspection")
 
-    if config.stats_interval < 0:
-        p(None, "ipsbridge", "stats-interval", f"{config.stats_interval} is negative",
+    if not (math.isfinite(config.stats_interval) and 0 <= config.stats_interval <= MAX_STATS_INTERVAL):
+        p(None, "ipsbridge", "stats-interval", f"{config.stats_interval} is not 0..{MAX_STATS_INTERVAL:g} seconds",
           "set 'stats-interval' to seconds between stats lines, or 0 to turn them off")
+    from conf.build import mode_of
+
+    out += policy_problems(config, mode_of(config))
     if config.verdict_hook is not None and ":" not in config.verdict_hook:
         p(None, "ipsbridge", "verdict-hook", f"'{config.verdict_hook}' is not 'module:factory'",
           "write it as 'package.module:function'")
@@ -203,6 +216,63 @@ def validate(config: Config) -> list[Problem]:
     if config.classification_file and not os.path.isfile(config.classification_file):
         p(None, "classification-file", "", f"file not found: {config.classification_file}",
           "point 'classification-file' at a classification.config, or remove it for the built-in one")
+    return out
+
+
+# ------------------------------------------------------------------ exception policies
+_PACKET_ONLY = ("drop-packet", "pass-packet")
+
+
+def master_policy(master: str, mode: str) -> str:
+    """The master `exception-policy` as Suricata applies it in `mode`: outside IPS mode its
+    drop-packet and drop-flow mean ignore (nothing is dropped there)."""
+    if mode != "ips" and master in ("drop-packet", "drop-flow"):
+        return "ignore"
+    return master
+
+
+def policy_problems(config: Config, mode: str | None = None) -> list[Problem]:
+    """The exception-policy combinations Suricata 7 refuses to start with (its
+    ExceptionPolicyMidstreamParse); with `mode` None only those that do not depend on the
+    engine mode (the loader checks these; `validate` and `conf.build.engine_settings` the rest).
+
+      - stream.midstream-policy drop-packet / pass-packet: a midstream exception is about a
+        whole flow;
+      - with stream.midstream: yes, anything but pass-flow, ignore (and auto): a session picked
+        up midstream is tracked, there is nothing to drop;
+      - drop-flow outside ips mode;
+      - midstream-policy left out while the master is a packet-only policy (in ips mode for
+        drop-packet; pass-packet in any mode): the master is its default, see above.
+    """
+    file = None if config.source == "<command line>" else config.source
+    out: list[Problem] = []
+    written = config.stream.midstream_policy
+    line = config.lines.get("stream.midstream-policy", 0)
+    if written in _PACKET_ONLY:
+        out.append(Problem("stream", "midstream-policy",
+                           f"'{written}' acts on one packet, but a midstream exception is about the whole "
+                           "flow (Suricata refuses it too)",
+                           "use drop-flow, pass-flow, reject, bypass, ignore or auto", file, line))
+    elif config.stream.midstream and written not in (POLICY_UNSET, "auto", "ignore", "pass-flow"):
+        out.append(Problem("stream", "midstream-policy",
+                           f"'{written}' with stream.midstream: yes: sessions picked up midstream are "
+                           "tracked, so only pass-flow or ignore apply (Suricata refuses the others)",
+                           "set stream.midstream-policy to ignore or pass-flow, or stream.midstream: no",
+                           file, line))
+    elif mode is not None and mode != "ips" and written == "drop-flow":
+        out.append(Problem("stream", "midstream-policy",
+                           f"'drop-flow' in {mode} mode: nothing is dropped outside ips mode (Suricata "
+                           "refuses it in IDS mode)", "use ignore or auto outside ips mode", file, line))
+    elif written == POLICY_UNSET:
+        master = config.exception_policy
+        effective = master_policy(master, mode) if mode is not None else master
+        if effective == "pass-packet" or effective == "drop-packet" and mode is not None:
+            out.append(Problem("exception-policy", "",
+                               f"'{master}' is also the default of stream.midstream-policy, which cannot act "
+                               "on a single packet (Suricata refuses to start with it)",
+                               "set stream.midstream-policy explicitly (drop-flow, pass-flow, reject, bypass "
+                               "or ignore), or use a flow-wide exception-policy", file,
+                               config.lines.get("exception-policy", 0)))
     return out
 
 

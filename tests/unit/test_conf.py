@@ -47,7 +47,7 @@ def test_empty_file_gives_documented_defaults():
     assert c.vars["address-groups"]["EXTERNAL_NET"] == "!$HOME_NET"
     assert c.vars["port-groups"]["HTTP_PORTS"] == "80"
     assert c.vars["port-groups"]["FILE_DATA_PORTS"] == "[$HTTP_PORTS,110,143]"
-    assert c.stream.checksum_validation is True and c.stream.inline == "auto"
+    assert c.decoder.checksum_validation is True and c.stream.inline == "auto"
     assert c.decoder.vxlan_ports == (4789,)
     assert c.exception_policy == "auto" and c.stats_interval == 8.0 and c.eve_log is None
 
@@ -263,8 +263,9 @@ def test_suricata_style_file_loads_with_one_warning_per_unused_section():
                                        "reference-config-file"])
     assert all(e["log_level"] == "warning" for e in logs)
     ignored_keys = {(e["where"], e["key"]) for e in logs if e["event"] == "config_key_ignored"}
-    assert ignored_keys == {("eth0", "mmap-locked"), ("stream", "memcap"),
-                            ("stream", "reassembly"), ("decoder", "teredo")}
+    assert ignored_keys == {("eth0", "mmap-locked")}
+    stock = {(e["where"], e["key"]) for e in logs if e["event"] == "config_key_stock_value"}
+    assert stock == {("decoder.teredo", "enabled")}
     forced = [e for e in logs if e["event"] == "config_tpacket_v3_forced_off"]
     assert [e["where"] for e in forced] == ["eth0", "eth1"]
     forced = [e for e in logs if e["event"] == "config_defrag_forced_off"]
@@ -275,6 +276,7 @@ def test_suricata_style_file_loads_with_one_warning_per_unused_section():
     assert c.rule_files == ["suricata.rules"] and c.default_rule_path == "/var/lib/suricata/rules"
     assert c.eve_log == "/var/log/suricata/eve.json"
     assert c.vars["address-groups"]["HOME_NET"] == "[198.51.100.0/24]"
+    assert c.stream.memcap == 64 * 1024 * 1024 and c.stream.depth == 1024 * 1024
 
 
 def test_section_include_is_read_relative_to_the_file(tmp_path):
