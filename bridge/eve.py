@@ -50,6 +50,7 @@ def _common(p: PacketInfo, event_type: str) -> dict:
             out["icmp_code"] = p.icmp_code
     if p.to_server is not None:
         out["direction"] = "to_server" if p.to_server else "to_client"
+    out["pkt_src"] = p.pkt_src
     return out
 
 

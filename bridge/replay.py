@@ -138,6 +138,22 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
     last_tick = None
     inspect = engine.inspect
     links = t.links
+    cnt = 0
+
+    def count(cnt, events):
+        for e in events:
+            if isinstance(e, Alert):
+                t.alerts[e.sid] += 1
+                t.msgs[e.sid] = e.msg
+            elif isinstance(e, Drop):
+                t.drops_by_reason[e.reason] += 1
+                if e.sid:
+                    t.drops_by_sid[e.sid] += 1
+            elif isinstance(e, DecoderEvent):
+                t.decoder[e.name] += 1
+        if eve_sink is not None:
+            eve_sink(cnt, events)
+
     for cnt, (ts, data, _src, iface, lt) in enumerate(stream.records(), 1):
         if share is not None and flow_hash(data, lt) % share[1] != share[0]:
             continue
@@ -151,7 +167,9 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
         if last_tick is None:
             last_tick = ts
         elif ts - last_tick >= TICK_EVERY:
-            engine.tick(ts)
+            ended = engine.tick(ts)            # flows that timed out: their last inspection (IDS)
+            if ended:
+                count(cnt, ended)
             last_tick = ts
         r = inspect(data, FrameMeta(ts=ts, iface=iface, pcap_cnt=cnt, linktype=lt))
         if r.verdict != Verdict.FORWARD:
@@ -161,20 +179,12 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
         elif pass_writer is not None:
             pass_writer.write(ts, data, lt)
         if r.events:
-            for e in r.events:
-                if isinstance(e, Alert):
-                    t.alerts[e.sid] += 1
-                    t.msgs[e.sid] = e.msg
-                elif isinstance(e, Drop):
-                    t.drops_by_reason[e.reason] += 1
-                    if e.sid:
-                        t.drops_by_sid[e.sid] += 1
-                elif isinstance(e, DecoderEvent):
-                    t.decoder[e.name] += 1
-            if eve_sink is not None:
-                eve_sink(cnt, r.events)
+            count(cnt, r.events)
         if progress is not None:
             progress(stream, t.packets)
+    ended = engine.finish()                    # the end of the input ends every flow, as in Suricata
+    if ended:
+        count(cnt, ended)
     t.warnings = list(stream.warnings)
     t.stats.update(engine.stats())
     return t

@@ -11,7 +11,9 @@ interface they were received on.  Frames the kernel flags PACKET_OUTGOING
 (host-originated, only seen when PACKET_IGNORE_OUTGOING is missing) are counted
 in `ignored_outgoing` and are not part of `received`.  Injected frames
 (reject) are counted in `injected` / `inject_errors`, outside the equation.
-`ring_holes` counts ring slots skipped because the kernel left one of them
+`normalized` counts frames forwarded with their TCP payload replaced by the
+bytes the stream already held (an overlapping retransmission with different
+data, inline: `Result.frame`).  `ring_holes` counts ring slots skipped because the kernel left one of them
 unfilled while later ones were ready (see bridge.ring.V2Ring.skip_hole).
 `kernel_packets` / `kernel_drops` are PACKET_STATISTICS, accumulated (the
 kernel resets them on each read; tp_packets includes tp_drops).
@@ -23,7 +25,7 @@ from typing import Any
 SCALARS = (
     "received", "forwarded", "inspected", "ignored_outgoing", "oversize", "csum_filled",
     "csum_unfixable", "vlan_reinserted", "kernel_packets", "kernel_drops", "inspector_errors",
-    "injected", "inject_errors", "link_errors", "ring_holes",
+    "injected", "inject_errors", "link_errors", "ring_holes", "normalized",
 )
 MAPS = ("dropped", "would_drop", "send_errors")
 

@@ -204,6 +204,7 @@ class Worker:
                 self.report("stats")
         for port in self.ports:
             self.drain(port)
+        self.finish()
         if self.eve is not None:
             try:
                 self.eve.close()
@@ -219,6 +220,20 @@ class Worker:
         now = self.last_ts + (mono_now - self.last_ts_mono)
         try:
             events = self.inspector.tick(now)
+        except Exception:
+            self.ports[0].counters.inspector_errors += 1
+            return
+        if events and self.config.eve_log:
+            self.write_events(events)
+
+    def finish(self) -> None:
+        """Shutdown: the inspector ends its flows (IDS stream data gets its last inspection).
+        `finish` is optional for verdict-hook plug-ins."""
+        finish = getattr(self.inspector, "finish", None)
+        if finish is None:
+            return
+        try:
+            events = finish()
         except Exception:
             self.ports[0].counters.inspector_errors += 1
             return
@@ -323,6 +338,9 @@ class Worker:
                                     self.inject(port, result.inject)
                                 continue
                             bump(c.would_drop, reason)
+                        elif mode == "ips" and result.frame is not None and len(result.frame) == end - mac:
+                            view[mac:end] = result.frame      # an overlap normalized to the stream's bytes
+                            c.normalized += 1
                     if mode is None:
                         continue
                     if snaplen < tp_len:   # cut by the ring (GRO/defrag super-frame): never forward a cut frame
@@ -429,6 +447,9 @@ class Worker:
                             self.inject(port, result.inject)
                         continue
                     bump(c.would_drop, reason)
+                elif mode == "ips" and result.frame is not None and len(result.frame) == end - mac:
+                    view[mac:end] = result.frame              # an overlap normalized to the stream's bytes
+                    c.normalized += 1
                 if snaplen < tp_len:       # cut by the ring (GRO/defrag super-frame): never forward a cut frame
                     bump(c.dropped, "truncated")
                     c.oversize += 1

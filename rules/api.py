@@ -6,8 +6,9 @@ tests, the forward-everything default -- is an *Inspector*: frame bytes plus a
 a frame is `meta.ts`, taken from the ring header live or from the pcap record
 offline, so replay, fuzzing and the live bridge run the same code.
 
-The bridge only looks at `Result.verdict` (and sends `Result.inject`); it never
-interprets events.  Inspectors are built *inside* each worker process by a
+The bridge only looks at `Result.verdict` (sends `Result.inject`, and forwards
+`Result.frame` in place of the frame when it is set); it never interprets
+events.  Inspectors are built *inside* each worker process by a
 factory (see `bridge.hook`), because hyperscan databases and scratch space do
 not cross a fork or a pickle.
 """
@@ -53,6 +54,9 @@ class Result:
     events: tuple[Any, ...] = ()     # rules.events dataclasses (Alert, Drop, DecoderEvent, ...)
     reason: str = ""                 # why dropped: "rule", "flow", "decoder", "policy:<name>", ...
     inject: tuple[Inject, ...] = ()
+    # a frame to forward instead of the one inspected, same length: an inline TCP overlap
+    # whose new bytes were replaced by the ones the stream already holds (rules.stream)
+    frame: bytes | None = None
 
 
 FORWARD = Result(Verdict.FORWARD)
@@ -70,6 +74,10 @@ class Inspector(Protocol):
     def stats(self) -> dict[str, int]:
         """Counters since start (decoder events, flows, alerts, ...)."""
 
+    def finish(self) -> tuple[Any, ...]:
+        """The input ended (replay, shutdown): end every flow; returns events (IDS-mode stream
+        data inspected a last time).  Optional for verdict-hook plug-ins."""
+
 
 @dataclass(slots=True)
 class ForwardAll:
@@ -82,6 +90,9 @@ class ForwardAll:
         return FORWARD
 
     def tick(self, now: float) -> tuple[Any, ...]:
+        return ()
+
+    def finish(self) -> tuple[Any, ...]:
         return ()
 
     def stats(self) -> dict[str, int]:
@@ -106,6 +117,9 @@ class PredicateInspector:
         return FORWARD
 
     def tick(self, now: float) -> tuple[Any, ...]:
+        return ()
+
+    def finish(self) -> tuple[Any, ...]:
         return ()
 
     def stats(self) -> dict[str, int]:

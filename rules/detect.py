@@ -38,11 +38,20 @@ _SHORT_LOOP = 4       # up to this many short-pattern candidates: `bytes in` tes
 _SHORT_MAPS_MAX = 4096
 
 
+# What a TCP rule's payload keywords inspect (Suricata's signature types): the packet
+# payload only; the stream (or the packet when it was not taken into the stream); the
+# stream, then the packet payload when the stream does not match.
+PKT, STREAM, PKT_STREAM = 0, 1, 2
+
+
+_KINDS = {"packet": PKT, "stream": STREAM, "both": PKT_STREAM, "": STREAM}
+
+
 class Sig:
     """A rule as the detect stage runs it (Rule has fixed slots; engine data lives here)."""
 
     __slots__ = ("rule", "order", "pid", "fp_short", "rank", "ports", "fb_ops", "has_payload", "iponly",
-                 "packet_only")
+                 "kind", "only_stream")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -54,7 +63,8 @@ class Sig:
         self.fb_ops = tuple(op for op in rule.flowbits if op.cmd in _FB_SET)
         self.has_payload = rule.payload is not None
         self.iponly = rule.iponly
-        self.packet_only = rule.require == "packet"
+        self.kind = _KINDS[rule.require]
+        self.only_stream = rule.only_stream      # flow:only_stream: the payload must match on the stream
 
 
 def signature_order(rules: list[Rule]) -> list[Rule]:
@@ -94,6 +104,20 @@ def header_rest(s: Sig, pkt: Packet, fwd: bool, rev: bool) -> bool:
     return rev and r.sport.contains(pkt.dport) and r.dport.contains(pkt.sport)
 
 
+def _apply_flowbits(s: Sig, bits: set) -> None:
+    for op in s.fb_ops:
+        if op.cmd == "set":
+            bits.update(op.names)
+        elif op.cmd == "unset":
+            bits.difference_update(op.names)
+        else:
+            for n in op.names:
+                if n in bits:
+                    bits.discard(n)
+                else:
+                    bits.add(n)
+
+
 class Detector:
     """Candidate selection and matching over one rule set.  Holds the prefilter databases
     (built in the process that uses them) and the per-flow header cache."""
@@ -110,6 +134,7 @@ class Detector:
         self.index.warm()
         self._scan = self.index.pattern_db.scan
         self._scan_short = self.index.short_db.scan
+        self._nmain = len(self.index.pattern_db)
         self._short_maps: dict[tuple, dict] = {}     # short-pattern candidates -> {short id: rules}
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
         self.evaluated = 0                            # rules whose checks ran (counter)
@@ -170,11 +195,13 @@ class Detector:
             later = plain
         return plain, nsrc, tuple(g for g in groups if g.by_pid), later, short
 
-    def run(self, pkt: Packet, flow, buf: bytes, thresholds: Thresholds, pkt_buf: bytes | None = None) -> list:
-        """The signatures matching `pkt`, in signature order.  `buf` is what payload keywords
-        inspect (the packet payload, or the TCP stream window); `pkt_buf`, when given, is the
-        packet payload that packet-only rules (dsize) inspect instead.  `flow` None: not flow
-        tracked (IP-only rules run every time)."""
+    def run(self, pkt: Packet, flow, payload: bytes, thresholds: Thresholds, view=None,
+            stream_hits: set | None = None) -> list:
+        """The signatures matching `pkt`, in signature order.  `payload` is the packet's
+        payload; `view` (rules.stream.StreamView) what the stream offers a TCP packet, None
+        when it offers nothing (payload rules then inspect the packet alone).  The ids of
+        signatures whose payload matched on the stream go into `stream_hits`.  `flow` None:
+        not flow tracked (IP-only rules run every time)."""
         if flow is not None:
             per_flow = self._hdr_cache.get(flow.flow_id)
             if per_flow is None:
@@ -193,15 +220,20 @@ class Detector:
         if not first_in_dir and later is not plain:
             skipped = len(plain) - len(later)
             plain = later
-        if pkt_buf is None:
-            pkt_buf = buf
-        scan = buf if len(buf) >= len(pkt_buf) else pkt_buf   # the stream window holds the packet's bytes
+        found = found_short = None
+        if view is not None:
+            found, found_short = self._stream_found(view, payload)
+            scan = b""
+        else:
+            scan = payload
         cands = plain
-        if short and scan:
+        if short and (scan or found_short):
             extra = []
             if type(short) is dict:
-                for spid in short.keys() & self._scan_short(scan):
+                for spid in short.keys() & (found_short if found_short is not None else self._scan_short(scan)):
                     extra.extend(short[spid])
+            elif found_short is not None:
+                extra = [s for s in short if s.fp_short[2] in found_short]
             else:
                 low = None
                 for s in short:
@@ -217,8 +249,9 @@ class Detector:
                 cands = list(plain)
                 cands.extend(extra)
                 nsrc += 2                         # merged out of order: sorted below
-        if pid_groups and scan:
-            found = self._scan(scan)
+        if pid_groups and (scan or found):
+            if found is None:
+                found = self._scan(scan)
             if found:
                 if cands is plain:
                     cands = list(plain)
@@ -249,25 +282,88 @@ class Detector:
                     break
             if not ok:
                 continue
-            if s.has_payload and not r.payload.match(pkt_buf if s.packet_only else buf):
+            if s.has_payload:
+                if view is None or s.kind == PKT:
+                    if not r.payload.match(payload, pkt):
+                        continue
+                elif any(r.payload.match(b, pkt) for b in view.bufs):
+                    stream_hits.add(id(s))
+                elif s.kind != PKT_STREAM or not r.payload.match(payload, pkt):
+                    continue
+                if s.only_stream and id(s) not in stream_hits:
+                    continue
+            elif s.only_stream:
                 continue
             # matched: post-match flowbits at once (later rules on this packet see them)
             if s.fb_ops and flow is not None:
-                bits = flow.flowbits
-                for op in s.fb_ops:
-                    if op.cmd == "set":
-                        bits.update(op.names)
-                    elif op.cmd == "unset":
-                        bits.difference_update(op.names)
-                    else:
-                        for n in op.names:
-                            if n in bits:
-                                bits.discard(n)
-                            else:
-                                bits.add(n)
+                _apply_flowbits(s, flow.flowbits)
             if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
                 continue
             matches.append(s)
+        return matches
+
+    def _stream_found(self, view, payload: bytes) -> tuple[set, set]:
+        """Prefilter ids (main, short) present in what a stream view offers: the ids the
+        stream stage already knows for its window, or a scan of its buffers -- and of the
+        packet payload when the buffers do not hold it (IDS)."""
+        found: set = set()
+        short: set = set()
+        nmain = self._nmain
+        if view.found is not None:
+            for i in view.found:
+                (found if i < nmain else short).add(i if i < nmain else i - nmain)
+        else:
+            for b in view.bufs:
+                if b:
+                    found |= self._scan(b)
+                    short |= self._scan_short(b)
+        if payload and not view.covers:
+            found |= self._scan(payload)
+            short |= self._scan_short(payload)
+        return found, short
+
+    def stream_scanner(self):
+        """The prefilter as the stream stage uses it: one id space (main database ids, then
+        short-pattern ids after them) and each id's pattern length."""
+        from rules.stream import Scanner
+
+        nmain = self._nmain
+        lengths = {i: len(p) for i, (p, _) in enumerate(self.index.pattern_db.patterns)}
+        lengths.update({nmain + i: len(p) for i, (p, _) in enumerate(self.index.short_db.patterns)})
+        scan, scan_short = self._scan, self._scan_short
+
+        def both(data: bytes) -> set:
+            out = scan(data)
+            for i in scan_short(data):
+                out.add(nmain + i)
+            return out
+        return Scanner(both, lengths)
+
+    def run_pseudo(self, pkt: Packet, bufs: tuple, thresholds: Thresholds, stream_hits: set) -> list:
+        """The stream rules matching the data a flow's end releases (IDS), on the pseudo
+        packet `pkt` of that direction: only rules whose payload inspects the stream run
+        (a pseudo packet has no payload or header of its own to match)."""
+        found: set = set()
+        for b in bufs:
+            found |= self._scan(b)
+        matches = []
+        for s in self.sigs:
+            if not s.has_payload or s.kind == PKT or not header_ok(s, pkt):
+                continue
+            r = s.rule
+            if s.pid >= 0 and s.pid not in found:
+                continue
+            if not all(chk(pkt) for chk in r.checks):
+                continue
+            if not any(r.payload.match(b, pkt) for b in bufs):
+                continue
+            stream_hits.add(id(s))
+            if s.fb_ops and pkt.flow is not None:
+                _apply_flowbits(s, pkt.flow.flowbits)
+            if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
+                continue
+            matches.append(s)
+        self.evaluated += len(matches)
         return matches
 
     def run_nonip(self, pkt: Packet, thresholds: Thresholds) -> list:

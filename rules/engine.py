@@ -8,6 +8,7 @@ A short orchestrator over the stages, each a module of its own:
     decode   rules.decode    frame bytes -> Packets (tunnel layers inside out)
     defrag   rules.defrag    IP fragments -> the rebuilt datagram
     flow     rules.flow      the packet's flow, direction and TCP state
+    stream   rules.stream    TCP reassembly -> what payload rules inspect (window / flush)
     detect   rules.detect    candidates (prefilter) and matching -> signatures
     verdict  rules.verdict   matches + mode -> packet verdict, flow mark, alerts
     reject   rules.reject    RST / ICMP unreachable frames for reject actions
@@ -23,11 +24,15 @@ carried them (as Suricata runs its pseudo-packets first), and a drop of such
 an inner packet drops the carrier, which is then not inspected.  Per packet:
 a flow already dropped drops the packet (reason "flow"); a passed flow skips
 detection; a TCP flow the stream engine does not track follows the
-midstream policy; otherwise detection and the verdict stage decide.
+midstream policy; a TCP packet goes through the stream stage (its memcap
+policies may decide it); then detection and the verdict stage decide.  In IDS
+mode the stream also inspects data when a flow ends (`tick`, `finish`), on a
+pseudo packet without pcap_cnt, as Suricata does at flow timeout.
 """
 from __future__ import annotations
 
 from rules.api import FORWARD, FrameMeta, Result, Verdict
+from rules.checksum import fill_l4_checksum
 from rules.decode import decode
 from rules.defrag import Defragmenter
 from rules.detect import Detector
@@ -36,6 +41,7 @@ from rules.flow import FlowTable
 from rules.packet import IPPROTO_TCP, Packet
 from rules.reject import reject_frames
 from rules.settings import EngineSettings
+from rules.stream import StreamEngine
 from rules.thresholds import Thresholds
 from rules.verdict import POLICY_EFFECTS, decide
 
@@ -43,7 +49,7 @@ from rules.verdict import POLICY_EFFECTS, decide
 class _FrameDecision:
     """What the packets of one frame decided so far."""
 
-    __slots__ = ("verdict", "reason", "drop_sid", "drop_pkt", "events", "injects")
+    __slots__ = ("verdict", "reason", "drop_sid", "drop_pkt", "events", "injects", "rewrite")
 
     def __init__(self) -> None:
         self.verdict = Verdict.FORWARD
@@ -52,6 +58,7 @@ class _FrameDecision:
         self.drop_pkt = None
         self.events: list = []
         self.injects: list = []
+        self.rewrite = None            # (packet, payload) to forward instead of the packet's own
 
     def drop(self, pkt: Packet, reason: str, verdict: Verdict = Verdict.DROP, sid: int = 0) -> None:
         """The first drop names the reason, unless a rule's drop comes later (a rule is
@@ -62,14 +69,30 @@ class _FrameDecision:
             self.verdict = verdict
 
 
-def packet_info(pkt: Packet) -> PacketInfo:
+def packet_info(pkt: Packet, pkt_src: str = "wire/pcap") -> PacketInfo:
     f = pkt.flow
     return PacketInfo(
         ts=pkt.ts, iface=pkt.iface, pcap_cnt=pkt.pcap_cnt, vlan=tuple(pkt.vlan), flow_id=f.flow_id if f is not None else 0,
         ipver=pkt.ipver, src=pkt.src, dst=pkt.dst, sport=pkt.sport, dport=pkt.dport, proto=pkt.proto,
         to_server=pkt.to_server if f is not None else None, length=pkt.length, ttl=pkt.ttl, ip_id=pkt.ip_id,
-        tcp_flags=pkt.tcp_flags, icmp_type=pkt.icmp_type, icmp_code=pkt.icmp_code,
+        tcp_flags=pkt.tcp_flags, icmp_type=pkt.icmp_type, icmp_code=pkt.icmp_code, pkt_src=pkt_src,
     )
+
+
+def flow_end_packet(flow, to_server: bool) -> Packet:
+    """The pseudo packet a flow's end is inspected on (no payload, no pcap_cnt), one per
+    direction, at the time of the flow's last packet (as Suricata's flow timeout packet)."""
+    p = Packet()
+    p.ts = flow.last_ts
+    p.vlan = flow.vlan
+    p.ipver, p.proto = flow.ipver, flow.proto
+    if to_server:
+        p.src, p.sport, p.dst, p.dport = flow.cli, flow.cli_port, flow.srv, flow.srv_port
+    else:
+        p.src, p.sport, p.dst, p.dport = flow.srv, flow.srv_port, flow.cli, flow.cli_port
+    p.flow = flow
+    p.to_server = to_server
+    return p
 
 
 class Engine:
@@ -78,6 +101,7 @@ class Engine:
         self.mode = settings.mode
         self.detector = Detector(rules)
         self.flows = FlowTable(settings.flow, settings.stream)
+        self.streams = StreamEngine(settings.stream, settings.inline_stream, self.detector.stream_scanner())
         self.defrag = Defragmenter(settings.defrag, settings.decoder)
         self.thresholds = Thresholds()
         self.c: dict[str, int] = {
@@ -97,20 +121,52 @@ class Engine:
             return self._on_exception()
 
     def tick(self, now: float) -> tuple:
+        """Advance time: flows, datagrams and threshold windows expire.  Returns the events
+        of the ended flows' last inspection (IDS mode)."""
+        events: list = []
         try:
             self.defrag.expire(now)
             for f in self.flows.expire(now):
-                self.detector.forget(f.flow_id)
+                self._flow_end(f, events)
             self.detector.trim(len(self.flows))
             self.thresholds.prune(now)
         except Exception:
             self.c["engine.errors"] += 1
-        return ()
+        return tuple(events)
+
+    def finish(self) -> tuple:
+        """The end of the input (replay, shutdown): every flow ends now.  Returns the events
+        of their last inspection (IDS mode), as Suricata's flow timeout at exit."""
+        events: list = []
+        try:
+            for f in self.flows.drain():
+                self._flow_end(f, events)
+        except Exception:
+            self.c["engine.errors"] += 1
+        return tuple(events)
+
+    def _flow_end(self, flow, events: list) -> None:
+        """A flow ended: in IDS mode its streams' uninspected data is inspected a last time,
+        then its state goes."""
+        self.detector.forget(flow.flow_id)
+        if flow.tcp is None:
+            return
+        for to_server, bufs in self.streams.flush(flow):
+            if flow.dropped or flow.action_pass:
+                continue
+            pkt = flow_end_packet(flow, to_server)
+            hits: set = set()
+            matches = self.detector.run_pseudo(pkt, bufs, self.thresholds, hits)
+            if matches:
+                d = _FrameDecision()
+                self._decide(pkt, flow, matches, hits, d, pkt_src="stream (flow timeout)")
+                events.extend(d.events)
 
     def stats(self) -> dict[str, int]:
         out = dict(self.c)
         out["detect.evaluated"] = self.detector.evaluated
         out.update(self.flows.stats())
+        out.update(self.streams.stats())
         out.update(self.defrag.stats())
         out.update(self.detector.stats())
         return out
@@ -129,6 +185,9 @@ class Engine:
 
     def _result(self, d: _FrameDecision, first: Packet) -> Result:
         verdict, events, injects = d.verdict, d.events, d.injects
+        frame = None
+        if d.rewrite is not None and verdict == Verdict.FORWARD:
+            frame = _rewritten(*d.rewrite)
         if verdict != Verdict.FORWARD:
             self.c["drops"] += 1
             self._count(f"drops.{d.reason}")
@@ -137,9 +196,9 @@ class Engine:
                                    d.reason, d.drop_sid))
             if verdict == Verdict.REJECT and not injects:
                 verdict = Verdict.DROP
-        if not events and verdict == Verdict.FORWARD:
+        if not events and verdict == Verdict.FORWARD and frame is None:
             return FORWARD
-        return Result(verdict, tuple(events), d.reason, tuple(injects))
+        return Result(verdict, tuple(events), d.reason, tuple(injects), frame)
 
     def _packet(self, pkt: Packet, inner: dict, d: _FrameDecision) -> bool:
         """Inspect `pkt` after the packets decoded out of it; True when it is dropped."""
@@ -161,7 +220,7 @@ class Engine:
                 return True
         if not pkt.ipver:
             if pkt.events and self.detector.pkthdr:
-                return self._decide(pkt, None, self.detector.run_nonip(pkt, self.thresholds), False, d)
+                return self._decide(pkt, None, self.detector.run_nonip(pkt, self.thresholds), set(), d)
             return False
         flow = self.flows.lookup(pkt)
         if flow is not None:
@@ -176,17 +235,31 @@ class Engine:
                 act = self._policy(self.settings.stream.midstream_policy, "midstream", pkt, flow, d)
                 if act is not None:
                     return act
+        view = None
+        if pkt.proto == IPPROTO_TCP and flow is not None and not tunnelled:
+            view, policy = self.streams.update(pkt, flow)
+            if policy:
+                name = "stream_memcap" if policy == "memcap" else "stream_reassembly_memcap"
+                act = self._policy(self.settings.stream.memcap_policy if policy == "memcap"
+                                   else self.settings.stream.reassembly_memcap_policy, name, pkt, flow, d)
+                if act is not None:
+                    return act
+            if view is not None and view.rewritten and pkt.outer is None and not pkt.frag:
+                d.rewrite = (pkt, view.payload)
+        payload = view.payload if view is not None else bytes(pkt.payload)
+        hits: set = set()
         # a tunnel carrier is not flow-tracked by Suricata: its IP-only rules run every time
-        matches = self.detector.run(pkt, None if tunnelled else flow, bytes(pkt.payload), self.thresholds)
-        return self._decide(pkt, flow, matches, pkt.proto == IPPROTO_TCP, d)
+        matches = self.detector.run(pkt, None if tunnelled else flow, payload, self.thresholds, view, hits)
+        return self._decide(pkt, flow, matches, hits, d)
 
-    def _decide(self, pkt: Packet, flow, matches: list, stream: bool, d: _FrameDecision) -> bool:
+    def _decide(self, pkt: Packet, flow, matches: list, stream_hits: set, d: _FrameDecision,
+                pkt_src: str = "wire/pcap") -> bool:
         """The verdict stage on `matches`, applied: flow mark, alerts, reject frames.  True
         when the packet is dropped."""
         if not matches:
             return False
         self.c["detect.matched"] += len(matches)
-        dec = decide(matches, self.mode, stream)
+        dec = decide(matches, self.mode, stream_hits)
         if flow is not None and dec.flow and not flow.dropped and not flow.action_pass:
             if dec.flow == "pass":
                 flow.action_pass = True
@@ -195,7 +268,7 @@ class Engine:
         if dec.passed:
             self._count("detect.pass")
             return False
-        self._alerts(pkt, dec.alerts, d)
+        self._alerts(pkt, dec.alerts, d, pkt_src)
         if dec.reject and pkt.outer is None and not d.injects:
             d.injects.extend(reject_frames(pkt, dec.reject))
         if dec.verdict == Verdict.FORWARD:
@@ -204,7 +277,7 @@ class Engine:
         return True
 
     # ------------------------------------------------------------------ helpers
-    def _alerts(self, pkt: Packet, alerts: list, d: _FrameDecision) -> None:
+    def _alerts(self, pkt: Packet, alerts: list, d: _FrameDecision, pkt_src: str) -> None:
         info = None
         c = self.c
         for s, action in alerts:
@@ -213,7 +286,7 @@ class Engine:
                 self._count("detect.thresholded")
                 continue
             if info is None:
-                info = packet_info(pkt)
+                info = packet_info(pkt, pkt_src)
             c["alerts"] += 1
             d.events.append(Alert(info, action, r.action, r.gid, r.sid, r.rev, r.msg, r.category, r.priority))
 
@@ -267,3 +340,13 @@ class Engine:
         self._count("drops")
         self._count(f"drops.policy:{policy}")
         return Result(Verdict.DROP, reason=f"policy:{policy}")
+
+
+def _rewritten(pkt: Packet, payload: bytes) -> bytes:
+    """`pkt`'s frame with its TCP payload replaced by `payload` (same length) and the TCP
+    checksum made right again."""
+    frame = bytearray(pkt.frame)
+    start = pkt.l4_off + ((frame[pkt.l4_off + 12] >> 4) << 2)
+    frame[start:start + len(payload)] = payload
+    fill_l4_checksum(frame, pkt.l3_off)
+    return bytes(frame)

@@ -31,6 +31,7 @@ class PacketInfo:
     tcp_flags: int = 0
     icmp_type: int = -1
     icmp_code: int = -1
+    pkt_src: str = "wire/pcap"        # EVE pkt_src: "wire/pcap", or "stream (flow timeout)" for a flow's end
 
 
 @dataclass(frozen=True, slots=True)

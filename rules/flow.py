@@ -45,11 +45,9 @@ Semantics follow Suricata 7 (behaviour, not code):
   is evicted and the table enters emergency mode (emergency timeouts) until
   `expire` brings it under (100 - emergency_recovery)% of the memcap.
 
-Stream reassembly will attach per flow in `flow.reassembly` (left None here):
-the stream layer (a later issue) creates it when a TCP session starts
-(`flow.tcp_session` true) and feeds it each packet after `lookup`, using
-`pkt.to_server` to pick the direction; `expire` returns flows whose state it
-must release.
+The stream stage (rules.stream) keeps a TCP flow's reassembled directions in
+`flow.tcp` once the session starts (`flow.tcp_session` true); `expire` returns
+the flows whose state it must release (and, in IDS mode, inspect a last time).
 """
 from __future__ import annotations
 
@@ -347,6 +345,13 @@ class FlowTable:
         self.expired += len(dead)
         if self.emergency and len(flows) <= self.max_flows * (100 - self.settings.emergency_recovery) // 100:
             self.emergency = False
+        return ended
+
+    def drain(self) -> list[TrackedFlow]:
+        """Remove and return every flow (the input ended)."""
+        ended = self._ended + list(self._flows.values())
+        self._ended = []
+        self._flows.clear()
         return ended
 
     def stats(self) -> dict[str, int]:

@@ -99,8 +99,7 @@ class Flow:
         "flowbits",         # set[str]
         "dropped",          # None, or the reason string once a drop verdict hit this flow
         "action_pass",      # True once a pass rule matched: the rest of the flow skips detection
-        "reassembly",       # per-direction stream state, owned by the stream reassembly layer (later issue)
-        "app",              # app-layer state (later issue)
+        "tcp",              # rules.stream.TcpSession: the reassembled directions of a TCP flow
     )
 
     def __init__(self, key, flow_id: int, ts: float) -> None:
@@ -123,8 +122,7 @@ class Flow:
         self.flowbits = set()
         self.dropped = None
         self.action_pass = False
-        self.reassembly = None
-        self.app = None
+        self.tcp = None
 
     @property
     def established(self) -> bool:

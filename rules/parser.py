@@ -21,13 +21,14 @@ from rules.errors import RuleError
 from rules.keywords import REGISTRY
 from rules.keywords._base import NONE, REQUIRED, Ctx
 from rules.keywords.dns import dns_names, is_dns_request
+from rules.keywords.tcp import tcp_header
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from rules.payload import Content, PayloadChain, choose_fast_pattern
 from rules.rule import ACTION_RANK, Rule
 from rules.settings import DEFAULT_VARS
 
-# sticky buffer -> extractor(payload) -> buffers to inspect
-EXTRACTORS = {"dns.query": dns_names}
+# sticky buffer -> extractor(payload, packet) -> buffers to inspect
+EXTRACTORS = {"dns.query": lambda buf, pkt: dns_names(buf), "tcp.hdr": tcp_header}
 
 
 # header protocol -> IP protocol numbers (None: any IP packet)
@@ -43,7 +44,11 @@ PROTOS: dict[str, frozenset[int] | None] = {
     "sctp": frozenset({132}),
     "pkthdr": None,          # any packet, whatever its protocol (decoder-event rules)
     "dns": frozenset({IPPROTO_UDP}),   # DNS requests over UDP (see rules/keywords/dns.py)
+    "tcp-pkt": frozenset({IPPROTO_TCP}),     # TCP, payload keywords on packets only
+    "tcp-stream": frozenset({IPPROTO_TCP}),  # TCP, payload keywords on the stream only
 }
+# header protocols that fix what payload keywords inspect (Suricata's tcp-pkt / tcp-stream)
+PROTO_REQUIRES = {"tcp-pkt": "packet", "tcp-stream": "stream"}
 # valid Suricata protocols ipsbridge cannot run yet
 APP_LAYER = frozenset({
     "http", "http1", "http2", "ftp", "ftp-data", "tls", "ssl", "smb", "dcerpc", "smtp", "imap",
@@ -51,7 +56,7 @@ APP_LAYER = frozenset({
     "sip", "rfb", "mqtt", "pgsql", "quic", "telnet", "rdp", "bittorrent-dht", "websocket", "ldap",
     "template", "cip", "dnp3", "nfs3", "x509",
 })
-PACKET_VARIANTS = frozenset({"tcp-pkt", "tcp-stream", "udp-pkt"})
+PACKET_VARIANTS = frozenset({"udp-pkt"})
 
 _WS = " \t\r\n"
 
@@ -126,9 +131,9 @@ def _extractor(name: str, transforms: list | None):
     if not transforms:
         return extract
 
-    def transformed(buf: bytes) -> list[bytes]:
+    def transformed(buf: bytes, pkt) -> list[bytes]:
         out = []
-        for b in extract(buf):
+        for b in extract(buf, pkt):
             for t in transforms:
                 b = t(b)
             out.append(b)
@@ -147,9 +152,16 @@ def _literal(c: Content, buffer: str) -> bytes | None:
     return lit or None
 
 
+# sticky buffers whose bytes lie in the payload the prefilter scans (a dns.query name's
+# labels do); the others (tcp.hdr) give no fast pattern: their rules are always candidates
+PREFILTERED_BUFFERS = frozenset({"dns.query"})
+
+
 def _fast_pattern(pkt_items: list, subs: list) -> tuple[bytes | None, bool]:
     """Explicit fast_pattern wherever it is, else the sticky buffers' choice
     (app-layer buffers come first in Suricata), else the packet payload's."""
+    if any(name.split("#")[0] not in PREFILTERED_BUFFERS for name, _, _ in subs):
+        return None, False
     sticky = [(name, c) for name, _, sub in subs for c in sub.items if isinstance(c, Content)]
     plain = [("pkt", c) for c in pkt_items if isinstance(c, Content)]
     for name, c in sticky + plain:
@@ -169,6 +181,29 @@ def _fast_pattern(pkt_items: list, subs: list) -> tuple[bytes | None, bool]:
             name = next(n for n, c in group if c is chosen)
             return _literal(chosen, name), chosen.nocase
     return None, False
+
+
+def _require(proto: str, used: list, fields: dict, pkt_items: list, has_payload: bool, paren: int) -> str:
+    """Which buffer the rule's payload keywords inspect on TCP, as Suricata types a
+    signature: "packet" (a packet keyword, flow:no_stream or tcp-pkt), "stream"
+    (tcp-stream or flow:only_stream), "both" (stream first, then the packet payload: a
+    content with an absolute offset/depth, or stream_size), "" (no payload)."""
+    explicit = {kw.requires for kw in used if kw.requires in ("packet", "stream")}
+    if fields.get("_require"):
+        explicit.add(fields["_require"])
+    if proto in PROTO_REQUIRES:
+        explicit.add(PROTO_REQUIRES[proto])
+    if len(explicit) > 1:
+        raise RuleError("packet keywords (dsize, flags, ttl, ... or tcp-pkt, flow:no_stream) cannot be "
+                        "mixed with tcp-stream or flow:only_stream", column=paren + 1)
+    if explicit:
+        return explicit.pop()
+    if not has_payload:
+        return ""
+    if any(kw.requires == "both" for kw in used) or any(
+            isinstance(c, Content) and (c.offset is not None or c.depth is not None) for c in pkt_items):
+        return "both"
+    return "stream"
 
 
 def _err(e: RuleError, file: str, line: int) -> RuleError:
@@ -304,10 +339,7 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
     priority = f.get("priority", f.get("_class_priority", 3))
     used = [REGISTRY[name] for name, _ in ctx.options]
     iponly = payload is None and f.get("flow_to_server") is None and all(kw.iponly for kw in used)
-    requires = {kw.requires for kw in used if kw.requires} | ({f["_require"]} if f.get("_require") else set())
-    if len(requires) > 1:
-        raise RuleError("the rule needs both the packet and the stream buffer (e.g. dsize with "
-                        "flow:only_stream); keep one", column=paren + 1)
+    require = _require(proto_l, used, f, pkt_items, payload is not None, paren)
     sets = any(op.cmd in ("set", "unset", "toggle") for op in ctx.flowbits)
     reads = bool(f.get("_flowbits_read"))
     fb_class = (0 if not reads else 1) if sets else (2 if reads else 3)
@@ -320,6 +352,6 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         fast_pattern=fp, fast_pattern_nocase=fp_nocase, flow_to_server=f.get("flow_to_server"),
         flowbits=tuple(ctx.flowbits), noalert=bool(f.get("noalert", False)),
         threshold=f.get("threshold"), detection_filter=f.get("detection_filter"),
-        iponly=iponly, require=requires.pop() if requires else "", flowbits_class=fb_class,
+        iponly=iponly, require=require, only_stream=bool(f.get("_only_stream")), flowbits_class=fb_class,
         options=tuple(ctx.options), text=stripped, file=file, line=line,
     )

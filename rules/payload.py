@@ -187,8 +187,8 @@ class PayloadChain:
     """Ordered payload items; `match(buf)` is what the engine calls.
 
     `buffers` are sticky-buffer sub-chains: (name, extractor, chain), where
-    extractor(payload) returns the buffers to inspect (e.g. the DNS query
-    names); each sub-chain must match at least one of them.  Relative
+    extractor(payload, pkt) returns the buffers to inspect (e.g. the DNS query
+    names, the TCP header); each sub-chain must match at least one of them.  Relative
     positions never cross buffers, so each buffer is matched on its own."""
 
     __slots__ = ("items", "_next_rel", "_any_nocase", "buffers")
@@ -213,16 +213,18 @@ class PayloadChain:
     def __repr__(self) -> str:
         return f"PayloadChain({list(self.items)!r})"
 
-    def match(self, buf: bytes | memoryview) -> bool:
+    def match(self, buf: bytes | memoryview, pkt=None) -> bool:
+        """Does the chain match `buf` (the packet payload or a stream buffer)?  Sticky
+        buffers are extracted from `buf`, or from `pkt` for packet-header buffers."""
         if not isinstance(buf, bytes):
             buf = bytes(buf)
-        if not buf:
+        if not buf and not self.buffers:
             return False   # Suricata does not run payload inspection on an empty payload
         try:
-            if self.items and not self._m(0, buf, 0, [STEP_BUDGET, None]):
+            if self.items and (not buf or not self._m(0, buf, 0, [STEP_BUDGET, None])):
                 return False
             for _name, extract, sub in self.buffers:
-                if not any(sub._match_one(b) for b in extract(buf)):
+                if not any(sub._match_one(b) for b in extract(buf, pkt)):
                     return False
             return True
         except RecursionError:

@@ -48,21 +48,21 @@ class Decision:
     alerts: list = field(default_factory=list)   # (sig, "blocked" | "allowed") to log, thresholds not applied
 
 
-def flow_scoped(sig, stream: bool) -> bool:
+def flow_scoped(sig, stream_hits: set) -> bool:
     """Does this signature's drop/pass hold for the whole flow?"""
-    return sig.iponly or (stream and sig.has_payload and not sig.packet_only)
+    return sig.iponly or id(sig) in stream_hits
 
 
-def decide(matches: list, mode: str, stream: bool) -> Decision:
-    """`matches`: the matching signatures, highest-ranked first (rules.detect).  `stream`:
-    the payload inspected was the TCP stream."""
+def decide(matches: list, mode: str, stream_hits: set) -> Decision:
+    """`matches`: the matching signatures, highest-ranked first (rules.detect);
+    `stream_hits`: the ids of those whose payload matched on the TCP stream."""
     d = Decision()
     if not matches:
         return d
     top = matches[0]
     if top.rule.action == "pass":
         d.passed = True
-        if flow_scoped(top, stream):
+        if flow_scoped(top, stream_hits):
             d.flow = "pass"
         return d
     ips = mode == "ips"
@@ -77,7 +77,7 @@ def decide(matches: list, mode: str, stream: bool) -> Decision:
                 d.reject = r.action
             if v > d.verdict:
                 d.verdict = v
-            if not d.flow and flow_scoped(s, stream):
+            if not d.flow and flow_scoped(s, stream_hits):
                 d.flow = mark
         if not r.noalert:
             d.alerts.append((s, "blocked" if acting and ips else "allowed"))

@@ -9,7 +9,7 @@ silently ignored.  Adding a keyword: one new module, one line below.
 from __future__ import annotations
 
 from rules.keywords import (bsize, buffers, byte_ops, content, dns, dsize, events, flow, flowbits, icmp, ip,
-                            ipfields, isdataat, meta, pcre, tcp, threshold, transforms)
+                            ipfields, isdataat, meta, pcre, stream_size, tcp, threshold, transforms)
 from rules.keywords._base import Keyword
 
 REGISTRY: dict[str, Keyword] = {
@@ -49,6 +49,7 @@ REGISTRY: dict[str, Keyword] = {
     # header / state
     "flow": flow.flow,
     "flags": tcp.flags,
+    "tcp.hdr": tcp.tcp_hdr,
     "ttl": ip.ttl,
     "ip_proto": ip.ip_proto,
     "sameip": ip.sameip,
@@ -64,6 +65,8 @@ REGISTRY: dict[str, Keyword] = {
     "icmp_id": icmp.icmp_id,
     "icmp_seq": icmp.icmp_seq,
     "decode-event": events.decode_event,
+    "stream-event": events.stream_event,
+    "stream_size": stream_size.stream_size,
     # post-match
     "flowbits": flowbits.flowbits,
     "noalert": flowbits.noalert,

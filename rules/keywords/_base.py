@@ -33,7 +33,8 @@ class Keyword:
     iponly: bool = False         # a rule made only of such keywords (and a header) is IP-only:
                                  # decided on the first packet of each flow direction, for the flow
     requires: str = ""           # "packet": the rule inspects packet payloads, never the TCP stream
-                                 # "stream": only the reassembled stream; "": either, as the engine decides
+                                 # "stream": only the reassembled stream; "both": the stream, then the
+                                 # packet; "": no say (Suricata's SIG_FLAG_REQUIRE_PACKET / _STREAM)
 
 
 @dataclass(slots=True)

@@ -1,5 +1,12 @@
 """dsize: payload size comparison (``N``, ``<N``, ``>N``, ``!N``, ``A<>B``
-exclusive, ...), read from len(pkt.payload)."""
+exclusive, ...), read from len(pkt.payload).
+
+As Suricata 7 (checked with suricata -r on packets without payload):
+``!N``, ``>N``, ``>=N``, a range and ``=N`` with N > 0 also require a
+payload, so ``dsize:!9`` does not match a SYN or a pure ACK; ``<N``,
+``<=N`` and ``0`` match empty packets; ``>=0`` matches nothing (Suricata
+turns it into a lower bound of -1, which wraps).  A dsize rule inspects
+packet payloads, never the TCP stream."""
 from __future__ import annotations
 
 from rules.keywords._base import REQUIRED, Ctx, Keyword, parse_uint_cmp
@@ -8,8 +15,13 @@ from rules.keywords._base import REQUIRED, Ctx, Keyword, parse_uint_cmp
 def _dsize(value: str, ctx: Ctx):
     ctx.once()
     text, pred = parse_uint_cmp(value, ctx, hi=65535, what="dsize")
-    ctx.add_check(lambda p, pred=pred: pred(len(p.payload)), cost=1)
+    if text == ">=0":
+        ctx.add_check(lambda p: False, cost=1)
+    elif text.startswith(("!", ">")) or "<>" in text or (text[0].isdigit() and text != "0"):
+        ctx.add_check(lambda p, pred=pred: len(p.payload) > 0 and pred(len(p.payload)), cost=1)
+    else:
+        ctx.add_check(lambda p, pred=pred: pred(len(p.payload)), cost=1)
     return text
 
 
-dsize = Keyword("dsize", _dsize, REQUIRED, requires="packet")   # Suricata: a dsize rule inspects packets, never the stream
+dsize = Keyword("dsize", _dsize, REQUIRED, requires="packet")

@@ -4,9 +4,10 @@ state (established, not_established, stateless).
 Direction is not a check here: it sets `Rule.flow_to_server`, which the engine
 compares with `pkt.to_server`.  State becomes a check on `pkt.flow.established` (the flow table decides
 when a session counts as established, as Suricata does)
-(a packet without a flow is never established).  ``no_stream`` is accepted
-(we always match packets); ``only_stream``, ``only_frag``, ``no_frag`` are
-unsupported."""
+(a packet without a flow is never established).  ``no_stream`` makes payload
+keywords inspect packets only, ``only_stream`` the reassembled stream only
+(the rule then matches only on a stream match), as in Suricata;
+``only_frag`` and ``no_frag`` are unsupported."""
 from __future__ import annotations
 
 from rules.keywords._base import REQUIRED, Ctx, Keyword, split_commas
@@ -48,9 +49,10 @@ def _flow(value: str, ctx: Ctx):
             if stream is not None and stream != p:
                 raise ctx.error(f"flow: '{p}' contradicts '{stream}'", at)
             stream = p
-            if p == "only_stream":
-                raise ctx.error("unsupported flow option 'only_stream' (no stream reassembly yet)", at,
-                                unsupported="flow:only_stream")
+            # no_stream: payload keywords inspect packets only; only_stream: the stream
+            # only, and the rule matches only when its payload matched there
+            ctx.fields["_require"] = "packet" if p == "no_stream" else "stream"
+            ctx.fields["_only_stream"] = p == "only_stream"
         elif p in ("only_frag", "no_frag"):
             raise ctx.error(f"unsupported flow option '{p}'", at, unsupported=f"flow:{p}")
         else:

@@ -23,7 +23,7 @@ def _exact_field(name: str):
     return parse
 
 
-itype = Keyword("itype", _cmp_field("icmp_type"))
-icode = Keyword("icode", _cmp_field("icmp_code"))
-icmp_id = Keyword("icmp_id", _exact_field("icmp_id"))
+itype = Keyword("itype", _cmp_field("icmp_type"), requires="packet")
+icode = Keyword("icode", _cmp_field("icmp_code"), requires="packet")
+icmp_id = Keyword("icmp_id", _exact_field("icmp_id"), requires="packet")
 icmp_seq = Keyword("icmp_seq", _exact_field("icmp_seq"))

@@ -60,6 +60,6 @@ def _sameip(value, ctx: Ctx):
     return True
 
 
-ttl = Keyword("ttl", _ttl, REQUIRED)
-ip_proto = Keyword("ip_proto", _ip_proto, REQUIRED, iponly=True)
-sameip = Keyword("sameip", _sameip, NONE)
+ttl = Keyword("ttl", _ttl, REQUIRED, requires="packet")
+ip_proto = Keyword("ip_proto", _ip_proto, REQUIRED, iponly=True, requires="packet")
+sameip = Keyword("sameip", _sameip, NONE, requires="packet")

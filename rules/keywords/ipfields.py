@@ -127,10 +127,10 @@ def _ipopts(value: str, ctx: Ctx):
     return v
 
 
-id_ = Keyword("id", _id, REQUIRED)
-seq = Keyword("seq", _tcp_field("seq", "seq", (1 << 32) - 1), REQUIRED)
-ack = Keyword("ack", _tcp_field("ack", "ack", (1 << 32) - 1), REQUIRED)
-window = Keyword("window", _tcp_field("window", "win", 65535, negation=True), REQUIRED)
-fragbits = Keyword("fragbits", _fragbits, REQUIRED)
-fragoffset = Keyword("fragoffset", _fragoffset, REQUIRED)
-ipopts = Keyword("ipopts", _ipopts, REQUIRED)
+id_ = Keyword("id", _id, REQUIRED, requires="packet")
+seq = Keyword("seq", _tcp_field("seq", "seq", (1 << 32) - 1), REQUIRED, requires="packet")
+ack = Keyword("ack", _tcp_field("ack", "ack", (1 << 32) - 1), REQUIRED, requires="packet")
+window = Keyword("window", _tcp_field("window", "win", 65535, negation=True), REQUIRED, requires="packet")
+fragbits = Keyword("fragbits", _fragbits, REQUIRED, requires="packet")
+fragoffset = Keyword("fragoffset", _fragoffset, REQUIRED, requires="packet")
+ipopts = Keyword("ipopts", _ipopts, REQUIRED, requires="packet")

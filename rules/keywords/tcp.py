@@ -1,11 +1,15 @@
-"""flags: TCP flags F S R P A U C E (1 = C, 2 = E, the old names) and 0 (none).
+"""flags: TCP flags F S R P A U C E (1 = C, 2 = E, the old names) and 0 (none);
+tcp.hdr: the TCP header as a sticky buffer.
 
 Modifiers (before or after the letters): none = exactly these; ``+`` = these
 and maybe others; ``*`` = any of these; ``!`` = not all of these (Suricata's
-meaning).  ``flags:S,CE`` ignores the bits after the comma."""
+meaning).  ``flags:S,CE`` ignores the bits after the comma.
+
+``tcp.hdr`` is the raw TCP header, options included (data offset x 4 bytes),
+never the payload; a packet keyword, as in Suricata."""
 from __future__ import annotations
 
-from rules.keywords._base import REQUIRED, Ctx, Keyword
+from rules.keywords._base import NONE, REQUIRED, Ctx, Keyword
 from rules.packet import IPPROTO_TCP
 
 _BITS = {"F": 1, "S": 2, "R": 4, "P": 8, "A": 16, "U": 32, "E": 64, "C": 128, "2": 64, "1": 128}
@@ -63,4 +67,27 @@ def _flags(value: str, ctx: Ctx):
     return value.strip()
 
 
-flags = Keyword("flags", _flags, REQUIRED)
+flags = Keyword("flags", _flags, REQUIRED, requires="packet")
+
+
+def tcp_header(buf, pkt) -> list[bytes]:
+    """The tcp.hdr buffer of `pkt` (none for a packet without a whole TCP header)."""
+    if pkt is None or pkt.proto != IPPROTO_TCP or pkt.frag:
+        return []
+    f = pkt.frame
+    off = pkt.l4_off
+    if off + 20 > len(f):
+        return []
+    end = off + ((f[off + 12] >> 4) << 2)
+    return [bytes(f[off:end])] if 20 <= end - off and end <= len(f) else []
+
+
+def _tcp_hdr(value, ctx: Ctx):
+    if ctx.ip_protos is not None and IPPROTO_TCP not in ctx.ip_protos:
+        raise ctx.error(f"'tcp.hdr' needs TCP, the rule's protocol is '{ctx.proto}'")
+    ctx.ip_protos = frozenset({IPPROTO_TCP})
+    ctx.switch("tcp.hdr")
+    return True
+
+
+tcp_hdr = Keyword("tcp.hdr", _tcp_hdr, NONE, requires="packet")

@@ -186,7 +186,7 @@ def test_tcp_handshake_and_close():
     assert (f.pkts_toserver, f.pkts_toclient) == (4, 3)
     assert f.bytes_toserver == sum(p.length for p in pkts if p.to_server)
     assert f.bytes_toclient == sum(p.length for p in pkts if not p.to_server)
-    assert (f.first_ts, f.last_ts) == (1, 7) and f.reassembly is None
+    assert (f.first_ts, f.last_ts) == (1, 7) and f.tcp is None       # the stream stage sets it, not the flow table
 
 
 def test_rst_closes():

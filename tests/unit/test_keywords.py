@@ -223,9 +223,9 @@ def test_flow_state(opts, state, expected):
     ("flow:established,not_established;", "contradicts", "not_established", None),
     ("flow:established,stateless;", "contradicts", "stateless", None),
     ("flow:sideways;", "unknown flow option 'sideways'", "sideways", None),
-    ("flow:only_stream;", "unsupported flow option 'only_stream'", "only_stream", "flow:only_stream"),
+    ("flow:only_frag;", "unsupported flow option 'only_frag'", "only_frag", "flow:only_frag"),
     ("flow:to_server,,established;", "empty flow option", ",established", None),
-], ids=["dir-contradiction", "state-contradiction", "stateless-contradiction", "unknown", "only_stream",
+], ids=["dir-contradiction", "state-contradiction", "stateless-contradiction", "unknown", "only_frag",
         "empty"])
 def test_flow_errors(opts, msg, needle, unsupported):
     e, text = err(opts)
@@ -467,7 +467,7 @@ def test_byte_test_not_equal_forms():
 
 # ---------------------------------------------------------------- unsupported keywords
 @pytest.mark.parametrize("kw", ["http.uri", "http_uri", "file_data", "http.host", "byte_extract:1,0,x",
-                                "stream_size:server,>,1", "flowint:a,+,1", "tls.sni", "xbits:set,a,track ip_src"])
+                                "flowint:a,+,1", "tls.sni", "xbits:set,a,track ip_src"])
 def test_unsupported_keywords_fail_the_rule_at_their_column(kw):
     e, text = err(f'content:"a"; {kw};')
     name = kw.split(":")[0]

@@ -1,0 +1,608 @@
+"""The stream stage: TCP reassembly per flow and direction, and what the
+detect stage inspects for each TCP packet -- Suricata 7's raw stream
+inspection, in its inline (IPS) and its IDS form.
+
+    streams = StreamEngine(settings, mode_inline, scanner)
+    view = streams.update(pkt, flow)         # after the flow stage, before detect
+
+`update` files the packet's payload into its direction's stream and returns
+a `StreamView`: the buffers payload rules inspect on this packet, and whether
+the packet was taken into the stream.  Everything below was checked packet by
+packet against Suricata 7.0.10 (`suricata -r`, with and without
+--simulate-ips, chunk randomization off); the differential fixtures in
+tests/replay/differential/stream_*.pcap record it.
+
+Taking a segment in.  A payload joins its direction's stream when the session
+is tracked (`flow.tcp_session`), the packet is no SYN and no RST, its
+checksum is not known bad, it is not wholly before what the receiver already
+acknowledged (`est_pkt_before_last_ack`), not beyond the receiver's window
+(`est_packet_out_of_window`), does not acknowledge data the peer never sent
+(`est_invalid_ack`), and its direction is below `stream.reassembly.depth`.  A
+segment that would cross the depth is not taken at all
+(`reassembly_depth_reached`) and ends reassembly for that direction.
+Overlapping data: inline, the first data stays and the packet's own bytes
+are replaced by it (`reassembly_overlap_different_data` when they differ),
+so the inspected and the forwarded bytes are the ones the receiver already
+has; in IDS mode the BSD policy decides (same start: old data; starting
+before the old segment: new data).  Out-of-order segments are held until the
+gap fills (at most MAX_OOO_SEGMENTS per direction: `reassembly_insert_limit`).
+
+Inline (IPS) inspection.  A packet taken into the stream is inspected over a
+window of its direction's stream: the contiguous run of data that holds the
+packet, cut to W bytes -- W is the chunk size C
+(`stream.reassembly.to{server,client}-chunk-size`), or the payload length
+plus C/3 for payloads over 2C/3.  The window ends at the packet's right edge
+when the packet is the newest data, starts at its left edge when data follows
+it, and is shared out around it otherwise (a retransmission, a segment that
+filled a hole).  So content split over any number of segments matches on the
+segment that completes it, and matches again on later segments while it is
+inside their window -- Suricata alerts again there too, retransmissions
+included.  A match on the window is a stream match: a drop holds the flow.
+A packet with payload that was not taken in is inspected alone (a packet
+match: a drop holds the packet only).
+
+IDS inspection.  A packet taken into the stream is not inspected by stream
+rules on its own.  A direction's acknowledged, not yet inspected data
+[raw_progress, last_ack) is inspected on a packet of that direction when at
+least C bytes of it are waiting, when the session is closing (Suricata's
+states past TIME_WAIT: the client's FIN first, a RST, LAST_ACK, CLOSING,
+CLOSED), or when the depth was just reached; at the end of the flow
+(`flush`) whatever is left, acknowledged or not, is inspected on a pseudo
+packet that has no pcap_cnt.  Consecutive inspections do not overlap, so in
+IDS mode content that straddles two of them is not seen (as in Suricata).
+
+Each byte is scanned by the prefilter once (plus the longest fast pattern's
+length of overlap at segment boundaries): as the contiguous stream grows,
+the new bytes are scanned and each fast pattern found is remembered with the
+right edge of the region it was found in; a window's candidate rules are the
+patterns remembered inside it.  Only windows that are not the newest data
+(retransmissions, holes, early out-of-order segments) are scanned whole.
+
+Memory: `stream.reassembly.memcap` bounds the bytes held in all streams of
+the engine (segments past it are not taken in: the
+`stream.reassembly.memcap-policy` applies), `stream.memcap` the sessions
+(SESSION_BYTES each; past it a flow gets no session and the
+`stream.memcap-policy` applies).  Data is freed up to the lower of what the
+receiver acknowledged and what inspection still needs (one window before the
+inspected data inline).
+"""
+from __future__ import annotations
+
+from rules.packet import TH_ACK, TH_FIN, TH_RST, TH_SYN, Packet
+from rules.settings import StreamSettings
+
+REFUSED, TAKEN, DEPTH = 0, 1, 2      # what became of a segment: not taken in, taken, crossed the depth
+MASK = 0xFFFFFFFF
+HALF = 1 << 31
+MAX_OOO_SEGMENTS = 1024        # held out-of-order segments per direction
+SESSION_BYTES = 2048           # what one TCP session's state costs, for stream.memcap
+
+# Suricata's TCP session states, as far as they decide IDS flushes (past TIME_WAIT: flush)
+EST, FIN_WAIT1, FIN_WAIT2, TIME_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING, CLOSED = range(8)
+_FLUSH_STATES = frozenset((CLOSE_WAIT, LAST_ACK, CLOSING, CLOSED))
+
+# stream events ipsbridge raises (the names `stream-event:` accepts)
+EVENTS = frozenset((
+    "reassembly_overlap_different_data", "reassembly_depth_reached", "reassembly_insert_limit",
+    "reassembly_insert_memcap", "est_pkt_before_last_ack", "pkt_spurious_retransmission",
+    "est_packet_out_of_window", "est_invalid_ack", "rst_with_data",
+))
+
+
+def _s32(x: int) -> int:
+    x &= MASK
+    return x - (1 << 32) if x >= HALF else x
+
+
+def window_scale(opts) -> int:
+    """The window scale option of a SYN's options (-1: none)."""
+    i, n = 0, len(opts)
+    while i < n:
+        kind = opts[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= n or opts[i + 1] < 2:
+            break
+        if kind == 3 and opts[i + 1] == 3 and i + 2 < n:
+            return min(opts[i + 2], 14)
+        i += opts[i + 1]
+    return -1
+
+
+class TcpStream:
+    """One direction of a TCP session.  Offsets are bytes from the first data byte
+    (the sequence number after the ISN), as Python ints: no wrap-around past 4 GiB."""
+
+    __slots__ = ("isn", "base", "known", "next_seq", "data", "data_off", "ooo", "ooo_bytes", "last_ack",
+                 "raw_progress", "depth_reached", "done", "window", "wscale", "fin_seq", "seen", "pids")
+
+    def __init__(self) -> None:
+        self.isn = 0               # initial sequence number (base - 1)
+        self.base = 0              # sequence number of stream offset 0
+        self.known = False         # base set (a SYN / SYN-ACK / midstream pickup saw this side)
+        self.next_seq = 0          # highest seq + len (+1 for SYN/FIN) sent, as an offset from the ISN
+        self.data = bytearray()    # contiguous data [data_off, data_off + len(data)) still held
+        self.data_off = 0
+        self.ooo: dict[int, bytes] = {}   # out-of-order segments past the contiguous data: offset -> bytes
+        self.ooo_bytes = 0
+        self.last_ack = 0          # offset the receiver acknowledged
+        self.raw_progress = 0      # offset up to which inspection has run (IDS; inline: right edge)
+        self.depth_reached = False
+        self.done = False          # no more reassembly for this direction (depth reached)
+        self.window = -1           # receive window the peer advertised, scaled (-1 unknown)
+        self.wscale = -1           # this side's window scale from its SYN (-1 none)
+        self.fin_seq = -1          # offset of this side's FIN (-1 none)
+        self.seen: dict[int, int] = {}    # prefilter id -> right edge of the last region it was found in
+        self.pids = 0
+
+    @property
+    def end(self) -> int:
+        """Right edge of the contiguous data."""
+        return self.data_off + len(self.data)
+
+    def start(self, isn: int) -> None:
+        self.isn = isn & MASK
+        self.base = (isn + 1) & MASK
+        self.known = True
+
+    def offset(self, seq: int) -> int:
+        """Stream offset of `seq`, taken nearest the contiguous data (wrap-safe)."""
+        ref = self.end
+        return ref + _s32(seq - (self.base + ref))
+
+
+class TcpSession:
+    __slots__ = ("client", "server", "state", "charged")
+
+    def __init__(self) -> None:
+        self.client = TcpStream()
+        self.server = TcpStream()
+        self.state = EST
+        self.charged = False       # counted against stream.memcap
+
+
+class StreamView:
+    """What payload rules inspect on one TCP packet.
+
+    `bufs` None: the packet has no stream data and was not taken into the stream --
+    rules inspect `payload` alone and a match is a packet match.  Otherwise the
+    stream rules inspect `bufs` (the inline window, or the data an IDS flush
+    releases; empty when there is nothing to inspect), and `found` holds the
+    prefilter ids present in them when already known.  `payload` is the packet's
+    payload as the receiver will get it (inline overlaps replace new bytes by the
+    stream's), `rewritten` True when it differs from the packet's."""
+
+
+    __slots__ = ("bufs", "payload", "found", "rewritten", "covers")
+
+    def __init__(self, bufs, payload: bytes, found=None, rewritten: bool = False, covers: bool = False) -> None:
+        self.bufs = bufs
+        self.payload = payload
+        self.found = found
+        self.rewritten = rewritten
+        self.covers = covers           # `bufs` hold the payload's bytes (inline): one scan serves both
+
+
+class Scanner:
+    """The prefilter as the stream stage uses it: `scan(data) -> set of ids` and the
+    length of each id's pattern (the detect stage provides it)."""
+
+    def __init__(self, scan, lengths: dict[int, int]) -> None:
+        self.scan = scan
+        self.lengths = lengths
+        self.overlap = max(lengths.values(), default=1) - 1
+
+
+class StreamEngine:
+    def __init__(self, settings: StreamSettings, inline: bool, scanner: Scanner | None = None) -> None:
+        self.s = settings
+        self.inline = inline
+        self.scanner = scanner
+        self.chunk = (settings.toserver_chunk_size, settings.toclient_chunk_size)
+        self.depth = settings.depth
+        self.mem = 0                       # bytes held in all streams
+        self.sessions = 0
+        self.c: dict[str, int] = {}
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.c[key] = self.c.get(key, 0) + n
+
+    def stats(self) -> dict[str, int]:
+        out = {f"stream.{k}": v for k, v in self.c.items()}
+        out["stream.memuse"] = self.mem
+        out["stream.sessions"] = self.sessions
+        return out
+
+    @staticmethod
+    def _event(pkt: Packet, name: str) -> None:
+        pkt.events = pkt.events + ("stream." + name,)
+
+    # ------------------------------------------------------------------ per packet
+    def update(self, pkt: Packet, flow) -> tuple[StreamView | None, str]:
+        """File `pkt` (a TCP packet of `flow`) into its stream.  Returns (view, policy):
+        view None when stream inspection does not apply (no session: inspect the packet
+        alone); policy names an exception policy that applies to the packet
+        ("memcap", "reassembly_memcap") or is ""."""
+        ssn = flow.tcp
+        policy = ""
+        if ssn is None:
+            if not flow.tcp_session:
+                return None, ""
+            if (self.sessions + 1) * SESSION_BYTES > self.s.memcap:
+                self._count("memcap_drop")
+                return None, "memcap"
+            ssn = flow.tcp = TcpSession()
+            ssn.charged = True
+            self.sessions += 1
+            self._begin(ssn, pkt, flow)
+        to_server = pkt.to_server
+        me, peer = (ssn.client, ssn.server) if to_server else (ssn.server, ssn.client)
+        flags = pkt.tcp_flags
+        self._track(ssn, me, peer, pkt, flags, to_server)
+        payload = pkt.payload
+        n = len(payload)
+        status = REFUSED
+        rewritten = False
+        pl = bytes(payload) if n else b""
+        if n and self._acceptable(me, peer, pkt, flags, n):
+            status, pl, rewritten, policy = self._insert(me, pkt, pl, n)
+        if self.inline:
+            if status == REFUSED:
+                return None, policy
+            if status == TAKEN:
+                bufs, found = self._window(me, pkt, n, to_server)
+                if bufs is not None:
+                    return StreamView(bufs, pl, found, rewritten, True), policy
+            else:                       # the segment crossed the depth: reassembly ends here
+                self._end_direction(me)
+            # the stream does not hold the packet's bytes: its window is the packet alone,
+            # still a stream inspection
+            return StreamView((pl,), pl, None, rewritten, True), policy
+        # IDS: stream data only when this direction is due a flush
+        flush = self._ids_flush(ssn, me, to_server)
+        if flush:
+            return StreamView(flush, pl, None, rewritten), policy
+        return (StreamView((), pl, None, rewritten) if status != REFUSED else None), policy
+
+    def _begin(self, ssn: TcpSession, pkt: Packet, flow) -> None:
+        """Sequence bases from the packet that started the session."""
+        flags = pkt.tcp_flags
+        cli, srv = ssn.client, ssn.server
+        if flags & TH_SYN and not flags & TH_ACK:          # the client's SYN
+            cli.start(pkt.seq)
+            cli.next_seq = 1
+            cli.wscale = window_scale(pkt.tcp_opts)
+            return
+        if flags & TH_SYN:                                   # picked up at the SYN-ACK
+            srv.start(pkt.seq)
+            srv.next_seq = 1
+            srv.wscale = window_scale(pkt.tcp_opts)
+            cli.start(pkt.ack - 1)
+            cli.next_seq = 1
+            return
+        # midstream pickup on a packet of the client (its sender is the client)
+        me, peer = (cli, srv) if pkt.to_server else (srv, cli)
+        me.start(pkt.seq - 1)
+        me.next_seq = 0
+        if flags & TH_ACK:
+            peer.start(pkt.ack - 1)
+            peer.next_seq = 1
+
+    def _track(self, ssn: TcpSession, me: TcpStream, peer: TcpStream, pkt: Packet, flags: int,
+               to_server: bool) -> None:
+        """Sequence bookkeeping: bases from a late SYN-ACK, acknowledgments, windows, FINs,
+        and the session state for IDS flushes."""
+        if flags & TH_SYN:
+            if flags & TH_ACK:
+                if not me.known:
+                    me.start(pkt.seq)
+                    me.next_seq = 1
+                if me.wscale < 0:
+                    me.wscale = window_scale(pkt.tcp_opts)
+                peer.window = pkt.win             # a SYN's window is never scaled
+            return
+        if not me.known:                 # async/one-sided: first packet seen from this side
+            me.start(pkt.seq - 1)
+            me.next_seq = 0
+        if flags & TH_ACK and peer.known:
+            ack = peer.offset(pkt.ack)
+            if peer.last_ack < ack < peer.next_seq:       # acknowledges no more than the peer sent
+                peer.last_ack = ack
+            scale = me.wscale if me.wscale >= 0 and peer.wscale >= 0 else 0
+            peer.window = pkt.win << scale
+        right = me.offset(pkt.seq) + len(pkt.payload)
+        if flags & TH_FIN:
+            if me.fin_seq < 0:
+                me.fin_seq = right
+            right += 1
+        # next_seq counts from the ISN: the SYN is its first number
+        if me.next_seq < right + 1 < me.next_seq + (1 << 30):
+            me.next_seq = right + 1
+        if flags & TH_RST:
+            ssn.state = CLOSED
+            return
+        st = ssn.state
+        acks_peer_fin = bool(flags & TH_ACK) and peer.fin_seq >= 0 and peer.offset(pkt.ack) > peer.fin_seq
+        if flags & TH_FIN:
+            if st == EST:
+                ssn.state = CLOSE_WAIT if to_server else FIN_WAIT1
+            elif st == FIN_WAIT1 and to_server:
+                ssn.state = TIME_WAIT if acks_peer_fin else CLOSING
+            elif st == FIN_WAIT2 and to_server:
+                ssn.state = TIME_WAIT
+            elif st == CLOSE_WAIT and not to_server:
+                ssn.state = LAST_ACK
+        elif acks_peer_fin:
+            if st == FIN_WAIT1 and to_server:
+                ssn.state = FIN_WAIT2
+            elif st in (TIME_WAIT, CLOSING) and not to_server:
+                ssn.state = CLOSED if st == TIME_WAIT else TIME_WAIT
+            elif st == LAST_ACK and to_server:
+                ssn.state = CLOSED
+
+    def _acceptable(self, me: TcpStream, peer: TcpStream, pkt: Packet, flags: int, n: int) -> bool:
+        """Does this payload join its stream?  Raises the stream event that says why not."""
+        if flags & TH_RST:
+            self._event(pkt, "rst_with_data")
+            return False
+        if flags & TH_SYN or pkt.csum_ok is False or me.done:
+            return False
+        off = me.offset(pkt.seq)
+        if off + n < me.last_ack:
+            self._event(pkt, "est_pkt_before_last_ack")
+            return False
+        if off + n <= me.last_ack:
+            self._event(pkt, "pkt_spurious_retransmission")
+        if me.window >= 0 and off + n > me.last_ack + me.window:
+            self._event(pkt, "est_packet_out_of_window")
+            return False
+        if flags & TH_ACK and peer.known and peer.offset(pkt.ack) >= peer.next_seq:
+            self._event(pkt, "est_invalid_ack")
+            return False
+        return True
+
+    def _insert(self, me: TcpStream, pkt: Packet, pl: bytes, n: int) -> tuple[int, bytes, bool, str]:
+        """Put the payload into the stream.  Returns (status, payload as inspected,
+        rewritten, policy): TAKEN; DEPTH, the segment crosses the depth (not held, but
+        handled as taken, as Suricata does); REFUSED, a bound was hit."""
+        off = me.offset(pkt.seq)
+        right = off + n
+        whole = pl
+        if off < 0:                                   # starts before the stream: keep what is in it
+            pl, n, off = pl[-off:], n + off, 0
+            if n <= 0:
+                return REFUSED, whole, False, ""
+        depth = self.depth
+        if depth and right > depth:
+            if not me.depth_reached:
+                me.depth_reached = True
+                self._event(pkt, "reassembly_depth_reached")
+                self._count("depth_reached")
+            return DEPTH, whole, False, ""
+        # overlap with the contiguous data already held
+        rewritten = False
+        end = me.end
+        if off < end:
+            lo = max(off, me.data_off)
+            hi = min(right, end)
+            if lo < hi:
+                old = me.data[lo - me.data_off:hi - me.data_off]
+                new = pl[lo - off:hi - off]
+                if old != new:
+                    if self.inline or lo >= off:        # inline: first data wins; BSD: same or later start
+                        self._event(pkt, "reassembly_overlap_different_data")
+                        self._count("overlap_diff_data")
+                        pl = pl[:lo - off] + bytes(old) + pl[hi - off:]
+                        rewritten = self.inline
+                    else:
+                        me.data[lo - me.data_off:hi - me.data_off] = new
+            if right <= end:
+                self._count("retransmissions")
+                return TAKEN, pl, rewritten, ""
+            tail_off, tail = end, pl[end - off:]
+        else:
+            tail_off, tail = off, pl
+        # into the held out-of-order segments, or onto the contiguous data
+        if tail_off > end:
+            if len(me.ooo) >= MAX_OOO_SEGMENTS:
+                self._event(pkt, "reassembly_insert_limit")
+                self._count("ooo_limit")
+                return REFUSED, pl, rewritten, ""
+            old = me.ooo.get(tail_off)
+            if old is not None and len(old) >= len(tail):
+                return TAKEN, pl, rewritten, ""
+            if self.mem + len(tail) > self.s.reassembly_memcap:
+                self._event(pkt, "reassembly_insert_memcap")
+                self._count("reassembly_memcap_drop")
+                return REFUSED, pl, rewritten, "reassembly_memcap"
+            if old is not None:
+                me.ooo_bytes -= len(old)
+                self.mem -= len(old)
+            me.ooo[tail_off] = tail
+            me.ooo_bytes += len(tail)
+            self.mem += len(tail)
+            self._count("ooo_segments")
+            return TAKEN, pl, rewritten, ""
+        if self.mem + len(tail) > self.s.reassembly_memcap:
+            self._event(pkt, "reassembly_insert_memcap")
+            self._count("reassembly_memcap_drop")
+            return False, pl, rewritten, "reassembly_memcap"
+        grow_from = end
+        me.data += tail
+        self.mem += len(tail)
+        if me.ooo:
+            self._merge(me)
+        self._scan_new(me, grow_from)
+        return TAKEN, pl, rewritten, ""
+
+    def _merge(self, me: TcpStream) -> None:
+        """Append the held segments the contiguous data now reaches (first data wins)."""
+        ooo = me.ooo
+        while ooo:
+            end = me.end
+            nxt = min(ooo)
+            if nxt > end:
+                return
+            seg = ooo.pop(nxt)
+            me.ooo_bytes -= len(seg)
+            self.mem -= len(seg)
+            if nxt + len(seg) > end:
+                part = seg[end - nxt:]
+                me.data += part
+                self.mem += len(part)
+
+    def _scan_new(self, me: TcpStream, grow_from: int) -> None:
+        """Prefilter the bytes the contiguous data just grew by (with the longest pattern's
+        overlap before them) and remember where each pattern was seen."""
+        sc = self.scanner
+        if sc is None:
+            return
+        lo = max(me.data_off, grow_from - sc.overlap)
+        right = me.end
+        found = sc.scan(bytes(me.data[lo - me.data_off:]))
+        if found:
+            seen = me.seen
+            for pid in found:
+                seen[pid] = right
+
+    # ------------------------------------------------------------------ inline window
+    def _window(self, me: TcpStream, pkt: Packet, n: int, to_server: bool):
+        """(buffers, prefilter ids or None) of the inline window of a taken packet, or
+        (None, None) when the stream does not hold the packet's bytes."""
+        c = self.chunk[0 if to_server else 1]
+        w = c if n <= (c // 3) * 2 else n + c // 3
+        left = me.offset(pkt.seq)
+        right = left + n
+        if left < 0:
+            left = 0
+        # the contiguous run holding the packet
+        if me.data_off <= left and right <= me.end:
+            b_lo, b_hi, src, src_off = me.data_off, me.end, me.data, me.data_off
+            newest = right == me.end and not me.ooo
+        else:
+            hit = None
+            for o, seg in me.ooo.items():
+                if o <= left and right <= o + len(seg):
+                    hit = (o, seg)
+                    break
+            if hit is None:
+                return None, None
+            b_lo, src, src_off = hit[0], hit[1], hit[0]
+            b_hi = b_lo + len(src)
+            # later held segments that touch it extend the run
+            while b_hi in me.ooo:
+                nxt = me.ooo[b_hi]
+                src = src + nxt
+                b_hi += len(nxt)
+            newest = False
+        if b_hi - b_lo > w:
+            if right == b_hi:
+                b_lo = b_hi - w
+            elif left == b_lo:
+                b_hi = b_lo + w
+            else:
+                before, after = left - b_lo, b_hi - right
+                half = (w - n) // 2
+                if after >= half:
+                    if before >= half:
+                        before = after = half
+                    else:
+                        after = (w - n) - before
+                elif before >= half:
+                    before = (w - n) - after
+                b_lo, b_hi = left - before, right + after
+        buf = bytes(src[b_lo - src_off:b_hi - src_off])
+        me.raw_progress = max(me.raw_progress, b_hi)
+        self._prune(me, c)
+        if newest and self.scanner is not None and b_hi == me.end:
+            found = self._seen_in(me, b_lo)
+            return (buf,), found
+        return (buf,), None
+
+    def _seen_in(self, me: TcpStream, lo: int) -> set:
+        """Prefilter ids whose last sighting can lie in a window starting at `lo`."""
+        lengths = self.scanner.lengths
+        return {pid for pid, edge in me.seen.items() if edge - lengths[pid] >= lo}
+
+    def _prune(self, me: TcpStream, c: int) -> None:
+        """Free data no later window can need: below the lower of the acknowledged offset
+        and one chunk before the inspected data."""
+        keep = min(me.last_ack, me.raw_progress - (c if self.inline else 0))
+        cut = keep - me.data_off
+        if cut > 4096:                 # in steps: a bytearray front cut moves the rest
+            del me.data[:cut]
+            me.data_off = keep
+            self.mem -= cut
+            if me.seen:
+                lengths = self.scanner.lengths if self.scanner else {}
+                for pid in [p for p, e in me.seen.items() if e - lengths.get(p, 1) < keep]:
+                    del me.seen[pid]
+
+    # ------------------------------------------------------------------ IDS flushes
+    def _ids_flush(self, ssn: TcpSession, me: TcpStream, to_server: bool) -> tuple:
+        """The data an IDS flush releases on a packet of this direction, or ()."""
+        if not me.known:
+            return ()
+        c = self.chunk[0 if to_server else 1]
+        ack = min(me.last_ack, me.end)
+        due = (ack - me.raw_progress >= c or ssn.state in _FLUSH_STATES or
+               (me.depth_reached and not me.done))
+        if not due:
+            return ()
+        out = self._release(me, ack)
+        if me.depth_reached:
+            self._end_direction(me)
+        return out
+
+    def _release(self, me: TcpStream, upto: int) -> tuple:
+        lo = max(me.raw_progress, me.data_off)
+        if upto <= lo:
+            return ()
+        buf = bytes(me.data[lo - me.data_off:upto - me.data_off])
+        me.raw_progress = upto
+        self._prune(me, 0)
+        return (buf,) if buf else ()
+
+    def _end_direction(self, me: TcpStream) -> None:
+        """Depth reached: no more reassembly; the held data goes (unacknowledged data unseen)."""
+        me.done = True
+        self.mem -= len(me.data) + me.ooo_bytes
+        me.data_off = me.end
+        me.data = bytearray()
+        me.ooo.clear()
+        me.ooo_bytes = 0
+        me.seen.clear()
+
+    def flush(self, flow) -> list[tuple[bool, tuple]]:
+        """End of the flow: in IDS mode, the data of each direction never inspected,
+        acknowledged or not -> [(to_server, buffers)].  Frees the session."""
+        ssn = flow.tcp
+        out = []
+        if ssn is None:
+            return out
+        if not self.inline:
+            for to_server, me in ((True, ssn.client), (False, ssn.server)):
+                if me.known and not me.done:
+                    bufs = self._release(me, me.end)
+                    if bufs:
+                        out.append((to_server, bufs))
+        self.release(flow)
+        return out
+
+    def release(self, flow) -> None:
+        """Forget the flow's session (it ended or was evicted)."""
+        ssn = flow.tcp
+        if ssn is None:
+            return
+        for me in (ssn.client, ssn.server):
+            self.mem -= len(me.data) + me.ooo_bytes
+            me.data = bytearray()
+            me.ooo.clear()
+            me.ooo_bytes = 0
+        if ssn.charged:
+            self.sessions -= 1
+            ssn.charged = False
+        flow.tcp = None
