@@ -312,6 +312,8 @@ def linktypes(path: str | os.PathLike) -> set[int]:
         raise PcapError(f"{path}: cannot open: {e.strerror}") from None
     with f:
         head = f.read(24)
+        if len(head) < 4:
+            raise PcapError(f"{path}: empty or too short to be a pcap/pcapng file")
         if head[:4] in _PCAP_MAGIC:
             if len(head) < 24:
                 raise PcapError(f"{path}: truncated pcap global header")
@@ -320,7 +322,7 @@ def linktypes(path: str | os.PathLike) -> set[int]:
             if lt not in LINKTYPES:
                 raise _linktype_error(path, lt)
             return {lt}
-        if len(head) < 4 or struct.unpack_from("<I", head)[0] != _NG_SHB:
+        if struct.unpack_from("<I", head)[0] != _NG_SHB:
             raise PcapError(f"{path}: not a pcap or pcapng file (magic {head[:4].hex()})")
         f.seek(0)
         return _pcapng_linktypes(f, path)

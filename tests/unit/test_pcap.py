@@ -145,6 +145,11 @@ def test_linktypes_of_a_big_endian_pcapng_and_of_junk(tmp_path):
     junk.write_bytes(b"hello world, not a capture")
     with pytest.raises(PcapError, match="not a pcap or pcapng"):
         linktypes(junk)
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    for read in (lambda: list(iter_pcaps(empty)), lambda: linktypes(empty)):
+        with pytest.raises(PcapError, match="empty.pcap: empty or too short to be a pcap/pcapng file"):
+            read()
 
 
 def test_not_a_capture(tmp_path):
