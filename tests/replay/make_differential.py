@@ -3,17 +3,20 @@
 
     python3 tests/replay/make_differential.py            # pcaps + rules + expected.json
     python3 tests/replay/make_differential.py --no-suricata   # pcaps + rules only
+    python3 tests/replay/make_differential.py stream_ooo_ips stream_ooo_ids   # only these
 
 For every scenario family below this writes, under tests/replay/differential/:
 
 - NAME.pcap   crafted with scapy, deterministically (fixed timestamps, fixed
-              IP ids / sequence numbers, no randomness: rerunning gives the
-              same bytes);
+              IP ids / sequence numbers, seeded randomness: rerunning gives
+              the same bytes);
 - NAME.rules  the rules of that family;
+- NAME.yaml   (TCP stream families only) the config our replay gets; Suricata
+              gets the same stream section;
 - expected.json  Suricata's decisions per scenario: the alerts as
               [pcap_cnt, sid, action] (action "allowed"/"blocked" as in EVE)
-              and the pcap_cnt of every dropped packet, plus the version of
-              Suricata that produced them.
+              and the pcap_cnt of every dropped packet, the files and the mode
+              of the scenario, plus the version of Suricata that produced them.
 
 Suricata is run as `suricata -r NAME.pcap -S NAME.rules --simulate-ips -k none
 --runmode single -c <our yaml> -l <tmp>` with a small config written here
@@ -24,9 +27,11 @@ the same HOME_NET and the same stream policy.
 Design rules for the traffic, so that the comparison tests rule semantics and
 not incidental engine differences:
 - every TCP session starts with a full three-way handshake (midstream: false
-  in both configs);
-- a payload that a TCP content rule inspects is the first data segment of its
-  direction, so stream offsets and packet offsets coincide;
+  in both configs), but for the stream families that test midstream pick-up
+  and async-oneside;
+- outside the stream families, a payload that a TCP content rule inspects is
+  the first data segment of its direction, so stream offsets and packet
+  offsets coincide;
 - packets testing header-only rules (addresses, ports) each open their own
   flow (distinct source port), so Suricata's once-per-flow "IP-only" rules and
   a per-packet evaluation see the same thing.
@@ -37,12 +42,16 @@ tests/replay/test_differential.py compares our replay against them.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "differential"
@@ -71,8 +80,28 @@ STREAM = {"midstream": False, "checksum-validation": True, "inline": "auto"}
 BASE_TS = 1_700_000_000.0
 
 
-def suricata_yaml(rule_dir: Path, rules_file: str) -> str:
-    """A minimal Suricata config, written here from scratch."""
+# The stream scenarios (stream_scenarios.py) add their own settings to STREAM,
+# the same in both engines' configs: chunk sizes not randomized (Suricata
+# draws them at start-up otherwise) and the depth always explicit (Suricata's
+# default without the key is 0 = unlimited, ours 1 MiB).
+STREAM_SCENARIO_BASE = {"reassembly": {"randomize-chunk-size": False, "depth": 1048576}}
+
+
+def merged_stream(overrides: dict | None) -> dict:
+    """STREAM with `overrides` (nested dicts merged key by key)."""
+    out = copy.deepcopy(STREAM)
+    for layer in (STREAM_SCENARIO_BASE, overrides or {}):
+        for k, v in layer.items():
+            if isinstance(v, dict) and isinstance(out.get(k), dict):
+                out[k] = {**out[k], **v}
+            else:
+                out[k] = copy.deepcopy(v)
+    return out
+
+
+def suricata_yaml(rule_dir: Path, rules_file: str, stream: dict | None = None) -> str:
+    """A minimal Suricata config, written here from scratch (`stream`: the
+    scenario's stream section, default STREAM)."""
     import yaml
 
     doc = {
@@ -87,7 +116,7 @@ def suricata_yaml(rule_dir: Path, rules_file: str) -> str:
         }}],
         "logging": {"default-log-level": "notice",
                     "outputs": [{"console": {"enabled": True}}]},
-        "stream": STREAM,
+        "stream": STREAM if stream is None else stream,
         # Suricata keeps at most 15 alerts per packet by default (the highest
         # ranked); our engine has no cap, so the cap is lifted for comparison.
         "packet-alert-max": 255,   # the largest value Suricata 7 accepts
@@ -97,13 +126,19 @@ def suricata_yaml(rule_dir: Path, rules_file: str) -> str:
     return "%YAML 1.1\n---\n" + yaml.safe_dump(doc, sort_keys=False)
 
 
-def ipsbridge_yaml() -> str:
+def ipsbridge_yaml(stream: dict | None = None, name: str | None = None) -> str:
+    """The config our replay gets: differential/ipsbridge.yaml, or with `stream`
+    the per-family config of a stream scenario (differential/NAME.yaml)."""
     import yaml
 
-    doc = {"vars": VARS, "stream": STREAM, "classification-file": CLASSIFICATION}
-    return ("# Config our replay uses for the differential scenarios; mirrors the\n"
-            "# vars and stream settings given to Suricata by make_differential.py.\n"
-            + yaml.safe_dump(doc, sort_keys=False))
+    doc = {"vars": VARS, "stream": STREAM if stream is None else stream, "classification-file": CLASSIFICATION}
+    if stream is None:
+        head = ("# Config our replay uses for the differential scenarios; mirrors the\n"
+                "# vars and stream settings given to Suricata by make_differential.py.\n")
+    else:
+        head = (f"# Config our replay uses for the {name}_* differential scenarios; Suricata\n"
+                "# gets the same vars and stream section (make_differential.py, stream_scenarios.py).\n")
+    return head + yaml.safe_dump(doc, sort_keys=False)
 
 
 # ---------------------------------------------------------------- traffic helpers
@@ -934,7 +969,21 @@ def s_random_bytes(cap: Capture):
         udp(cap, C1, S1, 51000 + i, 7700, data)
 
 
-SCENARIOS = {
+@dataclass(frozen=True)
+class Spec:
+    """One scenario: its rules and crafting, the files they go to, how both engines run."""
+    rules: str
+    build: Callable
+    mode: str = "ips"            # "ips": Suricata --simulate-ips, our replay --mode ips; "ids": neither
+    stream: dict | None = None   # its own stream section (both engines); None: STREAM, ipsbridge.yaml
+    files: str = ""              # NAME of NAME.pcap/.rules(/.yaml); the modes of one family share them
+
+    @property
+    def config(self) -> str:
+        return "ipsbridge.yaml" if self.stream is None else f"{self.files}.yaml"
+
+
+_BASIC = {
     "payload": (PAYLOAD_RULES, s_payload),
     "tcp_flow": (TCP_FLOW_RULES, s_tcp_flow),
     "ip_icmp": (IP_ICMP_RULES, s_ip_icmp),
@@ -954,9 +1003,13 @@ SCENARIOS = {
     "random_header": (random_header_rules(), s_random_header),
     "random_bytes": (random_bytes_rules(), s_random_bytes),
 }
+SCENARIOS = {name: Spec(rules, build, files=name) for name, (rules, build) in _BASIC.items()}
 
 
 # ---------------------------------------------------------------- EVE reading (shared with the test)
+FLOW_END_PKT_SRC = "stream (flow timeout)"   # EVE pkt_src of a flow's end-of-flow pseudo packet
+
+
 def eve_decisions(lines, by_ts: dict[str, int] | None = None) -> dict:
     """(alerts, drops) from EVE JSON lines: alerts as sorted [pcap_cnt, sid, action],
     drops as the sorted pcap_cnt of every `drop` event.
@@ -964,10 +1017,16 @@ def eve_decisions(lines, by_ts: dict[str, int] | None = None) -> dict:
     Suricata logs events of pseudo-packets (a datagram rebuilt from IP
     fragments, a packet decoded from a tunnel) without pcap_cnt; `by_ts` maps
     their timestamp, which is the frame's that completed them, back to that
-    frame's pcap_cnt (every frame of a scenario has a distinct timestamp)."""
+    frame's pcap_cnt (every frame of a scenario has a distinct timestamp).
+    The exception: the pseudo packet a TCP flow's end is inspected on (IDS
+    stream data left at flow timeout or exit; pkt_src "stream (flow
+    timeout)", timestamp of the flow's last packet) is pcap_cnt 0, "end",
+    for Suricata and for our EVE alike."""
     alerts, drops = set(), set()
 
     def cnt(ev):
+        if ev.get("pkt_src") == FLOW_END_PKT_SRC:
+            return 0
         if "pcap_cnt" in ev:
             return int(ev["pcap_cnt"])
         if by_ts is not None and ev.get("timestamp", "")[:26] in by_ts:
@@ -1000,26 +1059,29 @@ def frame_times(pcap: Path) -> dict[str, int]:
 
 
 def run_suricata(name: str, workdir: Path) -> dict:
-    pcap, rules = OUT / f"{name}.pcap", OUT / f"{name}.rules"
+    spec = SCENARIOS[name]
+    pcap, rules = OUT / f"{spec.files}.pcap", OUT / f"{spec.files}.rules"
     logdir = workdir / name
     logdir.mkdir()
     cfg = workdir / f"{name}.yaml"
-    cfg.write_text(suricata_yaml(OUT, rules.name))
-    cmd = ["suricata", "-v", "-r", str(pcap), "-S", str(rules), "--simulate-ips", "-k", "none",
-           "--runmode", "single", "-l", str(logdir), "-c", str(cfg)]
+    cfg.write_text(suricata_yaml(OUT, rules.name, spec.stream))
+    cmd = ["suricata", "-v", "-r", str(pcap), "-S", str(rules), *(["--simulate-ips"] if spec.mode == "ips" else []),
+           "-k", "none", "--runmode", "single", "-l", str(logdir), "-c", str(cfg)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"suricata failed on {name} ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     # a rule Suricata refused would silently shrink the expectation: refuse that
     text = proc.stdout + proc.stderr
     if "error parsing signature" in text.lower() or "E: detect" in text:
-        sys.exit(f"suricata refused a rule in {name}.rules:\n{text}")
+        sys.exit(f"suricata refused a rule in {rules.name}:\n{text}")
     loaded = [l for l in text.splitlines() if "rules successfully loaded" in l]
     if not loaded or "0 rules failed" not in loaded[0]:
-        sys.exit(f"suricata did not load every rule of {name}.rules:\n{text}")
+        sys.exit(f"suricata did not load every rule of {rules.name}:\n{text}")
     eve = logdir / "eve.json"
     lines = eve.read_text().splitlines() if eve.exists() else []
     res = eve_decisions(lines, by_ts=frame_times(pcap))
+    if not res["alerts"]:
+        sys.exit(f"suricata raised no alert on {name}: the scenario tests nothing")
     res["rules_loaded"] = loaded[0].split("processed. ", 1)[-1].strip()
     return res
 
@@ -1035,15 +1097,24 @@ def main(argv=None) -> int:
     ap.add_argument("scenario", nargs="*", help="only these scenarios (default: all)")
     args = ap.parse_args(argv)
     names = args.scenario or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        sys.exit(f"unknown scenario(s): {', '.join(unknown)}")
     OUT.mkdir(exist_ok=True)
     (OUT / "ipsbridge.yaml").write_text(ipsbridge_yaml())
+    written = set()
     for name in names:
-        rules, build = SCENARIOS[name]
-        (OUT / f"{name}.rules").write_text(rules.lstrip())
+        spec = SCENARIOS[name]
+        if spec.files in written:        # the other mode of a stream family: same files
+            continue
+        written.add(spec.files)
+        (OUT / f"{spec.files}.rules").write_text(spec.rules.lstrip())
+        if spec.stream is not None:
+            (OUT / spec.config).write_text(ipsbridge_yaml(spec.stream, spec.files))
         cap = Capture()
-        build(cap)
-        cap.write(OUT / f"{name}.pcap")
-        print(f"{name}: {len(cap.frames)} packets, {sum(1 for l in rules.splitlines() if 'sid:' in l)} rules")
+        spec.build(cap)
+        cap.write(OUT / f"{spec.files}.pcap")
+        print(f"{spec.files}: {len(cap.frames)} packets, {sum(1 for l in spec.rules.splitlines() if 'sid:' in l)} rules")
     if args.no_suricata:
         return 0
     if not shutil.which("suricata"):
@@ -1051,16 +1122,21 @@ def main(argv=None) -> int:
     exp_path = OUT / "expected.json"
     expected = json.loads(exp_path.read_text()) if exp_path.exists() else {"scenarios": {}}
     expected["suricata_version"] = suricata_version()
-    expected["command"] = ("suricata -r NAME.pcap -S NAME.rules --simulate-ips -k none --runmode single "
-                           "-c <make_differential.suricata_yaml> -l DIR")
+    expected["command"] = ("suricata -r PCAP -S RULES [--simulate-ips: mode ips] -k none --runmode single "
+                           "-c <make_differential.suricata_yaml, stream section of CONFIG> -l DIR")
     expected["format"] = ("alerts: [pcap_cnt, signature_id, alert.action]; drops: pcap_cnt of each "
                           "event_type=drop (EVE drop logger with flows: all); events of Suricata's "
                           "pseudo-packets (defragmented datagrams, tunnel inner packets) carry no "
-                          "pcap_cnt and are given the pcap_cnt of the frame with the same timestamp")
+                          "pcap_cnt and are given the pcap_cnt of the frame with the same timestamp, "
+                          "except those of a TCP flow's end (pkt_src 'stream (flow timeout)'), which "
+                          "are pcap_cnt 0; mode: ips (--simulate-ips, replay --mode ips) or ids "
+                          "(neither); config: the yaml our replay gets (-c)")
     with tempfile.TemporaryDirectory(prefix="differential-") as tmp:
         for name in names:
             res = run_suricata(name, Path(tmp))
-            expected["scenarios"][name] = {"pcap": f"{name}.pcap", "rules": f"{name}.rules", **res}
+            spec = SCENARIOS[name]
+            expected["scenarios"][name] = {"pcap": f"{spec.files}.pcap", "rules": f"{spec.files}.rules",
+                                           "config": spec.config, "mode": spec.mode, **res}
             print(f"{name}: suricata {len(res['alerts'])} alerts, {len(res['drops'])} drops ({res['rules_loaded']})")
     expected["scenarios"] = dict(sorted(expected["scenarios"].items()))
     exp_path.write_text(json.dumps(expected, indent=1) + "\n")

@@ -3,12 +3,16 @@
 For every scenario in tests/replay/differential/expected.json (written by
 tests/replay/make_differential.py from real Suricata runs), run
 
-    python3 -m bridge replay -c differential/ipsbridge.yaml -r NAME.rules \
-        --mode ips --eve OUT NAME.pcap
+    python3 -m bridge replay -c differential/CONFIG -r RULES \
+        --mode MODE --eve OUT PCAP
 
-and compare, as sets, the alerts (pcap_cnt, signature_id, alert.action) and
-the pcap_cnt of the dropped packets with Suricata's.  A failure lists every
-difference with the rule's msg, so it reads as a bug report.
+(CONFIG, RULES, PCAP and MODE as recorded for the scenario: ipsbridge.yaml
+and ips for most; the TCP stream families have their own config and an ips
+and an ids scenario on the same files) and compare, as sets, the alerts
+(pcap_cnt, signature_id, alert.action; pcap_cnt 0 for an alert on a flow's
+end-of-flow pseudo packet) and the pcap_cnt of the dropped packets with
+Suricata's.  A failure lists every difference with the rule's msg, so it
+reads as a bug report.
 """
 from __future__ import annotations
 
@@ -42,21 +46,31 @@ def rule_msgs(rules_path: Path) -> dict[int, str]:
     return out
 
 
+def replay_cmd(name: str, eve: Path) -> list[str]:
+    sc = EXPECTED["scenarios"][name]
+    return [sys.executable, "-m", "bridge", "replay", "-c", str(DIFF / sc.get("config", "ipsbridge.yaml")),
+            "-r", str(DIFF / sc["rules"]), "--mode", sc.get("mode", "ips"), "--eve", str(eve),
+            str(DIFF / sc["pcap"])]
+
+
 def run_ours(name: str, tmp: Path) -> dict:
     eve = tmp / f"{name}.eve.json"
-    cmd = [sys.executable, "-m", "bridge", "replay", "-c", str(DIFF / "ipsbridge.yaml"),
-           "-r", str(DIFF / f"{name}.rules"), "--mode", "ips", "--eve", str(eve),
-           str(DIFF / f"{name}.pcap")]
+    cmd = replay_cmd(name, eve)
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0, (
         f"replay failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
     assert eve.exists(), f"replay wrote no EVE file: {' '.join(cmd)}\n{proc.stderr}"
-    return make_differential.eve_decisions(eve.read_text().splitlines())
+    res = make_differential.eve_decisions(eve.read_text().splitlines())
+    # what the replay itself reports going wrong: engine exceptions (summary line), and on
+    # stderr rules it refused and config warnings
+    res["notes"] = ([l.strip() for l in proc.stdout.splitlines() if l.startswith("engine errors:")]
+                    + [l.rstrip() for l in proc.stderr.splitlines() if l.strip()][:40])
+    return res
 
 
 def describe(name: str, ours: dict, theirs: dict) -> str:
-    msgs = rule_msgs(DIFF / f"{name}.rules")
+    msgs = rule_msgs(DIFF / EXPECTED["scenarios"][name]["rules"])
     lines = []
     a_ours = {tuple(a) for a in ours["alerts"]}
     a_theirs = {tuple(a) for a in theirs["alerts"]}
@@ -69,7 +83,11 @@ def describe(name: str, ours: dict, theirs: dict) -> str:
         lines.append(f"  pcap_cnt {cnt}: Suricata drops, we forward")
     for cnt in sorted(d_ours - d_theirs):
         lines.append(f"  pcap_cnt {cnt}: we drop, Suricata forwards")
-    return f"{name}: {len(lines)} differences from Suricata {EXPECTED['suricata_version']}\n" + "\n".join(lines)
+    sc = EXPECTED["scenarios"][name]
+    head = (f"{name}: {len(lines)} differences from Suricata {EXPECTED['suricata_version']} "
+            f"(mode {sc.get('mode', 'ips')}; pcap_cnt 0 = end of flow)")
+    notes = [f"  replay: {n}" for n in ours.get("notes", [])]
+    return "\n".join([head, *notes, *lines])
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -85,12 +103,17 @@ def test_same_decisions_as_suricata(name, tmp_path):
 def test_fixtures_are_reproducible(name, tmp_path):
     """The committed pcap is exactly what make_differential.py crafts today, and
     the committed rules are its rules: expected.json describes these bytes."""
-    rules, build = make_differential.SCENARIOS[name]
+    spec = make_differential.SCENARIOS[name]
+    sc = EXPECTED["scenarios"][name]
+    assert (sc["pcap"], sc["rules"], sc.get("config", "ipsbridge.yaml"), sc.get("mode", "ips")) == (
+        f"{spec.files}.pcap", f"{spec.files}.rules", spec.config, spec.mode)
     cap = make_differential.Capture()
-    build(cap)
+    spec.build(cap)
     cap.write(tmp_path / "x.pcap")
-    assert (tmp_path / "x.pcap").read_bytes() == (DIFF / f"{name}.pcap").read_bytes()
-    assert (DIFF / f"{name}.rules").read_text() == rules.lstrip()
+    assert (tmp_path / "x.pcap").read_bytes() == (DIFF / sc["pcap"]).read_bytes()
+    assert (DIFF / sc["rules"]).read_text() == spec.rules.lstrip()
+    if spec.stream is not None:
+        assert (DIFF / spec.config).read_text() == make_differential.ipsbridge_yaml(spec.stream, spec.files)
 
 
 def test_expectations_cover_every_scenario():
