@@ -24,6 +24,15 @@ Suricata is run as `suricata -r NAME.pcap -S NAME.rules --simulate-ips -k none
 differential/ipsbridge.yaml, the config our replay uses, so both engines see
 the same HOME_NET and the same stream policy.
 
+The TCP stream families (stream_scenarios.py) are two scenarios each on the
+same files: stream_<what>_ips (Suricata with --simulate-ips, so the stream is
+inline; our replay --mode ips) and stream_<what>_ids (Suricata without it; our
+replay --mode ids).  Their stream section is STREAM plus
+STREAM_SCENARIO_BASE (chunk sizes not randomized, depth explicit) plus the
+family's own settings (depth, chunk sizes, midstream, async-oneside), written
+to both engines' configs.  IDS mode inspects the stream data left at a flow's
+end on a pseudo packet that has no pcap_cnt: those alerts are pcap_cnt 0.
+
 Design rules for the traffic, so that the comparison tests rule semantics and
 not incidental engine differences:
 - every TCP session starts with a full three-way handshake (midstream: false
@@ -52,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import stream_scenarios   # tests/replay/stream_scenarios.py (this script's directory is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "differential"
@@ -1004,6 +1014,11 @@ _BASIC = {
     "random_bytes": (random_bytes_rules(), s_random_bytes),
 }
 SCENARIOS = {name: Spec(rules, build, files=name) for name, (rules, build) in _BASIC.items()}
+# TCP stream families: one scenario per mode, both on the family's files
+for _fam in stream_scenarios.FAMILIES:
+    for _mode in _fam.modes:
+        SCENARIOS[f"{_fam.name}_{_mode}"] = Spec(_fam.rules, _fam.build, _mode, merged_stream(_fam.stream),
+                                                 _fam.name)
 
 
 # ---------------------------------------------------------------- EVE reading (shared with the test)
