@@ -72,9 +72,11 @@ from rules.packet import TH_ACK, TH_FIN, TH_RST, TH_SYN, Packet
 from rules.settings import StreamSettings
 
 REFUSED, TAKEN, DEPTH = 0, 1, 2      # what became of a segment: not taken in, taken, crossed the depth
+_SLOW = TH_SYN | TH_FIN | TH_RST       # segments the bookkeeping fast path leaves to _track
 MASK = 0xFFFFFFFF
 HALF = 1 << 31
 MAX_OOO_SEGMENTS = 1024        # held out-of-order segments per direction
+PRUNE_STEP = 4096              # free held data in steps of at least this (a bytearray front cut moves the rest)
 SESSION_BYTES = 2048           # what one TCP session's state costs, for stream.memcap
 
 # Suricata's TCP session states, as far as they decide IDS flushes (past TIME_WAIT: flush)
@@ -87,11 +89,6 @@ EVENTS = frozenset((
     "reassembly_insert_memcap", "est_pkt_before_last_ack", "pkt_spurious_retransmission",
     "est_packet_out_of_window", "est_invalid_ack", "rst_with_data",
 ))
-
-
-def _s32(x: int) -> int:
-    x &= MASK
-    return x - (1 << 32) if x >= HALF else x
 
 
 def window_scale(opts) -> int:
@@ -116,16 +113,17 @@ class TcpStream:
     """One direction of a TCP session.  Offsets are bytes from the first data byte
     (the sequence number after the ISN), as Python ints: no wrap-around past 4 GiB."""
 
-    __slots__ = ("isn", "base", "known", "next_seq", "data", "data_off", "ooo", "ooo_bytes", "last_ack",
-                 "raw_progress", "depth_reached", "done", "window", "wscale", "fin_seq", "seen", "pids")
+    __slots__ = ("isn", "base", "known", "next_seq", "data", "data_off", "end", "ooo", "ooo_bytes", "last_ack",
+                 "raw_progress", "depth_reached", "done", "window", "wscale", "scale", "fin_seq", "seen")
 
     def __init__(self) -> None:
         self.isn = 0               # initial sequence number (base - 1)
         self.base = 0              # sequence number of stream offset 0
         self.known = False         # base set (a SYN / SYN-ACK / midstream pickup saw this side)
         self.next_seq = 0          # highest seq + len (+1 for SYN/FIN) sent, as an offset from the ISN
-        self.data = bytearray()    # contiguous data [data_off, data_off + len(data)) still held
+        self.data = bytearray()    # contiguous data [data_off, end) still held
         self.data_off = 0
+        self.end = 0               # right edge of the contiguous data (data_off + len(data))
         self.ooo: dict[int, bytes] = {}   # out-of-order segments past the contiguous data: offset -> bytes
         self.ooo_bytes = 0
         self.last_ack = 0          # offset the receiver acknowledged
@@ -134,14 +132,9 @@ class TcpStream:
         self.done = False          # no more reassembly for this direction (depth reached)
         self.window = -1           # receive window the peer advertised, scaled (-1 unknown)
         self.wscale = -1           # this side's window scale from its SYN (-1 none)
+        self.scale = 0             # shift for the windows this side advertises (both SYNs had the option)
         self.fin_seq = -1          # offset of this side's FIN (-1 none)
         self.seen: dict[int, int] = {}    # prefilter id -> right edge of the last region it was found in
-        self.pids = 0
-
-    @property
-    def end(self) -> int:
-        """Right edge of the contiguous data."""
-        return self.data_off + len(self.data)
 
     def start(self, isn: int) -> None:
         self.isn = isn & MASK
@@ -151,7 +144,8 @@ class TcpStream:
     def offset(self, seq: int) -> int:
         """Stream offset of `seq`, taken nearest the contiguous data (wrap-safe)."""
         ref = self.end
-        return ref + _s32(seq - (self.base + ref))
+        d = (seq - self.base - ref) & MASK
+        return ref + d - 4294967296 if d >= HALF else ref + d
 
 
 class TcpSession:
@@ -239,21 +233,56 @@ class StreamEngine:
             self.sessions += 1
             self._begin(ssn, pkt, flow)
         to_server = pkt.to_server
-        me, peer = (ssn.client, ssn.server) if to_server else (ssn.server, ssn.client)
+        if to_server:
+            me, peer = ssn.client, ssn.server
+        else:
+            me, peer = ssn.server, ssn.client
         flags = pkt.tcp_flags
-        self._track(ssn, me, peer, pkt, flags, to_server)
         payload = pkt.payload
         n = len(payload)
+        off = -1
+        if flags & _SLOW or not me.known or not peer.known:
+            self._track(ssn, me, peer, pkt, flags, to_server, n)
+        else:                                   # an established segment: acknowledgment, window, next_seq
+            ack_ok = True
+            if flags & TH_ACK:
+                ref = peer.end
+                d = (pkt.ack - peer.base - ref) & MASK
+                ack = ref + d - 4294967296 if d >= HALF else ref + d
+                if peer.last_ack < ack < peer.next_seq:
+                    peer.last_ack = ack
+                ack_ok = ack < peer.next_seq
+                peer.window = pkt.win << me.scale
+                if peer.fin_seq >= 0:
+                    self._track(ssn, me, peer, pkt, flags, to_server, n)
+            if n:
+                ref = me.end
+                d = (pkt.seq - me.base - ref) & MASK
+                off = ref + d - 4294967296 if d >= HALF else ref + d
+                if me.next_seq < off + n + 1 < me.next_seq + (1 << 30):
+                    me.next_seq = off + n + 1
+                right = off + n
+                # the common case, the next in-order segment, taken in without the general path
+                if (off == ref and ack_ok and not me.ooo and not me.done and pkt.csum_ok is not False
+                        and right >= me.last_ack and (me.window < 0 or right <= me.last_ack + me.window)
+                        and (not self.depth or right <= self.depth)
+                        and self.mem + n <= self.s.reassembly_memcap):
+                    return self._append(ssn, me, bytes(payload), n, to_server), ""
         status = REFUSED
         rewritten = False
-        pl = bytes(payload) if n else b""
-        if n and self._acceptable(me, peer, pkt, flags, n):
-            status, pl, rewritten, policy = self._insert(me, pkt, pl, n)
+        if n:
+            pl = bytes(payload)
+            if off < 0:
+                off = me.offset(pkt.seq)
+            if self._acceptable(me, peer, pkt, flags, n, off):
+                status, pl, rewritten, policy = self._insert(me, pkt, pl, n, off)
+        else:
+            pl = b""
         if self.inline:
             if status == REFUSED:
                 return None, policy
             if status == TAKEN:
-                bufs, found = self._window(me, pkt, n, to_server)
+                bufs, found = self._window(me, off, n, to_server)
                 if bufs is not None:
                     return StreamView(bufs, pl, found, rewritten, True), policy
             else:                       # the segment crossed the depth: reassembly ends here
@@ -292,9 +321,9 @@ class StreamEngine:
             peer.next_seq = 1
 
     def _track(self, ssn: TcpSession, me: TcpStream, peer: TcpStream, pkt: Packet, flags: int,
-               to_server: bool) -> None:
-        """Sequence bookkeeping: bases from a late SYN-ACK, acknowledgments, windows, FINs,
-        and the session state for IDS flushes."""
+               to_server: bool, n: int) -> None:
+        """Sequence bookkeeping off the fast path: SYNs (bases, window scales), a side seen
+        for the first time, FINs and RSTs (the session state IDS flushes follow)."""
         if flags & TH_SYN:
             if flags & TH_ACK:
                 if not me.known:
@@ -302,6 +331,8 @@ class StreamEngine:
                     me.next_seq = 1
                 if me.wscale < 0:
                     me.wscale = window_scale(pkt.tcp_opts)
+                if me.wscale >= 0 and peer.wscale >= 0:      # both offered it: windows scale from now on
+                    me.scale, peer.scale = me.wscale, peer.wscale
                 peer.window = pkt.win             # a SYN's window is never scaled
             return
         if not me.known:                 # async/one-sided: first packet seen from this side
@@ -311,9 +342,8 @@ class StreamEngine:
             ack = peer.offset(pkt.ack)
             if peer.last_ack < ack < peer.next_seq:       # acknowledges no more than the peer sent
                 peer.last_ack = ack
-            scale = me.wscale if me.wscale >= 0 and peer.wscale >= 0 else 0
-            peer.window = pkt.win << scale
-        right = me.offset(pkt.seq) + len(pkt.payload)
+            peer.window = pkt.win << me.scale
+        right = me.offset(pkt.seq) + n
         if flags & TH_FIN:
             if me.fin_seq < 0:
                 me.fin_seq = right
@@ -343,14 +373,14 @@ class StreamEngine:
             elif st == LAST_ACK and to_server:
                 ssn.state = CLOSED
 
-    def _acceptable(self, me: TcpStream, peer: TcpStream, pkt: Packet, flags: int, n: int) -> bool:
-        """Does this payload join its stream?  Raises the stream event that says why not."""
+    def _acceptable(self, me: TcpStream, peer: TcpStream, pkt: Packet, flags: int, n: int, off: int) -> bool:
+        """Does this payload (at stream offset `off`) join its stream?  Raises the stream
+        event that says why not."""
         if flags & TH_RST:
             self._event(pkt, "rst_with_data")
             return False
         if flags & TH_SYN or pkt.csum_ok is False or me.done:
             return False
-        off = me.offset(pkt.seq)
         if off + n < me.last_ack:
             self._event(pkt, "est_pkt_before_last_ack")
             return False
@@ -364,11 +394,10 @@ class StreamEngine:
             return False
         return True
 
-    def _insert(self, me: TcpStream, pkt: Packet, pl: bytes, n: int) -> tuple[int, bytes, bool, str]:
-        """Put the payload into the stream.  Returns (status, payload as inspected,
-        rewritten, policy): TAKEN; DEPTH, the segment crosses the depth (not held, but
-        handled as taken, as Suricata does); REFUSED, a bound was hit."""
-        off = me.offset(pkt.seq)
+    def _insert(self, me: TcpStream, pkt: Packet, pl: bytes, n: int, off: int) -> tuple[int, bytes, bool, str]:
+        """Put the payload (at stream offset `off`) into the stream.  Returns (status,
+        payload as inspected, rewritten, policy): TAKEN; DEPTH, the segment crosses the
+        depth (not held, but handled as taken, as Suricata does); REFUSED, a bound was hit."""
         right = off + n
         whole = pl
         if off < 0:                                   # starts before the stream: keep what is in it
@@ -432,11 +461,32 @@ class StreamEngine:
             return False, pl, rewritten, "reassembly_memcap"
         grow_from = end
         me.data += tail
+        me.end = end + len(tail)
         self.mem += len(tail)
         if me.ooo:
             self._merge(me)
         self._scan_new(me, grow_from)
         return TAKEN, pl, rewritten, ""
+
+    def _append(self, ssn: TcpSession, me: TcpStream, pl: bytes, n: int, to_server: bool) -> StreamView:
+        """Take an in-order segment (nothing held out of order) and give its view: inline, the
+        window ending at it, with the patterns seen there; IDS, taken but not inspected."""
+        grow_from = me.end
+        me.data += pl
+        right = me.end = grow_from + n
+        self.mem += n
+        self._scan_new(me, grow_from)
+        if not self.inline:
+            return StreamView(self._ids_flush(ssn, me, to_server), pl)
+        c = self.chunk[0 if to_server else 1]
+        lo = right - (c if n <= (c // 3) * 2 else n + c // 3)
+        if lo < me.data_off:
+            lo = me.data_off
+        buf = bytes(me.data[lo - me.data_off:])
+        me.raw_progress = right
+        if right - me.data_off > c + PRUNE_STEP:
+            self._prune(me, c)
+        return StreamView((buf,), pl, self._seen_in(me, lo) if self.scanner is not None else None, False, True)
 
     def _merge(self, me: TcpStream) -> None:
         """Append the held segments the contiguous data now reaches (first data wins)."""
@@ -452,6 +502,7 @@ class StreamEngine:
             if nxt + len(seg) > end:
                 part = seg[end - nxt:]
                 me.data += part
+                me.end = end + len(part)
                 self.mem += len(part)
 
     def _scan_new(self, me: TcpStream, grow_from: int) -> None:
@@ -469,12 +520,11 @@ class StreamEngine:
                 seen[pid] = right
 
     # ------------------------------------------------------------------ inline window
-    def _window(self, me: TcpStream, pkt: Packet, n: int, to_server: bool):
-        """(buffers, prefilter ids or None) of the inline window of a taken packet, or
-        (None, None) when the stream does not hold the packet's bytes."""
+    def _window(self, me: TcpStream, left: int, n: int, to_server: bool):
+        """(buffers, prefilter ids or None) of the inline window of a taken packet at stream
+        offset `left`, or (None, None) when the stream does not hold the packet's bytes."""
         c = self.chunk[0 if to_server else 1]
         w = c if n <= (c // 3) * 2 else n + c // 3
-        left = me.offset(pkt.seq)
         right = left + n
         if left < 0:
             left = 0
@@ -532,7 +582,7 @@ class StreamEngine:
         and one chunk before the inspected data."""
         keep = min(me.last_ack, me.raw_progress - (c if self.inline else 0))
         cut = keep - me.data_off
-        if cut > 4096:                 # in steps: a bytearray front cut moves the rest
+        if cut > PRUNE_STEP:
             del me.data[:cut]
             me.data_off = keep
             self.mem -= cut

@@ -4,12 +4,16 @@
     python3 tests/bench/bench_engine.py                 # 10, 1000, 10000 rules
     python3 tests/bench/bench_engine.py --sizes 1000 --profile
     python3 tests/bench/bench_engine.py --replay --rules-check   # also the CLI timings
+    python3 tests/bench/bench_engine.py --traffic stream --sizes 10,1000,et   # long transfers + short flows
 
 Prints numbers, asserts nothing (see tests/bench/README.md for the targets).
 
-Traffic: one fixed mixed pcap (HTTP-like TCP sessions, DNS-like UDP, ICMP
-echo, IPv6 TCP/UDP; about 20k packets), crafted once with scapy from a fixed
-seed and cached in the temp dir.  Rules: the first N ET Open rules that our
+Traffic (`--traffic`): `mixed`, one fixed pcap (HTTP-like TCP sessions,
+DNS-like UDP, ICMP echo, IPv6 TCP/UDP; about 20k packets), or `stream`, long
+TCP transfers (past and within the 1 MiB reassembly depth, MSS-sized
+segments, an ACK every second segment) plus many short HTTP-like flows; each
+crafted once with scapy from a fixed seed and cached in the temp dir.  Size
+`et` is every ET Open rule the loader accepts.  Rules: the first N ET Open rules that our
 loader accepts (file order of the sorted et-open/*.rules), topped up with
 seeded synthetic rules (tests/bench/gen_rules.py) when fewer load.  Each rule
 set is written to a file and loaded through `rules.loader.load`, so the load
@@ -43,6 +47,7 @@ sys.path.insert(0, str(HERE))
 
 ET_DIR = "/work/shared/corpus/rules/et-open"
 PCAP_VERSION = 1
+STREAM_PCAP_VERSION = 1
 BENCH_YAML = """\
 vars:
   address-groups:
@@ -147,6 +152,89 @@ def craft_pcap(path: Path, target: int = 20_000, seed: int = 7) -> int:
     return n[0]
 
 
+def craft_stream_pcap(path: Path, seed: int = 11) -> int:
+    """Long transfers (4 x 2 MiB, past the depth; 4 x 512 KiB) interleaved with 1,500 short
+    HTTP-like sessions: what an inline IPS forwards most of, bulk data."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import PcapWriter
+
+    rng = random.Random(seed)
+    w = PcapWriter(str(path), linktype=1, sync=False)
+    t = [1_700_000_000.0]
+    n = [0]
+    eth_c = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    eth_s = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01")
+    text = bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz0123456789 <>/=\n") for _ in range(1 << 16))
+
+    def put(p):
+        t[0] += rng.uniform(0.00001, 0.0005)
+        p.time = round(t[0], 6)
+        w.write(p)
+        n[0] += 1
+
+    class Conn:
+        def __init__(self, cip, sip, dport):
+            self.cip, self.sip, self.dport = cip, sip, dport
+            self.sport = rng.randint(32768, 60999)
+            self.cs, self.ss = rng.randrange(2**32), rng.randrange(2**32)
+
+        def c(self, flags, data=b""):
+            put(eth_c / IP(src=self.cip, dst=self.sip) / TCP(sport=self.sport, dport=self.dport, flags=flags,
+                                                            seq=self.cs, ack=self.ss if "A" in flags else 0,
+                                                            window=65535) / data)
+            self.cs = (self.cs + len(data) + (1 if ("S" in flags or "F" in flags) else 0)) % 2**32
+
+        def s(self, flags, data=b""):
+            put(eth_s / IP(src=self.sip, dst=self.cip) / TCP(sport=self.dport, dport=self.sport, flags=flags,
+                                                            seq=self.ss, ack=self.cs if "A" in flags else 0,
+                                                            window=65535) / data)
+            self.ss = (self.ss + len(data) + (1 if ("S" in flags or "F" in flags) else 0)) % 2**32
+
+        def open(self, request):
+            self.c("S"); self.s("SA"); self.c("A")
+            self.c("PA", request)
+
+        def close(self):
+            self.c("FA"); self.s("FA"); self.c("A")
+
+    bulks = []
+    for size in [2 << 20] * 4 + [512 << 10] * 4:
+        k = Conn(f"198.51.100.{rng.randint(1, 250)}", f"203.0.113.{rng.randint(1, 250)}", 80)
+        k.open(b"GET /big.iso HTTP/1.1\r\nHost: files.example\r\n\r\n")
+        bulks.append([k, size, 0])
+    short_left = 1500
+    while bulks or short_left:
+        if bulks and (not short_left or rng.random() < 0.8):
+            b = rng.choice(bulks)
+            k, size, sent = b
+            for _ in range(2):
+                off = sent % len(text)
+                seg = (text[off:] + text)[:min(1448, size - sent)]
+                k.s("A" if sent + len(seg) < size else "PA", seg)
+                sent += len(seg)
+                if sent >= size:
+                    break
+            k.c("A")
+            b[2] = sent
+            if sent >= size:
+                k.close()
+                bulks.remove(b)
+        else:
+            short_left -= 1
+            k = Conn(f"198.51.100.{rng.randint(1, 250)}", f"203.0.113.{rng.randint(1, 250)}", 80)
+            path = "/" + "/".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4)))
+            k.open(f"GET {path} HTTP/1.1\r\nHost: www.{rng.choice(DOMAINS)}.example\r\n"
+                   f"User-Agent: {rng.choice(AGENTS)}\r\n\r\n".encode())
+            k.s("A")
+            off = rng.randrange(len(text) - 3000)
+            k.s("PA", b"HTTP/1.1 200 OK\r\nServer: nginx\r\n\r\n" + text[off:off + rng.randint(100, 1400)])
+            k.c("A")
+            k.close()
+    w.close()
+    return n[0]
+
+
 def read_pcap(path: Path) -> list[tuple[float, bytes]]:
     data = path.read_bytes()
     magic = struct.unpack_from("<I", data, 0)[0]
@@ -161,12 +249,17 @@ def read_pcap(path: Path) -> list[tuple[float, bytes]]:
     return out
 
 
-def bench_pcap() -> Path:
-    path = Path(tempfile.gettempdir()) / f"ipsbridge-bench-mixed-v{PCAP_VERSION}.pcap"
+def bench_pcap(traffic: str = "mixed") -> Path:
+    if traffic == "stream":
+        path = Path(tempfile.gettempdir()) / f"ipsbridge-bench-stream-v{STREAM_PCAP_VERSION}.pcap"
+        craft = craft_stream_pcap
+    else:
+        path = Path(tempfile.gettempdir()) / f"ipsbridge-bench-mixed-v{PCAP_VERSION}.pcap"
+        craft = craft_pcap
     if not path.exists():
         t0 = time.perf_counter()
         tmp = path.with_suffix(".tmp")
-        count = craft_pcap(tmp)
+        count = craft(tmp)
         tmp.rename(path)
         print(f"crafted {path} ({count} packets) in {time.perf_counter() - t0:.1f}s")
     return path
@@ -227,7 +320,8 @@ def run_loop(eng, frames, metas):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="10,1000,10000")
+    ap.add_argument("--sizes", default="10,1000,10000", help="rule counts, comma separated; 'et': all of ET Open")
+    ap.add_argument("--traffic", choices=("mixed", "stream"), default="mixed")
     ap.add_argument("--repeat", type=int, default=3, help="fresh-engine passes per size (best is reported)")
     ap.add_argument("--synthetic-only", action="store_true",
                     help="no ET rules: only gen_rules.py rules (isolates the content-prefilter path)")
@@ -235,20 +329,20 @@ def main(argv=None) -> int:
     ap.add_argument("--replay", action="store_true", help="also time `python3 -m bridge replay` with 1000 rules")
     ap.add_argument("--rules-check", action="store_true", help="also time `python3 -m bridge rules check` on all of ET Open")
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
-
     from rules.api import FrameMeta
 
-    pcap = bench_pcap()
+    pcap = bench_pcap(args.traffic)
     recs = read_pcap(pcap)
     frames = [f for _, f in recs]
     metas = [FrameMeta(ts=ts, iface="", pcap_cnt=i) for i, (ts, _) in enumerate(recs, 1)]
-    print(f"traffic: {pcap} {len(frames)} packets, {sum(map(len, frames)) / len(frames):.0f} bytes average")
+    nbytes = sum(map(len, frames))
+    print(f"traffic: {pcap} {len(frames)} packets, {nbytes / len(frames):.0f} bytes average")
 
     cfg = config()
     et, et_secs = load_et(cfg)
     print(f"ET Open via rules.loader.load: {et.counts} in {et_secs:.2f}s "
           f"({et.counts.get('total', 0) / et_secs:,.0f} rules/s)")
+    sizes = [len(et.rules) if s == "et" else int(s) for s in args.sizes.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="ipsbridge-bench-"))
     results = {}
@@ -267,8 +361,8 @@ def main(argv=None) -> int:
         results[n] = pps
         print(f"{n:>6} rules ({n_et} ET + {n_syn} synthetic; {loaded} loaded, {refused} refused): "
               f"load {load_s:.2f}s + build {build_s:.2f}s; "
-              f"{pps:,.0f} pkt/s, {1e6 / pps:.1f} us/pkt CPU ({len(frames) / wall:,.0f} pkt/s wall); "
-              f"{alerts} events, {drops} non-forward verdicts")
+              f"{pps:,.0f} pkt/s, {1e6 / pps:.1f} us/pkt, {1e9 * cpu / nbytes:.0f} ns/byte CPU "
+              f"({len(frames) / wall:,.0f} pkt/s wall); {alerts} events, {drops} non-forward verdicts")
     if 10 in results and 10000 in results:
         print(f"cost ratio 10000/10 rules: {results[10] / results[10000]:.2f}x (target <= 1.5x)")
     if 1000 in results:
