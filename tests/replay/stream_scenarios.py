@@ -21,6 +21,7 @@ Only this module's own crafting is used: it does not import make_differential
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -818,5 +819,164 @@ def f_stream_size() -> Family:
     return f
 
 
+# ------------------------------------------------- seeded random family
+RANDOM_ALPHABET = b"abcd"
+
+
+def random_rules(seed: int, count: int, sid_base: int) -> tuple[str, list[bytes]]:
+    """Seeded random content rules on any TCP traffic: single contents of 3..14
+    letters (the long ones only match across segment boundaries now and then),
+    two-content chains with distance/within, offset/depth (packet+stream),
+    packet-only and stream-only kinds, nocase, and a few drop rules with long
+    contents.  Returns the rules and the long contents, which the payloads
+    plant on purpose."""
+    rng = random.Random(seed)
+    lines, planted = [], []
+
+    def word(lo, hi):
+        return bytes(rng.choice(RANDOM_ALPHABET) for _ in range(rng.randint(lo, hi))).decode()
+
+    for i in range(count):
+        r = rng.random()
+        action, proto = "alert", "tcp"
+        if r < 0.45:
+            w = word(3, 14)
+            if len(w) >= 8:
+                planted.append(w.encode())
+            opts = f'content:"{w}";'
+        elif r < 0.60:
+            a, b = word(2, 5), word(2, 5)
+            opts = f'content:"{a}"; content:"{b}"; distance:{rng.randint(0, 6)}; within:{rng.randint(len(b), len(b) + 10)};'
+        elif r < 0.70:
+            w = word(3, 6)
+            off = rng.randint(0, 40)
+            opts = f'content:"{w}"; offset:{off}; depth:{rng.randint(len(w), len(w) + 60)};'
+        elif r < 0.78:
+            w = word(3, 6).upper()
+            opts = f'content:"{w}"; nocase;'
+        elif r < 0.86:
+            w = word(3, 7)
+            kind = rng.choice(["dsize:>0;", "flow:no_stream;", "flow:only_stream;", "tcp-pkt", "tcp-stream",
+                               "flow:to_client;", "flow:established,to_server;"])
+            if kind.startswith("tcp-"):
+                proto, opts = kind, f'content:"{w}";'
+            else:
+                opts = f'content:"{w}"; {kind}'
+        elif r < 0.93:
+            a = word(3, 5)
+            opts = f'content:"{a}"; content:!"{word(2, 3)}"; distance:0; within:{rng.randint(3, 8)};'
+        else:
+            w = word(10, 16)
+            planted.append(w.encode())
+            action = "drop"
+            opts = f'content:"{w}";'
+        lines.append(f'{action} {proto} any any -> any any (msg:"random {i}"; {opts} sid:{sid_base + i};)')
+    return "\n".join(lines) + "\n", planted
+
+
+SEGMENT_OVERLAP_NOTE = """Suricata 7.0.10 compares a new segment's bytes with the stored
+segments before it by walking its segment tree backwards and stops at the first
+segment that ends at or before the new one's start (stream-tcp-list.c
+DoHandleDataCheckBackwards).  A segment lying inside an earlier, longer segment
+but after another stored segment is therefore never compared with the long one:
+its bytes overwrite what the stream held, even inline, and no
+reassembly_overlap_different_data is raised.  That is a property of the
+segment tree walk, not of the rules, so the random sessions make at most one
+different-data overlap per message, inside one segment already sent."""
+
+
+def random_flows(cap, seed: int, planted: list[bytes], flows: int, port: int = 7500) -> None:
+    """Seeded random sessions: random client (and sometimes server) messages
+    over RANDOM_ALPHABET with planted long contents, cut into 1..8 segments,
+    sometimes reordered, with occasional duplicate retransmissions and at most
+    one overlapping retransmission with different data per message (inside a
+    segment already sent: SEGMENT_OVERLAP_NOTE), random server ACKs, and a FIN
+    close or none."""
+    rng = random.Random(seed)
+    for fi in range(flows):
+        s = Session(cap, 42001 + fi, port + fi, cisn=rng.randint(1, 0xFFFFFFFF), sisn=rng.randint(1, 0xFFFFFFFF),
+                    wscale=7)
+        s.handshake()
+        msgs = rng.randint(1, 2)
+        for _m in range(msgs):
+            size = rng.randint(20, 300)
+            data = bytearray(rng.choice(RANDOM_ALPHABET) for _ in range(size))
+            for _ in range(rng.randint(0, 2)):
+                if planted:
+                    w = rng.choice(planted)
+                    at = rng.randint(0, max(0, size - len(w)))
+                    data[at:at + len(w)] = w
+            data = bytes(data[:size])
+            base = s.c_next
+            nseg = rng.randint(1, 8)
+            cuts = sorted(rng.sample(range(1, size), min(nseg - 1, size - 1)))
+            bounds = list(zip([0] + cuts, cuts + [size]))
+            order = list(range(len(bounds)))
+            if len(order) > 1 and rng.random() < 0.35:
+                i = rng.randrange(len(order) - 1)
+                order[i], order[i + 1] = order[i + 1], order[i]
+            if len(order) > 2 and rng.random() < 0.15:
+                rng.shuffle(order)
+            sent: set[int] = set()
+            overlapped = False
+            for idx in order:
+                lo, hi = bounds[idx]
+                s.c_data(base + lo, data[lo:hi])
+                sent.add(idx)
+                r = rng.random()
+                if r < 0.12:                                   # duplicate retransmission
+                    j = rng.choice(sorted(sent))
+                    a, b = bounds[j]
+                    s.c_data(base + a, data[a:b])
+                elif r < 0.22 and not overlapped:              # overlapping, different data
+                    # inside one segment already sent, after its start: see SEGMENT_OVERLAP_NOTE
+                    j = rng.choice(sorted(sent))
+                    a, b = bounds[j]
+                    if b - a >= 2:
+                        overlapped = True
+                        a2 = rng.randint(a + 1, b - 1)
+                        n = rng.randint(1, min(12, b - a2))
+                        s.c_data(base + a2, bytes(rng.choice(RANDOM_ALPHABET) for _ in range(n)))
+                if rng.random() < 0.5:                         # the server acks what is contiguous
+                    contiguous = base
+                    for k in range(len(bounds)):
+                        if k not in sent:
+                            break
+                        contiguous = base + bounds[k][1]
+                    s.s_ack(contiguous)
+            s.c_next = base + size
+            if rng.random() < 0.7:
+                s.s_ack(s.c_next)
+            if rng.random() < 0.4:                             # a server answer, acked
+                ans = bytes(rng.choice(RANDOM_ALPHABET) for _ in range(rng.randint(5, 120)))
+                s.s_data(s.s_next, ans)
+                s.c_ack()
+        if rng.random() < 0.7:
+            s.close()
+
+
+def f_random() -> Family:
+    rules, planted = random_rules(seed=41, count=100, sid_base=250001)
+    f = Family("stream_random", "100 seeded random content rules (single and chained contents, offset/depth, "
+               "nocase, negation, packet-only and stream-only kinds, a few drop rules with long contents) over "
+               "14 seeded random sessions: 1..8 segments per message, reordering, duplicate retransmissions, "
+               "an overlapping retransmission with different data inside one earlier segment, random ACKs, "
+               "FIN or no FIN", 250000)
+    f.raw_rules = rules
+    f.raw_build = lambda cap: random_flows(cap, seed=42, planted=planted, flows=14)
+    return f
+
+
+def f_random_chunk() -> Family:
+    rules, planted = random_rules(seed=43, count=100, sid_base=260001)
+    f = Family("stream_random_chunk300", "as stream_random with other seeds and a chunk size of 300 in both "
+               "directions, so that windows cut through the messages and IDS flushes happen mid-flow",
+               260000, stream={"reassembly": {"toserver-chunk-size": 300, "toclient-chunk-size": 300}})
+    f.raw_rules = rules
+    f.raw_build = lambda cap: random_flows(cap, seed=44, planted=planted, flows=14)
+    return f
+
+
 FAMILIES = [f() for f in (f_split, f_ooo, f_retx, f_overlap, f_depth100, f_depth3000, f_window, f_chunk1000,
-                          f_kinds, f_rst_data, f_dsize, f_midstream, f_async, f_stream_size)]
+                          f_kinds, f_rst_data, f_dsize, f_midstream, f_async, f_stream_size, f_random,
+                          f_random_chunk)]
