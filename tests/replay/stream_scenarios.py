@@ -778,7 +778,8 @@ def _ss_rules():
                         ("client", "<=", 10), ("client", ">=", 11), ("client", "!=", 1),
                         ("server", "=", 1), ("server", "=", 6), ("server", ">", 6), ("server", "<", 6),
                         ("server", "!=", 6), ("both", ">", 5), ("both", "<", 7), ("both", "=", 1),
-                        ("either", ">=", 10), ("either", "<", 2), ("either", "!=", 1), ("either", "=", 7)):
+                        ("either", ">=", 10), ("either", "<", 2), ("either", "!=", 1), ("either", "=", 7),
+                        ("client", "=", 11), ("client", "=", 12), ("server", "=", 7), ("both", ">=", 7)):
         out.append(R(k, f"stream_size:{side},{op},{n};", f"stream_size {side} {op} {n}", direction="both"))
         k += 1
     out += [
