@@ -108,9 +108,9 @@ TOP_LEVEL = ("af-packet", "vars", "default-rule-path", "rule-files", "classifica
 INTERFACE_KEYS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Interface)
                        if f.name != "line")
 STREAM_KEYS = ("memcap", "memcap-policy", "checksum-validation", "inline", "midstream",
-               "midstream-policy", "async-oneside", "drop-invalid", "reassembly")
+               "midstream-policy", "async-oneside", "reassembly")
 REASSEMBLY_KEYS = ("memcap", "memcap-policy", "depth", "toserver-chunk-size", "toclient-chunk-size",
-                   "randomize-chunk-size", "randomize-chunk-range", "raw")
+                   "randomize-chunk-size", "randomize-chunk-range", "raw", "check-overlap-different-data")
 FLOW_KEYS = ("memcap", "emergency-recovery")
 TIMEOUT_PROTOS = tuple(DEFAULT_TIMEOUTS)                     # default, tcp, udp, icmp
 TIMEOUT_KEYS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(FlowTimeouts))
@@ -262,8 +262,10 @@ UNIMPLEMENTED: dict[str, NoEffect | Refused] = {
     "stream.reassembly.segment-prealloc": NoEffect("segments are allocated as they arrive, bounded by "
                                                    "stream.reassembly.memcap", "int"),
     "stream.reassembly.max-regions": NoEffect("allocation tuning of Suricata's streaming buffer", "int"),
-    "stream.reassembly.check-overlap-different-data": Refused(
-        "checking overlapping TCP segments for different data is not implemented", "remove the key"),
+    "stream.drop-invalid": Refused("ipsbridge's TCP tracking does not validate state transitions the way "
+                                   "Suricata's inline stream engine does (it drops no packet as invalid)",
+                                   "remove the key or set it to no; drop what you consider invalid with "
+                                   "stream-event rules (drop tcp ... stream-event:...)", honoured=(False,)),
     "stream.reassembly.urgent.policy": Refused(
         "only 'inline' is implemented: urgent data stays part of the stream", "remove the key or set it "
         "to inline", shape="str", honoured=("inline",)),
@@ -749,7 +751,7 @@ class _Parser:
                 v = self.as_size("stream", "memcap", raw["memcap"], L("memcap"), minimum=1, fix=MEMCAP_FIX)
                 if v is not None:
                     kw["memcap"] = v
-            for key in ("midstream", "async-oneside", "drop-invalid", "checksum-validation"):
+            for key in ("midstream", "async-oneside", "checksum-validation"):
                 if key in raw:
                     v = self.as_bool("stream", key, raw[key], L(key))
                     if v is not None:
@@ -786,10 +788,11 @@ class _Parser:
                                      fix="write 1..65535 bytes (Suricata keeps chunk sizes in 16 bits)")
                     if v is not None:
                         kw[key.replace("-", "_")] = v
-            if "raw" in reassembly:
-                v = self.as_bool(where, "raw", reassembly["raw"], L("raw"))
-                if v is not None:
-                    kw["raw"] = v
+            for key in ("raw", "check-overlap-different-data"):
+                if key in reassembly:
+                    v = self.as_bool(where, key, reassembly[key], L(key))
+                    if v is not None:
+                        kw[key.replace("-", "_")] = v
             if "randomize-chunk-size" in reassembly:
                 v = self.as_bool(where, "randomize-chunk-size", reassembly["randomize-chunk-size"],
                                  L("randomize-chunk-size"))

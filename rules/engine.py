@@ -101,7 +101,9 @@ class Engine:
         self.mode = settings.mode
         self.detector = Detector(rules)
         self.flows = FlowTable(settings.flow, settings.stream)
-        self.streams = StreamEngine(settings.stream, settings.inline_stream, self.detector.stream_scanner())
+        overlap_rule = any("reassembly_overlap_different_data" in s.rule.stream_events for s in self.detector.sigs)
+        self.streams = StreamEngine(settings.stream, settings.inline_stream, self.detector.stream_scanner(),
+                                    check_overlap=overlap_rule)
         self.defrag = Defragmenter(settings.defrag, settings.decoder)
         self.thresholds = Thresholds()
         self.c: dict[str, int] = {

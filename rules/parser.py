@@ -353,5 +353,6 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         flowbits=tuple(ctx.flowbits), noalert=bool(f.get("noalert", False)),
         threshold=f.get("threshold"), detection_filter=f.get("detection_filter"),
         iponly=iponly, require=require, only_stream=bool(f.get("_only_stream")), flowbits_class=fb_class,
+        stream_events=frozenset(f.get("_stream_events", ())),
         options=tuple(ctx.options), text=stripped, file=file, line=line,
     )

@@ -89,6 +89,7 @@ class Rule:
     iponly: bool = False             # header plus IP-only keywords: decided once per flow direction
     require: str = ""                # "packet" | "stream" | "both" | "": what payload keywords inspect on TCP
     only_stream: bool = False        # flow:only_stream: the payload must match on the stream
+    stream_events: frozenset[str] = frozenset()   # stream events the rule tests (stream-event, decode-event)
     flowbits_class: int = 3          # Suricata's ordering: 0 sets only, 1 sets and reads, 2 reads, 3 none
     options: tuple[tuple[str, Any], ...] = ()  # (keyword, parsed spec) in order, for reporting/debugging
     text: str = ""                   # the rule as written (one logical line)

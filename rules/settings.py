@@ -159,7 +159,6 @@ class StreamSettings:
     async_oneside: bool = False                # stream.async-oneside
     midstream_policy: str = "ignore"           # stream.midstream-policy, resolved
     inline: str = "auto"                       # stream.inline: auto (inline in ips mode) | yes | no
-    drop_invalid: bool = True                  # stream.drop-invalid (inline only)
     memcap: int = 64 * 1024 * 1024             # stream.memcap, bytes of session state
     memcap_policy: str = "ignore"              # stream.memcap-policy, resolved
     reassembly_memcap: int = 256 * 1024 * 1024  # stream.reassembly.memcap, bytes of buffered segments
@@ -170,7 +169,10 @@ class StreamSettings:
     # once at start-up by default (randomize-chunk-size); conf does that, the engine sees the result.
     toserver_chunk_size: int = 2560
     toclient_chunk_size: int = 2560
-    raw: bool = True                           # stream.reassembly.raw: content rules see the stream
+    raw: bool = True                           # stream.reassembly.raw: IDS flushes happen (inline ignores it,
+                                               # as Suricata 7's inline inspection does)
+    check_overlap_different_data: bool = False  # stream.reassembly.check-overlap-different-data: IDS raises
+                                                # the overlap event (inline always does; a rule using it also)
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,9 +191,13 @@ class Scanner:
 
 
 class StreamEngine:
-    def __init__(self, settings: StreamSettings, inline: bool, scanner: Scanner | None = None) -> None:
+    def __init__(self, settings: StreamSettings, inline: bool, scanner: Scanner | None = None,
+                 check_overlap: bool = False) -> None:
         self.s = settings
         self.inline = inline
+        # IDS: compare overlapping data (inline always does); on by the setting or because a
+        # loaded rule uses the overlap event, as in Suricata
+        self.check_overlap = check_overlap or settings.check_overlap_different_data
         self.scanner = scanner
         self.chunk = (settings.toserver_chunk_size, settings.toclient_chunk_size)
         self.depth = settings.depth
@@ -213,6 +217,13 @@ class StreamEngine:
     @staticmethod
     def _event(pkt: Packet, name: str) -> None:
         pkt.events = pkt.events + ("stream." + name,)
+
+    def _overlap(self, pkt: Packet) -> None:
+        """Overlapping data differs: counted, and the event raised inline (always checked)
+        or in IDS mode when the check is on."""
+        self._count("overlap_diff_data")
+        if self.inline or self.check_overlap:
+            self._event(pkt, "reassembly_overlap_different_data")
 
     # ------------------------------------------------------------------ per packet
     def update(self, pkt: Packet, flow) -> tuple[StreamView | None, str]:
@@ -419,15 +430,12 @@ class StreamEngine:
             hi = min(right, end)
             if lo < hi:
                 old = me.data[lo - me.data_off:hi - me.data_off]
-                new = pl[lo - off:hi - off]
-                if old != new:
-                    if self.inline or lo >= off:        # inline: first data wins; BSD: same or later start
-                        self._event(pkt, "reassembly_overlap_different_data")
-                        self._count("overlap_diff_data")
-                        pl = pl[:lo - off] + bytes(old) + pl[hi - off:]
-                        rewritten = self.inline
-                    else:
-                        me.data[lo - me.data_off:hi - me.data_off] = new
+                if old != pl[lo - off:hi - off]:
+                    # the stream keeps its data: inline the first data wins; in IDS mode (BSD
+                    # policy) too, as the segment does not start before the data it overlaps
+                    self._overlap(pkt)
+                    pl = pl[:lo - off] + bytes(old) + pl[hi - off:]
+                    rewritten = self.inline
             if right <= end:
                 self._count("retransmissions")
                 return TAKEN, pl, rewritten, ""
@@ -458,7 +466,23 @@ class StreamEngine:
         if self.mem + len(tail) > self.s.reassembly_memcap:
             self._event(pkt, "reassembly_insert_memcap")
             self._count("reassembly_memcap_drop")
-            return False, pl, rewritten, "reassembly_memcap"
+            return REFUSED, pl, rewritten, "reassembly_memcap"
+        if me.ooo:
+            # held segments the new data overlaps: inline they came first and win; in IDS mode
+            # the new segment starts before them and wins (BSD)
+            tail_end = tail_off + len(tail)
+            for o in sorted(me.ooo):
+                if o >= tail_end:
+                    break
+                seg = me.ooo[o]
+                a, b = max(o, tail_off), min(o + len(seg), tail_end)
+                if a < b and seg[a - o:b - o] != tail[a - tail_off:b - tail_off]:
+                    self._overlap(pkt)
+                    if self.inline:
+                        tail = tail[:a - tail_off] + seg[a - o:b - o] + tail[b - tail_off:]
+                        rewritten = True
+            if rewritten:
+                pl = pl[:tail_off - off] + tail
         grow_from = end
         me.data += tail
         me.end = end + len(tail)
@@ -593,8 +617,9 @@ class StreamEngine:
 
     # ------------------------------------------------------------------ IDS flushes
     def _ids_flush(self, ssn: TcpSession, me: TcpStream, to_server: bool) -> tuple:
-        """The data an IDS flush releases on a packet of this direction, or ()."""
-        if not me.known:
+        """The data an IDS flush releases on a packet of this direction, or ().  None with
+        stream.reassembly.raw off."""
+        if not me.known or not self.s.raw:
             return ()
         c = self.chunk[0 if to_server else 1]
         ack = min(me.last_ack, me.end)
@@ -633,7 +658,7 @@ class StreamEngine:
         out = []
         if ssn is None:
             return out
-        if not self.inline:
+        if not self.inline and self.s.raw:
             for to_server, me in ((True, ssn.client), (False, ssn.server)):
                 if me.known and not me.done:
                     bufs = self._release(me, me.end)

@@ -61,6 +61,7 @@ def _stream_check(name: str, ctx: Ctx):
         raise ctx.error(f"unknown stream event '{name}'")
     full = "stream." + name
     ctx.add_check(lambda p, full=full: full in p.events, cost=0)
+    ctx.fields.setdefault("_stream_events", set()).add(name)
     return name
 
 

@@ -107,7 +107,6 @@ LANDS = [
      ("auto", True)),
     ("stream.midstream", "stream:\n  midstream: yes\n", lambda e: e.stream.midstream, True),
     ("stream.async-oneside", "stream:\n  async-oneside: true\n", lambda e: e.stream.async_oneside, True),
-    ("stream.drop-invalid", "stream:\n  drop-invalid: no\n", lambda e: e.stream.drop_invalid, False),
     ("stream.bypass-no", "stream:\n  bypass: no\n", lambda e: e.stream.memcap, 64 * MiB),
     ("stream.reassembly.memcap", "stream:\n  reassembly:\n    memcap: 1gb\n",
      lambda e: e.stream.reassembly_memcap, GiB),
@@ -118,6 +117,9 @@ LANDS = [
     ("stream.reassembly.toclient-chunk-size",
      NO_RANDOM + "    toclient-chunk-size: 1kb\n", lambda e: e.stream.toclient_chunk_size, KiB),
     ("stream.reassembly.raw", "stream:\n  reassembly:\n    raw: no\n", lambda e: e.stream.raw, False),
+    ("stream.reassembly.check-overlap-different-data",
+     "stream:\n  reassembly:\n    check-overlap-different-data: yes\n",
+     lambda e: e.stream.check_overlap_different_data, True),
     ("flow.memcap", "flow:\n  memcap: 1mb\n", lambda e: (e.flow.memcap, e.flow.max_flows), (MiB, 1024)),
     ("flow.emergency-recovery", "flow:\n  emergency-recovery: 50\n", lambda e: e.flow.emergency_recovery, 50),
     ("defrag.timeout", "defrag:\n  timeout: 30\n", lambda e: e.defrag.timeout, 30),
@@ -141,7 +143,8 @@ def test_defaults_are_suricatas():
     e = es(NO_RANDOM)
     s = e.stream
     assert (s.memcap, s.reassembly_memcap, s.depth) == (64 * MiB, 256 * MiB, MiB)
-    assert (s.toserver_chunk_size, s.toclient_chunk_size, s.raw, s.drop_invalid) == (2560, 2560, True, True)
+    assert (s.toserver_chunk_size, s.toclient_chunk_size, s.raw, s.check_overlap_different_data) == \
+        (2560, 2560, True, False)
     assert (s.midstream, s.async_oneside, s.inline) == (False, False, "auto")
     assert (e.flow.memcap, e.flow.emergency_recovery, e.flow.timeouts) == (128 * MiB, 30, DEFAULT_TIMEOUTS)
     assert (e.defrag.timeout, e.defrag.trackers, e.defrag.max_frags) == (60, 65535, 65535)
@@ -384,8 +387,8 @@ DECISIONS = [
     ("stream.reassembly.segment-prealloc", "stream:\n  reassembly:\n    segment-prealloc: 2048\n", "warn",
      "allocated as they arrive"),
     ("stream.reassembly.max-regions", "stream:\n  reassembly:\n    max-regions: 8\n", "warn", "allocation tuning"),
-    ("stream.reassembly.check-overlap-different-data",
-     "stream:\n  reassembly:\n    check-overlap-different-data: true\n", "error", "overlapping TCP segments"),
+    ("stream.drop-invalid~no", "stream:\n  drop-invalid: no\n", "ok", ""),
+    ("stream.drop-invalid", "stream:\n  drop-invalid: yes\n", "error", "does not validate state transitions"),
     ("stream.reassembly.urgent.policy~inline", "stream:\n  reassembly:\n    urgent:\n      policy: inline\n",
      "ok", ""),
     ("stream.reassembly.urgent.policy", "stream:\n  reassembly:\n    urgent:\n      policy: oob\n", "error",
