@@ -108,7 +108,7 @@ TOP_LEVEL = ("af-packet", "vars", "default-rule-path", "rule-files", "classifica
 INTERFACE_KEYS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Interface)
                        if f.name != "line")
 STREAM_KEYS = ("memcap", "memcap-policy", "checksum-validation", "inline", "midstream",
-               "midstream-policy", "async-oneside", "reassembly")
+               "midstream-policy", "async-oneside", "drop-invalid", "reassembly")
 REASSEMBLY_KEYS = ("memcap", "memcap-policy", "depth", "toserver-chunk-size", "toclient-chunk-size",
                    "randomize-chunk-size", "randomize-chunk-range", "raw", "check-overlap-different-data")
 FLOW_KEYS = ("memcap", "emergency-recovery")
@@ -262,10 +262,6 @@ UNIMPLEMENTED: dict[str, NoEffect | Refused] = {
     "stream.reassembly.segment-prealloc": NoEffect("segments are allocated as they arrive, bounded by "
                                                    "stream.reassembly.memcap", "int"),
     "stream.reassembly.max-regions": NoEffect("allocation tuning of Suricata's streaming buffer", "int"),
-    "stream.drop-invalid": Refused("ipsbridge's TCP tracking does not validate state transitions the way "
-                                   "Suricata's inline stream engine does (it drops no packet as invalid)",
-                                   "remove the key or set it to no; drop what you consider invalid with "
-                                   "stream-event rules (drop tcp ... stream-event:...)", honoured=(False,)),
     "stream.reassembly.urgent.policy": Refused(
         "only 'inline' is implemented: urgent data stays part of the stream", "remove the key or set it "
         "to inline", shape="str", honoured=("inline",)),
@@ -751,7 +747,7 @@ class _Parser:
                 v = self.as_size("stream", "memcap", raw["memcap"], L("memcap"), minimum=1, fix=MEMCAP_FIX)
                 if v is not None:
                     kw["memcap"] = v
-            for key in ("midstream", "async-oneside", "checksum-validation"):
+            for key in ("midstream", "async-oneside", "drop-invalid", "checksum-validation"):
                 if key in raw:
                     v = self.as_bool("stream", key, raw[key], L(key))
                     if v is not None:

@@ -163,6 +163,7 @@ class Engine:
                 d = _FrameDecision()
                 self._decide(pkt, flow, matches, hits, d, pkt_src="stream (flow timeout)")
                 events.extend(d.events)
+        self.streams.release(flow)
 
     def stats(self) -> dict[str, int]:
         out = dict(self.c)
@@ -240,7 +241,14 @@ class Engine:
         view = None
         if pkt.proto == IPPROTO_TCP and flow is not None and not tunnelled:
             view, policy = self.streams.update(pkt, flow)
-            if policy:
+            if policy == "invalid":
+                if self.settings.stream.drop_invalid and self.settings.inline_stream:
+                    # dropped; detection still runs without payload inspection, so stream-event
+                    # rules see it (as Suricata's drop-invalid)
+                    self._decide(pkt, flow, self.detector.run(pkt, flow, b"", self.thresholds), set(), d)
+                    d.drop(pkt, "stream-invalid")
+                    return True
+            elif policy:
                 name = "stream_memcap" if policy == "memcap" else "stream_reassembly_memcap"
                 act = self._policy(self.settings.stream.memcap_policy if policy == "memcap"
                                    else self.settings.stream.reassembly_memcap_policy, name, pkt, flow, d)

@@ -159,6 +159,8 @@ class StreamSettings:
     async_oneside: bool = False                # stream.async-oneside
     midstream_policy: str = "ignore"           # stream.midstream-policy, resolved
     inline: str = "auto"                       # stream.inline: auto (inline in ips mode) | yes | no
+    drop_invalid: bool = True                  # stream.drop-invalid: inline, drop what the stream engine finds
+                                               # invalid (ipsbridge: retransmissions once the session closes)
     memcap: int = 64 * 1024 * 1024             # stream.memcap, bytes of session state
     memcap_policy: str = "ignore"              # stream.memcap-policy, resolved
     reassembly_memcap: int = 256 * 1024 * 1024  # stream.reassembly.memcap, bytes of buffered segments

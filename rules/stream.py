@@ -87,7 +87,7 @@ _FLUSH_STATES = frozenset((CLOSE_WAIT, LAST_ACK, CLOSING, CLOSED))
 EVENTS = frozenset((
     "reassembly_overlap_different_data", "reassembly_depth_reached", "reassembly_insert_limit",
     "reassembly_insert_memcap", "est_pkt_before_last_ack", "pkt_spurious_retransmission",
-    "est_packet_out_of_window", "est_invalid_ack", "rst_with_data",
+    "est_packet_out_of_window", "est_invalid_ack", "rst_with_data", "pkt_retransmission",
 ))
 
 
@@ -109,12 +109,32 @@ def window_scale(opts) -> int:
     return -1
 
 
+def _held_block(ooo: dict, left: int, right: int):
+    """(offset, bytes) of the run of touching held segments that holds [left, right), or None
+    (Suricata inspects an early segment with the data around it that is already held)."""
+    lo = buf = None
+    for o in sorted(ooo):
+        seg = ooo[o]
+        if buf is not None and o <= lo + len(buf):
+            end = lo + len(buf)
+            if o + len(seg) > end:
+                buf += seg[end - o:]
+            continue
+        if buf is not None and lo <= left and right <= lo + len(buf):
+            break
+        lo, buf = o, bytearray(seg)
+    if buf is not None and lo <= left and right <= lo + len(buf):
+        return lo, bytes(buf)
+    return None
+
+
 class TcpStream:
     """One direction of a TCP session.  Offsets are bytes from the first data byte
     (the sequence number after the ISN), as Python ints: no wrap-around past 4 GiB."""
 
     __slots__ = ("isn", "base", "known", "next_seq", "data", "data_off", "end", "ooo", "ooo_bytes", "last_ack",
-                 "raw_progress", "depth_reached", "done", "window", "wscale", "scale", "fin_seq", "seen")
+                 "raw_progress", "depth_reached", "done", "window", "wscale", "scale", "fin_seq", "fin_due",
+                 "seen", "segs")
 
     def __init__(self) -> None:
         self.isn = 0               # initial sequence number (base - 1)
@@ -134,7 +154,9 @@ class TcpStream:
         self.wscale = -1           # this side's window scale from its SYN (-1 none)
         self.scale = 0             # shift for the windows this side advertises (both SYNs had the option)
         self.fin_seq = -1          # offset of this side's FIN (-1 none)
+        self.fin_due = False       # the FIN is not in next_seq yet (it counts from the next packet)
         self.seen: dict[int, int] = {}    # prefilter id -> right edge of the last region it was found in
+        self.segs: dict[int, int] = {}    # IDS overlap check only: segment offset -> length taken
 
     def start(self, isn: int) -> None:
         self.isn = isn & MASK
@@ -149,13 +171,14 @@ class TcpStream:
 
 
 class TcpSession:
-    __slots__ = ("client", "server", "state", "charged")
+    __slots__ = ("client", "server", "state", "charged", "fin_due")
 
     def __init__(self) -> None:
         self.client = TcpStream()
         self.server = TcpStream()
         self.state = EST
         self.charged = False       # counted against stream.memcap
+        self.fin_due = False       # a side's FIN waits to be counted in its next_seq
 
 
 class StreamView:
@@ -196,8 +219,10 @@ class StreamEngine:
         self.s = settings
         self.inline = inline
         # IDS: compare overlapping data (inline always does); on by the setting or because a
-        # loaded rule uses the overlap event, as in Suricata
+        # loaded rule uses the overlap event, as in Suricata.  IDS never reports an exact
+        # duplicate (same start and length), so segment boundaries are kept for it.
         self.check_overlap = check_overlap or settings.check_overlap_different_data
+        self.track_segs = self.check_overlap and not inline
         self.scanner = scanner
         self.chunk = (settings.toserver_chunk_size, settings.toclient_chunk_size)
         self.depth = settings.depth
@@ -229,10 +254,12 @@ class StreamEngine:
     def update(self, pkt: Packet, flow) -> tuple[StreamView | None, str]:
         """File `pkt` (a TCP packet of `flow`) into its stream.  Returns (view, policy):
         view None when stream inspection does not apply (no session: inspect the packet
-        alone); policy names an exception policy that applies to the packet
-        ("memcap", "reassembly_memcap") or is ""."""
+        alone); policy names what applies to the packet besides: an exception policy
+        ("memcap", "reassembly_memcap"), "invalid" (a segment the stream engine finds
+        invalid: stream.drop-invalid), or ""."""
         ssn = flow.tcp
         policy = ""
+        pickup = False
         if ssn is None:
             if not flow.tcp_session:
                 return None, ""
@@ -242,7 +269,9 @@ class StreamEngine:
             ssn = flow.tcp = TcpSession()
             ssn.charged = True
             self.sessions += 1
-            self._begin(ssn, pkt, flow)
+            pickup = self._begin(ssn, pkt, flow)
+        elif ssn.fin_due:
+            self._count_fins(ssn)
         to_server = pkt.to_server
         if to_server:
             me, peer = ssn.client, ssn.server
@@ -252,46 +281,55 @@ class StreamEngine:
         payload = pkt.payload
         n = len(payload)
         off = -1
-        if flags & _SLOW or not me.known or not peer.known:
-            self._track(ssn, me, peer, pkt, flags, to_server, n)
+        if flags & _SLOW or not me.known or not peer.known or peer.fin_seq >= 0 or ssn.state != EST:
+            ack_ok = self._track(ssn, me, peer, pkt, flags, to_server, n)
         else:                                   # an established segment: acknowledgment, window, next_seq
             ack_ok = True
             if flags & TH_ACK:
                 ref = peer.end
                 d = (pkt.ack - peer.base - ref) & MASK
                 ack = ref + d - 4294967296 if d >= HALF else ref + d
-                if peer.last_ack < ack < peer.next_seq:
+                if peer.window >= 0 and ack > peer.last_ack + peer.window:
+                    ack_ok = False              # acknowledges more than the peer may have sent
+                    self._event(pkt, "est_invalid_ack")
+                elif ack > peer.last_ack:
                     peer.last_ack = ack
-                ack_ok = ack < peer.next_seq
                 peer.window = pkt.win << me.scale
-                if peer.fin_seq >= 0:
-                    self._track(ssn, me, peer, pkt, flags, to_server, n)
             if n:
                 ref = me.end
                 d = (pkt.seq - me.base - ref) & MASK
                 off = ref + d - 4294967296 if d >= HALF else ref + d
-                if me.next_seq < off + n + 1 < me.next_seq + (1 << 30):
-                    me.next_seq = off + n + 1
                 right = off + n
+                if me.next_seq < right + 1 < me.next_seq + (1 << 30):
+                    me.next_seq = right + 1
                 # the common case, the next in-order segment, taken in without the general path
-                if (off == ref and ack_ok and not me.ooo and not me.done and pkt.csum_ok is not False
+                if (off == ref and ack_ok and not pickup and not me.ooo and not me.done and pkt.csum_ok is not False
                         and right >= me.last_ack and (me.window < 0 or right <= me.last_ack + me.window)
                         and (not self.depth or right <= self.depth)
                         and self.mem + n <= self.s.reassembly_memcap):
-                    return self._append(ssn, me, bytes(payload), n, to_server), ""
+                    return self._append(ssn, me, peer, bytes(payload), n, to_server), ""
         status = REFUSED
         rewritten = False
         if n:
             pl = bytes(payload)
             if off < 0:
                 off = me.offset(pkt.seq)
-            if self._acceptable(me, peer, pkt, flags, n, off):
+            if ssn.state != EST and off + n <= me.end and not flags & (TH_SYN | TH_RST):
+                # data again once the session is closing: Suricata's closing-state handlers
+                # call it a retransmission and fail the packet (dropped inline: drop-invalid)
+                self._event(pkt, "pkt_retransmission")
+                if off + n <= me.last_ack:
+                    self._event(pkt, "pkt_spurious_retransmission")
+                return None, "invalid"
+            if ack_ok and self._acceptable(me, peer, pkt, flags, n, off):
                 status, pl, rewritten, policy = self._insert(me, pkt, pl, n, off)
         else:
             pl = b""
         if self.inline:
             if status == REFUSED:
                 return None, policy
+            if pickup:                  # the packet a session is picked up on is not inspected
+                return StreamView((), pl, None, rewritten), policy
             if status == TAKEN:
                 bufs, found = self._window(me, off, n, to_server)
                 if bufs is not None:
@@ -302,27 +340,28 @@ class StreamEngine:
             # still a stream inspection
             return StreamView((pl,), pl, None, rewritten, True), policy
         # IDS: stream data only when this direction is due a flush
-        flush = self._ids_flush(ssn, me, to_server)
+        flush = self._ids_flush(ssn, me, peer, to_server)
         if flush:
             return StreamView(flush, pl, None, rewritten), policy
         return (StreamView((), pl, None, rewritten) if status != REFUSED else None), policy
 
-    def _begin(self, ssn: TcpSession, pkt: Packet, flow) -> None:
-        """Sequence bases from the packet that started the session."""
+    def _begin(self, ssn: TcpSession, pkt: Packet, flow) -> bool:
+        """Sequence bases from the packet that started the session.  True when the session
+        was picked up midstream on a packet without SYN."""
         flags = pkt.tcp_flags
         cli, srv = ssn.client, ssn.server
         if flags & TH_SYN and not flags & TH_ACK:          # the client's SYN
             cli.start(pkt.seq)
             cli.next_seq = 1
             cli.wscale = window_scale(pkt.tcp_opts)
-            return
+            return False
         if flags & TH_SYN:                                   # picked up at the SYN-ACK
             srv.start(pkt.seq)
             srv.next_seq = 1
             srv.wscale = window_scale(pkt.tcp_opts)
             cli.start(pkt.ack - 1)
             cli.next_seq = 1
-            return
+            return False
         # midstream pickup on a packet of the client (its sender is the client)
         me, peer = (cli, srv) if pkt.to_server else (srv, cli)
         me.start(pkt.seq - 1)
@@ -330,11 +369,23 @@ class StreamEngine:
         if flags & TH_ACK:
             peer.start(pkt.ack - 1)
             peer.next_seq = 1
+        return True
+
+    @staticmethod
+    def _count_fins(ssn: TcpSession) -> None:
+        """A FIN counts in next_seq (stream_size) from the packet after it, as in Suricata."""
+        for me in (ssn.client, ssn.server):
+            if me.fin_due:
+                me.fin_due = False
+                if me.next_seq < me.fin_seq + 2:
+                    me.next_seq = me.fin_seq + 2
+        ssn.fin_due = False
 
     def _track(self, ssn: TcpSession, me: TcpStream, peer: TcpStream, pkt: Packet, flags: int,
-               to_server: bool, n: int) -> None:
+               to_server: bool, n: int) -> bool:
         """Sequence bookkeeping off the fast path: SYNs (bases, window scales), a side seen
-        for the first time, FINs and RSTs (the session state IDS flushes follow)."""
+        for the first time, FINs and RSTs (the session state IDS flushes follow).  Returns
+        False when the packet acknowledges more than the peer may have sent."""
         if flags & TH_SYN:
             if flags & TH_ACK:
                 if not me.known:
@@ -345,26 +396,28 @@ class StreamEngine:
                 if me.wscale >= 0 and peer.wscale >= 0:      # both offered it: windows scale from now on
                     me.scale, peer.scale = me.wscale, peer.wscale
                 peer.window = pkt.win             # a SYN's window is never scaled
-            return
+            return True
         if not me.known:                 # async/one-sided: first packet seen from this side
             me.start(pkt.seq - 1)
             me.next_seq = 0
+        ack_ok = True
         if flags & TH_ACK and peer.known:
             ack = peer.offset(pkt.ack)
-            if peer.last_ack < ack < peer.next_seq:       # acknowledges no more than the peer sent
+            if peer.window >= 0 and ack > peer.last_ack + peer.window:
+                ack_ok = False
+                self._event(pkt, "est_invalid_ack")
+            elif ack > peer.last_ack:
                 peer.last_ack = ack
             peer.window = pkt.win << me.scale
         right = me.offset(pkt.seq) + n
-        if flags & TH_FIN:
-            if me.fin_seq < 0:
-                me.fin_seq = right
-            right += 1
-        # next_seq counts from the ISN: the SYN is its first number
         if me.next_seq < right + 1 < me.next_seq + (1 << 30):
             me.next_seq = right + 1
+        if flags & TH_FIN and me.fin_seq < 0:
+            me.fin_seq = right
+            me.fin_due = ssn.fin_due = True        # counted in next_seq from the next packet on
         if flags & TH_RST:
             ssn.state = CLOSED
-            return
+            return ack_ok
         st = ssn.state
         acks_peer_fin = bool(flags & TH_ACK) and peer.fin_seq >= 0 and peer.offset(pkt.ack) > peer.fin_seq
         if flags & TH_FIN:
@@ -383,6 +436,7 @@ class StreamEngine:
                 ssn.state = CLOSED if st == TIME_WAIT else TIME_WAIT
             elif st == LAST_ACK and to_server:
                 ssn.state = CLOSED
+        return ack_ok
 
     def _acceptable(self, me: TcpStream, peer: TcpStream, pkt: Packet, flags: int, n: int, off: int) -> bool:
         """Does this payload (at stream offset `off`) join its stream?  Raises the stream
@@ -392,16 +446,13 @@ class StreamEngine:
             return False
         if flags & TH_SYN or pkt.csum_ok is False or me.done:
             return False
-        if off + n < me.last_ack:
-            self._event(pkt, "est_pkt_before_last_ack")
-            return False
-        if off + n <= me.last_ack:
+        if off + n <= me.last_ack:              # all of it was acknowledged already
             self._event(pkt, "pkt_spurious_retransmission")
+            if off + n < me.last_ack:
+                self._event(pkt, "est_pkt_before_last_ack")
+                return False
         if me.window >= 0 and off + n > me.last_ack + me.window:
             self._event(pkt, "est_packet_out_of_window")
-            return False
-        if flags & TH_ACK and peer.known and peer.offset(pkt.ack) >= peer.next_seq:
-            self._event(pkt, "est_invalid_ack")
             return False
         return True
 
@@ -428,7 +479,7 @@ class StreamEngine:
         if off < end:
             lo = max(off, me.data_off)
             hi = min(right, end)
-            if lo < hi:
+            if lo < hi and not (self.track_segs and me.segs.get(off) == n):
                 old = me.data[lo - me.data_off:hi - me.data_off]
                 if old != pl[lo - off:hi - off]:
                     # the stream keeps its data: inline the first data wins; in IDS mode (BSD
@@ -459,6 +510,8 @@ class StreamEngine:
                 me.ooo_bytes -= len(old)
                 self.mem -= len(old)
             me.ooo[tail_off] = tail
+            if self.track_segs:
+                me.segs[off] = n
             me.ooo_bytes += len(tail)
             self.mem += len(tail)
             self._count("ooo_segments")
@@ -487,21 +540,26 @@ class StreamEngine:
         me.data += tail
         me.end = end + len(tail)
         self.mem += len(tail)
+        if self.track_segs:
+            me.segs[off] = n
         if me.ooo:
             self._merge(me)
         self._scan_new(me, grow_from)
         return TAKEN, pl, rewritten, ""
 
-    def _append(self, ssn: TcpSession, me: TcpStream, pl: bytes, n: int, to_server: bool) -> StreamView:
+    def _append(self, ssn: TcpSession, me: TcpStream, peer: TcpStream, pl: bytes, n: int,
+                to_server: bool) -> StreamView:
         """Take an in-order segment (nothing held out of order) and give its view: inline, the
         window ending at it, with the patterns seen there; IDS, taken but not inspected."""
         grow_from = me.end
         me.data += pl
         right = me.end = grow_from + n
         self.mem += n
+        if self.track_segs:
+            me.segs[grow_from] = n
         self._scan_new(me, grow_from)
         if not self.inline:
-            return StreamView(self._ids_flush(ssn, me, to_server), pl)
+            return StreamView(self._ids_flush(ssn, me, peer, to_server), pl)
         c = self.chunk[0 if to_server else 1]
         lo = right - (c if n <= (c // 3) * 2 else n + c // 3)
         if lo < me.data_off:
@@ -557,20 +615,12 @@ class StreamEngine:
             b_lo, b_hi, src, src_off = me.data_off, me.end, me.data, me.data_off
             newest = right == me.end and not me.ooo
         else:
-            hit = None
-            for o, seg in me.ooo.items():
-                if o <= left and right <= o + len(seg):
-                    hit = (o, seg)
-                    break
+            hit = _held_block(me.ooo, left, right)
             if hit is None:
                 return None, None
-            b_lo, src, src_off = hit[0], hit[1], hit[0]
+            b_lo, src = hit
+            src_off = b_lo
             b_hi = b_lo + len(src)
-            # later held segments that touch it extend the run
-            while b_hi in me.ooo:
-                nxt = me.ooo[b_hi]
-                src = src + nxt
-                b_hi += len(nxt)
             newest = False
         if b_hi - b_lo > w:
             if right == b_hi:
@@ -614,15 +664,19 @@ class StreamEngine:
                 lengths = self.scanner.lengths if self.scanner else {}
                 for pid in [p for p, e in me.seen.items() if e - lengths.get(p, 1) < keep]:
                     del me.seen[pid]
+            if me.segs:
+                for o in [o for o in me.segs if o < keep]:
+                    del me.segs[o]
 
     # ------------------------------------------------------------------ IDS flushes
-    def _ids_flush(self, ssn: TcpSession, me: TcpStream, to_server: bool) -> tuple:
-        """The data an IDS flush releases on a packet of this direction, or ().  None with
-        stream.reassembly.raw off."""
+    def _ids_flush(self, ssn: TcpSession, me: TcpStream, peer: TcpStream, to_server: bool) -> tuple:
+        """The data an IDS flush releases on a packet of this direction, or () (always with
+        stream.reassembly.raw off).  A direction whose receiver is never seen (async-oneside)
+        counts all its data as acknowledged."""
         if not me.known or not self.s.raw:
             return ()
         c = self.chunk[0 if to_server else 1]
-        ack = min(me.last_ack, me.end)
+        ack = min(me.last_ack, me.end) if peer.known else me.end
         due = (ack - me.raw_progress >= c or ssn.state in _FLUSH_STATES or
                (me.depth_reached and not me.done))
         if not due:
@@ -653,18 +707,20 @@ class StreamEngine:
 
     def flush(self, flow) -> list[tuple[bool, tuple]]:
         """End of the flow: in IDS mode, the data of each direction never inspected,
-        acknowledged or not -> [(to_server, buffers)].  Frees the session."""
+        acknowledged or not -> [(to_server, buffers)].  The session stays until `release`
+        (keywords such as stream_size read it while that data is inspected)."""
         ssn = flow.tcp
         out = []
         if ssn is None:
             return out
+        if ssn.fin_due:
+            self._count_fins(ssn)
         if not self.inline and self.s.raw:
             for to_server, me in ((True, ssn.client), (False, ssn.server)):
                 if me.known and not me.done:
                     bufs = self._release(me, me.end)
                     if bufs:
                         out.append((to_server, bufs))
-        self.release(flow)
         return out
 
     def release(self, flow) -> None:

@@ -287,7 +287,12 @@ def test_midstream_flow_follows_exception_policy_inline_only():
     e = Engine([parse_rule(t) for t in rules], EngineSettings.for_mode("ids"))
     assert alerts(Feed(e)(data)) == [(110, "allowed")]
     e = Engine([parse_rule(t) for t in rules], EngineSettings(mode="ips", stream=StreamSettings(midstream=True)))
-    r = Feed(e)(data)
+    f = Feed(e)
+    r = f(data)
+    # picked up: the packet the session starts on is taken into the stream but not inspected
+    # (Suricata 7: differential stream_midstream); the next segment's window holds its bytes
+    assert r.verdict == Verdict.FORWARD and alerts(r) == []
+    r = f(fr(TCP(sport=5000, dport=7300, flags="PA", seq=9, ack=1) / b" more"))
     assert r.verdict == Verdict.FORWARD and alerts(r) == [(110, "allowed")]
 
 

@@ -298,8 +298,8 @@ def test_tcp_hdr_is_the_header_with_options():
     assert alerts == [(d, 20)]
 
 
-@pytest.mark.parametrize("cmp,matches", [("!9", [4]), ("<5", [1, 2, 3, 4]), ("0", [1, 2, 3]), (">=0", [])],
-                         ids=["not-9", "lt-5", "zero", "ge-0"])
+@pytest.mark.parametrize("cmp,matches", [("!9", [4]), ("<5", [1, 2, 3, 4]), ("0", [1, 2, 3]), (">0", [4])],
+                         ids=["not-9", "lt-5", "zero", "gt-0"])
 def test_dsize_on_packets_without_payload(cmp, matches):
     ss = Session()
     ss.c(b"abc")
@@ -331,3 +331,10 @@ def test_each_stream_byte_is_prefiltered_once():
     for i, f in enumerate(ss.frames):
         e.inspect(f, FrameMeta(ts=1.0 + i, iface="", pcap_cnt=i + 1))
     assert sum(scanned) <= 50 * (100 + len("forbidden") - 1)
+
+
+@pytest.mark.parametrize("cmp", [">=0", "<0", ">65535", "<=65535"])
+def test_dsize_bounds_suricata_refuses_are_refused(cmp):
+    from rules.errors import RuleError
+    with pytest.raises(RuleError, match="Suricata refuses it"):
+        parse_rule(f'alert tcp any any -> any any (msg:"d"; dsize:{cmp}; sid:30;)')
