@@ -230,10 +230,6 @@ class PacketSocket:
     mtu: int
     tx_geometry: RingGeometry | None = None   # PACKET_TX_RING, mapped right after the RX ring
 
-    @property
-    def mmap_size(self) -> int:
-        return self.geometry.size + (self.tx_geometry.size if self.tx_geometry else 0)
-
     def fileno(self) -> int:
         return self.sock.fileno()
 

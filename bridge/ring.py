@@ -103,9 +103,6 @@ class V2Ring:
         finally:
             self.head = i
 
-    def pending(self) -> bool:
-        return bool(U32.unpack_from(self.view, self.offsets[self.head])[0] & _STATUS_USER)
-
     def skip_hole(self) -> int:
         """Recovery, not the normal path: the slot at head is still the kernel's
         but later slots are ready.  Seen on kernel 6.18 under overload while
@@ -161,9 +158,6 @@ class V3Ring:
                     b = 0
         finally:
             self.head = b
-
-    def pending(self) -> bool:
-        return bool(U32.unpack_from(self.view, self.head * self.block_size + 8)[0] & _STATUS_USER)
 
     def skip_hole(self) -> int:
         """As V2Ring.skip_hole, per block."""

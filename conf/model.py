@@ -34,7 +34,6 @@ CLUSTER_TYPES = (
     "cluster_rollover",     # PACKET_FANOUT_ROLLOVER
     "cluster_random",       # PACKET_FANOUT_RND
 )
-COPY_MODES = ("ips", "tap", None)   # None: IDS only, never forward
 
 # A specific exception policy (stream.memcap-policy, ...) the file does not set: the master
 # `exception-policy` is its default, as Suricata's master switch.

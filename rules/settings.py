@@ -135,10 +135,11 @@ DEFAULT_TIMEOUTS: dict[str, FlowTimeouts] = {
     "icmp": FlowTimeouts(30, 300, 0, 10, 100, 0),
 }
 
-# What one tracked flow costs in this engine (flow object, table entry, header cache, with
-# TCP session state), measured with tracemalloc over 100k flows: `flow.memcap` (bytes, as in
-# Suricata) becomes a number of flows by dividing by it.
-FLOW_BYTES = 1024
+# What one tracked flow costs in this engine (flow object, table entry, key, header cache),
+# measured with tracemalloc (tests/bench/bench_flow_memory.py: 1,220 bytes per UDP flow):
+# `flow.memcap` (bytes, as in Suricata) becomes a number of flows by dividing by it.  A TCP
+# flow's session is counted against stream.memcap (rules.stream.SESSION_BYTES).
+FLOW_BYTES = 1280
 
 
 @dataclass(frozen=True, slots=True)

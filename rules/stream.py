@@ -77,7 +77,7 @@ MASK = 0xFFFFFFFF
 HALF = 1 << 31
 MAX_OOO_SEGMENTS = 1024        # held out-of-order segments per direction
 PRUNE_STEP = 4096              # free held data in steps of at least this (a bytearray front cut moves the rest)
-SESSION_BYTES = 2048           # what one TCP session's state costs, for stream.memcap
+SESSION_BYTES = 1408           # one TCP session's state, for stream.memcap (tests/bench/bench_flow_memory.py: ~1,350)
 
 # Suricata's TCP session states, as far as they decide IDS flushes (past TIME_WAIT: flush)
 EST, FIN_WAIT1, FIN_WAIT2, TIME_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING, CLOSED = range(8)
@@ -171,6 +171,10 @@ class TcpStream:
 
 
 class TcpSession:
+    """Both directions of a TCP flow.  `done()` says the stream needs no more inspection:
+    both directions are past the reassembly depth (later packets are inspected alone, as
+    packets) -- the fact flow bypass builds on."""
+
     __slots__ = ("client", "server", "state", "charged", "fin_due")
 
     def __init__(self) -> None:
@@ -179,6 +183,9 @@ class TcpSession:
         self.state = EST
         self.charged = False       # counted against stream.memcap
         self.fin_due = False       # a side's FIN waits to be counted in its next_seq
+
+    def done(self) -> bool:
+        return self.client.done and self.server.done
 
 
 class StreamView:
@@ -444,7 +451,11 @@ class StreamEngine:
         if flags & TH_RST:
             self._event(pkt, "rst_with_data")
             return False
-        if flags & TH_SYN or pkt.csum_ok is False or me.done:
+        if me.done:                             # past the depth: no more stream inspection
+            self._count("past_depth_segments")
+            self._count("past_depth_bytes", n)
+            return False
+        if flags & TH_SYN or pkt.csum_ok is False:
             return False
         if off + n <= me.last_ack:              # all of it was acknowledged already
             self._event(pkt, "pkt_spurious_retransmission")

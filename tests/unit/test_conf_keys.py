@@ -20,7 +20,7 @@ from conf import Config, ConfigError, Interface
 from conf.build import engine_settings
 from conf.load import UNIMPLEMENTED, parse_size, randomize_chunk
 from conf.model import POLICY_UNSET
-from rules.settings import DEFAULT_TIMEOUTS, FlowTimeouts
+from rules.settings import DEFAULT_TIMEOUTS, FLOW_BYTES, FlowTimeouts
 
 KiB, MiB, GiB = 1024, 1024 ** 2, 1024 ** 3
 # One refusal, as README documents it: "file:line: where: key: message -- fix: what to do".
@@ -121,7 +121,7 @@ LANDS = [
     ("stream.reassembly.check-overlap-different-data",
      "stream:\n  reassembly:\n    check-overlap-different-data: yes\n",
      lambda e: e.stream.check_overlap_different_data, True),
-    ("flow.memcap", "flow:\n  memcap: 1mb\n", lambda e: (e.flow.memcap, e.flow.max_flows), (MiB, 1024)),
+    ("flow.memcap", "flow:\n  memcap: 1mb\n", lambda e: (e.flow.memcap, e.flow.max_flows), (MiB, MiB // FLOW_BYTES)),
     ("flow.emergency-recovery", "flow:\n  emergency-recovery: 50\n", lambda e: e.flow.emergency_recovery, 50),
     ("defrag.timeout", "defrag:\n  timeout: 30\n", lambda e: e.defrag.timeout, 30),
     ("defrag.trackers", "defrag:\n  trackers: 100\n", lambda e: e.defrag.trackers, 100),

@@ -338,3 +338,20 @@ def test_dsize_bounds_suricata_refuses_are_refused(cmp):
     from rules.errors import RuleError
     with pytest.raises(RuleError, match="Suricata refuses it"):
         parse_rule(f'alert tcp any any -> any any (msg:"d"; dsize:{cmp}; sid:30;)')
+
+
+def test_past_the_depth_the_session_needs_no_more_stream_inspection_and_it_is_counted():
+    ss = Session()
+    ss.c(b"a" * 60)
+    ss.s(b"b" * 60)
+    ss.c(b"c" * 60)                      # crosses depth 100: client direction done
+    ss.s(b"d" * 60)                      # server direction done too
+    ss.c(b"e" * 30)
+    e = Engine([parse_rule(ALERT)], EngineSettings.for_mode("ips", stream=StreamSettings(depth=100)))
+    for i, f in enumerate(ss.frames):
+        e.inspect(f, FrameMeta(ts=1.0 + i, iface="", pcap_cnt=i + 1))
+        flow = next(iter(e.flows._flows.values()))
+        assert flow.tcp is None or flow.tcp.done() == (i >= 6)     # from the server's crossing segment
+    st = e.stats()
+    assert st["stream.depth_reached"] == 2
+    assert (st["stream.past_depth_segments"], st["stream.past_depth_bytes"]) == (1, 30)
