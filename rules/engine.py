@@ -232,9 +232,10 @@ class Engine:
                 return True
             if flow.action_pass:
                 return False
-            if pkt.proto == IPPROTO_TCP and not flow.tcp_session:
-                # a TCP flow the stream engine does not track (picked up midstream with
-                # stream.midstream off): Suricata's midstream exception policy decides
+            if pkt.proto == IPPROTO_TCP and (not flow.tcp_session or (flow.midstream and flow.tcp is None)):
+                # a TCP flow the stream engine does not track (stream.midstream off), or the
+                # packet a session is picked up on (midstream on): Suricata's midstream
+                # exception policy decides (with midstream on only ignore or pass-flow)
                 act = self._policy(self.settings.stream.midstream_policy, "midstream", pkt, flow, d)
                 if act is not None:
                     return act

@@ -294,6 +294,13 @@ def test_midstream_flow_follows_exception_policy_inline_only():
     assert r.verdict == Verdict.FORWARD and alerts(r) == []
     r = f(fr(TCP(sport=5000, dport=7300, flags="PA", seq=9, ack=1) / b" more"))
     assert r.verdict == Verdict.FORWARD and alerts(r) == [(110, "allowed")]
+    # midstream on with midstream-policy pass-flow: a picked-up session leaves detection
+    e = Engine([parse_rule(t) for t in rules],
+               EngineSettings(mode="ips", stream=StreamSettings(midstream=True, midstream_policy="pass-flow")))
+    f = Feed(e)
+    assert alerts(f(data)) == []
+    assert alerts(f(fr(TCP(sport=5000, dport=7300, flags="PA", seq=9, ack=1) / b" mid more"))) == []
+    assert e.stats()["policy.midstream.pass-flow"] == 1
 
 
 def test_header_cache_is_per_flow_direction_and_dies_with_the_flow():
