@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from rules.api import FORWARD, FrameMeta, Result, Verdict
 from rules.checksum import fill_l4_checksum
-from rules.decode import decode
+from rules.decode import ChecksumChecks, decode
 from rules.defrag import Defragmenter
 from rules.detect import Detector
 from rules.events import Alert, DecoderEvent, Drop, PacketInfo
@@ -105,6 +105,7 @@ class Engine:
         self.streams = StreamEngine(settings.stream, settings.inline_stream, self.detector.stream_scanner(),
                                     check_overlap=overlap_rule)
         self.defrag = Defragmenter(settings.defrag, settings.decoder)
+        self.checksums = ChecksumChecks()      # FrameMeta.checksum: checksum-checks auto's sample
         self.thresholds = Thresholds()
         self.c: dict[str, int] = {
             "packets": 0, "alerts": 0, "drops": 0, "engine.errors": 0, "detect.matched": 0,
@@ -171,13 +172,14 @@ class Engine:
         out.update(self.flows.stats())
         out.update(self.streams.stats())
         out.update(self.defrag.stats())
+        out.update(self.checksums.stats())
         out.update(self.detector.stats())
         return out
 
     # ------------------------------------------------------------------ one frame
     def _inspect(self, frame, meta: FrameMeta) -> Result:
         self.c["packets"] += 1
-        pkts = decode(frame, meta, self.settings.decoder)
+        pkts = decode(frame, meta, self.settings.decoder, self.checksums)
         self._cur = pkts
         d = _FrameDecision()
         inner: dict[int, list] = {}            # id(carrier) -> packets decoded out of it
@@ -276,6 +278,7 @@ class Engine:
                 flow.action_pass = True
             else:
                 flow.dropped = "rule"
+            self.streams.release(flow)         # the flow is decided: its held stream data goes
         if dec.passed:
             self._count("detect.pass")
             return False
@@ -321,6 +324,7 @@ class Engine:
                 flow.action_pass = True
             elif not flow.dropped:
                 flow.dropped = f"policy:{name}"
+            self.streams.release(flow)
         if eff.verdict == Verdict.FORWARD:
             return False
         if eff.verdict == Verdict.REJECT and pkt.outer is None and not d.injects:

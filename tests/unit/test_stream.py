@@ -355,3 +355,14 @@ def test_past_the_depth_the_session_needs_no_more_stream_inspection_and_it_is_co
     st = e.stats()
     assert st["stream.depth_reached"] == 2
     assert (st["stream.past_depth_segments"], st["stream.past_depth_bytes"]) == (1, 30)
+
+
+def test_a_decided_flow_gives_its_stream_memory_back():
+    ss = Session()
+    ss.c(b"x" * 500)
+    ss.c(b"forbidden")
+    e = Engine([parse_rule(DROP)], EngineSettings.for_mode("ips"))
+    for i, f in enumerate(ss.frames):
+        e.inspect(f, FrameMeta(ts=1.0 + i, iface="", pcap_cnt=i + 1))
+    st = e.stats()
+    assert st["drops.rule"] == 1 and st["stream.memuse"] == 0 and st["stream.sessions"] == 0
