@@ -134,7 +134,6 @@ class Detector:
         self.index.warm()
         self._scan = self.index.pattern_db.scan
         self._scan_short = self.index.short_db.scan
-        self._nmain = len(self.index.pattern_db)
         self._short_maps: dict[tuple, dict] = {}     # short-pattern candidates -> {short id: rules}
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
         self.evaluated = 0                            # rules whose checks ran (counter)
@@ -220,20 +219,24 @@ class Detector:
         if not first_in_dir and later is not plain:
             skipped = len(plain) - len(later)
             plain = later
-        found = found_short = None
+        found = None
         if view is not None:
-            found, found_short = self._stream_found(view, payload)
-            scan = b""
+            found = self._stream_found(view, payload)
+            # short patterns are looked for in what the view offers (joined: a superset of
+            # candidates at most, the rules' own matching decides)
+            if short:
+                scan = view.bufs[0] if len(view.bufs) == 1 and view.covers else b"".join(
+                    view.bufs + ((payload,) if payload and not view.covers else ()))
+            else:
+                scan = b""
         else:
             scan = payload
         cands = plain
-        if short and (scan or found_short):
+        if short and scan:
             extra = []
             if type(short) is dict:
-                for spid in short.keys() & (found_short if found_short is not None else self._scan_short(scan)):
+                for spid in short.keys() & self._scan_short(scan):
                     extra.extend(short[spid])
-            elif found_short is not None:
-                extra = [s for s in short if s.fp_short[2] in found_short]
             else:
                 low = None
                 for s in short:
@@ -249,7 +252,7 @@ class Detector:
                 cands = list(plain)
                 cands.extend(extra)
                 nsrc += 2                         # merged out of order: sorted below
-        if pid_groups and (scan or found):
+        if pid_groups and (found or (found is None and scan)):
             if found is None:
                 found = self._scan(scan)
             if found:
@@ -302,42 +305,26 @@ class Detector:
             matches.append(s)
         return matches
 
-    def _stream_found(self, view, payload: bytes) -> tuple[set, set]:
-        """Prefilter ids (main, short) present in what a stream view offers: the ids the
-        stream stage already knows for its window, or a scan of its buffers -- and of the
-        packet payload when the buffers do not hold it (IDS)."""
-        found: set = set()
-        short: set = set()
-        nmain = self._nmain
+    def _stream_found(self, view, payload: bytes) -> set:
+        """Fast-pattern ids present in what a stream view offers: the ids the stream stage
+        already knows for its window, or a scan of its buffers -- and of the packet payload
+        when the buffers do not hold it (IDS)."""
         if view.found is not None:
-            for i in view.found:
-                (found if i < nmain else short).add(i if i < nmain else i - nmain)
-        else:
-            for b in view.bufs:
-                if b:
-                    found |= self._scan(b)
-                    short |= self._scan_short(b)
+            return view.found
+        found: set = set()
+        for b in view.bufs:
+            if b:
+                found |= self._scan(b)
         if payload and not view.covers:
             found |= self._scan(payload)
-            short |= self._scan_short(payload)
-        return found, short
+        return found
 
     def stream_scanner(self):
-        """The prefilter as the stream stage uses it: one id space (main database ids, then
-        short-pattern ids after them) and each id's pattern length."""
+        """The prefilter as the stream stage uses it: the fast-pattern database's scan and each
+        pattern's length (1-2 byte patterns are looked for in the window by the detect stage)."""
         from rules.stream import Scanner
 
-        nmain = self._nmain
-        lengths = {i: len(p) for i, (p, _) in enumerate(self.index.pattern_db.patterns)}
-        lengths.update({nmain + i: len(p) for i, (p, _) in enumerate(self.index.short_db.patterns)})
-        scan, scan_short = self._scan, self._scan_short
-
-        def both(data: bytes) -> set:
-            out = scan(data)
-            for i in scan_short(data):
-                out.add(nmain + i)
-            return out
-        return Scanner(both, lengths)
+        return Scanner(self._scan, {i: len(p) for i, (p, _) in enumerate(self.index.pattern_db.patterns)})
 
     def run_pseudo(self, pkt: Packet, bufs: tuple, thresholds: Thresholds, stream_hits: set) -> list:
         """The stream rules matching the data a flow's end releases (IDS), on the pseudo

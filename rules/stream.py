@@ -609,7 +609,8 @@ class StreamEngine:
         found = sc.scan(bytes(me.data[lo - me.data_off:]))
         if found:
             seen = me.seen
-            for pid in found:
+            for pid in found:           # kept in order of right edge: the oldest sightings first
+                seen.pop(pid, None)
                 seen[pid] = right
 
     # ------------------------------------------------------------------ inline window
@@ -658,9 +659,17 @@ class StreamEngine:
         return (buf,), None
 
     def _seen_in(self, me: TcpStream, lo: int) -> set:
-        """Prefilter ids whose last sighting can lie in a window starting at `lo`."""
+        """Prefilter ids whose last sighting can lie in the newest window, which starts at
+        `lo`.  The windows of later in-order segments start at `lo` or after, so sightings
+        ending before it are dropped for good (they are the oldest: `seen` is in order)."""
+        seen = me.seen
+        while seen:
+            pid = next(iter(seen))
+            if seen[pid] >= lo:
+                break
+            del seen[pid]
         lengths = self.scanner.lengths
-        return {pid for pid, edge in me.seen.items() if edge - lengths[pid] >= lo}
+        return {pid for pid, edge in seen.items() if edge - lengths[pid] >= lo}
 
     def _prune(self, me: TcpStream, c: int) -> None:
         """Free data no later window can need: below the lower of the acknowledged offset
