@@ -27,6 +27,13 @@ class Verdict(enum.IntEnum):
     REJECT = 2  # drop, and send what Result.inject holds (TCP RST / ICMP unreachable)
 
 
+# FrameMeta.checksum: what the capture layer says about validating this frame's checksums
+# (af-packet / pcap-file `checksum-checks`; stream.checksum-validation off overrides all three)
+CSUM_VALIDATE = 0   # validate (checksum-checks: yes, or kernel for a frame the kernel did not vouch for)
+CSUM_SKIP = 1       # do not validate this frame (no; kernel with TP_STATUS_CSUMNOTREADY / CSUM_VALID)
+CSUM_AUTO = 2       # auto: validate until the engine's sample says the source's checksums are offloaded
+
+
 @dataclass(frozen=True, slots=True)
 class FrameMeta:
     """What the capture layer knows about a frame besides its bytes."""
@@ -37,6 +44,7 @@ class FrameMeta:
     pcap_cnt: int = 0            # 1-based packet number in replay; 0 live
     tpid: tuple[int, ...] = ()   # TPIDs of `vlan` (0x8100, 0x88a8), same order
     linktype: int = 1            # pcap LINKTYPE_* of the frame's bytes (rules.decode.LINKTYPES); live: Ethernet
+    checksum: int = CSUM_VALIDATE  # CSUM_VALIDATE / CSUM_SKIP / CSUM_AUTO (rules.decode reads it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,9 +64,10 @@ Field conventions (see rules/packet.py for the slots):
   identification or the IPv6 fragment header identification.
 - `length` is the number of bytes this packet covers (whole frame for the
   outermost one, the tunnelled frame/datagram for inner ones).
-- `csum_ok`: None when not checked (validation off, fragments, truncated),
-  else False when the IPv4 header checksum or the TCP/UDP/ICMP(v6) checksum
-  is wrong.  Keywords that need one of the two alone (`ipv4-csum`) can call
+- `csum_ok`: None when not checked (validation off, fragments, truncated,
+  a frame whose `meta.checksum` hint says not to: see `decode` and
+  `ChecksumChecks`), else False when the IPv4 header checksum or the
+  TCP/UDP/ICMP(v6) checksum is wrong.  Keywords that need one of the two alone (`ipv4-csum`) can call
   `rules.checksum.ipv4_header_ok(pkt.frame, pkt.l3_off)` themselves.
 
 Fragment reassembly is not done by `decode`: a packet with `frag` True has
@@ -79,10 +80,11 @@ rebuilt datagram, which `decode_ip()` decodes like any frame.
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import struct
 
-from rules.api import FrameMeta
+from rules.api import CSUM_AUTO, CSUM_SKIP, FrameMeta
 from rules.settings import DecodeOptions  # noqa: F401  (the decoder's settings; re-exported)
 from rules.packet import (
     IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet,
@@ -195,10 +197,98 @@ def _l4_csum_ok(mv: memoryview, pkt: Packet, l4: int, l4_len: int, pdst: int | N
     return _fold_ok(n + pseudo)
 
 
-def decode(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = DEFAULT_OPTIONS) -> tuple[Packet, ...]:
-    """Decode one frame of link type `meta.linktype` (Ethernet by default).  Never raises."""
+# ---------------------------------------------------------------- checksum-checks
+# What `checksum-checks: auto` samples, as Suricata 7 (util-checksum.h, ChecksumAutoModeCheck):
+# when a source's CHECKSUM_SAMPLE_COUNT-th frame arrives, validation stops for good if
+# frames // invalid < CHECKSUM_INVALID_RATIO (more than about one in ten TCP checksums wrong:
+# the capture was taken before checksum offload filled them in); otherwise it goes on for good.
+CHECKSUM_SAMPLE_COUNT = 1000
+CHECKSUM_INVALID_RATIO = 10
+
+
+class _AutoSource:
+    __slots__ = ("frames", "invalid", "off")
+
+    def __init__(self) -> None:
+        self.frames = 0            # frames seen with CSUM_AUTO, this one included
+        self.invalid = 0           # TCP packets with a wrong checksum among the sampled frames
+        self.off = False           # the sample said offload: no more validation
+
+
+class ChecksumChecks:
+    """The per-frame checksum hint (`FrameMeta.checksum`) applied, with the one piece of
+    state it needs: `checksum-checks: auto`'s sample.  Owned by the Engine, handed to
+    `decode`; no I/O.
+
+    A source is one interface live (`meta.iface`, as Suricata samples each af-packet
+    interface; here per Engine, i.e. per worker) and the whole input in replay
+    (`meta.pcap_cnt` set: Suricata's pcap-file keeps one sample for every file it reads).
+    What counts as invalid is what Suricata's sample counts: a TCP packet whose checksum
+    the stream finds wrong (here: the decoder's `csum_ok` False on a TCP packet, which
+    the flow and stream stages then ignore)."""
+
+    __slots__ = ("opts", "no_csum", "sources")
+
+    def __init__(self) -> None:
+        self.opts = None           # the options last seen, and their copy without validation
+        self.no_csum = None
+        self.sources: dict[str, _AutoSource] = {}
+
+    def without(self, opts: DecodeOptions) -> DecodeOptions:
+        """`opts` with checksum validation off (made once per options object)."""
+        if opts is not self.opts:
+            self.opts = opts
+            self.no_csum = dataclasses.replace(opts, checksum_validation=False)
+        return self.no_csum
+
+    def source(self, meta: FrameMeta) -> _AutoSource:
+        """Count an auto frame on its source; the sample decides at its last frame."""
+        key = "" if meta.pcap_cnt else meta.iface
+        src = self.sources.get(key)
+        if src is None:
+            src = self.sources[key] = _AutoSource()
+        if not src.off:
+            src.frames += 1
+            if (src.frames == CHECKSUM_SAMPLE_COUNT and src.invalid
+                    and src.frames // src.invalid < CHECKSUM_INVALID_RATIO):
+                src.off = True
+        return src
+
+    def stats(self) -> dict[str, int]:
+        if not self.sources:
+            return {}
+        srcs = self.sources.values()
+        return {"checksum.auto_sampled": sum(min(s.frames, CHECKSUM_SAMPLE_COUNT) for s in srcs),
+                "checksum.auto_invalid": sum(s.invalid for s in srcs),
+                "checksum.auto_disabled": sum(s.off for s in srcs)}
+
+
+def decode(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = DEFAULT_OPTIONS,
+           checks: ChecksumChecks | None = None) -> tuple[Packet, ...]:
+    """Decode one frame of link type `meta.linktype` (Ethernet by default).  Never raises.
+
+    Checksums are validated when `opts.checksum_validation` (stream.checksum-validation,
+    the master switch) is on and `meta.checksum` allows it: CSUM_SKIP never, CSUM_AUTO
+    while `checks`' sample for the frame's source has not said offload (without
+    `checks`, CSUM_AUTO validates).  Tunnelled packets follow their carrier's hint;
+    datagrams rebuilt from fragments (rules.defrag) are always validated, as Suricata's
+    pseudo packets are."""
     mv = frame if type(frame) is memoryview else memoryview(frame)
     out: list[Packet] = []
+    sample = None
+    hint = meta.checksum
+    if hint and opts.checksum_validation:
+        if hint == CSUM_AUTO:
+            if checks is not None:
+                sample = checks.source(meta)
+                if sample.off:
+                    opts = checks.without(opts)
+                    sample = None
+                elif sample.frames >= CHECKSUM_SAMPLE_COUNT:
+                    sample = None              # sampled, validation stays on: nothing left to count
+        elif hint == CSUM_SKIP:
+            opts = checks.without(opts) if checks is not None else dataclasses.replace(
+                opts, checksum_validation=False)
     try:
         if meta.linktype == LINKTYPE_ETHERNET:     # every live frame: no table lookup on this path
             _decode_eth(mv, 0, len(mv), meta, opts, out, None, meta.vlan, 0)
@@ -209,6 +299,10 @@ def decode(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = DEF
             p = _new(mv, 0, len(mv), meta, None, meta.vlan)
             out.append(p)
         add_event(out[-1], "decoder.internal")
+    if sample is not None:
+        for p in out:
+            if p.csum_ok is False and p.proto == IPPROTO_TCP:
+                sample.invalid += 1
     return tuple(out)
 
 
