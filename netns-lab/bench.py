@@ -8,10 +8,15 @@ delivered, loss; sender-bound near 100k pps on a small machine), RTT p50/p99 (50
 and CPU per frame of the forwarding process(es) (utime+stime from /proc over
 the frames the bridge ports received); RTT first, then TCP, then the UDP flood,
 then 5 pings to see that forwarding recovered from the flood.  Prints a table and the ratios to the
-kernel bridge, and the issue's targets next to them.  Asserts nothing: the
-numbers are the result.
+kernel bridge and to Suricata.  Asserts nothing: the numbers are the result.
 
-    sudo python3 netns-lab/bench.py [--seconds 5] [--only ipsbridge,kernel,suricata] [--json FILE]
+`--rules FILE` gives the same rule file to ipsbridge (-S) and Suricata (its
+rule-files), HOME_NET any for both.  `--rounds N` measures every contender N
+times, interleaved (round 1 all contenders, round 2 all, ...), and reports the
+median of each number, so one noisy run on a shared machine moves nothing.
+
+    sudo python3 netns-lab/bench.py [--seconds 5] [--rounds 3] [--rules FILE]
+                                    [--only ipsbridge,kernel,suricata] [--json FILE]
 """
 from __future__ import annotations
 
@@ -84,14 +89,16 @@ class Contender:
 
 
 class IpsBridge(Contender):
-    def __init__(self, lab, threads: int):
+    def __init__(self, lab, threads: int, rules: Path | None = None):
         super().__init__(lab)
         self.threads = threads
+        self.rules = rules
         self.name = f"ipsbridge (threads {threads})"
 
     def start(self):
+        extra = ("-S", str(self.rules)) if self.rules else ()
         self.proc = self.lab.start_bridge("--bridge", "eth0:eth1", "--threads", str(self.threads),
-                                          "--stats-interval", "0")
+                                          "--stats-interval", "0", *extra)
 
     def pids(self):
         return tree_pids(self.proc.pid)
@@ -161,11 +168,17 @@ af-packet:
 class Suricata(Contender):
     name = "suricata 7 af-packet ips"
 
+    def __init__(self, lab, rules: Path | None = None):
+        super().__init__(lab)
+        self.rules = rules
+
     def start(self):
         wd = self.lab.workdir / "suricata"
         wd.mkdir(exist_ok=True)
         for f in ("empty.rules", "classification.config", "reference.config"):
             (wd / f).write_text("")
+        if self.rules:          # the same rules as ipsbridge, under the file name the config names
+            (wd / "empty.rules").write_text(self.rules.read_text())
         cfg = wd / "bench.yaml"
         cfg.write_text(SURICATA_YAML.format(workdir=wd))
         self.log = wd / "console.log"
@@ -320,7 +333,7 @@ def fmt(v, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def report(results: list[dict], seconds: int) -> None:
+def report(results: list[dict], seconds: int, rounds: int = 1) -> None:
     cols = [("contender", "name", "s"), ("TCP Gbit/s", "tcp_gbps", ".3f"), ("retrans", "tcp_retrans", "d"),
             ("UDP64 sent", "udp_sent", "d"), ("delivered", "udp_delivered", "d"),
             ("loss %", "udp_loss_pct", ".1f"), ("delivered pps", "udp_delivered_pps", ",.0f"),
@@ -330,12 +343,25 @@ def report(results: list[dict], seconds: int) -> None:
     rows = [[fmt(r.get(k), f) if k != "name" else r[k] for _, k, f in cols] for r in results]
     header = [c for c, _, _ in cols]
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-    print(f"\nbenchmark: {seconds} s per TCP and UDP run, {os.cpu_count()} CPUs, kernel {os.uname().release}")
+    print(f"\nbenchmark: {seconds} s per TCP and UDP run, {os.cpu_count()} CPUs, kernel {os.uname().release}"
+          + (f"; medians of {rounds} rounds" if rounds > 1 else ""))
     print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
 
+    sur = next((r for r in results if r["name"].startswith("suricata")), None)
+    if sur is not None:
+        print("\nratios to Suricata (higher is better for ipsbridge; RTT and CPU: lower is better)")
+        for r in results:
+            if r is sur or r["name"] == "kernel bridge":
+                continue
+            parts = []
+            for label, key in (("TCP", "tcp_gbps"), ("64-B pps", "udp_delivered_pps"), ("RTT p50", "rtt_p50_us"),
+                               ("CPU/frame TCP", "tcp_cpu_us_frame"), ("CPU/frame UDP", "udp_cpu_us_frame")):
+                a, b = r.get(key), sur.get(key)
+                parts.append(f"{label} {fmt(a / b if a is not None and b else None, '.2f')}x")
+            print(f"  {r['name']}: " + ", ".join(parts))
     kernel = next((r for r in results if r["name"] == "kernel bridge"), None)
     if kernel is None:
         return
@@ -362,37 +388,63 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="ipsbridge,kernel,suricata",
                     help="comma-separated contenders (default: ipsbridge,kernel,suricata; "
                     "suricata only if /usr/bin/suricata exists)")
+    ap.add_argument("--rounds", type=int, default=1, help="measure each contender N times, interleaved, "
+                    "and report medians (default: 1)")
+    ap.add_argument("--rules", metavar="FILE", type=Path,
+                    help="rule file for ipsbridge (-S) and Suricata alike (default: no rules)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.py: needs root", file=sys.stderr)
         return 2
+    if args.rounds < 1:
+        print("bench.py: --rounds must be at least 1", file=sys.stderr)
+        return 2
+    rules = args.rules.resolve() if args.rules else None
+    if rules is not None and not rules.is_file():
+        print(f"bench.py: --rules {args.rules}: no such file", file=sys.stderr)
+        return 2
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-    results = []
+    runs: dict[str, list[dict]] = {}
     with netnslab.Lab("ipsbench") as lab:
-        makers = {"ipsbridge": lambda: IpsBridge(lab, args.threads), "kernel": lambda: KernelBridge(lab),
-                  "suricata": lambda: Suricata(lab)}
-        for key in wanted:
+        makers = {"ipsbridge": lambda: IpsBridge(lab, args.threads, rules), "kernel": lambda: KernelBridge(lab),
+                  "suricata": lambda: Suricata(lab, rules)}
+        for key in list(wanted):
             if key not in makers:
                 print(f"bench.py: unknown contender {key!r}", file=sys.stderr)
                 return 2
             if key == "suricata" and not os.access(SURICATA, os.X_OK):
                 print(f"(skipping suricata: {SURICATA} not installed; install.sh --with-suricata)")
-                continue
-            c = makers[key]()
-            print(f"measuring {c.name} ...", flush=True)
-            c.start()
-            try:
-                res = measure(lab, c, args.seconds)
-            finally:
-                extra = c.stop()
-            if extra:
-                res["bridge_counters"] = extra
-            results.append(res)
-    report(results, args.seconds)
+                wanted.remove(key)
+        for rnd in range(1, args.rounds + 1):
+            for key in wanted:
+                c = makers[key]()
+                print(f"round {rnd}/{args.rounds}: measuring {c.name} ...", flush=True)
+                c.start()
+                try:
+                    res = measure(lab, c, args.seconds)
+                finally:
+                    extra = c.stop()
+                if extra:
+                    res["bridge_counters"] = extra
+                runs.setdefault(c.name, []).append(res)
+    results = [median_of(rs) for rs in runs.values()]
+    if rules is not None:
+        print(f"rules: {rules} (the same file for ipsbridge and Suricata)")
+    report(results, args.seconds, args.rounds)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps({"medians": results, "rounds": runs}, indent=2))
     return 0
+
+
+def median_of(rounds: list[dict]) -> dict:
+    """Each number the median over the rounds (the name and texts from the first round)."""
+    out = dict(rounds[0])
+    for k, v in rounds[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            vals = [r[k] for r in rounds if isinstance(r.get(k), (int, float))]
+            out[k] = statistics.median(vals) if vals else None
+    return out
 
 
 if __name__ == "__main__":
