@@ -15,10 +15,15 @@ Per frame (received on port P, peer Q):
      and in VMs, frames generated on the same host carry CHECKSUM_PARTIAL: the
      checksum field holds only the pseudo-header sum and the receiver would drop
      the frame (ping works, TCP never connects).
-  3. inspector.inspect(frame, FrameMeta(ts, iface, vlan, 0, tpid)); an exception
+  3. inspector.inspect(frame, FrameMeta(ts, iface, vlan, 0, tpid, 1, checksum)); an exception
      counts `inspector_errors` and the frame is forwarded (fail-open, in ips and
      tap alike: a bug in a rule plug-in must not black-hole the link; the counter
-     makes it visible).
+     makes it visible).  `checksum` is the interface's `checksum-checks` applied to
+     the frame's status word (`checksum_hint`): kernel (the default) skips validation
+     of a frame the kernel marks TP_STATUS_CSUMNOTREADY (its checksum is ours, filled
+     in step 2) or TP_STATUS_CSUM_VALID (the kernel or the NIC checked it), yes
+     validates every frame, no none, auto leaves it to the engine's sample
+     (rules.decode.ChecksumChecks).  stream.checksum-validation off overrides them all.
   4. ips: DROP/REJECT -> count dropped[reason] (and send Result.inject);
      tap: count would_drop[reason], forward anyway; IDS: stop here.
   5. Put a stripped VLAN tag back (in the 4 reserved bytes before tp_mac), then
@@ -69,8 +74,9 @@ from bridge import afpacket as afp
 from bridge.afpacket import PacketSocket
 from bridge.ring import SLL_PKTTYPE_V2, U32, V2_HDR, V2Ring, insert_vlan, open_ring
 from bridge.stats import Counters, bump
-from rules.api import FORWARD, ForwardAll, FrameMeta, Verdict
+from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE, FORWARD, ForwardAll, FrameMeta, Verdict
 from rules.checksum import fill_l4_checksum
+from rules.decode import LINKTYPE_ETHERNET
 
 REPORT_INTERVAL = 1.0
 POLL_MS = 200
@@ -78,6 +84,8 @@ HOLE_GRACE = 0.002          # s a kernel-owned head slot may block ready slots b
 SEND_TRIES = 3
 
 _CSUMNOTREADY = afp.TP_STATUS_CSUMNOTREADY
+_SKIP = CSUM_SKIP
+_ETHERNET = LINKTYPE_ETHERNET
 _VLAN_VALID = afp.TP_STATUS_VLAN_VALID
 _TPID_VALID = afp.TP_STATUS_VLAN_TPID_VALID
 _OUTGOING = afp.PACKET_OUTGOING
@@ -88,6 +96,26 @@ _V2_UNPACK = V2_HDR.unpack_from
 _RELEASE = U32.pack_into
 _DONTWAIT = socket.MSG_DONTWAIT
 _FORWARD_VERDICT = Verdict.FORWARD
+
+# af-packet `checksum-checks` -> (status bits that make a frame CSUM_SKIP, the hint otherwise).
+# Checked against Suricata 7.0.10 (source-af-packet.c, AFPReadFromRing): kernel skips
+# CSUMNOTREADY frames; Suricata also skips them with `yes` and does not read CSUM_VALID --
+# here `yes` validates every frame (a CSUMNOTREADY frame's checksum is filled in before it is
+# inspected, so only one that could not be filled fails) and kernel also trusts CSUM_VALID.
+CHECKSUM_CHECKS = {
+    "kernel": (afp.TP_STATUS_CSUMNOTREADY | afp.TP_STATUS_CSUM_VALID, CSUM_VALIDATE),
+    "yes": (0, CSUM_VALIDATE),
+    "no": (0, CSUM_SKIP),
+    "auto": (0, CSUM_AUTO),
+}
+_KERNEL_CSUM_MASK = CHECKSUM_CHECKS["kernel"][0]     # the default (conf.model.Interface)
+
+
+def checksum_hint(checks: str, status: int) -> int:
+    """FrameMeta.checksum for a frame with ring status word `status` read on an interface
+    with `checksum-checks: <checks>` (the drain loops compute the same inline)."""
+    mask, hint = CHECKSUM_CHECKS[checks]
+    return CSUM_SKIP if status & mask else hint
 
 
 @dataclass(slots=True)
@@ -123,6 +151,8 @@ class _Port:
     counters: Counters = field(default_factory=Counters)
     stalled_since: float = 0.0
     tx: Any = None             # the peer socket's TX ring (bridge.ring.TxRing) when it has one
+    csum_mask: int = _KERNEL_CSUM_MASK   # checksum-checks (CHECKSUM_CHECKS): status bits -> CSUM_SKIP
+    csum_hint: int = CSUM_VALIDATE       # ... and the hint for every other frame
 
 
 class Worker:
@@ -150,7 +180,9 @@ class Worker:
             ps = spec.sockets[p.sock]
             peer = spec.sockets[p.peer].sock if p.peer is not None else None
             tx = rings[p.peer].tx if p.peer is not None else None
-            self.ports.append(_Port(ps.iface, ps, rings[p.sock], p.mode, peer, tx=tx))
+            mask, hint = CHECKSUM_CHECKS[_checksum_checks(config, ps.iface)]
+            self.ports.append(_Port(ps.iface, ps, rings[p.sock], p.mode, peer, tx=tx,
+                                    csum_mask=mask, csum_hint=hint))
         from bridge.hook import build_inspector
 
         self.inspector = build_inspector(config)
@@ -279,6 +311,8 @@ class Worker:
         release = _RELEASE
         iface = port.name
         mode = port.mode
+        csum_mask = port.csum_mask
+        csum_hint = port.csum_hint
         peer = port.peer
         send = peer.send if peer is not None else None
         tx = port.tx
@@ -319,9 +353,11 @@ class Worker:
                         inspected += 1
                     else:
                         if status & _VLAN_VALID:
-                            meta = FrameMeta(sec_ + nsec_ * 1e-9, iface, (tci & 0x0FFF,), 0, (tpid,))
+                            meta = FrameMeta(sec_ + nsec_ * 1e-9, iface, (tci & 0x0FFF,), 0, (tpid,), _ETHERNET,
+                                             _SKIP if status & csum_mask else csum_hint)
                         else:
-                            meta = FrameMeta(sec_ + nsec_ * 1e-9, iface)
+                            meta = FrameMeta(sec_ + nsec_ * 1e-9, iface, (), 0, (), _ETHERNET,
+                                             _SKIP if status & csum_mask else csum_hint)
                         try:
                             result = inspect(frame, meta)
                         except Exception:
@@ -424,11 +460,12 @@ class Worker:
                         c.csum_filled += 1
                     else:
                         c.csum_unfixable += 1
+                csum = CSUM_SKIP if status & port.csum_mask else port.csum_hint
                 if status & _VLAN_VALID:
                     tpid = tpid if status & _TPID_VALID else afp.ETH_P_8021Q
-                    meta = FrameMeta(ts, iface, (tci & 0x0FFF,), 0, (tpid,))
+                    meta = FrameMeta(ts, iface, (tci & 0x0FFF,), 0, (tpid,), _ETHERNET, csum)
                 else:
-                    meta = FrameMeta(ts, iface)
+                    meta = FrameMeta(ts, iface, (), 0, (), _ETHERNET, csum)
                 try:
                     result = inspect(frame, meta)
                 except Exception:
@@ -638,6 +675,15 @@ class Worker:
             self.eve_failed = True
             self.eve = None
             self.log.warning("eve_disabled", path=self.config.eve_log, error=repr(e))
+
+
+def _checksum_checks(config, iface: str) -> str:
+    """The `checksum-checks` of `iface`'s af-packet entry (Suricata's default, kernel, when
+    the configuration has no entry for it)."""
+    for entry in config.af_packet:
+        if entry.interface == iface:
+            return entry.checksum_checks
+    return "kernel"
 
 
 def worker_main(spec: WorkerSpec, config, conn, foreign_fds: list[int]) -> None:

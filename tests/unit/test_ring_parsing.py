@@ -316,3 +316,67 @@ def test_skip_hole_moves_to_the_next_ready_slot_only_when_head_is_kernel_owned()
     assert ring.skip_hole() == 0               # nothing ready anywhere: stay
     buf, ring = v2_ring([(afp.TP_STATUS_USER, FRAME)])
     assert ring.skip_hole() == 0 and ring.head == 0   # head ready: never skip
+
+
+# ------------------------------------------------------------------ checksum-checks: the hint each frame gets
+from bridge.worker import CHECKSUM_CHECKS  # noqa: E402
+from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE  # noqa: E402
+
+CSUM_STATUSES = [afp.TP_STATUS_USER, afp.TP_STATUS_USER | afp.TP_STATUS_CSUMNOTREADY,
+                 afp.TP_STATUS_USER | afp.TP_STATUS_CSUM_VALID,
+                 afp.TP_STATUS_USER | afp.TP_STATUS_CSUM_VALID | afp.TP_STATUS_VLAN_VALID]
+
+
+class MetaSpy(ForwardAll):
+    def __init__(self):
+        super().__init__()
+        self.metas = []
+
+    def inspect(self, frame, meta):
+        self.metas.append(meta)
+        return FORWARD
+
+
+@pytest.mark.parametrize("checks,want", [
+    ("kernel", [CSUM_VALIDATE, CSUM_SKIP, CSUM_SKIP, CSUM_SKIP]),
+    ("yes", [CSUM_VALIDATE] * 4),
+    ("no", [CSUM_SKIP] * 4),
+    ("auto", [CSUM_AUTO] * 4),
+])
+def test_v2_drain_gives_each_frame_its_checksum_hint(checks, want):
+    port = port_with([(s, UDP_FRAME) for s in CSUM_STATUSES], vlan=(0x0064, 0x8100))
+    port.csum_mask, port.csum_hint = CHECKSUM_CHECKS[checks]
+    spy = MetaSpy()
+    make_worker(spy).drain(port)
+    assert [m.checksum for m in spy.metas] == want
+    assert [m.vlan for m in spy.metas] == [(), (), (), (100,)] and {m.linktype for m in spy.metas} == {1}
+
+
+def test_port_defaults_to_kernel_and_the_worker_reads_the_interface_entry():
+    from bridge.worker import _checksum_checks
+    from conf.model import Interface
+
+    port = port_with([(afp.TP_STATUS_USER, FRAME)])
+    assert (port.csum_mask, port.csum_hint) == CHECKSUM_CHECKS["kernel"]
+    config = Config(af_packet=[Interface("eth0", checksum_checks="no"), Interface("eth1")])
+    assert [_checksum_checks(config, i) for i in ("eth0", "eth1", "eth9")] == ["no", "kernel", "kernel"]
+
+
+@pytest.mark.parametrize("checks,want", [("kernel", [CSUM_VALIDATE, CSUM_SKIP, CSUM_SKIP]),
+                                         ("no", [CSUM_SKIP] * 3)])
+def test_v3_drain_gives_each_frame_its_checksum_hint(checks, want):
+    bs = 4096
+    buf = bytearray(2 * bs)
+    first = off = 48
+    for i, status in enumerate(CSUM_STATUSES[:3]):
+        nxt = 128 if i < 2 else 0
+        V3_HDR.pack_into(buf, off, nxt, 1700000000, i, len(FRAME), len(FRAME), status, 68, 82, 0, 0, 0)
+        buf[off + 68:off + 68 + len(FRAME)] = FRAME
+        off += nxt
+    struct.pack_into("=III", buf, 8, afp.TP_STATUS_USER, 3, first)
+    ring = V3Ring(memoryview(buf), afp.RingGeometry(afp.TPACKET_V3, bs, 2, 2048, 4))
+    mask, hint = CHECKSUM_CHECKS[checks]
+    port = _Port("eth2", FakePS(), ring, None, None, csum_mask=mask, csum_hint=hint)
+    spy = MetaSpy()
+    make_worker(spy).drain(port)
+    assert [m.checksum for m in spy.metas] == want
