@@ -234,10 +234,12 @@ class Engine:
                 return True
             if flow.action_pass:
                 return False
-            if pkt.proto == IPPROTO_TCP and (not flow.tcp_session or (flow.midstream and flow.tcp is None)):
+            if pkt.proto == IPPROTO_TCP and (not flow.tcp_session or (flow.midstream and flow.tcp is None)) \
+                    and pkt.csum_ok is not False:
                 # a TCP flow the stream engine does not track (stream.midstream off), or the
                 # packet a session is picked up on (midstream on): Suricata's midstream
-                # exception policy decides (with midstream on only ignore or pass-flow)
+                # exception policy decides (with midstream on only ignore or pass-flow); a
+                # packet with a bad checksum never reaches Suricata's stream engine, so not it
                 act = self._policy(self.settings.stream.midstream_policy, "midstream", pkt, flow, d)
                 if act is not None:
                     return act
