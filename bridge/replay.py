@@ -19,6 +19,15 @@ that libpcap, hence tcpdump and Suricata, reads only pcapng files with a
 single link type), any other name a classic pcap of the inputs' link type --
 refused at the start when the inputs mix link types.
 
+`pcap-file.checksum-checks` is every record's FrameMeta.checksum hint: `yes`
+validates checksums, `no` does not, `auto` (the default) validates the first
+999 records and, at the 1000th, stops for the rest of the input when more than
+a tenth of them were TCP packets with a wrong checksum (a capture taken before
+checksum offload filled them in) -- Suricata 7's pcap-file auto, checked with
+`suricata -r` (tests/replay/test_replay_checksum_checks.py); the summary says when it
+turned validation off.  With `--workers N` each worker samples its own share.
+`stream.checksum-validation: no` turns all three off.
+
 The summary counts packets per link type and, for Linux cooked captures, per
 packet type (host, broadcast, multicast, otherhost, outgoing: the direction
 the capturing kernel saw).  That is all the packet type is used for, as in
@@ -46,14 +55,20 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from rules.api import FrameMeta, Verdict
-from rules.decode import ETH_P_IP, ETH_P_IPV6, LINKTYPE_ETHERNET, link_pkttype, network_header
+from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE, FrameMeta, Verdict
+from rules.decode import (
+    CHECKSUM_SAMPLE_COUNT, ETH_P_IP, ETH_P_IPV6, LINKTYPE_ETHERNET, link_pkttype, network_header,
+)
 from rules.events import Alert, DecoderEvent, Drop
 from bridge import afpacket as afp
 from bridge.pcap import PcapError, iter_pcaps, linktype_name, linktypes, open_writer
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 TICK_EVERY = 1.0          # seconds of packet time between Engine.tick calls
+
+# pcap-file.checksum-checks -> the FrameMeta.checksum hint of every record (the engine's
+# ChecksumChecks keeps auto's sample: one for the whole stream, as Suricata's pcap-file)
+CHECKSUM_HINTS = {"auto": CSUM_AUTO, "yes": CSUM_VALIDATE, "no": CSUM_SKIP}
 
 
 # Linux packet types (sll_pkttype) by name, for the summary
@@ -129,10 +144,12 @@ def _engine(rules_paths, config, mode):
 
 
 def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_writer=None,
-               drop_writer=None, on_warning=None) -> Totals:
+               drop_writer=None, on_warning=None, checksum: str = "auto") -> Totals:
     """Inspect every record of `pcaps` (one stream).  `share=(i, n)` keeps only
     the frames whose flow hash falls to worker i of n.  `eve_sink(cnt, events)`
-    receives each packet's events.  Writers get `write(ts, frame, linktype)`."""
+    receives each packet's events.  Writers get `write(ts, frame, linktype)`.
+    `checksum` is pcap-file.checksum-checks (auto, yes, no)."""
+    hint = CHECKSUM_HINTS[checksum]
     t = Totals()
     stream = iter_pcaps(pcaps, on_warning=on_warning)
     last_tick = None
@@ -171,7 +188,7 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
             if ended:
                 count(cnt, ended)
             last_tick = ts
-        r = inspect(data, FrameMeta(ts=ts, iface=iface, pcap_cnt=cnt, linktype=lt))
+        r = inspect(data, FrameMeta(ts, iface, (), cnt, (), lt, hint))
         if r.verdict != Verdict.FORWARD:
             t.dropped.append(cnt)
             if drop_writer is not None:
@@ -203,7 +220,8 @@ def _worker(args) -> Totals:
             out.write(f"{cnt}\t{dumps(e)}\n")
 
     try:
-        return run_stream(engine, pcaps, eve_sink=sink if out else None, share=(i, n), on_warning=lambda m: None)
+        return run_stream(engine, pcaps, eve_sink=sink if out else None, share=(i, n), on_warning=lambda m: None,
+                          checksum=config.pcap_file_checksum_checks)
     finally:
         if out:
             out.close()
@@ -267,6 +285,10 @@ def format_summary(t: Totals, elapsed: float, mode: str, workers: int) -> str:
     for name, n in sorted(dec.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {n:>8}  {name}")
     lines.append(f"flows: {t.stats.get('flow.created', 0)}")
+    if t.stats.get("checksum.auto_disabled"):
+        lines.append(f"checksum validation: off from packet {CHECKSUM_SAMPLE_COUNT} on (pcap-file.checksum-checks: "
+                     f"auto; {t.stats.get('checksum.auto_invalid', 0)} invalid TCP checksums in the "
+                     f"{t.stats.get('checksum.auto_sampled', 0)}-packet sample)")
     if t.stats.get("engine.errors"):
         lines.append(f"engine errors: {t.stats['engine.errors']}")
     rate = t.packets / elapsed if elapsed > 0 else 0.0
@@ -369,7 +391,8 @@ def cmd_replay(args) -> int:
 
             engine = Engine(res.rules, engine_settings(config, mode), rules_failed=len(res.errors))
             sink = (lambda cnt, events: eve.write(events)) if eve else None
-            totals = run_stream(engine, pcaps, eve_sink=sink, progress=progress, pass_writer=pw, drop_writer=dw)
+            totals = run_stream(engine, pcaps, eve_sink=sink, progress=progress, pass_writer=pw, drop_writer=dw,
+                                checksum=config.pcap_file_checksum_checks)
         else:
             totals = _run_workers(workers, rules_paths, args.config, mode, pcaps, eve, pw, dw)
     except PcapError as e:

@@ -120,7 +120,8 @@ PCAP_FILE_KEYS = ("checksum-checks",)
 IPSBRIDGE_KEYS = ("eve-log", "stats-interval", "verdict-hook")
 VARS_KEYS = ("address-groups", "port-groups")
 
-CHECKSUM_CHECKS = ("auto", "yes", "no", "kernel")
+CHECKSUM_CHECKS = ("auto", "yes", "no", "kernel")          # af-packet (bridge.worker reads them per frame)
+PCAP_CHECKSUM_CHECKS = ("auto", "yes", "no")               # pcap-file: no kernel says anything about a file
 STREAM_INLINE = ("auto", "yes", "no")
 EXCEPTION_POLICIES = POLICY_VALUES
 _TRUE = ("yes", "true", "on", "1", "y")
@@ -932,8 +933,15 @@ class _Parser:
             return
         self.check_keys("pcap-file", raw, PCAP_FILE_KEYS)
         if "checksum-checks" in raw:
-            v = self.as_choice("pcap-file", "checksum-checks", raw["checksum-checks"],
-                               raw.line_of("checksum-checks"), CHECKSUM_CHECKS, bools=True)
+            value, kline = raw["checksum-checks"], raw.line_of("checksum-checks")
+            if isinstance(value, str) and value == "kernel":
+                # Suricata 7 takes any other word as 'no' here, silently (source-pcap-file.c)
+                self.error("pcap-file", "checksum-checks",
+                           "'kernel' applies to af-packet interfaces only (the kernel marks each frame "
+                           "it captures); a capture file carries no such mark", "use auto (the default), yes or no",
+                           kline)
+                return
+            v = self.as_choice("pcap-file", "checksum-checks", value, kline, PCAP_CHECKSUM_CHECKS, bools=True)
             if v is not None:
                 config.pcap_file_checksum_checks = v
 
