@@ -533,6 +533,17 @@ def link_pkttype(frame: bytes | memoryview, linktype: int) -> int:
     return at[1](frame, at[0])[0]
 
 
+def behind_ethernet(pkt: Packet) -> bool:
+    """Does the outermost packet `pkt` sit behind an Ethernet header (MAC addresses at
+    frame[0:12])?  Told by where its network header starts, which differs for every link
+    type decode() reads: 14 + 4n on Ethernet with n VLAN tags in the bytes, 16 + 4n on
+    SLL, 20 + 4n on SLL2, 4 on NULL/LOOP, 0 on raw IP -- so no per-packet field is
+    needed (the reject stage asks, replay only: every live frame is Ethernet).  A link
+    type added to LINKTYPES must keep its offsets off 14 + 4n."""
+    off = pkt.l3_off
+    return off >= 14 and (off - 14) & 3 == 0
+
+
 def network_header(frame: bytes | memoryview, linktype: int) -> tuple[int, int]:
     """(ethertype, offset) of the outermost network header of a frame, VLAN tags skipped;
     ethertype 0 when the link header is short or names no protocol we read.  A light

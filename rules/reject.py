@@ -7,7 +7,10 @@ packet for anything else.  `reject` and `rejectsrc` answer the sender
 (out of the interface the packet came in on), `rejectdst` the receiver,
 `rejectboth` both, as Suricata's reject actions do.  The Ethernet header is
 the packet's own with the addresses swapped for the answer going back (VLAN
-tags kept).  An RST or an ICMP error is never answered, nor is a fragment.
+tags kept).  An RST or an ICMP error is never answered, nor is a fragment, nor
+a packet read from a capture of another link type (Linux cooked, raw IP,
+NULL/LOOP: replay only): it has no Ethernet header to answer with, so the
+reject stays a plain drop (the engine turns a REJECT without frames into DROP).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import struct
 
 from rules.api import Inject
 from rules.checksum import fill_l4_checksum, inet_checksum
+from rules.decode import behind_ethernet
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TH_ACK, TH_FIN, TH_RST, TH_SYN, Packet
 
 
@@ -76,8 +80,8 @@ def _icmp_unreach(pkt: Packet, back: bool) -> bytes:
 
 def reject_frames(pkt: Packet, action: str) -> list[Inject]:
     """Inject frames for a reject: TCP RST, or ICMP unreachable for anything else.
-    Never answers an RST or an ICMP error."""
-    if pkt.ipver not in (4, 6) or pkt.frag:
+    Never answers an RST or an ICMP error, nor a packet without an Ethernet header."""
+    if pkt.ipver not in (4, 6) or pkt.frag or not behind_ethernet(pkt):
         return []
     if pkt.proto == IPPROTO_TCP:
         if pkt.tcp_flags & TH_RST:

@@ -70,3 +70,52 @@ def test_vlan_tags_are_kept():
 ], ids=["rst", "icmp-error", "fragment"])
 def test_never_answered(frame):
     assert reject_frames(pkt(frame), "rejectboth") == []
+
+
+# ------------------------------------------------------------------ link types without an Ethernet header
+import struct  # noqa: E402
+
+from rules.api import Verdict  # noqa: E402
+from rules.engine import Engine  # noqa: E402
+from rules.parser import parse_rule  # noqa: E402
+from rules.settings import EngineSettings  # noqa: E402
+
+UDP_IP = bytes(IP(src=C, dst=S) / UDP(sport=5000, dport=53) / b"bad")
+SLL_HDR = struct.pack("!HHH8sH", 0, 1, 6, bytes.fromhex("020000000001"), 0x0800)
+SLL_VLAN_HDR = struct.pack("!HHH8sH", 0, 1, 6, bytes.fromhex("020000000001"), 0x8100) + struct.pack("!HH", 5, 0x0800)
+SLL2_HDR = struct.pack("!HHIHBB8s", 0x0800, 0, 3, 1, 0, 6, bytes.fromhex("020000000001"))
+
+# (link type, frame holding UDP_IP, answered with an Ethernet frame)
+LINKS = {
+    "ethernet": (1, bytes(Ether(src=CM, dst=SM, type=0x0800) / UDP_IP), True),
+    "ethernet-vlan": (1, bytes(Ether(src=CM, dst=SM) / Dot1Q(vlan=5, type=0x0800) / UDP_IP), True),
+    "ethernet-qinq": (1, bytes(Ether(src=CM, dst=SM, type=0x88A8) / Dot1Q(vlan=5) / Dot1Q(vlan=6, type=0x0800)
+                               / UDP_IP), True),
+    "raw": (101, UDP_IP, False),
+    "ipv4": (228, UDP_IP, False),
+    "sll": (113, SLL_HDR + UDP_IP, False),
+    "sll-vlan": (113, SLL_VLAN_HDR + UDP_IP, False),
+    "sll2": (276, SLL2_HDR + UDP_IP, False),
+    "null": (0, struct.pack("<I", 2) + UDP_IP, False),
+    "loop": (108, struct.pack(">I", 2) + UDP_IP, False),
+}
+
+
+@pytest.mark.parametrize("name", list(LINKS))
+def test_reject_answers_only_packets_behind_an_ethernet_header(name):
+    lt, frame, answered = LINKS[name]
+    p = decode(frame, FrameMeta(ts=1.0, iface="", linktype=lt))[0]
+    assert (p.ipver, p.dport) == (4, 53)
+    out = reject_frames(p, "rejectboth")
+    assert len(out) == (2 if answered else 0)
+    for inj in out:
+        assert Ether(inj.frame)[IP].proto == 1          # ICMP port unreachable, MACs of the frame
+
+
+@pytest.mark.parametrize("name,verdict,injects", [("raw", Verdict.DROP, 0), ("ethernet", Verdict.REJECT, 1)])
+def test_reject_rule_on_a_raw_ip_frame_is_a_drop_without_inject(name, verdict, injects):
+    e = Engine([parse_rule('reject udp any any -> any 53 (msg:"unreach"; content:"bad"; sid:8;)')],
+               EngineSettings.for_mode("ips"))
+    lt, frame, _ = LINKS[name]
+    r = e.inspect(frame, FrameMeta(1.0, "", (), 1, (), lt))
+    assert r.verdict == verdict and len(r.inject) == injects and r.reason == "rule"
