@@ -18,8 +18,13 @@ def register(sub) -> None:
     p.add_argument("--eve", metavar="OUT", help="write EVE JSON events to OUT (replaced)")
     p.add_argument("--mode", choices=("ips", "tap", "ids"), default="ips",
                    help="alert.action is 'blocked' only in ips (default: ips)")
-    p.add_argument("--write-pass", metavar="P.pcap", help="write the frames the engine forwards")
-    p.add_argument("--write-drop", metavar="D.pcap", help="write the frames the engine drops or rejects")
+    p.add_argument("--write-pass", metavar="P.pcap",
+                   help="write the frames the engine forwards, bytes and link type as read: a .pcapng name "
+                   "writes pcapng (one interface per link type, so mixed inputs fit), any other name a "
+                   "classic pcap, refused at the start when the inputs mix link types")
+    p.add_argument("--write-drop", metavar="D.pcap",
+                   help="write the frames the engine drops or rejects (in every --mode: what ips would drop); "
+                   ".pcapng or classic pcap by the name, as for --write-pass")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes, frames spread by a symmetric flow hash (default: 1)")
     p.add_argument("--strict", action="store_true", help="exit 2 when any rule fails to load")
