@@ -1,8 +1,19 @@
-"""`ipsbridge replay` and `ipsbridge rules check`: the offline side of the engine."""
+"""`ipsbridge replay` and `ipsbridge rules check`: the offline side of the engine.
+
+Both print their report on stdout, which is often a pipe (`| head -1`, `| less` quit
+early): when its reader leaves, the command stops quietly with 141 (128 + SIGPIPE, what
+a shell reports for a program killed by that signal), as `cat` or `grep` would, instead
+of a BrokenPipeError traceback.  Every refusal (configuration, captures, outputs) is one
+line per problem on stderr and exit 2.
+"""
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
+
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def register(sub) -> None:
@@ -44,12 +55,31 @@ def register(sub) -> None:
     c.set_defaults(func=_rules_check)
 
 
+def _quiet_on_broken_pipe(command):
+    """`command(args)`, ended quietly with EXIT_BROKEN_PIPE when stdout's reader is gone."""
+    def run(args) -> int:
+        try:
+            rc = command(args)
+            sys.stdout.flush()                 # inside the try: the last output may be what fails
+            return rc
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())    # so the interpreter's own last flush is quiet too
+            os.close(devnull)
+            return EXIT_BROKEN_PIPE
+    run.__name__ = command.__name__
+    run.__doc__ = command.__doc__
+    return run
+
+
+@_quiet_on_broken_pipe
 def _replay(args) -> int:
     from bridge.replay import cmd_replay
 
     return cmd_replay(args)
 
 
+@_quiet_on_broken_pipe
 def _rules_check(args) -> int:
     from bridge.replay import _load_config
     from conf.build import load_rules
@@ -66,8 +96,6 @@ def _rules_check(args) -> int:
     except OSError as e:
         print(f"ipsbridge rules check: cannot read {args.config}: {e.strerror}", file=sys.stderr)
         return 2
-    import os
-
     try:
         res = load_rules(config, [os.path.abspath(f) for f in args.files], strict=args.strict)
     except RuleError as e:

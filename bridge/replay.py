@@ -335,6 +335,12 @@ def cmd_replay(args) -> int:
         print("ipsbridge replay: no capture given (PCAP|DIR ...)", file=sys.stderr)
         return EXIT_USAGE
     args.pcap = pcap_args
+    mode = args.mode or "ips"
+    try:                                       # policies Suricata refuses in this mode: refused here
+        settings = engine_settings(config, mode)
+    except ConfigError as e:
+        print(f"ipsbridge replay: configuration refused:\n{e}", file=sys.stderr)
+        return EXIT_USAGE
     rules_paths = [os.path.abspath(p) for p in rules_list]
     if not rules_paths:
         from conf.validate import rule_path
@@ -351,7 +357,6 @@ def cmd_replay(args) -> int:
     if not res.rules:
         print("ipsbridge replay: no rule loaded", file=sys.stderr)
         return EXIT_USAGE if args.strict else EXIT_FAIL
-    mode = args.mode or "ips"
     workers = max(1, int(args.workers or 1))
     try:
         pcaps = iter_pcaps(args.pcap).files
@@ -365,40 +370,40 @@ def cmd_replay(args) -> int:
     # every file's link types, from its headers: a capture we cannot read is refused (and a
     # pcap output that cannot hold the inputs' link types) before anything is inspected
     seen: dict[int, str] = {}                  # link type -> first file with it
-    pw = dw = None
+    pw = dw = eve = None
     try:
         for p in pcaps:
             for lt in sorted(linktypes(p)):
                 seen.setdefault(lt, p)
         pw = open_writer(args.write_pass, seen) if args.write_pass else None
         dw = open_writer(args.write_drop, seen) if args.write_drop else None
-    except PcapError as e:
-        if pw is not None:
-            pw.close()
-        print(f"ipsbridge replay: {e}", file=sys.stderr)
+        if args.eve:
+            with open(args.eve, "w"):
+                pass                           # a fresh file per replay
+            eve = EveWriter(args.eve)
+    except (PcapError, OSError) as e:
+        for w in (pw, dw):
+            if w is not None:
+                w.close()
+        print(f"ipsbridge replay: {_why(e, 'cannot write')}", file=sys.stderr)
         return EXIT_USAGE
-    except OSError as e:
-        print(f"ipsbridge replay: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.eve:
-        with open(args.eve, "w"):
-            pass                               # a fresh file per replay
-    eve = EveWriter(args.eve) if args.eve else None
     progress = _Progress() if sys.stderr.isatty() else None
     try:
         if workers == 1:
             from rules.engine import Engine
 
-            engine = Engine(res.rules, engine_settings(config, mode), rules_failed=len(res.errors))
+            engine = Engine(res.rules, settings, rules_failed=len(res.errors))
             sink = (lambda cnt, events: eve.write(events)) if eve else None
             totals = run_stream(engine, pcaps, eve_sink=sink, progress=progress, pass_writer=pw, drop_writer=dw,
                                 checksum=config.pcap_file_checksum_checks)
         else:
             totals = _run_workers(workers, rules_paths, args.config, mode, pcaps, eve, pw, dw)
-    except PcapError as e:
+    except BrokenPipeError:
+        raise                                  # an output piped to a reader that left: bridge.offline
+    except (PcapError, OSError) as e:          # a capture that breaks off, an output that fails midway
         if progress:
             progress.done()
-        print(f"ipsbridge replay: {e}", file=sys.stderr)
+        print(f"ipsbridge replay: {_why(e, 'stopped')}", file=sys.stderr)
         return EXIT_FAIL
     finally:
         if eve is not None:
@@ -410,6 +415,16 @@ def cmd_replay(args) -> int:
         progress.done()
     print(format_summary(totals, time.monotonic() - t0, mode, workers))
     return EXIT_OK
+
+
+def _why(e: Exception, doing: str) -> str:
+    """One line for a capture or an output that failed: a PcapError says it itself; an
+    OSError gets `doing`, the file and the system's reason ("cannot write /tmp: Is a
+    directory")."""
+    if isinstance(e, OSError):
+        where = f" {e.filename}" if e.filename else ""
+        return f"{doing}{where}: {e.strerror or e}"
+    return str(e)
 
 
 def _run_workers(n, rules_paths, config_path, mode, pcaps, eve, pw, dw) -> Totals:
