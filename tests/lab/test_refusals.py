@@ -116,7 +116,7 @@ def test_unequal_threads_quick_form_on_top_of_file(rlab):
     path = rlab.write("uneq.yaml", yaml_pair(eth0="threads: 2\n", eth1="threads: 1\n"))
     proc = ipsbridge(rlab, "run", "-c", str(path), "--threads", "2", "--stats-interval", "-1")
     # the threads problem is gone; what is left is the negative stats interval
-    assert_refused(proc, "ipsbridge: stats-interval: -1.0 is negative")
+    assert_refused(proc, "ipsbridge: stats-interval: -1.0 is not 0..86400 seconds")
 
 
 def test_every_problem_is_listed(rlab):
