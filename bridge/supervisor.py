@@ -150,6 +150,7 @@ class Supervisor:
         self.stats_json = stats_json
         self.log = structlog.get_logger("ipsbridge")
         self.stop_signal: int | None = None
+        self.hup = False
         self.procs: list[multiprocessing.Process] = []
         self.conns: dict[Any, int] = {}            # connection -> worker index
         self.latest: dict[int, dict] = {}          # worker index -> {iface: counters}
@@ -182,6 +183,11 @@ class Supervisor:
     def on_signal(self, signum, frame) -> None:
         if self.stop_signal is None:
             self.stop_signal = signum
+
+    def on_hup(self, signum, frame) -> None:
+        """SIGHUP (logrotate): the workers reopen the EVE file; nothing stops.  The
+        supervisor's own log is stderr, which has no file to reopen."""
+        self.hup = True
 
     # ------------------------------------------------------------------ loop
     def handle(self, conn) -> None:
@@ -224,12 +230,15 @@ class Supervisor:
         return {"interfaces": interfaces, "workers": workers, "inspector": insp}
 
     def run(self) -> int:
+        old_hup = signal.signal(signal.SIGHUP, self.on_hup)   # before the workers exist: never fatal
         try:
             self.start()
         except SetupError as e:
             self.log.error("setup_failed", error=str(e))
+            signal.signal(signal.SIGHUP, old_hup)
             return 1
         old = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        old[signal.SIGHUP] = old_hup
         status = 0
         try:
             status = self.loop()
@@ -257,6 +266,15 @@ class Supervisor:
         next_stats = t0 + interval if interval else None
         prev, prev_t = {}, t0
         while self.stop_signal is None:
+            if self.hup:
+                self.hup = False
+                self.log.info("reopen", reason="SIGHUP", eve=self.config.eve_log)
+                for p in self.procs:
+                    if p.is_alive():
+                        try:
+                            os.kill(p.pid, signal.SIGHUP)
+                        except ProcessLookupError:
+                            pass
             waitables = list(self.conns) + [p.sentinel for p in self.procs]
             for obj in mpc.wait(waitables, timeout=0.5):
                 if obj in self.conns:

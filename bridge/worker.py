@@ -81,6 +81,7 @@ from rules.decode import LINKTYPE_ETHERNET
 REPORT_INTERVAL = 1.0
 POLL_MS = 200
 HOLE_GRACE = 0.002          # s a kernel-owned head slot may block ready slots behind it before we skip it
+EVE_RETRY = 1.0            # s before a failed EVE file is opened again
 SEND_TRIES = 3
 
 _CSUMNOTREADY = afp.TP_STATUS_CSUMNOTREADY
@@ -165,7 +166,10 @@ class Worker:
         self.last_ts = 0.0
         self.last_ts_mono = time.monotonic()
         self.eve = None
-        self.eve_failed = False
+        self.eve_retry_at = 0.0           # monotonic time before which a failed EVE file is not reopened
+        self.eve_errors = 0               # EVE open/write failures (each retried later, never for good)
+        self.eve_lost = 0                 # events not written because of them
+        self.reopen = False               # SIGHUP: reopen the EVE file (logrotate)
         self.ports: list[_Port] = []
         rings = {}
         for p in spec.ports:
@@ -229,6 +233,9 @@ class Worker:
                     port.stalled_since = 0.0
             if stalled:
                 time.sleep(0.0005)     # poll is level-triggered: do not spin while waiting out the grace
+            if self.reopen:
+                self.reopen = False
+                self.reopen_eve()
             now = time.monotonic()
             if now >= next_report:
                 next_report = now + REPORT_INTERVAL
@@ -281,6 +288,9 @@ class Worker:
             insp = dict(self.inspector.stats())
         except Exception:
             insp = {}
+        if self.config.eve_log:
+            insp["eve.errors"] = self.eve_errors
+            insp["eve.events_lost"] = self.eve_lost
         payload = {port.name: port.counters.as_dict() for port in self.ports}
         try:
             self.conn.send((kind, self.spec.index, os.getpid(), payload, insp))
@@ -658,23 +668,51 @@ class Worker:
                 c.injected += 1
 
     def write_events(self, events) -> None:
+        """Append to the EVE file, opening it when needed.  A failure (a full disk, a
+        directory gone) loses these events, is counted and logged, and the file is tried
+        again a second later or at the next SIGHUP: EVE is never switched off for good."""
         if self.eve is None:
-            if self.eve_failed:
+            now = time.monotonic()
+            if now < self.eve_retry_at:
+                self.eve_lost += len(events)
                 return
             try:
                 from bridge.eve import EveWriter
 
                 self.eve = EveWriter(self.config.eve_log)
-            except Exception as e:       # module missing or unusable: warn once, keep bridging
-                self.eve_failed = True
-                self.log.warning("eve_disabled", path=self.config.eve_log, error=repr(e))
+            except OSError as e:
+                self._eve_failed(e, len(events), now)
                 return
         try:
             self.eve.write(events)
-        except Exception as e:
-            self.eve_failed = True
+        except OSError as e:
+            self._eve_failed(e, len(events), time.monotonic())
+
+    def _eve_failed(self, e: OSError, lost: int, now: float) -> None:
+        self.eve_errors += 1
+        self.eve_lost += lost
+        if self.eve is not None:
+            try:
+                self.eve.close()
+            except OSError:
+                pass
             self.eve = None
-            self.log.warning("eve_disabled", path=self.config.eve_log, error=repr(e))
+        self.eve_retry_at = now + EVE_RETRY
+        if self.eve_errors in (1, 10, 100) or self.eve_errors % 1000 == 0:   # not a line per batch
+            self.log.warning("eve_write_failed", path=self.config.eve_log, error=str(e), errors=self.eve_errors,
+                             events_lost=self.eve_lost, retry_in_s=EVE_RETRY)
+
+    def reopen_eve(self) -> None:
+        """SIGHUP: close the EVE file; the next events open it again by name (after logrotate
+        moved it, a new file)."""
+        if self.eve is not None:
+            try:
+                self.eve.close()
+            except OSError:
+                pass
+            self.eve = None
+        self.eve_retry_at = 0.0
+        self.log.info("eve_reopened", path=self.config.eve_log)
 
 
 def _checksum_checks(config, iface: str) -> str:
@@ -701,8 +739,13 @@ def worker_main(spec: WorkerSpec, config, conn, foreign_fds: list[int]) -> None:
         else:
             os._exit(0)
 
+    def on_hup(signum, frame):
+        if w_stop["worker"] is not None:
+            w_stop["worker"].reopen = True
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     try:
         worker = Worker(spec, config, conn)
     except Exception as e:
