@@ -426,6 +426,7 @@ def test_split_marker_dropped_and_clean_twin_intact(lab, host):
     check_blocked(of_flow(records, bad_port), bad_port, host)
     assert of_flow(records, twin_port) == []        # the twin: no alert, no drop
     check_totals(totals, records, n_rule_drops=1)
+    assert totals["interfaces"]["eth0"]["normalized"] == 0      # a real client never overlaps
 
 
 # ------------------------------------------------------------------ crafted: out of order, retransmissions
@@ -526,5 +527,7 @@ def test_crafted_segments_marker_dropped_and_twin_intact(lab, name):
     check_blocked(of_flow(records, bad_port), bad_port, SERVER4)
     assert of_flow(records, twin_port) == []
     check_totals(totals, records, n_rule_drops=1)
-    if name == "overlap-different-data":
-        assert totals["inspector"]["stream.overlap_diff_data"] == 2      # the marker's session and the twin's
+    # the twin's overlapping segment was forwarded rewritten (the marker's was dropped)
+    overlap = name == "overlap-different-data"
+    assert totals["interfaces"]["eth0"]["normalized"] == int(overlap)
+    assert totals["inspector"].get("stream.overlap_diff_data", 0) == 2 * overlap   # both sessions saw it
