@@ -244,11 +244,7 @@ class Worker:
         for port in self.ports:
             self.drain(port)
         self.finish()
-        if self.eve is not None:
-            try:
-                self.eve.close()
-            except Exception:
-                pass
+        self._close_eve()
         self.report("final")
 
     def tick(self, mono_now: float) -> None:
@@ -688,15 +684,18 @@ class Worker:
         except OSError as e:
             self._eve_failed(e, len(events), time.monotonic())
 
-    def _eve_failed(self, e: OSError, lost: int, now: float) -> None:
-        self.eve_errors += 1
-        self.eve_lost += lost
+    def _close_eve(self) -> None:
         if self.eve is not None:
             try:
                 self.eve.close()
             except OSError:
                 pass
             self.eve = None
+
+    def _eve_failed(self, e: OSError, lost: int, now: float) -> None:
+        self.eve_errors += 1
+        self.eve_lost += lost
+        self._close_eve()
         self.eve_retry_at = now + EVE_RETRY
         if self.eve_errors in (1, 10, 100) or self.eve_errors % 1000 == 0:   # not a line per batch
             self.log.warning("eve_write_failed", path=self.config.eve_log, error=str(e), errors=self.eve_errors,
@@ -705,12 +704,7 @@ class Worker:
     def reopen_eve(self) -> None:
         """SIGHUP: close the EVE file; the next events open it again by name (after logrotate
         moved it, a new file)."""
-        if self.eve is not None:
-            try:
-                self.eve.close()
-            except OSError:
-                pass
-            self.eve = None
+        self._close_eve()
         self.eve_retry_at = 0.0
         self.log.info("eve_reopened", path=self.config.eve_log)
 

@@ -352,31 +352,16 @@ def _decode_eth(mv, off: int, end: int, meta, opts, out, outer, vlan, depth: int
         return
     etype, = _u16(mv, off + 12)
     off += 14
-    if etype == ETH_P_8021Q or etype == ETH_P_8021AD or etype == ETH_P_QINQ:
-        tags = list(vlan)
-        while etype == ETH_P_8021Q or etype == ETH_P_8021AD or etype == ETH_P_QINQ:
-            if end - off < 4:
-                pkt.vlan = tuple(tags)
-                pkt.eth_type = etype
-                add_event(pkt, "decoder.vlan.header_too_small")
-                return
-            tci, etype = _vlan(mv, off)
-            tags.append(tci & 0x0FFF)
-            off += 4
-            if len(tags) > VLAN_MAX_LAYERS:
-                pkt.vlan = tuple(tags)
-                pkt.eth_type = etype
-                add_event(pkt, "decoder.vlan.too_many_layers")
-                return
-        pkt.vlan = tuple(tags)
-    pkt.eth_type = etype
-    pkt.l3_off = off
-    if etype == ETH_P_IP:
+    if etype == ETH_P_IP:          # the common cases inline: a call here would cost every frame
+        pkt.eth_type = etype
+        pkt.l3_off = off
         _decode_ipv4(mv, off, end, pkt, meta, opts, out, depth)
     elif etype == ETH_P_IPV6:
+        pkt.eth_type = etype
+        pkt.l3_off = off
         _decode_ipv6(mv, off, end, pkt, meta, opts, out, depth)
-    else:                          # ARP and anything else: no IP, body as payload
-        pkt.payload = mv[off:end]
+    else:                          # VLAN tags, ARP, anything else
+        _decode_ethertype(mv, off, end, etype, pkt, meta, opts, out, depth)
 
 
 # ---------------------------------------------------------------- other link types
@@ -407,10 +392,10 @@ def _decode_sll2(mv, meta, opts, out) -> None:
     _decode_ethertype(mv, SLL2_HEADER_LEN, end, etype, pkt, meta, opts, out)
 
 
-def _decode_ethertype(mv, off: int, end: int, etype: int, pkt: Packet, meta, opts, out) -> None:
+def _decode_ethertype(mv, off: int, end: int, etype: int, pkt: Packet, meta, opts, out, depth: int = 0) -> None:
     """The network layer named by an ethertype at `off` (Suricata's DecodeNetworkLayer),
-    VLAN tags first.  `_decode_eth` does the same steps inline (a call there would cost
-    every Ethernet frame); keep the two in step."""
+    VLAN tags first.  `_decode_eth` handles untagged IPv4/IPv6 itself and calls this for
+    the rest."""
     if etype == ETH_P_8021Q or etype == ETH_P_8021AD or etype == ETH_P_QINQ:
         tags = list(pkt.vlan)
         while etype == ETH_P_8021Q or etype == ETH_P_8021AD or etype == ETH_P_QINQ:
@@ -431,9 +416,9 @@ def _decode_ethertype(mv, off: int, end: int, etype: int, pkt: Packet, meta, opt
     pkt.eth_type = etype
     pkt.l3_off = off
     if etype == ETH_P_IP:
-        _decode_ipv4(mv, off, end, pkt, meta, opts, out, 0)
+        _decode_ipv4(mv, off, end, pkt, meta, opts, out, depth)
     elif etype == ETH_P_IPV6:
-        _decode_ipv6(mv, off, end, pkt, meta, opts, out, 0)
+        _decode_ipv6(mv, off, end, pkt, meta, opts, out, depth)
     else:                          # ARP, CAN, 802.2 LLC, ...: no IP, body as payload
         pkt.payload = mv[off:end]
 
