@@ -81,21 +81,15 @@ def _replay(args) -> int:
 
 @_quiet_on_broken_pipe
 def _rules_check(args) -> int:
-    from bridge.replay import _load_config
+    from bridge.replay import config_or_refusal
     from conf.build import load_rules
-    from conf.validate import ConfigError
     from rules import loader
     from rules.errors import RuleError
 
     t0 = time.monotonic()
-    try:
-        config = _load_config(args.config)
-    except ConfigError as e:
-        print(f"ipsbridge rules check: configuration refused:\n{e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"ipsbridge rules check: cannot read {args.config}: {e.strerror}", file=sys.stderr)
-        return 2
+    config, refused = config_or_refusal(args.config, "rules check")
+    if refused is not None:
+        return refused
     try:
         res = load_rules(config, [os.path.abspath(f) for f in args.files], strict=args.strict)
     except RuleError as e:

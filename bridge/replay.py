@@ -239,6 +239,20 @@ def _load_config(path):
     return load_file(path)
 
 
+def config_or_refusal(path, command: str):
+    """(config, None), or (None, exit status) after saying in one line per problem why the
+    configuration at `path` is refused -- for replay and rules check alike."""
+    from conf.validate import ConfigError
+
+    try:
+        return _load_config(path), None
+    except ConfigError as e:
+        print(f"ipsbridge {command}: configuration refused:\n{e}", file=sys.stderr)
+    except OSError as e:
+        print(f"ipsbridge {command}: cannot read {path}: {e.strerror}", file=sys.stderr)
+    return None, EXIT_USAGE
+
+
 # ---------------------------------------------------------------------- command
 class _Progress:
     def __init__(self) -> None:
@@ -317,14 +331,9 @@ def cmd_replay(args) -> int:
     from rules import loader
 
     t0 = time.monotonic()
-    try:
-        config = _load_config(args.config)
-    except ConfigError as e:
-        print(f"ipsbridge replay: configuration refused:\n{e}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as e:
-        print(f"ipsbridge replay: cannot read {args.config}: {e.strerror}", file=sys.stderr)
-        return EXIT_USAGE
+    config, refused = config_or_refusal(args.config, "replay")
+    if refused is not None:
+        return refused
     rules_list = list(args.rules or [])
     pcap_args = list(args.pcap or [])
     if not pcap_args:
