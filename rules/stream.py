@@ -175,7 +175,7 @@ class TcpSession:
     both directions are past the reassembly depth (later packets are inspected alone, as
     packets) -- the fact flow bypass builds on."""
 
-    __slots__ = ("client", "server", "state", "charged", "fin_due")
+    __slots__ = ("client", "server", "state", "charged", "fin_due", "simple")
 
     def __init__(self) -> None:
         self.client = TcpStream()
@@ -183,6 +183,7 @@ class TcpSession:
         self.state = EST
         self.charged = False       # counted against stream.memcap
         self.fin_due = False       # a side's FIN waits to be counted in its next_seq
+        self.simple = False        # both sides known, no FIN, established: the bookkeeping fast path
 
     def done(self) -> bool:
         return self.client.done and self.server.done
@@ -288,7 +289,7 @@ class StreamEngine:
         payload = pkt.payload
         n = len(payload)
         off = -1
-        if flags & _SLOW or not me.known or not peer.known or peer.fin_seq >= 0 or ssn.state != EST:
+        if flags & _SLOW or not ssn.simple:
             ack_ok = self._track(ssn, me, peer, pkt, flags, to_server, n)
         else:                                   # an established segment: acknowledgment, window, next_seq
             ack_ok = True
@@ -302,7 +303,10 @@ class StreamEngine:
                 elif ack > peer.last_ack:
                     peer.last_ack = ack
                 peer.window = pkt.win << me.scale
-            if n:
+            if not n:
+                if self.inline:         # a pure ACK: nothing to take in or inspect
+                    return None, ""
+            else:
                 ref = me.end
                 d = (pkt.seq - me.base - ref) & MASK
                 off = ref + d - 4294967296 if d >= HALF else ref + d
@@ -424,6 +428,7 @@ class StreamEngine:
             me.fin_due = ssn.fin_due = True        # counted in next_seq from the next packet on
         if flags & TH_RST:
             ssn.state = CLOSED
+            ssn.simple = False
             return ack_ok
         st = ssn.state
         acks_peer_fin = bool(flags & TH_ACK) and peer.fin_seq >= 0 and peer.offset(pkt.ack) > peer.fin_seq
@@ -443,6 +448,8 @@ class StreamEngine:
                 ssn.state = CLOSED if st == TIME_WAIT else TIME_WAIT
             elif st == LAST_ACK and to_server:
                 ssn.state = CLOSED
+        ssn.simple = (ssn.state == EST and ssn.client.known and ssn.server.known
+                      and ssn.client.fin_seq < 0 and ssn.server.fin_seq < 0)
         return ack_ok
 
     def _acceptable(self, me: TcpStream, peer: TcpStream, pkt: Packet, flags: int, n: int, off: int) -> bool:

@@ -292,7 +292,7 @@ def rule_set_text(et_rules, n: int) -> tuple[str, int, int]:
     return "\n".join(chosen + synth) + "\n", len(chosen), len(synth)
 
 
-def build_engine(path: Path, cfg):
+def build_engine(path: Path, cfg, packet_only: bool = False):
     from conf.build import engine_settings, load_rules
     from rules.engine import Engine
 
@@ -300,6 +300,8 @@ def build_engine(path: Path, cfg):
     res = load_rules(cfg, [str(path)])
     t1 = time.perf_counter()
     eng = Engine(res.rules, engine_settings(cfg, "ips"))
+    if packet_only:           # a measurement switch, not a setting: no TCP packet gets a stream view
+        eng.streams.update = lambda pkt, flow: (None, "")
     t2 = time.perf_counter()
     return eng, res, t1 - t0, t2 - t1
 
@@ -322,6 +324,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10,1000,10000", help="rule counts, comma separated; 'et': all of ET Open")
     ap.add_argument("--traffic", choices=("mixed", "stream"), default="mixed")
+    ap.add_argument("--packet-only", action="store_true",
+                    help="measure packet-only matching in this same build: the stream stage is short-circuited "
+                    "(every TCP payload inspected alone, as before reassembly); for the reassembly cost ratio")
     ap.add_argument("--repeat", type=int, default=3, help="fresh-engine passes per size (best is reported)")
     ap.add_argument("--synthetic-only", action="store_true",
                     help="no ET rules: only gen_rules.py rules (isolates the content-prefilter path)")
@@ -352,7 +357,7 @@ def main(argv=None) -> int:
         path.write_text(text)
         best = None
         for _ in range(args.repeat):
-            eng, res, load_s, build_s = build_engine(path, cfg)
+            eng, res, load_s, build_s = build_engine(path, cfg, args.packet_only)
             wall, cpu, alerts, drops = run_loop(eng, frames, metas)
             if best is None or cpu < best[1]:
                 best = (wall, cpu, alerts, drops, load_s, build_s, len(res.rules), len(res.errors))
