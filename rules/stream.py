@@ -2,12 +2,13 @@
 detect stage inspects for each TCP packet -- Suricata 7's raw stream
 inspection, in its inline (IPS) and its IDS form.
 
-    streams = StreamEngine(settings, mode_inline, scanner)
-    view = streams.update(pkt, flow)         # after the flow stage, before detect
+    streams = StreamEngine(settings, inline, scanner)
+    view, policy = streams.update(pkt, flow)     # after the flow stage, before detect
 
 `update` files the packet's payload into its direction's stream and returns
-a `StreamView`: the buffers payload rules inspect on this packet, and whether
-the packet was taken into the stream.  Everything below was checked packet by
+a `StreamView` -- the buffers payload rules inspect on this packet, and
+whether the packet was taken into the stream -- and what else applies to the
+packet (a memcap's exception policy, or "invalid" for stream.drop-invalid).  Everything below was checked packet by
 packet against Suricata 7.0.10 (`suricata -r`, with and without
 --simulate-ips, chunk randomization off); the differential fixtures in
 tests/replay/differential/stream_*.pcap record it.
@@ -16,16 +17,22 @@ Taking a segment in.  A payload joins its direction's stream when the session
 is tracked (`flow.tcp_session`), the packet is no SYN and no RST, its
 checksum is not known bad, it is not wholly before what the receiver already
 acknowledged (`est_pkt_before_last_ack`), not beyond the receiver's window
-(`est_packet_out_of_window`), does not acknowledge data the peer never sent
-(`est_invalid_ack`), and its direction is below `stream.reassembly.depth`.  A
-segment that would cross the depth is not taken at all
-(`reassembly_depth_reached`) and ends reassembly for that direction.
-Overlapping data: inline, the first data stays and the packet's own bytes
-are replaced by it (`reassembly_overlap_different_data` when they differ),
-so the inspected and the forwarded bytes are the ones the receiver already
-has; in IDS mode the BSD policy decides (same start: old data; starting
-before the old segment: new data).  Out-of-order segments are held until the
-gap fills (at most MAX_OOO_SEGMENTS per direction: `reassembly_insert_limit`).
+(`est_packet_out_of_window`), does not acknowledge more than the peer's last
+acknowledged byte plus the window it was given (`est_invalid_ack`), and its
+direction is below `stream.reassembly.depth`.  A segment that would cross the
+depth is not taken at all (`reassembly_depth_reached`) and ends reassembly
+for that direction.  Data sent again once the session is closing is a
+retransmission Suricata fails (`pkt_retransmission`): inline it is dropped
+when stream.drop-invalid is on.  The packet a session is picked up on
+midstream is taken in but not inspected.  Overlapping data: inline, the first
+data stays and the packet's own bytes are replaced by it
+(`reassembly_overlap_different_data` when they differ), so the inspected and
+the forwarded bytes are the ones the receiver already has; in IDS mode the
+BSD policy decides (the held data stays, but a segment starting before a held
+out-of-order one wins), and the event is raised only with
+stream.reassembly.check-overlap-different-data or a rule that uses it, never
+for an exact duplicate.  Out-of-order segments are held until the gap fills
+(at most MAX_OOO_SEGMENTS per direction: `reassembly_insert_limit`).
 
 Inline (IPS) inspection.  A packet taken into the stream is inspected over a
 window of its direction's stream: the contiguous run of data that holds the
@@ -48,8 +55,11 @@ least C bytes of it are waiting, when the session is closing (Suricata's
 states past TIME_WAIT: the client's FIN first, a RST, LAST_ACK, CLOSING,
 CLOSED), or when the depth was just reached; at the end of the flow
 (`flush`) whatever is left, acknowledged or not, is inspected on a pseudo
-packet that has no pcap_cnt.  Consecutive inspections do not overlap, so in
-IDS mode content that straddles two of them is not seen (as in Suricata).
+packet that has no pcap_cnt.  A direction whose receiver is never seen
+(async-oneside) counts all its data as acknowledged.  Consecutive inspections
+do not overlap, so in IDS mode content that straddles two of them is not seen
+(as in Suricata).  stream.reassembly.raw: no turns IDS inspection of the
+stream off (inline ignores it, as Suricata 7's inline inspection does).
 
 Each byte is scanned by the prefilter once (plus the longest fast pattern's
 length of overlap at segment boundaries): as the contiguous stream grows,
@@ -132,13 +142,12 @@ class TcpStream:
     """One direction of a TCP session.  Offsets are bytes from the first data byte
     (the sequence number after the ISN), as Python ints: no wrap-around past 4 GiB."""
 
-    __slots__ = ("isn", "base", "known", "next_seq", "data", "data_off", "end", "ooo", "ooo_bytes", "last_ack",
+    __slots__ = ("base", "known", "next_seq", "data", "data_off", "end", "ooo", "ooo_bytes", "last_ack",
                  "raw_progress", "depth_reached", "done", "window", "wscale", "scale", "fin_seq", "fin_due",
                  "seen", "segs")
 
     def __init__(self) -> None:
-        self.isn = 0               # initial sequence number (base - 1)
-        self.base = 0              # sequence number of stream offset 0
+        self.base = 0              # sequence number of stream offset 0 (the ISN + 1)
         self.known = False         # base set (a SYN / SYN-ACK / midstream pickup saw this side)
         self.next_seq = 0          # highest seq + len (+1 for SYN/FIN) sent, as an offset from the ISN
         self.data = bytearray()    # contiguous data [data_off, end) still held
@@ -159,7 +168,6 @@ class TcpStream:
         self.segs: dict[int, int] = {}    # IDS overlap check only: segment offset -> length taken
 
     def start(self, isn: int) -> None:
-        self.isn = isn & MASK
         self.base = (isn + 1) & MASK
         self.known = True
 
@@ -199,7 +207,6 @@ class StreamView:
     prefilter ids present in them when already known.  `payload` is the packet's
     payload as the receiver will get it (inline overlaps replace new bytes by the
     stream's), `rewritten` True when it differs from the packet's."""
-
 
     __slots__ = ("bufs", "payload", "found", "rewritten", "covers")
 
