@@ -1,26 +1,22 @@
 """conf: Suricata 7's own stock suricata.yaml loads (with warnings), and what it sets lands in the
 engine's settings.
 
-Two files: /etc/suricata/suricata.yaml as installed (Suricata 7.0.10 from bookworm-backports,
-`netns-lab/install.sh --with-suricata`), and SURICATA_7_0_YAML_IN below: the YAML of
-suricata.yaml.in from Suricata's main-7.0.x branch (commit 872704f7, 7.0.18-dev) with its
+The file is SURICATA_7_0_YAML_IN below (embedded, so the test runs on every machine; no
+skip when Suricata is not installed): the YAML of suricata.yaml.in from Suricata's main-7.0.x branch (commit 872704f7, 7.0.18-dev) with its
 comments and blank lines left out (the data is unchanged: both parse to the same tree) and its
 @...@ build placeholders kept; the test substitutes them as `configure` would.
 """
 from __future__ import annotations
 
-import os
 import random
 import re
 
-import pytest
 from structlog.testing import capture_logs
 
 import conf
 from conf.build import engine_settings
 
 MiB = 1024 * 1024
-ETC_SURICATA_YAML = "/etc/suricata/suricata.yaml"
 PLACEHOLDERS = {"e_logdir": "/var/log/suricata/", "e_enable_evelog": "yes", "e_rundir": "/var/run/",
                 "e_sysconfdir": "/etc/suricata/", "e_magic_file_comment": "#",
                 "e_magic_file": "/usr/share/file/magic", "e_defaultruledir": "/var/lib/suricata/rules",
@@ -72,14 +68,6 @@ def check_stock(config, logs):
 
 def test_suricata_7_0_stock_yaml_in_loads_with_warnings():
     config, logs = load_stock(render(SURICATA_7_0_YAML_IN), "suricata.yaml")
-    check_stock(config, logs)
-
-
-@pytest.mark.skipif(not os.path.exists(ETC_SURICATA_YAML), reason="Suricata is not installed "
-                    "(netns-lab/install.sh --with-suricata)")
-def test_installed_stock_suricata_yaml_loads_with_warnings():
-    with capture_logs() as logs:
-        config = conf.load_file(ETC_SURICATA_YAML, rng=random.Random(7))
     check_stock(config, logs)
 
 
