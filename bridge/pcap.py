@@ -371,12 +371,11 @@ def _pcapng_linktypes(f, path: str) -> set[int]:
         f.seek(blen - 12, 1)
 
 
-class PcapWriter:
-    """Classic pcap writer (little endian, microseconds unless `nano`): one link type
-    per file, in the global header."""
+class _Writer:
+    """A capture file to write: opened by path (and closed), or a file object given
+    (flushed on close)."""
 
-    def __init__(self, path_or_file, *, snaplen: int = 262144, nano: bool = False,
-                 linktype: int = LINKTYPE_ETHERNET) -> None:
+    def __init__(self, path_or_file) -> None:
         if isinstance(path_or_file, (str, os.PathLike)):
             self._f = open(path_or_file, "wb")
             self._own = True
@@ -384,12 +383,33 @@ class PcapWriter:
         else:
             self._f = path_or_file
             self._own = False
-            self.name = getattr(path_or_file, "name", "pcap")
+            self.name = getattr(path_or_file, "name", "capture")
+        self.count = 0
+
+    def close(self) -> None:
+        if self._own:
+            self._f.close()
+        else:
+            self._f.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class PcapWriter(_Writer):
+    """Classic pcap writer (little endian, microseconds unless `nano`): one link type
+    per file, in the global header."""
+
+    def __init__(self, path_or_file, *, snaplen: int = 262144, nano: bool = False,
+                 linktype: int = LINKTYPE_ETHERNET) -> None:
+        super().__init__(path_or_file)
         self.nano = nano
         self.linktype = linktype
         magic = 0xA1B23C4D if nano else 0xA1B2C3D4
         self._f.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
-        self.count = 0
 
     def write(self, ts: float, data: bytes | memoryview, linktype: int | None = None) -> None:
         """Append a record; `linktype`, when given, must be the file's."""
@@ -411,18 +431,6 @@ class PcapWriter:
         self._f.write(data)
         self.count += 1
 
-    def close(self) -> None:
-        if self._own:
-            self._f.close()
-        else:
-            self._f.flush()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 def _ng_block(btype: int, body: bytes) -> bytes:
     body += b"\x00" * (-len(body) % 4)
@@ -430,22 +438,16 @@ def _ng_block(btype: int, body: bytes) -> bytes:
     return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
 
 
-class PcapngWriter:
+class PcapngWriter(_Writer):
     """pcapng writer (little endian, microsecond times): a Section Header, then an
     Interface Description per link type when its first record comes, so one file can
     hold frames of several link types, each record with its own."""
 
     def __init__(self, path_or_file, *, snaplen: int = 262144) -> None:
-        if isinstance(path_or_file, (str, os.PathLike)):
-            self._f = open(path_or_file, "wb")
-            self._own = True
-        else:
-            self._f = path_or_file
-            self._own = False
+        super().__init__(path_or_file)
         self.snaplen = snaplen
         self._iface: dict[int, int] = {}       # link type -> interface id
         self._f.write(_ng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
-        self.count = 0
 
     def write(self, ts: float, data: bytes | memoryview, linktype: int = LINKTYPE_ETHERNET) -> None:
         iface = self._iface.get(linktype)
@@ -457,18 +459,6 @@ class PcapngWriter:
         self._f.write(_ng_block(6, struct.pack("<IIIII", iface, units >> 32, units & 0xFFFFFFFF, n, n)
                                 + bytes(data)))
         self.count += 1
-
-    def close(self) -> None:
-        if self._own:
-            self._f.close()
-        else:
-            self._f.flush()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def open_writer(path: str | os.PathLike, linktypes_in: dict[int, str]) -> PcapWriter | PcapngWriter:

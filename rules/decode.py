@@ -368,28 +368,26 @@ def _decode_eth(mv, off: int, end: int, meta, opts, out, outer, vlan, depth: int
 # Replay only (the bridge's ports are Ethernet): each makes the outermost Packet,
 # reads its link header and goes on in the same IPv4/IPv6 decoding as Ethernet.
 
-def _decode_sll(mv, meta, opts, out) -> None:
-    """LINKTYPE_LINUX_SLL: 16-byte cooked header, protocol (an ethertype) in bytes 14-15."""
+def _decode_cooked(mv, meta, opts, out, hdr_len: int, proto_at: int, short_event: str) -> None:
+    """A Linux cooked header of `hdr_len` bytes with the protocol (an ethertype) at `proto_at`."""
     end = len(mv)
     pkt = _new(mv, 0, end, meta, None, meta.vlan)
     out.append(pkt)
-    if end < SLL_HEADER_LEN:
-        add_event(pkt, "decoder.sll.pkt_too_small")
+    if end < hdr_len:
+        add_event(pkt, short_event)
         return
-    etype, = _u16(mv, 14)
-    _decode_ethertype(mv, SLL_HEADER_LEN, end, etype, pkt, meta, opts, out)
+    etype, = _u16(mv, proto_at)
+    _decode_ethertype(mv, hdr_len, end, etype, pkt, meta, opts, out)
+
+
+def _decode_sll(mv, meta, opts, out) -> None:
+    """LINKTYPE_LINUX_SLL: 16-byte cooked header, protocol in bytes 14-15."""
+    _decode_cooked(mv, meta, opts, out, SLL_HEADER_LEN, 14, "decoder.sll.pkt_too_small")
 
 
 def _decode_sll2(mv, meta, opts, out) -> None:
-    """LINKTYPE_LINUX_SLL2: 20-byte cooked header, protocol (an ethertype) first."""
-    end = len(mv)
-    pkt = _new(mv, 0, end, meta, None, meta.vlan)
-    out.append(pkt)
-    if end < SLL2_HEADER_LEN:
-        add_event(pkt, "decoder.sll2.pkt_too_small")
-        return
-    etype, = _u16(mv, 0)
-    _decode_ethertype(mv, SLL2_HEADER_LEN, end, etype, pkt, meta, opts, out)
+    """LINKTYPE_LINUX_SLL2: 20-byte cooked header, protocol first."""
+    _decode_cooked(mv, meta, opts, out, SLL2_HEADER_LEN, 0, "decoder.sll2.pkt_too_small")
 
 
 def _decode_ethertype(mv, off: int, end: int, etype: int, pkt: Packet, meta, opts, out, depth: int = 0) -> None:
