@@ -108,7 +108,7 @@ TOP_LEVEL = ("af-packet", "vars", "default-rule-path", "rule-files", "classifica
 INTERFACE_KEYS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Interface)
                        if f.name != "line")
 STREAM_KEYS = ("memcap", "memcap-policy", "checksum-validation", "inline", "midstream",
-               "midstream-policy", "async-oneside", "drop-invalid", "reassembly")
+               "midstream-policy", "async-oneside", "drop-invalid", "bypass", "reassembly")
 REASSEMBLY_KEYS = ("memcap", "memcap-policy", "depth", "toserver-chunk-size", "toclient-chunk-size",
                    "randomize-chunk-size", "randomize-chunk-range", "raw", "check-overlap-different-data")
 FLOW_KEYS = ("memcap", "emergency-recovery")
@@ -123,6 +123,7 @@ VARS_KEYS = ("address-groups", "port-groups")
 CHECKSUM_CHECKS = ("auto", "yes", "no", "kernel")          # af-packet (bridge.worker reads them per frame)
 PCAP_CHECKSUM_CHECKS = ("auto", "yes", "no")               # pcap-file: no kernel says anything about a file
 STREAM_INLINE = ("auto", "yes", "no")
+BYPASS_MODES = ("kernel", "user", "off")                   # af-packet bypass (bridge.fastpath, bridge.ebpf)
 EXCEPTION_POLICIES = POLICY_VALUES
 _TRUE = ("yes", "true", "on", "1", "y")
 _FALSE = ("no", "false", "off", "0", "n")
@@ -210,12 +211,8 @@ class Refused:
 
 _EBPF = Refused("eBPF/XDP capture is not supported: ipsbridge reads frames through AF_PACKET rings only",
                 "remove the key", shape="any")
-_BYPASS = Refused("flow bypass is not implemented yet (a later release)", "remove the key or set it to no",
-                  honoured=(False,))
 _TUNNEL_PARENT = Refused("the carrier packet of an IP-in-IP tunnel is never flow-tracked in ipsbridge",
                          "remove the key or set it to no", honoured=(False,))
-_BYPASSED_TIMEOUT = NoEffect("flow bypass is not implemented yet, so no flow is ever in the bypassed "
-                             "state", "int")
 _NO_CLOSED_STATE = NoEffect("UDP and ICMP flows have no closed state (Suricata 7 does not read this "
                             "key either)", "int")
 
@@ -244,12 +241,10 @@ UNIMPLEMENTED: dict[str, NoEffect | Refused] = {
     "af-packet.v2-block-size": NoEffect("ipsbridge sizes TPACKET_V2 ring blocks from the MTU", "int"),
     "af-packet.disable-hwtimestamp": NoEffect("ipsbridge always uses the kernel's software receive "
                                               "timestamps", "bool"),
-    "af-packet.bypass": _BYPASS,
     **{f"af-packet.{k}": _EBPF for k in ("xdp-mode", "xdp-filter-file", "ebpf-lb-file", "ebpf-filter-file",
                                          "pinned-maps", "pinned-maps-name", "xdp-cpu-redirect",
                                          "use-percpu-hash")},
     # stream
-    "stream.bypass": _BYPASS,
     "stream.prealloc-sessions": NoEffect("TCP sessions are allocated as flows appear, bounded by "
                                          "flow.memcap and stream.memcap", "int"),
     "stream.max-sessions": NoEffect("obsolete (Suricata 7 ignores it too): sessions are bounded by "
@@ -277,8 +272,6 @@ UNIMPLEMENTED: dict[str, NoEffect | Refused] = {
     "flow.prealloc": NoEffect("flows are allocated as they appear", "int"),
     "flow.managers": NoEffect("each worker expires its own flows: there are no flow manager threads", "int"),
     "flow.recyclers": NoEffect("each worker frees its own flows: there are no flow recycler threads", "int"),
-    **{f"flow-timeouts.{proto}.{k}": _BYPASSED_TIMEOUT for proto in TIMEOUT_PROTOS
-       for k in ("bypassed", "emergency-bypassed")},
     **{f"flow-timeouts.{proto}.{k}": _NO_CLOSED_STATE for proto in ("udp", "icmp")
        for k in ("closed", "emergency-closed")},
     # defrag
@@ -347,9 +340,13 @@ class _Map(dict):
 
     line = 0
     key_lines: dict
+    texts: dict              # key -> the scalar as written ("off" and "no" both load as False)
 
     def line_of(self, key) -> int:
         return self.key_lines.get(key, self.line)
+
+    def text_of(self, key) -> str | None:
+        return self.texts.get(key)
 
 
 class _Loader(yaml.SafeLoader):
@@ -361,6 +358,7 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
     out = _Map()
     out.line = node.start_mark.line + 1
     out.key_lines = {}
+    out.texts = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, (str, int, float, bool)) and key is not None:
@@ -369,6 +367,8 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
             loader.duplicates.append((key, key_node.start_mark.line + 1))
         out[key] = loader.construct_object(value_node, deep=True)
         out.key_lines[key] = key_node.start_mark.line + 1
+        if isinstance(value_node, yaml.ScalarNode):
+            out.texts[key] = value_node.value
     return out
 
 
@@ -647,6 +647,13 @@ class _Parser:
                     continue
             elif key == "checksum-checks":
                 v = self.as_choice(name, key, value, line, CHECKSUM_CHECKS, bools=True)
+            elif key == "bypass":
+                # Suricata's boolean: yes = bypass in the kernel (eBPF), no = only its own
+                # user-space (local) bypass; `off` is ours (YAML reads it as a boolean too)
+                if isinstance(value, bool):
+                    text = (entry.text_of(key) or "").lower()
+                    value = "off" if text == "off" else "kernel" if value else "user"
+                v = self.as_choice(name, key, value, line, BYPASS_MODES)
             elif key == "ring-size":
                 v = self.as_int(name, key, value, line, minimum=1, maximum=MAX_RING_FRAMES,
                                 fix=f"write at most {MAX_RING_FRAMES} frames: a ring must stay below "
@@ -748,7 +755,7 @@ class _Parser:
                 v = self.as_size("stream", "memcap", raw["memcap"], L("memcap"), minimum=1, fix=MEMCAP_FIX)
                 if v is not None:
                     kw["memcap"] = v
-            for key in ("midstream", "async-oneside", "drop-invalid", "checksum-validation"):
+            for key in ("midstream", "async-oneside", "drop-invalid", "bypass", "checksum-validation"):
                 if key in raw:
                     v = self.as_bool("stream", key, raw[key], L(key))
                     if v is not None:

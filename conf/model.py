@@ -75,6 +75,10 @@ class Interface:
     bpf_filter: str | None = None
     qdisc_bypass: bool = False
     tx_ring: bool = True                   # ips/tap: send through a PACKET_TX_RING, one syscall per batch
+    # where decided flows (rules.api.Bypass) go: kernel = eBPF programs forward/drop them before
+    # the ring (falls back to user with a warning when the kernel cannot), user = a table in the
+    # worker before the engine, off = every frame is inspected (Suricata's yes/no: kernel/user)
+    bypass: str = "kernel"
     line: int = 0                          # YAML line of the entry, for messages
 
 

@@ -57,6 +57,20 @@ class Inject:
 
 
 @dataclass(frozen=True, slots=True)
+class Bypass:
+    """The frame's flow needs no more inspection (a flow decision, rules.engine): the data
+    plane may take the flow out of the per-frame path (bridge.fastpath, bridge.ebpf).
+
+    Given only with frames of untunnelled, unfragmented IPv4/IPv6 TCP/UDP packets, and for
+    TCP only while the session is not closing (FIN/RST frames must reach the inspector)."""
+
+    flow: Any               # the inspector's handle for the flow: pass it back to `Inspector.bypassed`
+    action: str             # "pass" (forward every frame) | "drop" (drop every frame)
+    to_server: bool         # the direction of the frame it came with (client -> server)
+    reason: str = ""        # why: "pass", "drop", "bypass" (keyword), "stream-depth", "no-rules", "policy"
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     verdict: Verdict
     events: tuple[Any, ...] = ()     # rules.events dataclasses (Alert, Drop, DecoderEvent, ...)
@@ -65,6 +79,8 @@ class Result:
     # a frame to forward instead of the one inspected, same length: an inline TCP overlap
     # whose new bytes were replaced by the ones the stream already holds (rules.stream)
     frame: bytes | None = None
+    # the frame's flow is decided: nothing later in it needs inspection (see Bypass)
+    bypass: Bypass | None = None
 
 
 FORWARD = Result(Verdict.FORWARD)
@@ -85,6 +101,13 @@ class Inspector(Protocol):
     def finish(self) -> tuple[Any, ...]:
         """The input ended (replay, shutdown): end every flow; returns events (IDS-mode stream
         data inspected a last time).  Optional for verdict-hook plug-ins."""
+
+    # Optional, for inspectors that give `Result.bypass`:
+    #   def bypassed(self, flow, ts, pkts_toserver, bytes_toserver, pkts_toclient, bytes_toclient) -> bool
+    # frames of a decided flow that the data plane handled without calling `inspect` since the
+    # last call (their count and bytes per direction, the time of the last one): the flow's
+    # counters and timeout stay exact.  False once the flow has ended in the inspector (timed
+    # out, evicted): the data plane then forgets it, and its next frame is inspected again.
 
 
 @dataclass(slots=True)

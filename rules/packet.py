@@ -100,6 +100,8 @@ class Flow:
         "dropped",          # None, or the reason string once a drop verdict hit this flow
         "action_pass",      # True once a pass rule matched: the rest of the flow skips detection
         "tcp",              # rules.stream.TcpSession: the reassembled directions of a TCP flow
+        "decided",          # "" or why the flow needs no more inspection (rules.api.Bypass.reason)
+        "ended",            # True once the engine ended the flow (timeout, eviction, end of input)
     )
 
     def __init__(self, key, flow_id: int, ts: float) -> None:
@@ -123,6 +125,8 @@ class Flow:
         self.dropped = None
         self.action_pass = False
         self.tcp = None
+        self.decided = ""
+        self.ended = False
 
     @property
     def established(self) -> bool:

@@ -125,6 +125,8 @@ class FlowTimeouts:
     emergency_new: float
     emergency_established: float
     emergency_closed: float
+    bypassed: float = 100                      # a flow decided by a bypass (rules.api.Bypass: bypass
+    emergency_bypassed: float = 50             # keyword, stream.bypass) instead of its state's timeout
 
 
 # Suricata 7's suricata.yaml `flow-timeouts:` defaults.
@@ -167,6 +169,8 @@ class StreamSettings:
     reassembly_memcap: int = 256 * 1024 * 1024  # stream.reassembly.memcap, bytes of buffered segments
     reassembly_memcap_policy: str = "ignore"   # stream.reassembly.memcap-policy, resolved
     depth: int = 1024 * 1024                   # stream.reassembly.depth, bytes per direction (0: unlimited)
+    bypass: bool = False                       # stream.bypass: once either direction reaches the depth, the
+                                               # flow is bypassed (no more detection, from the next packet)
     # stream.reassembly.to{server,client}-chunk-size: the inline inspection window, and how
     # much acknowledged data IDS mode gathers before inspecting it.  Suricata randomizes them
     # once at start-up by default (randomize-chunk-size); conf does that, the engine sees the result.

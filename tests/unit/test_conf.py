@@ -62,6 +62,13 @@ def test_interface_defaults_and_auto_cluster_ids():
     assert conf.validate(c) == []
 
 
+@pytest.mark.parametrize("value,mode", [("", "kernel"), ("kernel", "kernel"), ("user", "user"), ("off", "off"),
+                                        ("yes", "kernel"), ("no", "user")])
+def test_bypass_modes_and_suricatas_booleans(value, mode):
+    c = load(pair(eth0=f"    bypass: {value}\n" if value else ""))
+    assert c.af_packet[0].bypass == mode
+
+
 def test_defrag_defaults_on_for_ids_and_off_inline():
     with capture_logs() as logs:
         c = load(pair().replace("af-packet:\n", "af-packet:\n  - interface: eth2\n"))
@@ -348,6 +355,7 @@ def test_unknown_key_in_used_section_is_error_with_did_you_mean(text, where, key
     ("cluster-type: cluster-flow", "cluster-type", "did you mean 'cluster_flow'?"),
     ("copy-mode: ipss", "copy-mode", "did you mean 'ips'?"),
     ("checksum-checks: kernal", "checksum-checks", "did you mean 'kernel'?"),
+    ("bypass: kernal", "bypass", "did you mean 'kernel'?"),
 ], ids=lambda v: v if isinstance(v, str) and ":" in v else None)
 def test_wrong_types_and_values_name_the_key(entry, key, fragment):
     (p,) = problems_of(f"af-packet:\n  - interface: eth0\n    {entry}\n")

@@ -108,7 +108,10 @@ LANDS = [
     ("stream.midstream", "stream:\n  midstream: yes\n", lambda e: e.stream.midstream, True),
     ("stream.async-oneside", "stream:\n  async-oneside: true\n", lambda e: e.stream.async_oneside, True),
     ("stream.drop-invalid", "stream:\n  drop-invalid: no\n", lambda e: e.stream.drop_invalid, False),
-    ("stream.bypass-no", "stream:\n  bypass: no\n", lambda e: e.stream.memcap, 64 * MiB),
+    ("stream.bypass-no", "stream:\n  bypass: no\n", lambda e: e.stream.bypass, False),
+    ("stream.bypass", "stream:\n  bypass: yes\n", lambda e: e.stream.bypass, True),
+    ("flow-timeouts.tcp.bypassed", "flow-timeouts:\n  tcp:\n    bypassed: 40\n    emergency-bypassed: 7\n",
+     lambda e: (e.flow.timeouts["tcp"].bypassed, e.flow.timeouts["tcp"].emergency_bypassed), (40, 7)),
     ("stream.reassembly.memcap", "stream:\n  reassembly:\n    memcap: 1gb\n",
      lambda e: e.stream.reassembly_memcap, GiB),
     ("stream.reassembly.depth", "stream:\n  reassembly:\n    depth: 2mb\n", lambda e: e.stream.depth, 2 * MiB),
@@ -368,8 +371,6 @@ DECISIONS = [
     ("af-packet.use-emergency-flush", afp("use-emergency-flush: yes"), "warn", "never flushes a ring"),
     ("af-packet.v2-block-size", afp("v2-block-size: 131072"), "warn", "from the MTU"),
     ("af-packet.disable-hwtimestamp", afp("disable-hwtimestamp: true"), "warn", "software receive timestamps"),
-    ("af-packet.bypass~no", afp("bypass: no"), "ok", ""),
-    ("af-packet.bypass", afp("bypass: yes"), "error", "flow bypass is not implemented yet (a later release)"),
     *[(f"af-packet.{k}", afp(f"{k}: x"), "error", "eBPF/XDP capture is not supported")
       for k in ("xdp-mode", "xdp-filter-file", "ebpf-lb-file", "ebpf-filter-file", "pinned-maps",
                 "pinned-maps-name", "xdp-cpu-redirect", "use-percpu-hash")],
@@ -377,7 +378,6 @@ DECISIONS = [
     ("af-packet.vlan-hdr", afp("vlan-hdr: x"), "error", "unknown key"),
     ("af-packet.copy-flags", afp("copy-flags: x"), "error", "unknown key"),
     # stream
-    ("stream.bypass", "stream:\n  bypass: yes\n", "error", "flow bypass is not implemented yet"),
     ("stream.prealloc-sessions", "stream:\n  prealloc-sessions: 2048\n", "warn", "allocated as flows appear"),
     ("stream.max-sessions", "stream:\n  max-sessions: 262144\n", "warn", "obsolete"),
     ("stream.max-syn-queued", "stream:\n  max-syn-queued: 10\n", "error", "alternative SYN packets"),
@@ -401,8 +401,6 @@ DECISIONS = [
     ("flow.prealloc", "flow:\n  prealloc: 10000\n", "warn", "allocated as they appear"),
     ("flow.managers", "flow:\n  managers: 2\n", "warn", "no flow manager threads"),
     ("flow.recyclers", "flow:\n  recyclers: 2\n", "warn", "no flow recycler threads"),
-    *[(f"flow-timeouts.{p}.{k}", f"flow-timeouts:\n  {p}:\n    {k}: 100\n", "warn", "flow bypass is not implemented")
-      for p in ("default", "tcp", "udp", "icmp") for k in ("bypassed", "emergency-bypassed")],
     *[(f"flow-timeouts.{p}.{k}", f"flow-timeouts:\n  {p}:\n    {k}: 5\n", "warn", "no closed state")
       for p in ("udp", "icmp") for k in ("closed", "emergency-closed")],
     ("flow-timeouts.sctp", "flow-timeouts:\n  sctp:\n    new: 5\n", "error", "unknown key"),
@@ -492,17 +490,18 @@ def test_every_unimplemented_key_has_a_decision_test():
 
 
 def test_refusals_from_one_file_are_all_reported_with_their_lines():
-    problems = refusals("stream:\n  bypass: yes\n  memcap: x\ndefrag:\n  memcap: 1gb\n"
+    problems = refusals("stream:\n  liberal-timestamps: yes\n  memcap: x\ndefrag:\n  memcap: 1gb\n"
                         "decoder:\n  vntag:\n    enabled: yes\n")
     assert sorted((p.line, p.where, p.key) for p in problems) == [
-        (2, "stream", "bypass"), (3, "stream", "memcap"), (5, "defrag", "memcap"), (8, "decoder.vntag", "enabled")]
+        (2, "stream", "liberal-timestamps"), (3, "stream", "memcap"), (5, "defrag", "memcap"),
+        (8, "decoder.vntag", "enabled")]
     assert all(LINE_SHAPE.match(str(p)) for p in problems)
 
 
 def test_refusal_line_is_exactly_file_line_where_key_message_fix():
-    p = one_refusal("stream:\n  bypass: yes\n")
-    assert str(p) == ("test.yaml:2: stream: bypass: flow bypass is not implemented yet (a later release) "
-                      "-- fix: remove the key or set it to no")
+    p = one_refusal("stream:\n  max-syn-queued: 10\n")
+    assert str(p) == ("test.yaml:2: stream: max-syn-queued: ipsbridge tracks the first handshake of a flow and "
+                      "does not queue alternative SYN packets -- fix: remove the key")
 
 
 # ------------------------------------------------------------------ bounds

@@ -31,8 +31,6 @@ STOCK_KEY_WARNINGS = {
     ("config_key_ignored", "defrag", "prealloc"),
     ("config_key_ignored", "flow", "hash-size"),
     ("config_key_ignored", "flow", "prealloc"),
-    *{("config_key_ignored", f"flow-timeouts.{p}", k) for p in ("default", "tcp", "udp", "icmp")
-      for k in ("bypassed", "emergency-bypassed")},
 }
 
 
