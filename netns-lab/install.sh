@@ -5,7 +5,9 @@
 #   bash netns-lab/install.sh --with-suricata  # also Suricata 7 (bookworm-backports), for the benchmark
 #
 # Idempotent: packages already present are not fetched again.  Quiet unless
-# something fails; then it says what and exits non-zero.
+# something fails; then it says what and exits non-zero.  nginx-light and wrk
+# are the benchmark's HTTP server and client: the lab runs nginx with a private
+# config per run, so the Debian service is never started (and is disabled).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +15,7 @@ WITH_SURICATA=0
 for arg in "$@"; do
     case "$arg" in
         --with-suricata) WITH_SURICATA=1 ;;
-        -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -29,7 +31,9 @@ command -v "$PY" >/dev/null || die "$PY not found"
 
 export DEBIAN_FRONTEND=noninteractive
 APT_LOG="$(mktemp)"
-trap 'rm -f "$APT_LOG"' EXIT
+PIP_LOG="$(mktemp)"
+OWN_POLICY=""        # a policy-rc.d this script wrote, removed whatever happens
+trap 'rm -f "$APT_LOG" "$PIP_LOG" $OWN_POLICY' EXIT
 apt_quiet() {
     if ! apt-get -qq -o=Dpkg::Use-Pty=0 "$@" >"$APT_LOG" 2>&1; then
         cat "$APT_LOG" >&2
@@ -44,12 +48,35 @@ missing() {   # print the packages of "$@" that are not installed
     done
 }
 
-PKGS=(iproute2 ethtool iputils-ping iperf3 tcpdump procps)
+PKGS=(iproute2 ethtool iputils-ping iperf3 tcpdump procps nginx-light wrk)
 mapfile -t NEED < <(missing "${PKGS[@]}")
+NEW_NGINX=0
 if [ "${#NEED[@]}" -gt 0 ]; then
     step "apt-get install ${NEED[*]}"
+    [[ " ${NEED[*]} " == *" nginx-light "* ]] && NEW_NGINX=1
+    # No service may start while installing: nginx's postinst would start the system
+    # nginx on port 80 (the bench runs its own, per lab, by PID).  Debian's hook for
+    # that is /usr/sbin/policy-rc.d; a machine that has one keeps it.
+    POLICY=/usr/sbin/policy-rc.d
+    if [ ! -e "$POLICY" ]; then
+        OWN_POLICY="$POLICY"
+        printf '#!/bin/sh\nexit 101\n' >"$POLICY"
+        chmod 755 "$POLICY"
+    fi
     apt_quiet update
     apt_quiet install -y --no-install-recommends "${NEED[@]}"
+    if [ -n "$OWN_POLICY" ]; then
+        rm -f "$OWN_POLICY"
+        OWN_POLICY=""
+    fi
+fi
+if [ "$NEW_NGINX" -eq 1 ]; then
+    # installed just now by this script, so nobody relies on the system service yet
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now nginx.service >/dev/null 2>&1 || true
+    elif command -v update-rc.d >/dev/null; then
+        update-rc.d nginx disable >/dev/null 2>&1 || true
+    fi
 fi
 
 if [ "$WITH_SURICATA" -eq 1 ] && [ ! -x /usr/bin/suricata ]; then
@@ -64,14 +91,12 @@ if [ "$WITH_SURICATA" -eq 1 ] && [ ! -x /usr/bin/suricata ]; then
 fi
 
 step "pip install -e $REPO[test]"
-PIP_LOG="$(mktemp)"
-trap 'rm -f "$APT_LOG" "$PIP_LOG"' EXIT
 if ! "$PY" -m pip install -q --disable-pip-version-check --no-input -e "$REPO[test]" >"$PIP_LOG" 2>&1; then
     cat "$PIP_LOG" >&2
     die "pip install -e $REPO[test] failed"
 fi
 
-for tool in ip ethtool ping iperf3 tcpdump; do
+for tool in ip ethtool ping iperf3 tcpdump nginx wrk; do
     command -v "$tool" >/dev/null || die "$tool still missing after install"
 done
 "$PY" -c 'import pyroute2, yaml, structlog, hyperscan, pytest, scapy' 2>/dev/null \
