@@ -1,0 +1,449 @@
+"""The user-space fast path: frames of decided flows, forwarded or dropped without the engine.
+
+When the inspector decides a flow (a pass or drop that holds for the whole flow, the
+`bypass` keyword, stream.bypass, no rule left that could match: `rules.api.Bypass` on
+`Result.bypass`), the data plane installs the flow here, and every later frame of it is
+looked up before the engine and answered FORWARD or DROP with no decoding and no
+inspection.  Per worker; the worker (bridge.worker) and replay (bridge.replay) call it
+the same way:
+
+    fp = FastPath([FastPort(0, ifindex_a, 1), FastPort(1, ifindex_b, 0)], inspector, mode="ips")
+    per frame:   v = fp.hit(port, buf, start, end, vlan, ts)   # MISS, FORWARD or DROP
+                 if v == MISS: r = inspector.inspect(...);  if r.bypass: fp.install(port, ..., r.bypass, ts)
+    per tick:    fp.sync(mono_to_ts); inspector.tick(now); fp.sync(mono_to_ts)
+    shutdown:    fp.sync(); inspector.finish(); fp.clear()
+
+The key.  Fixed offsets, sliced from the frame, never decoded: the 12 bytes src, dst,
+sport, dport of IPv4 (L3+12..L3+24) or the 36 of IPv6 (L3+8..L3+44), in one dict per
+port and protocol (TCP, UDP); with a VLAN the key is `(vlan, bytes)`.  Keyable frames:
+Ethernet, no VLAN tag in the bytes when the kernel stripped one (`vlan` given: an
+in-band tag as well is QinQ, not keyable) or one in-band 802.1Q/802.1ad tag with a VLAN
+id other than 0 (pcap replay); then IPv4 with IHL 5, no fragment bits (MF 0, offset 0)
+and a total length that fits the frame, or IPv6 whose next header is TCP or UDP
+directly, payload length fitting the frame; TCP with a whole 20-byte header, UDP with
+its 8.  Anything else (QinQ, IP options, fragments, extension headers, ICMP, other
+link types, truncated packets) is a MISS: it goes to the engine.  The hot case, an
+untagged IPv4 frame of 48 bytes or more, is one `struct.unpack_from` and one dict
+lookup (`hit`); the rest takes `_parse`, which gives the same keys.
+
+Entries.  Each direction has its own entry, `[action, packets, bytes, last ts, flow]`,
+in the table of the port its frames arrive on: the frame that carried the decision on
+its ingress port, the reverse (src<->dst, sport<->dport) on the peer port -- both on the
+one port when there is no peer (IDS, replay).  Both entries point to one per-flow record
+(`_Flow`: the inspector's handle, the entries, where they live, the kernel entries).
+Bytes per frame are the IP packet length (IPv4 total length, IPv6 payload length + 40),
+the unit `Inspector.bypassed` takes, so the engine's flow counters stay exact.
+
+TCP SYN, FIN or RST on a known flow never takes the fast path: the flow's counts are
+pushed to `inspector.bypassed`, its entries (user and kernel) go, and the frame is a
+MISS, so the engine sees the session close (or a new session on the same ports) as it
+would without the fast path.  The engine gives no `Result.bypass` while a session is
+closing, so the flow is not installed again.
+
+Time.  `sync` pushes every flow's counts since the last call and the time of its last
+frame to `inspector.bypassed(flow, ts, pkts_toserver, bytes_toserver, pkts_toclient,
+bytes_toclient)`, which returns False once the inspector has ended the flow (timeout,
+eviction, end of input): its entries go, and its next frame is inspected again.  Call it
+before `inspector.tick(now)` (so the flow's last activity is known when timeouts are
+checked) and again after it (so a flow that tick ended is forgotten at once, not a tick
+later, and a new flow on the same key is inspected from its first frame).
+
+Modes: ips installs pass and drop flows; tap only pass flows (a tap never drops: its drop
+verdicts are counted, frame by frame, by the engine); ids (no copy-mode) both, nothing is
+forwarded anyway -- a decided flow just stops costing inspection.
+
+Kernel (optional, `bridge.ebpf.KernelOffload`): `install` also adds each direction to the
+kernel's map (ingress ifindex, redirect = the peer's ifindex; 0 without a peer), so the
+kernel forwards or drops the flow's frames before they reach the ring; `sync` reads the
+kernel's counts back (`kernel.read`: cumulative packets, bytes and last-seen
+CLOCK_MONOTONIC ns; the difference since the previous read is pushed, the time converted
+by `mono_to_ts`), and removal (FIN/RST, ended flows, `clear`) deletes the kernel entries.
+Frames still in the ring when the kernel entry appears take the user-space entry.
+
+Known limits, all of them the data plane not seeing what it does not decode: a frame of a
+decided flow with malformed TCP options or an inconsistent UDP length is forwarded or
+dropped without the engine's decoder event; a flow the engine evicted at its memcap keeps
+its entries until the next `sync`; a flow's place in the engine's least-recently-used
+order moves at `sync`, not per frame.
+
+Counters (`stats`, per flow, not per entry): `bypass.installed`, `bypass.removed`,
+`bypass.active`, `bypass.pass_frames`, `bypass.pass_bytes`, `bypass.drop_frames`,
+`bypass.drop_bytes` (frames answered here), and the kernel's `bypass.kernel.*`.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rules.decode import ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6
+from rules.packet import IPPROTO_TCP, IPPROTO_UDP, TH_FIN, TH_RST, TH_SYN
+
+MISS, FORWARD, DROP = 0, 1, 2
+
+ACTIONS = {"pass": FORWARD, "drop": DROP}          # rules.api.Bypass.action -> what hit() answers
+ACTION_NAMES = {FORWARD: "pass", DROP: "drop"}
+MODES = ("ips", "tap", "ids")
+_ENDS = TH_SYN | TH_FIN | TH_RST                  # TCP flags that take a flow out of the fast path
+
+# Untagged Ethernet + IPv4 with IHL 5 + the first 14 bytes of TCP (or 8 of UDP and 6 more),
+# from the frame's first byte (48 bytes): ethertype|version-IHL|TOS, total length,
+# flags-fragment offset|TTL|protocol, src dst sport dport (the key), TCP data offset|flags
+_ETH_IP4 = struct.Struct("!12xIH2xI2x12s8xH")
+_ETH_IP4_LEN = _ETH_IP4.size
+_IP4_HEAD = (ETH_P_IP << 8) | 0x45                # ethertype IPv4, version 4, IHL 5
+_IP4_FRAG_PROTO = 0x3FFF00FF                      # MF + fragment offset, protocol (TTL masked out)
+_TCP4_MIN = 40                                    # IPv4 + TCP headers
+_UDP4_MIN = 28
+_TCP_HDR, _UDP_HDR = 20, 8
+_VLAN_TPIDS = (ETH_P_8021Q, ETH_P_8021AD)
+
+
+@dataclass(frozen=True, slots=True)
+class FastPort:
+    index: int                # position in the worker's port list
+    ifindex: int              # 0 in replay
+    peer: int | None          # index of the peer port (None: IDS, or replay with one "port")
+
+
+class _Flow:
+    """One decided flow: the inspector's handle and both directions' entries."""
+
+    __slots__ = ("handle", "action", "toserver", "toclient", "where", "kernel", "kseen")
+
+    def __init__(self, handle, action: int) -> None:
+        self.handle = handle
+        self.action = action
+        self.toserver: list = []      # [action, packets, bytes, last ts, self] of each direction
+        self.toclient: list = []
+        self.where: list = []         # (table, key) of each installed entry
+        self.kernel: list = []        # kernel map keys (ifindex, ipver, proto, vlan, src, dst, sport, dport, to_server)
+        self.kseen: list = []         # [packets, bytes] read from each kernel entry so far
+
+
+def _reverse(key: bytes) -> bytes:
+    """The key of the other direction: src<->dst, sport<->dport."""
+    if len(key) == 12:
+        return key[4:8] + key[0:4] + key[10:12] + key[8:10]
+    return key[16:32] + key[0:16] + key[34:36] + key[32:34]
+
+
+def _split(key: bytes) -> tuple[bytes, bytes, int, int]:
+    """src, dst, sport, dport of a key."""
+    a = len(key) - 4 >> 1
+    return key[:a], key[a:2 * a], key[2 * a] << 8 | key[2 * a + 1], key[2 * a + 2] << 8 | key[2 * a + 3]
+
+
+def _parse(buf, start: int, end: int, vlan: int):
+    """(proto, key bytes, VLAN id, IP version, IP packet length, TCP flags) of a keyable
+    frame, None for any other (module docstring).  Every case; `FastPath.hit` inlines the
+    untagged IPv4 one."""
+    n = end - start
+    if n < 14:
+        return None
+    et = buf[start + 12] << 8 | buf[start + 13]
+    off = start + 14
+    if et in _VLAN_TPIDS:
+        if vlan or n < 18:
+            return None           # a stripped tag and one in the bytes: QinQ
+        vlan = (buf[start + 14] << 8 | buf[start + 15]) & 0x0FFF
+        if not vlan:
+            return None           # a priority tag: the engine keys it apart from untagged frames
+        et = buf[start + 16] << 8 | buf[start + 17]
+        off = start + 18
+    avail = end - off
+    if et == ETH_P_IP:
+        if avail < 20 or buf[off] != 0x45 or (buf[off + 6] & 0x3F) | buf[off + 7]:
+            return None
+        proto = buf[off + 9]
+        ip_len = buf[off + 2] << 8 | buf[off + 3]
+        l4, key_at, key_len, ipver = off + 20, off + 12, 12, 4
+    elif et == ETH_P_IPV6:
+        if avail < 40 or buf[off] >> 4 != 6:
+            return None
+        proto = buf[off + 6]
+        ip_len = (buf[off + 4] << 8 | buf[off + 5]) + 40
+        l4, key_at, key_len, ipver = off + 40, off + 8, 36, 6
+    else:
+        return None
+    if ip_len > avail:
+        return None               # truncated: the engine reports it
+    if proto == IPPROTO_TCP:
+        if ip_len < l4 - off + _TCP_HDR:
+            return None
+        flags = buf[l4 + 13]
+    elif proto == IPPROTO_UDP:
+        if ip_len < l4 - off + _UDP_HDR:
+            return None
+        flags = 0
+    else:
+        return None
+    return proto, bytes(buf[key_at:key_at + key_len]), vlan, ipver, ip_len, flags
+
+
+class FastPath:
+    """Decided flows of one worker, per port (see the module docstring)."""
+
+    def __init__(self, ports: list[FastPort], inspector, *, kernel=None, mode: str = "ips") -> None:
+        """mode ips|tap|ids; tap installs only pass flows; kernel: a bridge.ebpf.KernelOffload or None."""
+        if mode not in MODES:
+            raise ValueError(f"fast path mode {mode!r}: expected one of {', '.join(MODES)}")
+        if [p.index for p in ports] != list(range(len(ports))):
+            raise ValueError("fast path ports must be listed in index order, from 0")
+        self.ports = list(ports)
+        self.mode = mode
+        self.kernel = kernel
+        # an inspector without `bypassed` could never tell a flow ended: nothing is installed
+        self._bypassed: Callable[..., bool] | None = getattr(inspector, "bypassed", None)
+        self._tcp: list[dict] = [{} for _ in ports]
+        self._udp: list[dict] = [{} for _ in ports]
+        self._flows: dict[int, _Flow] = {}            # id(handle) -> flow (the flow holds the handle)
+        self.installed = 0
+        self.removed = 0
+        # frames and bytes counted in entries and already pushed, per action
+        self._done = {FORWARD: [0, 0], DROP: [0, 0]}
+        self._mono_to_ts: Callable[[int], float] | None = None    # the last one sync() was given
+
+    # ------------------------------------------------------------------ per frame
+    def hit(self, port: int, buf, start: int, end: int, vlan: int, ts: float) -> int:
+        """Per frame, before the engine: MISS (inspect it), FORWARD or DROP. buf[start:end] is the
+        frame (a memoryview of the ring slot, or bytes). vlan: the kernel-stripped VLAN id, 0 if
+        none (when 0 and the frame has an 802.1Q/802.1ad tag at offset 12 -- pcap replay -- that
+        in-band tag is the VLAN). SYN/FIN/RST frames of a known flow: push counts, remove the
+        flow's entries (user and kernel), return MISS."""
+        tcp = self._tcp[port]
+        udp = self._udp[port]
+        if not tcp and not udp:
+            return MISS
+        if end - start >= _ETH_IP4_LEN:
+            head, ip_len, frag_proto, key, flags = _ETH_IP4.unpack_from(buf, start)
+            if head >> 8 == _IP4_HEAD and ip_len <= end - start - 14:
+                frag_proto &= _IP4_FRAG_PROTO
+                if vlan:
+                    key = (vlan, key)
+                if frag_proto == IPPROTO_TCP:
+                    if ip_len < _TCP4_MIN:
+                        return MISS
+                    e = tcp.get(key)
+                    if e is None:
+                        return MISS
+                    if flags & _ENDS:
+                        self._end(e[4])
+                        return MISS
+                elif frag_proto == IPPROTO_UDP and ip_len >= _UDP4_MIN:
+                    e = udp.get(key)
+                    if e is None:
+                        return MISS
+                else:
+                    return MISS
+                e[1] += 1
+                e[2] += ip_len
+                e[3] = ts
+                return e[0]
+        return self._hit_other(tcp, udp, buf, start, end, vlan, ts)
+
+    def _hit_other(self, tcp: dict, udp: dict, buf, start: int, end: int, vlan: int, ts: float) -> int:
+        """hit() for the frames the inline case does not take: short, tagged, IPv6."""
+        k = _parse(buf, start, end, vlan)
+        if k is None:
+            return MISS
+        proto, key, vlan, _ipver, ip_len, flags = k
+        e = (tcp if proto == IPPROTO_TCP else udp).get((vlan, key) if vlan else key)
+        if e is None:
+            return MISS
+        if flags & _ENDS:
+            self._end(e[4])
+            return MISS
+        e[1] += 1
+        e[2] += ip_len
+        e[3] = ts
+        return e[0]
+
+    def lookup(self, port: int, buf, start: int, end: int, vlan: int) -> tuple[Any, bool] | None:
+        """(the inspector's flow handle, to_server) of the entry the frame falls to, or None.
+        Not for every frame: replay uses it to describe a frame the fast path dropped."""
+        k = _parse(buf, start, end, vlan)
+        if k is None:
+            return None
+        proto, key, vlan, _ipver, _ip_len, _flags = k
+        table = self._tcp[port] if proto == IPPROTO_TCP else self._udp[port]
+        e = table.get((vlan, key) if vlan else key)
+        if e is None:
+            return None
+        f = e[4]
+        return f.handle, e is f.toserver
+
+    # ------------------------------------------------------------------ decisions
+    def install(self, port: int, buf, start: int, end: int, vlan: int, bypass, ts: float) -> bool:
+        """After inspect() returned Result.bypass for this frame: add both directions (and the
+        kernel entries when there is a kernel). False when the frame is not keyable or the mode
+        does not allow it (tap + drop)."""
+        action = ACTIONS.get(bypass.action)
+        if action is None or (action == DROP and self.mode == "tap") or self._bypassed is None:
+            return False
+        k = _parse(buf, start, end, vlan)
+        if k is None:
+            return False
+        proto, key, vlan, ipver, _ip_len, flags = k
+        if proto == IPPROTO_TCP and flags & _ENDS:
+            return False                      # closing or starting: stays with the engine
+        old = self._flows.get(id(bypass.flow))
+        if old is not None:
+            if old.handle is bypass.flow and old.action == action:
+                return True                   # already installed (a frame that raced its entry)
+            self._end(old)
+        ingress = self.ports[port]
+        peer = self.ports[ingress.peer] if ingress.peer is not None else ingress
+        rkey = _reverse(key)
+        here = self._tcp[port] if proto == IPPROTO_TCP else self._udp[port]
+        there = self._tcp[peer.index] if proto == IPPROTO_TCP else self._udp[peer.index]
+        fkey = (vlan, key) if vlan else key
+        bkey = (vlan, rkey) if vlan else rkey
+        for table, k_ in ((here, fkey), (there, bkey)):
+            e = table.get(k_)
+            if e is not None:
+                self._end(e[4])               # an older flow on the same key (it ended in the engine)
+        f = _Flow(bypass.flow, action)
+        fwd = [action, 0, 0, ts, f]
+        back = [action, 0, 0, ts, f]
+        here[fkey] = fwd
+        f.where.append((here, fkey))
+        if there is not here or bkey != fkey:
+            there[bkey] = back
+            f.where.append((there, bkey))
+        # else: src == dst and sport == dport, one key for both directions (the engine calls it to_server)
+        if bypass.to_server:
+            f.toserver, f.toclient = fwd, back
+        else:
+            f.toserver, f.toclient = back, fwd
+        if self.kernel is not None:
+            self._kernel_add(f, ingress, peer, ipver, proto, vlan, key, rkey, bypass.to_server)
+        self._flows[id(bypass.flow)] = f
+        self.installed += 1
+        return True
+
+    def _kernel_add(self, f: _Flow, ingress: FastPort, peer: FastPort, ipver: int, proto: int, vlan: int,
+                    key: bytes, rkey: bytes, to_server: bool) -> None:
+        name = ACTION_NAMES[f.action]
+        has_peer = ingress.peer is not None
+        sides = [(ingress.ifindex, key, peer.ifindex if has_peer else 0, to_server)]
+        if has_peer or rkey != key:
+            sides.append((peer.ifindex, rkey, ingress.ifindex if has_peer else 0, not to_server))
+        for ifindex, k, redirect, ts_dir in sides:
+            src, dst, sport, dport = _split(k)
+            try:
+                ok = self.kernel.add(ifindex, ipver, proto, vlan, src, dst, sport, dport, name, redirect)
+            except OSError:
+                ok = False
+            if ok:
+                f.kernel.append((ifindex, ipver, proto, vlan, src, dst, sport, dport, ts_dir))
+                f.kseen.append([0, 0])
+
+    # ------------------------------------------------------------------ time
+    def sync(self, mono_to_ts: Callable[[int], float] | None = None) -> None:
+        """Each tick, BEFORE inspector.tick(now): push every flow's new counts/last ts to
+        inspector.bypassed(...) (kernel entries read with kernel.read; `mono_to_ts(ns)` converts the
+        kernel's CLOCK_MONOTONIC ns to the frame-time domain), and forget flows it says ended.
+        Called again right after the tick, it forgets the flows that tick ended."""
+        if mono_to_ts is not None:
+            self._mono_to_ts = mono_to_ts
+        for f in list(self._flows.values()):
+            if not self._push(f, mono_to_ts):
+                self._remove(f)
+
+    def _push(self, f: _Flow, mono_to_ts=None) -> bool:
+        """Hand the flow's counts since the last push to the inspector; False: it ended there."""
+        s, c = f.toserver, f.toclient
+        ps, bs, pc, bc = s[1], s[2], c[1], c[2]
+        last = s[3] if s[3] > c[3] else c[3]
+        s[1] = s[2] = c[1] = c[2] = 0
+        done = self._done[f.action]
+        done[0] += ps + pc
+        done[1] += bs + bc
+        if f.kernel:
+            for entry, seen in zip(f.kernel, f.kseen):
+                try:
+                    got = self.kernel.read(*entry[:8])
+                except OSError:
+                    got = None
+                if got is None:
+                    continue
+                pkts, nbytes, last_ns = got
+                dp, db = pkts - seen[0], nbytes - seen[1]
+                if dp <= 0:
+                    continue
+                seen[0], seen[1] = pkts, nbytes
+                if entry[8]:
+                    ps += dp
+                    bs += db
+                else:
+                    pc += dp
+                    bc += db
+                if mono_to_ts is not None:
+                    kts = mono_to_ts(last_ns)
+                    if kts > last:
+                        last = kts
+        try:
+            return bool(self._bypassed(f.handle, last, ps, bs, pc, bc))
+        except Exception:
+            return False                       # an inspector that fails on it: inspect the flow again
+
+    def _end(self, f: _Flow) -> None:
+        """The flow leaves the fast path (FIN/RST/SYN, a newer flow on its key): counts pushed,
+        entries gone."""
+        self._push(f, self._mono_to_ts)
+        self._remove(f)
+
+    def _remove(self, f: _Flow) -> None:
+        if self._flows.get(id(f.handle)) is f:
+            del self._flows[id(f.handle)]
+        else:
+            return                             # already gone
+        for table, key in f.where:
+            e = table.get(key)
+            if e is not None and e[4] is f:
+                del table[key]
+        if self.kernel is not None:
+            for entry in f.kernel:
+                try:
+                    self.kernel.remove(*entry[:8])
+                except OSError:
+                    pass
+        self.removed += 1
+
+    def clear(self) -> None:
+        """Remove everything (user and kernel): shutdown, reload.  Counts not pushed yet stay
+        counted in `stats` but are not pushed (call `sync` first to push them)."""
+        for f in list(self._flows.values()):
+            s, c = f.toserver, f.toclient
+            done = self._done[f.action]
+            done[0] += s[1] + c[1]
+            done[1] += s[2] + c[2]
+            s[1] = s[2] = c[1] = c[2] = 0
+            self._remove(f)
+
+    # ------------------------------------------------------------------ counters
+    @property
+    def active(self) -> int:
+        """Flows in the fast path now."""
+        return len(self._flows)
+
+    def stats(self) -> dict[str, int]:
+        """bypass.* counters: flows installed/removed/active, frames and bytes answered here per
+        action (including those not pushed yet), and the kernel's totals."""
+        frames = {FORWARD: self._done[FORWARD][0], DROP: self._done[DROP][0]}
+        nbytes = {FORWARD: self._done[FORWARD][1], DROP: self._done[DROP][1]}
+        for f in self._flows.values():
+            frames[f.action] += f.toserver[1] + f.toclient[1]
+            nbytes[f.action] += f.toserver[2] + f.toclient[2]
+        out = {
+            "bypass.installed": self.installed, "bypass.removed": self.removed, "bypass.active": len(self._flows),
+            "bypass.pass_frames": frames[FORWARD], "bypass.pass_bytes": nbytes[FORWARD],
+            "bypass.drop_frames": frames[DROP], "bypass.drop_bytes": nbytes[DROP],
+        }
+        if self.kernel is not None:
+            try:
+                out.update(self.kernel.totals())
+            except OSError:
+                pass
+        return out
