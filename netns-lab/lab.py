@@ -42,15 +42,20 @@ commands:
   up        build the lab (optionally start ipsbridge in it), print how to enter
             the namespaces, keep it until Ctrl-C, then tear it down
   cleanup   remove lab namespaces left behind by crashed runs
-  bench     ipsbridge vs the kernel bridge (and Suricata if installed): TCP
-            throughput, 64-byte UDP packet rate, RTT, CPU per frame
+  bench     the kernel bridge, Suricata 7 (if installed) and ipsbridge (bypass on
+            and off) in one run on the same rules: TCP throughput, 64-byte UDP
+            packet rate, HTTP short flows (nginx + wrk), RTT, CPU per packet,
+            drop checks; ratios to Suricata and to the kernel bridge
+            ('lab.py bench --help' for its options)
 
 examples:
   sudo python3 netns-lab/lab.py demo
   sudo python3 netns-lab/lab.py demo --mode tap --threads 2
   sudo python3 netns-lab/lab.py up -c conf/ipsbridge.yaml
   sudo python3 netns-lab/lab.py cleanup --all
-  sudo python3 netns-lab/lab.py bench --seconds 5
+  sudo python3 netns-lab/lab.py bench --rounds 3 --rules netns-lab/bench-100.rules
+  sudo python3 netns-lab/lab.py bench --rounds 3 --rules etopen --json bench.json
+  sudo python3 netns-lab/lab.py bench --only tcp,http --contenders suricata,ipsbridge
 """
 
 
@@ -330,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prefix", default=None, help="only namespaces with this prefix (default: any lab's)")
     c.set_defaults(func=cmd_cleanup)
 
-    b = sub.add_parser("bench", help="benchmark against the kernel bridge (and Suricata)", add_help=False,
+    b = sub.add_parser("bench", help="benchmark against the kernel bridge and Suricata", add_help=False,
                        description="Arguments are passed to netns-lab/bench.py (see 'lab.py bench --help').")
     b.add_argument("bench_args", nargs=argparse.REMAINDER)
     b.set_defaults(func=cmd_bench)
