@@ -105,7 +105,8 @@ class Inspector(Protocol):
     # Optional, for inspectors that give `Result.bypass`:
     #   def bypassed(self, flow, ts, pkts_toserver, bytes_toserver, pkts_toclient, bytes_toclient) -> bool
     # frames of a decided flow that the data plane handled without calling `inspect` since the
-    # last call (their count and bytes per direction, the time of the last one): the flow's
+    # last call (their count and bytes -- frame lengths, as `inspect` counts them -- per
+    # direction, the time of the last one): the flow's
     # counters and timeout stay exact.  False once the flow has ended in the inspector (timed
     # out, evicted): the data plane then forgets it, and its next frame is inspected again.
 

@@ -136,6 +136,7 @@ class Detector:
         self._scan_short = self.index.short_db.scan
         self._short_maps: dict[tuple, dict] = {}     # short-pattern candidates -> {short id: rules}
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
+        self._pid_reps: dict[int, tuple] = {}         # id(header group) -> its pattern rules' distinct headers
         self.evaluated = 0                            # rules whose checks ran (counter)
 
     def forget(self, flow_id: int) -> None:
@@ -193,6 +194,36 @@ class Detector:
         if len(later) == len(plain):
             later = plain
         return plain, nsrc, tuple(g for g in groups if g.by_pid), later, short
+
+    def could_match(self, pkt: Packet, flow, *, iponly: bool) -> bool:
+        """Could any rule match a later packet like `pkt` (same flow direction, addresses and
+        ports)?  Decided by the rule headers alone: any candidate counts, whatever its other
+        keywords (flags, thresholds, flowbits, payload); IP-only rules count only with
+        `iponly` (they run on the first packet of a direction, which already went by)."""
+        per_flow = self._hdr_cache.get(flow.flow_id)
+        if per_flow is None:
+            per_flow = self._hdr_cache[flow.flow_id] = {}
+        key = (pkt.to_server, pkt.src, pkt.sport)
+        ent = per_flow.get(key)
+        if ent is None:
+            ent = per_flow[key] = self._plain(pkt)
+        plain, _, pid_groups, later, short = ent
+        if (plain if iponly else later) or short:
+            return True
+        hdr_ok = header_ok
+        reps = self._pid_reps
+        for g in pid_groups:
+            mine = reps.get(id(g))
+            if mine is None:           # each distinct header of the group's pattern rules, once
+                seen: dict = {}
+                for pairs in g.pid_hdr.values():
+                    for rep, _sigs in pairs:
+                        seen.setdefault(id(rep), rep)
+                mine = reps[id(g)] = tuple(seen.values())
+            for rep in mine:
+                if hdr_ok(rep, pkt):
+                    return True
+        return False
 
     def run(self, pkt: Packet, flow, payload: bytes, thresholds: Thresholds, view=None,
             stream_hits: set | None = None) -> list:

@@ -28,17 +28,28 @@ midstream policy; a TCP packet goes through the stream stage (its memcap
 policies may decide it); then detection and the verdict stage decide.  In IDS
 mode the stream also inspects data when a flow ends (`tick`, `finish`), on a
 pseudo packet without pcap_cnt, as Suricata does at flow timeout.
+
+Flow decisions: a flow needs no more inspection once a verdict holds for all
+of it (a flow-wide drop or pass, an exception policy's drop-flow/pass-flow/
+bypass), a matching rule has the `bypass` keyword, `stream.bypass` is on and
+either direction reached the reassembly depth (Suricata bypasses from the next
+packet), or no rule can match any later packet of it in either direction (its
+header candidates hold only IP-only rules already run).  Such a flow skips
+detection, and its frames carry `Result.bypass` so the data plane can take the
+flow out of the frame path (bridge.fastpath, bridge.ebpf); `bypassed` keeps the
+flow's counters and timeout right for the frames it then never sees.  Counted
+as flow.decided.<reason>.
 """
 from __future__ import annotations
 
-from rules.api import FORWARD, FrameMeta, Result, Verdict
+from rules.api import FORWARD, Bypass, FrameMeta, Result, Verdict
 from rules.checksum import fill_l4_checksum
 from rules.decode import ChecksumChecks, decode
 from rules.defrag import Defragmenter
 from rules.detect import Detector
 from rules.events import Alert, DecoderEvent, Drop, PacketInfo
 from rules.flow import FlowTable
-from rules.packet import IPPROTO_TCP, Packet
+from rules.packet import IPPROTO_TCP, IPPROTO_UDP, Packet
 from rules.reject import reject_frames
 from rules.settings import EngineSettings
 from rules.stream import StreamEngine
@@ -49,7 +60,7 @@ from rules.verdict import POLICY_EFFECTS, decide
 class _FrameDecision:
     """What the packets of one frame decided so far."""
 
-    __slots__ = ("verdict", "reason", "drop_sid", "drop_pkt", "events", "injects", "rewrite")
+    __slots__ = ("verdict", "reason", "drop_sid", "drop_pkt", "events", "injects", "rewrite", "bypass")
 
     def __init__(self) -> None:
         self.verdict = Verdict.FORWARD
@@ -59,6 +70,7 @@ class _FrameDecision:
         self.events: list = []
         self.injects: list = []
         self.rewrite = None            # (packet, payload) to forward instead of the packet's own
+        self.bypass = None             # rules.api.Bypass: the frame's flow is decided
 
     def drop(self, pkt: Packet, reason: str, verdict: Verdict = Verdict.DROP, sid: int = 0) -> None:
         """The first drop names the reason, unless a rule's drop comes later (a rule is
@@ -111,6 +123,7 @@ class Engine:
             "packets": 0, "alerts": 0, "drops": 0, "engine.errors": 0, "detect.matched": 0,
             "decoder.packets_with_events": 0,
             "rules.loaded": len(self.detector.sigs), "rules.failed": rules_failed,
+            "bypass.frames": 0,
         }
         self._cur: tuple = ()          # the packets of the frame being inspected (for the exception policy)
 
@@ -151,6 +164,7 @@ class Engine:
     def _flow_end(self, flow, events: list) -> None:
         """A flow ended: in IDS mode its streams' uninspected data is inspected a last time,
         then its state goes."""
+        flow.ended = True
         self.detector.forget(flow.flow_id)
         if flow.tcp is None:
             return
@@ -201,9 +215,9 @@ class Engine:
                                    d.reason, d.drop_sid))
             if verdict == Verdict.REJECT and not injects:
                 verdict = Verdict.DROP
-        if not events and verdict == Verdict.FORWARD and frame is None:
+        if not events and verdict == Verdict.FORWARD and frame is None and d.bypass is None:
             return FORWARD
-        return Result(verdict, tuple(events), d.reason, tuple(injects), frame)
+        return Result(verdict, tuple(events), d.reason, tuple(injects), frame, d.bypass)
 
     def _packet(self, pkt: Packet, inner: dict, d: _FrameDecision) -> bool:
         """Inspect `pkt` after the packets decoded out of it; True when it is dropped."""
@@ -231,8 +245,10 @@ class Engine:
         if flow is not None:
             if flow.dropped:
                 d.drop(pkt, "flow")
+                self._offer(pkt, flow, d)
                 return True
             if flow.action_pass:
+                self._offer(pkt, flow, d)
                 return False
             if pkt.proto == IPPROTO_TCP and (not flow.tcp_session or (flow.midstream and flow.tcp is None)) \
                     and pkt.csum_ok is not False:
@@ -265,7 +281,13 @@ class Engine:
         hits: set = set()
         # a tunnel carrier is not flow-tracked by Suricata: its IP-only rules run every time
         matches = self.detector.run(pkt, None if tunnelled else flow, payload, self.thresholds, view, hits)
-        return self._decide(pkt, flow, matches, hits, d)
+        dropped = self._decide(pkt, flow, matches, hits, d)
+        if flow is not None and not tunnelled:
+            if not flow.decided:
+                self._maybe_decide(pkt, flow)
+            if flow.decided:
+                self._offer(pkt, flow, d)
+        return dropped
 
     def _decide(self, pkt: Packet, flow, matches: list, stream_hits: set, d: _FrameDecision,
                 pkt_src: str = "wire/pcap") -> bool:
@@ -275,12 +297,11 @@ class Engine:
             return False
         self.c["detect.matched"] += len(matches)
         dec = decide(matches, self.mode, stream_hits)
-        if flow is not None and dec.flow and not flow.dropped and not flow.action_pass:
-            if dec.flow == "pass":
-                flow.action_pass = True
-            else:
-                flow.dropped = "rule"
-            self.streams.release(flow)         # the flow is decided: its held stream data goes
+        if flow is not None and not flow.dropped and not flow.action_pass:
+            if dec.flow:
+                self._mark(flow, dec.flow, dec.flow, "rule")
+            elif dec.bypass:
+                self._mark(flow, "pass", "bypass")
         if dec.passed:
             self._count("detect.pass")
             return False
@@ -290,6 +311,71 @@ class Engine:
         if dec.verdict == Verdict.FORWARD:
             return False
         d.drop(pkt, "rule", dec.verdict, dec.sid)
+        return True
+
+    # ------------------------------------------------------------------ flow decisions
+    def _mark(self, flow, action: str, reason: str, drop_reason: str = "") -> None:
+        """Decide `flow`: "pass" (no more detection) or "drop" (every later packet dropped,
+        `drop_reason` kept as its cause); `reason` says why (rules.api.Bypass.reason).  Its
+        held stream data goes at once."""
+        if action == "pass":
+            flow.action_pass = True
+        else:
+            flow.dropped = drop_reason or reason
+        flow.decided = reason
+        self._count(f"flow.decided.{reason}")
+        self.streams.release(flow)
+
+    def _maybe_decide(self, pkt: Packet, flow) -> None:
+        """Decisions the rules allow without a verdict, after `pkt` was inspected:
+        stream.bypass (either direction reached the reassembly depth: Suricata bypasses
+        the flow from the next packet on), or no rule can match any later packet of the
+        flow in either direction (checked on the first packet of each direction)."""
+        if self.settings.stream.bypass:
+            ssn = flow.tcp
+            if ssn is not None and (ssn.client.done or ssn.server.done):
+                self._mark(flow, "pass", "stream-depth")
+                return
+        proto = flow.proto
+        if (proto == IPPROTO_TCP or proto == IPPROTO_UDP) and \
+                (flow.pkts_toserver if pkt.to_server else flow.pkts_toclient) == 1:
+            det = self.detector
+            back = flow_end_packet(flow, not pkt.to_server)
+            # IP-only rules ran on this packet; the other direction's run on its first packet
+            other_seen = (flow.pkts_toclient if pkt.to_server else flow.pkts_toserver) > 0
+            if not det.could_match(pkt, flow, iponly=False) and \
+                    not det.could_match(back, flow, iponly=not other_seen):
+                self._mark(flow, "pass", "no-rules")
+
+    def _offer(self, pkt: Packet, flow, d: _FrameDecision) -> None:
+        """Tell the data plane the frame's flow is decided, when it can take the flow out of
+        the frame path: an untunnelled, unfragmented TCP/UDP packet alone in its frame, and
+        for TCP an established session (the handshake, FIN and RST keep coming here)."""
+        if len(self._cur) != 1 or pkt.frag:
+            return
+        proto = pkt.proto
+        if proto == IPPROTO_TCP:
+            if flow.state != "established":
+                return
+        elif proto != IPPROTO_UDP:
+            return
+        d.bypass = Bypass(flow, "drop" if flow.dropped else "pass", pkt.to_server, flow.decided)
+
+    def bypassed(self, flow, ts: float, pkts_toserver: int, bytes_toserver: int,
+                 pkts_toclient: int, bytes_toclient: int) -> bool:
+        """Frames of the decided `flow` that the data plane handled without `inspect` since
+        the last call: the flow's counters and last activity move on, so it times out as if
+        they had been inspected.  False once the flow has ended here (the data plane then
+        forgets it)."""
+        if flow.ended:
+            return False
+        if pkts_toserver or pkts_toclient:
+            flow.pkts_toserver += pkts_toserver
+            flow.bytes_toserver += bytes_toserver
+            flow.pkts_toclient += pkts_toclient
+            flow.bytes_toclient += bytes_toclient
+            self.flows.touch(flow, ts)
+            self.c["bypass.frames"] += pkts_toserver + pkts_toclient
         return True
 
     # ------------------------------------------------------------------ helpers
@@ -321,12 +407,8 @@ class Engine:
         if eff.ignore:
             return None
         self._count(f"policy.{name}.{policy}")
-        if flow is not None and eff.flow:
-            if eff.flow == "pass":
-                flow.action_pass = True
-            elif not flow.dropped:
-                flow.dropped = f"policy:{name}"
-            self.streams.release(flow)
+        if flow is not None and eff.flow and not flow.dropped and not flow.action_pass:
+            self._mark(flow, eff.flow, "policy", f"policy:{name}")
         if eff.verdict == Verdict.FORWARD:
             return False
         if eff.verdict == Verdict.REJECT and pkt.outer is None and not d.injects:
@@ -346,12 +428,9 @@ class Engine:
         if eff.flow:
             for p in self._cur:
                 f = p.flow
-                if f is None:
+                if f is None or f.dropped or f.action_pass:
                     continue
-                if eff.flow == "pass":
-                    f.action_pass = True
-                elif not f.dropped:
-                    f.dropped = f"policy:{policy}"
+                self._mark(f, eff.flow, "policy", f"policy:{policy}")
         if eff.verdict == Verdict.FORWARD:
             return FORWARD
         self._count("drops")

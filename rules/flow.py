@@ -38,7 +38,10 @@ Semantics follow Suricata 7 (behaviour, not code):
   when checksum validation is on) is counted but does not move the session
   state, as Suricata's stream engine skips it.
 - A SYN on a closed TCP flow starts a new flow (port reuse): the old one ends.
-- Timeouts per protocol and state are Suricata's `flow-timeouts` defaults;
+- Timeouts per protocol and state are Suricata's `flow-timeouts` defaults (a
+  flow decided by a bypass -- the `bypass` keyword, stream.bypass -- takes the
+  `bypassed` timeout instead, as Suricata's bypassed state; `touch` moves a
+  flow on for the frames the data plane forwarded without a lookup);
   `flow.memcap` (bytes) allows `FlowSettings.max_flows` flows (memcap over
   the measured cost of one, `rules.settings.FLOW_BYTES`).  At the memcap the
   least recently active flow
@@ -70,6 +73,9 @@ _ICMP6_PAIR = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 139: 
                144: 145, 145: 144, 146: 147, 147: 146, 130: 131, 131: 130}
 _ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
 _FLOW_ID_MASK = (1 << 51) - 1
+# flow decisions (Flow.decided) that put a flow in Suricata's "bypassed" state, timed out by
+# flow-timeouts.<proto>.bypassed: the bypass keyword and stream.bypass
+_BYPASSED = frozenset(("bypass", "stream-depth"))
 
 
 class TrackedFlow(Flow):
@@ -303,10 +309,20 @@ class FlowTable:
                     flow.fin_toclient = True
                 flow.state = "closed" if flow.fin_toserver and flow.fin_toclient else "closing"
 
+    def touch(self, flow: TrackedFlow, ts: float) -> None:
+        """Frames of `flow` went by without a lookup (flow bypass, rules.api.Bypass): it
+        was active at `ts`."""
+        if ts > flow.last_ts:
+            flow.last_ts = ts
+        if self._flows.get(flow.key) is flow:
+            self._flows.move_to_end(flow.key)
+
     # ------------------------------------------------------------------ time
     def timeout_of(self, flow: TrackedFlow) -> float:
         t = flow.timeouts
         s = flow.state
+        if flow.decided in _BYPASSED:        # Suricata's bypassed state has its own timeout
+            return t.emergency_bypassed if self.emergency else t.bypassed
         if self.emergency:
             if s == "established" or s == "closing":
                 return t.emergency_established
@@ -319,9 +335,9 @@ class FlowTable:
         vals = []
         for t in (self._to_tcp, self._to_udp, self._to_icmp, self._to_default):
             if self.emergency:
-                vals += [t.emergency_new, t.emergency_established]
+                vals += [t.emergency_new, t.emergency_established, t.emergency_bypassed]
             else:
-                vals += [t.new, t.established]
+                vals += [t.new, t.established, t.bypassed]
         tcp = self._to_tcp
         vals.append(tcp.emergency_closed if self.emergency else tcp.closed)
         return min(vals)

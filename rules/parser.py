@@ -350,7 +350,7 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         references=tuple(f.get("references", ())), metadata=tuple(f.get("metadata", ())),
         target=f.get("target"), ip_protos=ctx.ip_protos, checks=checks, payload=payload,
         fast_pattern=fp, fast_pattern_nocase=fp_nocase, flow_to_server=f.get("flow_to_server"),
-        flowbits=tuple(ctx.flowbits), noalert=bool(f.get("noalert", False)),
+        flowbits=tuple(ctx.flowbits), noalert=bool(f.get("noalert", False)), bypass=bool(f.get("bypass", False)),
         threshold=f.get("threshold"), detection_filter=f.get("detection_filter"),
         iponly=iponly, require=require, only_stream=bool(f.get("_only_stream")), flowbits_class=fb_class,
         stream_events=frozenset(f.get("_stream_events", ())),

@@ -83,6 +83,7 @@ class Rule:
     flow_to_server: bool | None = None        # flow:to_server -> True, to_client -> False, None: either
     flowbits: tuple[FlowbitOp, ...] = ()      # post-match ops only (set/unset/toggle/noalert); isset/isnotset are in checks
     noalert: bool = False
+    bypass: bool = False             # the `bypass` keyword: a match decides the flow (no more inspection)
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None
     # engine flags derived from the keywords' REGISTRY entries (rules.parser)

@@ -45,6 +45,7 @@ class Decision:
     flow: str = ""                    # "drop" | "pass" | "": what the flow is marked with
     reject: str = ""                  # the deciding reject action (frames to build), or ""
     passed: bool = False              # a pass rule decided: nothing is logged
+    bypass: bool = False              # a matching rule has the `bypass` keyword: the flow is decided
     alerts: list = field(default_factory=list)   # (sig, "blocked" | "allowed") to log, thresholds not applied
 
 
@@ -62,6 +63,7 @@ def decide(matches: list, mode: str, stream_hits: set) -> Decision:
     top = matches[0]
     if top.rule.action == "pass":
         d.passed = True
+        d.bypass = top.rule.bypass
         if flow_scoped(top, stream_hits):
             d.flow = "pass"
         return d
@@ -79,6 +81,8 @@ def decide(matches: list, mode: str, stream_hits: set) -> Decision:
                 d.verdict = v
             if not d.flow and flow_scoped(s, stream_hits):
                 d.flow = mark
+        if r.bypass:
+            d.bypass = True
         if not r.noalert:
             d.alerts.append((s, "blocked" if acting and ips else "allowed"))
     return d

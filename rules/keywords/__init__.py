@@ -8,7 +8,7 @@ silently ignored.  Adding a keyword: one new module, one line below.
 """
 from __future__ import annotations
 
-from rules.keywords import (bsize, buffers, byte_ops, content, dns, dsize, events, flow, flowbits, icmp, ip,
+from rules.keywords import (bsize, buffers, bypass, byte_ops, content, dns, dsize, events, flow, flowbits, icmp, ip,
                             ipfields, isdataat, meta, pcre, stream_size, tcp, threshold, transforms)
 from rules.keywords._base import Keyword
 
@@ -70,6 +70,7 @@ REGISTRY: dict[str, Keyword] = {
     # post-match
     "flowbits": flowbits.flowbits,
     "noalert": flowbits.noalert,
+    "bypass": bypass.bypass,
     "threshold": threshold.threshold,
     "detection_filter": threshold.detection_filter,
 }

@@ -978,6 +978,83 @@ def f_random_chunk() -> Family:
     return f
 
 
+# ------------------------------------------------- flow bypass (stream.bypass, the bypass keyword)
+BYPASS_RULES = [
+    R(1, 'content:"EVIL";', "EVIL to server"),
+    R(2, 'content:"EVIL";', "EVIL to client", direction="to_client"),
+    R(3, "flags:F+;", "a FIN", direction="both"),
+    R(4, "flags:A+;", "an ACK to server"),
+]
+
+
+def b_bypass(s: Session, layout: str) -> None:
+    """stream.reassembly.depth 100 with stream.bypass: which packets are still inspected."""
+    s.handshake()
+    if layout == "one_side":           # the client crosses the depth; the server only ACKs
+        for i in range(3):
+            s.c_data(i * 60, b"." * 60)
+            s.s_ack(s.c_next)
+        s.c_data(180, b"..EVIL..")
+        s.s_ack(s.c_next)
+        s.s_data(0, b"..EVIL..")
+        s.c_ack()
+    elif layout == "cross":            # EVIL inside the packet that crosses the depth
+        s.c_data(0, b"." * 60)
+        s.s_ack(s.c_next)
+        s.c_data(60, b"." * 36 + b"EVIL" + b"." * 10)
+        s.s_ack(s.c_next)
+        s.s_data(0, b"..EVIL..")
+        s.c_ack()
+        s.c_data(110, b"..EVIL..")
+        s.s_ack(s.c_next)
+    elif layout == "exact":            # data ends exactly at the depth, then more
+        s.c_data(0, b"." * 50)
+        s.s_ack(s.c_next)
+        s.c_data(50, b"." * 50)
+        s.s_ack(s.c_next)
+        s.c_data(100, b"..EVIL..")
+        s.s_ack(s.c_next)
+    elif layout == "below":            # the depth is never reached: nothing is bypassed
+        s.c_data(0, b"..EVIL..")
+        s.s_ack(s.c_next)
+        s.s_data(0, b"..EVIL..")
+        s.c_ack()
+    elif layout == "both":             # each side crosses in turn
+        for i in range(3):
+            s.c_data(i * 60, b"." * 60)
+            s.s_ack(s.c_next)
+            s.s_data(i * 60, b"," * 60)
+            s.c_ack()
+        s.c_data(180, b"..EVIL..")
+        s.s_ack(s.c_next)
+    s.close()
+
+
+def b_bypass_keyword(s: Session) -> None:
+    s.handshake()
+    s.c_data(0, b"..BIG..")
+    s.s_ack(s.c_next)
+    s.c_data(7, b"..EVIL..")
+    s.s_ack(s.c_next)
+    s.s_data(0, b"..EVIL..")
+    s.c_ack()
+    s.close()
+
+
+def f_bypass() -> Family:
+    f = Family("stream_bypass", "stream.bypass: yes with stream.reassembly.depth 100: the packet on which "
+               "either direction reaches the depth is inspected, every later packet of the flow (both "
+               "directions, FIN included) is not; data ending exactly at the depth; a flow below the depth; "
+               "a drop rule after the depth; the bypass keyword", 270000,
+               stream={"bypass": True, "reassembly": {"depth": 100}})
+    for lay in ("one_side", "cross", "exact", "below", "both"):
+        f.add(lay, lambda s, l=lay: b_bypass(s, l), BYPASS_RULES)
+    f.add("drop_after", lambda s: b_bypass(s, "one_side"),
+          [R(1, 'content:"EVIL";', "drop EVIL after depth", action="drop")] + BYPASS_RULES[2:])
+    f.add("keyword", b_bypass_keyword, [R(5, 'content:"BIG"; bypass;', "BIG bypasses")] + BYPASS_RULES)
+    return f
+
+
 FAMILIES = [f() for f in (f_split, f_ooo, f_retx, f_overlap, f_depth100, f_depth3000, f_window, f_chunk1000,
                           f_kinds, f_rst_data, f_dsize, f_midstream, f_async, f_stream_size, f_random,
-                          f_random_chunk)]
+                          f_random_chunk, f_bypass)]

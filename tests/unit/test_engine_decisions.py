@@ -1,0 +1,241 @@
+"""Flow decisions (rules.api.Bypass): when the engine says a flow needs no more inspection,
+on which frames it says so, and how frames handled without it keep the flow exact."""
+from __future__ import annotations
+
+import pytest
+from scapy.all import GRE, IP, TCP, UDP, Ether, IPv6
+
+from rules.api import FrameMeta, Verdict
+from rules.engine import Engine
+from rules.events import Alert
+from rules.parser import parse_rule
+from rules.settings import EngineSettings, StreamSettings
+
+C, S = "198.51.100.1", "203.0.113.2"
+C6, S6 = "2001:db8::1", "2001:db8::2"
+
+
+def eng(*texts, mode="ips", **stream):
+    st = StreamSettings(**stream) if stream else StreamSettings()
+    return Engine([parse_rule(t) for t in texts], EngineSettings(mode=mode, stream=st))
+
+
+def fr(l4, src=C, dst=S):
+    ip = IPv6(src=src, dst=dst) if ":" in src else IP(src=src, dst=dst)
+    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / ip / l4)
+
+
+class Feed:
+    def __init__(self, engine):
+        self.e = engine
+        self.n = 0
+
+    def __call__(self, frame, ts=None):
+        self.n += 1
+        return self.e.inspect(frame, FrameMeta(ts=1000.0 + self.n if ts is None else ts, iface="", pcap_cnt=self.n))
+
+
+class Tcp:
+    """One TCP session, client C:sport -> server S:dport."""
+
+    def __init__(self, feed, sport=40000, dport=80, src=C, dst=S):
+        self.f, self.sport, self.dport, self.src, self.dst = feed, sport, dport, src, dst
+        self.cseq, self.sseq = 101, 501
+
+    def c(self, data=b"", flags="PA"):
+        r = self.f(fr(TCP(sport=self.sport, dport=self.dport, flags=flags, seq=self.cseq, ack=self.sseq) / data,
+                      self.src, self.dst))
+        self.cseq += len(data)
+        return r
+
+    def s(self, data=b"", flags="PA"):
+        r = self.f(fr(TCP(sport=self.dport, dport=self.sport, flags=flags, seq=self.sseq, ack=self.cseq) / data,
+                      self.dst, self.src))
+        self.sseq += len(data)
+        return r
+
+    def handshake(self):
+        a = self.f(fr(TCP(sport=self.sport, dport=self.dport, flags="S", seq=100), self.src, self.dst))
+        b = self.f(fr(TCP(sport=self.dport, dport=self.sport, flags="SA", seq=500, ack=101), self.dst, self.src))
+        c = self.c(flags="A")
+        return a, b, c
+
+
+def sids(r):
+    return sorted(e.sid for e in r.events if isinstance(e, Alert))
+
+
+def udp(feed, data=b"x", sport=5000, dport=7000, back=False, ts=None):
+    if back:
+        return feed(fr(UDP(sport=dport, dport=sport) / data, S, C), ts)
+    return feed(fr(UDP(sport=sport, dport=dport) / data), ts)
+
+
+# ------------------------------------------------------------------ verdict decisions
+def test_stream_drop_decides_the_flow_drop_on_established_frames():
+    f = Feed(eng('drop tcp any any -> any 80 (content:"EVIL"; sid:1;)'))
+    t = Tcp(f)
+    t.handshake()
+    assert t.c(b"hello").bypass is None
+    r = t.c(b"..EVIL..")
+    assert r.verdict == Verdict.DROP and sids(r) == [1]
+    assert (r.bypass.action, r.bypass.reason, r.bypass.to_server) == ("drop", "drop", True)
+    r = t.s(b"reply")
+    assert r.verdict == Verdict.DROP and r.reason == "flow"
+    assert (r.bypass.action, r.bypass.to_server) == ("drop", False)
+    assert f.e.stats()["flow.decided.drop"] == 1
+
+
+def test_udp_packet_drop_decides_nothing():
+    f = Feed(eng('drop udp any any -> any 7000 (content:"X"; sid:1;)'))
+    r = udp(f, b"X")
+    assert r.verdict == Verdict.DROP and r.bypass is None
+    assert udp(f, b"y").bypass is None
+
+
+def test_ip_only_pass_decides_the_flow_pass():
+    f = Feed(eng(f"pass ip {C} any -> any any (sid:1;)", 'alert udp any any -> any any (content:"x"; sid:2;)'))
+    r = udp(f, b"x")
+    assert sids(r) == [] and (r.bypass.action, r.bypass.reason) == ("pass", "pass")
+    assert udp(f, b"x", back=True).bypass.to_server is False
+
+
+def test_bypass_keyword_alerts_then_decides():
+    f = Feed(eng('alert tcp any any -> any 80 (content:"BIG"; bypass; sid:1;)',
+                 'alert tcp any any -> any 80 (content:"later"; sid:2;)'))
+    t = Tcp(f)
+    t.handshake()
+    r = t.c(b"..BIG..")
+    assert sids(r) == [1] and (r.bypass.action, r.bypass.reason) == ("pass", "bypass")
+    r = t.c(b"later")
+    assert sids(r) == [] and r.bypass is not None
+    assert f.e.stats()["flow.decided.bypass"] == 1
+
+
+def test_bypass_keyword_loses_to_a_drop_on_the_same_packet():
+    f = Feed(eng('alert tcp any any -> any 80 (content:"BIG"; bypass; sid:1;)',
+                 'drop tcp any any -> any 80 (content:"BIG"; sid:2;)'))
+    t = Tcp(f)
+    t.handshake()
+    r = t.c(b"BIG")
+    assert r.verdict == Verdict.DROP and r.bypass.action == "drop"
+
+
+# ------------------------------------------------------------------ stream.bypass
+def test_stream_bypass_after_the_packet_reaching_the_depth():
+    rules = ('alert tcp any any -> any 80 (content:"EVIL"; sid:1;)', 'alert tcp any any -> any 80 (flags:A+; sid:2;)')
+    f = Feed(eng(*rules, bypass=True, depth=100))
+    t = Tcp(f)
+    t.handshake()
+    assert t.c(b"." * 60).bypass is None
+    r = t.c(b"." * 36 + b"EVIL" + b"." * 10)       # crosses the depth: still inspected
+    assert sids(r) == [1, 2] and r.bypass.reason == "stream-depth"
+    r = t.s(flags="A")
+    assert sids(r) == [] and r.bypass.action == "pass" and r.bypass.to_server is False
+
+
+def test_without_stream_bypass_the_depth_decides_nothing():
+    f = Feed(eng('alert tcp any any -> any 80 (content:"EVIL"; sid:1;)', depth=100))
+    t = Tcp(f)
+    t.handshake()
+    t.c(b"." * 150)
+    r = t.c(b"..EVIL..")
+    assert sids(r) == [1] and r.bypass is None
+
+
+# ------------------------------------------------------------------ nothing can match
+def test_flow_no_rule_applies_to_is_decided_on_its_first_packet():
+    f = Feed(eng('alert udp any any -> any 53 (content:"x"; sid:1;)', 'alert tcp any any -> any 80 (sid:2;)'))
+    r = udp(f)
+    assert (r.bypass.action, r.bypass.reason) == ("pass", "no-rules")
+    assert f.e.stats()["flow.decided.no-rules"] == 1
+
+
+def test_ip_only_rule_of_the_unseen_direction_waits_for_it():
+    f = Feed(eng(f"alert ip {S} any -> any any (sid:1;)"))
+    assert udp(f).bypass is None                  # the reply could still match sid 1
+    r = udp(f, back=True)
+    assert sids(r) == [1] and r.bypass.reason == "no-rules"
+
+
+@pytest.mark.parametrize("rule", [
+    "alert udp any any -> any 7000 (dsize:>100; sid:1;)",
+    'alert udp any any -> any any (content:"never"; sid:1;)',
+    'alert udp any any -> any 7000 (content:"x"; threshold:type limit, track by_src, count 1, seconds 60; sid:1;)',
+    "alert udp any 7000 -> any any (sid:1;)",           # only the reply direction
+    "alert tcp-pkt any any -> any any (sid:1;)",
+], ids=["header-keyword", "pattern", "threshold", "reverse-direction", "other-proto-only"])
+def test_a_rule_that_could_match_a_later_packet_keeps_the_flow_undecided(rule):
+    f = Feed(eng(rule))
+    r = udp(f, b"y")
+    if "tcp-pkt" in rule:
+        assert r.bypass is not None               # a TCP rule says nothing about UDP flows
+    else:
+        assert r.bypass is None and udp(f, b"y").bypass is None
+
+
+def test_tcp_decided_at_syn_is_offered_once_established():
+    f = Feed(eng("alert udp any any -> any any (sid:1;)"))
+    t = Tcp(f)
+    a, b, c = t.handshake()
+    assert a.bypass is None and b.bypass is None   # handshake: not established yet
+    assert c.bypass is not None and c.bypass.reason == "no-rules"
+    assert t.c(b"data").bypass is not None
+    assert t.c(flags="FA").bypass is None          # closing: FIN and later come to the engine
+    assert t.s(flags="A").bypass is None
+
+
+# ------------------------------------------------------------------ where it is never offered
+def test_not_offered_for_tunnelled_fragmented_or_icmp_frames():
+    e = eng("alert tcp any any -> any 80 (sid:1;)")
+    f = Feed(e)
+    inner = IP(src="198.51.100.9", dst="203.0.113.9") / UDP(sport=1, dport=2) / b"x"
+    assert f(fr(GRE() / inner)).bypass is None
+    big = IP(src=C, dst=S, id=7) / UDP(sport=1, dport=9) / (b"y" * 100)
+    frames = [bytes(Ether() / p) for p in __import__("scapy.all", fromlist=["fragment"]).fragment(big, 40)]
+    assert all(f(x).bypass is None for x in frames)
+    from scapy.all import ICMP
+    assert f(fr(ICMP())).bypass is None
+    assert f(fr(UDP(sport=1, dport=9) / b"z")).bypass is not None   # same flow as the datagram, whole
+
+
+def test_ipv6_udp_flow_is_offered():
+    f = Feed(eng("alert tcp any any -> any any (sid:1;)"))
+    r = f(fr(UDP(sport=1, dport=2) / b"x", C6, S6))
+    assert r.bypass is not None and r.bypass.to_server is True
+
+
+# ------------------------------------------------------------------ frames the data plane handled
+def test_bypassed_counts_and_keeps_the_flow_alive_until_it_ends():
+    e = eng("alert tcp any any -> any 80 (sid:1;)")
+    f = Feed(e)
+    r = udp(f, ts=100.0)
+    flow = r.bypass.flow
+    assert e.bypassed(flow, 250.0, 3, 300, 2, 200)
+    assert (flow.pkts_toserver, flow.bytes_toserver, flow.pkts_toclient, flow.bytes_toclient) == (4, 343, 2, 200)
+    assert flow.last_ts == 250.0 and e.stats()["bypass.frames"] == 5
+    e.tick(250.0 + 31)                            # one-way UDP: the new-state timeout, 30 s
+    assert flow.ended and not e.bypassed(flow, 600.0, 1, 10, 0, 0)
+
+
+def test_bypassed_flow_times_out_on_the_bypassed_timeout():
+    e = eng('alert tcp any any -> any 80 (content:"x"; bypass; sid:1;)')
+    f = Feed(e)
+    t = Tcp(f)
+    t.handshake()
+    r = t.c(b"x")
+    flow = r.bypass.flow
+    e.tick(f.n + 1000.0 + 99)                     # bypassed: 100 s (established would be 600)
+    assert not flow.ended
+    e.tick(f.n + 1000.0 + 101)
+    assert flow.ended
+
+
+def test_a_touched_flow_is_not_expired_with_the_idle_ones():
+    e = eng("alert tcp any any -> any 80 (sid:1;)")
+    f = Feed(e)
+    keep = udp(f, ts=10.0, sport=1).bypass.flow
+    gone = udp(f, ts=11.0, sport=2).bypass.flow
+    e.bypassed(keep, 35.0, 1, 10, 0, 0)
+    e.tick(42.0)                                  # new-state timeout 30 s
+    assert gone.ended and not keep.ended
