@@ -380,6 +380,17 @@ def test_flow_ids_are_deterministic_and_51_bit():
     assert flow_id_for((4, 17, 1, 2, 3, 4, ()), 1.0) != flow_id_for((4, 17, 1, 2, 3, 4, ()), 2.0)
 
 
+def test_flow_ids_are_the_same_in_every_process_whatever_the_hash_seed():
+    import os
+    import subprocess
+    import sys
+
+    code = "from rules.flow import flow_id_for; print(flow_id_for((6, 6, 2**127 + 5, 80, 7, 443, (10,)), 1.5))"
+    out = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "random")}
+    assert len(out) == 1 and int(out.pop()) == flow_id_for((6, 6, 2**127 + 5, 80, 7, 443, (10,)), 1.5)
+
+
 def test_memcap_in_bytes_is_a_number_of_flows():
     assert FlowSettings().max_flows == 128 * 1024 * 1024 // FLOW_BYTES
     assert FlowSettings(memcap=10).max_flows == 1          # never zero: one flow at least
