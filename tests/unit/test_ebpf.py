@@ -1,0 +1,386 @@
+"""The kernel offload's programs, run by the kernel on byte-literal frames (BPF_PROG_TEST_RUN).
+
+No traffic and no namespace, but the bpf() syscall: these tests need root (or CAP_BPF +
+CAP_NET_ADMIN) and fail, never skip, without it.  The programs run here are the ones the
+bridge loads.  A socket filter's test run starts at L3 (the kernel pulls the Ethernet
+header with eth_type_trans and sets skb->protocol), a tc program's at L2; both read the
+header relative to the network header, so one frame serves both.  The test skb arrives
+on lo (ifindex 1) with no stripped VLAN tag, so entries here use ifindex 1 and VLAN 0.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+from bridge import ebpf
+from bridge.ebpf import (
+    ACTION_PASS,
+    DW,
+    FP,
+    R0,
+    R1,
+    R2,
+    SOCKET_KEEP_WHOLE,
+    TC_ACT_OK,
+    TC_ACT_REDIRECT,
+    TC_ACT_SHOT,
+    Asm,
+    KernelOffload,
+)
+
+LO = 1
+PEER = 7              # a redirect target: the test run returns TC_ACT_REDIRECT without sending
+C4, S4 = bytes.fromhex("c6336401"), bytes.fromhex("c6336402")             # 198.51.100.1, .2
+C6 = bytes.fromhex("20010db8000000000000000000000001")                   # 2001:db8::1
+S6 = bytes.fromhex("20010db8000000000000000000000002")                   # 2001:db8::2
+
+ETH4 = bytes.fromhex("020000000002" "020000000001" "0800")
+ETH6 = bytes.fromhex("020000000002" "020000000001" "86dd")
+
+# ------------------------------------------------------------------ frames
+# IPv4: 45 | tos | total length | id | flags+offset | ttl | proto | csum | src | dst
+V4_TCP_ACK = ETH4 + bytes.fromhex(
+    "45 00 0032 0001 4000 40 06 0000 c6336401 c6336402"      # DF, TCP, total length 50
+    "9c40 0050 00000001 00000002 50 10 ffff 0000 0000"       # 40000 -> 80, ACK
+    "30313233343536373839")                                  # 10 bytes of data
+V4_TCP_PSH = ETH4 + bytes.fromhex(
+    "45 00 002c 0002 0000 40 06 0000 c6336401 c6336402"      # no DF, total length 44
+    "9c40 0050 00000011 00000002 50 18 ffff 0000 0000"       # PSH|ACK
+    "41424344")
+V4_UDP_PADDED = ETH4 + bytes.fromhex(
+    "45 00 0020 0003 0000 40 11 0000 c6336401 c6336402"      # UDP, total length 32
+    "14e9 0035 000c 0000"                                    # 5353 -> 53, length 12
+    "71727374") + bytes(14)                                  # Ethernet padding to 60 bytes
+V6_TCP_ACK = ETH6 + bytes.fromhex(
+    "60000000 001c 06 40"                                    # payload 28, next header TCP
+    "20010db8000000000000000000000001"
+    "20010db8000000000000000000000002"
+    "9c40 0050 00000001 00000002 50 10 ffff 0000 0000"       # 40000 -> 80, ACK
+    "6162636465666768")
+V6_UDP = ETH6 + bytes.fromhex(
+    "60000000 000a 11 40"                                    # payload 10, next header UDP
+    "20010db8000000000000000000000001"
+    "20010db8000000000000000000000002"
+    "14e9 0035 000a 0000 7a7a")                              # 5353 -> 53
+
+KEYED = {
+    # name: (frame, ipver, proto, src, dst, sport, dport, IP packet length)
+    "v4-tcp-ack-df": (V4_TCP_ACK, 4, 6, C4, S4, 40000, 80, 50),
+    "v4-tcp-psh": (V4_TCP_PSH, 4, 6, C4, S4, 40000, 80, 44),
+    "v4-udp-padded": (V4_UDP_PADDED, 4, 17, C4, S4, 5353, 53, 32),
+    "v6-tcp-ack": (V6_TCP_ACK, 6, 6, C6, S6, 40000, 80, 68),
+    "v6-udp": (V6_UDP, 6, 17, C6, S6, 5353, 53, 50),
+}
+
+
+def _tcp_flags(frame: bytes, flags: int) -> bytes:
+    at = 14 + 20 + 13
+    return frame[:at] + bytes([flags]) + frame[at + 1:]
+
+
+NOT_KEYABLE = {
+    # name: (frame, the entry that would match it if it were keyed)
+    "v4-syn": (_tcp_flags(V4_TCP_ACK, 0x02), (4, 6, C4, S4, 40000, 80)),
+    "v4-syn-ack": (_tcp_flags(V4_TCP_ACK, 0x12), (4, 6, C4, S4, 40000, 80)),
+    "v4-fin-ack": (_tcp_flags(V4_TCP_ACK, 0x11), (4, 6, C4, S4, 40000, 80)),
+    "v4-rst": (_tcp_flags(V4_TCP_ACK, 0x04), (4, 6, C4, S4, 40000, 80)),
+    "v6-syn": (V6_TCP_ACK[:14 + 40 + 13] + b"\x02" + V6_TCP_ACK[14 + 40 + 14:], (6, 6, C6, S6, 40000, 80)),
+    "v4-ip-options": (ETH4 + bytes.fromhex(
+        "46 00 0036 0004 4000 40 06 0000 c6336401 c6336402 01010100"   # IHL 6: NOP NOP NOP EOL
+        "9c40 0050 00000001 00000002 50 10 ffff 0000 0000"
+        "30313233343536373839"), (4, 6, C4, S4, 40000, 80)),
+    "v4-first-fragment-mf": (ETH4 + bytes.fromhex(
+        "45 00 0032 0005 2000 40 06 0000 c6336401 c6336402"            # MF
+        "9c40 0050 00000001 00000002 50 10 ffff 0000 0000"
+        "30313233343536373839"), (4, 6, C4, S4, 40000, 80)),
+    "v4-later-fragment": (ETH4 + bytes.fromhex(
+        "45 00 0032 0005 0003 40 06 0000 c6336401 c6336402"            # offset 24 bytes, last
+        "9c40 0050 00000001 00000002 50 10 ffff 0000 0000"
+        "30313233343536373839"), (4, 6, C4, S4, 40000, 80)),
+    "v4-icmp-echo": (ETH4 + bytes.fromhex(
+        "45 00 0020 0006 0000 40 01 0000 c6336401 c6336402"
+        "0800 0000 9c40 0050 61626364"), (4, 1, C4, S4, 40000, 80)),
+    "v4-truncated": (ETH4 + bytes.fromhex(
+        "45 00 0064 0007 0000 40 11 0000 c6336401 c6336402"            # says 100 bytes, has 32
+        "14e9 0035 000c 0000 71727374"), (4, 17, C4, S4, 5353, 53)),
+    "v4-tcp-header-past-ip-length": (ETH4 + bytes.fromhex(
+        "45 00 0027 0008 0000 40 06 0000 c6336401 c6336402"            # total length 39 < 20 + 20
+        "9c40 0050 00000001 00000002 50 10 ffff 0000 0000"), (4, 6, C4, S4, 40000, 80)),
+    "v4-version-6-nibble": (ETH4 + bytes.fromhex(
+        "65 00 0020 0009 0000 40 11 0000 c6336401 c6336402"
+        "14e9 0035 000c 0000 71727374"), (4, 17, C4, S4, 5353, 53)),
+    "v6-hop-by-hop": (ETH6 + bytes.fromhex(
+        "60000000 0024 00 40"                                          # next header 0
+        "20010db8000000000000000000000001"
+        "20010db8000000000000000000000002"
+        "06 00 0104 00000000"                                          # HBH -> TCP, PadN
+        "9c40 0050 00000001 00000002 50 10 ffff 0000 0000" "61626364"),
+     (6, 6, C6, S6, 40000, 80)),
+    "v6-truncated": (V6_UDP[:-2], (6, 17, C6, S6, 5353, 53)),
+    # what the kernel leaves of a QinQ frame after stripping the outer tag: the inner tag
+    "inner-8021q-tag": (bytes.fromhex("020000000002" "020000000001" "8100 0064 0800")
+                        + V4_TCP_ACK[14:], (4, 6, C4, S4, 40000, 80)),
+    "arp": (bytes.fromhex("ffffffffffff" "020000000001" "0806"
+                          "0001 0800 06 04 0001 020000000001 c6336401 000000000000 c6336402"),
+            (4, 6, C4, S4, 40000, 80)),
+}
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture
+def k():
+    if os.geteuid() != 0:
+        pytest.fail("the eBPF tests load programs with bpf(): run them as root", pytrace=False)
+    try:
+        off = KernelOffload.create(1024)
+    except ebpf.OffloadUnavailable as e:
+        pytest.fail(f"kernel offload unavailable on this machine: {e}", pytrace=False)
+    yield off
+    off.close()
+
+
+def sock(k: KernelOffload, frame: bytes) -> int:
+    return ebpf.prog_test_run(k.sock_fd, frame).retval
+
+
+def tc(k: KernelOffload, frame: bytes) -> int:
+    return ebpf.prog_test_run(k.tc_fd, frame).retval
+
+
+# ------------------------------------------------------------------ keys
+def test_flow_key_layout_is_explicit():
+    key = ebpf.flow_key(3, 4, 6, 0x2064, C4, S4, 40000, 80)
+    assert key == (bytes.fromhex("03000000" "04" "06" "6400")              # ifindex, ipver, proto, VLAN id
+                   + C4 + bytes(12) + S4 + bytes(12)
+                   + bytes.fromhex("9c40" "0050"))                        # ports as on the wire
+    assert len(ebpf.flow_key(3, 6, 17, 0, C6, S6, 1, 2)) == 44
+
+
+@pytest.mark.parametrize("ipver,src", [(4, C6), (6, C4), (5, C4)], ids=["v4-16-bytes", "v6-4-bytes", "ipver5"])
+def test_flow_key_refuses_mismatched_addresses(ipver, src):
+    with pytest.raises(ValueError):
+        ebpf.flow_key(1, ipver, 6, 0, src, src, 1, 2)
+
+
+# ------------------------------------------------------------------ hits and misses
+@pytest.mark.parametrize("name", list(KEYED))
+def test_keyed_frame_of_a_pass_flow_leaves_the_ring_and_is_redirected(k, name):
+    frame, ipver, proto, src, dst, sport, dport, ip_len = KEYED[name]
+    assert sock(k, frame) == SOCKET_KEEP_WHOLE and tc(k, frame) == TC_ACT_OK     # not offloaded yet
+    assert k.add(LO, ipver, proto, 0, src, dst, sport, dport, "pass", PEER)
+    assert sock(k, frame) == 0
+    assert tc(k, frame) == TC_ACT_REDIRECT
+    packets, nbytes, _last = k.read(LO, ipver, proto, 0, src, dst, sport, dport)
+    assert (packets, nbytes) == (1, ip_len)          # counted once (by the socket filter), IP length
+
+
+@pytest.mark.parametrize("name", list(KEYED))
+def test_drop_flow_is_shot_and_kept_out_of_the_ring(k, name):
+    frame, ipver, proto, src, dst, sport, dport, ip_len = KEYED[name]
+    assert k.add(LO, ipver, proto, 0, src, dst, sport, dport, "drop", 0)
+    assert sock(k, frame) == 0
+    assert tc(k, frame) == TC_ACT_SHOT
+    assert k.totals() == {"bypass.kernel.pass_frames": 0, "bypass.kernel.pass_bytes": 0,
+                          "bypass.kernel.drop_frames": 1, "bypass.kernel.drop_bytes": ip_len}
+
+
+@pytest.mark.parametrize("name", list(NOT_KEYABLE))
+def test_frame_that_is_not_keyable_passes_whole_even_when_its_flow_is_offloaded(k, name):
+    frame, (ipver, proto, src, dst, sport, dport) = NOT_KEYABLE[name]
+    if proto in (6, 17):
+        assert k.add(LO, ipver, proto, 0, src, dst, sport, dport, "pass", PEER)
+    for p in (6, 17):                                # whatever protocol byte it carries
+        k.add(LO, ipver, p, 0, src, dst, sport, dport, "drop", 0)
+    assert sock(k, frame) == SOCKET_KEEP_WHOLE
+    assert tc(k, frame) == TC_ACT_OK
+    assert k.totals()["bypass.kernel.pass_frames"] + k.totals()["bypass.kernel.drop_frames"] == 0
+
+
+@pytest.mark.parametrize("change", ["ifindex", "vlan", "proto", "sport", "dport", "reversed", "src"])
+def test_every_key_field_must_match(k, change):
+    args = dict(ifindex=LO, ipver=4, proto=6, vlan=0, src=C4, dst=S4, sport=40000, dport=80)
+    if change == "ifindex":
+        args["ifindex"] = 2
+    elif change == "vlan":
+        args["vlan"] = 100
+    elif change == "proto":
+        args["proto"] = 17
+    elif change == "sport":
+        args["sport"] = 40001
+    elif change == "dport":
+        args["dport"] = 81
+    elif change == "reversed":
+        args.update(src=S4, dst=C4, sport=80, dport=40000)
+    elif change == "src":
+        args["src"] = bytes.fromhex("cb007101")       # 203.0.113.1
+    assert k.add(action="pass", redirect=PEER, **args)
+    assert sock(k, V4_TCP_ACK) == SOCKET_KEEP_WHOLE
+    assert tc(k, V4_TCP_ACK) == TC_ACT_OK
+
+
+def test_pass_entry_without_a_redirect_target_goes_up_the_stack(k):
+    k.add(LO, 4, 6, 0, C4, S4, 40000, 80, "pass", 0)      # IDS: no peer
+    assert sock(k, V4_TCP_ACK) == 0
+    assert tc(k, V4_TCP_ACK) == TC_ACT_OK
+
+
+# ------------------------------------------------------------------ the map from user space
+def test_add_read_remove_round_trip(k):
+    key = (LO, 4, 6, 0, C4, S4, 40000, 80)
+    assert k.read(*key) is None
+    before = time.monotonic_ns()
+    assert k.add(*key, "pass", PEER)
+    packets, nbytes, last = k.read(*key)
+    assert (packets, nbytes) == (0, 0) and before <= last <= time.monotonic_ns()
+    for _ in range(3):
+        assert sock(k, V4_TCP_ACK) == 0
+    packets, nbytes, last2 = k.read(*key)
+    assert (packets, nbytes) == (3, 150) and last2 >= last
+    assert k.add(*key, "pass", PEER)                  # the same decision again: counters kept
+    assert k.read(*key)[:2] == (3, 150)
+    assert k.add(*key, "drop", 0)                     # another decision: a new entry
+    assert k.read(*key)[:2] == (0, 0)
+    assert tc(k, V4_TCP_ACK) == TC_ACT_SHOT
+    k.remove(*key)
+    assert k.read(*key) is None
+    k.remove(*key)                                    # gone already: no error
+    assert sock(k, V4_TCP_ACK) == SOCKET_KEEP_WHOLE and tc(k, V4_TCP_ACK) == TC_ACT_OK
+
+
+def test_vlan_id_is_masked_to_12_bits(k):
+    key = (LO, 4, 6, 0x3064, C4, S4, 40000, 80)       # PCP 1 + VLAN 100
+    assert k.add(*key, "pass", PEER)
+    assert k.read(LO, 4, 6, 100, C4, S4, 40000, 80) is not None
+
+
+def test_lru_map_is_bounded_by_max_flows():
+    off = KernelOffload.create(64)
+    try:
+        assert off.flows.max_entries == 64
+        for port in range(1, 1001):
+            assert off.add(LO, 4, 17, 0, C4, S4, port, 53, "pass", PEER)
+        alive = sum(off.read(LO, 4, 17, 0, C4, S4, port, 53) is not None for port in range(1, 1001))
+        assert 0 < alive <= 64
+        assert off.read(LO, 4, 17, 0, C4, S4, 1000, 53) is not None      # the newest stays
+    finally:
+        off.close()
+
+
+def test_per_cpu_totals_are_summed_over_cpus(k):
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    saved = os.sched_getaffinity(0)
+    k.add(LO, 4, 6, 0, C4, S4, 40000, 80, "pass", PEER)
+    k.add(LO, 4, 17, 0, C4, S4, 5353, 53, "drop", 0)
+    runs = {}
+    try:
+        for n, cpu in enumerate(cpus, start=1):
+            os.sched_setaffinity(0, {cpu})
+            for _ in range(n):
+                sock(k, V4_TCP_ACK)
+            sock(k, V4_UDP_PADDED)
+            runs[cpu] = n
+    finally:
+        os.sched_setaffinity(0, saved)
+    raw = k.totals_map.lookup(ebpf.INDEX.pack(0))
+    per_cpu = [ebpf.TOTALS.unpack_from(raw, cpu * ebpf.TOTALS.size) for cpu in range(k.totals_map.cpus)]
+    for cpu, n in runs.items():
+        assert per_cpu[cpu] == (n, 50 * n, 1, 32)
+    total = sum(runs.values())
+    assert k.totals() == {"bypass.kernel.pass_frames": total, "bypass.kernel.pass_bytes": 50 * total,
+                          "bypass.kernel.drop_frames": len(runs), "bypass.kernel.drop_bytes": 32 * len(runs)}
+
+
+# ------------------------------------------------------------------ heartbeat
+@pytest.mark.parametrize("age_s,offloaded", [(0.0, True), (1.5, True), (-0.5, True), (2.5, False), (3600, False)],
+                         ids=["now", "1.5s", "a-hair-ahead", "2.5s-stale", "an-hour-stale"])
+def test_heartbeat_older_than_two_seconds_turns_both_programs_off(k, age_s, offloaded):
+    k.add(LO, 4, 6, 0, C4, S4, 40000, 80, "pass", PEER)
+    k.heartbeat(time.monotonic_ns() - int(age_s * 1e9))
+    if offloaded:
+        assert (sock(k, V4_TCP_ACK), tc(k, V4_TCP_ACK)) == (0, TC_ACT_REDIRECT)
+    else:
+        assert (sock(k, V4_TCP_ACK), tc(k, V4_TCP_ACK)) == (SOCKET_KEEP_WHOLE, TC_ACT_OK)
+        assert k.read(LO, 4, 6, 0, C4, S4, 40000, 80)[:2] == (0, 0)
+
+
+def test_step_aside_and_back(k):
+    k.add(LO, 4, 6, 0, C4, S4, 40000, 80, "drop", 0)
+    k.step_aside()
+    assert (sock(k, V4_TCP_ACK), tc(k, V4_TCP_ACK)) == (SOCKET_KEEP_WHOLE, TC_ACT_OK)
+    k.heartbeat()
+    assert (sock(k, V4_TCP_ACK), tc(k, V4_TCP_ACK)) == (0, TC_ACT_SHOT)
+
+
+# ------------------------------------------------------------------ programs and the assembler
+def test_programs_pass_the_verifier_and_report_their_size(k):
+    assert set(k.info) == {"ipsb_sock", "ipsb_tc"}
+    for info in k.info.values():
+        assert 0 < info.insns < 200
+        assert info.xlated_bytes >= 8 * info.insns * 0.9      # the verifier's rewrites only grow it a little
+        assert info.verified_insns >= info.insns * 0.5
+
+
+def test_assembler_encodes_jumps_over_two_slot_loads():
+    a = Asm()
+    a.jeq(R1, 0, "end")           # slot 0: jumps over the ld_imm64 (slots 1-2) and slot 3
+    a.ld_map_fd(R2, 5)            # slots 1-2
+    a.movi(R0, 1)                 # slot 3
+    a.label("end")
+    a.exit()                      # slot 4
+    code = a.assemble()
+    assert len(a) == 5 and len(code) == 5 * 8
+    assert code[0:8] == bytes.fromhex("1501" "0300" "00000000")      # jeq r1, 0, +3
+    assert code[8:24] == bytes.fromhex("1812" "0000" "05000000" "0000000000000000")   # r2 = map fd 5
+    assert code[24:32] == bytes.fromhex("b700" "0000" "01000000")     # r0 = 1
+    assert code[32:40] == bytes.fromhex("9500" "0000" "00000000")     # exit
+
+
+def test_assembler_refuses_unknown_labels_and_wide_immediates():
+    a = Asm()
+    a.ja("nowhere")
+    with pytest.raises(ValueError, match="nowhere"):
+        a.assemble()
+    with pytest.raises(ValueError, match="32 bits"):
+        Asm().movi(R0, 1 << 33)
+    a = Asm()
+    a.label("x")
+    with pytest.raises(ValueError, match="twice"):
+        a.label("x")
+
+
+def test_refused_program_carries_the_verifier_log():
+    if os.geteuid() != 0:
+        pytest.fail("needs root", pytrace=False)
+    a = Asm()
+    a.mov(R0, R2)                 # R2 was never written (a socket filter gets only R1, the skb)
+    a.exit()
+    with pytest.raises(ebpf.ProgramRefused) as exc:
+        ebpf.load_program(ebpf.BPF_PROG_TYPE_SOCKET_FILTER, a.assemble(), "ipsb_bad")
+    assert "R2 !read_ok" in exc.value.log
+    assert "verifier:" in str(exc.value)
+
+
+def test_misaligned_stack_store_is_refused_with_the_reason():
+    if os.geteuid() != 0:
+        pytest.fail("needs root", pytrace=False)
+    a = Asm()
+    a.st(DW, FP, -12, 0)          # an 8-byte store at an offset not aligned to 8
+    a.movi(R0, 0)
+    a.exit()
+    with pytest.raises(ebpf.ProgramRefused) as exc:
+        ebpf.load_program(ebpf.BPF_PROG_TYPE_SCHED_CLS, a.assemble(), "ipsb_bad")
+    assert "misaligned" in exc.value.log
+
+
+def test_filter_names_identify_owner_and_start_time():
+    me = ebpf.filter_name()
+    assert me.startswith(f"ipsbridge:{os.getpid()}:")
+    assert ebpf.filter_owner_alive(me)
+    pid, start = me.split(":")[1:]
+    assert not ebpf.filter_owner_alive(f"ipsbridge:{pid}:{int(start) + 1}")    # the PID, reused
+    assert not ebpf.filter_owner_alive("ipsbridge:999999999:1")
+    assert not ebpf.filter_owner_alive("someone-else")
+
