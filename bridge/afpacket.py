@@ -14,6 +14,8 @@ Set-up order matters (see /work/shared/notes/afpacket-facts.md):
     PACKET_IGNORE_OUTGOING              when the kernel has it (4.20+)
     PACKET_QDISC_BYPASS                 optional
     SO_RCVBUF                           buffer-size, when not 0
+    SO_ATTACH_FILTER / SO_ATTACH_BPF    bpf-filter (IDS), or the kernel offload's socket filter
+                                        (bridge.ebpf): before bind, so no frame gets in unfiltered
     bind((ifname, ETH_P_ALL))
     PACKET_ADD_MEMBERSHIP promisc       unless disable-promisc
     PACKET_FANOUT                       last: binding after joining fails with EINVAL
@@ -121,6 +123,7 @@ TPACKET_BLOCK_DESC_LEN = 48   # struct tpacket_block_desc (version, offset_to_pr
 
 SIOCGIFMTU = 0x8921
 SO_ATTACH_FILTER = 26
+SO_ATTACH_BPF = 50
 
 VLAN_HEADROOM = 4             # PACKET_RESERVE: room to put one stripped tag back in place
 
@@ -272,9 +275,13 @@ def inline_defrag_allowed(iface: Interface) -> bool:
 
 
 def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None,
-                bpf: bytes | None = None) -> PacketSocket:
+                bpf: bytes | None = None, bpf_prog_fd: int | None = None) -> PacketSocket:
     """Create, configure, bind and join the fanout group, in the order the kernel needs.
-    `bpf` (from compile_bpf) is attached before bind, so no unfiltered frame gets in."""
+    `bpf` (a classic filter from compile_bpf) or `bpf_prog_fd` (an eBPF SOCKET_FILTER
+    program, the kernel offload's: bridge.ebpf) is attached before bind, so no
+    unfiltered frame gets in.  A socket holds one filter: not both."""
+    if bpf and bpf_prog_fd is not None:
+        raise ValueError(f"{iface.interface}: a socket holds one filter: bpf-filter or the kernel offload's")
     name = iface.interface
     try:
         ifindex = socket.if_nametoindex(name)
@@ -309,6 +316,8 @@ def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None,
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, iface.buffer_size)
         if bpf:
             attach_bpf(s, bpf)
+        if bpf_prog_fd is not None:
+            s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, bpf_prog_fd)
         s.bind((name, ETH_P_ALL))
         if not iface.disable_promisc:
             mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
