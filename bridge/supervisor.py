@@ -15,6 +15,17 @@ Logging: structlog JSON lines on stderr, configured once per process.
     {"event": "stats", ...}    every config.stats_interval seconds (0: off)
     {"event": "totals", ...}   at exit (also written to `stats_json`)
 
+Kernel offload (bridge.ebpf), when an interface has `bypass: kernel` (the default):
+before any socket, stale ipsbridge tc filters (owner gone) are removed from the
+configured ports, the KernelOffload (map, programs) is created and its tc program
+attached to the clsact ingress of every inline port with `bypass: kernel`; then each
+socket of such a port gets the socket filter before it is bound.  The workers inherit
+it (WorkerSpec.kernel).  The heartbeat is written every HEARTBEAT_INTERVAL; at exit
+the programs step aside (stale heartbeat) before the workers stop, and the tc filters
+go once they are gone -- on every exit path (setup failure, a dead worker, signals).
+If the kernel cannot (OffloadUnavailable), one warning names the reason and those
+interfaces run with `bypass: user`.
+
 Exit: SIGINT/SIGTERM -> workers stop, report final counters (after a last
 PACKET_STATISTICS read) -> totals -> 0.  A worker that dies unexpectedly is
 logged (`worker_died`, with its exit code), the bridge shuts down and the exit
@@ -23,22 +34,27 @@ both groups in the same order (not implemented).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
 import signal
+import socket
 import time
 from typing import Any
 
 import structlog
 
 from bridge import afpacket as afp
+from bridge import ebpf
 from bridge.logs import configure_logging
 from bridge.stats import empty, merge, rates
 from bridge.worker import PortSpec, WorkerSpec, worker_main
 
 SHUTDOWN_TIMEOUT = 5.0
+HEARTBEAT_INTERVAL = 0.5      # s between heartbeats to the kernel offload (stale after 2 s)
+OFFLOAD_MIN_FLOWS = 4096      # kernel map entries, at least (one per flow direction)
 
 
 class SetupError(Exception):
@@ -87,8 +103,67 @@ def cluster_ids(config) -> dict[str, int]:
     return out
 
 
-def build_workers(config) -> list[WorkerSpec]:
-    """Open every socket in the pairing order and describe the workers (nothing forked yet)."""
+def offload_capacity(config) -> int:
+    """Kernel map entries: both directions of as many flows as the workers' engines track."""
+    workers = sum(ifaces[0].threads for _kind, ifaces in plan(config))
+    return max(OFFLOAD_MIN_FLOWS, min(ebpf.MAX_FLOWS_LIMIT, 2 * workers * config.flow.max_flows))
+
+
+def setup_offload(config, log) -> ebpf.KernelOffload | None:
+    """Crash cleanup, then the kernel offload for the interfaces with `bypass: kernel`
+    (tc on the inline ones).  None when no interface wants it or the kernel cannot;
+    then those interfaces are switched to `bypass: user` (one warning with the reason)."""
+    names = [i.interface for i in config.af_packet]
+    try:
+        for line in ebpf.remove_stale_filters(names):
+            log.warning("stale_offload_removed", detail=line,
+                        reason="left by an ipsbridge that is gone (crash or SIGKILL)")
+    except Exception as exc:  # noqa: BLE001 - never fatal: a stale filter steps aside by itself
+        log.warning("stale_offload_check_failed", error=str(exc))
+    want = [i for i in config.af_packet if i.bypass == "kernel"]
+    filtered = [i for i in want if i.bpf_filter]
+    if filtered:
+        for i in filtered:
+            i.bypass = "user"
+        log.warning("kernel_offload_unavailable", interfaces=[i.interface for i in filtered], bypass="user",
+                    reason="bpf-filter is set: a socket holds one filter, and it is the capture filter's")
+        want = [i for i in want if not i.bpf_filter]
+    if not want:
+        return None
+    offload = None
+    try:
+        offload = ebpf.KernelOffload.create(offload_capacity(config))
+        for i in want:
+            if i.copy_mode:
+                try:
+                    ifindex = socket.if_nametoindex(i.interface)
+                except OSError as e:
+                    raise ebpf.OffloadUnavailable(f"{i.interface}: {e.strerror}") from None
+                offload.attach_tc(ifindex)
+    except ebpf.OffloadUnavailable as e:
+        if offload is not None:
+            offload.close()
+        for i in want:
+            i.bypass = "user"
+        log.warning("kernel_offload_unavailable", interfaces=[i.interface for i in want], bypass="user",
+                    reason=str(e), hint="'ipsbridge check' says what is missing")
+        return None
+    log.info("kernel_offload", interfaces=[i.interface for i in want],
+             tc=[i.interface for i in want if i.copy_mode], max_flows=offload.flows.max_entries,
+             programs={name: info.insns for name, info in offload.info.items()})
+    return offload
+
+
+def _worker_spec(offload, **kw) -> WorkerSpec:
+    """A WorkerSpec carrying the kernel offload as `kernel` (when the worker side has the field)."""
+    if "kernel" in {f.name for f in dataclasses.fields(WorkerSpec)}:
+        kw["kernel"] = offload
+    return WorkerSpec(**kw)
+
+
+def build_workers(config, offload: ebpf.KernelOffload | None = None) -> list[WorkerSpec]:
+    """Open every socket in the pairing order and describe the workers (nothing forked yet).
+    Sockets of an interface with `bypass: kernel` get the offload's socket filter before bind."""
     ids = cluster_ids(config)
     ignored = [i.interface for i in config.af_packet if i.defrag and not afp.inline_defrag_allowed(i)]
     if ignored:
@@ -113,9 +188,10 @@ def build_workers(config) -> list[WorkerSpec]:
                         bpf = afp.compile_bpf(iface.bpf_filter)
                     except ValueError as e:
                         raise SetupError(f"{iface.interface}: {e}") from e
+                prog = offload.socket_filter_fd() if offload is not None and iface.bypass == "kernel" else None
                 for _ in range(n):
                     try:
-                        ps = afp.open_socket(iface, ids[iface.interface], bpf=bpf)
+                        ps = afp.open_socket(iface, ids[iface.interface], bpf=bpf, bpf_prog_fd=prog)
                     except OSError as e:
                         raise SetupError(f"{iface.interface}: cannot open the AF_PACKET socket: {e}") from e
                     opened.append(ps)
@@ -129,14 +205,14 @@ def build_workers(config) -> list[WorkerSpec]:
                         mtu=[per_iface[0][0].mtu, per_iface[1][0].mtu],
                         hint="frames larger than the smaller MTU fail with EMSGSIZE (counted as oversize)")
                 for slot in range(n):
-                    specs.append(WorkerSpec(
-                        index=len(specs), label=f"{a.interface}:{b.interface}", slot=slot,
+                    specs.append(_worker_spec(
+                        offload, index=len(specs), label=f"{a.interface}:{b.interface}", slot=slot,
                         sockets=[per_iface[0][slot], per_iface[1][slot]],
                         ports=[PortSpec(0, a.copy_mode, 1), PortSpec(1, b.copy_mode, 0)]))
             else:
                 for slot in range(n):
-                    specs.append(WorkerSpec(index=len(specs), label=ifaces[0].interface, slot=slot,
-                                            sockets=[per_iface[0][slot]], ports=[PortSpec(0, None, None)]))
+                    specs.append(_worker_spec(offload, index=len(specs), label=ifaces[0].interface, slot=slot,
+                                              sockets=[per_iface[0][slot]], ports=[PortSpec(0, None, None)]))
     except BaseException:
         for ps in opened:
             ps.close()
@@ -159,10 +235,14 @@ class Supervisor:
         self.ready: set[int] = set()
         self.pids: dict[int, int] = {}
         self.specs: list[WorkerSpec] = []
+        self.offload: ebpf.KernelOffload | None = None
+        self.kernel_totals: dict[str, int] = {}     # the offload's last totals (kept after close)
+        self.next_heartbeat = 0.0
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
-        self.specs = build_workers(self.config)
+        self.offload = setup_offload(self.config, self.log)
+        self.specs = build_workers(self.config, self.offload)
         all_fds = [ps.fileno() for spec in self.specs for ps in spec.sockets]
         ctx = multiprocessing.get_context("fork")
         for spec in self.specs:
@@ -227,7 +307,40 @@ class Supervisor:
             workers.append({"worker": spec.index, "pid": self.pids.get(spec.index), "label": spec.label,
                             "slot": spec.slot, "interfaces": counters,
                             "inspector": self.inspector.get(spec.index, {})})
+        if self.offload is not None or self.kernel_totals:
+            # one map for the whole bridge: its totals once, not summed over the workers
+            insp.update(self.read_kernel_totals())
         return {"interfaces": interfaces, "workers": workers, "inspector": insp}
+
+    # ------------------------------------------------------------------ kernel offload
+    def read_kernel_totals(self) -> dict[str, int]:
+        if self.offload is not None:
+            try:
+                self.kernel_totals = self.offload.totals()
+            except OSError:
+                pass
+        return dict(self.kernel_totals)
+
+    def heartbeat(self, now: float) -> None:
+        if self.offload is None or now < self.next_heartbeat:
+            return
+        self.next_heartbeat = now + HEARTBEAT_INTERVAL
+        try:
+            self.offload.heartbeat()
+        except OSError as e:   # never seen; the programs then step aside after 2 s: fail-safe
+            self.log.error("offload_heartbeat_failed", error=str(e))
+
+    def close_offload(self) -> None:
+        """Detach the tc programs and close the maps (after the workers are gone)."""
+        if self.offload is None:
+            return
+        self.read_kernel_totals()
+        try:
+            self.offload.close()
+        except Exception as exc:  # noqa: BLE001 - best effort on the way out, logged
+            self.log.error("offload_cleanup_failed", error=str(exc),
+                           fix="ipsbridge check --fix removes filters left behind")
+        self.offload = None
 
     def run(self) -> int:
         old_hup = signal.signal(signal.SIGHUP, self.on_hup)   # before the workers exist: never fatal
@@ -235,8 +348,13 @@ class Supervisor:
             self.start()
         except SetupError as e:
             self.log.error("setup_failed", error=str(e))
+            self.close_offload()
             signal.signal(signal.SIGHUP, old_hup)
             return 1
+        except BaseException:
+            self.shutdown()
+            signal.signal(signal.SIGHUP, old_hup)
+            raise
         old = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         old[signal.SIGHUP] = old_hup
         status = 0
@@ -266,6 +384,7 @@ class Supervisor:
         next_stats = t0 + interval if interval else None
         prev, prev_t = {}, t0
         while self.stop_signal is None:
+            self.heartbeat(time.monotonic())
             if self.hup:
                 self.hup = False
                 self.log.info("reopen", reason="SIGHUP", eve=self.config.eve_log)
@@ -311,6 +430,19 @@ class Supervisor:
         return 0
 
     def shutdown(self) -> None:
+        """Stop the workers; the kernel offload steps aside first (its frames reach the
+        rings again while the workers still forward) and is removed once they are gone."""
+        if self.offload is not None:
+            try:
+                self.offload.step_aside()
+            except OSError:
+                pass
+        try:
+            self._stop_workers()
+        finally:
+            self.close_offload()
+
+    def _stop_workers(self) -> None:
         for p in self.procs:
             if p.is_alive():
                 try:
