@@ -7,8 +7,15 @@
                               down, GRO/LRO/TSO/GSO/checksum offloads, a port
                               enslaved to a kernel bridge/bond, IP addresses on
                               an inline port, ip_forward, TPACKET_V2/V3 and
-                              PACKET_FANOUT support
+                              PACKET_FANOUT support, the kernel offload (bypass: kernel)
+                              and tc filters a crashed ipsbridge left on the ports
     fix_offloads(ifname)      turns the offloads off (pyroute2 Ethtool, else `ethtool -K`)
+    kernel_offload_status()   whether the eBPF kernel offload (bridge.ebpf) works here: the
+                              bpf() syscall, the maps, both programs through the verifier,
+                              clsact + cls_bpf (probed on the loopback of a scratch network
+                              namespace, nothing on the host changes); what is missing
+    fix_kernel_offload(config) removes tc filters (and the clsact qdiscs they leave empty)
+                              that a crashed ipsbridge left on the configured ports
 
 Everything reads the CURRENT network namespace (run `ip netns exec NS ipsbridge check`
 to check one); pyroute2's Ethtool is created here, inside it.  Each check
@@ -200,6 +207,138 @@ def _probe_af_packet(need_v3: bool) -> list[tuple[str, str, str]]:
     return out
 
 
+# --------------------------------------------------------------------------- kernel offload
+CLONE_NEWNET = 0x40000000
+
+
+@dataclass(frozen=True)
+class OffloadStatus:
+    works: bool
+    detail: str          # what works, or what is missing
+    fix: str = ""
+
+    def __str__(self) -> str:
+        return f"kernel offload: {'available' if self.works else 'unavailable'} ({self.detail})"
+
+
+def _probe_tc_in_scratch_namespace(tc_fd: int) -> str | None:
+    """In a forked child with a network namespace of its own: clsact on its loopback and
+    the tc program attached to it.  None when that works, else why not."""
+    import ctypes
+
+    from bridge import ebpf
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # child: report one line, never return
+        os.close(r)
+        msg = ""
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                msg = f"untested: no scratch network namespace (unshare: {os.strerror(err)})"
+            else:
+                from pyroute2 import IPRoute
+
+                with IPRoute() as ipr:
+                    try:
+                        ipr.tc("add", "clsact", 1)
+                    except Exception as exc:  # noqa: BLE001
+                        msg = f"cannot add a clsact qdisc: {exc}"
+                    else:
+                        try:
+                            ipr.tc("add-filter", "bpf", 1, ":1", fd=tc_fd, name="ipsbridge-check",
+                                   parent=ebpf.TC_H_CLSACT_INGRESS, classid=1, direct_action=True)
+                            if not ebpf.list_filters(ipr, 1):
+                                msg = "the tc filter was accepted but is not listed"
+                        except Exception as exc:  # noqa: BLE001
+                            msg = f"cannot attach a bpf tc filter (cls_bpf): {exc}"
+        except BaseException as exc:  # noqa: BLE001 - whatever it is, the parent reports it
+            msg = f"probe failed: {exc!r}"
+        os.write(w, msg.encode()[:4000])
+        os._exit(0)
+    os.close(w)
+    chunks = []
+    while True:
+        chunk = os.read(r, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(pid, 0)
+    msg = b"".join(chunks).decode(errors="replace")
+    return msg or None
+
+
+def kernel_offload_status(*, tc: bool = True) -> OffloadStatus:
+    """Whether bridge.ebpf's kernel offload works in this kernel and process."""
+    from bridge import ebpf
+
+    try:
+        off = ebpf.KernelOffload.create(16)
+    except ebpf.OffloadUnavailable as e:
+        reason = str(e)
+        if "needs root" in reason:
+            fix = "run as root, or grant CAP_BPF and CAP_NET_ADMIN (kernel 5.8+; CAP_SYS_ADMIN before)"
+        elif "bpf() syscall" in reason:
+            fix = "use a kernel built with CONFIG_BPF_SYSCALL (and CONFIG_BPF_JIT)"
+        elif "refused program" in reason:
+            fix = "the kernel's verifier refused the program (its log is above): report it with `uname -r`"
+        else:
+            fix = "a kernel 5.10+ with CONFIG_BPF_SYSCALL"
+        return OffloadStatus(False, reason, fix + "; until then the bridge runs with bypass: user")
+    try:
+        sizes = ", ".join(f"{name} {info.insns} instructions" for name, info in off.info.items())
+        detail = f"bpf(), LRU hash and per-CPU maps, {sizes} accepted by the verifier"
+        if tc:
+            why = _probe_tc_in_scratch_namespace(off.tc_fd)
+            if why is not None and why.startswith("untested"):
+                return OffloadStatus(False, f"{detail}; tc {why}", "run the check as root")
+            if why is not None:
+                return OffloadStatus(False, f"{detail}; but {why}",
+                                     "load or build the tc modules: modprobe sch_ingress cls_bpf "
+                                     "(CONFIG_NET_SCH_INGRESS, CONFIG_NET_CLS_BPF); until then the bridge "
+                                     "runs with bypass: user")
+            detail += "; clsact + cls_bpf direct-action attach"
+    finally:
+        off.close()
+    return OffloadStatus(True, detail)
+
+
+def _kernel_offload_problems(config: Config) -> list[Problem]:
+    out = []
+    want = [i for i in config.af_packet if i.bypass == "kernel"]
+    if want:
+        status = kernel_offload_status(tc=any(i.copy_mode for i in want))
+        if not status.works:
+            names = ", ".join(i.interface for i in want)
+            out.append(_p("system", "kernel-offload", f"{status.detail}; {names} (bypass: kernel) will run "
+                          "with bypass: user", status.fix, severity="warning"))
+    try:
+        from bridge import ebpf
+
+        stale = ebpf.stale_filters(i.interface for i in config.af_packet)
+    except Exception as exc:  # noqa: BLE001 - netlink trouble: say so, do not fail the check
+        return out + [_p("system", "offload-filters", f"cannot list tc filters: {exc}",
+                         "check with 'tc filter show dev IFACE ingress'", severity="warning")]
+    for name, f in stale:
+        hook = "ingress" if f.parent == 0xFFFFFFF2 else "egress"
+        out.append(_p(name, "offload-filters", f"tc filter {f.name} ({hook} pref {f.prio}) was left by an "
+                      "ipsbridge that is gone; it steps aside by itself (stale heartbeat), but remove it",
+                      f"ipsbridge check --fix (or: tc filter del dev {name} {hook} pref {f.prio})",
+                      severity="warning"))
+    return out
+
+
+def fix_kernel_offload(config: Config) -> list[str]:
+    """`check --fix`: remove the tc filters a gone ipsbridge left on the configured ports
+    (and the clsact qdiscs they leave empty).  One line per thing done."""
+    from bridge import ebpf
+
+    return ebpf.remove_stale_filters(i.interface for i in config.af_packet)
+
+
 # --------------------------------------------------------------------------- checks
 def _p(where, key, message, fix, severity="error") -> Problem:
     return Problem(where, key, message, fix, None, 0, severity)
@@ -280,6 +419,7 @@ def system_problems(config: Config) -> list[Problem]:
     need_v3 = any(i.tpacket_v3 for i in config.af_packet)
     for key, message, fix in _probe_af_packet(need_v3):
         out.append(_p("system", key, message, fix))
+    out += _kernel_offload_problems(config)
     return out
 
 
