@@ -736,31 +736,38 @@ def delete_filter(ipr, f: TcFilter) -> None:
     ipr.tc("del-filter", "bpf", f.ifindex, f.handle, parent=f.parent, prio=f.prio)
 
 
-def remove_stale_filters(ifnames: Iterable[str], *, all_owners: bool = False) -> list[str]:
+def _link_index(ipr, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def remove_stale_filters(ifnames: Iterable[str], *, all_owners: bool = False, ipr=None) -> list[str]:
     """Remove the ipsbridge tc filters whose owner process is gone (all of them with
-    `all_owners`) from these links of this network namespace, then their clsact qdisc
-    when nothing is left on it.  One line per thing removed, for logs and `check --fix`."""
+    `all_owners`) from these links, then their clsact qdisc when nothing is left on it.
+    `ipr`: a pyroute2 IPRoute/NetNS (default: an IPRoute in this network namespace).
+    One line per thing removed, for logs and `check --fix`."""
+    if ipr is None:
+        with _ipr() as own:
+            return remove_stale_filters(ifnames, all_owners=all_owners, ipr=own)
     done = []
-    with _ipr() as ipr:
-        for name in ifnames:
+    for name in ifnames:
+        ifindex = _link_index(ipr, name)
+        if ifindex is None:
+            continue
+        stale = [f for f in list_filters(ipr, ifindex)
+                 if f.ours and (all_owners or not filter_owner_alive(f.name))]
+        for f in stale:
             try:
-                ifindex = socket.if_nametoindex(name)
-            except OSError:
-                continue
-            stale = [f for f in list_filters(ipr, ifindex)
-                     if f.ours and (all_owners or not filter_owner_alive(f.name))]
-            for f in stale:
-                try:
-                    delete_filter(ipr, f)
-                    done.append(f"{name}: removed tc filter {f.name} (pref {f.prio})")
-                except Exception as exc:  # noqa: BLE001 - reported, never fatal
-                    done.append(f"{name}: could not remove tc filter {f.name}: {exc}")
-            if stale and has_clsact(ipr, ifindex) and not list_filters(ipr, ifindex):
-                try:
-                    ipr.tc("del", "clsact", ifindex)
-                    done.append(f"{name}: removed the clsact qdisc it left empty")
-                except Exception as exc:  # noqa: BLE001
-                    done.append(f"{name}: could not remove the clsact qdisc: {exc}")
+                delete_filter(ipr, f)
+                done.append(f"{name}: removed tc filter {f.name} (pref {f.prio})")
+            except Exception as exc:  # noqa: BLE001 - reported, never fatal
+                done.append(f"{name}: could not remove tc filter {f.name}: {exc}")
+        if stale and has_clsact(ipr, ifindex) and not list_filters(ipr, ifindex):
+            try:
+                ipr.tc("del", "clsact", ifindex)
+                done.append(f"{name}: removed the clsact qdisc it left empty")
+            except Exception as exc:  # noqa: BLE001
+                done.append(f"{name}: could not remove the clsact qdisc: {exc}")
     return done
 
 
@@ -769,11 +776,9 @@ def stale_filters(ifnames: Iterable[str]) -> list[tuple[str, TcFilter]]:
     out = []
     with _ipr() as ipr:
         for name in ifnames:
-            try:
-                ifindex = socket.if_nametoindex(name)
-            except OSError:
-                continue
-            out += [(name, f) for f in list_filters(ipr, ifindex) if f.ours and not filter_owner_alive(f.name)]
+            ifindex = _link_index(ipr, name)
+            if ifindex is not None:
+                out += [(name, f) for f in list_filters(ipr, ifindex) if f.ours and not filter_owner_alive(f.name)]
     return out
 
 

@@ -7,7 +7,9 @@
 Namespaces, links, addresses and MTUs are made through netlink (pyroute2);
 processes started in the lab are tracked and killed by PID at teardown.
 Names carry the owner's PID (`<prefix>-<pid>-<rand>-c`), so two runs never
-collide and `cleanup_stale()` can remove what a crashed run left behind.
+collide and `cleanup_stale()` can remove what a crashed run left behind.  The
+kernel offload's tc filters (bridge.ebpf) on the bridge ports go too: all of them
+at teardown, and those of a bridge that is gone in labs that are still up.
 
 Used by the demo and benchmark (netns-lab/lab.py) and by tests/lab (fixture
 `lab` in tests/lab/conftest.py).  Documentation addresses only.
@@ -230,6 +232,8 @@ class Lab:
             except subprocess.TimeoutExpired:
                 pass
         self.procs.clear()
+        if self.bridge in self._made:
+            remove_offload_filters(self.bridge, all_owners=True)
         for name in self._made:
             _kill_ns_pids(name)
             try:
@@ -349,18 +353,42 @@ def _kill_ns_pids(name: str) -> None:
             pass
 
 
+BRIDGE_PORTS = ("eth0", "eth1")
+
+
+def remove_offload_filters(ns: str, *, all_owners: bool = False) -> list[str]:
+    """Remove ipsbridge's tc filters (and the clsact qdiscs they leave empty) from the
+    bridge ports of namespace `ns`: those whose bridge process is gone, or all of them.
+    Returns what was removed; never raises (a namespace on its way out is fine)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from bridge.ebpf import remove_stale_filters
+
+    try:
+        with NetNS(ns) as ipr:
+            return remove_stale_filters(BRIDGE_PORTS, all_owners=all_owners, ipr=ipr)
+    except Exception as exc:  # noqa: BLE001 - cleanup goes on
+        return [f"{ns}: could not clean tc filters: {exc}"]
+
+
 def cleanup_stale(prefix: str | None = None, *, all_owners: bool = False) -> list[str]:
     """Remove lab namespaces whose owning process is gone (or all of them).
 
-    Kills what still runs inside them first.  Returns the names removed."""
+    Kills what still runs inside them first.  In bridge namespaces that stay (their
+    owner runs), tc filters of an ipsbridge that is gone are removed.  Returns the
+    namespace names removed."""
     removed = []
     for name in netns.listnetns():
         m = _NAME_RE.match(name)
         if not m or (prefix and m["prefix"] != prefix):
             continue
         if not all_owners and Path(f"/proc/{m['pid']}").exists():
+            if m["role"] == "b":
+                remove_offload_filters(name)
             continue
         _kill_ns_pids(name)
+        if m["role"] == "b":
+            remove_offload_filters(name, all_owners=True)
         try:
             netns.remove(name)
             removed.append(name)
