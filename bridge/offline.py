@@ -38,6 +38,11 @@ def register(sub) -> None:
                    ".pcapng or classic pcap by the name, as for --write-pass")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="processes, frames spread by a symmetric flow hash (default: 1)")
+    p.add_argument("--bypass", choices=("user", "off", "kernel"), default="user",
+                   help="user: once the engine decides a flow (pass, drop, the bypass keyword, "
+                   "stream.bypass, no rule left to match), its later frames take the bridge's user-space "
+                   "fast path instead of the engine, with the same verdicts, alerts and EVE; off: every "
+                   "frame is inspected; kernel (eBPF) exists only live and is refused (default: user)")
     p.add_argument("--strict", action="store_true", help="exit 2 when any rule fails to load")
     p.add_argument("pcap", nargs="*", metavar="PCAP|DIR",
                    help="capture files or directories (a trailing capture after -r is taken as one)")

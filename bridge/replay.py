@@ -35,6 +35,18 @@ Suricata, which ignores it when reading files: a `tcpdump -i any` capture on a
 router or bridge holds each forwarded packet twice, in and out, and both
 copies are inspected; the count explains the doubling.
 
+`--bypass user` (the default) runs the bridge's user-space fast path (bridge.fastpath) in
+front of the engine, as a worker does with `bypass: user`: once the engine decides a flow
+(`Result.bypass`: a pass or drop that holds for the flow, the `bypass` keyword,
+stream.bypass, no rule left that could match), the flow's later Ethernet frames are
+answered from the fast path's table without `inspect`; their counts reach the engine
+through `Inspector.bypassed` before every tick (the engine ticks by packet time, every
+TICK_EVERY seconds) and at the end, so flows time out as they would.  Verdicts, alerts
+and EVE records are the same as with `--bypass off` (every frame inspected): a frame the
+fast path drops in ips mode gets the engine's `drop` event (reason "flow"), built from
+the frame.  The summary counts what the fast path took (`bypass.*`).  `--bypass kernel`
+is refused: there is no kernel path offline.
+
 `--workers N` spreads packets over N processes by a symmetric flow hash
 (addresses, ports, protocol; the outer header of a tunnelled frame; found
 through the record's link type), each worker reading the files itself and
@@ -57,14 +69,17 @@ from dataclasses import dataclass, field
 
 from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE, FrameMeta, Verdict
 from rules.decode import (
-    CHECKSUM_SAMPLE_COUNT, ETH_P_IP, ETH_P_IPV6, LINKTYPE_ETHERNET, link_pkttype, network_header,
+    CHECKSUM_SAMPLE_COUNT, ETH_P_IP, ETH_P_IPV6, LINKTYPE_ETHERNET, decode, link_pkttype, network_header,
 )
 from rules.events import Alert, DecoderEvent, Drop
 from bridge import afpacket as afp
+from bridge.fastpath import DROP as FAST_DROP
+from bridge.fastpath import FastPath, FastPort
 from bridge.pcap import PcapError, iter_pcaps, linktype_name, linktypes, open_writer
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 TICK_EVERY = 1.0          # seconds of packet time between Engine.tick calls
+BYPASS_CHOICES = ("user", "off", "kernel")     # --bypass; kernel is refused offline
 
 # pcap-file.checksum-checks -> the FrameMeta.checksum hint of every record (the engine's
 # ChecksumChecks keeps auto's sample: one for the whole stream, as Suricata's pcap-file)
@@ -143,12 +158,32 @@ def _engine(rules_paths, config, mode):
     return build_engine(config, mode=mode, paths=rules_paths)
 
 
+def fast_path_for(inspector, mode: str) -> FastPath:
+    """Replay's fast path: one port, no peer (both directions of a flow on it), no kernel."""
+    return FastPath([FastPort(0, 0, None)], inspector, mode=mode)
+
+
+def flow_drop_event(data, meta: FrameMeta, flow, to_server: bool) -> Drop:
+    """The `drop` event the engine gives a frame of a dropped flow (reason "flow"), for a
+    frame the fast path dropped: the frame decoded for its EVE fields, the flow's id and
+    the direction from the fast path's entry."""
+    from rules.engine import packet_info
+
+    pkt = decode(data, meta)[0]
+    pkt.flow = flow
+    pkt.to_server = to_server
+    return Drop(packet_info(pkt), "flow")
+
+
 def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_writer=None,
-               drop_writer=None, on_warning=None, checksum: str = "auto") -> Totals:
+               drop_writer=None, on_warning=None, checksum: str = "auto", bypass: str = "off",
+               mode: str = "ips") -> Totals:
     """Inspect every record of `pcaps` (one stream).  `share=(i, n)` keeps only
     the frames whose flow hash falls to worker i of n.  `eve_sink(cnt, events)`
     receives each packet's events.  Writers get `write(ts, frame, linktype)`.
-    `checksum` is pcap-file.checksum-checks (auto, yes, no)."""
+    `checksum` is pcap-file.checksum-checks (auto, yes, no).  `bypass` "user": the
+    fast path answers the frames of decided flows (module docstring); `mode` is the
+    engine's (ips, tap, ids)."""
     hint = CHECKSUM_HINTS[checksum]
     t = Totals()
     stream = iter_pcaps(pcaps, on_warning=on_warning)
@@ -156,6 +191,10 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
     inspect = engine.inspect
     links = t.links
     cnt = 0
+    fp = fast_path_for(engine, mode) if bypass == "user" else None
+    if fp is not None:
+        hit, install, sync = fp.hit, fp.install, fp.sync
+    ips = mode == "ips"
 
     def count(cnt, events):
         for e in events:
@@ -184,11 +223,35 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
         if last_tick is None:
             last_tick = ts
         elif ts - last_tick >= TICK_EVERY:
+            if fp is not None:
+                sync()                         # the fast path's counts first: timeouts see them
             ended = engine.tick(ts)            # flows that timed out: their last inspection (IDS)
+            if fp is not None:
+                sync()                         # and the flows that tick ended leave the fast path now
             if ended:
                 count(cnt, ended)
             last_tick = ts
+        if fp is not None and lt == LINKTYPE_ETHERNET:
+            v = hit(0, data, 0, len(data), 0, ts)
+            if v:
+                if v == FAST_DROP:
+                    t.dropped.append(cnt)
+                    if drop_writer is not None:
+                        drop_writer.write(ts, data, lt)
+                    if ips:                    # the engine's drop event of a dropped flow's frame
+                        if eve_sink is None:
+                            t.drops_by_reason["flow"] += 1
+                        else:
+                            meta = FrameMeta(ts, iface, (), cnt, (), lt, hint)
+                            count(cnt, (flow_drop_event(data, meta, *fp.lookup(0, data, 0, len(data), 0)),))
+                elif pass_writer is not None:
+                    pass_writer.write(ts, data, lt)
+                if progress is not None:
+                    progress(stream, t.packets)
+                continue
         r = inspect(data, FrameMeta(ts, iface, (), cnt, (), lt, hint))
+        if r.bypass is not None and fp is not None and lt == LINKTYPE_ETHERNET:
+            install(0, data, 0, len(data), 0, r.bypass, ts)
         if r.verdict != Verdict.FORWARD:
             t.dropped.append(cnt)
             if drop_writer is not None:
@@ -199,16 +262,21 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
             count(cnt, r.events)
         if progress is not None:
             progress(stream, t.packets)
+    if fp is not None:
+        sync()                                 # the last counts, before the flows end
     ended = engine.finish()                    # the end of the input ends every flow, as in Suricata
     if ended:
         count(cnt, ended)
     t.warnings = list(stream.warnings)
     t.stats.update(engine.stats())
+    if fp is not None:
+        fp.clear()
+        t.stats.update(fp.stats())
     return t
 
 
 def _worker(args) -> Totals:
-    i, n, rules_paths, config_path, mode, pcaps, eve_tmp = args
+    i, n, rules_paths, config_path, mode, pcaps, eve_tmp, bypass = args
     from bridge.eve import dumps
 
     config = _load_config(config_path)
@@ -221,7 +289,7 @@ def _worker(args) -> Totals:
 
     try:
         return run_stream(engine, pcaps, eve_sink=sink if out else None, share=(i, n), on_warning=lambda m: None,
-                          checksum=config.pcap_file_checksum_checks)
+                          checksum=config.pcap_file_checksum_checks, bypass=bypass, mode=mode)
     finally:
         if out:
             out.close()
@@ -274,7 +342,7 @@ class _Progress:
         sys.stderr.write("\n")
 
 
-def format_summary(t: Totals, elapsed: float, mode: str, workers: int) -> str:
+def format_summary(t: Totals, elapsed: float, mode: str, workers: int, bypass: str = "off") -> str:
     lines = [f"packets: {t.packets} ({t.bytes} bytes)", f"mode: {mode}, workers: {workers}"]
     if t.links:
         lines.append("link types: " + ", ".join(f"{lt} {linktype_name(lt).split(',')[0]} {n}"
@@ -299,6 +367,11 @@ def format_summary(t: Totals, elapsed: float, mode: str, workers: int) -> str:
     for name, n in sorted(dec.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {n:>8}  {name}")
     lines.append(f"flows: {t.stats.get('flow.created', 0)}")
+    decided = {k[len("flow.decided."):]: v for k, v in t.stats.items() if k.startswith("flow.decided.") and v}
+    if decided:
+        lines.append(f"  decided: {sum(decided.values())} (" + ", ".join(f"{k} {v}" for k, v in
+                                                                    sorted(decided.items())) + ")")
+    lines.append(format_bypass(t.stats, bypass))
     if t.stats.get("checksum.auto_disabled"):
         lines.append(f"checksum validation: off from packet {CHECKSUM_SAMPLE_COUNT} on (pcap-file.checksum-checks: "
                      f"auto; {t.stats.get('checksum.auto_invalid', 0)} invalid TCP checksums in the "
@@ -308,6 +381,16 @@ def format_summary(t: Totals, elapsed: float, mode: str, workers: int) -> str:
     rate = t.packets / elapsed if elapsed > 0 else 0.0
     lines.append(f"elapsed: {elapsed:.3f} s, {rate:.0f} pkt/s")
     return "\n".join(lines)
+
+
+def format_bypass(stats, bypass: str) -> str:
+    """The summary's fast-path line: what the frames of decided flows cost (bypass.* counters)."""
+    if bypass != "user":
+        return f"bypass: {bypass} (every frame inspected)"
+    pf, pb = stats.get("bypass.pass_frames", 0), stats.get("bypass.pass_bytes", 0)
+    df, db = stats.get("bypass.drop_frames", 0), stats.get("bypass.drop_bytes", 0)
+    return (f"bypass: user: {stats.get('bypass.installed', 0)} flows, {pf + df} frames not inspected "
+            f"(pass {pf} frames {pb} bytes, drop {df} frames {db} bytes)")
 
 
 def _is_capture(path: str) -> bool:
@@ -345,6 +428,11 @@ def cmd_replay(args) -> int:
         return EXIT_USAGE
     args.pcap = pcap_args
     mode = args.mode or "ips"
+    bypass = getattr(args, "bypass", None) or "user"
+    if bypass == "kernel":
+        print("ipsbridge replay: --bypass kernel needs live interfaces (eBPF on their receive path); "
+              "offline use --bypass user (the default) or off", file=sys.stderr)
+        return EXIT_USAGE
     try:                                       # policies Suricata refuses in this mode: refused here
         settings = engine_settings(config, mode)
     except ConfigError as e:
@@ -404,9 +492,9 @@ def cmd_replay(args) -> int:
             engine = Engine(res.rules, settings, rules_failed=len(res.errors))
             sink = (lambda cnt, events: eve.write(events)) if eve else None
             totals = run_stream(engine, pcaps, eve_sink=sink, progress=progress, pass_writer=pw, drop_writer=dw,
-                                checksum=config.pcap_file_checksum_checks)
+                                checksum=config.pcap_file_checksum_checks, bypass=bypass, mode=mode)
         else:
-            totals = _run_workers(workers, rules_paths, args.config, mode, pcaps, eve, pw, dw)
+            totals = _run_workers(workers, rules_paths, args.config, mode, pcaps, eve, pw, dw, bypass)
     except BrokenPipeError:
         raise                                  # an output piped to a reader that left: bridge.offline
     except (PcapError, OSError) as e:          # a capture that breaks off, an output that fails midway
@@ -422,7 +510,7 @@ def cmd_replay(args) -> int:
                 w.close()
     if progress:
         progress.done()
-    print(format_summary(totals, time.monotonic() - t0, mode, workers))
+    print(format_summary(totals, time.monotonic() - t0, mode, workers, bypass))
     return EXIT_OK
 
 
@@ -436,13 +524,14 @@ def _why(e: Exception, doing: str) -> str:
     return str(e)
 
 
-def _run_workers(n, rules_paths, config_path, mode, pcaps, eve, pw, dw) -> Totals:
+def _run_workers(n, rules_paths, config_path, mode, pcaps, eve, pw, dw, bypass="user") -> Totals:
     tmpdir = tempfile.mkdtemp(prefix="ipsbridge-replay-")
     tmps = [os.path.join(tmpdir, f"w{i}.eve") if eve else None for i in range(n)]
     ctx = mp.get_context("spawn")          # hyperscan state is built inside each worker
     try:
         with ctx.Pool(n) as pool:
-            parts = pool.map(_worker, [(i, n, rules_paths, config_path, mode, pcaps, tmps[i]) for i in range(n)])
+            parts = pool.map(_worker, [(i, n, rules_paths, config_path, mode, pcaps, tmps[i], bypass)
+                                       for i in range(n)])
         totals = Totals()
         for p in parts:
             totals.merge(p)

@@ -1,0 +1,348 @@
+"""`ipsbridge replay --bypass user|off`: the fast path changes what inspection costs, never
+what is decided.
+
+Every differential fixture (tests/replay/differential) is replayed with the fast path in
+front of the engine and without it: the EVE files (alerts, drop events with their reasons
+and flow ids, anomalies, in order) and the pass/drop captures must be byte for byte the
+same.  Crafted captures where flows really get decided (a pass rule on the stream, a drop
+rule on the stream, an IP-only drop, stream.bypass at a small depth, flows with no rule
+left to match, flows that time out and come back) show the fast path taking frames
+(`bypass: user: N flows, M frames not inspected` in the summary, M > 0) with the same
+output.  `run_stream` with a fake inspector shows the contract on its own: the fast path
+answers a decided flow's frames, pushes their counts before each tick, and forgets a flow
+the tick ended.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from scapy.all import IP, TCP, UDP, Ether, wrpcap
+
+from bridge import cli
+from bridge.replay import run_stream
+from rules.api import FORWARD, Bypass, Result, Verdict
+
+HERE = Path(__file__).resolve().parent
+DIFF = HERE / "differential"
+EXPECTED = json.loads((DIFF / "expected.json").read_text())
+SCENARIOS = sorted(EXPECTED["scenarios"])
+
+C, S = "198.51.100.1", "203.0.113.2"
+MAC_C, MAC_S = "02:00:00:00:00:01", "02:00:00:00:00:02"
+BYPASS_LINE = re.compile(r"^bypass: user: (\d+) flows, (\d+) frames not inspected \(pass (\d+) frames \d+ bytes, "
+                         r"drop (\d+) frames \d+ bytes\)$", re.M)
+
+
+def replay(tmp: Path, tag: str, bypass: str, pcap: Path, rules: Path, config: Path | None = None,
+           mode: str = "ips") -> dict:
+    """One in-process `ipsbridge replay`; its EVE, pass and drop captures, and summary."""
+    out = {k: tmp / f"{tag}.{bypass}.{k}" for k in ("eve", "pass.pcap", "drop.pcap")}
+    argv = ["replay", "-r", str(rules), "--mode", mode, "--bypass", bypass, "--eve", str(out["eve"]),
+            "--write-pass", str(out["pass.pcap"]), "--write-drop", str(out["drop.pcap"]), str(pcap)]
+    if config is not None:
+        argv[1:1] = ["-c", str(config)]
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+        rc = cli.main(argv)
+    assert rc == 0, f"{argv}: {rc}\n{buf.getvalue()}\n{err.getvalue()}"
+    res = {k: p.read_bytes() for k, p in out.items()}
+    res["summary"] = buf.getvalue()
+    return res
+
+
+def bypass_counts(summary: str) -> tuple[int, int, int, int]:
+    """(flows, frames, pass frames, drop frames) from the summary's bypass line."""
+    m = BYPASS_LINE.search(summary)
+    assert m, summary
+    return tuple(int(x) for x in m.groups())
+
+
+def assert_same(user: dict, off: dict) -> None:
+    assert "bypass: off (every frame inspected)" in off["summary"]
+    for k in ("eve", "drop.pcap", "pass.pcap"):
+        if user[k] != off[k]:
+            if k == "eve":
+                u, o = user[k].decode().splitlines(), off[k].decode().splitlines()
+                only_u = [line for line in u if line not in o][:5]
+                only_o = [line for line in o if line not in u][:5]
+                pytest.fail(f"EVE differs ({len(u)} lines with bypass, {len(o)} without)\n"
+                            f"with bypass only: {only_u}\nwithout only: {only_o}")
+            pytest.fail(f"{k} differs with and without bypass")
+
+
+# ---------------------------------------------------------------------- every differential fixture
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_differential_fixture_same_with_and_without_bypass(name, tmp_path):
+    sc = EXPECTED["scenarios"][name]
+    args = dict(pcap=DIFF / sc["pcap"], rules=DIFF / sc["rules"], config=DIFF / sc.get("config", "ipsbridge.yaml"),
+                mode=sc.get("mode", "ips"))
+    user = replay(tmp_path, name, "user", **args)
+    off = replay(tmp_path, name, "off", **args)
+    assert_same(user, off)
+    flows, frames, _, _ = bypass_counts(user["summary"])
+    assert frames == 0 or flows > 0
+
+
+# ---------------------------------------------------------------------- flows that get decided
+class Session:
+    """A TCP session as scapy packets with increasing times."""
+
+    def __init__(self, sport, dport, t0, src=C, dst=S):
+        self.c, self.s, self.sp, self.dp = src, dst, sport, dport
+        self.cseq, self.sseq, self.t = 1000, 5000, t0
+        self.pkts = []
+
+    def _add(self, p, dt=0.01):
+        self.t += dt
+        p.time = self.t
+        self.pkts.append(p)
+
+    def cli(self, flags, data=b"", dt=0.01):
+        self._add(Ether(src=MAC_C, dst=MAC_S) / IP(src=self.c, dst=self.s) /
+                  TCP(sport=self.sp, dport=self.dp, flags=flags, seq=self.cseq, ack=self.sseq) / data, dt)
+        self.cseq += len(data) + (1 if "S" in flags or "F" in flags else 0)
+        return self
+
+    def srv(self, flags, data=b"", dt=0.01):
+        self._add(Ether(src=MAC_S, dst=MAC_C) / IP(src=self.s, dst=self.c) /
+                  TCP(sport=self.dp, dport=self.sp, flags=flags, seq=self.sseq, ack=self.cseq) / data, dt)
+        self.sseq += len(data) + (1 if "S" in flags or "F" in flags else 0)
+        return self
+
+    def handshake(self):
+        return self.cli("S").srv("SA").cli("A")
+
+    def bulk(self, n, data, every=0.3):
+        """n data segments from the client, each acknowledged; `every` seconds apart, so the
+        replay ticks (and syncs the fast path) inside the flow."""
+        for _ in range(n):
+            self.cli("PA", data, dt=every).srv("A")
+        return self
+
+    def close(self):
+        return self.cli("FA").srv("FA").cli("A")
+
+
+def udp_pkt(t, sport, dport, data, src=C, dst=S):
+    p = Ether(src=MAC_C if src == C else MAC_S, dst=MAC_S if src == C else MAC_C) / IP(src=src, dst=dst) / \
+        UDP(sport=sport, dport=dport) / data
+    p.time = t
+    return p
+
+
+DECIDED_RULES = """
+pass tcp any any -> any 80 (msg:"pass the flow once GET is seen"; flow:to_server; content:"GET /ok"; sid:1;)
+alert tcp any any -> any 80 (msg:"secret (never seen: the flow is passed)"; content:"secret"; sid:2;)
+drop tcp any any -> any 8080 (msg:"evil: drop the flow"; flow:to_server; content:"evil"; sid:3;)
+alert tcp any any -> any 8080 (msg:"more (never seen: dropped flow)"; content:"more"; sid:4;)
+drop udp any any -> any 5353 (msg:"IP-only drop of every mDNS flow"; sid:5;)
+alert udp any any -> any 9999 (msg:"hello on 9999"; content:"hello"; sid:6;)
+pass udp any any -> any 53 (msg:"pass DNS flows"; sid:7;)
+alert udp any any -> any any (msg:"x in any other UDP"; content:"x"; sid:8;)
+alert tcp any any -> any 443 (msg:"only the first bytes of 443"; content:"HELLO"; sid:9;)
+"""
+
+
+def decided_traffic():
+    pkts = []
+    # a flow passed by a stream match: the rest of it (with "secret") takes the fast path
+    pkts += Session(40001, 80, 1000.0).handshake().cli("PA", b"GET /ok HTTP/1.0\r\n\r\n").srv("A") \
+        .bulk(12, b"secret " * 40).close().pkts
+    # a flow dropped by a stream match: its later frames are dropped by the fast path (drop events)
+    pkts += Session(40002, 8080, 1000.005).handshake().cli("PA", b"evil").bulk(8, b"more " * 50).pkts
+    # TCP on 443: decided "no-rules"?  no -- sid 9 could match; plain inspection, and a FIN
+    pkts += Session(40003, 443, 1000.007).handshake().cli("PA", b"HELLO").srv("PA", b"hi").bulk(4, b"data").close().pkts
+    # UDP flows: an IP-only drop, DNS passed by an IP-only pass, a flow no rule can match
+    for i in range(6):
+        pkts.append(udp_pkt(1000.1 + i * 0.4, 40010, 5353, b"query %d" % i))
+    pkts.append(udp_pkt(1000.2, 40011, 53, b"dns query"))
+    pkts.append(udp_pkt(1000.3, 53, 40011, b"dns answer", src=S, dst=C))
+    pkts.append(udp_pkt(1000.35, 40011, 53, b"dns query 2"))
+    for i in range(6):
+        pkts.append(udp_pkt(1000.15 + i * 0.4, 40012, 7777, b"zzz", src=C, dst=S))
+        pkts.append(udp_pkt(1000.16 + i * 0.4, 7777, 40012, b"zzz", src=S, dst=C))
+    # the mDNS flow after its timeout: a new flow, dropped by the rule again (reason rule, sid 5)
+    pkts.append(udp_pkt(1200.0, 40010, 5353, b"query again"))
+    pkts.append(udp_pkt(1200.1, 40010, 5353, b"and again"))
+    pkts.sort(key=lambda p: float(p.time))
+    return pkts
+
+
+def test_decided_flows_take_the_fast_path_with_the_same_output(tmp_path):
+    pcap = tmp_path / "decided.pcap"
+    wrpcap(str(pcap), decided_traffic())
+    rules = tmp_path / "decided.rules"
+    rules.write_text(DECIDED_RULES.strip() + "\n")
+    # at least (flows, pass frames, drop frames) taken by the fast path: inline, stream matches
+    # decide on the segment that completes them; tap and ids inspect acknowledged stream data
+    # later (so the passed flow is decided later), and a tap offloads pass flows only
+    least = {"ips": (5, 20, 20), "tap": (2, 5, 0), "ids": (4, 5, 6)}
+    for mode in ("ips", "tap", "ids"):
+        user = replay(tmp_path, f"decided-{mode}", "user", pcap, rules, mode=mode)
+        off = replay(tmp_path, f"decided-{mode}", "off", pcap, rules, mode=mode)
+        assert_same(user, off)
+        flows, frames, passed, dropped = bypass_counts(user["summary"])
+        assert frames == passed + dropped, user["summary"]
+        assert flows >= least[mode][0] and passed >= least[mode][1] and dropped >= least[mode][2], user["summary"]
+        if mode == "tap":
+            assert dropped == 0, user["summary"]
+        if mode == "ips":
+            eve = [json.loads(line) for line in off["eve"].decode().splitlines()]
+            sids = {e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert"}
+            assert {3, 5, 9} <= sids and not {1, 2, 4, 8} & sids    # the decisions held (a pass is not logged)
+            reasons = {e["drop"]["reason"] for e in eve if e["event_type"] == "drop"}
+            assert reasons == {"rule", "flow"}
+
+
+STREAM_BYPASS_YAML = """
+stream:
+  midstream: false
+  bypass: yes
+  reassembly:
+    randomize-chunk-size: false
+    depth: 1kb
+"""
+
+
+def test_stream_bypass_at_a_small_depth(tmp_path):
+    """stream.bypass: yes -- once a direction reaches the depth the flow needs no more
+    inspection: its later segments (with a pattern past the depth) take the fast path."""
+    pcap = tmp_path / "depth.pcap"
+    s = Session(40100, 7001, 2000.0).handshake().bulk(20, b"A" * 200)
+    s.cli("PA", b"CCCCCCCC").srv("A").bulk(10, b"B" * 300).close()
+    wrpcap(str(pcap), s.pkts)
+    rules = tmp_path / "depth.rules"
+    rules.write_text('alert tcp any any -> any 7001 (msg:"C past the depth"; content:"CCCCCCCC"; sid:11;)\n'
+                     'alert tcp any any -> any 7001 (msg:"A"; content:"AAAA"; sid:12;)\n')
+    config = tmp_path / "depth.yaml"
+    config.write_text(STREAM_BYPASS_YAML)
+    for mode in ("ips", "ids"):
+        user = replay(tmp_path, f"depth-{mode}", "user", pcap, rules, config, mode=mode)
+        off = replay(tmp_path, f"depth-{mode}", "off", pcap, rules, config, mode=mode)
+        assert_same(user, off)
+        flows, frames, passed, _ = bypass_counts(user["summary"])
+        assert flows == 1 and passed >= 20, user["summary"]
+        assert "stream-depth 1" in off["summary"]
+
+
+def test_workers_report_the_fast_path_too(tmp_path):
+    pcap = tmp_path / "decided.pcap"
+    wrpcap(str(pcap), decided_traffic())
+    rules = tmp_path / "decided.rules"
+    rules.write_text(DECIDED_RULES.strip() + "\n")
+    one = replay(tmp_path, "w1", "user", pcap, rules)
+    buf = io.StringIO()
+    eve2 = tmp_path / "w2.eve"
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        assert cli.main(["replay", "-r", str(rules), "--workers", "2", "--eve", str(eve2), str(pcap)]) == 0
+    assert bypass_counts(buf.getvalue()) == bypass_counts(one["summary"])
+    assert sorted(eve2.read_bytes().splitlines()) == sorted(one["eve"].splitlines())
+
+
+def test_bypass_kernel_refused_in_one_line(tmp_path, capsys):
+    pcap = tmp_path / "x.pcap"
+    wrpcap(str(pcap), [udp_pkt(1.0, 1, 2, b"a")])
+    rules = tmp_path / "x.rules"
+    rules.write_text('alert udp any any -> any any (msg:"a"; sid:1;)\n')
+    assert cli.main(["replay", "-r", str(rules), "--bypass", "kernel", str(pcap)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--bypass kernel" in err and "--bypass user" in err
+
+
+def test_bypass_off_summary_says_so(tmp_path, capsys):
+    pcap = tmp_path / "x.pcap"
+    wrpcap(str(pcap), [udp_pkt(1.0, 1, 2, b"a")])
+    rules = tmp_path / "x.rules"
+    rules.write_text('alert udp any any -> any any (msg:"a"; sid:1;)\n')
+    assert cli.main(["replay", "-r", str(rules), "--bypass", "off", str(pcap)]) == 0
+    assert "bypass: off (every frame inspected)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- the contract, with a fake inspector
+class Decided:
+    """A fake inspector: every UDP flow is decided on its first frame (pass, or drop for port
+    666), ends when `tick` passes `ends_at`; records what it sees."""
+
+    def __init__(self, ends_at: float):
+        self.ends_at = ends_at
+        self.flows: dict[tuple, object] = {}
+        self.inspected: list[int] = []
+        self.pushed: list[tuple] = []
+        self.ticks: list[float] = []
+        self.ended: set[int] = set()
+
+    class Flow:
+        def __init__(self, flow_id):
+            self.flow_id = flow_id
+
+    def inspect(self, frame, meta):
+        self.inspected.append(meta.pcap_cnt)
+        sport, dport = int.from_bytes(frame[34:36], "big"), int.from_bytes(frame[36:38], "big")
+        key = tuple(sorted((sport, dport)))
+        f = self.flows.get(key)
+        if f is None:
+            f = self.flows[key] = self.Flow(len(self.flows) + 1)
+        action = "drop" if 666 in key else "pass"
+        verdict = Verdict.DROP if action == "drop" else Verdict.FORWARD
+        if verdict == Verdict.FORWARD and id(f) in self.ended:
+            return FORWARD
+        return Result(verdict, (), "flow" if action == "drop" else "", (), None,
+                      Bypass(f, action, sport < dport, action))
+
+    def bypassed(self, flow, ts, ps, bs, pc, bc):
+        self.pushed.append((flow.flow_id, ts, ps, bs, pc, bc))
+        return id(flow) not in self.ended
+
+    def tick(self, now):
+        self.ticks.append(now)
+        if now >= self.ends_at:
+            for key, f in list(self.flows.items()):
+                self.ended.add(id(f))
+                del self.flows[key]
+        return ()
+
+    def finish(self):
+        return ()
+
+    def stats(self):
+        return {}
+
+
+def test_run_stream_with_a_fake_inspector(tmp_path):
+    pkts = []
+    for i in range(10):                            # 1000.0 .. 1004.5, every 0.5 s, both directions
+        pkts.append(udp_pkt(1000.0 + i * 0.5, 1000, 2000, b"ab"))
+        pkts.append(udp_pkt(1000.25 + i * 0.5, 2000, 1000, b"abcd", src=S, dst=C))
+    pkts.append(udp_pkt(1004.9, 1000, 666, b"x"))
+    pkts.append(udp_pkt(1004.95, 1000, 666, b"x"))
+    pkts.append(udp_pkt(1010.0, 1000, 2000, b"after the end"))   # tick at 1010 ends every flow first
+    pcap = tmp_path / "fake.pcap"
+    wrpcap(str(pcap), pkts)
+    insp = Decided(ends_at=1010.0)
+    t = run_stream(insp, [str(pcap)], bypass="user", mode="ips")
+    assert insp.inspected == [1, 21, 23]          # the first frame of each flow, and the one after the end
+    assert t.dropped == [21, 22]
+    assert t.drops_by_reason["flow"] == 1           # the fast path's drop of frame 22 (the engine's own: no event)
+    assert t.stats["bypass.pass_frames"] == 19 and t.stats["bypass.drop_frames"] == 1
+    assert t.stats["bypass.pass_bytes"] == 9 * 30 + 10 * 32          # IP lengths: 20 + 8 + payload
+    pushed = sum(p[2] + p[4] for p in insp.pushed if p[0] == 1)
+    assert pushed == 19                              # every fast-path frame reached bypassed() before the end
+    # before the tick at 1010 (the first tick past the flow's last frame) the last counts went out
+    assert insp.ticks and insp.ticks[-1] == 1010.0
+    last = [p for p in insp.pushed if p[0] == 1 and (p[2] or p[4])][-1]
+    assert last[1] == 1004.75
+
+
+def test_run_stream_bypass_off_inspects_everything(tmp_path):
+    pkts = [udp_pkt(1000.0 + i * 0.5, 1000, 2000, b"ab") for i in range(5)]
+    pcap = tmp_path / "fake.pcap"
+    wrpcap(str(pcap), pkts)
+    insp = Decided(ends_at=1e12)
+    t = run_stream(insp, [str(pcap)], bypass="off", mode="ips")
+    assert insp.inspected == [1, 2, 3, 4, 5] and not insp.pushed
+    assert "bypass.installed" not in t.stats
