@@ -23,12 +23,14 @@ quick form and config file:
   --bridge A:B and --ids IFACE add interfaces to those of -c FILE; --threads
   and --cluster-type override that key on every interface (file and quick);
   --mode applies to the --bridge pairs; -S replaces the file's rule-files;
+  --bypass overrides that key on every interface;
   --eve, --stats-interval and --verdict-hook override its ipsbridge section.
 
 examples:
   ipsbridge run --bridge eth0:eth1 -S /etc/ipsbridge/local.rules
   ipsbridge run --bridge eth0:eth1 --mode tap --threads 2 --eve /var/log/ipsbridge/eve.json
   ipsbridge run --bridge eth0:eth1 --bridge eth2:eth3 --ids eth4
+  ipsbridge run --bridge eth0:eth1 -S local.rules --bypass off      # inspect every frame
   ipsbridge run -c /etc/ipsbridge/ipsbridge.yaml --stats-json /run/ipsbridge/totals.json
 
 exit status: 0 clean stop (SIGINT/SIGTERM); 1 runtime failure; 2 configuration refused.
@@ -77,6 +79,12 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
                    " (default: cluster_flow, a symmetric flow hash)")
     g.add_argument("-S", "--rules", metavar="FILE", action="append", default=[],
                    help="rule file (repeatable); replaces the file's rule-files")
+    from conf.load import BYPASS_MODES
+    g.add_argument("--bypass", choices=BYPASS_MODES, default=None,
+                   help="where the frames of flows the engine decided go (overrides af-packet 'bypass' on "
+                   "every interface): kernel = eBPF forwards or drops them before the ring, falling back "
+                   "to user with a warning; user = the worker's fast path before the engine; off = every "
+                   "frame is inspected (default: the file's, else kernel)")
 
 
 def register(subparsers) -> None:
@@ -120,9 +128,13 @@ def _build(args):
     import conf
 
     try:
-        return conf.from_args(args), None
+        config = conf.from_args(args)
     except conf.ConfigError as exc:
         return None, exc.problems
+    if getattr(args, "bypass", None):
+        for iface in config.af_packet:
+            iface.bypass = args.bypass
+    return config, None
 
 
 def cmd_run(args) -> int:
