@@ -57,6 +57,9 @@ from rules.thresholds import Thresholds
 from rules.verdict import POLICY_EFFECTS, decide
 
 
+_NO_HITS: frozenset = frozenset()
+
+
 class _FrameDecision:
     """What the packets of one frame decided so far."""
 
@@ -126,6 +129,7 @@ class Engine:
             "bypass.frames": 0,
         }
         self._cur: tuple = ()          # the packets of the frame being inspected (for the exception policy)
+        self._stream_bypass = settings.stream.bypass
 
     # ------------------------------------------------------------------ Inspector
     def inspect(self, frame, meta: FrameMeta) -> Result:
@@ -196,6 +200,9 @@ class Engine:
         pkts = decode(frame, meta, self.settings.decoder, self.checksums)
         self._cur = pkts
         d = _FrameDecision()
+        if len(pkts) == 1:                     # the common frame: no tunnel layers inside
+            self._packet(pkts[0], None, d)
+            return self._result(d, pkts[0])
         inner: dict[int, list] = {}            # id(carrier) -> packets decoded out of it
         for p in pkts[1:]:
             inner.setdefault(id(p.outer), []).append(p)
@@ -219,9 +226,10 @@ class Engine:
             return FORWARD
         return Result(verdict, tuple(events), d.reason, tuple(injects), frame, d.bypass)
 
-    def _packet(self, pkt: Packet, inner: dict, d: _FrameDecision) -> bool:
-        """Inspect `pkt` after the packets decoded out of it; True when it is dropped."""
-        kids = list(inner.get(id(pkt), ()))
+    def _packet(self, pkt: Packet, inner: dict | None, d: _FrameDecision) -> bool:
+        """Inspect `pkt` after the packets decoded out of it (`inner`: id(carrier) -> its
+        packets, None when the frame holds one packet); True when it is dropped."""
+        kids = inner.get(id(pkt)) if inner is not None else None
         tunnelled = bool(kids)
         if pkt.frag and pkt.ipver:
             # fragments are inspected as they are (IP-level rules) and, once a datagram
@@ -229,14 +237,17 @@ class Engine:
             more = self.defrag.feed(pkt)
             if more:
                 self._cur = self._cur + more
+                if inner is None:
+                    inner = {}
                 for p in more[1:]:
                     inner.setdefault(id(p.outer), []).append(p)
-                kids.append(more[0])
+                kids = list(kids or ()) + [more[0]]
         if pkt.events:
             self._decoder_events(pkt, d)
-        for p in kids:
-            if self._packet(p, inner, d):
-                return True
+        if kids:
+            for p in kids:
+                if self._packet(p, inner, d):
+                    return True
         if not pkt.ipver:
             if pkt.events and self.detector.pkthdr:
                 return self._decide(pkt, None, self.detector.run_nonip(pkt, self.thresholds), set(), d)
@@ -277,13 +288,19 @@ class Engine:
                     return act
             if view is not None and view.rewritten and pkt.outer is None and not pkt.frag:
                 d.rewrite = (pkt, view.payload)
-        payload = view.payload if view is not None else bytes(pkt.payload)
-        hits: set = set()
+        if view is not None:
+            payload = view.payload
+            hits: set = set()                  # signatures whose payload matched on the stream
+        else:
+            payload = bytes(pkt.payload)
+            hits = _NO_HITS                    # (only a stream view adds to it)
         # a tunnel carrier is not flow-tracked by Suricata: its IP-only rules run every time
         matches = self.detector.run(pkt, None if tunnelled else flow, payload, self.thresholds, view, hits)
-        dropped = self._decide(pkt, flow, matches, hits, d)
+        dropped = self._decide(pkt, flow, matches, hits, d) if matches else False
         if flow is not None and not tunnelled:
-            if not flow.decided:
+            if not flow.decided and (
+                    (flow.pkts_toserver if pkt.to_server else flow.pkts_toclient) == 1
+                    or (self._stream_bypass and flow.tcp is not None)):
                 self._maybe_decide(pkt, flow)
             if flow.decided:
                 self._offer(pkt, flow, d)
@@ -331,7 +348,7 @@ class Engine:
         stream.bypass (either direction reached the reassembly depth: Suricata bypasses
         the flow from the next packet on), or no rule can match any later packet of the
         flow in either direction (checked on the first packet of each direction)."""
-        if self.settings.stream.bypass:
+        if self._stream_bypass:
             ssn = flow.tcp
             if ssn is not None and (ssn.client.done or ssn.server.done):
                 self._mark(flow, "pass", "stream-depth")
