@@ -34,9 +34,16 @@ CSUM_SKIP = 1       # do not validate this frame (no; kernel with TP_STATUS_CSUM
 CSUM_AUTO = 2       # auto: validate until the engine's sample says the source's checksums are offloaded
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FrameMeta:
-    """What the capture layer knows about a frame besides its bytes."""
+    """What the capture layer knows about a frame besides its bytes.
+
+    Valid for the one `inspect()` call it is passed to, like the frame itself: the live
+    bridge keeps one FrameMeta per port and sets `ts` (and `checksum`, `vlan`, `tpid`) for
+    each frame instead of building one per frame (a frozen dataclass cost 0.75 us a frame,
+    setting two fields 0.02).  An inspector copies what it keeps (rules.decode copies
+    ts, iface, pcap_cnt and the `vlan` tuple into each Packet; tuples are never changed in
+    place, only replaced)."""
 
     ts: float                    # seconds since the epoch, from the ring header or the pcap record
     iface: str                   # interface the frame was read on ("" in replay without one)
