@@ -27,19 +27,28 @@ frame; its sll_pkttype byte (offset 10) tells PACKET_OUTGOING frames apart.
 """
 from __future__ import annotations
 
+import errno
 import mmap
+import select
+import socket
 import struct
 from typing import Iterator
 
+from bridge import afpacket
 from bridge.afpacket import (
+    ETH_HLEN,
     ETH_P_8021Q,
+    TP_STATUS_AVAILABLE,
+    TP_STATUS_SEND_REQUEST,
     TPACKET2_HDR_LEN,
     TPACKET3_HDR_LEN,
     TPACKET_V3,
+    VLAN_HLEN,
     PacketSocket,
     RingGeometry,
     tpacket_align,
 )
+from bridge.stats import Counters, bump
 
 V2_HDR = struct.Struct("=IIIHHIIHH")
 V3_HDR = struct.Struct("=IIIIIIHHIIH")
@@ -51,6 +60,10 @@ SLL_PKTTYPE_V2 = tpacket_align(TPACKET2_HDR_LEN) + 10
 SLL_PKTTYPE_V3 = tpacket_align(TPACKET3_HDR_LEN) + 10
 
 _STATUS_USER = 0x1
+_U32_PACK = U32.pack_into
+_DONTWAIT = socket.MSG_DONTWAIT
+SEND_TRIES = 3                                  # attempts per send (the first one included)
+RETRY_ERRNOS = (errno.ENOBUFS, errno.EAGAIN)    # worth a short wait and another try
 
 
 def insert_vlan(buf: memoryview | bytearray, mac: int, tpid: int, tci: int) -> int:
@@ -173,24 +186,33 @@ class V3Ring:
 
 
 class TxRing:
-    """A TPACKET_V2 TX ring (PACKET_TX_RING): the sender copies a frame into the
-    slot at `head` (which must be TP_STATUS_AVAILABLE), writes tp_len, then
-    TP_STATUS_SEND_REQUEST; one send() then hands every requested slot to the
-    driver, in ring order, from the kernel's own head.  The kernel's head and
-    ours stay equal as long as slots are filled in order and unsent slots are
-    reclaimed from the first one on (see Worker.flush).  Frame data starts
-    right after the aligned header (no PACKET_TX_HAS_OFF)."""
+    """A TPACKET_V2 TX ring (PACKET_TX_RING) and its invariants, all kept here.
+
+    The sender copies a frame into the slot at `head` (which must be
+    TP_STATUS_AVAILABLE), writes tp_len, then TP_STATUS_SEND_REQUEST; one send()
+    then hands every requested slot to the driver, in ring order, from the
+    kernel's own head.  The kernel's head and ours stay equal as long as slots
+    are filled in order and unsent slots are reclaimed from the first one on
+    (`flush`).  Frame data starts right after the aligned header (no
+    PACKET_TX_HAS_OFF).  Only this class moves `head`, `first`, `queued` and
+    `qbytes`; callers use `send` (queue one frame, flushing when half the ring
+    is queued), `flush` (one send() for everything queued) and `send_now` (one
+    frame out at once: injected RST/ICMP).  Every frame handed to `send` ends up
+    counted on the caller's Counters: `forwarded`, or `send_errors[errno]` (and
+    `oversize` for EMSGSIZE)."""
 
     DATA = tpacket_align(TPACKET2_HDR_LEN)
 
-    def __init__(self, view: memoryview, g: RingGeometry, sock):
+    def __init__(self, view: memoryview, g: RingGeometry, sock, iface: str = ""):
         self.view = view
         self.sock = sock
+        self.iface = iface         # the egress interface (its MTU explains a frame the kernel refused)
         self.frame_nr = g.frame_nr
         per_block = g.block_size // g.frame_size
         self.offsets = [(i // per_block) * g.block_size + (i % per_block) * g.frame_size
                         for i in range(g.frame_nr)]
         self.capacity = g.frame_size - self.DATA
+        self.batch = max(1, g.frame_nr // 2)   # flush when this many are queued
         self.head = 0          # next slot to fill
         self.first = 0         # first slot queued since the last flush
         self.queued = 0        # slots queued since the last flush
@@ -203,16 +225,154 @@ class TxRing:
         if U32.unpack_from(view, off)[0]:
             return False
         n = end - start
-        d = off + 32
+        d = off + self.DATA
         view[d:d + n] = src[start:end]
         U32.pack_into(view, off + 4, n)
-        U32.pack_into(view, off, 1)        # TP_STATUS_SEND_REQUEST, written last
+        U32.pack_into(view, off, TP_STATUS_SEND_REQUEST)     # written last
         self.head = h = self.head + 1
         if h == self.frame_nr:
             self.head = 0
         self.queued += 1
         self.qbytes += n
         return True
+
+    def send(self, src, start: int, end: int, c: Counters) -> None:
+        """Queue src[start:end] for the next flush (flushed at once when half the ring is
+        queued).  A frame larger than a slot (only after an MTU raise) is EMSGSIZE; when
+        the driver still owns every slot after a bounded wait, ENOBUFS."""
+        n = end - start
+        if n > self.capacity:
+            bump(c.send_errors, "EMSGSIZE")
+            c.oversize += 1
+            return
+        view = self.view
+        off = self.offsets[self.head]
+        if U32.unpack_from(view, off)[0]:             # the head slot is still the driver's
+            if not (self.wait(c) and self.put(src, start, end)):
+                bump(c.send_errors, "ENOBUFS")
+                return
+        else:                                         # put(), inlined: once per forwarded frame
+            d = off + self.DATA
+            view[d:d + n] = src[start:end]
+            _U32_PACK(view, off + 4, n)
+            _U32_PACK(view, off, TP_STATUS_SEND_REQUEST)
+            h = self.head + 1
+            self.head = 0 if h == self.frame_nr else h
+            self.queued += 1
+            self.qbytes += n
+        if self.queued >= self.batch:
+            self.flush(c)
+
+    def flush(self, c: Counters) -> int:
+        """Hand the queued slots to the kernel with one send(); counts each frame on `c`
+        (forwarded, or send_errors by errno) and returns how many went out.
+
+        send() on a TX ring returns the bytes of the frames it transmitted.  A frame the
+        kernel refuses (longer than the MTU, e.g. after the MTU was lowered) is skipped
+        (PACKET_LOSS) and missing from that sum: when the sum falls short, the processed
+        slots are checked against the current MTU and the refused ones counted as EMSGSIZE.
+        A failing send() (ENOBUFS, link down) leaves the frames from the failing one on as
+        SEND_REQUEST: retried SEND_TRIES times, then reclaimed and counted under the errno,
+        and `head` moved back to the first of them (the kernel's head is there)."""
+        queued, expected, first = self.queued, self.qbytes, self.first
+        self.queued = self.qbytes = 0
+        self.first = self.head
+        if not queued:
+            return 0
+        sock = self.sock
+        got = 0
+        code = 0
+        for attempt in range(SEND_TRIES):
+            if attempt:
+                wait_writable(sock)
+            try:
+                got += sock.send(b"", _DONTWAIT)
+                code = 0
+                break
+            except OSError as e:
+                code = e.errno or errno.EIO
+                if code not in RETRY_ERRNOS:
+                    break
+        if not code and got == expected:
+            c.forwarded += queued
+            return queued
+        view, offsets, nr = self.view, self.offsets, self.frame_nr
+        limit = None
+        sent = 0
+        for k in range(queued):
+            j = first + k
+            if j >= nr:
+                j -= nr
+            off = offsets[j]
+            if U32.unpack_from(view, off)[0] & TP_STATUS_SEND_REQUEST:   # never handed over: the tail
+                lost = queued - k
+                for k2 in range(k, queued):
+                    j2 = first + k2
+                    if j2 >= nr:
+                        j2 -= nr
+                    U32.pack_into(view, offsets[j2], TP_STATUS_AVAILABLE)
+                bump(c.send_errors, errno_name(code or errno.EIO), lost)
+                if code == errno.EMSGSIZE:
+                    c.oversize += lost
+                self.head = self.first = j
+                break
+            if got != expected:
+                if limit is None:
+                    limit = self._frame_limit()
+                n = U32.unpack_from(view, off + 4)[0]
+                if n > limit and not (n <= limit + VLAN_HLEN and view[off + self.DATA + 12] == 0x81
+                                      and view[off + self.DATA + 13] == 0x00):
+                    bump(c.send_errors, "EMSGSIZE")
+                    c.oversize += 1
+                    continue
+            sent += 1
+        c.forwarded += sent
+        return sent
+
+    def _frame_limit(self) -> int:
+        """The longest untagged frame the egress interface takes now (MTU + Ethernet header)."""
+        try:
+            return afpacket.get_mtu(self.iface) + ETH_HLEN
+        except Exception:      # never raise here: the batch would go uncounted
+            return 1 << 30
+
+    def wait(self, c: Counters) -> bool:
+        """The head slot is not free: flush what is queued, wait (bounded) for the driver
+        to give the slot back; True when it is free."""
+        for _attempt in range(SEND_TRIES):
+            if self.queued:
+                self.flush(c)
+            if not U32.unpack_from(self.view, self.offsets[self.head])[0]:
+                return True
+            wait_writable(self.sock)
+        return False
+
+    def send_now(self, data, c: Counters) -> int:
+        """Send one frame now (an injected RST/ICMP): the frames queued before it go first
+        (counted on `c` as forwarded); returns 0, or the errno of this frame's failure --
+        which is the caller's to count (an inject error, not a send error)."""
+        n = len(data)
+        if n > self.capacity:
+            return errno.EMSGSIZE
+        if self.queued:
+            self.flush(c)
+        if not (self.put(data, 0, n) or (self.wait(c) and self.put(data, 0, n))):
+            return errno.ENOBUFS
+        scratch = Counters()
+        if self.flush(scratch) == 1:
+            return 0
+        return next((getattr(errno, name, errno.EIO) for name in scratch.send_errors), errno.EIO)
+
+
+def errno_name(code: int) -> str:
+    return errno.errorcode.get(code, f"E{code}")
+
+
+def wait_writable(sock, timeout_ms: int = 1) -> None:
+    """A short, bounded wait for POLLOUT before a send is retried."""
+    p = select.poll()
+    p.register(sock.fileno(), select.POLLOUT)
+    p.poll(timeout_ms)
 
 
 def open_ring(ps: PacketSocket) -> V2Ring | V3Ring:
@@ -227,5 +387,5 @@ def open_ring(ps: PacketSocket) -> V2Ring | V3Ring:
     whole = memoryview(mm)
     ring = (V3Ring if g.version == TPACKET_V3 else V2Ring)(whole[:g.size] if tg else whole, g)
     ring.mm = mm
-    ring.tx = TxRing(whole[g.size:], tg, ps.sock) if tg else None
+    ring.tx = TxRing(whole[g.size:], tg, ps.sock, ps.iface) if tg else None
     return ring

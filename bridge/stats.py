@@ -4,19 +4,28 @@ Accounting (per interface, for the frames *received* on it):
 
     ips:  received == forwarded + sum(dropped) + sum(send_errors)
     tap:  received == forwarded + sum(dropped) + sum(send_errors)   (dropped only "truncated")
-    ids:  received == inspected
+    ids:  received == inspected + bypassed
+    all:  received == inspected + bypassed
 
 `forwarded` counts frames sent out of the *peer* interface, reported under the
-interface they were received on.  Frames the kernel flags PACKET_OUTGOING
-(host-originated, only seen when PACKET_IGNORE_OUTGOING is missing) are counted
-in `ignored_outgoing` and are not part of `received`.  Injected frames
-(reject) are counted in `injected` / `inject_errors`, outside the equation.
-`normalized` counts frames forwarded with their TCP payload replaced by the
-bytes the stream already held (an overlapping retransmission with different
-data, inline: `Result.frame`).  `ring_holes` counts ring slots skipped because the kernel left one of them
-unfilled while later ones were ready (see bridge.ring.V2Ring.skip_hole).
-`kernel_packets` / `kernel_drops` are PACKET_STATISTICS, accumulated (the
-kernel resets them on each read; tp_packets includes tp_drops).
+interface they were received on.  `bypassed` counts frames the fast path
+(bridge.fastpath: flows the inspector decided) answered without the inspector;
+they are in the first equation like any other frame: a fast-path forward is
+`forwarded` (or a send error), a fast-path drop is `dropped["flow"]` -- the
+reason the engine gives the frames of a dropped flow, so a flow's drops add up
+under one name whichever path took them.  Frames the kernel offload
+(bridge.ebpf) forwards or drops never reach the ring and are in no per-interface
+counter: they are the `bypass.kernel.*` totals.  Frames the kernel flags
+PACKET_OUTGOING (host-originated, only seen when PACKET_IGNORE_OUTGOING is
+missing) are counted in `ignored_outgoing` and are not part of `received`.
+Injected frames (reject) are counted in `injected` / `inject_errors`, outside
+the equation.  `normalized` counts frames forwarded with their TCP payload
+replaced by the bytes the stream already held (an overlapping retransmission
+with different data, inline: `Result.frame`).  `ring_holes` counts ring slots
+skipped because the kernel left one of them unfilled while later ones were
+ready (see bridge.ring.V2Ring.skip_hole).  `kernel_packets` / `kernel_drops`
+are PACKET_STATISTICS, accumulated (the kernel resets them on each read;
+tp_packets includes tp_drops).
 """
 from __future__ import annotations
 
@@ -25,7 +34,7 @@ from typing import Any
 SCALARS = (
     "received", "forwarded", "inspected", "ignored_outgoing", "oversize", "csum_filled",
     "csum_unfixable", "vlan_reinserted", "kernel_packets", "kernel_drops", "inspector_errors",
-    "injected", "inject_errors", "link_errors", "ring_holes", "normalized",
+    "injected", "inject_errors", "link_errors", "ring_holes", "normalized", "bypassed",
 )
 MAPS = ("dropped", "would_drop", "send_errors")
 
@@ -70,9 +79,14 @@ def merge(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
 
 def unaccounted(c: dict[str, Any]) -> int:
     """received minus everything that explains it (0 when every frame is accounted for).
-    For IDS-only interfaces use received - inspected instead."""
+    For IDS-only interfaces use `uninspected` instead."""
     return (c["received"] - c["forwarded"] - sum(c["dropped"].values())
             - sum(c["send_errors"].values()))
+
+
+def uninspected(c: dict[str, Any]) -> int:
+    """received minus the frames the inspector or the fast path took (0 on every interface)."""
+    return c["received"] - c["inspected"] - c.get("bypassed", 0)
 
 
 def rates(now: dict[str, dict], before: dict[str, dict], elapsed: float) -> dict[str, dict[str, float]]:

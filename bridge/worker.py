@@ -8,50 +8,59 @@ Inspector (hyperscan state does not survive a fork) and loops:
 
     poll(all sockets, 200 ms) -> drain every ring until the first kernel-owned slot
 
-Per frame (received on port P, peer Q):
+One path per frame, for every ring kind (`ring.frames()`: V2 inline, V3 only on
+IDS interfaces, which never forward).  Per frame (received on port P, peer Q):
   1. PACKET_OUTGOING frames (host-originated on the port; the socket option
      PACKET_IGNORE_OUTGOING does not apply to fanout members): skip, count.
   2. TP_STATUS_CSUMNOTREADY: fill the TCP/UDP/ICMP checksum in place.  On veth
      and in VMs, frames generated on the same host carry CHECKSUM_PARTIAL: the
      checksum field holds only the pseudo-header sum and the receiver would drop
      the frame (ping works, TCP never connects).
-  3. inspector.inspect(frame, FrameMeta(ts, iface, vlan, 0, tpid, 1, checksum)); an exception
-     counts `inspector_errors` and the frame is forwarded (fail-open, in ips and
-     tap alike: a bug in a rule plug-in must not black-hole the link; the counter
-     makes it visible).  `checksum` is the interface's `checksum-checks` applied to
-     the frame's status word (`checksum_hint`): kernel (the default) skips validation
-     of a frame the kernel marks TP_STATUS_CSUMNOTREADY (its checksum is ours, filled
-     in step 2) or TP_STATUS_CSUM_VALID (the kernel or the NIC checked it), yes
-     validates every frame, no none, auto leaves it to the engine's sample
-     (rules.decode.ChecksumChecks).  stream.checksum-validation off overrides them all.
-  4. ips: DROP/REJECT -> count dropped[reason] (and send Result.inject);
+  3. The fast path (bridge.fastpath, `bypass: user|kernel`): a frame of a decided
+     flow is answered FORWARD or DROP from a fixed-offset key, with no FrameMeta,
+     no decoding, no inspect (counted `bypassed`; a DROP is `dropped["flow"]`, the
+     reason the engine gives the frames of a dropped flow).  Else:
+  4. inspector.inspect(frame, meta): `meta` is the port's one FrameMeta with this
+     frame's ts, checksum hint, VLAN and TPID set (rules.api.FrameMeta: valid during
+     the call only).  An exception counts `inspector_errors` and the frame is
+     forwarded (fail-open, in ips and tap alike: a bug in a rule plug-in must not
+     black-hole the link; the counter makes it visible).  The checksum hint is the
+     interface's `checksum-checks` applied to the frame's status word
+     (`checksum_hint`): kernel (the default) skips validation of a frame the kernel
+     marks TP_STATUS_CSUMNOTREADY (its checksum is ours, filled in step 2) or
+     TP_STATUS_CSUM_VALID (the kernel or the NIC checked it), yes validates every
+     frame, no none, auto leaves it to the engine's sample
+     (rules.decode.ChecksumChecks).  stream.checksum-validation off overrides them
+     all.  Result.bypass installs the flow in the fast path (both directions).
+     Events are collected and written to EVE once per drain.
+  5. ips: DROP/REJECT -> count dropped[reason] (and send Result.inject);
      tap: count would_drop[reason], forward anyway; IDS: stop here.
-  5. Put a stripped VLAN tag back (in the 4 reserved bytes before tp_mac), then
-     copy the frame into the next slot of Q's socket's TX ring (PACKET_TX_RING,
-     `tx-ring: yes`, the default) and mark it SEND_REQUEST; the queued slots go
-     out with one `send(b"")` at the end of the drain (or when half the TX ring
-     is queued).  That one syscall per batch instead of per frame is worth about
-     1.3x TCP throughput.  With `tx-ring: no`, one `send` of a memoryview slice
-     of the RX ring per frame.
+  6. Put a stripped VLAN tag back (in the 4 reserved bytes before tp_mac), then
+     copy the frame into the next slot of Q's socket's TX ring (bridge.ring.TxRing,
+     `tx-ring: yes`, the default); the queued slots go out with one `send(b"")`
+     at the end of the drain (or when half the TX ring is queued).  That one
+     syscall per batch instead of per frame is worth about 1.3x TCP throughput.
+     With `tx-ring: no`, one `send` of a memoryview slice of the RX ring per frame.
 
-TX ring accounting (Worker.flush): send() returns the bytes of the frames it
-transmitted; a frame the kernel refuses (longer than the egress MTU, e.g. after
-the MTU was lowered at run time; PACKET_LOSS makes the kernel skip it instead of
-blocking the ring) is missing from that sum and is found by re-reading the MTU,
-then counted as EMSGSIZE/oversize like a plain send's error.  A failing send()
-leaves the failing frame and those after it queued: retried (ENOBUFS/EAGAIN),
-then reclaimed and counted under the errno.
+The TX ring's accounting (a frame the kernel refused, a failing send, the ring's
+head kept in step with the kernel's) lives in bridge.ring.TxRing; every frame
+handed to it ends up `forwarded` or under `send_errors`.  Plain-send errors are
+counted by errno name: EMSGSIZE (larger than the peer MTU) also counts
+`oversize` and is never retried; ENOBUFS/EAGAIN are retried 3 times with a short
+wait for POLLOUT; ENETDOWN/ENXIO (peer link down) are counted and the worker
+continues.  Link down/up: poll reports POLLERR, the worker reads SO_ERROR (which
+clears it) and keeps polling; the kernel re-hooks the socket when the link comes
+back.  An interface that is deleted and re-created needs a new socket: not
+handled (the worker keeps running and sees nothing).
 
-Plain-send errors (and the TX ring's, as above) are counted by errno name: EMSGSIZE (larger than the peer MTU) also
-counts `oversize` and is never retried; ENOBUFS/EAGAIN are retried 3 times with
-a short wait for POLLOUT; ENETDOWN/ENXIO (peer link down) are counted and the
-worker continues.  Link down/up: poll reports POLLERR, the worker reads
-SO_ERROR (which clears it) and keeps polling; the kernel re-hooks the socket
-when the link comes back.  An interface that is deleted and re-created needs a
-new socket: not handled (the worker keeps running and sees nothing).
-
-Counters are sent to the supervisor over a pipe about once a second and at exit
-(after a last PACKET_STATISTICS read).
+Time: about once a second the fast path pushes its flows' counts to the
+inspector (`FastPath.sync`, kernel entries included) before and after
+`inspector.tick(now)`, where now is the latest frame's time moved on by the wall
+time since; at exit it pushes them once more, the inspector finishes its flows
+and the fast path is cleared (user and kernel entries).  Counters go to the
+supervisor over a pipe about once a second and at exit (after a last
+PACKET_STATISTICS read), with the fast path's `bypass.*` counters beside the
+inspector's.
 
 The frame handed to the inspector is a memoryview of the ring slot; the slot
 goes back to the kernel as soon as the frame is done, so an inspector that keeps
@@ -72,9 +81,26 @@ import structlog
 
 from bridge import afpacket as afp
 from bridge.afpacket import PacketSocket
-from bridge.ring import SLL_PKTTYPE_V2, U32, V2_HDR, V2Ring, insert_vlan, open_ring
+from bridge.fastpath import DROP as _FAST_DROP
+from bridge.fastpath import FastPath, FastPort
+from bridge.ring import (
+    RETRY_ERRNOS,
+    SEND_TRIES,
+    errno_name,
+    insert_vlan,
+    open_ring,
+    wait_writable,
+)
 from bridge.stats import Counters, bump
-from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE, FORWARD, ForwardAll, FrameMeta, Verdict
+from conf.model import Interface
+from rules.api import (
+    CSUM_AUTO,
+    CSUM_SKIP,
+    CSUM_VALIDATE,
+    FORWARD,
+    ForwardAll,
+    FrameMeta,
+)
 from rules.checksum import fill_l4_checksum
 from rules.decode import LINKTYPE_ETHERNET
 
@@ -82,21 +108,16 @@ REPORT_INTERVAL = 1.0
 POLL_MS = 200
 HOLE_GRACE = 0.002          # s a kernel-owned head slot may block ready slots behind it before we skip it
 EVE_RETRY = 1.0            # s before a failed EVE file is opened again
-SEND_TRIES = 3
+FLOW_REASON = "flow"       # dropped[...] of a frame of a dropped flow (the engine's reason for them)
 
 _CSUMNOTREADY = afp.TP_STATUS_CSUMNOTREADY
 _SKIP = CSUM_SKIP
-_ETHERNET = LINKTYPE_ETHERNET
 _VLAN_VALID = afp.TP_STATUS_VLAN_VALID
 _TPID_VALID = afp.TP_STATUS_VLAN_TPID_VALID
 _OUTGOING = afp.PACKET_OUTGOING
-_RETRY_ERRNOS = (errno.ENOBUFS, errno.EAGAIN)
 _ETH_P_8021Q = afp.ETH_P_8021Q
-_SLL_PKTTYPE = SLL_PKTTYPE_V2
-_V2_UNPACK = V2_HDR.unpack_from
-_RELEASE = U32.pack_into
 _DONTWAIT = socket.MSG_DONTWAIT
-_FORWARD_VERDICT = Verdict.FORWARD
+_NO_TAGS: tuple[int, ...] = ()
 
 # af-packet `checksum-checks` -> (status bits that make a frame CSUM_SKIP, the hint otherwise).
 # Checked against Suricata 7.0.10 (source-af-packet.c, AFPReadFromRing): kernel skips
@@ -114,7 +135,7 @@ _KERNEL_CSUM_MASK = CHECKSUM_CHECKS["kernel"][0]     # the default (conf.model.I
 
 def checksum_hint(checks: str, status: int) -> int:
     """FrameMeta.checksum for a frame with ring status word `status` read on an interface
-    with `checksum-checks: <checks>` (the drain loops compute the same inline)."""
+    with `checksum-checks: <checks>` (the drain loop computes the same inline)."""
     mask, hint = CHECKSUM_CHECKS[checks]
     return CSUM_SKIP if status & mask else hint
 
@@ -136,10 +157,7 @@ class WorkerSpec:
     sockets: list[PacketSocket]
     ports: list[PortSpec]
     pid: int = 0
-
-
-def errno_name(code: int) -> str:
-    return errno.errorcode.get(code, f"E{code}")
+    kernel: Any = None         # the bridge's bridge.ebpf.KernelOffload (inherited across the fork), or None
 
 
 @dataclass(slots=True)
@@ -154,14 +172,22 @@ class _Port:
     tx: Any = None             # the peer socket's TX ring (bridge.ring.TxRing) when it has one
     csum_mask: int = _KERNEL_CSUM_MASK   # checksum-checks (CHECKSUM_CHECKS): status bits -> CSUM_SKIP
     csum_hint: int = CSUM_VALIDATE       # ... and the hint for every other frame
+    index: int = 0             # position in Worker.ports (the fast path's port number); set by Worker
+    peer_index: int | None = None        # the port that reads from `peer` (None: IDS); set by Worker
+    meta: FrameMeta | None = None        # this port's FrameMeta, reused frame after frame; set by Worker
 
 
 class Worker:
-    def __init__(self, spec: WorkerSpec, config, conn):
-        self.spec = spec
+    """The per-frame path over a list of ports (see the module docstring).  `from_spec`
+    builds it in the worker process from the sockets the supervisor opened; tests build it
+    from rings on byte buffers and fake sockets."""
+
+    def __init__(self, ports: list[_Port], inspector, config, conn=None, *, index: int = 0,
+                 kernel=None) -> None:
         self.config = config
         self.conn = conn
-        self.log = structlog.get_logger("ipsbridge.worker").bind(worker=spec.index, pid=os.getpid())
+        self.index = index
+        self.log = structlog.get_logger("ipsbridge.worker").bind(worker=index, pid=os.getpid())
         self.stop = False
         self.last_ts = 0.0
         self.last_ts_mono = time.monotonic()
@@ -170,26 +196,54 @@ class Worker:
         self.eve_errors = 0               # EVE open/write failures (each retried later, never for good)
         self.eve_lost = 0                 # events not written because of them
         self.reopen = False               # SIGHUP: reopen the EVE file (logrotate)
-        self.ports: list[_Port] = []
+        self.inspector = inspector
+        self.ports = ports
+        by_sock: dict[int, int] = {}
+        for i, port in enumerate(ports):
+            port.index = i
+            by_sock[id(port.ps.sock)] = i
+        self.tx_by_sock: dict[Any, Any] = {}    # socket -> its TX ring: a socket with one can only send through it
+        for port in ports:
+            port.peer_index = by_sock.get(id(port.peer)) if port.peer is not None else None
+            port.meta = FrameMeta(0.0, port.name, _NO_TAGS, 0, _NO_TAGS, LINKTYPE_ETHERNET, port.csum_hint)
+            if port.tx is not None:
+                self.tx_by_sock[port.peer] = port.tx
+        self.fast = self._fast_path(kernel)
+
+    @classmethod
+    def from_spec(cls, spec: WorkerSpec, config, conn) -> Worker:
+        """In the worker process: map the rings of the spec's sockets, build the inspector."""
         rings = {}
         for p in spec.ports:
             for k in (p.sock, p.peer):
                 if k is not None and k not in rings:
                     rings[k] = open_ring(spec.sockets[k])
-        self.tx_by_sock = {}      # socket object -> its TX ring: a socket with one can only send through it
-        for k, ring in rings.items():
-            if ring.tx is not None:
-                self.tx_by_sock[spec.sockets[k].sock] = ring.tx
+        ports = []
         for p in spec.ports:
             ps = spec.sockets[p.sock]
             peer = spec.sockets[p.peer].sock if p.peer is not None else None
             tx = rings[p.peer].tx if p.peer is not None else None
-            mask, hint = CHECKSUM_CHECKS[_checksum_checks(config, ps.iface)]
-            self.ports.append(_Port(ps.iface, ps, rings[p.sock], p.mode, peer, tx=tx,
-                                    csum_mask=mask, csum_hint=hint))
+            mask, hint = CHECKSUM_CHECKS[_interface(config, ps.iface).checksum_checks]
+            ports.append(_Port(ps.iface, ps, rings[p.sock], p.mode, peer, tx=tx, csum_mask=mask, csum_hint=hint))
         from bridge.hook import build_inspector
 
-        self.inspector = build_inspector(config)
+        return cls(ports, build_inspector(config), config, conn, index=spec.index, kernel=spec.kernel)
+
+    def _fast_path(self, kernel) -> FastPath | None:
+        """The fast path for these ports: none when an interface says `bypass: off` or the
+        inspector never decides flows (no `bypassed`: ForwardAll, verdict hooks); the kernel
+        offload only when every interface says `bypass: kernel` (the supervisor switched an
+        interface it could not offload to `user`)."""
+        if not hasattr(self.inspector, "bypassed"):
+            return None
+        settings = [_interface(self.config, p.name).bypass for p in self.ports]
+        if "off" in settings:
+            return None
+        modes = {p.mode for p in self.ports}
+        mode = "tap" if "tap" in modes else "ips" if "ips" in modes else "ids"
+        fports = [FastPort(p.index, getattr(p.ps, "ifindex", 0), p.peer_index) for p in self.ports]
+        use_kernel = kernel if all(s == "kernel" for s in settings) else None
+        return FastPath(fports, self.inspector, kernel=use_kernel, mode=mode)
 
     # ---------------------------------------------------------------- main loop
     def run(self) -> None:
@@ -198,7 +252,7 @@ class Worker:
         for port in self.ports:
             poller.register(port.ps.fileno(), select.POLLIN | select.POLLERR)
             by_fd[port.ps.fileno()] = port
-        self.conn.send(("ready", self.spec.index, os.getpid()))
+        self.conn.send(("ready", self.index, os.getpid()))
         next_report = time.monotonic() + REPORT_INTERVAL
         while not self.stop:
             try:
@@ -241,20 +295,41 @@ class Worker:
                 next_report = now + REPORT_INTERVAL
                 self.tick(now)
                 self.report("stats")
-        for port in self.ports:
-            self.drain(port)
-        self.finish()
-        self._close_eve()
+        self.shutdown()
         self.report("final")
 
+    def shutdown(self) -> None:
+        """The end of the run: the frames still in the rings, then `finish`, then the fast
+        path cleared (its kernel entries too: no stale redirect outlives the worker)."""
+        for port in self.ports:
+            self.drain(port)
+        try:
+            self.finish()
+        finally:
+            if self.fast is not None:
+                self.fast.clear()
+            self._close_eve()
+
+    def mono_to_ts(self, mono_ns: int) -> float:
+        """A CLOCK_MONOTONIC time (ns; the kernel offload's last-seen) in frame time: the latest
+        frame's time moved on by the wall time since it."""
+        return self.last_ts + (mono_ns * 1e-9 - self.last_ts_mono)
+
     def tick(self, mono_now: float) -> None:
-        """Advance the inspector's clock: the latest frame time, moved on by the
-        wall time elapsed since that frame (so flows still time out on an idle link)."""
+        """Advance the inspector's clock: the latest frame time, moved on by the wall time
+        elapsed since that frame (so flows still time out on an idle link).  The fast path's
+        counts reach the inspector first (its flows' last activity), and the flows the tick
+        ended leave the fast path right after it."""
         if not self.last_ts:
             return
         now = self.last_ts + (mono_now - self.last_ts_mono)
+        fast = self.fast
         try:
+            if fast is not None:
+                fast.sync(self.mono_to_ts)
             events = self.inspector.tick(now)
+            if fast is not None:
+                fast.sync(self.mono_to_ts)
         except Exception:
             self.ports[0].counters.inspector_errors += 1
             return
@@ -262,13 +337,13 @@ class Worker:
             self.write_events(events)
 
     def finish(self) -> None:
-        """Shutdown: the inspector ends its flows (IDS stream data gets its last inspection).
-        `finish` is optional for verdict-hook plug-ins."""
-        finish = getattr(self.inspector, "finish", None)
-        if finish is None:
-            return
+        """Shutdown: the fast path's last counts go to the inspector, which ends its flows (IDS
+        stream data gets its last inspection).  `finish` is optional for verdict-hook plug-ins."""
         try:
-            events = finish()
+            if self.fast is not None and self.last_ts:
+                self.fast.sync(self.mono_to_ts)
+            finish = getattr(self.inspector, "finish", None)
+            events = finish() if finish is not None else ()
         except Exception:
             self.ports[0].counters.inspector_errors += 1
             return
@@ -284,106 +359,110 @@ class Worker:
             insp = dict(self.inspector.stats())
         except Exception:
             insp = {}
+        if self.fast is not None:
+            try:     # the kernel's totals are the whole bridge's: the supervisor reports them once
+                insp.update((k, v) for k, v in self.fast.stats().items() if not k.startswith("bypass.kernel."))
+            except Exception:
+                pass
         if self.config.eve_log:
             insp["eve.errors"] = self.eve_errors
             insp["eve.events_lost"] = self.eve_lost
         payload = {port.name: port.counters.as_dict() for port in self.ports}
         try:
-            self.conn.send((kind, self.spec.index, os.getpid(), payload, insp))
+            self.conn.send((kind, self.index, os.getpid(), payload, insp))
         except (BrokenPipeError, OSError):
             self.stop = True    # supervisor gone: nothing left to report to
 
     # ---------------------------------------------------------------- frames
     def drain(self, port: _Port) -> int:
-        """Process every ready frame of the port's ring; returns how many slots were consumed."""
-        if type(port.ring) is V2Ring:
-            return self.drain_v2(port)
-        return self.drain_generic(port)
-
-    def drain_v2(self, port: _Port) -> int:
-        """drain() for a TPACKET_V2 ring, the inline case: the same steps as
-        drain_generic, with the ring walk inlined and the per-frame counters
-        kept in locals (flushed once per drain) -- the Python per frame is a
-        large share of the bridge's CPU.  With the ForwardAll inspector (no
-        rules, no hook) no FrameMeta is built and inspect() is not called: its
-        `seen` counter is advanced by the number of frames instead."""
+        """Process every ready frame of the port's ring (at most one turn of it); returns how
+        many slots were consumed.  The per-frame counters are kept in locals and added once
+        per drain, EVE events are written once per drain, and with the ForwardAll inspector
+        (no rules, no hook) no FrameMeta is set and inspect() is not called: its `seen`
+        counter is advanced by the number of frames instead."""
         c = port.counters
-        ring = port.ring
-        view = ring.view
-        offsets = ring.offsets
-        n = ring.frame_nr
-        i = ring.head
-        unpack = _V2_UNPACK
-        release = _RELEASE
-        iface = port.name
+        view = port.ring.view
         mode = port.mode
+        ips = mode == "ips"
+        forwards = mode is not None
         csum_mask = port.csum_mask
         csum_hint = port.csum_hint
+        meta = port.meta
+        pidx = port.index
+        fast = self.fast
+        hit = fast.hit if fast is not None else None
+        install = fast.install if fast is not None else None
+        tx = port.tx
+        tx_send = tx.send if tx is not None else None
         peer = port.peer
         send = peer.send if peer is not None else None
-        tx = port.tx
-        if tx is not None:
-            tx_put = tx.put
-            tx_cap = tx.capacity
-            tx_batch = tx.frame_nr // 2
         inspector = self.inspector
-        forward_all = type(inspector) is ForwardAll
-        inspect = inspector.inspect
-        eve = self.config.eve_log
-        received = forwarded = outgoing = inspected = 0
+        inspect = None if type(inspector) is ForwardAll else inspector.inspect
+        events: list | None = [] if self.config.eve_log else None
+        received = forwarded = outgoing = inspected = bypassed = 0
         sec = nsec = 0
         try:
-            for _ in range(n):
-                off = offsets[i]
-                status, tp_len, snaplen, mac, net, sec_, nsec_, tci, tpid = unpack(view, off)
-                if not status & 1:
-                    break
+            for status, tp_len, snaplen, mac, net, sec_, nsec_, tci, tpid, pkttype in port.ring.frames():
+                if pkttype == _OUTGOING:
+                    outgoing += 1
+                    continue
+                received += 1
+                sec = sec_
+                nsec = nsec_
                 try:
-                    if view[off + _SLL_PKTTYPE] == _OUTGOING:
-                        outgoing += 1
-                        continue
-                    received += 1
-                    sec = sec_
-                    nsec = nsec_
-                    mac += off
                     end = mac + snaplen
-                    frame = view[mac:end]
                     if status & _CSUMNOTREADY:
-                        if fill_l4_checksum(frame, net - mac + off):
+                        if fill_l4_checksum(view[mac:end], net - mac):
                             c.csum_filled += 1
                         else:
                             c.csum_unfixable += 1
-                    if status & _VLAN_VALID and not status & _TPID_VALID:
-                        tpid = _ETH_P_8021Q
-                    if forward_all:
-                        inspected += 1
+                    if status & _VLAN_VALID:
+                        vid = tci & 0x0FFF
+                        if not status & _TPID_VALID:
+                            tpid = _ETH_P_8021Q
                     else:
+                        vid = 0
+                    ts = sec_ + nsec_ * 1e-9
+                    if hit is not None and (verdict := hit(pidx, view, mac, end, vid, ts)):
+                        bypassed += 1                   # a decided flow: no FrameMeta, no inspect
+                        if verdict == _FAST_DROP:
+                            if ips:
+                                bump(c.dropped, FLOW_REASON)
+                                continue
+                            if forwards:                # tap: never installed (a tap never drops)
+                                bump(c.would_drop, FLOW_REASON)
+                    elif inspect is not None:
+                        meta.ts = ts
+                        meta.checksum = _SKIP if status & csum_mask else csum_hint
                         if status & _VLAN_VALID:
-                            meta = FrameMeta(sec_ + nsec_ * 1e-9, iface, (tci & 0x0FFF,), 0, (tpid,), _ETHERNET,
-                                             _SKIP if status & csum_mask else csum_hint)
-                        else:
-                            meta = FrameMeta(sec_ + nsec_ * 1e-9, iface, (), 0, (), _ETHERNET,
-                                             _SKIP if status & csum_mask else csum_hint)
+                            meta.vlan = (vid,)
+                            meta.tpid = (tpid,)
+                        elif meta.vlan:
+                            meta.vlan = meta.tpid = _NO_TAGS
                         try:
-                            result = inspect(frame, meta)
+                            result = inspect(view[mac:end], meta)
                         except Exception:
                             c.inspector_errors += 1
                             result = FORWARD
                         inspected += 1
-                        if result.events and eve:
-                            self.write_events(result.events)
-                        if mode is not None and result.verdict != _FORWARD_VERDICT:
-                            reason = result.reason or "rule"
-                            if mode == "ips":
-                                bump(c.dropped, reason)
+                        if result.events and events is not None:
+                            events.extend(result.events)
+                        if result.bypass is not None and install is not None:
+                            install(pidx, view, mac, end, vid, result.bypass, ts)
+                        if result.verdict:              # DROP or REJECT (Verdict.FORWARD is 0)
+                            if ips:
+                                bump(c.dropped, result.reason or "rule")
                                 if result.inject:
                                     self.inject(port, result.inject)
                                 continue
-                            bump(c.would_drop, reason)
-                        elif mode == "ips" and result.frame is not None and len(result.frame) == end - mac:
+                            if forwards:
+                                bump(c.would_drop, result.reason or "rule")
+                        elif ips and result.frame is not None and len(result.frame) == end - mac:
                             view[mac:end] = result.frame      # an overlap normalized to the stream's bytes
                             c.normalized += 1
-                    if mode is None:
+                    else:
+                        inspected += 1
+                    if not forwards:
                         continue
                     if snaplen < tp_len:   # cut by the ring (GRO/defrag super-frame): never forward a cut frame
                         bump(c.dropped, "truncated")
@@ -391,24 +470,17 @@ class Worker:
                         continue
                     if status & _VLAN_VALID:
                         mac = insert_vlan(view, mac, tpid, tci)
-                        frame = view[mac:end]
                         c.vlan_reinserted += 1
-                    if tx is not None:
-                        if end - mac > tx_cap:     # larger than a slot: only after an MTU raise
-                            bump(c.send_errors, "EMSGSIZE")
-                            c.oversize += 1
-                        elif tx_put(view, mac, end) or (self.tx_wait(tx, c) and tx_put(view, mac, end)):
-                            if tx.queued >= tx_batch:
-                                forwarded += self.flush(tx, c)
-                        else:
-                            bump(c.send_errors, "ENOBUFS")   # every slot still owned by the driver
+                    if tx_send is not None:
+                        tx_send(view, mac, end, c)     # counted as forwarded (or by errno) when flushed
                         continue
+                    frame = view[mac:end]
                     try:
                         send(frame, _DONTWAIT)
                         forwarded += 1
                     except OSError as e:
                         code = e.errno or errno.EIO
-                        if code in _RETRY_ERRNOS:
+                        if code in RETRY_ERRNOS:
                             code = self.send(peer, frame, code)
                         if code:
                             bump(c.send_errors, errno_name(code))
@@ -418,196 +490,22 @@ class Worker:
                             forwarded += 1
                 except Exception:   # a bug here must not stop the bridge: account the frame as dropped
                     bump(c.dropped, "internal")
-                finally:
-                    release(view, off, 0)
-                    i += 1
-                    if i == n:
-                        i = 0
         finally:
             if tx is not None and tx.queued:    # flush at the end of every drain: no added latency
-                forwarded += self.flush(tx, c)
-            ring.head = i
+                tx.flush(c)
             c.received += received
             c.forwarded += forwarded
             c.ignored_outgoing += outgoing
             c.inspected += inspected
-            if forward_all and inspected:
+            c.bypassed += bypassed
+            if inspect is None and inspected:
                 inspector.seen += inspected
+        if events:
+            self.write_events(events)
         if received:
             self.last_ts = sec + nsec * 1e-9
             self.last_ts_mono = time.monotonic()
         return received + outgoing
-
-    def drain_generic(self, port: _Port) -> int:
-        """Any ring (V3 for IDS), one frame at a time through ring.frames()."""
-        c = port.counters
-        ring = port.ring
-        view = ring.view
-        iface = port.name
-        mode = port.mode
-        peer = port.peer
-        skip_outgoing = True    # always: the socket option does not cover fanout members (see afpacket)
-        inspect = self.inspector.inspect
-        eve = self.config.eve_log
-        before = c.received
-        before_out = c.ignored_outgoing
-        ts = 0.0
-        for (status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid, pkttype) in ring.frames():
-            if skip_outgoing and pkttype == _OUTGOING:
-                c.ignored_outgoing += 1
-                continue
-            c.received += 1
-            ts = sec + nsec * 1e-9
-            try:
-                end = mac + snaplen
-                frame = view[mac:end]
-                if status & _CSUMNOTREADY:
-                    if fill_l4_checksum(frame, net - mac):
-                        c.csum_filled += 1
-                    else:
-                        c.csum_unfixable += 1
-                csum = CSUM_SKIP if status & port.csum_mask else port.csum_hint
-                if status & _VLAN_VALID:
-                    tpid = tpid if status & _TPID_VALID else afp.ETH_P_8021Q
-                    meta = FrameMeta(ts, iface, (tci & 0x0FFF,), 0, (tpid,), _ETHERNET, csum)
-                else:
-                    meta = FrameMeta(ts, iface, (), 0, (), _ETHERNET, csum)
-                try:
-                    result = inspect(frame, meta)
-                except Exception:
-                    c.inspector_errors += 1
-                    result = FORWARD
-                c.inspected += 1
-                if result.events and eve:
-                    self.write_events(result.events)
-                if mode is None:
-                    continue
-                if result.verdict != Verdict.FORWARD:
-                    reason = result.reason or "rule"
-                    if mode == "ips":
-                        bump(c.dropped, reason)
-                        if result.inject:
-                            self.inject(port, result.inject)
-                        continue
-                    bump(c.would_drop, reason)
-                elif mode == "ips" and result.frame is not None and len(result.frame) == end - mac:
-                    view[mac:end] = result.frame              # an overlap normalized to the stream's bytes
-                    c.normalized += 1
-                if snaplen < tp_len:       # cut by the ring (GRO/defrag super-frame): never forward a cut frame
-                    bump(c.dropped, "truncated")
-                    c.oversize += 1
-                    continue
-                if status & _VLAN_VALID:
-                    out = view[insert_vlan(view, mac, tpid, tci):end]
-                    c.vlan_reinserted += 1
-                else:
-                    out = frame
-                err = self.send(peer, out)
-                if err:
-                    bump(c.send_errors, errno_name(err))
-                    if err == errno.EMSGSIZE:
-                        c.oversize += 1
-                else:
-                    c.forwarded += 1
-            except Exception:       # a bug here must not stop the bridge: account the frame as dropped
-                bump(c.dropped, "internal")
-        if c.received != before:
-            self.last_ts = ts
-            self.last_ts_mono = time.monotonic()
-        return c.received - before + c.ignored_outgoing - before_out
-
-    def flush(self, tx, c: Counters) -> int:
-        """Hand the queued TX slots to the kernel with one send(); returns how many
-        frames went out, and counts the others by errno on `c`.
-
-        send() on a TX ring returns the bytes of the frames it transmitted.  A
-        frame the kernel refuses (longer than the MTU, e.g. after the MTU was
-        lowered) is skipped (PACKET_LOSS) and missing from that sum: when the sum
-        falls short, the processed slots are checked against the current MTU and
-        the refused ones counted as EMSGSIZE.  A failing send() (ENOBUFS, link
-        down) leaves the frames from the failing one on as SEND_REQUEST: retried
-        SEND_TRIES times, then reclaimed and counted under the errno, and the
-        ring's head moved back to the first of them (the kernel's head is there)."""
-        queued, expected, first = tx.queued, tx.qbytes, tx.first
-        tx.queued = tx.qbytes = 0
-        tx.first = tx.head
-        if not queued:
-            return 0
-        sock = tx.sock
-        got = 0
-        code = 0
-        for attempt in range(SEND_TRIES):
-            if attempt:
-                p = select.poll()
-                p.register(sock.fileno(), select.POLLOUT)
-                p.poll(1)
-            try:
-                got += sock.send(b"", _DONTWAIT)
-                code = 0
-                break
-            except OSError as e:
-                code = e.errno or errno.EIO
-                if code not in _RETRY_ERRNOS:
-                    break
-        if not code and got == expected:
-            return queued
-        view, offsets, nr = tx.view, tx.offsets, tx.frame_nr
-        limit = None
-        sent = 0
-        for k in range(queued):
-            j = first + k
-            if j >= nr:
-                j -= nr
-            off = offsets[j]
-            status = U32.unpack_from(view, off)[0]
-            if status & afp.TP_STATUS_SEND_REQUEST:       # never handed over: the tail from here on
-                lost = queued - k
-                for k2 in range(k, queued):
-                    j2 = first + k2
-                    if j2 >= nr:
-                        j2 -= nr
-                    U32.pack_into(view, offsets[j2], 0)
-                bump(c.send_errors, errno_name(code or errno.EIO), lost)
-                if code == errno.EMSGSIZE:
-                    c.oversize += lost
-                tx.head = tx.first = j
-                return sent
-            if got != expected:
-                if limit is None:
-                    try:
-                        limit = afp.get_mtu(self.tx_iface(tx)) + afp.ETH_HLEN
-                    except Exception:      # never raise here: the batch would go uncounted
-                        limit = 1 << 30
-                n = U32.unpack_from(view, off + 4)[0]
-                if n > limit and not (n <= limit + afp.VLAN_HLEN and view[off + tx.DATA + 12] == 0x81
-                                      and view[off + tx.DATA + 13] == 0x00):
-                    bump(c.send_errors, "EMSGSIZE")
-                    c.oversize += 1
-                    continue
-            sent += 1
-        return sent
-
-    def tx_iface(self, tx) -> str:
-        for port in self.ports:
-            if port.ps.sock is tx.sock:
-                return port.ps.iface
-        for ps in getattr(getattr(self, "spec", None), "sockets", ()):
-            if ps.sock is tx.sock:
-                return ps.iface
-        raise OSError(errno.ENODEV, "TX ring of an unknown socket")
-
-    def tx_wait(self, tx, c: Counters) -> bool:
-        """The head slot is not free: flush what is queued, wait (bounded) for the
-        driver to give the slot back; True when it is free."""
-        for attempt in range(SEND_TRIES):
-            if tx.queued:
-                c.forwarded += self.flush(tx, c)
-            if not U32.unpack_from(tx.view, tx.offsets[tx.head])[0]:
-                return True
-            p = select.poll()
-            p.register(tx.sock.fileno(), select.POLLOUT)
-            p.poll(1)
-        return False
 
     def send_any(self, sock: socket.socket, data, c: Counters) -> int:
         """send() for frames outside the ring walk (injected RST/ICMP): through
@@ -615,17 +513,7 @@ class Worker:
         tx = self.tx_by_sock.get(sock)
         if tx is None:
             return self.send(sock, data)
-        n = len(data)
-        if n > tx.capacity:
-            return errno.EMSGSIZE
-        if tx.queued:      # forwarded frames queued before it go first, counted as forwarded
-            c.forwarded += self.flush(tx, c)
-        if not (tx.put(data, 0, n) or (self.tx_wait(tx, c) and tx.put(data, 0, n))):
-            return errno.ENOBUFS
-        scratch = Counters()     # the injected frame's failure is an inject error, not a send error
-        if self.flush(tx, scratch) == 1:
-            return 0
-        return errno.EIO
+        return tx.send_now(data, c)
 
     @staticmethod
     def send(sock: socket.socket, data, first: int = 0) -> int:
@@ -634,21 +522,19 @@ class Worker:
         of the SEND_TRIES)."""
         attempt = 0
         if first:
-            if first not in _RETRY_ERRNOS or SEND_TRIES < 2:
+            if first not in RETRY_ERRNOS or SEND_TRIES < 2:
                 return first
             attempt = 1
         while True:
             if attempt:
-                p = select.poll()
-                p.register(sock.fileno(), select.POLLOUT)
-                p.poll(1)
+                wait_writable(sock)
             try:
-                sock.send(data, socket.MSG_DONTWAIT)
+                sock.send(data, _DONTWAIT)
                 return 0
             except OSError as e:
                 code = e.errno or errno.EIO
                 attempt += 1
-                if code in _RETRY_ERRNOS and attempt < SEND_TRIES:
+                if code in RETRY_ERRNOS and attempt < SEND_TRIES:
                     continue
                 return code
 
@@ -709,13 +595,18 @@ class Worker:
         self.log.info("eve_reopened", path=self.config.eve_log)
 
 
-def _checksum_checks(config, iface: str) -> str:
-    """The `checksum-checks` of `iface`'s af-packet entry (Suricata's default, kernel, when
-    the configuration has no entry for it)."""
+def _interface(config, iface: str) -> Interface:
+    """`iface`'s af-packet entry (the defaults -- checksum-checks kernel, bypass kernel -- when
+    the configuration has none for it)."""
     for entry in config.af_packet:
         if entry.interface == iface:
-            return entry.checksum_checks
-    return "kernel"
+            return entry
+    return Interface(iface)
+
+
+def _checksum_checks(config, iface: str) -> str:
+    """The `checksum-checks` of `iface`'s af-packet entry."""
+    return _interface(config, iface).checksum_checks
 
 
 def worker_main(spec: WorkerSpec, config, conn, foreign_fds: list[int]) -> None:
@@ -741,7 +632,7 @@ def worker_main(spec: WorkerSpec, config, conn, foreign_fds: list[int]) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hup)
     try:
-        worker = Worker(spec, config, conn)
+        worker = Worker.from_spec(spec, config, conn)
     except Exception as e:
         structlog.get_logger("ipsbridge.worker").error(
             "worker_setup_failed", worker=spec.index, label=spec.label, error=repr(e))

@@ -1,6 +1,7 @@
 """Ring walking, VLAN re-insertion and option packing on byte literals (no kernel)."""
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -176,16 +177,13 @@ class FakeSock:
 class FakePS:
     def __init__(self, ignore_outgoing=True):
         self.ignore_outgoing = ignore_outgoing
+        self.sock = object()          # this port's own socket (frames go out through the peer's)
 
 
-def make_worker(inspector=None):
-    w = Worker.__new__(Worker)
-    w.inspector = inspector or ForwardAll()
-    w.config = Config()
-    w.last_ts = 0.0
-    w.last_ts_mono = 0.0
-    w.eve = None
-    w.eve_failed = False
+def drain(port: _Port, inspector=None, config=None) -> Worker:
+    """A worker over this one port, drained once."""
+    w = Worker([port], inspector or ForwardAll(), config or Config())
+    w.drain(port)
     return w
 
 
@@ -200,7 +198,7 @@ def port_with(frames, mode="ips", peer=None, ignore_outgoing=True, pkttype=afp.P
 def test_forward_counts_and_sends_a_slice():
     peer = FakeSock()
     port = port_with([(afp.TP_STATUS_USER, FRAME)] * 3, peer=peer)
-    make_worker().drain(port)
+    drain(port)
     c = port.counters
     assert (c.received, c.forwarded, c.inspected) == (3, 3, 3)
     assert peer.sent == [FRAME] * 3
@@ -208,7 +206,7 @@ def test_forward_counts_and_sends_a_slice():
 
 def test_outgoing_frames_skipped_without_ignore_outgoing():
     port = port_with([(afp.TP_STATUS_USER, FRAME)] * 2, ignore_outgoing=False, pkttype=afp.PACKET_OUTGOING)
-    make_worker().drain(port)
+    drain(port)
     assert port.counters.ignored_outgoing == 2 and port.counters.received == 0
 
 
@@ -223,7 +221,7 @@ def test_vlan_tag_reinserted_before_send():
             seen.append((bytes(frame), meta.vlan, meta.tpid))
             return FORWARD
 
-    make_worker(Spy()).drain(port)
+    drain(port, Spy())
     assert seen == [(FRAME, (100,), (0x88A8,))]          # the inspector sees the untagged frame
     assert peer.sent == [FRAME[:12] + bytes.fromhex("88a8a064") + FRAME[12:]]
     assert port.counters.vlan_reinserted == 1
@@ -232,7 +230,7 @@ def test_vlan_tag_reinserted_before_send():
 def test_checksum_filled_for_csumnotready():
     peer = FakeSock()
     port = port_with([(afp.TP_STATUS_USER | afp.TP_STATUS_CSUMNOTREADY, UDP_FRAME)], peer=peer)
-    make_worker().drain(port)
+    drain(port)
     from rules.checksum import l4_checksum_ok
 
     assert port.counters.csum_filled == 1
@@ -249,7 +247,7 @@ def test_verdicts_per_mode(mode):
             self.seen += 1
             return DROP_BY_HOOK if self.seen == 1 else Result(Verdict.FORWARD)
 
-    make_worker(DropFirst()).drain(port)
+    drain(port, DropFirst())
     c = port.counters
     assert c.received == c.inspected == 2
     if mode == "ips":
@@ -266,7 +264,7 @@ def test_inspector_exception_forwards_and_counts():
             raise ValueError("bug")
 
     port = port_with([(afp.TP_STATUS_USER, FRAME)])
-    make_worker(Boom()).drain(port)
+    drain(port, Boom())
     assert port.counters.inspector_errors == 1 and port.counters.forwarded == 1
 
 
@@ -293,7 +291,7 @@ def test_send_errors_counted_by_errno(fail, sent, errors, oversize, monkeypatch)
     monkeypatch.setattr(_select, "poll", NoPoll)
     peer = FakeSock(fail)
     port = port_with([(afp.TP_STATUS_USER, FRAME)], peer=peer)
-    make_worker().drain(port)
+    drain(port)
     c = port.counters
     assert len(peer.sent) == sent and c.send_errors == errors and c.oversize == oversize
     assert c.received == c.forwarded + sum(c.send_errors.values())
@@ -304,7 +302,7 @@ def test_truncated_frame_is_never_forwarded():
     struct.pack_into("=I", buf, 4, 65000)             # tp_len > tp_snaplen: cut by the ring
     peer = FakeSock()
     port = _Port("eth0", FakePS(), ring, "ips", peer)
-    make_worker().drain(port)
+    drain(port)
     assert peer.sent == [] and port.counters.dropped == {"truncated": 1} and port.counters.oversize == 1
 
 
@@ -333,7 +331,7 @@ class MetaSpy(ForwardAll):
         self.metas = []
 
     def inspect(self, frame, meta):
-        self.metas.append(meta)
+        self.metas.append(dataclasses.replace(meta))     # the worker reuses its FrameMeta: copy
         return FORWARD
 
 
@@ -347,7 +345,7 @@ def test_v2_drain_gives_each_frame_its_checksum_hint(checks, want):
     port = port_with([(s, UDP_FRAME) for s in CSUM_STATUSES], vlan=(0x0064, 0x8100))
     port.csum_mask, port.csum_hint = CHECKSUM_CHECKS[checks]
     spy = MetaSpy()
-    make_worker(spy).drain(port)
+    drain(port, spy)
     assert [m.checksum for m in spy.metas] == want
     assert [m.vlan for m in spy.metas] == [(), (), (), (100,)] and {m.linktype for m in spy.metas} == {1}
 
@@ -378,5 +376,5 @@ def test_v3_drain_gives_each_frame_its_checksum_hint(checks, want):
     mask, hint = CHECKSUM_CHECKS[checks]
     port = _Port("eth2", FakePS(), ring, None, None, csum_mask=mask, csum_hint=hint)
     spy = MetaSpy()
-    make_worker(spy).drain(port)
+    drain(port, spy)
     assert [m.checksum for m in spy.metas] == want

@@ -1,4 +1,4 @@
-"""The TX-ring send path (bridge.ring.TxRing + Worker.flush) against a model of
+"""The TX-ring send path (bridge.ring.TxRing, driven by Worker.drain) against a model of
 the kernel's tpacket_snd (net/packet/af_packet.c): frames sent in ring order
 from the kernel's head; with PACKET_LOSS a frame longer than MTU + 14 (+4 for
 an 802.1Q tag) is skipped and left out of the returned byte count; a failing
@@ -12,7 +12,7 @@ import select as _select
 import pytest
 
 from bridge import afpacket as afp
-from bridge.ring import SLL_PKTTYPE_V2, V2_HDR, U32, TxRing, V2Ring
+from bridge.ring import SLL_PKTTYPE_V2, U32, V2_HDR, TxRing, V2Ring
 from bridge.worker import Worker, _Port
 from conf.model import Config
 from rules.api import ForwardAll
@@ -79,15 +79,10 @@ def rx_ring(frames: list[bytes], nslots: int = 8, frame_size: int = 2048):
 
 def setup(frames, kernel: KernelTx, tx_slots: int = 4):
     g = afp.RingGeometry(afp.TPACKET_V2, tx_slots * 2048, 1, 2048, tx_slots)
-    tx = TxRing(memoryview(bytearray(g.size)), g, kernel)
+    tx = TxRing(memoryview(bytearray(g.size)), g, kernel, "eth1")
     kernel.tx = tx
     port = _Port("eth0", PS("eth0", object()), rx_ring(frames), "ips", kernel, tx=tx)
-    w = Worker.__new__(Worker)
-    w.inspector, w.config = ForwardAll(), Config()
-    w.last_ts = w.last_ts_mono = 0.0
-    w.eve, w.eve_failed = None, False
-    w.ports = [port, _Port("eth1", PS("eth1", kernel), rx_ring([]), "ips", object())]
-    w.tx_by_sock = {kernel: tx}
+    w = Worker([port, _Port("eth1", PS("eth1", kernel), rx_ring([]), "ips", object())], ForwardAll(), Config())
     return w, port, tx
 
 
