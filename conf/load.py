@@ -15,7 +15,7 @@ them all.  Rules of the road:
     - `Refused`: a key whose Suricata meaning changes what is forwarded,
       dropped, detected or logged, which ipsbridge does not do: an error
       naming file:line and what to use instead.  Values that mean what
-      ipsbridge does anyway (`stream.bypass: no`) are accepted silently, and
+      ipsbridge does anyway (`urgent.policy: inline`) are accepted silently, and
       the value Suricata's stock suricata.yaml carries (`decoder.teredo`,
       `defrag.memcap: 32mb`) is accepted with a warning saying what
       ipsbridge does instead, so that stock file still loads.
