@@ -20,8 +20,11 @@ Loads (`--only`, default all, in this order for each contender):
         set): nothing of the first may arrive, the second only up to the marker
 and 5 pings after the flood to see that forwarding recovered.  CPU per frame
 of each load is the forwarding process tree's utime+stime (/proc) over the
-frames the two bridge ports received; for UDP every frame is a new datagram
-to inspect, so "CPU us per UDP packet" is the per-packet cost.
+frames the two bridge ports sent on (forwarded): a frame the kernel dropped
+from a full ring never reached the engine and cost its process nothing.  In
+the UDP flood nothing is dropped by rule and, with `bypass: off`, every
+datagram is inspected, so that row's "CPU us per UDP packet" is the cost per
+inspected packet.
 
 Rules (`--rules`): FILE; `etopen` or `etopen:N` (the ET Open rules of
 ../shared/corpus/rules/et-open that ipsbridge's loader accepts, the first N in
@@ -541,11 +544,14 @@ def wrk(lab, lua: Path, url: str, seconds: int) -> dict:
 
 
 # ------------------------------------------------------------------ measurements
-def port_frames(lab) -> int:
-    """Frames received by the two bridge ports so far (what a forwarder must handle)."""
-    out = lab.run("bridge", "cat", "/sys/class/net/eth0/statistics/rx_packets",
-                  "/sys/class/net/eth1/statistics/rx_packets").stdout.split()
-    return sum(int(x) for x in out)
+def port_frames(lab) -> tuple[int, int]:
+    """(received, sent) frames of the two bridge ports so far.  Sent = what the forwarder
+    forwarded: the frames it handled, less those it dropped by rule (none in the loads).
+    Received also counts frames the kernel dropped from a full ring, which no engine saw."""
+    out = lab.run("bridge", "cat", *(f"/sys/class/net/{port}/statistics/{kind}_packets"
+                                     for kind in ("rx", "tx") for port in ("eth0", "eth1"))).stdout.split()
+    n = [int(x) for x in out]
+    return n[0] + n[1], n[2] + n[3]
 
 
 def iperf(lab, seconds: int, *extra: str) -> dict:
@@ -671,14 +677,17 @@ def measure(ctx: Context, contender: Contender, tag: str) -> dict:
     res: dict = {"name": contender.name, "key": contender.key}
     lab.ping("client", SERVER4, count=3, interval=0.2)
 
-    def run_with_cpu(fn):
+    def run_with_cpu(fn, name: str):
+        """fn() with the contender's CPU time per forwarded frame (frames that reached the
+        engine and went on; a frame the kernel dropped from a full ring cost no process CPU)."""
         pids = contender.pids()
-        f0, c0 = port_frames(lab), cpu_seconds(pids)
+        (rx0, tx0), c0 = port_frames(lab), cpu_seconds(pids)
         out = fn()
-        f1, c1 = port_frames(lab), cpu_seconds(contender.pids() or pids)
-        frames = f1 - f0
-        cpu = (c1 - c0) * 1e6 / frames if pids and frames else None
-        return out, frames, cpu
+        (rx1, tx1), c1 = port_frames(lab), cpu_seconds(contender.pids() or pids)
+        res[f"{name}_frames_received"], res[f"{name}_frames_forwarded"] = rx1 - rx0, tx1 - tx0
+        cpu = (c1 - c0) * 1e6 / (tx1 - tx0) if pids and tx1 > tx0 else None
+        res[f"{name}_cpu_us_frame"] = cpu
+        return out, cpu
 
     def cpu_text(v):
         return "" if v is None else f", CPU {v:.2f} us/frame"
@@ -695,18 +704,17 @@ def measure(ctx: Context, contender: Contender, tag: str) -> dict:
         say(f"{tag}: RTT p50 {res['rtt_p50_us']:.0f} us, p99 {res['rtt_p99_us']:.0f} us")
 
     if "tcp" in ctx.tests:
-        tcp, _, cpu = run_with_cpu(lambda: iperf(lab, ctx.seconds))
+        tcp, cpu = run_with_cpu(lambda: iperf(lab, ctx.seconds), "tcp")
         if "error" in tcp:
             raise LabError(f"iperf3 TCP: {tcp['error']}")
         res["tcp_gbps"] = tcp["end"]["sum_received"]["bits_per_second"] / 1e9
         res["tcp_retrans"] = tcp["end"]["sum_sent"].get("retransmits", 0)
-        res["tcp_cpu_us_frame"] = cpu
         say(f"{tag}: TCP {res['tcp_gbps']:.3f} Gbit/s, {res['tcp_retrans']} retransmissions{cpu_text(cpu)}")
 
     if "http" in ctx.tests:
         for name, size in HTTP_OBJECTS:
             url = f"http://{SERVER4}:{HTTP_PORT}/{name}.bin"
-            w, _, cpu = run_with_cpu(lambda url=url: wrk(lab, ctx.lua, url, ctx.seconds))
+            w, cpu = run_with_cpu(lambda url=url: wrk(lab, ctx.lua, url, ctx.seconds), name)
             secs = w["duration_us"] / 1e6
             errors = w["connect"] + w["read"] + w["write"] + w["timeout"] + w["status"]
             res[f"{name}_requests"] = w["requests"]
@@ -714,18 +722,16 @@ def measure(ctx: Context, contender: Contender, tag: str) -> dict:
             res[f"{name}_gbps"] = w["bytes"] * 8 / secs / 1e9 if secs else 0.0
             res[f"{name}_errors"] = errors
             res[f"{name}_latency_p50_us"] = w["latency_p50_us"]
-            res[f"{name}_cpu_us_frame"] = cpu
             say(f"{tag}: HTTP {size // 1024} KiB {res[f'{name}_rps']:,.0f} req/s, "
                 f"{res[f'{name}_gbps']:.3f} Gbit/s, {errors} errors{cpu_text(cpu)}")
 
     if "udp" in ctx.tests:
-        udp, _, cpu = run_with_cpu(lambda: udp_blast(lab, ctx.seconds))
+        udp, cpu = run_with_cpu(lambda: udp_blast(lab, ctx.seconds), "udp")
         sent, delivered, secs = udp
         res["udp_sent"] = sent
         res["udp_delivered"] = delivered
         res["udp_loss_pct"] = 100.0 * (sent - delivered) / sent if sent else 0.0
         res["udp_delivered_pps"] = delivered / secs
-        res["udp_cpu_us_frame"] = cpu
         after = lab.ping("client", SERVER4, count=5, interval=0.2, check=False)
         m = re.search(r"(\d+) received", after.stdout)
         res["after_flood"] = f"{m[1] if m else 0}/5"
@@ -740,9 +746,16 @@ def measure(ctx: Context, contender: Contender, tag: str) -> dict:
 
 
 # ------------------------------------------------------------------ report
-def median_of(rounds: list[dict]) -> dict:
-    """Each number the median over the rounds (texts from the first round); drop_ok: every round."""
+def median_of(all_rounds: list[dict]) -> dict:
+    """Each number the median over the rounds that did not fail (texts from the first of them);
+    drop_ok: every round.  `rounds_ok`/`rounds_failed` say what the row is made of."""
+    rounds = [r for r in all_rounds if "error" not in r]
+    failed = len(all_rounds) - len(rounds)
+    if not rounds:
+        return {"name": all_rounds[0]["name"], "key": all_rounds[0]["key"], "rounds_ok": 0,
+                "rounds_failed": failed, "error": all_rounds[-1]["error"]}
     out = dict(rounds[0])
+    out["rounds_ok"], out["rounds_failed"] = len(rounds), failed
     for k, v in rounds[0].items():
         if isinstance(v, bool):
             out[k] = all(r.get(k) is True for r in rounds)
@@ -752,6 +765,8 @@ def median_of(rounds: list[dict]) -> dict:
     for k in {k for r in rounds for k in r} - set(out):     # a number only later rounds had
         vals = [r[k] for r in rounds if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)]
         out[k] = statistics.median(vals) if vals else None
+    if failed:
+        out["error"] = next(r["error"] for r in all_rounds if "error" in r)
     return out
 
 
@@ -799,15 +814,17 @@ def ratio(a, b) -> float | None:
     return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
 
 
-def drop_cell(r: dict, drop_check: bool) -> str:
+def drop_cell(r: dict, info: dict) -> str:
     if r.get("key") == "kernel":
         return "—"
     if "drop_ok" not in r:
-        return "not run" if drop_check else "no rules"
+        return "not run" if info.get("rules_file") else "no rules"
     return "passed" if r["drop_ok"] else "FAILED"
 
 
-def report(results: list[dict], info: dict, out=sys.stdout) -> None:
+def report(results: list[dict], info: dict, out=None) -> None:
+    out = sys.stdout if out is None else out
+
     def p(s: str = "") -> None:
         print(s, file=out)
 
@@ -829,7 +846,7 @@ def report(results: list[dict], info: dict, out=sys.stdout) -> None:
     p()
     drop = info["drop_check"]
     header = [""] + [h for h, *_ in MAIN_COLS] + ["drop check"]
-    rows = [[r["name"]] + [cell(r, k, f, s) for _, k, f, s, _ in MAIN_COLS] + [drop_cell(r, drop)]
+    rows = [[r["name"]] + [cell(r, k, f, s) for _, k, f, s, _ in MAIN_COLS] + [drop_cell(r, info)]
             for r in results]
     for line in md_table(header, rows):
         p(line)
@@ -856,6 +873,10 @@ def report(results: list[dict], info: dict, out=sys.stdout) -> None:
         for label, value, verdict in checks:
             p(f"  {verdict:5}  {label}: {value}")
 
+    for r in results:
+        if r.get("rounds_failed"):
+            p(f"  {r['name']}: FAILED in {r['rounds_failed']} of {r['rounds_failed'] + r['rounds_ok']} rounds "
+              f"(its numbers are the medians of the others): {r['error'].splitlines()[0][:300]}")
     p()
     p("details")
     rows = [[r["name"]] + [cell(r, k, f) for _, k, f in DETAIL_COLS] for r in results]
@@ -958,7 +979,11 @@ def main(argv: list[str] | None = None, prog: str = "python3 netns-lab/lab.py be
     except LabError as exc:
         print(f"bench: {exc}\nbench: files of this run kept in {lab.workdir}", file=sys.stderr)
         return 1
-    shutil.rmtree(lab.workdir, ignore_errors=True)      # rule copies, configs, nginx objects
+    failed = sum(r.get("rounds_failed", 0) for r in results)
+    if failed:
+        say(f"bench: {failed} contender rounds failed; files of this run kept in {lab.workdir}")
+    else:
+        shutil.rmtree(lab.workdir, ignore_errors=True)  # rule copies, configs, nginx objects
     info["loadavg_end"] = round(os.getloadavg()[0], 2)
     info["elapsed_s"] = round(time.monotonic() - t_start, 1)
     to_stdout = args.json == "-"
@@ -972,7 +997,36 @@ def main(argv: list[str] | None = None, prog: str = "python3 netns-lab/lab.py be
             print(text)
         else:
             Path(args.json).write_text(text + "\n")
-    return 0
+    return 1 if failed else 0
+
+
+def one_round(ctx: Context, c: Contender, tag: str, info: dict) -> dict:
+    """Start, measure and stop one contender.  A failure (it did not start, a load broke, it
+    did not stop cleanly) is recorded for this round and the run goes on: a long run is not
+    lost to one bad round, and the table says how many rounds each row is made of."""
+    say(f"{tag}: starting")
+    t0 = time.monotonic()
+    res: dict = {"name": c.name, "key": c.key}
+    started = False
+    try:
+        c.start()
+        started = True
+        say(f"{tag}: running after {time.monotonic() - t0:.1f} s")
+        res = measure(ctx, c, tag)
+    except LabError as exc:
+        res["error"] = str(exc)[:2000]
+        say(f"{tag}: FAILED: {str(exc)[:500]}")
+    try:
+        extra = c.stop() if started else {}
+    except LabError as exc:
+        res["error"] = (res.get("error", "") + f"\nstop: {exc}")[:4000]
+        say(f"{tag}: FAILED to stop cleanly: {str(exc)[:500]}")
+        extra = {}
+    if "rules" in extra:
+        info["suricata_rules"] = extra.pop("rules")
+    if extra:
+        res["bridge_counters"] = extra
+    return res
 
 
 def run_rounds(lab: netnslab.Lab, args, info: dict, wanted: list[str], tests: tuple[str, ...],
@@ -1005,21 +1059,7 @@ def run_rounds(lab: netnslab.Lab, args, info: dict, wanted: list[str], tests: tu
             for rnd in range(1, args.rounds + 1):
                 for key in wanted:
                     c = makers[key]()
-                    tag = f"round {rnd}/{args.rounds} {c.name}"
-                    say(f"{tag}: starting")
-                    t0 = time.monotonic()
-                    c.start()
-                    say(f"{tag}: running after {time.monotonic() - t0:.1f} s")
-                    try:
-                        res = measure(ctx, c, tag)
-                    finally:
-                        extra = c.stop()
-                    if extra:
-                        if "rules" in extra:
-                            info["suricata_rules"] = extra.pop("rules")
-                        if extra:
-                            res["bridge_counters"] = extra
-                    runs.setdefault(c.key, []).append(res)
+                    runs.setdefault(c.key, []).append(one_round(ctx, c, f"round {rnd}/{args.rounds} {c.name}", info))
         finally:
             if nginx is not None:
                 info["nginx"] = nginx.stop()
