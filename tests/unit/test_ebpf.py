@@ -1,11 +1,14 @@
 """The kernel offload's programs, run by the kernel on byte-literal frames (BPF_PROG_TEST_RUN).
 
 No traffic and no namespace, but the bpf() syscall: these tests need root (or CAP_BPF +
-CAP_NET_ADMIN) and fail, never skip, without it.  The programs run here are the ones the
-bridge loads.  A socket filter's test run starts at L3 (the kernel pulls the Ethernet
-header with eth_type_trans and sets skb->protocol), a tc program's at L2; both read the
-header relative to the network header, so one frame serves both.  The test skb arrives
-on lo (ifindex 1) with no stripped VLAN tag, so entries here use ifindex 1 and VLAN 0.
+CAP_NET_ADMIN) and fail, never skip, without it.  The tc program run here is the one
+the bridge loads (a tc test run starts at L2, as on traffic).  A socket filter's test
+run starts at L3 (the kernel pulls the Ethernet header with eth_type_trans and sets
+skb->protocol) while AF_PACKET runs it at L2, so the socket filter tested here is the
+bridge's assembled with l3=0 -- the same instructions but for the four offsets that
+count from skb->data (test_socket_filter_variant_differs_only_in_its_l3_offsets) --
+on the bridge's maps.  The test skb arrives on lo (ifindex 1) with no stripped VLAN
+tag, so entries here use ifindex 1 and VLAN 0.
 """
 from __future__ import annotations
 
@@ -138,12 +141,20 @@ def k():
         off = KernelOffload.create(1024)
     except ebpf.OffloadUnavailable as e:
         pytest.fail(f"kernel offload unavailable on this machine: {e}", pytrace=False)
+    off.test_sock_fd = _l3_socket_filter(off)
     yield off
+    os.close(off.test_sock_fd)
     off.close()
 
 
+def _l3_socket_filter(off: KernelOffload) -> int:
+    """The bridge's socket filter on the same maps, for a test run that starts at L3."""
+    asm = ebpf.socket_filter_program(off.flows.fd, off.totals_map.fd, off.heartbeat_map.fd, l3=0)
+    return ebpf.load_program(ebpf.BPF_PROG_TYPE_SOCKET_FILTER, asm.assemble(), "ipsb_sock_l3")
+
+
 def sock(k: KernelOffload, frame: bytes) -> int:
-    return ebpf.prog_test_run(k.sock_fd, frame).retval
+    return ebpf.prog_test_run(k.test_sock_fd, frame).retval
 
 
 def tc(k: KernelOffload, frame: bytes) -> int:
@@ -321,6 +332,17 @@ def test_programs_pass_the_verifier_and_report_their_size(k):
         assert 0 < info.insns < 200
         assert info.xlated_bytes >= 8 * info.insns * 0.9      # the verifier's rewrites only grow it a little
         assert info.verified_insns >= info.insns * 0.5
+
+
+def test_socket_filter_variant_differs_only_in_its_l3_offsets():
+    live = ebpf.socket_filter_program(3, 4, 5).insns
+    test = ebpf.socket_filter_program(3, 4, 5, l3=0).insns
+    assert len(live) == len(test)
+    diff = [(a, b) for a, b in zip(live, test) if a != b]
+    assert len(diff) == 4, diff                       # IPv4 and IPv6 header, last byte, TCP flags
+    for a, b in diff:
+        assert (a.code, a.dst, a.src, a.off, a.target) == (b.code, b.dst, b.src, b.off, b.target)
+        assert a.dst == R2 and a.imm - b.imm == ebpf.L3_OFFSET
 
 
 def test_assembler_encodes_jumps_over_two_slot_loads():
