@@ -177,6 +177,24 @@ class _Port:
     meta: FrameMeta | None = None        # this port's FrameMeta, reused frame after frame; set by Worker
 
 
+class _PassOnly:
+    """The kernel offload for pass flows only.  With EVE on in ips mode every dropped frame
+    gets its `drop` record (README, as replay does); a frame the kernel drops never reaches
+    the worker, so a dropped flow stays in the user-space fast path, which still answers it
+    without the engine (FastPath keeps the user-space entry when the kernel's add says no)."""
+
+    def __init__(self, kernel) -> None:
+        self.kernel = kernel
+
+    def add(self, ifindex, ipver, proto, vlan, src, dst, sport, dport, action: str, redirect: int) -> bool:
+        if action != "pass":
+            return False
+        return self.kernel.add(ifindex, ipver, proto, vlan, src, dst, sport, dport, action, redirect)
+
+    def __getattr__(self, name: str):
+        return getattr(self.kernel, name)
+
+
 class Worker:
     """The per-frame path over a list of ports (see the module docstring).  `from_spec`
     builds it in the worker process from the sockets the supervisor opened; tests build it
@@ -243,6 +261,8 @@ class Worker:
         mode = "tap" if "tap" in modes else "ips" if "ips" in modes else "ids"
         fports = [FastPort(p.index, getattr(p.ps, "ifindex", 0), p.peer_index) for p in self.ports]
         use_kernel = kernel if all(s == "kernel" for s in settings) else None
+        if use_kernel is not None and self.config.eve_log and mode == "ips":
+            use_kernel = _PassOnly(use_kernel)
         return FastPath(fports, self.inspector, kernel=use_kernel, mode=mode)
 
     # ---------------------------------------------------------------- main loop
@@ -427,6 +447,8 @@ class Worker:
                         bypassed += 1                   # a decided flow: no FrameMeta, no inspect
                         if verdict == _FAST_DROP:
                             if ips:
+                                if events is not None:      # the engine's drop record of the frame
+                                    events.append(self.flow_drop_event(port, view, mac, end, vid, tpid, status, ts))
                                 bump(c.dropped, FLOW_REASON)
                                 continue
                             if forwards:                # tap: never installed (a tap never drops)
@@ -506,6 +528,24 @@ class Worker:
             self.last_ts = sec + nsec * 1e-9
             self.last_ts_mono = time.monotonic()
         return received + outgoing
+
+    def flow_drop_event(self, port: _Port, view, mac: int, end: int, vid: int, tpid: int, status: int, ts: float):
+        """The `drop` event (reason "flow") the engine gives a frame of a dropped flow, for a
+        frame the fast path dropped: EVE stays the same with and without the fast path, as
+        in replay (bridge.replay.flow_drop_event builds it from the decoded frame)."""
+        from bridge.replay import flow_drop_event
+
+        meta = port.meta
+        meta.ts = ts
+        meta.checksum = _SKIP
+        if status & _VLAN_VALID:
+            meta.vlan = (vid,)
+            meta.tpid = (tpid,)
+        elif meta.vlan:
+            meta.vlan = meta.tpid = _NO_TAGS
+        found = self.fast.lookup(port.index, view, mac, end, vid)
+        flow, to_server = found if found is not None else (None, None)
+        return flow_drop_event(bytes(view[mac:end]), meta, flow, to_server)
 
     def send_any(self, sock: socket.socket, data, c: Counters) -> int:
         """send() for frames outside the ring walk (injected RST/ICMP): through

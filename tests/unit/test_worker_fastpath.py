@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+from types import SimpleNamespace
 
 import pytest
 from scapy.all import IP, UDP, Dot1Q, Ether
@@ -85,7 +86,7 @@ class Decider:
         ip = Ether(data)[IP]
         key = frozenset([(ip.src, ip[UDP].sport), (ip.dst, ip[UDP].dport)])
         first = key not in self.flows
-        flow = self.flows.setdefault(key, object())
+        flow = self.flows.setdefault(key, SimpleNamespace(flow_id=1000 + len(self.flows)))
         to_server = ip[UDP].dport == 53
         if self.action == "drop":
             return Result(Verdict.DROP, reason="rule" if first else FLOW_REASON,
@@ -326,3 +327,51 @@ def test_the_frame_is_released_after_it_was_forwarded():
     w, p0, _p1 = pair([TO_SERVER], [], Decider("pass"))
     w.drain(p0)
     assert struct.unpack_from("=I", p0.ring.view, 0)[0] == afp.TP_STATUS_KERNEL and p0.ring.head == 1
+
+
+# ------------------------------------------------------------------ a dropped flow's EVE records
+def test_a_frame_the_fast_path_drops_gets_the_engines_flow_drop_record():
+    w, p0, _p1 = pair([TO_SERVER] * 3, [], Decider("drop"), config=Config(eve_log="/nonexistent/eve.json"))
+    w.eve = Writer()
+    w.drain(p0)
+    (batch,) = w.eve.batches
+    assert counters(p0)["bypassed"] == 2 and len(batch) == 2
+    for ev in batch:
+        assert ev.reason == FLOW_REASON and ev.pkt.sport == 40000 and ev.pkt.dport == 53
+        assert ev.pkt.to_server is True and ev.pkt.iface == "eth0" and ev.pkt.length == len(TO_SERVER)
+        assert ev.pkt.flow_id == 1000
+    assert [ev.pkt.ts for ev in batch] == [1700000001.0, 1700000002.0]
+
+
+@pytest.mark.parametrize("eve", [None, "/nonexistent/eve.json"], ids=["no-eve", "eve"])
+def test_with_eve_a_dropped_flow_stays_in_user_space(eve):
+    class Kernel:
+        def __init__(self):
+            self.added = []
+
+        def add(self, *args):
+            self.added.append(args[8])
+            return True
+
+        def read(self, *args):
+            return None
+
+        def remove(self, *args):
+            pass
+
+        def totals(self):
+            return {}
+
+    k = Kernel()
+    w, p0, _p1 = pair([TO_SERVER, OTHER], [], Decider("drop"), config=Config(eve_log=eve))
+    w = Worker(w.ports, Decider("drop"), Config(eve_log=eve), kernel=k)
+    w.eve = Writer()
+    w.drain(p0)
+    assert k.added == ([] if eve else ["drop", "drop", "drop", "drop"])
+    assert w.fast.stats()["bypass.active"] == 2            # the user-space entries either way
+    k2 = Kernel()
+    w2, q0, _q1 = pair([TO_SERVER], [], Decider("pass"), config=Config(eve_log=eve))
+    w2 = Worker(w2.ports, Decider("pass"), Config(eve_log=eve), kernel=k2)
+    w2.eve = Writer()
+    w2.drain(q0)
+    assert k2.added == ["pass", "pass"]                     # pass flows go to the kernel either way
