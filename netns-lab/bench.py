@@ -371,6 +371,20 @@ af-packet:
 """
 
 
+def code_version() -> str:
+    """The ipsbridge code measured: commit, and the files that differ from it (the lab runs
+    the working tree)."""
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True, timeout=30,
+                                  check=False).stdout.rstrip()
+        except OSError:
+            return ""
+    head = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return head + (f" + uncommitted changes in {', '.join(dirty)}" if dirty else "")
+
+
 def suricata_version() -> str:
     try:
         out = subprocess.run([SURICATA, "-V"], capture_output=True, text=True, timeout=30, check=False).stdout
@@ -829,6 +843,8 @@ def report(results: list[dict], info: dict, out=None) -> None:
         print(s, file=out)
 
     p(f"command: {info['command']}")
+    if info.get("code"):
+        p(f"ipsbridge: {info['code']}")
     p(f"lab: {info['cpus']} CPUs, kernel {info['kernel']}, veth, offloads off; {info['seconds']} s per load; "
       + (f"medians of {info['rounds']} interleaved rounds" if info["rounds"] > 1 else "1 round")
       + f"; load average {info['loadavg_start']} at the start, {info['loadavg_end']} at the end"
@@ -970,7 +986,7 @@ def main(argv: list[str] | None = None, prog: str = "python3 netns-lab/lab.py be
     info: dict = {"command": f"{prog} {shlex.join(argv)}".rstrip(), "seconds": args.seconds,
                   "rounds": args.rounds, "cpus": os.cpu_count(), "kernel": os.uname().release,
                   "stream_bypass": stream_bypass, "tests": list(tests), "contenders": wanted,
-                  "home_net": HOME_NET, "external_net": EXTERNAL_NET}
+                  "home_net": HOME_NET, "external_net": EXTERNAL_NET, "code": code_version()}
     t_start = time.monotonic()
     info["loadavg_start"] = round(os.getloadavg()[0], 2)
     lab = netnslab.Lab("ipsbench")
