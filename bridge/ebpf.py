@@ -360,9 +360,10 @@ def flow_key(ifindex: int, ipver: int, proto: int, vlan: int, src: bytes, dst: b
 # --------------------------------------------------------------------------- programs
 # Stack frame, offsets from FP (each aligned to the size it is accessed with).
 S_KEY = -48           # FlowKey, 44 bytes: -48 .. -5
-S_HDR = -104          # L3 header (+ 8 bytes of L4), up to 48 bytes: -104 .. -57
-S_FLAGS = -112        # the TCP flags byte
+S_FLAGS = -4          # the TCP flags byte (after the key)
+S_HDR = -112          # L3 header + the first 14 bytes of L4 (TCP flags), up to 56 bytes: -112 .. -57
 S_INDEX = -120        # u32 0, the index of the one-entry arrays
+S_NOW = -128          # bpf_ktime_get_ns() of this run
 L3_OFFSET = 14        # skb->data is the MAC header; the outer VLAN tag is stripped
 TCP_FLAGS_AT = 13     # offset of the flags byte in the TCP header
 TCP_HDR, UDP_HDR = 20, 8
@@ -371,8 +372,12 @@ TCP_HDR, UDP_HDR = 20, 8
 def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: int) -> None:
     """The shared front of both programs.  On entry R1 = skb; the network header is `l3`
     bytes after skb->data.  Falls through with R6 = skb, R7 = the flow's FlowValue,
-    R8 = IP packet length; jumps to `miss` when the heartbeat is stale, the frame is
-    not keyable, or its flow is not in the map."""
+    R8 = IP packet length and the time at fp+S_NOW; jumps to `miss` when the heartbeat
+    is stale, the frame is not keyable, or its flow is not in the map.
+
+    Helper calls per frame: ktime, one bpf_skb_load_bytes of the headers (two for an
+    IPv4 packet under 34 bytes or an IPv6 one under 54: only UDP can be that short),
+    the flow lookup (the one-entry array lookups are inlined by the verifier)."""
     a.mov(R6, R1)
     # heartbeat: now - last write must be <= HEARTBEAT_STALE_NS (signed: a write a hair
     # in the future counts as fresh; never written = 0 = stale)
@@ -384,6 +389,7 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     a.jeq(R0, 0, miss)
     a.ldx(DW, R7, R0, 0)
     a.call(FN_ktime_get_ns)
+    a.stx(DW, FP, S_NOW, R0)
     a.sub(R0, R7)
     a.jmp("jsgt", R0, HEARTBEAT_STALE_NS, miss)
     # key: ingress ifindex, VLAN id (0: none), addresses zeroed for IPv4
@@ -399,19 +405,22 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     a.jeq(R2, ETH_P_IPV6_BE, "ipv6")
     a.ja(miss)
 
-    def load(stack: int, length: int, *, offset: int = 0, reg: bool = False) -> None:
-        """bpf_skb_load_bytes(skb, l3 + offset, fp+stack, length), or with reg=True from
-        l3 + R2 (computed by the caller just before); a frame too short: not keyable."""
-        if reg:
-            a.addi(R2, l3)
-        else:
-            a.movi(R2, l3 + offset)
-        a.mov(R1, R6)
-        a.mov(R3, FP)
-        a.addi(R3, stack)
-        a.movi(R4, length)
-        a.call(FN_skb_load_bytes)
-        a.jne(R0, 0, miss)
+    def load_headers(l4: int, label: str) -> None:
+        """The IP header and 14 bytes of L4 (through the TCP flags) into fp+S_HDR; for
+        a shorter packet (UDP) the IP header and 8 bytes, the flags byte left 0 (a failed
+        bpf_skb_load_bytes zeroes its whole destination)."""
+        for length in (l4 + TCP_FLAGS_AT + 1, l4 + UDP_HDR):
+            a.movi(R2, l3)
+            a.mov(R1, R6)
+            a.mov(R3, FP)
+            a.addi(R3, S_HDR)
+            a.movi(R4, length)
+            a.call(FN_skb_load_bytes)
+            a.jeq(R0, 0, label)
+        a.ja(miss)                                              # not even that: not keyable
+        a.label(label)
+        a.ldx(B, R2, FP, S_HDR + l4 + TCP_FLAGS_AT)
+        a.stx(B, FP, S_FLAGS, R2)
 
     def copy(size: int, src_off: int, dst_off: int) -> None:
         a.ldx(size, R2, FP, S_HDR + src_off)
@@ -419,7 +428,7 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
 
     # IPv4: version 4, IHL 5, no MF, no fragment offset.  R8 = total length, R7 = L4 offset
     a.label("ipv4")
-    load(S_HDR, 20 + UDP_HDR)
+    load_headers(20, "ipv4_loaded")
     a.ldx(B, R2, FP, S_HDR)
     a.jne(R2, 0x45, miss)
     a.ldx(H, R2, FP, S_HDR + 6)
@@ -437,7 +446,7 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     # IPv6: version 6, next header TCP/UDP directly (checked below); addresses and ports
     # contiguous.  R8 = payload length + 40, R7 = L4 offset
     a.label("ipv6")
-    load(S_HDR, 40 + UDP_HDR)
+    load_headers(40, "ipv6_loaded")
     a.ldx(B, R2, FP, S_HDR)
     a.andi(R2, 0xF0)
     a.jne(R2, 0x60, miss)
@@ -450,27 +459,23 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     copy(W, 40, K_PORTS)
     a.st(B, FP, S_KEY + K_IPVER, 6)
     a.movi(R7, 40)
-    # L4: UDP, or TCP; its whole header inside the IP packet, the IP packet inside the frame
+    # L4: UDP, or TCP without SYN/FIN/RST; its whole header inside the IP packet, the IP
+    # packet inside the frame (skb->len counts paged data too)
     a.label("l4")
     a.stx(B, FP, S_KEY + K_PROTO, R9)
+    a.ldx(W, R2, R6, SKB_len)
+    a.addi(R2, -l3)
+    a.jmp("jgt", R8, R2, miss, reg=True)        # truncated: longer than the frame holds
     a.mov(R2, R7)
     a.addi(R2, UDP_HDR)
     a.jeq(R9, IPPROTO_UDP, "sized")
     a.jne(R9, IPPROTO_TCP, miss)
     a.addi(R2, TCP_HDR - UDP_HDR)
+    a.ldx(B, R3, FP, S_FLAGS)
+    a.andi(R3, TCP_FIN_SYN_RST)
+    a.jne(R3, 0, miss)
     a.label("sized")
     a.jmp("jgt", R2, R8, miss, reg=True)        # L4 header longer than the IP packet
-    a.mov(R2, R8)
-    a.addi(R2, -1)
-    load(S_FLAGS, 1, reg=True)                  # the IP packet's last byte: not truncated
-    a.jne(R9, IPPROTO_TCP, "lookup")
-    a.mov(R2, R7)
-    a.addi(R2, TCP_FLAGS_AT)
-    load(S_FLAGS, 1, reg=True)                  # TCP: no SYN, FIN or RST
-    a.ldx(B, R2, FP, S_FLAGS)
-    a.andi(R2, TCP_FIN_SYN_RST)
-    a.jne(R2, 0, miss)
-    a.label("lookup")
     a.ld_map_fd(R1, flows_fd)
     a.mov(R2, FP)
     a.addi(R2, S_KEY)
@@ -487,8 +492,8 @@ def socket_filter_program(flows_fd: int, totals_fd: int, heartbeat_fd: int, *, l
     a.movi(R2, 1)
     a.atomic_add(DW, R7, V_PACKETS, R2)
     a.atomic_add(DW, R7, V_BYTES, R8)
-    a.call(FN_ktime_get_ns)
-    a.stx(DW, R7, V_LAST, R0)
+    a.ldx(DW, R1, FP, S_NOW)
+    a.stx(DW, R7, V_LAST, R1)
     a.ldx(W, R9, R7, V_ACTION)
     a.st(W, FP, S_INDEX, 0)
     a.ld_map_fd(R1, totals_fd)
@@ -640,6 +645,17 @@ def program_info(fd: int, insns: int) -> ProgramInfo:
     jited, xlated = struct.unpack_from("=II", info, 16)
     (verified,) = struct.unpack_from("=I", info, 216)
     return ProgramInfo(insns, xlated, jited, verified)
+
+
+def program_stats(fd: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of a program on traffic: counted only while the sysctl
+    kernel.bpf_stats_enabled is 1 (a measurement switch: it costs a little per run)."""
+    info = ctypes.create_string_buffer(232)
+    attr = _attr()
+    struct.pack_into("=IIQ", attr, 0, fd, len(info), ctypes.addressof(info))
+    bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    run_time, run_cnt = struct.unpack_from("=QQ", info, 192)
+    return run_time, run_cnt
 
 
 @dataclass(frozen=True, slots=True)
@@ -964,13 +980,15 @@ class KernelOffload:
 
 
 def _why(step: str, e: OSError) -> str:
+    if isinstance(e, ProgramRefused) and e.errno != errno.EPERM:
+        return f"{step}: {e.args[1]}"
     if e.errno in (errno.EPERM, errno.EACCES):
         return f"{step}: {e.strerror} (needs root or CAP_BPF + CAP_NET_ADMIN)"
     if e.errno == errno.ENOSYS:
         return f"{step}: this kernel has no bpf() syscall (CONFIG_BPF_SYSCALL)"
     if e.errno == errno.EINVAL and "map" in step:
         return f"{step}: {e.strerror} (kernel too old for LRU hash / per-CPU array maps? 4.10+)"
-    return f"{step}: {e.strerror if not isinstance(e, ProgramRefused) else e.args[1]}"
+    return f"{step}: {e.strerror}"
 
 
 # --------------------------------------------------------------------------- command line
@@ -1000,10 +1018,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, info in off.info.items():
             print(f"{name}: {info.insns} instructions, {info.xlated_bytes // 8} after the verifier, "
                   f"{info.jited_bytes} bytes JITed, {info.verified_insns} verified")
-        frame = bytes.fromhex("02000000000202000000000108004500002e00014000401100009ac864019ac86402"
-                              "9c400035001a0000") + bytes(18)
-        src, dst = frame[26:30], frame[30:34]
-        off.add(1, 4, IPPROTO_UDP, 0, src, dst, 40000, 53, "pass", 1)
+        # an IPv4 TCP segment of a bulk transfer: 198.51.100.1:40000 -> .2:80, ACK, 1000 bytes
+        frame = bytes.fromhex("020000000002" "020000000001" "0800" "450004100001400040060000c6336401c6336402"
+                              "9c4000500000000100000002501000ff00000000") + bytes(1000)
+        off.add(1, 4, IPPROTO_TCP, 0, frame[26:30], frame[30:34], 40000, 80, "pass", 1)
         empty = Asm()
         empty.movi(R0, 0)
         empty.exit()

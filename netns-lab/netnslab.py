@@ -8,8 +8,8 @@ Namespaces, links, addresses and MTUs are made through netlink (pyroute2);
 processes started in the lab are tracked and killed by PID at teardown.
 Names carry the owner's PID (`<prefix>-<pid>-<rand>-c`), so two runs never
 collide and `cleanup_stale()` can remove what a crashed run left behind.  The
-kernel offload's tc filters (bridge.ebpf) on the bridge ports go too: all of them
-at teardown, and those of a bridge that is gone in labs that are still up.
+kernel offload's tc filters (bridge.ebpf) on the bridge ports are removed before
+a bridge namespace goes (`remove_offload_filters`).
 
 Used by the demo and benchmark (netns-lab/lab.py) and by tests/lab (fixture
 `lab` in tests/lab/conftest.py).  Documentation addresses only.
@@ -374,17 +374,16 @@ def remove_offload_filters(ns: str, *, all_owners: bool = False) -> list[str]:
 def cleanup_stale(prefix: str | None = None, *, all_owners: bool = False) -> list[str]:
     """Remove lab namespaces whose owning process is gone (or all of them).
 
-    Kills what still runs inside them first.  In bridge namespaces that stay (their
-    owner runs), tc filters of an ipsbridge that is gone are removed.  Returns the
-    namespace names removed."""
+    Kills what still runs inside them first, then removes the kernel offload's tc
+    filters from a bridge namespace (labs that are still up belong to their owner: a
+    bridge started there again removes its predecessor's stale filters itself).
+    Returns the namespace names removed."""
     removed = []
     for name in netns.listnetns():
         m = _NAME_RE.match(name)
         if not m or (prefix and m["prefix"] != prefix):
             continue
         if not all_owners and Path(f"/proc/{m['pid']}").exists():
-            if m["role"] == "b":
-                remove_offload_filters(name)
             continue
         _kill_ns_pids(name)
         if m["role"] == "b":

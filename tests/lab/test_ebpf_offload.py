@@ -96,8 +96,8 @@ while True:
                 off.close()
                 out("bye")
                 raise SystemExit(0)
-            if cmd[0] == "arm":
-                armed = (cmd[1], 6 if cmd[2] == "tcp" else 17, int(cmd[3]))
+            if cmd[0] == "arm":               # arm ACTION tcp|udp PORT [FLOWS]
+                armed = (cmd[1], 6 if cmd[2] == "tcp" else 17, int(cmd[3]), int(cmd[4]) if cmd[4:] else 1)
             elif cmd[0] == "remove":
                 for e in entries:
                     off.remove(*e)
@@ -107,6 +107,8 @@ while True:
                 beating = False
             elif cmd[0] == "beat":
                 beating, next_beat = True, 0.0
+            elif cmd[0] == "progstats":      # with sysctl kernel.bpf_stats_enabled=1
+                out("progstats", **{n: ebpf.program_stats(fd) for n, fd in (("sock", off.sock_fd), ("tc", off.tc_fd))})
             elif cmd[0] == "stats":
                 for n, s in socks.items():
                     queued[n] += struct.unpack("=II", s.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[0]
@@ -133,11 +135,13 @@ while True:
             ipver, proto, src, dst, sport, dport, flags = f
             for p in {sport, dport}:
                 seen[p] = seen.get(p, 0) + 1
-            if armed and proto == armed[1] and armed[2] in (sport, dport) and not flags & 0x07:
-                action, armed = armed[0], None
-                me, other = index[name], index[peer[name]]
-                fwd = (me, ipver, proto, vlan, src, dst, sport, dport)
-                rev = (other, ipver, proto, vlan, dst, src, dport, sport)
+            me, other = index[name], index[peer[name]]
+            fwd = (me, ipver, proto, vlan, src, dst, sport, dport)
+            rev = (other, ipver, proto, vlan, dst, src, dport, sport)
+            if (armed and proto == armed[1] and armed[2] in (sport, dport) and not flags & 0x07
+                    and fwd not in entries and rev not in entries):
+                action = armed[0]
+                armed = (*armed[:3], armed[3] - 1) if armed[3] > 1 else None
                 ok = [off.add(*fwd, action, other if action == "pass" else 0),
                       off.add(*rev, action, me if action == "pass" else 0)]
                 entries += [fwd, rev]
@@ -333,11 +337,35 @@ def test_offloaded_flow_on_a_vlan_keeps_its_tag(lab):
 
 
 # --------------------------------------------------------------------------- crash and cleanup
+# Counts datagrams on PORT until told to stop (a line on stdin): "distinct total".
+UDP_TALLY = r"""
+import select, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("listening", flush=True)
+seen, total = set(), 0
+while True:
+    r, _, _ = select.select([s, sys.stdin], [], [], 60)
+    if s in r:
+        seen.add(s.recv(4096)); total += 1
+    elif r:
+        while select.select([s], [], [], 0.2)[0]:      # what is still in flight
+            seen.add(s.recv(4096)); total += 1
+        break
+print(len(seen), total, flush=True)
+"""
+
+
 def _udp_arrivals(lab, sport: int, n: int) -> tuple[int, int]:
     """(distinct, total) datagrams of a UDP flow from client:sport that reached the server."""
-    counter = spawn_listener(lab, "server", netnslab.UDP_COUNT, SERVER4, "7100")
+    counter = lab.spawn("server", sys.executable, "-c", UDP_TALLY, SERVER4, "7100", stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert counter.stdout.readline().strip() == "listening"
     lab.python("client", UDP_FLOW, SERVER4, str(sport), "7100", str(n))
-    distinct, total = map(int, finish(counter).split())
+    lab.ping("client", SERVER4, count=1, check=False)   # a round trip after the last datagram
+    out, err = counter.communicate("stop\n", timeout=30)
+    distinct, total = map(int, out.split())
     return distinct, total
 
 
@@ -389,15 +417,22 @@ def test_the_next_bridge_removes_a_dead_bridges_filters_and_its_own_at_exit(lab)
     assert_no_offload_left(lab)
 
 
-def test_lab_cleanup_removes_filters_of_a_gone_bridge(lab):
-    fw = Forwarder(lab)
-    os.kill(fw.pid, signal.SIGKILL)
-    fw.proc.wait(timeout=10)
-    assert all(fw.filter in text for text in tc_state(lab).values())
-    netnslab.cleanup_stale(lab.prefix)                  # this lab's owner runs: it stays, the filters go
+def test_lab_teardown_removes_the_offload_filters(lab):
+    gone = Forwarder(lab)
+    os.kill(gone.pid, signal.SIGKILL)
+    gone.proc.wait(timeout=10)
+    alive = Forwarder(lab)                             # a second owner, running, on the same ports
+    state = tc_state(lab)
+    assert all(gone.filter in text and alive.filter in text for text in state.values()), state
+    removed = netnslab.remove_offload_filters(lab.bridge)          # owners gone only
+    assert sorted(removed) == [f"{p}: removed tc filter {gone.filter} (pref 49152)" for p in ("eth0", "eth1")]
+    state = tc_state(lab)
+    assert all(gone.filter not in text and alive.filter in text for text in state.values()), state
+    os.kill(alive.pid, signal.SIGKILL)
+    alive.proc.wait(timeout=10)
+    removed = netnslab.remove_offload_filters(lab.bridge, all_owners=True)    # what Lab.down() does
+    assert len(removed) == 4, removed                  # its two filters and the two clsact qdiscs
     assert_no_offload_left(lab)
-    lab.ping("client", SERVER4, count=1, check=False)   # the lab itself is still there
-    assert lab.bridge in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
 def test_without_bpf_permission_the_bridge_runs_with_bypass_user(lab, monkeypatch):

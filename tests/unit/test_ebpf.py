@@ -5,7 +5,7 @@ CAP_NET_ADMIN) and fail, never skip, without it.  The tc program run here is the
 the bridge loads (a tc test run starts at L2, as on traffic).  A socket filter's test
 run starts at L3 (the kernel pulls the Ethernet header with eth_type_trans and sets
 skb->protocol) while AF_PACKET runs it at L2, so the socket filter tested here is the
-bridge's assembled with l3=0 -- the same instructions but for the four offsets that
+bridge's assembled with l3=0 -- the same instructions but for the five immediates that
 count from skb->data (test_socket_filter_variant_differs_only_in_its_l3_offsets) --
 on the bridge's maps.  The test skb arrives on lo (ifindex 1) with no stripped VLAN
 tag, so entries here use ifindex 1 and VLAN 0.
@@ -57,6 +57,7 @@ V4_UDP_PADDED = ETH4 + bytes.fromhex(
     "45 00 0020 0003 0000 40 11 0000 c6336401 c6336402"      # UDP, total length 32
     "14e9 0035 000c 0000"                                    # 5353 -> 53, length 12
     "71727374") + bytes(14)                                  # Ethernet padding to 60 bytes
+V4_UDP_SHORT = V4_UDP_PADDED[:14 + 32]                      # the same, unpadded: 32 bytes from L3
 V6_TCP_ACK = ETH6 + bytes.fromhex(
     "60000000 001c 06 40"                                    # payload 28, next header TCP
     "20010db8000000000000000000000001"
@@ -74,6 +75,7 @@ KEYED = {
     "v4-tcp-ack-df": (V4_TCP_ACK, 4, 6, C4, S4, 40000, 80, 50),
     "v4-tcp-psh": (V4_TCP_PSH, 4, 6, C4, S4, 40000, 80, 44),
     "v4-udp-padded": (V4_UDP_PADDED, 4, 17, C4, S4, 5353, 53, 32),
+    "v4-udp-short": (V4_UDP_SHORT, 4, 17, C4, S4, 5353, 53, 32),     # under 34 bytes: the short load
     "v6-tcp-ack": (V6_TCP_ACK, 6, 6, C6, S6, 40000, 80, 68),
     "v6-udp": (V6_UDP, 6, 17, C6, S6, 5353, 53, 50),
 }
@@ -339,10 +341,10 @@ def test_socket_filter_variant_differs_only_in_its_l3_offsets():
     test = ebpf.socket_filter_program(3, 4, 5, l3=0).insns
     assert len(live) == len(test)
     diff = [(a, b) for a, b in zip(live, test) if a != b]
-    assert len(diff) == 4, diff                       # IPv4 and IPv6 header, last byte, TCP flags
+    assert len(diff) == 5, diff           # the IPv4 and IPv6 header loads (long, short), the L3 length
     for a, b in diff:
         assert (a.code, a.dst, a.src, a.off, a.target) == (b.code, b.dst, b.src, b.off, b.target)
-        assert a.dst == R2 and a.imm - b.imm == ebpf.L3_OFFSET
+        assert a.dst == R2 and abs(a.imm - b.imm) == ebpf.L3_OFFSET
 
 
 def test_assembler_encodes_jumps_over_two_slot_loads():
