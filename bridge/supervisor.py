@@ -34,7 +34,6 @@ both groups in the same order (not implemented).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 import multiprocessing.connection as mpc
@@ -154,13 +153,6 @@ def setup_offload(config, log) -> ebpf.KernelOffload | None:
     return offload
 
 
-def _worker_spec(offload, **kw) -> WorkerSpec:
-    """A WorkerSpec carrying the kernel offload as `kernel` (when the worker side has the field)."""
-    if "kernel" in {f.name for f in dataclasses.fields(WorkerSpec)}:
-        kw["kernel"] = offload
-    return WorkerSpec(**kw)
-
-
 def build_workers(config, offload: ebpf.KernelOffload | None = None) -> list[WorkerSpec]:
     """Open every socket in the pairing order and describe the workers (nothing forked yet).
     Sockets of an interface with `bypass: kernel` get the offload's socket filter before bind."""
@@ -205,14 +197,15 @@ def build_workers(config, offload: ebpf.KernelOffload | None = None) -> list[Wor
                         mtu=[per_iface[0][0].mtu, per_iface[1][0].mtu],
                         hint="frames larger than the smaller MTU fail with EMSGSIZE (counted as oversize)")
                 for slot in range(n):
-                    specs.append(_worker_spec(
-                        offload, index=len(specs), label=f"{a.interface}:{b.interface}", slot=slot,
+                    specs.append(WorkerSpec(
+                        index=len(specs), label=f"{a.interface}:{b.interface}", slot=slot,
                         sockets=[per_iface[0][slot], per_iface[1][slot]],
-                        ports=[PortSpec(0, a.copy_mode, 1), PortSpec(1, b.copy_mode, 0)]))
+                        ports=[PortSpec(0, a.copy_mode, 1), PortSpec(1, b.copy_mode, 0)], kernel=offload))
             else:
                 for slot in range(n):
-                    specs.append(_worker_spec(offload, index=len(specs), label=ifaces[0].interface, slot=slot,
-                                              sockets=[per_iface[0][slot]], ports=[PortSpec(0, None, None)]))
+                    specs.append(WorkerSpec(index=len(specs), label=ifaces[0].interface, slot=slot,
+                                            sockets=[per_iface[0][slot]], ports=[PortSpec(0, None, None)],
+                                            kernel=offload))
     except BaseException:
         for ps in opened:
             ps.close()
