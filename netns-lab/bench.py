@@ -292,6 +292,13 @@ class IpsBridge(Contender):
         cfg = self.lab.write(f"ipsbridge-{self.bypass}.yaml", self.config())
         extra = ("-S", str(self.rules.path)) if self.rules.path else ()
         self.proc = self.lab.start_bridge("-c", str(cfg), "--stats-interval", "0", *extra, ready_timeout=300)
+        # what bypass is in effect: `kernel` falls back to `user` with one warning when the
+        # kernel cannot (bridge.supervisor); the row must not claim an offload it did not have
+        self.in_effect = self.bypass
+        if self.bypass == "kernel":
+            fallback = self.proc.events("kernel_offload_unavailable")
+            self.in_effect = f"user (kernel offload unavailable: {fallback[0].get('reason')})" if fallback \
+                else "kernel" if self.proc.events("kernel_offload") else "kernel (no kernel_offload event)"
 
     def pids(self):
         return tree_pids(self.proc.pid)
@@ -303,6 +310,7 @@ class IpsBridge(Contender):
         extra = {k: v for k, v in _flat(totals).items() if "bypass" in k}
         if extra:
             out["bypass"] = extra
+        out["bypass_in_effect"] = self.in_effect
         return out
 
 
@@ -890,6 +898,9 @@ def report(results: list[dict], info: dict, out=None) -> None:
             p(f"  {verdict:5}  {label}: {value}")
 
     for r in results:
+        eff = (r.get("bridge_counters") or {}).get("bypass_in_effect")
+        if eff and r["key"] == "ipsbridge" and eff != "kernel":
+            p(f"  {r['name']}: bypass in effect: {eff}")
         if r.get("rounds_failed"):
             p(f"  {r['name']}: FAILED in {r['rounds_failed']} of {r['rounds_failed'] + r['rounds_ok']} rounds "
               f"(its numbers are the medians of the others): {r['error'].splitlines()[0][:300]}")
