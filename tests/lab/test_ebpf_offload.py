@@ -454,6 +454,15 @@ def test_bridge_keeps_a_dropped_flow_dropped_in_the_kernel(lab):
     assert_no_offload_left(lab)
 
 
+def test_ids_interface_gets_the_socket_filter_and_no_tc_program(lab):
+    bridge = lab.start_bridge("--ids", "eth0", "--stats-interval", "0")
+    (info,) = bridge.events("kernel_offload")
+    assert info["interfaces"] == ["eth0"] and info["tc"] == []
+    assert_no_offload_left(lab)                 # no clsact, no tc filter: only the socket's filter
+    totals = bridge.stop()
+    assert totals["inspector"]["bypass.kernel.pass_frames"] == 0
+
+
 # --------------------------------------------------------------------------- crash and cleanup
 # Counts datagrams on PORT until told to stop (a line on stdin): "distinct total".
 UDP_TALLY = r"""
