@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bench
 import pytest
 
-import bench
 from conf.load import load_text
 
 REPO = Path(__file__).resolve().parents[2]
