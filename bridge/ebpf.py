@@ -39,13 +39,16 @@ whole TCP (20 bytes) or UDP (8) header inside the IP packet, and the IP packet (
 length, payload length + 40) inside the frame.  Anything else (IP options, fragments,
 a second VLAN tag, ICMP, extension headers, tunnels, truncated packets) is not
 offloaded, nor is a TCP segment with SYN, FIN or RST: those always reach the ring, so
-the engine sees a flow start or end.  Offloaded frames are redirected as
-the skb they are: VLAN tag and every byte as they came.  Bytes are counted as the
+the engine sees a flow start or end.  Offloaded frames are redirected as the skb
+they are: VLAN tag and every byte as they came.  Bytes are counted as the
 engine counts them: the IP packet length (IPv4 total length, IPv6 payload + 40).
 
-Header bytes are read with `bpf_skb_load_bytes`, which also reads paged (non-linear)
-skbs: a veth or NIC frame often carries its payload in page fragments, and the
-"IP packet inside the frame" check reads the packet's last byte.  Offsets count
+Header bytes are read with `bpf_skb_load_bytes` (one call for the IP header and the
+first 14 bytes of L4), which also reads paged (non-linear) skbs -- the linear-only
+`bpf_skb_load_bytes_relative` missed the data segments of a veth TCP transfer -- and
+"the IP packet inside the frame" compares against skb->len, which counts the pages
+too.  The socket filter counts what it keeps out of the ring (it sees every frame
+first, on inline and IDS ports alike); the tc program only acts.  Offsets count
 from skb->data, which is the MAC header wherever the programs run on traffic
 (AF_PACKET taps push it back before the filter; cls_bpf at ingress too), so the
 network header is at L3_OFFSET = 14 (the kernel has stripped the outer VLAN tag).
@@ -338,7 +341,8 @@ V_ACTION, V_REDIRECT, V_LAST, V_PACKETS, V_BYTES = 0, 4, 8, 16, 24
 assert FLOW_KEY.size == 44 and FLOW_VALUE.size == 32
 
 HEARTBEAT_STALE_NS = 2_000_000_000       # older than this: both programs step aside
-MAX_FLOWS_LIMIT = 1 << 20                # entries (about 130 bytes of kernel memory each)
+MAX_FLOWS_LIMIT = 1 << 18                # entries, one per flow direction (about 230 bytes of kernel
+                                         # memory each, preallocated: 60 MB at most; measured on 6.18)
 
 ETH_P_IP_BE = socket.htons(0x0800)       # skb->protocol is big-endian in its u32
 ETH_P_IPV6_BE = socket.htons(0x86DD)
