@@ -23,6 +23,7 @@ returns `conf.Problem`s so `run` and `check` print them the same way.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import random
@@ -271,8 +272,10 @@ def _probe_tc_in_scratch_namespace(tc_fd: int) -> str | None:
     return msg or None
 
 
+@functools.lru_cache(maxsize=2)
 def kernel_offload_status(*, tc: bool = True) -> OffloadStatus:
-    """Whether bridge.ebpf's kernel offload works in this kernel and process."""
+    """Whether bridge.ebpf's kernel offload works in this kernel and process (probed once
+    per process: `check` reports a problem from it and prints it)."""
     from bridge import ebpf
 
     try:
