@@ -1,9 +1,12 @@
 """The mmapped RX rings: walking ready slots, handing them back, VLAN re-insertion.
 
-Both ring versions yield the same tuple per frame, with offsets absolute in the
-ring's memoryview (no copies):
+Both ring versions yield the same pair per frame: the offset of its header in
+the ring's memoryview, and the header's fields with mac and net relative to it
+(no copies; V2's is struct's tuple as it is):
 
-    (status, tp_len, snaplen, mac, net, sec, nsec, vlan_tci, vlan_tpid, pkttype)
+    off, (status, tp_len, snaplen, mac, net, sec, nsec, vlan_tci, vlan_tpid)
+
+and the frame's sll_pkttype byte is at `off + ring.PKTTYPE`.
 
 Rules kept here:
   * read a slot's status word before anything else in the slot, and stop at the
@@ -84,8 +87,11 @@ class V2Ring:
     with jumbo frames (frame size not dividing the block) there is a gap at the
     end of each block: slot offsets are precomputed."""
 
+    PKTTYPE = SLL_PKTTYPE_V2
+
     def __init__(self, view: memoryview, g: RingGeometry):
         self.view = view
+        self.buf = view          # what frames are copied from (open_ring: the mmap itself, cheaper to slice)
         self.frame_size = g.frame_size
         self.frame_nr = g.frame_nr
         per_block = g.block_size // g.frame_size
@@ -93,7 +99,7 @@ class V2Ring:
                         for i in range(g.frame_nr)]
         self.head = 0
 
-    def frames(self) -> Iterator[tuple]:
+    def frames(self) -> Iterator[tuple[int, tuple]]:
         """Yield every ready frame, at most one full turn of the ring."""
         view = self.view
         offsets = self.offsets
@@ -104,11 +110,10 @@ class V2Ring:
         try:
             for _ in range(n):
                 off = offsets[i]
-                status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid = unpack(view, off)
-                if not status & _STATUS_USER:
+                hdr = unpack(view, off)
+                if not hdr[0] & _STATUS_USER:
                     break
-                yield (status, tp_len, snaplen, off + mac, off + net, sec, nsec, tci, tpid,
-                       view[off + SLL_PKTTYPE_V2])
+                yield off, hdr
                 release(view, off, 0)
                 i += 1
                 if i == n:
@@ -141,13 +146,16 @@ class V3Ring:
     """TPACKET_V3 (IDS only): the kernel hands over whole blocks, closed when full
     or when block-timeout expires; the block goes back in one write."""
 
+    PKTTYPE = SLL_PKTTYPE_V3
+
     def __init__(self, view: memoryview, g: RingGeometry):
         self.view = view
+        self.buf = view
         self.block_size = g.block_size
         self.block_nr = g.block_nr
         self.head = 0
 
-    def frames(self) -> Iterator[tuple]:
+    def frames(self) -> Iterator[tuple[int, tuple]]:
         view = self.view
         bs = self.block_size
         n = self.block_nr
@@ -162,8 +170,7 @@ class V3Ring:
                 off = boff + first
                 for _k in range(num):
                     (nxt, sec, nsec, snaplen, tp_len, st, mac, net, _hash, tci, tpid) = unpack(view, off)
-                    yield (st, tp_len, snaplen, off + mac, off + net, sec, nsec, tci & 0xFFFF, tpid,
-                           view[off + SLL_PKTTYPE_V3])
+                    yield off, (st, tp_len, snaplen, mac, net, sec, nsec, tci & 0xFFFF, tpid)
                     off += nxt
                 U32.pack_into(view, boff + 8, 0)
                 b += 1
@@ -202,9 +209,16 @@ class TxRing:
     `oversize` for EMSGSIZE)."""
 
     DATA = tpacket_align(TPACKET2_HDR_LEN)
+    __slots__ = ("view", "words", "buf", "base", "sock", "iface", "frame_nr", "offsets", "capacity", "batch",
+                 "head", "first", "queued", "qbytes")
 
-    def __init__(self, view: memoryview, g: RingGeometry, sock, iface: str = ""):
+    def __init__(self, view: memoryview, g: RingGeometry, sock, iface: str = "", buf=None, base: int = 0):
         self.view = view
+        # frames are copied into buf[base + slot offset + DATA:]: the mmap itself when given (an mmap
+        # slice assignment costs less than a memoryview's), else the view
+        self.buf = view if buf is None else buf
+        self.base = 0 if buf is None else base
+        self.words = view.cast("I")    # native u32s: slot status at off >> 2, tp_len at (off >> 2) + 1
         self.sock = sock
         self.iface = iface         # the egress interface (its MTU explains a frame the kernel refused)
         self.frame_nr = g.frame_nr
@@ -225,8 +239,8 @@ class TxRing:
         if U32.unpack_from(view, off)[0]:
             return False
         n = end - start
-        d = off + self.DATA
-        view[d:d + n] = src[start:end]
+        d = self.base + off + self.DATA
+        self.buf[d:d + n] = src[start:end]
         U32.pack_into(view, off + 4, n)
         U32.pack_into(view, off, TP_STATUS_SEND_REQUEST)     # written last
         self.head = h = self.head + 1
@@ -239,27 +253,36 @@ class TxRing:
     def send(self, src, start: int, end: int, c: Counters) -> None:
         """Queue src[start:end] for the next flush (flushed at once when half the ring is
         queued).  A frame larger than a slot (only after an MTU raise) is EMSGSIZE; when
-        the driver still owns every slot after a bounded wait, ENOBUFS."""
+        the driver still owns every slot after a bounded wait, ENOBUFS.  Once per
+        forwarded frame: the slot's words are read and written through `words` (the
+        ring as native u32s: a third of the cost of struct)."""
         n = end - start
-        if n > self.capacity:
+        head = self.head
+        off = self.offsets[head]
+        words = self.words
+        if n > self.capacity or words[off >> 2]:        # too large, or the head slot is the driver's
+            self._send_slow(src, start, end, c)
+            return
+        d = self.base + off + self.DATA
+        self.buf[d:d + n] = src[start:end]
+        w = off >> 2
+        words[w + 1] = n                                # tp_len, then the status word, last
+        words[w] = TP_STATUS_SEND_REQUEST
+        head += 1
+        self.head = 0 if head == self.frame_nr else head
+        self.qbytes += n
+        self.queued = q = self.queued + 1
+        if q >= self.batch:
+            self.flush(c)
+
+    def _send_slow(self, src, start: int, end: int, c: Counters) -> None:
+        if end - start > self.capacity:
             bump(c.send_errors, "EMSGSIZE")
             c.oversize += 1
             return
-        view = self.view
-        off = self.offsets[self.head]
-        if U32.unpack_from(view, off)[0]:             # the head slot is still the driver's
-            if not (self.wait(c) and self.put(src, start, end)):
-                bump(c.send_errors, "ENOBUFS")
-                return
-        else:                                         # put(), inlined: once per forwarded frame
-            d = off + self.DATA
-            view[d:d + n] = src[start:end]
-            _U32_PACK(view, off + 4, n)
-            _U32_PACK(view, off, TP_STATUS_SEND_REQUEST)
-            h = self.head + 1
-            self.head = 0 if h == self.frame_nr else h
-            self.queued += 1
-            self.qbytes += n
+        if not (self.wait(c) and self.put(src, start, end)):
+            bump(c.send_errors, "ENOBUFS")
+            return
         if self.queued >= self.batch:
             self.flush(c)
 
@@ -386,6 +409,6 @@ def open_ring(ps: PacketSocket) -> V2Ring | V3Ring:
     mm = mmap.mmap(ps.fileno(), size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
     whole = memoryview(mm)
     ring = (V3Ring if g.version == TPACKET_V3 else V2Ring)(whole[:g.size] if tg else whole, g)
-    ring.mm = mm
-    ring.tx = TxRing(whole[g.size:], tg, ps.sock, ps.iface) if tg else None
+    ring.mm = ring.buf = mm
+    ring.tx = TxRing(whole[g.size:], tg, ps.sock, ps.iface, mm, g.size) if tg else None
     return ring

@@ -401,7 +401,10 @@ class Worker:
         (no rules, no hook) no FrameMeta is set and inspect() is not called: its `seen`
         counter is advanced by the number of frames instead."""
         c = port.counters
-        view = port.ring.view
+        ring = port.ring
+        view = ring.view
+        src = ring.buf              # the same bytes as view; the mmap when there is one (cheaper to slice)
+        pkttype_at = ring.PKTTYPE
         mode = port.mode
         ips = mode == "ips"
         forwards = mode is not None
@@ -422,17 +425,16 @@ class Worker:
         received = forwarded = outgoing = inspected = bypassed = 0
         sec = nsec = 0
         try:
-            for status, tp_len, snaplen, mac, net, sec_, nsec_, tci, tpid, pkttype in port.ring.frames():
-                if pkttype == _OUTGOING:
+            for off, (status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid) in ring.frames():
+                if view[off + pkttype_at] == _OUTGOING:
                     outgoing += 1
                     continue
                 received += 1
-                sec = sec_
-                nsec = nsec_
                 try:
+                    mac += off
                     end = mac + snaplen
                     if status & _CSUMNOTREADY:
-                        if fill_l4_checksum(view[mac:end], net - mac):
+                        if fill_l4_checksum(view[mac:end], net + off - mac):
                             c.csum_filled += 1
                         else:
                             c.csum_unfixable += 1
@@ -442,7 +444,7 @@ class Worker:
                             tpid = _ETH_P_8021Q
                     else:
                         vid = 0
-                    ts = sec_ + nsec_ * 1e-9
+                    ts = sec + nsec * 1e-9
                     if hit is not None and (verdict := hit(pidx, view, mac, end, vid, ts)):
                         bypassed += 1                   # a decided flow: no FrameMeta, no inspect
                         if verdict == _FAST_DROP:
@@ -494,7 +496,7 @@ class Worker:
                         mac = insert_vlan(view, mac, tpid, tci)
                         c.vlan_reinserted += 1
                     if tx_send is not None:
-                        tx_send(view, mac, end, c)     # counted as forwarded (or by errno) when flushed
+                        tx_send(src, mac, end, c)      # counted as forwarded (or by errno) when flushed
                         continue
                     frame = view[mac:end]
                     try:

@@ -83,8 +83,9 @@ def v2_ring(frames: list[tuple[int, bytes]], nslots: int = 4, frame_size: int = 
 def test_v2_yields_ready_frames_and_hands_slots_back():
     buf, ring = v2_ring([(afp.TP_STATUS_USER | afp.TP_STATUS_VLAN_VALID, FRAME), (afp.TP_STATUS_USER, FRAME)])
     seen = []
-    for status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid, pkttype in ring.frames():
-        seen.append((status, bytes(ring.view[mac:mac + snaplen]), sec, tci, tpid, pkttype))
+    for off, (status, _tp_len, snaplen, mac, _net, sec, _nsec, tci, tpid) in ring.frames():
+        seen.append((status, bytes(ring.view[off + mac:off + mac + snaplen]), sec, tci, tpid,
+                     ring.view[off + ring.PKTTYPE]))
     assert [s[1] for s in seen] == [FRAME, FRAME]
     assert seen[0][0] & afp.TP_STATUS_VLAN_VALID and seen[0][3] == 0x64 and seen[0][4] == 0x8100
     assert seen[1][2] == 1700000001
@@ -139,7 +140,8 @@ def test_v3_walks_a_block_and_hands_it_back():
         off += nxt
     struct.pack_into("=III", buf, 8, afp.TP_STATUS_USER, 3, first)
     ring = V3Ring(memoryview(buf), afp.RingGeometry(afp.TPACKET_V3, bs, 2, 2048, 4))
-    got = [(nsec, bytes(ring.view[mac:mac + snap])) for _s, _l, snap, mac, _n, _sec, nsec, *_ in ring.frames()]
+    got = [(nsec, bytes(ring.view[off + mac:off + mac + snap]))
+           for off, (_s, _l, snap, mac, _n, _sec, nsec, _tci, _tpid) in ring.frames()]
     assert got == [(0, FRAME), (1, FRAME), (2, FRAME)]
     assert struct.unpack_from("=I", buf, 8)[0] == afp.TP_STATUS_KERNEL
     assert ring.head == 1
