@@ -270,22 +270,23 @@ def test_workers_report_the_fast_path_too(tmp_path):
     assert sorted(eve2.read_bytes().splitlines()) == sorted(one["eve"].splitlines())
 
 
-def test_bypass_kernel_refused_in_one_line(tmp_path, capsys):
-    pcap = tmp_path / "x.pcap"
+def one_datagram(tmp: Path) -> list[str]:
+    """`-r RULES PCAP` for one UDP datagram and one rule."""
+    pcap = tmp / "x.pcap"
     wrpcap(str(pcap), [udp_pkt(1.0, 1, 2, b"a")])
-    rules = tmp_path / "x.rules"
+    rules = tmp / "x.rules"
     rules.write_text('alert udp any any -> any any (msg:"a"; sid:1;)\n')
-    assert cli.main(["replay", "-r", str(rules), "--bypass", "kernel", str(pcap)]) == 2
+    return ["-r", str(rules), str(pcap)]
+
+
+def test_bypass_kernel_refused_in_one_line(tmp_path, capsys):
+    assert cli.main(["replay", "--bypass", "kernel", *one_datagram(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--bypass kernel" in err and "--bypass user" in err
 
 
 def test_bypass_off_summary_says_so(tmp_path, capsys):
-    pcap = tmp_path / "x.pcap"
-    wrpcap(str(pcap), [udp_pkt(1.0, 1, 2, b"a")])
-    rules = tmp_path / "x.rules"
-    rules.write_text('alert udp any any -> any any (msg:"a"; sid:1;)\n')
-    assert cli.main(["replay", "-r", str(rules), "--bypass", "off", str(pcap)]) == 0
+    assert cli.main(["replay", "--bypass", "off", *one_datagram(tmp_path)]) == 0
     assert "bypass: off (every frame inspected)" in capsys.readouterr().out
 
 
