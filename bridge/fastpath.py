@@ -73,8 +73,9 @@ Counters (`stats`, per flow, not per entry): `bypass.installed`, `bypass.removed
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from rules.decode import ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6
 from rules.packet import IPPROTO_TCP, IPPROTO_UDP, TH_FIN, TH_RST, TH_SYN
@@ -355,7 +356,7 @@ class FastPath:
         """Hand the flow's counts since the last push to the inspector; False: it ended there."""
         s, c = f.toserver, f.toclient
         ps, bs, pc, bc = s[1], s[2], c[1], c[2]
-        last = s[3] if s[3] > c[3] else c[3]
+        last = max(s[3], c[3])
         s[1] = s[2] = c[1] = c[2] = 0
         done = self._done[f.action]
         done[0] += ps + pc
@@ -380,9 +381,7 @@ class FastPath:
                     pc += dp
                     bc += db
                 if mono_to_ts is not None:
-                    kts = mono_to_ts(last_ns)
-                    if kts > last:
-                        last = kts
+                    last = max(last, mono_to_ts(last_ns))
         try:
             return bool(self._bypassed(f.handle, last, ps, bs, pc, bc))
         except Exception:

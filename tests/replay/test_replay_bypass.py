@@ -35,7 +35,7 @@ SCENARIOS = sorted(EXPECTED["scenarios"])
 C, S = "198.51.100.1", "203.0.113.2"
 MAC_C, MAC_S = "02:00:00:00:00:01", "02:00:00:00:00:02"
 BYPASS_LINE = re.compile(r"^bypass: user: (\d+) flows, (\d+) frames not inspected \(pass (\d+) frames \d+ bytes, "
-                         r"drop (\d+) frames \d+ bytes\)$", re.M)
+                         r"drop (\d+) frames \d+ bytes\)$", re.MULTILINE)
 
 
 def replay(tmp: Path, tag: str, bypass: str, pcap: Path, rules: Path, config: Path | None = None,
@@ -79,8 +79,8 @@ def assert_same(user: dict, off: dict) -> None:
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_differential_fixture_same_with_and_without_bypass(name, tmp_path):
     sc = EXPECTED["scenarios"][name]
-    args = dict(pcap=DIFF / sc["pcap"], rules=DIFF / sc["rules"], config=DIFF / sc.get("config", "ipsbridge.yaml"),
-                mode=sc.get("mode", "ips"))
+    args = {"pcap": DIFF / sc["pcap"], "rules": DIFF / sc["rules"],
+            "config": DIFF / sc.get("config", "ipsbridge.yaml"), "mode": sc.get("mode", "ips")}
     user = replay(tmp_path, name, "user", **args)
     off = replay(tmp_path, name, "off", **args)
     assert_same(user, off)
@@ -218,7 +218,7 @@ def test_vlans_keep_flows_apart(tmp_path):
     user = replay(tmp_path, "vlan", "user", pcap, rules)
     off = replay(tmp_path, "vlan", "off", pcap, rules)
     assert_same(user, off)
-    flows, frames, passed, dropped = bypass_counts(user["summary"])
+    flows, _, passed, dropped = bypass_counts(user["summary"])
     assert flows == 1 and dropped >= 10 and passed == 0, user["summary"]
     eve = [json.loads(line) for line in off["eve"].decode().splitlines()]
     assert {e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert" and "vlan" not in e} == {4}
@@ -251,7 +251,7 @@ def test_stream_bypass_at_a_small_depth(tmp_path):
         user = replay(tmp_path, f"depth-{mode}", "user", pcap, rules, config, mode=mode)
         off = replay(tmp_path, f"depth-{mode}", "off", pcap, rules, config, mode=mode)
         assert_same(user, off)
-        flows, frames, passed, _ = bypass_counts(user["summary"])
+        flows, _, passed, _ = bypass_counts(user["summary"])
         assert flows == 1 and passed >= 20, user["summary"]
         assert "stream-depth 1" in off["summary"]
 

@@ -298,7 +298,7 @@ def test_a_newer_flow_on_the_same_key_replaces_the_old():
     fp = bridge_fp(insp)
     _, old = install(fp, 0, udp4(), action="pass")
     hit(fp, 0, udp4(), ts=2.0)
-    _, new = install(fp, 0, udp4(), action="drop", flow=Handle(2), ts=3.0)
+    install(fp, 0, udp4(), action="drop", flow=Handle(2), ts=3.0)
     assert insp.calls == [(old, 2.0, 1, 48, 0, 0)]          # the old one's counts pushed first
     assert hit(fp, 0, udp4()) == DROP
     s = fp.stats()
@@ -368,7 +368,7 @@ def test_idle_flow_reports_its_install_time():
 def test_ended_flows_are_forgotten():
     insp = FakeInspector()
     fp = bridge_fp(insp)
-    _, h1 = install(fp, 0, udp4())
+    install(fp, 0, udp4())
     _, h2 = install(fp, 0, udp4(sport=2), flow=Handle(2), action="drop")
     hit(fp, 0, udp4(sport=2), ts=3.0)
     insp.ended.add(id(h2))
