@@ -526,6 +526,15 @@ def test_a_killed_owner_leaves_no_working_redirect_and_is_cleaned_up(lab):
     assert_no_offload_left(lab)
 
 
+def test_a_dead_worker_stops_the_bridge_and_its_filters_go_with_it(lab):
+    bridge = lab.start_bridge("--bridge", "eth0:eth1", "--stats-interval", "0")
+    assert all(f"ipsbridge:{bridge.pid}:" in text for text in tc_state(lab).values())
+    (ready,) = bridge.events("ready")
+    os.kill(ready["pids"][0], signal.SIGKILL)
+    assert bridge.proc.wait(timeout=30) == 1
+    assert_no_offload_left(lab)
+
+
 def test_the_next_bridge_removes_a_dead_bridges_filters_and_its_own_at_exit(lab):
     fw = Forwarder(lab)
     os.kill(fw.pid, signal.SIGKILL)
