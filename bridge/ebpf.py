@@ -75,8 +75,8 @@ import re
 import socket
 import struct
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 # --------------------------------------------------------------------------- bpf() syscall
 # <linux/bpf.h>
@@ -740,7 +740,7 @@ def list_filters(ipr, ifindex: int) -> list[TcFilter]:
     for parent in (TC_H_CLSACT_INGRESS, TC_H_CLSACT_EGRESS):
         try:
             msgs = ipr.get_filters(index=ifindex, parent=parent)
-        except Exception:  # noqa: BLE001 - no clsact qdisc: EINVAL / ENOENT depending on the kernel
+        except Exception:  # noqa: BLE001, S112 - no clsact qdisc: EINVAL / ENOENT depending on the kernel
             continue
         for msg in msgs:
             if msg.get_attr("TCA_KIND") != "bpf":
@@ -836,7 +836,7 @@ class KernelOffload:
 
     # ---------------------------------------------------------------- life cycle
     @classmethod
-    def create(cls, max_flows: int) -> "KernelOffload":
+    def create(cls, max_flows: int) -> KernelOffload:
         """Maps and both programs.  Raises OffloadUnavailable(reason) when this kernel or
         this process cannot (no bpf(), no permission, a map type or a program refused)."""
         max_flows = max(1, min(int(max_flows), MAX_FLOWS_LIMIT))
@@ -898,7 +898,7 @@ class KernelOffload:
                 if made:
                     try:
                         ipr.tc("del", "clsact", ifindex)
-                    except Exception:  # noqa: BLE001
+                    except Exception:  # noqa: BLE001, S110 - the attach error is the one to report
                         pass
                 raise OffloadUnavailable(f"cannot attach the tc program on ifindex {ifindex}: {exc} "
                                          f"(kernel without CONFIG_NET_CLS_BPF?)") from None
@@ -917,7 +917,7 @@ class KernelOffload:
                             delete_filter(ipr, f)
                     if att.made_clsact and not list_filters(ipr, att.ifindex):
                         ipr.tc("del", "clsact", att.ifindex)
-                except Exception:  # noqa: BLE001 - the link may be gone: nothing left to remove
+                except Exception:  # noqa: BLE001, S110 - the link may be gone: nothing left to remove
                     pass
         self.attached.clear()
 

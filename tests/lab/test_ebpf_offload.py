@@ -33,9 +33,8 @@ import sys
 import threading
 import time
 
-import pytest
-
 import netnslab
+import pytest
 from netnslab import CLIENT4, SERVER4, TcpTransfer, finish, spawn_listener
 
 pytestmark = pytest.mark.lab
@@ -491,7 +490,7 @@ def _udp_arrivals(lab, sport: int, n: int) -> tuple[int, int]:
     assert counter.stdout.readline().strip() == "listening"
     lab.python("client", UDP_FLOW, SERVER4, str(sport), "7100", str(n))
     lab.ping("client", SERVER4, count=1, check=False)   # a round trip after the last datagram
-    out, err = counter.communicate("stop\n", timeout=30)
+    out, _err = counter.communicate("stop\n", timeout=30)
     distinct, total = map(int, out.split())
     return distinct, total
 

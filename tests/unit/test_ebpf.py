@@ -13,14 +13,12 @@ tag, so entries here use ifindex 1 and VLAN 0.
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 import pytest
 
 from bridge import ebpf
 from bridge.ebpf import (
-    ACTION_PASS,
     DW,
     FP,
     R0,
@@ -214,7 +212,7 @@ def test_frame_that_is_not_keyable_passes_whole_even_when_its_flow_is_offloaded(
 
 @pytest.mark.parametrize("change", ["ifindex", "vlan", "proto", "sport", "dport", "reversed", "src"])
 def test_every_key_field_must_match(k, change):
-    args = dict(ifindex=LO, ipver=4, proto=6, vlan=0, src=C4, dst=S4, sport=40000, dport=80)
+    args = {"ifindex": LO, "ipver": 4, "proto": 6, "vlan": 0, "src": C4, "dst": S4, "sport": 40000, "dport": 80}
     if change == "ifindex":
         args["ifindex"] = 2
     elif change == "vlan":
