@@ -21,8 +21,14 @@ IPPROTO_ICMPV6 = 58
 # TCP flag bits (as in the header byte 13, plus ECE/CWR)
 TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG, TH_ECE, TH_CWR = 1, 2, 4, 8, 16, 32, 64, 128
 
+EMPTY_VIEW = memoryview(b"")   # the payload of a packet without one: shared (a view of b"" never changes)
+
 
 class Packet:
+    """One decoded packet.  `rules.decode` builds the common frame's Packet without
+    __init__ and stores every slot itself (`_decode_common`): a slot added here must be
+    set there too (tests/unit/test_decode_common.py fails until it is)."""
+
     __slots__ = (
         # capture metadata
         "ts", "iface", "pcap_cnt", "vlan", "frame", "length",
@@ -75,7 +81,7 @@ class Packet:
         self.icmp_code = -1
         self.icmp_id = -1
         self.icmp_seq = -1
-        self.payload = memoryview(b"")
+        self.payload = EMPTY_VIEW
         self.csum_ok = None
         self.events = ()
         self.outer = None
