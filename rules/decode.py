@@ -272,25 +272,42 @@ def decode(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = DEF
     while `checks`' sample for the frame's source has not said offload (without
     `checks`, CSUM_AUTO validates).  Tunnelled packets follow their carrier's hint;
     datagrams rebuilt from fragments (rules.defrag) are always validated, as Suricata's
-    pseudo packets are."""
+    pseudo packets are.
+
+    The common frame -- Ethernet (no in-band VLAN tag), IPv4 without options or IPv6
+    without extension headers, unfragmented, TCP or UDP, nothing malformed -- takes
+    `_decode_common`, which makes the same Packet in one pass; anything else (and
+    anything it is unsure of) the general decoder below."""
     mv = frame if type(frame) is memoryview else memoryview(frame)
-    out: list[Packet] = []
     sample = None
+    validate = opts.checksum_validation
     hint = meta.checksum
-    if hint and opts.checksum_validation:
+    if hint and validate:
         if hint == CSUM_AUTO:
             if checks is not None:
                 sample = checks.source(meta)
                 if sample.off:
                     opts = checks.without(opts)
+                    validate = False
                     sample = None
                 elif sample.frames >= CHECKSUM_SAMPLE_COUNT:
                     sample = None              # sampled, validation stays on: nothing left to count
         elif hint == CSUM_SKIP:
             opts = checks.without(opts) if checks is not None else dataclasses.replace(
                 opts, checksum_validation=False)
+            validate = False
+    if meta.linktype == LINKTYPE_ETHERNET:
+        try:
+            pkt = _decode_common(frame, mv, meta, validate, opts)
+        except Exception:          # never expected: the general decoder has the safety net
+            pkt = None
+        if pkt is not None:
+            if sample is not None and pkt.csum_ok is False and pkt.proto == IPPROTO_TCP:
+                sample.invalid += 1
+            return (pkt,)
+    out: list[Packet] = []
     try:
-        if meta.linktype == LINKTYPE_ETHERNET:     # every live frame: no table lookup on this path
+        if meta.linktype == LINKTYPE_ETHERNET:
             _decode_eth(mv, 0, len(mv), meta, opts, out, None, meta.vlan, 0)
         else:
             _LINK_DECODERS.get(meta.linktype, _decode_unknown_link)(mv, meta, opts, out)
@@ -304,6 +321,142 @@ def decode(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = DEF
             if p.csum_ok is False and p.proto == IPPROTO_TCP:
                 sample.invalid += 1
     return tuple(out)
+
+
+# ---------------------------------------------------------------- the common frame
+# One struct call reads the Ethernet type, the IP header and the TCP/UDP header.
+_E4_TCP = struct.Struct("!12xHBBHHHBBHIIHHIIBBH").unpack_from   # 54 bytes: ...ip dst, sport dport seq ack off flags win
+_E4_UDP = struct.Struct("!12xHBBHHHBBHIIHHH").unpack_from       # 40 bytes: ...ip dst, sport dport len
+_E6_TCP = struct.Struct("!12xHIHBBQQQQHHIIBBH").unpack_from     # 74 bytes
+_E6_UDP = struct.Struct("!12xHIHBBQQQQHHH").unpack_from         # 60 bytes
+_new_packet = object.__new__
+
+
+def _decode_common(frame, mv: memoryview, meta: FrameMeta, validate: bool, opts: DecodeOptions) -> Packet | None:
+    """The common frame in one pass, or None when the frame is anything else: Ethernet
+    with the ethertype at offset 12 (the kernel strips the outer VLAN tag into
+    `meta.vlan`), IPv4 with IHL 5 or IPv6 straight to the transport header, not a
+    fragment, TCP or UDP, every length consistent (no decoder event possible except
+    TCP option checks), not a VXLAN port.  The Packet is exactly what the general
+    decoder makes (tests/unit/test_decode_common.py compares every slot), built
+    without Packet.__init__: each slot is stored once, here -- a slot added to Packet
+    must be added below too (that test fails until it is).
+
+    Checksums (when `validate`): the IPv4 header from the fields already unpacked, then
+    the TCP/UDP checksum over one slice of `frame`.  A one's complement sum is the sum
+    modulo 0xFFFF (2**16 = 1 mod 0xFFFF: a 32-bit address counts as its two words, a
+    byte string as its 16-bit words); sums are reduced early so that the arithmetic
+    stays on one-digit ints."""
+    n = len(mv)
+    if n < 42:
+        return None
+    b12 = mv[12]
+    if b12 == 0x08 and mv[13] == 0 and mv[14] == 0x45:
+        proto = mv[23]
+        if proto == IPPROTO_TCP and n >= 54:
+            (_et, _vhl, tos, ip_len, ip_id, ip_off, ttl, _p, hsum,
+             src, dst, sport, dport, seq, ack, doff, flags, win) = _E4_TCP(mv, 0)
+        elif proto == IPPROTO_UDP:
+            _et, _vhl, tos, ip_len, ip_id, ip_off, ttl, _p, hsum, src, dst, sport, dport, ulen = _E4_UDP(mv, 0)
+        else:
+            return None
+        if ip_off & 0x3FFF or ip_len < 20 or ip_len + 14 > n:
+            return None            # a fragment, or a length the general decoder reports
+        ipver = 4
+        eth_type = ETH_P_IP
+        l4 = 34
+        end = 14 + ip_len
+        if validate:
+            addr = (src + dst) % 0xFFFF        # in both sums; one-digit ints from here on
+            csum_ok = (hsum + 0x4500 + tos + ip_len + ip_id + ip_off + (ttl << 8) + proto + addr) % 0xFFFF == 0
+        else:                                  # (never all zero: the version nibble is 4)
+            csum_ok = None
+    elif b12 == 0x86 and mv[13] == 0xDD and mv[14] >> 4 == 6:
+        proto = mv[20]
+        if proto == IPPROTO_TCP and n >= 74:
+            (_et, _v, plen, _nh, ttl, s_hi, s_lo, d_hi, d_lo,
+             sport, dport, seq, ack, doff, flags, win) = _E6_TCP(mv, 0)
+        elif proto == IPPROTO_UDP and n >= 62:
+            _et, _v, plen, _nh, ttl, s_hi, s_lo, d_hi, d_lo, sport, dport, ulen = _E6_UDP(mv, 0)
+        else:
+            return None
+        if plen + 54 > n:
+            return None
+        ipver = 6
+        eth_type = ETH_P_IPV6
+        src = (s_hi << 64) | s_lo
+        dst = (d_hi << 64) | d_lo
+        ip_len = plen + 40
+        ip_id = ip_off = 0
+        l4 = 54
+        end = 54 + plen
+        if validate:
+            addr = (src + dst) % 0xFFFF
+            csum_ok = True
+        else:
+            csum_ok = None
+    else:
+        return None
+    avail = end - l4
+    if proto == IPPROTO_TCP:
+        hlen = (doff >> 4) << 2
+        if avail < 20 or hlen < 20 or hlen > avail:
+            return None
+        tcp_opts = mv[l4 + 20:l4 + hlen] if hlen > 20 else b""
+        pstart = l4 + hlen
+        csum_len = avail
+    else:
+        if avail < 8 or ulen < 8 or ulen > avail or (dport in opts.vxlan_ports and opts.vxlan_enabled):
+            return None
+        seq = ack = flags = win = 0
+        tcp_opts = b""
+        pstart = l4 + 8
+        csum_len = ulen            # the datagram only: bytes after it inside the IP packet are ignored
+        end = l4 + ulen
+    if csum_ok:
+        if proto == IPPROTO_UDP and ipver == 4 and mv[l4 + 6] == 0 and mv[l4 + 7] == 0:
+            pass                   # UDP over IPv4: checksum optional
+        else:
+            s = int.from_bytes(frame[l4:l4 + csum_len], "big") % 0xFFFF    # reduced at once: small ints below
+            if csum_len & 1:
+                s <<= 8            # the odd byte is the high half of a padded word
+            csum_ok = (s + addr + proto + csum_len) % 0xFFFF == 0
+    pkt = _new_packet(Packet)
+    pkt.ts = meta.ts
+    pkt.iface = meta.iface
+    pkt.pcap_cnt = meta.pcap_cnt
+    pkt.vlan = meta.vlan
+    pkt.frame = mv
+    pkt.length = n
+    pkt.eth_type = eth_type
+    pkt.l3_off = 14
+    pkt.ipver = ipver
+    pkt.src = src
+    pkt.dst = dst
+    pkt.proto = proto
+    pkt.ttl = ttl
+    pkt.ip_id = ip_id
+    pkt.ip_len = ip_len
+    pkt.frag = False
+    pkt.ip_off = ip_off
+    pkt.l4_off = l4
+    pkt.sport = sport
+    pkt.dport = dport
+    pkt.tcp_flags = flags
+    pkt.seq = seq
+    pkt.ack = ack
+    pkt.win = win
+    pkt.tcp_opts = tcp_opts
+    pkt.icmp_type = pkt.icmp_code = pkt.icmp_id = pkt.icmp_seq = -1
+    pkt.payload = mv[pstart:end]
+    pkt.csum_ok = csum_ok
+    pkt.events = ()
+    pkt.outer = None
+    pkt.flow = None
+    pkt.to_server = True
+    if tcp_opts:
+        _tcp_options(tcp_opts, pkt)
+    return pkt
 
 
 def decode_ip(frame: bytes | memoryview, meta: FrameMeta, opts: DecodeOptions = DEFAULT_OPTIONS) -> tuple[Packet, ...]:
