@@ -37,6 +37,15 @@ PORT_PROTOS = frozenset((6, 17, 132))
 PORT_MAX = 65535
 
 
+def _on_match(pid: int, start: int, end: int, flags: int, found: set) -> None:
+    """hyperscan's match callback, one for every scan: the scan's result set is its context
+    (returning None lets the scan go on)."""
+    found.add(pid)
+
+
+_NOTHING: frozenset[int] = frozenset()
+
+
 class PatternDB:
     """Distinct (literal, caseless) fast patterns -> ids; `scan(data)` returns the ids present."""
 
@@ -45,6 +54,7 @@ class PatternDB:
         self._db = None
         self._scratch = None
         self._fallback = None
+        self._found: set[int] = set()
         if not patterns:
             return
         if _hs is None:
@@ -60,21 +70,29 @@ class PatternDB:
     def __len__(self) -> int:
         return len(self.patterns)
 
-    def scan(self, data: bytes) -> set[int]:
-        found: set[int] = set()
+    def scan(self, data: bytes) -> set[int] | frozenset[int]:
+        """The ids of the patterns in `data`: a new set when there are some, else one shared
+        empty frozenset (most payloads hold no fast pattern; callers only read the result).
+        hyperscan is called positionally (keywords cost it an argument parse per call) with
+        the module's one callback, the result set as its context."""
         if self._db is not None:
-            add = found.add
-
-            def on_match(pid, start, end, flags, ctx):
-                add(pid)
-                return False
-
-            self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
-        elif self._fallback is not None:
-            low = data.lower()
-            for i, (p, nc) in enumerate(self._fallback):
-                if p in (low if nc else data):
-                    found.add(i)
+            found = self._found
+            try:
+                self._db.scan(data, _on_match, 0, found, self._scratch)
+            except BaseException:
+                found.clear()          # nothing half-filled reaches the next scan
+                raise
+            if not found:
+                return _NOTHING
+            self._found = set()
+            return found
+        if self._fallback is None:
+            return _NOTHING
+        found = set()
+        low = data.lower()
+        for i, (p, nc) in enumerate(self._fallback):
+            if p in (low if nc else data):
+                found.add(i)
         return found
 
 
