@@ -130,6 +130,8 @@ class Engine:
         }
         self._cur: tuple = ()          # the packets of the frame being inspected (for the exception policy)
         self._stream_bypass = settings.stream.bypass
+        dec = settings.decoder
+        self._tunnel_ports = frozenset(dec.vxlan_ports) if dec.vxlan_enabled else frozenset()
 
     # ------------------------------------------------------------------ Inspector
     def inspect(self, frame, meta: FrameMeta) -> Result:
@@ -374,7 +376,9 @@ class Engine:
         if proto == IPPROTO_TCP:
             if flow.state != "established":
                 return
-        elif proto != IPPROTO_UDP:
+        elif proto != IPPROTO_UDP or pkt.sport in self._tunnel_ports or pkt.dport in self._tunnel_ports:
+            # a datagram on a tunnel port may carry a packet the engine must decode and
+            # inspect, whatever the flow's earlier datagrams were: never out of the frame path
             return
         d.bypass = Bypass(flow, "drop" if flow.dropped else "pass", pkt.to_server, flow.decided)
 
@@ -391,7 +395,7 @@ class Engine:
             flow.bytes_toserver += bytes_toserver
             flow.pkts_toclient += pkts_toclient
             flow.bytes_toclient += bytes_toclient
-            self.flows.touch(flow, ts)
+            self.flows.touch(flow, ts, pkts_toserver + pkts_toclient)
             self.c["bypass.frames"] += pkts_toserver + pkts_toclient
         return True
 

@@ -313,13 +313,18 @@ class FlowTable:
                     flow.fin_toclient = True
                 flow.state = "closed" if flow.fin_toserver and flow.fin_toclient else "closing"
 
-    def touch(self, flow: TrackedFlow, ts: float) -> None:
-        """Frames of `flow` went by without a lookup (flow bypass, rules.api.Bypass): it
-        was active at `ts`."""
+    def touch(self, flow: TrackedFlow, ts: float, n: int = 1) -> None:
+        """`n` frames of `flow` went by without a lookup (flow bypass, rules.api.Bypass;
+        the flow's packet counters already include them): it was active at `ts`, and a
+        flow other than TCP whose second direction only went by this way is established
+        from now on, as a lookup of those frames would have made it."""
         if ts > flow.last_ts:
             flow.last_ts = ts
         if self._flows.get(flow.key) is flow:
             self._flows.move_to_end(flow.key)
+        if flow.state == "new" and flow.proto != IPPROTO_TCP and flow.pkts_toserver and flow.pkts_toclient:
+            flow.state = "established"
+            flow.est_after = flow.pkts_toserver + flow.pkts_toclient - n
 
     # ------------------------------------------------------------------ time
     def timeout_of(self, flow: TrackedFlow) -> float:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from scapy.all import IP, TCP, UDP, Dot1Q, Ether, wrpcap
+from scapy.layers.vxlan import VXLAN
 
 from bridge import cli
 from bridge.replay import run_stream
@@ -356,7 +357,7 @@ def test_run_stream_with_a_fake_inspector(tmp_path):
     assert t.dropped == [21, 22]
     assert t.drops_by_reason["flow"] == 1           # the fast path's drop of frame 22 (the engine's own: no event)
     assert t.stats["bypass.pass_frames"] == 19 and t.stats["bypass.drop_frames"] == 1
-    assert t.stats["bypass.pass_bytes"] == 9 * 30 + 10 * 32          # IP lengths: 20 + 8 + payload
+    assert t.stats["bypass.pass_bytes"] == 9 * 44 + 10 * 46          # frame lengths: 14 + 20 + 8 + payload
     pushed = sum(p[2] + p[4] for p in insp.pushed if p[0] == 1)
     assert pushed == 19                              # every fast-path frame reached bypassed() before the end
     # before the tick at 1010 (the first tick past the flow's last frame) the last counts went out
@@ -397,3 +398,47 @@ def test_the_engine_hears_of_every_fast_path_frame(tmp_path):
     assert fast >= 40 and user["bypass.frames"] == fast and off["bypass.frames"] == 0
     assert user["packets"] + fast == off["packets"]                 # the engine inspected the rest
     assert user["flow.created"] == off["flow.created"] and user["bypass.active"] == 0
+
+
+def test_udp_flow_answered_by_the_fast_path_keeps_its_established_timeout(tmp_path):
+    """A UDP flow passed on its first packet: the answers go by in the fast path, so the
+    engine learns of the second direction only through bypassed().  The flow must still
+    become established (timeout 300 s, not the new state's 30 s): an answer after 100 s of
+    silence belongs to the passed flow -- no alert -- with and without the fast path."""
+    pkts = [udp_pkt(1000.2, 40011, 53, b"dns query"),
+            udp_pkt(1000.3, 53, 40011, b"dns answer", src=S, dst=C),
+            udp_pkt(1001.5, 53, 40011, b"dns answer 2", src=S, dst=C),
+            udp_pkt(1100.3, 53, 40011, b"x late answer", src=S, dst=C)]
+    pcap = tmp_path / "dns.pcap"
+    wrpcap(str(pcap), pkts)
+    rules = tmp_path / "dns.rules"
+    rules.write_text(DECIDED_RULES.strip() + "\n")
+    user = replay(tmp_path, "dns", "user", pcap, rules)
+    off = replay(tmp_path, "dns", "off", pcap, rules)
+    assert_same(user, off)
+    assert bypass_counts(user["summary"])[2] >= 2
+    assert b'"signature_id":8' not in off["eve"]
+
+
+def test_vxlan_port_flows_are_never_bypassed(tmp_path):
+    """A UDP flow on the VXLAN port whose first datagrams are not VXLAN is decided (no UDP
+    rule can match it); its later datagrams carry VXLAN with an inner packet a drop rule
+    matches.  The engine decodes and drops them; the fast path must not get the flow."""
+    p = []
+
+    def add(pk, t):
+        pk.time = t
+        p.append(pk)
+    add(Ether() / IP(src=C, dst=S) / UDP(sport=5000, dport=4789) / b"\x00garbage-not-vxlan", 1.0)
+    add(Ether() / IP(src=S, dst=C) / UDP(sport=4789, dport=5000) / b"\x00reply", 1.1)
+    inner = Ether() / IP(src="198.51.100.7", dst="203.0.113.8") / UDP(sport=1234, dport=53) / b"attack"
+    for i in range(3):
+        add(Ether() / IP(src=C, dst=S) / UDP(sport=5000, dport=4789) / VXLAN(vni=5) / inner, 1.2 + i * 0.1)
+    pcap = tmp_path / "vx.pcap"
+    wrpcap(str(pcap), p)
+    rules = tmp_path / "vx.rules"
+    rules.write_text('drop udp any any -> any 53 (msg:"attack"; content:"attack"; sid:1;)\n')
+    user = replay(tmp_path, "vx", "user", pcap, rules)
+    off = replay(tmp_path, "vx", "off", pcap, rules)
+    assert_same(user, off)
+    assert off["summary"].count("dropped frames: 3")

@@ -214,8 +214,28 @@ def test_bypassed_counts_and_keeps_the_flow_alive_until_it_ends():
     assert e.bypassed(flow, 250.0, 3, 300, 2, 200)
     assert (flow.pkts_toserver, flow.bytes_toserver, flow.pkts_toclient, flow.bytes_toclient) == (4, 343, 2, 200)
     assert flow.last_ts == 250.0 and e.stats()["bypass.frames"] == 5
-    e.tick(250.0 + 31)                            # one-way UDP: the new-state timeout, 30 s
+    assert flow.state == "established"            # the replies went by only in the fast path
+    e.tick(250.0 + 299)                           # established UDP: 300 s, not the new state's 30
+    assert not flow.ended
+    e.tick(250.0 + 301)
     assert flow.ended and not e.bypassed(flow, 600.0, 1, 10, 0, 0)
+
+
+def test_one_way_udp_keeps_the_new_state_timeout():
+    e = eng("alert tcp any any -> any 80 (sid:1;)")
+    flow = udp(Feed(e), ts=100.0).bypass.flow
+    e.bypassed(flow, 200.0, 5, 215, 0, 0)
+    assert flow.state == "new"
+    e.tick(200.0 + 31)
+    assert flow.ended
+
+
+def test_udp_on_the_vxlan_port_is_decided_but_never_offered():
+    f = Feed(eng("alert tcp any any -> any 80 (sid:1;)"))
+    r = udp(f, b"not vxlan", dport=4789)
+    assert r.bypass is None and r.verdict == Verdict.FORWARD
+    assert f.e.stats()["flow.decided.no-rules"] == 1
+    assert udp(f, b"not vxlan", sport=4789, dport=5000, back=True).bypass is None
 
 
 def test_bypassed_flow_times_out_on_the_bypassed_timeout():
