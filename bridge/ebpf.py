@@ -41,7 +41,8 @@ a second VLAN tag, ICMP, extension headers, tunnels, truncated packets) is not
 offloaded, nor is a TCP segment with SYN, FIN or RST: those always reach the ring, so
 the engine sees a flow start or end.  Offloaded frames are redirected as the skb
 they are: VLAN tag and every byte as they came.  Bytes are counted as the
-engine counts them: the IP packet length (IPv4 total length, IPv6 payload + 40).
+engine counts them: the frame's length (skb->len from the MAC header; a stripped VLAN
+tag is not in it).
 
 Header bytes are read with `bpf_skb_load_bytes` (one call for the IP header and the
 first 14 bytes of L4), which also reads paged (non-linear) skbs -- the linear-only
@@ -493,6 +494,10 @@ def socket_filter_program(flows_fd: int, totals_fd: int, heartbeat_fd: int, *, l
     counting it in its entry and the per-CPU totals; SOCKET_KEEP_WHOLE otherwise."""
     a = Asm()
     _emit_flow_lookup(a, flows_fd, heartbeat_fd, "keep", l3)
+    # bytes: the frame's length as the engine counts it (skb->len from the MAC header; a
+    # test run starts at L3, so the header it lacks is added back there)
+    a.ldx(W, R8, R6, SKB_len)
+    a.addi(R8, L3_OFFSET - l3)
     a.movi(R2, 1)
     a.atomic_add(DW, R7, V_PACKETS, R2)
     a.atomic_add(DW, R7, V_BYTES, R8)

@@ -31,8 +31,9 @@ in the table of the port its frames arrive on: the frame that carried the decisi
 its ingress port, the reverse (src<->dst, sport<->dport) on the peer port -- both on the
 one port when there is no peer (IDS, replay).  Both entries point to one per-flow record
 (`_Flow`: the inspector's handle, the entries, where they live, the kernel entries).
-Bytes per frame are the IP packet length (IPv4 total length, IPv6 payload length + 40),
-the unit `Inspector.bypassed` takes, so the engine's flow counters stay exact.
+Bytes per frame are the frame's length (from the Ethernet header; a kernel-stripped VLAN
+tag is not in it), the unit the engine counts and `Inspector.bypassed` takes, so the
+engine's flow counters stay exact.
 
 TCP SYN, FIN or RST on a known flow never takes the fast path: the flow's counts are
 pushed to `inspector.bypassed`, its entries (user and kernel) go, and the frame is a
@@ -238,7 +239,7 @@ class FastPath:
                 else:
                     return MISS
                 e[1] += 1
-                e[2] += ip_len
+                e[2] += end - start
                 e[3] = ts
                 return e[0]
         return self._hit_other(tcp, udp, buf, start, end, vlan, ts)
@@ -256,7 +257,7 @@ class FastPath:
             self._end(e[4])
             return MISS
         e[1] += 1
-        e[2] += ip_len
+        e[2] += end - start
         e[3] = ts
         return e[0]
 

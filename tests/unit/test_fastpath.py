@@ -299,7 +299,7 @@ def test_a_newer_flow_on_the_same_key_replaces_the_old():
     _, old = install(fp, 0, udp4(), action="pass")
     hit(fp, 0, udp4(), ts=2.0)
     install(fp, 0, udp4(), action="drop", flow=Handle(2), ts=3.0)
-    assert insp.calls == [(old, 2.0, 1, 48, 0, 0)]          # the old one's counts pushed first
+    assert insp.calls == [(old, 2.0, 1, 62, 0, 0)]          # the old one's counts pushed first
     assert hit(fp, 0, udp4()) == DROP
     s = fp.stats()
     assert (s["bypass.installed"], s["bypass.removed"], s["bypass.active"]) == (2, 1, 1)
@@ -318,13 +318,13 @@ def test_syn_fin_rst_push_counts_remove_and_miss(flags, ipver):
     _, h = install(fp, 0, data, to_server=True)
     assert hit(fp, 0, data, ts=5.0) == FORWARD
     assert hit(fp, 0, closing, ts=6.0) == MISS
-    ip_len = 60 if ipver == 4 else 70
-    assert insp.calls == [(h, 5.0, 1, ip_len, 0, 0)]
+    frame_len = 74 if ipver == 4 else 84                          # bytes are frame lengths
+    assert insp.calls == [(h, 5.0, 1, frame_len, 0, 0)]
     assert hit(fp, 0, data, ts=7.0) == MISS                      # gone: the engine sees the rest
     assert fp.active == 0
     assert [c[0] for c in kern.calls].count("remove") == 2
     s = fp.stats()
-    assert (s["bypass.removed"], s["bypass.pass_frames"], s["bypass.pass_bytes"]) == (1, 1, ip_len)
+    assert (s["bypass.removed"], s["bypass.pass_frames"], s["bypass.pass_bytes"]) == (1, 1, frame_len)
 
 
 def test_syn_of_an_unknown_flow_is_a_plain_miss():
@@ -342,19 +342,19 @@ def test_a_closing_frame_installs_nothing():
 
 
 # ---------------------------------------------------------------------- sync
-def test_counts_pushed_per_direction_with_ip_lengths():
+def test_counts_pushed_per_direction_with_frame_lengths():
     insp = FakeInspector()
     fp = bridge_fp(insp)
     _, h = install(fp, 0, tcp4(), to_server=False)      # the installing frame went server -> client
     for ts in (2.0, 3.0, 4.0):
-        assert hit(fp, 0, tcp4(payload=b"a" * 100), ts=ts) == FORWARD          # ip length 140
-    assert hit(fp, 1, tcp4(sport=80, dport=40000, src=B4, dst=A4, payload=b""), ts=3.5) == FORWARD   # 40
+        assert hit(fp, 0, tcp4(payload=b"a" * 100), ts=ts) == FORWARD          # frame 154 bytes
+    assert hit(fp, 1, tcp4(sport=80, dport=40000, src=B4, dst=A4, payload=b""), ts=3.5) == FORWARD   # 54
     fp.sync()
-    assert insp.calls == [(h, 4.0, 1, 40, 3, 420)]
+    assert insp.calls == [(h, 4.0, 1, 54, 3, 462)]
     fp.sync()                                                    # nothing new: zero counts, same time
     assert insp.calls[-1] == (h, 4.0, 0, 0, 0, 0)
     s = fp.stats()
-    assert (s["bypass.pass_frames"], s["bypass.pass_bytes"], s["bypass.drop_frames"]) == (4, 460, 0)
+    assert (s["bypass.pass_frames"], s["bypass.pass_bytes"], s["bypass.drop_frames"]) == (4, 516, 0)
 
 
 def test_idle_flow_reports_its_install_time():
@@ -377,8 +377,8 @@ def test_ended_flows_are_forgotten():
     assert hit(fp, 1, udp4(sport=53, dport=2, src=B4, dst=A4)) == MISS
     assert hit(fp, 0, udp4()) == FORWARD
     s = fp.stats()
-    assert (s["bypass.active"], s["bypass.removed"], s["bypass.drop_frames"], s["bypass.drop_bytes"]) == (1, 1, 1, 48)
-    assert (h2, 3.0, 1, 48, 0, 0) in insp.calls
+    assert (s["bypass.active"], s["bypass.removed"], s["bypass.drop_frames"], s["bypass.drop_bytes"]) == (1, 1, 1, 62)
+    assert (h2, 3.0, 1, 62, 0, 0) in insp.calls
 
 
 def test_stats_include_counts_not_pushed_yet():
@@ -388,7 +388,7 @@ def test_stats_include_counts_not_pushed_yet():
     hit(fp, 0, udp4())
     s = fp.stats()
     assert s == {"bypass.installed": 1, "bypass.removed": 0, "bypass.active": 1, "bypass.pass_frames": 0,
-                 "bypass.pass_bytes": 0, "bypass.drop_frames": 2, "bypass.drop_bytes": 96}
+                 "bypass.pass_bytes": 0, "bypass.drop_frames": 2, "bypass.drop_bytes": 124}
 
 
 def test_clear_removes_everything():
@@ -447,11 +447,11 @@ def test_kernel_counts_read_back_and_pushed_as_deltas():
     kern = FakeKernel()
     fp = bridge_fp(insp, kernel=kern)
     _, h = install(fp, 0, tcp4(), to_server=True, ts=100.0)
-    hit(fp, 0, tcp4(), ts=100.5)                          # one frame in user space (60 bytes)
+    hit(fp, 0, tcp4(), ts=100.5)                          # one frame in user space (74 bytes)
     kern.counts[(11, A4, 40000)] = (10, 1000, 5_000_000_000)   # to_server, in the kernel
     kern.counts[(12, B4, 80)] = (2, 80, 4_000_000_000)         # to_client
     fp.sync(lambda ns: 100.0 + ns * 1e-9)
-    assert insp.calls[-1] == (h, 105.0, 11, 1060, 2, 80)
+    assert insp.calls[-1] == (h, 105.0, 11, 1074, 2, 80)
     kern.counts[(11, A4, 40000)] = (15, 1500, 7_000_000_000)
     fp.sync(lambda ns: 100.0 + ns * 1e-9)
     assert insp.calls[-1] == (h, 107.0, 5, 500, 0, 0)
