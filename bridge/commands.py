@@ -41,7 +41,10 @@ checks: the configuration (same rules as 'run'), then in the current network
 namespace: interfaces exist and are Ethernet, peers have the same MTU, links
 are up, GRO/LRO/TSO/GSO and checksum offloads are off, no inline port is
 enslaved to a kernel bridge or bond or carries an IP address, ip_forward is 0,
-CAP_NET_RAW and CAP_NET_ADMIN are held, TPACKET_V2/V3 and PACKET_FANOUT work.
+CAP_NET_RAW and CAP_NET_ADMIN are held, TPACKET_V2/V3 and PACKET_FANOUT work;
+with bypass: kernel (the default), whether the eBPF kernel offload works here
+(bpf(), its maps, both programs through the verifier, clsact + cls_bpf) and
+whether a crashed ipsbridge left tc filters behind (--fix removes them).
 
 examples:
   ipsbridge check -c /etc/ipsbridge/ipsbridge.yaml
@@ -114,7 +117,8 @@ def register(subparsers) -> None:
         epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_options(check)
     check.add_argument("--fix", action="store_true",
-                       help="turn offending offloads off (pyroute2 Ethtool, else 'ethtool -K'), then re-check")
+                       help="turn offending offloads off (pyroute2 Ethtool, else 'ethtool -K') and remove "
+                       "the tc filters a crashed ipsbridge left, then re-check")
     check.set_defaults(func=cmd_check)
 
 
@@ -209,8 +213,14 @@ def cmd_check(args) -> int:
                 how, left = syscheck.fix_offloads(iface.interface)
                 status = "fixed" if not left.on else "still on: " + ", ".join(sorted(left.on))
                 print(f"fix: {iface.interface}: offloads turned off via {how} ({status})")
+        for line in syscheck.fix_kernel_offload(config):
+            print(f"fix: {line}")
         live = syscheck.system_problems(config)
     problems = static + live
+    kernel = [i for i in config.af_packet if i.bypass == "kernel"]
+    if kernel:
+        status = syscheck.kernel_offload_status(tc=any(i.copy_mode for i in kernel))
+        print(f"kernel offload: {'works' if status.works else 'unavailable'}: {status.detail}")
     for p in problems:
         print(("warning: " if p.severity == "warning" else "error: ") + str(p))
     names = ", ".join(i.interface for i in config.af_packet) or "no interfaces"
