@@ -82,9 +82,10 @@ from rules.decode import ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6
 from rules.packet import IPPROTO_TCP, IPPROTO_UDP, TH_FIN, TH_RST, TH_SYN
 
 MISS, FORWARD, DROP = 0, 1, 2
+SCAN = 3                                          # an entry's action: FORWARD unless the payload scan finds something
 
-ACTIONS = {"pass": FORWARD, "drop": DROP}          # rules.api.Bypass.action -> what hit() answers
-ACTION_NAMES = {FORWARD: "pass", DROP: "drop"}
+ACTIONS = {"pass": FORWARD, "drop": DROP, "scan": SCAN}   # rules.api.Bypass.action -> the entry's action
+ACTION_NAMES = {FORWARD: "pass", DROP: "drop", SCAN: "scan"}
 MODES = ("ips", "tap", "ids")
 _ENDS = TH_SYN | TH_FIN | TH_RST                  # TCP flags that take a flow out of the fast path
 
@@ -111,7 +112,7 @@ class FastPort:
 class _Flow:
     """One decided flow: the inspector's handle and both directions' entries."""
 
-    __slots__ = ("handle", "action", "toserver", "toclient", "where", "kernel", "kseen")
+    __slots__ = ("handle", "action", "toserver", "toclient", "where", "kernel", "kseen", "skey")
 
     def __init__(self, handle, action: int) -> None:
         self.handle = handle
@@ -121,6 +122,7 @@ class _Flow:
         self.where: list = []         # (table, key) of each installed entry
         self.kernel: list = []        # kernel map keys (ifindex, ipver, proto, vlan, src, dst, sport, dport, to_server)
         self.kseen: list = []         # [packets, bytes] read from each kernel entry so far
+        self.skey: tuple = ()         # a prefiltered direction ("scan"): its key in FastPath._scans
 
 
 def _reverse(key: bytes) -> bytes:
@@ -137,8 +139,8 @@ def _split(key: bytes) -> tuple[bytes, bytes, int, int]:
 
 
 def _parse(buf, start: int, end: int, vlan: int):
-    """(proto, key bytes, VLAN id, IP version, IP packet length, TCP flags) of a keyable
-    frame, None for any other (module docstring).  Every case; `FastPath.hit` inlines the
+    """(proto, key bytes, VLAN id, IP version, IP packet length, TCP flags, L4 offset) of a
+    keyable frame, None for any other (module docstring).  Every case; `FastPath.hit` inlines the
     untagged IPv4 one."""
     n = end - start
     if n < 14:
@@ -180,7 +182,7 @@ def _parse(buf, start: int, end: int, vlan: int):
         flags = 0
     else:
         return None
-    return proto, bytes(buf[key_at:key_at + key_len]), vlan, ipver, ip_len, flags
+    return proto, bytes(buf[key_at:key_at + key_len]), vlan, ipver, ip_len, flags, l4
 
 
 class FastPath:
@@ -200,10 +202,15 @@ class FastPath:
         self._tcp: list[dict] = [{} for _ in ports]
         self._udp: list[dict] = [{} for _ in ports]
         self._flows: dict[int, _Flow] = {}            # id(handle) -> flow (the flow holds the handle)
+        # prefiltered flow directions (Bypass "scan"): (id(handle), to_server) -> flow
+        self._scans: dict[tuple, _Flow] = {}
         self.installed = 0
         self.removed = 0
+        self.scan_installed = 0
+        self.scan_removed = 0
+        self.scan_hits = 0                            # datagrams a scan found something in: inspected
         # frames and bytes counted in entries and already pushed, per action
-        self._done = {FORWARD: [0, 0], DROP: [0, 0]}
+        self._done = {FORWARD: [0, 0], DROP: [0, 0], SCAN: [0, 0]}
         self._mono_to_ts: Callable[[int], float] | None = None    # the last one sync() was given
 
     # ------------------------------------------------------------------ per frame
@@ -236,6 +243,8 @@ class FastPath:
                     e = udp.get(key)
                     if e is None:
                         return MISS
+                    if e[0] == SCAN:
+                        return self._scan(e, buf, start + 34, start + 14 + ip_len, end - start, ts)
                 else:
                     return MISS
                 e[1] += 1
@@ -249,10 +258,12 @@ class FastPath:
         k = _parse(buf, start, end, vlan)
         if k is None:
             return MISS
-        proto, key, vlan, _ipver, ip_len, flags = k
+        proto, key, vlan, ipver, ip_len, flags, l4 = k
         e = (tcp if proto == IPPROTO_TCP else udp).get((vlan, key) if vlan else key)
         if e is None:
             return MISS
+        if e[0] == SCAN:
+            return self._scan(e, buf, l4, l4 - (20 if ipver == 4 else 40) + ip_len, end - start, ts)
         if flags & _ENDS:
             self._end(e[4])
             return MISS
@@ -261,13 +272,32 @@ class FastPath:
         e[3] = ts
         return e[0]
 
+    def _scan(self, e: list, buf, l4: int, ip_end: int, flen: int, ts: float) -> int:
+        """A datagram of a prefiltered flow direction (entry `e`, its UDP header at `l4`, its IP
+        packet ending at `ip_end`): FORWARD when its payload holds no fast pattern; MISS when it
+        does, or its UDP length is not one the engine decodes quietly (the counts kept so far
+        are pushed first, so the engine's flow counters are current when its rules run)."""
+        ulen = buf[l4 + 4] << 8 | buf[l4 + 5]
+        if ulen >= 8 and l4 + ulen <= ip_end:
+            scan = e[5]
+            if scan is None or ulen == 8 or not scan(bytes(buf[l4 + 8:l4 + ulen])):
+                e[1] += 1
+                e[2] += flen
+                e[3] = ts
+                return FORWARD
+            self.scan_hits += 1
+        f = e[4]
+        if not self._push(f, self._mono_to_ts):
+            self._remove(f)
+        return MISS
+
     def lookup(self, port: int, buf, start: int, end: int, vlan: int) -> tuple[Any, bool] | None:
         """(the inspector's flow handle, to_server) of the entry the frame falls to, or None.
         Not for every frame: replay uses it to describe a frame the fast path dropped."""
         k = _parse(buf, start, end, vlan)
         if k is None:
             return None
-        proto, key, vlan, _ipver, _ip_len, _flags = k
+        proto, key, vlan, _ipver, _ip_len, _flags, _l4 = k
         table = self._tcp[port] if proto == IPPROTO_TCP else self._udp[port]
         e = table.get((vlan, key) if vlan else key)
         if e is None:
@@ -286,7 +316,9 @@ class FastPath:
         k = _parse(buf, start, end, vlan)
         if k is None:
             return False
-        proto, key, vlan, ipver, _ip_len, flags = k
+        proto, key, vlan, ipver, _ip_len, flags, _l4 = k
+        if action == SCAN:
+            return self._install_scan(port, proto, (vlan, key) if vlan else key, bypass, ts)
         if proto == IPPROTO_TCP and flags & _ENDS:
             return False                      # closing or starting: stays with the engine
         old = self._flows.get(id(bypass.flow))
@@ -306,8 +338,8 @@ class FastPath:
             if e is not None:
                 self._end(e[4])               # an older flow on the same key (it ended in the engine)
         f = _Flow(bypass.flow, action)
-        fwd = [action, 0, 0, ts, f]
-        back = [action, 0, 0, ts, f]
+        fwd = [action, 0, 0, ts, f, None]
+        back = [action, 0, 0, ts, f, None]
         here[fkey] = fwd
         f.where.append((here, fkey))
         if there is not here or bkey != fkey:
@@ -322,6 +354,32 @@ class FastPath:
             self._kernel_add(f, ingress, peer, ipver, proto, vlan, key, rkey, bypass.to_server)
         self._flows[id(bypass.flow)] = f
         self.installed += 1
+        return True
+
+    def _install_scan(self, port: int, proto: int, key, bypass, ts: float) -> bool:
+        """Bypass "scan": one entry, for the frame's direction on its ingress port (the other
+        direction gets its own offer from its own frames); never in the kernel (it cannot
+        scan).  An entry of another flow on the key goes first."""
+        if proto != IPPROTO_UDP:
+            return False
+        skey = (id(bypass.flow), bypass.to_server)
+        old = self._scans.get(skey)
+        if old is not None and old.handle is bypass.flow:
+            return True                       # already installed (the frame came with a scan hit)
+        table = self._udp[port]
+        e = table.get(key)
+        if e is not None:
+            self._end(e[4])                   # a flow the engine ended, or decided entries (cannot be: a
+            #                                   decided flow's frames never reach it)
+        f = _Flow(bypass.flow, SCAN)
+        entry = [SCAN, 0, 0, ts, f, bypass.scan]
+        idle = [SCAN, 0, 0, ts, f, None]      # the other direction: never in a table
+        f.toserver, f.toclient = (entry, idle) if bypass.to_server else (idle, entry)
+        table[key] = entry
+        f.where.append((table, key))
+        f.skey = skey
+        self._scans[skey] = f
+        self.scan_installed += 1
         return True
 
     def _kernel_add(self, f: _Flow, ingress: FastPort, peer: FastPort, ipver: int, proto: int, vlan: int,
@@ -350,6 +408,9 @@ class FastPath:
         if mono_to_ts is not None:
             self._mono_to_ts = mono_to_ts
         for f in list(self._flows.values()):
+            if not self._push(f, mono_to_ts):
+                self._remove(f)
+        for f in list(self._scans.values()):
             if not self._push(f, mono_to_ts):
                 self._remove(f)
 
@@ -395,6 +456,15 @@ class FastPath:
         self._remove(f)
 
     def _remove(self, f: _Flow) -> None:
+        if f.action == SCAN:
+            if self._scans.get(f.skey) is not f:
+                return                         # already gone
+            del self._scans[f.skey]
+            self.scan_removed += 1
+            for table, key in f.where:
+                if table.get(key) is f.toserver or table.get(key) is f.toclient:
+                    del table[key]
+            return
         if self._flows.get(id(f.handle)) is f:
             del self._flows[id(f.handle)]
         else:
@@ -414,7 +484,7 @@ class FastPath:
     def clear(self) -> None:
         """Remove everything (user and kernel): shutdown, reload.  Counts not pushed yet stay
         counted in `stats` but are not pushed (call `sync` first to push them)."""
-        for f in list(self._flows.values()):
+        for f in [*self._flows.values(), *self._scans.values()]:
             s, c = f.toserver, f.toclient
             done = self._done[f.action]
             done[0] += s[1] + c[1]
@@ -431,15 +501,18 @@ class FastPath:
     def stats(self) -> dict[str, int]:
         """bypass.* counters: flows installed/removed/active, frames and bytes answered here per
         action (including those not pushed yet), and the kernel's totals."""
-        frames = {FORWARD: self._done[FORWARD][0], DROP: self._done[DROP][0]}
-        nbytes = {FORWARD: self._done[FORWARD][1], DROP: self._done[DROP][1]}
-        for f in self._flows.values():
+        frames = {a: done[0] for a, done in self._done.items()}
+        nbytes = {a: done[1] for a, done in self._done.items()}
+        for f in [*self._flows.values(), *self._scans.values()]:
             frames[f.action] += f.toserver[1] + f.toclient[1]
             nbytes[f.action] += f.toserver[2] + f.toclient[2]
         out = {
             "bypass.installed": self.installed, "bypass.removed": self.removed, "bypass.active": len(self._flows),
             "bypass.pass_frames": frames[FORWARD], "bypass.pass_bytes": nbytes[FORWARD],
             "bypass.drop_frames": frames[DROP], "bypass.drop_bytes": nbytes[DROP],
+            "bypass.scan_installed": self.scan_installed, "bypass.scan_removed": self.scan_removed,
+            "bypass.scan_active": len(self._scans), "bypass.scan_frames": frames[SCAN],
+            "bypass.scan_bytes": nbytes[SCAN], "bypass.scan_hits": self.scan_hits,
         }
         if self.kernel is not None:
             try:

@@ -389,8 +389,13 @@ def format_bypass(stats, bypass: str) -> str:
         return f"bypass: {bypass} (every frame inspected)"
     pf, pb = stats.get("bypass.pass_frames", 0), stats.get("bypass.pass_bytes", 0)
     df, db = stats.get("bypass.drop_frames", 0), stats.get("bypass.drop_bytes", 0)
-    return (f"bypass: user: {stats.get('bypass.installed', 0)} flows, {pf + df} frames not inspected "
+    line = (f"bypass: user: {stats.get('bypass.installed', 0)} flows, {pf + df} frames not inspected "
             f"(pass {pf} frames {pb} bytes, drop {df} frames {db} bytes)")
+    if stats.get("bypass.scan_installed"):
+        line += (f"\nprefilter: {stats['bypass.scan_installed']} UDP flow directions, "
+                 f"{stats.get('bypass.scan_frames', 0)} datagrams passed on the fast path's pattern scan alone, "
+                 f"{stats.get('bypass.scan_hits', 0)} with a fast pattern inspected")
+    return line
 
 
 def _is_capture(path: str) -> bool:

@@ -225,6 +225,21 @@ class Detector:
                     return True
         return False
 
+    def prefilter_only(self, pkt: Packet, flow):
+        """For a later packet of `pkt`'s flow direction (same addresses and ports, not the
+        first of its direction): False when a rule could match it without a fast pattern
+        in its payload (a plain candidate, or a 1-2 byte pattern); otherwise the scan
+        (payload -> found pattern ids) that must find something for any rule to match it,
+        or None when no rule with a pattern applies either (rules.api.Bypass "scan")."""
+        per_flow = self._hdr_cache.get(flow.flow_id)
+        ent = per_flow.get((pkt.to_server, pkt.src, pkt.sport)) if per_flow is not None else None
+        if ent is None:
+            ent = self._plain(pkt)
+        _plain, _nsrc, pid_groups, later, short = ent
+        if later or short:
+            return False
+        return self._scan if pid_groups else None
+
     def run(self, pkt: Packet, flow, payload: bytes, thresholds: Thresholds, view=None,
             stream_hits: set | None = None) -> list:
         """The signatures matching `pkt`, in signature order.  `payload` is the packet's

@@ -63,7 +63,8 @@ _NO_HITS: frozenset = frozenset()
 class _FrameDecision:
     """What the packets of one frame decided so far."""
 
-    __slots__ = ("verdict", "reason", "drop_sid", "drop_pkt", "events", "injects", "rewrite", "bypass")
+    __slots__ = ("verdict", "reason", "drop_sid", "drop_pkt", "events", "injects", "rewrite", "bypass",
+                 "fwd_result")
 
     def __init__(self) -> None:
         self.verdict = Verdict.FORWARD
@@ -74,6 +75,7 @@ class _FrameDecision:
         self.injects: list = []
         self.rewrite = None            # (packet, payload) to forward instead of the packet's own
         self.bypass = None             # rules.api.Bypass: the frame's flow is decided
+        self.fwd_result = None         # the Result to give when the frame is just forwarded with `bypass`
 
     def drop(self, pkt: Packet, reason: str, verdict: Verdict = Verdict.DROP, sid: int = 0) -> None:
         """The first drop names the reason, unless a rule's drop comes later (a rule is
@@ -126,7 +128,7 @@ class Engine:
             "packets": 0, "alerts": 0, "drops": 0, "engine.errors": 0, "detect.matched": 0,
             "decoder.packets_with_events": 0,
             "rules.loaded": len(self.detector.sigs), "rules.failed": rules_failed,
-            "bypass.frames": 0,
+            "bypass.frames": 0, "bypass.prefiltered": 0,
         }
         self._cur: tuple = ()          # the packets of the frame being inspected (for the exception policy)
         self._stream_bypass = settings.stream.bypass
@@ -224,8 +226,11 @@ class Engine:
                                    d.reason, d.drop_sid))
             if verdict == Verdict.REJECT and not injects:
                 verdict = Verdict.DROP
-        if not events and verdict == Verdict.FORWARD and frame is None and d.bypass is None:
-            return FORWARD
+        if not events and verdict == Verdict.FORWARD and frame is None:
+            if d.bypass is None:
+                return FORWARD
+            if d.fwd_result is not None:
+                return d.fwd_result
         return Result(verdict, tuple(events), d.reason, tuple(injects), frame, d.bypass)
 
     def _packet(self, pkt: Packet, inner: dict | None, d: _FrameDecision) -> bool:
@@ -306,6 +311,8 @@ class Engine:
                 self._maybe_decide(pkt, flow)
             if flow.decided:
                 self._offer(pkt, flow, d)
+            elif pkt.proto == IPPROTO_UDP:
+                self._offer_scan(pkt, flow, d)
         return dropped
 
     def _decide(self, pkt: Packet, flow, matches: list, stream_hits: set, d: _FrameDecision,
@@ -382,12 +389,32 @@ class Engine:
             return
         d.bypass = Bypass(flow, "drop" if flow.dropped else "pass", pkt.to_server, flow.decided)
 
+    def _offer_scan(self, pkt: Packet, flow, d: _FrameDecision) -> None:
+        """An undecided UDP flow whose later datagrams in this direction can only match a
+        rule through a fast pattern in their payload: offer Bypass "scan", so the data plane
+        runs the prefilter on them itself and hands over only those it finds something in.
+        Worked out once per flow direction (the candidates depend on the header alone)."""
+        if len(self._cur) != 1 or pkt.frag or pkt.sport in self._tunnel_ports or pkt.dport in self._tunnel_ports:
+            return
+        offers = flow.prefilter
+        if offers is None:
+            offers = flow.prefilter = [None, None]
+        to_server = pkt.to_server
+        r = offers[to_server]
+        if r is None:
+            scan = self.detector.prefilter_only(pkt, flow)
+            r = offers[to_server] = False if scan is False else Result(
+                Verdict.FORWARD, bypass=Bypass(flow, "scan", to_server, "prefilter", scan))
+        if r:
+            d.bypass = r.bypass
+            d.fwd_result = r
+
     def bypassed(self, flow, ts: float, pkts_toserver: int, bytes_toserver: int,
                  pkts_toclient: int, bytes_toclient: int) -> bool:
-        """Frames of the decided `flow` that the data plane handled without `inspect` since
-        the last call: the flow's counters and last activity move on, so it times out as if
-        they had been inspected.  False once the flow has ended here (the data plane then
-        forgets it)."""
+        """Frames of `flow` that the data plane handled without `inspect` since the last call
+        (a decided flow's, or datagrams a Bypass "scan" let through): the flow's counters and
+        last activity move on, so it times out as if they had been inspected.  False once
+        the flow has ended here (the data plane then forgets it)."""
         if flow.ended:
             return False
         if pkts_toserver or pkts_toclient:
@@ -396,7 +423,8 @@ class Engine:
             flow.pkts_toclient += pkts_toclient
             flow.bytes_toclient += bytes_toclient
             self.flows.touch(flow, ts, pkts_toserver + pkts_toclient)
-            self.c["bypass.frames"] += pkts_toserver + pkts_toclient
+            # frames of a decided flow, or datagrams the data plane's prefilter scan let through
+            self.c["bypass.frames" if flow.decided else "bypass.prefiltered"] += pkts_toserver + pkts_toclient
         return True
 
     # ------------------------------------------------------------------ helpers

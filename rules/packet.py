@@ -108,6 +108,7 @@ class Flow:
         "tcp",              # rules.stream.TcpSession: the reassembled directions of a TCP flow
         "decided",          # "" or why the flow needs no more inspection (rules.api.Bypass.reason)
         "ended",            # True once the engine ended the flow (timeout, eviction, end of input)
+        "prefilter",        # None, or per direction [to client, to server] what rules.api.Bypass "scan" offers
     )
 
     def __init__(self, key, flow_id: int, ts: float) -> None:
@@ -133,6 +134,7 @@ class Flow:
         self.tcp = None
         self.decided = ""
         self.ended = False
+        self.prefilter = None
 
     @property
     def established(self) -> bool:

@@ -442,3 +442,37 @@ def test_vxlan_port_flows_are_never_bypassed(tmp_path):
     off = replay(tmp_path, "vx", "off", pcap, rules)
     assert_same(user, off)
     assert off["summary"].count("dropped frames: 3")
+
+
+PREFILTER_LINE = re.compile(r"^prefilter: (\d+) UDP flow directions, (\d+) datagrams passed on the fast path's "
+                            r"pattern scan alone, (\d+) with a fast pattern inspected$", re.MULTILINE)
+
+
+def test_prefiltered_udp_datagrams_same_output_with_and_without_the_fast_path(tmp_path):
+    """UDP flows whose rules all need a fast pattern: the fast path scans their datagrams
+    itself and hands over only those holding one (alerts, a datagram drop, an alert the
+    second time a pattern is seen in a flow: flowbits), every output the same as with every
+    datagram inspected, in all three modes."""
+    rules = tmp_path / "scan.rules"
+    rules.write_text(
+        'drop udp any any -> any 7000 (msg:"evil"; content:"EVIL"; sid:1;)\n'
+        'alert udp any any -> any any (msg:"attack seen"; content:"attack"; nocase; flowbits:set,seen; sid:2;)\n'
+        'alert udp any any -> any any (msg:"attack again"; content:"again"; flowbits:isset,seen; sid:3;)\n')
+    pkts = []
+    for i in range(30):
+        data = b"EVIL payload" if i in (5, 17) else b"ATTACK" if i == 9 else b"again" if i in (3, 20) else b"data %d" % i
+        pkts.append(udp_pkt(1000.0 + i * 0.01, 40020, 7000, data))
+        pkts.append(udp_pkt(1000.005 + i * 0.01, 7000, 40020, b"reply %d" % i, src=S, dst=C))
+    pcap = tmp_path / "scan.pcap"
+    wrpcap(str(pcap), pkts)
+    for mode in ("ips", "tap", "ids"):
+        user = replay(tmp_path, f"scan-{mode}", "user", pcap, rules, mode=mode)
+        off = replay(tmp_path, f"scan-{mode}", "off", pcap, rules, mode=mode)
+        assert_same(user, off)
+        m = PREFILTER_LINE.search(user["summary"])
+        assert m, user["summary"]
+        directions, passed, hits = (int(x) for x in m.groups())
+        assert directions == 2 and hits == 5 and passed == 60 - 2 - hits, user["summary"]
+        eve = [json.loads(line) for line in off["eve"].decode().splitlines()]
+        sids = [e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert"]
+        assert sorted(sids) == [1, 1, 2, 3], (mode, sids)

@@ -2,6 +2,8 @@
 on which frames it says so, and how frames handled without it keep the flow exact."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from scapy.all import GRE, IP, TCP, UDP, Ether, IPv6
 
@@ -26,13 +28,21 @@ def fr(l4, src=C, dst=S):
 
 
 class Feed:
-    def __init__(self, engine):
+    """Frames into the engine.  Results show flow decisions only: a Bypass "scan" offer (an
+    undecided UDP flow whose datagrams only a fast pattern can make match) is taken off
+    unless `scans` (tested on its own below)."""
+
+    def __init__(self, engine, scans=False):
         self.e = engine
         self.n = 0
+        self.scans = scans
 
     def __call__(self, frame, ts=None):
         self.n += 1
-        return self.e.inspect(frame, FrameMeta(ts=1000.0 + self.n if ts is None else ts, iface="", pcap_cnt=self.n))
+        r = self.e.inspect(frame, FrameMeta(ts=1000.0 + self.n if ts is None else ts, iface="", pcap_cnt=self.n))
+        if not self.scans and r.bypass is not None and r.bypass.action == "scan":
+            r = dataclasses.replace(r, bypass=None)
+        return r
 
 
 class Tcp:
@@ -259,3 +269,71 @@ def test_a_touched_flow_is_not_expired_with_the_idle_ones():
     e.bypassed(keep, 35.0, 1, 10, 0, 0)
     e.tick(42.0)                                  # new-state timeout 30 s
     assert gone.ended and not keep.ended
+
+
+# ------------------------------------------------------------------ prefiltered UDP directions ("scan")
+def scan_offer(e, data=b"clean", **kw):
+    return udp(Feed(e, scans=True), data, **kw).bypass
+
+
+def test_udp_flow_whose_rules_all_need_a_fast_pattern_gets_a_scan_offer():
+    e = eng('drop udp any any -> any 7000 (content:"EVIL"; sid:1;)',
+            'alert udp any any -> any any (content:"attack"; nocase; sid:2;)')
+    b = scan_offer(e)
+    assert (b.action, b.reason, b.to_server) == ("scan", "prefilter", True)
+    assert b.scan(b"..EVIL..") and b.scan(b"an ATTACK") and not b.scan(b"clean data")
+    assert not b.flow.decided                          # an offer, not a decision
+
+
+@pytest.mark.parametrize("rule", [
+    "alert udp any any -> any any (dsize:>100; sid:3;)",                      # no pattern: every datagram
+    'alert udp any any -> any any (content:"Z"; sid:4;)',                     # a 1-byte pattern: not prefiltered
+    'alert udp any any -> any any (content:!"EVIL"; sid:5;)',                 # matches when the pattern is absent
+    'alert udp any any -> any any (pcre:"/ev[i1]l/"; sid:6;)',
+    "alert udp any any -> any any (byte_test:1,>,0,0; sid:7;)",
+])
+def test_a_rule_that_can_match_without_a_fast_pattern_keeps_every_datagram_in_the_engine(rule):
+    e = eng('drop udp any any -> any any (content:"EVIL"; sid:1;)', rule)
+    f = Feed(e, scans=True)
+    assert udp(f).bypass is None and udp(f, b"again").bypass is None
+
+
+def test_scan_offer_per_direction_and_none_when_no_pattern_rule_applies():
+    e = eng('drop udp any any -> any 7000 (content:"EVIL"; sid:1;)',
+            f"alert ip {S} any -> any any (sid:9;)")       # IP-only: the reply's first packet only
+    f = Feed(e, scans=True)
+    b = udp(f).bypass
+    assert b.action == "scan" and b.scan is not None
+    r = udp(f, back=True)                                   # first of its direction: sid 9 runs
+    assert sids(r) == [9] and r.bypass.action == "scan" and r.bypass.to_server is False
+    assert r.bypass.scan is None                            # nothing can match the replies any more
+
+
+def test_a_datagram_drop_keeps_the_scan_and_a_flow_decision_replaces_it():
+    e = eng('drop udp any any -> any any (content:"EVIL"; sid:1;)',
+            'drop udp any any -> any 7001 (sid:2;)')     # IP-only: drops the flow
+    f = Feed(e, scans=True)
+    assert udp(f).bypass.action == "scan"
+    r = udp(f, b"EVIL")                                  # a datagram drop: the flow goes on
+    assert r.verdict == Verdict.DROP and r.bypass.action == "scan"
+    assert udp(f, b"clean").bypass.action == "scan"
+    r = udp(f, b"clean", dport=7001)
+    assert r.verdict == Verdict.DROP and r.bypass.action == "drop"
+
+
+def test_prefiltered_datagrams_counted_through_bypassed():
+    e = eng('drop udp any any -> any any (content:"EVIL"; sid:1;)')
+    f = Feed(e, scans=True)
+    b = udp(f, ts=10.0).bypass
+    assert e.bypassed(b.flow, 12.0, 5, 300, 0, 0)
+    st = e.stats()
+    assert st["bypass.prefiltered"] == 5 and st["bypass.frames"] == 0
+    assert b.flow.pkts_toserver == 6 and b.flow.last_ts == 12.0
+
+
+def test_no_scan_offer_on_vxlan_ports_or_for_fragments():
+    e = eng('drop udp any any -> any any (content:"EVIL"; sid:1;)')
+    assert scan_offer(e, sport=5000, dport=4789) is None
+    frag = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                 / IP(src=C, dst=S, flags="MF", frag=0, proto=17) / (b"\x13\x88\x1b\x58\x00\x20\x00\x00" + b"x" * 16))
+    assert Feed(e, scans=True)(frag).bypass is None

@@ -137,8 +137,8 @@ def install(fp, port, frame, action="pass", to_server=True, flow=None, vlan=0, t
 
 # ---------------------------------------------------------------------- keys
 def test_literal_frame_key_is_the_sliced_bytes():
-    proto, key, vlan, ipver, ip_len, flags = _parse(TCP4_LITERAL, 0, len(TCP4_LITERAL), 0)
-    assert (proto, vlan, ipver, ip_len, flags) == (6, 0, 4, 44, ACK | PSH)
+    proto, key, vlan, ipver, ip_len, flags, l4 = _parse(TCP4_LITERAL, 0, len(TCP4_LITERAL), 0)
+    assert (proto, vlan, ipver, ip_len, flags, l4) == (6, 0, 4, 44, ACK | PSH, 34)
     assert key == TCP4_LITERAL[26:38] == A4 + B4 + struct.pack("!HH", 40000, 80)
 
 
@@ -388,7 +388,9 @@ def test_stats_include_counts_not_pushed_yet():
     hit(fp, 0, udp4())
     s = fp.stats()
     assert s == {"bypass.installed": 1, "bypass.removed": 0, "bypass.active": 1, "bypass.pass_frames": 0,
-                 "bypass.pass_bytes": 0, "bypass.drop_frames": 2, "bypass.drop_bytes": 124}
+                 "bypass.pass_bytes": 0, "bypass.drop_frames": 2, "bypass.drop_bytes": 124,
+                 "bypass.scan_installed": 0, "bypass.scan_removed": 0, "bypass.scan_active": 0,
+                 "bypass.scan_frames": 0, "bypass.scan_bytes": 0, "bypass.scan_hits": 0}
 
 
 def test_clear_removes_everything():
@@ -477,3 +479,131 @@ def test_kernel_refusing_an_entry_leaves_the_user_space_one():
     assert ok and hit(fp, 0, udp4()) == FORWARD
     fp.clear()
     assert not [c for c in kern.calls if c[0] == "remove"]       # nothing of ours in the kernel
+
+
+# ---------------------------------------------------------------------- prefiltered directions ("scan")
+class RecordingScan:
+    """A prefilter scan: finds b"EVIL" and records every payload it was given."""
+
+    def __init__(self):
+        self.seen: list[bytes] = []
+
+    def __call__(self, data):
+        self.seen.append(bytes(data))
+        return {0} if b"EVIL" in data else set()
+
+
+def install_scan(fp, port, frame, scan, to_server=True, flow=None, vlan=0, ts=1.0):
+    flow = flow if flow is not None else Handle()
+    bp = Bypass(flow, "scan", to_server, "prefilter", scan)
+    return fp.install(port, frame, 0, len(frame), vlan, bp, ts), flow
+
+
+def test_scan_forwards_clean_datagrams_and_hands_over_a_hit_after_pushing_counts():
+    insp, scan = FakeInspector(), RecordingScan()
+    fp = bridge_fp(insp)
+    ok, flow = install_scan(fp, 0, udp4(payload=b"q" * 20), scan)
+    assert ok and fp.stats()["bypass.scan_active"] == 1 and fp.active == 0
+    clean = udp4(payload=b"hello world")
+    assert hit(fp, 0, clean, ts=2.0) == FORWARD
+    assert hit(fp, 0, clean, ts=3.0) == FORWARD
+    assert scan.seen == [b"hello world", b"hello world"]          # exactly the UDP payload
+    assert insp.calls == []
+    assert hit(fp, 0, udp4(payload=b"an EVIL one"), ts=4.0) == MISS
+    assert insp.calls == [(flow, 3.0, 2, 2 * len(clean), 0, 0)]    # pushed before the engine sees it
+    assert hit(fp, 0, clean, ts=5.0) == FORWARD                    # the entry stays
+    st = fp.stats()
+    assert (st["bypass.scan_frames"], st["bypass.scan_bytes"], st["bypass.scan_hits"]) == (3, 3 * len(clean), 1)
+    assert st["bypass.pass_frames"] == 0 and st["bypass.installed"] == 0
+
+
+def test_scan_is_one_direction_on_one_port_and_never_in_the_kernel():
+    kern = FakeKernel()
+    fp = bridge_fp(kernel=kern)
+    install_scan(fp, 0, udp4(), RecordingScan())
+    assert kern.calls == []
+    back = udp4(sport=53, dport=40000, src=B4, dst=A4)
+    assert hit(fp, 1, back) == MISS                  # the reverse direction on the peer port
+    assert hit(fp, 1, udp4()) == MISS                # the same direction on the other port
+    assert hit(fp, 0, udp4()) == FORWARD
+
+
+def test_scan_none_forwards_without_scanning_and_empty_payloads_are_not_scanned():
+    fp = bridge_fp()
+    install_scan(fp, 0, udp4(), None)
+    assert hit(fp, 0, udp4(payload=b"EVIL")) == FORWARD
+    scan = RecordingScan()
+    fp2 = bridge_fp()
+    install_scan(fp2, 0, udp4(), scan)
+    assert hit(fp2, 0, udp4(payload=b"")) == FORWARD and scan.seen == []
+
+
+def test_scan_sends_a_datagram_with_a_bad_udp_length_to_the_engine():
+    insp, scan = FakeInspector(), RecordingScan()
+    fp = bridge_fp(insp)
+    _, flow = install_scan(fp, 0, udp4(), scan)
+    assert hit(fp, 0, udp4(payload=b"ok")) == FORWARD
+    too_long = eth(ipv4(struct.pack("!HHHH", 40000, 53, 40, 0) + b"x" * 4, 17))      # UDP length 40 > 12
+    too_short = eth(ipv4(struct.pack("!HHHH", 40000, 53, 6, 0) + b"x" * 4, 17))      # UDP length 6 < 8
+    assert hit(fp, 0, too_long) == MISS
+    assert hit(fp, 0, too_short) == MISS
+    assert scan.seen == [b"ok"]
+    assert insp.calls[0][0] is flow and insp.calls[0][2] == 1
+    padded = eth(ipv4(udp(40000, 53, b"abc"), 17)) + bytes(20)       # Ethernet padding after the datagram
+    assert hit(fp, 0, padded) == FORWARD and scan.seen[-1] == b"abc"
+
+
+@pytest.mark.parametrize("frame,vlan,payload", [
+    (udp4(payload=b"tagged", tags=((0x8100, 0x0064),)), 0, b"tagged"),
+    (udp4(payload=b"stripped"), 100, b"stripped"),
+    (eth(ipv6(udp(40000, 53, b"six"), 17), et=0x86DD), 0, b"six"),
+])
+def test_scan_slices_the_payload_of_tagged_and_ipv6_frames(frame, vlan, payload):
+    scan = RecordingScan()
+    fp = bridge_fp()
+    install_scan(fp, 0, frame, scan, vlan=vlan)
+    assert hit(fp, 0, frame, vlan=vlan) == FORWARD
+    assert scan.seen == [payload]
+
+
+def test_a_decision_replaces_the_scan_entry_on_its_key_and_pushes_its_counts():
+    insp = FakeInspector()
+    fp = bridge_fp(insp)
+    flow = Handle()
+    install_scan(fp, 0, udp4(), RecordingScan(), flow=flow)
+    assert hit(fp, 0, udp4(payload=b"a"), ts=2.0) == FORWARD
+    assert hit(fp, 0, udp4(payload=b"EVIL"), ts=3.0) == MISS          # the engine decides: drop the flow
+    ok, _ = install(fp, 0, udp4(payload=b"EVIL"), "drop", flow=flow, ts=3.0)
+    assert ok
+    st = fp.stats()
+    assert st["bypass.scan_active"] == 0 and st["bypass.scan_removed"] == 1 and fp.active == 1
+    assert hit(fp, 0, udp4(payload=b"a")) == DROP
+    assert hit(fp, 1, udp4(sport=53, dport=40000, src=B4, dst=A4)) == DROP
+
+
+def test_scan_sync_pushes_and_forgets_ended_flows_and_tcp_is_refused():
+    insp = FakeInspector()
+    fp = bridge_fp(insp)
+    _, flow = install_scan(fp, 0, udp4(), RecordingScan())
+    hit(fp, 0, udp4(payload=b"z"), ts=7.0)
+    fp.sync()
+    assert insp.calls == [(flow, 7.0, 1, len(udp4(payload=b"z")), 0, 0)]
+    insp.ended.add(id(flow))
+    fp.sync()
+    assert fp.stats()["bypass.scan_active"] == 0 and hit(fp, 0, udp4()) == MISS
+    ok, _ = install_scan(fp, 0, tcp4(), RecordingScan())
+    assert not ok and hit(fp, 0, tcp4()) == MISS
+
+
+def test_scan_reverse_direction_of_the_same_flow_installs_its_own_entry():
+    insp = FakeInspector()
+    fp = bridge_fp(insp)
+    flow = Handle()
+    install_scan(fp, 0, udp4(), RecordingScan(), flow=flow, to_server=True)
+    back = udp4(sport=53, dport=40000, src=B4, dst=A4)
+    ok, _ = install_scan(fp, 1, back, None, flow=flow, to_server=False)
+    assert ok and fp.stats()["bypass.scan_active"] == 2
+    assert hit(fp, 1, back, ts=4.0) == FORWARD and hit(fp, 0, udp4(), ts=5.0) == FORWARD
+    fp.sync()
+    got = sorted(c[2:] for c in insp.calls)
+    assert got == [(0, 0, 1, len(back)), (1, len(udp4()), 0, 0)]
