@@ -7,7 +7,7 @@ check: the same configuration plus every live check (offloads, kernel bridge
        or bond, addresses, ip_forward, link state, capabilities, AF_PACKET
        features); prints each problem with its fix.  Exit 0 nothing to report,
        1 problems found, 2 the configuration does not parse.  --fix turns
-       offloads off.
+       offloads off and removes tc filters a crashed ipsbridge left.
 """
 from __future__ import annotations
 
