@@ -48,7 +48,10 @@ missing() {   # print the packages of "$@" that are not installed
     done
 }
 
-PKGS=(iproute2 ethtool iputils-ping iperf3 tcpdump procps nginx-light wrk)
+PKGS=(iproute2 ethtool iputils-ping iperf3 tcpdump procps nginx-light wrk gcc libc6-dev)
+# rules/_csum.c is compiled by pip: Python's headers too (a Debian python3 needs python3-dev)
+"$PY" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || PKGS+=(python3-dev)
 mapfile -t NEED < <(missing "${PKGS[@]}")
 NEW_NGINX=0
 if [ "${#NEED[@]}" -gt 0 ]; then

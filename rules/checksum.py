@@ -12,15 +12,27 @@ _IPPROTO_TCP, _IPPROTO_UDP, _IPPROTO_ICMP, _IPPROTO_ICMPV6 = 6, 17, 1, 58
 _CSUM_OFFSET = {_IPPROTO_TCP: 16, _IPPROTO_UDP: 6, _IPPROTO_ICMP: 2, _IPPROTO_ICMPV6: 2}
 
 
-def ones_sum(data: bytes | memoryview, initial: int = 0) -> int:
-    """Folded 16-bit one's complement sum of `data` (odd length padded with 0)."""
+def _py_ones_sum(data: bytes | memoryview, initial: int = 0) -> int:
+    """`ones_sum` in Python: the words' sum is the big-endian integer of `data` modulo
+    0xFFFF (2**16 = 1 mod 0xFFFF); a non-zero total folds to 1..0xFFFF, never 0."""
+    total = int.from_bytes(data, "big")
     if len(data) & 1:
-        data = bytes(data) + b"\x00"
-    n = len(data) // 2
-    total = initial + sum(struct.unpack_from(f"!{n}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
+        total <<= 8                # the odd byte is the high half of a zero-padded word
+    total += initial
+    if total == 0:
+        return 0
+    return total % 0xFFFF or 0xFFFF
+
+
+try:        # the C sum (rules/_csum.c), built by the install; the Python one otherwise
+    from rules._csum import ones_sum as _c_ones_sum
+except ImportError:                # pragma: no cover -- tests/unit/test_csum_ext.py requires it built
+    _c_ones_sum = None
+
+# ones_sum(data, initial=0): folded 16-bit one's complement sum of `data` (any buffer;
+# odd length padded with a zero byte) plus `initial` (>= 0), in 0..0xFFFF; 0 only when
+# both are all zero.
+ones_sum = _c_ones_sum if _c_ones_sum is not None else _py_ones_sum
 
 
 def inet_checksum(data: bytes | memoryview, initial: int = 0) -> int:

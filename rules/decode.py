@@ -85,6 +85,7 @@ import ipaddress
 import struct
 
 from rules.api import CSUM_AUTO, CSUM_SKIP, FrameMeta
+from rules.checksum import ones_sum
 from rules.settings import DecodeOptions  # noqa: F401  (the decoder's settings; re-exported)
 from rules.packet import (
     IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet,
@@ -189,9 +190,7 @@ def _l4_csum_ok(mv: memoryview, pkt: Packet, l4: int, l4_len: int, pdst: int | N
         pseudo = 0 if proto == IPPROTO_ICMP else pkt.src + pkt.dst + proto + l4_len
     else:
         pseudo = pkt.src + (pkt.dst if pdst is None else pdst) + proto + l4_len
-    n = int.from_bytes(seg, "big")
-    if l4_len & 1:
-        n <<= 8
+    n = ones_sum(seg)
     if n == 0 and pseudo == 0:
         return False               # an all-zero sum is never a valid checksum
     return _fold_ok(n + pseudo)
@@ -417,10 +416,7 @@ def _decode_common(frame, mv: memoryview, meta: FrameMeta, validate: bool, opts:
         if proto == IPPROTO_UDP and ipver == 4 and mv[l4 + 6] == 0 and mv[l4 + 7] == 0:
             pass                   # UDP over IPv4: checksum optional
         else:
-            s = int.from_bytes(frame[l4:l4 + csum_len], "big") % 0xFFFF    # reduced at once: small ints below
-            if csum_len & 1:
-                s <<= 8            # the odd byte is the high half of a padded word
-            csum_ok = (s + addr + proto + csum_len) % 0xFFFF == 0
+            csum_ok = (ones_sum(mv[l4:l4 + csum_len]) + addr + proto + csum_len) % 0xFFFF == 0
     pkt = _new_packet(Packet)
     pkt.ts = meta.ts
     pkt.iface = meta.iface
@@ -763,8 +759,7 @@ def _decode_ipv4(mv, off: int, end: int, pkt: Packet, meta, opts, out, depth: in
     pkt.l4_off = l4
     if opts.checksum_validation and complete:
         # same result as rules.checksum.ipv4_header_ok, without a per-word unpack
-        n = int.from_bytes(mv[off:off + hlen], "big")
-        pkt.csum_ok = n != 0 and n % 0xFFFF == 0
+        pkt.csum_ok = ones_sum(mv[off:off + hlen]) == 0xFFFF
     if ip_off & 0x3FFF:
         pkt.frag = True
         if ip_off & 0x1FFF or not opts.l4_in_first_fragment:
