@@ -104,6 +104,33 @@ def header_rest(s: Sig, pkt: Packet, fwd: bool, rev: bool) -> bool:
     return rev and r.sport.contains(pkt.dport) and r.dport.contains(pkt.sport)
 
 
+def _short_db_scan(main, short_scan, ids: frozenset):
+    """prefilter_only's scan when many 1-2 byte patterns apply: the fast-pattern database,
+    then the short one (a hit only for the short ids that apply)."""
+    def scan(data) -> bool:
+        return bool((main is not None and main(data)) or not ids.isdisjoint(short_scan(data)))
+    return scan
+
+
+def _short_loop_scan(main, pats: tuple):
+    """prefilter_only's scan for a few 1-2 byte patterns ((pattern, caseless) pairs): the
+    fast-pattern database, then `in` tests, as run() makes them."""
+    def scan(data) -> bool:
+        if main is not None and main(data):
+            return True
+        low = None
+        for pat, nocase in pats:
+            if nocase:
+                if low is None:
+                    low = data.lower()
+                if pat in low:
+                    return True
+            elif pat in data:
+                return True
+        return False
+    return scan
+
+
 def _apply_flowbits(s: Sig, bits: set) -> None:
     for op in s.fb_ops:
         if op.cmd == "set":
@@ -137,6 +164,7 @@ class Detector:
         self._short_maps: dict[tuple, dict] = {}     # short-pattern candidates -> {short id: rules}
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
         self._pid_reps: dict[int, tuple] = {}         # id(header group) -> its pattern rules' distinct headers
+        self._short_scans: dict[int, tuple] = {}      # id(short map) -> (the map, its prefilter_only scan)
         self.evaluated = 0                            # rules whose checks ran (counter)
 
     def forget(self, flow_id: int) -> None:
@@ -228,17 +256,29 @@ class Detector:
     def prefilter_only(self, pkt: Packet, flow):
         """For a later packet of `pkt`'s flow direction (same addresses and ports, not the
         first of its direction): False when a rule could match it without a fast pattern
-        in its payload (a plain candidate, or a 1-2 byte pattern); otherwise the scan
-        (payload -> found pattern ids) that must find something for any rule to match it,
-        or None when no rule with a pattern applies either (rules.api.Bypass "scan")."""
+        in its payload (a plain candidate); otherwise the scan (payload -> truthy when it
+        holds a fast pattern) that must find something for any rule to match it, or None
+        when no rule with a pattern applies either (rules.api.Bypass "scan").  Rules
+        with a 1-2 byte fast pattern are looked for as run() does (the short database, or
+        `in` tests for a few), after the main database."""
         per_flow = self._hdr_cache.get(flow.flow_id)
         ent = per_flow.get((pkt.to_server, pkt.src, pkt.sport)) if per_flow is not None else None
         if ent is None:
             ent = self._plain(pkt)
         _plain, _nsrc, pid_groups, later, short = ent
-        if later or short:
+        if later:
             return False
-        return self._scan if pid_groups else None
+        if not short:
+            return self._scan if pid_groups else None
+        main = self._scan if pid_groups else None
+        if type(short) is dict:         # many 1-2 byte patterns: the short database, as run() does
+            got = self._short_scans.get(id(short))
+            if got is None:
+                if len(self._short_scans) >= _SHORT_MAPS_MAX:
+                    self._short_scans.clear()
+                got = self._short_scans[id(short)] = (short, _short_db_scan(main, self._scan_short, frozenset(short)))
+            return got[1]
+        return _short_loop_scan(main, tuple(s.fp_short[:2] for s in short))
 
     def run(self, pkt: Packet, flow, payload: bytes, thresholds: Thresholds, view=None,
             stream_hits: set | None = None) -> list:

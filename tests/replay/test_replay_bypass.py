@@ -378,7 +378,8 @@ def test_run_stream_bypass_off_inspects_everything(tmp_path):
 
 def test_the_engine_hears_of_every_fast_path_frame(tmp_path):
     """With the real engine: every frame the fast path answered reached Engine.bypassed
-    (its `bypass.frames` counter) before the flows ended, and the flows are the same."""
+    (its `bypass.frames` and `bypass.prefiltered` counters) before the flows ended, and the
+    flows are the same."""
     from conf.build import engine_settings, load_rules
     from conf.model import Config
     from rules.engine import Engine
@@ -394,8 +395,11 @@ def test_the_engine_hears_of_every_fast_path_frame(tmp_path):
         eng = Engine(res.rules, engine_settings(config, "ips"))
         stats[bypass] = run_stream(eng, [str(pcap)], bypass=bypass, mode="ips").stats
     user, off = stats["user"], stats["off"]
-    fast = user["bypass.pass_frames"] + user["bypass.drop_frames"]
-    assert fast >= 40 and user["bypass.frames"] == fast and off["bypass.frames"] == 0
+    decided = user["bypass.pass_frames"] + user["bypass.drop_frames"]
+    scanned = user["bypass.scan_frames"]                            # prefiltered UDP datagrams
+    fast = decided + scanned
+    assert decided >= 40 and scanned > 0 and off["bypass.frames"] == off["bypass.prefiltered"] == 0
+    assert user["bypass.frames"] + user["bypass.prefiltered"] == fast
     assert user["packets"] + fast == off["packets"]                 # the engine inspected the rest
     assert user["flow.created"] == off["flow.created"] and user["bypass.active"] == 0
 
@@ -451,16 +455,18 @@ PREFILTER_LINE = re.compile(r"^prefilter: (\d+) UDP flow directions, (\d+) datag
 def test_prefiltered_udp_datagrams_same_output_with_and_without_the_fast_path(tmp_path):
     """UDP flows whose rules all need a fast pattern: the fast path scans their datagrams
     itself and hands over only those holding one (alerts, a datagram drop, an alert the
-    second time a pattern is seen in a flow: flowbits), every output the same as with every
-    datagram inspected, in all three modes."""
+    second time a pattern is seen in a flow: flowbits, a 2-byte pattern), every output the
+    same as with every datagram inspected, in all three modes."""
     rules = tmp_path / "scan.rules"
     rules.write_text(
         'drop udp any any -> any 7000 (msg:"evil"; content:"EVIL"; sid:1;)\n'
         'alert udp any any -> any any (msg:"attack seen"; content:"attack"; nocase; flowbits:set,seen; sid:2;)\n'
-        'alert udp any any -> any any (msg:"attack again"; content:"again"; flowbits:isset,seen; sid:3;)\n')
+        'alert udp any any -> any any (msg:"attack again"; content:"again"; flowbits:isset,seen; sid:3;)\n'
+        'alert udp any any -> any 7000 (msg:"a short pattern"; content:"Q!"; sid:4;)\n')
     pkts = []
     for i in range(30):
-        data = b"EVIL payload" if i in (5, 17) else b"ATTACK" if i == 9 else b"again" if i in (3, 20) else b"data %d" % i
+        data = b"EVIL payload" if i in (5, 17) else b"ATTACK" if i == 9 else b"again" if i in (3, 20) \
+            else b"Q!" if i == 12 else b"data %d" % i
         pkts.append(udp_pkt(1000.0 + i * 0.01, 40020, 7000, data))
         pkts.append(udp_pkt(1000.005 + i * 0.01, 7000, 40020, b"reply %d" % i, src=S, dst=C))
     pcap = tmp_path / "scan.pcap"
@@ -472,7 +478,7 @@ def test_prefiltered_udp_datagrams_same_output_with_and_without_the_fast_path(tm
         m = PREFILTER_LINE.search(user["summary"])
         assert m, user["summary"]
         directions, passed, hits = (int(x) for x in m.groups())
-        assert directions == 2 and hits == 5 and passed == 60 - 2 - hits, user["summary"]
+        assert directions == 2 and hits == 6 and passed == 60 - 2 - hits, user["summary"]
         eve = [json.loads(line) for line in off["eve"].decode().splitlines()]
         sids = [e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert"]
-        assert sorted(sids) == [1, 1, 2, 3], (mode, sids)
+        assert sorted(sids) == [1, 1, 2, 3, 4], (mode, sids)

@@ -287,7 +287,6 @@ def test_udp_flow_whose_rules_all_need_a_fast_pattern_gets_a_scan_offer():
 
 @pytest.mark.parametrize("rule", [
     "alert udp any any -> any any (dsize:>100; sid:3;)",                      # no pattern: every datagram
-    'alert udp any any -> any any (content:"Z"; sid:4;)',                     # a 1-byte pattern: not prefiltered
     'alert udp any any -> any any (content:!"EVIL"; sid:5;)',                 # matches when the pattern is absent
     'alert udp any any -> any any (pcre:"/ev[i1]l/"; sid:6;)',
     "alert udp any any -> any any (byte_test:1,>,0,0; sid:7;)",
@@ -296,6 +295,19 @@ def test_a_rule_that_can_match_without_a_fast_pattern_keeps_every_datagram_in_th
     e = eng('drop udp any any -> any any (content:"EVIL"; sid:1;)', rule)
     f = Feed(e, scans=True)
     assert udp(f).bypass is None and udp(f, b"again").bypass is None
+
+
+@pytest.mark.parametrize("n", [1, 3, 8])       # a few: `in` tests; many: the short database
+def test_short_fast_patterns_are_scanned_too(n):
+    shorts = [f'alert udp any any -> any any (content:"{c}"; nocase; sid:{10 + i};)' for i, c in
+              enumerate("QRSTUVWXYZ"[:n])]
+    e = eng('drop udp any any -> any any (content:"EVIL"; sid:1;)', *shorts,
+            'alert udp any any -> any any (content:"|00 01|"; sid:30;)')
+    b = scan_offer(e)
+    assert b.action == "scan"
+    assert b.scan(b"EVIL") and b.scan(b"..q..") and b.scan(b"\x00\x01") and not b.scan(b"\x00\x02abc")
+    assert not b.scan(b"abcdefg") and bool(b.scan(b"z")) == (n >= 10)
+    assert bool(b.scan(b"r")) == (n >= 2)
 
 
 def test_scan_offer_per_direction_and_none_when_no_pattern_rule_applies():
