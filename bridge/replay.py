@@ -57,6 +57,7 @@ per worker, as it is per Engine.
 """
 from __future__ import annotations
 
+import gc
 import heapq
 import multiprocessing as mp
 import os
@@ -75,6 +76,7 @@ from rules.events import Alert, DecoderEvent, Drop
 from bridge import afpacket as afp
 from bridge.fastpath import DROP as FAST_DROP
 from bridge.fastpath import FastPath, FastPort
+from bridge.hook import settle_heap
 from bridge.pcap import PcapError, iter_pcaps, linktype_name, linktypes, open_writer
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -281,6 +283,7 @@ def _worker(args) -> Totals:
 
     config = _load_config(config_path)
     engine = _engine(rules_paths, config, mode)
+    settle_heap()
     out = open(eve_tmp, "w") if eve_tmp else None
 
     def sink(cnt, events):
@@ -495,6 +498,7 @@ def cmd_replay(args) -> int:
             from rules.engine import Engine
 
             engine = Engine(res.rules, settings, rules_failed=len(res.errors))
+            settle_heap()
             sink = (lambda cnt, events: eve.write(events)) if eve else None
             totals = run_stream(engine, pcaps, eve_sink=sink, progress=progress, pass_writer=pw, drop_writer=dw,
                                 checksum=config.pcap_file_checksum_checks, bypass=bypass, mode=mode)
@@ -508,6 +512,7 @@ def cmd_replay(args) -> int:
         print(f"ipsbridge replay: {_why(e, 'stopped')}", file=sys.stderr)
         return EXIT_FAIL
     finally:
+        gc.unfreeze()                          # (settle_heap) the engine's objects collectable again
         if eve is not None:
             eve.close()
         for w in (pw, dw):
