@@ -83,6 +83,7 @@ from rules.packet import IPPROTO_TCP, IPPROTO_UDP, TH_FIN, TH_RST, TH_SYN
 
 MISS, FORWARD, DROP = 0, 1, 2
 SCAN = 3                                          # an entry's action: FORWARD unless the payload scan finds something
+SCAN_STREAK, SCAN_BACKOFF = 8, 256                # hits in a row, then datagrams handed over unscanned
 
 ACTIONS = {"pass": FORWARD, "drop": DROP, "scan": SCAN}   # rules.api.Bypass.action -> the entry's action
 ACTION_NAMES = {FORWARD: "pass", DROP: "drop", SCAN: "scan"}
@@ -209,6 +210,7 @@ class FastPath:
         self.scan_installed = 0
         self.scan_removed = 0
         self.scan_hits = 0                            # datagrams a scan found something in: inspected
+        self.scan_backoff = 0                         # datagrams handed over unscanned (SCAN_BACKOFF)
         # frames and bytes counted in entries and already pushed, per action
         self._done = {FORWARD: [0, 0], DROP: [0, 0], SCAN: [0, 0]}
         self._mono_to_ts: Callable[[int], float] | None = None    # the last one sync() was given
@@ -279,16 +281,27 @@ class FastPath:
         are pushed first, so the engine's flow counters are current when its rules run)."""
         ulen = buf[l4 + 4] << 8 | buf[l4 + 5]
         if ulen >= 8 and l4 + ulen <= ip_end:
-            scan = e[5]
-            if scan is None or ulen == 8 or not scan(bytes(buf[l4 + 8:l4 + ulen])):
-                e[1] += 1
-                e[2] += flen
-                e[3] = ts
-                return FORWARD
-            self.scan_hits += 1
-        f = e[4]
-        if not self._push(f, self._mono_to_ts):
-            self._remove(f)
+            streak = e[6]
+            if streak < 0:                      # backing off: straight to the engine, no scan
+                e[6] = streak + 1
+                self.scan_backoff += 1
+            else:
+                scan = e[5]
+                if scan is None or ulen == 8 or not scan(bytes(buf[l4 + 8:l4 + ulen])):
+                    e[1] += 1
+                    e[2] += flen
+                    e[3] = ts
+                    e[6] = 0
+                    return FORWARD
+                self.scan_hits += 1
+                # a flow whose datagrams keep holding patterns would pay the scan twice (here
+                # and in the engine): after SCAN_STREAK hits in a row, SCAN_BACKOFF datagrams go
+                # to the engine unscanned, then the scan is tried again
+                e[6] = -SCAN_BACKOFF if streak + 1 >= SCAN_STREAK else streak + 1
+        if e[1]:
+            f = e[4]
+            if not self._push(f, self._mono_to_ts):
+                self._remove(f)
         return MISS
 
     def lookup(self, port: int, buf, start: int, end: int, vlan: int) -> tuple[Any, bool] | None:
@@ -372,8 +385,8 @@ class FastPath:
             self._end(e[4])                   # a flow the engine ended, or decided entries (cannot be: a
             #                                   decided flow's frames never reach it)
         f = _Flow(bypass.flow, SCAN)
-        entry = [SCAN, 0, 0, ts, f, bypass.scan]
-        idle = [SCAN, 0, 0, ts, f, None]      # the other direction: never in a table
+        entry = [SCAN, 0, 0, ts, f, bypass.scan, 0]       # ..., the scan, hits in a row (< 0: backing off)
+        idle = [SCAN, 0, 0, ts, f, None, 0]   # the other direction: never in a table
         f.toserver, f.toclient = (entry, idle) if bypass.to_server else (idle, entry)
         table[key] = entry
         f.where.append((table, key))
@@ -513,6 +526,7 @@ class FastPath:
             "bypass.scan_installed": self.scan_installed, "bypass.scan_removed": self.scan_removed,
             "bypass.scan_active": len(self._scans), "bypass.scan_frames": frames[SCAN],
             "bypass.scan_bytes": nbytes[SCAN], "bypass.scan_hits": self.scan_hits,
+            "bypass.scan_backoff": self.scan_backoff,
         }
         if self.kernel is not None:
             try:

@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from bridge.fastpath import DROP, FORWARD, MISS, FastPath, FastPort, _parse
+from bridge.fastpath import DROP, FORWARD, MISS, SCAN_BACKOFF, SCAN_STREAK, FastPath, FastPort, _parse
 from rules.api import Bypass
 
 MAC = bytes.fromhex("020000000002" "020000000001")        # dst, src
@@ -390,7 +390,8 @@ def test_stats_include_counts_not_pushed_yet():
     assert s == {"bypass.installed": 1, "bypass.removed": 0, "bypass.active": 1, "bypass.pass_frames": 0,
                  "bypass.pass_bytes": 0, "bypass.drop_frames": 2, "bypass.drop_bytes": 124,
                  "bypass.scan_installed": 0, "bypass.scan_removed": 0, "bypass.scan_active": 0,
-                 "bypass.scan_frames": 0, "bypass.scan_bytes": 0, "bypass.scan_hits": 0}
+                 "bypass.scan_frames": 0, "bypass.scan_bytes": 0, "bypass.scan_hits": 0,
+                 "bypass.scan_backoff": 0}
 
 
 def test_clear_removes_everything():
@@ -607,3 +608,21 @@ def test_scan_reverse_direction_of_the_same_flow_installs_its_own_entry():
     fp.sync()
     got = sorted(c[2:] for c in insp.calls)
     assert got == [(0, 0, 1, len(back)), (1, len(udp4()), 0, 0)]
+
+
+def test_a_flow_whose_datagrams_keep_matching_is_handed_over_unscanned_for_a_while():
+    insp, scan = FakeInspector(), RecordingScan()
+    fp = bridge_fp(insp)
+    install_scan(fp, 0, udp4(), scan)
+    evil, clean = udp4(payload=b"EVIL"), udp4(payload=b"fine")
+    assert [hit(fp, 0, evil) for _ in range(SCAN_STREAK - 1)] == [MISS] * (SCAN_STREAK - 1)
+    assert hit(fp, 0, clean) == FORWARD                  # a clean one resets the streak
+    assert [hit(fp, 0, evil) for _ in range(SCAN_STREAK)] == [MISS] * SCAN_STREAK
+    scanned = len(scan.seen)
+    assert [hit(fp, 0, clean) for _ in range(SCAN_BACKOFF)] == [MISS] * SCAN_BACKOFF
+    assert len(scan.seen) == scanned                     # backing off: not scanned, all to the engine
+    assert hit(fp, 0, clean) == FORWARD                  # then scanned again
+    st = fp.stats()
+    assert (st["bypass.scan_hits"], st["bypass.scan_backoff"]) == (2 * SCAN_STREAK - 1, SCAN_BACKOFF)
+    # counts were pushed before each handed-over datagram that had some pending, never with none
+    assert all(c[2] + c[4] > 0 for c in insp.calls) and sum(c[2] for c in insp.calls) == 1
