@@ -58,6 +58,7 @@ from rules.verdict import POLICY_EFFECTS, decide
 
 
 _NO_HITS: frozenset = frozenset()
+_FORWARD = Verdict.FORWARD
 
 
 class _FrameDecision:
@@ -67,15 +68,22 @@ class _FrameDecision:
                  "fwd_result")
 
     def __init__(self) -> None:
-        self.verdict = Verdict.FORWARD
+        self.verdict = _FORWARD
         self.reason = ""
         self.drop_sid = 0
         self.drop_pkt = None
-        self.events: list = []
-        self.injects: list = []
+        # lists only once something is added (most frames have neither): see add_event
+        self.events: list | tuple = ()
+        self.injects: list | tuple = ()
         self.rewrite = None            # (packet, payload) to forward instead of the packet's own
         self.bypass = None             # rules.api.Bypass: the frame's flow is decided
         self.fwd_result = None         # the Result to give when the frame is just forwarded with `bypass`
+
+    def add_event(self, event) -> None:
+        ev = self.events
+        if type(ev) is tuple:
+            ev = self.events = list(ev)
+        ev.append(event)
 
     def drop(self, pkt: Packet, reason: str, verdict: Verdict = Verdict.DROP, sid: int = 0) -> None:
         """The first drop names the reason, unless a rule's drop comes later (a rule is
@@ -216,17 +224,18 @@ class Engine:
     def _result(self, d: _FrameDecision, first: Packet) -> Result:
         verdict, events, injects = d.verdict, d.events, d.injects
         frame = None
-        if d.rewrite is not None and verdict == Verdict.FORWARD:
+        if d.rewrite is not None and verdict == _FORWARD:
             frame = _rewritten(*d.rewrite)
-        if verdict != Verdict.FORWARD:
+        if verdict != _FORWARD:
             self.c["drops"] += 1
             self._count(f"drops.{d.reason}")
             if self.mode == "ips":
-                events.append(Drop(packet_info(d.drop_pkt if d.drop_pkt is not None else first),
-                                   d.reason, d.drop_sid))
+                d.add_event(Drop(packet_info(d.drop_pkt if d.drop_pkt is not None else first),
+                                 d.reason, d.drop_sid))
+                events = d.events
             if verdict == Verdict.REJECT and not injects:
                 verdict = Verdict.DROP
-        if not events and verdict == Verdict.FORWARD and frame is None:
+        if not events and verdict == _FORWARD and frame is None:
             if d.bypass is None:
                 return FORWARD
             if d.fwd_result is not None:
@@ -333,7 +342,7 @@ class Engine:
             return False
         self._alerts(pkt, dec.alerts, d, pkt_src)
         if dec.reject and pkt.outer is None and not d.injects:
-            d.injects.extend(reject_frames(pkt, dec.reject))
+            d.injects = list(reject_frames(pkt, dec.reject))
         if dec.verdict == Verdict.FORWARD:
             return False
         d.drop(pkt, "rule", dec.verdict, dec.sid)
@@ -439,7 +448,7 @@ class Engine:
             if info is None:
                 info = packet_info(pkt, pkt_src)
             c["alerts"] += 1
-            d.events.append(Alert(info, action, r.action, r.gid, r.sid, r.rev, r.msg, r.category, r.priority))
+            d.add_event(Alert(info, action, r.action, r.gid, r.sid, r.rev, r.msg, r.category, r.priority))
 
     def _decoder_events(self, pkt: Packet, d: _FrameDecision) -> None:
         self.c["decoder.packets_with_events"] += 1
@@ -447,7 +456,8 @@ class Engine:
             self._count(name)
         if self.settings.decoder_events:
             info = packet_info(pkt)
-            d.events.extend(DecoderEvent(info, name) for name in pkt.events)
+            for name in pkt.events:
+                d.add_event(DecoderEvent(info, name))
 
     def _policy(self, policy: str, name: str, pkt: Packet, flow, d: _FrameDecision) -> bool | None:
         """Apply an exception policy to `pkt` (and its flow): True dropped, False forwarded
@@ -461,7 +471,7 @@ class Engine:
         if eff.verdict == Verdict.FORWARD:
             return False
         if eff.verdict == Verdict.REJECT and pkt.outer is None and not d.injects:
-            d.injects.extend(reject_frames(pkt, "reject"))
+            d.injects = list(reject_frames(pkt, "reject"))
         d.drop(pkt, f"policy:{name}", eff.verdict)
         return True
 
