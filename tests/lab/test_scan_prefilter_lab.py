@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from netnslab import CLIENT4, SERVER4
+from netnslab import SERVER4
 
 pytestmark = pytest.mark.lab
 
@@ -74,7 +74,7 @@ rule-files: [{rules}]
     lab.ping("client", SERVER4, count=1, check=False)        # a round trip after the last datagram
     out, _err = sink.communicate("stop\n", timeout=30)
     got = out.split("\n")[:-1]
-    clean = ["clean %06d" % i for i in range(n) if i % 10 != 9]
+    clean = [f"clean {i:06d}" for i in range(n) if i % 10 != 9]
     assert sorted(got) == clean                              # every clean one, once; no evil one
     totals = bridge.stop()
     insp = totals["inspector"]

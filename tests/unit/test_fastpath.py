@@ -10,7 +10,16 @@ import struct
 
 import pytest
 
-from bridge.fastpath import DROP, FORWARD, MISS, SCAN_BACKOFF, SCAN_STREAK, FastPath, FastPort, _parse
+from bridge.fastpath import (
+    DROP,
+    FORWARD,
+    MISS,
+    SCAN_BACKOFF,
+    SCAN_STREAK,
+    FastPath,
+    FastPort,
+    _parse,
+)
 from rules.api import Bypass
 
 MAC = bytes.fromhex("020000000002" "020000000001")        # dst, src
