@@ -328,6 +328,8 @@ _E4_TCP = struct.Struct("!12xHBBHHHBBHIIHHIIBBH").unpack_from   # 54 bytes: ...i
 _E4_UDP = struct.Struct("!12xHBBHHHBBHIIHHH").unpack_from       # 40 bytes: ...ip dst, sport dport len
 _E6_TCP = struct.Struct("!12xHIHBBQQQQHHIIBBH").unpack_from     # 74 bytes
 _E6_UDP = struct.Struct("!12xHIHBBQQQQHHH").unpack_from         # 60 bytes
+_E4_ICMP = struct.Struct("!12xHBBHHHBBHIIBBHHH").unpack_from    # 42 bytes: ...ip dst, type code checksum id seq
+_E6_ICMP = struct.Struct("!12xHIHBBQQQQBBHHH").unpack_from      # 62 bytes
 _new_packet = object.__new__
 
 
@@ -335,14 +337,15 @@ def _decode_common(frame, mv: memoryview, meta: FrameMeta, validate: bool, opts:
     """The common frame in one pass, or None when the frame is anything else: Ethernet
     with the ethertype at offset 12 (the kernel strips the outer VLAN tag into
     `meta.vlan`), IPv4 with IHL 5 or IPv6 straight to the transport header, not a
-    fragment, TCP or UDP, every length consistent (no decoder event possible except
-    TCP option checks), not a VXLAN port.  The Packet is exactly what the general
+    fragment, TCP, UDP or an ICMP/ICMPv6 echo request or reply (code 0: ping), every
+    length consistent (no decoder event possible except TCP option checks), not a
+    VXLAN port.  The Packet is exactly what the general
     decoder makes (tests/unit/test_decode_common.py compares every slot), built
     without Packet.__init__: each slot is stored once, here -- a slot added to Packet
     must be added below too (that test fails until it is).
 
     Checksums (when `validate`): the IPv4 header from the fields already unpacked, then
-    the TCP/UDP checksum over one slice of `frame`.  A one's complement sum is the sum
+    the TCP/UDP/ICMP checksum over one slice of `frame`.  A one's complement sum is the sum
     modulo 0xFFFF (2**16 = 1 mod 0xFFFF: a 32-bit address counts as its two words, a
     byte string as its 16-bit words); sums are reduced early so that the arithmetic
     stays on one-digit ints."""
@@ -357,6 +360,10 @@ def _decode_common(frame, mv: memoryview, meta: FrameMeta, validate: bool, opts:
              src, dst, sport, dport, seq, ack, doff, flags, win) = _E4_TCP(mv, 0)
         elif proto == IPPROTO_UDP:
             _et, _vhl, tos, ip_len, ip_id, ip_off, ttl, _p, hsum, src, dst, sport, dport, ulen = _E4_UDP(mv, 0)
+        elif proto == IPPROTO_ICMP:
+            _et, _vhl, tos, ip_len, ip_id, ip_off, ttl, _p, hsum, src, dst, itype, icode, _ic, iid, iseq = _E4_ICMP(mv, 0)
+            if icode or (itype != 0 and itype != 8):
+                return None        # an echo request or reply, nothing else (no decoder event possible)
         else:
             return None
         if ip_off & 0x3FFF or ip_len < 20 or ip_len + 14 > n:
@@ -377,6 +384,10 @@ def _decode_common(frame, mv: memoryview, meta: FrameMeta, validate: bool, opts:
              sport, dport, seq, ack, doff, flags, win) = _E6_TCP(mv, 0)
         elif proto == IPPROTO_UDP and n >= 62:
             _et, _v, plen, _nh, ttl, s_hi, s_lo, d_hi, d_lo, sport, dport, ulen = _E6_UDP(mv, 0)
+        elif proto == IPPROTO_ICMPV6 and n >= 62:
+            _et, _v, plen, _nh, ttl, s_hi, s_lo, d_hi, d_lo, itype, icode, _ic, iid, iseq = _E6_ICMP(mv, 0)
+            if icode or (itype != 128 and itype != 129):
+                return None
         else:
             return None
         if plen + 54 > n:
@@ -404,7 +415,7 @@ def _decode_common(frame, mv: memoryview, meta: FrameMeta, validate: bool, opts:
         tcp_opts = mv[l4 + 20:l4 + hlen] if hlen > 20 else b""
         pstart = l4 + hlen
         csum_len = avail
-    else:
+    elif proto == IPPROTO_UDP:
         if avail < 8 or ulen < 8 or ulen > avail or (dport in opts.vxlan_ports and opts.vxlan_enabled):
             return None
         seq = ack = flags = win = 0
@@ -412,9 +423,18 @@ def _decode_common(frame, mv: memoryview, meta: FrameMeta, validate: bool, opts:
         pstart = l4 + 8
         csum_len = ulen            # the datagram only: bytes after it inside the IP packet are ignored
         end = l4 + ulen
+    else:                          # ICMP / ICMPv6 echo
+        if avail < 8:
+            return None
+        sport = dport = seq = ack = flags = win = 0
+        tcp_opts = b""
+        pstart = l4 + 8
+        csum_len = avail
     if csum_ok:
         if proto == IPPROTO_UDP and ipver == 4 and mv[l4 + 6] == 0 and mv[l4 + 7] == 0:
             pass                   # UDP over IPv4: checksum optional
+        elif proto == IPPROTO_ICMP:    # no pseudo-header: a sum of 0 (all zero) is never valid
+            csum_ok = ones_sum(mv[l4:l4 + csum_len]) == 0xFFFF
         else:
             csum_ok = (ones_sum(mv[l4:l4 + csum_len]) + addr + proto + csum_len) % 0xFFFF == 0
     pkt = _new_packet(Packet)
@@ -443,7 +463,13 @@ def _decode_common(frame, mv: memoryview, meta: FrameMeta, validate: bool, opts:
     pkt.ack = ack
     pkt.win = win
     pkt.tcp_opts = tcp_opts
-    pkt.icmp_type = pkt.icmp_code = pkt.icmp_id = pkt.icmp_seq = -1
+    if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+        pkt.icmp_type = pkt.icmp_code = pkt.icmp_id = pkt.icmp_seq = -1
+    else:
+        pkt.icmp_type = itype
+        pkt.icmp_code = icode
+        pkt.icmp_id = iid
+        pkt.icmp_seq = iseq
     pkt.payload = mv[pstart:end]
     pkt.csum_ok = csum_ok
     pkt.events = ()

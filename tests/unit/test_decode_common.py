@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_RR
-from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.inet6 import (
+    ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
+)
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 
@@ -76,6 +78,12 @@ TAKEN = {
     "tcp6-data": ETH / IPv6(src=C6, dst=S6) / TCP(sport=5555, dport=22, flags="PA", options=TS) / (b"y" * 33),
     "udp6": ETH / IPv6(src=C6, dst=S6) / UDP(sport=1, dport=2) / b"xy",
     "udp6-bad-csum": ETH / IPv6(src=C6, dst=S6) / UDP(sport=1, dport=2, chksum=0x1234) / b"xy",
+    "icmp4-echo": ETH / IP(src=C4, dst=S4) / ICMP(type=8, id=7, seq=3) / (b"p" * 56),
+    "icmp4-reply": ETH / IP(src=S4, dst=C4) / ICMP(type=0, id=7, seq=3) / b"odd",
+    "icmp4-echo-bad-csum": ETH / IP(src=C4, dst=S4) / ICMP(type=8, chksum=0xBEEF) / b"x",
+    "icmp4-echo-empty": ETH / IP(src=C4, dst=S4) / ICMP(type=8, id=1, seq=1),
+    "icmp6-echo": ETH / IPv6(src=C6, dst=S6) / ICMPv6EchoRequest(id=9, seq=4, data=b"ping6"),
+    "icmp6-reply-bad-csum": ETH / IPv6(src=S6, dst=C6) / ICMPv6EchoReply(id=9, seq=4, cksum=0x1111, data=b"x"),
 }
 
 # frames it leaves to the general decoder
@@ -84,7 +92,11 @@ LEFT = {
     "ip4-options": ETH / IP(src=C4, dst=S4, options=[IPOption_RR()]) / TCP(sport=1, dport=2),
     "ip4-first-fragment": ETH / IP(src=C4, dst=S4, flags="MF") / UDP(sport=1, dport=2) / (b"a" * 16),
     "ip4-later-fragment": ETH / IP(src=C4, dst=S4, frag=3, proto=17) / (b"a" * 16),
-    "icmp4": ETH / IP(src=C4, dst=S4) / ICMP() / b"ping",
+    "icmp4-echo-code-1": ETH / IP(src=C4, dst=S4) / ICMP(type=8, code=1) / b"ping",
+    "icmp4-unreachable": ETH / IP(src=C4, dst=S4) / ICMP(type=3, code=3) / bytes(IP(src=S4, dst=C4) / UDP()),
+    "icmp4-truncated": bytes(ETH / IP(src=C4, dst=S4) / ICMP(type=8) / b"ping")[:-8],
+    "icmp6-in-ip4": ETH / IP(src=C4, dst=S4, proto=58) / ICMPv6EchoRequest(),
+    "icmp6-unreachable": ETH / IPv6(src=C6, dst=S6) / ICMPv6DestUnreach() / bytes(IPv6(src=S6, dst=C6) / UDP()),
     "ip6-hop-by-hop": ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrHopByHop() / UDP(sport=1, dport=2),
     "ip6-fragment": ETH / IPv6(src=C6, dst=S6) / IPv6ExtHdrFragment(m=1) / UDP(sport=1, dport=2) / b"x",
     "vxlan": ETH / IP(src=C4, dst=S4) / UDP(sport=1, dport=4789) / VXLAN(vni=1) / ETH / IP(src=C4, dst=S4) / TCP(),
@@ -146,6 +158,9 @@ def test_the_taken_frames_cover_the_checksum_outcomes():
     assert got["udp4-zero-csum"].csum_ok is True and got["udp4-short-len"].csum_ok is False
     assert got["tcp4-bad-option-len"].events == ("decoder.tcp.opt_invalid_len",)
     assert bytes(got["udp4-short-len"].payload) == b"ab" and len(got["tcp4-padded"].payload) == 0
+    assert got["icmp4-echo"].csum_ok is True and got["icmp6-echo"].csum_ok is True
+    assert got["icmp4-echo-bad-csum"].csum_ok is False and got["icmp6-reply-bad-csum"].csum_ok is False
+    assert (got["icmp4-echo"].icmp_type, got["icmp4-echo"].icmp_id, got["icmp4-echo"].icmp_seq) == (8, 7, 3)
     assert all(p.csum_ok is None for p in (common(bytes(f), OPTIONS["nocsum"]) for f in TAKEN.values()))
 
 
