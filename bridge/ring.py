@@ -1,19 +1,24 @@
 """The mmapped RX rings: walking ready slots, handing them back, VLAN re-insertion.
 
-Both ring versions yield the same pair per frame: the offset of its header in
+Both ring versions give the same pair per frame: the offset of its header in
 the ring's memoryview, and the header's fields with mac and net relative to it
 (no copies; V2's is struct's tuple as it is):
 
     off, (status, tp_len, snaplen, mac, net, sec, nsec, vlan_tci, vlan_tpid)
 
-and the frame's sll_pkttype byte is at `off + ring.PKTTYPE`.
+and the frame's sll_pkttype byte is at `off + ring.PKTTYPE`.  `batches()` yields
+them a list at a time (V2: up to BATCH_FRAMES slots; V3: one block), `frames()`
+one at a time.
 
 Rules kept here:
   * read a slot's status word before anything else in the slot, and stop at the
     first slot the kernel still owns -- never scan past it;
   * hand a slot (V2) or a block (V3) back by writing TP_STATUS_KERNEL only after
-    the consumer is done with it (the generator resumes after the consumer's
-    loop body, so the release happens after the frame was forwarded or dropped).
+    the consumer is done with it: the generator resumes after the consumer's
+    loop body, so a batch's slots go back after every frame of it was forwarded
+    (copied into the TX ring) or dropped.  A consumer that copies a batch's
+    frames out at its end (bridge.worker: one TxRing.put_many per batch) may
+    still read and rewrite them until then.
 
 Layouts (<linux/if_packet.h>, native byte order):
 
@@ -63,6 +68,7 @@ SLL_PKTTYPE_V2 = tpacket_align(TPACKET2_HDR_LEN) + 10
 SLL_PKTTYPE_V3 = tpacket_align(TPACKET3_HDR_LEN) + 10
 
 _STATUS_USER = 0x1
+BATCH_FRAMES = 64        # V2 slots handed out per batch: per-batch work amortized, few slots held back
 _U32_PACK = U32.pack_into
 _DONTWAIT = socket.MSG_DONTWAIT
 SEND_TRIES = 3                                  # attempts per send (the first one included)
@@ -92,34 +98,73 @@ class V2Ring:
     def __init__(self, view: memoryview, g: RingGeometry):
         self.view = view
         self.buf = view          # what frames are copied from (open_ring: the mmap itself, cheaper to slice)
+        self.words = view.cast("I")    # native u32s: a slot's status word at off >> 2 (cheaper than struct)
         self.frame_size = g.frame_size
         self.frame_nr = g.frame_nr
         per_block = g.block_size // g.frame_size
         self.offsets = [(i // per_block) * g.block_size + (i % per_block) * g.frame_size
                         for i in range(g.frame_nr)]
+        # slots evenly spaced (the frame size divides the block size: every MTU up to a page):
+        # a run of slots is handed back with one strided write of zeros
+        self.stride = g.frame_size >> 2 if per_block * g.frame_size == g.block_size else 0
+        self.zeros = memoryview(bytearray(4 * BATCH_FRAMES)).cast("I")
         self.head = 0
 
-    def frames(self) -> Iterator[tuple[int, tuple]]:
-        """Yield every ready frame, at most one full turn of the ring."""
+    def ready(self) -> bool:
+        """Whether the head slot is the reader's (a frame is waiting): a cheap look before a walk."""
+        return bool(self.words[self.offsets[self.head] >> 2] & _STATUS_USER)
+
+    def batches(self, size: int = BATCH_FRAMES) -> Iterator[list[tuple[int, tuple]]]:
+        """Yield the ready frames as lists of at most `size` (offset, header) pairs, at most
+        one full turn of the ring in all; a list's slots go back to the kernel, in ring
+        order, when the consumer asks for the next list (or closes the generator after
+        finishing with it).  A consumer that stops inside a list (an exception) leaves its
+        slots, and `head`, where they were: those frames are read again by the next walk."""
         view = self.view
+        words = self.words
         offsets = self.offsets
         n = self.frame_nr
-        i = self.head
+        stride = self.stride
+        zeros = self.zeros
         unpack = V2_HDR.unpack_from
-        release = U32.pack_into
+        i = self.head
+        left = n
         try:
-            for _ in range(n):
-                off = offsets[i]
-                hdr = unpack(view, off)
-                if not hdr[0] & _STATUS_USER:
+            while left:
+                chunk: list[tuple[int, tuple]] = []
+                append = chunk.append
+                j = i
+                for _ in range(size if size < left else left):
+                    off = offsets[j]
+                    hdr = unpack(view, off)
+                    if not hdr[0] & _STATUS_USER:
+                        break
+                    append((off, hdr))
+                    j += 1
+                    if j == n:
+                        j = 0
+                if not chunk:
                     break
-                yield off, hdr
-                release(view, off, 0)
-                i += 1
-                if i == n:
-                    i = 0
+                yield chunk
+                k = len(chunk)
+                if stride and (j > i or not j) and k <= BATCH_FRAMES:   # one run, no wrap inside
+                    first = offsets[i] >> 2
+                    words[first:first + k * stride:stride] = zeros[:k]   # TP_STATUS_KERNEL, in ring order
+                else:
+                    for off, _hdr in chunk:
+                        words[off >> 2] = 0     # TP_STATUS_KERNEL: the slot is the kernel's again
+                i = j
+                if k < size:                    # stopped at a kernel-owned slot
+                    break
+                left -= k
         finally:
             self.head = i
+
+    def frames(self) -> Iterator[tuple[int, tuple]]:
+        """Yield every ready frame, at most one full turn of the ring; each slot goes back
+        to the kernel when the consumer asks for the next frame."""
+        for chunk in self.batches(1):
+            yield chunk[0]
 
     def skip_hole(self) -> int:
         """Recovery, not the normal path: the slot at head is still the kernel's
@@ -155,7 +200,14 @@ class V3Ring:
         self.block_nr = g.block_nr
         self.head = 0
 
-    def frames(self) -> Iterator[tuple[int, tuple]]:
+    def ready(self) -> bool:
+        """Whether the head block is the reader's."""
+        return bool(U32.unpack_from(self.view, self.head * self.block_size + 8)[0] & _STATUS_USER)
+
+    def batches(self, size: int = 0) -> Iterator[list[tuple[int, tuple]]]:
+        """Yield each ready block's frames as one list (`size` is V2's: a block is handed
+        back whole), at most one turn of the ring; the block goes back to the kernel when
+        the consumer asks for the next list."""
         view = self.view
         bs = self.block_size
         n = self.block_nr
@@ -168,16 +220,25 @@ class V3Ring:
                 if not status & _STATUS_USER:
                     break
                 off = boff + first
+                chunk = []
                 for _k in range(num):
                     (nxt, sec, nsec, snaplen, tp_len, st, mac, net, _hash, tci, tpid) = unpack(view, off)
-                    yield off, (st, tp_len, snaplen, mac, net, sec, nsec, tci & 0xFFFF, tpid)
+                    chunk.append((off, (st, tp_len, snaplen, mac, net, sec, nsec, tci & 0xFFFF, tpid)))
                     off += nxt
+                if chunk:
+                    yield chunk
                 U32.pack_into(view, boff + 8, 0)
                 b += 1
                 if b == n:
                     b = 0
         finally:
             self.head = b
+
+    def frames(self) -> Iterator[tuple[int, tuple]]:
+        """Yield every ready frame, at most one turn of the ring (a block goes back to the
+        kernel when the consumer asks for the frame after its last)."""
+        for chunk in self.batches():
+            yield from chunk
 
     def skip_hole(self) -> int:
         """As V2Ring.skip_hole, per block."""
@@ -209,8 +270,8 @@ class TxRing:
     `oversize` for EMSGSIZE)."""
 
     DATA = tpacket_align(TPACKET2_HDR_LEN)
-    __slots__ = ("view", "words", "buf", "base", "sock", "iface", "frame_nr", "offsets", "capacity", "batch",
-                 "head", "first", "queued", "qbytes")
+    __slots__ = ("view", "words", "buf", "base", "sock", "iface", "frame_nr", "offsets", "word_at", "data_at",
+                 "capacity", "batch", "head", "first", "queued", "qbytes")
 
     def __init__(self, view: memoryview, g: RingGeometry, sock, iface: str = "", buf=None, base: int = 0):
         self.view = view
@@ -225,6 +286,8 @@ class TxRing:
         per_block = g.block_size // g.frame_size
         self.offsets = [(i // per_block) * g.block_size + (i % per_block) * g.frame_size
                         for i in range(g.frame_nr)]
+        self.word_at = [off >> 2 for off in self.offsets]                 # a slot's status word in `words`
+        self.data_at = [self.base + off + self.DATA for off in self.offsets]   # its frame's first byte in `buf`
         self.capacity = g.frame_size - self.DATA
         self.batch = max(1, g.frame_nr // 2)   # flush when this many are queued
         self.head = 0          # next slot to fill
@@ -251,29 +314,60 @@ class TxRing:
         return True
 
     def send(self, src, start: int, end: int, c: Counters) -> None:
-        """Queue src[start:end] for the next flush (flushed at once when half the ring is
-        queued).  A frame larger than a slot (only after an MTU raise) is EMSGSIZE; when
-        the driver still owns every slot after a bounded wait, ENOBUFS.  Once per
-        forwarded frame: the slot's words are read and written through `words` (the
-        ring as native u32s: a third of the cost of struct)."""
-        n = end - start
-        head = self.head
-        off = self.offsets[head]
+        """Queue src[start:end] for the next flush: put_many with one frame."""
+        self.put_many(src, (start, end), c)
+
+    def put_many(self, src, spans, c: Counters) -> None:
+        """Queue src[spans[0]:spans[1]], src[spans[2]:spans[3]], ... in that order for the
+        next flush (flushed at once whenever half the ring is queued).  A frame larger than
+        a slot (only after an MTU raise) is EMSGSIZE; when the driver still owns every slot
+        after a bounded wait, ENOBUFS.  The per-frame work is kept in locals (the ring's
+        fields are written back before a flush and at the end), the slot's words are
+        written through `words` (the ring as native u32s: a third of the cost of struct),
+        and its status word last."""
         words = self.words
-        if n > self.capacity or words[off >> 2]:        # too large, or the head slot is the driver's
-            self._send_slow(src, start, end, c)
-            return
-        d = self.base + off + self.DATA
-        self.buf[d:d + n] = src[start:end]
-        w = off >> 2
-        words[w + 1] = n                                # tp_len, then the status word, last
-        words[w] = TP_STATUS_SEND_REQUEST
-        head += 1
-        self.head = 0 if head == self.frame_nr else head
-        self.qbytes += n
-        self.queued = q = self.queued + 1
-        if q >= self.batch:
-            self.flush(c)
+        buf = self.buf
+        word_at = self.word_at
+        data_at = self.data_at
+        capacity = self.capacity
+        nr = self.frame_nr
+        batch = self.batch
+        h = self.head
+        q = self.queued
+        qb = self.qbytes
+        it = iter(spans)
+        try:
+            for start, end in zip(it, it):
+                try:
+                    n = end - start
+                    w = word_at[h]
+                    if n > capacity or words[w]:       # too large, or the head slot is the driver's
+                        self.head, self.queued, self.qbytes = h, q, qb
+                        h = -1                         # the fields hold the state until reloaded
+                        self._send_slow(src, start, end, c)
+                        h, q, qb = self.head, self.queued, self.qbytes
+                        continue
+                    d = data_at[h]
+                    buf[d:d + n] = src[start:end]
+                    words[w + 1] = n                   # tp_len, then the status word, last
+                    words[w] = TP_STATUS_SEND_REQUEST
+                    qb += n
+                    q += 1
+                    h += 1
+                    if h == nr:
+                        h = 0
+                    if q >= batch:
+                        self.head, self.queued, self.qbytes = h, q, qb
+                        h = -1
+                        self.flush(c)
+                        h, q, qb = self.head, self.queued, self.qbytes
+                except Exception:      # a bug must not lose the batch's other frames: this one is accounted
+                    if h < 0:
+                        h, q, qb = self.head, self.queued, self.qbytes
+                    bump(c.dropped, "internal")
+        finally:
+            if h >= 0:
+                self.head, self.queued, self.qbytes = h, q, qb
 
     def _send_slow(self, src, start: int, end: int, c: Counters) -> None:
         if end - start > self.capacity:
