@@ -40,7 +40,7 @@ import mmap
 import select
 import socket
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from bridge import afpacket
 from bridge.afpacket import (
@@ -134,7 +134,7 @@ class V2Ring:
                 chunk: list[tuple[int, tuple]] = []
                 append = chunk.append
                 j = i
-                for _ in range(size if size < left else left):
+                for _ in range(min(size, left)):
                     off = offsets[j]
                     hdr = unpack(view, off)
                     if not hdr[0] & _STATUS_USER:
@@ -270,8 +270,24 @@ class TxRing:
     `oversize` for EMSGSIZE)."""
 
     DATA = tpacket_align(TPACKET2_HDR_LEN)
-    __slots__ = ("view", "words", "buf", "base", "sock", "iface", "frame_nr", "offsets", "word_at", "data_at",
-                 "capacity", "batch", "head", "first", "queued", "qbytes")
+    __slots__ = (
+        "base",
+        "batch",
+        "buf",
+        "capacity",
+        "data_at",
+        "first",
+        "frame_nr",
+        "head",
+        "iface",
+        "offsets",
+        "qbytes",
+        "queued",
+        "sock",
+        "view",
+        "word_at",
+        "words",
+    )
 
     def __init__(self, view: memoryview, g: RingGeometry, sock, iface: str = "", buf=None, base: int = 0):
         self.view = view
@@ -361,7 +377,7 @@ class TxRing:
                         h = -1
                         self.flush(c)
                         h, q, qb = self.head, self.queued, self.qbytes
-                except Exception:      # a bug must not lose the batch's other frames: this one is accounted
+                except Exception:  # noqa: BLE001 -- a bug must not lose the batch's other frames: this one is accounted
                     if h < 0:
                         h, q, qb = self.head, self.queued, self.qbytes
                     bump(c.dropped, "internal")
@@ -450,7 +466,7 @@ class TxRing:
         """The longest untagged frame the egress interface takes now (MTU + Ethernet header)."""
         try:
             return afpacket.get_mtu(self.iface) + ETH_HLEN
-        except Exception:      # never raise here: the batch would go uncounted
+        except Exception:  # noqa: BLE001 -- never raise here: the batch would go uncounted
             return 1 << 30
 
     def wait(self, c: Counters) -> bool:

@@ -11,7 +11,16 @@ import struct
 import pytest
 
 from bridge import afpacket as afp
-from bridge.ring import BATCH_FRAMES, SLL_PKTTYPE_V2, U32, V2_HDR, V3_HDR, TxRing, V2Ring, V3Ring
+from bridge.ring import (
+    BATCH_FRAMES,
+    SLL_PKTTYPE_V2,
+    U32,
+    V2_HDR,
+    V3_HDR,
+    TxRing,
+    V2Ring,
+    V3Ring,
+)
 from bridge.stats import Counters
 from bridge.worker import Worker, _Port
 from conf.model import Config
