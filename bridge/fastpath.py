@@ -381,10 +381,7 @@ class FastPath:
         scan).  An entry of another flow on the key goes first."""
         if proto != IPPROTO_UDP:
             return False
-        skey = (id(bypass.flow), bypass.to_server)
-        old = self._scans.get(skey)
-        if old is not None and old.handle is bypass.flow:
-            return True                       # already installed (the frame came with a scan hit)
+        skey = (id(bypass.flow), bypass.to_server)           # (install() returned already if it is there)
         table = self._udp[port]
         e = table.get(key)
         if e is not None:

@@ -223,11 +223,9 @@ class Detector:
             later = plain
         return plain, nsrc, tuple(g for g in groups if g.by_pid), later, short
 
-    def could_match(self, pkt: Packet, flow, *, iponly: bool) -> bool:
-        """Could any rule match a later packet like `pkt` (same flow direction, addresses and
-        ports)?  Decided by the rule headers alone: any candidate counts, whatever its other
-        keywords (flags, thresholds, flowbits, payload); IP-only rules count only with
-        `iponly` (they run on the first packet of a direction, which already went by)."""
+    def _flow_entry(self, pkt: Packet, flow):
+        """`_plain(pkt)` for `pkt`'s flow direction, cached until the flow ends (the
+        orientation is part of the key: a late SYN may turn the flow round)."""
         per_flow = self._hdr_cache.get(flow.flow_id)
         if per_flow is None:
             per_flow = self._hdr_cache[flow.flow_id] = {}
@@ -235,7 +233,14 @@ class Detector:
         ent = per_flow.get(key)
         if ent is None:
             ent = per_flow[key] = self._plain(pkt)
-        plain, _, pid_groups, later, short = ent
+        return ent
+
+    def could_match(self, pkt: Packet, flow, *, iponly: bool) -> bool:
+        """Could any rule match a later packet like `pkt` (same flow direction, addresses and
+        ports)?  Decided by the rule headers alone: any candidate counts, whatever its other
+        keywords (flags, thresholds, flowbits, payload); IP-only rules count only with
+        `iponly` (they run on the first packet of a direction, which already went by)."""
+        plain, _, pid_groups, later, short = self._flow_entry(pkt, flow)
         if (plain if iponly else later) or short:
             return True
         hdr_ok = header_ok
@@ -261,11 +266,7 @@ class Detector:
         when no rule with a pattern applies either (rules.api.Bypass "scan").  Rules
         with a 1-2 byte fast pattern are looked for as run() does (the short database, or
         `in` tests for a few), after the main database."""
-        per_flow = self._hdr_cache.get(flow.flow_id)
-        ent = per_flow.get((pkt.to_server, pkt.src, pkt.sport)) if per_flow is not None else None
-        if ent is None:
-            ent = self._plain(pkt)
-        _plain, _nsrc, pid_groups, later, short = ent
+        _plain, _nsrc, pid_groups, later, short = self._flow_entry(pkt, flow)
         if later:
             return False
         if not short:
@@ -288,10 +289,10 @@ class Detector:
         signatures whose payload matched on the stream go into `stream_hits`.  `flow` None:
         not flow tracked (IP-only rules run every time)."""
         if flow is not None:
+            # _flow_entry, inlined: this runs for every packet
             per_flow = self._hdr_cache.get(flow.flow_id)
             if per_flow is None:
                 per_flow = self._hdr_cache[flow.flow_id] = {}
-            # the orientation is part of the key: a late SYN may turn the flow round
             key = (pkt.to_server, pkt.src, pkt.sport)
             ent = per_flow.get(key)
             if ent is None:
