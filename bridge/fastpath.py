@@ -385,8 +385,7 @@ class FastPath:
         table = self._udp[port]
         e = table.get(key)
         if e is not None:
-            self._end(e[4])                   # a flow the engine ended, or decided entries (cannot be: a
-            #                                   decided flow's frames never reach it)
+            self._end(e[4])                   # an older flow on the key (it ended in the engine)
         f = _Flow(bypass.flow, SCAN)
         entry = [SCAN, 0, 0, ts, f, bypass.scan, 0]       # ..., the scan, hits in a row (< 0: backing off)
         idle = [SCAN, 0, 0, ts, f, None, 0]   # the other direction: never in a table
@@ -472,30 +471,25 @@ class FastPath:
         self._remove(f)
 
     def _remove(self, f: _Flow) -> None:
-        if f.action == SCAN:
-            if self._scans.get(f.skey) is not f:
-                return                         # already gone
-            del self._scans[f.skey]
-            self.scan_removed += 1
-            for table, key in f.where:
-                if table.get(key) is f.toserver or table.get(key) is f.toclient:
-                    del table[key]
-            return
-        if self._flows.get(id(f.handle)) is f:
-            del self._flows[id(f.handle)]
-        else:
+        scan = f.action == SCAN
+        owner, fkey = (self._scans, f.skey) if scan else (self._flows, id(f.handle))
+        if owner.get(fkey) is not f:
             return                             # already gone
+        del owner[fkey]
         for table, key in f.where:
             e = table.get(key)
             if e is not None and e[4] is f:
                 del table[key]
         if self.kernel is not None:
-            for entry in f.kernel:
+            for entry in f.kernel:             # (none for a scan entry)
                 try:
                     self.kernel.remove(*entry[:8])
                 except OSError:
                     pass
-        self.removed += 1
+        if scan:
+            self.scan_removed += 1
+        else:
+            self.removed += 1
 
     def clear(self) -> None:
         """Remove everything (user and kernel): shutdown, reload.  Counts not pushed yet stay
