@@ -196,6 +196,35 @@ class Engine:
                 events.extend(d.events)
         self.streams.release(flow)
 
+    def adopt_rules(self, new: Engine) -> int:
+        """A rule reload: take `new`'s rules (an Engine built from the new rule set with the
+        same settings) and keep this engine's flows, streams and fragments.  Flows already
+        decided keep their decision (a dropped flow stays dropped, a pass flow stays passed,
+        as Suricata's bypassed flows do), except UDP flows decided only because no rule
+        applied to them ("no-rules"): the new rules inspect them again.  Per-flow prefilter
+        state belongs to the old rules and goes.  Threshold counters start again.  Returns
+        how many flows were reopened.  The data plane must drop its fast-path entries."""
+        self.detector = new.detector
+        self.thresholds = new.thresholds
+        self.streams.scanner = new.streams.scanner
+        self.streams.check_overlap = new.streams.check_overlap
+        self.streams.track_segs = new.streams.track_segs
+        reopened = 0
+        for flow in self.flows.all():
+            flow.prefilter = None
+            ssn = flow.tcp
+            if ssn is not None:
+                ssn.client.seen.clear()
+                ssn.server.seen.clear()
+            if flow.decided == "no-rules" and flow.proto == IPPROTO_UDP:
+                flow.decided = ""
+                flow.action_pass = False
+                reopened += 1
+        self.c["rules.loaded"] = new.c["rules.loaded"]
+        self.c["rules.failed"] = new.c["rules.failed"]
+        self.c["rules.reloads"] = self.c.get("rules.reloads", 0) + 1
+        return reopened
+
     def stats(self) -> dict[str, int]:
         out = dict(self.c)
         out["detect.evaluated"] = self.detector.evaluated

@@ -372,6 +372,10 @@ class FlowTable:
             self.emergency = False
         return ended
 
+    def all(self) -> list[TrackedFlow]:
+        """Every flow in the table (a rule reload walks them)."""
+        return list(self._flows.values())
+
     def drain(self) -> list[TrackedFlow]:
         """Remove and return every flow (the input ended)."""
         ended = self._ended + list(self._flows.values())
