@@ -132,6 +132,7 @@ class Engine:
         self.defrag = Defragmenter(settings.defrag, settings.decoder)
         self.checksums = ChecksumChecks()      # FrameMeta.checksum: checksum-checks auto's sample
         self.thresholds = Thresholds()
+        self.hits: dict[tuple[int, int], int] = {}   # (gid, sid) -> alerts it raised (thresholded ones not counted)
         self.c: dict[str, int] = {
             "packets": 0, "alerts": 0, "drops": 0, "engine.errors": 0, "detect.matched": 0,
             "decoder.packets_with_events": 0,
@@ -224,6 +225,12 @@ class Engine:
         self.c["rules.failed"] = new.c["rules.failed"]
         self.c["rules.reloads"] = self.c.get("rules.reloads", 0) + 1
         return reopened
+
+    def rule_hits(self, top: int = 50) -> list[tuple[int, int, int, str]]:
+        """The rules that raised the most alerts: [(gid, sid, hits, msg)], most first."""
+        msgs = {(s.rule.gid, s.rule.sid): s.rule.msg for s in self.detector.sigs}
+        best = sorted(self.hits.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+        return [(g, s, n, msgs.get((g, s), "")) for (g, s), n in best]
 
     def stats(self) -> dict[str, int]:
         out = dict(self.c)
@@ -477,6 +484,8 @@ class Engine:
             if info is None:
                 info = packet_info(pkt, pkt_src)
             c["alerts"] += 1
+            key = (r.gid, r.sid)
+            self.hits[key] = self.hits.get(key, 0) + 1
             d.add_event(Alert(info, action, r.action, r.gid, r.sid, r.rev, r.msg, r.category, r.priority))
 
     def _decoder_events(self, pkt: Packet, d: _FrameDecision) -> None:

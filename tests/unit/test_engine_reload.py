@@ -71,3 +71,12 @@ def test_udp_prefilter_offers_of_the_old_rules_are_dropped():
     assert r.verdict == Verdict.DROP and sids(r) == [2]
     r = udp(f, b"hello again")
     assert r.bypass is not None and r.bypass.action == "scan" and r.bypass is not old_scan
+
+
+def test_rule_hits_count_alerts_per_rule_most_first():
+    f = Feed(eng('alert udp any any -> any 7000 (msg:"a"; content:"A"; sid:1;)',
+                 'alert udp any any -> any 7000 (msg:"b"; content:"B"; sid:2;)'))
+    for data in (b"A", b"AB", b"B", b"B"):
+        udp(f, data, sport=6000 + len(data))
+    assert f.e.rule_hits() == [(1, 2, 3, "b"), (1, 1, 2, "a")]
+    assert f.e.rule_hits(top=1) == [(1, 2, 3, "b")]
