@@ -1070,12 +1070,26 @@ def assign_cluster_ids(config: Config) -> None:
             next_id -= 1
 
 
+def _reader_problem(text: str, exc: yaml.reader.ReaderError, source: str) -> Problem:
+    """A character YAML does not allow (a control character, a lone surrogate), at its line."""
+    pos = exc.position
+    line = text.count("\n", 0, pos) + 1
+    col = pos - text.rfind("\n", 0, pos)
+    c = exc.character
+    escape = f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+    return Problem("yaml", "", f"syntax error: character #x{c:04x} is not allowed in YAML, column {col}",
+                   f'remove it, or write it as an escape in a double-quoted string ("{escape}")', source, line)
+
+
 def load_text(text: str, source: str = "<string>", base_dir: str | None = None, *,
               rng: random.Random | None = None) -> Config:
     """Parse YAML text (suricata.yaml shape) into a Config; ConfigError lists every problem.
     `rng` draws the randomized reassembly chunk sizes (default: a fresh, system-seeded one)."""
     base_dir = base_dir or os.getcwd()
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:    # the reader refuses a character before parsing starts
+        raise ConfigError([_reader_problem(text, exc, source)]) from None
     loader.duplicates, loader.base_dir, loader.depth = [], base_dir, 0
     try:
         doc = loader.get_single_data()
