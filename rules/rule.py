@@ -13,7 +13,8 @@ the pieces the engine needs, so the engine never looks at option text:
   when the rule has no content (it is then evaluated on every packet of its
   group); `fast_pattern_nocase` when that literal is caseless;
 - post-match state operations (`flowbits` set/unset/toggle, `noalert`,
-  `threshold`, `detection_filter`) applied by the engine after a match;
+  `threshold`, `detection_filter`, and threshold.config's `suppress`) applied by
+  the engine after a match;
 - engine flags (`iponly`, `require`, `flowbits_class`) computed from the
   keywords' table entries, so the engine keeps no keyword lists.
 """
@@ -41,12 +42,25 @@ class PayloadChain(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Threshold:
-    """threshold / detection_filter: type is limit|threshold|both (detection_filter: 'df')."""
+    """threshold / detection_filter: type is limit|threshold|both (detection_filter: 'df'),
+    or 'rate' for a threshold.config rate_filter (rules.threshold_config)."""
 
     type: str
     track: str        # by_src | by_dst | by_rule | by_both
     count: int
     seconds: int
+    new_action: str = ""   # rate: the action once the rate is exceeded (alert|drop|pass|reject|log|sdrop)
+    timeout: int = 0       # rate: seconds the new action holds
+
+
+@dataclass(frozen=True, slots=True)
+class Suppress:
+    """A threshold.config `suppress ... track T, ip X`: the rule's alerts are not logged for
+    packets whose source (by_src), destination (by_dst) or either (by_either) is in `addrs`;
+    its action still applies."""
+
+    track: str        # by_src | by_dst | by_either
+    addrs: AddrSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +100,7 @@ class Rule:
     bypass: bool = False             # the `bypass` keyword: a match decides the flow (no more inspection)
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None
+    suppress: tuple[Suppress, ...] = ()      # threshold.config suppressions by address (rules.threshold_config)
     # engine flags derived from the keywords' REGISTRY entries (rules.parser)
     iponly: bool = False             # header plus IP-only keywords: decided once per flow direction
     require: str = ""                # "packet" | "stream" | "both" | "": what payload keywords inspect on TCP
