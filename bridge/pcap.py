@@ -217,7 +217,7 @@ def _read_pcapng(f, path, first4, warn, progress):
                     break
                 if code == 2:
                     name = val.rstrip(b"\x00").decode("utf-8", "replace")
-                elif code == 9 and olen >= 1:
+                elif code == 9 and val:          # (an option cut short by the block end has no value)
                     unit = _tsresol(val[0])
                 off += 4 + ((olen + 3) & ~3)
             ifaces.append((linktype, unit, name))
