@@ -16,9 +16,11 @@ them back to physical lines for rules continued with a trailing ``\\``).
 """
 from __future__ import annotations
 
+import difflib
+
 from rules import addr as _addr
 from rules.errors import RuleError
-from rules.keywords import REGISTRY
+from rules.keywords import REGISTRY, SURICATA_KEYWORDS
 from rules.keywords._base import NONE, REQUIRED, Ctx
 from rules.keywords.dns import dns_names, is_dns_request
 from rules.keywords.tcp import tcp_header
@@ -278,6 +280,11 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         if name.lower() not in REGISTRY and name.lower() not in missing:
             missing.append(name.lower())
     if missing:
+        typo = next((o for o in opts if o[0].lower() in missing and o[0].lower() not in SURICATA_KEYWORDS), None)
+        if typo is not None:            # no Suricata knows it: a misspelling, the rule is invalid
+            near = difflib.get_close_matches(typo[0].lower(), sorted(REGISTRY.keys() | SURICATA_KEYWORDS), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise RuleError(f"unknown keyword '{typo[0]}'{hint}", column=typo[2], keyword=typo[0])
         first = next(o for o in opts if o[0].lower() == missing[0])
         raise RuleError(f"unsupported keyword '{first[0]}'", column=first[2], keyword=first[0],
                         unsupported=missing[0], missing=tuple(missing))

@@ -3,8 +3,9 @@
 One module per keyword family (as Suricata has one detect-*.c per keyword);
 each module defines `Keyword` entries (parse function + value mode + quoting
 + negation flags, see `_base.Keyword`) and this dict lists them.  A keyword
-missing here makes the rule fail with "unsupported keyword 'x'" -- never
-silently ignored.  Adding a keyword: one new module, one line below.
+missing here makes the rule fail, never silently ignored: "unsupported keyword
+'x'" when Suricata 7 knows it (SURICATA_KEYWORDS), "unknown keyword 'x'" (an
+invalid rule, with the nearest known name) when it does not.  Adding a keyword: one new module, one line below.
 """
 from __future__ import annotations
 
@@ -75,4 +76,17 @@ REGISTRY: dict[str, Keyword] = {
     "detection_filter": threshold.detection_filter,
 }
 
-__all__ = ["REGISTRY", "Keyword"]
+
+
+def _suricata_names() -> frozenset[str]:
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "suricata7_keywords.txt").read_text()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+# every keyword name (and alias) Suricata 7 accepts: one not in REGISTRY but in here is
+# "unsupported" (valid Suricata, skipped and counted); one in neither is a typo (invalid)
+SURICATA_KEYWORDS: frozenset[str] = _suricata_names()
+
+__all__ = ["REGISTRY", "SURICATA_KEYWORDS", "Keyword"]

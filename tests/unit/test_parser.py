@@ -158,7 +158,8 @@ OPTION_ERRORS = [
     ("stray-colon", f'{H} (:x; sid:1;)', "expected a keyword, found ':'", ":x"),
     ("no-sid", f'{H} (msg:"x";)', "rule has no sid", "("),
     ("unsupported", f'{H} (msg:"x"; http.uri; sid:1;)', "unsupported keyword 'http.uri'", "http.uri"),
-    ("unknown-keyword", f'{H} (msg:"x"; bogus_kw:1; sid:1;)', "unsupported keyword 'bogus_kw'", "bogus_kw"),
+    ("unknown-keyword", f'{H} (msg:"x"; bogus_kw:1; sid:1;)', "unknown keyword 'bogus_kw'", "bogus_kw"),
+    ("misspelled-keyword", f'{H} (msg:"x"; itpye:8; sid:1;)', "unknown keyword 'itpye' (did you mean 'itype'?)", "itpye"),
     ("unquoted-content", f'{H} (content:abc; sid:1;)', "the value of 'content' must be in double quotes", "abc"),
     ("half-quoted", f'{H} (content:"abc; sid:1;)', "the value of 'content' must be in double quotes", '"abc'),
     ("negated-not-allowed", f'{H} (sid:!1;)', "sid '!1' is not a number", "!1"),
@@ -246,7 +247,7 @@ def test_loader_multiline_rules_map_columns_to_physical_lines(tmp_path):
     assert r.rules[0].line == 1 and r.rules[0].payload.items[0].pattern == b"abc"
     (e,) = r.errors
     assert (e.line, e.column) == (7, len('    content:"x"; ') + 1)
-    assert e.message == "unsupported keyword 'bogus'"
+    assert e.message.startswith("unknown keyword 'bogus'")
 
 
 def test_logical_lines_segments():
@@ -419,3 +420,12 @@ def test_validation_agrees_with_suricata(tmp_path):
         if ours != theirs and not (VALIDATION[i] in STRICTER and theirs and not ours):
             diffs.append((VALIDATION[i], theirs, ours))
     assert diffs == [], "option, suricata accepts, we accept"
+
+
+def test_a_keyword_suricata_knows_is_unsupported_one_nobody_knows_is_invalid():
+    """The typo check must not turn valid Suricata into "invalid": aliases count as known."""
+    for kw in ("tls_sni", "ja3_hash", "file_data", "http.uri", "xbits"):
+        e = perr(f'{H} (msg:"x"; {kw}; sid:1;)')
+        assert e.unsupported == kw and "unsupported keyword" in e.message, kw
+    e = perr(f'{H} (msg:"x"; contnet:"a"; sid:1;)')
+    assert e.unsupported is None and "did you mean 'content'" in e.message
