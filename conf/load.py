@@ -23,7 +23,13 @@ them all.  Rules of the road:
 * Booleans take yes/no/true/false/on/off/1/0 like Suricata; `threads: auto` is
   one thread per CPU.  Sizes (memcaps, depth, chunk sizes) are Suricata's size
   strings (`parse_size`).  Every number is bounded to what can work, and NaN
-  or infinity is refused wherever a number is read.
+  or infinity is refused wherever a number is read: `threads` up to 4 per CPU
+  (`conf.validate.max_threads`), rings within 1 GiB per socket and, all
+  together, half the memory (`conf.validate.ring_memory_problems`).
+* The YAML itself is bounded before it is parsed: MAX_YAML_BYTES (2 MiB) for a
+  file and the files it includes together, MAX_YAML_DEPTH levels of nesting,
+  and aliases may not expand it beyond what 2 MiB could hold -- each refused
+  in one line naming the file and the bound.
 * `stream.reassembly.randomize-chunk-size` (default yes) is applied here, once
   per load, as Suricata does at start-up: each chunk size moves by up to
   +/- randomize-chunk-range/2 percent.  The engine only sees the result;
@@ -81,11 +87,15 @@ from conf.validate import (
     MAX_RING_BYTES,
     MAX_RING_FRAMES,
     MAX_STATS_INTERVAL,
-    MAX_THREADS,
     ConfigError,
     Problem,
+    cpu_count,
     did_you_mean,
+    max_threads,
     policy_problems,
+    shown,
+    thread_count_refusal,
+    threads_fix,
 )
 from rules.settings import (
     DEFAULT_TIMEOUTS,
@@ -136,6 +146,23 @@ MAX_CHUNK_RANGE = 99                         # randomize-chunk-range "must be lo
 DEFAULT_CHUNK_RANGE = 10
 STOCK_DEFRAG_MEMCAP = 32 * 1024 * 1024       # defrag.memcap in Suricata 7's stock suricata.yaml
 
+# Bounds on the YAML itself.  Parsing costs about 2 s and 60 MB of memory per MB of YAML (a 2 MB
+# file of address groups: 4 s, 130 MB; a 50 MB one took 157 s and 2.5 GB), so a file that cannot
+# be a configuration is refused before it is parsed.  Suricata's stock suricata.yaml is 87 KB.
+MAX_YAML_BYTES = 2 * 1024 * 1024             # one file, and all its !include files together
+MAX_YAML_DEPTH = 64                          # nested mappings/lists (suricata.yaml nests 7 deep)
+MAX_YAML_VALUES = MAX_YAML_BYTES // 2        # values once aliases are expanded: what a file of the
+                                             # size cap could hold ("a,"), so aliases cannot go further
+
+
+def _yaml_cap() -> str:
+    n = MAX_YAML_BYTES
+    return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n} bytes"
+
+
+YAML_SIZE_FIX = ("give the configuration file (Suricata's stock suricata.yaml is under 100 KB); "
+                 "check that -c does not name a capture or log file")
+
 
 # --------------------------------------------------------------------------- sizes
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]{2,3})?\s*")
@@ -151,7 +178,7 @@ def parse_size(value) -> Fraction:
     ParseSizeStringU16/U32/U64 do).  Units are powers of 1024: kb/mb/gb in any case, or
     KiB/MiB/GiB exactly.  Raises ValueError on anything else (negative, NaN, inf, booleans)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{value!r} is not a size")
+        raise ValueError(f"{shown(value)} is not a size")
     text = str(value)
     m = _SIZE.fullmatch(text)
     if m is None:
@@ -349,8 +376,89 @@ class _Map(dict):
         return self.texts.get(key)
 
 
+class _Limit(yaml.MarkedYAMLError):
+    """A bound on the YAML itself (size, nesting, expanded aliases) was crossed: refused with
+    its own fix, not as a syntax error."""
+
+    def __init__(self, problem: str, mark, fix: str):
+        super().__init__(problem=problem, problem_mark=mark)
+        self.fix = fix
+
+
+def _read_yaml(path: str, limit: int) -> str | None:
+    """The text of a YAML file, or None when it is larger than `limit` bytes (a regular file's
+    size is read before any of it; other files are read up to the limit).  Raises OSError,
+    and UnicodeDecodeError for a file that is not UTF-8."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size > limit:
+            return None
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        return None
+    return data.decode("utf-8")
+
+
+def _children_of(node: yaml.Node):
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return ()
+
+
+def _expanded_values(root: yaml.Node) -> int:
+    """How many values (scalars, mappings, lists) the document holds once every alias is written
+    out: `&a [x, x]` used ten times in `&b [...]`, and b ten times, is 10 x 10 x 3 values from a
+    few lines.  Counted on the composed nodes, each once (an alias is the anchor's node again);
+    a node inside itself (the constructor refuses it) counts nothing the second time."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            sizes[key] = min(MAX_YAML_VALUES + 1, 1 + sum(sizes.get(id(c), 0) for c in _children_of(node)))
+            continue
+        if key in sizes or key in on_path:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children_of(node) if id(c) not in sizes)
+    return sizes[id(root)]
+
+
 class _Loader(yaml.SafeLoader):
-    pass
+    """SafeLoader with line numbers (`_Map`), Suricata's `!include`, and the bounds above:
+    nesting depth while composing, values after alias expansion before constructing, bytes
+    read through `!include` (`budget`: what the file and its includes may still add)."""
+
+    nesting = 0
+
+    def compose_node(self, parent, index):
+        if self.nesting >= MAX_YAML_DEPTH:
+            raise _Limit(f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark,
+                         "a configuration nests a few levels; look for an unclosed '[' or '{'")
+        self.nesting += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.nesting -= 1
+
+    def bounded_data(self):
+        """get_single_data, refusing a document that aliases expand beyond MAX_YAML_VALUES."""
+        node = self.get_single_node()
+        if node is None:
+            return None
+        if _expanded_values(node) > MAX_YAML_VALUES:
+            raise _Limit(f"aliases expand the document to more than {MAX_YAML_VALUES} values (what a "
+                         f"{_yaml_cap()} file could hold)", node.start_mark,
+                         "write the values out, or reuse anchors (&name / *name) less deeply")
+        return self.construct_document(node)
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
@@ -383,15 +491,27 @@ def _construct_include(loader: _Loader, node: yaml.Node):
         raise yaml.constructor.ConstructorError(None, None, f"!include nested too deep at {name}",
                                                 node.start_mark)
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = _read_yaml(path, loader.budget[0])
     except OSError as exc:
         raise yaml.constructor.ConstructorError(None, None, f"!include {name}: {exc.strerror}",
                                                 node.start_mark) from None
-    inner = _Loader(text)
-    inner.base_dir, inner.depth, inner.duplicates = os.path.dirname(path), loader.depth + 1, []
+    except UnicodeDecodeError as exc:
+        raise yaml.constructor.ConstructorError(None, None, f"!include {name}: not UTF-8 text ({exc.reason})",
+                                                node.start_mark) from None
+    if text is None:
+        raise _Limit(f"!include {name}: the configuration and the files it includes are larger than "
+                     f"{_yaml_cap()} together", node.start_mark, YAML_SIZE_FIX)
+    loader.budget[0] -= len(text)
     try:
-        return inner.get_single_data()
+        inner = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"!include {name}: character #x{exc.character:04x} is not allowed in YAML",
+            node.start_mark) from None
+    inner.base_dir, inner.depth, inner.duplicates = os.path.dirname(path), loader.depth + 1, []
+    inner.budget = loader.budget
+    try:
+        return inner.bounded_data()
     finally:
         inner.dispose()
 
@@ -495,7 +615,7 @@ class _Parser:
             return bool(value)
         if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
             return value.strip().lower() in _TRUE
-        self.error(where, key, f"{value!r} is not a boolean", "write yes or no", line)
+        self.error(where, key, f"{shown(value)} is not a boolean", "write yes or no", line)
         return None
 
     def as_int(self, where, key, value, line, minimum=None, maximum=None, fix=None):
@@ -504,7 +624,7 @@ class _Parser:
         elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
             result = int(value)
         else:
-            self.error(where, key, f"{value!r} is not an integer", "write a whole number", line)
+            self.error(where, key, f"{shown(value)} is not an integer", "write a whole number", line)
             return None
         if minimum is not None and result < minimum:
             self.error(where, key, f"{result} is below the minimum {minimum}",
@@ -526,10 +646,10 @@ class _Parser:
             except ValueError:
                 pass
         if number is None or not math.isfinite(number):
-            self.error(where, key, f"{value!r} is not a number", f"write a finite number of {unit}", line)
+            self.error(where, key, f"{shown(value)} is not a number", f"write a finite number of {unit}", line)
             return None
         if minimum is not None and number < minimum or maximum is not None and number > maximum:
-            self.error(where, key, f"{value!r} is outside {minimum}..{maximum}",
+            self.error(where, key, f"{shown(value)} is outside {minimum}..{maximum}",
                        f"write a number of {unit} between {minimum} and {maximum}", line)
             return None
         return number
@@ -542,12 +662,12 @@ class _Parser:
             self.error(where, key, str(exc), SIZE_HELP, line)
             return None
         if size > maximum:
-            self.error(where, key, f"{value!r} is above the maximum {maximum}",
+            self.error(where, key, f"{shown(value)} is above the maximum {maximum}",
                        fix or f"write at most {format_size(maximum)}", line)
             return None
         result = int(size)
         if result < minimum:
-            self.error(where, key, f"{value!r} is below the minimum {minimum}",
+            self.error(where, key, f"{shown(value)} is below the minimum {minimum}",
                        fix or f"write at least {minimum}", line)
             return None
         return result
@@ -556,7 +676,7 @@ class _Parser:
         if value is None and allow_none:
             return None
         if isinstance(value, bool):
-            self.error(where, key, f"{value!r} is a boolean where a string is expected",
+            self.error(where, key, f"{shown(value)} is a boolean where a string is expected",
                        "quote the value", line)
             return None
         if isinstance(value, (str, int, float)):
@@ -587,13 +707,12 @@ class _Parser:
 
     def as_threads(self, where, key, value, line):
         if isinstance(value, str) and value.strip().lower() == "auto":
-            return min(os.cpu_count() or 1, MAX_THREADS)
+            return min(cpu_count(), max_threads())
         if isinstance(value, int) and not isinstance(value, bool) or \
                 isinstance(value, str) and value.strip().isdigit():
-            return self.as_int(where, key, value, line, minimum=1, maximum=MAX_THREADS,
-                               fix=f"write 1..{MAX_THREADS}, or 'auto' (one per CPU); more workers "
-                               "than CPUs only add context switches")
-        self.error(where, key, f"{value!r} is not a thread count",
+            return self.as_int(where, key, value, line, minimum=1, maximum=max_threads(),
+                               fix=threads_fix())
+        self.error(where, key, f"{shown(value)} is not a thread count",
                    "write a positive integer or 'auto' (one per CPU)", line)
         return None
 
@@ -631,7 +750,8 @@ class _Parser:
             if key == "threads":
                 v = self.as_threads(name, key, value, line)
             elif key == "cluster-id":
-                v = self.as_int(name, key, value, line, minimum=0)
+                v = self.as_int(name, key, value, line, minimum=0, maximum=U16_MAX,
+                                fix="pick a fanout group id between 0 and 65535 (PACKET_FANOUT takes 16 bits)")
             elif key == "cluster-type":
                 from conf.model import CLUSTER_TYPES
                 v = self.as_choice(name, key, value, line, CLUSTER_TYPES)
@@ -1015,6 +1135,7 @@ class _Parser:
             self.check_keys("ipsbridge", own, IPSBRIDGE_KEYS)
             if own.get("eve-log") is not None:
                 config.eve_log = self.as_str("ipsbridge", "eve-log", own["eve-log"], own.line_of("eve-log"))
+                self.lines["eve-log"] = own.line_of("eve-log")
             if "stats-interval" in own:
                 v = self.as_number("ipsbridge", "stats-interval", own["stats-interval"],
                                    own.line_of("stats-interval"), minimum=0, maximum=MAX_STATS_INTERVAL)
@@ -1050,6 +1171,7 @@ class _Parser:
                         if not os.path.isabs(name) and log_dir:
                             name = os.path.join(str(log_dir), name)
                         config.eve_log = name
+                        self.lines["eve-log"] = eve.line_of("filename")
                         used = True
                         break
         log.warning("config_section_ignored", where="outputs", key="", file=self.source,
@@ -1086,21 +1208,31 @@ def load_text(text: str, source: str = "<string>", base_dir: str | None = None, 
     """Parse YAML text (suricata.yaml shape) into a Config; ConfigError lists every problem.
     `rng` draws the randomized reassembly chunk sizes (default: a fresh, system-seeded one)."""
     base_dir = base_dir or os.getcwd()
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError([Problem("yaml", "", f"{len(text)} characters, more than the {_yaml_cap()} "
+                                   "a configuration may have", YAML_SIZE_FIX, source)])
     try:
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:    # the reader refuses a character before parsing starts
         raise ConfigError([_reader_problem(text, exc, source)]) from None
     loader.duplicates, loader.base_dir, loader.depth = [], base_dir, 0
+    loader.budget = [MAX_YAML_BYTES - len(text)]
     try:
-        doc = loader.get_single_data()
+        doc = loader.bounded_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark else 0
         col = f", column {mark.column + 1}" if mark else ""
         what = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, _Limit):
+            raise ConfigError([Problem("yaml", "", f"{what}{col}", exc.fix, source, line)]) from None
         raise ConfigError([Problem("yaml", "", f"syntax error: {what}{col}",
                                    "fix the YAML at that line (indentation, a missing ':' or quote)",
                                    source, line)]) from None
+    except RecursionError:        # !include files nested inside each other, each within the depth bound
+        raise ConfigError([Problem("yaml", "", "nested too deeply to read (through its !include files)",
+                                   "a configuration nests a few levels; look for an unclosed '[' or '{'",
+                                   source)]) from None
     finally:
         loader.dispose()
     parser = _Parser(source, base_dir, rng)
@@ -1116,14 +1248,16 @@ def load_text(text: str, source: str = "<string>", base_dir: str | None = None, 
 def load_file(path: str, *, rng: random.Random | None = None) -> Config:
     """Load a suricata.yaml-shaped file; ConfigError lists every problem with file and line."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = _read_yaml(path, MAX_YAML_BYTES)
     except OSError as exc:
         raise ConfigError([Problem("config", "", f"cannot read {path}: {exc.strerror}",
                                    "give the path of an existing YAML file with -c", path)]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem("config", "", f"{path} is not UTF-8 text ({exc.reason})",
                                    "give a YAML text file with -c", path)]) from None
+    if text is None:
+        raise ConfigError([Problem("config", "", f"{path} is larger than {_yaml_cap()}, the most a "
+                                   "configuration file may be", YAML_SIZE_FIX, path)])
     return load_text(text, path, os.path.dirname(os.path.abspath(path)), rng=rng)
 
 
@@ -1161,15 +1295,10 @@ def from_args(args) -> Config:
 
     threads = g("threads")
     if isinstance(threads, str):
-        if threads.strip().lower() == "auto":
-            threads = min(os.cpu_count() or 1, MAX_THREADS)
-        elif threads.strip().isdigit() and 0 < int(threads) <= MAX_THREADS:
-            threads = int(threads)
-        else:
-            bad("--threads", threads, "is not a thread count", f"give 1..{MAX_THREADS} or 'auto'")
-            threads = None
-    elif threads is not None and not 0 < threads <= MAX_THREADS:
-        bad("--threads", threads, "is not a thread count", f"give 1..{MAX_THREADS} or 'auto'")
+        text = threads.strip().lower()
+        threads = min(cpu_count(), max_threads()) if text == "auto" else int(text) if text.isdigit() else text
+    if threads is not None and thread_count_refusal(threads):
+        bad("--threads", threads, "is not a thread count", threads_fix())
         threads = None
     cluster_type = g("cluster_type")
     if cluster_type is not None and cluster_type not in CLUSTER_TYPES:
@@ -1221,6 +1350,7 @@ def from_args(args) -> Config:
         config.rule_files = [os.path.abspath(r) for r in rules]
     if g("eve") is not None:
         config.eve_log = g("eve")
+        config.lines.pop("eve-log", None)          # no longer the file's
     if g("stats_interval") is not None:
         config.stats_interval = float(g("stats_interval"))
     if g("verdict_hook") is not None:

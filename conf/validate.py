@@ -20,11 +20,66 @@ from conf.model import CLUSTER_TYPES, POLICY_UNSET, Config, Interface
 
 IFNAMSIZ = 16  # kernel limit including the trailing NUL: names have at most 15 characters
 # Bounds on numbers that could otherwise be accepted and then fail (or exhaust memory) at start.
-MAX_THREADS = 1024                 # workers per interface: far beyond any useful one-per-CPU count
+THREADS_PER_CPU = 4                # workers (threads, replay --workers) per CPU at most: more only
+                                   # add context switches; max_threads() is the bound on this machine
+MAX_THREADS = 1024                 # ... and never more than this, whatever the CPU count
+RING_FRAME_BYTES = 2048            # one ring slot at MTU 1500 (bridge.afpacket.ring_geometry)
 MAX_RING_BYTES = 1 << 30           # one socket's RX ring
-MAX_RING_FRAMES = MAX_RING_BYTES // 2048   # ring-size: 2048-byte frames (MTU 1500) in 1 GiB
+MAX_RING_FRAMES = MAX_RING_BYTES // RING_FRAME_BYTES   # ring-size: 2048-byte frames (MTU 1500) in 1 GiB
+RING_MEMORY_SHARE = 2              # every ring together may take at most 1/2 of the physical memory
 MAX_BLOCK_TIMEOUT = 60_000         # ms a V3 block may wait
 MAX_STATS_INTERVAL = 86_400.0      # seconds: one stats line a day
+
+
+def cpu_count() -> int:
+    """CPUs of this machine, as `threads: auto` counts them."""
+    return os.cpu_count() or 1
+
+
+def max_threads() -> int:
+    """The most workers per interface (and replay --workers) this machine takes."""
+    return min(MAX_THREADS, THREADS_PER_CPU * cpu_count())
+
+
+def threads_fix(auto: bool = True) -> str:
+    return (f"use 1..{max_threads()} ({THREADS_PER_CPU} per CPU, this machine has {cpu_count()})"
+            + (", or 'auto' for one per CPU" if auto else "") + ": more workers than CPUs only add context switches")
+
+
+def thread_count_refusal(value, what: str = "thread count") -> str | None:
+    """Why `value` is not a worker count on this machine, or None when it is one (every count
+    option and key -- threads, --threads, replay --workers -- is judged here)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= max_threads():
+        return None
+    return f"{shown(value)} is not a {what} (1..{max_threads()})"
+
+
+def physical_memory() -> int:
+    """Bytes of RAM (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def ring_bytes(iface: Interface) -> int:
+    """One socket's RX ring at MTU 1500, as bridge.afpacket.ring_geometry sizes it: ring-size
+    slots of RING_FRAME_BYTES; a V3 ring (IDS only) is whole blocks, at least two."""
+    frames = iface.ring_size * RING_FRAME_BYTES
+    if iface.tpacket_v3 and iface.copy_mode is None and iface.block_size > 0:
+        return max(2, -(-frames // iface.block_size)) * iface.block_size
+    return frames
+
+
+def shown(value, limit: int = 60) -> str:
+    """`value` as a message shows it: its repr, cut to `limit` characters (a YAML alias can make
+    a value of millions of items; reprlib never walks more than a few of them)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    text = r.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +146,9 @@ def validate(config: Config) -> list[Problem]:
             p(it, name or "<empty>", "interface",
               f"'{name}' is not a valid Linux interface name (at most {IFNAMSIZ - 1} characters, "
               "no '/' or spaces)", "use the name shown by 'ip link'")
-        if not isinstance(it.threads, int) or not 1 <= it.threads <= MAX_THREADS:
-            p(it, name, "threads", f"{it.threads!r} is not a thread count (1..{MAX_THREADS})",
-              "set 'threads' to 1 or more, or 'auto' (one per CPU)")
+        refusal = thread_count_refusal(it.threads)
+        if refusal:
+            p(it, name, "threads", refusal, "set 'threads': " + threads_fix())
         if it.cluster_type not in CLUSTER_TYPES:
             p(it, name, "cluster-type", f"unknown value '{it.cluster_type}'"
               + did_you_mean(it.cluster_type, CLUSTER_TYPES),
@@ -107,19 +162,27 @@ def validate(config: Config) -> list[Problem]:
               "use 'ips' (drop what rules drop), 'tap' (forward everything, alert only) or leave it out (IDS)")
         for key in ("ring_size", "block_size", "block_timeout"):
             value = getattr(it, key)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 dashed = key.replace("_", "-")
-                p(it, name, dashed, f"{value!r} must be a positive integer",
+                p(it, name, dashed, f"{shown(value)} must be a positive integer",
                   f"set '{dashed}' to a positive integer or remove it for the default")
         if isinstance(it.ring_size, int) and it.ring_size > MAX_RING_FRAMES:
             p(it, name, "ring-size", f"{it.ring_size} frames would not fit in {MAX_RING_BYTES >> 30} GiB per "
               "socket", f"set 'ring-size' to at most {MAX_RING_FRAMES} (the default 2048 is usually enough)")
-        if it.buffer_size < 0:
-            p(it, name, "buffer-size", f"{it.buffer_size} is negative",
-              "set 'buffer-size' to 0 (kernel default) or a byte count")
-        if it.tpacket_v3 and it.block_size % os.sysconf("SC_PAGE_SIZE"):
+        if isinstance(it.block_size, int) and it.block_size > MAX_RING_BYTES:
+            p(it, name, "block-size", f"{it.block_size} bytes is larger than a whole ring may be "
+              f"({MAX_RING_BYTES} bytes)", "use a few pages, e.g. 32768 (the default)")
+        if isinstance(it.block_timeout, int) and it.block_timeout > MAX_BLOCK_TIMEOUT:
+            p(it, name, "block-timeout", f"{it.block_timeout} ms is above {MAX_BLOCK_TIMEOUT}",
+              f"use 1..{MAX_BLOCK_TIMEOUT} ms (default 10): a block held longer only delays its frames")
+        if not isinstance(it.buffer_size, int) or not 0 <= it.buffer_size < 2 ** 31:
+            p(it, name, "buffer-size", f"{shown(it.buffer_size)} is not 0..{2 ** 31 - 1} bytes",
+              "set 'buffer-size' to 0 (kernel default) or a byte count below 2 GiB (SO_RCVBUF is an int)")
+        if it.tpacket_v3 and isinstance(it.block_size, int) and it.block_size % os.sysconf("SC_PAGE_SIZE"):
             p(it, name, "block-size", f"{it.block_size} is not a multiple of the page size "
               f"({os.sysconf('SC_PAGE_SIZE')})", "use a multiple of the page size, e.g. 32768")
+
+    out += ring_memory_problems(config)
 
     seen_ids: dict[int, Interface] = {}
     for it in config.af_packet:
@@ -198,8 +261,10 @@ def validate(config: Config) -> list[Problem]:
               "never read, so they are never forwarded (silent blackhole)",
               "remove 'bpf-filter' from ips/tap interfaces; use 'pass' rules to skip inspection")
 
-    if not (math.isfinite(config.stats_interval) and 0 <= config.stats_interval <= MAX_STATS_INTERVAL):
-        p(None, "ipsbridge", "stats-interval", f"{config.stats_interval} is not 0..{MAX_STATS_INTERVAL:g} seconds",
+    si = config.stats_interval
+    if isinstance(si, bool) or not isinstance(si, (int, float)) or not (
+            math.isfinite(si) and 0 <= si <= MAX_STATS_INTERVAL):
+        p(None, "ipsbridge", "stats-interval", f"{shown(si)} is not 0..{MAX_STATS_INTERVAL:g} seconds",
           "set 'stats-interval' to seconds between stats lines, or 0 to turn them off")
     from conf.build import mode_of
 
@@ -217,6 +282,30 @@ def validate(config: Config) -> list[Problem]:
         p(None, "classification-file", "", f"file not found: {config.classification_file}",
           "point 'classification-file' at a classification.config, or remove it for the built-in one")
     return out
+
+
+def ring_memory_problems(config: Config) -> list[Problem]:
+    """The RX rings of every worker together (threads x one ring per interface) against the
+    machine's memory: ring memory is the kernel's and is never swapped out, so at most
+    1/RING_MEMORY_SHARE of the RAM.  Reported once, on the interface with the largest share."""
+    sized = [it for it in config.af_packet if isinstance(it.threads, int) and isinstance(it.ring_size, int)
+             and isinstance(it.block_size, int) and 1 <= it.threads <= MAX_THREADS
+             and 1 <= it.ring_size <= MAX_RING_FRAMES]
+    ram = physical_memory()
+    if not sized or not ram:
+        return []
+    share = {id(it): it.threads * ring_bytes(it) for it in sized}
+    total, allowed = sum(share.values()), ram // RING_MEMORY_SHARE
+    if total <= allowed:
+        return []
+    big = max(sized, key=lambda it: share[id(it)])
+    mib = 1 << 20
+    return [_problem(config, big, big.interface, "ring-size",
+                     f"the rings would take {total // mib} MiB in all ({big.interface}: {big.threads} threads x "
+                     f"{ring_bytes(big) // mib} MiB), more than 1/{RING_MEMORY_SHARE} of this machine's "
+                     f"{ram // mib} MiB of memory",
+                     f"lower 'ring-size' (default 2048 frames, 4 MiB per socket) or 'threads' so that the rings "
+                     f"stay below {allowed // mib} MiB")]
 
 
 # ------------------------------------------------------------------ exception policies
