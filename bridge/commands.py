@@ -105,6 +105,10 @@ def register(subparsers) -> None:
                      help="write the final counters as JSON to FILE at shutdown")
     out.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                      help="structlog level on stderr (default: info)")
+    out.add_argument("--unix-socket", metavar="PATH", default=None,
+                     help="control socket (Suricata's unix-command protocol: suricatasc, 'ipsbridge reload', "
+                     "'ipsbridge stats'); overrides unix-command.filename and enables it (default: "
+                     "/run/ipsbridge/ipsbridge.socket when free)")
     run.add_argument("--verdict-hook", metavar="MODULE:FACTORY",
                      help="advanced/testing: build each worker's inspector with MODULE.FACTORY(config) "
                      "instead of the rule engine")
@@ -138,6 +142,9 @@ def _build(args):
     if getattr(args, "bypass", None):
         for iface in config.af_packet:
             iface.bypass = args.bypass
+    if getattr(args, "unix_socket", None):
+        config.unix_command = "yes"
+        config.unix_command_path = args.unix_socket
     return config, None
 
 
@@ -162,7 +169,14 @@ def cmd_run(args) -> int:
                     file=p.file, line=p.line)
     from bridge import supervisor
 
-    return supervisor.run(config, stats_json=args.stats_json)
+    def reconfigure():
+        """A rule reload: the configuration built again from the same file and flags."""
+        new, problems = _build(args)
+        if problems:
+            return None, problems
+        return new, [p for p in conf.validate(new) if p.severity == "error"]
+
+    return supervisor.run(config, stats_json=args.stats_json, reconfigure=reconfigure)
 
 
 MAX_RULE_ERRORS = 20

@@ -12,7 +12,9 @@ from conf.model import Config
 from rules.api import ForwardAll, Inspector
 
 
-def build_inspector(config: Config) -> Inspector:
+def build_inspector(config: Config, *, settle: bool = True) -> Inspector:
+    """`settle`: freeze the heap once built (settle_heap); a rule reload builds in a
+    thread and settles after the swap instead."""
     if config.verdict_hook:
         module_name, _, attr = config.verdict_hook.partition(":")
         if not attr:
@@ -21,7 +23,8 @@ def build_inspector(config: Config) -> Inspector:
         return factory(config)
     if config.rule_files:
         engine = build_engine(config)
-        settle_heap()
+        if settle:
+            settle_heap()
         return engine
     return ForwardAll()
 
@@ -34,11 +37,22 @@ def settle_heap() -> None:
     packets), so collections run often, and each full one walked the whole rule set:
     with all loadable ET Open rules that was 6-8 us per frame on HTTP-like traffic
     (Engine.inspect 17-20 -> 10.5-12 us/frame).  Frozen objects are never freed: a
-    process that replaces its engine (a rule reload) must drop the old one, then call
-    gc.unfreeze() before calling this again."""
+    process that replaces its engine (a rule reload) calls `resettle_heap` instead."""
     import gc
 
     gc.collect()
+    gc.freeze()
+
+
+def resettle_heap() -> None:
+    """After a rule reload swapped the engine: freeze what is alive now (the new rules)
+    without a full collection (with ET Open that walk stalls the frame path for most of a
+    second).  The old engine's objects hold no reference cycles, so they went by reference
+    counting when the swap dropped them, frozen or not (tests/unit/test_worker_reload.py
+    checks that a reload leaves no cyclic garbage behind)."""
+    import gc
+
+    gc.collect(0)
     gc.freeze()
 
 
@@ -56,4 +70,6 @@ def build_engine(config: Config, *, mode: str | None = None, paths=None):
         log.warning("rules_load_errors", failed=len(result.errors), loaded=len(result.rules),
                     first=[str(e) for e in result.errors[:5]],
                     unsupported=dict(sorted(result.unsupported.items())[:20]))
+        for e in result.errors:     # a traceback holds frames in reference cycles: free them by refcount
+            e.__traceback__ = None
     return Engine(result.rules, engine_settings(config, mode), rules_failed=len(result.errors))

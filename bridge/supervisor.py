@@ -47,7 +47,9 @@ import structlog
 
 from bridge import afpacket as afp
 from bridge import ebpf
+from bridge.control import ControlError, ControlServer, Pending
 from bridge.logs import configure_logging
+from bridge.reload import Reloader
 from bridge.stats import empty, merge, rates
 from bridge.worker import PortSpec, WorkerSpec, worker_main
 
@@ -214,12 +216,18 @@ def build_workers(config, offload: ebpf.KernelOffload | None = None) -> list[Wor
 
 
 class Supervisor:
-    def __init__(self, config, stats_json: str | None):
+    def __init__(self, config, stats_json: str | None, reconfigure=None):
         self.config = config
         self.stats_json = stats_json
         self.log = structlog.get_logger("ipsbridge")
         self.stop_signal: int | None = None
         self.hup = False
+        self.usr2 = False
+        self.t0 = time.monotonic()
+        self.ctls: dict[int, Any] = {}              # worker index -> our end of its command pipe
+        self.hits: dict[int, list] = {}             # worker index -> its rule_hits()
+        self.control: ControlServer | None = None
+        self.reloader = Reloader(config, reconfigure, self.log, self.send_ctl)
         self.procs: list[multiprocessing.Process] = []
         self.conns: dict[Any, int] = {}            # connection -> worker index
         self.latest: dict[int, dict] = {}          # worker index -> {iface: counters}
@@ -238,14 +246,18 @@ class Supervisor:
         self.specs = build_workers(self.config, self.offload)
         all_fds = [ps.fileno() for spec in self.specs for ps in spec.sockets]
         ctx = multiprocessing.get_context("fork")
+        me = os.getpid()
         for spec in self.specs:
             mine = {ps.fileno() for ps in spec.sockets}
             r, w = ctx.Pipe(duplex=False)
+            cr, cw = ctx.Pipe(duplex=False)
             p = ctx.Process(target=worker_main, name=f"ipsbridge-w{spec.index}",
-                            args=(spec, self.config, w, [fd for fd in all_fds if fd not in mine]),
+                            args=(spec, self.config, w, [fd for fd in all_fds if fd not in mine], cr, me),
                             daemon=False)
             p.start()
             w.close()
+            cr.close()
+            self.ctls[spec.index] = cw
             self.procs.append(p)
             self.pids[spec.index] = p.pid
             self.conns[r] = spec.index
@@ -256,6 +268,20 @@ class Supervisor:
     def on_signal(self, signum, frame) -> None:
         if self.stop_signal is None:
             self.stop_signal = signum
+
+    def on_usr2(self, signum, frame) -> None:
+        """SIGUSR2: reload the rules (as Suricata's)."""
+        self.usr2 = True
+
+    def send_ctl(self, index: int, msg: tuple) -> bool:
+        conn = self.ctls.get(index)
+        if conn is None:
+            return False
+        try:
+            conn.send(msg)
+        except OSError:
+            return False
+        return True
 
     def on_hup(self, signum, frame) -> None:
         """SIGHUP (logrotate): the workers reopen the EVE file; nothing stops.  The
@@ -275,8 +301,12 @@ class Supervisor:
         elif kind in ("stats", "final"):
             self.latest[index] = msg[3]
             self.inspector[index] = msg[4]
+            if len(msg) > 5:
+                self.hits[index] = msg[5]
             if kind == "final":
                 self.final.add(index)
+        elif kind == "reloaded":
+            self.reloader.worker_done(index, msg[3], msg[4], msg[5])
         elif kind == "error":
             self.log.error("worker_setup_failed", worker=index, pid=pid, error=msg[3])
 
@@ -336,20 +366,27 @@ class Supervisor:
         self.offload = None
 
     def run(self) -> int:
-        old_hup = signal.signal(signal.SIGHUP, self.on_hup)   # before the workers exist: never fatal
+        # before the workers exist: neither signal may ever be fatal
+        old_hup = signal.signal(signal.SIGHUP, self.on_hup)
+        old_usr2 = signal.signal(signal.SIGUSR2, self.on_usr2)
         try:
             self.start()
+            self.open_control()
         except SetupError as e:
             self.log.error("setup_failed", error=str(e))
-            self.close_offload()
+            self.shutdown()
             signal.signal(signal.SIGHUP, old_hup)
+            signal.signal(signal.SIGUSR2, old_usr2)
             return 1
         except BaseException:
             self.shutdown()
             signal.signal(signal.SIGHUP, old_hup)
+            signal.signal(signal.SIGUSR2, old_usr2)
             raise
+        self.reloader.load_initial()
         old = {s: signal.signal(s, self.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         old[signal.SIGHUP] = old_hup
+        old[signal.SIGUSR2] = old_usr2
         status = 0
         try:
             status = self.loop()
@@ -378,6 +415,10 @@ class Supervisor:
         prev, prev_t = {}, t0
         while self.stop_signal is None:
             self.heartbeat(time.monotonic())
+            if self.usr2:
+                self.usr2 = False
+                self.reloader.request(why="SIGUSR2")
+            self.reloader.poll([s.index for s, p in zip(self.specs, self.procs) if p.is_alive()])
             if self.hup:
                 self.hup = False
                 self.log.info("reopen", reason="SIGHUP", eve=self.config.eve_log)
@@ -387,10 +428,15 @@ class Supervisor:
                             os.kill(p.pid, signal.SIGHUP)
                         except ProcessLookupError:
                             pass
-            waitables = list(self.conns) + [p.sentinel for p in self.procs]
-            for obj in mpc.wait(waitables, timeout=0.5):
+            ctl = self.control.waitables() if self.control is not None else []
+            waitables = list(self.conns) + [p.sentinel for p in self.procs] + ctl
+            timeout = 0.05 if self.reloader.state == "validating" else 0.5
+            ready = mpc.wait(waitables, timeout=timeout)
+            for obj in ready:
                 if obj in self.conns:
                     self.handle(obj)
+            if ctl and ready:
+                self.control.handle_ready(ready)
             # messages first, then deaths: a worker's last words arrive before its sentinel
             dead = self.dead_worker()
             if dead is not None:
@@ -401,6 +447,7 @@ class Supervisor:
                 dead = self.dead_worker()
             if dead is not None:
                 idx, code = dead
+                self.reloader.worker_gone(idx)
                 spec = self.specs[idx]
                 self.log.error("worker_died", worker=idx, pid=self.pids[idx], label=spec.label,
                                slot=spec.slot, exit_code=code,
@@ -422,6 +469,94 @@ class Supervisor:
         self.log.info("stopping", signal=signal.Signals(self.stop_signal).name)
         return 0
 
+    # ------------------------------------------------------------------ control socket
+    def open_control(self) -> None:
+        """unix-command: yes -> the socket or a refusal; auto -> the socket, or a warning and
+        none when it cannot be had (another instance holds the path); no -> none."""
+        mode = self.config.unix_command
+        if mode == "no":
+            return
+        server = ControlServer(self.config.unix_command_path, self.control_handlers(),
+                               {"reload-rules": self.cmd_reload, "ruleset-reload-rules": self.cmd_reload})
+        try:
+            server.open()
+        except ControlError as e:
+            if mode == "yes":
+                raise SetupError(f"{e} (set unix-command.enabled: no to run without it)") from e
+            self.log.warning("control_socket_unavailable", error=str(e),
+                             fix="set unix-command.filename to a free path, or enabled: no")
+            return
+        self.control = server
+        self.log.info("control_socket", path=server.path)
+
+    def control_handlers(self) -> dict:
+        ok = lambda v: (lambda args: (True, v))   # noqa: E731
+        h = {
+            "version": ok("ipsbridge 0.1.0"),
+            "running-mode": ok("workers"),
+            "capture-mode": ok("AF_PACKET_DEV"),
+            "uptime": lambda args: (True, int(time.monotonic() - self.t0)),
+            "iface-list": self.cmd_iface_list,
+            "iface-stat": self.cmd_iface_stat,
+            "dump-counters": lambda args: (True, self.counters()),
+            "ruleset-reload-nonblocking": self.cmd_reload_nonblocking,
+            "ruleset-reload-time": lambda args: (True, [{"id": 0, "last_reload": _iso(self.reloader.info.when)}]),
+            "ruleset-stats": lambda args: (True, [{"id": 0, "rules_loaded": self.reloader.info.loaded,
+                                                   "rules_failed": len(self.reloader.info.failed)}]),
+            "ruleset-failed-rules": lambda args: (True, list(self.reloader.info.failed)),
+            "reopen-log-files": self.cmd_reopen,
+            "shutdown": self.cmd_shutdown,
+        }
+        names = sorted(set(h) | {"reload-rules", "ruleset-reload-rules", "command-list", "help"})
+        h["command-list"] = h["help"] = lambda args: (True, {"count": len(names), "commands": names})
+        return h
+
+    def cmd_iface_list(self, args):
+        names = [i.interface for i in self.config.af_packet]
+        return True, {"count": len(names), "ifaces": names}
+
+    def cmd_iface_stat(self, args):
+        name = args.get("iface")
+        c = self.totals()["interfaces"].get(name) if isinstance(name, str) else None
+        if c is None:
+            return False, "Iface does not exist"
+        # Suricata's fields: packets seen, capture (kernel) drops, bad checksums, bypassed
+        return True, {"pkts": c["received"] + c["kernel_drops"], "drop": c["kernel_drops"],
+                      "invalid-checksums": c["csum_unfixable"], "bypassed": c["bypassed"]}
+
+    def cmd_reload(self, pending: Pending, args) -> None:
+        self.reloader.request(lambda ok, msg: self.control.answer(pending, ok, msg), why="control socket")
+
+    def cmd_reload_nonblocking(self, args):
+        if self.reloader.state != "idle":
+            return False, "Reload already in progress"
+        self.reloader.request(why="control socket (nonblocking)")
+        return True, "done"
+
+    def cmd_reopen(self, args):
+        self.hup = True
+        return True, "done"
+
+    def cmd_shutdown(self, args):
+        if self.stop_signal is None:
+            self.stop_signal = signal.SIGTERM
+        return True, "Closing ipsbridge"
+
+    def counters(self) -> dict[str, Any]:
+        """dump-counters: the totals, uptime, reloads and the rules that hit most."""
+        out = self.totals()
+        out["uptime"] = int(time.monotonic() - self.t0)
+        out["reloads"] = {"done": self.reloader.reloads, "failed": self.reloader.failed_reloads,
+                          "generation": self.reloader.generation}
+        merged: dict[tuple[int, int], list] = {}
+        for hits in self.hits.values():
+            for gid, sid, n, msg in hits:
+                e = merged.setdefault((gid, sid), [0, msg])
+                e[0] += n
+        top = sorted(merged.items(), key=lambda kv: (-kv[1][0], kv[0]))[:50]
+        out["rules"] = {"top": [{"gid": g, "sid": s, "hits": n, "msg": m} for (g, s), (n, m) in top]}
+        return out
+
     def shutdown(self) -> None:
         """Stop the workers; the kernel offload steps aside first (its frames reach the
         rings again while the workers still forward) and is removed once they are gone."""
@@ -434,6 +569,9 @@ class Supervisor:
             self._stop_workers()
         finally:
             self.close_offload()
+            if self.control is not None:
+                self.control.close()
+                self.control = None
 
     def _stop_workers(self) -> None:
         for p in self.procs:
@@ -458,8 +596,17 @@ class Supervisor:
                              note="totals use the last periodic report of these workers")
 
 
-def run(config, *, stats_json: str | None = None) -> int:
+def _iso(ts: float) -> str | None:
+    if not ts:
+        return None
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+
+
+def run(config, *, stats_json: str | None = None, reconfigure=None) -> int:
     """Run the bridge until SIGINT/SIGTERM.  0 on a clean stop, 1 on a setup
-    failure or a worker that died."""
+    failure or a worker that died.  `reconfigure() -> (Config | None, problems)` builds
+    the configuration again as at start, for rule reloads (SIGUSR2, the control socket)."""
     configure_logging()
-    return Supervisor(config, stats_json).run()
+    return Supervisor(config, stats_json, reconfigure).run()

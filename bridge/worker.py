@@ -80,6 +80,8 @@ import os
 import select
 import signal
 import socket
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,9 +211,15 @@ class Worker:
     from rings on byte buffers and fake sockets."""
 
     def __init__(self, ports: list[_Port], inspector, config, conn=None, *, index: int = 0,
-                 kernel=None) -> None:
+                 kernel=None, ctl=None) -> None:
         self.config = config
         self.conn = conn
+        self.ctl = ctl                    # the supervisor's commands (a rule reload), or None
+        self.kernel = kernel
+        self.reload_thread: threading.Thread | None = None
+        self.reload_next: tuple | None = None     # a reload asked for while one builds: (generation, config)
+        self.built: tuple | None = None           # (generation, config, inspector or None, error) from the thread
+        self.switch_interval = sys.getswitchinterval()
         self.index = index
         self.log = structlog.get_logger("ipsbridge.worker").bind(worker=index, pid=os.getpid())
         self.stop = False
@@ -237,7 +245,7 @@ class Worker:
         self.fast = self._fast_path(kernel)
 
     @classmethod
-    def from_spec(cls, spec: WorkerSpec, config, conn) -> Worker:
+    def from_spec(cls, spec: WorkerSpec, config, conn, ctl=None) -> Worker:
         """In the worker process: map the rings of the spec's sockets, build the inspector."""
         rings = {}
         for p in spec.ports:
@@ -253,7 +261,7 @@ class Worker:
             ports.append(_Port(ps.iface, ps, rings[p.sock], p.mode, peer, tx=tx, csum_mask=mask, csum_hint=hint))
         from bridge.hook import build_inspector
 
-        return cls(ports, build_inspector(config), config, conn, index=spec.index, kernel=spec.kernel)
+        return cls(ports, build_inspector(config), config, conn, index=spec.index, kernel=spec.kernel, ctl=ctl)
 
     def _fast_path(self, kernel) -> FastPath | None:
         """The fast path for these ports: none when an interface says `bypass: off` or the
@@ -280,6 +288,10 @@ class Worker:
         for port in self.ports:
             poller.register(port.ps.fileno(), select.POLLIN | select.POLLERR)
             by_fd[port.ps.fileno()] = port
+        ctl_fd = -1
+        if self.ctl is not None:
+            ctl_fd = self.ctl.fileno()
+            poller.register(ctl_fd, select.POLLIN)
         self.conn.send(("ready", self.index, os.getpid()))
         next_report = time.monotonic() + REPORT_INTERVAL
         while not self.stop:
@@ -289,6 +301,11 @@ class Worker:
                 events = []
             readable = set()
             for fd, ev in events:
+                if fd == ctl_fd:
+                    if self.control():
+                        poller.unregister(ctl_fd)     # the supervisor is gone
+                        ctl_fd = -1
+                    continue
                 if ev & select.POLLIN:
                     readable.add(fd)
                 if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
@@ -318,6 +335,8 @@ class Worker:
             if self.reopen:
                 self.reopen = False
                 self.reopen_eve()
+            if self.built is not None:
+                self.swap_rules()
             now = time.monotonic()
             if now >= next_report:
                 next_report = now + REPORT_INTERVAL
@@ -325,6 +344,83 @@ class Worker:
                 self.report("stats")
         self.shutdown()
         self.report("final")
+
+    # ---------------------------------------------------------------- rule reload
+    def control(self) -> bool:
+        """Read the supervisor's commands; True when its end of the pipe is closed."""
+        try:
+            while self.ctl.poll():
+                msg = self.ctl.recv()
+                if msg[0] == "reload":
+                    self.start_reload(msg[1], msg[2])
+        except (EOFError, OSError):
+            return True
+        return False
+
+    def start_reload(self, generation: int, config) -> None:
+        """Build the new rules in a thread (the frames keep flowing through the old ones);
+        the loop swaps them in once built (swap_rules).  Python runs one thread at a time:
+        the switch interval drops to 1 ms meanwhile so the frame loop waits at most that
+        long for its turn."""
+        if self.reload_thread is not None:
+            self.reload_next = (generation, config)
+            return
+
+        def build():
+            from bridge.hook import build_inspector
+
+            try:
+                self.built = (generation, config, build_inspector(config, settle=False), "")
+            except Exception as e:  # noqa: BLE001 - a failed build keeps the running rules
+                self.built = (generation, config, None, repr(e))
+
+        self.switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.001)
+        self.reload_thread = threading.Thread(target=build, name="rule-build", daemon=True)
+        self.reload_thread.start()
+
+    def swap_rules(self) -> None:
+        """Between two drains: the built rules replace the running ones.  An engine adopts
+        the new rules and keeps its flows; another kind of inspector (none before, a verdict
+        hook) is replaced.  The fast path's entries were decided by the old rules: they go
+        (decided flows come back to the engine once and are offered again)."""
+        generation, config, new, error = self.built
+        self.built = None
+        self.reload_thread = None
+        sys.setswitchinterval(self.switch_interval)
+        ok = new is not None
+        detail = error
+        if ok:
+            old = self.inspector
+            adopt = getattr(old, "adopt_rules", None)
+            if adopt is not None and type(new) is type(old):
+                reopened = adopt(new)
+                detail = f"{reopened} flows reopened"
+                if self.fast is not None:
+                    self.fast.clear()
+            else:
+                try:
+                    events = old.finish() if hasattr(old, "finish") else ()
+                except Exception:
+                    events = ()
+                if events and self.config.eve_log:
+                    self.write_events(events)
+                self.inspector = new
+                if self.fast is not None:
+                    self.fast.clear()
+                self.fast = self._fast_path(self.kernel)
+            del new, old
+            self.config = config
+            from bridge.hook import resettle_heap
+
+            resettle_heap()
+        try:
+            self.conn.send(("reloaded", self.index, os.getpid(), generation, ok, detail))
+        except OSError:
+            pass
+        if self.reload_next is not None:
+            nxt, self.reload_next = self.reload_next, None
+            self.start_reload(*nxt)
 
     def shutdown(self) -> None:
         """The end of the run: the frames still in the rings, then `finish`, then the fast
@@ -397,7 +493,11 @@ class Worker:
             insp["eve.events_lost"] = self.eve_lost
         payload = {port.name: port.counters.as_dict() for port in self.ports}
         try:
-            self.conn.send((kind, self.index, os.getpid(), payload, insp))
+            hits = self.inspector.rule_hits() if hasattr(self.inspector, "rule_hits") else []
+        except Exception:
+            hits = []
+        try:
+            self.conn.send((kind, self.index, os.getpid(), payload, insp, hits))
         except (BrokenPipeError, OSError):
             self.stop = True    # supervisor gone: nothing left to report to
 
@@ -682,8 +782,12 @@ def _checksum_checks(config, iface: str) -> str:
     return _interface(config, iface).checksum_checks
 
 
-def worker_main(spec: WorkerSpec, config, conn, foreign_fds: list[int]) -> None:
-    """Entry point in the forked child."""
+def worker_main(spec: WorkerSpec, config, conn, foreign_fds: list[int], ctl=None,
+                supervisor_pid: int = 0) -> None:
+    """Entry point in the forked child.  The worker stops (SIGTERM) when the supervisor
+    dies, whatever killed it: no worker forwards unmanaged (fail-open is the kernel's job)."""
+    if supervisor_pid:
+        _die_with_parent(supervisor_pid)
     for fd in foreign_fds:        # other workers' sockets: holding them would keep dead slots in the groups
         try:
             os.close(fd)
@@ -704,8 +808,9 @@ def worker_main(spec: WorkerSpec, config, conn, foreign_fds: list[int]) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)     # reloads come from the supervisor, over `ctl`
     try:
-        worker = Worker.from_spec(spec, config, conn)
+        worker = Worker.from_spec(spec, config, conn, ctl)
     except Exception as e:
         structlog.get_logger("ipsbridge.worker").error(
             "worker_setup_failed", worker=spec.index, label=spec.label, error=repr(e))
@@ -716,3 +821,20 @@ def worker_main(spec: WorkerSpec, config, conn, foreign_fds: list[int]) -> None:
         os._exit(3)
     w_stop["worker"] = worker
     worker.run()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """PR_SET_PDEATHSIG: SIGTERM when the forking thread's process exits.  Set after the
+    fork, so the parent may already be gone: then stop now."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(0)
