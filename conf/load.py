@@ -113,7 +113,7 @@ log = structlog.get_logger("conf")
 # that ipsbridge does not use: accepted with one warning.
 TOP_LEVEL = ("af-packet", "vars", "default-rule-path", "rule-files", "classification-file",
              "stream", "flow", "flow-timeouts", "defrag", "decoder", "exception-policy", "pcap-file",
-             "ipsbridge", "outputs", "default-log-dir")
+             "ipsbridge", "outputs", "default-log-dir", "unix-command")
 
 INTERFACE_KEYS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Interface)
                        if f.name != "line")
@@ -128,6 +128,8 @@ DEFRAG_KEYS = ("timeout", "trackers", "max-frags")
 DECODER_KEYS = ("vxlan", "gre")
 PCAP_FILE_KEYS = ("checksum-checks",)
 IPSBRIDGE_KEYS = ("eve-log", "stats-interval", "verdict-hook")
+UNIX_COMMAND_KEYS = ("enabled", "filename")
+UNIX_COMMAND_DIR = "/run/ipsbridge"          # a relative unix-command.filename is taken in here (Suricata: its state dir)
 VARS_KEYS = ("address-groups", "port-groups")
 
 CHECKSUM_CHECKS = ("auto", "yes", "no", "kernel")          # af-packet (bridge.worker reads them per frame)
@@ -1130,6 +1132,7 @@ class _Parser:
                 self.lines["exception-policy"] = L("exception-policy")
         self.pcap_file(doc.get("pcap-file"), L("pcap-file"), config)
         self.outputs(doc, config)
+        self.unix_command(doc.get("unix-command"), L("unix-command"), config)
         own = doc.get("ipsbridge")
         if isinstance(own, _Map):
             self.check_keys("ipsbridge", own, IPSBRIDGE_KEYS)
@@ -1152,6 +1155,25 @@ class _Parser:
             self.problems += policy_problems(config)      # the combinations Suricata refuses in any mode
         assign_cluster_ids(config)
         return config
+
+    def unix_command(self, raw, line, config):
+        """Suricata's `unix-command: {enabled: yes|no|auto, filename}`: the control socket."""
+        if raw is None:
+            return
+        if not isinstance(raw, _Map):
+            self.error("unix-command", "", "must be a mapping", "indent enabled and filename under 'unix-command:'",
+                       line)
+            return
+        self.check_keys("unix-command", raw, UNIX_COMMAND_KEYS)
+        if "enabled" in raw:
+            v = self.as_choice("unix-command", "enabled", raw["enabled"], raw.line_of("enabled"),
+                               ("yes", "no", "auto"), bools=True)
+            if v is not None:
+                config.unix_command = v
+        if raw.get("filename") is not None:
+            v = self.as_str("unix-command", "filename", raw["filename"], raw.line_of("filename"))
+            if v:
+                config.unix_command_path = v if os.path.isabs(v) else os.path.join(UNIX_COMMAND_DIR, v)
 
     def outputs(self, doc, config):
         """Suricata's `outputs: - eve-log: {enabled, filename}` sets eve_log; the rest is unused."""
