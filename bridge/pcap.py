@@ -18,6 +18,14 @@
   the packets, so a command can refuse before it starts.
 - A truncated file (a record header or body cut short) ends the file at the
   last whole record with a warning (`on_warning(message)`), never a traceback.
+- Absurd lengths are refused as libpcap refuses them (sf-pcap.c, sf-pcapng.c),
+  with a `PcapError` naming the file, the packet number and the length, before
+  anything of that size is read: a pcap record whose captured length is above
+  MAX_SNAPLEN (262144, libpcap's maximum for every link type we read); a pcap
+  record above the file's own snapshot length but within 262144 is cut to the
+  snapshot length, as libpcap does; a pcapng packet above its interface's
+  snapshot length, a pcapng block above 16 MiB, a section header above 1 MiB.
+  A snapshot length of 0 (or above 2^31-1) means 262144, as in libpcap.
 
 Several files, or a directory (its files sorted by name), are one continuous
 stream: `PcapStream` reads them in order and exposes `bytes_read` /
@@ -62,6 +70,29 @@ _PCAP_MAGIC = {
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
 _NG_SHB = 0x0A0D0D0A
+
+# libpcap's bounds on what a capture file may make it read (sf-pcap.c, sf-pcapng.c, pcap-common.c)
+MAX_SNAPLEN = 262144              # MAXIMUM_SNAPLEN: max_snaplen_for_dlt() of every link type in LINKTYPES
+MAX_NG_BLOCK = 16 * 1024 * 1024   # INITIAL_MAX_BLOCKSIZE: a larger pcapng block is refused
+MAX_NG_SHB = 1024 * 1024          # BT_SHB_INSANE_MAX: a larger section header block is refused
+_INT_MAX = 2 ** 31 - 1
+DAMAGED = "the file is damaged there (libpcap, hence tcpdump and Suricata, refuses it too)"
+
+
+def snapshot_length(snaplen: int) -> int:
+    """The snapshot length libpcap reads a file (or pcapng interface) with: as written, except
+    0 or above INT_MAX, which mean MAX_SNAPLEN (pcap_adjust_snapshot)."""
+    return MAX_SNAPLEN if snaplen == 0 or snaplen > _INT_MAX else snaplen
+
+
+def _caplen_error(path: str, packet: int, caplen: int, snapshot: int) -> PcapError:
+    limit = f"the snapshot length {snapshot}" if caplen > snapshot else f"the maximum {MAX_SNAPLEN}"
+    return PcapError(f"{path}: packet {packet}: captured length {caplen} is bigger than {limit}; {DAMAGED}")
+
+
+def _block_error(path: str, after: int, blen: int, limit: int, what: str = "block") -> PcapError:
+    return PcapError(f"{path}: packet {after + 1}: pcapng {what} of {blen} bytes is bigger than the maximum "
+                     f"{limit}; {DAMAGED}")
 
 
 class PcapError(Exception):
@@ -127,10 +158,11 @@ def _read_pcap(f, path, magic, warn, progress):
     rest = f.read(20)
     if len(rest) < 20:
         raise PcapError(f"{path}: truncated pcap global header")
-    _vmaj, _vmin, _tz, _sig, _snap, linktype = struct.unpack(order + "HHiIII", rest)
+    _vmaj, _vmin, _tz, _sig, snaplen, linktype = struct.unpack(order + "HHiIII", rest)
     linktype &= 0xFFFF                  # the upper bits say whether frames end with an FCS
     if linktype not in LINKTYPES:
         raise _linktype_error(path, linktype)
+    snapshot = snapshot_length(snaplen)
     rec = struct.Struct(order + "IIII")
     n = 0
     while True:
@@ -141,6 +173,8 @@ def _read_pcap(f, path, magic, warn, progress):
             warn(f"{path}: truncated record header after {n} packets; stopping at the last whole packet")
             return
         sec, frac, incl, _orig = rec.unpack(hdr)
+        if incl > MAX_SNAPLEN:
+            raise _caplen_error(path, n + 1, incl, snapshot)
         data = f.read(incl)
         if len(data) < incl:
             warn(f"{path}: packet {n + 1} truncated ({len(data)} of {incl} bytes); "
@@ -149,6 +183,8 @@ def _read_pcap(f, path, magic, warn, progress):
         n += 1
         if progress is not None:
             progress[0] += 16 + incl
+        if incl > snapshot:             # within MAX_SNAPLEN: libpcap hands over the first `snapshot` bytes
+            data = data[:snapshot]
         yield Record(sec + frac * unit, data, path, "", linktype)
 
 
@@ -160,7 +196,7 @@ def _tsresol(v: int) -> float:
 
 def _read_pcapng(f, path, first4, warn, progress):
     order = "<"
-    ifaces: list[tuple[int, float, str]] = []   # (linktype, ts unit, name)
+    ifaces: list[tuple[int, float, str, int]] = []   # (linktype, ts unit, name, snapshot length)
     n = 0
     pending = first4
     while True:
@@ -185,6 +221,8 @@ def _read_pcapng(f, path, first4, warn, progress):
             else:
                 raise PcapError(f"{path}: bad pcapng byte-order magic {bom.hex()}")
             blen = struct.unpack(order + "I", hdr[4:8])[0]
+            if blen > MAX_NG_SHB:
+                raise _block_error(path, n, blen, MAX_NG_SHB, "section header block")
             body = f.read(blen - 12) if blen >= 12 else b""
             if blen < 12 or len(body) < blen - 12:
                 warn(f"{path}: truncated section header")
@@ -197,6 +235,8 @@ def _read_pcapng(f, path, first4, warn, progress):
         if blen < 12 or blen % 4:
             warn(f"{path}: corrupt block (type {btype:#x}, length {blen}) after {n} packets; stopping there")
             return
+        if blen > MAX_NG_BLOCK:
+            raise _block_error(path, n, blen, MAX_NG_BLOCK)
         body = f.read(blen - 8)
         if len(body) < blen - 8:
             warn(f"{path}: truncated block after {n} packets; stopping at the last whole packet")
@@ -207,7 +247,7 @@ def _read_pcapng(f, path, first4, warn, progress):
         if btype == 1:                        # Interface Description Block
             if len(body) < 8:
                 raise PcapError(f"{path}: interface description block too short")
-            linktype, _res, _snap = struct.unpack_from(order + "HHI", body, 0)
+            linktype, _res, snaplen = struct.unpack_from(order + "HHI", body, 0)
             unit, name = 1e-6, ""
             off = 8
             while off + 4 <= len(body):
@@ -220,7 +260,7 @@ def _read_pcapng(f, path, first4, warn, progress):
                 elif code == 9 and val:          # (an option cut short by the block end has no value)
                     unit = _tsresol(val[0])
                 off += 4 + ((olen + 3) & ~3)
-            ifaces.append((linktype, unit, name))
+            ifaces.append((linktype, unit, name, snapshot_length(snaplen)))
         elif btype in (6, 2, 3):
             if btype == 3:
                 if len(body) < 4:
@@ -241,9 +281,13 @@ def _read_pcapng(f, path, first4, warn, progress):
                 ts_raw = (hi << 32) | lo
             if iface >= len(ifaces):
                 raise PcapError(f"{path}: packet refers to interface {iface}, which no interface block described")
-            linktype, unit, name = ifaces[iface]
+            linktype, unit, name, snapshot = ifaces[iface]
             if linktype not in LINKTYPES:
                 raise _linktype_error(path, linktype, f" on interface {iface} ({name or 'unnamed'})")
+            if btype == 3:              # a simple packet block's captured length: its length, up to the snapshot
+                data = data[:snapshot]
+            elif cap > snapshot:
+                raise _caplen_error(path, n + 1, cap, snapshot)
             n += 1
             yield Record((ts_raw * unit if ts_raw is not None else 0.0), bytes(data), path, name, linktype)
         # other blocks (name resolution, statistics, custom, ...) are skipped
@@ -332,6 +376,7 @@ def _pcapng_linktypes(f, path: str) -> set[int]:
     order = "<"
     ifaces: list[tuple[int, str]] = []         # (linktype, name) of the current section
     used: set[int] = set()
+    packets = 0
     while True:
         hdr = f.read(12)                       # type, length, and the first body word
         if len(hdr) < 12:
@@ -342,6 +387,10 @@ def _pcapng_linktypes(f, path: str) -> set[int]:
         btype, blen = struct.unpack_from(order + "II", hdr)
         if blen < 12 or blen % 4:
             return used                        # corrupt: the reader stops here too, with a warning
+        limit = MAX_NG_SHB if btype == _NG_SHB else MAX_NG_BLOCK
+        if blen > limit:                       # refused before the first packet, as the reader would
+            raise _block_error(path, packets, blen, limit,
+                               "section header block" if btype == _NG_SHB else "block")
         if btype == 1:                         # IDB: link type (16 bits), then an option list
             body = f.read(blen - 12)
             lt = struct.unpack_from(order + "H", hdr, 8)[0]
@@ -357,6 +406,7 @@ def _pcapng_linktypes(f, path: str) -> set[int]:
             ifaces.append((lt, name))
             continue
         if btype in (6, 2, 3):                 # packet blocks: which interface
+            packets += 1
             if btype == 6:
                 iface = struct.unpack_from(order + "I", hdr, 8)[0]
             elif btype == 2:
@@ -403,7 +453,7 @@ class PcapWriter(_Writer):
     """Classic pcap writer (little endian, microseconds unless `nano`): one link type
     per file, in the global header."""
 
-    def __init__(self, path_or_file, *, snaplen: int = 262144, nano: bool = False,
+    def __init__(self, path_or_file, *, snaplen: int = MAX_SNAPLEN, nano: bool = False,
                  linktype: int = LINKTYPE_ETHERNET) -> None:
         super().__init__(path_or_file)
         self.nano = nano
@@ -443,7 +493,7 @@ class PcapngWriter(_Writer):
     Interface Description per link type when its first record comes, so one file can
     hold frames of several link types, each record with its own."""
 
-    def __init__(self, path_or_file, *, snaplen: int = 262144) -> None:
+    def __init__(self, path_or_file, *, snaplen: int = MAX_SNAPLEN) -> None:
         super().__init__(path_or_file)
         self.snaplen = snaplen
         self._iface: dict[int, int] = {}       # link type -> interface id
