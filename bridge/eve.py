@@ -1,7 +1,25 @@
 """EVE JSON rendering (Suricata's field names) and an append-only writer.
 
 `to_eve(event)` turns a `rules.events` dataclass into the dict Suricata would
-log; no clock is read: `timestamp` is the packet time.  `EveWriter` appends one
+log; no clock is read: `timestamp` is the packet time.
+
+Checked against Suricata 7.0.10's EVE (suricata -r --simulate-ips with
+`drop: {alerts: yes, flows: all}`; tests/unit/test_eve_drop_fields.py holds its
+records):
+- `alert.metadata` is the rule's `metadata` as a dict of key -> list of
+  values: entries are "key value" split at the first space (an entry without
+  a value is left out), keys sorted without regard to case, entries whose keys
+  differ only in case merged under one spelling, values in reverse order of
+  writing (Suricata's list is built by prepending);
+- a `drop` record holds `len` (IPv4: total length; IPv6: payload length),
+  `tos`/`ttl`/`ipid` (IPv6: `tc`/`hoplimit`/`flowlbl`), for TCP `tcpseq`,
+  `tcpack`, `tcpwin`, the six flags `syn` `ack` `psh` `rst` `urg` `fin` (true or
+  false), `tcpres`, `tcpurgp`, for UDP `udplen`, for ICMP (not ICMPv6)
+  `icmp_id` and `icmp_seq`, and `reason` (rules.events.DROP_REASONS); the alert
+  of the rule that caused it is embedded as a top-level `alert` (no metadata,
+  as Suricata's drop logger writes it).  One difference: Suricata 7 writes
+  icmp_id/icmp_seq in network byte order read as a host number (1234 shows as
+  53764 on x86); here they are the numbers on the wire.  `EveWriter` appends one
 JSON line per event; the file is opened with O_APPEND and each batch goes out
 in one `write()`, so several worker processes can share one file without
 interleaving inside a line.
@@ -9,14 +27,21 @@ interleaving inside a line.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
+import struct
 
 from rules.decode import ip_text, proto_name
-from rules.events import Alert, DecoderEvent, Drop, PacketInfo, Stats
+from rules.events import DROP_REASONS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Alert, DecoderEvent, Drop, PacketInfo, Stats
 
 _UTC = _dt.timezone.utc
-_TCP_FLAG_NAMES = ((1, "fin"), (2, "syn"), (4, "rst"), (8, "psh"), (16, "ack"), (32, "urg"), (64, "ece"), (128, "cwr"))
+# drop.<flag> as Suricata writes them: each of these six, true or false
+_TCP_FLAG_NAMES = (("syn", 2), ("ack", 16), ("psh", 8), ("rst", 4), ("urg", 32), ("fin", 1))
+# ICMP types whose header carries an identifier and sequence number (Suricata logs 0 for the rest)
+_ICMP_ID_SEQ = frozenset((0, 8, 13, 14, 15, 16, 17, 18))
+_u16 = struct.Struct("!H").unpack_from
+_u32 = struct.Struct("!I").unpack_from
 
 
 def timestamp(ts: float) -> str:
@@ -54,30 +79,80 @@ def _common(p: PacketInfo, event_type: str) -> dict:
     return out
 
 
+def _alert(event: Alert, metadata: bool = True) -> dict:
+    out = {
+        "action": event.action,
+        "gid": event.gid,
+        "signature_id": event.sid,
+        "rev": event.rev,
+        "signature": event.msg,
+        "category": event.category,
+        "severity": event.severity,
+    }
+    if metadata and event.metadata:
+        md = metadata_dict(event.metadata)
+        if md:
+            out["metadata"] = md
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _metadata(entries: tuple[str, ...]) -> tuple:
+    pairs = []
+    for e in reversed(entries):               # Suricata prepends each entry to its list
+        key, sep, value = e.strip().partition(" ")
+        value = value.strip()
+        if sep and key and value:
+            pairs.append((key, value))
+    pairs.sort(key=lambda kv: kv[0].lower())  # stable: equal keys keep that order
+    out: list[tuple[str, list[str]]] = []
+    for key, value in pairs:
+        if out and out[-1][0].lower() == key.lower():
+            out[-1][1].append(value)
+        else:
+            out.append((key, [value]))
+    return tuple((k, tuple(v)) for k, v in out)
+
+
+def metadata_dict(entries: tuple[str, ...]) -> dict[str, list[str]]:
+    """A rule's `metadata` entries ("key value", as written) as Suricata's alert.metadata."""
+    return {k: list(v) for k, v in _metadata(tuple(entries))}
+
+
+def _drop_fields(event: Drop) -> dict:
+    p = event.pkt
+    ip, l4 = event.ip_hdr, event.l4_hdr
+    drop: dict = {}
+    if p.ipver == 4 and len(ip) >= 20:
+        drop.update(len=_u16(ip, 2)[0], tos=ip[1], ttl=ip[8], ipid=_u16(ip, 4)[0])
+    elif p.ipver == 6 and len(ip) >= 8:
+        word = _u32(ip, 0)[0]
+        drop.update(len=_u16(ip, 4)[0], tc=(word >> 20) & 0xFF, hoplimit=ip[7], flowlbl=word & 0xFFFFF)
+    if p.proto == IPPROTO_TCP and len(l4) >= 20:
+        flags = l4[13]
+        drop.update(tcpseq=_u32(l4, 4)[0], tcpack=_u32(l4, 8)[0], tcpwin=_u16(l4, 14)[0])
+        for name, bit in _TCP_FLAG_NAMES:
+            drop[name] = bool(flags & bit)
+        drop.update(tcpres=l4[12] & 0x0F, tcpurgp=_u16(l4, 18)[0])
+    elif p.proto == IPPROTO_UDP and len(l4) >= 8:
+        drop["udplen"] = _u16(l4, 4)[0]
+    elif p.proto == IPPROTO_ICMP and p.ipver == 4 and len(l4) >= 8:
+        idseq = l4[0] in _ICMP_ID_SEQ
+        drop.update(icmp_id=_u16(l4, 4)[0] if idseq else 0, icmp_seq=_u16(l4, 6)[0] if idseq else 0)
+    drop["reason"] = DROP_REASONS.get(event.reason, event.reason)
+    return drop
+
+
 def to_eve(event) -> dict:
     if isinstance(event, Alert):
         out = _common(event.pkt, "alert")
-        out["alert"] = {
-            "action": event.action,
-            "gid": event.gid,
-            "signature_id": event.sid,
-            "rev": event.rev,
-            "signature": event.msg,
-            "category": event.category,
-            "severity": event.severity,
-        }
+        out["alert"] = _alert(event)
         return out
     if isinstance(event, Drop):
-        p = event.pkt
-        out = _common(p, "drop")
-        drop = {"len": p.length, "ttl": p.ttl, "ipid": p.ip_id, "reason": event.reason}
-        if p.proto == 6:
-            for bit, name in _TCP_FLAG_NAMES:
-                if p.tcp_flags & bit:
-                    drop[name] = True
-        if event.sid:
-            drop["signature_id"] = event.sid
-        out["drop"] = drop
+        out = _common(event.pkt, "drop")
+        out["drop"] = _drop_fields(event)
+        if event.alert is not None:
+            out["alert"] = _alert(event.alert, metadata=False)
         return out
     if isinstance(event, DecoderEvent):
         out = _common(event.pkt, "anomaly")

@@ -36,8 +36,9 @@ def test_icmpv6_and_no_ports():
 
 
 def test_drop_and_anomaly():
-    d = to_eve(Drop(P, "flow"))
-    assert d["event_type"] == "drop" and d["drop"]["reason"] == "flow" and d["drop"]["len"] == 60
+    ip = bytes.fromhex("4500003c0001000040060000c6336401c6336402")     # IPv4, total length 60
+    d = to_eve(Drop(P, "flow", ip_hdr=ip))
+    assert d["event_type"] == "drop" and d["drop"]["reason"] == "flow drop" and d["drop"]["len"] == 60
     d = to_eve(DecoderEvent(P, "decoder.ipv4.trunc_pkt"))
     assert d["event_type"] == "anomaly" and d["anomaly"] == {"type": "decode", "event": "decoder.ipv4.trunc_pkt"}
 
