@@ -47,7 +47,7 @@ from rules.checksum import fill_l4_checksum
 from rules.decode import ChecksumChecks, decode
 from rules.defrag import Defragmenter
 from rules.detect import Detector
-from rules.events import Alert, DecoderEvent, Drop, PacketInfo
+from rules.events import Alert, DecoderEvent, Drop, PacketInfo, headers, pkt_src_of
 from rules.flow import FlowTable
 from rules.packet import IPPROTO_TCP, IPPROTO_UDP, Packet
 from rules.reject import reject_frames
@@ -59,19 +59,21 @@ from rules.verdict import POLICY_EFFECTS, decide
 
 _NO_HITS: frozenset = frozenset()
 _FORWARD = Verdict.FORWARD
+_BY_RULE = ("rule", "rate_filter")     # drop reasons a rule decided (rules.verdict.Decision.reason)
 
 
 class _FrameDecision:
     """What the packets of one frame decided so far."""
 
-    __slots__ = ("verdict", "reason", "drop_sid", "drop_pkt", "events", "injects", "rewrite", "bypass",
-                 "fwd_result")
+    __slots__ = ("verdict", "reason", "drop_sid", "drop_pkt", "drop_alert", "events", "injects", "rewrite",
+                 "bypass", "fwd_result")
 
     def __init__(self) -> None:
         self.verdict = _FORWARD
         self.reason = ""
         self.drop_sid = 0
         self.drop_pkt = None
+        self.drop_alert = None         # the Alert a drop event embeds (the deciding rule's)
         # lists only once something is added (most frames have neither): see add_event
         self.events: list | tuple = ()
         self.injects: list | tuple = ()
@@ -85,11 +87,12 @@ class _FrameDecision:
             ev = self.events = list(ev)
         ev.append(event)
 
-    def drop(self, pkt: Packet, reason: str, verdict: Verdict = Verdict.DROP, sid: int = 0) -> None:
+    def drop(self, pkt: Packet, reason: str, verdict: Verdict = Verdict.DROP, sid: int = 0,
+             alert: Alert | None = None) -> None:
         """The first drop names the reason, unless a rule's drop comes later (a rule is
         the more useful reason)."""
-        if self.verdict == Verdict.FORWARD or (reason == "rule" and self.reason != "rule"):
-            self.reason, self.drop_pkt, self.drop_sid = reason, pkt, sid
+        if self.verdict == Verdict.FORWARD or (reason in _BY_RULE and self.reason not in _BY_RULE):
+            self.reason, self.drop_pkt, self.drop_sid, self.drop_alert = reason, pkt, sid, alert
         if verdict > self.verdict:
             self.verdict = verdict
 
@@ -132,6 +135,7 @@ class Engine:
         self.defrag = Defragmenter(settings.defrag, settings.decoder)
         self.checksums = ChecksumChecks()      # FrameMeta.checksum: checksum-checks auto's sample
         self.thresholds = Thresholds()
+        self._rebuilt: tuple = (-1, [])    # (frame number, datagrams rebuilt from fragments in it): pkt_src
         self.hits: dict[tuple[int, int], int] = {}   # (gid, sid) -> alerts it raised (thresholded ones not counted)
         self.c: dict[str, int] = {
             "packets": 0, "alerts": 0, "drops": 0, "engine.errors": 0, "detect.matched": 0,
@@ -266,8 +270,13 @@ class Engine:
             self.c["drops"] += 1
             self._count(f"drops.{d.reason}")
             if self.mode == "ips":
-                d.add_event(Drop(packet_info(d.drop_pkt if d.drop_pkt is not None else first),
-                                 d.reason, d.drop_sid))
+                dp = d.drop_pkt if d.drop_pkt is not None else first
+                d.add_event(Drop(packet_info(dp, self._pkt_src(dp)), d.reason, d.drop_sid, d.drop_alert,
+                                 *headers(dp)))
+                if dp is not first:
+                    # a packet out of a tunnel or rebuilt from fragments: its frame goes too (Suricata
+                    # logs both, the frame with "tunnel packet drop")
+                    d.add_event(Drop(packet_info(first), "tunnel", 0, None, *headers(first)))
                 events = d.events
             if verdict == Verdict.REJECT and not injects:
                 verdict = Verdict.DROP
@@ -289,6 +298,10 @@ class Engine:
             more = self.defrag.feed(pkt)
             if more:
                 self._cur = self._cur + more
+                frame_no = self.c["packets"]
+                if self._rebuilt[0] != frame_no:
+                    self._rebuilt = (frame_no, [])
+                self._rebuilt[1].append(more[0])
                 if inner is None:
                     inner = {}
                 for p in more[1:]:
@@ -361,13 +374,16 @@ class Engine:
         return dropped
 
     def _decide(self, pkt: Packet, flow, matches: list, stream_hits: set, d: _FrameDecision,
-                pkt_src: str = "wire/pcap") -> bool:
-        """The verdict stage on `matches`, applied: flow mark, alerts, reject frames.  True
-        when the packet is dropped."""
+                pkt_src: str = "") -> bool:
+        """The verdict stage on `matches` (thresholds, suppressions and rate filters
+        included), applied: flow mark, alerts, reject frames.  True when the packet is
+        dropped.  `pkt_src`: EVE's, when not the packet's own (pkt_src_of)."""
         if not matches:
             return False
         self.c["detect.matched"] += len(matches)
-        dec = decide(matches, self.mode, stream_hits)
+        dec = decide(matches, self.mode, stream_hits, self.thresholds, pkt)
+        if dec.thresholded:
+            self._count("detect.thresholded", dec.thresholded)
         if flow is not None and not flow.dropped and not flow.action_pass:
             if dec.flow:
                 self._mark(flow, dec.flow, dec.flow, "rule")
@@ -375,13 +391,17 @@ class Engine:
                 self._mark(flow, "pass", "bypass")
         if dec.passed:
             self._count("detect.pass")
+        if not dec.alerts and dec.verdict == Verdict.FORWARD:
             return False
-        self._alerts(pkt, dec.alerts, d, pkt_src)
+        info = packet_info(pkt, pkt_src or self._pkt_src(pkt))
+        self._alerts(info, dec.alerts, d)
         if dec.reject and pkt.outer is None and not d.injects:
             d.injects = list(reject_frames(pkt, dec.reject))
         if dec.verdict == Verdict.FORWARD:
             return False
-        d.drop(pkt, "rule", dec.verdict, dec.sid)
+        r = dec.embed_sig.rule
+        embedded = Alert(info, "blocked", r.action, r.gid, r.sid, r.rev, r.msg, r.category, r.priority)
+        d.drop(pkt, dec.reason, dec.verdict, dec.sid, embedded)
         return True
 
     # ------------------------------------------------------------------ flow decisions
@@ -473,27 +493,27 @@ class Engine:
         return True
 
     # ------------------------------------------------------------------ helpers
-    def _alerts(self, pkt: Packet, alerts: list, d: _FrameDecision, pkt_src: str) -> None:
-        info = None
+    def _alerts(self, info: PacketInfo, alerts: list, d: _FrameDecision) -> None:
         c = self.c
         for s, action in alerts:
             r = s.rule
-            if r.threshold is not None and not self.thresholds.allows(r.threshold, r, pkt):
-                self._count("detect.thresholded")
-                continue
-            if info is None:
-                info = packet_info(pkt, pkt_src)
             c["alerts"] += 1
             key = (r.gid, r.sid)
             self.hits[key] = self.hits.get(key, 0) + 1
-            d.add_event(Alert(info, action, r.action, r.gid, r.sid, r.rev, r.msg, r.category, r.priority))
+            d.add_event(Alert(info, action, r.action, r.gid, r.sid, r.rev, r.msg, r.category, r.priority,
+                              r.metadata))
+
+    def _pkt_src(self, pkt: Packet) -> str:
+        """EVE pkt_src of a packet of the frame being inspected."""
+        at, rebuilt = self._rebuilt
+        return pkt_src_of(pkt, at == self.c["packets"] and any(p is pkt for p in rebuilt))
 
     def _decoder_events(self, pkt: Packet, d: _FrameDecision) -> None:
         self.c["decoder.packets_with_events"] += 1
         for name in pkt.events:
             self._count(name)
         if self.settings.decoder_events:
-            info = packet_info(pkt)
+            info = packet_info(pkt, self._pkt_src(pkt))
             for name in pkt.events:
                 d.add_event(DecoderEvent(info, name))
 
