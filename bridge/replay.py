@@ -72,7 +72,7 @@ from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE, FrameMeta, Verdict
 from rules.decode import (
     CHECKSUM_SAMPLE_COUNT, ETH_P_IP, ETH_P_IPV6, LINKTYPE_ETHERNET, decode, link_pkttype, network_header,
 )
-from rules.events import Alert, DecoderEvent, Drop
+from rules.events import Alert, DecoderEvent, Drop, headers
 from bridge import afpacket as afp
 from bridge.fastpath import DROP as FAST_DROP
 from bridge.fastpath import FastPath, FastPort
@@ -174,7 +174,7 @@ def flow_drop_event(data, meta: FrameMeta, flow, to_server: bool) -> Drop:
     pkt = decode(data, meta)[0]
     pkt.flow = flow
     pkt.to_server = to_server
-    return Drop(packet_info(pkt), "flow")
+    return Drop(packet_info(pkt), "flow", 0, None, *headers(pkt))
 
 
 def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_writer=None,
