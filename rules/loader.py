@@ -13,7 +13,11 @@ failures unless `strict`.
 - `classification_file` (the configuration's, read here at load time) gives
   classtype descriptions and priorities; without it any classtype is unknown;
 - `unsupported` counts, per missing feature (keyword, ``proto:http``,
-  ``pcre-modifier:U``, ...), the rules that need it.
+  ``pcre-modifier:U``, ...), the rules that need it;
+- `threshold_file` (the configuration's `threshold-file`, read here at load
+  time) is applied to the loaded rules (rules.threshold_config): a malformed
+  line is an error (file:line:col) like a broken rule, an entry that names no
+  loaded rule or that Suricata would ignore is a warning.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 from rules import classification as _classification
+from rules import threshold_config as _threshold_config
 from rules.errors import RuleError
 from rules.parser import parse_rule
 from rules.rule import Rule
@@ -41,6 +46,8 @@ class LoadResult:
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)   # things the operator should know (defaults applied)
     warnings: list[RuleError] = field(default_factory=list)   # e.g. a rule replaced by a higher rev
+    threshold_file: str = ""                          # the threshold.config applied, if any
+    thresholds: int = 0                               # its entries read (malformed lines are errors)
     counts: dict[str, int] = field(default_factory=lambda: {
         "total": 0, "loaded": 0, "failed": 0, "unsupported": 0, "invalid": 0, "commented": 0, "replaced": 0})
 
@@ -81,8 +88,9 @@ def _map_column(segs: list[tuple[int, int, int]], col: int) -> tuple[int, int]:
 
 def load(paths: str | Path | Iterable[str | Path] = (), *, vars: dict | None = None,
          classification_file: str | Path | None = None, base_dir: str | Path = ".",
-         strict: bool = False) -> LoadResult:
-    """Load rule files; relative paths are taken from `base_dir`."""
+         strict: bool = False, threshold_file: str | Path | None = None) -> LoadResult:
+    """Load rule files; relative paths are taken from `base_dir`.  `threshold_file`: a
+    threshold.config applied to the rules once they are loaded."""
     result = LoadResult()
     if not vars or not any(vars.get(k) for k in ("address-groups", "port-groups")):
         vars = DEFAULT_VARS
@@ -162,7 +170,29 @@ def load(paths: str | Path | Iterable[str | Path] = (), *, vars: dict | None = N
             seen[key] = rule
             result.rules.append(rule)
             result.counts["loaded"] += 1
+    if threshold_file is not None:
+        _apply_thresholds(result, str(threshold_file), vars, strict)
     return result
+
+
+def _apply_thresholds(result: LoadResult, fname: str, vars: dict, strict: bool) -> None:
+    result.threshold_file = fname
+    try:
+        text = Path(fname).read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        err = RuleError(f"cannot read threshold file: {e.strerror}; fix 'threshold-file' or remove it",
+                        file=fname, line=0, column=0)
+        if strict:
+            raise err from None
+        result.errors.append(err)
+        return
+    parsed = _threshold_config.parse(text, fname, vars)
+    if parsed.errors:
+        if strict:
+            raise parsed.errors[0]
+        result.errors.extend(parsed.errors)
+    result.warnings.extend(_threshold_config.apply(parsed.entries, result.rules))
+    result.thresholds = len(parsed.entries)
 
 
 def _fail(result: LoadResult, err: RuleError, strict: bool) -> None:
@@ -193,6 +223,8 @@ def format_report(result: LoadResult, *, verbose: bool = False, top: int = 15) -
                  f"{c['failed']} failed: {c['invalid']} invalid, {c['unsupported']} unsupported"
                  + (f"; {c['replaced']} replaced by a higher rev" if c["replaced"] else "")
                  + (f"; {c['commented']} commented out" if c["commented"] else ""))
+    if result.threshold_file:
+        lines.append(f"threshold file {result.threshold_file}: {result.thresholds} entries read")
     if result.unsupported:
         most = ", ".join(f"{k} ({n})" for k, n in result.unsupported.most_common(top))
         lines.append(f"top unsupported: {most}")
