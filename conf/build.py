@@ -73,10 +73,10 @@ def classification_file(config: Config) -> str:
 
 def load_rules(config: Config, paths=None, *, strict: bool = False) -> loader.LoadResult:
     """The configured rule files (or `paths`) through the loader, with the config's vars,
-    classification file and default-rule-path."""
+    classification file, default-rule-path and threshold file."""
     if paths is None:
         paths = [rule_path(config, p) for p in config.rule_files]
     elif isinstance(paths, (str, Path)):
         paths = [paths]
     return loader.load(list(paths), vars=config.vars, classification_file=classification_file(config),
-                       base_dir=config.default_rule_path, strict=strict)
+                       base_dir=config.default_rule_path, strict=strict, threshold_file=config.threshold_file)

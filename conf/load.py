@@ -38,9 +38,10 @@ them all.  Rules of the road:
   left out is `conf.model.POLICY_UNSET`: the master `exception-policy`
   decides); `conf.build.engine_settings` resolves them for a mode.  The
   combinations Suricata refuses are refused (`conf.validate.policy_problems`).
-* Relative `default-rule-path` and `classification-file` are taken relative to
-  the directory of the YAML file (Suricata takes them relative to its working
-  directory; ipsbridge's way lets a config directory be moved as a whole).
+* Relative `default-rule-path`, `classification-file` and `threshold-file`
+  are taken relative to the directory of the YAML file (Suricata takes them
+  relative to its working directory; ipsbridge's way lets a config directory
+  be moved as a whole).
   Without `default-rule-path` the rules are looked up next to the YAML file.
 * `cluster-id` left out: 99, 98, ... in entry order (as Suricata does),
   skipping ids that some entry sets explicitly.
@@ -111,7 +112,7 @@ log = structlog.get_logger("conf")
 
 # Top-level keys ipsbridge reads.  Everything else is a section of Suricata's
 # that ipsbridge does not use: accepted with one warning.
-TOP_LEVEL = ("af-packet", "vars", "default-rule-path", "rule-files", "classification-file",
+TOP_LEVEL = ("af-packet", "vars", "default-rule-path", "rule-files", "classification-file", "threshold-file",
              "stream", "flow", "flow-timeouts", "defrag", "decoder", "exception-policy", "pcap-file",
              "ipsbridge", "outputs", "default-log-dir", "unix-command")
 
@@ -1115,6 +1116,10 @@ class _Parser:
             v = self.as_str("classification-file", "", doc["classification-file"], L("classification-file"))
             if v is not None:
                 config.classification_file = self.path(v)
+        if doc.get("threshold-file") is not None:     # Suricata's key; left out: no threshold.config
+            v = self.as_str("threshold-file", "", doc["threshold-file"], L("threshold-file"))
+            if v is not None:
+                config.threshold_file = self.path(v)
         decode: dict = {}
         config.stream = self.stream(doc.get("stream"), L("stream"), decode)
         self.decoder(doc.get("decoder"), L("decoder"), config.vars["port-groups"], decode)

@@ -91,6 +91,7 @@ class Config:
     default_rule_path: str = "."
     rule_files: list[str] = field(default_factory=list)
     classification_file: str | None = None  # None: conf/classification.config
+    threshold_file: str | None = None       # threshold.config (Suricata's `threshold-file`); None: none
     stream: StreamSettings = field(default_factory=stream_as_written)   # policies as written
     decoder: DecodeOptions = field(default_factory=DecodeOptions)       # with stream.checksum-validation
     flow: FlowSettings = field(default_factory=FlowSettings)            # flow.*, flow-timeouts.*
