@@ -2,7 +2,10 @@
 
     startup_problems(config)  refusals `run` makes before opening a socket:
                               interface missing, not Ethernet (ARPHRD_ETHER),
-                              unequal MTU between peers, missing capabilities
+                              unequal MTU between peers, missing capabilities,
+                              an eve-log file that cannot be written
+    output_refusal(path)      why a file ipsbridge would write (EVE, pcap, stats
+                              JSON) cannot be written, tried without changing it
     system_problems(config)   everything `check` reports: the above plus link
                               down, GRO/LRO/TSO/GSO/checksum offloads, a port
                               enslaved to a kernel bridge/bond, IP addresses on
@@ -23,6 +26,7 @@ returns `conf.Problem`s so `run` and `check` print them the same way.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import os
@@ -30,6 +34,7 @@ import random
 import re
 import shlex
 import socket
+import stat
 import struct
 import subprocess
 from dataclasses import dataclass
@@ -387,9 +392,54 @@ def _interface_problems(config: Config, links: dict[str, dict]) -> list[Problem]
     return out
 
 
+def output_refusal(path: str) -> str | None:
+    """"cannot write PATH: REASON" when a file ipsbridge would write cannot be written, else
+    None.  Tried as the writers open it (O_WRONLY | O_CREAT | O_APPEND), so an existing file is
+    left as it is, and a file the try creates is removed again; a FIFO is not opened (that
+    would wait for its reader)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        return f"cannot write {path}: {os.strerror(errno.EISDIR)}"
+    if st is not None and stat.S_ISFIFO(st.st_mode):
+        return None
+    existed = os.path.lexists(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        return f"cannot write {path}: {e.strerror}"
+    os.close(fd)
+    if not existed:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return None
+
+
+OUTPUT_FIX = "give a file in an existing directory ipsbridge may write to"
+
+
+def output_problems(config: Config) -> list[Problem]:
+    """The configured eve-log (ipsbridge.eve-log, outputs' eve-log filename or --eve) cannot be
+    written: refused by `run` before any socket is opened, reported by `check`."""
+    if not config.eve_log:
+        return []
+    refusal = output_refusal(config.eve_log)
+    if refusal is None:
+        return []
+    line = config.lines.get("eve-log", 0)
+    file = config.source if line and config.source != "<command line>" else None
+    return [Problem("ipsbridge", "eve-log", refusal, "point eve-log (or --eve) at a file in an existing directory "
+                    "ipsbridge may write to, e.g. /var/log/ipsbridge/eve.json", file, line)]
+
+
 def startup_problems(config: Config) -> list[Problem]:
-    """Live refusals for `run`: missing or non-Ethernet interfaces, unequal peer MTU, capabilities."""
-    return _capability_problems() + _interface_problems(config, _links())
+    """Live refusals for `run`: missing or non-Ethernet interfaces, unequal peer MTU, capabilities,
+    an eve-log that cannot be written."""
+    return _capability_problems() + _interface_problems(config, _links()) + output_problems(config)
 
 
 def _is_link_local(addr: str) -> bool:
@@ -409,6 +459,7 @@ def system_problems(config: Config) -> list[Problem]:
             continue
         out += _link_problems(iface, link)
     out += _capability_problems()
+    out += output_problems(config)
     try:
         with open("/proc/sys/net/ipv4/ip_forward") as fh:
             forwarding = fh.read().strip() == "1"
