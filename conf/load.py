@@ -522,6 +522,27 @@ def _construct_include(loader: _Loader, node: yaml.Node):
 _Loader.add_constructor("!include", _construct_include)
 
 
+def _checked_scalar(construct):
+    """PyYAML's scalar constructors raise ValueError, KeyError or AttributeError for a value its
+    tag cannot hold, whether written (`!!int abc`, `!!timestamp 2:01-12-14`) or resolved from
+    a plain scalar (`2001-13-45` looks like a date): a ConstructorError at the value instead,
+    which load_text reports at its line like any YAML error."""
+    def checked(loader, node):
+        try:
+            return construct(loader, node)
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as exc:
+            value = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+            why = f" ({exc})" if isinstance(exc, ValueError) and len(str(exc)) < 80 else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}{why}", node.start_mark) from None
+    return checked
+
+
+for _tag in ("null", "bool", "int", "float", "binary", "timestamp", "str"):
+    _tag = f"tag:yaml.org,2002:{_tag}"
+    _Loader.add_constructor(_tag, _checked_scalar(yaml.SafeLoader.yaml_constructors[_tag]))
+
+
 class _Parser:
     """Turns the YAML tree into a Config, collecting Problems."""
 

@@ -38,3 +38,19 @@ def test_pcapng_if_tsresol_option_cut_short_by_the_block_end(tmp_path):
     recs = list(read_file(p, lambda m: None))
     assert [(r.data, r.ts) for r in recs] == [(b"abcd", 1.0)]     # the default microseconds
     assert linktypes(p) == {1}
+
+
+@pytest.mark.parametrize("text,line,what", [
+    ("!!timestamp 2:01-12-14", 1, "'2:01-12-14' is not a valid timestamp"),     # the fuzzer's: AttributeError
+    ("defrag:\n  timeout: 2001-13-45\n", 2, "'2001-13-45' is not a valid timestamp"),   # resolved: ValueError
+    ("stream:\n  memcap: !!int abc\n", 2, "'abc' is not a valid int"),
+    ("flow:\n  memcap: !!bool x\n", 2, "'x' is not a valid bool"),                  # KeyError
+    ("flow:\n  memcap: !!float x\n", 2, "'x' is not a valid float"),
+    ("flow:\n  memcap: " + "9" * 5000 + "\n", 2, "is not a valid int"),          # past int()'s 4300 digits
+], ids=["timestamp-tag", "timestamp-resolved", "int-tag", "bool-tag", "float-tag", "int-5000-digits"])
+def test_conf_yaml_value_its_tag_cannot_hold_is_a_config_error(text, line, what):
+    # PyYAML's scalar constructors raise ValueError/KeyError/AttributeError there, not a YAMLError
+    with pytest.raises(ConfigError) as ei:
+        conf.load_text(text, "x.yaml")
+    (p,) = ei.value.problems
+    assert p.line == line and what in p.message
