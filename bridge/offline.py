@@ -1,19 +1,29 @@
 """`ipsbridge replay` and `ipsbridge rules check`: the offline side of the engine.
 
 Both print their report on stdout, which is often a pipe (`| head -1`, `| less` quit
-early): when its reader leaves, the command stops quietly with 141 (128 + SIGPIPE, what
-a shell reports for a program killed by that signal), as `cat` or `grep` would, instead
-of a BrokenPipeError traceback.  Every refusal (configuration, captures, outputs) is one
-line per problem on stderr and exit 2.
+early): when its reader leaves, the command stops quietly with 141 (`bridge.cli.main`
+handles that for every command).  Every refusal (configuration, captures, outputs, a
+--workers count that is not 1..4 per CPU) is one line per problem on stderr and exit 2.
 """
 from __future__ import annotations
 
+import argparse
 import os
-import signal
-import sys
 import time
 
-EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+def _workers(text: str) -> int:
+    """--workers N: a count of 1..max_threads() (4 per CPU), refused otherwise (exit 2)."""
+    from conf.validate import thread_count_refusal, threads_fix
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = text
+    refusal = thread_count_refusal(n, "worker count")
+    if refusal:
+        raise argparse.ArgumentTypeError(f"{refusal} -- fix: {threads_fix(auto=False)}")
+    return n
 
 
 def register(sub) -> None:
@@ -36,8 +46,8 @@ def register(sub) -> None:
     p.add_argument("--write-drop", metavar="D.pcap",
                    help="write the frames the engine drops or rejects (in every --mode: what ips would drop); "
                    ".pcapng or classic pcap by the name, as for --write-pass")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="processes, frames spread by a symmetric flow hash (default: 1)")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="processes, frames spread by a symmetric flow hash: 1 to 4 per CPU (default: 1)")
     p.add_argument("--bypass", choices=("user", "off", "kernel"), default="user",
                    help="user: once the engine decides a flow (pass, drop, the bypass keyword, "
                    "stream.bypass, no rule left to match), its later frames take the bridge's user-space "
@@ -60,31 +70,12 @@ def register(sub) -> None:
     c.set_defaults(func=_rules_check)
 
 
-def _quiet_on_broken_pipe(command):
-    """`command(args)`, ended quietly with EXIT_BROKEN_PIPE when stdout's reader is gone."""
-    def run(args) -> int:
-        try:
-            rc = command(args)
-            sys.stdout.flush()                 # inside the try: the last output may be what fails
-            return rc
-        except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())    # so the interpreter's own last flush is quiet too
-            os.close(devnull)
-            return EXIT_BROKEN_PIPE
-    run.__name__ = command.__name__
-    run.__doc__ = command.__doc__
-    return run
-
-
-@_quiet_on_broken_pipe
 def _replay(args) -> int:
     from bridge.replay import cmd_replay
 
     return cmd_replay(args)
 
 
-@_quiet_on_broken_pipe
 def _rules_check(args) -> int:
     from bridge.replay import config_or_refusal
     from conf.build import load_rules

@@ -17,7 +17,11 @@ on stderr when it is a terminal.  The written records keep their bytes and
 link type: a `.pcapng` name gets pcapng (one interface per link type; note
 that libpcap, hence tcpdump and Suricata, reads only pcapng files with a
 single link type), any other name a classic pcap of the inputs' link type --
-refused at the start when the inputs mix link types.
+refused at the start when the inputs mix link types.  An output that cannot be
+written (no such directory, a directory, /proc), one that is also an input (it
+would be truncated before it is read) or two outputs on one file are refused
+before the rules load, exit 2, and nothing is created or truncated.  So is a
+--workers count outside 1..4 per CPU (`conf.validate.max_threads`).
 
 `pcap-file.checksum-checks` is every record's FrameMeta.checksum hint: `yes`
 validates checksums, `no` does not, `auto` (the default) validates the first
@@ -78,6 +82,8 @@ from bridge.fastpath import DROP as FAST_DROP
 from bridge.fastpath import FastPath, FastPort
 from bridge.hook import settle_heap
 from bridge.pcap import PcapError, iter_pcaps, linktype_name, linktypes, open_writer
+from bridge.syscheck import OUTPUT_FIX, output_refusal
+from conf.validate import thread_count_refusal, threads_fix
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 TICK_EVERY = 1.0          # seconds of packet time between Engine.tick calls
@@ -441,6 +447,18 @@ def cmd_replay(args) -> int:
         print("ipsbridge replay: --bypass kernel needs live interfaces (eBPF on their receive path); "
               "offline use --bypass user (the default) or off", file=sys.stderr)
         return EXIT_USAGE
+    workers = args.workers if args.workers is not None else 1
+    refusal = thread_count_refusal(workers, "worker count")
+    if refusal:                                # never silently another count than the one asked for
+        print(f"ipsbridge replay: --workers: {refusal} -- fix: {threads_fix(auto=False)}", file=sys.stderr)
+        return EXIT_USAGE
+    outputs = [(opt, path) for opt, path in (("--eve", args.eve), ("--write-pass", args.write_pass),
+                                             ("--write-drop", args.write_drop)) if path]
+    for opt, path in outputs:                  # before the rules load: an output that cannot be written
+        refusal = output_refusal(path)         # is refused at once, and nothing is created or truncated
+        if refusal:
+            print(f"ipsbridge replay: {opt}: {refusal} -- fix: {OUTPUT_FIX}", file=sys.stderr)
+            return EXIT_USAGE
     try:                                       # policies Suricata refuses in this mode: refused here
         settings = engine_settings(config, mode)
     except ConfigError as e:
@@ -462,7 +480,6 @@ def cmd_replay(args) -> int:
     if not res.rules:
         print("ipsbridge replay: no rule loaded", file=sys.stderr)
         return EXIT_USAGE if args.strict else EXIT_FAIL
-    workers = max(1, int(args.workers or 1))
     try:
         pcaps = iter_pcaps(args.pcap).files
     except PcapError as e:
@@ -472,6 +489,10 @@ def cmd_replay(args) -> int:
         print("ipsbridge replay: no capture files found", file=sys.stderr)
         return EXIT_USAGE
     pcaps = [str(p) for p in pcaps]
+    clash = _output_clash(outputs, pcaps)
+    if clash:
+        print(f"ipsbridge replay: {clash}", file=sys.stderr)
+        return EXIT_USAGE
     # every file's link types, from its headers: a capture we cannot read is refused (and a
     # pcap output that cannot hold the inputs' link types) before anything is inspected
     seen: dict[int, str] = {}                  # link type -> first file with it
@@ -524,6 +545,26 @@ def cmd_replay(args) -> int:
     return EXIT_OK
 
 
+def _output_clash(outputs, pcaps) -> str | None:
+    """An output that is one of the captures read (it would be truncated before it is read) or
+    another output (both would write one file): one line saying which, with the fix."""
+    def same(a: str, b: str) -> bool:
+        try:
+            return os.path.samefile(a, b)
+        except OSError:                        # an output not there yet: the same name is the same file
+            return os.path.abspath(a) == os.path.abspath(b)
+
+    for i, (opt, path) in enumerate(outputs):
+        for p in pcaps:
+            if same(path, p):
+                return (f"{opt}: {path} is also a capture being read, which writing it would destroy -- fix: "
+                        "write the output to another file")
+        for other, path2 in outputs[i + 1:]:
+            if same(path, path2):
+                return f"{opt} and {other} both write {path} -- fix: give each output its own file"
+    return None
+
+
 def _why(e: Exception, doing: str) -> str:
     """One line for a capture or an output that failed: a PcapError says it itself; an
     OSError gets `doing`, the file and the system's reason ("cannot write /tmp: Is a
@@ -534,14 +575,43 @@ def _why(e: Exception, doing: str) -> str:
     return str(e)
 
 
+def _merge_eve(tmps, eve) -> None:
+    """The workers' EVE lines ("pcap_cnt<TAB>line"), in pcap_cnt order, into `eve`."""
+    files = [open(t) for t in tmps]
+    try:
+        def keyed(f):
+            for line in f:
+                cnt, _, rest = line.partition("\t")
+                yield int(cnt), rest
+        batch = []
+        for _cnt, line in heapq.merge(*(keyed(f) for f in files), key=lambda kv: kv[0]):
+            batch.append(line)
+            if len(batch) >= 1024:
+                eve.write_lines(batch)
+                batch = []
+        eve.write_lines(batch)
+    finally:
+        for f in files:
+            f.close()
+
+
 def _run_workers(n, rules_paths, config_path, mode, pcaps, eve, pw, dw, bypass="user") -> Totals:
     tmpdir = tempfile.mkdtemp(prefix="ipsbridge-replay-")
     tmps = [os.path.join(tmpdir, f"w{i}.eve") if eve else None for i in range(n)]
     ctx = mp.get_context("spawn")          # hyperscan state is built inside each worker
     try:
         with ctx.Pool(n) as pool:
-            parts = pool.map(_worker, [(i, n, rules_paths, config_path, mode, pcaps, tmps[i], bypass)
-                                       for i in range(n)])
+            try:
+                parts = pool.map(_worker, [(i, n, rules_paths, config_path, mode, pcaps, tmps[i], bypass)
+                                           for i in range(n)])
+            except PcapError:
+                # a capture that breaks off (an absurd length): every worker stops at the same record;
+                # once they all have, the events before it are logged, as with one worker
+                pool.close()
+                pool.join()
+                if eve is not None:
+                    _merge_eve(tmps, eve)
+                raise
         totals = Totals()
         for p in parts:
             totals.merge(p)
@@ -549,22 +619,7 @@ def _run_workers(n, rules_paths, config_path, mode, pcaps, eve, pw, dw, bypass="
         for w in parts[0].warnings:
             print(f"warning: {w}", file=sys.stderr)
         if eve is not None:
-            files = [open(t) for t in tmps]
-            try:
-                def keyed(f):
-                    for line in f:
-                        cnt, _, rest = line.partition("\t")
-                        yield int(cnt), rest
-                batch = []
-                for _cnt, line in heapq.merge(*(keyed(f) for f in files), key=lambda kv: kv[0]):
-                    batch.append(line)
-                    if len(batch) >= 1024:
-                        eve.write_lines(batch)
-                        batch = []
-                eve.write_lines(batch)
-            finally:
-                for f in files:
-                    f.close()
+            _merge_eve(tmps, eve)
         if pw is not None or dw is not None:
             dropped = set(totals.dropped)
             for cnt, rec in enumerate(iter_pcaps(pcaps, on_warning=lambda m: None).records(), 1):
