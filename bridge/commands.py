@@ -159,6 +159,9 @@ def cmd_run(args) -> int:
 
     problems = conf.validate(config)
     problems += syscheck.startup_problems(config)
+    refusal = syscheck.output_refusal(args.stats_json) if args.stats_json else None
+    if refusal:                 # written at shutdown: found out now, not after the bridge has run
+        problems.append(conf.Problem("--stats-json", "", refusal, syscheck.OUTPUT_FIX))
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         _print(errors, "refused: ")
