@@ -97,3 +97,13 @@ def test_output_refusal(tmp_path):
     assert output_refusal(str(tmp_path / "new.json")) is None and not (tmp_path / "new.json").exists()
     assert output_refusal(str(tmp_path)) == f"cannot write {tmp_path}: Is a directory"
     assert output_refusal("/nonexistent/x") == "cannot write /nonexistent/x: No such file or directory"
+
+
+@pytest.mark.parametrize("path,reason", UNWRITABLE, ids=["missing-dir", "proc", "directory"])
+def test_run_refuses_an_unwritable_stats_json(tmp_path, path, reason):
+    path = path.format(tmp=tmp_path)
+    proc = ipsbridge("run", "-c", str(config(tmp_path, "")), "--stats-json", path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if "--stats-json" in x]
+    fix = "fix: give a file in an existing directory ipsbridge may write to"
+    assert lines == [f"refused: --stats-json: cannot write {path}: {reason} -- {fix}"]
