@@ -166,6 +166,24 @@ def test_every_numeric_key_is_in_the_bounds_table():
     assert len(numeric) > 20 and numeric == set(ROW_IDS)
 
 
+PAIR_YAML = ("af-packet:\n"
+             "  - interface: eth0\n    copy-mode: ips\n    copy-iface: eth1\n    {eth0}\n"
+             "  - interface: eth1\n    copy-mode: ips\n    copy-iface: eth0\n    {eth1}\n")
+
+
+@pytest.mark.parametrize("side,line", [("eth0", 5), ("eth1", 9)])
+@pytest.mark.parametrize("key,bad", [("threads", 4 * CPUS + 1), ("ring-size", MAX_RING_FRAMES + 1),
+                                     ("buffer-size", -1), ("block-timeout", 0), ("cluster-id", 65536)])
+def test_a_bad_number_is_refused_on_either_interface_of_a_pair(side, line, key, bad):
+    good = {"threads": 1, "ring-size": 2048, "buffer-size": 0, "block-timeout": 10, "cluster-id": 7}[key]
+    values = {"eth0": f"{key}: {good if side == 'eth1' else bad}",
+              "eth1": f"{key}: {good if side == 'eth0' else bad}"}
+    if key == "cluster-id":                  # each interface its own group
+        values["eth0" if side == "eth1" else "eth1"] = "cluster-id: 8"
+    p = one_refusal(PAIR_YAML.format(**values))
+    assert (p.where, p.key, p.line) == (side, key, line)
+
+
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "-0.5", "86400.5", "1e400"])
 def test_stats_interval_is_finite_and_in_range(value):
     p = one_refusal(f"ipsbridge:\n  stats-interval: {value}\n")
