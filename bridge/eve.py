@@ -33,9 +33,19 @@ import os
 import struct
 
 from rules.decode import ip_text, proto_name
-from rules.events import DROP_REASONS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Alert, DecoderEvent, Drop, PacketInfo, Stats
+from rules.events import (
+    DROP_REASONS,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    Alert,
+    DecoderEvent,
+    Drop,
+    PacketInfo,
+    Stats,
+)
 
-_UTC = _dt.timezone.utc
+_UTC = _dt.UTC
 # drop.<flag> as Suricata writes them: each of these six, true or false
 _TCP_FLAG_NAMES = (("syn", 2), ("ack", 16), ("psh", 8), ("rst", 4), ("urg", 32), ("fin", 1))
 # ICMP types whose header carries an identifier and sequence number (Suricata logs 0 for the rest)
@@ -46,7 +56,7 @@ _u32 = struct.Struct("!I").unpack_from
 
 def timestamp(ts: float) -> str:
     """ISO 8601 with microseconds and a +0000 offset, as EVE writes it."""
-    us = int(round(ts * 1_000_000))
+    us = round(ts * 1_000_000)
     d = _dt.datetime.fromtimestamp(us // 1_000_000, _UTC).replace(microsecond=us % 1_000_000)
     return d.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000"
 

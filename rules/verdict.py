@@ -114,8 +114,7 @@ def decide(matches: list, mode: str, stream_hits: set, thresholds=None, pkt=None
                 d.reason = "rate_filter" if changed else "rule"
             if v == Verdict.REJECT and not d.reject:
                 d.reject = action
-            if v > d.verdict:
-                d.verdict = v
+            d.verdict = max(d.verdict, v)
             if not d.flow and flow_scoped(s, stream_hits):
                 d.flow = mark
         if r.bypass:
