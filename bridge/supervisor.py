@@ -26,14 +26,22 @@ go once they are gone -- on every exit path (setup failure, a dead worker, signa
 If the kernel cannot (OffloadUnavailable), one warning names the reason and those
 interfaces run with `bypass: user`.
 
-Exit: SIGINT/SIGTERM -> workers stop, report final counters (after a last
-PACKET_STATISTICS read) -> totals -> 0.  A worker that dies unexpectedly is
-logged (`worker_died`, with its exit code), the bridge shuts down and the exit
-status is 1: its fanout slots are gone and restarting it would have to rejoin
-both groups in the same order (not implemented).
+Exit: SIGINT/SIGTERM (or the control socket's shutdown) -> workers stop, report
+final counters (after a last PACKET_STATISTICS read) -> totals -> 0.
+
+A worker that dies unexpectedly is logged (`worker_died`, with its exit code) and
+restarted in its slot (`restart`: new sockets join both fanout groups last); a
+slot that dies RESTART_LIMIT times within RESTART_WINDOW stops the bridge with
+exit status 1.  Workers get SIGTERM when the supervisor dies (PR_SET_PDEATHSIG).
+
+SIGUSR2 and the control socket (bridge.control, Suricata's unix-command
+protocol) reload the rules: bridge.reload validates them in a thread, then
+every worker gets ("reload", generation, config) on its command pipe and
+answers ("reloaded", ...) once it runs them.  SIGHUP: the workers reopen EVE.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import multiprocessing.connection as mpc
@@ -54,6 +62,8 @@ from bridge.stats import empty, merge, rates
 from bridge.worker import PortSpec, WorkerSpec, worker_main
 
 SHUTDOWN_TIMEOUT = 5.0
+RESTART_LIMIT = 5             # restarts of one worker slot ...
+RESTART_WINDOW = 60.0         # ... within this many seconds, then the bridge stops (a crash loop)
 HEARTBEAT_INTERVAL = 0.5      # s between heartbeats to the kernel offload (stale after 2 s)
 OFFLOAD_MIN_FLOWS = 4096      # kernel map entries, at least (one per flow direction)
 
@@ -155,6 +165,24 @@ def setup_offload(config, log) -> ebpf.KernelOffload | None:
     return offload
 
 
+def open_iface_socket(iface, cluster_id: int, offload: ebpf.KernelOffload | None) -> afp.PacketSocket:
+    """One socket of `iface`, in its fanout group (joined last), with its filters."""
+    bpf = None
+    if iface.bpf_filter:
+        if iface.copy_mode:   # conf.validate refuses this; never black-hole inline traffic
+            raise SetupError(f"{iface.interface}: bpf-filter on an ips/tap interface would drop "
+                             f"every frame it does not match")
+        try:
+            bpf = afp.compile_bpf(iface.bpf_filter)
+        except ValueError as e:
+            raise SetupError(f"{iface.interface}: {e}") from e
+    prog = offload.socket_filter_fd() if offload is not None and iface.bypass == "kernel" else None
+    try:
+        return afp.open_socket(iface, cluster_id, bpf=bpf, bpf_prog_fd=prog)
+    except OSError as e:
+        raise SetupError(f"{iface.interface}: cannot open the AF_PACKET socket: {e}") from e
+
+
 def build_workers(config, offload: ebpf.KernelOffload | None = None) -> list[WorkerSpec]:
     """Open every socket in the pairing order and describe the workers (nothing forked yet).
     Sockets of an interface with `bypass: kernel` get the offload's socket filter before bind."""
@@ -173,21 +201,8 @@ def build_workers(config, offload: ebpf.KernelOffload | None = None) -> list[Wor
             per_iface: list[list[afp.PacketSocket]] = []
             for iface in ifaces:
                 socks = []
-                bpf = None
-                if iface.bpf_filter:
-                    if iface.copy_mode:   # conf.validate refuses this; never black-hole inline traffic
-                        raise SetupError(f"{iface.interface}: bpf-filter on an ips/tap interface would drop "
-                                         f"every frame it does not match")
-                    try:
-                        bpf = afp.compile_bpf(iface.bpf_filter)
-                    except ValueError as e:
-                        raise SetupError(f"{iface.interface}: {e}") from e
-                prog = offload.socket_filter_fd() if offload is not None and iface.bypass == "kernel" else None
                 for _ in range(n):
-                    try:
-                        ps = afp.open_socket(iface, ids[iface.interface], bpf=bpf, bpf_prog_fd=prog)
-                    except OSError as e:
-                        raise SetupError(f"{iface.interface}: cannot open the AF_PACKET socket: {e}") from e
+                    ps = open_iface_socket(iface, ids[iface.interface], offload)
                     opened.append(ps)
                     socks.append(ps)
                 per_iface.append(socks)
@@ -227,6 +242,10 @@ class Supervisor:
         self.ctls: dict[int, Any] = {}              # worker index -> our end of its command pipe
         self.hits: dict[int, list] = {}             # worker index -> its rule_hits()
         self.control: ControlServer | None = None
+        self.restarts: dict[int, int] = {}          # worker index -> times its slot was restarted
+        self.restart_times: dict[int, list[float]] = {}
+        self.retired: dict[str, dict] = {}          # interface -> counters of workers that died
+        self.retired_inspector: dict[str, int] = {}
         self.reloader = Reloader(config, reconfigure, self.log, self.send_ctl)
         self.procs: list[multiprocessing.Process] = []
         self.conns: dict[Any, int] = {}            # connection -> worker index
@@ -245,25 +264,70 @@ class Supervisor:
         self.offload = setup_offload(self.config, self.log)
         self.specs = build_workers(self.config, self.offload)
         all_fds = [ps.fileno() for spec in self.specs for ps in spec.sockets]
-        ctx = multiprocessing.get_context("fork")
-        me = os.getpid()
         for spec in self.specs:
             mine = {ps.fileno() for ps in spec.sockets}
-            r, w = ctx.Pipe(duplex=False)
-            cr, cw = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=worker_main, name=f"ipsbridge-w{spec.index}",
-                            args=(spec, self.config, w, [fd for fd in all_fds if fd not in mine], cr, me),
-                            daemon=False)
-            p.start()
-            w.close()
-            cr.close()
-            self.ctls[spec.index] = cw
-            self.procs.append(p)
-            self.pids[spec.index] = p.pid
-            self.conns[r] = spec.index
+            self.procs.append(self.spawn(spec, self.config, [fd for fd in all_fds if fd not in mine]))
         for spec in self.specs:
             for ps in spec.sockets:
                 ps.close()
+
+    def spawn(self, spec: WorkerSpec, config, foreign_fds: list[int]) -> multiprocessing.Process:
+        """Fork the worker of `spec` with its pipes (reports to us, commands from us)."""
+        ctx = multiprocessing.get_context("fork")
+        r, w = ctx.Pipe(duplex=False)
+        cr, cw = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=worker_main, name=f"ipsbridge-w{spec.index}",
+                        args=(spec, config, w, foreign_fds, cr, os.getpid()), daemon=False)
+        p.start()
+        w.close()
+        cr.close()
+        old = self.ctls.get(spec.index)
+        if old is not None:
+            old.close()
+        self.ctls[spec.index] = cw
+        self.pids[spec.index] = p.pid
+        self.conns[r] = spec.index
+        return p
+
+    def restart(self, idx: int) -> bool:
+        """A dead worker's slot gets a new worker.  Its sockets left both fanout groups when
+        it died: the kernel moved each group's last member into the hole, the same move in
+        both groups, so every other worker still holds one slot in both.  The new sockets
+        join each group last, again in both: flows keep landing on one worker (the flows of
+        two slots change worker, and their state starts again there).  It runs the rules
+        now in force (the last reload's).  False when the slot restarted too often lately
+        (RESTART_LIMIT in RESTART_WINDOW s): a crash loop stops the bridge."""
+        now = time.monotonic()
+        recent = [t for t in self.restart_times.get(idx, []) if now - t < RESTART_WINDOW]
+        if len(recent) >= RESTART_LIMIT:
+            return False
+        spec = self.specs[idx]
+        by_name = {i.interface: i for i in self.config.af_packet}
+        ids = cluster_ids(self.config)
+        socks: list[afp.PacketSocket] = []
+        try:
+            for old in spec.sockets:
+                socks.append(open_iface_socket(by_name[old.iface], ids[old.iface], self.offload))
+        except SetupError as e:
+            for ps in socks:
+                ps.close()
+            self.log.error("worker_restart_failed", worker=idx, error=str(e))
+            return False
+        # the last counters the dead worker reported stay in the totals
+        for name, c in self.latest.pop(idx, {}).items():
+            merge(self.retired.setdefault(name, empty()), c)
+        merge(self.retired_inspector, {k: v for k, v in self.inspector.pop(idx, {}).items() if not _gauge(k)})
+        new_spec = dataclasses.replace(spec, sockets=socks)
+        foreign = [c.fileno() for c in self.control.waitables()] if self.control is not None else []
+        self.specs[idx] = new_spec
+        self.ready.discard(idx)
+        self.procs[idx] = self.spawn(new_spec, self.reloader.config, foreign)
+        for ps in socks:
+            ps.close()
+        recent.append(now)
+        self.restart_times[idx] = recent
+        self.restarts[idx] = self.restarts.get(idx, 0) + 1
+        return True
 
     def on_signal(self, signum, frame) -> None:
         if self.stop_signal is None:
@@ -321,15 +385,19 @@ class Supervisor:
         for iface in self.config.af_packet:
             interfaces[iface.interface] = {"mode": iface.copy_mode or "ids", **empty()}
         workers = []
-        insp: dict[str, int] = {}
+        insp: dict[str, int] = dict(self.retired_inspector)
+        for name, c in self.retired.items():
+            merge(interfaces.setdefault(name, empty()), c)
         for spec in self.specs:
             counters = self.latest.get(spec.index, {})
             for name, c in counters.items():
                 merge(interfaces.setdefault(name, empty()), c)
             merge(insp, self.inspector.get(spec.index, {}))
             workers.append({"worker": spec.index, "pid": self.pids.get(spec.index), "label": spec.label,
-                            "slot": spec.slot, "interfaces": counters,
+                            "slot": spec.slot, "interfaces": counters, "restarts": self.restarts.get(spec.index, 0),
                             "inspector": self.inspector.get(spec.index, {})})
+        if self.restarts:
+            insp["workers.restarts"] = sum(self.restarts.values())
         if self.offload is not None or self.kernel_totals:
             # one map for the whole bridge: its totals once, not summed over the workers
             insp.update(self.read_kernel_totals())
@@ -449,9 +517,17 @@ class Supervisor:
                 idx, code = dead
                 self.reloader.worker_gone(idx)
                 spec = self.specs[idx]
-                self.log.error("worker_died", worker=idx, pid=self.pids[idx], label=spec.label,
+                pid = self.pids[idx]
+                self.procs[idx].join(1)
+                if self.restart(idx):
+                    self.log.error("worker_died", worker=idx, pid=pid, label=spec.label, slot=spec.slot,
+                                   exit_code=code, action="restarted", new_pid=self.pids[idx],
+                                   restarts=self.restarts[idx])
+                    continue
+                self.log.error("worker_died", worker=idx, pid=pid, label=spec.label,
                                slot=spec.slot, exit_code=code,
-                               action="shutting the bridge down (its fanout slots are gone)")
+                               action=f"shutting the bridge down (restarted {RESTART_LIMIT} times within "
+                                      f"{RESTART_WINDOW:.0f} s, or its sockets could not be opened again)")
                 self.dead_worker_at_exit = True
                 return 1
             if not announced and len(self.ready) == len(self.specs):
@@ -594,6 +670,11 @@ class Supervisor:
         if missing:
             self.log.warning("final_counters_missing", workers=missing,
                              note="totals use the last periodic report of these workers")
+
+
+def _gauge(key: str) -> bool:
+    """An inspector value that is a level, not a count (a dead worker's is gone with it)."""
+    return key.endswith((".active", ".memuse", ".sessions", ".emergency")) or key.startswith("rules.")
 
 
 def _iso(ts: float) -> str | None:

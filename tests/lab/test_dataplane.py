@@ -448,20 +448,67 @@ def test_two_workers_see_both_directions_of_each_flow(lab):
     assert used == {0, 1}, "12 flows all hashed to one worker"
 
 
-def test_worker_death_is_logged_and_bridge_exits_1(lab):
+def test_a_killed_worker_is_restarted_and_the_bridge_carries_the_next_connections(lab):
+    """kill -9 of worker 0 during a transfer: its slot gets a new worker (the kernel moved
+    worker 1's sockets into slot 0 of both fanout groups, the new ones joined both last), the
+    other worker never stops, and new connections in both directions are bridged intact."""
     import os
     import signal
 
     bridge = start(lab, "--threads", "2")
     (ready,) = bridge.events("ready")
-    victim = ready["pids"][1]
+    victim, other = ready["pids"]
+    running = netnslab.TcpTransfer(lab, SERVER4, 50_000_000, port=5100, rate=10_000_000)
+    time.sleep(0.5)
     os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not bridge.events("worker_died") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (died,) = bridge.events("worker_died")
+    assert died["pid"] == victim and died["exit_code"] == -signal.SIGKILL and died["worker"] == 0
+    assert died["action"] == "restarted" and died["new_pid"] != victim and died["restarts"] == 1
+    os.kill(died["new_pid"], 0)                       # alive
+    os.kill(other, 0)                                 # the other worker never stopped
+    try:                                              # the running transfer may lose its flow state
+        running.result(timeout=15)
+    except netnslab.LabError:
+        pass
+    for port in range(5201, 5209):                    # new flows land on both slots
+        sent, received = netnslab.tcp_transfer(lab, SERVER4, 200_000, port=port)
+        assert sent == received, port
+        sent, received = netnslab.tcp_transfer(lab, CLIENT4, 100_000, port=port + 100,
+                                               src="server", dst="client")
+        assert sent == received, port
+    lab.ping("client", SERVER4, count=3)
+    assert bridge.proc.poll() is None
+    totals = bridge.stop()
+    assert totals["inspector"]["workers.restarts"] == 1
+    assert sorted(w["restarts"] for w in totals["workers"]) == [0, 1]
+
+
+def test_a_worker_that_keeps_dying_stops_the_bridge_with_exit_1(lab):
+    """A crash loop is not restarted for ever: after RESTART_LIMIT restarts within the window
+    the next death stops the bridge (exit 1), as a dead bridge is then the honest state."""
+    import os
+    import signal
+
+    from bridge.supervisor import RESTART_LIMIT
+
+    bridge = start(lab)
+    (ready,) = bridge.events("ready")
+    pid = ready["pids"][0]
+    for n in range(RESTART_LIMIT + 1):
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while len(bridge.events("worker_died")) <= n and bridge.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        died = bridge.events("worker_died")[n]
+        if n < RESTART_LIMIT:
+            assert died["action"] == "restarted", died
+            pid = died["new_pid"]
     assert bridge.proc.wait(timeout=30) == 1
     bridge._join_pumps()
-    (died,) = bridge.events("worker_died")
-    assert died["pid"] == victim and died["exit_code"] == -signal.SIGKILL and died["worker"] == 1
-    (final,) = bridge.events("totals")
-    assert len(final["workers"]) == 2
+    assert "shutting the bridge down" in bridge.events("worker_died")[-1]["action"]
 
 
 def test_link_flap_resumes_forwarding(lab):

@@ -525,13 +525,39 @@ def test_a_killed_owner_leaves_no_working_redirect_and_is_cleaned_up(lab):
     assert_no_offload_left(lab)
 
 
-def test_a_dead_worker_stops_the_bridge_and_its_filters_go_with_it(lab):
+def test_a_dead_worker_is_restarted_and_a_killed_bridge_leaves_no_working_redirect(lab):
+    """A worker killed with SIGKILL: its slot restarts with the offload's socket filter, the
+    tc filters stay (the same owner); the supervisor killed too: the workers follow it
+    (PR_SET_PDEATHSIG) and the next start removes the filters it left."""
     bridge = lab.start_bridge("--bridge", "eth0:eth1", "--stats-interval", "0")
     assert all(f"ipsbridge:{bridge.pid}:" in text for text in tc_state(lab).values())
     (ready,) = bridge.events("ready")
     os.kill(ready["pids"][0], signal.SIGKILL)
-    assert bridge.proc.wait(timeout=30) == 1
+    deadline = time.monotonic() + 20
+    while not bridge.events("worker_died") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (died,) = bridge.events("worker_died")
+    assert died["action"] == "restarted"
+    lab.ping("client", SERVER4, count=3)
+    assert all(f"ipsbridge:{bridge.pid}:" in text for text in tc_state(lab).values())
+    os.kill(bridge.pid, signal.SIGKILL)
+    bridge.proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(died["new_pid"]):
+        time.sleep(0.1)
+    assert not _alive(died["new_pid"]), "a worker outlived its supervisor"
+    again = lab.start_bridge("--bridge", "eth0:eth1", "--stats-interval", "0")
+    assert len(again.events("stale_offload_removed")) >= 2, again.log()
+    again.stop()
     assert_no_offload_left(lab)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_the_next_bridge_removes_a_dead_bridges_filters_and_its_own_at_exit(lab):
