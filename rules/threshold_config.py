@@ -181,7 +181,12 @@ class _Line:
 
     def number(self, name: str, *, positive: bool = False) -> int:
         value, at = self.option(name)
-        if not value.isdigit() or not value.isascii():
+        digits = re.match(r"[0-9]+", value)
+        if digits and digits.end() < len(value):
+            rest = value[digits.end():].strip()
+            raise self.error(f"expected ',' after {name} {digits.group(0)}, found '{rest[:20]}'",
+                             at + len(value) - len(value[digits.end():].lstrip()))
+        if not digits:
             raise self.error(f"'{name}' must be a whole number, not '{value}'", at)
         n = int(value)
         if n > U32_MAX:

@@ -83,6 +83,8 @@ def test_comments_blank_lines_and_continuation():
                  ("unknown threshold.config entry 'thresold'",), id="misspelt-kind"),
     pytest.param("threshold gen_id 1, sig_id 1, type limit, track by_src, count 1", 1, 64,
                  ("expected ','", "write it as: threshold gen_id"), id="missing-seconds"),
+    pytest.param("threshold gen_id 1, sig_id 1 type limit, track by_src, count 1, seconds 1", 1, 30,
+                 ("expected ',' after sig_id 1, found 'type limit'",), id="missing-comma"),
     pytest.param("threshold gen_id 1, sig_id 1, track by_src, type limit, count 1, seconds 1", 1, 31,
                  ("expected 'type' here, found 'track'",), id="wrong-order"),
     pytest.param("threshold gen_id 1, sig_id 1, type Limit, track by_src, count 1, seconds 1", 1, 36,
