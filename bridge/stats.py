@@ -103,3 +103,57 @@ def rates(now: dict[str, dict], before: dict[str, dict], elapsed: float) -> dict
         out[iface]["dropped_per_s"] = round(
             (sum(c.get("dropped", {}).values()) - sum(b.get("dropped", {}).values())) / elapsed, 1)
     return out
+
+
+def _sum(d: dict[str, Any]) -> int:
+    return sum(d.values()) if isinstance(d, dict) else int(d or 0)
+
+
+def eve_stats(totals: dict[str, Any], uptime: float) -> dict[str, Any]:
+    """The `stats` object of an EVE stats record, in the shape Suricata 7 writes (its
+    dump-counters tree): uptime, capture (PACKET_STATISTICS), decoder, ips (accepted,
+    blocked, drop reasons), detect, flow, tcp, defrag; counters Suricata has no name for
+    go under `ipsbridge`, with their own names."""
+    ifaces = totals.get("interfaces", {})
+    insp = dict(totals.get("inspector", {}))
+    reasons: dict[str, int] = {}
+    for c in ifaces.values():
+        for reason, n in c.get("dropped", {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
+
+    def take(prefix: str, names: dict[str, str]) -> dict[str, int]:
+        out = {}
+        for ours, theirs in names.items():
+            key = prefix + ours
+            if key in insp:
+                out[theirs] = insp.pop(key)
+        return out
+
+    decoder = {"pkts": insp.pop("packets", 0)}
+    flow = take("flow.", {"created": "total", "active": "active", "memcap_hits": "memcap",
+                          "emergency_entered": "emerg_mode_entered", "tcp_reuse": "tcp_reuse",
+                          "midstream_pickups": "midstream_pickups", "expired": "timeout", "evicted": "evicted"})
+    tcp = take("stream.", {"sessions": "sessions", "memuse": "memuse", "memcap_drop": "ssn_memcap_drop",
+                           "reassembly_memcap": "reassembly_memcap", "ooo_limit": "segment_memcap_drop"})
+    defrag = {k[len("defrag."):]: insp.pop(k) for k in [k for k in insp if k.startswith("defrag.")]}
+    detect = {"alert": insp.pop("alerts", 0)}
+    return {
+        "uptime": int(uptime),
+        "capture": {
+            "kernel_packets": sum(c.get("kernel_packets", 0) for c in ifaces.values()),
+            "kernel_drops": sum(c.get("kernel_drops", 0) for c in ifaces.values()),
+            "errors": sum(_sum(c.get("send_errors", {})) for c in ifaces.values()),
+        },
+        "decoder": decoder,
+        "ips": {
+            "accepted": sum(c.get("forwarded", 0) for c in ifaces.values()),
+            "blocked": sum(reasons.values()),
+            "rejected": sum(c.get("injected", 0) for c in ifaces.values()),
+            "drop_reason": reasons,
+        },
+        "detect": detect,
+        "flow": flow,
+        "tcp": tcp,
+        "defrag": defrag,
+        "ipsbridge": {"interfaces": ifaces, "inspector": insp},
+    }

@@ -58,7 +58,7 @@ from bridge import ebpf
 from bridge.control import ControlError, ControlServer, Pending
 from bridge.logs import configure_logging
 from bridge.reload import Reloader
-from bridge.stats import empty, merge, rates
+from bridge.stats import empty, eve_stats, merge, rates
 from bridge.worker import PortSpec, WorkerSpec, worker_main
 
 SHUTDOWN_TIMEOUT = 5.0
@@ -541,9 +541,31 @@ class Supervisor:
                 cur = self.totals()["interfaces"]
                 self.log.info("stats", uptime=round(now - t0, 1), interfaces=cur,
                               rates=rates(cur, prev, now - prev_t))
+                self.write_eve_stats(now - t0)
                 prev, prev_t = cur, now
         self.log.info("stopping", signal=signal.Signals(self.stop_signal).name)
         return 0
+
+    def write_eve_stats(self, uptime: float) -> None:
+        """An EVE `stats` record (Suricata's shape) at every stats interval, appended to the
+        EVE file the workers write (O_APPEND, one write: lines never interleave).  A failure
+        is counted and logged once in a while; the next interval tries again."""
+        if not self.config.eve_log:
+            return
+        from bridge.eve import EveWriter, timestamp
+
+        line = json.dumps({"timestamp": timestamp(time.time()), "event_type": "stats",
+                           "stats": eve_stats(self.totals(), uptime)}, separators=(",", ":"))
+        try:
+            with EveWriter(self.config.eve_log) as w:
+                w.write_lines([line])
+        except OSError as e:
+            self.eve_stats_errors += 1
+            if self.eve_stats_errors in (1, 10, 100) or self.eve_stats_errors % 1000 == 0:
+                self.log.warning("eve_stats_write_failed", path=self.config.eve_log, error=str(e),
+                                 errors=self.eve_stats_errors)
+
+    eve_stats_errors = 0
 
     # ------------------------------------------------------------------ control socket
     def open_control(self) -> None:

@@ -207,3 +207,29 @@ def test_twenty_reloads_under_load_lose_nothing(lab):
         errors = sum(c["send_errors"].values())
         assert c["received"] == c["forwarded"] + dropped + errors, (name, c)
         assert c["kernel_drops"] == 0, (name, c)
+
+
+def test_eve_gets_a_stats_record_at_every_stats_interval(lab):
+    rules = lab.write("live.rules", ALERT_ONLY)
+    eve = lab.workdir / "eve.json"
+    bridge = lab.start_bridge("--bridge", "eth0:eth1", "-S", str(rules), "--eve", str(eve),
+                              "--stats-interval", "1", "--unix-socket", str(lab.workdir / "ctl.sock"))
+    assert replies(lab, 3) == 3
+
+    def stats_records():
+        try:
+            lines = eve.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(x) for x in lines if '"event_type":"stats"' in x]
+
+    assert wait_for(lambda: any(r["stats"]["detect"]["alert"] >= 3 for r in stats_records()), 15), bridge.log()
+    rec = stats_records()[-1]
+    st = rec["stats"]
+    assert rec["timestamp"].endswith("+0000") and st["uptime"] >= 1
+    assert st["ips"]["accepted"] >= 6 and st["ips"]["blocked"] == 0
+    assert st["capture"]["kernel_drops"] == 0 and st["capture"]["kernel_packets"] >= 6
+    assert st["decoder"]["pkts"] >= 6
+    bridge.stop()
+    alerts = [json.loads(x) for x in eve.read_text().splitlines() if '"event_type":"alert"' in x]
+    assert len(alerts) == 3                              # stats lines never broke an alert line
