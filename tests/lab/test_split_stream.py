@@ -6,10 +6,11 @@
 
 The rule drops a content that no single segment carries: the client writes it
 in four pieces, each one its own segment.  The bridge must drop the segment
-that completes it (reason "rule", EVE alert "blocked") and every later packet
-of the flow, both directions (reason "flow"), so the server's application
-never holds the marker; the clean twin -- the same writes with one byte of the
-marker changed -- must arrive intact with no drop.  A capture on the server's
+that completes it (reason "rule", EVE drop.reason "rules", alert "blocked") and
+every later packet of the flow, both directions (reason "flow", EVE "flow drop"),
+so the server's application never holds the marker; the clean twin -- the
+same writes with one byte of the marker changed -- must arrive intact with no
+drop.  A capture on the server's
 veth0 shows what the bridge forwarded, segment by segment.
 
 Out-of-order and retransmitted segments cannot be made with a real client
@@ -370,10 +371,10 @@ def check_blocked(flow: list[dict], cport: int, server_ip: str) -> None:
     assert a["alert"]["signature_id"] == SID and a["alert"]["action"] == "blocked", a
     assert (a["src_port"], a["dest_port"], a["dest_ip"], a["direction"]) == (cport, PORT, server_ip, "to_server"), a
     reasons = drops(flow)
-    assert reasons[0] == "rule" and set(reasons[1:]) == {"flow"}, reasons
+    assert reasons[0] == "rules" and set(reasons[1:]) == {"flow drop"}, reasons
     first = next(r for r in flow if r["event_type"] == "drop")
-    assert first["drop"]["signature_id"] == SID and first["in_iface"] == "eth0", first
-    assert "flow" in drops(flow, "eth0") and "flow" in drops(flow, "eth1"), reasons
+    assert first["alert"]["signature_id"] == SID and first["in_iface"] == "eth0", first
+    assert "flow drop" in drops(flow, "eth0") and "flow drop" in drops(flow, "eth1"), reasons
 
 
 # ------------------------------------------------------------------ a real client, small writes
@@ -389,7 +390,7 @@ def test_split_marker_dropped_and_clean_twin_intact(lab, host):
                    ready="connected", stdin=subprocess.PIPE)
     # the rule drop, then the client's own retransmission of that segment (RTO / tail loss
     # probe) dropped as part of the flow: then the client may stop waiting for it
-    wait_until(lambda: drops(of_flow(eve_records(eve), bad_port), "eth0")[:2] == ["rule", "flow"],
+    wait_until(lambda: drops(of_flow(eve_records(eve), bad_port), "eth0")[:2] == ["rules", "flow drop"],
                "the completing segment dropped by the rule and its retransmission by the flow", bridge, eve)
     client.stdin.write(b"give up\n")
     sent = result(client)
@@ -505,7 +506,7 @@ def test_crafted_segments_marker_dropped_and_twin_intact(lab, name):
     plan = make(STREAM)
     server = session(bad_port, plan, fin=False)
     after = len(plan) - completing - 1           # segments sent after the completing one
-    wait_until(lambda: drops(of_flow(eve_records(eve), bad_port), "eth0") == ["rule"] + ["flow"] * after,
+    wait_until(lambda: drops(of_flow(eve_records(eve), bad_port), "eth0") == ["rules"] + ["flow drop"] * after,
                f"one rule drop and {after} flow drops", bridge, eve)
     got = stop_dropped_server(bridge, eve, server, bad_port)
     assert bytes.fromhex(got["data"]) == STREAM[:delivered], got

@@ -202,7 +202,7 @@ def test_decided_flows_take_the_fast_path_with_the_same_output(tmp_path):
             sids = {e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert"}
             assert {3, 5, 9} <= sids and not {1, 2, 4, 8} & sids    # the decisions held (a pass is not logged)
             reasons = {e["drop"]["reason"] for e in eve if e["event_type"] == "drop"}
-            assert reasons == {"rule", "flow"}
+            assert reasons == {"rules", "flow drop"}
 
 
 def test_vlans_keep_flows_apart(tmp_path):

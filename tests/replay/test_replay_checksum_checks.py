@@ -101,7 +101,7 @@ def test_all_checksums_wrong_as_suricata(replay, bad_pcap, checks, mode):
     want_alerts, want_drops = SURICATA[(checks, mode)]
     assert alerts == want_alerts
     assert [cnt for cnt, _ in drops] == want_drops
-    assert all(reason == "policy:midstream" for _, reason in drops)
+    assert all(reason == "stream midstream" for _, reason in drops)
     turned_off = "checksum validation: off from packet 1000 on" in out
     assert turned_off == (checks == "auto")
     if turned_off:

@@ -40,7 +40,7 @@ alert tcp any any -> any 80 (msg:"syn"; flags:S; sid:1005;)
 # capturing machine's order) asks.
 EXPECTED_ALERTS = [(1, 1005, "allowed"), (4, 1001, "allowed"), (6, 1005, "allowed"), (9, 1001, "allowed"),
                    (9, 1002, "blocked"), (12, 1004, "allowed"), (13, 1003, "blocked")]
-EXPECTED_DROPS = [(9, "rule"), (10, "flow"), (11, "flow"), (13, "rule")]
+EXPECTED_DROPS = [(9, "rules"), (10, "flow drop"), (11, "flow drop"), (13, "rules")]
 DROPPED = (9, 10, 11, 13)
 
 
