@@ -105,6 +105,10 @@ def register(subparsers) -> None:
                      help="write the final counters as JSON to FILE at shutdown")
     out.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
                      help="structlog level on stderr (default: info)")
+    run.add_argument("--fail-open", action="store_true", default=None,
+                     help="if inspection stops (workers dead or hung, the process killed), the kernel forwards "
+                     "between the ports within about a second (eBPF on tc ingress); also after exit, until the "
+                     "next start (default: the file's ipsbridge.fail-open, else off)")
     out.add_argument("--unix-socket", metavar="PATH", default=None,
                      help="control socket (Suricata's unix-command protocol: suricatasc, 'ipsbridge reload', "
                      "'ipsbridge stats'); overrides unix-command.filename and enables it (default: "
@@ -142,6 +146,8 @@ def _build(args):
     if getattr(args, "bypass", None):
         for iface in config.af_packet:
             iface.bypass = args.bypass
+    if getattr(args, "fail_open", None):
+        config.fail_open = True
     if getattr(args, "unix_socket", None):
         config.unix_command = "yes"
         config.unix_command_path = args.unix_socket
@@ -235,9 +241,23 @@ def cmd_check(args) -> int:
         live = syscheck.system_problems(config)
     problems = static + live
     kernel = [i for i in config.af_packet if i.bypass == "kernel"]
+    status = None
+    if kernel or config.fail_open:
+        status = syscheck.kernel_offload_status(tc=any(i.copy_mode for i in config.af_packet))
     if kernel:
-        status = syscheck.kernel_offload_status(tc=any(i.copy_mode for i in kernel))
         print(f"kernel offload: {'works' if status.works else 'unavailable'}: {status.detail}")
+    inline = [f"{i.interface}->{i.copy_iface}" for i in config.af_packet if i.copy_mode]
+    if not config.fail_open:
+        print("fail-open: off (a stopped bridge forwards nothing; ipsbridge.fail-open: yes or --fail-open arms it)")
+    elif status.works and inline:
+        print(f"fail-open: armed at start: the kernel forwards {', '.join(inline)} whenever inspection stops "
+              f"(heartbeat older than 1 s) and after the bridge exits, until the next start or check --fix")
+    else:
+        from conf import Problem
+
+        why = status.detail if not status.works else "no inline (ips/tap) interface"
+        problems.append(Problem("ipsbridge", "fail-open", f"cannot be armed: {why}",
+                                "fix what the kernel offload lacks, or set ipsbridge.fail-open: no"))
     for p in problems:
         print(("warning: " if p.severity == "warning" else "error: ") + str(p))
     names = ", ".join(i.interface for i in config.af_packet) or "no interfaces"

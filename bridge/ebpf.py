@@ -89,6 +89,7 @@ BPF_PROG_LOAD = 5
 BPF_PROG_TEST_RUN = 10
 BPF_OBJ_GET_INFO_BY_FD = 15
 
+BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LRU_HASH = 9
@@ -333,7 +334,8 @@ ACTIONS = {"pass": ACTION_PASS, "drop": ACTION_DROP}
 # big-endian as on the wire: callers pass socket.htons(port) for the "H" fields.
 FLOW_KEY = struct.Struct("=IBBH16s16sHH")
 FLOW_VALUE = struct.Struct("=IIQQQ")      # action, redirect ifindex, last-seen ns, packets, bytes
-TOTALS = struct.Struct("=4Q")             # pass packets, pass bytes, drop packets, drop bytes
+TOTALS = struct.Struct("=6Q")             # pass packets, pass bytes, drop packets, drop bytes,
+                                          # fail-open packets, fail-open bytes (tc, stale heartbeat)
 HEARTBEAT = struct.Struct("=Q")
 INDEX = struct.Struct("=I")
 
@@ -341,7 +343,8 @@ K_IFINDEX, K_IPVER, K_PROTO, K_VLAN, K_SRC, K_DST, K_PORTS = 0, 4, 5, 6, 8, 24, 
 V_ACTION, V_REDIRECT, V_LAST, V_PACKETS, V_BYTES = 0, 4, 8, 16, 24
 assert FLOW_KEY.size == 44 and FLOW_VALUE.size == 32
 
-HEARTBEAT_STALE_NS = 2_000_000_000       # older than this: both programs step aside
+HEARTBEAT_STALE_NS = 1_000_000_000       # older than this: both programs step aside (or fail open)
+FAILOPEN_PORTS = 64                      # entries of the fail-open map: inline ports
 MAX_FLOWS_LIMIT = 1 << 18                # entries, one per flow direction (about 230 bytes of kernel
                                          # memory each, preallocated: 60 MB at most; measured on 6.18)
 
@@ -374,7 +377,7 @@ TCP_FLAGS_AT = 13     # offset of the flags byte in the TCP header
 TCP_HDR, UDP_HDR = 20, 8
 
 
-def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: int) -> None:
+def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: int, stale: str | None = None) -> None:
     """The shared front of both programs.  On entry R1 = skb; the network header is `l3`
     bytes after skb->data.  Falls through with R6 = skb, R7 = the flow's FlowValue,
     R8 = IP packet length and the time at fp+S_NOW; jumps to `miss` when the heartbeat
@@ -382,7 +385,9 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
 
     Helper calls per frame: ktime, one bpf_skb_load_bytes of the headers (two for an
     IPv4 packet under 34 bytes or an IPv6 one under 54: only UDP can be that short),
-    the flow lookup (the one-entry array lookups are inlined by the verifier)."""
+    the flow lookup (the one-entry array lookups are inlined by the verifier).  `stale`:
+    where a stale heartbeat goes (default `miss`), with R6 = skb."""
+    stale = stale or miss
     a.mov(R6, R1)
     # heartbeat: now - last write must be <= HEARTBEAT_STALE_NS (signed: a write a hair
     # in the future counts as fresh; never written = 0 = stale)
@@ -391,12 +396,12 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     a.mov(R2, FP)
     a.addi(R2, S_INDEX)
     a.call(FN_map_lookup_elem)
-    a.jeq(R0, 0, miss)
+    a.jeq(R0, 0, stale)
     a.ldx(DW, R7, R0, 0)
     a.call(FN_ktime_get_ns)
     a.stx(DW, FP, S_NOW, R0)
     a.sub(R0, R7)
-    a.jmp("jsgt", R0, HEARTBEAT_STALE_NS, miss)
+    a.jmp("jsgt", R0, HEARTBEAT_STALE_NS, stale)
     # key: ingress ifindex, VLAN id (0: none), addresses zeroed for IPv4
     a.ldx(W, R2, R6, SKB_ifindex)
     a.stx(W, FP, S_KEY + K_IFINDEX, R2)
@@ -489,11 +494,28 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     a.mov(R7, R0)
 
 
-def socket_filter_program(flows_fd: int, totals_fd: int, heartbeat_fd: int, *, l3: int = L3_OFFSET) -> Asm:
+def _emit_failopen_peer(a: Asm, failopen_fd: int, none: str) -> None:
+    """R0 = the fail-open peer ifindex of the frame's ingress port (R6 = skb); jumps to
+    `none` when the port is not armed."""
+    a.ldx(W, R2, R6, SKB_ifindex)
+    a.stx(W, FP, S_INDEX, R2)
+    a.ld_map_fd(R1, failopen_fd)
+    a.mov(R2, FP)
+    a.addi(R2, S_INDEX)
+    a.call(FN_map_lookup_elem)
+    a.jeq(R0, 0, none)
+    a.ldx(W, R0, R0, 0)
+    a.jeq(R0, 0, none)
+
+
+def socket_filter_program(flows_fd: int, totals_fd: int, heartbeat_fd: int, failopen_fd: int | None = None, *,
+                          l3: int = L3_OFFSET) -> Asm:
     """SOCKET_FILTER: 0 (not into the ring) for a frame of an offloaded flow, after
-    counting it in its entry and the per-CPU totals; SOCKET_KEEP_WHOLE otherwise."""
+    counting it in its entry and the per-CPU totals; SOCKET_KEEP_WHOLE otherwise.  With
+    a stale heartbeat on a port armed for fail-open: 0 (the tc program forwards it; the
+    ring must not get a copy a worker would forward again)."""
     a = Asm()
-    _emit_flow_lookup(a, flows_fd, heartbeat_fd, "keep", l3)
+    _emit_flow_lookup(a, flows_fd, heartbeat_fd, "keep", l3, "stale" if failopen_fd is not None else None)
     # bytes: the frame's length as the engine counts it (skb->len from the MAC header; a
     # test run starts at L3, so the header it lacks is added back there)
     a.ldx(W, R8, R6, SKB_len)
@@ -525,15 +547,22 @@ def socket_filter_program(flows_fd: int, totals_fd: int, heartbeat_fd: int, *, l
     a.label("keep")
     a.movi(R0, SOCKET_KEEP_WHOLE, bits=32)
     a.exit()
+    if failopen_fd is not None:
+        a.label("stale")
+        _emit_failopen_peer(a, failopen_fd, "keep")
+        a.movi(R0, 0)
+        a.exit()
     return a
 
 
-def tc_program(flows_fd: int, heartbeat_fd: int, *, l3: int = L3_OFFSET) -> Asm:
+def tc_program(flows_fd: int, heartbeat_fd: int, failopen_fd: int | None = None, totals_fd: int | None = None, *,
+               l3: int = L3_OFFSET) -> Asm:
     """SCHED_CLS (direct-action, clsact ingress): redirect pass flows to the peer, shoot
     drop flows, TC_ACT_OK for everything else.  Counting is the socket filter's (it
-    sees every frame first, on inline and IDS ports alike)."""
+    sees every frame first, on inline and IDS ports alike).  With a stale heartbeat: a
+    port armed for fail-open redirects every frame to its peer, any other TC_ACT_OK."""
     a = Asm()
-    _emit_flow_lookup(a, flows_fd, heartbeat_fd, "ok", l3)
+    _emit_flow_lookup(a, flows_fd, heartbeat_fd, "ok", l3, "stale" if failopen_fd is not None else None)
     a.ldx(W, R2, R7, V_ACTION)
     a.jeq(R2, ACTION_DROP, "shot")
     a.jne(R2, ACTION_PASS, "ok")
@@ -548,6 +577,29 @@ def tc_program(flows_fd: int, heartbeat_fd: int, *, l3: int = L3_OFFSET) -> Asm:
     a.label("ok")
     a.movi(R0, TC_ACT_OK)
     a.exit()
+    if failopen_fd is not None:
+        a.label("stale")
+        _emit_failopen_peer(a, failopen_fd, "ok")
+        a.mov(R9, R0)                             # the peer: callee-saved across the calls below
+        if totals_fd is not None:                 # counted: fail-open frames and bytes (frame length)
+            a.st(W, FP, S_INDEX, 0)
+            a.ld_map_fd(R1, totals_fd)
+            a.mov(R2, FP)
+            a.addi(R2, S_INDEX)
+            a.call(FN_map_lookup_elem)
+            a.jeq(R0, 0, "send")
+            a.ldx(DW, R1, R0, 32)
+            a.addi(R1, 1)
+            a.stx(DW, R0, 32, R1)
+            a.ldx(W, R2, R6, SKB_len)
+            a.ldx(DW, R1, R0, 40)
+            a.add(R1, R2)
+            a.stx(DW, R0, 40, R1)
+            a.label("send")
+        a.mov(R1, R9)
+        a.movi(R2, 0)
+        a.call(FN_redirect)
+        a.exit()
     return a
 
 
@@ -827,10 +879,12 @@ class KernelOffload:
     supervisor's.  Every method is a syscall or two: no per-frame work in Python."""
 
     def __init__(self, flows: BpfMap, totals: BpfMap, heartbeat_map: BpfMap, sock_fd: int, tc_fd: int,
-                 info: dict[str, ProgramInfo]):
+                 info: dict[str, ProgramInfo], failopen: BpfMap | None = None):
         self.flows = flows
         self.totals_map = totals
         self.heartbeat_map = heartbeat_map
+        self.failopen = failopen
+        self.armed: list[tuple[int, int]] = []    # (port, peer) ifindexes armed for fail-open
         self.sock_fd = sock_fd
         self.tc_fd = tc_fd
         self.info = info
@@ -841,9 +895,11 @@ class KernelOffload:
 
     # ---------------------------------------------------------------- life cycle
     @classmethod
-    def create(cls, max_flows: int) -> KernelOffload:
+    def create(cls, max_flows: int, *, fresh: bool = True) -> KernelOffload:
         """Maps and both programs.  Raises OffloadUnavailable(reason) when this kernel or
-        this process cannot (no bpf(), no permission, a map type or a program refused)."""
+        this process cannot (no bpf(), no permission, a map type or a program refused).
+        `fresh`: write the heartbeat at once; False leaves it stale until the caller's
+        first heartbeat (fail-open: the kernel forwards until the workers are ready)."""
         max_flows = max(1, min(int(max_flows), MAX_FLOWS_LIMIT))
         made: list[BpfMap] = []
         fds: list[int] = []
@@ -855,10 +911,13 @@ class KernelOffload:
                 made.append(totals)
                 hb = BpfMap(BPF_MAP_TYPE_ARRAY, INDEX.size, HEARTBEAT.size, 1, "ipsb_heartbeat")
                 made.append(hb)
+                fo = BpfMap(BPF_MAP_TYPE_HASH, INDEX.size, INDEX.size, FAILOPEN_PORTS, "ipsb_failopen")
+                made.append(fo)
             except OSError as e:
                 raise OffloadUnavailable(_why("creating a BPF map", e)) from None
-            progs = {"ipsb_sock": (BPF_PROG_TYPE_SOCKET_FILTER, socket_filter_program(flows.fd, totals.fd, hb.fd)),
-                     "ipsb_tc": (BPF_PROG_TYPE_SCHED_CLS, tc_program(flows.fd, hb.fd))}
+            progs = {"ipsb_sock": (BPF_PROG_TYPE_SOCKET_FILTER,
+                                   socket_filter_program(flows.fd, totals.fd, hb.fd, fo.fd)),
+                     "ipsb_tc": (BPF_PROG_TYPE_SCHED_CLS, tc_program(flows.fd, hb.fd, fo.fd, totals.fd))}
             info = {}
             for name, (ptype, asm) in progs.items():
                 try:
@@ -876,9 +935,16 @@ class KernelOffload:
             for fd in fds:
                 os.close(fd)
             raise
-        self = cls(flows, totals, hb, fds[0], fds[1], info)
-        self.heartbeat()
+        self = cls(flows, totals, hb, fds[0], fds[1], info, fo)
+        if fresh:
+            self.heartbeat()
         return self
+
+    def arm_failopen(self, ifindex: int, peer: int) -> None:
+        """Fail open on `ifindex`: while the heartbeat is stale, every frame arriving there
+        is forwarded out of `peer` by the tc program (and kept out of the rings)."""
+        self.failopen.update(INDEX.pack(ifindex), INDEX.pack(peer))
+        self.armed.append((ifindex, peer))
 
     def socket_filter_fd(self) -> int:
         """The SOCKET_FILTER program, for SO_ATTACH_BPF before bind (bridge.afpacket.open_socket)."""
@@ -926,11 +992,16 @@ class KernelOffload:
                     pass
         self.attached.clear()
 
-    def close(self) -> None:
-        """detach_all, then close the descriptors (a map lives on while a worker holds it)."""
-        self.detach_all()
-        for m in (self.flows, self.totals_map, self.heartbeat_map):
-            m.close()
+    def close(self, *, keep_filters: bool = False) -> None:
+        """detach_all, then close the descriptors (a map lives on while a worker holds it).
+        `keep_filters` (fail-open at exit): the tc filters stay, holding their program and
+        maps, so the kernel goes on forwarding with the heartbeat stale; the next start or
+        `ipsbridge check --fix` removes them."""
+        if not keep_filters:
+            self.detach_all()
+        for m in (self.flows, self.totals_map, self.heartbeat_map, self.failopen):
+            if m is not None:
+                m.close()
         for fd in (self.sock_fd, self.tc_fd):
             if fd >= 0:
                 os.close(fd)
@@ -979,13 +1050,14 @@ class KernelOffload:
     def totals(self) -> dict[str, int]:
         """bypass.kernel.* summed over the CPUs."""
         raw = self.totals_map.lookup(INDEX.pack(0)) or b""
-        sums = [0, 0, 0, 0]
+        sums = [0] * 6
         step = (TOTALS.size + 7) & ~7
         for off in range(0, len(raw) - step + 1, step):
             for i, v in enumerate(TOTALS.unpack_from(raw, off)):
                 sums[i] += v
         return {"bypass.kernel.pass_frames": sums[0], "bypass.kernel.pass_bytes": sums[1],
-                "bypass.kernel.drop_frames": sums[2], "bypass.kernel.drop_bytes": sums[3]}
+                "bypass.kernel.drop_frames": sums[2], "bypass.kernel.drop_bytes": sums[3],
+                "failopen.frames": sums[4], "failopen.bytes": sums[5]}
 
 
 def _why(step: str, e: OSError) -> str:

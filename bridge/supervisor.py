@@ -64,7 +64,8 @@ from bridge.worker import PortSpec, WorkerSpec, worker_main
 SHUTDOWN_TIMEOUT = 5.0
 RESTART_LIMIT = 5             # restarts of one worker slot ...
 RESTART_WINDOW = 60.0         # ... within this many seconds, then the bridge stops (a crash loop)
-HEARTBEAT_INTERVAL = 0.5      # s between heartbeats to the kernel offload (stale after 2 s)
+HEARTBEAT_INTERVAL = 0.25     # s between heartbeats to the kernel offload (stale after 1 s)
+WORKER_SILENCE = 2.5          # s without a report after which a worker counts as hung (fail-open)
 OFFLOAD_MIN_FLOWS = 4096      # kernel map entries, at least (one per flow direction)
 
 
@@ -120,17 +121,59 @@ def offload_capacity(config) -> int:
     return max(OFFLOAD_MIN_FLOWS, min(ebpf.MAX_FLOWS_LIMIT, 2 * workers * config.flow.max_flows))
 
 
-def setup_offload(config, log) -> ebpf.KernelOffload | None:
-    """Crash cleanup, then the kernel offload for the interfaces with `bypass: kernel`
-    (tc on the inline ones).  None when no interface wants it or the kernel cannot;
-    then those interfaces are switched to `bypass: user` (one warning with the reason)."""
-    names = [i.interface for i in config.af_packet]
+def remove_stale(names: list[str], log) -> None:
     try:
         for line in ebpf.remove_stale_filters(names):
             log.warning("stale_offload_removed", detail=line,
-                        reason="left by an ipsbridge that is gone (crash or SIGKILL)")
+                        reason="left by an ipsbridge that is gone (crash, SIGKILL, or a fail-open exit)")
     except Exception as exc:  # noqa: BLE001 - never fatal: a stale filter steps aside by itself
         log.warning("stale_offload_check_failed", error=str(exc))
+
+
+def setup_failopen(config, log) -> ebpf.KernelOffload:
+    """fail-open: the offload's programs on every inline port, armed to forward to the peer
+    while the heartbeat is stale, which it is until the workers are ready: the kernel
+    forwards from now on, with no gap after a previous bridge's fail-open filters (ours
+    are attached first, then theirs removed).  Every interface with `bypass: kernel` also
+    gets the flow offload.  Raises SetupError when the kernel cannot: fail-open was asked
+    for, and running without it would be a silent change."""
+    names = [i.interface for i in config.af_packet]
+    try:
+        offload = ebpf.KernelOffload.create(offload_capacity(config), fresh=False)
+    except ebpf.OffloadUnavailable as e:
+        raise SetupError(f"fail-open needs the kernel offload's eBPF programs: {e} "
+                         f"('ipsbridge check' says what is missing; or set ipsbridge.fail-open: no)") from None
+    try:
+        index = {}
+        for i in config.af_packet:
+            if i.copy_mode:
+                index[i.interface] = socket.if_nametoindex(i.interface)
+        for i in config.af_packet:
+            if i.copy_mode:
+                offload.attach_tc(index[i.interface])
+                offload.arm_failopen(index[i.interface], index[i.copy_iface])
+    except (ebpf.OffloadUnavailable, OSError) as e:
+        offload.close()
+        raise SetupError(f"fail-open: {e}") from None
+    remove_stale(names, log)
+    log.info("fail_open_armed", ports=[f"{i.interface}->{i.copy_iface}" for i in config.af_packet if i.copy_mode],
+             note="the kernel forwards between the ports until the workers are ready, and again whenever "
+                  "inspection stops (heartbeat older than 1 s)")
+    for i in config.af_packet:
+        if i.bypass == "kernel" and i.bpf_filter:
+            i.bypass = "user"
+    return offload
+
+
+def setup_offload(config, log) -> ebpf.KernelOffload | None:
+    """Crash cleanup, then the kernel offload for the interfaces with `bypass: kernel`
+    (tc on the inline ones).  None when no interface wants it or the kernel cannot;
+    then those interfaces are switched to `bypass: user` (one warning with the reason).
+    With fail-open: setup_failopen."""
+    if config.fail_open:
+        return setup_failopen(config, log)
+    names = [i.interface for i in config.af_packet]
+    remove_stale(names, log)
     want = [i for i in config.af_packet if i.bypass == "kernel"]
     filtered = [i for i in want if i.bpf_filter]
     if filtered:
@@ -176,7 +219,12 @@ def open_iface_socket(iface, cluster_id: int, offload: ebpf.KernelOffload | None
             bpf = afp.compile_bpf(iface.bpf_filter)
         except ValueError as e:
             raise SetupError(f"{iface.interface}: {e}") from e
-    prog = offload.socket_filter_fd() if offload is not None and iface.bypass == "kernel" else None
+    # fail-open: every inline port's sockets get it (a stale heartbeat keeps frames out of the
+    # ring while the kernel forwards them); otherwise those with bypass: kernel
+    wants = iface.bypass == "kernel" or (offload is not None and bool(offload.armed) and bool(iface.copy_mode))
+    if wants and iface.bpf_filter:
+        wants = False
+    prog = offload.socket_filter_fd() if offload is not None and wants else None
     try:
         return afp.open_socket(iface, cluster_id, bpf=bpf, bpf_prog_fd=prog)
     except OSError as e:
@@ -258,6 +306,9 @@ class Supervisor:
         self.offload: ebpf.KernelOffload | None = None
         self.kernel_totals: dict[str, int] = {}     # the offload's last totals (kept after close)
         self.next_heartbeat = 0.0
+        self.last_report: dict[int, float] = {}     # worker index -> monotonic time of its last message
+        self.failed_open: float | None = None       # fail-open: since when a stop of inspection lets the kernel forward
+        self.announced = False
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
@@ -360,6 +411,7 @@ class Supervisor:
             del self.conns[conn]
             return
         kind, index, pid = msg[0], msg[1], msg[2]
+        self.last_report[index] = time.monotonic()
         if kind == "ready":
             self.ready.add(index)
         elif kind in ("stats", "final"):
@@ -412,22 +464,46 @@ class Supervisor:
                 pass
         return dict(self.kernel_totals)
 
+    def healthy(self, now: float) -> bool:
+        """Every worker is ready and reported within WORKER_SILENCE (a hung or restarting
+        worker makes the whole bridge fail open, not only its slot)."""
+        if len(self.ready) != len(self.specs):
+            return False
+        return all(now - self.last_report.get(s.index, 0.0) <= WORKER_SILENCE for s in self.specs)
+
     def heartbeat(self, now: float) -> None:
         if self.offload is None or now < self.next_heartbeat:
             return
         self.next_heartbeat = now + HEARTBEAT_INTERVAL
+        if self.config.fail_open and not self.healthy(now):
+            # (at start, until every worker is ready, the kernel forwards too: not an event)
+            if self.failed_open is None and self.announced:
+                self.failed_open = now
+                self.log.error("fail_open", reason="a worker is not ready or has not reported for "
+                               f"{WORKER_SILENCE} s", action="the kernel forwards uninspected within 1 s")
+            return
+        if self.failed_open is not None:
+            self.log.info("fail_open_ended", seconds=round(now - self.failed_open, 1))
+            self.failed_open = None
         try:
             self.offload.heartbeat()
         except OSError as e:   # never seen; the programs then step aside after 2 s: fail-safe
             self.log.error("offload_heartbeat_failed", error=str(e))
 
     def close_offload(self) -> None:
-        """Detach the tc programs and close the maps (after the workers are gone)."""
+        """Detach the tc programs and close the maps (after the workers are gone).  With
+        fail-open the tc programs stay: the kernel goes on forwarding (stale heartbeat)
+        until the next start or `ipsbridge check --fix` removes them."""
         if self.offload is None:
             return
         self.read_kernel_totals()
+        keep = bool(self.config.fail_open and self.offload.armed)
+        if keep:
+            self.log.warning("fail_open_left", ports=[i.interface for i in self.config.af_packet if i.copy_mode],
+                             note="the kernel forwards uninspected between the ports until the next start; "
+                                  "'ipsbridge check --fix' removes it")
         try:
-            self.offload.close()
+            self.offload.close(keep_filters=keep)
         except Exception as exc:  # noqa: BLE001 - best effort on the way out, logged
             self.log.error("offload_cleanup_failed", error=str(exc),
                            fix="ipsbridge check --fix removes filters left behind")
@@ -498,7 +574,7 @@ class Supervisor:
                             pass
             ctl = self.control.waitables() if self.control is not None else []
             waitables = list(self.conns) + [p.sentinel for p in self.procs] + ctl
-            timeout = 0.05 if self.reloader.state == "validating" else 0.5
+            timeout = 0.05 if self.reloader.state == "validating" else HEARTBEAT_INTERVAL
             ready = mpc.wait(waitables, timeout=timeout)
             for obj in ready:
                 if obj in self.conns:
@@ -531,7 +607,8 @@ class Supervisor:
                 self.dead_worker_at_exit = True
                 return 1
             if not announced and len(self.ready) == len(self.specs):
-                announced = True
+                announced = self.announced = True
+                self.heartbeat(time.monotonic() + HEARTBEAT_INTERVAL)   # fail-open: hand over at once
                 self.log.info("ready", workers=len(self.specs), pids=[p.pid for p in self.procs],
                               interfaces=[i.interface for i in self.config.af_packet],
                               pairs=sorted({s.label for s in self.specs}))

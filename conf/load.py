@@ -128,7 +128,7 @@ TIMEOUT_KEYS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(FlowTi
 DEFRAG_KEYS = ("timeout", "trackers", "max-frags")
 DECODER_KEYS = ("vxlan", "gre")
 PCAP_FILE_KEYS = ("checksum-checks",)
-IPSBRIDGE_KEYS = ("eve-log", "stats-interval", "verdict-hook")
+IPSBRIDGE_KEYS = ("eve-log", "stats-interval", "verdict-hook", "fail-open")
 UNIX_COMMAND_KEYS = ("enabled", "filename")
 UNIX_COMMAND_DIR = "/run/ipsbridge"          # a relative unix-command.filename is taken in here (Suricata: its state dir)
 VARS_KEYS = ("address-groups", "port-groups")
@@ -1173,9 +1173,15 @@ class _Parser:
             if own.get("verdict-hook") is not None:
                 config.verdict_hook = self.as_str("ipsbridge", "verdict-hook", own["verdict-hook"],
                                                   own.line_of("verdict-hook"))
+            if "fail-open" in own:
+                v = self.as_bool("ipsbridge", "fail-open", own["fail-open"], own.line_of("fail-open"))
+                if v is not None:
+                    config.fail_open = v
+                    self.lines["fail-open"] = own.line_of("fail-open")
         elif own is not None:
             self.error("ipsbridge", "", "must be a mapping",
-                       "indent eve-log, stats-interval and verdict-hook under 'ipsbridge:'", L("ipsbridge"))
+                       "indent eve-log, stats-interval, verdict-hook and fail-open under 'ipsbridge:'",
+                       L("ipsbridge"))
         config.lines = dict(self.lines)
         if not self.problems:
             self.problems += policy_problems(config)      # the combinations Suricata refuses in any mode

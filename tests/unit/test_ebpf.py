@@ -150,7 +150,7 @@ def k():
 
 def _l3_socket_filter(off: KernelOffload) -> int:
     """The bridge's socket filter on the same maps, for a test run that starts at L3."""
-    asm = ebpf.socket_filter_program(off.flows.fd, off.totals_map.fd, off.heartbeat_map.fd, l3=0)
+    asm = ebpf.socket_filter_program(off.flows.fd, off.totals_map.fd, off.heartbeat_map.fd, off.failopen.fd, l3=0)
     return ebpf.load_program(ebpf.BPF_PROG_TYPE_SOCKET_FILTER, asm.assemble(), "ipsb_sock_l3")
 
 
@@ -196,7 +196,8 @@ def test_drop_flow_is_shot_and_kept_out_of_the_ring(k, name):
     assert sock(k, frame) == 0
     assert tc(k, frame) == TC_ACT_SHOT
     assert k.totals() == {"bypass.kernel.pass_frames": 0, "bypass.kernel.pass_bytes": 0,
-                          "bypass.kernel.drop_frames": 1, "bypass.kernel.drop_bytes": len(frame)}
+                          "bypass.kernel.drop_frames": 1, "bypass.kernel.drop_bytes": len(frame),
+                          "failopen.frames": 0, "failopen.bytes": 0}
 
 
 @pytest.mark.parametrize("name", list(NOT_KEYABLE))
@@ -299,17 +300,18 @@ def test_per_cpu_totals_are_summed_over_cpus(k):
     raw = k.totals_map.lookup(ebpf.INDEX.pack(0))
     per_cpu = [ebpf.TOTALS.unpack_from(raw, cpu * ebpf.TOTALS.size) for cpu in range(k.totals_map.cpus)]
     for cpu, n in runs.items():
-        assert per_cpu[cpu] == (n, len(V4_TCP_ACK) * n, 1, len(V4_UDP_PADDED))
+        assert per_cpu[cpu] == (n, len(V4_TCP_ACK) * n, 1, len(V4_UDP_PADDED), 0, 0)
     total = sum(runs.values())
     assert k.totals() == {"bypass.kernel.pass_frames": total, "bypass.kernel.pass_bytes": len(V4_TCP_ACK) * total,
                           "bypass.kernel.drop_frames": len(runs),
-                          "bypass.kernel.drop_bytes": len(V4_UDP_PADDED) * len(runs)}
+                          "bypass.kernel.drop_bytes": len(V4_UDP_PADDED) * len(runs),
+                          "failopen.frames": 0, "failopen.bytes": 0}
 
 
 # ------------------------------------------------------------------ heartbeat
-@pytest.mark.parametrize("age_s,offloaded", [(0.0, True), (1.5, True), (-0.5, True), (2.5, False), (3600, False)],
-                         ids=["now", "1.5s", "a-hair-ahead", "2.5s-stale", "an-hour-stale"])
-def test_heartbeat_older_than_two_seconds_turns_both_programs_off(k, age_s, offloaded):
+@pytest.mark.parametrize("age_s,offloaded", [(0.0, True), (0.9, True), (-0.5, True), (1.1, False), (3600, False)],
+                         ids=["now", "0.9s", "a-hair-ahead", "1.1s-stale", "an-hour-stale"])
+def test_heartbeat_older_than_one_second_turns_both_programs_off(k, age_s, offloaded):
     k.add(LO, 4, 6, 0, C4, S4, 40000, 80, "pass", PEER)
     k.heartbeat(time.monotonic_ns() - int(age_s * 1e9))
     if offloaded:
@@ -325,6 +327,46 @@ def test_step_aside_and_back(k):
     assert (sock(k, V4_TCP_ACK), tc(k, V4_TCP_ACK)) == (SOCKET_KEEP_WHOLE, TC_ACT_OK)
     k.heartbeat()
     assert (sock(k, V4_TCP_ACK), tc(k, V4_TCP_ACK)) == (0, TC_ACT_SHOT)
+
+
+# ------------------------------------------------------------------ fail-open
+ANY_FRAME = {"offloadable": V4_TCP_ACK, "syn": NOT_KEYABLE["v4-syn"][0], "arp": NOT_KEYABLE["arp"][0],
+             "v6-udp": V6_UDP}
+
+
+@pytest.mark.parametrize("name", sorted(ANY_FRAME))
+def test_an_armed_port_with_a_stale_heartbeat_forwards_every_frame_in_the_kernel(k, name):
+    """Fail-open: the tc program redirects whatever arrives to the peer (counted), and the
+    socket filter keeps it out of the ring so no worker forwards a second copy."""
+    k.arm_failopen(LO, PEER)
+    k.step_aside()
+    assert (sock(k, ANY_FRAME[name]), tc(k, ANY_FRAME[name])) == (0, TC_ACT_REDIRECT)
+    t = k.totals()
+    assert (t["failopen.frames"], t["failopen.bytes"]) == (1, len(ANY_FRAME[name]))
+    assert t["bypass.kernel.pass_frames"] == 0
+
+
+@pytest.mark.parametrize("name", sorted(ANY_FRAME))
+def test_an_armed_port_with_a_fresh_heartbeat_leaves_frames_to_the_workers(k, name):
+    k.arm_failopen(LO, PEER)
+    k.heartbeat()
+    assert (sock(k, ANY_FRAME[name]), tc(k, ANY_FRAME[name])) == (SOCKET_KEEP_WHOLE, TC_ACT_OK)
+
+
+def test_a_port_not_armed_does_not_fail_open(k):
+    k.arm_failopen(2, PEER)                 # another port: the test skb arrives on lo
+    k.step_aside()
+    assert (sock(k, V4_TCP_ACK), tc(k, V4_TCP_ACK)) == (SOCKET_KEEP_WHOLE, TC_ACT_OK)
+
+
+def test_a_new_offload_can_start_stale(k):
+    """fresh=False: a bridge with fail-open starts with the kernel forwarding; its first
+    heartbeat (once the workers are ready) hands the frames to them."""
+    off = KernelOffload.create(16, fresh=False)
+    try:
+        assert ebpf.HEARTBEAT.unpack(off.heartbeat_map.lookup(ebpf.INDEX.pack(0)))[0] == 0
+    finally:
+        off.close()
 
 
 # ------------------------------------------------------------------ programs and the assembler
