@@ -312,7 +312,7 @@ class ControlClient:
 # ---------------------------------------------------------------------- CLI
 RELOAD_EPILOG = """\
 The running bridge re-reads its configuration file's rule settings (rule-files,
-default-rule-path, vars, classification-file) and the rule files, compiles them
+default-rule-path, vars, classification-file, threshold-file) and those files, compiles them
 once, and each worker swaps them in between two ring drains: traffic keeps
 flowing and flows keep their state.  A rule file with an invalid rule fails the
 whole reload and the running rules stay (the message names file and line).

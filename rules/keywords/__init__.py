@@ -78,15 +78,8 @@ REGISTRY: dict[str, Keyword] = {
 
 
 
-def _suricata_names() -> frozenset[str]:
-    from pathlib import Path
-
-    text = (Path(__file__).parent / "suricata7_keywords.txt").read_text()
-    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
-
-
 # every keyword name (and alias) Suricata 7 accepts: one not in REGISTRY but in here is
 # "unsupported" (valid Suricata, skipped and counted); one in neither is a typo (invalid)
-SURICATA_KEYWORDS: frozenset[str] = _suricata_names()
+from rules.keywords.suricata7 import SURICATA_KEYWORDS  # noqa: E402
 
 __all__ = ["REGISTRY", "SURICATA_KEYWORDS", "Keyword"]
