@@ -312,9 +312,9 @@ class ControlClient:
 # ---------------------------------------------------------------------- CLI
 RELOAD_EPILOG = """\
 The running bridge re-reads its configuration file's rule settings (rule-files,
-default-rule-path, vars, classification-file, threshold-file) and those files, compiles them
-once, and each worker swaps them in between two ring drains: traffic keeps
-flowing and flows keep their state.  A rule file with an invalid rule fails the
+default-rule-path, vars, classification-file, threshold-file) and those files and
+checks them; then each worker builds the new engine in a thread and swaps it in
+between two ring drains: traffic keeps flowing and flows keep their state.  A rule file with an invalid rule fails the
 whole reload and the running rules stay (the message names file and line).
 Same as 'kill -USR2 <ipsbridge pid>' or suricatasc's reload-rules.
 
