@@ -687,8 +687,10 @@ class StreamEngine:
 
     def _prune(self, me: TcpStream, c: int) -> None:
         """Free data no later window can need: below the lower of the acknowledged offset
-        and one chunk before the inspected data."""
-        keep = min(me.last_ack, me.raw_progress - (c if self.inline else 0))
+        and one chunk before the inspected data, and never past the contiguous data (after a
+        hole the receiver may acknowledge, and an inline window of held segments inspect,
+        bytes beyond it: cutting there charged back bytes never held, and the memcap drifted)."""
+        keep = min(me.last_ack, me.raw_progress - (c if self.inline else 0), me.end)
         cut = keep - me.data_off
         if cut > PRUNE_STEP:
             del me.data[:cut]
