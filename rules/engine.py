@@ -210,6 +210,7 @@ class Engine:
         state belongs to the old rules and goes.  Threshold counters start again.  Returns
         how many flows were reopened.  The data plane must drop its fast-path entries."""
         self.detector = new.detector
+        new.thresholds.evicted += self.thresholds.evicted     # a count, not state: it goes on
         self.thresholds = new.thresholds
         self.streams.scanner = new.streams.scanner
         self.streams.check_overlap = new.streams.check_overlap
@@ -244,6 +245,7 @@ class Engine:
         out.update(self.defrag.stats())
         out.update(self.checksums.stats())
         out.update(self.detector.stats())
+        out.update(self.thresholds.stats())
         return out
 
     # ------------------------------------------------------------------ one frame

@@ -4,7 +4,11 @@ Windows run on packet time (`pkt.ts`), never a clock.  One table per engine:
 `by_src`/`by_dst` counts are per address (and IP version), `by_both` per
 address pair in either direction (Suricata's IP pair), `by_rule` per rule.
 Expired entries are pruned by `prune(now)` (the engine calls it from `tick`
-when the table grows).
+when the table grows).  The table holds at most `max_entries` (MAX_ENTRIES,
+about 280 bytes each: 18 MB per engine at the cap): a flood from ever new
+addresses inside one window would otherwise grow it without bound.  Past the
+cap the oldest entry goes (counted `thresholds.evicted`), so that address
+starts counting again, as a host Suricata's host table recycled does.
 
 `judge(rule, pkt)` is Suricata 7's alert-time threshold handling of one match
 (detect-engine-threshold.c, detect-engine-alert.c), returning what happens to
@@ -32,6 +36,7 @@ from __future__ import annotations
 from rules.rule import Rule, Threshold
 
 PRUNE_ABOVE = 4096        # entries kept before `prune` is worth its walk
+MAX_ENTRIES = 65536       # entries at most; past it the oldest goes (Suricata bounds them with host.memcap)
 
 NO_MATCH, ALERT, SILENT = 0, 1, 2
 
@@ -66,14 +71,28 @@ def suppressed(r: Rule, pkt) -> bool:
 
 
 class Thresholds:
-    __slots__ = ("_state",)
+    __slots__ = ("_state", "evicted", "max_entries")
 
-    def __init__(self) -> None:
-        # (kind, gid, sid, key) -> [window start, count, seconds, timeout start or None, timeout]
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        # (kind, gid, sid, key) -> [window start, count, seconds, timeout start or None, timeout];
+        # insertion order = oldest first
         self._state: dict[tuple, list] = {}
+        self.max_entries = max(1, max_entries)
+        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._state)
+
+    def _new(self, k: tuple, st: list) -> None:
+        """A new entry; at the cap the oldest one goes first."""
+        state = self._state
+        if len(state) >= self.max_entries:
+            del state[next(iter(state))]
+            self.evicted += 1
+        state[k] = st
+
+    def stats(self) -> dict[str, int]:
+        return {"thresholds.active": len(self._state), "thresholds.evicted": self.evicted}
 
     def judge(self, r: Rule, pkt) -> tuple[int, str]:
         """(NO_MATCH | ALERT | SILENT, the action) for one match of `r` on `pkt`."""
@@ -103,7 +122,7 @@ class Thresholds:
         if st is None:
             if kind == "threshold" and n == 1:
                 return ALERT                   # every match alerts: nothing to remember
-            self._state[k] = [now, 1, t.seconds, None, 0]
+            self._new(k, [now, 1, t.seconds, None, 0])
             if kind == "limit":
                 return ALERT
             if kind == "both" and n == 1:
@@ -134,7 +153,7 @@ class Thresholds:
         now = pkt.ts
         st = self._state.get(k)
         if st is None:
-            self._state[k] = [now, 1, t.seconds, None, t.timeout]
+            self._new(k, [now, 1, t.seconds, None, t.timeout])
             return r.action
         new = RATE_ACTIONS.get(t.new_action, r.action)
         if st[3] is not None:                  # the new action holds
