@@ -201,6 +201,19 @@ class Engine:
                 events.extend(d.events)
         self.streams.release(flow)
 
+    def _end_now(self, d: _FrameDecision) -> None:
+        """The lookup evicted a flow (flow.memcap) or replaced one (TCP port reuse): its state
+        goes now, not at the next tick.  Under a flood of new flows the sessions and held
+        segments of flows already evicted filled stream.memcap and the reassembly memcap for
+        up to a tick, and every new session was refused meanwhile (in ips mode, with the
+        default policy, a new legitimate connection was dropped).  In IDS mode their last
+        inspection's events come with this frame."""
+        events: list = []
+        for f in self.flows.take_ended():
+            self._flow_end(f, events)
+        for ev in events:
+            d.add_event(ev)
+
     def adopt_rules(self, new: Engine) -> int:
         """A rule reload: take `new`'s rules (an Engine built from the new rule set with the
         same settings) and keep this engine's flows, streams and fragments.  Flows already
@@ -320,6 +333,8 @@ class Engine:
                 return self._decide(pkt, None, self.detector.run_nonip(pkt, self.thresholds), set(), d)
             return False
         flow = self.flows.lookup(pkt)
+        if self.flows.ended:
+            self._end_now(d)
         if flow is not None:
             if flow.dropped:
                 d.drop(pkt, "flow")

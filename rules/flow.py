@@ -121,7 +121,9 @@ class FlowTable:
         self.midstream = stream.midstream
         self.async_oneside = stream.async_oneside
         self._flows: OrderedDict[tuple, TrackedFlow] = OrderedDict()   # least recently active first
-        self._ended: list[TrackedFlow] = []    # evicted / replaced since the last expire()
+        # evicted / replaced since the last take_ended() or expire(); the engine takes them
+        # as soon as there are any, so their state goes before the next tick
+        self.ended: list[TrackedFlow] = []
         self._to_tcp = s.timeouts.get("tcp", DEFAULT_TIMEOUTS["tcp"])
         self._to_udp = s.timeouts.get("udp", DEFAULT_TIMEOUTS["udp"])
         self._to_icmp = s.timeouts.get("icmp", DEFAULT_TIMEOUTS["icmp"])
@@ -176,7 +178,7 @@ class FlowTable:
             if (proto == IPPROTO_TCP and flow.state == "closed"
                     and pkt.tcp_flags & (TH_SYN | TH_ACK) == TH_SYN):
                 del flows[key]          # a new connection on the same ports
-                self._ended.append(flow)
+                self.ended.append(flow)
                 self.tcp_reuse += 1
                 flow = self._create(key, pkt, src, sp, dst, dp)
         to_server = flow.cli == src and flow.cli_port == sp
@@ -233,7 +235,7 @@ class FlowTable:
                 self.emergency = True
                 self.emergency_entered += 1
             _, old = flows.popitem(last=False)        # least recently active
-            self._ended.append(old)
+            self.ended.append(old)
             self.evicted += 1
         flow = TrackedFlow(key, flow_id_for(key, pkt.ts), pkt.ts)
         proto = pkt.proto
@@ -354,8 +356,8 @@ class FlowTable:
     def expire(self, now: float) -> list[TrackedFlow]:
         """Remove and return flows idle longer than their state's timeout at
         packet time `now`, plus flows evicted or replaced since the last call."""
-        ended = self._ended
-        self._ended = []
+        ended = self.ended
+        self.ended = []
         flows = self._flows
         floor = self._min_timeout()
         dead = []
@@ -372,14 +374,21 @@ class FlowTable:
             self.emergency = False
         return ended
 
+    def take_ended(self) -> list[TrackedFlow]:
+        """Remove and return the flows evicted (at the memcap) or replaced (TCP port reuse)
+        since the last call or `expire`."""
+        ended = self.ended
+        self.ended = []
+        return ended
+
     def all(self) -> list[TrackedFlow]:
         """Every flow in the table (a rule reload walks them)."""
         return list(self._flows.values())
 
     def drain(self) -> list[TrackedFlow]:
         """Remove and return every flow (the input ended)."""
-        ended = self._ended + list(self._flows.values())
-        self._ended = []
+        ended = self.ended + list(self._flows.values())
+        self.ended = []
         self._flows.clear()
         return ended
 

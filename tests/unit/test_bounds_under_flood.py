@@ -317,3 +317,31 @@ def test_pruning_after_a_hole_the_receiver_acknowledged_charges_back_only_what_w
         assert e.inspect(f, meta).verdict == Verdict.FORWARD
         assert e.streams.mem == held_bytes(e) >= 0, e.streams.mem
         t += 0.001
+
+
+def sessions_held(e: Engine) -> int:
+    return sum(1 for f in e.flows.all() if f.tcp is not None and f.tcp.charged)
+
+
+@pytest.mark.parametrize("mode", ["ips", "ids"])
+def test_a_new_connection_in_a_syn_flood_gets_a_session_before_any_tick(mode):
+    """stream.memcap holds a session for every flow the table can track; a SYN flood three
+    times the table, with no tick in between.  The sessions of evicted flows are given back
+    at once, so no SYN is refused a session and the connection that comes next gets one.
+    They stayed charged until the next tick: the memcap filled with dead flows' sessions and
+    every new session was refused (ips: the new connection dropped by the memcap policy)."""
+    stream = StreamSettings(memcap=MAX_FLOWS * SESSION_BYTES, memcap_policy="drop-flow" if mode == "ips" else "ignore")
+    e = Engine(RULES, EngineSettings(mode=mode, stream=stream, flow=FlowSettings(memcap=MAX_FLOWS * FLOW_BYTES)))
+    rng = random.Random(1)
+    meta = FrameMeta(ts=T0, iface="eth0")
+    for i in range(3 * MAX_FLOWS):
+        meta.ts = T0 + i * 0.0002
+        e.inspect(ip4(rand_src(rng), _S4, 6, tcp(rng.randint(20000, 29999), rng.randint(20000, 29999), SYN,
+                                                 rng.getrandbits(31))), meta)
+        assert e.streams.sessions == sessions_held(e) <= MAX_FLOWS
+    st = e.stats()
+    assert st["flow.evicted"] == 2 * MAX_FLOWS and st.get("stream.memcap_drop", 0) == 0, st
+    r = e.inspect(ip4(Legit.C4, _S4, 6, tcp(40005, 80, SYN, 1)), meta)
+    assert r.verdict == Verdict.FORWARD, r.reason
+    (legit,) = [f for f in e.flows.all() if f.cli_port == 40005]
+    assert legit.tcp is not None and legit.tcp.charged
