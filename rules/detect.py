@@ -28,6 +28,7 @@ from __future__ import annotations
 from operator import attrgetter
 
 from rules.packet import Packet
+from rules.payload import Pcre
 from rules.prefilter import PORT_PROTOS, RuleIndex
 from rules.rule import ACTION_RANK, Rule
 from rules.thresholds import Thresholds
@@ -145,6 +146,14 @@ def _apply_flowbits(s: Sig, bits: set) -> None:
                     bits.add(n)
 
 
+def _pcre_items(chain) -> list:
+    """The pcre items of a payload chain and of its sticky-buffer sub-chains."""
+    out = [it for it in chain.items if isinstance(it, Pcre)]
+    for _name, _extract, sub in chain.buffers:
+        out += _pcre_items(sub)
+    return out
+
+
 class Detector:
     """Candidate selection and matching over one rule set.  Holds the prefilter databases
     (built in the process that uses them) and the per-flow header cache."""
@@ -154,6 +163,7 @@ class Detector:
         for i, s in enumerate(sigs):
             s.order = i
         self.sigs = sigs
+        self._pcres = [it for s in sigs if s.rule.payload is not None for it in _pcre_items(s.rule.payload)]
         # `pkthdr` rules are the only ones a packet without a valid IP layer can match
         # (decoder-event rules on truncated or unknown packets)
         self.pkthdr = tuple(s for s in sigs if s.rule.proto == "pkthdr")
@@ -455,4 +465,6 @@ class Detector:
         return matches
 
     def stats(self) -> dict[str, int]:
-        return self.index.stats()
+        out = self.index.stats()
+        out["detect.pcre_limit_hits"] = sum(p.regex.limit_hits for p in self._pcres)
+        return out

@@ -54,7 +54,7 @@ class Content:
 
 @dataclass(slots=True)
 class Pcre:
-    regex: "re.Pattern[bytes]"
+    regex: "PcreRegex"               # rules.keywords.pcre: PCRE2, a limit hit is no match
     source: str
     negated: bool = False
     relative: bool = False

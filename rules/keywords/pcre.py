@@ -1,155 +1,129 @@
-"""pcre:"/regex/flags" on the packet payload, run with Python's `re` on bytes.
+"""pcre:"/regex/flags" on the packet payload, run by PCRE2 as Suricata runs it.
 
-Flags i s m x map to re flags; R makes the search start at the end of the
-previous match (and ``^`` anchor there, as in Suricata); A anchors at the
-start; B (rawbytes) and O (match-limit override) are accepted with no effect.
-The HTTP/buffer flags (U, P, H, ...) select app-layer buffers ipsbridge does
-not have yet -> "unsupported pcre modifier".  A few PCRE-only spellings are
-translated (``(?<name>``, ``\\z``, ``\\Z``, ``\\x{..}``, ``\\Q..\\E``, ``\\e``, ``\\h``,
-POSIX classes ``[[:digit:]]``, a literal ``{,n}``, ``[`` inside a class);
-anything Python's `re` still refuses is reported as unsupported pcre syntax.
+The pattern goes to PCRE2 (the `pcre2` binding, JIT-compiled) as written, in
+8-bit non-UTF mode, with PCRE2's own syntax rules -- none of the binding's
+Python-style changes (\\u escapes, no \\C).  Flags: i s m x -> CASELESS, DOTALL,
+MULTILINE, EXTENDED; E -> DOLLAR_ENDONLY; G -> UNGREEDY; R makes the search
+start at the end of the previous match (``^`` anchors there, as in Suricata); A
+anchors at the start; B (rawbytes) has no effect on packet payloads.  Matching
+is bounded as Suricata's default configuration bounds it (pcre.match-limit
+3500, pcre.match-limit-recursion 1500, set in the pattern as
+``(*LIMIT_MATCH=3500)(*LIMIT_DEPTH=1500)``); the O flag lifts those to PCRE2's
+own defaults, as Suricata's O.  A match that hits a limit is no match, as in
+Suricata, and is counted (`Pcre.limit_hits`, the engine's
+`detect.pcre_limit_hits`): a ReDoS-shaped pattern costs microseconds, not the
+seconds Python's `re` spent.  The HTTP/buffer flags (U, P, H, ...) select
+app-layer buffers ipsbridge does not have yet -> "unsupported pcre modifier".
+A pattern PCRE2 refuses is an invalid rule (Suricata refuses it too), with the
+offset PCRE2 names.
 """
 from __future__ import annotations
 
 import re
-import warnings
+
+import pcre2
+from pcre2 import _cy as _pcre2_cy
 
 from rules.keywords._base import REQUIRED, Ctx, Keyword
 from rules.payload import Content, Pcre
 
-_FLAGS = {"i": re.IGNORECASE, "s": re.DOTALL, "m": re.MULTILINE, "x": re.VERBOSE}
-_NOOP = {"B", "O"}
-# Suricata modifiers that pick an app-layer buffer or change PCRE semantics we do not emulate
-_UNSUPPORTED = set("UPHDMCSYVWQIKGEJ")
+# PCRE2 compile options (pcre2.h)
+PCRE2_CASELESS = 0x00000008
+PCRE2_DOTALL = 0x00000020
+PCRE2_MULTILINE = 0x00000400
+PCRE2_EXTENDED = 0x00000080
+PCRE2_DOLLAR_ENDONLY = 0x00000010
+PCRE2_UNGREEDY = 0x00040000
+PCRE2_ALT_BSUX = 0x00000002            # the binding turns these two on for Python's sake;
+PCRE2_NEVER_BACKSLASH_C = 0x00100000   # Suricata's PCRE2 has neither
+_FLAGS = {"i": PCRE2_CASELESS, "s": PCRE2_DOTALL, "m": PCRE2_MULTILINE, "x": PCRE2_EXTENDED,
+          "E": PCRE2_DOLLAR_ENDONLY, "G": PCRE2_UNGREEDY}
+_NOOP = {"B"}
+# Suricata modifiers that pick an app-layer buffer ipsbridge does not have yet
+_UNSUPPORTED = set("UPHDMCSYVWQIKJ")
+MATCH_LIMIT = 3500                      # Suricata's default pcre.match-limit
+DEPTH_LIMIT = 1500                      # Suricata's default pcre.match-limit-recursion
+LIMITS = f"(*LIMIT_MATCH={MATCH_LIMIT})(*LIMIT_DEPTH={DEPTH_LIMIT})".encode()
 
 
-def _bytes(*spans: str) -> frozenset[int]:
-    out: set[int] = set()
-    for sp in spans:
-        if len(sp) == 3 and sp[1] == "-":
-            out.update(range(ord(sp[0]), ord(sp[2]) + 1))
-        else:
-            out.update(map(ord, sp))
-    return frozenset(out)
+_MINLESS = re.compile(r"\{,[0-9]+\}")
 
 
-# PCRE's POSIX classes, ASCII (no UCP), as byte sets
-_POSIX = {
-    "alnum": _bytes("a-z", "A-Z", "0-9"),
-    "alpha": _bytes("a-z", "A-Z"),
-    "ascii": _bytes("\x00-\x7f"),
-    "blank": _bytes(" \t"),
-    "cntrl": _bytes("\x00-\x1f", "\x7f"),
-    "digit": _bytes("0-9"),
-    "graph": _bytes("!-~"),
-    "lower": _bytes("a-z"),
-    "print": _bytes(" -~"),
-    "punct": _bytes("!-/", ":-@", "[-`", "{-~"),
-    "space": _bytes(" \t\n\v\f\r"),
-    "upper": _bytes("A-Z"),
-    "word": _bytes("a-z", "A-Z", "0-9", "_"),
-    "xdigit": _bytes("0-9", "a-f", "A-F"),
-}
-
-
-def _class_body(values: frozenset[int]) -> str:
-    """Byte set as character-class ranges (\\xHH-\\xHH), for inside [...]."""
-    out, vals, k = [], sorted(values), 0
-    while k < len(vals):
-        j = k
-        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
-            j += 1
-        out.append("\\x%02x" % vals[k] if j == k else "\\x%02x-\\x%02x" % (vals[k], vals[j]))
-        k = j + 1
-    return "".join(out)
-
-
-def translate(body: str, multiline: bool = False) -> str:
-    """PCRE spelling -> Python `re` spelling.  Tracks character classes, where
-    PCRE differs again: POSIX ``[:name:]`` / ``[:^name:]`` (expanded to byte
-    ranges), a literal ``[``, ``\\h`` as two members.  Outside classes, ``{,n}``
-    is literal text in PCRE2 10.42 (Suricata 7's) but a quantifier in Python.
-    With `multiline` (the m flag), ``^`` does not match after a newline that
-    ends the subject in PCRE (it does in Python)."""
+def pcre_10_42(body: str) -> str:
+    """The bundled PCRE2 is newer than Suricata 7's (10.42): since 10.43 ``{,n}`` is a
+    quantifier, in 10.42 it is the literal text.  Escape such a brace outside character
+    classes and \\Q..\\E, so the pattern means what it means to Suricata."""
     out = []
-    i = 0
-    n = len(body)
+    i, n = 0, len(body)
     in_class = False
     while i < n:
         c = body[i]
-        if c == "\\" and i + 1 < n:
-            d = body[i + 1]
-            if d == "z":
-                out.append(r"\Z")
-            elif d == "Z":
-                out.append(r"(?=\n?\Z)")
-            elif d == "e":
-                out.append(r"\x1b")
-            elif d == "h":
-                out.append(r" \t" if in_class else r"[ \t]")
-            elif d == "x" and i + 2 < n and body[i + 2] == "{":
-                end = body.find("}", i + 3)
-                if end < 0:
-                    out.append(body[i:i + 2])
-                else:
-                    out.append(r"\x%02x" % int(body[i + 3:end] or "0", 16))
-                    i = end + 1
-                    continue
-            elif d == "Q":
-                end = body.find(r"\E", i + 2)
-                lit = body[i + 2:] if end < 0 else body[i + 2:end]
-                out.append(re.escape(lit))
-                i = n if end < 0 else end + 2
+        if c == "\\":
+            if body.startswith("\\Q", i):
+                j = body.find("\\E", i + 2)
+                j = n if j < 0 else j + 2
+                out.append(body[i:j])
+                i = j
                 continue
-            else:
-                out.append(body[i:i + 2])
+            out.append(body[i:i + 2])
             i += 2
             continue
         if in_class:
-            if c == "[" and body.startswith(":", i + 1):
-                end = body.find(":]", i + 2)
-                if end > 0:
-                    name = body[i + 2:end]
-                    neg = name.startswith("^")
-                    vals = _POSIX.get(name[1:] if neg else name)
-                    if vals is None:
-                        raise re.error(f"unknown POSIX class name [:{name}:]")
-                    out.append(_class_body(frozenset(range(256)) - vals if neg else vals))
-                    i = end + 2
-                    continue
             if c == "]":
                 in_class = False
-            elif c == "[":
-                c = "\\["                     # literal in PCRE; Python would warn (nested sets)
+            elif body.startswith("[:", i):            # a POSIX class inside: skip to its ':]'
+                j = body.find(":]", i + 2)
+                if j > 0:
+                    out.append(body[i:j + 2])
+                    i = j + 2
+                    continue
             out.append(c)
             i += 1
             continue
         if c == "[":
             in_class = True
-            out.append(c)
-            i += 1
-            if i < n and body[i] == "^":
-                out.append("^")
-                i += 1
-            if i < n and body[i] == "]":     # a leading ] is a member
-                out.append("\\]")
-                i += 1
+            j = i + 1
+            if j < n and body[j] == "^":
+                j += 1
+            if j < n and body[j] == "]":             # a leading ']' is a member
+                j += 1
+            out.append(body[i:j])
+            i = j
             continue
-        if c == "^" and multiline:
-            out.append(r"(?:\A|(?<=\n)(?!\Z))")
-            i += 1
-            continue
-        if c == "{" and body.startswith(",", i + 1):
+        if c == "{" and _MINLESS.match(body, i):
             out.append("\\{")
             i += 1
-            continue
-        if body.startswith("(?<", i) and i + 3 < n and body[i + 3] not in "=!":
-            out.append("(?P<")
-            i += 3
             continue
         out.append(c)
         i += 1
     return "".join(out)
+
+
+class PcreRegex:
+    """A compiled PCRE2 pattern with the two calls the payload matcher makes; a match
+    limit hit is no match, counted in `limit_hits`."""
+
+    __slots__ = ("_p", "limit_hits")
+
+    def __init__(self, pattern: bytes, options: int) -> None:
+        code = _pcre2_cy.compile(pattern, options, PCRE2_ALT_BSUX | PCRE2_NEVER_BACKSLASH_C)
+        _pcre2_cy.jit_compile(code)
+        self._p = pcre2.Pattern(code, pattern, 0, True, None)
+        self.limit_hits = 0
+
+    def search(self, buf, pos: int = 0):
+        try:
+            return self._p.search(buf, pos)
+        except pcre2.LibraryError:
+            self.limit_hits += 1
+            return None
+
+    def match(self, buf, pos: int = 0):
+        try:
+            return self._p.match(buf, pos)
+        except pcre2.LibraryError:
+            self.limit_hits += 1
+            return None
 
 
 def _pcre(value: str, ctx: Ctx):
@@ -161,7 +135,7 @@ def _pcre(value: str, ctx: Ctx):
         raise ctx.error("pcre is missing its closing '/'")
     body, mods = v[1:end], v[end + 1:]
     flags = 0
-    relative = anchored = False
+    relative = anchored = override = False
     for k, m in enumerate(mods):
         at = end + 1 + k
         if m in _FLAGS:
@@ -170,10 +144,10 @@ def _pcre(value: str, ctx: Ctx):
             relative = True
         elif m == "A":
             anchored = True
+        elif m == "O":
+            override = True
         elif m in _NOOP:
             pass
-        elif m in _UNSUPPORTED:
-            raise ctx.error(f"unsupported pcre modifier '{m}'", at, unsupported=f"pcre-modifier:{m}")
         else:
             raise ctx.error(f"unsupported pcre modifier '{m}'", at, unsupported=f"pcre-modifier:{m}")
     if not body:
@@ -181,13 +155,18 @@ def _pcre(value: str, ctx: Ctx):
     if relative and not any(isinstance(i, (Content, Pcre)) for i in ctx.items):
         # Suricata refuses this too (byte_jump/isdataat do not count as a match)
         raise ctx.error("pcre with R (relative) needs a content or pcre before it")
+    prefix = b"" if override else LIMITS
     try:
-        with warnings.catch_warnings():
-            # Python warns about PCRE-valid classes such as [--/] (future set syntax); PCRE reads them literally
-            warnings.simplefilter("ignore", FutureWarning)
-            rx = re.compile(translate(body, bool(flags & re.MULTILINE)).encode("latin-1", "backslashreplace"), flags)
-    except (re.error, OverflowError, ValueError, RecursionError) as e:
-        raise ctx.error(f"unsupported pcre syntax (Python re: {e})", 1, unsupported="pcre-syntax") from None
+        rx = PcreRegex(prefix + pcre_10_42(body).encode("latin-1", "backslashreplace"), flags)
+    except pcre2.PatternError as e:
+        # "compilation failed at position N; why": N counts from our prefix
+        text = str(e)
+        pos = 0
+        if text.startswith("compilation failed at position "):
+            num, _, why = text[len("compilation failed at position "):].partition(";")
+            pos = max(0, int(num) - len(prefix)) if num.isdigit() else 0
+            text = why.strip()
+        raise ctx.error(f"invalid pcre: {text} (at offset {pos} of the regex)", 1 + min(pos, len(body))) from None
     p = Pcre(regex=rx, source=v, negated=ctx.negated, relative=relative, anchored=anchored)
     ctx.items.append(p)
     return p
