@@ -104,6 +104,7 @@ from bridge.stats import Counters, bump
 from conf.model import Interface
 from rules.api import (
     CSUM_AUTO,
+    InspectTimeout,
     CSUM_SKIP,
     CSUM_VALIDATE,
     FORWARD,
@@ -205,6 +206,51 @@ class _PassOnly:
         return getattr(self.kernel, name)
 
 
+class Watchdog:
+    """Bounds the time one frame may hold `inspect`: SIGALRM every limit/2 s; when the
+    main thread is inside the inspector's `inspect` on two ticks running and the ring
+    batch being worked on is still the same one (`batch` is advanced once per batch, so
+    the frame path pays nothing per frame), the handler raises rules.api.InspectTimeout
+    there: the inspector answers that frame by its exception policy and counts it, and
+    the worker moves on.  A batch is at most a ring's worth of frames, microseconds each:
+    one that lasts `limit` has a frame stuck.  Python runs signal handlers between
+    bytecodes, so a loop in Python stops within a tick; one C call (a regex, a pattern
+    scan) runs to its end first (pcre has PCRE2's match limits for that)."""
+
+    def __init__(self, limit: float, inspect_code) -> None:
+        self.limit = limit
+        self.code = inspect_code
+        self.batch = 0
+        self.seen = -1
+        self.strikes = 0
+        self.fired = 0
+
+    def start(self) -> None:
+        signal.signal(signal.SIGALRM, self.tick)
+        signal.setitimer(signal.ITIMER_REAL, self.limit / 2, self.limit / 2)
+
+    def stop(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def tick(self, signum, frame) -> None:
+        f = frame
+        while f is not None and f.f_code is not self.code:
+            f = f.f_back
+        if f is None:                     # not inspecting: nothing to bound
+            self.seen = -1
+            self.strikes = 0
+            return
+        if self.batch != self.seen:
+            self.seen = self.batch
+            self.strikes = 0
+            return
+        self.strikes += 1
+        if self.strikes >= 2:
+            self.strikes = 0
+            self.fired += 1
+            raise InspectTimeout(f"a frame held inspect for over {self.limit} s")
+
+
 class Worker:
     """The per-frame path over a list of ports (see the module docstring).  `from_spec`
     builds it in the worker process from the sockets the supervisor opened; tests build it
@@ -243,6 +289,17 @@ class Worker:
             if port.tx is not None:
                 self.tx_by_sock[port.peer] = port.tx
         self.fast = self._fast_path(kernel)
+        self.watchdog: Watchdog | None = None
+
+    def start_watchdog(self) -> None:
+        """ipsbridge.inspect-time-limit (0: none) for an inspector with an `inspect`."""
+        limit = self.config.inspect_time_limit
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.watchdog = None
+        if limit > 0 and type(self.inspector) is not ForwardAll:
+            self.watchdog = Watchdog(limit, type(self.inspector).inspect.__code__)
+            self.watchdog.start()
 
     @classmethod
     def from_spec(cls, spec: WorkerSpec, config, conn, ctl=None) -> Worker:
@@ -292,6 +349,7 @@ class Worker:
         if self.ctl is not None:
             ctl_fd = self.ctl.fileno()
             poller.register(ctl_fd, select.POLLIN)
+        self.start_watchdog()
         self.conn.send(("ready", self.index, os.getpid()))
         next_report = time.monotonic() + REPORT_INTERVAL
         while not self.stop:
@@ -409,6 +467,7 @@ class Worker:
                 if self.fast is not None:
                     self.fast.clear()
                 self.fast = self._fast_path(self.kernel)
+                self.start_watchdog()
             del new, old
             self.config = config
             from bridge.hook import resettle_heap
@@ -423,6 +482,11 @@ class Worker:
             self.start_reload(*nxt)
 
     def shutdown(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
         """The end of the run: the frames still in the rings, then `finish`, then the fast
         path cleared (its kernel entries too: no stale redirect outlives the worker)."""
         for port in self.ports:
@@ -488,6 +552,8 @@ class Worker:
                 insp.update((k, v) for k, v in self.fast.stats().items() if not k.startswith("bypass.kernel."))
             except Exception:
                 pass
+        if self.watchdog is not None:
+            insp["worker.inspect_timeouts"] = self.watchdog.fired
         if self.config.eve_log:
             insp["eve.errors"] = self.eve_errors
             insp["eve.events_lost"] = self.eve_lost
@@ -543,7 +609,10 @@ class Worker:
         received = forwarded = outgoing = inspected = bypassed = 0
         sec = nsec = 0
         try:
+            wd = self.watchdog
             for batch in ring.batches():
+                if wd is not None:
+                    wd.batch += 1
                 for off, (status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid) in batch:
                     if view[off + pkttype_at] == _OUTGOING:
                         outgoing += 1

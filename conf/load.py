@@ -128,7 +128,7 @@ TIMEOUT_KEYS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(FlowTi
 DEFRAG_KEYS = ("timeout", "trackers", "max-frags")
 DECODER_KEYS = ("vxlan", "gre")
 PCAP_FILE_KEYS = ("checksum-checks",)
-IPSBRIDGE_KEYS = ("eve-log", "stats-interval", "verdict-hook", "fail-open")
+IPSBRIDGE_KEYS = ("eve-log", "stats-interval", "verdict-hook", "fail-open", "inspect-time-limit")
 UNIX_COMMAND_KEYS = ("enabled", "filename")
 UNIX_COMMAND_DIR = "/run/ipsbridge"          # a relative unix-command.filename is taken in here (Suricata: its state dir)
 VARS_KEYS = ("address-groups", "port-groups")
@@ -1173,6 +1173,11 @@ class _Parser:
             if own.get("verdict-hook") is not None:
                 config.verdict_hook = self.as_str("ipsbridge", "verdict-hook", own["verdict-hook"],
                                                   own.line_of("verdict-hook"))
+            if "inspect-time-limit" in own:
+                v = self.as_number("ipsbridge", "inspect-time-limit", own["inspect-time-limit"],
+                                   own.line_of("inspect-time-limit"), minimum=0, maximum=60)
+                if v is not None:
+                    config.inspect_time_limit = v
             if "fail-open" in own:
                 v = self.as_bool("ipsbridge", "fail-open", own["fail-open"], own.line_of("fail-open"))
                 if v is not None:

@@ -101,6 +101,7 @@ class Config:
     eve_log: str | None = None              # path of the EVE JSON file; None: no EVE output
     stats_interval: float = 8.0             # seconds between stats lines (0: off)
     verdict_hook: str | None = None         # "module:factory" building an Inspector in each worker
+    inspect_time_limit: float = 0.2         # ipsbridge.inspect-time-limit: s one frame may hold inspect (0: off)
     fail_open: bool = False                 # ipsbridge.fail-open: the kernel forwards when inspection stops
     unix_command: str = "auto"              # unix-command.enabled: yes | no | auto (auto: on unless the path is taken)
     unix_command_path: str = "/run/ipsbridge/ipsbridge.socket"   # unix-command.filename

@@ -19,6 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
+class InspectTimeout(Exception):
+    """Raised inside `inspect` by the data plane when one frame has held it past its time
+    limit (bridge.worker.Watchdog: a signal handler, so pure-Python loops stop; a single
+    C call such as a regex finishes first).  The engine answers the frame as it answers
+    an internal error, by its exception policy, and counts it (`engine.timeouts`)."""
+
+
 class Verdict(enum.IntEnum):
     """What happens to one frame.  Ordered: a larger value wins when combined."""
 

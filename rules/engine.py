@@ -42,7 +42,7 @@ as flow.decided.<reason>.
 """
 from __future__ import annotations
 
-from rules.api import FORWARD, Bypass, FrameMeta, Result, Verdict
+from rules.api import FORWARD, Bypass, FrameMeta, InspectTimeout, Result, Verdict
 from rules.checksum import fill_l4_checksum
 from rules.decode import ChecksumChecks, decode
 from rules.defrag import Defragmenter
@@ -153,6 +153,9 @@ class Engine:
         self._cur = ()
         try:
             return self._inspect(frame, meta)
+        except InspectTimeout:
+            self.c["engine.timeouts"] = self.c.get("engine.timeouts", 0) + 1
+            return self._on_exception()
         except Exception:
             self.c["engine.errors"] += 1
             return self._on_exception()

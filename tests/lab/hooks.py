@@ -186,3 +186,28 @@ class _RejectMarker:
 
 def reject_marker(config):
     return _RejectMarker()
+
+
+class _Staller:
+    """Forwards everything, but loops in Python for ever on a frame that carries STALL:
+    only the worker's watchdog (ipsbridge.inspect-time-limit) gets the worker out."""
+
+    def __init__(self):
+        self.counters = {"inspected": 0}
+
+    def inspect(self, frame, meta):
+        self.counters["inspected"] += 1
+        if b"STALL" in bytes(frame):
+            while True:
+                pass
+        return FORWARD
+
+    def tick(self, now):
+        return ()
+
+    def stats(self):
+        return dict(self.counters)
+
+
+def staller(config):
+    return _Staller()

@@ -1,0 +1,85 @@
+"""bridge.worker.Watchdog: a frame that holds `inspect` past the limit is stopped there,
+answered by the engine's exception policy and counted; frames outside `inspect`, and
+batches that keep moving, are never interrupted."""
+from __future__ import annotations
+
+import pytest
+from scapy.all import IP, UDP, Ether
+
+from bridge.worker import Watchdog
+from rules.api import FrameMeta, InspectTimeout, Verdict
+from rules.engine import Engine
+from rules.parser import parse_rule
+from rules.settings import EngineSettings
+
+FRAME = bytes(Ether() / IP(src="198.51.100.1", dst="203.0.113.2") / UDP(sport=1, dport=2) / b"STALL")
+
+
+class Stuck(Engine):
+    """An engine whose detection loops in Python for ever on a payload with STALL."""
+
+    def _packet(self, pkt, inner, d):
+        if b"STALL" in bytes(pkt.payload):
+            while True:
+                pass
+        return super()._packet(pkt, inner, d)
+
+
+def run_with_watchdog(engine, policy_frames):
+    wd = Watchdog(0.1, Engine.inspect.__code__)
+    wd.start()
+    try:
+        return [engine.inspect(f, FrameMeta(1.0 + i, "eth0")) for i, f in enumerate(policy_frames)], wd
+    finally:
+        wd.stop()
+
+
+def test_a_stuck_frame_is_stopped_answered_by_the_exception_policy_and_counted():
+    e = Stuck([parse_rule('alert udp any any -> any any (content:"x"; sid:1;)')],
+              EngineSettings(mode="ips", exception_policy="drop-packet"))
+    (r,), wd = run_with_watchdog(e, [FRAME])
+    assert r.verdict == Verdict.DROP and r.reason == "policy:drop-packet"
+    assert e.stats()["engine.timeouts"] == 1 and e.stats()["engine.errors"] == 0
+    assert wd.fired == 1
+    clean = bytes(Ether() / IP(src="198.51.100.1", dst="203.0.113.2") / UDP(sport=1, dport=2) / b"fine")
+    assert e.inspect(clean, FrameMeta(9.0, "eth0")).verdict == Verdict.FORWARD   # the engine goes on
+
+
+def test_with_pass_packet_the_stuck_frame_is_forwarded():
+    e = Stuck([], EngineSettings(mode="ips", exception_policy="pass-packet"))
+    (r,), _ = run_with_watchdog(e, [FRAME])
+    assert r.verdict == Verdict.FORWARD and e.stats()["engine.timeouts"] == 1
+
+
+def test_outside_inspect_nothing_is_raised():
+    """A slow stretch of the worker's own code (or idle time) is not the inspector's."""
+    import time
+
+    wd = Watchdog(0.05, Engine.inspect.__code__)
+    wd.start()
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.3:     # four ticks in plain code: no exception
+            pass
+    finally:
+        wd.stop()
+    assert wd.fired == 0
+
+
+def test_a_moving_batch_is_not_a_stuck_one():
+    """Ticks inside inspect but in a new batch each time: never a strike."""
+    wd = Watchdog(0.1, Watchdog.tick.__code__)      # any code object: the handler's own frame is on the stack
+
+    class F:                                        # a stand-in frame: f_code/f_back
+        f_code = Watchdog.tick.__code__
+        f_back = None
+
+    for n in range(10):
+        wd.batch = n
+        wd.tick(None, F())
+    assert wd.fired == 0 and wd.strikes == 0
+    wd.tick(None, F())                              # the same batch a tick later: one strike
+    assert wd.fired == 0 and wd.strikes == 1
+    with pytest.raises(InspectTimeout):             # and again: it has lasted the limit
+        wd.tick(None, F())
+    assert wd.fired == 1 and wd.strikes == 0
