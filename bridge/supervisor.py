@@ -64,6 +64,7 @@ from bridge.worker import PortSpec, WorkerSpec, worker_main
 SHUTDOWN_TIMEOUT = 5.0
 RESTART_LIMIT = 5             # restarts of one worker slot ...
 RESTART_WINDOW = 60.0         # ... within this many seconds, then the bridge stops (a crash loop)
+LINK_CHECK_INTERVAL = 1.0     # s between checks for interfaces deleted and created again
 HEARTBEAT_INTERVAL = 0.25     # s between heartbeats to the kernel offload (stale after 1 s)
 WORKER_SILENCE = 2.5          # s without a report after which a worker counts as hung (fail-open)
 OFFLOAD_MIN_FLOWS = 4096      # kernel map entries, at least (one per flow direction)
@@ -290,6 +291,8 @@ class Supervisor:
         self.ctls: dict[int, Any] = {}              # worker index -> our end of its command pipe
         self.hits: dict[int, list] = {}             # worker index -> its rule_hits()
         self.control: ControlServer | None = None
+        self.ifindex: dict[str, int] = {}           # interface -> ifindex its sockets are bound to
+        self.next_link_check = 0.0
         self.restarts: dict[int, int] = {}          # worker index -> times its slot was restarted
         self.restart_times: dict[int, list[float]] = {}
         self.retired: dict[str, dict] = {}          # interface -> counters of workers that died
@@ -312,6 +315,11 @@ class Supervisor:
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
+        for i in self.config.af_packet:
+            try:
+                self.ifindex[i.interface] = socket.if_nametoindex(i.interface)
+            except OSError:
+                pass                              # build_workers refuses it with the reason
         self.offload = setup_offload(self.config, self.log)
         self.specs = build_workers(self.config, self.offload)
         all_fds = [ps.fileno() for spec in self.specs for ps in spec.sockets]
@@ -339,6 +347,87 @@ class Supervisor:
         self.pids[spec.index] = p.pid
         self.conns[r] = spec.index
         return p
+
+    # ------------------------------------------------------------------ interfaces re-created
+    def watch_links(self, now: float) -> None:
+        """About once a second: an interface deleted and created again has a new ifindex,
+        and a packet socket stays bound to the old device (and its fanout group): the
+        workers of its pair (or IDS group) are stopped and started again on new sockets,
+        in the pairing order.  Their flows start again; the other pairs never stop.  An
+        interface that is gone waits until it is back."""
+        if now < self.next_link_check:
+            return
+        self.next_link_check = now + LINK_CHECK_INTERVAL
+        for kind, ifaces in plan(self.config):
+            names = [i.interface for i in ifaces]
+            try:
+                current = {n: socket.if_nametoindex(n) for n in names}
+            except OSError:
+                continue                      # not all there (yet): the old sockets wait
+            if all(self.ifindex.get(n) == current[n] for n in names):
+                continue
+            self.rebind(kind, ifaces, current)
+
+    def rebind(self, kind: str, ifaces: list, current: dict[str, int]) -> None:
+        names = {i.interface for i in ifaces}
+        idxs = [s.index for s in self.specs if any(ps.iface in names for ps in s.sockets)]
+        self.log.warning("interface_recreated", interfaces=sorted(names),
+                         ifindex={n: [self.ifindex.get(n), current[n]] for n in sorted(names)},
+                         action=f"restarting workers {idxs} on new sockets")
+        for idx in idxs:                          # stop them, their last counters kept
+            p = self.procs[idx]
+            if p.is_alive():
+                try:
+                    os.kill(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+        while time.monotonic() < deadline and any(self.procs[i].is_alive() for i in idxs):
+            for obj in mpc.wait(list(self.conns) + [self.procs[i].sentinel for i in idxs], timeout=0.2):
+                if obj in self.conns:
+                    self.handle(obj)
+        for idx in idxs:
+            p = self.procs[idx]
+            if p.is_alive():
+                p.kill()
+            p.join(1)
+            self.final.discard(idx)
+            for name, c in self.latest.pop(idx, {}).items():
+                merge(self.retired.setdefault(name, empty()), c)
+            merge(self.retired_inspector, {k: v for k, v in self.inspector.pop(idx, {}).items() if not _gauge(k)})
+            self.ready.discard(idx)
+        if self.offload is not None:
+            for i in ifaces:
+                if i.copy_mode and (i.bypass == "kernel" or self.offload.armed):
+                    try:
+                        self.offload.attach_tc(current[i.interface])
+                        if self.offload.armed:
+                            self.offload.arm_failopen(current[i.interface], current[i.copy_iface])
+                    except (ebpf.OffloadUnavailable, OSError) as e:
+                        self.log.error("offload_reattach_failed", interface=i.interface, error=str(e))
+        ids = cluster_ids(self.config)
+        opened: dict[str, list] = {}
+        try:
+            for i in ifaces:                       # the pairing order: A0..An-1, then B0..Bn-1
+                opened[i.interface] = [open_iface_socket(i, ids[i.interface], self.offload) for _ in idxs]
+        except SetupError as e:
+            for socks in opened.values():
+                for ps in socks:
+                    ps.close()
+            self.log.error("interface_rebind_failed", interfaces=sorted(names), error=str(e),
+                           action="retrying at the next check")
+            return
+        foreign = [c.fileno() for c in self.control.waitables()] if self.control is not None else []
+        for slot, idx in enumerate(idxs):
+            spec = self.specs[idx]
+            socks = [opened[ps.iface][slot] for ps in spec.sockets]
+            self.specs[idx] = dataclasses.replace(spec, sockets=socks)
+            self.procs[idx] = self.spawn(self.specs[idx], self.reloader.config, foreign)
+        for socks in opened.values():
+            for ps in socks:
+                ps.close()
+        self.ifindex.update(current)
+        self.log.info("interface_rebound", interfaces=sorted(names), workers=idxs)
 
     def restart(self, idx: int) -> bool:
         """A dead worker's slot gets a new worker.  Its sockets left both fanout groups when
@@ -559,6 +648,7 @@ class Supervisor:
         prev, prev_t = {}, t0
         while self.stop_signal is None:
             self.heartbeat(time.monotonic())
+            self.watch_links(time.monotonic())
             if self.usr2:
                 self.usr2 = False
                 self.reloader.request(why="SIGUSR2")

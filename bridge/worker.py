@@ -57,8 +57,9 @@ counted by errno name: EMSGSIZE (larger than the peer MTU) also counts
 wait for POLLOUT; ENETDOWN/ENXIO (peer link down) are counted and the worker
 continues.  Link down/up: poll reports POLLERR, the worker reads SO_ERROR (which
 clears it) and keeps polling; the kernel re-hooks the socket when the link comes
-back.  An interface that is deleted and re-created needs a new socket: not
-handled (the worker keeps running and sees nothing).
+back.  An interface that is deleted and re-created needs new sockets: the
+supervisor notices the new ifindex and starts the pair's workers again on them
+(bridge.supervisor.Supervisor.watch_links).
 
 Time: about once a second the fast path pushes its flows' counts to the
 inspector (`FastPath.sync`, kernel entries included) before and after
