@@ -6,9 +6,10 @@ is fed to one engine with small caps, next to a legitimate TCP session that
 keeps sending in order.  After every frame each table is within its cap; the
 evictions and memcap refusals are counted; the legitimate session's segments
 are all forwarded; the user-space fast path never holds a flow the engine has
-ended once a tick has passed; and a second flood of the same size leaves the
-engine's heap (tracemalloc) where the first one left it: whatever grows with
-the number of flows seen, rather than the number tracked, would show there.
+ended once a tick has passed; and once the tables are full, one more flood of
+the same size leaves the engine's heap (tracemalloc) where the previous one left
+it: whatever grows with the number of flows seen, rather than the number
+tracked, would show there.
 
 The threshold table had no bound: `prune` only removes expired entries, so a
 rule with `track by_src` and a long window, matched by a flood from new
@@ -19,6 +20,11 @@ And the stream's memory count drifted below what it held: inline, after a hole
 the receiver acknowledged, pruning cut past the contiguous data and charged back
 bytes never held, so `stream.memuse` went negative and the reassembly memcap
 let that much more in (rules.stream.StreamEngine._prune now stops at the data).
+
+Flows the table evicted at flow.memcap kept their sessions and held segments
+until the next tick: under a flood, stream.memcap filled with dead flows'
+sessions and every new connection was refused one (ips: dropped by the memcap
+policy).  The engine now ends an evicted flow as the lookup evicts it.
 
 Frames are built with struct (scapy's 1 ms a frame is too slow for a flood).
 """
