@@ -96,7 +96,7 @@ def _check_mix(c: Content, ctx: Ctx, relative: bool) -> None:
     if not relative and (c.distance is not None or c.within is not None):
         raise ctx.error(f"'{ctx.keyword}' (absolute) cannot be combined with distance/within "
                         "(relative) on the same content")
-    if getattr(c, ctx.keyword) is not None:
+    if getattr(c, ctx.keyword.lower()) is not None:     # keywords are case-insensitive (Within:2)
         raise ctx.error(f"{ctx.keyword} given twice for the same content")
 
 

@@ -8,6 +8,8 @@ import pytest
 import conf
 from bridge.pcap import linktypes, read_file
 from conf.validate import ConfigError
+from rules.errors import RuleError
+from rules.parser import parse_rule
 
 
 @pytest.mark.parametrize("text,line,column", [
@@ -54,3 +56,21 @@ def test_conf_yaml_value_its_tag_cannot_hold_is_a_config_error(text, line, what)
         conf.load_text(text, "x.yaml")
     (p,) = ei.value.problems
     assert p.line == line and what in p.message
+
+
+@pytest.mark.parametrize("options,within,distance", [
+    ('content:"|FF|SMB%"; content:"&|00|"; Within:2; distance:56;', 2, 56),     # the fuzzer's, from an ET rule
+    ('content:"a"; content:"b"; DISTANCE:1; WITHIN:3;', 3, 1),
+], ids=["Within", "upper-case"])
+def test_rule_content_modifier_in_any_case(options, within, distance):
+    # content's "given twice" check read the attribute named as the keyword was written:
+    # AttributeError: 'Content' object has no attribute 'Within' (the loader's "internal error")
+    r = parse_rule(f"alert tcp any any -> any any ({options} sid:1;)")
+    last = r.payload.items[-1]
+    assert (last.within, last.distance) == (within, distance)
+
+
+def test_rule_content_modifier_twice_in_other_case_is_a_rule_error():
+    with pytest.raises(RuleError) as ei:
+        parse_rule('alert tcp any any -> any any (content:"abcd"; depth:4; DEPTH:4; sid:1;)')
+    assert ei.value.keyword == "DEPTH" and "given twice" in ei.value.message
