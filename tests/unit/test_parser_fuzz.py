@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rules import classification, loader
 from rules.errors import RuleError
-from rules.parser import parse_rule
+from rules.parser import parse_rule, split_options
 from rules.rule import Rule
 
 # IPSBRIDGE_FUZZ_SCALE=20 runs 20x the examples (a longer hunt than CI's)
@@ -177,3 +177,26 @@ def test_classification_files_only_raise_rule_error(text):
         assert e.file == str(path) and e.line >= 1 and e.column >= 0
     else:
         assert all(isinstance(d, str) and isinstance(p, int) for d, p in classes.values())
+
+
+def _outcome(text):
+    try:
+        r = parse_rule(text, classification=CLS)
+    except RuleError as e:
+        return ("error", e.unsupported, e.column)
+    return ("rule", r.sid, repr(r.payload))
+
+
+@settings(max_examples=80 * SCALE, deadline=None, derandomize=True, database=None)
+@given(st.sampled_from(REAL), st.randoms(use_true_random=False))
+def test_keyword_case_does_not_matter(text, rnd):
+    """Suricata looks keywords up case-insensitively: a rule with its option names in any
+    case parses as written in lower case (or fails the same way, at the same column)."""
+    head, paren, body = text.partition("(")
+    opts = split_options(body.rsplit(")", 1)[0], len(head) + 2) if paren else []
+    out = list(text)
+    for name, _raw, col, _vcol in opts:
+        for i in range(col - 1, col - 1 + len(name)):
+            out[i] = out[i].upper() if rnd.random() < 0.5 else out[i].lower()
+    mixed = "".join(out)
+    assert _outcome(mixed)[:2] == _outcome(text)[:2], mixed
