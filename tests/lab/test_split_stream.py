@@ -294,6 +294,9 @@ def of_flow(records: list[dict], cport: int) -> list[dict]:
             and {r.get("src_port"), r.get("dest_port")} == {cport, PORT}]
 
 
+COUNTER_REASON = {"rules": "rule", "flow drop": "flow"}   # EVE drop.reason -> dropped[...] counter
+
+
 def drops(records: list[dict], iface: str | None = None) -> list[str]:
     return [r["drop"]["reason"] for r in records
             if r["event_type"] == "drop" and (iface is None or r["in_iface"] == iface)]
@@ -349,8 +352,9 @@ def check_totals(totals: dict, records: list[dict], n_rule_drops: int) -> None:
         c = ifs[name]
         reasons = drops(records, name)
         want = {}
-        for reason in reasons:
-            want[reason] = want.get(reason, 0) + 1
+        for reason in reasons:                # EVE has Suricata's reason names, the counters ours
+            ours = COUNTER_REASON.get(reason, reason)
+            want[ours] = want.get(ours, 0) + 1
         assert c["dropped"] == want, (name, c["dropped"], want)
         assert unaccounted(c) == 0 and c["inspector_errors"] == 0, (name, c)
     assert ifs["eth0"]["dropped"].get("rule", 0) == n_rule_drops
