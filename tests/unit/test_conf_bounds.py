@@ -103,6 +103,7 @@ BOUNDS = [
     ("af-packet.block-timeout", 1, 60_000),
     ("af-packet.buffer-size", 0, 2 ** 31 - 1),
     ("ipsbridge.stats-interval", 0, 86_400),
+    ("ipsbridge.inspect-time-limit", 0, 60),
     ("flow.memcap", 1, U64),
     ("flow.emergency-recovery", 1, 100),
     ("stream.memcap", 1, U64),
