@@ -30,6 +30,7 @@ from scapy.layers.vxlan import VXLAN
 from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE, FrameMeta, Result, Verdict
 from rules.checksum import fill_l4_checksum, inet_checksum
 from rules.engine import Engine
+from rules.events import Drop
 from rules.parser import parse_rule
 from rules.settings import (
     FLOW_BYTES,
@@ -288,9 +289,15 @@ def fix_checksums(frame: bytearray) -> None:
 
 
 # ------------------------------------------------------------------ checks
-def check_result(r: Result, frame: bytes) -> None:
-    assert isinstance(r, Result) and isinstance(r.verdict, Verdict)
-    assert isinstance(r.events, tuple) and isinstance(r.inject, tuple)
+def check_result(r: Result, frame: bytes, mode: str) -> None:
+    assert isinstance(r, Result) and isinstance(r.events, tuple) and isinstance(r.inject, tuple)
+    drops = [ev for ev in r.events if isinstance(ev, Drop)]
+    if mode == "ips":      # dropped exactly when a drop record says why; rejected only with an answer
+        assert (r.verdict != Verdict.FORWARD) == bool(drops)
+        assert not drops or drops[0].reason == r.reason
+        assert (r.verdict == Verdict.REJECT) <= bool(r.inject)
+    else:                  # tap and ids never drop: no drop records, the verdict says what would be
+        assert drops == []
     if r.frame is not None:                    # a rewritten payload keeps the frame's length
         assert r.verdict == Verdict.FORWARD and len(r.frame) == len(frame)
 
@@ -412,7 +419,7 @@ def run_sequence(config: int, steps, linktype: int = 1) -> Engine:
             meta = FrameMeta(ts=ts, iface=("eth0", "eth1")[i & 1], vlan=META_VLANS[i % 3], pcap_cnt=n,
                              linktype=linktype, checksum=CSUMS[n % 3])
             r = e.inspect(frame, meta)
-            check_result(r, frame)
+            check_result(r, frame, e.settings.mode)
             check_bounds(e)
     check_drained(e, ts)
     return e
