@@ -7,9 +7,11 @@ and `engine_settings` for each mode (EngineSettings, or ConfigError) without rai
 IPSBRIDGE_FUZZ_SCALE=N runs N times the examples."""
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,6 +37,7 @@ SHIPPED = (REPO / "conf" / "ipsbridge.yaml").read_text()
 STOCK = render(SURICATA_7_0_YAML_IN)
 # a directory of its own for !include and relative paths: one small file to include
 BASE = tempfile.mkdtemp(prefix="ipsbridge-conf-fuzz-")
+atexit.register(shutil.rmtree, BASE, ignore_errors=True)
 Path(BASE, "inc.yaml").write_text("memcap: 32mb\nmidstream: yes\n")
 Path(BASE, "loop.yaml").write_text("a: !include loop.yaml\n")
 # the stock file is five times the shipped one and costs as much more per example: its

@@ -1,8 +1,10 @@
 """Property tests: whatever the text, the parser either returns a Rule or
 raises RuleError (never another exception), and a compiled payload chain
 never raises on any buffer."""
+import atexit
 import glob
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -105,6 +107,7 @@ def test_payload_chains_never_raise(text, buf):
 
 # ---------------------------------------------------------------- rule files through the loader
 RULE_DIR = Path(tempfile.mkdtemp(prefix="ipsbridge-rules-fuzz-"))
+atexit.register(shutil.rmtree, RULE_DIR, ignore_errors=True)
 CLASS_FILE = Path(__file__).resolve().parents[2] / "conf" / "classification.config"
 
 

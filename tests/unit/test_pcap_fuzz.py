@@ -7,8 +7,10 @@ bytes edited, lengths rewritten, blocks cut, duplicated, spliced.  `linktypes`
 IPSBRIDGE_FUZZ_SCALE=N runs N times the examples."""
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import shutil
 import struct
 import tempfile
 from pathlib import Path
@@ -23,6 +25,7 @@ SCALE = int(os.environ.get("IPSBRIDGE_FUZZ_SCALE", "1"))
 FUZZ = {"deadline": None, "derandomize": True, "database": None,
         "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 FILE = Path(tempfile.mkdtemp(prefix="ipsbridge-pcap-fuzz-")) / "x.pcap"
+atexit.register(shutil.rmtree, FILE.parent, ignore_errors=True)
 
 FRAME = bytes.fromhex("020000000002020000000001080045000021000100004011f665c6336401c633640203e8003500"
                       "0d0000") + b"query"
