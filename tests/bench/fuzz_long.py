@@ -101,7 +101,7 @@ def engine_target():
             ts += 0.01
             meta = FrameMeta(ts=ts, iface="eth1" if op == 3 else "eth0", pcap_cnt=n, linktype=lt,
                              checksum=CSUM_SKIP if op == 1 else CSUM_VALIDATE)
-            T.check_result(e.inspect(arg, meta), arg)
+            T.check_result(e.inspect(arg, meta), arg, e.settings.mode)
             T.check_bounds(e)
         T.check_drained(e, ts)
 

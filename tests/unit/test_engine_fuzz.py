@@ -5,12 +5,13 @@ stream, defrag and threshold state is exercised -- in ips, tap and ids mode.
 
 After every frame: `engine.errors` is 0 (an exception the safety net in `inspect`
 swallowed is a bug too), flows <= FlowSettings.max_flows, defrag trackers and
-held fragments <= DefragSettings, stream sessions and held bytes <= their memcaps.
+held fragments <= DefragSettings, stream sessions and held bytes <= their memcaps,
+threshold entries <= the thresholds table's cap.
 After the sequence, `finish()` (and a late `tick`) must give every byte and
 session back: a table that does not return to zero leaks.
 
-Small caps (4 flows, 3 TCP sessions, 6 KiB of segments, 3 defrag trackers) so a
-short sequence reaches them.  IPSBRIDGE_FUZZ_SCALE=N runs N times the examples
+Small caps (4 flows, 3 TCP sessions, 6 KiB of segments, 3 defrag trackers, 3
+threshold entries) so a short sequence reaches them.  IPSBRIDGE_FUZZ_SCALE=N runs N times the examples
 (tests/bench/fuzz_long.py runs the same targets for much longer).
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ from rules.settings import (
     StreamSettings,
 )
 from rules.stream import SESSION_BYTES
-from rules.thresholds import PRUNE_ABOVE
+from rules.thresholds import Thresholds
 
 SCALE = int(os.environ.get("IPSBRIDGE_FUZZ_SCALE", "1"))
 # reproducible in CI: the same examples every run, nothing read from or written to a database
@@ -127,8 +128,13 @@ CONFIGS = [
 RULE_OBJS = [parse_rule(t) for t in RULES]
 
 
+MAX_THRESHOLDS = 3     # threshold/detection_filter entries (rules.thresholds.MAX_ENTRIES in the engine)
+
+
 def fresh(config: int) -> Engine:
-    return Engine(RULE_OBJS, CONFIGS[config][1])
+    e = Engine(RULE_OBJS, CONFIGS[config][1])
+    e.thresholds = Thresholds(max_entries=MAX_THRESHOLDS)     # a cap the sequences reach
+    return e
 
 
 # ------------------------------------------------------------------ real traffic
@@ -311,7 +317,7 @@ def check_bounds(e: Engine) -> None:
     assert 0 <= e.defrag.held <= s.defrag.max_frags
     assert 0 <= e.streams.sessions and e.streams.sessions * SESSION_BYTES <= s.stream.memcap
     assert 0 <= e.streams.mem <= s.stream.reassembly_memcap
-    assert len(e.thresholds) <= PRUNE_ABOVE
+    assert len(e.thresholds) <= e.thresholds.max_entries == MAX_THRESHOLDS
 
 
 def check_drained(e: Engine, last_ts: float) -> None:
@@ -439,6 +445,7 @@ def test_real_traffic_alone_reaches_the_caps_and_drains():
         name = CONFIGS[config][0]
         assert st_["flow.evicted"] > 0 and st_["alerts"] > 0 and st_["defrag.reassembled"] >= 1, name
         assert st_.get("stream.reassembly_memcap_drop", 0) > 0 or st_.get("stream.memcap_drop", 0) > 0, name
+        assert st_["thresholds.evicted"] > 0, name
 
 
 @settings(max_examples=150 * SCALE, **FUZZ)
