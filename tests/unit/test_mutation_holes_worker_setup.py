@@ -1,0 +1,198 @@
+"""bridge.worker set-up and rule reloads, which the mutation run (tests/bench/mutation.py)
+found reached by no unit test: from_spec (rings mapped from the spec's sockets -- files
+stand in for them -- ports, peers, TX rings and checksum settings per interface),
+start_watchdog, and a reload built in a thread then swapped in between two drains
+(start_reload, swap_rules: success, failure, a reload asked for meanwhile, an engine
+adopting the new rules)."""
+from __future__ import annotations
+
+import signal
+import sys
+
+import pytest
+
+from bridge import afpacket as afp
+from bridge import hook
+from bridge.ring import TxRing, V2Ring
+from bridge.worker import CHECKSUM_CHECKS, PortSpec, Worker, WorkerSpec, _Port
+from conf.model import Config, Interface
+from rules.api import FORWARD, ForwardAll
+
+
+class FilePS:
+    """A PacketSocket as the worker sees it; a file gives the ring mapping."""
+
+    def __init__(self, path, iface: str):
+        self.g = afp.RingGeometry(afp.TPACKET_V2, 4096, 2, 2048, 4)
+        self.tg = afp.RingGeometry(afp.TPACKET_V2, 4096, 1, 2048, 2)
+        self.geometry, self.tx_geometry = self.g, self.tg
+        self.f = open(path, "w+b")
+        self.f.truncate(self.g.size + self.tg.size)
+        self.iface, self.sock, self.ignore_outgoing = iface, object(), True
+
+    def fileno(self):
+        return self.f.fileno()
+
+
+def test_from_spec_maps_each_socket_once_and_pairs_the_ports(tmp_path):
+    a, b = FilePS(tmp_path / "a", "eth0"), FilePS(tmp_path / "b", "eth1")
+    spec = WorkerSpec(index=3, label="eth0:eth1", slot=0, sockets=[a, b],
+                      ports=[PortSpec(0, "ips", 1), PortSpec(1, "ips", 0)], kernel=None)
+    config = Config(af_packet=[Interface("eth0", checksum_checks="no"), Interface("eth1", checksum_checks="auto")])
+    w = Worker.from_spec(spec, config, conn="conn", ctl="ctl")
+    try:
+        assert (w.index, w.conn, w.ctl, type(w.inspector)) == (3, "conn", "ctl", ForwardAll)
+        p0, p1 = w.ports
+        assert (p0.name, p0.ps, p0.mode, p0.peer) == ("eth0", a, "ips", b.sock)
+        assert (p1.name, p1.ps, p1.mode, p1.peer) == ("eth1", b, "ips", a.sock)
+        assert isinstance(p0.ring, V2Ring) and isinstance(p0.tx, TxRing)
+        assert p0.tx is p1.ring.tx and p1.tx is p0.ring.tx        # frames go out on the peer's TX ring
+        assert (p0.csum_mask, p0.csum_hint) == CHECKSUM_CHECKS["no"]
+        assert (p1.csum_mask, p1.csum_hint) == CHECKSUM_CHECKS["auto"]
+        assert w.tx_by_sock == {b.sock: p0.tx, a.sock: p1.tx}
+    finally:
+        for ps in (a, b):
+            ps.f.close()
+
+
+def test_from_spec_ids_port_has_no_peer(tmp_path):
+    a = FilePS(tmp_path / "a", "eth2")
+    spec = WorkerSpec(index=0, label="eth2", slot=1, sockets=[a], ports=[PortSpec(0, None, None)])
+    w = Worker.from_spec(spec, Config(), conn=None)
+    try:
+        (p,) = w.ports
+        assert (p.mode, p.peer, p.tx) == (None, None, None)
+        assert (p.csum_mask, p.csum_hint) == CHECKSUM_CHECKS["kernel"]      # no entry: the default
+    finally:
+        a.f.close()
+
+
+class Insp:
+    def __init__(self, name="new"):
+        self.name = name
+        self.finished = False
+
+    def inspect(self, frame, meta):
+        return FORWARD
+
+    def tick(self, now):
+        return ()
+
+    def stats(self):
+        return {}
+
+    def finish(self):
+        self.finished = True
+        return ()
+
+
+class Conn:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, msg):
+        self.sent.append(msg)
+
+
+def plain_worker(inspector, config=None):
+    port = _Port("eth0", type("PS", (), {"iface": "eth0", "sock": object(), "ignore_outgoing": True})(),
+                 None, None, None)
+    return Worker([port], inspector, config or Config(), Conn())
+
+
+@pytest.fixture
+def quiet_heap(monkeypatch):
+    monkeypatch.setattr(hook, "resettle_heap", lambda: None)
+
+
+@pytest.mark.parametrize("limit,inspector,armed", [
+    (0.5, Insp(), True), (0.0, Insp(), False), (0.5, ForwardAll(), False),
+], ids=["limit", "no-limit", "forward-all"])
+def test_start_watchdog(limit, inspector, armed):
+    old = signal.getsignal(signal.SIGALRM)
+    w = plain_worker(inspector, Config(inspect_time_limit=limit))
+    try:
+        w.start_watchdog()
+        assert (w.watchdog is not None) is armed
+        if armed:
+            assert w.watchdog.limit == limit and w.watchdog.code is Insp.inspect.__code__
+            assert signal.getitimer(signal.ITIMER_REAL)[1] == limit / 2
+            first = w.watchdog
+            w.start_watchdog()                           # again: the old one stops, a new one runs
+            assert w.watchdog is not first
+            w.watchdog.stop()
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def built(w: Worker) -> tuple:
+    w.reload_thread.join(5)
+    return w.built
+
+
+def test_a_reload_builds_in_a_thread_and_swaps_in_between_drains(monkeypatch, quiet_heap):
+    new = Insp("new")
+    configs = []
+    monkeypatch.setattr(hook, "build_inspector", lambda config, settle=True: configs.append(settle) or new)
+    old = Insp("old")
+    w = plain_worker(old)
+    interval = sys.getswitchinterval()
+    cfg = Config(inspect_time_limit=0.0)
+    w.start_reload(7, cfg)
+    assert sys.getswitchinterval() == 0.001 and w.switch_interval == interval
+    assert built(w) == (7, cfg, new, "") and configs == [False]     # built unsettled, in the thread
+    w.swap_rules()
+    assert w.inspector is new and old.finished and w.config is cfg
+    assert (w.built, w.reload_thread) == (None, None) and sys.getswitchinterval() == interval
+    (msg,) = w.conn.sent
+    assert msg[0] == "reloaded" and msg[1] == 0 and msg[3:] == (7, True, "")
+
+
+def test_a_failed_build_keeps_the_running_rules(monkeypatch, quiet_heap):
+    def boom(config, settle=True):
+        raise ValueError("bad rule")
+
+    monkeypatch.setattr(hook, "build_inspector", boom)
+    old = Insp("old")
+    w = plain_worker(old)
+    w.start_reload(8, Config())
+    gen, cfg, new, error = built(w)
+    assert (gen, new) == (8, None) and "bad rule" in error
+    w.swap_rules()
+    assert w.inspector is old and not old.finished
+    assert w.conn.sent[0][3:5] == (8, False) and "bad rule" in w.conn.sent[0][5]
+
+
+def test_a_reload_asked_for_while_one_builds_follows_it(monkeypatch, quiet_heap):
+    made = []
+    monkeypatch.setattr(hook, "build_inspector", lambda config, settle=True: made.append(config) or Insp())
+    w = plain_worker(Insp("old"))
+    first, second = Config(inspect_time_limit=0.0), Config(inspect_time_limit=0.0)
+    w.start_reload(1, first)
+    w.start_reload(2, second)                            # the first is still ours to swap
+    assert w.reload_next == (2, second)
+    built(w)
+    w.swap_rules()
+    assert w.reload_next is None and w.reload_thread is not None
+    assert built(w)[:2] == (2, second)
+    w.swap_rules()
+    assert [m[3] for m in w.conn.sent] == [1, 2] and made == [first, second]
+
+
+def test_an_engine_adopts_the_new_rules_and_keeps_its_flows(monkeypatch, quiet_heap):
+    class Engine(Insp):
+        def adopt_rules(self, new):
+            self.adopted = new
+            return 4
+
+    new = Engine("new")
+    monkeypatch.setattr(hook, "build_inspector", lambda config, settle=True: new)
+    old = Engine("old")
+    w = plain_worker(old)
+    w.start_reload(3, Config())
+    built(w)
+    w.swap_rules()
+    assert w.inspector is old and old.adopted is new and not old.finished
+    assert w.conn.sent[0][3:] == (3, True, "4 flows reopened")
