@@ -1,0 +1,197 @@
+"""rules.stream behaviour the mutation run (tests/bench/mutation.py) found unchecked by the
+stream suites, driven through StreamEngine.update packet by packet: the inline window of
+a segment that is not the newest data (retransmissions, holes) -- cut to the chunk and
+placed as the module docstring says: ending at the packet when it is the newest data,
+starting at it when data follows, shared out around it otherwise -- the memory account
+over out-of-order merges and prunes, the session count, window scaling and invalid
+acknowledgments, IDS chunks per direction, the window scale option."""
+from __future__ import annotations
+
+import pytest
+from scapy.all import IP, TCP, Ether
+
+from rules.api import FrameMeta
+from rules.decode import DecodeOptions, decode
+from rules.flow import FlowTable
+from rules.settings import StreamSettings
+from rules.stream import PRUNE_STEP, SESSION_BYTES, StreamEngine, window_scale
+
+C, S = "198.51.100.1", "203.0.113.2"
+OPTS = DecodeOptions(checksum_validation=False)
+CISN, SISN = 1000, 5000
+
+
+class Conn:
+    """One TCP connection through a FlowTable and a StreamEngine of its own."""
+
+    def __init__(self, inline=True, sport=40000, streams=None, table=None, **settings):
+        self.s = StreamSettings(**settings)
+        self.streams = streams or StreamEngine(self.s, inline)
+        self.table = table or FlowTable(stream=self.s)
+        self.sport = sport
+        self.ts = 1.0
+
+    def send(self, client: bool, flags: str, seq: int, ack: int = 0, data: bytes = b"", win: int = 65535,
+             options=()):
+        ip = IP(src=C, dst=S) if client else IP(src=S, dst=C)
+        sp, dp = (self.sport, 80) if client else (80, self.sport)
+        tcp = TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, window=win, options=list(options))
+        self.ts += 0.01
+        p = decode(bytes(Ether() / ip / tcp / data), FrameMeta(ts=self.ts, iface=""), OPTS)[0]
+        self.table.lookup(p)
+        view, policy = self.streams.update(p, p.flow)
+        return p, view, policy
+
+    def handshake(self, cwin=65535, swin=65535, copts=(), sopts=()):
+        self.send(True, "S", CISN, win=cwin, options=copts)
+        self.send(False, "SA", SISN, CISN + 1, win=swin, options=sopts)
+        return self.send(True, "A", CISN + 1, SISN + 1, win=cwin)
+
+    def c(self, off: int, data: bytes, ack: int = SISN + 1):
+        """Client data at stream offset `off`."""
+        return self.send(True, "PA", CISN + 1 + off, ack, data)
+
+    def s_ack(self, upto: int, win: int = 65535):
+        return self.send(False, "A", SISN + 1, CISN + 1 + upto, win=win)
+
+
+def stream(n: int) -> bytes:
+    """n bytes where each 100-byte block is one letter: offsets show in the data."""
+    return b"".join(bytes([65 + (i // 100) % 26]) for i in range(n))
+
+
+DATA = stream(1000)
+
+
+def window(view) -> tuple[int, int]:
+    """(start, end) stream offsets of a one-buffer view over DATA (the blocks are unique)."""
+    (buf,) = view.bufs
+    start = DATA.find(buf)
+    assert start >= 0 and DATA.count(buf) == 1, buf
+    return start, start + len(buf)
+
+
+def filled(chunk=300) -> Conn:
+    cn = Conn(toserver_chunk_size=chunk, toclient_chunk_size=chunk)
+    cn.handshake()
+    for k in range(10):
+        cn.c(100 * k, DATA[100 * k:100 * k + 100])
+    return cn
+
+
+@pytest.mark.parametrize("off,n,want", [
+    (900, 100, (700, 1000)),      # the newest data: the window ends at it
+    (0, 100, (0, 300)),           # data follows, none before: it starts at it
+    (500, 100, (400, 700)),       # in the middle: shared out around it
+    (50, 100, (0, 300)),          # 50 before it: the rest after
+    (880, 100, (700, 1000)),      # 20 after it: the rest before
+    (400, 250, (350, 700)),       # a payload over 2/3 of the chunk: n + chunk/3 wide
+], ids=["newest", "first", "middle", "near-start", "near-end", "big"])
+def test_the_window_of_a_retransmission(off, n, want):
+    cn = filled()
+    _, view, _ = cn.c(off, DATA[off:off + n])
+    assert window(view) == want and view.covers
+
+
+def test_the_window_of_the_segment_filling_a_hole():
+    cn = Conn(toserver_chunk_size=300, toclient_chunk_size=300)
+    cn.handshake()
+    for k in range(10):
+        if k != 4:
+            cn.c(100 * k, DATA[100 * k:100 * k + 100])
+    _, view, _ = cn.c(400, DATA[400:500])        # fills the hole: 400 before it, 500 after
+    assert window(view) == (300, 600)
+
+
+def test_an_early_segment_is_inspected_with_the_held_data_around_it():
+    cn = Conn(toserver_chunk_size=300, toclient_chunk_size=300)
+    cn.handshake()
+    cn.c(0, DATA[:100])
+    cn.c(500, DATA[500:600])
+    _, view, _ = cn.c(600, DATA[600:700])        # held, out of order: its held run
+    assert window(view) == (500, 700)
+
+
+def test_memory_is_accounted_over_merges_and_prunes():
+    cn = Conn()
+    cn.handshake()
+    cn.c(200, b"c" * 100)                        # held out of order
+    cn.c(100, b"b" * 100)
+    assert cn.streams.mem == 200
+    cn.c(0, b"a" * 100)                          # fills the hole: everything merges
+    assert cn.streams.mem == 300 and cn.streams.stats()["stream.memuse"] == 300
+    big = b"x" * (PRUNE_STEP + 3000)
+    cn.c(300, big)
+    cn.s_ack(300 + len(big))                     # acknowledged: the front can go
+    cn.c(300 + len(big), b"y" * 100)
+    ssn = cn.table.all()[0].tcp
+    held = len(ssn.client.data) + sum(len(v) for v in ssn.client.ooo.values())
+    assert cn.streams.mem == held < 300 + len(big)
+
+
+def test_sessions_are_counted_one_by_one_and_charged():
+    streams = StreamEngine(StreamSettings(), True)
+    table = FlowTable()
+    for sport in (40000, 40001, 40002):
+        Conn(sport=sport, streams=streams, table=table).handshake()
+    assert streams.sessions == 3 and streams.stats()["stream.sessions"] == 3
+    small = StreamEngine(StreamSettings(memcap=2 * SESSION_BYTES), True)
+    t2 = FlowTable()
+    policies = [Conn(sport=p, streams=small, table=t2).send(True, "S", CISN)[2] for p in (1, 2, 3)]
+    assert policies == ["", "", "memcap"] and small.sessions == 2
+
+
+@pytest.mark.parametrize("copts,sopts,fits", [
+    ([("WScale", 2)], [("WScale", 3)], True),
+    ([("WScale", 0)], [("WScale", 3)], True),    # a client scale of 0 is still an offer
+    ([("WScale", 3)], [("WScale", 0)], False),   # the server's own scale (0) applies to its window
+    ([("WScale", 2)], [], False),
+    ([], [("WScale", 3)], False),
+], ids=["both", "client-zero", "server-zero", "client-only", "server-only"])
+def test_windows_scale_only_when_both_syns_offer_it(copts, sopts, fits):
+    """The server advertises a window of 1 (8 bytes when its scale of 3 applies): 8 bytes
+    of data fit it exactly or are out of window."""
+    cn = Conn()
+    cn.handshake(copts=copts, sopts=sopts)
+    cn.send(False, "A", SISN + 1, CISN + 1, win=1)
+    p, view, _ = cn.c(0, b"z" * 8)
+    assert ("stream.est_packet_out_of_window" in p.events) is not fits
+
+
+def test_an_ack_beyond_what_the_peer_may_have_sent_is_invalid():
+    cn = Conn()
+    cn.handshake()
+    cn.c(0, b"q" * 100)
+    cn.send(False, "A", SISN + 1, CISN + 1 + 100, win=50)          # the server's window: 50
+    p, _, _ = cn.send(True, "A", CISN + 101, SISN + 1 + 65535 + 1)  # acks past the server's window
+    assert "stream.est_invalid_ack" in p.events
+    p, _, _ = cn.send(True, "A", CISN + 101, SISN + 1 + 65535)      # exactly its window: fine
+    assert "stream.est_invalid_ack" not in p.events
+
+
+def test_ids_flushes_each_direction_at_its_own_chunk():
+    cn = Conn(inline=False, toserver_chunk_size=200, toclient_chunk_size=500)
+    cn.handshake()
+    cn.c(0, b"a" * 300)
+    _, view, _ = cn.s_ack(300)
+    _, view, _ = cn.c(300, b"b" * 10)                            # 300 acknowledged >= 200: flushed
+    assert view.bufs and b"".join(view.bufs) == b"a" * 300
+    for i in range(3):                                           # server data: 300 < 500, no flush
+        cn.send(False, "PA", SISN + 1 + 100 * i, CISN + 311, b"s" * 100)
+    cn.send(True, "A", CISN + 311, SISN + 301)
+    _, view, _ = cn.send(False, "PA", SISN + 301, CISN + 311, b"t")
+    assert not view.bufs
+
+
+@pytest.mark.parametrize("opts,want", [
+    (bytes([3, 3, 7]), 7),
+    (bytes([1, 1, 3, 3, 20]), 14),              # capped at 14 (RFC 7323)
+    (bytes([2, 4, 5, 180, 3, 3, 2]), 2),         # after an MSS option
+    (bytes([0, 3, 3, 2]), -1),                  # end of options first
+    (bytes([3, 4, 2, 0]), -1),                  # wrong length for a window scale
+    (bytes([2, 1, 3, 3, 2]), -1),               # a length under 2: give up
+    (bytes([3, 3]), -1),                        # cut
+    (bytes([8, 10]) + bytes(8) + bytes([3, 3, 5]), 5),   # after a timestamp
+], ids=["alone", "capped", "after-mss", "eol", "bad-len", "short-len", "cut", "after-ts"])
+def test_window_scale_option(opts, want):
+    assert window_scale(opts) == want
