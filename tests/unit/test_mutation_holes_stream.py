@@ -195,3 +195,81 @@ def test_ids_flushes_each_direction_at_its_own_chunk():
 ], ids=["alone", "capped", "after-mss", "eol", "bad-len", "short-len", "cut", "after-ts"])
 def test_window_scale_option(opts, want):
     assert window_scale(opts) == want
+
+
+# ------------------------------------------------------------------ taking segments in
+@pytest.mark.parametrize("inline,check,event,payload", [
+    (True, False, True, b"x" * 100 + b"B" * 50),        # inline: the held data wins, the frame is rewritten
+    (False, True, True, b"x" * 150),                    # IDS (BSD): the new segment starts first and wins
+    (False, False, False, b"x" * 150),                  # IDS: the event only when asked for
+], ids=["inline", "ids-check", "ids"])
+def test_new_data_over_a_held_segment(inline, check, event, payload):
+    cn = Conn(inline=inline, check_overlap_different_data=check)
+    cn.handshake()
+    cn.c(0, b"a" * 100)
+    cn.c(200, b"B" * 100)                               # held
+    p, view, _ = cn.c(100, b"x" * 150)                  # overlaps the held segment's first 50
+    assert ("stream.reassembly_overlap_different_data" in p.events) is event
+    assert view.payload == payload and view.rewritten is inline
+    ssn = cn.table.all()[0].tcp
+    assert bytes(ssn.client.data) == b"a" * 100 + payload[:100] + (b"B" * 100 if inline else b"x" * 50 + b"B" * 50)
+    assert cn.streams.stats().get("stream.overlap_diff_data") == 1
+
+
+def test_the_reassembly_memcap_to_the_byte():
+    cn = Conn(reassembly_memcap=300)
+    cn.handshake()
+    assert cn.c(0, b"a" * 100)[2] == "" and cn.c(100, b"b" * 200)[2] == ""        # exactly the memcap
+    p, view, policy = cn.c(300, b"c")
+    assert (view, policy) == (None, "reassembly_memcap") and "stream.reassembly_insert_memcap" in p.events
+    p, view, policy = cn.c(500, b"d")                                            # out of order too
+    assert (view, policy) == (None, "reassembly_memcap")
+    assert cn.streams.stats()["stream.reassembly_memcap_drop"] == 2 and cn.streams.mem == 300
+
+
+def test_a_held_segment_again_keeps_the_longer_one():
+    cn = Conn()
+    cn.handshake()
+    cn.c(500, b"h" * 100)
+    cn.c(500, b"h" * 50)                                # shorter: the held one stays
+    ssn = cn.table.all()[0].tcp
+    assert ssn.client.ooo == {500: b"h" * 100} and cn.streams.mem == 100
+    cn.c(500, b"h" * 150)                               # longer: replaces it
+    assert ssn.client.ooo == {500: b"h" * 150} and ssn.client.ooo_bytes == 150 and cn.streams.mem == 150
+    assert cn.streams.stats()["stream.ooo_segments"] == 2
+
+
+def test_at_most_max_ooo_segments_are_held():
+    from rules.stream import MAX_OOO_SEGMENTS
+    cn = Conn()
+    cn.handshake()
+    for k in range(MAX_OOO_SEGMENTS):
+        cn.c(10 + 2 * k, b"o")                          # one-byte holes between them
+    ssn = cn.table.all()[0].tcp
+    assert len(ssn.client.ooo) == MAX_OOO_SEGMENTS
+    p, view, _ = cn.c(10 + 2 * MAX_OOO_SEGMENTS, b"o")
+    assert view is None and "stream.reassembly_insert_limit" in p.events
+    assert cn.streams.stats()["stream.ooo_limit"] == 1 and len(ssn.client.ooo) == MAX_OOO_SEGMENTS
+
+
+def test_a_segment_starting_before_the_stream_keeps_what_is_in_it():
+    cn = Conn()
+    cn.handshake()
+    _, view, _ = cn.send(True, "PA", CISN + 1 - 10, SISN + 1, b"0123456789abcdefghij")
+    ssn = cn.table.all()[0].tcp
+    assert bytes(ssn.client.data) == b"abcdefghij" and view.bufs == (b"abcdefghij",)
+    _, view, _ = cn.send(True, "PA", CISN + 1 - 30, SISN + 1, b"z" * 20)          # wholly before it
+    assert view is None and bytes(ssn.client.data) == b"abcdefghij"
+
+
+def test_data_again_once_the_session_closes_is_an_invalid_retransmission():
+    cn = Conn()
+    cn.handshake()
+    cn.c(0, b"r" * 100)
+    cn.s_ack(100)
+    cn.send(True, "FA", CISN + 101, SISN + 1)
+    p, view, policy = cn.c(0, b"r" * 100)
+    assert (view, policy) == (None, "invalid")
+    assert {"stream.pkt_retransmission", "stream.pkt_spurious_retransmission"} <= set(p.events)
+    p, view, policy = cn.c(50, b"r" * 50)               # part of what was sent: invalid as well
+    assert policy == "invalid"
