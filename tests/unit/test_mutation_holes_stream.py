@@ -236,6 +236,8 @@ def test_a_held_segment_again_keeps_the_longer_one():
     assert ssn.client.ooo == {500: b"h" * 100} and cn.streams.mem == 100
     cn.c(500, b"h" * 150)                               # longer: replaces it
     assert ssn.client.ooo == {500: b"h" * 150} and ssn.client.ooo_bytes == 150 and cn.streams.mem == 150
+    cn.c(500, b"H" * 150)                               # as long, other bytes: the first data stays
+    assert ssn.client.ooo == {500: b"h" * 150}
     assert cn.streams.stats()["stream.ooo_segments"] == 2
 
 
