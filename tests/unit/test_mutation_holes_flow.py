@@ -112,7 +112,8 @@ def test_an_unreachable_joins_a_flow_between_two_ports_of_one_address(quote_spor
     lambda: bytes(IP(src=C4, dst=S4) / UDP(sport=5000, dport=53))[:27],            # UDP header cut
     lambda: bytes(IP(src=C4, dst=S4) / TCP(sport=40000, dport=80))[:39],           # TCP header cut
     lambda: bytes(IP(src=C4, dst=S4, proto=89) / (b"\0" * 20)),                    # not TCP or UDP
-], ids=["short-ip", "short-udp", "short-tcp", "other-proto"])
+    lambda: b"\x65" + bytes(IP(src=C4, dst=S4) / UDP(sport=5000, dport=53))[1:],   # not IPv4
+], ids=["short-ip", "short-udp", "short-tcp", "other-proto", "not-ipv4"])
 def test_an_unreachable_with_a_short_or_foreign_quote_joins_nothing(quote):
     t = FlowTable()
     t.lookup(udp(sp=5000, dp=53))
@@ -131,15 +132,22 @@ def test_counters_count_every_event():
     for i in range(2):                                 # the same ports reused twice
         t2.lookup(tcp("S", ts=4.0 * i))
         t2.lookup(tcp("RA", a=S4, b=C4, sp=80, dp=40000, ts=4.0 * i + 1))
-    t2.lookup(tcp("S", ts=9.0))
+    again = tcp("S", ts=9.0)
+    t2.lookup(again)
     assert t2.stats()["flow.tcp_reuse"] == 2 and t2.stats()["flow.created"] == 3
+    f = again.flow                                     # the new flow has both ends
+    assert (f.cli_port, f.srv_port, f.state) == (40000, 80, "syn_sent") and f.srv == again.dst and f.cli == again.src
 
 
 def test_an_icmp_type_without_counterpart_is_keyed_on_255():
+    from scapy.layers.inet6 import ICMPv6DestUnreach, IPv6
     t = FlowTable()
     p = pkt(IP(src=C4, dst=S4) / ICMP(type=42))
     t.lookup(p)
     assert (p.flow.cli_port, p.flow.srv_port) == (42, 255)
+    p6 = pkt(IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6DestUnreach())
+    t.lookup(p6)
+    assert (p6.flow.cli_port, p6.flow.srv_port) == (1, 255)
 
 
 def test_protocols_without_ports_have_port_zero():

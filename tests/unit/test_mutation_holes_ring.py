@@ -133,12 +133,46 @@ def test_a_driver_that_never_gives_a_slot_back_is_enobufs_after_a_bounded_wait()
 
 def test_send_is_put_many_of_one_frame():
     k = Kernel()
-    tx = tx_ring(k, 4)
+    tx = tx_ring(k, 2)                                     # flushes at one queued
     c = Counters()
     src = b"xx" + frame(60, 4)
     tx.send(src, 2, 62, c)
-    tx.flush(c)
     assert k.sent == [frame(60, 4)] and c.forwarded == 1
+
+
+class Completing:
+    """select.poll while the driver finishes: the slots it held are available again."""
+
+    def __init__(self, tx_of):
+        self.tx_of = tx_of
+
+    def __call__(self):
+        return self
+
+    def register(self, *a):
+        pass
+
+    def poll(self, *a):
+        tx = self.tx_of()
+        for off in tx.offsets:
+            if U32.unpack_from(tx.view, off)[0] == afp.TP_STATUS_SENDING:
+                U32.pack_into(tx.view, off, afp.TP_STATUS_AVAILABLE)
+        return []
+
+
+def test_a_frame_waits_for_the_driver_then_goes_whole(monkeypatch):
+    k = Kernel(stuck=True)
+    tx = tx_ring(k, 2)
+    monkeypatch.setattr(_select, "poll", Completing(lambda: tx))
+    c = Counters()
+    tx.put_many(frame(60, 1) + frame(60, 2), [0, 60, 60, 120], c)          # both slots held by the driver
+    src = b"pad" + frame(70, 3)
+    tx.put_many(src, [3, 73], c)                          # head busy: waits, then the whole frame
+    assert c.send_errors == {} and c.forwarded == 3
+    assert bytes(tx.view[TxRing.DATA:TxRing.DATA + 70]) == frame(70, 3)
+    assert tx.send_now(frame(54, 7), c) == 0              # the same wait for an injected frame
+    off = tx.offsets[1]
+    assert bytes(tx.view[off + TxRing.DATA:off + TxRing.DATA + 54]) == frame(54, 7)
 
 
 def test_send_now_waits_for_a_busy_head_slot_then_sends_the_whole_frame():
