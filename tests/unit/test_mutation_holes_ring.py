@@ -170,9 +170,11 @@ def test_a_frame_waits_for_the_driver_then_goes_whole(monkeypatch):
     tx.put_many(src, [3, 73], c)                          # head busy: waits, then the whole frame
     assert c.send_errors == {} and c.forwarded == 3
     assert bytes(tx.view[TxRing.DATA:TxRing.DATA + 70]) == frame(70, 3)
+    tx.put_many(frame(60, 4), [0, 60], c)                 # the other slot held too: head busy again
+    assert tx.head == 0 and U32.unpack_from(tx.view, 0)[0] == afp.TP_STATUS_SENDING
     assert tx.send_now(frame(54, 7), c) == 0              # the same wait for an injected frame
-    off = tx.offsets[1]
-    assert bytes(tx.view[off + TxRing.DATA:off + TxRing.DATA + 54]) == frame(54, 7)
+    assert bytes(tx.view[TxRing.DATA:TxRing.DATA + 54]) == frame(54, 7)
+    assert U32.unpack_from(tx.view, 4)[0] == 54
 
 
 def test_send_now_waits_for_a_busy_head_slot_then_sends_the_whole_frame():
