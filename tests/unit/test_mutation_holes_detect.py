@@ -52,7 +52,7 @@ def test_a_pcre_in_a_sticky_buffer_is_counted_with_the_rest():
 
 
 def test_a_payload_that_does_not_match_does_not_stop_the_walk():
-    d = det('alert udp any any -> any any (msg:"a"; content:"nothere"; priority:1; sid:1;)',
+    d = det('alert udp any any -> any any (msg:"a"; content:"evil"; fast_pattern; content:"nothere"; priority:1; sid:1;)',
             'alert udp any any -> any any (msg:"b"; dsize:>0; priority:2; sid:2;)',
             'alert udp any any -> any any (msg:"c"; content:"evil"; priority:3; sid:3;)')
     p = packet(UDP(sport=1000, dport=53) / b"evil data")
@@ -62,12 +62,13 @@ def test_a_payload_that_does_not_match_does_not_stop_the_walk():
 def test_pkthdr_rules_on_a_frame_without_ip():
     d = det('alert pkthdr any any -> any any (msg:"a"; decode-event:ipv4.trunc_pkt; sid:1;)',
             'alert pkthdr any any -> any any (msg:"b"; sid:2;)',
-            'alert pkthdr any any -> any any (msg:"c"; detection_filter:track by_src, count 1, seconds 60; sid:3;)')
+            'alert pkthdr any any -> any any (msg:"c"; detection_filter:track by_src, count 1, seconds 60; '
+            'priority:1; sid:3;)')
     p = decode(bytes(Ether(type=0x88B5) / b"not ip"), FrameMeta(ts=1.0, iface=""))[0]
     th = Thresholds()
     assert sids(d.run_nonip(p, th)) == [2]             # the event did not happen; df: count 1 not exceeded
     p.ts = 2.0
-    assert sids(d.run_nonip(p, th)) == [2, 3]
+    assert sids(d.run_nonip(p, th)) == [3, 2]
     assert d.evaluated == 6
 
 
@@ -85,7 +86,7 @@ def test_the_end_of_flow_pseudo_packet_runs_only_stream_rules_that_can_match():
             'alert tcp any any -> any 9999 (msg:"port"; content:"forbidden"; sid:5;)',
             'alert tcp any any -> any 80 (msg:"bits"; content:"forbid"; flowbits:set,seen; sid:6;)',
             'alert tcp any any -> any 80 (msg:"df"; content:"forbidden"; '
-            'detection_filter:track by_src, count 1, seconds 60; sid:7;)',
+            'detection_filter:track by_src, count 1, seconds 60; priority:1; sid:7;)',
             'alert tcp any any -> any 80 (msg:"flags"; content:"forbidden"; flags:S; sid:8;)')
     t = FlowTable()
     th = Thresholds()
@@ -98,7 +99,7 @@ def test_the_end_of_flow_pseudo_packet_runs_only_stream_rules_that_can_match():
     assert p.flow.flowbits == {"seen"}
     assert d.evaluated - before == 2
     got = d.run_pseudo(p, (b"x", b"forbidden again"), th, set())
-    assert sids(got) == [6, 1, 7]                       # df: the second match goes through
+    assert sids(got) == [6, 7, 1]                       # df: the second match goes through
     assert d.evaluated - before == 5
     assert d.run_pseudo(p, (b"nothing",), th, set()) == []
 
@@ -123,3 +124,28 @@ def test_trim_clears_the_header_cache_only_past_four_times_the_flows():
     d._hdr_cache.update({i: {} for i in range(9000)})
     d.trim(2000)                                        # 4 x 2000 = 8000 < 9000
     assert d._hdr_cache == {}
+
+
+def test_a_pseudo_packet_without_a_flow_skips_flowbits():
+    d = det('alert tcp any any -> any 80 (msg:"bits"; content:"forbid"; flowbits:set,seen; sid:1;)')
+    p = end_packet(FlowTable())
+    p.flow = None
+    assert sids(d.run_pseudo(p, (b"forbidden",), Thresholds(), set())) == [1]
+
+
+def test_an_ids_view_finds_patterns_in_the_packet_payload_too():
+    """IDS: the view's buffers do not hold the packet's bytes (covers False): a rule that
+    inspects the stream and then the packet must find its pattern in the payload."""
+    from rules.stream import StreamView
+    d = det('alert tcp any any -> any any (msg:"both"; content:"forbidden"; depth:20; sid:1;)')
+    p = packet(TCP(sport=40000, dport=80, flags="PA") / b"forbidden")
+    view = StreamView((b"nothing of it",), b"forbidden", None, False, False)
+    assert sids(d.run(p, None, b"forbidden", Thresholds(), view, set())) == [1]
+
+
+def test_a_packet_header_buffer_is_read_from_the_packet():
+    d = det('alert tcp any any -> any any (msg:"psh"; tcp.hdr; content:"|18|"; offset:13; depth:1; sid:1;)')
+    p = packet(TCP(sport=40000, dport=80, flags="PA") / b"data")
+    assert sids(d.run(p, None, bytes(p.payload), Thresholds())) == [1]
+    q = packet(TCP(sport=40000, dport=80, flags="A") / b"data")
+    assert sids(d.run(q, None, bytes(q.payload), Thresholds())) == []
