@@ -149,3 +149,24 @@ def test_a_packet_header_buffer_is_read_from_the_packet():
     assert sids(d.run(p, None, bytes(p.payload), Thresholds())) == [1]
     q = packet(TCP(sport=40000, dport=80, flags="A") / b"data")
     assert sids(d.run(q, None, bytes(q.payload), Thresholds())) == []
+
+
+def test_many_address_specific_rules_go_through_the_address_indexes():
+    """More than 8 header buckets: candidates come from the address index and the
+    address-pair index, which must give what a header check of each rule gives."""
+    texts = [f'alert udp 198.51.100.{i} any -> any any (msg:"a"; dsize:>0; sid:{i};)' for i in range(1, 11)]
+    texts += [f'alert udp 198.51.100.{i} any -> any 53 (msg:"p"; dsize:>0; sid:{10 + i};)' for i in range(1, 7)]
+    texts.append('alert udp any any -> 203.0.113.9 any (msg:"d"; dsize:>0; sid:17;)')
+    d = det(*texts)
+    always = d.index.groups(17, 5000, 53)[0]
+    assert always.plain_idx is not None and always.plain_pairs is not None
+
+    def got(src, dst, dport):
+        p = decode(bytes(Ether() / IP(src=src, dst=dst) / UDP(sport=5000, dport=dport) / b"x"),
+                   FrameMeta(ts=1.0, iface=""))[0]
+        return sids(d.run(p, None, bytes(p.payload), Thresholds()))
+
+    assert got("198.51.100.3", S, 53) == [3, 13]
+    assert got("198.51.100.3", S, 54) == [3]
+    assert got("198.51.100.20", "203.0.113.9", 53) == [17]
+    assert got(S, "198.51.100.3", 53) == []
