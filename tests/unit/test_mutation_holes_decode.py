@@ -18,7 +18,8 @@ from scapy.layers.l2 import GRE, Ether
 
 from rules.api import FrameMeta
 from rules.decode import (
-    LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL, LINKTYPE_RAW, DecodeOptions,
+    LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP, LINKTYPE_NULL, LINKTYPE_RAW,
+    DecodeOptions,
     behind_ethernet, decode,
 )
 
@@ -40,9 +41,10 @@ def one(frame, **kw):
 
 
 def test_an_ipv6_protocol_the_fast_path_does_not_know_is_left_to_the_decoder():
-    p = one(ETH / IPv6(src=C6, dst=S6, nh=89) / (b"\x01" * 40))
+    body = b"\x80\x00" + b"\x01" * 38                  # looks like an ICMPv6 echo request: it is not one
+    p = one(ETH / IPv6(src=C6, dst=S6, nh=89) / body)
     assert (p.ipver, p.proto, p.icmp_type, p.sport, p.dport) == (6, 89, -1, 0, 0)
-    assert bytes(p.payload) == b"\x01" * 40
+    assert bytes(p.payload) == body
 
 
 def test_a_cut_ethernet_header_inside_a_tunnel_is_pkt_too_small():
@@ -141,6 +143,32 @@ def test_a_big_endian_null_header_is_read():
     for head in (struct.pack("<I", 2), struct.pack(">I", 2)):
         p = one(head + ip, linktype=LINKTYPE_NULL)
         assert (p.ipver, p.sport, p.dport) == (4, 5, 6)
+    p = one(struct.pack(">I", 2) + ip, linktype=LINKTYPE_LOOP)      # LOOP: always big-endian
+    assert (p.ipver, p.sport, p.dport) == (4, 5, 6)
+
+
+def test_a_tcp_option_kind_without_its_length_byte_is_opt_invalid_len():
+    raw = bytearray(bytes(ETH / IP(src=C4, dst=S4) / TCP(sport=1, dport=2, options=[("NOP", None)] * 4)))
+    raw[54:58] = b"\x01\x01\x01\x03"                     # a window scale kind in the last byte
+    p = one(bytes(raw), opts=DecodeOptions(checksum_validation=False))
+    assert "decoder.tcp.opt_invalid_len" in p.events
+
+
+def ip_frame(proto: int, body: bytes) -> bytes:
+    return bytes(ETH / IP(src=C4, dst=S4, proto=proto) / body)
+
+
+def test_gre_version1_ppp_carries_ipv6():
+    inner = bytes(IPv6(src=C6, dst=S6) / UDP(sport=3, dport=4) / b"x")
+    gre = struct.pack("!HHHH", 0x2001, 0x880B, len(inner) + 4, 7) + b"\xff\x03\x00\x57" + inner
+    got = pkts(ip_frame(47, gre), opts=DecodeOptions(checksum_validation=False))
+    assert len(got) == 2 and (got[1].ipver, got[1].sport, got[1].dport) == (6, 3, 4)
+
+
+def test_a_cut_gre_source_route_is_hdr_too_big():
+    gre = struct.pack("!HH", 0x4000, 0x0800) + b"\0\0\0\0" + struct.pack("!HB", 0x0800, 0)   # SRE cut short
+    p = pkts(ip_frame(47, gre), opts=DecodeOptions(checksum_validation=False))[0]
+    assert "decoder.gre.version0_hdr_too_big" in p.events
 
 
 @pytest.mark.parametrize("linktype,frame,behind", [
