@@ -196,3 +196,89 @@ def test_an_engine_adopts_the_new_rules_and_keeps_its_flows(monkeypatch, quiet_h
     w.swap_rules()
     assert w.inspector is old and old.adopted is new and not old.finished
     assert w.conn.sent[0][3:] == (3, True, "4 flows reopened")
+
+
+# ------------------------------------------------------------------ the main loop
+class LoopPS:
+    """A packet socket for Worker.run: a socketpair end to poll (readable when `ready`)."""
+
+    def __init__(self, iface, ready: bool):
+        import socket
+        self.a, self.b = socket.socketpair()
+        if ready:
+            self.b.send(b"!")
+        self.iface, self.ignore_outgoing = iface, True
+        self.sock = self
+
+    def fileno(self):
+        return self.a.fileno()
+
+    def getsockopt(self, *a):
+        return 0
+
+    def close(self):
+        self.a.close()
+        self.b.close()
+
+
+def loop_ring(frames):
+    from bridge.ring import SLL_PKTTYPE_V2, V2_HDR
+    g = afp.RingGeometry(afp.TPACKET_V2, 4096, 4, 256, 16)
+    r = V2Ring(memoryview(bytearray(g.size)), g)
+    for i, data in enumerate(frames):
+        off = r.offsets[i]
+        V2_HDR.pack_into(r.view, off, afp.TP_STATUS_USER, len(data), len(data), 80, 94, 1700000000 + i, 0, 0, 0)
+        r.view[off + SLL_PKTTYPE_V2] = afp.PACKET_HOST
+        r.view[off + 80:off + 80 + len(data)] = data
+    return r
+
+
+def test_the_main_loop_reports_ready_drains_swaps_reopens_and_reports_final(monkeypatch, quiet_heap):
+    import multiprocessing
+    monkeypatch.setattr(afp, "read_statistics", lambda sock: (0, 0))
+    frames = [bytes.fromhex("020000000002020000000001") + b"\x08\x00" + bytes([k]) * 46 for k in range(3)]
+
+    class StopAfter(Insp):
+        def __init__(self, w_ref):
+            super().__init__("old")
+            self.w_ref, self.seen = w_ref, 0
+
+        def inspect(self, frame, meta):
+            self.seen += 1
+            if self.seen == len(frames):
+                self.w_ref[0].stop = True
+            return FORWARD
+
+    class Out:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, data, flags=0):
+            self.sent.append(bytes(data))
+            return len(data)
+
+    ps0, ps1 = LoopPS("eth0", True), LoopPS("eth1", False)
+    out = Out()
+    ref = [None]
+    insp = StopAfter(ref)
+    ctl_parent, ctl_child = multiprocessing.Pipe()
+    w = Worker([_Port("eth0", ps0, loop_ring(frames), "ips", out), _Port("eth1", ps1, loop_ring([]), "ips", ps0)],
+               insp, Config(inspect_time_limit=0.0), Conn(), index=2, ctl=ctl_child)
+    ref[0] = w
+    w.reopen = True
+    w.log = type("L", (), {"info": lambda *a, **k: None, "warning": lambda *a, **k: None})()
+    new = Insp("new")
+    w.built = (5, Config(inspect_time_limit=0.0), new, "")
+    ctl_parent.close()                                   # the supervisor's end is gone: never read again
+    try:
+        w.run()
+    finally:
+        ps0.close()
+        ps1.close()
+        ctl_child.close()
+    kinds = [m[0] for m in w.conn.sent]
+    assert kinds[0] == "ready" and w.conn.sent[0][1] == 2 and kinds[-1] == "final"
+    assert "reloaded" in kinds and w.inspector is new and insp.finished
+    assert out.sent == frames and w.reopen is False and w.eve_retry_at == 0.0
+    final = w.conn.sent[-1]
+    assert final[3]["eth0"]["received"] == 3 and final[3]["eth0"]["forwarded"] == 3
