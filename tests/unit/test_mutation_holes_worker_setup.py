@@ -282,3 +282,36 @@ def test_the_main_loop_reports_ready_drains_swaps_reopens_and_reports_final(monk
     assert out.sent == frames and w.reopen is False and w.eve_retry_at == 0.0
     final = w.conn.sent[-1]
     assert final[3]["eth0"]["received"] == 3 and final[3]["eth0"]["forwarded"] == 3
+
+
+def test_the_main_loop_skips_a_hole_the_kernel_left_after_a_grace(monkeypatch):
+    """The socket is readable, the head slot still the kernel's, later slots ready: after
+    HOLE_GRACE the loop moves past the hole (counted) and drains the rest."""
+    monkeypatch.setattr(afp, "read_statistics", lambda sock: (0, 0))
+    frames = [bytes.fromhex("020000000002020000000001") + b"\x08\x00" + bytes([k]) * 46 for k in range(3)]
+    ring = loop_ring(frames)
+    import struct as _struct
+    _struct.pack_into("=I", ring.view, ring.offsets[0], 0)           # the hole: slot 0 is the kernel's
+
+    class Out:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, data, flags=0):
+            self.sent.append(bytes(data))
+            if len(self.sent) == 2:
+                ref[0].stop = True
+            return len(data)
+
+    ps0, ps1 = LoopPS("eth0", True), LoopPS("eth1", False)
+    out, ref = Out(), [None]
+    w = Worker([_Port("eth0", ps0, ring, "ips", out), _Port("eth1", ps1, loop_ring([]), "ips", ps0)],
+               ForwardAll(), Config(inspect_time_limit=0.0), Conn())
+    ref[0] = w
+    try:
+        w.run()
+    finally:
+        ps0.close()
+        ps1.close()
+    c = w.ports[0].counters
+    assert c.ring_holes == 1 and out.sent == frames[1:] and w.ports[0].stalled_since == 0.0
