@@ -275,3 +275,79 @@ def test_data_again_once_the_session_closes_is_an_invalid_retransmission():
     assert {"stream.pkt_retransmission", "stream.pkt_spurious_retransmission"} <= set(p.events)
     p, view, policy = cn.c(50, b"r" * 50)               # part of what was sent: invalid as well
     assert policy == "invalid"
+
+
+# ------------------------------------------------------------------ more windows and edges
+def test_a_window_at_the_two_thirds_boundary():
+    cn = filled()
+    _, view, _ = cn.c(400, DATA[400:580])                # 180 <= 200 (2/3 of 300): the chunk wide
+    assert window(view) == (340, 640)
+
+
+def test_the_window_of_a_retransmission_starting_before_the_stream():
+    cn = filled()
+    _, view, _ = cn.send(True, "PA", CISN + 1 - 10, SISN + 1, b"z" * 10 + DATA[:100])
+    assert window(view) == (0, 300)
+
+
+def test_a_segment_with_one_byte_in_the_stream_is_taken():
+    cn = Conn()
+    cn.handshake()
+    _, view, _ = cn.send(True, "PA", CISN + 1 - 10, SISN + 1, b"0123456789a")
+    assert view is not None and bytes(cn.table.all()[0].tcp.client.data) == b"a"
+
+
+def test_server_windows_use_the_to_client_chunk():
+    cn = Conn(toserver_chunk_size=1000, toclient_chunk_size=300)
+    cn.handshake()
+    for k in range(10):
+        cn.send(False, "PA", SISN + 1 + 100 * k, CISN + 1, DATA[100 * k:100 * k + 100])
+    _, view, _ = cn.send(False, "PA", SISN + 501, CISN + 1, DATA[500:600])
+    assert window(view) == (400, 700)
+
+
+def test_a_retransmission_with_other_bytes_in_the_middle_keeps_the_first():
+    cn = filled()
+    p, view, policy = cn.c(500, b"Z" * 100)
+    assert view.payload == DATA[500:600] and view.rewritten and policy == ""
+    assert "stream.reassembly_overlap_different_data" in p.events
+    assert window(view) == (400, 700)
+
+
+def test_retransmissions_are_counted_and_need_no_policy():
+    cn = filled()
+    for off in (900, 0):                                 # the last segment, the first
+        _, view, policy = cn.c(off, DATA[off:off + 100])
+        assert policy == ""
+    assert cn.streams.stats()["stream.retransmissions"] == 2
+    cn.c(2000, b"h" * 10)
+    _, _, policy = cn.c(2000, b"h" * 5)                  # a held segment again
+    assert policy == ""
+
+
+def test_the_reassembly_memcap_to_the_byte_with_held_data():
+    cn = Conn(reassembly_memcap=300)
+    cn.handshake()
+    cn.c(200, b"h" * 100)                                # held: 100
+    _, view, policy = cn.c(0, b"a" * 200)                # 100 + 200: exactly the memcap
+    assert policy == "" and view is not None and cn.streams.mem == 300
+    assert bytes(cn.table.all()[0].tcp.client.data) == b"a" * 200 + b"h" * 100
+
+
+def test_an_rst_with_data_is_not_taken():
+    cn = Conn()
+    cn.handshake()
+    p, view, _ = cn.send(True, "RA", CISN + 1, SISN + 1, b"bye")
+    assert "stream.rst_with_data" in p.events and view is None
+
+
+@pytest.mark.parametrize("setting", ["midstream", "async_oneside"])
+def test_a_session_picked_up_at_the_syn_ack_keeps_its_window_scale(setting):
+    cn = Conn(**{setting: True})
+    cn.send(False, "SA", SISN, CISN + 1, options=[("WScale", 3)])
+    cn.send(True, "A", CISN + 1, SISN + 1)
+    cn.send(False, "A", SISN + 1, CISN + 1, win=1)
+    p, view, _ = cn.c(0, b"z" * 8)
+    assert "stream.est_packet_out_of_window" in p.events        # the client never offered a scale: 1 byte
+    ssn = cn.table.all()[0].tcp
+    assert ssn.server.wscale == 3
