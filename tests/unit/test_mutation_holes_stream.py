@@ -351,3 +351,46 @@ def test_a_session_picked_up_at_the_syn_ack_keeps_its_window_scale(setting):
     assert "stream.est_packet_out_of_window" in p.events        # the client never offered a scale: 1 byte
     ssn = cn.table.all()[0].tcp
     assert ssn.server.wscale == 3
+
+
+def test_an_ack_beyond_the_window_while_closing_is_invalid_too():
+    """Once a FIN went by the session leaves the bookkeeping fast path: the same check."""
+    cn = Conn()
+    cn.handshake()
+    cn.c(0, b"q" * 100)
+    cn.send(False, "FA", SISN + 1, CISN + 101)
+    p, _, _ = cn.send(True, "A", CISN + 101, SISN + 1 + 65535 + 1)
+    assert "stream.est_invalid_ack" in p.events
+    p, _, _ = cn.send(True, "A", CISN + 101, SISN + 2)           # acks the FIN: fine
+    assert "stream.est_invalid_ack" not in p.events
+
+
+def test_a_tcp_packet_without_a_session_gets_no_view_and_no_policy():
+    cn = Conn()
+    assert cn.c(0, b"midstream")[1:] == (None, "")
+
+
+def closing_states(seq) -> list[str]:
+    from rules import stream as st
+    names = {getattr(st, n): n for n in ("EST", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK",
+                                         "CLOSING", "CLOSED")}
+    cn = Conn()
+    cn.handshake()
+    out = []
+    for who, flags, seq_, ack in seq:
+        cn.send(who == "c", flags, seq_, ack)
+        out.append(names[cn.table.all()[0].tcp.state])
+    return out
+
+
+@pytest.mark.parametrize("seq,want", [
+    ([("s", "FA", SISN + 1, CISN + 1), ("c", "A", CISN + 1, SISN + 2), ("c", "FA", CISN + 1, SISN + 2),
+      ("s", "A", SISN + 2, CISN + 2)], ["FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSED"]),
+    ([("c", "FA", CISN + 1, SISN + 1), ("s", "FA", SISN + 1, CISN + 2), ("c", "A", CISN + 2, SISN + 2)],
+     ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]),
+    ([("s", "FA", SISN + 1, CISN + 1), ("c", "FA", CISN + 1, SISN + 1), ("s", "A", SISN + 2, CISN + 2)],
+     ["FIN_WAIT1", "CLOSING", "TIME_WAIT"]),
+    ([("s", "FA", SISN + 1, CISN + 1), ("c", "FA", CISN + 1, SISN + 2)], ["FIN_WAIT1", "TIME_WAIT"]),
+], ids=["server-closes-first", "client-closes-first", "simultaneous", "fin-acking-fin"])
+def test_the_closing_states_ids_flushes_follow(seq, want):
+    assert closing_states(seq) == want
