@@ -315,3 +315,76 @@ def test_the_main_loop_skips_a_hole_the_kernel_left_after_a_grace(monkeypatch):
         ps1.close()
     c = w.ports[0].counters
     assert c.ring_holes == 1 and out.sent == frames[1:] and w.ports[0].stalled_since == 0.0
+
+
+# ------------------------------------------------------------------ the process entry point
+@pytest.fixture
+def own_signals():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def test_worker_main_closes_foreign_fds_runs_until_sigterm_and_reopens_on_sighup(tmp_path, monkeypatch, own_signals):
+    import os
+
+    from bridge.worker import worker_main
+    monkeypatch.setattr(afp, "read_statistics", lambda sock: (0, 0))
+    a = FilePS(tmp_path / "a", "eth2")
+    spec = WorkerSpec(index=1, label="eth2", slot=0, sockets=[a], ports=[PortSpec(0, None, None)])
+    r, w_ = os.pipe()
+
+    class SignalOnReady(Conn):
+        def send(self, msg):
+            super().send(msg)
+            if msg[0] == "ready":
+                assert signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN
+                os.kill(os.getpid(), signal.SIGHUP)     # the loop reopens EVE, then SIGTERM stops it
+
+    conn = SignalOnReady()
+    reopened = []
+
+    def reopen(self):
+        reopened.append(self.index)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Worker, "reopen_eve", reopen)
+    try:
+        worker_main(spec, Config(inspect_time_limit=0.0), conn, [w_], ctl=None)
+        assert os.read(r, 1) == b""                   # the other workers' sockets are closed: EOF
+    finally:
+        a.f.close()
+        os.close(r)
+    assert [m[0] for m in conn.sent] == ["ready", "final"] and conn.sent[0][1] == 1
+    assert reopened == [1]
+
+
+def test_worker_main_reports_a_setup_failure_and_exits_3(monkeypatch, own_signals):
+    import os
+
+    from bridge import worker as worker_mod
+    from bridge.worker import worker_main
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code):
+        raise Exited(code)
+
+    monkeypatch.setattr(worker_mod.os, "_exit", fake_exit)
+
+    class Broken:
+        iface, sock = "eth9", None
+        geometry = afp.RingGeometry(afp.TPACKET_V2, 4096, 1, 2048, 2)
+
+        def fileno(self):
+            return 999_999                            # no such descriptor: mapping the ring fails
+
+    spec = WorkerSpec(index=4, label="eth9", slot=0, sockets=[Broken()], ports=[PortSpec(0, None, None)])
+    conn = Conn()
+    with pytest.raises(Exited) as info:
+        worker_main(spec, Config(), conn, [])
+    assert info.value.args == (3,)
+    (msg,) = conn.sent
+    assert msg[0] == "error" and msg[1] == 4 and msg[2] == os.getpid() and msg[3]
