@@ -394,3 +394,71 @@ def closing_states(seq) -> list[str]:
 ], ids=["server-closes-first", "client-closes-first", "simultaneous", "fin-acking-fin"])
 def test_the_closing_states_ids_flushes_follow(seq, want):
     assert closing_states(seq) == want
+
+
+# ------------------------------------------------------------------ after the front was freed
+def uniq(n: int) -> bytes:
+    """n bytes in 100-byte blocks, each block its own 4-digit number repeated."""
+    return b"".join((b"%04d" % i) * 25 for i in range(-(-n // 100)))[:n]
+
+
+BIG = uniq(8000)
+
+
+def big_window(view) -> tuple[int, int]:
+    (buf,) = view.bufs
+    start = BIG.find(buf)
+    assert start >= 0 and BIG.count(buf) == 1
+    return start, start + len(buf)
+
+
+def test_the_window_of_a_retransmission_after_the_front_was_freed():
+    cn = Conn(toserver_chunk_size=300, toclient_chunk_size=300)
+    cn.handshake()
+    for k in range(60):
+        cn.c(100 * k, BIG[100 * k:100 * k + 100])
+    cn.s_ack(5000)
+    cn.c(6000, BIG[6000:6100])                          # frees the front, up to what was acknowledged
+    me = cn.table.all()[0].tcp.client
+    assert me.data_off == 5000
+    _, view, _ = cn.c(5050, BIG[5050:5150])            # 50 held before it: the rest of the window after
+    assert big_window(view) == (5000, 5300)
+    _, view, _ = cn.c(5500, BIG[5500:5600])            # in the middle: shared out
+    assert big_window(view) == (5400, 5700)
+
+
+def test_ids_flushes_after_the_front_was_freed_give_each_byte_once():
+    cn = Conn(inline=False, toserver_chunk_size=300, toclient_chunk_size=300)
+    cn.handshake()
+    flushed = b""
+    for k in range(80):
+        _, view, _ = cn.c(100 * k, BIG[100 * k:100 * k + 100])
+        flushed += b"".join(view.bufs) if view is not None and view.bufs else b""
+        cn.s_ack(100 * k + 100)
+    me = cn.table.all()[0].tcp.client
+    assert me.data_off > 0
+    assert flushed == BIG[:len(flushed)] and len(flushed) >= 7500
+    assert cn.streams.mem == me.end - me.data_off
+
+
+def test_ids_frees_exactly_up_to_what_was_inspected():
+    cn = Conn(inline=False, toserver_chunk_size=300, toclient_chunk_size=300)
+    cn.handshake()
+    for k in range(80):
+        cn.c(100 * k, BIG[100 * k:100 * k + 100])
+        cn.s_ack(100 * k + 100)
+    me = cn.table.all()[0].tcp.client
+    # a prune frees up to where an inspection ended (flushes end on the acknowledged
+    # segment boundaries here), not a byte short of it
+    assert me.data_off > 0 and me.data_off % 100 == 0
+    assert cn.streams.mem == len(me.data) == me.end - me.data_off
+
+
+def test_a_packet_without_ack_acknowledges_nothing():
+    cn = Conn()
+    cn.handshake()
+    cn.c(0, b"d" * 10)
+    cn.send(False, "FA", SISN + 1, CISN + 11)           # out of the fast path from here
+    p, _, _ = cn.send(True, "F", CISN + 11, SISN + 1 + 70000)       # the ack field is not valid
+    assert "stream.est_invalid_ack" not in p.events
+    assert cn.table.all()[0].tcp.server.last_ack == 0
