@@ -338,3 +338,56 @@ def test_a_fast_path_drop_in_ips_never_reaches_the_inspector_again():
     w.drain(port)
     c = port.counters
     assert insp.n == 1 and c.bypassed == 6 and c.inspected == 1 and c.dropped == {"rule": 1, "flow": 6}
+
+
+def test_a_live_frame_has_no_pcap_number_and_no_tags():
+    seen = []
+
+    class Look(By):
+        def inspect(self, data, meta):
+            seen.append((meta.pcap_cnt, meta.vlan, meta.tpid, meta.iface))
+            return FORWARD
+
+    w, port, _ = worker([frame(1)], Look())
+    w.drain(port)
+    assert seen == [(0, (), (), "eth0")]
+
+
+def test_finish_without_a_finish_method_is_no_error():
+    class NoFinish:
+        def inspect(self, data, meta):
+            return FORWARD
+
+        def tick(self, now):
+            return ()
+
+        def stats(self):
+            return {}
+
+    w, port, _ = worker([frame(1)], NoFinish())
+    w.drain(port)
+    w.finish()
+    assert port.counters.inspector_errors == 0
+
+
+def test_the_report_carries_the_fast_paths_counts_but_not_the_kernels(monkeypatch):
+    monkeypatch.setattr(afp, "read_statistics", lambda sock: (0, 0))
+    sent = []
+
+    class Conn:
+        def send(self, msg):
+            sent.append(msg)
+
+    class Decide(By):
+        def inspect(self, data, meta):
+            return Result(Verdict.FORWARD, bypass=Bypass(object(), "pass", True, "pass"))
+
+        def bypassed(self, *a):
+            return True
+
+    w, port, _ = worker([frame(1)], Decide())
+    w.conn = Conn()
+    w.fast.stats = lambda: {"bypass.active": 1, "bypass.kernel.entries": 9}
+    w.report("stats")
+    insp = sent[0][4]
+    assert insp["bypass.active"] == 1 and "bypass.kernel.entries" not in insp

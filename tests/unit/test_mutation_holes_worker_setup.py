@@ -388,3 +388,28 @@ def test_worker_main_reports_a_setup_failure_and_exits_3(monkeypatch, own_signal
     assert info.value.args == (3,)
     (msg,) = conn.sent
     assert msg[0] == "error" and msg[1] == 4 and msg[2] == os.getpid() and msg[3]
+
+
+def test_worker_main_exits_at_once_on_sigterm_before_the_worker_exists(monkeypatch, own_signals):
+    import os
+
+    from bridge import worker as worker_mod
+    from bridge.worker import worker_main
+
+    class Exited(BaseException):                      # os._exit leaves at once: no except clause sees it
+        pass
+
+    def fake_exit(code):
+        raise Exited(code)
+
+    monkeypatch.setattr(worker_mod.os, "_exit", fake_exit)
+
+    def slow_setup(spec, config, conn, ctl=None):
+        os.kill(os.getpid(), signal.SIGTERM)          # the supervisor stops us while we set up
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(Worker, "from_spec", classmethod(lambda cls, *a, **k: slow_setup(*a, **k)))
+    conn = Conn()
+    with pytest.raises(Exited) as info:
+        worker_main(WorkerSpec(index=0, label="x", slot=0, sockets=[], ports=[]), Config(), conn, [])
+    assert info.value.args == (0,) and conn.sent == []
