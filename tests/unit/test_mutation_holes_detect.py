@@ -170,3 +170,10 @@ def test_many_address_specific_rules_go_through_the_address_indexes():
     assert got("198.51.100.3", S, 54) == [3]
     assert got("198.51.100.20", "203.0.113.9", 53) == [17]
     assert got(S, "198.51.100.3", 53) == []
+
+
+def test_a_pseudo_packet_rule_whose_pattern_is_absent_does_not_end_the_walk():
+    d = det('alert tcp any any -> any 80 (msg:"first"; content:"absent"; priority:1; sid:1;)',
+            'alert tcp any any -> any 80 (msg:"then"; content:"present"; priority:2; sid:2;)')
+    p = end_packet(FlowTable())
+    assert sids(d.run_pseudo(p, (b"data present",), Thresholds(), set())) == [2]
