@@ -392,10 +392,7 @@ class Supervisor:
                 p.kill()
             p.join(1)
             self.final.discard(idx)
-            for name, c in self.latest.pop(idx, {}).items():
-                merge(self.retired.setdefault(name, empty()), c)
-            merge(self.retired_inspector, {k: v for k, v in self.inspector.pop(idx, {}).items() if not _gauge(k)})
-            self.ready.discard(idx)
+            self.retire(idx)
         if self.offload is not None:
             for i in ifaces:
                 if i.copy_mode and (i.bypass == "kernel" or self.offload.armed):
@@ -417,17 +414,29 @@ class Supervisor:
             self.log.error("interface_rebind_failed", interfaces=sorted(names), error=str(e),
                            action="retrying at the next check")
             return
-        foreign = [c.fileno() for c in self.control.waitables()] if self.control is not None else []
         for slot, idx in enumerate(idxs):
             spec = self.specs[idx]
             socks = [opened[ps.iface][slot] for ps in spec.sockets]
             self.specs[idx] = dataclasses.replace(spec, sockets=socks)
-            self.procs[idx] = self.spawn(self.specs[idx], self.reloader.config, foreign)
+            self.procs[idx] = self.spawn(self.specs[idx], self.reloader.config, self.control_fds())
         for socks in opened.values():
             for ps in socks:
                 ps.close()
         self.ifindex.update(current)
         self.log.info("interface_rebound", interfaces=sorted(names), workers=idxs)
+
+    def retire(self, idx: int) -> None:
+        """A worker that is gone (died, or stopped to be started again): the counters it
+        last reported stay in the totals (its gauges go with it), and its slot waits for
+        the new worker's "ready"."""
+        for name, c in self.latest.pop(idx, {}).items():
+            merge(self.retired.setdefault(name, empty()), c)
+        merge(self.retired_inspector, {k: v for k, v in self.inspector.pop(idx, {}).items() if not _gauge(k)})
+        self.ready.discard(idx)
+
+    def control_fds(self) -> list[int]:
+        """The control socket's descriptors, which a worker forked later closes."""
+        return [c.fileno() for c in self.control.waitables()] if self.control is not None else []
 
     def restart(self, idx: int) -> bool:
         """A dead worker's slot gets a new worker.  Its sockets left both fanout groups when
@@ -453,15 +462,10 @@ class Supervisor:
                 ps.close()
             self.log.error("worker_restart_failed", worker=idx, error=str(e))
             return False
-        # the last counters the dead worker reported stay in the totals
-        for name, c in self.latest.pop(idx, {}).items():
-            merge(self.retired.setdefault(name, empty()), c)
-        merge(self.retired_inspector, {k: v for k, v in self.inspector.pop(idx, {}).items() if not _gauge(k)})
+        self.retire(idx)
         new_spec = dataclasses.replace(spec, sockets=socks)
-        foreign = [c.fileno() for c in self.control.waitables()] if self.control is not None else []
         self.specs[idx] = new_spec
-        self.ready.discard(idx)
-        self.procs[idx] = self.spawn(new_spec, self.reloader.config, foreign)
+        self.procs[idx] = self.spawn(new_spec, self.reloader.config, self.control_fds())
         for ps in socks:
             ps.close()
         recent.append(now)
