@@ -377,6 +377,16 @@ TCP_FLAGS_AT = 13     # offset of the flags byte in the TCP header
 TCP_HDR, UDP_HDR = 20, 8
 
 
+def _emit_slot_lookup(a: Asm, map_fd: int, miss: str) -> None:
+    """R0 = the value of the map's key at fp+S_INDEX (a u32 the caller stored there);
+    jumps to `miss` when there is none.  Clobbers R1-R5."""
+    a.ld_map_fd(R1, map_fd)
+    a.mov(R2, FP)
+    a.addi(R2, S_INDEX)
+    a.call(FN_map_lookup_elem)
+    a.jeq(R0, 0, miss)
+
+
 def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: int, stale: str | None = None) -> None:
     """The shared front of both programs.  On entry R1 = skb; the network header is `l3`
     bytes after skb->data.  Falls through with R6 = skb, R7 = the flow's FlowValue,
@@ -392,11 +402,7 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     # heartbeat: now - last write must be <= HEARTBEAT_STALE_NS (signed: a write a hair
     # in the future counts as fresh; never written = 0 = stale)
     a.st(W, FP, S_INDEX, 0)
-    a.ld_map_fd(R1, heartbeat_fd)
-    a.mov(R2, FP)
-    a.addi(R2, S_INDEX)
-    a.call(FN_map_lookup_elem)
-    a.jeq(R0, 0, stale)
+    _emit_slot_lookup(a, heartbeat_fd, stale)
     a.ldx(DW, R7, R0, 0)
     a.call(FN_ktime_get_ns)
     a.stx(DW, FP, S_NOW, R0)
@@ -499,11 +505,7 @@ def _emit_failopen_peer(a: Asm, failopen_fd: int, none: str) -> None:
     `none` when the port is not armed."""
     a.ldx(W, R2, R6, SKB_ifindex)
     a.stx(W, FP, S_INDEX, R2)
-    a.ld_map_fd(R1, failopen_fd)
-    a.mov(R2, FP)
-    a.addi(R2, S_INDEX)
-    a.call(FN_map_lookup_elem)
-    a.jeq(R0, 0, none)
+    _emit_slot_lookup(a, failopen_fd, none)
     a.ldx(W, R0, R0, 0)
     a.jeq(R0, 0, none)
 
@@ -527,11 +529,7 @@ def socket_filter_program(flows_fd: int, totals_fd: int, heartbeat_fd: int, fail
     a.stx(DW, R7, V_LAST, R1)
     a.ldx(W, R9, R7, V_ACTION)
     a.st(W, FP, S_INDEX, 0)
-    a.ld_map_fd(R1, totals_fd)
-    a.mov(R2, FP)
-    a.addi(R2, S_INDEX)
-    a.call(FN_map_lookup_elem)
-    a.jeq(R0, 0, "out")
+    _emit_slot_lookup(a, totals_fd, "out")
     a.jne(R9, ACTION_DROP, "count")           # pass totals at +0, drop totals at +16
     a.addi(R0, 16)
     a.label("count")
@@ -583,11 +581,7 @@ def tc_program(flows_fd: int, heartbeat_fd: int, failopen_fd: int | None = None,
         a.mov(R9, R0)                             # the peer: callee-saved across the calls below
         if totals_fd is not None:                 # counted: fail-open frames and bytes (frame length)
             a.st(W, FP, S_INDEX, 0)
-            a.ld_map_fd(R1, totals_fd)
-            a.mov(R2, FP)
-            a.addi(R2, S_INDEX)
-            a.call(FN_map_lookup_elem)
-            a.jeq(R0, 0, "send")
+            _emit_slot_lookup(a, totals_fd, "send")
             a.ldx(DW, R1, R0, 32)
             a.addi(R1, 1)
             a.stx(DW, R0, 32, R1)
