@@ -374,13 +374,7 @@ class Supervisor:
         self.log.warning("interface_recreated", interfaces=sorted(names),
                          ifindex={n: [self.ifindex.get(n), current[n]] for n in sorted(names)},
                          action=f"restarting workers {idxs} on new sockets")
-        for idx in idxs:                          # stop them, their last counters kept
-            p = self.procs[idx]
-            if p.is_alive():
-                try:
-                    os.kill(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        _signal([self.procs[i] for i in idxs], signal.SIGTERM)   # stop them, their last counters kept
         deadline = time.monotonic() + SHUTDOWN_TIMEOUT
         while time.monotonic() < deadline and any(self.procs[i].is_alive() for i in idxs):
             for obj in mpc.wait(list(self.conns) + [self.procs[i].sentinel for i in idxs], timeout=0.2):
@@ -660,12 +654,7 @@ class Supervisor:
             if self.hup:
                 self.hup = False
                 self.log.info("reopen", reason="SIGHUP", eve=self.config.eve_log)
-                for p in self.procs:
-                    if p.is_alive():
-                        try:
-                            os.kill(p.pid, signal.SIGHUP)
-                        except ProcessLookupError:
-                            pass
+                _signal(self.procs, signal.SIGHUP)
             ctl = self.control.waitables() if self.control is not None else []
             waitables = list(self.conns) + [p.sentinel for p in self.procs] + ctl
             timeout = 0.05 if self.reloader.state == "validating" else HEARTBEAT_INTERVAL
@@ -843,12 +832,7 @@ class Supervisor:
                 self.control = None
 
     def _stop_workers(self) -> None:
-        for p in self.procs:
-            if p.is_alive():
-                try:
-                    os.kill(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+        _signal(self.procs, signal.SIGTERM)
         deadline = time.monotonic() + SHUTDOWN_TIMEOUT
         while self.conns and time.monotonic() < deadline:
             for obj in mpc.wait(list(self.conns), timeout=0.2):
@@ -863,6 +847,16 @@ class Supervisor:
         if missing:
             self.log.warning("final_counters_missing", workers=missing,
                              note="totals use the last periodic report of these workers")
+
+
+def _signal(procs, sig: int) -> None:
+    """`sig` to every worker process still alive (one that just exited is no error)."""
+    for p in procs:
+        if p.is_alive():
+            try:
+                os.kill(p.pid, sig)
+            except ProcessLookupError:
+                pass
 
 
 def _gauge(key: str) -> bool:
