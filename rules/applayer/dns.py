@@ -98,7 +98,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.applayer.base import DONE, BufferDef, Parser as _Parser, Tx
+from rules.applayer.base import DONE, BufferDef, Tx
+from rules.applayer.base import Parser as _Parser
 
 PROTO = "dns"
 IPPROTOS = (6, 17)
@@ -142,26 +143,25 @@ DEFAULTS = Settings()
 
 
 # ---------------------------------------------------------------- names
-def decode_name(msg: bytes, off: int, limit: int) -> tuple[int, bytes, int, int]:
+def decode_name(msg: bytes, off: int, limit: int, memo: dict | None = None) -> tuple[int, bytes, int, int]:
     """The name at `msg[off:]` whose own bytes end at `limit` (the message's end, or
     its record's data end): (outcome, name, offset after it, flags).  Never raises;
-    at most MAX_NAME_ITEMS + 1 steps."""
+    at most MAX_NAME_ITEMS + 1 steps.  `memo` (one per message) keeps what follows
+    each compression pointer, so names pointing to the same place cost one walk."""
     n = len(msg)
     pos = off
-    end = limit
-    pivot = -1                  # where the name ends in its own data, once a pointer was followed
     name = bytearray()
     count = 0
     flags = 0
-    while pos < end:
+    # the name's own bytes, up to its end or its first pointer
+    while pos < limit:
         ln = msg[pos]
         if ln == 0:
-            pos += 1
-            break
+            return OK, bytes(name), pos + 1, flags
         kind = ln & 0xC0
         if kind == 0:
             nxt = pos + 1 + ln
-            if nxt > end:
+            if nxt > limit:
                 return SHORT, b"", pos, 0
             if not flags & TRUNCATED:
                 if name:
@@ -169,7 +169,7 @@ def decode_name(msg: bytes, off: int, limit: int) -> tuple[int, bytes, int, int]
                 name += msg[pos + 1:nxt]
             pos = nxt
         elif kind == 0xC0:
-            if pos + 2 > end:
+            if pos + 2 > limit:
                 return SHORT, b"", pos, 0
             target = ((ln & 0x3F) << 8) | msg[pos + 1]
             if target > n:
@@ -177,38 +177,81 @@ def decode_name(msg: bytes, off: int, limit: int) -> tuple[int, bytes, int, int]
             # a pointer to itself, as Suricata tells it: the message from the target holds
             # the same bytes as this name's data from here (in record data, which ends
             # before the message does, that can be another place)
-            if n - target == end - pos and (target == pos or msg[target:] == msg[pos:end]):
-                if pivot < 0:
-                    return BAD, b"", pos, 0
-                flags |= INFINITE_LOOP
-                break
-            if pivot < 0:
-                pivot = pos + 2
-            pos = target
-            end = n
+            if n - target == limit - pos and (target == pos or msg[target:] == msg[pos:limit]):
+                return BAD, b"", pos, 0
+            key = (target, count, len(name), flags)
+            got = memo.get(key) if memo is not None else None
+            if got is None:
+                got = _follow(msg, target, count, len(name), flags)
+                if memo is not None:
+                    memo[key] = got
+            if got[0]:
+                return got[0], b"", pos, 0
+            return OK, bytes(name) + got[1], pos + 2, flags | got[2]
         else:
             return BAD, b"", pos, 0
         count += 1
         if count > MAX_NAME_ITEMS:
-            if pivot < 0:
-                return BAD, b"", pos, 0
-            flags |= LABEL_LIMIT | TRUNCATED
-            break
+            return BAD, b"", pos, 0
         if len(name) > MAX_NAME_LEN:
             del name[MAX_NAME_LEN:]
-            flags |= TRUNCATED
-            if pivot >= 0:
+            flags |= TRUNCATED          # no pointer yet: go on to find the name's end
+    return OK, bytes(name), pos, flags
+
+
+def _follow(msg: bytes, pos: int, count: int, length: int, flags: int) -> tuple[int, bytes, int]:
+    """The rest of a name after its first pointer (to `pos`), `count` items and `length`
+    characters before it: (outcome, what it appends, flags).  From here a pointer to
+    itself or the item limit ends the name, and so does the length limit."""
+    n = len(msg)
+    out = bytearray()
+    count += 1                          # the pointer that led here
+    if count > MAX_NAME_ITEMS:
+        return OK, b"", flags | LABEL_LIMIT | TRUNCATED
+    while pos < n:
+        ln = msg[pos]
+        if ln == 0:
+            break
+        kind = ln & 0xC0
+        if kind == 0:
+            nxt = pos + 1 + ln
+            if nxt > n:
+                return SHORT, b"", 0
+            if not flags & TRUNCATED:
+                if length or out:
+                    out += b"."
+                out += msg[pos + 1:nxt]
+            pos = nxt
+        elif kind == 0xC0:
+            if pos + 2 > n:
+                return SHORT, b"", 0
+            target = ((ln & 0x3F) << 8) | msg[pos + 1]
+            if target > n:
+                return BAD, b"", 0
+            if target == pos:
+                flags |= INFINITE_LOOP
                 break
-    return OK, bytes(name), (pivot if pivot >= 0 else pos), flags
+            pos = target
+        else:
+            return BAD, b"", 0
+        count += 1
+        if count > MAX_NAME_ITEMS:
+            flags |= LABEL_LIMIT | TRUNCATED
+            break
+        if length + len(out) > MAX_NAME_LEN:
+            del out[max(MAX_NAME_LEN - length, 0):]
+            flags |= TRUNCATED
+            break
+    return OK, bytes(out), flags
 
 
-def _questions(msg: bytes, off: int, qd: int) -> tuple[int, list, int, int]:
+def _questions(msg: bytes, off: int, qd: int, memo: dict) -> tuple[int, list, int, int]:
     """The `qd` questions from `off`: (outcome, [(name, qtype, qclass)], offset after, flags)."""
     n = len(msg)
     out = []
     flags = 0
     for _ in range(qd):
-        got, name, off, f = decode_name(msg, off, n)
+        got, name, off, f = decode_name(msg, off, n, memo)
         if got:
             return got, out, off, flags
         flags |= f
@@ -219,7 +262,7 @@ def _questions(msg: bytes, off: int, qd: int) -> tuple[int, list, int, int]:
     return OK, out, off, flags
 
 
-def _rdata(msg: bytes, rtype: int, a: int, b: int) -> tuple[int, int]:
+def _rdata(msg: bytes, rtype: int, a: int, b: int, memo: dict) -> tuple[int, int]:
     """Does the record data msg[a:b] parse for its type, as Suricata's (at least one
     item, which must consume something)?  (outcome OK or BAD, name flags)."""
     if rtype in (T_CNAME, T_PTR, T_NS, T_MX, T_SRV, T_SOA):
@@ -227,11 +270,11 @@ def _rdata(msg: bytes, rtype: int, a: int, b: int) -> tuple[int, int]:
         pos = a + skip
         if pos > b:
             return BAD, 0
-        got, _name, pos, flags = decode_name(msg, pos, b)
+        got, _name, pos, flags = decode_name(msg, pos, b, memo)
         if got:
             return BAD, 0
         if rtype == T_SOA:
-            got, _name, pos, f2 = decode_name(msg, pos, b)
+            got, _name, pos, f2 = decode_name(msg, pos, b, memo)
             if got or pos + 20 > b:
                 return BAD, 0
             flags |= f2
@@ -244,12 +287,12 @@ def _rdata(msg: bytes, rtype: int, a: int, b: int) -> tuple[int, int]:
     return (OK, 0) if b > a else (BAD, 0)          # A, AAAA, NULL and the rest: the bytes
 
 
-def _records(msg: bytes, off: int, count: int) -> tuple[int, int, int]:
+def _records(msg: bytes, off: int, count: int, memo: dict) -> tuple[int, int, int]:
     """`count` resource records from `off`: (outcome, offset after, flags)."""
     n = len(msg)
     flags = 0
     for _ in range(count):
-        got, _name, off, f = decode_name(msg, off, n)
+        got, _name, off, f = decode_name(msg, off, n, memo)
         if got:
             return got, off, flags
         if off + 10 > n:
@@ -259,7 +302,7 @@ def _records(msg: bytes, off: int, count: int) -> tuple[int, int, int]:
         off += 10
         if off + rdlen > n:
             return SHORT, off, flags
-        got, f2 = _rdata(msg, rtype, off, off + rdlen)
+        got, f2 = _rdata(msg, rtype, off, off + rdlen, memo)
         if got:
             return got, off, flags
         flags |= f | f2
@@ -283,7 +326,7 @@ def dns_names(msg: bytes) -> list[bytes]:
     h = _header(msg)
     if h is None or h[1] & QR:
         return []
-    got, qs, _off, _flags = _questions(msg, HEADER_LEN, h[2])
+    got, qs, _off, _flags = _questions(msg, HEADER_LEN, h[2], {})
     return [] if got else query_names(q[0] for q in qs)
 
 
@@ -308,7 +351,7 @@ def _probe_message(msg: bytes, dlen: int) -> bool:
     fits = HEADER_LEN + 2 * (h[2] + h[3] + h[4] + h[5]) <= dlen
     if len(msg) < dlen:
         return fits
-    got, _qs, _off, _flags = _questions(msg, HEADER_LEN, h[2])
+    got, _qs, _off, _flags = _questions(msg, HEADER_LEN, h[2], {})
     return fits and got != BAD
 
 
@@ -349,7 +392,7 @@ def message_to_server(data: bytes, ipproto: int = IPPROTO_UDP) -> bool | None:
 class DnsTx(Tx):
     """One DNS message: a request (to_server) or a response."""
 
-    __slots__ = ("to_server", "msg_id", "flags", "questions", "found")
+    __slots__ = ("flags", "found", "msg_id", "questions", "to_server")
 
     def __init__(self, tx_id: int, to_server: bool, msg_id: int, flags: int, questions: list) -> None:
         super().__init__(tx_id)
@@ -415,12 +458,13 @@ class Parser(_Parser):
         if h is None:
             return False
         msg_id, flags, qd, an, ns, _ar = h
-        got, qs, off, nflags = _questions(msg, HEADER_LEN, qd)
+        memo: dict = {}
+        got, qs, off, nflags = _questions(msg, HEADER_LEN, qd, memo)
         if not got and not to_server:
-            got, off, f = _records(msg, off, an)
+            got, off, f = _records(msg, off, an, memo)
             nflags |= f
             if not got:
-                got, off, f = _records(msg, off, ns)
+                got, off, f = _records(msg, off, ns, memo)
                 nflags |= f
         if got:
             self._late_event("dns.malformed_data")
