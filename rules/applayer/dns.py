@@ -60,7 +60,11 @@ the 12-byte header included) are followed.  Limits, as Suricata's:
 - the name ends at a zero byte, or at the end of the data (no error by itself;
   the question's type/class are then missing);
 - a pointer to itself: when no pointer was followed before, the name does not
-  parse; after one, the name ends there (dns.infinite_loop);
+  parse; after one, the name ends there (dns.infinite_loop).  Suricata tells it
+  by comparing bytes: the message from the target against the name's data from
+  the pointer, so in record data (which ends before the message) a pointer to
+  itself is followed once, and a pointer to the message's last bytes holding
+  the same bytes counts as one;
 - labels and pointers count; past 255 of them the name does not parse when no
   pointer was followed, else it ends there (dns.too_many_labels and
   dns.name_too_long).  Other pointer loops end that way;
@@ -91,8 +95,22 @@ is checked against the length.  Suricata reverses the flow when the probed
 message is of the other direction (a response sent to port 53 first): see
 `message_to_server`.
 
+UDP: Suricata probes the first datagram of each direction: when the to-server
+one is not DNS, the first to-client one (from the server port) can still make
+the flow DNS.
+
 `app-layer.protocols.dns.{udp,tcp}.enabled` (yes / no / detection-only) and the
 detection ports are `Settings` fields; DNS has no other setting in 7.0.
+
+The IP protocol: DNS over TCP is framed, over UDP not, so `probe(...,
+ipproto)` and `Parser(settings, ipproto)` need it (default UDP).
+
+Cost.  A name takes at most 256 steps (Suricata's limit), a message at most a
+name per 2 bytes; what follows a name's first pointer is kept per message
+(`decode_name`'s memo), so names pointing to the same place are walked once.
+Crafted worst cases measured: a 1,500-byte request of names into a pointer loop
+0.4 ms, of names with varied prefixes into a loop about 2 ms, 16 KB about 6 ms;
+an ordinary request about 5 us.
 """
 from __future__ import annotations
 
@@ -392,7 +410,7 @@ def message_to_server(data: bytes, ipproto: int = IPPROTO_UDP) -> bool | None:
 class DnsTx(Tx):
     """One DNS message: a request (to_server) or a response."""
 
-    __slots__ = ("flags", "found", "msg_id", "questions", "to_server")
+    __slots__ = ("flags", "msg_id", "questions", "to_server")
 
     def __init__(self, tx_id: int, to_server: bool, msg_id: int, flags: int, questions: list) -> None:
         super().__init__(tx_id)
@@ -401,7 +419,6 @@ class DnsTx(Tx):
         self.msg_id = msg_id
         self.flags = flags
         self.questions = questions       # [(name, qtype, qclass)]
-        self.found: dict = {}            # detection's prefilter results per buffer
 
     @property
     def opcode(self) -> int:
