@@ -164,6 +164,14 @@ class Detector:
             s.order = i
         self.sigs = sigs
         self._pcres = [it for s in sigs if s.rule.payload is not None for it in _pcre_items(s.rule.payload)]
+        # rules with app-layer buffers are matched per transaction (rules.detect_tx), not here
+        app_sigs = [s for s in sigs if s.rule.app is not None]
+        if app_sigs:
+            from rules.detect_tx import TxDetector
+
+            sigs = [s for s in sigs if s.rule.app is None]
+        self.tx = TxDetector(app_sigs) if app_sigs else None
+        self._pcres += [it for s in app_sigs for b in s.rule.app.bufs for it in _pcre_items(b.chain)]
         # `pkthdr` rules are the only ones a packet without a valid IP layer can match
         # (decoder-event rules on truncated or unknown packets)
         self.pkthdr = tuple(s for s in sigs if s.rule.proto == "pkthdr")
@@ -180,11 +188,15 @@ class Detector:
     def forget(self, flow_id: int) -> None:
         """The flow ended: its header cache goes."""
         self._hdr_cache.pop(flow_id, None)
+        if self.tx is not None:
+            self.tx.forget(flow_id)
 
     def trim(self, active_flows: int) -> None:
         """Evicted flows not yet reported grew the cache: start over."""
         if len(self._hdr_cache) > 4 * max(active_flows, 1024):
             self._hdr_cache.clear()
+        if self.tx is not None:
+            self.tx.trim(active_flows)
 
     def _plain(self, pkt: Packet):
         """(header-checked plain candidates, number of buckets they came from, groups with
@@ -253,6 +265,8 @@ class Detector:
         plain, _, pid_groups, later, short = self._flow_entry(pkt, flow)
         if (plain if iponly else later) or short:
             return True
+        if self.tx is not None and self.tx.could_match(pkt, flow):
+            return True
         hdr_ok = header_ok
         reps = self._pid_reps
         for g in pid_groups:
@@ -277,7 +291,7 @@ class Detector:
         with a 1-2 byte fast pattern are looked for as run() does (the short database, or
         `in` tests for a few), after the main database."""
         _plain, _nsrc, pid_groups, later, short = self._flow_entry(pkt, flow)
-        if later:
+        if later or (self.tx is not None and self.tx.could_match(pkt, flow)):
             return False
         if not short:
             return self._scan if pid_groups else None
@@ -432,7 +446,7 @@ class Detector:
             found |= self._scan(b)
         matches = []
         for s in self.sigs:
-            if not s.has_payload or s.kind == PKT or not header_ok(s, pkt):
+            if not s.has_payload or s.kind == PKT or s.rule.app is not None or not header_ok(s, pkt):
                 continue
             r = s.rule
             if s.pid >= 0 and s.pid not in found:
@@ -466,5 +480,7 @@ class Detector:
 
     def stats(self) -> dict[str, int]:
         out = self.index.stats()
+        if self.tx is not None:
+            out["detect.tx_evaluated"] = self.tx.evaluated
         out["detect.pcre_limit_hits"] = sum(p.regex.limit_hits for p in self._pcres)
         return out

@@ -145,6 +145,9 @@ class Engine:
         }
         self._cur: tuple = ()          # the packets of the frame being inspected (for the exception policy)
         self._stream_bypass = settings.stream.bypass
+        # the app layer, when some rule needs an app-layer protocol (rules.applayer)
+        self.app = _app_stage(self.detector, settings)
+        self.streams.app_on = self.app is not None
         dec = settings.decoder
         self._tunnel_ports = frozenset(dec.vxlan_ports) if dec.vxlan_enabled else frozenset()
 
@@ -231,9 +234,16 @@ class Engine:
         self.streams.scanner = new.streams.scanner
         self.streams.check_overlap = new.streams.check_overlap
         self.streams.track_segs = new.streams.track_segs
+        self.app = new.app if new.app is not None else self.app
+        self.streams.app_on = self.app is not None
         reopened = 0
         for flow in self.flows.all():
             flow.prefilter = None
+            st = flow.app
+            if st is not None and st.parser is not None:
+                for tx in st.parser.txs:        # the old rules' per-transaction state
+                    tx.inspected = (set(), set())
+                    tx.found = {}
             ssn = flow.tcp
             if ssn is not None:
                 ssn.client.seen.clear()
@@ -261,6 +271,8 @@ class Engine:
         out.update(self.defrag.stats())
         out.update(self.checksums.stats())
         out.update(self.detector.stats())
+        if self.app is not None:
+            out.update(self.app.stats())
         out.update(self.thresholds.stats())
         return out
 
@@ -379,8 +391,19 @@ class Engine:
         else:
             payload = bytes(pkt.payload)
             hits = _NO_HITS                    # (only a stream view adds to it)
+        st = None
+        if self.app is not None and flow is not None and not tunnelled:
+            st = self._app_feed(pkt, flow, payload)
         # a tunnel carrier is not flow-tracked by Suricata: its IP-only rules run every time
         matches = self.detector.run(pkt, None if tunnelled else flow, payload, self.thresholds, view, hits)
+        if st is not None and st.fed:
+            if hits is _NO_HITS:
+                hits = set()
+            txm = self.detector.tx.run(pkt, flow, st, payload, view, self.thresholds, hits) \
+                if self.detector.tx is not None else []
+            self.app.collect(st)
+            if txm:
+                matches = sorted(matches + txm, key=_order) if matches else txm
         dropped = self._decide(pkt, flow, matches, hits, d) if matches else False
         if flow is not None and not tunnelled:
             if not flow.decided and (
@@ -392,6 +415,26 @@ class Engine:
             elif pkt.proto == IPPROTO_UDP:
                 self._offer_scan(pkt, flow, d)
         return dropped
+
+    def _app_feed(self, pkt: Packet, flow, payload: bytes):
+        """Hand the packet's new in-order stream bytes (TCP) or its datagram (UDP) to the
+        flow's app layer; a FIN or RST ends the direction (RST both)."""
+        app = self.app
+        if pkt.proto == IPPROTO_TCP:
+            fresh = self.streams.fresh
+            st = flow.app
+            if fresh:
+                self.streams.fresh = b""
+                st = app.feed_tcp(flow, pkt.to_server, fresh, pkt.sport, pkt.dport)
+            flags = pkt.tcp_flags
+            if flags & 0x05 and st is not None and st.parser is not None:     # FIN, RST
+                app.end(flow, pkt.to_server)
+                if flags & 0x04:
+                    app.end(flow, not pkt.to_server)
+            return st
+        if pkt.proto == IPPROTO_UDP and payload:
+            return app.feed_udp(flow, pkt.to_server, payload, pkt.sport, pkt.dport)
+        return None
 
     def _decide(self, pkt: Packet, flow, matches: list, stream_hits: set, d: _FrameDecision,
                 pkt_src: str = "") -> bool:
@@ -573,6 +616,20 @@ class Engine:
         self._count("drops")
         self._count(f"drops.policy:{policy}")
         return Result(Verdict.DROP, reason=f"policy:{policy}")
+
+
+def _order(s) -> int:
+    return s.order
+
+
+def _app_stage(detector, settings):
+    """The app-layer stage for the protocols the rules need, or None when none does."""
+    protos = {s.rule.app_proto for s in detector.sigs if s.rule.app_proto}
+    if not protos:
+        return None
+    from rules.applayer import AppLayer
+
+    return AppLayer(protos, settings.app)
 
 
 def _rewritten(pkt: Packet, payload: bytes) -> bytes:

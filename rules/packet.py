@@ -109,6 +109,7 @@ class Flow:
         "decided",          # "" or why the flow needs no more inspection (rules.api.Bypass.reason)
         "ended",            # True once the engine ended the flow (timeout, eviction, end of input)
         "prefilter",        # None, or per direction [to client, to server] what rules.api.Bypass "scan" offers
+        "app",              # None, or rules.applayer.AppState: the flow's app-layer protocol and parser
     )
 
     def __init__(self, key, flow_id: int, ts: float) -> None:
@@ -130,6 +131,7 @@ class Flow:
         self.bytes_toclient = 0
         self.flowbits = set()
         self.dropped = None
+        self.app = None
         self.action_pass = False
         self.tcp = None
         self.decided = ""

@@ -26,7 +26,8 @@ from rules.keywords.dns import dns_names, is_dns_request
 from rules.keywords.tcp import tcp_header
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from rules.payload import Content, PayloadChain, choose_fast_pattern
-from rules.rule import ACTION_RANK, Rule
+from rules.applayer import registry as _app
+from rules.rule import ACTION_RANK, AppBuf, AppSpec, Rule
 from rules.settings import DEFAULT_VARS
 
 # sticky buffer -> extractor(payload, packet) -> buffers to inspect
@@ -49,6 +50,10 @@ PROTOS: dict[str, frozenset[int] | None] = {
     "tcp-pkt": frozenset({IPPROTO_TCP}),     # TCP, payload keywords on packets only
     "tcp-stream": frozenset({IPPROTO_TCP}),  # TCP, payload keywords on the stream only
 }
+# app-layer protocols ipsbridge parses (rules.applayer.registry): the header name admits
+# the IP protocols the app protocol runs over; the flow must be detected as that protocol
+for _name, _proto in _app.HEADER_PROTOS.items():
+    PROTOS.setdefault(_name, frozenset(_app.PROTOCOLS[_proto].IPPROTOS))
 # header protocols that fix what payload keywords inspect (Suricata's tcp-pkt / tcp-stream)
 PROTO_REQUIRES = {"tcp-pkt": "packet", "tcp-stream": "stream"}
 # valid Suricata protocols ipsbridge cannot run yet
@@ -208,6 +213,86 @@ def _require(proto: str, used: list, fields: dict, pkt_items: list, has_payload:
     return "stream"
 
 
+def _base(name: str) -> str:
+    return name.split("#")[0]
+
+
+def _on_app_proto(proto: str):
+    """A rule of an app-layer protocol with no app buffer (`alert http ... content:"x";`):
+    its packet keywords apply only to flows detected as that protocol."""
+    def check(p) -> bool:
+        f = p.flow
+        return f is not None and f.app is not None and f.app.proto == proto
+    return check
+
+
+def _app_spec(ctx: Ctx, f: dict, paren: int) -> AppSpec | None:
+    """The rule's app-layer part: its app buffers (each with its payload chain, the side
+    of the transaction it reads) and conditions, the direction it is evaluated on, the
+    progress it needs, and its fast pattern.  A rule without flow direction whose
+    buffers exist on both sides (http.header, http.start, file.data, ...) is evaluated
+    on both, as Suricata does: `AppSpec.other` is its response-side form."""
+    names = [n for n, items in ctx.buffers.items() if n != "pkt" and items and _base(n) in _app.BUFFERS]
+    if not names and not ctx.app_checks:
+        return None
+    proto = ctx.app_proto
+    defs = {n: _app.BUFFERS[_base(n)] for n in names}
+    both = _app.PROTOCOLS[proto].__dict__.get("BOTH_SIDES", {})
+    for d in defs.values():
+        if d.proto != proto:
+            raise RuleError(f"'{d.name}' is a {d.proto} buffer, the rule inspects {proto}", column=paren + 1)
+    fts = f.get("flow_to_server")
+    if fts is None and "http.header.raw" in {d.name for d in defs.values()}:
+        raise RuleError("http.header.raw needs a direction: flow:to_server (request headers) or flow:to_client "
+                        "(response headers)", column=paren + 1)
+    one_sided = [d for d in defs.values() if d.name not in both]
+    if fts is None and not one_sided and not ctx.app_checks:
+        return _app_side(ctx, names, defs, both, True, _app_side(ctx, names, defs, both, False, None))
+    # the direction: to_client when the rule says so, or a buffer/condition only the
+    # response side has; else to_server
+    to_server = not (fts is False or any(not d.to_server for d in one_sided)
+                     or any(not side for side, _, _ in ctx.app_checks))
+    if fts is True and not to_server:
+        raise RuleError("the rule says flow:to_server but inspects a response buffer or condition",
+                        column=paren + 1)
+    return _app_side(ctx, names, defs, both, to_server, None)
+
+
+def _app_side(ctx: Ctx, names: list, defs: dict, both: dict, to_server: bool, other) -> AppSpec:
+    bufs = []
+    need = [0, 0]
+    any_body = False
+    for n in names:
+        d = defs[n]
+        get, progress, side = d.get, d.progress, d.to_server
+        if d.name in both and side != to_server:
+            get, progress = both[d.name]
+            side = to_server
+        bufs.append(AppBuf(n, get, PayloadChain(ctx.buffers[n]), side, progress, d.multi, d.body,
+                           tuple(ctx.transforms.get(n, ()))))
+        need[side] = max(need[side], progress)
+        any_body = any_body or d.body
+    for side, progress, _fn in ctx.app_checks:
+        need[side] = max(need[side], progress)
+    fp = None
+    for i, b in enumerate(bufs):
+        for c in b.chain.items:
+            if isinstance(c, Content) and c.fast_pattern and not c.negated:
+                fp = (i, _literal(c, b.name), c.nocase)
+    if fp is None:
+        best = None
+        for i, b in enumerate(bufs):
+            c = choose_fast_pattern([c for c in b.chain.items if isinstance(c, Content)])
+            if c is not None and not c.negated and (best is None or len(c.pattern) > len(best[1].pattern)):
+                best = (i, c)
+        if best is not None:
+            fp = (best[0], _literal(best[1], bufs[best[0]].name), best[1].nocase)
+    if fp is not None and not fp[1]:
+        fp = None
+    return AppSpec(ctx.app_proto, to_server, (need[0], need[1]), tuple(bufs),
+                   tuple((side, fn) for side, _, fn in ctx.app_checks), any_body, fp, other)
+
+
 def _err(e: RuleError, file: str, line: int) -> RuleError:
     e.file = file
     e.line = line
@@ -291,6 +376,8 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
 
     ctx = Ctx(vars=vars, classification=classification, file=file, line=line, proto=proto_l,
               ip_protos=PROTOS[proto_l])
+    if proto_l in _app.HEADER_PROTOS and proto_l != "dns":
+        ctx.app_proto = _app.HEADER_PROTOS[proto_l]
     for name, raw, ncol, vcol in opts:
         kname = name.lower()
         kw = REGISTRY[kname]
@@ -325,6 +412,11 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         ctx.options.append((kname, spec))
 
     f = ctx.fields
+    for name, items in ctx.buffers.items():
+        if name != "pkt" and not items and not ctx.transforms.get(name):
+            # Suricata refuses a sticky buffer nothing inspects
+            raise RuleError(f"sticky buffer '{_base(name)}' has no content or other payload keyword after it",
+                            column=paren + 1, keyword=_base(name))
     if "sid" not in f:
         raise RuleError("rule has no sid", column=paren + 1, keyword="sid")
     checks = [fn for _, _, fn in sorted(ctx.checks, key=lambda c: (c[0], c[1]))]
@@ -338,8 +430,11 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
     fp = None
     fp_nocase = False
     pkt_items = ctx.buffers.get("pkt", ctx.items if ctx.buffer == "pkt" else [])
+    app = _app_spec(ctx, f, paren)
+    if ctx.app_proto and app is None:
+        checks.append(_on_app_proto(ctx.app_proto))
     subs = [(name, _extractor(name, ctx.transforms.get(name)), PayloadChain(items))
-            for name, items in ctx.buffers.items() if name != "pkt" and items]
+            for name, items in ctx.buffers.items() if name != "pkt" and items and _base(name) not in _app.BUFFERS]
     if pkt_items or subs:
         payload = PayloadChain(pkt_items, subs)
         fp, fp_nocase = _fast_pattern(pkt_items, subs)
@@ -360,6 +455,6 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         flowbits=tuple(ctx.flowbits), noalert=bool(f.get("noalert", False)), bypass=bool(f.get("bypass", False)),
         threshold=f.get("threshold"), detection_filter=f.get("detection_filter"),
         iponly=iponly, require=require, only_stream=bool(f.get("_only_stream")), flowbits_class=fb_class,
-        stream_events=frozenset(f.get("_stream_events", ())),
+        stream_events=frozenset(f.get("_stream_events", ())), app=app, app_proto=ctx.app_proto,
         options=tuple(ctx.options), text=stripped, file=file, line=line,
     )

@@ -70,6 +70,35 @@ class FlowbitOp:
     any_of: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class AppBuf:
+    """One app-layer buffer a rule inspects (rules.applayer), with its payload chain."""
+    name: str                        # as the rule wrote it ("http.uri"; "dns.query#1" after a transform)
+    get: Callable[[Any], Any]        # tx -> bytes | list[bytes] | None
+    chain: PayloadChain
+    to_server: bool                  # the side of the transaction it belongs to
+    progress: int                    # that side's progress from which it is inspected
+    multi: bool = False
+    body: bool = False
+    transforms: tuple = ()           # bytes -> bytes, applied in order before matching
+
+
+@dataclass(frozen=True, slots=True)
+class AppSpec:
+    """What a rule inspects in app-layer transactions: matched once per transaction, on a
+    packet of direction `to_server`, once the transaction reached `need` (progress per
+    side, [to client, to server])."""
+    proto: str
+    to_server: bool
+    need: tuple[int, int]
+    bufs: tuple[AppBuf, ...]
+    checks: tuple = ()               # (side to_server, progress, fn(tx) -> bool)
+    body: bool = False               # a body buffer: inspected again while the body grows
+    fp: tuple | None = None          # (index in bufs, literal, caseless): the prefilter's pattern
+    other: "AppSpec | None" = None   # the same rule evaluated on the other direction too (no flow
+                                     # direction, buffers both sides have): its response-side form
+
+
 @dataclass(slots=True)
 class Rule:
     action: str
@@ -106,6 +135,8 @@ class Rule:
     require: str = ""                # "packet" | "stream" | "both" | "": what payload keywords inspect on TCP
     only_stream: bool = False        # flow:only_stream: the payload must match on the stream
     stream_events: frozenset[str] = frozenset()   # stream events the rule tests (stream-event, decode-event)
+    app: AppSpec | None = None       # app-layer buffers and conditions (rules.applayer), matched per transaction
+    app_proto: str = ""              # the app-layer protocol the flow must have ("" any)
     flowbits_class: int = 3          # Suricata's ordering: 0 sets only, 1 sets and reads, 2 reads, 3 none
     options: tuple[tuple[str, Any], ...] = ()  # (keyword, parsed spec) in order, for reporting/debugging
     text: str = ""                   # the rule as written (one logical line)

@@ -201,6 +201,9 @@ class EngineSettings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     defrag: DefragSettings = field(default_factory=DefragSettings)
     decoder_events: bool = False               # decoder anomalies as EVE events (always counted)
+    # app-layer.protocols.<proto>: protocol name -> that protocol module's Settings
+    # (rules.applayer.registry); a protocol not here runs with its defaults
+    app: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -239,6 +239,11 @@ class StreamEngine:
         self.check_overlap = check_overlap or settings.check_overlap_different_data
         self.track_segs = self.check_overlap and not inline
         self.scanner = scanner
+        # the app layer (rules.applayer) wants each direction's new in-order bytes: when on,
+        # `fresh` holds those a packet added to its direction's contiguous data (taken by the
+        # engine after update)
+        self.app_on = False
+        self.fresh = b""
         self.chunk = (settings.toserver_chunk_size, settings.toclient_chunk_size)
         self.depth = settings.depth
         self.mem = 0                       # bytes held in all streams
@@ -570,6 +575,8 @@ class StreamEngine:
         if me.ooo:
             self._merge(me)
         self._scan_new(me, grow_from)
+        if self.app_on:
+            self.fresh = bytes(me.data[grow_from - me.data_off:])
         return TAKEN, pl, rewritten, ""
 
     def _append(self, ssn: TcpSession, me: TcpStream, peer: TcpStream, pl: bytes, n: int,
@@ -580,6 +587,8 @@ class StreamEngine:
         me.data += pl
         right = me.end = grow_from + n
         self.mem += n
+        if self.app_on:
+            self.fresh = pl
         if self.track_segs:
             me.segs[grow_from] = n
         self._scan_new(me, grow_from)

@@ -78,6 +78,13 @@ REGISTRY: dict[str, Keyword] = {
 
 
 
+# app-layer sticky buffers, their older names and the legacy http_* modifiers, generated from
+# the protocol modules (rules.applayer.registry); a keyword listed above keeps its entry
+from rules.keywords import app as _app_keywords  # noqa: E402
+
+for _name, _kw in _app_keywords.keywords().items():
+    REGISTRY.setdefault(_name, _kw)
+
 # every keyword name (and alias) Suricata 7 accepts: one not in REGISTRY but in here is
 # "unsupported" (valid Suricata, skipped and counted); one in neither is a typo (invalid)
 from rules.keywords.suricata7 import SURICATA_KEYWORDS  # noqa: E402

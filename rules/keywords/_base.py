@@ -61,6 +61,12 @@ class Ctx:
     ip_protos: frozenset | None = None
     proto: str = ""
     seen: set = field(default_factory=set)         # keywords seen (for "only once" rules)
+    # app layer (rules.applayer): the protocol the rule's app keywords need ("" none), and the
+    # conditions on a transaction that are not buffers (urilen, tls.version, dns.opcode, ...):
+    # (to_server, progress, fn(tx) -> bool), see app_check
+    app_proto: str = ""
+    app_checks: list = field(default_factory=list)
+    moved: Any = None            # the content a legacy modifier (http_uri, ...) just moved to its buffer
 
     def error(self, message: str, at: int = 0, *, unsupported: str | None = None) -> RuleError:
         return RuleError(message, file=self.file, line=self.line, column=self.column + at,
@@ -82,11 +88,28 @@ class Ctx:
         self.pkt_items()
         self.items = self.buffers.setdefault(name, [])
         self.buffer = name
+        self.moved = None
+
+    def need_app(self, proto: str) -> None:
+        """The rule's keyword needs app-layer protocol `proto`: refused when the rule already
+        needs another one (the header's protocol or an earlier keyword's)."""
+        if self.app_proto and self.app_proto != proto:
+            raise self.error(f"'{self.keyword}' is a {proto} keyword, the rule already inspects {self.app_proto}")
+        self.app_proto = proto
+
+    def app_check(self, proto: str, to_server: bool, progress: int, fn: Callable[[Any], bool]) -> None:
+        """A condition on the transaction (not a buffer): `fn(tx)` is tested once the
+        transaction's `to_server` side reached `progress` (rules.applayer.base.Tx)."""
+        self.need_app(proto)
+        self.app_checks.append((to_server, progress, fn))
 
     def last_content(self):
         from rules.payload import Content
         # the most recent content of the current buffer, even with other
-        # keywords (bsize, isdataat, ...) in between, as Suricata looks it up
+        # keywords (bsize, isdataat, ...) in between, as Suricata looks it up; or the one a
+        # legacy modifier moved to its buffer (`content:"x"; http_uri; nocase;`)
+        if self.moved is not None:
+            return self.moved
         for it in reversed(self.items):
             if isinstance(it, Content):
                 return it

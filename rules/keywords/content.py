@@ -77,6 +77,7 @@ def _content(value: str, ctx: Ctx):
     pat = decode_content(value, ctx)
     c = Content(pattern=pat, negated=ctx.negated, text=value, column=ctx.column)
     ctx.items.append(c)
+    ctx.moved = None
     return c
 
 

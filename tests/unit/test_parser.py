@@ -74,8 +74,8 @@ HEADER_ERRORS = [
     ("bad-action", "alrt tcp any any -> any any (sid:1;)", "unknown action 'alrt'", "alrt", None),
     ("config-action", "config tcp any any -> any any (sid:1;)", "unsupported action 'config'", "config",
      "action:config"),
-    ("app-proto", "alert http any any -> any any (sid:1;)", "unsupported protocol 'http' (app-layer)", "http",
-     "proto:http"),
+    ("app-proto", "alert smb any any -> any any (sid:1;)", "unsupported protocol 'smb' (app-layer)", "smb",
+     "proto:smb"),
     ("pkt-proto", "alert udp-pkt any any -> any any (sid:1;)", "unsupported protocol 'udp-pkt'", "udp-pkt",
      "proto:udp-pkt"),
     ("unknown-proto", "alert tpc any any -> any any (sid:1;)", "unknown protocol 'tpc'", "tpc", None),
@@ -157,7 +157,7 @@ OPTION_ERRORS = [
      '"x"'),
     ("stray-colon", f'{H} (:x; sid:1;)', "expected a keyword, found ':'", ":x"),
     ("no-sid", f'{H} (msg:"x";)', "rule has no sid", "("),
-    ("unsupported", f'{H} (msg:"x"; http.uri; sid:1;)', "unsupported keyword 'http.uri'", "http.uri"),
+    ("unsupported", f'{H} (msg:"x"; ssh.proto; sid:1;)', "unsupported keyword 'ssh.proto'", "ssh.proto"),
     ("unknown-keyword", f'{H} (msg:"x"; bogus_kw:1; sid:1;)', "unknown keyword 'bogus_kw'", "bogus_kw"),
     ("misspelled-keyword", f'{H} (msg:"x"; itpye:8; sid:1;)', "unknown keyword 'itpye' (did you mean 'itype'?)", "itpye"),
     ("unquoted-content", f'{H} (content:abc; sid:1;)', "the value of 'content' must be in double quotes", "abc"),
@@ -259,8 +259,8 @@ def test_loader_reports_errors_and_continues(tmp_path):
     write(tmp_path, "e.rules", """
         alert tcp any any -> any any (msg:"ok"; sid:1;)
         alert tcp any any -> any 99999 (msg:"bad port"; sid:2;)
-        alert http any any -> any any (msg:"app"; sid:3;)
-        alert tcp any any -> any any (msg:"unsup"; http.uri; content:"x"; sid:4;)
+        alert smb any any -> any any (msg:"app"; sid:3;)
+        alert tcp any any -> any any (msg:"unsup"; ssh.proto; content:"x"; sid:4;)
         alert tcp any any -> any any (msg:"ok2"; sid:5;)
     """)
     r = load_rules(cfg(tmp_path), "e.rules")
@@ -268,14 +268,14 @@ def test_loader_reports_errors_and_continues(tmp_path):
     assert [(e.line, e.column) for e in r.errors] == [(2, 26), (3, 7), (4, 44)]
     assert r.counts == {"total": 5, "loaded": 2, "failed": 3, "unsupported": 2, "invalid": 1, "commented": 0,
                         "replaced": 0}
-    assert r.unsupported == {"proto:http": 1, "http.uri": 1}
+    assert r.unsupported == {"proto:smb": 1, "ssh.proto": 1}
     rep = format_report(r)
     assert f"{tmp_path}/e.rules:2:26: port 99999 out of range (0-65535)" in rep
-    assert "http.uri" in rep and "unsupported keyword" not in rep     # unsupported details only with verbose
+    assert "ssh.proto" in rep and "unsupported keyword" not in rep     # unsupported details only with verbose
     assert "loaded 2 of 5 rules (40.0%) from 1 file(s); 3 failed: 1 invalid, 2 unsupported" in rep
-    assert "top unsupported: proto:http (1), http.uri (1)" in rep
+    assert "top unsupported: proto:smb (1), ssh.proto (1)" in rep
     vrep = format_report(r, verbose=True)
-    assert f"{tmp_path}/e.rules:4:44: unsupported keyword 'http.uri' (keyword 'http.uri')" in vrep
+    assert f"{tmp_path}/e.rules:4:44: unsupported keyword 'ssh.proto' (keyword 'ssh.proto')" in vrep
 
 
 def test_loader_strict_raises_first_error(tmp_path):
@@ -424,7 +424,7 @@ def test_validation_agrees_with_suricata(tmp_path):
 
 def test_a_keyword_suricata_knows_is_unsupported_one_nobody_knows_is_invalid():
     """The typo check must not turn valid Suricata into "invalid": aliases count as known."""
-    for kw in ("tls_sni", "ja3_hash", "file_data", "http.uri", "xbits"):
+    for kw in ("ssh_proto", "krb5_cname", "quic.sni", "ssh.proto", "xbits"):
         e = perr(f'{H} (msg:"x"; {kw}; sid:1;)')
         assert e.unsupported == kw and "unsupported keyword" in e.message, kw
     e = perr(f'{H} (msg:"x"; contnet:"a"; sid:1;)')

@@ -1,0 +1,169 @@
+"""The app-layer stage: which protocol a flow speaks, and its parser.
+
+    app = AppLayer(protos, settings)          # the protocols some rule needs
+    state = app.feed_tcp(flow, to_server, data)   # in-order stream bytes (rules.stream)
+    state = app.feed_udp(flow, to_server, payload)
+
+Protocol detection is by content, not port, on both directions, as Suricata's:
+the first bytes of each direction are offered to each protocol's `probe`
+(rules.applayer.registry) until one says yes; the flow is then that protocol
+for good and its parser gets everything from the start of both directions
+(the bytes held while detecting included).  When every protocol says no in a
+direction that has data, or a direction held DETECT_LIMIT bytes without an
+answer, detection failed for the flow: it gets no parser.  Only the protocols
+some loaded rule needs are probed, so a rule set without app-layer rules costs
+nothing here.
+
+The parsers hold the transactions detection reads (rules.applayer.base).  A
+transaction whose both sides are complete is removed once detection has run on
+the packet that completed it (`collect`).  Counters: app.<proto>.flows,
+app.detect_failed, app events as app.event.<name>.
+"""
+from __future__ import annotations
+
+from rules.applayer import registry
+
+DETECT_LIMIT = 2048       # bytes held per direction while no protocol answers
+
+
+class AppState:
+    """A flow's app layer: its protocol ("" while unknown, "failed"), the parser, and
+    the bytes held per direction while detecting."""
+
+    __slots__ = ("proto", "parser", "held", "refused", "fed")
+
+    def __init__(self) -> None:
+        self.proto = ""
+        self.parser = None
+        self.held = [b"", b""]           # [to client, to server]
+        self.refused: list[set] = [set(), set()]   # protocols whose probe said no, per direction
+        self.fed = False                 # the parser got data on the current packet
+
+
+class AppLayer:
+    def __init__(self, protos, settings: dict | None = None) -> None:
+        self.mods = tuple(registry.PROTOCOLS[p] for p in sorted(protos))
+        self.settings = settings or {}
+        self.c: dict[str, int] = {}
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.c[key] = self.c.get(key, 0) + n
+
+    def state(self, flow) -> AppState:
+        st = flow.app
+        if st is None:
+            st = flow.app = AppState()
+        return st
+
+    def feed_tcp(self, flow, to_server: bool, data: bytes, sport: int, dport: int) -> AppState | None:
+        """In-order bytes of one direction of a TCP flow."""
+        st = flow.app
+        if st is None:
+            st = flow.app = AppState()
+        if st.parser is not None:
+            st.parser.feed(data, to_server)
+            st.fed = True
+            self._events(st)
+            return st
+        if st.proto == "failed" or not data:
+            return st
+        held = st.held[to_server] + data
+        found = self._probe(st, held, to_server, sport, dport, 6)
+        if found is None:
+            if len(held) > DETECT_LIMIT:
+                st.proto = "failed"
+                st.held = [b"", b""]
+                self._count("app.detect_failed")
+                return st
+            st.held[to_server] = held
+            return st
+        if found == "":
+            st.proto = "failed"
+            st.held = [b"", b""]
+            self._count("app.detect_failed")
+            return st
+        st.held[to_server] = held
+        self._start(st, found)
+        # everything held so far, the other direction's first (it came earlier)
+        other = st.held[not to_server]
+        st.held = [b"", b""]
+        if other:
+            st.parser.feed(other, not to_server)
+        st.parser.feed(held, to_server)
+        st.fed = True
+        self._events(st)
+        return st
+
+    def feed_udp(self, flow, to_server: bool, payload: bytes, sport: int, dport: int) -> AppState | None:
+        """One datagram of a UDP flow: detected on the first datagram of each direction."""
+        st = flow.app
+        if st is None:
+            st = flow.app = AppState()
+        if st.parser is None:
+            if st.proto == "failed":
+                return st
+            found = self._probe(st, payload, to_server, sport, dport, 17)
+            if not found:
+                if found == "":
+                    st.proto = "failed"
+                    self._count("app.detect_failed")
+                return st
+            self._start(st, found)
+        st.parser.feed(payload, to_server)
+        st.fed = True
+        self._events(st)
+        return st
+
+    def end(self, flow, to_server: bool) -> None:
+        """A direction of the flow ended (FIN, RST, flow end)."""
+        st = flow.app
+        if st is not None and st.parser is not None:
+            st.parser.end(to_server)
+            st.fed = True
+
+    def collect(self, st: AppState) -> None:
+        """After detection on the packet: complete transactions go."""
+        st.fed = False
+        p = st.parser
+        if p is not None and p.txs and p.txs[0].done():
+            p.txs = [tx for tx in p.txs if not tx.done()]
+
+    def _probe(self, st: AppState, data: bytes, to_server: bool, sport: int, dport: int, ipproto: int):
+        """The protocol `data` starts, None (not enough data yet), or "" (none of them)."""
+        undecided = False
+        refused = st.refused[to_server]
+        for m in self.mods:
+            if ipproto not in m.IPPROTOS or m.PROTO in refused:
+                continue
+            got = m.probe(data, to_server, sport, dport)
+            if got:
+                return m.PROTO
+            if got is None:
+                undecided = True
+            else:
+                refused.add(m.PROTO)
+        if undecided:
+            return None
+        # every protocol refused this direction: detection fails only when the other
+        # direction cannot decide either (it has refused everything too, or it is the one
+        # that spoke first and was refused)
+        other = st.refused[not to_server]
+        if all(m.PROTO in other or ipproto not in m.IPPROTOS for m in self.mods) or ipproto == 17:
+            return ""
+        return None if len(data) <= DETECT_LIMIT else ""
+
+    def _start(self, st: AppState, proto: str) -> None:
+        mod = registry.PROTOCOLS[proto]
+        st.proto = proto
+        st.parser = mod.Parser(self.settings.get(proto))
+        self._count(f"app.{proto}.flows")
+
+    def _events(self, st: AppState) -> None:
+        ev = st.parser.events
+        if ev:
+            for name in ev:
+                self._count(f"app.event.{name}")
+            ev.clear()
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.c)

@@ -1,0 +1,614 @@
+"""HTTP/1.x: requests and responses as transactions, and the http.* buffers.
+
+The parser reads each direction's reassembled stream as it arrives (any split)
+and keeps one transaction per request, oldest first; a response belongs to the
+oldest request that has none yet (pipelining).  Lenient as libhtp, which
+Suricata uses: blank lines before a request line are skipped, bare LF ends a
+line as CRLF does, a header line without a colon is kept whole as a name
+(event `http.request_header_invalid` / `response_header_invalid`), folded
+header lines continue the previous value, repeated headers are joined with
+", ", a request line without protocol is HTTP/0.9 (no headers).  Message
+bodies (Content-Length, chunked, a response to the end of the stream) go
+through rules.applayer.http_body.
+
+Progress (Tx.progress, per side): LINE once the request/response line is
+complete, HEADERS once the header block is, BODY while the body arrives,
+base.DONE when the message is complete.  Buffers are inspected from the
+progress Suricata registers them at: the request line's parts (http.uri,
+http.method, http.protocol, http.request_line) at LINE, headers at HEADERS,
+bodies while they grow (rules.applayer.base.BufferDef.body).
+
+Limits (Settings, Suricata's libhtp defaults): a request or response line or
+header block longer than `header_limit` ends parsing of that direction (event
+`http.request_field_too_long` / `response_field_too_long`); bodies keep at most
+`request_body_limit` / `response_body_limit` decoded bytes for inspection (the
+rest is still parsed past); at most `max_tx` transactions are kept open (the
+oldest unanswered ones go first).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rules.applayer.base import DONE, BufferDef, Parser, Tx
+
+PROTO = "http"
+IPPROTOS = (6,)
+HEADER_NAMES = ("http", "http1")
+
+LINE, HEADERS, BODY = 1, 2, 3
+
+METHODS = (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"TRACE", b"CONNECT", b"PATCH",
+           b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"SEARCH",
+           b"CHECKOUT", b"REPORT", b"MERGE", b"SUBSCRIBE", b"UNSUBSCRIBE", b"NOTIFY", b"POLL", b"BCOPY",
+           b"BDELETE", b"BMOVE", b"BPROPFIND", b"BPROPPATCH", b"MKACTIVITY", b"ACL", b"VERSION-CONTROL")
+_METHOD_PREFIXES = tuple(m + b" " for m in METHODS)
+_NO_BODY_STATUS = (204, 304)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """app-layer.protocols.http.libhtp.default-config (Suricata's defaults)."""
+    request_body_limit: int = 100 * 1024
+    response_body_limit: int = 100 * 1024
+    header_limit: int = 18000          # a line or header block longer than this: the direction is given up
+    max_tx: int = 512                  # open transactions kept per flow
+    decompress_limit: int = 1024 * 1024   # compression-bomb-limit
+
+
+class HttpTx(Tx):
+    __slots__ = ("method", "uri_raw", "protocol", "request_line", "req_headers", "req_hdr_raw",
+                 "req_body", "status_raw", "status_msg", "response_line", "resp_protocol", "resp_headers",
+                 "resp_hdr_raw", "resp_body", "_cache", "head")
+
+    def __init__(self, tx_id: int) -> None:
+        Tx.__init__(self, tx_id)
+        self.method = b""
+        self.uri_raw = b""
+        self.protocol = b""
+        self.request_line = b""
+        self.req_headers: list[tuple[bytes, bytes]] = []
+        self.req_hdr_raw = b""
+        self.req_body = None               # http_body.Body
+        self.status_raw = b""
+        self.status_msg = b""
+        self.response_line = b""
+        self.resp_protocol = b""
+        self.resp_headers: list[tuple[bytes, bytes]] = []
+        self.resp_hdr_raw = b""
+        self.resp_body = None
+        self.head = False
+        self._cache: dict = {}
+
+    @staticmethod
+    def header(headers: list, name: bytes) -> bytes | None:
+        """The value of header `name` (lower case); repeated headers are already one."""
+        for n, v in headers:
+            if n.lower() == name:
+                return v
+        return None
+
+
+# ---------------------------------------------------------------------------- URI normalization
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _pct_decode(s: bytes) -> bytes:
+    if b"%" not in s:
+        return s
+    out = bytearray()
+    i, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c == 0x25 and i + 2 < n and s[i + 1] in _HEX and s[i + 2] in _HEX:
+            out.append(int(s[i + 1:i + 3], 16))
+            i += 3
+            continue
+        out.append(c)
+        i += 1
+    return bytes(out)
+
+
+def _remove_dots(path: bytes) -> bytes:
+    """RFC 3986 remove_dot_segments (repeated separators stay: "/p//q/./r" is "/p//q/r")."""
+    out: list[bytes] = []
+    segs = path.split(b"/")
+    for i, seg in enumerate(segs):
+        last = i == len(segs) - 1
+        if seg == b".":
+            if last:
+                out.append(b"")
+            continue
+        if seg == b"..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append(b"")
+            continue
+        out.append(seg)
+    res = b"/".join(out)
+    if path.startswith(b"/") and not res.startswith(b"/"):
+        res = b"/" + res
+    return res
+
+
+def split_uri(raw: bytes) -> tuple[bytes | None, bytes | None, bytes, bytes | None]:
+    """(scheme, authority, path, query) of a request target; authority None unless the
+    target is absolute (`http://host:port/path`)."""
+    scheme = authority = None
+    rest = raw
+    sep = raw.find(b"://")
+    if sep > 0 and raw[:sep].isalpha() and b"/" not in raw[:sep]:
+        scheme = raw[:sep]
+        rest = raw[sep + 3:]
+        end = len(rest)
+        for ch in (b"/", b"?", b"#"):
+            j = rest.find(ch)
+            if 0 <= j < end:
+                end = j
+        authority, rest = rest[:end], rest[end:]
+    frag = rest.find(b"#")
+    if frag >= 0:
+        rest = rest[:frag]
+    q = rest.find(b"?")
+    if q >= 0:
+        return scheme, authority, rest[:q], rest[q + 1:]
+    return scheme, authority, rest, None
+
+
+def normalize_uri(raw: bytes) -> bytes:
+    """http.uri: the request target as libhtp normalizes it: path and query only (an
+    absolute URI's scheme and host go), the path percent-decoded, backslashes as
+    separators and dot segments removed (repeated separators stay); the query
+    percent-decoded ("+" stays)."""
+    _scheme, _auth, path, query = split_uri(raw)
+    path = _pct_decode(path).replace(b"\\", b"/")
+    if path:
+        path = _remove_dots(path)
+    if query is None:
+        return path
+    return path + b"?" + _pct_decode(query)
+
+
+def _host_of(tx: HttpTx) -> bytes | None:
+    """http.host: the host the request names, without the port.  From an absolute URI's
+    authority it is lower-cased (and the userinfo goes); from the Host header it keeps
+    its case, its userinfo and a trailing dot (Suricata 7.0.10 with libhtp, checked with
+    suricata -r: "Host: WWW.Example.com:8080" gives "WWW.Example.com")."""
+    _s, auth, _p, _q = split_uri(tx.uri_raw)
+    if auth:
+        at = auth.rfind(b"@")
+        return _strip_port(auth[at + 1:] if at >= 0 else auth).lower()
+    host = tx.header(tx.req_headers, b"host")
+    if host is None:
+        return None
+    return _strip_port(host.strip())
+
+
+def _strip_port(host: bytes) -> bytes:
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        return host[:end + 1] if end > 0 else host
+    colon = host.rfind(b":")
+    return host[:colon] if colon >= 0 else host
+
+
+# ---------------------------------------------------------------------------- buffers
+def _cached(name: str, fn):
+    def get(tx: HttpTx):
+        c = tx._cache
+        if name in c:
+            return c[name]
+        v = c[name] = fn(tx)
+        return v
+    return get
+
+
+def _hdr(side: bool, name: bytes):
+    def get(tx: HttpTx):
+        return tx.header(tx.req_headers if side else tx.resp_headers, name)
+    return get
+
+
+def _headers_buf(side: bool):
+    """http.header: each header as "Name: value\\r\\n", Cookie / Set-Cookie left out (they
+    have their own buffer); not the empty line that ends the block."""
+    skip = b"cookie" if side else b"set-cookie"
+
+    def get(tx: HttpTx):
+        hs = tx.req_headers if side else tx.resp_headers
+        return b"".join(n + b": " + v + b"\r\n" for n, v in hs if n.lower() != skip) or None
+    return get
+
+
+def _header_names(side: bool):
+    def get(tx: HttpTx):
+        hs = tx.req_headers if side else tx.resp_headers
+        return b"\r\n" + b"".join(n + b"\r\n" for n, _ in hs) + b"\r\n" if hs else None
+    return get
+
+
+def _start(side: bool):
+    def get(tx: HttpTx):
+        line = tx.request_line if side else tx.response_line
+        hs = tx.req_headers if side else tx.resp_headers
+        return line + b"\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in hs) + b"\r\n"
+    return get
+
+
+def _body(side: bool):
+    def get(tx: HttpTx):
+        b = tx.req_body if side else tx.resp_body
+        if b is None or not b.data:
+            return None
+        return bytes(b.data)
+    return get
+
+
+def _stat_code(tx: HttpTx):
+    return tx.status_raw or None
+
+
+def _urilen_raw(tx: HttpTx) -> int:
+    return len(tx.uri_raw)
+
+
+REQ, RESP = True, False
+BUFFERS = [
+    BufferDef("http.method", PROTO, REQ, LINE, lambda tx: tx.method or None),
+    BufferDef("http.uri", PROTO, REQ, LINE, _cached("uri", lambda tx: normalize_uri(tx.uri_raw) if tx.uri_raw else None)),
+    BufferDef("http.uri.raw", PROTO, REQ, LINE, lambda tx: tx.uri_raw or None),
+    BufferDef("http.protocol", PROTO, REQ, LINE, lambda tx: tx.protocol or None),
+    BufferDef("http.request_line", PROTO, REQ, LINE, lambda tx: tx.request_line or None),
+    BufferDef("http.host", PROTO, REQ, HEADERS, _cached("host", lambda tx: _host_of(tx) or None)),
+    BufferDef("http.host.raw", PROTO, REQ, HEADERS, _cached("host_raw", lambda tx: split_uri(tx.uri_raw)[1]
+                                                            or tx.header(tx.req_headers, b"host"))),
+    BufferDef("http.user_agent", PROTO, REQ, HEADERS, _hdr(REQ, b"user-agent")),
+    BufferDef("http.cookie", PROTO, REQ, HEADERS, _hdr(REQ, b"cookie")),
+    BufferDef("http.referer", PROTO, REQ, HEADERS, _hdr(REQ, b"referer")),
+    BufferDef("http.accept", PROTO, REQ, HEADERS, _hdr(REQ, b"accept")),
+    BufferDef("http.accept_enc", PROTO, REQ, HEADERS, _hdr(REQ, b"accept-encoding")),
+    BufferDef("http.accept_lang", PROTO, REQ, HEADERS, _hdr(REQ, b"accept-language")),
+    BufferDef("http.connection", PROTO, REQ, HEADERS, _hdr(REQ, b"connection")),
+    BufferDef("http.content_type", PROTO, REQ, HEADERS, _hdr(REQ, b"content-type")),
+    BufferDef("http.content_len", PROTO, REQ, HEADERS, _hdr(REQ, b"content-length")),
+    BufferDef("http.header", PROTO, REQ, HEADERS, _cached("hdr_ts", _headers_buf(REQ))),
+    BufferDef("http.header_names", PROTO, REQ, HEADERS, _cached("names_ts", _header_names(REQ))),
+    BufferDef("http.header.raw", PROTO, REQ, HEADERS, lambda tx: tx.req_hdr_raw or None),
+    BufferDef("http.start", PROTO, REQ, HEADERS, _cached("start_ts", _start(REQ))),
+    BufferDef("http.request_body", PROTO, REQ, BODY, _body(REQ), body=True),
+    BufferDef("http.stat_code", PROTO, RESP, LINE, _stat_code),
+    BufferDef("http.stat_msg", PROTO, RESP, LINE, lambda tx: tx.status_msg or None),
+    BufferDef("http.response_line", PROTO, RESP, LINE, lambda tx: tx.response_line or None),
+    BufferDef("http.server", PROTO, RESP, HEADERS, _hdr(RESP, b"server")),
+    BufferDef("http.location", PROTO, RESP, HEADERS, _hdr(RESP, b"location")),
+    BufferDef("http.response_body", PROTO, RESP, BODY, _body(RESP), body=True),
+    BufferDef("file.data", PROTO, RESP, BODY, _body(RESP), body=True),
+]
+# buffers that exist in both directions: the rule's direction picks the side (Suricata
+# registers them for both; `flow:to_client` or a response buffer before them selects it)
+BOTH_SIDES = {
+    "http.header": (_cached("hdr_tc", _headers_buf(RESP)), HEADERS),
+    "http.header_names": (_cached("names_tc", _header_names(RESP)), HEADERS),
+    "http.header.raw": (lambda tx: tx.resp_hdr_raw or None, HEADERS),
+    "http.start": (_cached("start_tc", _start(RESP)), HEADERS),
+    "http.content_type": (_hdr(RESP, b"content-type"), HEADERS),
+    "http.content_len": (_hdr(RESP, b"content-length"), HEADERS),
+    "http.connection": (_hdr(RESP, b"connection"), HEADERS),
+    "http.protocol": (lambda tx: tx.resp_protocol or None, LINE),
+    "file.data": (_body(REQ), BODY),
+}
+ALIASES = {"file_data": "file.data"}
+# the legacy content modifiers: `content:"x"; http_uri;` puts that content in the buffer
+MODIFIERS = {
+    "http_uri": "http.uri", "http_raw_uri": "http.uri.raw", "http_method": "http.method",
+    "http_header": "http.header", "http_raw_header": "http.header.raw", "http_cookie": "http.cookie",
+    "http_user_agent": "http.user_agent", "http_host": "http.host", "http_raw_host": "http.host.raw",
+    "http_client_body": "http.request_body", "http_server_body": "http.response_body",
+    "http_stat_code": "http.stat_code", "http_stat_msg": "http.stat_msg",
+    "http_content_type": "http.content_type", "http_header_names": "http.header_names",
+    "http_start": "http.start", "http_protocol": "http.protocol", "http_request_line": "http.request_line",
+    "http_response_line": "http.response_line", "http_accept": "http.accept", "http_accept_enc": "http.accept_enc",
+    "http_accept_lang": "http.accept_lang", "http_referer": "http.referer", "http_connection": "http.connection",
+    "http_content_len": "http.content_len", "http_location": "http.location", "http_server": "http.server",
+}
+
+
+# ---------------------------------------------------------------------------- detection
+def probe(data: bytes, to_server: bool, sport: int, dport: int) -> bool | None:
+    """A request line's method (followed by a space) from the client, or "HTTP/" from the
+    server.  Blank lines before it are skipped."""
+    d = data.lstrip(b"\r\n")
+    if not d:
+        return None
+    if to_server:
+        for p in _METHOD_PREFIXES:
+            if d[:len(p)] == p[:len(d)]:
+                return True if len(d) >= len(p) else None
+        return False
+    if d[:5] == b"HTTP/"[:len(d)]:
+        return True if len(d) >= 5 else None
+    return False
+
+
+# ---------------------------------------------------------------------------- the parser
+class _Side:
+    """One direction's parse state."""
+    __slots__ = ("buf", "state", "hdr_start", "body", "gone", "tx")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()        # bytes not yet consumed (a partial line or header block)
+        self.state = 0                # 0 line, 1 headers, 2 body
+        self.hdr_start = 0
+        self.body = None
+        self.gone = False             # given up: the rest of this direction is skipped
+        self.tx: HttpTx | None = None
+
+
+class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.py expects
+    proto = PROTO
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__()
+        self.s = settings or Settings()
+        self.sides = (_Side(), _Side())      # [to_client, to_server]
+        self.next_id = 0
+        self.resp_next = 0                   # index in txs of the tx the next response belongs to
+
+    # -- public
+    def feed(self, data: bytes, to_server: bool) -> None:
+        side = self.sides[to_server]
+        if side.gone or not data:
+            return
+        try:
+            side.buf += data
+            self._run(side, to_server)
+        except Exception:        # never raises: a parser bug gives up this direction
+            side.gone = True
+            side.buf = bytearray()
+            self.event("http.parser_error")
+
+    def end(self, to_server: bool) -> None:
+        side = self.sides[to_server]
+        try:
+            if side.state == 2 and side.body is not None and side.tx is not None:
+                side.body.finish()
+                self._body_done(side, to_server)
+        except Exception:
+            side.gone = True
+
+    # -- internals
+    def _run(self, side: _Side, to_server: bool) -> None:
+        while side.buf and not side.gone:
+            if side.state == 2:
+                if not self._feed_body(side, to_server):
+                    return
+                continue
+            if side.state == 0:
+                if not self._line(side, to_server):
+                    return
+            else:
+                if not self._headers(side, to_server):
+                    return
+
+    def _take_line(self, side: _Side, start: int = 0) -> bytes | None:
+        buf = side.buf
+        nl = buf.find(b"\n", start)
+        if nl < 0:
+            if len(buf) - start > self.s.header_limit:
+                self._too_long(side)
+            return None
+        return bytes(buf[start:nl])
+
+    def _too_long(self, side: _Side) -> None:
+        self.event("http.request_field_too_long" if side is self.sides[1] else "http.response_field_too_long")
+        side.gone = True
+        side.buf = bytearray()
+
+    def _line(self, side: _Side, to_server: bool) -> bool:
+        buf = side.buf
+        # blank lines before a request/response line are skipped
+        i = 0
+        while i < len(buf) and buf[i] in (0x0D, 0x0A):
+            i += 1
+        if i:
+            del buf[:i]
+            if not buf:
+                return False
+        raw = self._take_line(side)
+        if raw is None:
+            return False
+        del buf[:len(raw) + 1]
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        if to_server:
+            self._request_line(side, line)
+        else:
+            self._response_line(side, line)
+        return True
+
+    def _request_line(self, side: _Side, line: bytes) -> None:
+        parts = line.split()
+        tx = HttpTx(self.next_id)
+        self.next_id += 1
+        tx.request_line = line
+        if parts:
+            tx.method = parts[0]
+        if len(parts) >= 2:
+            # the target is what lies between the method and the protocol (spaces inside kept)
+            if len(parts) >= 3 and parts[-1].upper().startswith(b"HTTP/"):
+                start = line.find(parts[1], len(parts[0]))
+                end = line.rfind(parts[-1])
+                tx.uri_raw = line[start:end].rstrip(b" \t")
+                tx.protocol = parts[-1]
+            else:
+                start = line.find(parts[1], len(parts[0]))
+                tx.uri_raw = line[start:].rstrip(b" \t")
+        if len(parts) < 2:
+            self.event("http.request_line_invalid")
+        tx.head = tx.method.upper() == b"HEAD"
+        tx.progress[1] = LINE
+        self.txs.append(tx)
+        if len(self.txs) > self.s.max_tx:
+            self._drop_oldest()
+        side.tx = tx
+        if tx.protocol:
+            side.state = 1
+            side.hdr_start = 0
+        else:                                 # HTTP/0.9: a line, no headers, no body
+            tx.progress[1] = DONE
+            side.tx = None
+
+    def _response_line(self, side: _Side, line: bytes) -> None:
+        if not line.upper().startswith(b"HTTP"):
+            self.event("http.response_line_invalid")
+        tx = self._response_tx()
+        tx.response_line = line
+        parts = line.split(None, 2)
+        if parts:
+            tx.resp_protocol = parts[0]
+        if len(parts) >= 2:
+            tx.status_raw = parts[1]
+        if len(parts) >= 3:
+            tx.status_msg = parts[2]
+        tx.progress[0] = LINE
+        side.tx = tx
+        side.state = 1
+
+    def _response_tx(self) -> HttpTx:
+        """The transaction a new response belongs to: the oldest request without one, or a
+        new transaction when none waits (a response without request: event)."""
+        for tx in self.txs:
+            if tx.progress[0] == 0:
+                return tx
+        self.event("http.unable_to_match_response_to_request")
+        tx = HttpTx(self.next_id)
+        self.next_id += 1
+        tx.progress[1] = DONE
+        self.txs.append(tx)
+        if len(self.txs) > self.s.max_tx:
+            self._drop_oldest()
+        return tx
+
+    def _drop_oldest(self) -> None:
+        self.event("http.too_many_transactions")
+        del self.txs[0]
+
+    def _headers(self, side: _Side, to_server: bool) -> bool:
+        buf = side.buf
+        pos = 0
+        tx = side.tx
+        lines: list[bytes] = []
+        while True:
+            nl = buf.find(b"\n", pos)
+            if nl < 0:
+                if len(buf) > self.s.header_limit:
+                    self._too_long(side)
+                return False
+            ln = bytes(buf[pos:nl])
+            if ln.endswith(b"\r"):
+                ln = ln[:-1]
+            pos = nl + 1
+            if not ln:
+                break
+            lines.append(ln)
+            if pos > self.s.header_limit:
+                self._too_long(side)
+                return False
+        raw = bytes(buf[:pos])
+        del buf[:pos]
+        headers: list[tuple[bytes, bytes]] = []
+        last = 0
+        for ln in lines:
+            if ln[:1] in (b" ", b"\t") and headers:       # folded: continues the previous value
+                n, v = headers[last]
+                headers[last] = (n, v + b" " + ln.strip())
+                continue
+            colon = ln.find(b":")
+            if colon < 0:
+                self.event("http.request_header_invalid" if to_server else "http.response_header_invalid")
+                last = len(headers)
+                headers.append((ln.strip(), b""))
+                continue
+            name = ln[:colon].strip()
+            value = ln[colon + 1:].strip(b" \t")
+            low = name.lower()
+            for i, (n, v) in enumerate(headers):
+                if n.lower() == low:             # repeated: one header, values joined (libhtp)
+                    headers[i] = (n, v + b", " + value)
+                    last = i
+                    break
+            else:
+                last = len(headers)
+                headers.append((name, value))
+        if to_server:
+            tx.req_headers, tx.req_hdr_raw = headers, raw
+        else:
+            tx.resp_headers, tx.resp_hdr_raw = headers, raw
+        tx.progress[to_server] = HEADERS
+        body = self._body_for(tx, headers, to_server)
+        if body is None:
+            tx.progress[to_server] = DONE
+            side.state = 0
+            side.tx = None
+            if not to_server and tx.status_raw[:1] == b"1" and tx.status_raw != b"101":
+                # an interim response (100 Continue): the real one follows for the same request
+                tx.progress[0] = 0
+        else:
+            if to_server:
+                tx.req_body = body
+            else:
+                tx.resp_body = body
+            side.body = body
+            side.state = 2
+            tx.progress[to_server] = BODY
+        return True
+
+    def _body_for(self, tx: HttpTx, headers: list, to_server: bool):
+        te = tx.header(headers, b"transfer-encoding")
+        cl = tx.header(headers, b"content-length")
+        chunked = te is not None and b"chunked" in te.lower()
+        length = None
+        if cl is not None and not chunked:
+            try:
+                length = int(cl.split(b",")[0].strip())
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                self.event("http.request_invalid_content_length" if to_server else "http.response_invalid_content_length")
+                length = None
+        if to_server:
+            if not chunked and not length:
+                return None
+            from rules.applayer.http_body import Body
+
+            return Body(chunked, length, [], self.s.request_body_limit, False)
+        status = tx.status_raw
+        if tx.head or status[:1] == b"1" or (status.isdigit() and int(status) in _NO_BODY_STATUS):
+            return None
+        if not chunked and length == 0:
+            return None
+        enc = tx.header(headers, b"content-encoding")
+        encodings = [e.strip().lower() for e in enc.split(b",")] if enc else []
+        from rules.applayer.http_body import Body
+
+        return Body(chunked, length, encodings, self.s.response_body_limit, True)
+
+    def _feed_body(self, side: _Side, to_server: bool) -> bool:
+        body = side.body
+        tx = side.tx
+        n = body.feed(bytes(side.buf))
+        del side.buf[:n]
+        tx.body_grew[to_server] = True
+        for ev in body.events:
+            self.event(ev)
+        body.events.clear()
+        if body.done:
+            self._body_done(side, to_server)
+            return True
+        return False
+
+    def _body_done(self, side: _Side, to_server: bool) -> None:
+        tx = side.tx
+        tx.progress[to_server] = DONE
+        side.state = 0
+        side.body = None
+        side.tx = None

@@ -1,0 +1,230 @@
+"""The detect stage for app-layer rules: rules with app buffers or conditions
+(`Rule.app`, rules.applayer) are matched against transactions, not packets.
+
+    txd = TxDetector(sigs)                 # the app sigs, in signature order
+    matches = txd.run(pkt, flow, state, payload, view, thresholds, stream_hits)
+
+As Suricata's transaction inspection:
+- a rule is evaluated on packets of its direction (`AppSpec.to_server`), for each
+  transaction of the flow whose progress reached what the rule needs
+  (`AppSpec.need`: a request buffer at the request line or the headers, a
+  response buffer at the status line, ...);
+- once evaluated on a transaction it is done for that transaction, matched or not
+  (`Tx.inspected`): a rule fires at most once per transaction.  A rule with a body
+  buffer is evaluated again while the body grows, until it matches or the body is
+  complete;
+- every buffer must match (a multi-buffer, such as dns.query, when any of its
+  items does); a buffer the transaction does not have is no match;
+- the rule's other keywords (flow, flowbits, ...) are checked on the packet, and
+  payload keywords outside any sticky buffer on the packet or the stream window.
+
+Candidates: each rule's fast pattern (`AppSpec.fp`) lives in one buffer; each
+buffer that holds fast patterns is scanned once per transaction (bodies again
+as they grow) by a hyperscan database of its patterns.  Rules without a fast
+pattern are always candidates.  Rule headers are checked once per flow direction
+and bucket of identical headers, as for packet rules.
+
+A match counts as a stream match (the verdict stage drops the flow on a drop
+rule), as Suricata applies an app-layer rule's action to the flow.
+"""
+from __future__ import annotations
+
+from rules.applayer.base import DONE
+from rules.prefilter import PatternDB, header_key
+
+
+class _Slot:
+    """One buffer as the prefilter scans it: (name, side, transforms) and its patterns."""
+
+    __slots__ = ("get", "side", "progress", "multi", "body", "transforms", "patterns", "by_pid", "db")
+
+    def __init__(self, buf) -> None:
+        self.get = buf.get
+        self.side = buf.to_server
+        self.progress = buf.progress
+        self.multi = buf.multi
+        self.body = buf.body
+        self.transforms = buf.transforms
+        self.patterns: dict[tuple[bytes, bool], int] = {}
+        self.by_pid: dict[int, list] = {}
+        self.db: PatternDB | None = None
+
+    def values(self, tx) -> list:
+        v = self.get(tx)
+        if v is None:
+            return []
+        vals = v if self.multi else [v]
+        if self.transforms:
+            out = []
+            for b in vals:
+                for t in self.transforms:
+                    b = t(b)
+                out.append(b)
+            return out
+        return vals
+
+
+class TxDetector:
+    def __init__(self, sigs) -> None:
+        self.sigs = sigs
+        self.protos = frozenset(s.rule.app.proto for s in sigs)
+        buckets: dict[tuple, int] = {}
+        self.reps: list = []                 # one representative sig per distinct header
+        self.bucket: dict[int, int] = {}     # id(sig) -> its header bucket
+        slots: dict[tuple, _Slot] = {}
+        self.always: tuple = ()              # (direction) -> sigs without a fast pattern
+        always: dict[bool, list] = {True: [], False: []}
+        for s in sigs:
+            k = header_key(s)
+            b = buckets.get(k)
+            if b is None:
+                b = buckets[k] = len(self.reps)
+                self.reps.append(s)
+            self.bucket[id(s)] = b
+            spec = s.rule.app
+            for sp in (spec, spec.other):
+                if sp is None:
+                    continue
+                if sp.fp is None:
+                    always[sp.to_server].append(s)
+                    continue
+                i, lit, nocase = sp.fp
+                buf = sp.bufs[i]
+                key = (buf.name.split("#")[0], buf.to_server, buf.get, buf.transforms, sp.to_server)
+                slot = slots.get(key)
+                if slot is None:
+                    slot = slots[key] = _Slot(buf)
+                pid = slot.patterns.setdefault((lit, nocase), len(slot.patterns))
+                slot.by_pid.setdefault(pid, []).append(s)
+        for slot in slots.values():
+            slot.db = PatternDB(list(slot.patterns))
+        # per packet direction: the slots of the rules evaluated on it
+        self.slots = {d: tuple(sl for k, sl in slots.items() if k[4] == d) for d in (True, False)}
+        self.always = {d: tuple(v) for d, v in always.items()}
+        self._hdr: dict[int, dict] = {}      # flow_id -> {(to_server, src, sport): frozenset of ok buckets}
+        self.evaluated = 0
+
+    def forget(self, flow_id: int) -> None:
+        self._hdr.pop(flow_id, None)
+
+    def trim(self, active_flows: int) -> None:
+        if len(self._hdr) > 4 * max(active_flows, 1024):
+            self._hdr.clear()
+
+    def _ok_buckets(self, pkt, flow) -> frozenset:
+        from rules.detect import header_ok
+
+        per = self._hdr.get(flow.flow_id)
+        if per is None:
+            per = self._hdr[flow.flow_id] = {}
+        key = (pkt.to_server, pkt.src, pkt.sport)
+        ok = per.get(key)
+        if ok is None:
+            ok = per[key] = frozenset(i for i, rep in enumerate(self.reps) if header_ok(rep, pkt))
+        return ok
+
+    def could_match(self, pkt, flow) -> bool:
+        """Could an app rule match a later packet of this flow direction (headers only)?"""
+        if flow.app is not None and flow.app.proto and flow.app.proto not in self.protos:
+            return False
+        return bool(self._ok_buckets(pkt, flow))
+
+    def _candidates(self, tx, d: bool, ok: frozenset) -> list:
+        out = [s for s in self.always[d] if self.bucket[id(s)] in ok]
+        found = tx.found
+        prog = tx.progress
+        for slot in self.slots[d]:
+            if prog[slot.side] < slot.progress:       # the buffer is not there yet
+                continue
+            got = None if slot.body else found.get(id(slot))
+            if got is None:
+                got = set()
+                for v in slot.values(tx):
+                    if v:
+                        got |= slot.db.scan(v)
+                if not slot.body or prog[slot.side] >= DONE:
+                    found[id(slot)] = got
+            for pid in got:
+                for s in slot.by_pid[pid]:
+                    if self.bucket[id(s)] in ok:
+                        out.append(s)
+        if len(out) > 1:
+            out.sort(key=lambda s: s.order)
+        return out
+
+    def run(self, pkt, flow, st, payload: bytes, view, thresholds, stream_hits: set) -> list:
+        parser = st.parser
+        if parser is None or not parser.txs or st.proto not in self.protos:
+            return []
+        ok = self._ok_buckets(pkt, flow)
+        if not ok:
+            return []
+        d = pkt.to_server
+        matches = []
+        for tx in parser.txs:
+            done = tx.inspected[d]
+            cands = self._candidates(tx, d, ok)
+            for s in cands:
+                if s.order in done:
+                    continue
+                spec = s.rule.app
+                if spec.to_server != d:
+                    spec = spec.other
+                if spec.proto != st.proto:
+                    continue
+                prog = tx.progress
+                if prog[0] < spec.need[0] or prog[1] < spec.need[1]:
+                    continue
+                self.evaluated += 1
+                hit = self._match(s, spec, tx, pkt, payload, view)
+                if hit or not spec.body or self._body_final(spec, tx):
+                    done.add(s.order)
+                if not hit:
+                    continue
+                stream_hits.add(id(s))
+                r = s.rule
+                if s.fb_ops:
+                    from rules.detect import _apply_flowbits
+
+                    _apply_flowbits(s, flow.flowbits)
+                if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
+                    continue
+                matches.append(s)
+        return matches
+
+    @staticmethod
+    def _body_final(spec, tx) -> bool:
+        return all(tx.progress[b.to_server] >= DONE for b in spec.bufs if b.body)
+
+    @staticmethod
+    def _match(s, spec, tx, pkt, payload: bytes, view) -> bool:
+        r = s.rule
+        for chk in r.checks:
+            if not chk(pkt):
+                return False
+        for _side, fn in spec.checks:
+            if not fn(tx):
+                return False
+        for b in spec.bufs:
+            v = b.get(tx)
+            if v is None:
+                return False
+            chain = b.chain
+            if b.multi or b.transforms:
+                vals = v if b.multi else [v]
+                if b.transforms:
+                    tv = []
+                    for x in vals:
+                        for t in b.transforms:
+                            x = t(x)
+                        tv.append(x)
+                    vals = tv
+                if not any(chain.match(x, pkt) for x in vals):
+                    return False
+            elif not chain.match(v, pkt):
+                return False
+        if r.payload is not None:
+            bufs = view.bufs if view is not None and view.bufs else (payload,)
+            if not any(r.payload.match(b, pkt) for b in bufs):
+                return False
+        return True
