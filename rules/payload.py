@@ -117,6 +117,10 @@ def _read_int(buf: bytes, start: int, nbytes: int, little: bool,
     longest run of digits valid in the base; nothing converted is no match.
     byte_jump moves past the characters actually converted, not all `nbytes`
     (checked with suricata -r: "3 " as 2 bytes of dec is 3 and consumes 1)."""
+    if nbytes == 0 and base is not None:     # byte_test:0,...,string: the rest of the buffer
+        nbytes = len(buf) - start
+        if nbytes <= 0:
+            return None
     if start < 0 or start + nbytes > len(buf):
         return None
     raw = buf[start:start + nbytes]

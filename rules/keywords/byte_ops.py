@@ -51,7 +51,9 @@ def _byte_test(value: str, ctx: Ctx):
     parts = split_commas(value)
     if len(parts) < 4:
         raise ctx.error("byte_test needs at least: bytes, operator, value, offset")
-    nbytes = parse_int(parts[0][0], ctx, lo=1, hi=23, what="byte count", at=parts[0][1])
+    # 0 with `string`: the number is the rest of the buffer (Suricata 7, checked with suricata -r:
+    # http.content_len; byte_test:0,>,450000,0,string,dec; matches "450001")
+    nbytes = parse_int(parts[0][0], ctx, lo=0, hi=23, what="byte count", at=parts[0][1])
     op, op_at = parts[1]
     negated = op.startswith("!")
     if negated:
@@ -67,6 +69,8 @@ def _byte_test(value: str, ctx: Ctx):
     for p, at in parts[4:]:
         if not _common(p, at, ctx, st):
             raise ctx.error(f"unknown byte_test option '{p}'", at)
+    if nbytes == 0 and not st.get("string"):
+        raise ctx.error("byte count 0 (the rest of the buffer) needs 'string'", parts[0][1])
     item = ByteTest(nbytes=nbytes, op=op, negated=negated, value=ref, offset=off,
                     relative=st.get("relative", False), little=st.get("endian") == "little",
                     base=_base(st, ctx, nbytes), bitmask=st.get("bitmask"))
