@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Callable
 
 import stream_scenarios   # tests/replay/stream_scenarios.py (this script's directory is on sys.path)
+import app_scenarios      # tests/replay/app_scenarios.py: HTTP, TLS, DNS, ... families
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "differential"
@@ -1019,6 +1020,11 @@ for _fam in stream_scenarios.FAMILIES:
     for _mode in _fam.modes:
         SCENARIOS[f"{_fam.name}_{_mode}"] = Spec(_fam.rules, _fam.build, _mode, merged_stream(_fam.stream),
                                                  _fam.name)
+# app-layer families (app_scenarios.py): default config, one scenario per mode
+for _fam in app_scenarios.families():
+    for _mode in _fam.modes:
+        SCENARIOS[_fam.name if len(_fam.modes) == 1 else f"{_fam.name}_{_mode}"] = Spec(
+            _fam.rules, _fam.build, _mode, files=_fam.name)
 
 
 # ---------------------------------------------------------------- EVE reading (shared with the test)

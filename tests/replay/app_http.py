@@ -1,0 +1,101 @@
+"""HTTP differential families: requests crafted so each buffer's exact content is
+tested (rules that pin the buffer with startswith/endswith or bsize), over
+segment splits, pipelining, normalization and the legacy modifiers."""
+from __future__ import annotations
+
+from app_scenarios import AppFamily
+
+REQUESTS_RULES = r"""
+# request line buffers (sid 9100xx)
+alert http any any -> any any (msg:"method exact"; flow:to_server; http.method; content:"POST"; bsize:4; sid:910001;)
+alert http any any -> any any (msg:"uri exact /index.html"; http.uri; content:"/index.html"; startswith; endswith; sid:910002;)
+alert http any any -> any any (msg:"uri.raw keeps encoding"; http.uri.raw; content:"/a/./b/../c//d%41"; startswith; sid:910003;)
+alert http any any -> any any (msg:"uri normalized path"; http.uri; content:"/a/c/dA"; startswith; sid:910004;)
+alert http any any -> any any (msg:"uri normalized query"; http.uri; content:"?x=B+y"; endswith; sid:910005;)
+alert http any any -> any any (msg:"uri query raw"; http.uri; content:"?x=%42+y"; endswith; sid:910006;)
+alert http any any -> any any (msg:"protocol"; http.protocol; content:"HTTP/1.1"; bsize:8; sid:910007;)
+alert http any any -> any any (msg:"request_line"; http.request_line; content:"GET /index.html HTTP/1.1"; bsize:24; sid:910008;)
+alert http any any -> any any (msg:"absolute uri path only"; http.uri; content:"/abs/path"; startswith; endswith; sid:910009;)
+alert http any any -> any any (msg:"absolute uri raw"; http.uri.raw; content:"http://Abs.Example.COM:8080/abs/path"; bsize:36; sid:910010;)
+# headers (sid 9101xx)
+alert http any any -> any any (msg:"host lowercase no port"; http.host; content:"www.example.com"; bsize:15; sid:910101;)
+alert http any any -> any any (msg:"host.raw as sent"; http.host.raw; content:"WWW.Example.com:8080"; bsize:20; sid:910102;)
+alert http any any -> any any (msg:"host from absolute uri"; http.host; content:"abs.example.com"; bsize:15; sid:910103;)
+alert http any any -> any any (msg:"user agent"; http.user_agent; content:"TestAgent/1.0"; bsize:13; sid:910104;)
+alert http any any -> any any (msg:"cookie"; http.cookie; content:"session=abc"; bsize:11; sid:910105;)
+alert http any any -> any any (msg:"header has host line"; http.header; content:"Host|3a 20|WWW.Example.com:8080|0d 0a|"; sid:910106;)
+alert http any any -> any any (msg:"header excludes cookie"; http.header; content:"Cookie"; sid:910107;)
+alert http any any -> any any (msg:"header ends with crlfcrlf"; http.header; content:"|0d 0a 0d 0a|"; endswith; sid:910108;)
+alert http any any -> any any (msg:"header ends with one crlf"; http.header; content:"TestAgent/1.0|0d 0a|"; endswith; sid:910109;)
+alert http any any -> any any (msg:"header_names format"; http.header_names; content:"|0d 0a|Host|0d 0a|User-Agent|0d 0a|"; startswith; sid:910110;)
+alert http any any -> any any (msg:"header_names end"; http.header_names; content:"Cookie|0d 0a 0d 0a|"; endswith; sid:910111;)
+alert http any any -> any any (msg:"start begins with line"; http.start; content:"GET /index.html HTTP/1.1|0d 0a|Host"; startswith; sid:910112;)
+alert http any any -> any any (msg:"start ends crlfcrlf"; http.start; content:"|0d 0a 0d 0a|"; endswith; sid:910113;)
+alert http any any -> any any (msg:"header.raw"; flow:to_server; http.header.raw; content:"Host: WWW.Example.com:8080|0d 0a|"; startswith; sid:910114;)
+alert http any any -> any any (msg:"accept"; http.accept; content:"text/html"; bsize:9; sid:910115;)
+alert http any any -> any any (msg:"referer"; http.referer; content:"http://ref.example/"; bsize:19; sid:910116;)
+alert http any any -> any any (msg:"repeated header joined"; http.header; content:"X-Dup: one, two|0d 0a|"; sid:910117;)
+alert http any any -> any any (msg:"folded header"; http.user_agent; content:"Folded Agent"; bsize:12; sid:910118;)
+# legacy modifiers and urilen (sid 9102xx)
+alert http any any -> any any (msg:"legacy http_uri nocase after"; content:"INDEX"; http_uri; nocase; content:"GET"; http_method; sid:910201;)
+alert http any any -> any any (msg:"legacy modifiers relative"; content:"/a"; http_uri; content:"dA"; http_uri; distance:0; sid:910202;)
+alert http any any -> any any (msg:"urilen 11"; urilen:11; sid:910203;)
+alert http any any -> any any (msg:"urilen raw >16"; urilen:>16,raw; http.method; content:"GET"; sid:910204;)
+alert tcp any any -> any any (msg:"tcp rule with http buffer"; flow:established,to_server; http.host; content:"split.example"; sid:910205;)
+alert http any any -> any any (msg:"http rule plain content"; content:"Split-Header"; sid:910206;)
+# IPS: drop on host (the request's headers complete on the second segment)
+drop http any any -> any any (msg:"drop split host"; flow:to_server; http.host; content:"split.example"; sid:910301;)
+drop http any any -> any any (msg:"drop second pipelined"; http.uri; content:"/second"; sid:910302;)
+alert http any any -> any any (msg:"pipelined third"; http.uri; content:"/third"; sid:910303;)
+"""
+
+
+def _ok(t, body: bytes = b"ok") -> None:
+    t.s(data=b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def s_requests(cap) -> None:
+    from make_differential import C1, S1, S2, Tcp   # (imported here: make_differential imports this module)
+
+    # 1: a plain GET with the usual headers
+    t = Tcp(cap, C1, S1, 40001, 80).handshake()
+    t.c(data=b"GET /index.html HTTP/1.1\r\nHost: WWW.Example.com:8080\r\nUser-Agent: TestAgent/1.0\r\n"
+             b"Accept: text/html\r\nReferer: http://ref.example/\r\nCookie: session=abc\r\n\r\n")
+    _ok(t)
+    t.close()
+    # 2: a POST with a normalizable URI and repeated / folded headers
+    t = Tcp(cap, C1, S1, 40002, 80).handshake()
+    t.c(data=b"POST /a/./b/../c//d%41?x=%42+y HTTP/1.1\r\nHost: www.example.com\r\nX-Dup: one\r\n"
+             b"X-Dup: two\r\nUser-Agent: Folded\r\n Agent\r\nContent-Length: 0\r\n\r\n")
+    _ok(t)
+    t.close()
+    # 3: an absolute URI
+    t = Tcp(cap, C1, S2, 40003, 8080).handshake()
+    t.c(data=b"GET http://Abs.Example.COM:8080/abs/path HTTP/1.1\r\nHost: other.example\r\n\r\n")
+    _ok(t)
+    t.close()
+    # 4: a request split over three segments: the host completes on the last one
+    t = Tcp(cap, C1, S1, 40004, 80).handshake()
+    t.c(data=b"GET /sp")
+    t.c(data=b"lit HTTP/1.1\r\nHost: split.exa")
+    t.c(data=b"mple\r\nSplit-Header: 1\r\n\r\n")
+    _ok(t)
+    t.close()
+    # 5: three pipelined requests in one segment, then their responses
+    t = Tcp(cap, C1, S1, 40005, 80).handshake()
+    t.c(data=b"GET /first HTTP/1.1\r\nHost: p.example\r\n\r\nGET /second HTTP/1.1\r\nHost: p.example\r\n\r\n"
+             b"GET /third HTTP/1.1\r\nHost: p.example\r\n\r\n")
+    _ok(t)
+    _ok(t)
+    _ok(t)
+    t.close()
+
+
+FAMILIES = [
+    AppFamily("app_http_requests", "HTTP request buffers: method, uri (normalized: dot segments, "
+              "repeated slashes, percent-decoding; absolute URIs), uri.raw, protocol, request_line, host "
+              "(lower case, no port) and host.raw, user_agent, cookie, header (cookie left out, endings), "
+              "header_names, start, header.raw, accept, referer, repeated and folded headers, legacy "
+              "modifiers, urilen, a request split over segments, pipelining, drops",
+              REQUESTS_RULES, s_requests),
+]
