@@ -270,6 +270,33 @@ ALIASES = {
 }
 
 
+# Suricata's setup / validate callbacks on a rule's contents in some of these buffers: the
+# contents are folded to the buffer's case (so `tls.cert_serial; content:"0a:ff";` matches
+# "0A:FF"), and a content that can never match refuses the rule.
+CONTENT_CASE = {"tls.cert_serial": "upper", "tls.cert_fingerprint": "lower", "ja3.hash": "lower",
+                "ja3s.hash": "lower"}
+
+
+def content_problem(buffer: str, patterns: list[bytes]) -> str | None:
+    """Why Suricata 7 refuses a rule with these contents (in rule order) in `buffer`, or
+    None: a ja3(s).hash content that is not 32 characters, a tls.cert_serial content of more
+    than 2 bytes without ':' (both judged on the first content only), a tls.cert_fingerprint
+    content that is not 59 characters with ':' (every content)."""
+    if not patterns:
+        return None
+    first = patterns[0]
+    if buffer in ("ja3.hash", "ja3s.hash") and len(first) != 32:
+        return f"{buffer}: a JA3 hash is 32 hex characters, the content has {len(first)}; it would never match"
+    if buffer == "tls.cert_serial" and len(first) > 2 and b":" not in first:
+        return "tls.cert_serial: no ':' in the content; the serial is written 00:9A:...; it would never match"
+    if buffer == "tls.cert_fingerprint":
+        for pat in patterns:
+            if len(pat) != 59 or b":" not in pat:
+                return ("tls.cert_fingerprint: a SHA-1 fingerprint is 59 characters (hex pairs joined by ':'); "
+                        "it would never match")
+    return None
+
+
 # ---------------------------------------------------------------------------- detection
 DETECTION_PORTS = (443,)     # app-layer.protocols.tls.detection-ports: where an SSLv2 hello is probed
 _TO_SERVER_STARTS = frozenset({b"\x16\x03\x00", b"\x16\x03\x01", b"\x16\x03\x02", b"\x16\x03\x03",
@@ -401,12 +428,23 @@ class Parser(_Base):
     def _tls_step(self, st: _Stream, data: bytes, pos: int, to_server: bool) -> int:
         n = len(data)
         if not st.hdr:
-            take = min(RECORD_HDR - len(st.pend), n - pos)
+            c = self.tx.conn(to_server)
+            prev = c.version
+            have = len(st.pend)
+            take = min(RECORD_HDR - have, n - pos)
             st.pend += data[pos:pos + take]
             pos += take
+            # the version bytes count as they arrive, as in Suricata's streaming header parse:
+            # after the first only its high byte (tls.version can match a partial header)
+            hello = ST_CLIENT_HELLO if to_server else ST_SERVER_HELLO
+            if not (self.tx.flags & hello and c.version != VERSION_UNKNOWN):
+                if have < 2 <= len(st.pend):
+                    c.version = st.pend[1] << 8
+                if have < 3 <= len(st.pend):
+                    c.version |= st.pend[2]
             if len(st.pend) < RECORD_HDR:
                 return pos
-            if self._tls_header(st, to_server):
+            if self._tls_header(st, c, prev):
                 return n                       # an unknown record after TLS 1.0/1.1: the rest is skipped
             if st.ctype == CT_APPLICATION_DATA:    # not held: skipped as it streams
                 st.hdr = False
@@ -421,15 +459,10 @@ class Parser(_Base):
             self._tls_record(st, body, to_server)
         return pos
 
-    def _tls_header(self, st: _Stream, to_server: bool) -> bool:
-        """Checks a complete record header; True when the rest of the feed is to be skipped."""
-        tx = self.tx
-        c = tx.conn(to_server)
+    def _tls_header(self, st: _Stream, c: Conn, prev: int) -> bool:
+        """Checks a complete record header (`prev`: the side's version before this feed's
+        header bytes); True when the rest of the feed is to be skipped."""
         h = st.pend
-        prev = c.version
-        hello = ST_CLIENT_HELLO if to_server else ST_SERVER_HELLO
-        if not (tx.flags & hello and c.version != VERSION_UNKNOWN):
-            c.version = (h[1] << 8) | h[2]
         st.ctype = h[0]
         st.rlen = (h[3] << 8) | h[4]
         st.pend.clear()

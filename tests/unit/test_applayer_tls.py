@@ -268,6 +268,34 @@ def test_gives_up(name):
     assert p.tx.client.sni == sni and p.failed
 
 
+def test_record_version_counts_byte_by_byte():
+    # Suricata's differential (tests/replay/app_tls.py): tls.version:1.2 alerts on the packet
+    # carrying only "16 03 03" of the ClientHello record
+    p = tls.Parser()
+    seen = []
+    for b in b"\x16\x03\x03\x00":
+        p.feed(bytes([b]), True)
+        seen.append(p.tx.client.version)
+    assert seen == [0, 0x0300, 0x0303, 0x0303]
+
+
+def test_content_rules():
+    # each case loaded alone with `suricata -T` (7.0.10): refused exactly where a problem is given
+    assert tls.content_problem("ja3.hash", [b"e7d705a3286e19ea42f587b344ee6865"]) is None
+    assert tls.content_problem("ja3.hash", [b"e7d705a3286e19ea42f587b344ee6865", b"ab"]) is None
+    assert tls.content_problem("ja3.hash", [b"e7d705a3"])
+    assert tls.content_problem("ja3s.hash", [b"x" * 31])
+    assert tls.content_problem("tls.cert_serial", [b"0A"]) is None
+    assert tls.content_problem("tls.cert_serial", [b"0A:FF"]) is None
+    assert tls.content_problem("tls.cert_serial", [b"0AFF"])
+    assert tls.content_problem("tls.cert_serial", [b"0A:FF", b"0AFF"]) is None     # the first one decides
+    fp = b":".join([b"ab"] * 20)
+    assert tls.content_problem("tls.cert_fingerprint", [fp]) is None
+    assert tls.content_problem("tls.cert_fingerprint", [fp, b"ab:cd"])
+    assert tls.content_problem("tls.sni", [b"x"]) is None
+    assert set(tls.CONTENT_CASE) <= set(BUF)
+
+
 def test_unknown_record_after_tls10_skips_the_rest_of_the_segment():
     p = feed_all(segments("unknown_record_tls10"))
     assert not p.failed
