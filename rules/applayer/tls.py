@@ -27,7 +27,9 @@ flow (`failed`, as Suricata's parser error disables the app layer of the flow):
 unknown content type (tls.invalid_record_type; after a TLS 1.0/1.1 version the rest of
 the segment is skipped instead), length 0 or over 2^14+1024 (tls.invalid_record_length),
 a version that is not SSLv3..TLS 1.3 or a TLS 1.3 draft (tls.invalid_record_version).  The
-version checked and kept is the record header's until the direction's hello set it.  A
+version checked and kept is the record header's until the direction's hello set it, taken
+byte by byte as the header arrives (after its second byte the side's version is 0x0300: a
+packet carrying only "16 03 03" already makes tls.version:1.2 match).  A
 record whose first byte has one of the two top bits set is SSLv2 (2- or 3-byte header):
 its client hello sets the client's version from the hello, its messages set the SSLv2
 flags ssl_state reads; a zero length is tls.invalid_sslv2_header.  More records in one
