@@ -189,20 +189,45 @@ def _expect(b: bytes, pos: int, end: int, tag: int, ev: str, cls: int = 0) -> _T
     return t
 
 
-def oid_text(body: bytes) -> str | None:
-    """Dotted form of an OID's content; None when malformed."""
-    if not body or body[-1] & 0x80:
-        return None
-    arcs = []
+def oid_text(body: bytes) -> str:
+    """An OID's content as x509-parser (asn1-rs 0.5) prints it: the first byte as X.Y (its value
+    divided by 40 and the rest, whatever the byte), then base-128 arcs (an unfinished last arc
+    counts as it is); an arc over 64 bits prints the whole content as spaced lowercase hex."""
+    if not body:
+        return ""
+    arcs = [body[0] // 40, body[0] % 40]
     v = 0
-    for c in body:
+    pending = False
+    for c in body[1:]:
         v = (v << 7) | (c & 0x7F)
+        pending = True
         if not c & 0x80:
             arcs.append(v)
-            v = 0
-    first = arcs[0]
-    head = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
-    return ".".join(str(a) for a in head + arcs[1:])
+            v, pending = 0, False
+    if pending:
+        arcs.append(v)
+    if any(x >> 64 for x in arcs):
+        return " ".join(f"{c:02x}" for c in body)
+    return ".".join(map(str, arcs))
+
+
+def oid_der(dotted: str) -> bytes:
+    """The DER content of a dotted OID (for the tables above)."""
+    arcs = [int(x) for x in dotted.split(".")]
+    out = bytearray([arcs[0] * 40 + arcs[1]])
+    for a in arcs[2:]:
+        chunk = [a & 0x7F]
+        a >>= 7
+        while a:
+            chunk.append(0x80 | (a & 0x7F))
+            a >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
+
+
+# attribute type labels by the OID's DER bytes: x509-parser compares OIDs by their encoding,
+# so an OID spelled with padding bytes is not the attribute it would decode to
+LABELS = {oid_der(o): n for o, n in OID_NAMES.items()} | {oid_der(o): n for o, n in ABBREV.items()}
 
 
 def _value_text(t: _Tlv, b: bytes) -> str | None:
@@ -236,15 +261,13 @@ def _name(b: bytes, pos: int, end: int) -> tuple[str, int]:
         while q < st.end:
             av = _expect(b, q, st.end, T_SEQUENCE, EV_INVALID_X509NAME)
             o = _expect(b, av.start, av.end, T_OID, EV_INVALID_X509NAME)
-            oid = oid_text(b[o.start:o.end])
-            if oid is None:
-                raise _Bad(EV_INVALID_X509NAME)
             val = _tlv(b, o.end, av.end, EV_INVALID_X509NAME)
             text = _value_text(val, b)
             if text is None:
                 ok = False
             else:
-                label = ABBREV.get(oid) or OID_NAMES.get(oid) or f"OID({oid})"
+                body = b[o.start:o.end]
+                label = LABELS.get(body) or f"OID({oid_text(body)})"
                 attrs.append(f"{label}={text}")
             q = av.end
         if not attrs and ok:

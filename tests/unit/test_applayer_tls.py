@@ -460,12 +460,21 @@ def _cert(subject: bytes, serial=b"\x01", version=True, validity=None, ext=b"") 
     return _tlv(0x30, _tlv(0x30, tbs) + alg + _tlv(3, b"\x00\x01\x02"))
 
 
+# each subject below was also sent to Suricata 7.0.10 in a certificate (EVE tls.subject)
 @pytest.mark.parametrize("subject, expected", [
     (_name([(CN, 12, b"a")], [(O_, 19, b"b"), (CN, 22, b"c")]), "CN=a, O=b + CN=c"),
+    (_name([(b"\x78\x05", 12, b"x")]), "OID(3.0.5)=x"),                 # asn1-rs: first byte / 40, % 40
+    (_name([(b"\x88\x37", 12, b"x")]), "OID(3.16.55)=x"),               # (not 2.999)
+    (_name([(b"\x2a\x83", 12, b"x")]), "OID(1.2.3)=x"),                 # an unfinished last arc counts
+    (_name([(b"", 12, b"x")]), "OID()=x"),
+    (_name([(b"\x2a" + b"\xff" * 10 + b"\x7f", 12, b"x")]), "OID(2a ff ff ff ff ff ff ff ff ff ff 7f)=x"),
+    (_name([(b"\x2a\x83\x08\x81\x80\x80\x80\x00", 12, b"v")]), "OID(1.2.392.268435456)=v"),
+    (_name([(CN, 20, b"caf\xe9")]), x509.INVALID_NAME),                   # T61String read as UTF-8 too
     (_name(), ""),
     (_name([(b"\x2a\x03", 12, b"x")]), "OID(1.2.3)=x"),
     (_name([(b"\x55\x04\x05", 12, b"7")]), "serialNumber=7"),
     (_name([(CN, 30, b"\x00A\x00")]), "CN=A\x00"),             # BMPString, odd last byte a unit of its own
+                                                               # (Suricata: a NUL, certificate_invalid_subject)
     (_name([(CN, 4, b"\x01\xab")]), "CN=01AB"),                  # not a string type: uppercase hex
     (_name([(CN, 12, b"\xff")]), x509.INVALID_NAME),           # invalid UTF-8: the whole name
     (_name([(CN, 30, b"\xd8\x00")]), x509.INVALID_NAME),       # a lone surrogate
@@ -488,6 +497,15 @@ def test_x509_name_format(subject, expected):
 ])
 def test_x509_errors(der, event):
     assert x509.parse(der) == (None, event)
+
+
+def test_subject_with_nul_is_refused_like_suricata():
+    der = _cert(_name([(CN, 12, b"ab\x00cd")]))
+    chain = len(der).to_bytes(3, "big") + der
+    p = tls.Parser()
+    p._certificates(len(chain).to_bytes(3, "big") + chain, p.tx.server)
+    assert p.tx.server.subject is None and p.tx.server.certs == []
+    assert p.events == [tls.EV_CERT_INVALID_SUBJECT]
 
 
 def test_x509_serial_and_times():
