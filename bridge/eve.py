@@ -157,6 +157,8 @@ def to_eve(event) -> dict:
     if isinstance(event, Alert):
         out = _common(event.pkt, "alert")
         out["alert"] = _alert(event)
+        if event.pkt.app_proto:
+            out["app_proto"] = event.pkt.app_proto
         return out
     if isinstance(event, Drop):
         out = _common(event.pkt, "drop")

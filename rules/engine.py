@@ -104,6 +104,7 @@ def packet_info(pkt: Packet, pkt_src: str = "wire/pcap") -> PacketInfo:
         ipver=pkt.ipver, src=pkt.src, dst=pkt.dst, sport=pkt.sport, dport=pkt.dport, proto=pkt.proto,
         to_server=pkt.to_server if f is not None else None, length=pkt.length, ttl=pkt.ttl, ip_id=pkt.ip_id,
         tcp_flags=pkt.tcp_flags, icmp_type=pkt.icmp_type, icmp_code=pkt.icmp_code, pkt_src=pkt_src,
+        app_proto=f.app.proto if f is not None and f.app is not None else "",
     )
 
 

@@ -60,6 +60,7 @@ class PacketInfo:
     icmp_type: int = -1
     icmp_code: int = -1
     pkt_src: str = PKT_SRC_WIRE       # EVE pkt_src (pkt_src_of; PKT_SRC_FLOW_END for a flow's end)
+    app_proto: str = ""               # the flow's app-layer protocol (rules.applayer), "failed", or ""
 
 
 @dataclass(frozen=True, slots=True)
