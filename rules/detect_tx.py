@@ -219,9 +219,9 @@ class TxDetector:
                             x = t(x)
                         tv.append(x)
                     vals = tv
-                if not any(chain.match(x, pkt) for x in vals):
+                if not any(chain.match_buffer(x) for x in vals):
                     return False
-            elif not chain.match(v, pkt):
+            elif not chain.match_buffer(v):
                 return False
         if r.payload is not None:
             bufs = view.bufs if view is not None and view.bufs else (payload,)

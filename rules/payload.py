@@ -238,6 +238,14 @@ class PayloadChain:
         """Match this chain on one extracted buffer (which may be empty)."""
         return self._m(0, buf, 0, [STEP_BUDGET, None])
 
+    def match_buffer(self, buf: bytes) -> bool:
+        """Match this chain on an app-layer buffer: an empty one is inspected too
+        (`http.uri; bsize:0;` matches an empty URI, as in Suricata)."""
+        try:
+            return self._m(0, buf, 0, [STEP_BUDGET, None])
+        except RecursionError:
+            return False
+
     def _lower(self, buf: bytes, state: list) -> bytes:
         low = state[1]
         if low is None:

@@ -92,7 +92,9 @@ class HttpTx(Tx):
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
-def _pct_decode(s: bytes) -> bytes:
+def _pct_decode(s: bytes, keep_slash: bool = False) -> bytes:
+    """%XX decoded where XX is hex; anything else (%zz, a cut-off %4, %u0041) stays.
+    `keep_slash`: %2F stays encoded (in a path it is not a separator)."""
     if b"%" not in s:
         return s
     out = bytearray()
@@ -100,40 +102,70 @@ def _pct_decode(s: bytes) -> bytes:
     while i < n:
         c = s[i]
         if c == 0x25 and i + 2 < n and s[i + 1] in _HEX and s[i + 2] in _HEX:
-            out.append(int(s[i + 1:i + 3], 16))
-            i += 3
-            continue
+            v = int(s[i + 1:i + 3], 16)
+            if not (keep_slash and v == 0x2F):
+                out.append(v)
+                i += 3
+                continue
         out.append(c)
         i += 1
     return bytes(out)
 
 
-def _remove_dots(path: bytes) -> bytes:
-    """RFC 3986 remove_dot_segments (repeated separators stay: "/p//q/./r" is "/p//q/r")."""
-    out: list[bytes] = []
-    segs = path.split(b"/")
-    for i, seg in enumerate(segs):
-        last = i == len(segs) - 1
-        if seg == b".":
-            if last:
-                out.append(b"")
+def remove_dot_segments(path: bytes) -> bytes:
+    """RFC 3986's remove_dot_segments as libhtp runs it: a "/." or "/.." that ends the
+    path leaves no trailing "/" ("/a/b/.." is "/a", "/a/./" is "/a", "/a/b/../../.."
+    is empty); repeated slashes stay."""
+    out = bytearray()
+    i, n = 0, len(path)
+    pending = -1                          # a "/" put back in front of the input
+    while i < n:
+        if pending >= 0:
+            c, pending = pending, -1
+        else:
+            c = path[i]
+            i += 1
+        if c == 0x2E:                     # A: "../" or "./" at the start of the input goes
+            if i + 1 < n and path[i] == 0x2E and path[i + 1] == 0x2F:
+                i += 2
+                continue
+            if i < n and path[i] == 0x2F:
+                i += 1
+                continue
+        if c == 0x2F:
+            if i + 1 < n and path[i] == 0x2E and path[i + 1] == 0x2F:     # B: "/./" -> "/"
+                pending = 0x2F
+                i += 2
+                continue
+            if i + 1 == n and path[i] == 0x2E:                            # B: a final "/." -> "/"
+                pending = 0x2F
+                i += 1
+                continue
+            if (i + 2 < n and path[i] == 0x2E and path[i + 1] == 0x2E and path[i + 2] == 0x2F) or \
+                    (i + 2 == n and path[i] == 0x2E and path[i + 1] == 0x2E):   # C: "/../" or a final "/.."
+                pending = 0x2F
+                i += 3 if i + 2 < n else 2
+                while out and out[-1] != 0x2F:
+                    out.pop()
+                if out:
+                    out.pop()
+                continue
+        if c == 0x2E and i == n:                                   # D: "." or ".." alone
             continue
-        if seg == b"..":
-            if len(out) > 1:
-                out.pop()
-            if last:
-                out.append(b"")
+        if c == 0x2E and i + 1 == n and path[i] == 0x2E:
+            i += 1
             continue
-        out.append(seg)
-    res = b"/".join(out)
-    if path.startswith(b"/") and not res.startswith(b"/"):
-        res = b"/" + res
-    return res
+        out.append(c)                                              # E: the next segment
+        while i < n and path[i] != 0x2F:
+            out.append(path[i])
+            i += 1
+    return bytes(out)
 
 
 def split_uri(raw: bytes) -> tuple[bytes | None, bytes | None, bytes, bytes | None]:
-    """(scheme, authority, path, query) of a request target; authority None unless the
-    target is absolute (`http://host:port/path`)."""
+    """(scheme, authority, path, rest) of a request target: authority None unless the
+    target is absolute (`http://host:port/path`); rest is what follows the path from its
+    "?" or "#" on (None when nothing does)."""
     scheme = authority = None
     rest = raw
     sep = raw.find(b"://")
@@ -146,27 +178,32 @@ def split_uri(raw: bytes) -> tuple[bytes | None, bytes | None, bytes, bytes | No
             if 0 <= j < end:
                 end = j
         authority, rest = rest[:end], rest[end:]
-    frag = rest.find(b"#")
-    if frag >= 0:
-        rest = rest[:frag]
-    q = rest.find(b"?")
-    if q >= 0:
-        return scheme, authority, rest[:q], rest[q + 1:]
-    return scheme, authority, rest, None
+    cut = len(rest)
+    for ch in (b"?", b"#"):
+        j = rest.find(ch)
+        if 0 <= j < cut:
+            cut = j
+    return scheme, authority, rest[:cut], (rest[cut:] if cut < len(rest) else None)
 
 
 def normalize_uri(raw: bytes) -> bytes:
-    """http.uri: the request target as libhtp normalizes it: path and query only (an
-    absolute URI's scheme and host go), the path percent-decoded, backslashes as
-    separators and dot segments removed (repeated separators stay); the query
-    percent-decoded ("+" stays)."""
-    _scheme, _auth, path, query = split_uri(raw)
-    path = _pct_decode(path).replace(b"\\", b"/")
-    if path:
-        path = _remove_dots(path)
-    if query is None:
-        return path
-    return path + b"?" + _pct_decode(query)
+    """http.uri as libhtp normalizes the request target (checked with suricata -r, exact
+    lengths): an absolute URI's scheme and host go; the path is percent-decoded except
+    %2F, then its dot segments removed (`remove_dot_segments`); backslashes and repeated
+    slashes stay; the query follows percent-decoded ("+" stays), the fragment as sent."""
+    _scheme, _auth, path, rest = split_uri(raw)
+    path = remove_dot_segments(_pct_decode(path, keep_slash=True))
+    return path if rest is None else path + _query(rest)
+
+
+def _query(rest: bytes) -> bytes:
+    """The query percent-decoded (%2F too; "+" stays, no dot segments), the fragment as sent."""
+    if rest[:1] != b"?":
+        return rest
+    h = rest.find(b"#")
+    if h < 0:
+        return _pct_decode(rest)
+    return _pct_decode(rest[:h]) + rest[h:]
 
 
 def _host_of(tx: HttpTx) -> bytes | None:
@@ -174,7 +211,7 @@ def _host_of(tx: HttpTx) -> bytes | None:
     authority it is lower-cased (and the userinfo goes); from the Host header it keeps
     its case, its userinfo and a trailing dot (Suricata 7.0.10 with libhtp, checked with
     suricata -r: "Host: WWW.Example.com:8080" gives "WWW.Example.com")."""
-    _s, auth, _p, _q = split_uri(tx.uri_raw)
+    _s, auth, _p, _r = split_uri(tx.uri_raw)
     if auth:
         at = auth.rfind(b"@")
         return _strip_port(auth[at + 1:] if at >= 0 else auth).lower()

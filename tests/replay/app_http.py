@@ -90,6 +90,72 @@ def s_requests(cap) -> None:
     _ok(t)
     t.close()
 
+# request target -> http.uri as Suricata 7.0.10 (libhtp) normalizes it: each pair is
+# pinned by an exact rule (content + bsize) on its own flow
+URI_CASES = [
+    (b'/a\\b\\c', b'/a\\b\\c'),          # backslashes stay
+    (b'/a%2fb', b'/a%2fb'),                # %2F is not decoded in the path
+    (b'/a%2Fb/../c', b'/c'),               # ... so "a%2Fb" is one segment
+    (b'/%u0041', b'/%u0041'),              # no %u decoding
+    (b'/a+b?c+d', b'/a+b?c+d'),
+    (b'/A%41?%41', b'/AA?A'),              # path and query decoded
+    (b'/a/%2e%2e/b', b'/b'),               # %2e decoded before dot segments go
+    (b'/a/b/..', b'/a'),                   # a final /.. or /. leaves no slash
+    (b'/a/b/.', b'/a/b'),
+    (b'/./a', b'/a'),
+    (b'/../a', b'/a'),
+    (b'//a//b', b'//a//b'),                # repeated slashes stay
+    (b'/a%zz', b'/a%zz'),
+    (b'/a%4', b'/a%4'),
+    (b'/a?b?c', b'/a?b?c'),
+    (b'/a#frag', b'/a#frag'),              # the fragment stays
+    (b'/a?x#frag', b'/a?x#frag'),
+    (b'/a%00b', b'/a\x00b'),
+    (b'/a/b/../../..', b''),               # empty: bsize:0
+    (b'/%7e', b'/~'),
+    (b'*', b'*'),
+    (b'/a;b/../c', b'/c'),
+    (b'http://h/x/../y', b'/y'),           # absolute: the path only
+    (b'/a/./', b'/a'),
+    (b'/a%20b', b'/a b'),
+    (b'/\xc3\xa9', b'/\xc3\xa9'),
+    (b'/a//../b', b'/a/b'),
+    (b'/a/.%2e/b', b'/b'),
+    (b'/a?x=%42+y', b'/a?x=B+y'),          # "+" stays
+    (b'/a?x=%2F%3f', b'/a?x=/?'),          # %2F decoded in the query
+    (b'/a#b?c', b'/a#b?c'),
+    (b'/a%3fb?c', b'/a?b?c'),
+    (b'/a%23b', b'/a#b'),
+    (b'HTTP://H:8/Z/./q?%41', b'/Z/q?A'),
+    (b'/a/b/c/./../../g', b'/a/g'),
+    (b'mid/content=5/../6', b'mid/6'),
+    (b'/a%5cb', b'/a\\b'),
+    (b'/%41%42/../c', b'/c'),
+    (b'/p?a/../b', b'/p?a/../b'),          # no dot segments in the query
+]
+URI_PORT = 41000
+
+
+def _hex(b: bytes) -> str:
+    return "|" + " ".join("%02x" % c for c in b) + "|"
+
+
+def uri_rules() -> str:
+    out = []
+    for i, (_raw, norm) in enumerate(URI_CASES):
+        match = f'content:"{_hex(norm)}"; bsize:{len(norm)};' if norm else "bsize:0;"
+        out.append(f'alert http any {URI_PORT + i} -> any any (msg:"uri case {i}"; flow:to_server; http.uri; '
+                   f'{match} sid:{911000 + i};)')
+    return "\n".join(out) + "\n"
+
+
+def s_uri(cap) -> None:
+    from make_differential import C1, S1, Tcp
+
+    for i, (raw, _norm) in enumerate(URI_CASES):
+        t = Tcp(cap, C1, S1, URI_PORT + i, 80).handshake()
+        t.c(data=b"GET " + raw + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+
 
 FAMILIES = [
     AppFamily("app_http_requests", "HTTP request buffers: method, uri (normalized: dot segments, "
@@ -98,4 +164,7 @@ FAMILIES = [
               "header_names, start, header.raw, accept, referer, repeated and folded headers, legacy "
               "modifiers, urilen, a request split over segments, pipelining, drops",
               REQUESTS_RULES, s_requests),
+    AppFamily("app_http_uri", "http.uri normalization, one exact rule per request target: percent-decoding "
+              "(not %2F in the path, %2F in the query), dot segments as libhtp removes them, backslashes, "
+              "repeated slashes, fragments and absolute URIs", uri_rules(), s_uri),
 ]
