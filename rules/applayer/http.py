@@ -231,11 +231,15 @@ def _strip_port(host: bytes) -> bytes:
 
 # ---------------------------------------------------------------------------- buffers
 def _cached(name: str, fn):
+    """A buffer computed once per transaction (a None is not kept: the part of the
+    message it comes from may not have arrived yet)."""
     def get(tx: HttpTx):
         c = tx._cache
-        if name in c:
-            return c[name]
-        v = c[name] = fn(tx)
+        v = c.get(name)
+        if v is None:
+            v = fn(tx)
+            if v is not None:
+                c[name] = v
         return v
     return get
 

@@ -1,0 +1,204 @@
+"""The HTTP/1.x parser (rules.applayer.http) and transaction matching (rules.detect_tx).
+
+What Suricata does with each buffer is pinned by the differential fixtures
+(tests/replay/app_http.py); here: the parser's own contract -- any split of the
+stream gives the same transactions, pipelining, interim responses, HTTP/0.9,
+limits, never raising -- and the detect stage's once-per-transaction rule.
+"""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rules.applayer import AppLayer
+from rules.applayer.base import DONE
+from rules.applayer.http import HEADERS, LINE, Parser, Settings, normalize_uri, probe, remove_dot_segments
+from rules.parser import parse_rule
+
+REQ = (b"GET /a/./b?q=%41 HTTP/1.1\r\nHost: WWW.Example.com:8080\r\nUser-Agent: UA/1\r\nX-Dup: one\r\n"
+       b"Cookie: c=1\r\nX-Dup: two\r\n\r\n")
+REQ2 = b"POST /second HTTP/1.1\r\nHost: b.example\r\nContent-Length: 0\r\n\r\n"
+
+
+def buffers(tx) -> dict:
+    from rules.applayer.registry import BUFFERS
+
+    return {name: b.get(tx) for name, b in BUFFERS.items() if b.proto == "http" and not b.body}
+
+
+def feed_all(pieces, to_server=True, settings_=None) -> Parser:
+    p = Parser(settings_)
+    for piece in pieces:
+        p.feed(piece, to_server)
+    return p
+
+
+def test_request_buffers():
+    (tx,) = feed_all([REQ]).txs
+    b = buffers(tx)
+    assert tx.progress[1] == DONE and tx.progress[0] == 0
+    assert b["http.method"] == b"GET" and b["http.protocol"] == b"HTTP/1.1"
+    assert b["http.uri"] == b"/a/b?q=A" and b["http.uri.raw"] == b"/a/./b?q=%41"
+    assert b["http.host"] == b"WWW.Example.com" and b["http.host.raw"] == b"WWW.Example.com:8080"
+    assert b["http.user_agent"] == b"UA/1" and b["http.cookie"] == b"c=1"
+    # repeated headers are one, in the first one's place; Cookie is not in http.header
+    assert b["http.header"] == (b"Host: WWW.Example.com:8080\r\nUser-Agent: UA/1\r\nX-Dup: one, two\r\n")
+    assert b["http.header_names"] == b"\r\nHost\r\nUser-Agent\r\nX-Dup\r\nCookie\r\n\r\n"
+    assert b["http.request_line"] == b"GET /a/./b?q=%41 HTTP/1.1"
+    assert b["http.start"].startswith(b"GET /a/./b?q=%41 HTTP/1.1\r\nHost: ") and b["http.start"].endswith(b"\r\n\r\n")
+    assert b["http.header.raw"] == REQ[REQ.index(b"\r\n") + 2:]
+
+
+@pytest.mark.parametrize("cut", range(1, len(REQ + REQ2)))
+def test_any_split_gives_the_same_transactions(cut):
+    data = REQ + REQ2
+    whole = feed_all([data])
+    split = feed_all([data[:cut], data[cut:]])
+    assert [buffers(t) for t in split.txs] == [buffers(t) for t in whole.txs]
+    assert [t.progress for t in split.txs] == [t.progress for t in whole.txs] == [[0, DONE], [0, DONE]]
+
+
+def test_progress_moves_with_the_data():
+    p = Parser()
+    p.feed(b"GET /x HT", True)
+    assert p.txs == []
+    p.feed(b"TP/1.1\r\nHost: a", True)
+    (tx,) = p.txs
+    assert tx.progress[1] == LINE and buffers(tx)["http.host"] is None
+    p.feed(b"\r\n\r\n", True)
+    assert tx.progress[1] == DONE and buffers(tx)["http.host"] == b"a"
+
+
+def test_responses_pair_with_requests_in_order_and_interim_responses_wait():
+    p = feed_all([REQ + REQ2])
+    p.feed(b"HTTP/1.1 100 Continue\r\n\r\n", False)
+    assert p.txs[0].progress[0] == 0                       # an interim response: the real one follows
+    p.feed(b"HTTP/1.1 404 Not Found\r\nServer: s1\r\nContent-Length: 0\r\n\r\n", False)
+    p.feed(b"HTTP/1.1 200 OK\r\nServer: s2\r\nContent-Length: 0\r\n\r\n", False)
+    t1, t2 = p.txs
+    assert buffers(t1)["http.stat_code"] == b"404" and buffers(t1)["http.server"] == b"s1"
+    assert buffers(t2)["http.stat_code"] == b"200" and buffers(t2)["http.stat_msg"] == b"OK"
+    assert t1.done() and t2.done()
+
+
+def test_http09_request_has_no_headers_and_is_complete():
+    (tx,) = feed_all([b"GET /old\r\n"]).txs
+    assert tx.progress[1] == DONE and buffers(tx)["http.uri"] == b"/old" and buffers(tx)["http.protocol"] is None
+
+
+def test_a_header_block_past_the_limit_gives_up_the_direction():
+    p = feed_all([b"GET / HTTP/1.1\r\n" + b"X: " + b"a" * 300 + b"\r\n"], settings_=Settings(header_limit=100))
+    assert "http.request_field_too_long" in p.events
+    p.feed(b"\r\nGET /next HTTP/1.1\r\n\r\n", True)
+    assert len(p.txs) == 1 and p.txs[0].progress[1] == LINE
+
+
+def test_open_transactions_are_bounded():
+    p = feed_all([b"GET /%d HTTP/1.1\r\n\r\n" % i for i in range(20)], settings_=Settings(max_tx=5))
+    assert len(p.txs) == 5 and buffers(p.txs[0])["http.uri"] == b"/15"
+    assert "http.too_many_transactions" in p.events
+
+
+@pytest.mark.parametrize("raw, norm", [
+    (b"/a/b/..", b"/a"), (b"/a/./", b"/a"), (b"/a/b/../../..", b""), (b"//a//b", b"//a//b"),
+    (b"/a%2Fb/../c", b"/c"), (b"/a?x=%2F", b"/a?x=/"), (b"http://H/x/../y?%41", b"/y?A"), (b"/a#f%41", b"/a#f%41"),
+])
+def test_normalize_uri(raw, norm):
+    assert normalize_uri(raw) == norm
+
+
+def test_remove_dot_segments_rfc_examples():
+    assert remove_dot_segments(b"/a/b/c/./../../g") == b"/a/g"
+    assert remove_dot_segments(b"mid/content=5/../6") == b"mid/6"
+
+
+def test_probe():
+    assert probe(b"GET / HTTP/1.1\r\n", True, 1, 80) is True
+    assert probe(b"GE", True, 1, 80) is None
+    assert probe(b"\r\nPOST ", True, 1, 80) is True
+    assert probe(b"\x16\x03\x01", True, 1, 443) is False
+    assert probe(b"HTTP/1.1 200", False, 80, 1) is True
+    assert probe(b"SSH-2.0", False, 22, 1) is False
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=200), st.booleans()), max_size=20))
+def test_never_raises_and_stays_bounded(chunks):
+    p = Parser(Settings(header_limit=512, max_tx=8))
+    for data, to_server in chunks:
+        p.feed(REQ[:len(data) % len(REQ)] + data if to_server else data, to_server)
+    p.end(True)
+    p.end(False)
+    assert len(p.txs) <= 8
+    assert all(len(s.buf) <= 512 + 200 + len(REQ) for s in p.sides)
+
+
+# ---------------------------------------------------------------- transactions in the detect stage
+def _engine(*rules):
+    from rules.engine import Engine
+    from rules.settings import EngineSettings
+
+    return Engine([parse_rule(r) for r in rules], EngineSettings(mode="ips"))
+
+
+def _session(e, requests: list[bytes]):
+    """A TCP session through the engine; the sids alerted per client data segment."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from rules.api import FrameMeta
+
+    cseq, sseq = 1000, 5000
+    base = Ether() / IP(src="198.51.100.1", dst="203.0.113.1")
+    back = Ether() / IP(src="203.0.113.1", dst="198.51.100.1")
+    t = [0.0]
+
+    def send(p):
+        t[0] += 0.01
+        return e.inspect(bytes(p), FrameMeta(t[0], "eth0"))
+
+    send(base / TCP(sport=40000, dport=80, flags="S", seq=cseq - 1))
+    send(back / TCP(sport=80, dport=40000, flags="SA", seq=sseq - 1, ack=cseq))
+    send(base / TCP(sport=40000, dport=80, flags="A", seq=cseq, ack=sseq))
+    out = []
+    for data in requests:
+        r = send(base / TCP(sport=40000, dport=80, flags="PA", seq=cseq, ack=sseq) / data)
+        cseq += len(data)
+        out.append(sorted(ev.sid for ev in r.events if type(ev).__name__ == "Alert"))
+    return out
+
+
+def test_a_rule_fires_once_per_transaction_on_the_packet_completing_what_it_needs():
+    e = _engine('alert http any any -> any any (msg:"uri"; http.uri; content:"/x"; sid:1;)',
+                'alert http any any -> any any (msg:"host"; http.host; content:"h.example"; sid:2;)')
+    got = _session(e, [b"GET /x HTTP/1.1\r\nHo", b"st: h.example\r\n\r\n", b"GET /x HTTP/1.1\r\nHost: h.example\r\n\r\n"])
+    # the URI is known on the first segment, the host on the second; the second request again
+    assert got == [[1], [2], [1, 2]]
+
+
+def test_a_drop_on_a_transaction_drops_the_flow():
+    from rules.api import Verdict
+
+    e = _engine('drop http any any -> any any (msg:"uri"; http.uri; content:"/bad"; sid:1;)')
+    _session(e, [b"GET /bad HTTP/1.1\r\n\r\n"])
+    (flow,) = list(e.flows.all())
+    assert flow.dropped and e.stats()["drops"] == 1 and Verdict.DROP
+
+
+def test_no_app_rules_no_app_stage():
+    e = _engine('alert tcp any any -> any any (msg:"c"; content:"x"; sid:1;)')
+    assert e.app is None and e.streams.app_on is False
+
+
+def test_app_layer_detection_fails_on_other_protocols():
+    app = AppLayer({"http"})
+
+    class F:
+        app = None
+
+    f = F()
+    app.feed_tcp(f, True, b"\x16\x03\x01\x00\x10", 40000, 443)
+    app.feed_tcp(f, False, b"\x16\x03\x03", 443, 40000)
+    assert f.app.proto == "failed" and f.app.parser is None
+    assert app.stats()["app.detect_failed"] == 1
