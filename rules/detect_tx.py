@@ -33,6 +33,10 @@ from rules.applayer.base import DONE
 from rules.prefilter import PatternDB, header_key
 
 
+def _order(s) -> int:
+    return s.order
+
+
 class _Slot:
     """One buffer as the prefilter scans it: (name, side, transforms) and its patterns."""
 
@@ -101,7 +105,7 @@ class TxDetector:
         # per packet direction: the slots of the rules evaluated on it
         self.slots = {d: tuple(sl for k, sl in slots.items() if k[4] == d) for d in (True, False)}
         self.always = {d: tuple(v) for d, v in always.items()}
-        self._hdr: dict[int, dict] = {}      # flow_id -> {(to_server, src, sport): frozenset of ok buckets}
+        self._hdr: dict[int, dict] = {}      # flow_id -> {(to_server, src, sport): {bucket: header ok}}
         self.evaluated = 0
 
     def forget(self, flow_id: int) -> None:
@@ -111,26 +115,36 @@ class TxDetector:
         if len(self._hdr) > 4 * max(active_flows, 1024):
             self._hdr.clear()
 
-    def _ok_buckets(self, pkt, flow) -> frozenset:
-        from rules.detect import header_ok
-
+    def _ok_memo(self, pkt, flow) -> dict:
+        """bucket -> whether its header admits packets like `pkt` (this flow direction),
+        filled as buckets come up, kept until the flow ends."""
         per = self._hdr.get(flow.flow_id)
         if per is None:
             per = self._hdr[flow.flow_id] = {}
         key = (pkt.to_server, pkt.src, pkt.sport)
-        ok = per.get(key)
+        memo = per.get(key)
+        if memo is None:
+            memo = per[key] = {}
+        return memo
+
+    def _ok(self, memo: dict, b: int, pkt) -> bool:
+        ok = memo.get(b)
         if ok is None:
-            ok = per[key] = frozenset(i for i, rep in enumerate(self.reps) if header_ok(rep, pkt))
+            from rules.detect import header_ok
+
+            ok = memo[b] = header_ok(self.reps[b], pkt)
         return ok
 
     def could_match(self, pkt, flow) -> bool:
         """Could an app rule match a later packet of this flow direction (headers only)?"""
         if flow.app is not None and flow.app.proto and flow.app.proto not in self.protos:
             return False
-        return bool(self._ok_buckets(pkt, flow))
+        memo = self._ok_memo(pkt, flow)
+        return any(self._ok(memo, b, pkt) for b in range(len(self.reps)))
 
-    def _candidates(self, tx, d: bool, ok: frozenset) -> list:
-        out = [s for s in self.always[d] if self.bucket[id(s)] in ok]
+    def _candidates(self, tx, d: bool, memo: dict, pkt) -> list:
+        bucket, ok = self.bucket, self._ok
+        out = [s for s in self.always[d] if ok(memo, bucket[id(s)], pkt)]
         found = tx.found
         prog = tx.progress
         for slot in self.slots[d]:
@@ -146,24 +160,22 @@ class TxDetector:
                     found[id(slot)] = got
             for pid in got:
                 for s in slot.by_pid[pid]:
-                    if self.bucket[id(s)] in ok:
+                    if ok(memo, bucket[id(s)], pkt):
                         out.append(s)
         if len(out) > 1:
-            out.sort(key=lambda s: s.order)
+            out.sort(key=_order)
         return out
 
     def run(self, pkt, flow, st, payload: bytes, view, thresholds, stream_hits: set) -> list:
         parser = st.parser
         if parser is None or not parser.txs or st.proto not in self.protos:
             return []
-        ok = self._ok_buckets(pkt, flow)
-        if not ok:
-            return []
+        memo = self._ok_memo(pkt, flow)
         d = pkt.to_server
         matches = []
         for tx in parser.txs:
             done = tx.inspected[d]
-            cands = self._candidates(tx, d, ok)
+            cands = self._candidates(tx, d, memo, pkt)
             for s in cands:
                 if s.order in done:
                     continue

@@ -47,20 +47,18 @@ def _modifier(name: str, proto: str):
 
 
 def _urilen(value, ctx: Ctx):
-    from rules.applayer.http import LINE, normalize_uri
+    from rules.applayer.http import LINE
 
     text, _, flag = value.partition(",")
     flag = flag.strip().lower()
     if flag not in ("", "norm", "raw"):
         raise ctx.error(f"urilen: unknown flag '{flag}' (norm or raw)", len(text) + 1)
     norm, pred = parse_uint_cmp(text, ctx, hi=65535, what="urilen")
+    get = registry.BUFFERS["http.uri.raw" if flag == "raw" else "http.uri"].get    # cached per transaction
 
-    if flag == "raw":
-        def check(tx) -> bool:
-            return bool(tx.uri_raw) and pred(len(tx.uri_raw))
-    else:
-        def check(tx) -> bool:
-            return bool(tx.uri_raw) and pred(len(normalize_uri(tx.uri_raw)))
+    def check(tx) -> bool:
+        v = get(tx)
+        return v is not None and pred(len(v))
     ctx.app_check("http", True, LINE, check)
     return norm
 
