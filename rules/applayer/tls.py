@@ -10,7 +10,8 @@ transaction).  Its progress is Suricata's, the same number on both sides except 
     IN_PROGRESS 0     until one of the below
     CERT_READY  1     to-server side only: the server's first certificate was decoded
     HANDSHAKE_DONE 2  the certificate the handshake waits for was decoded (the server's; the
-                      client's after a CertificateRequest), or application data was seen
+                      client's after a CertificateRequest) -- judged at the end of a feed that
+                      does not end inside a record's body --, or application data was seen
                       (not 0-RTT early data before the ServerHello)
     base.DONE         a direction ended (`end`): the session is finished
 
@@ -419,6 +420,8 @@ class Parser(_Base):
                         st.v2 = False
                 pos = self._v2_step(st, data, pos, to_server) if st.v2 else self._tls_step(st, data, pos, to_server)
             count += 1
+        if st.hdr:
+            return      # a record waits for its body: Suricata returns "incomplete" before the check below
         # the certificate the handshake waits for is there
         f = tx.flags
         if f & F_NEED_CLIENT_CERT:

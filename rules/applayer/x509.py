@@ -148,10 +148,11 @@ class _Tlv(NamedTuple):         # a tuple: made for every element, cheaper than 
     end: int
 
 
-def _tlv(b: bytes, pos: int, end: int, ev: str) -> _Tlv:
-    """The element at b[pos:end]; _Bad(ev) when it does not fit."""
+def _tlv(b: bytes, pos: int, end: int, short: str = EV_INVALID_CERTIFICATE) -> _Tlv:
+    """The element at b[pos:end]: _Bad(short) when it is not all there, _Bad(invalid_der)
+    when its length is indefinite or has more than 4 bytes."""
     if pos >= end:
-        raise _Bad(ev)
+        raise _Bad(short)
     first = b[pos]
     pos += 1
     tag = first & 0x1F
@@ -159,33 +160,50 @@ def _tlv(b: bytes, pos: int, end: int, ev: str) -> _Tlv:
         tag = 0
         for _ in range(4):
             if pos >= end:
-                raise _Bad(ev)
+                raise _Bad(short)
             c = b[pos]
             pos += 1
             tag = (tag << 7) | (c & 0x7F)
             if not c & 0x80:
                 break
         else:
-            raise _Bad(ev)
+            raise _Bad(EV_INVALID_DER)
     if pos >= end:
-        raise _Bad(ev)
+        raise _Bad(short)
     ln = b[pos]
     pos += 1
     if ln & 0x80:
         k = ln & 0x7F
-        if k == 0 or k > 4 or pos + k > end:          # indefinite or absurd
-            raise _Bad(ev)
+        if k == 0 or k > 4:               # indefinite (BER only) or absurd
+            raise _Bad(EV_INVALID_DER)
+        if pos + k > end:
+            raise _Bad(short)
         ln = int.from_bytes(b[pos:pos + k], "big")
         pos += k
     if pos + ln > end:
-        raise _Bad(ev)
+        raise _Bad(short)
     return _Tlv(first >> 6, bool(first & 0x20), tag, pos, pos + ln)
 
 
-def _expect(b: bytes, pos: int, end: int, tag: int, ev: str, cls: int = 0) -> _Tlv:
-    t = _tlv(b, pos, end, ev)
-    if t.cls != cls or t.tag != tag:
+def _expect(b: bytes, pos: int, end: int, tag: int, ev: str) -> _Tlv:
+    """An element of that tag number (asn1-rs 0.5 compares tag numbers only, whatever the
+    class); _Bad(ev) for anything else (x509-parser maps every error of such a field to one
+    event)."""
+    try:
+        t = _tlv(b, pos, end, ev)
+    except _Bad:
+        raise _Bad(ev) from None
+    if t.tag != tag:
         raise _Bad(ev)
+    return t
+
+
+def _seq(b: bytes, pos: int, end: int, short: str = EV_INVALID_CERTIFICATE) -> _Tlv:
+    """A SEQUENCE: not all there is `short` (invalid_certificate inside the certificate),
+    another tag a DER error (certificate_invalid_der)."""
+    t = _tlv(b, pos, end, short)
+    if t.tag != T_SEQUENCE:
+        raise _Bad(EV_INVALID_DER)
     return t
 
 
@@ -249,37 +267,59 @@ def _value_text(t: _Tlv, b: bytes) -> str | None:
 
 
 def _name(b: bytes, pos: int, end: int) -> tuple[str, int]:
-    """Name ::= SEQUENCE OF SET (1..) OF SEQUENCE {type OID, value ANY}: (text, next pos)."""
-    seq = _expect(b, pos, end, T_SEQUENCE, EV_INVALID_X509NAME)
+    """Name ::= SEQUENCE OF RDN: (text, next pos).  As x509-parser, the RDNs are read while
+    they parse and the rest of the SEQUENCE is left unread (not an error)."""
+    seq = _seq(b, pos, end)
     rdns = []
-    ok = True
     p = seq.start
     while p < seq.end:
-        st = _expect(b, p, seq.end, T_SET, EV_INVALID_X509NAME)
-        attrs = []
-        q = st.start
-        while q < st.end:
-            av = _expect(b, q, st.end, T_SEQUENCE, EV_INVALID_X509NAME)
-            o = _expect(b, av.start, av.end, T_OID, EV_INVALID_X509NAME)
-            val = _tlv(b, o.end, av.end, EV_INVALID_X509NAME)
+        rdn = _rdn(b, p, seq.end)
+        if rdn is None:
+            break
+        attrs, p = rdn
+        texts = []
+        for oid, val in attrs:
             text = _value_text(val, b)
             if text is None:
-                ok = False
-            else:
-                body = b[o.start:o.end]
-                label = LABELS.get(body) or f"OID({oid_text(body)})"
-                attrs.append(f"{label}={text}")
-            q = av.end
-        if not attrs and ok:
-            raise _Bad(EV_INVALID_X509NAME)       # an RDN has at least one attribute
-        rdns.append(" + ".join(attrs))
-        p = st.end
-    return (", ".join(rdns) if ok else INVALID_NAME), seq.end
+                return INVALID_NAME, seq.end
+            texts.append(f"{LABELS.get(oid) or f'OID({oid_text(oid)})'}={text}")
+        rdns.append(" + ".join(texts))
+    return ", ".join(rdns), seq.end
+
+
+def _rdn(b: bytes, p: int, end: int):
+    """RDN ::= SET OF SEQUENCE {type OID, value ANY}: ([(oid bytes, value)], next pos), or
+    None when not even one attribute parses (its later attributes are left unread too)."""
+    try:
+        st = _expect(b, p, end, T_SET, EV_INVALID_X509NAME)
+    except _Bad:
+        return None
+    attrs = []
+    q = st.start
+    while q < st.end:
+        try:
+            av = _expect(b, q, st.end, T_SEQUENCE, EV_INVALID_X509NAME)
+            o = _tlv(b, av.start, av.end)       # asn1-rs 0.5 takes any primitive element as an OID
+            val = _tlv(b, o.end, av.end)
+        except _Bad:
+            break
+        if o.constructed:
+            break
+        attrs.append((b[o.start:o.end], val))
+        q = av.end
+    return (attrs, st.end) if attrs else None
 
 
 def _algorithm(b: bytes, pos: int, end: int) -> int:
-    seq = _expect(b, pos, end, T_SEQUENCE, EV_INVALID_ALGORITHM)
-    _expect(b, seq.start, seq.end, T_OID, EV_INVALID_ALGORITHM)
+    """AlgorithmIdentifier: a SEQUENCE starting with a primitive element, which asn1-rs 0.5
+    takes as the OID whatever its tag (an OCTET STRING does)."""
+    seq = _seq(b, pos, end)
+    try:
+        oid = _tlv(b, seq.start, seq.end, EV_INVALID_ALGORITHM)
+    except _Bad:
+        raise _Bad(EV_INVALID_ALGORITHM) from None
+    if oid.constructed:
+        raise _Bad(EV_INVALID_ALGORITHM)
     return seq.end
 
 
@@ -296,10 +336,9 @@ def _days_in_month(year: int, month: int) -> int:
 def _time(b: bytes, pos: int, end: int) -> tuple[int, int]:
     """UTCTime YYMMDDhhmm[ss](Z|+hhmm|-hhmm) (YY < 50 is 20YY) or GeneralizedTime
     YYYYMMDDhhmmss[.fff](Z|+hhmm|-hhmm): (seconds since the epoch, next pos)."""
-    t = _tlv(b, pos, end, EV_INVALID_DATE)
+    t = _expect(b, pos, end, T_GENERALIZED_TIME, EV_INVALID_DATE) if b[pos:pos + 1] and b[pos] & 0x1F == 0x18 \
+        else _expect(b, pos, end, T_UTC_TIME, EV_INVALID_DATE)
     s = b[t.start:t.end]
-    if t.cls != 0 or t.tag not in (T_UTC_TIME, T_GENERALIZED_TIME):
-        raise _Bad(EV_INVALID_DATE)
     if t.tag == T_UTC_TIME:
         if not _digits(s[:10]) or len(s) < 11:
             raise _Bad(EV_INVALID_DATE)
@@ -328,62 +367,94 @@ def _time(b: bytes, pos: int, end: int) -> tuple[int, int]:
         off = (oh * 3600 + om * 60) * (1 if tail[:1] == b"+" else -1)
     elif tail != b"Z":
         raise _Bad(EV_INVALID_DATE)
-    if not 1 <= mo <= 12 or not 1 <= d <= _days_in_month(year, mo) or h > 23 or mi > 59 or sec > 60:
+    if not 1 <= mo <= 12 or not 1 <= d <= _days_in_month(year, mo) or h > 23 or mi > 59 or sec > 59:
         raise _Bad(EV_INVALID_DATE)
     if year < 1:                          # outside what Python's calendar counts
         raise _Bad(EV_INVALID_DATE)
-    return calendar.timegm((year, mo, d, h, mi, min(sec, 59), 0, 0, 0)) - off, t.end
+    return calendar.timegm((year, mo, d, h, mi, sec, 0, 0, 0)) - off, t.end
 
 
 def _certificate(b: bytes) -> Certificate:
-    end = len(b)
-    outer = _tlv(b, 0, end, EV_INVALID_LENGTH)     # short input: nom's Incomplete
-    if outer.cls != 0 or outer.tag != T_SEQUENCE or not outer.constructed:
-        raise _Bad(EV_INVALID_DER)
-    tbs = _tlv(b, outer.start, outer.end, EV_INVALID_DER)
-    if tbs.cls != 0 or tbs.tag != T_SEQUENCE:
-        raise _Bad(EV_INVALID_DER)
+    outer = _seq(b, 0, len(b), EV_INVALID_LENGTH)      # not all there: nom's Incomplete
+    tbs = _seq(b, outer.start, outer.end)
     p, e = tbs.start, tbs.end
-    # version [0] EXPLICIT INTEGER DEFAULT v1
+    # version [0] EXPLICIT INTEGER (a u32) DEFAULT v1; a [0] that does not fit counts as absent
     if p < e and b[p] == 0xA0:
-        v = _tlv(b, p, e, EV_INVALID_VERSION)
-        _expect(b, v.start, v.end, T_INTEGER, EV_INVALID_VERSION)
-        p = v.end
-    sn = _tlv(b, p, e, EV_INVALID_SERIAL)
-    if sn.cls != 0 or sn.tag != T_INTEGER:
-        raise _Bad(EV_INVALID_SERIAL)
+        try:
+            v = _tlv(b, p, e)
+        except _Bad:
+            v = None
+        if v is not None:
+            n = _expect(b, v.start, v.end, T_INTEGER, EV_INVALID_VERSION)
+            digits = b[n.start:n.end]
+            if not digits or digits[0] & 0x80 or len(digits.lstrip(b"\x00")) > 4:
+                raise _Bad(EV_INVALID_VERSION)
+            p = v.end
+    sn = _expect(b, p, e, T_INTEGER, EV_INVALID_SERIAL)        # any INTEGER, even empty or negative
     serial = ":".join(f"{c:02X}" for c in b[sn.start:sn.end])
     p = _algorithm(b, sn.end, e)
     issuer, p = _name(b, p, e)
-    val = _expect(b, p, e, T_SEQUENCE, EV_INVALID_DATE)
+    val = _seq(b, p, e)
     not_before, q = _time(b, val.start, val.end)
     not_after, _ = _time(b, q, val.end)
     subject, p = _name(b, val.end, e)
-    spki = _expect(b, p, e, T_SEQUENCE, EV_INVALID_CERTIFICATE)
-    _algorithm_spki = _expect(b, spki.start, spki.end, T_SEQUENCE, EV_INVALID_CERTIFICATE)
-    _expect(b, _algorithm_spki.end, spki.end, T_BIT_STRING, EV_INVALID_CERTIFICATE)
+    spki = _seq(b, p, e)
+    q = _algorithm(b, spki.start, spki.end)
+    _expect(b, q, spki.end, T_BIT_STRING, EV_INVALID_CERTIFICATE)
     p = spki.end
-    for uid_tag in (1, 2):                # issuerUniqueID [1], subjectUniqueID [2]
-        if p < e and b[p] & 0xDF == 0x80 | uid_tag:
-            p = _tlv(b, p, e, EV_INVALID_CERTIFICATE).end
-    if p < e:                             # extensions [3] EXPLICIT SEQUENCE OF Extension, all of it
-        x = _tlv(b, p, e, EV_INVALID_EXTENSIONS)
-        if x.cls != 2 or x.tag != 3:
-            raise _Bad(EV_INVALID_EXTENSIONS)
-        seq = _expect(b, x.start, x.end, T_SEQUENCE, EV_INVALID_EXTENSIONS)
-        if seq.end != x.end:
-            raise _Bad(EV_INVALID_EXTENSIONS)
-        q = seq.start
-        while q < seq.end:
-            ext = _expect(b, q, seq.end, T_SEQUENCE, EV_INVALID_EXTENSIONS)
-            r = _expect(b, ext.start, ext.end, T_OID, EV_INVALID_EXTENSIONS).end
-            if r < ext.end and b[r] == T_BOOLEAN:
-                r = _tlv(b, r, ext.end, EV_INVALID_EXTENSIONS).end
-            _expect(b, r, ext.end, T_OCTET_STRING, EV_INVALID_EXTENSIONS)
-            q = ext.end
-    p = _algorithm(b, tbs.end, outer.end)
-    _expect(b, p, outer.end, T_BIT_STRING, EV_INVALID_CERTIFICATE)
+    # issuerUniqueID [1], subjectUniqueID [2]: explicit tags around a BIT STRING; one holding
+    # something else counts as absent, a primitive one is an error
+    for uid in (1, 2):
+        if p < e and b[p] & 0xC0 == 0x80 and b[p] & 0x1F == uid:
+            t = _tlv(b, p, e)
+            if not t.constructed:
+                raise _Bad(EV_INVALID_CERTIFICATE)
+            try:
+                inner = _tlv(b, t.start, t.end)
+            except _Bad:
+                inner = None
+            if inner is not None and inner.tag == T_BIT_STRING:
+                p = t.end
+    if p < e:
+        _extensions(b, p, e)
+    q = _algorithm(b, tbs.end, outer.end)
+    _expect(b, q, outer.end, T_BIT_STRING, EV_INVALID_CERTIFICATE)
     return Certificate(subject, issuer, serial, not_before, not_after)
+
+
+def _extensions(b: bytes, p: int, e: int) -> None:
+    """[3] (any class; only its header is read) then a SEQUENCE OF Extension that must end the
+    TBSCertificate: the header unreadable or another tag number is
+    certificate_invalid_extensions; anything else wrong (an extension without its OCTET
+    STRING, bytes after the list) is invalid_certificate (x509-parser's all_consuming)."""
+    first = b[p]
+    if first & 0x1F == 0x1F:
+        raise _Bad(EV_INVALID_EXTENSIONS)
+    if p + 1 >= e:
+        raise _Bad(EV_INVALID_EXTENSIONS)
+    ln = b[p + 1]
+    q = p + 2
+    if ln & 0x80:
+        k = ln & 0x7F
+        if k == 0 or k > 4 or q + k > e:
+            raise _Bad(EV_INVALID_EXTENSIONS)
+        q += k
+    if first & 0x1F != 3:
+        raise _Bad(EV_INVALID_EXTENSIONS)
+    seq = _seq(b, q, e)
+    if seq.end != e:
+        raise _Bad(EV_INVALID_CERTIFICATE)
+    q = seq.start
+    while q < seq.end:
+        ext = _seq(b, q, seq.end)
+        oid = _tlv(b, ext.start, ext.end)       # any primitive element (asn1-rs 0.5)
+        if oid.constructed:
+            raise _Bad(EV_INVALID_CERTIFICATE)
+        r = oid.end
+        if r < ext.end and b[r] == T_BOOLEAN:
+            r = _tlv(b, r, ext.end).end
+        _expect(b, r, ext.end, T_OCTET_STRING, EV_INVALID_CERTIFICATE)
+        q = ext.end
 
 
 def parse(der: bytes) -> tuple[Certificate | None, str]:
