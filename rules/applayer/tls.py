@@ -33,7 +33,9 @@ byte by byte as the header arrives (after its second byte the side's version is 
 packet carrying only "16 03 03" already makes tls.version:1.2 match).  A
 record whose first byte has one of the two top bits set is SSLv2 (2- or 3-byte header):
 its client hello sets the client's version from the hello, its messages set the SSLv2
-flags ssl_state reads; a zero length is tls.invalid_sslv2_header.  More records in one
+flags ssl_state reads; a zero length is tls.invalid_sslv2_header.  An SSLv2 record that a
+feed left incomplete is read only once a byte follows it, or at the end of the direction
+(Suricata asks the stream for its length after the header, one byte more than it has).  More records in one
 feed than a sixth of its bytes: tls.too_many_records_in_packet, given up.
 
 Handshake messages may share a record or span records (buffered up to
@@ -333,7 +335,7 @@ class _Stream:
     """One direction's record-layer state."""
 
     __slots__ = ("pend", "v2", "hdr", "ctype", "rlen", "rll", "stream_left", "hs_type", "hs_size", "hs_buf",
-                 "hs_skip")
+                 "hs_skip", "v2_late")
 
     def __init__(self) -> None:
         self.pend = bytearray()     # header bytes, then body bytes, of the record being collected
@@ -347,6 +349,7 @@ class _Stream:
         self.hs_size = 0
         self.hs_buf: bytearray | None = None
         self.hs_skip = 0            # bytes of an oversized handshake message still to skip
+        self.v2_late = False        # an SSLv2 record left incomplete by a feed (see _v2_step)
 
     def fresh(self) -> bool:
         return not self.pend and not self.hdr and not self.stream_left
@@ -355,6 +358,7 @@ class _Stream:
         self.pend.clear()
         self.hdr = False
         self.stream_left = 0
+        self.v2_late = False
 
 
 class _GiveUp(Exception):
@@ -389,6 +393,17 @@ class Parser(_Base):
         self._progress()
 
     def end(self, to_server: bool) -> None:
+        """The direction ended: an SSLv2 record held for the byte Suricata waits for after it
+        is read now (Suricata hands the stream's rest to the parser at its end), then the
+        session is finished."""
+        st = self.streams[to_server]
+        if not self.failed and st.v2 and st.hdr and st.rlen >= 1 and len(st.pend) == st.rlen - 1:
+            body, ctype = bytes(st.pend), st.ctype
+            st.reset_record()
+            try:
+                self._v2_message(ctype, body, to_server)
+            except _GiveUp:
+                self.failed = True
         self.tx.flags |= F_FINISHED
         self._progress()
 
@@ -421,6 +436,7 @@ class Parser(_Base):
                 pos = self._v2_step(st, data, pos, to_server) if st.v2 else self._tls_step(st, data, pos, to_server)
             count += 1
         if st.hdr:
+            st.v2_late = st.v2
             return      # a record waits for its body: Suricata returns "incomplete" before the check below
         # the certificate the handshake waits for is there
         f = tx.flags
@@ -684,6 +700,10 @@ class Parser(_Base):
         st.pend += data[pos:pos + take]
         pos += take
         if len(st.pend) < st.rlen - 1:
+            return pos
+        if st.v2_late and pos >= n:
+            # left incomplete by an earlier feed, Suricata asks for `length` more bytes after
+            # the header, one more than the record has: it is read once a byte follows it
             return pos
         body = bytes(st.pend) + data[pos:pos + 6]   # the client hello check may read past the record
         ctype = st.ctype

@@ -336,6 +336,27 @@ def test_too_many_records_in_one_feed():
     assert p.failed and tls.EV_TOO_MANY_RECORDS in p.events
 
 
+def test_sslv2_record_left_incomplete_waits_for_one_more_byte():
+    """Suricata asks for the SSLv2 record length after its header, one byte more than the
+    record has: a hello completed by a later segment is read when a byte follows it
+    (make_tls_fixtures.py --random: a split SSLv2 hello, tls.version:1.0 does not alert)."""
+    hello = bytes.fromhex(SCEN["sslv2_compat_hello_443"]["segments"][0][1])
+    p = tls.Parser()
+    p.feed(hello, True)                          # whole: read at once
+    assert p.tx.client.version == tls.TLS_10 and p.tx.flags & tls.ST_CLIENT_HELLO
+    p = tls.Parser()
+    p.feed(hello[:35], True)
+    p.feed(hello[35:], True)
+    assert p.tx.client.version == tls.SSL_2 and not p.tx.flags & tls.ST_CLIENT_HELLO
+    p.feed(b"\x16", True)
+    assert p.tx.client.version == tls.TLS_10 and p.tx.flags & tls.ST_CLIENT_HELLO
+    p = tls.Parser()
+    p.feed(hello[:35], True)
+    p.feed(hello[35:], True)
+    p.end(True)                                  # or at the end of the stream
+    assert p.tx.client.version == tls.TLS_10 and p.tx.flags & tls.ST_CLIENT_HELLO
+
+
 def test_sslv2_zero_length_waits_for_a_following_byte():
     p = tls.Parser()
     p.feed(b"\x80\x00\x01", True)
