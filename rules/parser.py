@@ -22,7 +22,6 @@ from rules import addr as _addr
 from rules.errors import RuleError
 from rules.keywords import REGISTRY, SURICATA_KEYWORDS
 from rules.keywords._base import NONE, REQUIRED, Ctx
-from rules.keywords.dns import dns_names, is_dns_request
 from rules.keywords.tcp import tcp_header
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
 from rules.payload import Content, PayloadChain, choose_fast_pattern
@@ -31,7 +30,7 @@ from rules.rule import ACTION_RANK, AppBuf, AppSpec, Rule
 from rules.settings import DEFAULT_VARS
 
 # sticky buffer -> extractor(payload, packet) -> buffers to inspect
-EXTRACTORS = {"dns.query": lambda buf, pkt: dns_names(buf), "tcp.hdr": tcp_header}
+EXTRACTORS = {"tcp.hdr": tcp_header}
 
 
 # header protocol -> IP protocol numbers (None: any IP packet)
@@ -46,7 +45,6 @@ PROTOS: dict[str, frozenset[int] | None] = {
     "icmpv6": frozenset({IPPROTO_ICMPV6}),
     "sctp": frozenset({132}),
     "pkthdr": None,          # any packet, whatever its protocol (decoder-event rules)
-    "dns": frozenset({IPPROTO_UDP}),   # DNS requests over UDP (see rules/keywords/dns.py)
     "tcp-pkt": frozenset({IPPROTO_TCP}),     # TCP, payload keywords on packets only
     "tcp-stream": frozenset({IPPROTO_TCP}),  # TCP, payload keywords on the stream only
 }
@@ -153,15 +151,13 @@ def _literal(c: Content, buffer: str) -> bytes | None:
     if c.fast_pattern_chop:
         o, ln = c.fast_pattern_chop
         lit = lit[o:o + ln]
-    if buffer.startswith("dns.query"):
-        # names are length-prefixed labels on the wire: only a dot-free piece is literally there
-        lit = max(lit.split(b"."), key=len)
     return lit or None
 
 
-# sticky buffers whose bytes lie in the payload the prefilter scans (a dns.query name's
-# labels do); the others (tcp.hdr) give no fast pattern: their rules are always candidates
-PREFILTERED_BUFFERS = frozenset({"dns.query"})
+# packet sticky buffers whose bytes lie in the payload the prefilter scans (none today: dns.query
+# is an app-layer buffer, rules.applayer.dns); the others (tcp.hdr) give no fast pattern: their
+# rules are always candidates
+PREFILTERED_BUFFERS: frozenset = frozenset()
 
 
 def _fast_pattern(pkt_items: list, subs: list) -> tuple[bytes | None, bool]:
@@ -376,7 +372,7 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
 
     ctx = Ctx(vars=vars, classification=classification, file=file, line=line, proto=proto_l,
               ip_protos=PROTOS[proto_l])
-    if proto_l in _app.HEADER_PROTOS and proto_l != "dns":
+    if proto_l in _app.HEADER_PROTOS:
         ctx.app_proto = _app.HEADER_PROTOS[proto_l]
     for name, raw, ncol, vcol in opts:
         kname = name.lower()
@@ -424,8 +420,6 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         checks.insert(0, lambda p: p.ipver == 4)
     elif proto_l == "ipv6":
         checks.insert(0, lambda p: p.ipver == 6)
-    if proto_l == "dns":
-        checks.append(lambda p: is_dns_request(bytes(p.payload)))
     payload = None
     fp = None
     fp_nocase = False

@@ -14,6 +14,15 @@ answer, detection failed for the flow: it gets no parser.  Only the protocols
 some loaded rule needs are probed, so a rule set without app-layer rules costs
 nothing here.
 
+`app-layer.protocols.<proto>.enabled` (conf/): `settings["enabled"]` maps
+(protocol, IP protocol) to "no" or "detection-only" (a pair not there is
+"yes").  "no": the protocol is never probed over that IP protocol, so flows of
+it are never detected as it and its rules never match (Suricata refuses such
+rules at load; conf.build notes them).  "detection-only": the flow is detected
+(a rule header `alert http` with plain content applies) but gets no parser, so
+it has no transactions and its app-layer buffers are never inspected -- as
+Suricata, whose parser for the protocol is then not registered.
+
 The parsers hold the transactions detection reads (rules.applayer.base).  A
 transaction whose both sides are complete is removed once detection has run on
 the packet that completed it (`collect`).  Counters: app.<proto>.flows,
@@ -24,6 +33,8 @@ from __future__ import annotations
 from rules.applayer import registry
 
 DETECT_LIMIT = 2048       # bytes held per direction while no protocol answers
+ENABLED = "enabled"       # the key of EngineSettings.app holding the enabled modes (see above)
+ENABLED_MODES = ("yes", "no", "detection-only")
 
 
 class AppState:
@@ -42,8 +53,13 @@ class AppState:
 
 class AppLayer:
     def __init__(self, protos, settings: dict | None = None) -> None:
-        self.mods = tuple(registry.PROTOCOLS[p] for p in sorted(protos))
         self.settings = settings or {}
+        modes = self.settings.get(ENABLED, {})
+        mods = tuple(registry.PROTOCOLS[p] for p in sorted(protos))
+        # per IP protocol, the modules probed there: not those whose enabled is "no"
+        self.probed = {ip: tuple(m for m in mods if ip in m.IPPROTOS and modes.get((m.PROTO, ip)) != "no")
+                       for ip in (6, 17)}
+        self.detection_only = frozenset(k for k, v in modes.items() if v == "detection-only")
         self.c: dict[str, int] = {}
 
     def _count(self, key: str, n: int = 1) -> None:
@@ -65,7 +81,7 @@ class AppLayer:
             st.fed = True
             self._events(st)
             return st
-        if st.proto == "failed" or not data:
+        if st.proto or not data:             # failed, or detection-only (no parser)
             return st
         held = st.held[to_server] + data
         found = self._probe(st, held, to_server, sport, dport, 6)
@@ -83,10 +99,12 @@ class AppLayer:
             self._count("app.detect_failed")
             return st
         st.held[to_server] = held
-        self._start(st, found)
+        self._start(st, found, 6)
         # everything held so far, the other direction's first (it came earlier)
         other = st.held[not to_server]
         st.held = [b"", b""]
+        if st.parser is None:                # detection-only
+            return st
         if other:
             st.parser.feed(other, not to_server)
         st.parser.feed(held, to_server)
@@ -100,7 +118,7 @@ class AppLayer:
         if st is None:
             st = flow.app = AppState()
         if st.parser is None:
-            if st.proto == "failed":
+            if st.proto:                     # failed, or detection-only (no parser)
                 return st
             found = self._probe(st, payload, to_server, sport, dport, 17)
             if not found:
@@ -108,7 +126,9 @@ class AppLayer:
                     st.proto = "failed"
                     self._count("app.detect_failed")
                 return st
-            self._start(st, found)
+            self._start(st, found, 17)
+            if st.parser is None:            # detection-only
+                return st
         st.parser.feed(payload, to_server)
         st.fed = True
         self._events(st)
@@ -132,10 +152,12 @@ class AppLayer:
         """The protocol `data` starts, None (not enough data yet), or "" (none of them)."""
         undecided = False
         refused = st.refused[to_server]
-        for m in self.mods:
-            if ipproto not in m.IPPROTOS or m.PROTO in refused:
+        probed = self.probed[ipproto]
+        for m in probed:
+            if m.PROTO in refused:
                 continue
-            got = m.probe(data, to_server, sport, dport)
+            got = m.probe(data, to_server, sport, dport, ipproto) if len(m.IPPROTOS) > 1 else \
+                m.probe(data, to_server, sport, dport)
             if got:
                 return m.PROTO
             if got is None:
@@ -148,15 +170,19 @@ class AppLayer:
         # direction cannot decide either (it has refused everything too, or it is the one
         # that spoke first and was refused)
         other = st.refused[not to_server]
-        if all(m.PROTO in other or ipproto not in m.IPPROTOS for m in self.mods) or ipproto == 17:
+        if all(m.PROTO in other for m in probed) or ipproto == 17:
             return ""
         return None if len(data) <= DETECT_LIMIT else ""
 
-    def _start(self, st: AppState, proto: str) -> None:
+    def _start(self, st: AppState, proto: str, ipproto: int) -> None:
         mod = registry.PROTOCOLS[proto]
         st.proto = proto
-        st.parser = mod.Parser(self.settings.get(proto))
         self._count(f"app.{proto}.flows")
+        if (proto, ipproto) in self.detection_only:
+            return
+        # a protocol over both TCP and UDP (DNS) is told which: its framing differs
+        st.parser = (mod.Parser(self.settings.get(proto), ipproto) if len(mod.IPPROTOS) > 1
+                     else mod.Parser(self.settings.get(proto)))
 
     def _events(self, st: AppState) -> None:
         ev = st.parser.events

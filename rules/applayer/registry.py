@@ -25,6 +25,7 @@ import importlib
 
 PROTOCOL_MODULES = (
     "rules.applayer.http",
+    "rules.applayer.dns",
 )
 
 MODULES = tuple(importlib.import_module(m) for m in PROTOCOL_MODULES)

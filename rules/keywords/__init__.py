@@ -9,7 +9,7 @@ invalid rule, with the nearest known name) when it does not.  Adding a keyword: 
 """
 from __future__ import annotations
 
-from rules.keywords import (bsize, buffers, bypass, byte_ops, content, dns, dsize, events, flow, flowbits, icmp, ip,
+from rules.keywords import (bsize, buffers, bypass, byte_ops, content, dns_app, dsize, events, flow, flowbits, icmp, ip,
                             ipfields, isdataat, meta, pcre, stream_size, tcp, threshold, transforms)
 from rules.keywords._base import Keyword
 
@@ -37,8 +37,7 @@ REGISTRY: dict[str, Keyword] = {
     "rawbytes": content.rawbytes,
     "pkt_data": buffers.pkt_data,
     # sticky buffers and their legacy modifiers
-    "dns.query": dns.dns_query_buffer,
-    "dns_query": dns.dns_query,
+    "dns.opcode": dns_app.dns_opcode,
     "bsize": bsize.bsize,
     "dotprefix": transforms.dotprefix,
     # payload: other inspections

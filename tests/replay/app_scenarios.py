@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-MODULES = ("app_http",)
+MODULES = ("app_http", "app_dns")
 
 
 @dataclass(frozen=True)

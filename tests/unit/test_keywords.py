@@ -669,7 +669,7 @@ def dns_msg(*names, qr=0, qtype=1):
 
 
 def test_dns_names_extractor():
-    from rules.keywords.dns import dns_names
+    from rules.applayer.dns import dns_names
     assert dns_names(dns_msg(b"www.example.com")) == [b"www.example.com"]
     assert dns_names(dns_msg(b"a.b", b"c.d")) == [b"a.b", b"c.d"]
     assert dns_names(dns_msg(b"www.example.com", qr=1)) == []           # responses are not queries
@@ -681,6 +681,21 @@ def test_dns_names_extractor():
     loop = bytearray(dns_msg(b"a"))
     loop[12:14] = b"\xc0\x0c"                                           # a pointer to itself
     assert dns_names(bytes(loop)) == []
+
+
+def dns_match(r, names, qr=0) -> bool:
+    """Does rule r match the transaction of a DNS message over UDP (rules.applayer.dns),
+    as the transaction detector evaluates it?"""
+    from types import SimpleNamespace
+
+    from rules.applayer import dns as D
+    from rules.detect_tx import TxDetector
+
+    msg = dns_msg(*names, qr=qr)
+    parser = D.Parser()
+    parser.feed(msg, not qr)
+    p = pkt(proto=17, payload=msg)
+    return any(TxDetector._match(SimpleNamespace(rule=r), r.app, tx, p, msg, None) for tx in parser.txs)
 
 
 DNS_CASES = [
@@ -709,34 +724,51 @@ DNS_CASES = [
 @pytest.mark.parametrize("opts,names,expected", [c[1:] for c in DNS_CASES], ids=[c[0] for c in DNS_CASES])
 def test_dns_query(opts, names, expected):
     r = rule(opts, header="alert dns any any -> any any")
-    assert r.ip_protos == frozenset({17})
-    assert r.payload.match(dns_msg(*names)) is expected
-    assert r.payload.match(dns_msg(*names, qr=1)) is False       # never on responses
+    assert r.ip_protos == frozenset({6, 17}) and r.app_proto == "dns"     # DNS over UDP and TCP
+    assert dns_match(r, names) is expected
+    assert dns_match(r, names, qr=1) is False       # never on responses
 
 
-def test_dns_fast_pattern_is_a_dot_free_piece_present_on_the_wire():
+def test_dns_fast_pattern_is_the_dotted_content():
+    # the prefilter scans the names themselves (rules.detect_tx), dots and all
     r = rule('dns.query; content:".drp.su"; nocase; endswith;', header="alert dns any any -> any any")
-    assert (r.fast_pattern, r.fast_pattern_nocase) == (b"drp", True)
-    assert r.fast_pattern in dns_msg(b"x.drp.su")
+    assert r.app.fp == (0, b".drp.su", True) and r.fast_pattern is None
     r = rule('dns.query; content:"a.longestlabel.b"; content:"zz"; fast_pattern;', header="alert dns any any -> any any")
-    assert r.fast_pattern == b"zz"
+    assert r.app.fp == (0, b"zz", False)
     r = rule('content:"xyz"; dns.query; content:"ab.cd";', header="alert udp any any -> any any")
-    assert r.fast_pattern == b"ab"        # app-layer buffers first, as Suricata's fast pattern priority
+    assert r.app.fp == (0, b"ab.cd", False)
 
 
-def test_dns_protocol_rule_needs_a_dns_request():
+def test_dns_protocol_rule_needs_a_dns_flow():
+    from types import SimpleNamespace
+
     r = rule("dsize:>0;", header="alert dns any any -> any any")
-    assert passes(r, pkt(proto=17, payload=dns_msg(b"a.b")))
-    assert not passes(r, pkt(proto=17, payload=b"not dns at all"))
+    f = flow()
+    p = pkt(proto=17, payload=dns_msg(b"a.b"), flow=f)
+    f.app = SimpleNamespace(proto="dns")
+    assert passes(r, p)
+    f.app = SimpleNamespace(proto="http")
+    assert not passes(r, p)
+    f.app = None
+    assert not passes(r, p)
+
+
+@pytest.mark.parametrize("header,ip_protos", [
+    ("alert tcp any any -> any any", {6}), ("alert udp any any -> any any", {17}),
+    ("alert icmp any any -> any any", {1, 58}),
+], ids=["tcp", "udp", "icmp"])
+def test_dns_query_loads_on_any_transport(header, ip_protos):
+    # Suricata 7.0.10 loads these (suricata -T); on ICMP the rule never sees a DNS flow
+    r = rule('dns.query; content:"a";', header=header)
+    assert r.ip_protos == frozenset(ip_protos) and r.app_proto == "dns"
 
 
 @pytest.mark.parametrize("opts,header,msg,unsupported,needle", [
-    ("dns.query; content:\"a\";", "alert tcp any any -> any any", "over TCP", "dns.query:tcp", "dns.query"),
-    ("dns.query; content:\"a\";", "alert icmp any any -> any any", "needs UDP", None, "dns.query"),
     ("bsize:5;", "alert udp any any -> any any", "bsize needs a sticky buffer", None, "5;"),
     ("dotprefix;", "alert udp any any -> any any", "dotprefix needs a sticky buffer", None, "dotprefix"),
     ("dns.query; bsize:x;", "alert udp any any -> any any", "bsize 'x' is not a number", None, "x;"),
-], ids=["tcp", "icmp", "bsize-pkt", "dotprefix-pkt", "bsize-nan"])
+    ("dns.query; content:\"a\";", "alert http any any -> any any", "is a dns keyword", None, "dns.query"),
+], ids=["bsize-pkt", "dotprefix-pkt", "bsize-nan", "http-rule"])
 def test_dns_errors(opts, header, msg, unsupported, needle):
     e, text = err(opts, header=header)
     assert msg in e.message and e.unsupported == unsupported
@@ -763,7 +795,7 @@ def test_dns_rules_agree_with_suricata(tmp_path):
         rsp = Ether() / IP(src=dst, dst="198.51.100.1") / UDP(sport=53, dport=40000 + i) / Raw(dns_msg(*names, qr=1))
         frames += [req, rsp]
         r = parse_rule(text, classification={})
-        if r.payload.match(dns_msg(*names)) and all(c(pkt(proto=17, payload=dns_msg(*names))) for c in r.checks):
+        if dns_match(r, names) or dns_match(r, names, qr=1):
             ours.add(i + 1)
     (tmp_path / "r.rules").write_text("\n".join(texts) + "\n")
     wrpcap(str(tmp_path / "p.pcap"), frames)
