@@ -156,8 +156,9 @@ class AppLayer:
         for m in probed:
             if m.PROTO in refused:
                 continue
-            got = m.probe(data, to_server, sport, dport, ipproto) if len(m.IPPROTOS) > 1 else \
-                m.probe(data, to_server, sport, dport)
+            # (a module over TCP and UDP also gets its settings: DNS's detection ports)
+            got = m.probe(data, to_server, sport, dport, ipproto, self.settings.get(m.PROTO)) \
+                if len(m.IPPROTOS) > 1 else m.probe(data, to_server, sport, dport)
             if got:
                 return m.PROTO
             if got is None:
