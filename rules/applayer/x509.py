@@ -26,8 +26,10 @@ tests/unit/test_applayer_tls.py X509_SURICATA; about 700 randomly mutated handsh
 for a few event names):
 - tags are compared by number only, whatever their class; any primitive element is taken as
   an OID (an AlgorithmIdentifier or attribute with an OCTET STRING for OID passes);
-- the outer SEQUENCE not all there: certificate_invalid_length; an element running past its
-  container inside the certificate: invalid_certificate; a SEQUENCE-typed field (TBS, Name,
+- a header not all there (an empty certificate, "30 82 01"): certificate_invalid_length; an
+  element whose content runs past its container, the certificate's own SEQUENCE past the
+  certificate included: invalid_certificate, but certificate_invalid_length for an
+  AlgorithmIdentifier or its OID; a SEQUENCE-typed field (TBS, Name,
   Validity, SubjectPublicKeyInfo, AlgorithmIdentifier) with another tag, an indefinite
   length: certificate_invalid_der;
 - version [0]: not an INTEGER that fits a u32, certificate_invalid_version (a [0] that does
@@ -161,9 +163,12 @@ class _Tlv(NamedTuple):         # a tuple: made for every element, cheaper than 
     end: int
 
 
-def _tlv(b: bytes, pos: int, end: int, short: str = EV_INVALID_CERTIFICATE) -> _Tlv:
-    """The element at b[pos:end]: _Bad(short) when it is not all there, _Bad(invalid_der)
-    when its length is indefinite or has more than 4 bytes."""
+def _tlv(b: bytes, pos: int, end: int, short: str = EV_INVALID_CERTIFICATE,
+         over: str = EV_INVALID_CERTIFICATE) -> _Tlv:
+    """The element at b[pos:end]: _Bad(short) when its header is not all there, _Bad(over)
+    when its content runs past `end` (der-parser's SEQUENCE parsers make that
+    invalid_certificate, asn1-rs's own an Incomplete, certificate_invalid_length),
+    invalid_der when its length is indefinite or has more than 8 bytes."""
     if pos >= end:
         raise _Bad(short)
     first = b[pos]
@@ -187,14 +192,16 @@ def _tlv(b: bytes, pos: int, end: int, short: str = EV_INVALID_CERTIFICATE) -> _
     pos += 1
     if ln & 0x80:
         k = ln & 0x7F
-        if k == 0 or k > 4:               # indefinite (BER only) or absurd
+        if k == 0:                        # indefinite: BER only
             raise _Bad(EV_INVALID_DER)
-        if pos + k > end:
+        if pos + k > end:                 # the length bytes are not all there
             raise _Bad(short)
+        if k > 8:                         # more than asn1-rs reads
+            raise _Bad(EV_INVALID_DER)
         ln = int.from_bytes(b[pos:pos + k], "big")
         pos += k
     if pos + ln > end:
-        raise _Bad(short)
+        raise _Bad(over)                        # a header that is all there, its content not
     return _Tlv(first >> 6, bool(first & 0x20), tag, pos, pos + ln)
 
 
@@ -324,13 +331,13 @@ def _rdn(b: bytes, p: int, end: int):
 
 
 def _algorithm(b: bytes, pos: int, end: int) -> int:
-    """AlgorithmIdentifier: a SEQUENCE starting with a primitive element, which asn1-rs 0.5
-    takes as the OID whatever its tag (an OCTET STRING does)."""
-    seq = _seq(b, pos, end)
-    try:
-        oid = _tlv(b, seq.start, seq.end, EV_INVALID_ALGORITHM)
-    except _Bad:
-        raise _Bad(EV_INVALID_ALGORITHM) from None
+    """AlgorithmIdentifier (asn1-rs's derived parser: running past the end is
+    certificate_invalid_length): a SEQUENCE starting with a primitive element, which asn1-rs
+    0.5 takes as the OID whatever its tag (an OCTET STRING does)."""
+    seq = _tlv(b, pos, end, EV_INVALID_LENGTH, EV_INVALID_LENGTH)
+    if seq.tag != T_SEQUENCE:
+        raise _Bad(EV_INVALID_DER)
+    oid = _tlv(b, seq.start, seq.end, EV_INVALID_LENGTH, EV_INVALID_LENGTH)
     if oid.constructed:
         raise _Bad(EV_INVALID_ALGORITHM)
     return seq.end

@@ -622,11 +622,16 @@ def test_x509_like_suricata(name):
     assert (cert.subject if cert else None) == subject
 
 
+# the certificate's own header and length, each sent to Suricata 7.0.10 the same way
 @pytest.mark.parametrize("der, event", [
     (b"", x509.EV_INVALID_LENGTH),
-    (b"\x30\x05\x02\x01", x509.EV_INVALID_LENGTH),
+    (b"\x30", x509.EV_INVALID_LENGTH),
+    (b"\x02", x509.EV_INVALID_LENGTH),
+    (b"\x30\x82\x01", x509.EV_INVALID_LENGTH),
+    (b"\x30\x05\x02\x01", x509.EV_INVALID_CERTIFICATE),          # content past the end
+    (b"\x02\x82\x1a\x31" + bytes(40), x509.EV_INVALID_CERTIFICATE),   # judged before the tag
     (b"\x02\x01\x00", x509.EV_INVALID_DER),
-    (b"\x30\x03\x02\x01\x00", x509.EV_INVALID_DER),           # both recorded in tls_suricata.json too
+    (b"\x30\x03\x02\x01\x00", x509.EV_INVALID_DER),           # recorded in tls_suricata.json too
 ])
 def test_x509_errors(der, event):
     assert x509.parse(der) == (None, event)
