@@ -190,6 +190,10 @@ class Settings:
     ja3_fingerprints: str = "auto"           # "yes" / "no" / "auto": computed unless "no" (see above)
     encryption_handling: str = "default"     # "default" / "bypass" / "full"
     max_handshake_message: int = 256 * 1024  # ours: a longer handshake message is skipped unparsed
+    detection_ports: tuple = (443,)          # detection-ports dp: where an SSLv2 hello of any version is TLS
+
+
+_DEFAULTS = Settings()
 
 
 class Conn:
@@ -303,17 +307,18 @@ def content_problem(buffer: str, patterns: list[bytes]) -> str | None:
 
 
 # ---------------------------------------------------------------------------- detection
-DETECTION_PORTS = (443,)     # app-layer.protocols.tls.detection-ports: where an SSLv2 hello is probed
 _TO_SERVER_STARTS = frozenset({b"\x16\x03\x00", b"\x16\x03\x01", b"\x16\x03\x02", b"\x16\x03\x03",
                                b"\x01\x03\x00", b"\x01\x03\x01", b"\x01\x03\x02", b"\x01\x03\x03"})
 _TO_CLIENT_STARTS = frozenset(bytes((t, 3, v)) for t in (0x15, 0x16, 0x17) for v in range(4))
 
 
-def probe(data: bytes, to_server: bool, sport: int, dport: int) -> bool | None:
+def probe(data: bytes, to_server: bool, sport: int, dport: int, ipproto: int = 6,
+          settings: Settings | None = None) -> bool | None:
     """Suricata's TLS detection: the first three bytes are a handshake record header of
     SSLv3..TLS 1.2 (to server; 01 03 0x too), or an alert / handshake / application data
     record header (to client).  An SSLv2 hello (first byte's top bit set, message type 1)
-    is TLS when it offers version 0.2 or, on a detection port (443), any version."""
+    is TLS when it offers version 0.2 or, on a detection port (Settings.detection_ports,
+    443), any version."""
     if len(data) < 3:
         return None
     head = data[:3]
@@ -321,7 +326,7 @@ def probe(data: bytes, to_server: bool, sport: int, dport: int) -> bool | None:
         if head in _TO_SERVER_STARTS:
             return True
         if data[0] & 0x80 and data[2] == V2_CLIENT_HELLO:
-            if dport in DETECTION_PORTS:
+            if dport in (settings or _DEFAULTS).detection_ports:
                 return True
             if len(data) < 5:
                 return None

@@ -672,6 +672,12 @@ def test_probe(data, to_server, dport, expected):
     assert tls.probe(data, to_server, 40000, dport) is expected
 
 
+def test_probe_detection_ports_from_settings():
+    hello = b"\x80\x2e\x01\x03\x01"
+    assert tls.probe(hello, True, 40000, 8443, 6, tls.Settings(detection_ports=(443, 8443))) is True
+    assert tls.probe(hello, True, 40000, 443, 6, tls.Settings(detection_ports=(8443,))) is False
+
+
 # ---------------------------------------------------------------------------- keyword values
 @pytest.mark.parametrize("keyword, value", [
     (kw.tls_version, "1.4"), (kw.tls_version, "tls1.2"), (kw.tls_version, "0x303"), (kw.tls_version, "1 2"),
