@@ -226,8 +226,9 @@ def _app_spec(ctx: Ctx, f: dict, paren: int) -> AppSpec | None:
     """The rule's app-layer part: its app buffers (each with its payload chain, the side
     of the transaction it reads) and conditions, the direction it is evaluated on, the
     progress it needs, and its fast pattern.  A rule without flow direction whose
-    buffers exist on both sides (http.header, http.start, file.data, ...) is evaluated
-    on both, as Suricata does: `AppSpec.other` is its response-side form."""
+    buffers exist on both sides (http.header, http.start, file.data, ...) and whose
+    conditions apply to either side (dns.opcode) is evaluated on both, as Suricata
+    does: `AppSpec.other` is its response-side form."""
     names = [n for n, items in ctx.buffers.items() if n != "pkt" and items and _base(n) in _app.BUFFERS]
     if not names and not ctx.app_checks:
         return None
@@ -242,12 +243,13 @@ def _app_spec(ctx: Ctx, f: dict, paren: int) -> AppSpec | None:
         raise RuleError("http.header.raw needs a direction: flow:to_server (request headers) or flow:to_client "
                         "(response headers)", column=paren + 1)
     one_sided = [d for d in defs.values() if d.name not in both]
-    if fts is None and not one_sided and not ctx.app_checks:
+    sided_checks = [c for c in ctx.app_checks if c[0] is not None]
+    if fts is None and not one_sided and not sided_checks:
         return _app_side(ctx, names, defs, both, True, _app_side(ctx, names, defs, both, False, None))
     # the direction: to_client when the rule says so, or a buffer/condition only the
     # response side has; else to_server
     to_server = not (fts is False or any(not d.to_server for d in one_sided)
-                     or any(not side for side, _, _ in ctx.app_checks))
+                     or any(not side for side, _, _ in sided_checks))
     if fts is True and not to_server:
         raise RuleError("the rule says flow:to_server but inspects a response buffer or condition",
                         column=paren + 1)
@@ -268,7 +270,8 @@ def _app_side(ctx: Ctx, names: list, defs: dict, both: dict, to_server: bool, ot
                            tuple(ctx.transforms.get(n, ()))))
         need[side] = max(need[side], progress)
         any_body = any_body or d.body
-    for side, progress, _fn in ctx.app_checks:
+    checks = tuple((to_server if side is None else side, progress, fn) for side, progress, fn in ctx.app_checks)
+    for side, progress, _fn in checks:
         need[side] = max(need[side], progress)
     fp = None
     for i, b in enumerate(bufs):
@@ -286,7 +289,7 @@ def _app_side(ctx: Ctx, names: list, defs: dict, both: dict, to_server: bool, ot
     if fp is not None and not fp[1]:
         fp = None
     return AppSpec(ctx.app_proto, to_server, (need[0], need[1]), tuple(bufs),
-                   tuple((side, fn) for side, _, fn in ctx.app_checks), any_body, fp, other)
+                   tuple((side, fn) for side, _, fn in checks), any_body, fp, other)
 
 
 def _err(e: RuleError, file: str, line: int) -> RuleError:

@@ -120,9 +120,16 @@ class AppLayer:
         if st.parser is None:
             if st.proto:                     # failed, or detection-only (no parser)
                 return st
+            # Suricata probes the first datagram of each direction: junk to port 53 and then
+            # a real answer is still DNS; the flow fails once both directions were refused
+            probed = self.probed[17]
+            mine = st.refused[to_server]
+            if all(m.PROTO in mine for m in probed):
+                return st
             found = self._probe(st, payload, to_server, sport, dport, 17)
             if not found:
-                if found == "":
+                mine.update(m.PROTO for m in probed)
+                if all(m.PROTO in st.refused[not to_server] for m in probed):
                     st.proto = "failed"
                     self._count("app.detect_failed")
                 return st
@@ -171,7 +178,7 @@ class AppLayer:
         # direction cannot decide either (it has refused everything too, or it is the one
         # that spoke first and was refused)
         other = st.refused[not to_server]
-        if all(m.PROTO in other for m in probed) or ipproto == 17:
+        if all(m.PROTO in other for m in probed):
             return ""
         return None if len(data) <= DETECT_LIMIT else ""
 

@@ -97,9 +97,10 @@ class Ctx:
             raise self.error(f"'{self.keyword}' is a {proto} keyword, the rule already inspects {self.app_proto}")
         self.app_proto = proto
 
-    def app_check(self, proto: str, to_server: bool, progress: int, fn: Callable[[Any], bool]) -> None:
+    def app_check(self, proto: str, to_server: bool | None, progress: int, fn: Callable[[Any], bool]) -> None:
         """A condition on the transaction (not a buffer): `fn(tx)` is tested once the
-        transaction's `to_server` side reached `progress` (rules.applayer.base.Tx)."""
+        transaction's `to_server` side reached `progress` (rules.applayer.base.Tx);
+        None: either side, the direction the rule is evaluated on."""
         self.need_app(proto)
         self.app_checks.append((to_server, progress, fn))
 

@@ -47,8 +47,9 @@ def _dns_opcode(value: str, ctx: Ctx):
     else:
         def check(tx) -> bool:
             return tx.opcode == code
-    # the transaction's own message decides; its side is complete once it exists
-    ctx.app_check("dns", True, DONE, check)
+    # the transaction's own message decides, requests and responses alike (a rule without
+    # flow direction is evaluated on both); its side is complete once it exists
+    ctx.app_check("dns", None, DONE, check)
     return f"!{code}" if negated else f"{code}"
 
 

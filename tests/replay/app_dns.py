@@ -33,6 +33,7 @@ alert dns any any -> any any (msg:"opcode 4 to server"; flow:to_server; dns.opco
 alert dns any any -> any any (msg:"opcode 4 to client"; flow:to_client; dns.opcode:4; sid:920102;)
 alert dns any any -> any any (msg:"opcode not 0 to server"; flow:to_server; dns.opcode:!0; sid:920103;)
 alert dns any any -> any any (msg:"opcode 2 and query"; dns.opcode:2; dns.query; content:"status"; sid:920104;)
+alert dns any any -> any any (msg:"opcode 4 either way"; dns.opcode:4; sid:920105;)
 # dns rule with packet content only (sid 9202xx)
 alert dns any any -> any any (msg:"dns rule packet content"; content:"|07|payload"; sid:920201;)
 """

@@ -418,7 +418,7 @@ def _opcode_check(value):
     ctx.keyword = "dns.opcode"
     spec = dns_app.dns_opcode.parse(value, ctx)
     (side, progress, fn), = ctx.app_checks
-    assert (ctx.app_proto, side, progress) == ("dns", True, DONE)
+    assert (ctx.app_proto, side, progress) == ("dns", None, DONE)      # either side: the rule's direction picks it
     return spec, fn
 
 
