@@ -461,6 +461,7 @@ class Body:
         if self.done:
             return 0
         if self.failed:
+            self.raw_len += len(data)
             return len(data)
         if not isinstance(data, bytes):
             data = bytes(data)
@@ -592,9 +593,7 @@ class Body:
             # by the length of its buffer, blank lines in it included)
             self._event("http.invalid_response_chunk_len")
             self._state = _CLOSE
-            back = max(0, end - len(line) - skipped)
-            self._msg -= end - back
-            return back
+            return max(0, end - len(line) - skipped)   # (libhtp counts these bytes twice)
         if size:
             self._state, self._left = _DATA, size
         else:
