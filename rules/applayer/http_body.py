@@ -680,6 +680,9 @@ class Body:
             self._event("http.compression_bomb")
             self._decoding = False
             return False
+        if self.limit and len(self.data) >= self.limit and self._entity > self.decode_budget:
+            self._decoding = False        # full, and enough decoded to judge bombs: stop (module docstring)
+            return False
         return True
 
     def _complete(self) -> None:

@@ -784,11 +784,15 @@ def test_single_layer_bomb_request_piece_versus_response():
 
 def test_decoding_stops_after_the_budget_once_the_body_is_full():
     z = gz(bytes(40_000_000))
+    z = z[:-8] + bytes(8)                    # a bad CRC at the very end: only a full decode sees it
     body = Body(False, len(z), (b"gzip",), to_server=False)
     start = time.process_time()
-    run(body, z, boundary=False)
-    assert time.process_time() - start < 1.0
+    body.feed(z)                             # one piece: the budget holds within it too
+    assert time.process_time() - start < 0.5
     assert body.done and body.data == bytes(BODY_LIMIT) and body.events == []
+    unlimited = Body(False, len(z), (b"gzip",), 0, to_server=False)       # no limit, no budget: decoded to the end
+    run(unlimited, z, boundary=False)
+    assert len(unlimited.data) == 40_000_000 and unlimited.events == ["http.gzip_decompression_failed"]
 
 
 # ---------------------------------------------------------------- robustness
