@@ -150,6 +150,7 @@ _FOLD = (b" ", b"\t", b"\0")                       # a line starting so continue
 _GZIP, _DEFLATE, _LZMA = "gzip", "deflate", "lzma"
 _WBITS = {_GZIP: 15 + 32, _DEFLATE: -15}            # zlib: automatic gzip/zlib header; raw deflate
 _ZERR = re.compile(rb"Error (-?\d+)")
+_PLAIN_SIZE = re.compile(rb"([0-9a-fA-F]{1,7})\r?\n")   # a chunk-size line with nothing else on it
 _Z_DATA_ERROR = -3
 
 # states of the body parser
@@ -572,6 +573,18 @@ class Body:
         return line, end, carried
 
     def _size_line(self, data: bytes, pos: int) -> int:
+        if not self._line:
+            m = _PLAIN_SIZE.match(data, pos)
+            if m is not None:                    # the common line, valid however it is read
+                end = m.end()
+                size = int(m.group(1), 16)
+                self._msg += end - pos
+                self._carry, self._skipped = False, 0
+                if size:
+                    self._state, self._left = _DATA, size
+                else:
+                    self._state = _TRAILER
+                return end
         line, end, carried = self._take_line(data, pos)
         if line is None:
             return end
