@@ -121,7 +121,8 @@ the body limit is reached and `decode_budget` bytes were decoded.
 Edge cases where libhtp 0.5.50 differs and this module does not follow: at the
 end of a response stream libhtp may append leftover bytes of an earlier bad
 chunk-size line to the body once more; response trailer lines ending in a lone
-CR; data decoded past the bomb limit.
+CR; data decoded past the bomb limit; before a decompression error, what zlib
+decoded from the failing input byte itself (at most one match, 258 bytes).
 
 Events are Suricata's names ("http.<event>" as app-layer-event writes them),
 each raised once per body.  The Content-Encoding ones (abnormal_ce_header,
@@ -405,7 +406,7 @@ class Body:
 
     __slots__ = ("to_server", "limit", "line_limit", "bomb_limit", "decode_budget", "data", "raw_len", "events",
                  "trailers", "done", "failed", "truncated", "_state", "_left", "_line", "_carry", "_skipped",
-                 "_line_carried", "_layers", "_entity", "_msg", "_decoding", "_trailer_line", "trailer_lines")
+                 "_layers", "_entity", "_msg", "_decoding", "_trailer_line", "trailer_lines")
 
     def __init__(self, chunked: bool, length: int | None, encodings: bytes | Sequence[bytes] = (),
                  limit: int = BODY_LIMIT, decompress: bool = True, *, to_server: bool,
@@ -426,7 +427,6 @@ class Body:
         self._line = bytearray()              # a chunk-size or trailer line not yet complete
         self._carry = False                   # the chunk-size line counts as buffered (libhtp's field limit)
         self._skipped = 0                     # blank lines skipped while buffered (they stay in libhtp's buffer)
-        self._line_carried = False            # the current line began while libhtp was buffering
         self._trailer_line: bytes | None = None   # a trailer field waiting for folded continuations
         self._entity = 0                      # decoded bytes produced (libhtp's entity_len)
         self._msg = 0                         # body bytes on the wire so far (libhtp's message_len)
@@ -539,8 +539,6 @@ class Body:
         buffered.  None while the line is incomplete (its bytes are kept), or when it
         broke the field limit (the body failed)."""
         n = len(data)
-        if not self._line:
-            self._line_carried = self._carry
         lf = data.find(b"\n", pos)
         if self._state == _SIZE and not self.to_server and not self._line and not self._carry:
             # libhtp 0.5.50 ends an unbuffered response chunk-size line at its first byte
