@@ -4,6 +4,12 @@
     load_rules(config, paths=None) -> rules.loader.LoadResult
     mode_of(config) -> "ips" | "tap" | "ids"
 
+load_rules notes the loaded rules the app-layer settings keep from ever matching,
+which Suricata would refuse at load or load in vain: rules of a protocol whose
+`enabled` is no, rules inspecting the buffers of a detection-only protocol, ja3
+rules with `ja3-fingerprints: no`.  They stay loaded (a rule file shared with a
+Suricata that parses the protocol should not fail here).
+
 `conf` imports `rules`, never the other way round: the engine only ever sees
 the frozen `EngineSettings` built here, and the loader gets the vars, the
 classification file and the rule directory as plain arguments.
@@ -13,9 +19,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from conf.model import POLICY_UNSET, STREAM_POLICIES, Config
+from conf.model import APP_IPPROTOS, IPPROTO_NUMBERS, POLICY_UNSET, STREAM_POLICIES, Config
 from conf.validate import ConfigError, master_policy, policy_problems, rule_path
 from rules import loader
+from rules.applayer import ENABLED
 from rules.settings import EngineSettings, resolve_midstream_policy, resolve_policy
 
 # The classification.config shipped with ipsbridge (ET Open's), used when the
@@ -64,6 +71,7 @@ def engine_settings(config: Config, mode: str | None = None) -> EngineSettings:
         exception_policy=master if master in ("drop-packet", "drop-flow", "pass-packet", "pass-flow")
         else "ignore",
         decoder=config.decoder, flow=config.flow, stream=stream, defrag=config.defrag,
+        app={**config.app, ENABLED: dict(config.app[ENABLED])},
     )
 
 
@@ -78,5 +86,51 @@ def load_rules(config: Config, paths=None, *, strict: bool = False) -> loader.Lo
         paths = [rule_path(config, p) for p in config.rule_files]
     elif isinstance(paths, (str, Path)):
         paths = [paths]
-    return loader.load(list(paths), vars=config.vars, classification_file=classification_file(config),
-                       base_dir=config.default_rule_path, strict=strict, threshold_file=config.threshold_file)
+    result = loader.load(list(paths), vars=config.vars, classification_file=classification_file(config),
+                         base_dir=config.default_rule_path, strict=strict, threshold_file=config.threshold_file)
+    result.notes += app_layer_notes(config, result.rules)
+    return result
+
+
+def app_layer_notes(config: Config, rules) -> list[str]:
+    """One note per app-layer setting that keeps loaded rules from ever matching (see above)."""
+    modes = config.app[ENABLED]
+    lines = config.lines
+
+    def setting(proto: str, key: str) -> str:
+        line = lines.get(f"app-layer.protocols.{proto}.{key}") or next(
+            (lines[f"app-layer.protocols.{proto}.{ip}.{key}"] for ip in APP_IPPROTOS.get(proto, ())
+             if f"app-layer.protocols.{proto}.{ip}.{key}" in lines), 0)
+        return f"{config.source}:{line}" if line else config.source
+
+    hit: dict[tuple, list] = {}
+    for r in rules:
+        proto = r.app.proto if r.app is not None else r.app_proto
+        if proto not in APP_IPPROTOS:
+            continue
+        written = {modes.get((proto, IPPROTO_NUMBERS[ip]), "yes") for ip in APP_IPPROTOS[proto]}
+        if written == {"no"}:
+            hit.setdefault((proto, "no"), []).append(r)
+        elif r.app is not None and "yes" not in written:
+            hit.setdefault((proto, "detection-only"), []).append(r)
+        elif r.app is not None and proto == "tls" and config.app["tls"].ja3_fingerprints == "no" and \
+                any(b.name.startswith("ja3") for b in r.app.bufs):
+            hit.setdefault((proto, "ja3"), []).append(r)
+    notes = []
+    for (proto, why), found in hit.items():
+        one = len(found) == 1
+        first = f"{found[0].file}:{found[0].line}" if found[0].file else f"sid {found[0].sid}"
+        n = f"1 rule ({first})" if one else f"{len(found)} rules (the first at {first})"
+        s, never = ("s", "it never matches") if one else ("", "they never match")
+        if why == "no":
+            notes.append(f"{n} need{s} {proto}, which is off (app-layer.protocols.{proto} enabled: no, "
+                         f"{setting(proto, 'enabled')}): {never} (Suricata refuses such rules at load)")
+        elif why == "detection-only":
+            written = "/".join(sorted({modes[(proto, IPPROTO_NUMBERS[ip])] for ip in APP_IPPROTOS[proto]}))
+            notes.append(f"{n} inspect{s} {proto} buffers, which stay empty: {proto} is detected but not "
+                         f"parsed (app-layer.protocols.{proto} enabled: {written}, {setting(proto, 'enabled')}): "
+                         f"{never}")
+        else:
+            notes.append(f"{n} inspect{s} JA3 buffers, which stay empty (app-layer.protocols.tls.ja3-fingerprints: "
+                         f"no, {setting(proto, 'ja3-fingerprints')}): {never} (Suricata refuses such rules at load)")
+    return notes

@@ -4,11 +4,11 @@ Parsing collects every problem before raising `ConfigError`, so one run shows
 them all.  Rules of the road:
 
 * A whole suricata.yaml loads: top-level sections ipsbridge does not use
-  (outputs, app-layer, logging, detect, threading, ...) give ONE warning each.
+  (outputs, logging, detect, threading, ...) give ONE warning each.
 * Every key inside a section ipsbridge reads (af-packet entries, vars,
   stream, flow, flow-timeouts, defrag, decoder, exception-policy, pcap-file,
-  ipsbridge) is either honoured -- it lands in the typed settings and has an
-  effect -- or judged by the `UNIMPLEMENTED` table below:
+  app-layer, ipsbridge) is either honoured -- it lands in the typed settings
+  and has an effect -- or judged by the `UNIMPLEMENTED` table below:
     - `NoEffect`: Suricata's allocation/performance tuning with no
       behavioural meaning here (hash-size, prealloc, mmap-locked, ...):
       accepted with ONE warning, "no effect in ipsbridge: <why>";
@@ -34,6 +34,18 @@ them all.  Rules of the road:
   per load, as Suricata does at start-up: each chunk size moves by up to
   +/- randomize-chunk-range/2 percent.  The engine only sees the result;
   `load_text(..., rng=random.Random(seed))` makes it reproducible.
+* app-layer: the protocols ipsbridge parses (http, tls, dns) are read into
+  `Config.app` (= EngineSettings.app: each module's Settings, and the
+  protocols whose `enabled` is no / detection-only, which the app-layer stage
+  honours); `enabled` and `detection-ports` are looked up as Suricata does
+  (`<proto>.enabled`, else `<proto>.<tcp|udp>.enabled`).  Suricata's other
+  protocols (smb, ssh, ...) give ONE warning together: their `enabled` must
+  still be a value Suricata takes, their other keys are not read.  A top-level
+  `libhtp:` or `tls: no-reassemble` (older places Suricata 7 still reads) is
+  refused with where to move it.  Where ipsbridge is stricter: unknown values
+  of encryption-handling / ja3-fingerprints (Suricata falls back to its
+  default silently) and a `dp:` written as a YAML list (Suricata ignores it,
+  so nothing would be probed) are refused.
 * Exception policies are kept as written (`auto` allowed; a specific policy
   left out is `conf.model.POLICY_UNSET`: the master `exception-policy`
   decides); `conf.build.engine_settings` resolves them for a mode.  The
@@ -57,7 +69,9 @@ them all.  Rules of the road:
 
 Checked against Suricata 7.0 (main-7.0.x: suricata.yaml.in, stream-tcp.c,
 flow.c, defrag*.c, decode*.c, runmode-af-packet.c, source-pcap-file.c,
-util-misc.c, util-exception-policy.c).  Where ipsbridge is deliberately
+util-misc.c, util-exception-policy.c, app-layer-detect-proto.c,
+app-layer-parser.c, app-layer-htp.c, app-layer-ssl.c, libhtp 0.5's
+htp_config.c).  Where ipsbridge is deliberately
 stricter: a size like "1x5mb" (Suricata's pattern lets any character stand
 for the decimal point) is refused; values Suricata warns about and replaces
 by its default (flow.emergency-recovery 0, a negative timeout) are refused;
@@ -77,10 +91,14 @@ import structlog
 import yaml
 
 from conf.model import (
+    APP_IPPROTOS,
+    APP_SETTINGS,
     DEFAULT_ADDRESS_GROUPS,
     DEFAULT_PORT_GROUPS,
+    IPPROTO_NUMBERS,
     Config,
     Interface,
+    default_app,
     stream_as_written,
 )
 from conf.validate import (
@@ -98,6 +116,9 @@ from conf.validate import (
     thread_count_refusal,
     threads_fix,
 )
+from rules.addr import parse_ports
+from rules.applayer import ENABLED
+from rules.errors import RuleError
 from rules.settings import (
     DEFAULT_TIMEOUTS,
     POLICY_VALUES,
@@ -114,7 +135,7 @@ log = structlog.get_logger("conf")
 # that ipsbridge does not use: accepted with one warning.
 TOP_LEVEL = ("af-packet", "vars", "default-rule-path", "rule-files", "classification-file", "threshold-file",
              "stream", "flow", "flow-timeouts", "defrag", "decoder", "exception-policy", "pcap-file",
-             "ipsbridge", "outputs", "default-log-dir", "unix-command")
+             "ipsbridge", "outputs", "default-log-dir", "unix-command", "app-layer")
 
 INTERFACE_KEYS = tuple(f.name.replace("_", "-") for f in dataclasses.fields(Interface)
                        if f.name != "line")
@@ -132,6 +153,31 @@ IPSBRIDGE_KEYS = ("eve-log", "stats-interval", "verdict-hook", "fail-open", "ins
 UNIX_COMMAND_KEYS = ("enabled", "filename")
 UNIX_COMMAND_DIR = "/run/ipsbridge"          # a relative unix-command.filename is taken in here (Suricata: its state dir)
 VARS_KEYS = ("address-groups", "port-groups")
+
+# app-layer (the judged keys are in UNIMPLEMENTED)
+APP_LAYER_KEYS = ("protocols",)
+APP_PARSED = tuple(APP_SETTINGS)                           # http, tls, dns
+# Suricata 7.0's other app-layer protocols (app-layer-protos.c, the names suricata.yaml uses)
+APP_OTHER = ("bittorrent-dht", "dcerpc", "dhcp", "dnp3", "enip", "ftp", "http2", "ike", "imap", "krb5",
+             "modbus", "mqtt", "nfs", "ntp", "pgsql", "quic", "rdp", "rfb", "sip", "smb", "smtp", "snmp",
+             "ssh", "telnet", "tftp")
+APP_KEYS = {"http": ("enabled", "tcp", "libhtp"),
+            "tls": ("enabled", "tcp", "detection-ports", "ja3-fingerprints", "encryption-handling",
+                    "no-reassemble"),
+            "dns": ("enabled", "tcp", "udp", "detection-ports")}
+LIBHTP_KEYS = ("default-config", "server-config")
+# libhtp.default-config keys ipsbridge reads: key -> (http.Settings field, minimum), sizes up to
+# 4 GiB - 1 as Suricata's ParseSizeStringU32; request_body_limit is Suricata's other spelling
+HTP_LIMITS = {"request-body-limit": ("request_body_limit", 0), "request_body_limit": ("request_body_limit", 0),
+              "response-body-limit": ("response_body_limit", 0), "meta-field-limit": ("header_limit", 1),
+              "max-tx": ("max_tx", 1)}
+DETECTION_PORTS_KEYS = ("dp", "toserver")                  # toserver: Suricata's other name of dp
+TLS_ENCRYPTION = ("default", "bypass", "full")
+# Suricata's ConfValIsTrue / ConfValIsFalse spellings (any case), and `enabled`'s third value
+_SURI_TRUE = ("1", "yes", "true", "on")
+_SURI_FALSE = ("0", "no", "false", "off")
+ENABLED_HELP = "write yes, no or detection-only"
+PORTS_HELP = "write ports as 53, '139, 445', a range 1024:65535, any, or a port-groups variable ($DNS_PORTS)"
 
 CHECKSUM_CHECKS = ("auto", "yes", "no", "kernel")          # af-packet (bridge.worker reads them per frame)
 PCAP_CHECKSUM_CHECKS = ("auto", "yes", "no")               # pcap-file: no kernel says anything about a file
@@ -217,7 +263,7 @@ class NoEffect:
     accepted (its value still has to have the right shape) with one warning."""
 
     why: str
-    shape: str = "any"            # bool | int | size | str | policy | any
+    shape: str = "any"            # bool | int | size | str | word | policy | any
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +401,108 @@ UNIMPLEMENTED: dict[str, NoEffect | Refused] = {
                                     "remove the key; filter the capture first, e.g. tcpdump -r IN -w OUT "
                                     "'FILTER'", shape="any"),
 }
+
+
+# app-layer: what ipsbridge's HTTP, TLS and DNS parsers do not make configurable.  A libhtp
+# option is honoured when its value is what ipsbridge's HTTP parser does (Suricata 7.0.10 with its
+# stock default-config, personality IDS: rules/applayer/http.py, http_body.py); options that
+# would change the buffers are refused, the body inspection sizes accepted at their stock values.
+_HTTP = "app-layer.protocols.http"
+_HTP = f"{_HTTP}.libhtp.default-config"
+_URI_AS_STOCK = ("ipsbridge normalizes http.uri as Suricata 7.0.10 does with its stock default-config "
+                 "(personality IDS)")
+_WHOLE_BODY = ("ipsbridge inspects the whole body kept so far (up to the body limit) each time it grows, "
+               "in every mode: there are no inspection windows")
+_SP = Refused("detection by source port is not implemented: DNS and TLS are probed on their server port "
+              "(dp)", "remove it and list the server ports under dp", shape="any")
+
+
+def _htp_uri_option(name: str, honoured: tuple = (), shape: str = "bool") -> dict:
+    default = f" or set it to {honoured[0] if honoured[0] is not False else 'no'}" if honoured else ""
+    return {f"{_HTP}.{name}": Refused(f"{_URI_AS_STOCK}; other values of {name} are not implemented",
+                                      f"remove the key{default}", shape=shape, honoured=honoured)}
+
+
+def _inspect_size(name: str, stock: int) -> dict:
+    return {f"{_HTP}.{name}": Refused("body inspection windows are not implemented",
+                                      f"remove the key (Suricata's stock {format_size(stock)} is accepted)",
+                                      shape="size", stock=(stock,), instead=_WHOLE_BODY)}
+
+
+APP_LAYER_UNIMPLEMENTED: dict[str, NoEffect | Refused] = {
+    "app-layer.error-policy": Refused(
+        "an exception policy for app-layer parser errors is not implemented: a flow whose parser gives up "
+        "is forwarded and inspected without its app layer, as Suricata's 'ignore'",
+        "remove the key or set it to ignore", shape="policy", honoured=("ignore",)),
+    # http
+    f"{_HTTP}.memcap": Refused("a memory cap on HTTP state is not implemented: it is bounded per flow by "
+                               "meta-field-limit, the body limits and max-tx, and flows by flow.memcap",
+                               "remove the key (Suricata's default 0, no cap, is accepted)", shape="size",
+                               honoured=(0,)),
+    f"{_HTTP}.byterange.memcap": NoEffect("ipsbridge does not put files sent in range requests together "
+                                          "(no file tracking)", "size"),
+    f"{_HTTP}.byterange.timeout": NoEffect("ipsbridge does not put files sent in range requests together "
+                                           "(no file tracking)", "int"),
+    f"{_HTP}.personality": Refused(f"{_URI_AS_STOCK}; other personalities are not implemented",
+                                   "remove the key or set it to IDS", shape="word", honoured=("ids",)),
+    **_htp_uri_option("double-decode-path", (False,)),
+    **_htp_uri_option("double-decode-query", (False,)),
+    **_htp_uri_option("uri-include-all", (False,)),
+    **_htp_uri_option("query-plusspace-decode", (False,)),
+    **_htp_uri_option("path-convert-lowercase", (False,)),     # Suricata turns it off with a personality
+    **_htp_uri_option("path-nul-encoded-terminates", (False,)),
+    **_htp_uri_option("path-nul-raw-terminates", (False,)),
+    **_htp_uri_option("path-url-encoding-invalid-handling", ("preserve_percent",), "word"),
+    **{k: v for name in ("path-convert-backslash-separators", "path-bestfit-replacement-char",
+                         "path-separators-compress", "path-separators-decode", "path-u-encoding-decode",
+                         "path-utf8-convert-bestfit")
+       for k, v in _htp_uri_option(name, shape="any").items()},
+    **_inspect_size("request-body-minimal-inspect-size", 32 * 1024),
+    **_inspect_size("request-body-inspect-window", 4 * 1024),
+    **_inspect_size("response-body-minimal-inspect-size", 40 * 1024),
+    **_inspect_size("response-body-inspect-window", 16 * 1024),
+    f"{_HTP}.randomize-inspection-sizes": NoEffect(f"{_WHOLE_BODY} to randomize", "bool"),
+    f"{_HTP}.randomize-inspection-range": NoEffect(f"{_WHOLE_BODY} to randomize", "int"),
+    f"{_HTP}.http-body-inline": Refused(
+        "only inline body inspection is implemented", "remove the key or set it to yes", shape="word",
+        honoured=("yes",), stock=("auto",),
+        instead="ipsbridge inspects HTTP bodies as they arrive in every mode (http-body-inline: yes); "
+        "Suricata's auto does so in IPS mode only"),
+    f"{_HTP}.response-body-decompress-layer-limit": Refused(
+        "ipsbridge decodes at most 2 content codings per response (libhtp's default); other limits are not "
+        "implemented", "remove the key or set it to 2", shape="size", honoured=(2,)),
+    f"{_HTP}.swf-decompression.enabled": Refused(
+        "SWF decompression is not implemented", "remove the key or set it to no", honoured=(False,), gate=True),
+    **{f"{_HTP}.swf-decompression.{k}": NoEffect("it tunes swf-decompression, which ipsbridge does not do",
+                                                 shape)
+       for k, shape in (("type", "str"), ("compress-depth", "size"), ("decompress-depth", "size"))},
+    f"{_HTP}.lzma-enabled": Refused("LZMA-encoded bodies are not decoded (libhtp's default): they are "
+                                    "inspected as sent", "remove the key or set it to no", honoured=(False,)),
+    f"{_HTP}.lzma-memlimit": NoEffect("it tunes lzma-enabled, which ipsbridge does not do", "size"),
+    f"{_HTP}.compression-bomb-limit": Refused(
+        "ipsbridge stops decompressing a body past 1mb decoded at a ratio over 2048 (libhtp's default); "
+        "other limits are not implemented", "remove the key or set it to 1mb", shape="size",
+        honoured=(1024 * 1024,)),
+    f"{_HTP}.decompression-time-limit": NoEffect(
+        "ipsbridge reads no clock while decoding: decompression is bounded by bytes (the body limit, "
+        "1mb at a ratio over 2048), a frame by ipsbridge.inspect-time-limit", "int"),
+    f"{_HTP}.headers-limit": Refused(
+        "a limit on the number of header fields is not implemented", "remove the key", shape="size",
+        stock=(1024,), instead="ipsbridge keeps every header field of a message (the header block is "
+        "bounded by meta-field-limit)"),
+    # tls
+    "app-layer.protocols.tls.ja4-fingerprints": Refused(
+        "JA4 fingerprints are not computed (no ja4 keyword, no TLS fields in EVE)",
+        "remove the key or set it to no", shape="word", honoured=("no", "auto")),
+    # dns
+    **{f"app-layer.protocols.dns.{k}": NoEffect("obsolete (Suricata 7 does not read it either): DNS "
+                                                "transactions are freed once inspected", shape)
+       for k, shape in (("request-flood", "int"), ("global-memcap", "size"), ("state-memcap", "size"))},
+    # detection by source port
+    **{f"app-layer.protocols.{base}.detection-ports.{k}": _SP
+       for base in ("tls", "tls.tcp", "dns", "dns.tcp", "dns.udp") for k in ("sp", "toclient")},
+}
+UNIMPLEMENTED.update(APP_LAYER_UNIMPLEMENTED)
 
 
 def _children(path: str) -> tuple[str, ...]:
@@ -571,7 +719,8 @@ class _Parser:
                 continue
             line = mapping.line_of(key)
             if key in others:
-                if not gated or f"{path}.{key}" in UNIMPLEMENTED and UNIMPLEMENTED[f"{path}.{key}"].gate:
+                spec = UNIMPLEMENTED.get(f"{path}.{key}")
+                if not gated or isinstance(spec, Refused) and spec.gate:
                     self.judge(where, f"{path}.{key}", key, mapping[key], line)
             else:
                 self.error(where, key, "unknown key" + did_you_mean(key, tuple(known) + others),
@@ -629,6 +778,8 @@ class _Parser:
             return v.strip() if v is not None else None
         if shape == "policy":
             return self.as_policy(where, key, value, line)
+        if shape == "word":
+            return self.as_word(where, key, value, line)
         return value
 
     # ---- typed values
@@ -707,6 +858,27 @@ class _Parser:
             return str(value)
         self.error(where, key, f"expected a string, got a {type(value).__name__}",
                    "write a single value", line)
+        return None
+
+    def as_word(self, where, key, value, line):
+        """A word Suricata compares without case, its true/false spellings (and YAML booleans)
+        read as yes/no: "IDS" -> "ids", "Off" -> "no", true -> "yes"."""
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        text = self.as_str(where, key, value, line)
+        if text is None:
+            return None
+        text = text.strip().lower()
+        return "yes" if text in _SURI_TRUE else "no" if text in _SURI_FALSE else text
+
+    def as_enabled(self, where, key, value, line):
+        """app-layer.protocols.*.enabled: yes, no (any of Suricata's true/false spellings) or
+        detection-only; anything else (Suricata exits on it) is refused."""
+        v = self.as_word(where, key, value, line) if value is not None else None
+        if v in ("yes", "no", "detection-only"):
+            return v
+        if v is not None or value is None:
+            self.error(where, key, f"{shown(value)} is not yes, no or detection-only", ENABLED_HELP, line)
         return None
 
     def as_choice(self, where, key, value, line, choices, *, bools=False):
@@ -1078,6 +1250,192 @@ class _Parser:
                 if v is not None:
                     decode["vxlan_ports"] = v
 
+    # ---- app-layer
+    def app_layer(self, raw, line, config: Config) -> None:
+        """app-layer.* -> config.app (EngineSettings.app): the Settings of http, tls and dns and
+        the protocols whose `enabled` is no or detection-only; Suricata's other protocols are
+        accepted with one warning (ipsbridge does not parse them)."""
+        app = default_app()
+        self.app_vars = config.vars
+        raw = self.mapping(raw, "app-layer", line, "indent 'protocols:' under 'app-layer:'")
+        protocols = None
+        if raw is not None:
+            self.check_keys("app-layer", raw, APP_LAYER_KEYS)
+            protocols = self.mapping(raw.get("protocols"), "app-layer.protocols", raw.line_of("protocols"),
+                                     "indent one 'NAME:' mapping per protocol under 'protocols:'")
+        if protocols is not None:
+            self.check_keys("app-layer.protocols", protocols, APP_PARSED + APP_OTHER)
+            parse = {"http": self.app_http, "tls": self.app_tls, "dns": self.app_dns}
+            for name in APP_PARSED:
+                sub = self.mapping(protocols.get(name), f"app-layer.protocols.{name}", protocols.line_of(name),
+                                   f"indent its keys under '{name}:'")
+                if sub is not None:
+                    app[name] = parse[name](sub, app[ENABLED])
+            others = [name for name in protocols if name in APP_OTHER]
+            for name in others:
+                self.app_other(name, protocols[name], protocols.line_of(name))
+            if others:
+                self.warn("config_app_protocols_not_parsed", "app-layer.protocols", "",
+                          protocols.line_of(others[0]), protocols=others,
+                          reason="ipsbridge parses http, tls and dns only: the settings of these protocols "
+                          "have no effect, and rules for them are refused at load as unsupported")
+        config.app = app
+
+    def app_common(self, name: str, raw: _Map, modes: dict) -> tuple[dict, dict]:
+        """`enabled` and `detection-ports` of a protocol ipsbridge parses, looked up as Suricata
+        does: the protocol's own key, for every IP protocol it runs over, else the IP protocol's
+        (`dns.udp.enabled`).  Modes other than yes go into `modes` ((name, IP protocol number) ->
+        mode).  Returns ({"tcp": mode, ...}, {"tcp": (dp ports, line) or None, ...})."""
+        where = f"app-layer.protocols.{name}"
+        ipnames = APP_IPPROTOS[name]
+        with_ports = "detection-ports" in APP_KEYS[name]
+        top_mode = top_ports = None
+        if "enabled" in raw:
+            top_mode = self.as_enabled(where, "enabled", raw["enabled"], raw.line_of("enabled"))
+            self.lines[f"{where}.enabled"] = raw.line_of("enabled")
+        if "detection-ports" in raw:
+            top_ports = self.detection_ports(f"{where}.detection-ports", raw["detection-ports"],
+                                             raw.line_of("detection-ports"))
+        both = " and ".join(ip.upper() for ip in ipnames)
+        enabled, ports = {}, {}
+        for ip in ipnames:
+            mode, dp = top_mode, top_ports
+            sub_where = f"{where}.{ip}"
+            sub = self.mapping(raw.get(ip), sub_where, raw.line_of(ip), f"indent 'enabled:' under '{ip}:'")
+            if sub is not None:
+                self.check_keys(sub_where, sub, ("enabled", "detection-ports") if with_ports else ("enabled",))
+                for key in ("enabled", "detection-ports"):
+                    if key in sub and key in raw:
+                        self.error(sub_where, key, f"{where}.{key} (line {raw.line_of(key)}) already decides for "
+                                   f"{both} and Suricata ignores this one", "remove one of them", sub.line_of(key))
+                if "enabled" in sub and "enabled" not in raw:
+                    mode = self.as_enabled(sub_where, "enabled", sub["enabled"], sub.line_of("enabled"))
+                    self.lines[f"{sub_where}.enabled"] = sub.line_of("enabled")
+                if "detection-ports" in sub and "detection-ports" not in raw:
+                    dp = self.detection_ports(f"{sub_where}.detection-ports", sub["detection-ports"],
+                                              sub.line_of("detection-ports"))
+            enabled[ip] = mode or "yes"
+            if enabled[ip] != "yes":
+                modes[(name, IPPROTO_NUMBERS[ip])] = enabled[ip]
+            ports[ip] = dp
+        return enabled, ports
+
+    def detection_ports(self, where: str, value, line: int):
+        """A detection-ports mapping: (the dp ports, as a set, line), None when wrong.  dp is
+        Suricata's port syntax (a list with or without brackets, ranges, negation, any, port-groups
+        variables, in one string); without dp nothing is probed, as in Suricata."""
+        if value is None:
+            return frozenset(), line
+        if not isinstance(value, _Map):
+            self.error(where, "", "must be a mapping", "indent 'dp: PORTS' under 'detection-ports:'", line)
+            return None
+        self.check_keys(where, value, DETECTION_PORTS_KEYS)
+        if "dp" in value and "toserver" in value:
+            self.error(where, "toserver", "Suricata reads dp and ignores toserver (dp's other name)",
+                       "remove one of them", value.line_of("toserver"))
+        key = "dp" if "dp" in value else "toserver" if "toserver" in value else None
+        if key is None:
+            return frozenset(), line
+        raw, kline = value[key], value.line_of(key)
+        if isinstance(raw, list):
+            self.error(where, key, "a YAML list: Suricata reads only a string here (with a list it probes no "
+                       "port)", f"write the ports as one string: {key}: " + ", ".join(map(str, raw[:3])), kline)
+            return None
+        text = self.as_str(where, key, raw, kline)
+        if text is None:
+            return None
+        text = text.strip()
+        try:
+            ports = parse_ports(text if text.startswith("[") else f"[{text}]", vars=self.app_vars)
+        except RuleError as exc:
+            self.error(where, key, f"'{text}': {exc.message}", PORTS_HELP, kline)
+            return None
+        return frozenset(p for lo, hi in ports.iv for p in range(lo, hi + 1)), kline
+
+    def app_http(self, raw: _Map, modes: dict):
+        """app-layer.protocols.http -> rules.applayer.http.Settings."""
+        where = "app-layer.protocols.http"
+        self.check_keys(where, raw, APP_KEYS["http"])
+        self.app_common("http", raw, modes)
+        kw = {}
+        libhtp = self.mapping(raw.get("libhtp"), f"{where}.libhtp", raw.line_of("libhtp"),
+                              "indent 'default-config:' under 'libhtp:'")
+        if libhtp is not None:
+            self.check_keys(f"{where}.libhtp", libhtp, LIBHTP_KEYS)
+            if libhtp.get("server-config") not in (None, [], {}):
+                self.error(f"{where}.libhtp", "server-config", "per-server libhtp configurations are not "
+                           "implemented: every server is parsed with default-config",
+                           "remove the entries under server-config (an empty server-config is accepted) and "
+                           "put what they share in default-config", libhtp.line_of("server-config"))
+            dc_where = f"{where}.libhtp.default-config"
+            dc = self.mapping(libhtp.get("default-config"), dc_where, libhtp.line_of("default-config"),
+                              "indent its keys under 'default-config:'")
+            if dc is not None:
+                self.check_keys(dc_where, dc, tuple(HTP_LIMITS))
+                if "request-body-limit" in dc and "request_body_limit" in dc:
+                    self.error(dc_where, "request_body_limit", "the same key as request-body-limit (Suricata's "
+                               "other spelling)", "keep one of them", dc.line_of("request_body_limit"))
+                for key, (field, minimum) in HTP_LIMITS.items():
+                    if key in dc:
+                        what = "0 for no limit" if minimum == 0 else "at least 1"
+                        v = self.as_size(dc_where, key, dc[key], dc.line_of(key), minimum=minimum, maximum=U32_MAX,
+                                         fix=f"write a size below 4gb (Suricata keeps it in 32 bits), {what}")
+                        if v is not None:
+                            kw[field] = v
+        return APP_SETTINGS["http"](**kw)
+
+    def app_tls(self, raw: _Map, modes: dict):
+        """app-layer.protocols.tls -> rules.applayer.tls.Settings."""
+        where = "app-layer.protocols.tls"
+        self.check_keys(where, raw, APP_KEYS["tls"])
+        _, ports = self.app_common("tls", raw, modes)
+        kw = {}
+        if ports["tcp"] is not None:          # where an SSLv2 hello of any version is TLS
+            kw["detection_ports"] = tuple(sorted(ports["tcp"][0]))
+        if "ja3-fingerprints" in raw:
+            line = raw.line_of("ja3-fingerprints")
+            v = self.as_word(where, "ja3-fingerprints", raw["ja3-fingerprints"], line)
+            if v is not None and v not in ("yes", "no", "auto"):
+                self.error(where, "ja3-fingerprints", f"unknown value '{v}'", "write auto (the default), yes or no",
+                           line)
+            elif v is not None:
+                kw["ja3_fingerprints"] = v
+                self.lines[f"{where}.ja3-fingerprints"] = line
+        if "encryption-handling" in raw:
+            v = self.as_choice(where, "encryption-handling", raw["encryption-handling"],
+                               raw.line_of("encryption-handling"), TLS_ENCRYPTION)
+            if v is not None:
+                kw["encryption_handling"] = v
+        if "no-reassemble" in raw:
+            line = raw.line_of("no-reassemble")
+            if "encryption-handling" in raw:
+                self.error(where, "no-reassemble", "Suricata ignores it when encryption-handling is set",
+                           "remove no-reassemble (its yes is encryption-handling: bypass)", line)
+            else:
+                v = self.as_bool(where, "no-reassemble", raw["no-reassemble"], line)
+                if v is not None:
+                    kw["encryption_handling"] = "bypass" if v else "default"
+        return APP_SETTINGS["tls"](**kw)
+
+    def app_dns(self, raw: _Map, modes: dict):
+        """app-layer.protocols.dns -> rules.applayer.dns.Settings."""
+        self.check_keys("app-layer.protocols.dns", raw, APP_KEYS["dns"])
+        enabled, ports = self.app_common("dns", raw, modes)
+        kw = {f"{ip}_enabled": mode for ip, mode in enabled.items()}
+        kw.update({f"{ip}_ports": dp[0] for ip, dp in ports.items() if dp is not None})
+        return APP_SETTINGS["dns"](**kw)
+
+    def app_other(self, name: str, value, line: int) -> None:
+        """A protocol ipsbridge does not parse: its `enabled` must still be a value Suricata
+        takes (it exits on any other); its other keys are not read."""
+        where = f"app-layer.protocols.{name}"
+        if value is None:
+            return
+        if not isinstance(value, _Map):
+            self.error(where, "", "must be a mapping", f"indent its keys under '{name}:'", line)
+        elif "enabled" in value:
+            self.as_enabled(where, "enabled", value["enabled"], value.line_of("enabled"))
+
     def pcap_file(self, raw, line, config: Config) -> None:
         raw = self.mapping(raw, "pcap-file", line, "indent 'checksum-checks:' under it")
         if raw is None:
@@ -1111,6 +1469,15 @@ class _Parser:
                 self.warn("config_section_ignored", "include", "", doc.line_of(key),
                           reason="top-level 'include:' files are not read; use 'KEY: !include FILE' "
                           "for a section, or copy its content into this file")
+            elif key == "libhtp":
+                self.error("libhtp", "", "a top-level 'libhtp:' is Suricata's old place of the HTTP settings "
+                           "(Suricata 7 still reads it when app-layer.protocols.http.libhtp is missing)",
+                           "move its default-config under app-layer.protocols.http.libhtp", doc.line_of(key))
+            elif key == "tls" and isinstance(doc[key], _Map) and "no-reassemble" in doc[key]:
+                self.error("tls", "no-reassemble", "Suricata 7 still reads this old form of "
+                           "app-layer.protocols.tls.encryption-handling: bypass",
+                           "write app-layer.protocols.tls.encryption-handling: bypass instead",
+                           doc[key].line_of("no-reassemble"))
             elif key not in TOP_LEVEL:
                 self.warn("config_section_ignored", str(key), "", doc.line_of(key),
                           reason="not used by ipsbridge")
@@ -1151,6 +1518,7 @@ class _Parser:
             flow["timeouts"] = timeouts
         config.flow = FlowSettings(**flow)
         config.defrag = self.defrag(doc.get("defrag"), L("defrag"))
+        self.app_layer(doc.get("app-layer"), L("app-layer"), config)
         if "exception-policy" in doc:
             v = self.as_policy("exception-policy", "", doc["exception-policy"], L("exception-policy"))
             if v is not None:

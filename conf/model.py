@@ -12,11 +12,20 @@ by `conf.load` from the YAML.  One difference: the exception policies in
 `Config.stream` are kept as written (`auto` allowed, `POLICY_UNSET` when the
 file leaves them out, so that the master `exception-policy` decides); only
 `conf.build.engine_settings(config, mode)` resolves them for a mode.
+
+`Config.app` is likewise the engine's `EngineSettings.app` as it is: each
+app-layer protocol ipsbridge parses mapped to its module's frozen `Settings`
+(`app-layer.protocols.<proto>` keys), and under `rules.applayer.ENABLED` the
+(protocol, IP protocol) pairs whose `enabled` is "no" or "detection-only".
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rules.applayer import ENABLED
+from rules.applayer import dns as app_dns
+from rules.applayer import http as app_http
+from rules.applayer import tls as app_tls
 from rules.settings import (  # noqa: F401  (DEFAULT_* re-exported for conf)
     DEFAULT_ADDRESS_GROUPS,
     DEFAULT_PORT_GROUPS,
@@ -45,6 +54,19 @@ STREAM_POLICIES = {
     "stream.reassembly.memcap-policy": "reassembly_memcap_policy",
     "stream.midstream-policy": "midstream_policy",
 }
+
+
+# The app-layer protocols ipsbridge parses, by their app-layer.protocols name: each module's
+# Settings (Suricata's defaults) is what conf.load fills from that section.
+APP_SETTINGS = {"http": app_http.Settings, "tls": app_tls.Settings, "dns": app_dns.Settings}
+IPPROTO_NUMBERS = {"tcp": 6, "udp": 17}          # app-layer.protocols.<proto>.<ipproto> names
+APP_IPPROTOS = {"http": ("tcp",), "tls": ("tcp",), "dns": ("tcp", "udp")}    # what each runs over
+
+
+def default_app() -> dict:
+    """EngineSettings.app when the file has no app-layer section: Suricata's defaults, every
+    protocol enabled."""
+    return {**{name: cls() for name, cls in APP_SETTINGS.items()}, ENABLED: {}}
 
 
 def stream_as_written() -> StreamSettings:
@@ -97,6 +119,7 @@ class Config:
     flow: FlowSettings = field(default_factory=FlowSettings)            # flow.*, flow-timeouts.*
     defrag: DefragSettings = field(default_factory=DefragSettings)
     exception_policy: str = "auto"          # the master switch, as written (rules.settings.POLICY_VALUES)
+    app: dict = field(default_factory=default_app)    # app-layer.*: EngineSettings.app (see above)
     pcap_file_checksum_checks: str = "auto"
     eve_log: str | None = None              # path of the EVE JSON file; None: no EVE output
     stats_interval: float = 8.0             # seconds between stats lines (0: off)

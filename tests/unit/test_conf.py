@@ -266,8 +266,7 @@ def test_suricata_style_file_loads_with_one_warning_per_unused_section():
     with capture_logs() as logs:
         c = load(SURICATA_STYLE)
     sections = [e["where"] for e in logs if e["event"] == "config_section_ignored"]
-    assert sorted(sections) == sorted(["outputs", "logging", "app-layer", "detect", "threading",
-                                       "reference-config-file"])
+    assert sorted(sections) == sorted(["outputs", "logging", "detect", "threading", "reference-config-file"])
     assert all(e["log_level"] == "warning" for e in logs)
     ignored_keys = {(e["where"], e["key"]) for e in logs if e["event"] == "config_key_ignored"}
     assert ignored_keys == {("eth0", "mmap-locked")}

@@ -486,6 +486,8 @@ def test_unimplemented_key_decision(text, kind, fragment):
 def test_every_unimplemented_key_has_a_decision_test():
     tested = {d[0].split("~")[0] for d in DECISIONS}      # "key~variant": another value of the same key
     for path in UNIMPLEMENTED:
+        if path.startswith("app-layer."):                 # tests/unit/test_conf_app_layer.py has their rows
+            continue
         parents = {".".join(path.split(".")[:i]) for i in range(2, path.count(".") + 2)}
         assert tested & parents, f"{path}: add a DECISIONS row"
 

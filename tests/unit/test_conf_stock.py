@@ -15,6 +15,9 @@ from structlog.testing import capture_logs
 
 import conf
 from conf.build import engine_settings
+from rules.applayer.dns import Settings as DnsSettings
+from rules.applayer.http import Settings as HttpSettings
+from rules.applayer.tls import Settings as TlsSettings
 
 MiB = 1024 * 1024
 PLACEHOLDERS = {"e_logdir": "/var/log/suricata/", "e_enable_evelog": "yes", "e_rundir": "/var/run/",
@@ -31,6 +34,12 @@ STOCK_KEY_WARNINGS = {
     ("config_key_ignored", "defrag", "prealloc"),
     ("config_key_ignored", "flow", "hash-size"),
     ("config_key_ignored", "flow", "prealloc"),
+    # app-layer: one warning for the protocols ipsbridge does not parse, and the HTTP body
+    # inspection settings ipsbridge replaces by inspecting the whole body as it grows
+    ("config_app_protocols_not_parsed", "app-layer.protocols", ""),
+    *[("config_key_stock_value", "app-layer.protocols.http.libhtp.default-config", k)
+      for k in ("request-body-minimal-inspect-size", "request-body-inspect-window",
+                "response-body-minimal-inspect-size", "response-body-inspect-window", "http-body-inline")],
 }
 
 
@@ -62,6 +71,8 @@ def check_stock(config, logs):
         assert e.decoder.vxlan_enabled and e.decoder.vxlan_ports == (4789,) and e.decoder.checksum_validation
         policy = "drop-flow" if mode == "ips" else "ignore"
         assert (s.memcap_policy, s.reassembly_memcap_policy, s.midstream_policy) == (policy,) * 3
+        assert e.app == {"http": HttpSettings(request_body_limit=100 * 1024, response_body_limit=100 * 1024),
+                         "tls": TlsSettings(detection_ports=(443,)), "dns": DnsSettings(), "enabled": {}}
 
 
 def test_suricata_7_0_stock_yaml_in_loads_with_warnings():
