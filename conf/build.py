@@ -19,7 +19,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from conf.model import APP_IPPROTOS, IPPROTO_NUMBERS, POLICY_UNSET, STREAM_POLICIES, Config
+from conf.model import (
+    APP_IPPROTOS,
+    IPPROTO_NUMBERS,
+    POLICY_UNSET,
+    STREAM_POLICIES,
+    Config,
+)
 from conf.validate import ConfigError, master_policy, policy_problems, rule_path
 from rules import loader
 from rules.applayer import ENABLED
