@@ -86,7 +86,7 @@ class Decider:
         ip = Ether(data)[IP]
         key = frozenset([(ip.src, ip[UDP].sport), (ip.dst, ip[UDP].dport)])
         first = key not in self.flows
-        flow = self.flows.setdefault(key, SimpleNamespace(flow_id=1000 + len(self.flows)))
+        flow = self.flows.setdefault(key, SimpleNamespace(flow_id=1000 + len(self.flows), app=None))
         to_server = ip[UDP].dport == 53
         if self.action == "drop":
             return Result(Verdict.DROP, reason="rule" if first else FLOW_REASON,
