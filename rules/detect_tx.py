@@ -33,6 +33,9 @@ from rules.applayer.base import DONE
 from rules.prefilter import PatternDB, header_key
 
 
+_NO, _MATCH, _RETRY = 0, 1, 2
+
+
 def _order(s) -> int:
     return s.order
 
@@ -153,10 +156,13 @@ class TxDetector:
             got = None if slot.body else found.get(id(slot))
             if got is None:
                 got = set()
-                for v in slot.values(tx):
+                vals = slot.values(tx)
+                for v in vals:
                     if v:
                         got |= slot.db.scan(v)
-                if not slot.body or prog[slot.side] >= DONE:
+                # kept once final: a body once complete, another buffer once there (or once
+                # its side is past the progress it comes at)
+                if prog[slot.side] >= DONE or not slot.body and (vals or prog[slot.side] > slot.progress):
                     found[id(slot)] = got
             for pid in got:
                 for s in slot.by_pid[pid]:
@@ -166,6 +172,9 @@ class TxDetector:
             out.sort(key=_order)
         return out
 
+    def inspects(self, proto: str) -> bool:
+        return proto in self.protos
+
     def run(self, pkt, flow, st, payload: bytes, view, thresholds, stream_hits: set) -> list:
         parser = st.parser
         if parser is None or not parser.txs or st.proto not in self.protos:
@@ -174,6 +183,11 @@ class TxDetector:
         d = pkt.to_server
         matches = []
         for tx in parser.txs:
+            if tx.only is not None and tx.only != d:
+                continue
+            prog = tx.progress
+            if prog[0] >= DONE and prog[1] >= DONE:
+                tx.final[d] = True              # inspected complete in this direction (after this run)
             done = tx.inspected[d]
             cands = self._candidates(tx, d, memo, pkt)
             for s in cands:
@@ -189,9 +203,9 @@ class TxDetector:
                     continue
                 self.evaluated += 1
                 hit = self._match(s, spec, tx, pkt, payload, view)
-                if hit or not spec.body or self._body_final(spec, tx):
+                if hit != _RETRY:
                     done.add(s.order)
-                if not hit:
+                if hit != _MATCH:
                     continue
                 stream_hits.add(id(s))
                 r = s.rule
@@ -205,22 +219,25 @@ class TxDetector:
         return matches
 
     @staticmethod
-    def _body_final(spec, tx) -> bool:
-        return all(tx.progress[b.to_server] >= DONE for b in spec.bufs if b.body)
-
-    @staticmethod
-    def _match(s, spec, tx, pkt, payload: bytes, view) -> bool:
+    def _match(s, spec, tx, pkt, payload: bytes, view) -> int:
+        """_MATCH; _NO, the rule cannot match this transaction any more; _RETRY, not now
+        but maybe on a later packet: a packet keyword (flow, flags, ...) or the payload
+        part did not match this packet, a buffer is not there yet while its side is
+        still at or before the buffer's progress, a condition failed before its side is
+        complete, or a body that did not match is still growing (as Suricata's
+        NO_MATCH / CANT_MATCH)."""
         r = s.rule
         for chk in r.checks:
             if not chk(pkt):
-                return False
-        for _side, fn in spec.checks:
+                return _RETRY
+        prog = tx.progress
+        for side, fn in spec.checks:
             if not fn(tx):
-                return False
+                return _RETRY if prog[side] < DONE else _NO
         for b in spec.bufs:
             v = b.get(tx)
             if v is None:
-                return False
+                return _RETRY if prog[b.to_server] <= b.progress else _NO
             chain = b.chain
             if b.multi or b.transforms:
                 vals = v if b.multi else [v]
@@ -231,12 +248,13 @@ class TxDetector:
                             x = t(x)
                         tv.append(x)
                     vals = tv
-                if not any(chain.match_buffer(x) for x in vals):
-                    return False
-            elif not chain.match_buffer(v):
-                return False
+                ok = any(chain.match_buffer(x) for x in vals)
+            else:
+                ok = chain.match_buffer(v)
+            if not ok:
+                return _RETRY if b.body and prog[b.to_server] < DONE else _NO
         if r.payload is not None:
             bufs = view.bufs if view is not None and view.bufs else (payload,)
             if not any(r.payload.match(b, pkt) for b in bufs):
-                return False
-        return True
+                return _RETRY
+        return _MATCH

@@ -193,6 +193,8 @@ class Engine:
         """A flow ended: in IDS mode its streams' uninspected data is inspected a last time,
         then its state goes."""
         flow.ended = True
+        if flow.app is not None and flow.app.parser is not None and self.detector.tx is not None:
+            self._app_flow_end(flow, events)
         self.detector.forget(flow.flow_id)
         if flow.tcp is None:
             return
@@ -207,6 +209,26 @@ class Engine:
                 self._decide(pkt, flow, matches, hits, d, pkt_src="stream (flow timeout)")
                 events.extend(d.events)
         self.streams.release(flow)
+
+    def _app_flow_end(self, flow, events: list) -> None:
+        """The flow's end completes its open transactions (a body to the end of the stream,
+        a handshake never finished): their rules are inspected a last time on the end-of-flow
+        pseudo packet of each direction, as Suricata's flow timeout detection does in every
+        mode (EVE pcap_cnt absent, pkt_src "stream (flow timeout)")."""
+        st = flow.app
+        if flow.dropped or flow.action_pass:
+            return
+        self.app.end(flow, True)
+        self.app.end(flow, False)
+        for to_server in (True, False):
+            pkt = flow_end_packet(flow, to_server)
+            hits: set = set()
+            matches = self.detector.tx.run(pkt, flow, st, b"", None, self.thresholds, hits)
+            if matches:
+                d = _FrameDecision()
+                self._decide(pkt, flow, matches, hits, d, pkt_src="stream (flow timeout)")
+                events.extend(d.events)
+        st.parser.txs = []
 
     def _end_now(self, d: _FrameDecision) -> None:
         """The lookup evicted a flow (flow.memcap) or replaced one (TCP port reuse): its state
@@ -394,15 +416,22 @@ class Engine:
             hits = _NO_HITS                    # (only a stream view adds to it)
         st = None
         if self.app is not None and flow is not None and not tunnelled:
-            st = self._app_feed(pkt, flow, payload)
+            parser = flow.app.parser if flow.app is not None else None
+            if parser is not None and parser.no_inspect_payload:
+                # encrypted since an earlier packet (Suricata inspects the packet that made it
+                # so): no payload inspection, packet or stream; header rules still run
+                st = self._app_feed(pkt, flow, payload)
+                payload, view = b"", None
+            else:
+                st = self._app_feed(pkt, flow, payload)
         # a tunnel carrier is not flow-tracked by Suricata: its IP-only rules run every time
         matches = self.detector.run(pkt, None if tunnelled else flow, payload, self.thresholds, view, hits)
         if st is not None and st.fed:
             if hits is _NO_HITS:
                 hits = set()
-            txm = self.detector.tx.run(pkt, flow, st, payload, view, self.thresholds, hits) \
-                if self.detector.tx is not None else []
-            self.app.collect(st)
+            txd = self.detector.tx
+            txm = txd.run(pkt, flow, st, payload, view, self.thresholds, hits) if txd is not None else []
+            self.app.collect(st, txd is not None and txd.inspects(st.proto))
             if txm:
                 matches = sorted(matches + txm, key=_order) if matches else txm
         dropped = self._decide(pkt, flow, matches, hits, d) if matches else False
@@ -419,7 +448,10 @@ class Engine:
 
     def _app_feed(self, pkt: Packet, flow, payload: bytes):
         """Hand the packet's new in-order stream bytes (TCP) or its datagram (UDP) to the
-        flow's app layer; a FIN or RST ends the direction (RST both)."""
+        flow's app layer.  A RST ends both directions; a FIN does not: as in Suricata, the
+        app layer learns a direction ended when the flow does (the end-of-flow inspection,
+        `_app_flow_end`), so rules waiting for a complete transaction run then (checked:
+        a mutual-TLS handshake's to-client certificate rules alert at the flow's end)."""
         app = self.app
         if pkt.proto == IPPROTO_TCP:
             fresh = self.streams.fresh
@@ -427,11 +459,9 @@ class Engine:
             if fresh:
                 self.streams.fresh = b""
                 st = app.feed_tcp(flow, pkt.to_server, fresh, pkt.sport, pkt.dport)
-            flags = pkt.tcp_flags
-            if flags & 0x05 and st is not None and st.parser is not None:     # FIN, RST
-                app.end(flow, pkt.to_server)
-                if flags & 0x04:
-                    app.end(flow, not pkt.to_server)
+            if pkt.tcp_flags & 0x04 and st is not None and st.parser is not None:     # RST
+                app.end(flow, True)
+                app.end(flow, False)
             return st
         if pkt.proto == IPPROTO_UDP and payload:
             return app.feed_udp(flow, pkt.to_server, payload, pkt.sport, pkt.dport)

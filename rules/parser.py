@@ -256,12 +256,29 @@ def _app_spec(ctx: Ctx, f: dict, paren: int) -> AppSpec | None:
     return _app_side(ctx, names, defs, both, to_server, None)
 
 
+def _fold_contents(ctx: Ctx, name: str, buffer: str) -> None:
+    """Contents of a buffer Suricata compares in one case are folded to it, and contents
+    it refuses in that buffer are refused (registry.CONTENT_CASE, content_problem).
+    Folding the same Content twice (both directions) is harmless."""
+    contents = [c for c in ctx.buffers[name] if isinstance(c, Content)]
+    case = _app.CONTENT_CASE.get(buffer)
+    if case is not None:
+        for c in contents:
+            c.pattern = c.pattern.upper() if case == "upper" else c.pattern.lower()
+            if c.nocase:
+                c.lpattern = c.pattern.lower()
+    why = _app.content_problem(buffer, [c.pattern for c in contents if not c.nocase])
+    if why is not None:
+        raise RuleError(why, column=contents[0].column if contents else 1, keyword=buffer)
+
+
 def _app_side(ctx: Ctx, names: list, defs: dict, both: dict, to_server: bool, other) -> AppSpec:
     bufs = []
     need = [0, 0]
     any_body = False
     for n in names:
         d = defs[n]
+        _fold_contents(ctx, n, d.name)
         get, progress, side = d.get, d.progress, d.to_server
         if d.name in both and side != to_server:
             get, progress = both[d.name]

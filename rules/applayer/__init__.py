@@ -148,12 +148,18 @@ class AppLayer:
             st.parser.end(to_server)
             st.fed = True
 
-    def collect(self, st: AppState) -> None:
-        """After detection on the packet: complete transactions go."""
+    def collect(self, st: AppState, detected: bool = True) -> None:
+        """After detection on the packet: transactions detection is done with go (complete,
+        and inspected since in each of their directions, `Tx.spent`); `detected` False (no
+        rule inspects this protocol's transactions): every complete one goes."""
         st.fed = False
         p = st.parser
-        if p is not None and p.txs and p.txs[0].done():
-            p.txs = [tx for tx in p.txs if not tx.done()]
+        if p is not None and p.txs:
+            if detected:
+                if any(tx.spent() for tx in p.txs):
+                    p.txs = [tx for tx in p.txs if not tx.spent()]
+            elif p.txs[0].done():
+                p.txs = [tx for tx in p.txs if not tx.done()]
 
     def _probe(self, st: AppState, data: bytes, to_server: bool, sport: int, dport: int, ipproto: int):
         """The protocol `data` starts, None (not enough data yet), or "" (none of them)."""
@@ -163,9 +169,7 @@ class AppLayer:
         for m in probed:
             if m.PROTO in refused:
                 continue
-            # (a module over TCP and UDP also gets its settings: DNS's detection ports)
-            got = m.probe(data, to_server, sport, dport, ipproto, self.settings.get(m.PROTO)) \
-                if len(m.IPPROTOS) > 1 else m.probe(data, to_server, sport, dport)
+            got = m.probe(data, to_server, sport, dport, ipproto, self.settings.get(m.PROTO))
             if got:
                 return m.PROTO
             if got is None:
@@ -188,9 +192,8 @@ class AppLayer:
         self._count(f"app.{proto}.flows")
         if (proto, ipproto) in self.detection_only:
             return
-        # a protocol over both TCP and UDP (DNS) is told which: its framing differs
-        st.parser = (mod.Parser(self.settings.get(proto), ipproto) if len(mod.IPPROTOS) > 1
-                     else mod.Parser(self.settings.get(proto)))
+        # told the IP protocol: over TCP and UDP (DNS) the framing differs
+        st.parser = mod.Parser(self.settings.get(proto), ipproto)
 
     def _events(self, st: AppState) -> None:
         ev = st.parser.events

@@ -38,7 +38,7 @@ class Tx:
     decided for this transaction (matched or no longer able to match), so a rule
     fires once per transaction as in Suricata."""
 
-    __slots__ = ("id", "progress", "inspected", "body_grew", "found")
+    __slots__ = ("id", "progress", "inspected", "body_grew", "found", "only", "final")
 
     def __init__(self, tx_id: int) -> None:
         self.id = tx_id
@@ -46,9 +46,19 @@ class Tx:
         self.inspected: tuple[set, set] = (set(), set())
         self.body_grew = [False, False]     # set by parsers when a body buffer grew on this feed
         self.found: dict = {}               # detection's prefilter results per buffer (rules.detect_tx)
+        self.only: bool | None = None       # inspected in this direction only (a DNS message's own), None both
+        self.final = [False, False]         # detection ran on it complete, per direction (then it can go)
 
     def done(self) -> bool:
         return self.progress[0] >= DONE and self.progress[1] >= DONE
+
+    def spent(self) -> bool:
+        """Complete, and detection ran on it since, in each direction it is inspected in:
+        the stage may free it."""
+        if not (self.progress[0] >= DONE and self.progress[1] >= DONE):
+            return False
+        only = self.only
+        return self.final[only] if only is not None else self.final[0] and self.final[1]
 
 
 class Parser:
@@ -60,6 +70,11 @@ class Parser:
         self.txs: list[Tx] = []
         self.events: list[str] = []       # raised since the stage last took them
         self.failed = False               # gave up: the rest of the flow is not parsed
+        # the flow is encrypted from here (TLS after its handshake, encryption-handling
+        # default/bypass): later packets get no payload inspection; `bypass_ready` the flow
+        # may leave the frame path (encryption-handling bypass)
+        self.no_inspect_payload = False
+        self.bypass_ready = False
 
     def feed(self, data: bytes, to_server: bool) -> None:
         """In-order bytes of one direction (TCP), or one datagram (UDP).  Never raises."""

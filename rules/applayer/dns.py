@@ -415,6 +415,7 @@ class DnsTx(Tx):
     def __init__(self, tx_id: int, to_server: bool, msg_id: int, flags: int, questions: list) -> None:
         super().__init__(tx_id)
         self.progress = [DONE, DONE]     # stateless: complete as soon as it exists
+        self.only = to_server            # inspected in its message's direction only
         self.to_server = to_server
         self.msg_id = msg_id
         self.flags = flags

@@ -354,8 +354,19 @@ MODIFIERS = {
 }
 
 
+def content_problem(buffer: str, patterns: list[bytes]) -> str | None:
+    """Suricata refuses an http.host content with upper-case letters (without nocase)."""
+    if buffer == "http.host":
+        for p in patterns:
+            if p != p.lower():
+                return ("http.host: the content has upper-case letters; write it in lower case "
+                        "(or add nocase)")
+    return None
+
+
 # ---------------------------------------------------------------------------- detection
-def probe(data: bytes, to_server: bool, sport: int, dport: int) -> bool | None:
+def probe(data: bytes, to_server: bool, sport: int, dport: int, ipproto: int = 6,
+          settings: Settings | None = None) -> bool | None:
     """A request line's method (followed by a space) from the client, or "HTTP/" from the
     server.  Blank lines before it are skipped."""
     d = data.lstrip(b"\r\n")
@@ -388,7 +399,7 @@ class _Side:
 class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.py expects
     proto = PROTO
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, ipproto: int = 6) -> None:
         super().__init__()
         self.s = settings or Settings()
         self.sides = (_Side(), _Side())      # [to_client, to_server]
@@ -616,22 +627,21 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
             except ValueError:
                 self.event("http.request_invalid_content_length" if to_server else "http.response_invalid_content_length")
                 length = None
+        from rules.applayer.http_body import Body
+
+        # Content-Encoding goes to the body as sent: libhtp reads the whole value (requests)
+        # or its own tokens (responses); Suricata decompresses request bodies too
+        enc = tx.header(headers, b"content-encoding") or b""
         if to_server:
             if not chunked and not length:
                 return None
-            from rules.applayer.http_body import Body
-
-            return Body(chunked, length, [], self.s.request_body_limit, False)
+            return Body(chunked, length, enc, self.s.request_body_limit, True, to_server=True)
         status = tx.status_raw
         if tx.head or status[:1] == b"1" or (status.isdigit() and int(status) in _NO_BODY_STATUS):
             return None
         if not chunked and length == 0:
             return None
-        enc = tx.header(headers, b"content-encoding")
-        encodings = [e.strip().lower() for e in enc.split(b",")] if enc else []
-        from rules.applayer.http_body import Body
-
-        return Body(chunked, length, encodings, self.s.response_body_limit, True)
+        return Body(chunked, length, enc, self.s.response_body_limit, True, to_server=False)
 
     def _feed_body(self, side: _Side, to_server: bool) -> bool:
         body = side.body

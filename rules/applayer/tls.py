@@ -373,7 +373,7 @@ class _GiveUp(Exception):
 class Parser(_Base):
     proto = PROTO
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, ipproto: int = 6) -> None:
         super().__init__()
         self.s = settings or Settings()
         self.ja3_on = self.s.ja3_fingerprints != "no"

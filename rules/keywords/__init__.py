@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rules.keywords import (bsize, buffers, bypass, byte_ops, content, dns_app, dsize, events, flow, flowbits, icmp, ip,
                             ipfields, isdataat, meta, pcre, stream_size, tcp, threshold, transforms)
+from rules.keywords import tls as tls_kw
 from rules.keywords._base import Keyword
 
 REGISTRY: dict[str, Keyword] = {
@@ -38,6 +39,10 @@ REGISTRY: dict[str, Keyword] = {
     "pkt_data": buffers.pkt_data,
     # sticky buffers and their legacy modifiers
     "dns.opcode": dns_app.dns_opcode,
+    "tls.version": tls_kw.tls_version,
+    "ssl_version": tls_kw.ssl_version,
+    "ssl_state": tls_kw.ssl_state,
+    "tls.cert_chain_len": tls_kw.cert_chain_len,
     "bsize": bsize.bsize,
     "dotprefix": transforms.dotprefix,
     # payload: other inspections

@@ -689,13 +689,13 @@ def dns_match(r, names, qr=0) -> bool:
     from types import SimpleNamespace
 
     from rules.applayer import dns as D
-    from rules.detect_tx import TxDetector
+    from rules.detect_tx import _MATCH, TxDetector
 
     msg = dns_msg(*names, qr=qr)
     parser = D.Parser()
     parser.feed(msg, not qr)
     p = pkt(proto=17, payload=msg)
-    return any(TxDetector._match(SimpleNamespace(rule=r), r.app, tx, p, msg, None) for tx in parser.txs)
+    return any(TxDetector._match(SimpleNamespace(rule=r), r.app, tx, p, msg, None) == _MATCH for tx in parser.txs)
 
 
 DNS_CASES = [
