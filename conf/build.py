@@ -77,6 +77,9 @@ def engine_settings(config: Config, mode: str | None = None) -> EngineSettings:
         exception_policy=master if master in ("drop-packet", "drop-flow", "pass-packet", "pass-flow")
         else "ignore",
         decoder=config.decoder, flow=config.flow, stream=stream, defrag=config.defrag,
+        # a parser error (Suricata's app-layer.error-policy; unset: the master switch)
+        app_error_policy=resolve_policy(config.app_error_policy if config.app_error_policy != POLICY_UNSET
+                                        else master, mode),
         app={**config.app, ENABLED: dict(config.app[ENABLED])},
     )
 

@@ -155,7 +155,7 @@ UNIX_COMMAND_DIR = "/run/ipsbridge"          # a relative unix-command.filename 
 VARS_KEYS = ("address-groups", "port-groups")
 
 # app-layer (the judged keys are in UNIMPLEMENTED)
-APP_LAYER_KEYS = ("protocols",)
+APP_LAYER_KEYS = ("protocols", "error-policy")
 APP_PARSED = tuple(APP_SETTINGS)                           # http, tls, dns
 # Suricata 7.0's other app-layer protocols (app-layer-protos.c, the names suricata.yaml uses)
 APP_OTHER = ("bittorrent-dht", "dcerpc", "dhcp", "dnp3", "enip", "ftp", "http2", "ike", "imap", "krb5",
@@ -430,10 +430,6 @@ def _inspect_size(name: str, stock: int) -> dict:
 
 
 APP_LAYER_UNIMPLEMENTED: dict[str, NoEffect | Refused] = {
-    "app-layer.error-policy": Refused(
-        "an exception policy for app-layer parser errors is not implemented: a flow whose parser gives up "
-        "is forwarded and inspected without its app layer, as Suricata's 'ignore'",
-        "remove the key or set it to ignore", shape="policy", honoured=("ignore",)),
     # http
     f"{_HTTP}.memcap": Refused("a memory cap on HTTP state is not implemented: it is bounded per flow by "
                                "meta-field-limit, the body limits and max-tx, and flows by flow.memcap",
@@ -1261,6 +1257,9 @@ class _Parser:
         protocols = None
         if raw is not None:
             self.check_keys("app-layer", raw, APP_LAYER_KEYS)
+            out: dict = {}
+            self.policy("app-layer", raw, "error-policy", "app-layer.error-policy", out, "v")
+            config.app_error_policy = out.get("v", config.app_error_policy)
             protocols = self.mapping(raw.get("protocols"), "app-layer.protocols", raw.line_of("protocols"),
                                      "indent one 'NAME:' mapping per protocol under 'protocols:'")
         if protocols is not None:

@@ -120,6 +120,7 @@ class Config:
     defrag: DefragSettings = field(default_factory=DefragSettings)
     exception_policy: str = "auto"          # the master switch, as written (rules.settings.POLICY_VALUES)
     app: dict = field(default_factory=default_app)    # app-layer.*: EngineSettings.app (see above)
+    app_error_policy: str = POLICY_UNSET    # app-layer.error-policy as written (unset: the master's)
     pcap_file_checksum_checks: str = "auto"
     eve_log: str | None = None              # path of the EVE JSON file; None: no EVE output
     stats_interval: float = 8.0             # seconds between stats lines (0: off)

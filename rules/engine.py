@@ -424,6 +424,13 @@ class Engine:
                 payload, view = b"", None
             else:
                 st = self._app_feed(pkt, flow, payload)
+            if st is not None and st.parser is not None and st.parser.failed and not st.error_seen:
+                # the parser gave up on this packet: app-layer.error-policy (Suricata's auto:
+                # drop-flow inline), counted as policy.app_layer_error.<policy>
+                st.error_seen = True
+                act = self._policy(self.settings.app_error_policy, "app_layer_error", pkt, flow, d)
+                if act is not None:
+                    return act
         # a tunnel carrier is not flow-tracked by Suricata: its IP-only rules run every time
         matches = self.detector.run(pkt, None if tunnelled else flow, payload, self.thresholds, view, hits)
         if st is not None and st.fed:

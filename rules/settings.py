@@ -204,11 +204,15 @@ class EngineSettings:
     # app-layer.protocols.<proto>: protocol name -> that protocol module's Settings
     # (rules.applayer.registry); a protocol not here runs with its defaults
     app: dict = field(default_factory=dict)
+    # what a parser error does to the flow (the packet it came on and the rest):
+    # Suricata's app-layer.error-policy, resolved; "ignore" leaves the flow without its app layer
+    app_error_policy: str = "ignore"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         for name, value in (("exception_policy", self.exception_policy),
+                            ("app_error_policy", self.app_error_policy),
                             ("stream.midstream_policy", self.stream.midstream_policy),
                             ("stream.memcap_policy", self.stream.memcap_policy),
                             ("stream.reassembly_memcap_policy", self.stream.reassembly_memcap_policy)):

@@ -41,7 +41,7 @@ class AppState:
     """A flow's app layer: its protocol ("" while unknown, "failed"), the parser, and
     the bytes held per direction while detecting."""
 
-    __slots__ = ("proto", "parser", "held", "refused", "fed")
+    __slots__ = ("proto", "parser", "held", "refused", "fed", "error_seen")
 
     def __init__(self) -> None:
         self.proto = ""
@@ -49,6 +49,7 @@ class AppState:
         self.held = [b"", b""]           # [to client, to server]
         self.refused: list[set] = [set(), set()]   # protocols whose probe said no, per direction
         self.fed = False                 # the parser got data on the current packet
+        self.error_seen = False          # the parser's giving up was acted on (app-layer.error-policy)
 
 
 class AppLayer:

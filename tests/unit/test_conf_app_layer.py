@@ -228,8 +228,8 @@ def test_all_refusals_of_one_section_come_together():
 # (key[~variant], yaml, "warn" | "stock" | "ok" | "error", fragment of the warning/refusal)
 DECISIONS = [
     ("app-layer.error-policy~ignore", "app-layer:\n  error-policy: ignore\n", "ok", ""),
-    ("app-layer.error-policy", "app-layer:\n  error-policy: drop-flow\n", "error", "parser errors"),
-    ("app-layer.error-policy~auto", "app-layer:\n  error-policy: auto\n", "error", "as Suricata's 'ignore'"),
+    ("app-layer.error-policy", "app-layer:\n  error-policy: drop-flow\n", "ok", ""),
+    ("app-layer.error-policy~auto", "app-layer:\n  error-policy: auto\n", "ok", ""),
     ("app-layer.error-policy~bad", "app-layer:\n  error-policy: drop\n", "error", "unknown value 'drop'"),
     ("app-layer.protocols.http.memcap~0", protocols("http:\n  memcap: 0\n"), "ok", ""),
     ("app-layer.protocols.http.memcap", protocols("http:\n  memcap: 64mb\n"), "error", "memory cap on HTTP"),
@@ -515,3 +515,15 @@ def test_buffer_rules_of_a_detection_only_protocol_are_noted(tmp_path):
                                   protocols("tls:\n  enabled: no\n")], ids=["none", "yes", "dns-tcp-off", "tls"])
 def test_no_note_when_the_rules_can_match(tmp_path, body):
     assert notes(tmp_path, body, f"{URI_RULE}\n{PLAIN_RULE}\n{DNS_RULE}\n") == []
+
+
+@pytest.mark.parametrize("text, mode, expected", [
+    ("", "ips", "drop-flow"),                                    # unset: the master switch, auto
+    ("", "ids", "ignore"),
+    ("exception-policy: pass-flow\n", "ips", "pass-flow"),
+    ("app-layer:\n  error-policy: drop-packet\n", "ips", "drop-packet"),
+    ("app-layer:\n  error-policy: drop-flow\n", "ids", "drop-flow"),   # as written, as the stream policies
+    ("exception-policy: drop-flow\napp-layer:\n  error-policy: ignore\n", "ips", "ignore"),
+])
+def test_app_layer_error_policy_resolves_as_suricata(text, mode, expected):
+    assert engine_settings(load(text), mode).app_error_policy == expected
