@@ -667,14 +667,15 @@ _Loader.add_constructor("!include", _construct_include)
 
 
 def _checked_scalar(construct):
-    """PyYAML's scalar constructors raise ValueError, KeyError or AttributeError for a value its
-    tag cannot hold, whether written (`!!int abc`, `!!timestamp 2:01-12-14`) or resolved from
-    a plain scalar (`2001-13-45` looks like a date): a ConstructorError at the value instead,
-    which load_text reports at its line like any YAML error."""
+    """PyYAML's scalar constructors raise ValueError, KeyError, AttributeError or IndexError
+    for a value its tag cannot hold, whether written (`!!int abc`, `!!int` with no value,
+    `!!timestamp 2:01-12-14`) or resolved from a plain scalar (`2001-13-45` looks like a
+    date): a ConstructorError at the value instead, which load_text reports at its line like
+    any YAML error."""
     def checked(loader, node):
         try:
             return construct(loader, node)
-        except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as exc:
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError, IndexError) as exc:
             value = node.value if len(node.value) <= 40 else node.value[:40] + "..."
             why = f" ({exc})" if isinstance(exc, ValueError) and len(str(exc)) < 80 else ""
             raise yaml.constructor.ConstructorError(

@@ -49,7 +49,8 @@ def test_pcapng_if_tsresol_option_cut_short_by_the_block_end(tmp_path):
     ("flow:\n  memcap: !!bool x\n", 2, "'x' is not a valid bool"),                  # KeyError
     ("flow:\n  memcap: !!float x\n", 2, "'x' is not a valid float"),
     ("flow:\n  memcap: " + "9" * 5000 + "\n", 2, "is not a valid int"),          # past int()'s 4300 digits
-], ids=["timestamp-tag", "timestamp-resolved", "int-tag", "bool-tag", "float-tag", "int-5000-digits"])
+    ("!!int", 1, "'' is not a valid int"),                                          # the long fuzz run's: IndexError
+], ids=["timestamp-tag", "timestamp-resolved", "int-tag", "bool-tag", "float-tag", "int-5000-digits", "int-tag-empty"])
 def test_conf_yaml_value_its_tag_cannot_hold_is_a_config_error(text, line, what):
     # PyYAML's scalar constructors raise ValueError/KeyError/AttributeError there, not a YAMLError
     with pytest.raises(ConfigError) as ei:
