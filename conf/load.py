@@ -170,7 +170,9 @@ LIBHTP_KEYS = ("default-config", "server-config")
 # 4 GiB - 1 as Suricata's ParseSizeStringU32; request_body_limit is Suricata's other spelling
 HTP_LIMITS = {"request-body-limit": ("request_body_limit", 0), "request_body_limit": ("request_body_limit", 0),
               "response-body-limit": ("response_body_limit", 0), "meta-field-limit": ("header_limit", 1),
-              "max-tx": ("max_tx", 1)}
+              "max-tx": ("max_tx", 1),
+              "request-body-minimal-inspect-size": ("request_body_minimal_inspect_size", 0),
+              "response-body-minimal-inspect-size": ("response_body_minimal_inspect_size", 0)}
 DETECTION_PORTS_KEYS = ("dp", "toserver")                  # toserver: Suricata's other name of dp
 TLS_ENCRYPTION = ("default", "bypass", "full")
 # Suricata's ConfValIsTrue / ConfValIsFalse spellings (any case), and `enabled`'s third value
@@ -411,8 +413,8 @@ _HTTP = "app-layer.protocols.http"
 _HTP = f"{_HTTP}.libhtp.default-config"
 _URI_AS_STOCK = ("ipsbridge normalizes http.uri as Suricata 7.0.10 does with its stock default-config "
                  "(personality IDS)")
-_WHOLE_BODY = ("ipsbridge inspects the whole body kept so far (up to the body limit) each time it grows, "
-               "in every mode: there are no inspection windows")
+_WHOLE_BODY = ("ipsbridge inspects the whole body kept so far (up to the body limit) each time it grows "
+               "once it holds the minimal inspect size, in every mode: there are no inspection windows")
 _SP = Refused("detection by source port is not implemented: DNS and TLS are probed on their server port "
               "(dp)", "remove it and list the server ports under dp", shape="any")
 
@@ -453,9 +455,7 @@ APP_LAYER_UNIMPLEMENTED: dict[str, NoEffect | Refused] = {
                          "path-separators-compress", "path-separators-decode", "path-u-encoding-decode",
                          "path-utf8-convert-bestfit")
        for k, v in _htp_uri_option(name, shape="any").items()},
-    **_inspect_size("request-body-minimal-inspect-size", 32 * 1024),
     **_inspect_size("request-body-inspect-window", 4 * 1024),
-    **_inspect_size("response-body-minimal-inspect-size", 40 * 1024),
     **_inspect_size("response-body-inspect-window", 16 * 1024),
     f"{_HTP}.randomize-inspection-sizes": NoEffect(f"{_WHOLE_BODY} to randomize", "bool"),
     f"{_HTP}.randomize-inspection-range": NoEffect(f"{_WHOLE_BODY} to randomize", "int"),

@@ -246,13 +246,23 @@ def _app_spec(ctx: Ctx, f: dict, paren: int) -> AppSpec | None:
     sided_checks = [c for c in ctx.app_checks if c[0] is not None]
     if fts is None and not one_sided and not sided_checks:
         return _app_side(ctx, names, defs, both, True, _app_side(ctx, names, defs, both, False, None))
+    # buffers only one side has must agree with each other and with flow:to_server/to_client
+    # (Suricata refuses the rule: "mixes keywords with conflicting directions")
+    sides = {d.to_server for d in one_sided}
+    if fts is not None:
+        sides.add(fts)
+    if len(sides) > 1:
+        req = sorted(d.name for d in one_sided if d.to_server)
+        resp = sorted(d.name for d in one_sided if not d.to_server)
+        said = {True: "flow:to_server", False: "flow:to_client", None: ""}[fts]
+        raise RuleError("the rule mixes keywords with conflicting directions: "
+                        + ", ".join(x for x in (f"request side {', '.join(req)}" if req else "",
+                                                f"response side {', '.join(resp)}" if resp else "", said) if x)
+                        + " (Suricata refuses it too)", column=paren + 1)
     # the direction: to_client when the rule says so, or a buffer/condition only the
     # response side has; else to_server
     to_server = not (fts is False or any(not d.to_server for d in one_sided)
                      or any(not side for side, _, _ in sided_checks))
-    if fts is True and not to_server:
-        raise RuleError("the rule says flow:to_server but inspects a response buffer or condition",
-                        column=paren + 1)
     return _app_side(ctx, names, defs, both, to_server, None)
 
 

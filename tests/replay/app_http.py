@@ -157,6 +157,108 @@ def s_uri(cap) -> None:
         t.c(data=b"GET " + raw + b" HTTP/1.1\r\nHost: h\r\n\r\n")
 
 
+
+RESPONSES_RULES = r"""
+# response line and headers (sid 9120xx)
+alert http any any -> any any (msg:"stat_code 404"; http.stat_code; content:"404"; bsize:3; sid:912001;)
+alert http any any -> any any (msg:"stat_msg"; http.stat_msg; content:"Not Found"; bsize:9; sid:912002;)
+alert http any any -> any any (msg:"response_line"; http.response_line; content:"HTTP/1.1 404 Not Found"; bsize:22; sid:912003;)
+alert http any any -> any any (msg:"server"; http.server; content:"TestServer/2"; bsize:12; sid:912004;)
+alert http any any -> any any (msg:"location"; http.location; content:"http://new.example/"; bsize:19; sid:912005;)
+alert http any any -> any any (msg:"response content_type"; flow:to_client; http.content_type; content:"text/html"; startswith; sid:912006;)
+alert http any any -> any any (msg:"response header"; flow:to_client; http.header; content:"Server: TestServer/2|0d 0a|"; sid:912007;)
+alert http any any -> any any (msg:"set-cookie not in header"; flow:to_client; http.header; content:"Set-Cookie"; sid:912008;)
+alert http any any -> any any (msg:"response header_names"; flow:to_client; http.header_names; content:"|0d 0a|Server|0d 0a|"; sid:912009;)
+alert http any any -> any any (msg:"stat_code with a request buffer both sides have"; flow:to_client; http.protocol; content:"HTTP/1.1"; http.stat_code; content:"404"; sid:912010;)
+# bodies (sid 9121xx)
+alert http any any -> any any (msg:"file.data plain"; flow:to_client; file.data; content:"PLAIN-MARKER"; sid:912101;)
+alert http any any -> any any (msg:"file_data legacy"; flow:to_client; file_data; content:"PLAIN-MARKER"; sid:912102;)
+alert http any any -> any any (msg:"response_body"; http.response_body; content:"PLAIN-MARKER"; sid:912103;)
+alert http any any -> any any (msg:"chunked marker across chunks"; flow:to_client; file.data; content:"CHUNKED-MARKER"; sid:912104;)
+alert http any any -> any any (msg:"gzip marker"; flow:to_client; file.data; content:"GZIP-MARKER"; sid:912105;)
+alert http any any -> any any (msg:"gzip raw not seen"; flow:to_client; file.data; content:"|1f 8b 08|"; startswith; sid:912106;)
+alert http any any -> any any (msg:"request_body"; http.request_body; content:"user=admin"; sid:912107;)
+alert http any any -> any any (msg:"request_body chunked"; http.request_body; content:"CHUNKED-POST"; sid:912108;)
+alert http any any -> any any (msg:"file.data to server"; flow:to_server; file.data; content:"user=admin"; sid:912109;)
+alert http any any -> any any (msg:"body startswith"; flow:to_client; file.data; content:"<html>"; startswith; sid:912110;)
+alert http any any -> any any (msg:"second pipelined body"; flow:to_client; file.data; content:"SECOND-BODY"; sid:912111;)
+alert http any any -> any any (msg:"deflate marker"; flow:to_client; file.data; content:"DEFLATE-MARKER"; sid:912112;)
+# IPS: a drop on a body marker that arrives in the response's third segment (sid 9122xx)
+drop http any any -> any any (msg:"drop body marker"; flow:to_client; file.data; content:"EVIL-PAYLOAD"; sid:912201;)
+"""
+
+
+def _resp(t, head: bytes, body: bytes, pieces=None) -> None:
+    data = head + body
+    if pieces is None:
+        t.s(data=data)
+        return
+    at = 0
+    for n in pieces:
+        t.s(data=data[at:at + n])
+        at += n
+    if at < len(data):
+        t.s(data=data[at:])
+
+
+def s_responses(cap) -> None:
+    import gzip
+    import zlib
+
+    from make_differential import C1, S1, Tcp
+
+    # 1: a 404 with the usual headers and a small HTML body
+    t = Tcp(cap, C1, S1, 42001, 80).handshake()
+    t.c(data=b"GET /missing HTTP/1.1\r\nHost: a.example\r\n\r\n")
+    body = b"<html>not here</html>"
+    _resp(t, b"HTTP/1.1 404 Not Found\r\nServer: TestServer/2\r\nContent-Type: text/html; charset=utf-8\r\n"
+             b"Set-Cookie: s=1\r\nContent-Length: %d\r\n\r\n" % len(body), body)
+    t.close()
+    # 2: a redirect, then a plain body with a marker
+    t = Tcp(cap, C1, S1, 42002, 80).handshake()
+    t.c(data=b"GET /old HTTP/1.1\r\nHost: a.example\r\n\r\n")
+    t.s(data=b"HTTP/1.1 302 Found\r\nLocation: http://new.example/\r\nContent-Length: 0\r\n\r\n")
+    t.c(data=b"GET /new HTTP/1.1\r\nHost: a.example\r\n\r\n")
+    body = b"<html>PLAIN-MARKER</html>"
+    _resp(t, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body), body)
+    t.close()
+    # 3: chunked, the marker split across two chunks and three segments
+    t = Tcp(cap, C1, S1, 42003, 80).handshake()
+    t.c(data=b"GET /c HTTP/1.1\r\nHost: a.example\r\n\r\n")
+    chunks = b"7\r\nCHUNKED\r\n7\r\n-MARKER\r\n0\r\n\r\n"
+    _resp(t, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", chunks, pieces=[50, 12])
+    t.close()
+    # 4: gzip, and deflate
+    t = Tcp(cap, C1, S1, 42004, 80).handshake()
+    t.c(data=b"GET /g HTTP/1.1\r\nHost: a.example\r\n\r\n")
+    gz = gzip.compress(b"<html>GZIP-MARKER</html>", mtime=0)
+    _resp(t, b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(gz), gz)
+    t.c(data=b"GET /d HTTP/1.1\r\nHost: a.example\r\n\r\n")
+    df = zlib.compress(b"<html>DEFLATE-MARKER</html>")
+    _resp(t, b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n" % len(df), df)
+    t.close()
+    # 5: POST bodies, Content-Length and chunked
+    t = Tcp(cap, C1, S1, 42005, 80).handshake()
+    form = b"user=admin&pass=x"
+    t.c(data=b"POST /login HTTP/1.1\r\nHost: a.example\r\nContent-Length: %d\r\n\r\n" % len(form) + form)
+    _resp(t, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", b"ok")
+    t.c(data=b"POST /up HTTP/1.1\r\nHost: a.example\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nCHUNKE\r\n")
+    t.c(data=b"6\r\nD-POST\r\n0\r\n\r\n")
+    _resp(t, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", b"ok")
+    t.close()
+    # 6: two pipelined requests, their responses in one segment
+    t = Tcp(cap, C1, S1, 42006, 80).handshake()
+    t.c(data=b"GET /1 HTTP/1.1\r\nHost: a.example\r\n\r\nGET /2 HTTP/1.1\r\nHost: a.example\r\n\r\n")
+    t.s(data=b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirstHTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nSECOND-BODY")
+    t.close()
+    # 7: IPS: the marker arrives in the third segment of a longer body
+    t = Tcp(cap, C1, S1, 42007, 80).handshake()
+    t.c(data=b"GET /big HTTP/1.1\r\nHost: a.example\r\n\r\n")
+    body = b"A" * 600 + b"EVIL-PAYLOAD" + b"B" * 300
+    _resp(t, b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body), body, pieces=[300, 300, 300])
+    t.c(flags="A")
+    t.close()
+
 FAMILIES = [
     AppFamily("app_http_requests", "HTTP request buffers: method, uri (normalized: dot segments, "
               "repeated slashes, percent-decoding; absolute URIs), uri.raw, protocol, request_line, host "
@@ -167,4 +269,10 @@ FAMILIES = [
     AppFamily("app_http_uri", "http.uri normalization, one exact rule per request target: percent-decoding "
               "(not %2F in the path, %2F in the query), dot segments as libhtp removes them, backslashes, "
               "repeated slashes, fragments and absolute URIs", uri_rules(), s_uri),
+    AppFamily("app_http_responses", "HTTP responses and bodies: stat_code, stat_msg, response_line, server, "
+              "location, response content_type / header (Set-Cookie left out) / header_names, request buffers "
+              "in a response rule, file.data / file_data / response_body on Content-Length, chunked (a marker "
+              "across chunks and segments), gzip and deflate bodies, request bodies (Content-Length, chunked, "
+              "file.data to server), pipelined bodies, a drop on a marker in a body's third segment",
+              RESPONSES_RULES, s_responses),
 ]

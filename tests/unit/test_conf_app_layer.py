@@ -120,6 +120,10 @@ LANDS = [
      MiB + MiB // 2),
     ("meta-field-limit", htp("meta-field-limit: 9000"), lambda a: a["http"].header_limit, 9000),
     ("max-tx", htp("max-tx: 64"), lambda a: a["http"].max_tx, 64),
+    ("req-min-inspect", htp("request-body-minimal-inspect-size: 8kb"),
+     lambda a: a["http"].request_body_minimal_inspect_size, 8192),
+    ("resp-min-inspect", htp("response-body-minimal-inspect-size: 0"),
+     lambda a: a["http"].response_body_minimal_inspect_size, 0),
     ("max-tx-size-string", htp("max-tx: 1kb"), lambda a: a["http"].max_tx, 1024),   # ParseSizeStringU32
     ("ja3-no", protocols("tls:\n  ja3-fingerprints: no\n"), lambda a: a["tls"].ja3_fingerprints, "no"),
     ("ja3-off", protocols("tls:\n  ja3-fingerprints: 'off'\n"), lambda a: a["tls"].ja3_fingerprints, "no"),
@@ -255,11 +259,9 @@ DECISIONS = [
         ("path-separators-compress", "no"), ("path-separators-decode", "yes"), ("path-u-encoding-decode", "yes"),
         ("path-utf8-convert-bestfit", "no"))],
     *[(f"htp.{k}~stock", htp(f"{k}: {v}"), "stock", "whole body") for k, v in (
-        ("request-body-minimal-inspect-size", "32kb"), ("request-body-inspect-window", "4kb"),
-        ("response-body-minimal-inspect-size", "40kb"), ("response-body-inspect-window", "16kb"))],
+        ("request-body-inspect-window", "4kb"), ("response-body-inspect-window", "16kb"))],
     *[(f"htp.{k}", htp(f"{k}: {v}"), "error", "inspection windows are not implemented") for k, v in (
-        ("request-body-minimal-inspect-size", "64kb"), ("request-body-inspect-window", "8kb"),
-        ("response-body-minimal-inspect-size", "32kb"), ("response-body-inspect-window", "4kb"))],
+        ("request-body-inspect-window", "8kb"), ("response-body-inspect-window", "4kb"))],
     ("htp.randomize-inspection-sizes", htp("randomize-inspection-sizes: yes"), "warn", "to randomize"),
     ("htp.randomize-inspection-range", htp("randomize-inspection-range: 10"), "warn", "to randomize"),
     ("htp.http-body-inline~yes", htp("http-body-inline: yes"), "ok", ""),
@@ -357,8 +359,7 @@ def test_suricatas_stock_app_layer_section_loads_with_its_warnings():
     assert sorted((w["event"], w["key"]) for w in logs) == sorted([
         ("config_app_protocols_not_parsed", ""),
         *[("config_key_stock_value", k) for k in (
-            "request-body-minimal-inspect-size", "request-body-inspect-window", "response-body-minimal-inspect-size",
-            "response-body-inspect-window", "http-body-inline")]])
+            "request-body-inspect-window", "response-body-inspect-window", "http-body-inline")]])
     a = app(section)
     assert a == {**default_app(), "http": app_http.Settings(request_body_limit=100 * KiB,
                                                             response_body_limit=100 * KiB)}

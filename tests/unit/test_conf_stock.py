@@ -38,8 +38,7 @@ STOCK_KEY_WARNINGS = {
     # inspection settings ipsbridge replaces by inspecting the whole body as it grows
     ("config_app_protocols_not_parsed", "app-layer.protocols", ""),
     *[("config_key_stock_value", "app-layer.protocols.http.libhtp.default-config", k)
-      for k in ("request-body-minimal-inspect-size", "request-body-inspect-window",
-                "response-body-minimal-inspect-size", "response-body-inspect-window", "http-body-inline")],
+      for k in ("request-body-inspect-window", "response-body-inspect-window", "http-body-inline")],
 }
 
 
