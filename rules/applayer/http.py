@@ -429,6 +429,12 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
             side.buf = bytearray()
             self.event("http.parser_error")
 
+    def _fail(self) -> None:
+        self.failed = True
+        for side in self.sides:
+            side.gone = True
+            side.buf = bytearray()
+
     def end(self, to_server: bool) -> None:
         side = self.sides[to_server]
         try:
@@ -629,18 +635,37 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         return True
 
     def _body_for(self, tx: HttpTx, headers: list, to_server: bool):
+        """The message's body reader, None when it has none.  As libhtp (Suricata 7.0.10): a
+        request whose Transfer-Encoding is not the token chunked, or whose Content-Length has
+        no digit, stops parsing of the flow (`failed`: app-layer.error-policy applies); a
+        response is chunked when "chunked" appears anywhere in the value (anything but
+        exactly chunked raises http.response_abnormal_transfer_encoding)."""
+        from rules.applayer.http_body import parse_content_length
+
         te = tx.header(headers, b"transfer-encoding")
         cl = tx.header(headers, b"content-length")
-        chunked = te is not None and b"chunked" in te.lower()
+        chunked = False
+        if te is not None:
+            low = te.lower()
+            if to_server:
+                if b"chunked" not in [t.strip() for t in low.split(b",")]:
+                    self.event("http.invalid_transfer_encoding_value_in_request")
+                    self._fail()
+                    return None
+                chunked = True
+            else:
+                chunked = b"chunked" in low
+                if low.strip() != b"chunked":
+                    self.event("http.response_abnormal_transfer_encoding")
         length = None
         if cl is not None and not chunked:
-            try:
-                length = int(cl.split(b",")[0].strip())
-                if length < 0:
-                    raise ValueError
-            except ValueError:
-                self.event("http.request_invalid_content_length" if to_server else "http.response_invalid_content_length")
-                length = None
+            length = parse_content_length(cl)
+            if length is None:
+                if to_server:
+                    self.event("http.invalid_content_length_field_in_request")
+                    self._fail()
+                    return None
+                self.event("http.invalid_content_length_field_in_response")
         from rules.applayer.http_body import Body
 
         # Content-Encoding goes to the body as sent: libhtp reads the whole value (requests)
@@ -666,6 +691,9 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         for ev in body.events:
             self.event(ev)
         body.events.clear()
+        if body.failed:                      # libhtp gave up: Suricata stops parsing the flow
+            self._fail()
+            return False
         if body.done:
             self._body_done(side, to_server)
             return True

@@ -202,3 +202,33 @@ def test_app_layer_detection_fails_on_other_protocols():
     app.feed_tcp(f, False, b"\x16\x03\x03", 443, 40000)
     assert f.app.proto == "failed" and f.app.parser is None
     assert app.stats()["app.detect_failed"] == 1
+
+
+@pytest.mark.parametrize("request_, event", [
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\nxx", "http.invalid_transfer_encoding_value_in_request"),
+    (b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\nxx", "http.invalid_content_length_field_in_request"),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "http.invalid_request_chunk_len"),
+])
+def test_request_errors_libhtp_gives_up_on_stop_the_flow(request_, event):
+    p = feed_all([request_])
+    assert p.failed and event in p.events
+    p.feed(b"GET /after HTTP/1.1\r\n\r\n", True)
+    p.feed(b"HTTP/1.1 200 OK\r\n\r\n", False)
+    assert len(p.txs) == 1 and p.txs[0].progress[0] == 0         # nothing parsed after it, either way
+
+
+def test_content_length_read_as_libhtp_and_pipelining_goes_on():
+    p = feed_all([b"POST / HTTP/1.1\r\nContent-Length: x5\r\n\r\nhelloGET /next HTTP/1.1\r\n\r\n"])
+    assert not p.failed and [bytes(t.req_body.data) if t.req_body else None for t in p.txs] == [b"hello", None]
+    assert buffers(p.txs[1])["http.uri"] == b"/next"
+
+
+def test_a_parser_error_drops_the_flow_under_the_error_policy():
+    from rules.engine import Engine
+    from rules.settings import EngineSettings
+
+    rule = parse_rule('alert http any any -> any any (msg:"uri"; http.uri; content:"/x"; sid:1;)')
+    e = Engine([rule], EngineSettings(mode="ips", app_error_policy="drop-flow"))
+    _session(e, [b"POST /x HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", b"more"])
+    (flow,) = list(e.flows.all())
+    assert flow.dropped == "policy:app_layer_error" and e.stats()["policy.app_layer_error.drop-flow"] == 1
