@@ -48,7 +48,8 @@ missing() {   # print the packages of "$@" that are not installed
     done
 }
 
-PKGS=(iproute2 ethtool iputils-ping iperf3 tcpdump procps nginx-light wrk gcc libc6-dev)
+# openssl: tests/lab/test_tls_dns_lab.py makes its self-signed server certificate with it
+PKGS=(iproute2 ethtool iputils-ping iperf3 tcpdump procps nginx-light wrk openssl gcc libc6-dev)
 # rules/_csum.c is compiled by pip: Python's headers too (a Debian python3 needs python3-dev)
 "$PY" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || PKGS+=(python3-dev)
@@ -99,7 +100,7 @@ if ! "$PY" -m pip install -q --disable-pip-version-check --no-input -e "$REPO[te
     die "pip install -e $REPO[test] failed"
 fi
 
-for tool in ip ethtool ping iperf3 tcpdump nginx wrk; do
+for tool in ip ethtool ping iperf3 tcpdump nginx wrk openssl; do
     command -v "$tool" >/dev/null || die "$tool still missing after install"
 done
 "$PY" -c 'import pyroute2, yaml, structlog, hyperscan, pytest, scapy' 2>/dev/null \
