@@ -1031,6 +1031,7 @@ class _Parser:
                        "indent 'address-groups:' and 'port-groups:' under 'vars:'", line)
             return out
         self.check_keys("vars", raw, VARS_KEYS)
+        written: list = []
         for group in VARS_KEYS:
             section = raw.get(group)
             if section is None:
@@ -1045,7 +1046,30 @@ class _Parser:
                 text = self.as_str(f"vars.{group}", name, value, section.line_of(name))
                 if text is not None:
                     out[group][str(name)] = text
+                    written.append((group, str(name), section.line_of(name)))
+        self.check_vars(out, written)
         return out
+
+    def check_vars(self, out: dict, written: list) -> None:
+        """Every variable the file defines must compile (an address like 10.0.0.0/33, a port
+        group [80,abc], a variable defined through itself): refused here with its line, not
+        rule by rule when a rule happens to use it."""
+        from rules import addr
+        from rules.errors import RuleError
+
+        for group, name, line in written:
+            parse = addr.parse_addr if group == "address-groups" else addr.parse_ports
+            try:
+                parse(f"${name}", vars=out, column=1)
+            except RuleError as e:
+                why = e.message
+                prefix = f"in ${name}: "
+                if why.startswith(prefix):
+                    why = why[len(prefix):]
+                kind = "an address" if group == "address-groups" else "a port"
+                self.error(f"vars.{group}", name, f"{why}", f"write {kind} group Suricata accepts "
+                           f"({'198.51.100.0/24, [a,b], !$VAR' if kind == 'an address' else '80, [80,443], 1024:, !$VAR'})",
+                           line)
 
     def policy(self, where: str, raw: _Map, key: str, dotted: str, out: dict, field: str) -> None:
         """An exception policy, stored as written; its line is kept for later refusals."""

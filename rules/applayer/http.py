@@ -346,6 +346,7 @@ BOTH_SIDES = {
     "http.content_len": (_hdr(RESP, b"content-length"), HEADERS),
     "http.connection": (_hdr(RESP, b"connection"), HEADERS),
     "http.protocol": (lambda tx: tx.resp_protocol or None, LINE),
+    "http.cookie": (_hdr(RESP, b"set-cookie"), HEADERS),
     "file.data": (_body(REQ), BODY),
 }
 ALIASES = {"file_data": "file.data"}

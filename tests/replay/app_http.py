@@ -169,6 +169,7 @@ alert http any any -> any any (msg:"response content_type"; flow:to_client; http
 alert http any any -> any any (msg:"response header"; flow:to_client; http.header; content:"Server: TestServer/2|0d 0a|"; sid:912007;)
 alert http any any -> any any (msg:"set-cookie not in header"; flow:to_client; http.header; content:"Set-Cookie"; sid:912008;)
 alert http any any -> any any (msg:"response header_names"; flow:to_client; http.header_names; content:"|0d 0a|Server|0d 0a|"; sid:912009;)
+alert http any any -> any any (msg:"response cookie is set-cookie"; flow:to_client; http.cookie; content:"s=1"; bsize:3; sid:912011;)
 alert http any any -> any any (msg:"stat_code with a request buffer both sides have"; flow:to_client; http.protocol; content:"HTTP/1.1"; http.stat_code; content:"404"; sid:912010;)
 # bodies (sid 9121xx)
 alert http any any -> any any (msg:"file.data plain"; flow:to_client; file.data; content:"PLAIN-MARKER"; sid:912101;)
