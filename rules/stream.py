@@ -337,12 +337,15 @@ class StreamEngine:
             pl = bytes(payload)
             if off < 0:
                 off = me.offset(pkt.seq)
-            if ssn.state != EST and off + n <= me.end and not flags & (TH_SYN | TH_RST):
-                # data again once the session is closing: Suricata's closing-state handlers
-                # call it a retransmission and fail the packet (dropped inline: drop-invalid)
+            if ssn.state == CLOSE_WAIT and to_server and off + n <= me.last_ack \
+                    and not flags & (TH_SYN | TH_RST | TH_FIN):
+                # the client's data again, already acknowledged, after its FIN: Suricata's
+                # CLOSE_WAIT handler fails the packet (dropped inline: drop-invalid).  In the
+                # other closing states (FIN_WAIT1/2, TIME_WAIT, ...) a retransmission goes on as
+                # in ESTABLISHED (checked with suricata --simulate-ips: a server's FIN+data sent
+                # again in TIME_WAIT is forwarded)
                 self._event(pkt, "pkt_retransmission")
-                if off + n <= me.last_ack:
-                    self._event(pkt, "pkt_spurious_retransmission")
+                self._event(pkt, "pkt_spurious_retransmission")
                 return None, "invalid"
             if ack_ok and self._acceptable(me, peer, pkt, flags, n, off):
                 status, pl, rewritten, policy = self._insert(me, pkt, pl, n, off)

@@ -330,6 +330,21 @@ def b_retx(s: Session, variant: str) -> None:
         s.s_ack(9)
         s.c_data(5, b"dden")
         s.s_ack(9)
+    elif variant.startswith("srv_fin_"):    # the server's last data + FIN sent again while closing
+        s.c_data(0, b"hello")
+        s.s_ack(5)
+        s.s_data(0, b"x" * 100)
+        fin = (False, "FPA", s.sseq(100), s.cseq(5), b"forbidden" + b"y" * 59)
+        cack = (True, "A", s.cseq(5), s.sseq(169))
+        cfin = (True, "FA", s.cseq(5), s.sseq(169))
+        lack = (False, "A", s.sseq(169), s.cseq(6))
+        order = {"srv_fin_timewait": [fin, cack, cfin, fin, lack],    # after the client's ACK and FIN
+                 "srv_fin_finwait2": [fin, cack, fin, cfin, lack],    # after its ACK, before its FIN
+                 "srv_fin_finwait1": [fin, fin, cack, cfin, lack],    # before its ACK
+                 "srv_data_timewait": [fin, cack, cfin, (False, "PA", s.sseq(0), s.cseq(5), b"x" * 100), lack]}
+        for p in order[variant]:
+            s.raw(*p)
+        return
     elif variant == "after_fin":         # a retransmission once the client sent FIN
         s.c_data(0, b"forbidden")
         s.s_ack(9)
@@ -346,8 +361,10 @@ def b_retx(s: Session, variant: str) -> None:
 def f_retx() -> Family:
     f = Family("stream_retx", "retransmissions of identical data: before the ACK, after it (right edge == "
                "last_ack), wholly before last_ack, before the ACK but not the tail, half of a split, after "
-               "the FIN; a drop variant; retransmission stream events", 130000)
-    for v in ("before_ack", "after_ack", "after_ack_more", "before_ack_more", "split_retx", "after_fin"):
+               "the FIN; the server's last data + FIN sent again in FIN_WAIT1/2 and TIME_WAIT (forwarded); a "
+               "drop variant; retransmission stream events", 130000)
+    for v in ("before_ack", "after_ack", "after_ack_more", "before_ack_more", "split_retx", "after_fin",
+              "srv_fin_timewait", "srv_fin_finwait2", "srv_fin_finwait1", "srv_data_timewait"):
         f.add(v, lambda s, v=v: b_retx(s, v), RETX_RULES)
     f.add("before_ack_drop", lambda s: b_retx(s, "before_ack"), [DROP_FORBIDDEN] + RETX_RULES[1:])
     f.add("after_ack_more_drop", lambda s: b_retx(s, "after_ack_more"),
