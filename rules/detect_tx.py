@@ -32,12 +32,25 @@ from __future__ import annotations
 from rules.applayer.base import DONE
 from rules.prefilter import PatternDB, header_key
 
-
 _NO, _MATCH, _RETRY = 0, 1, 2
 
 
 def _order(s) -> int:
     return s.order
+
+
+def _items(v, multi: bool, transforms: tuple) -> list:
+    """A buffer's value as the list of what is inspected: each item of a multi-buffer, each
+    through the rule's transforms."""
+    vals = v if multi else [v]
+    if not transforms:
+        return vals
+    out = []
+    for b in vals:
+        for t in transforms:
+            b = t(b)
+        out.append(b)
+    return out
 
 
 class _Slot:
@@ -58,22 +71,15 @@ class _Slot:
 
     def values(self, tx) -> list:
         v = self.get(tx)
-        if v is None:
-            return []
-        vals = v if self.multi else [v]
-        if self.transforms:
-            out = []
-            for b in vals:
-                for t in self.transforms:
-                    b = t(b)
-                out.append(b)
-            return out
-        return vals
+        return [] if v is None else _items(v, self.multi, self.transforms)
 
 
 class TxDetector:
-    def __init__(self, sigs) -> None:
+    def __init__(self, sigs, state=None) -> None:
+        from rules.keywords._state import VarState
+
         self.sigs = sigs
+        self.state = state if state is not None else VarState()    # xbits / flowint (rules.detect)
         self.protos = frozenset(s.rule.app.proto for s in sigs)
         buckets: dict[tuple, int] = {}
         self.reps: list = []                 # one representative sig per distinct header
@@ -202,24 +208,24 @@ class TxDetector:
                 if prog[0] < spec.need[0] or prog[1] < spec.need[1]:
                     continue
                 self.evaluated += 1
-                hit = self._match(s, spec, tx, pkt, payload, view)
+                hit = self._match(s, spec, tx, pkt, payload, view, flow, self.state)
                 if hit != _RETRY:
                     done.add(s.order)
                 if hit != _MATCH:
                     continue
                 stream_hits.add(id(s))
                 r = s.rule
-                if s.fb_ops:
-                    from rules.detect import _apply_flowbits
+                if s.fb_ops or s.post:
+                    from rules.detect import post_match
 
-                    _apply_flowbits(s, flow.flowbits)
+                    post_match(s, pkt, flow, self.state)
                 if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
                     continue
                 matches.append(s)
         return matches
 
     @staticmethod
-    def _match(s, spec, tx, pkt, payload: bytes, view) -> int:
+    def _match(s, spec, tx, pkt, payload: bytes, view, flow=None, state=None) -> int:
         """_MATCH; _NO, the rule cannot match this transaction any more; _RETRY, not now
         but maybe on a later packet: a packet keyword (flow, flags, ...) or the payload
         part did not match this packet, a buffer is not there yet while its side is
@@ -229,6 +235,11 @@ class TxDetector:
         r = s.rule
         for chk in r.checks:
             if not chk(pkt):
+                return _RETRY
+        if state is not None and s.reads:      # xbits / flowint conditions (rules.detect)
+            from rules.detect import reads_ok
+
+            if not reads_ok(s, pkt, flow, state):
                 return _RETRY
         prog = tx.progress
         for side, fn in spec.checks:
@@ -240,15 +251,7 @@ class TxDetector:
                 return _RETRY if prog[b.to_server] <= b.progress else _NO
             chain = b.chain
             if b.multi or b.transforms:
-                vals = v if b.multi else [v]
-                if b.transforms:
-                    tv = []
-                    for x in vals:
-                        for t in b.transforms:
-                            x = t(x)
-                        tv.append(x)
-                    vals = tv
-                ok = any(chain.match_buffer(x) for x in vals)
+                ok = any(chain.match_buffer(x) for x in _items(v, b.multi, b.transforms))
             else:
                 ok = chain.match_buffer(v)
             if not ok:

@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from rules.applayer import AppLayer
 from rules.applayer.base import DONE
-from rules.applayer.http import HEADERS, LINE, Parser, Settings, normalize_uri, probe, remove_dot_segments
+from rules.applayer.http import (
+    HEADERS,
+    LINE,
+    Parser,
+    Settings,
+    normalize_uri,
+    probe,
+    remove_dot_segments,
+)
 from rules.parser import parse_rule
 
 REQ = (b"GET /a/./b?q=%41 HTTP/1.1\r\nHost: WWW.Example.com:8080\r\nUser-Agent: UA/1\r\nX-Dup: one\r\n"
@@ -143,30 +151,10 @@ def _engine(*rules):
 
 
 def _session(e, requests: list[bytes]):
-    """A TCP session through the engine; the sids alerted per client data segment."""
-    from scapy.layers.inet import IP, TCP
-    from scapy.layers.l2 import Ether
+    """The sids alerted per client data segment of a TCP session through the engine."""
+    from app_session import http_session
 
-    from rules.api import FrameMeta
-
-    cseq, sseq = 1000, 5000
-    base = Ether() / IP(src="198.51.100.1", dst="203.0.113.1")
-    back = Ether() / IP(src="203.0.113.1", dst="198.51.100.1")
-    t = [0.0]
-
-    def send(p):
-        t[0] += 0.01
-        return e.inspect(bytes(p), FrameMeta(t[0], "eth0"))
-
-    send(base / TCP(sport=40000, dport=80, flags="S", seq=cseq - 1))
-    send(back / TCP(sport=80, dport=40000, flags="SA", seq=sseq - 1, ack=cseq))
-    send(base / TCP(sport=40000, dport=80, flags="A", seq=cseq, ack=sseq))
-    out = []
-    for data in requests:
-        r = send(base / TCP(sport=40000, dport=80, flags="PA", seq=cseq, ack=sseq) / data)
-        cseq += len(data)
-        out.append(sorted(ev.sid for ev in r.events if type(ev).__name__ == "Alert"))
-    return out
+    return http_session(e, requests, per_segment=True)
 
 
 def test_a_rule_fires_once_per_transaction_on_the_packet_completing_what_it_needs():

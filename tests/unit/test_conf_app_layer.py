@@ -17,6 +17,7 @@ import re
 import textwrap
 
 import pytest
+from app_session import http_session  # noqa: E402  (tests/unit: a TCP session through an engine)
 from structlog.testing import capture_logs
 
 import conf
@@ -377,31 +378,6 @@ def engine(text: str, *rules: str):
     return Engine([parse_rule(r) for r in rules], engine_settings(load(text), "ips"))
 
 
-def http_session(e, segments: list[bytes]) -> list[int]:
-    """A TCP session to port 80 through the engine: the sids alerted over its client segments."""
-    from scapy.layers.inet import IP, TCP
-    from scapy.layers.l2 import Ether
-
-    from rules.api import FrameMeta
-
-    cseq, sseq = 1000, 5000
-    base = Ether() / IP(src="198.51.100.1", dst="203.0.113.1")
-    back = Ether() / IP(src="203.0.113.1", dst="198.51.100.1")
-    t = [0.0]
-
-    def send(p):
-        t[0] += 0.01
-        return e.inspect(bytes(p), FrameMeta(t[0], "eth0"))
-
-    send(base / TCP(sport=40000, dport=80, flags="S", seq=cseq - 1))
-    send(back / TCP(sport=80, dport=40000, flags="SA", seq=sseq - 1, ack=cseq))
-    send(base / TCP(sport=40000, dport=80, flags="A", seq=cseq, ack=sseq))
-    sids = []
-    for data in segments:
-        r = send(base / TCP(sport=40000, dport=80, flags="PA", seq=cseq, ack=sseq) / data)
-        cseq += len(data)
-        sids += [ev.sid for ev in r.events if type(ev).__name__ == "Alert"]
-    return sorted(sids)
 
 
 GET = [b"GET /x HTTP/1.1\r\nHost: h.example\r\n\r\n"]
