@@ -103,13 +103,20 @@ class PcreRegex:
     """A compiled PCRE2 pattern with the two calls the payload matcher makes; a match
     limit hit is no match, counted in `limit_hits`."""
 
-    __slots__ = ("_p", "limit_hits")
+    __slots__ = ("_options", "_p", "limit_hits")
 
     def __init__(self, pattern: bytes, options: int) -> None:
         code = _pcre2_cy.compile(pattern, options, PCRE2_ALT_BSUX | PCRE2_NEVER_BACKSLASH_C)
         _pcre2_cy.jit_compile(code)
         self._p = pcre2.Pattern(code, pattern, 0, True, None)
+        self._options = options
         self.limit_hits = 0
+
+    def __reduce__(self):
+        """Pickled (a rule reload ships the compiled rules, bridge.reload) as its source:
+        pcre2.Pattern's own unpickling recompiles with the binding's defaults, without
+        our options (CASELESS, ...) and with ALT_BSUX, so the pattern is compiled again here."""
+        return _unpickle_regex, (self._p.pattern, self._options, self.limit_hits)
 
     def search(self, buf, pos: int = 0):
         try:
@@ -124,6 +131,12 @@ class PcreRegex:
         except pcre2.LibraryError:
             self.limit_hits += 1
             return None
+
+
+def _unpickle_regex(pattern: bytes, options: int, limit_hits: int) -> PcreRegex:
+    rx = PcreRegex(pattern, options)
+    rx.limit_hits = limit_hits
+    return rx
 
 
 def _pcre(value: str, ctx: Ctx):
