@@ -19,9 +19,10 @@ than the size of the rule set:
    pattern id to its rules.  Rules without a fast pattern are always
    candidates of their group.
 
-The hyperscan database and scratch are compiled in the process that uses them
-(they do not pickle, nor survive a fork safely): build the index inside the
-worker.
+The hyperscan database and scratch do not survive a fork safely: build the
+index inside the worker, or load it there.  A PatternDB pickles its database
+as hyperscan's serialized bytes and makes a new scratch where it is loaded
+(a rule reload compiles the rules once, in the supervisor: bridge.reload).
 """
 from __future__ import annotations
 
@@ -66,6 +67,24 @@ class PatternDB:
         db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
         self._db = db
         self._scratch = _hs.Scratch(db)
+
+    def __getstate__(self) -> dict:
+        """Pickled for a rule reload (bridge.reload): the database as hyperscan's own
+        serialized bytes (hs_serialize_database); the scratch is per process and not sent."""
+        state = dict(self.__dict__)
+        db = state.pop("_db")
+        state["_db_bytes"] = _hs.dumpb(db) if db is not None else None
+        del state["_scratch"], state["_found"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        data = state.pop("_db_bytes")
+        self.__dict__.update(state)
+        self._db = self._scratch = None
+        self._found = set()
+        if data is not None:
+            self._db = _hs.loadb(data, _hs.HS_MODE_BLOCK)
+            self._scratch = _hs.Scratch(self._db)
 
     def __len__(self) -> int:
         return len(self.patterns)
