@@ -35,9 +35,10 @@ slot that dies RESTART_LIMIT times within RESTART_WINDOW stops the bridge with
 exit status 1.  Workers get SIGTERM when the supervisor dies (PR_SET_PDEATHSIG).
 
 SIGUSR2 and the control socket (bridge.control, Suricata's unix-command
-protocol) reload the rules: bridge.reload validates them in a thread, then
-every worker gets ("reload", generation, config) on its command pipe and
-answers ("reloaded", ...) once it runs them.  SIGHUP: the workers reopen EVE.
+protocol) reload the rules: bridge.reload validates and compiles them in a
+thread, then every worker gets them on its command pipe (the serialized engine,
+or ("reload", generation, config) to build itself) and answers ("reloaded", ...)
+once it runs them.  SIGHUP: the workers reopen EVE.
 """
 from __future__ import annotations
 
@@ -297,7 +298,7 @@ class Supervisor:
         self.restart_times: dict[int, list[float]] = {}
         self.retired: dict[str, dict] = {}          # interface -> counters of workers that died
         self.retired_inspector: dict[str, int] = {}
-        self.reloader = Reloader(config, reconfigure, self.log, self.send_ctl)
+        self.reloader = Reloader(config, reconfigure, self.log, self.send_ctl, dup_ctl=self.dup_ctl)
         self.procs: list[multiprocessing.Process] = []
         self.conns: dict[Any, int] = {}            # connection -> worker index
         self.latest: dict[int, dict] = {}          # worker index -> {iface: counters}
@@ -484,6 +485,17 @@ class Supervisor:
         except OSError:
             return False
         return True
+
+    def dup_ctl(self, index: int) -> int | None:
+        """A duplicate of worker `index`'s command pipe (write end), for the reload thread that
+        writes it the compiled rules; it stays valid when a restart replaces the pipe."""
+        conn = self.ctls.get(index)
+        if conn is None:
+            return None
+        try:
+            return os.dup(conn.fileno())
+        except OSError:
+            return None
 
     def on_hup(self, signum, frame) -> None:
         """SIGHUP (logrotate): the workers reopen the EVE file; nothing stops.  The

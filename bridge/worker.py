@@ -119,6 +119,7 @@ REPORT_INTERVAL = 1.0
 POLL_MS = 200
 HOLE_GRACE = 0.002          # s a kernel-owned head slot may block ready slots behind it before we skip it
 EVE_RETRY = 1.0            # s before a failed EVE file is opened again
+PAYLOAD_READ = 1 << 20     # bytes of compiled rules (a reload) read from the command pipe per loop turn
 FLOW_REASON = "flow"       # dropped[...] of a frame of a dropped flow (the engine's reason for them)
 
 _CSUMNOTREADY = afp.TP_STATUS_CSUMNOTREADY
@@ -264,8 +265,9 @@ class Worker:
         self.ctl = ctl                    # the supervisor's commands (a rule reload), or None
         self.kernel = kernel
         self.reload_thread: threading.Thread | None = None
-        self.reload_next: tuple | None = None     # a reload asked for while one builds: (generation, config)
+        self.reload_next: tuple | None = None     # a reload asked for while one builds: (generation, config[, data])
         self.built: tuple | None = None           # (generation, config, inspector or None, error) from the thread
+        self.incoming: tuple | None = None        # compiled rules being read: (generation, config, buffer, bytes read)
         self.switch_interval = sys.getswitchinterval()
         self.index = index
         self.log = structlog.get_logger("ipsbridge.worker").bind(worker=index, pid=os.getpid())
@@ -406,30 +408,71 @@ class Worker:
 
     # ---------------------------------------------------------------- rule reload
     def control(self) -> bool:
-        """Read the supervisor's commands; True when its end of the pipe is closed."""
+        """Read the supervisor's commands; True when its end of the pipe is closed.
+        ("reload", generation, config): build the rules (start_reload).  ("reload",
+        generation, config, size): the supervisor compiled them, and `size` bytes follow on
+        the pipe; they are read as they come, never waiting for more and at most
+        PAYLOAD_READ bytes per call, so the frame loop goes on between the reads."""
         try:
+            if self.incoming is not None and not self.read_payload():
+                return False
             while self.ctl.poll():
                 msg = self.ctl.recv()
                 if msg[0] == "reload":
-                    self.start_reload(msg[1], msg[2])
+                    if len(msg) > 3:
+                        self.incoming = (msg[1], msg[2], bytearray(msg[3]), 0)
+                        if not self.read_payload():
+                            return False
+                    else:
+                        self.start_reload(msg[1], msg[2])
         except (EOFError, OSError):
             return True
         return False
 
-    def start_reload(self, generation: int, config) -> None:
-        """Build the new rules in a thread (the frames keep flowing through the old ones);
-        the loop swaps them in once built (swap_rules).  Python runs one thread at a time:
-        the switch interval drops to 1 ms meanwhile so the frame loop waits at most that
-        long for its turn."""
+    def read_payload(self) -> bool:
+        """More of the compiled rules, as much as the pipe holds now (up to PAYLOAD_READ);
+        True once all are in (the build thread then loads them)."""
+        generation, config, buf, got = self.incoming
+        view = memoryview(buf)
+        fd = self.ctl.fileno()
+        budget = PAYLOAD_READ
+        try:
+            while got < len(buf) and budget > 0 and self.ctl.poll():
+                n = os.readv(fd, [view[got:got + min(budget, len(buf) - got)]])
+                if n == 0:
+                    raise EOFError("the supervisor closed the command pipe")
+                got += n
+                budget -= n
+        finally:
+            view.release()
+        if got < len(buf):
+            self.incoming = (generation, config, buf, got)
+            return False
+        self.incoming = None
+        self.start_reload(generation, config, buf)
+        return True
+
+    def start_reload(self, generation: int, config, data=None) -> None:
+        """Build the new rules in a thread (the frames keep flowing through the old ones), or
+        with `data` load the ones the supervisor compiled (bridge.reload.load_inspector); the
+        loop swaps them in once built (swap_rules).  Python runs one thread at a time: the
+        switch interval drops to 1 ms meanwhile so the frame loop waits at most that long
+        for its turn (as long as the thread runs Python code)."""
         if self.reload_thread is not None:
-            self.reload_next = (generation, config)
+            self.reload_next = (generation, config) if data is None else (generation, config, data)
             return
 
         def build():
-            from bridge.hook import build_inspector
-
             try:
-                self.built = (generation, config, build_inspector(config, settle=False), "")
+                if data is None:
+                    from bridge.hook import build_inspector
+
+                    new = build_inspector(config, settle=False)
+                else:
+                    from bridge.reload import load_inspector
+
+                    new = load_inspector(data)
+                self.built = (generation, config, new, "")
             except Exception as e:  # noqa: BLE001 - a failed build keeps the running rules
                 self.built = (generation, config, None, repr(e))
 
