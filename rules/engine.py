@@ -218,6 +218,10 @@ class Engine:
         st = flow.app
         if flow.dropped or flow.action_pass:
             return
+        for to_server, data in self.streams.app_rest(flow):      # IDS: what was never acknowledged
+            srv = to_server
+            self.app.feed_tcp(flow, srv, data, flow.cli_port if srv else flow.srv_port,
+                              flow.srv_port if srv else flow.cli_port)
         self.app.end(flow, True)
         self.app.end(flow, False)
         for to_server in (True, False):
@@ -461,12 +465,13 @@ class Engine:
         a mutual-TLS handshake's to-client certificate rules alert at the flow's end)."""
         app = self.app
         if pkt.proto == IPPROTO_TCP:
-            fresh = self.streams.fresh
             st = flow.app
-            if fresh:
-                self.streams.fresh = b""
-                st = app.feed_tcp(flow, pkt.to_server, fresh, pkt.sport, pkt.dport)
-            if pkt.tcp_flags & 0x04 and st is not None and st.parser is not None:     # RST
+            rst = pkt.tcp_flags & 0x04
+            ready = self.streams.app_rest(flow) if rst else self.streams.app_ready(flow, pkt.to_server)
+            for to_server, data in ready:
+                sport, dport = (pkt.sport, pkt.dport) if to_server == pkt.to_server else (pkt.dport, pkt.sport)
+                st = app.feed_tcp(flow, to_server, data, sport, dport)
+            if rst and st is not None and st.parser is not None:
                 app.end(flow, True)
                 app.end(flow, False)
             return st

@@ -144,7 +144,7 @@ class TcpStream:
 
     __slots__ = ("base", "known", "next_seq", "data", "data_off", "end", "ooo", "ooo_bytes", "last_ack",
                  "raw_progress", "depth_reached", "done", "window", "wscale", "scale", "fin_seq", "fin_due",
-                 "seen", "segs")
+                 "seen", "segs", "app_off")
 
     def __init__(self) -> None:
         self.base = 0              # sequence number of stream offset 0 (the ISN + 1)
@@ -166,6 +166,7 @@ class TcpStream:
         self.fin_due = False       # the FIN is not in next_seq yet (it counts from the next packet)
         self.seen: dict[int, int] = {}    # prefilter id -> right edge of the last region it was found in
         self.segs: dict[int, int] = {}    # IDS overlap check only: segment offset -> length taken
+        self.app_off = 0           # offset up to which the app layer has had the data (StreamEngine.app_ready)
 
     def start(self, isn: int) -> None:
         self.base = (isn + 1) & MASK
@@ -239,11 +240,9 @@ class StreamEngine:
         self.check_overlap = check_overlap or settings.check_overlap_different_data
         self.track_segs = self.check_overlap and not inline
         self.scanner = scanner
-        # the app layer (rules.applayer) wants each direction's new in-order bytes: when on,
-        # `fresh` holds those a packet added to its direction's contiguous data (taken by the
-        # engine after update)
+        # the app layer (rules.applayer) wants each direction's in-order bytes (app_ready): when
+        # on, data the app layer has not had yet is kept
         self.app_on = False
-        self.fresh = b""
         self.chunk = (settings.toserver_chunk_size, settings.toclient_chunk_size)
         self.depth = settings.depth
         self.mem = 0                       # bytes held in all streams
@@ -578,8 +577,6 @@ class StreamEngine:
         if me.ooo:
             self._merge(me)
         self._scan_new(me, grow_from)
-        if self.app_on:
-            self.fresh = bytes(me.data[grow_from - me.data_off:])
         return TAKEN, pl, rewritten, ""
 
     def _append(self, ssn: TcpSession, me: TcpStream, peer: TcpStream, pl: bytes, n: int,
@@ -590,8 +587,6 @@ class StreamEngine:
         me.data += pl
         right = me.end = grow_from + n
         self.mem += n
-        if self.app_on:
-            self.fresh = pl
         if self.track_segs:
             me.segs[grow_from] = n
         self._scan_new(me, grow_from)
@@ -703,6 +698,8 @@ class StreamEngine:
         hole the receiver may acknowledge, and an inline window of held segments inspect,
         bytes beyond it: cutting there charged back bytes never held, and the memcap drifted)."""
         keep = min(me.last_ack, me.raw_progress - (c if self.inline else 0), me.end)
+        if self.app_on and me.app_off < keep:
+            keep = me.app_off                 # the app layer has not had it yet
         cut = keep - me.data_off
         if cut > PRUNE_STEP:
             del me.data[:cut]
@@ -752,6 +749,44 @@ class StreamEngine:
         me.ooo.clear()
         me.ooo_bytes = 0
         me.seen.clear()
+
+    # ------------------------------------------------------------------ the app layer's data
+    def app_ready(self, flow, to_server: bool) -> list[tuple[bool, bytes]]:
+        """The in-order bytes the app layer has not had yet, [(to_server, data)], as Suricata
+        hands them over.  Inline: the packet's own direction, as its data arrives.  IDS: the
+        other direction's data once this packet acknowledged it (a direction whose receiver
+        is never seen, async-oneside: as it arrives), so the app layer -- and the rules on
+        its transactions -- see a request on the server's acknowledgment, as in Suricata."""
+        ssn = flow.tcp
+        out: list[tuple[bool, bytes]] = []
+        if ssn is None:
+            return out
+        me, peer = (ssn.client, ssn.server) if to_server else (ssn.server, ssn.client)
+        if self.inline:
+            self._app_take(me, me.end, to_server, out)
+            return out
+        self._app_take(peer, min(peer.last_ack, peer.end) if me.known else peer.end, not to_server, out)
+        if not peer.known:
+            self._app_take(me, me.end, to_server, out)
+        return out
+
+    def app_rest(self, flow) -> list[tuple[bool, bytes]]:
+        """What the app layer has not had of either direction, acknowledged or not (the flow
+        ends, or a RST closes it)."""
+        ssn = flow.tcp
+        out: list[tuple[bool, bytes]] = []
+        if ssn is not None:
+            self._app_take(ssn.client, ssn.client.end, True, out)
+            self._app_take(ssn.server, ssn.server.end, False, out)
+        return out
+
+    @staticmethod
+    def _app_take(me: TcpStream, upto: int, to_server: bool, out: list) -> None:
+        lo = me.app_off if me.app_off > me.data_off else me.data_off
+        if upto > lo:
+            out.append((to_server, bytes(me.data[lo - me.data_off:upto - me.data_off])))
+        if upto > me.app_off:
+            me.app_off = upto
 
     def flush(self, flow) -> list[tuple[bool, tuple]]:
         """End of the flow: in IDS mode, the data of each direction never inspected,
