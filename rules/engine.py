@@ -459,16 +459,22 @@ class Engine:
 
     def _app_feed(self, pkt: Packet, flow, payload: bytes):
         """Hand the packet's new in-order stream bytes (TCP) or its datagram (UDP) to the
-        flow's app layer.  A RST ends both directions; a FIN does not: as in Suricata, the
-        app layer learns a direction ended when the flow does (the end-of-flow inspection,
-        `_app_flow_end`), so rules waiting for a complete transaction run then (checked:
-        a mutual-TLS handshake's to-client certificate rules alert at the flow's end)."""
+        flow's app layer (rules.stream.StreamEngine.app_ready: inline as data arrives, IDS
+        once acknowledged), and a direction's end as Suricata signals it: a RST ends both;
+        inline, the session's close; IDS, the acknowledgment of the direction's FIN; and the
+        flow's end (`_app_flow_end`) what is left.  Checked: a mutual-TLS handshake's
+        to-client certificate rules alert at the flow's end inline; an HTTP response's rules
+        on the server's FIN-ACK in IDS mode."""
         app = self.app
         if pkt.proto == IPPROTO_TCP:
             st = flow.app
             rst = pkt.tcp_flags & 0x04
             ready = self.streams.app_rest(flow) if rst else self.streams.app_ready(flow, pkt.to_server)
             for to_server, data in ready:
+                if data is None:                 # that direction ended
+                    if st is not None and st.parser is not None:
+                        app.end(flow, to_server)
+                    continue
                 sport, dport = (pkt.sport, pkt.dport) if to_server == pkt.to_server else (pkt.dport, pkt.sport)
                 st = app.feed_tcp(flow, to_server, data, sport, dport)
             if rst and st is not None and st.parser is not None:

@@ -144,7 +144,7 @@ class TcpStream:
 
     __slots__ = ("base", "known", "next_seq", "data", "data_off", "end", "ooo", "ooo_bytes", "last_ack",
                  "raw_progress", "depth_reached", "done", "window", "wscale", "scale", "fin_seq", "fin_due",
-                 "seen", "segs", "app_off")
+                 "seen", "segs", "app_off", "app_eof")
 
     def __init__(self) -> None:
         self.base = 0              # sequence number of stream offset 0 (the ISN + 1)
@@ -167,6 +167,7 @@ class TcpStream:
         self.seen: dict[int, int] = {}    # prefilter id -> right edge of the last region it was found in
         self.segs: dict[int, int] = {}    # IDS overlap check only: segment offset -> length taken
         self.app_off = 0           # offset up to which the app layer has had the data (StreamEngine.app_ready)
+        self.app_eof = False       # the app layer was told this direction ended
 
     def start(self, isn: int) -> None:
         self.base = (isn + 1) & MASK
@@ -751,24 +752,37 @@ class StreamEngine:
         me.seen.clear()
 
     # ------------------------------------------------------------------ the app layer's data
-    def app_ready(self, flow, to_server: bool) -> list[tuple[bool, bytes]]:
-        """The in-order bytes the app layer has not had yet, [(to_server, data)], as Suricata
-        hands them over.  Inline: the packet's own direction, as its data arrives.  IDS: the
-        other direction's data once this packet acknowledged it (a direction whose receiver
-        is never seen, async-oneside: as it arrives), so the app layer -- and the rules on
-        its transactions -- see a request on the server's acknowledgment, as in Suricata."""
+    def app_ready(self, flow, to_server: bool) -> list[tuple[bool, bytes | None]]:
+        """What the app layer gets on this packet, [(to_server, data)], data None meaning that
+        direction ended; as Suricata hands it over.  Inline: the packet's own direction's data
+        as it arrives, and both directions' end once the session is closed.  IDS: the other
+        direction's data once this packet acknowledged it (a direction whose receiver is never
+        seen, async-oneside: as it arrives), and its end once its FIN is acknowledged -- so
+        the app layer, and the rules on its transactions, see a request on the server's
+        acknowledgment, a response's rules run on the packet acknowledging the client's FIN."""
         ssn = flow.tcp
-        out: list[tuple[bool, bytes]] = []
+        out: list[tuple[bool, bytes | None]] = []
         if ssn is None:
             return out
         me, peer = (ssn.client, ssn.server) if to_server else (ssn.server, ssn.client)
         if self.inline:
             self._app_take(me, me.end, to_server, out)
+            if ssn.state == CLOSED:
+                self._app_end(ssn.client, True, out)
+                self._app_end(ssn.server, False, out)
             return out
         self._app_take(peer, min(peer.last_ack, peer.end) if me.known else peer.end, not to_server, out)
         if not peer.known:
             self._app_take(me, me.end, to_server, out)
+        if peer.fin_seq >= 0 and peer.last_ack > peer.fin_seq:
+            self._app_end(peer, not to_server, out)
         return out
+
+    @staticmethod
+    def _app_end(me: TcpStream, to_server: bool, out: list) -> None:
+        if not me.app_eof:
+            me.app_eof = True
+            out.append((to_server, None))
 
     def app_rest(self, flow) -> list[tuple[bool, bytes]]:
         """What the app layer has not had of either direction, acknowledged or not (the flow

@@ -124,5 +124,5 @@ FAMILIES = [
               "compression pointers, pointer loops, the 1025-character cut and the item-limit quirk, a root "
               "name ending the multi-buffer, a response's question not in it), dns_query, dns.opcode on "
               "requests and responses, TCP framing over segments, DNS on port 5353 not detected, udp/tcp "
-              "rules with dns.query", RULES, s_dns),
+              "rules with dns.query", RULES, s_dns, ("ips", "ids")),
 ]

@@ -266,7 +266,7 @@ FAMILIES = [
               "(lower case, no port) and host.raw, user_agent, cookie, header (cookie left out, endings), "
               "header_names, start, header.raw, accept, referer, repeated and folded headers, legacy "
               "modifiers, urilen, a request split over segments, pipelining, drops",
-              REQUESTS_RULES, s_requests),
+              REQUESTS_RULES, s_requests, ("ips", "ids")),
     AppFamily("app_http_uri", "http.uri normalization, one exact rule per request target: percent-decoding "
               "(not %2F in the path, %2F in the query), dot segments as libhtp removes them, backslashes, "
               "repeated slashes, fragments and absolute URIs", uri_rules(), s_uri),
@@ -275,5 +275,5 @@ FAMILIES = [
               "in a response rule, file.data / file_data / response_body on Content-Length, chunked (a marker "
               "across chunks and segments), gzip and deflate bodies, request bodies (Content-Length, chunked, "
               "file.data to server), pipelined bodies, a drop on a marker in a body's third segment",
-              RESPONSES_RULES, s_responses),
+              RESPONSES_RULES, s_responses, ("ips", "ids")),
 ]

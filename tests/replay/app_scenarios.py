@@ -1,8 +1,8 @@
 """The app-layer differential families (HTTP, TLS, DNS, ...), one module per protocol.
 
 Each module listed in MODULES defines FAMILIES: a list of `AppFamily`.  A family is
-one NAME.pcap / NAME.rules pair under differential/ and one scenario per mode (the
-scenario is NAME when the family has one mode, NAME_<mode> otherwise); both engines
+one NAME.pcap / NAME.rules pair under differential/ and one scenario per mode (NAME for
+the first mode, NAME_<mode> for the others); both engines
 run it with the default config (differential/ipsbridge.yaml; Suricata gets
 make_differential.suricata_yaml), so app-layer settings are the defaults.
 """

@@ -196,7 +196,7 @@ FAMILIES = [
               "hashes with GREASE left out, cert subject/issuer (Suricata's RDN format), serial (rule content "
               "upper-cased), fingerprint, certs, chain length, client certificates, tls.version/ssl_version/"
               "ssl_state, TLS 1.3, records and certificates split over segments and records, encrypted data",
-              HANDSHAKE_RULES, s_handshake),
+              HANDSHAKE_RULES, s_handshake, ("ips", "ids")),
 ]
 
 

@@ -1020,10 +1020,11 @@ for _fam in stream_scenarios.FAMILIES:
     for _mode in _fam.modes:
         SCENARIOS[f"{_fam.name}_{_mode}"] = Spec(_fam.rules, _fam.build, _mode, merged_stream(_fam.stream),
                                                  _fam.name)
-# app-layer families (app_scenarios.py): default config, one scenario per mode
+# app-layer families (app_scenarios.py): default config, one scenario per mode (the first mode's
+# is the family's name, the others NAME_<mode>)
 for _fam in app_scenarios.families():
     for _mode in _fam.modes:
-        SCENARIOS[_fam.name if len(_fam.modes) == 1 else f"{_fam.name}_{_mode}"] = Spec(
+        SCENARIOS[_fam.name if _mode == _fam.modes[0] else f"{_fam.name}_{_mode}"] = Spec(
             _fam.rules, _fam.build, _mode, files=_fam.name)
 
 
