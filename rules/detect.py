@@ -12,9 +12,12 @@ nothing about the packet (that is `rules.verdict`).  What it does:
    once per flow direction and cached until the flow ends.
 2. Evaluation in signature order -- action (pass, drop, reject, alert),
    then flowbits (rules that only set bits before rules that set and read,
-   before rules that only read), then priority, then load order -- applying
-   flowbits set/unset/toggle as each rule matches, so a bit set by one rule is
-   seen by a later rule on the same packet.
+   before rules that only read), then flowint, host bits and IP-pair bits use
+   (rules.keywords._state.order_key), then priority, then load order --
+   applying flowbits set/unset/toggle and the other post-match operations
+   (xbits, flowint: `Sig.post`) as each rule matches, so a bit set by one rule
+   is seen by a later rule on the same packet.  The conditions on that state
+   (`Sig.reads`) are tested after the packet checks, before the payload.
 3. IP-only rules (header plus IP-only keywords, `Rule.iponly`) run on the
    first packet of each flow direction only, as Suricata's IP-only
    signatures do; detection_filter suppresses a match until its count is
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 from operator import attrgetter
 
+from rules.keywords._state import StateOp, VarState, order_key
 from rules.packet import Packet
 from rules.payload import Pcre
 from rules.prefilter import PORT_PROTOS, RuleIndex
@@ -52,7 +56,7 @@ class Sig:
     """A rule as the detect stage runs it (Rule has fixed slots; engine data lives here)."""
 
     __slots__ = ("rule", "order", "pid", "fp_short", "rank", "ports", "fb_ops", "has_payload", "iponly",
-                 "kind", "only_stream")
+                 "kind", "only_stream", "reads", "post")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -66,12 +70,40 @@ class Sig:
         self.iponly = rule.iponly
         self.kind = _KINDS[rule.require]
         self.only_stream = rule.only_stream      # flow:only_stream: the payload must match on the stream
+        ops = state_ops(rule)
+        self.reads = tuple(op for op in ops if op.read)       # xbits isset, flowint ==, ... (VarState)
+        self.post = tuple(op for op in ops if not op.read)    # xbits set, flowint +, ...: after a match
+
+
+def state_ops(rule: Rule) -> list:
+    """The rule's xbits / flowint operations, in rule order (rules.keywords._state)."""
+    return [spec for _kw, spec in rule.options if isinstance(spec, StateOp)]
+
+
+def reads_ok(s: Sig, pkt: Packet, flow, state: VarState) -> bool:
+    for op in s.reads:
+        if not op.test(pkt, flow, state):
+            return False
+    return True
+
+
+def post_match(s: Sig, pkt: Packet, flow, state: VarState) -> None:
+    """A signature matched: its flowbits, xbits and flowint operations, at once."""
+    if s.fb_ops and flow is not None:
+        _apply_flowbits(s, flow.flowbits)
+    for op in s.post:
+        op.apply(pkt, flow, state)
 
 
 def signature_order(rules: list[Rule]) -> list[Rule]:
-    """Suricata's evaluation order: action, flowbits, priority, then load order."""
+    """Suricata's evaluation order: action, flowbits, flowint, host bits, IP-pair bits (each
+    highest `order_key` value first), priority, then load order."""
     idx = {id(r): i for i, r in enumerate(rules)}
-    return sorted(rules, key=lambda r: (-ACTION_RANK[r.action], r.flowbits_class, r.priority, idx[id(r)]))
+
+    def key(r: Rule) -> tuple:
+        fi, host, pair = order_key(state_ops(r))
+        return (-ACTION_RANK[r.action], r.flowbits_class, -fi, -host, -pair, r.priority, idx[id(r)])
+    return sorted(rules, key=key)
 
 
 def header_ok(s: Sig, pkt: Packet) -> bool:
@@ -170,7 +202,9 @@ class Detector:
             from rules.detect_tx import TxDetector
 
             sigs = [s for s in sigs if s.rule.app is None]
-        self.tx = TxDetector(app_sigs) if app_sigs else None
+        # xbits / flowint state (rules.keywords._state), kept by a rule reload (keep_state)
+        self.state = VarState()
+        self.tx = TxDetector(app_sigs, self.state) if app_sigs else None
         self._pcres += [it for s in app_sigs for b in s.rule.app.bufs for it in _pcre_items(b.chain)]
         # `pkthdr` rules are the only ones a packet without a valid IP layer can match
         # (decoder-event rules on truncated or unknown packets)
@@ -185,9 +219,16 @@ class Detector:
         self._short_scans: dict[int, tuple] = {}      # id(short map) -> (the map, its prefilter_only scan)
         self.evaluated = 0                            # rules whose checks ran (counter)
 
+    def keep_state(self, old: "Detector") -> None:
+        """A rule reload: this detector goes on with `old`'s xbits and flowint state."""
+        self.state = old.state
+        if self.tx is not None:
+            self.tx.state = old.state
+
     def forget(self, flow_id: int) -> None:
-        """The flow ended: its header cache goes."""
+        """The flow ended: its header cache and its flowints go."""
         self._hdr_cache.pop(flow_id, None)
+        self.state.forget(flow_id)
         if self.tx is not None:
             self.tx.forget(flow_id)
 
@@ -396,6 +437,8 @@ class Detector:
                     break
             if not ok:
                 continue
+            if s.reads and not reads_ok(s, pkt, flow, self.state):
+                continue
             if s.has_payload:
                 if view is None or s.kind == PKT:
                     if not r.payload.match(payload, pkt):
@@ -408,9 +451,9 @@ class Detector:
                     continue
             elif s.only_stream:
                 continue
-            # matched: post-match flowbits at once (later rules on this packet see them)
-            if s.fb_ops and flow is not None:
-                _apply_flowbits(s, flow.flowbits)
+            # matched: post-match flowbits, xbits, flowint at once (later rules on this packet see them)
+            if s.fb_ops or s.post:
+                post_match(s, pkt, flow, self.state)
             if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
                 continue
             matches.append(s)
@@ -453,11 +496,13 @@ class Detector:
                 continue
             if not all(chk(pkt) for chk in r.checks):
                 continue
+            if s.reads and not reads_ok(s, pkt, pkt.flow, self.state):
+                continue
             if not any(r.payload.match(b, pkt) for b in bufs):
                 continue
             stream_hits.add(id(s))
-            if s.fb_ops and pkt.flow is not None:
-                _apply_flowbits(s, pkt.flow.flowbits)
+            if s.fb_ops or s.post:
+                post_match(s, pkt, pkt.flow, self.state)
             if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
                 continue
             matches.append(s)
@@ -473,6 +518,10 @@ class Detector:
             r = s.rule
             if s.has_payload or not all(chk(pkt) for chk in r.checks):
                 continue
+            if s.reads and not reads_ok(s, pkt, None, self.state):
+                continue
+            if s.post:
+                post_match(s, pkt, None, self.state)
             if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
                 continue
             matches.append(s)
@@ -483,4 +532,5 @@ class Detector:
         if self.tx is not None:
             out["detect.tx_evaluated"] = self.tx.evaluated
         out["detect.pcre_limit_hits"] = sum(p.regex.limit_hits for p in self._pcres)
+        out.update(self.state.stats())
         return out

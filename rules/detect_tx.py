@@ -56,9 +56,10 @@ def _items(v, multi: bool, transforms: tuple) -> list:
 class _Slot:
     """One buffer as the prefilter scans it: (name, side, transforms) and its patterns."""
 
-    __slots__ = ("get", "side", "progress", "multi", "body", "transforms", "patterns", "by_pid", "db")
+    __slots__ = ("get", "side", "progress", "multi", "body", "transforms", "patterns", "by_pid", "db", "proto")
 
-    def __init__(self, buf) -> None:
+    def __init__(self, buf, proto: str) -> None:
+        self.proto = proto                   # its protocol: a slot is scanned on that protocol's transactions only
         self.get = buf.get
         self.side = buf.to_server
         self.progress = buf.progress
@@ -106,7 +107,7 @@ class TxDetector:
                 key = (buf.name.split("#")[0], buf.to_server, buf.get, buf.transforms, sp.to_server)
                 slot = slots.get(key)
                 if slot is None:
-                    slot = slots[key] = _Slot(buf)
+                    slot = slots[key] = _Slot(buf, sp.proto)
                 pid = slot.patterns.setdefault((lit, nocase), len(slot.patterns))
                 slot.by_pid.setdefault(pid, []).append(s)
         for slot in slots.values():
@@ -151,13 +152,13 @@ class TxDetector:
         memo = self._ok_memo(pkt, flow)
         return any(self._ok(memo, b, pkt) for b in range(len(self.reps)))
 
-    def _candidates(self, tx, d: bool, memo: dict, pkt) -> list:
+    def _candidates(self, tx, d: bool, memo: dict, pkt, proto: str) -> list:
         bucket, ok = self.bucket, self._ok
         out = [s for s in self.always[d] if ok(memo, bucket[id(s)], pkt)]
         found = tx.found
         prog = tx.progress
         for slot in self.slots[d]:
-            if prog[slot.side] < slot.progress:       # the buffer is not there yet
+            if slot.proto != proto or prog[slot.side] < slot.progress:   # another protocol's; not there yet
                 continue
             got = None if slot.body else found.get(id(slot))
             if got is None:
@@ -195,7 +196,7 @@ class TxDetector:
             if prog[0] >= DONE and prog[1] >= DONE:
                 tx.final[d] = True              # inspected complete in this direction (after this run)
             done = tx.inspected[d]
-            cands = self._candidates(tx, d, memo, pkt)
+            cands = self._candidates(tx, d, memo, pkt, st.proto)
             for s in cands:
                 if s.order in done:
                     continue

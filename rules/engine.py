@@ -173,6 +173,7 @@ class Engine:
             for f in self.flows.expire(now):
                 self._flow_end(f, events)
             self.detector.trim(len(self.flows))
+            self.detector.state.prune(now)       # expired xbits (rules.keywords.xbits)
             self.thresholds.prune(now)
         except Exception:
             self.c["engine.errors"] += 1
@@ -255,6 +256,7 @@ class Engine:
         applied to them ("no-rules"): the new rules inspect them again.  Per-flow prefilter
         state belongs to the old rules and goes.  Threshold counters start again.  Returns
         how many flows were reopened.  The data plane must drop its fast-path entries."""
+        new.detector.keep_state(self.detector)      # xbits and flowints go on
         self.detector = new.detector
         new.thresholds.evicted += self.thresholds.evicted     # a count, not state: it goes on
         self.thresholds = new.thresholds

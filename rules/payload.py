@@ -104,7 +104,21 @@ class BufSize:
     relative: bool = False
 
 
-Item = Content | Pcre | IsDataAt | ByteTest | ByteJump | BufSize
+class Step:
+    """A payload item defined by a keyword module (rules.keywords.base64: base64_decode):
+    `step(chain, i, buf, prev, state)` decides whether `chain` matches `buf` from item `i` on,
+    the previous match ending at `prev` (it may go on with `chain._m(i + 1, ...)`).
+    `relative` says whether the content or pcre before it is retried at its next occurrence
+    when it fails, as for the built-in items."""
+
+    __slots__ = ()
+    relative = False
+
+    def step(self, chain: "PayloadChain", i: int, buf: bytes, prev: int, state: list) -> bool:
+        raise NotImplementedError
+
+
+Item = Content | Pcre | IsDataAt | ByteTest | ByteJump | BufSize | Step
 
 
 def _read_int(buf: bytes, start: int, nbytes: int, little: bool,
@@ -309,6 +323,8 @@ class PayloadChain:
                 prev = pos
                 i += 1
                 continue
+            if isinstance(it, Step):
+                return it.step(self, i, buf, prev, state)
             raise TypeError(f"unknown payload item {it!r}")
 
     def _window(self, it: Content, n: int, prev: int) -> tuple[int, int]:

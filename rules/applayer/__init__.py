@@ -27,12 +27,18 @@ The parsers hold the transactions detection reads (rules.applayer.base).  A
 transaction whose both sides are complete is removed once detection has run on
 the packet that completed it (`collect`).  Counters: app.<proto>.flows,
 app.detect_failed, app events as app.event.<name>.
+
+The events a feed raised also go to the transactions it made or moved on (their progress
+changed; none moved: the last one), as Suricata keeps an app-layer event on the transaction
+being parsed: `tx.found[TX_EVENTS]`, a set of names, read by app-layer-event
+(rules.keywords.app_events).
 """
 from __future__ import annotations
 
 from rules.applayer import registry
 
 DETECT_LIMIT = 2048       # bytes held per direction while no protocol answers
+TX_EVENTS = "app-layer-event"   # key of Tx.found holding the transaction's events (see above)
 ENABLED = "enabled"       # the key of EngineSettings.app holding the enabled modes (see above)
 ENABLED_MODES = ("yes", "no", "detection-only")
 
@@ -41,7 +47,7 @@ class AppState:
     """A flow's app layer: its protocol ("" while unknown, "failed"), the parser, and
     the bytes held per direction while detecting."""
 
-    __slots__ = ("proto", "parser", "held", "refused", "fed", "error_seen")
+    __slots__ = ("proto", "parser", "held", "refused", "fed", "error_seen", "marks")
 
     def __init__(self) -> None:
         self.proto = ""
@@ -50,6 +56,7 @@ class AppState:
         self.refused: list[set] = [set(), set()]   # protocols whose probe said no, per direction
         self.fed = False                 # the parser got data on the current packet
         self.error_seen = False          # the parser's giving up was acted on (app-layer.error-policy)
+        self.marks: dict = {}            # tx id -> its progress after the last feed (which txs a feed moved)
 
 
 class AppLayer:
@@ -197,10 +204,20 @@ class AppLayer:
         st.parser = mod.Parser(self.settings.get(proto), ipproto)
 
     def _events(self, st: AppState) -> None:
-        ev = st.parser.events
+        p = st.parser
+        moved = []
+        marks = {}
+        for tx in p.txs:
+            mark = marks[tx.id] = (tx.progress[0], tx.progress[1])
+            if st.marks.get(tx.id) != mark:
+                moved.append(tx)
+        st.marks = marks
+        ev = p.events
         if ev:
             for name in ev:
                 self._count(f"app.event.{name}")
+            for tx in moved or p.txs[-1:]:
+                tx.found.setdefault(TX_EVENTS, set()).update(ev)
             ev.clear()
 
     def stats(self) -> dict[str, int]:

@@ -9,8 +9,10 @@ invalid rule, with the nearest known name) when it does not.  Adding a keyword: 
 """
 from __future__ import annotations
 
-from rules.keywords import (bsize, buffers, bypass, byte_ops, content, dns_app, dsize, events, flow, flowbits, icmp, ip,
-                            ipfields, isdataat, meta, pcre, stream_size, tcp, threshold, transforms)
+from rules.keywords import (bsize, buffers, bypass, byte_ops, content, dns_app, dsize, events, flow, flowbits, flowint,
+                            icmp, ip, ipfields, isdataat, meta, pcre, stream_size, tcp, threshold, transforms, xbits)
+from rules.keywords import app_events
+from rules.keywords import base64 as base64_kw
 from rules.keywords import tls as tls_kw
 from rules.keywords._base import Keyword
 
@@ -51,6 +53,8 @@ REGISTRY: dict[str, Keyword] = {
     "byte_test": byte_ops.byte_test,
     "byte_jump": byte_ops.byte_jump,
     "dsize": dsize.dsize,
+    "base64_decode": base64_kw.base64_decode,
+    "base64_data": base64_kw.base64_data,
     # header / state
     "flow": flow.flow,
     "flags": tcp.flags,
@@ -70,11 +74,14 @@ REGISTRY: dict[str, Keyword] = {
     "icmp_id": icmp.icmp_id,
     "icmp_seq": icmp.icmp_seq,
     "decode-event": events.decode_event,
+    "app-layer-event": app_events.app_layer_event,
     "stream-event": events.stream_event,
     "stream_size": stream_size.stream_size,
     # post-match
     "flowbits": flowbits.flowbits,
     "noalert": flowbits.noalert,
+    "xbits": xbits.xbits,
+    "flowint": flowint.flowint,
     "bypass": bypass.bypass,
     "threshold": threshold.threshold,
     "detection_filter": threshold.detection_filter,

@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-MODULES = ("app_http", "app_dns", "app_tls")
+MODULES = ("app_http", "app_dns", "app_tls", "app_keywords")
 
 
 @dataclass(frozen=True)

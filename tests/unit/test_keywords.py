@@ -467,7 +467,7 @@ def test_byte_test_not_equal_forms():
 
 # ---------------------------------------------------------------- unsupported keywords
 @pytest.mark.parametrize("kw", ["ssh.proto", "krb5_cname", "sip.method", "smb.share", "byte_extract:1,0,x",
-                                "flowint:a,+,1", "quic.sni", "xbits:set,a,track ip_src"])
+                                "asn1:double_overflow", "quic.sni", "tag:session,5,packets"])
 def test_unsupported_keywords_fail_the_rule_at_their_column(kw):
     e, text = err(f'content:"a"; {kw};')
     name = kw.split(":")[0]

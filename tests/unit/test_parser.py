@@ -424,7 +424,7 @@ def test_validation_agrees_with_suricata(tmp_path):
 
 def test_a_keyword_suricata_knows_is_unsupported_one_nobody_knows_is_invalid():
     """The typo check must not turn valid Suricata into "invalid": aliases count as known."""
-    for kw in ("ssh_proto", "krb5_cname", "quic.sni", "ssh.proto", "xbits"):
+    for kw in ("ssh_proto", "krb5_cname", "quic.sni", "ssh.proto", "geoip"):
         e = perr(f'{H} (msg:"x"; {kw}; sid:1;)')
         assert e.unsupported == kw and "unsupported keyword" in e.message, kw
     e = perr(f'{H} (msg:"x"; contnet:"a"; sid:1;)')
