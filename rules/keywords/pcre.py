@@ -12,8 +12,12 @@ is bounded as Suricata's default configuration bounds it (pcre.match-limit
 own defaults, as Suricata's O.  A match that hits a limit is no match, as in
 Suricata, and is counted (`Pcre.limit_hits`, the engine's
 `detect.pcre_limit_hits`): a ReDoS-shaped pattern costs microseconds, not the
-seconds Python's `re` spent.  The HTTP/buffer flags (U, P, H, ...) select
-app-layer buffers ipsbridge does not have yet -> "unsupported pcre modifier".
+seconds Python's `re` spent.  The HTTP flags move the pcre into an HTTP buffer,
+as the legacy content modifiers do (`_HTTP_FLAGS`: U http.uri, I http.uri.raw, P
+http.request_body, Q http.response_body, H http.header, D http.header.raw, M http.method,
+C http.cookie, S http.stat_code, Y http.stat_msg, V http.user_agent, W http.host,
+Z http.host.raw); one such flag at most; after a sticky buffer only that buffer's
+own flag (`http.uri; ... pcre:"/x/U"`, as ET writes it), as Suricata checks.
 A pattern PCRE2 refuses is an invalid rule (Suricata refuses it too), with the
 offset PCRE2 names.
 """
@@ -39,6 +43,11 @@ PCRE2_NEVER_BACKSLASH_C = 0x00100000   # Suricata's PCRE2 has neither
 _FLAGS = {"i": PCRE2_CASELESS, "s": PCRE2_DOTALL, "m": PCRE2_MULTILINE, "x": PCRE2_EXTENDED,
           "E": PCRE2_DOLLAR_ENDONLY, "G": PCRE2_UNGREEDY}
 _NOOP = {"B"}
+_HTTP_FLAGS = {"U": "http.uri", "I": "http.uri.raw", "P": "http.request_body", "Q": "http.response_body",
+               "H": "http.header", "D": "http.header.raw", "M": "http.method", "C": "http.cookie",
+               "S": "http.stat_code", "Y": "http.stat_msg", "V": "http.user_agent", "W": "http.host",
+               "Z": "http.host.raw"}
+_SAME = {"Q": ("http.response_body", "file.data")}     # after these sticky buffers the flag repeats them
 # Suricata modifiers that pick an app-layer buffer ipsbridge does not have yet
 _UNSUPPORTED = set("UPHDMCSYVWQIKJ")
 MATCH_LIMIT = 3500                      # Suricata's default pcre.match-limit
@@ -149,6 +158,7 @@ def _pcre(value: str, ctx: Ctx):
     body, mods = v[1:end], v[end + 1:]
     flags = 0
     relative = anchored = override = False
+    target = None                     # (flag, buffer) of an HTTP flag
     for k, m in enumerate(mods):
         at = end + 1 + k
         if m in _FLAGS:
@@ -161,11 +171,21 @@ def _pcre(value: str, ctx: Ctx):
             override = True
         elif m in _NOOP:
             pass
-        else:
-            raise ctx.error(f"unsupported pcre modifier '{m}'", at, unsupported=f"pcre-modifier:{m}")
+        elif m in _HTTP_FLAGS:
+            if target is not None:
+                raise ctx.error(f"pcre modifier '{m}' after '{target[0]}': one HTTP buffer per pcre", at)
+            if ctx.buffer != "pkt" and ctx.buffer.split("#")[0] not in _SAME.get(m, (_HTTP_FLAGS[m],)):
+                raise ctx.error(f"pcre modifier '{m}' selects {_HTTP_FLAGS[m]}, but the sticky buffer "
+                                f"'{ctx.buffer}' is set (write the pcre after '{_HTTP_FLAGS[m]};' instead)", at)
+            # (after that buffer's own sticky keyword, the flag just repeats it: Suricata accepts it)
+            target = (m, _HTTP_FLAGS[m]) if ctx.buffer == "pkt" else None
+        else:                         # every flag Suricata 7 knows is handled above: a typo
+            raise ctx.error(f"unknown pcre modifier '{m}' (Suricata's are i s m x A E G R O B and the HTTP "
+                            f"flags {''.join(_HTTP_FLAGS)})", at)
     if not body:
         raise ctx.error("pcre regex is empty", 1)
-    if relative and not any(isinstance(i, (Content, Pcre)) for i in ctx.items):
+    items = ctx.items if target is None else ctx.buffers.get(target[1], [])
+    if relative and not any(isinstance(i, (Content, Pcre)) for i in items):
         # Suricata refuses this too (byte_jump/isdataat do not count as a match)
         raise ctx.error("pcre with R (relative) needs a content or pcre before it")
     prefix = b"" if override else LIMITS
@@ -181,7 +201,11 @@ def _pcre(value: str, ctx: Ctx):
             text = why.strip()
         raise ctx.error(f"invalid pcre: {text} (at offset {pos} of the regex)", 1 + min(pos, len(body))) from None
     p = Pcre(regex=rx, source=v, negated=ctx.negated, relative=relative, anchored=anchored)
-    ctx.items.append(p)
+    if target is None:
+        ctx.items.append(p)
+    else:
+        ctx.need_app("http")
+        ctx.buffers.setdefault(target[1], []).append(p)
     return p
 
 

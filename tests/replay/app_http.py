@@ -47,6 +47,14 @@ alert http any any -> any any (msg:"http rule plain content"; content:"Split-Hea
 drop http any any -> any any (msg:"drop split host"; flow:to_server; http.host; content:"split.example"; sid:910301;)
 drop http any any -> any any (msg:"drop second pipelined"; http.uri; content:"/second"; sid:910302;)
 alert http any any -> any any (msg:"pipelined third"; http.uri; content:"/third"; sid:910303;)
+# pcre's HTTP flags (sid 9104xx)
+alert http any any -> any any (msg:"pcre U"; pcre:"/\/index\.html$/U"; sid:910401;)
+alert http any any -> any any (msg:"pcre M"; pcre:"/^GET$/M"; sid:910402;)
+alert http any any -> any any (msg:"pcre W"; pcre:"/^www\.example\.com$/W"; sid:910403;)
+alert http any any -> any any (msg:"pcre H"; flow:to_server; pcre:"/User-Agent: TestAgent/H"; sid:910404;)
+alert http any any -> any any (msg:"pcre C"; pcre:"/^session=abc$/C"; sid:910405;)
+alert http any any -> any any (msg:"pcre I keeps encoding"; pcre:"/%41\?/I"; sid:910406;)
+alert http any any -> any any (msg:"pcre U relative"; content:"/a/"; http_uri; pcre:"/^c\/\/dA/UR"; sid:910407;)
 """
 
 
@@ -186,6 +194,11 @@ alert http any any -> any any (msg:"second pipelined body"; flow:to_client; file
 alert http any any -> any any (msg:"deflate marker"; flow:to_client; file.data; content:"DEFLATE-MARKER"; sid:912112;)
 # IPS: a drop on a body marker that arrives in the response's third segment (sid 9122xx)
 drop http any any -> any any (msg:"drop body marker"; flow:to_client; file.data; content:"EVIL-PAYLOAD"; sid:912201;)
+# pcre's HTTP flags on responses and bodies (sid 9123xx)
+alert http any any -> any any (msg:"pcre S"; pcre:"/^404$/S"; sid:912301;)
+alert http any any -> any any (msg:"pcre Y"; pcre:"/^Not Found$/Y"; sid:912302;)
+alert http any any -> any any (msg:"pcre Q"; flow:to_client; pcre:"/PLAIN-MARKER/Q"; sid:912303;)
+alert http any any -> any any (msg:"pcre P"; pcre:"/user=admin&pass/P"; sid:912304;)
 """
 
 

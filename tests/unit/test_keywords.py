@@ -416,15 +416,16 @@ def test_content_negation_and_modifiers_recorded():
 
 
 @pytest.mark.parametrize("opts,msg,unsupported,needle", [
-    ('pcre:"/a/U";', "unsupported pcre modifier 'U'", "pcre-modifier:U", "U\""),
-    ('pcre:"/a/H";', "unsupported pcre modifier 'H'", "pcre-modifier:H", "H\""),
-    ('pcre:"/a/iZ";', "unsupported pcre modifier 'Z'", "pcre-modifier:Z", "Z\""),
+    ('http.host; content:"a"; pcre:"/a/U";', "selects http.uri, but the sticky buffer 'http.host'", None, "U\""),
+    ('pcre:"/a/UH";', "pcre modifier 'H' after 'U'", None, "H\""),
+    ('pcre:"/a/iX";', "unknown pcre modifier 'X'", None, "X\""),
     ('pcre:"a";', "pcre must look like", None, 'a"'),
     ('pcre:"/a";', "missing its closing '/'", None, '/a"'),
     ('pcre:"/(?<=a+)b/";', "invalid pcre: length of lookbehind assertion is not limited", None, "(?<="),
     ('pcre:"/[[:digits:]]/";', "invalid pcre: unknown POSIX class name", None, "]/"),
     ('byte_jump:1,0; pcre:"/^X/R";', "pcre with R (relative) needs a content or pcre before it", None, '/^X'),
-], ids=["U", "H", "unknown", "no-slash", "unclosed", "pcre2-refuses", "unknown-posix-class", "R-without-match"])
+], ids=["U-after-other-buffer", "two-http-flags", "unknown", "no-slash", "unclosed", "pcre2-refuses",
+        "unknown-posix-class", "R-without-match"])
 def test_pcre_errors(opts, msg, unsupported, needle):
     e, text = err(opts)
     assert msg in e.message
