@@ -84,7 +84,7 @@ class TxDetector:
         self.protos = frozenset(s.rule.app.proto for s in sigs)
         buckets: dict[tuple, int] = {}
         self.reps: list = []                 # one representative sig per distinct header
-        self.bucket: dict[int, int] = {}     # id(sig) -> its header bucket
+        self.bucket: dict[int, int] = {}     # sig.order -> its header bucket (not id(): the table survives a pickle round trip)
         slots: dict[tuple, _Slot] = {}
         self.always: tuple = ()              # (direction) -> sigs without a fast pattern
         always: dict[bool, list] = {True: [], False: []}
@@ -94,7 +94,7 @@ class TxDetector:
             if b is None:
                 b = buckets[k] = len(self.reps)
                 self.reps.append(s)
-            self.bucket[id(s)] = b
+            self.bucket[s.order] = b
             spec = s.rule.app
             for sp in (spec, spec.other):
                 if sp is None:
@@ -154,7 +154,7 @@ class TxDetector:
 
     def _candidates(self, tx, d: bool, memo: dict, pkt, proto: str) -> list:
         bucket, ok = self.bucket, self._ok
-        out = [s for s in self.always[d] if ok(memo, bucket[id(s)], pkt)]
+        out = [s for s in self.always[d] if ok(memo, bucket[s.order], pkt)]
         found = tx.found
         prog = tx.progress
         for slot in self.slots[d]:
@@ -173,7 +173,7 @@ class TxDetector:
                     found[id(slot)] = got
             for pid in got:
                 for s in slot.by_pid[pid]:
-                    if ok(memo, bucket[id(s)], pkt):
+                    if ok(memo, bucket[s.order], pkt):
                         out.append(s)
         if len(out) > 1:
             out.sort(key=_order)
