@@ -21,7 +21,11 @@ nothing about the packet (that is `rules.verdict`).  What it does:
 3. IP-only rules (header plus IP-only keywords, `Rule.iponly`) run on the
    first packet of each flow direction only, as Suricata's IP-only
    signatures do; detection_filter suppresses a match until its count is
-   exceeded in its window.
+   exceeded in its window.  Suricata's IP-only engine runs before the other
+   rules of the packet: when an IP-only rule sets an xbit, the IP-only
+   candidates are evaluated first (checked with suricata -r: an IP-only xbits
+   set is seen by a payload rule's isset on the same packet), the matches
+   still returned in signature order.
 
 The buffer is what the payload keywords inspect: the packet payload, or for a
 TCP packet the stream window the stream stage hands over (`rules.stream`).
@@ -93,6 +97,10 @@ def post_match(s: Sig, pkt: Packet, flow, state: VarState) -> None:
         _apply_flowbits(s, flow.flowbits)
     for op in s.post:
         op.apply(pkt, flow, state)
+
+
+def _iponly_first_key(s: Sig) -> tuple:
+    return (not s.iponly, s.order)
 
 
 def signature_order(rules: list[Rule]) -> list[Rule]:
@@ -205,6 +213,8 @@ class Detector:
         # xbits / flowint state (rules.keywords._state), kept by a rule reload (keep_state)
         self.state = VarState()
         self.tx = TxDetector(app_sigs, self.state) if app_sigs else None
+        # IP-only rules writing xbits: evaluated before the others on a packet (see the docstring)
+        self._iponly_first = any(s.iponly and s.post for s in sigs)
         self._pcres += [it for s in app_sigs for b in s.rule.app.bufs for it in _pcre_items(b.chain)]
         # `pkthdr` rules are the only ones a packet without a valid IP layer can match
         # (decoder-event rules on truncated or unknown packets)
@@ -425,6 +435,9 @@ class Detector:
         if nsrc > 1 and cands is not plain:
             cands.sort(key=_order_key)
         self.evaluated += len(cands) + skipped
+        iponly_first = first_in_dir and self._iponly_first
+        if iponly_first:
+            cands = sorted(cands, key=_iponly_first_key)
         matches = []
         for s in cands:
             if s.iponly and not first_in_dir:
@@ -457,6 +470,8 @@ class Detector:
             if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
                 continue
             matches.append(s)
+        if iponly_first and len(matches) > 1:
+            matches.sort(key=_order_key)
         return matches
 
     def _stream_found(self, view, payload: bytes) -> set:

@@ -3,7 +3,7 @@
 - xbits per source host, destination host and IP pair: set / isset / isnotset / unset /
   toggle, the expiry in whole seconds of packet time (a set on a live bit does not move it),
   the signature order (a check before a set on the same packet), IP-only xbits rules on new
-  flows, xbits on TCP and HTTP rules across flows, a drop on a marked host;
+  flows (run before the other rules of the packet), xbits on TCP and HTTP rules across flows, a drop on a marked host;
 - flowint: + (also on a variable not set), -, = (a value or another variable), the
   comparisons, isset / notset, uint32 wrap-around, setters ordered before readers, per flow;
   and ET's infostealer pattern (HTTP requests counted per flow with xbits set on the way);
@@ -48,6 +48,7 @@ alert ip any any -> any any (msg:"xb iponly bad src"; xbits:isset,bad,track ip_s
 alert tcp any any -> any 80 (msg:"xb tcp from bad"; flow:established,to_server; content:"GET"; xbits:isset,bad,track ip_src; sid:930103;)
 alert ip any any -> any any (msg:"xb iponly setter"; xbits:set,seen,track ip_dst,expire 60; noalert; sid:930104;)
 alert udp any any -> any 7201 (msg:"xb seen dst"; xbits:isset,seen,track ip_dst; sid:930105;)
+alert udp any any -> any 7202 (msg:"xb payload rule sees the iponly set"; content:"a"; xbits:isset,seen,track ip_dst; sid:930112;)
 alert http any any -> any any (msg:"xb http set pair"; flow:to_server; http.uri; content:"/mark"; xbits:set,hp,track ip_pair,expire 30; sid:930106;)
 alert http any any -> any any (msg:"xb http isset pair"; flow:to_server; http.uri; content:"/check"; xbits:isset,hp,track ip_pair; sid:930107;)
 alert http any any -> any any (msg:"xb http isset pair response"; flow:to_client; http.stat_code; content:"200"; xbits:isset,hp,track ip_pair; sid:930108;)
@@ -174,6 +175,7 @@ def s_keywords(cap) -> None:
     t.close()
     udp(cap, C2, S3, 1102, 7201, b"a", at=45)
     udp(cap, C2, S3, 1103, 7201, b"b", at=46)
+    udp(cap, C2, "203.0.113.77", 1104, 7202, b"a", at=47)    # IP-only rules run first: the set is seen
     # -- HTTP: a pair marked by one flow, checked by later ones (a pair never marked: isnotset)
     at(50)
     for i, (cli, uri) in enumerate(((C3, b"/mark"), (C3, b"/check"), (C2, b"/check"))):

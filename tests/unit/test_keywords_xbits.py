@@ -3,6 +3,8 @@ semantics (expiry in whole seconds of packet time, no refresh, toggle, pairs, th
 cap), and the engine: bits across flows, signature order, IP-only rules, a rule reload."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from scapy.all import IP, UDP, Ether
 
@@ -244,6 +246,21 @@ def test_iponly_xbits_rule_runs_on_the_first_packet_of_each_flow_direction():
     assert run(A, B, 7200, b"new flow", 102.0, sport=5001) == [2]
 
 
+def test_iponly_rules_run_first_on_their_packet():
+    """Suricata's IP-only engine runs before the other rules: a payload rule sees the bit an
+    IP-only rule set on the same packet, though it sorts before it (a reader); among IP-only
+    rules the signature order holds; the alerts keep the signature order."""
+    iponly_set = 'alert ip any any -> any any (msg:"set"; xbits:set,seen,track ip_dst; sid:1;)'
+    reader = 'alert udp any any -> any 7202 (msg:"payload reader"; content:"a"; xbits:isset,seen,track ip_dst; sid:2;)'
+    iponly_read = 'alert ip any any -> any any (msg:"iponly reader"; xbits:isset,seen,track ip_dst; sid:3;)'
+    run = Run(iponly_set, reader, iponly_read)
+    r = run.e.inspect(frame(A, B, 7202, b"a", 5000), FrameMeta(ts=100.0, iface="", pcap_cnt=1))
+    sids = [ev.sid for ev in r.events if isinstance(ev, Alert)]
+    assert sorted(sids) == [1, 2]                     # the IP-only reader ran before the IP-only set
+    order = {s.rule.sid: s.order for s in run.e.detector.sigs}
+    assert sids == sorted(sids, key=order.get)
+
+
 def test_a_reload_keeps_the_bits():
     run = Run(SET, CHK)
     run(A, B, 7000, b"SET", 100.0)
@@ -265,7 +282,7 @@ def test_every_et_open_xbits_value_parses():
 
     vals = set()
     for f in glob.glob("/work/shared/corpus/rules/et-open/*.rules"):
-        for line in open(f, errors="replace"):
+        for line in Path(f).read_text(errors="replace").splitlines():
             if line.startswith(("alert", "drop")):
                 vals.update(re.findall(r"xbits:([^;]*);", line))
     assert len(vals) > 20
