@@ -34,6 +34,7 @@ PROTOCOL_MODULES = (
     "rules.applayer.http",
     "rules.applayer.tls",
     "rules.applayer.dns",
+    "rules.applayer.ftp",
 )
 
 MODULES = tuple(importlib.import_module(m) for m in PROTOCOL_MODULES)
