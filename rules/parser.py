@@ -233,7 +233,9 @@ def _app_spec(ctx: Ctx, f: dict, paren: int) -> AppSpec | None:
     if not names and not ctx.app_checks:
         return None
     proto = ctx.app_proto
-    defs = {n: _app.BUFFERS[_base(n)] for n in names}
+    # a buffer name several protocols have (file.data) is the rule's protocol's own
+    own = {b.name: b for b in _app.PROTOCOLS[proto].BUFFERS} if proto in _app.PROTOCOLS else {}
+    defs = {n: own.get(_base(n)) or _app.BUFFERS[_base(n)] for n in names}
     both = _app.PROTOCOLS[proto].__dict__.get("BOTH_SIDES", {})
     for d in defs.values():
         if d.proto != proto:

@@ -21,8 +21,12 @@ from rules.keywords._base import NONE, Ctx, Keyword, parse_uint_cmp
 
 
 def _sticky(name: str, proto: str):
+    # a name several protocols have (file.data: HTTP and SMTP) is the rule's protocol's
+    # when it has one of that name, else `proto`'s (registry.BUFFERS holds that one)
+    shared = {m.PROTO for m in registry.MODULES if any(b.name == name for b in m.BUFFERS)}
+
     def parse(value, ctx: Ctx):
-        ctx.need_app(proto)
+        ctx.need_app(ctx.app_proto if ctx.app_proto in shared else proto)
         ctx.switch(name)
         return True
     return parse
