@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib
 
 PROTOCOL_MODULES = (
+    "rules.applayer.smtp",      # before http: the file.data that BUFFERS names is http's
     "rules.applayer.http",
     "rules.applayer.tls",
     "rules.applayer.dns",
