@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-MODULES = ("app_http", "app_dns", "app_tls", "app_keywords")
+MODULES = ("app_http", "app_dns", "app_tls", "app_keywords", "app_smtp", "app_ftp")
 
 
 @dataclass(frozen=True)
