@@ -16,6 +16,10 @@ In IDS mode (app_smtp, app_smtp_files) the same alerts come on the packets ackno
 the data.  app_smtp_windows is inline only: in IDS mode Suricata reads the client's
 newly parsed file data on the client's next packet (its FLOW_TS_APP_UPDATED), the
 replay only on a packet that hands the app layer data, so the windows differ.
+app_smtp_tnef is inline only too: in IDS mode Suricata's SMTP parser triggers the raw
+stream's inspection when an attachment ends (with a minimal inspect depth), so stream
+rules alert on the acknowledgment of the attachment's end; the replay's stream has no
+such trigger and inspects at its own flush points.
 """
 from __future__ import annotations
 
@@ -373,6 +377,24 @@ def s_smtp_windows(cap) -> None:
     _session(cap, C1, S2, 44004, [pieces])
 
 
+TNEF_RULES = r"""
+# ET Open's base64_decode rules on an SMTP stream (sid as ET's; $SMTP_SERVERS written $HOME_NET)
+alert smtp any any -> $HOME_NET any (msg:"ET EXPLOIT Possible Microsoft Outlook Elevation of Privilege Payload Observed M1 (CVE-2023-23397)"; content:"AElQTS5UYXNr"; fast_pattern; content:"|0d 0a 0d 0a|"; base64_decode:offset 0,relative; base64_data; content:"|78 9f 3e 22|"; startswith; content:"I|00|P|00|M|00|.|00|T|00|a|00|s|00|k"; content:"|5c|"; pcre:"/^\x00?\\\x00?[\w\.\-\x00]+\\/R"; classtype:attempted-admin; sid:2044680; rev:3;)
+"""
+
+
+def s_smtp_tnef(cap) -> None:
+    from make_differential import C1, S1
+
+    # a TNEF attachment naming a UNC reminder sound: "\x00IPM.Task" base64-encoded in the
+    # stream, then the attachment's base64 after the blank line
+    tnef = (b"\x78\x9f\x3e\x22" + b"\x00\x00" + b"\x00IPM.Task" + "IPM.Task".encode("utf-16-le")
+            + b"\\\x00\\\x00a\x00b\x00c\x00\\\x00")
+    body = (b"Content-Type: application/ms-tnef; name=winmail.dat\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + base64.b64encode(tnef) + b"\r\n.\r\n")
+    _session(cap, S1, C1, 43101, [[body]])
+
+
 FAMILIES = [
     AppFamily("app_smtp", "SMTP detection (the client's EHLO/HELO/QUIT only, a banner first held, split "
               "commands, not on MAIL FROM or a leading space, any port), `alert smtp` stream rules in both "
@@ -390,4 +412,8 @@ FAMILIES = [
               "inline only (in IDS mode Suricata reads the client's file data on the client's next "
               "packet, the replay only on a packet that feeds the app layer)",
               WINDOWS_RULES, s_smtp_windows),
+    AppFamily("app_smtp_tnef", "ET Open's base64_decode rule for CVE-2023-23397 on a TNEF attachment in an "
+              "SMTP stream; inline only (in IDS mode Suricata's SMTP parser has the raw stream inspected "
+              "when an attachment ends, the replay's stream does not know that trigger)",
+              TNEF_RULES, s_smtp_tnef),
 ]
