@@ -676,6 +676,8 @@ def _order(s) -> int:
 def _app_stage(detector, settings):
     """The app-layer stage for the protocols the rules need, or None when none does."""
     protos = {s.rule.app_proto for s in detector.sigs if s.rule.app_proto}
+    for s in detector.sigs:
+        protos |= s.rule.app_detect
     if not protos:
         return None
     from rules.applayer import AppLayer

@@ -482,5 +482,6 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         threshold=f.get("threshold"), detection_filter=f.get("detection_filter"),
         iponly=iponly, require=require, only_stream=bool(f.get("_only_stream")), flowbits_class=fb_class,
         stream_events=frozenset(f.get("_stream_events", ())), app=app, app_proto=ctx.app_proto,
+        app_detect=frozenset(f.get("_detect", ())),
         options=tuple(ctx.options), text=stripped, file=file, line=line,
     )

@@ -137,6 +137,7 @@ class Rule:
     stream_events: frozenset[str] = frozenset()   # stream events the rule tests (stream-event, decode-event)
     app: AppSpec | None = None       # app-layer buffers and conditions (rules.applayer), matched per transaction
     app_proto: str = ""              # the app-layer protocol the flow must have ("" any)
+    app_detect: frozenset[str] = frozenset()   # protocols to detect for it (app-layer-protocol)
     flowbits_class: int = 3          # Suricata's ordering: 0 sets only, 1 sets and reads, 2 reads, 3 none
     options: tuple[tuple[str, Any], ...] = ()  # (keyword, parsed spec) in order, for reporting/debugging
     text: str = ""                   # the rule as written (one logical line)

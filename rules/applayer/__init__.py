@@ -47,7 +47,7 @@ class AppState:
     """A flow's app layer: its protocol ("" while unknown, "failed"), the parser, and
     the bytes held per direction while detecting."""
 
-    __slots__ = ("proto", "parser", "held", "refused", "fed", "error_seen", "marks")
+    __slots__ = ("proto", "parser", "held", "refused", "fed", "error_seen", "failed_at", "marks")
 
     def __init__(self) -> None:
         self.proto = ""
@@ -56,6 +56,7 @@ class AppState:
         self.refused: list[set] = [set(), set()]   # protocols whose probe said no, per direction
         self.fed = False                 # the parser got data on the current packet
         self.error_seen = False          # the parser's giving up was acted on (app-layer.error-policy)
+        self.failed_at = 0               # the flow's packet count when detection failed
         self.marks: dict = {}            # tx id -> its progress after the last feed (which txs a feed moved)
 
 
@@ -95,14 +96,14 @@ class AppLayer:
         found = self._probe(st, held, to_server, sport, dport, 6)
         if found is None:
             if len(held) > DETECT_LIMIT:
-                st.proto = "failed"
+                self._failed(st, flow)
                 st.held = [b"", b""]
                 self._count("app.detect_failed")
                 return st
             st.held[to_server] = held
             return st
         if found == "":
-            st.proto = "failed"
+            self._failed(st, flow)
             st.held = [b"", b""]
             self._count("app.detect_failed")
             return st
@@ -138,7 +139,7 @@ class AppLayer:
             if not found:
                 mine.update(m.PROTO for m in probed)
                 if all(m.PROTO in st.refused[not to_server] for m in probed):
-                    st.proto = "failed"
+                    self._failed(st, flow)
                     self._count("app.detect_failed")
                 return st
             self._start(st, found, 17)
@@ -193,6 +194,13 @@ class AppLayer:
         if all(m.PROTO in other for m in probed):
             return ""
         return None if len(data) <= DETECT_LIMIT else ""
+
+    @staticmethod
+    def _failed(st: AppState, flow) -> None:
+        """Detection failed for the flow (on the packet being inspected: app-layer-protocol
+        sees `failed` from the flow's next packet on, as in Suricata)."""
+        st.proto = "failed"
+        st.failed_at = flow.pkts_toserver + flow.pkts_toclient
 
     def _start(self, st: AppState, proto: str, ipproto: int) -> None:
         mod = registry.PROTOCOLS[proto]

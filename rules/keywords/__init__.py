@@ -13,6 +13,7 @@ from rules.keywords import (bsize, buffers, bypass, byte_ops, content, dns_app, 
                             icmp, ip, ipfields, isdataat, meta, pcre, stream_size, tcp, threshold, transforms, xbits)
 from rules.keywords import app_events
 from rules.keywords import base64 as base64_kw
+from rules.keywords import app_proto as app_proto_kw
 from rules.keywords import tls as tls_kw
 from rules.keywords._base import Keyword
 
@@ -41,6 +42,7 @@ REGISTRY: dict[str, Keyword] = {
     "pkt_data": buffers.pkt_data,
     # sticky buffers and their legacy modifiers
     "dns.opcode": dns_app.dns_opcode,
+    "app-layer-protocol": app_proto_kw.app_layer_protocol,
     "tls.version": tls_kw.tls_version,
     "ssl_version": tls_kw.ssl_version,
     "ssl_state": tls_kw.ssl_state,

@@ -55,6 +55,12 @@ alert http any any -> any any (msg:"pcre H"; flow:to_server; pcre:"/User-Agent: 
 alert http any any -> any any (msg:"pcre C"; pcre:"/^session=abc$/C"; sid:910405;)
 alert http any any -> any any (msg:"pcre I keeps encoding"; pcre:"/%41\?/I"; sid:910406;)
 alert http any any -> any any (msg:"pcre U relative"; content:"/a/"; http_uri; pcre:"/^c\/\/dA/UR"; sid:910407;)
+# app-layer-protocol (sid 9105xx)
+alert tcp any any -> any any (msg:"alp http"; flow:to_server; app-layer-protocol:http; content:"Split-Header"; sid:910501;)
+alert tcp any any -> any any (msg:"alp not http on http"; app-layer-protocol:!http; content:"Split"; sid:910502;)
+alert tcp any any -> any any (msg:"alp failed"; app-layer-protocol:failed; content:"HELLO"; sid:910503;)
+alert tcp any any -> any any (msg:"alp not http on failed"; app-layer-protocol:!http; content:"HELLO"; sid:910504;)
+alert tcp any any -> any any (msg:"alp not http on failed, reply"; flow:to_client; app-layer-protocol:!http; content:"WORLD"; sid:910505;)
 """
 
 
@@ -96,6 +102,13 @@ def s_requests(cap) -> None:
     _ok(t)
     _ok(t)
     _ok(t)
+    t.close()
+    # 6: not HTTP on port 80 (detection fails once both sides spoke)
+    t = Tcp(cap, C1, S1, 40006, 80).handshake()
+    t.c(data=b"HELLO not http\r\n")
+    t.s(data=b"WORLD not http either\r\n")
+    t.c(data=b"HELLO again\r\n")
+    t.s(data=b"WORLD again\r\n")
     t.close()
 
 # request target -> http.uri as Suricata 7.0.10 (libhtp) normalizes it: each pair is

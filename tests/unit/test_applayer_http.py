@@ -182,8 +182,9 @@ def test_no_app_rules_no_app_stage():
 def test_app_layer_detection_fails_on_other_protocols():
     app = AppLayer({"http"})
 
-    class F:
+    class F:                      # what the stage reads of a flow
         app = None
+        pkts_toserver = pkts_toclient = 1
 
     f = F()
     app.feed_tcp(f, True, b"\x16\x03\x01\x00\x10", 40000, 443)
@@ -220,3 +221,22 @@ def test_a_parser_error_drops_the_flow_under_the_error_policy():
     _session(e, [b"POST /x HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", b"more"])
     (flow,) = list(e.flows.all())
     assert flow.dropped == "policy:app_layer_error" and e.stats()["policy.app_layer_error.drop-flow"] == 1
+
+
+@pytest.mark.parametrize("opt, error", [
+    ("app-layer-protocol:smb;", "unsupported: app-layer-protocol 'smb'"),
+    ("app-layer-protocol:http,final;", "with a mode"),
+])
+def test_app_layer_protocol_refuses_what_it_cannot_answer(opt, error):
+    from rules.errors import RuleError
+
+    with pytest.raises(RuleError) as ei:
+        parse_rule(f'alert tcp any any -> any any (msg:"x"; {opt} sid:1;)')
+    assert error in ei.value.message and ei.value.unsupported
+
+
+def test_app_layer_protocol_probes_without_making_the_rule_an_http_rule():
+    r = parse_rule('alert tcp any any -> any any (msg:"x"; app-layer-protocol:!http; content:"MZ"; sid:1;)')
+    assert r.app_proto == "" and r.app_detect == frozenset({"http"}) and r.app is None
+    e = _engine('alert tcp any any -> any any (msg:"x"; app-layer-protocol:!http; content:"MZ"; sid:1;)')
+    assert e.app is not None
