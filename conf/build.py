@@ -7,7 +7,8 @@
 load_rules notes the loaded rules the app-layer settings keep from ever matching,
 which Suricata would refuse at load or load in vain: rules of a protocol whose
 `enabled` is no, rules inspecting the buffers of a detection-only protocol, ja3
-rules with `ja3-fingerprints: no`.  They stay loaded (a rule file shared with a
+rules with `ja3-fingerprints: no`, SMTP file.data rules with `mime.decode-mime: no` (no
+attachment is decoded).  They stay loaded (a rule file shared with a
 Suricata that parses the protocol should not fail here).
 
 `conf` imports `rules`, never the other way round: the engine only ever sees
@@ -125,6 +126,9 @@ def app_layer_notes(config: Config, rules) -> list[str]:
         elif r.app is not None and proto == "tls" and config.app["tls"].ja3_fingerprints == "no" and \
                 any(b.name.startswith("ja3") for b in r.app.bufs):
             hit.setdefault((proto, "ja3"), []).append(r)
+        elif r.app is not None and proto == "smtp" and not config.app["smtp"].decode_mime and \
+                any(b.name == "file.data" for b in r.app.bufs):
+            hit.setdefault((proto, "mime"), []).append(r)
     notes = []
     for (proto, why), found in hit.items():
         one = len(found) == 1
@@ -139,6 +143,9 @@ def app_layer_notes(config: Config, rules) -> list[str]:
             notes.append(f"{n} inspect{s} {proto} buffers, which stay empty: {proto} is detected but not "
                          f"parsed (app-layer.protocols.{proto} enabled: {written}, {setting(proto, 'enabled')}): "
                          f"{never}")
+        elif why == "mime":
+            notes.append(f"{n} inspect{s} SMTP file.data, which stays empty (app-layer.protocols.smtp.mime."
+                         f"decode-mime: no, {setting(proto, 'mime.decode-mime')}): {never}")
         else:
             notes.append(f"{n} inspect{s} JA3 buffers, which stay empty (app-layer.protocols.tls.ja3-fingerprints: "
                          f"no, {setting(proto, 'ja3-fingerprints')}): {never} (Suricata refuses such rules at load)")

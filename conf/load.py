@@ -34,7 +34,7 @@ them all.  Rules of the road:
   per load, as Suricata does at start-up: each chunk size moves by up to
   +/- randomize-chunk-range/2 percent.  The engine only sees the result;
   `load_text(..., rng=random.Random(seed))` makes it reproducible.
-* app-layer: the protocols ipsbridge parses (http, tls, dns) are read into
+* app-layer: the protocols ipsbridge parses (http, tls, dns, smtp, ftp) are read into
   `Config.app` (= EngineSettings.app: each module's Settings, and the
   protocols whose `enabled` is no / detection-only, which the app-layer stage
   honours); `enabled` and `detection-ports` are looked up as Suricata does
@@ -45,7 +45,9 @@ them all.  Rules of the road:
   refused with where to move it.  Where ipsbridge is stricter: unknown values
   of encryption-handling / ja3-fingerprints (Suricata falls back to its
   default silently) and a `dp:` written as a YAML list (Suricata ignores it,
-  so nothing would be probed) are refused.
+  so nothing would be probed) are refused.  SMTP and FTP have no detection-ports
+  (Suricata detects them by patterns only); SMTP's content-limit 0 means no limit and
+  header-value-depth 0 its default (2000), as in Suricata.
 * Exception policies are kept as written (`auto` allowed; a specific policy
   left out is `conf.model.POLICY_UNSET`: the master `exception-policy`
   decides); `conf.build.engine_settings` resolves them for a mode.  The
@@ -70,10 +72,10 @@ them all.  Rules of the road:
 Checked against Suricata 7.0 (main-7.0.x: suricata.yaml.in, stream-tcp.c,
 flow.c, defrag*.c, decode*.c, runmode-af-packet.c, source-pcap-file.c,
 util-misc.c, util-exception-policy.c, app-layer-detect-proto.c,
-app-layer-parser.c, app-layer-htp.c, app-layer-ssl.c, libhtp 0.5's
-htp_config.c).  Where ipsbridge is deliberately
-stricter: a size like "1x5mb" (Suricata's pattern lets any character stand
-for the decimal point) is refused; values Suricata warns about and replaces
+app-layer-parser.c, app-layer-htp.c, app-layer-ssl.c, app-layer-smtp.c,
+util-decode-mime.c, detect-file-data.c, app-layer-ftp.c, libhtp 0.5's
+htp_config.c).  Where ipsbridge is deliberately stricter: a size like "1x5mb"
+(Suricata's pattern lets any character stand for the decimal point) is refused; values Suricata warns about and replaces
 by its default (flow.emergency-recovery 0, a negative timeout) are refused;
 a randomized chunk size is kept within 1..65535 instead of wrapping around.
 """
@@ -156,15 +158,27 @@ VARS_KEYS = ("address-groups", "port-groups")
 
 # app-layer (the judged keys are in UNIMPLEMENTED)
 APP_LAYER_KEYS = ("protocols", "error-policy")
-APP_PARSED = tuple(APP_SETTINGS)                           # http, tls, dns
+APP_PARSED = tuple(APP_SETTINGS)                           # http, tls, dns, smtp, ftp
 # Suricata 7.0's other app-layer protocols (app-layer-protos.c, the names suricata.yaml uses)
-APP_OTHER = ("bittorrent-dht", "dcerpc", "dhcp", "dnp3", "enip", "ftp", "http2", "ike", "imap", "krb5",
-             "modbus", "mqtt", "nfs", "ntp", "pgsql", "quic", "rdp", "rfb", "sip", "smb", "smtp", "snmp",
+APP_OTHER = ("bittorrent-dht", "dcerpc", "dhcp", "dnp3", "enip", "http2", "ike", "imap", "krb5",
+             "modbus", "mqtt", "nfs", "ntp", "pgsql", "quic", "rdp", "rfb", "sip", "smb", "snmp",
              "ssh", "telnet", "tftp")
+# SMTP and FTP have no detection-ports: Suricata detects them by patterns only and reads none
 APP_KEYS = {"http": ("enabled", "tcp", "libhtp"),
             "tls": ("enabled", "tcp", "detection-ports", "ja3-fingerprints", "encryption-handling",
                     "no-reassemble"),
-            "dns": ("enabled", "tcp", "udp", "detection-ports")}
+            "dns": ("enabled", "tcp", "udp", "detection-ports"),
+            "smtp": ("enabled", "tcp", "max-tx", "mime", "inspected-tracker"),
+            "ftp": ("enabled", "tcp", "max-tx", "max-line-length")}
+# smtp.mime / smtp.inspected-tracker keys ipsbridge reads: key -> smtp.Settings field
+SMTP_MIME_BOOLS = {"decode-mime": "decode_mime", "decode-base64": "decode_base64",
+                   "decode-quoted-printable": "decode_quoted_printable"}
+SMTP_MIME_KEYS = (*SMTP_MIME_BOOLS, "header-value-depth")
+SMTP_TRACKER_KEYS = {"content-limit": "content_limit", "content-inspect-min-size": "content_inspect_min_size"}
+# Suricata's MimeDecSetConfig: a header-value-depth of 0 is its default, MAX_HEADER_VALUE
+SMTP_HEADER_VALUE_DEPTH = APP_SETTINGS["smtp"]().header_value_depth
+# content-limit 0 is "no limit" (detect-file-data.c): a bound no attachment's size reaches
+SMTP_NO_CONTENT_LIMIT = 1 << 64
 LIBHTP_KEYS = ("default-config", "server-config")
 # libhtp.default-config keys ipsbridge reads: key -> (http.Settings field, minimum), sizes up to
 # 4 GiB - 1 as Suricata's ParseSizeStringU32; request_body_limit is Suricata's other spelling
@@ -415,6 +429,7 @@ _URI_AS_STOCK = ("ipsbridge normalizes http.uri as Suricata 7.0.10 does with its
                  "(personality IDS)")
 _WHOLE_BODY = ("ipsbridge inspects the whole body kept so far (up to the body limit) each time it grows "
                "once it holds the minimal inspect size, in every mode: there are no inspection windows")
+_SMTP = "app-layer.protocols.smtp"
 _SP = Refused("detection by source port is not implemented: DNS and TLS are probed on their server port "
               "(dp)", "remove it and list the server ports under dp", shape="any")
 
@@ -494,6 +509,28 @@ APP_LAYER_UNIMPLEMENTED: dict[str, NoEffect | Refused] = {
     **{f"app-layer.protocols.dns.{k}": NoEffect("obsolete (Suricata 7 does not read it either): DNS "
                                                 "transactions are freed once inspected", shape)
        for k, shape in (("request-flood", "int"), ("global-memcap", "size"), ("state-memcap", "size"))},
+    # smtp (rules/applayer/smtp.py: no raw extraction, no EVE smtp records, its own bound on
+    # attachment bytes not inspected instead of Suricata's pruning by content-inspect-window)
+    f"{_SMTP}.raw-extraction": Refused(
+        "raw extraction (the whole mail as one file in file.data, which Suricata does only with "
+        "decode-mime: no) is not implemented", "remove the key or set it to no (with decode-mime: yes Suricata "
+        "turns it off too)", honoured=(False,)),
+    **{f"{_SMTP}.mime.{k}": NoEffect("it only changes what Suricata's smtp EVE records carry (no rule keyword "
+                                     "reads it in Suricata 7.0), and ipsbridge writes no smtp records", shape)
+       for k, shape in (("extract-urls", "bool"), ("extract-urls-schemes", "any"), ("log-url-scheme", "bool"),
+                        ("body-md5", "bool"))},
+    f"{_SMTP}.inspected-tracker.content-inspect-window": Refused(
+        "pruning an attachment's data by content-inspect-window is not implemented",
+        "remove the key (Suricata's stock 4kb is accepted)", shape="size", stock=(4096,),
+        instead="each inspection of an attachment's file.data sees the bytes added since the last, as "
+        "Suricata 7.0 for SMTP (it uses the window only to prune data detection did not read); ipsbridge keeps "
+        f"up to {format_size(APP_SETTINGS['smtp']().max_pending)} (at least content-inspect-min-size) of it "
+        "not inspected, then lets the oldest go"),
+    # ftp
+    "app-layer.protocols.ftp.memcap": Refused(
+        "a memory cap on FTP state is not implemented: it is bounded per flow by max-tx and max-line-length, "
+        "and flows by flow.memcap", "remove the key (Suricata's default 0, no cap, is accepted)", shape="size",
+        honoured=(0,)),
     # detection by source port
     **{f"app-layer.protocols.{base}.detection-ports.{k}": _SP
        for base in ("tls", "tls.tcp", "dns", "dns.tcp", "dns.udp") for k in ("sp", "toclient")},
@@ -1273,9 +1310,9 @@ class _Parser:
 
     # ---- app-layer
     def app_layer(self, raw, line, config: Config) -> None:
-        """app-layer.* -> config.app (EngineSettings.app): the Settings of http, tls and dns and
-        the protocols whose `enabled` is no or detection-only; Suricata's other protocols are
-        accepted with one warning (ipsbridge does not parse them)."""
+        """app-layer.* -> config.app (EngineSettings.app): the Settings of the protocols ipsbridge
+        parses (APP_PARSED) and the protocols whose `enabled` is no or detection-only; Suricata's
+        other protocols are accepted with one warning (ipsbridge does not parse them)."""
         app = default_app()
         self.app_vars = config.vars
         raw = self.mapping(raw, "app-layer", line, "indent 'protocols:' under 'app-layer:'")
@@ -1289,7 +1326,8 @@ class _Parser:
                                      "indent one 'NAME:' mapping per protocol under 'protocols:'")
         if protocols is not None:
             self.check_keys("app-layer.protocols", protocols, APP_PARSED + APP_OTHER)
-            parse = {"http": self.app_http, "tls": self.app_tls, "dns": self.app_dns}
+            parse = {"http": self.app_http, "tls": self.app_tls, "dns": self.app_dns, "smtp": self.app_smtp,
+                     "ftp": self.app_ftp}
             for name in APP_PARSED:
                 sub = self.mapping(protocols.get(name), f"app-layer.protocols.{name}", protocols.line_of(name),
                                    f"indent its keys under '{name}:'")
@@ -1301,8 +1339,9 @@ class _Parser:
             if others:
                 self.warn("config_app_protocols_not_parsed", "app-layer.protocols", "",
                           protocols.line_of(others[0]), protocols=others,
-                          reason="ipsbridge parses http, tls and dns only: the settings of these protocols "
-                          "have no effect, and rules for them are refused at load as unsupported")
+                          reason=f"ipsbridge parses {', '.join(APP_PARSED[:-1])} and {APP_PARSED[-1]} only: the "
+                          "settings of these protocols have no effect, and rules for them are refused at load "
+                          "as unsupported")
         config.app = app
 
     def app_common(self, name: str, raw: _Map, modes: dict) -> tuple[dict, dict]:
@@ -1448,6 +1487,64 @@ class _Parser:
         kw = {f"{ip}_enabled": mode for ip, mode in enabled.items()}
         kw.update({f"{ip}_ports": dp[0] for ip, dp in ports.items() if dp is not None})
         return APP_SETTINGS["dns"](**kw)
+
+    def app_smtp(self, raw: _Map, modes: dict):
+        """app-layer.protocols.smtp -> rules.applayer.smtp.Settings (Suricata 7.0's SMTPConfigure)."""
+        where = "app-layer.protocols.smtp"
+        self.check_keys(where, raw, APP_KEYS["smtp"])
+        self.app_common("smtp", raw, modes)
+        kw = {}
+        if "max-tx" in raw:                   # ParseSizeStringU64; 0 still lets one mail through
+            v = self.as_size(where, "max-tx", raw["max-tx"], raw.line_of("max-tx"))
+            if v is not None:
+                kw["max_tx"] = v
+        mime = self.mapping(raw.get("mime"), f"{where}.mime", raw.line_of("mime"),
+                            "indent 'decode-mime:' under 'mime:'")
+        if mime is not None:
+            m_where = f"{where}.mime"
+            self.check_keys(m_where, mime, SMTP_MIME_KEYS)
+            for key, field in SMTP_MIME_BOOLS.items():
+                if key in mime:
+                    v = self.as_bool(m_where, key, mime[key], mime.line_of(key))
+                    if v is not None:
+                        kw[field] = v
+                        self.lines[f"{m_where}.{key}"] = mime.line_of(key)
+            if "header-value-depth" in mime:  # ConfGetChildValueInt, kept in 32 bits
+                v = self.as_int(m_where, "header-value-depth", mime["header-value-depth"],
+                                mime.line_of("header-value-depth"), minimum=0, maximum=U32_MAX,
+                                fix=f"write a byte count below 4gb (0 is Suricata's default, "
+                                f"{SMTP_HEADER_VALUE_DEPTH})")
+                if v is not None:
+                    kw["header_value_depth"] = v or SMTP_HEADER_VALUE_DEPTH
+        tracker = self.mapping(raw.get("inspected-tracker"), f"{where}.inspected-tracker",
+                               raw.line_of("inspected-tracker"), "indent 'content-limit:' under 'inspected-tracker:'")
+        if tracker is not None:
+            t_where = f"{where}.inspected-tracker"
+            self.check_keys(t_where, tracker, tuple(SMTP_TRACKER_KEYS))
+            for key, field in SMTP_TRACKER_KEYS.items():
+                if key in tracker:            # ParseSizeStringU32
+                    v = self.as_size(t_where, key, tracker[key], tracker.line_of(key), maximum=U32_MAX,
+                                     fix="write a size below 4gb (Suricata keeps it in 32 bits)")
+                    if v is not None:
+                        kw[field] = SMTP_NO_CONTENT_LIMIT if field == "content_limit" and v == 0 else v
+        return APP_SETTINGS["smtp"](**kw)
+
+    def app_ftp(self, raw: _Map, modes: dict):
+        """app-layer.protocols.ftp -> rules.applayer.ftp.Settings (Suricata 7.0's FTPParseMemcap)."""
+        where = "app-layer.protocols.ftp"
+        self.check_keys(where, raw, APP_KEYS["ftp"])
+        self.app_common("ftp", raw, modes)
+        kw = {}
+        # ParseSizeStringU32 both; max-tx 0 still keeps one command open, a line limit of 0 would
+        # cut every line to nothing
+        for key, field, minimum in (("max-tx", "max_tx", 0), ("max-line-length", "max_line_len", 1)):
+            if key in raw:
+                v = self.as_size(where, key, raw[key], raw.line_of(key), minimum=minimum, maximum=U32_MAX,
+                                 fix=f"write a size below 4gb (Suricata keeps it in 32 bits)"
+                                 f"{', at least 1' if minimum else ''}")
+                if v is not None:
+                    kw[field] = v
+        return APP_SETTINGS["ftp"](**kw)
 
     def app_other(self, name: str, value, line: int) -> None:
         """A protocol ipsbridge does not parse: its `enabled` must still be a value Suricata

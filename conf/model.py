@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 
 from rules.applayer import ENABLED
 from rules.applayer import dns as app_dns
+from rules.applayer import ftp as app_ftp
 from rules.applayer import http as app_http
+from rules.applayer import smtp as app_smtp
 from rules.applayer import tls as app_tls
 from rules.settings import (  # noqa: F401  (DEFAULT_* re-exported for conf)
     DEFAULT_ADDRESS_GROUPS,
@@ -58,9 +60,11 @@ STREAM_POLICIES = {
 
 # The app-layer protocols ipsbridge parses, by their app-layer.protocols name: each module's
 # Settings (Suricata's defaults) is what conf.load fills from that section.
-APP_SETTINGS = {"http": app_http.Settings, "tls": app_tls.Settings, "dns": app_dns.Settings}
+APP_SETTINGS = {"http": app_http.Settings, "tls": app_tls.Settings, "dns": app_dns.Settings,
+                "smtp": app_smtp.Settings, "ftp": app_ftp.Settings}
 IPPROTO_NUMBERS = {"tcp": 6, "udp": 17}          # app-layer.protocols.<proto>.<ipproto> names
-APP_IPPROTOS = {"http": ("tcp",), "tls": ("tcp",), "dns": ("tcp", "udp")}    # what each runs over
+APP_IPPROTOS = {"http": ("tcp",), "tls": ("tcp",), "dns": ("tcp", "udp"), "smtp": ("tcp",),
+                "ftp": ("tcp",)}                 # what each runs over
 
 
 def default_app() -> dict:

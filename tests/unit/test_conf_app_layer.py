@@ -27,7 +27,9 @@ from conf.load import APP_LAYER_UNIMPLEMENTED, APP_OTHER
 from conf.model import default_app
 from rules.applayer import ENABLED
 from rules.applayer import dns as app_dns
+from rules.applayer import ftp as app_ftp
 from rules.applayer import http as app_http
+from rules.applayer import smtp as app_smtp
 from rules.applayer import tls as app_tls
 
 KiB, MiB = 1024, 1024 * 1024
@@ -64,7 +66,8 @@ def warnings_of(text: str) -> list[dict]:
 
 # ------------------------------------------------------------------ defaults
 def test_without_the_section_every_protocol_runs_with_suricatas_defaults():
-    expected = {"http": app_http.Settings(), "tls": app_tls.Settings(), "dns": app_dns.Settings(), ENABLED: {}}
+    expected = {"http": app_http.Settings(), "tls": app_tls.Settings(), "dns": app_dns.Settings(),
+                "smtp": app_smtp.Settings(), "ftp": app_ftp.Settings(), ENABLED: {}}
     assert app("") == default_app() == expected
     assert app("app-layer:\n") == expected
     assert app("app-layer:\n  protocols:\n") == expected
@@ -296,6 +299,18 @@ DECISIONS = [
        protocols(base.replace(".", ":\n  ") + ":\n" + "  " * (base.count(".") + 1) + "detection-ports:\n"
                  + "  " * (base.count(".") + 2) + f"{k}: 53\n"), "error", "source port")
       for base in ("tls", "tls.tcp", "dns", "dns.tcp", "dns.udp") for k in ("sp", "toclient")],
+    ("app-layer.protocols.smtp.raw-extraction~no", protocols("smtp:\n  raw-extraction: no\n"), "ok", ""),
+    ("app-layer.protocols.smtp.raw-extraction", protocols("smtp:\n  raw-extraction: yes\n"), "error",
+     "raw extraction"),
+    *[(f"app-layer.protocols.smtp.mime.{k}", protocols(f"smtp:\n  mime:\n    {k}: {v}\n"), "warn",
+       "smtp EVE records") for k, v in (("extract-urls", "yes"), ("extract-urls-schemes", "[http, https]"),
+                                        ("log-url-scheme", "yes"), ("body-md5", "no"))],
+    ("app-layer.protocols.smtp.inspected-tracker.content-inspect-window~stock",
+     protocols("smtp:\n  inspected-tracker:\n    content-inspect-window: 4096\n"), "stock", "bytes added since"),
+    ("app-layer.protocols.smtp.inspected-tracker.content-inspect-window",
+     protocols("smtp:\n  inspected-tracker:\n    content-inspect-window: 8kb\n"), "error", "pruning"),
+    ("app-layer.protocols.ftp.memcap~0", protocols("ftp:\n  memcap: 0\n"), "ok", ""),
+    ("app-layer.protocols.ftp.memcap", protocols("ftp:\n  memcap: 64mb\n"), "error", "memory cap on FTP"),
     # shapes are still checked
     ("app-layer.protocols.dns.request-flood~bad", protocols("dns:\n  request-flood: many\n"), "error",
      "not an integer"),
@@ -337,14 +352,14 @@ def test_every_app_layer_key_judged_has_a_decision_row():
 # ------------------------------------------------------------------ protocols ipsbridge does not parse
 def test_other_protocols_load_with_one_warning_whatever_their_keys():
     body = "".join(f"{name}:\n  enabled: {'no' if i % 3 == 0 else 'yes'}\n" for i, name in enumerate(APP_OTHER))
-    body += "smtp:\n  enabled: yes\n  raw-extraction: no\n  mime:\n    decode-mime: yes\n"
-    body = body.replace("smtp:\n  enabled: yes\n", "", 1)        # smtp once, with its own keys
+    body += "smb:\n  enabled: yes\n  detection-ports:\n    dp: 139, 445\n  stream-depth: 0\n"
+    body = body.replace("smb:\n  enabled: no\n", "", 1)          # smb once, with its own keys
     body += "rdp:\n"                                              # a protocol with no keys (stock sip, rdp)
     body = body.replace("rdp:\n  enabled: yes\n", "", 1).replace("rdp:\n  enabled: no\n", "", 1)
     logs = warnings_of(protocols(body))
     (w,) = logs
     assert w["event"] == "config_app_protocols_not_parsed" and w["where"] == "app-layer.protocols"
-    assert sorted(w["protocols"]) == sorted(APP_OTHER) and "http, tls and dns only" in w["reason"]
+    assert sorted(w["protocols"]) == sorted(APP_OTHER) and "http, tls, dns, smtp and ftp only" in w["reason"]
     assert w["line"] == 3
     assert app(protocols(body)) == default_app()            # nothing of theirs reaches the engine
 
@@ -360,7 +375,9 @@ def test_suricatas_stock_app_layer_section_loads_with_its_warnings():
     assert sorted((w["event"], w["key"]) for w in logs) == sorted([
         ("config_app_protocols_not_parsed", ""),
         *[("config_key_stock_value", k) for k in (
-            "request-body-inspect-window", "response-body-inspect-window", "http-body-inline")]])
+            "request-body-inspect-window", "response-body-inspect-window", "http-body-inline",
+            "content-inspect-window")],
+        *[("config_key_ignored", k) for k in ("extract-urls", "body-md5")]])
     a = app(section)
     assert a == {**default_app(), "http": app_http.Settings(request_body_limit=100 * KiB,
                                                             response_body_limit=100 * KiB)}

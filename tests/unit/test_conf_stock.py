@@ -16,7 +16,9 @@ from structlog.testing import capture_logs
 import conf
 from conf.build import engine_settings
 from rules.applayer.dns import Settings as DnsSettings
+from rules.applayer.ftp import Settings as FtpSettings
 from rules.applayer.http import Settings as HttpSettings
+from rules.applayer.smtp import Settings as SmtpSettings
 from rules.applayer.tls import Settings as TlsSettings
 
 MiB = 1024 * 1024
@@ -34,11 +36,15 @@ STOCK_KEY_WARNINGS = {
     ("config_key_ignored", "defrag", "prealloc"),
     ("config_key_ignored", "flow", "hash-size"),
     ("config_key_ignored", "flow", "prealloc"),
-    # app-layer: one warning for the protocols ipsbridge does not parse, and the HTTP body
-    # inspection settings ipsbridge replaces by inspecting the whole body as it grows
+    # app-layer: one warning for the protocols ipsbridge does not parse, the HTTP body
+    # inspection settings ipsbridge replaces by inspecting the whole body as it grows, SMTP's
+    # attachment pruning window, and SMTP's settings of what its EVE records carry
     ("config_app_protocols_not_parsed", "app-layer.protocols", ""),
     *[("config_key_stock_value", "app-layer.protocols.http.libhtp.default-config", k)
       for k in ("request-body-inspect-window", "response-body-inspect-window", "http-body-inline")],
+    ("config_key_stock_value", "app-layer.protocols.smtp.inspected-tracker", "content-inspect-window"),
+    ("config_key_ignored", "app-layer.protocols.smtp.mime", "extract-urls"),
+    ("config_key_ignored", "app-layer.protocols.smtp.mime", "body-md5"),
 }
 
 
@@ -71,7 +77,8 @@ def check_stock(config, logs):
         policy = "drop-flow" if mode == "ips" else "ignore"
         assert (s.memcap_policy, s.reassembly_memcap_policy, s.midstream_policy) == (policy,) * 3
         assert e.app == {"http": HttpSettings(request_body_limit=100 * 1024, response_body_limit=100 * 1024),
-                         "tls": TlsSettings(detection_ports=(443,)), "dns": DnsSettings(), "enabled": {}}
+                         "tls": TlsSettings(detection_ports=(443,)), "dns": DnsSettings(),
+                         "smtp": SmtpSettings(), "ftp": FtpSettings(), "enabled": {}}
 
 
 def test_suricata_7_0_stock_yaml_in_loads_with_warnings():
