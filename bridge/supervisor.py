@@ -513,6 +513,10 @@ class Supervisor:
         self.last_report[index] = time.monotonic()
         if kind == "ready":
             self.ready.add(index)
+            if self.restarts.get(index):
+                # a restarted worker's sockets joined the fanout groups before it built its
+                # engine: its slot's frames waited in the rings until now
+                self.log.info("worker_ready", worker=index, pid=pid, restarts=self.restarts[index])
         elif kind in ("stats", "final"):
             self.latest[index] = msg[3]
             self.inspector[index] = msg[4]

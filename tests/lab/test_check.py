@@ -178,7 +178,7 @@ def test_broken_and_unsupported_rules_are_reported(lab):
     rules = lab.write("t.rules", 'drop udp any any -> any 9999 (msg:"ok"; sid:1000001;)\n'
                                  'drop udp any any -> any 99999 (msg:"bad port"; sid:1000002;)\n'
                                  'alert tcp any any -> any any (msg:"typo"; conten:"x"; sid:1000003;)\n'
-                                 'alert tls any any -> any any (msg:"later"; tls.sni; content:"x"; sid:1000004;)\n')
+                                 'alert ssh any any -> any any (msg:"later"; ssh.proto; content:"x"; sid:1000004;)\n')
     proc = check(lab, *BRIDGE, "-S", str(rules))
     assert_reports(proc, f"error: rules: {rules}:2:25: port 99999 out of range")
     # a keyword no Suricata knows is a typo (an error); one Suricata knows is only not supported yet

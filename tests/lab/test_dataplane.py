@@ -469,6 +469,13 @@ def test_a_killed_worker_is_restarted_and_the_bridge_carries_the_next_connection
     assert died["action"] == "restarted" and died["new_pid"] != victim and died["restarts"] == 1
     os.kill(died["new_pid"], 0)                       # alive
     os.kill(other, 0)                                 # the other worker never stopped
+    # the new worker's slot carries frames once it has built its engine (until then they wait
+    # in its rings): on a loaded machine that took long enough for a new connection to give up
+    deadline = time.monotonic() + 60
+    while not bridge.events("worker_ready") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (back,) = bridge.events("worker_ready")
+    assert back["worker"] == 0 and back["pid"] == died["new_pid"] and back["restarts"] == 1
     try:                                              # the running transfer may lose its flow state
         running.result(timeout=15)
     except netnslab.LabError:
