@@ -430,6 +430,10 @@ class Engine:
                 payload, view = b"", None
             else:
                 st = self._app_feed(pkt, flow, payload)
+            if st is not None and st.parser is not None and st.parser.bypass_ready and not flow.decided:
+                # TLS encryption-handling: bypass -- encrypted from here: no more inspection, and the
+                # flow leaves the frame path (fast path / kernel), as Suricata bypasses it
+                self._mark(flow, "pass", "bypass")
             if st is not None and st.parser is not None and st.parser.failed and not st.error_seen:
                 # the parser gave up on this packet: app-layer.error-policy (Suricata's auto:
                 # drop-flow inline), counted as policy.app_layer_error.<policy>

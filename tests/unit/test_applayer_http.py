@@ -240,3 +240,40 @@ def test_app_layer_protocol_probes_without_making_the_rule_an_http_rule():
     assert r.app_proto == "" and r.app_detect == frozenset({"http"}) and r.app is None
     e = _engine('alert tcp any any -> any any (msg:"x"; app-layer-protocol:!http; content:"MZ"; sid:1;)')
     assert e.app is not None
+
+
+def test_tls_encryption_handling_bypass_decides_the_flow():
+    """encryption-handling: bypass -- once the TLS session is encrypted the flow is decided
+    (reason bypass: the data plane takes it out of the frame path); default only stops
+    payload inspection."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    from rules.api import FrameMeta
+    from rules.applayer import tls
+    from rules.engine import Engine
+    from rules.settings import EngineSettings
+
+    ch = bytes.fromhex("16030100") + bytes([0x2d]) + bytes.fromhex("010000290303") + bytes(32) + \
+        bytes.fromhex("000002002f0100")
+    sh = bytes.fromhex("16030300") + bytes([0x2a]) + bytes.fromhex("020000260303") + bytes(32) + \
+        bytes.fromhex("00002f00")
+    ccs_app = bytes.fromhex("140303000101") + bytes.fromhex("1703030005") + b"hello"
+    rule = parse_rule('alert tls any any -> any any (msg:"sni"; tls.sni; content:"x"; sid:1;)')
+    for mode, decided in (("bypass", "bypass"), ("default", "")):
+        e = Engine([rule], EngineSettings(mode="ips", app={"tls": tls.Settings(encryption_handling=mode)}))
+        c = Ether() / IP(src="198.51.100.1", dst="203.0.113.1")
+        s = Ether() / IP(src="203.0.113.1", dst="198.51.100.1")
+        seq_c, seq_s = 1000, 5000
+        pkts = [c / TCP(sport=40000, dport=443, flags="S", seq=seq_c - 1),
+                s / TCP(sport=443, dport=40000, flags="SA", seq=seq_s - 1, ack=seq_c),
+                c / TCP(sport=40000, dport=443, flags="A", seq=seq_c, ack=seq_s),
+                c / TCP(sport=40000, dport=443, flags="PA", seq=seq_c, ack=seq_s) / ch,
+                s / TCP(sport=443, dport=40000, flags="PA", seq=seq_s, ack=seq_c + len(ch)) / sh,
+                c / TCP(sport=40000, dport=443, flags="PA", seq=seq_c + len(ch), ack=seq_s + len(sh)) / ccs_app,
+                s / TCP(sport=443, dport=40000, flags="PA", seq=seq_s + len(sh), ack=seq_c + len(ch) + len(ccs_app))
+                / ccs_app]
+        for i, p in enumerate(pkts):
+            e.inspect(bytes(p), FrameMeta(0.01 * (i + 1), "eth0"))
+        (flow,) = list(e.flows.all())
+        assert flow.app.proto == "tls" and flow.decided == decided, (mode, flow.decided)
