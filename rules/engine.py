@@ -220,9 +220,7 @@ class Engine:
         if flow.dropped or flow.action_pass:
             return
         for to_server, data in self.streams.app_rest(flow):      # IDS: what was never acknowledged
-            srv = to_server
-            self.app.feed_tcp(flow, srv, data, flow.cli_port if srv else flow.srv_port,
-                              flow.srv_port if srv else flow.cli_port)
+            self.app.feed_tcp(flow, to_server, data)
         self.app.end(flow, True)
         self.app.end(flow, False)
         for to_server in (True, False):
@@ -481,14 +479,13 @@ class Engine:
                     if st is not None and st.parser is not None:
                         app.end(flow, to_server)
                     continue
-                sport, dport = (pkt.sport, pkt.dport) if to_server == pkt.to_server else (pkt.dport, pkt.sport)
-                st = app.feed_tcp(flow, to_server, data, sport, dport)
+                st = app.feed_tcp(flow, to_server, data)
             if rst and st is not None and st.parser is not None:
                 app.end(flow, True)
                 app.end(flow, False)
             return st
         if pkt.proto == IPPROTO_UDP and payload:
-            return app.feed_udp(flow, pkt.to_server, payload, pkt.sport, pkt.dport)
+            return app.feed_udp(flow, pkt.to_server, payload)
         return None
 
     def _decide(self, pkt: Packet, flow, matches: list, stream_hits: set, d: _FrameDecision,

@@ -80,7 +80,12 @@ class AppLayer:
             st = flow.app = AppState()
         return st
 
-    def feed_tcp(self, flow, to_server: bool, data: bytes, sport: int, dport: int) -> AppState | None:
+    @staticmethod
+    def _ports(flow, to_server: bool) -> tuple[int, int]:
+        """(source, destination) port of the direction's packets."""
+        return (flow.cli_port, flow.srv_port) if to_server else (flow.srv_port, flow.cli_port)
+
+    def feed_tcp(self, flow, to_server: bool, data: bytes) -> AppState | None:
         """In-order bytes of one direction of a TCP flow."""
         st = flow.app
         if st is None:
@@ -93,6 +98,7 @@ class AppLayer:
         if st.proto or not data:             # failed, or detection-only (no parser)
             return st
         held = st.held[to_server] + data
+        sport, dport = self._ports(flow, to_server)
         found = self._probe(st, held, to_server, sport, dport, 6)
         if found is None:
             if len(held) > DETECT_LIMIT:
@@ -121,7 +127,7 @@ class AppLayer:
         self._events(st)
         return st
 
-    def feed_udp(self, flow, to_server: bool, payload: bytes, sport: int, dport: int) -> AppState | None:
+    def feed_udp(self, flow, to_server: bool, payload: bytes) -> AppState | None:
         """One datagram of a UDP flow: detected on the first datagram of each direction."""
         st = flow.app
         if st is None:
@@ -135,6 +141,7 @@ class AppLayer:
             mine = st.refused[to_server]
             if all(m.PROTO in mine for m in probed):
                 return st
+            sport, dport = self._ports(flow, to_server)
             found = self._probe(st, payload, to_server, sport, dport, 17)
             if not found:
                 mine.update(m.PROTO for m in probed)

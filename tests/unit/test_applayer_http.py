@@ -185,10 +185,11 @@ def test_app_layer_detection_fails_on_other_protocols():
     class F:                      # what the stage reads of a flow
         app = None
         pkts_toserver = pkts_toclient = 1
+        cli_port, srv_port = 40000, 443
 
     f = F()
-    app.feed_tcp(f, True, b"\x16\x03\x01\x00\x10", 40000, 443)
-    app.feed_tcp(f, False, b"\x16\x03\x03", 443, 40000)
+    app.feed_tcp(f, True, b"\x16\x03\x01\x00\x10")
+    app.feed_tcp(f, False, b"\x16\x03\x03")
     assert f.app.proto == "failed" and f.app.parser is None
     assert app.stats()["app.detect_failed"] == 1
 
