@@ -597,11 +597,16 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
                 continue
             colon = ln.find(b":")
             if colon < 0:
-                self.event("http.request_header_invalid" if to_server else "http.response_header_invalid")
+                # libhtp (checked with suricata -r): a request header line without a colon
+                # raises request_field_missing_colon; a response one raises nothing
+                if to_server:
+                    self.event("http.request_field_missing_colon")
                 last = len(headers)
                 headers.append((ln.strip(), b""))
                 continue
             name = ln[:colon].strip()
+            if to_server and (b" " in name or b"\t" in name):
+                self.event("http.request_header_invalid")     # a header name with a space
             value = ln[colon + 1:].strip(b" \t")
             low = name.lower()
             for i, (n, v) in enumerate(headers):

@@ -61,6 +61,9 @@ alert tcp any any -> any any (msg:"alp not http on http"; app-layer-protocol:!ht
 alert tcp any any -> any any (msg:"alp failed"; app-layer-protocol:failed; content:"HELLO"; sid:910503;)
 alert tcp any any -> any any (msg:"alp not http on failed"; app-layer-protocol:!http; content:"HELLO"; sid:910504;)
 alert tcp any any -> any any (msg:"alp not http on failed, reply"; flow:to_client; app-layer-protocol:!http; content:"WORLD"; sid:910505;)
+# app-layer-event on header lines, as libhtp judges them (sid 9106xx)
+alert http any any -> any any (msg:"ev missing colon"; flow:to_server; app-layer-event:http.request_field_missing_colon; sid:910601;)
+alert http any any -> any any (msg:"ev header name with space"; flow:to_server; app-layer-event:http.request_header_invalid; sid:910602;)
 """
 
 
@@ -101,6 +104,11 @@ def s_requests(cap) -> None:
              b"GET /third HTTP/1.1\r\nHost: p.example\r\n\r\n")
     _ok(t)
     _ok(t)
+    _ok(t)
+    t.close()
+    # 7 (crafted before 6 in the file order below): header lines libhtp finds odd
+    t = Tcp(cap, C1, S1, 40007, 80).handshake()
+    t.c(data=b"GET /odd HTTP/1.1\r\nHost: odd.example\r\nNoColonHere\r\nBad Name: x\r\n\r\n")
     _ok(t)
     t.close()
     # 6: not HTTP on port 80 (detection fails once both sides spoke)
