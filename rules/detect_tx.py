@@ -30,13 +30,11 @@ rule), as Suricata applies an app-layer rule's action to the flow.
 from __future__ import annotations
 
 from rules.applayer.base import DONE
+# (rules.detect builds a TxDetector inside Detector.__init__ only: no import cycle)
+from rules.detect import _order_key, header_ok, post_match, reads_ok
 from rules.prefilter import PatternDB, header_key
 
 _NO, _MATCH, _RETRY = 0, 1, 2
-
-
-def _order(s) -> int:
-    return s.order
 
 
 def _items(v, multi: bool, transforms: tuple) -> list:
@@ -140,8 +138,6 @@ class TxDetector:
     def _ok(self, memo: dict, b: int, pkt) -> bool:
         ok = memo.get(b)
         if ok is None:
-            from rules.detect import header_ok
-
             ok = memo[b] = header_ok(self.reps[b], pkt)
         return ok
 
@@ -176,7 +172,7 @@ class TxDetector:
                     if ok(memo, bucket[s.order], pkt):
                         out.append(s)
         if len(out) > 1:
-            out.sort(key=_order)
+            out.sort(key=_order_key)
         return out
 
     def inspects(self, proto: str) -> bool:
@@ -217,8 +213,6 @@ class TxDetector:
                 stream_hits.add(id(s))
                 r = s.rule
                 if s.fb_ops or s.post:
-                    from rules.detect import post_match
-
                     post_match(s, pkt, flow, self.state)
                 if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
                     continue
@@ -238,8 +232,6 @@ class TxDetector:
             if not chk(pkt):
                 return _RETRY
         if state is not None and s.reads:      # xbits / flowint conditions (rules.detect)
-            from rules.detect import reads_ok
-
             if not reads_ok(s, pkt, flow, state):
                 return _RETRY
         prog = tx.progress

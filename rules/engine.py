@@ -46,7 +46,7 @@ from rules.api import FORWARD, Bypass, FrameMeta, InspectTimeout, Result, Verdic
 from rules.checksum import fill_l4_checksum
 from rules.decode import ChecksumChecks, decode
 from rules.defrag import Defragmenter
-from rules.detect import Detector
+from rules.detect import Detector, _order_key
 from rules.events import Alert, DecoderEvent, Drop, PacketInfo, headers, pkt_src_of
 from rules.flow import FlowTable
 from rules.packet import IPPROTO_TCP, IPPROTO_UDP, Packet
@@ -421,13 +421,12 @@ class Engine:
         st = None
         if self.app is not None and flow is not None and not tunnelled:
             parser = flow.app.parser if flow.app is not None else None
-            if parser is not None and parser.no_inspect_payload:
+            encrypted = parser is not None and parser.no_inspect_payload
+            st = self._app_feed(pkt, flow, payload)
+            if encrypted:
                 # encrypted since an earlier packet (Suricata inspects the packet that made it
                 # so): no payload inspection, packet or stream; header rules still run
-                st = self._app_feed(pkt, flow, payload)
                 payload, view = b"", None
-            else:
-                st = self._app_feed(pkt, flow, payload)
             if st is not None and st.parser is not None and st.parser.bypass_ready and not flow.decided:
                 # TLS encryption-handling: bypass -- encrypted from here: no more inspection, and the
                 # flow leaves the frame path (fast path / kernel), as Suricata bypasses it
@@ -448,7 +447,7 @@ class Engine:
             txm = txd.run(pkt, flow, st, payload, view, self.thresholds, hits) if txd is not None else []
             self.app.collect(st, txd is not None and txd.inspects(st.proto))
             if txm:
-                matches = sorted(matches + txm, key=_order) if matches else txm
+                matches = sorted(matches + txm, key=_order_key) if matches else txm
         dropped = self._decide(pkt, flow, matches, hits, d) if matches else False
         if flow is not None and not tunnelled:
             if not flow.decided and (
@@ -668,10 +667,6 @@ class Engine:
         self._count("drops")
         self._count(f"drops.policy:{policy}")
         return Result(Verdict.DROP, reason=f"policy:{policy}")
-
-
-def _order(s) -> int:
-    return s.order
 
 
 def _app_stage(detector, settings):
