@@ -9,11 +9,15 @@ exists): `kernel` (a Linux bridge between the two ports), `suricata`
 (`bypass: off`: every frame goes through the engine, the per-packet cost).
 
 Loads (`--only`, default all, in this order for each contender):
-  rtt   500 pings at 2 ms: RTT p50/p99
+  rtt   500 pings at 2 ms: RTT p50/p99 (ipsbridge decides a ping flow no rule
+        applies to and offloads it like any decided flow; the bypass-off row
+        shows the inspected path)
   tcp   iperf3, one stream: Gbit/s, retransmissions
   http  nginx in the server namespace, `wrk -t1 -c16 -H 'Connection: close'`
         for a 16 KiB and a 256 KiB object: requests/s, Gbit/s, errors; every
-        request a new TCP flow, so no bypass helps its first bytes
+        request a new TCP flow, so no bypass helps its first bytes; the server
+        namespace keeps no TIME_WAIT sockets (tcp_max_tw_buckets 0), so a load
+        never meets the ports of the one before it
   udp   64-byte frames from one Python sender: sent, delivered, loss
   drop  (with rules) a UDP burst to port 9999 and a TCP flow carrying
         BENCH-DROP-MARKER (netns-lab/bench-drop.rules, added to every rule
@@ -502,6 +506,12 @@ class Nginx:
         self.pids: list[int] = []
 
     def start(self) -> None:
+        # Every request is a new connection the server closes first, so the server keeps each
+        # in TIME_WAIT for 60 s, and a fast contender goes through the client's whole port
+        # range (28,232 ports) in 5 s: the next contender's SYNs then meet those TIME_WAIT
+        # sockets and stall (measured: Suricata 361 req/s right after the kernel bridge's run,
+        # 3,186 without one).  The server keeps no TIME_WAIT sockets, so no load inherits one.
+        self.lab.sysctl("server", "net.ipv4.tcp_max_tw_buckets", "0")
         (self.wd / "www").mkdir(parents=True, exist_ok=True)
         (self.wd / "tmp").mkdir(exist_ok=True)
         for name, size in HTTP_OBJECTS:
