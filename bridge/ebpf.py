@@ -36,9 +36,11 @@ Ethernet; the outer VLAN only as the kernel stripped it (`skb->vlan_tci`, the id
 0 = none); then skb->protocol IPv4 with version 4 and IHL 5 and neither MF nor a
 fragment offset, or IPv6 (version 6) whose next header is TCP or UDP directly; the
 whole TCP (20 bytes) or UDP (8) header inside the IP packet, and the IP packet (total
-length, payload length + 40) inside the frame.  Anything else (IP options, fragments,
-a second VLAN tag, ICMP, extension headers, tunnels, truncated packets) is not
-offloaded, nor is a TCP segment with SYN, FIN or RST: those always reach the ring, so
+length, payload length + 40) inside the frame.  ICMP echo requests and replies
+(ICMPv4 in IPv4, ICMPv6 right after the IPv6 header) are keyed too, their 8-byte header
+inside the IP packet, with the "ports" the fast path gives them: 0, type, 0, counterpart
+type.  Anything else (IP options, fragments, a second VLAN tag, other ICMP messages,
+extension headers, tunnels, truncated packets) is not offloaded, nor is a TCP segment with SYN, FIN or RST: those always reach the ring, so
 the engine sees a flow start or end.  Offloaded frames are redirected as the skb
 they are: VLAN tag and every byte as they came.  Bytes are counted as the
 engine counts them: the frame's length (skb->len from the MAC header; a stripped VLAN
@@ -350,7 +352,7 @@ MAX_FLOWS_LIMIT = 1 << 18                # entries, one per flow direction (abou
 
 ETH_P_IP_BE = socket.htons(0x0800)       # skb->protocol is big-endian in its u32
 ETH_P_IPV6_BE = socket.htons(0x86DD)
-IPPROTO_TCP, IPPROTO_UDP = 6, 17
+IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6 = 6, 17, 1, 58
 TCP_FIN_SYN_RST = 0x07
 IPV4_MF_OFFSET_LE = 0xFF3F               # MF bit + fragment offset, as a little-endian load of bytes 6-7
 
@@ -483,13 +485,41 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     a.addi(R2, -l3)
     a.jmp("jgt", R8, R2, miss, reg=True)        # truncated: longer than the frame holds
     a.mov(R2, R7)
-    a.addi(R2, UDP_HDR)
+    a.addi(R2, UDP_HDR)                         # = ICMP_HDR
     a.jeq(R9, IPPROTO_UDP, "sized")
+    a.jeq(R9, IPPROTO_ICMP, "icmp4")
+    a.jeq(R9, IPPROTO_ICMPV6, "icmp6")
     a.jne(R9, IPPROTO_TCP, miss)
     a.addi(R2, TCP_HDR - UDP_HDR)
     a.ldx(B, R3, FP, S_FLAGS)
     a.andi(R3, TCP_FIN_SYN_RST)
     a.jne(R3, 0, miss)
+    a.ja("sized")
+    # ICMP echo: the "ports" are the type and its counterpart (bridge.fastpath), bytes
+    # 0, type, 0, counterpart; R3 = type, R4 = counterpart.  ICMPv4 only in IPv4 (R7 = 20),
+    # ICMPv6 only in IPv6 (R7 = 40); any other message is not keyable
+    a.label("icmp4")
+    a.jne(R7, 20, miss)
+    a.ldx(B, R3, FP, S_HDR + 20)
+    a.mov(R4, R3)
+    a.andi(R4, 0xF7)
+    a.jne(R4, 0, miss)                          # echo reply 0 or request 8
+    a.mov(R4, R3)
+    a.alu("xor", R4, 8)
+    a.ja("icmp_key")
+    a.label("icmp6")
+    a.jne(R7, 40, miss)
+    a.ldx(B, R3, FP, S_HDR + 40)
+    a.mov(R4, R3)
+    a.andi(R4, 0xFE)
+    a.jne(R4, 128, miss)                        # echo request 128 or reply 129
+    a.mov(R4, R3)
+    a.alu("xor", R4, 1)
+    a.label("icmp_key")
+    a.alu("lsh", R3, 8)
+    a.alu("lsh", R4, 24)
+    a.alu("or", R3, R4, reg=True)
+    a.stx(W, FP, S_KEY + K_PORTS, R3)           # little-endian u32: bytes 0, type, 0, counterpart
     a.label("sized")
     a.jmp("jgt", R2, R8, miss, reg=True)        # L4 header longer than the IP packet
     a.ld_map_fd(R1, flows_fd)

@@ -15,14 +15,19 @@ the same way:
 
 The key.  Fixed offsets, sliced from the frame, never decoded: the 12 bytes src, dst,
 sport, dport of IPv4 (L3+12..L3+24) or the 36 of IPv6 (L3+8..L3+44), in one dict per
-port and protocol (TCP, UDP); with a VLAN the key is `(vlan, bytes)`.  Keyable frames:
+port and protocol (TCP, UDP, ICMP echo); with a VLAN the key is `(vlan, bytes)`.  An ICMP
+echo flow has no ports: the engine keys it on the message type and its counterpart
+(rules.flow), so its key's "ports" are the two bytes 0, type and 0, counterpart (echo
+request 8 <-> reply 0, ICMPv6 128 <-> 129), and reversing the key swaps them as it swaps
+ports.  Keyable frames:
 Ethernet, no VLAN tag in the bytes when the kernel stripped one (`vlan` given: an
 in-band tag as well is QinQ, not keyable) or one in-band 802.1Q/802.1ad tag with a VLAN
 id other than 0 (pcap replay); then IPv4 with IHL 5, no fragment bits (MF 0, offset 0)
 and a total length that fits the frame, or IPv6 whose next header is TCP or UDP
 directly, payload length fitting the frame; TCP with a whole 20-byte header, UDP with
-its 8.  Anything else (QinQ, IP options, fragments, extension headers, ICMP, other
-link types, truncated packets) is a MISS: it goes to the engine.  The hot case, an
+its 8, an ICMP echo request or reply (ICMPv4 in IPv4, ICMPv6 right after the IPv6
+header) with its 8.  Anything else (QinQ, IP options, fragments, extension headers,
+other ICMP messages, other link types, truncated packets) is a MISS: it goes to the engine.  The hot case, an
 untagged IPv4 frame of 48 bytes or more, is one `struct.unpack_from` and one dict
 lookup (`hit`); the rest takes `_parse`, which gives the same keys.
 
@@ -79,7 +84,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rules.decode import ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6
-from rules.packet import IPPROTO_TCP, IPPROTO_UDP, TH_FIN, TH_RST, TH_SYN
+from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TH_FIN, TH_RST, TH_SYN
 
 MISS, FORWARD, DROP = 0, 1, 2
 SCAN = 3                                          # an entry's action: FORWARD unless the payload scan finds something
@@ -100,6 +105,17 @@ _IP4_FRAG_PROTO = 0x3FFF00FF                      # MF + fragment offset, protoc
 _TCP4_MIN = 40                                    # IPv4 + TCP headers
 _UDP4_MIN = 28
 _TCP_HDR, _UDP_HDR = 20, 8
+_ICMP_HDR = 8
+_ICMP4_ECHO = (0, 8)                              # echo reply, request: the counterpart is type ^ 8
+_ICMP6_ECHO = (128, 129)                          # ICMPv6 echo request, reply: type ^ 1
+
+
+def icmp_echo_ports(ipver: int, itype: int) -> bytes | None:
+    """The 4 "port" bytes of an ICMP echo flow key (0, type, 0, counterpart), None for
+    any other message (not keyable)."""
+    if ipver == 4:
+        return bytes((0, itype, 0, itype ^ 8)) if itype in _ICMP4_ECHO else None
+    return bytes((0, itype, 0, itype ^ 1)) if itype in _ICMP6_ECHO else None
 _VLAN_TPIDS = (ETH_P_8021Q, ETH_P_8021AD)
 
 
@@ -181,6 +197,13 @@ def _parse(buf, start: int, end: int, vlan: int):
         if ip_len < l4 - off + _UDP_HDR:
             return None
         flags = 0
+    elif proto == (IPPROTO_ICMP if ipver == 4 else IPPROTO_ICMPV6):
+        if ip_len < l4 - off + _ICMP_HDR:
+            return None
+        ports = icmp_echo_ports(ipver, buf[l4])
+        if ports is None:
+            return None
+        return proto, bytes(buf[key_at:key_at + key_len - 4]) + ports, vlan, ipver, ip_len, 0, l4
     else:
         return None
     return proto, bytes(buf[key_at:key_at + key_len]), vlan, ipver, ip_len, flags, l4
@@ -202,6 +225,9 @@ class FastPath:
         self._bypassed: Callable[..., bool] | None = getattr(inspector, "bypassed", None)
         self._tcp: list[dict] = [{} for _ in ports]
         self._udp: list[dict] = [{} for _ in ports]
+        self._icmp: list[dict] = [{} for _ in ports]   # ICMP echo flows (ICMPv4 and ICMPv6)
+        self._tables = {IPPROTO_TCP: self._tcp, IPPROTO_UDP: self._udp,
+                        IPPROTO_ICMP: self._icmp, IPPROTO_ICMPV6: self._icmp}
         self._flows: dict[int, _Flow] = {}            # id(handle) -> flow (the flow holds the handle)
         # prefiltered flow directions (Bypass "scan"): (id(handle), to_server) -> flow
         self._scans: dict[tuple, _Flow] = {}
@@ -224,7 +250,7 @@ class FastPath:
         flow's entries (user and kernel), return MISS."""
         tcp = self._tcp[port]
         udp = self._udp[port]
-        if not tcp and not udp:
+        if not tcp and not udp and not self._icmp[port]:
             return MISS
         if end - start >= _ETH_IP4_LEN:
             head, ip_len, frag_proto, key, flags = _ETH_IP4.unpack_from(buf, start)
@@ -247,21 +273,30 @@ class FastPath:
                         return MISS
                     if e[0] == SCAN:
                         return self._scan(e, buf, start + 34, start + 14 + ip_len, end - start, ts)
+                elif frag_proto == IPPROTO_ICMP and ip_len >= 28:
+                    icmp = self._icmp[port]
+                    ports = icmp_echo_ports(4, buf[start + 34]) if icmp else None
+                    if ports is None:
+                        return MISS
+                    e = icmp.get((vlan, key[1][:8] + ports) if vlan else key[:8] + ports)
+                    if e is None:
+                        return MISS
                 else:
                     return MISS
                 e[1] += 1
                 e[2] += end - start
                 e[3] = ts
                 return e[0]
-        return self._hit_other(tcp, udp, buf, start, end, vlan, ts)
+        return self._hit_other(tcp, udp, self._icmp[port], buf, start, end, vlan, ts)
 
-    def _hit_other(self, tcp: dict, udp: dict, buf, start: int, end: int, vlan: int, ts: float) -> int:
+    def _hit_other(self, tcp: dict, udp: dict, icmp: dict, buf, start: int, end: int, vlan: int, ts: float) -> int:
         """hit() for the frames the inline case does not take: short, tagged, IPv6."""
         k = _parse(buf, start, end, vlan)
         if k is None:
             return MISS
         proto, key, vlan, ipver, ip_len, flags, l4 = k
-        e = (tcp if proto == IPPROTO_TCP else udp).get((vlan, key) if vlan else key)
+        e = (tcp if proto == IPPROTO_TCP else udp if proto == IPPROTO_UDP else icmp).get(
+            (vlan, key) if vlan else key)
         if e is None:
             return MISS
         if e[0] == SCAN:
@@ -311,7 +346,7 @@ class FastPath:
         if k is None:
             return None
         proto, key, vlan, _ipver, _ip_len, _flags, _l4 = k
-        table = self._tcp[port] if proto == IPPROTO_TCP else self._udp[port]
+        table = self._tables[proto][port]
         e = table.get((vlan, key) if vlan else key)
         if e is None:
             return None
@@ -348,8 +383,9 @@ class FastPath:
         ingress = self.ports[port]
         peer = self.ports[ingress.peer] if ingress.peer is not None else ingress
         rkey = _reverse(key)
-        here = self._tcp[port] if proto == IPPROTO_TCP else self._udp[port]
-        there = self._tcp[peer.index] if proto == IPPROTO_TCP else self._udp[peer.index]
+        tables = self._tables[proto]
+        here = tables[port]
+        there = tables[peer.index]
         fkey = (vlan, key) if vlan else key
         bkey = (vlan, rkey) if vlan else rkey
         for table, k_ in ((here, fkey), (there, bkey)):

@@ -49,7 +49,7 @@ from rules.defrag import Defragmenter
 from rules.detect import Detector, _order_key
 from rules.events import Alert, DecoderEvent, Drop, PacketInfo, headers, pkt_src_of
 from rules.flow import FlowTable
-from rules.packet import IPPROTO_TCP, IPPROTO_UDP, Packet
+from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet
 from rules.reject import reject_frames
 from rules.settings import EngineSettings
 from rules.stream import StreamEngine
@@ -542,10 +542,12 @@ class Engine:
                 self._mark(flow, "pass", "stream-depth")
                 return
         proto = flow.proto
-        if (proto == IPPROTO_TCP or proto == IPPROTO_UDP) and \
-                (flow.pkts_toserver if pkt.to_server else flow.pkts_toclient) == 1:
+        if (proto == IPPROTO_TCP or proto == IPPROTO_UDP or proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6) \
+                and (flow.pkts_toserver if pkt.to_server else flow.pkts_toclient) == 1:
             det = self.detector
             back = flow_end_packet(flow, not pkt.to_server)
+            if proto != IPPROTO_TCP and proto != IPPROTO_UDP:
+                back.sport = back.dport = 0       # an ICMP flow's "ports" are its types; its packets have none
             # IP-only rules ran on this packet; the other direction's run on its first packet
             other_seen = (flow.pkts_toclient if pkt.to_server else flow.pkts_toserver) > 0
             if not det.could_match(pkt, flow, iponly=False) and \
@@ -554,14 +556,19 @@ class Engine:
 
     def _offer(self, pkt: Packet, flow, d: _FrameDecision) -> None:
         """Tell the data plane the frame's flow is decided, when it can take the flow out of
-        the frame path: an untunnelled, unfragmented TCP/UDP packet alone in its frame, and
-        for TCP an established session (the handshake, FIN and RST keep coming here)."""
+        the frame path: an untunnelled, unfragmented TCP/UDP/ICMP packet alone in its frame,
+        and for TCP an established session (the handshake, FIN and RST keep coming here).
+        The data plane keys only some of them (bridge.fastpath: ICMP echo, not other
+        messages); the rest keep coming here."""
         if len(self._cur) != 1 or pkt.frag:
             return
         proto = pkt.proto
         if proto == IPPROTO_TCP:
             if flow.state != "established":
                 return
+        elif proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:
+            if flow.proto != proto:
+                return                  # an ICMP error joined to the flow of the packet it quotes
         elif proto != IPPROTO_UDP or pkt.sport in self._tunnel_ports or pkt.dport in self._tunnel_ports:
             # a datagram on a tunnel port may carry a packet the engine must decode and
             # inspect, whatever the flow's earlier datagrams were: never out of the frame path

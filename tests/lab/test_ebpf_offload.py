@@ -345,8 +345,8 @@ E2E_RULES = ('alert tcp any any -> any any (msg:"never in random bytes"; content
              'drop tcp any any -> any 5002 (msg:"marker"; content:"DROPME-MARKER"; sid:2;)\n')
 
 
-def e2e_config(lab: netnslab.Lab, depth: str = "64kb") -> str:
-    rules = lab.write("e2e.rules", E2E_RULES)
+def e2e_config(lab: netnslab.Lab, depth: str = "64kb", rules_text: str = E2E_RULES) -> str:
+    rules = lab.write("e2e.rules", rules_text)
     return str(lab.write("e2e.yaml", f"""af-packet:
   - interface: eth0
     copy-mode: ips
@@ -451,6 +451,34 @@ def test_bridge_keeps_a_dropped_flow_dropped_in_the_kernel(lab):
     assert insp["bypass.kernel.pass_frames"] == 0
     assert dropped.get("rule", 0) + dropped.get("flow", 0) >= 1, dropped
     assert_no_offload_left(lab)
+
+
+def test_bridge_offloads_a_ping_flow_no_rule_applies_to_and_inspects_one_a_rule_does(lab):
+    """An ICMP echo flow that no rule can match (only TCP rules loaded) is decided on its first
+    request and reply and leaves the rings: its later echoes go through the kernel, every reply
+    arrives.  With an ICMP rule loaded, every echo is inspected and the rule alerts."""
+    quiet_hosts(lab)
+    bridge = lab.start_bridge("-c", e2e_config(lab), "--stats-interval", "0")
+    ping = lab.ping("client", SERVER4, count=200, interval=0.005)
+    assert " 200 received" in ping.stdout, ping.stdout
+    totals = bridge.stop()
+    insp = totals["inspector"]
+    assert insp["flow.decided.no-rules"] >= 1 and insp["bypass.installed"] >= 1, insp
+    assert insp["bypass.kernel.pass_frames"] >= 390, insp                  # 400 echoes, the first two inspected
+    for port in ("eth0", "eth1"):
+        assert totals["interfaces"][port]["received"] < 20, totals["interfaces"]
+    assert_no_offload_left(lab)
+
+    cfg = e2e_config(lab, rules_text=E2E_RULES + 'alert icmp any any -> any any (msg:"echo reply"; itype:0; sid:3;)\n')
+    eve = lab.workdir / "icmp-eve.json"
+    bridge = lab.start_bridge("-c", cfg, "--stats-interval", "0", "--eve", str(eve))
+    ping = lab.ping("client", SERVER4, count=50, interval=0.005)
+    assert " 50 received" in ping.stdout, ping.stdout
+    totals = bridge.stop()
+    assert totals["inspector"]["bypass.kernel.pass_frames"] == 0
+    assert totals["interfaces"]["eth1"]["received"] >= 50        # every reply reached the engine
+    alerts = [json.loads(line) for line in eve.read_text().splitlines() if '"alert"' in line]
+    assert sum(1 for a in alerts if a["alert"]["signature_id"] == 3) == 50
 
 
 def test_ids_interface_gets_the_socket_filter_and_no_tc_program(lab):

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 import pytest
-from scapy.all import IP, TCP, UDP, Dot1Q, Ether, wrpcap
+from scapy.all import ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6, wrpcap
 from scapy.layers.vxlan import VXLAN
 
 from bridge import cli
@@ -224,6 +224,49 @@ def test_vlans_keep_flows_apart(tmp_path):
     eve = [json.loads(line) for line in off["eve"].decode().splitlines()]
     assert {e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert" and "vlan" not in e} == {4}
     assert {e.get("vlan", [0])[0] for e in eve if e["event_type"] == "drop"} == {10}
+
+
+def ping_traffic() -> list:
+    """Pings 198.51.100.1 -> 203.0.113.2 (untagged and in VLAN 20) and 2001:db8::1 -> ::2,
+    each 12 requests and replies, interleaved, with one echo reply for an ICMP rule to find."""
+    out, t = [], 5000.0
+    for i in range(12):
+        for vlan, (ip, req, rep) in ((0, (IP, ICMP(type=8, id=7, seq=i), ICMP(type=0, id=7, seq=i))),
+                                     (20, (IP, ICMP(type=8, id=8, seq=i), ICMP(type=0, id=8, seq=i))),
+                                     (0, (IPv6, ICMPv6EchoRequest(id=9, seq=i), ICMPv6EchoReply(id=9, seq=i)))):
+            c, srv = (C, S) if ip is IP else ("2001:db8::1", "2001:db8::2")
+            for src, dst, mc, ms, msg in ((c, srv, MAC_C, MAC_S, req), (srv, c, MAC_S, MAC_C, rep)):
+                eth = Ether(src=mc, dst=ms)
+                p = (eth / Dot1Q(vlan=vlan) if vlan else eth) / ip(src=src, dst=dst) / msg / (b"PING-%02d" % i)
+                p.time = t
+                t += 0.001
+                out.append(p)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["ips", "tap", "ids"])
+def test_ping_flows_no_rule_applies_to_take_the_fast_path_with_the_same_output(tmp_path, mode):
+    """ICMP echo flows (the engine keys them on the type pair): with only TCP and UDP rules
+    each is decided on its first request (no rule of either direction applies) and the rest,
+    replies included, takes the fast path; with ICMP
+    rules nothing does, and they alert on every reply.  Same output either way."""
+    pcap = tmp_path / "ping.pcap"
+    wrpcap(str(pcap), ping_traffic())
+    rules = tmp_path / "ping.rules"
+    rules.write_text(DECIDED_RULES.strip() + "\n")
+    user = replay(tmp_path, f"ping-{mode}", "user", pcap, rules, mode=mode)
+    assert_same(user, replay(tmp_path, f"ping-{mode}", "off", pcap, rules, mode=mode))
+    flows, frames, passed, dropped = bypass_counts(user["summary"])
+    assert (flows, frames, passed, dropped) == (3, 69, 69, 0), user["summary"]   # 72 frames, the first of each flow inspected
+    rules.write_text(DECIDED_RULES.strip() + '\nalert icmp any any -> any any (msg:"reply"; itype:0; sid:70;)\n'
+                     'alert ip any any -> any any (msg:"v6 reply"; itype:129; sid:71;)\n')
+    user = replay(tmp_path, f"ping-icmp-{mode}", "user", pcap, rules, mode=mode)
+    off = replay(tmp_path, f"ping-icmp-{mode}", "off", pcap, rules, mode=mode)
+    assert_same(user, off)
+    assert bypass_counts(user["summary"])[1] == 0, user["summary"]
+    eve = [json.loads(line) for line in off["eve"].decode().splitlines()]
+    hits = [e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert" and e["alert"]["signature_id"] >= 70]
+    assert sorted(hits) == [70] * 24 + [71] * 12, hits
 
 
 STREAM_BYPASS_YAML = """

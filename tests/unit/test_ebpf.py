@@ -69,6 +69,18 @@ V6_UDP = ETH6 + bytes.fromhex(
     "20010db8000000000000000000000002"
     "14e9 0035 000a 0000 7a7a")                              # 5353 -> 53
 
+V4_ICMP_ECHO = ETH4 + bytes.fromhex(
+    "45 00 0020 0006 0000 40 01 0000 c6336401 c6336402"      # ICMP, total length 32
+    "0800 0000 9c40 0050 61626364")                          # echo request, id 40000, seq 80
+V4_ICMP_REPLY = ETH4 + bytes.fromhex(
+    "45 00 001c 0007 0000 40 01 0000 c6336402 c6336401"      # total length 28: the header alone
+    "0000 0000 9c40 0050")                                   # echo reply
+V6_ICMP_ECHO = ETH6 + bytes.fromhex(
+    "60000000 000c 3a 40"                                    # payload 12, next header ICMPv6
+    "20010db8000000000000000000000001"
+    "20010db8000000000000000000000002"
+    "8000 0000 0001 0002 61626364")                          # echo request 128
+
 KEYED = {
     # name: (frame, ipver, proto, src, dst, sport, dport, IP packet length)
     "v4-tcp-ack-df": (V4_TCP_ACK, 4, 6, C4, S4, 40000, 80, 50),
@@ -77,6 +89,10 @@ KEYED = {
     "v4-udp-short": (V4_UDP_SHORT, 4, 17, C4, S4, 5353, 53, 32),     # under 34 bytes: the short load
     "v6-tcp-ack": (V6_TCP_ACK, 6, 6, C6, S6, 40000, 80, 68),
     "v6-udp": (V6_UDP, 6, 17, C6, S6, 5353, 53, 50),
+    # ICMP echo: the "ports" are the type and its counterpart (bridge.fastpath)
+    "v4-icmp-echo-request": (V4_ICMP_ECHO, 4, 1, C4, S4, 8, 0, 32),
+    "v4-icmp-echo-reply": (V4_ICMP_REPLY, 4, 1, S4, C4, 0, 8, 28),      # under 34 bytes: the short load
+    "v6-icmp-echo-request": (V6_ICMP_ECHO, 6, 58, C6, S6, 128, 129, 52),
 }
 
 
@@ -104,9 +120,23 @@ NOT_KEYABLE = {
         "45 00 0032 0005 0003 40 06 0000 c6336401 c6336402"            # offset 24 bytes, last
         "9c40 0050 00000001 00000002 50 10 ffff 0000 0000"
         "30313233343536373839"), (4, 6, C4, S4, 40000, 80)),
-    "v4-icmp-echo": (ETH4 + bytes.fromhex(
-        "45 00 0020 0006 0000 40 01 0000 c6336401 c6336402"
-        "0800 0000 9c40 0050 61626364"), (4, 1, C4, S4, 40000, 80)),
+    "v4-icmp-echo-ports-as-tcp": (V4_ICMP_ECHO, (4, 1, C4, S4, 40000, 80)),      # its id/seq are no ports
+    "v4-icmp-unreachable": (ETH4 + bytes.fromhex(
+        "45 00 0024 0006 0000 40 01 0000 c6336401 c6336402"
+        "0303 0000 00000000 45000014"), (4, 1, C4, S4, 3, 255)),      # errors: never offloaded
+    "v4-icmp-echo-header-past-ip-length": (ETH4 + bytes.fromhex(
+        "45 00 001b 0006 0000 40 01 0000 c6336401 c6336402"            # total length 27 < 20 + 8
+        "0800 0000 9c40 0050"), (4, 1, C4, S4, 8, 0)),
+    "v6-neighbor-solicitation": (ETH6 + bytes.fromhex(
+        "60000000 0018 3a ff"
+        "20010db8000000000000000000000001"
+        "20010db8000000000000000000000002"
+        "8700 0000 00000000 20010db8000000000000000000000002"), (6, 58, C6, S6, 135, 136)),
+    "v6-next-header-icmpv4": (ETH6 + bytes.fromhex(
+        "60000000 0008 01 40"                                          # ICMPv4's number in IPv6
+        "20010db8000000000000000000000001"
+        "20010db8000000000000000000000002"
+        "0800 0000 0001 0001"), (6, 1, C6, S6, 8, 0)),
     "v4-truncated": (ETH4 + bytes.fromhex(
         "45 00 0064 0007 0000 40 11 0000 c6336401 c6336402"            # says 100 bytes, has 32
         "14e9 0035 000c 0000 71727374"), (4, 17, C4, S4, 5353, 53)),
@@ -203,9 +233,8 @@ def test_drop_flow_is_shot_and_kept_out_of_the_ring(k, name):
 @pytest.mark.parametrize("name", list(NOT_KEYABLE))
 def test_frame_that_is_not_keyable_passes_whole_even_when_its_flow_is_offloaded(k, name):
     frame, (ipver, proto, src, dst, sport, dport) = NOT_KEYABLE[name]
-    if proto in (6, 17):
-        assert k.add(LO, ipver, proto, 0, src, dst, sport, dport, "pass", PEER)
-    for p in (6, 17):                                # whatever protocol byte it carries
+    assert k.add(LO, ipver, proto, 0, src, dst, sport, dport, "pass", PEER)
+    for p in (6, 17, 1, 58):                         # whatever protocol byte it carries
         k.add(LO, ipver, p, 0, src, dst, sport, dport, "drop", 0)
     assert sock(k, frame) == SOCKET_KEEP_WHOLE
     assert tc(k, frame) == TC_ACT_OK

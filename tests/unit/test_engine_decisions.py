@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from scapy.all import GRE, IP, TCP, UDP, Ether, IPv6
+from scapy.all import GRE, ICMP, IP, TCP, UDP, Ether, IPv6
 
 from rules.api import FrameMeta, Verdict
 from rules.engine import Engine
@@ -196,7 +196,7 @@ def test_tcp_decided_at_syn_is_offered_once_established():
 
 
 # ------------------------------------------------------------------ where it is never offered
-def test_not_offered_for_tunnelled_fragmented_or_icmp_frames():
+def test_not_offered_for_tunnelled_or_fragmented_frames():
     e = eng("alert tcp any any -> any 80 (sid:1;)")
     f = Feed(e)
     inner = IP(src="198.51.100.9", dst="203.0.113.9") / UDP(sport=1, dport=2) / b"x"
@@ -204,9 +204,52 @@ def test_not_offered_for_tunnelled_fragmented_or_icmp_frames():
     big = IP(src=C, dst=S, id=7) / UDP(sport=1, dport=9) / (b"y" * 100)
     frames = [bytes(Ether() / p) for p in __import__("scapy.all", fromlist=["fragment"]).fragment(big, 40)]
     assert all(f(x).bypass is None for x in frames)
-    from scapy.all import ICMP
-    assert f(fr(ICMP())).bypass is None
     assert f(fr(UDP(sport=1, dport=9) / b"z")).bypass is not None   # same flow as the datagram, whole
+
+
+# ------------------------------------------------------------------ ICMP echo flows
+def test_icmp_echo_flow_no_rule_applies_to_is_decided_and_offered_both_ways():
+    f = Feed(eng("alert tcp any any -> any 80 (sid:1;)", 'alert udp any any -> any any (content:"x"; sid:2;)'))
+    r = f(fr(ICMP(type=8, id=7) / b"ping"))
+    assert (r.bypass.action, r.bypass.reason, r.bypass.to_server) == ("pass", "no-rules", True)
+    r = f(fr(ICMP(type=0, id=7) / b"ping", S, C))
+    assert r.bypass is not None and (r.bypass.to_server, r.bypass.flow.proto) == (False, 1)
+    assert f.e.stats()["flow.decided.no-rules"] == 1
+
+
+@pytest.mark.parametrize("rule", [
+    "alert icmp any any -> any any (itype:0; sid:1;)",
+    "alert ip any any -> any any (ttl:3; sid:1;)",
+    "alert icmp any any -> any any (icmp_seq:9; sid:1;)",
+], ids=["itype", "ip-header-keyword", "icmp-seq"])
+def test_a_rule_that_could_match_a_later_icmp_packet_keeps_the_echo_flow_undecided(rule):
+    f = Feed(eng(rule))
+    assert f(fr(ICMP(type=8, id=7, seq=1))).bypass is None
+    assert f(fr(ICMP(type=0, id=7, seq=1), S, C)).bypass is None
+    assert f(fr(ICMP(type=8, id=7, seq=2))).bypass is None
+
+
+def test_icmp_ip_only_rule_of_the_unseen_direction_waits_for_the_reply():
+    f = Feed(eng(f"alert ip {S} any -> any any (sid:1;)"))
+    assert f(fr(ICMP(type=8))).bypass is None         # the reply could still match sid 1
+    r = f(fr(ICMP(type=0), S, C))
+    assert sids(r) == [1] and r.bypass.reason == "no-rules"
+
+
+def test_icmp_ip_only_pass_is_offered_and_a_packet_drop_decides_nothing():
+    f = Feed(eng("pass icmp any any -> any any (sid:1;)", "drop icmp any any -> any any (sid:2;)"))
+    r = f(fr(ICMP(type=8)))
+    assert r.verdict == Verdict.FORWARD and (r.bypass.action, r.bypass.reason) == ("pass", "pass")
+    f = Feed(eng("drop icmp any any -> any any (itype:8; sid:1;)"))
+    assert [(r.verdict, r.bypass) for r in (f(fr(ICMP(type=8))), f(fr(ICMP(type=8))))] == [(Verdict.DROP, None)] * 2
+
+
+def test_icmp_error_joined_to_a_decided_udp_flow_is_not_offered():
+    f = Feed(eng("alert tcp any any -> any 80 (sid:1;)"))
+    assert f(fr(UDP(sport=5000, dport=7000) / b"x")).bypass is not None
+    quoted = IP(src=C, dst=S) / UDP(sport=5000, dport=7000) / b"x"
+    r = f(fr(ICMP(type=3, code=3) / bytes(quoted)[:28], S, C))
+    assert r.bypass is None                           # the UDP flow's key is not this frame's
 
 
 def test_ipv6_udp_flow_is_offered():

@@ -67,6 +67,14 @@ def tcp6(sport=40000, dport=443, flags=ACK, payload=b"y" * 10, src=A6, dst=B6) -
     return eth(ipv6(tcp(sport, dport, flags, payload), 6, src, dst), et=0x86DD)
 
 
+def icmp4(itype, ident=0x1234, src=A4, dst=B4, tags=()) -> bytes:
+    return eth(ipv4(struct.pack("!BBHHH", itype, 0, 0, ident, 1) + b"p" * 56, 1, src, dst, frag=0x4000), tags=tags)
+
+
+def icmp6(itype, ident=0x1234, src=A6, dst=B6) -> bytes:
+    return eth(ipv6(struct.pack("!BBHHH", itype, 0, 0, ident, 1) + b"p" * 56, 58, src, dst), et=0x86DD)
+
+
 # One frame written out byte by byte, so the offsets the fast path slices are visible:
 # 198.51.100.1:40000 -> 203.0.113.2:80 TCP ACK|PSH with 4 bytes of payload (58 bytes).
 TCP4_LITERAL = bytes.fromhex(
@@ -162,6 +170,15 @@ KEYABLE = {
     "stripped-vlan": (tcp4(), 100, (6, A4 + B4 + struct.pack("!HH", 40000, 80), 100, 4, 60)),
     "inband-8021q": (tcp4(tags=((0x8100, 0x2064),)), 0, (6, A4 + B4 + struct.pack("!HH", 40000, 80), 100, 4, 60)),
     "inband-8021ad": (udp4(tags=((0x88A8, 7),)), 0, (17, A4 + B4 + struct.pack("!HH", 40000, 53), 7, 4, 48)),
+    # ICMP echo: the engine keys the flow on the type and its counterpart, so do the "ports"
+    "icmp-echo-request": (icmp4(8), 0, (1, A4 + B4 + bytes((0, 8, 0, 0)), 0, 4, 84)),
+    "icmp-echo-reply": (icmp4(0), 0, (1, A4 + B4 + bytes((0, 0, 0, 8)), 0, 4, 84)),
+    "icmp-echo-header-only": (eth(ipv4(b"\x08\x00\x00\x00\x00\x01\x00\x01", proto=1)), 0,
+                              (1, A4 + B4 + bytes((0, 8, 0, 0)), 0, 4, 28)),
+    "icmp-echo-stripped-vlan": (icmp4(8), 9, (1, A4 + B4 + bytes((0, 8, 0, 0)), 9, 4, 84)),
+    "icmp-echo-inband-8021q": (icmp4(8, tags=((0x8100, 9),)), 0, (1, A4 + B4 + bytes((0, 8, 0, 0)), 9, 4, 84)),
+    "icmpv6-echo-request": (icmp6(128), 0, (58, A6 + B6 + bytes((0, 128, 0, 129)), 0, 6, 104)),
+    "icmpv6-echo-reply": (icmp6(129), 0, (58, A6 + B6 + bytes((0, 129, 0, 128)), 0, 6, 104)),
 }
 
 
@@ -180,8 +197,12 @@ NOT_KEYABLE = {
     "ip-options": (eth(ipv4(tcp(), options=b"\x01\x01\x01\x00")), 0),
     "first-fragment": (eth(ipv4(tcp(), frag=0x2000)), 0),
     "later-fragment": (eth(ipv4(tcp(), frag=0x0003)), 0),
-    "icmp": (eth(ipv4(b"\x08\x00\x00\x00\x00\x01\x00\x01", proto=1)), 0),
-    "icmpv6": (eth(ipv6(b"\x80\x00\x00\x00\x00\x01\x00\x01", nh=58), et=0x86DD), 0),
+    "icmp-unreachable": (eth(ipv4(b"\x03\x03\x00\x00" + bytes(4) + ipv4(udp()), proto=1)), 0),
+    "icmp-timestamp": (eth(ipv4(b"\x0d\x00\x00\x00\x00\x01\x00\x01" + bytes(12), proto=1)), 0),
+    "icmp-header-cut": (eth(ipv4(b"\x08\x00\x00\x00\x00\x01", proto=1)), 0),
+    "icmpv6-neighbor-solicitation": (eth(ipv6(b"\x87\x00\x00\x00" + bytes(4) + B6, nh=58), et=0x86DD), 0),
+    "icmpv4-number-in-ipv6": (eth(ipv6(b"\x08\x00\x00\x00\x00\x01\x00\x01", nh=1), et=0x86DD), 0),
+    "icmpv6-number-in-ipv4": (eth(ipv4(b"\x80\x00\x00\x00\x00\x01\x00\x01", proto=58)), 0),
     "ipv6-hop-by-hop": (eth(ipv6(b"\x06\x00" + bytes(6) + tcp(), nh=0), et=0x86DD), 0),
     "ipv6-fragment-header": (eth(ipv6(b"\x06\x00\x00\x01" + bytes(4) + tcp(), nh=44), et=0x86DD), 0),
     "sctp": (eth(ipv4(bytes(12), proto=132)), 0),
@@ -250,6 +271,31 @@ def test_other_flows_miss():
     assert hit(fp, 0, tcp4(sport=40001)) == MISS
     assert hit(fp, 0, udp4(sport=40000, dport=80)) == MISS      # same ports, other protocol
     assert hit(fp, 0, tcp4(src=bytes([198, 51, 100, 9]))) == MISS
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["icmpv4", "icmpv6"])
+def test_icmp_echo_reply_takes_the_requests_flow_on_the_peer_and_other_messages_miss(v6):
+    """The engine's ICMP echo flow: the request installs it, the reply (the counterpart type,
+    addresses swapped) hits it on the peer port whatever its id, another message between the
+    same hosts and a request the other way are other flows."""
+    fp = bridge_fp()
+    req, rep = (icmp6(128), icmp6(129, src=B6, dst=A6)) if v6 else (icmp4(8), icmp4(0, src=B4, dst=A4))
+    ok, _ = install(fp, 0, req, action="drop")
+    assert ok
+    assert hit(fp, 0, req) == DROP
+    assert hit(fp, 1, rep) == DROP
+    assert hit(fp, 0, icmp6(128, ident=9) if v6 else icmp4(8, ident=9)) == DROP    # the id is not in the key
+    assert hit(fp, 1, icmp6(128, src=B6, dst=A6) if v6 else icmp4(8, src=B4, dst=A4)) == MISS
+    assert hit(fp, 0, icmp6(129) if v6 else icmp4(0)) == MISS
+    assert hit(fp, 0, udp4()) == MISS and hit(fp, 0, tcp4()) == MISS
+
+
+def test_icmp_echo_kernel_entries_carry_the_types_as_ports():
+    k = FakeKernel()
+    fp = bridge_fp(kernel=k)
+    install(fp, 0, icmp4(8))
+    adds = [c[1:] for c in k.calls if c[0] == "add"]
+    assert adds == [(11, 4, 1, 0, A4, B4, 8, 0, "pass", 12), (12, 4, 1, 0, B4, A4, 0, 8, "pass", 11)]
 
 
 def test_drop_flow_hits_drop():
