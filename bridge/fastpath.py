@@ -64,7 +64,11 @@ kernel forwards or drops the flow's frames before they reach the ring; `sync` re
 kernel's counts back (`kernel.read`: cumulative packets, bytes and last-seen
 CLOCK_MONOTONIC ns; the difference since the previous read is pushed, the time converted
 by `mono_to_ts`), and removal (FIN/RST, ended flows, `clear`) deletes the kernel entries.
-Frames still in the ring when the kernel entry appears take the user-space entry.
+Frames still in the ring when the kernel entry appears take the user-space entry.  With
+`defer_kernel` (the worker sets it) the kernel entries are added by `commit`, which the
+worker calls once its rings are drained, so few frames of the flow are still queued in a
+ring when the kernel starts forwarding the flow's newer frames past it: a flow moving to
+the kernel is reordered (and retransmitted) as little as possible.
 
 Known limits, all of them the data plane not seeing what it does not decode: a frame of a
 decided flow with malformed TCP options or an inconsistent UDP length is forwarded or
@@ -239,6 +243,11 @@ class FastPath:
         self.scan_backoff = 0                         # datagrams handed over unscanned (SCAN_BACKOFF)
         # frames and bytes counted in entries and already pushed, per action
         self._done = {FORWARD: [0, 0], DROP: [0, 0], SCAN: [0, 0]}
+        # defer_kernel: `install` queues a flow's kernel entries and `commit` adds them.  The
+        # worker commits once its rings are drained: frames of the flow still in a ring when
+        # the kernel starts forwarding its newer ones would leave after them (reordered)
+        self.defer_kernel = False
+        self._kernel_pending: list[tuple] = []
         self._mono_to_ts: Callable[[int], float] | None = None    # the last one sync() was given
 
     # ------------------------------------------------------------------ per frame
@@ -406,7 +415,10 @@ class FastPath:
         else:
             f.toserver, f.toclient = back, fwd
         if self.kernel is not None:
-            self._kernel_add(f, ingress, peer, ipver, proto, vlan, key, rkey, bypass.to_server)
+            if self.defer_kernel:
+                self._kernel_pending.append((f, ingress, peer, ipver, proto, vlan, key, rkey, bypass.to_server))
+            else:
+                self._kernel_add(f, ingress, peer, ipver, proto, vlan, key, rkey, bypass.to_server)
         self._flows[id(bypass.flow)] = f
         self.installed += 1
         return True
@@ -432,6 +444,23 @@ class FastPath:
         self._scans[skey] = f
         self.scan_installed += 1
         return True
+
+    @property
+    def pending(self) -> bool:
+        """Decided flows whose kernel entries wait for `commit` (defer_kernel)."""
+        return bool(self._kernel_pending)
+
+    def commit(self) -> int:
+        """Add the kernel entries of the flows installed since the last call (defer_kernel),
+        except those that left the fast path meanwhile; returns how many flows."""
+        pending, self._kernel_pending = self._kernel_pending, []
+        n = 0
+        for args in pending:
+            f = args[0]
+            if self._flows.get(id(f.handle)) is f:
+                self._kernel_add(*args)
+                n += 1
+        return n
 
     def _kernel_add(self, f: _Flow, ingress: FastPort, peer: FastPort, ipver: int, proto: int, vlan: int,
                     key: bytes, rkey: bytes, to_server: bool) -> None:
@@ -530,6 +559,7 @@ class FastPath:
     def clear(self) -> None:
         """Remove everything (user and kernel): shutdown, reload.  Counts not pushed yet stay
         counted in `stats` but are not pushed (call `sync` first to push them)."""
+        self._kernel_pending.clear()
         for f in [*self._flows.values(), *self._scans.values()]:
             s, c = f.toserver, f.toclient
             done = self._done[f.action]

@@ -339,7 +339,9 @@ class Worker:
         use_kernel = kernel if all(s == "kernel" for s in settings) else None
         if use_kernel is not None and self.config.eve_log and mode == "ips":
             use_kernel = _PassOnly(use_kernel)
-        return FastPath(fports, self.inspector, kernel=use_kernel, mode=mode)
+        fp = FastPath(fports, self.inspector, kernel=use_kernel, mode=mode)
+        fp.defer_kernel = use_kernel is not None       # committed by run() once the rings are drained
+        return fp
 
     # ---------------------------------------------------------------- main loop
     def run(self) -> None:
@@ -391,6 +393,13 @@ class Worker:
                 elif now - port.stalled_since >= HOLE_GRACE:
                     port.counters.ring_holes += port.ring.skip_hole()
                     port.stalled_since = 0.0
+            fast = self.fast
+            if fast is not None and fast.pending:
+                # flows decided in this pass go to the kernel now that the rings are drained, and
+                # what reached the rings meanwhile leaves at once: their frames keep their order
+                fast.commit()
+                for port in self.ports:
+                    self.drain(port)
             if stalled:
                 time.sleep(0.0005)     # poll is level-triggered: do not spin while waiting out the grace
             if self.reopen:

@@ -517,6 +517,23 @@ def test_kernel_counts_read_back_and_pushed_as_deltas():
     assert s["bypass.pass_frames"] == 1 and s["bypass.kernel.pass_frames"] == 7   # user space / kernel's own
 
 
+def test_deferred_kernel_entries_wait_for_commit_and_skip_flows_gone_meanwhile():
+    k = FakeKernel()
+    fp = bridge_fp(kernel=k)
+    fp.defer_kernel = True
+    install(fp, 0, tcp4(), flow=Handle(1))
+    install(fp, 0, udp4(), flow=Handle(2))
+    assert k.calls == [] and fp.pending
+    assert hit(fp, 0, tcp4()) == FORWARD                      # the user-space entry works at once
+    assert hit(fp, 0, tcp4(flags=ACK | FIN)) == MISS           # the TCP flow ends before the commit
+    assert fp.commit() == 1 and not fp.pending
+    assert [(c[3], c[7], c[8]) for c in k.calls if c[0] == "add"] == [(17, 40000, 53), (17, 53, 40000)]
+    assert fp.commit() == 0
+    install(fp, 0, tcp4(sport=40001), flow=Handle(3))
+    fp.clear()
+    assert not fp.pending and fp.commit() == 0
+
+
 def test_kernel_entries_removed_when_the_flow_ends():
     insp = FakeInspector()
     kern = FakeKernel()
