@@ -71,8 +71,8 @@ ring when the kernel starts forwarding the flow's newer frames past it: a flow m
 the kernel is reordered (and retransmitted) as little as possible.
 
 Known limits, all of them the data plane not seeing what it does not decode: a frame of a
-decided flow with malformed TCP options or an inconsistent UDP length is forwarded or
-dropped without the engine's decoder event; a flow the engine evicted at its memcap keeps
+decided flow with malformed TCP options, an inconsistent UDP length or an ICMP echo code
+other than 0 is forwarded or dropped without the engine's decoder event; a flow the engine evicted at its memcap keeps
 its entries until the next `sync`; a flow's place in the engine's least-recently-used
 order moves at `sync`, not per frame.
 
