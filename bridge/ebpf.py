@@ -498,23 +498,17 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     # ICMP echo: the "ports" are the type and its counterpart (bridge.fastpath), bytes
     # 0, type, 0, counterpart; R3 = type, R4 = counterpart.  ICMPv4 only in IPv4 (R7 = 20),
     # ICMPv6 only in IPv6 (R7 = 40); any other message is not keyable
-    a.label("icmp4")
-    a.jne(R7, 20, miss)
-    a.ldx(B, R3, FP, S_HDR + 20)
-    a.mov(R4, R3)
-    a.andi(R4, 0xF7)
-    a.jne(R4, 0, miss)                          # echo reply 0 or request 8
-    a.mov(R4, R3)
-    a.alu("xor", R4, 8)
-    a.ja("icmp_key")
-    a.label("icmp6")
-    a.jne(R7, 40, miss)
-    a.ldx(B, R3, FP, S_HDR + 40)
-    a.mov(R4, R3)
-    a.andi(R4, 0xFE)
-    a.jne(R4, 128, miss)                        # echo request 128 or reply 129
-    a.mov(R4, R3)
-    a.alu("xor", R4, 1)
+    # (label, L4 offset = the IP version's header, the two echo types differ only in `flip`)
+    for label, l4, echo, flip in (("icmp4", 20, 0, 8), ("icmp6", 40, 128, 1)):
+        a.label(label)
+        a.jne(R7, l4, miss)
+        a.ldx(B, R3, FP, S_HDR + l4)
+        a.mov(R4, R3)
+        a.andi(R4, 0xFF ^ flip)
+        a.jne(R4, echo, miss)                   # ICMPv4 echo reply 0 / request 8, ICMPv6 request 128 / reply 129
+        a.mov(R4, R3)
+        a.alu("xor", R4, flip)
+        a.ja("icmp_key")
     a.label("icmp_key")
     a.alu("lsh", R3, 8)
     a.alu("lsh", R4, 24)
