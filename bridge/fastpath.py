@@ -296,16 +296,15 @@ class FastPath:
                 e[2] += end - start
                 e[3] = ts
                 return e[0]
-        return self._hit_other(tcp, udp, self._icmp[port], buf, start, end, vlan, ts)
+        return self._hit_other(port, buf, start, end, vlan, ts)
 
-    def _hit_other(self, tcp: dict, udp: dict, icmp: dict, buf, start: int, end: int, vlan: int, ts: float) -> int:
+    def _hit_other(self, port: int, buf, start: int, end: int, vlan: int, ts: float) -> int:
         """hit() for the frames the inline case does not take: short, tagged, IPv6."""
         k = _parse(buf, start, end, vlan)
         if k is None:
             return MISS
         proto, key, vlan, ipver, ip_len, flags, l4 = k
-        e = (tcp if proto == IPPROTO_TCP else udp if proto == IPPROTO_UDP else icmp).get(
-            (vlan, key) if vlan else key)
+        e = self._tables[proto][port].get((vlan, key) if vlan else key)
         if e is None:
             return MISS
         if e[0] == SCAN:
