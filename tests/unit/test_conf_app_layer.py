@@ -12,12 +12,11 @@ CheckJA3Enabled).
 """
 from __future__ import annotations
 
-import random
 import re
-import textwrap
 
 import pytest
 from app_session import http_session  # noqa: E402  (tests/unit: a TCP session through an engine)
+from conf_testing import app, load, one_refusal, protocols
 from structlog.testing import capture_logs
 
 import conf
@@ -33,29 +32,6 @@ from rules.applayer import smtp as app_smtp
 from rules.applayer import tls as app_tls
 
 KiB, MiB = 1024, 1024 * 1024
-LINE_SHAPE = re.compile(r"^test\.yaml:[1-9]\d*: [^:\s]+: (?:[^:\s]+: )?.+ -- fix: .+$")
-
-
-def load(text: str):
-    return conf.load_text(textwrap.dedent(text), "test.yaml", "/", rng=random.Random(1))
-
-
-def app(text: str) -> dict:
-    return engine_settings(load(text), "ips").app
-
-
-def protocols(body: str) -> str:
-    """`body` (YAML, two-space indents from column 0) under app-layer.protocols."""
-    return "app-layer:\n  protocols:\n" + textwrap.indent(textwrap.dedent(body), "    ")
-
-
-def one_refusal(text: str):
-    with pytest.raises(ConfigError) as info:
-        load(text)
-    problems = info.value.problems
-    assert len(problems) == 1, [str(p) for p in problems]
-    assert LINE_SHAPE.match(str(problems[0])), str(problems[0])
-    return problems[0]
 
 
 def warnings_of(text: str) -> list[dict]:

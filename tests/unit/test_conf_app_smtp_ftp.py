@@ -11,11 +11,10 @@ FTPParseMemcap, RegisterSMTPParsers / RegisterFTPParsers: patterns only, no dete
 from __future__ import annotations
 
 import base64
-import random
-import re
 import textwrap
 
 import pytest
+from conf_testing import app, load, one_refusal, protocols
 from structlog.testing import capture_logs
 
 import conf
@@ -26,21 +25,6 @@ from rules.applayer import ENABLED
 from rules.applayer import ftp as app_ftp
 from rules.applayer import smtp as app_smtp
 
-LINE_SHAPE = re.compile(r"^test\.yaml:[1-9]\d*: [^:\s]+: (?:[^:\s]+: )?.+ -- fix: .+$")
-
-
-def load(text: str):
-    return conf.load_text(textwrap.dedent(text), "test.yaml", "/", rng=random.Random(1))
-
-
-def app(text: str) -> dict:
-    return engine_settings(load(text), "ips").app
-
-
-def protocols(body: str) -> str:
-    """`body` (YAML, two-space indents from column 0) under app-layer.protocols."""
-    return "app-layer:\n  protocols:\n" + textwrap.indent(textwrap.dedent(body), "    ")
-
 
 def smtp(body: str) -> str:
     return protocols("smtp:\n" + textwrap.indent(body, "  "))
@@ -48,15 +32,6 @@ def smtp(body: str) -> str:
 
 def ftp(body: str) -> str:
     return protocols("ftp:\n" + textwrap.indent(body, "  "))
-
-
-def one_refusal(text: str):
-    with pytest.raises(ConfigError) as info:
-        load(text)
-    problems = info.value.problems
-    assert len(problems) == 1, [str(p) for p in problems]
-    assert LINE_SHAPE.match(str(problems[0])), str(problems[0])
-    return problems[0]
 
 
 # ------------------------------------------------------------------ defaults

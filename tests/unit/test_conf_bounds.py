@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import random
-import re
-import textwrap
 
 import pytest
 import yaml
+from conf_testing import load, one_refusal
 
 import conf
 from conf import Config, ConfigError, Interface
@@ -42,27 +40,12 @@ validate_mod = importlib.import_module("conf.validate")   # (conf.validate is al
 
 U32, U64 = 2 ** 32 - 1, 2 ** 64 - 1
 MiB = 1 << 20
-LINE_SHAPE = re.compile(r"^test\.yaml:[1-9]\d*: [^:\s]+: (?:[^:\s]+: )?.+ -- fix: .+$")
 CPUS = 2                                     # made so for every test here
 
 
 @pytest.fixture(autouse=True)
 def two_cpus(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: CPUS)
-
-
-def load(text: str) -> Config:
-    return conf.load_text(textwrap.dedent(text), "test.yaml", "/", rng=random.Random(1))
-
-
-def one_refusal(text: str):
-    with pytest.raises(ConfigError) as info:
-        load(text)
-    problems = info.value.problems
-    assert len(problems) == 1, [str(p) for p in problems]
-    line = str(problems[0])
-    assert "\n" not in line and LINE_SHAPE.match(line), line
-    return problems[0]
 
 
 def at(path: str, value) -> tuple[str, int]:

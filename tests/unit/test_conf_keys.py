@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
-import textwrap
 from fractions import Fraction
 
 import pytest
+from conf_testing import LINE_SHAPE, load, one_refusal, refusals
 from structlog.testing import capture_logs
 
 import conf
@@ -24,27 +23,7 @@ from conf.validate import max_threads
 from rules.settings import DEFAULT_TIMEOUTS, FLOW_BYTES, FlowTimeouts
 
 KiB, MiB, GiB = 1024, 1024 ** 2, 1024 ** 3
-# One refusal, as README documents it: "file:line: where: key: message -- fix: what to do".
-LINE_SHAPE = re.compile(r"^test\.yaml:[1-9]\d*: [^:\s]+: (?:[^:\s]+: )?.+ -- fix: .+$")
 NO_RANDOM = "stream:\n  reassembly:\n    randomize-chunk-size: no\n"
-
-
-def load(text: str, seed: int = 1) -> Config:
-    return conf.load_text(textwrap.dedent(text), "test.yaml", "/", rng=random.Random(seed))
-
-
-def refusals(text: str) -> list:
-    with pytest.raises(ConfigError) as info:
-        load(text)
-    return info.value.problems
-
-
-def one_refusal(text: str):
-    problems = refusals(text)
-    assert len(problems) == 1, [str(p) for p in problems]
-    line = str(problems[0])
-    assert "\n" not in line and LINE_SHAPE.match(line), line
-    return problems[0]
 
 
 def warnings_of(text: str) -> list[dict]:
