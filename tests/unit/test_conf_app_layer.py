@@ -16,8 +16,7 @@ import re
 
 import pytest
 from app_session import http_session  # noqa: E402  (tests/unit: a TCP session through an engine)
-from conf_testing import app, load, one_refusal, protocols
-from structlog.testing import capture_logs
+from conf_testing import app, check_decision, load, one_refusal, protocols, warnings_of
 
 import conf
 from conf import ConfigError
@@ -32,12 +31,6 @@ from rules.applayer import smtp as app_smtp
 from rules.applayer import tls as app_tls
 
 KiB, MiB = 1024, 1024 * 1024
-
-
-def warnings_of(text: str) -> list[dict]:
-    with capture_logs() as logs:
-        load(text)
-    return [e for e in logs if e["log_level"] == "warning"]
 
 
 # ------------------------------------------------------------------ defaults
@@ -302,20 +295,7 @@ def _key(row_id: str) -> str:
 
 @pytest.mark.parametrize("text,kind,fragment", [d[1:] for d in DECISIONS], ids=[d[0] for d in DECISIONS])
 def test_unimplemented_key_decision(text, kind, fragment):
-    if kind == "error":
-        p = one_refusal(text)
-        assert fragment in p.message
-        return
-    logs = warnings_of(text)
-    if kind == "ok":
-        assert logs == []
-        return
-    (w,) = logs
-    assert fragment in w["reason"] and w["file"] == "test.yaml" and w["line"] > 0
-    if kind == "warn":
-        assert w["event"] == "config_key_ignored" and w["reason"].startswith("no effect in ipsbridge: ")
-    else:
-        assert w["event"] == "config_key_stock_value" and "any other" in w["reason"]
+    check_decision(text, kind, fragment)
 
 
 def test_every_app_layer_key_judged_has_a_decision_row():

@@ -11,8 +11,7 @@ import random
 from fractions import Fraction
 
 import pytest
-from conf_testing import LINE_SHAPE, load, one_refusal, refusals
-from structlog.testing import capture_logs
+from conf_testing import LINE_SHAPE, check_decision, load, one_refusal, refusals
 
 import conf
 from conf import Config, ConfigError, Interface
@@ -24,12 +23,6 @@ from rules.settings import DEFAULT_TIMEOUTS, FLOW_BYTES, FlowTimeouts
 
 KiB, MiB, GiB = 1024, 1024 ** 2, 1024 ** 3
 NO_RANDOM = "stream:\n  reassembly:\n    randomize-chunk-size: no\n"
-
-
-def warnings_of(text: str) -> list[dict]:
-    with capture_logs() as logs:
-        load(text)
-    return [e for e in logs if e["log_level"] == "warning"]
 
 
 # ------------------------------------------------------------------ sizes
@@ -446,20 +439,7 @@ DECISIONS = [
 
 @pytest.mark.parametrize("text,kind,fragment", [d[1:] for d in DECISIONS], ids=[d[0] for d in DECISIONS])
 def test_unimplemented_key_decision(text, kind, fragment):
-    if kind == "error":
-        p = one_refusal(text)
-        assert fragment in p.message
-        return
-    logs = [e for e in warnings_of(text) if e["event"] != "config_section_ignored"]
-    if kind == "ok":
-        assert logs == []
-        return
-    (w,) = logs
-    assert fragment in w["reason"] and w["file"] == "test.yaml" and w["line"] > 0
-    if kind == "warn":
-        assert w["event"] == "config_key_ignored" and w["reason"].startswith("no effect in ipsbridge: ")
-    else:
-        assert w["event"] == "config_key_stock_value" and "any other" in w["reason"]
+    check_decision(text, kind, fragment, other_events=("config_section_ignored",))
 
 
 def test_every_unimplemented_key_has_a_decision_test():
