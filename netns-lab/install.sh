@@ -50,7 +50,7 @@ missing() {   # print the packages of "$@" that are not installed
 
 # openssl: tests/lab/test_tls_dns_lab.py makes its self-signed server certificate with it
 PKGS=(iproute2 ethtool iputils-ping iperf3 tcpdump procps nginx-light wrk openssl gcc libc6-dev)
-# rules/_csum.c is compiled by pip: Python's headers too (a Debian python3 needs python3-dev)
+# rules/_hotpath.c is compiled by pip: Python's headers too (a Debian python3 needs python3-dev)
 "$PY" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || PKGS+=(python3-dev)
 mapfile -t NEED < <(missing "${PKGS[@]}")

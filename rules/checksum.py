@@ -24,8 +24,8 @@ def _py_ones_sum(data: bytes | memoryview, initial: int = 0) -> int:
     return total % 0xFFFF or 0xFFFF
 
 
-try:        # the C sum (rules/_csum.c), built by the install; the Python one otherwise
-    from rules._csum import ones_sum as _c_ones_sum
+try:        # the C sum (rules/_hotpath.c), built by the install; the Python one otherwise
+    from rules._hotpath import ones_sum as _c_ones_sum
 except ImportError:                # pragma: no cover -- tests/unit/test_csum_ext.py requires it built
     _c_ones_sum = None
 

@@ -25,9 +25,10 @@ EMPTY_VIEW = memoryview(b"")   # the payload of a packet without one: shared (a 
 
 
 class Packet:
-    """One decoded packet.  `rules.decode` builds the common frame's Packet without
-    __init__ and stores every slot itself (`_decode_common`): a slot added here must be
-    set there too (tests/unit/test_decode_common.py fails until it is)."""
+    """One decoded packet.  The common frame's Packet is built in C without __init__
+    (rules/_hotpath.c decode_common stores every slot itself): a slot added here must be
+    added to its SLOTS and set there too (rules.decode refuses the module until the names
+    agree; tests/unit/test_decode_common.py compares every slot's value)."""
 
     __slots__ = (
         # capture metadata

@@ -1,4 +1,4 @@
-"""rules/_csum.c: built by the install, and the same sums as the Python fallback."""
+"""rules/_hotpath.c's ones_sum: built by the install, and the same sums as the Python fallback."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,7 @@ from rules import checksum
 def test_the_c_sum_is_built_and_used():
     # the install (pip install -e .) compiles it; a missing compiler must fail here, loudly,
     # not leave the engine silently on the slow Python sum
-    from rules._csum import ones_sum
+    from rules._hotpath import ones_sum
 
     assert checksum.ones_sum is ones_sum
 

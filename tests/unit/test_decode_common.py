@@ -1,5 +1,5 @@
-"""The decoder's one-pass path for the common frame (`rules.decode._decode_common`)
-against the general decoder, slot by slot.
+"""The decoder's one-pass path for the common frame (C: rules/_hotpath.c decode_common,
+`rules.decode._c_decode_common`) against the general decoder, slot by slot.
 
 The common path builds its Packet without Packet.__init__, storing every slot
 itself: whatever frame it takes, every slot must be set and equal to what the
@@ -18,7 +18,7 @@ from scapy.layers.l2 import Dot1Q, Ether
 from scapy.layers.vxlan import VXLAN
 
 from rules.api import FrameMeta
-from rules.decode import DecodeOptions, _decode_common, _decode_eth, decode
+from rules.decode import DecodeOptions, _c_decode_common, _decode_eth, decode
 from rules.packet import Packet
 
 C4, S4, C6, S6 = "198.51.100.1", "198.51.100.2", "2001:db8::1", "2001:db8::2"
@@ -52,6 +52,11 @@ def _udp_zero_csum():
     return raw
 
 
+def _tcp_options_raw(opts: bytes):
+    return bytes(ETH / IP(src=C4, dst=S4) / TCP(sport=1, dport=2, flags="A", options=[("NOP", None)] * len(opts))
+                 / b"x")[:54] + opts + b"x"
+
+
 def _tcp_bad_option_len():
     raw = bytearray(bytes(ETH / IP(src=C4, dst=S4) / TCP(sport=1, dport=2, options=TS) / b"x"))
     raw[54 + 3] = 40                           # the timestamp option claims 40 bytes
@@ -70,6 +75,10 @@ TAKEN = {
     "tcp4-bad-csum": _bad_tcp_csum(),
     "ip4-bad-csum": _bad_ip_csum(),
     "tcp4-bad-option-len": _tcp_bad_option_len(),
+    # two MSS options: decoder.tcp.opt_duplicate; then one claiming too much: both events, in order
+    "tcp4-dup-option": _tcp_options_raw(b"\x02\x04\x05\xb4\x02\x04\x05\xb4"),
+    "tcp4-dup-then-bad-option": _tcp_options_raw(b"\x02\x04\x05\xb4\x02\x04\x05\xb4\x08\x0a\x00\x00"),
+    "tcp4-option-kind-only": _tcp_options_raw(b"\x01\x01\x01\x08"),
     "udp4": ETH / IP(src=C4, dst=S4) / UDP(sport=5353, dport=53) / b"query",
     "udp4-zero-csum": _udp_zero_csum(),
     "udp4-short-len": _short_udp_len(),
@@ -128,7 +137,8 @@ def general(frame, opts: DecodeOptions, meta: FrameMeta = META) -> list[Packet]:
 
 
 def common(frame, opts: DecodeOptions, meta: FrameMeta = META):
-    return _decode_common(frame, memoryview(frame), meta, opts.checksum_validation, opts)
+    return _c_decode_common(memoryview(frame), meta, opts.checksum_validation,
+                            opts.vxlan_ports if opts.vxlan_enabled else None)
 
 
 def assert_same(frame, opts: DecodeOptions, meta: FrameMeta = META) -> bool:
@@ -157,6 +167,9 @@ def test_the_taken_frames_cover_the_checksum_outcomes():
     assert got["udp4-bad-csum"].csum_ok is False and got["udp6-bad-csum"].csum_ok is False
     assert got["udp4-zero-csum"].csum_ok is True and got["udp4-short-len"].csum_ok is False
     assert got["tcp4-bad-option-len"].events == ("decoder.tcp.opt_invalid_len",)
+    assert got["tcp4-dup-option"].events == ("decoder.tcp.opt_duplicate",)
+    assert got["tcp4-dup-then-bad-option"].events == ("decoder.tcp.opt_duplicate", "decoder.tcp.opt_invalid_len")
+    assert got["tcp4-option-kind-only"].events == ("decoder.tcp.opt_invalid_len",)
     assert bytes(got["udp4-short-len"].payload) == b"ab" and len(got["tcp4-padded"].payload) == 0
     assert got["icmp4-echo"].csum_ok is True and got["icmp6-echo"].csum_ok is True
     assert got["icmp4-echo-bad-csum"].csum_ok is False and got["icmp6-reply-bad-csum"].csum_ok is False
@@ -204,3 +217,36 @@ def test_mutated_common_frames_agree(seed, edits, cut, csum):
         raw = raw[:-cut]
     assert_same(bytes(raw), OPTIONS["csum" if csum else "nocsum"])
 
+
+
+def test_the_c_path_holds_no_reference_it_should_not():
+    """Refcounts: each decoded Packet owns its slots, and dropping it gives them all back
+    (a leak in rules/_hotpath.c would keep the frame's view or the meta's values alive)."""
+    import sys
+
+    raw = bytearray(bytes(TAKEN["tcp4-ts"]))
+    mv = memoryview(raw)
+    meta = FrameMeta(ts=1700000000.5, iface="eth-refcount", vlan=(7,), pcap_cnt=3)
+    before = (sys.getrefcount(mv), sys.getrefcount(meta.iface), sys.getrefcount(meta.vlan), sys.getrefcount(meta.ts))
+    for _ in range(1000):
+        p = _c_decode_common(mv, meta, True, (4789,))
+        assert p.frame is mv and p.iface is meta.iface and p.vlan is meta.vlan
+        del p
+    assert (sys.getrefcount(mv), sys.getrefcount(meta.iface), sys.getrefcount(meta.vlan),
+            sys.getrefcount(meta.ts)) == before
+    assert _c_decode_common(memoryview(bytes(LEFT["vxlan"])), meta, True, (4789,)) is None
+
+
+def test_the_c_path_refuses_a_class_without_its_slots():
+    from rules import _hotpath
+    from rules.decode import Packet as DecodedPacket
+
+    class Short:
+        __slots__ = ("ts", "src", "dst")     # some of the slots: the refusal must change nothing
+
+    with pytest.raises(TypeError, match="has no slot iface"):
+        _hotpath.set_packet_type(Short)
+    assert sorted(_hotpath.SLOTS) == sorted(Packet.__slots__)
+    assert DecodedPacket is Packet
+    # the refused class did not replace Packet, nor any of its slots' places
+    assert assert_same(bytes(TAKEN["udp4"]), OPTIONS["csum"])
