@@ -422,7 +422,10 @@ class Engine:
         if self.app is not None and flow is not None and not tunnelled:
             parser = flow.app.parser if flow.app is not None else None
             encrypted = parser is not None and parser.no_inspect_payload
-            st = self._app_feed(pkt, flow, payload)
+            if pkt.proto == IPPROTO_UDP:          # a datagram: no stream to consult
+                st = self.app.feed_udp(flow, pkt.to_server, payload) if payload else None
+            else:
+                st = self._app_feed(pkt, flow, payload)
             if encrypted:
                 # encrypted since an earlier packet (Suricata inspects the packet that made it
                 # so): no payload inspection, packet or stream; header rules still run
@@ -461,9 +464,10 @@ class Engine:
         return dropped
 
     def _app_feed(self, pkt: Packet, flow, payload: bytes):
-        """Hand the packet's new in-order stream bytes (TCP) or its datagram (UDP) to the
-        flow's app layer (rules.stream.StreamEngine.app_ready: inline as data arrives, IDS
-        once acknowledged), and a direction's end as Suricata signals it: a RST ends both;
+        """Hand the packet's new in-order stream bytes (TCP; a UDP datagram goes to
+        AppLayer.feed_udp straight from _packet) to the flow's app layer
+        (rules.stream.StreamEngine.app_ready: inline as data arrives, IDS once
+        acknowledged), and a direction's end as Suricata signals it: a RST ends both;
         inline, the session's close; IDS, the acknowledgment of the direction's FIN; and the
         flow's end (`_app_flow_end`) what is left.  Checked: a mutual-TLS handshake's
         to-client certificate rules alert at the flow's end inline; an HTTP response's rules
@@ -483,8 +487,6 @@ class Engine:
                 app.end(flow, True)
                 app.end(flow, False)
             return st
-        if pkt.proto == IPPROTO_UDP and payload:
-            return app.feed_udp(flow, pkt.to_server, payload)
         return None
 
     def _decide(self, pkt: Packet, flow, matches: list, stream_hits: set, d: _FrameDecision,

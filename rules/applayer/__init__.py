@@ -68,6 +68,8 @@ class AppLayer:
         # per IP protocol, the modules probed there: not those whose enabled is "no"
         self.probed = {ip: tuple(m for m in mods if ip in m.IPPROTOS and modes.get((m.PROTO, ip)) != "no")
                        for ip in (6, 17)}
+        # their names: a direction whose refused set holds them all probes no more
+        self.probed_names = {ip: frozenset(m.PROTO for m in ms) for ip, ms in self.probed.items()}
         self.detection_only = frozenset(k for k, v in modes.items() if v == "detection-only")
         self.c: dict[str, int] = {}
 
@@ -137,15 +139,15 @@ class AppLayer:
                 return st
             # Suricata probes the first datagram of each direction: junk to port 53 and then
             # a real answer is still DNS; the flow fails once both directions were refused
-            probed = self.probed[17]
+            names = self.probed_names[17]
             mine = st.refused[to_server]
-            if all(m.PROTO in mine for m in probed):
+            if mine >= names:                # this direction refused them all: the other may still say
                 return st
             sport, dport = self._ports(flow, to_server)
             found = self._probe(st, payload, to_server, sport, dport, 17)
             if not found:
-                mine.update(m.PROTO for m in probed)
-                if all(m.PROTO in st.refused[not to_server] for m in probed):
+                mine.update(names)
+                if st.refused[not to_server] >= names:
                     self._failed(st, flow)
                     self._count("app.detect_failed")
                 return st
