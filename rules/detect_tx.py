@@ -54,7 +54,8 @@ def _items(v, multi: bool, transforms: tuple) -> list:
 class _Slot:
     """One buffer as the prefilter scans it: (name, side, transforms) and its patterns."""
 
-    __slots__ = ("get", "side", "progress", "multi", "body", "transforms", "patterns", "by_pid", "db", "proto")
+    __slots__ = ("get", "side", "progress", "multi", "body", "transforms", "patterns", "by_pid", "db", "proto",
+                 "grows", "overlap")
 
     def __init__(self, buf, proto: str) -> None:
         self.proto = proto                   # its protocol: a slot is scanned on that protocol's transactions only
@@ -67,6 +68,10 @@ class _Slot:
         self.patterns: dict[tuple[bytes, bool], int] = {}
         self.by_pid: dict[int, list] = {}
         self.db: PatternDB | None = None
+        # a body read as it is (no transform, one value) only grows: each packet's scan covers
+        # the bytes added since the last one, from `overlap` bytes before them (set with db)
+        self.grows = self.body and not self.multi and not self.transforms
+        self.overlap = 0
 
     def values(self, tx) -> list:
         v = self.get(tx)
@@ -110,6 +115,7 @@ class TxDetector:
                 slot.by_pid.setdefault(pid, []).append(s)
         for slot in slots.values():
             slot.db = PatternDB(list(slot.patterns))
+            slot.overlap = max(len(lit) for lit, _ in slot.patterns) - 1
         # per packet direction: the slots of the rules evaluated on it
         self.slots = {d: tuple(sl for k, sl in slots.items() if k[4] == d) for d in (True, False)}
         self.always = {d: tuple(v) for d, v in always.items()}
@@ -156,13 +162,16 @@ class TxDetector:
         for slot in self.slots[d]:
             if slot.proto != proto or prog[slot.side] < slot.progress:   # another protocol's; not there yet
                 continue
-            got = None if slot.body else found.get(id(slot))
+            got = found.get(id(slot))
             if got is None:
-                got = set()
                 vals = slot.values(tx)
-                for v in vals:
-                    if v:
-                        got |= slot.db.scan(v)
+                if slot.grows:
+                    got = self._grown(slot, vals, found)
+                else:
+                    got = set()
+                    for v in vals:
+                        if v:
+                            got |= slot.db.scan(v)
                 # kept once final: a body once complete, another buffer once there (or once
                 # its side is past the progress it comes at)
                 if prog[slot.side] >= DONE or not slot.body and (vals or prog[slot.side] > slot.progress):
@@ -174,6 +183,27 @@ class TxDetector:
         if len(out) > 1:
             out.sort(key=_order_key)
         return out
+
+    @staticmethod
+    def _grown(slot: _Slot, vals: list, found: dict) -> set:
+        """The fast patterns of a growing body (one value, appended to since the last packet):
+        those found before, and those in the added bytes or ending in them (a pattern ending
+        at or after the old end starts at most `overlap` bytes before it) -- the same set a
+        scan of the whole body gives, without scanning it again on every packet.  Kept in
+        `found` under (id(slot), 0) as (bytes scanned, set); a complete body's set is kept
+        under id(slot) by the caller, as before."""
+        v = vals[0] if vals else b""
+        key = (id(slot), 0)
+        prev = found.get(key)
+        n = len(v)
+        if prev is not None and prev[0] <= n:
+            done, got = prev
+            if done < n:
+                got = got | slot.db.scan(v[max(0, done - slot.overlap):])
+        else:
+            got = set(slot.db.scan(v)) if v else set()
+        found[key] = (n, got)
+        return got
 
     def inspects(self, proto: str) -> bool:
         return proto in self.protos

@@ -291,7 +291,7 @@ def _body(side: bool):
             return None
         if not b.done and len(b.data) < tx.min_inspect[side]:
             return None
-        return bytes(b.data)
+        return b.as_bytes()
     return get
 
 

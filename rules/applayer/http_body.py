@@ -406,7 +406,7 @@ class Body:
 
     __slots__ = ("to_server", "limit", "line_limit", "bomb_limit", "decode_budget", "data", "raw_len", "events",
                  "trailers", "done", "failed", "truncated", "_state", "_left", "_line", "_carry", "_skipped",
-                 "_layers", "_entity", "_msg", "_decoding", "_trailer_line", "trailer_lines")
+                 "_layers", "_entity", "_msg", "_decoding", "_trailer_line", "trailer_lines", "_bytes")
 
     def __init__(self, chunked: bool, length: int | None, encodings: bytes | Sequence[bytes] = (),
                  limit: int = BODY_LIMIT, decompress: bool = True, *, to_server: bool,
@@ -418,6 +418,7 @@ class Body:
         self.bomb_limit = bomb_limit
         self.decode_budget = bomb_limit + 64 * 1024 if decode_budget is None else decode_budget
         self.data = bytearray()
+        self._bytes = b""                     # bytes(data) as last handed out (see as_bytes)
         self.raw_len = 0
         self._left = 0                        # bytes to go in the body (length) or the chunk
         self.events: list[str] = []
@@ -453,6 +454,14 @@ class Body:
             self._state = _CLOSE
 
     # ------------------------------------------------------------------ input
+    def as_bytes(self) -> bytes:
+        """`data` as bytes, copied only when it grew since the last call: `data` only ever
+        grows (appended, up to the limit), so its length says whether the copy is current.
+        A body past its limit is asked for on every later packet of a long response."""
+        if len(self._bytes) != len(self.data):
+            self._bytes = bytes(self.data)
+        return self._bytes
+
     def feed(self, data: bytes) -> int:
         """Take the next bytes of the direction; returns how many were this body's
         (the rest is the next message).  A failed body takes everything.  Each call
