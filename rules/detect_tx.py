@@ -155,15 +155,31 @@ class TxDetector:
         return any(self._ok(memo, b, pkt) for b in range(len(self.reps)))
 
     def _candidates(self, tx, d: bool, memo: dict, pkt, proto: str) -> list:
+        """The signatures to evaluate on `tx` for a packet of direction `d`, in signature
+        order: those without a fast pattern, and those whose fast pattern its buffers hold.
+
+        What no later packet can change is worked out once per transaction and direction
+        (kept in `tx.found` under ("cands", d), with the flow direction's header memo it was
+        made with): the rules without a fast pattern, and the rules of each slot once its
+        set is final (kept under id(slot), as before).  A packet then looks only at the
+        slots still open: another side's not there yet, or a body still growing."""
         bucket, ok = self.bucket, self._ok
-        out = [s for s in self.always[d] if ok(memo, bucket[s.order], pkt)]
         found = tx.found
+        key = ("cands", d)
+        fixed = found.get(key)
+        if fixed is None or fixed[0] is not memo:
+            fixed = found[key] = [memo, [sl for sl in self.slots[d] if sl.proto == proto],
+                                  [s for s in self.always[d] if ok(memo, bucket[s.order], pkt)]]
+        _memo, open_slots, settled = fixed
+        out = None
         prog = tx.progress
-        for slot in self.slots[d]:
-            if slot.proto != proto or prog[slot.side] < slot.progress:   # another protocol's; not there yet
+        closed = False
+        for slot in open_slots:
+            if prog[slot.side] < slot.progress:       # not there yet
                 continue
             got = found.get(id(slot))
-            if got is None:
+            final = got is not None
+            if not final:
                 vals = slot.values(tx)
                 if slot.grows:
                     got = self._grown(slot, vals, found)
@@ -176,10 +192,25 @@ class TxDetector:
                 # its side is past the progress it comes at)
                 if prog[slot.side] >= DONE or not slot.body and (vals or prog[slot.side] > slot.progress):
                     found[id(slot)] = got
+                    final = True
+            if final:                                 # its rules join the settled ones for good
+                closed = True
+                dest = settled
+            else:
+                if out is None:
+                    out = []
+                dest = out
             for pid in got:
                 for s in slot.by_pid[pid]:
                     if ok(memo, bucket[s.order], pkt):
-                        out.append(s)
+                        dest.append(s)
+        if closed:
+            fixed[1] = [sl for sl in open_slots if id(sl) not in found]
+            if len(settled) > 1:
+                settled.sort(key=_order_key)
+        if not out:
+            return settled
+        out.extend(settled)
         if len(out) > 1:
             out.sort(key=_order_key)
         return out

@@ -7,6 +7,9 @@ scan now covers the added bytes and the `overlap` before them.  Checked here aga
 engine with that switched off (every slot scanning whole, as before): the same alerts on
 the same packets, whatever the body, the needles' places (across segment boundaries, the
 minimal inspect size, the body limit) and the segment sizes.
+
+Also here: the candidate list a transaction keeps settled per direction (rules without a
+fast pattern, slots whose set is final) equals, on every packet, a fresh look at every slot.
 """
 from __future__ import annotations
 
@@ -157,3 +160,79 @@ def test_the_growing_body_is_scanned_on_its_new_bytes_only():
     assert growing >= 2 and scanned
     overlap = max(len(n) for n in NEEDLES)
     assert sum(scanned) <= growing * (5800 + overlap * len(scanned))
+
+
+def _naive_candidates(det, tx, d, memo, pkt, proto):
+    """The candidate list as it was worked out on every packet before ("cands", d) kept the
+    settled part: every slot looked at, found sets read from tx.found or computed afresh
+    (without storing anything)."""
+    from rules.detect import _order_key
+
+    out = [s for s in det.always[d] if det._ok(memo, det.bucket[s.order], pkt)]
+    for slot in det.slots[d]:
+        if slot.proto != proto or tx.progress[slot.side] < slot.progress:
+            continue
+        got = tx.found.get(id(slot))
+        if got is None:
+            got = set()
+            for v in slot.values(tx):
+                if v:
+                    got |= slot.db.scan(v)
+        for pid in got:
+            out.extend(s for s in slot.by_pid[pid] if det._ok(memo, det.bucket[s.order], pkt))
+    return sorted(out, key=_order_key)
+
+
+def test_the_settled_candidates_are_the_ones_a_fresh_look_finds():
+    """Requests and responses pipelined on one flow (header, URI and body rules, both
+    directions): on every call the candidates equal what a look at every slot gives."""
+    rules = RULES + [
+        'alert http any any -> any any (msg:"uri"; http.uri; content:"/file"; sid:10;)',
+        'alert http any any -> any any (msg:"ua"; http.user_agent; content:"agent"; sid:11;)',
+        'alert http any any -> any any (msg:"server"; http.server; content:"srv"; file.data; content:"3333"; sid:12;)',
+        'alert http any any -> any any (msg:"no fast pattern"; http.stat_code; pcre:"/^2/"; sid:13;)',
+    ]
+    e = Engine([parse_rule(r) for r in rules], EngineSettings(mode="ips", app={"http": HTTP}))
+    det = e.detector.tx
+    real = det._candidates
+    calls = []
+
+    def checked(tx, d, memo, pkt, proto):
+        want = _naive_candidates(det, tx, d, memo, pkt, proto)
+        got = real(tx, d, memo, pkt, proto)
+        assert list(got) == want
+        calls.append(len(got))
+        return got
+
+    det._candidates = checked
+    c = Ether() / IP(src="198.51.100.1", dst="203.0.113.1")
+    s = Ether() / IP(src="203.0.113.1", dst="198.51.100.1")
+    t = [0.0]
+    sids = []
+
+    def send(p):
+        t[0] += 0.001
+        r = e.inspect(bytes(p), FrameMeta(t[0], "eth0"))
+        sids.extend(ev.sid for ev in r.events if type(ev).__name__ == "Alert")
+
+    cseq, sseq = 1000, 5000
+    send(c / TCP(sport=40001, dport=80, flags="S", seq=cseq - 1))
+    send(s / TCP(sport=80, dport=40001, flags="SA", seq=sseq - 1, ack=cseq))
+    send(c / TCP(sport=40001, dport=80, flags="A", seq=cseq, ack=sseq))
+    reqs = b"".join(b"GET /file%d HTTP/1.1\r\nHost: h\r\nUser-Agent: agent%d\r\n\r\n" % (i, i) for i in range(3))
+    for i in range(0, len(reqs), 50):
+        piece = reqs[i:i + 50]
+        send(c / TCP(sport=40001, dport=80, flags="PA", seq=cseq, ack=sseq) / piece)
+        cseq += len(piece)
+    body = _body(4500, [(2, 3000), (0, 100)], 3)
+    resps = b"".join(b"HTTP/1.1 200 OK\r\nServer: srv\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+                     for _ in range(3))
+    for i in range(0, len(resps), 700):
+        piece = resps[i:i + 700]
+        send(s / TCP(sport=80, dport=40001, flags="PA", seq=sseq, ack=cseq) / piece)
+        sseq += len(piece)
+        send(c / TCP(sport=40001, dport=80, flags="A", seq=cseq, ack=sseq))
+    assert len(calls) > 20 and max(calls) >= 2
+    # each transaction: uri, user agent, stat code, the body needles (3333, and the one at 100
+    # as itself and dotprefixed), the server with a body needle
+    assert sorted(sids) == sorted([10, 11, 13, 1, 3, 6, 12] * 3)
