@@ -51,38 +51,55 @@ def _engine(grows: bool) -> Engine:
     return e
 
 
-def _alerts_per_segment(e: Engine, body: bytes, sizes: list[int]) -> list[list[int]]:
-    """A GET and a Content-Length response sent in segments of `sizes` (cycled): the sids
-    alerted on each server segment, then on the client's FIN and the server's."""
+def _session(e: Engine, requests: bytes, responses: bytes, req_sizes: list[int],
+             resp_sizes: list[int]) -> tuple[list[list[int]], list[int]]:
+    """A TCP session to port 80: `requests` in pieces of `req_sizes`, then `responses` in
+    pieces of `resp_sizes` (cycled), each acknowledged, then the client's FIN and the
+    server's.  Returns the sids alerted on each server piece and on the two FINs, and every
+    sid alerted on the session."""
     c = Ether() / IP(src="198.51.100.1", dst="203.0.113.1")
     s = Ether() / IP(src="203.0.113.1", dst="198.51.100.1")
     t = [0.0]
+    every: list[int] = []
 
     def send(p) -> list[int]:
         t[0] += 0.001
         r = e.inspect(bytes(p), FrameMeta(t[0], "eth0"))
-        return sorted(ev.sid for ev in r.events if type(ev).__name__ == "Alert")
+        sids = sorted(ev.sid for ev in r.events if type(ev).__name__ == "Alert")
+        every.extend(sids)
+        return sids
 
-    req = b"GET /file HTTP/1.1\r\nHost: h.example\r\n\r\n"
+    def pieces(data: bytes, sizes: list[int]):
+        off = k = 0
+        while off < len(data):
+            piece = data[off:off + sizes[k % len(sizes)]]
+            yield piece
+            off += len(piece)
+            k += 1
+
     cseq, sseq = 1000, 5000
     send(c / TCP(sport=40000, dport=80, flags="S", seq=cseq - 1))
     send(s / TCP(sport=80, dport=40000, flags="SA", seq=sseq - 1, ack=cseq))
     send(c / TCP(sport=40000, dport=80, flags="A", seq=cseq, ack=sseq))
-    send(c / TCP(sport=40000, dport=80, flags="PA", seq=cseq, ack=sseq) / req)
-    cseq += len(req)
-    resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    for piece in pieces(requests, req_sizes):
+        send(c / TCP(sport=40000, dport=80, flags="PA", seq=cseq, ack=sseq) / piece)
+        cseq += len(piece)
     out = []
-    off = k = 0
-    while off < len(resp):
-        n = sizes[k % len(sizes)]
-        k += 1
-        seg = resp[off:off + n]
-        out.append(send(s / TCP(sport=80, dport=40000, flags="PA", seq=sseq + off, ack=cseq) / seg))
-        off += len(seg)
-        send(c / TCP(sport=40000, dport=80, flags="A", seq=cseq, ack=sseq + off))
-    out.append(send(c / TCP(sport=40000, dport=80, flags="FA", seq=cseq, ack=sseq + off)))
-    out.append(send(s / TCP(sport=80, dport=40000, flags="FA", seq=sseq + off, ack=cseq + 1)))
-    return out
+    for piece in pieces(responses, resp_sizes):
+        out.append(send(s / TCP(sport=80, dport=40000, flags="PA", seq=sseq, ack=cseq) / piece))
+        sseq += len(piece)
+        send(c / TCP(sport=40000, dport=80, flags="A", seq=cseq, ack=sseq))
+    out.append(send(c / TCP(sport=40000, dport=80, flags="FA", seq=cseq, ack=sseq)))
+    out.append(send(s / TCP(sport=80, dport=40000, flags="FA", seq=sseq, ack=cseq + 1)))
+    return out, every
+
+
+def _alerts_per_segment(e: Engine, body: bytes, sizes: list[int]) -> list[list[int]]:
+    """A GET and a Content-Length response sent in segments of `sizes` (cycled): the sids
+    alerted on each server segment, then on the client's FIN and the server's."""
+    req = b"GET /file HTTP/1.1\r\nHost: h.example\r\n\r\n"
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    return _session(e, req, resp, [len(req)], sizes)[0]
 
 
 def _body(size: int, places: list[tuple[int, int]], seed: int) -> bytes:
@@ -205,33 +222,11 @@ def test_the_settled_candidates_are_the_ones_a_fresh_look_finds():
         return got
 
     det._candidates = checked
-    c = Ether() / IP(src="198.51.100.1", dst="203.0.113.1")
-    s = Ether() / IP(src="203.0.113.1", dst="198.51.100.1")
-    t = [0.0]
-    sids = []
-
-    def send(p):
-        t[0] += 0.001
-        r = e.inspect(bytes(p), FrameMeta(t[0], "eth0"))
-        sids.extend(ev.sid for ev in r.events if type(ev).__name__ == "Alert")
-
-    cseq, sseq = 1000, 5000
-    send(c / TCP(sport=40001, dport=80, flags="S", seq=cseq - 1))
-    send(s / TCP(sport=80, dport=40001, flags="SA", seq=sseq - 1, ack=cseq))
-    send(c / TCP(sport=40001, dport=80, flags="A", seq=cseq, ack=sseq))
     reqs = b"".join(b"GET /file%d HTTP/1.1\r\nHost: h\r\nUser-Agent: agent%d\r\n\r\n" % (i, i) for i in range(3))
-    for i in range(0, len(reqs), 50):
-        piece = reqs[i:i + 50]
-        send(c / TCP(sport=40001, dport=80, flags="PA", seq=cseq, ack=sseq) / piece)
-        cseq += len(piece)
     body = _body(4500, [(2, 3000), (0, 100)], 3)
     resps = b"".join(b"HTTP/1.1 200 OK\r\nServer: srv\r\nContent-Length: %d\r\n\r\n" % len(body) + body
                      for _ in range(3))
-    for i in range(0, len(resps), 700):
-        piece = resps[i:i + 700]
-        send(s / TCP(sport=80, dport=40001, flags="PA", seq=sseq, ack=cseq) / piece)
-        sseq += len(piece)
-        send(c / TCP(sport=40001, dport=80, flags="A", seq=cseq, ack=sseq))
+    _per_piece, sids = _session(e, reqs, resps, [50], [700])
     assert len(calls) > 20 and max(calls) >= 2
     # each transaction: uri, user agent, stat code, the body needles (3333, and the one at 100
     # as itself and dotprefixed), the server with a body needle
