@@ -27,6 +27,24 @@
 #include <string.h>
 #include <structmember.h>
 
+/* Sum of the big-endian 16-bit words of p[0..n) (odd length: zero-padded), unreduced. */
+static uint64_t
+word_sum(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t sum = 0;
+    Py_ssize_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        sum += ((uint64_t)p[i] << 24 | (uint64_t)p[i + 1] << 16 | (uint64_t)p[i + 2] << 8 | p[i + 3]);
+    if (i + 2 <= n) {
+        sum += ((uint64_t)p[i] << 8) | p[i + 1];
+        i += 2;
+    }
+    if (i < n)
+        sum += (uint64_t)p[i] << 8;
+    return sum;                 /* 32-bit words: the same value mod 0xFFFF as 16-bit ones;
+                                   no overflow below 2^32 words */
+}
+
 static PyObject *
 csum_ones_sum(PyObject *self, PyObject *args)
 {
@@ -34,19 +52,7 @@ csum_ones_sum(PyObject *self, PyObject *args)
     unsigned long long initial = 0;
     if (!PyArg_ParseTuple(args, "y*|K:ones_sum", &view, &initial))
         return NULL;
-    const unsigned char *p = (const unsigned char *)view.buf;
-    Py_ssize_t n = view.len;
-    uint64_t sum = 0;
-    Py_ssize_t i = 0;
-    /* 32-bit big-endian words into a 64-bit accumulator: no overflow below 2^32 words */
-    for (; i + 4 <= n; i += 4)
-        sum += ((uint64_t)p[i] << 24) | ((uint64_t)p[i + 1] << 16) | ((uint64_t)p[i + 2] << 8) | p[i + 3];
-    if (i + 2 <= n) {
-        sum += ((uint64_t)p[i] << 8) | p[i + 1];
-        i += 2;
-    }
-    if (i < n)
-        sum += (uint64_t)p[i] << 8;
+    uint64_t sum = word_sum((const unsigned char *)view.buf, view.len);
     PyBuffer_Release(&view);
     /* initial is reduced first: any non-negative int the caller folds in */
     initial = (initial & 0xFFFFFFFFULL) + (initial >> 32);
@@ -114,23 +120,6 @@ static inline unsigned be16(const unsigned char *p) { return ((unsigned)p[0] << 
 static inline unsigned long be32(const unsigned char *p)
 {
     return ((unsigned long)p[0] << 24) | ((unsigned long)p[1] << 16) | ((unsigned long)p[2] << 8) | p[3];
-}
-
-/* Sum of the big-endian 16-bit words of p[0..n) (odd length: zero-padded), unreduced. */
-static uint64_t
-word_sum(const unsigned char *p, Py_ssize_t n)
-{
-    uint64_t sum = 0;
-    Py_ssize_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        sum += ((uint64_t)p[i] << 24 | (uint64_t)p[i + 1] << 16 | (uint64_t)p[i + 2] << 8 | p[i + 3]);
-    if (i + 2 <= n) {
-        sum += ((uint64_t)p[i] << 8) | p[i + 1];
-        i += 2;
-    }
-    if (i < n)
-        sum += (uint64_t)p[i] << 8;
-    return sum;                 /* 32-bit words: the same value mod 0xFFFF as 16-bit ones */
 }
 
 static PyObject *
