@@ -308,6 +308,22 @@ class Detector:
             ent = per_flow[key] = self._plain(pkt)
         return ent
 
+    def prefilter_gate(self, flow, to_server: bool, src: int, sport: int) -> int:
+        """For the engine's lean lane (rules.engine.Engine._lean_tcp), on a later packet of a
+        flow direction (its first packet went through `run`, which cached the direction's
+        candidates): -1 unless every rule that could match it needs one of its fast
+        patterns (no plain candidate, no 1-2 byte pattern, no transaction rule); else the
+        number `run` counts as evaluated when no fast pattern is found (the IP-only
+        candidates it skips after a direction's first packet)."""
+        per_flow = self._hdr_cache.get(flow.flow_id)
+        ent = per_flow.get((to_server, src, sport)) if per_flow is not None else None
+        if ent is None or self.tx is not None:
+            return -1
+        plain, _nsrc, _groups, later, short = ent
+        if later or short:
+            return -1
+        return 0 if later is plain else len(plain)
+
     def could_match(self, pkt: Packet, flow, *, iponly: bool) -> bool:
         """Could any rule match a later packet like `pkt` (same flow direction, addresses and
         ports)?  Decided by the rule headers alone: any candidate counts, whatever its other

@@ -52,13 +52,17 @@ from rules.flow import FlowTable
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet
 from rules.reject import reject_frames
 from rules.settings import EngineSettings
-from rules.stream import StreamEngine
+from rules.stream import HALF as _HALF
+from rules.stream import MASK as _MASK
+from rules.stream import StreamEngine, StreamView
 from rules.thresholds import Thresholds
 from rules.verdict import POLICY_EFFECTS, decide
 
 
 _NO_HITS: frozenset = frozenset()
 _FORWARD = Verdict.FORWARD
+_ACK = 0x10                            # TCP flags of the lean lane's packets (Engine._lean_tcp)
+_ACK_PSH = 0x18
 _BY_RULE = ("rule", "rate_filter")     # drop reasons a rule decided (rules.verdict.Decision.reason)
 
 
@@ -146,6 +150,7 @@ class Engine:
         }
         self._cur: tuple = ()          # the packets of the frame being inspected (for the exception policy)
         self._stream_bypass = settings.stream.bypass
+        self.lean = True               # the lean lane for established TCP segments (_lean_tcp)
         # the app layer, when some rule needs an app-layer protocol (rules.applayer)
         self.app = _app_stage(self.detector, settings)
         self.streams.app_on = self.app is not None
@@ -308,15 +313,94 @@ class Engine:
         self.c["packets"] += 1
         pkts = decode(frame, meta, self.settings.decoder, self.checksums)
         self._cur = pkts
-        d = _FrameDecision()
         if len(pkts) == 1:                     # the common frame: no tunnel layers inside
-            self._packet(pkts[0], None, d)
-            return self._result(d, pkts[0])
+            pkt = pkts[0]
+            if pkt.proto == IPPROTO_TCP and self.lean and not pkt.events and not pkt.frag:
+                r = self._lean_tcp(pkt)
+                if r is not None:
+                    return r
+            d = _FrameDecision()
+            self._packet(pkt, None, d)
+            return self._result(d, pkt)
+        d = _FrameDecision()
         inner: dict[int, list] = {}            # id(carrier) -> packets decoded out of it
         for p in pkts[1:]:
             inner.setdefault(id(p.outer), []).append(p)
         self._packet(pkts[0], inner, d)
         return self._result(d, pkts[0])
+
+    def _lean_tcp(self, pkt: Packet) -> Result | None:
+        """The lean lane: the packet most TCP traffic is made of -- an ACK or ACK+PSH of an
+        established flow no decision took out of inspection, the next in-order segment of
+        its direction or no payload, inline, no app layer -- through the flow, stream and
+        detect stages with only the work that packet needs, as `_packet` would do it.
+        When no fast pattern of the rules that could match lies in the segment's inline
+        window, detection has nothing to run: the frame is forwarded without a StreamView or
+        a detection call.  Everything is checked before anything changes: None (nothing
+        changed) sends the packet down the general path.  `lean = False` turns the lane
+        off (tests compare both)."""
+        flags = pkt.tcp_flags
+        if (flags != _ACK and flags != _ACK_PSH) or pkt.csum_ok is False or self.app is not None:
+            return None
+        streams = self.streams
+        if not streams.inline:
+            return None
+        # the flow stage: an established flow, not decided
+        found = self.flows.find_established(pkt)
+        if found is None:
+            return None
+        key, flow = found
+        ssn = flow.tcp
+        if flow.decided or flow.dropped or flow.action_pass or ssn is None or not ssn.simple or ssn.fin_due:
+            return None
+        src = pkt.src
+        sport = pkt.sport
+        to_server = flow.cli == src and flow.cli_port == sport
+        if not (flow.pkts_toserver if to_server else flow.pkts_toclient):
+            return None                    # a direction's first packet: IP-only rules, decisions
+        # the stream stage: StreamEngine.update's established-segment bookkeeping
+        if to_server:
+            me, peer = ssn.client, ssn.server
+        else:
+            me, peer = ssn.server, ssn.client
+        if me.done or peer.done:
+            return None
+        ref = peer.end
+        gap = (pkt.ack - peer.base - ref) & _MASK
+        ack = ref + gap - 4294967296 if gap >= _HALF else ref + gap
+        if peer.window >= 0 and ack > peer.last_ack + peer.window:
+            return None                    # an invalid acknowledgment: its event
+        payload = pkt.payload
+        n = len(payload)
+        if n:
+            left = me.end
+            if (pkt.seq - me.base - left) & _MASK or me.ooo:
+                return None                # not the next in-order segment
+            right = left + n
+            if not (right >= me.last_ack and (me.window < 0 or right <= me.last_ack + me.window)
+                    and (not streams.depth or right <= streams.depth)
+                    and streams.mem + n <= streams.s.reassembly_memcap):
+                return None
+        # the detect stage: only rules with a fast pattern could match
+        skipped = self.detector.prefilter_gate(flow, to_server, src, sport)
+        if skipped < 0:
+            return None
+        # taken: from here on the packet goes through
+        self.flows.established_seen(key, flow, pkt, to_server)
+        if ack > peer.last_ack:
+            peer.last_ack = ack
+        peer.window = pkt.win << me.scale
+        if n:
+            if me.next_seq < right + 1 < me.next_seq + (1 << 30):
+                me.next_seq = right + 1
+            streams.take_in_order(me, payload, n)
+            buf, seen = streams.inline_window(me, n, to_server, False)
+            if seen:                       # a fast pattern in the window: detection runs
+                d = _FrameDecision()
+                self._detect_stage(pkt, flow, StreamView((buf,), bytes(payload), seen, False, True), False, d)
+                return self._result(d, pkt)
+        self.detector.evaluated += skipped
+        return FORWARD
 
     def _result(self, d: _FrameDecision, first: Packet) -> Result:
         verdict, events, injects = d.verdict, d.events, d.injects
@@ -412,6 +496,12 @@ class Engine:
                     return act
             if view is not None and view.rewritten and pkt.outer is None and not pkt.frag:
                 d.rewrite = (pkt, view.payload)
+        return self._detect_stage(pkt, flow, view, tunnelled, d)
+
+    def _detect_stage(self, pkt: Packet, flow, view, tunnelled: bool, d: _FrameDecision) -> bool:
+        """After the flow and stream stages: the app layer, detection, the verdict and the
+        flow decisions on `pkt` (`view`: what the stream offers it, None for none); True
+        when it is dropped."""
         if view is not None:
             payload = view.payload
             hits: set = set()                  # signatures whose payload matched on the stream

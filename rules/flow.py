@@ -114,6 +114,28 @@ def flow_id_for(key: tuple, ts: float) -> int:
     return ((h ^ (h >> 29)) & _FLOW_ID_MASK) or 1
 
 
+def flow_key(ipver: int, proto: int, src: int, sp: int, dst: int, dp: int, vlan: tuple) -> tuple:
+    """The flow table's key: the same for both directions of a flow (lower endpoint first)."""
+    if src < dst or (src == dst and sp <= dp):
+        return (ipver, proto, src, sp, dst, dp, vlan)
+    return (ipver, proto, dst, dp, src, sp, vlan)
+
+
+def _account(flow: TrackedFlow, pkt: Packet, to_server: bool) -> None:
+    """A looked-up packet joins its flow: its direction, the flow's last-seen time and the
+    direction's packet and byte counters."""
+    pkt.flow = flow
+    pkt.to_server = to_server
+    if pkt.ts > flow.last_ts:
+        flow.last_ts = pkt.ts
+    if to_server:
+        flow.pkts_toserver += 1
+        flow.bytes_toserver += pkt.length
+    else:
+        flow.pkts_toclient += 1
+        flow.bytes_toclient += pkt.length
+
+
 class FlowTable:
     def __init__(self, settings: FlowSettings = FlowSettings(), stream: StreamSettings = StreamSettings()) -> None:  # noqa: B008
         self.settings = s = settings
@@ -165,10 +187,7 @@ class FlowTable:
                 sp, dp = itype, _ICMP6_PAIR.get(itype, 255)
         else:
             sp = dp = 0
-        if src < dst or (src == dst and sp <= dp):
-            key = (ipver, proto, src, sp, dst, dp, pkt.vlan)
-        else:
-            key = (ipver, proto, dst, dp, src, sp, pkt.vlan)
+        key = flow_key(ipver, proto, src, sp, dst, dp, pkt.vlan)
         flows = self._flows
         flow = flows.get(key)
         if flow is None:
@@ -182,16 +201,7 @@ class FlowTable:
                 self.tcp_reuse += 1
                 flow = self._create(key, pkt, src, sp, dst, dp)
         to_server = flow.cli == src and flow.cli_port == sp
-        pkt.flow = flow
-        pkt.to_server = to_server
-        if pkt.ts > flow.last_ts:
-            flow.last_ts = pkt.ts
-        if to_server:
-            flow.pkts_toserver += 1
-            flow.bytes_toserver += pkt.length
-        else:
-            flow.pkts_toclient += 1
-            flow.bytes_toclient += pkt.length
+        _account(flow, pkt, to_server)
         if proto == IPPROTO_TCP:
             if pkt.csum_ok is not False:     # Suricata's stream ignores bad-checksum segments
                 self._tcp_update(flow, pkt, to_server)
@@ -199,6 +209,22 @@ class FlowTable:
             flow.state = "established"
             flow.est_after = flow.pkts_toserver + flow.pkts_toclient - 1     # this packet included
         return flow
+
+    def find_established(self, pkt: Packet):
+        """The engine's lean lane (rules.engine.Engine._lean_tcp): (key, flow) of the TCP
+        packet `pkt` when its flow exists and is established, else None.  Nothing changes:
+        `established_seen` does what `lookup` would, once the lane takes the packet."""
+        key = flow_key(pkt.ipver, IPPROTO_TCP, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.vlan)
+        flow = self._flows.get(key)
+        if flow is None or flow.state != "established":
+            return None
+        return key, flow
+
+    def established_seen(self, key: tuple, flow: TrackedFlow, pkt: Packet, to_server: bool) -> None:
+        """`lookup` of a packet `find_established` found, with no SYN, FIN or RST: the flow is
+        the most recently active, and counts it (its state does not change)."""
+        self._flows.move_to_end(key)
+        _account(flow, pkt, to_server)
 
     def _icmp_error(self, pkt: Packet) -> TrackedFlow | None:
         """ICMPv4 destination unreachable joins the flow of the packet it quotes,
@@ -217,11 +243,7 @@ class FlowTable:
             return None
         src, dst = _u32x2(q, 12)
         sp, dp = _u16x2(q, hl)
-        if src < dst or (src == dst and sp <= dp):
-            key = (4, proto, src, sp, dst, dp, pkt.vlan)
-        else:
-            key = (4, proto, dst, dp, src, sp, pkt.vlan)
-        flow = self._flows.get(key)
+        flow = self._flows.get(flow_key(4, proto, src, sp, dst, dp, pkt.vlan))
         if flow is not None:
             pkt.flow = flow
             pkt.to_server = flow.cli == pkt.src

@@ -584,24 +584,44 @@ class StreamEngine:
                 to_server: bool) -> StreamView:
         """Take an in-order segment (nothing held out of order) and give its view: inline, the
         window ending at it, with the patterns seen there; IDS, taken but not inspected."""
+        self.take_in_order(me, pl, n)
+        if not self.inline:
+            return StreamView(self._ids_flush(ssn, me, peer, to_server), pl)
+        buf, found = self.inline_window(me, n, to_server, True)
+        return StreamView((buf,), pl, found, False, True)
+
+    def take_in_order(self, me: TcpStream, pl, n: int) -> None:
+        """Append the `n` bytes of `pl`, the next in-order segment, to the contiguous data
+        (nothing held out of order) and prefilter what they add."""
         grow_from = me.end
         me.data += pl
-        right = me.end = grow_from + n
+        me.end = grow_from + n
         self.mem += n
         if self.track_segs:
             me.segs[grow_from] = n
         self._scan_new(me, grow_from)
-        if not self.inline:
-            return StreamView(self._ids_flush(ssn, me, peer, to_server), pl)
+
+    def inline_window(self, me: TcpStream, n: int, to_server: bool, want_buf: bool):
+        """Inline, after `take_in_order` of an `n`-byte segment: (window bytes, prefilter ids
+        seen in the window, None without a prefilter) of the window ending at it.  The
+        bytes are built only with `want_buf` or when some id lies in the window (else
+        None: no rule with a fast pattern can match there)."""
+        right = me.end
         c = self.chunk[0 if to_server else 1]
         lo = right - (c if n <= (c // 3) * 2 else n + c // 3)
         if lo < me.data_off:
             lo = me.data_off
-        buf = bytes(me.data[lo - me.data_off:])
+        if self.scanner is None:
+            found = None
+        elif me.seen:
+            found = self._seen_in(me, lo)
+        else:
+            found = set()
+        buf = bytes(me.data[lo - me.data_off:]) if want_buf or found else None
         me.raw_progress = right
         if right - me.data_off > c + PRUNE_STEP:
             self._prune(me, c)
-        return StreamView((buf,), pl, self._seen_in(me, lo) if self.scanner is not None else None, False, True)
+        return buf, found
 
     def _merge(self, me: TcpStream) -> None:
         """Append the held segments the contiguous data now reaches (first data wins)."""

@@ -1,0 +1,231 @@
+"""The engine's lean lane (rules.engine.Engine._lean_tcp) changes what an established TCP
+segment costs, never what is decided.
+
+Two engines built from the same rules and settings, one with the lane (the default) and
+one without (`lean = False`), inspect the same frames in lockstep: every Result (verdict,
+reason, events as EVE, injected frames, rewritten frame, bypass), the events of every tick
+and of the end, and every counter of `stats()` must be the same.  This runs over every
+differential fixture (tests/replay/differential, the captures checked against Suricata)
+and over random TCP sessions (hypothesis): segment sizes, patterns across segment
+boundaries, retransmissions, out-of-order segments, pure ACKs, FINs.  Each run also counts
+what the lane took, so a lane that never runs (or never hands a segment to detection)
+fails here instead of passing vacuously.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scapy.all import IP, TCP, Ether
+
+from bridge.eve import dumps
+from bridge.hook import build_engine
+from bridge.pcap import read_file
+from bridge.replay import CHECKSUM_HINTS, TICK_EVERY, _load_config
+from rules.api import FrameMeta
+from rules.engine import Engine
+from rules.parser import parse_rule
+from rules.settings import EngineSettings, StreamSettings
+
+DIFF = Path(__file__).resolve().parents[1] / "replay" / "differential"
+EXPECTED = json.loads((DIFF / "expected.json").read_text())
+SCENARIOS = sorted(EXPECTED["scenarios"])
+
+
+class Counting:
+    """Wraps an engine's `_lean_tcp`: how many packets the lane took, and how many of those
+    it handed to the detect stage (a fast pattern in the window)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.taken = self.detected = 0
+        lane, stage = engine._lean_tcp, engine._detect_stage
+        self.in_lane = False
+
+        def lean(pkt):
+            self.in_lane = True
+            try:
+                r = lane(pkt)
+            finally:
+                self.in_lane = False
+            if r is not None:
+                self.taken += 1
+            return r
+
+        def detect_stage(*a):
+            if self.in_lane:
+                self.detected += 1
+            return stage(*a)
+
+        engine._lean_tcp = lean
+        engine._detect_stage = detect_stage
+
+
+def result_key(r) -> tuple:
+    b = r.bypass
+    bypass = None if b is None else (b.flow.flow_id, b.action, b.to_server, b.reason, b.scan is None)
+    return (int(r.verdict), r.reason, tuple(dumps(e) for e in r.events),
+            tuple((i.frame, i.back) for i in r.inject), r.frame, bypass)
+
+
+def lockstep(lean: Engine, plain: Engine, frames) -> None:
+    """Feed (ts, frame, meta-args) to both engines; every observable must agree, after
+    every frame."""
+    plain.lean = False
+    last_tick = None
+    for n, (ts, data, meta_args) in enumerate(frames, 1):
+        if last_tick is None:
+            last_tick = ts
+        elif ts - last_tick >= TICK_EVERY:
+            a, b = lean.tick(ts), plain.tick(ts)
+            assert [dumps(e) for e in a] == [dumps(e) for e in b], f"tick before frame {n}"
+            last_tick = ts
+        ra = lean.inspect(data, FrameMeta(ts, *meta_args))
+        rb = plain.inspect(data, FrameMeta(ts, *meta_args))
+        assert result_key(ra) == result_key(rb), f"frame {n}"
+        assert lean.stats() == plain.stats(), f"frame {n}"     # stream.memuse: the same bytes held
+    a, b = lean.finish(), plain.finish()
+    assert [dumps(e) for e in a] == [dumps(e) for e in b], "finish"
+    assert lean.stats() == plain.stats()
+    assert lean.hits == plain.hits
+
+
+# ---------------------------------------------------------------------- differential fixtures
+TOTALS = {"taken": 0, "detected": 0, "runs": 0}
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_fixture_same_with_and_without_the_lane(name):
+    sc = EXPECTED["scenarios"][name]
+    config = _load_config(str(DIFF / sc.get("config", "ipsbridge.yaml")))
+    mode = sc.get("mode", "ips")
+    rules = [str(DIFF / sc["rules"])]
+    lean, plain = build_engine(config, mode=mode, paths=rules), build_engine(config, mode=mode, paths=rules)
+    count = Counting(lean)
+    hint = CHECKSUM_HINTS[config.pcap_file_checksum_checks]
+    frames = [(rec.ts, rec.data, (rec.iface, (), cnt, (), rec.linktype, hint))
+              for cnt, rec in enumerate(read_file(str(DIFF / sc["pcap"])), 1)]
+    lockstep(lean, plain, frames)
+    TOTALS["taken"] += count.taken
+    TOTALS["detected"] += count.detected
+    TOTALS["runs"] += 1
+
+
+def test_the_fixtures_exercise_the_lane():
+    """After the fixture runs above (same module, in order): the lane took packets, and
+    handed some to detection.  Run alone, this runs the fixtures itself."""
+    if TOTALS["runs"] < len(SCENARIOS):
+        for name in SCENARIOS:
+            test_fixture_same_with_and_without_the_lane(name)
+    assert TOTALS["taken"] > 500, TOTALS
+    assert TOTALS["detected"] > 10, TOTALS
+
+
+# ---------------------------------------------------------------------- random sessions
+C, S = "198.51.100.1", "203.0.113.2"
+RULES = """
+alert tcp any any -> any any (msg:"evil anywhere"; flow:established; content:"evil"; sid:1;)
+drop tcp any any -> any 80 (msg:"drop marker to server"; flow:established,to_server; content:"DROPME"; sid:2;)
+alert tcp any 80 -> any any (msg:"server says secret"; flow:established,to_client; content:"secret"; nocase; sid:3;)
+alert tcp any any -> any 80 (msg:"two-byte pattern"; content:"zq"; sid:4;)
+alert ip any any -> 203.0.113.0/24 any (msg:"ip-only, first packet of a direction"; sid:5;)
+alert tcp any any -> any 80 (msg:"pcre after a pattern"; content:"GET"; pcre:"/GET \\/[a-z]+x/"; sid:6;)
+"""
+NO_PLAIN_RULES = "\n".join(line for line in RULES.splitlines() if "sid:4;" not in line)
+
+
+def parse(text: str) -> list:
+    return [parse_rule(line) for line in text.splitlines() if line.strip()]
+
+chunks = st.lists(st.sampled_from([b"a" * 7, b"evil", b"ev", b"il", b"DROP", b"ME", b"SeCrEt", b"zq", b"z",
+                                   b"q", b"GET /abcx", b"x" * 300, b"y" * 1448]), min_size=1, max_size=14)
+ops = st.lists(st.tuples(st.sampled_from(["c", "s", "ack", "retx", "swap", "fin"]), chunks), min_size=1, max_size=10)
+
+
+def session(steps, sport: int) -> list[bytes]:
+    """A handshake, then the steps: client/server data (each chunk a segment), a pure ACK,
+    a retransmission of the last segment, two segments sent in swapped order, a FIN."""
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    seq = {"c": 1000, "s": 5000}
+    out: list[bytes] = []
+
+    def seg(side, flags, data=b"", at=None):
+        s = seq[side] if at is None else at
+        other = seq["s" if side == "c" else "c"]
+        ip = IP(src=C, dst=S) if side == "c" else IP(src=S, dst=C)
+        tcp = TCP(sport=sport, dport=80, flags=flags, seq=s, ack=other) if side == "c" else \
+            TCP(sport=80, dport=sport, flags=flags, seq=s, ack=other)
+        return bytes(e / ip / tcp / data)
+
+    def send(side, flags, data=b""):
+        f = seg(side, flags, data)
+        seq[side] += len(data) + (1 if "S" in flags or "F" in flags else 0)
+        return f
+
+    out.append(send("c", "S"))
+    seq["c"] -= 0
+    out.append(bytes(e / IP(src=S, dst=C) / TCP(sport=80, dport=sport, flags="SA", seq=5000, ack=1001)))
+    seq["s"] = 5001
+    out.append(send("c", "A"))
+    last = None
+    for op, data in steps:
+        if op in ("c", "s"):
+            for d in data:
+                last = send(op, "PA", d)
+                out.append(last)
+        elif op == "ack":
+            out.append(send("c", "A"))
+        elif op == "retx" and last is not None:
+            out.append(last)
+        elif op == "swap" and len(data) >= 2:
+            a = send("c", "PA", data[0])
+            b = send("c", "PA", data[1])
+            out += [b, a]
+        elif op == "fin":
+            out.append(send("c", "FA"))
+            out.append(send("s", "FA"))
+            out.append(send("c", "A"))
+            break
+    return out
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=ops, mode=st.sampled_from(["ips", "tap", "ids"]), plain_rule=st.booleans(),
+       stream_bypass=st.booleans())
+def test_random_sessions_same_with_and_without_the_lane(steps, mode, plain_rule, stream_bypass):
+    rules = parse(RULES if plain_rule else NO_PLAIN_RULES)
+    cfg = EngineSettings(mode=mode, stream=StreamSettings(bypass=stream_bypass, depth=6000))
+    lean, plain = Engine(rules, cfg), Engine(rules, cfg)
+    frames = [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000) + session(steps, 40001))]
+    lockstep(lean, plain, frames)
+
+
+def test_a_session_takes_the_lane_and_detects_across_segments():
+    """The lane on its own: a long in-order session is taken by it, and a pattern split
+    across two segments is still found (the lane hands the segment to detection)."""
+    rules = parse(NO_PLAIN_RULES)
+    e = Engine(rules, EngineSettings(mode="ips"))
+    count = Counting(e)
+    steps = [("c", [b"GET /abcx", b"x" * 300] * 5)] + [("s", [b"y" * 1448] * 4), ("ack", [b""])] * 3 \
+        + [("c", [b"DR", b"OPME"]), ("c", [b"more"])]
+    verdicts = [e.inspect(f, FrameMeta(1.7e9 + i * 0.001, "eth0")) for i, f in enumerate(session(steps, 40000))]
+    assert count.taken >= 20
+    assert count.detected >= 1
+    drops = [i for i, r in enumerate(verdicts) if r.verdict]
+    assert drops and verdicts[drops[0]].reason == "rule", [r.reason for r in verdicts]
+
+
+@pytest.mark.parametrize("steps", [
+    [("s", [b"y" * 1448] * 7)],                                   # past the client's 8192-byte window
+    [("c", [b"ev"]), ("retx", [b""]), ("c", [b"il"])],            # a retransmission between the halves
+    [("swap", [b"evi", b"l!"]), ("c", [b"evil"])],                # out of order, then in order again
+    [("c", [b"x" * 300] * 3), ("fin", [b""])],                    # the close
+], ids=["past-window", "retransmission", "out-of-order", "close"])
+def test_crafted_sessions_same_with_and_without_the_lane(steps):
+    rules = parse(NO_PLAIN_RULES)
+    lean, plain = Engine(rules, EngineSettings(mode="ips")), Engine(rules, EngineSettings(mode="ips"))
+    count = Counting(lean)
+    lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000))])
+    assert count.taken >= 1
