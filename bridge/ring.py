@@ -160,6 +160,14 @@ class V2Ring:
         finally:
             self.head = i
 
+    def release_head(self) -> None:
+        """Hand the slot at `head` back to the kernel and move on: the compiled walk
+        (bridge/_ringpass.c) stopped at it, and the worker has finished that frame."""
+        self.words[self.offsets[self.head] >> 2] = 0
+        self.head = h = self.head + 1
+        if h == self.frame_nr:
+            self.head = 0
+
     def frames(self) -> Iterator[tuple[int, tuple]]:
         """Yield every ready frame, at most one full turn of the ring; each slot goes back
         to the kernel when the consumer asks for the next frame."""

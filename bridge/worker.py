@@ -95,6 +95,7 @@ from bridge.fastpath import DROP as _FAST_DROP
 from bridge.fastpath import FastPath, FastPort
 from bridge.ring import (
     RETRY_ERRNOS,
+    V2Ring,
     SEND_TRIES,
     errno_name,
     insert_vlan,
@@ -131,6 +132,13 @@ _OUTGOING = afp.PACKET_OUTGOING
 _ETH_P_8021Q = afp.ETH_P_8021Q
 _DONTWAIT = socket.MSG_DONTWAIT
 _NO_TAGS: tuple[int, ...] = ()
+
+try:            # the compiled ring walk (bridge/_ringpass.c): built by the install
+    from bridge._ringpass import ring_pass as _c_ring_pass
+except ImportError:     # pragma: no cover - tests/unit/test_ring_pass.py fails when it was not built
+    _c_ring_pass = None
+_PASS_END, _PASS_FRAME, _PASS_FLUSH = 0, 1, 2                      # ring_pass's stops
+_K_RARE, _K_HIT, _K_RESULT, _K_TXFULL, _K_FAILED = 0, 1, 2, 3, 4    # ... and how far it got with the frame
 
 # af-packet `checksum-checks` -> (status bits that make a frame CSUM_SKIP, the hint otherwise).
 # Checked against Suricata 7.0.10 (source-af-packet.c, AFPReadFromRing): kernel skips
@@ -251,6 +259,38 @@ class Watchdog:
             self.strikes = 0
             self.fired += 1
             raise InspectTimeout(f"a frame held inspect for over {self.limit} s")
+
+
+class _Drain:
+    """What one `Worker.drain` of a port works with, and the counts it adds up (to the port's
+    Counters once, at its end)."""
+
+    __slots__ = ("port", "c", "view", "src", "pkttype_at", "ips", "forwards", "csum_mask", "csum_hint", "meta",
+                 "pidx", "hit", "install", "tx_put", "inspect", "events", "received", "forwarded", "outgoing",
+                 "inspected", "bypassed", "last_ts")
+
+    def __init__(self, worker: Worker, port: _Port) -> None:
+        ring = port.ring
+        self.port = port
+        self.c = port.counters
+        self.view = ring.view
+        self.src = ring.buf                 # the same bytes as view; the mmap when there is one (cheaper to slice)
+        self.pkttype_at = ring.PKTTYPE
+        self.ips = port.mode == "ips"
+        self.forwards = port.mode is not None
+        self.csum_mask = port.csum_mask
+        self.csum_hint = port.csum_hint
+        self.meta = port.meta
+        self.pidx = port.index
+        fast = worker.fast
+        self.hit = fast.hit if fast is not None else None
+        self.install = fast.install if fast is not None else None
+        self.tx_put = port.tx.put_many if port.tx is not None else None
+        inspector = worker.inspector
+        self.inspect = None if type(inspector) is ForwardAll else inspector.inspect
+        self.events: list | None = [] if worker.config.eve_log else None
+        self.received = self.forwarded = self.outgoing = self.inspected = self.bypassed = 0
+        self.last_ts = 0.0
 
 
 class Worker:
@@ -623,166 +663,204 @@ class Worker:
     # ---------------------------------------------------------------- frames
     def drain(self, port: _Port) -> int:
         """Process every ready frame of the port's ring (at most one turn of it); returns how
-        many slots were consumed.  The ring hands frames over a batch at a time
-        (`ring.batches()`); the frames of a batch to forward go into the TX ring with one
-        `TxRing.put_many` at the end of the batch, before its slots go back to the kernel,
-        and the TX ring is kicked once at the end of the drain.  The per-frame counters are
-        kept in locals and added once per drain, EVE events are written once per drain, a
-        clean frame (the inspector's shared FORWARD result) takes no look at the result's
-        fields, and with the ForwardAll inspector (no rules, no hook) no FrameMeta is set and
-        inspect() is not called: its `seen` counter is advanced by the number of frames
-        instead."""
+        many slots were consumed.
+
+        The common frame takes the compiled walk (bridge/_ringpass.c, `ring_pass`): a V2
+        ring forwarding through a TX ring (or IDS, forwarding nothing).  It reads each
+        slot, asks the fast path and the inspector, copies a clean frame (the inspector's
+        shared FORWARD result) into the TX ring and hands its slot back, and stops at any
+        frame that needs more (a checksum to fill, a VLAN tag, a cut frame, a fast-path
+        verdict, a Result to act on, a TX slot not free): `_frame` finishes that one, its
+        slot goes back (`release_head`), and the walk goes on.  Without the compiled module,
+        on a V3 ring or without a TX ring, `ring.batches()` hands the frames over a batch at
+        a time and `_frame` takes each.  The TX ring is kicked (one send()) whenever half of
+        it is queued and once at the end of the drain, the per-frame counters are added
+        once per drain, EVE events are written once per drain, and with the ForwardAll
+        inspector (no rules, no hook) no FrameMeta is set and inspect() is not called: its
+        `seen` counter is advanced by the number of frames instead."""
         ring = port.ring
         if not ring.ready():        # nothing waiting (the other port of a busy one): no set-up at all
             return 0
+        d = _Drain(self, port)
         c = port.counters
-        view = ring.view
-        src = ring.buf              # the same bytes as view; the mmap when there is one (cheaper to slice)
-        pkttype_at = ring.PKTTYPE
-        mode = port.mode
-        ips = mode == "ips"
-        forwards = mode is not None
-        csum_mask = port.csum_mask
-        csum_hint = port.csum_hint
-        meta = port.meta
-        tagged = bool(meta.vlan)
-        pidx = port.index
-        fast = self.fast
-        hit = fast.hit if fast is not None else None
-        install = fast.install if fast is not None else None
         tx = port.tx
-        tx_put = tx.put_many if tx is not None else None
-        fwd: list[int] = []         # start, end, start, end, ... of the batch's frames for the TX ring
-        fwd_add = fwd.append
-        peer = port.peer
-        send = peer.send if peer is not None else None
-        inspector = self.inspector
-        inspect = None if type(inspector) is ForwardAll else inspector.inspect
-        events: list | None = [] if self.config.eve_log else None
-        received = forwarded = outgoing = inspected = bypassed = 0
-        sec = nsec = 0
+        frame = self._frame
+        wd = self.watchdog
         try:
-            wd = self.watchdog
-            for batch in ring.batches():
-                if wd is not None:
-                    wd.batch += 1
-                for off, (status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid) in batch:
-                    if view[off + pkttype_at] == _OUTGOING:
-                        outgoing += 1
+            if _c_ring_pass is not None and type(ring) is V2Ring and (tx is not None or port.mode is None):
+                release = ring.release_head
+                args = (ring, tx, d.inspect, d.meta, FORWARD, d.hit, d.pidx, d.csum_mask, d.csum_hint, _SKIP)
+                left = ring.frame_nr
+                while left > 0:
+                    if wd is not None:
+                        wd.batch += 1
+                    stop, received, outgoing, inspected, errors, last_ts, off, hdr, kind, value = \
+                        _c_ring_pass(*args, left)
+                    d.received += received
+                    d.outgoing += outgoing
+                    d.inspected += inspected
+                    left -= received + outgoing
+                    if errors:
+                        c.inspector_errors += errors
+                    if last_ts >= 0:
+                        d.last_ts = last_ts
+                    if stop == _PASS_END:
+                        break
+                    if stop == _PASS_FLUSH:
+                        tx.flush(c)
                         continue
-                    received += 1
-                    try:
-                        mac += off
-                        end = mac + snaplen
-                        rare = status & _RARE_STATUS
-                        vid = 0
-                        if rare:
-                            if status & _CSUMNOTREADY:
-                                if fill_l4_checksum(view[mac:end], net + off - mac):
-                                    c.csum_filled += 1
-                                else:
-                                    c.csum_unfixable += 1
-                            if status & _VLAN_VALID:
-                                vid = tci & 0x0FFF
-                                if not status & _TPID_VALID:
-                                    tpid = _ETH_P_8021Q
-                        if hit is not None and (verdict := hit(pidx, view, mac, end, vid,
-                                                               ts := sec + nsec * 1e-9)):
-                            bypassed += 1                   # a decided flow: no FrameMeta, no inspect
-                            if verdict == _FAST_DROP:
-                                if ips:
-                                    if events is not None:      # the engine's drop record of the frame
-                                        events.append(self.flow_drop_event(port, view, mac, end, vid, tpid,
-                                                                           status, ts))
-                                    bump(c.dropped, FLOW_REASON)
-                                    continue
-                                if forwards:                # tap: never installed (a tap never drops)
-                                    bump(c.would_drop, FLOW_REASON)
-                        elif inspect is not None:
-                            meta.ts = ts = sec + nsec * 1e-9
-                            meta.checksum = _SKIP if status & csum_mask else csum_hint
-                            if rare and status & _VLAN_VALID:
-                                meta.vlan = (vid,)
-                                meta.tpid = (tpid,)
-                                tagged = True
-                            elif tagged:
-                                meta.vlan = meta.tpid = _NO_TAGS
-                                tagged = False
-                            try:
-                                result = inspect(view[mac:end], meta)
-                            except Exception:
-                                c.inspector_errors += 1
-                                result = FORWARD
-                            inspected += 1
-                            if result is not FORWARD:       # the shared clean-frame result: nothing to read
-                                if result.events and events is not None:
-                                    events.extend(result.events)
-                                if result.bypass is not None and install is not None:
-                                    install(pidx, view, mac, end, vid, result.bypass, ts)
-                                if result.verdict:              # DROP or REJECT (Verdict.FORWARD is 0)
-                                    if ips:
-                                        bump(c.dropped, result.reason or "rule")
-                                        if result.inject:
-                                            if fwd:         # the batch's earlier frames go first
-                                                tx_put(src, fwd, c)
-                                                fwd.clear()
-                                            self.inject(port, result.inject)
-                                        continue
-                                    if forwards:
-                                        bump(c.would_drop, result.reason or "rule")
-                                elif ips and result.frame is not None and len(result.frame) == end - mac:
-                                    view[mac:end] = result.frame      # an overlap normalized to the stream's bytes
-                                    c.normalized += 1
-                        else:
-                            inspected += 1
-                        if not forwards:
-                            continue
-                        if snaplen < tp_len:   # cut by the ring (GRO/defrag super-frame): never forward a cut frame
-                            bump(c.dropped, "truncated")
-                            c.oversize += 1
-                            continue
-                        if rare and status & _VLAN_VALID:
-                            mac = insert_vlan(view, mac, tpid, tci)
-                            c.vlan_reinserted += 1
-                        if tx_put is not None:
-                            fwd_add(mac)       # copied into the TX ring at the end of the batch; counted
-                            fwd_add(end)       # as forwarded (or by errno) when flushed
-                            continue
-                        frame = view[mac:end]
-                        try:
-                            send(frame, _DONTWAIT)
-                            forwarded += 1
-                        except OSError as e:
-                            code = e.errno or errno.EIO
-                            if code in RETRY_ERRNOS:
-                                code = self.send(peer, frame, code)
-                            if code:
-                                bump(c.send_errors, errno_name(code))
-                                if code == errno.EMSGSIZE:
-                                    c.oversize += 1
-                            else:
-                                forwarded += 1
-                    except Exception:   # a bug here must not stop the bridge: account the frame as dropped
-                        bump(c.dropped, "internal")
-                if fwd:                 # before the batch's slots go back to the kernel
-                    tx_put(src, fwd, c)
-                    fwd.clear()
+                    if kind == _K_RARE:          # not counted by the walk: one slot more
+                        left -= 1
+                    frame(d, off, hdr, kind, value)
+                    release()
+            else:
+                for batch in ring.batches():
+                    if wd is not None:
+                        wd.batch += 1
+                    for off, hdr in batch:
+                        frame(d, off, hdr, _K_RARE, None)
         finally:
             if tx is not None and tx.queued:    # flush at the end of every drain: no added latency
                 tx.flush(c)
-            c.received += received
-            c.forwarded += forwarded
-            c.ignored_outgoing += outgoing
-            c.inspected += inspected
-            c.bypassed += bypassed
-            if inspect is None and inspected:
-                inspector.seen += inspected
-        if events:
-            self.write_events(events)
-        if received:
-            self.last_ts = sec + nsec * 1e-9
+            c.received += d.received
+            c.forwarded += d.forwarded
+            c.ignored_outgoing += d.outgoing
+            c.inspected += d.inspected
+            c.bypassed += d.bypassed
+            if d.inspect is None and d.inspected:
+                self.inspector.seen += d.inspected
+        if d.events:
+            self.write_events(d.events)
+        if d.received:
+            self.last_ts = d.last_ts
             self.last_ts_mono = time.monotonic()
-        return received + outgoing
+        return d.received + d.outgoing
+
+    def _frame(self, d: _Drain, off: int, hdr: tuple, kind: int, value) -> None:
+        """One frame of `d.port`'s ring at slot offset `off` (header `hdr`), taken as far as
+        the compiled walk got with it (`kind`, bridge/_ringpass.c: _K_RARE nothing done, _K_HIT
+        the fast path answered `value`, _K_RESULT inspected with Result `value`, _K_TXFULL
+        inspected clean with the TX head slot busy, _K_FAILED the fast path raised): counted,
+        then forwarded (copied into the TX ring, or sent), dropped or only looked at, as the
+        port's mode and the verdict say.  Its slot is the caller's to hand back."""
+        status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid = hdr
+        port = d.port
+        c = d.c
+        view = d.view
+        if kind == _K_RARE:
+            if view[off + d.pkttype_at] == _OUTGOING:
+                d.outgoing += 1
+                return
+            d.received += 1
+        try:
+            mac += off
+            end = mac + snaplen
+            rare = status & _RARE_STATUS
+            vid = 0
+            if rare:
+                if status & _CSUMNOTREADY:
+                    if fill_l4_checksum(view[mac:end], net + off - mac):
+                        c.csum_filled += 1
+                    else:
+                        c.csum_unfixable += 1
+                if status & _VLAN_VALID:
+                    vid = tci & 0x0FFF
+                    if not status & _TPID_VALID:
+                        tpid = _ETH_P_8021Q
+            ts = sec + nsec * 1e-9
+            d.last_ts = ts
+            if kind == _K_FAILED:
+                raise RuntimeError("the fast path failed on this frame")
+            verdict = value if kind == _K_HIT else 0
+            if kind == _K_RARE and d.hit is not None:
+                verdict = d.hit(d.pidx, view, mac, end, vid, ts)
+            if verdict:
+                d.bypassed += 1                     # a decided flow: no FrameMeta, no inspect
+                if verdict == _FAST_DROP:
+                    if d.ips:
+                        if d.events is not None:    # the engine's drop record of the frame
+                            d.events.append(self.flow_drop_event(port, view, mac, end, vid, tpid, status, ts))
+                        bump(c.dropped, FLOW_REASON)
+                        return
+                    if d.forwards:                  # tap: never installed (a tap never drops)
+                        bump(c.would_drop, FLOW_REASON)
+            elif d.inspect is not None:
+                if kind == _K_RESULT:
+                    result = value
+                elif kind == _K_TXFULL:
+                    result = FORWARD
+                else:
+                    result = self._inspect_one(d, view, mac, end, status, vid, tpid, ts)
+                if result is not FORWARD:           # the shared clean-frame result: nothing to read
+                    if result.events and d.events is not None:
+                        d.events.extend(result.events)
+                    if result.bypass is not None and d.install is not None:
+                        d.install(d.pidx, view, mac, end, vid, result.bypass, ts)
+                    if result.verdict:              # DROP or REJECT (Verdict.FORWARD is 0)
+                        if d.ips:
+                            bump(c.dropped, result.reason or "rule")
+                            if result.inject:
+                                self.inject(port, result.inject)
+                            return
+                        if d.forwards:
+                            bump(c.would_drop, result.reason or "rule")
+                    elif d.ips and result.frame is not None and len(result.frame) == end - mac:
+                        view[mac:end] = result.frame      # an overlap normalized to the stream's bytes
+                        c.normalized += 1
+            elif kind == _K_RARE:
+                d.inspected += 1
+            if not d.forwards:
+                return
+            if snaplen < tp_len:   # cut by the ring (GRO/defrag super-frame): never forward a cut frame
+                bump(c.dropped, "truncated")
+                c.oversize += 1
+                return
+            if rare and status & _VLAN_VALID:
+                mac = insert_vlan(view, mac, tpid, tci)
+                c.vlan_reinserted += 1
+            if d.tx_put is not None:
+                d.tx_put(d.src, (mac, end), c)    # counted as forwarded (or by errno) when flushed
+                return
+            frame = view[mac:end]
+            peer = port.peer
+            try:
+                peer.send(frame, _DONTWAIT)
+                d.forwarded += 1
+            except OSError as e:
+                code = e.errno or errno.EIO
+                if code in RETRY_ERRNOS:
+                    code = self.send(peer, frame, code)
+                if code:
+                    bump(c.send_errors, errno_name(code))
+                    if code == errno.EMSGSIZE:
+                        c.oversize += 1
+                else:
+                    d.forwarded += 1
+        except Exception:   # a bug here must not stop the bridge: account the frame as dropped
+            bump(c.dropped, "internal")
+
+    @staticmethod
+    def _inspect_one(d: _Drain, view, mac: int, end: int, status: int, vid: int, tpid: int, ts: float):
+        """The inspector's Result for one frame the Python path takes (its FrameMeta set, a
+        stripped VLAN tag in it for that call only); an exception in it is counted and the
+        frame forwarded."""
+        meta = d.meta
+        meta.ts = ts
+        meta.checksum = _SKIP if status & d.csum_mask else d.csum_hint
+        tagged = bool(status & _VLAN_VALID)
+        if tagged:
+            meta.vlan = (vid,)
+            meta.tpid = (tpid,)
+        try:
+            result = d.inspect(view[mac:end], meta)
+        except Exception:
+            d.c.inspector_errors += 1
+            result = FORWARD
+        finally:
+            if tagged:
+                meta.vlan = meta.tpid = _NO_TAGS
+        d.inspected += 1
+        return result
 
     def flow_drop_event(self, port: _Port, view, mac: int, end: int, vid: int, tpid: int, status: int, ts: float):
         """The `drop` event (reason "flow") the engine gives a frame of a dropped flow, for a
@@ -793,14 +871,17 @@ class Worker:
         meta = port.meta
         meta.ts = ts
         meta.checksum = _SKIP
-        if status & _VLAN_VALID:
+        tagged = bool(status & _VLAN_VALID)
+        if tagged:
             meta.vlan = (vid,)
             meta.tpid = (tpid,)
-        elif meta.vlan:
-            meta.vlan = meta.tpid = _NO_TAGS
-        found = self.fast.lookup(port.index, view, mac, end, vid)
-        flow, to_server = found if found is not None else (None, None)
-        return flow_drop_event(bytes(view[mac:end]), meta, flow, to_server)
+        try:
+            found = self.fast.lookup(port.index, view, mac, end, vid)
+            flow, to_server = found if found is not None else (None, None)
+            return flow_drop_event(bytes(view[mac:end]), meta, flow, to_server)
+        finally:
+            if tagged:      # the port's FrameMeta has no tags between frames (the ring walk relies on it)
+                meta.vlan = meta.tpid = _NO_TAGS
 
     def send_any(self, sock: socket.socket, data, c: Counters) -> int:
         """send() for frames outside the ring walk (injected RST/ICMP): through

@@ -10,7 +10,12 @@ it may hold the next frame at any moment, so a second release throws that frame 
 another frame's bytes.  `Guard` stands in for the ring's status words (V2Ring.words,
 through which the ring hands slots back) and acts as that kernel would: it records a
 release of a slot the reader does not hold (twice, or never given), and it overwrites a
-released slot's frame at once, so any later read sees poison instead of the frame."""
+released slot's frame at once, so any later read sees poison instead of the frame.
+
+The Guard sees what Python writes through `words`; the compiled walk (bridge/_ringpass.c)
+writes the ring's memory itself, so these tests take the Python walk (`python_walk`), which
+also finishes every frame the compiled one stops at.  tests/unit/test_ring_pass.py runs the
+same traffic through both walks and compares everything they leave behind."""
 from __future__ import annotations
 
 import errno
@@ -28,6 +33,14 @@ from rules.api import FORWARD, Bypass, Inject, Result, Verdict
 
 MAC = 80                               # tp_mac: frame data offset in a slot (4 bytes of headroom before it)
 POISON = 0xEE
+
+
+@pytest.fixture(autouse=True)
+def python_walk(monkeypatch):
+    """Worker.drain without the compiled walk (see the module docstring)."""
+    import bridge.worker
+
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", None)
 
 
 @functools.cache

@@ -1,0 +1,456 @@
+/* bridge._ringpass: the worker's walk over an RX ring, compiled.
+ *
+ * ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint,
+ *           max_frames) -> (stop, received, outgoing, inspected, errors, last_ts, off, hdr, kind, value)
+ *
+ * Walks the ready slots of `rx` (a bridge.ring.V2Ring) from rx.head, at most max_frames of
+ * them, and for each frame does what bridge.worker.Worker.drain does for the common one:
+ * a PACKET_OUTGOING frame is skipped; otherwise `hit(pidx, view, mac, end, 0, ts)` when
+ * `hit` is not None (the fast path: a truthy answer stops the walk), then meta.ts and
+ * meta.checksum are set and `inspect(view[mac:end], meta)` is called (no call when
+ * `inspect` is None: ForwardAll), and when it answers `forward` (the shared clean-frame
+ * Result) the frame is copied into the next slot of `tx` (a bridge.ring.TxRing; None: IDS,
+ * nothing is forwarded) and its RX slot goes back to the kernel.  Everything else stops
+ * the walk at that frame, which stays at rx.head, not handed back, for the Python path to
+ * finish (bridge.worker.Worker._frame):
+ *
+ *   stop 0  no more ready frames (or max_frames done)
+ *   stop 1  the frame at rx.head needs Python; `kind` says how far it got:
+ *           0 RARE    nothing done (a status bit that needs work: checksum to fill, VLAN
+ *                     tag; a frame cut by the ring)
+ *           1 HIT     counted as received; `value` is the fast path's verdict
+ *           2 RESULT  counted, inspected; `value` is the Result (not `forward`)
+ *           3 TXFULL  counted, inspected, clean: the TX head slot is not free (or the frame
+ *                     does not fit one): TxRing's slow path waits for it
+ *           4 FAILED  counted; `hit` raised: the Python path drops it as "internal"
+ *   stop 2  tx.queued reached tx.batch after a frame: flush, then call again
+ *
+ * rx.head, tx.head, tx.queued and tx.qbytes are written back on every return, an
+ * exception included (the frames before the one being worked on are done).  An Exception
+ * raised by `inspect` is counted in `errors` and the frame forwarded, as the Python path
+ * does; a BaseException (KeyboardInterrupt, SystemExit) propagates with the frame left at
+ * rx.head.  Slots are read status word first (acquire) and handed over status word last
+ * (release), as bridge/ring.py's rules say.  `hdr` is the stopping frame's V2 header tuple
+ * (status, tp_len, snaplen, mac, net, sec, nsec, vlan_tci, vlan_tpid), `off` its slot
+ * offset; `last_ts` the time of the last frame received (-1.0: none).
+ *
+ * Built by the install (pyproject.toml ext-modules); without it the worker walks the ring
+ * in Python (bridge.worker: `_c_ring_pass` None) with the same results.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define TP_STATUS_USER 0x1u
+#define TP_STATUS_SEND_REQUEST 0x1u
+#define TP_STATUS_CSUMNOTREADY 0x8u
+#define TP_STATUS_VLAN_VALID 0x10u
+#define PACKET_OUTGOING 4
+
+enum { STOP_END = 0, STOP_FRAME = 1, STOP_FLUSH = 2 };
+enum { K_RARE = 0, K_HIT = 1, K_RESULT = 2, K_TXFULL = 3, K_FAILED = 4 };
+
+static PyObject *s_view, *s_offsets, *s_head, *s_pkttype, *s_queued, *s_qbytes, *s_batch, *s_capacity,
+    *s_data, *s_ts, *s_checksum;
+
+static inline uint32_t
+load_acquire(const unsigned char *p)
+{
+    return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+}
+
+static inline void
+store_release(unsigned char *p, uint32_t v)
+{
+    __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t
+rd32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline uint16_t
+rd16(const unsigned char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* an int attribute of obj, -1 with an exception set on failure */
+static Py_ssize_t
+int_attr(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    Py_ssize_t r = PyLong_AsSsize_t(v);
+    Py_DECREF(v);
+    if (r < 0 && !PyErr_Occurred())
+        PyErr_Format(PyExc_ValueError, "ring_pass: negative %U", name);
+    return r;
+}
+
+static int
+set_int_attr(PyObject *obj, PyObject *name, Py_ssize_t v)
+{
+    PyObject *o = PyLong_FromSsize_t(v);
+    if (o == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, name, o);
+    Py_DECREF(o);
+    return r;
+}
+
+/* a writable buffer of obj.view */
+static int
+view_buffer(PyObject *obj, Py_buffer *buf)
+{
+    PyObject *v = PyObject_GetAttr(obj, s_view);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_GetBuffer(v, buf, PyBUF_WRITABLE);
+    Py_DECREF(v);
+    return r;
+}
+
+/* the slot offsets of a ring: a non-empty list of ints (each checked when used) */
+static int
+slot_offsets(PyObject *ring, PyObject **list_out)
+{
+    PyObject *lst = PyObject_GetAttr(ring, s_offsets);
+    if (lst == NULL)
+        return -1;
+    if (!PyList_CheckExact(lst) || PyList_GET_SIZE(lst) == 0) {
+        Py_DECREF(lst);
+        PyErr_SetString(PyExc_TypeError, "ring_pass: a ring's offsets must be a non-empty list");
+        return -1;
+    }
+    *list_out = lst;
+    return 0;
+}
+
+/* offsets[i], or -1 with ValueError when the slot (room bytes from it) is outside the buffer */
+static inline Py_ssize_t
+slot_at(PyObject *lst, Py_ssize_t i, Py_ssize_t room, Py_ssize_t len)
+{
+    Py_ssize_t o = PyLong_AsSsize_t(PyList_GET_ITEM(lst, i));
+    if (o < 0 || o > len - room) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "ring_pass: a slot lies outside its ring");
+        return -1;
+    }
+    return o;
+}
+
+static PyObject *
+ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, "
+                                         "csum_hint, skip_hint, max_frames)");
+        return NULL;
+    }
+    PyObject *rx = args[0], *tx = args[1], *inspect = args[2], *meta = args[3], *forward = args[4],
+             *hit = args[5], *pidx = args[6];
+    long csum_mask = PyLong_AsLong(args[7]);
+    PyObject *csum_hint = args[8], *skip_hint = args[9];
+    Py_ssize_t max_frames = PyLong_AsSsize_t(args[10]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (tx == Py_None)
+        tx = NULL;
+    if (inspect == Py_None)
+        inspect = NULL;
+    if (hit == Py_None)
+        hit = NULL;
+
+    Py_buffer rb, tb;
+    PyObject *rx_offs = NULL, *tx_offs = NULL, *rx_view = NULL, *out = NULL;
+    int have_tb = 0;
+    if (view_buffer(rx, &rb) < 0)
+        return NULL;
+    Py_ssize_t rx_head = int_attr(rx, s_head), pkttype_at = int_attr(rx, s_pkttype);
+    Py_ssize_t tx_head = 0, tx_q = 0, tx_qb = 0, tx_batch = 1, tx_cap = 0, tx_data = 0, tx_n = 0;
+    if (rx_head < 0 || pkttype_at < 0 || slot_offsets(rx, &rx_offs) < 0)
+        goto done_noframes;
+    Py_ssize_t rx_n = PyList_GET_SIZE(rx_offs);
+    if (rx_head >= rx_n) {
+        PyErr_SetString(PyExc_ValueError, "ring_pass: rx.head past the ring");
+        goto done_noframes;
+    }
+    rx_view = PyObject_GetAttr(rx, s_view);
+    if (rx_view == NULL)
+        goto done_noframes;
+    if (tx != NULL) {
+        if (view_buffer(tx, &tb) < 0)
+            goto done_noframes;
+        have_tb = 1;
+        tx_head = int_attr(tx, s_head);
+        tx_q = int_attr(tx, s_queued);
+        tx_qb = int_attr(tx, s_qbytes);
+        tx_batch = int_attr(tx, s_batch);
+        tx_cap = int_attr(tx, s_capacity);
+        tx_data = int_attr(tx, s_data);
+        if (tx_head < 0 || tx_q < 0 || tx_qb < 0 || tx_batch < 0 || tx_cap < 0 || tx_data < 0 ||
+            slot_offsets(tx, &tx_offs) < 0)
+            goto done_noframes;
+        tx_n = PyList_GET_SIZE(tx_offs);
+        if (tx_head >= tx_n) {
+            PyErr_SetString(PyExc_ValueError, "ring_pass: tx.head past the ring");
+            goto done_noframes;
+        }
+    }
+
+    unsigned char *r = (unsigned char *)rb.buf;
+    unsigned char *t = have_tb ? (unsigned char *)tb.buf : NULL;
+    Py_ssize_t received = 0, outgoing = 0, inspected = 0, errors = 0;
+    double last_ts = -1.0;
+    int stop = STOP_END, kind = K_RARE;
+    Py_ssize_t stop_off = 0;
+    PyObject *value = NULL;            /* owned: the verdict or Result handed back */
+    int failed = 0;                    /* a BaseException to propagate */
+    const uint32_t rare = TP_STATUS_CSUMNOTREADY | TP_STATUS_VLAN_VALID;
+
+    for (Py_ssize_t k = 0; k < max_frames; k++) {
+        Py_ssize_t off = slot_at(rx_offs, rx_head, (pkttype_at > 28 ? pkttype_at + 1 : 28), rb.len);
+        if (off < 0) {
+            failed = 1;
+            break;
+        }
+        unsigned char *h = r + off;
+        uint32_t status = load_acquire(h);
+        if (!(status & TP_STATUS_USER))
+            break;
+        uint32_t tp_len = rd32(h + 4), snaplen = rd32(h + 8);
+        Py_ssize_t mac = off + rd16(h + 12);
+        Py_ssize_t end = mac + snaplen;
+        if (h[pkttype_at] == PACKET_OUTGOING) {
+            outgoing++;
+            store_release(h, 0);
+            if (++rx_head == rx_n)
+                rx_head = 0;
+            continue;
+        }
+        if ((status & rare) || snaplen < tp_len || end > rb.len) {
+            stop = STOP_FRAME;
+            kind = K_RARE;
+            stop_off = off;
+            break;
+        }
+        received++;
+        double ts = (double)rd32(h + 16) + (double)rd32(h + 20) * 1e-9;
+        last_ts = ts;
+        PyObject *tsobj = PyFloat_FromDouble(ts);
+        if (tsobj == NULL) {
+            failed = 1;
+            received--;
+            break;
+        }
+        if (hit != NULL) {
+            PyObject *a[6];
+            a[0] = pidx;
+            a[1] = rx_view;
+            a[2] = PyLong_FromSsize_t(mac);
+            a[3] = PyLong_FromSsize_t(end);
+            a[4] = PyLong_FromLong(0);
+            a[5] = tsobj;
+            PyObject *v = (a[2] && a[3] && a[4]) ? PyObject_Vectorcall(hit, a, 6, NULL) : NULL;
+            Py_XDECREF(a[2]);
+            Py_XDECREF(a[3]);
+            Py_XDECREF(a[4]);
+            if (v == NULL) {
+                Py_DECREF(tsobj);
+                if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                    failed = 1;
+                    received--;
+                    break;
+                }
+                PyErr_Clear();
+                stop = STOP_FRAME;
+                kind = K_FAILED;
+                stop_off = off;
+                break;
+            }
+            int truth = PyObject_IsTrue(v);
+            if (truth != 0) {          /* a verdict (or an error deciding: the Python path) */
+                Py_DECREF(tsobj);
+                if (truth < 0) {
+                    PyErr_Clear();
+                    Py_DECREF(v);
+                    stop = STOP_FRAME;
+                    kind = K_FAILED;
+                    stop_off = off;
+                    break;
+                }
+                value = v;
+                stop = STOP_FRAME;
+                kind = K_HIT;
+                stop_off = off;
+                break;
+            }
+            Py_DECREF(v);
+        }
+        if (inspect != NULL) {
+            int err = PyObject_SetAttr(meta, s_ts, tsobj);
+            Py_DECREF(tsobj);
+            if (err == 0)
+                err = PyObject_SetAttr(meta, s_checksum, ((long)status & csum_mask) ? skip_hint : csum_hint);
+            PyObject *res = NULL;
+            if (err == 0) {
+                PyObject *lo = PyLong_FromSsize_t(mac), *hi = PyLong_FromSsize_t(end);
+                PyObject *sl = (lo && hi) ? PySlice_New(lo, hi, NULL) : NULL;
+                Py_XDECREF(lo);
+                Py_XDECREF(hi);
+                PyObject *frame = sl ? PyObject_GetItem(rx_view, sl) : NULL;
+                Py_XDECREF(sl);
+                if (frame != NULL) {
+                    res = PyObject_CallFunctionObjArgs(inspect, frame, meta, NULL);
+                    Py_DECREF(frame);
+                }
+            }
+            if (res == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                    failed = 1;
+                    received--;
+                    break;
+                }
+                PyErr_Clear();     /* as Worker.drain: counted, the frame forwarded */
+                errors++;
+                res = Py_NewRef(forward);
+            }
+            inspected++;
+            if (res != forward) {
+                value = res;
+                stop = STOP_FRAME;
+                kind = K_RESULT;
+                stop_off = off;
+                break;
+            }
+            Py_DECREF(res);
+        } else {
+            Py_DECREF(tsobj);
+            inspected++;
+        }
+        if (t != NULL) {
+            Py_ssize_t toff = slot_at(tx_offs, tx_head, tx_data + tx_cap, tb.len);
+            if (toff < 0) {
+                failed = 1;
+                break;
+            }
+            unsigned char *th = t + toff;
+            if ((Py_ssize_t)snaplen > tx_cap || load_acquire(th) != 0) {
+                stop = STOP_FRAME;
+                kind = K_TXFULL;
+                stop_off = off;
+                break;
+            }
+            memcpy(th + tx_data, r + mac, snaplen);
+            memcpy(th + 4, &snaplen, 4);                       /* tp_len, then the status word */
+            store_release(th, TP_STATUS_SEND_REQUEST);
+            tx_qb += snaplen;
+            tx_q++;
+            if (++tx_head == tx_n)
+                tx_head = 0;
+        }
+        store_release(h, 0);                                   /* the RX slot is the kernel's again */
+        if (++rx_head == rx_n)
+            rx_head = 0;
+        if (t != NULL && tx_q >= tx_batch) {
+            stop = STOP_FLUSH;
+            break;
+        }
+    }
+
+    /* write the rings' state back before anything else can fail */
+    {
+        PyObject *et = NULL, *ev = NULL, *tb_ = NULL;
+        if (failed)
+            PyErr_Fetch(&et, &ev, &tb_);
+        int bad = set_int_attr(rx, s_head, rx_head) < 0;
+        if (!bad && tx != NULL)
+            bad = set_int_attr(tx, s_head, tx_head) < 0 || set_int_attr(tx, s_queued, tx_q) < 0 ||
+                  set_int_attr(tx, s_qbytes, tx_qb) < 0;
+        if (failed) {
+            if (bad)
+                PyErr_Clear();
+            PyErr_Restore(et, ev, tb_);
+            Py_XDECREF(value);
+            goto done;
+        }
+        if (bad) {
+            Py_XDECREF(value);
+            goto done;
+        }
+    }
+    if (stop == STOP_FRAME) {
+        unsigned char *h = r + stop_off;
+        PyObject *hdr = Py_BuildValue("(kkkHHkkHH)", (unsigned long)rd32(h), (unsigned long)rd32(h + 4),
+                                      (unsigned long)rd32(h + 8), rd16(h + 12), rd16(h + 14),
+                                      (unsigned long)rd32(h + 16), (unsigned long)rd32(h + 20), rd16(h + 24),
+                                      rd16(h + 26));
+        if (hdr == NULL) {
+            Py_XDECREF(value);
+            goto done;
+        }
+        out = Py_BuildValue("(innnndnNiN)", stop, received, outgoing, inspected, errors, last_ts, stop_off, hdr,
+                            kind, value != NULL ? value : Py_NewRef(Py_None));
+    } else {
+        out = Py_BuildValue("(innnndOOiO)", stop, received, outgoing, inspected, errors, last_ts, Py_None,
+                            Py_None, 0, Py_None);
+    }
+    goto done;
+
+done_noframes:
+    /* nothing was walked: nothing to write back */
+done:
+    Py_XDECREF(rx_offs);
+    Py_XDECREF(tx_offs);
+    Py_XDECREF(rx_view);
+    if (have_tb)
+        PyBuffer_Release(&tb);
+    PyBuffer_Release(&rb);
+    return out;
+}
+
+static PyMethodDef ringpass_methods[] = {
+    {"ring_pass", (PyCFunction)(void (*)(void))ring_pass, METH_FASTCALL,
+     "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint, max_frames) -> "
+     "(stop, received, outgoing, inspected, errors, last_ts, off, hdr, kind, value): see bridge/_ringpass.c."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef ringpass_module = {
+    PyModuleDef_HEAD_INIT, "bridge._ringpass",
+    "The worker's RX ring walk for the common frame, compiled (bridge/_ringpass.c).", -1, ringpass_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__ringpass(void)
+{
+    PyObject *m = PyModule_Create(&ringpass_module);
+    if (m == NULL)
+        return NULL;
+    s_view = PyUnicode_InternFromString("view");
+    s_offsets = PyUnicode_InternFromString("offsets");
+    s_head = PyUnicode_InternFromString("head");
+    s_pkttype = PyUnicode_InternFromString("PKTTYPE");
+    s_queued = PyUnicode_InternFromString("queued");
+    s_qbytes = PyUnicode_InternFromString("qbytes");
+    s_batch = PyUnicode_InternFromString("batch");
+    s_capacity = PyUnicode_InternFromString("capacity");
+    s_data = PyUnicode_InternFromString("DATA");
+    s_ts = PyUnicode_InternFromString("ts");
+    s_checksum = PyUnicode_InternFromString("checksum");
+    if (!s_view || !s_offsets || !s_head || !s_pkttype || !s_queued || !s_qbytes || !s_batch || !s_capacity ||
+        !s_data || !s_ts || !s_checksum) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

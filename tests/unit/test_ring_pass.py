@@ -1,0 +1,262 @@
+"""The compiled ring walk (bridge/_ringpass.c, used by bridge.worker.Worker.drain) does what
+the Python walk does.
+
+Every scenario runs twice on identical rings, once through the compiled walk and once
+through the Python one (`_c_ring_pass` None; tests/unit/test_ring_release.py shows that
+walk hands each slot back once, after its frame went out): the frames that went out (TX
+ring or plain send, in order), what the inspector was handed, every counter, the EVE
+events, and the RX ring's bytes (status words: each consumed slot handed back, the rest
+untouched) must be the same.  The scenarios cover each way the compiled walk stops and
+hands a frame to Python (a checksum to fill, a VLAN tag, a frame cut by the ring, a drop,
+a reject with an inject, a fast-path verdict, a TX ring full, a flush at half the TX
+ring), outgoing frames, an inspector that raises, ForwardAll, IDS, tap, and random mixes
+of them (hypothesis).  The last tests check the compiled walk is the one running, and
+that it leaves the rings consistent when an exception it must not swallow goes through.
+"""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_ring_release import PS, Judge, KernelTx, PlainSock, frame, guarded_ring
+
+import bridge.worker
+from bridge import afpacket as afp
+from bridge.ring import TxRing, V2Ring
+from bridge.worker import Worker, _Port
+from conf.model import Config
+from rules.api import ForwardAll
+
+
+class Ring:
+    """A V2 ring of 256-byte slots the test fills as the kernel would (a Guard's `deliver`,
+    without the guard: the compiled walk writes the memory itself)."""
+
+    def __init__(self, nslots: int = 32):
+        g = guarded_ring(nslots)
+        self.ring = g.ring
+        self.ring.words = g.words         # unguarded
+        g.ring = self.ring
+        self.g = g
+
+    def deliver(self, frames, **kw):
+        self.g.deliver(frames, **kw)
+
+
+def build(inspector, *, tx: bool, mode: str | None = "ips", nslots: int = 32, tx_slots: int = 256, config=None):
+    ring = Ring(nslots)
+    if tx:
+        kernel = KernelTx()
+        g = afp.RingGeometry(afp.TPACKET_V2, 256 * 2048, 1, 2048, 256) if tx_slots == 256 else \
+            afp.RingGeometry(afp.TPACKET_V2, tx_slots * 2048, 1, 2048, tx_slots)
+        txr = TxRing(memoryview(bytearray(g.size)), g, kernel, "eth1")
+        kernel.tx = txr
+        port = _Port("eth0", PS("eth0", object()), ring.ring, mode, kernel, tx=txr)
+        out = kernel
+    else:
+        out = PlainSock()
+        port = _Port("eth0", PS("eth0", object()), ring.ring, mode, out)
+    other_ring = V2Ring(memoryview(bytearray(4 * 256)), afp.RingGeometry(afp.TPACKET_V2, 1024, 1, 256, 4))
+    other = _Port("eth1", PS("eth1", out), other_ring, mode, object())
+    w = Worker([port, other], inspector, config or Config())
+    return w, port, out, ring
+
+
+class Recorder(Judge):
+    """A Judge that also keeps what it was handed with each frame: the FrameMeta fields."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.metas: list[tuple] = []
+
+    def inspect(self, data, meta):
+        self.metas.append((meta.ts, meta.checksum, meta.vlan, meta.tpid, meta.iface))
+        return super().inspect(data, meta)
+
+
+def run(compiled: bool, steps, make_inspector, monkeypatch, **kw):
+    """Deliver each step's frames (frames, deliver-kwargs) and drain; what it all left."""
+    if not compiled:
+        monkeypatch.setattr(bridge.worker, "_c_ring_pass", None)
+    else:
+        monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL)
+    insp = make_inspector()
+    w, port, out, ring = build(insp, **kw)
+    events: list = []
+    w.write_events = events.extend
+    consumed = []
+    for frames, dkw in steps:
+        ring.deliver(frames, **dkw)
+        consumed.append(w.drain(port))
+    if port.tx is not None:
+        port.tx.flush(port.counters)
+    seen = getattr(insp, "seen", None)
+    metas = getattr(insp, "metas", None)
+    return {"sent": out.sent, "consumed": consumed, "counters": port.counters.as_dict(), "seen": seen,
+            "metas": metas, "events": events, "rx": bytes(ring.ring.view), "head": ring.ring.head,
+            "last_ts": w.last_ts, "forward_all_seen": getattr(insp, "seen_count", None)}
+
+
+REAL = bridge.worker._c_ring_pass
+
+
+def both(steps, make_inspector, monkeypatch, **kw):
+    a = run(True, steps, make_inspector, monkeypatch, **kw)
+    b = run(False, steps, make_inspector, monkeypatch, **kw)
+    assert a == b
+    return a
+
+
+def plain(frames):
+    return [(frames, {})]
+
+
+# ------------------------------------------------------------------ each way the walk stops
+def test_the_compiled_walk_is_built_and_taken(monkeypatch):
+    assert REAL is not None, "bridge._ringpass was not built (pip install -e . builds it)"
+    calls = []
+
+    def spy(*a):
+        calls.append(a[-1])
+        return REAL(*a)
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", spy)
+    w, port, out, ring = build(Judge(), tx=True)
+    ring.deliver([frame(k) for k in range(5)])
+    assert w.drain(port) == 5
+    port.tx.flush(port.counters)
+    assert calls and out.sent == [frame(k) for k in range(5)]
+
+
+@pytest.mark.parametrize("tx", [True, False], ids=["tx-ring", "plain-send"])
+def test_clean_frames(tx, monkeypatch):
+    r = both(plain([frame(k) for k in range(20)]), Recorder, monkeypatch, tx=tx)
+    assert len(r["sent"]) == 20 and r["counters"]["forwarded"] == 20
+
+
+def test_drops_and_rejects(monkeypatch):
+    r = both(plain([frame(k) for k in range(12)]), lambda: Recorder(drop={0, 5, 11}, reject={3}), monkeypatch,
+             tx=True)
+    assert r["counters"]["dropped"] == {"rule": 4} and r["counters"]["injected"] == 1
+
+
+def test_an_inspector_that_raises(monkeypatch):
+    r = both(plain([frame(k) for k in range(6)]), lambda: Recorder(raises={2, 3}), monkeypatch, tx=True)
+    assert r["counters"]["inspector_errors"] == 2 and len(r["sent"]) == 6
+
+
+def test_rare_frames_cut_frames_and_outgoing_frames(monkeypatch):
+    steps = [([frame(0), frame(1)], {}),
+             ([frame(2)], {"status": afp.TP_STATUS_USER | afp.TP_STATUS_CSUMNOTREADY}),
+             ([frame(3, 300)], {"snap": 100}),
+             ([frame(4)], {"pkttype": afp.PACKET_OUTGOING}),
+             ([frame(5)], {"status": afp.TP_STATUS_USER | afp.TP_STATUS_CSUM_VALID}),
+             ([frame(6), frame(7)], {})]
+    r = both(steps, Recorder, monkeypatch, tx=True)
+    c = r["counters"]
+    assert c["dropped"] == {"truncated": 1} and c["ignored_outgoing"] == 1 and c["csum_filled"] == 1
+    assert [m[1] for m in r["metas"]][-3:] != [None] * 3      # checksum hints reached the inspector
+
+
+def test_vlan_tagged_frames(monkeypatch):
+    """A stripped tag: the Python path sets the FrameMeta's vlan for that frame only, and
+    puts the tag back before forwarding."""
+    steps = [([frame(0)], {}), ([frame(1)], {"status": afp.TP_STATUS_USER | afp.TP_STATUS_VLAN_VALID}),
+             ([frame(2)], {})]
+    r = both(steps, Recorder, monkeypatch, tx=True)
+    assert r["counters"]["vlan_reinserted"] == 1
+    assert [m[2] for m in r["metas"]] == [(), (0,), ()]
+
+
+def test_a_full_tx_ring_and_flushes_at_half_of_it(monkeypatch):
+    """A TX ring of 8 slots: the walk stops to flush every 4 frames; 40 frames in one drain."""
+    r = both(plain([frame(k) for k in range(40)]), Recorder, monkeypatch, tx=True, nslots=64, tx_slots=8)
+    assert len(r["sent"]) == 40
+
+
+@pytest.mark.parametrize("action", ["drop", "pass"])
+def test_fast_path_verdicts(action, monkeypatch):
+    r = both([([frame(k) for k in range(5)], {}), ([frame(k) for k in range(5, 12)], {})],
+             lambda: Recorder(bypass=action), monkeypatch, tx=True)
+    assert r["counters"]["bypassed"] == 11 and r["seen"] == [0]
+
+
+@pytest.mark.parametrize("mode", ["tap", None], ids=["tap", "ids"])
+def test_tap_and_ids(mode, monkeypatch):
+    r = both(plain([frame(k) for k in range(10)]), lambda: Recorder(drop={1, 4}), monkeypatch, tx=mode == "tap",
+             mode=mode)
+    assert r["counters"]["inspected"] == 10
+
+
+def test_forward_all(monkeypatch):
+    """No rules: no FrameMeta, no inspect call; ForwardAll's `seen` counts the frames."""
+    made = []
+
+    def make():
+        made.append(ForwardAll())
+        return made[-1]
+    r = both(plain([frame(k) for k in range(9)]), make, monkeypatch, tx=True)
+    assert len(r["sent"]) == 9 and [f.seen for f in made] == [9, 9]
+
+
+def test_a_wrapping_ring_over_several_drains(monkeypatch):
+    steps = [([frame(k + 7 * i) for k in range(7)], {}) for i in range(10)]   # 70 frames, 16 slots
+    r = both(steps, lambda: Recorder(drop={13, 44}), monkeypatch, tx=True, nslots=16)
+    assert r["consumed"] == [7] * 10 and len(r["sent"]) == 68
+
+
+# ------------------------------------------------------------------ random mixes
+KINDS = ["clean", "csum", "cut", "outgoing", "vlan", "drop", "reject", "raise"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(plan=st.lists(st.lists(st.sampled_from(KINDS), min_size=1, max_size=9), min_size=1, max_size=8),
+       tx=st.booleans(), tx_slots=st.sampled_from([4, 8, 256]))
+def test_random_mixes(plan, tx, tx_slots):
+    with pytest.MonkeyPatch.context() as mp:
+        steps, drop, reject, raises = [], set(), set(), set()
+        k = 0
+        for group in plan:
+            for kind in group:
+                k += 1
+                f = frame(k)
+                dkw = {}
+                if kind == "csum":
+                    dkw = {"status": afp.TP_STATUS_USER | afp.TP_STATUS_CSUMNOTREADY}
+                elif kind == "cut":
+                    f, dkw = frame(k, 300), {"snap": 120}
+                elif kind == "outgoing":
+                    dkw = {"pkttype": afp.PACKET_OUTGOING}
+                elif kind == "vlan":
+                    dkw = {"status": afp.TP_STATUS_USER | afp.TP_STATUS_VLAN_VALID}
+                elif kind in ("drop", "reject", "raise"):
+                    {"drop": drop, "reject": reject, "raise": raises}[kind].add(k % 256)
+                steps.append(([f], dkw))
+            steps.append(([], {}))                 # a drain after each group
+        both(steps, lambda: Recorder(drop=drop, reject=reject, raises=raises), mp, tx=tx, nslots=128,
+             tx_slots=tx_slots if tx else 256)
+
+
+# ------------------------------------------------------------------ what goes through
+def test_a_base_exception_leaves_the_rings_consistent(monkeypatch):
+    """KeyboardInterrupt out of the inspector on the third frame: the two before it went out
+    and their slots back; that frame stays at the head and is read again by the next drain."""
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL)
+
+    class Stop(Recorder):
+        armed = True
+
+        def inspect(self, data, meta):
+            if bytes(data)[-1] == 2 and self.armed:
+                self.armed = False
+                raise KeyboardInterrupt
+            return super().inspect(data, meta)
+
+    insp = Stop()
+    w, port, out, ring = build(insp, tx=True)
+    ring.deliver([frame(k) for k in range(5)])
+    with pytest.raises(KeyboardInterrupt):
+        w.drain(port)
+    assert ring.ring.head == 2 and port.tx.queued == 0 and out.sent == [frame(0), frame(1)]
+    assert w.drain(port) == 3
+    port.tx.flush(port.counters)
+    assert out.sent == [frame(k) for k in range(5)] and insp.seen == [0, 1, 2, 3, 4]
