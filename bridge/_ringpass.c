@@ -1,7 +1,7 @@
 /* bridge._ringpass: the worker's walk over an RX ring, compiled.
  *
  * ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint,
- *           max_frames) -> (stop, received, outgoing, inspected, errors, last_ts, off, hdr, kind, value)
+ *           install, max_frames) -> (stop, received, outgoing, inspected, errors, last_ts, off, hdr, kind, value)
  *
  * Walks the ready slots of `rx` (a bridge.ring.V2Ring) from rx.head, at most max_frames of
  * them, and for each frame does what bridge.worker.Worker.drain does for the common one:
@@ -9,7 +9,8 @@
  * `hit` is not None (the fast path: a truthy answer stops the walk), then meta.ts and
  * meta.checksum are set and `inspect(view[mac:end], meta)` is called (no call when
  * `inspect` is None: ForwardAll), and when it answers `forward` (the shared clean-frame
- * Result) the frame is copied into the next slot of `tx` (a bridge.ring.TxRing; None: IDS,
+ * Result; or, when `install` is None -- no fast path to take a flow -- any Result that only
+ * forwards: verdict FORWARD, no events, no inject, no frame) the frame is copied into the next slot of `tx` (a bridge.ring.TxRing; None: IDS,
  * nothing is forwarded) and its RX slot goes back to the kernel.  Everything else stops
  * the walk at that frame, which stays at rx.head, not handed back, for the Python path to
  * finish (bridge.worker.Worker._frame):
@@ -52,7 +53,7 @@ enum { STOP_END = 0, STOP_FRAME = 1, STOP_FLUSH = 2 };
 enum { K_RARE = 0, K_HIT = 1, K_RESULT = 2, K_TXFULL = 3, K_FAILED = 4 };
 
 static PyObject *s_view, *s_offsets, *s_head, *s_pkttype, *s_queued, *s_qbytes, *s_batch, *s_capacity,
-    *s_data, *s_ts, *s_checksum;
+    *s_data, *s_ts, *s_checksum, *s_verdict, *s_events, *s_inject, *s_frame;
 
 static inline uint32_t
 load_acquire(const unsigned char *p)
@@ -80,6 +81,33 @@ rd16(const unsigned char *p)
     uint16_t v;
     memcpy(&v, p, 2);
     return v;
+}
+
+/* `attr` of a Result is falsy (1), truthy (0); 0 on any error (cleared): not clean */
+static int
+falsy_attr(PyObject *res, PyObject *attr)
+{
+    PyObject *v = PyObject_GetAttr(res, attr);
+    if (v == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    if (t < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return !t;
+}
+
+/* A Result that only forwards: verdict FORWARD, no events, nothing to inject, no frame to
+ * forward instead (its `bypass` is what is left, and only a fast path can use it). */
+static int
+clean_forward(PyObject *res)
+{
+    return falsy_attr(res, s_verdict) && falsy_attr(res, s_events) && falsy_attr(res, s_inject) &&
+           falsy_attr(res, s_frame);
 }
 
 /* an int attribute of obj, -1 with an exception set on failure */
@@ -151,16 +179,17 @@ slot_at(PyObject *lst, Py_ssize_t i, Py_ssize_t room, Py_ssize_t len)
 static PyObject *
 ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 11) {
+    if (nargs != 12) {
         PyErr_SetString(PyExc_TypeError, "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, "
-                                         "csum_hint, skip_hint, max_frames)");
+                                         "csum_hint, skip_hint, install, max_frames)");
         return NULL;
     }
     PyObject *rx = args[0], *tx = args[1], *inspect = args[2], *meta = args[3], *forward = args[4],
              *hit = args[5], *pidx = args[6];
     long csum_mask = PyLong_AsLong(args[7]);
     PyObject *csum_hint = args[8], *skip_hint = args[9];
-    Py_ssize_t max_frames = PyLong_AsSsize_t(args[10]);
+    int bypass_matters = args[10] != Py_None;     /* a fast path to install a Result's bypass in */
+    Py_ssize_t max_frames = PyLong_AsSsize_t(args[11]);
     if (PyErr_Occurred())
         return NULL;
     if (tx == Py_None)
@@ -325,6 +354,10 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 res = Py_NewRef(forward);
             }
             inspected++;
+            if (res != forward && !bypass_matters && clean_forward(res)) {
+                Py_DECREF(res);                /* a bypass offer with no fast path: a clean frame */
+                res = Py_NewRef(forward);
+            }
             if (res != forward) {
                 value = res;
                 stop = STOP_FRAME;
@@ -420,7 +453,7 @@ done:
 
 static PyMethodDef ringpass_methods[] = {
     {"ring_pass", (PyCFunction)(void (*)(void))ring_pass, METH_FASTCALL,
-     "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint, max_frames) -> "
+     "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint, install, max_frames) -> "
      "(stop, received, outgoing, inspected, errors, last_ts, off, hdr, kind, value): see bridge/_ringpass.c."},
     {NULL, NULL, 0, NULL},
 };
@@ -447,8 +480,12 @@ PyInit__ringpass(void)
     s_data = PyUnicode_InternFromString("DATA");
     s_ts = PyUnicode_InternFromString("ts");
     s_checksum = PyUnicode_InternFromString("checksum");
+    s_verdict = PyUnicode_InternFromString("verdict");
+    s_events = PyUnicode_InternFromString("events");
+    s_inject = PyUnicode_InternFromString("inject");
+    s_frame = PyUnicode_InternFromString("frame");
     if (!s_view || !s_offsets || !s_head || !s_pkttype || !s_queued || !s_qbytes || !s_batch || !s_capacity ||
-        !s_data || !s_ts || !s_checksum) {
+        !s_data || !s_ts || !s_checksum || !s_verdict || !s_events || !s_inject || !s_frame) {
         Py_DECREF(m);
         return NULL;
     }

@@ -689,7 +689,8 @@ class Worker:
         try:
             if _c_ring_pass is not None and type(ring) is V2Ring and (tx is not None or port.mode is None):
                 release = ring.release_head
-                args = (ring, tx, d.inspect, d.meta, FORWARD, d.hit, d.pidx, d.csum_mask, d.csum_hint, _SKIP)
+                args = (ring, tx, d.inspect, d.meta, FORWARD, d.hit, d.pidx, d.csum_mask, d.csum_hint, _SKIP,
+                        d.install)
                 left = ring.frame_nr
                 while left > 0:
                     if wd is not None:

@@ -25,7 +25,7 @@ from bridge import afpacket as afp
 from bridge.ring import TxRing, V2Ring
 from bridge.worker import Worker, _Port
 from conf.model import Config
-from rules.api import ForwardAll
+from rules.api import Bypass, ForwardAll, Result, Verdict
 
 
 class Ring:
@@ -260,3 +260,42 @@ def test_a_base_exception_leaves_the_rings_consistent(monkeypatch):
     assert w.drain(port) == 3
     port.tx.flush(port.counters)
     assert out.sent == [frame(k) for k in range(5)] and insp.seen == [0, 1, 2, 3, 4]
+
+
+class Offers:
+    """An engine with no fast path behind it (no `bypassed`): every clean frame comes with a
+    bypass offer (as the engine's UDP "scan" offer), frame 3 with an event too."""
+
+    def __init__(self):
+        self.seen: list[int] = []
+
+    def inspect(self, data, meta):
+        k = bytes(data)[-1]
+        self.seen.append(k)
+        return Result(Verdict.FORWARD, events=(("event", k),) if k == 3 else (),
+                      bypass=Bypass(object(), "scan", True, "prefilter"))
+
+    def tick(self, now):
+        return ()
+
+    def stats(self):
+        return {}
+
+
+def test_a_bypass_offer_without_a_fast_path_is_a_clean_frame(monkeypatch):
+    """Nothing can take the offer: the compiled walk forwards such a frame as a clean one
+    instead of stopping at it; a frame with an event still stops."""
+    r = both(plain([frame(k) for k in range(10)]), Offers, monkeypatch, tx=True)
+    assert len(r["sent"]) == 10
+    stops = []
+
+    def spy(*a):
+        out = REAL(*a)
+        stops.append(out[0])
+        return out
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", spy)
+    w, port, out, ring = build(Offers(), tx=True)
+    assert w.fast is None
+    ring.deliver([frame(k) for k in range(10)])
+    w.drain(port)
+    assert stops == [1, 0]                             # one stop: frame 3, for its event
