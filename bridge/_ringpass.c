@@ -1,12 +1,14 @@
 /* bridge._ringpass: the worker's walk over an RX ring, compiled.
  *
  * ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint,
- *           install, max_frames) -> (stop, received, outgoing, inspected, errors, last_ts, off, hdr, kind, value)
+ *           install, hit_pass, max_frames)
+ *   -> (stop, received, outgoing, inspected, bypassed, errors, last_ts, off, hdr, kind, value)
  *
  * Walks the ready slots of `rx` (a bridge.ring.V2Ring) from rx.head, at most max_frames of
  * them, and for each frame does what bridge.worker.Worker.drain does for the common one:
  * a PACKET_OUTGOING frame is skipped; otherwise `hit(pidx, view, mac, end, 0, ts)` when
- * `hit` is not None (the fast path: a truthy answer stops the walk), then meta.ts and
+ * `hit` is not None (the fast path: `hit_pass`, its FORWARD, forwards the frame with no
+ * inspection and counts it in `bypassed`; any other truthy answer stops the walk), then meta.ts and
  * meta.checksum are set and `inspect(view[mac:end], meta)` is called (no call when
  * `inspect` is None: ForwardAll), and when it answers `forward` (the shared clean-frame
  * Result; or, when `install` is None -- no fast path to take a flow -- any Result that only
@@ -179,9 +181,9 @@ slot_at(PyObject *lst, Py_ssize_t i, Py_ssize_t room, Py_ssize_t len)
 static PyObject *
 ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 12) {
+    if (nargs != 13) {
         PyErr_SetString(PyExc_TypeError, "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, "
-                                         "csum_hint, skip_hint, install, max_frames)");
+                                         "csum_hint, skip_hint, install, hit_pass, max_frames)");
         return NULL;
     }
     PyObject *rx = args[0], *tx = args[1], *inspect = args[2], *meta = args[3], *forward = args[4],
@@ -189,7 +191,8 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     long csum_mask = PyLong_AsLong(args[7]);
     PyObject *csum_hint = args[8], *skip_hint = args[9];
     int bypass_matters = args[10] != Py_None;     /* a fast path to install a Result's bypass in */
-    Py_ssize_t max_frames = PyLong_AsSsize_t(args[11]);
+    long hit_pass = PyLong_AsLong(args[11]);      /* the fast path's FORWARD verdict */
+    Py_ssize_t max_frames = PyLong_AsSsize_t(args[12]);
     if (PyErr_Occurred())
         return NULL;
     if (tx == Py_None)
@@ -238,7 +241,7 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
     unsigned char *r = (unsigned char *)rb.buf;
     unsigned char *t = have_tb ? (unsigned char *)tb.buf : NULL;
-    Py_ssize_t received = 0, outgoing = 0, inspected = 0, errors = 0;
+    Py_ssize_t received = 0, outgoing = 0, inspected = 0, errors = 0, bypassed = 0;
     double last_ts = -1.0;
     int stop = STOP_END, kind = K_RARE;
     Py_ssize_t stop_off = 0;
@@ -306,8 +309,17 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 stop_off = off;
                 break;
             }
+            long verdict = PyLong_Check(v) ? PyLong_AsLong(v) : -1;
+            if (verdict == -1 && PyErr_Occurred())
+                PyErr_Clear();
             int truth = PyObject_IsTrue(v);
-            if (truth != 0) {          /* a verdict (or an error deciding: the Python path) */
+            if (truth > 0 && verdict == hit_pass) {
+                Py_DECREF(v);          /* a decided flow's frame to forward: no inspection */
+                Py_DECREF(tsobj);
+                bypassed++;
+                goto forward_frame;
+            }
+            if (truth != 0) {          /* another verdict (or an error deciding): the Python path */
                 Py_DECREF(tsobj);
                 if (truth < 0) {
                     PyErr_Clear();
@@ -370,6 +382,7 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             Py_DECREF(tsobj);
             inspected++;
         }
+    forward_frame:
         if (t != NULL) {
             Py_ssize_t toff = slot_at(tx_offs, tx_head, tx_data + tx_cap, tb.len);
             if (toff < 0) {
@@ -431,11 +444,11 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             Py_XDECREF(value);
             goto done;
         }
-        out = Py_BuildValue("(innnndnNiN)", stop, received, outgoing, inspected, errors, last_ts, stop_off, hdr,
-                            kind, value != NULL ? value : Py_NewRef(Py_None));
+        out = Py_BuildValue("(innnnndnNiN)", stop, received, outgoing, inspected, bypassed, errors, last_ts,
+                            stop_off, hdr, kind, value != NULL ? value : Py_NewRef(Py_None));
     } else {
-        out = Py_BuildValue("(innnndOOiO)", stop, received, outgoing, inspected, errors, last_ts, Py_None,
-                            Py_None, 0, Py_None);
+        out = Py_BuildValue("(innnnndOOiO)", stop, received, outgoing, inspected, bypassed, errors, last_ts,
+                            Py_None, Py_None, 0, Py_None);
     }
     goto done;
 
@@ -453,8 +466,9 @@ done:
 
 static PyMethodDef ringpass_methods[] = {
     {"ring_pass", (PyCFunction)(void (*)(void))ring_pass, METH_FASTCALL,
-     "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint, install, max_frames) -> "
-     "(stop, received, outgoing, inspected, errors, last_ts, off, hdr, kind, value): see bridge/_ringpass.c."},
+     "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint, install, hit_pass, "
+     "max_frames) -> (stop, received, outgoing, inspected, bypassed, errors, last_ts, off, hdr, kind, value): "
+     "see bridge/_ringpass.c."},
     {NULL, NULL, 0, NULL},
 };
 

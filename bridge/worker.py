@@ -92,6 +92,7 @@ import structlog
 from bridge import afpacket as afp
 from bridge.afpacket import PacketSocket
 from bridge.fastpath import DROP as _FAST_DROP
+from bridge.fastpath import FORWARD as _FAST_FORWARD
 from bridge.fastpath import FastPath, FastPort
 from bridge.ring import (
     RETRY_ERRNOS,
@@ -690,16 +691,17 @@ class Worker:
             if _c_ring_pass is not None and type(ring) is V2Ring and (tx is not None or port.mode is None):
                 release = ring.release_head
                 args = (ring, tx, d.inspect, d.meta, FORWARD, d.hit, d.pidx, d.csum_mask, d.csum_hint, _SKIP,
-                        d.install)
+                        d.install, _FAST_FORWARD)
                 left = ring.frame_nr
                 while left > 0:
                     if wd is not None:
                         wd.batch += 1
-                    stop, received, outgoing, inspected, errors, last_ts, off, hdr, kind, value = \
+                    stop, received, outgoing, inspected, bypassed, errors, last_ts, off, hdr, kind, value = \
                         _c_ring_pass(*args, left)
                     d.received += received
                     d.outgoing += outgoing
                     d.inspected += inspected
+                    d.bypassed += bypassed
                     left -= received + outgoing
                     if errors:
                         c.inspector_errors += errors

@@ -299,3 +299,23 @@ def test_a_bypass_offer_without_a_fast_path_is_a_clean_frame(monkeypatch):
     ring.deliver([frame(k) for k in range(10)])
     w.drain(port)
     assert stops == [1, 0]                             # one stop: frame 3, for its event
+
+
+def test_fast_path_pass_verdicts_are_forwarded_by_the_walk(monkeypatch):
+    """A decided pass flow: the walk forwards its frames itself (counted as bypassed, never
+    inspected); only the first frame (a Result with the bypass to install) stops it."""
+    stops = []
+
+    def spy(*a):
+        out = REAL(*a)
+        stops.append((out[0], out[-2]))
+        return out
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", spy)
+    judge = Recorder(bypass="pass")
+    w, port, out, ring = build(judge, tx=True)
+    ring.deliver([frame(k) for k in range(8)])
+    w.drain(port)
+    port.tx.flush(port.counters)
+    assert out.sent == [frame(k) for k in range(8)] and judge.seen == [0]
+    assert port.counters.bypassed == 7
+    assert stops == [(1, 2), (0, 0)]                   # the first frame's Result, then to the end
