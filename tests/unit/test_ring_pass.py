@@ -35,8 +35,7 @@ class Ring:
     def __init__(self, nslots: int = 32):
         g = guarded_ring(nslots)
         self.ring = g.ring
-        self.ring.words = g.words         # unguarded
-        g.ring = self.ring
+        self.ring.words = g.words         # the plain status words again: no guard
         self.g = g
 
     def deliver(self, frames, **kw):
@@ -47,8 +46,7 @@ def build(inspector, *, tx: bool, mode: str | None = "ips", nslots: int = 32, tx
     ring = Ring(nslots)
     if tx:
         kernel = KernelTx()
-        g = afp.RingGeometry(afp.TPACKET_V2, 256 * 2048, 1, 2048, 256) if tx_slots == 256 else \
-            afp.RingGeometry(afp.TPACKET_V2, tx_slots * 2048, 1, 2048, tx_slots)
+        g = afp.RingGeometry(afp.TPACKET_V2, tx_slots * 2048, 1, 2048, tx_slots)
         txr = TxRing(memoryview(bytearray(g.size)), g, kernel, "eth1")
         kernel.tx = txr
         port = _Port("eth0", PS("eth0", object()), ring.ring, mode, kernel, tx=txr)
@@ -319,3 +317,21 @@ def test_fast_path_pass_verdicts_are_forwarded_by_the_walk(monkeypatch):
     assert out.sent == [frame(k) for k in range(8)] and judge.seen == [0]
     assert port.counters.bypassed == 7
     assert stops == [(1, 2), (0, 0)]                   # the first frame's Result, then to the end
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_fast_path_that_raises_drops_that_frame_as_internal(compiled, monkeypatch):
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
+    w, port, out, ring = build(Recorder(), tx=True)
+    real_hit = w.fast.hit
+
+    def hit(pidx, view, start, end, vid, ts):
+        if bytes(view[start:end])[-1] == 2:
+            raise RuntimeError("fast path bug")
+        return real_hit(pidx, view, start, end, vid, ts)
+    w.fast.hit = hit
+    ring.deliver([frame(k) for k in range(5)])
+    assert w.drain(port) == 5
+    port.tx.flush(port.counters)
+    assert out.sent == [frame(k) for k in (0, 1, 3, 4)]
+    assert port.counters.dropped == {"internal": 1} and port.counters.received == 5
