@@ -668,10 +668,10 @@ class Worker:
 
         The common frame takes the compiled walk (bridge/_ringpass.c, `ring_pass`): a V2
         ring forwarding through a TX ring (or IDS, forwarding nothing).  It reads each
-        slot, asks the fast path and the inspector, copies a clean frame (the inspector's
-        shared FORWARD result) into the TX ring and hands its slot back, and stops at any
-        frame that needs more (a checksum to fill, a VLAN tag, a cut frame, a fast-path
-        verdict, a Result to act on, a TX slot not free): `_frame` finishes that one, its
+        slot, asks the fast path and the inspector, copies a frame to forward (the fast
+        path's FORWARD, the inspector's shared FORWARD result) into the TX ring and hands
+        its slot back, and stops at any frame that needs more (a checksum to fill, a VLAN
+        tag, a cut frame, a fast-path drop, a Result to act on, a TX slot not free): `_frame` finishes that one, its
         slot goes back (`release_head`), and the walk goes on.  Without the compiled module,
         on a V3 ring or without a TX ring, `ring.batches()` hands the frames over a batch at
         a time and `_frame` takes each.  The TX ring is kicked (one send()) whenever half of
