@@ -1,13 +1,14 @@
 /* bridge._ringpass: the worker's walk over an RX ring, compiled.
  *
  * ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint,
- *           install, hit_pass, max_frames)
+ *           install, hit_pass, tables, max_frames)
  *   -> (stop, received, outgoing, inspected, bypassed, errors, last_ts, off, hdr, kind, value)
  *
  * Walks the ready slots of `rx` (a bridge.ring.V2Ring) from rx.head, at most max_frames of
  * them, and for each frame does what bridge.worker.Worker.drain does for the common one:
  * a PACKET_OUTGOING frame is skipped; otherwise `hit(pidx, view, mac, end, 0, ts)` when
- * `hit` is not None (the fast path: `hit_pass`, its FORWARD, forwards the frame with no
+ * `hit` is not None (the fast path; not asked about an IPv4 frame whose protocol's table in
+ * `tables`, the port's (tcp, udp, icmp) dicts, is empty: `hit` answers MISS there; `hit_pass`, its FORWARD, forwards the frame with no
  * inspection and counts it in `bypassed`; any other truthy answer stops the walk), then meta.ts and
  * meta.checksum are set and `inspect(view[mac:end], meta)` is called (no call when
  * `inspect` is None: ForwardAll), and when it answers `forward` (the shared clean-frame
@@ -181,9 +182,9 @@ slot_at(PyObject *lst, Py_ssize_t i, Py_ssize_t room, Py_ssize_t len)
 static PyObject *
 ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 13) {
+    if (nargs != 14) {
         PyErr_SetString(PyExc_TypeError, "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, "
-                                         "csum_hint, skip_hint, install, hit_pass, max_frames)");
+                                         "csum_hint, skip_hint, install, hit_pass, tables, max_frames)");
         return NULL;
     }
     PyObject *rx = args[0], *tx = args[1], *inspect = args[2], *meta = args[3], *forward = args[4],
@@ -192,7 +193,20 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *csum_hint = args[8], *skip_hint = args[9];
     int bypass_matters = args[10] != Py_None;     /* a fast path to install a Result's bypass in */
     long hit_pass = PyLong_AsLong(args[11]);      /* the fast path's FORWARD verdict */
-    Py_ssize_t max_frames = PyLong_AsSsize_t(args[12]);
+    /* the fast path's TCP, UDP and ICMP tables of this port (None: ask `hit` every time) */
+    PyObject *t_tcp = NULL, *t_udp = NULL, *t_icmp = NULL;
+    if (args[12] != Py_None) {
+        if (!PyTuple_CheckExact(args[12]) || PyTuple_GET_SIZE(args[12]) != 3 ||
+            !PyDict_CheckExact(PyTuple_GET_ITEM(args[12], 0)) || !PyDict_CheckExact(PyTuple_GET_ITEM(args[12], 1)) ||
+            !PyDict_CheckExact(PyTuple_GET_ITEM(args[12], 2))) {
+            PyErr_SetString(PyExc_TypeError, "ring_pass: tables must be a tuple of three dicts or None");
+            return NULL;
+        }
+        t_tcp = PyTuple_GET_ITEM(args[12], 0);
+        t_udp = PyTuple_GET_ITEM(args[12], 1);
+        t_icmp = PyTuple_GET_ITEM(args[12], 2);
+    }
+    Py_ssize_t max_frames = PyLong_AsSsize_t(args[13]);
     if (PyErr_Occurred())
         return NULL;
     if (tx == Py_None)
@@ -284,7 +298,14 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             received--;
             break;
         }
-        if (hit != NULL) {
+        int ask = hit != NULL;
+        if (ask && t_tcp != NULL && snaplen >= 24 && r[mac + 12] == 0x08 && r[mac + 13] == 0x00) {
+            unsigned char p = r[mac + 23];           /* IPv4: its protocol; that table empty: a MISS */
+            PyObject *tab = p == 6 ? t_tcp : p == 17 ? t_udp : p == 1 ? t_icmp : NULL;
+            if (tab != NULL && PyDict_GET_SIZE(tab) == 0)
+                ask = 0;
+        }
+        if (ask) {
             PyObject *a[6];
             a[0] = pidx;
             a[1] = rx_view;
@@ -467,7 +488,7 @@ done:
 static PyMethodDef ringpass_methods[] = {
     {"ring_pass", (PyCFunction)(void (*)(void))ring_pass, METH_FASTCALL,
      "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint, install, hit_pass, "
-     "max_frames) -> (stop, received, outgoing, inspected, bypassed, errors, last_ts, off, hdr, kind, value): "
+     "tables, max_frames) -> (stop, received, outgoing, inspected, bypassed, errors, last_ts, off, hdr, kind, value): "
      "see bridge/_ringpass.c."},
     {NULL, NULL, 0, NULL},
 };

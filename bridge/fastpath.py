@@ -251,6 +251,12 @@ class FastPath:
         self._mono_to_ts: Callable[[int], float] | None = None    # the last one sync() was given
 
     # ------------------------------------------------------------------ per frame
+    def port_tables(self, port: int) -> tuple[dict, dict, dict]:
+        """The port's TCP, UDP and ICMP tables (changed in place, never replaced): a frame
+        whose protocol's table is empty is a MISS without asking `hit` (the worker's
+        compiled ring walk looks)."""
+        return self._tcp[port], self._udp[port], self._icmp[port]
+
     def hit(self, port: int, buf, start: int, end: int, vlan: int, ts: float) -> int:
         """Per frame, before the engine: MISS (inspect it), FORWARD or DROP. buf[start:end] is the
         frame (a memoryview of the ring slot, or bytes). vlan: the kernel-stripped VLAN id, 0 if

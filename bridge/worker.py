@@ -267,8 +267,8 @@ class _Drain:
     Counters once, at its end)."""
 
     __slots__ = ("port", "c", "view", "src", "pkttype_at", "ips", "forwards", "csum_mask", "csum_hint", "meta",
-                 "pidx", "hit", "install", "tx_put", "inspect", "events", "received", "forwarded", "outgoing",
-                 "inspected", "bypassed", "last_ts")
+                 "pidx", "hit", "install", "tables", "tx_put", "inspect", "events", "received", "forwarded",
+                 "outgoing", "inspected", "bypassed", "last_ts")
 
     def __init__(self, worker: Worker, port: _Port) -> None:
         ring = port.ring
@@ -286,6 +286,7 @@ class _Drain:
         fast = worker.fast
         self.hit = fast.hit if fast is not None else None
         self.install = fast.install if fast is not None else None
+        self.tables = fast.port_tables(port.index) if fast is not None else None
         self.tx_put = port.tx.put_many if port.tx is not None else None
         inspector = worker.inspector
         self.inspect = None if type(inspector) is ForwardAll else inspector.inspect
@@ -691,7 +692,7 @@ class Worker:
             if _c_ring_pass is not None and type(ring) is V2Ring and (tx is not None or port.mode is None):
                 release = ring.release_head
                 args = (ring, tx, d.inspect, d.meta, FORWARD, d.hit, d.pidx, d.csum_mask, d.csum_hint, _SKIP,
-                        d.install, _FAST_FORWARD)
+                        d.install, _FAST_FORWARD, d.tables)
                 left = ring.frame_nr
                 while left > 0:
                     if wd is not None:

@@ -323,6 +323,7 @@ def test_fast_path_pass_verdicts_are_forwarded_by_the_walk(monkeypatch):
 def test_a_fast_path_that_raises_drops_that_frame_as_internal(compiled, monkeypatch):
     monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
     w, port, out, ring = build(Recorder(), tx=True)
+    w.fast.port_tables(port.index)[1]["another flow"] = None     # a UDP table not empty: hit is asked
     real_hit = w.fast.hit
 
     def hit(pidx, view, start, end, vid, ts):
@@ -335,3 +336,29 @@ def test_a_fast_path_that_raises_drops_that_frame_as_internal(compiled, monkeypa
     port.tx.flush(port.counters)
     assert out.sent == [frame(k) for k in (0, 1, 3, 4)]
     assert port.counters.dropped == {"internal": 1} and port.counters.received == 5
+
+
+def test_the_walk_asks_the_fast_path_only_when_the_frames_protocol_has_entries(monkeypatch):
+    """An empty table for the frame's protocol on that port: the fast path would answer MISS,
+    and is not asked (the compiled walk looks at the IPv4 protocol byte)."""
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL)
+    w, port, out, ring = build(Recorder(), tx=True)
+    asked = []
+    real_hit = w.fast.hit
+
+    def hit(*a):
+        asked.append(bytes(a[1][a[2]:a[3]])[-1])
+        return real_hit(*a)
+    w.fast.hit = hit
+    ring.deliver([frame(k) for k in range(3)])
+    w.drain(port)
+    assert asked == []                                 # every table empty
+    w.fast.port_tables(port.index)[0]["a TCP flow"] = None
+    ring.deliver([frame(k) for k in range(3, 6)])
+    w.drain(port)
+    assert asked == []                                 # UDP frames, only the TCP table has an entry
+    w.fast.port_tables(port.index)[1]["a UDP flow"] = None
+    ring.deliver([frame(k) for k in range(6, 9)])
+    w.drain(port)
+    port.tx.flush(port.counters)
+    assert asked == [6, 7, 8] and len(out.sent) == 9
