@@ -482,7 +482,17 @@ def spawn_listener(lab: Lab, role: str, code: str, *args: str, ready: str = "lis
     """Start a Python snippet in a namespace and wait until it prints READY."""
     proc = lab.spawn(role, sys.executable, "-c", code, *args, stdout=subprocess.PIPE,
                      stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    line = proc.stdout.readline()
+    # the READY line only, a byte at a time from the pipe: a buffered readline could also take
+    # what the helper printed after it (a short transfer's result), which `finish` (it reads the
+    # pipe itself) would then never see
+    fd = proc.stdout.fileno()
+    raw = b""
+    while not raw.endswith(b"\n"):
+        b = os.read(fd, 1)
+        if not b:
+            break
+        raw += b
+    line = raw.decode(errors="replace")
     if line.strip() != ready:
         proc.kill()
         raise LabError(f"{role} helper did not start: {line!r} {proc.stderr.read()}")

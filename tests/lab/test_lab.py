@@ -33,3 +33,11 @@ def test_cleanup_stale_removes_dead_owner_namespaces():
     finally:
         if name in netns.listnetns():
             netns.remove(name)
+
+
+def test_a_helpers_output_after_its_ready_line_is_kept(lab):
+    """A helper that prints its result in the same write as its READY line (a short transfer
+    done before the test reads the pipe): spawn_listener takes only the READY line, and
+    finish() gets the rest.  A buffered readline took both, and the result was lost."""
+    proc = netnslab.spawn_listener(lab, "client", 'print("listening\\nthe result", flush=True)')
+    assert netnslab.finish(proc) == "the result"
