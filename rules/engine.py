@@ -52,7 +52,6 @@ from rules.flow import FlowTable
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet
 from rules.reject import reject_frames
 from rules.settings import EngineSettings
-from rules.stream import HALF as _HALF
 from rules.stream import MASK as _MASK
 from rules.stream import StreamEngine, StreamView
 from rules.thresholds import Thresholds
@@ -365,9 +364,7 @@ class Engine:
             me, peer = ssn.server, ssn.client
         if me.done or peer.done:
             return None
-        ref = peer.end
-        gap = (pkt.ack - peer.base - ref) & _MASK
-        ack = ref + gap - 4294967296 if gap >= _HALF else ref + gap
+        ack = peer.offset(pkt.ack)
         if peer.window >= 0 and ack > peer.last_ack + peer.window:
             return None                    # an invalid acknowledgment: its event
         payload = pkt.payload
@@ -377,9 +374,7 @@ class Engine:
             if (pkt.seq - me.base - left) & _MASK or me.ooo:
                 return None                # not the next in-order segment
             right = left + n
-            if not (right >= me.last_ack and (me.window < 0 or right <= me.last_ack + me.window)
-                    and (not streams.depth or right <= streams.depth)
-                    and streams.mem + n <= streams.s.reassembly_memcap):
+            if not streams.fits_in_order(me, right, n):
                 return None
         # the detect stage: only rules with a fast pattern could match
         skipped = self.detector.prefilter_gate(flow, to_server, src, sport)

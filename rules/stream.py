@@ -327,9 +327,7 @@ class StreamEngine:
                     me.next_seq = right + 1
                 # the common case, the next in-order segment, taken in without the general path
                 if (off == ref and ack_ok and not pickup and not me.ooo and not me.done and pkt.csum_ok is not False
-                        and right >= me.last_ack and (me.window < 0 or right <= me.last_ack + me.window)
-                        and (not self.depth or right <= self.depth)
-                        and self.mem + n <= self.s.reassembly_memcap):
+                        and self.fits_in_order(me, right, n)):
                     return self._append(ssn, me, peer, bytes(payload), n, to_server), ""
         status = REFUSED
         rewritten = False
@@ -589,6 +587,14 @@ class StreamEngine:
             return StreamView(self._ids_flush(ssn, me, peer, to_server), pl)
         buf, found = self.inline_window(me, n, to_server, True)
         return StreamView((buf,), pl, found, False, True)
+
+    def fits_in_order(self, me: TcpStream, right: int, n: int) -> bool:
+        """Can the `n` bytes ending at `right`, the next in-order segment, be taken in
+        without the general path: nothing of it acknowledged yet, inside the receiver's
+        window, within the reassembly depth and memcap."""
+        return (right >= me.last_ack and (me.window < 0 or right <= me.last_ack + me.window)
+                and (not self.depth or right <= self.depth)
+                and self.mem + n <= self.s.reassembly_memcap)
 
     def take_in_order(self, me: TcpStream, pl, n: int) -> None:
         """Append the `n` bytes of `pl`, the next in-order segment, to the contiguous data
