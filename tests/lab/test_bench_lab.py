@@ -129,6 +129,18 @@ def test_bench_runs_every_row_and_leaves_nothing_behind():
             assert isinstance(r[key], (int, float)), (r["name"], key)
         for key in ("http16k_errors", "http256k_errors", "tcp_retrans", "udp_sent", "rtt_p99_us"):
             assert isinstance(r[key], (int, float)), (r["name"], key)
+        for load in ("http16k", "http256k"):
+            # every request a connection: the client's active opens are the server's passive ones
+            # (real counters of the two namespaces), and no end keeps TIME_WAIT sockets between loads
+            tcp = r[f"{load}_tcp"]
+            assert tcp["client"]["Tcp:ActiveOpens"] >= r[f"{load}_requests"] > 0, tcp
+            assert tcp["server"]["Tcp:PassiveOpens"] >= r[f"{load}_requests"], tcp
+            assert all("sockets:TIME-WAIT before" not in d for d in tcp.values()), tcp
+        if r["key"].startswith("ipsbridge"):
+            # what it did not forward: the drop check's frames, dropped by rule or as a dropped flow's
+            drops = {k: v for k, v in r["bridge_counters"]["drops"].items() if ".dropped." in k}
+            assert drops and {k.rsplit(".", 1)[1] for k in drops} <= {"rule", "flow"}, drops
+        assert r["http_left_open"] == 0, r          # the HTTP loads' connections all closed
         if r["key"] != "kernel":
             assert r["drop_ok"] is True, r    # a correctness check, not a speed
             assert r["drop_udp_arrived"] == 0
