@@ -41,7 +41,11 @@ with HOME_NET the lab's ranges and EXTERNAL_NET any, so rules of either
 direction apply to the lab's traffic.  Both engines get the same `stream:`
 section: `stream.bypass: yes` (Suricata's own setting: once either direction
 reaches stream.reassembly.depth the flow is bypassed) unless
-`--no-stream-bypass`.
+`--no-stream-bypass`.  Both get the same number of packet workers:
+`--threads N` (default 1) is Suricata's `threads` on each interface, 2N
+threads in all, each reading one interface and writing to the other; an
+ipsbridge worker serves both interfaces of its flows, so ipsbridge's pair
+gets `threads: 2N`.
 
 `--rounds N` measures every contender N times, interleaved (round 1 all
 contenders, round 2 all, ...), and reports the median of each number.
@@ -274,6 +278,11 @@ class Contender:
         return []
 
 
+def workers_for(threads: int) -> int:
+    """ipsbridge's `threads` for the pair when Suricata gets `threads` per interface."""
+    return 2 * threads
+
+
 class IpsBridge(Contender):
     def __init__(self, lab, threads: int, rules: RuleSet, stream_bypass: bool, bypass: str = "kernel"):
         super().__init__(lab)
@@ -286,10 +295,13 @@ class IpsBridge(Contender):
             + (f", threads {threads}" if threads != 1 else "")
 
     def config(self) -> str:
+        # the same number of packet workers as Suricata: its `threads: N` on each of the two
+        # interfaces runs 2N threads, each reading one interface and writing the other; an
+        # ipsbridge worker serves both interfaces of its flows, so the pair gets 2N of them
         ports = "".join(f"""  - interface: {a}
     copy-mode: ips
     copy-iface: {b}
-    threads: {self.threads}
+    threads: {workers_for(self.threads)}
     bypass: {self.bypass}
 """ for a, b in (("eth0", "eth1"), ("eth1", "eth0")))
         return (vars_yaml() + f"classification-file: {classification_file()}\n"
@@ -953,6 +965,9 @@ def report(results: list[dict], info: dict, out=None) -> None:
     p(line)
     p(f"stream (both engines): stream.bypass {'yes' if info['stream_bypass'] else 'no'}, reassembly depth 1 MiB, "
       f"HOME_NET {HOME_NET}, EXTERNAL_NET {EXTERNAL_NET}")
+    threads = info.get("threads", 1)
+    p(f"workers: Suricata threads {threads} on each interface ({2 * threads} in all, each reading one interface), "
+      f"ipsbridge threads {workers_for(threads)} for the pair (each worker serves both interfaces of its flows)")
     p()
     drop = info["drop_check"]
     header = [""] + [h for h, *_ in MAIN_COLS] + ["drop check"]
@@ -1047,7 +1062,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"comma-separated (default: {','.join(CONTENDERS)}; suricata only if {SURICATA} exists)")
     ap.add_argument("--no-stream-bypass", action="store_true",
                     help="stream.bypass: no in both engines (default: yes)")
-    ap.add_argument("--threads", type=int, default=1, help="workers per interface, both IPS (default: 1)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="Suricata's threads per interface (default: 1); ipsbridge gets as many workers in all: "
+                         "twice that for the pair")
     ap.add_argument("--json", metavar="FILE", help="also write everything as JSON ('-': to stdout, tables to stderr)")
     return ap
 
@@ -1083,6 +1100,7 @@ def main(argv: list[str] | None = None, prog: str = "python3 netns-lab/lab.py be
     info: dict = {"command": f"{prog} {shlex.join(argv)}".rstrip(), "seconds": args.seconds,
                   "rounds": args.rounds, "cpus": os.cpu_count(), "kernel": os.uname().release,
                   "stream_bypass": stream_bypass, "tests": list(tests), "contenders": wanted,
+                  "threads": args.threads, "ipsbridge_workers": workers_for(args.threads),
                   "home_net": HOME_NET, "external_net": EXTERNAL_NET, "code": code_version()}
     t_start = time.monotonic()
     info["loadavg_start"] = round(os.getloadavg()[0], 2)

@@ -93,6 +93,8 @@ def test_ipsbridge_config_is_the_one_asked_for(bypass, stream_bypass):
     ips = bench.IpsBridge(None, 1, rs, stream_bypass, bypass)
     cfg = load_text(ips.config(), source="<bench>")
     assert [i.bypass for i in cfg.af_packet] == [bypass, bypass]
+    # as many packet workers as Suricata's threads 1 on each of the two interfaces
+    assert [i.threads for i in cfg.af_packet] == [2, 2]
     assert [(i.interface, i.copy_iface, i.copy_mode) for i in cfg.af_packet] == [("eth0", "eth1", "ips"),
                                                                                   ("eth1", "eth0", "ips")]
     assert cfg.stream.bypass is stream_bypass
