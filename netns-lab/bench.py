@@ -330,7 +330,8 @@ class IpsBridge(Contender):
         extra = {k: v for k, v in flat.items() if "bypass" in k}
         if extra:
             out["bypass"] = extra
-        # every frame the bridge did not forward, by reason (a slow load's lost frames, if ours)
+        # the drop counters, nonzero ones: each interface's `dropped` by reason and the engine's
+        # drops.* (a slow load's lost frames, if they were ours)
         out["drops"] = {k: v for k, v in flat.items()
                         if "drop" in k and "bypass" not in k and isinstance(v, (int, float)) and v}
         out["bypass_in_effect"] = self.in_effect
