@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import glob
 import io
 import os
@@ -307,17 +308,27 @@ def build_engine(path: Path, cfg, packet_only: bool = False):
 
 
 def run_loop(eng, frames, metas):
+    """One pass over the frames, timed.  The heap alive before it (the engine's rules, and
+    this script's parsed ET Open, 24,770 rules) is frozen first, as a worker freezes its
+    engine once built (bridge.hook.settle_heap): otherwise every full collection the pass
+    triggers walks all of it, and with all of ET Open parsed that was a third of the time
+    measured at 1,000 rules, none of it the engine's."""
     inspect = eng.inspect
     alerts = drops = 0
-    c0 = time.process_time()
-    t0 = time.perf_counter()
-    for f, m in zip(frames, metas):
-        r = inspect(f, m)
-        if r.verdict:
-            drops += 1
-        if r.events:
-            alerts += len(r.events)
-    return time.perf_counter() - t0, time.process_time() - c0, alerts, drops
+    gc.collect()
+    gc.freeze()
+    try:
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        for f, m in zip(frames, metas):
+            r = inspect(f, m)
+            if r.verdict:
+                drops += 1
+            if r.events:
+                alerts += len(r.events)
+        return time.perf_counter() - t0, time.process_time() - c0, alerts, drops
+    finally:
+        gc.unfreeze()
 
 
 def main(argv=None) -> int:
