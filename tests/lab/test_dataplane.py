@@ -18,7 +18,7 @@ import time
 import pytest
 
 import netnslab
-from netnslab import CLIENT4, CLIENT6, SERVER4, SERVER6
+from netnslab import CLIENT4, CLIENT6, SERVER4, SERVER6, finish, spawn_listener
 
 pytestmark = pytest.mark.lab
 
@@ -115,22 +115,6 @@ for i in range(n):
 for _ in range(3):                    # end marker (idempotent at the receiver)
     s.sendto(b"end", (host, port + 1))
 """
-
-
-def spawn_listener(lab, role: str, code: str, *args: str) -> subprocess.Popen:
-    proc = lab.spawn(role, sys.executable, "-c", code, *args, stdout=subprocess.PIPE,
-                     stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if line.strip() != "listening":
-        raise netnslab.LabError(f"listener did not start: {line!r} {proc.stderr.read()}")
-    return proc
-
-
-def finish(proc: subprocess.Popen, timeout: float = 90) -> str:
-    out, err = proc.communicate(timeout=timeout)
-    if proc.returncode != 0:
-        raise netnslab.LabError(f"listener exit {proc.returncode}: {err}")
-    return out.strip()
 
 
 def tcp_transfer(lab, host: str, size: int = 10 * 1024 * 1024) -> tuple[str, str]:
