@@ -349,16 +349,18 @@ class Detector:
                     return True
         return False
 
-    def prefilter_only(self, pkt: Packet, flow):
+    def prefilter_only(self, pkt: Packet, flow, *, tx_quiet: bool = False):
         """For a later packet of `pkt`'s flow direction (same addresses and ports, not the
         first of its direction): False when a rule could match it without a fast pattern
         in its payload (a plain candidate); otherwise the scan (payload -> truthy when it
         holds a fast pattern) that must find something for any rule to match it, or None
         when no rule with a pattern applies either (rules.api.Bypass "scan").  Rules
         with a 1-2 byte fast pattern are looked for as run() does (the short database, or
-        `in` tests for a few), after the main database."""
+        `in` tests for a few), after the main database.  `tx_quiet`: the flow direction can
+        have no transaction while the flow has no parser (the engine watches that), so
+        transaction rules do not count."""
         _plain, _nsrc, pid_groups, later, short = self._flow_entry(pkt, flow)
-        if later or (self.tx is not None and self.tx.could_match(pkt, flow)):
+        if later or (not tx_quiet and self.tx is not None and self.tx.could_match(pkt, flow)):
             return False
         if not short:
             return self._scan if pid_groups else None

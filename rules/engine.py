@@ -314,10 +314,16 @@ class Engine:
         self._cur = pkts
         if len(pkts) == 1:                     # the common frame: no tunnel layers inside
             pkt = pkts[0]
-            if pkt.proto == IPPROTO_TCP and self.lean and not pkt.events and not pkt.frag:
-                r = self._lean_tcp(pkt)
-                if r is not None:
-                    return r
+            if self.lean and not pkt.events and not pkt.frag:
+                proto = pkt.proto
+                if proto == IPPROTO_TCP:
+                    r = self._lean_tcp(pkt)
+                    if r is not None:
+                        return r
+                elif proto == IPPROTO_UDP:
+                    r = self._lean_udp(pkt)
+                    if r is not None:
+                        return r
             d = _FrameDecision()
             self._packet(pkt, None, d)
             return self._result(d, pkt)
@@ -396,6 +402,40 @@ class Engine:
                 return self._result(d, pkt)
         self.detector.evaluated += skipped
         return FORWARD
+
+    def _lean_udp(self, pkt: Packet) -> Result | None:
+        """The UDP lane: a later datagram of a flow direction the engine offered Bypass "scan"
+        for (`_offer_scan`: only rules with a fast pattern could match it), in which the
+        offer's scan finds nothing -- the same datagrams the data plane's fast path forwards
+        on that offer, here when it has none (bypass: off, replay) or handed the datagram
+        over.  As `_packet` would: the flow counts it, the app layer has nothing to do (no
+        parser, and this direction cannot start one), detection has no candidate (it counts
+        the IP-only rules it skips), and the result is the offer again.  None (nothing
+        changed) sends the datagram down the general path."""
+        found = self.flows.find_udp(pkt)
+        if found is None:
+            return None
+        key, flow = found
+        offers = flow.prefilter
+        if offers is None or flow.decided or flow.dropped or flow.action_pass or pkt.csum_ok is False:
+            return None
+        src = pkt.src
+        sport = pkt.sport
+        to_server = flow.cli == src and flow.cli_port == sport
+        offer = offers[to_server]
+        if not offer:
+            return None
+        if self.app is not None and not self.app.udp_quiet(flow, to_server):
+            return None
+        r, skipped = offer
+        payload = pkt.payload
+        if payload:
+            scan = r.bypass.scan
+            if scan is not None and scan(bytes(payload)):
+                return None                    # a fast pattern: the rules run
+        self.flows.established_seen(key, flow, pkt, to_server)
+        self.detector.evaluated += skipped
+        return r
 
     def _result(self, d: _FrameDecision, first: Packet) -> Result:
         verdict, events, injects = d.verdict, d.events, d.injects
@@ -673,14 +713,26 @@ class Engine:
         if offers is None:
             offers = flow.prefilter = [None, None]
         to_server = pkt.to_server
-        r = offers[to_server]
-        if r is None:
-            scan = self.detector.prefilter_only(pkt, flow)
-            r = offers[to_server] = False if scan is False else Result(
-                Verdict.FORWARD, bypass=Bypass(flow, "scan", to_server, "prefilter", scan))
-        if r:
-            d.bypass = r.bypass
-            d.fwd_result = r
+        offer = offers[to_server]
+        if offer is None:
+            # transaction rules wait while this direction can start no parser (it refused
+            # every protocol): until the other direction's first datagram finds one, which
+            # clears these offers (AppLayer.feed_udp) and makes the data plane's copy hand
+            # every datagram over (_while_no_parser)
+            quiet = self.app is not None and self.app.udp_quiet(flow, to_server)
+            scan = self.detector.prefilter_only(pkt, flow, tx_quiet=quiet)
+            if scan is False:
+                offer = offers[to_server] = False
+            else:
+                if quiet and not flow.app.proto:
+                    scan = _while_no_parser(flow.app, scan)
+                plain, _nsrc, _groups, later, _short = self.detector._flow_entry(pkt, flow)
+                r = Result(Verdict.FORWARD, bypass=Bypass(flow, "scan", to_server, "prefilter", scan))
+                # (with the IP-only candidates a later datagram's detection skips: _lean_udp)
+                offer = offers[to_server] = (r, 0 if later is plain else len(plain) - len(later))
+        if offer:
+            d.bypass = offer[0].bypass
+            d.fwd_result = offer[0]
 
     def bypassed(self, flow, ts: float, pkts_toserver: int, bytes_toserver: int,
                  pkts_toclient: int, bytes_toclient: int) -> bool:
@@ -773,6 +825,15 @@ def _app_stage(detector, settings):
     from rules.applayer import AppLayer
 
     return AppLayer(protos, settings.app)
+
+
+def _while_no_parser(st, scan):
+    """A scan offer's scan for a UDP flow direction whose transaction rules wait for a
+    parser (Engine._offer_scan): truthy -- hand the datagram to the engine -- once the flow
+    has one, else the prefilter's answer."""
+    if scan is None:
+        return lambda data: st.parser is not None
+    return lambda data: st.parser is not None or scan(data)
 
 
 def _rewritten(pkt: Packet, payload: bytes) -> bytes:

@@ -220,9 +220,22 @@ class FlowTable:
             return None
         return key, flow
 
+    def find_udp(self, pkt: Packet):
+        """The engine's UDP lane (rules.engine.Engine._lean_udp): (key, flow) of the UDP
+        packet `pkt` when its flow exists, else None.  Nothing changes: `established_seen`
+        does what `lookup` would for a datagram of a direction that had one before (its
+        flow's state cannot change then: a UDP flow is established at the first datagram of
+        its second direction)."""
+        key = flow_key(pkt.ipver, IPPROTO_UDP, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.vlan)
+        flow = self._flows.get(key)
+        if flow is None:
+            return None
+        return key, flow
+
     def established_seen(self, key: tuple, flow: TrackedFlow, pkt: Packet, to_server: bool) -> None:
-        """`lookup` of a packet `find_established` found, with no SYN, FIN or RST: the flow is
-        the most recently active, and counts it (its state does not change)."""
+        """`lookup` of a packet `find_established` found, with no SYN, FIN or RST (or a later
+        datagram `find_udp` found): the flow is the most recently active, and counts it (its
+        state does not change)."""
         self._flows.move_to_end(key)
         _account(flow, pkt, to_server)
 

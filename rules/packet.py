@@ -109,7 +109,7 @@ class Flow:
         "tcp",              # rules.stream.TcpSession: the reassembled directions of a TCP flow
         "decided",          # "" or why the flow needs no more inspection (rules.api.Bypass.reason)
         "ended",            # True once the engine ended the flow (timeout, eviction, end of input)
-        "prefilter",        # None, or per direction [to client, to server] what rules.api.Bypass "scan" offers
+        "prefilter",        # None, or per direction [to client, to server] the Bypass "scan" offer (rules.engine._offer_scan)
         "app",              # None, or rules.applayer.AppState: the flow's app-layer protocol and parser
     )
 

@@ -152,12 +152,25 @@ class AppLayer:
                     self._count("app.detect_failed")
                 return st
             self._start(st, found, 17)
+            # the scan offers made while the flow had no protocol (rules.engine._offer_scan:
+            # no transaction then) hold no more
+            flow.prefilter = None
             if st.parser is None:            # detection-only
                 return st
         st.parser.feed(payload, to_server)
         st.fed = True
         self._events(st)
         return st
+
+    def udp_quiet(self, flow, to_server: bool) -> bool:
+        """Does a datagram of this direction of a UDP flow change nothing here, and can no
+        transaction come of it, as long as the flow's protocol stays what it is?  True when
+        the flow has no parser and either has a protocol (failed, or detection-only) or this
+        direction refused every protocol probed (only the other direction may still find
+        one: `feed_udp` then clears the flow's scan offers)."""
+        st = flow.app
+        return st is not None and st.parser is None and bool(
+            st.proto or st.refused[to_server] >= self.probed_names[17])
 
     def end(self, flow, to_server: bool) -> None:
         """A direction of the flow ended (FIN, RST, flow end)."""

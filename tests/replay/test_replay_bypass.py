@@ -525,3 +525,49 @@ def test_prefiltered_udp_datagrams_same_output_with_and_without_the_fast_path(tm
         eve = [json.loads(line) for line in off["eve"].decode().splitlines()]
         sids = [e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert"]
         assert sorted(sids) == [1, 1, 2, 3, 4], (mode, sids)
+
+
+def test_udp_transaction_rules_wait_for_the_other_direction_with_and_without_the_fast_path(tmp_path):
+    """A UDP flow to port 53 whose client speaks no DNS first: its direction refused every
+    protocol, so only a fast pattern can make a rule match its datagrams (the scan offer)
+    -- until the server's first datagram is DNS.  From then on the client's queries are
+    parsed, and a dns.query rule must fire on them with the fast path in front (its scan
+    entry hands them over) as without it.  A flow whose other direction never speaks DNS
+    keeps the scan all along."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    rules = tmp_path / "dns.rules"
+    rules.write_text(
+        'alert dns any any -> any any (msg:"evil query"; dns.query; content:"evil.example"; nocase; sid:1;)\n'
+        'alert udp any any -> any any (msg:"marker"; content:"MARKER"; sid:2;)\n')
+
+    def query(i, name):
+        return bytes(DNS(id=i, rd=1, qd=DNSQR(qname=name)))
+
+    def answer(i, name):
+        return bytes(DNS(id=i, qr=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, rdata="203.0.113.9")))
+
+    pkts = []
+    t = 1000.0
+    for i in range(6):                               # junk first: the client's direction refuses DNS
+        pkts.append(udp_pkt(t, 40053, 53, b"hello %d" % i)); t += 0.01
+    pkts.append(udp_pkt(t, 40053, 53, b"a MARKER")); t += 0.01
+    pkts.append(udp_pkt(t, 53, 40053, answer(1, "good.example"), src=S, dst=C)); t += 0.01   # DNS: a parser
+    for i in range(4):
+        name = "evil.example" if i in (1, 3) else "good.example"
+        pkts.append(udp_pkt(t, 40053, 53, query(10 + i, name))); t += 0.01
+    for i in range(8):                               # another flow: no reply ever, the scan all along
+        pkts.append(udp_pkt(t, 40054, 53, b"MARKER" if i == 5 else b"junk %d" % i)); t += 0.01
+    pcap = tmp_path / "dns.pcap"
+    wrpcap(str(pcap), pkts)
+    for mode in ("ips", "ids"):
+        user = replay(tmp_path, f"dns-{mode}", "user", pcap, rules, mode=mode)
+        off = replay(tmp_path, f"dns-{mode}", "off", pcap, rules, mode=mode)
+        assert_same(user, off)
+        m = PREFILTER_LINE.search(user["summary"])
+        assert m, user["summary"]
+        directions, passed, _hits = (int(x) for x in m.groups())
+        assert directions >= 2 and passed >= 8, user["summary"]       # both flows' junk took the scan
+        eve = [json.loads(line) for line in user["eve"].decode().splitlines()]
+        sids = [e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert"]
+        assert sorted(sids) == [1, 1, 2, 2], (mode, sids)

@@ -392,3 +392,36 @@ def test_no_scan_offer_on_vxlan_ports_or_for_fragments():
     frag = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
                  / IP(src=C, dst=S, flags="MF", frag=0, proto=17) / (b"\x13\x88\x1b\x58\x00\x20\x00\x00" + b"x" * 16))
     assert Feed(e, scans=True)(frag).bypass is None
+
+
+def test_a_udp_direction_waiting_for_a_parser_gets_a_scan_offer_that_ends_with_one():
+    """Transaction rules apply to a UDP flow only once it has a parser.  A direction that
+    refused every protocol cannot start one, so its offer stands on the packet rules'
+    fast patterns -- until the other direction's first datagram is DNS: the old offer's scan
+    then hands every datagram over, the engine offers no more, and the queries match."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    e = eng('alert dns any any -> any any (dns.query; content:"evil.example"; nocase; sid:1;)',
+            'alert udp any any -> any any (content:"MARKER"; sid:2;)')
+    f = Feed(e, scans=True)
+    b = udp(f, b"not dns", dport=53).bypass
+    assert b is not None and b.action == "scan"
+    assert not b.scan(b"junk") and b.scan(b"a MARKER")
+    assert udp(f, b"more junk", dport=53).bypass is b          # the same offer while nothing changes
+    answer = bytes(DNS(id=1, qr=1, qd=DNSQR(qname="good.example"), an=DNSRR(rrname="good.example",
+                                                                           rdata="203.0.113.9")))
+    udp(f, answer, dport=53, back=True)                        # the server speaks DNS: a parser
+    assert b.scan(b"junk")                                     # the old offer hands everything over
+    r = udp(f, bytes(DNS(id=2, rd=1, qd=DNSQR(qname="evil.example"))), dport=53)
+    assert sids(r) == [1] and r.bypass is None
+
+
+def test_a_udp_direction_another_flow_never_answers_keeps_its_scan():
+    e = eng('alert dns any any -> any any (dns.query; content:"evil.example"; nocase; sid:1;)',
+            'alert udp any any -> any any (content:"MARKER"; sid:2;)')
+    f = Feed(e, scans=True)
+    b = udp(f, b"not dns", dport=53).bypass
+    for i in range(5):
+        assert not b.scan(b"junk %d" % i)
+        assert udp(f, b"junk %d" % i, dport=53).bypass is b
+    assert sids(udp(f, b"MARKER", dport=53)) == [2]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.all import IP, TCP, Ether
+from scapy.all import IP, TCP, UDP, Ether
 
 from bridge.eve import dumps
 from bridge.hook import build_engine
@@ -37,12 +37,21 @@ SCENARIOS = sorted(EXPECTED["scenarios"])
 
 class Counting:
     """Wraps an engine's `_lean_tcp`: how many packets the lane took, and how many of those
-    it handed to the detect stage (a fast pattern in the window)."""
+    it handed to the detect stage (a fast pattern in the window); and its `_lean_udp`: how
+    many datagrams that lane took."""
 
     def __init__(self, engine: Engine) -> None:
-        self.taken = self.detected = 0
-        lane, stage = engine._lean_tcp, engine._detect_stage
+        self.taken = self.detected = self.udp_taken = 0
+        lane, udp_lane, stage = engine._lean_tcp, engine._lean_udp, engine._detect_stage
         self.in_lane = False
+
+        def lean_udp(pkt):
+            r = udp_lane(pkt)
+            if r is not None:
+                self.udp_taken += 1
+            return r
+
+        engine._lean_udp = lean_udp
 
         def lean(pkt):
             self.in_lane = True
@@ -93,7 +102,7 @@ def lockstep(lean: Engine, plain: Engine, frames) -> None:
 
 
 # ---------------------------------------------------------------------- differential fixtures
-TOTALS = {"taken": 0, "detected": 0, "runs": 0}
+TOTALS = {"taken": 0, "detected": 0, "udp_taken": 0, "runs": 0}
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -110,6 +119,7 @@ def test_fixture_same_with_and_without_the_lane(name):
     lockstep(lean, plain, frames)
     TOTALS["taken"] += count.taken
     TOTALS["detected"] += count.detected
+    TOTALS["udp_taken"] += count.udp_taken
     TOTALS["runs"] += 1
 
 
@@ -229,3 +239,78 @@ def test_crafted_sessions_same_with_and_without_the_lane(steps):
     count = Counting(lean)
     lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000))])
     assert count.taken >= 1
+
+
+# ---------------------------------------------------------------------- UDP (Engine._lean_udp)
+UDP_RULES = """
+alert udp any any -> any any (msg:"evil anywhere"; content:"evil"; sid:11;)
+drop udp any any -> any 7000 (msg:"drop marker"; content:"DROPME"; sid:12;)
+alert udp any any -> any any (msg:"two-byte pattern"; content:"zq"; sid:13;)
+alert ip any any -> 203.0.113.0/24 any (msg:"ip-only, first packet of a direction"; sid:14;)
+alert udp any any -> any any (msg:"attack seen"; content:"attack"; flowbits:set,seen; sid:15;)
+alert udp any any -> any any (msg:"again after attack"; content:"again"; flowbits:isset,seen; sid:16;)
+alert dns any any -> any any (msg:"evil query"; dns.query; content:"evil.example"; nocase; sid:17;)
+alert udp any any -> any any (msg:"marker on a DNS flow"; app-layer-protocol:dns; content:"MARK"; sid:18;)
+"""
+UDP_PLAIN_RULE = 'alert udp any any -> any 7000 (msg:"big datagram"; dsize:>600; sid:19;)'
+
+
+def _dns(kind: str, name: str) -> bytes:
+    """q: a query, a: an answer, z: an answer with the Z flag (an app event)."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+    if kind == "q":
+        return bytes(DNS(id=7, rd=1, qd=DNSQR(qname=name)))
+    return bytes(DNS(id=7, qr=1, z=int(kind == "z"), qd=DNSQR(qname=name),
+                     an=DNSRR(rrname=name, rdata="203.0.113.9")))
+
+
+DATAGRAMS = [b"", b"data", b"evil", b"DROPME", b"zq", b"z", b"attack", b"again", b"MARK", b"x" * 700,
+             "q:evil.example", "q:good.example", "a:good.example", "z:good.example"]
+udp_steps = st.lists(st.tuples(st.sampled_from(["c", "s"]), st.sampled_from(DATAGRAMS)), min_size=1, max_size=24)
+
+
+def udp_flow(steps, sport: int, dport: int, bad_csum_at: int = -1) -> list[bytes]:
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    out = []
+    for i, (side, d) in enumerate(steps):
+        if isinstance(d, str):
+            d = _dns(d[0], d[2:])
+        ip = IP(src=C, dst=S) if side == "c" else IP(src=S, dst=C)
+        udp = UDP(sport=sport, dport=dport) if side == "c" else UDP(sport=dport, dport=sport)
+        if i == bad_csum_at:
+            udp.chksum = 0x1234
+        out.append(bytes(e / ip / udp / d))
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=udp_steps, mode=st.sampled_from(["ips", "tap", "ids"]), plain_rule=st.booleans(),
+       dport=st.sampled_from([53, 7000, 5300]), bad_csum_at=st.integers(-1, 6), dns_both=st.booleans())
+def test_random_udp_flows_same_with_and_without_the_lane(steps, mode, plain_rule, dport, bad_csum_at, dns_both):
+    """Datagrams both ways with patterns, short patterns, flowbits, an IP-only rule, DNS
+    queries and answers (either side first: a transaction rule waiting for the other
+    direction's parser), answers with an app event (the parser of a direction no
+    transaction rule applies to still runs), a bad checksum, empty payloads."""
+    text = UDP_RULES if dns_both else UDP_RULES.replace("alert dns any any -> any any", "alert dns any any -> any 53")
+    rules = parse(text + (UDP_PLAIN_RULE if plain_rule else ""))
+    cfg = EngineSettings(mode=mode)
+    lean, plain = Engine(rules, cfg), Engine(rules, cfg)
+    frames = udp_flow(steps, 40000, dport, bad_csum_at) + udp_flow(steps, 40001, dport)
+    lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+
+
+@pytest.mark.parametrize("dport", [53, 5300])
+def test_udp_flows_take_the_lane_until_a_parser_starts(dport):
+    """The lane on its own: after a direction's first datagram, clean datagrams take it; those
+    holding a fast pattern, and on port 53 every query once the server answered DNS (a parser:
+    the transaction rule must run), go the general path -- with the same results."""
+    rules = parse(UDP_RULES)
+    lean, plain = Engine(rules, EngineSettings(mode="ips")), Engine(rules, EngineSettings(mode="ips"))
+    count = Counting(lean)
+    steps = [("c", b"data")] * 10 + [("c", b"evil"), ("c", b"data")] \
+        + [("s", "a:good.example")] + [("c", "q:evil.example"), ("c", "q:good.example")] * 3
+    frames = udp_flow(steps, 40000, dport)
+    lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    # 9 after the first + 1 after the pattern; on 5300 (no DNS there) also the queries
+    # without "evil" in them
+    assert count.udp_taken == (10 if dport == 53 else 13), count.udp_taken
