@@ -91,13 +91,20 @@ class TxDetector:
         slots: dict[tuple, _Slot] = {}
         self.always: tuple = ()              # (direction) -> sigs without a fast pattern
         always: dict[bool, list] = {True: [], False: []}
+        protos: list = []                    # per bucket: the IP protocols its rules take (None: any)
         for s in sigs:
             k = header_key(s)
             b = buckets.get(k)
             if b is None:
                 b = buckets[k] = len(self.reps)
                 self.reps.append(s)
+                protos.append(set())
             self.bucket[s.order] = b
+            ip = s.rule.ip_protos
+            if ip is None or protos[b] is None:
+                protos[b] = None
+            else:
+                protos[b] |= ip
             spec = s.rule.app
             for sp in (spec, spec.other):
                 if sp is None:
@@ -119,6 +126,7 @@ class TxDetector:
         # per packet direction: the slots of the rules evaluated on it
         self.slots = {d: tuple(sl for k, sl in slots.items() if k[4] == d) for d in (True, False)}
         self.always = {d: tuple(v) for d, v in always.items()}
+        self.ip_protos = tuple(None if p is None else frozenset(p) for p in protos)
         self._hdr: dict[int, dict] = {}      # flow_id -> {(to_server, src, sport): {bucket: header ok}}
         self.evaluated = 0
 
@@ -148,11 +156,18 @@ class TxDetector:
         return ok
 
     def could_match(self, pkt, flow) -> bool:
-        """Could an app rule match a later packet of this flow direction (headers only)?"""
+        """Could an app rule match a later packet of this flow direction (headers only)?
+        Only TCP and UDP flows get a parser, hence transactions; a rule header's IP
+        protocols count too (the candidate walk leaves them to the index, which app rules
+        are not in: `alert http` does not take a ping)."""
+        proto = flow.proto
+        if proto != 6 and proto != 17:
+            return False
         if flow.app is not None and flow.app.proto and flow.app.proto not in self.protos:
             return False
         memo = self._ok_memo(pkt, flow)
-        return any(self._ok(memo, b, pkt) for b in range(len(self.reps)))
+        ips = self.ip_protos
+        return any((ips[b] is None or proto in ips[b]) and self._ok(memo, b, pkt) for b in range(len(self.reps)))
 
     def _candidates(self, tx, d: bool, memo: dict, pkt, proto: str) -> list:
         """The signatures to evaluate on `tx` for a packet of direction `d`, in signature

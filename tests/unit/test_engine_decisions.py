@@ -217,6 +217,31 @@ def test_icmp_echo_flow_no_rule_applies_to_is_decided_and_offered_both_ways():
     assert f.e.stats()["flow.decided.no-rules"] == 1
 
 
+@pytest.mark.parametrize("rules", [
+    ('alert http any any -> any any (http.uri; content:"/admin"; sid:1;)',
+     'alert dns any any -> any any (dns.query; content:"evil"; sid:2;)'),
+    ('alert http any any -> any any (http.uri; content:"/admin"; sid:1;)',
+     'alert udp any any -> any any (content:"x"; sid:2;)'),
+], ids=["app-rules-only", "app-and-udp-rules"])
+def test_app_layer_rules_do_not_keep_an_echo_flow_undecided(rules):
+    """Transactions come only from TCP and UDP parsers: `alert http any any -> any any` can
+    never match a ping, so it does not keep the echo flow in the frame path."""
+    f = Feed(eng(*rules))
+    r = f(fr(ICMP(type=8, id=7) / b"ping"))
+    assert (r.bypass.action, r.bypass.reason) == ("pass", "no-rules")
+
+
+def test_an_http_rule_does_not_keep_a_udp_flow_out_of_the_scan_offer():
+    """An HTTP rule (TCP only) cannot match a UDP flow, whatever its app layer: the first,
+    empty datagram (nothing probed yet) already gets the offer of the UDP rule's pattern."""
+    e = eng('alert http any any -> any any (http.uri; content:"/admin"; sid:1;)',
+            'alert dns any any -> any 53 (dns.query; content:"evil"; sid:3;)',
+            'alert udp any any -> any any (content:"EVIL"; sid:2;)')
+    b = scan_offer(e, b"")
+    assert b is not None and b.action == "scan" and not b.scan(b"clean") and b.scan(b"EVIL")
+    assert scan_offer(e, b"", dport=53) is None        # the DNS rule could match there
+
+
 @pytest.mark.parametrize("rule", [
     "alert icmp any any -> any any (itype:0; sid:1;)",
     "alert ip any any -> any any (ttl:3; sid:1;)",
