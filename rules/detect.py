@@ -308,19 +308,22 @@ class Detector:
             ent = per_flow[key] = self._plain(pkt)
         return ent
 
-    def prefilter_gate(self, flow, to_server: bool, src: int, sport: int) -> int:
+    def prefilter_gate(self, flow, to_server: bool, src: int, sport: int, empty: bool = False) -> int:
         """For the engine's lean lane (rules.engine.Engine._lean_tcp), on a later packet of a
         flow direction (its first packet went through `run`, which cached the direction's
         candidates): -1 unless every rule that could match it needs one of its fast
         patterns (no plain candidate, no 1-2 byte pattern, no transaction rule); else the
         number `run` counts as evaluated when no fast pattern is found (the IP-only
-        candidates it skips after a direction's first packet)."""
+        candidates it skips after a direction's first packet).  `empty`: a packet with no
+        payload that the stream offers nothing either (an inline pure ACK) -- a 1-2 byte
+        pattern is looked for only in bytes, and transaction rules run only on app-layer
+        data, so neither counts."""
         per_flow = self._hdr_cache.get(flow.flow_id)
         ent = per_flow.get((to_server, src, sport)) if per_flow is not None else None
-        if ent is None or self.tx is not None:
+        if ent is None or (self.tx is not None and not empty):
             return -1
         plain, _nsrc, _groups, later, short = ent
-        if later or short:
+        if later or (short and not empty):
             return -1
         return 0 if later is plain else len(plain)
 

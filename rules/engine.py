@@ -345,8 +345,13 @@ class Engine:
         changed) sends the packet down the general path.  `lean = False` turns the lane
         off (tests compare both)."""
         flags = pkt.tcp_flags
-        if (flags != _ACK and flags != _ACK_PSH) or pkt.csum_ok is False or self.app is not None:
+        if (flags != _ACK and flags != _ACK_PSH) or pkt.csum_ok is False:
             return None
+        payload = pkt.payload
+        n = len(payload)
+        app = self.app
+        if app is not None and n:
+            return None                    # the app layer's data: the general path
         streams = self.streams
         if not streams.inline:
             return None
@@ -373,8 +378,15 @@ class Engine:
         ack = peer.offset(pkt.ack)
         if peer.window >= 0 and ack > peer.last_ack + peer.window:
             return None                    # an invalid acknowledgment: its event
-        payload = pkt.payload
-        n = len(payload)
+        if app is not None:
+            # a pure ACK of an app-layer flow: the app layer gets nothing from it (inline, its
+            # direction's data was handed over as it came in), and no transaction runs unless
+            # the packet before left them uninspected (an error policy answered it first)
+            st = flow.app
+            if st is not None:
+                parser = st.parser
+                if st.fed or parser is not None and (parser.bypass_ready or parser.failed and not st.error_seen):
+                    return None
         if n:
             left = me.end
             if (pkt.seq - me.base - left) & _MASK or me.ooo:
@@ -383,7 +395,7 @@ class Engine:
             if not streams.fits_in_order(me, right, n):
                 return None
         # the detect stage: only rules with a fast pattern could match
-        skipped = self.detector.prefilter_gate(flow, to_server, src, sport)
+        skipped = self.detector.prefilter_gate(flow, to_server, src, sport, empty=not n)
         if skipped < 0:
             return None
         # taken: from here on the packet goes through

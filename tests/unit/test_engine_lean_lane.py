@@ -212,6 +212,60 @@ def test_random_sessions_same_with_and_without_the_lane(steps, mode, plain_rule,
     lockstep(lean, plain, frames)
 
 
+APP_RULES = RULES + """
+alert http any any -> any any (msg:"admin uri"; flow:to_server; http.uri; content:"/admin"; sid:21;)
+alert http any any -> any any (msg:"evil server"; http.server; content:"evil"; sid:22;)
+drop http any any -> any any (msg:"drop a body"; file.data; content:"DROPBODY"; sid:23;)
+alert tcp any any -> any 80 (msg:"heartbeat-like 2-byte pattern"; content:"|18 03|"; sid:24;)
+"""
+http_chunks = st.lists(st.sampled_from([
+    b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /adm",
+    b"in HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\nServer: evil\r\nContent-Length: 12\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n", b"DROPBODY", b"body", b"\x18\x03", b"y" * 1448]),
+    min_size=1, max_size=8)
+http_ops = st.lists(st.tuples(st.sampled_from(["c", "s", "ack", "ack", "retx", "fin"]), http_chunks),
+                    min_size=1, max_size=10)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=http_ops, mode=st.sampled_from(["ips", "tap", "ids"]), stream_bypass=st.booleans())
+def test_random_http_sessions_same_with_and_without_the_lane(steps, mode, stream_bypass):
+    """With app-layer rules (an HTTP parser on the flow): the lane takes pure ACKs only,
+    and only while the app layer has nothing to do on them."""
+    rules = parse(APP_RULES)
+    cfg = EngineSettings(mode=mode, stream=StreamSettings(bypass=stream_bypass, depth=6000))
+    lean, plain = Engine(rules, cfg), Engine(rules, cfg)
+    frames = [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000) + session(steps, 40001))]
+    lockstep(lean, plain, frames)
+
+
+def test_an_http_session_takes_the_lane_on_its_pure_acks():
+    rules = parse(APP_RULES)
+    lean, plain = Engine(rules, EngineSettings(mode="ips")), Engine(rules, EngineSettings(mode="ips"))
+    count = Counting(lean)
+    steps = [("c", [b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"]), ("ack", [b""]),
+             ("s", [b"HTTP/1.1 200 OK\r\nServer: evil\r\nContent-Length: 2896\r\n\r\n", b"y" * 1448]),
+             ("ack", [b""]), ("s", [b"y" * 1448]), ("ack", [b""]), ("ack", [b""])]
+    frames = session(steps, 40000)
+    lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert count.taken == 4 and count.detected == 0, (count.taken, count.detected)
+    assert (lean.hits[(1, 21)], lean.hits[(1, 22)]) == (1, 1)       # the transaction rules still fire
+
+
+@pytest.mark.parametrize("policy", ["drop-packet", "pass-packet", "ignore"])
+def test_a_parser_that_gave_up_leaves_its_pure_acks_to_the_general_path(policy):
+    """app-layer.error-policy drop-packet or pass-packet answers the packet the parser gave
+    up on before its transactions were inspected: the next packet of the flow, a pure ACK
+    too, inspects them (and the rule on the request fires there)."""
+    rules = parse(APP_RULES)
+    cfg = EngineSettings(mode="ips", app_error_policy=policy)
+    lean, plain = Engine(rules, cfg), Engine(rules, cfg)
+    steps = [("c", [b"GET /admin HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"]),
+             ("ack", [b""]), ("ack", [b""]), ("s", [b"HTTP/1.1 200 OK\r\n\r\n"]), ("ack", [b""])]
+    lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000))])
+    assert lean.hits.get((1, 21)) == 1
+
+
 def test_a_session_takes_the_lane_and_detects_across_segments():
     """The lane on its own: a long in-order session is taken by it, and a pattern split
     across two segments is still found (the lane hands the segment to detection)."""
