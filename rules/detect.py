@@ -44,6 +44,7 @@ from rules.thresholds import Thresholds
 _FB_SET = frozenset(("set", "unset", "toggle"))
 _order_key = attrgetter("order")
 _SHORT_LOOP = 4       # up to this many short-pattern candidates: `bytes in` tests, else a short_db scan
+_SHORT_IN_MAX = 256   # ... and `bytes in` tests only in a buffer up to this long
 _SHORT_MAPS_MAX = 4096
 
 
@@ -420,6 +421,14 @@ class Detector:
             if type(short) is dict:
                 for spid in short.keys() & self._scan_short(scan):
                     extra.extend(short[spid])
+            elif len(scan) > _SHORT_IN_MAX:
+                # a few patterns in a long buffer (a stream window): one short_db scan, not a
+                # `bytes in` per pattern (about 1 ns a byte each on binary data)
+                ids = self._scan_short(scan)
+                if ids:
+                    for s in short:
+                        if s.fp_short[2] in ids:
+                            extra.append(s)
             else:
                 low = None
                 for s in short:

@@ -405,11 +405,13 @@ def test_decoder_events_counted_and_optionally_reported():
     assert r.verdict == Verdict.DROP and r.reason == "rule" and alerts(r) == [(2, "blocked")]
 
 
+@pytest.mark.parametrize("pad", [0, 300], ids=["short-payload", "long-payload"])
 @pytest.mark.parametrize("extra", [0, 8], ids=["few-short-rules", "many-short-rules"])
-def test_short_fast_patterns_found_outside_the_main_database(extra):
+def test_short_fast_patterns_found_outside_the_main_database(extra, pad):
     """1-2 byte fast patterns are kept out of the hyperscan database; their rules still match
     exactly when the payload holds the pattern (caseless per rule), through `bytes in` tests
-    (few such rules) or the short-pattern database (many)."""
+    (few such rules, a short payload) or the short-pattern database (many, or a long
+    payload)."""
     texts = ['alert udp any any -> any 53 (msg:"q"; content:"q"; sid:1;)',
              'alert udp any any -> any 53 (msg:"AB"; content:"AB"; nocase; sid:2;)',
              'alert udp any any -> any 53 (msg:"00 ff"; content:"|00 ff|"; sid:3;)',
@@ -418,9 +420,10 @@ def test_short_fast_patterns_found_outside_the_main_database(extra):
     e = eng(*texts)
     assert e.stats()["prefilter.short_pattern_rules"] == 3 + extra
     f = Feed(e)
-    assert sorted(alerts(f(fr(UDP(sport=4000, dport=53) / b"xqx")))) == [(1, "allowed")]
-    assert sorted(alerts(f(fr(UDP(sport=4001, dport=53) / b"..aB..\x00\xff longer")))) == \
+    p = b"." * pad
+    assert sorted(alerts(f(fr(UDP(sport=4000, dport=53) / (p + b"xqx"))))) == [(1, "allowed")]
+    assert sorted(alerts(f(fr(UDP(sport=4001, dport=53) / (b"..aB.." + p + b"\x00\xff longer"))))) == \
         [(2, "allowed"), (3, "allowed"), (4, "allowed")]
-    assert alerts(f(fr(UDP(sport=4002, dport=53) / b"Q a b \xff\x00"))) == []
+    assert alerts(f(fr(UDP(sport=4002, dport=53) / (b"Q a b " + p + b"\xff\x00")))) == []
     assert alerts(f(fr(UDP(sport=4003, dport=54) / b"q"))) == []
     assert alerts(f(fr(UDP(sport=4004, dport=53)))) == []
