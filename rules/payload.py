@@ -21,8 +21,11 @@ Suricata's nocase).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rules.keywords.pcre import PcreRegex
 
 # Suricata bounds recursive content inspection too (inspection-recursion-limit).
 STEP_BUDGET = 3000

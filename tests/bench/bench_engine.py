@@ -33,7 +33,6 @@ import io
 import os
 import pstats
 import random
-import statistics
 import struct
 import subprocess
 import sys

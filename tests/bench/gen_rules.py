@@ -65,7 +65,7 @@ def one_rule(rng: random.Random, sid: int) -> str:
             opts.append(f"depth:{rng.randint(20, 200)}")
         if rng.random() < 0.3:
             opts.append(f'content:"{literal(rng)}"')
-            opts.append(f"distance:0")
+            opts.append("distance:0")
             if rng.random() < 0.5:
                 opts.append(f"within:{rng.randint(20, 100)}")
         if rng.random() < 0.1:

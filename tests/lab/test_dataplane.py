@@ -18,7 +18,7 @@ import time
 import pytest
 
 import netnslab
-from netnslab import CLIENT4, CLIENT6, SERVER4, SERVER6, finish, spawn_listener
+from netnslab import CLIENT4, SERVER4, SERVER6, finish, spawn_listener
 
 pytestmark = pytest.mark.lab
 

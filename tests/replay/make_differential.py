@@ -652,7 +652,7 @@ def _frag4(cap, pkt, size, order=None):
 
 
 def _frag6(cap, pkt, size, order=None):
-    from scapy.layers.inet6 import IPv6ExtHdrFragment, fragment6
+    from scapy.layers.inet6 import fragment6
 
     frags = fragment6(pkt, size)
     for i in (order or range(len(frags))):

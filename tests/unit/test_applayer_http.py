@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from rules.applayer import AppLayer
 from rules.applayer.base import DONE
 from rules.applayer.http import (
-    HEADERS,
     LINE,
     Parser,
     Settings,

@@ -13,7 +13,7 @@ import struct
 from types import SimpleNamespace
 
 import pytest
-from scapy.all import IP, UDP, Dot1Q, Ether
+from scapy.all import IP, UDP, Ether
 
 from bridge import afpacket as afp
 from bridge.ring import SLL_PKTTYPE_V2, V2_HDR, V2Ring
