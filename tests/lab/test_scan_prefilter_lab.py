@@ -17,6 +17,9 @@ from netnslab import SERVER4
 pytestmark = pytest.mark.lab
 
 RULES = 'drop udp any any -> any 7200 (msg:"evil datagram"; content:"EVIL-DGRAM"; sid:1;)\n'
+# a transaction rule whose header takes any UDP flow (as ET Open's DNS rules): the flow to
+# 7200 still gets the scan, once its direction refused every protocol on its first datagram
+DNS_RULE = 'alert dns any any -> any any (msg:"evil query"; dns.query; content:"evil.example"; sid:2;)\n'
 
 # n datagrams client:sport -> server:7200; every 10th holds the pattern
 SENDER = r"""
@@ -51,9 +54,10 @@ for g in got:
 """
 
 
+@pytest.mark.parametrize("dns_rule", [False, True], ids=["packet-rules", "with-a-dns-rule"])
 @pytest.mark.parametrize("bypass", ["kernel", "user"])
-def test_clean_datagrams_pass_on_the_scan_alone_and_pattern_ones_are_dropped(lab, bypass):
-    rules = lab.write("scan.rules", RULES)
+def test_clean_datagrams_pass_on_the_scan_alone_and_pattern_ones_are_dropped(lab, bypass, dns_rule):
+    rules = lab.write("scan.rules", RULES + (DNS_RULE if dns_rule else ""))
     config = lab.write("scan.yaml", f"""af-packet:
   - interface: eth0
     copy-mode: ips
