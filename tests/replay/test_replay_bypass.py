@@ -495,6 +495,20 @@ PREFILTER_LINE = re.compile(r"^prefilter: (\d+) UDP flow directions, (\d+) datag
                             r"pattern scan alone, (\d+) with a fast pattern inspected$", re.MULTILINE)
 
 
+def prefiltered_replay(tmp_path, tag: str, pcap, rules, mode: str):
+    """Replay with the fast path and without: the same output; (the run with it, the
+    counts of its prefilter line (directions, datagrams passed on the scan, hits), the alert
+    sids in order)."""
+    user = replay(tmp_path, tag, "user", pcap, rules, mode=mode)
+    off = replay(tmp_path, tag, "off", pcap, rules, mode=mode)
+    assert_same(user, off)
+    m = PREFILTER_LINE.search(user["summary"])
+    assert m, user["summary"]
+    eve = [json.loads(line) for line in off["eve"].decode().splitlines()]
+    return user, tuple(int(x) for x in m.groups()), [e["alert"]["signature_id"] for e in eve
+                                                      if e["event_type"] == "alert"]
+
+
 def test_prefiltered_udp_datagrams_same_output_with_and_without_the_fast_path(tmp_path):
     """UDP flows whose rules all need a fast pattern: the fast path scans their datagrams
     itself and hands over only those holding one (alerts, a datagram drop, an alert the
@@ -515,15 +529,8 @@ def test_prefiltered_udp_datagrams_same_output_with_and_without_the_fast_path(tm
     pcap = tmp_path / "scan.pcap"
     wrpcap(str(pcap), pkts)
     for mode in ("ips", "tap", "ids"):
-        user = replay(tmp_path, f"scan-{mode}", "user", pcap, rules, mode=mode)
-        off = replay(tmp_path, f"scan-{mode}", "off", pcap, rules, mode=mode)
-        assert_same(user, off)
-        m = PREFILTER_LINE.search(user["summary"])
-        assert m, user["summary"]
-        directions, passed, hits = (int(x) for x in m.groups())
+        user, (directions, passed, hits), sids = prefiltered_replay(tmp_path, f"scan-{mode}", pcap, rules, mode)
         assert directions == 2 and hits == 6 and passed == 60 - 2 - hits, user["summary"]
-        eve = [json.loads(line) for line in off["eve"].decode().splitlines()]
-        sids = [e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert"]
         assert sorted(sids) == [1, 1, 2, 3, 4], (mode, sids)
 
 
@@ -561,13 +568,6 @@ def test_udp_transaction_rules_wait_for_the_other_direction_with_and_without_the
     pcap = tmp_path / "dns.pcap"
     wrpcap(str(pcap), pkts)
     for mode in ("ips", "ids"):
-        user = replay(tmp_path, f"dns-{mode}", "user", pcap, rules, mode=mode)
-        off = replay(tmp_path, f"dns-{mode}", "off", pcap, rules, mode=mode)
-        assert_same(user, off)
-        m = PREFILTER_LINE.search(user["summary"])
-        assert m, user["summary"]
-        directions, passed, _hits = (int(x) for x in m.groups())
+        user, (directions, passed, _hits), sids = prefiltered_replay(tmp_path, f"dns-{mode}", pcap, rules, mode)
         assert directions >= 2 and passed >= 8, user["summary"]       # both flows' junk took the scan
-        eve = [json.loads(line) for line in user["eve"].decode().splitlines()]
-        sids = [e["alert"]["signature_id"] for e in eve if e["event_type"] == "alert"]
         assert sorted(sids) == [1, 1, 2, 2], (mode, sids)
