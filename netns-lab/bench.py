@@ -651,15 +651,22 @@ def tcp_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 def settle(lab, port: int, limit: float = 10.0) -> tuple[float, int]:
     """Wait (up to `limit` s) until the client and server namespaces hold no TCP socket of
-    `port` but its listener; (seconds waited, sockets still open then)."""
+    `port` but its listener; (seconds waited, sockets still open then).  Those still open
+    are then closed (`ss -K`), so that no contender inherits another's: their FIN
+    retransmissions would reach it mid-stream (an IPS drops those: midstream policy)."""
     t0 = time.monotonic()
+    sel = f"( sport = :{port} or dport = :{port} )"
     while True:
-        left = sum(len([ln for ln in lab.run(role, "ss", "-tanH", "state", "connected",
-                                             f"( sport = :{port} or dport = :{port} )").stdout.splitlines()
+        left = sum(len([ln for ln in lab.run(role, "ss", "-tanH", "state", "connected", sel).stdout.splitlines()
                         if ln.strip()]) for role in ("client", "server"))
         if not left or time.monotonic() - t0 > limit:
-            return round(time.monotonic() - t0, 2), left
+            break
         time.sleep(0.1)
+    waited = round(time.monotonic() - t0, 2)
+    if left:
+        for role in ("client", "server"):
+            lab.run(role, "ss", "-K", "-tanH", "state", "connected", sel, check=False)
+    return waited, left
 
 
 def iperf(lab, seconds: int, *extra: str) -> dict:

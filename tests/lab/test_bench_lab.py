@@ -138,6 +138,10 @@ def test_bench_runs_every_row_and_leaves_nothing_behind():
             assert tcp["client"]["Tcp:ActiveOpens"] >= r[f"{load}_requests"] > 0, tcp
             assert tcp["server"]["Tcp:PassiveOpens"] >= r[f"{load}_requests"], tcp
             assert all("sockets:TIME-WAIT before" not in d for d in tcp.values()), tcp
+            # nor inherits another contender's connections (settle closes what is left): only
+            # the server's listener is there before a load
+            before = {k for d in tcp.values() for k in d if k.startswith("sockets:") and k.endswith(" before")}
+            assert before <= {"sockets:LISTEN before"}, tcp
         if r["key"].startswith("ipsbridge"):
             # what it did not forward: the drop check's frames, dropped by rule or as a dropped flow's
             drops = {k: v for k, v in r["bridge_counters"]["drops"].items() if ".dropped." in k}
@@ -160,3 +164,40 @@ def test_bench_runs_every_row_and_leaves_nothing_behind():
     assert not Path(doc["info"]["rules_file"]).parent.exists()       # the run's files are gone
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     assert f"ipsbench-{proc.pid}-" not in left                        # its namespaces too
+
+
+# A connection that cannot finish: the lab has no bridge running, so the SYN goes nowhere.
+STUCK_CLIENT = r"""
+import socket, sys, time
+s = socket.socket()
+s.setblocking(False)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+except BlockingIOError:
+    pass
+print("connecting", flush=True)
+time.sleep(60)
+"""
+
+
+def test_settle_closes_what_a_contender_left_open(lab):
+    """settle() waits for the HTTP port's connections to close, then closes those still open,
+    so that the next contender does not meet their retransmissions mid-stream."""
+    port = bench.HTTP_PORT
+
+    def open_sockets() -> int:
+        out = lab.run("client", "ss", "-tanH", "state", "connected", f"( dport = :{port} )").stdout
+        return len([ln for ln in out.splitlines() if ln.strip()])
+
+    proc = lab.spawn("client", sys.executable, "-c", STUCK_CLIENT, bench.SERVER4, str(port),
+                     stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "connecting"
+        assert open_sockets() == 1                      # SYN-SENT, going nowhere
+        waited, left = bench.settle(lab, port, limit=0.5)
+        assert left == 1 and waited >= 0.5
+        assert open_sockets() == 0                      # closed by settle, the process still alive
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
