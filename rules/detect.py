@@ -328,6 +328,12 @@ class Detector:
             return -1
         return 0 if later is plain else len(plain)
 
+    def iponly_skipped(self, pkt: Packet, flow) -> int:
+        """How many IP-only candidates `run` skips (and counts as evaluated) on a later packet
+        of `pkt`'s flow direction."""
+        plain, _nsrc, _groups, later, _short = self._flow_entry(pkt, flow)
+        return 0 if later is plain else len(plain) - len(later)
+
     def could_match(self, pkt: Packet, flow, *, iponly: bool) -> bool:
         """Could any rule match a later packet like `pkt` (same flow direction, addresses and
         ports)?  Decided by the rule headers alone: any candidate counts, whatever its other

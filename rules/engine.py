@@ -738,10 +738,9 @@ class Engine:
             else:
                 if quiet and not flow.app.proto:
                     scan = _while_no_parser(flow.app, scan)
-                plain, _nsrc, _groups, later, _short = self.detector._flow_entry(pkt, flow)
                 r = Result(Verdict.FORWARD, bypass=Bypass(flow, "scan", to_server, "prefilter", scan))
                 # (with the IP-only candidates a later datagram's detection skips: _lean_udp)
-                offer = offers[to_server] = (r, 0 if later is plain else len(plain) - len(later))
+                offer = offers[to_server] = (r, self.detector.iponly_skipped(pkt, flow))
         if offer:
             d.bypass = offer[0].bypass
             d.fwd_result = offer[0]
