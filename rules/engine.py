@@ -356,12 +356,13 @@ class Engine:
         if not streams.inline:
             return None
         # the flow stage: an established flow, not decided
-        found = self.flows.find_established(pkt)
+        found = self.flows.find(pkt)
         if found is None:
             return None
         key, flow = found
         ssn = flow.tcp
-        if flow.decided or flow.dropped or flow.action_pass or ssn is None or not ssn.simple or ssn.fin_due:
+        if flow.state != "established" or flow.decided or flow.dropped or flow.action_pass or ssn is None \
+                or not ssn.simple or ssn.fin_due:
             return None
         src = pkt.src
         sport = pkt.sport
@@ -424,7 +425,7 @@ class Engine:
         parser, and this direction cannot start one), detection has no candidate (it counts
         the IP-only rules it skips), and the result is the offer again.  None (nothing
         changed) sends the datagram down the general path."""
-        found = self.flows.find_udp(pkt)
+        found = self.flows.find(pkt)
         if found is None:
             return None
         key, flow = found

@@ -210,32 +210,19 @@ class FlowTable:
             flow.est_after = flow.pkts_toserver + flow.pkts_toclient - 1     # this packet included
         return flow
 
-    def find_established(self, pkt: Packet):
-        """The engine's lean lane (rules.engine.Engine._lean_tcp): (key, flow) of the TCP
-        packet `pkt` when its flow exists and is established, else None.  Nothing changes:
-        `established_seen` does what `lookup` would, once the lane takes the packet."""
-        key = flow_key(pkt.ipver, IPPROTO_TCP, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.vlan)
+    def find(self, pkt: Packet):
+        """The engine's lanes (rules.engine.Engine._lean_tcp, _lean_udp): (key, flow) of the
+        TCP or UDP packet `pkt` when its flow exists, else None.  Nothing changes:
+        `established_seen` does what `lookup` would once a lane takes the packet."""
+        key = flow_key(pkt.ipver, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.vlan)
         flow = self._flows.get(key)
-        if flow is None or flow.state != "established":
-            return None
-        return key, flow
-
-    def find_udp(self, pkt: Packet):
-        """The engine's UDP lane (rules.engine.Engine._lean_udp): (key, flow) of the UDP
-        packet `pkt` when its flow exists, else None.  Nothing changes: `established_seen`
-        does what `lookup` would for a datagram of a direction that had one before (its
-        flow's state cannot change then: a UDP flow is established at the first datagram of
-        its second direction)."""
-        key = flow_key(pkt.ipver, IPPROTO_UDP, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.vlan)
-        flow = self._flows.get(key)
-        if flow is None:
-            return None
-        return key, flow
+        return None if flow is None else (key, flow)
 
     def established_seen(self, key: tuple, flow: TrackedFlow, pkt: Packet, to_server: bool) -> None:
-        """`lookup` of a packet `find_established` found, with no SYN, FIN or RST (or a later
-        datagram `find_udp` found): the flow is the most recently active, and counts it (its
-        state does not change)."""
+        """`lookup` of a packet `find` found, when its flow's state cannot change: a TCP
+        segment with no SYN, FIN or RST of an established flow, or a UDP datagram of a
+        direction that had one before (a UDP flow is established at the first datagram of
+        its second direction).  The flow is the most recently active, and counts it."""
         self._flows.move_to_end(key)
         _account(flow, pkt, to_server)
 
