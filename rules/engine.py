@@ -440,10 +440,9 @@ class Engine:
             return None
         if self.app is not None and not self.app.udp_quiet(flow, to_server):
             return None
-        r, skipped = offer
+        r, skipped, scan = offer
         payload = pkt.payload
         if payload:
-            scan = r.bypass.scan
             if scan is not None and scan(bytes(payload)):
                 return None                    # a fast pattern: the rules run
         self.flows.established_seen(key, flow, pkt, to_server)
@@ -737,11 +736,12 @@ class Engine:
             if scan is False:
                 offer = offers[to_server] = False
             else:
-                if quiet and not flow.app.proto:
-                    scan = _while_no_parser(flow.app, scan)
-                r = Result(Verdict.FORWARD, bypass=Bypass(flow, "scan", to_server, "prefilter", scan))
-                # (with the IP-only candidates a later datagram's detection skips: _lean_udp)
-                offer = offers[to_server] = (r, self.detector.iponly_skipped(pkt, flow))
+                # the data plane's copy watches for a parser itself; _lean_udp checks
+                # udp_quiet and scans with the prefilter's own scan
+                shown = _while_no_parser(flow.app, scan) if quiet and not flow.app.proto else scan
+                r = Result(Verdict.FORWARD, bypass=Bypass(flow, "scan", to_server, "prefilter", shown))
+                # (with the IP-only candidates a later datagram's detection skips, for _lean_udp)
+                offer = offers[to_server] = (r, self.detector.iponly_skipped(pkt, flow), scan)
         if offer:
             d.bypass = offer[0].bypass
             d.fwd_result = offer[0]
