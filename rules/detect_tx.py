@@ -35,6 +35,7 @@ from rules.detect import _order_key, header_ok, post_match, reads_ok
 from rules.prefilter import PatternDB, header_key
 
 _NO, _MATCH, _RETRY = 0, 1, 2
+_EMPTY: frozenset = frozenset()
 
 
 def _items(v, multi: bool, transforms: tuple) -> list:
@@ -89,8 +90,10 @@ class TxDetector:
         self.reps: list = []                 # one representative sig per distinct header
         self.bucket: dict[int, int] = {}     # sig.order -> its header bucket (not id(): the table survives a pickle round trip)
         slots: dict[tuple, _Slot] = {}
-        self.always: tuple = ()              # (direction) -> sigs without a fast pattern
-        always: dict[bool, list] = {True: [], False: []}
+        # (direction, app protocol) -> the sigs without a fast pattern whose part for packets of
+        # that direction is of that protocol (the only ones run() evaluates on its transactions)
+        self.always: dict[tuple[bool, str], tuple] = {}
+        always: dict[tuple[bool, str], list] = {}
         protos: list = []                    # per bucket: the IP protocols its rules take (None: any)
         for s in sigs:
             k = header_key(s)
@@ -110,7 +113,7 @@ class TxDetector:
                 if sp is None:
                     continue
                 if sp.fp is None:
-                    always[sp.to_server].append(s)
+                    always.setdefault((sp.to_server, sp.proto), []).append(s)
                     continue
                 i, lit, nocase = sp.fp
                 buf = sp.bufs[i]
@@ -125,7 +128,7 @@ class TxDetector:
             slot.overlap = max(len(lit) for lit, _ in slot.patterns) - 1
         # per packet direction: the slots of the rules evaluated on it
         self.slots = {d: tuple(sl for k, sl in slots.items() if k[4] == d) for d in (True, False)}
-        self.always = {d: tuple(v) for d, v in always.items()}
+        self.always = {k: tuple(v) for k, v in always.items()}
         self.ip_protos = tuple(None if p is None else frozenset(p) for p in protos)
         self._hdr: dict[int, dict] = {}      # flow_id -> {(to_server, src, sport): {bucket: header ok}}
         self.evaluated = 0
@@ -184,7 +187,7 @@ class TxDetector:
         fixed = found.get(key)
         if fixed is None or fixed[0] is not memo:
             fixed = found[key] = [memo, [sl for sl in self.slots[d] if sl.proto == proto],
-                                  [s for s in self.always[d] if ok(memo, bucket[s.order], pkt)]]
+                                  [s for s in self.always.get((d, proto), ()) if ok(memo, bucket[s.order], pkt)]]
         _memo, open_slots, settled = fixed
         out = None
         prog = tx.progress
@@ -197,7 +200,9 @@ class TxDetector:
             if not final:
                 vals = slot.values(tx)
                 if slot.grows:
-                    got = self._grown(slot, vals, found)
+                    # a body not there yet (below its minimal inspect size) holds no pattern:
+                    # nothing to scan or to remember (the first scan of it covers it whole)
+                    got = self._grown(slot, vals, found) if vals else _EMPTY
                 else:
                     got = set()
                     for v in vals:

@@ -185,7 +185,12 @@ def _naive_candidates(det, tx, d, memo, pkt, proto):
     (without storing anything)."""
     from rules.detect import _order_key
 
-    out = [s for s in det.always[d] if det._ok(memo, det.bucket[s.order], pkt)]
+    out = []
+    for s in det.sigs:       # the rules without a fast pattern whose part for direction d is of `proto`
+        for sp in (s.rule.app, s.rule.app.other):
+            if sp is not None and sp.to_server == d and sp.fp is None and sp.proto == proto \
+                    and det._ok(memo, det.bucket[s.order], pkt):
+                out.append(s)
     for slot in det.slots[d]:
         if slot.proto != proto or tx.progress[slot.side] < slot.progress:
             continue
@@ -202,12 +207,16 @@ def _naive_candidates(det, tx, d, memo, pkt, proto):
 
 def test_the_settled_candidates_are_the_ones_a_fresh_look_finds():
     """Requests and responses pipelined on one flow (header, URI and body rules, both
-    directions): on every call the candidates equal what a look at every slot gives."""
+    directions): on every call the candidates equal what a look at every slot gives, and
+    a rule of another protocol is never among them."""
     rules = RULES + [
         'alert http any any -> any any (msg:"uri"; http.uri; content:"/file"; sid:10;)',
         'alert http any any -> any any (msg:"ua"; http.user_agent; content:"agent"; sid:11;)',
         'alert http any any -> any any (msg:"server"; http.server; content:"srv"; file.data; content:"3333"; sid:12;)',
         'alert http any any -> any any (msg:"no fast pattern"; http.stat_code; pcre:"/^2/"; sid:13;)',
+        # as ET's JARM rules: a TLS rule whose content is the payload's, so no fast pattern of
+        # a TLS buffer; never a candidate on an HTTP transaction
+        'alert tls any any -> any any (msg:"tls, no fast pattern"; tls.version:1.2; content:"|16 03|"; sid:14;)',
     ]
     e = Engine([parse_rule(r) for r in rules], EngineSettings(mode="ips", app={"http": HTTP}))
     det = e.detector.tx
