@@ -328,6 +328,22 @@ class Detector:
             return -1
         return 0 if later is plain else len(plain)
 
+    def data_gate(self, flow, to_server: bool, src: int, sport: int):
+        """For the engine's lean lane on an in-order data segment of an app-layer flow (a
+        later packet of its direction): None unless every packet rule that could match it
+        needs a fast pattern in its inline window (no plain candidate); else (the number
+        `run` counts as evaluated when it finds nothing, the direction's 1-2 byte pattern
+        rules to look for in the window as `run` does).  Transaction rules are the lane's
+        to run."""
+        per_flow = self._hdr_cache.get(flow.flow_id)
+        ent = per_flow.get((to_server, src, sport)) if per_flow is not None else None
+        if ent is None:
+            return None
+        plain, _nsrc, _groups, later, short = ent
+        if later:
+            return None
+        return (0 if later is plain else len(plain)), short
+
     def iponly_skipped(self, pkt: Packet, flow) -> int:
         """How many IP-only candidates `run` skips (and counts as evaluated) on a later packet
         of `pkt`'s flow direction."""
@@ -423,29 +439,7 @@ class Detector:
             scan = payload
         cands = plain
         if short and scan:
-            extra = []
-            if type(short) is dict:
-                for spid in short.keys() & self._scan_short(scan):
-                    extra.extend(short[spid])
-            elif len(scan) > _SHORT_IN_MAX:
-                # a few patterns in a long buffer (a stream window): one short_db scan, not a
-                # `bytes in` per pattern (about 1 ns a byte each on binary data)
-                ids = self._scan_short(scan)
-                if ids:
-                    for s in short:
-                        if s.fp_short[2] in ids:
-                            extra.append(s)
-            else:
-                low = None
-                for s in short:
-                    pat, nocase, _ = s.fp_short
-                    if nocase:
-                        if low is None:
-                            low = scan.lower()
-                        if pat in low:
-                            extra.append(s)
-                    elif pat in scan:
-                        extra.append(s)
+            extra = self.short_candidates(short, scan)
             if extra:
                 cands = list(plain)
                 cands.extend(extra)
@@ -509,6 +503,34 @@ class Detector:
         if iponly_first and len(matches) > 1:
             matches.sort(key=_order_key)
         return matches
+
+    def short_candidates(self, short, scan: bytes) -> list:
+        """The rules of a flow direction's 1-2 byte fast patterns (`short` of its cached
+        entry) whose pattern `scan` holds."""
+        extra: list = []
+        if type(short) is dict:
+            for spid in short.keys() & self._scan_short(scan):
+                extra.extend(short[spid])
+        elif len(scan) > _SHORT_IN_MAX:
+            # a few patterns in a long buffer (a stream window): one short_db scan, not a
+            # `bytes in` per pattern (about 1 ns a byte each on binary data)
+            ids = self._scan_short(scan)
+            if ids:
+                for s in short:
+                    if s.fp_short[2] in ids:
+                        extra.append(s)
+        else:
+            low = None
+            for s in short:
+                pat, nocase, _ = s.fp_short
+                if nocase:
+                    if low is None:
+                        low = scan.lower()
+                    if pat in low:
+                        extra.append(s)
+                elif pat in scan:
+                    extra.append(s)
+        return extra
 
     def _stream_found(self, view, payload: bytes) -> set:
         """Fast-pattern ids present in what a stream view offers: the ids the stream stage

@@ -337,11 +337,13 @@ class Engine:
     def _lean_tcp(self, pkt: Packet) -> Result | None:
         """The lean lane: the packet most TCP traffic is made of -- an ACK or ACK+PSH of an
         established flow no decision took out of inspection, the next in-order segment of
-        its direction or no payload, inline, no app layer -- through the flow, stream and
+        its direction or no payload, inline -- through the flow, stream, app-layer and
         detect stages with only the work that packet needs, as `_packet` would do it.
-        When no fast pattern of the rules that could match lies in the segment's inline
-        window, detection has nothing to run: the frame is forwarded without a StreamView or
-        a detection call.  Everything is checked before anything changes: None (nothing
+        When no fast pattern of the packet rules that could match lies in the segment's
+        inline window, detection has nothing to run: without an app layer the frame is
+        forwarded without a StreamView or a detection call; with one, the segment's bytes
+        go to the flow's parser as on the general path and only the transaction rules run
+        (`_app_segment`).  Everything is checked before anything changes: None (nothing
         changed) sends the packet down the general path.  `lean = False` turns the lane
         off (tests compare both)."""
         flags = pkt.tcp_flags
@@ -349,9 +351,6 @@ class Engine:
             return None
         payload = pkt.payload
         n = len(payload)
-        app = self.app
-        if app is not None and n:
-            return None                    # the app layer's data: the general path
         streams = self.streams
         if not streams.inline:
             return None
@@ -379,12 +378,21 @@ class Engine:
         ack = peer.offset(pkt.ack)
         if peer.window >= 0 and ack > peer.last_ack + peer.window:
             return None                    # an invalid acknowledgment: its event
+        app = self.app
+        app_data = False
         if app is not None:
-            # a pure ACK of an app-layer flow: the app layer gets nothing from it (inline, its
-            # direction's data was handed over as it came in), and no transaction runs unless
-            # the packet before left them uninspected (an error policy answered it first)
             st = flow.app
-            if st is not None:
+            if n:
+                # a data segment with app-layer rules loaded: its bytes go to the app layer as on
+                # the general path (detection, or the flow's parser); not once the payload is
+                # encrypted (no payload inspection: the general path)
+                if st is not None and st.parser is not None and st.parser.no_inspect_payload:
+                    return None
+                app_data = True
+            elif st is not None:
+                # a pure ACK of an app-layer flow: the app layer gets nothing from it (inline, its
+                # direction's data was handed over as it came in), and no transaction runs unless
+                # the packet before left them uninspected (an error policy answered it first)
                 parser = st.parser
                 if st.fed or parser is not None and (parser.bypass_ready or parser.failed and not st.error_seen):
                     return None
@@ -395,10 +403,17 @@ class Engine:
             right = left + n
             if not streams.fits_in_order(me, right, n):
                 return None
-        # the detect stage: only rules with a fast pattern could match
-        skipped = self.detector.prefilter_gate(flow, to_server, src, sport, empty=not n)
-        if skipped < 0:
-            return None
+        # the detect stage: only packet rules with a fast pattern could match
+        short = None
+        if app_data:
+            gate = self.detector.data_gate(flow, to_server, src, sport)
+            if gate is None:
+                return None
+            skipped, short = gate
+        else:
+            skipped = self.detector.prefilter_gate(flow, to_server, src, sport, empty=not n)
+            if skipped < 0:
+                return None
         # taken: from here on the packet goes through
         self.flows.established_seen(key, flow, pkt, to_server)
         if ack > peer.last_ack:
@@ -408,6 +423,8 @@ class Engine:
             if me.next_seq < right + 1 < me.next_seq + (1 << 30):
                 me.next_seq = right + 1
             streams.take_in_order(me, payload, n)
+            if app_data:
+                return self._app_segment(pkt, flow, me, n, to_server, skipped, short)
             buf, seen = streams.inline_window(me, n, to_server, False)
             if seen:                       # a fast pattern in the window: detection runs
                 d = _FrameDecision()
@@ -415,6 +432,45 @@ class Engine:
                 return self._result(d, pkt)
         self.detector.evaluated += skipped
         return FORWARD
+
+    def _app_segment(self, pkt: Packet, flow, me, n: int, to_server: bool, skipped: int, short) -> Result:
+        """The lean lane's app-layer data segment, taken into its stream: its inline window
+        and view as `StreamEngine.update` gives them.  A fast pattern of the flow
+        direction's packet rules in the window (or a 1-2 byte one), or a parser that gave
+        up or turned to bypass on these bytes, goes on as `_detect_stage` does.  Otherwise
+        detection would find no candidate (it counts the IP-only rules it skips): the app
+        layer gets the bytes (protocol detection, or the flow's parser), and the
+        transaction rules run on what the parser made of them."""
+        buf, seen = self.streams.inline_window(me, n, to_server, True)
+        pl = bytes(pkt.payload)
+        view = StreamView((buf,), pl, seen, False, True)
+        if seen or short and self.detector.short_candidates(short, buf):
+            d = _FrameDecision()
+            self._detect_stage(pkt, flow, view, False, d)
+            return self._result(d, pkt)
+        st = self._app_feed(pkt, flow, pl)
+        parser = st.parser if st is not None else None
+        if parser is None:                 # no parser on the flow (yet): nothing for transactions
+            self.detector.evaluated += skipped
+            return FORWARD
+        if parser.failed and not st.error_seen or parser.bypass_ready:
+            d = _FrameDecision()
+            self._fed_stage(pkt, flow, view, pl, set(), st, False, d)
+            return self._result(d, pkt)
+        self.detector.evaluated += skipped
+        if not st.fed:
+            return FORWARD
+        txd = self.detector.tx
+        hits: set = set()
+        txm = txd.run(pkt, flow, st, pl, view, self.thresholds, hits) if txd is not None else []
+        self.app.collect(st, txd is not None and txd.inspects(st.proto))
+        if not txm:
+            return FORWARD
+        d = _FrameDecision()
+        self._decide(pkt, flow, txm, hits, d)
+        if flow.decided:
+            self._offer(pkt, flow, d)
+        return self._result(d, pkt)
 
     def _lean_udp(self, pkt: Packet) -> Result | None:
         """The UDP lane: a later datagram of a flow direction the engine offered Bypass "scan"
@@ -567,11 +623,20 @@ class Engine:
                 # encrypted since an earlier packet (Suricata inspects the packet that made it
                 # so): no payload inspection, packet or stream; header rules still run
                 payload, view = b"", None
-            if st is not None and st.parser is not None and st.parser.bypass_ready and not flow.decided:
+        return self._fed_stage(pkt, flow, view, payload, hits, st, tunnelled, d)
+
+    def _fed_stage(self, pkt: Packet, flow, view, payload: bytes, hits: set, st, tunnelled: bool,
+                   d: _FrameDecision) -> bool:
+        """_detect_stage once the app layer has had the packet (`st`: the flow's AppState
+        when it was fed, else None): what the parser decided (TLS bypass, its error
+        policy), detection, the transactions, the verdict and the flow decisions.  True
+        when the packet is dropped."""
+        if st is not None and st.parser is not None:
+            if st.parser.bypass_ready and not flow.decided:
                 # TLS encryption-handling: bypass -- encrypted from here: no more inspection, and the
                 # flow leaves the frame path (fast path / kernel), as Suricata bypasses it
                 self._mark(flow, "pass", "bypass")
-            if st is not None and st.parser is not None and st.parser.failed and not st.error_seen:
+            if st.parser.failed and not st.error_seen:
                 # the parser gave up on this packet: app-layer.error-policy (Suricata's auto:
                 # drop-flow inline), counted as policy.app_layer_error.<policy>
                 st.error_seen = True

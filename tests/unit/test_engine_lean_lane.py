@@ -154,7 +154,7 @@ chunks = st.lists(st.sampled_from([b"a" * 7, b"evil", b"ev", b"il", b"DROP", b"M
 ops = st.lists(st.tuples(st.sampled_from(["c", "s", "ack", "retx", "swap", "fin"]), chunks), min_size=1, max_size=10)
 
 
-def session(steps, sport: int) -> list[bytes]:
+def session(steps, sport: int, dport: int = 80) -> list[bytes]:
     """A handshake, then the steps: client/server data (each chunk a segment), a pure ACK,
     a retransmission of the last segment, two segments sent in swapped order, a FIN."""
     e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
@@ -165,8 +165,8 @@ def session(steps, sport: int) -> list[bytes]:
         s = seq[side] if at is None else at
         other = seq["s" if side == "c" else "c"]
         ip = IP(src=C, dst=S) if side == "c" else IP(src=S, dst=C)
-        tcp = TCP(sport=sport, dport=80, flags=flags, seq=s, ack=other) if side == "c" else \
-            TCP(sport=80, dport=sport, flags=flags, seq=s, ack=other)
+        tcp = TCP(sport=sport, dport=dport, flags=flags, seq=s, ack=other) if side == "c" else \
+            TCP(sport=dport, dport=sport, flags=flags, seq=s, ack=other)
         return bytes(e / ip / tcp / data)
 
     def send(side, flags, data=b""):
@@ -176,7 +176,7 @@ def session(steps, sport: int) -> list[bytes]:
 
     out.append(send("c", "S"))
     seq["c"] -= 0
-    out.append(bytes(e / IP(src=S, dst=C) / TCP(sport=80, dport=sport, flags="SA", seq=5000, ack=1001)))
+    out.append(bytes(e / IP(src=S, dst=C) / TCP(sport=dport, dport=sport, flags="SA", seq=5000, ack=1001)))
     seq["s"] = 5001
     out.append(send("c", "A"))
     last = None
@@ -217,11 +217,16 @@ alert http any any -> any any (msg:"admin uri"; flow:to_server; http.uri; conten
 alert http any any -> any any (msg:"evil server"; http.server; content:"evil"; sid:22;)
 drop http any any -> any any (msg:"drop a body"; file.data; content:"DROPBODY"; sid:23;)
 alert tcp any any -> any 80 (msg:"heartbeat-like 2-byte pattern"; content:"|18 03|"; sid:24;)
+alert tcp any 80 -> any any (msg:"2-byte pattern from the server"; flow:to_client; content:"|18 03|"; sid:25;)
+alert http any any -> any any (msg:"payload and a transaction"; flow:to_client; content:"qqq"; http.stat_code; content:"200"; sid:26;)
 """
 http_chunks = st.lists(st.sampled_from([
     b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n", b"GET /adm",
     b"in HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\nServer: evil\r\nContent-Length: 12\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n", b"DROPBODY", b"body", b"\x18\x03", b"y" * 1448]),
+    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n", b"DROPBODY", b"body", b"\x18\x03", b"y" * 1448,
+    # bodies over several segments, patterns split across them, a parser that gives up
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n", b"DROP", b"BODY", b"\x18", b"\x03", b"qq", b"q",
+    b"evil", b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]),
     min_size=1, max_size=8)
 http_ops = st.lists(st.tuples(st.sampled_from(["c", "s", "ack", "ack", "retx", "fin"]), http_chunks),
                     min_size=1, max_size=10)
@@ -230,8 +235,12 @@ http_ops = st.lists(st.tuples(st.sampled_from(["c", "s", "ack", "ack", "retx", "
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=http_ops, mode=st.sampled_from(["ips", "tap", "ids"]), stream_bypass=st.booleans())
 def test_random_http_sessions_same_with_and_without_the_lane(steps, mode, stream_bypass):
-    """With app-layer rules (an HTTP parser on the flow): the lane takes pure ACKs only,
-    and only while the app layer has nothing to do on them."""
+    """With app-layer rules (an HTTP parser on the flow): the lane takes pure ACKs while
+    the app layer has nothing to do on them, and in-order data segments once the flow's
+    protocol is known, the parser fed as on the general path.  A body over several
+    segments, patterns split across them (also 1-2 byte ones, and a rule with a payload
+    part beside its transaction part), data on which detection fails, and a chunked
+    request body the parser gives up on are among what is drawn."""
     rules = parse(APP_RULES)
     cfg = EngineSettings(mode=mode, stream=StreamSettings(bypass=stream_bypass, depth=6000))
     lean, plain = Engine(rules, cfg), Engine(rules, cfg)
@@ -239,7 +248,11 @@ def test_random_http_sessions_same_with_and_without_the_lane(steps, mode, stream
     lockstep(lean, plain, frames)
 
 
-def test_an_http_session_takes_the_lane_on_its_pure_acks():
+def test_an_http_session_takes_the_lane_on_its_pure_acks_and_its_data():
+    """The 4 pure ACKs, the request and the response's 3 segments take the lane.  Three go
+    on to detection: the request ("GET" is a fast pattern), and the two segments whose
+    window holds "evil" (the header, and the body segment after it); the last one only to
+    the parser and the transaction rules."""
     rules = parse(APP_RULES)
     lean, plain = Engine(rules, EngineSettings(mode="ips")), Engine(rules, EngineSettings(mode="ips"))
     count = Counting(lean)
@@ -248,8 +261,42 @@ def test_an_http_session_takes_the_lane_on_its_pure_acks():
              ("ack", [b""]), ("s", [b"y" * 1448]), ("ack", [b""]), ("ack", [b""])]
     frames = session(steps, 40000)
     lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
-    assert count.taken == 4 and count.detected == 0, (count.taken, count.detected)
+    assert count.taken == 8 and count.detected == 3, (count.taken, count.detected)
     assert (lean.hits[(1, 21)], lean.hits[(1, 22)]) == (1, 1)       # the transaction rules still fire
+
+
+TLS_RULES = """
+alert tcp any any -> any any (msg:"a packet rule"; content:"evil"; sid:1;)
+alert tls any any -> any any (msg:"payload beside a TLS condition"; flow:to_server; tls.version:1.2; content:"qqq"; sid:31;)
+"""
+
+
+@pytest.mark.parametrize("handling", ["default", "full"])
+def test_encrypted_tls_data_is_inspected_as_the_general_path_does(handling):
+    """Once a TLS flow is encrypted (encryption-handling default), its payload is not
+    inspected: a TLS rule whose payload part matches the client's encrypted record must not
+    fire, lane or not; with "full" it fires.  (The record that makes the flow encrypted is
+    still inspected, as in Suricata: the pattern is in the one after it.)  The encrypted
+    segments are in-order data of a flow with a parser, so only the lane's own check keeps
+    it off them."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "replay"))
+    from app_tls import CCS, FORMATS, GROUPS, client_hello, hs, record, server_hello, sni
+
+    from rules.applayer.tls import Settings as TlsSettings
+
+    rules = parse(TLS_RULES)
+    cfg = EngineSettings(mode="ips", app={"tls": TlsSettings(encryption_handling=handling)})
+    lean, plain = Engine(rules, cfg), Engine(rules, cfg)
+    count = Counting(lean)
+    steps = [("c", [record(22, client_hello([sni(b"www.example.com"), GROUPS, FORMATS]))]),
+             ("s", [record(22, server_hello() + hs(14, b""))]),
+             ("c", [record(22, hs(16, b"\x41" + bytes(65))) + CCS + record(22, bytes(40))]),
+             ("s", [CCS + record(22, bytes(40))]), ("ack", [b""]),
+             ("c", [record(23, b"y" * 40)]), ("c", [record(23, b"x" * 40 + b"qqq" + b"x" * 40)])]
+    lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000, 443))])
+    assert count.taken >= 3
+    assert lean.hits.get((1, 31), 0) == (0 if handling == "default" else 1)
 
 
 @pytest.mark.parametrize("policy", ["drop-packet", "pass-packet", "ignore"])
