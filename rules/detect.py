@@ -37,7 +37,7 @@ from operator import attrgetter
 from rules.keywords._state import StateOp, VarState, order_key
 from rules.packet import Packet
 from rules.payload import Pcre
-from rules.prefilter import PORT_PROTOS, RuleIndex
+from rules.prefilter import PORT_PROTOS, PatternDB, RuleIndex
 from rules.rule import ACTION_RANK, Rule
 from rules.thresholds import Thresholds
 
@@ -224,10 +224,11 @@ class Detector:
         self.index.warm()
         self._scan = self.index.pattern_db.scan
         self._scan_short = self.index.short_db.scan
-        self._short_maps: dict[tuple, dict] = {}     # short-pattern candidates -> {short id: rules}
+        self._short_maps: dict[tuple, dict | tuple] = {}   # short-pattern candidates -> one shared object: {short id: rules}, or the rules
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
         self._pid_reps: dict[int, tuple] = {}         # id(header group) -> its pattern rules' distinct headers
         self._short_scans: dict[int, tuple] = {}      # id(short map) -> (the map, its prefilter_only scan)
+        self._short_dbs: dict[int, tuple] = {}        # id(short candidates) -> (them, their own PatternDB, rules by id)
         self.evaluated = 0                            # rules whose checks ran (counter)
 
     def keep_state(self, old: "Detector") -> None:
@@ -277,18 +278,22 @@ class Detector:
         short = tuple(s for s in plain if s.fp_short is not None)
         if short:
             plain = [s for s in plain if s.fp_short is None]
-            if len(short) > _SHORT_LOOP:          # many: one short_db scan, then id -> rules
-                key = tuple(s.order for s in short)
-                by_id = self._short_maps.get(key)
-                if by_id is None:                 # shared by every flow with this candidate set
-                    by_id = {}
+            # one object per candidate set, shared by every flow with it (short_candidates
+            # keeps a database of the set's own patterns under its id)
+            key = tuple(s.order for s in short)
+            shared = self._short_maps.get(key)
+            if shared is None:
+                if len(short) > _SHORT_LOOP:      # many: one short_db scan, then id -> rules
+                    by_id: dict = {}
                     for s in short:
                         by_id.setdefault(s.fp_short[2], []).append(s)
-                    by_id = {k: tuple(v) for k, v in by_id.items()}
-                    if len(self._short_maps) >= _SHORT_MAPS_MAX:
-                        self._short_maps.clear()
-                    self._short_maps[key] = by_id
-                short = by_id
+                    shared = {k: tuple(v) for k, v in by_id.items()}
+                else:
+                    shared = short
+                if len(self._short_maps) >= _SHORT_MAPS_MAX:
+                    self._short_maps.clear()
+                self._short_maps[key] = shared
+            short = shared
         plain = tuple(plain)
         # IP-only rules run on the first packet of a flow direction only: the later packets
         # walk the candidates without them
@@ -506,19 +511,18 @@ class Detector:
 
     def short_candidates(self, short, scan: bytes) -> list:
         """The rules of a flow direction's 1-2 byte fast patterns (`short` of its cached
-        entry) whose pattern `scan` holds."""
+        entry) whose pattern `scan` holds.  Many patterns, or a few in a long buffer (a
+        stream window): one scan of a database of the set's own patterns (compiled on first
+        use, shared by every flow with the set), not of every short pattern of the rules,
+        nor a `bytes in` per pattern (about 1 ns a byte each on binary data)."""
         extra: list = []
-        if type(short) is dict:
-            for spid in short.keys() & self._scan_short(scan):
-                extra.extend(short[spid])
-        elif len(scan) > _SHORT_IN_MAX:
-            # a few patterns in a long buffer (a stream window): one short_db scan, not a
-            # `bytes in` per pattern (about 1 ns a byte each on binary data)
-            ids = self._scan_short(scan)
-            if ids:
-                for s in short:
-                    if s.fp_short[2] in ids:
-                        extra.append(s)
+        if type(short) is dict or len(scan) > _SHORT_IN_MAX:
+            got = self._short_dbs.get(id(short))
+            if got is None:
+                got = self._short_set_db(short)
+            rules_of = got[2]
+            for i in got[1].scan(scan):
+                extra.extend(rules_of[i])
         else:
             low = None
             for s in short:
@@ -531,6 +535,24 @@ class Detector:
                 elif pat in scan:
                     extra.append(s)
         return extra
+
+    def _short_set_db(self, short) -> tuple:
+        """(short, a PatternDB of its distinct (pattern, caseless) pairs, the rules of each
+        of its ids), kept under id(short) (the tuple keeps `short` alive, so the id stays its)."""
+        sigs = [s for v in short.values() for s in v] if type(short) is dict else list(short)
+        ids: dict[tuple, int] = {}
+        rules_of: list[list] = []
+        for s in sigs:
+            pat, nocase, _ = s.fp_short
+            i = ids.get((pat, nocase))
+            if i is None:
+                i = ids[(pat, nocase)] = len(rules_of)
+                rules_of.append([])
+            rules_of[i].append(s)
+        if len(self._short_dbs) >= _SHORT_MAPS_MAX:
+            self._short_dbs.clear()
+        got = self._short_dbs[id(short)] = (short, PatternDB(list(ids)), tuple(tuple(v) for v in rules_of))
+        return got
 
     def _stream_found(self, view, payload: bytes) -> set:
         """Fast-pattern ids present in what a stream view offers: the ids the stream stage

@@ -427,3 +427,37 @@ def test_short_fast_patterns_found_outside_the_main_database(extra, pad):
     assert alerts(f(fr(UDP(sport=4002, dport=53) / (b"Q a b " + p + b"\xff\x00")))) == []
     assert alerts(f(fr(UDP(sport=4003, dport=54) / b"q"))) == []
     assert alerts(f(fr(UDP(sport=4004, dport=53)))) == []
+
+
+SHORT_TABLE = [(1, b"q", False), (2, b"ab", True), (3, b"\x00\xff", False), (4, b"Z", True)] + \
+    [(100 + i, bytes([0xF0 + i]), False) for i in range(8)]
+_SHORT_SETS: dict = {}
+
+
+def _short_set(many: bool):
+    """(detector, the `short` of a flow direction's cached entry) for the rules of SHORT_TABLE
+    (all of them: more than _SHORT_LOOP, an id -> rules map; or the first three: a tuple)."""
+    if many not in _SHORT_SETS:
+        table = SHORT_TABLE if many else SHORT_TABLE[:3]
+        texts = ['alert udp any any -> any 53 (msg:"s"; content:"%s"; %ssid:%d;)'
+                 % ("".join("|%02x|" % c for c in pat), "nocase; " if nc else "", sid) for sid, pat, nc in table]
+        e = eng(*texts)
+        Feed(e)(fr(UDP(sport=4000, dport=53) / b"."))
+        (per_flow,) = e.detector._hdr_cache.values()
+        (entry,) = per_flow.values()
+        _SHORT_SETS[many] = (e.detector, entry[4], table)
+    return _SHORT_SETS[many]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=600) | st.lists(st.sampled_from([b"q", b"Q", b"aB", b"\x00", b"\xff", b"z",
+                                                                  b"\xf3", b"\xf7", b".", b"x" * 300]))
+       .map(b"".join), many=st.booleans())
+def test_short_candidates_are_the_rules_whose_pattern_the_buffer_holds(data, many):
+    """Detector.short_candidates (a database of the set's own patterns, or `bytes in` tests for
+    a few in a short buffer) against the patterns looked for by hand, caseless per rule."""
+    det, short, table = _short_set(many)
+    assert (type(short) is dict) == many
+    low = data.lower()
+    want = sorted(sid for sid, pat, nc in table if (pat.lower() in low if nc else pat in data))
+    assert sorted(s.rule.sid for s in det.short_candidates(short, data)) == want
