@@ -113,6 +113,168 @@ clean_forward(PyObject *res)
            falsy_attr(res, s_frame);
 }
 
+/* ------------------------------------------------------------------ UDP fast-path entries
+ * bridge.fastpath keys an untagged, unfragmented IPv4 UDP frame (IHL 5) by its 12 bytes of
+ * addresses and ports; an entry is a list [action, frames, bytes, last seen, flow, scan,
+ * hits in a row, compiled scan].  FastPath.hit's answer for the two actions that only
+ * forward is worked out here, with the same counts: FORWARD (a decided pass flow) and SCAN
+ * (a prefiltered direction) when the scan finds nothing.  Everything else (a hit, backing
+ * off, a bad UDP length, no compiled scan) is left to hit(). */
+#define ENTRY_FORWARD 1     /* bridge.fastpath.FORWARD */
+#define ENTRY_SCAN 3        /* bridge.fastpath.SCAN */
+
+static PyObject *s_parser, *s_stop, *s_zero, *s_one;
+
+static PyObject *
+stop_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_RETURN_TRUE;         /* hyperscan's callback: the first match ends the scan */
+}
+
+static PyMethodDef stop_def = {"_stop_scan", (PyCFunction)(void (*)(void))stop_scan, METH_FASTCALL,
+                               "hyperscan match callback: stop at the first match"};
+
+/* e[i] += by (an int) */
+static int
+list_add(PyObject *e, Py_ssize_t i, PyObject *by)
+{
+    PyObject *v = PyNumber_Add(PyList_GET_ITEM(e, i), by);
+    if (v == NULL)
+        return -1;
+    PyList_SET_ITEM(e, i, v);           /* (the old value's reference goes with it) */
+    return 0;
+}
+
+/* the entry's counts, as FastPath.hit keeps them: frames, bytes, last seen */
+static int
+count_entry(PyObject *e, Py_ssize_t flen, PyObject *tsobj)
+{
+    PyObject *n = PyLong_FromSsize_t(flen);
+    if (n == NULL)
+        return -1;
+    int bad = list_add(e, 1, s_one) < 0 || list_add(e, 2, n) < 0;
+    Py_DECREF(n);
+    if (bad)
+        return -1;
+    PyObject *old = PyList_GET_ITEM(e, 3);
+    PyList_SET_ITEM(e, 3, Py_NewRef(tsobj));
+    Py_DECREF(old);
+    return 0;
+}
+
+/* Does any database of a compiled scan (watch, ((scan method, scratch), ...)) find a pattern
+ * in data[0:n], or has `watch` (an app-layer state) a parser?  1 yes, 0 no, -1 an error
+ * (cleared): hit() then scans again itself. */
+static int
+compiled_scan(PyObject *spec, const unsigned char *data, Py_ssize_t n)
+{
+    if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 2 || !PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 1)))
+        return -1;
+    PyObject *watch = PyTuple_GET_ITEM(spec, 0), *calls = PyTuple_GET_ITEM(spec, 1);
+    if (watch != Py_None) {
+        PyObject *parser = PyObject_GetAttr(watch, s_parser);
+        if (parser == NULL) {
+            PyErr_Clear();
+            return -1;
+        }
+        int has = parser != Py_None;
+        Py_DECREF(parser);
+        if (has)
+            return 1;
+    }
+    Py_ssize_t k = PyTuple_GET_SIZE(calls);
+    if (k == 0)
+        return 0;
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)data, n);
+    if (bytes == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    int found = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *call = PyTuple_GET_ITEM(calls, i);
+        if (!PyTuple_CheckExact(call) || PyTuple_GET_SIZE(call) != 2) {
+            found = -1;
+            break;
+        }
+        PyObject *a[5] = {bytes, s_stop, s_zero, Py_None, PyTuple_GET_ITEM(call, 1)};
+        PyObject *v = PyObject_Vectorcall(PyTuple_GET_ITEM(call, 0), a, 5, NULL);
+        if (v == NULL) {                /* ScanTerminated: a match (anything else: hit() sees it again) */
+            PyErr_Clear();
+            found = 1;
+            break;
+        }
+        Py_DECREF(v);
+    }
+    Py_DECREF(bytes);
+    return found;
+}
+
+/* An IPv4 UDP frame f[0:flen] (ethertype IPv4 checked by the caller) against the port's UDP
+ * table: 1 forward it (the entry counted it, as hit() would have), 2 no entry can hold it
+ * (hit() answers MISS), 0 ask hit(). */
+static int
+udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsobj)
+{
+    if (flen < 48 || f[14] != 0x45)
+        return 0;                                   /* short, or IP options: hit()'s own parse */
+    Py_ssize_t ip_len = (Py_ssize_t)f[16] << 8 | f[17];
+    if (ip_len > flen - 14 || (f[20] & 0x3F) || f[21])
+        return 0;                                   /* cut, or a fragment */
+    if (ip_len < 28)
+        return 0;
+    PyObject *key = PyBytes_FromStringAndSize((const char *)f + 26, 12);
+    if (key == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *e = PyDict_GetItemWithError(tab, key);   /* borrowed */
+    Py_DECREF(key);
+    if (e == NULL) {
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return 2;
+    }
+    if (!PyList_CheckExact(e) || PyList_GET_SIZE(e) < 5)
+        return 0;
+    long action = PyLong_AsLong(PyList_GET_ITEM(e, 0));
+    if (action == ENTRY_FORWARD) {
+        if (count_entry(e, flen, tsobj) < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+        return 1;
+    }
+    if (action != ENTRY_SCAN || PyList_GET_SIZE(e) < 8) {
+        PyErr_Clear();
+        return 0;
+    }
+    const unsigned char *u = f + 34;
+    Py_ssize_t ulen = (Py_ssize_t)u[4] << 8 | u[5];
+    if (ulen < 8 || 20 + ulen > ip_len)
+        return 0;                                   /* not a length the engine decodes quietly */
+    long streak = PyLong_AsLong(PyList_GET_ITEM(e, 6));
+    PyObject *spec = PyList_GET_ITEM(e, 7);
+    if (streak < 0 || spec == Py_None) {
+        PyErr_Clear();
+        return 0;                                   /* backing off, or no compiled scan */
+    }
+    if (PyList_GET_ITEM(e, 5) != Py_None && ulen != 8 && compiled_scan(spec, u + 8, ulen - 8) != 0)
+        return 0;                                   /* something there: hit() scans and hands it over */
+    if (count_entry(e, flen, tsobj) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (streak != 0) {
+        PyObject *old = PyList_GET_ITEM(e, 6);
+        PyList_SET_ITEM(e, 6, Py_NewRef(s_zero));
+        Py_DECREF(old);
+    }
+    return 1;
+}
+
 /* an int attribute of obj, -1 with an exception set on failure */
 static Py_ssize_t
 int_attr(PyObject *obj, PyObject *name)
@@ -304,6 +466,16 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             PyObject *tab = p == 6 ? t_tcp : p == 17 ? t_udp : p == 1 ? t_icmp : NULL;
             if (tab != NULL && PyDict_GET_SIZE(tab) == 0)
                 ask = 0;
+            else if (p == 17) {
+                int u = udp_entry(r + mac, end - mac, tab, tsobj);
+                if (u == 1) {                        /* a pass flow's, or a prefiltered one's with nothing in it */
+                    Py_DECREF(tsobj);
+                    bypassed++;
+                    goto forward_frame;
+                }
+                if (u == 2)
+                    ask = 0;
+            }
         }
         if (ask) {
             PyObject *a[6];
@@ -519,8 +691,18 @@ PyInit__ringpass(void)
     s_events = PyUnicode_InternFromString("events");
     s_inject = PyUnicode_InternFromString("inject");
     s_frame = PyUnicode_InternFromString("frame");
+    s_parser = PyUnicode_InternFromString("parser");
+    s_stop = PyCFunction_NewEx(&stop_def, NULL, NULL);
+    s_zero = PyLong_FromLong(0);
+    s_one = PyLong_FromLong(1);
     if (!s_view || !s_offsets || !s_head || !s_pkttype || !s_queued || !s_qbytes || !s_batch || !s_capacity ||
-        !s_data || !s_ts || !s_checksum || !s_verdict || !s_events || !s_inject || !s_frame) {
+        !s_data || !s_ts || !s_checksum || !s_verdict || !s_events || !s_inject || !s_frame || !s_parser ||
+        !s_stop || !s_zero || !s_one) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "ENTRY_FORWARD", ENTRY_FORWARD) < 0 ||
+        PyModule_AddIntConstant(m, "ENTRY_SCAN", ENTRY_SCAN) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -97,6 +97,7 @@ SCAN_STREAK, SCAN_BACKOFF = 8, 256                # hits in a row, then datagram
 ACTIONS = {"pass": FORWARD, "drop": DROP, "scan": SCAN}   # rules.api.Bypass.action -> the entry's action
 ACTION_NAMES = {FORWARD: "pass", DROP: "drop", SCAN: "scan"}
 MODES = ("ips", "tap", "ids")
+_NO_DBS = (None, ())                             # a scan entry's compiled scan that asks no database
 _ENDS = TH_SYN | TH_FIN | TH_RST                  # TCP flags that take a flow out of the fast path
 
 # Untagged Ethernet + IPv4 with IHL 5 + the first 14 bytes of TCP (or 8 of UDP and 6 more),
@@ -440,8 +441,13 @@ class FastPath:
         if e is not None:
             self._end(e[4])                   # an older flow on the key (it ended in the engine)
         f = _Flow(bypass.flow, SCAN)
-        entry = [SCAN, 0, 0, ts, f, bypass.scan, 0]       # ..., the scan, hits in a row (< 0: backing off)
-        idle = [SCAN, 0, 0, ts, f, None, 0]   # the other direction: never in a table
+        scan = bypass.scan
+        # ..., the scan, hits in a row (< 0: backing off), the scan as the compiled ring walk
+        # runs it itself (rules.prefilter.AnyPattern.spec; None: it asks hit(); no scan at all:
+        # no database to ask)
+        spec = _NO_DBS if scan is None else getattr(scan, "spec", None)
+        entry = [SCAN, 0, 0, ts, f, scan, 0, spec]
+        idle = [SCAN, 0, 0, ts, f, None, 0, None]   # the other direction: never in a table
         f.toserver, f.toclient = (entry, idle) if bypass.to_server else (idle, entry)
         table[key] = entry
         f.where.append((table, key))

@@ -37,13 +37,13 @@ from operator import attrgetter
 from rules.keywords._state import StateOp, VarState, order_key
 from rules.packet import Packet
 from rules.payload import Pcre
-from rules.prefilter import PORT_PROTOS, PatternDB, RuleIndex
+from rules.prefilter import PORT_PROTOS, AnyPattern, PatternDB, RuleIndex
 from rules.rule import ACTION_RANK, Rule
 from rules.thresholds import Thresholds
 
 _FB_SET = frozenset(("set", "unset", "toggle"))
 _order_key = attrgetter("order")
-_SHORT_LOOP = 4       # up to this many short-pattern candidates: `bytes in` tests, else a short_db scan
+_SHORT_LOOP = 4       # more short-pattern candidates than this: kept as {short id: rules}
 _SHORT_IN_MAX = 256   # ... and `bytes in` tests only in a buffer up to this long
 _SHORT_MAPS_MAX = 4096
 
@@ -146,33 +146,6 @@ def header_rest(s: Sig, pkt: Packet, fwd: bool, rev: bool) -> bool:
     return rev and r.sport.contains(pkt.dport) and r.dport.contains(pkt.sport)
 
 
-def _short_db_scan(main, short_scan, ids: frozenset):
-    """prefilter_only's scan when many 1-2 byte patterns apply: the fast-pattern database,
-    then the short one (a hit only for the short ids that apply)."""
-    def scan(data) -> bool:
-        return bool((main is not None and main(data)) or not ids.isdisjoint(short_scan(data)))
-    return scan
-
-
-def _short_loop_scan(main, pats: tuple):
-    """prefilter_only's scan for a few 1-2 byte patterns ((pattern, caseless) pairs): the
-    fast-pattern database, then `in` tests, as run() makes them."""
-    def scan(data) -> bool:
-        if main is not None and main(data):
-            return True
-        low = None
-        for pat, nocase in pats:
-            if nocase:
-                if low is None:
-                    low = data.lower()
-                if pat in low:
-                    return True
-            elif pat in data:
-                return True
-        return False
-    return scan
-
-
 def _apply_flowbits(s: Sig, bits: set) -> None:
     for op in s.fb_ops:
         if op.cmd == "set":
@@ -223,11 +196,9 @@ class Detector:
         self.index = RuleIndex(sigs)
         self.index.warm()
         self._scan = self.index.pattern_db.scan
-        self._scan_short = self.index.short_db.scan
         self._short_maps: dict[tuple, dict | tuple] = {}   # short-pattern candidates -> one shared object: {short id: rules}, or the rules
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
         self._pid_reps: dict[int, tuple] = {}         # id(header group) -> its pattern rules' distinct headers
-        self._short_scans: dict[int, tuple] = {}      # id(short map) -> (the map, its prefilter_only scan)
         self._short_dbs: dict[int, tuple] = {}        # id(short candidates) -> (them, their own PatternDB, rules by id)
         self.evaluated = 0                            # rules whose checks ran (counter)
 
@@ -283,7 +254,7 @@ class Detector:
             key = tuple(s.order for s in short)
             shared = self._short_maps.get(key)
             if shared is None:
-                if len(short) > _SHORT_LOOP:      # many: one short_db scan, then id -> rules
+                if len(short) > _SHORT_LOOP:      # many: id -> rules, for the scan's ids
                     by_id: dict = {}
                     for s in short:
                         by_id.setdefault(s.fp_short[2], []).append(s)
@@ -393,17 +364,15 @@ class Detector:
         _plain, _nsrc, pid_groups, later, short = self._flow_entry(pkt, flow)
         if later or (not tx_quiet and self.tx is not None and self.tx.could_match(pkt, flow)):
             return False
-        if not short:
-            return self._scan if pid_groups else None
-        main = self._scan if pid_groups else None
-        if type(short) is dict:         # many 1-2 byte patterns: the short database, as run() does
-            got = self._short_scans.get(id(short))
+        if not pid_groups and not short:
+            return None
+        dbs = [self.index.pattern_db] if pid_groups else []
+        if short:                       # the direction's 1-2 byte patterns: their own database
+            got = self._short_dbs.get(id(short))
             if got is None:
-                if len(self._short_scans) >= _SHORT_MAPS_MAX:
-                    self._short_scans.clear()
-                got = self._short_scans[id(short)] = (short, _short_db_scan(main, self._scan_short, frozenset(short)))
-            return got[1]
-        return _short_loop_scan(main, tuple(s.fp_short[:2] for s in short))
+                got = self._short_set_db(short)
+            dbs.append(got[1])
+        return AnyPattern(dbs)
 
     def run(self, pkt: Packet, flow, payload: bytes, thresholds: Thresholds, view=None,
             stream_hits: set | None = None) -> list:

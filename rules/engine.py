@@ -50,6 +50,7 @@ from rules.detect import Detector, _order_key
 from rules.events import Alert, DecoderEvent, Drop, PacketInfo, headers, pkt_src_of
 from rules.flow import FlowTable
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet
+from rules.prefilter import AnyPattern
 from rules.reject import reject_frames
 from rules.settings import EngineSettings
 from rules.stream import MASK as _MASK
@@ -908,9 +909,7 @@ def _while_no_parser(st, scan):
     """A scan offer's scan for a UDP flow direction whose transaction rules wait for a
     parser (Engine._offer_scan): truthy -- hand the datagram to the engine -- once the flow
     has one, else the prefilter's answer."""
-    if scan is None:
-        return lambda data: st.parser is not None
-    return lambda data: st.parser is not None or scan(data)
+    return AnyPattern((), st) if scan is None else scan.watching(st)
 
 
 def _rewritten(pkt: Packet, payload: bytes) -> bytes:

@@ -115,6 +115,53 @@ class PatternDB:
         return found
 
 
+def _stop(*_args) -> bool:
+    """hyperscan callback that ends the scan at the first match (AnyPattern: a yes is enough)."""
+    return True
+
+
+_ScanTerminated = _hs.ScanTerminated if _hs is not None else None
+
+
+class AnyPattern:
+    """The scan of a scan offer (rules.api.Bypass "scan"): `scan(data)` is True when `data`
+    holds a pattern of any of `dbs`, or -- `watch`, an app-layer state, set -- once that
+    state has a parser (a UDP direction whose transaction rules wait for one).  Each
+    database is asked with a callback that stops it at the first match.  `spec` is the
+    same scan for the data plane's compiled ring walk (bridge/_ringpass.c): (watch,
+    ((hyperscan scan method, scratch), ...)), or None when a database has no hyperscan."""
+
+    __slots__ = ("dbs", "watch", "spec", "_calls")
+
+    def __init__(self, dbs, watch=None) -> None:
+        self.dbs = tuple(db for db in dbs if len(db))
+        self.watch = watch
+        if all(db._db is not None for db in self.dbs):
+            self._calls = tuple((db._db.scan, db._scratch) for db in self.dbs)
+            self.spec = (watch, self._calls)
+        else:
+            self._calls = None
+            self.spec = None
+
+    def __call__(self, data) -> bool:
+        w = self.watch
+        if w is not None and w.parser is not None:
+            return True
+        calls = self._calls
+        if calls is None:
+            return any(db.scan(data) for db in self.dbs)
+        for scan, scratch in calls:
+            try:
+                scan(data, _stop, 0, None, scratch)
+            except _ScanTerminated:
+                return True
+        return False
+
+    def watching(self, st) -> "AnyPattern":
+        """The same scan, also True once `st` has a parser."""
+        return AnyPattern(self.dbs, st)
+
+
 def _set_key(x) -> Any:
     if hasattr(x, "v4"):
         return ("a", x.v4, x.v6)
@@ -406,7 +453,8 @@ class RuleIndex:
     """`groups(pkt)` -> the Groups whose rules can apply to the packet's header;
     `pattern_db` is shared by all groups.  Rules whose fast pattern is SHORT bytes or
     less are not in it: they are plain rules of their group with `fp_short` set to the
-    (pattern, caseless, id in `short_db`) the payload must contain."""
+    (pattern, caseless, short id) the payload must contain (the engine looks for each
+    flow direction's set with a database of its own: rules.detect.Detector.short_candidates)."""
 
     SHORT = 2
 
@@ -424,7 +472,7 @@ class RuleIndex:
                     # a 1-2 byte pattern is in nearly every payload: in the main database it
                     # costs a Python callback on every scan; the rule is a plain candidate of
                     # its group instead, kept when the payload holds the pattern (engine: a
-                    # `bytes in` test, or `short_db` when the packet has many such rules)
+                    # `bytes in` test, or a database of the flow direction's short patterns)
                     s.pid = -1
                     s.fp_short = key + (short.setdefault(key, len(short)),)
                     self.short += 1
@@ -433,7 +481,6 @@ class RuleIndex:
             else:
                 s.pid = -1
         self.pattern_db = PatternDB(list(pats))
-        self.short_db = PatternDB(list(short))
         self._protos: dict[int, _ProtoIndex] = {}
 
     def _proto(self, proto: int) -> _ProtoIndex:

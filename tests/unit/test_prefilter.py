@@ -162,3 +162,40 @@ def test_warm_index_builds_the_same_groups_as_lazy_lookups():
                 assert [[s.rule.sid for s in g.plain] for g in a] == [[s.rule.sid for s in g.plain] for g in b]
                 assert [{k: [s.rule.sid for s in v] for k, v in g.by_pid.items()} for g in a] == \
                        [{k: [s.rule.sid for s in v] for k, v in g.by_pid.items()} for g in b]
+
+
+# ------------------------------------------------------------------ AnyPattern (scan offers)
+def test_any_pattern_is_true_when_a_database_holds_a_pattern_or_the_watched_state_has_a_parser():
+    from rules.prefilter import AnyPattern, PatternDB
+
+    class St:
+        parser = None
+
+    a, b = PatternDB([(b"evil", False)]), PatternDB([(b"zq", True)])
+    scan = AnyPattern((a, PatternDB([]), b))
+    assert scan.dbs == (a, b)                          # a database without patterns is not asked
+    assert [scan(d) for d in (b"x evil x", b"..ZQ..", b"nothing", b"")] == [True, True, False, False]
+    st = St()
+    watched = scan.watching(st)
+    assert watched.dbs == scan.dbs and not watched(b"nothing") and watched(b"evil")
+    st.parser = object()
+    assert watched(b"nothing") and not scan(b"nothing")
+    # what the compiled ring walk is given: the watched state, each database's scan and scratch
+    assert watched.spec == (st, tuple((db._db.scan, db._scratch) for db in (a, b)))
+    assert AnyPattern(()).spec == (None, ()) and not AnyPattern(())(b"evil")
+
+
+def test_any_pattern_without_hyperscan_has_no_compiled_form(monkeypatch):
+    import rules.prefilter as pf
+
+    monkeypatch.setattr(pf, "_hs", None)
+    db = pf.PatternDB([(b"evil", False)])
+    scan = pf.AnyPattern((db,))
+    assert scan.spec is None and scan(b"so evil") and not scan(b"fine")
+
+
+def test_the_compiled_walk_knows_the_fast_paths_entry_actions():
+    import bridge._ringpass as rp
+    from bridge import fastpath
+
+    assert (rp.ENTRY_FORWARD, rp.ENTRY_SCAN) == (fastpath.FORWARD, fastpath.SCAN)

@@ -323,7 +323,8 @@ def test_fast_path_pass_verdicts_are_forwarded_by_the_walk(monkeypatch):
 def test_a_fast_path_that_raises_drops_that_frame_as_internal(compiled, monkeypatch):
     monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
     w, port, out, ring = build(Recorder(), tx=True)
-    w.fast.port_tables(port.index)[1]["another flow"] = None     # a UDP table not empty: hit is asked
+    # the frames' own key in the UDP table, with no entry the walk can answer for: hit is asked
+    w.fast.port_tables(port.index)[1][frame(0)[26:38]] = None
     real_hit = w.fast.hit
 
     def hit(pidx, view, start, end, vid, ts):
@@ -340,7 +341,8 @@ def test_a_fast_path_that_raises_drops_that_frame_as_internal(compiled, monkeypa
 
 def test_the_walk_asks_the_fast_path_only_when_the_frames_protocol_has_entries(monkeypatch):
     """An empty table for the frame's protocol on that port: the fast path would answer MISS,
-    and is not asked (the compiled walk looks at the IPv4 protocol byte)."""
+    and is not asked (the compiled walk looks at the IPv4 protocol byte).  For an IPv4 UDP
+    frame the walk looks its key up itself: no entry under it, no question either."""
     monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL)
     w, port, out, ring = build(Recorder(), tx=True)
     asked = []
@@ -360,5 +362,112 @@ def test_the_walk_asks_the_fast_path_only_when_the_frames_protocol_has_entries(m
     w.fast.port_tables(port.index)[1]["a UDP flow"] = None
     ring.deliver([frame(k) for k in range(6, 9)])
     w.drain(port)
+    assert asked == []                                 # a UDP entry, not under these frames' key
+    w.fast.port_tables(port.index)[1][frame(0)[26:38]] = None
+    ring.deliver([frame(k) for k in range(9, 12)])
+    w.drain(port)
     port.tx.flush(port.counters)
-    assert asked == [6, 7, 8] and len(out.sent) == 9
+    assert asked == [9, 10, 11] and len(out.sent) == 12
+
+
+# ------------------------------------------------------------------ UDP entries the walk answers itself
+class App:
+    parser = None
+
+
+class ScanJudge(Recorder):
+    """As the engine with a UDP scan offer: every frame it is handed is clean and comes with
+    Bypass "scan" for the flow's direction, whose scan is `scan`.  It keeps the counts the
+    fast path pushes to it."""
+
+    def __init__(self, scan):
+        super().__init__()
+        self.scan = scan
+        self.flow = object()
+        self.pushed: list[tuple] = []
+
+    def inspect(self, data, meta):
+        super().inspect(data, meta)
+        return Result(Verdict.FORWARD, bypass=Bypass(self.flow, "scan", True, "prefilter", self.scan))
+
+    def bypassed(self, flow, ts, ps, bs, pc, bc):
+        self.pushed.append((round(ts, 6), ps, bs, pc, bc))
+        return True
+
+
+def _scans(kind: str, app: App):
+    from rules.prefilter import AnyPattern, PatternDB
+
+    db = PatternDB([(b"\x07", False), (b"\x09", False)])
+    return {"dbs": AnyPattern((db,)),
+            "two-dbs": AnyPattern((PatternDB([(b"\x07", False)]), PatternDB([(b"\x09\x09", False)]))),
+            "watch": AnyPattern((db,), app),
+            "none": None,
+            "python": lambda data: b"\x07" in data or b"\x09" in data}[kind]
+
+
+def _scan_run(compiled: bool, kind: str, monkeypatch):
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
+    app = App()
+    judge = ScanJudge(_scans(kind, app))
+    w, port, out, ring = build(judge, tx=True, nslots=64)
+    asked = []
+    real_hit = w.fast.hit
+
+    def hit(*a):
+        asked.append(bytes(a[1][a[2]:a[3]])[-1])
+        return real_hit(*a)
+    w.fast.hit = hit
+    ring.deliver([frame(k) for k in range(12)])        # 7 and 9 hold a pattern
+    w.drain(port)
+    app.parser = object()                              # a parser from now on: "watch" hands everything over
+    ring.deliver([frame(k) for k in range(12, 16)])
+    w.drain(port)
+    port.tx.flush(port.counters)
+    w.fast.sync()
+    return {"sent": out.sent, "counters": port.counters.as_dict(), "seen": judge.seen, "pushed": judge.pushed,
+            "fast": w.fast.stats()}, asked
+
+
+@pytest.mark.parametrize("kind", ["dbs", "two-dbs", "watch", "none", "python"])
+def test_scan_entries_are_answered_by_the_walk_as_by_the_fast_path(kind, monkeypatch):
+    """A prefiltered UDP direction (Bypass "scan"): the compiled walk runs the scan's
+    databases itself (rules.prefilter.AnyPattern.spec) and forwards a datagram they find
+    nothing in with the counts FastPath.hit keeps; a datagram they find something in, or
+    any datagram once the watched app state has a parser, goes to hit() and the engine.
+    Everything matches the Python walk: frames out, counters, what the engine saw, the
+    counts pushed to it, the fast path's statistics.  A scan without a compiled form (a
+    plain function) is left to hit() for every datagram."""
+    a, asked = _scan_run(True, kind, monkeypatch)
+    b, _ = _scan_run(False, kind, monkeypatch)
+    assert a == b
+    assert len(a["sent"]) == 16
+    hits = {"dbs": [7, 9], "two-dbs": [7, 9], "watch": [7, 9], "none": [], "python": [7, 9]}[kind]
+    later = list(range(12, 16)) if kind == "watch" else []
+    assert a["seen"] == [0] + hits + later
+    if kind == "python":
+        assert asked == list(range(1, 16))            # no compiled scan: hit() every time
+    else:
+        assert asked == hits + later                  # only what the walk cannot answer
+    assert a["counters"]["bypassed"] == 15 - len(hits) - len(later)
+
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_datagram_the_scan_finds_nothing_in_ends_a_streak_of_hits(compiled, monkeypatch):
+    """Hits and misses alternating: each miss resets the streak, so the direction never backs
+    off (SCAN_STREAK hits in a row would send the next SCAN_BACKOFF datagrams to the engine
+    unscanned); the compiled walk keeps the streak as FastPath.hit does."""
+    from bridge.fastpath import SCAN_STREAK
+    from rules.prefilter import AnyPattern, PatternDB
+
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
+    n = 4 * SCAN_STREAK
+    judge = ScanJudge(AnyPattern((PatternDB([(bytes([k]), False) for k in range(2, n, 2)]),)))
+    w, port, out, ring = build(judge, tx=True, nslots=64)
+    ring.deliver([frame(k) for k in range(n)])
+    w.drain(port)
+    port.tx.flush(port.counters)
+    assert len(out.sent) == n
+    assert judge.seen == [0] + list(range(2, n, 2))   # every hit inspected, no miss
+    assert w.fast.stats()["bypass.scan_backoff"] == 0
