@@ -8,7 +8,8 @@
  * them, and for each frame does what bridge.worker.Worker.drain does for the common one:
  * a PACKET_OUTGOING frame is skipped; otherwise `hit(pidx, view, mac, end, 0, ts)` when
  * `hit` is not None (the fast path; not asked about an IPv4 frame whose protocol's table in
- * `tables`, the port's (tcp, udp, icmp) dicts, is empty: `hit` answers MISS there; `hit_pass`, its FORWARD, forwards the frame with no
+ * `tables`, the port's (tcp, udp, icmp) dicts, is empty: `hit` answers MISS there; nor about
+ * an IPv4 UDP frame the walk answers itself, udp_entry below; `hit_pass`, its FORWARD, forwards the frame with no
  * inspection and counts it in `bypassed`; any other truthy answer stops the walk), then meta.ts and
  * meta.checksum are set and `inspect(view[mac:end], meta)` is called (no call when
  * `inspect` is None: ForwardAll), and when it answers `forward` (the shared clean-frame

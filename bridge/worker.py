@@ -669,7 +669,9 @@ class Worker:
 
         The common frame takes the compiled walk (bridge/_ringpass.c, `ring_pass`): a V2
         ring forwarding through a TX ring (or IDS, forwarding nothing).  It reads each
-        slot, asks the fast path and the inspector, copies a frame to forward (the fast
+        slot, asks the fast path and the inspector (an IPv4 UDP frame's fast-path entry it
+        looks up and answers itself when it only forwards: a pass flow's, or a prefiltered
+        direction's whose scan finds nothing), copies a frame to forward (the fast
         path's FORWARD, the inspector's shared FORWARD result) into the TX ring and hands
         its slot back, and stops at any frame that needs more (a checksum to fill, a VLAN
         tag, a cut frame, a fast-path drop, a Result to act on, a TX slot not free): `_frame` finishes that one, its
