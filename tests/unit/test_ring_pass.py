@@ -339,19 +339,25 @@ def test_a_fast_path_that_raises_drops_that_frame_as_internal(compiled, monkeypa
     assert port.counters.dropped == {"internal": 1} and port.counters.received == 5
 
 
-def test_the_walk_asks_the_fast_path_only_when_the_frames_protocol_has_entries(monkeypatch):
-    """An empty table for the frame's protocol on that port: the fast path would answer MISS,
-    and is not asked (the compiled walk looks at the IPv4 protocol byte).  For an IPv4 UDP
-    frame the walk looks its key up itself: no entry under it, no question either."""
-    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL)
-    w, port, out, ring = build(Recorder(), tx=True)
-    asked = []
+def spy_hit(w) -> list[int]:
+    """The numbers of the frames the worker's fast path is asked about, as they are asked."""
+    asked: list[int] = []
     real_hit = w.fast.hit
 
     def hit(*a):
         asked.append(bytes(a[1][a[2]:a[3]])[-1])
         return real_hit(*a)
     w.fast.hit = hit
+    return asked
+
+
+def test_the_walk_asks_the_fast_path_only_when_the_frames_protocol_has_entries(monkeypatch):
+    """An empty table for the frame's protocol on that port: the fast path would answer MISS,
+    and is not asked (the compiled walk looks at the IPv4 protocol byte).  For an IPv4 UDP
+    frame the walk looks its key up itself: no entry under it, no question either."""
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL)
+    w, port, out, ring = build(Recorder(), tx=True)
+    asked = spy_hit(w)
     ring.deliver([frame(k) for k in range(3)])
     w.drain(port)
     assert asked == []                                 # every table empty
@@ -411,13 +417,7 @@ def _scan_run(compiled: bool, kind: str, monkeypatch):
     app = App()
     judge = ScanJudge(_scans(kind, app))
     w, port, out, ring = build(judge, tx=True, nslots=64)
-    asked = []
-    real_hit = w.fast.hit
-
-    def hit(*a):
-        asked.append(bytes(a[1][a[2]:a[3]])[-1])
-        return real_hit(*a)
-    w.fast.hit = hit
+    asked = spy_hit(w)
     ring.deliver([frame(k) for k in range(12)])        # 7 and 9 hold a pattern
     w.drain(port)
     app.parser = object()                              # a parser from now on: "watch" hands everything over
