@@ -34,8 +34,7 @@ batch).  Per frame (received on port P, peer Q):
      frame, no none, auto leaves it to the engine's sample
      (rules.decode.ChecksumChecks).  stream.checksum-validation off overrides them
      all.  Result.bypass installs the flow in the fast path (both directions).
-     Events are collected and written to EVE once per poll round, after every
-     port's ring was drained (Worker.drain_ports).
+     Events are collected and written to EVE once per drain.
   5. ips: DROP/REJECT -> count dropped[reason] (and send Result.inject);
      tap: count would_drop[reason], forward anyway; IDS: stop here.
   6. Put a stripped VLAN tag back (in the 4 reserved bytes before tp_mac), then
@@ -318,7 +317,6 @@ class Worker:
         self.last_ts = 0.0
         self.last_ts_mono = time.monotonic()
         self.eve = None
-        self.held_events: list | None = None    # inside drain_ports: the round's events, written at its end
         self.eve_retry_at = 0.0           # monotonic time before which a failed EVE file is not reopened
         self.eve_errors = 0               # EVE open/write failures (each retried later, never for good)
         self.eve_lost = 0                 # events not written because of them
@@ -424,7 +422,26 @@ class Worker:
                         pass
                     if ev & select.POLLNVAL:
                         time.sleep(POLL_MS / 1000)   # never spin on a dead descriptor
-            stalled = self.drain_ports(readable)
+            stalled = False
+            for port in self.ports:
+                if self.drain(port) or port.ps.fileno() not in readable:
+                    port.stalled_since = 0.0
+                    continue
+                # the kernel says frames are ready, yet the head slot is still the kernel's
+                stalled = True
+                now = time.monotonic()
+                if not port.stalled_since:
+                    port.stalled_since = now
+                elif now - port.stalled_since >= HOLE_GRACE:
+                    port.counters.ring_holes += port.ring.skip_hole()
+                    port.stalled_since = 0.0
+            fast = self.fast
+            if fast is not None and fast.pending:
+                # flows decided in this pass go to the kernel now that the rings are drained, and
+                # what reached the rings meanwhile leaves at once: their frames keep their order
+                fast.commit()
+                for port in self.ports:
+                    self.drain(port)
             if stalled:
                 time.sleep(0.0005)     # poll is level-triggered: do not spin while waiting out the grace
             if self.reopen:
@@ -646,42 +663,6 @@ class Worker:
             self.stop = True    # supervisor gone: nothing left to report to
 
     # ---------------------------------------------------------------- frames
-    def drain_ports(self, readable: set) -> bool:
-        """One round of the poll loop over the rings: drain every port (`readable`: the
-        descriptors poll said have frames), hand the flows decided in this round to the
-        kernel, and write the round's EVE events once, after every port's frames went out:
-        a ping's reply, already in the other port's ring when the request left, does not
-        wait for the request's alert to be written.  True when a port's ring is stalled
-        (poll says ready, the head slot is still the kernel's)."""
-        held: list = []
-        self.held_events = held
-        try:
-            stalled = False
-            for port in self.ports:
-                if self.drain(port) or port.ps.fileno() not in readable:
-                    port.stalled_since = 0.0
-                    continue
-                # the kernel says frames are ready, yet the head slot is still the kernel's
-                stalled = True
-                now = time.monotonic()
-                if not port.stalled_since:
-                    port.stalled_since = now
-                elif now - port.stalled_since >= HOLE_GRACE:
-                    port.counters.ring_holes += port.ring.skip_hole()
-                    port.stalled_since = 0.0
-            fast = self.fast
-            if fast is not None and fast.pending:
-                # flows decided in this pass go to the kernel now that the rings are drained, and
-                # what reached the rings meanwhile leaves at once: their frames keep their order
-                fast.commit()
-                for port in self.ports:
-                    self.drain(port)
-        finally:
-            self.held_events = None
-            if held:
-                self.write_events(held)
-        return stalled
-
     def drain(self, port: _Port) -> int:
         """Process every ready frame of the port's ring (at most one turn of it); returns how
         many slots were consumed.
@@ -698,8 +679,7 @@ class Worker:
         on a V3 ring or without a TX ring, `ring.batches()` hands the frames over a batch at
         a time and `_frame` takes each.  The TX ring is kicked (one send()) whenever half of
         it is queued and once at the end of the drain, the per-frame counters are added
-        once per drain, EVE events are written once per drain (inside `drain_ports`: once
-        per round, after every port), and with the ForwardAll
+        once per drain, EVE events are written once per drain, and with the ForwardAll
         inspector (no rules, no hook) no FrameMeta is set and inspect() is not called: its
         `seen` counter is advanced by the number of frames instead."""
         ring = port.ring
@@ -756,10 +736,7 @@ class Worker:
             if d.inspect is None and d.inspected:
                 self.inspector.seen += d.inspected
         if d.events:
-            if self.held_events is not None:    # drain_ports writes them after every port's frames
-                self.held_events.extend(d.events)
-            else:
-                self.write_events(d.events)
+            self.write_events(d.events)
         if d.received:
             self.last_ts = d.last_ts
             self.last_ts_mono = time.monotonic()

@@ -471,30 +471,3 @@ def test_a_datagram_the_scan_finds_nothing_in_ends_a_streak_of_hits(compiled, mo
     assert len(out.sent) == n
     assert judge.seen == [0] + list(range(2, n, 2))   # every hit inspected, no miss
     assert w.fast.stats()["bypass.scan_backoff"] == 0
-
-
-@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
-def test_a_rounds_events_are_written_after_every_port_was_drained(compiled, monkeypatch):
-    """The poll loop's round (Worker.drain_ports): the events of the first port's frames are
-    written once, after the second port was drained too, so a reply already waiting in the
-    other ring goes out before the request's alert is written; a drain alone still writes
-    its own events."""
-    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
-    w, port, out, ring = build(Offers(), tx=True, config=Config(eve_log="/nonexistent/eve.json"))
-    order: list = []
-    real_drain = w.drain
-
-    def drain(p):
-        n = real_drain(p)
-        order.append(("drained", p.name, n))
-        return n
-    w.drain = drain
-    w.write_events = lambda events: order.append(("written", list(events)))
-    ring.deliver([frame(k) for k in range(5)])         # frame 3 comes with an event
-    assert w.drain_ports(set()) is False
-    assert order == [("drained", "eth0", 5), ("drained", "eth1", 0), ("written", [("event", 3)])]
-    order.clear()
-    ring.deliver([frame(3)])
-    real_drain(port)
-    assert order == [("written", [("event", 3)])]
-    assert w.held_events is None

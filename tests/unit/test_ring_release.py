@@ -163,9 +163,6 @@ class PS:
     def __init__(self, iface, sock):
         self.iface, self.sock, self.ignore_outgoing, self.ifindex = iface, sock, True, 0
 
-    def fileno(self) -> int:
-        return -1          # (what poll reports is the test's to say: Worker.drain_ports(readable))
-
 
 class Judge:
     """An inspector deciding by the frame's number: `drop`, `reject` (with an inject) or
