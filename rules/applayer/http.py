@@ -63,7 +63,7 @@ class Settings:
 class HttpTx(Tx):
     __slots__ = ("method", "uri_raw", "protocol", "request_line", "req_headers", "req_hdr_raw",
                  "req_body", "status_raw", "status_msg", "response_line", "resp_protocol", "resp_headers",
-                 "resp_hdr_raw", "resp_body", "_cache", "head", "min_inspect")
+                 "resp_hdr_raw", "resp_body", "_cache", "head", "min_inspect", "req_index", "resp_index")
 
     def __init__(self, tx_id: int) -> None:
         Tx.__init__(self, tx_id)
@@ -72,6 +72,7 @@ class HttpTx(Tx):
         self.protocol = b""
         self.request_line = b""
         self.req_headers: list[tuple[bytes, bytes]] = []
+        self.req_index: dict[bytes, bytes] = {}    # lower-case name -> value (of the first header of that name)
         self.req_hdr_raw = b""
         self.req_body = None               # http_body.Body
         self.status_raw = b""
@@ -79,19 +80,13 @@ class HttpTx(Tx):
         self.response_line = b""
         self.resp_protocol = b""
         self.resp_headers: list[tuple[bytes, bytes]] = []
+        self.resp_index: dict[bytes, bytes] = {}
         self.resp_hdr_raw = b""
         self.resp_body = None
         self.head = False
         self._cache: dict = {}
         self.min_inspect = (40 * 1024, 32 * 1024)   # body bytes before a growing body is inspected [resp, req]
 
-    @staticmethod
-    def header(headers: list, name: bytes) -> bytes | None:
-        """The value of header `name` (lower case); repeated headers are already one."""
-        for n, v in headers:
-            if n.lower() == name:
-                return v
-        return None
 
 
 # ---------------------------------------------------------------------------- URI normalization
@@ -221,7 +216,7 @@ def _host_of(tx: HttpTx) -> bytes | None:
     if auth:
         at = auth.rfind(b"@")
         return _strip_port(auth[at + 1:] if at >= 0 else auth).lower()
-    host = tx.header(tx.req_headers, b"host")
+    host = tx.req_index.get(b"host")
     if host is None:
         return None
     return _strip_port(host.strip())
@@ -252,7 +247,7 @@ def _cached(name: str, fn):
 
 def _hdr(side: bool, name: bytes):
     def get(tx: HttpTx):
-        return tx.header(tx.req_headers if side else tx.resp_headers, name)
+        return (tx.req_index if side else tx.resp_index).get(name)
     return get
 
 
@@ -312,7 +307,7 @@ BUFFERS = [
     BufferDef("http.request_line", PROTO, REQ, LINE, lambda tx: tx.request_line or None),
     BufferDef("http.host", PROTO, REQ, HEADERS, _cached("host", lambda tx: _host_of(tx) or None)),
     BufferDef("http.host.raw", PROTO, REQ, HEADERS, _cached("host_raw", lambda tx: split_uri(tx.uri_raw)[1]
-                                                            or tx.header(tx.req_headers, b"host"))),
+                                                            or tx.req_index.get(b"host"))),
     BufferDef("http.user_agent", PROTO, REQ, HEADERS, _hdr(REQ, b"user-agent")),
     BufferDef("http.cookie", PROTO, REQ, HEADERS, _hdr(REQ, b"cookie")),
     BufferDef("http.referer", PROTO, REQ, HEADERS, _hdr(REQ, b"referer")),
@@ -589,6 +584,7 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         raw = bytes(buf[:pos])
         del buf[:pos]
         headers: list[tuple[bytes, bytes]] = []
+        where: dict[bytes, int] = {}          # lower-case name -> its place (repeated names are joined)
         last = 0
         for ln in lines:
             if ln[:1] in (b" ", b"\t") and headers:       # folded: continues the previous value
@@ -602,27 +598,32 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
                 if to_server:
                     self.event("http.request_field_missing_colon")
                 last = len(headers)
-                headers.append((ln.strip(), b""))
+                name = ln.strip()
+                where.setdefault(name.lower(), last)     # (a later "name: value" joins it; a line like it does not)
+                headers.append((name, b""))
                 continue
             name = ln[:colon].strip()
             if to_server and (b" " in name or b"\t" in name):
                 self.event("http.request_header_invalid")     # a header name with a space
             value = ln[colon + 1:].strip(b" \t")
             low = name.lower()
-            for i, (n, v) in enumerate(headers):
-                if n.lower() == low:             # repeated: one header, values joined (libhtp)
-                    headers[i] = (n, v + b", " + value)
-                    last = i
-                    break
+            i = where.get(low)
+            if i is not None:                    # repeated: one header, values joined (libhtp)
+                n, v = headers[i]
+                headers[i] = (n, v + b", " + value)
+                last = i
             else:
-                last = len(headers)
+                last = where[low] = len(headers)
                 headers.append((name, value))
+        index: dict[bytes, bytes] = {}
+        for n, v in headers:                     # (lines without a colon are not joined: the first wins)
+            index.setdefault(n.lower(), v)
         if to_server:
-            tx.req_headers, tx.req_hdr_raw = headers, raw
+            tx.req_headers, tx.req_hdr_raw, tx.req_index = headers, raw, index
         else:
-            tx.resp_headers, tx.resp_hdr_raw = headers, raw
+            tx.resp_headers, tx.resp_hdr_raw, tx.resp_index = headers, raw, index
         tx.progress[to_server] = HEADERS
-        body = self._body_for(tx, headers, to_server)
+        body = self._body_for(tx, index, to_server)
         if body is None:
             tx.progress[to_server] = DONE
             side.state = 0
@@ -640,7 +641,7 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
             tx.progress[to_server] = BODY
         return True
 
-    def _body_for(self, tx: HttpTx, headers: list, to_server: bool):
+    def _body_for(self, tx: HttpTx, index: dict, to_server: bool):
         """The message's body reader, None when it has none.  As libhtp (Suricata 7.0.10): a
         request whose Transfer-Encoding is not the token chunked, or whose Content-Length has
         no digit, stops parsing of the flow (`failed`: app-layer.error-policy applies); a
@@ -648,8 +649,8 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         exactly chunked raises http.response_abnormal_transfer_encoding)."""
         from rules.applayer.http_body import parse_content_length
 
-        te = tx.header(headers, b"transfer-encoding")
-        cl = tx.header(headers, b"content-length")
+        te = index.get(b"transfer-encoding")
+        cl = index.get(b"content-length")
         chunked = False
         if te is not None:
             low = te.lower()
@@ -676,7 +677,7 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
 
         # Content-Encoding goes to the body as sent: libhtp reads the whole value (requests)
         # or its own tokens (responses); Suricata decompresses request bodies too
-        enc = tx.header(headers, b"content-encoding") or b""
+        enc = index.get(b"content-encoding") or b""
         if to_server:
             if not chunked and not length:
                 return None

@@ -277,3 +277,50 @@ def test_tls_encryption_handling_bypass_decides_the_flow():
             e.inspect(bytes(p), FrameMeta(0.01 * (i + 1), "eth0"))
         (flow,) = list(e.flows.all())
         assert flow.app.proto == "tls" and flow.decided == decided, (mode, flow.decided)
+
+
+def _reference_headers(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """Header lines as libhtp makes them (the list before HttpTx kept an index): a folded line
+    continues the value before it; a line without a colon is a name with an empty value;
+    a name seen before (any case, a colon-less one too) joins its value to the first."""
+    headers: list[tuple[bytes, bytes]] = []
+    last = 0
+    for ln in lines:
+        if ln[:1] in (b" ", b"\t") and headers:
+            n, v = headers[last]
+            headers[last] = (n, v + b" " + ln.strip())
+            continue
+        colon = ln.find(b":")
+        if colon < 0:
+            last = len(headers)
+            headers.append((ln.strip(), b""))
+            continue
+        name, value = ln[:colon].strip(), ln[colon + 1:].strip(b" \t")
+        for i, (n, v) in enumerate(headers):
+            if n.lower() == name.lower():
+                headers[i] = (n, v + b", " + value)
+                last = i
+                break
+        else:
+            last = len(headers)
+            headers.append((name, value))
+    return headers
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(st.sampled_from([b"X-A: 1", b"x-a: 2", b"X-A:3", b"x-A", b"X-a", b"Host: h", b"HOST: k",
+                                       b"Content-Length: 0", b" folded", b"\tmore", b"User-Agent: ua",
+                                       b"user-agent: UA2", b"Cookie: c"]), max_size=12))
+def test_header_lines_are_joined_and_indexed_as_libhtp_joins_them(lines):
+    """The parsed headers (repeated names joined into the first, colon-less lines kept) and
+    the name index the header buffers read (each lower-case name: the first such header's
+    value) against the header list worked out by hand."""
+    request = b"GET / HTTP/1.1\r\n" + b"".join(ln + b"\r\n" for ln in lines) + b"\r\n"
+    (tx,) = feed_all([request]).txs
+    want = _reference_headers(lines)
+    assert tx.req_headers == want
+    first: dict = {}
+    for n, v in want:
+        first.setdefault(n.lower(), v)
+    assert tx.req_index == first
+    assert buffers(tx)["http.user_agent"] == first.get(b"user-agent")
