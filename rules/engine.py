@@ -291,7 +291,7 @@ class Engine:
 
     def rule_hits(self, top: int = 50) -> list[tuple[int, int, int, str]]:
         """The rules that raised the most alerts: [(gid, sid, hits, msg)], most first."""
-        msgs = {(s.rule.gid, s.rule.sid): s.rule.msg for s in self.detector.sigs}
+        msgs = self.detector.messages()
         best = sorted(self.hits.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
         return [(g, s, n, msgs.get((g, s), "")) for (g, s), n in best]
 

@@ -80,3 +80,14 @@ def test_rule_hits_count_alerts_per_rule_most_first():
         udp(f, data, sport=6000 + len(data))
     assert f.e.rule_hits() == [(1, 2, 3, "b"), (1, 1, 2, "a")]
     assert f.e.rule_hits(top=1) == [(1, 2, 3, "b")]
+
+
+def test_rule_hits_name_a_rule_by_its_message_after_a_reload():
+    """The messages rule_hits reports come from the rules in force: a reload that renames a
+    rule renames it in the report too (hits go on counting by gid:sid)."""
+    f = Feed(eng('alert udp any any -> any 7000 (msg:"old name"; content:"A"; sid:1;)'))
+    udp(f, b"A", sport=6001)
+    assert f.e.rule_hits() == [(1, 1, 1, "old name")]
+    reload(f.e, 'alert udp any any -> any 7000 (msg:"new name"; content:"A"; sid:1;)')
+    udp(f, b"A", sport=6002)
+    assert f.e.rule_hits() == [(1, 1, 2, "new name")]
