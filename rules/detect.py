@@ -296,14 +296,18 @@ class Detector:
         payload that the stream offers nothing either (an inline pure ACK) -- a 1-2 byte
         pattern is looked for only in bytes, and transaction rules run only on app-layer
         data, so neither counts."""
-        per_flow = self._hdr_cache.get(flow.flow_id)
-        ent = per_flow.get((to_server, src, sport)) if per_flow is not None else None
+        ent = self._cached_entry(flow, to_server, src, sport)
         if ent is None or (self.tx is not None and not empty):
             return -1
         plain, _nsrc, _groups, later, short = ent
         if later or (short and not empty):
             return -1
         return 0 if later is plain else len(plain)
+
+    def _cached_entry(self, flow, to_server: bool, src: int, sport: int):
+        """The flow direction's candidate entry `run` cached on its first packet, or None."""
+        per_flow = self._hdr_cache.get(flow.flow_id)
+        return per_flow.get((to_server, src, sport)) if per_flow is not None else None
 
     def data_gate(self, flow, to_server: bool, src: int, sport: int):
         """For the engine's lean lane on an in-order data segment of an app-layer flow (a
@@ -312,8 +316,7 @@ class Detector:
         `run` counts as evaluated when it finds nothing, the direction's 1-2 byte pattern
         rules to look for in the window as `run` does).  Transaction rules are the lane's
         to run."""
-        per_flow = self._hdr_cache.get(flow.flow_id)
-        ent = per_flow.get((to_server, src, sport)) if per_flow is not None else None
+        ent = self._cached_entry(flow, to_server, src, sport)
         if ent is None:
             return None
         plain, _nsrc, _groups, later, short = ent
@@ -369,10 +372,7 @@ class Detector:
             return None
         dbs = [self.index.pattern_db] if pid_groups else []
         if short:                       # the direction's 1-2 byte patterns: their own database
-            got = self._short_dbs.get(id(short))
-            if got is None:
-                got = self._short_set_db(short)
-            dbs.append(got[1])
+            dbs.append(self._short_set_db(short)[1])
         return AnyPattern(dbs)
 
     def run(self, pkt: Packet, flow, payload: bytes, thresholds: Thresholds, view=None,
@@ -487,9 +487,7 @@ class Detector:
         nor a `bytes in` per pattern (about 1 ns a byte each on binary data)."""
         extra: list = []
         if type(short) is dict or len(scan) > _SHORT_IN_MAX:
-            got = self._short_dbs.get(id(short))
-            if got is None:
-                got = self._short_set_db(short)
+            got = self._short_set_db(short)
             rules_of = got[2]
             for i in got[1].scan(scan):
                 extra.extend(rules_of[i])
@@ -508,7 +506,11 @@ class Detector:
 
     def _short_set_db(self, short) -> tuple:
         """(short, a PatternDB of its distinct (pattern, caseless) pairs, the rules of each
-        of its ids), kept under id(short) (the tuple keeps `short` alive, so the id stays its)."""
+        of its ids), made on first use and kept under id(short) (the tuple keeps `short`
+        alive, so the id stays its)."""
+        got = self._short_dbs.get(id(short))
+        if got is not None:
+            return got
         sigs = [s for v in short.values() for s in v] if type(short) is dict else list(short)
         ids: dict[tuple, int] = {}
         rules_of: list[list] = []
