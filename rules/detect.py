@@ -43,7 +43,7 @@ from rules.thresholds import Thresholds
 
 _FB_SET = frozenset(("set", "unset", "toggle"))
 _order_key = attrgetter("order")
-_SHORT_LOOP = 4       # more short-pattern candidates than this: kept as {short id: rules}
+_SHORT_LOOP = 4       # up to this many short-pattern candidates: `bytes in` tests, else their database
 _SHORT_IN_MAX = 256   # ... and `bytes in` tests only in a buffer up to this long
 _SHORT_MAPS_MAX = 4096
 
@@ -196,7 +196,7 @@ class Detector:
         self.index = RuleIndex(sigs)
         self.index.warm()
         self._scan = self.index.pattern_db.scan
-        self._short_maps: dict[tuple, dict | tuple] = {}   # short-pattern candidates -> one shared object: {short id: rules}, or the rules
+        self._short_maps: dict[tuple, tuple] = {}     # short-pattern candidates -> the one tuple of them
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
         self._pid_reps: dict[int, tuple] = {}         # id(header group) -> its pattern rules' distinct headers
         self._short_dbs: dict[int, tuple] = {}        # id(short candidates) -> (them, their own PatternDB, rules by id)
@@ -250,21 +250,14 @@ class Detector:
         short = tuple(s for s in plain if s.fp_short is not None)
         if short:
             plain = [s for s in plain if s.fp_short is None]
-            # one object per candidate set, shared by every flow with it (short_candidates
+            # one tuple per candidate set, shared by every flow with it (short_candidates
             # keeps a database of the set's own patterns under its id)
             key = tuple(s.order for s in short)
             shared = self._short_maps.get(key)
             if shared is None:
-                if len(short) > _SHORT_LOOP:      # many: id -> rules, for the scan's ids
-                    by_id: dict = {}
-                    for s in short:
-                        by_id.setdefault(s.fp_short[2], []).append(s)
-                    shared = {k: tuple(v) for k, v in by_id.items()}
-                else:
-                    shared = short
                 if len(self._short_maps) >= _SHORT_MAPS_MAX:
                     self._short_maps.clear()
-                self._short_maps[key] = shared
+                shared = self._short_maps[key] = short
             short = shared
         plain = tuple(plain)
         # IP-only rules run on the first packet of a flow direction only: the later packets
@@ -486,7 +479,7 @@ class Detector:
         use, shared by every flow with the set), not of every short pattern of the rules,
         nor a `bytes in` per pattern (about 1 ns a byte each on binary data)."""
         extra: list = []
-        if type(short) is dict or len(scan) > _SHORT_IN_MAX:
+        if len(short) > _SHORT_LOOP or len(scan) > _SHORT_IN_MAX:
             got = self._short_set_db(short)
             rules_of = got[2]
             for i in got[1].scan(scan):
@@ -511,10 +504,9 @@ class Detector:
         got = self._short_dbs.get(id(short))
         if got is not None:
             return got
-        sigs = [s for v in short.values() for s in v] if type(short) is dict else list(short)
         ids: dict[tuple, int] = {}
         rules_of: list[list] = []
-        for s in sigs:
+        for s in short:
             pat, nocase, _ = s.fp_short
             i = ids.get((pat, nocase))
             if i is None:

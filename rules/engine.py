@@ -451,15 +451,12 @@ class Engine:
             return self._result(d, pkt)
         st = self._app_feed(pkt, flow, pl)
         parser = st.parser if st is not None else None
-        if parser is None:                 # no parser on the flow (yet): nothing for transactions
-            self.detector.evaluated += skipped
-            return FORWARD
-        if parser.failed and not st.error_seen or parser.bypass_ready:
+        if parser is not None and (parser.failed and not st.error_seen or parser.bypass_ready):
             d = _FrameDecision()
             self._fed_stage(pkt, flow, view, pl, set(), st, False, d)
             return self._result(d, pkt)
         self.detector.evaluated += skipped
-        if not st.fed:
+        if parser is None or not st.fed:   # no parser on the flow (yet), or nothing new for transactions
             return FORWARD
         txd = self.detector.tx
         hits: set = set()
