@@ -46,6 +46,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include "../rules/_scan.h"      /* compiled_scan: a scan offer's databases, shared with rules/_hotpath.c */
 
 #define TP_STATUS_USER 0x1u
 #define TP_STATUS_SEND_REQUEST 0x1u
@@ -124,16 +125,7 @@ clean_forward(PyObject *res)
 #define ENTRY_FORWARD 1     /* bridge.fastpath.FORWARD */
 #define ENTRY_SCAN 3        /* bridge.fastpath.SCAN */
 
-static PyObject *s_parser, *s_stop, *s_zero, *s_one;
-
-static PyObject *
-stop_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    Py_RETURN_TRUE;         /* hyperscan's callback: the first match ends the scan */
-}
-
-static PyMethodDef stop_def = {"_stop_scan", (PyCFunction)(void (*)(void))stop_scan, METH_FASTCALL,
-                               "hyperscan match callback: stop at the first match"};
+static PyObject *s_one;
 
 /* e[i] += by (an int) */
 static int
@@ -161,54 +153,6 @@ count_entry(PyObject *e, Py_ssize_t flen, PyObject *tsobj)
     PyList_SET_ITEM(e, 3, Py_NewRef(tsobj));
     Py_DECREF(old);
     return 0;
-}
-
-/* Does any database of a compiled scan (watch, ((scan method, scratch), ...)) find a pattern
- * in data[0:n], or has `watch` (an app-layer state) a parser?  1 yes, 0 no, -1 an error
- * (cleared): hit() then scans again itself. */
-static int
-compiled_scan(PyObject *spec, const unsigned char *data, Py_ssize_t n)
-{
-    if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 2 || !PyTuple_CheckExact(PyTuple_GET_ITEM(spec, 1)))
-        return -1;
-    PyObject *watch = PyTuple_GET_ITEM(spec, 0), *calls = PyTuple_GET_ITEM(spec, 1);
-    if (watch != Py_None) {
-        PyObject *parser = PyObject_GetAttr(watch, s_parser);
-        if (parser == NULL) {
-            PyErr_Clear();
-            return -1;
-        }
-        int has = parser != Py_None;
-        Py_DECREF(parser);
-        if (has)
-            return 1;
-    }
-    Py_ssize_t k = PyTuple_GET_SIZE(calls);
-    if (k == 0)
-        return 0;
-    PyObject *bytes = PyBytes_FromStringAndSize((const char *)data, n);
-    if (bytes == NULL) {
-        PyErr_Clear();
-        return -1;
-    }
-    int found = 0;
-    for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *call = PyTuple_GET_ITEM(calls, i);
-        if (!PyTuple_CheckExact(call) || PyTuple_GET_SIZE(call) != 2) {
-            found = -1;
-            break;
-        }
-        PyObject *a[5] = {bytes, s_stop, s_zero, Py_None, PyTuple_GET_ITEM(call, 1)};
-        PyObject *v = PyObject_Vectorcall(PyTuple_GET_ITEM(call, 0), a, 5, NULL);
-        if (v == NULL) {                /* ScanTerminated: a match (anything else: hit() sees it again) */
-            PyErr_Clear();
-            found = 1;
-            break;
-        }
-        Py_DECREF(v);
-    }
-    Py_DECREF(bytes);
-    return found;
 }
 
 /* An IPv4 UDP frame f[0:flen] (ethertype IPv4 checked by the caller) against the port's UDP
@@ -270,7 +214,7 @@ udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsob
     }
     if (streak != 0) {
         PyObject *old = PyList_GET_ITEM(e, 6);
-        PyList_SET_ITEM(e, 6, Py_NewRef(s_zero));
+        PyList_SET_ITEM(e, 6, Py_NewRef(scan_zero));
         Py_DECREF(old);
     }
     return 1;
@@ -692,13 +636,10 @@ PyInit__ringpass(void)
     s_events = PyUnicode_InternFromString("events");
     s_inject = PyUnicode_InternFromString("inject");
     s_frame = PyUnicode_InternFromString("frame");
-    s_parser = PyUnicode_InternFromString("parser");
-    s_stop = PyCFunction_NewEx(&stop_def, NULL, NULL);
-    s_zero = PyLong_FromLong(0);
     s_one = PyLong_FromLong(1);
     if (!s_view || !s_offsets || !s_head || !s_pkttype || !s_queued || !s_qbytes || !s_batch || !s_capacity ||
-        !s_data || !s_ts || !s_checksum || !s_verdict || !s_events || !s_inject || !s_frame || !s_parser ||
-        !s_stop || !s_zero || !s_one) {
+        !s_data || !s_ts || !s_checksum || !s_verdict || !s_events || !s_inject || !s_frame ||
+        !s_one || scan_init() < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -22,7 +22,8 @@ batch).  Per frame (received on port P, peer Q):
      flow is answered FORWARD or DROP from a fixed-offset key, with no FrameMeta,
      no decoding, no inspect (counted `bypassed`; a DROP is `dropped["flow"]`, the
      reason the engine gives the frames of a dropped flow).  Else:
-  4. inspector.inspect(frame, meta): `meta` is the port's one FrameMeta with this
+  4. inspector.inspect(frame, meta) (an Engine's `front()`: the same, behind its
+     compiled UDP lane): `meta` is the port's one FrameMeta with this
      frame's ts, checksum hint, VLAN and TPID set (rules.api.FrameMeta: valid during
      the call only).  An exception counts `inspector_errors` and the frame is
      forwarded (fail-open, in ips and tap alike: a bug in a rule plug-in must not
@@ -288,8 +289,7 @@ class _Drain:
         self.install = fast.install if fast is not None else None
         self.tables = fast.port_tables(port.index) if fast is not None else None
         self.tx_put = port.tx.put_many if port.tx is not None else None
-        inspector = worker.inspector
-        self.inspect = None if type(inspector) is ForwardAll else inspector.inspect
+        self.inspect = worker.inspect_call()
         self.events: list | None = [] if worker.config.eve_log else None
         self.received = self.forwarded = self.outgoing = self.inspected = self.bypassed = 0
         self.last_ts = 0.0
@@ -322,6 +322,7 @@ class Worker:
         self.eve_lost = 0                 # events not written because of them
         self.reopen = False               # SIGHUP: reopen the EVE file (logrotate)
         self.inspector = inspector
+        self._call_of = self._call = None     # inspect_call()'s inspector and its callable
         self.ports = ports
         by_sock: dict[int, int] = {}
         for i, port in enumerate(ports):
@@ -335,6 +336,17 @@ class Worker:
                 self.tx_by_sock[port.peer] = port.tx
         self.fast = self._fast_path(kernel)
         self.watchdog: Watchdog | None = None
+
+    def inspect_call(self):
+        """What the frame path calls per frame: None for ForwardAll (nothing is inspected),
+        the inspector's `front()` when it has one (rules.engine.Engine: `inspect` behind the
+        compiled UDP lane; made once per inspector), else its `inspect`."""
+        insp = self.inspector
+        if self._call_of is not insp:
+            self._call_of = insp
+            self._call = (None if type(insp) is ForwardAll else insp.front() if hasattr(insp, "front")
+                          else insp.inspect)
+        return self._call
 
     def start_watchdog(self) -> None:
         """ipsbridge.inspect-time-limit (0: none) for an inspector with an `inspect`."""

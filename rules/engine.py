@@ -42,13 +42,13 @@ as flow.decided.<reason>.
 """
 from __future__ import annotations
 
-from rules.api import FORWARD, Bypass, FrameMeta, InspectTimeout, Result, Verdict
+from rules.api import CSUM_AUTO, CSUM_SKIP, FORWARD, Bypass, FrameMeta, InspectTimeout, Result, Verdict
 from rules.checksum import fill_l4_checksum
-from rules.decode import ChecksumChecks, decode
+from rules.decode import CHECKSUM_SAMPLE_COUNT, ChecksumChecks, decode
 from rules.defrag import Defragmenter
 from rules.detect import Detector, _order_key
 from rules.events import Alert, DecoderEvent, Drop, PacketInfo, headers, pkt_src_of
-from rules.flow import FlowTable
+from rules.flow import FlowTable, TrackedFlow
 from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, Packet
 from rules.prefilter import AnyPattern
 from rules.reject import reject_frames
@@ -57,6 +57,11 @@ from rules.stream import MASK as _MASK
 from rules.stream import StreamEngine, StreamView
 from rules.thresholds import Thresholds
 from rules.verdict import POLICY_EFFECTS, decide
+
+try:       # the UDP lane compiled (rules/_hotpath.c, built by the install): Engine.front
+    from rules._hotpath import UdpLane as _CUdpLane
+except ImportError:                # pragma: no cover
+    _CUdpLane = None
 
 
 _NO_HITS: frozenset = frozenset()
@@ -168,6 +173,20 @@ class Engine:
         except Exception:
             self.c["engine.errors"] += 1
             return self._on_exception()
+
+    def front(self):
+        """What the data plane calls per frame instead of `inspect`, with the same answers and
+        the same effects: `inspect` behind the compiled UDP lane (rules/_hotpath.c UdpLane),
+        which answers itself a datagram `_lean_udp` would answer -- a flow direction with a
+        scan offer whose scan finds nothing -- and hands every other frame to `inspect`.
+        `inspect` itself without the compiled module.  One per engine and process (it cannot
+        be pickled); cheap to make."""
+        if _CUdpLane is None:
+            return self.inspect
+        dec = self.settings.decoder
+        return _CUdpLane(self, self.inspect, self.c, self.flows.table(), self.checksums.sources,
+                         dec.checksum_validation, dec.vxlan_ports if dec.vxlan_enabled else None,
+                         AnyPattern, TrackedFlow, CSUM_AUTO, CSUM_SKIP, CHECKSUM_SAMPLE_COUNT)
 
     def tick(self, now: float) -> tuple:
         """Advance time: flows, datagrams and threshold windows expire.  Returns the events
@@ -484,7 +503,8 @@ class Engine:
             return None
         key, flow = found
         offers = flow.prefilter
-        if offers is None or flow.decided or flow.dropped or flow.action_pass or pkt.csum_ok is False:
+        # (a decided flow is dropped or passed: _mark sets one with `decided`)
+        if offers is None or flow.dropped or flow.action_pass or pkt.csum_ok is False:
             return None
         src = pkt.src
         sport = pkt.sport

@@ -210,6 +210,12 @@ class FlowTable:
             flow.est_after = flow.pkts_toserver + flow.pkts_toclient - 1     # this packet included
         return flow
 
+    def table(self) -> OrderedDict:
+        """The table itself, least recently active first, for the compiled UDP lane
+        (rules.engine.Engine.front), which finds and moves a flow as `find` and
+        `established_seen` do."""
+        return self._flows
+
     def find(self, pkt: Packet):
         """The engine's lanes (rules.engine.Engine._lean_tcp, _lean_udp): (key, flow) of the
         TCP or UDP packet `pkt` when its flow exists, else None.  Nothing changes:

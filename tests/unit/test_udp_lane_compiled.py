@@ -1,0 +1,263 @@
+"""The compiled UDP lane (rules/_hotpath.c UdpLane, `Engine.front()`) answers exactly what
+`Engine.inspect` answers, with exactly its effects.
+
+Two engines built from the same rules and settings inspect the same frames in lockstep: one
+through `front()` (what the worker and replay call), one through `inspect` (whose Python
+lane, `_lean_udp`, is the reference).  After every frame the Result, `stats()`, the flow
+table (order, and each flow's counters and last-seen time) and the checksum sample's state
+must be the same, and so must the events of every tick and of the end.  The front's own
+`inspect` is wrapped to count the frames the compiled lane answered itself: a lane that
+never answers fails here instead of passing vacuously.
+"""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scapy.all import IP, UDP, Ether, IPv6
+
+from bridge.eve import dumps
+from bridge.hook import build_engine
+from bridge.pcap import read_file
+from bridge.replay import CHECKSUM_HINTS, TICK_EVERY, _load_config
+from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE, FrameMeta
+from rules.decode import CHECKSUM_SAMPLE_COUNT
+from rules.engine import Engine
+from rules.settings import DecodeOptions, EngineSettings
+from tests.unit.test_engine_lean_lane import (
+    DIFF,
+    EXPECTED,
+    SCENARIOS,
+    UDP_PLAIN_RULE,
+    UDP_RULES,
+    parse,
+    result_key,
+    udp_flow,
+)
+
+C6, S6 = "2001:db8::1", "2001:db8::2"
+
+
+def test_built():
+    """The install builds the lane; without it front() is plain inspect and nothing here
+    would test the compiled code."""
+    from rules._hotpath import UdpLane
+    eng = Engine(parse(UDP_RULES), EngineSettings())
+    assert type(eng.front()) is UdpLane
+
+
+class Front:
+    """`engine.front()`, with the `inspect` it falls back to counted."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.fallbacks = self.calls = 0
+        inspect = engine.inspect
+
+        def counted(frame, meta):
+            self.fallbacks += 1
+            return inspect(frame, meta)
+
+        engine.inspect = counted           # front() hands its frames over to this
+        self.call = engine.front()
+        del engine.inspect                 # (the engine's own method again, for anything else)
+
+    def __call__(self, frame, meta):
+        self.calls += 1
+        return self.call(frame, meta)
+
+    @property
+    def answered(self) -> int:
+        return self.calls - self.fallbacks
+
+
+def flow_table(engine: Engine) -> list:
+    return [(key, f.flow_id, f.state, f.pkts_toserver, f.pkts_toclient, f.bytes_toserver, f.bytes_toclient,
+             f.last_ts, f.decided, f.dropped, f.action_pass) for key, f in engine.flows.table().items()]
+
+
+def sample(engine: Engine) -> dict:
+    return {k: (s.frames, s.invalid, s.off) for k, s in engine.checksums.sources.items()}
+
+
+def lockstep(compiled: Engine, plain: Engine, frames, *, between=None) -> Front:
+    """Feed (ts, frame, FrameMeta args after ts) to both; everything must agree after every
+    frame.  `between(n)`, if given, runs before frame n on both engines' behalf."""
+    front = Front(compiled)
+    last_tick = None
+    for n, (ts, data, meta_args) in enumerate(frames, 1):
+        if between is not None:
+            between(n)
+        if last_tick is None:
+            last_tick = ts
+        elif ts - last_tick >= TICK_EVERY:
+            a, b = compiled.tick(ts), plain.tick(ts)
+            assert [dumps(e) for e in a] == [dumps(e) for e in b], f"tick before frame {n}"
+            last_tick = ts
+        ra = front(data, FrameMeta(ts, *meta_args))
+        rb = plain.inspect(data, FrameMeta(ts, *meta_args))
+        assert result_key(ra) == result_key(rb), f"frame {n}"
+        assert compiled.stats() == plain.stats(), f"frame {n}"
+        assert flow_table(compiled) == flow_table(plain), f"frame {n}"
+        assert sample(compiled) == sample(plain), f"frame {n}"
+    a, b = compiled.finish(), plain.finish()
+    assert [dumps(e) for e in a] == [dumps(e) for e in b], "finish"
+    assert compiled.stats() == plain.stats()
+    assert compiled.hits == plain.hits
+    return front
+
+
+def pair(text: str, mode: str = "ips", **decoder) -> tuple[Engine, Engine]:
+    rules = parse(text)
+    cfg = EngineSettings(mode=mode, decoder=DecodeOptions(**decoder)) if decoder else EngineSettings(mode=mode)
+    return Engine(rules, cfg), Engine(rules, cfg)
+
+
+def udp6_flow(steps, sport: int, dport: int) -> list[bytes]:
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    return [bytes(e / (IPv6(src=C6, dst=S6) / UDP(sport=sport, dport=dport) if side == "c"
+                       else IPv6(src=S6, dst=C6) / UDP(sport=dport, dport=sport)) / d)
+            for side, d in steps if not isinstance(d, str)]
+
+
+# ---------------------------------------------------------------------- what the lane answers
+def test_clean_datagrams_are_answered_by_the_compiled_lane():
+    """After each direction's first datagram, datagrams without a pattern are the lane's;
+    those with one, and the first of each direction, are inspect's."""
+    compiled, plain = pair(UDP_RULES)
+    steps = [("c", b"data")] * 10 + [("c", b"evil"), ("c", b"data"), ("s", b"reply"), ("s", b"reply2")]
+    frames = udp_flow(steps, 40000, 7000)
+    times = [1.7e9 + i * 0.001 for i in range(len(frames))]
+    times[5] = times[2]                   # a record earlier than the flow's last (replay): last_ts stays
+    front = lockstep(compiled, plain, list(zip(times, frames, [("eth0",)] * len(frames))))
+    # c: 9 after the first, 1 after the pattern; s: 1 after the first
+    assert front.answered == 11, (front.calls, front.fallbacks)
+
+
+def test_a_flow_decided_by_the_bypass_keyword_leaves_the_lane():
+    """A flow with scan offers that a `bypass` rule then decides (neither dropped nor passed):
+    its later datagrams are inspect's, which skips detection for a decided flow."""
+    compiled, plain = pair(UDP_RULES + 'alert udp any any -> any any (msg:"enough"; content:"bypassme"; bypass; sid:30;)')
+    steps = [("c", b"data")] * 4 + [("c", b"bypassme")] + [("c", b"data")] * 4
+    frames = [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(udp_flow(steps, 40000, 7000))]
+    front = lockstep(compiled, plain, frames)
+    assert front.answered == 3, (front.calls, front.fallbacks)
+
+
+def test_ipv6_and_vlan_and_equal_addresses():
+    """IPv6 keys (128-bit addresses), a kernel-stripped VLAN in the key, and a flow whose two
+    endpoints have the same address (the ports order the key)."""
+    compiled, plain = pair(UDP_RULES)
+    steps = [("c", b"data")] * 4 + [("s", b"back")] * 3 + [("c", b"evil"), ("c", b"more")]
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    same = [bytes(e / IP(src="198.51.100.7", dst="198.51.100.7") / UDP(sport=p, dport=q) / b"loop")
+            for p, q in [(9000, 8000), (8000, 9000)] * 4]
+    frames = [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(udp6_flow(steps, 40000, 7000))]
+    frames += [(1.8e9 + i * 0.001, f, ("eth0", (12,), 0, (0x8100,))) for i, f in enumerate(udp_flow(steps, 40000, 7000))]
+    frames += [(1.9e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(same)]
+    front = lockstep(compiled, plain, frames)
+    assert front.answered >= 6 + 6 + 6, (front.calls, front.fallbacks)
+
+
+@pytest.mark.parametrize("hint", [CSUM_VALIDATE, CSUM_SKIP, CSUM_AUTO])
+@pytest.mark.parametrize("validation", [True, False])
+def test_checksum_hints_and_the_auto_sample(hint, validation):
+    """Each checksum hint, with stream.checksum-validation on and off; under auto the sample
+    of the source (1000 frames) is counted by inspect until it has decided, then by the lane.
+    A wrong checksum where validation applies is never the lane's."""
+    compiled, plain = pair(UDP_RULES, checksum_validation=validation)
+    n = CHECKSUM_SAMPLE_COUNT + 40
+    steps = [("c", b"data")] * n
+    good = udp_flow(steps, 40000, 7000)
+    bad = udp_flow([("c", b"data")] * 6, 40000, 7000, bad_csum_at=3)
+    frames = [(1.7e9 + i * 0.0001, f, ("eth0", (), 0, (), 1, hint)) for i, f in enumerate(good + bad)]
+    front = lockstep(compiled, plain, frames)
+    validated = validation and hint != CSUM_SKIP
+    if hint == CSUM_AUTO and validation:
+        # (its first frame, the 999 after it while sampling; every later clean one but the bad one)
+        assert front.answered == n + 6 - CHECKSUM_SAMPLE_COUNT - 1, (front.calls, front.fallbacks)
+    else:
+        assert front.answered == n + 6 - 1 - (1 if validated else 0), (front.calls, front.fallbacks)
+
+
+def test_replay_sample_and_vxlan_port():
+    """In replay (pcap_cnt set) the auto sample is the whole input's; a datagram to a VXLAN
+    port is the general decoder's, never the lane's."""
+    compiled, plain = pair(UDP_RULES)
+    frames = [(1.7e9 + i * 0.001, f, ("", (), i + 1, (), 1, CSUM_AUTO))
+              for i, f in enumerate(udp_flow([("c", b"data")] * (CHECKSUM_SAMPLE_COUNT + 20), 40000, 7000))]
+    vx = udp_flow([("c", b"data")] * 10, 40001, 4789)
+    frames += [(1.8e9 + i * 0.001, f, ("",)) for i, f in enumerate(vx)]
+    front = lockstep(compiled, plain, frames)
+    assert front.answered == 20, (front.calls, front.fallbacks)
+
+
+def test_a_rule_reload_is_seen_by_a_lane_made_before_it():
+    """The lane reads the engine's detector and app layer per frame: after adopt_rules (a rule
+    reload) the same lane answers with the new rules' offers."""
+    compiled, plain = pair(UDP_RULES)
+    newer = parse(UDP_RULES.replace('content:"evil"', 'content:"data"'))
+    steps = [("c", b"data"), ("c", b"evil")] * 8
+    frames = [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(udp_flow(steps, 40000, 7000))]
+
+    def reload(n):
+        if n == 8:
+            for eng in (compiled, plain):
+                eng.adopt_rules(Engine(newer, EngineSettings()))
+
+    front = lockstep(compiled, plain, frames, between=reload)
+    assert front.answered >= 3, (front.calls, front.fallbacks)
+
+
+def test_the_lane_is_not_pickled():
+    """A lane belongs to one engine in one process: pickling it (a rule reload ships engines,
+    never lanes) says so instead of copying a stale view."""
+    eng = Engine(parse(UDP_RULES), EngineSettings())
+    with pytest.raises(TypeError, match="Engine.front"):
+        pickle.dumps(eng.front())
+
+
+# ---------------------------------------------------------------------- random and recorded traffic
+udp_steps = st.lists(st.tuples(st.sampled_from(["c", "s"]),
+                               st.sampled_from([b"", b"data", b"evil", b"DROPME", b"zq", b"z", b"attack",
+                                                b"again", b"MARK", b"x" * 700, "q:evil.example",
+                                                "q:good.example", "a:good.example", "z:good.example"])),
+                     min_size=1, max_size=24)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=udp_steps, mode=st.sampled_from(["ips", "tap", "ids"]), plain_rule=st.booleans(),
+       dport=st.sampled_from([53, 7000, 5300]), bad_csum_at=st.integers(-1, 6),
+       hint=st.sampled_from([CSUM_VALIDATE, CSUM_SKIP]), dns_both=st.booleans())
+def test_random_udp_flows_same_through_the_compiled_lane(steps, mode, plain_rule, dport, bad_csum_at, hint,
+                                                        dns_both):
+    """Datagrams both ways with patterns, short patterns, flowbits, an IP-only rule, DNS
+    (transaction rules waiting for a parser; or only to port 53, so the answers' direction
+    has an offer while its parser runs; an app event), a drop, a bad checksum, empty
+    payloads, two flows interleaved on the table's order."""
+    text = UDP_RULES if dns_both else UDP_RULES.replace("alert dns any any -> any any", "alert dns any any -> any 53")
+    compiled, plain = pair(text + (UDP_PLAIN_RULE if plain_rule else ""), mode)
+    a, b = udp_flow(steps, 40000, dport, bad_csum_at), udp_flow(steps, 40001, dport)
+    frames = [f for pair_ in zip(a, b) for f in pair_]
+    lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0", (), 0, (), 1, hint)) for i, f in enumerate(frames)])
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("skip_csum", [False, True])
+def test_fixture_same_through_the_compiled_lane(name, skip_csum):
+    """Every differential fixture (the captures checked against Suricata), with the
+    fixture's checksum setting (auto: its sample never ends in so few frames) and with no
+    validation.  Their UDP flows are a datagram or two, or have rules without a fast
+    pattern: Python's lane takes none of them either, so this checks that the front hands
+    everything else over unchanged; the tests above check what it answers."""
+    sc = EXPECTED["scenarios"][name]
+    config = _load_config(str(DIFF / sc.get("config", "ipsbridge.yaml")))
+    mode = sc.get("mode", "ips")
+    rules = [str(DIFF / sc["rules"])]
+    compiled, plain = build_engine(config, mode=mode, paths=rules), build_engine(config, mode=mode, paths=rules)
+    hint = CSUM_SKIP if skip_csum else CHECKSUM_HINTS[config.pcap_file_checksum_checks]
+    frames = [(rec.ts, rec.data, (rec.iface, (), cnt, (), rec.linktype, hint))
+              for cnt, rec in enumerate(read_file(str(DIFF / sc["pcap"])), 1)]
+    lockstep(compiled, plain, frames)
