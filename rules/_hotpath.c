@@ -493,16 +493,19 @@ other:
  * rules.decode.CHECKSUM_SAMPLE_COUNT. */
 typedef struct {
     PyObject_HEAD
-    PyObject *engine, *inspect, *counters, *flows, *sources, *vxlan, *any_pattern;
+    PyObject *engine, *inspect, *counters, *flows, *sources, *vxlan, *any_pattern, *forward;
     PyTypeObject *flow_type;
+    vectorcallfunc vectorcall;
     int validate;
     long csum_auto, csum_skip, sample_count;
-    Py_ssize_t flow_off[11];        /* N_FLOW_SLOTS (below): where the Flow slots are */
+    Py_ssize_t flow_off[14];        /* N_FLOW_SLOTS (below): where the Flow slots are */
 } UdpLane;
 
 static PyObject *ls_lean, *ls_app, *ls_detector, *ls_linktype, *ls_checksum, *ls_parser, *ls_proto, *ls_refused,
     *ls_probed_names, *ls_spec, *ls_packets, *ls_frames, *ls_off, *ls_move_to_end, *ls_evaluated, *ls_empty,
-    *ls_one, *ls_udp;
+    *ls_streams, *ls_inline, *ls_established, *ls_simple, *ls_fin_due, *ls_client, *ls_server, *ls_done, *ls_end,
+    *ls_base, *ls_window, *ls_last_ack, *ls_scale, *ls_fed, *ls_bypass_ready, *ls_failed, *ls_error_seen,
+    *ls_hdr_cache, *ls_one, *ls_udp, *ls_tcp;
 
 static int
 lane_init_strings(void)
@@ -512,10 +515,16 @@ lane_init_strings(void)
     S(ls_checksum, "checksum"); S(ls_parser, "parser"); S(ls_proto, "proto"); S(ls_refused, "refused");
     S(ls_probed_names, "probed_names"); S(ls_spec, "spec"); S(ls_packets, "packets"); S(ls_frames, "frames");
     S(ls_off, "off"); S(ls_move_to_end, "move_to_end"); S(ls_evaluated, "evaluated"); S(ls_empty, "");
+    S(ls_streams, "streams"); S(ls_inline, "inline"); S(ls_established, "established"); S(ls_simple, "simple");
+    S(ls_fin_due, "fin_due"); S(ls_client, "client"); S(ls_server, "server"); S(ls_done, "done"); S(ls_end, "end");
+    S(ls_base, "base"); S(ls_window, "window"); S(ls_last_ack, "last_ack"); S(ls_scale, "scale"); S(ls_fed, "fed");
+    S(ls_bypass_ready, "bypass_ready"); S(ls_failed, "failed"); S(ls_error_seen, "error_seen");
+    S(ls_hdr_cache, "_hdr_cache");
 #undef S
     ls_one = PyLong_FromLong(1);
     ls_udp = PyLong_FromLong(17);
-    return (ls_one && ls_udp) ? 0 : -1;
+    ls_tcp = PyLong_FromLong(6);
+    return (ls_one && ls_udp && ls_tcp) ? 0 : -1;
 }
 
 /* The truth of obj.name: 1, 0, or -1 with an exception set. */
@@ -559,13 +568,15 @@ attr_add(PyObject *obj, PyObject *name, PyObject *by)
 }
 
 /* The Flow slots the lane reads and writes (rules.packet.Flow, of the table's TrackedFlow). */
-static const char *flow_slot_names[] = {
-    "prefilter", "dropped", "action_pass", "cli", "cli_port", "app", "last_ts",
-    "pkts_toserver", "bytes_toserver", "pkts_toclient", "bytes_toclient",
-};
 enum {
-    F_PREFILTER, F_DROPPED, F_ACTION_PASS, F_CLI, F_CLI_PORT, F_APP, F_LAST_TS,
+    F_PREFILTER, F_DROPPED, F_ACTION_PASS, F_STATE, F_TCP, F_FLOW_ID, F_CLI, F_CLI_PORT, F_APP, F_LAST_TS,
     F_PKTS_TOSERVER, F_BYTES_TOSERVER, F_PKTS_TOCLIENT, F_BYTES_TOCLIENT, N_FLOW_SLOTS
+};
+static const char *flow_slot_names[N_FLOW_SLOTS] = {
+    [F_PREFILTER] = "prefilter", [F_DROPPED] = "dropped", [F_ACTION_PASS] = "action_pass", [F_STATE] = "state",
+    [F_TCP] = "tcp", [F_FLOW_ID] = "flow_id", [F_CLI] = "cli", [F_CLI_PORT] = "cli_port", [F_APP] = "app",
+    [F_LAST_TS] = "last_ts", [F_PKTS_TOSERVER] = "pkts_toserver", [F_BYTES_TOSERVER] = "bytes_toserver",
+    [F_PKTS_TOCLIENT] = "pkts_toclient", [F_BYTES_TOCLIENT] = "bytes_toclient",
 };
 _Static_assert(N_FLOW_SLOTS == sizeof ((UdpLane *)0)->flow_off / sizeof(Py_ssize_t), "UdpLane.flow_off");
 
@@ -619,125 +630,31 @@ fslot_true(PyObject *v)
     return v == NULL ? -1 : v == Py_False || v == Py_None ? 0 : v == Py_True ? 1 : PyObject_IsTrue(v);
 }
 
-/* The lane's answer for (frame, meta): a new reference to the Result, or NULL -- with or
- * without an exception set -- when `inspect` must take the frame. */
-static PyObject *
-lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
+/* The UDP lane's test on a datagram of `flow` (Engine._lean_udp after the lookup): the
+ * direction's scan offer, AppLayer.udp_quiet, the scan.  1 taken (*result and *skipped set,
+ * borrowed from the offer, which *hold keeps), 0 not, -1 an exception set. */
+static int
+udp_check(UdpLane *self, PyObject *flow, int to_server, const unsigned char *payload, Py_ssize_t plen,
+          PyObject **result, PyObject **skipped, PyObject **hold)
 {
-    PyObject *eng = self->engine;
-    PyObject *key = NULL, *app = NULL, *src = NULL, *res = NULL;
-    int t = attr_true(eng, ls_lean);
-    if (t <= 0)
-        return NULL;
-    if (attr_long(meta, ls_linktype) != 1)          /* LINKTYPE_ETHERNET */
-        return NULL;
-    long hint = attr_long(meta, ls_checksum);
-    if (hint == -1 && PyErr_Occurred())
-        return NULL;
-    int validate = self->validate;
-    if (hint && validate) {                         /* rules.decode.decode's checksum decision */
-        if (hint == self->csum_auto) {
-            PyObject *cnt = PyObject_GetAttr(meta, str_pcap_cnt);
-            if (cnt == NULL)
-                return NULL;
-            int replay = PyObject_IsTrue(cnt);
-            Py_DECREF(cnt);
-            if (replay < 0)
-                return NULL;
-            PyObject *skey = replay ? Py_NewRef(ls_empty) : PyObject_GetAttr(meta, str_iface);
-            if (skey == NULL)
-                return NULL;
-            src = PyDict_GetItemWithError(self->sources, skey);    /* borrowed */
-            Py_DECREF(skey);
-            if (src == NULL)
-                return NULL;                        /* the source's first frame: inspect counts it */
-            t = attr_true(src, ls_off);
-            if (t < 0)
-                return NULL;
-            if (t) {
-                validate = 0;
-                src = NULL;                         /* an offloaded source counts nothing more */
-            } else {
-                long frames = attr_long(src, ls_frames);
-                if (frames < self->sample_count)    /* still sampling (or an error): inspect decides */
-                    return NULL;
-            }
-        } else if (hint == self->csum_skip) {
-            validate = 0;
-        }
-    }
-    Py_buffer view;
-    if (PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    const unsigned char *f = (const unsigned char *)view.buf;
-    struct common cm;
-    /* decode_common's Packet, without making it: a UDP datagram with no decoder event (it
-     * never makes a fragment, and a UDP packet has no TCP option events) */
-    t = parse_common(f, view.len, validate, self->vxlan, &cm);
-    if (t <= 0 || cm.proto != 17 || cm.csum_ok == 0)
-        goto out;
-    /* the flow table's key (rules.flow.flow_key): the lower endpoint first */
-    PyObject *vlan = PyObject_GetAttr(meta, str_vlan);
-    PyObject *sa = cm.ipver == 4 ? PyLong_FromUnsignedLong(cm.src4) : int_from_be128(f + 22);
-    PyObject *da = cm.ipver == 4 ? PyLong_FromUnsignedLong(cm.dst4) : int_from_be128(f + 38);
-    PyObject *sp = PyLong_FromUnsignedLong(cm.sport), *dp = PyLong_FromUnsignedLong(cm.dport);
-    PyObject *ver = PyLong_FromLong(cm.ipver);
-    if (vlan && sa && da && sp && dp && ver) {
-        int lt = PyObject_RichCompareBool(sa, da, Py_LT);
-        int eq = lt == 0 ? PyObject_RichCompareBool(sa, da, Py_EQ) : 0;
-        int low = lt > 0 || (eq > 0 && cm.sport <= cm.dport);
-        if (lt >= 0 && eq >= 0)
-            key = low ? PyTuple_Pack(7, ver, ls_udp, sa, sp, da, dp, vlan)
-                      : PyTuple_Pack(7, ver, ls_udp, da, dp, sa, sp, vlan);
-    }
-    Py_XDECREF(vlan);
-    Py_XDECREF(da);
-    Py_XDECREF(dp);
-    Py_XDECREF(ver);
-    if (key == NULL) {
-        Py_XDECREF(sa);
-        Py_XDECREF(sp);
-        goto out;
-    }
-    PyObject *flow = PyDict_GetItemWithError(self->flows, key);          /* borrowed */
-    if (flow == NULL || Py_TYPE(flow) != self->flow_type) {
-        Py_DECREF(sa);
-        Py_DECREF(sp);
-        goto out;
-    }
-    Py_INCREF(flow);
-    PyObject *pf = FSLOT(self, flow, F_PREFILTER), *offers = NULL, *offer = NULL;        /* (pf borrowed) */
-    int to_server = 0;
-    /* (a decided flow is dropped or passed: Engine._mark sets one with `decided`) */
-    if (pf == NULL || !PyList_CheckExact(pf) || PyList_GET_SIZE(pf) != 2 || fslot_true(FSLOT(self, flow, F_DROPPED)) != 0 ||
-        fslot_true(FSLOT(self, flow, F_ACTION_PASS)) != 0 || FSLOT(self, flow, F_CLI) == NULL ||
-        FSLOT(self, flow, F_CLI_PORT) == NULL) {
-        Py_DECREF(sa);
-        Py_DECREF(sp);
-        goto flow_out;
-    }
-    offers = Py_NewRef(pf);
-    to_server = PyObject_RichCompareBool(FSLOT(self, flow, F_CLI), sa, Py_EQ);
-    if (to_server > 0)
-        to_server = PyObject_RichCompareBool(FSLOT(self, flow, F_CLI_PORT), sp, Py_EQ);
-    Py_DECREF(sa);
-    Py_DECREF(sp);
-    if (to_server < 0)
-        goto flow_out;
-    PyObject *own = PyList_GET_ITEM(offers, to_server);                 /* borrowed */
+    PyObject *pf = FSLOT(self, flow, F_PREFILTER);                      /* borrowed */
+    if (pf == NULL || !PyList_CheckExact(pf) || PyList_GET_SIZE(pf) != 2)
+        return 0;
+    PyObject *own = PyList_GET_ITEM(pf, to_server);                    /* borrowed */
     if (!PyTuple_CheckExact(own) || PyTuple_GET_SIZE(own) != 3)       /* None (not worked out) or False */
-        goto flow_out;
-    offer = Py_NewRef(own);
+        return 0;
+    PyObject *offer = Py_NewRef(own);
+    int taken = 0;
     /* AppLayer.udp_quiet: no parser, and a protocol, or this direction refused every one probed */
-    app = PyObject_GetAttr(eng, ls_app);
-    if (app == NULL)
-        goto flow_out;
+    PyObject *app = PyObject_GetAttr(self->engine, ls_app);
+    if (app == NULL) {
+        taken = -1;
+        goto done;
+    }
     if (app != Py_None) {
         PyObject *st = FSLOT(self, flow, F_APP);
-        if (st == NULL)
-            goto flow_out;
         int quiet = 0;
-        if (st != Py_None) {
+        if (st != NULL && st != Py_None) {
             PyObject *parser = PyObject_GetAttr(st, ls_parser);
             if (parser != NULL && parser == Py_None) {
                 quiet = attr_true(st, ls_proto);
@@ -755,13 +672,13 @@ lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
             }
             Py_XDECREF(parser);
         }
+        Py_DECREF(app);
         if (quiet != 1)
-            goto flow_out;
+            goto done;
+    } else {
+        Py_DECREF(app);
     }
-    PyObject *result = PyTuple_GET_ITEM(offer, 0), *skipped = PyTuple_GET_ITEM(offer, 1),
-             *scan = PyTuple_GET_ITEM(offer, 2);
-    const unsigned char *payload = f + cm.pstart;
-    Py_ssize_t plen = cm.end - cm.pstart;
+    PyObject *scan = PyTuple_GET_ITEM(offer, 2);
     if (plen && scan != Py_None) {
         int found = -1;
         PyObject *spec = Py_TYPE(scan) == (PyTypeObject *)self->any_pattern ? PyObject_GetAttr(scan, ls_spec) : NULL;
@@ -777,21 +694,318 @@ lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
         }
         Py_XDECREF(spec);
         if (found != 0)                              /* a fast pattern (or an error): the rules run */
-            goto flow_out;
+            goto done;
     }
-    /* the lane takes it: as Engine.inspect, _lean_udp and FlowTable.established_seen would */
+    *result = PyTuple_GET_ITEM(offer, 0);
+    *skipped = PyTuple_GET_ITEM(offer, 1);
+    *hold = offer;
+    return 1;
+done:
+    Py_DECREF(offer);
+    return taken;
+}
+
+/* A stream direction's long attribute (rules.stream's per-direction state); -1 with an
+ * exception set on failure (check PyErr_Occurred). */
+static long long
+dir_ll(PyObject *d, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(d, name);
+    if (v == NULL)
+        return -1;
+    long long x = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return x;
+}
+
+/* The ACK lane's test on a pure ACK of `flow` (Engine._lean_tcp for a segment with no
+ * payload, after the lookup): an established, simple session not closing, a later packet of
+ * its direction, neither direction done, an acknowledgment inside the peer's window, an
+ * app layer with nothing pending, and a detector whose cached candidates for the direction
+ * need a fast pattern.  1 taken (*peer, *me new references, *ackoff the acknowledgment's
+ * stream offset, *skipped a new reference), 0 not, -1 an exception set. */
+static int
+ack_check(UdpLane *self, PyObject *flow, int to_server, unsigned long ackno, PyObject *sa, PyObject *sp,
+          PyObject **peer_out, PyObject **me_out, long long *ackoff, PyObject **skipped)
+{
+    PyObject *state = FSLOT(self, flow, F_STATE), *ssn = FSLOT(self, flow, F_TCP);
+    if (state == NULL || ssn == NULL || ssn == Py_None)
+        return 0;
+    int t = PyObject_RichCompareBool(state, ls_established, Py_EQ);
+    if (t <= 0)
+        return t;
+    PyObject *dir_pkts = FSLOT(self, flow, to_server ? F_PKTS_TOSERVER : F_PKTS_TOCLIENT);
+    if (dir_pkts == NULL || (t = PyObject_IsTrue(dir_pkts)) <= 0)
+        return t;                                   /* a direction's first packet: IP-only rules, decisions */
+    if ((t = attr_true(ssn, ls_simple)) <= 0)
+        return t;
+    if ((t = attr_true(ssn, ls_fin_due)) != 0)
+        return t < 0 ? -1 : 0;
+    PyObject *me = PyObject_GetAttr(ssn, to_server ? ls_client : ls_server);
+    PyObject *peer = PyObject_GetAttr(ssn, to_server ? ls_server : ls_client);
+    PyObject *app = NULL, *det = NULL, *per_flow = NULL, *dkey = NULL;
+    int taken = -1;
+    if (me == NULL || peer == NULL)
+        goto done;
+    if ((t = attr_true(me, ls_done)) != 0 || (t = attr_true(peer, ls_done)) != 0) {
+        taken = t < 0 ? -1 : 0;
+        goto done;
+    }
+    /* TcpDirection.offset: the acknowledgment's stream offset, nearest the contiguous data */
+    long long end = dir_ll(peer, ls_end), base = dir_ll(peer, ls_base);
+    long long window = dir_ll(peer, ls_window), last_ack = dir_ll(peer, ls_last_ack);
+    if (PyErr_Occurred())
+        goto done;
+    long long d = ((long long)ackno - base - end) & 0xFFFFFFFFLL;
+    *ackoff = d >= 0x80000000LL ? end + d - 0x100000000LL : end + d;
+    taken = 0;
+    if (window >= 0 && *ackoff > last_ack + window)
+        goto done;                                  /* an invalid acknowledgment: its event */
+    app = PyObject_GetAttr(self->engine, ls_app);
+    if (app == NULL) {
+        taken = -1;
+        goto done;
+    }
+    if (app != Py_None) {
+        /* a pure ACK of an app-layer flow: nothing for the app layer, unless transactions were
+         * left uninspected (fed) or the parser gave up or turned to bypass */
+        PyObject *st = FSLOT(self, flow, F_APP);
+        if (st == NULL) {
+            taken = -1;
+            goto done;
+        }
+        if (st != Py_None) {
+            if ((t = attr_true(st, ls_fed)) != 0) {
+                taken = t < 0 ? -1 : 0;
+                goto done;
+            }
+            PyObject *parser = PyObject_GetAttr(st, ls_parser);
+            if (parser == NULL) {
+                taken = -1;
+                goto done;
+            }
+            int busy = 0;
+            if (parser != Py_None) {
+                busy = attr_true(parser, ls_bypass_ready);
+                if (busy == 0) {
+                    busy = attr_true(parser, ls_failed);
+                    if (busy > 0) {
+                        int seen = attr_true(st, ls_error_seen);
+                        busy = seen < 0 ? -1 : !seen;
+                    }
+                }
+            }
+            Py_DECREF(parser);
+            if (busy != 0) {
+                taken = busy < 0 ? -1 : 0;
+                goto done;
+            }
+        }
+    }
+    /* Detector.prefilter_gate(flow, to_server, src, sport, empty=True) */
+    det = PyObject_GetAttr(self->engine, ls_detector);
+    PyObject *cache = det ? PyObject_GetAttr(det, ls_hdr_cache) : NULL;
+    PyObject *fid = FSLOT(self, flow, F_FLOW_ID);
+    if (cache == NULL || fid == NULL || !PyDict_Check(cache)) {
+        Py_XDECREF(cache);
+        taken = -1;
+        goto done;
+    }
+    per_flow = PyDict_GetItemWithError(cache, fid);                    /* borrowed */
+    Py_DECREF(cache);
+    if (per_flow == NULL || !PyDict_Check(per_flow)) {
+        taken = PyErr_Occurred() ? -1 : 0;
+        per_flow = NULL;
+        goto done;
+    }
+    Py_INCREF(per_flow);
+    dkey = PyTuple_Pack(3, to_server ? Py_True : Py_False, sa, sp);
+    PyObject *ent = dkey ? PyDict_GetItemWithError(per_flow, dkey) : NULL;  /* borrowed */
+    if (ent == NULL || !PyTuple_CheckExact(ent) || PyTuple_GET_SIZE(ent) != 5) {
+        taken = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    PyObject *plain = PyTuple_GET_ITEM(ent, 0), *later = PyTuple_GET_ITEM(ent, 3);
+    if ((t = PyObject_IsTrue(later)) != 0) {
+        taken = t < 0 ? -1 : 0;
+        goto done;
+    }
+    if (later == plain) {
+        *skipped = PyLong_FromLong(0);
+    } else {
+        Py_ssize_t k = PyObject_Length(plain);
+        *skipped = k < 0 ? NULL : PyLong_FromSsize_t(k);
+    }
+    if (*skipped == NULL) {
+        taken = -1;
+        goto done;
+    }
+    *peer_out = Py_NewRef(peer);
+    *me_out = Py_NewRef(me);
+    taken = 1;
+done:
+    Py_XDECREF(me);
+    Py_XDECREF(peer);
+    Py_XDECREF(app);
+    Py_XDECREF(det);
+    Py_XDECREF(per_flow);
+    Py_XDECREF(dkey);
+    return taken;
+}
+
+/* Could the frame f[0:n] be one of the lane's, by its first bytes alone: IPv4 (IHL 5) or
+ * IPv6 carrying UDP, or a TCP segment with ACK or ACK+PSH and no payload?  A data segment
+ * (most of TCP) then goes to inspect before anything is read or summed; parse_common
+ * decides the rest. */
+static int
+lane_candidate(const unsigned char *f, Py_ssize_t n)
+{
+    Py_ssize_t l4, room;
+    int proto;
+    if (n >= 34 && f[12] == 0x08 && f[13] == 0 && f[14] == 0x45) {
+        proto = f[23];
+        l4 = 34;
+        room = (Py_ssize_t)be16(f + 16) - 20;
+    } else if (n >= 54 && f[12] == 0x86 && f[13] == 0xDD) {
+        proto = f[20];
+        l4 = 54;
+        room = be16(f + 18);
+    } else {
+        return 0;
+    }
+    if (proto == 17)
+        return 1;
+    if (proto != 6 || n < l4 + 20)
+        return 0;
+    unsigned flags = f[l4 + 13];
+    return (flags == 0x10 || flags == 0x18) && room == (Py_ssize_t)((f[l4 + 12] >> 4) << 2);
+}
+
+/* The lane's answer for (frame, meta): a new reference to the Result, or NULL -- with or
+ * without an exception set -- when `inspect` must take the frame. */
+static PyObject *
+lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
+{
+    PyObject *eng = self->engine;
+    PyObject *key = NULL, *src = NULL, *res = NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *f = (const unsigned char *)view.buf;
+    int t = lane_candidate(f, view.len);
+    if (t > 0)
+        t = attr_true(eng, ls_lean);
+    if (t <= 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    if (attr_long(meta, ls_linktype) != 1)          /* LINKTYPE_ETHERNET */
+        goto out;
+    long hint = attr_long(meta, ls_checksum);
+    if (hint == -1 && PyErr_Occurred())
+        goto out;
+    int validate = self->validate;
+    if (hint && validate) {                         /* rules.decode.decode's checksum decision */
+        if (hint == self->csum_auto) {
+            PyObject *cnt = PyObject_GetAttr(meta, str_pcap_cnt);
+            if (cnt == NULL)
+                goto out;
+            int replay = PyObject_IsTrue(cnt);
+            Py_DECREF(cnt);
+            if (replay < 0)
+                goto out;
+            PyObject *skey = replay ? Py_NewRef(ls_empty) : PyObject_GetAttr(meta, str_iface);
+            if (skey == NULL)
+                goto out;
+            src = PyDict_GetItemWithError(self->sources, skey);    /* borrowed */
+            Py_DECREF(skey);
+            if (src == NULL)
+                goto out;                           /* the source's first frame: inspect counts it */
+            t = attr_true(src, ls_off);
+            if (t < 0)
+                goto out;
+            if (t) {
+                validate = 0;
+                src = NULL;                         /* an offloaded source counts nothing more */
+            } else {
+                long frames = attr_long(src, ls_frames);
+                if (frames < self->sample_count)    /* still sampling (or an error): inspect decides */
+                    goto out;
+            }
+        } else if (hint == self->csum_skip) {
+            validate = 0;
+        }
+    }
+    struct common cm;
+    /* decode_common's Packet, without making it: a UDP datagram, or a TCP ACK (PSH allowed)
+     * with no payload and no option event; no bad checksum (it never makes a fragment) */
+    t = parse_common(f, view.len, validate, self->vxlan, &cm);
+    if (t <= 0 || cm.csum_ok == 0)
+        goto out;
+    if (cm.proto == 6) {
+        if ((cm.flags != 0x10 && cm.flags != 0x18) || cm.pstart != cm.end || cm.opt_dup || cm.opt_bad)
+            goto out;
+        PyObject *streams = PyObject_GetAttr(eng, ls_streams);
+        t = streams ? attr_true(streams, ls_inline) : -1;
+        Py_XDECREF(streams);
+        if (t <= 0)
+            goto out;
+    } else if (cm.proto != 17) {
+        goto out;
+    }
+    /* the flow table's key (rules.flow.flow_key): the lower endpoint first */
+    PyObject *vlan = PyObject_GetAttr(meta, str_vlan);
+    PyObject *sa = cm.ipver == 4 ? PyLong_FromUnsignedLong(cm.src4) : int_from_be128(f + 22);
+    PyObject *da = cm.ipver == 4 ? PyLong_FromUnsignedLong(cm.dst4) : int_from_be128(f + 38);
+    PyObject *sp = PyLong_FromUnsignedLong(cm.sport), *dp = PyLong_FromUnsignedLong(cm.dport);
+    PyObject *ver = PyLong_FromLong(cm.ipver), *proto = cm.proto == 6 ? ls_tcp : ls_udp;
+    if (vlan && sa && da && sp && dp && ver) {
+        int lt = PyObject_RichCompareBool(sa, da, Py_LT);
+        int eq = lt == 0 ? PyObject_RichCompareBool(sa, da, Py_EQ) : 0;
+        int low = lt > 0 || (eq > 0 && cm.sport <= cm.dport);
+        if (lt >= 0 && eq >= 0)
+            key = low ? PyTuple_Pack(7, ver, proto, sa, sp, da, dp, vlan)
+                      : PyTuple_Pack(7, ver, proto, da, dp, sa, sp, vlan);
+    }
+    Py_XDECREF(vlan);
+    Py_XDECREF(da);
+    Py_XDECREF(dp);
+    Py_XDECREF(ver);
+    PyObject *flow = key ? PyDict_GetItemWithError(self->flows, key) : NULL;   /* borrowed */
+    if (flow == NULL || Py_TYPE(flow) != self->flow_type) {
+        Py_XDECREF(sa);
+        Py_XDECREF(sp);
+        goto out;
+    }
+    Py_INCREF(flow);
+    PyObject *hold = NULL, *result = NULL, *skipped = NULL, *peer = NULL, *me = NULL;
+    long long ackoff = 0;
+    int to_server = -1;
+    /* (a decided flow is dropped or passed: Engine._mark sets one with `decided`) */
+    if (fslot_true(FSLOT(self, flow, F_DROPPED)) != 0 || fslot_true(FSLOT(self, flow, F_ACTION_PASS)) != 0 ||
+        FSLOT(self, flow, F_CLI) == NULL || FSLOT(self, flow, F_CLI_PORT) == NULL)
+        goto flow_out;
+    to_server = PyObject_RichCompareBool(FSLOT(self, flow, F_CLI), sa, Py_EQ);
+    if (to_server > 0)
+        to_server = PyObject_RichCompareBool(FSLOT(self, flow, F_CLI_PORT), sp, Py_EQ);
+    if (to_server < 0)
+        goto flow_out;
+    if (cm.proto == 17) {
+        t = udp_check(self, flow, to_server, f + cm.pstart, cm.end - cm.pstart, &result, &skipped, &hold);
+    } else {
+        t = ack_check(self, flow, to_server, cm.ack, sa, sp, &peer, &me, &ackoff, &skipped);
+        result = self->forward;
+    }
+    if (t <= 0)
+        goto flow_out;
+    /* the lane takes it: as Engine.inspect, the lane and FlowTable.established_seen would */
     PyObject *tsobj = PyObject_GetAttr(meta, str_ts);
     PyObject *length = PyLong_FromSsize_t(view.len);
     PyObject *last = FSLOT(self, flow, F_LAST_TS);
-    if (tsobj == NULL || length == NULL || last == NULL) {
+    int later = (tsobj && length && last) ? PyObject_RichCompareBool(tsobj, last, Py_GT) : -1;
+    if (later < 0) {
         Py_XDECREF(tsobj);
         Py_XDECREF(length);
-        goto flow_out;
-    }
-    int later = PyObject_RichCompareBool(tsobj, last, Py_GT);
-    if (later < 0) {
-        Py_DECREF(tsobj);
-        Py_DECREF(length);
         goto flow_out;
     }
     /* (the changes: none can fail but on memory) */
@@ -813,6 +1027,21 @@ lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
         err = fslot_add(&FSLOT(self, flow, to_server ? F_PKTS_TOSERVER : F_PKTS_TOCLIENT), ls_one) < 0 ||
               fslot_add(&FSLOT(self, flow, to_server ? F_BYTES_TOSERVER : F_BYTES_TOCLIENT), length) < 0;
     Py_DECREF(length);
+    if (!err && peer != NULL) {
+        /* the stream stage of a pure ACK: the peer's highest acknowledgment and its window */
+        long long last_ack = dir_ll(peer, ls_last_ack), scale = dir_ll(me, ls_scale);
+        err = PyErr_Occurred() != NULL || scale < 0 || scale > 30;
+        if (!err && ackoff > last_ack) {
+            PyObject *a = PyLong_FromLongLong(ackoff);
+            err = a == NULL || PyObject_SetAttr(peer, ls_last_ack, a) < 0;
+            Py_XDECREF(a);
+        }
+        if (!err) {
+            PyObject *w = PyLong_FromLongLong((long long)cm.win << scale);
+            err = w == NULL || PyObject_SetAttr(peer, ls_window, w) < 0;
+            Py_XDECREF(w);
+        }
+    }
     if (!err) {
         PyObject *det = PyObject_GetAttr(eng, ls_detector);
         err = det == NULL || attr_add(det, ls_evaluated, skipped) < 0;
@@ -821,9 +1050,13 @@ lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
     if (!err)
         res = Py_NewRef(result);
 flow_out:
-    Py_XDECREF(offer);
-    Py_XDECREF(offers);
-    Py_XDECREF(app);
+    Py_XDECREF(sa);
+    Py_XDECREF(sp);
+    Py_XDECREF(hold);
+    Py_XDECREF(peer);
+    Py_XDECREF(me);
+    if (cm.proto == 6)
+        Py_XDECREF(skipped);                         /* (the ACK lane's own count; the UDP one is the offer's) */
     Py_DECREF(flow);
 out:
     Py_XDECREF(key);
@@ -831,11 +1064,13 @@ out:
     return res;
 }
 
+/* The call: the lane's answer, else inspect's (vectorcall, as the ring walk calls it). */
 static PyObject *
-lane_call(UdpLane *self, PyObject *args, PyObject *kwargs)
+lane_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
-    if (kwargs == NULL && PyTuple_GET_SIZE(args) == 2) {
-        PyObject *r = lane_answer(self, PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1));
+    UdpLane *self = (UdpLane *)callable;
+    if (kwnames == NULL && PyVectorcall_NARGS(nargsf) == 2) {
+        PyObject *r = lane_answer(self, args[0], args[1]);
         if (r != NULL)
             return r;
         if (PyErr_Occurred()) {
@@ -844,17 +1079,18 @@ lane_call(UdpLane *self, PyObject *args, PyObject *kwargs)
             PyErr_Clear();                          /* inspect meets it again, and answers it */
         }
     }
-    return PyObject_Call(self->inspect, args, kwargs);
+    return PyObject_Vectorcall(self->inspect, args, nargsf, kwnames);
 }
 
 static int
 lane_new_args(UdpLane *self, PyObject *args)
 {
-    PyObject *engine, *inspect, *counters, *flows, *sources, *vxlan, *any_pattern, *flow_type;
+    PyObject *engine, *inspect, *counters, *flows, *sources, *vxlan, *any_pattern, *flow_type, *forward;
     int validate;
-    if (!PyArg_ParseTuple(args, "OOO!O!O!pOOO!lll:UdpLane", &engine, &inspect, &PyDict_Type, &counters,
+    if (!PyArg_ParseTuple(args, "OOO!O!O!pOOO!Olll:UdpLane", &engine, &inspect, &PyDict_Type, &counters,
                           &PyDict_Type, &flows, &PyDict_Type, &sources, &validate, &vxlan, &any_pattern,
-                          &PyType_Type, &flow_type, &self->csum_auto, &self->csum_skip, &self->sample_count))
+                          &PyType_Type, &flow_type, &forward, &self->csum_auto, &self->csum_skip,
+                          &self->sample_count))
         return -1;
     if (!PyType_Check(any_pattern)) {
         PyErr_SetString(PyExc_TypeError, "UdpLane: any_pattern must be a class");
@@ -870,6 +1106,7 @@ lane_new_args(UdpLane *self, PyObject *args)
     self->sources = Py_NewRef(sources);
     self->vxlan = Py_NewRef(vxlan);
     self->any_pattern = Py_NewRef(any_pattern);
+    self->forward = Py_NewRef(forward);
     self->validate = validate;
     return 0;
 }
@@ -888,6 +1125,8 @@ lane_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs)
     UdpLane *self = (UdpLane *)tp->tp_alloc(tp, 0);
     if (self != NULL && lane_new_args(self, args) < 0)
         Py_CLEAR(self);
+    if (self != NULL)
+        self->vectorcall = lane_vectorcall;
     return (PyObject *)self;
 }
 
@@ -902,6 +1141,7 @@ lane_traverse(UdpLane *self, visitproc visit, void *arg)
     Py_VISIT(self->vxlan);
     Py_VISIT(self->any_pattern);
     Py_VISIT(self->flow_type);
+    Py_VISIT(self->forward);
     return 0;
 }
 
@@ -916,6 +1156,7 @@ lane_clear(UdpLane *self)
     Py_CLEAR(self->vxlan);
     Py_CLEAR(self->any_pattern);
     Py_CLEAR(self->flow_type);
+    Py_CLEAR(self->forward);
     return 0;
 }
 
@@ -943,12 +1184,13 @@ static PyTypeObject UdpLaneType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "rules._hotpath.UdpLane",
     .tp_basicsize = sizeof(UdpLane),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(UdpLane, vectorcall),
     .tp_doc = "UdpLane(engine, inspect, counters, flows, sources, validate, vxlan_ports, any_pattern, flow_type, "
               "csum_auto, csum_skip, sample_count): the engine's UDP lane compiled, in front of inspect; "
               "call it as inspect(frame, meta).",
     .tp_new = lane_new,
-    .tp_call = (ternaryfunc)lane_call,
+    .tp_call = PyVectorcall_Call,
     .tp_traverse = (traverseproc)lane_traverse,
     .tp_clear = (inquiry)lane_clear,
     .tp_dealloc = (destructor)lane_dealloc,

@@ -186,7 +186,7 @@ class Engine:
         dec = self.settings.decoder
         return _CUdpLane(self, self.inspect, self.c, self.flows.table(), self.checksums.sources,
                          dec.checksum_validation, dec.vxlan_ports if dec.vxlan_enabled else None,
-                         AnyPattern, TrackedFlow, CSUM_AUTO, CSUM_SKIP, CHECKSUM_SAMPLE_COUNT)
+                         AnyPattern, TrackedFlow, FORWARD, CSUM_AUTO, CSUM_SKIP, CHECKSUM_SAMPLE_COUNT)
 
     def tick(self, now: float) -> tuple:
         """Advance time: flows, datagrams and threshold windows expire.  Returns the events

@@ -1,4 +1,5 @@
-"""The compiled UDP lane (rules/_hotpath.c UdpLane, `Engine.front()`) answers exactly what
+"""The compiled lanes (rules/_hotpath.c UdpLane, `Engine.front()`: a UDP datagram of a
+direction with a scan offer, a pure TCP ACK of an established flow) answer exactly what
 `Engine.inspect` answers, with exactly its effects.
 
 Two engines built from the same rules and settings inspect the same frames in lockstep: one
@@ -16,7 +17,7 @@ import pickle
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.all import IP, UDP, Ether, IPv6
+from scapy.all import IP, TCP, UDP, Ether, IPv6
 
 from bridge.eve import dumps
 from bridge.hook import build_engine
@@ -25,15 +26,21 @@ from bridge.replay import CHECKSUM_HINTS, TICK_EVERY, _load_config
 from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE, FrameMeta
 from rules.decode import CHECKSUM_SAMPLE_COUNT
 from rules.engine import Engine
-from rules.settings import DecodeOptions, EngineSettings
+from rules.settings import DecodeOptions, EngineSettings, StreamSettings
 from tests.unit.test_engine_lean_lane import (
+    APP_RULES,
     DIFF,
     EXPECTED,
+    NO_PLAIN_RULES,
+    RULES,
     SCENARIOS,
     UDP_PLAIN_RULE,
     UDP_RULES,
+    http_ops,
+    ops,
     parse,
     result_key,
+    session,
     udp_flow,
 )
 
@@ -73,9 +80,17 @@ class Front:
         return self.calls - self.fallbacks
 
 
+def _stream(ssn) -> tuple | None:
+    if ssn is None:
+        return None
+    return tuple((d.last_ack, d.window, d.next_seq, d.end, d.done, d.fin_seq) for d in (ssn.client, ssn.server)) \
+        + (ssn.state, ssn.simple)
+
+
 def flow_table(engine: Engine) -> list:
+    """The table in its order, each flow's counters and state, and its TCP session's."""
     return [(key, f.flow_id, f.state, f.pkts_toserver, f.pkts_toclient, f.bytes_toserver, f.bytes_toclient,
-             f.last_ts, f.decided, f.dropped, f.action_pass) for key, f in engine.flows.table().items()]
+             f.last_ts, f.decided, f.dropped, f.action_pass, _stream(f.tcp)) for key, f in engine.flows.table().items()]
 
 
 def sample(engine: Engine) -> dict:
@@ -217,6 +232,100 @@ def test_the_lane_is_not_pickled():
     eng = Engine(parse(UDP_RULES), EngineSettings())
     with pytest.raises(TypeError, match="Engine.front"):
         pickle.dumps(eng.front())
+
+
+# ---------------------------------------------------------------------- pure TCP ACKs
+def test_the_pure_acks_of_an_http_session_are_answered_by_the_compiled_lane():
+    """The handshake's last ACK is the direction's first packet after the SYN: inspect's.
+    The client's four later pure ACKs are the lane's; every data segment is inspect's (its
+    lane stays Python)."""
+    compiled, plain = Engine(parse(APP_RULES), EngineSettings()), Engine(parse(APP_RULES), EngineSettings())
+    steps = [("c", [b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"]), ("ack", [b""]),
+             ("s", [b"HTTP/1.1 200 OK\r\nServer: evil\r\nContent-Length: 2896\r\n\r\n", b"y" * 1448]),
+             ("ack", [b""]), ("s", [b"y" * 1448]), ("ack", [b""]), ("ack", [b""])]
+    frames = session(steps, 40000)
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert front.answered == 4, (front.calls, front.fallbacks)
+    assert (compiled.hits[(1, 21)], compiled.hits[(1, 22)]) == (1, 1)
+
+
+def test_acks_outside_the_window_and_with_options_are_inspects():
+    """An acknowledgment beyond what the peer's window allows (its event), and a pure ACK
+    whose TCP options carry a decoder event, go to inspect; a clean one after them is the
+    lane's again."""
+    compiled, plain = pair(RULES)
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    frames = session([("c", [b"hello"]), ("s", [b"world"])], 40000)
+    ack = dict(sport=40000, dport=80, flags="A", seq=1006)
+    frames += [bytes(e / IP(src="198.51.100.1", dst="203.0.113.2") / TCP(ack=5006 + 10**6, **ack)),
+               bytes(e / IP(src="198.51.100.1", dst="203.0.113.2") / TCP(ack=5006, options=[("MSS", 1460)] * 2, **ack)),
+               bytes(e / IP(src="198.51.100.1", dst="203.0.113.2") / TCP(ack=5006, **ack))]
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert front.answered == 1, (front.calls, front.fallbacks)
+
+
+def test_window_scale_and_an_older_ack():
+    """Both SYNs with a window scale: the lane stores the advertised window scaled; a pure
+    ACK older than the peer's highest one (reordered) leaves that highest one as it is."""
+    compiled, plain = pair(RULES)
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    c, s_ = IP(src="198.51.100.1", dst="203.0.113.2"), IP(src="203.0.113.2", dst="198.51.100.1")
+
+    def cs(load=b"", **kw):
+        return bytes(e / c / TCP(sport=40000, dport=80, **kw) / load)
+
+    def sc(load=b"", **kw):
+        return bytes(e / s_ / TCP(sport=80, dport=40000, **kw) / load)
+
+    frames = [cs(flags="S", seq=1000, window=64240, options=[("WScale", 7)]),
+              sc(flags="SA", seq=5000, ack=1001, window=65160, options=[("WScale", 6)]),
+              cs(flags="A", seq=1001, ack=5001, window=502),
+              sc(flags="PA", seq=5001, ack=1001, window=509, load=b"a" * 300),
+              sc(flags="PA", seq=5301, ack=1001, window=509, load=b"b" * 300),
+              cs(flags="A", seq=1001, ack=5601, window=501),
+              cs(flags="A", seq=1001, ack=5301, window=500),      # older: reordered
+              cs(flags="A", seq=1001, ack=5601, window=499)]
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert front.answered == 3, (front.calls, front.fallbacks)
+
+
+@pytest.mark.parametrize("policy", ["drop-packet", "pass-packet", "ignore"])
+def test_a_pure_ack_after_a_parser_gave_up_is_inspects(policy):
+    """app-layer.error-policy answered the packet the parser gave up on before its
+    transactions were inspected: the next packet, a pure ACK too, inspects them."""
+    rules = parse(APP_RULES)
+    cfg = EngineSettings(mode="ips", app_error_policy=policy)
+    compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
+    steps = [("c", [b"GET /admin HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"]),
+             ("ack", [b""]), ("ack", [b""]), ("s", [b"HTTP/1.1 200 OK\r\n\r\n"]), ("ack", [b""])]
+    lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000))])
+    assert compiled.hits.get((1, 21)) == 1
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=ops, mode=st.sampled_from(["ips", "tap", "ids"]), plain_rule=st.booleans(),
+       stream_bypass=st.booleans())
+def test_random_tcp_sessions_same_through_the_compiled_lane(steps, mode, plain_rule, stream_bypass):
+    """Segments both ways, pure ACKs, retransmissions, swapped segments, FINs; a rule
+    without a fast pattern (the lane must leave the ACKs to inspect); a small reassembly
+    depth with stream.bypass (the direction done)."""
+    rules = parse(RULES if plain_rule else NO_PLAIN_RULES)
+    cfg = EngineSettings(mode=mode, stream=StreamSettings(bypass=stream_bypass, depth=6000))
+    compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
+    frames = [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000) + session(steps, 40001))]
+    lockstep(compiled, plain, frames)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=http_ops, mode=st.sampled_from(["ips", "tap", "ids"]), stream_bypass=st.booleans())
+def test_random_http_sessions_same_through_the_compiled_lane(steps, mode, stream_bypass):
+    """With app-layer rules: a parser on the flow, transactions left for a pure ACK, a
+    chunked request the parser gives up on."""
+    rules = parse(APP_RULES)
+    cfg = EngineSettings(mode=mode, stream=StreamSettings(bypass=stream_bypass, depth=6000))
+    compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
+    frames = [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000) + session(steps, 40001))]
+    lockstep(compiled, plain, frames)
 
 
 # ---------------------------------------------------------------------- random and recorded traffic
