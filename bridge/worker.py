@@ -220,7 +220,8 @@ class _PassOnly:
 
 class Watchdog:
     """Bounds the time one frame may hold `inspect`: SIGALRM every limit/2 s; when the
-    main thread is inside the inspector's `inspect` on two ticks running and the ring
+    main thread is inside the inspector's `inspect` (or the code given after it: an Engine's
+    `_lane_detect`, which its compiled lane calls) on two ticks running and the ring
     batch being worked on is still the same one (`batch` is advanced once per batch, so
     the frame path pays nothing per frame), the handler raises rules.api.InspectTimeout
     there: the inspector answers that frame by its exception policy and counts it, and
@@ -229,9 +230,9 @@ class Watchdog:
     bytecodes, so a loop in Python stops within a tick; one C call (a regex, a pattern
     scan) runs to its end first (pcre has PCRE2's match limits for that)."""
 
-    def __init__(self, limit: float, inspect_code) -> None:
+    def __init__(self, limit: float, inspect_code, *more_codes) -> None:
         self.limit = limit
-        self.code = inspect_code
+        self.codes = (inspect_code, *more_codes)   # inspect's, and what inspects without it
         self.batch = 0
         self.seen = -1
         self.strikes = 0
@@ -246,7 +247,8 @@ class Watchdog:
 
     def tick(self, signum, frame) -> None:
         f = frame
-        while f is not None and f.f_code is not self.code:
+        codes = self.codes
+        while f is not None and not any(f.f_code is c for c in codes):
             f = f.f_back
         if f is None:                     # not inspecting: nothing to bound
             self.seen = -1
@@ -355,7 +357,10 @@ class Worker:
             self.watchdog.stop()
             self.watchdog = None
         if limit > 0 and type(self.inspector) is not ForwardAll:
-            self.watchdog = Watchdog(limit, type(self.inspector).inspect.__code__)
+            cls = type(self.inspector)
+            # an Engine's compiled lane runs detection through _lane_detect, outside inspect
+            lane = (cls._lane_detect.__code__,) if hasattr(cls, "_lane_detect") else ()
+            self.watchdog = Watchdog(limit, cls.inspect.__code__, *lane)
             self.watchdog.start()
 
     @classmethod

@@ -141,6 +141,8 @@ set_packet_type(PyObject *self, PyObject *cls)
 
 /* Store a new reference into a slot of a fresh object (its slots are all NULL). */
 #define SET(obj, slot, value) (*(PyObject **)((char *)(obj) + slot_off[slot]) = (value))
+/* A Packet's slot, as an lvalue (its reference). */
+#define PSLOT(obj, slot) (*(PyObject **)((char *)(obj) + slot_off[slot]))
 
 static inline unsigned be16(const unsigned char *p) { return ((unsigned)p[0] << 8) | p[1]; }
 static inline unsigned long be32(const unsigned char *p)
@@ -505,7 +507,8 @@ static PyObject *ls_lean, *ls_app, *ls_detector, *ls_linktype, *ls_checksum, *ls
     *ls_probed_names, *ls_spec, *ls_packets, *ls_frames, *ls_off, *ls_move_to_end, *ls_evaluated, *ls_empty,
     *ls_streams, *ls_inline, *ls_established, *ls_simple, *ls_fin_due, *ls_client, *ls_server, *ls_done, *ls_end,
     *ls_base, *ls_window, *ls_last_ack, *ls_scale, *ls_fed, *ls_bypass_ready, *ls_failed, *ls_error_seen,
-    *ls_hdr_cache, *ls_one, *ls_udp, *ls_tcp;
+    *ls_hdr_cache, *ls_ooo, *ls_s, *ls_depth, *ls_mem, *ls_reassembly_memcap, *ls_next_seq,
+    *ls_take_in_order, *ls_inline_window, *ls_lane_detect, *ls_one, *ls_udp, *ls_tcp;
 
 static int
 lane_init_strings(void)
@@ -519,7 +522,9 @@ lane_init_strings(void)
     S(ls_fin_due, "fin_due"); S(ls_client, "client"); S(ls_server, "server"); S(ls_done, "done"); S(ls_end, "end");
     S(ls_base, "base"); S(ls_window, "window"); S(ls_last_ack, "last_ack"); S(ls_scale, "scale"); S(ls_fed, "fed");
     S(ls_bypass_ready, "bypass_ready"); S(ls_failed, "failed"); S(ls_error_seen, "error_seen");
-    S(ls_hdr_cache, "_hdr_cache");
+    S(ls_hdr_cache, "_hdr_cache"); S(ls_ooo, "ooo"); S(ls_s, "s"); S(ls_depth, "depth"); S(ls_mem, "mem");
+    S(ls_reassembly_memcap, "reassembly_memcap"); S(ls_next_seq, "next_seq");
+    S(ls_take_in_order, "take_in_order"); S(ls_inline_window, "inline_window"); S(ls_lane_detect, "_lane_detect");
 #undef S
     ls_one = PyLong_FromLong(1);
     ls_udp = PyLong_FromLong(17);
@@ -718,15 +723,19 @@ dir_ll(PyObject *d, PyObject *name)
     return x;
 }
 
-/* The ACK lane's test on a pure ACK of `flow` (Engine._lean_tcp for a segment with no
- * payload, after the lookup): an established, simple session not closing, a later packet of
- * its direction, neither direction done, an acknowledgment inside the peer's window, an
- * app layer with nothing pending, and a detector whose cached candidates for the direction
+/* The TCP lane's test on an ACK or ACK+PSH segment of `flow` with `n` payload bytes at
+ * sequence number `seqno` (Engine._lean_tcp after the lookup, without an app layer for a
+ * data segment): an established, simple session not closing, a later packet of its
+ * direction, neither direction done, an acknowledgment inside the peer's window; for a
+ * pure ACK an app layer with nothing pending, for data the next in-order bytes that fit
+ * (StreamEngine.fits_in_order); and a detector whose cached candidates for the direction
  * need a fast pattern.  1 taken (*peer, *me new references, *ackoff the acknowledgment's
- * stream offset, *skipped a new reference), 0 not, -1 an exception set. */
+ * stream offset, *right the data's right edge, *skipped a new reference), 0 not, -1 an
+ * exception set. */
 static int
-ack_check(UdpLane *self, PyObject *flow, int to_server, unsigned long ackno, PyObject *sa, PyObject *sp,
-          PyObject **peer_out, PyObject **me_out, long long *ackoff, PyObject **skipped)
+tcp_check(UdpLane *self, PyObject *flow, int to_server, unsigned long ackno, unsigned long seqno, Py_ssize_t n,
+          PyObject *sa, PyObject *sp, PyObject **peer_out, PyObject **me_out, long long *ackoff,
+          long long *right, PyObject **skipped)
 {
     PyObject *state = FSLOT(self, flow, F_STATE), *ssn = FSLOT(self, flow, F_TCP);
     if (state == NULL || ssn == NULL || ssn == Py_None)
@@ -751,7 +760,7 @@ ack_check(UdpLane *self, PyObject *flow, int to_server, unsigned long ackno, PyO
         taken = t < 0 ? -1 : 0;
         goto done;
     }
-    /* TcpDirection.offset: the acknowledgment's stream offset, nearest the contiguous data */
+    /* TcpStream.offset: the acknowledgment's stream offset, nearest the contiguous data */
     long long end = dir_ll(peer, ls_end), base = dir_ll(peer, ls_base);
     long long window = dir_ll(peer, ls_window), last_ack = dir_ll(peer, ls_last_ack);
     if (PyErr_Occurred())
@@ -766,7 +775,36 @@ ack_check(UdpLane *self, PyObject *flow, int to_server, unsigned long ackno, PyO
         taken = -1;
         goto done;
     }
-    if (app != Py_None) {
+    if (n) {
+        /* data (only without an app layer, which lane_answer checked first: its bytes would go
+         * to it, and transaction rules run on them, on Python's lane): the next in-order
+         * bytes, nothing held out of order, inside the window, depth and memcap */
+        long long mbase = dir_ll(me, ls_base), mend = dir_ll(me, ls_end), mlast = dir_ll(me, ls_last_ack);
+        long long mwin = dir_ll(me, ls_window);
+        PyObject *ooo = PyObject_GetAttr(me, ls_ooo);
+        int held = ooo ? PyObject_IsTrue(ooo) : -1;
+        Py_XDECREF(ooo);
+        if (held != 0 || PyErr_Occurred()) {
+            taken = held < 0 || PyErr_Occurred() ? -1 : 0;
+            goto done;
+        }
+        if ((((long long)seqno - mbase - mend) & 0xFFFFFFFFLL) != 0)
+            goto done;                              /* not the next in-order segment */
+        *right = mend + n;
+        PyObject *streams = PyObject_GetAttr(self->engine, ls_streams);
+        PyObject *sset = streams ? PyObject_GetAttr(streams, ls_s) : NULL;
+        long long depth = streams ? dir_ll(streams, ls_depth) : -1, mem = streams ? dir_ll(streams, ls_mem) : -1;
+        long long memcap = sset ? dir_ll(sset, ls_reassembly_memcap) : -1;
+        Py_XDECREF(streams);
+        Py_XDECREF(sset);
+        if (PyErr_Occurred()) {
+            taken = -1;
+            goto done;
+        }
+        if (!(*right >= mlast && (mwin < 0 || *right <= mlast + mwin) && (!depth || *right <= depth) &&
+              mem + n <= memcap))
+            goto done;
+    } else if (app != Py_None) {
         /* a pure ACK of an app-layer flow: nothing for the app layer, unless transactions were
          * left uninspected (fed) or the parser gave up or turned to bypass */
         PyObject *st = FSLOT(self, flow, F_APP);
@@ -802,9 +840,13 @@ ack_check(UdpLane *self, PyObject *flow, int to_server, unsigned long ackno, PyO
             }
         }
     }
-    /* Detector.prefilter_gate(flow, to_server, src, sport, empty=True) */
+    /* Detector.prefilter_gate(flow, to_server, src, sport, empty=not n) */
     det = PyObject_GetAttr(self->engine, ls_detector);
-    PyObject *cache = det ? PyObject_GetAttr(det, ls_hdr_cache) : NULL;
+    if (det == NULL) {
+        taken = -1;
+        goto done;
+    }
+    PyObject *cache = PyObject_GetAttr(det, ls_hdr_cache);
     PyObject *fid = FSLOT(self, flow, F_FLOW_ID);
     if (cache == NULL || fid == NULL || !PyDict_Check(cache)) {
         Py_XDECREF(cache);
@@ -826,8 +868,8 @@ ack_check(UdpLane *self, PyObject *flow, int to_server, unsigned long ackno, PyO
         goto done;
     }
     PyObject *plain = PyTuple_GET_ITEM(ent, 0), *later = PyTuple_GET_ITEM(ent, 3);
-    if ((t = PyObject_IsTrue(later)) != 0) {
-        taken = t < 0 ? -1 : 0;
+    if ((t = PyObject_IsTrue(later)) != 0 || (n && (t = PyObject_IsTrue(PyTuple_GET_ITEM(ent, 4))) != 0)) {
+        taken = t < 0 ? -1 : 0;                     /* (a 1-2 byte pattern is looked for in bytes only) */
         goto done;
     }
     if (later == plain) {
@@ -854,9 +896,9 @@ done:
 }
 
 /* Could the frame f[0:n] be one of the lane's, by its first bytes alone: IPv4 (IHL 5) or
- * IPv6 carrying UDP, or a TCP segment with ACK or ACK+PSH and no payload?  A data segment
- * (most of TCP) then goes to inspect before anything is read or summed; parse_common
- * decides the rest. */
+ * IPv6 carrying UDP (1), or a TCP segment with ACK or ACK+PSH, no payload (2) or some (3)?
+ * Anything else goes to inspect before anything is read or summed; parse_common decides
+ * the rest. */
 static int
 lane_candidate(const unsigned char *f, Py_ssize_t n)
 {
@@ -878,7 +920,9 @@ lane_candidate(const unsigned char *f, Py_ssize_t n)
     if (proto != 6 || n < l4 + 20)
         return 0;
     unsigned flags = f[l4 + 13];
-    return (flags == 0x10 || flags == 0x18) && room == (Py_ssize_t)((f[l4 + 12] >> 4) << 2);
+    if (flags != 0x10 && flags != 0x18)
+        return 0;
+    return room == (Py_ssize_t)((f[l4 + 12] >> 4) << 2) ? 2 : 3;
 }
 
 /* The lane's answer for (frame, meta): a new reference to the Result, or NULL -- with or
@@ -892,9 +936,13 @@ lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
     if (PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     const unsigned char *f = (const unsigned char *)view.buf;
-    int t = lane_candidate(f, view.len);
-    if (t > 0)
-        t = attr_true(eng, ls_lean);
+    const int kind = lane_candidate(f, view.len);
+    int t = kind > 0 ? attr_true(eng, ls_lean) : 0;
+    if (t > 0 && kind == 3) {                       /* data: Python's lane with an app layer */
+        PyObject *app = PyObject_GetAttr(eng, ls_app);
+        t = app == NULL ? -1 : app == Py_None;
+        Py_XDECREF(app);
+    }
     if (t <= 0) {
         PyBuffer_Release(&view);
         return NULL;
@@ -943,7 +991,7 @@ lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
     if (t <= 0 || cm.csum_ok == 0)
         goto out;
     if (cm.proto == 6) {
-        if ((cm.flags != 0x10 && cm.flags != 0x18) || cm.pstart != cm.end || cm.opt_dup || cm.opt_bad)
+        if ((cm.flags != 0x10 && cm.flags != 0x18) || cm.opt_dup || cm.opt_bad)
             goto out;
         PyObject *streams = PyObject_GetAttr(eng, ls_streams);
         t = streams ? attr_true(streams, ls_inline) : -1;
@@ -979,7 +1027,8 @@ lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
     }
     Py_INCREF(flow);
     PyObject *hold = NULL, *result = NULL, *skipped = NULL, *peer = NULL, *me = NULL;
-    long long ackoff = 0;
+    long long ackoff = 0, right = 0;
+    const Py_ssize_t dlen = cm.end - cm.pstart;                         /* TCP: the payload */
     int to_server = -1;
     /* (a decided flow is dropped or passed: Engine._mark sets one with `decided`) */
     if (fslot_true(FSLOT(self, flow, F_DROPPED)) != 0 || fslot_true(FSLOT(self, flow, F_ACTION_PASS)) != 0 ||
@@ -993,7 +1042,7 @@ lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
     if (cm.proto == 17) {
         t = udp_check(self, flow, to_server, f + cm.pstart, cm.end - cm.pstart, &result, &skipped, &hold);
     } else {
-        t = ack_check(self, flow, to_server, cm.ack, sa, sp, &peer, &me, &ackoff, &skipped);
+        t = tcp_check(self, flow, to_server, cm.ack, cm.seq, dlen, sa, sp, &peer, &me, &ackoff, &right, &skipped);
         result = self->forward;
     }
     if (t <= 0)
@@ -1041,6 +1090,50 @@ lane_answer(UdpLane *self, PyObject *frame, PyObject *meta)
             err = w == NULL || PyObject_SetAttr(peer, ls_window, w) < 0;
             Py_XDECREF(w);
         }
+    }
+    if (!err && peer != NULL && dlen) {
+        /* the stream stage of a data segment: next_seq, the bytes taken in and prefiltered,
+         * the inline window (StreamEngine.take_in_order, inline_window) */
+        long long next_seq = dir_ll(me, ls_next_seq);
+        err = PyErr_Occurred() != NULL;
+        if (!err && next_seq < right + 1 && right + 1 < next_seq + (1LL << 30)) {
+            PyObject *v = PyLong_FromLongLong(right + 1);
+            err = v == NULL || PyObject_SetAttr(me, ls_next_seq, v) < 0;
+            Py_XDECREF(v);
+        }
+        PyObject *streams = err ? NULL : PyObject_GetAttr(eng, ls_streams);
+        PyObject *pl = streams ? PyBytes_FromStringAndSize((const char *)f + cm.pstart, dlen) : NULL;
+        PyObject *nobj = pl ? PyLong_FromSsize_t(dlen) : NULL;
+        PyObject *v = nobj ? PyObject_CallMethodObjArgs(streams, ls_take_in_order, me, pl, nobj, NULL) : NULL;
+        PyObject *win = v ? PyObject_CallMethodObjArgs(streams, ls_inline_window, me, nobj,
+                                                       to_server ? Py_True : Py_False, Py_False, NULL) : NULL;
+        err = win == NULL || !PyTuple_CheckExact(win) || PyTuple_GET_SIZE(win) != 2;
+        PyObject *seen = err ? NULL : PyTuple_GET_ITEM(win, 1);
+        int some = seen ? PyObject_IsTrue(seen) : -1;
+        if (some > 0) {
+            /* a fast pattern in the window: detection runs on the packet (Engine._lane_detect) */
+            PyObject *mv = PyMemoryView_FromObject(frame);
+            PyObject *dargs[4] = {mv, meta, validate ? Py_True : Py_False, self->vxlan};
+            PyObject *pkt = mv ? decode_common(NULL, dargs, 4) : NULL;
+            Py_XDECREF(mv);
+            if (pkt != NULL && pkt != Py_None) {
+                Py_SETREF(PSLOT(pkt, S_FLOW), Py_NewRef(flow));
+                Py_SETREF(PSLOT(pkt, S_TO_SERVER), Py_NewRef(to_server ? Py_True : Py_False));
+                res = PyObject_CallMethodObjArgs(eng, ls_lane_detect, pkt, flow, PyTuple_GET_ITEM(win, 0), seen,
+                                                 NULL);
+            } else if (pkt == Py_None) {
+                PyErr_SetString(PyExc_RuntimeError, "the lane's segment is not a common frame");
+            }
+            Py_XDECREF(pkt);
+            err = 1;                                /* (answered, or an error: no count below) */
+        } else if (some < 0) {
+            err = 1;
+        }
+        Py_XDECREF(win);
+        Py_XDECREF(v);
+        Py_XDECREF(nobj);
+        Py_XDECREF(pl);
+        Py_XDECREF(streams);
     }
     if (!err) {
         PyObject *det = PyObject_GetAttr(eng, ls_detector);

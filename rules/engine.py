@@ -168,11 +168,31 @@ class Engine:
         try:
             return self._inspect(frame, meta)
         except InspectTimeout:
-            self.c["engine.timeouts"] = self.c.get("engine.timeouts", 0) + 1
-            return self._on_exception()
+            return self._on_timeout()
         except Exception:
             self.c["engine.errors"] += 1
             return self._on_exception()
+
+    def _lane_detect(self, pkt: Packet, flow, buf: bytes, seen) -> Result:
+        """A lean-lane data segment already taken into its stream, with a fast pattern in its
+        inline window (bytes `buf`, prefilter ids `seen`): detection runs on it.  Called by
+        `_lean_tcp` and by the compiled lane (rules/_hotpath.c UdpLane, which has counted the
+        packet and has no `inspect` around it): an exception is answered here, as `inspect`
+        answers it."""
+        self._cur = (pkt,)
+        try:
+            d = _FrameDecision()
+            self._detect_stage(pkt, flow, StreamView((buf,), bytes(pkt.payload), seen, False, True), False, d)
+            return self._result(d, pkt)
+        except InspectTimeout:
+            return self._on_timeout()
+        except Exception:
+            self.c["engine.errors"] += 1
+            return self._on_exception()
+
+    def _on_timeout(self) -> Result:
+        self.c["engine.timeouts"] = self.c.get("engine.timeouts", 0) + 1
+        return self._on_exception()
 
     def front(self):
         """What the data plane calls per frame instead of `inspect`, with the same answers and
@@ -447,9 +467,7 @@ class Engine:
                 return self._app_segment(pkt, flow, me, n, to_server, skipped, short)
             buf, seen = streams.inline_window(me, n, to_server, False)
             if seen:                       # a fast pattern in the window: detection runs
-                d = _FrameDecision()
-                self._detect_stage(pkt, flow, StreamView((buf,), bytes(payload), seen, False, True), False, d)
-                return self._result(d, pkt)
+                return self._lane_detect(pkt, flow, buf, seen)
         self.detector.evaluated += skipped
         return FORWARD
 

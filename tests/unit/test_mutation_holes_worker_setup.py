@@ -115,13 +115,31 @@ def test_start_watchdog(limit, inspector, armed):
         w.start_watchdog()
         assert (w.watchdog is not None) is armed
         if armed:
-            assert w.watchdog.limit == limit and w.watchdog.code is Insp.inspect.__code__
+            assert w.watchdog.limit == limit and w.watchdog.codes == (Insp.inspect.__code__,)
             assert signal.getitimer(signal.ITIMER_REAL)[1] == limit / 2
             first = w.watchdog
             w.start_watchdog()                           # again: the old one stops, a new one runs
             assert w.watchdog is not first
             w.watchdog.stop()
         assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_the_watchdog_of_an_engine_also_watches_its_lane_detection():
+    """An Engine's compiled lane runs detection through Engine._lane_detect, with no inspect
+    frame above it: the worker's watchdog watches both."""
+    from rules.engine import Engine
+    from rules.settings import EngineSettings
+
+    old = signal.getsignal(signal.SIGALRM)
+    w = plain_worker(Engine([], EngineSettings()), Config(inspect_time_limit=0.5))
+    try:
+        w.start_watchdog()
+        assert w.watchdog.codes == (Engine.inspect.__code__, Engine._lane_detect.__code__)
+        assert w.inspect_call() is w.inspect_call() and w.inspect_call() is not None
+        w.watchdog.stop()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)

@@ -249,10 +249,77 @@ def test_the_pure_acks_of_an_http_session_are_answered_by_the_compiled_lane():
     assert (compiled.hits[(1, 21)], compiled.hits[(1, 22)]) == (1, 1)
 
 
+def test_in_order_data_is_answered_and_a_pattern_in_the_window_detected():
+    """Without an app layer, in-order data segments are the lane's: taken into the stream
+    and prefiltered; one whose window holds a fast pattern goes on to detection
+    (Engine._lane_detect), a pattern split across two segments included; a retransmission
+    and segments out of order are inspect's.  (Without the 2-byte pattern rule: a direction
+    with one looks for it in every segment's bytes, on the general path.)"""
+    compiled, plain = pair(NO_PLAIN_RULES)
+    steps = [("c", [b"hello", b"there"]), ("s", [b"x" * 1000, b"y" * 1000]), ("c", [b"ev", b"il now"]),
+             ("retx", [b""]), ("swap", [b"one", b"two"]), ("c", [b"DROPME"]), ("c", [b"after"])]
+    frames = session(steps, 40000)
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert compiled.hits.get((1, 1), 0) >= 1 and compiled.c["drops"] >= 1
+    # hello, there, x, y, ev, il now (detected), DROPME (detected: dropped); the
+    # retransmission, the swapped pair and what follows the drop are inspect's
+    assert front.answered == 7, (front.calls, front.fallbacks)
+
+
+def _scaled_session(server_data: list[bytes], client_window: int = 65535, ack_ahead: int = 0,
+                    ack_each: bool = True) -> list[bytes]:
+    """A handshake, then the server's segments in order, each acknowledged by the client
+    (`ack_ahead` bytes beyond it, the first time) with `client_window` -- or, without
+    `ack_each`, all of them at the end."""
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    c, s_ = IP(src="198.51.100.1", dst="203.0.113.2"), IP(src="203.0.113.2", dst="198.51.100.1")
+    out = [bytes(e / c / TCP(sport=40000, dport=80, flags="S", seq=1000, window=client_window)),
+           bytes(e / s_ / TCP(sport=80, dport=40000, flags="SA", seq=5000, ack=1001)),
+           bytes(e / c / TCP(sport=40000, dport=80, flags="A", seq=1001, ack=5001, window=client_window))]
+    seq = 5001
+    for i, d in enumerate(server_data):
+        out.append(bytes(e / s_ / TCP(sport=80, dport=40000, flags="PA", seq=seq, ack=1001) / d))
+        seq += len(d)
+        if ack_each or i == len(server_data) - 1:
+            out.append(bytes(e / c / TCP(sport=40000, dport=80, flags="A", seq=1001,
+                                         ack=seq + (ack_ahead if i == 0 else 0), window=client_window)))
+    return out
+
+
+@pytest.mark.parametrize("case", ["depth", "window", "memcap", "acked"])
+def test_data_that_does_not_fit_is_inspects(case):
+    """An in-order segment past the reassembly depth (no stream.bypass), beyond the window
+    the receiver advertised, over the reassembly memcap, or whose bytes the receiver has
+    acknowledged already, goes to inspect: the general path says what happens to it."""
+    stream = {"depth": StreamSettings(depth=2500), "memcap": StreamSettings(reassembly_memcap=2500)}.get(
+        case, StreamSettings())
+    rules = parse(NO_PLAIN_RULES)
+    cfg = EngineSettings(stream=stream)
+    compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
+    data = [bytes([65 + i]) * 1000 for i in range(5)]
+    frames = _scaled_session(data, client_window=1500 if case == "window" else 65535,
+                             ack_ahead=1500 if case == "acked" else 0, ack_each=case != "window")
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert front.fallbacks > 3 + (1 if case != "acked" else 0), (front.calls, front.fallbacks)
+
+
+def test_with_an_app_layer_data_is_pythons():
+    """With app-layer rules (and no 1-2 byte pattern in the way) a data segment's bytes go to
+    the app layer: the compiled lane leaves every one to inspect, answering pure ACKs only."""
+    text = NO_PLAIN_RULES + '\nalert http any any -> any any (msg:"admin uri"; http.uri; content:"/admin"; sid:21;)\n'
+    compiled, plain = pair(text)
+    steps = [("c", [b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"]), ("ack", [b""]),
+             ("s", [b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n", b"y" * 1000, b"z" * 1000]),
+             ("ack", [b""])]
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000))])
+    assert compiled.hits.get((1, 21)) == 1
+    assert front.answered == 2, (front.calls, front.fallbacks)
+
+
 def test_acks_outside_the_window_and_with_options_are_inspects():
     """An acknowledgment beyond what the peer's window allows (its event), and a pure ACK
     whose TCP options carry a decoder event, go to inspect; a clean one after them is the
-    lane's again."""
+    lane's again (as the server's in-order data segment before them)."""
     compiled, plain = pair(RULES)
     e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
     frames = session([("c", [b"hello"]), ("s", [b"world"])], 40000)
@@ -261,12 +328,13 @@ def test_acks_outside_the_window_and_with_options_are_inspects():
                bytes(e / IP(src="198.51.100.1", dst="203.0.113.2") / TCP(ack=5006, options=[("MSS", 1460)] * 2, **ack)),
                bytes(e / IP(src="198.51.100.1", dst="203.0.113.2") / TCP(ack=5006, **ack))]
     front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
-    assert front.answered == 1, (front.calls, front.fallbacks)
+    assert front.answered == 2, (front.calls, front.fallbacks)
 
 
 def test_window_scale_and_an_older_ack():
     """Both SYNs with a window scale: the lane stores the advertised window scaled; a pure
-    ACK older than the peer's highest one (reordered) leaves that highest one as it is."""
+    ACK older than the peer's highest one (reordered) leaves that highest one as it is.
+    The server's two data segments are the lane's too (no app layer here)."""
     compiled, plain = pair(RULES)
     e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
     c, s_ = IP(src="198.51.100.1", dst="203.0.113.2"), IP(src="203.0.113.2", dst="198.51.100.1")
@@ -286,7 +354,7 @@ def test_window_scale_and_an_older_ack():
               cs(flags="A", seq=1001, ack=5301, window=500),      # older: reordered
               cs(flags="A", seq=1001, ack=5601, window=499)]
     front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
-    assert front.answered == 3, (front.calls, front.fallbacks)
+    assert front.answered == 5, (front.calls, front.fallbacks)
 
 
 @pytest.mark.parametrize("policy", ["drop-packet", "pass-packet", "ignore"])

@@ -83,3 +83,41 @@ def test_a_moving_batch_is_not_a_stuck_one():
     with pytest.raises(InspectTimeout):             # and again: it has lasted the limit
         wd.tick(None, F())
     assert wd.fired == 1 and wd.strikes == 0
+
+
+class StuckInTheLane(Engine):
+    """An engine whose detection loops for ever on a TCP segment with STALL, reached through
+    the compiled lane's call to _lane_detect (no `inspect` frame on the stack)."""
+
+    def _detect_stage(self, pkt, flow, view, tunnelled, d):
+        if b"STALL" in bytes(pkt.payload):
+            while True:
+                pass
+        return super()._detect_stage(pkt, flow, view, tunnelled, d)
+
+
+def test_detection_the_compiled_lane_runs_is_bounded_too():
+    """An in-order data segment the compiled lane (Engine.front) took, whose window holds a
+    fast pattern, goes to detection through Engine._lane_detect, outside `inspect`: the
+    worker's watchdog watches that code too, and the engine answers by its policy."""
+    from scapy.all import TCP
+
+    rules = [parse_rule('alert tcp any any -> any any (content:"STALL"; sid:1;)')]
+    e = StuckInTheLane(rules, EngineSettings(mode="ips", exception_policy="drop-packet"))
+    front = e.front()
+    c, s = IP(src="198.51.100.1", dst="203.0.113.2"), IP(src="203.0.113.2", dst="198.51.100.1")
+    frames = [Ether() / c / TCP(sport=4000, dport=80, flags="S", seq=100),
+              Ether() / s / TCP(sport=80, dport=4000, flags="SA", seq=500, ack=101),
+              Ether() / c / TCP(sport=4000, dport=80, flags="A", seq=101, ack=501),
+              Ether() / c / TCP(sport=4000, dport=80, flags="PA", seq=101, ack=501) / b"hello",
+              Ether() / c / TCP(sport=4000, dport=80, flags="PA", seq=106, ack=501) / b"STALL"]
+    for i, f in enumerate(frames[:-1]):
+        assert front(bytes(f), FrameMeta(1.0 + i, "eth0")).verdict == Verdict.FORWARD
+    wd = Watchdog(0.1, Engine.inspect.__code__, Engine._lane_detect.__code__)
+    wd.start()
+    try:
+        r = front(bytes(frames[-1]), FrameMeta(9.0, "eth0"))
+    finally:
+        wd.stop()
+    assert wd.fired == 1 and e.stats()["engine.timeouts"] == 1
+    assert r.verdict == Verdict.DROP and r.reason == "policy:drop-packet"
