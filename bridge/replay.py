@@ -196,7 +196,7 @@ def run_stream(engine, pcaps, *, eve_sink=None, share=None, progress=None, pass_
     t = Totals()
     stream = iter_pcaps(pcaps, on_warning=on_warning)
     last_tick = None
-    # Engine.inspect behind the compiled UDP lane (Engine.front); any other inspector as it is
+    # Engine.inspect behind its compiled lanes (Engine.front); any other inspector as it is
     inspect = engine.front() if hasattr(engine, "front") else engine.inspect
     links = t.links
     cnt = 0

@@ -23,7 +23,7 @@ batch).  Per frame (received on port P, peer Q):
      no decoding, no inspect (counted `bypassed`; a DROP is `dropped["flow"]`, the
      reason the engine gives the frames of a dropped flow).  Else:
   4. inspector.inspect(frame, meta) (an Engine's `front()`: the same, behind its
-     compiled UDP lane): `meta` is the port's one FrameMeta with this
+     compiled lanes): `meta` is the port's one FrameMeta with this
      frame's ts, checksum hint, VLAN and TPID set (rules.api.FrameMeta: valid during
      the call only).  An exception counts `inspector_errors` and the frame is
      forwarded (fail-open, in ips and tap alike: a bug in a rule plug-in must not
@@ -342,7 +342,7 @@ class Worker:
     def inspect_call(self):
         """What the frame path calls per frame: None for ForwardAll (nothing is inspected),
         the inspector's `front()` when it has one (rules.engine.Engine: `inspect` behind the
-        compiled UDP lane; made once per inspector), else its `inspect`."""
+        compiled lanes; made once per inspector), else its `inspect`."""
         insp = self.inspector
         if self._call_of is not insp:
             self._call_of = insp

@@ -1,5 +1,5 @@
 /* A scan offer's compiled scan (rules.prefilter.AnyPattern.spec), for the two compiled
- * modules that run it: rules/_hotpath.c (the engine's UDP lane, UdpLane) and
+ * modules that run it: rules/_hotpath.c (the engine's UDP lane, Lanes) and
  * bridge/_ringpass.c (the ring walk's fast-path entries).  Included by both, so each has
  * its own copy of these static functions; call scan_init() once from the module's init.
  *

@@ -58,10 +58,10 @@ from rules.stream import StreamEngine, StreamView
 from rules.thresholds import Thresholds
 from rules.verdict import POLICY_EFFECTS, decide
 
-try:       # the UDP lane compiled (rules/_hotpath.c, built by the install): Engine.front
-    from rules._hotpath import UdpLane as _CUdpLane
+try:       # the lanes compiled (rules/_hotpath.c, built by the install): Engine.front
+    from rules._hotpath import Lanes as _CLanes
 except ImportError:                # pragma: no cover
-    _CUdpLane = None
+    _CLanes = None
 
 
 _NO_HITS: frozenset = frozenset()
@@ -176,7 +176,7 @@ class Engine:
     def _lane_detect(self, pkt: Packet, flow, buf: bytes, seen) -> Result:
         """A lean-lane data segment already taken into its stream, with a fast pattern in its
         inline window (bytes `buf`, prefilter ids `seen`): detection runs on it.  Called by
-        `_lean_tcp` and by the compiled lane (rules/_hotpath.c UdpLane, which has counted the
+        `_lean_tcp` and by the compiled lane (rules/_hotpath.c Lanes, which has counted the
         packet and has no `inspect` around it): an exception is answered here, as `inspect`
         answers it."""
         self._cur = (pkt,)
@@ -196,17 +196,18 @@ class Engine:
 
     def front(self):
         """What the data plane calls per frame instead of `inspect`, with the same answers and
-        the same effects: `inspect` behind the compiled UDP lane (rules/_hotpath.c UdpLane),
-        which answers itself a datagram `_lean_udp` would answer -- a flow direction with a
-        scan offer whose scan finds nothing -- and hands every other frame to `inspect`.
-        `inspect` itself without the compiled module.  One per engine and process (it cannot
-        be pickled); cheap to make."""
-        if _CUdpLane is None:
+        the same effects: `inspect` behind the compiled lanes (rules/_hotpath.c Lanes), which
+        answer themselves what `_lean_udp` and `_lean_tcp` would -- a datagram of a flow
+        direction with a scan offer whose scan finds nothing, a pure ACK, and (no app layer
+        loaded) the next in-order data of an established session -- and hand every other
+        frame to `inspect`.  `inspect` itself without the compiled module.  One per engine
+        and process (it cannot be pickled); cheap to make."""
+        if _CLanes is None:
             return self.inspect
         dec = self.settings.decoder
-        return _CUdpLane(self, self.inspect, self.c, self.flows.table(), self.checksums.sources,
-                         dec.checksum_validation, dec.vxlan_ports if dec.vxlan_enabled else None,
-                         AnyPattern, TrackedFlow, FORWARD, CSUM_AUTO, CSUM_SKIP, CHECKSUM_SAMPLE_COUNT)
+        return _CLanes(self, self.inspect, self.c, self.flows.table(), self.checksums.sources,
+                       dec.checksum_validation, dec.vxlan_ports if dec.vxlan_enabled else None,
+                       AnyPattern, TrackedFlow, FORWARD, CSUM_AUTO, CSUM_SKIP, CHECKSUM_SAMPLE_COUNT)
 
     def tick(self, now: float) -> tuple:
         """Advance time: flows, datagrams and threshold windows expire.  Returns the events

@@ -1,4 +1,4 @@
-"""The compiled lanes (rules/_hotpath.c UdpLane, `Engine.front()`: a UDP datagram of a
+"""The compiled lanes (rules/_hotpath.c Lanes, `Engine.front()`: a UDP datagram of a
 direction with a scan offer, a pure TCP ACK of an established flow) answer exactly what
 `Engine.inspect` answers, with exactly its effects.
 
@@ -50,9 +50,9 @@ C6, S6 = "2001:db8::1", "2001:db8::2"
 def test_built():
     """The install builds the lane; without it front() is plain inspect and nothing here
     would test the compiled code."""
-    from rules._hotpath import UdpLane
+    from rules._hotpath import Lanes
     eng = Engine(parse(UDP_RULES), EngineSettings())
-    assert type(eng.front()) is UdpLane
+    assert type(eng.front()) is Lanes
 
 
 class Front:
