@@ -549,18 +549,6 @@ attr_true(PyObject *obj, PyObject *name)
     return t;
 }
 
-/* obj.name as a C long (-1 with an exception set on failure; check PyErr_Occurred). */
-static long
-attr_long(PyObject *obj, PyObject *name)
-{
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL)
-        return -1;
-    long x = PyLong_AsLong(v);
-    Py_DECREF(v);
-    return x;
-}
-
 /* obj.name += by */
 static int
 attr_add(PyObject *obj, PyObject *name, PyObject *by)
@@ -715,12 +703,11 @@ done:
     return taken;
 }
 
-/* A stream direction's long attribute (rules.stream's per-direction state); -1 with an
- * exception set on failure (check PyErr_Occurred). */
+/* obj.name as a C long long; -1 with an exception set on failure (check PyErr_Occurred). */
 static long long
-dir_ll(PyObject *d, PyObject *name)
+attr_ll(PyObject *obj, PyObject *name)
 {
-    PyObject *v = PyObject_GetAttr(d, name);
+    PyObject *v = PyObject_GetAttr(obj, name);
     if (v == NULL)
         return -1;
     long long x = PyLong_AsLongLong(v);
@@ -766,8 +753,8 @@ tcp_check(Lanes *self, PyObject *flow, int to_server, unsigned long ackno, unsig
         goto done;
     }
     /* TcpStream.offset: the acknowledgment's stream offset, nearest the contiguous data */
-    long long end = dir_ll(peer, ls_end), base = dir_ll(peer, ls_base);
-    long long window = dir_ll(peer, ls_window), last_ack = dir_ll(peer, ls_last_ack);
+    long long end = attr_ll(peer, ls_end), base = attr_ll(peer, ls_base);
+    long long window = attr_ll(peer, ls_window), last_ack = attr_ll(peer, ls_last_ack);
     if (PyErr_Occurred())
         goto done;
     long long d = ((long long)ackno - base - end) & 0xFFFFFFFFLL;
@@ -784,8 +771,8 @@ tcp_check(Lanes *self, PyObject *flow, int to_server, unsigned long ackno, unsig
         /* data (only without an app layer, which lane_answer checked first: its bytes would go
          * to it, and transaction rules run on them, on Python's lane): the next in-order
          * bytes, nothing held out of order, inside the window, depth and memcap */
-        long long mbase = dir_ll(me, ls_base), mend = dir_ll(me, ls_end), mlast = dir_ll(me, ls_last_ack);
-        long long mwin = dir_ll(me, ls_window);
+        long long mbase = attr_ll(me, ls_base), mend = attr_ll(me, ls_end), mlast = attr_ll(me, ls_last_ack);
+        long long mwin = attr_ll(me, ls_window);
         PyObject *ooo = PyObject_GetAttr(me, ls_ooo);
         int held = ooo ? PyObject_IsTrue(ooo) : -1;
         Py_XDECREF(ooo);
@@ -798,8 +785,8 @@ tcp_check(Lanes *self, PyObject *flow, int to_server, unsigned long ackno, unsig
         *right = mend + n;
         PyObject *streams = PyObject_GetAttr(self->engine, ls_streams);
         PyObject *sset = streams ? PyObject_GetAttr(streams, ls_s) : NULL;
-        long long depth = streams ? dir_ll(streams, ls_depth) : -1, mem = streams ? dir_ll(streams, ls_mem) : -1;
-        long long memcap = sset ? dir_ll(sset, ls_reassembly_memcap) : -1;
+        long long depth = streams ? attr_ll(streams, ls_depth) : -1, mem = streams ? attr_ll(streams, ls_mem) : -1;
+        long long memcap = sset ? attr_ll(sset, ls_reassembly_memcap) : -1;
         Py_XDECREF(streams);
         Py_XDECREF(sset);
         if (PyErr_Occurred()) {
@@ -952,9 +939,9 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         PyBuffer_Release(&view);
         return NULL;
     }
-    if (attr_long(meta, ls_linktype) != 1)          /* LINKTYPE_ETHERNET */
+    if (attr_ll(meta, ls_linktype) != 1)          /* LINKTYPE_ETHERNET */
         goto out;
-    long hint = attr_long(meta, ls_checksum);
+    long long hint = attr_ll(meta, ls_checksum);
     if (hint == -1 && PyErr_Occurred())
         goto out;
     int validate = self->validate;
@@ -981,7 +968,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
                 validate = 0;
                 src = NULL;                         /* an offloaded source counts nothing more */
             } else {
-                long frames = attr_long(src, ls_frames);
+                long long frames = attr_ll(src, ls_frames);
                 if (frames < self->sample_count)    /* still sampling (or an error): inspect decides */
                     goto out;
             }
@@ -1083,7 +1070,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     Py_DECREF(length);
     if (!err && peer != NULL) {
         /* the stream stage of a pure ACK: the peer's highest acknowledgment and its window */
-        long long last_ack = dir_ll(peer, ls_last_ack), scale = dir_ll(me, ls_scale);
+        long long last_ack = attr_ll(peer, ls_last_ack), scale = attr_ll(me, ls_scale);
         err = PyErr_Occurred() != NULL || scale < 0 || scale > 30;
         if (!err && ackoff > last_ack) {
             PyObject *a = PyLong_FromLongLong(ackoff);
@@ -1099,7 +1086,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     if (!err && peer != NULL && dlen) {
         /* the stream stage of a data segment: next_seq, the bytes taken in and prefiltered,
          * the inline window (StreamEngine.take_in_order, inline_window) */
-        long long next_seq = dir_ll(me, ls_next_seq);
+        long long next_seq = attr_ll(me, ls_next_seq);
         err = PyErr_Occurred() != NULL;
         if (!err && next_seq < right + 1 && right + 1 < next_seq + (1LL << 30)) {
             PyObject *v = PyLong_FromLongLong(right + 1);
