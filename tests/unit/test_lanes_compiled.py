@@ -316,6 +316,24 @@ def test_with_an_app_layer_data_is_pythons():
     assert front.answered == 2, (front.calls, front.fallbacks)
 
 
+def test_a_midstream_flow_s_first_packet_each_way_is_inspects():
+    """stream.midstream: a session picked up on data, without its handshake.  Each
+    direction's first packet (IP-only rules, decisions) goes to inspect, whatever it is;
+    later ones may take the lane."""
+    rules = parse(NO_PLAIN_RULES)
+    cfg = EngineSettings(stream=StreamSettings(midstream=True))
+    compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    c, s_ = IP(src="198.51.100.1", dst="203.0.113.2"), IP(src="203.0.113.2", dst="198.51.100.1")
+    frames = [bytes(e / c / TCP(sport=40000, dport=80, flags="PA", seq=1000, ack=5000) / b"hello"),
+              bytes(e / s_ / TCP(sport=80, dport=40000, flags="A", seq=5000, ack=1005)),
+              bytes(e / s_ / TCP(sport=80, dport=40000, flags="PA", seq=5000, ack=1005) / b"world"),
+              bytes(e / c / TCP(sport=40000, dport=80, flags="A", seq=1005, ack=5005)),
+              bytes(e / c / TCP(sport=40000, dport=80, flags="PA", seq=1005, ack=5005) / b"again")]
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert front.fallbacks >= 2, (front.calls, front.fallbacks)
+
+
 def test_acks_outside_the_window_and_with_options_are_inspects():
     """An acknowledgment beyond what the peer's window allows (its event), and a pure ACK
     whose TCP options carry a decoder event, go to inspect; a clean one after them is the
