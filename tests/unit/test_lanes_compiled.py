@@ -31,6 +31,7 @@ from tests.unit.test_engine_lean_lane import (
     APP_RULES,
     DIFF,
     EXPECTED,
+    GAVE_UP_STEPS,
     NO_PLAIN_RULES,
     RULES,
     SCENARIOS,
@@ -382,9 +383,8 @@ def test_a_pure_ack_after_a_parser_gave_up_is_inspects(policy):
     rules = parse(APP_RULES)
     cfg = EngineSettings(mode="ips", app_error_policy=policy)
     compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
-    steps = [("c", [b"GET /admin HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"]),
-             ("ack", [b""]), ("ack", [b""]), ("s", [b"HTTP/1.1 200 OK\r\n\r\n"]), ("ack", [b""])]
-    lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000))])
+    frames = session(GAVE_UP_STEPS, 40000)
+    lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
     assert compiled.hits.get((1, 21)) == 1
 
 
