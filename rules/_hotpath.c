@@ -112,6 +112,32 @@ static Py_ssize_t slot_off[N_SLOTS];
 static PyObject *str_ts, *str_iface, *str_pcap_cnt, *str_vlan;
 static PyObject *ev_duplicate, *ev_invalid_len;  /* the TCP option events */
 
+/* The offsets of `names` in class `tp`, each a plain object slot (inherited ones too);
+ * -1 with TypeError (saying `who` wanted them) when one is not.  For the Packet class
+ * decode_common fills and for the flow class the lanes read. */
+static int
+slot_offsets(PyTypeObject *tp, const char *const *names, int n, Py_ssize_t *off, const char *who)
+{
+    for (int i = 0; i < n; i++) {
+        PyObject *name = PyUnicode_InternFromString(names[i]);
+        if (name == NULL)
+            return -1;
+        PyObject *d = _PyType_Lookup(tp, name);      /* borrowed */
+        Py_DECREF(name);
+        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyErr_Format(PyExc_TypeError, "%s: %s has no slot %s", who, tp->tp_name, names[i]);
+            return -1;
+        }
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
+            PyErr_Format(PyExc_TypeError, "%s: %s.%s is not a plain slot", who, tp->tp_name, names[i]);
+            return -1;
+        }
+        off[i] = m->offset;
+    }
+    return 0;
+}
+
 static PyObject *
 set_packet_type(PyObject *self, PyObject *cls)
 {
@@ -119,24 +145,12 @@ set_packet_type(PyObject *self, PyObject *cls)
         PyErr_SetString(PyExc_TypeError, "set_packet_type: a class is needed");
         return NULL;
     }
-    PyTypeObject *tp = (PyTypeObject *)cls;
     Py_ssize_t off[N_SLOTS];          /* the class in use changes only once every slot is found */
-    for (int i = 0; i < N_SLOTS; i++) {
-        PyObject *d = PyDict_GetItemString(tp->tp_dict, slot_names[i]);      /* borrowed */
-        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-            PyErr_Format(PyExc_TypeError, "set_packet_type: %s has no slot %s", tp->tp_name, slot_names[i]);
-            return NULL;
-        }
-        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
-            PyErr_Format(PyExc_TypeError, "set_packet_type: %s.%s is not a plain slot", tp->tp_name, slot_names[i]);
-            return NULL;
-        }
-        off[i] = m->offset;
-    }
+    if (slot_offsets((PyTypeObject *)cls, slot_names, N_SLOTS, off, "set_packet_type") < 0)
+        return NULL;
     memcpy(slot_off, off, sizeof slot_off);
     Py_INCREF(cls);
-    Py_XSETREF(packet_type, tp);
+    Py_XSETREF(packet_type, (PyTypeObject *)cls);
     Py_RETURN_NONE;
 }
 
@@ -471,8 +485,8 @@ other:
 
 /* ------------------------------------------------------------------ Lanes */
 
-/* Lanes(engine, inspect, counters, flows, sources, validate, vxlan_ports, any_pattern,
- *       flow_type, forward, csum_auto, csum_skip, sample_count): callable (frame, meta) -> Result.
+/* Lanes(engine, inspect, counters, flows, streams, sources, validate, vxlan_ports,
+ *       any_pattern, flow_type, forward, csum_auto, csum_skip, sample_count): callable (frame, meta) -> Result.
  *
  * The engine's lanes (rules.engine.Engine._lean_udp, _lean_tcp) compiled, in front of the
  * engine's `inspect`: what the data plane calls per frame (Engine.front()).  A frame it
@@ -491,7 +505,8 @@ other:
  *
  * engine: rules.engine.Engine (its `lean`, `app` and `detector` are read per frame: a
  * rule reload replaces the last two); inspect: its bound `inspect`; counters: engine.c;
- * flows: the flow table's OrderedDict; sources: engine.checksums.sources; validate:
+ * flows: the flow table's OrderedDict; streams: engine.streams (rules.stream.StreamEngine,
+ * its settings read per frame); sources: engine.checksums.sources; validate:
  * stream.checksum-validation; vxlan_ports: as decode_common; any_pattern: the class
  * rules.prefilter.AnyPattern, whose `spec` is scanned here (other scans are called);
  * flow_type: rules.flow.TrackedFlow, whose slots are read and written in place; forward:
@@ -500,7 +515,7 @@ other:
  * rules.decode.CHECKSUM_SAMPLE_COUNT. */
 typedef struct {
     PyObject_HEAD
-    PyObject *engine, *inspect, *counters, *flows, *sources, *vxlan, *any_pattern, *forward;
+    PyObject *engine, *inspect, *counters, *flows, *streams, *sources, *vxlan, *any_pattern, *forward;
     PyTypeObject *flow_type;
     vectorcallfunc vectorcall;
     int validate;
@@ -510,7 +525,7 @@ typedef struct {
 
 static PyObject *ls_lean, *ls_app, *ls_detector, *ls_linktype, *ls_checksum, *ls_parser, *ls_proto, *ls_refused,
     *ls_probed_names, *ls_spec, *ls_packets, *ls_frames, *ls_off, *ls_move_to_end, *ls_evaluated, *ls_empty,
-    *ls_streams, *ls_inline, *ls_established, *ls_simple, *ls_fin_due, *ls_client, *ls_server, *ls_done, *ls_end,
+    *ls_inline, *ls_established, *ls_simple, *ls_fin_due, *ls_client, *ls_server, *ls_done, *ls_end,
     *ls_base, *ls_window, *ls_last_ack, *ls_scale, *ls_fed, *ls_bypass_ready, *ls_failed, *ls_error_seen,
     *ls_hdr_cache, *ls_ooo, *ls_s, *ls_depth, *ls_mem, *ls_reassembly_memcap, *ls_next_seq,
     *ls_take_in_order, *ls_inline_window, *ls_lane_detect, *ls_one, *ls_udp, *ls_tcp;
@@ -523,7 +538,7 @@ lane_init_strings(void)
     S(ls_checksum, "checksum"); S(ls_parser, "parser"); S(ls_proto, "proto"); S(ls_refused, "refused");
     S(ls_probed_names, "probed_names"); S(ls_spec, "spec"); S(ls_packets, "packets"); S(ls_frames, "frames");
     S(ls_off, "off"); S(ls_move_to_end, "move_to_end"); S(ls_evaluated, "evaluated"); S(ls_empty, "");
-    S(ls_streams, "streams"); S(ls_inline, "inline"); S(ls_established, "established"); S(ls_simple, "simple");
+    S(ls_inline, "inline"); S(ls_established, "established"); S(ls_simple, "simple");
     S(ls_fin_due, "fin_due"); S(ls_client, "client"); S(ls_server, "server"); S(ls_done, "done"); S(ls_end, "end");
     S(ls_base, "base"); S(ls_window, "window"); S(ls_last_ack, "last_ack"); S(ls_scale, "scale"); S(ls_fed, "fed");
     S(ls_bypass_ready, "bypass_ready"); S(ls_failed, "failed"); S(ls_error_seen, "error_seen");
@@ -578,31 +593,6 @@ static const char *flow_slot_names[N_FLOW_SLOTS] = {
 };
 _Static_assert(N_FLOW_SLOTS == sizeof ((Lanes *)0)->flow_off / sizeof(Py_ssize_t), "Lanes.flow_off");
 
-/* The offsets of `names` in class `tp`, each a plain object slot (inherited ones too);
- * -1 with TypeError when one is not. */
-static int
-slot_offsets(PyTypeObject *tp, const char **names, int n, Py_ssize_t *off)
-{
-    for (int i = 0; i < n; i++) {
-        PyObject *name = PyUnicode_InternFromString(names[i]);
-        if (name == NULL)
-            return -1;
-        PyObject *d = _PyType_Lookup(tp, name);      /* borrowed */
-        Py_DECREF(name);
-        if (d == NULL || !Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-            PyErr_Format(PyExc_TypeError, "%s has no slot %s", tp->tp_name, names[i]);
-            return -1;
-        }
-        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
-            PyErr_Format(PyExc_TypeError, "%s.%s is not a plain slot", tp->tp_name, names[i]);
-            return -1;
-        }
-        off[i] = m->offset;
-    }
-    return 0;
-}
-
 /* Slot `i` of a flow of the lane's flow class (borrowed; NULL when unset). */
 #define FSLOT(self, flow, i) (*(PyObject **)((char *)(flow) + (self)->flow_off[i]))
 
@@ -629,10 +619,11 @@ fslot_true(PyObject *v)
 }
 
 /* The UDP lane's test on a datagram of `flow` (Engine._lean_udp after the lookup): the
- * direction's scan offer, AppLayer.udp_quiet, the scan.  1 taken (*result and *skipped set,
- * borrowed from the offer, which *hold keeps), 0 not, -1 an exception set. */
+ * direction's scan offer, AppLayer.udp_quiet (`app`: engine.app), the scan.  1 taken (*result
+ * and *skipped set, borrowed from the offer, which *hold keeps), else 0 (an error on the way
+ * is left set: the caller clears it). */
 static int
-udp_check(Lanes *self, PyObject *flow, int to_server, const unsigned char *payload, Py_ssize_t plen,
+udp_check(Lanes *self, PyObject *app, PyObject *flow, int to_server, const unsigned char *payload, Py_ssize_t plen,
           PyObject **result, PyObject **skipped, PyObject **hold)
 {
     PyObject *pf = FSLOT(self, flow, F_PREFILTER);                      /* borrowed */
@@ -642,13 +633,7 @@ udp_check(Lanes *self, PyObject *flow, int to_server, const unsigned char *paylo
     if (!PyTuple_CheckExact(own) || PyTuple_GET_SIZE(own) != 3)       /* None (not worked out) or False */
         return 0;
     PyObject *offer = Py_NewRef(own);
-    int taken = 0;
     /* AppLayer.udp_quiet: no parser, and a protocol, or this direction refused every one probed */
-    PyObject *app = PyObject_GetAttr(self->engine, ls_app);
-    if (app == NULL) {
-        taken = -1;
-        goto done;
-    }
     if (app != Py_None) {
         PyObject *st = FSLOT(self, flow, F_APP);
         int quiet = 0;
@@ -670,11 +655,8 @@ udp_check(Lanes *self, PyObject *flow, int to_server, const unsigned char *paylo
             }
             Py_XDECREF(parser);
         }
-        Py_DECREF(app);
         if (quiet != 1)
             goto done;
-    } else {
-        Py_DECREF(app);
     }
     PyObject *scan = PyTuple_GET_ITEM(offer, 2);
     if (plen && scan != Py_None) {
@@ -700,7 +682,7 @@ udp_check(Lanes *self, PyObject *flow, int to_server, const unsigned char *paylo
     return 1;
 done:
     Py_DECREF(offer);
-    return taken;
+    return 0;
 }
 
 /* obj.name as a C long long; -1 with an exception set on failure (check PyErr_Occurred). */
@@ -721,11 +703,13 @@ attr_ll(PyObject *obj, PyObject *name)
  * direction, neither direction done, an acknowledgment inside the peer's window; for a
  * pure ACK an app layer with nothing pending, for data the next in-order bytes that fit
  * (StreamEngine.fits_in_order); and a detector whose cached candidates for the direction
- * need a fast pattern.  1 taken (*peer, *me new references, *ackoff the acknowledgment's
+ * need a fast pattern (`app`, `det`: engine.app, engine.detector).  1 taken (*peer, *me new
+ * references, *ackoff the acknowledgment's
  * stream offset, *right the data's right edge, *skipped a new reference), 0 not, -1 an
  * exception set. */
 static int
-tcp_check(Lanes *self, PyObject *flow, int to_server, unsigned long ackno, unsigned long seqno, Py_ssize_t n,
+tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_server, unsigned long ackno,
+          unsigned long seqno, Py_ssize_t n,
           PyObject *sa, PyObject *sp, PyObject **peer_out, PyObject **me_out, long long *ackoff,
           long long *right, PyObject **skipped)
 {
@@ -744,7 +728,7 @@ tcp_check(Lanes *self, PyObject *flow, int to_server, unsigned long ackno, unsig
         return t < 0 ? -1 : 0;
     PyObject *me = PyObject_GetAttr(ssn, to_server ? ls_client : ls_server);
     PyObject *peer = PyObject_GetAttr(ssn, to_server ? ls_server : ls_client);
-    PyObject *app = NULL, *det = NULL, *per_flow = NULL, *dkey = NULL;
+    PyObject *per_flow = NULL, *dkey = NULL;
     int taken = -1;
     if (me == NULL || peer == NULL)
         goto done;
@@ -762,11 +746,6 @@ tcp_check(Lanes *self, PyObject *flow, int to_server, unsigned long ackno, unsig
     taken = 0;
     if (window >= 0 && *ackoff > last_ack + window)
         goto done;                                  /* an invalid acknowledgment: its event */
-    app = PyObject_GetAttr(self->engine, ls_app);
-    if (app == NULL) {
-        taken = -1;
-        goto done;
-    }
     if (n) {
         /* data (only without an app layer, which lane_answer checked first: its bytes would go
          * to it, and transaction rules run on them, on Python's lane): the next in-order
@@ -783,11 +762,9 @@ tcp_check(Lanes *self, PyObject *flow, int to_server, unsigned long ackno, unsig
         if ((((long long)seqno - mbase - mend) & 0xFFFFFFFFLL) != 0)
             goto done;                              /* not the next in-order segment */
         *right = mend + n;
-        PyObject *streams = PyObject_GetAttr(self->engine, ls_streams);
-        PyObject *sset = streams ? PyObject_GetAttr(streams, ls_s) : NULL;
-        long long depth = streams ? attr_ll(streams, ls_depth) : -1, mem = streams ? attr_ll(streams, ls_mem) : -1;
+        PyObject *sset = PyObject_GetAttr(self->streams, ls_s);
+        long long depth = attr_ll(self->streams, ls_depth), mem = attr_ll(self->streams, ls_mem);
         long long memcap = sset ? attr_ll(sset, ls_reassembly_memcap) : -1;
-        Py_XDECREF(streams);
         Py_XDECREF(sset);
         if (PyErr_Occurred()) {
             taken = -1;
@@ -833,11 +810,6 @@ tcp_check(Lanes *self, PyObject *flow, int to_server, unsigned long ackno, unsig
         }
     }
     /* Detector.prefilter_gate(flow, to_server, src, sport, empty=not n) */
-    det = PyObject_GetAttr(self->engine, ls_detector);
-    if (det == NULL) {
-        taken = -1;
-        goto done;
-    }
     PyObject *cache = PyObject_GetAttr(det, ls_hdr_cache);
     PyObject *fid = FSLOT(self, flow, F_FLOW_ID);
     if (cache == NULL || fid == NULL || !PyDict_Check(cache)) {
@@ -880,8 +852,6 @@ tcp_check(Lanes *self, PyObject *flow, int to_server, unsigned long ackno, unsig
 done:
     Py_XDECREF(me);
     Py_XDECREF(peer);
-    Py_XDECREF(app);
-    Py_XDECREF(det);
     Py_XDECREF(per_flow);
     Py_XDECREF(dkey);
     return taken;
@@ -923,22 +893,19 @@ static PyObject *
 lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
 {
     PyObject *eng = self->engine;
-    PyObject *key = NULL, *src = NULL, *res = NULL;
+    PyObject *key = NULL, *src = NULL, *res = NULL, *app = NULL, *det = NULL;
     Py_buffer view;
     if (PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     const unsigned char *f = (const unsigned char *)view.buf;
     const int kind = lane_candidate(f, view.len);
     int t = kind > 0 ? attr_true(eng, ls_lean) : 0;
-    if (t > 0 && kind == 3) {                       /* data: Python's lane with an app layer */
-        PyObject *app = PyObject_GetAttr(eng, ls_app);
-        t = app == NULL ? -1 : app == Py_None;
-        Py_XDECREF(app);
+    if (t > 0) {                                    /* (a rule reload may replace the app layer) */
+        app = PyObject_GetAttr(eng, ls_app);
+        t = app == NULL ? -1 : kind != 3 || app == Py_None;    /* data: Python's lane with an app layer */
     }
-    if (t <= 0) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
+    if (t <= 0)
+        goto out;
     if (attr_ll(meta, ls_linktype) != 1)          /* LINKTYPE_ETHERNET */
         goto out;
     long long hint = attr_ll(meta, ls_checksum);
@@ -985,10 +952,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     if (cm.proto == 6) {
         if ((cm.flags != 0x10 && cm.flags != 0x18) || cm.opt_dup || cm.opt_bad)
             goto out;
-        PyObject *streams = PyObject_GetAttr(eng, ls_streams);
-        t = streams ? attr_true(streams, ls_inline) : -1;
-        Py_XDECREF(streams);
-        if (t <= 0)
+        if (attr_true(self->streams, ls_inline) <= 0)
             goto out;
     } else if (cm.proto != 17) {
         goto out;
@@ -1020,7 +984,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     Py_INCREF(flow);
     PyObject *hold = NULL, *result = NULL, *skipped = NULL, *peer = NULL, *me = NULL;
     long long ackoff = 0, right = 0;
-    const Py_ssize_t dlen = cm.end - cm.pstart;                         /* TCP: the payload */
+    const Py_ssize_t dlen = cm.end - cm.pstart;                         /* the payload */
     int to_server = -1;
     /* (a decided flow is dropped or passed: Engine._mark sets one with `decided`) */
     if (fslot_true(FSLOT(self, flow, F_DROPPED)) != 0 || fslot_true(FSLOT(self, flow, F_ACTION_PASS)) != 0 ||
@@ -1031,10 +995,14 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         to_server = PyObject_RichCompareBool(FSLOT(self, flow, F_CLI_PORT), sp, Py_EQ);
     if (to_server < 0)
         goto flow_out;
+    det = PyObject_GetAttr(eng, ls_detector);
+    if (det == NULL)
+        goto flow_out;
     if (cm.proto == 17) {
-        t = udp_check(self, flow, to_server, f + cm.pstart, cm.end - cm.pstart, &result, &skipped, &hold);
+        t = udp_check(self, app, flow, to_server, f + cm.pstart, dlen, &result, &skipped, &hold);
     } else {
-        t = tcp_check(self, flow, to_server, cm.ack, cm.seq, dlen, sa, sp, &peer, &me, &ackoff, &right, &skipped);
+        t = tcp_check(self, app, det, flow, to_server, cm.ack, cm.seq, dlen, sa, sp, &peer, &me, &ackoff, &right,
+                      &skipped);
         result = self->forward;
     }
     if (t <= 0)
@@ -1093,11 +1061,10 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
             err = v == NULL || PyObject_SetAttr(me, ls_next_seq, v) < 0;
             Py_XDECREF(v);
         }
-        PyObject *streams = err ? NULL : PyObject_GetAttr(eng, ls_streams);
-        PyObject *pl = streams ? PyBytes_FromStringAndSize((const char *)f + cm.pstart, dlen) : NULL;
+        PyObject *pl = err ? NULL : PyBytes_FromStringAndSize((const char *)f + cm.pstart, dlen);
         PyObject *nobj = pl ? PyLong_FromSsize_t(dlen) : NULL;
-        PyObject *v = nobj ? PyObject_CallMethodObjArgs(streams, ls_take_in_order, me, pl, nobj, NULL) : NULL;
-        PyObject *win = v ? PyObject_CallMethodObjArgs(streams, ls_inline_window, me, nobj,
+        PyObject *v = nobj ? PyObject_CallMethodObjArgs(self->streams, ls_take_in_order, me, pl, nobj, NULL) : NULL;
+        PyObject *win = v ? PyObject_CallMethodObjArgs(self->streams, ls_inline_window, me, nobj,
                                                        to_server ? Py_True : Py_False, Py_False, NULL) : NULL;
         err = win == NULL || !PyTuple_CheckExact(win) || PyTuple_GET_SIZE(win) != 2;
         PyObject *seen = err ? NULL : PyTuple_GET_ITEM(win, 1);
@@ -1125,13 +1092,9 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         Py_XDECREF(v);
         Py_XDECREF(nobj);
         Py_XDECREF(pl);
-        Py_XDECREF(streams);
     }
-    if (!err) {
-        PyObject *det = PyObject_GetAttr(eng, ls_detector);
-        err = det == NULL || attr_add(det, ls_evaluated, skipped) < 0;
-        Py_XDECREF(det);
-    }
+    if (!err)
+        err = attr_add(det, ls_evaluated, skipped) < 0;
     if (!err)
         res = Py_NewRef(result);
 flow_out:
@@ -1145,6 +1108,8 @@ flow_out:
     Py_DECREF(flow);
 out:
     Py_XDECREF(key);
+    Py_XDECREF(app);
+    Py_XDECREF(det);
     PyBuffer_Release(&view);
     return res;
 }
@@ -1170,10 +1135,10 @@ lane_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
 static int
 lane_new_args(Lanes *self, PyObject *args)
 {
-    PyObject *engine, *inspect, *counters, *flows, *sources, *vxlan, *any_pattern, *flow_type, *forward;
+    PyObject *engine, *inspect, *counters, *flows, *streams, *sources, *vxlan, *any_pattern, *flow_type, *forward;
     int validate;
-    if (!PyArg_ParseTuple(args, "OOO!O!O!pOOO!Olll:Lanes", &engine, &inspect, &PyDict_Type, &counters,
-                          &PyDict_Type, &flows, &PyDict_Type, &sources, &validate, &vxlan, &any_pattern,
+    if (!PyArg_ParseTuple(args, "OOO!O!OO!pOOO!Olll:Lanes", &engine, &inspect, &PyDict_Type, &counters,
+                          &PyDict_Type, &flows, &streams, &PyDict_Type, &sources, &validate, &vxlan, &any_pattern,
                           &PyType_Type, &flow_type, &forward, &self->csum_auto, &self->csum_skip,
                           &self->sample_count))
         return -1;
@@ -1181,13 +1146,14 @@ lane_new_args(Lanes *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "Lanes: any_pattern must be a class");
         return -1;
     }
-    if (slot_offsets((PyTypeObject *)flow_type, flow_slot_names, N_FLOW_SLOTS, self->flow_off) < 0)
+    if (slot_offsets((PyTypeObject *)flow_type, flow_slot_names, N_FLOW_SLOTS, self->flow_off, "Lanes") < 0)
         return -1;
     self->flow_type = (PyTypeObject *)Py_NewRef(flow_type);
     self->engine = Py_NewRef(engine);
     self->inspect = Py_NewRef(inspect);
     self->counters = Py_NewRef(counters);
     self->flows = Py_NewRef(flows);
+    self->streams = Py_NewRef(streams);
     self->sources = Py_NewRef(sources);
     self->vxlan = Py_NewRef(vxlan);
     self->any_pattern = Py_NewRef(any_pattern);
@@ -1222,6 +1188,7 @@ lane_traverse(Lanes *self, visitproc visit, void *arg)
     Py_VISIT(self->inspect);
     Py_VISIT(self->counters);
     Py_VISIT(self->flows);
+    Py_VISIT(self->streams);
     Py_VISIT(self->sources);
     Py_VISIT(self->vxlan);
     Py_VISIT(self->any_pattern);
@@ -1237,6 +1204,7 @@ lane_clear(Lanes *self)
     Py_CLEAR(self->inspect);
     Py_CLEAR(self->counters);
     Py_CLEAR(self->flows);
+    Py_CLEAR(self->streams);
     Py_CLEAR(self->sources);
     Py_CLEAR(self->vxlan);
     Py_CLEAR(self->any_pattern);
@@ -1271,7 +1239,7 @@ static PyTypeObject LanesType = {
     .tp_basicsize = sizeof(Lanes),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_vectorcall_offset = offsetof(Lanes, vectorcall),
-    .tp_doc = "Lanes(engine, inspect, counters, flows, sources, validate, vxlan_ports, any_pattern, flow_type, forward, "
+    .tp_doc = "Lanes(engine, inspect, counters, flows, streams, sources, validate, vxlan_ports, any_pattern, flow_type, forward, "
               "csum_auto, csum_skip, sample_count): the engine's lanes compiled, in front of inspect; "
               "call it as inspect(frame, meta).",
     .tp_new = lane_new,

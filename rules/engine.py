@@ -205,7 +205,7 @@ class Engine:
         if _CLanes is None:
             return self.inspect
         dec = self.settings.decoder
-        return _CLanes(self, self.inspect, self.c, self.flows.table(), self.checksums.sources,
+        return _CLanes(self, self.inspect, self.c, self.flows.table(), self.streams, self.checksums.sources,
                        dec.checksum_validation, dec.vxlan_ports if dec.vxlan_enabled else None,
                        AnyPattern, TrackedFlow, FORWARD, CSUM_AUTO, CSUM_SKIP, CHECKSUM_SAMPLE_COUNT)
 

@@ -211,8 +211,8 @@ class FlowTable:
         return flow
 
     def table(self) -> OrderedDict:
-        """The table itself, least recently active first, for the compiled UDP lane
-        (rules.engine.Engine.front), which finds and moves a flow as `find` and
+        """The table itself, least recently active first, for the compiled lanes
+        (rules.engine.Engine.front), which find and move a flow as `find` and
         `established_seen` do."""
         return self._flows
 
