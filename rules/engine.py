@@ -401,7 +401,8 @@ class Engine:
             return None
         key, flow = found
         ssn = flow.tcp
-        if flow.state != "established" or flow.decided or flow.dropped or flow.action_pass or ssn is None \
+        # (a decided flow is dropped or passed: _mark sets one with `decided`)
+        if flow.state != "established" or flow.dropped or flow.action_pass or ssn is None \
                 or not ssn.simple or ssn.fin_due:
             return None
         src = pkt.src
