@@ -147,6 +147,7 @@ class Engine:
         self.thresholds = Thresholds()
         self._rebuilt: tuple = (-1, [])    # (frame number, datagrams rebuilt from fragments in it): pkt_src
         self.hits: dict[tuple[int, int], int] = {}   # (gid, sid) -> alerts it raised (thresholded ones not counted)
+        self.hit_msgs: dict[tuple[int, int], str] = {}   # (gid, sid) -> its rule's msg (rule_hits)
         self.c: dict[str, int] = {
             "packets": 0, "alerts": 0, "drops": 0, "engine.errors": 0, "detect.matched": 0,
             "decoder.packets_with_events": 0,
@@ -302,6 +303,9 @@ class Engine:
         new.detector.keep_state(self.detector)      # xbits and flowints go on
         self.detector = new.detector
         new.thresholds.evicted += self.thresholds.evicted     # a count, not state: it goes on
+        if self.hits:      # rule_hits names each rule as the rules in force do ("" once it is gone)
+            msgs = {(s.rule.gid, s.rule.sid): s.rule.msg for s in new.detector.sigs}
+            self.hit_msgs = {k: msgs.get(k, "") for k in self.hits}
         self.thresholds = new.thresholds
         self.streams.scanner = new.streams.scanner
         self.streams.check_overlap = new.streams.check_overlap
@@ -331,9 +335,9 @@ class Engine:
 
     def rule_hits(self, top: int = 50) -> list[tuple[int, int, int, str]]:
         """The rules that raised the most alerts: [(gid, sid, hits, msg)], most first."""
-        msgs = self.detector.messages()
+        msgs = self.hit_msgs
         best = sorted(self.hits.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-        return [(g, s, n, msgs.get((g, s), "")) for (g, s), n in best]
+        return [(g, s, n, msgs[(g, s)]) for (g, s), n in best]
 
     def stats(self) -> dict[str, int]:
         out = dict(self.c)
@@ -875,6 +879,7 @@ class Engine:
             c["alerts"] += 1
             key = (r.gid, r.sid)
             self.hits[key] = self.hits.get(key, 0) + 1
+            self.hit_msgs[key] = r.msg
             d.add_event(Alert(info, action, r.action, r.gid, r.sid, r.rev, r.msg, r.category, r.priority,
                               r.metadata))
 

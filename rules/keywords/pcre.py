@@ -110,9 +110,10 @@ def pcre_10_42(body: str) -> str:
 
 class PcreRegex:
     """A compiled PCRE2 pattern with the two calls the payload matcher makes; a match
-    limit hit is no match, counted in `limit_hits`."""
+    limit hit is no match, counted in `limit_hits` and in each cell of `tallies` (the
+    detectors that use it, rules.detect.Detector.stats: one read per report)."""
 
-    __slots__ = ("_options", "_p", "limit_hits")
+    __slots__ = ("_options", "_p", "limit_hits", "tallies")
 
     def __init__(self, pattern: bytes, options: int) -> None:
         code = _pcre2_cy.compile(pattern, options, PCRE2_ALT_BSUX | PCRE2_NEVER_BACKSLASH_C)
@@ -120,6 +121,7 @@ class PcreRegex:
         self._p = pcre2.Pattern(code, pattern, 0, True, None)
         self._options = options
         self.limit_hits = 0
+        self.tallies: tuple[list[int], ...] = ()
 
     def __reduce__(self):
         """Pickled (a rule reload ships the compiled rules, bridge.reload) as its source:
@@ -131,15 +133,21 @@ class PcreRegex:
         try:
             return self._p.search(buf, pos)
         except pcre2.LibraryError:
-            self.limit_hits += 1
+            self._limit_hit()
             return None
 
     def match(self, buf, pos: int = 0):
         try:
             return self._p.match(buf, pos)
         except pcre2.LibraryError:
-            self.limit_hits += 1
+            self._limit_hit()
             return None
+
+
+    def _limit_hit(self) -> None:
+        self.limit_hits += 1
+        for cell in self.tallies:
+            cell[0] += 1
 
 
 def _unpickle_regex(pattern: bytes, options: int, limit_hits: int) -> PcreRegex:

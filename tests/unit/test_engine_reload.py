@@ -91,3 +91,11 @@ def test_rule_hits_name_a_rule_by_its_message_after_a_reload():
     reload(f.e, 'alert udp any any -> any 7000 (msg:"new name"; content:"A"; sid:1;)')
     udp(f, b"A", sport=6002)
     assert f.e.rule_hits() == [(1, 1, 2, "new name")]
+
+
+def test_rule_hits_name_a_renamed_rule_by_its_new_message_before_it_hits_again():
+    f = Feed(eng('alert udp any any -> any 7000 (msg:"old name"; content:"A"; sid:1;)',
+                 'alert udp any any -> any 7000 (msg:"gone"; content:"B"; sid:2;)'))
+    udp(f, b"AB", sport=6001)
+    reload(f.e, 'alert udp any any -> any 7000 (msg:"new name"; content:"A"; sid:1;)')
+    assert f.e.rule_hits() == [(1, 1, 1, "new name"), (1, 2, 1, "")]

@@ -65,3 +65,22 @@ def test_the_engine_counts_limit_hits_and_the_frame_is_forwarded():
     assert e.stats()["detect.pcre_limit_hits"] == 1
     frame = bytes(Ether() / IP(src="198.51.100.1", dst="203.0.113.2") / UDP(sport=1, dport=2) / b"aaaa")
     assert e.inspect(frame, FrameMeta(2.0, "eth0")).verdict == Verdict.DROP
+
+
+def test_limit_hits_are_counted_once_per_detector_that_uses_the_regex():
+    """detect.pcre_limit_hits is a tally each regex adds to (no walk over every regex per
+    report): two engines over the same parsed rules both count a hit, an engine built after
+    the hit starts from it, and an unpickled engine (a reload's) goes on counting."""
+    import pickle
+    rules = [parse_rule('alert udp any any -> any any (msg:"slow"; pcre:"/(a+)+$/"; sid:1;)')]
+    a, b = Engine(rules), Engine(rules)
+    rx = rules[0].payload.items[0].regex
+    assert rx.search(b"a" * 40 + b"!") is None
+    assert a.stats()["detect.pcre_limit_hits"] == b.stats()["detect.pcre_limit_hits"] == 1
+    c = Engine(rules)
+    assert c.stats()["detect.pcre_limit_hits"] == 1
+    d = pickle.loads(pickle.dumps(c))
+    d_rx = d.detector._pcres[0].regex
+    assert d_rx is not rx and d.stats()["detect.pcre_limit_hits"] == 1
+    assert d_rx.search(b"a" * 40 + b"!") is None
+    assert d.stats()["detect.pcre_limit_hits"] == 2 and c.stats()["detect.pcre_limit_hits"] == 1
