@@ -32,8 +32,11 @@ TCP packet the stream window the stream stage hands over (`rules.stream`).
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from operator import attrgetter
 
+from rules.addr import AddrSet
+from rules.addr import PortSet as IntervalPorts
 from rules.keywords._state import StateOp, VarState, order_key
 from rules.packet import Packet
 from rules.payload import Pcre
@@ -46,6 +49,7 @@ _order_key = attrgetter("order")
 _SHORT_LOOP = 4       # up to this many short-pattern candidates: `bytes in` tests, else their database
 _SHORT_IN_MAX = 256   # ... and `bytes in` tests only in a buffer up to this long
 _SHORT_MAPS_MAX = 4096
+_PLAIN_MAX = 16384    # header entries shared across flows (Detector._plain), cleared when full
 
 
 # What a TCP rule's payload keywords inspect (Suricata's signature types): the packet
@@ -160,6 +164,33 @@ def _apply_flowbits(s: Sig, bits: set) -> None:
                     bits.add(n)
 
 
+def _header_bounds(sigs) -> tuple[list[int], list[int], list[int]] | None:
+    """The sorted edges of every port interval and every IPv4 and IPv6 address interval of
+    the rules (each interval's first value and the one after its last): two ports (two
+    addresses) between the same edges are in exactly the same sets of every rule, so every
+    header check answers the same for them.  None when a rule's port or address set is not
+    the parser's interval set (then nothing is shared)."""
+    ports, v4, v6 = {0}, {0}, {0}
+
+    def add(edges: set, intervals) -> None:
+        for lo, hi in intervals:
+            edges.add(lo)
+            edges.add(hi + 1)
+
+    for s in sigs:
+        r = s.rule
+        for ps in (r.sport, r.dport):
+            if not isinstance(ps, IntervalPorts):
+                return None
+            add(ports, ps.iv)
+        for a in (r.src, r.dst):
+            if not isinstance(a, AddrSet):
+                return None
+            add(v4, a.v4)
+            add(v6, a.v6)
+    return sorted(ports), sorted(v4), sorted(v6)
+
+
 def _pcre_items(chain) -> list:
     """The pcre items of a payload chain and of its sticky-buffer sub-chains."""
     out = [it for it in chain.items if isinstance(it, Pcre)]
@@ -198,6 +229,8 @@ class Detector:
         self.index.warm()
         self._scan = self.index.pattern_db.scan
         self._short_maps: dict[tuple, tuple] = {}     # short-pattern candidates -> the one tuple of them
+        self._bounds = _header_bounds(self.index.sigs)
+        self._plain_cache: dict[tuple, tuple] = {}   # header classes -> _plain's entry, for every flow with it
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
         self._pid_reps: dict[int, tuple] = {}         # id(header group) -> its pattern rules' distinct headers
         self._short_dbs: dict[int, tuple] = {}        # id(short candidates) -> (them, their own PatternDB, rules by id)
@@ -225,7 +258,32 @@ class Detector:
 
     def _plain(self, pkt: Packet):
         """(header-checked plain candidates, number of buckets they came from, groups with
-        patterns, the candidates without IP-only rules, short-pattern candidates)."""
+        patterns, the candidates without IP-only rules, short-pattern candidates).
+
+        The entry depends on the packet's header only through its protocol, direction (and
+        whether it has a flow), and which intervals of the rules' port and address sets hold
+        its ports and addresses (`_header_bounds`): so it is worked out once per such class
+        of headers and shared by every flow in it.  A new connection, from another ephemeral
+        port or another client of the same networks, costs a dict lookup instead of the walk
+        (15-20 % of a SYN), and the classes are few: a flood of random addresses fills
+        nothing new."""
+        bounds = self._bounds
+        if bounds is None:
+            return self._plain_walk(pkt)
+        ports, v4, v6 = bounds
+        addrs = v4 if pkt.ipver == 4 else v6
+        key = (pkt.proto, pkt.ipver, bisect_right(addrs, pkt.src), bisect_right(addrs, pkt.dst),
+               bisect_right(ports, pkt.sport), bisect_right(ports, pkt.dport), pkt.to_server, pkt.flow is None)
+        cache = self._plain_cache
+        ent = cache.get(key)
+        if ent is None:
+            if len(cache) >= _PLAIN_MAX:
+                cache.clear()
+            ent = cache[key] = self._plain_walk(pkt)
+        return ent
+
+    def _plain_walk(self, pkt: Packet):
+        """`_plain` worked out: the header walk of the packet's rule groups."""
         groups = self.index.groups(pkt.proto, pkt.sport, pkt.dport)
         plain: list = []
         nsrc = 0
