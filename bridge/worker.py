@@ -221,7 +221,7 @@ class _PassOnly:
 class Watchdog:
     """Bounds the time one frame may hold `inspect`: SIGALRM every limit/2 s; when the
     main thread is inside the inspector's `inspect` (or the code given after it: an Engine's
-    `_lane_detect`, which its compiled lane calls) on two ticks running and the ring
+    `_lane_detect` and `_lane_app`, which its compiled lane calls) on two ticks running and the ring
     batch being worked on is still the same one (`batch` is advanced once per batch, so
     the frame path pays nothing per frame), the handler raises rules.api.InspectTimeout
     there: the inspector answers that frame by its exception policy and counts it, and
@@ -358,8 +358,8 @@ class Worker:
             self.watchdog = None
         if limit > 0 and type(self.inspector) is not ForwardAll:
             cls = type(self.inspector)
-            # an Engine's compiled lane runs detection through _lane_detect, outside inspect
-            lane = (cls._lane_detect.__code__,) if hasattr(cls, "_lane_detect") else ()
+            # an Engine's compiled lane runs detection outside inspect (Engine.LANE_ENTRIES)
+            lane = tuple(getattr(cls, name).__code__ for name in getattr(cls, "LANE_ENTRIES", ()))
             self.watchdog = Watchdog(limit, cls.inspect.__code__, *lane)
             self.watchdog.start()
 

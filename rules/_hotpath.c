@@ -20,8 +20,8 @@
  * Lanes(engine, ...)(frame, meta) -> Result: the engine's lanes compiled in front of
  *   Engine.inspect (Engine.front(), what the worker and replay call): the UDP lane
  *   (Engine._lean_udp: a datagram of a flow direction whose rules all need a fast pattern),
- *   and the TCP lane (Engine._lean_tcp) for a pure ACK, and for in-order data when no app
- *   layer is loaded.  A 64-byte datagram: about 0.9 us with the benchmark's 100 rules,
+ *   and the TCP lane (Engine._lean_tcp) for a pure ACK, and for in-order data (with an app
+ *   layer, handed to Engine._lane_app once taken into the stream).  A 64-byte datagram: about 0.9 us with the benchmark's 100 rules,
  *   against 2.3 through inspect.  Every other frame goes to inspect unchanged
  *   (tests/unit/test_lanes_compiled.py runs both in lockstep).
  *
@@ -494,12 +494,14 @@ other:
  * (decode_common above, with the checksum decision rules.decode.decode makes), no decoder
  * event, a flow the table knows, nothing that stops the lane (a dropped or passed flow, a
  * bad checksum, an app-layer state that could still change) -- and then: a datagram whose
- * direction has a scan offer and whose scan finds nothing (udp_check); a pure ACK, or
- * without an app layer the next in-order data, of an established session (tcp_check).  It
+ * direction has a scan offer and whose scan finds nothing (udp_check); a pure ACK, or the
+ * next in-order data, of an established session (tcp_check).  It
  * does what `inspect` does for it: the packet counter, the checksum sample's frame count,
  * the flow's place in the table and its counters, the stream's acknowledgment, window and
  * (data) bytes, the IP-only rules detection skips; it answers the offer's Result or
- * FORWARD, or for data with a fast pattern in its window Engine._lane_detect's.  Any other
+ * FORWARD, for data with a fast pattern in its window Engine._lane_detect's, and with an
+ * app layer loaded Engine._lane_app's for data (the parser and the transaction rules are
+ * Python's).  Any other
  * frame, or anything unexpected before that (an error is cleared), goes to `inspect`
  * unchanged: nothing was changed before the lane is sure.
  *
@@ -528,7 +530,8 @@ static PyObject *ls_lean, *ls_app, *ls_detector, *ls_linktype, *ls_checksum, *ls
     *ls_inline, *ls_established, *ls_simple, *ls_fin_due, *ls_client, *ls_server, *ls_done, *ls_end,
     *ls_base, *ls_window, *ls_last_ack, *ls_scale, *ls_fed, *ls_bypass_ready, *ls_failed, *ls_error_seen,
     *ls_hdr_cache, *ls_ooo, *ls_s, *ls_depth, *ls_mem, *ls_reassembly_memcap, *ls_next_seq,
-    *ls_take_in_order, *ls_inline_window, *ls_lane_detect, *ls_one, *ls_udp, *ls_tcp;
+    *ls_take_in_order, *ls_inline_window, *ls_lane_detect, *ls_lane_app, *ls_no_inspect_payload, *ls_one,
+    *ls_udp, *ls_tcp;
 
 static int
 lane_init_strings(void)
@@ -545,6 +548,7 @@ lane_init_strings(void)
     S(ls_hdr_cache, "_hdr_cache"); S(ls_ooo, "ooo"); S(ls_s, "s"); S(ls_depth, "depth"); S(ls_mem, "mem");
     S(ls_reassembly_memcap, "reassembly_memcap"); S(ls_next_seq, "next_seq");
     S(ls_take_in_order, "take_in_order"); S(ls_inline_window, "inline_window"); S(ls_lane_detect, "_lane_detect");
+    S(ls_lane_app, "_lane_app"); S(ls_no_inspect_payload, "no_inspect_payload");
 #undef S
     ls_one = PyLong_FromLong(1);
     ls_udp = PyLong_FromLong(17);
@@ -698,20 +702,22 @@ attr_ll(PyObject *obj, PyObject *name)
 }
 
 /* The TCP lane's test on an ACK or ACK+PSH segment of `flow` with `n` payload bytes at
- * sequence number `seqno` (Engine._lean_tcp after the lookup, without an app layer for a
- * data segment): an established, simple session not closing, a later packet of its
- * direction, neither direction done, an acknowledgment inside the peer's window; for a
- * pure ACK an app layer with nothing pending, for data the next in-order bytes that fit
- * (StreamEngine.fits_in_order); and a detector whose cached candidates for the direction
- * need a fast pattern (`app`, `det`: engine.app, engine.detector).  1 taken (*peer, *me new
- * references, *ackoff the acknowledgment's
- * stream offset, *right the data's right edge, *skipped a new reference), 0 not, -1 an
+ * sequence number `seqno` (Engine._lean_tcp after the lookup): an established, simple
+ * session not closing, a later packet of its direction, neither direction done, an
+ * acknowledgment inside the peer's window; for a pure ACK an app layer with nothing
+ * pending, for data the next in-order bytes that fit (StreamEngine.fits_in_order) and,
+ * with an app layer, a flow whose payload is still inspected; and a detector whose cached
+ * candidates for the direction need a fast pattern in the packet (Detector.prefilter_gate)
+ * or, app-layer data, in its inline window (Detector.data_gate) (`app`, `det`: engine.app,
+ * engine.detector).  1 taken (*peer, *me new references, *ackoff the acknowledgment's
+ * stream offset, *right the data's right edge, *skipped a new reference; for app-layer
+ * data *short a new reference to the direction's 1-2 byte pattern rules), 0 not, -1 an
  * exception set. */
 static int
 tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_server, unsigned long ackno,
           unsigned long seqno, Py_ssize_t n,
           PyObject *sa, PyObject *sp, PyObject **peer_out, PyObject **me_out, long long *ackoff,
-          long long *right, PyObject **skipped)
+          long long *right, PyObject **skipped, PyObject **short_out)
 {
     PyObject *state = FSLOT(self, flow, F_STATE), *ssn = FSLOT(self, flow, F_TCP);
     if (state == NULL || ssn == NULL || ssn == Py_None)
@@ -746,10 +752,31 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
     taken = 0;
     if (window >= 0 && *ackoff > last_ack + window)
         goto done;                                  /* an invalid acknowledgment: its event */
+    const int app_data = n && app != Py_None;
+    if (app_data) {
+        /* app-layer data: not once the flow's payload is encrypted (no payload inspection) */
+        PyObject *st = FSLOT(self, flow, F_APP);
+        if (st == NULL) {
+            taken = -1;
+            goto done;
+        }
+        if (st != Py_None) {
+            PyObject *parser = PyObject_GetAttr(st, ls_parser);
+            if (parser == NULL) {
+                taken = -1;
+                goto done;
+            }
+            t = parser == Py_None ? 0 : attr_true(parser, ls_no_inspect_payload);
+            Py_DECREF(parser);
+            if (t != 0) {
+                taken = t < 0 ? -1 : 0;
+                goto done;
+            }
+        }
+    }
     if (n) {
-        /* data (only without an app layer, which lane_answer checked first: its bytes would go
-         * to it, and transaction rules run on them, on Python's lane): the next in-order
-         * bytes, nothing held out of order, inside the window, depth and memcap */
+        /* data: the next in-order bytes, nothing held out of order, inside the window, depth
+         * and memcap */
         long long mbase = attr_ll(me, ls_base), mend = attr_ll(me, ls_end), mlast = attr_ll(me, ls_last_ack);
         long long mwin = attr_ll(me, ls_window);
         PyObject *ooo = PyObject_GetAttr(me, ls_ooo);
@@ -809,7 +836,8 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
             }
         }
     }
-    /* Detector.prefilter_gate(flow, to_server, src, sport, empty=not n) */
+    /* Detector.prefilter_gate(flow, to_server, src, sport, empty=not n), or for app-layer
+     * data Detector.data_gate(flow, to_server, src, sport): the direction's cached entry */
     PyObject *cache = PyObject_GetAttr(det, ls_hdr_cache);
     PyObject *fid = FSLOT(self, flow, F_FLOW_ID);
     if (cache == NULL || fid == NULL || !PyDict_Check(cache)) {
@@ -832,7 +860,8 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
         goto done;
     }
     PyObject *plain = PyTuple_GET_ITEM(ent, 0), *later = PyTuple_GET_ITEM(ent, 3);
-    if ((t = PyObject_IsTrue(later)) != 0 || (n && (t = PyObject_IsTrue(PyTuple_GET_ITEM(ent, 4))) != 0)) {
+    if ((t = PyObject_IsTrue(later)) != 0 ||
+        (n && !app_data && (t = PyObject_IsTrue(PyTuple_GET_ITEM(ent, 4))) != 0)) {
         taken = t < 0 ? -1 : 0;                     /* (a 1-2 byte pattern is looked for in bytes only) */
         goto done;
     }
@@ -846,6 +875,8 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
         taken = -1;
         goto done;
     }
+    if (app_data)                                   /* (Engine._app_segment looks for them in the window) */
+        *short_out = Py_NewRef(PyTuple_GET_ITEM(ent, 4));
     *peer_out = Py_NewRef(peer);
     *me_out = Py_NewRef(me);
     taken = 1;
@@ -855,6 +886,28 @@ done:
     Py_XDECREF(per_flow);
     Py_XDECREF(dkey);
     return taken;
+}
+
+/* The Packet of a frame the lane took (decode_common's, with its flow and direction), for
+ * the engine's methods it hands the frame on to: a new reference, or NULL with an
+ * exception set. */
+static PyObject *
+lane_packet(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *flow, int to_server)
+{
+    PyObject *mv = PyMemoryView_FromObject(frame);
+    PyObject *dargs[4] = {mv, meta, validate ? Py_True : Py_False, self->vxlan};
+    PyObject *pkt = mv ? decode_common(NULL, dargs, 4) : NULL;
+    Py_XDECREF(mv);
+    if (pkt == Py_None) {
+        Py_DECREF(pkt);
+        PyErr_SetString(PyExc_RuntimeError, "the lane's segment is not a common frame");
+        return NULL;
+    }
+    if (pkt != NULL) {
+        Py_SETREF(PSLOT(pkt, S_FLOW), Py_NewRef(flow));
+        Py_SETREF(PSLOT(pkt, S_TO_SERVER), Py_NewRef(to_server ? Py_True : Py_False));
+    }
+    return pkt;
 }
 
 /* Could the frame f[0:n] be one of the lane's, by its first bytes alone: IPv4 (IHL 5) or
@@ -902,7 +955,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     int t = kind > 0 ? attr_true(eng, ls_lean) : 0;
     if (t > 0) {                                    /* (a rule reload may replace the app layer) */
         app = PyObject_GetAttr(eng, ls_app);
-        t = app == NULL ? -1 : kind != 3 || app == Py_None;    /* data: Python's lane with an app layer */
+        t = app == NULL ? -1 : 1;
     }
     if (t <= 0)
         goto out;
@@ -982,7 +1035,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         goto out;
     }
     Py_INCREF(flow);
-    PyObject *hold = NULL, *result = NULL, *skipped = NULL, *peer = NULL, *me = NULL;
+    PyObject *hold = NULL, *result = NULL, *skipped = NULL, *peer = NULL, *me = NULL, *shorts = NULL;
     long long ackoff = 0, right = 0;
     const Py_ssize_t dlen = cm.end - cm.pstart;                         /* the payload */
     int to_server = -1;
@@ -1002,7 +1055,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         t = udp_check(self, app, flow, to_server, f + cm.pstart, dlen, &result, &skipped, &hold);
     } else {
         t = tcp_check(self, app, det, flow, to_server, cm.ack, cm.seq, dlen, sa, sp, &peer, &me, &ackoff, &right,
-                      &skipped);
+                      &skipped, &shorts);
         result = self->forward;
     }
     if (t <= 0)
@@ -1052,8 +1105,9 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         }
     }
     if (!err && peer != NULL && dlen) {
-        /* the stream stage of a data segment: next_seq, the bytes taken in and prefiltered,
-         * the inline window (StreamEngine.take_in_order, inline_window) */
+        /* the stream stage of a data segment: next_seq, the bytes taken in and prefiltered
+         * (StreamEngine.take_in_order); then with an app layer Engine._lane_app (the window,
+         * the parser, the transaction rules), else the inline window (inline_window) */
         long long next_seq = attr_ll(me, ls_next_seq);
         err = PyErr_Occurred() != NULL;
         if (!err && next_seq < right + 1 && right + 1 < next_seq + (1LL << 30)) {
@@ -1064,29 +1118,32 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         PyObject *pl = err ? NULL : PyBytes_FromStringAndSize((const char *)f + cm.pstart, dlen);
         PyObject *nobj = pl ? PyLong_FromSsize_t(dlen) : NULL;
         PyObject *v = nobj ? PyObject_CallMethodObjArgs(self->streams, ls_take_in_order, me, pl, nobj, NULL) : NULL;
-        PyObject *win = v ? PyObject_CallMethodObjArgs(self->streams, ls_inline_window, me, nobj,
-                                                       to_server ? Py_True : Py_False, Py_False, NULL) : NULL;
-        err = win == NULL || !PyTuple_CheckExact(win) || PyTuple_GET_SIZE(win) != 2;
-        PyObject *seen = err ? NULL : PyTuple_GET_ITEM(win, 1);
-        int some = seen ? PyObject_IsTrue(seen) : -1;
-        if (some > 0) {
-            /* a fast pattern in the window: detection runs on the packet (Engine._lane_detect) */
-            PyObject *mv = PyMemoryView_FromObject(frame);
-            PyObject *dargs[4] = {mv, meta, validate ? Py_True : Py_False, self->vxlan};
-            PyObject *pkt = mv ? decode_common(NULL, dargs, 4) : NULL;
-            Py_XDECREF(mv);
-            if (pkt != NULL && pkt != Py_None) {
-                Py_SETREF(PSLOT(pkt, S_FLOW), Py_NewRef(flow));
-                Py_SETREF(PSLOT(pkt, S_TO_SERVER), Py_NewRef(to_server ? Py_True : Py_False));
-                res = PyObject_CallMethodObjArgs(eng, ls_lane_detect, pkt, flow, PyTuple_GET_ITEM(win, 0), seen,
-                                                 NULL);
-            } else if (pkt == Py_None) {
-                PyErr_SetString(PyExc_RuntimeError, "the lane's segment is not a common frame");
-            }
+        PyObject *win = NULL;
+        if (v != NULL && shorts != NULL) {
+            /* app-layer data: Engine._lane_app answers (and counts what detection skips) */
+            PyObject *pkt = lane_packet(self, frame, meta, validate, flow, to_server);
+            if (pkt != NULL)
+                res = PyObject_CallMethodObjArgs(eng, ls_lane_app, pkt, flow, me, nobj, to_server ? Py_True : Py_False,
+                                                 skipped, shorts, NULL);
             Py_XDECREF(pkt);
             err = 1;                                /* (answered, or an error: no count below) */
-        } else if (some < 0) {
-            err = 1;
+        } else {
+            win = v ? PyObject_CallMethodObjArgs(self->streams, ls_inline_window, me, nobj,
+                                                 to_server ? Py_True : Py_False, Py_False, NULL) : NULL;
+            err = win == NULL || !PyTuple_CheckExact(win) || PyTuple_GET_SIZE(win) != 2;
+            PyObject *seen = err ? NULL : PyTuple_GET_ITEM(win, 1);
+            int some = seen ? PyObject_IsTrue(seen) : -1;
+            if (some > 0) {
+                /* a fast pattern in the window: detection runs on the packet (Engine._lane_detect) */
+                PyObject *pkt = lane_packet(self, frame, meta, validate, flow, to_server);
+                if (pkt != NULL)
+                    res = PyObject_CallMethodObjArgs(eng, ls_lane_detect, pkt, flow, PyTuple_GET_ITEM(win, 0), seen,
+                                                     NULL);
+                Py_XDECREF(pkt);
+                err = 1;                            /* (answered, or an error: no count below) */
+            } else if (some < 0) {
+                err = 1;
+            }
         }
         Py_XDECREF(win);
         Py_XDECREF(v);
@@ -1101,6 +1158,7 @@ flow_out:
     Py_XDECREF(sa);
     Py_XDECREF(sp);
     Py_XDECREF(hold);
+    Py_XDECREF(shorts);
     Py_XDECREF(peer);
     Py_XDECREF(me);
     if (cm.proto == 6)

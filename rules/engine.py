@@ -191,6 +191,23 @@ class Engine:
             self.c["engine.errors"] += 1
             return self._on_exception()
 
+    def _lane_app(self, pkt: Packet, flow, me, n: int, to_server: bool, skipped: int, short) -> Result:
+        """A lean-lane app-layer data segment the compiled lane checked as `_lean_tcp` does,
+        counted and took into its stream (rules/_hotpath.c Lanes): `_app_segment` on it,
+        with an exception answered here, as `inspect` answers it."""
+        self._cur = (pkt,)
+        try:
+            return self._app_segment(pkt, flow, me, n, to_server, skipped, short)
+        except InspectTimeout:
+            return self._on_timeout()
+        except Exception:
+            self.c["engine.errors"] += 1
+            return self._on_exception()
+
+    # the methods the compiled lane hands a frame to, outside `inspect` (a worker's Watchdog
+    # bounds their time as it bounds inspect's)
+    LANE_ENTRIES = ("_lane_detect", "_lane_app")
+
     def _on_timeout(self) -> Result:
         self.c["engine.timeouts"] = self.c.get("engine.timeouts", 0) + 1
         return self._on_exception()
@@ -199,9 +216,9 @@ class Engine:
         """What the data plane calls per frame instead of `inspect`, with the same answers and
         the same effects: `inspect` behind the compiled lanes (rules/_hotpath.c Lanes), which
         answer themselves what `_lean_udp` and `_lean_tcp` would -- a datagram of a flow
-        direction with a scan offer whose scan finds nothing, a pure ACK, and (no app layer
-        loaded) the next in-order data of an established session -- and hand every other
-        frame to `inspect`.  `inspect` itself without the compiled module.  One per engine
+        direction with a scan offer whose scan finds nothing, a pure ACK, and the next
+        in-order data of an established session (with an app layer loaded, handed to
+        `_lane_app` once taken into its stream) -- and hand every other frame to `inspect`.  `inspect` itself without the compiled module.  One per engine
         and process (it cannot be pickled); cheap to make."""
         if _CLanes is None:
             return self.inspect

@@ -28,6 +28,7 @@ from rules.decode import CHECKSUM_SAMPLE_COUNT
 from rules.engine import Engine
 from rules.settings import DecodeOptions, EngineSettings, StreamSettings
 from tests.unit.test_engine_lean_lane import (
+    TLS_RULES,
     APP_RULES,
     DIFF,
     EXPECTED,
@@ -84,14 +85,27 @@ class Front:
 def _stream(ssn) -> tuple | None:
     if ssn is None:
         return None
-    return tuple((d.last_ack, d.window, d.next_seq, d.end, d.done, d.fin_seq) for d in (ssn.client, ssn.server)) \
+    return tuple((d.last_ack, d.window, d.next_seq, d.end, d.done, d.fin_seq, bytes(d.data), d.data_off,
+                  d.raw_progress, tuple(d.seen.items()), d.app_off, d.app_eof) for d in (ssn.client, ssn.server)) \
         + (ssn.state, ssn.simple)
+
+
+def _app(st) -> tuple | None:
+    """A flow's app-layer state: its protocol, what is pending, and each transaction's
+    progress and what detection decided on it."""
+    if st is None:
+        return None
+    p = st.parser
+    txs = () if p is None else tuple((tx.id, tuple(tx.progress), tuple(sorted(d) for d in tx.inspected),
+                                      tuple(tx.final)) for tx in p.txs)
+    return (st.proto, st.fed, st.error_seen, tuple(st.held), p is not None and p.failed, txs)
 
 
 def flow_table(engine: Engine) -> list:
     """The table in its order, each flow's counters and state, and its TCP session's."""
     return [(key, f.flow_id, f.state, f.pkts_toserver, f.pkts_toclient, f.bytes_toserver, f.bytes_toclient,
-             f.last_ts, f.decided, f.dropped, f.action_pass, _stream(f.tcp)) for key, f in engine.flows.table().items()]
+             f.last_ts, f.decided, f.dropped, f.action_pass, _stream(f.tcp), _app(f.app))
+            for key, f in engine.flows.table().items()] + [engine.streams.mem]
 
 
 def sample(engine: Engine) -> dict:
@@ -236,17 +250,18 @@ def test_the_lane_is_not_pickled():
 
 
 # ---------------------------------------------------------------------- pure TCP ACKs
-def test_the_pure_acks_of_an_http_session_are_answered_by_the_compiled_lane():
-    """The handshake's last ACK is the direction's first packet after the SYN: inspect's.
-    The client's four later pure ACKs are the lane's; every data segment is inspect's (its
-    lane stays Python)."""
+def test_the_acks_and_data_of_an_http_session_are_answered_by_the_compiled_lane():
+    """The handshake (SYN, SYN-ACK, and its last ACK, the direction's first packet after the
+    SYN) is inspect's.  The client's four later pure ACKs are the lane's, and so are the four
+    data segments: taken into their stream there, then handed to Engine._lane_app (the
+    parser and the transaction rules, which fire as on inspect's path)."""
     compiled, plain = Engine(parse(APP_RULES), EngineSettings()), Engine(parse(APP_RULES), EngineSettings())
     steps = [("c", [b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"]), ("ack", [b""]),
              ("s", [b"HTTP/1.1 200 OK\r\nServer: evil\r\nContent-Length: 2896\r\n\r\n", b"y" * 1448]),
              ("ack", [b""]), ("s", [b"y" * 1448]), ("ack", [b""]), ("ack", [b""])]
     frames = session(steps, 40000)
     front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
-    assert front.answered == 4, (front.calls, front.fallbacks)
+    assert (front.calls, front.answered) == (11, 8)
     assert (compiled.hits[(1, 21)], compiled.hits[(1, 22)]) == (1, 1)
 
 
@@ -304,9 +319,12 @@ def test_data_that_does_not_fit_is_inspects(case):
     assert front.fallbacks > 3 + (1 if case != "acked" else 0), (front.calls, front.fallbacks)
 
 
-def test_with_an_app_layer_data_is_pythons():
+def test_with_an_app_layer_data_goes_to_the_app_layer_from_the_lane():
     """With app-layer rules (and no 1-2 byte pattern in the way) a data segment's bytes go to
-    the app layer: the compiled lane leaves every one to inspect, answering pure ACKs only."""
+    the app layer: the compiled lane takes them into the stream and hands the segment to
+    Engine._lane_app, which feeds the parser and runs the transaction rules as inspect's
+    lane does (the lockstep compares each flow's stream bytes, parser state and
+    transactions after every frame)."""
     text = NO_PLAIN_RULES + '\nalert http any any -> any any (msg:"admin uri"; http.uri; content:"/admin"; sid:21;)\n'
     compiled, plain = pair(text)
     steps = [("c", [b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"]), ("ack", [b""]),
@@ -314,7 +332,39 @@ def test_with_an_app_layer_data_is_pythons():
              ("ack", [b""])]
     front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000))])
     assert compiled.hits.get((1, 21)) == 1
-    assert front.answered == 2, (front.calls, front.fallbacks)
+    assert (front.calls, front.answered) == (9, 6)          # all but the handshake
+
+
+def _tls_run(handling: str):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "replay"))
+    from app_tls import CCS, FORMATS, GROUPS, client_hello, hs, record, server_hello, sni
+
+    from rules.applayer.tls import Settings as TlsSettings
+
+    rules = parse(TLS_RULES)
+    cfg = EngineSettings(mode="ips", app={"tls": TlsSettings(encryption_handling=handling)})
+    compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
+    steps = [("c", [record(22, client_hello([sni(b"www.example.com"), GROUPS, FORMATS]))]),
+             ("s", [record(22, server_hello() + hs(14, b""))]),
+             ("c", [record(22, hs(16, b"\x41" + bytes(65))) + CCS + record(22, bytes(40))]),
+             ("s", [CCS + record(22, bytes(40))]), ("ack", [b""]),
+             ("c", [record(23, b"y" * 40)]), ("c", [record(23, b"x" * 40 + b"qqq" + b"x" * 40)])]
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",))
+                                       for i, f in enumerate(session(steps, 40000, 443))])
+    return compiled, front
+
+
+def test_an_encrypted_flows_data_is_inspects():
+    """Once a TLS flow is encrypted (encryption-handling default) its payload is not
+    inspected: the application-data record after the one that made it so leaves the lane
+    (as _lean_tcp leaves it) and the rule whose payload part is in it does not fire; with
+    "full" the lane takes it to Engine._lane_app and the rule fires."""
+    default, off = _tls_run("default")
+    full, on = _tls_run("full")
+    assert default.hits.get((1, 31), 0) == 0 and full.hits.get((1, 31), 0) == 1
+    assert off.calls == on.calls and off.fallbacks - on.fallbacks == 1, (off.fallbacks, on.fallbacks)
 
 
 def test_a_midstream_flow_s_first_packet_each_way_is_inspects():
@@ -403,12 +453,14 @@ def test_random_tcp_sessions_same_through_the_compiled_lane(steps, mode, plain_r
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=http_ops, mode=st.sampled_from(["ips", "tap", "ids"]), stream_bypass=st.booleans())
-def test_random_http_sessions_same_through_the_compiled_lane(steps, mode, stream_bypass):
+@given(steps=http_ops, mode=st.sampled_from(["ips", "tap", "ids"]), stream_bypass=st.booleans(),
+       chunks=st.sampled_from([(2560, 2560), (40, 4096), (4096, 40)]))
+def test_random_http_sessions_same_through_the_compiled_lane(steps, mode, stream_bypass, chunks):
     """With app-layer rules: a parser on the flow, transactions left for a pure ACK, a
-    chunked request the parser gives up on."""
+    chunked request the parser gives up on; each direction's own inline window size."""
     rules = parse(APP_RULES)
-    cfg = EngineSettings(mode=mode, stream=StreamSettings(bypass=stream_bypass, depth=6000))
+    cfg = EngineSettings(mode=mode, stream=StreamSettings(bypass=stream_bypass, depth=6000,
+                                                          toserver_chunk_size=chunks[0], toclient_chunk_size=chunks[1]))
     compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
     frames = [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000) + session(steps, 40001))]
     lockstep(compiled, plain, frames)

@@ -137,7 +137,7 @@ def test_the_watchdog_of_an_engine_also_watches_its_lane_detection():
     w = plain_worker(Engine([], EngineSettings()), Config(inspect_time_limit=0.5))
     try:
         w.start_watchdog()
-        assert w.watchdog.codes == (Engine.inspect.__code__, Engine._lane_detect.__code__)
+        assert w.watchdog.codes == (Engine.inspect.__code__, Engine._lane_detect.__code__, Engine._lane_app.__code__)
         assert w.inspect_call() is w.inspect_call() and w.inspect_call() is not None
         w.watchdog.stop()
     finally:

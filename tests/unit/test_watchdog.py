@@ -121,3 +121,42 @@ def test_detection_the_compiled_lane_runs_is_bounded_too():
         wd.stop()
     assert wd.fired == 1 and e.stats()["engine.timeouts"] == 1
     assert r.verdict == Verdict.DROP and r.reason == "policy:drop-packet"
+
+
+class StuckInTheParser(Engine):
+    """An engine whose app layer loops for ever on a segment with STALL, reached through the
+    compiled lane's call to _lane_app (no `inspect` frame on the stack)."""
+
+    def _app_feed(self, pkt, flow, payload):
+        if b"STALL" in bytes(pkt.payload):
+            while True:
+                pass
+        return super()._app_feed(pkt, flow, payload)
+
+
+def test_the_app_layer_the_compiled_lane_runs_is_bounded_too():
+    """With app-layer rules, an in-order data segment the compiled lane took goes to the
+    parser and the transaction rules through Engine._lane_app, outside `inspect`: the
+    worker's watchdog watches that code too (Engine.LANE_ENTRIES), and the engine answers
+    by its policy."""
+    from scapy.all import TCP
+
+    rules = [parse_rule('alert http any any -> any any (http.uri; content:"/admin"; sid:1;)')]
+    e = StuckInTheParser(rules, EngineSettings(mode="ips", exception_policy="drop-packet"))
+    front = e.front()
+    c, s = IP(src="198.51.100.1", dst="203.0.113.2"), IP(src="203.0.113.2", dst="198.51.100.1")
+    frames = [Ether() / c / TCP(sport=4000, dport=80, flags="S", seq=100),
+              Ether() / s / TCP(sport=80, dport=4000, flags="SA", seq=500, ack=101),
+              Ether() / c / TCP(sport=4000, dport=80, flags="A", seq=101, ack=501),
+              Ether() / c / TCP(sport=4000, dport=80, flags="PA", seq=101, ack=501) / b"GET / HTTP/1.1\r\n",
+              Ether() / c / TCP(sport=4000, dport=80, flags="PA", seq=117, ack=501) / b"STALL"]
+    for i, f in enumerate(frames[:-1]):
+        assert front(bytes(f), FrameMeta(1.0 + i, "eth0")).verdict == Verdict.FORWARD
+    wd = Watchdog(0.1, Engine.inspect.__code__, *(getattr(Engine, n).__code__ for n in Engine.LANE_ENTRIES))
+    wd.start()
+    try:
+        r = front(bytes(frames[-1]), FrameMeta(9.0, "eth0"))
+    finally:
+        wd.stop()
+    assert wd.fired == 1 and e.stats()["engine.timeouts"] == 1
+    assert r.verdict == Verdict.DROP and r.reason == "policy:drop-packet"
