@@ -34,7 +34,10 @@ from rules.applayer.base import DONE
 from rules.detect import _order_key, header_ok, post_match, reads_ok
 from rules.prefilter import PatternDB, header_key
 
-_NO, _MATCH, _RETRY = 0, 1, 2
+# _match's answers; _RETRY and _WAIT both leave the rule for a later packet: _WAIT when only
+# the transaction can change that (a buffer not there yet, a condition on it), _RETRY when
+# the packet itself may (a packet keyword, xbits / flowint, the packet's payload)
+_NO, _MATCH, _RETRY, _WAIT = 0, 1, 2, 3
 _EMPTY: frozenset = frozenset()
 
 
@@ -260,12 +263,21 @@ class TxDetector:
         return proto in self.protos
 
     def run(self, pkt, flow, st, payload: bytes, view, thresholds, stream_hits: set) -> list:
+        """The transaction rules matching on `pkt`'s direction of the flow's transactions.
+        A run that left every rule it tried decided or waiting on the transactions alone
+        (_WAIT) is remembered with the parser's `gen`: until that moves, another packet of
+        the direction could only come to the same answers, and is not run (an HTTP body
+        growing below its minimal inspect size: every segment but the last)."""
         parser = st.parser
         if parser is None or not parser.txs or st.proto not in self.protos:
             return []
-        memo = self._ok_memo(pkt, flow)
         d = pkt.to_server
+        gen = parser.gen
+        if gen is not None and parser.tx_idle[d] == gen:
+            return []
+        memo = self._ok_memo(pkt, flow)
         matches = []
+        idle = gen is not None
         for tx in parser.txs:
             if tx.only is not None and tx.only != d:
                 continue
@@ -287,8 +299,12 @@ class TxDetector:
                     continue
                 self.evaluated += 1
                 hit = self._match(s, spec, tx, pkt, payload, view, flow, self.state)
-                if hit != _RETRY:
-                    done.add(s.order)
+                if hit == _RETRY:
+                    idle = False
+                    continue
+                if hit == _WAIT:
+                    continue
+                done.add(s.order)
                 if hit != _MATCH:
                     continue
                 stream_hits.add(id(s))
@@ -298,6 +314,8 @@ class TxDetector:
                 if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
                     continue
                 matches.append(s)
+        if gen is not None:
+            parser.tx_idle[d] = gen if idle else -1
         return matches
 
     @staticmethod
@@ -318,18 +336,18 @@ class TxDetector:
         prog = tx.progress
         for side, fn in spec.checks:
             if not fn(tx):
-                return _RETRY if prog[side] < DONE else _NO
+                return _WAIT if prog[side] < DONE else _NO
         for b in spec.bufs:
             v = b.get(tx)
             if v is None:
-                return _RETRY if prog[b.to_server] <= b.progress else _NO
+                return _WAIT if prog[b.to_server] <= b.progress else _NO
             chain = b.chain
             if b.multi or b.transforms:
                 ok = any(chain.match_buffer(x) for x in _items(v, b.multi, b.transforms))
             else:
                 ok = chain.match_buffer(v)
             if not ok:
-                return _RETRY if b.body and prog[b.to_server] < DONE else _NO
+                return _WAIT if b.body and prog[b.to_server] < DONE else _NO
         if r.payload is not None:
             bufs = view.bufs if view is not None and view.bufs else (payload,)
             if not any(r.payload.match(b, pkt) for b in bufs):

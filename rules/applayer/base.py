@@ -75,6 +75,12 @@ class Parser:
         # may leave the frame path (encryption-handling bypass)
         self.no_inspect_payload = False
         self.bypass_ready = False
+        # what transaction detection sees changes only when this number does (None: the
+        # parser does not say, detection runs on every packet it was fed on): after a run
+        # that left no rule waiting on the packet itself, TxDetector.run skips the packets
+        # until it moves (an HTTP body growing below its minimal inspect size moves nothing)
+        self.gen: int | None = None
+        self.tx_idle = [-1, -1]           # detection's: per direction, the gen of its last idle run
 
     def feed(self, data: bytes, to_server: bool) -> None:
         """In-order bytes of one direction (TCP), or one datagram (UDP).  Never raises."""

@@ -411,12 +411,15 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         self.sides = (_Side(), _Side())      # [to_client, to_server]
         self.next_id = 0
         self.resp_next = 0                   # index in txs of the tx the next response belongs to
+        self.gen = 0                         # (Parser.gen) moved by every feed but a body's unseen growth
+        self._moved = False
 
     # -- public
     def feed(self, data: bytes, to_server: bool) -> None:
         side = self.sides[to_server]
         if side.gone or not data:
             return
+        self._moved = False
         try:
             side.buf += data
             self._run(side, to_server)
@@ -424,14 +427,23 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
             side.gone = True
             side.buf = bytearray()
             self.event("http.parser_error")
+            self._moved = True
+        if self._moved:
+            self.gen += 1
+
+    def event(self, name: str) -> None:
+        self._moved = True          # (app-layer-event rules read a transaction's events)
+        super().event(name)
 
     def _fail(self) -> None:
+        self._moved = True
         self.failed = True
         for side in self.sides:
             side.gone = True
             side.buf = bytearray()
 
     def end(self, to_server: bool) -> None:
+        self.gen += 1
         side = self.sides[to_server]
         try:
             if side.state == 2 and side.body is not None and side.tx is not None:
@@ -447,6 +459,7 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
                 if not self._feed_body(side, to_server):
                     return
                 continue
+            self._moved = True          # a line or a header block (or not yet: no matter)
             if side.state == 0:
                 if not self._line(side, to_server):
                     return
@@ -704,9 +717,12 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         if body.done:
             self._body_done(side, to_server)
             return True
+        if len(body.data) >= tx.min_inspect[to_server]:
+            self._moved = True      # detection sees the body once it holds the minimal inspect size
         return False
 
     def _body_done(self, side: _Side, to_server: bool) -> None:
+        self._moved = True
         tx = side.tx
         tx.progress[to_server] = DONE
         side.state = 0
