@@ -96,29 +96,37 @@ class StuckInTheLane(Engine):
         return super()._detect_stage(pkt, flow, view, tunnelled, d)
 
 
-def test_detection_the_compiled_lane_runs_is_bounded_too():
-    """An in-order data segment the compiled lane (Engine.front) took, whose window holds a
-    fast pattern, goes to detection through Engine._lane_detect, outside `inspect`: the
-    worker's watchdog watches that code too, and the engine answers by its policy."""
+def stalled_on_the_lane(engine: Engine, first: bytes, *codes):
+    """A session's handshake and a `first` segment through the compiled lane (Engine.front),
+    then a STALL segment under a Watchdog bounding `codes` (after inspect's): the watchdog
+    and the STALL frame's Result."""
     from scapy.all import TCP
 
-    rules = [parse_rule('alert tcp any any -> any any (content:"STALL"; sid:1;)')]
-    e = StuckInTheLane(rules, EngineSettings(mode="ips", exception_policy="drop-packet"))
-    front = e.front()
+    front = engine.front()
     c, s = IP(src="198.51.100.1", dst="203.0.113.2"), IP(src="203.0.113.2", dst="198.51.100.1")
     frames = [Ether() / c / TCP(sport=4000, dport=80, flags="S", seq=100),
               Ether() / s / TCP(sport=80, dport=4000, flags="SA", seq=500, ack=101),
               Ether() / c / TCP(sport=4000, dport=80, flags="A", seq=101, ack=501),
-              Ether() / c / TCP(sport=4000, dport=80, flags="PA", seq=101, ack=501) / b"hello",
-              Ether() / c / TCP(sport=4000, dport=80, flags="PA", seq=106, ack=501) / b"STALL"]
+              Ether() / c / TCP(sport=4000, dport=80, flags="PA", seq=101, ack=501) / first,
+              Ether() / c / TCP(sport=4000, dport=80, flags="PA", seq=101 + len(first), ack=501) / b"STALL"]
     for i, f in enumerate(frames[:-1]):
         assert front(bytes(f), FrameMeta(1.0 + i, "eth0")).verdict == Verdict.FORWARD
-    wd = Watchdog(0.1, Engine.inspect.__code__, Engine._lane_detect.__code__)
+    wd = Watchdog(0.1, Engine.inspect.__code__, *codes)
     wd.start()
     try:
         r = front(bytes(frames[-1]), FrameMeta(9.0, "eth0"))
     finally:
         wd.stop()
+    return wd, r
+
+
+def test_detection_the_compiled_lane_runs_is_bounded_too():
+    """An in-order data segment the compiled lane (Engine.front) took, whose window holds a
+    fast pattern, goes to detection through Engine._lane_detect, outside `inspect`: the
+    worker's watchdog watches that code too, and the engine answers by its policy."""
+    rules = [parse_rule('alert tcp any any -> any any (content:"STALL"; sid:1;)')]
+    e = StuckInTheLane(rules, EngineSettings(mode="ips", exception_policy="drop-packet"))
+    wd, r = stalled_on_the_lane(e, b"hello", Engine._lane_detect.__code__)
     assert wd.fired == 1 and e.stats()["engine.timeouts"] == 1
     assert r.verdict == Verdict.DROP and r.reason == "policy:drop-packet"
 
@@ -139,24 +147,8 @@ def test_the_app_layer_the_compiled_lane_runs_is_bounded_too():
     parser and the transaction rules through Engine._lane_app, outside `inspect`: the
     worker's watchdog watches that code too (Engine.LANE_ENTRIES), and the engine answers
     by its policy."""
-    from scapy.all import TCP
-
     rules = [parse_rule('alert http any any -> any any (http.uri; content:"/admin"; sid:1;)')]
     e = StuckInTheParser(rules, EngineSettings(mode="ips", exception_policy="drop-packet"))
-    front = e.front()
-    c, s = IP(src="198.51.100.1", dst="203.0.113.2"), IP(src="203.0.113.2", dst="198.51.100.1")
-    frames = [Ether() / c / TCP(sport=4000, dport=80, flags="S", seq=100),
-              Ether() / s / TCP(sport=80, dport=4000, flags="SA", seq=500, ack=101),
-              Ether() / c / TCP(sport=4000, dport=80, flags="A", seq=101, ack=501),
-              Ether() / c / TCP(sport=4000, dport=80, flags="PA", seq=101, ack=501) / b"GET / HTTP/1.1\r\n",
-              Ether() / c / TCP(sport=4000, dport=80, flags="PA", seq=117, ack=501) / b"STALL"]
-    for i, f in enumerate(frames[:-1]):
-        assert front(bytes(f), FrameMeta(1.0 + i, "eth0")).verdict == Verdict.FORWARD
-    wd = Watchdog(0.1, Engine.inspect.__code__, *(getattr(Engine, n).__code__ for n in Engine.LANE_ENTRIES))
-    wd.start()
-    try:
-        r = front(bytes(frames[-1]), FrameMeta(9.0, "eth0"))
-    finally:
-        wd.stop()
+    wd, r = stalled_on_the_lane(e, b"GET / HTTP/1.1\r\n", *(getattr(Engine, n).__code__ for n in Engine.LANE_ENTRIES))
     assert wd.fired == 1 and e.stats()["engine.timeouts"] == 1
     assert r.verdict == Verdict.DROP and r.reason == "policy:drop-packet"
