@@ -377,16 +377,16 @@ class PayloadChain:
         base = prev if it.relative else 0
         view = memoryview(buf)[base:] if base else buf
         rx = it.regex
-        m = rx.match(view) if it.anchored else rx.search(view)
+        m = rx.match(view) if it.anchored else rx.search(view)      # (start, end) or None
         if it.negated:
             return m is None and self._m(i + 1, buf, prev, state)
         retry = self._next_rel[i]
         while m is not None:
-            if self._m(i + 1, buf, base + m.end(), state):
+            if self._m(i + 1, buf, base + m[1], state):
                 return True
             if not retry or it.anchored or state[0] < 0:
                 return False
-            nxt = m.start() + 1
+            nxt = m[0] + 1
             if nxt > len(view):
                 return False
             m = rx.search(view, nxt)

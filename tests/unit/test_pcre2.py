@@ -84,3 +84,19 @@ def test_limit_hits_are_counted_once_per_detector_that_uses_the_regex():
     assert d_rx is not rx and d.stats()["detect.pcre_limit_hits"] == 1
     assert d_rx.search(b"a" * 40 + b"!") is None
     assert d.stats()["detect.pcre_limit_hits"] == 2 and c.stats()["detect.pcre_limit_hits"] == 1
+
+
+def test_a_regex_answers_the_span_of_its_match():
+    """PcreRegex calls the binding's compiled match directly: (start, end) of the whole match,
+    from `pos` on (anchored there for match), on bytes or any bytes-like subject."""
+    from rules.keywords.pcre import PcreRegex
+
+    rx = PcreRegex(b"b+c", 0)
+    assert rx.search(b"abbcxbc") == (1, 4)
+    assert rx.search(b"abbcxbc", 2) == (2, 4)
+    assert rx.search(b"abbcxbc", 4) == (5, 7)
+    assert rx.search(memoryview(b"zzabbc")[2:]) == (1, 4)
+    assert rx.search(b"abbc", 9) is None
+    assert rx.match(b"abbc") is None and rx.match(b"abbc", 1) == (1, 4)
+    slow = PcreRegex(b"(a+)+$", 0)
+    assert slow.search(b"a" * 40 + b"!") is None and slow.limit_hits == 1
