@@ -324,3 +324,55 @@ def test_header_lines_are_joined_and_indexed_as_libhtp_joins_them(lines):
         first.setdefault(n.lower(), v)
     assert tx.req_index == first
     assert buffers(tx)["http.user_agent"] == first.get(b"user-agent")
+
+
+# ---------------------------------------------------------------------- the header block's end
+def _block_oracle(buf: bytes, limit: int):
+    """Line by line, as the parser's definition says: lines end at "\\n" (one "\\r" before it
+    dropped); the block ends at the first empty line; a non-empty line ending past `limit`,
+    or no end yet in more than `limit` bytes, is too long.  ("wait", None), ("too_long", None)
+    or ("ok", the block's bytes with its empty line)."""
+    import re
+
+    for m in re.finditer(rb"([^\n]*)\n", buf):
+        line = m.group(1)
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if not line:
+            return "ok", buf[:m.end()]
+        if m.end() > limit:
+            return "too_long", None
+    return ("too_long" if len(buf) > limit else "wait"), None
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(st.sampled_from([b"Host: a", b"X-Y:z", b"\r\n", b"\n", b"\r", b" fold", b"\t", b"abc",
+                                        b":", b"\r\r\n", b"\n\r\n", b"0123456789"]), max_size=14),
+       limit=st.integers(1, 60))
+def test_the_header_block_ends_where_its_lines_say(pieces, limit):
+    """The block's end is found with two searches instead of a walk line by line: the same
+    block, the same bytes left, the same too-long verdict as the line-by-line definition."""
+    block = b"".join(pieces)
+    p = Parser(Settings(header_limit=max(limit, 20)))
+    limit = p.s.header_limit
+    line = b"GET / HTTP/1.1\r\n"
+    p.feed(line + block, True)
+    want, raw = _block_oracle(block, limit)
+    side = p.sides[1]
+    if want == "ok":                   # (what follows the block is the next state's: a body, a request)
+        assert p.txs[0].req_hdr_raw == raw
+    elif want == "too_long":
+        assert side.gone and "http.request_field_too_long" in p.events
+    else:
+        assert not side.gone and bytes(side.buf) == block and p.txs[0].req_hdr_raw == b""
+
+
+@pytest.mark.parametrize("length, gone", [(18, False), (19, False), (20, True)])
+def test_a_header_line_ending_exactly_at_the_limit_is_kept(length, gone):
+    """header-limit 20: a header line whose "\\n" is the 20th byte of the block is in; the 21st
+    is too long (and so is a block of 21 bytes with no end yet)."""
+    p = Parser(Settings(header_limit=20))
+    p.feed(b"GET / HTTP/1.1\r\n" + b"A:" + b"x" * (length - 2) + b"\n\n", True)
+    assert p.sides[1].gone is gone
+    if not gone:
+        assert p.txs[0].req_headers == [(b"A", b"x" * (length - 2))]
