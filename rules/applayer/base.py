@@ -78,7 +78,8 @@ class Parser:
         # what transaction detection sees changes only when this number does (None: the
         # parser does not say, detection runs on every packet it was fed on): after a run
         # that left no rule waiting on the packet itself, TxDetector.run skips the packets
-        # until it moves (an HTTP body growing below its minimal inspect size moves nothing)
+        # until it moves (an HTTP body growing below its minimal inspect size, or past its
+        # limit, moves nothing)
         self.gen: int | None = None
         self.tx_idle = [-1, -1]           # detection's: per direction, the gen of its last idle run
 

@@ -705,6 +705,7 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
     def _feed_body(self, side: _Side, to_server: bool) -> bool:
         body = side.body
         tx = side.tx
+        kept = len(body.data)
         n = body.feed(bytes(side.buf))
         del side.buf[:n]
         tx.body_grew[to_server] = True
@@ -717,8 +718,10 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         if body.done:
             self._body_done(side, to_server)
             return True
-        if len(body.data) >= tx.min_inspect[to_server]:
-            self._moved = True      # detection sees the body once it holds the minimal inspect size
+        if len(body.data) != kept and len(body.data) >= tx.min_inspect[to_server]:
+            # detection sees the body once it holds the minimal inspect size, and then as it
+            # grows (not past its limit: the bytes kept stay the same)
+            self._moved = True
         return False
 
     def _body_done(self, side: _Side, to_server: bool) -> None:

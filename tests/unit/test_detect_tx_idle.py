@@ -81,8 +81,8 @@ def observable(engine: Engine) -> dict:
     return s
 
 
-def lockstep(frames, rules=RULES, reload_at: int | None = None):
-    cfg = EngineSettings(mode="ips", app={"http": HTTP})
+def lockstep(frames, rules=RULES, reload_at: int | None = None, http: HttpSettings = HTTP):
+    cfg = EngineSettings(mode="ips", app={"http": http})
     skipping = counting(Engine(parse(rules), cfg))
     every = counting(always_running(Engine(parse(rules), cfg)))
     fronts = (skipping.front(), every.front())
@@ -168,3 +168,18 @@ def test_a_rule_reload_runs_the_new_rules_on_the_next_packet():
     frames = session([("c", [b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"]), ("s", resp)], 40000)
     skipping, _ = lockstep(frames, TX_ONLY, reload_at=len(frames) - 2)       # before the 4th body segment
     assert skipping.hits.get((1, 22)) == 2                # the server rule again, on the new rules
+
+
+def test_a_body_past_its_limit_is_not_run_again():
+    """response-body-limit 2,500: the segments after the body stopped growing (its bytes kept
+    stay the same) are skipped as those below the minimal inspect size are; the body's rules
+    fire as without the skip (the mark inside the limit, the one past it never)."""
+    resp = [b"HTTP/1.1 200 OK\r\nContent-Length: 4800\r\n\r\n", b"y" * 1200, b"y" * 1196 + b"MARK",
+            b"y" * 600, b"y" * 600, b"MARK" + b"y" * 596, b"y" * 600]
+    frames = session([("c", [b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"]), ("s", resp), ("ack", [b""])], 40000)
+    skipping, every = lockstep(frames, TX_ONLY,
+                               http=HttpSettings(response_body_minimal_inspect_size=2000, response_body_limit=2500))
+    assert skipping.hits.get((1, 45)) == 1
+    # kept 1,200 (below 2,000): skipped; 2,400, then 2,500 (the limit): run; the two segments
+    # after it (the second with the mark past the limit): skipped; the last completes the body
+    assert walks(skipping) == walks(every) - 3, (walks(skipping), walks(every))
