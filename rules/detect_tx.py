@@ -34,10 +34,11 @@ from rules.applayer.base import DONE
 from rules.detect import _order_key, header_ok, post_match, reads_ok
 from rules.prefilter import PatternDB, header_key
 
-# _match's answers; _RETRY and _WAIT both leave the rule for a later packet: _WAIT when only
-# the transaction can change that (a buffer not there yet, a condition on it), _RETRY when
-# the packet itself may (a packet keyword, xbits / flowint, the packet's payload)
-_NO, _MATCH, _RETRY, _WAIT = 0, 1, 2, 3
+# _match's answers; _RETRY, _WAIT and _WAIT_FLOW leave the rule for a later packet: _WAIT
+# when only the transaction can change that (a buffer not there yet, a condition on it),
+# _WAIT_FLOW when only the flow's flowbits can (flowbits:isset / isnotset), _RETRY when the
+# packet itself may (another packet keyword, xbits / flowint, the packet's payload)
+_NO, _MATCH, _RETRY, _WAIT, _WAIT_FLOW = 0, 1, 2, 3, 4
 _EMPTY: frozenset = frozenset()
 
 
@@ -265,19 +266,23 @@ class TxDetector:
     def run(self, pkt, flow, st, payload: bytes, view, thresholds, stream_hits: set) -> list:
         """The transaction rules matching on `pkt`'s direction of the flow's transactions.
         A run that left every rule it tried decided or waiting on the transactions alone
-        (_WAIT) is remembered with the parser's `gen`: until that moves, another packet of
-        the direction could only come to the same answers, and is not run (an HTTP body
-        growing below its minimal inspect size: every segment but the last)."""
+        (_WAIT) or on the flow's flowbits (_WAIT_FLOW) is remembered with the parser's `gen`
+        (and the flowbits as the run found them): until that moves (or they change), another
+        packet of the direction could only come to the same answers, and is not run (an HTTP
+        body growing below its minimal inspect size: every segment but the last)."""
         parser = st.parser
         if parser is None or not parser.txs or st.proto not in self.protos:
             return []
         d = pkt.to_server
         gen = parser.gen
-        if gen is not None and parser.tx_idle[d] == gen:
+        mark = parser.tx_idle[d]
+        if mark is not None and mark[0] == gen and (mark[1] is None or mark[1] == flow.flowbits):
             return []
+        bits = frozenset(flow.flowbits)      # (a rule of this run may set one a rule before it waits on)
         memo = self._ok_memo(pkt, flow)
         matches = []
         idle = gen is not None
+        on_bits = False
         for tx in parser.txs:
             if tx.only is not None and tx.only != d:
                 continue
@@ -304,6 +309,9 @@ class TxDetector:
                     continue
                 if hit == _WAIT:
                     continue
+                if hit == _WAIT_FLOW:
+                    on_bits = True
+                    continue
                 done.add(s.order)
                 if hit != _MATCH:
                     continue
@@ -315,7 +323,7 @@ class TxDetector:
                     continue
                 matches.append(s)
         if gen is not None:
-            parser.tx_idle[d] = gen if idle else -1
+            parser.tx_idle[d] = (gen, bits if on_bits else None) if idle else None
         return matches
 
     @staticmethod
@@ -329,7 +337,7 @@ class TxDetector:
         r = s.rule
         for chk in r.checks:
             if not chk(pkt):
-                return _RETRY
+                return _WAIT_FLOW if chk in r.flow_state else _RETRY
         if state is not None and s.reads:      # xbits / flowint conditions (rules.detect)
             if not reads_ok(s, pkt, flow, state):
                 return _RETRY

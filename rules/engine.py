@@ -334,7 +334,7 @@ class Engine:
             flow.prefilter = None
             st = flow.app
             if st is not None and st.parser is not None:
-                st.parser.tx_idle = [-1, -1]    # the new rules run on the next packet
+                st.parser.tx_idle = [None, None]    # the new rules run on the next packet
                 for tx in st.parser.txs:        # the old rules' per-transaction state
                     tx.inspected = (set(), set())
                     tx.found = {}

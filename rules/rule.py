@@ -125,6 +125,8 @@ class Rule:
     fast_pattern_nocase: bool = False
     flow_to_server: bool | None = None        # flow:to_server -> True, to_client -> False, None: either
     flowbits: tuple[FlowbitOp, ...] = ()      # post-match ops only (set/unset/toggle/noalert); isset/isnotset are in checks
+    # the checks whose answer depends on the flow's flowbits alone (flowbits:isset/isnotset)
+    flow_state: frozenset = frozenset()
     noalert: bool = False
     bypass: bool = False             # the `bypass` keyword: a match decides the flow (no more inspection)
     threshold: Threshold | None = None

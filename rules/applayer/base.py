@@ -81,7 +81,8 @@ class Parser:
         # until it moves (an HTTP body growing below its minimal inspect size, or past its
         # limit, moves nothing)
         self.gen: int | None = None
-        self.tx_idle = [-1, -1]           # detection's: per direction, the gen of its last idle run
+        # detection's: per direction, (gen, flowbits or None) of its last idle run, else None
+        self.tx_idle: list = [None, None]
 
     def feed(self, data: bytes, to_server: bool) -> None:
         """In-order bytes of one direction (TCP), or one datagram (UDP).  Never raises."""

@@ -62,6 +62,8 @@ def _flowbits(value: str, ctx: Ctx):
         else:
             fn = lambda p, ns=names: p.flow is None or all(n not in p.flow.flowbits for n in ns)
         ctx.add_check(fn, cost=2)
+    if cmd in ("isset", "isnotset"):
+        ctx.fields.setdefault("_flowbits_checks", []).append(fn)     # (Rule.flow_state)
     else:
         ctx.flowbits.append(op)
     return op

@@ -7,6 +7,7 @@ packet rule, a payload part), an interim 100 response, a body that crosses its m
 inspect size, and a rule reload in the middle."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,7 +51,7 @@ def always_running(engine: Engine) -> Engine:
 
     def every_time(pkt, flow, st, *rest):
         if st.parser is not None:
-            st.parser.tx_idle = [-1, -1]
+            st.parser.tx_idle = [None, None]
         return run(pkt, flow, st, *rest)
 
     txd.run = every_time
@@ -121,12 +122,15 @@ def test_a_body_below_its_minimal_inspect_size_is_skipped_and_its_rules_still_fi
     assert walks(busy) == walks(every)
 
 
-def test_a_rule_waiting_on_the_packet_is_tried_on_every_packet():
-    """dsize and a flowbit a packet rule sets later: the direction is not idle while they
-    wait, so the packet that satisfies them runs."""
-    resp = [b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n", b"y" * 600, b"SETBIT" + b"y" * 594, b"y" * 1200,
-            b"y" * 600]
-    skipping, _ = lockstep(session([("c", [b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"]), ("s", resp)], 40000))
+@pytest.mark.parametrize("only", [False, True], ids=["all rules", "dsize and the bit alone"])
+def test_a_rule_waiting_on_the_packet_is_tried_on_every_packet(only):
+    """dsize (a packet keyword) and a flowbit a packet rule sets later: the packet that
+    satisfies them runs, with the other rules waiting on the packet (a payload part) or with
+    only these (dsize keeps the direction busy; the bit's wait ends when the bits change)."""
+    resp = [b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n", b"y" * 1200, b"SETBIT" + b"y" * 594, b"y" * 600,
+            b"y" * 600]         # (the big packet and the bit both come while the body is below 2,000)
+    rules = BIT_RULES + "\n".join(ln for ln in RULES.splitlines() if "sid:40;" in ln) if only else RULES
+    skipping, _ = lockstep(session([("c", [b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"]), ("s", resp)], 40000), rules)
     assert skipping.hits.get((1, 40)) == 1 and skipping.hits.get((1, 42)) == 1
 
 
@@ -183,3 +187,38 @@ def test_a_body_past_its_limit_is_not_run_again():
     # kept 1,200 (below 2,000): skipped; 2,400, then 2,500 (the limit): run; the two segments
     # after it (the second with the mark past the limit): skipped; the last completes the body
     assert walks(skipping) == walks(every) - 3, (walks(skipping), walks(every))
+
+
+BIT_RULES = TX_ONLY + """
+alert tcp any any -> any any (msg:"set the bit"; content:"SETBIT"; flowbits:set,b; flowbits:noalert; sid:41;)
+alert http any any -> any any (msg:"bit and a 200"; flowbits:isset,b; http.stat_code; content:"200"; sid:42;)
+"""
+
+
+def test_a_rule_waiting_on_a_flowbit_waits_until_the_flowbits_change():
+    """flowbits:isset fails on the flow's bits alone: the direction is idle while they stay
+    as they were, and the segment whose packet rule sets the bit runs (the rule fires there,
+    as without the skip)."""
+    resp = [b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n", b"y" * 600, b"y" * 600, b"SETBIT" + b"y" * 594,
+            b"y" * 600, b"y" * 600]
+    frames = session([("c", [b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"]), ("s", resp)], 40000)
+    skipping, every = lockstep(frames, BIT_RULES)
+    assert skipping.hits.get((1, 42)) == 1
+    # the two segments before SETBIT are skipped; SETBIT's runs (the bits changed), the next
+    # one shows the body (2,400 bytes) and the last completes it
+    assert walks(skipping) == walks(every) - 2, (walks(skipping), walks(every))
+
+
+def test_a_bit_set_by_a_later_rule_of_the_same_run_is_seen_on_the_next_packet():
+    """Rule 51 waits on bit c and comes first in signature order; rule 52, after it in the same
+    run, sets c.  The run's flowbits are remembered as it found them, so the next packet runs
+    and 51 fires there, as without the skip."""
+    rules = TX_ONLY + """
+alert http any any -> any any (msg:"reads c"; flowbits:isset,c; flowbits:set,x; http.stat_code; content:"200"; sid:51;)
+alert http any any -> any any (msg:"sets c"; flowbits:isset,y; flowbits:set,c; http.stat_code; content:"200"; sid:52;)
+alert tcp any any -> any any (msg:"sets y"; flow:to_server; content:"GET"; flowbits:set,y; flowbits:noalert; sid:53;)
+"""
+    resp = [b"HTTP/1.1 200 OK\r\nContent-Length: 1800\r\n\r\n", b"y" * 600, b"y" * 600, b"y" * 600]
+    frames = session([("c", [b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"]), ("s", resp)], 40000)
+    skipping, _ = lockstep(frames, rules)
+    assert skipping.hits.get((1, 52)) == 1 and skipping.hits.get((1, 51)) == 1
