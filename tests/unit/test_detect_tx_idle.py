@@ -11,12 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.eve import dumps
-from rules.api import FrameMeta
 from rules.applayer.http import Settings as HttpSettings
 from rules.engine import Engine
 from rules.settings import EngineSettings
-from tests.unit.test_engine_lean_lane import parse, result_key, session
+from tests.unit.test_engine_lean_lane import drive, parse, session
 
 RULES = """
 alert http any any -> any any (msg:"admin uri"; flow:to_server; http.uri; content:"/admin"; sid:21;)
@@ -86,19 +84,15 @@ def lockstep(frames, rules=RULES, reload_at: int | None = None, http: HttpSettin
     cfg = EngineSettings(mode="ips", app={"http": http})
     skipping = counting(Engine(parse(rules), cfg))
     every = counting(always_running(Engine(parse(rules), cfg)))
-    fronts = (skipping.front(), every.front())
-    for n, f in enumerate(frames, 1):
+
+    def reload(n: int) -> None:
         if n == reload_at:
             for e in (skipping, every):
                 e.adopt_rules(Engine(parse(rules), cfg))
             always_running(every)
-        meta = FrameMeta(1.7e9 + n * 0.001, "eth0")
-        ra, rb = fronts[0](f, meta), fronts[1](f, meta)
-        assert result_key(ra) == result_key(rb), f"frame {n}"
-        assert observable(skipping) == observable(every), f"frame {n}"
-    a, b = skipping.finish(), every.finish()
-    assert [dumps(e) for e in a] == [dumps(e) for e in b]
-    assert skipping.hits == every.hits
+
+    drive(skipping, every, [(1.7e9 + n * 0.001, f, ("eth0",)) for n, f in enumerate(frames, 1)],
+          skipping.front(), every.front(), between=reload, observe=(observable,))
     return skipping, every
 
 

@@ -79,26 +79,39 @@ def result_key(r) -> tuple:
             tuple((i.frame, i.back) for i in r.inject), r.frame, bypass)
 
 
-def lockstep(lean: Engine, plain: Engine, frames) -> None:
-    """Feed (ts, frame, meta-args) to both engines; every observable must agree, after
-    every frame."""
-    plain.lean = False
+def drive(a: Engine, b: Engine, frames, call_a, call_b, *, between=None, observe=(Engine.stats,)) -> None:
+    """Feed (ts, frame, meta-args) to engine `a` through `call_a` and to `b` through `call_b`,
+    both ticked every TICK_EVERY of packet time as replay ticks them; after every frame their
+    results and each `observe(engine)` must agree, and at the end what `finish` reports and
+    the alert counts.  `between(n)`, if given, runs before frame n.  The lockstep tests of
+    the lean lanes, the compiled lanes and the transaction detector's skip share it."""
     last_tick = None
     for n, (ts, data, meta_args) in enumerate(frames, 1):
+        if between is not None:
+            between(n)
         if last_tick is None:
             last_tick = ts
         elif ts - last_tick >= TICK_EVERY:
-            a, b = lean.tick(ts), plain.tick(ts)
-            assert [dumps(e) for e in a] == [dumps(e) for e in b], f"tick before frame {n}"
+            ta, tb = a.tick(ts), b.tick(ts)
+            assert [dumps(e) for e in ta] == [dumps(e) for e in tb], f"tick before frame {n}"
             last_tick = ts
-        ra = lean.inspect(data, FrameMeta(ts, *meta_args))
-        rb = plain.inspect(data, FrameMeta(ts, *meta_args))
+        ra = call_a(data, FrameMeta(ts, *meta_args))
+        rb = call_b(data, FrameMeta(ts, *meta_args))
         assert result_key(ra) == result_key(rb), f"frame {n}"
-        assert lean.stats() == plain.stats(), f"frame {n}"     # stream.memuse: the same bytes held
-    a, b = lean.finish(), plain.finish()
-    assert [dumps(e) for e in a] == [dumps(e) for e in b], "finish"
-    assert lean.stats() == plain.stats()
-    assert lean.hits == plain.hits
+        for look in observe:
+            assert look(a) == look(b), f"frame {n}: {look.__name__}"
+    fa, fb = a.finish(), b.finish()
+    assert [dumps(e) for e in fa] == [dumps(e) for e in fb], "finish"
+    for look in observe:
+        assert look(a) == look(b), look.__name__
+    assert a.hits == b.hits
+
+
+def lockstep(lean: Engine, plain: Engine, frames) -> None:
+    """Feed (ts, frame, meta-args) to both engines, `plain` without its lanes; every
+    observable must agree, after every frame (stats: stream.memuse, the same bytes held)."""
+    plain.lean = False
+    drive(lean, plain, frames, lean.inspect, plain.inspect)
 
 
 # ---------------------------------------------------------------------- differential fixtures

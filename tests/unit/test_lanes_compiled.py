@@ -19,11 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.all import IP, TCP, UDP, Ether, IPv6
 
-from bridge.eve import dumps
 from bridge.hook import build_engine
 from bridge.pcap import read_file
-from bridge.replay import CHECKSUM_HINTS, TICK_EVERY, _load_config
-from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE, FrameMeta
+from bridge.replay import CHECKSUM_HINTS, _load_config
+from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE
 from rules.decode import CHECKSUM_SAMPLE_COUNT
 from rules.engine import Engine
 from rules.settings import DecodeOptions, EngineSettings, StreamSettings
@@ -38,10 +37,10 @@ from tests.unit.test_engine_lean_lane import (
     SCENARIOS,
     UDP_PLAIN_RULE,
     UDP_RULES,
+    drive,
     http_ops,
     ops,
     parse,
-    result_key,
     session,
     udp_flow,
 )
@@ -116,26 +115,7 @@ def lockstep(compiled: Engine, plain: Engine, frames, *, between=None) -> Front:
     """Feed (ts, frame, FrameMeta args after ts) to both; everything must agree after every
     frame.  `between(n)`, if given, runs before frame n on both engines' behalf."""
     front = Front(compiled)
-    last_tick = None
-    for n, (ts, data, meta_args) in enumerate(frames, 1):
-        if between is not None:
-            between(n)
-        if last_tick is None:
-            last_tick = ts
-        elif ts - last_tick >= TICK_EVERY:
-            a, b = compiled.tick(ts), plain.tick(ts)
-            assert [dumps(e) for e in a] == [dumps(e) for e in b], f"tick before frame {n}"
-            last_tick = ts
-        ra = front(data, FrameMeta(ts, *meta_args))
-        rb = plain.inspect(data, FrameMeta(ts, *meta_args))
-        assert result_key(ra) == result_key(rb), f"frame {n}"
-        assert compiled.stats() == plain.stats(), f"frame {n}"
-        assert flow_table(compiled) == flow_table(plain), f"frame {n}"
-        assert sample(compiled) == sample(plain), f"frame {n}"
-    a, b = compiled.finish(), plain.finish()
-    assert [dumps(e) for e in a] == [dumps(e) for e in b], "finish"
-    assert compiled.stats() == plain.stats()
-    assert compiled.hits == plain.hits
+    drive(compiled, plain, frames, front, plain.inspect, between=between, observe=(Engine.stats, flow_table, sample))
     return front
 
 
