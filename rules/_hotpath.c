@@ -486,7 +486,8 @@ other:
 /* ------------------------------------------------------------------ Lanes */
 
 /* Lanes(engine, inspect, counters, flows, streams, sources, validate, vxlan_ports,
- *       any_pattern, flow_type, forward, csum_auto, csum_skip, sample_count): callable (frame, meta) -> Result.
+ *       any_pattern, flow_type, forward, csum_auto, csum_skip, sample_count):
+ *   callable (frame, meta) -> Result.
  *
  * The engine's lanes (rules.engine.Engine._lean_udp, _lean_tcp) compiled, in front of the
  * engine's `inspect`: what the data plane calls per frame (Engine.front()).  A frame it
@@ -495,14 +496,13 @@ other:
  * event, a flow the table knows, nothing that stops the lane (a dropped or passed flow, a
  * bad checksum, an app-layer state that could still change) -- and then: a datagram whose
  * direction has a scan offer and whose scan finds nothing (udp_check); a pure ACK, or the
- * next in-order data, of an established session (tcp_check).  It
- * does what `inspect` does for it: the packet counter, the checksum sample's frame count,
- * the flow's place in the table and its counters, the stream's acknowledgment, window and
- * (data) bytes, the IP-only rules detection skips; it answers the offer's Result or
- * FORWARD, for data with a fast pattern in its window Engine._lane_detect's, and with an
- * app layer loaded Engine._lane_app's for data (the parser and the transaction rules are
- * Python's).  Any other
- * frame, or anything unexpected before that (an error is cleared), goes to `inspect`
+ * next in-order data, of an established session (tcp_check).  It does what `inspect` does
+ * for it: the packet counter, the checksum sample's frame count, the flow's place in the
+ * table and its counters, the stream's acknowledgment, window and (data) bytes, the
+ * IP-only rules detection skips; it answers the offer's Result or FORWARD, for data with
+ * a fast pattern in its window Engine._lane_detect's, and with an app layer loaded
+ * Engine._lane_app's for data (the parser and the transaction rules are Python's).  Any
+ * other frame, or anything unexpected before that (an error is cleared), goes to `inspect`
  * unchanged: nothing was changed before the lane is sure.
  *
  * engine: rules.engine.Engine (its `lean`, `app` and `detector` are read per frame: a

@@ -328,12 +328,12 @@ class TxDetector:
 
     @staticmethod
     def _match(s, spec, tx, pkt, payload: bytes, view, flow=None, state=None) -> int:
-        """_MATCH; _NO, the rule cannot match this transaction any more; _RETRY, not now
-        but maybe on a later packet: a packet keyword (flow, flags, ...) or the payload
-        part did not match this packet, a buffer is not there yet while its side is
-        still at or before the buffer's progress, a condition failed before its side is
-        complete, or a body that did not match is still growing (as Suricata's
-        NO_MATCH / CANT_MATCH)."""
+        """_MATCH; _NO, the rule cannot match this transaction any more; else not now but
+        maybe on a later packet (as Suricata's NO_MATCH / CANT_MATCH): _RETRY, a packet
+        keyword (flow, flags, ...), xbits / flowint or the payload part did not match this
+        packet; _WAIT_FLOW, a flowbits:isset / isnotset did not; _WAIT, a buffer is not there
+        yet while its side is still at or before the buffer's progress, a condition failed
+        before its side is complete, or a body that did not match is still growing."""
         r = s.rule
         for chk in r.checks:
             if not chk(pkt):

@@ -218,8 +218,9 @@ class Engine:
         answer themselves what `_lean_udp` and `_lean_tcp` would -- a datagram of a flow
         direction with a scan offer whose scan finds nothing, a pure ACK, and the next
         in-order data of an established session (with an app layer loaded, handed to
-        `_lane_app` once taken into its stream) -- and hand every other frame to `inspect`.  `inspect` itself without the compiled module.  One per engine
-        and process (it cannot be pickled); cheap to make."""
+        `_lane_app` once taken into its stream) -- and hand every other frame to `inspect`.
+        `inspect` itself without the compiled module.  One per engine and process (it
+        cannot be pickled); cheap to make."""
         if _CLanes is None:
             return self.inspect
         dec = self.settings.decoder

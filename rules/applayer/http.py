@@ -426,8 +426,7 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         except Exception:        # never raises: a parser bug gives up this direction
             side.gone = True
             side.buf = bytearray()
-            self.event("http.parser_error")
-            self._moved = True
+            self.event("http.parser_error")      # (an event moves the gen)
         if self._moved:
             self.gen += 1
 

@@ -48,24 +48,21 @@ def _flowbits(value: str, ctx: Ctx):
         raise ctx.error(f"flowbits {cmd} needs a name")
     names, any_of = _names(rest, len(value) - len(rest) + (len(rest) - len(rest.lstrip())), ctx, cmd)
     op = FlowbitOp(cmd, names, any_of)
-    if cmd in ("isset", "isnotset"):
-        ctx.fields["_flowbits_read"] = True
+    if cmd not in ("isset", "isnotset"):
+        ctx.flowbits.append(op)
+        return op
     if cmd == "isset":
         if any_of:
             fn = lambda p, ns=names: p.flow is not None and any(n in p.flow.flowbits for n in ns)
         else:
             fn = lambda p, ns=names: p.flow is not None and all(n in p.flow.flowbits for n in ns)
-        ctx.add_check(fn, cost=2)
-    elif cmd == "isnotset":
-        if any_of:
-            fn = lambda p, ns=names: p.flow is None or any(n not in p.flow.flowbits for n in ns)
-        else:
-            fn = lambda p, ns=names: p.flow is None or all(n not in p.flow.flowbits for n in ns)
-        ctx.add_check(fn, cost=2)
-    if cmd in ("isset", "isnotset"):
-        ctx.fields.setdefault("_flowbits_checks", []).append(fn)     # (Rule.flow_state)
+    elif any_of:
+        fn = lambda p, ns=names: p.flow is None or any(n not in p.flow.flowbits for n in ns)
     else:
-        ctx.flowbits.append(op)
+        fn = lambda p, ns=names: p.flow is None or all(n not in p.flow.flowbits for n in ns)
+    ctx.add_check(fn, cost=2)
+    ctx.fields["_flowbits_read"] = True
+    ctx.fields.setdefault("_flowbits_checks", []).append(fn)     # (Rule.flow_state)
     return op
 
 

@@ -116,22 +116,22 @@ class PcreRegex:
     called directly: its Python layer (pcre2.Pattern.search) checked and copied the subject
     and built a Match object on every call, 2-3 us of a 4-5 us pcre on an HTTP buffer."""
 
-    __slots__ = ("_options", "_p", "_code", "limit_hits", "tallies")
+    __slots__ = ("_options", "_pattern", "_code", "limit_hits", "tallies")
 
     def __init__(self, pattern: bytes, options: int) -> None:
         code = _pcre2_cy.compile(pattern, options, PCRE2_ALT_BSUX | PCRE2_NEVER_BACKSLASH_C)
         _pcre2_cy.jit_compile(code)
-        self._p = pcre2.Pattern(code, pattern, 0, True, None)
+        self._pattern = pattern
         self._code = code
         self._options = options
         self.limit_hits = 0
         self.tallies: tuple[list[int], ...] = ()
 
     def __reduce__(self):
-        """Pickled (a rule reload ships the compiled rules, bridge.reload) as its source:
-        pcre2.Pattern's own unpickling recompiles with the binding's defaults, without
-        our options (CASELESS, ...) and with ALT_BSUX, so the pattern is compiled again here."""
-        return _unpickle_regex, (self._p.pattern, self._options, self.limit_hits)
+        """Pickled (a rule reload ships the compiled rules, bridge.reload) as its source: the
+        compiled code cannot be, so the pattern is compiled again here, with our options
+        (CASELESS, ...)."""
+        return _unpickle_regex, (self._pattern, self._options, self.limit_hits)
 
     def search(self, buf, pos: int = 0) -> tuple[int, int] | None:
         """The first match in `buf` (bytes-like) from `pos` on: its (start, end), or None."""
