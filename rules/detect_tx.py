@@ -263,6 +263,13 @@ class TxDetector:
     def inspects(self, proto: str) -> bool:
         return proto in self.protos
 
+    @staticmethod
+    def idle(parser, d: bool, flow) -> bool:
+        """Would `run` skip direction `d` of the flow's transactions now: its last run left
+        every rule it tried waiting on what has not changed since (`run`)."""
+        mark = parser.tx_idle[d]
+        return mark is not None and mark[0] == parser.gen and (mark[1] is None or mark[1] == flow.flowbits)
+
     def run(self, pkt, flow, st, payload: bytes, view, thresholds, stream_hits: set) -> list:
         """The transaction rules matching on `pkt`'s direction of the flow's transactions.
         A run that left every rule it tried decided or waiting on the transactions alone
@@ -274,10 +281,9 @@ class TxDetector:
         if parser is None or not parser.txs or st.proto not in self.protos:
             return []
         d = pkt.to_server
-        gen = parser.gen
-        mark = parser.tx_idle[d]
-        if mark is not None and mark[0] == gen and (mark[1] is None or mark[1] == flow.flowbits):
+        if self.idle(parser, d, flow):
             return []
+        gen = parser.gen
         bits = frozenset(flow.flowbits)      # (a rule of this run may set one a rule before it waits on)
         memo = self._ok_memo(pkt, flow)
         matches = []

@@ -502,26 +502,39 @@ class Engine:
         direction's packet rules in the window (or a 1-2 byte one), or a parser that gave
         up or turned to bypass on these bytes, goes on as `_detect_stage` does.  Otherwise
         detection would find no candidate (it counts the IP-only rules it skips): the app
-        layer gets the bytes (protocol detection, or the flow's parser), and the
-        transaction rules run on what the parser made of them."""
+        layer gets the bytes (protocol detection, or the flow's parser; a segment that only
+        continues a body goes through the parser's shortcut, Parser.take), and the
+        transaction rules run on what the parser made of them, unless the direction is idle
+        (TxDetector.idle: the run would skip it)."""
         buf, seen = self.streams.inline_window(me, n, to_server, True)
         pl = bytes(pkt.payload)
-        view = StreamView((buf,), pl, seen, False, True)
         if seen or short and self.detector.short_candidates(short, buf):
             d = _FrameDecision()
-            self._detect_stage(pkt, flow, view, False, d)
+            self._detect_stage(pkt, flow, StreamView((buf,), pl, seen, False, True), False, d)
             return self._result(d, pkt)
-        st = self._app_feed(pkt, flow, pl)
+        st = flow.app
+        if st is not None and st.parser is not None and self.streams.app_next(flow, me, n):
+            # the segment is the app layer's next data, alone (as _app_feed would hand it over)
+            if not self.app.take_tcp(st, to_server, pl):
+                st = self.app.feed_tcp(flow, to_server, pl)
+        else:
+            st = self._app_feed(pkt, flow, pl)
         parser = st.parser if st is not None else None
         if parser is not None and (parser.failed and not st.error_seen or parser.bypass_ready):
             d = _FrameDecision()
-            self._fed_stage(pkt, flow, view, pl, set(), st, False, d)
+            self._fed_stage(pkt, flow, StreamView((buf,), pl, seen, False, True), pl, set(), st, False, d)
             return self._result(d, pkt)
         self.detector.evaluated += skipped
         if parser is None or not st.fed:   # no parser on the flow (yet), or nothing new for transactions
             return FORWARD
         txd = self.detector.tx
+        if txd is not None and parser.txs and txd.idle(parser, to_server, flow):
+            # the run would skip this direction (and collect would find nothing spent: no
+            # transaction completes without moving the parser's gen)
+            st.fed = False
+            return FORWARD
         hits: set = set()
+        view = StreamView((buf,), pl, seen, False, True)
         txm = txd.run(pkt, flow, st, pl, view, self.thresholds, hits) if txd is not None else []
         self.app.collect(st, txd is not None and txd.inspects(st.proto))
         if not txm:

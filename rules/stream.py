@@ -804,6 +804,18 @@ class StreamEngine:
             self._app_end(peer, not to_server, out)
         return out
 
+    def app_next(self, flow, me: TcpStream, n: int) -> bool:
+        """Inline, after `take_in_order` of an `n`-byte segment: True when `app_ready` would
+        hand the app layer that segment alone (the direction's app data ends where it
+        starts, the session is not closed), now marked handed over; else False, nothing
+        changed."""
+        ssn = flow.tcp
+        lo = me.end - n
+        if not self.inline or ssn is None or ssn.state == CLOSED or me.app_off != lo or lo < me.data_off:
+            return False
+        me.app_off = me.end
+        return True
+
     @staticmethod
     def _app_end(me: TcpStream, to_server: bool, out: list) -> None:
         if not me.app_eof:

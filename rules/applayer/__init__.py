@@ -172,6 +172,17 @@ class AppLayer:
         return st is not None and st.parser is None and bool(
             st.proto or st.refused[to_server] >= self.probed_names[17])
 
+    def take_tcp(self, st: AppState, to_server: bool, data: bytes) -> bool:
+        """`feed_tcp`'s shortcut for a flow with a parser, when the parser can take `data`
+        without its general walk (Parser.take): True when taken as `feed_tcp` would;
+        False, nothing done (`feed_tcp` takes it)."""
+        p = st.parser
+        if p is None or not p.take(data, to_server):
+            return False
+        st.fed = True
+        self._events(st)
+        return True
+
     def end(self, flow, to_server: bool) -> None:
         """A direction of the flow ended (FIN, RST, flow end)."""
         st = flow.app

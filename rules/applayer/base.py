@@ -88,6 +88,12 @@ class Parser:
         """In-order bytes of one direction (TCP), or one datagram (UDP).  Never raises."""
         raise NotImplementedError
 
+    def take(self, data: bytes, to_server: bool) -> bool:
+        """A shortcut of `feed` for data a parser can take without its general walk (an HTTP
+        body's content): True when it took `data` exactly as `feed` would have, False when
+        it did nothing (then `feed` takes it).  None here."""
+        return False
+
     def end(self, to_server: bool) -> None:
         """That direction of the stream ended (FIN/RST, flow end): an unterminated body or
         message is complete as it is."""

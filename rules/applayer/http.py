@@ -430,6 +430,22 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         if self._moved:
             self.gen += 1
 
+    def take(self, data: bytes, to_server: bool) -> bool:
+        """`feed` for a piece that only continues a body in progress (Body.take_content),
+        as `feed` would take it -- True; else False, nothing changed: `feed` takes it."""
+        side = self.sides[to_server]
+        if side.state != 2 or side.buf or side.gone or not data:
+            return False
+        body = side.body
+        kept = len(body.data)
+        if not body.take_content(data):
+            return False
+        tx = side.tx
+        tx.body_grew[to_server] = True
+        if len(body.data) != kept and len(body.data) >= tx.min_inspect[to_server]:
+            self.gen += 1               # (as _feed_body: detection sees the body from that size on)
+        return True
+
     def event(self, name: str) -> None:
         self._moved = True          # (app-layer-event rules read a transaction's events)
         super().event(name)

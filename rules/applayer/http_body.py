@@ -511,6 +511,26 @@ class Body:
         self.raw_len += pos
         return pos
 
+    def take_content(self, data: bytes) -> bool:
+        """`feed`, for the common piece that is body content alone: a plain body (no
+        content coding) with more of it still to come than `data` holds (a length or a
+        chunk not complete after it, or one running to the close).  Takes it all and
+        answers True; anything else answers False and changes nothing (`feed` takes it)."""
+        st = self._state
+        n = len(data)
+        if self._decoding or self.done or self.failed or not (st == _CLOSE or (st == _LENGTH or st == _DATA)
+                                                              and self._left > n):
+            return False
+        self._msg += n
+        self._entity += n
+        room = self.limit - len(self.data) if self.limit else n
+        if room > 0:
+            self.data += data[:room] if room < n else data
+        if st != _CLOSE:
+            self._left -= n
+        self.raw_len += n
+        return True
+
     def finish(self) -> None:
         """The direction ended: a body that runs to the end of the stream is complete;
         one cut short is complete as it is (`truncated`)."""

@@ -135,11 +135,17 @@ class StuckInTheParser(Engine):
     """An engine whose app layer loops for ever on a segment with STALL, reached through the
     compiled lane's call to _lane_app (no `inspect` frame on the stack)."""
 
-    def _app_feed(self, pkt, flow, payload):
-        if b"STALL" in bytes(pkt.payload):
-            while True:
-                pass
-        return super()._app_feed(pkt, flow, payload)
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        feed = self.app.feed_tcp
+
+        def stuck(flow, to_server, data):
+            if b"STALL" in data:
+                while True:
+                    pass
+            return feed(flow, to_server, data)
+
+        self.app.feed_tcp = stuck
 
 
 def test_the_app_layer_the_compiled_lane_runs_is_bounded_too():
