@@ -40,6 +40,7 @@ from rules.prefilter import PatternDB, header_key
 # packet itself may (another packet keyword, xbits / flowint, the packet's payload)
 _NO, _MATCH, _RETRY, _WAIT, _WAIT_FLOW = 0, 1, 2, 3, 4
 _EMPTY: frozenset = frozenset()
+_READS_NONE = (False, False)
 
 
 def _items(v, multi: bool, transforms: tuple) -> list:
@@ -99,6 +100,19 @@ class TxDetector:
         self.always: dict[tuple[bool, str], tuple] = {}
         always: dict[tuple[bool, str], list] = {}
         protos: list = []                    # per bucket: the IP protocols its rules take (None: any)
+        # (app protocol, direction) -> per side [to client, to server], whether a rule of that
+        # direction reads it (a buffer or a condition: what its AppSpec.need comes from): a
+        # direction is inspected complete once the sides its rules read are (run: Tx.final)
+        reads: dict[tuple[str, bool], list] = {}
+        for s in sigs:
+            for sp in (s.rule.app, s.rule.app.other):
+                if sp is not None:
+                    r = reads.setdefault((sp.proto, sp.to_server), [False, False])
+                    for b in sp.bufs:
+                        r[b.to_server] = True
+                    for side, _fn in sp.checks:
+                        r[side] = True
+        self.reads = {k: (v[0], v[1]) for k, v in reads.items()}
         for s in sigs:
             k = header_key(s)
             b = buckets.get(k)
@@ -208,10 +222,13 @@ class TxDetector:
                     # nothing to scan or to remember (the first scan of it covers it whole)
                     got = self._grown(slot, vals, found) if vals else _EMPTY
                 else:
-                    got = set()
+                    # (kept per transaction until it goes: no set made for a slot found empty)
+                    got = _EMPTY
                     for v in vals:
                         if v:
-                            got |= slot.db.scan(v)
+                            hit = slot.db.scan(v)
+                            if hit:
+                                got = got | hit if got else hit
                 # kept once final: a body once complete, another buffer once there (or once
                 # its side is past the progress it comes at)
                 if prog[slot.side] >= DONE or not slot.body and (vals or prog[slot.side] > slot.progress):
@@ -289,12 +306,15 @@ class TxDetector:
         matches = []
         idle = gen is not None
         on_bits = False
+        read0, read1 = self.reads.get((st.proto, d), _READS_NONE)
         for tx in parser.txs:
             if tx.only is not None and tx.only != d:
                 continue
             prog = tx.progress
-            if prog[0] >= DONE and prog[1] >= DONE:
-                tx.final[d] = True              # inspected complete in this direction (after this run)
+            if (prog[0] >= DONE or not read0) and (prog[1] >= DONE or not read1):
+                # inspected complete in this direction (after this run): every side its rules
+                # read is complete (an HTTP request's rules do not wait for its response)
+                tx.final[d] = True
             done = tx.inspected[d]
             cands = self._candidates(tx, d, memo, pkt, st.proto)
             for s in cands:

@@ -457,9 +457,12 @@ class Body:
     def as_bytes(self) -> bytes:
         """`data` as bytes, copied only when it grew since the last call: `data` only ever
         grows (appended, up to the limit), so its length says whether the copy is current.
-        A body past its limit is asked for on every later packet of a long response."""
+        A body past its limit is asked for on every later packet of a long response.  Once
+        complete (or full), `data` is that copy itself."""
         if len(self._bytes) != len(self.data):
             self._bytes = bytes(self.data)
+            if self.done or self.failed or self.limit and len(self.data) >= self.limit:
+                self.data = self._bytes      # it grows no more: one copy kept, not two
         return self._bytes
 
     def feed(self, data: bytes) -> int:

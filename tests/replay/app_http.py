@@ -294,6 +294,47 @@ def s_responses(cap) -> None:
     t.c(flags="A")
     t.close()
 
+TX_DONE_RULES = r"""
+alert http any any -> any any (msg:"uri"; flow:to_server; http.uri; content:"/x"; sid:920001;)
+alert http any any -> any any (msg:"uri and a payload byte"; flow:to_server; http.uri; content:"/y"; content:"Q"; sid:920002;)
+alert http any any -> any any (msg:"uri and no zzz in the packet"; flow:to_server; http.uri; content:"/x"; pkt_data; content:!"zzz"; sid:920003;)
+alert http any any -> any any (msg:"200 and no HTTP in the packet"; flow:to_client; http.stat_code; content:"200"; pkt_data; content:!"HTTP"; sid:920004;)
+alert http any any -> any any (msg:"body and no abc in the packet"; flow:to_client; file.data; content:"def"; pkt_data; content:!"abc"; sid:920005;)
+"""
+
+
+def s_tx_done(cap) -> None:
+    """Rules with a packet keyword beside their transaction buffers, that the packet
+    inspecting the transaction fails: no later packet of the direction (an ACK, a FIN, the
+    next request) and no flow end makes them alert once the direction's side of the
+    transaction is complete and was inspected."""
+    from make_differential import C1, S1, Tcp
+
+    # 1: request, response, the client's ACK, close
+    t = Tcp(cap, C1, S1, 43001, 80).handshake()
+    t.c(data=b"GET /x HTTP/1.1\r\nHost: a\r\nUser-Agent: zzz\r\n\r\n")
+    t.s(data=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    t.c("A")
+    t.close()
+    # 2: a body over three segments with ACKs between, then a second request on the session
+    t = Tcp(cap, C1, S1, 43002, 80).handshake()
+    t.c(data=b"GET /x HTTP/1.1\r\nHost: a\r\nUser-Agent: zzz\r\n\r\n")
+    t.s(data=b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc")
+    t.c("A")
+    t.s(data=b"def")
+    t.c("A")
+    t.s(data=b"ghi")
+    t.c("A")
+    t.c(data=b"GET /y HTTP/1.1\r\nHost: a\r\n\r\n")
+    t.s(data=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    t.close()
+    # 3: request and response, never closed (the flow ends with the capture)
+    t = Tcp(cap, C1, S1, 43003, 80).handshake()
+    t.c(data=b"GET /x HTTP/1.1\r\nHost: a\r\nUser-Agent: zzz\r\n\r\n")
+    t.s(data=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    t.c("A")
+
+
 FAMILIES = [
     AppFamily("app_http_requests", "HTTP request buffers: method, uri (normalized: dot segments, "
               "repeated slashes, percent-decoding; absolute URIs), uri.raw, protocol, request_line, host "
@@ -310,4 +351,7 @@ FAMILIES = [
               "across chunks and segments), gzip and deflate bodies, request bodies (Content-Length, chunked, "
               "file.data to server), pipelined bodies, a drop on a marker in a body's third segment",
               RESPONSES_RULES, s_responses, ("ips", "ids")),
+    AppFamily("app_http_tx_done", "a transaction inspected complete per direction: rules with dsize or a payload "
+              "byte beside their buffers, failed on the packet inspecting it, do not alert on a later ACK, FIN or "
+              "request, or at the flow's end", TX_DONE_RULES, s_tx_done),
 ]
