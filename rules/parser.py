@@ -406,9 +406,12 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
               ip_protos=PROTOS[proto_l])
     if proto_l in _app.HEADER_PROTOS:
         ctx.app_proto = _app.HEADER_PROTOS[proto_l]
+    packet_kw = None                  # the first keyword on the packet alone (dsize, ttl, flags, ...), its column
     for name, raw, ncol, vcol in opts:
         kname = name.lower()
         kw = REGISTRY[kname]
+        if kw.requires == "packet" and packet_kw is None:
+            packet_kw = (name, ncol)
         ctx.keyword = name
         ctx.negated = False
         if raw is None:
@@ -457,6 +460,15 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
     fp_nocase = False
     pkt_items = ctx.buffers.get("pkt", ctx.items if ctx.buffer == "pkt" else [])
     app = _app_spec(ctx, f, paren)
+    if app is not None and packet_kw is not None:
+        # Suricata 7 refuses it ("combines packet specific matches ... with stream / state
+        # matching"): the transaction is inspected on some packet, not on the one the
+        # keyword means
+        name, col = packet_kw
+        raise RuleError(f"'{name}' matches packets and the rule matches app-layer transactions "
+                        f"({', '.join(b.name for b in app.bufs) or 'its app-layer conditions'}): Suricata refuses "
+                        "the combination too; put the packet condition in a rule of its own (flowbits can chain "
+                        "the two)", column=col, keyword=name)
     if ctx.app_proto and app is None:
         checks.append(_on_app_proto(ctx.app_proto))
     subs = [(name, _extractor(name, ctx.transforms.get(name)), PayloadChain(items))

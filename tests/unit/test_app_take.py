@@ -143,13 +143,13 @@ alert tcp any any -> any any (msg:"a packet pattern"; content:"evil"; sid:1;)
 alert http any any -> any any (msg:"admin uri"; flow:to_server; http.uri; content:"/admin"; sid:21;)
 drop http any any -> any any (msg:"drop a body"; file.data; content:"DROPBODY"; sid:23;)
 alert http any any -> any any (msg:"a mark in a complete body"; file.data; content:"MARK"; isdataat:!1,relative; sid:46;)
-alert http any any -> any any (msg:"a big packet of a 200"; flow:to_client; dsize:>1000; http.stat_code; content:"200"; sid:40;)
+alert http any any -> any any (msg:"a marked packet of a 200"; flow:to_client; pkt_data; content:"BIG"; http.stat_code; content:"200"; sid:40;)
 """
 http_chunks = st.lists(st.sampled_from([
     b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n", b"POST /up HTTP/1.1\r\nContent-Length: 3000\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n", b"HTTP/1.0 200 OK\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"bb8\r\n", b"\r\n0\r\n\r\n",
-    b"y" * 1448, b"y" * 600, b"DROP", b"BODY", b"MARK", b"evil"]), min_size=1, max_size=8)
+    b"y" * 1448, b"y" * 600, b"BIG", b"DROP", b"BODY", b"MARK", b"evil"]), min_size=1, max_size=8)
 http_ops = st.lists(st.tuples(st.sampled_from(["c", "s", "s", "ack", "retx", "fin"]), http_chunks),
                     min_size=1, max_size=10)
 

@@ -2,7 +2,7 @@
 since its last run on the flow direction (rules.detect_tx.TxDetector.run, Parser.gen): an
 HTTP body growing below its minimal inspect size.  Checked in lockstep against an engine
 that runs transaction detection on every packet: every result, EVE event and alert count
-the same, with rules that wait on the packet itself (dsize, a flowbit set later by a
+the same, with rules that wait on the packet itself (a payload part, a flowbit set later by a
 packet rule, a payload part), an interim 100 response, a body that crosses its minimal
 inspect size, and a rule reload in the middle."""
 from __future__ import annotations
@@ -21,7 +21,7 @@ alert http any any -> any any (msg:"admin uri"; flow:to_server; http.uri; conten
 alert http any any -> any any (msg:"evil server"; http.server; content:"evil"; sid:22;)
 drop http any any -> any any (msg:"drop a body"; file.data; content:"DROPBODY"; sid:23;)
 alert http any any -> any any (msg:"payload and a transaction"; flow:to_client; content:"qqq"; http.stat_code; content:"200"; sid:26;)
-alert http any any -> any any (msg:"a big packet of a 200"; flow:to_client; dsize:>1000; http.stat_code; content:"200"; sid:40;)
+alert http any any -> any any (msg:"a marked packet of a 200"; flow:to_client; pkt_data; content:"BIG"; http.stat_code; content:"200"; sid:40;)
 alert tcp any any -> any any (msg:"set the bit"; content:"SETBIT"; flowbits:set,b; flowbits:noalert; sid:41;)
 alert http any any -> any any (msg:"bit and a 200"; flowbits:isset,b; http.stat_code; content:"200"; sid:42;)
 alert http any any -> any any (msg:"interim"; http.stat_code; content:"100"; sid:44;)
@@ -37,7 +37,7 @@ pieces = st.lists(st.sampled_from([
     b"POST /up HTTP/1.1\r\nContent-Length: 3000\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nServer: evil\r\nContent-Length: 3000\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n", b"HTTP/1.1 100 Continue\r\n\r\n",
-    b"y" * 600, b"y" * 1200, b"SETBIT", b"MARK", b"DROPBODY", b"qqq", b"z" * 97]), min_size=1, max_size=8)
+    b"y" * 600, b"y" * 1200, b"BIG", b"SETBIT", b"MARK", b"DROPBODY", b"qqq", b"z" * 97]), min_size=1, max_size=8)
 steps = st.lists(st.tuples(st.sampled_from(["c", "s", "s", "ack", "retx", "fin"]), pieces), min_size=1, max_size=10)
 
 
@@ -103,17 +103,17 @@ def test_a_body_below_its_minimal_inspect_size_is_skipped_and_its_rules_still_fi
     # the three segments that leave the body below 2,000 bytes (600, 1,200, 1,800) are not
     # run; the one that brings it to 2,400 and the last one are
     assert walks(skipping) == walks(every) - 3, (walks(skipping), walks(every))
-    # with rules waiting on the packet (dsize, a flowbit, a payload part) every packet runs
+    # with rules waiting on the packet (a flowbit, payload parts) every packet runs
     busy, every = lockstep(frames)
     assert walks(busy) == walks(every)
 
 
-@pytest.mark.parametrize("only", [False, True], ids=["all rules", "dsize and the bit alone"])
+@pytest.mark.parametrize("only", [False, True], ids=["all rules", "a payload part and the bit alone"])
 def test_a_rule_waiting_on_the_packet_is_tried_on_every_packet(only):
-    """dsize (a packet keyword) and a flowbit a packet rule sets later: the packet that
-    satisfies them runs, with the other rules waiting on the packet (a payload part) or with
-    only these (dsize keeps the direction busy; the bit's wait ends when the bits change)."""
-    resp = [b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n", b"y" * 1200, b"SETBIT" + b"y" * 594, b"y" * 600,
+    """A payload part (pkt_data) and a flowbit a packet rule sets later: the packet that
+    satisfies them runs, with the other rules waiting on the packet or with only these (the
+    payload part keeps the direction busy; the bit's wait ends when the bits change)."""
+    resp = [b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n", b"BIG" + b"y" * 1197, b"SETBIT" + b"y" * 594, b"y" * 600,
             b"y" * 600]         # (the big packet and the bit both come while the body is below 2,000)
     rules = BIT_RULES + "\n".join(ln for ln in RULES.splitlines() if "sid:40;" in ln) if only else RULES
     skipping, _ = lockstep(session([("c", [b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"]), ("s", resp)], 40000), rules)

@@ -429,3 +429,31 @@ def test_a_keyword_suricata_knows_is_unsupported_one_nobody_knows_is_invalid():
         assert e.unsupported == kw and "unsupported keyword" in e.message, kw
     e = perr(f'{H} (msg:"x"; contnet:"a"; sid:1;)')
     assert e.unsupported is None and "did you mean 'content'" in e.message
+
+
+# Suricata 7.0.10 (suricata -T) refuses each of these beside app-layer transaction matching:
+# "Signature combines packet specific matches (like dsize, flags, ttl) with stream / state
+# matching by matching on app layer proto"
+PACKET_KEYWORDS = ["dsize:<3", "ttl:<3", "flags:S", "id:1", "ipopts:rr", "fragbits:M", "fragoffset:0", "seq:1",
+                   "ack:1", "window:1", "sameip", "itype:8", "icmp_id:1", 'tcp.hdr; content:"x"']
+
+
+@pytest.mark.parametrize("kw", PACKET_KEYWORDS)
+@pytest.mark.parametrize("app", ['http.uri; content:"/x";', "urilen:3;",
+                                 "app-layer-event:http.request_field_missing_colon;"])
+def test_a_packet_keyword_beside_transaction_matching_is_refused_as_suricata_refuses_it(kw, app):
+    text = f'alert http any any -> any any (msg:"k"; flow:to_server; {app} {kw}; sid:1;)'
+    with pytest.raises(RuleError) as e:
+        parse_rule(text)
+    name = kw.split(":")[0].split(";")[0]
+    assert e.value.column == text.index(name) + 1 and "Suricata refuses the combination too" in str(e.value)
+
+
+@pytest.mark.parametrize("text", [
+    'alert http any any -> any any (msg:"k"; flow:to_server; dsize:<3; sid:1;)',          # no transaction part
+    'alert http any any -> any any (msg:"k"; http.uri; content:"/x"; pkt_data; content:"y"; sid:1;)',
+    'alert http any any -> any any (msg:"k"; http.uri; content:"/x"; stream_size:server,>,1; sid:1;)',
+    'alert http any any -> any any (msg:"k"; http.uri; content:"/x"; isdataat:1; byte_test:1,>,1,0; sid:1;)',
+])
+def test_what_suricata_takes_beside_transaction_matching_is_taken(text):
+    assert parse_rule(text).sid == 1
