@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rules.applayer.base import DONE, BufferDef, Parser, Tx
+from rules.applayer.http_body import Body, parse_content_length
 
 PROTO = "http"
 IPPROTOS = (6,)
@@ -675,8 +676,6 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         no digit, stops parsing of the flow (`failed`: app-layer.error-policy applies); a
         response is chunked when "chunked" appears anywhere in the value (anything but
         exactly chunked raises http.response_abnormal_transfer_encoding)."""
-        from rules.applayer.http_body import parse_content_length
-
         te = index.get(b"transfer-encoding")
         cl = index.get(b"content-length")
         chunked = False
@@ -701,7 +700,6 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
                     self._fail()
                     return None
                 self.event("http.invalid_content_length_field_in_response")
-        from rules.applayer.http_body import Body
 
         # Content-Encoding goes to the body as sent: libhtp reads the whole value (requests)
         # or its own tokens (responses); Suricata decompresses request bodies too

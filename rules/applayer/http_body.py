@@ -151,6 +151,7 @@ _FOLD = (b" ", b"\t", b"\0")                       # a line starting so continue
 _GZIP, _DEFLATE, _LZMA = "gzip", "deflate", "lzma"
 _WBITS = {_GZIP: 15 + 32, _DEFLATE: -15}            # zlib: automatic gzip/zlib header; raw deflate
 _ZERR = re.compile(rb"Error (-?\d+)")
+_DIGITS = re.compile(rb"[0-9]+")
 _PLAIN_SIZE = re.compile(rb"([0-9a-fA-F]{1,7})\r?\n")   # a chunk-size line with nothing else on it
 _Z_DATA_ERROR = -3
 
@@ -166,7 +167,7 @@ def parse_content_length(value: bytes) -> int | None:
     raises http.invalid_content_length_field_in_request and Suricata stops
     parsing the flow; an invalid response length
     (..._in_response) stops the response side."""
-    m = re.search(rb"[0-9]+", bytes(value))
+    m = _DIGITS.search(value)
     if m is None:
         return None
     n = int(m.group())
