@@ -1308,7 +1308,23 @@ static PyTypeObject LanesType = {
     .tp_methods = lane_methods,
 };
 
+/* scan(spec, data) -> int: compiled_scan, for tests to hold against AnyPattern's own answer. */
+static PyObject *
+scan_for_tests(PyObject *self, PyObject *args)
+{
+    PyObject *spec;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "Oy*", &spec, &data))
+        return NULL;
+    int found = compiled_scan(spec, (const unsigned char *)data.buf, data.len);
+    PyBuffer_Release(&data);
+    return PyLong_FromLong(found);
+}
+
 static PyMethodDef hotpath_methods[] = {
+    {"scan", scan_for_tests, METH_VARARGS,
+     "scan(spec, data) -> int: what the compiled lanes' scan of an AnyPattern.spec answers for "
+     "data: 1 found, 0 nothing, -1 not in its form (the caller then scans in Python)."},
     {"ones_sum", csum_ones_sum, METH_VARARGS,
      "ones_sum(data, initial=0) -> int: folded 16-bit one's complement sum of data (odd length "
      "padded with a zero byte) plus initial, 0..0xFFFF."},

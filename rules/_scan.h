@@ -3,10 +3,13 @@
  * bridge/_ringpass.c (the ring walk's fast-path entries).  Included by both, so each has
  * its own copy of these static functions; call scan_init() once from the module's init.
  *
- * spec = (watch, ((hyperscan scan method, scratch), ...)): watch is an app-layer state
- * whose parser, once it has one, makes every datagram a "found"; each database is asked
- * with a callback that stops it at the first match (hyperscan then raises, which means
- * found). */
+ * spec = (watch, ((hyperscan scan method, scratch, literals), ...)): watch is an app-layer
+ * state whose parser, once it has one, makes every datagram a "found"; each database is
+ * asked with a callback that stops it at the first match (hyperscan then raises, which
+ * means found).  `literals`, for a database of a few patterns (a direction's 1-2 byte
+ * ones), is those patterns as ((bytes, caseless), ...), caseless ones in lower case, or
+ * None: a short payload is searched for them here (memchr on each pattern's first byte),
+ * which costs less than the call through the hyperscan binding, and answers the same. */
 #ifndef IPSBRIDGE_SCAN_H
 #define IPSBRIDGE_SCAN_H
 
@@ -33,6 +36,44 @@ scan_init(void)
     return (scan_s_parser && scan_stop && scan_zero) ? 0 : -1;
 }
 
+#define SCAN_LIT_DATA_MAX 512       /* payload bytes up to which the literals are searched here */
+#define SCAN_LIT_MAX 16             /* patterns up to which (AnyPattern gives no more) */
+
+static inline unsigned char
+scan_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;     /* hyperscan's caseless: ASCII */
+}
+
+/* Does data[0:n] (low: the same in lower case) hold one of `literals`?  1 yes, 0 no, -1 not
+ * in the expected shape (the caller then asks the database). */
+static int
+scan_literals(PyObject *literals, const unsigned char *data, const unsigned char *low, Py_ssize_t n)
+{
+    Py_ssize_t k = PyTuple_GET_SIZE(literals);
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *it = PyTuple_GET_ITEM(literals, i);
+        if (!PyTuple_CheckExact(it) || PyTuple_GET_SIZE(it) != 2 || !PyBytes_CheckExact(PyTuple_GET_ITEM(it, 0)))
+            return -1;
+        PyObject *pat = PyTuple_GET_ITEM(it, 0);
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(pat);
+        Py_ssize_t m = PyBytes_GET_SIZE(pat);
+        const unsigned char *hay = PyTuple_GET_ITEM(it, 1) == Py_True ? low : data;
+        if (m == 0)
+            return 1;
+        const unsigned char *at = hay, *end = hay + n;
+        while (end - at >= m) {
+            at = memchr(at, p[0], (size_t)(end - at - m + 1));
+            if (at == NULL)
+                break;
+            if (memcmp(at + 1, p + 1, (size_t)(m - 1)) == 0)
+                return 1;
+            at++;
+        }
+    }
+    return 0;
+}
+
 /* Does any database of the compiled scan `spec` find a pattern in data[0:n], or has its
  * watched app-layer state a parser?  1 yes, 0 no, -1 an error (cleared): the caller then
  * leaves the datagram to the Python code, which scans again itself. */
@@ -56,17 +97,39 @@ compiled_scan(PyObject *spec, const unsigned char *data, Py_ssize_t n)
     Py_ssize_t k = PyTuple_GET_SIZE(calls);
     if (k == 0)
         return 0;
-    PyObject *bytes = PyBytes_FromStringAndSize((const char *)data, n);
-    if (bytes == NULL) {
-        PyErr_Clear();
-        return -1;
-    }
+    PyObject *bytes = NULL;
+    unsigned char low[SCAN_LIT_DATA_MAX];
+    int lowered = 0;
     int found = 0;
     for (Py_ssize_t i = 0; i < k; i++) {
         PyObject *call = PyTuple_GET_ITEM(calls, i);
-        if (!PyTuple_CheckExact(call) || PyTuple_GET_SIZE(call) != 2) {
+        if (!PyTuple_CheckExact(call) || PyTuple_GET_SIZE(call) != 3) {
             found = -1;
             break;
+        }
+        PyObject *lits = PyTuple_GET_ITEM(call, 2);
+        if (lits != Py_None && n <= SCAN_LIT_DATA_MAX && PyTuple_CheckExact(lits) &&
+            PyTuple_GET_SIZE(lits) <= SCAN_LIT_MAX) {
+            if (!lowered) {
+                for (Py_ssize_t j = 0; j < n; j++)
+                    low[j] = scan_lower(data[j]);
+                lowered = 1;
+            }
+            int got = scan_literals(lits, data, low, n);
+            if (got > 0) {
+                found = 1;
+                break;
+            }
+            if (got == 0)
+                continue;
+        }
+        if (bytes == NULL) {
+            bytes = PyBytes_FromStringAndSize((const char *)data, n);
+            if (bytes == NULL) {
+                PyErr_Clear();
+                found = -1;
+                break;
+            }
         }
         PyObject *a[5] = {bytes, scan_stop, scan_zero, Py_None, PyTuple_GET_ITEM(call, 1)};
         PyObject *v = PyObject_Vectorcall(PyTuple_GET_ITEM(call, 0), a, 5, NULL);
@@ -77,7 +140,7 @@ compiled_scan(PyObject *spec, const unsigned char *data, Py_ssize_t n)
         }
         Py_DECREF(v);
     }
-    Py_DECREF(bytes);
+    Py_XDECREF(bytes);
     return found;
 }
 

@@ -128,8 +128,11 @@ class AnyPattern:
     holds a pattern of any of `dbs`, or -- `watch`, an app-layer state, set -- once that
     state has a parser (a UDP direction whose transaction rules wait for one).  Each
     database is asked with a callback that stops it at the first match.  `spec` is the
-    same scan for the data plane's compiled ring walk (bridge/_ringpass.c): (watch,
-    ((hyperscan scan method, scratch), ...)), or None when a database has no hyperscan."""
+    same scan for the data plane's compiled ring walk (bridge/_ringpass.c) and the engine's
+    compiled UDP lane (rules/_scan.h): (watch, ((hyperscan scan method, scratch, literals),
+    ...)), or None when a database has no hyperscan; `literals` are the patterns of a
+    database of at most SCAN_LITERALS of them (a direction's 1-2 byte ones), caseless ones
+    in lower case, which the compiled scan looks for itself in a short payload."""
 
     __slots__ = ("dbs", "watch", "spec", "_calls")
 
@@ -138,7 +141,7 @@ class AnyPattern:
         self.watch = watch
         if all(db._db is not None for db in self.dbs):
             self._calls = tuple((db._db.scan, db._scratch) for db in self.dbs)
-            self.spec = (watch, self._calls)
+            self.spec = (watch, tuple((scan, scratch, _literals(db)) for (scan, scratch), db in zip(self._calls, self.dbs)))
         else:
             self._calls = None
             self.spec = None
@@ -160,6 +163,16 @@ class AnyPattern:
     def watching(self, st) -> "AnyPattern":
         """The same scan, also True once `st` has a parser."""
         return AnyPattern(self.dbs, st)
+
+
+SCAN_LITERALS = 16          # rules/_scan.h SCAN_LIT_MAX
+
+
+def _literals(db: PatternDB) -> tuple | None:
+    """A few patterns, as the compiled scan looks for them itself (AnyPattern.spec)."""
+    if len(db.patterns) > SCAN_LITERALS:
+        return None
+    return tuple((p.lower() if nc else p, nc) for p, nc in db.patterns)
 
 
 def _set_key(x) -> Any:

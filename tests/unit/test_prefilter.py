@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rules.parser import parse_rule
-from rules.prefilter import PatternDB, RuleIndex
+from rules.prefilter import AnyPattern, PatternDB, RuleIndex
 
 
 class S:
@@ -180,8 +182,9 @@ def test_any_pattern_is_true_when_a_database_holds_a_pattern_or_the_watched_stat
     assert watched.dbs == scan.dbs and not watched(b"nothing") and watched(b"evil")
     st.parser = object()
     assert watched(b"nothing") and not scan(b"nothing")
-    # what the compiled ring walk is given: the watched state, each database's scan and scratch
-    assert watched.spec == (st, tuple((db._db.scan, db._scratch) for db in (a, b)))
+    # what the compiled ring walk is given: the watched state, each database's scan and scratch,
+    # and a database of a few patterns as literals (caseless ones in lower case)
+    assert watched.spec == (st, ((a._db.scan, a._scratch, ((b"evil", False),)), (b._db.scan, b._scratch, ((b"zq", True),))))
     assert AnyPattern(()).spec == (None, ()) and not AnyPattern(())(b"evil")
 
 
@@ -199,3 +202,27 @@ def test_the_compiled_walk_knows_the_fast_paths_entry_actions():
     from bridge import fastpath
 
     assert (rp.ENTRY_FORWARD, rp.ENTRY_SCAN) == (fastpath.FORWARD, fastpath.SCAN)
+
+
+_literal = st.binary(min_size=1, max_size=2) | st.sampled_from([b"Ab", b"zZ", b"\x18\x03", b"a", b"\xff"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(pats=st.lists(st.tuples(_literal, st.booleans()), min_size=1, max_size=20, unique=True),
+       big=st.lists(st.tuples(st.binary(min_size=3, max_size=6), st.booleans()), max_size=3, unique=True),
+       data=st.binary(max_size=40) | st.binary(min_size=500, max_size=600),
+       plant=st.integers(0, 19))
+def test_the_compiled_scan_answers_as_the_databases(pats, big, data, plant):
+    """rules/_scan.h's compiled scan: a database of few patterns searched as literals in a
+    short payload, the others asked through hyperscan, the same answer as AnyPattern's own
+    (which asks hyperscan every time); payloads over the literal limit, more patterns than
+    it takes, caseless patterns, patterns at the very end."""
+    from rules._hotpath import scan
+
+    pats = list(dict.fromkeys(pats))
+    if plant < len(pats) and data:
+        p, nc = pats[plant]
+        data = data[:len(data) // 2] + (p.upper() if nc else p) + data[len(data) // 2:]
+    dbs = [PatternDB(pats)] + ([PatternDB(big)] if big else [])
+    ap = AnyPattern(dbs)
+    assert scan(ap.spec, data) == int(ap(data))
