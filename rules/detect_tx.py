@@ -41,6 +41,8 @@ from rules.prefilter import PatternDB, header_key
 _NO, _MATCH, _RETRY, _WAIT, _WAIT_FLOW = 0, 1, 2, 3, 4
 _EMPTY: frozenset = frozenset()
 _READS_NONE = (False, False)
+_SEEN_VALUE_MAX = 256       # _Slot.scan remembers values up to this many bytes,
+_SEEN_MAX = 4096            # and this many of them per slot
 
 
 def _items(v, multi: bool, transforms: tuple) -> list:
@@ -61,7 +63,7 @@ class _Slot:
     """One buffer as the prefilter scans it: (name, side, transforms) and its patterns."""
 
     __slots__ = ("get", "side", "progress", "multi", "body", "transforms", "patterns", "by_pid", "db", "proto",
-                 "grows", "overlap")
+                 "grows", "overlap", "seen")
 
     def __init__(self, buf, proto: str) -> None:
         self.proto = proto                   # its protocol: a slot is scanned on that protocol's transactions only
@@ -78,6 +80,29 @@ class _Slot:
         # the bytes added since the last one, from `overlap` bytes before them (set with db)
         self.grows = self.body and not self.multi and not self.transforms
         self.overlap = 0
+        # value -> its scan's ids, for short values: the same Host, User-Agent, status or
+        # Server comes back transaction after transaction (bounded; not pickled)
+        self.seen: dict[bytes, frozenset] = {}
+
+    def __getstate__(self):
+        return tuple(getattr(self, k) if k != "seen" else None for k in self.__slots__)
+
+    def __setstate__(self, state) -> None:
+        for k, v in zip(self.__slots__, state):
+            setattr(self, k, v if k != "seen" else {})
+
+    def scan(self, v: bytes) -> frozenset | set:
+        """The ids of the slot's patterns in `v` (PatternDB.scan), remembered for a short
+        value.  The answer is only read, never changed."""
+        if len(v) > _SEEN_VALUE_MAX:
+            return self.db.scan(v)
+        seen = self.seen
+        got = seen.get(v)
+        if got is None:
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            got = seen[v] = frozenset(self.db.scan(v))
+        return got
 
     def values(self, tx) -> list:
         v = self.get(tx)
@@ -226,7 +251,7 @@ class TxDetector:
                     got = _EMPTY
                     for v in vals:
                         if v:
-                            hit = slot.db.scan(v)
+                            hit = slot.scan(v)
                             if hit:
                                 got = got | hit if got else hit
                 # kept once final: a body once complete, another buffer once there (or once

@@ -78,3 +78,28 @@ def test_a_complete_body_keeps_one_copy():
     assert full.as_bytes() == b"abcd" and full.data is full.as_bytes()
     full.feed(b"ij")                              # past the limit: counted, not kept
     assert full.as_bytes() == b"abcd" and full.raw_len == 10
+
+
+def test_a_slot_remembers_the_scans_of_short_values():
+    """_Slot.scan: the ids PatternDB.scan gives, remembered per value up to 256 bytes
+    (the same Host or Server again costs a lookup), bounded, and not pickled (a rule
+    reload sends the detector to the workers)."""
+    import pickle
+
+    import rules.detect_tx as dt
+    from bridge.reload import serialize
+
+    eng, _flow, _out = run([REQUEST])
+    slot = next(s for s in eng.detector.tx.slots[True] if s.patterns)
+    pat = next(iter(slot.patterns))[0]
+    for v in (pat, b"x" + pat + b"y", b"nothing here", pat * (300 // len(pat) + 1)):
+        assert slot.scan(v) == set(slot.db.scan(v))
+    assert (b"x" + pat + b"y") in slot.seen and pat * (300 // len(pat) + 1) not in slot.seen
+    again = slot.scan(b"nothing here")
+    assert again is slot.seen[b"nothing here"] and isinstance(again, frozenset)
+    copy = pickle.loads(serialize(slot))         # as a rule reload sends it
+    assert copy.seen == {} and copy.patterns == slot.patterns and copy.scan(pat) == slot.scan(pat)
+    slot.seen.clear()
+    for i in range(dt._SEEN_MAX + 5):
+        slot.scan(b"v%d" % i)
+    assert len(slot.seen) <= dt._SEEN_MAX
