@@ -481,7 +481,7 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
     iponly = payload is None and f.get("flow_to_server") is None and all(kw.iponly for kw in used)
     require = _require(proto_l, used, f, pkt_items, payload is not None, paren)
     sets = any(op.cmd in ("set", "unset", "toggle") for op in ctx.flowbits)
-    reads = bool(f.get("_flowbits_read"))
+    reads = bool(f.get("_flowbits_checks"))
     fb_class = (0 if not reads else 1) if sets else (2 if reads else 3)
     return Rule(
         action=action, proto=proto_l, src=src_set, sport=sport_set, direction=direction, dst=dst_set,

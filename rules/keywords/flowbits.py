@@ -61,8 +61,7 @@ def _flowbits(value: str, ctx: Ctx):
     else:
         fn = lambda p, ns=names: p.flow is None or all(n not in p.flow.flowbits for n in ns)
     ctx.add_check(fn, cost=2)
-    ctx.fields["_flowbits_read"] = True
-    ctx.fields.setdefault("_flowbits_checks", []).append(fn)     # (Rule.flow_state)
+    ctx.fields.setdefault("_flowbits_checks", []).append(fn)     # (Rule.flow_state; the rule reads bits)
     return op
 
 
