@@ -390,6 +390,14 @@ def probe(data: bytes, to_server: bool, sport: int, dport: int, ipproto: int = 6
 
 
 # ---------------------------------------------------------------------------- the parser
+def _seen_growth(body, kept: int, tx, to_server: bool) -> bool:
+    """Did the body's growth from `kept` bytes change what detection sees (Parser.gen)?  It
+    sees the body once it holds the minimal inspect size, and then as it grows (not past
+    its limit: the bytes kept stay the same)."""
+    n = len(body.data)
+    return n != kept and n >= tx.min_inspect[to_server]
+
+
 class _Side:
     """One direction's parse state."""
     __slots__ = ("buf", "state", "hdr_start", "body", "gone", "tx")
@@ -443,8 +451,8 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
             return False
         tx = side.tx
         tx.body_grew[to_server] = True
-        if len(body.data) != kept and len(body.data) >= tx.min_inspect[to_server]:
-            self.gen += 1               # (as _feed_body: detection sees the body from that size on)
+        if _seen_growth(body, kept, tx, to_server):
+            self.gen += 1
         return True
 
     def event(self, name: str) -> None:
@@ -731,9 +739,7 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
         if body.done:
             self._body_done(side, to_server)
             return True
-        if len(body.data) != kept and len(body.data) >= tx.min_inspect[to_server]:
-            # detection sees the body once it holds the minimal inspect size, and then as it
-            # grows (not past its limit: the bytes kept stay the same)
+        if _seen_growth(body, kept, tx, to_server):
             self._moved = True
         return False
 

@@ -525,11 +525,7 @@ class Body:
         if self._decoding or self.done or self.failed or not (st == _CLOSE or (st == _LENGTH or st == _DATA)
                                                               and self._left > n):
             return False
-        self._msg += n
-        self._entity += n
-        room = self.limit - len(self.data) if self.limit else n
-        if room > 0:
-            self.data += data[:room] if room < n else data
+        self._piece(data, 0, n)
         if st != _CLOSE:
             self._left -= n
         self.raw_len += n
