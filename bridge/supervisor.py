@@ -61,6 +61,7 @@ from bridge.logs import configure_logging
 from bridge.reload import Reloader
 from bridge.stats import empty, eve_stats, merge, rates
 from bridge.worker import PortSpec, WorkerSpec, worker_main
+from rules.prefilter import backend_note as prefilter_note
 
 SHUTDOWN_TIMEOUT = 5.0
 RESTART_LIMIT = 5             # restarts of one worker slot ...
@@ -710,7 +711,7 @@ class Supervisor:
                 self.heartbeat(time.monotonic() + HEARTBEAT_INTERVAL)   # fail-open: hand over at once
                 self.log.info("ready", workers=len(self.specs), pids=[p.pid for p in self.procs],
                               interfaces=[i.interface for i in self.config.af_packet],
-                              pairs=sorted({s.label for s in self.specs}))
+                              pairs=sorted({s.label for s in self.specs}), prefilter=prefilter_note())
             now = time.monotonic()
             if next_stats is not None and now >= next_stats:
                 next_stats = now + interval

@@ -474,7 +474,19 @@ def system_problems(config: Config) -> list[Problem]:
     for key, message, fix in _probe_af_packet(need_v3):
         out.append(_p("system", key, message, fix))
     out += _kernel_offload_problems(config)
+    out += _prefilter_problems()
     return out
+
+
+def _prefilter_problems() -> list[Problem]:
+    """A warning when the prefilter cannot call libhs itself (rules.prefilter.BACKEND):
+    the bridge works, every scan costs more."""
+    from rules import prefilter
+
+    if prefilter.BACKEND == "libhs":
+        return []
+    return [_p("system", "hyperscan", f"the prefilter uses {prefilter.backend_note()}",
+               "apt-get install libhyperscan5 (netns-lab/install.sh installs it)", severity="warning")]
 
 
 def _link_problems(iface: Interface, link: dict) -> list[Problem]:

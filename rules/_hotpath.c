@@ -25,6 +25,11 @@
  *   against 2.3 through inspect.  Every other frame goes to inspect unchanged
  *   (tests/unit/test_lanes_compiled.py runs both in lockstep).
  *
+ * hs_compile(expressions, flags, empty) / hs_load(data, empty) -> HsDatabase: the
+ *   prefilter's databases (rules/prefilter.py PatternDB) in Debian's libhs, opened at run
+ *   time with dlopen (hs_library() says which, or why not), scanned without the hyperscan
+ *   module: about 30 ns a short scan against 190.
+ *
  * Built by the install (pyproject.toml ext-modules: pip compiles it with gcc and Python.h);
  * rules/checksum.py and rules/decode.py fall back to Python without it, and
  * tests/unit/test_csum_ext.py fails when it was not built.
@@ -1308,6 +1313,361 @@ static PyTypeObject LanesType = {
     .tp_methods = lane_methods,
 };
 
+/* ---- libhs, loaded at run time (dlopen): the prefilter's databases without the binding ----
+ *
+ * rules/prefilter.py's PatternDB compiles its patterns here when Debian's libhs
+ * (libhyperscan5, which the install provides) can be opened: HsDatabase.scan and .any call
+ * hs_scan directly, collect the ids in C, and lend the compiled scans (rules/_scan.h) a
+ * handle.  Through the hyperscan binding a short scan costs about 190 ns (argument parsing,
+ * a lock, the GIL released and taken, a Python callback per match); here about 30.  Without
+ * the library PatternDB keeps the binding.  Only the few symbols below are used; no header
+ * is needed at build time. */
+#include <dlfcn.h>
+#include <stdlib.h>
+
+typedef struct {
+    char *message;
+    int expression;
+} hs_compile_error_c;
+
+static struct {
+    int tried;
+    void *lib;
+    char why[256];
+    const char *(*version)(void);
+    int (*valid_platform)(void);
+    int (*compile_multi)(const char *const *expressions, const unsigned int *flags, const unsigned int *ids,
+                         unsigned int elements, unsigned int mode, const void *platform, void **db,
+                         hs_compile_error_c **error);
+    int (*free_compile_error)(hs_compile_error_c *error);
+    int (*alloc_scratch)(const void *db, void **scratch);
+    int (*free_scratch)(void *scratch);
+    int (*free_database)(void *db);
+    int (*serialize)(const void *db, char **bytes, size_t *length);
+    int (*deserialize)(const char *bytes, size_t length, void **db);
+    scan_hs_scan_fn scan;
+} hs;
+
+#define HS_LIBRARY "libhs.so.5"
+#define HS_MODE_BLOCK_C 1
+
+/* 0 loaded, -1 not (hs.why says why) */
+static int
+hs_load_library(void)
+{
+    if (hs.tried)
+        return hs.lib ? 0 : -1;
+    hs.tried = 1;
+    void *lib = dlopen(HS_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL) {
+        const char *e = dlerror();
+        snprintf(hs.why, sizeof hs.why, "%s", e ? e : HS_LIBRARY ": cannot be opened");
+        return -1;
+    }
+#define HS_SYM(field, name)                                                             \
+    do {                                                                                \
+        *(void **)&hs.field = dlsym(lib, name);                                         \
+        if (hs.field == NULL) {                                                         \
+            snprintf(hs.why, sizeof hs.why, "%s has no %s", HS_LIBRARY, name);          \
+            dlclose(lib);                                                               \
+            return -1;                                                                  \
+        }                                                                               \
+    } while (0)
+    HS_SYM(version, "hs_version");
+    HS_SYM(valid_platform, "hs_valid_platform");
+    HS_SYM(compile_multi, "hs_compile_multi");
+    HS_SYM(free_compile_error, "hs_free_compile_error");
+    HS_SYM(alloc_scratch, "hs_alloc_scratch");
+    HS_SYM(free_scratch, "hs_free_scratch");
+    HS_SYM(free_database, "hs_free_database");
+    HS_SYM(serialize, "hs_serialize_database");
+    HS_SYM(deserialize, "hs_deserialize_database");
+    HS_SYM(scan, "hs_scan");
+#undef HS_SYM
+    if (hs.valid_platform() != SCAN_HS_SUCCESS) {
+        snprintf(hs.why, sizeof hs.why, "%s: this CPU lacks what libhs needs (SSSE3)", HS_LIBRARY);
+        dlclose(lib);
+        return -1;
+    }
+    hs.lib = lib;
+    return 0;
+}
+
+typedef struct {
+    PyObject_HEAD
+    struct scan_hs h;
+    PyObject *empty;        /* what scan() returns when nothing is found */
+    PyObject *handle;       /* capsule of `h`, for rules/_scan.h */
+} HsDatabase;
+
+static PyTypeObject HsDatabaseType;
+
+/* a new HsDatabase owning db (freed here on failure) */
+static PyObject *
+hsdb_wrap(void *db, PyObject *empty)
+{
+    void *scratch = NULL;
+    if (hs.alloc_scratch(db, &scratch) != SCAN_HS_SUCCESS) {
+        hs.free_database(db);
+        return PyErr_Format(PyExc_MemoryError, "libhs: no scratch space for the database");
+    }
+    HsDatabase *self = PyObject_New(HsDatabase, &HsDatabaseType);
+    if (self == NULL) {
+        hs.free_scratch(scratch);
+        hs.free_database(db);
+        return NULL;
+    }
+    self->h.db = db;
+    self->h.scratch = scratch;
+    self->h.scan = hs.scan;
+    self->empty = Py_NewRef(empty);
+    self->handle = PyCapsule_New(&self->h, SCAN_HS_CAPSULE, NULL);
+    if (self->handle == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+hsdb_dealloc(HsDatabase *self)
+{
+    Py_XDECREF(self->handle);
+    Py_XDECREF(self->empty);
+    if (self->h.scratch)
+        hs.free_scratch(self->h.scratch);
+    if (self->h.db)
+        hs.free_database(self->h.db);
+    PyObject_Free(self);
+}
+
+struct hsdb_found {
+    PyObject *set;
+    int failed;
+};
+
+static int
+hsdb_collect(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags, void *ctx)
+{
+    struct hsdb_found *f = (struct hsdb_found *)ctx;
+    if (f->set == NULL && (f->set = PySet_New(NULL)) == NULL) {
+        f->failed = 1;
+        return 1;
+    }
+    PyObject *v = PyLong_FromUnsignedLong(id);
+    if (v == NULL || PySet_Add(f->set, v) < 0) {
+        Py_XDECREF(v);
+        f->failed = 1;
+        return 1;
+    }
+    Py_DECREF(v);
+    return 0;
+}
+
+/* the bytes of `data` (bytes fast; any buffer otherwise), 0 or -1 with an exception */
+static int
+hsdb_data(PyObject *data, Py_buffer *view, const char **p, Py_ssize_t *n)
+{
+    view->obj = NULL;
+    if (PyBytes_CheckExact(data)) {
+        *p = PyBytes_AS_STRING(data);
+        *n = PyBytes_GET_SIZE(data);
+    } else {
+        if (PyObject_GetBuffer(data, view, PyBUF_SIMPLE) < 0)
+            return -1;
+        *p = (const char *)view->buf;
+        *n = view->len;
+    }
+    if (*n > (Py_ssize_t)0xFFFFFFFFu) {
+        if (view->obj)
+            PyBuffer_Release(view);
+        PyErr_SetString(PyExc_OverflowError, "libhs scans at most 4 GiB at once");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+hsdb_scan(HsDatabase *self, PyObject *data)
+{
+    Py_buffer view;
+    const char *p;
+    Py_ssize_t n;
+    if (hsdb_data(data, &view, &p, &n) < 0)
+        return NULL;
+    struct hsdb_found f = {NULL, 0};
+    int rc = self->h.scan(self->h.db, p, (unsigned int)n, 0, self->h.scratch, hsdb_collect, &f);
+    if (view.obj)
+        PyBuffer_Release(&view);
+    if (f.failed) {
+        Py_XDECREF(f.set);
+        return NULL;
+    }
+    if (rc != SCAN_HS_SUCCESS) {
+        Py_XDECREF(f.set);
+        return PyErr_Format(PyExc_RuntimeError, "libhs: hs_scan failed (%d)", rc);
+    }
+    return f.set ? f.set : Py_NewRef(self->empty);
+}
+
+static PyObject *
+hsdb_any(HsDatabase *self, PyObject *data)
+{
+    Py_buffer view;
+    const char *p;
+    Py_ssize_t n;
+    if (hsdb_data(data, &view, &p, &n) < 0)
+        return NULL;
+    int rc = self->h.scan(self->h.db, p, (unsigned int)n, 0, self->h.scratch, scan_hs_stop, NULL);
+    if (view.obj)
+        PyBuffer_Release(&view);
+    if (rc == SCAN_HS_TERMINATED)
+        Py_RETURN_TRUE;
+    if (rc == SCAN_HS_SUCCESS)
+        Py_RETURN_FALSE;
+    return PyErr_Format(PyExc_RuntimeError, "libhs: hs_scan failed (%d)", rc);
+}
+
+static PyObject *
+hsdb_serialize(HsDatabase *self, PyObject *unused)
+{
+    char *bytes = NULL;
+    size_t length = 0;
+    if (hs.serialize(self->h.db, &bytes, &length) != SCAN_HS_SUCCESS)
+        return PyErr_Format(PyExc_MemoryError, "libhs: hs_serialize_database failed");
+    PyObject *out = PyBytes_FromStringAndSize(bytes, (Py_ssize_t)length);
+    free(bytes);                    /* libhs's default allocator is malloc */
+    return out;
+}
+
+static PyObject *
+hsdb_get_handle(HsDatabase *self, void *closure)
+{
+    return Py_NewRef(self->handle);
+}
+
+/* pickled as hs_load(serialize(), empty): a reload's copy is this database, in the worker */
+static PyObject *
+hsdb_reduce(HsDatabase *self, PyObject *unused)
+{
+    PyObject *mod = PyImport_ImportModule("rules._hotpath");
+    if (mod == NULL)
+        return NULL;
+    PyObject *load = PyObject_GetAttrString(mod, "hs_load");
+    Py_DECREF(mod);
+    PyObject *data = load ? hsdb_serialize(self, NULL) : NULL;
+    PyObject *out = data ? Py_BuildValue("(O(OO))", load, data, self->empty) : NULL;
+    Py_XDECREF(load);
+    Py_XDECREF(data);
+    return out;
+}
+
+static PyMethodDef hsdb_methods[] = {
+    {"__reduce__", (PyCFunction)hsdb_reduce, METH_NOARGS, NULL},
+    {"scan", (PyCFunction)hsdb_scan, METH_O,
+     "scan(data) -> set | empty: the ids of the patterns found in data (a new set), or the "
+     "`empty` object given at compile time when there are none."},
+    {"any", (PyCFunction)hsdb_any, METH_O, "any(data) -> bool: does data hold a pattern (stops at the first)."},
+    {"serialize", (PyCFunction)hsdb_serialize, METH_NOARGS,
+     "serialize() -> bytes: hs_serialize_database, for hs_load in another process."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef hsdb_getset[] = {
+    {"handle", (getter)hsdb_get_handle, NULL, "capsule of the database for rules/_scan.h's compiled scans", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject HsDatabaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "rules._hotpath.HsDatabase",
+    .tp_basicsize = sizeof(HsDatabase),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A libhs block-mode database and its scratch (made by hs_compile or hs_load); pickled as its "
+              "serialized bytes, loaded with a scratch of its own.",
+    .tp_dealloc = (destructor)hsdb_dealloc,
+    .tp_methods = hsdb_methods,
+    .tp_getset = hsdb_getset,
+};
+
+/* hs_library() -> str: libhs's version, loading it on first use; OSError saying why it cannot. */
+static PyObject *
+hs_library(PyObject *self, PyObject *unused)
+{
+    if (hs_load_library() < 0)
+        return PyErr_Format(PyExc_OSError, "%s", hs.why);
+    return PyUnicode_FromString(hs.version());
+}
+
+/* hs_compile(expressions, flags, empty) -> HsDatabase: block mode, pattern i has id i. */
+static PyObject *
+hs_compile(PyObject *self, PyObject *args)
+{
+    PyObject *exprs, *flags, *empty;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyList_Type, &exprs, &PyList_Type, &flags, &empty))
+        return NULL;
+    if (hs_load_library() < 0)
+        return PyErr_Format(PyExc_OSError, "%s", hs.why);
+    Py_ssize_t n = PyList_GET_SIZE(exprs);
+    if (n == 0 || n != PyList_GET_SIZE(flags) || n > 0xFFFFFFF)
+        return PyErr_Format(PyExc_ValueError, "hs_compile: %zd expressions, %zd flags", n, PyList_GET_SIZE(flags));
+    const char **ex = PyMem_Calloc((size_t)n, sizeof *ex);
+    unsigned int *fl = PyMem_Calloc((size_t)n, sizeof *fl), *ids = PyMem_Calloc((size_t)n, sizeof *ids);
+    PyObject *out = NULL;
+    if (ex == NULL || fl == NULL || ids == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *e = PyList_GET_ITEM(exprs, i);
+        if (!PyBytes_Check(e) || (Py_ssize_t)strlen(PyBytes_AS_STRING(e)) != PyBytes_GET_SIZE(e)) {
+            PyErr_Format(PyExc_ValueError, "hs_compile: expression %zd is not bytes without NUL", i);
+            goto done;
+        }
+        ex[i] = PyBytes_AS_STRING(e);
+        unsigned long f = PyLong_AsUnsignedLong(PyList_GET_ITEM(flags, i));
+        if (PyErr_Occurred())
+            goto done;
+        fl[i] = (unsigned int)f;
+        ids[i] = (unsigned int)i;
+    }
+    void *db = NULL;
+    hs_compile_error_c *err = NULL;
+    if (hs.compile_multi(ex, fl, ids, (unsigned int)n, HS_MODE_BLOCK_C, NULL, &db, &err) != SCAN_HS_SUCCESS) {
+        PyErr_Format(PyExc_ValueError, "libhs: expression %d: %s", err ? err->expression : -1,
+                     err && err->message ? err->message : "compile failed");
+        if (err)
+            hs.free_compile_error(err);
+        goto done;
+    }
+    out = hsdb_wrap(db, empty);
+done:
+    PyMem_Free(ex);
+    PyMem_Free(fl);
+    PyMem_Free(ids);
+    return out;
+}
+
+/* hs_load(data, empty) -> HsDatabase: what serialize() gave, in this process. */
+static PyObject *
+hs_load(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    PyObject *empty;
+    if (!PyArg_ParseTuple(args, "y*O", &data, &empty))
+        return NULL;
+    if (hs_load_library() < 0) {
+        PyBuffer_Release(&data);
+        return PyErr_Format(PyExc_OSError, "%s", hs.why);
+    }
+    void *db = NULL;
+    int rc = hs.deserialize((const char *)data.buf, (size_t)data.len, &db);
+    PyBuffer_Release(&data);
+    if (rc != SCAN_HS_SUCCESS)
+        return PyErr_Format(PyExc_ValueError, "libhs: hs_deserialize_database failed (%d)", rc);
+    return hsdb_wrap(db, empty);
+}
+
 /* scan(spec, data) -> int: compiled_scan, for tests to hold against AnyPattern's own answer. */
 static PyObject *
 scan_for_tests(PyObject *self, PyObject *args)
@@ -1322,6 +1682,15 @@ scan_for_tests(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef hotpath_methods[] = {
+    {"hs_library", hs_library, METH_NOARGS,
+     "hs_library() -> str: the version of libhs (libhs.so.5, opened on first use); OSError saying why "
+     "it cannot be used."},
+    {"hs_compile", hs_compile, METH_VARARGS,
+     "hs_compile(expressions, flags, empty) -> HsDatabase: a libhs block-mode database of the "
+     "expressions (lists of bytes and of hs flags), pattern i with id i; scan() returns `empty` "
+     "when nothing is found."},
+    {"hs_load", hs_load, METH_VARARGS,
+     "hs_load(data, empty) -> HsDatabase: a database HsDatabase.serialize() gave."},
     {"scan", scan_for_tests, METH_VARARGS,
      "scan(spec, data) -> int: what the compiled lanes' scan of an AnyPattern.spec answers for "
      "data: 1 found, 0 nothing, -1 not in its form (the caller then scans in Python)."},
@@ -1377,7 +1746,8 @@ PyInit__hotpath(void)
         return NULL;
     }
     if (scan_init() < 0 || lane_init_strings() < 0 || PyType_Ready(&LanesType) < 0 ||
-        PyModule_AddObjectRef(m, "Lanes", (PyObject *)&LanesType) < 0) {
+        PyModule_AddObjectRef(m, "Lanes", (PyObject *)&LanesType) < 0 || PyType_Ready(&HsDatabaseType) < 0 ||
+        PyModule_AddObjectRef(m, "HsDatabase", (PyObject *)&HsDatabaseType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -9,13 +9,40 @@
  * means found).  `literals`, for a database of a few patterns (a direction's 1-2 byte
  * ones), is those patterns as ((bytes, caseless), ...), caseless ones in lower case, or
  * None: a short payload is searched for them here (memchr on each pattern's first byte),
- * which costs less than the call through the hyperscan binding, and answers the same. */
+ * which costs less than the call through the hyperscan binding, and answers the same.
+ *
+ * With libhs loaded (rules/_hotpath.c, HsDatabase) a call is (database, handle capsule,
+ * literals) instead: the capsule holds a `struct scan_hs`, and the database is asked
+ * through libhs's own hs_scan, without the binding's argument parsing, lock, GIL release
+ * and exception (about 30 ns for a short payload, against about 190). */
 #ifndef IPSBRIDGE_SCAN_H
 #define IPSBRIDGE_SCAN_H
 
 #include <Python.h>
 
 static PyObject *scan_s_parser, *scan_stop, *scan_zero;
+
+/* What an HsDatabase lends the compiled scans: libhs's database, its scratch and hs_scan
+ * itself (so bridge/_ringpass.c needs no libhs of its own).  The capsule is named
+ * SCAN_HS_CAPSULE; the call tuple also holds the HsDatabase, which keeps it alive. */
+typedef int (*scan_hs_match)(unsigned int id, unsigned long long from, unsigned long long to,
+                             unsigned int flags, void *ctx);
+typedef int (*scan_hs_scan_fn)(const void *db, const char *data, unsigned int length, unsigned int flags,
+                               void *scratch, scan_hs_match on_match, void *ctx);
+struct scan_hs {
+    void *db;
+    void *scratch;
+    scan_hs_scan_fn scan;
+};
+#define SCAN_HS_CAPSULE "rules._hotpath.hs"
+#define SCAN_HS_SUCCESS 0
+#define SCAN_HS_TERMINATED (-3)
+
+static int
+scan_hs_stop(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags, void *ctx)
+{
+    return 1;                       /* the first match ends the scan: HS_SCAN_TERMINATED */
+}
 
 static PyObject *
 scan_stop_cb(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -122,6 +149,25 @@ compiled_scan(PyObject *spec, const unsigned char *data, Py_ssize_t n)
             }
             if (got == 0)
                 continue;
+        }
+        PyObject *cap = PyTuple_GET_ITEM(call, 1);
+        if (PyCapsule_CheckExact(cap)) {
+            struct scan_hs *h = (struct scan_hs *)PyCapsule_GetPointer(cap, SCAN_HS_CAPSULE);
+            if (h == NULL || n > (Py_ssize_t)0xFFFFFFFFu) {
+                PyErr_Clear();
+                found = -1;
+                break;
+            }
+            int rc = h->scan(h->db, (const char *)data, (unsigned int)n, 0, h->scratch, scan_hs_stop, NULL);
+            if (rc == SCAN_HS_TERMINATED) {
+                found = 1;
+                break;
+            }
+            if (rc != SCAN_HS_SUCCESS) {
+                found = -1;
+                break;
+            }
+            continue;
         }
         if (bytes == NULL) {
             bytes = PyBytes_FromStringAndSize((const char *)data, n);

@@ -19,6 +19,13 @@ than the size of the rule set:
    pattern id to its rules.  Rules without a fast pattern are always
    candidates of their group.
 
+Which hyperscan: libhs itself (Debian's libhyperscan5, opened at run time by
+rules/_hotpath.c's HsDatabase) when it can be opened, else the `hyperscan`
+module's own copy.  Both answer the same; libhs called from C costs a short
+scan about 30 ns against about 190 through the module (its argument parsing,
+lock, GIL release and a Python callback per match).  `BACKEND` says which one
+this process uses, and `backend_note()` why.
+
 The hyperscan database and scratch do not survive a fork safely: build the
 index inside the worker, or load it there.  A PatternDB pickles its database
 as hyperscan's serialized bytes and makes a new scratch where it is loaded
@@ -34,6 +41,34 @@ try:
 except ImportError:                       # pragma: no cover - hyperscan is a hard dependency in practice
     _hs = None
 
+try:
+    from rules import _hotpath as _hot
+except ImportError:                       # pragma: no cover - built by the install
+    _hot = None
+
+
+def _libhs() -> tuple[bool, str]:
+    """(usable, note): libhs through rules._hotpath, or why not."""
+    if _hot is None or not hasattr(_hot, "hs_library"):
+        return False, "rules._hotpath is not built"
+    try:
+        return True, "libhs " + _hot.hs_library().split()[0]
+    except OSError as e:
+        return False, str(e)
+
+
+_LIBHS_OK, _LIBHS_NOTE = _libhs()
+BACKEND = "libhs" if _LIBHS_OK else "hyperscan-module" if _hs is not None else "python"
+
+
+def backend_note() -> str:
+    """One line for the start-up log: which hyperscan the prefilter calls."""
+    if BACKEND == "libhs":
+        return _LIBHS_NOTE
+    why = f" ({_LIBHS_NOTE}; install Debian's libhyperscan5 for the faster direct calls)"
+    return ("the hyperscan module" if BACKEND == "hyperscan-module" else "pure Python (no hyperscan)") + why
+
+
 PORT_PROTOS = frozenset((6, 17, 132))
 PORT_MAX = 65535
 
@@ -47,32 +82,50 @@ def _on_match(pid: int, start: int, end: int, flags: int, found: set) -> None:
 _NOTHING: frozenset[int] = frozenset()
 
 
-class PatternDB:
-    """Distinct (literal, caseless) fast patterns -> ids; `scan(data)` returns the ids present."""
+_HS_CASELESS = 1                # hs.h: HS_FLAG_CASELESS, HS_FLAG_SINGLEMATCH
+_HS_SINGLEMATCH = 8
 
-    def __init__(self, patterns: list[tuple[bytes, bool]]) -> None:
+
+class PatternDB:
+    """Distinct (literal, caseless) fast patterns -> ids; `scan(data)` returns the ids present.
+
+    With libhs (`backend` "libhs", the default where BACKEND is) the database is an
+    HsDatabase (`_hsdb`) and `scan` is its own C method, set on the instance; with the
+    hyperscan module ("hyperscan-module") it is that module's Database (`_db`, `_scratch`)."""
+
+    def __init__(self, patterns: list[tuple[bytes, bool]], backend: str | None = None) -> None:
         self.patterns = patterns
         self._db = None
         self._scratch = None
+        self._hsdb = None
         self._fallback = None
         self._found: set[int] = set()
         if not patterns:
             return
-        if _hs is None:
+        backend = backend or BACKEND
+        if backend == "python" or _hs is None and backend != "libhs":
             self._fallback = [(p.lower() if nc else p, nc) for p, nc in patterns]
             return
         exprs = [b"".join(b"\\x%02x" % c for c in p) for p, _ in patterns]
-        flags = [_hs.HS_FLAG_SINGLEMATCH | (_hs.HS_FLAG_CASELESS if nc else 0) for _, nc in patterns]
+        flags = [_HS_SINGLEMATCH | (_HS_CASELESS if nc else 0) for _, nc in patterns]
+        if backend == "libhs":
+            self._use(_hot.hs_compile(exprs, flags, _NOTHING))
+            return
         db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
         db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
         self._db = db
         self._scratch = _hs.Scratch(db)
+
+    def _use(self, hsdb) -> None:
+        self._hsdb = hsdb
+        self.scan = hsdb.scan           # type: ignore[method-assign]  # the C method itself: one call less
 
     def __getstate__(self) -> dict:
         """Pickled for a rule reload (bridge.reload): the database as hyperscan's own
         serialized bytes (hs_serialize_database); the scratch is per process and not sent."""
         state = dict(self.__dict__)
         db = state.pop("_db")
+        state.pop("scan", None)        # libhs: the HsDatabase pickles itself (serialized) and is kept
         state["_db_bytes"] = _hs.dumpb(db) if db is not None else None
         del state["_scratch"], state["_found"]
         return state
@@ -82,6 +135,8 @@ class PatternDB:
         self.__dict__.update(state)
         self._db = self._scratch = None
         self._found = set()
+        if self._hsdb is not None:
+            self._use(self._hsdb)
         if data is not None:
             self._db = _hs.loadb(data, _hs.HS_MODE_BLOCK)
             self._scratch = _hs.Scratch(self._db)
@@ -130,7 +185,8 @@ class AnyPattern:
     database is asked with a callback that stops it at the first match.  `spec` is the
     same scan for the data plane's compiled ring walk (bridge/_ringpass.c) and the engine's
     compiled UDP lane (rules/_scan.h): (watch, ((hyperscan scan method, scratch, literals),
-    ...)), or None when a database has no hyperscan; `literals` are the patterns of a
+    ...)) -- with libhs (HsDatabase, its handle capsule, None) -- or None when a
+    database has no hyperscan; `literals` (the module only) are the patterns of a
     database of at most SCAN_LITERALS of them (a direction's 1-2 byte ones), caseless ones
     in lower case, which the compiled scan looks for itself in a short payload."""
 
@@ -139,9 +195,14 @@ class AnyPattern:
     def __init__(self, dbs, watch=None) -> None:
         self.dbs = tuple(db for db in dbs if len(db))
         self.watch = watch
-        if all(db._db is not None for db in self.dbs):
-            self._calls = tuple((db._db.scan, db._scratch) for db in self.dbs)
-            self.spec = (watch, tuple((scan, scratch, _literals(db)) for (scan, scratch), db in zip(self._calls, self.dbs)))
+        if all(db._hsdb is not None or db._db is not None for db in self.dbs):
+            # libhs: (HsDatabase.any, None), and (database, handle) for the compiled scan
+            self._calls = tuple((db._hsdb.any, None) if db._hsdb is not None else (db._db.scan, db._scratch)
+                                for db in self.dbs)
+            # the literals only with the module: libhs itself beats the memchr walk (8 of ET's
+            # 1-2 byte patterns in an 18-byte datagram: 137 against 158 ns a scan)
+            self.spec = (watch, tuple((db._hsdb, db._hsdb.handle, None) if db._hsdb is not None else call + (_literals(db),)
+                                      for call, db in zip(self._calls, self.dbs)))
         else:
             self._calls = None
             self.spec = None
@@ -154,11 +215,19 @@ class AnyPattern:
         if calls is None:
             return any(db.scan(data) for db in self.dbs)
         for scan, scratch in calls:
+            if scratch is None:             # libhs: HsDatabase.any
+                if scan(data):
+                    return True
+                continue
             try:
                 scan(data, _stop, 0, None, scratch)
             except _ScanTerminated:
                 return True
         return False
+
+    def __reduce__(self):
+        """Pickled as what it is made of (its spec holds a capsule and scratch)."""
+        return AnyPattern, (self.dbs, self.watch)
 
     def watching(self, st) -> "AnyPattern":
         """The same scan, also True once `st` has a parser."""

@@ -6,7 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rules.parser import parse_rule
+from rules import prefilter
 from rules.prefilter import AnyPattern, PatternDB, RuleIndex
+
+# every PatternDB test runs on each way of asking hyperscan: libhs called from C (what the
+# install provides), the hyperscan module, and the pure-Python fallback
+BACKENDS = ["libhs", "hyperscan-module", "python"]
 
 
 class S:
@@ -27,12 +32,66 @@ class S:
     ([(b"ab", False), (b"cd", False)], b"abcdab", {0, 1}),
 ], ids=["exact", "case-sensitive-miss", "caseless", "dot-literal-miss", "dot-literal-hit", "binary", "mixed",
         "singlematch-set"])
-def test_pattern_db(patterns, data, found):
-    assert PatternDB(patterns).scan(data) == found
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pattern_db(patterns, data, found, backend):
+    db = PatternDB(patterns, backend=backend)
+    assert db.scan(data) == found
+    if backend != "python":           # hyperscan takes any buffer
+        assert db.scan(memoryview(b"--" + data)) == found and db.scan(bytearray(data)) == found
+    assert (db._hsdb is not None, db._db is not None) == (backend == "libhs", backend == "hyperscan-module")
 
 
-def test_pattern_db_empty_is_fine():
-    assert PatternDB([]).scan(b"anything") == set()
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pattern_db_empty_is_fine(backend):
+    assert PatternDB([], backend=backend).scan(b"anything") == set()
+
+
+def test_the_install_gives_libhs_and_the_prefilter_uses_it():
+    """netns-lab/install.sh installs Debian's libhyperscan5; without it every scan pays the
+    hyperscan module's call (about 190 ns against 30), so this machine must have it."""
+    assert prefilter.BACKEND == "libhs", prefilter.backend_note()
+    assert prefilter.backend_note().startswith("libhs 5.")
+    assert PatternDB([(b"x", False)])._hsdb is not None
+
+
+def test_libhs_refuses_what_it_cannot_scan():
+    from rules import _hotpath
+
+    with pytest.raises(ValueError, match="0 expressions"):
+        _hotpath.hs_compile([], [], frozenset())
+    with pytest.raises(ValueError, match="expression 0 is not bytes"):
+        _hotpath.hs_compile([b"a\x00b"], [0], frozenset())
+    with pytest.raises(ValueError, match="expression 0"):
+        _hotpath.hs_compile([b"(unclosed"], [0], frozenset())
+    db = _hotpath.hs_compile([b"abc"], [8], None)
+    with pytest.raises(TypeError):
+        db.scan(12)
+    with pytest.raises(ValueError, match="deserialize"):
+        _hotpath.hs_load(b"not a database", None)
+    import pickle
+    back = pickle.loads(pickle.dumps(db))                  # its serialized bytes, loaded again
+    assert back is not db and back.scan(b"abc") == {0} and back.scan(b"x") is None
+    assert db.scan(b"xx") is None and db.scan(b"abc") == {0} and db.any(b"zabc") and not db.any(b"ab")
+    assert _hotpath.hs_load(db.serialize(), None).scan(b"..abc") == {0}
+
+
+_any_literal = st.binary(min_size=1, max_size=8) | st.sampled_from([b".", b"|", b"(", b"\\", b"\x00", b"aB", b"Zz9"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(pats=st.lists(st.tuples(_any_literal, st.booleans()), min_size=1, max_size=30, unique=True),
+       data=st.binary(max_size=200), plant=st.integers(0, 29))
+def test_libhs_finds_what_the_hyperscan_module_finds(pats, data, plant):
+    """The two hyperscan builds (Debian's libhs, the module's own copy) find the same ids:
+    every byte value, caseless and not, regex metacharacters as literals."""
+    pats = list(dict.fromkeys(pats))
+    if plant < len(pats):
+        p, nc = pats[plant]
+        data = data[:len(data) // 3] + (p.swapcase() if nc else p) + data[len(data) // 3:]
+    want = PatternDB(pats, backend="python").scan(data)
+    assert PatternDB(pats, backend="libhs").scan(data) == want
+    assert PatternDB(pats, backend="hyperscan-module").scan(data) == want
+    assert AnyPattern([PatternDB(pats, backend="libhs")])(data) == bool(want)
 
 
 def _index(*texts):
@@ -167,14 +226,13 @@ def test_warm_index_builds_the_same_groups_as_lazy_lookups():
 
 
 # ------------------------------------------------------------------ AnyPattern (scan offers)
-def test_any_pattern_is_true_when_a_database_holds_a_pattern_or_the_watched_state_has_a_parser():
-    from rules.prefilter import AnyPattern, PatternDB
-
+@pytest.mark.parametrize("backend", ["libhs", "hyperscan-module"])
+def test_any_pattern_is_true_when_a_database_holds_a_pattern_or_the_watched_state_has_a_parser(backend):
     class St:
         parser = None
 
-    a, b = PatternDB([(b"evil", False)]), PatternDB([(b"zq", True)])
-    scan = AnyPattern((a, PatternDB([]), b))
+    a, b = PatternDB([(b"evil", False)], backend=backend), PatternDB([(b"zq", True)], backend=backend)
+    scan = AnyPattern((a, PatternDB([], backend=backend), b))
     assert scan.dbs == (a, b)                          # a database without patterns is not asked
     assert [scan(d) for d in (b"x evil x", b"..ZQ..", b"nothing", b"")] == [True, True, False, False]
     st = St()
@@ -182,9 +240,14 @@ def test_any_pattern_is_true_when_a_database_holds_a_pattern_or_the_watched_stat
     assert watched.dbs == scan.dbs and not watched(b"nothing") and watched(b"evil")
     st.parser = object()
     assert watched(b"nothing") and not scan(b"nothing")
-    # what the compiled ring walk is given: the watched state, each database's scan and scratch,
-    # and a database of a few patterns as literals (caseless ones in lower case)
-    assert watched.spec == (st, ((a._db.scan, a._scratch, ((b"evil", False),)), (b._db.scan, b._scratch, ((b"zq", True),))))
+    # what the compiled ring walk is given: the watched state, each database's scan and scratch
+    # (libhs: the HsDatabase and its handle), and a database of a few patterns as literals
+    # (caseless ones in lower case)
+    if backend == "libhs":          # libhs is asked even for a few patterns: cheaper than the walk
+        calls = ((a._hsdb, a._hsdb.handle, None), (b._hsdb, b._hsdb.handle, None))
+    else:
+        calls = ((a._db.scan, a._scratch, ((b"evil", False),)), (b._db.scan, b._scratch, ((b"zq", True),)))
+    assert watched.spec == (st, calls)
     assert AnyPattern(()).spec == (None, ()) and not AnyPattern(())(b"evil")
 
 
@@ -192,6 +255,7 @@ def test_any_pattern_without_hyperscan_has_no_compiled_form(monkeypatch):
     import rules.prefilter as pf
 
     monkeypatch.setattr(pf, "_hs", None)
+    monkeypatch.setattr(pf, "BACKEND", "python")
     db = pf.PatternDB([(b"evil", False)])
     scan = pf.AnyPattern((db,))
     assert scan.spec is None and scan(b"so evil") and not scan(b"fine")
@@ -213,6 +277,11 @@ _literal = st.binary(min_size=1, max_size=2) | st.sampled_from([b"Ab", b"zZ", b"
        data=st.binary(max_size=40) | st.binary(min_size=500, max_size=600),
        plant=st.integers(0, 19))
 def test_the_compiled_scan_answers_as_the_databases(pats, big, data, plant):
+    for backend in ("libhs", "hyperscan-module"):
+        _compiled_scan_case(pats, big, data, plant, backend)
+
+
+def _compiled_scan_case(pats, big, data, plant, backend):
     """rules/_scan.h's compiled scan: a database of few patterns searched as literals in a
     short payload, the others asked through hyperscan, the same answer as AnyPattern's own
     (which asks hyperscan every time); payloads over the literal limit, more patterns than
@@ -223,6 +292,37 @@ def test_the_compiled_scan_answers_as_the_databases(pats, big, data, plant):
     if plant < len(pats) and data:
         p, nc = pats[plant]
         data = data[:len(data) // 2] + (p.upper() if nc else p) + data[len(data) // 2:]
-    dbs = [PatternDB(pats)] + ([PatternDB(big)] if big else [])
+    dbs = [PatternDB(pats, backend=backend)] + ([PatternDB(big, backend=backend)] if big else [])
     ap = AnyPattern(dbs)
     assert scan(ap.spec, data) == int(ap(data))
+
+
+class _Watched:
+    parser = None
+
+
+@pytest.mark.parametrize("backend", ["libhs", "hyperscan-module"])
+def test_any_pattern_pickles_as_its_databases_and_rebuilds_its_compiled_form(backend):
+    """A reload ships the engine pickled (bridge.reload): an AnyPattern's spec holds a capsule
+    or a scratch, so it is rebuilt from the databases where it is loaded."""
+    import pickle
+
+    from rules._hotpath import scan
+
+    ap = AnyPattern((PatternDB([(b"evil", False), (b"zq", True)], backend=backend),)).watching(_Watched())
+    back = pickle.loads(pickle.dumps(ap))
+    assert back is not ap and back.spec is not None and back.spec[1][0][0] is not ap.spec[1][0][0]
+    assert [back(d) for d in (b"so evil", b"ZQ", b"fine")] == [True, True, False]
+    assert [scan(back.spec, d) for d in (b"so evil", b"ZQ", b"fine")] == [1, 1, 0]
+    assert back.watch is not None and back.watch.parser is None
+
+
+def test_check_warns_when_the_prefilter_cannot_call_libhs(monkeypatch):
+    from bridge import syscheck
+
+    assert syscheck._prefilter_problems() == []
+    monkeypatch.setattr(prefilter, "BACKEND", "hyperscan-module")
+    monkeypatch.setattr(prefilter, "_LIBHS_NOTE", "libhs.so.5: cannot open shared object file")
+    (p,) = syscheck._prefilter_problems()
+    assert p.severity == "warning" and p.key == "hyperscan" and "libhyperscan5" in p.fix
+    assert "the hyperscan module (libhs.so.5: cannot open shared object file; install" in p.message

@@ -104,16 +104,22 @@ def test_a_pcre_regex_keeps_its_flags_and_limits():
     assert slow.search(b"a" * 40 + b"b") is None and slow.limit_hits == 1
 
 
-def test_a_pattern_db_comes_through_with_a_scratch_of_its_own():
-    db = PatternDB([(b"abc", False), (b"XyZ", True), (b"\x00\xff", False)])
+@pytest.mark.parametrize("backend", ["libhs", "hyperscan-module"])
+def test_a_pattern_db_comes_through_with_a_scratch_of_its_own(backend):
+    db = PatternDB([(b"abc", False), (b"XyZ", True), (b"\x00\xff", False)], backend=backend)
     back = round_trip(db)
     data = b"--abc--xyz--\x00\xff"
     assert back.scan(data) == db.scan(data) == {0, 1, 2}
     assert back.scan(b"ABC") == db.scan(b"ABC") == frozenset()
-    assert back._scratch is not None and back._scratch is not db._scratch and back._found == set()
+    if backend == "libhs":        # a database of its own (its scratch is inside it), scan its own method
+        assert back._hsdb is not None and back._hsdb is not db._hsdb and back._db is None
+        assert back.scan.__self__ is back._hsdb
+    else:
+        assert back._scratch is not None and back._scratch is not db._scratch and back._hsdb is None
+    assert back._found == set()
     assert len(back) == 3 and back.patterns == db.patterns
-    empty = round_trip(PatternDB([]))
-    assert empty.scan(b"abc") == frozenset() and empty._db is None
+    empty = round_trip(PatternDB([], backend=backend))
+    assert empty.scan(b"abc") == frozenset() and empty._db is None and empty._hsdb is None
 
 
 class Locked:
