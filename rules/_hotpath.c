@@ -143,6 +143,42 @@ slot_offsets(PyTypeObject *tp, const char *const *names, int n, Py_ssize_t *off,
     return 0;
 }
 
+/* A FrameMeta's fields, read from its slots (rules.api.FrameMeta is a slotted dataclass):
+ * PyObject_GetAttr through the member descriptor cost about 25 ns a field, and the lanes
+ * and decode_common read up to six per frame.  The offsets are worked out again whenever
+ * the meta's class changes; a class without these plain slots, or an unset slot, takes
+ * PyObject_GetAttr (and its AttributeError). */
+enum { M_TS, M_IFACE, M_VLAN, M_PCAP_CNT, M_LINKTYPE, M_CHECKSUM, N_META };
+static const char *meta_slot_names[N_META] = {
+    [M_TS] = "ts", [M_IFACE] = "iface", [M_VLAN] = "vlan", [M_PCAP_CNT] = "pcap_cnt",
+    [M_LINKTYPE] = "linktype", [M_CHECKSUM] = "checksum",
+};
+static PyTypeObject *meta_type;     /* the class meta_off is for */
+static int meta_slotted;            /* ... and whether it has them all */
+static Py_ssize_t meta_off[N_META];
+
+static PyObject *
+meta_attr(PyObject *meta, int i, PyObject *name)
+{
+    PyTypeObject *tp = Py_TYPE(meta);
+    if (tp != meta_type) {
+        Py_ssize_t off[N_META];
+        int ok = slot_offsets(tp, meta_slot_names, N_META, off, "FrameMeta") == 0;
+        if (!ok)
+            PyErr_Clear();
+        Py_XSETREF(meta_type, (PyTypeObject *)Py_NewRef(tp));
+        meta_slotted = ok;
+        if (ok)
+            memcpy(meta_off, off, sizeof off);
+    }
+    if (meta_slotted) {
+        PyObject *v = *(PyObject **)((char *)meta + meta_off[i]);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(meta, name);
+}
+
 static PyObject *
 set_packet_type(PyObject *self, PyObject *cls)
 {
@@ -418,10 +454,10 @@ decode_common(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *v;
 #define PUT(slot, expr) do { v = (expr); if (v == NULL) goto fail; SET(pkt, slot, v); } while (0)
 #define PUT_CONST(slot, obj) do { Py_INCREF(obj); SET(pkt, slot, (obj)); } while (0)
-    PUT(S_TS, PyObject_GetAttr(meta, str_ts));
-    PUT(S_IFACE, PyObject_GetAttr(meta, str_iface));
-    PUT(S_PCAP_CNT, PyObject_GetAttr(meta, str_pcap_cnt));
-    PUT(S_VLAN, PyObject_GetAttr(meta, str_vlan));
+    PUT(S_TS, meta_attr(meta, M_TS, str_ts));
+    PUT(S_IFACE, meta_attr(meta, M_IFACE, str_iface));
+    PUT(S_PCAP_CNT, meta_attr(meta, M_PCAP_CNT, str_pcap_cnt));
+    PUT(S_VLAN, meta_attr(meta, M_VLAN, str_vlan));
     PUT_CONST(S_FRAME, mv);
     PUT(S_LENGTH, PyLong_FromSsize_t(n));
     PUT(S_ETH_TYPE, PyLong_FromUnsignedLong(eth_type));
@@ -520,14 +556,28 @@ other:
  * rules.api.FORWARD;
  * csum_auto, csum_skip: rules.api.CSUM_AUTO, CSUM_SKIP; sample_count:
  * rules.decode.CHECKSUM_SAMPLE_COUNT. */
+/* The lanes' flow keys, by the frame's raw endpoints: a frame of a flow seen lately reuses
+ * the key tuple (and its address and port ints) made for an earlier one, so the flow table's
+ * lookup meets the very key object it holds (an identity test, no element compares) and no
+ * ints or tuple are made.  Direct-mapped; an entry is only ever replaced. */
+#define KEY_CACHE 64
+#define KEY_RAW_MAX 38              /* version, protocol, 2 ports, 2 IPv6 addresses */
+struct key_entry {
+    unsigned char raw[KEY_RAW_MAX];
+    int rawlen;                     /* 0: empty */
+    PyObject *vlan, *key, *sa, *sp;
+};
+
 typedef struct {
     PyObject_HEAD
     PyObject *engine, *inspect, *counters, *flows, *streams, *sources, *vxlan, *any_pattern, *forward;
+    PyObject *move_to_end;          /* flows.move_to_end, bound once */
     PyTypeObject *flow_type;
     vectorcallfunc vectorcall;
     int validate;
     long csum_auto, csum_skip, sample_count;
-    Py_ssize_t flow_off[14];        /* N_FLOW_SLOTS (below): where the Flow slots are */
+    Py_ssize_t flow_off[15];        /* N_FLOW_SLOTS (below): where the Flow slots are */
+    struct key_entry keys[KEY_CACHE];
 } Lanes;
 
 static PyObject *ls_lean, *ls_app, *ls_detector, *ls_linktype, *ls_checksum, *ls_parser, *ls_proto, *ls_refused,
@@ -592,13 +642,13 @@ attr_add(PyObject *obj, PyObject *name, PyObject *by)
 /* The Flow slots the lane reads and writes (rules.packet.Flow, of the table's TrackedFlow). */
 enum {
     F_PREFILTER, F_DROPPED, F_ACTION_PASS, F_STATE, F_TCP, F_FLOW_ID, F_CLI, F_CLI_PORT, F_APP, F_LAST_TS,
-    F_PKTS_TOSERVER, F_BYTES_TOSERVER, F_PKTS_TOCLIENT, F_BYTES_TOCLIENT, N_FLOW_SLOTS
+    F_PKTS_TOSERVER, F_BYTES_TOSERVER, F_PKTS_TOCLIENT, F_BYTES_TOCLIENT, F_KEY, N_FLOW_SLOTS
 };
 static const char *flow_slot_names[N_FLOW_SLOTS] = {
     [F_PREFILTER] = "prefilter", [F_DROPPED] = "dropped", [F_ACTION_PASS] = "action_pass", [F_STATE] = "state",
     [F_TCP] = "tcp", [F_FLOW_ID] = "flow_id", [F_CLI] = "cli", [F_CLI_PORT] = "cli_port", [F_APP] = "app",
     [F_LAST_TS] = "last_ts", [F_PKTS_TOSERVER] = "pkts_toserver", [F_BYTES_TOSERVER] = "bytes_toserver",
-    [F_PKTS_TOCLIENT] = "pkts_toclient", [F_BYTES_TOCLIENT] = "bytes_toclient",
+    [F_PKTS_TOCLIENT] = "pkts_toclient", [F_BYTES_TOCLIENT] = "bytes_toclient", [F_KEY] = "key",
 };
 _Static_assert(N_FLOW_SLOTS == sizeof ((Lanes *)0)->flow_off / sizeof(Py_ssize_t), "Lanes.flow_off");
 
@@ -699,6 +749,18 @@ static long long
 attr_ll(PyObject *obj, PyObject *name)
 {
     PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    long long x = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return x;
+}
+
+/* meta's field i as a C long long (meta_attr), as attr_ll */
+static long long
+meta_ll(PyObject *meta, int i, PyObject *name)
+{
+    PyObject *v = meta_attr(meta, i, name);
     if (v == NULL)
         return -1;
     long long x = PyLong_AsLongLong(v);
@@ -947,6 +1009,63 @@ lane_candidate(const unsigned char *f, Py_ssize_t n)
 
 /* The lane's answer for (frame, meta): a new reference to the Result, or NULL -- with or
  * without an exception set -- when `inspect` must take the frame. */
+/* The cache entry of the frame's endpoints (cm, frame f) under `vlan`.  On a hit *key, *sa
+ * and *sp are new references to what a miss would have made; on a miss they stay NULL and
+ * the entry is returned for key_keep (NULL with an exception set only on an error). */
+static struct key_entry *
+key_cached(Lanes *self, const struct common *cm, const unsigned char *f, PyObject *vlan, PyObject **key,
+           PyObject **sa, PyObject **sp)
+{
+    unsigned char raw[KEY_RAW_MAX];
+    int alen = cm->ipver == 4 ? 4 : 16;
+    raw[0] = (unsigned char)cm->ipver;
+    raw[1] = (unsigned char)cm->proto;
+    raw[2] = (unsigned char)(cm->sport >> 8);
+    raw[3] = (unsigned char)cm->sport;
+    raw[4] = (unsigned char)(cm->dport >> 8);
+    raw[5] = (unsigned char)cm->dport;
+    if (cm->ipver == 4) {
+        for (int i = 0; i < 4; i++) {
+            raw[6 + i] = (unsigned char)(cm->src4 >> (24 - 8 * i));
+            raw[10 + i] = (unsigned char)(cm->dst4 >> (24 - 8 * i));
+        }
+    } else {
+        memcpy(raw + 6, f + 22, 16);
+        memcpy(raw + 22, f + 38, 16);
+    }
+    int n = 6 + 2 * alen;
+    uint32_t h = 2166136261u;                       /* FNV-1a */
+    for (int i = 0; i < n; i++)
+        h = (h ^ raw[i]) * 16777619u;
+    struct key_entry *e = &self->keys[(h ^ (h >> 16)) % KEY_CACHE];
+    if (e->rawlen == n && memcmp(e->raw, raw, (size_t)n) == 0) {
+        int same = e->vlan == vlan ? 1 : PyObject_RichCompareBool(e->vlan, vlan, Py_EQ);
+        if (same < 0)
+            return NULL;
+        if (same) {
+            *key = Py_NewRef(e->key);
+            *sa = Py_NewRef(e->sa);
+            *sp = Py_NewRef(e->sp);
+            return e;
+        }
+    }
+    memcpy(e->raw, raw, (size_t)n);
+    e->rawlen = -n;                                 /* (filled by key_keep) */
+    return e;
+}
+
+static void
+key_keep(struct key_entry *e, PyObject *vlan, PyObject *key, PyObject *sa, PyObject *sp)
+{
+    if (e->rawlen >= 0)
+        return;                                     /* a hit, or not prepared */
+    Py_XSETREF(e->vlan, Py_NewRef(vlan));
+    Py_XSETREF(e->key, Py_NewRef(key));
+    Py_XSETREF(e->sa, Py_NewRef(sa));
+    Py_XSETREF(e->sp, Py_NewRef(sp));
+    e->rawlen = -e->rawlen;
+}
+
 static PyObject *
 lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
 {
@@ -964,22 +1083,22 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     }
     if (t <= 0)
         goto out;
-    if (attr_ll(meta, ls_linktype) != 1)          /* LINKTYPE_ETHERNET */
+    if (meta_ll(meta, M_LINKTYPE, ls_linktype) != 1)          /* LINKTYPE_ETHERNET */
         goto out;
-    long long hint = attr_ll(meta, ls_checksum);
+    long long hint = meta_ll(meta, M_CHECKSUM, ls_checksum);
     if (hint == -1 && PyErr_Occurred())
         goto out;
     int validate = self->validate;
     if (hint && validate) {                         /* rules.decode.decode's checksum decision */
         if (hint == self->csum_auto) {
-            PyObject *cnt = PyObject_GetAttr(meta, str_pcap_cnt);
+            PyObject *cnt = meta_attr(meta, M_PCAP_CNT, str_pcap_cnt);
             if (cnt == NULL)
                 goto out;
             int replay = PyObject_IsTrue(cnt);
             Py_DECREF(cnt);
             if (replay < 0)
                 goto out;
-            PyObject *skey = replay ? Py_NewRef(ls_empty) : PyObject_GetAttr(meta, str_iface);
+            PyObject *skey = replay ? Py_NewRef(ls_empty) : meta_attr(meta, M_IFACE, str_iface);
             if (skey == NULL)
                 goto out;
             src = PyDict_GetItemWithError(self->sources, skey);    /* borrowed */
@@ -1016,23 +1135,32 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         goto out;
     }
     /* the flow table's key (rules.flow.flow_key): the lower endpoint first */
-    PyObject *vlan = PyObject_GetAttr(meta, str_vlan);
-    PyObject *sa = cm.ipver == 4 ? PyLong_FromUnsignedLong(cm.src4) : int_from_be128(f + 22);
-    PyObject *da = cm.ipver == 4 ? PyLong_FromUnsignedLong(cm.dst4) : int_from_be128(f + 38);
-    PyObject *sp = PyLong_FromUnsignedLong(cm.sport), *dp = PyLong_FromUnsignedLong(cm.dport);
-    PyObject *ver = PyLong_FromLong(cm.ipver), *proto = cm.proto == 6 ? ls_tcp : ls_udp;
-    if (vlan && sa && da && sp && dp && ver) {
-        int lt = PyObject_RichCompareBool(sa, da, Py_LT);
-        int eq = lt == 0 ? PyObject_RichCompareBool(sa, da, Py_EQ) : 0;
-        int low = lt > 0 || (eq > 0 && cm.sport <= cm.dport);
-        if (lt >= 0 && eq >= 0)
-            key = low ? PyTuple_Pack(7, ver, proto, sa, sp, da, dp, vlan)
-                      : PyTuple_Pack(7, ver, proto, da, dp, sa, sp, vlan);
+    PyObject *vlan = meta_attr(meta, M_VLAN, str_vlan);
+    PyObject *sa = NULL, *sp = NULL;
+    struct key_entry *ke = NULL;
+    if (vlan != NULL)
+        ke = key_cached(self, &cm, f, vlan, &key, &sa, &sp);
+    if (vlan != NULL && key == NULL && !PyErr_Occurred()) {
+        sa = cm.ipver == 4 ? PyLong_FromUnsignedLong(cm.src4) : int_from_be128(f + 22);
+        PyObject *da = cm.ipver == 4 ? PyLong_FromUnsignedLong(cm.dst4) : int_from_be128(f + 38);
+        sp = PyLong_FromUnsignedLong(cm.sport);
+        PyObject *dp = PyLong_FromUnsignedLong(cm.dport);
+        PyObject *ver = PyLong_FromLong(cm.ipver), *proto = cm.proto == 6 ? ls_tcp : ls_udp;
+        if (sa && da && sp && dp && ver) {
+            int lt = PyObject_RichCompareBool(sa, da, Py_LT);
+            int eq = lt == 0 ? PyObject_RichCompareBool(sa, da, Py_EQ) : 0;
+            int low = lt > 0 || (eq > 0 && cm.sport <= cm.dport);
+            if (lt >= 0 && eq >= 0)
+                key = low ? PyTuple_Pack(7, ver, proto, sa, sp, da, dp, vlan)
+                          : PyTuple_Pack(7, ver, proto, da, dp, sa, sp, vlan);
+        }
+        Py_XDECREF(da);
+        Py_XDECREF(dp);
+        Py_XDECREF(ver);
+        if (key != NULL && ke != NULL)
+            key_keep(ke, vlan, key, sa, sp);
     }
     Py_XDECREF(vlan);
-    Py_XDECREF(da);
-    Py_XDECREF(dp);
-    Py_XDECREF(ver);
     PyObject *flow = key ? PyDict_GetItemWithError(self->flows, key) : NULL;   /* borrowed */
     if (flow == NULL || Py_TYPE(flow) != self->flow_type) {
         Py_XDECREF(sa);
@@ -1040,6 +1168,15 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         goto out;
     }
     Py_INCREF(flow);
+    PyObject *own = FSLOT(self, flow, F_KEY);
+    if (ke != NULL && ke->rawlen > 0 && own != NULL && own != ke->key) {
+        /* the flow's own key (the table's), when it is this key: later frames find it by identity */
+        int same = PyObject_RichCompareBool(own, ke->key, Py_EQ);
+        if (same > 0)
+            Py_XSETREF(ke->key, Py_NewRef(own));
+        else if (same < 0)
+            PyErr_Clear();
+    }
     PyObject *hold = NULL, *result = NULL, *skipped = NULL, *peer = NULL, *me = NULL, *shorts = NULL;
     long long ackoff = 0, right = 0;
     const Py_ssize_t dlen = cm.end - cm.pstart;                         /* the payload */
@@ -1066,7 +1203,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     if (t <= 0)
         goto flow_out;
     /* the lane takes it: as Engine.inspect, the lane and FlowTable.established_seen would */
-    PyObject *tsobj = PyObject_GetAttr(meta, str_ts);
+    PyObject *tsobj = meta_attr(meta, M_TS, str_ts);
     PyObject *length = PyLong_FromSsize_t(view.len);
     PyObject *last = FSLOT(self, flow, F_LAST_TS);
     int later = (tsobj && length && last) ? PyObject_RichCompareBool(tsobj, last, Py_GT) : -1;
@@ -1083,7 +1220,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     if (!err && src != NULL)
         err = attr_add(src, ls_frames, ls_one) < 0;
     if (!err) {
-        PyObject *v = PyObject_CallMethodOneArg(self->flows, ls_move_to_end, key);
+        PyObject *v = PyObject_CallOneArg(self->move_to_end, key);
         err = v == NULL;
         Py_XDECREF(v);
     }
@@ -1222,7 +1359,8 @@ lane_new_args(Lanes *self, PyObject *args)
     self->any_pattern = Py_NewRef(any_pattern);
     self->forward = Py_NewRef(forward);
     self->validate = validate;
-    return 0;
+    self->move_to_end = PyObject_GetAttr(flows, ls_move_to_end);
+    return self->move_to_end == NULL ? -1 : 0;
 }
 
 static PyObject *
@@ -1257,6 +1395,13 @@ lane_traverse(Lanes *self, visitproc visit, void *arg)
     Py_VISIT(self->any_pattern);
     Py_VISIT(self->flow_type);
     Py_VISIT(self->forward);
+    Py_VISIT(self->move_to_end);
+    for (int i = 0; i < KEY_CACHE; i++) {
+        Py_VISIT(self->keys[i].vlan);
+        Py_VISIT(self->keys[i].key);
+        Py_VISIT(self->keys[i].sa);
+        Py_VISIT(self->keys[i].sp);
+    }
     return 0;
 }
 
@@ -1273,6 +1418,14 @@ lane_clear(Lanes *self)
     Py_CLEAR(self->any_pattern);
     Py_CLEAR(self->flow_type);
     Py_CLEAR(self->forward);
+    Py_CLEAR(self->move_to_end);
+    for (int i = 0; i < KEY_CACHE; i++) {
+        self->keys[i].rawlen = 0;
+        Py_CLEAR(self->keys[i].vlan);
+        Py_CLEAR(self->keys[i].key);
+        Py_CLEAR(self->keys[i].sa);
+        Py_CLEAR(self->keys[i].sp);
+    }
     return 0;
 }
 

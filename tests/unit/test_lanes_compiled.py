@@ -471,6 +471,51 @@ def test_random_udp_flows_same_through_the_compiled_lane(steps, mode, plain_rule
     lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0", (), 0, (), 1, hint)) for i, f in enumerate(frames)])
 
 
+_ENDPOINTS = [(v6, host, sport, vlan) for v6 in (False, True) for host in range(1, 31) for sport in (40000, 40001)
+              for vlan in ((), (12,), (13,))]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(picks=st.lists(st.tuples(st.integers(0, len(_ENDPOINTS) - 1), st.booleans(),
+                                st.sampled_from([b"data", b"data", b"data", b"evil", b"zq"]),
+                                st.sampled_from([0.001, 0.001, 0.001, 400.0])), min_size=20, max_size=160))
+def test_many_flows_share_the_lane_s_key_cache(picks):
+    """The lane keeps the flow keys it made in a 64-entry cache by the frame's endpoints
+    (rules/_hotpath.c key_cached): 360 endpoint sets, IPv4 and IPv6, the same two client
+    ports from thirty client addresses, the same endpoints
+    under two VLANs and none (one of them an equal tuple that is not the same object),
+    interleaved so entries are replaced, and time gaps that expire every flow (the next
+    frame makes a new flow under an equal key): the same answers and table as inspect."""
+    compiled, plain = pair(UDP_RULES)
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    frames, ts = [], 1.7e9
+    # first three flows (IPv4, IPv6, a VLAN) of five clean datagrams each: 4 each are the lane's
+    prefix = [(k, False, b"data", 0.001) for k in (0, 182, 2) for _ in range(5)]       # (v4; v6 + VLAN 13; v4 + VLAN 13)
+    for i, (which, back, payload, gap) in enumerate(prefix + picks):
+        v6, host, sport, vlan = _ENDPOINTS[which]
+        c, s = (f"2001:db8::{host}", S6) if v6 else (f"198.51.100.{host}", "203.0.113.2")
+        ip = (IPv6 if v6 else IP)(src=s, dst=c) if back else (IPv6 if v6 else IP)(src=c, dst=s)
+        udp = UDP(sport=7000, dport=sport) if back else UDP(sport=sport, dport=7000)
+        ts += gap
+        if vlan and i % 2:
+            vlan = tuple(list(vlan))          # equal, not the same object
+        frames.append((ts, bytes(e / ip / udp / payload), ("eth0", vlan, 0, (0x8100,) * len(vlan))))
+    front = lockstep(compiled, plain, frames)
+    assert front.answered >= 12, (front.calls, front.fallbacks)
+
+
+def test_flows_differing_only_in_address_never_share_a_cached_key():
+    """120 clients on the same port to one server, round-robin, three datagrams each: more
+    flows than the key cache has entries, all of one port and protocol class, so entries
+    are replaced under each other's hash; each datagram must count on its own flow."""
+    compiled, plain = pair(UDP_RULES)
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    frames = [bytes(e / IP(src=f"198.51.100.{h}", dst="203.0.113.2") / UDP(sport=40000, dport=7000) / b"data")
+              for _ in range(3) for h in range(1, 121)]
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert front.answered == 240, (front.calls, front.fallbacks)
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 @pytest.mark.parametrize("skip_csum", [False, True])
 def test_fixture_same_through_the_compiled_lane(name, skip_csum):
