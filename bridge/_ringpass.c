@@ -489,7 +489,8 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 PyObject *frame = sl ? PyObject_GetItem(rx_view, sl) : NULL;
                 Py_XDECREF(sl);
                 if (frame != NULL) {
-                    res = PyObject_CallFunctionObjArgs(inspect, frame, meta, NULL);
+                    PyObject *args[2] = {frame, meta};         /* (the Lanes' own vectorcall) */
+                    res = PyObject_Vectorcall(inspect, args, 2, NULL);
                     Py_DECREF(frame);
                 }
             }
