@@ -143,41 +143,105 @@ slot_offsets(PyTypeObject *tp, const char *const *names, int n, Py_ssize_t *off,
     return 0;
 }
 
-/* A FrameMeta's fields, read from its slots (rules.api.FrameMeta is a slotted dataclass):
- * PyObject_GetAttr through the member descriptor cost about 25 ns a field, and the lanes
- * and decode_common read up to six per frame.  The offsets are worked out again whenever
- * the meta's class changes; a class without these plain slots, or an unset slot, takes
- * PyObject_GetAttr (and its AttributeError). */
-enum { M_TS, M_IFACE, M_VLAN, M_PCAP_CNT, M_LINKTYPE, M_CHECKSUM, N_META };
-static const char *meta_slot_names[N_META] = {
-    [M_TS] = "ts", [M_IFACE] = "iface", [M_VLAN] = "vlan", [M_PCAP_CNT] = "pcap_cnt",
-    [M_LINKTYPE] = "linktype", [M_CHECKSUM] = "checksum",
+/* Fields of the slotted classes the lanes read on every frame, by the slots' offsets:
+ * PyObject_GetAttr through a member descriptor costs about 20-25 ns a field, and the lanes
+ * read up to twenty per frame.  A `struct slotted` names a class's fields; the offsets are
+ * worked out whenever the object's class changes, and a class without those plain slots
+ * (or a slot not set) takes PyObject_GetAttr / PyObject_SetAttr and their errors, so the
+ * answer is always the attribute's.  The classes: rules.api.FrameMeta,
+ * rules.stream.TcpSession and TcpStream, rules.applayer.AppState. */
+#define SLOTTED_MAX 8
+struct slotted {
+    const char *const names[SLOTTED_MAX];
+    int n;
+    PyTypeObject *tp;               /* the class `off` is for (a new reference) */
+    int ok;                         /* ... and whether it has every name as a plain slot */
+    Py_ssize_t off[SLOTTED_MAX];
 };
-static PyTypeObject *meta_type;     /* the class meta_off is for */
-static int meta_slotted;            /* ... and whether it has them all */
-static Py_ssize_t meta_off[N_META];
+
+static PyObject **
+slotted_at(struct slotted *c, PyObject *obj, int i)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (tp != c->tp) {
+        Py_ssize_t off[SLOTTED_MAX];
+        int ok = slot_offsets(tp, c->names, c->n, off, "slotted") == 0;
+        if (!ok)
+            PyErr_Clear();
+        Py_XSETREF(c->tp, (PyTypeObject *)Py_NewRef(tp));
+        c->ok = ok;
+        if (ok)
+            memcpy(c->off, off, sizeof off);
+    }
+    return c->ok ? (PyObject **)((char *)obj + c->off[i]) : NULL;
+}
+
+/* obj.<name i> (a new reference), NULL with an exception */
+static PyObject *
+slotted_get(struct slotted *c, PyObject *obj, int i, PyObject *name)
+{
+    PyObject **at = slotted_at(c, obj, i);
+    if (at != NULL && *at != NULL)
+        return Py_NewRef(*at);
+    return PyObject_GetAttr(obj, name);
+}
+
+/* the truth of obj.<name i>: 1, 0, -1 with an exception */
+static int
+slotted_true(struct slotted *c, PyObject *obj, int i, PyObject *name)
+{
+    PyObject **at = slotted_at(c, obj, i);
+    if (at != NULL && *at != NULL) {
+        PyObject *v = *at;
+        return v == Py_False || v == Py_None ? 0 : v == Py_True ? 1 : PyObject_IsTrue(v);
+    }
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
+/* obj.<name i> as a C long long; -1 with an exception set on failure (check PyErr_Occurred) */
+static long long
+slotted_ll(struct slotted *c, PyObject *obj, int i, PyObject *name)
+{
+    PyObject *v = slotted_get(c, obj, i, name);
+    if (v == NULL)
+        return -1;
+    long long x = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    return x;
+}
+
+/* obj.<name i> = v: 0, or -1 with an exception */
+static int
+slotted_set(struct slotted *c, PyObject *obj, int i, PyObject *name, PyObject *v)
+{
+    PyObject **at = slotted_at(c, obj, i);
+    if (at == NULL)
+        return PyObject_SetAttr(obj, name, v);
+    Py_XSETREF(*at, Py_NewRef(v));
+    return 0;
+}
+
+enum { M_TS, M_IFACE, M_VLAN, M_PCAP_CNT, M_LINKTYPE, M_CHECKSUM, N_META };
+static struct slotted meta_slots = {{"ts", "iface", "vlan", "pcap_cnt", "linktype", "checksum"}, N_META};
 
 static PyObject *
 meta_attr(PyObject *meta, int i, PyObject *name)
 {
-    PyTypeObject *tp = Py_TYPE(meta);
-    if (tp != meta_type) {
-        Py_ssize_t off[N_META];
-        int ok = slot_offsets(tp, meta_slot_names, N_META, off, "FrameMeta") == 0;
-        if (!ok)
-            PyErr_Clear();
-        Py_XSETREF(meta_type, (PyTypeObject *)Py_NewRef(tp));
-        meta_slotted = ok;
-        if (ok)
-            memcpy(meta_off, off, sizeof off);
-    }
-    if (meta_slotted) {
-        PyObject *v = *(PyObject **)((char *)meta + meta_off[i]);
-        if (v != NULL)
-            return Py_NewRef(v);
-    }
-    return PyObject_GetAttr(meta, name);
+    return slotted_get(&meta_slots, meta, i, name);
 }
+
+/* the stream and app-layer classes' fields the lanes read and write */
+enum { SS_SIMPLE, SS_FIN_DUE, SS_CLIENT, SS_SERVER, N_SSN };
+static struct slotted ssn_slots = {{"simple", "fin_due", "client", "server"}, N_SSN};
+enum { TS_DONE, TS_END, TS_BASE, TS_WINDOW, TS_LAST_ACK, TS_SCALE, TS_OOO, TS_NEXT_SEQ, N_TS };
+static struct slotted stream_slots = {{"done", "end", "base", "window", "last_ack", "scale", "ooo", "next_seq"}, N_TS};
+enum { AS_FED, AS_PARSER, AS_ERROR_SEEN, AS_PROTO, AS_REFUSED, N_AS };
+static struct slotted app_slots = {{"fed", "parser", "error_seen", "proto", "refused"}, N_AS};
 
 static PyObject *
 set_packet_type(PyObject *self, PyObject *cls)
@@ -697,11 +761,11 @@ udp_check(Lanes *self, PyObject *app, PyObject *flow, int to_server, const unsig
         PyObject *st = FSLOT(self, flow, F_APP);
         int quiet = 0;
         if (st != NULL && st != Py_None) {
-            PyObject *parser = PyObject_GetAttr(st, ls_parser);
+            PyObject *parser = slotted_get(&app_slots, st, AS_PARSER, ls_parser);
             if (parser != NULL && parser == Py_None) {
-                quiet = attr_true(st, ls_proto);
+                quiet = slotted_true(&app_slots, st, AS_PROTO, ls_proto);
                 if (quiet == 0) {
-                    PyObject *refused = PyObject_GetAttr(st, ls_refused);
+                    PyObject *refused = slotted_get(&app_slots, st, AS_REFUSED, ls_refused);
                     PyObject *probed = PyObject_GetAttr(app, ls_probed_names);
                     PyObject *mine = refused ? PySequence_GetItem(refused, to_server) : NULL;
                     PyObject *names = probed ? PyObject_GetItem(probed, ls_udp) : NULL;
@@ -756,17 +820,13 @@ attr_ll(PyObject *obj, PyObject *name)
     return x;
 }
 
-/* meta's field i as a C long long (meta_attr), as attr_ll */
+/* meta's field i as a C long long */
 static long long
 meta_ll(PyObject *meta, int i, PyObject *name)
 {
-    PyObject *v = meta_attr(meta, i, name);
-    if (v == NULL)
-        return -1;
-    long long x = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    return x;
+    return slotted_ll(&meta_slots, meta, i, name);
 }
+
 
 /* The TCP lane's test on an ACK or ACK+PSH segment of `flow` with `n` payload bytes at
  * sequence number `seqno` (Engine._lean_tcp after the lookup): an established, simple
@@ -795,23 +855,25 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
     PyObject *dir_pkts = FSLOT(self, flow, to_server ? F_PKTS_TOSERVER : F_PKTS_TOCLIENT);
     if (dir_pkts == NULL || (t = PyObject_IsTrue(dir_pkts)) <= 0)
         return t;                                   /* a direction's first packet: IP-only rules, decisions */
-    if ((t = attr_true(ssn, ls_simple)) <= 0)
+    if ((t = slotted_true(&ssn_slots, ssn, SS_SIMPLE, ls_simple)) <= 0)
         return t;
-    if ((t = attr_true(ssn, ls_fin_due)) != 0)
+    if ((t = slotted_true(&ssn_slots, ssn, SS_FIN_DUE, ls_fin_due)) != 0)
         return t < 0 ? -1 : 0;
-    PyObject *me = PyObject_GetAttr(ssn, to_server ? ls_client : ls_server);
-    PyObject *peer = PyObject_GetAttr(ssn, to_server ? ls_server : ls_client);
+    PyObject *me = to_server ? slotted_get(&ssn_slots, ssn, SS_CLIENT, ls_client) : slotted_get(&ssn_slots, ssn, SS_SERVER, ls_server);
+    PyObject *peer = to_server ? slotted_get(&ssn_slots, ssn, SS_SERVER, ls_server) : slotted_get(&ssn_slots, ssn, SS_CLIENT, ls_client);
     PyObject *per_flow = NULL, *dkey = NULL;
     int taken = -1;
     if (me == NULL || peer == NULL)
         goto done;
-    if ((t = attr_true(me, ls_done)) != 0 || (t = attr_true(peer, ls_done)) != 0) {
+    if ((t = slotted_true(&stream_slots, me, TS_DONE, ls_done)) != 0 ||
+        (t = slotted_true(&stream_slots, peer, TS_DONE, ls_done)) != 0) {
         taken = t < 0 ? -1 : 0;
         goto done;
     }
     /* TcpStream.offset: the acknowledgment's stream offset, nearest the contiguous data */
-    long long end = attr_ll(peer, ls_end), base = attr_ll(peer, ls_base);
-    long long window = attr_ll(peer, ls_window), last_ack = attr_ll(peer, ls_last_ack);
+    long long end = slotted_ll(&stream_slots, peer, TS_END, ls_end), base = slotted_ll(&stream_slots, peer, TS_BASE, ls_base);
+    long long window = slotted_ll(&stream_slots, peer, TS_WINDOW, ls_window);
+    long long last_ack = slotted_ll(&stream_slots, peer, TS_LAST_ACK, ls_last_ack);
     if (PyErr_Occurred())
         goto done;
     long long d = ((long long)ackno - base - end) & 0xFFFFFFFFLL;
@@ -828,7 +890,7 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
             goto done;
         }
         if (st != Py_None) {
-            PyObject *parser = PyObject_GetAttr(st, ls_parser);
+            PyObject *parser = slotted_get(&app_slots, st, AS_PARSER, ls_parser);
             if (parser == NULL) {
                 taken = -1;
                 goto done;
@@ -844,9 +906,10 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
     if (n) {
         /* data: the next in-order bytes, nothing held out of order, inside the window, depth
          * and memcap */
-        long long mbase = attr_ll(me, ls_base), mend = attr_ll(me, ls_end), mlast = attr_ll(me, ls_last_ack);
-        long long mwin = attr_ll(me, ls_window);
-        PyObject *ooo = PyObject_GetAttr(me, ls_ooo);
+        long long mbase = slotted_ll(&stream_slots, me, TS_BASE, ls_base), mend = slotted_ll(&stream_slots, me, TS_END, ls_end);
+        long long mlast = slotted_ll(&stream_slots, me, TS_LAST_ACK, ls_last_ack);
+        long long mwin = slotted_ll(&stream_slots, me, TS_WINDOW, ls_window);
+        PyObject *ooo = slotted_get(&stream_slots, me, TS_OOO, ls_ooo);
         int held = ooo ? PyObject_IsTrue(ooo) : -1;
         Py_XDECREF(ooo);
         if (held != 0 || PyErr_Occurred()) {
@@ -876,11 +939,11 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
             goto done;
         }
         if (st != Py_None) {
-            if ((t = attr_true(st, ls_fed)) != 0) {
+            if ((t = slotted_true(&app_slots, st, AS_FED, ls_fed)) != 0) {
                 taken = t < 0 ? -1 : 0;
                 goto done;
             }
-            PyObject *parser = PyObject_GetAttr(st, ls_parser);
+            PyObject *parser = slotted_get(&app_slots, st, AS_PARSER, ls_parser);
             if (parser == NULL) {
                 taken = -1;
                 goto done;
@@ -891,7 +954,7 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
                 if (busy == 0) {
                     busy = attr_true(parser, ls_failed);
                     if (busy > 0) {
-                        int seen = attr_true(st, ls_error_seen);
+                        int seen = slotted_true(&app_slots, st, AS_ERROR_SEEN, ls_error_seen);
                         busy = seen < 0 ? -1 : !seen;
                     }
                 }
@@ -1233,16 +1296,17 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     Py_DECREF(length);
     if (!err && peer != NULL) {
         /* the stream stage of a pure ACK: the peer's highest acknowledgment and its window */
-        long long last_ack = attr_ll(peer, ls_last_ack), scale = attr_ll(me, ls_scale);
+        long long last_ack = slotted_ll(&stream_slots, peer, TS_LAST_ACK, ls_last_ack);
+        long long scale = slotted_ll(&stream_slots, me, TS_SCALE, ls_scale);
         err = PyErr_Occurred() != NULL || scale < 0 || scale > 30;
         if (!err && ackoff > last_ack) {
             PyObject *a = PyLong_FromLongLong(ackoff);
-            err = a == NULL || PyObject_SetAttr(peer, ls_last_ack, a) < 0;
+            err = a == NULL || slotted_set(&stream_slots, peer, TS_LAST_ACK, ls_last_ack, a) < 0;
             Py_XDECREF(a);
         }
         if (!err) {
             PyObject *w = PyLong_FromLongLong((long long)cm.win << scale);
-            err = w == NULL || PyObject_SetAttr(peer, ls_window, w) < 0;
+            err = w == NULL || slotted_set(&stream_slots, peer, TS_WINDOW, ls_window, w) < 0;
             Py_XDECREF(w);
         }
     }
@@ -1250,11 +1314,11 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         /* the stream stage of a data segment: next_seq, the bytes taken in and prefiltered
          * (StreamEngine.take_in_order); then with an app layer Engine._lane_app (the window,
          * the parser, the transaction rules), else the inline window (inline_window) */
-        long long next_seq = attr_ll(me, ls_next_seq);
+        long long next_seq = slotted_ll(&stream_slots, me, TS_NEXT_SEQ, ls_next_seq);
         err = PyErr_Occurred() != NULL;
         if (!err && next_seq < right + 1 && right + 1 < next_seq + (1LL << 30)) {
             PyObject *v = PyLong_FromLongLong(right + 1);
-            err = v == NULL || PyObject_SetAttr(me, ls_next_seq, v) < 0;
+            err = v == NULL || slotted_set(&stream_slots, me, TS_NEXT_SEQ, ls_next_seq, v) < 0;
             Py_XDECREF(v);
         }
         PyObject *pl = err ? NULL : PyBytes_FromStringAndSize((const char *)f + cm.pstart, dlen);

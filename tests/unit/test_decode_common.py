@@ -193,6 +193,30 @@ def test_a_frame_without_kernel_vlan_and_in_replay():
     assert (p.vlan, p.pcap_cnt, p.iface, p.ts) == ((), 9, "", 2.0)
 
 
+def test_the_meta_is_read_the_same_from_its_slots_or_any_object():
+    """rules/_hotpath.c reads a FrameMeta's fields from its slots (offsets found per class):
+    another class in between (a plain object with the same attributes), a FrameMeta
+    subclass, and a FrameMeta with a field deleted (its slot unset: the AttributeError of
+    getattr) give what the attributes say."""
+    from types import SimpleNamespace
+
+    raw = bytes(TAKEN["tcp4-ts"])
+    want = slot_values(common(raw, OPTIONS["csum"], FrameMeta(ts=3.0, iface="p1", pcap_cnt=4, vlan=(7,))))
+
+    class Sub(FrameMeta):
+        __slots__ = ("extra",)
+
+    for meta in (SimpleNamespace(ts=3.0, iface="p1", pcap_cnt=4, vlan=(7,)),
+                 FrameMeta(ts=3.0, iface="p1", pcap_cnt=4, vlan=(7,)),
+                 Sub(ts=3.0, iface="p1", pcap_cnt=4, vlan=(7,)),
+                 SimpleNamespace(ts=3.0, iface="p1", pcap_cnt=4, vlan=(7,))):
+        assert slot_values(common(raw, OPTIONS["csum"], meta)) == want
+    gone = FrameMeta(ts=3.0, iface="p1")
+    del gone.vlan
+    with pytest.raises(AttributeError, match="vlan"):
+        common(raw, OPTIONS["csum"], gone)
+
+
 def test_vxlan_port_is_left_only_while_vxlan_is_decoded():
     raw = bytes(LEFT["vxlan"])
     assert common(raw, DecodeOptions(vxlan_enabled=False)) is not None
