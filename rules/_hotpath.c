@@ -165,7 +165,9 @@ slotted_at(struct slotted *c, PyObject *obj, int i)
     PyTypeObject *tp = Py_TYPE(obj);
     if (tp != c->tp) {
         Py_ssize_t off[SLOTTED_MAX];
-        int ok = slot_offsets(tp, c->names, c->n, off, "slotted") == 0;
+        /* (a class with its own __getattribute__ or __setattr__ is asked, never read past) */
+        int ok = tp->tp_getattro == PyObject_GenericGetAttr && tp->tp_setattro == PyObject_GenericSetAttr &&
+                 slot_offsets(tp, c->names, c->n, off, "slotted") == 0;
         if (!ok)
             PyErr_Clear();
         Py_XSETREF(c->tp, (PyTypeObject *)Py_NewRef(tp));
@@ -1614,7 +1616,6 @@ typedef struct {
     PyObject_HEAD
     struct scan_hs h;
     PyObject *empty;        /* what scan() returns when nothing is found */
-    PyObject *handle;       /* capsule of `h`, for rules/_scan.h */
 } HsDatabase;
 
 static PyTypeObject HsDatabaseType;
@@ -1638,18 +1639,12 @@ hsdb_wrap(void *db, PyObject *empty)
     self->h.scratch = scratch;
     self->h.scan = hs.scan;
     self->empty = Py_NewRef(empty);
-    self->handle = PyCapsule_New(&self->h, SCAN_HS_CAPSULE, NULL);
-    if (self->handle == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
     return (PyObject *)self;
 }
 
 static void
 hsdb_dealloc(HsDatabase *self)
 {
-    Py_XDECREF(self->handle);
     Py_XDECREF(self->empty);
     if (self->h.scratch)
         hs.free_scratch(self->h.scratch);
@@ -1757,10 +1752,25 @@ hsdb_serialize(HsDatabase *self, PyObject *unused)
     return out;
 }
 
+static void
+hsdb_handle_gone(PyObject *cap)
+{
+    Py_XDECREF((PyObject *)PyCapsule_GetContext(cap));
+}
+
+/* a new capsule of `h` that keeps the database alive (its context) for as long as it lives */
 static PyObject *
 hsdb_get_handle(HsDatabase *self, void *closure)
 {
-    return Py_NewRef(self->handle);
+    PyObject *cap = PyCapsule_New(&self->h, SCAN_HS_CAPSULE, hsdb_handle_gone);
+    if (cap == NULL)
+        return NULL;
+    if (PyCapsule_SetContext(cap, Py_NewRef(self)) < 0) {
+        Py_DECREF(self);
+        Py_DECREF(cap);
+        return NULL;
+    }
+    return cap;
 }
 
 /* pickled as hs_load(serialize(), empty): a reload's copy is this database, in the worker */
@@ -1791,7 +1801,8 @@ static PyMethodDef hsdb_methods[] = {
 };
 
 static PyGetSetDef hsdb_getset[] = {
-    {"handle", (getter)hsdb_get_handle, NULL, "capsule of the database for rules/_scan.h's compiled scans", NULL},
+    {"handle", (getter)hsdb_get_handle, NULL,
+     "a new capsule of the database for rules/_scan.h's compiled scans (it keeps the database alive)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

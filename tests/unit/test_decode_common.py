@@ -196,8 +196,8 @@ def test_a_frame_without_kernel_vlan_and_in_replay():
 def test_the_meta_is_read_the_same_from_its_slots_or_any_object():
     """rules/_hotpath.c reads a FrameMeta's fields from its slots (offsets found per class):
     another class in between (a plain object with the same attributes), a FrameMeta
-    subclass, and a FrameMeta with a field deleted (its slot unset: the AttributeError of
-    getattr) give what the attributes say."""
+    subclass, one with its own __getattribute__, and a FrameMeta with a field deleted (its
+    slot unset: the AttributeError of getattr) give what the attributes say."""
     from types import SimpleNamespace
 
     raw = bytes(TAKEN["tcp4-ts"])
@@ -206,11 +206,18 @@ def test_the_meta_is_read_the_same_from_its_slots_or_any_object():
     class Sub(FrameMeta):
         __slots__ = ("extra",)
 
+    class Seen(FrameMeta):          # its own __getattribute__: asked, not read past
+        __slots__ = ()
+
+        def __getattribute__(self, name):
+            return (8,) if name == "vlan" else object.__getattribute__(self, name)
+
     for meta in (SimpleNamespace(ts=3.0, iface="p1", pcap_cnt=4, vlan=(7,)),
                  FrameMeta(ts=3.0, iface="p1", pcap_cnt=4, vlan=(7,)),
                  Sub(ts=3.0, iface="p1", pcap_cnt=4, vlan=(7,)),
                  SimpleNamespace(ts=3.0, iface="p1", pcap_cnt=4, vlan=(7,))):
         assert slot_values(common(raw, OPTIONS["csum"], meta)) == want
+    assert common(raw, OPTIONS["csum"], Seen(ts=3.0, iface="p1", pcap_cnt=4, vlan=(7,))).vlan == (8,)
     gone = FrameMeta(ts=3.0, iface="p1")
     del gone.vlan
     with pytest.raises(AttributeError, match="vlan"):

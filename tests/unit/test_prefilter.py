@@ -54,6 +54,21 @@ def test_the_install_gives_libhs_and_the_prefilter_uses_it():
     assert PatternDB([(b"x", False)])._hsdb is not None
 
 
+def test_a_libhs_handle_keeps_its_database_alive():
+    """The compiled scans get a capsule of the database: it holds the database, so a spec
+    outliving every other reference still scans (no freed memory read)."""
+    import gc
+
+    from rules._hotpath import scan
+
+    db = PatternDB([(b"evil", False)], backend="libhs")
+    handle = db._hsdb.handle
+    del db
+    gc.collect()
+    spec = (None, ((None, handle, None),))
+    assert [scan(spec, d) for d in (b"so evil", b"fine")] == [1, 0]
+
+
 def test_libhs_refuses_what_it_cannot_scan():
     from rules import _hotpath
 
@@ -244,10 +259,11 @@ def test_any_pattern_is_true_when_a_database_holds_a_pattern_or_the_watched_stat
     # (libhs: the HsDatabase and its handle), and a database of a few patterns as literals
     # (caseless ones in lower case)
     if backend == "libhs":          # libhs is asked even for a few patterns: cheaper than the walk
-        calls = ((a._hsdb, a._hsdb.handle, None), (b._hsdb, b._hsdb.handle, None))
+        assert watched.spec[0] is st and [c[0] for c in watched.spec[1]] == [a._hsdb, b._hsdb]
+        assert all(type(c[1]).__name__ == "PyCapsule" and c[2] is None for c in watched.spec[1])
     else:
         calls = ((a._db.scan, a._scratch, ((b"evil", False),)), (b._db.scan, b._scratch, ((b"zq", True),)))
-    assert watched.spec == (st, calls)
+        assert watched.spec == (st, calls)
     assert AnyPattern(()).spec == (None, ()) and not AnyPattern(())(b"evil")
 
 
