@@ -143,6 +143,18 @@ slot_offsets(PyTypeObject *tp, const char *const *names, int n, Py_ssize_t *off,
     return 0;
 }
 
+/* The truth of obj.name: 1, 0, or -1 with an exception set. */
+static int
+attr_true(PyObject *obj, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    int t = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return t;
+}
+
 /* Fields of the slotted classes the lanes read on every frame, by the slots' offsets:
  * PyObject_GetAttr through a member descriptor costs about 20-25 ns a field, and the lanes
  * read up to twenty per frame.  A `struct slotted` names a class's fields; the offsets are
@@ -197,12 +209,7 @@ slotted_true(struct slotted *c, PyObject *obj, int i, PyObject *name)
         PyObject *v = *at;
         return v == Py_False || v == Py_None ? 0 : v == Py_True ? 1 : PyObject_IsTrue(v);
     }
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL)
-        return -1;
-    int t = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return t;
+    return attr_true(obj, name);
 }
 
 /* obj.<name i> as a C long long; -1 with an exception set on failure (check PyErr_Occurred) */
@@ -675,18 +682,6 @@ lane_init_strings(void)
     ls_udp = PyLong_FromLong(17);
     ls_tcp = PyLong_FromLong(6);
     return (ls_one && ls_udp && ls_tcp) ? 0 : -1;
-}
-
-/* The truth of obj.name: 1, 0, or -1 with an exception set. */
-static int
-attr_true(PyObject *obj, PyObject *name)
-{
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL)
-        return -1;
-    int t = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return t;
 }
 
 /* obj.name += by */
@@ -1699,25 +1694,32 @@ hsdb_data(PyObject *data, Py_buffer *view, const char **p, Py_ssize_t *n)
     return 0;
 }
 
-static PyObject *
-hsdb_scan(HsDatabase *self, PyObject *data)
+/* hs_scan of data's bytes with on_match(ctx): libhs's return code in *rc; -1 with an
+ * exception when data is not a buffer (or too long) */
+static int
+hsdb_run(HsDatabase *self, PyObject *data, scan_hs_match on_match, void *ctx, int *rc)
 {
     Py_buffer view;
     const char *p;
     Py_ssize_t n;
     if (hsdb_data(data, &view, &p, &n) < 0)
-        return NULL;
-    struct hsdb_found f = {NULL, 0};
-    int rc = self->h.scan(self->h.db, p, (unsigned int)n, 0, self->h.scratch, hsdb_collect, &f);
+        return -1;
+    *rc = self->h.scan(self->h.db, p, (unsigned int)n, 0, self->h.scratch, on_match, ctx);
     if (view.obj)
         PyBuffer_Release(&view);
-    if (f.failed) {
-        Py_XDECREF(f.set);
+    return 0;
+}
+
+static PyObject *
+hsdb_scan(HsDatabase *self, PyObject *data)
+{
+    struct hsdb_found f = {NULL, 0};
+    int rc;
+    if (hsdb_run(self, data, hsdb_collect, &f, &rc) < 0)
         return NULL;
-    }
-    if (rc != SCAN_HS_SUCCESS) {
+    if (f.failed || rc != SCAN_HS_SUCCESS) {
         Py_XDECREF(f.set);
-        return PyErr_Format(PyExc_RuntimeError, "libhs: hs_scan failed (%d)", rc);
+        return f.failed ? NULL : PyErr_Format(PyExc_RuntimeError, "libhs: hs_scan failed (%d)", rc);
     }
     return f.set ? f.set : Py_NewRef(self->empty);
 }
@@ -1725,14 +1727,9 @@ hsdb_scan(HsDatabase *self, PyObject *data)
 static PyObject *
 hsdb_any(HsDatabase *self, PyObject *data)
 {
-    Py_buffer view;
-    const char *p;
-    Py_ssize_t n;
-    if (hsdb_data(data, &view, &p, &n) < 0)
+    int rc;
+    if (hsdb_run(self, data, scan_hs_stop, NULL, &rc) < 0)
         return NULL;
-    int rc = self->h.scan(self->h.db, p, (unsigned int)n, 0, self->h.scratch, scan_hs_stop, NULL);
-    if (view.obj)
-        PyBuffer_Release(&view);
     if (rc == SCAN_HS_TERMINATED)
         Py_RETURN_TRUE;
     if (rc == SCAN_HS_SUCCESS)
