@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import os
 import platform
 import re
@@ -80,6 +81,11 @@ import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+try:
+    from bridge._ringpass import atomic_add as _atomic_add
+except ImportError:                       # pragma: no cover - built by the install
+    _atomic_add = None
 
 # --------------------------------------------------------------------------- bpf() syscall
 # <linux/bpf.h>
@@ -95,6 +101,7 @@ BPF_MAP_TYPE_HASH = 1
 BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_PERCPU_ARRAY = 6
 BPF_MAP_TYPE_LRU_HASH = 9
+BPF_F_MMAPABLE = 1 << 10        # an array map user space can mmap (kernel 5.5+)
 
 BPF_PROG_TYPE_SOCKET_FILTER = 1
 BPF_PROG_TYPE_SCHED_CLS = 3
@@ -389,7 +396,8 @@ def _emit_slot_lookup(a: Asm, map_fd: int, miss: str) -> None:
     a.jeq(R0, 0, miss)
 
 
-def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: int, stale: str | None = None) -> None:
+def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: int, stale: str | None = None,
+                      count_fd: int | None = None) -> None:
     """The shared front of both programs.  On entry R1 = skb; the network header is `l3`
     bytes after skb->data.  Falls through with R6 = skb, R7 = the flow's FlowValue,
     R8 = IP packet length and the time at fp+S_NOW; jumps to `miss` when the heartbeat
@@ -398,7 +406,9 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     Helper calls per frame: ktime, one bpf_skb_load_bytes of the headers (two for an
     IPv4 packet under 34 bytes or an IPv6 one under 54: only UDP can be that short),
     the flow lookup (the one-entry array lookups are inlined by the verifier).  `stale`:
-    where a stale heartbeat goes (default `miss`), with R6 = skb."""
+    where a stale heartbeat goes (default `miss`), with R6 = skb.  `count_fd`: the
+    one-entry array of how many flows the workers have offloaded (KernelOffload.count);
+    while it is 0 a fresh-heartbeat frame goes to `miss` before any header is read."""
     stale = stale or miss
     a.mov(R6, R1)
     # heartbeat: now - last write must be <= HEARTBEAT_STALE_NS (signed: a write a hair
@@ -410,6 +420,10 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     a.stx(DW, FP, S_NOW, R0)
     a.sub(R0, R7)
     a.jmp("jsgt", R0, HEARTBEAT_STALE_NS, stale)
+    if count_fd is not None:                    # nothing offloaded: no key, no flow lookup
+        _emit_slot_lookup(a, count_fd, miss)
+        a.ldx(DW, R2, R0, 0)
+        a.jmp("jsle", R2, 0, miss)
     # key: ingress ifindex, VLAN id (0: none), addresses zeroed for IPv4
     a.ldx(W, R2, R6, SKB_ifindex)
     a.stx(W, FP, S_KEY + K_IFINDEX, R2)
@@ -535,13 +549,13 @@ def _emit_failopen_peer(a: Asm, failopen_fd: int, none: str) -> None:
 
 
 def socket_filter_program(flows_fd: int, totals_fd: int, heartbeat_fd: int, failopen_fd: int | None = None, *,
-                          l3: int = L3_OFFSET) -> Asm:
+                          l3: int = L3_OFFSET, count_fd: int | None = None) -> Asm:
     """SOCKET_FILTER: 0 (not into the ring) for a frame of an offloaded flow, after
     counting it in its entry and the per-CPU totals; SOCKET_KEEP_WHOLE otherwise.  With
     a stale heartbeat on a port armed for fail-open: 0 (the tc program forwards it; the
     ring must not get a copy a worker would forward again)."""
     a = Asm()
-    _emit_flow_lookup(a, flows_fd, heartbeat_fd, "keep", l3, "stale" if failopen_fd is not None else None)
+    _emit_flow_lookup(a, flows_fd, heartbeat_fd, "keep", l3, "stale" if failopen_fd is not None else None, count_fd)
     # bytes: the frame's length as the engine counts it (skb->len from the MAC header; a
     # test run starts at L3, so the header it lacks is added back there)
     a.ldx(W, R8, R6, SKB_len)
@@ -578,13 +592,13 @@ def socket_filter_program(flows_fd: int, totals_fd: int, heartbeat_fd: int, fail
 
 
 def tc_program(flows_fd: int, heartbeat_fd: int, failopen_fd: int | None = None, totals_fd: int | None = None, *,
-               l3: int = L3_OFFSET) -> Asm:
+               l3: int = L3_OFFSET, count_fd: int | None = None) -> Asm:
     """SCHED_CLS (direct-action, clsact ingress): redirect pass flows to the peer, shoot
     drop flows, TC_ACT_OK for everything else.  Counting is the socket filter's (it
     sees every frame first, on inline and IDS ports alike).  With a stale heartbeat: a
     port armed for fail-open redirects every frame to its peer, any other TC_ACT_OK."""
     a = Asm()
-    _emit_flow_lookup(a, flows_fd, heartbeat_fd, "ok", l3, "stale" if failopen_fd is not None else None)
+    _emit_flow_lookup(a, flows_fd, heartbeat_fd, "ok", l3, "stale" if failopen_fd is not None else None, count_fd)
     a.ldx(W, R2, R7, V_ACTION)
     a.jeq(R2, ACTION_DROP, "shot")
     a.jne(R2, ACTION_PASS, "ok")
@@ -625,9 +639,9 @@ def tc_program(flows_fd: int, heartbeat_fd: int, failopen_fd: int | None = None,
 class BpfMap:
     """One map fd with fixed key/value sizes; lookups through preallocated buffers."""
 
-    def __init__(self, map_type: int, key_size: int, value_size: int, max_entries: int, name: str):
+    def __init__(self, map_type: int, key_size: int, value_size: int, max_entries: int, name: str, flags: int = 0):
         attr = _attr()
-        struct.pack_into("=7I", attr, 0, map_type, key_size, value_size, max_entries, 0, 0, 0)
+        struct.pack_into("=7I", attr, 0, map_type, key_size, value_size, max_entries, flags, 0, 0)
         struct.pack_into("16s", attr, 28, _name16(name))
         self.fd = bpf(BPF_MAP_CREATE, attr)
         self.key_size, self.value_size, self.max_entries = key_size, value_size, max_entries
@@ -883,6 +897,28 @@ def stale_filters(ifnames: Iterable[str]) -> list[tuple[str, TcFilter]]:
 
 
 # --------------------------------------------------------------------------- the offload
+INT64 = struct.Struct("=q")
+
+
+def _count_map() -> tuple[BpfMap, mmap.mmap] | None:
+    """The offloaded-flow count: a one-entry BPF array of an int64, mmap'd (shared with
+    the workers over fork) and changed with bridge._ringpass.atomic_add.  None when the
+    kernel has no mmapable arrays or the compiled module is not built: the programs then
+    look every frame up, as before."""
+    if _atomic_add is None:
+        return None
+    try:
+        m = BpfMap(BPF_MAP_TYPE_ARRAY, INDEX.size, INT64.size, 1, "ipsb_count", BPF_F_MMAPABLE)
+    except OSError:
+        return None
+    try:
+        mem = mmap.mmap(m.fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except OSError:
+        m.close()
+        return None
+    return m, mem
+
+
 @dataclass(slots=True)
 class _Attached:
     ifindex: int
@@ -897,8 +933,15 @@ class KernelOffload:
     supervisor's.  Every method is a syscall or two: no per-frame work in Python."""
 
     def __init__(self, flows: BpfMap, totals: BpfMap, heartbeat_map: BpfMap, sock_fd: int, tc_fd: int,
-                 info: dict[str, ProgramInfo], failopen: BpfMap | None = None):
+                 info: dict[str, ProgramInfo], failopen: BpfMap | None = None,
+                 count: tuple[BpfMap, mmap.mmap] | None = None):
         self.flows = flows
+        # how many flows are in `flows` (or were: an entry the LRU evicted stays counted),
+        # an mmap of a one-entry array the programs read first: while it is 0 they return
+        # at once (a frame of a port with nothing offloaded pays no header read, no lookup).
+        # Shared by every worker (inherited over fork), changed with atomic adds: +1 before
+        # a new entry goes in, -1 after one is deleted, so it is never below the entries.
+        self.count_map, self.count = count if count is not None else (None, None)
         self.totals_map = totals
         self.heartbeat_map = heartbeat_map
         self.failopen = failopen
@@ -933,9 +976,13 @@ class KernelOffload:
                 made.append(fo)
             except OSError as e:
                 raise OffloadUnavailable(_why("creating a BPF map", e)) from None
+            count = _count_map()
+            if count is not None:
+                made.append(count[0])
+            cfd = count[0].fd if count is not None else None
             progs = {"ipsb_sock": (BPF_PROG_TYPE_SOCKET_FILTER,
-                                   socket_filter_program(flows.fd, totals.fd, hb.fd, fo.fd)),
-                     "ipsb_tc": (BPF_PROG_TYPE_SCHED_CLS, tc_program(flows.fd, hb.fd, fo.fd, totals.fd))}
+                                   socket_filter_program(flows.fd, totals.fd, hb.fd, fo.fd, count_fd=cfd)),
+                     "ipsb_tc": (BPF_PROG_TYPE_SCHED_CLS, tc_program(flows.fd, hb.fd, fo.fd, totals.fd, count_fd=cfd))}
             info = {}
             for name, (ptype, asm) in progs.items():
                 try:
@@ -953,7 +1000,7 @@ class KernelOffload:
             for fd in fds:
                 os.close(fd)
             raise
-        self = cls(flows, totals, hb, fds[0], fds[1], info, fo)
+        self = cls(flows, totals, hb, fds[0], fds[1], info, fo, count)
         if fresh:
             self.heartbeat()
         return self
@@ -1017,9 +1064,12 @@ class KernelOffload:
         `ipsbridge check --fix` removes them."""
         if not keep_filters:
             self.detach_all()
-        for m in (self.flows, self.totals_map, self.heartbeat_map, self.failopen):
+        for m in (self.flows, self.totals_map, self.heartbeat_map, self.failopen, self.count_map):
             if m is not None:
                 m.close()
+        if self.count is not None:
+            self.count.close()
+            self.count = None
         for fd in (self.sock_fd, self.tc_fd):
             if fd >= 0:
                 os.close(fd)
@@ -1042,12 +1092,18 @@ class KernelOffload:
         there with the same action keeps its counters.  False when the kernel refuses."""
         code = ACTIONS[action]
         key = flow_key(ifindex, ipver, proto, vlan, src, dst, sport, dport)
+        counted = False
         try:
             old = self.flows.lookup(key)
             if old is not None and FLOW_VALUE.unpack_from(old)[:2] == (code, redirect):
                 return True
+            if old is None and self.count is not None:
+                _atomic_add(self.count, 1)            # before the entry: the programs look it up
+                counted = True
             self.flows.update(key, FLOW_VALUE.pack(code, redirect, time.monotonic_ns(), 0, 0))
         except OSError:
+            if counted:
+                _atomic_add(self.count, -1)
             return False
         return True
 
@@ -1063,7 +1119,12 @@ class KernelOffload:
 
     def remove(self, ifindex: int, ipver: int, proto: int, vlan: int, src: bytes, dst: bytes, sport: int,
                dport: int) -> None:
-        self.flows.delete(flow_key(ifindex, ipver, proto, vlan, src, dst, sport, dport))
+        if self.flows.delete(flow_key(ifindex, ipver, proto, vlan, src, dst, sport, dport)) and self.count is not None:
+            _atomic_add(self.count, -1)               # after the entry is gone
+
+    def offloaded(self) -> int | None:
+        """The programs' count of offloaded flows (None: no count on this kernel)."""
+        return None if self.count is None else INT64.unpack_from(self.count)[0]
 
     def totals(self) -> dict[str, int]:
         """bypass.kernel.* summed over the CPUs."""

@@ -180,7 +180,8 @@ def k():
 
 def _l3_socket_filter(off: KernelOffload) -> int:
     """The bridge's socket filter on the same maps, for a test run that starts at L3."""
-    asm = ebpf.socket_filter_program(off.flows.fd, off.totals_map.fd, off.heartbeat_map.fd, off.failopen.fd, l3=0)
+    asm = ebpf.socket_filter_program(off.flows.fd, off.totals_map.fd, off.heartbeat_map.fd, off.failopen.fd, l3=0,
+                                     count_fd=off.count_map.fd)
     return ebpf.load_program(ebpf.BPF_PROG_TYPE_SOCKET_FILTER, asm.assemble(), "ipsb_sock_l3")
 
 
@@ -290,6 +291,46 @@ def test_add_read_remove_round_trip(k):
     assert k.read(*key) is None
     k.remove(*key)                                    # gone already: no error
     assert sock(k, V4_TCP_ACK) == SOCKET_KEEP_WHOLE and tc(k, V4_TCP_ACK) == TC_ACT_OK
+
+
+def test_the_offloaded_count_follows_the_entries(k):
+    """KernelOffload.count: +1 before a new entry, nothing for the same key again (either
+    decision), -1 after a delete that removed one, nothing for a key already gone."""
+    a, b = (LO, 4, 6, 0, C4, S4, 40000, 80), (LO, 4, 6, 0, C4, S4, 40001, 80)
+    assert k.offloaded() == 0
+    assert k.add(*a, "pass", PEER) and k.offloaded() == 1
+    assert k.add(*a, "pass", PEER) and k.add(*a, "drop", 0) and k.offloaded() == 1
+    assert k.add(*b, "pass", PEER) and k.offloaded() == 2
+    k.remove(*a)
+    k.remove(*a)
+    assert k.offloaded() == 1
+    k.remove(*b)
+    assert k.offloaded() == 0
+
+
+def test_with_nothing_offloaded_both_programs_return_before_the_lookup(k):
+    """While the count is 0 the programs do not look frames up: an entry put in the map
+    behind the count's back is not seen until the count says there is one."""
+    key = ebpf.flow_key(LO, 4, 6, 0, C4, S4, 40000, 80)
+    k.flows.update(key, ebpf.FLOW_VALUE.pack(ebpf.ACTIONS["drop"], 0, time.monotonic_ns(), 0, 0))
+    assert k.offloaded() == 0
+    assert sock(k, V4_TCP_ACK) == SOCKET_KEEP_WHOLE and tc(k, V4_TCP_ACK) == TC_ACT_OK
+    from bridge._ringpass import atomic_add
+    assert atomic_add(k.count, 1) == 1
+    assert sock(k, V4_TCP_ACK) == 0 and tc(k, V4_TCP_ACK) == TC_ACT_SHOT
+
+
+def test_the_count_is_shared_with_a_forked_worker(k):
+    """The supervisor creates the offload; workers inherit it over fork and add entries:
+    the count the programs read is the same memory in every process."""
+    pid = os.fork()
+    if pid == 0:                                       # the "worker"
+        ok = k.add(LO, 4, 6, 0, C4, S4, 40000, 80, "pass", PEER)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert k.offloaded() == 1
+    assert sock(k, V4_TCP_ACK) == 0 and tc(k, V4_TCP_ACK) == TC_ACT_REDIRECT
 
 
 def test_vlan_id_is_masked_to_12_bits(k):
