@@ -23,6 +23,10 @@ Maps (created before the workers fork; the workers inherit the descriptors):
                        evicted when full (its flow silently returns to user space)
     totals   PERCPU_ARRAY[1] of 4 x u64: pass packets, pass bytes, drop packets, drop bytes
     heartbeat ARRAY[1] of u64: CLOCK_MONOTONIC ns of the supervisor's last write
+    count    ARRAY[1] of i64, mmapable (BPF_F_MMAPABLE; mmap'd by the supervisor, shared
+                       with the workers over fork): the entries `flows` holds, never
+                       fewer (KernelOffload.add/remove, atomic adds); while 0 both
+                       programs return right after the heartbeat, before any header read
 
     FlowKey (44 bytes, FLOW_KEY):  ifindex u32 | ipver u8 | proto u8 | vlan u16 |
                                    src[16] | dst[16] | sport | dport (the ports as on the
