@@ -599,6 +599,18 @@ other:
 
 /* ------------------------------------------------------------------ Lanes */
 
+/* The lanes' flow keys, by the frame's raw endpoints: a frame of a flow seen lately reuses
+ * the key tuple (and its address and port ints) made for an earlier one, so the flow table's
+ * lookup meets the very key object it holds (an identity test, no element compares) and no
+ * ints or tuple are made.  Direct-mapped; an entry is only ever replaced. */
+#define KEY_CACHE 64
+#define KEY_RAW_MAX 38              /* version, protocol, 2 ports, 2 IPv6 addresses */
+struct key_entry {
+    unsigned char raw[KEY_RAW_MAX];
+    int rawlen;                     /* 0: empty */
+    PyObject *vlan, *key, *sa, *sp;
+};
+
 /* Lanes(engine, inspect, counters, flows, streams, sources, validate, vxlan_ports,
  *       any_pattern, flow_type, forward, csum_auto, csum_skip, sample_count):
  *   callable (frame, meta) -> Result.
@@ -629,18 +641,6 @@ other:
  * rules.api.FORWARD;
  * csum_auto, csum_skip: rules.api.CSUM_AUTO, CSUM_SKIP; sample_count:
  * rules.decode.CHECKSUM_SAMPLE_COUNT. */
-/* The lanes' flow keys, by the frame's raw endpoints: a frame of a flow seen lately reuses
- * the key tuple (and its address and port ints) made for an earlier one, so the flow table's
- * lookup meets the very key object it holds (an identity test, no element compares) and no
- * ints or tuple are made.  Direct-mapped; an entry is only ever replaced. */
-#define KEY_CACHE 64
-#define KEY_RAW_MAX 38              /* version, protocol, 2 ports, 2 IPv6 addresses */
-struct key_entry {
-    unsigned char raw[KEY_RAW_MAX];
-    int rawlen;                     /* 0: empty */
-    PyObject *vlan, *key, *sa, *sp;
-};
-
 typedef struct {
     PyObject_HEAD
     PyObject *engine, *inspect, *counters, *flows, *streams, *sources, *vxlan, *any_pattern, *forward;
@@ -823,7 +823,6 @@ meta_ll(PyObject *meta, int i, PyObject *name)
 {
     return slotted_ll(&meta_slots, meta, i, name);
 }
-
 
 /* The TCP lane's test on an ACK or ACK+PSH segment of `flow` with `n` payload bytes at
  * sequence number `seqno` (Engine._lean_tcp after the lookup): an established, simple
@@ -1067,8 +1066,6 @@ lane_candidate(const unsigned char *f, Py_ssize_t n)
     return room == (Py_ssize_t)((f[l4 + 12] >> 4) << 2) ? 2 : 3;
 }
 
-/* The lane's answer for (frame, meta): a new reference to the Result, or NULL -- with or
- * without an exception set -- when `inspect` must take the frame. */
 /* The cache entry of the frame's endpoints (cm, frame f) under `vlan`.  On a hit *key, *sa
  * and *sp are new references to what a miss would have made; on a miss they stay NULL and
  * the entry is returned for key_keep (NULL with an exception set only on an error). */
@@ -1126,6 +1123,8 @@ key_keep(struct key_entry *e, PyObject *vlan, PyObject *key, PyObject *sa, PyObj
     e->rawlen = -e->rawlen;
 }
 
+/* The lane's answer for (frame, meta): a new reference to the Result, or NULL -- with or
+ * without an exception set -- when `inspect` must take the frame. */
 static PyObject *
 lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
 {
@@ -1730,11 +1729,8 @@ hsdb_any(HsDatabase *self, PyObject *data)
     int rc;
     if (hsdb_run(self, data, scan_hs_stop, NULL, &rc) < 0)
         return NULL;
-    if (rc == SCAN_HS_TERMINATED)
-        Py_RETURN_TRUE;
-    if (rc == SCAN_HS_SUCCESS)
-        Py_RETURN_FALSE;
-    return PyErr_Format(PyExc_RuntimeError, "libhs: hs_scan failed (%d)", rc);
+    int got = scan_hs_found(rc);
+    return got < 0 ? PyErr_Format(PyExc_RuntimeError, "libhs: hs_scan failed (%d)", rc) : PyBool_FromLong(got);
 }
 
 static PyObject *

@@ -24,7 +24,7 @@ static PyObject *scan_s_parser, *scan_stop, *scan_zero;
 
 /* What an HsDatabase lends the compiled scans: libhs's database, its scratch and hs_scan
  * itself (so bridge/_ringpass.c needs no libhs of its own).  The capsule is named
- * SCAN_HS_CAPSULE; the call tuple also holds the HsDatabase, which keeps it alive. */
+ * SCAN_HS_CAPSULE, and holds the HsDatabase (its context) for as long as it lives. */
 typedef int (*scan_hs_match)(unsigned int id, unsigned long long from, unsigned long long to,
                              unsigned int flags, void *ctx);
 typedef int (*scan_hs_scan_fn)(const void *db, const char *data, unsigned int length, unsigned int flags,
@@ -42,6 +42,24 @@ static int
 scan_hs_stop(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags, void *ctx)
 {
     return 1;                       /* the first match ends the scan: HS_SCAN_TERMINATED */
+}
+
+/* What hs_scan's return code `rc` of a scan with scan_hs_stop says: 1 a pattern is there
+ * (the scan stopped at it), 0 none, -1 libhs failed. */
+static inline int
+scan_hs_found(int rc)
+{
+    return rc == SCAN_HS_TERMINATED ? 1 : rc == SCAN_HS_SUCCESS ? 0 : -1;
+}
+
+/* Does `h`'s database find a pattern in data[0:n]?  scan_hs_found's answer (-1 also when
+ * n is over libhs's 4 GiB; no exception set). */
+static int
+scan_hs_any(const struct scan_hs *h, const char *data, Py_ssize_t n)
+{
+    if (n > (Py_ssize_t)0xFFFFFFFFu)
+        return -1;
+    return scan_hs_found(h->scan(h->db, data, (unsigned int)n, 0, h->scratch, scan_hs_stop, NULL));
 }
 
 static PyObject *
@@ -153,18 +171,9 @@ compiled_scan(PyObject *spec, const unsigned char *data, Py_ssize_t n)
         PyObject *cap = PyTuple_GET_ITEM(call, 1);
         if (PyCapsule_CheckExact(cap)) {
             struct scan_hs *h = (struct scan_hs *)PyCapsule_GetPointer(cap, SCAN_HS_CAPSULE);
-            if (h == NULL || n > (Py_ssize_t)0xFFFFFFFFu) {
-                PyErr_Clear();
-                found = -1;
-                break;
-            }
-            int rc = h->scan(h->db, (const char *)data, (unsigned int)n, 0, h->scratch, scan_hs_stop, NULL);
-            if (rc == SCAN_HS_TERMINATED) {
-                found = 1;
-                break;
-            }
-            if (rc != SCAN_HS_SUCCESS) {
-                found = -1;
+            int got = h != NULL ? scan_hs_any(h, (const char *)data, n) : (PyErr_Clear(), -1);
+            if (got != 0) {
+                found = got;
                 break;
             }
             continue;
