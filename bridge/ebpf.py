@@ -968,6 +968,7 @@ class KernelOffload:
         max_flows = max(1, min(int(max_flows), MAX_FLOWS_LIMIT))
         made: list[BpfMap] = []
         fds: list[int] = []
+        count = None
         try:
             try:
                 flows = BpfMap(BPF_MAP_TYPE_LRU_HASH, FLOW_KEY.size, FLOW_VALUE.size, max_flows, "ipsb_flows")
@@ -1001,6 +1002,8 @@ class KernelOffload:
         except BaseException:
             for m in made:
                 m.close()
+            if count is not None:
+                count[1].close()
             for fd in fds:
                 os.close(fd)
             raise
