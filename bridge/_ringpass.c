@@ -603,29 +603,30 @@ done:
     return out;
 }
 
-/* atomic_add(buffer, delta) -> int: add delta to the native int64 at the start of a
- * writable buffer (the offloaded-flow count of bridge.ebpf, an mmap of a BPF array map
- * shared by every worker and read by the eBPF programs), atomically; the new value. */
+/* atomic_add(buffer, delta, offset=0) -> int: add delta to the native int64 at `offset`
+ * in a writable buffer (the offloaded-flow counts of bridge.ebpf, an mmap of a BPF array
+ * map shared by every worker and read by the eBPF programs), atomically; the new value. */
 static PyObject *
 atomic_add(PyObject *self, PyObject *args)
 {
     Py_buffer b;
     long long delta;
-    if (!PyArg_ParseTuple(args, "w*L", &b, &delta))
+    Py_ssize_t offset = 0;
+    if (!PyArg_ParseTuple(args, "w*L|n", &b, &delta, &offset))
         return NULL;
-    if (b.len < 8 || ((uintptr_t)b.buf & 7)) {
+    if (offset < 0 || b.len < 8 || offset > b.len - 8 || (((uintptr_t)b.buf + offset) & 7)) {
         PyBuffer_Release(&b);
-        PyErr_SetString(PyExc_ValueError, "atomic_add: an aligned buffer of at least 8 bytes is needed");
+        PyErr_SetString(PyExc_ValueError, "atomic_add: an aligned int64 inside the buffer is needed at the offset");
         return NULL;
     }
-    long long v = __atomic_add_fetch((long long *)b.buf, delta, __ATOMIC_SEQ_CST);
+    long long v = __atomic_add_fetch((long long *)((char *)b.buf + offset), delta, __ATOMIC_SEQ_CST);
     PyBuffer_Release(&b);
     return PyLong_FromLongLong(v);
 }
 
 static PyMethodDef ringpass_methods[] = {
     {"atomic_add", atomic_add, METH_VARARGS,
-     "atomic_add(buffer, delta) -> int: atomically add delta to the int64 at the buffer's start; the new value."},
+     "atomic_add(buffer, delta, offset=0) -> int: atomically add delta to the int64 at the offset; the new value."},
     {"ring_pass", (PyCFunction)(void (*)(void))ring_pass, METH_FASTCALL,
      "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint, install, hit_pass, "
      "tables, max_frames) -> (stop, received, outgoing, inspected, bypassed, errors, last_ts, off, hdr, kind, value): "

@@ -23,10 +23,12 @@ Maps (created before the workers fork; the workers inherit the descriptors):
                        evicted when full (its flow silently returns to user space)
     totals   PERCPU_ARRAY[1] of 4 x u64: pass packets, pass bytes, drop packets, drop bytes
     heartbeat ARRAY[1] of u64: CLOCK_MONOTONIC ns of the supervisor's last write
-    count    ARRAY[1] of i64, mmapable (BPF_F_MMAPABLE; mmap'd by the supervisor, shared
+    count    ARRAY[4] of i64, mmapable (BPF_F_MMAPABLE; mmap'd by the supervisor, shared
                        with the workers over fork): the entries `flows` holds, never
-                       fewer (KernelOffload.add/remove, atomic adds); while 0 both
-                       programs return right after the heartbeat, before any header read
+                       fewer (KernelOffload.add/remove, atomic adds), in all at [0] and
+                       per protocol at [1] TCP, [2] UDP, [3] ICMP and ICMPv6.  While [0]
+                       is 0 both programs return right after the heartbeat, before any
+                       header read; while the frame's protocol has 0, before the lookup
 
     FlowKey (44 bytes, FLOW_KEY):  ifindex u32 | ipver u8 | proto u8 | vlan u16 |
                                    src[16] | dst[16] | sport | dport (the ports as on the
@@ -411,8 +413,9 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     IPv4 packet under 34 bytes or an IPv6 one under 54: only UDP can be that short),
     the flow lookup (the one-entry array lookups are inlined by the verifier).  `stale`:
     where a stale heartbeat goes (default `miss`), with R6 = skb.  `count_fd`: the
-    one-entry array of how many flows the workers have offloaded (KernelOffload.count);
-    while it is 0 a fresh-heartbeat frame goes to `miss` before any header is read."""
+    array of how many flows the workers have offloaded (KernelOffload.count): while
+    none is, a fresh-heartbeat frame goes to `miss` before any header is read; while
+    none of its protocol is, before the flow lookup."""
     stale = stale or miss
     a.mov(R6, R1)
     # heartbeat: now - last write must be <= HEARTBEAT_STALE_NS (signed: a write a hair
@@ -425,6 +428,7 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     a.sub(R0, R7)
     a.jmp("jsgt", R0, HEARTBEAT_STALE_NS, stale)
     if count_fd is not None:                    # nothing offloaded: no key, no flow lookup
+        a.st(W, FP, S_INDEX, COUNT_ALL)
         _emit_slot_lookup(a, count_fd, miss)
         a.ldx(DW, R2, R0, 0)
         a.jmp("jsle", R2, 0, miss)
@@ -504,10 +508,14 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     a.jmp("jgt", R8, R2, miss, reg=True)        # truncated: longer than the frame holds
     a.mov(R2, R7)
     a.addi(R2, UDP_HDR)                         # = ICMP_HDR
+    # fp+S_INDEX: the protocol's slot of the count (set in each branch, read at "sized")
+    a.st(W, FP, S_INDEX, COUNT_SLOTS[IPPROTO_UDP])
     a.jeq(R9, IPPROTO_UDP, "sized")
+    a.st(W, FP, S_INDEX, COUNT_SLOTS[IPPROTO_ICMP])
     a.jeq(R9, IPPROTO_ICMP, "icmp4")
     a.jeq(R9, IPPROTO_ICMPV6, "icmp6")
     a.jne(R9, IPPROTO_TCP, miss)
+    a.st(W, FP, S_INDEX, COUNT_SLOTS[IPPROTO_TCP])
     a.addi(R2, TCP_HDR - UDP_HDR)
     a.ldx(B, R3, FP, S_FLAGS)
     a.andi(R3, TCP_FIN_SYN_RST)
@@ -534,6 +542,10 @@ def _emit_flow_lookup(a: Asm, flows_fd: int, heartbeat_fd: int, miss: str, l3: i
     a.stx(W, FP, S_KEY + K_PORTS, R3)           # little-endian u32: bytes 0, type, 0, counterpart
     a.label("sized")
     a.jmp("jgt", R2, R8, miss, reg=True)        # L4 header longer than the IP packet
+    if count_fd is not None:                    # nothing of this protocol offloaded
+        _emit_slot_lookup(a, count_fd, miss)
+        a.ldx(DW, R2, R0, 0)
+        a.jmp("jsle", R2, 0, miss)
     a.ld_map_fd(R1, flows_fd)
     a.mov(R2, FP)
     a.addi(R2, S_KEY)
@@ -904,15 +916,20 @@ def stale_filters(ifnames: Iterable[str]) -> list[tuple[str, TcFilter]]:
 INT64 = struct.Struct("=q")
 
 
+# the offloaded-flow count's slots: all flows, then one per protocol (ICMPv6 shares ICMP's)
+COUNT_ALL = 0
+COUNT_SLOTS = {IPPROTO_TCP: 1, IPPROTO_UDP: 2, IPPROTO_ICMP: 3, IPPROTO_ICMPV6: 3}
+
+
 def _count_map() -> tuple[BpfMap, mmap.mmap] | None:
-    """The offloaded-flow count: a one-entry BPF array of an int64, mmap'd (shared with
-    the workers over fork) and changed with bridge._ringpass.atomic_add.  None when the
-    kernel has no mmapable arrays or the compiled module is not built: the programs then
-    look every frame up, as before."""
+    """The offloaded-flow count: a BPF array of 4 int64 (COUNT_ALL, COUNT_SLOTS), mmap'd
+    (shared with the workers over fork) and changed with bridge._ringpass.atomic_add.
+    None when the kernel has no mmapable arrays or the compiled module is not built: the
+    programs then look every frame up, as before."""
     if _atomic_add is None:
         return None
     try:
-        m = BpfMap(BPF_MAP_TYPE_ARRAY, INDEX.size, INT64.size, 1, "ipsb_count", BPF_F_MMAPABLE)
+        m = BpfMap(BPF_MAP_TYPE_ARRAY, INDEX.size, INT64.size, 4, "ipsb_count", BPF_F_MMAPABLE)
     except OSError:
         return None
     try:
@@ -941,10 +958,11 @@ class KernelOffload:
                  count: tuple[BpfMap, mmap.mmap] | None = None):
         self.flows = flows
         # how many flows are in `flows` (or were: an entry the LRU evicted stays counted),
-        # an mmap of a one-entry array the programs read first: while it is 0 they return
-        # at once (a frame of a port with nothing offloaded pays no header read, no lookup).
-        # Shared by every worker (inherited over fork), changed with atomic adds: +1 before
-        # a new entry goes in, -1 after one is deleted, so it is never below the entries.
+        # in all and per protocol, an mmap of the array the programs read first: while
+        # none is they return at once (no header read, no lookup), while none of the
+        # frame's protocol is, before the lookup.  Shared by every worker (inherited over
+        # fork), changed with atomic adds: +1 before a new entry goes in, -1 after one is
+        # deleted, so no count is ever below its entries.
         self.count_map, self.count = count if count is not None else (None, None)
         self.totals_map = totals
         self.heartbeat_map = heartbeat_map
@@ -1105,14 +1123,24 @@ class KernelOffload:
             if old is not None and FLOW_VALUE.unpack_from(old)[:2] == (code, redirect):
                 return True
             if old is None and self.count is not None:
-                _atomic_add(self.count, 1)            # before the entry: the programs look it up
+                self._count(proto, 1)                 # before the entry: the programs look it up
                 counted = True
             self.flows.update(key, FLOW_VALUE.pack(code, redirect, time.monotonic_ns(), 0, 0))
         except OSError:
             if counted:
-                _atomic_add(self.count, -1)
+                self._count(proto, -1)
             return False
         return True
+
+    def _count(self, proto: int, delta: int) -> None:
+        """Add delta to the count of all flows and of the protocol's (the protocol's last
+        when adding, first when removing: a program that sees it non-zero sees [0] so)."""
+        slot = COUNT_SLOTS.get(proto)
+        if delta < 0 and slot is not None:
+            _atomic_add(self.count, delta, slot * INT64.size)
+        _atomic_add(self.count, delta, 0)
+        if delta > 0 and slot is not None:
+            _atomic_add(self.count, delta, slot * INT64.size)
 
     def read(self, ifindex: int, ipver: int, proto: int, vlan: int, src: bytes, dst: bytes, sport: int,
              dport: int) -> tuple[int, int, int] | None:
@@ -1127,11 +1155,14 @@ class KernelOffload:
     def remove(self, ifindex: int, ipver: int, proto: int, vlan: int, src: bytes, dst: bytes, sport: int,
                dport: int) -> None:
         if self.flows.delete(flow_key(ifindex, ipver, proto, vlan, src, dst, sport, dport)) and self.count is not None:
-            _atomic_add(self.count, -1)               # after the entry is gone
+            self._count(proto, -1)                    # after the entry is gone
 
-    def offloaded(self) -> int | None:
-        """The programs' count of offloaded flows (None: no count on this kernel)."""
-        return None if self.count is None else INT64.unpack_from(self.count)[0]
+    def offloaded(self, proto: int | None = None) -> int | None:
+        """The programs' count of offloaded flows, all or of one IP protocol (None: no
+        count on this kernel)."""
+        if self.count is None:
+            return None
+        return INT64.unpack_from(self.count, 0 if proto is None else COUNT_SLOTS[proto] * INT64.size)[0]
 
     def totals(self) -> dict[str, int]:
         """bypass.kernel.* summed over the CPUs."""
