@@ -651,7 +651,15 @@ typedef struct {
     long csum_auto, csum_skip, sample_count;
     Py_ssize_t flow_off[15];        /* N_FLOW_SLOTS (below): where the Flow slots are */
     struct key_entry keys[KEY_CACHE];
+    /* the body lane's (body_lane): the HTTP parser's class (NULL: no body lane), the TCP
+     * session's CLOSED state, stream.PRUNE_STEP, the Body states _LENGTH, _CLOSE, _DATA */
+    PyTypeObject *body_parser;
+    long long closed, prune_step, body_length, body_close, body_data;
 } Lanes;
+
+static int body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *det, PyObject *flow,
+                     PyObject *me, int to_server, const unsigned char *pl, Py_ssize_t n, long long right,
+                     PyObject *shorts, PyObject *skipped, PyObject **res);
 
 static PyObject *ls_lean, *ls_app, *ls_detector, *ls_linktype, *ls_checksum, *ls_parser, *ls_proto, *ls_refused,
     *ls_probed_names, *ls_spec, *ls_packets, *ls_frames, *ls_off, *ls_move_to_end, *ls_evaluated, *ls_empty,
@@ -1317,40 +1325,53 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
             err = v == NULL || slotted_set(&stream_slots, me, TS_NEXT_SEQ, ls_next_seq, v) < 0;
             Py_XDECREF(v);
         }
-        PyObject *pl = err ? NULL : PyBytes_FromStringAndSize((const char *)f + cm.pstart, dlen);
-        PyObject *nobj = pl ? PyLong_FromSsize_t(dlen) : NULL;
-        PyObject *v = nobj ? PyObject_CallMethodObjArgs(self->streams, ls_take_in_order, me, pl, nobj, NULL) : NULL;
-        PyObject *win = NULL;
-        if (v != NULL && shorts != NULL) {
-            /* app-layer data: Engine._lane_app answers (and counts what detection skips) */
-            PyObject *pkt = lane_packet(self, frame, meta, validate, flow, to_server);
-            if (pkt != NULL)
-                res = PyObject_CallMethodObjArgs(eng, ls_lane_app, pkt, flow, me, nobj, to_server ? Py_True : Py_False,
-                                                 skipped, shorts, NULL);
-            Py_XDECREF(pkt);
-            err = 1;                                /* (answered, or an error: no count below) */
-        } else {
-            win = v ? PyObject_CallMethodObjArgs(self->streams, ls_inline_window, me, nobj,
-                                                 to_server ? Py_True : Py_False, Py_False, NULL) : NULL;
-            err = win == NULL || !PyTuple_CheckExact(win) || PyTuple_GET_SIZE(win) != 2;
-            PyObject *seen = err ? NULL : PyTuple_GET_ITEM(win, 1);
-            int some = seen ? PyObject_IsTrue(seen) : -1;
-            if (some > 0) {
-                /* a fast pattern in the window: detection runs on the packet (Engine._lane_detect) */
-                PyObject *pkt = lane_packet(self, frame, meta, validate, flow, to_server);
-                if (pkt != NULL)
-                    res = PyObject_CallMethodObjArgs(eng, ls_lane_detect, pkt, flow, PyTuple_GET_ITEM(win, 0), seen,
-                                                     NULL);
-                Py_XDECREF(pkt);
+        int body = 0;
+        if (!err && shorts != NULL) {
+            /* an HTTP body segment: the body lane takes it whole, or leaves it unchanged */
+            PyObject *answer = NULL;
+            body = body_lane(self, frame, meta, validate, det, flow, me, to_server, f + cm.pstart, dlen, right,
+                             shorts, skipped, &answer);
+            if (body < 0 || answer != NULL) {
+                res = answer;
                 err = 1;                            /* (answered, or an error: no count below) */
-            } else if (some < 0) {
-                err = 1;
             }
         }
-        Py_XDECREF(win);
-        Py_XDECREF(v);
-        Py_XDECREF(nobj);
-        Py_XDECREF(pl);
+        if (body == 0) {
+            PyObject *pl = err ? NULL : PyBytes_FromStringAndSize((const char *)f + cm.pstart, dlen);
+            PyObject *nobj = pl ? PyLong_FromSsize_t(dlen) : NULL;
+            PyObject *v = nobj ? PyObject_CallMethodObjArgs(self->streams, ls_take_in_order, me, pl, nobj, NULL) : NULL;
+            PyObject *win = NULL;
+            if (v != NULL && shorts != NULL) {
+                /* app-layer data: Engine._lane_app answers (and counts what detection skips) */
+                PyObject *pkt = lane_packet(self, frame, meta, validate, flow, to_server);
+                if (pkt != NULL)
+                    res = PyObject_CallMethodObjArgs(eng, ls_lane_app, pkt, flow, me, nobj, to_server ? Py_True : Py_False,
+                                                     skipped, shorts, NULL);
+                Py_XDECREF(pkt);
+                err = 1;                                /* (answered, or an error: no count below) */
+            } else {
+                win = v ? PyObject_CallMethodObjArgs(self->streams, ls_inline_window, me, nobj,
+                                                     to_server ? Py_True : Py_False, Py_False, NULL) : NULL;
+                err = win == NULL || !PyTuple_CheckExact(win) || PyTuple_GET_SIZE(win) != 2;
+                PyObject *seen = err ? NULL : PyTuple_GET_ITEM(win, 1);
+                int some = seen ? PyObject_IsTrue(seen) : -1;
+                if (some > 0) {
+                    /* a fast pattern in the window: detection runs on the packet (Engine._lane_detect) */
+                    PyObject *pkt = lane_packet(self, frame, meta, validate, flow, to_server);
+                    if (pkt != NULL)
+                        res = PyObject_CallMethodObjArgs(eng, ls_lane_detect, pkt, flow, PyTuple_GET_ITEM(win, 0), seen,
+                                                         NULL);
+                    Py_XDECREF(pkt);
+                    err = 1;                            /* (answered, or an error: no count below) */
+                } else if (some < 0) {
+                    err = 1;
+                }
+            }
+            Py_XDECREF(win);
+            Py_XDECREF(v);
+            Py_XDECREF(nobj);
+            Py_XDECREF(pl);
+        }
     }
     if (!err)
         err = attr_add(det, ls_evaluated, skipped) < 0;
@@ -1396,12 +1417,20 @@ static int
 lane_new_args(Lanes *self, PyObject *args)
 {
     PyObject *engine, *inspect, *counters, *flows, *streams, *sources, *vxlan, *any_pattern, *flow_type, *forward;
+    PyObject *body = Py_None;
     int validate;
-    if (!PyArg_ParseTuple(args, "OOO!O!OO!pOOO!Olll:Lanes", &engine, &inspect, &PyDict_Type, &counters,
+    if (!PyArg_ParseTuple(args, "OOO!O!OO!pOOO!Olll|O:Lanes", &engine, &inspect, &PyDict_Type, &counters,
                           &PyDict_Type, &flows, &streams, &PyDict_Type, &sources, &validate, &vxlan, &any_pattern,
                           &PyType_Type, &flow_type, &forward, &self->csum_auto, &self->csum_skip,
-                          &self->sample_count))
+                          &self->sample_count, &body))
         return -1;
+    if (body != Py_None) {
+        PyObject *cls;
+        if (!PyArg_ParseTuple(body, "O!LLLLL:Lanes body", &PyType_Type, &cls, &self->closed, &self->prune_step,
+                              &self->body_length, &self->body_close, &self->body_data))
+            return -1;
+        self->body_parser = (PyTypeObject *)Py_NewRef(cls);
+    }
     if (!PyType_Check(any_pattern)) {
         PyErr_SetString(PyExc_TypeError, "Lanes: any_pattern must be a class");
         return -1;
@@ -1454,6 +1483,7 @@ lane_traverse(Lanes *self, visitproc visit, void *arg)
     Py_VISIT(self->vxlan);
     Py_VISIT(self->any_pattern);
     Py_VISIT(self->flow_type);
+    Py_VISIT(self->body_parser);
     Py_VISIT(self->forward);
     Py_VISIT(self->move_to_end);
     for (int i = 0; i < KEY_CACHE; i++) {
@@ -1478,6 +1508,7 @@ lane_clear(Lanes *self)
     Py_CLEAR(self->any_pattern);
     Py_CLEAR(self->flow_type);
     Py_CLEAR(self->forward);
+    Py_CLEAR(self->body_parser);
     Py_CLEAR(self->move_to_end);
     for (int i = 0; i < KEY_CACHE; i++) {
         self->keys[i].rawlen = 0;
@@ -1516,7 +1547,7 @@ static PyTypeObject LanesType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_vectorcall_offset = offsetof(Lanes, vectorcall),
     .tp_doc = "Lanes(engine, inspect, counters, flows, streams, sources, validate, vxlan_ports, any_pattern, flow_type, forward, "
-              "csum_auto, csum_skip, sample_count): the engine's lanes compiled, in front of inspect; "
+              "csum_auto, csum_skip, sample_count, body=None): the engine's lanes compiled, in front of inspect; "
               "call it as inspect(frame, meta).",
     .tp_new = lane_new,
     .tp_call = PyVectorcall_Call,
@@ -1889,6 +1920,447 @@ hs_load(PyObject *self, PyObject *args)
     return hsdb_wrap(db, empty);
 }
 
+/* ------------------------------------------------------------------ the body lane */
+
+/* An HTTP body segment, compiled (Engine._app_segment for the commonest app-layer data:
+ * the next in-order bytes of a body whose parser takes them through Parser.take).  What
+ * Python would do with it, in its order: StreamEngine.take_in_order (the bytes appended,
+ * the new ones prefiltered), inline_window (the window's prefilter ids, its 1-2 byte
+ * patterns looked for by the detector, raw_progress, _prune), app_next, AppLayer.take_tcp
+ * (Parser.take, Body.take_content), and the transaction rules unless TxDetector.idle says
+ * their run would be skipped -- then Engine._lane_tx runs them.  Taken only when every
+ * step is known to go the plain way before anything changes: the parser is the HTTP one
+ * (Lanes' `body` argument), not failed, not turning to bypass, with no events pending and
+ * every transaction's progress as AppState.marks has it (AppLayer._events would find
+ * nothing to do); the direction is in a body, nothing buffered, the body plain (no
+ * decoding) with more to come than this segment; the stream inline without segment
+ * tracking, its app data ending where the segment starts; the prefilter a libhs database
+ * or none; no prefilter id in the window, neither new (the scan of the appended bytes)
+ * nor remembered (TcpStream.seen), and none of the 1-2 byte patterns in it.  The
+ * appended bytes are cut off again when the scan or the short patterns find something:
+ * then the general path takes the segment from the start.
+ *
+ * 1 taken (*res: NULL, the caller counts `skipped` and answers FORWARD; or the answer of
+ * Engine._lane_tx, `skipped` counted here), 0 not (nothing changed), -1 an exception. */
+static PyObject *bs_data, *bs_data_off, *bs_seen, *bs_app_off, *bs_raw_progress, *bs_scanner, *bs_scan, *bs_overlap,
+    *bs_lengths, *bs_track_segs, *bs_chunk, *bs_sides, *bs_state, *bs_buf, *bs_gone, *bs_body, *bs_tx, *bs_decoding,
+    *bs_bstate, *bs_left, *bs_msg, *bs_entity, *bs_limit, *bs_raw_len, *bs_body_grew, *bs_min_inspect, *bs_gen,
+    *bs_tx_idle, *bs_flowbits, *bs_txs, *bs_events, *bs_marks, *bs_id, *bs_progress, *bs_fp_short, *bs_prune,
+    *bs_lane_tx;
+
+static int
+body_init_strings(void)
+{
+#define S(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
+    S(bs_data, "data"); S(bs_data_off, "data_off"); S(bs_seen, "seen"); S(bs_app_off, "app_off");
+    S(bs_raw_progress, "raw_progress"); S(bs_scanner, "scanner"); S(bs_scan, "scan"); S(bs_overlap, "overlap");
+    S(bs_lengths, "lengths"); S(bs_track_segs, "track_segs"); S(bs_chunk, "chunk"); S(bs_sides, "sides");
+    S(bs_state, "state"); S(bs_buf, "buf"); S(bs_gone, "gone"); S(bs_body, "body"); S(bs_tx, "tx");
+    S(bs_decoding, "_decoding"); S(bs_bstate, "_state"); S(bs_left, "_left"); S(bs_msg, "_msg");
+    S(bs_entity, "_entity"); S(bs_limit, "limit"); S(bs_raw_len, "raw_len"); S(bs_body_grew, "body_grew");
+    S(bs_min_inspect, "min_inspect"); S(bs_gen, "gen"); S(bs_tx_idle, "tx_idle"); S(bs_flowbits, "flowbits");
+    S(bs_txs, "txs"); S(bs_events, "events"); S(bs_marks, "marks"); S(bs_id, "id"); S(bs_progress, "progress");
+    S(bs_fp_short, "fp_short"); S(bs_prune, "_prune"); S(bs_lane_tx, "_lane_tx");
+#undef S
+    return 0;
+}
+
+/* obj.name = v (a C long long): 0, -1 with an exception */
+static int
+attr_set_ll(PyObject *obj, PyObject *name, long long v)
+{
+    PyObject *o = PyLong_FromLongLong(v);
+    int r = o == NULL ? -1 : PyObject_SetAttr(obj, name, o);
+    Py_XDECREF(o);
+    return r;
+}
+
+/* obj.name as an int, but only if it is one (else -1 with *ok = 0, and no exception) */
+static long long
+attr_int(PyObject *obj, PyObject *name, int *ok)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    long long x = -1;
+    if (v != NULL && PyLong_CheckExact(v)) {
+        int overflow = 0;
+        x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow || (x == -1 && PyErr_Occurred()))
+            *ok = 0;
+    } else {
+        *ok = 0;
+    }
+    Py_XDECREF(v);
+    PyErr_Clear();
+    return x;
+}
+
+/* Is the 1-2 byte pattern pat[0:plen] in p[0:n] (ASCII case folded when nocase, as
+ * `pat in data.lower()` with a lowercase pattern, and libhs's caseless literals)? */
+static int
+short_in(const unsigned char *p, Py_ssize_t n, const unsigned char *pat, Py_ssize_t plen, int nocase)
+{
+    if (plen < 1 || plen > 2 || n < plen)
+        return plen < 1;
+    unsigned char first[2] = {pat[0], pat[0]};
+    if (nocase && pat[0] >= 'a' && pat[0] <= 'z')
+        first[1] = pat[0] - 'a' + 'A';
+    for (int k = 0; k < (first[0] == first[1] ? 1 : 2); k++) {
+        const unsigned char *at = p, *end = p + n - plen + 1;
+        while (at < end && (at = memchr(at, first[k], end - at)) != NULL) {
+            if (plen == 1)
+                return 1;
+            unsigned char c = at[1];
+            if (nocase && c >= 'A' && c <= 'Z')
+                c = c - 'A' + 'a';
+            if (c == pat[1])
+                return 1;
+            at++;
+        }
+    }
+    return 0;
+}
+
+/* Does any of the direction's 1-2 byte pattern rules (`shorts`, Detector._plain's fifth
+ * element) find its pattern in p[0:n]?  1, 0, -1 not known (an odd entry; no exception). */
+static int
+shorts_in(PyObject *shorts, const unsigned char *p, Py_ssize_t n)
+{
+    if (!PyTuple_CheckExact(shorts))
+        return -1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shorts); i++) {
+        PyObject *fp = PyObject_GetAttr(PyTuple_GET_ITEM(shorts, i), bs_fp_short);
+        int got = -1;
+        if (fp != NULL && PyTuple_CheckExact(fp) && PyTuple_GET_SIZE(fp) == 3 &&
+            PyBytes_CheckExact(PyTuple_GET_ITEM(fp, 0))) {
+            PyObject *pat = PyTuple_GET_ITEM(fp, 0);
+            int nocase = PyObject_IsTrue(PyTuple_GET_ITEM(fp, 1));
+            if (nocase >= 0)
+                got = short_in(p, n, (const unsigned char *)PyBytes_AS_STRING(pat), PyBytes_GET_SIZE(pat), nocase);
+        }
+        Py_XDECREF(fp);
+        PyErr_Clear();
+        if (got != 0)
+            return got;
+    }
+    return 0;
+}
+
+/* Does every transaction's progress equal what AppState.marks holds for it?  1, 0 (also
+ * when anything is unexpected; no exception). */
+static int
+marks_current(PyObject *txs, PyObject *marks)
+{
+    if (!PyList_CheckExact(txs) || !PyDict_CheckExact(marks))
+        return 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(txs); i++) {
+        PyObject *tx = PyList_GET_ITEM(txs, i);
+        PyObject *id = PyObject_GetAttr(tx, bs_id), *prog = PyObject_GetAttr(tx, bs_progress);
+        PyObject *m = id ? PyDict_GetItemWithError(marks, id) : NULL;             /* borrowed */
+        int same = 0;
+        if (m != NULL && prog != NULL && PyTuple_CheckExact(m) && PyTuple_GET_SIZE(m) == 2 &&
+            PyList_CheckExact(prog) && PyList_GET_SIZE(prog) == 2) {
+            same = PyObject_RichCompareBool(PyTuple_GET_ITEM(m, 0), PyList_GET_ITEM(prog, 0), Py_EQ);
+            if (same > 0)
+                same = PyObject_RichCompareBool(PyTuple_GET_ITEM(m, 1), PyList_GET_ITEM(prog, 1), Py_EQ);
+        }
+        Py_XDECREF(id);
+        Py_XDECREF(prog);
+        PyErr_Clear();
+        if (same <= 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Would TxDetector.idle(parser, to_server, flow) say the direction's run is skipped?  1, 0,
+ * -1 with an exception. */
+static int
+tx_idle(PyObject *parser, int to_server, PyObject *flow)
+{
+    PyObject *marks = PyObject_GetAttr(parser, bs_tx_idle), *gen = NULL, *bits = NULL;
+    int idle = -1;
+    if (marks == NULL)
+        return -1;
+    PyObject *mark = PySequence_GetItem(marks, to_server);
+    if (mark == NULL)
+        goto out;
+    idle = 0;
+    if (mark == Py_None)
+        goto out;
+    if (!PyTuple_CheckExact(mark) || PyTuple_GET_SIZE(mark) != 2) {
+        PyErr_SetString(PyExc_TypeError, "tx_idle: a (gen, flowbits) pair expected");
+        idle = -1;
+        goto out;
+    }
+    gen = PyObject_GetAttr(parser, bs_gen);
+    idle = gen == NULL ? -1 : PyObject_RichCompareBool(PyTuple_GET_ITEM(mark, 0), gen, Py_EQ);
+    if (idle > 0 && PyTuple_GET_ITEM(mark, 1) != Py_None) {
+        bits = PyObject_GetAttr(flow, bs_flowbits);
+        idle = bits == NULL ? -1 : PyObject_RichCompareBool(PyTuple_GET_ITEM(mark, 1), bits, Py_EQ);
+    }
+out:
+    Py_XDECREF(mark);
+    Py_XDECREF(marks);
+    Py_XDECREF(gen);
+    Py_XDECREF(bits);
+    return idle;
+}
+
+static int
+body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *det, PyObject *flow, PyObject *me,
+          int to_server, const unsigned char *pl, Py_ssize_t n, long long right, PyObject *shorts, PyObject *skipped,
+          PyObject **res)
+{
+    *res = NULL;
+    if (self->body_parser == NULL || n <= 0)
+        return 0;
+    PyObject *st = FSLOT(self, flow, F_APP), *ssn = FSLOT(self, flow, F_TCP);
+    if (st == NULL || st == Py_None || ssn == NULL || ssn == Py_None)
+        return 0;
+    PyObject *parser = NULL, *side = NULL, *body = NULL, *tx = NULL, *txd = NULL, *data = NULL, *scanner = NULL;
+    PyObject *seen = NULL, *lengths = NULL, *txs = NULL, *o = NULL, *window = NULL, *bdata = NULL;
+    HsDatabase *hsdb = NULL;
+    int taken = 0, ok = 1, t;
+    const long long mend = right - n;
+    /* the parser: HTTP's, not failed or turning to bypass, no events pending, marks current */
+    parser = slotted_get(&app_slots, st, AS_PARSER, ls_parser);
+    if (parser == NULL || Py_TYPE(parser) != self->body_parser)
+        goto out;
+    if (attr_true(parser, ls_failed) != 0 || attr_true(parser, ls_bypass_ready) != 0)
+        goto out;
+    o = PyObject_GetAttr(parser, bs_events);
+    if (o == NULL || !PyList_CheckExact(o) || PyList_GET_SIZE(o) != 0)
+        goto out;
+    Py_CLEAR(o);
+    txs = PyObject_GetAttr(parser, bs_txs);
+    o = PyObject_GetAttr(st, bs_marks);
+    if (txs == NULL || o == NULL || !marks_current(txs, o))
+        goto out;
+    Py_CLEAR(o);
+    /* the direction: in a body, nothing buffered, not given up */
+    o = PyObject_GetAttr(parser, bs_sides);
+    side = (o != NULL && PyTuple_CheckExact(o) && PyTuple_GET_SIZE(o) == 2) ? Py_NewRef(PyTuple_GET_ITEM(o, to_server)) : NULL;
+    Py_CLEAR(o);
+    if (side == NULL || attr_int(side, bs_state, &ok) != 2 || !ok || attr_true(side, bs_gone) != 0)
+        goto out;
+    o = PyObject_GetAttr(side, bs_buf);
+    if (o == NULL || !PyByteArray_CheckExact(o) || PyByteArray_GET_SIZE(o) != 0)
+        goto out;
+    Py_CLEAR(o);
+    body = PyObject_GetAttr(side, bs_body);
+    tx = PyObject_GetAttr(side, bs_tx);
+    if (body == NULL || body == Py_None || tx == NULL || tx == Py_None)
+        goto out;
+    /* the body: plain, not complete, failed or done, more of it to come than n */
+    if (attr_true(body, bs_decoding) != 0 || attr_true(body, ls_done) != 0 || attr_true(body, ls_failed) != 0)
+        goto out;
+    long long bst = attr_int(body, bs_bstate, &ok), left = attr_int(body, bs_left, &ok);
+    if (!ok || !(bst == self->body_close || ((bst == self->body_length || bst == self->body_data) && left > n)))
+        goto out;
+    bdata = PyObject_GetAttr(body, bs_data);
+    int plain_data = bdata != NULL && PyByteArray_CheckExact(bdata);
+    Py_CLEAR(bdata);
+    if (!plain_data)
+        goto out;
+    /* transactions are detected (the detector has a TxDetector) */
+    txd = PyObject_GetAttr(det, bs_tx);
+    if (txd == NULL || txd == Py_None)
+        goto out;
+    /* the stream: inline without segment tracking, the session open, its app data ending
+     * where the segment starts (StreamEngine.app_next), the bytes a bytearray */
+    if (attr_true(self->streams, bs_track_segs) != 0)
+        goto out;
+    if (attr_int(ssn, bs_state, &ok) == self->closed || !ok)
+        goto out;
+    long long data_off = attr_int(me, bs_data_off, &ok), app_off = attr_int(me, bs_app_off, &ok);
+    if (!ok || app_off != mend || mend < data_off)
+        goto out;
+    data = PyObject_GetAttr(me, bs_data);
+    if (data == NULL || !PyByteArray_CheckExact(data) || PyByteArray_GET_SIZE(data) != mend - data_off)
+        goto out;
+    o = PyObject_GetAttr(self->streams, bs_chunk);
+    long long c = -1;
+    if (o != NULL && PyTuple_CheckExact(o) && PyTuple_GET_SIZE(o) == 2 && PyLong_CheckExact(PyTuple_GET_ITEM(o, !to_server)))
+        c = PyLong_AsLongLong(PyTuple_GET_ITEM(o, !to_server));
+    Py_CLEAR(o);
+    if (c <= 0)
+        goto out;
+    /* inline_window's left edge */
+    long long lo = right - (n <= (c / 3) * 2 ? c : n + c / 3);
+    if (lo < data_off)
+        lo = data_off;
+    /* the prefilter: a libhs database or none; remembered ids none in the window */
+    scanner = PyObject_GetAttr(self->streams, bs_scanner);
+    if (scanner == NULL)
+        goto out;
+    long long overlap = 0;
+    if (scanner != Py_None) {
+        o = PyObject_GetAttr(scanner, bs_scan);
+        if (o == NULL || !PyCFunction_Check(o) || PyCFunction_GET_SELF(o) == NULL ||
+            Py_TYPE(PyCFunction_GET_SELF(o)) != &HsDatabaseType)
+            goto out;
+        hsdb = (HsDatabase *)Py_NewRef(PyCFunction_GET_SELF(o));
+        Py_CLEAR(o);
+        overlap = attr_int(scanner, bs_overlap, &ok);
+        seen = PyObject_GetAttr(me, bs_seen);
+        lengths = PyObject_GetAttr(scanner, bs_lengths);
+        if (!ok || overlap < 0 || seen == NULL || !PyDict_CheckExact(seen) || lengths == NULL || !PyDict_CheckExact(lengths))
+            goto out;
+        Py_ssize_t pos = 0;
+        PyObject *pid, *edge;
+        while (PyDict_Next(seen, &pos, &pid, &edge)) {             /* (_seen_in's set, read only) */
+            PyObject *len = PyDict_GetItemWithError(lengths, pid);
+            if (len == NULL || !PyLong_CheckExact(edge) || !PyLong_CheckExact(len))
+                goto out;
+            if (PyLong_AsLongLong(edge) - PyLong_AsLongLong(len) >= lo)
+                goto out;                                          /* a fast pattern in the window */
+        }
+        if (PyErr_Occurred())
+            goto out;
+    }
+    /* take_in_order's append, then its scan (the new bytes and `overlap` before them) and
+     * the short patterns in the window; undone if either finds something */
+    if (PyByteArray_Resize(data, (mend - data_off) + n) < 0)
+        goto out;
+    char *bytes = PyByteArray_AS_STRING(data);
+    memcpy(bytes + (mend - data_off), pl, n);
+    long long scan_lo = mend - overlap > data_off ? mend - overlap : data_off;
+    int hit = hsdb != NULL ? scan_hs_any(&hsdb->h, bytes + (scan_lo - data_off), right - scan_lo) : 0;
+    if (hit == 0 && shorts != Py_None)
+        hit = shorts_in(shorts, (const unsigned char *)bytes + (lo - data_off), right - lo);
+    if (hit != 0) {
+        if (PyByteArray_Resize(data, mend - data_off) < 0)
+            taken = -1;                                            /* (cannot happen: shrinking) */
+        goto out;
+    }
+    /* taken: from here on only memory can fail (-1, the exception kept) */
+    taken = -1;
+    long long mem = attr_ll(self->streams, ls_mem);
+    if ((mem == -1 && PyErr_Occurred()) || attr_set_ll(self->streams, ls_mem, mem + n) < 0 ||
+        attr_set_ll(me, ls_end, right) < 0)
+        goto out;
+    if (seen != NULL && PyDict_GET_SIZE(seen)) {
+        /* _seen_in: sightings that end before the window are dropped for good, oldest first */
+        o = PyList_New(0);
+        Py_ssize_t pos = 0;
+        PyObject *pid, *edge;
+        while (o != NULL && PyDict_Next(seen, &pos, &pid, &edge) && PyLong_AsLongLong(edge) < lo)
+            if (PyList_Append(o, pid) < 0)
+                goto out;
+        for (Py_ssize_t i = 0; o != NULL && i < PyList_GET_SIZE(o); i++)
+            if (PyDict_DelItem(seen, PyList_GET_ITEM(o, i)) < 0)
+                goto out;
+        if (o == NULL || PyErr_Occurred())
+            goto out;
+        Py_CLEAR(o);
+    }
+    if (attr_set_ll(me, bs_raw_progress, right) < 0)
+        goto out;
+    if (right - data_off > c + self->prune_step) {
+        /* _prune, as inline_window calls it (before app_next moves app_off); the window is
+         * copied first in case the transaction rules need it (the cut may reach into it) */
+        window = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(data) + (lo - data_off), right - lo);
+        PyObject *cobj = window ? PyLong_FromLongLong(c) : NULL;
+        PyObject *r = cobj ? PyObject_CallMethodObjArgs(self->streams, bs_prune, me, cobj, NULL) : NULL;
+        Py_XDECREF(cobj);
+        if (r == NULL)
+            goto out;
+        Py_DECREF(r);
+    }
+    if (attr_set_ll(me, bs_app_off, right) < 0)
+        goto out;
+    /* Parser.take: Body.take_content's _piece, then the transaction's growth */
+    bdata = PyObject_GetAttr(body, bs_data);
+    if (bdata == NULL || !PyByteArray_CheckExact(bdata)) {
+        if (bdata != NULL)
+            PyErr_SetString(PyExc_TypeError, "Body.data: a bytearray expected");
+        goto out;
+    }
+    Py_ssize_t kept = PyByteArray_GET_SIZE(bdata);
+    long long msg = attr_ll(body, bs_msg), entity = attr_ll(body, bs_entity), limit = attr_ll(body, bs_limit);
+    long long raw_len = attr_ll(body, bs_raw_len);
+    if (PyErr_Occurred() || attr_set_ll(body, bs_msg, msg + n) < 0 || attr_set_ll(body, bs_entity, entity + n) < 0)
+        goto out;
+    long long room = limit ? limit - kept : n;
+    if (room > 0) {
+        Py_ssize_t more = n < room ? n : (Py_ssize_t)room;
+        if (PyByteArray_Resize(bdata, kept + more) < 0)
+            goto out;
+        memcpy(PyByteArray_AS_STRING(bdata) + kept, pl, more);
+    }
+    if (bst != self->body_close && attr_set_ll(body, bs_left, left - n) < 0)
+        goto out;
+    if (attr_set_ll(body, bs_raw_len, raw_len + n) < 0)
+        goto out;
+    o = PyObject_GetAttr(tx, bs_body_grew);
+    if (o == NULL || PySequence_SetItem(o, to_server, Py_True) < 0)
+        goto out;
+    Py_CLEAR(o);
+    Py_ssize_t now = PyByteArray_GET_SIZE(bdata);
+    if (now != kept) {                              /* http._seen_growth: detection sees it grow */
+        o = PyObject_GetAttr(tx, bs_min_inspect);
+        PyObject *mi = o ? PySequence_GetItem(o, to_server) : NULL;
+        long long least = mi ? PyLong_AsLongLong(mi) : -1;
+        Py_XDECREF(mi);
+        Py_CLEAR(o);
+        if (PyErr_Occurred())
+            goto out;
+        if (now >= least) {
+            long long gen = attr_ll(parser, bs_gen);
+            if (PyErr_Occurred() || attr_set_ll(parser, bs_gen, gen + 1) < 0)
+                goto out;
+        }
+    }
+    if (slotted_set(&app_slots, st, AS_FED, ls_fed, Py_True) < 0)
+        goto out;
+    /* Engine._app_segment's end: TxDetector.run skips an idle direction (and with no
+     * transaction finds nothing); otherwise Engine._lane_tx runs it */
+    t = PyList_GET_SIZE(txs) == 0 ? 1 : tx_idle(parser, to_server, flow);
+    if (t < 0)
+        goto out;
+    if (t > 0) {
+        if (slotted_set(&app_slots, st, AS_FED, ls_fed, Py_False) < 0)
+            goto out;
+        taken = 1;                                  /* the caller counts `skipped`, answers FORWARD */
+        goto out;
+    }
+    if (attr_add(det, ls_evaluated, skipped) < 0)
+        goto out;
+    if (window == NULL) {
+        data_off = attr_ll(me, bs_data_off);
+        if (PyErr_Occurred())
+            goto out;
+        window = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(data) + (lo - data_off), right - lo);
+    }
+    PyObject *pkt = window ? lane_packet(self, frame, meta, validate, flow, to_server) : NULL;
+    PyObject *plb = pkt ? PyBytes_FromStringAndSize((const char *)pl, n) : NULL;
+    PyObject *found = plb ? (hsdb != NULL ? PySet_New(NULL) : Py_NewRef(Py_None)) : NULL;
+    if (found != NULL)
+        *res = PyObject_CallMethodObjArgs(self->engine, bs_lane_tx, pkt, flow, st, window, plb, found, NULL);
+    Py_XDECREF(found);
+    Py_XDECREF(plb);
+    Py_XDECREF(pkt);
+    taken = *res != NULL ? 1 : -1;
+out:
+    if (taken == 0)
+        PyErr_Clear();                              /* not taken: the general path meets it, if anything */
+    Py_XDECREF(window);
+    Py_XDECREF(bdata);
+    Py_XDECREF(parser);
+    Py_XDECREF(side);
+    Py_XDECREF(body);
+    Py_XDECREF(tx);
+    Py_XDECREF(txd);
+    Py_XDECREF(data);
+    Py_XDECREF(scanner);
+    Py_XDECREF(seen);
+    Py_XDECREF(lengths);
+    Py_XDECREF(txs);
+    Py_XDECREF(o);
+    Py_XDECREF((PyObject *)hsdb);
+    return taken;
+}
+
 /* scan(spec, data) -> int: compiled_scan, for tests to hold against AnyPattern's own answer. */
 static PyObject *
 scan_for_tests(PyObject *self, PyObject *args)
@@ -1966,7 +2438,7 @@ PyInit__hotpath(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (scan_init() < 0 || lane_init_strings() < 0 || PyType_Ready(&LanesType) < 0 ||
+    if (scan_init() < 0 || lane_init_strings() < 0 || body_init_strings() < 0 || PyType_Ready(&LanesType) < 0 ||
         PyModule_AddObjectRef(m, "Lanes", (PyObject *)&LanesType) < 0 || PyType_Ready(&HsDatabaseType) < 0 ||
         PyModule_AddObjectRef(m, "HsDatabase", (PyObject *)&HsDatabaseType) < 0) {
         Py_DECREF(m);

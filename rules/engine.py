@@ -133,6 +133,16 @@ def flow_end_packet(flow, to_server: bool) -> Packet:
     return p
 
 
+def _body_lane() -> tuple:
+    """What the compiled lanes' body lane needs to know of the Python classes whose work it
+    does (rules/_hotpath.c body_lane): the HTTP parser's class, the TCP session's CLOSED
+    state, the stream's prune step, and the HTTP Body states of a plain body."""
+    from rules.applayer import http, http_body
+    from rules import stream
+
+    return (http.Parser, stream.CLOSED, stream.PRUNE_STEP, http_body._LENGTH, http_body._CLOSE, http_body._DATA)
+
+
 class Engine:
     def __init__(self, rules, settings: EngineSettings | None = None, *, rules_failed: int = 0) -> None:
         self.settings = settings = settings if settings is not None else EngineSettings()
@@ -206,7 +216,7 @@ class Engine:
 
     # the methods the compiled lane hands a frame to, outside `inspect` (a worker's Watchdog
     # bounds their time as it bounds inspect's)
-    LANE_ENTRIES = ("_lane_detect", "_lane_app")
+    LANE_ENTRIES = ("_lane_detect", "_lane_app", "_lane_tx")
 
     def _on_timeout(self) -> Result:
         self.c["engine.timeouts"] = self.c.get("engine.timeouts", 0) + 1
@@ -226,7 +236,8 @@ class Engine:
         dec = self.settings.decoder
         return _CLanes(self, self.inspect, self.c, self.flows.table(), self.streams, self.checksums.sources,
                        dec.checksum_validation, dec.vxlan_ports if dec.vxlan_enabled else None,
-                       AnyPattern, TrackedFlow, FORWARD, CSUM_AUTO, CSUM_SKIP, CHECKSUM_SAMPLE_COUNT)
+                       AnyPattern, TrackedFlow, FORWARD, CSUM_AUTO, CSUM_SKIP, CHECKSUM_SAMPLE_COUNT,
+                       _body_lane())
 
     def tick(self, now: float) -> tuple:
         """Advance time: flows, datagrams and threshold windows expire.  Returns the events
@@ -533,6 +544,12 @@ class Engine:
             # transaction completes without moving the parser's gen)
             st.fed = False
             return FORWARD
+        return self._app_tx(pkt, flow, st, buf, pl, seen)
+
+    def _app_tx(self, pkt: Packet, flow, st, buf: bytes, pl: bytes, seen) -> Result:
+        """`_app_segment`'s last step: the transaction rules on what the parser made of the
+        segment (its window `buf`, payload `pl`, prefilter ids `seen`), then the decision."""
+        txd = self.detector.tx
         hits: set = set()
         view = StreamView((buf,), pl, seen, False, True)
         txm = txd.run(pkt, flow, st, pl, view, self.thresholds, hits) if txd is not None else []
@@ -544,6 +561,19 @@ class Engine:
         if flow.decided:
             self._offer(pkt, flow, d)
         return self._result(d, pkt)
+
+    def _lane_tx(self, pkt: Packet, flow, st, buf: bytes, pl: bytes, seen) -> Result:
+        """A body segment the compiled lane took in itself, stream and parser (Lanes'
+        body_lane), whose transactions are not idle: `_app_tx` on it, with an exception
+        answered here, as `inspect` answers it."""
+        self._cur = (pkt,)
+        try:
+            return self._app_tx(pkt, flow, st, buf, pl, seen)
+        except InspectTimeout:
+            return self._on_timeout()
+        except Exception:
+            self.c["engine.errors"] += 1
+            return self._on_exception()
 
     def _lean_udp(self, pkt: Packet) -> Result | None:
         """The UDP lane: a later datagram of a flow direction the engine offered Bypass "scan"

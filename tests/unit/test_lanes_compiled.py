@@ -96,8 +96,23 @@ def _app(st) -> tuple | None:
         return None
     p = st.parser
     txs = () if p is None else tuple((tx.id, tuple(tx.progress), tuple(sorted(d) for d in tx.inspected),
-                                      tuple(tx.final)) for tx in p.txs)
-    return (st.proto, st.fed, st.error_seen, tuple(st.held), p is not None and p.failed, txs)
+                                      tuple(tx.final), tuple(tx.body_grew)) for tx in p.txs)
+    return (st.proto, st.fed, st.error_seen, tuple(st.held), p is not None and p.failed, txs,
+            tuple(sorted(st.marks.items())), _parser(p))
+
+
+def _parser(p) -> tuple | None:
+    """What the body lane changes of a parser (HTTP's: each direction's body as it stands,
+    the generation detection keys on, its idle marks)."""
+    if p is None:
+        return None
+    sides = tuple((side.state, bytes(side.buf), side.gone, None if side.body is None else _body(side.body))
+                  for side in getattr(p, "sides", ()))
+    return (p.gen, tuple(p.tx_idle), tuple(p.events), sides)
+
+
+def _body(b) -> tuple:
+    return (bytes(b.data), b.raw_len, b._left, b._msg, b._entity, b._state, b.done, b.failed, b.truncated)
 
 
 def flow_table(engine: Engine) -> list:
@@ -533,3 +548,169 @@ def test_fixture_same_through_the_compiled_lane(name, skip_csum):
     frames = [(rec.ts, rec.data, (rec.iface, (), cnt, (), rec.linktype, hint))
               for cnt, rec in enumerate(read_file(str(DIFF / sc["pcap"])), 1)]
     lockstep(compiled, plain, frames)
+
+
+# ---------------------------------------------------------------------- HTTP bodies (the body lane)
+BODY_RULES = NO_PLAIN_RULES + """
+alert http any any -> any any (msg:"deep in a response body"; flow:to_client; file.data; content:"NEEDLE"; sid:31;)
+drop http any any -> any any (msg:"drop a body"; file.data; content:"DROPBODY"; sid:32;)
+alert http any any -> any any (msg:"a request body"; flow:to_server; http.request_body; content:"PIN"; sid:33;)
+alert tcp any 80 -> any any (msg:"2-byte pattern from the server"; flow:to_client; content:"|18 03|"; sid:34;)
+"""
+
+
+def _http_body_session(body: bytes, seg: int, framing: str, *, request: bool = False) -> list[bytes]:
+    """A request and its response (or, `request`, a POST whose body is `body`), the body sent
+    in `seg`-byte segments (each acknowledged): Content-Length, chunked (one chunk per
+    segment) or, for a response, delimited by the close."""
+    pieces = [body[i:i + seg] for i in range(0, len(body), seg)] or [b""]
+    if framing == "chunked":
+        pieces = [b"%x\r\n%s\r\n" % (len(p), p) for p in pieces] + [b"0\r\n\r\n"]
+        head = b"Transfer-Encoding: chunked\r\n"
+    elif framing == "length":
+        head = b"Content-Length: %d\r\n" % len(body)
+    else:
+        head = b""
+    if request:
+        steps = [("c", [b"POST /up HTTP/1.1\r\nHost: a\r\n" + head + b"\r\n"])]
+        steps += [x for p in pieces for x in (("c", [p]), ("ack", [b""]))]
+        steps += [("s", [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]), ("ack", [b""])]
+    else:
+        steps = [("c", [b"GET /file HTTP/1.1\r\nHost: a\r\n\r\n"]), ("ack", [b""]),
+                 ("s", [b"HTTP/1.1 200 OK\r\n" + head + b"\r\n"])]
+        steps += [x for p in pieces for x in (("s", [p]), ("ack", [b""]))]
+    if framing == "close":
+        steps.append(("fin", [b""]))
+    return session(steps, 40000)
+
+
+def _body_engines(*, min_inspect: int | None = None, limit: int | None = None, chunk: int = 2560):
+    from rules.applayer import http
+
+    kw = {}
+    if min_inspect is not None:
+        kw.update(response_body_minimal_inspect_size=min_inspect, request_body_minimal_inspect_size=min_inspect)
+    if limit is not None:
+        kw.update(response_body_limit=limit, request_body_limit=limit)
+    cfg = EngineSettings(stream=StreamSettings(toserver_chunk_size=chunk, toclient_chunk_size=chunk),
+                         app={"http": http.Settings(**kw)})
+    rules = parse(BODY_RULES)
+    return Engine(rules, cfg), Engine(rules, cfg)
+
+
+class _Entries:
+    """How often the compiled lane handed a frame to each of the engine's Python entries."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.n = {"_lane_app": 0, "_lane_tx": 0}
+        for name in self.n:
+            method = getattr(engine, name)
+
+            def counted(*args, _m=method, _name=name):
+                self.n[_name] += 1
+                return _m(*args)
+
+            setattr(engine, name, counted)
+
+
+def _run_body(frames, compiled, plain):
+    entries = _Entries(compiled)
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    return front, entries.n
+
+
+def test_a_long_body_s_segments_are_the_body_lane_s():
+    """A 20-segment response body below its minimal inspect size: the segment with the
+    headers and the last one (which completes the body) go to Engine._lane_app; the 19
+    between are taken whole by the compiled lane -- stream, parser, body -- and the pattern
+    in the last bytes fires on the complete body, as on inspect's path."""
+    compiled, plain = _body_engines()
+    body = b"a" * 1400 * 19 + b"tail NEEDLE end"
+    front, n = _run_body(_http_body_session(body, 1400, "length"), compiled, plain)
+    assert compiled.hits.get((1, 31)) == 1
+    assert n["_lane_app"] == 3 and n["_lane_tx"] == 0, n            # the request, the headers, the last segment
+    assert front.fallbacks == 3, (front.calls, front.fallbacks)     # the handshake
+
+
+def test_a_body_past_its_minimal_inspect_size_runs_the_transaction_rules_from_the_lane():
+    """Once a growing body holds the minimal inspect size, each segment moves what detection
+    sees: the lane takes the segment in and hands the transaction rules to Engine._lane_tx,
+    which drops the segment that brings the marker -- before the body is complete."""
+    compiled, plain = _body_engines(min_inspect=3000)
+    body = b"b" * 1400 * 4 + b"DROPBODY" + b"c" * 1400 * 6
+    frames = _http_body_session(body, 1400, "length")
+    front, n = _run_body(frames, compiled, plain)
+    assert compiled.hits.get((1, 32)) == 1 and compiled.c["drops"] >= 1
+    assert n["_lane_tx"] >= 2, n
+
+
+@pytest.mark.parametrize("framing,to_server", [("length", False), ("chunked", False), ("close", False),
+                                               ("length", True), ("chunked", True)])
+def test_body_framings_and_directions(framing, to_server):
+    """Content-Length bodies, chunked ones (the lane takes a chunk's data while more of it is
+    to come; chunk-size lines are the parser's) and close-delimited responses; request
+    bodies too (a request cannot be delimited by the close)."""
+    compiled, plain = _body_engines()
+    body = (b"PIN " if to_server else b"NEEDLE ") + bytes(range(32, 127)) * 60
+    front, n = _run_body(_http_body_session(body, 900, framing, request=to_server), compiled, plain)
+    assert compiled.hits.get((1, 33 if to_server else 31)) == 1, compiled.hits
+    assert front.answered > 8, (front.calls, front.fallbacks)
+
+
+@pytest.mark.parametrize("framing", ["length", "close"])
+def test_the_lane_keeps_the_body_limit(framing):
+    """A body past response-body-limit: the bytes beyond it are parsed, not kept; detection
+    sees the limit's bytes once they are all there, as on inspect's path."""
+    compiled, plain = _body_engines(limit=5000)
+    body = b"NEEDLE" + b"d" * 20000
+    _run_body(_http_body_session(body, 1000, framing), compiled, plain)
+    assert compiled.hits.get((1, 31)) == 1
+
+
+def test_patterns_in_the_window_send_the_segment_to_detection():
+    """A 2-byte pattern in a body segment, a fast pattern split across two, one remembered
+    from the headers: those segments leave the body lane (the general path detects), the
+    others stay in it."""
+    compiled, plain = _body_engines()
+    body = b"e" * 1000 + b"\x18\x03" + b"f" * 1996 + b"ev" + b"il" + b"h" * 5000     # "ev|il" at 3000
+    front, n = _run_body(_http_body_session(body, 1000, "length"), compiled, plain)
+    # (a pattern stays in the inline windows of the segments after it, as on inspect's path)
+    assert compiled.hits.get((1, 34), 0) >= 1 and compiled.hits.get((1, 1), 0) >= 1, compiled.hits
+    assert n["_lane_app"] >= 4, n
+
+
+body_pieces = st.lists(st.sampled_from([b"x" * 1448, b"y" * 700, b"NEEDLE", b"NEED", b"LE", b"DROPBODY", b"\x18",
+                                        b"\x03", b"evil", b"z" * 50, b"0\r\n\r\n", b"5\r\nabcde\r\n"]),
+                       min_size=1, max_size=30)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=body_pieces, framing=st.sampled_from(["length", "chunked", "close"]),
+       min_inspect=st.sampled_from([None, 500, 4000]), limit=st.sampled_from([None, 3000]),
+       chunk=st.sampled_from([40, 2560, 4096]), extra=st.integers(0, 3))
+def test_random_bodies_same_through_the_body_lane(pieces, framing, min_inspect, limit, chunk, extra):
+    """Bodies of random pieces (patterns split across segments, chunk-size lines inside a
+    "chunked" body, more or fewer bytes than the length says), each segment as sent."""
+    compiled, plain = _body_engines(min_inspect=min_inspect, limit=limit, chunk=chunk)
+    body = b"".join(pieces)
+    if framing == "chunked":
+        head = b"Transfer-Encoding: chunked\r\n"
+    elif framing == "length":
+        head = b"Content-Length: %d\r\n" % (len(body) + extra - 1)
+    else:
+        head = b""
+    steps = [("c", [b"GET /f HTTP/1.1\r\nHost: a\r\n\r\n"]), ("s", [b"HTTP/1.1 200 OK\r\n" + head + b"\r\n"] + pieces),
+             ("ack", [b""]), ("fin", [b""])]
+    lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000))])
+
+
+def test_a_sighting_the_window_has_left_is_forgotten_by_the_lane():
+    """A small inline window (toclient-chunk-size 40): "evil" seen in one segment is in the
+    next one's window (the general path detects again), then out of the window; the lane
+    takes the segments after that and drops the sighting as inspect's path does (TcpStream.
+    seen, compared after every frame), long before the stream is pruned."""
+    compiled, plain = _body_engines(chunk=40)
+    body = b"i" * 700 + b"evil" + b"j" * 2796
+    front, n = _run_body(_http_body_session(body, 500, "length"), compiled, plain)
+    assert compiled.hits.get((1, 1), 0) >= 1, compiled.hits
+    assert n["_lane_app"] == 5, n      # the request, the headers, "evil" and the window after it, the last

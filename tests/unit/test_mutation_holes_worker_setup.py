@@ -128,8 +128,8 @@ def test_start_watchdog(limit, inspector, armed):
 
 
 def test_the_watchdog_of_an_engine_also_watches_its_lane_detection():
-    """An Engine's compiled lane runs detection through Engine._lane_detect, with no inspect
-    frame above it: the worker's watchdog watches both."""
+    """An Engine's compiled lane runs detection through Engine._lane_detect, _lane_app and
+    _lane_tx, with no inspect frame above them: the worker's watchdog watches them all."""
     from rules.engine import Engine
     from rules.settings import EngineSettings
 
@@ -137,7 +137,8 @@ def test_the_watchdog_of_an_engine_also_watches_its_lane_detection():
     w = plain_worker(Engine([], EngineSettings()), Config(inspect_time_limit=0.5))
     try:
         w.start_watchdog()
-        assert w.watchdog.codes == (Engine.inspect.__code__, Engine._lane_detect.__code__, Engine._lane_app.__code__)
+        assert w.watchdog.codes == (Engine.inspect.__code__, Engine._lane_detect.__code__, Engine._lane_app.__code__,
+                                    Engine._lane_tx.__code__)
         assert w.inspect_call() is w.inspect_call() and w.inspect_call() is not None
         w.watchdog.stop()
     finally:
