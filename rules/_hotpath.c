@@ -1927,8 +1927,8 @@ hs_load(PyObject *self, PyObject *args)
  * Python would do with it, in its order: StreamEngine.take_in_order (the bytes appended,
  * the new ones prefiltered), inline_window (the window's prefilter ids, its 1-2 byte
  * patterns looked for by the detector, raw_progress, _prune), app_next, AppLayer.take_tcp
- * (Parser.take, Body.take_content), and the transaction rules unless TxDetector.idle says
- * their run would be skipped -- then Engine._lane_tx runs them.  Taken only when every
+ * (Parser.take, Body.take_content), and the transaction rules unless TxDetector.idle (asked
+ * as Python would ask it) says their run would be skipped -- then Engine._lane_tx runs them.  Taken only when every
  * step is known to go the plain way before anything changes: the parser is the HTTP one
  * (Lanes' `body` argument), not failed, not turning to bypass, with no events pending and
  * every transaction's progress as AppState.marks has it (AppLayer._events would find
@@ -1945,7 +1945,7 @@ hs_load(PyObject *self, PyObject *args)
 static PyObject *bs_data, *bs_data_off, *bs_seen, *bs_app_off, *bs_raw_progress, *bs_scanner, *bs_scan, *bs_overlap,
     *bs_lengths, *bs_track_segs, *bs_chunk, *bs_sides, *bs_state, *bs_buf, *bs_gone, *bs_body, *bs_tx, *bs_decoding,
     *bs_bstate, *bs_left, *bs_msg, *bs_entity, *bs_limit, *bs_raw_len, *bs_body_grew, *bs_min_inspect, *bs_gen,
-    *bs_tx_idle, *bs_flowbits, *bs_txs, *bs_events, *bs_marks, *bs_id, *bs_progress, *bs_fp_short, *bs_prune,
+    *bs_idle, *bs_txs, *bs_events, *bs_marks, *bs_id, *bs_progress, *bs_fp_short, *bs_prune,
     *bs_lane_tx;
 
 static int
@@ -1958,7 +1958,7 @@ body_init_strings(void)
     S(bs_state, "state"); S(bs_buf, "buf"); S(bs_gone, "gone"); S(bs_body, "body"); S(bs_tx, "tx");
     S(bs_decoding, "_decoding"); S(bs_bstate, "_state"); S(bs_left, "_left"); S(bs_msg, "_msg");
     S(bs_entity, "_entity"); S(bs_limit, "limit"); S(bs_raw_len, "raw_len"); S(bs_body_grew, "body_grew");
-    S(bs_min_inspect, "min_inspect"); S(bs_gen, "gen"); S(bs_tx_idle, "tx_idle"); S(bs_flowbits, "flowbits");
+    S(bs_min_inspect, "min_inspect"); S(bs_gen, "gen"); S(bs_idle, "idle");
     S(bs_txs, "txs"); S(bs_events, "events"); S(bs_marks, "marks"); S(bs_id, "id"); S(bs_progress, "progress");
     S(bs_fp_short, "fp_short"); S(bs_prune, "_prune"); S(bs_lane_tx, "_lane_tx");
 #undef S
@@ -2070,40 +2070,6 @@ marks_current(PyObject *txs, PyObject *marks)
             return 0;
     }
     return 1;
-}
-
-/* Would TxDetector.idle(parser, to_server, flow) say the direction's run is skipped?  1, 0,
- * -1 with an exception. */
-static int
-tx_idle(PyObject *parser, int to_server, PyObject *flow)
-{
-    PyObject *marks = PyObject_GetAttr(parser, bs_tx_idle), *gen = NULL, *bits = NULL;
-    int idle = -1;
-    if (marks == NULL)
-        return -1;
-    PyObject *mark = PySequence_GetItem(marks, to_server);
-    if (mark == NULL)
-        goto out;
-    idle = 0;
-    if (mark == Py_None)
-        goto out;
-    if (!PyTuple_CheckExact(mark) || PyTuple_GET_SIZE(mark) != 2) {
-        PyErr_SetString(PyExc_TypeError, "tx_idle: a (gen, flowbits) pair expected");
-        idle = -1;
-        goto out;
-    }
-    gen = PyObject_GetAttr(parser, bs_gen);
-    idle = gen == NULL ? -1 : PyObject_RichCompareBool(PyTuple_GET_ITEM(mark, 0), gen, Py_EQ);
-    if (idle > 0 && PyTuple_GET_ITEM(mark, 1) != Py_None) {
-        bits = PyObject_GetAttr(flow, bs_flowbits);
-        idle = bits == NULL ? -1 : PyObject_RichCompareBool(PyTuple_GET_ITEM(mark, 1), bits, Py_EQ);
-    }
-out:
-    Py_XDECREF(mark);
-    Py_XDECREF(marks);
-    Py_XDECREF(gen);
-    Py_XDECREF(bits);
-    return idle;
 }
 
 static int
@@ -2315,9 +2281,15 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
         goto out;
     /* Engine._app_segment's end: TxDetector.run skips an idle direction (and with no
      * transaction finds nothing); otherwise Engine._lane_tx runs it */
-    t = PyList_GET_SIZE(txs) == 0 ? 1 : tx_idle(parser, to_server, flow);
-    if (t < 0)
-        goto out;
+    if (PyList_GET_SIZE(txs) == 0) {
+        t = 1;
+    } else {
+        o = PyObject_CallMethodObjArgs(txd, bs_idle, parser, to_server ? Py_True : Py_False, flow, NULL);
+        t = o == NULL ? -1 : PyObject_IsTrue(o);
+        Py_CLEAR(o);
+        if (t < 0)
+            goto out;
+    }
     if (t > 0) {
         if (slotted_set(&app_slots, st, AS_FED, ls_fed, Py_False) < 0)
             goto out;

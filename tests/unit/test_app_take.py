@@ -184,31 +184,49 @@ def test_random_http_sessions_same_with_and_without_the_shortcut(steps, mode, mi
 FALLBACKS = 3                 # the handshake
 
 
-def test_a_long_body_is_taken_through_the_shortcut():
-    """A 20-segment response body: every segment but the last goes through Parser.take, and
-    only the handshake falls back to `inspect`."""
+def _long_body(call: str) -> tuple[list, Front | None, int]:
+    """A 20-segment response body through `inspect` or `front()`: what Parser.take answered,
+    the front (its fallbacks counted) and how often the compiled lane called _lane_app."""
     rules = parse(RULES)
     eng = Engine(rules, EngineSettings(mode="ips"))
     took = []
     orig = Parser.take
+    lane_app = eng._lane_app
+    apps = []
 
     def counted(self, data, to_server):
         r = orig(self, data, to_server)
         took.append(r)
         return r
 
+    def app(*args):
+        apps.append(1)
+        return lane_app(*args)
+
     Parser.take = counted
+    eng._lane_app = app
     try:
         steps = [("c", [b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"]),
                  ("s", [b"HTTP/1.1 200 OK\r\nContent-Length: 28960\r\n\r\n"])]
         steps += [("ack", [b""]), ("s", [b"y" * 1448])] * 20
-        front = Front(eng)
+        front = Front(eng) if call == "front" else None
         from rules.api import FrameMeta
         for i, f in enumerate(session(steps, 40000)):
-            front(f, FrameMeta(1.7e9 + i * 0.001, "eth0"))
+            (front or eng.inspect)(f, FrameMeta(1.7e9 + i * 0.001, "eth0"))
     finally:
         Parser.take = orig
+    return took, front, len(apps)
+
+
+def test_a_long_body_is_taken_through_the_shortcut():
+    """A 20-segment response body: through `inspect`, every segment but the last goes
+    through Parser.take; through `front()`, the compiled body lane takes those 19 itself
+    (no Parser.take, no _lane_app: only the request, the headers and the last segment
+    reach Python), and only the handshake falls back to `inspect`."""
+    took, _, _ = _long_body("inspect")
     assert took.count(True) == 19, took
+    took, front, apps = _long_body("front")
+    assert took.count(True) == 0 and apps == 3, (took, apps)
     # the compiled lane answers every ACK between them too: a body segment whose transaction
     # rules are idle leaves nothing fed for the ACK to run
     assert front.fallbacks == FALLBACKS, front.fallbacks
