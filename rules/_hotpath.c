@@ -2123,8 +2123,12 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     long long bst = attr_int(body, bs_bstate, &ok), left = attr_int(body, bs_left, &ok);
     if (!ok || !(bst == self->body_close || ((bst == self->body_length || bst == self->body_data) && left > n)))
         goto out;
+    /* its bytes: a bytearray, or once full the bytes Body.as_bytes left (nothing is added) */
     bdata = PyObject_GetAttr(body, bs_data);
-    int plain_data = bdata != NULL && PyByteArray_CheckExact(bdata);
+    long long limit = attr_int(body, bs_limit, &ok);
+    int plain_data = bdata != NULL && ok &&
+                     (PyByteArray_CheckExact(bdata) || (PyBytes_CheckExact(bdata) && limit > 0 &&
+                                                        PyBytes_GET_SIZE(bdata) >= limit));
     Py_CLEAR(bdata);
     if (!plain_data)
         goto out;
@@ -2237,19 +2241,18 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
         goto out;
     /* Parser.take: Body.take_content's _piece, then the transaction's growth */
     bdata = PyObject_GetAttr(body, bs_data);
-    if (bdata == NULL || !PyByteArray_CheckExact(bdata)) {
-        if (bdata != NULL)
-            PyErr_SetString(PyExc_TypeError, "Body.data: a bytearray expected");
-        goto out;
-    }
-    Py_ssize_t kept = PyByteArray_GET_SIZE(bdata);
-    long long msg = attr_ll(body, bs_msg), entity = attr_ll(body, bs_entity), limit = attr_ll(body, bs_limit);
+    Py_ssize_t kept = bdata == NULL ? -1 : PyObject_Length(bdata);
+    long long msg = attr_ll(body, bs_msg), entity = attr_ll(body, bs_entity);
     long long raw_len = attr_ll(body, bs_raw_len);
     if (PyErr_Occurred() || attr_set_ll(body, bs_msg, msg + n) < 0 || attr_set_ll(body, bs_entity, entity + n) < 0)
         goto out;
     long long room = limit ? limit - kept : n;
     if (room > 0) {
         Py_ssize_t more = n < room ? n : (Py_ssize_t)room;
+        if (!PyByteArray_CheckExact(bdata)) {           /* (not full: always a bytearray) */
+            PyErr_SetString(PyExc_TypeError, "Body.data: a bytearray expected");
+            goto out;
+        }
         if (PyByteArray_Resize(bdata, kept + more) < 0)
             goto out;
         memcpy(PyByteArray_AS_STRING(bdata) + kept, pl, more);
@@ -2262,7 +2265,7 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     if (o == NULL || PySequence_SetItem(o, to_server, Py_True) < 0)
         goto out;
     Py_CLEAR(o);
-    Py_ssize_t now = PyByteArray_GET_SIZE(bdata);
+    Py_ssize_t now = PyObject_Length(bdata);
     if (now != kept) {                              /* http._seen_growth: detection sees it grow */
         o = PyObject_GetAttr(tx, bs_min_inspect);
         PyObject *mi = o ? PySequence_GetItem(o, to_server) : NULL;

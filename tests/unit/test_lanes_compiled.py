@@ -658,13 +658,20 @@ def test_body_framings_and_directions(framing, to_server):
 
 
 @pytest.mark.parametrize("framing", ["length", "close"])
-def test_the_lane_keeps_the_body_limit(framing):
+@pytest.mark.parametrize("min_inspect", [None, 3000])
+def test_the_lane_keeps_the_body_limit(framing, min_inspect):
     """A body past response-body-limit: the bytes beyond it are parsed, not kept; detection
-    sees the limit's bytes once they are all there, as on inspect's path."""
-    compiled, plain = _body_engines(limit=5000)
+    sees the limit's bytes once they are all there, as on inspect's path.  With a minimal
+    inspect size below the limit, detection reads the full body before it ends (Body.data
+    is then bytes, no longer a bytearray), and the lane still takes the segments after."""
+    compiled, plain = _body_engines(limit=5000, min_inspect=min_inspect)
     body = b"NEEDLE" + b"d" * 20000
-    _run_body(_http_body_session(body, 1000, framing), compiled, plain)
+    front, n = _run_body(_http_body_session(body, 1000, framing), compiled, plain)
     assert compiled.hits.get((1, 31)) == 1
+    # the request, the headers, and with the smaller minimal inspect size the segments
+    # that grow the body from 3,000 to 5,000 bytes (3: idle again once full) -- and for
+    # a Content-Length body the last one
+    assert n["_lane_app"] + n["_lane_tx"] <= 2 + (3 if min_inspect else 0) + (framing == "length"), n
 
 
 def test_patterns_in_the_window_send_the_segment_to_detection():
