@@ -1927,16 +1927,17 @@ hs_load(PyObject *self, PyObject *args)
  * Python would do with it, in its order: StreamEngine.take_in_order (the bytes appended,
  * the new ones prefiltered), inline_window (the window's prefilter ids, its 1-2 byte
  * patterns looked for by the detector, raw_progress, _prune), app_next, AppLayer.take_tcp
- * (Parser.take, Body.take_content), and the transaction rules unless TxDetector.idle (asked
- * as Python would ask it) says their run would be skipped -- then Engine._lane_tx runs them.  Taken only when every
- * step is known to go the plain way before anything changes: the parser is the HTTP one
- * (Lanes' `body` argument), not failed, not turning to bypass, with no events pending and
- * every transaction's progress as AppState.marks has it (AppLayer._events would find
- * nothing to do); the direction is in a body, nothing buffered, the body plain (no
- * decoding) with more to come than this segment; the stream inline without segment
- * tracking, its app data ending where the segment starts; the prefilter a libhs database
- * or none; no prefilter id in the window, neither new (the scan of the appended bytes)
- * nor remembered (TcpStream.seen), and none of the 1-2 byte patterns in it.  The
+ * (Parser.take, Body.take_content), and the transaction rules unless TxDetector.idle
+ * (asked as Python would ask it) says their run would be skipped -- then Engine._lane_tx
+ * runs them.  Taken only when every step is known to go the plain way before anything
+ * changes: the parser is the HTTP one (Lanes' `body` argument), not failed, not turning
+ * to bypass, with no events pending and AppState.marks exactly what AppLayer._events
+ * would make of its transactions now (it would find nothing to do, and would keep no
+ * entry of one collect removed); the direction is in a body, nothing buffered, the body
+ * plain (no decoding) with more to come than this segment; the stream inline without
+ * segment tracking, its app data ending where the segment starts; the prefilter a libhs
+ * database or none; no prefilter id in the window, neither new (the scan of the appended
+ * bytes) nor remembered (TcpStream.seen), and none of the 1-2 byte patterns in it.  The
  * appended bytes are cut off again when the scan or the short patterns find something:
  * then the general path takes the segment from the start.
  *
@@ -2045,12 +2046,13 @@ shorts_in(PyObject *shorts, const unsigned char *p, Py_ssize_t n)
     return 0;
 }
 
-/* Does every transaction's progress equal what AppState.marks holds for it?  1, 0 (also
- * when anything is unexpected; no exception). */
+/* Is AppState.marks what AppLayer._events would make of the transactions now: an entry
+ * for each, holding its progress, and no other (collect may have removed a transaction
+ * since)?  1, 0 (also when anything is unexpected; no exception). */
 static int
 marks_current(PyObject *txs, PyObject *marks)
 {
-    if (!PyList_CheckExact(txs) || !PyDict_CheckExact(marks))
+    if (!PyList_CheckExact(txs) || !PyDict_CheckExact(marks) || PyDict_GET_SIZE(marks) != PyList_GET_SIZE(txs))
         return 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(txs); i++) {
         PyObject *tx = PyList_GET_ITEM(txs, i);
