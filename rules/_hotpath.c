@@ -669,6 +669,13 @@ static PyObject *ls_lean, *ls_app, *ls_detector, *ls_linktype, *ls_checksum, *ls
     *ls_take_in_order, *ls_inline_window, *ls_lane_detect, *ls_lane_app, *ls_no_inspect_payload, *ls_one,
     *ls_udp, *ls_tcp;
 
+/* the body lane's (body_lane, below) */
+static PyObject *bs_data, *bs_data_off, *bs_seen, *bs_app_off, *bs_raw_progress, *bs_scanner, *bs_scan, *bs_overlap,
+    *bs_lengths, *bs_track_segs, *bs_chunk, *bs_sides, *bs_state, *bs_buf, *bs_gone, *bs_body, *bs_tx, *bs_decoding,
+    *bs_bstate, *bs_left, *bs_msg, *bs_entity, *bs_limit, *bs_raw_len, *bs_body_grew, *bs_min_inspect, *bs_gen,
+    *bs_idle, *bs_txs, *bs_events, *bs_marks, *bs_id, *bs_progress, *bs_fp_short, *bs_prune,
+    *bs_lane_tx;
+
 static int
 lane_init_strings(void)
 {
@@ -685,6 +692,15 @@ lane_init_strings(void)
     S(ls_reassembly_memcap, "reassembly_memcap"); S(ls_next_seq, "next_seq");
     S(ls_take_in_order, "take_in_order"); S(ls_inline_window, "inline_window"); S(ls_lane_detect, "_lane_detect");
     S(ls_lane_app, "_lane_app"); S(ls_no_inspect_payload, "no_inspect_payload");
+    S(bs_data, "data"); S(bs_data_off, "data_off"); S(bs_seen, "seen"); S(bs_app_off, "app_off");
+    S(bs_raw_progress, "raw_progress"); S(bs_scanner, "scanner"); S(bs_scan, "scan"); S(bs_overlap, "overlap");
+    S(bs_lengths, "lengths"); S(bs_track_segs, "track_segs"); S(bs_chunk, "chunk"); S(bs_sides, "sides");
+    S(bs_state, "state"); S(bs_buf, "buf"); S(bs_gone, "gone"); S(bs_body, "body"); S(bs_tx, "tx");
+    S(bs_decoding, "_decoding"); S(bs_bstate, "_state"); S(bs_left, "_left"); S(bs_msg, "_msg");
+    S(bs_entity, "_entity"); S(bs_limit, "limit"); S(bs_raw_len, "raw_len"); S(bs_body_grew, "body_grew");
+    S(bs_min_inspect, "min_inspect"); S(bs_gen, "gen"); S(bs_idle, "idle");
+    S(bs_txs, "txs"); S(bs_events, "events"); S(bs_marks, "marks"); S(bs_id, "id"); S(bs_progress, "progress");
+    S(bs_fp_short, "fp_short"); S(bs_prune, "_prune"); S(bs_lane_tx, "_lane_tx");
 #undef S
     ls_one = PyLong_FromLong(1);
     ls_udp = PyLong_FromLong(17);
@@ -1943,29 +1959,6 @@ hs_load(PyObject *self, PyObject *args)
  *
  * 1 taken (*res: NULL, the caller counts `skipped` and answers FORWARD; or the answer of
  * Engine._lane_tx, `skipped` counted here), 0 not (nothing changed), -1 an exception. */
-static PyObject *bs_data, *bs_data_off, *bs_seen, *bs_app_off, *bs_raw_progress, *bs_scanner, *bs_scan, *bs_overlap,
-    *bs_lengths, *bs_track_segs, *bs_chunk, *bs_sides, *bs_state, *bs_buf, *bs_gone, *bs_body, *bs_tx, *bs_decoding,
-    *bs_bstate, *bs_left, *bs_msg, *bs_entity, *bs_limit, *bs_raw_len, *bs_body_grew, *bs_min_inspect, *bs_gen,
-    *bs_idle, *bs_txs, *bs_events, *bs_marks, *bs_id, *bs_progress, *bs_fp_short, *bs_prune,
-    *bs_lane_tx;
-
-static int
-body_init_strings(void)
-{
-#define S(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
-    S(bs_data, "data"); S(bs_data_off, "data_off"); S(bs_seen, "seen"); S(bs_app_off, "app_off");
-    S(bs_raw_progress, "raw_progress"); S(bs_scanner, "scanner"); S(bs_scan, "scan"); S(bs_overlap, "overlap");
-    S(bs_lengths, "lengths"); S(bs_track_segs, "track_segs"); S(bs_chunk, "chunk"); S(bs_sides, "sides");
-    S(bs_state, "state"); S(bs_buf, "buf"); S(bs_gone, "gone"); S(bs_body, "body"); S(bs_tx, "tx");
-    S(bs_decoding, "_decoding"); S(bs_bstate, "_state"); S(bs_left, "_left"); S(bs_msg, "_msg");
-    S(bs_entity, "_entity"); S(bs_limit, "limit"); S(bs_raw_len, "raw_len"); S(bs_body_grew, "body_grew");
-    S(bs_min_inspect, "min_inspect"); S(bs_gen, "gen"); S(bs_idle, "idle");
-    S(bs_txs, "txs"); S(bs_events, "events"); S(bs_marks, "marks"); S(bs_id, "id"); S(bs_progress, "progress");
-    S(bs_fp_short, "fp_short"); S(bs_prune, "_prune"); S(bs_lane_tx, "_lane_tx");
-#undef S
-    return 0;
-}
-
 /* obj.name = v (a C long long): 0, -1 with an exception */
 static int
 attr_set_ll(PyObject *obj, PyObject *name, long long v)
@@ -1993,6 +1986,18 @@ attr_int(PyObject *obj, PyObject *name, int *ok)
     Py_XDECREF(v);
     PyErr_Clear();
     return x;
+}
+
+/* Is obj.name an empty object of exactly the type `tp` (a list, a bytearray)?  1, 0 (also
+ * on an error, which is cleared) */
+static int
+attr_empty(PyObject *obj, PyObject *name, PyTypeObject *tp)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    int empty = v != NULL && Py_TYPE(v) == tp && Py_SIZE(v) == 0;
+    Py_XDECREF(v);
+    PyErr_Clear();
+    return empty;
 }
 
 /* Is the 1-2 byte pattern pat[0:plen] in p[0:n] (ASCII case folded when nocase, as
@@ -2096,10 +2101,8 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
         goto out;
     if (attr_true(parser, ls_failed) != 0 || attr_true(parser, ls_bypass_ready) != 0)
         goto out;
-    o = PyObject_GetAttr(parser, bs_events);
-    if (o == NULL || !PyList_CheckExact(o) || PyList_GET_SIZE(o) != 0)
+    if (!attr_empty(parser, bs_events, &PyList_Type))
         goto out;
-    Py_CLEAR(o);
     txs = PyObject_GetAttr(parser, bs_txs);
     o = PyObject_GetAttr(st, bs_marks);
     if (txs == NULL || o == NULL || !marks_current(txs, o))
@@ -2111,10 +2114,8 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     Py_CLEAR(o);
     if (side == NULL || attr_int(side, bs_state, &ok) != 2 || !ok || attr_true(side, bs_gone) != 0)
         goto out;
-    o = PyObject_GetAttr(side, bs_buf);
-    if (o == NULL || !PyByteArray_CheckExact(o) || PyByteArray_GET_SIZE(o) != 0)
+    if (!attr_empty(side, bs_buf, &PyByteArray_Type))
         goto out;
-    Py_CLEAR(o);
     body = PyObject_GetAttr(side, bs_body);
     tx = PyObject_GetAttr(side, bs_tx);
     if (body == NULL || body == Py_None || tx == NULL || tx == Py_None)
@@ -2415,7 +2416,7 @@ PyInit__hotpath(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (scan_init() < 0 || lane_init_strings() < 0 || body_init_strings() < 0 || PyType_Ready(&LanesType) < 0 ||
+    if (scan_init() < 0 || lane_init_strings() < 0 || PyType_Ready(&LanesType) < 0 ||
         PyModule_AddObjectRef(m, "Lanes", (PyObject *)&LanesType) < 0 || PyType_Ready(&HsDatabaseType) < 0 ||
         PyModule_AddObjectRef(m, "HsDatabase", (PyObject *)&HsDatabaseType) < 0) {
         Py_DECREF(m);
