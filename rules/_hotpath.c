@@ -2015,9 +2015,7 @@ short_in(const unsigned char *p, Py_ssize_t n, const unsigned char *pat, Py_ssiz
         while (at < end && (at = memchr(at, first[k], end - at)) != NULL) {
             if (plen == 1)
                 return 1;
-            unsigned char c = at[1];
-            if (nocase && c >= 'A' && c <= 'Z')
-                c = c - 'A' + 'a';
+            unsigned char c = nocase ? scan_lower(at[1]) : at[1];
             if (c == pat[1])
                 return 1;
             at++;
@@ -2230,10 +2228,14 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     if (attr_set_ll(me, bs_raw_progress, right) < 0)
         goto out;
     if (right - data_off > c + self->prune_step) {
-        /* _prune, as inline_window calls it (before app_next moves app_off); the window is
-         * copied first in case the transaction rules need it (the cut may reach into it) */
-        window = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(data) + (lo - data_off), right - lo);
-        PyObject *cobj = window ? PyLong_FromLongLong(c) : NULL;
+        /* _prune, as inline_window calls it (before app_next moves app_off).  It keeps every
+         * byte from raw_progress - c = right - c on, so only a window starting before that
+         * (a segment over two thirds of a chunk) may lose bytes the transaction rules could
+         * need: that one is copied first */
+        if (lo < right - c &&
+            (window = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(data) + (lo - data_off), right - lo)) == NULL)
+            goto out;
+        PyObject *cobj = PyLong_FromLongLong(c);
         PyObject *r = cobj ? PyObject_CallMethodObjArgs(self->streams, bs_prune, me, cobj, NULL) : NULL;
         Py_XDECREF(cobj);
         if (r == NULL)

@@ -22,7 +22,7 @@ from scapy.all import IP, TCP, UDP, Ether, IPv6
 from bridge.hook import build_engine
 from bridge.pcap import read_file
 from bridge.replay import CHECKSUM_HINTS, _load_config
-from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE
+from rules.api import CSUM_AUTO, CSUM_SKIP, CSUM_VALIDATE, FrameMeta
 from rules.decode import CHECKSUM_SAMPLE_COUNT
 from rules.engine import Engine
 from rules.settings import DecodeOptions, EngineSettings, StreamSettings
@@ -734,3 +734,45 @@ def test_a_body_segment_after_a_transaction_went_leaves_the_marks_as_python_does
     rules = parse(APP_RULES)
     compiled, plain = Engine(rules, EngineSettings()), Engine(rules, EngineSettings())
     lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000))])
+
+
+def test_a_prune_that_cuts_into_a_wide_window_keeps_the_window_for_the_transaction_rules():
+    """toclient-chunk-size 40 and 1,000-byte segments: a segment's inline window starts 13
+    bytes before it (n + c/3), behind what the stream's prune keeps (raw progress - c).
+    A payload part beside a transaction part keeps the direction's transaction rules
+    running on every segment (Engine._lane_tx); "qq|q" split across the boundary of the
+    segment whose take prunes the stream matches only if the lane kept the window's first
+    bytes from before the cut."""
+    from rules.applayer import http
+
+    rules = parse(NO_PLAIN_RULES + '\nalert http any any -> any any (msg:"payload beside a transaction"; '
+                  'flow:to_client; content:"qqq"; http.stat_code; content:"200"; sid:35;)\n')
+    cfg = EngineSettings(stream=StreamSettings(toserver_chunk_size=40, toclient_chunk_size=40),
+                         app={"http": http.Settings()})
+    seg = 1000
+
+    def frames(body):
+        return [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(_http_body_session(body, seg, "length"))]
+
+    # where the stream is pruned on the way (the same frames on the Python path)
+    probe = Engine(rules, cfg)
+    cuts = []
+    prune = probe.streams._prune
+
+    def watched(me, c):
+        before = me.data_off
+        prune(me, c)
+        if me.data_off != before:
+            cuts.append(me.end)
+
+    probe.streams._prune = watched
+    filler = b"w" * (seg * 14)
+    for ts, f, args in frames(filler):
+        probe.inspect(f, FrameMeta(ts, *args))
+    body_start = len(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(filler))
+    at = next(end - seg - body_start for end in cuts if end - seg - body_start >= 2 * seg)   # that segment's start
+    body = filler[:at - 2] + b"qqq" + filler[at + 1:]
+    compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
+    _, n = _run_body(_http_body_session(body, seg, "length"), compiled, plain)
+    assert compiled.hits.get((1, 35)) == 1, compiled.hits
+    assert n["_lane_tx"] >= 3, n
