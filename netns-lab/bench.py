@@ -330,10 +330,13 @@ class IpsBridge(Contender):
         extra = {k: v for k, v in flat.items() if "bypass" in k}
         if extra:
             out["bypass"] = extra
-        # the drop counters, nonzero ones: each interface's `dropped` by reason and the engine's
-        # drops.* (a slow load's lost frames, if they were ours)
+        # the frames it did not forward, nonzero counts: each interface's `dropped` by reason
+        # (bridge.stats: the fast path's drops and the engine's, once each; a slow load's lost
+        # frames, if they were ours).  Not the engine's own drops.* (the same frames again, less
+        # the fast path's) nor kernel_drops (above, per interface)
         out["drops"] = {k: v for k, v in flat.items()
-                        if "drop" in k and "bypass" not in k and isinstance(v, (int, float)) and v}
+                        if k.startswith("interfaces.") and (".dropped." in k or ".would_drop." in k)
+                        and isinstance(v, (int, float)) and v}
         out["bypass_in_effect"] = self.in_effect
         return out
 
