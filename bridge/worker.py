@@ -35,7 +35,11 @@ batch).  Per frame (received on port P, peer Q):
      frame, no none, auto leaves it to the engine's sample
      (rules.decode.ChecksumChecks).  stream.checksum-validation off overrides them
      all.  Result.bypass installs the flow in the fast path (both directions).
-     Events are collected and written to EVE once per drain.
+     Events are collected per drain and written to EVE once per poll pass,
+     after every port's frames of the pass went out: an alert's EVE write
+     does not hold up the frames already waiting on the other port (the reply
+     to the frame that alerted, which a veth peer often delivers within the
+     send of that frame).
   5. ips: DROP/REJECT -> count dropped[reason] (and send Result.inject);
      tap: count would_drop[reason], forward anyway; IDS: stop here.
   6. Put a stripped VLAN tag back (in the 4 reserved bytes before tp_mac), then
@@ -440,8 +444,9 @@ class Worker:
                     if ev & select.POLLNVAL:
                         time.sleep(POLL_MS / 1000)   # never spin on a dead descriptor
             stalled = False
+            events: list = []        # the pass's EVE events, written once its frames are out
             for port in self.ports:
-                if self.drain(port) or port.ps.fileno() not in readable:
+                if self.drain(port, events) or port.ps.fileno() not in readable:
                     port.stalled_since = 0.0
                     continue
                 # the kernel says frames are ready, yet the head slot is still the kernel's
@@ -458,7 +463,9 @@ class Worker:
                 # what reached the rings meanwhile leaves at once: their frames keep their order
                 fast.commit()
                 for port in self.ports:
-                    self.drain(port)
+                    self.drain(port, events)
+            if events:
+                self.write_events(events)
             if stalled:
                 time.sleep(0.0005)     # poll is level-triggered: do not spin while waiting out the grace
             if self.reopen:
@@ -680,9 +687,10 @@ class Worker:
             self.stop = True    # supervisor gone: nothing left to report to
 
     # ---------------------------------------------------------------- frames
-    def drain(self, port: _Port) -> int:
+    def drain(self, port: _Port, events: list | None = None) -> int:
         """Process every ready frame of the port's ring (at most one turn of it); returns how
-        many slots were consumed.
+        many slots were consumed.  Its EVE events are added to `events` for the caller to
+        write (`run`: once per pass), or written at its end when `events` is None.
 
         The common frame takes the compiled walk (bridge/_ringpass.c, `ring_pass`): a V2
         ring forwarding through a TX ring (or IDS, forwarding nothing).  It reads each
@@ -696,7 +704,7 @@ class Worker:
         on a V3 ring or without a TX ring, `ring.batches()` hands the frames over a batch at
         a time and `_frame` takes each.  The TX ring is kicked (one send()) whenever half of
         it is queued and once at the end of the drain, the per-frame counters are added
-        once per drain, EVE events are written once per drain, and with the ForwardAll
+        once per drain, EVE events are collected once per drain (see above), and with the ForwardAll
         inspector (no rules, no hook) no FrameMeta is set and inspect() is not called: its
         `seen` counter is advanced by the number of frames instead."""
         ring = port.ring
@@ -753,7 +761,10 @@ class Worker:
             if d.inspect is None and d.inspected:
                 self.inspector.seen += d.inspected
         if d.events:
-            self.write_events(d.events)
+            if events is None:
+                self.write_events(d.events)
+            else:
+                events.extend(d.events)
         if d.received:
             self.last_ts = d.last_ts
             self.last_ts_mono = time.monotonic()
