@@ -54,11 +54,16 @@ _u16 = struct.Struct("!H").unpack_from
 _u32 = struct.Struct("!I").unpack_from
 
 
+@functools.lru_cache(maxsize=256)
+def _second(sec: int) -> str:
+    return _dt.datetime.fromtimestamp(sec, _UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def timestamp(ts: float) -> str:
-    """ISO 8601 with microseconds and a +0000 offset, as EVE writes it."""
+    """ISO 8601 with microseconds and a +0000 offset, as EVE writes it.  (The date and time
+    of day are made once per second: events come many to a second.)"""
     us = round(ts * 1_000_000)
-    d = _dt.datetime.fromtimestamp(us // 1_000_000, _UTC).replace(microsecond=us % 1_000_000)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+0000"
+    return f"{_second(us // 1_000_000)}.{us % 1_000_000:06d}+0000"
 
 
 def _common(p: PacketInfo, event_type: str) -> dict:
@@ -175,8 +180,29 @@ def to_eve(event) -> dict:
     raise TypeError(f"not an EVE event: {type(event).__name__}")
 
 
+_SEP = (",", ":")
+
+
+@functools.lru_cache(maxsize=4096)
+def _alert_json(action: str, gid: int, sid: int, rev: int, msg: str, category: str, severity: int,
+                metadata: tuple[str, ...]) -> str:
+    return json.dumps(_alert(Alert(None, action, "", gid, sid, rev, msg, category, severity, metadata)),
+                      separators=_SEP)
+
+
 def dumps(event) -> str:
-    return json.dumps(to_eve(event), separators=(",", ":"))
+    """One EVE line: json.dumps(to_eve(event)), compact.  An alert's `alert` object depends
+    only on its rule and action: it is rendered once per rule and action and put in place
+    (tests/unit/test_eve_render.py: the same text as rendering the whole dict)."""
+    if type(event) is Alert:
+        p = event.pkt
+        head = json.dumps(_common(p, "alert"), separators=_SEP)
+        alert = _alert_json(event.action, event.gid, event.sid, event.rev, event.msg, event.category,
+                            event.severity, event.metadata)
+        if p.app_proto:
+            return f'{head[:-1]},"alert":{alert},"app_proto":{json.dumps(p.app_proto)}}}'
+        return f'{head[:-1]},"alert":{alert}}}'
+    return json.dumps(to_eve(event), separators=_SEP)
 
 
 class EveWriter:
