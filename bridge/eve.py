@@ -191,9 +191,10 @@ def _alert_json(action: str, gid: int, sid: int, rev: int, msg: str, category: s
 
 
 def dumps(event) -> str:
-    """One EVE line: json.dumps(to_eve(event)), compact.  An alert's `alert` object depends
-    only on its rule and action: it is rendered once per rule and action and put in place
-    (tests/unit/test_eve_render.py: the same text as rendering the whole dict)."""
+    """One EVE line: json.dumps(to_eve(event)), compact.  An alert's `alert` object (and the
+    one a drop embeds) depends only on its rule and action: it is rendered once per rule and
+    action and put in place (tests/unit/test_eve_render.py: the same text as rendering the
+    whole dict)."""
     if type(event) is Alert:
         p = event.pkt
         head = json.dumps(_common(p, "alert"), separators=_SEP)
@@ -202,6 +203,12 @@ def dumps(event) -> str:
         if p.app_proto:
             return f'{head[:-1]},"alert":{alert},"app_proto":{json.dumps(p.app_proto)}}}'
         return f'{head[:-1]},"alert":{alert}}}'
+    if type(event) is Drop and event.alert is not None:
+        out = _common(event.pkt, "drop")
+        out["drop"] = _drop_fields(event)
+        a = event.alert                       # embedded without its metadata, as to_eve does
+        alert = _alert_json(a.action, a.gid, a.sid, a.rev, a.msg, a.category, a.severity, ())
+        return f'{json.dumps(out, separators=_SEP)[:-1]},"alert":{alert}}}'
     return json.dumps(to_eve(event), separators=_SEP)
 
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.eve import dumps, timestamp, to_eve
-from rules.events import Alert, PacketInfo
+from rules.events import DROP_REASONS, Alert, Drop, PacketInfo
 
 
 def reference_timestamp(ts: float) -> str:
@@ -69,6 +69,17 @@ alerts = st.builds(
 )
 
 
+drops = st.builds(
+    Drop,
+    pkt=packets,
+    reason=st.sampled_from(sorted(DROP_REASONS) + ["policy:stream_midstream"]),
+    sid=st.integers(0, 10),
+    alert=st.one_of(st.none(), alerts),
+    ip_hdr=st.binary(max_size=24),
+    l4_hdr=st.binary(max_size=24),
+)
+
+
 @settings(max_examples=400, deadline=None)
 @given(times)
 def test_timestamp_is_the_datetime_rendering(ts):
@@ -82,6 +93,15 @@ def test_an_alert_line_is_the_whole_dict_rendered(events):
         line = dumps(e)
         assert line == reference(e)
         assert json.loads(line)["alert"]["signature_id"] == e.sid
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(drops, min_size=1, max_size=6))
+def test_a_drop_line_is_the_whole_dict_rendered(events):
+    for e in events:
+        line = dumps(e)
+        assert line == reference(e)
+        assert ("alert" in json.loads(line)) == (e.alert is not None)
 
 
 def test_the_same_rule_in_two_actions_and_two_packets_renders_each_as_itself():
