@@ -443,29 +443,12 @@ class Worker:
                         pass
                     if ev & select.POLLNVAL:
                         time.sleep(POLL_MS / 1000)   # never spin on a dead descriptor
-            stalled = False
             events: list = []        # the pass's EVE events, written once its frames are out
-            for port in self.ports:
-                if self.drain(port, events) or port.ps.fileno() not in readable:
-                    port.stalled_since = 0.0
-                    continue
-                # the kernel says frames are ready, yet the head slot is still the kernel's
-                stalled = True
-                now = time.monotonic()
-                if not port.stalled_since:
-                    port.stalled_since = now
-                elif now - port.stalled_since >= HOLE_GRACE:
-                    port.counters.ring_holes += port.ring.skip_hole()
-                    port.stalled_since = 0.0
-            fast = self.fast
-            if fast is not None and fast.pending:
-                # flows decided in this pass go to the kernel now that the rings are drained, and
-                # what reached the rings meanwhile leaves at once: their frames keep their order
-                fast.commit()
-                for port in self.ports:
-                    self.drain(port, events)
-            if events:
-                self.write_events(events)
+            try:
+                stalled = self._pass(readable, events)
+            finally:                 # (even when a drain fails: what the pass found is logged)
+                if events:
+                    self.write_events(events)
             if stalled:
                 time.sleep(0.0005)     # poll is level-triggered: do not spin while waiting out the grace
             if self.reopen:
@@ -480,6 +463,32 @@ class Worker:
                 self.report("stats")
         self.shutdown()
         self.report("final")
+
+    def _pass(self, readable: set, events: list) -> bool:
+        """One pass over the rings: drain every port (its events into `events`), then hand the
+        flows decided meanwhile to the kernel.  True when a ring the kernel said was readable
+        still had a kernel-owned slot at its head (a hole, skipped after HOLE_GRACE)."""
+        stalled = False
+        for port in self.ports:
+            if self.drain(port, events) or port.ps.fileno() not in readable:
+                port.stalled_since = 0.0
+                continue
+            # the kernel says frames are ready, yet the head slot is still the kernel's
+            stalled = True
+            now = time.monotonic()
+            if not port.stalled_since:
+                port.stalled_since = now
+            elif now - port.stalled_since >= HOLE_GRACE:
+                port.counters.ring_holes += port.ring.skip_hole()
+                port.stalled_since = 0.0
+        fast = self.fast
+        if fast is not None and fast.pending:
+            # flows decided in this pass go to the kernel now that the rings are drained, and
+            # what reached the rings meanwhile leaves at once: their frames keep their order
+            fast.commit()
+            for port in self.ports:
+                self.drain(port, events)
+        return stalled
 
     # ---------------------------------------------------------------- rule reload
     def control(self) -> bool:

@@ -345,6 +345,27 @@ def test_a_pass_writes_its_eve_events_after_the_frames_of_every_port_went_out():
     assert [m[0] for m in w.conn.sent] == ["ready"]
 
 
+def test_a_pass_that_fails_midway_still_writes_the_events_it_found():
+    k0, k1 = KernelTx(), KernelTx()
+    eth0 = _Port("eth0", _PollPS("eth0", k0, 100), v2_ring([frame(60, 7)], 8), "ips", k1, tx=tx_ring(k1, 8))
+    eth1 = _Port("eth1", _PollPS("eth1", k1, 101), v2_ring([frame(60, 0)], 8), "ips", k0, tx=tx_ring(k0, 8))
+    w = Worker([eth0, eth1], Rejector(set()), Config(eve_log="/nonexistent/eve.json", inspect_time_limit=0),
+               _Conn())
+    written = []
+    w.write_events = written.extend
+    drain = w.drain
+
+    def failing(port, events=None):
+        if port is eth1:
+            raise RuntimeError("the second port's drain fails")
+        return drain(port, events)
+
+    w.drain = failing
+    with pytest.raises(RuntimeError):
+        w.run()
+    assert written == ["event"] and k1.sent == [frame(60, 7)]
+
+
 def test_a_drain_on_its_own_still_writes_its_events_at_its_end():
     w, port, kernel = bridge([frame(60, 7), frame(60, 1)], Rejector(set()))
     w.config = Config(eve_log="/nonexistent/eve.json")
