@@ -152,9 +152,10 @@ DEFAULT_OPTIONS = DecodeOptions()
 
 
 def ip_text(ipver: int, addr: int) -> str:
-    """Render an address kept as an int ("198.51.100.1", "2001:db8::1")."""
+    """Render an address kept as an int ("198.51.100.1", "2001:db8::1"; the IPv4 dotted
+    quad built directly: every EVE line renders two)."""
     if ipver == 4:
-        return str(ipaddress.IPv4Address(addr))
+        return f"{addr >> 24}.{(addr >> 16) & 255}.{(addr >> 8) & 255}.{addr & 255}"
     if ipver == 6:
         return str(ipaddress.IPv6Address(addr))
     return ""

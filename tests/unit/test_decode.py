@@ -428,6 +428,15 @@ def test_ip_text_and_proto_name():
     assert [proto_name(n) for n in (6, 17, 1, 58, 47)] == ["TCP", "UDP", "ICMP", "IPv6-ICMP", "47"]
 
 
+def test_ip_text_ipv4_is_the_ipaddress_rendering():
+    import ipaddress
+    import random
+
+    rnd = random.Random(4)
+    for a in [0, 1, 255, 256, 0x7F000001, 0xFFFFFFFF] + [rnd.getrandbits(32) for _ in range(2000)]:
+        assert ip_text(4, a) == str(ipaddress.IPv4Address(a))
+
+
 # ---------------------------------------------------------------- checksum agreement
 
 CSUM_FRAMES = {
