@@ -834,6 +834,7 @@ def measure(ctx: Context, contender: Contender, tag: str) -> dict:
         say(f"{tag}: TCP {res['tcp_gbps']:.3f} Gbit/s, {res['tcp_retrans']} retransmissions{cpu_text(cpu)}")
 
     if "http" in ctx.tests:
+        settle_s, left_open = 0.0, 0
         for name, size in HTTP_OBJECTS:
             url = f"http://{SERVER4}:{HTTP_PORT}/{name}.bin"
             tcp0 = {role: tcp_counters(lab, role) for role in ("client", "server")}
@@ -852,9 +853,14 @@ def measure(ctx: Context, contender: Contender, tag: str) -> dict:
             say(f"{tag}: HTTP {size // 1024} KiB {res[f'{name}_rps']:,.0f} req/s, "
                 f"{res[f'{name}_gbps']:.3f} Gbit/s, {errors} errors, p50 {w['latency_p50_us'] / 1e3:.1f} ms"
                 f"{cpu_text(cpu)}{'; ' + losses if losses else ''}")
-        # wrk leaves its last 16 connections closing; let them finish through this contender,
-        # or the next one meets their retransmissions mid-stream (an IPS drops those: midstream)
-        res["http_settle_s"], res["http_left_open"] = settle(lab, HTTP_PORT)
+            # wrk leaves its last 16 connections closing; let them finish through this contender
+            # before the next load starts (its counters then see only its own connections: a
+            # SYN-RECV left by the 16 KiB load once showed up before the 256 KiB one), and the
+            # next contender never meets their retransmissions mid-stream (an IPS drops those)
+            waited, left = settle(lab, HTTP_PORT)
+            settle_s += waited
+            left_open += left
+        res["http_settle_s"], res["http_left_open"] = round(settle_s, 2), left_open
 
     if "udp" in ctx.tests:
         udp, cpu = run_with_cpu(lambda: udp_blast(lab, ctx.seconds), "udp")
