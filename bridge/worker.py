@@ -125,6 +125,14 @@ from rules.decode import LINKTYPE_ETHERNET
 REPORT_INTERVAL = 1.0
 POLL_MS = 200
 HOLE_GRACE = 0.002          # s a kernel-owned head slot may block ready slots behind it before we skip it
+# After a busy pass (SPIN_AFTER frames or more), look at the rings' head slots for up to
+# SPIN_S before sleeping in poll(): a worker that empties its rings faster than they fill
+# otherwise sleeps between frames, and the kernel then wakes it for the next one in the
+# softirq of whoever sent that frame (measured: a 64-byte UDP sender at 442 kpps with the
+# prefilter scan answering its datagrams, 708 when every datagram went through the slower
+# engine lane and the worker never slept).  Quiet traffic never spins.
+SPIN_AFTER = 16
+SPIN_S = 0.0001
 EVE_RETRY = 1.0            # s before a failed EVE file is opened again
 PAYLOAD_READ = 1 << 20     # bytes of compiled rules (a reload) read from the command pipe per loop turn
 FLOW_REASON = "flow"       # dropped[...] of a frame of a dropped flow (the engine's reason for them)
@@ -445,12 +453,14 @@ class Worker:
                         time.sleep(POLL_MS / 1000)   # never spin on a dead descriptor
             events: list = []        # the pass's EVE events, written once its frames are out
             try:
-                stalled = self._pass(readable, events)
+                stalled, consumed = self._pass(readable, events)
             finally:                 # (even when a drain fails: what the pass found is logged)
                 if events:
                     self.write_events(events)
             if stalled:
                 time.sleep(0.0005)     # poll is level-triggered: do not spin while waiting out the grace
+            elif consumed >= SPIN_AFTER:
+                self._spin(SPIN_S)     # (then poll() finds the frame that came, without sleeping)
             if self.reopen:
                 self.reopen = False
                 self.reopen_eve()
@@ -464,13 +474,17 @@ class Worker:
         self.shutdown()
         self.report("final")
 
-    def _pass(self, readable: set, events: list) -> bool:
+    def _pass(self, readable: set, events: list) -> tuple[bool, int]:
         """One pass over the rings: drain every port (its events into `events`), then hand the
-        flows decided meanwhile to the kernel.  True when a ring the kernel said was readable
-        still had a kernel-owned slot at its head (a hole, skipped after HOLE_GRACE)."""
+        flows decided meanwhile to the kernel.  (stalled, slots consumed): stalled when a ring
+        the kernel said was readable still had a kernel-owned slot at its head (a hole,
+        skipped after HOLE_GRACE)."""
         stalled = False
+        consumed = 0
         for port in self.ports:
-            if self.drain(port, events) or port.ps.fileno() not in readable:
+            n = self.drain(port, events)
+            consumed += n
+            if n or port.ps.fileno() not in readable:
                 port.stalled_since = 0.0
                 continue
             # the kernel says frames are ready, yet the head slot is still the kernel's
@@ -487,8 +501,21 @@ class Worker:
             # what reached the rings meanwhile leaves at once: their frames keep their order
             fast.commit()
             for port in self.ports:
-                self.drain(port, events)
-        return stalled
+                consumed += self.drain(port, events)
+        return stalled, consumed
+
+    def _spin(self, seconds: float) -> bool:
+        """Look at the rings' head slots (memory, no system call) for up to `seconds`; True
+        as soon as one holds a frame.  (SPIN_AFTER)"""
+        rings = [port.ring for port in self.ports]
+        clock = time.perf_counter
+        deadline = clock() + seconds
+        while True:
+            for ring in rings:
+                if ring.ready():
+                    return True
+            if clock() >= deadline:
+                return False
 
     # ---------------------------------------------------------------- rule reload
     def control(self) -> bool:

@@ -22,7 +22,7 @@ from bridge.ring import (
     V3Ring,
 )
 from bridge.stats import Counters
-from bridge.worker import Worker, _Port
+from bridge.worker import SPIN_AFTER, SPIN_S, Worker, _Port
 from conf.model import Config
 from rules.api import FORWARD, ForwardAll, Inject, Result, Verdict
 
@@ -379,3 +379,40 @@ def test_a_drain_on_its_own_still_writes_its_events_at_its_end():
     w2.write_events = lambda events: pytest.fail("a drain given a list only collects")
     w2.drain(port2, collected)
     assert collected == ["event"] and len(kernel2.sent) == 1
+
+
+def test_spin_sees_a_frame_at_a_ring_head_and_gives_up_on_empty_rings():
+    w, port, kernel = bridge([frame(60, 1)])
+    assert w._spin(0.001) is True
+    w.drain(port)
+    assert w._spin(0.001) is False
+
+
+@pytest.mark.parametrize("count, spins", [(SPIN_AFTER, 1), (SPIN_AFTER - 1, 0)])
+def test_a_busy_pass_looks_at_the_rings_before_sleeping_a_quiet_one_does_not(count, spins):
+    """After a pass of SPIN_AFTER frames or more the worker watches the ring heads a moment
+    before poll() (a worker asleep is woken by the kernel for the next frame, in its
+    sender's softirq); after a quieter pass it sleeps at once."""
+    k0, k1 = KernelTx(), KernelTx()
+    frames = [frame(60, k) for k in range(count)]
+    eth0 = _Port("eth0", _PollPS("eth0", k0, 100), v2_ring(frames, 64), "ips", k1, tx=tx_ring(k1, 64))
+    eth1 = _Port("eth1", _PollPS("eth1", k1, 101), v2_ring([], 8), "ips", k0, tx=tx_ring(k0, 8))
+    w = Worker([eth0, eth1], Rejector(set()), Config(inspect_time_limit=0), _Conn())
+    spun = []
+    w._spin = spun.append
+    passes = []
+    one_pass = w._pass
+
+    class Done(Exception):
+        pass
+
+    def counted(readable, events):
+        if passes:
+            raise Done
+        passes.append(1)
+        return one_pass(readable, events)
+
+    w._pass = counted
+    with pytest.raises(Done):
+        w.run()
+    assert k1.sent == frames and spun == [SPIN_S] * spins
