@@ -7,6 +7,8 @@ the supervisor before the fork; the worker mmaps their rings, builds its
 Inspector (hyperscan state does not survive a fork) and loops:
 
     poll(all sockets, 200 ms) -> drain every ring until the first kernel-owned slot
+    (after a pass of SPIN_AFTER frames or more, the ring heads are watched for up
+    to SPIN_S before the next poll: a worker asleep is woken for the next frame)
 
 A drain with nothing waiting at the ring's head returns at once (`ring.ready()`).
 One path per frame, for every ring kind (`ring.batches()`: V2 inline, up to 64
