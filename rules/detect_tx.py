@@ -217,6 +217,11 @@ class TxDetector:
 
     def _candidates(self, tx, d: bool, memo: dict, pkt, proto: str) -> list:
         """The signatures to evaluate on `tx` for a packet of direction `d`, in signature
+        order (`_candidates_py`, or its compiled twin rules/_txdetect.c when built)."""
+        return _CANDIDATES(self, tx, d, memo, pkt, proto)
+
+    def _candidates_py(self, tx, d: bool, memo: dict, pkt, proto: str) -> list:
+        """The signatures to evaluate on `tx` for a packet of direction `d`, in signature
         order: those without a fast pattern, and those whose fast pattern its buffers hold.
 
         What no later packet can change is worked out once per transaction and direction
@@ -412,3 +417,16 @@ class TxDetector:
             if not any(r.payload.match(b, pkt) for b in bufs):
                 return _RETRY
         return _MATCH
+
+
+# The compiled candidate selection (rules/_txdetect.c, built by the install), or the Python
+# reference: the same answers and effects (tests/unit/test_txdetect_compiled.py)
+try:
+    from rules import _txdetect
+except ImportError:          # (not built: a checkout used without `pip install`)
+    _txdetect = None         # type: ignore[assignment]
+if _txdetect is not None:
+    _txdetect.setup(header_ok, _order_key, _EMPTY, DONE, _SEEN_VALUE_MAX, _SEEN_MAX)
+    _CANDIDATES = _txdetect.candidates
+else:
+    _CANDIDATES = TxDetector._candidates_py
