@@ -231,6 +231,75 @@ def _strip_port(host: bytes) -> bytes:
     return host[:colon] if colon >= 0 else host
 
 
+def split_headers_py(buf: bytearray, limit: int, to_server: bool):
+    """A header block (`buf` from its first header line on), as libhtp reads it: None, not
+    complete yet; False, over `limit` bytes (the direction is given up); else (end, headers,
+    index, events): `end` bytes make the block with its empty line, `headers` its
+    [(name, value)] -- a repeated name's values joined with ", " into its first place, a
+    folded line joined to the header before with " ", a line without a colon a name with
+    an empty value --, `index` each lower-case name to its first header's value, `events`
+    the event names the lines raise, in order.  The reference of rules/applayer/_httphead.c
+    (`_SPLIT_HEADERS`, when built)."""
+    pos = 0
+    lines: list[bytes] = []
+    while True:
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            return False if len(buf) > limit else None
+        ln = bytes(buf[pos:nl])
+        if ln.endswith(b"\r"):
+            ln = ln[:-1]
+        pos = nl + 1
+        if not ln:
+            break
+        lines.append(ln)
+        if pos > limit:
+            return False
+    events: list[str] = []
+    headers: list[tuple[bytes, bytes]] = []
+    where: dict[bytes, int] = {}          # lower-case name -> its place (repeated names are joined)
+    last = 0
+    for ln in lines:
+        if ln[:1] in (b" ", b"\t") and headers:       # folded: continues the previous value
+            n, v = headers[last]
+            headers[last] = (n, v + b" " + ln.strip())
+            continue
+        colon = ln.find(b":")
+        if colon < 0:
+            # libhtp (checked with suricata -r): a request header line without a colon
+            # raises request_field_missing_colon; a response one raises nothing
+            if to_server:
+                events.append("http.request_field_missing_colon")
+            last = len(headers)
+            name = ln.strip()
+            where.setdefault(name.lower(), last)     # (a later "name: value" joins it; a line like it does not)
+            headers.append((name, b""))
+            continue
+        name = ln[:colon].strip()
+        if to_server and (b" " in name or b"\t" in name):
+            events.append("http.request_header_invalid")     # a header name with a space
+        value = ln[colon + 1:].strip(b" \t")
+        low = name.lower()
+        i = where.get(low)
+        if i is not None:                    # repeated: one header, values joined (libhtp)
+            n, v = headers[i]
+            headers[i] = (n, v + b", " + value)
+            last = i
+        else:
+            last = where[low] = len(headers)
+            headers.append((name, value))
+    index: dict[bytes, bytes] = {}
+    for n, v in headers:                     # (lines without a colon are not joined: the first wins)
+        index.setdefault(n.lower(), v)
+    return pos, headers, index, tuple(events)
+
+
+try:                                         # the compiled twin (built by the install)
+    from rules.applayer._httphead import split as _SPLIT_HEADERS
+except ImportError:                          # (a checkout used without `pip install`)
+    _SPLIT_HEADERS = split_headers_py
+
+
 # ---------------------------------------------------------------------------- buffers
 def _cached(name: str, fn):
     """A buffer computed once per transaction (a None is not kept: the part of the
@@ -599,62 +668,17 @@ class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.p
 
     def _headers(self, side: _Side, to_server: bool) -> bool:
         buf = side.buf
-        pos = 0
-        tx = side.tx
-        lines: list[bytes] = []
-        while True:
-            nl = buf.find(b"\n", pos)
-            if nl < 0:
-                if len(buf) > self.s.header_limit:
-                    self._too_long(side)
-                return False
-            ln = bytes(buf[pos:nl])
-            if ln.endswith(b"\r"):
-                ln = ln[:-1]
-            pos = nl + 1
-            if not ln:
-                break
-            lines.append(ln)
-            if pos > self.s.header_limit:
+        got = _SPLIT_HEADERS(buf, self.s.header_limit, to_server)
+        if not got:
+            if got is False:
                 self._too_long(side)
-                return False
+            return False
+        pos, headers, index, events = got
+        for name in events:
+            self.event(name)
+        tx = side.tx
         raw = bytes(buf[:pos])
         del buf[:pos]
-        headers: list[tuple[bytes, bytes]] = []
-        where: dict[bytes, int] = {}          # lower-case name -> its place (repeated names are joined)
-        last = 0
-        for ln in lines:
-            if ln[:1] in (b" ", b"\t") and headers:       # folded: continues the previous value
-                n, v = headers[last]
-                headers[last] = (n, v + b" " + ln.strip())
-                continue
-            colon = ln.find(b":")
-            if colon < 0:
-                # libhtp (checked with suricata -r): a request header line without a colon
-                # raises request_field_missing_colon; a response one raises nothing
-                if to_server:
-                    self.event("http.request_field_missing_colon")
-                last = len(headers)
-                name = ln.strip()
-                where.setdefault(name.lower(), last)     # (a later "name: value" joins it; a line like it does not)
-                headers.append((name, b""))
-                continue
-            name = ln[:colon].strip()
-            if to_server and (b" " in name or b"\t" in name):
-                self.event("http.request_header_invalid")     # a header name with a space
-            value = ln[colon + 1:].strip(b" \t")
-            low = name.lower()
-            i = where.get(low)
-            if i is not None:                    # repeated: one header, values joined (libhtp)
-                n, v = headers[i]
-                headers[i] = (n, v + b", " + value)
-                last = i
-            else:
-                last = where[low] = len(headers)
-                headers.append((name, value))
-        index: dict[bytes, bytes] = {}
-        for n, v in headers:                     # (lines without a colon are not joined: the first wins)
-            index.setdefault(n.lower(), v)
         if to_server:
             tx.req_headers, tx.req_hdr_raw, tx.req_index = headers, raw, index
         else:

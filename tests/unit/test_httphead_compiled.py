@@ -1,0 +1,126 @@
+"""The compiled header-block split (rules/applayer/_httphead.c) answers what its Python
+reference (rules.applayer.http.split_headers_py) answers: for header blocks built from the
+lines that make libhtp's cases (folded lines, lines without a colon, repeated names in any
+case, spaces in names, bare LF and CR LF, a block over the limit or not complete yet), and
+for the HTTP differential scenarios replayed through the parser with each."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rules.applayer.http as http
+from bridge.replay import _engine, _load_config, run_stream
+
+COMPILED = http._SPLIT_HEADERS
+PY = http.split_headers_py
+REPO = Path(__file__).resolve().parents[2]
+DIFF = REPO / "tests" / "replay" / "differential"
+HTTP_SCENARIOS = {k: v for k, v in json.loads((DIFF / "expected.json").read_text())["scenarios"].items()
+                  if k.startswith("app_http")}
+
+_NAMES = [b"Host", b"host", b"HOST", b"User-Agent", b"Cookie", b"X-A", b"x-a", b"Bad Name", b"Tab\tName",
+          b" Lead", b"", b"Content-Length", b"\xc3\xa9t\xc3\xa9"]
+_VALUES = [b"", b"v", b" spaced  ", b"\tx\t", b"a:b:c", b"198.51.100.7:8080", b"\x00\xff", b"\x0bvt\x0c"]
+
+
+@st.composite
+def _line(draw) -> bytes:
+    kind = draw(st.sampled_from(["header", "header", "header", "folded", "nocolon", "raw"]))
+    if kind == "header":
+        return draw(st.sampled_from(_NAMES)) + b":" + draw(st.sampled_from(_VALUES))
+    if kind == "folded":
+        return draw(st.sampled_from([b" ", b"\t", b" \t "])) + draw(st.sampled_from(_VALUES + [b"more"]))
+    if kind == "nocolon":
+        return draw(st.sampled_from([b"NoColon", b"nocolon", b"  padded  ", b"Host", b"\x0bx"]))
+    return draw(st.binary(min_size=1, max_size=12).filter(lambda b: b"\n" not in b and b != b"\r"))
+
+
+@st.composite
+def _block(draw) -> bytes:
+    lines = draw(st.lists(_line(), max_size=12))
+    eols = [draw(st.sampled_from([b"\r\n", b"\n", b"\r\r\n"])) for _ in lines]
+    out = b"".join(ln + e for ln, e in zip(lines, eols))
+    ending = draw(st.sampled_from([b"\r\n", b"\n", b"", b"\r"]))     # "" and "\r": not complete
+    return out + ending + draw(st.binary(max_size=8))               # (bytes after the block stay)
+
+
+def test_the_compiled_module_is_built_and_used():
+    """The install builds it; the parser uses it (a silent fallback would hide a build break)."""
+    assert COMPILED is not PY
+    assert COMPILED.__module__ == "rules.applayer._httphead"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_block(), st.sampled_from([0, 5, 20, 60, 4096]), st.booleans())
+def test_compiled_split_answers_as_the_python_reference(block, limit, to_server):
+    buf = bytearray(block)
+    want = PY(bytearray(block), limit, to_server)
+    got = COMPILED(buf, limit, to_server)
+    assert got == want
+    assert buf == block                         # (neither touches the buffer: the parser cuts it)
+
+
+@pytest.mark.parametrize("block,to_server,want", [
+    (b"Host: a\r\nhost: b\r\n\r\nrest", True,
+     (20, [(b"Host", b"a, b")], {b"host": b"a, b"}, ())),
+    (b"A: 1\r\n  folded \r\n\r\n", True, (19, [(b"A", b"1 folded")], {b"a": b"1 folded"}, ())),
+    (b"NoColon\r\nBad Name: x\r\n\r\n", True,
+     (24, [(b"NoColon", b""), (b"Bad Name", b"x")], {b"nocolon": b"", b"bad name": b"x"},
+      ("http.request_field_missing_colon", "http.request_header_invalid"))),
+    (b"NoColon\r\nBad Name: x\r\n\r\n", False,
+     (24, [(b"NoColon", b""), (b"Bad Name", b"x")], {b"nocolon": b"", b"bad name": b"x"}, ())),
+    (b"Host: a\r\n", True, None),               # no empty line yet
+])
+def test_known_blocks(block, to_server, want):
+    """Cases written out, so a change to both twins at once still shows."""
+    for impl in (PY, COMPILED):
+        assert impl(bytearray(block), 4096, to_server) == want
+
+
+def test_over_the_limit_is_false_complete_or_not():
+    for impl in (PY, COMPILED):
+        assert impl(bytearray(b"A: " + b"x" * 100 + b"\r\n\r\n"), 50, True) is False
+        assert impl(bytearray(b"A: " + b"x" * 100), 50, True) is False
+        assert impl(bytearray(b"A: " + b"x" * 40), 50, True) is None
+
+
+def test_many_lines_grow_the_line_table():
+    block = b"".join(b"H%d: %d\r\n" % (i, i) for i in range(500)) + b"\r\n"
+    assert COMPILED(bytearray(block), 1 << 20, True) == PY(bytearray(block), 1 << 20, True)
+
+
+def test_only_a_bytearray_is_taken():
+    with pytest.raises(TypeError):
+        COMPILED(b"A: 1\r\n\r\n", 100, True)
+
+
+def _replay(sc: dict, impl, monkeypatch) -> tuple[list, dict]:
+    calls: list = []
+
+    def recorded(buf, limit, to_server):
+        got = impl(buf, limit, to_server)
+        calls.append((bytes(buf), limit, to_server, got))
+        return got
+
+    monkeypatch.setattr(http, "_SPLIT_HEADERS", recorded)
+    config = _load_config(str(DIFF / sc.get("config", "ipsbridge.yaml")))
+    engine = _engine([str(DIFF / sc["rules"])], config, sc.get("mode", "ips"))
+    events: list = []
+    totals = run_stream(engine, [str(DIFF / sc["pcap"])], eve_sink=lambda cnt, evs: events.extend((cnt, e) for e in evs),
+                        mode=sc.get("mode", "ips"))
+    return calls, {"events": [(c, type(e).__name__, getattr(e, "sid", None)) for c, e in events],
+                   "dropped": list(totals.dropped)}
+
+
+@pytest.mark.parametrize("name", sorted(HTTP_SCENARIOS))
+def test_http_scenarios_replay_the_same_with_either(name, monkeypatch):
+    sc = HTTP_SCENARIOS[name]
+    c_calls, c_out = _replay(sc, COMPILED, monkeypatch)
+    py_calls, py_out = _replay(sc, PY, monkeypatch)
+    assert any(got for *_, got in c_calls)      # the scenario did reach a complete header block
+    assert c_calls == py_calls
+    assert c_out == py_out
