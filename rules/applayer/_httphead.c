@@ -10,7 +10,10 @@
  *   False                         the block is over `limit` bytes: the caller gives up
  *   (end, headers, index, events) `end` bytes make the block (with its empty line);
  *                                 headers [(name, value)], index {lower name: value of
- *                                 its first header}, events a tuple of event names */
+ *                                 its first header}, events a tuple of event names
+ *
+ * join(line, headers, kind, skip) makes what rules/applayer/http.py's join_headers_py
+ * makes of a header list: the http.header, http.header_names or http.start buffer. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
@@ -217,10 +220,104 @@ out:
     return result;
 }
 
+/* does `name` (bytes) lower-cased equal `skip` (lower-case bytes)? (bytes.lower: ASCII only) */
+static int
+lower_eq(const unsigned char *n, Py_ssize_t nl, const unsigned char *k, Py_ssize_t kl)
+{
+    if (nl != kl)
+        return 0;
+    for (Py_ssize_t i = 0; i < nl; i++) {
+        unsigned char c = n[i];
+        if (c >= 'A' && c <= 'Z')
+            c += 32;
+        if (c != k[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* join(line, headers, kind, skip): a buffer made of a header list, as
+ * rules.applayer.http.join_headers_py makes it (kind 0 http.header, 1 http.header_names,
+ * 2 http.start) */
+static PyObject *
+join(PyObject *module, PyObject *args)
+{
+    PyObject *line, *headers, *skip;
+    int kind;
+    if (!PyArg_ParseTuple(args, "SO!iS", &line, &PyList_Type, &headers, &kind, &skip))
+        return NULL;
+    if (kind < 0 || kind > 2) {
+        PyErr_SetString(PyExc_ValueError, "join: kind is 0, 1 or 2");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(headers);
+    const unsigned char *k = (const unsigned char *)PyBytes_AS_STRING(skip);
+    Py_ssize_t kl = PyBytes_GET_SIZE(skip);
+    /* a first pass checks the items and counts the bytes */
+    Py_ssize_t size = kind == 2 ? PyBytes_GET_SIZE(line) + 4 : kind == 1 ? 4 : 0, kept = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(headers, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "join: headers must be a list of (bytes, bytes)");
+            return NULL;
+        }
+        PyObject *name = PyTuple_GET_ITEM(pair, 0);
+        Py_ssize_t nl = PyBytes_GET_SIZE(name);
+        if (kind == 1) {
+            size += nl + 2;
+        } else if (kind == 0 && lower_eq((const unsigned char *)PyBytes_AS_STRING(name), nl, k, kl)) {
+            continue;
+        } else {
+            size += nl + 4 + PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 1));
+        }
+        kept++;
+    }
+    if (kind != 2 && kept == 0)
+        Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL)
+        return NULL;
+    char *w = PyBytes_AS_STRING(out);
+#define PUT(p, l) do { memcpy(w, (p), (size_t)(l)); w += (l); } while (0)
+    if (kind == 2)
+        PUT(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line));
+    if (kind != 0)
+        PUT("\r\n", 2);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(headers, i);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        Py_ssize_t nl = PyBytes_GET_SIZE(name);
+        if (kind == 1) {
+            PUT(PyBytes_AS_STRING(name), nl);
+            PUT("\r\n", 2);
+            continue;
+        }
+        if (kind == 0 && lower_eq((const unsigned char *)PyBytes_AS_STRING(name), nl, k, kl))
+            continue;
+        PUT(PyBytes_AS_STRING(name), nl);
+        PUT(": ", 2);
+        PUT(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+        PUT("\r\n", 2);
+    }
+    if (kind != 0)
+        PUT("\r\n", 2);
+#undef PUT
+    if (w - PyBytes_AS_STRING(out) != size) {      /* cannot happen: the list is not changed between passes */
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "join: size mismatch");
+        return NULL;
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"split", split, METH_VARARGS,
      "split(buf, limit, to_server) -> None | False | (end, headers, index, events): an HTTP "
      "header block as rules.applayer.http.split_headers_py answers."},
+    {"join", join, METH_VARARGS,
+     "join(line, headers, kind, skip) -> bytes | None: http.header (kind 0, without the headers named "
+     "`skip`), http.header_names (1) or http.start (2) as rules.applayer.http.join_headers_py makes it."},
     {NULL, NULL, 0, NULL},
 };
 

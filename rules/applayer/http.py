@@ -118,6 +118,14 @@ def remove_dot_segments(path: bytes) -> bytes:
     """RFC 3986's remove_dot_segments as libhtp runs it: a "/." or "/.." that ends the
     path leaves no trailing "/" ("/a/b/.." is "/a", "/a/./" is "/a", "/a/b/../../.."
     is empty); repeated slashes stay."""
+    if path[:1] != b"." and b"/." not in path:
+        # nothing to remove: only a "." at the start or after a "/" begins a dot segment
+        return path
+    return _remove_dot_segments_walk(path)
+
+
+def _remove_dot_segments_walk(path: bytes) -> bytes:
+    """remove_dot_segments' walk over the path, segment by segment."""
     out = bytearray()
     i, n = 0, len(path)
     pending = -1                          # a "/" put back in front of the input
@@ -170,7 +178,9 @@ def split_uri(raw: bytes) -> tuple[bytes | None, bytes | None, bytes, bytes | No
     "?" or "#" on (None when nothing does)."""
     scheme = authority = None
     rest = raw
-    sep = raw.find(b"://")
+    # (an origin-form target, "/..." as nearly every request has, names no scheme: a
+    # scheme is letters only, so a "/" before "://" rules it out)
+    sep = -1 if raw[:1] == b"/" else raw.find(b"://")
     if sep > 0 and raw[:sep].isalpha() and b"/" not in raw[:sep]:
         scheme = raw[:sep]
         rest = raw[sep + 3:]
@@ -294,10 +304,24 @@ def split_headers_py(buf: bytearray, limit: int, to_server: bool):
     return pos, headers, index, tuple(events)
 
 
-try:                                         # the compiled twin (built by the install)
+def join_headers_py(line: bytes, headers: list, kind: int, skip: bytes) -> bytes | None:
+    """A buffer made of a header list: kind 0, http.header (each header as
+    "Name: value\\r\\n", those whose lower-case name is `skip` left out; None if none is
+    left); 1, http.header_names ("\\r\\n", each name and "\\r\\n", "\\r\\n"; None without
+    headers); 2, http.start (`line`, "\\r\\n", every header as in http.header, "\\r\\n")."""
+    if kind == 0:
+        return b"".join([n + b": " + v + b"\r\n" for n, v in headers if n.lower() != skip]) or None
+    if kind == 1:
+        return b"\r\n" + b"".join([n + b"\r\n" for n, _ in headers]) + b"\r\n" if headers else None
+    return line + b"\r\n" + b"".join([n + b": " + v + b"\r\n" for n, v in headers]) + b"\r\n"
+
+
+try:                                         # the compiled twins (built by the install)
+    from rules.applayer._httphead import join as _JOIN_HEADERS
     from rules.applayer._httphead import split as _SPLIT_HEADERS
 except ImportError:                          # (a checkout used without `pip install`)
     _SPLIT_HEADERS = split_headers_py
+    _JOIN_HEADERS = join_headers_py
 
 
 # ---------------------------------------------------------------------------- buffers
@@ -327,23 +351,21 @@ def _headers_buf(side: bool):
     skip = b"cookie" if side else b"set-cookie"
 
     def get(tx: HttpTx):
-        hs = tx.req_headers if side else tx.resp_headers
-        return b"".join(n + b": " + v + b"\r\n" for n, v in hs if n.lower() != skip) or None
+        return _JOIN_HEADERS(b"", tx.req_headers if side else tx.resp_headers, 0, skip)
     return get
 
 
 def _header_names(side: bool):
     def get(tx: HttpTx):
-        hs = tx.req_headers if side else tx.resp_headers
-        return b"\r\n" + b"".join(n + b"\r\n" for n, _ in hs) + b"\r\n" if hs else None
+        return _JOIN_HEADERS(b"", tx.req_headers if side else tx.resp_headers, 1, b"")
     return get
 
 
 def _start(side: bool):
     def get(tx: HttpTx):
-        line = tx.request_line if side else tx.response_line
-        hs = tx.req_headers if side else tx.resp_headers
-        return line + b"\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in hs) + b"\r\n"
+        if side:
+            return _JOIN_HEADERS(tx.request_line, tx.req_headers, 2, b"")
+        return _JOIN_HEADERS(tx.response_line, tx.resp_headers, 2, b"")
     return get
 
 

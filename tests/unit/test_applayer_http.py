@@ -17,9 +17,11 @@ from rules.applayer.http import (
     LINE,
     Parser,
     Settings,
+    _remove_dot_segments_walk,
     normalize_uri,
     probe,
     remove_dot_segments,
+    split_uri,
 )
 from rules.parser import parse_rule
 
@@ -118,6 +120,54 @@ def test_normalize_uri(raw, norm):
 def test_remove_dot_segments_rfc_examples():
     assert remove_dot_segments(b"/a/b/c/./../../g") == b"/a/g"
     assert remove_dot_segments(b"mid/content=5/../6") == b"mid/6"
+
+
+_PATH = st.lists(st.sampled_from([b"/", b".", b"..", b"a", b"b.c", b"%2e", b"\\", b"x."]), max_size=12).map(b"".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_PATH | st.binary(max_size=20))
+def test_remove_dot_segments_shortcut_answers_as_the_walk(path):
+    """A path without a leading "." and without "/." comes back as it is, without the walk:
+    the walk gives the same answer for every path."""
+    assert remove_dot_segments(path) == _remove_dot_segments_walk(path)
+
+
+def _split_uri_scanning(raw: bytes):
+    """split_uri as it was before its origin-form shortcut: the scheme looked for in every target."""
+    scheme = authority = None
+    rest = raw
+    sep = raw.find(b"://")
+    if sep > 0 and raw[:sep].isalpha() and b"/" not in raw[:sep]:
+        scheme = raw[:sep]
+        rest = raw[sep + 3:]
+        end = len(rest)
+        for ch in (b"/", b"?", b"#"):
+            j = rest.find(ch)
+            if 0 <= j < end:
+                end = j
+        authority, rest = rest[:end], rest[end:]
+    cut = len(rest)
+    for ch in (b"?", b"#"):
+        j = rest.find(ch)
+        if 0 <= j < cut:
+            cut = j
+    return scheme, authority, rest[:cut], (rest[cut:] if cut < len(rest) else None)
+
+
+_TARGET = st.lists(st.sampled_from([b"/", b"http", b"://", b"h.example", b":8080", b"?", b"#", b"q=1", b"@", b"x"]),
+                   max_size=10).map(b"".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_TARGET | st.binary(max_size=24))
+def test_split_uri_shortcut_answers_as_the_scan(raw):
+    assert split_uri(raw) == _split_uri_scanning(raw)
+
+
+def test_split_uri_origin_form_and_absolute():
+    assert split_uri(b"/a?x=http://h/") == (None, None, b"/a", b"?x=http://h/")
+    assert split_uri(b"http://H.example:80/p?q#f") == (b"http", b"H.example:80", b"/p", b"?q#f")
 
 
 def test_probe():

@@ -2,7 +2,8 @@
 reference (rules.applayer.http.split_headers_py) answers: for header blocks built from the
 lines that make libhtp's cases (folded lines, lines without a colon, repeated names in any
 case, spaces in names, bare LF and CR LF, a block over the limit or not complete yet), and
-for the HTTP differential scenarios replayed through the parser with each."""
+for the HTTP differential scenarios replayed through the parser with each.  Its `join`
+makes the http.header, http.header_names and http.start buffers as join_headers_py does."""
 from __future__ import annotations
 
 import json
@@ -17,6 +18,8 @@ from bridge.replay import _engine, _load_config, run_stream
 
 COMPILED = http._SPLIT_HEADERS
 PY = http.split_headers_py
+JOIN = http._JOIN_HEADERS
+JOIN_PY = http.join_headers_py
 REPO = Path(__file__).resolve().parents[2]
 DIFF = REPO / "tests" / "replay" / "differential"
 HTTP_SCENARIOS = {k: v for k, v in json.loads((DIFF / "expected.json").read_text())["scenarios"].items()
@@ -52,6 +55,8 @@ def test_the_compiled_module_is_built_and_used():
     """The install builds it; the parser uses it (a silent fallback would hide a build break)."""
     assert COMPILED is not PY
     assert COMPILED.__module__ == "rules.applayer._httphead"
+    assert JOIN is not JOIN_PY
+    assert JOIN.__module__ == "rules.applayer._httphead"
 
 
 @settings(max_examples=3000, deadline=None)
@@ -122,5 +127,80 @@ def test_http_scenarios_replay_the_same_with_either(name, monkeypatch):
     c_calls, c_out = _replay(sc, COMPILED, monkeypatch)
     py_calls, py_out = _replay(sc, PY, monkeypatch)
     assert any(got for *_, got in c_calls)      # the scenario did reach a complete header block
+    assert c_calls == py_calls
+    assert c_out == py_out
+
+
+# ---------------------------------------------------------------------------- join
+_HEADER = st.tuples(st.sampled_from(_NAMES + [b"cookie", b"COOKIE", b"Set-Cookie", b"set-cookie", b"Cookie2"])
+                    | st.binary(max_size=10),
+                    st.sampled_from(_VALUES) | st.binary(max_size=40))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=30), st.lists(_HEADER, max_size=12), st.sampled_from([0, 1, 2]),
+       st.sampled_from([b"cookie", b"set-cookie", b"", b"host"]))
+def test_compiled_join_makes_what_the_python_reference_makes(line, headers, kind, skip):
+    want = JOIN_PY(line, headers, kind, skip)
+    got = JOIN(line, headers, kind, skip)
+    assert got == want
+    assert type(got) is type(want)
+
+
+@pytest.mark.parametrize("kind,line,headers,skip,want", [
+    (0, b"", [(b"Host", b"a"), (b"Cookie", b"c=1"), (b"X", b"")], b"cookie", b"Host: a\r\nX: \r\n"),
+    (0, b"", [(b"COOKIE", b"c=1")], b"cookie", None),              # nothing left: no buffer
+    (0, b"", [(b"Set-Cookie", b"s")], b"cookie", b"Set-Cookie: s\r\n"),
+    (0, b"", [], b"cookie", None),
+    (1, b"", [(b"Host", b"a"), (b"cookie", b"")], b"", b"\r\nHost\r\ncookie\r\n\r\n"),
+    (1, b"", [], b"", None),
+    (2, b"GET / HTTP/1.1", [(b"Host", b"a"), (b"Cookie", b"c")], b"",
+     b"GET / HTTP/1.1\r\nHost: a\r\nCookie: c\r\n\r\n"),
+    (2, b"HTTP/1.1 200 OK", [], b"", b"HTTP/1.1 200 OK\r\n\r\n"),
+    (2, b"", [], b"", b"\r\n\r\n"),
+])
+def test_join_known_lists(kind, line, headers, skip, want):
+    assert JOIN(line, headers, kind, skip) == want
+    assert JOIN_PY(line, headers, kind, skip) == want
+
+
+@pytest.mark.parametrize("args,exc", [
+    ((b"", [(b"A", b"1", b"x")], 0, b""), TypeError),       # not a pair
+    ((b"", [("A", b"1")], 0, b""), TypeError),              # a str name
+    ((b"", [(b"A", "1")], 2, b""), TypeError),              # a str value
+    ((b"", ((b"A", b"1"),), 0, b""), TypeError),            # not a list
+    (("", [(b"A", b"1")], 2, b""), TypeError),              # a str line
+    ((b"", [(b"A", b"1")], 3, b""), ValueError),            # no such buffer
+])
+def test_join_refuses_what_it_cannot_join(args, exc):
+    with pytest.raises(exc):
+        JOIN(*args)
+
+
+def _replay_join(sc: dict, impl, monkeypatch) -> tuple[list, dict]:
+    calls: list = []
+
+    def recorded(line, headers, kind, skip):
+        got = impl(line, headers, kind, skip)
+        calls.append((line, list(headers), kind, skip, got))
+        return got
+
+    monkeypatch.setattr(http, "_JOIN_HEADERS", recorded)
+    config = _load_config(str(DIFF / sc.get("config", "ipsbridge.yaml")))
+    engine = _engine([str(DIFF / sc["rules"])], config, sc.get("mode", "ips"))
+    events: list = []
+    totals = run_stream(engine, [str(DIFF / sc["pcap"])], eve_sink=lambda cnt, evs: events.extend((cnt, e) for e in evs),
+                        mode=sc.get("mode", "ips"))
+    return calls, {"events": [(c, type(e).__name__, getattr(e, "sid", None)) for c, e in events],
+                   "dropped": list(totals.dropped)}
+
+
+@pytest.mark.parametrize("name", sorted(HTTP_SCENARIOS))
+def test_http_scenarios_join_the_same_with_either(name, monkeypatch):
+    sc = HTTP_SCENARIOS[name]
+    c_calls, c_out = _replay_join(sc, JOIN, monkeypatch)
+    py_calls, py_out = _replay_join(sc, JOIN_PY, monkeypatch)
+    if name in ("app_http_requests", "app_http_requests_ids"):   # (every buffer is made there)
+        assert {kind for _l, _h, kind, _s, _g in c_calls} == {0, 1, 2}
     assert c_calls == py_calls
     assert c_out == py_out
