@@ -16,32 +16,25 @@ static long long done_level = -1;
 static Py_ssize_t seen_value_max, seen_max;
 static PyObject *cands_key[2];          /* ("cands", False), ("cands", True): tx.found's keys */
 static PyObject *kw_key;                /* {"key": order_key}: list.sort's keywords */
-static PyObject *s_found, *s_progress, *s_slots, *s_always, *s_bucket, *s_reps, *s_proto, *s_side,
-    *s_get, *s_multi, *s_transforms, *s_body, *s_grows, *s_by_pid, *s_seen, *s_db, *s_scan, *s_overlap,
+static PyObject *s_found, *s_progress, *s_slots, *s_always, *s_bucket, *s_reps, *s_proto, *s_scan,
     *s_order, *s_sort, *s_zero;
 
-/* obj.name as a C long long (an int attribute); -1 with an exception if it is not one */
-static long long
-attr_ll(PyObject *obj, PyObject *name)
-{
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL)
-        return -1;
-    long long x = PyLong_AsLongLong(v);
-    Py_DECREF(v);
-    return x;
-}
+/* _Slot.packed: what candidates() reads of a slot, in one tuple (rules/detect_tx.py
+ * _Slot.pack; one attribute read a slot instead of one per field) */
+enum { P_SIDE, P_PROGRESS, P_GET, P_MULTI, P_TRANSFORMS, P_GROWS, P_BODY, P_BY_PID, P_DB, P_SEEN, P_OVERLAP, P_N };
+static PyObject *s_packed;
 
-/* obj.name's truth: 1, 0, -1 with an exception */
-static int
-attr_truth(PyObject *obj, PyObject *name)
+/* slot.packed, checked (new reference; NULL with an exception) */
+static PyObject *
+packed_of(PyObject *slot)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
-    if (v == NULL)
-        return -1;
-    int t = PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return t;
+    PyObject *p = PyObject_GetAttr(slot, s_packed);
+    if (p != NULL && !(PyTuple_CheckExact(p) && PyTuple_GET_SIZE(p) == P_N)) {
+        Py_DECREF(p);
+        PyErr_SetString(PyExc_TypeError, "_Slot.packed: a tuple of 11 expected (_Slot.pack)");
+        return NULL;
+    }
+    return p;
 }
 
 /* TxDetector._ok: the memo's answer for bucket `b`, header_ok(reps[b], pkt) remembered
@@ -102,19 +95,17 @@ sort_by_order(PyObject *lst)
 /* _Slot.values: the list of what is inspected (each item of a multi-buffer, each through
  * the transforms); an empty list when the getter gives None */
 static PyObject *
-slot_values(PyObject *slot, PyObject *tx)
+slot_values(PyObject *pk, PyObject *tx)
 {
-    PyObject *get = PyObject_GetAttr(slot, s_get);
-    PyObject *v = get ? PyObject_CallOneArg(get, tx) : NULL;
-    Py_XDECREF(get);
+    PyObject *v = PyObject_CallOneArg(PyTuple_GET_ITEM(pk, P_GET), tx);
     if (v == NULL)
         return NULL;
     if (v == Py_None) {
         Py_DECREF(v);
         return PyList_New(0);
     }
-    int multi = attr_truth(slot, s_multi);
-    PyObject *transforms = multi < 0 ? NULL : PyObject_GetAttr(slot, s_transforms);
+    int multi = PyObject_IsTrue(PyTuple_GET_ITEM(pk, P_MULTI));
+    PyObject *transforms = multi < 0 ? NULL : Py_NewRef(PyTuple_GET_ITEM(pk, P_TRANSFORMS));
     PyObject *vals = NULL, *tf = NULL;
     if (transforms == NULL)
         goto out;
@@ -153,11 +144,9 @@ out:
 /* _Slot.scan: the ids of the slot's patterns in v, remembered per value up to
  * seen_value_max bytes (at most seen_max values, then forgotten at once) */
 static PyObject *
-slot_scan(PyObject *slot, PyObject *v)
+slot_scan(PyObject *pk, PyObject *v)
 {
-    PyObject *db = PyObject_GetAttr(slot, s_db);
-    if (db == NULL)
-        return NULL;
+    PyObject *db = Py_NewRef(PyTuple_GET_ITEM(pk, P_DB));
     PyObject *got = NULL, *seen = NULL;
     Py_ssize_t n = PyObject_Length(v);
     if (n < 0)
@@ -166,9 +155,7 @@ slot_scan(PyObject *slot, PyObject *v)
         got = PyObject_CallMethodOneArg(db, s_scan, v);
         goto out;
     }
-    seen = PyObject_GetAttr(slot, s_seen);
-    if (seen == NULL)
-        goto out;
+    seen = Py_NewRef(PyTuple_GET_ITEM(pk, P_SEEN));
     if (!PyDict_Check(seen)) {
         PyErr_SetString(PyExc_TypeError, "_Slot.seen: a dict expected");
         goto out;
@@ -196,11 +183,11 @@ out:
 /* TxDetector._grown: a growing body's fast patterns, from the bytes it grew by (kept in
  * found under (id(slot), 0) as (bytes scanned, set)); vals holds one value */
 static PyObject *
-slot_grown(PyObject *slot, PyObject *vals, PyObject *found, PyObject *sid)
+slot_grown(PyObject *pk, PyObject *vals, PyObject *found, PyObject *sid)
 {
     PyObject *v = PyList_GET_ITEM(vals, 0);
     PyObject *key = PyTuple_Pack(2, sid, s_zero);
-    PyObject *db = PyObject_GetAttr(slot, s_db);
+    PyObject *db = Py_NewRef(PyTuple_GET_ITEM(pk, P_DB));
     PyObject *got = NULL, *prev = NULL, *part = NULL, *ids = NULL;
     Py_ssize_t n = PyObject_Length(v);
     if (key == NULL || db == NULL || n < 0)
@@ -224,7 +211,7 @@ slot_grown(PyObject *slot, PyObject *vals, PyObject *found, PyObject *sid)
     if (prev != NULL && prev != Py_None && done <= n) {
         got = Py_NewRef(PyTuple_GET_ITEM(prev, 1));
         if (done < n) {
-            long long overlap = attr_ll(slot, s_overlap);
+            long long overlap = PyLong_AsLongLong(PyTuple_GET_ITEM(pk, P_OVERLAP));
             if (overlap == -1 && PyErr_Occurred())
                 goto out;
             Py_ssize_t from = done - overlap > 0 ? (Py_ssize_t)(done - overlap) : 0;
@@ -381,7 +368,7 @@ candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *found = PyObject_GetAttr(tx, s_found), *bucket = PyObject_GetAttr(txd, s_bucket);
     PyObject *reps = PyObject_GetAttr(txd, s_reps), *prog = PyObject_GetAttr(tx, s_progress);
     PyObject *fixed = NULL, *open = NULL, *settled = NULL, *out = NULL, *result = NULL;
-    PyObject *slot = NULL, *sid = NULL, *got = NULL, *vals = NULL, *by_pid = NULL;
+    PyObject *slot = NULL, *pk = NULL, *sid = NULL, *got = NULL, *vals = NULL, *by_pid = NULL;
     int closed = 0;
     if (found == NULL || bucket == NULL || reps == NULL || prog == NULL)
         goto out;
@@ -418,12 +405,16 @@ candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(open); i++) {
         slot = Py_NewRef(PyList_GET_ITEM(open, i));
-        int side = attr_truth(slot, s_side);
-        long long need = side < 0 ? -1 : attr_ll(slot, s_progress);
+        pk = packed_of(slot);
+        if (pk == NULL)
+            goto out;
+        int side = PyObject_IsTrue(PyTuple_GET_ITEM(pk, P_SIDE));
+        long long need = side < 0 ? -1 : PyLong_AsLongLong(PyTuple_GET_ITEM(pk, P_PROGRESS));
         if (side < 0 || (need == -1 && PyErr_Occurred()))
             goto out;
         long long p = pr[side];
         if (p < need) {                                            /* not there yet */
+            Py_CLEAR(pk);
             Py_CLEAR(slot);
             continue;
         }
@@ -436,15 +427,15 @@ candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XINCREF(got);
         int final = got != NULL;
         if (!final) {
-            vals = slot_values(slot, tx);
+            vals = slot_values(pk, tx);
             if (vals == NULL)
                 goto out;
             Py_ssize_t nv = PyList_GET_SIZE(vals);
-            int grows = attr_truth(slot, s_grows);
+            int grows = PyObject_IsTrue(PyTuple_GET_ITEM(pk, P_GROWS));
             if (grows < 0)
                 goto out;
             if (grows) {
-                got = nv ? slot_grown(slot, vals, found, sid) : Py_NewRef(empty_set);
+                got = nv ? slot_grown(pk, vals, found, sid) : Py_NewRef(empty_set);
             } else {
                 got = Py_NewRef(empty_set);
                 for (Py_ssize_t k = 0; k < PyList_GET_SIZE(vals); k++) {
@@ -454,7 +445,7 @@ candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         goto out;
                     if (!t)
                         continue;
-                    PyObject *hit = slot_scan(slot, v);
+                    PyObject *hit = slot_scan(pk, v);
                     if (hit == NULL)
                         goto out;
                     int h = PyObject_IsTrue(hit);
@@ -476,7 +467,7 @@ candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             if (got == NULL)
                 goto out;
-            int body = attr_truth(slot, s_body);
+            int body = PyObject_IsTrue(PyTuple_GET_ITEM(pk, P_BODY));
             if (body < 0)
                 goto out;
             if (p >= done_level || (!body && (nv || p > need))) {
@@ -495,12 +486,13 @@ candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 goto out;
             dest = out;
         }
-        by_pid = PyObject_GetAttr(slot, s_by_pid);
-        if (by_pid == NULL || add_rules(dest, got, by_pid, memo, bucket, reps, pkt) < 0)
+        by_pid = Py_NewRef(PyTuple_GET_ITEM(pk, P_BY_PID));
+        if (add_rules(dest, got, by_pid, memo, bucket, reps, pkt) < 0)
             goto out;
         Py_CLEAR(by_pid);
         Py_CLEAR(got);
         Py_CLEAR(sid);
+        Py_CLEAR(pk);
         Py_CLEAR(slot);
     }
     if (closed) {
@@ -536,6 +528,7 @@ out:
     Py_XDECREF(vals);
     Py_XDECREF(got);
     Py_XDECREF(sid);
+    Py_XDECREF(pk);
     Py_XDECREF(slot);
     Py_XDECREF(out);
     Py_XDECREF(settled);
@@ -595,19 +588,10 @@ PyInit__txdetect(void)
     STR(s_bucket, "bucket");
     STR(s_reps, "reps");
     STR(s_proto, "proto");
-    STR(s_side, "side");
-    STR(s_get, "get");
-    STR(s_multi, "multi");
-    STR(s_transforms, "transforms");
-    STR(s_body, "body");
-    STR(s_grows, "grows");
-    STR(s_by_pid, "by_pid");
-    STR(s_seen, "seen");
-    STR(s_db, "db");
     STR(s_scan, "scan");
-    STR(s_overlap, "overlap");
     STR(s_order, "order");
     STR(s_sort, "sort");
+    STR(s_packed, "packed");
     if ((s_zero = PyLong_FromLong(0)) == NULL)
         return NULL;
     for (int d = 0; d < 2; d++)

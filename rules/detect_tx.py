@@ -63,7 +63,7 @@ class _Slot:
     """One buffer as the prefilter scans it: (name, side, transforms) and its patterns."""
 
     __slots__ = ("get", "side", "progress", "multi", "body", "transforms", "patterns", "by_pid", "db", "proto",
-                 "grows", "overlap", "seen")
+                 "grows", "overlap", "seen", "packed")
 
     def __init__(self, buf, proto: str) -> None:
         self.proto = proto                   # its protocol: a slot is scanned on that protocol's transactions only
@@ -83,13 +83,24 @@ class _Slot:
         # value -> its scan's ids, for short values: the same Host, User-Agent, status or
         # Server comes back transaction after transaction (bounded; not pickled)
         self.seen: dict[bytes, frozenset] = {}
+        self.packed: tuple | None = None     # set by pack() once the database is
+
+    def pack(self) -> None:
+        """Once `db` and `overlap` are set: the fields the compiled candidate selection reads,
+        in one tuple (rules/_txdetect.c reads one attribute a slot instead of eleven).  The
+        objects are the slot's own (`by_pid`, `seen` are the same dicts), so it stays true
+        as long as no field is assigned again."""
+        self.packed = (self.side, self.progress, self.get, self.multi, self.transforms, self.grows, self.body,
+                       self.by_pid, self.db, self.seen, self.overlap)
 
     def __getstate__(self):
-        return tuple(getattr(self, k) if k != "seen" else None for k in self.__slots__)
+        return tuple(None if k in ("seen", "packed") else getattr(self, k) for k in self.__slots__)
 
     def __setstate__(self, state) -> None:
         for k, v in zip(self.__slots__, state):
             setattr(self, k, v if k != "seen" else {})
+        if self.db is not None:
+            self.pack()
 
     def scan(self, v: bytes) -> frozenset | set:
         """The ids of the slot's patterns in `v` (PatternDB.scan), remembered for a short
@@ -169,6 +180,7 @@ class TxDetector:
         for slot in slots.values():
             slot.db = PatternDB(list(slot.patterns))
             slot.overlap = max(len(lit) for lit, _ in slot.patterns) - 1
+            slot.pack()
         # per packet direction: the slots of the rules evaluated on it
         self.slots = {d: tuple(sl for k, sl in slots.items() if k[4] == d) for d in (True, False)}
         self.always = {k: tuple(v) for k, v in always.items()}

@@ -99,6 +99,11 @@ def test_a_slot_remembers_the_scans_of_short_values():
     assert again is slot.seen[b"nothing here"] and isinstance(again, frozenset)
     copy = pickle.loads(serialize(slot))         # as a rule reload sends it
     assert copy.seen == {} and copy.patterns == slot.patterns and copy.scan(pat) == slot.scan(pat)
+    # the compiled selection's view of the copy is the copy's own fields (its new `seen` dict,
+    # its database), not the pickled slot's
+    assert copy.packed is not None and copy.packed[9] is copy.seen and copy.packed[8] is copy.db
+    assert copy.packed[7] is copy.by_pid and copy.packed[0] == slot.side and copy.packed[1] == slot.progress
+    assert slot.packed[9] is slot.seen
     slot.seen.clear()
     for i in range(dt._SEEN_MAX + 5):
         slot.scan(b"v%d" % i)
