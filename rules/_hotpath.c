@@ -670,10 +670,10 @@ static PyObject *ls_lean, *ls_app, *ls_detector, *ls_linktype, *ls_checksum, *ls
     *ls_udp, *ls_tcp;
 
 /* the body lane's (body_lane, below) */
-static PyObject *bs_data, *bs_data_off, *bs_seen, *bs_app_off, *bs_raw_progress, *bs_scanner, *bs_scan, *bs_overlap,
+static PyObject *bs_tx_idle, *bs_flowbits, *bs_app_on, *bs_data, *bs_data_off, *bs_seen, *bs_app_off, *bs_raw_progress, *bs_scanner, *bs_scan, *bs_overlap,
     *bs_lengths, *bs_track_segs, *bs_chunk, *bs_sides, *bs_state, *bs_buf, *bs_gone, *bs_body, *bs_tx, *bs_decoding,
     *bs_bstate, *bs_left, *bs_msg, *bs_entity, *bs_limit, *bs_raw_len, *bs_body_grew, *bs_min_inspect, *bs_gen,
-    *bs_idle, *bs_txs, *bs_events, *bs_marks, *bs_id, *bs_progress, *bs_fp_short, *bs_prune,
+    *bs_txs, *bs_events, *bs_marks, *bs_id, *bs_progress, *bs_fp_short, *bs_prune,
     *bs_lane_tx;
 
 static int
@@ -692,13 +692,13 @@ lane_init_strings(void)
     S(ls_reassembly_memcap, "reassembly_memcap"); S(ls_next_seq, "next_seq");
     S(ls_take_in_order, "take_in_order"); S(ls_inline_window, "inline_window"); S(ls_lane_detect, "_lane_detect");
     S(ls_lane_app, "_lane_app"); S(ls_no_inspect_payload, "no_inspect_payload");
-    S(bs_data, "data"); S(bs_data_off, "data_off"); S(bs_seen, "seen"); S(bs_app_off, "app_off");
+    S(bs_tx_idle, "tx_idle"); S(bs_flowbits, "flowbits"); S(bs_app_on, "app_on"); S(bs_data, "data"); S(bs_data_off, "data_off"); S(bs_seen, "seen"); S(bs_app_off, "app_off");
     S(bs_raw_progress, "raw_progress"); S(bs_scanner, "scanner"); S(bs_scan, "scan"); S(bs_overlap, "overlap");
     S(bs_lengths, "lengths"); S(bs_track_segs, "track_segs"); S(bs_chunk, "chunk"); S(bs_sides, "sides");
     S(bs_state, "state"); S(bs_buf, "buf"); S(bs_gone, "gone"); S(bs_body, "body"); S(bs_tx, "tx");
     S(bs_decoding, "_decoding"); S(bs_bstate, "_state"); S(bs_left, "_left"); S(bs_msg, "_msg");
     S(bs_entity, "_entity"); S(bs_limit, "limit"); S(bs_raw_len, "raw_len"); S(bs_body_grew, "body_grew");
-    S(bs_min_inspect, "min_inspect"); S(bs_gen, "gen"); S(bs_idle, "idle");
+    S(bs_min_inspect, "min_inspect"); S(bs_gen, "gen");
     S(bs_txs, "txs"); S(bs_events, "events"); S(bs_marks, "marks"); S(bs_id, "id"); S(bs_progress, "progress");
     S(bs_fp_short, "fp_short"); S(bs_prune, "_prune"); S(bs_lane_tx, "_lane_tx");
 #undef S
@@ -2049,6 +2049,62 @@ shorts_in(PyObject *shorts, const unsigned char *p, Py_ssize_t n)
     return 0;
 }
 
+
+/* TxDetector.idle(parser, d, flow) (rules/detect_tx.py, the reference): the direction's
+ * last run left every rule it tried waiting on what has not changed since -- its mark
+ * (gen, flowbits or None) is the parser's generation, and the flow's flowbits if it
+ * waited on them.  1, 0, -1 with an exception. */
+static int
+tx_idle(PyObject *parser, int d, PyObject *flow)
+{
+    PyObject *marks = PyObject_GetAttr(parser, bs_tx_idle);
+    PyObject *mark = marks ? PySequence_GetItem(marks, d) : NULL;
+    Py_XDECREF(marks);
+    if (mark == NULL)
+        return -1;
+    int t = 0;
+    if (mark != Py_None) {
+        if (!PyTuple_Check(mark) || PyTuple_GET_SIZE(mark) != 2) {
+            Py_DECREF(mark);
+            PyErr_SetString(PyExc_TypeError, "Parser.tx_idle: (gen, flowbits) or None expected");
+            return -1;
+        }
+        PyObject *gen = PyObject_GetAttr(parser, bs_gen);
+        t = gen ? PyObject_RichCompareBool(PyTuple_GET_ITEM(mark, 0), gen, Py_EQ) : -1;
+        Py_XDECREF(gen);
+        if (t > 0 && PyTuple_GET_ITEM(mark, 1) != Py_None) {
+            PyObject *bits = PyObject_GetAttr(flow, bs_flowbits);
+            t = bits ? PyObject_RichCompareBool(PyTuple_GET_ITEM(mark, 1), bits, Py_EQ) : -1;
+            Py_XDECREF(bits);
+        }
+    }
+    Py_DECREF(mark);
+    return t;
+}
+
+/* StreamEngine._prune's `keep` for stream `me` as the body lane calls it: raw_progress and
+ * end at `right`, app_off still at `mend`, chunk `c` -- min(last_ack, right - c when
+ * inline, right), and app_off when the app layer is on and before that.  _prune cuts only
+ * when keep - data_off > PRUNE_STEP.  -2 with an exception. */
+static long long
+prune_keep(PyObject *streams, PyObject *me, long long right, long long c, long long mend)
+{
+    long long last = slotted_ll(&stream_slots, me, TS_LAST_ACK, ls_last_ack);
+    if (last == -1 && PyErr_Occurred())
+        return -2;
+    int inl = attr_true(streams, ls_inline), app_on = attr_true(streams, bs_app_on);
+    if (inl < 0 || app_on < 0)
+        return -2;
+    long long keep = right - (inl ? c : 0);
+    if (last < keep)
+        keep = last;
+    if (right < keep)
+        keep = right;
+    if (app_on && mend < keep)
+        keep = mend;
+    return keep;
+}
+
 /* Is AppState.marks what AppLayer._events would make of the transactions now: an entry
  * for each, holding its progress, and no other (collect may have removed a transaction
  * since)?  1, 0 (also when anything is unexpected; no exception). */
@@ -2227,11 +2283,15 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     }
     if (attr_set_ll(me, bs_raw_progress, right) < 0)
         goto out;
-    if (right - data_off > c + self->prune_step) {
-        /* _prune, as inline_window calls it (before app_next moves app_off).  It keeps every
-         * byte from raw_progress - c = right - c on, so only a window starting before that
-         * (a segment over two thirds of a chunk) may lose bytes the transaction rules could
-         * need: that one is copied first */
+    long long keep = right - data_off > c + self->prune_step ? prune_keep(self->streams, me, right, c, mend) : data_off;
+    if (keep == -2)
+        goto out;
+    if (keep - data_off > self->prune_step) {
+        /* _prune, as inline_window calls it (before app_next moves app_off), when it cuts
+         * (its own test, in prune_keep: most segments of a body cut nothing, and the call
+         * is not made).  It keeps every byte from raw_progress - c = right - c on, so only a
+         * window starting before that (a segment over two thirds of a chunk) may lose bytes
+         * the transaction rules could need: that one is copied first */
         if (lo < right - c &&
             (window = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(data) + (lo - data_off), right - lo)) == NULL)
             goto out;
@@ -2292,9 +2352,7 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     if (PyList_GET_SIZE(txs) == 0) {
         t = 1;
     } else {
-        o = PyObject_CallMethodObjArgs(txd, bs_idle, parser, to_server ? Py_True : Py_False, flow, NULL);
-        t = o == NULL ? -1 : PyObject_IsTrue(o);
-        Py_CLEAR(o);
+        t = tx_idle(parser, to_server, flow);
         if (t < 0)
             goto out;
     }

@@ -13,6 +13,7 @@ never answers fails here instead of passing vacuously.
 from __future__ import annotations
 
 import pickle
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -630,6 +631,67 @@ def test_a_long_body_s_segments_are_the_body_lane_s():
     assert compiled.hits.get((1, 31)) == 1
     assert n["_lane_app"] == 3 and n["_lane_tx"] == 0, n            # the request, the headers, the last segment
     assert front.fallbacks == 3, (front.calls, front.fallbacks)     # the handshake
+
+
+def test_the_body_lane_sees_the_flowbits_a_waiting_rule_waits_on_change():
+    """A response rule waits on a flowbit (the direction's run is idle with the flowbits it
+    found); a client ACK in the middle of the body sets it, without moving the parser.  The
+    next body segment is not idle any more: the lane hands it to the transaction rules,
+    which fire there, as on inspect's path (the lockstep compares the parser's idle marks)."""
+    from rules.applayer import http
+
+    rules = parse(NO_PLAIN_RULES + """
+alert tcp any 80 -> any any (msg:"armed"; flow:to_client,established; content:"200 OK"; flowbits:set,armed; flowbits:noalert; sid:41;)
+alert tcp any any -> any 80 (msg:"late"; flow:to_server,established; dsize:0; flowbits:isset,armed; flowbits:set,late; flowbits:noalert; sid:42;)
+alert http any 80 -> any any (msg:"late response"; flow:to_client; flowbits:isset,late; http.stat_code; content:"200"; sid:43;)
+""")
+    cfg = EngineSettings(stream=StreamSettings(toserver_chunk_size=2560, toclient_chunk_size=2560),
+                         app={"http": http.Settings()})
+    compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
+    steps = [("c", [b"GET /file HTTP/1.1\r\nHost: a\r\n\r\n"]), ("ack", [b""]),
+             ("s", [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (1400 * 9)])]
+    for i in range(9):
+        steps.append(("s", [b"b" * 1400]))
+        if i in (0, 5):
+            steps.append(("ack", [b""]))
+    front, n = _run_body(session(steps, 40000), compiled, plain)
+    assert compiled.hits.get((1, 43)) == 1, compiled.hits
+    assert n["_lane_tx"] >= 1, n                 # the segment after the flowbit, from the lane
+
+
+def test_the_body_lane_calls_the_stream_prune_only_when_it_cuts():
+    """The body lane works out _prune's own test (keep - data_off > PRUNE_STEP) before calling
+    it: over a 60-segment body every call it makes cuts the stream, it does make some (the
+    stream is pruned as on inspect's path: the lockstep compares data, data_off and the
+    memory counted), and most segments make none.  (Calls from the Python path, which
+    always calls, are not counted.)"""
+    compiled, plain = _body_engines()
+    calls, cuts = [], []
+    prune = compiled.streams._prune
+
+    def watched(me, c):
+        before = me.data_off
+        prune(me, c)
+        if sys._getframe(1).f_code.co_filename.endswith("stream.py"):
+            return                                  # the Python path's call (inline_window's)
+        calls.append(me.end)
+        if me.data_off != before:
+            cuts.append(me.end)
+
+    compiled.streams._prune = watched
+    # the client acknowledges every fourth segment, as a receiver does with delayed ACKs:
+    # the acknowledged offset, not the chunk behind the data, is what limits the cut then
+    pieces = [b"p" * 1400] * 60
+    steps = [("c", [b"GET /file HTTP/1.1\r\nHost: a\r\n\r\n"]), ("ack", [b""]),
+             ("s", [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (1400 * 60)])]
+    for i, p in enumerate(pieces):
+        steps.append(("s", [p]))
+        if i % 4 == 3:
+            steps.append(("ack", [b""]))
+    front, n = _run_body(session(steps, 40000), compiled, plain)
+    assert n["_lane_app"] == 3, n                                   # the other 58 segments: the lane's
+    assert cuts and calls == cuts, (calls, cuts)
+    assert len(calls) < 58 // 2, calls
 
 
 def test_a_body_past_its_minimal_inspect_size_runs_the_transaction_rules_from_the_lane():
