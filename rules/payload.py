@@ -212,7 +212,7 @@ class PayloadChain:
     names, the TCP header); each sub-chain must match at least one of them.  Relative
     positions never cross buffers, so each buffer is matched on its own."""
 
-    __slots__ = ("items", "_next_rel", "_any_nocase", "buffers")
+    __slots__ = ("items", "_next_rel", "_any_nocase", "buffers", "_cspec")
 
     def __init__(self, items: list[Item], buffers: list | tuple = ()) -> None:
         self.buffers = tuple(buffers)
@@ -227,6 +227,10 @@ class PayloadChain:
             or next((_is_relative(it) for it in items[i + 1:] if isinstance(it, (Content, Pcre))), False)
             for i in range(len(items)))
         self._any_nocase = any(isinstance(i, Content) and i.nocase for i in items)
+        # a chain of contents only is matched by the compiled twin of _m (rules/_chain.c);
+        # its spec is made at the first match, once the parser is done with the items (the
+        # fast pattern choice may still change a content after the chain is made)
+        self._cspec: tuple | None | bool = False
 
     def __len__(self) -> int:
         return len(self.items) + sum(len(sub) for _, _, sub in self.buffers)
@@ -242,7 +246,7 @@ class PayloadChain:
         if not buf and not self.buffers:
             return False   # Suricata does not run payload inspection on an empty payload
         try:
-            if self.items and (not buf or not self._m(0, buf, 0, [STEP_BUDGET, None])):
+            if self.items and (not buf or not self._run(buf)):
                 return False
             for _name, extract, sub in self.buffers:
                 if not any(sub._match_one(b) for b in extract(buf, pkt)):
@@ -253,15 +257,25 @@ class PayloadChain:
 
     def _match_one(self, buf: bytes) -> bool:
         """Match this chain on one extracted buffer (which may be empty)."""
-        return self._m(0, buf, 0, [STEP_BUDGET, None])
+        return self._run(buf)
 
     def match_buffer(self, buf: bytes) -> bool:
         """Match this chain on an app-layer buffer: an empty one is inspected too
         (`http.uri; bsize:0;` matches an empty URI, as in Suricata)."""
         try:
-            return self._m(0, buf, 0, [STEP_BUDGET, None])
+            return self._run(buf)
         except RecursionError:
             return False
+
+    def _run(self, buf: bytes) -> bool:
+        """The items matched on `buf` from its start (_m), by the compiled twin when the
+        chain is contents only and `buf` is bytes."""
+        spec = self._cspec
+        if spec is False:
+            spec = self._cspec = content_spec(self.items) if _CHAIN_MATCH is not None else None
+        if spec is not None and type(buf) is bytes:
+            return _CHAIN_MATCH(buf, spec, self._next_rel, STEP_BUDGET)
+        return self._m(0, buf, 0, [STEP_BUDGET, None])
 
     def _lower(self, buf: bytes, state: list) -> bytes:
         low = state[1]
@@ -391,6 +405,32 @@ class PayloadChain:
                 return False
             m = rx.search(view, nxt)
         return False
+
+
+# rules/_chain.c's flags for a content (content_spec)
+C_NOCASE, C_NEGATED, C_ENDSWITH, C_RELATIVE, C_DEPTH, C_WITHIN = 1, 2, 4, 8, 16, 32
+
+
+def content_spec(items: tuple) -> tuple | None:
+    """What rules/_chain.c's match reads of a chain made only of Content items, one tuple
+    per item (pattern, flags, offset, depth, distance, within): the pattern as searched
+    (lower-case when nocase), absent numbers as 0.  None when an item is not a Content."""
+    out = []
+    for it in items:
+        if type(it) is not Content:
+            return None
+        flags = ((C_NOCASE if it.nocase else 0) | (C_NEGATED if it.negated else 0)
+                 | (C_ENDSWITH if it.endswith else 0) | (C_RELATIVE if it.relative else 0)
+                 | (C_DEPTH if it.depth is not None else 0) | (C_WITHIN if it.within is not None else 0))
+        out.append((it.lpattern if it.nocase else it.pattern, flags, it.offset or 0, it.depth or 0,
+                    it.distance or 0, it.within or 0))
+    return tuple(out)
+
+
+try:                                         # the compiled twin (built by the install)
+    from rules._chain import match as _CHAIN_MATCH
+except ImportError:                          # (a checkout used without `pip install`)
+    _CHAIN_MATCH = None
 
 
 def pattern_strength(pat: bytes) -> int:
