@@ -6,24 +6,18 @@ for the HTTP differential scenarios replayed through the parser with each.  Its 
 makes the http.header, http.header_names and http.start buffers as join_headers_py does."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rules.applayer.http as http
-from bridge.replay import _engine, _load_config, run_stream
+from tests.unit.scenario_replay import replay, scenarios
 
 COMPILED = http._SPLIT_HEADERS
 PY = http.split_headers_py
 JOIN = http._JOIN_HEADERS
 JOIN_PY = http.join_headers_py
-REPO = Path(__file__).resolve().parents[2]
-DIFF = REPO / "tests" / "replay" / "differential"
-HTTP_SCENARIOS = {k: v for k, v in json.loads((DIFF / "expected.json").read_text())["scenarios"].items()
-                  if k.startswith("app_http")}
+HTTP_SCENARIOS = scenarios("app_http")
 
 _NAMES = [b"Host", b"host", b"HOST", b"User-Agent", b"Cookie", b"X-A", b"x-a", b"Bad Name", b"Tab\tName",
           b" Lead", b"", b"Content-Length", b"\xc3\xa9t\xc3\xa9"]
@@ -103,29 +97,26 @@ def test_only_a_bytearray_is_taken():
         COMPILED(b"A: 1\r\n\r\n", 100, True)
 
 
-def _replay(sc: dict, impl, monkeypatch) -> tuple[list, dict]:
+def _replay(sc: dict, attr: str, impl, monkeypatch) -> tuple[list, dict]:
+    """Replay a scenario with `impl` as http.<attr>: each call's arguments (a bytearray as
+    bytes, a list copied) and answer, and what came out."""
     calls: list = []
 
-    def recorded(buf, limit, to_server):
-        got = impl(buf, limit, to_server)
-        calls.append((bytes(buf), limit, to_server, got))
+    def recorded(*args):
+        got = impl(*args)
+        calls.append(tuple(bytes(a) if isinstance(a, bytearray) else list(a) if isinstance(a, list) else a
+                           for a in args) + (got,))
         return got
 
-    monkeypatch.setattr(http, "_SPLIT_HEADERS", recorded)
-    config = _load_config(str(DIFF / sc.get("config", "ipsbridge.yaml")))
-    engine = _engine([str(DIFF / sc["rules"])], config, sc.get("mode", "ips"))
-    events: list = []
-    totals = run_stream(engine, [str(DIFF / sc["pcap"])], eve_sink=lambda cnt, evs: events.extend((cnt, e) for e in evs),
-                        mode=sc.get("mode", "ips"))
-    return calls, {"events": [(c, type(e).__name__, getattr(e, "sid", None)) for c, e in events],
-                   "dropped": list(totals.dropped)}
+    monkeypatch.setattr(http, attr, recorded)
+    return calls, replay(sc)
 
 
 @pytest.mark.parametrize("name", sorted(HTTP_SCENARIOS))
 def test_http_scenarios_replay_the_same_with_either(name, monkeypatch):
     sc = HTTP_SCENARIOS[name]
-    c_calls, c_out = _replay(sc, COMPILED, monkeypatch)
-    py_calls, py_out = _replay(sc, PY, monkeypatch)
+    c_calls, c_out = _replay(sc, "_SPLIT_HEADERS", COMPILED, monkeypatch)
+    py_calls, py_out = _replay(sc, "_SPLIT_HEADERS", PY, monkeypatch)
     assert any(got for *_, got in c_calls)      # the scenario did reach a complete header block
     assert c_calls == py_calls
     assert c_out == py_out
@@ -177,29 +168,11 @@ def test_join_refuses_what_it_cannot_join(args, exc):
         JOIN(*args)
 
 
-def _replay_join(sc: dict, impl, monkeypatch) -> tuple[list, dict]:
-    calls: list = []
-
-    def recorded(line, headers, kind, skip):
-        got = impl(line, headers, kind, skip)
-        calls.append((line, list(headers), kind, skip, got))
-        return got
-
-    monkeypatch.setattr(http, "_JOIN_HEADERS", recorded)
-    config = _load_config(str(DIFF / sc.get("config", "ipsbridge.yaml")))
-    engine = _engine([str(DIFF / sc["rules"])], config, sc.get("mode", "ips"))
-    events: list = []
-    totals = run_stream(engine, [str(DIFF / sc["pcap"])], eve_sink=lambda cnt, evs: events.extend((cnt, e) for e in evs),
-                        mode=sc.get("mode", "ips"))
-    return calls, {"events": [(c, type(e).__name__, getattr(e, "sid", None)) for c, e in events],
-                   "dropped": list(totals.dropped)}
-
-
 @pytest.mark.parametrize("name", sorted(HTTP_SCENARIOS))
 def test_http_scenarios_join_the_same_with_either(name, monkeypatch):
     sc = HTTP_SCENARIOS[name]
-    c_calls, c_out = _replay_join(sc, JOIN, monkeypatch)
-    py_calls, py_out = _replay_join(sc, JOIN_PY, monkeypatch)
+    c_calls, c_out = _replay(sc, "_JOIN_HEADERS", JOIN, monkeypatch)
+    py_calls, py_out = _replay(sc, "_JOIN_HEADERS", JOIN_PY, monkeypatch)
     if name in ("app_http_requests", "app_http_requests_ids"):   # (every buffer is made there)
         assert {kind for _l, _h, kind, _s, _g in c_calls} == {0, 1, 2}
     assert c_calls == py_calls

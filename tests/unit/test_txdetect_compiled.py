@@ -4,18 +4,13 @@ differential scenarios (HTTP, TLS, DNS, SMTP, FTP; the pcaps and rules Suricata 
 replayed once with each."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 import rules.detect_tx as detect_tx
 from bridge.replay import _engine, _load_config, run_stream
+from tests.unit.scenario_replay import DIFF, replay, scenarios
 
-REPO = Path(__file__).resolve().parents[2]
-DIFF = REPO / "tests" / "replay" / "differential"
-SCENARIOS = {k: v for k, v in json.loads((DIFF / "expected.json").read_text())["scenarios"].items()
-             if k.startswith("app_")}
+SCENARIOS = scenarios("app_")
 COMPILED = detect_tx._txdetect
 
 
@@ -30,13 +25,8 @@ def _replay(sc: dict, impl, monkeypatch) -> tuple[list, dict, int]:
         return got
 
     monkeypatch.setattr(detect_tx, "_CANDIDATES", recorded)
-    config = _load_config(str(DIFF / sc.get("config", "ipsbridge.yaml")))
-    engine = _engine([str(DIFF / sc["rules"])], config, sc.get("mode", "ips"))
-    events: list = []
-    totals = run_stream(engine, [str(DIFF / sc["pcap"])], eve_sink=lambda cnt, evs: events.extend((cnt, e) for e in evs),
-                        mode=sc.get("mode", "ips"))
-    return calls, {"events": [(c, type(e).__name__, getattr(e, "sid", None)) for c, e in events],
-                   "dropped": list(totals.dropped)}, len(calls)
+    out = replay(sc)
+    return calls, out, len(calls)
 
 
 def test_the_compiled_module_is_built_and_used():
