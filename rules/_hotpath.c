@@ -2085,24 +2085,25 @@ tx_idle(PyObject *parser, int d, PyObject *flow)
 /* StreamEngine._prune's `keep` for stream `me` as the body lane calls it: raw_progress and
  * end at `right`, app_off still at `mend`, chunk `c` -- min(last_ack, right - c when
  * inline, right), and app_off when the app layer is on and before that.  _prune cuts only
- * when keep - data_off > PRUNE_STEP.  -2 with an exception. */
-static long long
-prune_keep(PyObject *streams, PyObject *me, long long right, long long c, long long mend)
+ * when keep - data_off > PRUNE_STEP.  0 (*keep set), -1 with an exception. */
+static int
+prune_keep(PyObject *streams, PyObject *me, long long right, long long c, long long mend, long long *keep)
 {
     long long last = slotted_ll(&stream_slots, me, TS_LAST_ACK, ls_last_ack);
     if (last == -1 && PyErr_Occurred())
-        return -2;
+        return -1;
     int inl = attr_true(streams, ls_inline), app_on = attr_true(streams, bs_app_on);
     if (inl < 0 || app_on < 0)
-        return -2;
-    long long keep = right - (inl ? c : 0);
-    if (last < keep)
-        keep = last;
-    if (right < keep)
-        keep = right;
-    if (app_on && mend < keep)
-        keep = mend;
-    return keep;
+        return -1;
+    long long k = right - (inl ? c : 0);
+    if (last < k)
+        k = last;
+    if (right < k)
+        k = right;
+    if (app_on && mend < k)
+        k = mend;
+    *keep = k;
+    return 0;
 }
 
 /* Is AppState.marks what AppLayer._events would make of the transactions now: an entry
@@ -2283,8 +2284,8 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     }
     if (attr_set_ll(me, bs_raw_progress, right) < 0)
         goto out;
-    long long keep = right - data_off > c + self->prune_step ? prune_keep(self->streams, me, right, c, mend) : data_off;
-    if (keep == -2)
+    long long keep = data_off;                     /* (no cut unless the data is long enough for one) */
+    if (right - data_off > c + self->prune_step && prune_keep(self->streams, me, right, c, mend, &keep) < 0)
         goto out;
     if (keep - data_off > self->prune_step) {
         /* _prune, as inline_window calls it (before app_next moves app_off), when it cuts
