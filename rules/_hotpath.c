@@ -667,7 +667,7 @@ static PyObject *ls_lean, *ls_app, *ls_detector, *ls_linktype, *ls_checksum, *ls
     *ls_base, *ls_window, *ls_last_ack, *ls_scale, *ls_fed, *ls_bypass_ready, *ls_failed, *ls_error_seen,
     *ls_hdr_cache, *ls_ooo, *ls_s, *ls_depth, *ls_mem, *ls_reassembly_memcap, *ls_next_seq,
     *ls_take_in_order, *ls_inline_window, *ls_lane_detect, *ls_lane_app, *ls_no_inspect_payload, *ls_one,
-    *ls_udp, *ls_tcp;
+    *ls_udp, *ls_tcp, *ls_window_candidates;
 
 /* the body lane's (body_lane, below) */
 static PyObject *bs_tx_idle, *bs_flowbits, *bs_app_on, *bs_data, *bs_data_off, *bs_seen, *bs_app_off, *bs_raw_progress, *bs_scanner, *bs_scan, *bs_overlap,
@@ -691,7 +691,7 @@ lane_init_strings(void)
     S(ls_hdr_cache, "_hdr_cache"); S(ls_ooo, "ooo"); S(ls_s, "s"); S(ls_depth, "depth"); S(ls_mem, "mem");
     S(ls_reassembly_memcap, "reassembly_memcap"); S(ls_next_seq, "next_seq");
     S(ls_take_in_order, "take_in_order"); S(ls_inline_window, "inline_window"); S(ls_lane_detect, "_lane_detect");
-    S(ls_lane_app, "_lane_app"); S(ls_no_inspect_payload, "no_inspect_payload");
+    S(ls_lane_app, "_lane_app"); S(ls_no_inspect_payload, "no_inspect_payload"); S(ls_window_candidates, "window_candidates");
     S(bs_tx_idle, "tx_idle"); S(bs_flowbits, "flowbits"); S(bs_app_on, "app_on"); S(bs_data, "data"); S(bs_data_off, "data_off"); S(bs_seen, "seen"); S(bs_app_off, "app_off");
     S(bs_raw_progress, "raw_progress"); S(bs_scanner, "scanner"); S(bs_scan, "scan"); S(bs_overlap, "overlap");
     S(bs_lengths, "lengths"); S(bs_track_segs, "track_segs"); S(bs_chunk, "chunk"); S(bs_sides, "sides");
@@ -1371,17 +1371,25 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
                 err = win == NULL || !PyTuple_CheckExact(win) || PyTuple_GET_SIZE(win) != 2;
                 PyObject *seen = err ? NULL : PyTuple_GET_ITEM(win, 1);
                 int some = seen ? PyObject_IsTrue(seen) : -1;
+                PyObject *pkt = NULL;
                 if (some > 0) {
-                    /* a fast pattern in the window: detection runs on the packet (Engine._lane_detect) */
-                    PyObject *pkt = lane_packet(self, frame, meta, validate, flow, to_server);
-                    if (pkt != NULL)
-                        res = PyObject_CallMethodObjArgs(eng, ls_lane_detect, pkt, flow, PyTuple_GET_ITEM(win, 0), seen,
-                                                         NULL);
-                    Py_XDECREF(pkt);
+                    /* a fast pattern in the window: one the direction's rules want
+                     * (Detector.window_candidates) makes detection run on the packet */
+                    pkt = lane_packet(self, frame, meta, validate, flow, to_server);
+                    PyObject *w = pkt ? PyObject_CallMethodObjArgs(det, ls_window_candidates, pkt, flow,
+                                                                   to_server ? Py_True : Py_False, seen, NULL) : NULL;
+                    some = w ? PyObject_IsTrue(w) : -1;
+                    Py_XDECREF(w);
+                }
+                if (some > 0) {
+                    /* (Engine._lane_detect) */
+                    res = PyObject_CallMethodObjArgs(eng, ls_lane_detect, pkt, flow, PyTuple_GET_ITEM(win, 0), seen,
+                                                     NULL);
                     err = 1;                            /* (answered, or an error: no count below) */
                 } else if (some < 0) {
                     err = 1;
                 }
+                Py_XDECREF(pkt);
             }
             Py_XDECREF(win);
             Py_XDECREF(v);
@@ -2106,6 +2114,28 @@ prune_keep(PyObject *streams, PyObject *me, long long right, long long c, long l
     return 0;
 }
 
+/* The prefilter ids a scan of the body lane finds (hyperscan's callback lane_ids_add):
+ * up to LANE_IDS_MAX distinct ones; one more stops the scan (the segment then goes the
+ * general way). */
+#define LANE_IDS_MAX 32
+struct lane_ids {
+    unsigned int n;
+    unsigned int ids[LANE_IDS_MAX];
+};
+
+static int
+lane_ids_add(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags, void *ctx)
+{
+    struct lane_ids *l = ctx;
+    for (unsigned int i = 0; i < l->n; i++)
+        if (l->ids[i] == id)
+            return 0;
+    if (l->n == LANE_IDS_MAX)
+        return 1;
+    l->ids[l->n++] = id;
+    return 0;
+}
+
 /* Is AppState.marks what AppLayer._events would make of the transactions now: an entry
  * for each, holding its progress, and no other (collect may have removed a transaction
  * since)?  1, 0 (also when anything is unexpected; no exception). */
@@ -2149,6 +2179,9 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     PyObject *seen = NULL, *lengths = NULL, *txs = NULL, *o = NULL, *window = NULL, *bdata = NULL;
     HsDatabase *hsdb = NULL;
     int taken = 0, ok = 1, t;
+    PyObject *ids = NULL, *pkt = NULL;              /* prefilter ids in the window; the Packet, once made */
+    PyObject *fresh = NULL;                         /* those the new bytes hold, a set as PatternDB.scan makes it */
+    struct lane_ids got = {0, {0}};
     const long long mend = right - n;
     /* the parser: HTTP's, not failed or turning to bypass, no events pending, marks current */
     parser = slotted_get(&app_slots, st, AS_PARSER, ls_parser);
@@ -2240,8 +2273,9 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
             PyObject *len = PyDict_GetItemWithError(lengths, pid);
             if (len == NULL || !PyLong_CheckExact(edge) || !PyLong_CheckExact(len))
                 goto out;
-            if (PyLong_AsLongLong(edge) - PyLong_AsLongLong(len) >= lo)
-                goto out;                                          /* a fast pattern in the window */
+            if (PyLong_AsLongLong(edge) - PyLong_AsLongLong(len) >= lo &&
+                ((ids == NULL && (ids = PySet_New(NULL)) == NULL) || PySet_Add(ids, pid) < 0))
+                goto out;                                          /* (a fast pattern in the window) */
         }
         if (PyErr_Occurred())
             goto out;
@@ -2253,7 +2287,33 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     char *bytes = PyByteArray_AS_STRING(data);
     memcpy(bytes + (mend - data_off), pl, n);
     long long scan_lo = mend - overlap > data_off ? mend - overlap : data_off;
-    int hit = hsdb != NULL ? scan_hs_any(&hsdb->h, bytes + (scan_lo - data_off), right - scan_lo) : 0;
+    int hit = 0;
+    if (hsdb != NULL) {
+        /* every pattern the new bytes hold (take_in_order's _scan_new): one the direction's
+         * rules want sends the segment to detection, the others are only remembered */
+        Py_ssize_t len = right - scan_lo;
+        int rc = len > (Py_ssize_t)0xFFFFFFFFu ? -1 :
+            hsdb->h.scan(hsdb->h.db, bytes + (scan_lo - data_off), (unsigned int)len, 0, hsdb->h.scratch,
+                         lane_ids_add, &got);
+        hit = rc == SCAN_HS_SUCCESS ? 0 : 1;                        /* (too many ids, or libhs failed) */
+        for (unsigned int i = 0; hit == 0 && i < got.n; i++) {
+            /* (in the order found, as PatternDB.scan adds them: the set iterates as its) */
+            PyObject *pid = PyLong_FromUnsignedLong(got.ids[i]);
+            if (pid == NULL || (ids == NULL && (ids = PySet_New(NULL)) == NULL) || PySet_Add(ids, pid) < 0 ||
+                (fresh == NULL && (fresh = PySet_New(NULL)) == NULL) || PySet_Add(fresh, pid) < 0)
+                hit = 1;
+            Py_XDECREF(pid);
+        }
+    }
+    if (hit == 0 && ids != NULL) {
+        /* fast patterns in the window: detection runs if the direction's rules want one
+         * (Detector.window_candidates, on the segment's Packet) */
+        pkt = lane_packet(self, frame, meta, validate, flow, to_server);
+        PyObject *w = pkt ? PyObject_CallMethodObjArgs(det, ls_window_candidates, pkt, flow,
+                                                       to_server ? Py_True : Py_False, ids, NULL) : NULL;
+        hit = w == NULL ? 1 : PyObject_IsTrue(w) != 0;
+        Py_XDECREF(w);
+    }
     if (hit == 0 && shorts != Py_None)
         hit = shorts_in(shorts, (const unsigned char *)bytes + (lo - data_off), right - lo);
     if (hit != 0) {
@@ -2267,6 +2327,23 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     if ((mem == -1 && PyErr_Occurred()) || attr_set_ll(self->streams, ls_mem, mem + n) < 0 ||
         attr_set_ll(me, ls_end, right) < 0)
         goto out;
+    if (fresh != NULL) {
+        /* _scan_new's sightings, at the right edge, newest last, in the found set's order */
+        PyObject *edge = PyLong_FromLongLong(right), *it = edge ? PyObject_GetIter(fresh) : NULL, *pid;
+        int r = it == NULL ? -1 : 0;
+        while (r >= 0 && it != NULL && (pid = PyIter_Next(it)) != NULL) {
+            r = PyDict_Contains(seen, pid);
+            if (r > 0)
+                r = PyDict_DelItem(seen, pid);
+            if (r >= 0)
+                r = PyDict_SetItem(seen, pid, edge);
+            Py_DECREF(pid);
+        }
+        Py_XDECREF(it);
+        Py_XDECREF(edge);
+        if (r < 0 || PyErr_Occurred())
+            goto out;
+    }
     if (seen != NULL && PyDict_GET_SIZE(seen)) {
         /* _seen_in: sightings that end before the window are dropped for good, oldest first */
         o = PyList_New(0);
@@ -2385,19 +2462,37 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
             goto out;
         window = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(data) + (lo - data_off), right - lo);
     }
-    PyObject *pkt = window ? lane_packet(self, frame, meta, validate, flow, to_server) : NULL;
-    PyObject *plb = pkt ? PyBytes_FromStringAndSize((const char *)pl, n) : NULL;
+    if (window != NULL && pkt == NULL)
+        pkt = lane_packet(self, frame, meta, validate, flow, to_server);
+    PyObject *plb = window && pkt ? PyBytes_FromStringAndSize((const char *)pl, n) : NULL;
+    /* the view's prefilter ids: none, or those no rule here wants (inline_window's _seen_in) */
     PyObject *found = plb ? (hsdb != NULL ? PySet_New(NULL) : Py_NewRef(Py_None)) : NULL;
+    if (found != NULL && hsdb != NULL && ids != NULL) {
+        Py_ssize_t pos = 0;
+        PyObject *pid, *edge;
+        while (found != NULL && PyDict_Next(seen, &pos, &pid, &edge)) {
+            PyObject *len = PyDict_GetItemWithError(lengths, pid);
+            if (len == NULL || !PyLong_CheckExact(edge) || !PyLong_CheckExact(len)) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_KeyError, "a sighting without a pattern length");
+                Py_CLEAR(found);
+            } else if (PyLong_AsLongLong(edge) - PyLong_AsLongLong(len) >= lo && PySet_Add(found, pid) < 0) {
+                Py_CLEAR(found);
+            }
+        }
+    }
     if (found != NULL)
         *res = PyObject_CallMethodObjArgs(self->engine, bs_lane_tx, pkt, flow, st, window, plb, found, NULL);
     Py_XDECREF(found);
     Py_XDECREF(plb);
-    Py_XDECREF(pkt);
     taken = *res != NULL ? 1 : -1;
 out:
     if (taken == 0)
         PyErr_Clear();                              /* not taken: the general path meets it, if anything */
     Py_XDECREF(window);
+    Py_XDECREF(ids);
+    Py_XDECREF(fresh);
+    Py_XDECREF(pkt);
     Py_XDECREF(bdata);
     Py_XDECREF(parser);
     Py_XDECREF(side);

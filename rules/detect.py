@@ -233,6 +233,7 @@ class Detector:
         self._plain_cache: dict[tuple, tuple] = {}   # header classes -> _plain's entry, for every flow with it
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
         self._pid_reps: dict[int, tuple] = {}         # id(header group) -> its pattern rules' distinct headers
+        self._wanted: dict[int, tuple] = {}           # id(cached entry) -> (it, {pattern id: window_candidates' answer})
         self._short_dbs: dict[int, tuple] = {}        # id(short candidates) -> (them, their own PatternDB, rules by id)
         self.evaluated = 0                            # rules whose checks ran (counter)
 
@@ -359,6 +360,32 @@ class Detector:
         """The flow direction's candidate entry `run` cached on its first packet, or None."""
         per_flow = self._hdr_cache.get(flow.flow_id)
         return per_flow.get((to_server, src, sport)) if per_flow is not None else None
+
+    def window_candidates(self, pkt: Packet, flow, to_server: bool, ids) -> bool:
+        """For the engine's lean lanes: could the prefilter ids `ids`, seen in the inline
+        window of `pkt` (a later packet of its flow direction), make a packet rule a
+        candidate, as `run` would take it: a rule of the direction's groups with that
+        fast pattern whose header fits the packet?  A pattern only other rules have (an
+        FTP command in an HTTP response body) makes none, and detection would find
+        nothing.  True when the direction has no cached entry (the general path decides).
+        The answer depends on the header only, so it is kept per pattern id for each
+        cached entry (shared, as the entry is, by the flows of a class of headers)."""
+        ent = self._cached_entry(flow, to_server, pkt.src, pkt.sport)
+        if ent is None:
+            return True
+        got = self._wanted.get(id(ent))
+        if got is None or got[0] is not ent:
+            if len(self._wanted) >= _PLAIN_MAX:
+                self._wanted.clear()
+            got = self._wanted[id(ent)] = (ent, {})
+        known = got[1]
+        for pid in ids:
+            want = known.get(pid)
+            if want is None:
+                want = known[pid] = any(header_ok(rep, pkt) for g in ent[2] for rep, _sigs in g.pid_hdr.get(pid, ()))
+            if want:
+                return True
+        return False
 
     def data_gate(self, flow, to_server: bool, src: int, sport: int):
         """For the engine's lean lane on an in-order data segment of an app-layer flow (a

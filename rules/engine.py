@@ -502,7 +502,8 @@ class Engine:
             if app_data:
                 return self._app_segment(pkt, flow, me, n, to_server, skipped, short)
             buf, seen = streams.inline_window(me, n, to_server, False)
-            if seen:                       # a fast pattern in the window: detection runs
+            if seen and self.detector.window_candidates(pkt, flow, to_server, seen):
+                # a fast pattern of the direction's rules in the window: detection runs
                 return self._lane_detect(pkt, flow, buf, seen)
         self.detector.evaluated += skipped
         return FORWARD
@@ -519,7 +520,8 @@ class Engine:
         (TxDetector.idle: the run would skip it)."""
         buf, seen = self.streams.inline_window(me, n, to_server, True)
         pl = bytes(pkt.payload)
-        if seen or short and self.detector.short_candidates(short, buf):
+        if seen and self.detector.window_candidates(pkt, flow, to_server, seen) \
+                or short and self.detector.short_candidates(short, buf):
             d = _FrameDecision()
             self._detect_stage(pkt, flow, StreamView((buf,), pl, seen, False, True), False, d)
             return self._result(d, pkt)

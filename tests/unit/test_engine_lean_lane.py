@@ -344,6 +344,32 @@ def test_a_session_takes_the_lane_and_detects_across_segments():
     assert drops and verdicts[drops[0]].reason == "rule", [r.reason for r in verdicts]
 
 
+@pytest.mark.parametrize("rules_text", [NO_PLAIN_RULES, APP_RULES], ids=["packet-rules", "app-layer"])
+def test_a_pattern_only_the_other_direction_s_rules_want_runs_no_detection(rules_text):
+    """"DROPME" is sid 2's fast pattern, a rule for the client's bytes (to port 80): in the
+    server's segments it makes no candidate (Detector.window_candidates), so neither the
+    segment holding it nor the ones whose window it is in go to detection -- with and
+    without an app layer (the response body).  The same pattern from the client still
+    does, and drops."""
+    rules = parse(rules_text)
+    lean, plain = Engine(rules, EngineSettings(mode="ips")), Engine(rules, EngineSettings(mode="ips"))
+    count = Counting(lean)
+    body = [b"y" * 1000, b"DROPME" + b"y" * 994, b"y" * 1000, b"y" * 1000]
+    head = [b"HTTP/1.1 200 OK\r\nContent-Length: 4000\r\n\r\n"] if rules_text == APP_RULES else []
+    steps = [("c", [b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"]), ("ack", [b""]), ("s", head + body), ("ack", [b""])]
+    frames = session(steps, 40000)
+    lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert count.taken >= 4 + len(head) and count.detected == 1, (count.taken, count.detected)   # the request ("GET")
+    pid = lean.detector.index.pattern_db.patterns.index((b"DROPME", False))
+    assert [k[pid] for _e, k in lean.detector._wanted.values() if pid in k] == [False]   # asked once, kept
+    assert lean.c["drops"] == 0
+    # from the client, the same bytes are wanted
+    count.detected = 0
+    frames = session([("c", [b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n", b"x" * 500 + b"DROPME"])], 40001)
+    verdicts = [lean.inspect(f, FrameMeta(1.8e9 + i * 0.001, "eth0")) for i, f in enumerate(frames)]
+    assert count.detected >= 1 and verdicts[-1].verdict and verdicts[-1].reason == "rule", count.detected
+
+
 @pytest.mark.parametrize("steps", [
     [("s", [b"y" * 1448] * 7)],                                   # past the client's 8192-byte window
     [("c", [b"ev"]), ("retx", [b""]), ("c", [b"il"])],            # a retransmission between the halves

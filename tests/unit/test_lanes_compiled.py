@@ -585,7 +585,7 @@ def _http_body_session(body: bytes, seg: int, framing: str, *, request: bool = F
     return session(steps, 40000)
 
 
-def _body_engines(*, min_inspect: int | None = None, limit: int | None = None, chunk: int = 2560):
+def _body_engines(*, min_inspect: int | None = None, limit: int | None = None, chunk: int = 2560, extra: str = ""):
     from rules.applayer import http
 
     kw = {}
@@ -595,7 +595,7 @@ def _body_engines(*, min_inspect: int | None = None, limit: int | None = None, c
         kw.update(response_body_limit=limit, request_body_limit=limit)
     cfg = EngineSettings(stream=StreamSettings(toserver_chunk_size=chunk, toclient_chunk_size=chunk),
                          app={"http": http.Settings(**kw)})
-    rules = parse(BODY_RULES)
+    rules = parse(BODY_RULES + extra)
     return Engine(rules, cfg), Engine(rules, cfg)
 
 
@@ -746,6 +746,70 @@ def test_patterns_in_the_window_send_the_segment_to_detection():
     # (a pattern stays in the inline windows of the segments after it, as on inspect's path)
     assert compiled.hits.get((1, 34), 0) >= 1 and compiled.hits.get((1, 1), 0) >= 1, compiled.hits
     assert n["_lane_app"] >= 4, n
+
+
+FTP_RULE = 'alert ftp any any -> any any (msg:"an FTP command"; flow:to_server; content:"MKD"; nocase; sid:35;)'
+
+
+def _server_seen(engine: Engine) -> list:
+    return [dict(f.tcp.server.seen) for f in engine.flows.table().values() if f.tcp is not None]
+
+
+def test_patterns_only_other_rules_want_leave_the_segments_in_the_body_lane():
+    """In a response body, "DROPME" (sid 2's, a rule for the client's bytes) and "mkd" (an
+    FTP rule's, to the server) make no candidate (Detector.window_candidates): the segments
+    holding them, and those whose window they are in, stay in the body lane, which asks
+    the detector once per pattern and header class, and remembers the sightings as
+    take_in_order does (TcpStream.seen, compared after every frame, its order included)."""
+    compiled, plain = _body_engines(extra=FTP_RULE)
+    body = b"a" * 500 + b"DROPME" + b"b" * 494 + b"mkd" + b"c" * 497 + b"DROPME" + b"d" * 494 + b"e" * 5000
+    frames = _http_body_session(body, 500, "length")          # ("DROPME" again: its sighting moves last)
+    sightings: list = []
+    asked: list = []
+    ask = compiled.detector.window_candidates
+
+    def counted(*a):
+        asked.append(sorted(a[3]))
+        return ask(*a)
+
+    compiled.detector.window_candidates = counted
+    entries = _Entries(compiled)
+    lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)],
+             between=lambda n: sightings.extend(_server_seen(compiled)))
+    pids = compiled.detector.index.pattern_db.patterns
+    drop, mkd = pids.index((b"DROPME", False)), pids.index((b"mkd", True))
+    assert entries.n == {"_lane_app": 3, "_lane_tx": 0}, entries.n   # the request, the headers, the last segment
+    assert [mkd, drop] in [list(s) for s in sightings], sightings
+    assert [drop] in asked and [drop, mkd] in asked, asked
+    assert set(compiled.hits) == {(1, 5)}, compiled.hits        # (the IP-only rule, on the first packets)
+
+
+def test_a_pattern_the_direction_wants_beside_one_it_does_not_goes_to_detection():
+    """"mkd" (not wanted from the server) and "evil" (sid 1, either way) in one segment:
+    the segment goes to detection, and sid 1 fires."""
+    compiled, plain = _body_engines(extra=FTP_RULE)
+    body = b"a" * 1000 + b"mkd evil" + b"b" * 992 + b"c" * 3000
+    front, n = _run_body(_http_body_session(body, 1000, "length"), compiled, plain)
+    assert compiled.hits.get((1, 1), 0) >= 1, compiled.hits
+    assert n["_lane_app"] >= 4, n
+
+
+@pytest.mark.parametrize("data, detected", [(b"DROPME", 0), (b"evil", 3)], ids=["unwanted", "wanted"])
+def test_the_tcp_lane_asks_whether_the_direction_wants_a_pattern(data, detected):
+    """Without an app layer: a server segment holding "DROPME" (wanted only from the
+    client) and the next one, whose window holds it, are answered by the compiled lane
+    without Engine._lane_detect; "evil" (wanted) goes to it from that segment on while its
+    window holds it (the next two), and fires."""
+    compiled, plain = pair(NO_PLAIN_RULES)
+    calls = []
+    lane_detect = compiled._lane_detect
+    compiled._lane_detect = lambda *a: calls.append(1) or lane_detect(*a)
+    steps = [("c", [b"x" * 100]), ("s", [b"y" * 500, data + b"y" * 494, b"y" * 500]), ("ack", [b""]),
+             ("s", [b"y" * 1448] * 3)]
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000))])
+    assert len(calls) == detected, calls
+    assert front.answered >= 7, (front.calls, front.fallbacks)
+    assert (compiled.hits.get((1, 1), 0) >= 1) == (data == b"evil"), compiled.hits
 
 
 body_pieces = st.lists(st.sampled_from([b"x" * 1448, b"y" * 700, b"NEEDLE", b"NEED", b"LE", b"DROPBODY", b"\x18",
