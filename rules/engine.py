@@ -855,13 +855,14 @@ class Engine:
         if (proto == IPPROTO_TCP or proto == IPPROTO_UDP or proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6) \
                 and (flow.pkts_toserver if pkt.to_server else flow.pkts_toclient) == 1:
             det = self.detector
+            if det.could_match(pkt, flow, iponly=False):
+                return
             back = flow_end_packet(flow, not pkt.to_server)
             if proto != IPPROTO_TCP and proto != IPPROTO_UDP:
                 back.sport = back.dport = 0       # an ICMP flow's "ports" are its types; its packets have none
             # IP-only rules ran on this packet; the other direction's run on its first packet
             other_seen = (flow.pkts_toclient if pkt.to_server else flow.pkts_toserver) > 0
-            if not det.could_match(pkt, flow, iponly=False) and \
-                    not det.could_match(back, flow, iponly=not other_seen):
+            if not det.could_match(back, flow, iponly=not other_seen):
                 self._mark(flow, "pass", "no-rules")
 
     def _offer(self, pkt: Packet, flow, d: _FrameDecision) -> None:

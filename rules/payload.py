@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rules.keywords.pcre import PcreRegex
 
+# PayloadChain.match_buffer remembers its last value up to this many bytes
+LAST_VALUE_MAX = 256
+
 # Suricata bounds recursive content inspection too (inspection-recursion-limit).
 STEP_BUDGET = 3000
 
@@ -212,7 +215,7 @@ class PayloadChain:
     names, the TCP header); each sub-chain must match at least one of them.  Relative
     positions never cross buffers, so each buffer is matched on its own."""
 
-    __slots__ = ("items", "_next_rel", "_any_nocase", "buffers", "_cspec")
+    __slots__ = ("items", "_next_rel", "_any_nocase", "buffers", "_cspec", "_last")
 
     def __init__(self, items: list[Item], buffers: list | tuple = ()) -> None:
         self.buffers = tuple(buffers)
@@ -231,6 +234,10 @@ class PayloadChain:
         # its spec is made at the first match, once the parser is done with the items (the
         # fast pattern choice may still change a content after the chain is made)
         self._cspec: tuple | None | bool = False
+        # match_buffer's last short value and its answer, for a chain the compiled twin does
+        # not match (a pcre, byte_test, ...): the same Host, User-Agent or method comes back
+        # transaction after transaction, and the chain is a function of the value alone
+        self._last: tuple | None = (None, False) if any(type(i) is not Content for i in items) else None
 
     def __len__(self) -> int:
         return len(self.items) + sum(len(sub) for _, _, sub in self.buffers)
@@ -261,7 +268,19 @@ class PayloadChain:
 
     def match_buffer(self, buf: bytes) -> bool:
         """Match this chain on an app-layer buffer: an empty one is inspected too
-        (`http.uri; bsize:0;` matches an empty URI, as in Suricata)."""
+        (`http.uri; bsize:0;` matches an empty URI, as in Suricata).  A chain with more
+        than contents answers a value of up to LAST_VALUE_MAX bytes that equals the last
+        one it was given without matching again."""
+        last = self._last
+        if last is not None and type(buf) is bytes and len(buf) <= LAST_VALUE_MAX:
+            if buf == last[0]:
+                return last[1]
+            try:
+                got = self._run(buf)
+            except RecursionError:
+                got = False
+            self._last = (buf, got)
+            return got
         try:
             return self._run(buf)
         except RecursionError:

@@ -70,6 +70,16 @@ def test_median_of_rounds_and_drop_checks_all_rounds():
     assert m["after_flood"] == "5/5"
 
 
+def test_the_http_objects_are_the_same_bytes_every_run():
+    """Seeded: two runs serve the same bodies (the fast patterns a body holds move both
+    engines' rates), of the sizes the rows name, and the two objects differ."""
+    a = {name: bench.http_object(name, size) for name, size in bench.HTTP_OBJECTS}
+    b = {name: bench.http_object(name, size) for name, size in bench.HTTP_OBJECTS}
+    assert a == b
+    assert [len(a[name]) for name, _ in bench.HTTP_OBJECTS] == [16 * 1024, 256 * 1024]
+    assert a["http16k"] != a["http256k"][:16 * 1024]
+
+
 def test_etopen_subset_is_one_file_both_engines_load(tmp_path):
     rs = bench.resolve_rules("etopen:25", tmp_path)
     text = rs.path.read_text()

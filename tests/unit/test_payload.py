@@ -1,6 +1,8 @@
 """Payload chain semantics: windows, relative matching, backtracking, nocase,
 negation, pcre, isdataat, byte_test/byte_jump, and the fast pattern choice."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rules.parser import parse_rule
 from rules.payload import Content, PayloadChain, choose_fast_pattern, pattern_strength
@@ -248,3 +250,39 @@ def test_cases_agree_with_suricata(tmp_path):
             hits.add(ev["alert"]["signature_id"])
     diffs = [(cid, (i + 1) in hits, exp) for i, (cid, _, _, exp) in enumerate(CASES) if ((i + 1) in hits) != exp]
     assert diffs == [], "case, suricata, ours"
+
+
+# ---------------------------------------------------------------------- match_buffer's last value
+_LAST_RULE = ('alert http any any -> any any (http.host; content:"1"; pcre:"/^1\\d{0,2}\\.[0-9]+/"; '
+              'content:"a"; distance:0; sid:1;)')
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"10.2a", b"1.1a", b"10.2", b"b1.1a", b"", b"1" * 300 + b".1a", b"1" * 300]),
+                min_size=1, max_size=12))
+def test_a_chain_with_a_pcre_answers_a_repeated_value_as_a_fresh_chain_would(values):
+    """The last short value's answer is kept (a pcre chain is a function of the value): any
+    sequence of values, repeats and long ones included, gets what a fresh chain says."""
+    chain = parse_rule(_LAST_RULE).app.bufs[0].chain
+    assert chain._last is not None
+    for v in values:
+        fresh = parse_rule(_LAST_RULE).app.bufs[0].chain
+        fresh._last = None
+        assert chain.match_buffer(v) is fresh.match_buffer(v), v
+
+
+def test_the_last_value_is_kept_short_and_only_beside_more_than_contents(monkeypatch):
+    from rules.payload import LAST_VALUE_MAX
+
+    chain = parse_rule(_LAST_RULE).app.bufs[0].chain
+    assert chain.match_buffer(b"10.2a") and chain._last == (b"10.2a", True)
+    calls = []
+    run = PayloadChain._run
+    monkeypatch.setattr(PayloadChain, "_run", lambda self, b: calls.append(b) or run(self, b))
+    assert chain.match_buffer(b"10.2a") and calls == []        # answered from the last value
+    long_value = b"10.2a" + b"z" * LAST_VALUE_MAX
+    assert chain.match_buffer(long_value) and calls == [long_value]
+    assert chain._last == (b"10.2a", True)                    # a long value is not kept
+    assert not chain.match_buffer(b"x") and chain._last == (b"x", False)
+    contents = parse_rule('alert http any any -> any any (http.host; content:"ab"; sid:2;)').app.bufs[0].chain
+    assert contents._last is None and contents.match_buffer(b"xab") and contents._last is None
