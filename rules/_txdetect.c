@@ -180,6 +180,18 @@ out:
     return got;
 }
 
+/* v[from:to] as bytes (a growing body is bytes, or the bytearray it grows in: the
+ * databases are given bytes, as TxDetector._grown gives them) */
+static PyObject *
+as_bytes_slice(PyObject *v, Py_ssize_t from, Py_ssize_t to)
+{
+    if (PyByteArray_Check(v))
+        return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(v) + from, to - from);
+    if (from == 0 && PyBytes_CheckExact(v) && PyBytes_GET_SIZE(v) == to)
+        return Py_NewRef(v);
+    return PySequence_GetSlice(v, from, to);
+}
+
 /* TxDetector._grown: a growing body's fast patterns, from the bytes it grew by (kept in
  * found under (id(slot), 0) as (bytes scanned, set)); vals holds one value */
 static PyObject *
@@ -215,7 +227,7 @@ slot_grown(PyObject *pk, PyObject *vals, PyObject *found, PyObject *sid)
             if (overlap == -1 && PyErr_Occurred())
                 goto out;
             Py_ssize_t from = done - overlap > 0 ? (Py_ssize_t)(done - overlap) : 0;
-            part = PySequence_GetSlice(v, from, n);
+            part = as_bytes_slice(v, from, n);
             ids = part ? PyObject_CallMethodOneArg(db, s_scan, part) : NULL;
             PyObject *u = ids ? PyNumber_Or(got, ids) : NULL;
             Py_SETREF(got, u);
@@ -223,7 +235,8 @@ slot_grown(PyObject *pk, PyObject *vals, PyObject *found, PyObject *sid)
                 goto out;
         }
     } else if (n > 0) {
-        ids = PyObject_CallMethodOneArg(db, s_scan, v);
+        part = as_bytes_slice(v, 0, n);
+        ids = part ? PyObject_CallMethodOneArg(db, s_scan, part) : NULL;
         got = ids ? PySet_New(ids) : NULL;
     } else {
         got = PySet_New(NULL);

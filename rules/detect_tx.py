@@ -29,7 +29,7 @@ rule), as Suricata applies an app-layer rule's action to the flow.
 """
 from __future__ import annotations
 
-from rules.applayer.base import DONE
+from rules.applayer.base import DONE, GROWN
 # (rules.detect builds a TxDetector inside Detector.__init__ only: no import cycle)
 from rules.detect import _order_key, header_ok, post_match, reads_ok
 from rules.prefilter import PatternDB, header_key
@@ -41,6 +41,7 @@ from rules.prefilter import PatternDB, header_key
 _NO, _MATCH, _RETRY, _WAIT, _WAIT_FLOW = 0, 1, 2, 3, 4
 _EMPTY: frozenset = frozenset()
 _READS_NONE = (False, False)
+_FB_WAIT = (("bits-wait", False), ("bits-wait", True))   # Tx.found's keys of run()'s flowbits memo, by direction
 _SEEN_VALUE_MAX = 256       # _Slot.scan remembers values up to this many bytes,
 _SEEN_MAX = 4096            # and this many of them per slot
 
@@ -67,7 +68,7 @@ class _Slot:
 
     def __init__(self, buf, proto: str) -> None:
         self.proto = proto                   # its protocol: a slot is scanned on that protocol's transactions only
-        self.get = buf.get
+        self.get = buf.get                   # (a growing body: its twin without a copy, below)
         self.side = buf.to_server
         self.progress = buf.progress
         self.multi = buf.multi
@@ -79,6 +80,8 @@ class _Slot:
         # a body read as it is (no transform, one value) only grows: each packet's scan covers
         # the bytes added since the last one, from `overlap` bytes before them (set with db)
         self.grows = self.body and not self.multi and not self.transforms
+        if self.grows:
+            self.get = GROWN.get(buf.get, buf.get)
         self.overlap = 0
         # value -> its scan's ids, for short values: the same Host, User-Agent, status or
         # Server comes back transaction after transaction (bounded; not pickled)
@@ -187,6 +190,7 @@ class TxDetector:
         self.ip_protos = tuple(None if p is None else frozenset(p) for p in protos)
         self._hdr: dict[int, dict] = {}      # flow_id -> {(to_server, src, sport): {bucket: header ok}}
         self.evaluated = 0
+        self.bit_waits = True                # run() remembers flowbits waits (tests turn it off)
 
     def forget(self, flow_id: int) -> None:
         self._hdr.pop(flow_id, None)
@@ -313,9 +317,9 @@ class TxDetector:
         if prev is not None and prev[0] <= n:
             done, got = prev
             if done < n:
-                got = got | slot.db.scan(v[max(0, done - slot.overlap):])
+                got = got | slot.db.scan(bytes(v[max(0, done - slot.overlap):]))
         else:
-            got = set(slot.db.scan(v)) if v else set()
+            got = set(slot.db.scan(bytes(v))) if v else set()
         found[key] = (n, got)
         return got
 
@@ -335,7 +339,11 @@ class TxDetector:
         (_WAIT) or on the flow's flowbits (_WAIT_FLOW) is remembered with the parser's `gen`
         (and the flowbits as the run found them): until that moves (or they change), another
         packet of the direction could only come to the same answers, and is not run (an HTTP
-        body growing below its minimal inspect size: every segment but the last)."""
+        body growing below its minimal inspect size: every segment but the last).  Within a
+        run, a rule whose flowbits condition failed on a transaction is not matched again
+        there while the flow's flowbits are the ones it failed on (`bit_waits`; kept in
+        Tx.found): a body growing past its minimal inspect size runs on every segment, and
+        ET's file.data rules that wait on a bit of the request came up on each one."""
         parser = st.parser
         if parser is None or not parser.txs or st.proto not in self.protos:
             return []
@@ -349,6 +357,7 @@ class TxDetector:
         idle = gen is not None
         on_bits = False
         read0, read1 = self.reads.get((st.proto, d), _READS_NONE)
+        fb_key = _FB_WAIT[d] if self.bit_waits else None
         for tx in parser.txs:
             if tx.only is not None and tx.only != d:
                 continue
@@ -359,6 +368,9 @@ class TxDetector:
                 tx.final[d] = True
             done = tx.inspected[d]
             cands = self._candidates(tx, d, memo, pkt, st.proto)
+            # s.order -> the flowbits a flowbits condition of the rule failed on (_WAIT_FLOW):
+            # a condition on the bits alone, so while they are the same it fails again
+            bit_wait = tx.found.get(fb_key) if fb_key is not None else None
             for s in cands:
                 if s.order in done:
                     continue
@@ -371,6 +383,11 @@ class TxDetector:
                 if prog[0] < spec.need[0] or prog[1] < spec.need[1]:
                     continue
                 self.evaluated += 1
+                if bit_wait is not None:
+                    was = bit_wait.get(s.order)
+                    if was is not None and was == flow.flowbits:
+                        on_bits = True
+                        continue
                 hit = self._match(s, spec, tx, pkt, payload, view, flow, self.state)
                 if hit == _RETRY:
                     idle = False
@@ -379,6 +396,10 @@ class TxDetector:
                     continue
                 if hit == _WAIT_FLOW:
                     on_bits = True
+                    if fb_key is not None:
+                        if bit_wait is None:
+                            bit_wait = tx.found[fb_key] = {}
+                        bit_wait[s.order] = frozenset(flow.flowbits)
                     continue
                 done.add(s.order)
                 if hit != _MATCH:
@@ -401,7 +422,9 @@ class TxDetector:
         keyword (flow, flags, ...), xbits / flowint or the payload part did not match this
         packet; _WAIT_FLOW, a flowbits:isset / isnotset did not; _WAIT, a buffer is not there
         yet while its side is still at or before the buffer's progress, a condition failed
-        before its side is complete, or a body that did not match is still growing."""
+        before its side is complete, or a body that did not match is still growing (unless
+        the chain reads no further than the bytes the body holds: PayloadChain.prefix_reach;
+        then _NO, the answer the complete body would give)."""
         r = s.rule
         for chk in r.checks:
             if not chk(pkt):
@@ -423,7 +446,12 @@ class TxDetector:
             else:
                 ok = chain.match_buffer(v)
             if not ok:
-                return _WAIT if b.body and prog[b.to_server] < DONE else _NO
+                if b.body and prog[b.to_server] < DONE:
+                    # a body still growing is matched again as it grows, unless the chain
+                    # reads no further than the bytes it already holds (a body only grows)
+                    reach = None if b.multi or b.transforms else chain.prefix_reach()
+                    return _NO if reach is not None and len(v) >= reach else _WAIT
+                return _NO
         if r.payload is not None:
             bufs = view.bufs if view is not None and view.bufs else (payload,)
             if not any(r.payload.match(b, pkt) for b in bufs):

@@ -203,6 +203,27 @@ def _compare(op: str, val: int, ref: int) -> bool:
     raise ValueError(op)
 
 
+def _prefix_reach(items: tuple) -> int | None:
+    """PayloadChain.prefix_reach for `items` (windows as PayloadChain._window)."""
+    need = 0
+    prev = 0                       # the furthest the last positive match can end
+    for it in items:
+        if type(it) is not Content or it.endswith:
+            return None
+        if it.distance is not None or it.within is not None:
+            if it.within is None:
+                return None
+            end = max(0, prev + (it.distance or 0) + it.within)
+        else:
+            if it.depth is None:
+                return None
+            end = (it.offset or 0) + it.depth
+        need = max(need, end)
+        if not it.negated:
+            prev = end
+    return need
+
+
 def _is_relative(it: Item) -> bool:
     return it.relative  # every item type has it (Content as a property)
 
@@ -215,7 +236,7 @@ class PayloadChain:
     names, the TCP header); each sub-chain must match at least one of them.  Relative
     positions never cross buffers, so each buffer is matched on its own."""
 
-    __slots__ = ("items", "_next_rel", "_any_nocase", "buffers", "_cspec", "_last")
+    __slots__ = ("items", "_next_rel", "_any_nocase", "buffers", "_cspec", "_last", "_reach")
 
     def __init__(self, items: list[Item], buffers: list | tuple = ()) -> None:
         self.buffers = tuple(buffers)
@@ -238,6 +259,19 @@ class PayloadChain:
         # not match (a pcre, byte_test, ...): the same Host, User-Agent or method comes back
         # transaction after transaction, and the chain is a function of the value alone
         self._last: tuple | None = (None, False) if any(type(i) is not Content for i in items) else None
+        self._reach: int | None | bool = False      # prefix_reach(), worked out at its first use
+
+    def prefix_reach(self) -> int | None:
+        """How many leading bytes of a buffer the chain's answer depends on, when that is
+        bounded: every item a content (none anchored at the end) with a window that ends at
+        a fixed place (an absolute one with a depth, a relative one with a within, counted
+        from the furthest the match before it can end).  A buffer that only grows (a body)
+        holding at least that many bytes has its final answer.  None: no such bound (a
+        pcre, isdataat, byte_test, an open window, sticky sub-buffers)."""
+        reach = self._reach
+        if reach is False:
+            reach = self._reach = _prefix_reach(self.items) if not self.buffers else None
+        return reach
 
     def __len__(self) -> int:
         return len(self.items) + sum(len(sub) for _, _, sub in self.buffers)

@@ -27,6 +27,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 DONE = 1 << 20           # progress of a direction that is complete
+# a body buffer's getter -> the same body as it stands, without a copy (bytes, or the
+# bytearray it grows in): what the prefilter reads of a growing body is only the bytes it
+# grew by (rules.detect_tx._Slot); matching still gets the getter's bytes
+GROWN: dict[Callable, Callable] = {}
 
 
 class Tx:

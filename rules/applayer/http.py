@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.applayer.base import DONE, BufferDef, Parser, Tx
+from rules.applayer.base import DONE, GROWN, BufferDef, Parser, Tx
 from rules.applayer.http_body import Body, parse_content_length
 
 PROTO = "http"
@@ -371,7 +371,16 @@ def _start(side: bool):
 
 def _body(side: bool):
     """A body buffer: there once the body is complete, or while it grows once it holds the
-    side's minimal inspect size (before that: not yet, detection tries again later)."""
+    side's minimal inspect size (before that: not yet, detection tries again later).  Its
+    twin in GROWN gives the same body without copying it."""
+    def grown(tx: HttpTx):
+        b = tx.req_body if side else tx.resp_body
+        if b is None or not b.data:
+            return None
+        if not b.done and len(b.data) < tx.min_inspect[side]:
+            return None
+        return b.data
+
     def get(tx: HttpTx):
         b = tx.req_body if side else tx.resp_body
         if b is None or not b.data:
@@ -379,6 +388,7 @@ def _body(side: bool):
         if not b.done and len(b.data) < tx.min_inspect[side]:
             return None
         return b.as_bytes()
+    GROWN[get] = grown
     return get
 
 
