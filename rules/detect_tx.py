@@ -174,7 +174,9 @@ class TxDetector:
                     continue
                 i, lit, nocase = sp.fp
                 buf = sp.bufs[i]
-                key = (buf.name.split("#")[0], buf.to_server, buf.get, buf.transforms, sp.to_server)
+                # one slot for each (getter, transforms): buffers read through the same getter
+                # (file.data and http.response_body) are the same bytes, scanned once
+                key = (buf.get, buf.to_server, buf.transforms, sp.to_server)
                 slot = slots.get(key)
                 if slot is None:
                     slot = slots[key] = _Slot(buf, sp.proto)
@@ -185,7 +187,7 @@ class TxDetector:
             slot.overlap = max(len(lit) for lit, _ in slot.patterns) - 1
             slot.pack()
         # per packet direction: the slots of the rules evaluated on it
-        self.slots = {d: tuple(sl for k, sl in slots.items() if k[4] == d) for d in (True, False)}
+        self.slots = {d: tuple(sl for k, sl in slots.items() if k[3] == d) for d in (True, False)}
         self.always = {k: tuple(v) for k, v in always.items()}
         self.ip_protos = tuple(None if p is None else frozenset(p) for p in protos)
         self._hdr: dict[int, dict] = {}      # flow_id -> {(to_server, src, sport): {bucket: header ok}}

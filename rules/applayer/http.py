@@ -401,6 +401,9 @@ def _urilen_raw(tx: HttpTx) -> int:
 
 
 REQ, RESP = True, False
+# one getter per body: file.data is the body http.request_body / http.response_body are, so
+# the prefilter scans it once for the rules of both (rules.detect_tx: a slot per getter)
+_REQ_BODY, _RESP_BODY = _body(REQ), _body(RESP)
 BUFFERS = [
     BufferDef("http.method", PROTO, REQ, LINE, lambda tx: tx.method or None),
     BufferDef("http.uri", PROTO, REQ, LINE, _cached("uri", lambda tx: normalize_uri(tx.uri_raw) if tx.uri_raw else None)),
@@ -423,14 +426,14 @@ BUFFERS = [
     BufferDef("http.header_names", PROTO, REQ, HEADERS, _cached("names_ts", _header_names(REQ))),
     BufferDef("http.header.raw", PROTO, REQ, HEADERS, lambda tx: tx.req_hdr_raw or None),
     BufferDef("http.start", PROTO, REQ, HEADERS, _cached("start_ts", _start(REQ))),
-    BufferDef("http.request_body", PROTO, REQ, BODY, _body(REQ), body=True),
+    BufferDef("http.request_body", PROTO, REQ, BODY, _REQ_BODY, body=True),
     BufferDef("http.stat_code", PROTO, RESP, LINE, _stat_code),
     BufferDef("http.stat_msg", PROTO, RESP, LINE, lambda tx: tx.status_msg or None),
     BufferDef("http.response_line", PROTO, RESP, LINE, lambda tx: tx.response_line or None),
     BufferDef("http.server", PROTO, RESP, HEADERS, _hdr(RESP, b"server")),
     BufferDef("http.location", PROTO, RESP, HEADERS, _hdr(RESP, b"location")),
-    BufferDef("http.response_body", PROTO, RESP, BODY, _body(RESP), body=True),
-    BufferDef("file.data", PROTO, RESP, BODY, _body(RESP), body=True),
+    BufferDef("http.response_body", PROTO, RESP, BODY, _RESP_BODY, body=True),
+    BufferDef("file.data", PROTO, RESP, BODY, _RESP_BODY, body=True),
 ]
 # buffers that exist in both directions: the rule's direction picks the side (Suricata
 # registers them for both; `flow:to_client` or a response buffer before them selects it)
@@ -444,7 +447,7 @@ BOTH_SIDES = {
     "http.connection": (_hdr(RESP, b"connection"), HEADERS),
     "http.protocol": (lambda tx: tx.resp_protocol or None, LINE),
     "http.cookie": (_hdr(RESP, b"set-cookie"), HEADERS),
-    "file.data": (_body(REQ), BODY),
+    "file.data": (_REQ_BODY, BODY),
 }
 ALIASES = {"file_data": "file.data"}
 # the legacy content modifiers: `content:"x"; http_uri;` puts that content in the buffer

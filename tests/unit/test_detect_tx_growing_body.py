@@ -240,3 +240,16 @@ def test_the_settled_candidates_are_the_ones_a_fresh_look_finds():
     # each transaction: uri, user agent, stat code, the body needles (3333, and the one at 100
     # as itself and dotprefixed), the server with a body needle
     assert sorted(sids) == sorted([10, 11, 13, 1, 3, 6, 12] * 3)
+
+
+def test_file_data_and_the_response_body_are_one_slot_scanned_once():
+    """file.data is the body http.response_body is (one getter): one database holds the fast
+    patterns of both buffers' rules, and the body is scanned once for them."""
+    e = _engine(True)
+    resp = [sl for sl in e.detector.tx.slots[False] if sl.grows and not sl.side]
+    assert len(resp) == 1, resp
+    sids = {s.rule.sid for sigs in resp[0].by_pid.values() for s in sigs}
+    assert sids == {1, 2, 3, 4, 5}, sids           # file.data (1, 3, 4, 5) and http.response_body (2)
+    body = _body(5000, [(0, 2500), (1, 4000)], 7)
+    got = _alerts_per_segment(e, body, [700])
+    assert sorted(s for seg in got for s in seg) == [1, 2, 6]       # (5 wants needle two first)
