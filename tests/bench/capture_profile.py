@@ -110,6 +110,7 @@ def classify(frames: list[bytes]) -> list[str]:
 
 def replay(args) -> int:
     from bridge.pcap import iter_pcaps
+    from bridge.hook import settle_heap
     from bridge.replay import _engine, _load_config
     from rules.api import CSUM_SKIP, FrameMeta, Verdict
 
@@ -119,6 +120,7 @@ def replay(args) -> int:
                    + bench.stream_yaml(True))
     t0 = time.perf_counter()
     engine = _engine([args.rules], _load_config(str(cfg)), "ips")
+    settle_heap()            # the rules out of the collector's view, as a worker and replay do
     print(f"engine built in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     frames = []
     for ts, data, _src, _iface, _lt in iter_pcaps([args.pcap]).records():
