@@ -1,7 +1,7 @@
 /* bridge._ringpass: the worker's walk over an RX ring, compiled.
  *
  * ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint,
- *           install, hit_pass, tables, max_frames)
+ *           install, hit_pass, tables, events, max_frames)
  *   -> (stop, received, outgoing, inspected, bypassed, errors, last_ts, off, hdr, kind, value)
  *
  * Walks the ready slots of `rx` (a bridge.ring.V2Ring) from rx.head, at most max_frames of
@@ -13,8 +13,10 @@
  * inspection and counts it in `bypassed`; any other truthy answer stops the walk), then meta.ts and
  * meta.checksum are set and `inspect(view[mac:end], meta)` is called (no call when
  * `inspect` is None: ForwardAll), and when it answers `forward` (the shared clean-frame
- * Result; or, when `install` is None -- no fast path to take a flow -- any Result that only
- * forwards: verdict FORWARD, no events, no inject, no frame) the frame is copied into the next slot of `tx` (a bridge.ring.TxRing; None: IDS,
+ * Result), or any Result that only forwards (verdict FORWARD, no inject, no frame, and no
+ * bypass when `install` is not None -- a fast path to take the flow; its events, alerts,
+ * appended to the list `events`, or dropped when it is None: EVE is off), the frame is
+ * copied into the next slot of `tx` (a bridge.ring.TxRing; None: IDS,
  * nothing is forwarded) and its RX slot goes back to the kernel.  Everything else stops
  * the walk at that frame, which stays at rx.head, not handed back, for the Python path to
  * finish (bridge.worker.Worker._frame):
@@ -58,7 +60,7 @@ enum { STOP_END = 0, STOP_FRAME = 1, STOP_FLUSH = 2 };
 enum { K_RARE = 0, K_HIT = 1, K_RESULT = 2, K_TXFULL = 3, K_FAILED = 4 };
 
 static PyObject *s_view, *s_offsets, *s_head, *s_pkttype, *s_queued, *s_qbytes, *s_batch, *s_capacity,
-    *s_data, *s_ts, *s_checksum, *s_verdict, *s_events, *s_inject, *s_frame;
+    *s_data, *s_ts, *s_checksum, *s_verdict, *s_events, *s_inject, *s_frame, *s_bypass, *s_extend;
 
 static inline uint32_t
 load_acquire(const unsigned char *p)
@@ -106,13 +108,41 @@ falsy_attr(PyObject *res, PyObject *attr)
     return !t;
 }
 
-/* A Result that only forwards: verdict FORWARD, no events, nothing to inject, no frame to
- * forward instead (its `bypass` is what is left, and only a fast path can use it). */
+/* A Result that forwards the frame as it came: verdict FORWARD, nothing to inject, no frame
+ * to forward instead, and, when a fast path could take the flow (`bypass_matters`), no
+ * bypass.  Its events (alerts) are appended to `events` (NULL: EVE is off), as
+ * Worker._frame adds them.  1 taken, 0 not (the Python path finishes it), -1 an error. */
 static int
-clean_forward(PyObject *res)
+take_forwarding(PyObject *res, int bypass_matters, PyObject *events)
 {
-    return falsy_attr(res, s_verdict) && falsy_attr(res, s_events) && falsy_attr(res, s_inject) &&
-           falsy_attr(res, s_frame);
+    if (!(falsy_attr(res, s_verdict) && falsy_attr(res, s_inject) && falsy_attr(res, s_frame)))
+        return 0;
+    if (bypass_matters) {
+        PyObject *b = PyObject_GetAttr(res, s_bypass);
+        if (b == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        int none = b == Py_None;
+        Py_DECREF(b);
+        if (!none)
+            return 0;
+    }
+    if (events == NULL)
+        return 1;
+    PyObject *ev = PyObject_GetAttr(res, s_events);
+    if (ev == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int t = PyObject_IsTrue(ev);
+    if (t > 0) {
+        PyObject *r = PyObject_CallMethodOneArg(events, s_extend, ev);
+        t = r == NULL ? -1 : 1;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(ev);
+    return t < 0 ? -1 : 1;
 }
 
 /* ------------------------------------------------------------------ UDP fast-path entries
@@ -289,9 +319,9 @@ slot_at(PyObject *lst, Py_ssize_t i, Py_ssize_t room, Py_ssize_t len)
 static PyObject *
 ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 14) {
+    if (nargs != 15) {
         PyErr_SetString(PyExc_TypeError, "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, "
-                                         "csum_hint, skip_hint, install, hit_pass, tables, max_frames)");
+                                         "csum_hint, skip_hint, install, hit_pass, tables, events, max_frames)");
         return NULL;
     }
     PyObject *rx = args[0], *tx = args[1], *inspect = args[2], *meta = args[3], *forward = args[4],
@@ -313,7 +343,14 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         t_udp = PyTuple_GET_ITEM(args[12], 1);
         t_icmp = PyTuple_GET_ITEM(args[12], 2);
     }
-    Py_ssize_t max_frames = PyLong_AsSsize_t(args[13]);
+    PyObject *events = args[13];                  /* the drain's EVE events (None: EVE off) */
+    if (events == Py_None)
+        events = NULL;
+    else if (!PyList_CheckExact(events)) {
+        PyErr_SetString(PyExc_TypeError, "ring_pass: events must be a list or None");
+        return NULL;
+    }
+    Py_ssize_t max_frames = PyLong_AsSsize_t(args[14]);
     if (PyErr_Occurred())
         return NULL;
     if (tx == Py_None)
@@ -505,9 +542,19 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 res = Py_NewRef(forward);
             }
             inspected++;
-            if (res != forward && !bypass_matters && clean_forward(res)) {
-                Py_DECREF(res);                /* a bypass offer with no fast path: a clean frame */
-                res = Py_NewRef(forward);
+            if (res != forward) {
+                int t = take_forwarding(res, bypass_matters, events);
+                if (t < 0) {                   /* (a failed append: propagated, the frame left at rx.head) */
+                    Py_DECREF(res);
+                    failed = 1;
+                    received--;
+                    inspected--;
+                    break;
+                }
+                if (t > 0) {                   /* alerts only, or a bypass offer with no fast path */
+                    Py_DECREF(res);
+                    res = Py_NewRef(forward);
+                }
             }
             if (res != forward) {
                 value = res;
@@ -660,10 +707,12 @@ PyInit__ringpass(void)
     s_events = PyUnicode_InternFromString("events");
     s_inject = PyUnicode_InternFromString("inject");
     s_frame = PyUnicode_InternFromString("frame");
+    s_bypass = PyUnicode_InternFromString("bypass");
+    s_extend = PyUnicode_InternFromString("extend");
     s_one = PyLong_FromLong(1);
     if (!s_view || !s_offsets || !s_head || !s_pkttype || !s_queued || !s_qbytes || !s_batch || !s_capacity ||
         !s_data || !s_ts || !s_checksum || !s_verdict || !s_events || !s_inject || !s_frame ||
-        !s_one || scan_init() < 0) {
+        !s_bypass || !s_extend || !s_one || scan_init() < 0) {
         Py_DECREF(m);
         return NULL;
     }

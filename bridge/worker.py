@@ -735,10 +735,11 @@ class Worker:
         slot, asks the fast path and the inspector (an IPv4 UDP frame's fast-path entry it
         looks up and answers itself when it only forwards: a pass flow's, or a prefiltered
         direction's whose scan finds nothing), copies a frame to forward (the fast
-        path's FORWARD, the inspector's shared FORWARD result) into the TX ring and hands
-        its slot back, and stops at any frame that needs more (a checksum to fill, a VLAN
-        tag, a cut frame, a fast-path drop, a Result to act on, a TX slot not free): `_frame` finishes that one, its
-        slot goes back (`release_head`), and the walk goes on.  Without the compiled module,
+        path's FORWARD, the inspector's shared FORWARD result, a Result that only forwards:
+        its alerts join the drain's EVE events) into the TX ring and hands its slot back,
+        and stops at any frame that needs more (a checksum to fill, a VLAN tag, a cut
+        frame, a fast-path drop, a Result to act on, a TX slot not free): `_frame` finishes
+        that one, its slot goes back (`release_head`), and the walk goes on.  Without the compiled module,
         on a V3 ring or without a TX ring, `ring.batches()` hands the frames over a batch at
         a time and `_frame` takes each.  The TX ring is kicked (one send()) whenever half of
         it is queued and once at the end of the drain, the per-frame counters are added
@@ -757,7 +758,7 @@ class Worker:
             if _c_ring_pass is not None and type(ring) is V2Ring and (tx is not None or port.mode is None):
                 release = ring.release_head
                 args = (ring, tx, d.inspect, d.meta, FORWARD, d.hit, d.pidx, d.csum_mask, d.csum_hint, _SKIP,
-                        d.install, _FAST_FORWARD, d.tables)
+                        d.install, _FAST_FORWARD, d.tables, d.events)
                 left = ring.frame_nr
                 while left > 0:
                     if wd is not None:

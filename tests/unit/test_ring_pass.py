@@ -282,7 +282,7 @@ class Offers:
 
 def test_a_bypass_offer_without_a_fast_path_is_a_clean_frame(monkeypatch):
     """Nothing can take the offer: the compiled walk forwards such a frame as a clean one
-    instead of stopping at it; a frame with an event still stops."""
+    instead of stopping at it, a frame with an event too (the event goes with the drain's)."""
     r = both(plain([frame(k) for k in range(10)]), Offers, monkeypatch, tx=True)
     assert len(r["sent"]) == 10
     stops = []
@@ -296,7 +296,83 @@ def test_a_bypass_offer_without_a_fast_path_is_a_clean_frame(monkeypatch):
     assert w.fast is None
     ring.deliver([frame(k) for k in range(10)])
     w.drain(port)
-    assert stops == [1, 0]                             # one stop: frame 3, for its event
+    assert stops == [0]                                # no stop, not even frame 3 with its event
+
+
+class Alerts:
+    """An engine whose every third frame alerts (a Result that forwards, with events); with
+    `offer`, every frame also offers its flow to the fast path."""
+
+    def __init__(self, offer: bool = False):
+        self.seen: list[int] = []
+        self.offer = offer
+
+    def inspect(self, data, meta):
+        k = bytes(data)[-1]
+        self.seen.append(k)
+        if k % 3:
+            return FORWARD if not self.offer else Result(Verdict.FORWARD, bypass=Bypass(object(), "pass", True, "x"))
+        return Result(Verdict.FORWARD, events=(("alert", k), ("alert-2", k)),
+                      bypass=Bypass(object(), "pass", True, "x") if self.offer else None)
+
+    def bypassed(self, flow, ts, ps, bs, pc, bc):
+        return True
+
+    def tick(self, now):
+        return ()
+
+    def stats(self):
+        return {}
+
+
+EVE = Config(eve_log="/nonexistent/eve.json")          # (never opened: the tests collect write_events)
+
+
+@pytest.mark.parametrize("mode,tx", [("ips", True), ("ips", False), ("tap", True), (None, False)],
+                         ids=["ips-tx-ring", "ips-send", "tap", "ids"])
+@pytest.mark.parametrize("eve", [True, False], ids=["eve", "no-eve"])
+def test_alerts_of_forwarded_frames_go_with_the_walk(mode, tx, eve, monkeypatch):
+    """A Result that forwards with alerts does not stop the compiled walk: its events join
+    the drain's, in frame order, as the Python path adds them (none when EVE is off)."""
+    cfg = EVE if eve else Config()
+    r = both(plain([frame(k) for k in range(12)]), Alerts, monkeypatch, tx=tx, mode=mode, config=cfg)
+    want = [e for k in range(0, 12, 3) for e in (("alert", k), ("alert-2", k))] if eve else []
+    assert r["events"] == want
+    assert len(r["sent"]) == (12 if mode is not None else 0)
+    stops = []
+
+    def spy(*a):
+        out = REAL(*a)
+        stops.append(out[0])
+        return out
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", spy)
+    w, port, out, ring = build(Alerts(), tx=tx, mode=mode, config=cfg)
+    events: list = []
+    w.write_events = events.extend
+    ring.deliver([frame(k) for k in range(12)])
+    assert w.drain(port) == 12
+    # (forwarding by plain send() is the Python walk's alone)
+    assert stops == ([0] if tx or mode is None else []) and events == want
+
+
+def test_an_alert_with_a_bypass_for_the_fast_path_still_stops(monkeypatch):
+    """With a fast path to take the flow, a Result with a bypass stops the walk (the Python
+    path installs it), alerts or not; its events come out the same."""
+    kw = dict(tx=True, config=EVE)
+    stops = []
+
+    def spy(*a):
+        out = REAL(*a)
+        stops.append(out[0])
+        return out
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", spy)
+    w, port, out, ring = build(Alerts(offer=True), **kw)
+    assert w.fast is not None
+    events: list = []
+    w.write_events = events.extend
+    ring.deliver([frame(k) for k in range(4)])
+    w.drain(port)
+    assert stops[0] == 1 and events[:2] == [("alert", 0), ("alert-2", 0)]
 
 
 def test_fast_path_pass_verdicts_are_forwarded_by_the_walk(monkeypatch):
