@@ -382,12 +382,7 @@ def _body(side: bool):
         return b.data
 
     def get(tx: HttpTx):
-        b = tx.req_body if side else tx.resp_body
-        if b is None or not b.data:
-            return None
-        if not b.done and len(b.data) < tx.min_inspect[side]:
-            return None
-        return b.as_bytes()
+        return None if grown(tx) is None else (tx.req_body if side else tx.resp_body).as_bytes()
     GROWN[get] = grown
     return get
 

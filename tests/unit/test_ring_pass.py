@@ -105,6 +105,19 @@ def both(steps, make_inspector, monkeypatch, **kw):
     return a
 
 
+def stops_of(monkeypatch) -> list[int]:
+    """The `stop` of each return of the compiled walk from now on (0 end, 1 a frame for
+    Python, 2 flush), as they come."""
+    stops: list[int] = []
+
+    def spy(*a):
+        out = REAL(*a)
+        stops.append(out[0])
+        return out
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", spy)
+    return stops
+
+
 def plain(frames):
     return [(frames, {})]
 
@@ -285,13 +298,7 @@ def test_a_bypass_offer_without_a_fast_path_is_a_clean_frame(monkeypatch):
     instead of stopping at it, a frame with an event too (the event goes with the drain's)."""
     r = both(plain([frame(k) for k in range(10)]), Offers, monkeypatch, tx=True)
     assert len(r["sent"]) == 10
-    stops = []
-
-    def spy(*a):
-        out = REAL(*a)
-        stops.append(out[0])
-        return out
-    monkeypatch.setattr(bridge.worker, "_c_ring_pass", spy)
+    stops = stops_of(monkeypatch)
     w, port, out, ring = build(Offers(), tx=True)
     assert w.fast is None
     ring.deliver([frame(k) for k in range(10)])
@@ -299,12 +306,12 @@ def test_a_bypass_offer_without_a_fast_path_is_a_clean_frame(monkeypatch):
     assert stops == [0]                                # no stop, not even frame 3 with its event
 
 
-class Alerts:
+class Alerts(Judge):
     """An engine whose every third frame alerts (a Result that forwards, with events); with
     `offer`, every frame also offers its flow to the fast path."""
 
     def __init__(self, offer: bool = False):
-        self.seen: list[int] = []
+        super().__init__()
         self.offer = offer
 
     def inspect(self, data, meta):
@@ -314,15 +321,6 @@ class Alerts:
             return FORWARD if not self.offer else Result(Verdict.FORWARD, bypass=Bypass(object(), "pass", True, "x"))
         return Result(Verdict.FORWARD, events=(("alert", k), ("alert-2", k)),
                       bypass=Bypass(object(), "pass", True, "x") if self.offer else None)
-
-    def bypassed(self, flow, ts, ps, bs, pc, bc):
-        return True
-
-    def tick(self, now):
-        return ()
-
-    def stats(self):
-        return {}
 
 
 EVE = Config(eve_log="/nonexistent/eve.json")          # (never opened: the tests collect write_events)
@@ -339,13 +337,7 @@ def test_alerts_of_forwarded_frames_go_with_the_walk(mode, tx, eve, monkeypatch)
     want = [e for k in range(0, 12, 3) for e in (("alert", k), ("alert-2", k))] if eve else []
     assert r["events"] == want
     assert len(r["sent"]) == (12 if mode is not None else 0)
-    stops = []
-
-    def spy(*a):
-        out = REAL(*a)
-        stops.append(out[0])
-        return out
-    monkeypatch.setattr(bridge.worker, "_c_ring_pass", spy)
+    stops = stops_of(monkeypatch)
     w, port, out, ring = build(Alerts(), tx=tx, mode=mode, config=cfg)
     events: list = []
     w.write_events = events.extend
@@ -359,13 +351,7 @@ def test_an_alert_with_a_bypass_for_the_fast_path_still_stops(monkeypatch):
     """With a fast path to take the flow, a Result with a bypass stops the walk (the Python
     path installs it), alerts or not; its events come out the same."""
     kw = dict(tx=True, config=EVE)
-    stops = []
-
-    def spy(*a):
-        out = REAL(*a)
-        stops.append(out[0])
-        return out
-    monkeypatch.setattr(bridge.worker, "_c_ring_pass", spy)
+    stops = stops_of(monkeypatch)
     w, port, out, ring = build(Alerts(offer=True), **kw)
     assert w.fast is not None
     events: list = []
