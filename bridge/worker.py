@@ -739,9 +739,9 @@ class Worker:
         its alerts join the drain's EVE events) into the TX ring and hands its slot back,
         and stops at any frame that needs more (a checksum to fill, a VLAN tag, a cut
         frame, a fast-path drop, a Result to act on, a TX slot not free): `_frame` finishes
-        that one, its slot goes back (`release_head`), and the walk goes on.  Without the compiled module,
-        on a V3 ring or without a TX ring, `ring.batches()` hands the frames over a batch at
-        a time and `_frame` takes each.  The TX ring is kicked (one send()) whenever half of
+        that one, its slot goes back (`release_head`), and the walk goes on.  Without the
+        compiled module, on a V3 ring or without a TX ring, `ring.batches()` hands the
+        frames over a batch at a time and `_frame` takes each.  The TX ring is kicked (one send()) whenever half of
         it is queued and once at the end of the drain, the per-frame counters are added
         once per drain, EVE events are collected once per drain (see above), and with the ForwardAll
         inspector (no rules, no hook) no FrameMeta is set and inspect() is not called: its
