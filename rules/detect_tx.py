@@ -68,7 +68,6 @@ class _Slot:
 
     def __init__(self, buf, proto: str) -> None:
         self.proto = proto                   # its protocol: a slot is scanned on that protocol's transactions only
-        self.get = buf.get                   # (a growing body: its twin without a copy, below)
         self.side = buf.to_server
         self.progress = buf.progress
         self.multi = buf.multi
@@ -80,8 +79,8 @@ class _Slot:
         # a body read as it is (no transform, one value) only grows: each packet's scan covers
         # the bytes added since the last one, from `overlap` bytes before them (set with db)
         self.grows = self.body and not self.multi and not self.transforms
-        if self.grows:
-            self.get = GROWN.get(buf.get, buf.get)
+        # (a growing body is read through its getter's twin that does not copy it)
+        self.get = GROWN.get(buf.get, buf.get) if self.grows else buf.get
         self.overlap = 0
         # value -> its scan's ids, for short values: the same Host, User-Agent, status or
         # Server comes back transaction after transaction (bounded; not pickled)

@@ -373,16 +373,21 @@ def _body(side: bool):
     """A body buffer: there once the body is complete, or while it grows once it holds the
     side's minimal inspect size (before that: not yet, detection tries again later).  Its
     twin in GROWN gives the same body without copying it."""
-    def grown(tx: HttpTx):
+    def ready(tx: HttpTx):
         b = tx.req_body if side else tx.resp_body
         if b is None or not b.data:
             return None
         if not b.done and len(b.data) < tx.min_inspect[side]:
             return None
-        return b.data
+        return b
+
+    def grown(tx: HttpTx):
+        b = ready(tx)
+        return None if b is None else b.data
 
     def get(tx: HttpTx):
-        return None if grown(tx) is None else (tx.req_body if side else tx.resp_body).as_bytes()
+        b = ready(tx)
+        return None if b is None else b.as_bytes()
     GROWN[get] = grown
     return get
 
