@@ -143,11 +143,85 @@ slot_offsets(PyTypeObject *tp, const char *const *names, int n, Py_ssize_t *off,
     return 0;
 }
 
+/* Where obj.name lives when it is a plain slot of obj's class, by (class, name): the lanes
+ * read and write some eighty fields of engine objects on a body segment, and
+ * PyObject_GetAttr through a member descriptor costs about 180 instructions a field
+ * (callgrind, the 256 KiB capture: 15% of the engine's count), a cached offset about ten.
+ * An entry holds the class's version tag (CPython changes or invalidates it whenever the
+ * class or a base is modified), so a class changed since is looked up again; a class with
+ * its own __getattribute__ / __setattr__, a name that is not a plain writable object slot
+ * (a property, a method, an instance-dict attribute) or an unset slot take
+ * PyObject_GetAttr / PyObject_SetAttr, so the answer and the error are always the
+ * attribute's.  The cache holds strong references to the classes and names in it. */
+#define FA_SIZE 512
+struct fa_entry {
+    PyTypeObject *tp;
+    PyObject *name;
+    unsigned int tag;
+    Py_ssize_t get_off, set_off;    /* -1: through PyObject_GetAttr / PyObject_SetAttr */
+};
+static struct fa_entry fa_cache[FA_SIZE];
+
+static struct fa_entry *
+fa_entry_of(PyTypeObject *tp, PyObject *name)
+{
+    size_t h = ((((uintptr_t)tp) >> 4) * 31u ^ (((uintptr_t)name) >> 4)) & (FA_SIZE - 1);
+    struct fa_entry *e = &fa_cache[h];
+    if (e->tp == tp && e->name == name && PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG) &&
+        e->tag == tp->tp_version_tag)
+        return e;
+    Py_ssize_t off = -1;
+    int plain = 0;
+    PyObject *d = _PyType_Lookup(tp, name);          /* borrowed; (gives the class a version tag) */
+    if (d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX) {
+            off = m->offset;
+            plain = !(m->flags & READONLY);
+        }
+    }
+    static struct fa_entry uncached;
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))
+        e = &uncached;                              /* (no tag to check it by: answered, not kept) */
+    else {
+        Py_XSETREF(e->tp, (PyTypeObject *)Py_NewRef(tp));
+        Py_XSETREF(e->name, Py_NewRef(name));
+        e->tag = tp->tp_version_tag;
+    }
+    e->get_off = tp->tp_getattro == PyObject_GenericGetAttr ? off : -1;
+    e->set_off = tp->tp_setattro == PyObject_GenericSetAttr && plain ? off : -1;
+    return e;
+}
+
+/* obj.name (a new reference), NULL with an exception */
+static PyObject *
+fa_get(PyObject *obj, PyObject *name)
+{
+    Py_ssize_t off = fa_entry_of(Py_TYPE(obj), name)->get_off;
+    if (off >= 0) {
+        PyObject *v = *(PyObject **)((char *)obj + off);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
+/* obj.name = v: 0, -1 with an exception */
+static int
+fa_set(PyObject *obj, PyObject *name, PyObject *v)
+{
+    Py_ssize_t off = fa_entry_of(Py_TYPE(obj), name)->set_off;
+    if (off < 0)
+        return PyObject_SetAttr(obj, name, v);
+    Py_XSETREF(*(PyObject **)((char *)obj + off), Py_NewRef(v));
+    return 0;
+}
+
 /* The truth of obj.name: 1, 0, or -1 with an exception set. */
 static int
 attr_true(PyObject *obj, PyObject *name)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    PyObject *v = fa_get(obj, name);
     if (v == NULL)
         return -1;
     int t = PyObject_IsTrue(v);
@@ -712,14 +786,14 @@ lane_init_strings(void)
 static int
 attr_add(PyObject *obj, PyObject *name, PyObject *by)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    PyObject *v = fa_get(obj, name);
     if (v == NULL)
         return -1;
     PyObject *w = PyNumber_Add(v, by);
     Py_DECREF(v);
     if (w == NULL)
         return -1;
-    int err = PyObject_SetAttr(obj, name, w);
+    int err = fa_set(obj, name, w);
     Py_DECREF(w);
     return err;
 }
@@ -787,7 +861,7 @@ udp_check(Lanes *self, PyObject *app, PyObject *flow, int to_server, const unsig
                 quiet = slotted_true(&app_slots, st, AS_PROTO, ls_proto);
                 if (quiet == 0) {
                     PyObject *refused = slotted_get(&app_slots, st, AS_REFUSED, ls_refused);
-                    PyObject *probed = PyObject_GetAttr(app, ls_probed_names);
+                    PyObject *probed = fa_get(app, ls_probed_names);
                     PyObject *mine = refused ? PySequence_GetItem(refused, to_server) : NULL;
                     PyObject *names = probed ? PyObject_GetItem(probed, ls_udp) : NULL;
                     quiet = (mine && names) ? PyObject_RichCompareBool(mine, names, Py_GE) : -1;
@@ -805,7 +879,7 @@ udp_check(Lanes *self, PyObject *app, PyObject *flow, int to_server, const unsig
     PyObject *scan = PyTuple_GET_ITEM(offer, 2);
     if (plen && scan != Py_None) {
         int found = -1;
-        PyObject *spec = Py_TYPE(scan) == (PyTypeObject *)self->any_pattern ? PyObject_GetAttr(scan, ls_spec) : NULL;
+        PyObject *spec = Py_TYPE(scan) == (PyTypeObject *)self->any_pattern ? fa_get(scan, ls_spec) : NULL;
         if (spec != NULL && spec != Py_None) {
             found = compiled_scan(spec, payload, plen);
         } else {
@@ -833,7 +907,7 @@ done:
 static long long
 attr_ll(PyObject *obj, PyObject *name)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    PyObject *v = fa_get(obj, name);
     if (v == NULL)
         return -1;
     long long x = PyLong_AsLongLong(v);
@@ -939,7 +1013,7 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
         if ((((long long)seqno - mbase - mend) & 0xFFFFFFFFLL) != 0)
             goto done;                              /* not the next in-order segment */
         *right = mend + n;
-        PyObject *sset = PyObject_GetAttr(self->streams, ls_s);
+        PyObject *sset = fa_get(self->streams, ls_s);
         long long depth = attr_ll(self->streams, ls_depth), mem = attr_ll(self->streams, ls_mem);
         long long memcap = sset ? attr_ll(sset, ls_reassembly_memcap) : -1;
         Py_XDECREF(sset);
@@ -988,7 +1062,7 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
     }
     /* Detector.prefilter_gate(flow, to_server, src, sport, empty=not n), or for app-layer
      * data Detector.data_gate(flow, to_server, src, sport): the direction's cached entry */
-    PyObject *cache = PyObject_GetAttr(det, ls_hdr_cache);
+    PyObject *cache = fa_get(det, ls_hdr_cache);
     PyObject *fid = FSLOT(self, flow, F_FLOW_ID);
     if (cache == NULL || fid == NULL || !PyDict_Check(cache)) {
         Py_XDECREF(cache);
@@ -1161,7 +1235,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     const int kind = lane_candidate(f, view.len);
     int t = kind > 0 ? attr_true(eng, ls_lean) : 0;
     if (t > 0) {                                    /* (a rule reload may replace the app layer) */
-        app = PyObject_GetAttr(eng, ls_app);
+        app = fa_get(eng, ls_app);
         t = app == NULL ? -1 : 1;
     }
     if (t <= 0)
@@ -1273,7 +1347,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
         to_server = PyObject_RichCompareBool(FSLOT(self, flow, F_CLI_PORT), sp, Py_EQ);
     if (to_server < 0)
         goto flow_out;
-    det = PyObject_GetAttr(eng, ls_detector);
+    det = fa_get(eng, ls_detector);
     if (det == NULL)
         goto flow_out;
     if (cm.proto == 17) {
@@ -1972,7 +2046,7 @@ static int
 attr_set_ll(PyObject *obj, PyObject *name, long long v)
 {
     PyObject *o = PyLong_FromLongLong(v);
-    int r = o == NULL ? -1 : PyObject_SetAttr(obj, name, o);
+    int r = o == NULL ? -1 : fa_set(obj, name, o);
     Py_XDECREF(o);
     return r;
 }
@@ -1981,7 +2055,7 @@ attr_set_ll(PyObject *obj, PyObject *name, long long v)
 static long long
 attr_int(PyObject *obj, PyObject *name, int *ok)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    PyObject *v = fa_get(obj, name);
     long long x = -1;
     if (v != NULL && PyLong_CheckExact(v)) {
         int overflow = 0;
@@ -2001,7 +2075,7 @@ attr_int(PyObject *obj, PyObject *name, int *ok)
 static int
 attr_empty(PyObject *obj, PyObject *name, PyTypeObject *tp)
 {
-    PyObject *v = PyObject_GetAttr(obj, name);
+    PyObject *v = fa_get(obj, name);
     int empty = v != NULL && Py_TYPE(v) == tp && Py_SIZE(v) == 0;
     Py_XDECREF(v);
     PyErr_Clear();
@@ -2040,7 +2114,7 @@ shorts_in(PyObject *shorts, const unsigned char *p, Py_ssize_t n)
     if (!PyTuple_CheckExact(shorts))
         return -1;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shorts); i++) {
-        PyObject *fp = PyObject_GetAttr(PyTuple_GET_ITEM(shorts, i), bs_fp_short);
+        PyObject *fp = fa_get(PyTuple_GET_ITEM(shorts, i), bs_fp_short);
         int got = -1;
         if (fp != NULL && PyTuple_CheckExact(fp) && PyTuple_GET_SIZE(fp) == 3 &&
             PyBytes_CheckExact(PyTuple_GET_ITEM(fp, 0))) {
@@ -2065,7 +2139,7 @@ shorts_in(PyObject *shorts, const unsigned char *p, Py_ssize_t n)
 static int
 tx_idle(PyObject *parser, int d, PyObject *flow)
 {
-    PyObject *marks = PyObject_GetAttr(parser, bs_tx_idle);
+    PyObject *marks = fa_get(parser, bs_tx_idle);
     PyObject *mark = marks ? PySequence_GetItem(marks, d) : NULL;
     Py_XDECREF(marks);
     if (mark == NULL)
@@ -2077,11 +2151,11 @@ tx_idle(PyObject *parser, int d, PyObject *flow)
             PyErr_SetString(PyExc_TypeError, "Parser.tx_idle: (gen, flowbits) or None expected");
             return -1;
         }
-        PyObject *gen = PyObject_GetAttr(parser, bs_gen);
+        PyObject *gen = fa_get(parser, bs_gen);
         t = gen ? PyObject_RichCompareBool(PyTuple_GET_ITEM(mark, 0), gen, Py_EQ) : -1;
         Py_XDECREF(gen);
         if (t > 0 && PyTuple_GET_ITEM(mark, 1) != Py_None) {
-            PyObject *bits = PyObject_GetAttr(flow, bs_flowbits);
+            PyObject *bits = fa_get(flow, bs_flowbits);
             t = bits ? PyObject_RichCompareBool(PyTuple_GET_ITEM(mark, 1), bits, Py_EQ) : -1;
             Py_XDECREF(bits);
         }
@@ -2146,7 +2220,7 @@ marks_current(PyObject *txs, PyObject *marks)
         return 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(txs); i++) {
         PyObject *tx = PyList_GET_ITEM(txs, i);
-        PyObject *id = PyObject_GetAttr(tx, bs_id), *prog = PyObject_GetAttr(tx, bs_progress);
+        PyObject *id = fa_get(tx, bs_id), *prog = fa_get(tx, bs_progress);
         PyObject *m = id ? PyDict_GetItemWithError(marks, id) : NULL;             /* borrowed */
         int same = 0;
         if (m != NULL && prog != NULL && PyTuple_CheckExact(m) && PyTuple_GET_SIZE(m) == 2 &&
@@ -2191,21 +2265,21 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
         goto out;
     if (!attr_empty(parser, bs_events, &PyList_Type))
         goto out;
-    txs = PyObject_GetAttr(parser, bs_txs);
-    o = PyObject_GetAttr(st, bs_marks);
+    txs = fa_get(parser, bs_txs);
+    o = fa_get(st, bs_marks);
     if (txs == NULL || o == NULL || !marks_current(txs, o))
         goto out;
     Py_CLEAR(o);
     /* the direction: in a body, nothing buffered, not given up */
-    o = PyObject_GetAttr(parser, bs_sides);
+    o = fa_get(parser, bs_sides);
     side = (o != NULL && PyTuple_CheckExact(o) && PyTuple_GET_SIZE(o) == 2) ? Py_NewRef(PyTuple_GET_ITEM(o, to_server)) : NULL;
     Py_CLEAR(o);
     if (side == NULL || attr_int(side, bs_state, &ok) != 2 || !ok || attr_true(side, bs_gone) != 0)
         goto out;
     if (!attr_empty(side, bs_buf, &PyByteArray_Type))
         goto out;
-    body = PyObject_GetAttr(side, bs_body);
-    tx = PyObject_GetAttr(side, bs_tx);
+    body = fa_get(side, bs_body);
+    tx = fa_get(side, bs_tx);
     if (body == NULL || body == Py_None || tx == NULL || tx == Py_None)
         goto out;
     /* the body: plain, not complete, failed or done, more of it to come than n */
@@ -2215,7 +2289,7 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     if (!ok || !(bst == self->body_close || ((bst == self->body_length || bst == self->body_data) && left > n)))
         goto out;
     /* its bytes: a bytearray, or once full the bytes Body.as_bytes left (nothing is added) */
-    bdata = PyObject_GetAttr(body, bs_data);
+    bdata = fa_get(body, bs_data);
     long long limit = attr_int(body, bs_limit, &ok);
     int plain_data = bdata != NULL && ok &&
                      (PyByteArray_CheckExact(bdata) || (PyBytes_CheckExact(bdata) && limit > 0 &&
@@ -2224,7 +2298,7 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     if (!plain_data)
         goto out;
     /* transactions are detected (the detector has a TxDetector) */
-    txd = PyObject_GetAttr(det, bs_tx);
+    txd = fa_get(det, bs_tx);
     if (txd == NULL || txd == Py_None)
         goto out;
     /* the stream: inline without segment tracking, the session open, its app data ending
@@ -2236,10 +2310,10 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     long long data_off = attr_int(me, bs_data_off, &ok), app_off = attr_int(me, bs_app_off, &ok);
     if (!ok || app_off != mend || mend < data_off)
         goto out;
-    data = PyObject_GetAttr(me, bs_data);
+    data = fa_get(me, bs_data);
     if (data == NULL || !PyByteArray_CheckExact(data) || PyByteArray_GET_SIZE(data) != mend - data_off)
         goto out;
-    o = PyObject_GetAttr(self->streams, bs_chunk);
+    o = fa_get(self->streams, bs_chunk);
     long long c = -1;
     if (o != NULL && PyTuple_CheckExact(o) && PyTuple_GET_SIZE(o) == 2 && PyLong_CheckExact(PyTuple_GET_ITEM(o, !to_server)))
         c = PyLong_AsLongLong(PyTuple_GET_ITEM(o, !to_server));
@@ -2251,20 +2325,20 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     if (lo < data_off)
         lo = data_off;
     /* the prefilter: a libhs database or none; remembered ids none in the window */
-    scanner = PyObject_GetAttr(self->streams, bs_scanner);
+    scanner = fa_get(self->streams, bs_scanner);
     if (scanner == NULL)
         goto out;
     long long overlap = 0;
     if (scanner != Py_None) {
-        o = PyObject_GetAttr(scanner, bs_scan);
+        o = fa_get(scanner, bs_scan);
         if (o == NULL || !PyCFunction_Check(o) || PyCFunction_GET_SELF(o) == NULL ||
             Py_TYPE(PyCFunction_GET_SELF(o)) != &HsDatabaseType)
             goto out;
         hsdb = (HsDatabase *)Py_NewRef(PyCFunction_GET_SELF(o));
         Py_CLEAR(o);
         overlap = attr_int(scanner, bs_overlap, &ok);
-        seen = PyObject_GetAttr(me, bs_seen);
-        lengths = PyObject_GetAttr(scanner, bs_lengths);
+        seen = fa_get(me, bs_seen);
+        lengths = fa_get(scanner, bs_lengths);
         if (!ok || overlap < 0 || seen == NULL || !PyDict_CheckExact(seen) || lengths == NULL || !PyDict_CheckExact(lengths))
             goto out;
         Py_ssize_t pos = 0;
@@ -2383,7 +2457,7 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     if (attr_set_ll(me, bs_app_off, right) < 0)
         goto out;
     /* Parser.take: Body.take_content's _piece, then the transaction's growth */
-    bdata = PyObject_GetAttr(body, bs_data);
+    bdata = fa_get(body, bs_data);
     Py_ssize_t kept = bdata == NULL ? -1 : PyObject_Length(bdata);
     long long msg = attr_ll(body, bs_msg), entity = attr_ll(body, bs_entity);
     long long raw_len = attr_ll(body, bs_raw_len);
@@ -2404,13 +2478,13 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
         goto out;
     if (attr_set_ll(body, bs_raw_len, raw_len + n) < 0)
         goto out;
-    o = PyObject_GetAttr(tx, bs_body_grew);
+    o = fa_get(tx, bs_body_grew);
     if (o == NULL || PySequence_SetItem(o, to_server, Py_True) < 0)
         goto out;
     Py_CLEAR(o);
     Py_ssize_t now = PyObject_Length(bdata);
     if (now != kept) {                              /* http._seen_growth: detection sees it grow */
-        o = PyObject_GetAttr(tx, bs_min_inspect);
+        o = fa_get(tx, bs_min_inspect);
         PyObject *mi = o ? PySequence_GetItem(o, to_server) : NULL;
         long long least = mi ? PyLong_AsLongLong(mi) : -1;
         Py_XDECREF(mi);
@@ -2432,7 +2506,7 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     } else {
         /* TxDetector.idle, inline; an idle set on the detector itself (tests make a
          * detector that never skips that way) is called instead */
-        o = PyObject_GetAttr(txd, bs_idle);
+        o = fa_get(txd, bs_idle);
         PyObject *cls_idle = o ? PyObject_GetAttr((PyObject *)Py_TYPE(txd), bs_idle) : NULL;
         if (cls_idle == NULL) {
             t = -1;
@@ -2522,7 +2596,25 @@ scan_for_tests(PyObject *self, PyObject *args)
     return PyLong_FromLong(found);
 }
 
+/* attr(obj, name[, value]): obj.name, or obj.name = value (None returned), as the lanes read
+ * and write fields (fa_get / fa_set), for tests to hold against getattr / setattr. */
+static PyObject *
+attr_for_tests(PyObject *self, PyObject *args)
+{
+    PyObject *obj, *name, *value = NULL;
+    if (!PyArg_ParseTuple(args, "OU|O", &obj, &name, &value))
+        return NULL;
+    Py_INCREF(name);
+    PyUnicode_InternInPlace(&name);                /* (the lanes' names are interned) */
+    PyObject *r = value == NULL ? fa_get(obj, name) : fa_set(obj, name, value) < 0 ? NULL : Py_NewRef(Py_None);
+    Py_DECREF(name);
+    return r;
+}
+
 static PyMethodDef hotpath_methods[] = {
+    {"attr", attr_for_tests, METH_VARARGS,
+     "attr(obj, name[, value]): obj.name, or sets it to value, the way the compiled lanes read and "
+     "write engine fields (a plain slot by its cached offset, anything else as getattr/setattr do)."},
     {"hs_library", hs_library, METH_NOARGS,
      "hs_library() -> str: the version of libhs (libhs.so.5, opened on first use); OSError saying why "
      "it cannot be used."},

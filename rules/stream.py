@@ -224,6 +224,10 @@ class Scanner:
     """The prefilter as the stream stage uses it: `scan(data) -> set of ids` and the
     length of each id's pattern (the detect stage provides it)."""
 
+    # (slots: the compiled lanes read these fields on every segment, by offset; __dict__
+    # keeps any other attribute possible)
+    __slots__ = ("scan", "lengths", "overlap", "__dict__")
+
     def __init__(self, scan, lengths: dict[int, int]) -> None:
         self.scan = scan
         self.lengths = lengths
@@ -231,6 +235,11 @@ class Scanner:
 
 
 class StreamEngine:
+    # (slots: the compiled lanes read these fields on every segment, by offset; __dict__
+    # keeps any other attribute possible, as tests replace methods on an instance)
+    __slots__ = ("s", "inline", "check_overlap", "track_segs", "scanner", "app_on", "chunk", "depth", "mem",
+                 "sessions", "c", "__dict__")
+
     def __init__(self, settings: StreamSettings, inline: bool, scanner: Scanner | None = None,
                  check_overlap: bool = False) -> None:
         self.s = settings

@@ -68,6 +68,9 @@ class Tx:
 class Parser:
     """The interface of a protocol parser (one per flow)."""
 
+    # (slots: the compiled lanes read these fields on every segment, by offset; a protocol's
+    # own fields go to __dict__, or to slots of its own)
+    __slots__ = ("txs", "events", "failed", "no_inspect_payload", "bypass_ready", "gen", "tx_idle", "__dict__")
     proto = ""
 
     def __init__(self) -> None:

@@ -516,6 +516,7 @@ class _Side:
 
 
 class Parser(Parser):  # noqa: F811 - the protocol's parser, named as registry.py expects
+    __slots__ = ("s", "sides", "next_id", "resp_next", "_moved")    # (the body lane reads `sides` by offset)
     proto = PROTO
 
     def __init__(self, settings: Settings | None = None, ipproto: int = 6) -> None:
