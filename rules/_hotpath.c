@@ -153,23 +153,34 @@ slot_offsets(PyTypeObject *tp, const char *const *names, int n, Py_ssize_t *off,
  * (a property, a method, an instance-dict attribute) or an unset slot take
  * PyObject_GetAttr / PyObject_SetAttr, so the answer and the error are always the
  * attribute's.  The cache holds strong references to the classes and names in it. */
-#define FA_SIZE 512
-struct fa_entry {
+#define FA_SETS 256                 /* (a power of two) sets of FA_WAYS entries: about 100 pairs */
+#define FA_WAYS 4                   /* are in use, and two hot ones in one place would evict each */
+struct fa_entry {                   /* other on every frame */
     PyTypeObject *tp;
     PyObject *name;
     unsigned int tag;
     Py_ssize_t get_off, set_off;    /* -1: through PyObject_GetAttr / PyObject_SetAttr */
 };
-static struct fa_entry fa_cache[FA_SIZE];
+static struct fa_entry fa_cache[FA_SETS][FA_WAYS];
+static unsigned char fa_victim[FA_SETS];
 
 static struct fa_entry *
 fa_entry_of(PyTypeObject *tp, PyObject *name)
 {
-    size_t h = ((((uintptr_t)tp) >> 4) * 31u ^ (((uintptr_t)name) >> 4)) & (FA_SIZE - 1);
-    struct fa_entry *e = &fa_cache[h];
-    if (e->tp == tp && e->name == name && PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG) &&
-        e->tag == tp->tp_version_tag)
-        return e;
+    uint64_t mix = ((uint64_t)(uintptr_t)tp * 0x9E3779B97F4A7C15u) ^ ((uint64_t)(uintptr_t)name * 0xC2B2AE3D27D4EB4Fu);
+    size_t h = (size_t)(mix >> 40) & (FA_SETS - 1);
+    struct fa_entry *e = NULL;
+    for (int i = 0; i < FA_WAYS; i++) {
+        struct fa_entry *w = &fa_cache[h][i];
+        if (w->tp == tp && w->name == name) {
+            if (PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG) && w->tag == tp->tp_version_tag)
+                return w;
+            e = w;                          /* (the class changed: this entry is redone) */
+            break;
+        }
+    }
+    if (e == NULL)
+        e = &fa_cache[h][fa_victim[h]++ % FA_WAYS];
     Py_ssize_t off = -1;
     int plain = 0;
     PyObject *d = _PyType_Lookup(tp, name);          /* borrowed; (gives the class a version tag) */
