@@ -42,6 +42,7 @@ _NO, _MATCH, _RETRY, _WAIT, _WAIT_FLOW = 0, 1, 2, 3, 4
 _EMPTY: frozenset = frozenset()
 _READS_NONE = (False, False)
 _FB_WAIT = (("bits-wait", False), ("bits-wait", True))   # Tx.found's keys of run()'s flowbits memo, by direction
+_QUIET = (("quiet", False), ("quiet", True))             # ... and of its last run that matched nothing
 _SEEN_VALUE_MAX = 256       # _Slot.scan remembers values up to this many bytes,
 _SEEN_MAX = 4096            # and this many of them per slot
 
@@ -192,6 +193,7 @@ class TxDetector:
         self._hdr: dict[int, dict] = {}      # flow_id -> {(to_server, src, sport): {bucket: header ok}}
         self.evaluated = 0
         self.bit_waits = True                # run() remembers flowbits waits (tests turn it off)
+        self.quiet_runs = True               # ... and a run that matched nothing (tests turn it off)
 
     def forget(self, flow_id: int) -> None:
         self._hdr.pop(flow_id, None)
@@ -344,7 +346,12 @@ class TxDetector:
         run, a rule whose flowbits condition failed on a transaction is not matched again
         there while the flow's flowbits are the ones it failed on (`bit_waits`; kept in
         Tx.found): a body growing past its minimal inspect size runs on every segment, and
-        ET's file.data rules that wait on a bit of the request came up on each one."""
+        ET's file.data rules that wait on a bit of the request came up on each one.  And a
+        run that matched no rule on a transaction (each candidate done, waiting on the
+        flowbits or not due) is kept with its candidates, the progress and the flowbits: a
+        later run with the same three would skip the same rules, and only counts them
+        (`quiet_runs`; on a 256 KiB response the walk went over some 25 settled rules on
+        each segment up to the body limit)."""
         parser = st.parser
         if parser is None or not parser.txs or st.proto not in self.protos:
             return []
@@ -359,6 +366,7 @@ class TxDetector:
         on_bits = False
         read0, read1 = self.reads.get((st.proto, d), _READS_NONE)
         fb_key = _FB_WAIT[d] if self.bit_waits else None
+        quiet_key = _QUIET[d] if self.quiet_runs else None
         for tx in parser.txs:
             if tx.only is not None and tx.only != d:
                 continue
@@ -372,6 +380,20 @@ class TxDetector:
             # s.order -> the flowbits a flowbits condition of the rule failed on (_WAIT_FLOW):
             # a condition on the bits alone, so while they are the same it fails again
             bit_wait = tx.found.get(fb_key) if fb_key is not None else None
+            at = (prog[0], prog[1])
+            if quiet_key is not None:
+                # the last run on this transaction and direction matched nothing: with the same
+                # candidates, progress and flowbits this one would skip the same ones (`done`
+                # only grows, a flowbits wait stays until the rule is matched again)
+                q = tx.found.get(quiet_key)
+                if q is not None and q[1] == at and q[2] == flow.flowbits and q[0] == cands:
+                    self.evaluated += q[3]
+                    if q[4]:
+                        on_bits = True
+                    continue
+            tried = 0                 # rules counted as evaluated
+            quiet = True              # none of them matched (_match not called)
+            waited = False            # one skipped on a flowbits wait
             for s in cands:
                 if s.order in done:
                     continue
@@ -384,11 +406,13 @@ class TxDetector:
                 if prog[0] < spec.need[0] or prog[1] < spec.need[1]:
                     continue
                 self.evaluated += 1
+                tried += 1
                 if bit_wait is not None:
                     was = bit_wait.get(s.order)
                     if was is not None and was == flow.flowbits:
-                        on_bits = True
+                        on_bits = waited = True
                         continue
+                quiet = False
                 hit = self._match(s, spec, tx, pkt, payload, view, flow, self.state)
                 if hit == _RETRY:
                     idle = False
@@ -412,6 +436,11 @@ class TxDetector:
                 if r.detection_filter is not None and not thresholds.allows(r.detection_filter, r, pkt):
                     continue
                 matches.append(s)
+            if quiet_key is not None:
+                if quiet:
+                    tx.found[quiet_key] = (list(cands), at, frozenset(flow.flowbits), tried, waited)
+                else:
+                    tx.found.pop(quiet_key, None)
         if gen is not None:
             parser.tx_idle[d] = (gen, bits if on_bits else None) if idle else None
         return matches

@@ -11,7 +11,12 @@ segment can change are now kept instead of worked out again on each:
 
 And the prefilter reads a growing body without copying it (rules.applayer.base.GROWN).
 Checked in lockstep against an engine without them (every result, event, stat and alert
-count the same), and on the number of rule evaluations they save."""
+count the same), and on the number of rule evaluations they save.
+
+A run that matched nothing on a transaction (every candidate done, waiting on the flowbits
+or not due yet) is remembered with its candidates, the transaction's progress and the
+flowbits: the next segment with the same three skips the candidate walk and counts the same
+evaluations (TxDetector.quiet_runs; held to the walk below, evaluation counts included)."""
 from __future__ import annotations
 
 import random
@@ -48,6 +53,7 @@ def without_the_kept_answers(engine: Engine) -> Engine:
     direction either (every packet asked runs)."""
     txd = engine.detector.tx
     txd.bit_waits = False
+    txd.quiet_runs = False
     txd.idle = lambda parser, d, flow: False
     for s in txd.sigs:
         for sp in (s.rule.app, s.rule.app.other):
@@ -198,3 +204,48 @@ def test_the_prefilter_reads_a_growing_body_without_a_copy():
     tx = flow.app.parser.txs[0]
     got = [sl.get(tx) for sl in grows if not sl.side]
     assert got and all(v is tx.resp_body.data and type(v) is bytearray for v in got)
+
+
+# ------------------------------------------------------------------ a run that matched nothing
+def quiet_lockstep(frames, rules: str = RULES):
+    """The engine against one whose only difference is no quiet-run memo: everything the
+    same, the evaluation count too; (engine, runs the memo answered)."""
+    kept = Engine(parse(rules), CFG)
+    walk = Engine(parse(rules), CFG)
+    walk.detector.tx.quiet_runs = False
+    answered = [0]
+    txd = kept.detector.tx
+    inner = txd._candidates
+
+    def spy(tx, d, *a):
+        got = inner(tx, d, *a)
+        q = tx.found.get(("quiet", d))
+        if q is not None and q[0] == got and q[1] == (tx.progress[0], tx.progress[1]):
+            answered[0] += 1
+        return got
+
+    txd._candidates = spy
+    drive(kept, walk, [(1.7e9 + n * 0.001, f, ("eth0",)) for n, f in enumerate(frames, 1)],
+          kept.front(), walk.front(), observe=(lambda e: e.stats(),))
+    return kept, answered[0]
+
+
+def test_segments_after_a_run_that_matched_nothing_skip_the_walk():
+    body = b"y" * 3000 + b"MARK" + b"y" * 2996 + b"SETBIT" + b"y" * 5994
+    kept, answered = quiet_lockstep(session(GET + [("s", response(body))], 40000))
+    assert kept.hits.get((1, 65)) == 1 and kept.hits.get((1, 64)) == 1
+    # 65 waits on the bit from the mark's segment to SETBIT's: the segments between are quiet
+    assert answered >= 4, answered
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=steps, marks=st.lists(st.sampled_from([b"MARK", b"LP", b"SETBIT", b"Z", b"yy"]), max_size=6),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_random_http_sessions_count_the_same_with_the_quiet_memo(steps, marks, seed):
+    rng = random.Random(seed)
+    body = bytearray(b"y" * rng.randrange(100, 9000))
+    for m in marks:
+        at = rng.randrange(0, len(body))
+        body[at:at + len(m)] = m
+    extra = [("c", GET[0][1]), ("s", response(bytes(body), rng.choice([100, 600, 1448])))]
+    quiet_lockstep(session(steps + extra, 40000) + session(extra + steps, 40001))
