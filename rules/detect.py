@@ -203,6 +203,10 @@ class Detector:
     """Candidate selection and matching over one rule set.  Holds the prefilter databases
     (built in the process that uses them) and the per-flow header cache."""
 
+    # (slots: the compiled lanes read these on every frame, by offset; everything else is
+    # in __dict__)
+    __slots__ = ("_hdr_cache", "evaluated", "tx", "__dict__")
+
     def __init__(self, rules) -> None:
         sigs = [Sig(r) for r in signature_order(list(rules))]
         for i, s in enumerate(sigs):
@@ -681,8 +685,16 @@ class Detector:
         for rx in regexes:
             rx.tallies = (*rx.tallies, self._pcre_limits)
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for k in Detector.__slots__[:-1]:
+            state[k] = getattr(self, k)
+        return state
+
     def __setstate__(self, state: dict) -> None:
         """Unpickled (a rule reload ships the compiled rules): the regexes are new objects."""
+        for k in Detector.__slots__[:-1]:
+            setattr(self, k, state.pop(k))
         self.__dict__.update(state)
         self._tally_pcres()
 

@@ -144,6 +144,10 @@ def _body_lane() -> tuple:
 
 
 class Engine:
+    # (slots: the compiled lanes read these on every frame, by offset; everything else is
+    # in __dict__)
+    __slots__ = ("lean", "app", "detector", "__dict__")
+
     def __init__(self, rules, settings: EngineSettings | None = None, *, rules_failed: int = 0) -> None:
         self.settings = settings = settings if settings is not None else EngineSettings()
         self.mode = settings.mode

@@ -13,6 +13,8 @@ import pytest
 from rules import _hotpath
 from rules.applayer import base as app_base
 from rules.applayer import http
+from rules.detect import Detector
+from rules.engine import Engine
 from rules.stream import Scanner, StreamEngine, StreamSettings
 
 attr = _hotpath.attr
@@ -101,11 +103,23 @@ def test_engine_classes_keep_the_lanes_fields_in_slots():
         Scanner: ("scan", "lengths", "overlap"),
         app_base.Parser: ("txs", "events", "failed", "no_inspect_payload", "bypass_ready", "gen", "tx_idle"),
         http.Parser: ("sides",),
+        Engine: ("lean", "app", "detector"),
+        Detector: ("_hdr_cache", "evaluated", "tx"),
     }
     for cls, names in wanted.items():
         for name in names:
             d = next(k.__dict__[name] for k in cls.__mro__ if name in k.__dict__)
             assert type(d).__name__ == "member_descriptor", f"{cls.__qualname__}.{name}"
+
+
+def test_a_detector_pickles_with_its_slots():
+    from tests.unit.test_engine_lean_lane import parse
+
+    det = Detector(parse('alert tcp any any -> any any (msg:"m"; content:"abc"; sid:1;)'))
+    det.evaluated = 5
+    back = pickle.loads(pickle.dumps(det))
+    assert (back.evaluated, back._hdr_cache, back.tx) == (5, {}, None)
+    assert [s.rule.sid for s in back.sigs] == [1]
 
 
 def test_slotted_engine_classes_pickle_and_keep_instance_attributes():
