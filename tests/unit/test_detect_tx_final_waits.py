@@ -140,13 +140,19 @@ def test_a_request_body_rule_is_done_the_same_way():
 @given(steps=steps, marks=st.lists(st.sampled_from([b"MARK", b"LP", b"SETBIT", b"Z", b"yy"]), max_size=6),
        seed=st.integers(0, 2 ** 32 - 1))
 def test_random_http_sessions_alert_the_same_with_the_kept_answers(steps, marks, seed):
+    lockstep(random_sessions(steps, marks, seed))
+
+
+def random_sessions(steps, marks, seed) -> list[bytes]:
+    """Two sessions: the drawn steps, then a GET answered by a body with the drawn marks in
+    it (in segments of a drawn size), and the other way round."""
     rng = random.Random(seed)
     body = bytearray(b"y" * rng.randrange(100, 9000))
     for m in marks:
         at = rng.randrange(0, len(body))
         body[at:at + len(m)] = m
     extra = [("c", GET[0][1]), ("s", response(bytes(body), rng.choice([100, 600, 1448])))]
-    lockstep(session(steps + extra, 40000) + session(extra + steps, 40001))
+    return session(steps + extra, 40000) + session(extra + steps, 40001)
 
 
 # ------------------------------------------------------------------ PayloadChain.prefix_reach
@@ -242,10 +248,4 @@ def test_segments_after_a_run_that_matched_nothing_skip_the_walk():
 @given(steps=steps, marks=st.lists(st.sampled_from([b"MARK", b"LP", b"SETBIT", b"Z", b"yy"]), max_size=6),
        seed=st.integers(0, 2 ** 32 - 1))
 def test_random_http_sessions_count_the_same_with_the_quiet_memo(steps, marks, seed):
-    rng = random.Random(seed)
-    body = bytearray(b"y" * rng.randrange(100, 9000))
-    for m in marks:
-        at = rng.randrange(0, len(body))
-        body[at:at + len(m)] = m
-    extra = [("c", GET[0][1]), ("s", response(bytes(body), rng.choice([100, 600, 1448])))]
-    quiet_lockstep(session(steps + extra, 40000) + session(extra + steps, 40001))
+    quiet_lockstep(random_sessions(steps, marks, seed))
