@@ -204,8 +204,9 @@ class Detector:
     (built in the process that uses them) and the per-flow header cache."""
 
     # (slots: the compiled lanes read these on every frame, by offset; everything else is
-    # in __dict__)
-    __slots__ = ("_hdr_cache", "evaluated", "tx", "__dict__")
+    # in __dict__, and a pickle carries both)
+    _LANE_FIELDS = ("_hdr_cache", "evaluated", "tx")
+    __slots__ = (*_LANE_FIELDS, "__dict__")
 
     def __init__(self, rules) -> None:
         sigs = [Sig(r) for r in signature_order(list(rules))]
@@ -687,13 +688,13 @@ class Detector:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for k in Detector.__slots__[:-1]:
+        for k in Detector._LANE_FIELDS:
             state[k] = getattr(self, k)
         return state
 
     def __setstate__(self, state: dict) -> None:
         """Unpickled (a rule reload ships the compiled rules): the regexes are new objects."""
-        for k in Detector.__slots__[:-1]:
+        for k in Detector._LANE_FIELDS:
             setattr(self, k, state.pop(k))
         self.__dict__.update(state)
         self._tally_pcres()
