@@ -740,6 +740,11 @@ typedef struct {
      * session's CLOSED state, stream.PRUNE_STEP, the Body states _LENGTH, _CLOSE, _DATA */
     PyTypeObject *body_parser;
     long long closed, prune_step, body_length, body_close, body_data;
+    /* the quiet transaction run's (tx_quiet): (TxDetector, TxDetector.run, TxDetector._candidates,
+     * detect_tx._CANDIDATES, detect_tx._QUIET, DONE), or NULL; and how many segments it answered */
+    PyObject *txq;
+    long long done_level;
+    Py_ssize_t quiet_answers;
 } Lanes;
 
 static int body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *det, PyObject *flow,
@@ -760,6 +765,10 @@ static PyObject *bs_tx_idle, *bs_flowbits, *bs_app_on, *bs_data, *bs_data_off, *
     *bs_bstate, *bs_left, *bs_msg, *bs_entity, *bs_limit, *bs_raw_len, *bs_body_grew, *bs_min_inspect, *bs_gen,
     *bs_idle, *bs_txs, *bs_events, *bs_marks, *bs_id, *bs_progress, *bs_fp_short, *bs_prune,
     *bs_lane_tx;
+
+/* the quiet transaction run's (tx_quiet, below) */
+static PyObject *tq_run, *tq_candidates, *tq_quiet_runs, *tq_protos, *tq_hdr, *tq_reads, *tq_only, *tq_found,
+    *tq_final, *tq_src, *tq_sport;
 
 static int
 lane_init_strings(void)
@@ -786,6 +795,9 @@ lane_init_strings(void)
     S(bs_min_inspect, "min_inspect"); S(bs_gen, "gen"); S(bs_idle, "idle");
     S(bs_txs, "txs"); S(bs_events, "events"); S(bs_marks, "marks"); S(bs_id, "id"); S(bs_progress, "progress");
     S(bs_fp_short, "fp_short"); S(bs_prune, "_prune"); S(bs_lane_tx, "_lane_tx");
+    S(tq_run, "run"); S(tq_candidates, "_candidates"); S(tq_quiet_runs, "quiet_runs"); S(tq_protos, "protos");
+    S(tq_hdr, "_hdr"); S(tq_reads, "reads"); S(tq_only, "only"); S(tq_found, "found"); S(tq_final, "final");
+    S(tq_src, "src"); S(tq_sport, "sport");
 #undef S
     ls_one = PyLong_FromLong(1);
     ls_udp = PyLong_FromLong(17);
@@ -1534,10 +1546,21 @@ lane_new_args(Lanes *self, PyObject *args)
                           &self->sample_count, &body))
         return -1;
     if (body != Py_None) {
-        PyObject *cls;
-        if (!PyArg_ParseTuple(body, "O!LLLLL:Lanes body", &PyType_Type, &cls, &self->closed, &self->prune_step,
-                              &self->body_length, &self->body_close, &self->body_data))
+        PyObject *cls, *txq = NULL;
+        if (!PyArg_ParseTuple(body, "O!LLLLL|O!:Lanes body", &PyType_Type, &cls, &self->closed, &self->prune_step,
+                              &self->body_length, &self->body_close, &self->body_data, &PyTuple_Type, &txq))
             return -1;
+        if (txq != NULL) {
+            PyObject *det_cls, *run, *cands, *fn, *keys;
+            if (!PyArg_ParseTuple(txq, "O!OOOO!L:Lanes quiet run", &PyType_Type, &det_cls, &run, &cands, &fn,
+                                  &PyTuple_Type, &keys, &self->done_level))
+                return -1;
+            if (PyTuple_GET_SIZE(keys) != 2) {
+                PyErr_SetString(PyExc_TypeError, "Lanes quiet run: _QUIET must hold two keys");
+                return -1;
+            }
+            self->txq = Py_NewRef(txq);
+        }
         self->body_parser = (PyTypeObject *)Py_NewRef(cls);
     }
     if (!PyType_Check(any_pattern)) {
@@ -1593,6 +1616,7 @@ lane_traverse(Lanes *self, visitproc visit, void *arg)
     Py_VISIT(self->any_pattern);
     Py_VISIT(self->flow_type);
     Py_VISIT(self->body_parser);
+    Py_VISIT(self->txq);
     Py_VISIT(self->forward);
     Py_VISIT(self->move_to_end);
     for (int i = 0; i < KEY_CACHE; i++) {
@@ -1618,6 +1642,7 @@ lane_clear(Lanes *self)
     Py_CLEAR(self->flow_type);
     Py_CLEAR(self->forward);
     Py_CLEAR(self->body_parser);
+    Py_CLEAR(self->txq);
     Py_CLEAR(self->move_to_end);
     for (int i = 0; i < KEY_CACHE; i++) {
         self->keys[i].rawlen = 0;
@@ -1649,6 +1674,12 @@ static PyMethodDef lane_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef lane_members[] = {
+    {"quiet_answers", T_PYSSIZET, offsetof(Lanes, quiet_answers), READONLY,
+     "body segments whose transaction run the lane answered itself (tx_quiet)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject LanesType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "rules._hotpath.Lanes",
@@ -1664,6 +1695,7 @@ static PyTypeObject LanesType = {
     .tp_clear = (inquiry)lane_clear,
     .tp_dealloc = (destructor)lane_dealloc,
     .tp_methods = lane_methods,
+    .tp_members = lane_members,
 };
 
 /* ---- libhs, loaded at run time (dlopen): the prefilter's databases without the binding ----
@@ -2175,6 +2207,192 @@ tx_idle(PyObject *parser, int d, PyObject *flow)
     return t;
 }
 
+/* TxDetector.run and the rest of Engine._app_tx on a body segment, when every transaction
+ * of the direction had a last run that matched nothing and is quiet again (its record in
+ * Tx.found under _QUIET[d]: the same candidates, progress and flowbits; run then only
+ * counts what that run evaluated), and none is complete (AppLayer.collect then frees none
+ * and only sets st.fed false).  Every record is checked before anything is changed: the
+ * transactions' `final` marks, TxDetector.evaluated, the parser's idle mark for the
+ * direction (run's), st.fed (collect's).  The detector must be a TxDetector whose run and
+ * _candidates are the class's own (tests replace them on an instance).  1 answered: the
+ * answer is FORWARD; 0 not, with nothing changed but what _candidates keeps (the header
+ * memo, the candidates and the growing body's scan, which run keeps the same way when it
+ * runs next; an error on the way is cleared, run meets it again); -1 an exception once
+ * something changed (memory). */
+static int
+tx_quiet(Lanes *self, PyObject *txd, PyObject *parser, PyObject *st, PyObject *flow, PyObject *txs, int d,
+         PyObject *pkt)
+{
+    PyObject *q = self->txq;
+    if (q == NULL || Py_TYPE(txd) != (PyTypeObject *)PyTuple_GET_ITEM(q, 0) || !PyList_CheckExact(txs))
+        return 0;
+    PyTypeObject *tp = Py_TYPE(txd);
+    if (_PyType_Lookup(tp, tq_run) != PyTuple_GET_ITEM(q, 1) ||
+        _PyType_Lookup(tp, tq_candidates) != PyTuple_GET_ITEM(q, 2))
+        return 0;
+    PyObject **dp = _PyObject_GetDictPtr(txd);
+    if (dp != NULL && *dp != NULL && (PyDict_GetItemWithError(*dp, tq_run) != NULL ||
+                                      PyDict_GetItemWithError(*dp, tq_candidates) != NULL || PyErr_Occurred()))
+        goto not_now;
+#define TQ_MAX 8
+    PyObject *finals[TQ_MAX];                       /* the transactions run marks final */
+    int nf = 0, on_bits = 0, r = 0;
+    long long add = 0;
+    PyObject *dobj = d ? Py_True : Py_False, *qkey = PyTuple_GET_ITEM(PyTuple_GET_ITEM(q, 4), d);
+    PyObject *proto = NULL, *protos = NULL, *hdr = NULL, *memo = NULL, *key = NULL, *src = NULL, *sport = NULL;
+    PyObject *reads = NULL, *rk = NULL, *gen = NULL, *bits = NULL, *tx = NULL, *o = NULL, *cands = NULL;
+    PyObject *at = NULL, *found = NULL;
+    Py_ssize_t n = PyList_GET_SIZE(txs);
+    if (n > TQ_MAX || attr_true(txd, tq_quiet_runs) != 1)
+        goto out;
+    proto = slotted_get(&app_slots, st, AS_PROTO, ls_proto);
+    protos = fa_get(txd, tq_protos);
+    if (proto == NULL || protos == NULL || PySequence_Contains(protos, proto) != 1)
+        goto out;
+    /* TxDetector._ok_memo: the flow direction's header memo (made when missing, as run makes it) */
+    hdr = fa_get(txd, tq_hdr);
+    PyObject *fid = FSLOT(self, flow, F_FLOW_ID);
+    if (hdr == NULL || !PyDict_CheckExact(hdr) || fid == NULL)
+        goto out;
+    PyObject *per = PyDict_GetItemWithError(hdr, fid);                  /* borrowed */
+    if (per == NULL) {
+        if (PyErr_Occurred() || (o = PyDict_New()) == NULL || PyDict_SetItem(hdr, fid, o) < 0)
+            goto out;
+        per = o;
+        Py_CLEAR(o);
+    }
+    src = PyObject_GetAttr(pkt, tq_src);
+    sport = src ? PyObject_GetAttr(pkt, tq_sport) : NULL;
+    key = sport ? PyTuple_Pack(3, dobj, src, sport) : NULL;
+    if (key == NULL || !PyDict_CheckExact(per))
+        goto out;
+    memo = Py_XNewRef(PyDict_GetItemWithError(per, key));
+    if (memo == NULL && (PyErr_Occurred() || (memo = PyDict_New()) == NULL || PyDict_SetItem(per, key, memo) < 0))
+        goto out;
+    /* the rules' reading sides for the direction (run's read0, read1) */
+    reads = fa_get(txd, tq_reads);
+    rk = reads ? PyTuple_Pack(2, proto, dobj) : NULL;
+    if (rk == NULL || !PyDict_CheckExact(reads))
+        goto out;
+    PyObject *rv = PyDict_GetItemWithError(reads, rk);                  /* borrowed */
+    int read0 = 0, read1 = 0;
+    if (rv != NULL) {
+        if (!PyTuple_CheckExact(rv) || PyTuple_GET_SIZE(rv) != 2 || (read0 = PyObject_IsTrue(PyTuple_GET_ITEM(rv, 0))) < 0 ||
+            (read1 = PyObject_IsTrue(PyTuple_GET_ITEM(rv, 1))) < 0)
+            goto out;
+    } else if (PyErr_Occurred()) {
+        goto out;
+    }
+    gen = fa_get(parser, bs_gen);
+    bits = fa_get(flow, bs_flowbits);
+    if (gen == NULL || bits == NULL)
+        goto out;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_XSETREF(tx, Py_NewRef(PyList_GET_ITEM(txs, i)));
+        Py_CLEAR(o);
+        o = fa_get(tx, tq_only);
+        if (o == NULL)
+            goto out;
+        if (o != Py_None) {
+            int ne = PyObject_RichCompareBool(o, dobj, Py_NE);
+            if (ne < 0)
+                goto out;
+            if (ne)
+                continue;
+        }
+        Py_CLEAR(o);
+        o = fa_get(tx, bs_progress);
+        if (o == NULL || !PyList_CheckExact(o) || PyList_GET_SIZE(o) != 2)
+            goto out;
+        long long p0 = PyLong_AsLongLong(PyList_GET_ITEM(o, 0)), p1 = PyLong_AsLongLong(PyList_GET_ITEM(o, 1));
+        if (PyErr_Occurred() || (p0 >= self->done_level && p1 >= self->done_level))
+            goto out;                               /* (complete: collect's to free, run's to say) */
+        Py_XSETREF(at, PyTuple_Pack(2, PyList_GET_ITEM(o, 0), PyList_GET_ITEM(o, 1)));
+        if (at == NULL)
+            goto out;
+        PyObject *args[6] = {txd, tx, dobj, memo, pkt, proto};
+        Py_XSETREF(cands, PyObject_Vectorcall(PyTuple_GET_ITEM(q, 3), args, 6, NULL));
+        Py_XSETREF(found, fa_get(tx, tq_found));
+        if (cands == NULL || found == NULL || !PyDict_CheckExact(found))
+            goto out;
+        PyObject *rec = PyDict_GetItemWithError(found, qkey);              /* borrowed */
+        if (rec == NULL || !PyTuple_CheckExact(rec) || PyTuple_GET_SIZE(rec) != 5)
+            goto out;
+        Py_INCREF(rec);
+        int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(rec, 1), at, Py_EQ);
+        if (same > 0)
+            same = PyObject_RichCompareBool(PyTuple_GET_ITEM(rec, 2), bits, Py_EQ);
+        if (same > 0)
+            same = PyObject_RichCompareBool(PyTuple_GET_ITEM(rec, 0), cands, Py_EQ);
+        long long tried = same > 0 ? PyLong_AsLongLong(PyTuple_GET_ITEM(rec, 3)) : 0;
+        int waited = same > 0 && !PyErr_Occurred() ? PyObject_IsTrue(PyTuple_GET_ITEM(rec, 4)) : -1;
+        Py_DECREF(rec);
+        if (same <= 0 || waited < 0 || PyErr_Occurred())
+            goto out;
+        add += tried;
+        on_bits |= waited;
+        if ((p0 >= self->done_level || !read0) && (p1 >= self->done_level || !read1))
+            finals[nf++] = Py_NewRef(tx);
+    }
+    /* every record held: run's and collect's changes (only memory can fail from here) */
+    r = -1;
+    for (int i = 0; i < nf; i++) {
+        Py_CLEAR(o);
+        o = fa_get(finals[i], tq_final);
+        if (o == NULL || PySequence_SetItem(o, d, Py_True) < 0)
+            goto out;
+    }
+    Py_CLEAR(o);
+    o = PyLong_FromLongLong(add);
+    if (o == NULL || attr_add(txd, ls_evaluated, o) < 0)
+        goto out;
+    if (gen != Py_None) {
+        PyObject *marks = fa_get(parser, bs_tx_idle);
+        PyObject *fb = on_bits ? PyFrozenSet_New(bits) : Py_NewRef(Py_None);
+        PyObject *mark = fb ? PyTuple_Pack(2, gen, fb) : NULL;
+        int bad = marks == NULL || mark == NULL || PySequence_SetItem(marks, d, mark) < 0;
+        Py_XDECREF(marks);
+        Py_XDECREF(fb);
+        Py_XDECREF(mark);
+        if (bad)
+            goto out;
+    }
+    if (slotted_set(&app_slots, st, AS_FED, ls_fed, Py_False) < 0)
+        goto out;
+    self->quiet_answers++;
+    r = 1;
+out:
+    for (int i = 0; i < nf; i++)
+        Py_DECREF(finals[i]);
+    Py_XDECREF(proto);
+    Py_XDECREF(protos);
+    Py_XDECREF(hdr);
+    Py_XDECREF(memo);
+    Py_XDECREF(key);
+    Py_XDECREF(src);
+    Py_XDECREF(sport);
+    Py_XDECREF(reads);
+    Py_XDECREF(rk);
+    Py_XDECREF(gen);
+    Py_XDECREF(bits);
+    Py_XDECREF(tx);
+    Py_XDECREF(o);
+    Py_XDECREF(cands);
+    Py_XDECREF(at);
+    Py_XDECREF(found);
+    if (r == 0 && PyErr_Occurred())
+        goto not_now;
+    return r;
+not_now:
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return -1;                              /* (KeyboardInterrupt and the like go up) */
+        PyErr_Clear();
+    }
+    return 0;
+#undef TQ_MAX
+}
+
 /* StreamEngine._prune's `keep` for stream `me` as the body lane calls it: raw_progress and
  * end at `right`, app_off still at `mend`, chunk `c` -- min(last_ack, right - c when
  * inline, right), and app_off when the app layer is on and before that.  _prune cuts only
@@ -2560,6 +2778,18 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
     }
     if (attr_add(det, ls_evaluated, skipped) < 0)
         goto out;
+    /* a quiet run (every transaction's last run matched nothing, and nothing it depends
+     * on moved) is answered here; otherwise Engine._lane_tx runs the rules */
+    if (pkt == NULL && (pkt = lane_packet(self, frame, meta, validate, flow, to_server)) == NULL)
+        goto out;
+    t = tx_quiet(self, txd, parser, st, flow, txs, to_server, pkt);
+    if (t != 0) {
+        if (t > 0) {
+            *res = Py_NewRef(self->forward);
+            taken = 1;
+        }
+        goto out;
+    }
     if (window == NULL) {
         data_off = attr_ll(me, bs_data_off);
         if (PyErr_Occurred())

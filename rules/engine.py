@@ -136,11 +136,18 @@ def flow_end_packet(flow, to_server: bool) -> Packet:
 def _body_lane() -> tuple:
     """What the compiled lanes' body lane needs to know of the Python classes whose work it
     does (rules/_hotpath.c body_lane): the HTTP parser's class, the TCP session's CLOSED
-    state, the stream's prune step, and the HTTP Body states of a plain body."""
+    state, the stream's prune step, and the HTTP Body states of a plain body; and for a
+    transaction run it answers itself when it would be quiet (tx_quiet), the transaction
+    detector's class with its own `run` and `_candidates` (an instance that replaces either
+    is left to Python), the candidate selection, the quiet records' keys and DONE."""
     from rules.applayer import http, http_body
-    from rules import stream
+    from rules.applayer.base import DONE
+    from rules import detect_tx, stream
 
-    return (http.Parser, stream.CLOSED, stream.PRUNE_STEP, http_body._LENGTH, http_body._CLOSE, http_body._DATA)
+    txd = detect_tx.TxDetector
+    quiet = (txd, txd.__dict__["run"], txd.__dict__["_candidates"], detect_tx._CANDIDATES, detect_tx._QUIET, DONE)
+    return (http.Parser, stream.CLOSED, stream.PRUNE_STEP, http_body._LENGTH, http_body._CLOSE, http_body._DATA,
+            quiet)
 
 
 class Engine:

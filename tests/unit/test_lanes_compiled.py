@@ -703,7 +703,50 @@ def test_a_body_past_its_minimal_inspect_size_runs_the_transaction_rules_from_th
     frames = _http_body_session(body, 1400, "length")
     front, n = _run_body(frames, compiled, plain)
     assert compiled.hits.get((1, 32)) == 1 and compiled.c["drops"] >= 1
-    assert n["_lane_tx"] >= 2, n
+    # (the run that crossed the size matched nothing: the next is quiet, the lane's own)
+    assert n["_lane_tx"] >= 1 and n["_lane_tx"] + front.call.quiet_answers >= 2, (n, front.call.quiet_answers)
+
+
+@pytest.mark.parametrize("framing", ["length", "close"])
+def test_quiet_transaction_runs_are_answered_by_the_lane(framing):
+    """Past its minimal inspect size a body runs the transaction rules on every segment.  A
+    run that matched nothing is kept (TxDetector.run's quiet record); the next segment with
+    the same candidates, progress and flowbits is answered by the lane itself (tx_quiet),
+    without Engine._lane_tx: the lockstep holds every count, idle mark and transaction
+    field to inspect's path.  The segment whose bytes bring a new candidate is run, and
+    drops.  (A chunked body whose segments each hold a whole chunk is the parser's.)"""
+    compiled, plain = _body_engines(min_inspect=3000)
+    body = b"q" * 1400 * 30 + b"DROPBODY" + b"r" * 1400 * 2
+    front, n = _run_body(_http_body_session(body, 1400, framing), compiled, plain)
+    assert compiled.hits.get((1, 32)) == 1 and compiled.c["drops"] >= 1
+    assert front.call.quiet_answers >= 25, (front.call.quiet_answers, n)
+    assert n["_lane_tx"] <= 3, n
+
+
+@pytest.mark.parametrize("off", ["quiet_runs", "candidates", "run"])
+def test_the_lane_leaves_quiet_runs_to_python_when_they_are_off_or_replaced(off):
+    """The lane answers a quiet run only for a TxDetector running its class's own `run` and
+    `_candidates` with `quiet_runs` on: turned off (as the lockstep references do), or a
+    method replaced on the instance (as tests do), every run is Python's."""
+    compiled, plain = _body_engines(min_inspect=3000)
+    txd = compiled.detector.tx
+    calls = []
+    if off == "quiet_runs":
+        txd.quiet_runs = plain.detector.tx.quiet_runs = False
+    else:
+        own = getattr(txd, "_" + off if off == "candidates" else off)
+
+        def spy(*args, _own=own):
+            calls.append(1)
+            return _own(*args)
+
+        setattr(txd, "_candidates" if off == "candidates" else "run", spy)
+    body = b"q" * 1400 * 30 + b"DROPBODY" + b"r" * 1400 * 2
+    front, n = _run_body(_http_body_session(body, 1400, "length"), compiled, plain)
+    assert compiled.hits.get((1, 32)) == 1
+    assert front.call.quiet_answers == 0, front.call.quiet_answers
+    assert n["_lane_tx"] >= 25, n
+    assert off == "quiet_runs" or len(calls) >= 25, len(calls)
 
 
 @pytest.mark.parametrize("framing,to_server", [("length", False), ("chunked", False), ("close", False),
