@@ -204,11 +204,52 @@ fa_entry_of(PyTypeObject *tp, PyObject *name)
     return e;
 }
 
+/* Each place in this file that reads or writes a field by name keeps the last answer it
+ * got in its own `struct fa_site` (FA_SITE: a static per expansion of fa_get, fa_set and
+ * the attr_* helpers below): the class, its version tag, the name and the offsets.  A
+ * place almost always meets the same class and name, and then the field is read after
+ * three compares, where fa_entry_of's hashed lookup cost about thirty instructions (6% of
+ * the engine's count on the 256 KiB capture).  Anything else asks fa_entry_of and keeps
+ * its answer (strong references, as the cache's). */
+struct fa_site {
+    PyTypeObject *tp;
+    PyObject *name;
+    unsigned int tag;
+    Py_ssize_t get_off, set_off;
+};
+#define FA_SITE ({ static struct fa_site fa_site_; &fa_site_; })
+
+static struct fa_site *
+fa_site_fill(struct fa_site *s, PyTypeObject *tp, PyObject *name)
+{
+    struct fa_entry *e = fa_entry_of(tp, name);
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG) || e->tp != tp) {
+        s->tag = 0;                                 /* (not kept: no tag to check it by) */
+    } else {
+        Py_XSETREF(s->tp, (PyTypeObject *)Py_NewRef(tp));
+        Py_XSETREF(s->name, Py_NewRef(name));
+        s->tag = e->tag;
+    }
+    s->get_off = e->get_off;
+    s->set_off = e->set_off;
+    return s;
+}
+
+/* The site's answer for (tp, name): kept, or asked for now */
+static inline struct fa_site *
+fa_site_of(struct fa_site *s, PyTypeObject *tp, PyObject *name)
+{
+    if (s->tp == tp && s->name == name && s->tag != 0 && s->tag == tp->tp_version_tag &&
+        PyType_HasFeature(tp, Py_TPFLAGS_VALID_VERSION_TAG))
+        return s;
+    return fa_site_fill(s, tp, name);
+}
+
 /* obj.name (a new reference), NULL with an exception */
 static PyObject *
-fa_get(PyObject *obj, PyObject *name)
+fa_get_at(struct fa_site *s, PyObject *obj, PyObject *name)
 {
-    Py_ssize_t off = fa_entry_of(Py_TYPE(obj), name)->get_off;
+    Py_ssize_t off = fa_site_of(s, Py_TYPE(obj), name)->get_off;
     if (off >= 0) {
         PyObject *v = *(PyObject **)((char *)obj + off);
         if (v != NULL)
@@ -216,29 +257,32 @@ fa_get(PyObject *obj, PyObject *name)
     }
     return PyObject_GetAttr(obj, name);
 }
+#define fa_get(obj, name) fa_get_at(FA_SITE, (obj), (name))
 
 /* obj.name = v: 0, -1 with an exception */
 static int
-fa_set(PyObject *obj, PyObject *name, PyObject *v)
+fa_set_at(struct fa_site *s, PyObject *obj, PyObject *name, PyObject *v)
 {
-    Py_ssize_t off = fa_entry_of(Py_TYPE(obj), name)->set_off;
+    Py_ssize_t off = fa_site_of(s, Py_TYPE(obj), name)->set_off;
     if (off < 0)
         return PyObject_SetAttr(obj, name, v);
     Py_XSETREF(*(PyObject **)((char *)obj + off), Py_NewRef(v));
     return 0;
 }
+#define fa_set(obj, name, v) fa_set_at(FA_SITE, (obj), (name), (v))
 
 /* The truth of obj.name: 1, 0, or -1 with an exception set. */
 static int
-attr_true(PyObject *obj, PyObject *name)
+attr_true_at(struct fa_site *s, PyObject *obj, PyObject *name)
 {
-    PyObject *v = fa_get(obj, name);
+    PyObject *v = fa_get_at(s, obj, name);
     if (v == NULL)
         return -1;
     int t = PyObject_IsTrue(v);
     Py_DECREF(v);
     return t;
 }
+#define attr_true(obj, name) attr_true_at(FA_SITE, (obj), (name))
 
 /* Fields of the slotted classes the lanes read on every frame, by the slots' offsets:
  * PyObject_GetAttr through a member descriptor costs about 20-25 ns a field, and the lanes
@@ -807,19 +851,20 @@ lane_init_strings(void)
 
 /* obj.name += by */
 static int
-attr_add(PyObject *obj, PyObject *name, PyObject *by)
+attr_add_at(struct fa_site *s, PyObject *obj, PyObject *name, PyObject *by)
 {
-    PyObject *v = fa_get(obj, name);
+    PyObject *v = fa_get_at(s, obj, name);
     if (v == NULL)
         return -1;
     PyObject *w = PyNumber_Add(v, by);
     Py_DECREF(v);
     if (w == NULL)
         return -1;
-    int err = fa_set(obj, name, w);
+    int err = fa_set_at(s, obj, name, w);
     Py_DECREF(w);
     return err;
 }
+#define attr_add(obj, name, by) attr_add_at(FA_SITE, (obj), (name), (by))
 
 /* The Flow slots the lane reads and writes (rules.packet.Flow, of the table's TrackedFlow). */
 enum {
@@ -928,15 +973,16 @@ done:
 
 /* obj.name as a C long long; -1 with an exception set on failure (check PyErr_Occurred). */
 static long long
-attr_ll(PyObject *obj, PyObject *name)
+attr_ll_at(struct fa_site *s, PyObject *obj, PyObject *name)
 {
-    PyObject *v = fa_get(obj, name);
+    PyObject *v = fa_get_at(s, obj, name);
     if (v == NULL)
         return -1;
     long long x = PyLong_AsLongLong(v);
     Py_DECREF(v);
     return x;
 }
+#define attr_ll(obj, name) attr_ll_at(FA_SITE, (obj), (name))
 
 /* meta's field i as a C long long */
 static long long
@@ -2086,19 +2132,20 @@ hs_load(PyObject *self, PyObject *args)
  * Engine._lane_tx, `skipped` counted here), 0 not (nothing changed), -1 an exception. */
 /* obj.name = v (a C long long): 0, -1 with an exception */
 static int
-attr_set_ll(PyObject *obj, PyObject *name, long long v)
+attr_set_ll_at(struct fa_site *s, PyObject *obj, PyObject *name, long long v)
 {
     PyObject *o = PyLong_FromLongLong(v);
-    int r = o == NULL ? -1 : fa_set(obj, name, o);
+    int r = o == NULL ? -1 : fa_set_at(s, obj, name, o);
     Py_XDECREF(o);
     return r;
 }
+#define attr_set_ll(obj, name, v) attr_set_ll_at(FA_SITE, (obj), (name), (v))
 
 /* obj.name as an int, but only if it is one (else -1 with *ok = 0, and no exception) */
 static long long
-attr_int(PyObject *obj, PyObject *name, int *ok)
+attr_int_at(struct fa_site *s, PyObject *obj, PyObject *name, int *ok)
 {
-    PyObject *v = fa_get(obj, name);
+    PyObject *v = fa_get_at(s, obj, name);
     long long x = -1;
     if (v != NULL && PyLong_CheckExact(v)) {
         int overflow = 0;
@@ -2112,18 +2159,20 @@ attr_int(PyObject *obj, PyObject *name, int *ok)
     PyErr_Clear();
     return x;
 }
+#define attr_int(obj, name, ok) attr_int_at(FA_SITE, (obj), (name), (ok))
 
 /* Is obj.name an empty object of exactly the type `tp` (a list, a bytearray)?  1, 0 (also
  * on an error, which is cleared) */
 static int
-attr_empty(PyObject *obj, PyObject *name, PyTypeObject *tp)
+attr_empty_at(struct fa_site *s, PyObject *obj, PyObject *name, PyTypeObject *tp)
 {
-    PyObject *v = fa_get(obj, name);
+    PyObject *v = fa_get_at(s, obj, name);
     int empty = v != NULL && Py_TYPE(v) == tp && Py_SIZE(v) == 0;
     Py_XDECREF(v);
     PyErr_Clear();
     return empty;
 }
+#define attr_empty(obj, name, tp) attr_empty_at(FA_SITE, (obj), (name), (tp))
 
 /* Is the 1-2 byte pattern pat[0:plen] in p[0:n] (ASCII case folded when nocase, as
  * `pat in data.lower()` with a lowercase pattern, and libhs's caseless literals)? */

@@ -723,6 +723,34 @@ def test_quiet_transaction_runs_are_answered_by_the_lane(framing):
     assert n["_lane_tx"] <= 3, n
 
 
+def test_a_quiet_run_waiting_on_a_flowbit_runs_again_once_the_bit_is_set():
+    """A file.data rule waits on a flowbit while the body grows past its minimal inspect
+    size: its runs are quiet (the wait is kept with the flowbits it failed on), and the lane
+    answers them.  A marker in the body arms a packet rule; the client's next ACK sets the
+    bit the file.data rule waits on, without a response segment: the next segment's quiet
+    record no longer holds (other flowbits), the rules run, and the rule fires there, as on
+    inspect's path (the lockstep compares every frame's result)."""
+    from rules.applayer import http
+
+    rules = parse(NO_PLAIN_RULES + """
+alert tcp any 80 -> any any (msg:"armed"; flow:to_client,established; content:"ARMX"; flowbits:set,armed; flowbits:noalert; sid:41;)
+alert tcp any any -> any 80 (msg:"late"; flow:to_server,established; dsize:0; flowbits:isset,armed; flowbits:set,late; flowbits:noalert; sid:42;)
+alert http any 80 -> any any (msg:"body once late"; flow:to_client; flowbits:isset,late; file.data; content:"qqqq"; sid:44;)
+""")
+    cfg = EngineSettings(stream=StreamSettings(toserver_chunk_size=2560, toclient_chunk_size=2560),
+                         app={"http": http.Settings(response_body_minimal_inspect_size=3000)})
+    compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
+    steps = [("c", [b"GET /file HTTP/1.1\r\nHost: a\r\n\r\n"]), ("ack", [b""]),
+             ("s", [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (1400 * 20)])]
+    for i in range(20):
+        steps.append(("s", [b"q" * 700 + b"ARMX" + b"q" * 696 if i == 12 else b"q" * 1400]))
+        if i % 2:
+            steps.append(("ack", [b""]))
+    front, n = _run_body(session(steps, 40000), compiled, plain)
+    assert compiled.hits.get((1, 44)) == 1, compiled.hits
+    assert front.call.quiet_answers >= 5, (front.call.quiet_answers, n)
+
+
 @pytest.mark.parametrize("off", ["quiet_runs", "candidates", "run"])
 def test_the_lane_leaves_quiet_runs_to_python_when_they_are_off_or_replaced(off):
     """The lane answers a quiet run only for a TxDetector running its class's own `run` and
