@@ -762,13 +762,14 @@ def test_the_lane_leaves_quiet_runs_to_python_when_they_are_off_or_replaced(off)
     if off == "quiet_runs":
         txd.quiet_runs = plain.detector.tx.quiet_runs = False
     else:
-        own = getattr(txd, "_" + off if off == "candidates" else off)
+        name = "_candidates" if off == "candidates" else "run"
+        own = getattr(txd, name)
 
         def spy(*args, _own=own):
             calls.append(1)
             return _own(*args)
 
-        setattr(txd, "_candidates" if off == "candidates" else "run", spy)
+        setattr(txd, name, spy)
     body = b"q" * 1400 * 30 + b"DROPBODY" + b"r" * 1400 * 2
     front, n = _run_body(_http_body_session(body, 1400, "length"), compiled, plain)
     assert compiled.hits.get((1, 32)) == 1
