@@ -9,7 +9,7 @@
  * a PACKET_OUTGOING frame is skipped; otherwise `hit(pidx, view, mac, end, 0, ts)` when
  * `hit` is not None (the fast path; not asked about an IPv4 frame whose protocol's table in
  * `tables`, the port's (tcp, udp, icmp) dicts, is empty: `hit` answers MISS there; nor about
- * an IPv4 UDP frame the walk answers itself, udp_entry below; `hit_pass`, its FORWARD, forwards the frame with no
+ * an IPv4 UDP frame or ICMP echo the walk answers itself, udp_entry and icmp_entry below; `hit_pass`, its FORWARD, forwards the frame with no
  * inspection and counts it in `bypassed`; any other truthy answer stops the walk), then meta.ts and
  * meta.checksum are set and `inspect(view[mac:end], meta)` is called (no call when
  * `inspect` is None: ForwardAll), and when it answers `forward` (the shared clean-frame
@@ -145,9 +145,9 @@ take_forwarding(PyObject *res, int bypass_matters, PyObject *events)
     return t < 0 ? -1 : 1;
 }
 
-/* ------------------------------------------------------------------ UDP fast-path entries
+/* ------------------------------------------------------------------ UDP and ICMP echo fast-path entries
  * bridge.fastpath keys an untagged, unfragmented IPv4 UDP frame (IHL 5) by its 12 bytes of
- * addresses and ports; an entry is a list [action, frames, bytes, last seen, flow, scan,
+ * addresses and ports (an ICMP echo by its addresses and types); an entry is a list [action, frames, bytes, last seen, flow, scan,
  * hits in a row, compiled scan].  FastPath.hit's answer for the two actions that only
  * forward is worked out here, with the same counts: FORWARD (a decided pass flow) and SCAN
  * (a prefiltered direction) when the scan finds nothing.  Everything else (a hit, backing
@@ -185,6 +185,9 @@ count_entry(PyObject *e, Py_ssize_t flen, PyObject *tsobj)
     return 0;
 }
 
+static int entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t plen, int len_ok, Py_ssize_t flen,
+                        PyObject *tsobj);
+
 /* An IPv4 UDP frame f[0:flen] (ethertype IPv4 checked by the caller) against the port's UDP
  * table: 1 forward it (the entry counted it, as hit() would have), 2 no entry can hold it
  * (hit() answers MISS), 0 ask hit(). */
@@ -212,6 +215,64 @@ udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsob
         }
         return 2;
     }
+    const unsigned char *u = f + 34;
+    Py_ssize_t ulen = (Py_ssize_t)u[4] << 8 | u[5];
+    /* (a length the engine does not decode quietly: hit() hands it over) */
+    return entry_answer(e, u + 8, ulen - 8, ulen >= 8 && 20 + ulen <= ip_len, flen, tsobj);
+}
+
+/* An IPv4 ICMP frame f[0:flen] against the port's ICMP table, as udp_entry: an echo request
+ * or reply (IHL 5, unfragmented) is keyed by its addresses and the "ports" 0, type, 0,
+ * counterpart (bridge.fastpath.icmp_echo_ports); a prefiltered direction's scan takes only
+ * code 0, the payload running to the IP packet's end. */
+static int
+icmp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsobj)
+{
+    if (flen < 42 || f[14] != 0x45)
+        return 0;
+    Py_ssize_t ip_len = (Py_ssize_t)f[16] << 8 | f[17];
+    if (ip_len > flen - 14 || (f[20] & 0x3F) || f[21] || ip_len < 28)
+        return 0;
+    unsigned char itype = f[34];
+    if (itype != 0 && itype != 8)
+        return 2;                                   /* not an echo: no entry (hit() answers MISS) */
+    unsigned char k[12];
+    memcpy(k, f + 26, 8);
+    k[8] = 0;
+    k[9] = itype;
+    k[10] = 0;
+    k[11] = itype ^ 8;
+    PyObject *key = PyBytes_FromStringAndSize((const char *)k, 12);
+    if (key == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *e = PyDict_GetItemWithError(tab, key);   /* borrowed */
+    Py_DECREF(key);
+    if (e == NULL) {
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return 2;
+    }
+    return entry_answer(e, f + 42, ip_len - 28, f[35] == 0, flen, tsobj);
+}
+
+/* A UDP or ICMP entry's answer (udp_entry, icmp_entry) for a frame of flen bytes whose
+ * payload is payload[0:plen]; len_ok 0: a frame a prefiltered direction's scan does not
+ * take (hit() hands it over).  1 forward it, counted; 0 ask hit(). */
+static int
+entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t plen, int len_ok, Py_ssize_t flen,
+             PyObject *tsobj)
+{
+    if (e == NULL) {
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return 2;
+    }
     if (!PyList_CheckExact(e) || PyList_GET_SIZE(e) < 5)
         return 0;
     long action = PyLong_AsLong(PyList_GET_ITEM(e, 0));
@@ -226,17 +287,15 @@ udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsob
         PyErr_Clear();
         return 0;
     }
-    const unsigned char *u = f + 34;
-    Py_ssize_t ulen = (Py_ssize_t)u[4] << 8 | u[5];
-    if (ulen < 8 || 20 + ulen > ip_len)
-        return 0;                                   /* not a length the engine decodes quietly */
+    if (!len_ok)
+        return 0;
     long streak = PyLong_AsLong(PyList_GET_ITEM(e, 6));
     PyObject *spec = PyList_GET_ITEM(e, 7);
     if (streak < 0 || spec == Py_None) {
         PyErr_Clear();
         return 0;                                   /* backing off, or no compiled scan */
     }
-    if (PyList_GET_ITEM(e, 5) != Py_None && ulen != 8 && compiled_scan(spec, u + 8, ulen - 8) != 0)
+    if (PyList_GET_ITEM(e, 5) != Py_None && plen > 0 && compiled_scan(spec, payload, plen) != 0)
         return 0;                                   /* something there: hit() scans and hands it over */
     if (count_entry(e, flen, tsobj) < 0) {
         PyErr_Clear();
@@ -448,8 +507,8 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             PyObject *tab = p == 6 ? t_tcp : p == 17 ? t_udp : p == 1 ? t_icmp : NULL;
             if (tab != NULL && PyDict_GET_SIZE(tab) == 0)
                 ask = 0;
-            else if (p == 17) {
-                int u = udp_entry(r + mac, end - mac, tab, tsobj);
+            else if (p == 17 || p == 1) {
+                int u = p == 17 ? udp_entry(r + mac, end - mac, tab, tsobj) : icmp_entry(r + mac, end - mac, tab, tsobj);
                 if (u == 1) {                        /* a pass flow's, or a prefiltered one's with nothing in it */
                     Py_DECREF(tsobj);
                     bypassed++;

@@ -58,6 +58,12 @@ Modes: ips installs pass and drop flows; tap only pass flows (a tap never drops:
 verdicts are counted, frame by frame, by the engine); ids (no copy-mode) both, nothing is
 forwarded anyway -- a decided flow just stops costing inspection.
 
+Prefiltered directions (Bypass "scan", `_install_scan`): an undecided UDP flow's direction,
+or an ICMP echo flow's, whose later packets only a fast pattern in their payload can make
+a rule match: one entry in the ingress port's table, and each later datagram's payload
+(after the UDP header, up to the UDP length; after an echo's 8-byte header, up to the IP
+end, code 0 only) is scanned: nothing found, FORWARD; else MISS, the engine inspects it.
+
 Kernel (optional, `bridge.ebpf.KernelOffload`): `install` also adds each direction to the
 kernel's map (ingress ifindex, redirect = the peer's ifindex; 0 without a peer), so the
 kernel forwards or drops the flow's frames before they reach the ring; `sync` reads the
@@ -297,6 +303,8 @@ class FastPath:
                     e = icmp.get((vlan, key[1][:8] + ports) if vlan else key[:8] + ports)
                     if e is None:
                         return MISS
+                    if e[0] == SCAN:
+                        return self._scan(e, buf, start + 34, start + 14 + ip_len, end - start, ts, False)
                 else:
                     return MISS
                 e[1] += 1
@@ -315,7 +323,8 @@ class FastPath:
         if e is None:
             return MISS
         if e[0] == SCAN:
-            return self._scan(e, buf, l4, l4 - (20 if ipver == 4 else 40) + ip_len, end - start, ts)
+            return self._scan(e, buf, l4, l4 - (20 if ipver == 4 else 40) + ip_len, end - start, ts,
+                              proto == IPPROTO_UDP)
         if flags & _ENDS:
             self._end(e[4])
             return MISS
@@ -324,12 +333,17 @@ class FastPath:
         e[3] = ts
         return e[0]
 
-    def _scan(self, e: list, buf, l4: int, ip_end: int, flen: int, ts: float) -> int:
-        """A datagram of a prefiltered flow direction (entry `e`, its UDP header at `l4`, its IP
-        packet ending at `ip_end`): FORWARD when its payload holds no fast pattern; MISS when it
-        does, or its UDP length is not one the engine decodes quietly (the counts kept so far
-        are pushed first, so the engine's flow counters are current when its rules run)."""
-        ulen = buf[l4 + 4] << 8 | buf[l4 + 5]
+    def _scan(self, e: list, buf, l4: int, ip_end: int, flen: int, ts: float, udp: bool = True) -> int:
+        """A datagram of a prefiltered flow direction (entry `e`, its UDP header -- or, `udp`
+        False, its ICMP echo header -- at `l4`, its IP packet ending at `ip_end`): FORWARD
+        when its payload holds no fast pattern; MISS when it does, or its UDP length is not
+        one the engine decodes quietly, or its echo code is not 0, which the engine's offer
+        does not cover (the counts kept so far are pushed first, so the engine's flow
+        counters are current when its rules run)."""
+        if udp:
+            ulen = buf[l4 + 4] << 8 | buf[l4 + 5]
+        else:
+            ulen = ip_end - l4 if buf[l4 + 1] == 0 else 0      # an echo's payload runs to the IP end
         if ulen >= 8 and l4 + ulen <= ip_end:
             streak = e[6]
             if streak < 0:                      # backing off: straight to the engine, no scan
@@ -433,10 +447,10 @@ class FastPath:
         """Bypass "scan": one entry, for the frame's direction on its ingress port (the other
         direction gets its own offer from its own frames); never in the kernel (it cannot
         scan).  An entry of another flow on the key goes first."""
-        if proto != IPPROTO_UDP:
+        if proto != IPPROTO_UDP and proto != IPPROTO_ICMP and proto != IPPROTO_ICMPV6:
             return False
         skey = (id(bypass.flow), bypass.to_server)           # (install() returned already if it is there)
-        table = self._udp[port]
+        table = self._tables[proto][port]
         e = table.get(key)
         if e is not None:
             self._end(e[4])                   # an older flow on the key (it ended in the engine)

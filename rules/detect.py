@@ -38,7 +38,7 @@ from operator import attrgetter
 from rules.addr import AddrSet
 from rules.addr import PortSet as IntervalPorts
 from rules.keywords._state import StateOp, VarState, order_key
-from rules.packet import Packet
+from rules.packet import IPPROTO_ICMP, IPPROTO_ICMPV6, Packet
 from rules.payload import Pcre
 from rules.prefilter import PORT_PROTOS, AnyPattern, PatternDB, RuleIndex
 from rules.rule import ACTION_RANK, Rule
@@ -199,6 +199,16 @@ def _pcre_items(chain) -> list:
     return out
 
 
+def _icmp_allows(s: Sig, itype: int, icode: int) -> bool:
+    """Can `s` match an ICMP packet of this type and code, as far as its itype and icode
+    checks say (rules.keywords.icmp tags them with the field and the test)?"""
+    for chk in s.rule.checks:
+        field = getattr(chk, "icmp_field", None)
+        if field is not None and not field[1](itype if field[0] == "icmp_type" else icode):
+            return False
+    return True
+
+
 class Detector:
     """Candidate selection and matching over one rule set.  Holds the prefilter databases
     (built in the process that uses them) and the per-flow header cache."""
@@ -240,6 +250,8 @@ class Detector:
         self._pid_reps: dict[int, tuple] = {}         # id(header group) -> its pattern rules' distinct headers
         self._wanted: dict[int, tuple] = {}           # id(cached entry) -> (it, {pattern id: window_candidates' answer})
         self._short_dbs: dict[int, tuple] = {}        # id(short candidates) -> (them, their own PatternDB, rules by id)
+        self._pid_sets: dict[int, tuple] = {}         # id(header group) -> (it, ((header, its pattern ids), ...))
+        self._offer_dbs: dict[frozenset, PatternDB] = {}   # a scan offer's pattern ids -> their own PatternDB
         self.evaluated = 0                            # rules whose checks ran (counter)
 
     def keep_state(self, old: "Detector") -> None:
@@ -438,7 +450,7 @@ class Detector:
                     return True
         return False
 
-    def prefilter_only(self, pkt: Packet, flow, *, tx_quiet: bool = False):
+    def prefilter_only(self, pkt: Packet, flow, *, tx_quiet: bool = False, by_type: bool = False):
         """For a later packet of `pkt`'s flow direction (same addresses and ports, not the
         first of its direction): False when a rule could match it without a fast pattern
         in its payload (a plain candidate); otherwise the scan (payload -> truthy when it
@@ -447,16 +459,57 @@ class Detector:
         with a 1-2 byte fast pattern are looked for as run() does (the short database, or
         `in` tests for a few), after the main database.  `tx_quiet`: the flow direction can
         have no transaction while the flow has no parser (the engine watches that), so
-        transaction rules do not count."""
+        transaction rules do not count.  `by_type` (an ICMP echo flow): only the patterns of
+        rules whose itype and icode allow the packet's type and code 0 -- the data plane's
+        scan, which hands over an echo of another code unscanned; the engine's own lane
+        keeps the scan of every candidate, so that what its detection counts as evaluated
+        stays what the general path counts."""
         _plain, _nsrc, pid_groups, later, short = self._flow_entry(pkt, flow)
         if later or (not tx_quiet and self.tx is not None and self.tx.could_match(pkt, flow)):
             return False
-        if not pid_groups and not short:
+        pids = self._direction_pids(pid_groups, pkt, by_type)
+        if not pids and not short:
             return None
-        dbs = [self.index.pattern_db] if pid_groups else []
+        dbs = [self._offer_db(pids)] if pids else []
         if short:                       # the direction's 1-2 byte patterns: their own database
             dbs.append(self._short_set_db(short)[1])
         return AnyPattern(dbs)
+
+    def _direction_pids(self, pid_groups, pkt: Packet, by_type: bool = False) -> frozenset:
+        """The fast-pattern ids of the rules whose header takes `pkt` (and so every later
+        packet of its flow direction): a scan offer looks for these, not for every rule's
+        pattern.  `by_type`, for an ICMP echo flow (a direction of one message type): also
+        only the rules whose itype and icode allow that type and code 0 -- an echo reply
+        holds the request's payload, and so the pattern of every `itype:8` ping rule."""
+        hdr_ok = header_ok
+        itype = pkt.icmp_type if by_type and (pkt.proto == IPPROTO_ICMP or pkt.proto == IPPROTO_ICMPV6) else -1
+        pids: set = set()
+        for g in pid_groups:
+            got = self._pid_sets.get(id(g))
+            if got is None:             # each distinct header of the group's pattern rules, once
+                by_rep: dict = {}
+                for pid, pairs in g.pid_hdr.items():
+                    for rep, sigs in pairs:
+                        by_rep.setdefault(id(rep), (rep, []))[1].append((pid, sigs))
+                got = self._pid_sets[id(g)] = (g, tuple((rep, tuple(ids)) for rep, ids in by_rep.values()))
+            for rep, ids in got[1]:
+                if hdr_ok(rep, pkt):
+                    if itype < 0:
+                        pids.update(pid for pid, _sigs in ids)
+                    else:
+                        pids.update(pid for pid, sigs in ids if any(_icmp_allows(s, itype, 0) for s in sigs))
+        return frozenset(pids)
+
+    def _offer_db(self, pids: frozenset) -> PatternDB:
+        """A PatternDB of the fast patterns `pids`, compiled on first use and shared by every
+        flow direction with the same set (at most _SHORT_MAPS_MAX sets are kept)."""
+        db = self._offer_dbs.get(pids)
+        if db is None:
+            if len(self._offer_dbs) >= _SHORT_MAPS_MAX:
+                self._offer_dbs.clear()
+            patterns = self.index.pattern_db.patterns
+            db = self._offer_dbs[pids] = PatternDB([patterns[i] for i in sorted(pids)])
+        return db
 
     def run(self, pkt: Packet, flow, payload: bytes, thresholds: Thresholds, view=None,
             stream_hits: set | None = None) -> list:

@@ -406,7 +406,7 @@ class Engine:
                     r = self._lean_tcp(pkt)
                     if r is not None:
                         return r
-                elif proto == IPPROTO_UDP:
+                elif proto == IPPROTO_UDP or _echo(pkt):
                     r = self._lean_udp(pkt)
                     if r is not None:
                         return r
@@ -596,7 +596,8 @@ class Engine:
         over.  As `_packet` would: the flow counts it, the app layer has nothing to do (no
         parser, and this direction cannot start one), detection has no candidate (it counts
         the IP-only rules it skips), and the result is the offer again.  None (nothing
-        changed) sends the datagram down the general path."""
+        changed) sends the datagram down the general path.  An ICMP echo request or reply
+        (`_echo`) of an echo flow takes the same lane: its flow has no app layer at all."""
         found = self.flows.find(pkt)
         if found is None:
             return None
@@ -606,12 +607,12 @@ class Engine:
         if offers is None or flow.dropped or flow.action_pass or pkt.csum_ok is False:
             return None
         src = pkt.src
-        sport = pkt.sport
+        sport = pkt.sport if pkt.proto == IPPROTO_UDP else pkt.icmp_type     # (an echo flow's "port")
         to_server = flow.cli == src and flow.cli_port == sport
         offer = offers[to_server]
         if not offer:
             return None
-        if self.app is not None and not self.app.udp_quiet(flow, to_server):
+        if self.app is not None and pkt.proto == IPPROTO_UDP and not self.app.udp_quiet(flow, to_server):
             return None
         r, skipped, scan = offer
         payload = pkt.payload
@@ -778,7 +779,7 @@ class Engine:
                 self._maybe_decide(pkt, flow)
             if flow.decided:
                 self._offer(pkt, flow, d)
-            elif pkt.proto == IPPROTO_UDP:
+            elif pkt.proto == IPPROTO_UDP or (_echo(pkt) and flow.proto == pkt.proto):
                 self._offer_scan(pkt, flow, d)
         return dropped
 
@@ -898,10 +899,11 @@ class Engine:
         d.bypass = Bypass(flow, "drop" if flow.dropped else "pass", pkt.to_server, flow.decided)
 
     def _offer_scan(self, pkt: Packet, flow, d: _FrameDecision) -> None:
-        """An undecided UDP flow whose later datagrams in this direction can only match a
-        rule through a fast pattern in their payload: offer Bypass "scan", so the data plane
-        runs the prefilter on them itself and hands over only those it finds something in.
-        Worked out once per flow direction (the candidates depend on the header alone)."""
+        """An undecided UDP flow (or ICMP echo flow: `_echo`) whose later datagrams in this
+        direction can only match a rule through a fast pattern in their payload: offer Bypass
+        "scan", so the data plane runs the prefilter on them itself and hands over only those
+        it finds something in.  Worked out once per flow direction (the candidates depend on
+        the header alone; an echo flow's "ports" are its message types)."""
         if len(self._cur) != 1 or pkt.frag or pkt.sport in self._tunnel_ports or pkt.dport in self._tunnel_ports:
             return
         offers = flow.prefilter
@@ -914,7 +916,7 @@ class Engine:
             # every protocol): until the other direction's first datagram finds one, which
             # clears these offers (AppLayer.feed_udp) and makes the data plane's copy hand
             # every datagram over (_while_no_parser)
-            quiet = self.app is not None and self.app.udp_quiet(flow, to_server)
+            quiet = self.app is not None and pkt.proto == IPPROTO_UDP and self.app.udp_quiet(flow, to_server)
             scan = self.detector.prefilter_only(pkt, flow, tx_quiet=quiet)
             if scan is False:
                 offer = offers[to_server] = False
@@ -922,6 +924,10 @@ class Engine:
                 # the data plane's copy watches for a parser itself; _lean_udp checks
                 # udp_quiet and scans with the prefilter's own scan
                 shown = _while_no_parser(flow.app, scan) if quiet and not flow.app.proto else scan
+                if pkt.proto != IPPROTO_UDP:
+                    # an echo flow: the data plane's scan leaves out the patterns of rules whose
+                    # itype cannot take this direction's type (it hands over other codes)
+                    shown = self.detector.prefilter_only(pkt, flow, by_type=True)
                 r = Result(Verdict.FORWARD, bypass=Bypass(flow, "scan", to_server, "prefilter", shown))
                 # (with the IP-only candidates a later datagram's detection skips, for _lean_udp)
                 offer = offers[to_server] = (r, self.detector.iponly_skipped(pkt, flow), scan)
@@ -1021,6 +1027,16 @@ def _app_stage(detector, settings):
     from rules.applayer import AppLayer
 
     return AppLayer(protos, settings.app)
+
+
+def _echo(pkt: Packet) -> bool:
+    """An ICMP echo request or reply of code 0 (ICMPv4 8/0, ICMPv6 128/129): the ICMP
+    messages whose flows take the scan offer and the UDP lane (Engine._offer_scan,
+    _lean_udp), as the data plane's fast path keys them (bridge.fastpath)."""
+    proto = pkt.proto
+    if proto == IPPROTO_ICMP:
+        return (pkt.icmp_type == 8 or pkt.icmp_type == 0) and pkt.icmp_code == 0
+    return proto == IPPROTO_ICMPV6 and (pkt.icmp_type == 128 or pkt.icmp_type == 129) and pkt.icmp_code == 0
 
 
 def _while_no_parser(st, scan):

@@ -218,9 +218,16 @@ class FlowTable:
 
     def find(self, pkt: Packet):
         """The engine's lanes (rules.engine.Engine._lean_tcp, _lean_udp): (key, flow) of the
-        TCP or UDP packet `pkt` when its flow exists, else None.  Nothing changes:
-        `established_seen` does what `lookup` would once a lane takes the packet."""
-        key = flow_key(pkt.ipver, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.vlan)
+        TCP or UDP packet, or ICMP echo request or reply, `pkt` when its flow exists, else
+        None.  Nothing changes: `established_seen` does what `lookup` would once a lane
+        takes the packet."""
+        proto = pkt.proto
+        if proto == IPPROTO_ICMP or proto == IPPROTO_ICMPV6:     # an echo flow's "ports": its types
+            itype = pkt.icmp_type
+            pair = (_ICMP4_PAIR if proto == IPPROTO_ICMP else _ICMP6_PAIR).get(itype, 255)
+            key = flow_key(pkt.ipver, proto, pkt.src, itype, pkt.dst, pair, pkt.vlan)
+        else:
+            key = flow_key(pkt.ipver, proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.vlan)
         flow = self._flows.get(key)
         return None if flow is None else (key, flow)
 

@@ -9,7 +9,11 @@ def _cmp_field(name: str):
     def parse(value: str, ctx: Ctx):
         ctx.once()
         text, pred = parse_uint_cmp(value, ctx, hi=255, what=ctx.keyword)
-        ctx.add_check(lambda p, pred=pred: (v := getattr(p, name)) >= 0 and pred(v), cost=1)
+        check = lambda p, pred=pred: (v := getattr(p, name)) >= 0 and pred(v)  # noqa: E731
+        # (the field and the test, for what the rules allow a flow direction of one message
+        # type: rules.detect.Detector._direction_pids)
+        check.icmp_field = (name, pred)
+        ctx.add_check(check, cost=1)
         return text
     return parse
 

@@ -457,3 +457,83 @@ def test_udp_flows_take_the_lane_until_a_parser_starts(dport):
     # 9 after the first + 1 after the pattern; on 5300 (no DNS there) also the queries
     # without "evil" in them
     assert count.udp_taken == (10 if dport == 53 else 13), count.udp_taken
+
+
+# ---------------------------------------------------------------------- ICMP echo (Engine._lean_udp)
+ECHO_RULES = """
+alert icmp any any -> any any (msg:"ping with a marker"; itype:8; content:"PINGME"; sid:31;)
+drop icmp any any -> any any (msg:"drop marker in a request"; itype:8; icode:0; content:"DROPME"; sid:32;)
+alert icmp any any -> any any (msg:"reply marker"; itype:0; content:"REPLYME"; sid:33;)
+alert icmp any any -> any any (msg:"limited"; content:"LIMIT"; threshold:type limit, track by_src, count 1, seconds 60; sid:34;)
+alert ip any any -> 203.0.113.0/24 any (msg:"ip-only, first packet of a direction"; sid:35;)
+alert icmp any any -> any any (msg:"v6 request marker"; itype:128; content:"V6ME"; sid:36;)
+alert icmp any any -> any any (msg:"odd code"; icode:>0; content:"CODE"; sid:37;)
+"""
+ECHO_PLAIN_RULE = 'alert icmp any any -> any any (msg:"big reply"; itype:0; dsize:>600; sid:38;)'
+ECHO_PAYLOADS = [b"", b"data", b"PINGME", b"DROPME", b"REPLYME", b"LIMIT", b"V6ME", b"CODE", b"x" * 700]
+echo_steps = st.lists(st.tuples(st.sampled_from(["c", "s"]), st.sampled_from(ECHO_PAYLOADS), st.sampled_from([0, 0, 0, 1])),
+                      min_size=1, max_size=24)
+
+
+def echo_flow(steps, ident: int, v6: bool = False, bad_csum_at: int = -1) -> list[bytes]:
+    """Echo requests from the client ("c") and replies from the server ("s"), each with a
+    payload and an ICMP code; one bad checksum if asked."""
+    from scapy.all import ICMP, IPv6
+    from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
+
+    e = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    out = []
+    for i, (side, d, code) in enumerate(steps):
+        if v6:
+            ip = IPv6(src="2001:db8::1", dst="2001:db8::2") if side == "c" else IPv6(src="2001:db8::2", dst="2001:db8::1")
+            msg = (ICMPv6EchoRequest if side == "c" else ICMPv6EchoReply)(id=ident, seq=i, code=code)
+        else:
+            ip = IP(src=C, dst=S) if side == "c" else IP(src=S, dst=C)
+            msg = ICMP(type=8 if side == "c" else 0, code=code, id=ident, seq=i)
+        if i == bad_csum_at:
+            msg.cksum = 0x1234
+        out.append(bytes(e / ip / msg / d))
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=echo_steps, mode=st.sampled_from(["ips", "tap", "ids"]), plain_rule=st.booleans(),
+       v6=st.booleans(), bad_csum_at=st.integers(-1, 6))
+def test_random_echo_flows_same_with_and_without_the_lane(steps, mode, plain_rule, v6, bad_csum_at):
+    """Echo requests and replies with patterns of request rules, reply rules and rules of
+    either type, a drop rule, a threshold, an IP-only rule, codes other than 0, a bad
+    checksum, empty and large payloads: the lane changes nothing."""
+    rules = parse(ECHO_RULES + (ECHO_PLAIN_RULE if plain_rule else ""))
+    cfg = EngineSettings(mode=mode)
+    lean, plain = Engine(rules, cfg), Engine(rules, cfg)
+    frames = echo_flow(steps, 7, v6, bad_csum_at) + echo_flow(steps, 8, v6)
+    lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["icmp", "icmpv6"])
+def test_echo_flows_take_the_lane_and_the_data_plane_s_scan_knows_the_types(v6):
+    """After each direction's first echo, clean echoes take the lane, requests and replies;
+    a request with a marker runs the rules (and alerts, as without the lane).  A ping's
+    reply carries the request's payload, the pattern of an `itype:8` rule (sid 31): the
+    engine's lane sends it down the general path (whose detection counts that rule as
+    evaluated), but the scan the data plane is offered for the reply direction leaves the
+    pattern out, so the data plane forwards such replies itself."""
+    rules = parse(ECHO_RULES)
+    lean, plain = Engine(rules, EngineSettings(mode="ips")), Engine(rules, EngineSettings(mode="ips"))
+    count = Counting(lean)
+    marker = b"V6ME" if v6 else b"PINGME"
+    steps = [("c", b"data" + marker, 0), ("s", b"data" + marker, 0)] * 4 + [("c", b"data", 0), ("s", b"data", 0)] * 4
+    frames = echo_flow(steps, 9, v6)
+    seen: list = []
+    lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert count.udp_taken == 8, count.udp_taken          # the clean echoes after the first of each
+    # the 4 markers, and on IPv4 the IP-only rule once
+    assert sum(plain.hits.values()) == 4 + (0 if v6 else 1) and lean.hits == plain.hits
+    other = Engine(rules, EngineSettings(mode="ips"))
+    for i, f in enumerate(frames[:2]):
+        seen.append(other.inspect(f, FrameMeta(1.7e9 + i * 0.001, "eth0")).bypass)
+    request, reply = seen
+    assert request.action == reply.action == "scan" and request.to_server and not reply.to_server
+    assert request.scan(b"data" + marker) and not request.scan(b"data")
+    assert not reply.scan(b"data" + marker)                # the itype:8 pattern is not the reply's
+    assert reply.scan(b"REPLYME") if not v6 else not reply.scan(b"REPLYME")   # sid 33 is itype:0 (ICMPv4)

@@ -698,3 +698,33 @@ def test_a_flow_whose_datagrams_keep_matching_is_handed_over_unscanned_for_a_whi
     assert (st["bypass.scan_hits"], st["bypass.scan_backoff"]) == (2 * SCAN_STREAK - 1, SCAN_BACKOFF)
     # counts were pushed before each handed-over datagram that had some pending, never with none
     assert all(c[2] + c[4] > 0 for c in insp.calls) and sum(c[2] for c in insp.calls) == 1
+
+
+def echo4(itype=8, payload=b"p" * 56, code=0, src=A4, dst=B4, tags=()) -> bytes:
+    return eth(ipv4(struct.pack("!BBHHH", itype, code, 0, 0x1234, 1) + payload, 1, src, dst), tags=tags)
+
+
+def echo6(itype=128, payload=b"p" * 56, code=0, src=A6, dst=B6) -> bytes:
+    return eth(ipv6(struct.pack("!BBHHH", itype, code, 0, 0x1234, 1) + payload, 58, src, dst), et=0x86DD)
+
+
+@pytest.mark.parametrize("make,req,rep", [(echo4, 8, 0), (echo6, 128, 129)], ids=["icmp", "icmpv6"])
+def test_scan_takes_an_icmp_echo_direction_its_payload_and_code_0_only(make, req, rep):
+    """The engine offers an ICMP echo flow's direction a scan as it does a UDP one: clean
+    echoes are forwarded (the scan given exactly the echo's payload, after its 8-byte
+    header), one with a pattern goes to the engine, and so does one with a code other than
+    0 (the engine's offer covers code 0 only), unscanned.  The reply direction is not
+    covered by the request's entry."""
+    insp, scan = FakeInspector(), RecordingScan()
+    fp = bridge_fp(insp)
+    ok, flow = install_scan(fp, 0, make(req), scan)
+    assert ok and fp.stats()["bypass.scan_active"] == 1
+    assert hit(fp, 0, make(req, b"clean one"), ts=2.0) == FORWARD
+    assert scan.seen == [b"clean one"]
+    assert hit(fp, 0, make(req, b"an EVIL one"), ts=3.0) == MISS
+    assert insp.calls == [(flow, 2.0, 1, len(make(req, b"clean one")), 0, 0)]
+    assert hit(fp, 0, make(req, b"clean", code=1), ts=4.0) == MISS
+    assert scan.seen == [b"clean one", b"an EVIL one"]            # code 1: not scanned
+    back = make(rep, src=B4 if make is echo4 else B6, dst=A4 if make is echo4 else A6)
+    assert hit(fp, 1, back) == MISS and hit(fp, 0, make(rep)) == MISS
+    assert hit(fp, 0, make(req, b"")) == FORWARD and scan.seen[-1] == b"an EVIL one"   # empty: not scanned

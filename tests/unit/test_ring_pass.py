@@ -533,3 +533,42 @@ def test_a_datagram_the_scan_finds_nothing_in_ends_a_streak_of_hits(compiled, mo
     assert len(out.sent) == n
     assert judge.seen == [0] + list(range(2, n, 2))   # every hit inspected, no miss
     assert w.fast.stats()["bypass.scan_backoff"] == 0
+
+
+def echo(k: int, n: int = 64, code: int = 0) -> bytes:
+    """An n-byte IPv4 ICMP echo request (one flow), its payload bytes all its number `k`."""
+    from scapy.all import ICMP, IP, Ether
+
+    head = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                 / IP(src="198.51.100.1", dst="203.0.113.2") / ICMP(type=8, code=code, id=7, seq=1)
+                 / (b"\0" * (n - 42)))
+    return head[:42] + bytes([k % 256]) * (n - 42)
+
+
+def _echo_run(compiled: bool, monkeypatch):
+    from rules.prefilter import AnyPattern, PatternDB
+
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
+    judge = ScanJudge(AnyPattern((PatternDB([(b"\x07", False), (b"\x09", False)]),)))
+    w, port, out, ring = build(judge, tx=True, nslots=64)
+    asked = spy_hit(w)
+    ring.deliver([echo(k, code=3 if k == 5 else 0) for k in range(12)])
+    w.drain(port)
+    port.tx.flush(port.counters)
+    w.fast.sync()
+    return {"sent": out.sent, "counters": port.counters.as_dict(), "seen": judge.seen, "pushed": judge.pushed,
+            "fast": w.fast.stats()}, asked
+
+
+def test_icmp_echo_scan_entries_are_answered_by_the_walk_as_by_the_fast_path(monkeypatch):
+    """A prefiltered ICMP echo direction (the engine's scan offer for an echo flow): the
+    compiled walk keys the echo by its addresses and types, scans its payload and forwards
+    what holds no pattern; an echo with a pattern (7, 9) or with a code other than 0 (5)
+    goes to hit() and the engine.  The same as the Python walk in everything."""
+    a, asked = _echo_run(True, monkeypatch)
+    b, _ = _echo_run(False, monkeypatch)
+    assert a == b
+    assert len(a["sent"]) == 12
+    assert a["seen"] == [0, 5, 7, 9]
+    assert asked == [5, 7, 9]
+    assert a["counters"]["bypassed"] == 8
