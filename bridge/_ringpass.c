@@ -48,6 +48,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
+#include <errno.h>
+#include <sys/socket.h>
 #include "../rules/_scan.h"      /* compiled_scan: a scan offer's databases, shared with rules/_hotpath.c */
 
 #define TP_STATUS_USER 0x1u
@@ -709,6 +712,221 @@ done:
     return out;
 }
 
+/* obj.name += by (ints) */
+static int
+attr_add(PyObject *obj, PyObject *name, Py_ssize_t by)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    PyObject *n = PyLong_FromSsize_t(by);
+    PyObject *sum = n ? PyNumber_Add(v, n) : NULL;
+    Py_DECREF(v);
+    Py_XDECREF(n);
+    if (sum == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, name, sum);
+    Py_DECREF(sum);
+    return r;
+}
+
+/* drain_walk(walk, events, left, watchdog, tx, counters, seen, worker)
+ *   -> int | (consumed, left, stop, off, hdr, kind, value)
+ *
+ * bridge.worker.Worker.drain's loop over ring_pass, for the drain whose every frame the
+ * walk takes: `walk` is ring_pass's first 13 arguments (the port's, made once: rx, tx,
+ * inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint, install, hit_pass,
+ * tables), `events` its 14th, `left` the most slots to walk.  Per ring_pass call the
+ * watchdog's `batch` goes up by one (None: no watchdog); a FLUSH stop flushes the TX ring
+ * (tx_flush: tx.flush(counters), its send() made here) and walks on.  At the end, or at a frame that needs Python (any other stop), what was
+ * walked is counted as drain's `finally` counts it: counters.received, ignored_outgoing,
+ * inspected, bypassed, inspector_errors; `seen` (the ForwardAll inspector, or None).seen
+ * += inspected; worker.last_ts and last_ts_mono (CLOCK_MONOTONIC, as time.monotonic) when
+ * frames came.  Then: at the end the TX ring is flushed when it holds queued frames and the
+ * slots consumed are returned; at a frame for Python, the tuple (slots consumed so far,
+ * slots left, and ring_pass's stop, off, hdr, kind, value) with nothing flushed: drain
+ * goes on from there.  An exception (from ring_pass or a flush) is raised after the
+ * counting and the flush, as drain's `finally` does. */
+static PyObject *s_received, *s_ignored_outgoing, *s_inspected, *s_bypassed, *s_inspector_errors, *s_seen,
+    *s_last_ts, *s_last_ts_mono, *s_flush, *s_fd, *s_first, *s_sent, *s_forwarded;
+
+/* tx.flush(c) (bridge.ring.TxRing) with its first send() made here when the ring has a
+ * kernel socket (tx.fd >= 0): the whole batch out, the queue is emptied and counted as
+ * flush does; anything else goes on in tx.sent(c, bytes sent, errno).  0, or -1 with an
+ * exception set. */
+static int
+tx_flush(PyObject *tx, PyObject *c)
+{
+    PyObject *fdo = PyObject_GetAttr(tx, s_fd);
+    long fd = fdo == NULL ? -1 : PyLong_AsLong(fdo);
+    Py_XDECREF(fdo);
+    if (fdo == NULL || (fd == -1 && PyErr_Occurred()))
+        return -1;
+    PyObject *r;
+    if (fd < 0) {
+        r = PyObject_CallMethodOneArg(tx, s_flush, c);
+    } else {
+        Py_ssize_t queued = int_attr(tx, s_queued), expected = int_attr(tx, s_qbytes);
+        if (queued < 0 || expected < 0)
+            return -1;
+        if (queued == 0) {
+            r = PyObject_CallMethodOneArg(tx, s_flush, c);     /* (resets what an empty flush resets) */
+        } else {
+            ssize_t n;
+            do {
+                n = send((int)fd, "", 0, MSG_DONTWAIT);
+            } while (n < 0 && errno == EINTR);
+            int code = n < 0 ? (errno ? errno : EIO) : 0;
+            if (n >= 0 && n == expected) {
+                Py_ssize_t head = int_attr(tx, s_head);
+                if (head < 0 || set_int_attr(tx, s_queued, 0) < 0 || set_int_attr(tx, s_qbytes, 0) < 0 ||
+                    set_int_attr(tx, s_first, head) < 0 || attr_add(c, s_forwarded, queued) < 0)
+                    return -1;
+                return 0;
+            }
+            PyObject *a = PyLong_FromSsize_t(n < 0 ? 0 : n), *b = PyLong_FromLong(code);
+            r = (a && b) ? PyObject_CallMethodObjArgs(tx, s_sent, c, a, b, NULL) : NULL;
+            Py_XDECREF(a);
+            Py_XDECREF(b);
+        }
+    }
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static PyObject *
+drain_walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 13) {
+        PyErr_SetString(PyExc_TypeError, "drain_walk(walk13, events, left, watchdog, tx, counters, seen, worker)");
+        return NULL;
+    }
+    PyObject *walk = args[0], *events = args[1], *wd = args[3], *tx = args[4], *c = args[5], *seen = args[6],
+             *worker = args[7];
+    Py_ssize_t left = PyLong_AsSsize_t(args[2]);
+    if (left == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *argv[15];
+    for (int i = 0; i < 13; i++)
+        argv[i] = PyTuple_GET_ITEM(walk, i);
+    argv[13] = events;
+    Py_ssize_t received = 0, outgoing = 0, inspected = 0, bypassed = 0, errors = 0;
+    double last_ts = -1.0;
+    PyObject *stopped = NULL;          /* ring_pass's answer at a frame for Python */
+    int failed = 0;
+    while (left > 0) {
+        if (wd != Py_None && attr_add(wd, s_batch, 1) < 0) {
+            failed = 1;
+            break;
+        }
+        PyObject *n = PyLong_FromSsize_t(left);
+        if (n == NULL) {
+            failed = 1;
+            break;
+        }
+        argv[14] = n;
+        PyObject *r = ring_pass(NULL, argv, 15);
+        Py_DECREF(n);
+        if (r == NULL) {
+            failed = 1;
+            break;
+        }
+        int stop = (int)PyLong_AsLong(PyTuple_GET_ITEM(r, 0));
+        Py_ssize_t got = PyLong_AsSsize_t(PyTuple_GET_ITEM(r, 1)), out = PyLong_AsSsize_t(PyTuple_GET_ITEM(r, 2));
+        received += got;
+        outgoing += out;
+        inspected += PyLong_AsSsize_t(PyTuple_GET_ITEM(r, 3));
+        bypassed += PyLong_AsSsize_t(PyTuple_GET_ITEM(r, 4));
+        errors += PyLong_AsSsize_t(PyTuple_GET_ITEM(r, 5));
+        double ts = PyFloat_AsDouble(PyTuple_GET_ITEM(r, 6));
+        if (ts >= 0)
+            last_ts = ts;
+        left -= got + out;
+        if (stop == STOP_END) {
+            Py_DECREF(r);
+            break;
+        }
+        if (stop == STOP_FLUSH) {
+            Py_DECREF(r);
+            if (tx_flush(tx, c) < 0) {
+                failed = 1;
+                break;
+            }
+            continue;
+        }
+        stopped = r;
+        break;
+    }
+    /* drain's `finally`: count what was walked (an exception waits meanwhile) */
+    PyObject *et = NULL, *ev = NULL, *etb = NULL;
+    if (failed)
+        PyErr_Fetch(&et, &ev, &etb);
+    int bad = 0;
+    if (received && attr_add(c, s_received, received) < 0)
+        bad = 1;
+    if (!bad && outgoing && attr_add(c, s_ignored_outgoing, outgoing) < 0)
+        bad = 1;
+    if (!bad && inspected && attr_add(c, s_inspected, inspected) < 0)
+        bad = 1;
+    if (!bad && bypassed && attr_add(c, s_bypassed, bypassed) < 0)
+        bad = 1;
+    if (!bad && errors && attr_add(c, s_inspector_errors, errors) < 0)
+        bad = 1;
+    if (!bad && seen != Py_None && inspected && attr_add(seen, s_seen, inspected) < 0)
+        bad = 1;
+    if (!bad && received) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        PyObject *a = PyFloat_FromDouble(last_ts);
+        PyObject *b = PyFloat_FromDouble((double)now.tv_sec + (double)now.tv_nsec * 1e-9);
+        if (a == NULL || b == NULL || PyObject_SetAttr(worker, s_last_ts, a) < 0 ||
+            PyObject_SetAttr(worker, s_last_ts_mono, b) < 0)
+            bad = 1;
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+    }
+    if (stopped == NULL && tx != Py_None) {
+        /* the end of the drain (or a failure): the queued frames go out */
+        PyObject *pending = NULL, *pt = NULL, *pv = NULL, *ptb = NULL;
+        if (bad)
+            PyErr_Fetch(&pt, &pv, &ptb);
+        PyObject *q = PyObject_GetAttr(tx, s_queued);
+        int queued = q == NULL ? -1 : PyObject_IsTrue(q);
+        Py_XDECREF(q);
+        if (queued > 0)
+            pending = tx_flush(tx, c) < 0 ? NULL : Py_NewRef(Py_None);
+        if (queued < 0 || (queued > 0 && pending == NULL)) {
+            if (bad) {             /* the first error wins */
+                PyErr_Clear();
+            } else
+                bad = 1;
+        }
+        Py_XDECREF(pending);
+        if (pt != NULL || pv != NULL)
+            PyErr_Restore(pt, pv, ptb);
+    }
+    if (failed) {
+        if (bad)
+            PyErr_Clear();
+        PyErr_Restore(et, ev, etb);
+        Py_XDECREF(stopped);
+        return NULL;
+    }
+    if (bad) {
+        Py_XDECREF(stopped);
+        return NULL;
+    }
+    if (stopped == NULL)
+        return PyLong_FromSsize_t(received + outgoing);
+    PyObject *out = Py_BuildValue("(nnOOOOO)", received + outgoing, left, PyTuple_GET_ITEM(stopped, 0),
+                                  PyTuple_GET_ITEM(stopped, 7), PyTuple_GET_ITEM(stopped, 8),
+                                  PyTuple_GET_ITEM(stopped, 9), PyTuple_GET_ITEM(stopped, 10));
+    Py_DECREF(stopped);
+    return out;
+}
+
 /* atomic_add(buffer, delta, offset=0) -> int: add delta to the native int64 at `offset`
  * in a writable buffer (the offloaded-flow counts of bridge.ebpf, an mmap of a BPF array
  * map shared by every worker and read by the eBPF programs), atomically; the new value. */
@@ -737,6 +955,9 @@ static PyMethodDef ringpass_methods[] = {
      "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint, install, hit_pass, "
      "tables, max_frames) -> (stop, received, outgoing, inspected, bypassed, errors, last_ts, off, hdr, kind, value): "
      "see bridge/_ringpass.c."},
+    {"drain_walk", (PyCFunction)(void (*)(void))drain_walk, METH_FASTCALL,
+     "drain_walk(walk, events, left, watchdog, tx, counters, seen, worker) -> int | (consumed, left, stop, off, "
+     "hdr, kind, value): Worker.drain's loop over ring_pass; see bridge/_ringpass.c."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -769,6 +990,24 @@ PyInit__ringpass(void)
     s_bypass = PyUnicode_InternFromString("bypass");
     s_extend = PyUnicode_InternFromString("extend");
     s_one = PyLong_FromLong(1);
+    s_received = PyUnicode_InternFromString("received");
+    s_ignored_outgoing = PyUnicode_InternFromString("ignored_outgoing");
+    s_inspected = PyUnicode_InternFromString("inspected");
+    s_bypassed = PyUnicode_InternFromString("bypassed");
+    s_inspector_errors = PyUnicode_InternFromString("inspector_errors");
+    s_seen = PyUnicode_InternFromString("seen");
+    s_last_ts = PyUnicode_InternFromString("last_ts");
+    s_last_ts_mono = PyUnicode_InternFromString("last_ts_mono");
+    s_flush = PyUnicode_InternFromString("flush");
+    s_fd = PyUnicode_InternFromString("fd");
+    s_first = PyUnicode_InternFromString("first");
+    s_sent = PyUnicode_InternFromString("sent");
+    s_forwarded = PyUnicode_InternFromString("forwarded");
+    if (!s_received || !s_ignored_outgoing || !s_inspected || !s_bypassed || !s_inspector_errors || !s_seen ||
+        !s_last_ts || !s_last_ts_mono || !s_flush || !s_fd || !s_first || !s_sent || !s_forwarded) {
+        Py_DECREF(m);
+        return NULL;
+    }
     if (!s_view || !s_offsets || !s_head || !s_pkttype || !s_queued || !s_qbytes || !s_batch || !s_capacity ||
         !s_data || !s_ts || !s_checksum || !s_verdict || !s_events || !s_inject || !s_frame ||
         !s_bypass || !s_extend || !s_one || scan_init() < 0) {

@@ -284,6 +284,7 @@ class TxRing:
         "buf",
         "capacity",
         "data_at",
+        "fd",
         "first",
         "frame_nr",
         "head",
@@ -305,6 +306,10 @@ class TxRing:
         self.base = 0 if buf is None else base
         self.words = view.cast("I")    # native u32s: slot status at off >> 2, tp_len at (off >> 2) + 1
         self.sock = sock
+        # the socket's descriptor, for the compiled drain's own send() (bridge/_ringpass.c
+        # drain_walk, which hands anything but a whole batch sent to `sent`); -1: a socket
+        # that is not a kernel one (tests), always flushed here
+        self.fd = sock.fileno() if isinstance(sock, socket.socket) else -1
         self.iface = iface         # the egress interface (its MTU explains a frame the kernel refused)
         self.frame_nr = g.frame_nr
         per_block = g.block_size // g.frame_size
@@ -415,25 +420,33 @@ class TxRing:
         A failing send() (ENOBUFS, link down) leaves the frames from the failing one on as
         SEND_REQUEST: retried SEND_TRIES times, then reclaimed and counted under the errno,
         and `head` moved back to the first of them (the kernel's head is there)."""
+        if not self.queued:
+            self.qbytes = 0
+            self.first = self.head
+            return 0
+        try:
+            return self.sent(c, self.sock.send(b"", _DONTWAIT), 0)
+        except OSError as e:
+            return self.sent(c, 0, e.errno or errno.EIO)
+
+    def sent(self, c: Counters, got: int, code: int) -> int:
+        """The rest of `flush` once its first send() returned `got` bytes (code 0) or failed
+        with errno `code`: the retries, the queue emptied, the frames counted.  The compiled
+        drain (bridge/_ringpass.c drain_walk) sends itself and comes here unless the whole
+        batch went out."""
         queued, expected, first = self.queued, self.qbytes, self.first
         self.queued = self.qbytes = 0
         self.first = self.head
-        if not queued:
-            return 0
         sock = self.sock
-        got = 0
-        code = 0
-        for attempt in range(SEND_TRIES):
-            if attempt:
-                wait_writable(sock)
+        for _ in range(1, SEND_TRIES):
+            if code not in RETRY_ERRNOS:
+                break
+            wait_writable(sock)
             try:
                 got += sock.send(b"", _DONTWAIT)
                 code = 0
-                break
             except OSError as e:
                 code = e.errno or errno.EIO
-                if code not in RETRY_ERRNOS:
-                    break
         if not code and got == expected:
             c.forwarded += queued
             return queued

@@ -572,3 +572,81 @@ def test_icmp_echo_scan_entries_are_answered_by_the_walk_as_by_the_fast_path(mon
     assert a["seen"] == [0, 5, 7, 9]
     assert asked == [5, 7, 9]
     assert a["counters"]["bypassed"] == 8
+
+
+# ------------------------------------------------------------------ the drain's loop in C (drain_walk)
+def _walked(compiled: bool, monkeypatch):
+    """Alerts (EVE on) and drops through three drains given the run's events list, as
+    Worker.run calls drain; with `compiled`, drain_walk's answers are recorded: an int (the
+    drain done in C) or a tuple (a frame handed to Python)."""
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
+    answers: list = []
+    real = bridge.worker._c_drain_walk
+
+    def spy(*a):
+        r = real(*a)
+        answers.append("int" if type(r) is int else "frame")
+        return r
+    monkeypatch.setattr(bridge.worker, "_c_drain_walk", spy)
+
+    class AlertsAndDrops(Alerts):
+        def inspect(self, data, meta):
+            r = super().inspect(data, meta)
+            return Result(Verdict.DROP, reason="rule") if bytes(data)[-1] in (7, 20) else r
+
+    w, port, out, ring = build(AlertsAndDrops(), tx=True, nslots=16, tx_slots=8, config=EVE)
+    events: list = []
+    consumed = []
+    for batch in (range(0, 5), range(5, 14), range(14, 26)):
+        ring.deliver([frame(k) for k in batch])
+        consumed.append(w.drain(port, events))
+    return {"sent": out.sent, "consumed": consumed, "counters": port.counters.as_dict(), "events": events,
+            "head": ring.ring.head, "last_ts": w.last_ts, "tx": (port.tx.head, port.tx.first, port.tx.queued)}, answers
+
+
+def test_drain_walk_does_the_drain_in_c_and_hands_a_frame_back_as_the_python_loop_would(monkeypatch):
+    """The whole loop over ring_pass in C (drain_walk): a drain of clean and alerting frames
+    returns from it done (TX flushed, counters, last_ts); a drain with a drop (frames 7, 20)
+    comes back at that frame, after the counts of those before it, and the Python loop goes
+    on from there; a TX ring of 8 slots is flushed on the way (the walk's FLUSH stop).
+    Frames out, counts, events in order, ring heads: the same as the Python walk's."""
+    a, answers = _walked(True, monkeypatch)
+    b, none = _walked(False, monkeypatch)
+    assert a == b and none == []
+    assert answers == ["int", "frame", "frame"]
+    assert a["consumed"] == [5, 9, 12] and len(a["sent"]) == 24
+    assert a["counters"]["dropped"] == {"rule": 2} and a["counters"]["forwarded"] == 24
+    assert [k for _, k in a["events"][::2]] == list(range(0, 26, 3))
+
+
+@pytest.mark.parametrize("how", ["error", "short"])
+def test_drain_walk_sends_on_the_ring_s_descriptor_and_hands_the_rest_to_sent(how, monkeypatch):
+    """With a kernel socket under the TX ring, drain_walk makes the flush's send() itself
+    (TxRing.fd) and counts a whole batch out; any other answer goes to TxRing.sent, as the
+    Python flush's own send() does: a failing send (an unconnected UDP socket:
+    EDESTADDRREQ) and a short one (a connected UDP socket on loopback takes the empty send
+    as a 0-byte datagram: none of the queued bytes) leave the frames counted as send errors,
+    never as forwarded."""
+    import socket
+
+    results = []
+    for compiled in (True, False):
+        monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
+        w, port, out, ring = build(Judge(), tx=True)
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if how == "short":
+            s.connect(sink.getsockname())
+        port.tx.sock, port.tx.fd = s, s.fileno()
+        try:
+            ring.deliver([frame(k) for k in range(3)])
+            assert w.drain(port) == 3
+        finally:
+            s.close()
+            sink.close()
+        results.append((port.counters.as_dict(), port.tx.head, port.tx.first, port.tx.queued))
+    assert results[0] == results[1]
+    c = results[0][0]
+    assert c["forwarded"] == 0 and sum(c["send_errors"].values()) == 3
+    assert list(c["send_errors"]) == (["EDESTADDRREQ"] if how == "error" else ["EIO"])
