@@ -150,11 +150,13 @@ take_forwarding(PyObject *res, int bypass_matters, PyObject *events)
 
 /* ------------------------------------------------------------------ UDP and ICMP echo fast-path entries
  * bridge.fastpath keys an untagged, unfragmented IPv4 UDP frame (IHL 5) by its 12 bytes of
- * addresses and ports (an ICMP echo by its addresses and types); an entry is a list [action, frames, bytes, last seen, flow, scan,
- * hits in a row, compiled scan].  FastPath.hit's answer for the two actions that only
- * forward is worked out here, with the same counts: FORWARD (a decided pass flow) and SCAN
- * (a prefiltered direction) when the scan finds nothing.  Everything else (a hit, backing
- * off, a bad UDP length, no compiled scan) is left to hit(). */
+ * addresses and ports (an ICMP echo by its addresses and types); an entry is a list
+ * [action, frames, bytes, last seen, flow, scan, hits in a row, compiled scan].
+ * FastPath.hit's answer for the two actions that only forward is worked out here, with the
+ * same counts: FORWARD (a decided pass flow) and SCAN (a prefiltered direction) when the
+ * scan finds nothing; and a direction backing off hands its frame to the engine here, as
+ * hit() would, when no count waits to be pushed.  Everything else (a hit, a count to push,
+ * a bad UDP length or echo code, no compiled scan) is left to hit(). */
 #define ENTRY_FORWARD 1     /* bridge.fastpath.FORWARD */
 #define ENTRY_SCAN 3        /* bridge.fastpath.SCAN */
 
@@ -189,13 +191,15 @@ count_entry(PyObject *e, Py_ssize_t flen, PyObject *tsobj)
 }
 
 static int entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t plen, int len_ok, Py_ssize_t flen,
-                        PyObject *tsobj);
+                        PyObject *tsobj, PyObject *fp);
+static int attr_add(PyObject *obj, PyObject *name, Py_ssize_t by);
+static PyObject *s_scan_backoff;
 
 /* An IPv4 UDP frame f[0:flen] (ethertype IPv4 checked by the caller) against the port's UDP
  * table: 1 forward it (the entry counted it, as hit() would have), 2 no entry can hold it
  * (hit() answers MISS), 0 ask hit(). */
 static int
-udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsobj)
+udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsobj, PyObject *fp)
 {
     if (flen < 48 || f[14] != 0x45)
         return 0;                                   /* short, or IP options: hit()'s own parse */
@@ -221,7 +225,7 @@ udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsob
     const unsigned char *u = f + 34;
     Py_ssize_t ulen = (Py_ssize_t)u[4] << 8 | u[5];
     /* (a length the engine does not decode quietly: hit() hands it over) */
-    return entry_answer(e, u + 8, ulen - 8, ulen >= 8 && 20 + ulen <= ip_len, flen, tsobj);
+    return entry_answer(e, u + 8, ulen - 8, ulen >= 8 && 20 + ulen <= ip_len, flen, tsobj, fp);
 }
 
 /* An IPv4 ICMP frame f[0:flen] against the port's ICMP table, as udp_entry: an echo request
@@ -229,7 +233,7 @@ udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsob
  * counterpart (bridge.fastpath.icmp_echo_ports); a prefiltered direction's scan takes only
  * code 0, the payload running to the IP packet's end. */
 static int
-icmp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsobj)
+icmp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsobj, PyObject *fp)
 {
     if (flen < 42 || f[14] != 0x45)
         return 0;
@@ -259,15 +263,18 @@ icmp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tso
         }
         return 2;
     }
-    return entry_answer(e, f + 42, ip_len - 28, f[35] == 0, flen, tsobj);
+    return entry_answer(e, f + 42, ip_len - 28, f[35] == 0, flen, tsobj, fp);
 }
 
 /* A UDP or ICMP entry's answer (udp_entry, icmp_entry) for a frame of flen bytes whose
  * payload is payload[0:plen]; len_ok 0: a frame a prefiltered direction's scan does not
- * take (hit() hands it over).  1 forward it, counted; 0 ask hit(). */
+ * take (hit() hands it over).  1 forward it, counted; 2 to the engine without asking
+ * hit() (a direction backing off, SCAN_BACKOFF, with no count waiting to be pushed: the
+ * streak and `fp`'s scan_backoff counted as hit() counts them; fp NULL: hit() does it);
+ * 0 ask hit(). */
 static int
 entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t plen, int len_ok, Py_ssize_t flen,
-             PyObject *tsobj)
+             PyObject *tsobj, PyObject *fp)
 {
     if (e == NULL) {
         if (PyErr_Occurred()) {
@@ -294,6 +301,19 @@ entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t plen, int len
         return 0;
     long streak = PyLong_AsLong(PyList_GET_ITEM(e, 6));
     PyObject *spec = PyList_GET_ITEM(e, 7);
+    if (streak < 0 && fp != NULL && !PyErr_Occurred()) {
+        long pending = PyLong_AsLong(PyList_GET_ITEM(e, 1));
+        PyObject *next = pending == 0 ? PyLong_FromLong(streak + 1) : NULL;
+        if (next != NULL && attr_add(fp, s_scan_backoff, 1) == 0) {
+            PyObject *old = PyList_GET_ITEM(e, 6);
+            PyList_SET_ITEM(e, 6, next);
+            Py_DECREF(old);
+            return 2;
+        }
+        Py_XDECREF(next);
+        PyErr_Clear();
+        return 0;
+    }
     if (streak < 0 || spec == Py_None) {
         PyErr_Clear();
         return 0;                                   /* backing off, or no compiled scan */
@@ -511,7 +531,10 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             if (tab != NULL && PyDict_GET_SIZE(tab) == 0)
                 ask = 0;
             else if (p == 17 || p == 1) {
-                int u = p == 17 ? udp_entry(r + mac, end - mac, tab, tsobj) : icmp_entry(r + mac, end - mac, tab, tsobj);
+                /* the FastPath (install is its bound method; hit may be wrapped) */
+                PyObject *fp = PyMethod_Check(args[10]) ? PyMethod_GET_SELF(args[10]) : NULL;
+                int u = p == 17 ? udp_entry(r + mac, end - mac, tab, tsobj, fp)
+                                : icmp_entry(r + mac, end - mac, tab, tsobj, fp);
                 if (u == 1) {                        /* a pass flow's, or a prefiltered one's with nothing in it */
                     Py_DECREF(tsobj);
                     bypassed++;
@@ -999,12 +1022,13 @@ PyInit__ringpass(void)
     s_last_ts = PyUnicode_InternFromString("last_ts");
     s_last_ts_mono = PyUnicode_InternFromString("last_ts_mono");
     s_flush = PyUnicode_InternFromString("flush");
+    s_scan_backoff = PyUnicode_InternFromString("scan_backoff");
     s_fd = PyUnicode_InternFromString("fd");
     s_first = PyUnicode_InternFromString("first");
     s_sent = PyUnicode_InternFromString("sent");
     s_forwarded = PyUnicode_InternFromString("forwarded");
     if (!s_received || !s_ignored_outgoing || !s_inspected || !s_bypassed || !s_inspector_errors || !s_seen ||
-        !s_last_ts || !s_last_ts_mono || !s_flush || !s_fd || !s_first || !s_sent || !s_forwarded) {
+        !s_last_ts || !s_last_ts_mono || !s_flush || !s_fd || !s_first || !s_sent || !s_forwarded || !s_scan_backoff) {
         Py_DECREF(m);
         return NULL;
     }

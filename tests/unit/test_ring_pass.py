@@ -650,3 +650,32 @@ def test_drain_walk_sends_on_the_ring_s_descriptor_and_hands_the_rest_to_sent(ho
     c = results[0][0]
     assert c["forwarded"] == 0 and sum(c["send_errors"].values()) == 3
     assert list(c["send_errors"]) == (["EDESTADDRREQ"] if how == "error" else ["EIO"])
+
+
+@pytest.mark.parametrize("kind", ["udp", "echo"])
+def test_a_direction_backing_off_is_handed_to_the_engine_by_the_walk(kind, monkeypatch):
+    """Datagrams (or echoes) that all hold a pattern: after SCAN_STREAK hits in a row the
+    direction backs off (SCAN_BACKOFF frames to the engine unscanned).  The compiled walk
+    hands those over itself, without asking hit(), counting the streak and scan_backoff as
+    hit() does; everything matches the Python walk."""
+    from bridge.fastpath import SCAN_STREAK
+    from rules.prefilter import AnyPattern, PatternDB
+
+    make = frame if kind == "udp" else echo
+    n = SCAN_STREAK + 20
+    runs = []
+    for compiled in (True, False):
+        monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
+        judge = ScanJudge(AnyPattern((PatternDB([(bytes([k]), False) for k in range(n)]),)))
+        w, port, out, ring = build(judge, tx=True, nslots=64)
+        asked = spy_hit(w)
+        ring.deliver([make(k) for k in range(n)])
+        w.drain(port)
+        port.tx.flush(port.counters)
+        w.fast.sync()
+        runs.append(({"sent": out.sent, "counters": port.counters.as_dict(), "seen": judge.seen,
+                      "fast": w.fast.stats()}, asked))
+    (a, asked), (b, _) = runs
+    assert a == b
+    assert a["seen"] == list(range(n)) and a["fast"]["bypass.scan_backoff"] == n - 1 - SCAN_STREAK
+    assert asked == list(range(1, SCAN_STREAK + 1))      # the hits; none of the frames backing off
