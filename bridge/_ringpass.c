@@ -195,6 +195,28 @@ static int entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t pl
 static int attr_add(PyObject *obj, PyObject *name, Py_ssize_t by);
 static PyObject *s_scan_backoff;
 
+/* The entry under the 12-byte key k in a port's table: 1 (*e borrowed), 2 none (hit()
+ * answers MISS), 0 ask hit() (an error, cleared). */
+static int
+table_entry(PyObject *tab, const unsigned char *k, PyObject **e)
+{
+    PyObject *key = PyBytes_FromStringAndSize((const char *)k, 12);
+    if (key == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    *e = PyDict_GetItemWithError(tab, key);
+    Py_DECREF(key);
+    if (*e == NULL) {
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        return 2;
+    }
+    return 1;
+}
+
 /* An IPv4 UDP frame f[0:flen] (ethertype IPv4 checked by the caller) against the port's UDP
  * table: 1 forward it (the entry counted it, as hit() would have), 2 no entry can hold it
  * (hit() answers MISS), 0 ask hit(). */
@@ -208,20 +230,10 @@ udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsob
         return 0;                                   /* cut, or a fragment */
     if (ip_len < 28)
         return 0;
-    PyObject *key = PyBytes_FromStringAndSize((const char *)f + 26, 12);
-    if (key == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    PyObject *e = PyDict_GetItemWithError(tab, key);   /* borrowed */
-    Py_DECREF(key);
-    if (e == NULL) {
-        if (PyErr_Occurred()) {
-            PyErr_Clear();
-            return 0;
-        }
-        return 2;
-    }
+    PyObject *e;
+    int found = table_entry(tab, f + 26, &e);
+    if (found != 1)
+        return found;
     const unsigned char *u = f + 34;
     Py_ssize_t ulen = (Py_ssize_t)u[4] << 8 | u[5];
     /* (a length the engine does not decode quietly: hit() hands it over) */
@@ -249,20 +261,10 @@ icmp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tso
     k[9] = itype;
     k[10] = 0;
     k[11] = itype ^ 8;
-    PyObject *key = PyBytes_FromStringAndSize((const char *)k, 12);
-    if (key == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    PyObject *e = PyDict_GetItemWithError(tab, key);   /* borrowed */
-    Py_DECREF(key);
-    if (e == NULL) {
-        if (PyErr_Occurred()) {
-            PyErr_Clear();
-            return 0;
-        }
-        return 2;
-    }
+    PyObject *e;
+    int found = table_entry(tab, k, &e);
+    if (found != 1)
+        return found;
     return entry_answer(e, f + 42, ip_len - 28, f[35] == 0, flen, tsobj, fp);
 }
 
@@ -276,13 +278,6 @@ static int
 entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t plen, int len_ok, Py_ssize_t flen,
              PyObject *tsobj, PyObject *fp)
 {
-    if (e == NULL) {
-        if (PyErr_Occurred()) {
-            PyErr_Clear();
-            return 0;
-        }
-        return 2;
-    }
     if (!PyList_CheckExact(e) || PyList_GET_SIZE(e) < 5)
         return 0;
     long action = PyLong_AsLong(PyList_GET_ITEM(e, 0));
