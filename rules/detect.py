@@ -247,10 +247,9 @@ class Detector:
         self._bounds = _header_bounds(self.index.sigs)
         self._plain_cache: dict[tuple, tuple] = {}   # header classes -> _plain's entry, for every flow with it
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
-        self._pid_reps: dict[int, tuple] = {}         # id(header group) -> its pattern rules' distinct headers
         self._wanted: dict[int, tuple] = {}           # id(cached entry) -> (it, {pattern id: window_candidates' answer})
         self._short_dbs: dict[int, tuple] = {}        # id(short candidates) -> (them, their own PatternDB, rules by id)
-        self._pid_sets: dict[int, tuple] = {}         # id(header group) -> (it, ((header, its pattern ids), ...))
+        self._heads: dict[int, tuple] = {}            # id(header group) -> (it, _group_heads' answer)
         self._offer_dbs: dict[frozenset, PatternDB] = {}   # a scan offer's pattern ids -> their own PatternDB
         self.evaluated = 0                            # rules whose checks ran (counter)
 
@@ -436,19 +435,23 @@ class Detector:
         if self.tx is not None and self.tx.could_match(pkt, flow):
             return True
         hdr_ok = header_ok
-        reps = self._pid_reps
         for g in pid_groups:
-            mine = reps.get(id(g))
-            if mine is None:           # each distinct header of the group's pattern rules, once
-                seen: dict = {}
-                for pairs in g.pid_hdr.values():
-                    for rep, _sigs in pairs:
-                        seen.setdefault(id(rep), rep)
-                mine = reps[id(g)] = tuple(seen.values())
-            for rep in mine:
+            for rep, _ids in self._group_heads(g):
                 if hdr_ok(rep, pkt):
                     return True
         return False
+
+    def _group_heads(self, g) -> tuple:
+        """Each distinct header of a group's pattern rules, with the (pattern id, rules) pairs
+        under it: ((header, ((pid, sigs), ...)), ...), made once per group."""
+        got = self._heads.get(id(g))
+        if got is None:
+            by_rep: dict = {}
+            for pid, pairs in g.pid_hdr.items():
+                for rep, sigs in pairs:
+                    by_rep.setdefault(id(rep), (rep, []))[1].append((pid, sigs))
+            got = self._heads[id(g)] = (g, tuple((rep, tuple(ids)) for rep, ids in by_rep.values()))
+        return got[1]
 
     def prefilter_only(self, pkt: Packet, flow, *, tx_quiet: bool = False, by_type: bool = False):
         """For a later packet of `pkt`'s flow direction (same addresses and ports, not the
@@ -485,14 +488,7 @@ class Detector:
         itype = pkt.icmp_type if by_type and (pkt.proto == IPPROTO_ICMP or pkt.proto == IPPROTO_ICMPV6) else -1
         pids: set = set()
         for g in pid_groups:
-            got = self._pid_sets.get(id(g))
-            if got is None:             # each distinct header of the group's pattern rules, once
-                by_rep: dict = {}
-                for pid, pairs in g.pid_hdr.items():
-                    for rep, sigs in pairs:
-                        by_rep.setdefault(id(rep), (rep, []))[1].append((pid, sigs))
-                got = self._pid_sets[id(g)] = (g, tuple((rep, tuple(ids)) for rep, ids in by_rep.values()))
-            for rep, ids in got[1]:
+            for rep, ids in self._group_heads(g):
                 if hdr_ok(rep, pkt):
                     if itype < 0:
                         pids.update(pid for pid, _sigs in ids)
