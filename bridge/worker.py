@@ -290,7 +290,7 @@ class _Drain:
     Counters once, at its end)."""
 
     __slots__ = ("port", "c", "view", "src", "pkttype_at", "ips", "forwards", "csum_mask", "csum_hint", "meta",
-                 "pidx", "hit", "install", "tables", "tx_put", "inspect", "events", "received", "forwarded",
+                 "pidx", "hit", "install", "tx_put", "inspect", "events", "received", "forwarded",
                  "outgoing", "inspected", "bypassed", "last_ts")
 
     def __init__(self, worker: Worker, port: _Port) -> None:
@@ -309,7 +309,6 @@ class _Drain:
         fast = worker.fast
         self.hit = fast.hit if fast is not None else None
         self.install = fast.install if fast is not None else None
-        self.tables = fast.port_tables(port.index) if fast is not None else None
         self.tx_put = port.tx.put_many if port.tx is not None else None
         self.inspect = worker.inspect_call()
         self.events: list | None = [] if worker.config.eve_log else None
@@ -771,17 +770,9 @@ class Worker:
             # the whole loop in C while every frame is the walk's (drain_walk): the common drain
             # runs no Python here at all; a frame that needs Python comes back with the counts
             # of those before it already added, and the loop below goes on from it
-            call = self.inspect_call()
-            fast = self.fast
-            walk = port.walk
-            of = port.walk_of
-            if walk is None or of[0] is not call or of[1] is not fast or of[2] is not ring or of[3] is not tx:
-                walk = port.walk = (ring, tx, call, port.meta, FORWARD, fast.hit if fast else None, port.index,
-                                    port.csum_mask, port.csum_hint, _SKIP, fast.install if fast else None,
-                                    _FAST_FORWARD, fast.port_tables(port.index) if fast else None)
-                port.walk_of = (call, fast, ring, tx)
+            walk = self._walk(port)
             r = _c_drain_walk(walk, events if eve else None, left, self.watchdog, tx, port.counters,
-                              self.inspector if call is None else None, self)
+                              self.inspector if walk[2] is None else None, self)
             if type(r) is int:
                 return r
             consumed, left, *first = r
@@ -792,8 +783,7 @@ class Worker:
         try:
             if compiled:
                 release = ring.release_head
-                args = (ring, tx, d.inspect, d.meta, FORWARD, d.hit, d.pidx, d.csum_mask, d.csum_hint, _SKIP,
-                        d.install, _FAST_FORWARD, d.tables, d.events)
+                args = self._walk(port) + (d.events,)
                 if first is not None:            # drain_walk stopped at this frame
                     stop, off, hdr, kind, value = first
                     if kind == _K_RARE:
@@ -848,6 +838,20 @@ class Worker:
             self.last_ts = d.last_ts
             self.last_ts_mono = time.monotonic()
         return consumed + d.received + d.outgoing
+
+    def _walk(self, port: _Port) -> tuple:
+        """ring_pass's 13 fixed arguments for `port` (drain_walk's first): made once, and again
+        when the inspect call, the fast path, the ring or the TX ring changed (a rule swap)."""
+        call = self.inspect_call()
+        fast = self.fast
+        ring, tx = port.ring, port.tx
+        of = port.walk_of
+        if port.walk is None or of[0] is not call or of[1] is not fast or of[2] is not ring or of[3] is not tx:
+            port.walk = (ring, tx, call, port.meta, FORWARD, fast.hit if fast else None, port.index,
+                         port.csum_mask, port.csum_hint, _SKIP, fast.install if fast else None,
+                         _FAST_FORWARD, fast.port_tables(port.index) if fast else None)
+            port.walk_of = (call, fast, ring, tx)
+        return port.walk
 
     def _frame(self, d: _Drain, off: int, hdr: tuple, kind: int, value) -> None:
         """One frame of `d.port`'s ring at slot offset `off` (header `hdr`), taken as far as
