@@ -906,22 +906,16 @@ drain_walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(b);
     }
     if (stopped == NULL && tx != Py_None) {
-        /* the end of the drain (or a failure): the queued frames go out */
-        PyObject *pending = NULL, *pt = NULL, *pv = NULL, *ptb = NULL;
+        /* the end of the drain (or a failure): the queued frames go out; the first error wins */
+        PyObject *pt = NULL, *pv = NULL, *ptb = NULL;
         if (bad)
             PyErr_Fetch(&pt, &pv, &ptb);
-        PyObject *q = PyObject_GetAttr(tx, s_queued);
-        int queued = q == NULL ? -1 : PyObject_IsTrue(q);
-        Py_XDECREF(q);
-        if (queued > 0)
-            pending = tx_flush(tx, c) < 0 ? NULL : Py_NewRef(Py_None);
-        if (queued < 0 || (queued > 0 && pending == NULL)) {
-            if (bad) {             /* the first error wins */
+        Py_ssize_t queued = int_attr(tx, s_queued);
+        if (queued < 0 || (queued > 0 && tx_flush(tx, c) < 0)) {
+            if (bad)
                 PyErr_Clear();
-            } else
-                bad = 1;
+            bad = 1;
         }
-        Py_XDECREF(pending);
         if (pt != NULL || pv != NULL)
             PyErr_Restore(pt, pv, ptb);
     }
