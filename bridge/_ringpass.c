@@ -32,6 +32,13 @@
  *           4 FAILED  counted; `hit` raised: the Python path drops it as "internal"
  *   stop 2  tx.queued reached tx.batch after a frame: flush, then call again
  *
+ * An ICMP echo whose entry lets it go before it is inspected (rules.api.Bypass.late, kept
+ * as e[8]; entry_answer's ENTRY_LATE) is forwarded as above and queued, (pidx, its bytes,
+ * ts, checksum hint), on the FastPath's `late` list when it has one (the worker's, with
+ * `run_late`, which inspects the queue); whenever that list holds frames, `run_late(events)`
+ * is called before `hit` or `inspect` is asked about the next frame, so the inspector sees
+ * frames in the order they came.
+ *
  * rx.head, tx.head, tx.queued and tx.qbytes are written back on every return, an
  * exception included (the frames before the one being worked on are done).  An Exception
  * raised by `inspect` is counted in `errors` and the frame forwarded, as the Python path
@@ -191,9 +198,14 @@ count_entry(PyObject *e, Py_ssize_t flen, PyObject *tsobj)
 }
 
 static int entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t plen, int len_ok, Py_ssize_t flen,
-                        PyObject *tsobj, PyObject *fp);
+                        PyObject *tsobj, PyObject *fp, int can_defer);
 static int attr_add(PyObject *obj, PyObject *name, Py_ssize_t by);
-static PyObject *s_scan_backoff;
+static PyObject *s_scan_backoff, *s_scan_hits, *s_scan_late, *s_late, *s_run_late;
+
+/* bridge.fastpath's SCAN_STREAK and SCAN_BACKOFF (the module exports these; a test compares) */
+#define SCAN_STREAK 8
+#define SCAN_BACKOFF 256
+#define ENTRY_LATE 3        /* entry_answer: forward it now, inspect it later */
 
 /* The entry under the 12-byte key k in a port's table: 1 (*e borrowed), 2 none (hit()
  * answers MISS), 0 ask hit() (an error, cleared). */
@@ -237,15 +249,16 @@ udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsob
     const unsigned char *u = f + 34;
     Py_ssize_t ulen = (Py_ssize_t)u[4] << 8 | u[5];
     /* (a length the engine does not decode quietly: hit() hands it over) */
-    return entry_answer(e, u + 8, ulen - 8, ulen >= 8 && 20 + ulen <= ip_len, flen, tsobj, fp);
+    return entry_answer(e, u + 8, ulen - 8, ulen >= 8 && 20 + ulen <= ip_len, flen, tsobj, fp, 0);
 }
 
 /* An IPv4 ICMP frame f[0:flen] against the port's ICMP table, as udp_entry: an echo request
  * or reply (IHL 5, unfragmented) is keyed by its addresses and the "ports" 0, type, 0,
  * counterpart (bridge.fastpath.icmp_echo_ports); a prefiltered direction's scan takes only
- * code 0, the payload running to the IP packet's end. */
+ * code 0, the payload running to the IP packet's end.  can_defer: ENTRY_LATE may be
+ * answered (entry_answer). */
 static int
-icmp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsobj, PyObject *fp)
+icmp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsobj, PyObject *fp, int can_defer)
 {
     if (flen < 42 || f[14] != 0x45)
         return 0;
@@ -265,7 +278,36 @@ icmp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tso
     int found = table_entry(tab, k, &e);
     if (found != 1)
         return found;
-    return entry_answer(e, f + 42, ip_len - 28, f[35] == 0, flen, tsobj, fp);
+    return entry_answer(e, f + 42, ip_len - 28, f[35] == 0, flen, tsobj, fp, can_defer);
+}
+
+/* e[8] (rules.api.Bypass.late as the fast path keeps it) for payload[0:plen]: 1 the frame
+ * may be forwarded before it is inspected (None: any frame; a compiled scan: one it finds
+ * nothing in), else 0 (False; a pattern of a rule that could drop it; an error, cleared) */
+static int
+late_ok(PyObject *e, const unsigned char *payload, Py_ssize_t plen)
+{
+    if (PyList_GET_SIZE(e) < 9)
+        return 0;
+    PyObject *late = PyList_GET_ITEM(e, 8);
+    if (late == Py_None)
+        return 1;
+    if (late == Py_False || plen <= 0)
+        return late != Py_False;
+    return compiled_scan(late, payload, plen) == 0;
+}
+
+/* e[6] = v */
+static int
+set_streak(PyObject *e, long v)
+{
+    PyObject *n = PyLong_FromLong(v);
+    if (n == NULL)
+        return -1;
+    PyObject *old = PyList_GET_ITEM(e, 6);
+    PyList_SET_ITEM(e, 6, n);
+    Py_DECREF(old);
+    return 0;
 }
 
 /* A UDP or ICMP entry's answer (udp_entry, icmp_entry) for a frame of flen bytes whose
@@ -273,10 +315,13 @@ icmp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tso
  * take (hit() hands it over).  1 forward it, counted; 2 to the engine without asking
  * hit() (a direction backing off, SCAN_BACKOFF, with no count waiting to be pushed: the
  * streak and `fp`'s scan_backoff counted as hit() counts them; fp NULL: hit() does it);
+ * ENTRY_LATE (only when can_defer, fp set and no count waits to be pushed) forward it now
+ * and queue it for inspection: a frame the scan found something in, or one while backing
+ * off, that late_ok allows, counted as hit() would count it plus `fp`'s scan_late;
  * 0 ask hit(). */
 static int
 entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t plen, int len_ok, Py_ssize_t flen,
-             PyObject *tsobj, PyObject *fp)
+             PyObject *tsobj, PyObject *fp, int can_defer)
 {
     if (!PyList_CheckExact(e) || PyList_GET_SIZE(e) < 5)
         return 0;
@@ -298,14 +343,14 @@ entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t plen, int len
     PyObject *spec = PyList_GET_ITEM(e, 7);
     if (streak < 0 && fp != NULL && !PyErr_Occurred()) {
         long pending = PyLong_AsLong(PyList_GET_ITEM(e, 1));
-        PyObject *next = pending == 0 ? PyLong_FromLong(streak + 1) : NULL;
-        if (next != NULL && attr_add(fp, s_scan_backoff, 1) == 0) {
-            PyObject *old = PyList_GET_ITEM(e, 6);
-            PyList_SET_ITEM(e, 6, next);
-            Py_DECREF(old);
-            return 2;
+        if (pending != 0) {
+            PyErr_Clear();
+            return 0;
         }
-        Py_XDECREF(next);
+        int late = can_defer && late_ok(e, payload, plen);
+        if (set_streak(e, streak + 1) == 0 && attr_add(fp, s_scan_backoff, 1) == 0 &&
+            (!late || attr_add(fp, s_scan_late, 1) == 0))
+            return late ? ENTRY_LATE : 2;
         PyErr_Clear();
         return 0;
     }
@@ -313,8 +358,22 @@ entry_answer(PyObject *e, const unsigned char *payload, Py_ssize_t plen, int len
         PyErr_Clear();
         return 0;                                   /* backing off, or no compiled scan */
     }
-    if (PyList_GET_ITEM(e, 5) != Py_None && plen > 0 && compiled_scan(spec, payload, plen) != 0)
+    if (PyList_GET_ITEM(e, 5) != Py_None && plen > 0) {
+        int found = compiled_scan(spec, payload, plen);
+        if (found == 0)
+            goto nothing;
+        if (found > 0 && can_defer && fp != NULL && PyLong_AsLong(PyList_GET_ITEM(e, 1)) == 0 &&
+            late_ok(e, payload, plen)) {
+            /* counted as hit() counts a hit (scan_hits, the streak: SCAN_STREAK in a row, then
+             * SCAN_BACKOFF frames unscanned) */
+            if (set_streak(e, streak + 1 >= SCAN_STREAK ? -SCAN_BACKOFF : streak + 1) == 0 &&
+                attr_add(fp, s_scan_hits, 1) == 0 && attr_add(fp, s_scan_late, 1) == 0)
+                return ENTRY_LATE;
+        }
+        PyErr_Clear();
         return 0;                                   /* something there: hit() scans and hands it over */
+    }
+nothing:
     if (count_entry(e, flen, tsobj) < 0) {
         PyErr_Clear();
         return 0;
@@ -438,7 +497,7 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         hit = NULL;
 
     Py_buffer rb, tb;
-    PyObject *rx_offs = NULL, *tx_offs = NULL, *rx_view = NULL, *out = NULL;
+    PyObject *rx_offs = NULL, *tx_offs = NULL, *rx_view = NULL, *out = NULL, *late = NULL, *run_late = NULL;
     int have_tb = 0;
     if (view_buffer(rx, &rb) < 0)
         return NULL;
@@ -474,6 +533,21 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
 
+    /* the FastPath (install is its bound method; hit may be wrapped), and its queue of frames
+     * forwarded before inspection (bridge.fastpath.FastPath.late; None: none are) with the
+     * call that inspects them */
+    PyObject *fp = PyMethod_Check(args[10]) ? PyMethod_GET_SELF(args[10]) : NULL;
+    if (fp != NULL && inspect != NULL) {
+        late = PyObject_GetAttr(fp, s_late);
+        if (late != NULL && PyList_CheckExact(late))
+            run_late = PyObject_GetAttr(fp, s_run_late);
+        if (run_late == NULL || run_late == Py_None) {
+            Py_CLEAR(late);
+            Py_CLEAR(run_late);
+        }
+        if (PyErr_Occurred())
+            goto done_noframes;
+    }
     unsigned char *r = (unsigned char *)rb.buf;
     unsigned char *t = have_tb ? (unsigned char *)tb.buf : NULL;
     Py_ssize_t received = 0, outgoing = 0, inspected = 0, errors = 0, bypassed = 0;
@@ -526,18 +600,43 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             if (tab != NULL && PyDict_GET_SIZE(tab) == 0)
                 ask = 0;
             else if (p == 17 || p == 1) {
-                /* the FastPath (install is its bound method; hit may be wrapped) */
-                PyObject *fp = PyMethod_Check(args[10]) ? PyMethod_GET_SELF(args[10]) : NULL;
                 int u = p == 17 ? udp_entry(r + mac, end - mac, tab, tsobj, fp)
-                                : icmp_entry(r + mac, end - mac, tab, tsobj, fp);
+                                : icmp_entry(r + mac, end - mac, tab, tsobj, fp, late != NULL);
                 if (u == 1) {                        /* a pass flow's, or a prefiltered one's with nothing in it */
                     Py_DECREF(tsobj);
                     bypassed++;
                     goto forward_frame;
                 }
+                if (u == ENTRY_LATE) {
+                    /* out now; (port, frame, ts, checksum hint) queued for run_late */
+                    PyObject *fb = PyBytes_FromStringAndSize((const char *)r + mac, end - mac);
+                    PyObject *item = fb == NULL ? NULL : PyTuple_Pack(4, pidx, fb, tsobj,
+                                                                      ((long)status & csum_mask) ? skip_hint : csum_hint);
+                    Py_XDECREF(fb);
+                    Py_DECREF(tsobj);
+                    int bad = item == NULL || PyList_Append(late, item) < 0;
+                    Py_XDECREF(item);
+                    if (bad) {
+                        failed = 1;
+                        received--;
+                        break;
+                    }
+                    goto forward_frame;
+                }
                 if (u == 2)
                     ask = 0;
             }
+        }
+        if (late != NULL && PyList_GET_SIZE(late) > 0) {
+            /* frames forwarded before inspection are inspected before anything else is asked */
+            PyObject *ok = PyObject_CallOneArg(run_late, events != NULL ? events : Py_None);
+            if (ok == NULL) {
+                Py_DECREF(tsobj);
+                failed = 1;
+                received--;
+                break;
+            }
+            Py_DECREF(ok);
         }
         if (ask) {
             PyObject *a[6];
@@ -721,6 +820,8 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 done_noframes:
     /* nothing was walked: nothing to write back */
 done:
+    Py_XDECREF(late);
+    Py_XDECREF(run_late);
     Py_XDECREF(rx_offs);
     Py_XDECREF(tx_offs);
     Py_XDECREF(rx_view);
@@ -984,6 +1085,11 @@ PyInit__ringpass(void)
     PyObject *m = PyModule_Create(&ringpass_module);
     if (m == NULL)
         return NULL;
+    if (PyModule_AddIntConstant(m, "SCAN_STREAK", SCAN_STREAK) < 0 ||
+        PyModule_AddIntConstant(m, "SCAN_BACKOFF", SCAN_BACKOFF) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     s_view = PyUnicode_InternFromString("view");
     s_offsets = PyUnicode_InternFromString("offsets");
     s_head = PyUnicode_InternFromString("head");
@@ -1012,6 +1118,10 @@ PyInit__ringpass(void)
     s_last_ts_mono = PyUnicode_InternFromString("last_ts_mono");
     s_flush = PyUnicode_InternFromString("flush");
     s_scan_backoff = PyUnicode_InternFromString("scan_backoff");
+    s_scan_hits = PyUnicode_InternFromString("scan_hits");
+    s_scan_late = PyUnicode_InternFromString("scan_late");
+    s_late = PyUnicode_InternFromString("late");
+    s_run_late = PyUnicode_InternFromString("run_late");
     s_fd = PyUnicode_InternFromString("fd");
     s_first = PyUnicode_InternFromString("first");
     s_sent = PyUnicode_InternFromString("sent");

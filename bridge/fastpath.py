@@ -248,6 +248,15 @@ class FastPath:
         self.scan_removed = 0
         self.scan_hits = 0                            # datagrams a scan found something in: inspected
         self.scan_backoff = 0                         # datagrams handed over unscanned (SCAN_BACKOFF)
+        # Bypass.late: the compiled ring walk (bridge/_ringpass.c) forwards such an echo first
+        # and queues it here, (port, frame bytes, ts, checksum hint), when the worker gives
+        # it a list and `run_late`, which inspects what is queued; the walk calls it before
+        # it asks hit() or the inspector about any other frame, and the worker whenever
+        # another frame goes to Python and at the end of each pass (so the engine sees
+        # frames in the order they came).  None: nothing is forwarded before inspection.
+        self.late: list | None = None
+        self.run_late: Callable[[list | None], None] | None = None
+        self.scan_late = 0                            # echoes forwarded before inspection
         # frames and bytes counted in entries and already pushed, per action
         self._done = {FORWARD: [0, 0], DROP: [0, 0], SCAN: [0, 0]}
         # defer_kernel: `install` queues a flow's kernel entries and `commit` adds them.  The
@@ -458,10 +467,14 @@ class FastPath:
         scan = bypass.scan
         # ..., the scan, hits in a row (< 0: backing off), the scan as the compiled ring walk
         # runs it itself (rules.prefilter.AnyPattern.spec; None: it asks hit(); no scan at all:
-        # no database to ask)
+        # no database to ask), and Bypass.late as the walk runs it (None: any frame; False:
+        # none; a spec: those it finds nothing in)
         spec = _NO_DBS if scan is None else getattr(scan, "spec", None)
-        entry = [SCAN, 0, 0, ts, f, scan, 0, spec]
-        idle = [SCAN, 0, 0, ts, f, None, 0, None]   # the other direction: never in a table
+        late = bypass.late
+        if late is not None and late is not False:
+            late = getattr(late, "spec", None) or False
+        entry = [SCAN, 0, 0, ts, f, scan, 0, spec, late]
+        idle = [SCAN, 0, 0, ts, f, None, 0, None, False]   # the other direction: never in a table
         f.toserver, f.toclient = (entry, idle) if bypass.to_server else (idle, entry)
         table[key] = entry
         f.where.append((table, key))
@@ -614,7 +627,7 @@ class FastPath:
             "bypass.scan_installed": self.scan_installed, "bypass.scan_removed": self.scan_removed,
             "bypass.scan_active": len(self._scans), "bypass.scan_frames": frames[SCAN],
             "bypass.scan_bytes": nbytes[SCAN], "bypass.scan_hits": self.scan_hits,
-            "bypass.scan_backoff": self.scan_backoff,
+            "bypass.scan_backoff": self.scan_backoff, "bypass.scan_late": self.scan_late,
         }
         if self.kernel is not None:
             try:

@@ -419,6 +419,10 @@ class Worker:
             use_kernel = _PassOnly(use_kernel)
         fp = FastPath(fports, self.inspector, kernel=use_kernel, mode=mode)
         fp.defer_kernel = use_kernel is not None       # committed by run() once the rings are drained
+        if _c_ring_pass is not None:
+            # the compiled walk may forward an echo before it is inspected (FastPath.late)
+            fp.late = []
+            fp.run_late = self.run_late
         return fp
 
     # ---------------------------------------------------------------- main loop
@@ -503,6 +507,8 @@ class Worker:
                 port.counters.ring_holes += port.ring.skip_hole()
                 port.stalled_since = 0.0
         fast = self.fast
+        if fast is not None and fast.late:
+            self.run_late(events if self.config.eve_log else None)
         if fast is not None and fast.pending:
             # flows decided in this pass go to the kernel now that the rings are drained, and
             # what reached the rings meanwhile leaves at once: their frames keep their order
@@ -510,6 +516,40 @@ class Worker:
             for port in self.ports:
                 consumed += self.drain(port, events)
         return stalled, consumed
+
+    def run_late(self, events: list | None) -> None:
+        """Inspect the frames the compiled ring walk forwarded before inspecting them, in the
+        order they came (FastPath.late: ICMP echoes that no rule able to change the verdict
+        can match, rules.api.Bypass.late).  The walk calls this before it asks about any
+        other frame, `_frame` before the Python path takes one, and `_pass` once the rings
+        are drained: the engine sees every frame in order, and these go out without waiting
+        for it.  Their events go into `events` (None: EVE off) and a flow decision they bring
+        is installed; a verdict other than forward (the rules say it cannot be) is counted
+        in would_drop, as a tap counts the drops it does not make."""
+        fast = self.fast
+        items = fast.late.copy()
+        fast.late.clear()
+        inspect = self.inspect_call()
+        for pidx, frame, ts, checksum in items:
+            port = self.ports[pidx]
+            c = port.counters
+            meta = port.meta
+            meta.ts = ts
+            meta.checksum = checksum
+            try:
+                result = inspect(frame, meta)
+            except Exception:
+                c.inspector_errors += 1
+                result = FORWARD
+            c.inspected += 1
+            if result is FORWARD:
+                continue
+            if result.events and events is not None:
+                events.extend(result.events)
+            if result.bypass is not None:
+                fast.install(pidx, frame, 0, len(frame), 0, result.bypass, ts)
+            if result.verdict or result.inject or result.frame is not None:
+                bump(c.would_drop, f"late.{result.reason or 'rule'}")
 
     def _spin(self, seconds: float) -> bool:
         """Look at the rings' head slots (memory, no system call) for up to `seconds`; True
@@ -861,6 +901,9 @@ class Worker:
         then forwarded (copied into the TX ring, or sent), dropped or only looked at, as the
         port's mode and the verdict say.  Its slot is the caller's to hand back."""
         status, tp_len, snaplen, mac, net, sec, nsec, tci, tpid = hdr
+        fast = self.fast
+        if fast is not None and fast.late:    # forwarded earlier, inspected first (run_late)
+            self.run_late(d.events)
         port = d.port
         c = d.c
         view = d.view

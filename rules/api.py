@@ -78,20 +78,29 @@ class Bypass:
     Given only with frames of untunnelled, unfragmented IPv4/IPv6 TCP/UDP packets, and for
     TCP only while the session is not closing (FIN/RST frames must reach the inspector).
 
-    action "scan" (UDP only) is weaker: the flow is not decided, but in the frame's
-    direction no rule can match a later datagram unless the prefilter finds a fast pattern
-    in its payload.  The data plane may then answer FORWARD for a later datagram of that
-    direction (same key, same port) whose UDP payload -- the bytes after the 8-byte header,
-    up to the UDP length -- makes `scan(payload)` return nothing (an empty payload: no scan),
-    and must hand every other frame of it to `inspect`, after pushing the counts it kept
-    with `Inspector.bypassed` (so the engine's flow counters are current for the rules that
-    run).  `scan` None: nothing can match in that direction at all."""
+    action "scan" (UDP, and ICMP echo flows) is weaker: the flow is not decided, but in the
+    frame's direction no rule can match a later datagram unless the prefilter finds a fast
+    pattern in its payload.  The data plane may then answer FORWARD for a later datagram of
+    that direction (same key, same port) whose payload -- after the 8-byte UDP header, up to
+    the UDP length; after an echo's 8-byte header, up to the IP end, code 0 only -- makes
+    `scan(payload)` return nothing (an empty payload: no scan), and must hand every other
+    frame of it to `inspect`, after pushing the counts it kept with `Inspector.bypassed` (so
+    the engine's flow counters are current for the rules that run).  `scan` None: nothing
+    can match in that direction at all.
+
+    `late` (an echo direction's "scan"): which of the frames it must hand over it may
+    forward first and hand to `inspect` after, as long as every frame it hands over reaches
+    `inspect` in the order they came and no counts wait to be pushed when it forwards one:
+    False none; None any (no rule that could change the verdict applies); a scan, those it
+    finds nothing in (the fast patterns of those rules).  Such a frame's verdict is forward
+    whatever matches; its events come when it is inspected."""
 
     flow: Any               # the inspector's handle for the flow: pass it back to `Inspector.bypassed`
     action: str             # "pass" (forward every frame) | "drop" (drop every frame) | "scan" (above)
     to_server: bool         # the direction of the frame it came with (client -> server)
     reason: str = ""        # why: "pass", "drop", "bypass" (keyword), "stream-depth", "no-rules", "policy", "prefilter"
     scan: Any = None        # "scan": bytes -> a truthy result when the payload holds a fast pattern
+    late: Any = False       # "scan": what may be forwarded before it is inspected (above)
 
 
 @dataclass(frozen=True, slots=True)

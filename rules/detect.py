@@ -199,6 +199,18 @@ def _pcre_items(chain) -> list:
     return out
 
 
+def _may_change_verdict(s: Sig) -> bool:
+    """Can a match of `s` make a packet's verdict anything but forward?  Its action, or the
+    action a threshold.config rate_filter switches it to (alert and pass rules only log,
+    or pass the flow)."""
+    r = s.rule
+    t = r.threshold
+    return r.action not in _NEUTRAL or (t is not None and t.type == "rate" and t.new_action not in _NEUTRAL)
+
+
+_NEUTRAL = ("alert", "pass")
+
+
 def _icmp_allows(s: Sig, itype: int, icode: int) -> bool:
     """Can `s` match an ICMP packet of this type and code, as far as its itype and icode
     checks say (rules.keywords.icmp tags them with the field and the test)?"""
@@ -478,22 +490,39 @@ class Detector:
             dbs.append(self._short_set_db(short)[1])
         return AnyPattern(dbs)
 
-    def _direction_pids(self, pid_groups, pkt: Packet, by_type: bool = False) -> frozenset:
+    def verdict_scan(self, pkt: Packet, flow):
+        """For the ICMP echo flow direction of `pkt` that has a scan offer
+        (prefilter_only(by_type=True)): which later echoes of code 0 the data plane may
+        forward before they are inspected (rules.api.Bypass.late): None every one (no rule
+        that could change the verdict applies), else the scan of those rules' fast patterns
+        (an echo it finds nothing in: any rule that can match it only logs), or False none (the
+        direction has 1-2 byte patterns, which no database of its own holds)."""
+        _plain, _nsrc, pid_groups, _later, short = self._flow_entry(pkt, flow)
+        if short:
+            return False
+        pids = self._direction_pids(pid_groups, pkt, True, verdict_only=True)
+        return AnyPattern([self._offer_db(pids)]) if pids else None
+
+    def _direction_pids(self, pid_groups, pkt: Packet, by_type: bool = False,
+                        verdict_only: bool = False) -> frozenset:
         """The fast-pattern ids of the rules whose header takes `pkt` (and so every later
         packet of its flow direction): a scan offer looks for these, not for every rule's
         pattern.  `by_type`, for an ICMP echo flow (a direction of one message type): also
         only the rules whose itype and icode allow that type and code 0 -- an echo reply
-        holds the request's payload, and so the pattern of every `itype:8` ping rule."""
+        holds the request's payload, and so the pattern of every `itype:8` ping rule.
+        `verdict_only`: only the rules that could change a verdict (_may_change_verdict)."""
         hdr_ok = header_ok
         itype = pkt.icmp_type if by_type and (pkt.proto == IPPROTO_ICMP or pkt.proto == IPPROTO_ICMPV6) else -1
         pids: set = set()
         for g in pid_groups:
             for rep, ids in self._group_heads(g):
                 if hdr_ok(rep, pkt):
-                    if itype < 0:
+                    if itype < 0 and not verdict_only:
                         pids.update(pid for pid, _sigs in ids)
                     else:
-                        pids.update(pid for pid, sigs in ids if any(_icmp_allows(s, itype, 0) for s in sigs))
+                        pids.update(pid for pid, sigs in ids
+                                    if any((itype < 0 or _icmp_allows(s, itype, 0))
+                                           and (not verdict_only or _may_change_verdict(s)) for s in sigs))
         return frozenset(pids)
 
     def _offer_db(self, pids: frozenset) -> PatternDB:

@@ -923,15 +923,19 @@ class Engine:
             else:
                 # the data plane's copy watches for a parser itself; _lean_udp checks
                 # udp_quiet and scans with the prefilter's own scan
+                late = False
                 if pkt.proto != IPPROTO_UDP:
                     # an echo flow: the data plane's scan leaves out the patterns of rules whose
-                    # itype cannot take this direction's type (it hands over other codes)
+                    # itype cannot take this direction's type (it hands over other codes); an
+                    # echo no rule that could change its verdict can match may leave first (no
+                    # app layer, no stream: rules are all that decides it)
                     shown = self.detector.prefilter_only(pkt, flow, by_type=True)
+                    late = self.detector.verdict_scan(pkt, flow)
                 elif quiet and not flow.app.proto:
                     shown = _while_no_parser(flow.app, scan)
                 else:
                     shown = scan
-                r = Result(Verdict.FORWARD, bypass=Bypass(flow, "scan", to_server, "prefilter", shown))
+                r = Result(Verdict.FORWARD, bypass=Bypass(flow, "scan", to_server, "prefilter", shown, late))
                 # (with the IP-only candidates a later datagram's detection skips, for _lean_udp)
                 offer = offers[to_server] = (r, self.detector.iponly_skipped(pkt, flow), scan)
         if offer:

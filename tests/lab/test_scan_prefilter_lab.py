@@ -8,6 +8,7 @@ namespaces, veth pairs and AF_PACKET sockets; never skipped.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -90,5 +91,79 @@ rule-files: [{rules}]
     assert insp["drops.rule"] == evil, insp
     eth0 = totals["interfaces"]["eth0"]
     assert eth0["dropped"].get("rule") == evil, eth0
+    assert eth0["received"] == eth0["forwarded"] + sum(eth0["dropped"].values()) + sum(eth0["send_errors"].values())
+    assert eth0["received"] == eth0["inspected"] + eth0["bypassed"], eth0
+
+
+# Echo requests of one flow (id 0x4242), seq 0..n-1: "PINGMARK" in each, "EVILPING" in every
+# 10th instead; each request waits up to 0.3 s for its reply.  Prints the seqs answered.
+PINGER = r"""
+import select, socket, struct, sys, time
+host, n = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+def csum(b):
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    t = (t >> 16) + (t & 0xFFFF)
+    return ~(t + (t >> 16)) & 0xFFFF
+got = []
+for i in range(n):
+    body = (b"EVILPING" if i % 10 == 9 else b"PINGMARK") + bytes(48)
+    s.sendto(struct.pack("!BBHHH", 8, 0, csum(struct.pack("!BBHHH", 8, 0, 0, 0x4242, i) + body), 0x4242, i) + body,
+             (host, 0))
+    deadline = time.monotonic() + 0.3
+    while (left := deadline - time.monotonic()) > 0 and select.select([s], [], [], left)[0]:
+        data = s.recv(2048)
+        t, _code, _c, ident, seq = struct.unpack_from("!BBHHH", data, (data[0] & 15) * 4)
+        if t == 0 and ident == 0x4242:
+            got.append(seq)
+            if seq == i:
+                break
+print(" ".join(map(str, got)), flush=True)
+"""
+ECHO_RULES = ('alert icmp any any -> any any (msg:"marked ping"; itype:8; content:"PINGMARK"; sid:10;)\n'
+              'drop icmp any any -> any any (msg:"evil ping"; itype:8; content:"EVILPING"; sid:11;)\n')
+
+
+@pytest.mark.parametrize("bypass", ["user", "off"])
+def test_echoes_only_alert_rules_match_leave_before_inspection_and_a_drop_rule_still_drops(lab, bypass):
+    """An echo flow whose requests match an alert rule: with the fast path the ring walk
+    forwards them before the engine inspects them (`bypass.scan_late`: no rule that could
+    drop them can match, the drop rule's pattern is not in them); those holding the drop
+    rule's pattern are inspected first and dropped (a payload match drops the packet, not
+    the flow).  EVE is the same as with `bypass: off` (every frame inspected before it
+    leaves): an alert per request, in order."""
+    rules = lab.write("echo.rules", ECHO_RULES)
+    eve = lab.workdir / f"eve-{bypass}.json"
+    config = lab.write(f"echo-{bypass}.yaml", f"""af-packet:
+  - interface: eth0
+    copy-mode: ips
+    copy-iface: eth1
+    bypass: {bypass}
+  - interface: eth1
+    copy-mode: ips
+    copy-iface: eth0
+    bypass: {bypass}
+rule-files: [{rules}]
+""")
+    bridge = lab.start_bridge("-c", str(config), "--stats-interval", "0", "--eve", str(eve))
+    n = 20
+    out = lab.python("client", PINGER, SERVER4, str(n)).stdout.split()
+    assert [int(x) for x in out] == [i for i in range(n) if i % 10 != 9]     # every one but the evil ones
+    totals = bridge.stop()
+    records = [json.loads(line) for line in eve.read_text().splitlines()]
+    alerts = [r["alert"]["signature_id"] for r in records if r["event_type"] == "alert"]
+    assert alerts == ([10] * 9 + [11]) * 2, alerts
+    drops = [r for r in records if r["event_type"] == "drop"]
+    assert [(r["icmp_type"], r["drop"]["reason"]) for r in drops] == [(8, "rules")] * 2, drops
+    insp = totals["inspector"]
+    if bypass == "user":
+        # requests 1-8 after the offer (a hit each), then 10-18 while backing off; the evil
+        # ones are inspected before they go (their scan for drop rules finds the pattern)
+        assert 1 <= insp["bypass.scan_late"] <= 17, insp
+    else:
+        assert "bypass.scan_late" not in insp, insp
+    eth0 = totals["interfaces"]["eth0"]
+    assert eth0["dropped"] == {"rule": 2}, eth0
+    assert not eth0["would_drop"], eth0
     assert eth0["received"] == eth0["forwarded"] + sum(eth0["dropped"].values()) + sum(eth0["send_errors"].values())
     assert eth0["received"] == eth0["inspected"] + eth0["bypassed"], eth0

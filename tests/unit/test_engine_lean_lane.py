@@ -537,3 +537,39 @@ def test_echo_flows_take_the_lane_and_the_data_plane_s_scan_knows_the_types(v6):
     assert request.scan(b"data" + marker) and not request.scan(b"data")
     assert not reply.scan(b"data" + marker)                # the itype:8 pattern is not the reply's
     assert reply.scan(b"REPLYME") if not v6 else not reply.scan(b"REPLYME")   # sid 33 is itype:0 (ICMPv4)
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["icmp", "icmpv6"])
+def test_an_echo_offer_says_which_echoes_may_leave_before_they_are_inspected(v6):
+    """Bypass.late of an echo direction's offer: the fast patterns of the rules that take
+    the direction and could change a verdict -- a drop (sid 32, itype:8) in the requests
+    -- so a request holding only alert patterns may leave first, one holding DROPME not;
+    the replies have no such rule: any of them may (None).  A threshold.config
+    rate_filter that turns an alert rule into a drop puts that rule's pattern in too; a
+    rate_filter to alert does not."""
+    from rules.threshold_config import apply, parse as parse_thresholds
+
+    marker = b"V6ME" if v6 else b"PINGME"
+    frames = echo_flow([("c", b"data", 0), ("s", b"data", 0)], 9, v6)
+
+    def offers(rate: str = ""):
+        rules = parse(ECHO_RULES)
+        if rate:
+            assert not apply(parse_thresholds(rate).entries, rules)
+        eng = Engine(rules, EngineSettings(mode="ips"))
+        return [eng.inspect(f, FrameMeta(1.7e9 + i * 0.001, "eth0")).bypass for i, f in enumerate(frames)]
+
+    request, reply = offers()
+    if v6:
+        # sid 32 (itype:8, an ICMPv4 type) cannot take an ICMPv6 request: nothing there drops
+        assert request.late is None
+    else:
+        assert request.late(b"xxDROPMExx") and not request.late(b"data" + marker) and not request.late(b"LIMIT")
+    assert reply.late is None
+    sid = 36 if v6 else 31                                           # the request's alert rule
+    request, reply = offers(f"rate_filter gen_id 1, sig_id {sid}, track by_src, count 1, seconds 60, "
+                            "new_action drop, timeout 10\n")
+    assert request.late(b"data" + marker) and reply.late is None
+    request, reply = offers(f"rate_filter gen_id 1, sig_id {sid}, track by_src, count 1, seconds 60, "
+                            "new_action alert, timeout 10\n")
+    assert request.late is None if v6 else not request.late(b"data" + marker)

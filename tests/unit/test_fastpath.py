@@ -446,7 +446,7 @@ def test_stats_include_counts_not_pushed_yet():
                  "bypass.pass_bytes": 0, "bypass.drop_frames": 2, "bypass.drop_bytes": 124,
                  "bypass.scan_installed": 0, "bypass.scan_removed": 0, "bypass.scan_active": 0,
                  "bypass.scan_frames": 0, "bypass.scan_bytes": 0, "bypass.scan_hits": 0,
-                 "bypass.scan_backoff": 0}
+                 "bypass.scan_backoff": 0, "bypass.scan_late": 0}
 
 
 def test_clear_removes_everything():

@@ -574,6 +574,83 @@ def test_icmp_echo_scan_entries_are_answered_by_the_walk_as_by_the_fast_path(mon
     assert a["counters"]["bypassed"] == 8
 
 
+class LateJudge(ScanJudge):
+    """ScanJudge for an echo direction whose offer lets the data plane forward some frames
+    before they are inspected (Bypass.late), with an alert per frame it inspects.  The
+    timeline has each frame it inspects, with whether the frame was already in the TX ring
+    then (queued to go), and each frame the fast path was asked about."""
+
+    def __init__(self, scan, late, timeline: list):
+        super().__init__(scan)
+        self.late = late
+        self.timeline = timeline
+        self.tx = None
+
+    def inspect(self, data, meta):
+        super().inspect(data, meta)
+        body = bytes(data)
+        self.timeline.append(("inspect", body[-1], body in bytes(self.tx.view)))
+        return Result(Verdict.FORWARD, events=(("alert", body[-1]),),
+                      bypass=Bypass(self.flow, "scan", True, "prefilter", self.scan, self.late))
+
+
+def _late_run(compiled: bool, late_kind: str, monkeypatch):
+    from rules.prefilter import AnyPattern, PatternDB
+
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
+    timeline: list = []
+    late = None if late_kind == "any" else AnyPattern((PatternDB([(b"\x09", False)]),))
+    every = AnyPattern((PatternDB([(bytes([k]), False) for k in range(1, 13)]),))    # each frame after the first
+    judge = LateJudge(every, late, timeline)
+    w, port, out, ring = build(judge, tx=True, nslots=64, config=Config(eve_log="eve.json"))
+    judge.tx = port.tx
+    real_hit = w.fast.hit
+
+    def hit(*a):
+        timeline.append(("hit", bytes(a[1][a[2]:a[3]])[-1]))
+        return real_hit(*a)
+    w.fast.hit = hit
+    ring.deliver([echo(k) for k in range(13)])
+    events: list = []
+    monkeypatch.setattr(PS, "fileno", lambda self: -1, raising=False)
+    w._pass(set(), events)               # (drains both ports, then inspects what is still queued)
+    w.fast.sync()
+    fast = w.fast.stats()
+    return {"sent": out.sent, "counters": port.counters.as_dict(), "events": events, "pushed": judge.pushed,
+            "hits": fast["bypass.scan_hits"], "backoff": fast["bypass.scan_backoff"]}, timeline, fast["bypass.scan_late"]
+
+
+@pytest.mark.parametrize("late_kind", ["scan", "any"])
+def test_echoes_the_offer_lets_go_first_leave_before_they_are_inspected_and_in_order(late_kind, monkeypatch):
+    """An echo direction whose every frame holds a pattern, and whose offer says which may
+    go before they are inspected (Bypass.late: a scan of the patterns of rules that could
+    drop them, or None: any).  The compiled walk queues such a frame in the TX ring and
+    for inspection, without asking hit() (it keeps the streak and the counts itself, so
+    the direction backs off after SCAN_STREAK hits as with hit()); queued frames are
+    inspected before the walk hands any later frame to the engine (the engine sees
+    frames in order), or at the end of the pass.  A frame the late scan finds something
+    in (9) is inspected before it goes, as the Python walk inspects every frame.  Frames
+    out, counters, events, fast path counts: the same as the Python walk."""
+    a, when, late = _late_run(True, late_kind, monkeypatch)
+    b, python_when, python_late = _late_run(False, late_kind, monkeypatch)
+    assert a == b
+    assert len(a["sent"]) == 13 and a["events"] == [("alert", k) for k in range(13)]
+    assert a["hits"] == 8 and a["backoff"] == 4
+    # the Python walk asks the fast path about every frame and inspects each before it goes
+    assert [e for e in python_when if e[0] == "inspect"] == [("inspect", k, False) for k in range(13)]
+    assert python_late == 0
+    held = {0, 9} if late_kind == "scan" else {0}
+    assert when == [("inspect", k, k not in held) for k in range(13)]      # no hit() asked at all
+    assert late == 13 - len(held)
+
+
+def test_the_walk_knows_the_fast_paths_streak_limits():
+    """bridge/_ringpass.c counts a streak of hits as FastPath._scan does."""
+    from bridge import _ringpass, fastpath
+
+    assert (_ringpass.SCAN_STREAK, _ringpass.SCAN_BACKOFF) == (fastpath.SCAN_STREAK, fastpath.SCAN_BACKOFF)
+
+
 # ------------------------------------------------------------------ the drain's loop in C (drain_walk)
 def _walked(compiled: bool, monkeypatch):
     """Alerts (EVE on) and drops through three drains given the run's events list, as
