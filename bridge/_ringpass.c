@@ -9,8 +9,9 @@
  * a PACKET_OUTGOING frame is skipped; otherwise `hit(pidx, view, mac, end, 0, ts)` when
  * `hit` is not None (the fast path; not asked about an IPv4 frame whose protocol's table in
  * `tables`, the port's (tcp, udp, icmp) dicts, is empty: `hit` answers MISS there; nor about
- * an IPv4 UDP frame or ICMP echo the walk answers itself, udp_entry and icmp_entry below; `hit_pass`, its FORWARD, forwards the frame with no
- * inspection and counts it in `bypassed`; any other truthy answer stops the walk), then meta.ts and
+ * an IPv4 TCP or UDP frame or ICMP echo the walk answers itself, tcp_entry, udp_entry and
+ * icmp_entry below; `hit_pass`, its FORWARD, forwards the frame with no inspection and
+ * counts it in `bypassed`; any other truthy answer stops the walk), then meta.ts and
  * meta.checksum are set and `inspect(view[mac:end], meta)` is called (no call when
  * `inspect` is None: ForwardAll), and when it answers `forward` (the shared clean-frame
  * Result), or any Result that only forwards (verdict FORWARD, no inject, no frame, and no
@@ -250,6 +251,33 @@ udp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsob
     Py_ssize_t ulen = (Py_ssize_t)u[4] << 8 | u[5];
     /* (a length the engine does not decode quietly: hit() hands it over) */
     return entry_answer(e, u + 8, ulen - 8, ulen >= 8 && 20 + ulen <= ip_len, flen, tsobj, fp, 0);
+}
+
+/* An IPv4 TCP frame f[0:flen] (ethertype IPv4 checked by the caller) against the port's TCP
+ * table, as FastPath.hit answers it: 2 no entry can hold it (MISS: the engine inspects it);
+ * 1 a decided pass flow's frame, counted; 0 ask hit() (a SYN, FIN or RST of a flow there,
+ * which hit() takes out of the fast path; a drop flow's frame, whose drop hit() and the
+ * Python path record; IP options, a fragment, anything short). */
+static int
+tcp_entry(const unsigned char *f, Py_ssize_t flen, PyObject *tab, PyObject *tsobj)
+{
+    if (flen < 48 || f[14] != 0x45)
+        return 0;
+    Py_ssize_t ip_len = (Py_ssize_t)f[16] << 8 | f[17];
+    if (ip_len > flen - 14 || (f[20] & 0x3F) || f[21] || ip_len < 40)
+        return 0;
+    PyObject *e;
+    int found = table_entry(tab, f + 26, &e);
+    if (found != 1)
+        return found;
+    if ((f[47] & 0x07) || !PyList_CheckExact(e) || PyList_GET_SIZE(e) < 5)
+        return 0;                                   /* (0x07: FIN, SYN, RST) */
+    long action = PyLong_AsLong(PyList_GET_ITEM(e, 0));
+    if (action != ENTRY_FORWARD || count_entry(e, flen, tsobj) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
 }
 
 /* An IPv4 ICMP frame f[0:flen] against the port's ICMP table, as udp_entry: an echo request
@@ -599,9 +627,10 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             PyObject *tab = p == 6 ? t_tcp : p == 17 ? t_udp : p == 1 ? t_icmp : NULL;
             if (tab != NULL && PyDict_GET_SIZE(tab) == 0)
                 ask = 0;
-            else if (p == 17 || p == 1) {
-                int u = p == 17 ? udp_entry(r + mac, end - mac, tab, tsobj, fp)
-                                : icmp_entry(r + mac, end - mac, tab, tsobj, fp, late != NULL);
+            else if (tab != NULL) {
+                int u = p == 6 ? tcp_entry(r + mac, end - mac, tab, tsobj)
+                        : p == 17 ? udp_entry(r + mac, end - mac, tab, tsobj, fp)
+                                  : icmp_entry(r + mac, end - mac, tab, tsobj, fp, late != NULL);
                 if (u == 1) {                        /* a pass flow's, or a prefiltered one's with nothing in it */
                     Py_DECREF(tsobj);
                     bypassed++;

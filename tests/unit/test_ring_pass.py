@@ -438,6 +438,50 @@ def test_the_walk_asks_the_fast_path_only_when_the_frames_protocol_has_entries(m
     assert asked == [9, 10, 11] and len(out.sent) == 12
 
 
+def segment(k: int, flags: str = "PA", n: int = 80) -> bytes:
+    """An n-byte IPv4 TCP segment of one flow, its payload bytes all its number `k`."""
+    from scapy.all import IP, TCP, Ether
+
+    head = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+                 / IP(src="198.51.100.1", dst="203.0.113.2") / TCP(sport=40000, dport=80, flags=flags, seq=k)
+                 / (b"\0" * (n - 54)))
+    return head[:54] + bytes([k % 256]) * (n - 54)
+
+
+@pytest.mark.parametrize("action", ["pass", "drop"])
+def test_tcp_entries_are_answered_by_the_walk_as_by_the_fast_path(action, monkeypatch):
+    """A decided TCP flow: the compiled walk looks its key up in the port's TCP table
+    itself.  A pass flow's segments are forwarded and counted there, without asking hit();
+    a drop flow's, and a FIN of either (which takes the flow out of the fast path), go to
+    hit(); a segment with no entry (the flow gone) goes to the engine without asking.
+    Frames out, counters, what the engine saw, the fast path's counts: as the Python walk."""
+    frames = [segment(k) for k in range(6)] + [segment(6, "FA")]
+    runs = []
+    for compiled in (True, False):
+        monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL if compiled else None)
+        judge = Recorder(bypass=action)
+        judge.flows["f"] = object()
+        w, port, out, ring = build(judge, tx=True)
+        asked = spy_hit(w)
+        ring.deliver(frames)
+        w.drain(port)
+        port.tx.flush(port.counters)
+        judge.bypass = None                            # (the flow ended with the FIN: not offered again)
+        ring.deliver([segment(k) for k in range(7, 11)])
+        w.drain(port)
+        port.tx.flush(port.counters)
+        runs.append(({"sent": out.sent, "counters": port.counters.as_dict(), "seen": judge.seen,
+                      "fast": w.fast.stats()}, asked))
+    (a, asked), (b, _) = runs
+    assert a == b
+    assert a["seen"] == [0, 6, 7, 8, 9, 10]             # the first, the FIN, and every one after it
+    if action == "pass":
+        assert asked == [6] and a["fast"]["bypass.pass_frames"] == 5
+        assert len(a["sent"]) == 11
+    else:
+        assert asked == [1, 2, 3, 4, 5, 6] and a["counters"]["dropped"]["flow"] == 5
+
+
 # ------------------------------------------------------------------ UDP entries the walk answers itself
 class App:
     parser = None
