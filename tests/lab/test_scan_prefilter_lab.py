@@ -55,11 +55,9 @@ for g in got:
 """
 
 
-@pytest.mark.parametrize("dns_rule", [False, True], ids=["packet-rules", "with-a-dns-rule"])
-@pytest.mark.parametrize("bypass", ["kernel", "user"])
-def test_clean_datagrams_pass_on_the_scan_alone_and_pattern_ones_are_dropped(lab, bypass, dns_rule):
-    rules = lab.write("scan.rules", RULES + (DNS_RULE if dns_rule else ""))
-    config = lab.write("scan.yaml", f"""af-packet:
+def write_config(lab, name: str, rules, bypass: str):
+    """A bridge eth0 <-> eth1 in ips mode with `bypass` on both interfaces and one rule file."""
+    return lab.write(name, f"""af-packet:
   - interface: eth0
     copy-mode: ips
     copy-iface: eth1
@@ -70,6 +68,13 @@ def test_clean_datagrams_pass_on_the_scan_alone_and_pattern_ones_are_dropped(lab
     bypass: {bypass}
 rule-files: [{rules}]
 """)
+
+
+@pytest.mark.parametrize("dns_rule", [False, True], ids=["packet-rules", "with-a-dns-rule"])
+@pytest.mark.parametrize("bypass", ["kernel", "user"])
+def test_clean_datagrams_pass_on_the_scan_alone_and_pattern_ones_are_dropped(lab, bypass, dns_rule):
+    rules = lab.write("scan.rules", RULES + (DNS_RULE if dns_rule else ""))
+    config = write_config(lab, "scan.yaml", rules, bypass)
     bridge = lab.start_bridge("-c", str(config), "--stats-interval", "0")
     sink = lab.spawn("server", sys.executable, "-c", SINK, SERVER4, stdin=subprocess.PIPE,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -134,17 +139,7 @@ def test_echoes_only_alert_rules_match_leave_before_inspection_and_a_drop_rule_s
     leaves): an alert per request, in order."""
     rules = lab.write("echo.rules", ECHO_RULES)
     eve = lab.workdir / f"eve-{bypass}.json"
-    config = lab.write(f"echo-{bypass}.yaml", f"""af-packet:
-  - interface: eth0
-    copy-mode: ips
-    copy-iface: eth1
-    bypass: {bypass}
-  - interface: eth1
-    copy-mode: ips
-    copy-iface: eth0
-    bypass: {bypass}
-rule-files: [{rules}]
-""")
+    config = write_config(lab, f"echo-{bypass}.yaml", rules, bypass)
     bridge = lab.start_bridge("-c", str(config), "--stats-interval", "0", "--eve", str(eve))
     n = 20
     out = lab.python("client", PINGER, SERVER4, str(n)).stdout.split()
