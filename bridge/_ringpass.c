@@ -320,9 +320,9 @@ late_ok(PyObject *e, const unsigned char *payload, Py_ssize_t plen)
     PyObject *late = PyList_GET_ITEM(e, 8);
     if (late == Py_None)
         return 1;
-    if (late == Py_False || plen <= 0)
-        return late != Py_False;
-    return compiled_scan(late, payload, plen) == 0;
+    if (late == Py_False)
+        return 0;
+    return plen <= 0 || compiled_scan(late, payload, plen) == 0;
 }
 
 /* e[6] = v */

@@ -199,6 +199,9 @@ def _pcre_items(chain) -> list:
     return out
 
 
+_NEUTRAL = ("alert", "pass")          # actions that never make a verdict other than forward
+
+
 def _may_change_verdict(s: Sig) -> bool:
     """Can a match of `s` make a packet's verdict anything but forward?  Its action, or the
     action a threshold.config rate_filter switches it to (alert and pass rules only log,
@@ -206,9 +209,6 @@ def _may_change_verdict(s: Sig) -> bool:
     r = s.rule
     t = r.threshold
     return r.action not in _NEUTRAL or (t is not None and t.type == "rate" and t.new_action not in _NEUTRAL)
-
-
-_NEUTRAL = ("alert", "pass")
 
 
 def _icmp_allows(s: Sig, itype: int, icode: int) -> bool:
