@@ -2198,22 +2198,46 @@ short_in(const unsigned char *p, Py_ssize_t n, const unsigned char *pat, Py_ssiz
     return 0;
 }
 
-/* Does any of the direction's 1-2 byte pattern rules (`shorts`, Detector._plain's fifth
- * element) find its pattern in p[0:n]?  1, 0, -1 not known (an odd entry; no exception). */
+/* Is the anchored pattern (fp_short's start and end) within [start, end) of p[0:n]? */
 static int
-shorts_in(PyObject *shorts, const unsigned char *p, Py_ssize_t n)
+short_at(const unsigned char *p, Py_ssize_t n, const unsigned char *pat, Py_ssize_t plen, int nocase,
+         long long start, long long end)
+{
+    if (start < 0 || start >= n)
+        return 0;
+    Py_ssize_t stop = end < n ? (Py_ssize_t)end : n;
+    return stop > start ? short_in(p + start, stop - (Py_ssize_t)start, pat, plen, nocase) : 0;
+}
+
+/* Does any of the direction's 1-2 byte pattern rules (`shorts`, Detector._plain's fifth
+ * element) find its pattern in the window p[0:n] -- where its content could match it, for
+ * a pattern a content anchors: at its place in the window or in the segment's payload
+ * head[0:hn] (Detector.short_candidates, the reference)?  1, 0, -1 not known (an odd
+ * entry; no exception). */
+static int
+shorts_in(PyObject *shorts, const unsigned char *p, Py_ssize_t n, const unsigned char *head, Py_ssize_t hn)
 {
     if (!PyTuple_CheckExact(shorts))
         return -1;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(shorts); i++) {
         PyObject *fp = fa_get(PyTuple_GET_ITEM(shorts, i), bs_fp_short);
         int got = -1;
-        if (fp != NULL && PyTuple_CheckExact(fp) && PyTuple_GET_SIZE(fp) == 3 &&
-            PyBytes_CheckExact(PyTuple_GET_ITEM(fp, 0))) {
+        if (fp != NULL && PyTuple_CheckExact(fp) && PyTuple_GET_SIZE(fp) == 5 &&
+            PyBytes_CheckExact(PyTuple_GET_ITEM(fp, 0)) && PyLong_CheckExact(PyTuple_GET_ITEM(fp, 3)) &&
+            PyLong_CheckExact(PyTuple_GET_ITEM(fp, 4))) {
             PyObject *pat = PyTuple_GET_ITEM(fp, 0);
+            const unsigned char *pp = (const unsigned char *)PyBytes_AS_STRING(pat);
+            Py_ssize_t plen = PyBytes_GET_SIZE(pat);
             int nocase = PyObject_IsTrue(PyTuple_GET_ITEM(fp, 1));
-            if (nocase >= 0)
-                got = short_in(p, n, (const unsigned char *)PyBytes_AS_STRING(pat), PyBytes_GET_SIZE(pat), nocase);
+            long long start = PyLong_AsLongLong(PyTuple_GET_ITEM(fp, 3));
+            long long end = PyLong_AsLongLong(PyTuple_GET_ITEM(fp, 4));
+            if (nocase < 0 || PyErr_Occurred())
+                got = -1;
+            else if (end < 0)
+                got = short_in(p, n, pp, plen, nocase);
+            else
+                got = short_at(p, n, pp, plen, nocase, start, end) ||
+                      short_at(head, hn, pp, plen, nocase, start, end);
         }
         Py_XDECREF(fp);
         PyErr_Clear();
@@ -2686,7 +2710,7 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
         Py_XDECREF(w);
     }
     if (hit == 0 && shorts != Py_None)
-        hit = shorts_in(shorts, (const unsigned char *)bytes + (lo - data_off), right - lo);
+        hit = shorts_in(shorts, (const unsigned char *)bytes + (lo - data_off), right - lo, pl, n);
     if (hit != 0) {
         if (PyByteArray_Resize(data, mend - data_off) < 0)
             taken = -1;                                            /* (cannot happen: shrinking) */

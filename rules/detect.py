@@ -71,7 +71,7 @@ class Sig:
         self.rule = rule
         self.order = 0
         self.pid = -1
-        self.fp_short = None          # (pattern, caseless, short id) of a 1-2 byte fast pattern (RuleIndex)
+        self.fp_short = None          # (pattern, caseless, short id, start, end) of a 1-2 byte fast pattern (RuleIndex)
         self.rank = ACTION_RANK[rule.action]
         self.ports = rule.ip_protos is None or bool(rule.ip_protos & PORT_PROTOS)
         self.fb_ops = tuple(op for op in rule.flowbits if op.cmd in _FB_SET)
@@ -219,6 +219,21 @@ def _icmp_allows(s: Sig, itype: int, icode: int) -> bool:
         if field is not None and not field[1](itype if field[0] == "icmp_type" else icode):
             return False
     return True
+
+
+def _anchored_in(fp: tuple, bufs: tuple, heads: tuple) -> bool:
+    """Is the anchored 1-2 byte pattern of `fp` (Signature.fp_short) at its place -- within
+    [start, end) -- in one of the buffers (ASCII case folded when caseless)?"""
+    pat, nocase, _id, start, end = fp
+    for b in bufs:
+        w = b[start:end]
+        if w and pat in (w.lower() if nocase else w):
+            return True
+    for b in heads:
+        w = b[start:end]
+        if w and pat in (w.lower() if nocase else w):
+            return True
+    return False
 
 
 class Detector:
@@ -564,18 +579,20 @@ class Detector:
         found = None
         if view is not None:
             found = self._stream_found(view, payload)
-            # short patterns are looked for in what the view offers (joined: a superset of
-            # candidates at most, the rules' own matching decides)
-            if short:
-                scan = view.bufs[0] if len(view.bufs) == 1 and view.covers else b"".join(
-                    view.bufs + ((payload,) if payload and not view.covers else ()))
+            # short patterns are looked for in what the view offers, each buffer on its own as
+            # the rules' contents are matched (the payload at the end of an inline window too,
+            # where an anchored pattern has its own place)
+            scan = b""
+            if view.covers or not payload:
+                sbufs, heads = view.bufs, ((payload,) if payload else ())
             else:
-                scan = b""
+                sbufs, heads = view.bufs + (payload,), ()
         else:
             scan = payload
+            sbufs, heads = (payload,), ()
         cands = plain
-        if short and scan:
-            extra = self.short_candidates(short, scan)
+        if short and (payload or any(sbufs)):
+            extra = self.short_candidates(short, sbufs, heads)
             if extra:
                 cands = list(plain)
                 cands.extend(extra)
@@ -640,42 +657,65 @@ class Detector:
             matches.sort(key=_order_key)
         return matches
 
-    def short_candidates(self, short, scan: bytes) -> list:
+    def short_candidates(self, short, bufs: tuple, heads: tuple = ()) -> list:
         """The rules of a flow direction's 1-2 byte fast patterns (`short` of its cached
-        entry) whose pattern `scan` holds.  Many patterns, or a few in a long buffer (a
-        stream window): one scan of a database of the set's own patterns (compiled on first
-        use, shared by every flow with the set), not of every short pattern of the rules,
-        nor a `bytes in` per pattern (about 1 ns a byte each on binary data)."""
+        entry) whose pattern the buffers hold where their content could match it: anywhere
+        in one of `bufs` (the buffers the rules' contents are matched on, each on its own),
+        or, for a pattern a content anchors (`fp_short`'s start and end: `depth:2`), at its
+        place in one of `bufs` or `heads` (buffers the contents are matched on too, whose
+        bytes `bufs` already hold: an inline segment's payload at the end of its window).
+        Many patterns, or a few in a long buffer (a stream window): one scan of a database
+        of the set's own unanchored patterns (compiled on first use, shared by every flow
+        with the set), not of every short pattern of the rules, nor a `bytes in` per
+        pattern (about 1 ns a byte each on binary data); an anchored one is looked for in
+        its few bytes."""
         extra: list = []
-        if len(short) > _SHORT_LOOP or len(scan) > _SHORT_IN_MAX:
-            got = self._short_set_db(short)
-            rules_of = got[2]
-            for i in got[1].scan(scan):
-                extra.extend(rules_of[i])
+        if len(short) > _SHORT_LOOP or any(len(b) > _SHORT_IN_MAX for b in bufs):
+            _short, db, rules_of, anchored = self._short_set_db(short)
+            if db is not None:
+                ids = set()
+                for b in bufs:
+                    if b:
+                        ids.update(db.scan(b))
+                for i in ids:
+                    extra.extend(rules_of[i])
+            for s in anchored:
+                if _anchored_in(s.fp_short, bufs, heads):
+                    extra.append(s)
         else:
-            low = None
+            lows = None
             for s in short:
-                pat, nocase, _ = s.fp_short
-                if nocase:
-                    if low is None:
-                        low = scan.lower()
-                    if pat in low:
+                fp = s.fp_short
+                if fp[4] >= 0:
+                    if _anchored_in(fp, bufs, heads):
                         extra.append(s)
-                elif pat in scan:
+                    continue
+                pat = fp[0]
+                if fp[1]:
+                    if lows is None:
+                        lows = [b.lower() for b in bufs]
+                    if any(pat in b for b in lows):
+                        extra.append(s)
+                elif any(pat in b for b in bufs):
                     extra.append(s)
         return extra
 
     def _short_set_db(self, short) -> tuple:
-        """(short, a PatternDB of its distinct (pattern, caseless) pairs, the rules of each
-        of its ids), made on first use and kept under id(short) (the tuple keeps `short`
+        """(short, a PatternDB of its distinct unanchored (pattern, caseless) pairs or None
+        when it has none, the rules of each of its ids, the rules whose pattern a content
+        anchors), made on first use and kept under id(short) (the tuple keeps `short`
         alive, so the id stays its)."""
         got = self._short_dbs.get(id(short))
         if got is not None:
             return got
         ids: dict[tuple, int] = {}
         rules_of: list[list] = []
+        anchored = []
         for s in short:
-            pat, nocase, _ = s.fp_short
+            pat, nocase, _id, _start, end = s.fp_short
+            if end >= 0:
+                anchored.append(s)
+                continue
             i = ids.get((pat, nocase))
             if i is None:
                 i = ids[(pat, nocase)] = len(rules_of)
@@ -683,7 +723,8 @@ class Detector:
             rules_of[i].append(s)
         if len(self._short_dbs) >= _SHORT_MAPS_MAX:
             self._short_dbs.clear()
-        got = self._short_dbs[id(short)] = (short, PatternDB(list(ids)), tuple(tuple(v) for v in rules_of))
+        got = self._short_dbs[id(short)] = (short, PatternDB(list(ids)) if ids else None,
+                                            tuple(tuple(v) for v in rules_of), tuple(anchored))
         return got
 
     def _stream_found(self, view, payload: bytes) -> set:

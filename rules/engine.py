@@ -532,7 +532,7 @@ class Engine:
         buf, seen = self.streams.inline_window(me, n, to_server, True)
         pl = bytes(pkt.payload)
         if seen and self.detector.window_candidates(pkt, flow, to_server, seen) \
-                or short and self.detector.short_candidates(short, buf):
+                or short and self.detector.short_candidates(short, (buf,), (pl,)):
             d = _FrameDecision()
             self._detect_stage(pkt, flow, StreamView((buf,), pl, seen, False, True), False, d)
             return self._result(d, pkt)

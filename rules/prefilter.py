@@ -531,12 +531,35 @@ class _ProtoIndex:
         self.by_sport = _PortIndex(sk, "sport") if sk else None
 
 
+def short_anchor(rule, pat: bytes, nocase: bool) -> tuple[int, int]:
+    """Where in a buffer the rule's 1-2 byte fast pattern `pat` must lie for the rule to
+    match: (start, end) when one of its payload contents is that pattern, positive and
+    absolute with a depth -- `content:"|18 03|"; depth:2;` can only match in the first two
+    bytes of the payload or of a stream buffer, each on its own (rules.payload: an absolute
+    content's window is [offset, offset + depth), and every positive content of the chain
+    must match) -- else (0, -1): anywhere.  Suricata's hyperscan matcher gives a pattern
+    with an offset or depth the same bounds, so random bytes holding |18 03| somewhere in a
+    segment make no candidate there either."""
+    from rules.payload import Content
+
+    chain = rule.payload
+    for c in chain.items if chain is not None else ():
+        if type(c) is not Content or c.negated or c.relative or c.depth is None or c.fast_pattern_chop:
+            continue
+        if c.nocase == nocase and (c.lpattern if nocase else c.pattern) == pat:
+            start = c.offset or 0
+            return start, start + c.depth
+    return 0, -1
+
+
 class RuleIndex:
     """`groups(pkt)` -> the Groups whose rules can apply to the packet's header;
     `pattern_db` is shared by all groups.  Rules whose fast pattern is SHORT bytes or
-    less are not in it: they are plain rules of their group with `fp_short` set to the
-    (pattern, caseless, short id) the payload must contain (the engine looks for each
-    flow direction's set with a database of its own: rules.detect.Detector.short_candidates)."""
+    less are not in it: they are plain rules of their group with `fp_short` set to
+    (pattern, caseless, short id, start, end): the pattern the payload must contain, and
+    where in a buffer when a content anchors it (short_anchor; end -1: anywhere).  The
+    engine looks for each flow direction's set with a database of its own, or `bytes in`
+    tests (rules.detect.Detector.short_candidates)."""
 
     SHORT = 2
 
@@ -555,8 +578,10 @@ class RuleIndex:
                     # costs a Python callback on every scan; the rule is a plain candidate of
                     # its group instead, kept when the payload holds the pattern (engine: a
                     # `bytes in` test, or a database of the flow direction's short patterns)
+                    # -- where its content can match, when that is a fixed place
                     s.pid = -1
-                    s.fp_short = key + (short.setdefault(key, len(short)),)
+                    start, end = short_anchor(s.rule, key[0], key[1])
+                    s.fp_short = key + (short.setdefault(key, len(short)), start, end)
                     self.short += 1
                 else:
                     s.pid = pats.setdefault(key, len(pats))

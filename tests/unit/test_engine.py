@@ -429,19 +429,23 @@ def test_short_fast_patterns_found_outside_the_main_database(extra, pad):
     assert alerts(f(fr(UDP(sport=4004, dport=53)))) == []
 
 
-SHORT_TABLE = [(1, b"q", False), (2, b"ab", True), (3, b"\x00\xff", False), (4, b"Z", True)] + \
-    [(100 + i, bytes([0xF0 + i]), False) for i in range(8)]
+# (sid, pattern, caseless, offset, depth): None for an unanchored content
+SHORT_TABLE = [(1, b"q", False, None, None), (2, b"ab", True, None, None), (3, b"\x00\xff", False, None, None),
+               (5, b"\x18\x03", False, 0, 2), (4, b"Z", True, None, None), (6, b"kZ", True, 3, 4)] + \
+    [(100 + i, bytes([0xF0 + i]), False, None, None) for i in range(8)]
 _SHORT_SETS: dict = {}
 
 
 def _short_set(many: bool):
     """(detector, the `short` of a flow direction's cached entry) for the rules of SHORT_TABLE
-    (all of them: more than _SHORT_LOOP, looked for with their database; or the first three:
+    (all of them: more than _SHORT_LOOP, looked for with their database; or the first four:
     `bytes in` tests in a short buffer)."""
     if many not in _SHORT_SETS:
-        table = SHORT_TABLE if many else SHORT_TABLE[:3]
-        texts = ['alert udp any any -> any 53 (msg:"s"; content:"%s"; %ssid:%d;)'
-                 % ("".join("|%02x|" % c for c in pat), "nocase; " if nc else "", sid) for sid, pat, nc in table]
+        table = SHORT_TABLE if many else SHORT_TABLE[:4]
+        texts = ['alert udp any any -> any 53 (msg:"s"; content:"%s"; %s%s%ssid:%d;)'
+                 % ("".join("|%02x|" % c for c in pat), "nocase; " if nc else "",
+                    f"offset:{off}; " if off else "", f"depth:{depth}; " if depth else "", sid)
+                 for sid, pat, nc, off, depth in table]
         e = eng(*texts)
         Feed(e)(fr(UDP(sport=4000, dport=53) / b"."))
         (per_flow,) = e.detector._hdr_cache.values()
@@ -450,17 +454,49 @@ def _short_set(many: bool):
     return _SHORT_SETS[many]
 
 
+def _short_wanted(table, bufs, heads) -> list:
+    """The sids of `table` a buffer holds the pattern of, by hand: anywhere in one of `bufs`,
+    or for an anchored content within [offset, offset + depth) of one of `bufs` or `heads`."""
+    want = []
+    for sid, pat, nc, off, depth in table:
+        where = [b for b in bufs] if depth is None else [b[off or 0:(off or 0) + depth] for b in bufs + heads]
+        if any((pat.lower() in w.lower()) if nc else (pat in w) for w in where):
+            want.append(sid)
+    return sorted(want)
+
+
+_SHORT_BYTES = st.binary(max_size=600) | st.lists(
+    st.sampled_from([b"q", b"Q", b"aB", b"\x00", b"\xff", b"z", b"\xf3", b"\xf7", b".", b"x" * 300,
+                     b"\x18\x03", b"\x18", b"\x03", b"kz", b"K", b"Z"])).map(b"".join)
+
+
 @settings(max_examples=300, deadline=None)
-@given(data=st.binary(max_size=600) | st.lists(st.sampled_from([b"q", b"Q", b"aB", b"\x00", b"\xff", b"z",
-                                                                  b"\xf3", b"\xf7", b".", b"x" * 300]))
-       .map(b"".join), many=st.booleans())
-def test_short_candidates_are_the_rules_whose_pattern_the_buffer_holds(data, many):
+@given(bufs=st.lists(_SHORT_BYTES, min_size=1, max_size=2), head=st.none() | st.integers(0, 40),
+       many=st.booleans())
+def test_short_candidates_are_the_rules_whose_pattern_the_buffer_holds(bufs, head, many):
     """Detector.short_candidates (a database of the set's own patterns, or `bytes in` tests for
-    a few in a short buffer) against the patterns looked for by hand, caseless per rule."""
+    a few in a short buffer) against the patterns looked for by hand, caseless per rule; a
+    pattern its content anchors (`depth:2`, `offset:3; depth:4`) only at its place in each
+    buffer, and in the head (an inline segment's payload: the last bytes of the window)."""
     from rules.detect import _SHORT_LOOP
 
     det, short, table = _short_set(many)
     assert (len(short) > _SHORT_LOOP) == many
-    low = data.lower()
-    want = sorted(sid for sid, pat, nc in table if (pat.lower() in low if nc else pat in data))
-    assert sorted(s.rule.sid for s in det.short_candidates(short, data)) == want
+    bufs = tuple(bufs)
+    heads = () if head is None else (bufs[0][-head:] if head else b"",)
+    assert sorted(s.rule.sid for s in det.short_candidates(short, bufs, heads)) == _short_wanted(table, bufs, heads)
+
+
+def test_an_anchored_short_pattern_is_looked_for_only_at_its_place():
+    """`content:"|18 03|"; depth:2;` (ET's heartbleed rules) keeps its place in the rule index,
+    and a buffer holding the bytes elsewhere makes the rule no candidate; one holding them
+    first does, in a window or at the start of the segment's payload inside it."""
+    det, short, _table = _short_set(False)
+    (hb,) = [s for s in short if s.rule.sid == 5]
+    assert hb.fp_short[3:] == (0, 2)
+    assert [s.fp_short[3:] for s in short if s.rule.sid != 5] == [(0, -1)] * 3
+    assert det.short_candidates(short, (b"..\x18\x03..",)) == []
+    assert det.short_candidates(short, (b"\x18\x03..",)) == [hb]
+    window = b"x" * 500 + b"\x18\x03 rest of the segment"
+    assert det.short_candidates(short, (window,)) == []
+    assert det.short_candidates(short, (window,), (window[500:],)) == [hb]

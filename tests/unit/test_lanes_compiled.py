@@ -585,7 +585,8 @@ def _http_body_session(body: bytes, seg: int, framing: str, *, request: bool = F
     return session(steps, 40000)
 
 
-def _body_engines(*, min_inspect: int | None = None, limit: int | None = None, chunk: int = 2560, extra: str = ""):
+def _body_engines(*, min_inspect: int | None = None, limit: int | None = None, chunk: int = 2560, extra: str = "",
+                  rules_text: str = BODY_RULES):
     from rules.applayer import http
 
     kw = {}
@@ -595,7 +596,7 @@ def _body_engines(*, min_inspect: int | None = None, limit: int | None = None, c
         kw.update(response_body_limit=limit, request_body_limit=limit)
     cfg = EngineSettings(stream=StreamSettings(toserver_chunk_size=chunk, toclient_chunk_size=chunk),
                          app={"http": http.Settings(**kw)})
-    rules = parse(BODY_RULES + extra)
+    rules = parse(rules_text + extra)
     return Engine(rules, cfg), Engine(rules, cfg)
 
 
@@ -631,6 +632,30 @@ def test_a_long_body_s_segments_are_the_body_lane_s():
     assert compiled.hits.get((1, 31)) == 1
     assert n["_lane_app"] == 3 and n["_lane_tx"] == 0, n            # the request, the headers, the last segment
     assert front.fallbacks == 3, (front.calls, front.fallbacks)     # the handshake
+
+
+ANCHORED_BODY_RULES = BODY_RULES.replace('content:"|18 03|"; sid:34;', 'content:"|18 03|"; depth:2; sid:34;')
+
+
+@pytest.mark.parametrize("where", ["inside", "first"])
+def test_an_anchored_2_byte_pattern_leaves_the_body_lane_only_where_its_content_can_match(where):
+    """`content:"|18 03|"; depth:2;` (ET's heartbleed rules): the bytes in the middle of body
+    segments are no reason to leave the compiled lane (its content can only match the first
+    two bytes of the window or of the segment's payload), and nothing fires; a segment that
+    starts with them goes to detection, and the rule fires on its payload, as on inspect's
+    path."""
+    assert ANCHORED_BODY_RULES != BODY_RULES
+    compiled, plain = _body_engines(rules_text=ANCHORED_BODY_RULES)
+    piece = b"a" * 700 + b"\x18\x03" + b"b" * 698 if where == "inside" else b"\x18\x03" + b"c" * 1398
+    body = b"z" * 1400 + piece * 18 + b"tail NEEDLE end"
+    front, n = _run_body(_http_body_session(body, 1400, "length"), compiled, plain)
+    assert compiled.hits.get((1, 31)) == 1
+    if where == "inside":
+        assert compiled.hits.get((1, 34)) is None
+        assert n["_lane_app"] == 3 and n["_lane_tx"] == 0, n        # the request, the headers, the last segment
+    else:
+        assert compiled.hits.get((1, 34)) == 18
+        assert n["_lane_app"] == 3 + 18, n
 
 
 def test_the_body_lane_sees_the_flowbits_a_waiting_rule_waits_on_change():
