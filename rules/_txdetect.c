@@ -21,8 +21,9 @@ static PyObject *s_found, *s_progress, *s_slots, *s_always, *s_bucket, *s_reps, 
 
 /* _Slot.packed: what candidates() reads of a slot, in one tuple (rules/detect_tx.py
  * _Slot.pack; one attribute read a slot instead of one per field) */
-enum { P_SIDE, P_PROGRESS, P_GET, P_MULTI, P_TRANSFORMS, P_GROWS, P_BODY, P_BY_PID, P_DB, P_SEEN, P_OVERLAP, P_N };
-static PyObject *s_packed;
+enum { P_SIDE, P_PROGRESS, P_GET, P_MULTI, P_TRANSFORMS, P_GROWS, P_BODY, P_BY_PID, P_DB, P_SEEN, P_OVERLAP, P_ANCHORS,
+       P_N };
+static PyObject *s_packed, *s_placed;
 
 /* slot.packed, checked (new reference; NULL with an exception) */
 static PyObject *
@@ -31,7 +32,7 @@ packed_of(PyObject *slot)
     PyObject *p = PyObject_GetAttr(slot, s_packed);
     if (p != NULL && !(PyTuple_CheckExact(p) && PyTuple_GET_SIZE(p) == P_N)) {
         Py_DECREF(p);
-        PyErr_SetString(PyExc_TypeError, "_Slot.packed: a tuple of 11 expected (_Slot.pack)");
+        PyErr_SetString(PyExc_TypeError, "_Slot.packed: a tuple of 12 expected (_Slot.pack)");
         return NULL;
     }
     return p;
@@ -141,10 +142,38 @@ out:
     return vals;
 }
 
-/* _Slot.scan: the ids of the slot's patterns in v, remembered per value up to
- * seen_value_max bytes (at most seen_max values, then forgotten at once) */
+/* _Slot.placed: `ids` (a scan's of v; a new reference, taken) without the anchored
+ * patterns v does not hold at their place -- the slot's own method, called only when the
+ * slot has anchored patterns and the scan found something */
 static PyObject *
-slot_scan(PyObject *pk, PyObject *v)
+placed(PyObject *slot, PyObject *pk, PyObject *ids, PyObject *v)
+{
+    if (ids == NULL)
+        return NULL;
+    PyObject *anchors = PyTuple_GET_ITEM(pk, P_ANCHORS);
+    if (!PyDict_Check(anchors)) {
+        Py_DECREF(ids);
+        PyErr_SetString(PyExc_TypeError, "_Slot.anchors: a dict expected");
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(anchors) == 0)
+        return ids;
+    int t = PyObject_IsTrue(ids);
+    if (t <= 0) {
+        if (t < 0)
+            Py_CLEAR(ids);
+        return ids;
+    }
+    PyObject *r = PyObject_CallMethodObjArgs(slot, s_placed, ids, v, NULL);
+    Py_DECREF(ids);
+    return r;
+}
+
+/* _Slot.scan: the ids of the slot's patterns in v (at their place, for anchored ones),
+ * remembered per value up to seen_value_max bytes (at most seen_max values, then forgotten
+ * at once) */
+static PyObject *
+slot_scan(PyObject *slot, PyObject *pk, PyObject *v)
 {
     PyObject *db = Py_NewRef(PyTuple_GET_ITEM(pk, P_DB));
     PyObject *got = NULL, *seen = NULL;
@@ -152,7 +181,7 @@ slot_scan(PyObject *pk, PyObject *v)
     if (n < 0)
         goto out;
     if (n > seen_value_max) {
-        got = PyObject_CallMethodOneArg(db, s_scan, v);
+        got = placed(slot, pk, PyObject_CallMethodOneArg(db, s_scan, v), v);
         goto out;
     }
     seen = Py_NewRef(PyTuple_GET_ITEM(pk, P_SEEN));
@@ -169,7 +198,7 @@ slot_scan(PyObject *pk, PyObject *v)
         goto out;
     if (PyDict_GET_SIZE(seen) >= seen_max)
         PyDict_Clear(seen);
-    PyObject *ids = PyObject_CallMethodOneArg(db, s_scan, v);
+    PyObject *ids = placed(slot, pk, PyObject_CallMethodOneArg(db, s_scan, v), v);
     got = ids ? PyFrozenSet_New(ids) : NULL;
     Py_XDECREF(ids);
     if (got != NULL && PyDict_SetItem(seen, v, got) < 0)
@@ -195,7 +224,7 @@ as_bytes_slice(PyObject *v, Py_ssize_t from, Py_ssize_t to)
 /* TxDetector._grown: a growing body's fast patterns, from the bytes it grew by (kept in
  * found under (id(slot), 0) as (bytes scanned, set)); vals holds one value */
 static PyObject *
-slot_grown(PyObject *pk, PyObject *vals, PyObject *found, PyObject *sid)
+slot_grown(PyObject *slot, PyObject *pk, PyObject *vals, PyObject *found, PyObject *sid)
 {
     PyObject *v = PyList_GET_ITEM(vals, 0);
     PyObject *key = PyTuple_Pack(2, sid, s_zero);
@@ -228,7 +257,7 @@ slot_grown(PyObject *pk, PyObject *vals, PyObject *found, PyObject *sid)
                 goto out;
             Py_ssize_t from = done - overlap > 0 ? (Py_ssize_t)(done - overlap) : 0;
             part = as_bytes_slice(v, from, n);
-            ids = part ? PyObject_CallMethodOneArg(db, s_scan, part) : NULL;
+            ids = part ? placed(slot, pk, PyObject_CallMethodOneArg(db, s_scan, part), v) : NULL;
             PyObject *u = ids ? PyNumber_Or(got, ids) : NULL;
             Py_SETREF(got, u);
             if (got == NULL)
@@ -236,7 +265,7 @@ slot_grown(PyObject *pk, PyObject *vals, PyObject *found, PyObject *sid)
         }
     } else if (n > 0) {
         part = as_bytes_slice(v, 0, n);
-        ids = part ? PyObject_CallMethodOneArg(db, s_scan, part) : NULL;
+        ids = part ? placed(slot, pk, PyObject_CallMethodOneArg(db, s_scan, part), v) : NULL;
         got = ids ? PySet_New(ids) : NULL;
     } else {
         got = PySet_New(NULL);
@@ -448,7 +477,7 @@ candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (grows < 0)
                 goto out;
             if (grows) {
-                got = nv ? slot_grown(pk, vals, found, sid) : Py_NewRef(empty_set);
+                got = nv ? slot_grown(slot, pk, vals, found, sid) : Py_NewRef(empty_set);
             } else {
                 got = Py_NewRef(empty_set);
                 for (Py_ssize_t k = 0; k < PyList_GET_SIZE(vals); k++) {
@@ -458,7 +487,7 @@ candidates(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         goto out;
                     if (!t)
                         continue;
-                    PyObject *hit = slot_scan(pk, v);
+                    PyObject *hit = slot_scan(slot, pk, v);
                     if (hit == NULL)
                         goto out;
                     int h = PyObject_IsTrue(hit);
@@ -605,6 +634,7 @@ PyInit__txdetect(void)
     STR(s_order, "order");
     STR(s_sort, "sort");
     STR(s_packed, "packed");
+    STR(s_placed, "placed");
     if ((s_zero = PyLong_FromLong(0)) == NULL)
         return NULL;
     for (int d = 0; d < 2; d++)

@@ -32,6 +32,7 @@ from __future__ import annotations
 from rules.applayer.base import DONE, GROWN
 # (rules.detect builds a TxDetector inside Detector.__init__ only: no import cycle)
 from rules.detect import _order_key, header_ok, post_match, reads_ok
+from rules.payload import content_anchor
 from rules.prefilter import PatternDB, header_key
 
 # _match's answers; _RETRY, _WAIT and _WAIT_FLOW leave the rule for a later packet: _WAIT
@@ -65,7 +66,7 @@ class _Slot:
     """One buffer as the prefilter scans it: (name, side, transforms) and its patterns."""
 
     __slots__ = ("get", "side", "progress", "multi", "body", "transforms", "patterns", "by_pid", "db", "proto",
-                 "grows", "overlap", "seen", "packed")
+                 "grows", "overlap", "seen", "packed", "anchors")
 
     def __init__(self, buf, proto: str) -> None:
         self.proto = proto                   # its protocol: a slot is scanned on that protocol's transactions only
@@ -74,8 +75,13 @@ class _Slot:
         self.multi = buf.multi
         self.body = buf.body
         self.transforms = buf.transforms
-        self.patterns: dict[tuple[bytes, bool], int] = {}
+        # (literal, caseless, its place or None) -> pattern id: a literal a rule's content
+        # anchors (rules.payload.content_anchor) is a pattern of its own for each place
+        self.patterns: dict[tuple[bytes, bool, tuple | None], int] = {}
         self.by_pid: dict[int, list] = {}
+        # pattern id -> (literal, lowercased when caseless; caseless; start; end), for the
+        # anchored ones: a scan's hit counts only where the literal lies in [start, end)
+        self.anchors: dict[int, tuple] = {}
         self.db: PatternDB | None = None
         # a body read as it is (no transform, one value) only grows: each packet's scan covers
         # the bytes added since the last one, from `overlap` bytes before them (set with db)
@@ -94,7 +100,7 @@ class _Slot:
         objects are the slot's own (`by_pid`, `seen` are the same dicts), so it stays true
         as long as no field is assigned again."""
         self.packed = (self.side, self.progress, self.get, self.multi, self.transforms, self.grows, self.body,
-                       self.by_pid, self.db, self.seen, self.overlap)
+                       self.by_pid, self.db, self.seen, self.overlap, self.anchors)
 
     def __getstate__(self):
         return tuple(None if k in ("seen", "packed") else getattr(self, k) for k in self.__slots__)
@@ -109,14 +115,29 @@ class _Slot:
         """The ids of the slot's patterns in `v` (PatternDB.scan), remembered for a short
         value.  The answer is only read, never changed."""
         if len(v) > _SEEN_VALUE_MAX:
-            return self.db.scan(v)
+            got = self.db.scan(v)
+            return self.placed(got, v) if self.anchors and got else got
         seen = self.seen
         got = seen.get(v)
         if got is None:
             if len(seen) >= _SEEN_MAX:
                 seen.clear()
-            got = seen[v] = frozenset(self.db.scan(v))
+            got = self.db.scan(v)
+            got = seen[v] = frozenset(self.placed(got, v) if self.anchors and got else got)
         return got
+
+    def placed(self, ids, v) -> set:
+        """`ids` (a scan's) without the anchored patterns that `v` does not hold at their place."""
+        anchors = self.anchors
+        out = set()
+        for pid in ids:
+            a = anchors.get(pid)
+            if a is not None:
+                w = v[a[2]:a[3]]
+                if a[0] not in (w.lower() if a[1] else w):
+                    continue
+            out.add(pid)
+        return out
 
     def values(self, tx) -> list:
         v = self.get(tx)
@@ -174,17 +195,20 @@ class TxDetector:
                     continue
                 i, lit, nocase = sp.fp
                 buf = sp.bufs[i]
+                at = content_anchor(buf.chain.items, lit, nocase)
                 # one slot for each (getter, transforms): buffers read through the same getter
                 # (file.data and http.response_body) are the same bytes, scanned once
                 key = (buf.get, buf.to_server, buf.transforms, sp.to_server)
                 slot = slots.get(key)
                 if slot is None:
                     slot = slots[key] = _Slot(buf, sp.proto)
-                pid = slot.patterns.setdefault((lit, nocase), len(slot.patterns))
+                pid = slot.patterns.setdefault((lit, nocase, at), len(slot.patterns))
+                if at is not None:
+                    slot.anchors[pid] = (lit.lower() if nocase else lit, nocase, at[0], at[1])
                 slot.by_pid.setdefault(pid, []).append(s)
         for slot in slots.values():
-            slot.db = PatternDB(list(slot.patterns))
-            slot.overlap = max(len(lit) for lit, _ in slot.patterns) - 1
+            slot.db = PatternDB([(lit, nocase) for lit, nocase, _at in slot.patterns])
+            slot.overlap = max(len(lit) for lit, _nc, _at in slot.patterns) - 1
             slot.pack()
         # per packet direction: the slots of the rules evaluated on it
         self.slots = {d: tuple(sl for k, sl in slots.items() if k[3] == d) for d in (True, False)}
@@ -320,9 +344,12 @@ class TxDetector:
         if prev is not None and prev[0] <= n:
             done, got = prev
             if done < n:
-                got = got | slot.db.scan(bytes(v[max(0, done - slot.overlap):]))
+                new = slot.db.scan(bytes(v[max(0, done - slot.overlap):]))
+                got = got | (slot.placed(new, v) if slot.anchors and new else new)
         else:
             got = set(slot.db.scan(bytes(v))) if v else set()
+            if slot.anchors and got:
+                got = slot.placed(got, v)
         found[key] = (n, got)
         return got
 

@@ -224,6 +224,34 @@ def _prefix_reach(items: tuple) -> int | None:
     return need
 
 
+def content_anchor(items, lit: bytes, nocase: bool) -> tuple[int, int] | None:
+    """Where in a buffer `lit` -- the fast pattern of a chain of `items`, a content's whole
+    pattern -- must lie for the chain to match: (start, end) when that content is positive
+    and its window a fixed place (PayloadChain._window): absolute with a depth, or relative
+    with a within before any item has moved the previous match's end from 0 (a chain's
+    first `content:"|ac ed|"; within:2;`).  Every positive content of a chain must match in
+    its window, so a buffer without `lit` in [start, end) cannot match.  None: anywhere.
+    A caseless `lit` is compared caseless."""
+    key = lit.lower() if nocase else lit
+    at_zero = True                 # no item before has moved `prev` off 0
+    for it in items:
+        if type(it) is Content:
+            if not it.negated and not it.fast_pattern_chop and it.nocase == nocase \
+                    and (it.pattern.lower() if nocase else it.pattern) == key:
+                if not it.relative and it.depth is not None:
+                    start = it.offset or 0
+                    return start, start + it.depth
+                if it.relative and at_zero and it.within is not None:
+                    dist = it.distance or 0
+                    return max(0, dist), max(0, dist + it.within)
+            if not it.negated:
+                at_zero = False
+        elif type(it) is not IsDataAt and type(it) is not ByteTest and type(it) is not BufSize \
+                and not (type(it) is Pcre and it.negated):
+            at_zero = False        # a pcre or byte_jump moves it
+    return None
+
+
 def _is_relative(it: Item) -> bool:
     return it.relative  # every item type has it (Content as a property)
 

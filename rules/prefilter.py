@@ -36,6 +36,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Any, Iterable
 
+from rules.payload import content_anchor
+
 try:
     import hyperscan as _hs
 except ImportError:                       # pragma: no cover - hyperscan is a hard dependency in practice
@@ -533,23 +535,12 @@ class _ProtoIndex:
 
 def short_anchor(rule, pat: bytes, nocase: bool) -> tuple[int, int]:
     """Where in a buffer the rule's 1-2 byte fast pattern `pat` must lie for the rule to
-    match: (start, end) when one of its payload contents is that pattern, positive and
-    absolute with a depth -- `content:"|18 03|"; depth:2;` can only match in the first two
-    bytes of the payload or of a stream buffer, each on its own (rules.payload: an absolute
-    content's window is [offset, offset + depth), and every positive content of the chain
-    must match) -- else (0, -1): anywhere.  Suricata's hyperscan matcher gives a pattern
-    with an offset or depth the same bounds, so random bytes holding |18 03| somewhere in a
-    segment make no candidate there either."""
-    from rules.payload import Content
-
-    chain = rule.payload
-    for c in chain.items if chain is not None else ():
-        if type(c) is not Content or c.negated or c.relative or c.depth is None or c.fast_pattern_chop:
-            continue
-        if c.nocase == nocase and (c.lpattern if nocase else c.pattern) == pat:
-            start = c.offset or 0
-            return start, start + c.depth
-    return 0, -1
+    match (rules.payload.content_anchor): `content:"|18 03|"; depth:2;` can only match in
+    the first two bytes of the payload or of a stream buffer, each on its own.  (0, -1):
+    anywhere.  Suricata's hyperscan matcher keeps a pattern's offset and depth with it
+    too, so random bytes holding |18 03| somewhere in a segment make no candidate there."""
+    at = content_anchor(rule.payload.items, pat, nocase) if rule.payload is not None else None
+    return at if at is not None else (0, -1)
 
 
 class RuleIndex:
