@@ -221,21 +221,6 @@ def _icmp_allows(s: Sig, itype: int, icode: int) -> bool:
     return True
 
 
-def _anchored_in(fp: tuple, bufs: tuple, heads: tuple) -> bool:
-    """Is the anchored 1-2 byte pattern of `fp` (Signature.fp_short) at its place -- within
-    [start, end) -- in one of the buffers (ASCII case folded when caseless)?"""
-    pat, nocase, _id, start, end = fp
-    for b in bufs:
-        w = b[start:end]
-        if w and pat in (w.lower() if nocase else w):
-            return True
-    for b in heads:
-        w = b[start:end]
-        if w and pat in (w.lower() if nocase else w):
-            return True
-    return False
-
-
 class Detector:
     """Candidate selection and matching over one rule set.  Holds the prefilter databases
     (built in the process that uses them) and the per-flow header cache."""
@@ -275,7 +260,7 @@ class Detector:
         self._plain_cache: dict[tuple, tuple] = {}   # header classes -> _plain's entry, for every flow with it
         self._hdr_cache: dict[int, dict] = {}        # flow_id -> {(to_server, src, sport): _plain(...)}
         self._wanted: dict[int, tuple] = {}           # id(cached entry) -> (it, {pattern id: window_candidates' answer})
-        self._short_dbs: dict[int, tuple] = {}        # id(short candidates) -> (them, their own PatternDB, rules by id)
+        self._short_dbs: dict[int, tuple] = {}        # id(short candidates) -> their plan (_short_plan)
         self._heads: dict[int, tuple] = {}            # id(header group) -> (it, _group_heads' answer)
         self._offer_dbs: dict[frozenset, PatternDB] = {}   # a scan offer's pattern ids -> their own PatternDB
         self.evaluated = 0                            # rules whose checks ran (counter)
@@ -502,7 +487,10 @@ class Detector:
             return None
         dbs = [self._offer_db(pids)] if pids else []
         if short:                       # the direction's 1-2 byte patterns: their own database
-            dbs.append(self._short_set_db(short)[1])
+            # (each wherever it is: a datagram with an anchored one elsewhere is inspected too,
+            # and the engine finds no candidate in it)
+            plan = self._short_dbs.get(id(short))
+            dbs.append((plan if plan is not None else self._short_plan(short))[5])
         return AnyPattern(dbs)
 
     def verdict_scan(self, pkt: Packet, flow):
@@ -669,53 +657,56 @@ class Detector:
         with the set), not of every short pattern of the rules, nor a `bytes in` per
         pattern (about 1 ns a byte each on binary data); an anchored one is looked for in
         its few bytes."""
+        plan = self._short_dbs.get(id(short))
+        if plan is None:
+            plan = self._short_plan(short)
+        loose, db, rules_of, places = plan[1], plan[2], plan[3], plan[4]
         extra: list = []
-        if len(short) > _SHORT_LOOP or any(len(b) > _SHORT_IN_MAX for b in bufs):
-            _short, db, rules_of, anchored = self._short_set_db(short)
-            if db is not None:
+        if loose:
+            if len(loose) > _SHORT_LOOP or any(len(b) > _SHORT_IN_MAX for b in bufs):
                 ids = set()
                 for b in bufs:
                     if b:
                         ids.update(db.scan(b))
                 for i in ids:
                     extra.extend(rules_of[i])
-            for s in anchored:
-                if _anchored_in(s.fp_short, bufs, heads):
-                    extra.append(s)
-        else:
-            lows = None
-            for s in short:
-                fp = s.fp_short
-                if fp[4] >= 0:
-                    if _anchored_in(fp, bufs, heads):
-                        extra.append(s)
-                    continue
-                pat = fp[0]
-                if fp[1]:
-                    if lows is None:
-                        lows = [b.lower() for b in bufs]
-                    if any(pat in b for b in lows):
-                        extra.append(s)
-                elif any(pat in b for b in bufs):
-                    extra.append(s)
+            else:
+                lows = None
+                for pat, nocase, s in loose:
+                    if nocase:
+                        if lows is None:
+                            lows = [b.lower() for b in bufs]
+                        hay = lows
+                    else:
+                        hay = bufs
+                    for b in hay:
+                        if pat in b:
+                            extra.append(s)
+                            break
+        for pat, nocase, start, end, sigs in places:
+            for b in bufs + heads if heads else bufs:
+                w = b[start:end]
+                if pat in (w.lower() if nocase else w):
+                    extra.extend(sigs)
+                    break
         return extra
 
-    def _short_set_db(self, short) -> tuple:
-        """(short, a PatternDB of its distinct unanchored (pattern, caseless) pairs or None
-        when it has none, the rules of each of its ids, the rules whose pattern a content
-        anchors), made on first use and kept under id(short) (the tuple keeps `short`
-        alive, so the id stays its)."""
-        got = self._short_dbs.get(id(short))
-        if got is not None:
-            return got
+    def _short_plan(self, short) -> tuple:
+        """(short; its unanchored rules as (pattern, caseless, rule); a PatternDB of their
+        distinct (pattern, caseless) pairs, or None without any; the rules of each of its
+        ids; the anchored places as (pattern, caseless, start, end, their rules); a
+        PatternDB of all its distinct patterns, anchored or not), made on first use and
+        kept under id(short) (the tuple keeps `short` alive, so the id stays its)."""
         ids: dict[tuple, int] = {}
         rules_of: list[list] = []
-        anchored = []
+        loose = []
+        places: dict[tuple, list] = {}
         for s in short:
-            pat, nocase, _id, _start, end = s.fp_short
+            pat, nocase, _id, start, end = s.fp_short
             if end >= 0:
-                anchored.append(s)
+                places.setdefault((pat, nocase, start, end), []).append(s)
                 continue
+            loose.append((pat, nocase, s))
             i = ids.get((pat, nocase))
             if i is None:
                 i = ids[(pat, nocase)] = len(rules_of)
@@ -723,8 +714,12 @@ class Detector:
             rules_of[i].append(s)
         if len(self._short_dbs) >= _SHORT_MAPS_MAX:
             self._short_dbs.clear()
-        got = self._short_dbs[id(short)] = (short, PatternDB(list(ids)) if ids else None,
-                                            tuple(tuple(v) for v in rules_of), tuple(anchored))
+        db = PatternDB(list(ids)) if ids else None
+        # every pattern wherever it is, anchored or not: what a scan offer looks for
+        every = db if not places else PatternDB(list(dict.fromkeys([(pat, nc) for pat, nc, _s in loose]
+                                                                   + [k[:2] for k in places])))
+        got = self._short_dbs[id(short)] = (short, tuple(loose), db, tuple(tuple(v) for v in rules_of),
+                                            tuple(k + (tuple(v),) for k, v in places.items()), every)
         return got
 
     def _stream_found(self, view, payload: bytes) -> set:
