@@ -489,8 +489,7 @@ class Detector:
         if short:                       # the direction's 1-2 byte patterns: their own database
             # (each wherever it is: a datagram with an anchored one elsewhere is inspected too,
             # and the engine finds no candidate in it)
-            plan = self._short_dbs.get(id(short))
-            dbs.append((plan if plan is not None else self._short_plan(short))[5])
+            dbs.append(self._short_plan(short)[5])
         return AnyPattern(dbs)
 
     def verdict_scan(self, pkt: Packet, flow):
@@ -657,10 +656,7 @@ class Detector:
         with the set), not of every short pattern of the rules, nor a `bytes in` per
         pattern (about 1 ns a byte each on binary data); an anchored one is looked for in
         its few bytes."""
-        plan = self._short_dbs.get(id(short))
-        if plan is None:
-            plan = self._short_plan(short)
-        loose, db, rules_of, places = plan[1], plan[2], plan[3], plan[4]
+        _short, loose, db, rules_of, places, _every = self._short_plan(short)
         extra: list = []
         if loose:
             if len(loose) > _SHORT_LOOP or any(len(b) > _SHORT_IN_MAX for b in bufs):
@@ -697,6 +693,9 @@ class Detector:
         ids; the anchored places as (pattern, caseless, start, end, their rules); a
         PatternDB of all its distinct patterns, anchored or not), made on first use and
         kept under id(short) (the tuple keeps `short` alive, so the id stays its)."""
+        got = self._short_dbs.get(id(short))
+        if got is not None:
+            return got
         ids: dict[tuple, int] = {}
         rules_of: list[list] = []
         loose = []

@@ -115,20 +115,22 @@ class _Slot:
         """The ids of the slot's patterns in `v` (PatternDB.scan), remembered for a short
         value.  The answer is only read, never changed."""
         if len(v) > _SEEN_VALUE_MAX:
-            got = self.db.scan(v)
-            return self.placed(got, v) if self.anchors and got else got
+            return self.placed(self.db.scan(v), v)
         seen = self.seen
         got = seen.get(v)
         if got is None:
             if len(seen) >= _SEEN_MAX:
                 seen.clear()
-            got = self.db.scan(v)
-            got = seen[v] = frozenset(self.placed(got, v) if self.anchors and got else got)
+            got = seen[v] = frozenset(self.placed(self.db.scan(v), v))
         return got
 
-    def placed(self, ids, v) -> set:
-        """`ids` (a scan's) without the anchored patterns that `v` does not hold at their place."""
+    def placed(self, ids, v):
+        """`ids` (a scan's of `v`) without the anchored patterns that `v` does not hold at
+        their place; `ids` itself when the slot has no anchored pattern or the scan found
+        nothing (rules/_txdetect.c's `placed` takes the same shortcut before calling this)."""
         anchors = self.anchors
+        if not anchors or not ids:
+            return ids
         out = set()
         for pid in ids:
             a = anchors.get(pid)
@@ -344,12 +346,9 @@ class TxDetector:
         if prev is not None and prev[0] <= n:
             done, got = prev
             if done < n:
-                new = slot.db.scan(bytes(v[max(0, done - slot.overlap):]))
-                got = got | (slot.placed(new, v) if slot.anchors and new else new)
+                got = got | slot.placed(slot.db.scan(bytes(v[max(0, done - slot.overlap):])), v)
         else:
-            got = set(slot.db.scan(bytes(v))) if v else set()
-            if slot.anchors and got:
-                got = slot.placed(got, v)
+            got = set(slot.placed(slot.db.scan(bytes(v)), v)) if v else set()
         found[key] = (n, got)
         return got
 
