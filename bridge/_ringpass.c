@@ -59,6 +59,7 @@
 #include <time.h>
 #include <errno.h>
 #include <sys/socket.h>
+#include <poll.h>
 #include "../rules/_scan.h"      /* compiled_scan: a scan offer's databases, shared with rules/_hotpath.c */
 
 #define TP_STATUS_USER 0x1u
@@ -890,8 +891,8 @@ attr_add(PyObject *obj, PyObject *name, Py_ssize_t by)
  * walked is counted as drain's `finally` counts it: counters.received, ignored_outgoing,
  * inspected, bypassed, inspector_errors; `seen` (the ForwardAll inspector, or None).seen
  * += inspected; worker.last_ts and last_ts_mono (CLOCK_MONOTONIC, as time.monotonic) when
- * frames came.  Then: at the end the TX ring is flushed when it holds queued frames and the
- * slots consumed are returned; at a frame for Python, the tuple (slots consumed so far,
+ * frames came.  At the end the TX ring is flushed first, when it holds queued frames (the
+ * frames leave before the counting), and the slots consumed are returned; at a frame for Python, the tuple (slots consumed so far,
  * slots left, and ring_pass's stop, off, hdr, kind, value) with nothing flushed: drain
  * goes on from there.  An exception (from ring_pass or a flush) is raised after the
  * counting and the flush, as drain's `finally` does. */
@@ -1007,48 +1008,51 @@ drain_walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         stopped = r;
         break;
     }
-    /* drain's `finally`: count what was walked (an exception waits meanwhile) */
+    /* drain's `finally` (an exception waits meanwhile): at the end of the drain (or a
+     * failure) the queued frames go out first -- the counting below is not on the path of
+     * a frame that woke the worker -- then what was walked is counted; the first error wins */
     PyObject *et = NULL, *ev = NULL, *etb = NULL;
     if (failed)
         PyErr_Fetch(&et, &ev, &etb);
     int bad = 0;
+    if (stopped == NULL && tx != Py_None) {
+        Py_ssize_t queued = int_attr(tx, s_queued);
+        if (queued < 0 || (queued > 0 && tx_flush(tx, c) < 0))
+            bad = 1;
+    }
+    PyObject *pt = NULL, *pv = NULL, *ptb = NULL;
+    if (bad)
+        PyErr_Fetch(&pt, &pv, &ptb);
+    int cbad = 0;
     if (received && attr_add(c, s_received, received) < 0)
-        bad = 1;
-    if (!bad && outgoing && attr_add(c, s_ignored_outgoing, outgoing) < 0)
-        bad = 1;
-    if (!bad && inspected && attr_add(c, s_inspected, inspected) < 0)
-        bad = 1;
-    if (!bad && bypassed && attr_add(c, s_bypassed, bypassed) < 0)
-        bad = 1;
-    if (!bad && errors && attr_add(c, s_inspector_errors, errors) < 0)
-        bad = 1;
-    if (!bad && seen != Py_None && inspected && attr_add(seen, s_seen, inspected) < 0)
-        bad = 1;
-    if (!bad && received) {
+        cbad = 1;
+    if (!cbad && outgoing && attr_add(c, s_ignored_outgoing, outgoing) < 0)
+        cbad = 1;
+    if (!cbad && inspected && attr_add(c, s_inspected, inspected) < 0)
+        cbad = 1;
+    if (!cbad && bypassed && attr_add(c, s_bypassed, bypassed) < 0)
+        cbad = 1;
+    if (!cbad && errors && attr_add(c, s_inspector_errors, errors) < 0)
+        cbad = 1;
+    if (!cbad && seen != Py_None && inspected && attr_add(seen, s_seen, inspected) < 0)
+        cbad = 1;
+    if (!cbad && received) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         PyObject *a = PyFloat_FromDouble(last_ts);
         PyObject *b = PyFloat_FromDouble((double)now.tv_sec + (double)now.tv_nsec * 1e-9);
         if (a == NULL || b == NULL || PyObject_SetAttr(worker, s_last_ts, a) < 0 ||
             PyObject_SetAttr(worker, s_last_ts_mono, b) < 0)
-            bad = 1;
+            cbad = 1;
         Py_XDECREF(a);
         Py_XDECREF(b);
     }
-    if (stopped == NULL && tx != Py_None) {
-        /* the end of the drain (or a failure): the queued frames go out; the first error wins */
-        PyObject *pt = NULL, *pv = NULL, *ptb = NULL;
-        if (bad)
-            PyErr_Fetch(&pt, &pv, &ptb);
-        Py_ssize_t queued = int_attr(tx, s_queued);
-        if (queued < 0 || (queued > 0 && tx_flush(tx, c) < 0)) {
-            if (bad)
-                PyErr_Clear();
-            bad = 1;
-        }
-        if (pt != NULL || pv != NULL)
-            PyErr_Restore(pt, pv, ptb);
+    if (bad) {                          /* the flush's error came first */
+        if (cbad)
+            PyErr_Clear();
+        PyErr_Restore(pt, pv, ptb);
     }
+    bad = bad || cbad;
     if (failed) {
         if (bad)
             PyErr_Clear();
@@ -1067,6 +1071,124 @@ drain_walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                                   PyTuple_GET_ITEM(stopped, 9), PyTuple_GET_ITEM(stopped, 10));
     Py_DECREF(stopped);
     return out;
+}
+
+/* The (fd, revents) list select.poll would give for the descriptors with events. */
+static PyObject *
+revents_list(const struct pollfd *pfd, Py_ssize_t nfds)
+{
+    PyObject *out = PyList_New(0);
+    for (Py_ssize_t i = 0; out != NULL && i < nfds; i++) {
+        if (!pfd[i].revents)
+            continue;
+        PyObject *t = Py_BuildValue("(ii)", pfd[i].fd, (int)pfd[i].revents);
+        if (t == NULL || PyList_Append(out, t) < 0) {
+            Py_XDECREF(t);
+            Py_CLEAR(out);
+            break;
+        }
+        Py_DECREF(t);
+    }
+    return out;
+}
+
+#define WAIT_MAX_FDS 32
+
+/* wait_pass(fds, nports, timeout_ms, ports, events, watchdog, worker)
+ *   -> None | int | list | (index, consumed, walked, revents)
+ *
+ * bridge.worker.Worker.run's wait and pass when every frame is the walk's: poll() on `fds`
+ * (the ports' sockets, in port order, then the supervisor's pipe when there is one), with
+ * the GIL released, for at most timeout_ms; then drain_walk on each port in order (`ports`:
+ * per port (walk, left, tx, counters, seen), drain_walk's arguments but `events`,
+ * `watchdog` and `worker`, which are shared).  Answers:
+ *   None     nothing came (the timeout), or a signal interrupted the wait (its Python
+ *            handler has run; an exception it raised is raised here);
+ *   int      every port drained in C: the slots consumed (0 too);
+ *   list     the (fd, revents) pairs, nothing drained: the pipe has something, or a socket
+ *            reported an error (POLLERR, POLLHUP, POLLNVAL); Python's loop takes them;
+ *   tuple    (index, consumed by the ports before it, drain_walk's tuple or None, the
+ *            (fd, revents) pairs): port `index` stopped at a frame that needs Python (drain
+ *            goes on from it), or (None) its socket was readable and its drain found no
+ *            frame (a hole: Python's pass keeps its time); the ports after it are Python's.
+ * An exception from a drain is raised after that drain counted and flushed what it walked. */
+static PyObject *
+wait_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyTuple_CheckExact(args[0]) || !PyTuple_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "wait_pass(fds, nports, timeout_ms, ports, events, watchdog, worker)");
+        return NULL;
+    }
+    PyObject *fds = args[0], *ports = args[3], *events = args[4], *wd = args[5], *worker = args[6];
+    Py_ssize_t nfds = PyTuple_GET_SIZE(fds), nports = PyLong_AsSsize_t(args[1]);
+    long timeout = PyLong_AsLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (nfds > WAIT_MAX_FDS || nports < 0 || nports > nfds || nports != PyTuple_GET_SIZE(ports)) {
+        PyErr_SetString(PyExc_ValueError, "wait_pass: at most 32 descriptors, one spec per port");
+        return NULL;
+    }
+    struct pollfd pfd[WAIT_MAX_FDS];
+    for (Py_ssize_t i = 0; i < nfds; i++) {
+        long fd = PyLong_AsLong(PyTuple_GET_ITEM(fds, i));
+        if (fd == -1 && PyErr_Occurred())
+            return NULL;
+        pfd[i].fd = (int)fd;
+        pfd[i].events = POLLIN;
+        pfd[i].revents = 0;
+    }
+    int n, err;
+    Py_BEGIN_ALLOW_THREADS
+    n = poll(pfd, (nfds_t)nfds, (int)timeout);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        if (err == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (n == 0)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = 0; i < nfds; i++) {
+        if (i >= nports ? pfd[i].revents != 0 : (pfd[i].revents & (POLLERR | POLLHUP | POLLNVAL)) != 0)
+            return revents_list(pfd, nfds);
+    }
+    Py_ssize_t consumed = 0;
+    for (Py_ssize_t i = 0; i < nports; i++) {
+        PyObject *spec = PyTuple_GET_ITEM(ports, i);
+        if (!PyTuple_CheckExact(spec) || PyTuple_GET_SIZE(spec) != 5) {
+            PyErr_SetString(PyExc_TypeError, "wait_pass: a port is (walk, left, tx, counters, seen)");
+            return NULL;
+        }
+        PyObject *argv[8] = {PyTuple_GET_ITEM(spec, 0), events, PyTuple_GET_ITEM(spec, 1), wd,
+                             PyTuple_GET_ITEM(spec, 2), PyTuple_GET_ITEM(spec, 3), PyTuple_GET_ITEM(spec, 4), worker};
+        PyObject *r = drain_walk(NULL, argv, 8);
+        if (r == NULL)
+            return NULL;
+        if (PyLong_CheckExact(r)) {
+            Py_ssize_t k = PyLong_AsSsize_t(r);
+            Py_DECREF(r);
+            if (k == 0 && (pfd[i].revents & POLLIN)) {
+                Py_INCREF(Py_None);
+                r = Py_None;          /* readable, yet no frame at the head: Python's pass */
+            } else {
+                consumed += k;
+                continue;
+            }
+        }
+        PyObject *rev = revents_list(pfd, nfds);
+        if (rev == NULL) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        PyObject *out = Py_BuildValue("(nnNN)", i, consumed, r, rev);
+        return out;
+    }
+    return PyLong_FromSsize_t(consumed);
 }
 
 /* atomic_add(buffer, delta, offset=0) -> int: add delta to the native int64 at `offset`
@@ -1100,6 +1222,9 @@ static PyMethodDef ringpass_methods[] = {
     {"drain_walk", (PyCFunction)(void (*)(void))drain_walk, METH_FASTCALL,
      "drain_walk(walk, events, left, watchdog, tx, counters, seen, worker) -> int | (consumed, left, stop, off, "
      "hdr, kind, value): Worker.drain's loop over ring_pass; see bridge/_ringpass.c."},
+    {"wait_pass", (PyCFunction)(void (*)(void))wait_pass, METH_FASTCALL,
+     "wait_pass(fds, nports, timeout_ms, ports, events, watchdog, worker) -> None | int | list | (index, "
+     "consumed, walked, revents): Worker.run's poll and pass in C; see bridge/_ringpass.c."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -10,6 +10,13 @@ Inspector (hyperscan state does not survive a fork) and loops:
     (after a pass of SPIN_AFTER frames or more, the ring heads are watched for up
     to SPIN_S before the next poll: a worker asleep is woken for the next frame)
 
+With the compiled walk on every port, the wait and the pass are one C call
+(`wait_pass`, bridge/_ringpass.c): a frame that wakes the worker is forwarded with
+no Python between the wake-up and its send (about 20 µs of interpreter per
+wake-up with cold caches, on the path of every ping); the call hands back to this
+loop whatever needs Python (the supervisor's pipe, a socket error, a frame the walk
+does not take, a hole).
+
 A drain with nothing waiting at the ring's head returns at once (`ring.ready()`).
 One path per frame, for every ring kind (`ring.batches()`: V2 inline, up to 64
 slots per batch, V3 only on IDS interfaces, which never forward, a block per
@@ -152,8 +159,9 @@ _NO_TAGS: tuple[int, ...] = ()
 try:            # the compiled ring walk (bridge/_ringpass.c): built by the install
     from bridge._ringpass import drain_walk as _c_drain_walk
     from bridge._ringpass import ring_pass as _c_ring_pass
+    from bridge._ringpass import wait_pass as _c_wait_pass
 except ImportError:     # pragma: no cover - tests/unit/test_ring_pass.py fails when it was not built
-    _c_ring_pass = _c_drain_walk = None
+    _c_ring_pass = _c_drain_walk = _c_wait_pass = None
 _RING_PASS = _c_ring_pass      # drain_walk calls this one itself: not when a test swaps _c_ring_pass
 _PASS_END, _PASS_FRAME, _PASS_FLUSH = 0, 1, 2                      # ring_pass's stops
 _K_RARE, _K_HIT, _K_RESULT, _K_TXFULL, _K_FAILED = 0, 1, 2, 3, 4    # ... and how far it got with the frame
@@ -439,32 +447,55 @@ class Worker:
         self.start_watchdog()
         self.conn.send(("ready", self.index, os.getpid()))
         next_report = time.monotonic() + REPORT_INTERVAL
+        compiled = _c_wait_pass is not None and all(
+            type(p.ring) is V2Ring and (p.tx is not None or p.mode is None) for p in self.ports)
+        spec: tuple = ()             # wait_pass's arguments (_wait_spec), made again when they change
+        stalled = False
         while not self.stop:
-            try:
-                events = poller.poll(POLL_MS)
-            except InterruptedError:
-                events = []
-            readable = set()
-            for fd, ev in events:
-                if fd == ctl_fd:
-                    if self.control():
-                        poller.unregister(ctl_fd)     # the supervisor is gone
-                        ctl_fd = -1
-                    continue
-                if ev & select.POLLIN:
-                    readable.add(fd)
-                if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
-                    port = by_fd[fd]
-                    port.counters.link_errors += 1
-                    try:   # reading SO_ERROR clears it; the kernel re-hooks the socket on link up
-                        port.ps.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                    except OSError:
-                        pass
-                    if ev & select.POLLNVAL:
-                        time.sleep(POLL_MS / 1000)   # never spin on a dead descriptor
             events: list = []        # the pass's EVE events, written once its frames are out
             try:
-                stalled, consumed = self._pass(readable, events)
+                r = None
+                if compiled and not stalled and _c_ring_pass is _RING_PASS:
+                    # the wait and the pass in C; a port that stalled last pass keeps Python's
+                    if not spec or spec[0] is not self.inspector or spec[1] is not self.fast \
+                            or spec[2] is not self.watchdog or spec[3] is not self.config or spec[4] != ctl_fd:
+                        spec = self._wait_spec(ctl_fd)
+                    r = _c_wait_pass(spec[5], spec[6], POLL_MS, spec[7], events if spec[8] else None,
+                                     self.watchdog, self)
+                    if type(r) is int:
+                        consumed = r + self._pass_end(events)
+                        polled = None
+                    else:
+                        polled = r if type(r) is list else r[3] if r is not None else ()
+                else:
+                    try:
+                        polled = poller.poll(POLL_MS)
+                    except InterruptedError:
+                        polled = []
+                if polled is not None:
+                    readable = set()
+                    for fd, ev in polled:
+                        if fd == ctl_fd:
+                            if self.control():
+                                poller.unregister(ctl_fd)     # the supervisor is gone
+                                ctl_fd = -1
+                            continue
+                        if ev & select.POLLIN:
+                            readable.add(fd)
+                        if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                            port = by_fd[fd]
+                            port.counters.link_errors += 1
+                            try:   # reading SO_ERROR clears it; the kernel re-hooks the socket on link up
+                                port.ps.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                            except OSError:
+                                pass
+                            if ev & select.POLLNVAL:
+                                time.sleep(POLL_MS / 1000)   # never spin on a dead descriptor
+                    if type(r) is tuple:     # wait_pass drained the ports before r[0]
+                        stalled, consumed = self._pass(readable, events, r[0], r[2])
+                        consumed += r[1]
+                    else:
+                        stalled, consumed = self._pass(readable, events)
             finally:                 # (even when a drain fails: what the pass found is logged)
                 if events:
                     self.write_events(events)
@@ -485,15 +516,33 @@ class Worker:
         self.shutdown()
         self.report("final")
 
-    def _pass(self, readable: set, events: list) -> tuple[bool, int]:
+    def _wait_spec(self, ctl_fd: int) -> tuple:
+        """wait_pass's arguments for the ports and the supervisor's pipe (`ctl_fd`, -1: none),
+        after what they were made from (the inspector, the fast path, the watchdog, the
+        config and ctl_fd): (those five, fds, number of ports, per port (walk, slots, TX
+        ring, counters, ForwardAll inspector or None), EVE on)."""
+        ports = []
+        for port in self.ports:
+            walk = self._walk(port)
+            ports.append((walk, port.ring.frame_nr, port.tx, port.counters,
+                          self.inspector if walk[2] is None else None))
+        fds = tuple(p.ps.fileno() for p in self.ports) + ((ctl_fd,) if ctl_fd >= 0 else ())
+        return (self.inspector, self.fast, self.watchdog, self.config, ctl_fd, fds, len(self.ports), tuple(ports),
+                bool(self.config.eve_log))
+
+    def _pass(self, readable: set, events: list, start: int = 0, walked: tuple | None = None) -> tuple[bool, int]:
         """One pass over the rings: drain every port (its events into `events`), then hand the
         flows decided meanwhile to the kernel.  (stalled, slots consumed): stalled when a ring
         the kernel said was readable still had a kernel-owned slot at its head (a hole,
-        skipped after HOLE_GRACE)."""
+        skipped after HOLE_GRACE).  From port `start` on (wait_pass drained those before it),
+        that port's drain going on from `walked` (drain_walk's answer at a frame for Python)
+        when given."""
         stalled = False
         consumed = 0
-        for port in self.ports:
-            n = self.drain(port, events)
+        ports = self.ports
+        for i in range(start, len(ports)):
+            port = ports[i]
+            n = self.drain(port, events) if walked is None or i != start else self.drain(port, events, walked)
             consumed += n
             if n or port.ps.fileno() not in readable:
                 port.stalled_since = 0.0
@@ -506,16 +555,24 @@ class Worker:
             elif now - port.stalled_since >= HOLE_GRACE:
                 port.counters.ring_holes += port.ring.skip_hole()
                 port.stalled_since = 0.0
+        return stalled, consumed + self._pass_end(events)
+
+    def _pass_end(self, events: list) -> int:
+        """A pass's end, once the rings are drained: the echoes forwarded before inspection are
+        inspected (run_late), and the flows decided meanwhile go to the kernel, then what
+        reached the rings meanwhile leaves at once (their frames keep their order); the slots
+        that consumed."""
         fast = self.fast
-        if fast is not None and fast.late:
+        if fast is None:
+            return 0
+        if fast.late:
             self.run_late(events if self.config.eve_log else None)
-        if fast is not None and fast.pending:
-            # flows decided in this pass go to the kernel now that the rings are drained, and
-            # what reached the rings meanwhile leaves at once: their frames keep their order
+        consumed = 0
+        if fast.pending:
             fast.commit()
             for port in self.ports:
                 consumed += self.drain(port, events)
-        return stalled, consumed
+        return consumed
 
     def run_late(self, events: list | None) -> None:
         """Inspect the frames the compiled ring walk forwarded before inspecting them, in the
@@ -770,10 +827,11 @@ class Worker:
             self.stop = True    # supervisor gone: nothing left to report to
 
     # ---------------------------------------------------------------- frames
-    def drain(self, port: _Port, events: list | None = None) -> int:
+    def drain(self, port: _Port, events: list | None = None, walked: tuple | None = None) -> int:
         """Process every ready frame of the port's ring (at most one turn of it); returns how
         many slots were consumed.  Its EVE events are added to `events` for the caller to
-        write (`run`: once per pass), or written at its end when `events` is None.
+        write (`run`: once per pass), or written at its end when `events` is None.  `walked`:
+        drain_walk's answer at a frame for Python, made by wait_pass, to go on from.
 
         The common frame takes the compiled walk (bridge/_ringpass.c, `ring_pass`): a V2
         ring forwarding through a TX ring (or IDS, forwarding nothing).  It reads each
@@ -798,7 +856,7 @@ class Worker:
         inspector (no rules, no hook) no FrameMeta is set and inspect() is not called: its
         `seen` counter is advanced by the number of frames instead."""
         ring = port.ring
-        if not ring.ready():        # nothing waiting (the other port of a busy one): no set-up at all
+        if walked is None and not ring.ready():   # nothing waiting (the other port of a busy one): no set-up
             return 0
         tx = port.tx
         compiled = _c_ring_pass is not None and type(ring) is V2Ring and (tx is not None or port.mode is None)
@@ -806,7 +864,9 @@ class Worker:
         left = ring.frame_nr if compiled else 0
         first = None
         eve = self.config.eve_log
-        if compiled and _c_ring_pass is _RING_PASS and (events is not None or not eve):
+        if walked is not None:       # wait_pass's drain_walk stopped at a frame for Python
+            consumed, left, *first = walked
+        elif compiled and _c_ring_pass is _RING_PASS and (events is not None or not eve):
             # the whole loop in C while every frame is the walk's (drain_walk): the common drain
             # runs no Python here at all; a frame that needs Python comes back with the counts
             # of those before it already added, and the loop below goes on from it

@@ -79,6 +79,7 @@ def no_wait(monkeypatch):
             return []
 
     monkeypatch.setattr(_select, "poll", NoPoll)
+    monkeypatch.setattr("bridge.worker._c_wait_pass", None)   # (its wait is poll() in C)
 
 
 def tx_ring(kernel: Kernel, slots: int, *, block: int | None = None, nblocks: int = 1) -> TxRing:

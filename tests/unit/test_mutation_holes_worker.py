@@ -107,6 +107,7 @@ def no_wait(monkeypatch):
             return []
 
     monkeypatch.setattr(_select, "poll", NoPoll)
+    monkeypatch.setattr("bridge.worker._c_wait_pass", None)   # (its wait is poll() in C)
 
 
 # ------------------------------------------------------------------ drain

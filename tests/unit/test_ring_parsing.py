@@ -291,6 +291,7 @@ def test_send_errors_counted_by_errno(fail, sent, errors, oversize, monkeypatch)
             return []
 
     monkeypatch.setattr(_select, "poll", NoPoll)
+    monkeypatch.setattr("bridge.worker._c_wait_pass", None)   # (its wait is poll() in C)
     peer = FakeSock(fail)
     port = port_with([(afp.TP_STATUS_USER, FRAME)], peer=peer)
     drain(port)

@@ -800,3 +800,141 @@ def test_a_direction_backing_off_is_handed_to_the_engine_by_the_walk(kind, monke
     assert a == b
     assert a["seen"] == list(range(n)) and a["fast"]["bypass.scan_backoff"] == n - 1 - SCAN_STREAK
     assert asked == list(range(1, SCAN_STREAK + 1))      # the hits; none of the frames backing off
+
+
+# ------------------------------------------------------------------ the wait and the pass in C (wait_pass)
+class _PipePS(PS):
+    """A port socket whose descriptor is a pipe's read end: poll() sees it readable once the
+    test writes a byte (never read: level-triggered, readable from then on)."""
+
+    def __init__(self, iface, sock, fd):
+        super().__init__(iface, sock)
+        self.fd = fd
+
+    def fileno(self):
+        return self.fd
+
+
+class _Conn:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, msg):
+        self.sent.append(msg)
+
+
+def _both_tx(w) -> None:
+    """The second port forwards through a TX ring of its own too, as a bridged pair's ports
+    do (wait_pass runs only when every port's walk is compiled)."""
+    kernel = KernelTx()
+    g = afp.RingGeometry(afp.TPACKET_V2, 8 * 2048, 1, 2048, 8)
+    kernel.tx = w.ports[1].tx = TxRing(memoryview(bytearray(g.size)), g, kernel, "eth0")
+
+
+def _looped(wait: bool, monkeypatch):
+    """Worker.run over a port whose ring holds 26 frames (every third alerts, 7 and 20 are
+    dropped, the last one stops the loop), its socket a readable pipe; `wait`: the wait and
+    pass in C (wait_pass, its answers recorded), else Python's poll and pass."""
+    import os
+
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL)
+    monkeypatch.setattr(afp, "read_statistics", lambda sock: (0, 0))
+    answers: list = []
+    if wait:
+        real = bridge.worker._c_wait_pass
+
+        def spy(*a):
+            r = real(*a)
+            answers.append(type(r).__name__)
+            return r
+        monkeypatch.setattr(bridge.worker, "_c_wait_pass", spy)
+    else:
+        monkeypatch.setattr(bridge.worker, "_c_wait_pass", None)
+    ref: list = []
+
+    class Stops(Alerts):
+        def inspect(self, data, meta):
+            r = super().inspect(data, meta)
+            k = bytes(data)[-1]
+            if k == 25:
+                ref[0].stop = True
+            return Result(Verdict.DROP, reason="rule") if k in (7, 20) else r
+
+    w, port, out, ring = build(Stops(), tx=True, nslots=32, tx_slots=8,
+                               config=Config(eve_log="/nonexistent/eve.json", inspect_time_limit=0))
+    ref.append(w)
+    _both_tx(w)
+    r0, w0 = os.pipe()
+    r1, w1 = os.pipe()
+    try:
+        port.ps = _PipePS("eth0", port.ps.sock, r0)
+        w.ports[1].ps = _PipePS("eth1", w.ports[1].ps.sock, r1)
+        w.conn = _Conn()
+        written: list = []
+        w.write_events = written.extend
+        ring.deliver([frame(k) for k in range(26)])
+        os.write(w0, b"x")
+        w.run()
+    finally:
+        for fd in (r0, w0, r1, w1):
+            os.close(fd)
+    final = [m for m in w.conn.sent if m[0] == "final"]
+    return {"sent": out.sent, "counters": port.counters.as_dict(), "events": written, "head": ring.ring.head,
+            "final": final[0][3]["eth0"] if final else None}, answers
+
+
+def test_the_wait_and_the_pass_in_c_do_what_python_s_loop_does(monkeypatch):
+    """Worker.run with wait_pass: the frames before the first drop are walked in C, the drop
+    comes back to Python with the port it stopped on (a tuple), drain goes on from it, and
+    the next waits drain in C again; frames out, counters, EVE events and the ring's head
+    are those of Python's poll and pass."""
+    a, answers = _looped(True, monkeypatch)
+    b, none = _looped(False, monkeypatch)
+    assert a == b and none == []
+    assert answers and answers[0] == "tuple"
+    assert len(a["sent"]) == 24 and a["counters"]["dropped"] == {"rule": 2} and a["counters"]["forwarded"] == 24
+    assert [k for _, k in a["events"][::2]] == list(range(0, 26, 3))
+    assert a["final"]["received"] == 26
+
+
+def test_wait_pass_answers():
+    """wait_pass's answers on its own: None when nothing came within the timeout; a list of
+    (fd, revents) when the supervisor's pipe has something (nothing drained); an int when
+    every port drained in C; a tuple (port, consumed before it, None, revents) when a port
+    was readable and its ring had no frame at its head (a hole, for Python's pass)."""
+    import os
+    import select
+
+    from bridge._ringpass import wait_pass
+
+    w, port, out, ring = build(Judge(), tx=True, nslots=8)
+    _both_tx(w)
+    w.conn = _Conn()
+    r0, w0 = os.pipe()
+    r1, w1 = os.pipe()
+    rc, wc = os.pipe()
+    try:
+        port.ps = _PipePS("eth0", port.ps.sock, r0)
+        w.ports[1].ps = _PipePS("eth1", w.ports[1].ps.sock, r1)
+        spec = w._wait_spec(rc)
+        args = (spec[5], spec[6], 0, spec[7], None, None, w)
+        assert spec[5] == (r0, r1, rc) and spec[6] == 2
+        assert wait_pass(*args) is None                       # nothing readable, 0 ms
+        os.write(wc, b"c")
+        assert wait_pass(*args) == [(rc, select.POLLIN)]
+        os.read(rc, 1)
+        ring.deliver([frame(k) for k in range(3)])
+        os.write(w0, b"x")
+        assert wait_pass(*args) == 3 and len(out.sent) == 3 and port.counters.forwarded == 3
+        assert wait_pass(*args) == (0, 0, None, [(r0, select.POLLIN)])   # readable, no frame
+        os.write(w1, b"x")
+        ring.deliver([frame(9)])
+        idx, before, walked, rev = wait_pass(*args)
+        assert (idx, before, walked) == (1, 1, None) and sorted(rev) == [(r0, select.POLLIN), (r1, select.POLLIN)]
+        with pytest.raises(ValueError):                       # a spec per port
+            wait_pass(spec[5], 2, 0, (), None, None, w)
+        with pytest.raises(TypeError):
+            wait_pass(list(spec[5]), 2, 0, spec[7], None, None, w)
+    finally:
+        for fd in (r0, w0, r1, w1, rc, wc):
+            os.close(fd)

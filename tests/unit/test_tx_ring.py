@@ -100,6 +100,7 @@ def no_wait(monkeypatch):
             return []
 
     monkeypatch.setattr(_select, "poll", NoPoll)
+    monkeypatch.setattr("bridge.worker._c_wait_pass", None)   # (its wait is poll() in C)
 
 
 def test_frames_go_out_in_order_with_one_send_per_drain():

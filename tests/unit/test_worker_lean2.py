@@ -106,6 +106,7 @@ def no_wait(monkeypatch):
             return []
 
     monkeypatch.setattr(_select, "poll", NoPoll)
+    monkeypatch.setattr("bridge.worker._c_wait_pass", None)   # (its wait is poll() in C)
 
 
 def bridge(frames: list[bytes], inspector=None, *, rx_slots: int = 256, tx_slots: int = 512, head: int = 0):
