@@ -71,8 +71,8 @@
 enum { STOP_END = 0, STOP_FRAME = 1, STOP_FLUSH = 2 };
 enum { K_RARE = 0, K_HIT = 1, K_RESULT = 2, K_TXFULL = 3, K_FAILED = 4 };
 
-static PyObject *s_view, *s_offsets, *s_head, *s_pkttype, *s_queued, *s_qbytes, *s_batch, *s_capacity,
-    *s_data, *s_ts, *s_checksum, *s_verdict, *s_events, *s_inject, *s_frame, *s_bypass, *s_extend;
+static PyObject *s_facts, *s_head, *s_queued, *s_qbytes, *s_batch,
+    *s_ts, *s_checksum, *s_verdict, *s_events, *s_inject, *s_frame, *s_bypass, *s_extend;
 
 static inline uint32_t
 load_acquire(const unsigned char *p)
@@ -440,34 +440,6 @@ set_int_attr(PyObject *obj, PyObject *name, Py_ssize_t v)
     return r;
 }
 
-/* a writable buffer of obj.view */
-static int
-view_buffer(PyObject *obj, Py_buffer *buf)
-{
-    PyObject *v = PyObject_GetAttr(obj, s_view);
-    if (v == NULL)
-        return -1;
-    int r = PyObject_GetBuffer(v, buf, PyBUF_WRITABLE);
-    Py_DECREF(v);
-    return r;
-}
-
-/* the slot offsets of a ring: a non-empty list of ints (each checked when used) */
-static int
-slot_offsets(PyObject *ring, PyObject **list_out)
-{
-    PyObject *lst = PyObject_GetAttr(ring, s_offsets);
-    if (lst == NULL)
-        return -1;
-    if (!PyList_CheckExact(lst) || PyList_GET_SIZE(lst) == 0) {
-        Py_DECREF(lst);
-        PyErr_SetString(PyExc_TypeError, "ring_pass: a ring's offsets must be a non-empty list");
-        return -1;
-    }
-    *list_out = lst;
-    return 0;
-}
-
 /* offsets[i], or -1 with ValueError when the slot (room bytes from it) is outside the buffer */
 static inline Py_ssize_t
 slot_at(PyObject *lst, Py_ssize_t i, Py_ssize_t room, Py_ssize_t len)
@@ -479,6 +451,41 @@ slot_at(PyObject *lst, Py_ssize_t i, Py_ssize_t room, Py_ssize_t len)
         return -1;
     }
     return o;
+}
+
+/* ring.facts: (view, offsets, n1[, n2, n3]) -- a ring's buffer, its non-empty list of slot
+ * offsets and `size` - 2 non-negative ints (V2Ring: PKTTYPE; TxRing: batch, capacity, DATA).
+ * New references to the view and the list; -1 with an exception set. */
+static int
+ring_facts(PyObject *ring, Py_ssize_t size, PyObject **view, PyObject **offs, Py_ssize_t *a, Py_ssize_t *b,
+           Py_ssize_t *c)
+{
+    PyObject *f = PyObject_GetAttr(ring, s_facts);
+    if (f == NULL)
+        return -1;
+    if (!PyTuple_CheckExact(f) || PyTuple_GET_SIZE(f) != size || !PyList_CheckExact(PyTuple_GET_ITEM(f, 1)) ||
+        PyList_GET_SIZE(PyTuple_GET_ITEM(f, 1)) == 0) {
+        Py_DECREF(f);
+        PyErr_Format(PyExc_TypeError, "ring_pass: a ring's facts must be (view, offsets, %zd ints)", size - 2);
+        return -1;
+    }
+    Py_ssize_t *outs[3] = {a, b, c};
+    for (Py_ssize_t i = 2; i < size; i++) {
+        Py_ssize_t v = PyLong_AsSsize_t(PyTuple_GET_ITEM(f, i));
+        if (v < 0) {
+            Py_DECREF(f);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "ring_pass: a negative ring fact");
+            return -1;
+        }
+        *outs[i - 2] = v;
+    }
+    *view = PyTuple_GET_ITEM(f, 0);
+    *offs = PyTuple_GET_ITEM(f, 1);
+    Py_INCREF(*view);
+    Py_INCREF(*offs);
+    Py_DECREF(f);
+    return 0;
 }
 
 static PyObject *
@@ -528,32 +535,39 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer rb, tb;
     PyObject *rx_offs = NULL, *tx_offs = NULL, *rx_view = NULL, *out = NULL, *late = NULL, *run_late = NULL;
     int have_tb = 0;
-    if (view_buffer(rx, &rb) < 0)
+    /* a ring's fixed facts in one tuple (bridge.ring: V2Ring.facts, TxRing.facts), read with
+     * one attribute lookup: after a sleep each lookup is a few cache misses on the path of
+     * the frame that woke the worker; only the heads and the TX queue are read one by one */
+    Py_ssize_t pkttype_at = -1, tx_batch = 1, tx_cap = 0, tx_data = 0;
+    if (ring_facts(rx, 3, &rx_view, &rx_offs, &pkttype_at, NULL, NULL) < 0)
         return NULL;
-    Py_ssize_t rx_head = int_attr(rx, s_head), pkttype_at = int_attr(rx, s_pkttype);
-    Py_ssize_t tx_head = 0, tx_q = 0, tx_qb = 0, tx_batch = 1, tx_cap = 0, tx_data = 0, tx_n = 0;
-    if (rx_head < 0 || pkttype_at < 0 || slot_offsets(rx, &rx_offs) < 0)
+    if (PyObject_GetBuffer(rx_view, &rb, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(rx_view);
+        Py_DECREF(rx_offs);
+        return NULL;
+    }
+    Py_ssize_t rx_head = int_attr(rx, s_head);
+    Py_ssize_t tx_head = 0, tx_q = 0, tx_qb = 0, tx_n = 0;
+    if (rx_head < 0)
         goto done_noframes;
     Py_ssize_t rx_n = PyList_GET_SIZE(rx_offs);
     if (rx_head >= rx_n) {
         PyErr_SetString(PyExc_ValueError, "ring_pass: rx.head past the ring");
         goto done_noframes;
     }
-    rx_view = PyObject_GetAttr(rx, s_view);
-    if (rx_view == NULL)
-        goto done_noframes;
     if (tx != NULL) {
-        if (view_buffer(tx, &tb) < 0)
+        PyObject *tx_view = NULL;
+        if (ring_facts(tx, 5, &tx_view, &tx_offs, &tx_batch, &tx_cap, &tx_data) < 0)
+            goto done_noframes;
+        int got = PyObject_GetBuffer(tx_view, &tb, PyBUF_WRITABLE);
+        Py_DECREF(tx_view);
+        if (got < 0)
             goto done_noframes;
         have_tb = 1;
         tx_head = int_attr(tx, s_head);
         tx_q = int_attr(tx, s_queued);
         tx_qb = int_attr(tx, s_qbytes);
-        tx_batch = int_attr(tx, s_batch);
-        tx_cap = int_attr(tx, s_capacity);
-        tx_data = int_attr(tx, s_data);
-        if (tx_head < 0 || tx_q < 0 || tx_qb < 0 || tx_batch < 0 || tx_cap < 0 || tx_data < 0 ||
-            slot_offsets(tx, &tx_offs) < 0)
+        if (tx_head < 0 || tx_q < 0 || tx_qb < 0)
             goto done_noframes;
         tx_n = PyList_GET_SIZE(tx_offs);
         if (tx_head >= tx_n) {
@@ -1244,15 +1258,11 @@ PyInit__ringpass(void)
         Py_DECREF(m);
         return NULL;
     }
-    s_view = PyUnicode_InternFromString("view");
-    s_offsets = PyUnicode_InternFromString("offsets");
+    s_facts = PyUnicode_InternFromString("facts");
     s_head = PyUnicode_InternFromString("head");
-    s_pkttype = PyUnicode_InternFromString("PKTTYPE");
     s_queued = PyUnicode_InternFromString("queued");
     s_qbytes = PyUnicode_InternFromString("qbytes");
     s_batch = PyUnicode_InternFromString("batch");
-    s_capacity = PyUnicode_InternFromString("capacity");
-    s_data = PyUnicode_InternFromString("DATA");
     s_ts = PyUnicode_InternFromString("ts");
     s_checksum = PyUnicode_InternFromString("checksum");
     s_verdict = PyUnicode_InternFromString("verdict");
@@ -1285,8 +1295,8 @@ PyInit__ringpass(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (!s_view || !s_offsets || !s_head || !s_pkttype || !s_queued || !s_qbytes || !s_batch || !s_capacity ||
-        !s_data || !s_ts || !s_checksum || !s_verdict || !s_events || !s_inject || !s_frame ||
+    if (!s_facts || !s_head || !s_queued || !s_qbytes || !s_batch ||
+        !s_ts || !s_checksum || !s_verdict || !s_events || !s_inject || !s_frame ||
         !s_bypass || !s_extend || !s_one || scan_init() < 0) {
         Py_DECREF(m);
         return NULL;

@@ -109,6 +109,9 @@ class V2Ring:
         self.stride = g.frame_size >> 2 if per_block * g.frame_size == g.block_size else 0
         self.zeros = memoryview(bytearray(4 * BATCH_FRAMES)).cast("I")
         self.head = 0
+        # what the compiled walk reads of the ring in one lookup (bridge/_ringpass.c ring_facts):
+        # fixed for the ring's life
+        self.facts = (view, self.offsets, self.PKTTYPE)
 
     def ready(self) -> bool:
         """Whether the head slot is the reader's (a frame is waiting): a cheap look before a walk."""
@@ -284,6 +287,7 @@ class TxRing:
         "buf",
         "capacity",
         "data_at",
+        "facts",
         "fd",
         "first",
         "frame_nr",
@@ -323,6 +327,8 @@ class TxRing:
         self.first = 0         # first slot queued since the last flush
         self.queued = 0        # slots queued since the last flush
         self.qbytes = 0        # their tp_len sum (send() returns the bytes it handed over)
+        # what the compiled walk reads of the ring in one lookup (bridge/_ringpass.c ring_facts)
+        self.facts = (view, self.offsets, self.batch, self.capacity, self.DATA)
 
     def put(self, src, start: int, end: int) -> bool:
         """Queue src[start:end]; False when the head slot is not free."""

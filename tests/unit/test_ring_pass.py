@@ -938,3 +938,24 @@ def test_wait_pass_answers():
     finally:
         for fd in (r0, w0, r1, w1, rc, wc):
             os.close(fd)
+
+
+def test_the_walk_reads_a_ring_s_fixed_facts_in_one_tuple(monkeypatch):
+    """ring_pass reads a ring's view, slot offsets and sizes from one `facts` tuple (one
+    lookup instead of one per fact: after a sleep each is a few cache misses on the path of
+    the frame that woke the worker): they are the ring's own objects, and a malformed one is
+    refused rather than walked."""
+    monkeypatch.setattr(bridge.worker, "_c_ring_pass", REAL)
+    w, port, out, ring = build(Judge(), tx=True)
+    r, t = port.ring, port.tx
+    assert r.facts[0] is r.view and r.facts[1] is r.offsets and r.facts[2] == r.PKTTYPE
+    assert t.facts[0] is t.view and t.facts[1] is t.offsets and t.facts[2:] == (t.batch, t.capacity, t.DATA)
+    ring.deliver([frame(1)])
+    assert w.drain(port) == 1 and out.sent == [frame(1)]
+    r.facts = (r.view, [], r.PKTTYPE)
+    ring.deliver([frame(2)])
+    with pytest.raises(TypeError, match="facts"):
+        w.drain(port)
+    r.facts = (r.view, r.offsets, -1)
+    with pytest.raises(ValueError, match="negative"):
+        w.drain(port)
