@@ -906,9 +906,9 @@ attr_add(PyObject *obj, PyObject *name, Py_ssize_t by)
  * inspected, bypassed, inspector_errors; `seen` (the ForwardAll inspector, or None).seen
  * += inspected; worker.last_ts and last_ts_mono (CLOCK_MONOTONIC, as time.monotonic) when
  * frames came.  At the end the TX ring is flushed first, when it holds queued frames (the
- * frames leave before the counting), and the slots consumed are returned; at a frame for Python, the tuple (slots consumed so far,
- * slots left, and ring_pass's stop, off, hdr, kind, value) with nothing flushed: drain
- * goes on from there.  An exception (from ring_pass or a flush) is raised after the
+ * frames leave before the counting), and the slots consumed are returned; at a frame for
+ * Python, the tuple (slots consumed so far, slots left, and ring_pass's stop, off, hdr,
+ * kind, value) with nothing flushed: drain goes on from there.  An exception (from ring_pass or a flush) is raised after the
  * counting and the flush, as drain's `finally` does. */
 static PyObject *s_received, *s_ignored_outgoing, *s_inspected, *s_bypassed, *s_inspector_errors, *s_seen,
     *s_last_ts, *s_last_ts_mono, *s_flush, *s_fd, *s_first, *s_sent, *s_forwarded;
@@ -1108,7 +1108,7 @@ revents_list(const struct pollfd *pfd, Py_ssize_t nfds)
 
 #define WAIT_MAX_FDS 32
 
-/* wait_pass(fds, nports, timeout_ms, ports, events, watchdog, worker)
+/* wait_pass(fds, timeout_ms, ports, events, watchdog, worker)
  *   -> None | int | list | (index, consumed, walked, revents)
  *
  * bridge.worker.Worker.run's wait and pass when every frame is the walk's: poll() on `fds`
@@ -1129,17 +1129,17 @@ revents_list(const struct pollfd *pfd, Py_ssize_t nfds)
 static PyObject *
 wait_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7 || !PyTuple_CheckExact(args[0]) || !PyTuple_CheckExact(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "wait_pass(fds, nports, timeout_ms, ports, events, watchdog, worker)");
+    if (nargs != 6 || !PyTuple_CheckExact(args[0]) || !PyTuple_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "wait_pass(fds, timeout_ms, ports, events, watchdog, worker)");
         return NULL;
     }
-    PyObject *fds = args[0], *ports = args[3], *events = args[4], *wd = args[5], *worker = args[6];
-    Py_ssize_t nfds = PyTuple_GET_SIZE(fds), nports = PyLong_AsSsize_t(args[1]);
-    long timeout = PyLong_AsLong(args[2]);
+    PyObject *fds = args[0], *ports = args[2], *events = args[3], *wd = args[4], *worker = args[5];
+    Py_ssize_t nfds = PyTuple_GET_SIZE(fds), nports = PyTuple_GET_SIZE(ports);
+    long timeout = PyLong_AsLong(args[1]);
     if (PyErr_Occurred())
         return NULL;
-    if (nfds > WAIT_MAX_FDS || nports < 0 || nports > nfds || nports != PyTuple_GET_SIZE(ports)) {
-        PyErr_SetString(PyExc_ValueError, "wait_pass: at most 32 descriptors, one spec per port");
+    if (nfds > WAIT_MAX_FDS || nports > nfds) {
+        PyErr_SetString(PyExc_ValueError, "wait_pass: at most 32 descriptors, a port's socket first for each port");
         return NULL;
     }
     struct pollfd pfd[WAIT_MAX_FDS];
@@ -1237,7 +1237,7 @@ static PyMethodDef ringpass_methods[] = {
      "drain_walk(walk, events, left, watchdog, tx, counters, seen, worker) -> int | (consumed, left, stop, off, "
      "hdr, kind, value): Worker.drain's loop over ring_pass; see bridge/_ringpass.c."},
     {"wait_pass", (PyCFunction)(void (*)(void))wait_pass, METH_FASTCALL,
-     "wait_pass(fds, nports, timeout_ms, ports, events, watchdog, worker) -> None | int | list | (index, "
+     "wait_pass(fds, timeout_ms, ports, events, watchdog, worker) -> None | int | list | (index, "
      "consumed, walked, revents): Worker.run's poll and pass in C; see bridge/_ringpass.c."},
     {NULL, NULL, 0, NULL},
 };

@@ -293,6 +293,12 @@ class Watchdog:
             raise InspectTimeout(f"a frame held inspect for over {self.limit} s")
 
 
+def _walkable(port: _Port) -> bool:
+    """Whether the compiled walk can take the port's ring: a V2 ring forwarding through a TX
+    ring, or IDS (forwarding nothing)."""
+    return type(port.ring) is V2Ring and (port.tx is not None or port.mode is None)
+
+
 class _Drain:
     """What one `Worker.drain` of a port works with, and the counts it adds up (to the port's
     Counters once, at its end)."""
@@ -447,8 +453,7 @@ class Worker:
         self.start_watchdog()
         self.conn.send(("ready", self.index, os.getpid()))
         next_report = time.monotonic() + REPORT_INTERVAL
-        compiled = _c_wait_pass is not None and all(
-            type(p.ring) is V2Ring and (p.tx is not None or p.mode is None) for p in self.ports)
+        compiled = _c_wait_pass is not None and all(map(_walkable, self.ports))
         spec: tuple = ()             # wait_pass's arguments (_wait_spec), made again when they change
         stalled = False
         while not self.stop:
@@ -460,8 +465,7 @@ class Worker:
                     if not spec or spec[0] is not self.inspector or spec[1] is not self.fast \
                             or spec[2] is not self.watchdog or spec[3] is not self.config or spec[4] != ctl_fd:
                         spec = self._wait_spec(ctl_fd)
-                    r = _c_wait_pass(spec[5], spec[6], POLL_MS, spec[7], events if spec[8] else None,
-                                     self.watchdog, self)
+                    r = _c_wait_pass(spec[5], POLL_MS, spec[6], events if spec[7] else None, self.watchdog, self)
                     if type(r) is int:
                         consumed = r + self._pass_end(events)
                         polled = None
@@ -519,15 +523,15 @@ class Worker:
     def _wait_spec(self, ctl_fd: int) -> tuple:
         """wait_pass's arguments for the ports and the supervisor's pipe (`ctl_fd`, -1: none),
         after what they were made from (the inspector, the fast path, the watchdog, the
-        config and ctl_fd): (those five, fds, number of ports, per port (walk, slots, TX
-        ring, counters, ForwardAll inspector or None), EVE on)."""
+        config and ctl_fd): (those five, fds, per port (walk, slots, TX ring, counters,
+        ForwardAll inspector or None), EVE on)."""
         ports = []
         for port in self.ports:
             walk = self._walk(port)
             ports.append((walk, port.ring.frame_nr, port.tx, port.counters,
                           self.inspector if walk[2] is None else None))
         fds = tuple(p.ps.fileno() for p in self.ports) + ((ctl_fd,) if ctl_fd >= 0 else ())
-        return (self.inspector, self.fast, self.watchdog, self.config, ctl_fd, fds, len(self.ports), tuple(ports),
+        return (self.inspector, self.fast, self.watchdog, self.config, ctl_fd, fds, tuple(ports),
                 bool(self.config.eve_log))
 
     def _pass(self, readable: set, events: list, start: int = 0, walked: tuple | None = None) -> tuple[bool, int]:
@@ -859,7 +863,7 @@ class Worker:
         if walked is None and not ring.ready():   # nothing waiting (the other port of a busy one): no set-up
             return 0
         tx = port.tx
-        compiled = _c_ring_pass is not None and type(ring) is V2Ring and (tx is not None or port.mode is None)
+        compiled = _c_ring_pass is not None and _walkable(port)
         consumed = 0
         left = ring.frame_nr if compiled else 0
         first = None

@@ -917,8 +917,8 @@ def test_wait_pass_answers():
         port.ps = _PipePS("eth0", port.ps.sock, r0)
         w.ports[1].ps = _PipePS("eth1", w.ports[1].ps.sock, r1)
         spec = w._wait_spec(rc)
-        args = (spec[5], spec[6], 0, spec[7], None, None, w)
-        assert spec[5] == (r0, r1, rc) and spec[6] == 2
+        args = (spec[5], 0, spec[6], None, None, w)
+        assert spec[5] == (r0, r1, rc) and len(spec[6]) == 2
         assert wait_pass(*args) is None                       # nothing readable, 0 ms
         os.write(wc, b"c")
         assert wait_pass(*args) == [(rc, select.POLLIN)]
@@ -931,10 +931,10 @@ def test_wait_pass_answers():
         ring.deliver([frame(9)])
         idx, before, walked, rev = wait_pass(*args)
         assert (idx, before, walked) == (1, 1, None) and sorted(rev) == [(r0, select.POLLIN), (r1, select.POLLIN)]
-        with pytest.raises(ValueError):                       # a spec per port
-            wait_pass(spec[5], 2, 0, (), None, None, w)
+        with pytest.raises(ValueError):                       # a socket per port
+            wait_pass((), 0, spec[6], None, None, w)
         with pytest.raises(TypeError):
-            wait_pass(list(spec[5]), 2, 0, spec[7], None, None, w)
+            wait_pass(list(spec[5]), 0, spec[6], None, None, w)
     finally:
         for fd in (r0, w0, r1, w1, rc, wc):
             os.close(fd)
