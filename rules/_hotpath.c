@@ -1004,8 +1004,8 @@ meta_ll(PyObject *meta, int i, PyObject *name)
  * data *short a new reference to the direction's 1-2 byte pattern rules), 0 not, -1 an
  * exception set. */
 static int
-tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_server, unsigned long ackno,
-          unsigned long seqno, Py_ssize_t n,
+tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_server, unsigned int flags,
+          unsigned long ackno, unsigned long seqno, Py_ssize_t n,
           PyObject *sa, PyObject *sp, PyObject **peer_out, PyObject **me_out, long long *ackoff,
           long long *right, PyObject **skipped, PyObject **short_out)
 {
@@ -1129,8 +1129,9 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
             }
         }
     }
-    /* Detector.prefilter_gate(flow, to_server, src, sport, empty=not n), or for app-layer
-     * data Detector.data_gate(flow, to_server, src, sport): the direction's cached entry */
+    /* Detector.prefilter_gate(flow, to_server, src, sport, flags, empty=not n), or for
+     * app-layer data Detector.data_gate(flow, to_server, src, sport, flags): the direction's
+     * cached entry */
     PyObject *cache = fa_get(det, ls_hdr_cache);
     PyObject *fid = FSLOT(self, flow, F_FLOW_ID);
     if (cache == NULL || fid == NULL || !PyDict_Check(cache)) {
@@ -1148,22 +1149,21 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
     Py_INCREF(per_flow);
     dkey = PyTuple_Pack(3, to_server ? Py_True : Py_False, sa, sp);
     PyObject *ent = dkey ? PyDict_GetItemWithError(per_flow, dkey) : NULL;  /* borrowed */
-    if (ent == NULL || !PyTuple_CheckExact(ent) || PyTuple_GET_SIZE(ent) != 5) {
+    if (ent == NULL || !PyTuple_CheckExact(ent) || PyTuple_GET_SIZE(ent) != 6) {
         taken = PyErr_Occurred() ? -1 : 0;
         goto done;
     }
-    PyObject *plain = PyTuple_GET_ITEM(ent, 0), *later = PyTuple_GET_ITEM(ent, 3);
-    if ((t = PyObject_IsTrue(later)) != 0 ||
+    /* the flags prefilter (Detector._flags_gate): could a plain candidate match these flags? */
+    PyObject *plain = PyTuple_GET_ITEM(ent, 0), *gate = PyTuple_GET_ITEM(ent, 5);
+    t = 0;
+    if (!PyBytes_CheckExact(gate) || PyBytes_GET_SIZE(gate) != 256 ||
+        PyBytes_AS_STRING(gate)[flags & 0xFF] ||
         (n && !app_data && (t = PyObject_IsTrue(PyTuple_GET_ITEM(ent, 4))) != 0)) {
         taken = t < 0 ? -1 : 0;                     /* (a 1-2 byte pattern is looked for in bytes only) */
         goto done;
     }
-    if (later == plain) {
-        *skipped = PyLong_FromLong(0);
-    } else {
-        Py_ssize_t k = PyObject_Length(plain);
-        *skipped = k < 0 ? NULL : PyLong_FromSsize_t(k);
-    }
+    Py_ssize_t k = PyObject_Length(plain);
+    *skipped = k < 0 ? NULL : PyLong_FromSsize_t(k);
     if (*skipped == NULL) {
         taken = -1;
         goto done;
@@ -1422,7 +1422,7 @@ lane_answer(Lanes *self, PyObject *frame, PyObject *meta)
     if (cm.proto == 17) {
         t = udp_check(self, app, flow, to_server, f + cm.pstart, dlen, &result, &skipped, &hold);
     } else {
-        t = tcp_check(self, app, det, flow, to_server, cm.ack, cm.seq, dlen, sa, sp, &peer, &me, &ackoff, &right,
+        t = tcp_check(self, app, det, flow, to_server, cm.flags, cm.ack, cm.seq, dlen, sa, sp, &peer, &me, &ackoff, &right,
                       &skipped, &shorts);
         result = self->forward;
     }

@@ -202,6 +202,26 @@ def _pcre_items(chain) -> list:
 _NEUTRAL = ("alert", "pass")          # actions that never make a verdict other than forward
 
 
+_NO_FLAGS = bytes(256)              # no plain candidate on a later packet, whatever its flags
+_ALL_FLAGS = b"\x01" * 256          # a plain candidate without `flags`: every packet
+
+
+def _flags_gate(later: tuple) -> bytes:
+    """The flags prefilter of a flow direction's later plain candidates (rules without a
+    fast pattern): for each TCP flags byte, 1 when one of them could match a packet with
+    those flags.  A rule whose `flags` refuses them cannot, whatever else it tests (its
+    checks all have to pass), so a pure ACK need not wake a `flags:S` rule."""
+    if not later:
+        return _NO_FLAGS
+    acc = None
+    for s in later:
+        t = s.rule.tcp_flags
+        if t is None:
+            return _ALL_FLAGS
+        acc = t if acc is None else bytes(x | y for x, y in zip(acc, t))
+    return acc
+
+
 def _may_change_verdict(s: Sig) -> bool:
     """Can a match of `s` make a packet's verdict anything but forward?  Its action, or the
     action a threshold.config rate_filter switches it to (alert and pass rules only log,
@@ -352,7 +372,7 @@ class Detector:
         later = tuple(s for s in plain if not s.iponly)
         if len(later) == len(plain):
             later = plain
-        return plain, nsrc, tuple(g for g in groups if g.by_pid), later, short
+        return plain, nsrc, tuple(g for g in groups if g.by_pid), later, short, _flags_gate(later)
 
     def _flow_entry(self, pkt: Packet, flow):
         """`_plain(pkt)` for `pkt`'s flow direction, cached until the flow ends (the
@@ -366,23 +386,24 @@ class Detector:
             ent = per_flow[key] = self._plain(pkt)
         return ent
 
-    def prefilter_gate(self, flow, to_server: bool, src: int, sport: int, empty: bool = False) -> int:
-        """For the engine's lean lane (rules.engine.Engine._lean_tcp), on a later packet of a
-        flow direction (its first packet went through `run`, which cached the direction's
-        candidates): -1 unless every rule that could match it needs one of its fast
-        patterns (no plain candidate, no 1-2 byte pattern, no transaction rule); else the
-        number `run` counts as evaluated when no fast pattern is found (the IP-only
-        candidates it skips after a direction's first packet).  `empty`: a packet with no
+    def prefilter_gate(self, flow, to_server: bool, src: int, sport: int, flags: int, empty: bool = False) -> int:
+        """For the engine's lean lane (rules.engine.Engine._lean_tcp), on a later TCP packet
+        of a flow direction (its first packet went through `run`, which cached the
+        direction's candidates), with TCP flags `flags`: -1 unless every rule that could
+        match it needs one of its fast patterns (no plain candidate that these flags let
+        through, no 1-2 byte pattern, no transaction rule); else the number `run` counts as
+        evaluated when no fast pattern is found (its plain candidates, the IP-only ones it
+        skips after a direction's first packet included).  `empty`: a packet with no
         payload that the stream offers nothing either (an inline pure ACK) -- a 1-2 byte
         pattern is looked for only in bytes, and transaction rules run only on app-layer
         data, so neither counts."""
         ent = self._cached_entry(flow, to_server, src, sport)
         if ent is None or (self.tx is not None and not empty):
             return -1
-        plain, _nsrc, _groups, later, short = ent
-        if later or (short and not empty):
+        plain, _nsrc, _groups, _later, short, gate = ent
+        if gate[flags] or (short and not empty):
             return -1
-        return 0 if later is plain else len(plain)
+        return len(plain)
 
     def _cached_entry(self, flow, to_server: bool, src: int, sport: int):
         """The flow direction's candidate entry `run` cached on its first packet, or None."""
@@ -415,25 +436,25 @@ class Detector:
                 return True
         return False
 
-    def data_gate(self, flow, to_server: bool, src: int, sport: int):
+    def data_gate(self, flow, to_server: bool, src: int, sport: int, flags: int):
         """For the engine's lean lane on an in-order data segment of an app-layer flow (a
-        later packet of its direction): None unless every packet rule that could match it
-        needs a fast pattern in its inline window (no plain candidate); else (the number
-        `run` counts as evaluated when it finds nothing, the direction's 1-2 byte pattern
-        rules to look for in the window as `run` does).  Transaction rules are the lane's
-        to run."""
+        later packet of its direction, TCP flags `flags`): None unless every packet rule
+        that could match it needs a fast pattern in its inline window (no plain candidate
+        that these flags let through); else (the number `run` counts as evaluated when it
+        finds nothing, the direction's 1-2 byte pattern rules to look for in the window as
+        `run` does).  Transaction rules are the lane's to run."""
         ent = self._cached_entry(flow, to_server, src, sport)
         if ent is None:
             return None
-        plain, _nsrc, _groups, later, short = ent
-        if later:
+        plain, _nsrc, _groups, _later, short, gate = ent
+        if gate[flags]:
             return None
-        return (0 if later is plain else len(plain)), short
+        return len(plain), short
 
     def iponly_skipped(self, pkt: Packet, flow) -> int:
         """How many IP-only candidates `run` skips (and counts as evaluated) on a later packet
         of `pkt`'s flow direction."""
-        plain, _nsrc, _groups, later, _short = self._flow_entry(pkt, flow)
+        plain, _nsrc, _groups, later, _short, _gate = self._flow_entry(pkt, flow)
         return 0 if later is plain else len(plain) - len(later)
 
     def could_match(self, pkt: Packet, flow, *, iponly: bool) -> bool:
@@ -441,7 +462,7 @@ class Detector:
         ports)?  Decided by the rule headers alone: any candidate counts, whatever its other
         keywords (flags, thresholds, flowbits, payload); IP-only rules count only with
         `iponly` (they run on the first packet of a direction, which already went by)."""
-        plain, _, pid_groups, later, short = self._flow_entry(pkt, flow)
+        plain, _, pid_groups, later, short, _gate = self._flow_entry(pkt, flow)
         if (plain if iponly else later) or short:
             return True
         if self.tx is not None and self.tx.could_match(pkt, flow):
@@ -479,7 +500,7 @@ class Detector:
         scan, which hands over an echo of another code unscanned; the engine's own lane
         keeps the scan of every candidate, so that what its detection counts as evaluated
         stays what the general path counts."""
-        _plain, _nsrc, pid_groups, later, short = self._flow_entry(pkt, flow)
+        _plain, _nsrc, pid_groups, later, short, _gate = self._flow_entry(pkt, flow)
         if later or (not tx_quiet and self.tx is not None and self.tx.could_match(pkt, flow)):
             return False
         pids = self._direction_pids(pid_groups, pkt, by_type)
@@ -499,7 +520,7 @@ class Detector:
         that could change the verdict applies), else the scan of those rules' fast patterns
         (an echo it finds nothing in: any rule that can match it only logs), or False none (the
         direction has 1-2 byte patterns, which no database of its own holds)."""
-        _plain, _nsrc, pid_groups, _later, short = self._flow_entry(pkt, flow)
+        _plain, _nsrc, pid_groups, _later, short, _gate = self._flow_entry(pkt, flow)
         if short:
             return False
         pids = self._direction_pids(pid_groups, pkt, True, verdict_only=True)
@@ -556,7 +577,7 @@ class Detector:
                 ent = per_flow[key] = self._plain(pkt)
         else:
             ent = self._plain(pkt)
-        plain, nsrc, pid_groups, later, short = ent
+        plain, nsrc, pid_groups, later, short, _gate = ent
         first_in_dir = flow is None or (flow.pkts_toserver if pkt.to_server else flow.pkts_toclient) == 1
         # (skipped IP-only candidates still count as evaluated, as they always have)
         skipped = 0

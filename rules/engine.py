@@ -493,12 +493,12 @@ class Engine:
         # the detect stage: only packet rules with a fast pattern could match
         short = None
         if app_data:
-            gate = self.detector.data_gate(flow, to_server, src, sport)
+            gate = self.detector.data_gate(flow, to_server, src, sport, flags)
             if gate is None:
                 return None
             skipped, short = gate
         else:
-            skipped = self.detector.prefilter_gate(flow, to_server, src, sport, empty=not n)
+            skipped = self.detector.prefilter_gate(flow, to_server, src, sport, flags, empty=not n)
             if skipped < 0:
                 return None
         # taken: from here on the packet goes through

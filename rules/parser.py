@@ -490,6 +490,7 @@ def _parse(text: str, file: str, line: int, vars: dict, classification: dict | N
         references=tuple(f.get("references", ())), metadata=tuple(f.get("metadata", ())),
         target=f.get("target"), ip_protos=ctx.ip_protos, checks=checks, payload=payload,
         fast_pattern=fp, fast_pattern_nocase=fp_nocase, flow_to_server=f.get("flow_to_server"),
+        tcp_flags=f.get("tcp_flags"),
         flowbits=tuple(ctx.flowbits), flow_state=frozenset(f.get("_flowbits_checks", ())),
         noalert=bool(f.get("noalert", False)), bypass=bool(f.get("bypass", False)),
         threshold=f.get("threshold"), detection_filter=f.get("detection_filter"),

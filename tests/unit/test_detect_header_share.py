@@ -51,9 +51,9 @@ def packet(src, dst, l4, table: FlowTable | None):
 
 def described(ent) -> tuple:
     """An entry by rule ids (the walk and the cache build equal, not identical, tuples)."""
-    plain, nsrc, groups, later, short = ent
+    plain, nsrc, groups, later, short, gate = ent
     return ([s.rule.sid for s in plain], nsrc, [id(g) for g in groups], [s.rule.sid for s in later],
-            [s.rule.sid for s in short])
+            [s.rule.sid for s in short], gate)
 
 
 def test_the_port_classes_are_the_rules_interval_edges():

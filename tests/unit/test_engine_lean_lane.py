@@ -225,6 +225,50 @@ def test_random_sessions_same_with_and_without_the_lane(steps, mode, plain_rule,
     lockstep(lean, plain, frames)
 
 
+# rules without a fast pattern whose `flags` some ACKs, data segments or FINs pass and some
+# refuse (the flags prefilter, rules.detect._flags_gate)
+FLAG_SPECS = ["FPU", "PA", "A", "A+", "FA", "*SR", "!A", "S,12", "0"]
+
+
+def flags_rules(flags: str) -> str:
+    """NO_PLAIN_RULES and a rule of the direction to the server with `flags` and no pattern."""
+    return NO_PLAIN_RULES + f'\nalert tcp any any -> any 80 (msg:"flags {flags}"; flags:{flags}; sid:9;)\n'
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=ops, mode=st.sampled_from(["ips", "tap", "ids"]), flags=st.sampled_from(FLAG_SPECS))
+def test_random_sessions_with_a_flags_rule_same_with_and_without_the_lane(steps, mode, flags):
+    """A rule without a fast pattern but with `flags`: the lane takes the packets whose flags
+    it refuses, and only those; what it matches (FIN+ACKs, data segments) still matches."""
+    rules = parse(flags_rules(flags))
+    cfg = EngineSettings(mode=mode, stream=StreamSettings(depth=6000))
+    lean, plain = Engine(rules, cfg), Engine(rules, cfg)
+    frames = [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000) + session(steps, 40001))]
+    lockstep(lean, plain, frames)
+
+
+FLAGS_STEPS = [("c", [b"GET /a HTTP/1.1\r\n\r\n", b"more"]), ("ack", [b""]), ("s", [b"x" * 1448, b"y" * 1448]),
+               ("ack", [b""]), ("ack", [b""]), ("c", [b"tail"])]
+
+
+@pytest.mark.parametrize("flags,to_lane", [(None, 8), ("FPU", 8), ("*SR", 8), ("A", 5), ("PA", 5), ("A+", 2)])
+def test_a_flags_rule_keeps_only_the_packets_it_could_match_off_the_lane(flags, to_lane):
+    """The session's 8 later packets (3 data segments and 3 pure ACKs from the client, 2
+    data segments from the server) all take the lane with no pattern-less rule.  A rule to
+    the server whose flags refuse ACK and ACK+PSH (FPU, *SR) changes nothing; `flags:A`
+    keeps the client's 3 pure ACKs off it, `flags:PA` its 3 data segments, `flags:A+` all
+    6; each such packet goes to the general path, where the rule matches it (and `*SR` the
+    SYN, `flags:A` and `flags:A+` the handshake's ACK too)."""
+    rules = parse(NO_PLAIN_RULES if flags is None else flags_rules(flags))
+    lean, plain = Engine(rules, EngineSettings(mode="ips")), Engine(rules, EngineSettings(mode="ips"))
+    count = Counting(lean)
+    frames = session(FLAGS_STEPS, 40000)
+    lockstep(lean, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert count.taken == to_lane
+    if flags is not None:
+        assert lean.hits.get((1, 9), 0) == {"FPU": 0, "*SR": 1, "A": 4, "PA": 3, "A+": 7}[flags]
+
+
 APP_RULES = RULES + """
 alert http any any -> any any (msg:"admin uri"; flow:to_server; http.uri; content:"/admin"; sid:21;)
 alert http any any -> any any (msg:"evil server"; http.server; content:"evil"; sid:22;)

@@ -176,6 +176,16 @@ def test_flags(opts, cases):
         assert passes(r, pkt(tcp_flags=bits)) is expected, (opts, hex(bits))
 
 
+@pytest.mark.parametrize("opts", [f[0] for f in FLAGS])
+def test_the_flags_table_is_the_check_s_answer_for_every_flags_byte(opts):
+    """The detect stage's flags prefilter reads `Rule.tcp_flags` instead of running the
+    check: for each of the 256 flags bytes, the two must agree."""
+    r = rule(opts, header="alert tcp any any -> any any")
+    assert len(r.tcp_flags) == 256
+    assert [bool(b) for b in r.tcp_flags] == [passes(r, pkt(tcp_flags=f)) for f in range(256)]
+    assert rule("content:\"x\";", header="alert tcp any any -> any any").tcp_flags is None
+
+
 def test_flags_only_match_tcp():
     r = rule("flags:S;")
     assert not passes(r, pkt(proto=17, tcp_flags=0x02))

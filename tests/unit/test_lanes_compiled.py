@@ -32,6 +32,8 @@ from tests.unit.test_engine_lean_lane import (
     APP_RULES,
     DIFF,
     EXPECTED,
+    FLAG_SPECS,
+    FLAGS_STEPS,
     GAVE_UP_STEPS,
     NO_PLAIN_RULES,
     RULES,
@@ -39,6 +41,7 @@ from tests.unit.test_engine_lean_lane import (
     UDP_PLAIN_RULE,
     UDP_RULES,
     drive,
+    flags_rules,
     http_ops,
     ops,
     parse,
@@ -259,6 +262,29 @@ def test_the_acks_and_data_of_an_http_session_are_answered_by_the_compiled_lane(
     front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
     assert (front.calls, front.answered) == (11, 8)
     assert (compiled.hits[(1, 21)], compiled.hits[(1, 22)]) == (1, 1)
+
+
+@pytest.mark.parametrize("flags,answered", [(None, 8), ("FPU", 8), ("*SR", 8), ("A", 5), ("PA", 5), ("A+", 2)])
+def test_a_flags_rule_keeps_only_the_packets_it_could_match_from_the_compiled_lane(flags, answered):
+    """The compiled lane reads the same flags prefilter as Engine._lean_tcp: of the session's
+    8 later packets it answers those whose flags the pattern-less rule refuses (all of
+    them for FPU), and leaves the others to inspect, where the rule matches them."""
+    compiled, plain = pair(NO_PLAIN_RULES if flags is None else flags_rules(flags))
+    frames = session(FLAGS_STEPS, 40000)
+    front = lockstep(compiled, plain, [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(frames)])
+    assert front.answered == answered
+    if flags is not None:
+        assert compiled.hits.get((1, 9), 0) == {"FPU": 0, "*SR": 1, "A": 4, "PA": 3, "A+": 7}[flags]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=ops, mode=st.sampled_from(["ips", "tap", "ids"]), flags=st.sampled_from(FLAG_SPECS))
+def test_random_tcp_sessions_with_a_flags_rule_same_through_the_compiled_lane(steps, mode, flags):
+    rules = parse(flags_rules(flags))
+    cfg = EngineSettings(mode=mode, stream=StreamSettings(depth=6000))
+    compiled, plain = Engine(rules, cfg), Engine(rules, cfg)
+    frames = [(1.7e9 + i * 0.001, f, ("eth0",)) for i, f in enumerate(session(steps, 40000) + session(steps, 40001))]
+    lockstep(compiled, plain, frames)
 
 
 def test_in_order_data_is_answered_and_a_pattern_in_the_window_detected():
