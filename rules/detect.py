@@ -65,7 +65,7 @@ class Sig:
     """A rule as the detect stage runs it (Rule has fixed slots; engine data lives here)."""
 
     __slots__ = ("rule", "order", "pid", "fp_short", "rank", "ports", "fb_ops", "has_payload", "iponly",
-                 "kind", "only_stream", "reads", "post")
+                 "kind", "only_stream", "reads", "post", "flags_mask")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -82,6 +82,9 @@ class Sig:
         ops = state_ops(rule)
         self.reads = tuple(op for op in ops if op.read)       # xbits isset, flowint ==, ... (VarState)
         self.post = tuple(op for op in ops if not op.read)    # xbits set, flowint +, ...: after a match
+        # the flags bytes its `flags` passes as a 256-bit mask (bit f: flags byte f), None without
+        t = rule.tcp_flags
+        self.flags_mask = None if t is None else sum(1 << f for f in range(256) if t[f])
 
 
 def state_ops(rule: Rule) -> list:
@@ -202,24 +205,30 @@ def _pcre_items(chain) -> list:
 _NEUTRAL = ("alert", "pass")          # actions that never make a verdict other than forward
 
 
-_NO_FLAGS = bytes(256)              # no plain candidate on a later packet, whatever its flags
 _ALL_FLAGS = b"\x01" * 256          # a plain candidate without `flags`: every packet
+_GATES: dict[int, bytes] = {0: bytes(256), (1 << 256) - 1: _ALL_FLAGS}   # mask -> its table
 
 
 def _flags_gate(later: tuple) -> bytes:
     """The flags prefilter of a flow direction's later plain candidates (rules without a
     fast pattern): for each TCP flags byte, 1 when one of them could match a packet with
     those flags.  A rule whose `flags` refuses them cannot, whatever else it tests (its
-    checks all have to pass), so a pure ACK need not wake a `flags:S` rule."""
-    if not later:
-        return _NO_FLAGS
-    acc = None
+    checks all have to pass), so a pure ACK need not wake a `flags:S` rule.  (Made for
+    each new flow direction when the header classes are not cached: the masks are ORed,
+    and the few distinct tables kept.)"""
+    m = 0
     for s in later:
-        t = s.rule.tcp_flags
-        if t is None:
+        fm = s.flags_mask
+        if fm is None:
             return _ALL_FLAGS
-        acc = t if acc is None else bytes(x | y for x, y in zip(acc, t))
-    return acc
+        m |= fm
+    gate = _GATES.get(m)
+    if gate is None:
+        if len(_GATES) >= 1024:
+            _GATES.clear()
+            _GATES[0] = bytes(256)
+        gate = _GATES[m] = bytes((m >> f) & 1 for f in range(256))
+    return gate
 
 
 def _may_change_verdict(s: Sig) -> bool:
