@@ -1156,8 +1156,8 @@ tcp_check(Lanes *self, PyObject *app, PyObject *det, PyObject *flow, int to_serv
     /* the flags prefilter (Detector._flags_gate): could a plain candidate match these flags? */
     PyObject *plain = PyTuple_GET_ITEM(ent, 0), *gate = PyTuple_GET_ITEM(ent, 5);
     t = 0;
-    if (!PyBytes_CheckExact(gate) || PyBytes_GET_SIZE(gate) != 256 ||
-        PyBytes_AS_STRING(gate)[flags & 0xFF] ||
+    if (!PyBytes_CheckExact(gate) || PyBytes_GET_SIZE(gate) != 32 ||
+        ((((const unsigned char *)PyBytes_AS_STRING(gate))[(flags & 0xFF) >> 3] >> (flags & 7)) & 1) ||
         (n && !app_data && (t = PyObject_IsTrue(PyTuple_GET_ITEM(ent, 4))) != 0)) {
         taken = t < 0 ? -1 : 0;                     /* (a 1-2 byte pattern is looked for in bytes only) */
         goto done;

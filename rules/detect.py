@@ -65,7 +65,7 @@ class Sig:
     """A rule as the detect stage runs it (Rule has fixed slots; engine data lives here)."""
 
     __slots__ = ("rule", "order", "pid", "fp_short", "rank", "ports", "fb_ops", "has_payload", "iponly",
-                 "kind", "only_stream", "reads", "post", "flags_mask")
+                 "kind", "only_stream", "reads", "post")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -82,9 +82,6 @@ class Sig:
         ops = state_ops(rule)
         self.reads = tuple(op for op in ops if op.read)       # xbits isset, flowint ==, ... (VarState)
         self.post = tuple(op for op in ops if not op.read)    # xbits set, flowint +, ...: after a match
-        # the flags bytes its `flags` passes as a 256-bit mask (bit f: flags byte f), None without
-        t = rule.tcp_flags
-        self.flags_mask = None if t is None else sum(1 << f for f in range(256) if t[f])
 
 
 def state_ops(rule: Rule) -> list:
@@ -205,30 +202,27 @@ def _pcre_items(chain) -> list:
 _NEUTRAL = ("alert", "pass")          # actions that never make a verdict other than forward
 
 
-_ALL_FLAGS = b"\x01" * 256          # a plain candidate without `flags`: every packet
-_GATES: dict[int, bytes] = {0: bytes(256), (1 << 256) - 1: _ALL_FLAGS}   # mask -> its table
+_ALL_FLAGS = b"\xff" * 32           # a plain candidate without `flags`: every packet
 
 
 def _flags_gate(later: tuple) -> bytes:
     """The flags prefilter of a flow direction's later plain candidates (rules without a
-    fast pattern): for each TCP flags byte, 1 when one of them could match a packet with
-    those flags.  A rule whose `flags` refuses them cannot, whatever else it tests (its
-    checks all have to pass), so a pure ACK need not wake a `flags:S` rule.  (Made for
-    each new flow direction when the header classes are not cached: the masks are ORed,
-    and the few distinct tables kept.)"""
+    fast pattern), a 32-byte bitmap: bit f (byte f >> 3, bit f & 7) set when one of them
+    could match a packet with TCP flags byte f (`_flags_may_match`; rules/_hotpath.c reads it
+    the same way).  A rule whose `flags` refuses them cannot, whatever else it tests (its
+    checks all have to pass), so a pure ACK need not wake a `flags:S` rule."""
     m = 0
     for s in later:
-        fm = s.flags_mask
+        fm = s.rule.tcp_flags
         if fm is None:
             return _ALL_FLAGS
         m |= fm
-    gate = _GATES.get(m)
-    if gate is None:
-        if len(_GATES) >= 1024:
-            _GATES.clear()
-            _GATES[0] = bytes(256)
-        gate = _GATES[m] = bytes((m >> f) & 1 for f in range(256))
-    return gate
+    return m.to_bytes(32, "little")
+
+
+def _flags_may_match(gate: bytes, flags: int) -> bool:
+    """Could a plain candidate of the entry whose flags prefilter is `gate` match flags `flags`?"""
+    return bool(gate[flags >> 3] >> (flags & 7) & 1)
 
 
 def _may_change_verdict(s: Sig) -> bool:
@@ -410,7 +404,7 @@ class Detector:
         if ent is None or (self.tx is not None and not empty):
             return -1
         plain, _nsrc, _groups, _later, short, gate = ent
-        if gate[flags] or (short and not empty):
+        if _flags_may_match(gate, flags) or (short and not empty):
             return -1
         return len(plain)
 
@@ -456,7 +450,7 @@ class Detector:
         if ent is None:
             return None
         plain, _nsrc, _groups, _later, short, gate = ent
-        if gate[flags]:
+        if _flags_may_match(gate, flags):
             return None
         return len(plain), short
 

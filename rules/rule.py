@@ -124,8 +124,9 @@ class Rule:
     fast_pattern: bytes | None = None
     fast_pattern_nocase: bool = False
     flow_to_server: bool | None = None        # flow:to_server -> True, to_client -> False, None: either
-    # the `flags` keyword's answer for each TCP flags byte (256 bytes, 1 = passes), None without it
-    tcp_flags: bytes | None = None
+    # the `flags` keyword's answer for each TCP flags byte as a 256-bit mask (bit f set: flags
+    # byte f passes), None without it
+    tcp_flags: int | None = None
     flowbits: tuple[FlowbitOp, ...] = ()      # post-match ops only (set/unset/toggle/noalert); isset/isnotset are in checks
     # the checks whose answer depends on the flow's flowbits alone (flowbits:isset/isnotset)
     flow_state: frozenset = frozenset()

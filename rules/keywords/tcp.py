@@ -64,10 +64,10 @@ def _flags(value: str, ctx: Ctx):
         return p.proto == IPPROTO_TCP and not p.frag and pred(p.tcp_flags & keep)
 
     ctx.add_check(check, cost=0)
-    # the flags bytes the check passes, one byte per value: the detect stage's flags
+    # the flags bytes the check passes, bit f for flags byte f: the detect stage's flags
     # prefilter (rules.detect), as Suricata keeps rules without a fast pattern but with
     # `flags` out of the candidates of a packet whose flags they refuse
-    ctx.fields["tcp_flags"] = bytes(pred(f & keep) for f in range(256))
+    ctx.fields["tcp_flags"] = sum(1 << f for f in range(256) if pred(f & keep))
     return value.strip()
 
 
