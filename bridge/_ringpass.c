@@ -488,8 +488,28 @@ ring_facts(PyObject *ring, Py_ssize_t size, PyObject **view, PyObject **offs, Py
     return 0;
 }
 
+/* ring_pass's send at the end of a walk that emptied the RX ring (drain_walk's: see there) */
+struct early_send {
+    int done;                          /* send() was called: its answer is n, code */
+    ssize_t n;
+    int code;
+};
+static PyObject *s_fd;
+
+static PyObject *ring_pass_impl(PyObject *const *args, Py_ssize_t nargs, struct early_send *es);
+
 static PyObject *
 ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return ring_pass_impl(args, nargs, NULL);
+}
+
+/* ring_pass; with `es`, a walk that ends with the RX ring empty and frames queued on a TX
+ * ring with a kernel socket sends them before anything is written back (es->done and the
+ * answer set; drain_walk counts it): on the path of a frame that woke the worker, every
+ * Python object read before the send is a few cache misses after a sleep */
+static PyObject *
+ring_pass_impl(PyObject *const *args, Py_ssize_t nargs, struct early_send *es)
 {
     if (nargs != 15) {
         PyErr_SetString(PyExc_TypeError, "ring_pass(rx, tx, inspect, meta, forward, hit, pidx, csum_mask, "
@@ -822,6 +842,23 @@ ring_pass(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
 
+    if (es != NULL && !failed && stop == STOP_END && t != NULL && tx_q > 0) {
+        PyObject *fdo = PyObject_GetAttr(tx, s_fd);
+        long fd = fdo == NULL ? -1 : PyLong_AsLong(fdo);
+        Py_XDECREF(fdo);
+        if (fdo == NULL || (fd == -1 && PyErr_Occurred())) {
+            failed = 1;
+        } else if (fd >= 0) {
+            ssize_t n;
+            do {
+                n = send((int)fd, "", 0, MSG_DONTWAIT);
+            } while (n < 0 && errno == EINTR);
+            es->done = 1;
+            es->n = n;
+            es->code = n < 0 ? (errno ? errno : EIO) : 0;
+        }
+    }
+
     /* write the rings' state back before anything else can fail */
     {
         PyObject *et = NULL, *ev = NULL, *tb_ = NULL;
@@ -913,10 +950,35 @@ attr_add(PyObject *obj, PyObject *name, Py_ssize_t by)
 static PyObject *s_received, *s_ignored_outgoing, *s_inspected, *s_bypassed, *s_inspector_errors, *s_seen,
     *s_last_ts, *s_last_ts_mono, *s_flush, *s_fd, *s_first, *s_sent, *s_forwarded;
 
-/* tx.flush(c) (bridge.ring.TxRing) with its first send() made here when the ring has a
- * kernel socket (tx.fd >= 0): the whole batch out, the queue is emptied and counted as
- * flush does; anything else goes on in tx.sent(c, bytes sent, errno).  0, or -1 with an
+/* What tx.flush(c) (bridge.ring.TxRing) does once its first send() answered n bytes, or
+ * failed with errno `code` (n < 0): the whole batch out, the queue is emptied and counted
+ * as flush does; anything else goes on in tx.sent(c, bytes sent, errno).  0, or -1 with an
  * exception set. */
+static int
+tx_sent(PyObject *tx, PyObject *c, ssize_t n, int code)
+{
+    Py_ssize_t queued = int_attr(tx, s_queued), expected = int_attr(tx, s_qbytes);
+    if (queued < 0 || expected < 0)
+        return -1;
+    if (n >= 0 && n == expected) {
+        Py_ssize_t head = int_attr(tx, s_head);
+        if (head < 0 || set_int_attr(tx, s_queued, 0) < 0 || set_int_attr(tx, s_qbytes, 0) < 0 ||
+            set_int_attr(tx, s_first, head) < 0 || attr_add(c, s_forwarded, queued) < 0)
+            return -1;
+        return 0;
+    }
+    PyObject *a = PyLong_FromSsize_t(n < 0 ? 0 : n), *b = PyLong_FromLong(code);
+    PyObject *r = (a && b) ? PyObject_CallMethodObjArgs(tx, s_sent, c, a, b, NULL) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* tx.flush(c) with its first send() made here when the ring has a kernel socket (tx.fd >=
+ * 0; tx_sent does the rest).  0, or -1 with an exception set. */
 static int
 tx_flush(PyObject *tx, PyObject *c)
 {
@@ -925,38 +987,21 @@ tx_flush(PyObject *tx, PyObject *c)
     Py_XDECREF(fdo);
     if (fdo == NULL || (fd == -1 && PyErr_Occurred()))
         return -1;
-    PyObject *r;
-    if (fd < 0) {
-        r = PyObject_CallMethodOneArg(tx, s_flush, c);
-    } else {
-        Py_ssize_t queued = int_attr(tx, s_queued), expected = int_attr(tx, s_qbytes);
-        if (queued < 0 || expected < 0)
-            return -1;
-        if (queued == 0) {
-            r = PyObject_CallMethodOneArg(tx, s_flush, c);     /* (resets what an empty flush resets) */
-        } else {
-            ssize_t n;
-            do {
-                n = send((int)fd, "", 0, MSG_DONTWAIT);
-            } while (n < 0 && errno == EINTR);
-            int code = n < 0 ? (errno ? errno : EIO) : 0;
-            if (n >= 0 && n == expected) {
-                Py_ssize_t head = int_attr(tx, s_head);
-                if (head < 0 || set_int_attr(tx, s_queued, 0) < 0 || set_int_attr(tx, s_qbytes, 0) < 0 ||
-                    set_int_attr(tx, s_first, head) < 0 || attr_add(c, s_forwarded, queued) < 0)
-                    return -1;
-                return 0;
-            }
-            PyObject *a = PyLong_FromSsize_t(n < 0 ? 0 : n), *b = PyLong_FromLong(code);
-            r = (a && b) ? PyObject_CallMethodObjArgs(tx, s_sent, c, a, b, NULL) : NULL;
-            Py_XDECREF(a);
-            Py_XDECREF(b);
-        }
-    }
-    if (r == NULL)
+    Py_ssize_t queued = fd < 0 ? 0 : int_attr(tx, s_queued);
+    if (queued < 0)
         return -1;
-    Py_DECREF(r);
-    return 0;
+    if (queued == 0) {        /* no socket, or nothing queued (flush resets what an empty flush resets) */
+        PyObject *r = PyObject_CallMethodOneArg(tx, s_flush, c);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        return 0;
+    }
+    ssize_t n;
+    do {
+        n = send((int)fd, "", 0, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    return tx_sent(tx, c, n, n < 0 ? (errno ? errno : EIO) : 0);
 }
 
 static PyObject *
@@ -980,19 +1025,35 @@ drain_walk(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *stopped = NULL;          /* ring_pass's answer at a frame for Python */
     int failed = 0;
     while (left > 0) {
-        if (wd != Py_None && attr_add(wd, s_batch, 1) < 0) {
-            failed = 1;
-            break;
-        }
         PyObject *n = PyLong_FromSsize_t(left);
         if (n == NULL) {
             failed = 1;
             break;
         }
         argv[14] = n;
-        PyObject *r = ring_pass(NULL, argv, 15);
+        struct early_send es = {0, 0, 0};
+        PyObject *r = ring_pass_impl(argv, 15, tx != Py_None ? &es : NULL);
         Py_DECREF(n);
+        if (es.done) {
+            /* the pass sent its frames itself: counted as a flush counts them (an error of
+             * the pass's comes first) */
+            if (r == NULL) {
+                PyObject *et, *ev, *etb;
+                PyErr_Fetch(&et, &ev, &etb);
+                if (tx_sent(tx, c, es.n, es.code) < 0)
+                    PyErr_Clear();
+                PyErr_Restore(et, ev, etb);
+            } else if (tx_sent(tx, c, es.n, es.code) < 0) {
+                Py_CLEAR(r);
+            }
+        }
         if (r == NULL) {
+            failed = 1;
+            break;
+        }
+        /* (after the pass: a pass stuck in one frame shows the watchdog the same batch) */
+        if (wd != Py_None && attr_add(wd, s_batch, 1) < 0) {
+            Py_DECREF(r);
             failed = 1;
             break;
         }
