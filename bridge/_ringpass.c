@@ -936,9 +936,11 @@ attr_add(PyObject *obj, PyObject *name, Py_ssize_t by)
  * bridge.worker.Worker.drain's loop over ring_pass, for the drain whose every frame the
  * walk takes: `walk` is ring_pass's first 13 arguments (the port's, made once: rx, tx,
  * inspect, meta, forward, hit, pidx, csum_mask, csum_hint, skip_hint, install, hit_pass,
- * tables), `events` its 14th, `left` the most slots to walk.  Per ring_pass call the
+ * tables), `events` its 14th, `left` the most slots to walk.  After each ring_pass call the
  * watchdog's `batch` goes up by one (None: no watchdog); a FLUSH stop flushes the TX ring
- * (tx_flush: tx.flush(counters), its send() made here) and walks on.  At the end, or at a frame that needs Python (any other stop), what was
+ * (tx_flush: tx.flush(counters), its send() made here) and walks on; a pass that emptied
+ * the RX ring has sent what it queued itself (ring_pass_impl's early send), counted here
+ * by tx_sent.  At the end, or at a frame that needs Python (any other stop), what was
  * walked is counted as drain's `finally` counts it: counters.received, ignored_outgoing,
  * inspected, bypassed, inspector_errors; `seen` (the ForwardAll inspector, or None).seen
  * += inspected; worker.last_ts and last_ts_mono (CLOCK_MONOTONIC, as time.monotonic) when
