@@ -496,6 +496,29 @@ struct early_send {
 };
 static PyObject *s_fd;
 
+/* A TX ring's tx.fd in *fd (-1: no kernel socket): 0, or -1 with an exception set */
+static int
+tx_fd(PyObject *tx, long *fd)
+{
+    PyObject *fdo = PyObject_GetAttr(tx, s_fd);
+    *fd = fdo == NULL ? -1 : PyLong_AsLong(fdo);
+    Py_XDECREF(fdo);
+    return fdo == NULL || (*fd == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* The send() that hands a TX ring's queued frames to the kernel: its answer, and in *code
+ * its errno when it failed (0 when it did not) */
+static ssize_t
+tx_kick(long fd, int *code)
+{
+    ssize_t n;
+    do {
+        n = send((int)fd, "", 0, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    *code = n < 0 ? (errno ? errno : EIO) : 0;
+    return n;
+}
+
 static PyObject *ring_pass_impl(PyObject *const *args, Py_ssize_t nargs, struct early_send *es);
 
 static PyObject *
@@ -843,19 +866,12 @@ ring_pass_impl(PyObject *const *args, Py_ssize_t nargs, struct early_send *es)
     }
 
     if (es != NULL && !failed && stop == STOP_END && t != NULL && tx_q > 0) {
-        PyObject *fdo = PyObject_GetAttr(tx, s_fd);
-        long fd = fdo == NULL ? -1 : PyLong_AsLong(fdo);
-        Py_XDECREF(fdo);
-        if (fdo == NULL || (fd == -1 && PyErr_Occurred())) {
+        long fd;
+        if (tx_fd(tx, &fd) < 0) {
             failed = 1;
         } else if (fd >= 0) {
-            ssize_t n;
-            do {
-                n = send((int)fd, "", 0, MSG_DONTWAIT);
-            } while (n < 0 && errno == EINTR);
+            es->n = tx_kick(fd, &es->code);
             es->done = 1;
-            es->n = n;
-            es->code = n < 0 ? (errno ? errno : EIO) : 0;
         }
     }
 
@@ -984,10 +1000,8 @@ tx_sent(PyObject *tx, PyObject *c, ssize_t n, int code)
 static int
 tx_flush(PyObject *tx, PyObject *c)
 {
-    PyObject *fdo = PyObject_GetAttr(tx, s_fd);
-    long fd = fdo == NULL ? -1 : PyLong_AsLong(fdo);
-    Py_XDECREF(fdo);
-    if (fdo == NULL || (fd == -1 && PyErr_Occurred()))
+    long fd;
+    if (tx_fd(tx, &fd) < 0)
         return -1;
     Py_ssize_t queued = fd < 0 ? 0 : int_attr(tx, s_queued);
     if (queued < 0)
@@ -999,11 +1013,9 @@ tx_flush(PyObject *tx, PyObject *c)
         Py_DECREF(r);
         return 0;
     }
-    ssize_t n;
-    do {
-        n = send((int)fd, "", 0, MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    return tx_sent(tx, c, n, n < 0 ? (errno ? errno : EIO) : 0);
+    int code;
+    ssize_t n = tx_kick(fd, &code);
+    return tx_sent(tx, c, n, code);
 }
 
 static PyObject *
