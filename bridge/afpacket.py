@@ -294,7 +294,7 @@ def open_socket(iface: Interface, cluster_id: int, *, mtu: int | None = None,
     try:
         s.setsockopt(SOL_PACKET, PACKET_VERSION, geo.version)
         s.setsockopt(SOL_PACKET, PACKET_RESERVE, VLAN_HEADROOM)
-        want_tx = iface.copy_mode is not None and geo.version != TPACKET_V3 and getattr(iface, "tx_ring", False)
+        want_tx = iface.copy_mode is not None and geo.version != TPACKET_V3 and iface.tx_ring
         if want_tx:
             s.setsockopt(SOL_PACKET, PACKET_LOSS, 1)      # only before any ring exists
         s.setsockopt(SOL_PACKET, PACKET_RX_RING, geo.req())
