@@ -966,7 +966,7 @@ attr_add(PyObject *obj, PyObject *name, Py_ssize_t by)
  * kind, value) with nothing flushed: drain goes on from there.  An exception (from ring_pass or a flush) is raised after the
  * counting and the flush, as drain's `finally` does. */
 static PyObject *s_received, *s_ignored_outgoing, *s_inspected, *s_bypassed, *s_inspector_errors, *s_seen,
-    *s_last_ts, *s_last_ts_mono, *s_flush, *s_fd, *s_first, *s_sent, *s_forwarded;
+    *s_last_ts, *s_last_ts_mono, *s_flush, *s_first, *s_sent, *s_forwarded;
 
 /* What tx.flush(c) (bridge.ring.TxRing) does once its first send() answered n bytes, or
  * failed with errno `code` (n < 0): the whole batch out, the queue is emptied and counted
