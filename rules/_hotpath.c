@@ -785,10 +785,15 @@ typedef struct {
     PyTypeObject *body_parser;
     long long closed, prune_step, body_length, body_close, body_data;
     /* the quiet transaction run's (tx_quiet): (TxDetector, TxDetector.run, TxDetector._candidates,
-     * detect_tx._CANDIDATES, detect_tx._QUIET, DONE), or NULL; and how many segments it answered */
-    PyObject *txq;
+     * detect_tx._CANDIDATES, detect_tx._QUIET, DONE[, grown]), or NULL; and how many segments it
+     * answered.  grown (quiet_cands): the HTTP bodies' GROWN getters by side, and where
+     * _Slot.packed holds side, progress, get, grows, db and overlap; NULL: not given, every
+     * quiet run's candidates are TxDetector._candidates'.  quiet_scans: the quiet runs whose
+     * candidates quiet_cands answered */
+    PyObject *txq, *grown;
     long long done_level;
-    Py_ssize_t quiet_answers;
+    Py_ssize_t pk_side, pk_progress, pk_get, pk_grows, pk_db, pk_overlap;
+    Py_ssize_t quiet_answers, quiet_scans;
 } Lanes;
 
 static int body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *det, PyObject *flow,
@@ -812,7 +817,7 @@ static PyObject *bs_tx_idle, *bs_flowbits, *bs_app_on, *bs_data, *bs_data_off, *
 
 /* the quiet transaction run's (tx_quiet, below) */
 static PyObject *tq_run, *tq_candidates, *tq_quiet_runs, *tq_protos, *tq_hdr, *tq_reads, *tq_only, *tq_found,
-    *tq_final, *tq_src, *tq_sport;
+    *tq_final, *tq_srv, *tq_srv_port, *tq_packed, *tq_bodies[2], *tq_cands[2], *tq_zero;
 
 static int
 lane_init_strings(void)
@@ -841,9 +846,20 @@ lane_init_strings(void)
     S(bs_fp_short, "fp_short"); S(bs_prune, "_prune"); S(bs_lane_tx, "_lane_tx");
     S(tq_run, "run"); S(tq_candidates, "_candidates"); S(tq_quiet_runs, "quiet_runs"); S(tq_protos, "protos");
     S(tq_hdr, "_hdr"); S(tq_reads, "reads"); S(tq_only, "only"); S(tq_found, "found"); S(tq_final, "final");
-    S(tq_src, "src"); S(tq_sport, "sport");
+    S(tq_srv, "srv"); S(tq_srv_port, "srv_port"); S(tq_packed, "packed");
+    S(tq_bodies[0], "resp_body"); S(tq_bodies[1], "req_body");
 #undef S
+    PyObject *cands = PyUnicode_InternFromString("cands");
+    if (cands == NULL)
+        return -1;
+    tq_cands[0] = PyTuple_Pack(2, cands, Py_False);             /* detect_tx's ("cands", d) */
+    tq_cands[1] = PyTuple_Pack(2, cands, Py_True);
+    Py_DECREF(cands);
+    if (tq_cands[0] == NULL || tq_cands[1] == NULL)
+        return -1;
     ls_one = PyLong_FromLong(1);
+    if ((tq_zero = PyLong_FromLong(0)) == NULL)
+        return -1;
     ls_udp = PyLong_FromLong(17);
     ls_tcp = PyLong_FromLong(6);
     return (ls_one && ls_udp && ls_tcp) ? 0 : -1;
@@ -1597,13 +1613,28 @@ lane_new_args(Lanes *self, PyObject *args)
                               &self->body_length, &self->body_close, &self->body_data, &PyTuple_Type, &txq))
             return -1;
         if (txq != NULL) {
-            PyObject *det_cls, *run, *cands, *fn, *keys;
-            if (!PyArg_ParseTuple(txq, "O!OOOO!L:Lanes quiet run", &PyType_Type, &det_cls, &run, &cands, &fn,
-                                  &PyTuple_Type, &keys, &self->done_level))
+            PyObject *det_cls, *run, *cands, *fn, *keys, *grown = NULL;
+            if (!PyArg_ParseTuple(txq, "O!OOOO!L|O!:Lanes quiet run", &PyType_Type, &det_cls, &run, &cands, &fn,
+                                  &PyTuple_Type, &keys, &self->done_level, &PyTuple_Type, &grown))
                 return -1;
             if (PyTuple_GET_SIZE(keys) != 2) {
                 PyErr_SetString(PyExc_TypeError, "Lanes quiet run: _QUIET must hold two keys");
                 return -1;
+            }
+            if (grown != NULL) {
+                PyObject *g0, *g1;
+                if (!PyArg_ParseTuple(grown, "OOnnnnnn:Lanes quiet run's grown", &g0, &g1, &self->pk_side,
+                                      &self->pk_progress, &self->pk_get, &self->pk_grows, &self->pk_db,
+                                      &self->pk_overlap))
+                    return -1;
+                Py_ssize_t at[6] = {self->pk_side, self->pk_progress, self->pk_get, self->pk_grows, self->pk_db,
+                                    self->pk_overlap};
+                for (int i = 0; i < 6; i++)
+                    if (at[i] < 0) {
+                        PyErr_SetString(PyExc_ValueError, "Lanes quiet run: a _Slot.packed place below 0");
+                        return -1;
+                    }
+                self->grown = Py_NewRef(grown);
             }
             self->txq = Py_NewRef(txq);
         }
@@ -1663,6 +1694,7 @@ lane_traverse(Lanes *self, visitproc visit, void *arg)
     Py_VISIT(self->flow_type);
     Py_VISIT(self->body_parser);
     Py_VISIT(self->txq);
+    Py_VISIT(self->grown);
     Py_VISIT(self->forward);
     Py_VISIT(self->move_to_end);
     for (int i = 0; i < KEY_CACHE; i++) {
@@ -1689,6 +1721,7 @@ lane_clear(Lanes *self)
     Py_CLEAR(self->forward);
     Py_CLEAR(self->body_parser);
     Py_CLEAR(self->txq);
+    Py_CLEAR(self->grown);
     Py_CLEAR(self->move_to_end);
     for (int i = 0; i < KEY_CACHE; i++) {
         self->keys[i].rawlen = 0;
@@ -1723,6 +1756,9 @@ static PyMethodDef lane_methods[] = {
 static PyMemberDef lane_members[] = {
     {"quiet_answers", T_PYSSIZET, offsetof(Lanes, quiet_answers), READONLY,
      "body segments whose transaction run the lane answered itself (tx_quiet)"},
+    {"quiet_scans", T_PYSSIZET, offsetof(Lanes, quiet_scans), READONLY,
+     "quiet transaction runs whose candidates the lane worked out itself, scanning only the body's "
+     "new bytes (quiet_cands)"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -2280,6 +2316,183 @@ tx_idle(PyObject *parser, int d, PyObject *flow)
     return t;
 }
 
+/* The prefilter ids a scan of the body lane finds (hyperscan's callback lane_ids_add):
+ * up to LANE_IDS_MAX distinct ones; one more stops the scan (the segment then goes the
+ * general way). */
+#define LANE_IDS_MAX 32
+struct lane_ids {
+    unsigned int n;
+    unsigned int ids[LANE_IDS_MAX];
+};
+
+static int
+lane_ids_add(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags, void *ctx)
+{
+    struct lane_ids *l = ctx;
+    for (unsigned int i = 0; i < l->n; i++)
+        if (l->ids[i] == id)
+            return 0;
+    if (l->n == LANE_IDS_MAX)
+        return 1;
+    l->ids[l->n++] = id;
+    return 0;
+}
+
+/* TxDetector._candidates on transaction `tx` (direction d, its tx.found `found`, header memo
+ * `memo`, progress pr) for a quiet run, without the call, when it can only give what its
+ * last call on tx gave: the part it keeps in found[("cands", d)] was made with this memo,
+ * and each slot still open and there is a growing body of this direction -- the lane's
+ * own `body` (its bytes `bdata`) of transaction `btx`, holding its minimal inspect size --
+ * whose new bytes (from `overlap` before the end its last scan reached) hold no pattern
+ * that scan did not find: its set is the same, so are the rules it brings.  (Anchored
+ * patterns are only ever taken out of a scan's set: a subset stays one.)  The slot's
+ * record (id(slot), 0) then moves to the new end, as _grown moves it.  1: the same
+ * candidates; 0: not known, _candidates is called (a record moved is what it would have
+ * made); -1 an exception. */
+static int
+quiet_cands(Lanes *self, PyObject *tx, PyObject *found, int d, PyObject *memo, const long long *pr, PyObject *btx,
+            PyObject *body, PyObject *bdata)
+{
+    if (self->grown == NULL || tx != btx || body == NULL || bdata == NULL)
+        return 0;
+    PyObject *fixed = PyDict_GetItemWithError(found, tq_cands[d]);              /* borrowed */
+    if (fixed == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyList_CheckExact(fixed) || PyList_GET_SIZE(fixed) != 3 || PyList_GET_ITEM(fixed, 0) != memo ||
+        !PyList_CheckExact(PyList_GET_ITEM(fixed, 1)))
+        return 0;
+    const char *bytes;
+    Py_ssize_t n;
+    if (PyByteArray_CheckExact(bdata)) {
+        bytes = PyByteArray_AS_STRING(bdata);
+        n = PyByteArray_GET_SIZE(bdata);
+    } else if (PyBytes_CheckExact(bdata)) {
+        bytes = PyBytes_AS_STRING(bdata);
+        n = PyBytes_GET_SIZE(bdata);
+    } else {
+        return 0;
+    }
+    PyObject *open = Py_NewRef(PyList_GET_ITEM(fixed, 1)), *getter = PyTuple_GET_ITEM(self->grown, d);
+    PyObject *slot = NULL, *pk = NULL, *sid = NULL, *key = NULL, *o = NULL, *nobj = NULL, *pair = NULL;
+    int r = -1;
+    /* the getter's body is this one (the transaction's body of side d), and there: not
+     * empty, at least the minimal inspect size (the lane's body is never done) */
+    o = fa_get(tx, tq_bodies[d]);
+    if (o == NULL)
+        goto out;
+    if (o != body || n == 0) {
+        r = 0;
+        goto out;
+    }
+    Py_CLEAR(o);
+    o = fa_get(tx, bs_min_inspect);
+    PyObject *mi = o ? PySequence_GetItem(o, d) : NULL;
+    long long least = mi ? PyLong_AsLongLong(mi) : -1;
+    Py_XDECREF(mi);
+    Py_CLEAR(o);
+    if (PyErr_Occurred())
+        goto out;
+    if (n < least) {
+        r = 0;
+        goto out;
+    }
+    Py_ssize_t most = self->pk_side;
+    Py_ssize_t at[5] = {self->pk_progress, self->pk_get, self->pk_grows, self->pk_db, self->pk_overlap};
+    for (int i = 0; i < 5; i++)
+        most = at[i] > most ? at[i] : most;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(open); i++) {
+        Py_XSETREF(slot, Py_NewRef(PyList_GET_ITEM(open, i)));
+        Py_XSETREF(pk, fa_get(slot, tq_packed));
+        if (pk == NULL)
+            goto out;
+        if (!PyTuple_CheckExact(pk) || PyTuple_GET_SIZE(pk) <= most) {
+            r = 0;
+            goto out;
+        }
+        int side = PyObject_IsTrue(PyTuple_GET_ITEM(pk, self->pk_side));
+        long long need = side < 0 ? -1 : PyLong_AsLongLong(PyTuple_GET_ITEM(pk, self->pk_progress));
+        if (side < 0 || (need == -1 && PyErr_Occurred()))
+            goto out;
+        if (pr[side] < need)
+            continue;                                               /* not there yet */
+        if (side != d || PyTuple_GET_ITEM(pk, self->pk_get) != getter ||
+            PyTuple_GET_ITEM(pk, self->pk_grows) != Py_True) {
+            r = 0;                                                  /* (another buffer: _candidates') */
+            goto out;
+        }
+        Py_XSETREF(sid, PyLong_FromVoidPtr(slot));                  /* id(slot) */
+        int in = sid ? PyDict_Contains(found, sid) : -1;
+        if (in != 0) {
+            r = in < 0 ? -1 : 0;                                    /* (final: _candidates moves it) */
+            goto out;
+        }
+        Py_XSETREF(key, PyTuple_Pack(2, sid, tq_zero));
+        PyObject *prev = key ? PyDict_GetItemWithError(found, key) : NULL;    /* borrowed */
+        if (prev == NULL) {
+            r = PyErr_Occurred() ? -1 : 0;
+            goto out;
+        }
+        if (!PyTuple_CheckExact(prev) || PyTuple_GET_SIZE(prev) != 2 || !PyAnySet_Check(PyTuple_GET_ITEM(prev, 1))) {
+            r = 0;
+            goto out;
+        }
+        long long done = PyLong_AsLongLong(PyTuple_GET_ITEM(prev, 0));
+        if (done == -1 && PyErr_Occurred())
+            goto out;
+        if (done > n) {
+            r = 0;
+            goto out;
+        }
+        if (done == n)
+            continue;
+        PyObject *got = Py_NewRef(PyTuple_GET_ITEM(prev, 1));
+        Py_XSETREF(o, fa_get(PyTuple_GET_ITEM(pk, self->pk_db), bs_scan));
+        long long overlap = PyLong_AsLongLong(PyTuple_GET_ITEM(pk, self->pk_overlap));
+        if (o == NULL || (overlap == -1 && PyErr_Occurred())) {
+            Py_DECREF(got);
+            goto out;
+        }
+        if (!PyCFunction_Check(o) || PyCFunction_GET_SELF(o) == NULL ||
+            Py_TYPE(PyCFunction_GET_SELF(o)) != &HsDatabaseType || overlap < 0 || n - done > 0x7FFFFFFF) {
+            Py_DECREF(got);
+            r = 0;                                                  /* (not libhs: _candidates') */
+            goto out;
+        }
+        HsDatabase *hsdb = (HsDatabase *)PyCFunction_GET_SELF(o);
+        long long from = done - overlap > 0 ? done - overlap : 0;
+        struct lane_ids ids = {0, {0}};
+        int rc = hsdb->h.scan(hsdb->h.db, bytes + from, (unsigned int)(n - from), 0, hsdb->h.scratch,
+                              lane_ids_add, &ids);
+        int sub = rc == SCAN_HS_SUCCESS;                            /* (too many ids, or libhs failed: not known) */
+        for (unsigned int k = 0; sub > 0 && k < ids.n; k++) {
+            PyObject *pid = PyLong_FromUnsignedLong(ids.ids[k]);
+            sub = pid ? PySet_Contains(got, pid) : -1;
+            Py_XDECREF(pid);
+        }
+        if (sub > 0) {
+            Py_XSETREF(nobj, PyLong_FromSsize_t(n));
+            Py_XSETREF(pair, nobj ? PyTuple_Pack(2, nobj, got) : NULL);
+            sub = pair == NULL || PyDict_SetItem(found, key, pair) < 0 ? -1 : 1;
+        }
+        Py_DECREF(got);
+        if (sub <= 0) {
+            r = sub;
+            goto out;
+        }
+    }
+    r = 1;
+out:
+    Py_DECREF(open);
+    Py_XDECREF(slot);
+    Py_XDECREF(pk);
+    Py_XDECREF(sid);
+    Py_XDECREF(key);
+    Py_XDECREF(o);
+    Py_XDECREF(nobj);
+    Py_XDECREF(pair);
+    return r;
+}
+
 /* TxDetector.run and the rest of Engine._app_tx on a body segment, when every transaction
  * of the direction had a last run that matched nothing and is quiet again (its record in
  * Tx.found under _QUIET[d]: the same candidates, progress and flowbits; run then only
@@ -2287,14 +2500,17 @@ tx_idle(PyObject *parser, int d, PyObject *flow)
  * and only sets st.fed false).  Every record is checked before anything is changed: the
  * transactions' `final` marks, TxDetector.evaluated, the parser's idle mark for the
  * direction (run's), st.fed (collect's).  The detector must be a TxDetector whose run and
- * _candidates are the class's own (tests replace them on an instance).  1 answered: the
- * answer is FORWARD; 0 not, with nothing changed but what _candidates keeps (the header
- * memo, the candidates and the growing body's scan, which run keeps the same way when it
- * runs next; an error on the way is cleared, run meets it again); -1 an exception once
- * something changed (memory). */
+ * _candidates are the class's own (tests replace them on an instance).  A transaction's
+ * candidates are quiet_cands' when it knows them (the lane's own body growing, its new
+ * bytes bringing no pattern), otherwise _candidates' on the segment's Packet (`*pktp`,
+ * built then if it is not yet).  1 answered: the answer is FORWARD; 0 not, with nothing
+ * changed but what _candidates keeps (the header memo, the candidates and the growing
+ * body's scan, which run keeps the same way when it runs next; an error on the way is
+ * cleared, run meets it again); -1 an exception once something changed (memory). */
 static int
 tx_quiet(Lanes *self, PyObject *txd, PyObject *parser, PyObject *st, PyObject *flow, PyObject *txs, int d,
-         PyObject *pkt)
+         PyObject *frame, PyObject *meta, int validate, PyObject **pktp, PyObject *btx, PyObject *body,
+         PyObject *bdata)
 {
     PyObject *q = self->txq;
     if (q == NULL || Py_TYPE(txd) != (PyTypeObject *)PyTuple_GET_ITEM(q, 0) || !PyList_CheckExact(txs))
@@ -2309,7 +2525,7 @@ tx_quiet(Lanes *self, PyObject *txd, PyObject *parser, PyObject *st, PyObject *f
         goto not_now;
 #define TQ_MAX 8
     PyObject *finals[TQ_MAX];                       /* the transactions run marks final */
-    int nf = 0, on_bits = 0, r = 0;
+    int nf = 0, on_bits = 0, r = 0, nscans = 0;
     long long add = 0;
     PyObject *dobj = d ? Py_True : Py_False, *qkey = PyTuple_GET_ITEM(PyTuple_GET_ITEM(q, 4), d);
     PyObject *proto = NULL, *protos = NULL, *hdr = NULL, *memo = NULL, *key = NULL, *src = NULL, *sport = NULL;
@@ -2334,8 +2550,9 @@ tx_quiet(Lanes *self, PyObject *txd, PyObject *parser, PyObject *st, PyObject *f
         per = o;
         Py_CLEAR(o);
     }
-    src = PyObject_GetAttr(pkt, tq_src);
-    sport = src ? PyObject_GetAttr(pkt, tq_sport) : NULL;
+    /* (the packet's source: the flow's client to the server, its server the other way) */
+    src = d ? Py_XNewRef(FSLOT(self, flow, F_CLI)) : fa_get(flow, tq_srv);
+    sport = src == NULL ? NULL : d ? Py_XNewRef(FSLOT(self, flow, F_CLI_PORT)) : fa_get(flow, tq_srv_port);
     key = sport ? PyTuple_Pack(3, dobj, src, sport) : NULL;
     if (key == NULL || !PyDict_CheckExact(per))
         goto out;
@@ -2381,13 +2598,23 @@ tx_quiet(Lanes *self, PyObject *txd, PyObject *parser, PyObject *st, PyObject *f
         if (PyErr_Occurred() || (p0 >= self->done_level && p1 >= self->done_level))
             goto out;                               /* (complete: collect's to free, run's to say) */
         Py_XSETREF(at, PyTuple_Pack(2, PyList_GET_ITEM(o, 0), PyList_GET_ITEM(o, 1)));
-        if (at == NULL)
-            goto out;
-        PyObject *args[6] = {txd, tx, dobj, memo, pkt, proto};
-        Py_XSETREF(cands, PyObject_Vectorcall(PyTuple_GET_ITEM(q, 3), args, 6, NULL));
         Py_XSETREF(found, fa_get(tx, tq_found));
-        if (cands == NULL || found == NULL || !PyDict_CheckExact(found))
+        if (at == NULL || found == NULL || !PyDict_CheckExact(found))
             goto out;
+        const long long pr[2] = {p0, p1};
+        int known = quiet_cands(self, tx, found, d, memo, pr, btx, body, bdata);
+        if (known < 0)
+            goto out;
+        if (known) {
+            nscans++;
+        } else {
+            if (*pktp == NULL && (*pktp = lane_packet(self, frame, meta, validate, flow, d)) == NULL)
+                goto out;
+            PyObject *args[6] = {txd, tx, dobj, memo, *pktp, proto};
+            Py_XSETREF(cands, PyObject_Vectorcall(PyTuple_GET_ITEM(q, 3), args, 6, NULL));
+            if (cands == NULL)
+                goto out;
+        }
         PyObject *rec = PyDict_GetItemWithError(found, qkey);              /* borrowed */
         if (rec == NULL || !PyTuple_CheckExact(rec) || PyTuple_GET_SIZE(rec) != 5)
             goto out;
@@ -2395,7 +2622,7 @@ tx_quiet(Lanes *self, PyObject *txd, PyObject *parser, PyObject *st, PyObject *f
         int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(rec, 1), at, Py_EQ);
         if (same > 0)
             same = PyObject_RichCompareBool(PyTuple_GET_ITEM(rec, 2), bits, Py_EQ);
-        if (same > 0)
+        if (same > 0 && !known)
             same = PyObject_RichCompareBool(PyTuple_GET_ITEM(rec, 0), cands, Py_EQ);
         long long tried = same > 0 ? PyLong_AsLongLong(PyTuple_GET_ITEM(rec, 3)) : 0;
         int waited = same > 0 && !PyErr_Occurred() ? PyObject_IsTrue(PyTuple_GET_ITEM(rec, 4)) : -1;
@@ -2433,6 +2660,7 @@ tx_quiet(Lanes *self, PyObject *txd, PyObject *parser, PyObject *st, PyObject *f
     if (slotted_set(&app_slots, st, AS_FED, ls_fed, Py_False) < 0)
         goto out;
     self->quiet_answers++;
+    self->quiet_scans += nscans;
     r = 1;
 out:
     for (int i = 0; i < nf; i++)
@@ -2487,28 +2715,6 @@ prune_keep(PyObject *streams, PyObject *me, long long right, long long c, long l
     if (app_on && mend < k)
         k = mend;
     *keep = k;
-    return 0;
-}
-
-/* The prefilter ids a scan of the body lane finds (hyperscan's callback lane_ids_add):
- * up to LANE_IDS_MAX distinct ones; one more stops the scan (the segment then goes the
- * general way). */
-#define LANE_IDS_MAX 32
-struct lane_ids {
-    unsigned int n;
-    unsigned int ids[LANE_IDS_MAX];
-};
-
-static int
-lane_ids_add(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags, void *ctx)
-{
-    struct lane_ids *l = ctx;
-    for (unsigned int i = 0; i < l->n; i++)
-        if (l->ids[i] == id)
-            return 0;
-    if (l->n == LANE_IDS_MAX)
-        return 1;
-    l->ids[l->n++] = id;
     return 0;
 }
 
@@ -2853,9 +3059,7 @@ body_lane(Lanes *self, PyObject *frame, PyObject *meta, int validate, PyObject *
         goto out;
     /* a quiet run (every transaction's last run matched nothing, and nothing it depends
      * on moved) is answered here; otherwise Engine._lane_tx runs the rules */
-    if (pkt == NULL && (pkt = lane_packet(self, frame, meta, validate, flow, to_server)) == NULL)
-        goto out;
-    t = tx_quiet(self, txd, parser, st, flow, txs, to_server, pkt);
+    t = tx_quiet(self, txd, parser, st, flow, txs, to_server, frame, meta, validate, &pkt, tx, body, bdata);
     if (t != 0) {
         if (t > 0) {
             *res = Py_NewRef(self->forward);

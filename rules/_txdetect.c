@@ -20,7 +20,7 @@ static PyObject *s_found, *s_progress, *s_slots, *s_always, *s_bucket, *s_reps, 
     *s_order, *s_sort, *s_zero;
 
 /* _Slot.packed: what candidates() reads of a slot, in one tuple (rules/detect_tx.py
- * _Slot.pack; one attribute read a slot instead of one per field) */
+ * PACKED, in its order; one attribute read a slot instead of one per field) */
 enum { P_SIDE, P_PROGRESS, P_GET, P_MULTI, P_TRANSFORMS, P_GROWS, P_BODY, P_BY_PID, P_DB, P_SEEN, P_OVERLAP, P_ANCHORS,
        P_N };
 static PyObject *s_packed, *s_placed;

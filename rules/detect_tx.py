@@ -29,6 +29,8 @@ rule), as Suricata applies an app-layer rule's action to the flow.
 """
 from __future__ import annotations
 
+import operator
+
 from rules.applayer.base import DONE, GROWN
 # (rules.detect builds a TxDetector inside Detector.__init__ only: no import cycle)
 from rules.detect import _order_key, header_ok, post_match, reads_ok
@@ -60,6 +62,13 @@ def _items(v, multi: bool, transforms: tuple) -> list:
             b = t(b)
         out.append(b)
     return out
+
+
+# _Slot.packed's fields, in order (rules/_txdetect.c's P_* and the lanes' quiet run,
+# rules/engine.py _body_lane, read them by place)
+PACKED = ("side", "progress", "get", "multi", "transforms", "grows", "body", "by_pid", "db", "seen", "overlap",
+          "anchors")
+_PACK = operator.attrgetter(*PACKED)
 
 
 class _Slot:
@@ -99,8 +108,7 @@ class _Slot:
         in one tuple (rules/_txdetect.c reads one attribute a slot instead of eleven).  The
         objects are the slot's own (`by_pid`, `seen` are the same dicts), so it stays true
         as long as no field is assigned again."""
-        self.packed = (self.side, self.progress, self.get, self.multi, self.transforms, self.grows, self.body,
-                       self.by_pid, self.db, self.seen, self.overlap, self.anchors)
+        self.packed = _PACK(self)
 
     def __getstate__(self):
         return tuple(None if k in ("seen", "packed") else getattr(self, k) for k in self.__slots__)

@@ -139,13 +139,20 @@ def _body_lane() -> tuple:
     state, the stream's prune step, and the HTTP Body states of a plain body; and for a
     transaction run it answers itself when it would be quiet (tx_quiet), the transaction
     detector's class with its own `run` and `_candidates` (an instance that replaces either
-    is left to Python), the candidate selection, the quiet records' keys and DONE."""
+    is left to Python), the candidate selection, the quiet records' keys, DONE, and what it
+    needs to scan a growing HTTP body's slot itself."""
     from rules.applayer import http, http_body
-    from rules.applayer.base import DONE
+    from rules.applayer.base import DONE, GROWN
     from rules import detect_tx, stream
 
     txd = detect_tx.TxDetector
-    quiet = (txd, txd.__dict__["run"], txd.__dict__["_candidates"], detect_tx._CANDIDATES, detect_tx._QUIET, DONE)
+    # a growing body's slot as the quiet run scans it itself: the bodies' getters (by side)
+    # and where _Slot.packed holds the fields it reads
+    at = detect_tx.PACKED.index
+    grown = (GROWN[http._RESP_BODY], GROWN[http._REQ_BODY],
+             at("side"), at("progress"), at("get"), at("grows"), at("db"), at("overlap"))
+    quiet = (txd, txd.__dict__["run"], txd.__dict__["_candidates"], detect_tx._CANDIDATES, detect_tx._QUIET, DONE,
+             grown)
     return (http.Parser, stream.CLOSED, stream.PRUNE_STEP, http_body._LENGTH, http_body._CLOSE, http_body._DATA,
             quiet)
 

@@ -772,6 +772,21 @@ def test_quiet_transaction_runs_are_answered_by_the_lane(framing):
     assert compiled.hits.get((1, 32)) == 1 and compiled.c["drops"] >= 1
     assert front.call.quiet_answers >= 25, (front.call.quiet_answers, n)
     assert n["_lane_tx"] <= 3, n
+    # (the candidates of all but the first quiet runs: the lane's own scan of the new bytes)
+    assert front.call.quiet_scans >= front.call.quiet_answers - 2, (front.call.quiet_scans, front.call.quiet_answers)
+
+
+@pytest.mark.parametrize("cut", [1, 4, 7])
+def test_a_pattern_split_across_two_quiet_segments_is_found_by_the_lanes_scan(cut):
+    """The lane works out a quiet run's candidates by scanning the body's new bytes from the
+    slot's overlap before them (quiet_cands): a file.data pattern whose first `cut` bytes
+    end one quiet segment and whose rest starts the next is a new candidate there, the rules
+    run on that segment, and it drops -- as on inspect's path (the lockstep)."""
+    compiled, plain = _body_engines(min_inspect=3000)
+    body = b"q" * (1400 * 20 - cut) + b"DROPBODY" + b"r" * (1400 * 3 - 8 + cut)
+    front, n = _run_body(_http_body_session(body, 1400, "length"), compiled, plain)
+    assert compiled.hits.get((1, 32)) == 1 and compiled.c["drops"] >= 1, compiled.hits
+    assert front.call.quiet_scans >= 10, (front.call.quiet_scans, n)
 
 
 def test_a_quiet_run_waiting_on_a_flowbit_runs_again_once_the_bit_is_set():
